@@ -1,0 +1,2 @@
+//! The `deskbridge` binary: one command-line entry point for every process deskbridge runs.
+fn main() {}
