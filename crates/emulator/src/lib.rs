@@ -1,1 +1,2 @@
-//! (being written)
+//! (being written) deskbridge-emulator: Microsoft's identity platform and Graph, emulated.
+pub mod cli;
