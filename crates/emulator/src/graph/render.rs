@@ -1,0 +1,245 @@
+//! Graph JSON for directory objects: default properties, `$select`, and the property names the
+//! CSDL defines (nothing else is ever emitted).
+use serde_json::{Map, Value, json};
+
+use super::{GResult, bad_request};
+use crate::world::{Group, MemberRef, ObjectKind, Tenant, User};
+
+pub(crate) const USER_DEFAULT: &[&str] = &[
+    "businessPhones",
+    "displayName",
+    "givenName",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
+    "id",
+];
+
+pub(crate) const USER_PROPS: &[&str] = &[
+    "id",
+    "businessPhones",
+    "displayName",
+    "givenName",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
+    "accountEnabled",
+    "userType",
+    "department",
+    "companyName",
+    "employeeId",
+    "city",
+    "country",
+    "usageLocation",
+    "createdDateTime",
+    "onPremisesSyncEnabled",
+    "onPremisesImmutableId",
+    "onPremisesSamAccountName",
+    "assignedLicenses",
+    "mailNickname",
+    "signInActivity",
+    "deletedDateTime",
+    "proxyAddresses",
+];
+
+pub(crate) const GROUP_DEFAULT: &[&str] = &[
+    "id",
+    "deletedDateTime",
+    "classification",
+    "createdDateTime",
+    "description",
+    "displayName",
+    "groupTypes",
+    "mail",
+    "mailEnabled",
+    "mailNickname",
+    "membershipRule",
+    "membershipRuleProcessingState",
+    "onPremisesSyncEnabled",
+    "proxyAddresses",
+    "securityEnabled",
+    "visibility",
+];
+
+/// A parsed `$select`: `None` means the type's default properties.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Selection(pub Option<Vec<String>>);
+
+impl Selection {
+    pub(crate) fn parse(raw: Option<&str>, allowed: &[&str], extra: &[&str], type_name: &str) -> GResult<Self> {
+        let Some(raw) = raw else { return Ok(Self(None)) };
+        let mut props = Vec::new();
+        for p in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let known = allowed.iter().chain(extra).find(|a| a.eq_ignore_ascii_case(p));
+            match known {
+                Some(name) => {
+                    if !props.iter().any(|x: &String| x == name) {
+                        props.push((*name).to_owned());
+                    }
+                }
+                None => {
+                    return Err(bad_request(format!(
+                        "Could not find a property named '{p}' on type 'microsoft.graph.{type_name}'."
+                    )));
+                }
+            }
+        }
+        Ok(Self(Some(props)))
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.0.as_ref().is_some_and(|p| p.iter().any(|x| x.eq_ignore_ascii_case(name)))
+    }
+
+    pub(crate) fn names<'a>(&'a self, defaults: &'a [&'a str]) -> Vec<&'a str> {
+        match &self.0 {
+            Some(p) => p.iter().map(String::as_str).collect(),
+            None => defaults.to_vec(),
+        }
+    }
+
+    /// `users(id,displayName)` style context suffix.
+    pub(crate) fn context_suffix(&self) -> String {
+        match &self.0 {
+            Some(p) => format!("({})", p.join(",")),
+            None => String::new(),
+        }
+    }
+}
+
+fn opt_str(v: &Option<String>) -> Value {
+    v.as_ref().map_or(Value::Null, |s| Value::String(s.clone()))
+}
+
+fn ts(v: Option<jiff::Timestamp>) -> Value {
+    v.map_or(Value::Null, |t| Value::String(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()))
+}
+
+pub(crate) fn user_prop(u: &User, name: &str) -> Option<Value> {
+    Some(match name {
+        "id" => Value::String(u.id.clone()),
+        "businessPhones" => json!(u.business_phones),
+        "displayName" => opt_str(&u.display_name),
+        "givenName" => opt_str(&u.given_name),
+        "jobTitle" => opt_str(&u.job_title),
+        "mail" => opt_str(&u.mail),
+        "mobilePhone" => opt_str(&u.mobile_phone),
+        "officeLocation" => opt_str(&u.office_location),
+        "preferredLanguage" => opt_str(&u.preferred_language),
+        "surname" => opt_str(&u.surname),
+        "userPrincipalName" => Value::String(u.user_principal_name.clone()),
+        "accountEnabled" => Value::Bool(u.account_enabled),
+        "userType" => Value::String(u.user_type.clone()),
+        "department" => opt_str(&u.department),
+        "companyName" => opt_str(&u.company_name),
+        "employeeId" => opt_str(&u.employee_id),
+        "city" => opt_str(&u.city),
+        "country" => opt_str(&u.country),
+        "usageLocation" => opt_str(&u.usage_location),
+        "createdDateTime" => ts(u.created_date_time),
+        "onPremisesSyncEnabled" => u.on_premises_sync_enabled.map_or(Value::Null, Value::Bool),
+        "onPremisesImmutableId" => opt_str(&u.on_premises_immutable_id),
+        "onPremisesSamAccountName" => opt_str(&u.on_premises_sam_account_name),
+        "assignedLicenses" => Value::Array(
+            u.assigned_licenses
+                .iter()
+                .map(|l| json!({"disabledPlans": l.disabled_plans, "skuId": l.sku_id}))
+                .collect(),
+        ),
+        "mailNickname" => opt_str(&u.mail_nickname),
+        "signInActivity" => match &u.sign_in_activity {
+            Some(s) => json!({
+                "lastSignInDateTime": ts(s.last_sign_in_date_time),
+                "lastSignInRequestId": s.last_sign_in_date_time.map(|_| request_id_for(&u.id, 1)),
+                "lastNonInteractiveSignInDateTime": ts(s.last_non_interactive_sign_in_date_time),
+                "lastNonInteractiveSignInRequestId":
+                    s.last_non_interactive_sign_in_date_time.map(|_| request_id_for(&u.id, 2)),
+                "lastSuccessfulSignInDateTime": ts(s.last_successful_sign_in_date_time),
+                "lastSuccessfulSignInRequestId": s.last_successful_sign_in_date_time.map(|_| request_id_for(&u.id, 3)),
+            }),
+            None => Value::Null,
+        },
+        "deletedDateTime" => ts(u.deleted_date_time),
+        "proxyAddresses" => match &u.mail {
+            Some(m) if u.user_type == "Member" => json!([format!("SMTP:{m}")]),
+            _ => json!([]),
+        },
+        _ => return None,
+    })
+}
+
+fn request_id_for(id: &str, n: u8) -> String {
+    let mut bytes = [0u8; 16];
+    for (i, b) in id.bytes().enumerate() {
+        bytes[i % 16] ^= b.wrapping_add(n);
+    }
+    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+}
+
+pub(crate) fn render_user(u: &User, sel: &Selection) -> Map<String, Value> {
+    let mut map = Map::new();
+    for name in sel.names(USER_DEFAULT) {
+        if let Some(v) = user_prop(u, name) {
+            map.insert(name.to_owned(), v);
+        }
+    }
+    map
+}
+
+pub(crate) fn group_prop(g: &Group, name: &str) -> Option<Value> {
+    Some(match name {
+        "id" => Value::String(g.id.clone()),
+        "deletedDateTime" => ts(g.deleted_date_time),
+        "classification" => Value::Null,
+        "createdDateTime" => ts(g.created_date_time),
+        "description" => opt_str(&g.description),
+        "displayName" => Value::String(g.display_name.clone()),
+        "groupTypes" => json!(g.group_types),
+        "mail" => opt_str(&g.mail),
+        "mailEnabled" => Value::Bool(g.mail_enabled),
+        "mailNickname" => Value::String(g.mail_nickname.clone()),
+        "membershipRule" => opt_str(&g.membership_rule),
+        "membershipRuleProcessingState" => opt_str(&g.membership_rule_processing_state),
+        "onPremisesSyncEnabled" => g.on_premises_sync_enabled.map_or(Value::Null, Value::Bool),
+        "proxyAddresses" => match &g.mail {
+            Some(m) => json!([format!("SMTP:{m}")]),
+            None => json!([]),
+        },
+        "securityEnabled" => Value::Bool(g.security_enabled),
+        "visibility" => opt_str(&g.visibility),
+        _ => return None,
+    })
+}
+
+pub(crate) fn render_group(g: &Group, sel: &Selection) -> Map<String, Value> {
+    let mut map = Map::new();
+    for name in sel.names(GROUP_DEFAULT) {
+        if let Some(v) = group_prop(g, name) {
+            map.insert(name.to_owned(), v);
+        }
+    }
+    map
+}
+
+/// A directory object in a mixed collection (members, memberOf): `@odata.type` first.
+pub(crate) fn render_member(t: &Tenant, m: &MemberRef, sel: &Selection) -> Option<Value> {
+    let mut map = Map::new();
+    map.insert("@odata.type".into(), Value::String(m.kind.odata_type().into()));
+    match m.kind {
+        ObjectKind::User => map.extend(render_user(t.user(&m.id)?, sel)),
+        ObjectKind::Group => map.extend(render_group(t.group(&m.id)?, sel)),
+        _ => {
+            map.insert("id".into(), Value::String(m.id.clone()));
+            map.insert("displayName".into(), opt_str(&m.display_name));
+        }
+    }
+    Some(Value::Object(map))
+}

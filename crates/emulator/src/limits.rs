@@ -1,0 +1,243 @@
+//! Graph's throttling model (resource units, token buckets) and injectable faults.
+//!
+//! Buckets refill continuously from the injected clock. Everything here is off by default.
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Fault-injection and throttling switches. All off by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Enforce the resource-unit buckets (429 with Retry-After when exhausted).
+    pub throttling: bool,
+    /// Added to every response.
+    pub latency_ms: u64,
+    /// Percentages (0–100) of Graph requests answered with that status.
+    pub random_429_percent: f64,
+    pub random_503_percent: f64,
+    pub random_504_percent: f64,
+    /// Percentage of Graph requests whose connection is dropped mid-response.
+    pub dropped_connection_percent: f64,
+    /// Percentage of collection pages answered with truncated JSON.
+    pub malformed_page_percent: f64,
+    /// Retry-After (seconds) on injected 429/503.
+    pub retry_after_secs: u64,
+    /// Delta and skip tokens older than this are rejected with 410 (Graph: 7 days).
+    pub max_delta_token_age_secs: u64,
+    /// Delta tokens issued at or before this instant are rejected (the admin API's
+    /// `"expire_delta_tokens_now": true` sets it).
+    pub delta_tokens_expired_before: Option<Timestamp>,
+    /// Client ids whose secrets are treated as expired (AADSTS7000222).
+    pub expired_secret_apps: Vec<String>,
+    /// Incremental delta pages repeat some entries (clients must be idempotent).
+    pub delta_replays: bool,
+    /// Seed of the fault dice.
+    pub seed: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            throttling: false,
+            latency_ms: 0,
+            random_429_percent: 0.0,
+            random_503_percent: 0.0,
+            random_504_percent: 0.0,
+            dropped_connection_percent: 0.0,
+            malformed_page_percent: 0.0,
+            retry_after_secs: 2,
+            max_delta_token_age_secs: 7 * 24 * 3600,
+            delta_tokens_expired_before: None,
+            expired_secret_apps: vec![],
+            delta_replays: false,
+            seed: 1,
+        }
+    }
+}
+
+/// Which bucket family a request draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// Identity and access (users, groups, directory): resource units.
+    Directory,
+    /// Intune devices: requests.
+    Intune,
+    /// Anything else: not throttled by the model.
+    Other,
+}
+
+#[derive(Debug, Clone)]
+struct Bucket {
+    capacity: f64,
+    per_second: f64,
+    tokens: f64,
+    last: Timestamp,
+}
+
+impl Bucket {
+    fn new(capacity: f64, window_secs: f64, now: Timestamp) -> Self {
+        Self { capacity, per_second: capacity / window_secs, tokens: capacity, last: now }
+    }
+
+    fn refill(&mut self, now: Timestamp) {
+        let elapsed = now.duration_since(self.last).as_secs_f64().max(0.0);
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        self.last = now;
+    }
+
+    /// Seconds until `cost` is available.
+    fn wait_for(&self, cost: f64) -> u64 {
+        let missing = (cost - self.tokens).max(0.0);
+        (missing / self.per_second).ceil().max(1.0) as u64
+    }
+}
+
+/// Outcome of charging a request.
+#[derive(Debug, Clone)]
+pub(crate) enum Charge {
+    Allowed { used_fraction: f64 },
+    Throttled { retry_after: u64, scope: String, information: &'static str },
+}
+
+/// Token buckets per app + tenant (by tenant size), per app, and the Intune bucket.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle {
+    app_tenant: HashMap<(String, String), Bucket>,
+    app: HashMap<String, Bucket>,
+    intune: HashMap<(String, String), Bucket>,
+    writes: HashMap<(String, String), Bucket>,
+}
+
+impl Throttle {
+    pub(crate) fn charge(
+        &mut self,
+        family: Family,
+        app: &str,
+        tenant: &str,
+        tenant_users: usize,
+        cost: u32,
+        write: bool,
+        now: Timestamp,
+    ) -> Charge {
+        let cost = f64::from(cost);
+        match family {
+            Family::Other => Charge::Allowed { used_fraction: 0.0 },
+            Family::Intune => {
+                let bucket = self
+                    .intune
+                    .entry((app.to_owned(), tenant.to_owned()))
+                    .or_insert_with(|| Bucket::new(2_000.0, 20.0, now));
+                bucket.refill(now);
+                if bucket.tokens < 1.0 {
+                    return Charge::Throttled {
+                        retry_after: bucket.wait_for(1.0),
+                        scope: format!("Intune/2000/{app}/{tenant}"),
+                        information: "ResourceUnitLimitExceeded",
+                    };
+                }
+                bucket.tokens -= 1.0;
+                Charge::Allowed { used_fraction: 1.0 - bucket.tokens / bucket.capacity }
+            }
+            Family::Directory => {
+                let limit = match tenant_users {
+                    0..50 => 3_500.0,
+                    50..=500 => 5_000.0,
+                    _ => 8_000.0,
+                };
+                let key = (app.to_owned(), tenant.to_owned());
+                if write {
+                    let w = self.writes.entry(key.clone()).or_insert_with(|| Bucket::new(3_000.0, 150.0, now));
+                    w.refill(now);
+                    if w.tokens < 1.0 {
+                        return Charge::Throttled {
+                            retry_after: w.wait_for(1.0),
+                            scope: format!("Tenant_Application/3000/{app}/{tenant}"),
+                            information: "WriteLimitExceeded",
+                        };
+                    }
+                }
+                let per_app = self.app.entry(app.to_owned()).or_insert_with(|| Bucket::new(150_000.0, 20.0, now));
+                per_app.refill(now);
+                if per_app.tokens < cost {
+                    return Charge::Throttled {
+                        retry_after: per_app.wait_for(cost),
+                        scope: format!("Application/150000/{app}/{tenant}"),
+                        information: "ResourceUnitLimitExceeded",
+                    };
+                }
+                let bucket = self.app_tenant.entry(key.clone()).or_insert_with(|| Bucket::new(limit, 10.0, now));
+                bucket.refill(now);
+                if bucket.tokens < cost {
+                    return Charge::Throttled {
+                        retry_after: bucket.wait_for(cost),
+                        scope: format!("Tenant_Application/{limit}/{app}/{tenant}"),
+                        information: "ResourceUnitLimitExceeded",
+                    };
+                }
+                bucket.tokens -= cost;
+                let used = 1.0 - bucket.tokens / bucket.capacity;
+                if let Some(per_app) = self.app.get_mut(app) {
+                    per_app.tokens -= cost;
+                }
+                if write && let Some(w) = self.writes.get_mut(&key) {
+                    w.tokens -= 1.0;
+                }
+                Charge::Allowed { used_fraction: used }
+            }
+        }
+    }
+}
+
+/// Resource-unit cost of a request (Graph's identity-and-access table).
+pub(crate) fn resource_units(base: u32, has_select: bool, has_expand: bool, top: Option<usize>) -> u32 {
+    let mut cost = i64::from(base);
+    if has_select {
+        cost -= 1;
+    }
+    if has_expand {
+        cost += 1;
+    }
+    if top.is_some_and(|t| t < 20) {
+        cost -= 1;
+    }
+    u32::try_from(cost.max(1)).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_follow_the_modifiers_with_a_floor_of_one() {
+        assert_eq!(resource_units(2, false, false, None), 2);
+        assert_eq!(resource_units(2, true, false, None), 1);
+        assert_eq!(resource_units(2, true, true, Some(5)), 1);
+        assert_eq!(resource_units(5, false, true, Some(999)), 6);
+        assert_eq!(resource_units(1, true, false, Some(1)), 1);
+    }
+
+    #[test]
+    fn small_tenant_bucket_runs_dry_and_refills() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut throttle = Throttle::default();
+        let mut allowed = 0;
+        loop {
+            match throttle.charge(Family::Directory, "app", "t", 10, 2, false, t0) {
+                Charge::Allowed { .. } => allowed += 1,
+                Charge::Throttled { retry_after, scope, .. } => {
+                    assert!(retry_after >= 1);
+                    assert!(scope.starts_with("Tenant_Application/3500/app/t"));
+                    break;
+                }
+            }
+        }
+        assert_eq!(allowed, 1750);
+        let later = t0.checked_add(jiff::SignedDuration::from_secs(10)).unwrap();
+        assert!(matches!(
+            throttle.charge(Family::Directory, "app", "t", 10, 2, false, later),
+            Charge::Allowed { .. }
+        ));
+    }
+}
