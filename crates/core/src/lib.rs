@@ -12,3 +12,4 @@ mod ids;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error_code::ErrorCode;
 pub use ids::{ConnectionId, RecordId, RunId};
+pub mod redact;

@@ -63,21 +63,38 @@ impl KeyFile {
     }
 
     pub fn load(&self) -> Result<KeyRing, KeyFileError> {
-        let read_err = |source| KeyFileError::Read { path: self.path.clone(), source };
+        let read_err = |source| KeyFileError::Read {
+            path: self.path.clone(),
+            source,
+        };
         let mode = fs::metadata(&self.path).map_err(read_err)?.permissions().mode();
         if mode & 0o077 != 0 {
-            return Err(KeyFileError::TooOpen { path: self.path.clone(), mode: mode & 0o777 });
+            return Err(KeyFileError::TooOpen {
+                path: self.path.clone(),
+                mode: mode & 0o777,
+            });
         }
         let text = Zeroizing::new(fs::read_to_string(&self.path).map_err(read_err)?);
-        let invalid = |reason: String| KeyFileError::Invalid { path: self.path.clone(), reason };
+        let invalid = |reason: String| KeyFileError::Invalid {
+            path: self.path.clone(),
+            reason,
+        };
         let disk: OnDisk = serde_json::from_str(&text).map_err(|e| invalid(format!("not JSON ({e})")))?;
         let disk = ZeroizeOnDisk(disk);
         if disk.0.format != FORMAT {
-            return Err(invalid(format!("format {:?}, expected {FORMAT:?}", disk.0.format)));
+            return Err(invalid(format!(
+                "format {:?}, expected {FORMAT:?}",
+                disk.0.format
+            )));
         }
         let parse = |s: &str| MasterKey::parse(s).map_err(|e: SealError| invalid(e.to_string()));
         let active = parse(&disk.0.active)?;
-        let retired = disk.0.retired.iter().map(|s| parse(s)).collect::<Result<Vec<_>, _>>()?;
+        let retired = disk
+            .0
+            .retired
+            .iter()
+            .map(|s| parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(KeyRing::with_retired(active, retired))
     }
 
@@ -86,18 +103,27 @@ impl KeyFile {
         let tmp = self.path.with_extension("tmp");
         let _ = fs::remove_file(&tmp);
         self.write_exclusive(&tmp, ring)?;
-        fs::rename(&tmp, &self.path).map_err(|source| KeyFileError::Write { path: self.path.clone(), source })
+        fs::rename(&tmp, &self.path).map_err(|source| KeyFileError::Write {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     fn create_new(&self, ring: &KeyRing) -> Result<(), KeyFileError> {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|source| KeyFileError::Write { path: self.path.clone(), source })?;
+            fs::create_dir_all(dir).map_err(|source| KeyFileError::Write {
+                path: self.path.clone(),
+                source,
+            })?;
         }
         self.write_exclusive(&self.path, ring)
     }
 
     fn write_exclusive(&self, path: &Path, ring: &KeyRing) -> Result<(), KeyFileError> {
-        let write_err = |source| KeyFileError::Write { path: path.to_path_buf(), source };
+        let write_err = |source| KeyFileError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
         let disk = OnDisk {
             format: FORMAT.to_owned(),
             active: ring.active().export().to_string(),
@@ -109,8 +135,12 @@ impl KeyFile {
                 .map_err(|e| write_err(std::io::Error::other(e.to_string())))?,
         );
         // create_new + mode 0600: the key is never, even briefly, readable by anyone else.
-        let mut file =
-            OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(write_err)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(write_err)?;
         file.write_all(text.as_bytes()).map_err(write_err)?;
         file.write_all(b"\n").map_err(write_err)?;
         file.sync_all().map_err(write_err)
@@ -170,7 +200,10 @@ mod tests {
         let loaded = file.load().unwrap();
         assert_eq!(loaded.active_key_id(), staged.active_key_id());
         assert_eq!(loaded.retired().len(), 1);
-        assert_eq!(fs::metadata(file.path()).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(file.path()).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
@@ -179,6 +212,9 @@ mod tests {
         let path = dir.path().join("secret.key");
         fs::write(&path, "hello").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(KeyFile::new(&path).load(), Err(KeyFileError::Invalid { .. })));
+        assert!(matches!(
+            KeyFile::new(&path).load(),
+            Err(KeyFileError::Invalid { .. })
+        ));
     }
 }

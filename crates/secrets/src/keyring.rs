@@ -22,7 +22,11 @@ pub struct SecretAad {
 
 impl SecretAad {
     pub fn new(table: impl Into<String>, row: impl std::fmt::Display, field: impl Into<String>) -> Self {
-        Self { table: table.into(), row: row.to_string(), field: field.into() }
+        Self {
+            table: table.into(),
+            row: row.to_string(),
+            field: field.into(),
+        }
     }
 
     fn bytes(&self) -> Vec<u8> {
@@ -45,7 +49,10 @@ pub struct MasterKey {
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MasterKey").field("id", &self.id).field("key", &"<redacted>").finish()
+        f.debug_struct("MasterKey")
+            .field("id", &self.id)
+            .field("key", &"<redacted>")
+            .finish()
     }
 }
 
@@ -62,13 +69,22 @@ impl MasterKey {
     pub fn from_bytes(id: impl Into<String>, bytes: &[u8]) -> Result<Self, SealError> {
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         if bytes.len() != KEY_LEN {
-            return Err(SealError::BadKey(format!("a master key is {KEY_LEN} bytes, this one is {}", bytes.len())));
+            return Err(SealError::BadKey(format!(
+                "a master key is {KEY_LEN} bytes, this one is {}",
+                bytes.len()
+            )));
         }
         key.copy_from_slice(bytes);
         let id = id.into();
-        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(SealError::BadKey(format!("key id {id:?} must be 1-64 characters of [A-Za-z0-9_-]")));
+            return Err(SealError::BadKey(format!(
+                "key id {id:?} must be 1-64 characters of [A-Za-z0-9_-]"
+            )));
         }
         Ok(Self { id, key })
     }
@@ -132,7 +148,10 @@ pub struct KeyRing {
 
 impl KeyRing {
     pub fn new(active: MasterKey) -> Self {
-        Self { active, retired: Vec::new() }
+        Self {
+            active,
+            retired: Vec::new(),
+        }
     }
 
     /// A ring that seals with `active` and can still open values sealed with `retired` keys.
@@ -166,7 +185,13 @@ impl KeyRing {
         let ciphertext = self
             .active
             .cipher()
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad_bytes })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad_bytes,
+                },
+            )
             .map_err(|_| SealError::Malformed("encryption failed"))?;
         let id = self.active.id.as_bytes();
         let mut out = Vec::with_capacity(FORMAT_V1.len() + 1 + id.len() + NONCE_LEN + ciphertext.len());
@@ -193,14 +218,22 @@ impl KeyRing {
             .ok_or_else(|| SealError::UnknownKey(id.to_owned()))?;
         let aad_bytes = aad.bytes();
         key.cipher()
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad_bytes })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad_bytes,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| SealError::Undecryptable)
     }
 }
 
 fn split_sealed(sealed: &[u8]) -> Result<(&str, &[u8], &[u8]), SealError> {
-    let rest = sealed.strip_prefix(FORMAT_V1.as_slice()).ok_or(SealError::Malformed("unknown format tag"))?;
+    let rest = sealed
+        .strip_prefix(FORMAT_V1.as_slice())
+        .ok_or(SealError::Malformed("unknown format tag"))?;
     let (&id_len, rest) = rest.split_first().ok_or(SealError::Malformed("truncated"))?;
     let id_len = usize::from(id_len);
     if rest.len() < id_len + NONCE_LEN + 16 {
@@ -225,10 +258,19 @@ mod tests {
         let ring = KeyRing::new(MasterKey::generate());
         let sealed = ring.seal(&aad("client_secret"), b"s3cr3t-value").unwrap();
         assert!(!sealed.windows(12).any(|w| w == b"s3cr3t-value"));
-        assert_eq!(ring.open(&aad("client_secret"), &sealed).unwrap().as_slice(), b"s3cr3t-value");
-        assert!(matches!(ring.open(&aad("refresh_token"), &sealed), Err(SealError::Undecryptable)));
+        assert_eq!(
+            ring.open(&aad("client_secret"), &sealed).unwrap().as_slice(),
+            b"s3cr3t-value"
+        );
+        assert!(matches!(
+            ring.open(&aad("refresh_token"), &sealed),
+            Err(SealError::Undecryptable)
+        ));
         let other_row = SecretAad::new("connections", 8, "client_secret");
-        assert!(matches!(ring.open(&other_row, &sealed), Err(SealError::Undecryptable)));
+        assert!(matches!(
+            ring.open(&other_row, &sealed),
+            Err(SealError::Undecryptable)
+        ));
     }
 
     #[test]
@@ -245,9 +287,18 @@ mod tests {
         let mut sealed = ring.seal(&aad("f"), b"value").unwrap();
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
-        assert!(matches!(ring.open(&aad("f"), &sealed), Err(SealError::Undecryptable)));
-        assert!(matches!(ring.open(&aad("f"), b"DB1"), Err(SealError::Malformed(_))));
-        assert!(matches!(ring.open(&aad("f"), b"xyz-not-sealed"), Err(SealError::Malformed(_))));
+        assert!(matches!(
+            ring.open(&aad("f"), &sealed),
+            Err(SealError::Undecryptable)
+        ));
+        assert!(matches!(
+            ring.open(&aad("f"), b"DB1"),
+            Err(SealError::Malformed(_))
+        ));
+        assert!(matches!(
+            ring.open(&aad("f"), b"xyz-not-sealed"),
+            Err(SealError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -260,7 +311,10 @@ mod tests {
         let sealed_new = ring.seal(&aad("f"), b"v").unwrap();
         assert_eq!(KeyRing::key_id_of(&sealed_new).unwrap(), new.id());
         let only_new = KeyRing::new(new);
-        assert!(matches!(only_new.open(&aad("f"), &sealed_old), Err(SealError::UnknownKey(_))));
+        assert!(matches!(
+            only_new.open(&aad("f"), &sealed_old),
+            Err(SealError::UnknownKey(_))
+        ));
     }
 
     #[test]
@@ -269,7 +323,11 @@ mod tests {
         let parsed = MasterKey::parse(&key.export()).unwrap();
         assert_eq!(parsed.id(), key.id());
         let bare = MasterKey::parse(key.export().split_once(':').unwrap().1).unwrap();
-        assert_eq!(bare.id(), key.id(), "a bare key gets the id derived from its bytes");
+        assert_eq!(
+            bare.id(),
+            key.id(),
+            "a bare key gets the id derived from its bytes"
+        );
         assert!(!format!("{key:?}").contains(key.export().split_once(':').unwrap().1));
         assert!(MasterKey::parse("k1:not base64!").is_err());
         assert!(MasterKey::parse("k1:AAAA").is_err());

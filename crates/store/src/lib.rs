@@ -1,1 +1,41 @@
-//! (being written)
+//! deskbridge-store: the service desk's directory and deskbridge's own state, on SQLite or
+//! PostgreSQL through one code path.
+//!
+//! What it owns:
+//! - the desk's data model (customers, sites, users, agents, roles, teams, CABs, custom fields and
+//!   tables, licences, subscriptions, assets, tickets), described once in [`schema`] and written
+//!   through generic, typed record operations ([`StoreTx::insert`], [`StoreTx::update`],
+//!   [`StoreTx::upsert_by_source`]);
+//! - the change journal: every write made through a [`StoreTx`] records, in the same transaction,
+//!   one row per changed field with its value before and after, the run and the connection;
+//! - sync state: connections, runs, cursors (committed with the page they cover), inbound and
+//!   outbound request logs (secrets redacted) and integration errors;
+//! - secrets at rest, sealed with `deskbridge-secrets` and bound to their row and field.
+//!
+//! Invariants: a [`StoreTx`] is all or nothing (data, journal and cursor together); records
+//! imported from outside are found again by their source identity (connection, external id);
+//! both dialects run the same SQL text except where [`Dialect`] says otherwise.
+
+mod db;
+mod error;
+mod migrate;
+mod records;
+pub mod schema;
+mod secrets;
+mod sync_state;
+mod time;
+
+pub use db::{Dialect, Store, StoreOptions, StoreTx, WriteContext};
+pub use error::StoreError;
+pub use migrate::AppliedMigration;
+pub use records::{FieldChange, Fields, Record, SourceKey, UpsertOutcome};
+pub use schema::Entity;
+pub use secrets::{RotationReport, SecretRef};
+pub use sync_state::{
+    Connection, Cursor, CursorKey, InboundEntry, IntegrationError, JournalEntry, NewConnection,
+    OutboundEntry, Run, RunCounts, RunStatus,
+};
+pub use time::{format_timestamp, parse_timestamp};
+
+/// Results of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,130 @@
+//! Redaction of credentials from anything that is logged or stored as a request log: headers,
+//! URL query strings, form bodies and JSON bodies. Whatever the transport, a key that names a
+//! credential has its value replaced by [`REDACTED`].
+
+use serde_json::Value;
+
+pub const REDACTED: &str = "REDACTED";
+
+/// Names (compared without case) whose values are credentials.
+const SECRET_KEYS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "client_secret",
+    "client_assertion",
+    "assertion",
+    "refresh_token",
+    "access_token",
+    "id_token",
+    "code",
+    "code_verifier",
+    "password",
+    "secret",
+    "token",
+    "x-ms-continuationtoken",
+];
+
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.trim();
+    SECRET_KEYS.iter().any(|s| s.eq_ignore_ascii_case(key))
+}
+
+/// Headers with credential values replaced.
+pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.to_owned(),
+                if is_secret_key(k) {
+                    REDACTED.to_owned()
+                } else {
+                    v.to_owned()
+                },
+            )
+        })
+        .collect()
+}
+
+/// An `a=b&c=d` string (a form body or a URL query) with credential values replaced.
+pub fn form(text: &str) -> String {
+    text.split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if is_secret_key(&percent_decode_key(k)) => format!("{k}={REDACTED}"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A URL with credential values in its query replaced.
+pub fn url(text: &str) -> String {
+    match text.split_once('?') {
+        Some((base, query)) => format!("{base}?{}", form(query)),
+        None => text.to_owned(),
+    }
+}
+
+/// A JSON value with credential values replaced, at any depth.
+pub fn json(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(k) && !v.is_null() {
+                        Value::String(REDACTED.to_owned())
+                    } else {
+                        json(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(json).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A request or response body: JSON and form bodies are redacted by key; anything else is kept
+/// only if it does not look like it carries a credential.
+pub fn body(text: &str) -> String {
+    if let Ok(value) = serde_json::from_str::<Value>(text) {
+        return json(&value).to_string();
+    }
+    if text.contains('=') && !text.contains(char::is_whitespace) {
+        return form(text);
+    }
+    text.to_owned()
+}
+
+fn percent_decode_key(k: &str) -> String {
+    k.replace("%5F", "_").replace("%5f", "_").replace('+', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_credentials_everywhere() {
+        let h = headers([("Authorization", "Bearer abc"), ("Accept", "application/json")]);
+        assert_eq!(h[0].1, REDACTED);
+        assert_eq!(h[1].1, "application/json");
+        assert_eq!(
+            form("grant_type=client_credentials&client_secret=s3cr3t&scope=x"),
+            "grant_type=client_credentials&client_secret=REDACTED&scope=x"
+        );
+        assert_eq!(
+            url("https://h/t?code=abc&state=1"),
+            "https://h/t?code=REDACTED&state=1"
+        );
+        let j = json(&serde_json::json!({"access_token": "t", "nested": [{"refresh_token": "r", "ok": 1}]}));
+        assert_eq!(
+            j.to_string(),
+            r#"{"access_token":"REDACTED","nested":[{"refresh_token":"REDACTED","ok":1}]}"#
+        );
+        assert!(!body("client_id=1&client_assertion=eyJ").contains("eyJ"));
+    }
+}

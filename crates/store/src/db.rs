@@ -1,0 +1,482 @@
+//! Connections, transactions and the three primitives (execute, rows, script) that every other
+//! module builds on. This is the only place that knows there are two databases.
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use deskbridge_core::{ConnectionId, RunId, SharedClock};
+use deskbridge_secrets::KeyRing;
+use jiff::Timestamp;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Postgres, Row as _, Sqlite, Transaction};
+
+use crate::{Result, StoreError};
+
+/// Which SQL dialect a store speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub clock: SharedClock,
+    /// Connections in the pool (SQLite writes are serialised by the database whatever this is).
+    pub max_connections: u32,
+    /// The key ring that seals and opens secrets; without one, secret operations fail clearly.
+    pub keys: Option<KeyRing>,
+}
+
+impl StoreOptions {
+    pub fn new(clock: SharedClock) -> Self {
+        Self {
+            clock,
+            max_connections: 8,
+            keys: None,
+        }
+    }
+
+    pub fn with_keys(mut self, keys: KeyRing) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The store: a pool on SQLite or PostgreSQL plus the clock and keys its writes use. Cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+    clock: SharedClock,
+    keys: Arc<RwLock<Option<Arc<KeyRing>>>>,
+}
+
+impl Store {
+    /// Opens `url`: `sqlite://PATH` (created if missing), `sqlite::memory:`, or `postgres://…`.
+    /// Does not migrate; call [`Store::migrate`].
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
+        let connect_err = |source| StoreError::Connect {
+            target: redact_url(url),
+            source,
+        };
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url).map_err(connect_err)?;
+            Pool::Postgres(
+                Self::postgres_pool(opts, options.max_connections)
+                    .await
+                    .map_err(connect_err)?,
+            )
+        } else if url.starts_with("sqlite:") {
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(connect_err)?
+                .create_if_missing(true);
+            Pool::Sqlite(
+                Self::sqlite_pool(opts, in_memory, options.max_connections)
+                    .await
+                    .map_err(connect_err)?,
+            )
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        Ok(Self {
+            pool,
+            clock: options.clock,
+            keys: Arc::new(RwLock::new(options.keys.map(Arc::new))),
+        })
+    }
+
+    /// Opens (creating if needed) the embedded SQLite database file at `path`.
+    pub async fn open_sqlite_file(path: &Path, options: StoreOptions) -> Result<Self> {
+        let connect_err = |source| StoreError::Connect {
+            target: path.display().to_string(),
+            source,
+        };
+        let opts = SqliteConnectOptions::new().filename(path).create_if_missing(true);
+        let pool = Self::sqlite_pool(opts, false, options.max_connections)
+            .await
+            .map_err(connect_err)?;
+        Ok(Self {
+            pool: Pool::Sqlite(pool),
+            clock: options.clock,
+            keys: Arc::new(RwLock::new(options.keys.map(Arc::new))),
+        })
+    }
+
+    /// Opens a PostgreSQL database whose tables live in `schema` (created if missing). Tests use
+    /// this to give every test a database of its own on one server.
+    pub async fn connect_postgres_schema(url: &str, schema: &str, options: StoreOptions) -> Result<Self> {
+        let connect_err = |source| StoreError::Connect {
+            target: redact_url(url),
+            source,
+        };
+        let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+        let base = PgConnectOptions::from_str(url).map_err(connect_err)?;
+        {
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(base.clone())
+                .await
+                .map_err(connect_err)?;
+            sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {quoted}")))
+                .execute(&pool)
+                .await
+                .map_err(connect_err)?;
+            pool.close().await;
+        }
+        let opts = base.options([("search_path", schema)]);
+        let pool = Self::postgres_pool(opts, options.max_connections)
+            .await
+            .map_err(connect_err)?;
+        Ok(Self {
+            pool: Pool::Postgres(pool),
+            clock: options.clock,
+            keys: Arc::new(RwLock::new(options.keys.map(Arc::new))),
+        })
+    }
+
+    async fn sqlite_pool(opts: SqliteConnectOptions, in_memory: bool, max: u32) -> sqlx::Result<SqlitePool> {
+        let opts = opts
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30))
+            .synchronous(SqliteSynchronous::Normal)
+            .journal_mode(if in_memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            });
+        // An in-memory database lives as long as its one connection: never let the pool drop it.
+        let pool = if in_memory {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(max.max(1))
+        };
+        pool.connect_with(opts).await
+    }
+
+    async fn postgres_pool(opts: PgConnectOptions, max: u32) -> sqlx::Result<PgPool> {
+        PgPoolOptions::new()
+            .max_connections(max.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Replaces the key ring used for secrets (after a rotation).
+    pub fn set_keys(&self, keys: KeyRing) {
+        let mut guard = self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = Some(Arc::new(keys));
+    }
+
+    pub(crate) fn keys(&self) -> Option<Arc<KeyRing>> {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Starts a write transaction. Everything written through it, with its journal rows, is
+    /// committed together or not at all.
+    pub async fn begin(&self, ctx: WriteContext) -> Result<StoreTx> {
+        let conn = match &self.pool {
+            // IMMEDIATE takes the write lock up front: two writers never deadlock upgrading.
+            Pool::Sqlite(p) => Conn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => Conn::Postgres(p.begin().await?),
+        };
+        let at = ctx.at.unwrap_or_else(|| self.clock.now());
+        Ok(StoreTx {
+            conn,
+            ctx,
+            at,
+            store: self.clone(),
+        })
+    }
+
+    /// Starts a transaction for reading only (nothing it does is journaled).
+    pub async fn read(&self) -> Result<StoreTx> {
+        let conn = match &self.pool {
+            Pool::Sqlite(p) => Conn::Sqlite(p.begin().await?),
+            Pool::Postgres(p) => Conn::Postgres(p.begin().await?),
+        };
+        Ok(StoreTx {
+            conn,
+            ctx: WriteContext::default(),
+            at: self.clock.now(),
+            store: self.clone(),
+        })
+    }
+
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// Who is writing: the run and connection every journal row of the transaction is attributed
+/// to (none for an administrator's manual change), and optionally the time to record.
+#[derive(Debug, Clone, Default)]
+pub struct WriteContext {
+    pub run_id: Option<RunId>,
+    pub connection_id: Option<ConnectionId>,
+    pub at: Option<Timestamp>,
+}
+
+impl WriteContext {
+    pub fn manual() -> Self {
+        Self::default()
+    }
+
+    pub fn for_run(connection_id: ConnectionId, run_id: RunId) -> Self {
+        Self {
+            run_id: Some(run_id),
+            connection_id: Some(connection_id),
+            at: None,
+        }
+    }
+}
+
+enum Conn {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// One transaction on the store.
+pub struct StoreTx {
+    conn: Conn,
+    pub(crate) ctx: WriteContext,
+    pub(crate) at: Timestamp,
+    pub(crate) store: Store,
+}
+
+impl std::fmt::Debug for StoreTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreTx")
+            .field("ctx", &self.ctx)
+            .field("at", &self.at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A value bound to or read from SQL. Nulls are typed because PostgreSQL needs to know.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Sql {
+    Null(SqlType),
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    Float(f64),
+    Bytes(Vec<u8>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SqlType {
+    Text,
+    Int,
+    Bool,
+    Float,
+    Bytes,
+}
+
+impl Sql {
+    pub(crate) fn text(s: impl Into<String>) -> Self {
+        Sql::Text(s.into())
+    }
+
+    pub(crate) fn opt_text(s: Option<impl Into<String>>) -> Self {
+        s.map_or(Sql::Null(SqlType::Text), |s| Sql::Text(s.into()))
+    }
+
+    pub(crate) fn opt_int(i: Option<i64>) -> Self {
+        i.map_or(Sql::Null(SqlType::Int), Sql::Int)
+    }
+
+    pub(crate) fn as_text(&self) -> Option<&str> {
+        match self {
+            Sql::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn as_int(&self) -> Option<i64> {
+        match self {
+            Sql::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! bind_all {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for arg in $args {
+            q = match arg {
+                Sql::Null(SqlType::Text) => q.bind(None::<String>),
+                Sql::Null(SqlType::Int) => q.bind(None::<i64>),
+                Sql::Null(SqlType::Bool) => q.bind(None::<bool>),
+                Sql::Null(SqlType::Float) => q.bind(None::<f64>),
+                Sql::Null(SqlType::Bytes) => q.bind(None::<Vec<u8>>),
+                Sql::Text(v) => q.bind(v.as_str()),
+                Sql::Int(v) => q.bind(*v),
+                Sql::Bool(v) => q.bind(*v),
+                Sql::Float(v) => q.bind(*v),
+                Sql::Bytes(v) => q.bind(v.as_slice()),
+            };
+        }
+        q
+    }};
+}
+
+macro_rules! decode_row {
+    ($row:expr, $types:expr) => {{
+        let mut out = Vec::with_capacity($types.len());
+        for (i, ty) in $types.iter().enumerate() {
+            out.push(match ty {
+                SqlType::Text => $row
+                    .try_get::<Option<String>, _>(i)?
+                    .map_or(Sql::Null(*ty), Sql::Text),
+                SqlType::Int => $row
+                    .try_get::<Option<i64>, _>(i)?
+                    .map_or(Sql::Null(*ty), Sql::Int),
+                SqlType::Bool => $row
+                    .try_get::<Option<bool>, _>(i)?
+                    .map_or(Sql::Null(*ty), Sql::Bool),
+                SqlType::Float => $row
+                    .try_get::<Option<f64>, _>(i)?
+                    .map_or(Sql::Null(*ty), Sql::Float),
+                SqlType::Bytes => $row
+                    .try_get::<Option<Vec<u8>>, _>(i)?
+                    .map_or(Sql::Null(*ty), Sql::Bytes),
+            });
+        }
+        out
+    }};
+}
+
+impl StoreTx {
+    pub fn dialect(&self) -> Dialect {
+        self.store.dialect()
+    }
+
+    /// The time this transaction records its writes at.
+    pub fn at(&self) -> Timestamp {
+        self.at
+    }
+
+    pub fn context(&self) -> &WriteContext {
+        &self.ctx
+    }
+
+    pub(crate) async fn execute(&mut self, sql: &str, args: &[Sql]) -> Result<u64> {
+        let sql = AssertSqlSafe(sql.to_owned());
+        Ok(match &mut self.conn {
+            Conn::Sqlite(tx) => bind_all!(sqlx::query(sql), args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Conn::Postgres(tx) => bind_all!(sqlx::query(sql), args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    pub(crate) async fn rows(&mut self, sql: &str, args: &[Sql], types: &[SqlType]) -> Result<Vec<Vec<Sql>>> {
+        let sql = AssertSqlSafe(sql.to_owned());
+        let mut out = Vec::new();
+        match &mut self.conn {
+            Conn::Sqlite(tx) => {
+                for row in bind_all!(sqlx::query(sql), args).fetch_all(&mut **tx).await? {
+                    out.push(decode_row!(row, types));
+                }
+            }
+            Conn::Postgres(tx) => {
+                for row in bind_all!(sqlx::query(sql), args).fetch_all(&mut **tx).await? {
+                    out.push(decode_row!(row, types));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn row(
+        &mut self,
+        sql: &str,
+        args: &[Sql],
+        types: &[SqlType],
+    ) -> Result<Option<Vec<Sql>>> {
+        Ok(self.rows(sql, args, types).await?.into_iter().next())
+    }
+
+    /// Runs a multi-statement script (migrations).
+    pub(crate) async fn script(&mut self, sql: &str) -> std::result::Result<(), sqlx::Error> {
+        let sql = AssertSqlSafe(sql.to_owned());
+        match &mut self.conn {
+            Conn::Sqlite(tx) => sqlx::raw_sql(sql).execute(&mut **tx).await.map(|_| ()),
+            Conn::Postgres(tx) => sqlx::raw_sql(sql).execute(&mut **tx).await.map(|_| ()),
+        }
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        match self.conn {
+            Conn::Sqlite(tx) => tx.commit().await?,
+            Conn::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        match self.conn {
+            Conn::Sqlite(tx) => tx.rollback().await?,
+            Conn::Postgres(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub(crate) fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("REDACTED"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,1107 @@
+//! Generic, journaled record operations over the entities described in [`crate::schema`].
+//!
+//! A record's fields are a JSON object: columns by name, link sets (`roles`, `teams`, …) as
+//! arrays, custom fields as `"custom:<name>"`. Every change is validated against the schema,
+//! written, and journaled field by field in the caller's transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use deskbridge_core::{ConnectionId, RecordId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::db::{Sql, SqlType, StoreTx};
+use crate::schema::{Column, ColumnType, Entity, EntitySpec, Link};
+use crate::{Result, StoreError, format_timestamp, parse_timestamp};
+
+/// A record's fields by name.
+pub type Fields = BTreeMap<String, Value>;
+
+/// Where an imported record came from: the connection and the upstream id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SourceKey {
+    pub connection_id: ConnectionId,
+    pub external_id: String,
+}
+
+impl SourceKey {
+    pub fn new(connection_id: ConnectionId, external_id: impl Into<String>) -> Self {
+        Self {
+            connection_id,
+            external_id: external_id.into(),
+        }
+    }
+}
+
+/// A desk record as read from the store.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    pub entity: Entity,
+    pub id: RecordId,
+    pub source: Option<SourceKey>,
+    pub fields: Fields,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Record {
+    pub fn get(&self, field: &str) -> &Value {
+        self.fields.get(field).unwrap_or(&Value::Null)
+    }
+
+    pub fn text(&self, field: &str) -> Option<&str> {
+        self.get(field).as_str()
+    }
+
+    /// The record as one flat JSON object (id, source, fields), as `directory --json` prints it.
+    pub fn to_json(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        out.insert("id".into(), json!(self.id.0));
+        for (k, v) in &self.fields {
+            out.insert(k.clone(), v.clone());
+        }
+        if let Some(source) = &self.source {
+            out.insert("source_connection_id".into(), json!(source.connection_id.0));
+            out.insert("external_id".into(), json!(source.external_id));
+        }
+        out.insert("created_at".into(), json!(self.created_at));
+        out.insert("updated_at".into(), json!(self.updated_at));
+        Value::Object(out)
+    }
+}
+
+/// One field changed by a write.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: Value,
+    pub after: Value,
+}
+
+/// What an upsert by source identity did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum UpsertOutcome {
+    Created(RecordId),
+    Updated(RecordId, Vec<FieldChange>),
+    Unchanged(RecordId),
+}
+
+impl UpsertOutcome {
+    pub fn id(&self) -> RecordId {
+        match self {
+            Self::Created(id) | Self::Updated(id, _) | Self::Unchanged(id) => *id,
+        }
+    }
+}
+
+const CUSTOM_PREFIX: &str = "custom:";
+
+/// A field of a write, resolved against the schema.
+enum Target<'a> {
+    Column(&'static Column),
+    Link(&'static Link),
+    Custom(&'a str),
+}
+
+fn resolve<'a>(spec: &EntitySpec, field: &'a str) -> Result<Target<'a>> {
+    if let Some(c) = spec.column(field) {
+        return Ok(Target::Column(c));
+    }
+    if let Some(l) = spec.link(field) {
+        return Ok(Target::Link(l));
+    }
+    if let Some(name) = field.strip_prefix(CUSTOM_PREFIX)
+        && spec.custom_fields
+        && !name.is_empty()
+    {
+        return Ok(Target::Custom(name));
+    }
+    Err(StoreError::UnknownField {
+        entity: spec.name,
+        field: field.to_owned(),
+    })
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn invalid(spec: &EntitySpec, field: &str, message: String) -> StoreError {
+    StoreError::InvalidValue {
+        entity: spec.name,
+        field: field.to_owned(),
+        message,
+    }
+}
+
+/// Checks a value against a column's type and returns it in its stored (canonical) form.
+fn canonical(spec: &EntitySpec, field: &str, ty: ColumnType, value: &Value) -> Result<Value> {
+    let wrong = |expected: &str| {
+        invalid(
+            spec,
+            field,
+            format!("expected {expected}, got {}", type_name(value)),
+        )
+    };
+    Ok(match (ty, value) {
+        (_, Value::Null) => Value::Null,
+        (ColumnType::Text, Value::String(_)) => value.clone(),
+        (ColumnType::Text, _) => return Err(wrong("text")),
+        (ColumnType::Int | ColumnType::Ref(_), Value::Number(n)) => match n.as_i64() {
+            Some(i) => json!(i),
+            None => {
+                return Err(invalid(
+                    spec,
+                    field,
+                    format!("{n} is not a whole number in range"),
+                ));
+            }
+        },
+        (ColumnType::Int, _) => return Err(wrong("a whole number")),
+        (ColumnType::Ref(target), _) => return Err(wrong(&format!("the id of a {target}"))),
+        (ColumnType::Bool, Value::Bool(_)) => value.clone(),
+        (ColumnType::Bool, _) => return Err(wrong("true or false")),
+        (ColumnType::Float, Value::Number(n)) => match n.as_f64() {
+            Some(f) if f.is_finite() => json!(f),
+            _ => return Err(invalid(spec, field, format!("{n} is not a finite number"))),
+        },
+        (ColumnType::Float, _) => return Err(wrong("a number")),
+        (ColumnType::Timestamp, Value::String(s)) => Value::String(format_timestamp(
+            parse_timestamp(s).map_err(|m| invalid(spec, field, m))?,
+        )),
+        (ColumnType::Timestamp, _) => return Err(wrong("an RFC 3339 timestamp")),
+    })
+}
+
+fn sql_type(ty: ColumnType) -> SqlType {
+    match ty {
+        ColumnType::Text | ColumnType::Timestamp => SqlType::Text,
+        ColumnType::Int | ColumnType::Ref(_) => SqlType::Int,
+        ColumnType::Bool => SqlType::Bool,
+        ColumnType::Float => SqlType::Float,
+    }
+}
+
+/// A canonical value as a bind argument.
+fn to_sql(ty: ColumnType, value: &Value) -> Sql {
+    match value {
+        Value::String(s) => Sql::Text(s.clone()),
+        Value::Bool(b) => Sql::Bool(*b),
+        Value::Number(n) if matches!(ty, ColumnType::Float) => {
+            n.as_f64().map_or(Sql::Null(SqlType::Float), Sql::Float)
+        }
+        Value::Number(n) => n.as_i64().map_or(Sql::Null(SqlType::Int), Sql::Int),
+        _ => Sql::Null(sql_type(ty)),
+    }
+}
+
+fn from_sql(value: &Sql) -> Value {
+    match value {
+        Sql::Null(_) => Value::Null,
+        Sql::Text(s) => Value::String(s.clone()),
+        Sql::Int(i) => json!(i),
+        Sql::Bool(b) => json!(b),
+        Sql::Float(f) => json!(f),
+        Sql::Bytes(_) => Value::Null,
+    }
+}
+
+/// The columns every desk table has besides its own.
+const META_COLUMNS: &str = "id, source_connection_id, external_id, created_at, updated_at";
+const META_TYPES: [SqlType; 5] = [
+    SqlType::Int,
+    SqlType::Int,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+];
+
+fn select_sql(spec: &EntitySpec) -> String {
+    let mut sql = format!("SELECT {META_COLUMNS}");
+    for c in spec.columns {
+        sql.push_str(", ");
+        sql.push_str(c.name);
+    }
+    sql.push_str(" FROM ");
+    sql.push_str(spec.table);
+    sql
+}
+
+fn row_types(spec: &EntitySpec) -> Vec<SqlType> {
+    META_TYPES
+        .iter()
+        .copied()
+        .chain(spec.columns.iter().map(|c| sql_type(c.ty)))
+        .collect()
+}
+
+fn record_from_row(spec: &EntitySpec, row: &[Sql]) -> Result<Record> {
+    let corrupt = |what: &str| StoreError::Corrupt(spec.table.to_owned(), what.to_owned());
+    let id = row.first().and_then(Sql::as_int).ok_or_else(|| corrupt("id"))?;
+    let source = match (
+        row.get(1).and_then(Sql::as_int),
+        row.get(2).and_then(Sql::as_text),
+    ) {
+        (Some(c), Some(e)) => Some(SourceKey::new(ConnectionId(c), e)),
+        _ => None,
+    };
+    let text_at = |i: usize| {
+        row.get(i)
+            .and_then(Sql::as_text)
+            .map(str::to_owned)
+            .ok_or_else(|| corrupt("timestamps"))
+    };
+    let mut fields = Fields::new();
+    for (c, v) in spec.columns.iter().zip(row.iter().skip(META_TYPES.len())) {
+        fields.insert(c.name.to_owned(), from_sql(v));
+    }
+    Ok(Record {
+        entity: spec.entity,
+        id: RecordId(id),
+        source,
+        fields,
+        created_at: text_at(3)?,
+        updated_at: text_at(4)?,
+    })
+}
+
+/// How a link's elements are compared and journaled: sorted, so order never counts as a change.
+fn canonical_link(spec: &EntitySpec, link: &Link, value: &Value) -> Result<Value> {
+    let items = match value {
+        Value::Null => return Ok(Value::Array(Vec::new())),
+        Value::Array(items) => items,
+        other => {
+            return Err(invalid(
+                spec,
+                link.field,
+                format!("expected a list, got {}", type_name(other)),
+            ));
+        }
+    };
+    let mut out: BTreeMap<String, Value> = BTreeMap::new();
+    for item in items {
+        let (target, element) = if link.extra.is_empty() {
+            let target = canonical(spec, link.field, link.target_ty, item)?;
+            (target.clone(), target)
+        } else {
+            let Value::Object(obj) = item else {
+                return Err(invalid(
+                    spec,
+                    link.field,
+                    format!("each element must be an object with {:?}", link.target),
+                ));
+            };
+            for key in obj.keys() {
+                if key != link.target && !link.extra.iter().any(|c| c.name == key) {
+                    return Err(invalid(
+                        spec,
+                        link.field,
+                        format!("unknown key {key:?} in an element"),
+                    ));
+                }
+            }
+            let target = canonical(
+                spec,
+                link.field,
+                link.target_ty,
+                obj.get(link.target).unwrap_or(&Value::Null),
+            )?;
+            let mut element = serde_json::Map::new();
+            element.insert(link.target.to_owned(), target.clone());
+            for c in link.extra {
+                let v = canonical(spec, link.field, c.ty, obj.get(c.name).unwrap_or(&Value::Null))?;
+                element.insert(c.name.to_owned(), v);
+            }
+            (target, Value::Object(element))
+        };
+        if target.is_null() {
+            return Err(invalid(spec, link.field, "an element has no target".to_owned()));
+        }
+        // Sort numbers numerically and text alphabetically, with a stable key for both.
+        let key = match &target {
+            Value::Number(n) => format!("{:020}", n.as_i64().unwrap_or_default()),
+            other => other.to_string(),
+        };
+        out.insert(key, element);
+    }
+    Ok(Value::Array(out.into_values().collect()))
+}
+
+/// A custom field's definition.
+struct CustomField {
+    id: i64,
+    field_type: String,
+    options: BTreeSet<String>,
+}
+
+impl StoreTx {
+    /// Reads one record, with its links and custom field values.
+    pub async fn get(&mut self, entity: Entity, id: RecordId) -> Result<Option<Record>> {
+        let spec = entity.spec();
+        let sql = format!("{} WHERE id = $1", select_sql(spec));
+        let Some(row) = self.row(&sql, &[Sql::Int(id.0)], &row_types(spec)).await? else {
+            return Ok(None);
+        };
+        let mut record = record_from_row(spec, &row)?;
+        self.load_extras(spec, std::slice::from_mut(&mut record)).await?;
+        Ok(Some(record))
+    }
+
+    /// Reads the record imported from `source`, if any.
+    pub async fn find_by_source(&mut self, entity: Entity, source: &SourceKey) -> Result<Option<Record>> {
+        let spec = entity.spec();
+        let sql = format!(
+            "{} WHERE source_connection_id = $1 AND external_id = $2",
+            select_sql(spec)
+        );
+        let args = [
+            Sql::Int(source.connection_id.0),
+            Sql::text(source.external_id.clone()),
+        ];
+        let Some(row) = self.row(&sql, &args, &row_types(spec)).await? else {
+            return Ok(None);
+        };
+        let mut record = record_from_row(spec, &row)?;
+        self.load_extras(spec, std::slice::from_mut(&mut record)).await?;
+        Ok(Some(record))
+    }
+
+    /// Records whose text column `field` equals `value`, ignoring case (for matching users by
+    /// email, login or name), in id order.
+    pub async fn find_by_text(&mut self, entity: Entity, field: &str, value: &str) -> Result<Vec<Record>> {
+        let spec = entity.spec();
+        match spec.column(field) {
+            Some(c) if c.ty == ColumnType::Text => {}
+            _ => {
+                return Err(StoreError::UnknownField {
+                    entity: spec.name,
+                    field: field.to_owned(),
+                });
+            }
+        }
+        let sql = format!(
+            "{} WHERE lower({field}) = lower($1) ORDER BY id",
+            select_sql(spec)
+        );
+        let rows = self.rows(&sql, &[Sql::text(value)], &row_types(spec)).await?;
+        let mut records = rows
+            .iter()
+            .map(|r| record_from_row(spec, r))
+            .collect::<Result<Vec<_>>>()?;
+        self.load_extras(spec, &mut records).await?;
+        Ok(records)
+    }
+
+    /// A page of records in id order, starting after `after` (keyset paging).
+    pub async fn list(&mut self, entity: Entity, after: Option<RecordId>, limit: u32) -> Result<Vec<Record>> {
+        let spec = entity.spec();
+        let sql = format!("{} WHERE id > $1 ORDER BY id LIMIT $2", select_sql(spec));
+        let args = [Sql::Int(after.map_or(0, |a| a.0)), Sql::Int(i64::from(limit))];
+        let rows = self.rows(&sql, &args, &row_types(spec)).await?;
+        let mut records = rows
+            .iter()
+            .map(|r| record_from_row(spec, r))
+            .collect::<Result<Vec<_>>>()?;
+        self.load_extras(spec, &mut records).await?;
+        Ok(records)
+    }
+
+    pub async fn count(&mut self, entity: Entity) -> Result<i64> {
+        let sql = format!("SELECT COUNT(*) FROM {}", entity.spec().table);
+        let row = self.row(&sql, &[], &[SqlType::Int]).await?;
+        Ok(row.and_then(|r| r.first().and_then(Sql::as_int)).unwrap_or(0))
+    }
+
+    /// Fills in link sets and custom field values for `records`, one query per link table.
+    async fn load_extras(&mut self, spec: &EntitySpec, records: &mut [Record]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Sql> = records.iter().map(|r| Sql::Int(r.id.0)).collect();
+        let placeholders = (1..=ids.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let index: BTreeMap<i64, usize> = records.iter().enumerate().map(|(i, r)| (r.id.0, i)).collect();
+        for link in spec.links {
+            let mut cols = vec![link.owner, link.target];
+            cols.extend(link.extra.iter().map(|c| c.name));
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {} IN ({placeholders}) ORDER BY {}, {}",
+                cols.join(", "),
+                link.table,
+                link.owner,
+                link.owner,
+                link.target
+            );
+            let mut types = vec![SqlType::Int, sql_type(link.target_ty)];
+            types.extend(link.extra.iter().map(|c| sql_type(c.ty)));
+            let mut sets: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
+            for row in self.rows(&sql, &ids, &types).await? {
+                let Some(owner) = row.first().and_then(Sql::as_int) else {
+                    continue;
+                };
+                let target = row.get(1).map(from_sql).unwrap_or(Value::Null);
+                let element = if link.extra.is_empty() {
+                    target
+                } else {
+                    let mut obj = serde_json::Map::new();
+                    obj.insert(link.target.to_owned(), target);
+                    for (c, v) in link.extra.iter().zip(row.iter().skip(2)) {
+                        obj.insert(c.name.to_owned(), from_sql(v));
+                    }
+                    Value::Object(obj)
+                };
+                sets.entry(owner).or_default().push(element);
+            }
+            for record in records.iter_mut() {
+                let set = sets.remove(&record.id.0).unwrap_or_default();
+                let canonical = canonical_link(spec, link, &Value::Array(set))?;
+                record.fields.insert(link.field.to_owned(), canonical);
+            }
+        }
+        if spec.custom_fields {
+            let sql = format!(
+                "SELECT v.record_id, f.name, v.value FROM custom_field_values v JOIN custom_fields f ON f.id = v.field_id \
+                 WHERE f.entity = ${} AND v.record_id IN ({placeholders})",
+                ids.len() + 1
+            );
+            let mut args = ids.clone();
+            args.push(Sql::text(spec.name));
+            for row in self
+                .rows(&sql, &args, &[SqlType::Int, SqlType::Text, SqlType::Text])
+                .await?
+            {
+                if let [Sql::Int(id), Sql::Text(name), Sql::Text(value)] = row.as_slice()
+                    && let Some(&i) = index.get(id)
+                    && let Some(record) = records.get_mut(i)
+                {
+                    let value = serde_json::from_str(value)
+                        .map_err(|e| StoreError::Corrupt(format!("custom field {name}"), e.to_string()))?;
+                    record.fields.insert(format!("{CUSTOM_PREFIX}{name}"), value);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a record (imported from `source` when given) and journals every field it sets.
+    pub async fn insert(
+        &mut self,
+        entity: Entity,
+        source: Option<&SourceKey>,
+        fields: &Fields,
+    ) -> Result<RecordId> {
+        let spec = entity.spec();
+        let mut columns: Vec<(&'static Column, Value)> = Vec::new();
+        let mut later: Vec<(String, Value)> = Vec::new();
+        for (field, value) in fields {
+            match resolve(spec, field)? {
+                Target::Column(c) => columns.push((c, canonical(spec, field, c.ty, value)?)),
+                Target::Link(_) | Target::Custom(_) => later.push((field.clone(), value.clone())),
+            }
+        }
+        for c in spec.columns.iter().filter(|c| c.required) {
+            if !columns.iter().any(|(col, v)| col.name == c.name && !v.is_null()) {
+                return Err(invalid(spec, c.name, "is required".to_owned()));
+            }
+        }
+        for (c, v) in &columns {
+            self.check_reference(spec, c, v).await?;
+        }
+        let at = format_timestamp(self.at);
+        let mut names = vec!["source_connection_id", "external_id", "created_at", "updated_at"];
+        let mut args = vec![
+            Sql::opt_int(source.map(|s| s.connection_id.0)),
+            Sql::opt_text(source.map(|s| s.external_id.clone())),
+            Sql::Text(at.clone()),
+            Sql::Text(at),
+        ];
+        for (c, v) in &columns {
+            names.push(c.name);
+            args.push(to_sql(c.ty, v));
+        }
+        let placeholders = (1..=args.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({placeholders}) RETURNING id",
+            spec.table,
+            names.join(", ")
+        );
+        let row = self
+            .row(&sql, &args, &[SqlType::Int])
+            .await
+            .map_err(|e| unique_violation(spec, e))?;
+        let id =
+            RecordId(row.and_then(|r| r.first().and_then(Sql::as_int)).ok_or_else(|| {
+                StoreError::Corrupt(spec.table.to_owned(), "insert returned no id".to_owned())
+            })?);
+        let mut changes: Vec<FieldChange> = columns
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(c, v)| FieldChange {
+                field: c.name.to_owned(),
+                before: Value::Null,
+                after: v,
+            })
+            .collect();
+        for (field, value) in later {
+            if let Some(change) = self.write_extra(spec, id, &field, &value, &Value::Null).await? {
+                changes.push(change);
+            }
+        }
+        if changes.is_empty() {
+            changes.push(FieldChange {
+                field: "*".to_owned(),
+                before: Value::Null,
+                after: json!({}),
+            });
+        }
+        self.journal(spec, id, "create", &changes).await?;
+        if entity == Entity::Customer {
+            self.ensure_main_site(id).await?;
+        }
+        Ok(id)
+    }
+
+    /// Every customer has a main site: created with the customer.
+    async fn ensure_main_site(&mut self, customer: RecordId) -> Result<()> {
+        let existing = self
+            .row(
+                "SELECT id FROM sites WHERE customer_id = $1 AND is_main",
+                &[Sql::Int(customer.0)],
+                &[SqlType::Int],
+            )
+            .await?;
+        if existing.is_none() {
+            let fields: Fields = [
+                ("customer_id".to_owned(), json!(customer.0)),
+                ("name".to_owned(), json!("Main")),
+                ("is_main".to_owned(), json!(true)),
+            ]
+            .into_iter()
+            .collect();
+            Box::pin(self.insert(Entity::Site, None, &fields)).await?;
+        }
+        Ok(())
+    }
+
+    /// The id of a customer's main site.
+    pub async fn main_site(&mut self, customer: RecordId) -> Result<Option<RecordId>> {
+        let row = self
+            .row(
+                "SELECT id FROM sites WHERE customer_id = $1 AND is_main",
+                &[Sql::Int(customer.0)],
+                &[SqlType::Int],
+            )
+            .await?;
+        Ok(row.and_then(|r| r.first().and_then(Sql::as_int)).map(RecordId))
+    }
+
+    /// Changes the given fields of a record; fields not given are left alone. Only fields whose
+    /// value really changes are written and journaled. Returns those changes.
+    pub async fn update(
+        &mut self,
+        entity: Entity,
+        id: RecordId,
+        fields: &Fields,
+    ) -> Result<Vec<FieldChange>> {
+        let spec = entity.spec();
+        let current = self.get(entity, id).await?.ok_or(StoreError::NotFound {
+            entity: spec.name,
+            id: id.0,
+        })?;
+        let mut set_columns: Vec<(&'static Column, Value)> = Vec::new();
+        let mut changes = Vec::new();
+        let mut extras = Vec::new();
+        for (field, value) in fields {
+            match resolve(spec, field)? {
+                Target::Column(c) => {
+                    let after = canonical(spec, field, c.ty, value)?;
+                    let before = current.get(field).clone();
+                    if c.required && after.is_null() {
+                        return Err(invalid(
+                            spec,
+                            field,
+                            "is required and cannot be cleared".to_owned(),
+                        ));
+                    }
+                    if !same_value(&before, &after) {
+                        self.check_reference(spec, c, &after).await?;
+                        changes.push(FieldChange {
+                            field: field.clone(),
+                            before,
+                            after: after.clone(),
+                        });
+                        set_columns.push((c, after));
+                    }
+                }
+                Target::Link(_) | Target::Custom(_) => extras.push((field.clone(), value.clone())),
+            }
+        }
+        if !set_columns.is_empty() {
+            let mut assignments = Vec::new();
+            let mut args = Vec::new();
+            for (c, v) in &set_columns {
+                args.push(to_sql(c.ty, v));
+                assignments.push(format!("{} = ${}", c.name, args.len()));
+            }
+            args.push(Sql::Text(format_timestamp(self.at)));
+            assignments.push(format!("updated_at = ${}", args.len()));
+            args.push(Sql::Int(id.0));
+            let sql = format!(
+                "UPDATE {} SET {} WHERE id = ${}",
+                spec.table,
+                assignments.join(", "),
+                args.len()
+            );
+            self.execute(&sql, &args)
+                .await
+                .map_err(|e| unique_violation(spec, e))?;
+        }
+        for (field, value) in extras {
+            let before = current.get(&field).clone();
+            if let Some(change) = self.write_extra(spec, id, &field, &value, &before).await? {
+                changes.push(change);
+            }
+        }
+        if !changes.is_empty() {
+            if set_columns.is_empty() {
+                let sql = format!("UPDATE {} SET updated_at = $1 WHERE id = $2", spec.table);
+                self.execute(&sql, &[Sql::Text(format_timestamp(self.at)), Sql::Int(id.0)])
+                    .await?;
+            }
+            self.journal(spec, id, "update", &changes).await?;
+        }
+        Ok(changes)
+    }
+
+    /// Creates or updates the record imported from `source`: a re-import updates, never
+    /// duplicates.
+    pub async fn upsert_by_source(
+        &mut self,
+        entity: Entity,
+        source: &SourceKey,
+        fields: &Fields,
+    ) -> Result<UpsertOutcome> {
+        match self.find_by_source(entity, source).await? {
+            Some(existing) => {
+                let changes = self.update(entity, existing.id, fields).await?;
+                Ok(if changes.is_empty() {
+                    UpsertOutcome::Unchanged(existing.id)
+                } else {
+                    UpsertOutcome::Updated(existing.id, changes)
+                })
+            }
+            None => Ok(UpsertOutcome::Created(
+                self.insert(entity, Some(source), fields).await?,
+            )),
+        }
+    }
+
+    /// Gives an existing desk record (matched by email, say) its source identity, journaled.
+    pub async fn link_source(&mut self, entity: Entity, id: RecordId, source: &SourceKey) -> Result<()> {
+        let spec = entity.spec();
+        let current = self.get(entity, id).await?.ok_or(StoreError::NotFound {
+            entity: spec.name,
+            id: id.0,
+        })?;
+        if current.source.as_ref() == Some(source) {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE {} SET source_connection_id = $1, external_id = $2, updated_at = $3 WHERE id = $4",
+            spec.table
+        );
+        let args = [
+            Sql::Int(source.connection_id.0),
+            Sql::text(source.external_id.clone()),
+            Sql::Text(format_timestamp(self.at)),
+            Sql::Int(id.0),
+        ];
+        self.execute(&sql, &args)
+            .await
+            .map_err(|e| unique_violation(spec, e))?;
+        let before = current.source.map_or(Value::Null, |s| json!(s));
+        let change = FieldChange {
+            field: "source".to_owned(),
+            before,
+            after: json!(source),
+        };
+        self.journal(spec, id, "link", &[change]).await
+    }
+
+    /// Deletes a record; the journal keeps everything it held.
+    pub async fn delete(&mut self, entity: Entity, id: RecordId) -> Result<()> {
+        let spec = entity.spec();
+        let current = self.get(entity, id).await?.ok_or(StoreError::NotFound {
+            entity: spec.name,
+            id: id.0,
+        })?;
+        let sql = format!("DELETE FROM {} WHERE id = $1", spec.table);
+        self.execute(&sql, &[Sql::Int(id.0)]).await?;
+        if spec.custom_fields {
+            let sql = "DELETE FROM custom_field_values WHERE record_id = $1 AND field_id IN \
+                       (SELECT id FROM custom_fields WHERE entity = $2)";
+            self.execute(sql, &[Sql::Int(id.0), Sql::text(spec.name)]).await?;
+        }
+        let change = FieldChange {
+            field: "*".to_owned(),
+            before: current.to_json(),
+            after: Value::Null,
+        };
+        self.journal(spec, id, "delete", &[change]).await
+    }
+
+    async fn check_reference(&mut self, spec: &EntitySpec, column: &Column, value: &Value) -> Result<()> {
+        let ColumnType::Ref(target) = column.ty else {
+            return Ok(());
+        };
+        let Some(id) = value.as_i64() else { return Ok(()) };
+        let sql = format!("SELECT id FROM {} WHERE id = $1", target.spec().table);
+        if self.row(&sql, &[Sql::Int(id)], &[SqlType::Int]).await?.is_none() {
+            return Err(invalid(
+                spec,
+                column.name,
+                format!("{target} {id} does not exist"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes a link set or a custom field value if it differs from `before`.
+    async fn write_extra(
+        &mut self,
+        spec: &EntitySpec,
+        id: RecordId,
+        field: &str,
+        value: &Value,
+        before: &Value,
+    ) -> Result<Option<FieldChange>> {
+        match resolve(spec, field)? {
+            Target::Link(link) => {
+                let after = canonical_link(spec, link, value)?;
+                let before = if before.is_null() {
+                    json!([])
+                } else {
+                    before.clone()
+                };
+                if before == after {
+                    return Ok(None);
+                }
+                let Value::Array(items) = &after else {
+                    return Ok(None);
+                };
+                self.execute(
+                    &format!("DELETE FROM {} WHERE {} = $1", link.table, link.owner),
+                    &[Sql::Int(id.0)],
+                )
+                .await?;
+                for item in items {
+                    let (target, extras): (Value, Vec<(&Column, Value)>) = if link.extra.is_empty() {
+                        (item.clone(), Vec::new())
+                    } else {
+                        let target = item.get(link.target).cloned().unwrap_or(Value::Null);
+                        let extras = link
+                            .extra
+                            .iter()
+                            .map(|c| (c, item.get(c.name).cloned().unwrap_or(Value::Null)))
+                            .collect();
+                        (target, extras)
+                    };
+                    let target_column = Column {
+                        name: link.target,
+                        ty: link.target_ty,
+                        required: true,
+                    };
+                    self.check_reference(spec, &target_column, &target).await?;
+                    let mut names = vec![link.owner, link.target];
+                    let mut args = vec![Sql::Int(id.0), to_sql(link.target_ty, &target)];
+                    for (c, v) in &extras {
+                        self.check_reference(spec, c, v).await?;
+                        names.push(c.name);
+                        args.push(to_sql(c.ty, v));
+                    }
+                    let placeholders = (1..=args.len())
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = format!(
+                        "INSERT INTO {} ({}) VALUES ({placeholders})",
+                        link.table,
+                        names.join(", ")
+                    );
+                    self.execute(&sql, &args)
+                        .await
+                        .map_err(|e| unique_violation(spec, e))?;
+                }
+                Ok(Some(FieldChange {
+                    field: field.to_owned(),
+                    before,
+                    after,
+                }))
+            }
+            Target::Custom(name) => {
+                let def = self.custom_field(spec, name).await?;
+                let after = check_custom_value(spec, field, &def, value)?;
+                if same_value(before, &after) {
+                    return Ok(None);
+                }
+                let args = [Sql::Int(def.id), Sql::Int(id.0)];
+                self.execute(
+                    "DELETE FROM custom_field_values WHERE field_id = $1 AND record_id = $2",
+                    &args,
+                )
+                .await?;
+                if !after.is_null() {
+                    let args = [Sql::Int(def.id), Sql::Int(id.0), Sql::Text(after.to_string())];
+                    self.execute(
+                        "INSERT INTO custom_field_values (field_id, record_id, value) VALUES ($1, $2, $3)",
+                        &args,
+                    )
+                    .await?;
+                }
+                Ok(Some(FieldChange {
+                    field: field.to_owned(),
+                    before: before.clone(),
+                    after,
+                }))
+            }
+            Target::Column(_) => Ok(None),
+        }
+    }
+
+    async fn custom_field(&mut self, spec: &EntitySpec, name: &str) -> Result<CustomField> {
+        let row = self
+            .row(
+                "SELECT id, field_type FROM custom_fields WHERE entity = $1 AND name = $2",
+                &[Sql::text(spec.name), Sql::text(name)],
+                &[SqlType::Int, SqlType::Text],
+            )
+            .await?;
+        let Some([Sql::Int(id), Sql::Text(field_type)]) = row.as_deref() else {
+            return Err(StoreError::UnknownField {
+                entity: spec.name,
+                field: format!("{CUSTOM_PREFIX}{name}"),
+            });
+        };
+        let mut options = BTreeSet::new();
+        if field_type.ends_with("select") {
+            for row in self
+                .rows(
+                    "SELECT value FROM custom_field_options WHERE field_id = $1",
+                    &[Sql::Int(*id)],
+                    &[SqlType::Text],
+                )
+                .await?
+            {
+                if let Some(v) = row.first().and_then(Sql::as_text) {
+                    options.insert(v.to_owned());
+                }
+            }
+        }
+        Ok(CustomField {
+            id: *id,
+            field_type: field_type.clone(),
+            options,
+        })
+    }
+
+    /// Defines a custom field on an entity (with its select options: value, label, external id).
+    pub async fn define_custom_field(
+        &mut self,
+        entity: Entity,
+        name: &str,
+        field_type: &str,
+        options: &[(String, Option<String>, Option<String>)],
+    ) -> Result<RecordId> {
+        let spec = entity.spec();
+        if !spec.custom_fields {
+            return Err(invalid(
+                spec,
+                name,
+                format!("{} records have no custom fields", spec.name),
+            ));
+        }
+        if ![
+            "text",
+            "number",
+            "date",
+            "boolean",
+            "single_select",
+            "multi_select",
+        ]
+        .contains(&field_type)
+        {
+            return Err(invalid(
+                spec,
+                name,
+                format!("unknown custom field type {field_type:?}"),
+            ));
+        }
+        let at = format_timestamp(self.at);
+        let row = self
+            .row(
+                "INSERT INTO custom_fields (entity, name, field_type, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING id",
+                &[Sql::text(spec.name), Sql::text(name), Sql::text(field_type), Sql::Text(at)],
+                &[SqlType::Int],
+            )
+            .await
+            .map_err(|e| unique_violation(spec, e))?;
+        let id = row
+            .and_then(|r| r.first().and_then(Sql::as_int))
+            .unwrap_or_default();
+        for (value, label, external_id) in options {
+            self.execute(
+                "INSERT INTO custom_field_options (field_id, value, label, external_id) VALUES ($1, $2, $3, $4)",
+                &[Sql::Int(id), Sql::text(value.clone()), Sql::opt_text(label.clone()), Sql::opt_text(external_id.clone())],
+            )
+            .await?;
+        }
+        Ok(RecordId(id))
+    }
+
+    async fn journal(
+        &mut self,
+        spec: &EntitySpec,
+        id: RecordId,
+        action: &str,
+        changes: &[FieldChange],
+    ) -> Result<()> {
+        // One multi-row insert per write keeps journaling cheap on large imports.
+        for chunk in changes.chunks(50) {
+            let mut sql = String::from(
+                "INSERT INTO journal (run_id, connection_id, entity, record_id, action, field, before_value, after_value, at) VALUES ",
+            );
+            let mut args = Vec::with_capacity(chunk.len() * 9);
+            for (i, change) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let base = i * 9;
+                sql.push('(');
+                sql.push_str(
+                    &(1..=9)
+                        .map(|k| format!("${}", base + k))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+                sql.push(')');
+                let json_or_null = |v: &Value| {
+                    if v.is_null() {
+                        Sql::Null(SqlType::Text)
+                    } else {
+                        Sql::Text(v.to_string())
+                    }
+                };
+                args.extend([
+                    Sql::opt_int(self.ctx.run_id.map(|r| r.0)),
+                    Sql::opt_int(self.ctx.connection_id.map(|c| c.0)),
+                    Sql::text(spec.name),
+                    Sql::Int(id.0),
+                    Sql::text(action),
+                    Sql::text(change.field.clone()),
+                    json_or_null(&change.before),
+                    json_or_null(&change.after),
+                    Sql::Text(format_timestamp(self.at)),
+                ]);
+            }
+            self.execute(&sql, &args).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Equal for the store's purposes (1 and 1.0 are the same number).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+fn check_custom_value(spec: &EntitySpec, field: &str, def: &CustomField, value: &Value) -> Result<Value> {
+    let bad = |expected: &str| {
+        invalid(
+            spec,
+            field,
+            format!("expected {expected}, got {}", type_name(value)),
+        )
+    };
+    let option = |v: &str| {
+        if def.options.contains(v) {
+            Ok(Value::String(v.to_owned()))
+        } else {
+            Err(invalid(
+                spec,
+                field,
+                format!("{v:?} is not one of the field's options"),
+            ))
+        }
+    };
+    Ok(match (def.field_type.as_str(), value) {
+        (_, Value::Null) => Value::Null,
+        ("text", Value::String(_)) | ("number", Value::Number(_)) | ("boolean", Value::Bool(_)) => {
+            value.clone()
+        }
+        ("text", _) => return Err(bad("text")),
+        ("number", _) => return Err(bad("a number")),
+        ("boolean", _) => return Err(bad("true or false")),
+        ("date", Value::String(s)) => {
+            if s.parse::<jiff::civil::Date>().is_ok() {
+                value.clone()
+            } else {
+                Value::String(format_timestamp(
+                    parse_timestamp(s).map_err(|m| invalid(spec, field, m))?,
+                ))
+            }
+        }
+        ("date", _) => return Err(bad("a date")),
+        ("single_select", Value::String(s)) => option(s)?,
+        ("single_select", _) => return Err(bad("one option value")),
+        ("multi_select", Value::Array(items)) => {
+            let mut chosen = BTreeSet::new();
+            for item in items {
+                match item {
+                    Value::String(s) => {
+                        option(s)?;
+                        chosen.insert(s.clone());
+                    }
+                    _ => return Err(bad("a list of option values")),
+                }
+            }
+            json!(chosen)
+        }
+        ("multi_select", _) => return Err(bad("a list of option values")),
+        (other, _) => {
+            return Err(invalid(
+                spec,
+                field,
+                format!("unknown custom field type {other:?}"),
+            ));
+        }
+    })
+}
+
+/// Turns a unique-constraint violation into a message naming the entity.
+fn unique_violation(spec: &EntitySpec, e: StoreError) -> StoreError {
+    if let StoreError::Database(sqlx::Error::Database(db)) = &e
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict(format!(
+            "a {} with the same unique value already exists ({})",
+            spec.name,
+            db.message()
+        ));
+    }
+    e
+}

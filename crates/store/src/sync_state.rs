@@ -1,0 +1,790 @@
+//! Connections, runs, cursors, the request logs and integration errors: what deskbridge knows
+//! about its own syncs. Cursors and counts are written through the same [`StoreTx`] as the data
+//! they cover, so a crash never leaves a cursor ahead of its data.
+
+use deskbridge_core::{ConnectionId, RunId, redact};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::db::{Sql, SqlType, StoreTx};
+use crate::schema::Entity;
+use crate::{Result, StoreError, format_timestamp};
+
+/// A configured connection to an upstream system.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub name: String,
+    pub kind: String,
+    /// Kind-specific settings; never holds a secret (those are sealed separately).
+    pub config: Value,
+    /// "production", "test" or "production,test".
+    pub enabled_instances: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub name: String,
+    pub kind: String,
+    pub config: Value,
+    pub enabled_instances: String,
+}
+
+/// The state of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    /// Finished, but some tenants or records failed (see its errors).
+    Partial,
+    Failed,
+    /// Stopped before applying anything, waiting for an administrator (circuit breaker).
+    Held,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Partial => "partial",
+            Self::Failed => "failed",
+            Self::Held => "held",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Succeeded,
+            Self::Partial,
+            Self::Failed,
+            Self::Held,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// What a run did to the desk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    pub created: i64,
+    pub updated: i64,
+    pub deactivated: i64,
+    pub unchanged: i64,
+    pub conflicts: i64,
+    pub errors: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    pub id: RunId,
+    pub connection_id: Option<ConnectionId>,
+    pub kind: String,
+    pub status: RunStatus,
+    pub counts: RunCounts,
+    pub message: Option<String>,
+    pub progress: Value,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+}
+
+/// Which cursor: per connection, tenant and stream (e.g. "users/delta").
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CursorKey {
+    pub connection_id: ConnectionId,
+    pub tenant_id: String,
+    pub stream: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cursor {
+    pub value: String,
+    pub run_id: Option<RunId>,
+    pub updated_at: String,
+}
+
+/// One processed inbound change: what arrived, which rule matched, what was done.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InboundEntry {
+    pub tenant_id: Option<String>,
+    pub entity: String,
+    pub external_id: Option<String>,
+    pub payload: Option<Value>,
+    pub rule: Option<String>,
+    pub action: String,
+    pub result: String,
+}
+
+/// One request deskbridge sent upstream. Credentials are redacted when it is stored.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OutboundEntry {
+    pub tenant_id: Option<String>,
+    pub method: String,
+    pub url: String,
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: Option<String>,
+    pub status: Option<u16>,
+    pub response_headers: Vec<(String, String)>,
+    pub response_body: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub request_id: Option<String>,
+}
+
+/// A failure recorded against a run, tenant and record, with what to do about it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IntegrationError {
+    pub tenant_id: Option<String>,
+    pub entity: Option<String>,
+    pub external_id: Option<String>,
+    pub code: String,
+    pub message: String,
+    pub remedy: Option<String>,
+}
+
+/// A journal row: one field of one record changed by one write.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JournalEntry {
+    pub id: i64,
+    pub run_id: Option<RunId>,
+    pub connection_id: Option<ConnectionId>,
+    pub entity: String,
+    pub record_id: i64,
+    pub action: String,
+    pub field: String,
+    pub before: Value,
+    pub after: Value,
+    pub at: String,
+}
+
+const CONNECTION_COLUMNS: &str = "id, name, kind, config, enabled_instances, created_at, updated_at";
+const CONNECTION_TYPES: [SqlType; 7] = [
+    SqlType::Int,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+];
+
+fn connection_from_row(row: &[Sql]) -> Result<Connection> {
+    match row {
+        [
+            Sql::Int(id),
+            Sql::Text(name),
+            Sql::Text(kind),
+            Sql::Text(config),
+            Sql::Text(inst),
+            Sql::Text(c),
+            Sql::Text(u),
+        ] => Ok(Connection {
+            id: ConnectionId(*id),
+            name: name.clone(),
+            kind: kind.clone(),
+            config: serde_json::from_str(config)
+                .map_err(|e| StoreError::Corrupt(format!("connection {name} config"), e.to_string()))?,
+            enabled_instances: inst.clone(),
+            created_at: c.clone(),
+            updated_at: u.clone(),
+        }),
+        _ => Err(StoreError::Corrupt(
+            "connections".into(),
+            "unexpected row shape".into(),
+        )),
+    }
+}
+
+const RUN_COLUMNS: &str = "id, connection_id, kind, status, created_count, updated_count, deactivated_count, \
+    unchanged_count, conflict_count, error_count, message, progress, created_at, started_at, ended_at";
+const RUN_TYPES: [SqlType; 15] = [
+    SqlType::Int,
+    SqlType::Int,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Int,
+    SqlType::Int,
+    SqlType::Int,
+    SqlType::Int,
+    SqlType::Int,
+    SqlType::Int,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+];
+
+fn run_from_row(row: &[Sql]) -> Result<Run> {
+    let corrupt = || StoreError::Corrupt("runs".into(), "unexpected row shape".into());
+    let int = |i: usize| row.get(i).and_then(Sql::as_int).unwrap_or(0);
+    let text = |i: usize| row.get(i).and_then(Sql::as_text).map(str::to_owned);
+    let status = text(3).and_then(|s| RunStatus::parse(&s)).ok_or_else(corrupt)?;
+    Ok(Run {
+        id: RunId(row.first().and_then(Sql::as_int).ok_or_else(corrupt)?),
+        connection_id: row.get(1).and_then(Sql::as_int).map(ConnectionId),
+        kind: text(2).ok_or_else(corrupt)?,
+        status,
+        counts: RunCounts {
+            created: int(4),
+            updated: int(5),
+            deactivated: int(6),
+            unchanged: int(7),
+            conflicts: int(8),
+            errors: int(9),
+        },
+        message: text(10),
+        progress: text(11)
+            .and_then(|p| serde_json::from_str(&p).ok())
+            .unwrap_or(Value::Null),
+        created_at: text(12).ok_or_else(corrupt)?,
+        started_at: text(13),
+        ended_at: text(14),
+    })
+}
+
+impl StoreTx {
+    fn now_text(&self) -> Sql {
+        Sql::Text(format_timestamp(self.at))
+    }
+
+    fn run_arg(&self) -> Sql {
+        Sql::opt_int(self.ctx.run_id.map(|r| r.0))
+    }
+
+    fn connection_arg(&self) -> Sql {
+        Sql::opt_int(self.ctx.connection_id.map(|c| c.0))
+    }
+
+    // ------------------------------------------------------------------ connections
+
+    pub async fn create_connection(&mut self, new: &NewConnection) -> Result<Connection> {
+        let sql = format!(
+            "INSERT INTO connections (name, kind, config, enabled_instances, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING {CONNECTION_COLUMNS}"
+        );
+        let args = [
+            Sql::text(new.name.clone()),
+            Sql::text(new.kind.clone()),
+            Sql::Text(new.config.to_string()),
+            Sql::text(new.enabled_instances.clone()),
+            self.now_text(),
+        ];
+        let row = self
+            .row(&sql, &args, &CONNECTION_TYPES)
+            .await
+            .map_err(|e| match e {
+                StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    StoreError::Conflict(format!("a connection named {:?} already exists", new.name))
+                }
+                other => other,
+            })?;
+        connection_from_row(&row.ok_or_else(|| StoreError::Corrupt("connections".into(), "no row".into()))?)
+    }
+
+    pub async fn update_connection_config(&mut self, id: ConnectionId, config: &Value) -> Result<()> {
+        let n = self
+            .execute(
+                "UPDATE connections SET config = $1, updated_at = $2 WHERE id = $3",
+                &[Sql::Text(config.to_string()), self.now_text(), Sql::Int(id.0)],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                entity: "connection",
+                id: id.0,
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn connection_by_name(&mut self, name: &str) -> Result<Option<Connection>> {
+        let sql = format!("SELECT {CONNECTION_COLUMNS} FROM connections WHERE name = $1");
+        self.row(&sql, &[Sql::text(name)], &CONNECTION_TYPES)
+            .await?
+            .as_deref()
+            .map(connection_from_row)
+            .transpose()
+    }
+
+    pub async fn connection(&mut self, id: ConnectionId) -> Result<Option<Connection>> {
+        let sql = format!("SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = $1");
+        self.row(&sql, &[Sql::Int(id.0)], &CONNECTION_TYPES)
+            .await?
+            .as_deref()
+            .map(connection_from_row)
+            .transpose()
+    }
+
+    pub async fn connections(&mut self) -> Result<Vec<Connection>> {
+        let sql = format!("SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY name");
+        self.rows(&sql, &[], &CONNECTION_TYPES)
+            .await?
+            .iter()
+            .map(|r| connection_from_row(r))
+            .collect()
+    }
+
+    /// Removes a connection, its cursors, runs and sealed secrets. Desk records it imported stay.
+    pub async fn delete_connection(&mut self, id: ConnectionId) -> Result<()> {
+        self.execute(
+            "DELETE FROM secrets WHERE owner_table = 'connections' AND owner_id = $1",
+            &[Sql::text(id.0.to_string())],
+        )
+        .await?;
+        let n = self
+            .execute("DELETE FROM connections WHERE id = $1", &[Sql::Int(id.0)])
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                entity: "connection",
+                id: id.0,
+            });
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ runs
+
+    /// Starts a run now (status running).
+    pub async fn start_run(&mut self, connection_id: Option<ConnectionId>, kind: &str) -> Result<RunId> {
+        let row = self
+            .row(
+                "INSERT INTO runs (connection_id, kind, status, created_at, started_at) VALUES ($1, $2, 'running', $3, $3) RETURNING id",
+                &[Sql::opt_int(connection_id.map(|c| c.0)), Sql::text(kind), self.now_text()],
+                &[SqlType::Int],
+            )
+            .await?;
+        Ok(RunId(
+            row.and_then(|r| r.first().and_then(Sql::as_int))
+                .ok_or_else(|| StoreError::Corrupt("runs".into(), "insert returned no id".into()))?,
+        ))
+    }
+
+    /// Adds to a run's counts; call it in the transaction that made the changes counted.
+    pub async fn add_run_counts(&mut self, run: RunId, add: &RunCounts) -> Result<()> {
+        self.execute(
+            "UPDATE runs SET created_count = created_count + $1, updated_count = updated_count + $2, \
+             deactivated_count = deactivated_count + $3, unchanged_count = unchanged_count + $4, \
+             conflict_count = conflict_count + $5, error_count = error_count + $6 WHERE id = $7",
+            &[
+                Sql::Int(add.created),
+                Sql::Int(add.updated),
+                Sql::Int(add.deactivated),
+                Sql::Int(add.unchanged),
+                Sql::Int(add.conflicts),
+                Sql::Int(add.errors),
+                Sql::Int(run.0),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_run_progress(&mut self, run: RunId, progress: &Value) -> Result<()> {
+        self.execute(
+            "UPDATE runs SET progress = $1 WHERE id = $2",
+            &[Sql::Text(progress.to_string()), Sql::Int(run.0)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn finish_run(&mut self, run: RunId, status: RunStatus, message: Option<&str>) -> Result<()> {
+        let ended = if matches!(status, RunStatus::Running | RunStatus::Queued | RunStatus::Held) {
+            Sql::Null(SqlType::Text)
+        } else {
+            self.now_text()
+        };
+        self.execute(
+            "UPDATE runs SET status = $1, message = $2, ended_at = $3 WHERE id = $4",
+            &[
+                Sql::text(status.as_str()),
+                Sql::opt_text(message),
+                ended,
+                Sql::Int(run.0),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn run(&mut self, id: RunId) -> Result<Option<Run>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        self.row(&sql, &[Sql::Int(id.0)], &RUN_TYPES)
+            .await?
+            .as_deref()
+            .map(run_from_row)
+            .transpose()
+    }
+
+    /// The newest runs first.
+    pub async fn runs(&mut self, connection: Option<ConnectionId>, limit: u32) -> Result<Vec<Run>> {
+        let (sql, args) = match connection {
+            Some(c) => (
+                format!("SELECT {RUN_COLUMNS} FROM runs WHERE connection_id = $1 ORDER BY id DESC LIMIT $2"),
+                vec![Sql::Int(c.0), Sql::Int(i64::from(limit))],
+            ),
+            None => (
+                format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT $1"),
+                vec![Sql::Int(i64::from(limit))],
+            ),
+        };
+        self.rows(&sql, &args, &RUN_TYPES)
+            .await?
+            .iter()
+            .map(|r| run_from_row(r))
+            .collect()
+    }
+
+    // ------------------------------------------------------------------ cursors
+
+    /// Saves a cursor; call it in the transaction that applied the page it covers.
+    pub async fn set_cursor(&mut self, key: &CursorKey, value: &str) -> Result<()> {
+        self.execute(
+            "INSERT INTO cursors (connection_id, tenant_id, stream, value, run_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (connection_id, tenant_id, stream) DO UPDATE SET value = excluded.value, run_id = excluded.run_id, \
+             updated_at = excluded.updated_at",
+            &[
+                Sql::Int(key.connection_id.0),
+                Sql::text(key.tenant_id.clone()),
+                Sql::text(key.stream.clone()),
+                Sql::text(value),
+                self.run_arg(),
+                self.now_text(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn cursor(&mut self, key: &CursorKey) -> Result<Option<Cursor>> {
+        let row = self
+            .row(
+                "SELECT value, run_id, updated_at FROM cursors WHERE connection_id = $1 AND tenant_id = $2 AND stream = $3",
+                &[Sql::Int(key.connection_id.0), Sql::text(key.tenant_id.clone()), Sql::text(key.stream.clone())],
+                &[SqlType::Text, SqlType::Int, SqlType::Text],
+            )
+            .await?;
+        Ok(row.and_then(|r| match r.as_slice() {
+            [Sql::Text(value), run, Sql::Text(at)] => Some(Cursor {
+                value: value.clone(),
+                run_id: run.as_int().map(RunId),
+                updated_at: at.clone(),
+            }),
+            _ => None,
+        }))
+    }
+
+    /// Forgets cursors: one stream of one tenant, or (with `None`) all of a connection's.
+    pub async fn clear_cursors(&mut self, connection: ConnectionId, key: Option<&CursorKey>) -> Result<u64> {
+        match key {
+            Some(k) => {
+                self.execute(
+                    "DELETE FROM cursors WHERE connection_id = $1 AND tenant_id = $2 AND stream = $3",
+                    &[
+                        Sql::Int(connection.0),
+                        Sql::text(k.tenant_id.clone()),
+                        Sql::text(k.stream.clone()),
+                    ],
+                )
+                .await
+            }
+            None => {
+                self.execute(
+                    "DELETE FROM cursors WHERE connection_id = $1",
+                    &[Sql::Int(connection.0)],
+                )
+                .await
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ logs and errors
+
+    pub async fn log_inbound(&mut self, entry: &InboundEntry) -> Result<()> {
+        let payload = entry.payload.as_ref().map(|p| redact::json(p).to_string());
+        self.execute(
+            "INSERT INTO inbound_log (run_id, connection_id, tenant_id, entity, external_id, payload, rule, action, result, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                self.run_arg(),
+                self.connection_arg(),
+                Sql::opt_text(entry.tenant_id.clone()),
+                Sql::text(entry.entity.clone()),
+                Sql::opt_text(entry.external_id.clone()),
+                Sql::opt_text(payload),
+                Sql::opt_text(entry.rule.clone()),
+                Sql::text(entry.action.clone()),
+                Sql::text(entry.result.clone()),
+                self.now_text(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Stores an outbound request with every credential redacted (headers, query, bodies).
+    pub async fn log_outbound(&mut self, entry: &OutboundEntry) -> Result<()> {
+        let headers = |h: &[(String, String)]| {
+            let redacted = redact::headers(h.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            serde_json::to_string(&redacted).unwrap_or_default()
+        };
+        self.execute(
+            "INSERT INTO outbound_log (run_id, connection_id, tenant_id, method, url, request_headers, request_body, status, \
+             response_headers, response_body, duration_ms, request_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            &[
+                self.run_arg(),
+                self.connection_arg(),
+                Sql::opt_text(entry.tenant_id.clone()),
+                Sql::text(entry.method.clone()),
+                Sql::Text(redact::url(&entry.url)),
+                Sql::Text(headers(&entry.request_headers)),
+                Sql::opt_text(entry.request_body.as_deref().map(redact::body)),
+                Sql::opt_int(entry.status.map(i64::from)),
+                Sql::Text(headers(&entry.response_headers)),
+                Sql::opt_text(entry.response_body.as_deref().map(redact::body)),
+                Sql::opt_int(entry.duration_ms),
+                Sql::opt_text(entry.request_id.clone()),
+                self.now_text(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn record_error(&mut self, error: &IntegrationError) -> Result<()> {
+        self.execute(
+            "INSERT INTO integration_errors (run_id, connection_id, tenant_id, entity, external_id, code, message, remedy, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                self.run_arg(),
+                self.connection_arg(),
+                Sql::opt_text(error.tenant_id.clone()),
+                Sql::opt_text(error.entity.clone()),
+                Sql::opt_text(error.external_id.clone()),
+                Sql::text(error.code.clone()),
+                Sql::text(error.message.clone()),
+                Sql::opt_text(error.remedy.clone()),
+                self.now_text(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn errors_for_run(&mut self, run: RunId) -> Result<Vec<IntegrationError>> {
+        let rows = self
+            .rows(
+                "SELECT tenant_id, entity, external_id, code, message, remedy FROM integration_errors WHERE run_id = $1 ORDER BY id",
+                &[Sql::Int(run.0)],
+                &[SqlType::Text; 6],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let text = |i: usize| r.get(i).and_then(Sql::as_text).map(str::to_owned);
+                IntegrationError {
+                    tenant_id: text(0),
+                    entity: text(1),
+                    external_id: text(2),
+                    code: text(3).unwrap_or_default(),
+                    message: text(4).unwrap_or_default(),
+                    remedy: text(5),
+                }
+            })
+            .collect())
+    }
+
+    // ------------------------------------------------------------------ journal
+
+    /// The journal of one record, oldest first.
+    pub async fn journal_for_record(
+        &mut self,
+        entity: Entity,
+        id: deskbridge_core::RecordId,
+    ) -> Result<Vec<JournalEntry>> {
+        self.journal_where(
+            "entity = $1 AND record_id = $2",
+            &[Sql::text(entity.name()), Sql::Int(id.0)],
+        )
+        .await
+    }
+
+    /// Everything a run changed, oldest first.
+    pub async fn journal_for_run(&mut self, run: RunId) -> Result<Vec<JournalEntry>> {
+        self.journal_where("run_id = $1", &[Sql::Int(run.0)]).await
+    }
+
+    /// The whole journal (tests and audits of small stores), oldest first.
+    pub async fn journal_all(&mut self) -> Result<Vec<JournalEntry>> {
+        self.journal_where("1 = 1", &[]).await
+    }
+
+    async fn journal_where(&mut self, condition: &str, args: &[Sql]) -> Result<Vec<JournalEntry>> {
+        let sql = format!(
+            "SELECT id, run_id, connection_id, entity, record_id, action, field, before_value, after_value, at \
+             FROM journal WHERE {condition} ORDER BY id"
+        );
+        let types = [
+            SqlType::Int,
+            SqlType::Int,
+            SqlType::Int,
+            SqlType::Text,
+            SqlType::Int,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Text,
+        ];
+        let parse = |v: Option<&Sql>| -> Value {
+            v.and_then(Sql::as_text)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or(Value::Null)
+        };
+        let rows = self.rows(&sql, args, &types).await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let text = |i: usize| r.get(i).and_then(Sql::as_text).unwrap_or_default().to_owned();
+                JournalEntry {
+                    id: r.first().and_then(Sql::as_int).unwrap_or_default(),
+                    run_id: r.get(1).and_then(Sql::as_int).map(RunId),
+                    connection_id: r.get(2).and_then(Sql::as_int).map(ConnectionId),
+                    entity: text(3),
+                    record_id: r.get(4).and_then(Sql::as_int).unwrap_or_default(),
+                    action: text(5),
+                    field: text(6),
+                    before: parse(r.get(7)),
+                    after: parse(r.get(8)),
+                    at: text(9),
+                }
+            })
+            .collect())
+    }
+}
+
+impl StoreTx {
+    /// The inbound log, newest first, of one run (or of everything).
+    pub async fn inbound_log(&mut self, run: Option<RunId>, limit: u32) -> Result<Vec<Value>> {
+        let columns = [
+            "id",
+            "run_id",
+            "connection_id",
+            "tenant_id",
+            "entity",
+            "external_id",
+            "payload",
+            "rule",
+            "action",
+            "result",
+            "at",
+        ];
+        let types = [
+            SqlType::Int,
+            SqlType::Int,
+            SqlType::Int,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Text,
+        ];
+        self.log_rows("inbound_log", &columns, &types, run, limit).await
+    }
+
+    /// The outbound request log, newest first, of one run (or of everything).
+    pub async fn outbound_log(&mut self, run: Option<RunId>, limit: u32) -> Result<Vec<Value>> {
+        let columns = [
+            "id",
+            "run_id",
+            "connection_id",
+            "tenant_id",
+            "method",
+            "url",
+            "request_headers",
+            "request_body",
+            "status",
+            "response_headers",
+            "response_body",
+            "duration_ms",
+            "request_id",
+            "at",
+        ];
+        let types = [
+            SqlType::Int,
+            SqlType::Int,
+            SqlType::Int,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Int,
+            SqlType::Text,
+            SqlType::Text,
+            SqlType::Int,
+            SqlType::Text,
+            SqlType::Text,
+        ];
+        self.log_rows("outbound_log", &columns, &types, run, limit).await
+    }
+
+    async fn log_rows(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        types: &[SqlType],
+        run: Option<RunId>,
+        limit: u32,
+    ) -> Result<Vec<Value>> {
+        let (condition, mut args) = match run {
+            Some(r) => ("WHERE run_id = $1", vec![Sql::Int(r.0)]),
+            None => ("", Vec::new()),
+        };
+        args.push(Sql::Int(i64::from(limit)));
+        let sql = format!(
+            "SELECT {} FROM {table} {condition} ORDER BY id DESC LIMIT ${}",
+            columns.join(", "),
+            args.len()
+        );
+        let rows = self.rows(&sql, &args, types).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let obj = columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| {
+                        let value = match v {
+                            Sql::Int(i) => Value::from(i),
+                            Sql::Text(t) if c.ends_with("headers") || *c == "payload" => {
+                                serde_json::from_str(&t).unwrap_or(Value::String(t))
+                            }
+                            Sql::Text(t) => Value::String(t),
+                            _ => Value::Null,
+                        };
+                        ((*c).to_owned(), value)
+                    })
+                    .collect();
+                Value::Object(obj)
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,11 @@
+//! The store's test suite. Every `store_test!` runs once on SQLite (a temporary file in WAL
+//! mode) and once on PostgreSQL (a fresh schema on the server named by
+//! DESKBRIDGE_TEST_POSTGRES_URL; with CI=true a missing or unreachable server fails the test).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod harness;
+mod journal;
+mod records;
+mod secrets;
+mod sync_state;
