@@ -1,1 +1,55 @@
-//! (being written)
+//! deskbridge-mapping: the pure mapping engine — configuration and records in, a plan out.
+//!
+//! It owns the mapping configuration ([`MappingConfig`], versioned JSON stored per connection),
+//! its validation against what exists ([`validate`] with a [`Catalog`]), and planning
+//! ([`plan`]): which source users become which desk users and agents, on which site, with
+//! which roles, teams, CABs, licences and state, and which records are deactivated. The
+//! [`Plan`] is both the preview an administrator reads and what apply executes.
+//!
+//! Invariants:
+//! - No I/O, no clock: `now` is a parameter. The same inputs give the same plan, byte for byte.
+//! - Site mappings run in (sequence, id) order — lower sequence first, equal sequences by
+//!   lower id — and the first matching user mapping wins; agent mappings (`*agent*`) are
+//!   evaluated the same way, separately. Users matched by no mapping are `skip` changes.
+//! - Matching: the Azure object id first; then the configured fields, each only against desk
+//!   records not yet linked to any Azure object. Two candidates are a `conflict`, never a guess.
+//! - Nothing is deactivated for being absent unless the tenant's read was full *and* complete;
+//!   delta removals deactivate (hard `deleted` and soft `changed` alike — a soft-deleted user
+//!   cannot sign in, and a restore arrives as an update that reactivates it).
+//! - A tenant whose plan would deactivate more than the configured share (and more than the
+//!   floor) is held whole: its changes move to [`Plan::held`] and are never applied.
+//! - References to records created by the same plan are symbolic ([`Reference`]), so apply
+//!   resolves them in any order.
+//! - Applying a plan and planning again gives no writes ([`apply_to_snapshot`]).
+
+mod apply;
+mod catalog;
+mod config;
+mod engine;
+mod fields;
+mod followers;
+mod input;
+mod plan;
+mod validate;
+
+pub use apply::{ApplyError, apply_to_snapshot};
+pub use catalog::{
+    Catalog, CatalogSite, CustomField, CustomFieldEntity, CustomFieldType, GraphType, NamedRecord,
+};
+pub use config::{
+    AdvancedMappings, CONFIG_VERSION, CircuitBreaker, ExternalUsers, FieldLock, FieldMapping, FieldSource,
+    FollowerMode, FollowerOptions, GroupFilter, GroupToCab, GroupToRecord, ImportOptions, LicenceManagement,
+    LicenceTypeChoice, MappingConfig, MatchField, RecordKind, ServiceAccounts, SiteMapping, SiteTarget,
+    UnmatchedSite,
+};
+pub use engine::plan;
+pub use followers::{DistributionGroup, FollowerError, FollowerPlan, GroupMember, followers_for_group};
+pub use input::{
+    Completeness, DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskTicket, PlanInput, ReadMode,
+    RecordLocks, Removal, RemovalReason, SourceIdentity, SourceUser, TenantRead,
+};
+pub use plan::{
+    Action, BreakerVerdict, Change, Counts, Entity, FieldChange, HeldTenant, LockedChange, Plan, PlanError,
+    Reference,
+};
+pub use validate::{ConfigError, ValidatedConfig, validate};

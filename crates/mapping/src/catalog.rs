@@ -1,0 +1,190 @@
+//! What exists on both sides when a configuration is saved: desk records it may refer to, and
+//! the tenant's groups and Graph user properties.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use deskbridge_core::RecordId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Catalog {
+    pub customers: Vec<NamedRecord>,
+    pub sites: Vec<CatalogSite>,
+    pub user_roles: Vec<NamedRecord>,
+    pub agent_roles: Vec<NamedRecord>,
+    pub teams: Vec<NamedRecord>,
+    pub cabs: Vec<NamedRecord>,
+    pub cab_roles: Vec<NamedRecord>,
+    pub custom_fields: Vec<CustomField>,
+    /// Display names of the tenant's groups (all tenants of the connection).
+    pub groups: BTreeSet<String>,
+    /// Graph user properties a mapping may read, by path (`/` for nested ones).
+    pub graph_properties: BTreeMap<String, GraphType>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedRecord {
+    pub id: RecordId,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogSite {
+    pub id: RecordId,
+    pub customer_id: RecordId,
+    pub name: String,
+    /// Site fields by desk name (`custom:<name>` for custom fields).
+    #[serde(default)]
+    pub fields: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomField {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub field_type: CustomFieldType,
+    /// Allowed values of a single or multi select.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// Which records carry it.
+    #[serde(default = "default_custom_field_entity")]
+    pub entity: CustomFieldEntity,
+}
+
+fn default_custom_field_entity() -> CustomFieldEntity {
+    CustomFieldEntity::User
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomFieldEntity {
+    User,
+    Agent,
+    Site,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomFieldType {
+    Text,
+    Number,
+    Date,
+    Boolean,
+    SingleSelect,
+    MultiSelect,
+}
+
+/// The type of a Graph user property, as far as mapping cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphType {
+    String,
+    Boolean,
+    Integer,
+    DateTime,
+    StringCollection,
+    Object,
+    ObjectCollection,
+    /// The `manager` navigation property.
+    Manager,
+}
+
+impl GraphType {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::String => "text",
+            Self::Boolean => "boolean",
+            Self::Integer => "number",
+            Self::DateTime => "date-time",
+            Self::StringCollection => "text collection",
+            Self::Object => "object",
+            Self::ObjectCollection => "object collection",
+            Self::Manager => "manager reference",
+        }
+    }
+}
+
+impl Catalog {
+    /// The Graph v1.0 user properties deskbridge reads (types from Graph's CSDL schema).
+    pub fn graph_user_properties() -> BTreeMap<String, GraphType> {
+        use GraphType::*;
+        let mut properties: BTreeMap<std::string::String, GraphType> = [
+            ("id", String),
+            ("accountEnabled", Boolean),
+            ("displayName", String),
+            ("givenName", String),
+            ("surname", String),
+            ("mail", String),
+            ("mailNickname", String),
+            ("userPrincipalName", String),
+            ("jobTitle", String),
+            ("department", String),
+            ("companyName", String),
+            ("officeLocation", String),
+            ("mobilePhone", String),
+            ("faxNumber", String),
+            ("businessPhones", StringCollection),
+            ("otherMails", StringCollection),
+            ("proxyAddresses", StringCollection),
+            ("employeeId", String),
+            ("employeeType", String),
+            ("employeeHireDate", DateTime),
+            ("employeeLeaveDateTime", DateTime),
+            ("city", String),
+            ("state", String),
+            ("country", String),
+            ("streetAddress", String),
+            ("postalCode", String),
+            ("usageLocation", String),
+            ("preferredLanguage", String),
+            ("userType", String),
+            ("creationType", String),
+            ("externalUserState", String),
+            ("createdDateTime", DateTime),
+            ("onPremisesSamAccountName", String),
+            ("onPremisesUserPrincipalName", String),
+            ("onPremisesDomainName", String),
+            ("onPremisesImmutableId", String),
+            ("onPremisesSyncEnabled", Boolean),
+            ("onPremisesLastSyncDateTime", DateTime),
+            ("onPremisesExtensionAttributes", Object),
+            ("signInActivity", Object),
+            ("signInActivity/lastSignInDateTime", DateTime),
+            ("signInActivity/lastSuccessfulSignInDateTime", DateTime),
+            ("assignedLicenses", ObjectCollection),
+            ("assignedLicenses/skuId", String),
+            ("manager", Manager),
+        ]
+        .into_iter()
+        .map(|(name, ty)| (name.to_owned(), ty))
+        .collect();
+        for index in 1..=15 {
+            properties.insert(
+                format!("onPremisesExtensionAttributes/extensionAttribute{index}"),
+                String,
+            );
+        }
+        properties
+    }
+
+    /// Looks a Graph property up exactly, then ignoring case (as Graph does).
+    pub fn graph_property(&self, path: &str) -> Option<(&str, GraphType)> {
+        self.graph_properties
+            .get_key_value(path)
+            .map(|(k, v)| (k.as_str(), *v))
+            .or_else(|| {
+                self.graph_properties
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(path))
+                    .map(|(k, v)| (k.as_str(), *v))
+            })
+    }
+
+    pub fn custom_field(&self, name: &str, entity: CustomFieldEntity) -> Option<&CustomField> {
+        self.custom_fields
+            .iter()
+            .find(|field| field.name == name && field.entity == entity)
+    }
+}

@@ -1,0 +1,222 @@
+//! What planning reads: the source users of each tenant as the pipeline normalised them, and
+//! the desk as it is now.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use deskbridge_core::{ConnectionId, RecordId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One planning run of one connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanInput {
+    pub connection_id: ConnectionId,
+    pub tenants: Vec<TenantRead>,
+    /// Tenants whose held plan an administrator approved: the circuit breaker lets them through.
+    #[serde(default)]
+    pub approved_tenants: BTreeSet<String>,
+}
+
+/// What was read from one tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantRead {
+    pub tenant_id: String,
+    /// The customer the tenant belongs to (CSP). Licences are linked only from this customer's
+    /// licences (or licences without a customer) when set.
+    #[serde(default)]
+    pub customer_id: Option<RecordId>,
+    pub mode: ReadMode,
+    pub completeness: Completeness,
+    /// Each user's full current state (a delta read's pipeline merges the change into what it
+    /// stored before), with group memberships resolved to names.
+    pub users: Vec<SourceUser>,
+    /// Delta `@removed` entries.
+    #[serde(default)]
+    pub removed: Vec<Removal>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMode {
+    /// Every user of the tenant was requested: absence means "not in Entra" — if complete.
+    Full,
+    /// Only changes since the last token.
+    Delta,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Completeness {
+    /// Every page was read.
+    Complete,
+    /// Some pages were read; the rest failed. Absence proves nothing.
+    Partial,
+    /// Nothing usable was read.
+    Failed,
+}
+
+/// A Graph user, normalised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceUser {
+    pub object_id: String,
+    /// Graph properties as received (`displayName`, `mail`, `onPremisesExtensionAttributes`, …).
+    pub properties: Map<String, Value>,
+    #[serde(default)]
+    pub manager_id: Option<String>,
+    /// Names of the groups the user is a direct member of.
+    #[serde(default)]
+    pub groups: BTreeSet<String>,
+    /// Names of all groups the user belongs to, nested membership included.
+    #[serde(default)]
+    pub transitive_groups: BTreeSet<String>,
+    #[serde(default)]
+    pub sku_ids: BTreeSet<String>,
+    pub account_enabled: bool,
+}
+
+impl SourceUser {
+    /// A guest: `userType` Guest, or `#EXT#` in the user principal name.
+    pub fn is_external(&self) -> bool {
+        let guest = self
+            .properties
+            .get("userType")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.eq_ignore_ascii_case("guest"));
+        let ext = self
+            .properties
+            .get("userPrincipalName")
+            .and_then(Value::as_str)
+            .is_some_and(|upn| upn.to_ascii_uppercase().contains("#EXT#"));
+        guest || ext
+    }
+
+    pub fn in_group(&self, name: &str, nested: bool) -> bool {
+        self.groups.contains(name) || (nested && self.transitive_groups.contains(name))
+    }
+
+    /// A name for messages: display name, then user principal name, then the object id.
+    pub fn label(&self) -> String {
+        ["displayName", "userPrincipalName"]
+            .iter()
+            .find_map(|key| {
+                self.properties
+                    .get(*key)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.trim().is_empty())
+            })
+            .map_or_else(|| self.object_id.clone(), str::to_owned)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    pub object_id: String,
+    pub reason: RemovalReason,
+}
+
+/// Graph's `@removed.reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovalReason {
+    /// Soft-deleted: in the recycle bin, restorable for 30 days.
+    Changed,
+    /// Hard-deleted: gone for good.
+    Deleted,
+}
+
+/// The desk as planning sees it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeskSnapshot {
+    pub users: Vec<DeskRecord>,
+    pub agents: Vec<DeskRecord>,
+    pub sites: Vec<DeskSite>,
+    pub licences: Vec<DeskLicence>,
+    pub tickets: Vec<DeskTicket>,
+}
+
+/// A desk user or agent.
+///
+/// `fields` uses the desk field names. Canonical shapes: ids are numbers; `roles` and
+/// `licences` are ascending arrays of ids; `teams` is an array of `{team_id, can_be_assigned,
+/// can_see_unassigned, can_see_others_tickets}` ascending by team; `cabs` is an array of
+/// `{cab_id, cab_role_id}` ascending by CAB; a missing `active` means active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeskRecord {
+    pub id: RecordId,
+    /// Which connection created or linked it, and its id there (the Azure object id).
+    #[serde(default)]
+    pub source: Option<SourceIdentity>,
+    #[serde(default)]
+    pub fields: Map<String, Value>,
+    #[serde(default)]
+    pub locks: RecordLocks,
+}
+
+impl DeskRecord {
+    pub fn is_active(&self) -> bool {
+        self.fields.get("active").and_then(Value::as_bool).unwrap_or(true)
+    }
+
+    pub(crate) fn text(&self, field: &str) -> Option<&str> {
+        self.fields
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    pub(crate) fn label(&self) -> String {
+        match self.text("name") {
+            Some(name) => format!("{} (id {})", name, self.id),
+            None => format!("id {}", self.id),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SourceIdentity {
+    pub connection_id: ConnectionId,
+    pub external_id: String,
+}
+
+/// Per-record locks set by an administrator on the desk.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RecordLocks {
+    /// Fields never overwritten on this record.
+    pub fields: BTreeSet<String>,
+    /// Never made inactive by a sync.
+    pub keep_active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeskSite {
+    pub id: RecordId,
+    pub customer_id: RecordId,
+    pub name: String,
+    #[serde(default)]
+    pub is_main: bool,
+    /// Site fields by desk name (`custom:<name>` for custom fields).
+    #[serde(default)]
+    pub fields: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeskLicence {
+    pub id: RecordId,
+    pub sku_id: String,
+    #[serde(default)]
+    pub customer_id: Option<RecordId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeskTicket {
+    pub id: RecordId,
+    #[serde(default)]
+    pub agent_id: Option<RecordId>,
+    #[serde(default)]
+    pub team_id: Option<RecordId>,
+    /// `user:<id>` or `email:<address>`.
+    #[serde(default)]
+    pub followers: Vec<String>,
+}

@@ -1,0 +1,219 @@
+//! The plan: exactly what a sync would change, with the rule and reason for each change. The
+//! preview shows it; apply executes it.
+
+use std::collections::BTreeMap;
+
+use deskbridge_core::RecordId;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub generated_at: jiff::Timestamp,
+    /// In apply order: sites, then users, agents and tickets (each by tenant, then external id).
+    /// Held tenants' changes are not here but in `held`.
+    pub changes: Vec<Change>,
+    /// The existing desk record each change updates, keyed by [`Plan::target_key`]. Changes
+    /// that create records have no entry.
+    pub targets: BTreeMap<String, RecordId>,
+    /// Changes not made because of a lock.
+    pub locked: Vec<LockedChange>,
+    /// One verdict per tenant.
+    pub circuit_breaker: Vec<BreakerVerdict>,
+    pub held: Vec<HeldTenant>,
+    /// Records that could not be planned; nothing is changed for them.
+    pub errors: Vec<PlanError>,
+    /// Things an administrator should know that are not changes (e.g. a partial read).
+    pub notes: Vec<String>,
+    pub counts: Counts,
+}
+
+/// One planned change. This shape is part of the CLI's `sync --plan --json` contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub entity: Entity,
+    /// The Azure object id for users and agents, `<customer id>/<name>` for a new site, the
+    /// ticket id for tickets.
+    pub external_id: String,
+    pub action: Action,
+    pub fields: BTreeMap<String, FieldChange>,
+    /// The mapping or rule that decided the change, e.g. `site mapping #2 'London staff' (seq 10)`.
+    pub rule: String,
+    /// Why, as a sentence.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub before: Value,
+    pub after: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entity {
+    Site,
+    User,
+    Agent,
+    Ticket,
+}
+
+impl Entity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Site => "site",
+            Self::User => "user",
+            Self::Agent => "agent",
+            Self::Ticket => "ticket",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Deactivate,
+    Reactivate,
+    /// Matched an existing desk record by email, network login or name, and links it.
+    Link,
+    /// Ambiguous: several desk records fit. Recorded, never guessed.
+    Conflict,
+    /// Not imported, with the reason.
+    Skip,
+}
+
+impl Action {
+    /// Whether applying the change writes anything.
+    pub fn writes(self) -> bool {
+        !matches!(self, Self::Conflict | Self::Skip)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockedChange {
+    pub entity: Entity,
+    pub external_id: String,
+    pub field: String,
+    pub current: Value,
+    pub wanted: Value,
+    /// Which lock, e.g. `record lock: keep active` or `field lock: never overwrite 'phone'`.
+    pub lock: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakerVerdict {
+    pub tenant_id: String,
+    pub held: bool,
+    pub deactivations: usize,
+    /// Active desk users and agents of this tenant from this connection before the run.
+    pub active_records: usize,
+    pub reason: String,
+}
+
+/// A tenant whose changes the circuit breaker held back. Nothing of it is applied until an
+/// administrator approves (see [`crate::PlanInput::approved_tenants`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldTenant {
+    pub tenant_id: String,
+    pub reason: String,
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanError {
+    pub tenant_id: String,
+    pub external_id: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Counts {
+    /// Records created (users, agents, sites).
+    pub created: usize,
+    /// Records updated, linked or reactivated (tickets re-assigned included).
+    pub updated: usize,
+    pub deactivated: usize,
+    /// Users and agents the sync looked at and found already right.
+    pub unchanged: usize,
+    pub conflicts: usize,
+    pub errors: usize,
+}
+
+impl Plan {
+    pub fn target_key(entity: Entity, external_id: &str) -> String {
+        format!("{}:{external_id}", entity.as_str())
+    }
+
+    /// The existing desk record a change targets, if it is not a create.
+    pub fn target_of(&self, change: &Change) -> Option<RecordId> {
+        self.targets
+            .get(&Self::target_key(change.entity, &change.external_id))
+            .copied()
+    }
+
+    /// Changes that write something (not skips or conflicts).
+    pub fn writes(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|change| change.action.writes())
+    }
+
+    /// Users the run did not import, and why.
+    pub fn not_imported(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|change| change.action == Action::Skip)
+    }
+
+    pub fn is_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+}
+
+/// A reference to a record that may be created by the same plan. Existing records are plain
+/// ids; records the plan creates are named so that apply can resolve them in any order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reference {
+    Id(RecordId),
+    /// `{"site": {"customer_id": 3, "name": "Leeds"}}`
+    NewSite {
+        customer_id: RecordId,
+        name: String,
+    },
+    /// `{"user": "<object id>"}`
+    NewUser(String),
+    /// `{"agent": "<object id>"}`
+    NewAgent(String),
+}
+
+impl Reference {
+    pub fn to_value(&self) -> Value {
+        match self {
+            Self::Id(id) => json!(id.0),
+            Self::NewSite { customer_id, name } => {
+                json!({"site": {"customer_id": customer_id.0, "name": name}})
+            }
+            Self::NewUser(external_id) => json!({ "user": external_id }),
+            Self::NewAgent(external_id) => json!({ "agent": external_id }),
+        }
+    }
+
+    /// Reads a field value back as a reference; `None` for null and for anything else.
+    pub fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Number(number) => number.as_i64().map(|id| Self::Id(RecordId(id))),
+            Value::Object(map) if map.len() == 1 => {
+                if let Some(Value::String(id)) = map.get("user") {
+                    return Some(Self::NewUser(id.clone()));
+                }
+                if let Some(Value::String(id)) = map.get("agent") {
+                    return Some(Self::NewAgent(id.clone()));
+                }
+                let site = map.get("site")?;
+                Some(Self::NewSite {
+                    customer_id: RecordId(site.get("customer_id")?.as_i64()?),
+                    name: site.get("name")?.as_str()?.to_owned(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
