@@ -1,0 +1,127 @@
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Digest as _;
+use url::Url;
+
+use crate::{AuthError, Authority};
+
+/// Everything needed to start a delegated sign-in (authorization code flow with PKCE).
+/// Keep `state` and `code_verifier` until the redirect comes back; send the user to `url`.
+pub struct AuthorizationRequest {
+    pub url: Url,
+    /// Random value echoed by the redirect; compare it with [`AuthorizationRequest::state_matches`].
+    pub state: String,
+    /// The PKCE verifier to send when redeeming the code.
+    pub code_verifier: SecretString,
+}
+
+impl std::fmt::Debug for AuthorizationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationRequest")
+            .field("url", &self.url.as_str())
+            .field("state", &self.state)
+            .field("code_verifier", &"[redacted]")
+            .finish()
+    }
+}
+
+impl AuthorizationRequest {
+    /// Builds the authorize URL with `response_type=code`, a fresh `state` and an S256 code challenge.
+    /// `scopes` should include `offline_access` for a refresh token to be issued.
+    pub fn new(
+        authority: &Authority,
+        tenant: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        scopes: &[&str],
+    ) -> Result<Self, AuthError> {
+        let state = random_url_safe(24);
+        let code_verifier: SecretString = random_url_safe(32).into();
+        let challenge = code_challenge(code_verifier.expose_secret());
+        let mut url = authority.authorize_endpoint(tenant)?;
+        url.query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .append_pair("response_type", "code")
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("response_mode", "query")
+            .append_pair("scope", &scopes.join(" "))
+            .append_pair("state", &state)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        Ok(AuthorizationRequest {
+            url,
+            state,
+            code_verifier,
+        })
+    }
+
+    /// Constant-time comparison of the `state` that came back with the redirect.
+    pub fn state_matches(&self, returned: &str) -> bool {
+        let expected = self.state.as_bytes();
+        let returned = returned.as_bytes();
+        expected.len() == returned.len()
+            && expected
+                .iter()
+                .zip(returned)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+/// RFC 7636 S256: base64url(SHA-256(verifier)).
+pub fn code_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
+
+fn random_url_safe(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buffer);
+    URL_SAFE_NO_PAD.encode(buffer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_matches_rfc_7636_example() {
+        // RFC 7636 appendix B.
+        assert_eq!(
+            code_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn authorize_url_carries_state_and_challenge() {
+        let authority = Authority::new("http://127.0.0.1:1").unwrap();
+        let request = AuthorizationRequest::new(
+            &authority,
+            "organizations",
+            "app-id",
+            "http://localhost:8400/callback",
+            &["offline_access", "https://graph.microsoft.com/.default"],
+        )
+        .unwrap();
+        let pairs: std::collections::HashMap<_, _> = request.url.query_pairs().into_owned().collect();
+        assert_eq!(request.url.path(), "/organizations/oauth2/v2.0/authorize");
+        assert_eq!(pairs["state"], request.state);
+        assert_eq!(
+            pairs["code_challenge"],
+            code_challenge(request.code_verifier.expose_secret())
+        );
+        assert_eq!(pairs["code_challenge_method"], "S256");
+        assert_eq!(
+            pairs["scope"],
+            "offline_access https://graph.microsoft.com/.default"
+        );
+        assert!(request.code_verifier.expose_secret().len() >= 43);
+        assert!(request.state_matches(&request.state.clone()));
+        assert!(!request.state_matches("forged"));
+        assert!(!format!("{request:?}").contains(request.code_verifier.expose_secret()));
+        let other = AuthorizationRequest::new(&authority, "common", "app-id", "http://x", &[]).unwrap();
+        assert_ne!(other.state, request.state);
+    }
+}
