@@ -44,18 +44,31 @@ pub fn plan(
     let mut tenants: Vec<&TenantRead> = input.tenants.iter().collect();
     tenants.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
 
+    // A replayed user (identical copies) is planned once; copies that disagree cannot be
+    // planned without guessing which is current, so none of them is.
+    let mut copies: BTreeMap<String, Vec<&SourceUser>> = BTreeMap::new();
+    for tenant in &tenants {
+        for user in &tenant.users {
+            copies.entry(object_key(&user.object_id)).or_default().push(user);
+        }
+    }
     let mut seen = BTreeSet::new();
     let mut decided = Vec::new();
     for tenant in &tenants {
         let mut users: Vec<&SourceUser> = tenant.users.iter().collect();
         users.sort_by(|a, b| a.object_id.cmp(&b.object_id));
         for user in users {
-            if !seen.insert(object_key(&user.object_id)) {
-                planner.error(
-                    tenant,
-                    &user.object_id,
-                    "the user appears more than once in the read; planned once".into(),
+            let key = object_key(&user.object_id);
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let versions = copies.get(&key).map_or(&[][..], Vec::as_slice);
+            if versions.iter().any(|other| *other != user) {
+                let message = format!(
+                    "the user appears {} times in the read with different content; not planned",
+                    versions.len()
                 );
+                planner.error(tenant, &user.object_id, message);
                 continue;
             }
             if let Some(decision) = planner.decide(tenant, user) {
@@ -536,33 +549,37 @@ impl<'a, 'c> Planner<'a, 'c> {
 
     // ---------- matching to desk records ----------
 
+    /// Matches every decided person to a desk record. A desk record that fits several source
+    /// users on a field links none of them: each is a conflict, so no run guesses and the next
+    /// run sees the same ambiguity.
     fn match_all(&mut self, decided: &mut [Decision<'a, 'c>]) {
-        let mut claimed_users: BTreeMap<usize, String> = BTreeMap::new();
-        let mut claimed_agents: BTreeMap<usize, String> = BTreeMap::new();
+        let order = &self.settings.imports.match_order;
+        let mut user_claims: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        let mut agent_claims: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         for decision in decided.iter_mut() {
             let object_id = &decision.user.object_id;
             if let Some(side) = decision.user_side.as_mut() {
-                side.matched = find_match(
-                    &self.users,
-                    "user",
-                    object_id,
-                    &side.fields,
-                    &self.settings.imports.match_order,
-                    &mut claimed_users,
-                );
-                self.run_users.insert(object_key(object_id), side.matched.clone());
+                side.matched = find_match(&self.users, "user", object_id, &side.fields, order);
+                if let Match::ByField { index, .. } = side.matched {
+                    user_claims.entry(index).or_default().push(object_id.clone());
+                }
             }
             if let Some(side) = decision.agent_side.as_mut() {
-                side.matched = find_match(
-                    &self.agents,
-                    "agent",
-                    object_id,
-                    &side.fields,
-                    &self.settings.imports.match_order,
-                    &mut claimed_agents,
-                );
-                self.run_agents
-                    .insert(object_key(object_id), side.matched.clone());
+                side.matched = find_match(&self.agents, "agent", object_id, &side.fields, order);
+                if let Match::ByField { index, .. } = side.matched {
+                    agent_claims.entry(index).or_default().push(object_id.clone());
+                }
+            }
+        }
+        for decision in decided.iter_mut() {
+            let key = object_key(&decision.user.object_id);
+            if let Some(side) = decision.user_side.as_mut() {
+                contest(&mut side.matched, &self.users, "user", &user_claims);
+                self.run_users.insert(key.clone(), side.matched.clone());
+            }
+            if let Some(side) = decision.agent_side.as_mut() {
+                contest(&mut side.matched, &self.agents, "agent", &agent_claims);
+                self.run_agents.insert(key, side.matched.clone());
             }
         }
     }
@@ -1209,6 +1226,20 @@ impl<'a, 'c> Planner<'a, 'c> {
                             .is_some_and(|s| s.connection_id == self.connection)
                     })
                     .collect();
+                if records.len() > 1 {
+                    let ids = records
+                        .iter()
+                        .map(|r| r.id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let message = format!(
+                        "{} desk {}s carry Azure object id {key} (ids {ids}); none is deactivated, resolve by hand",
+                        records.len(),
+                        kind_name(kind)
+                    );
+                    self.error(tenant, &key, message);
+                    continue;
+                }
                 for record in records {
                     self.deactivate_missing(kind, tenant, record, &rule, &why);
                 }
@@ -1497,15 +1528,10 @@ fn find_match(
     object_id: &str,
     fields: &BTreeMap<String, (Value, String)>,
     order: &[MatchField],
-    claimed: &mut BTreeMap<usize, String>,
 ) -> Match {
-    let by_id = index.by_object_id(object_id);
-    match by_id {
+    match index.by_object_id(object_id) {
         [] => {}
-        [only] => {
-            claimed.insert(*only, object_id.to_owned());
-            return Match::ByObjectId(*only);
-        }
+        [only] => return Match::ByObjectId(*only),
         several => {
             return Match::Conflict {
                 rule: format!("{entity} matching (Azure object id)"),
@@ -1530,21 +1556,9 @@ fn find_match(
             .unlinked
             .get(&(*field, value.to_lowercase()))
             .map_or(&[][..], Vec::as_slice);
-        let rule = format!("{entity} matching ({})", field.desk_field());
         match candidates {
             [] => continue,
             [only] => {
-                if let Some(other) = claimed.get(only) {
-                    return Match::Conflict {
-                        rule,
-                        reason: format!(
-                            "desk {entity} {} matches on {} '{value}' but is already matched to Azure user {other}; not linked",
-                            index.records[*only].label(),
-                            field.desk_field()
-                        ),
-                    };
-                }
-                claimed.insert(*only, object_id.to_owned());
                 return Match::ByField {
                     index: *only,
                     field: *field,
@@ -1553,7 +1567,7 @@ fn find_match(
             }
             several => {
                 return Match::Conflict {
-                    rule,
+                    rule: format!("{entity} matching ({})", field.desk_field()),
                     reason: format!(
                         "{} desk {entity}s have {} '{value}' (ids {}); not linked, resolve by hand",
                         several.len(),
@@ -1565,6 +1579,36 @@ fn find_match(
         }
     }
     Match::New
+}
+
+/// Turns a field match into a conflict when other source users fit the same desk record.
+fn contest(
+    matched: &mut Match,
+    index: &RecordIndex<'_>,
+    entity: &str,
+    claims: &BTreeMap<usize, Vec<String>>,
+) {
+    let Match::ByField {
+        index: record,
+        field,
+        value,
+    } = matched
+    else {
+        return;
+    };
+    let Some(claimants) = claims.get(record).filter(|c| c.len() > 1) else {
+        return;
+    };
+    *matched = Match::Conflict {
+        rule: format!("{entity} matching ({})", field.desk_field()),
+        reason: format!(
+            "desk {entity} {} fits {} Azure users on {} '{value}' ({}); not linked, resolve by hand",
+            index.records[*record].label(),
+            claimants.len(),
+            field.desk_field(),
+            claimants.join(", ")
+        ),
+    };
 }
 
 fn ids_text(index: &RecordIndex<'_>, indices: &[usize]) -> String {

@@ -223,17 +223,25 @@ fn two_source_users_fitting_one_desk_record_is_a_conflict() {
     let second = user(&oid(2), "Two")
         .prop("mail", json!("desk@contoso.com"))
         .build();
-    let plan = run(&config, vec![full_read(vec![first, second])], &desk);
-    assert_eq!(find(&plan, Entity::User, &oid(1)).action, Action::Link);
-    let conflict = find(&plan, Entity::User, &oid(2));
-    assert_eq!(conflict.action, Action::Conflict);
-    assert!(
-        conflict
-            .reason
-            .contains(&format!("already matched to Azure user {}", oid(1))),
-        "{}",
-        conflict.reason
+    let plan = run(
+        &config,
+        vec![full_read(vec![first.clone(), second.clone()])],
+        &desk,
     );
+    for n in [1, 2] {
+        let conflict = find(&plan, Entity::User, &oid(n));
+        assert_eq!(conflict.action, Action::Conflict, "neither is linked");
+        let expected = format!(
+            "desk user Shared (id 5) fits 2 Azure users on email 'desk@contoso.com' ({}, {}); not linked, resolve by hand",
+            oid(1),
+            oid(2)
+        );
+        assert!(conflict.reason.ends_with(&expected), "{}", conflict.reason);
+    }
+    assert_eq!(plan.counts.conflicts, 2);
+    let applied = apply_to_snapshot(&desk, &plan, CONNECTION).unwrap();
+    let again = run(&config, vec![full_read(vec![first, second])], &applied);
+    assert_eq!(again.counts.conflicts, 2, "the same next time");
 }
 
 // ---------- site mappings ----------
@@ -1023,19 +1031,37 @@ fn bad_values_become_plan_errors_and_nothing_panics() {
 }
 
 #[test]
-fn duplicate_users_in_a_read_are_planned_once() {
-    let plan = run(
-        &simple_config(),
-        vec![full_read(vec![
-            user(&oid(1), "A").build(),
-            user(&oid(1), "A").build(),
-        ])],
-        &empty_desk(),
-    );
+fn duplicate_users_in_a_read_are_planned_once_or_not_at_all() {
+    let replay = vec![user(&oid(1), "A").build(), user(&oid(1), "A").build()];
+    let plan = run(&simple_config(), vec![full_read(replay)], &empty_desk());
     assert_eq!(plan.changes.len(), 1);
+    assert!(plan.errors.is_empty());
+    let disagreeing = vec![user(&oid(1), "A").build(), user(&oid(1), "B").build()];
+    let plan = run(&simple_config(), vec![full_read(disagreeing)], &empty_desk());
+    assert!(plan.changes.is_empty());
     assert_eq!(
         plan.errors[0].message,
-        "the user appears more than once in the read; planned once"
+        "the user appears 2 times in the read with different content; not planned"
+    );
+}
+
+#[test]
+fn two_desk_records_with_one_azure_id_are_never_deactivated_by_guess() {
+    let desk = DeskSnapshot {
+        users: vec![
+            imported(1, &oid(1), json!({"name": "A"})),
+            imported(2, &oid(1), json!({"name": "A copy"})),
+        ],
+        ..empty_desk()
+    };
+    let plan = run(&simple_config(), vec![full_read(vec![])], &desk);
+    assert!(plan.changes.is_empty());
+    assert_eq!(
+        plan.errors[0].message,
+        format!(
+            "2 desk users carry Azure object id {} (ids 1, 2); none is deactivated, resolve by hand",
+            oid(1)
+        )
     );
 }
 

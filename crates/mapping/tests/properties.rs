@@ -1,0 +1,218 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use deskbridge_core::RecordId;
+use deskbridge_mapping::*;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const NAMES: [&str; 4] = ["Ann Lee", "Bob Roe", "Cy Young", "Di Ng"];
+const GROUPS: [&str; 7] = [
+    "All Staff",
+    "Loc-London",
+    "IT Service Desk",
+    "IT Change",
+    "Leavers",
+    "Executives",
+    "Licensed Users",
+];
+
+fn source_user() -> impl Strategy<Value = SourceUser> {
+    (
+        1u32..16,
+        prop::sample::select(NAMES.to_vec()),
+        prop::sample::subsequence(GROUPS.to_vec(), 0..4),
+        prop::option::of(prop::sample::select(vec!["LDS", "LDN", "LXX", "MAIN"])),
+        prop::option::of(prop::sample::select(vec!["Leeds", "Bristol", "bristol"])),
+        prop::option::of(prop::sample::select(vec!["2nd line", "1st Line", "Sales"])),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            prop::option::of(1u32..16),
+        ),
+    )
+        .prop_map(
+            |(n, name, groups, office, city, department, (enabled, guest, licensed, manager))| {
+                let mut builder = user(&oid(n), name).groups(&groups);
+                if let Some(office) = office {
+                    builder = builder.prop("officeLocation", json!(office));
+                }
+                if let Some(city) = city {
+                    builder = builder.prop("city", json!(city));
+                }
+                if let Some(department) = department {
+                    builder = builder.prop("department", json!(department));
+                }
+                if !enabled {
+                    builder = builder.disabled();
+                }
+                if guest {
+                    builder = builder.guest();
+                }
+                if licensed {
+                    builder = builder.skus(&[E3]);
+                }
+                if let Some(manager) = manager {
+                    builder = builder.manager(&oid(manager));
+                }
+                builder.build()
+            },
+        )
+}
+
+fn desk_record(id: i64) -> impl Strategy<Value = DeskRecord> {
+    (1u32..16, any::<bool>(), any::<bool>(), prop::sample::select(NAMES.to_vec()), prop::sample::subsequence(vec![1i64, 2, 3, 4], 0..3))
+        .prop_map(move |(n, linked, active, name, roles)| {
+            let email = format!("{}@contoso.com", name.to_lowercase().replace(' ', "."));
+            let fields = json!({"name": name, "email": email, "active": active, "site_id": 10, "roles": roles,
+                "teams": [{"team_id": 3, "can_be_assigned": true, "can_see_unassigned": false, "can_see_others_tickets": false}]});
+            if linked { imported(id, &oid(n), fields) } else { manual(id, fields) }
+        })
+}
+
+fn desk() -> impl Strategy<Value = DeskSnapshot> {
+    (
+        prop::collection::vec(any::<u8>(), 0..6),
+        prop::collection::vec(any::<u8>(), 0..4),
+    )
+        .prop_flat_map(|(users, agents)| {
+            let users: Vec<_> = (0..users.len() as i64).map(|i| desk_record(i + 1)).collect();
+            let agents: Vec<_> = (0..agents.len() as i64).map(|i| desk_record(i + 1)).collect();
+            (users, agents)
+        })
+        .prop_map(|(users, agents)| {
+            let tickets = agents
+                .iter()
+                .map(|agent| DeskTicket {
+                    id: RecordId(100 + agent.id.0),
+                    agent_id: Some(agent.id),
+                    team_id: None,
+                    followers: vec![],
+                })
+                .collect();
+            DeskSnapshot {
+                users,
+                agents,
+                tickets,
+                ..empty_desk()
+            }
+        })
+}
+
+fn read() -> impl Strategy<Value = TenantRead> {
+    (
+        prop::collection::vec(source_user(), 0..10),
+        prop::sample::select(vec![
+            Completeness::Complete,
+            Completeness::Partial,
+            Completeness::Failed,
+        ]),
+        any::<bool>(),
+        prop::collection::vec((1u32..16, any::<bool>()), 0..3),
+    )
+        .prop_map(|(users, completeness, delta, removed)| TenantRead {
+            mode: if delta { ReadMode::Delta } else { ReadMode::Full },
+            completeness,
+            removed: if delta {
+                removed
+                    .into_iter()
+                    .map(|(n, hard)| Removal {
+                        object_id: oid(n),
+                        reason: if hard {
+                            RemovalReason::Deleted
+                        } else {
+                            RemovalReason::Changed
+                        },
+                    })
+                    .collect()
+            } else {
+                vec![]
+            },
+            ..full_read(users)
+        })
+}
+
+fn approved(read: TenantRead) -> PlanInput {
+    let mut input = input(vec![read]);
+    input.approved_tenants.insert(TENANT.into());
+    input
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn mapping_is_deterministic_and_ignores_input_order(read in read(), desk in desk(), seed in any::<u64>()) {
+        let config = validated(&config());
+        let first = plan(&config, &input(vec![read.clone()]), &desk, now());
+        let again = plan(&config, &input(vec![read.clone()]), &desk, now());
+        prop_assert_eq!(serde_json::to_string(&first).unwrap(), serde_json::to_string(&again).unwrap());
+        let mut shuffled = read;
+        let len = shuffled.users.len();
+        if len > 1 {
+            shuffled.users.rotate_left((seed as usize) % len);
+            shuffled.users.reverse();
+        }
+        let reordered = plan(&config, &input(vec![shuffled]), &desk, now());
+        prop_assert_eq!(serde_json::to_string(&first).unwrap(), serde_json::to_string(&reordered).unwrap());
+    }
+
+    #[test]
+    fn applying_a_plan_then_planning_again_writes_nothing(read in read(), desk in desk()) {
+        let config = validated(&config());
+        let input = approved(read);
+        let first = plan(&config, &input, &desk, now());
+        let applied = apply_to_snapshot(&desk, &first, CONNECTION).unwrap();
+        let second = plan(&config, &input, &applied, now());
+        let writes: Vec<&Change> = second.writes().collect();
+        prop_assert!(writes.is_empty(), "second plan writes {:#?}\nfirst plan {:#?}", writes, first.changes);
+    }
+
+    #[test]
+    fn no_deactivation_of_records_a_partial_or_failed_read_did_not_see(
+        mut read in read(),
+        desk in desk(),
+        partial in any::<bool>(),
+    ) {
+        read.mode = ReadMode::Full;
+        read.removed.clear();
+        read.completeness = if partial { Completeness::Partial } else { Completeness::Failed };
+        let seen: BTreeSet<String> = read.users.iter().map(|u| u.object_id.clone()).collect();
+        let plan = plan(&validated(&config()), &approved(read), &desk, now());
+        for change in plan.changes.iter().chain(plan.held.iter().flat_map(|h| &h.changes)) {
+            if change.action == Action::Deactivate {
+                prop_assert!(seen.contains(&change.external_id), "deactivated unseen {}: {:#?}", change.external_id, change);
+            }
+        }
+    }
+
+    #[test]
+    fn sequence_order_decides_overlaps(
+        mappings in prop::collection::btree_map(1u32..50, (-5i32..5, prop::sample::select(vec![10i64, 11, 12])), 1..6),
+    ) {
+        let mut config = MappingConfig::generated(RecordId(10));
+        config.site_mappings = mappings
+            .iter()
+            .map(|(id, (sequence, site))| SiteMapping {
+                id: *id,
+                name: format!("m{id}"),
+                sequence: *sequence,
+                target: SiteTarget::ExistingSite { site_id: RecordId(*site) },
+                ..SiteMapping::default()
+            })
+            .collect();
+        let (winner_id, (winner_seq, winner_site)) = mappings
+            .iter()
+            .min_by_key(|(id, (sequence, _))| (*sequence, **id))
+            .unwrap();
+        let plan = plan(&validated(&config), &input(vec![full_read(vec![user(&oid(1), "Ann Lee").build()])]), &empty_desk(), now());
+        let change = &plan.changes[0];
+        prop_assert_eq!(&change.rule, &format!("site mapping #{winner_id} 'm{winner_id}' (seq {winner_seq})"));
+        prop_assert_eq!(&change.fields["site_id"].after, &Value::from(*winner_site));
+    }
+}
