@@ -1,6 +1,8 @@
 //! The admin API under `/_admin`: change the world while it runs and switch faults.
 //! Loopback callers only; no authentication. Every change goes through [`World`]'s mutation
 //! methods, so delta queries report it.
+// Handlers return axum responses as errors; they are built once per failed request.
+#![allow(clippy::result_large_err)]
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
 
@@ -29,27 +31,44 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/requests", get(requests))
         .route("/auto-approve", axum::routing::put(auto_approve))
         .route("/tenants/{tid}/users", post(create_user))
-        .route("/tenants/{tid}/users/{id}", get(get_user).patch(update_user).delete(delete_user))
+        .route(
+            "/tenants/{tid}/users/{id}",
+            get(get_user).patch(update_user).delete(delete_user),
+        )
         .route("/tenants/{tid}/users/{id}/restore", post(restore_user))
         .route("/tenants/{tid}/users/{id}/licenses", post(licenses))
         .route("/tenants/{tid}/groups", post(create_group))
-        .route("/tenants/{tid}/groups/{id}", get(get_group).patch(update_group).delete(delete_group))
+        .route(
+            "/tenants/{tid}/groups/{id}",
+            get(get_group).patch(update_group).delete(delete_group),
+        )
         .route("/tenants/{tid}/groups/{id}/restore", post(restore_group))
         .route("/tenants/{tid}/groups/{id}/members", post(add_member))
-        .route("/tenants/{tid}/groups/{id}/members/{member}", delete(remove_member))
+        .route(
+            "/tenants/{tid}/groups/{id}/members/{member}",
+            delete(remove_member),
+        )
         .layer(axum::middleware::from_fn(loopback_only))
 }
 
 async fn loopback_only(req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     if peer.is_some_and(|p| !p.ip().is_loopback()) {
-        return fail(StatusCode::FORBIDDEN, "Forbidden", "the admin API answers loopback callers only");
+        return fail(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "the admin API answers loopback callers only",
+        );
     }
     next.run(req).await
 }
 
 fn fail(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 fn from_error(e: EmulatorError) -> Response {
@@ -64,8 +83,16 @@ fn from_error(e: EmulatorError) -> Response {
 fn parse_object(body: &Bytes) -> Result<Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(fail(StatusCode::BAD_REQUEST, "BadRequest", "the body must be a JSON object")),
-        Err(e) => Err(fail(StatusCode::BAD_REQUEST, "BadRequest", &format!("invalid JSON: {e}"))),
+        Ok(_) => Err(fail(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(fail(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("invalid JSON: {e}"),
+        )),
     }
 }
 
@@ -73,7 +100,10 @@ fn ok(value: impl serde::Serialize) -> Response {
     axum::Json(value).into_response()
 }
 
-fn with_world<R>(state: &AppState, f: impl FnOnce(&mut World) -> Result<R, EmulatorError>) -> Result<R, Response> {
+fn with_world<R>(
+    state: &AppState,
+    f: impl FnOnce(&mut World) -> Result<R, EmulatorError>,
+) -> Result<R, Response> {
     let mut world = state.world.write().unwrap_or_else(PoisonError::into_inner);
     f(&mut world).map_err(from_error)
 }
@@ -89,7 +119,11 @@ async fn dataset(State(state): St) -> Response {
 }
 
 async fn get_faults(State(state): St) -> Response {
-    ok(state.faults.lock().unwrap_or_else(PoisonError::into_inner).clone())
+    ok(state
+        .faults
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone())
 }
 
 /// Merges the given keys into the current settings. `"expire_delta_tokens_now": true` declares
@@ -99,7 +133,9 @@ async fn put_faults(State(state): St, body: Bytes) -> Response {
         Ok(m) => m,
         Err(r) => return r,
     };
-    let expire_now = patch.remove("expire_delta_tokens_now").is_some_and(|v| v == Value::Bool(true));
+    let expire_now = patch
+        .remove("expire_delta_tokens_now")
+        .is_some_and(|v| v == Value::Bool(true));
     let mut faults = state.faults.lock().unwrap_or_else(PoisonError::into_inner);
     let mut current = match serde_json::to_value(&*faults) {
         Ok(Value::Object(m)) => m,
@@ -114,12 +150,22 @@ async fn put_faults(State(state): St, body: Bytes) -> Response {
             *faults = next.clone();
             ok(next)
         }
-        Err(e) => fail(StatusCode::BAD_REQUEST, "BadRequest", &format!("invalid fault settings: {e}")),
+        Err(e) => fail(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("invalid fault settings: {e}"),
+        ),
     }
 }
 
 async fn requests(State(state): St) -> Response {
-    let log: Vec<_> = state.log.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
+    let log: Vec<_> = state
+        .log
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect();
     ok(log)
 }
 
@@ -129,7 +175,9 @@ struct Enabled {
 }
 
 async fn auto_approve(State(state): St, axum::Json(body): axum::Json<Enabled>) -> Response {
-    state.auto_approve.store(body.enabled, std::sync::atomic::Ordering::Relaxed);
+    state
+        .auto_approve
+        .store(body.enabled, std::sync::atomic::Ordering::Relaxed);
     ok(json!({"enabled": body.enabled}))
 }
 
@@ -139,7 +187,11 @@ async fn create_user(State(state): St, Path(tid): Path<String>, body: Bytes) -> 
         Err(r) => return r,
     };
     if !patch.get("userPrincipalName").is_some_and(Value::is_string) {
-        return fail(StatusCode::BAD_REQUEST, "BadRequest", "userPrincipalName is required");
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "userPrincipalName is required",
+        );
     }
     let mut base = json!({"id": "", "accountEnabled": true, "userType": "Member",
                           "createdDateTime": state.clock.now().to_string()});
@@ -155,7 +207,13 @@ async fn create_user(State(state): St, Path(tid): Path<String>, body: Bytes) -> 
     }
     let user: User = match serde_json::from_value(base) {
         Ok(u) => u,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, "BadRequest", &format!("invalid user: {e}")),
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("invalid user: {e}"),
+            );
+        }
     };
     match with_world(&state, |w| w.create_user(&tid, user)) {
         Ok(u) => (StatusCode::CREATED, axum::Json(u)).into_response(),
@@ -165,7 +223,9 @@ async fn create_user(State(state): St, Path(tid): Path<String>, body: Bytes) -> 
 
 async fn get_user(State(state): St, Path((tid, id)): Path<(String, String)>) -> Response {
     let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
-    let user = world.tenant(&tid).and_then(|t| t.user_index(&id).map(|i| t.users[i].clone()));
+    let user = world
+        .tenant(&tid)
+        .and_then(|t| t.user_index(&id).map(|i| t.users[i].clone()));
     match user {
         Some(u) => ok(u),
         None => fail(StatusCode::NOT_FOUND, "NotFound", &format!("user {id}")),
@@ -189,9 +249,19 @@ struct DeleteQuery {
     hard: bool,
 }
 
-async fn delete_user(State(state): St, Path((tid, id)): Path<(String, String)>, Query(q): Query<DeleteQuery>) -> Response {
+async fn delete_user(
+    State(state): St,
+    Path((tid, id)): Path<(String, String)>,
+    Query(q): Query<DeleteQuery>,
+) -> Response {
     let now = state.clock.now();
-    let result = with_world(&state, |w| if q.hard { w.hard_delete_user(&tid, &id) } else { w.soft_delete_user(&tid, &id, now) });
+    let result = with_world(&state, |w| {
+        if q.hard {
+            w.hard_delete_user(&tid, &id)
+        } else {
+            w.soft_delete_user(&tid, &id, now)
+        }
+    });
     match result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(r) => r,
@@ -217,9 +287,17 @@ struct LicenseChange {
 async fn licenses(State(state): St, Path((tid, id)): Path<(String, String)>, body: Bytes) -> Response {
     let change: LicenseChange = match serde_json::from_slice(&body) {
         Ok(c) => c,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, "BadRequest", &format!("invalid licence change: {e}")),
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("invalid licence change: {e}"),
+            );
+        }
     };
-    match with_world(&state, |w| w.set_user_licenses(&tid, &id, &change.add_licenses, &change.remove_licenses)) {
+    match with_world(&state, |w| {
+        w.set_user_licenses(&tid, &id, &change.add_licenses, &change.remove_licenses)
+    }) {
         Ok(u) => ok(u),
         Err(r) => r,
     }
@@ -230,7 +308,11 @@ async fn create_group(State(state): St, Path(tid): Path<String>, body: Bytes) ->
         Ok(m) => m,
         Err(r) => return r,
     };
-    let Some(name) = patch.get("displayName").and_then(Value::as_str).map(str::to_owned) else {
+    let Some(name) = patch
+        .get("displayName")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
         return fail(StatusCode::BAD_REQUEST, "BadRequest", "displayName is required");
     };
     let nickname: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
@@ -245,7 +327,13 @@ async fn create_group(State(state): St, Path(tid): Path<String>, body: Bytes) ->
     }
     let group: Group = match serde_json::from_value(base) {
         Ok(g) => g,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, "BadRequest", &format!("invalid group: {e}")),
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("invalid group: {e}"),
+            );
+        }
     };
     match with_world(&state, |w| w.create_group(&tid, group)) {
         Ok(g) => (StatusCode::CREATED, axum::Json(g)).into_response(),
@@ -255,7 +343,9 @@ async fn create_group(State(state): St, Path(tid): Path<String>, body: Bytes) ->
 
 async fn get_group(State(state): St, Path((tid, id)): Path<(String, String)>) -> Response {
     let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
-    let group = world.tenant(&tid).and_then(|t| t.group_index(&id).map(|i| t.groups[i].clone()));
+    let group = world
+        .tenant(&tid)
+        .and_then(|t| t.group_index(&id).map(|i| t.groups[i].clone()));
     match group {
         Some(g) => ok(g),
         None => fail(StatusCode::NOT_FOUND, "NotFound", &format!("group {id}")),
@@ -273,9 +363,19 @@ async fn update_group(State(state): St, Path((tid, id)): Path<(String, String)>,
     }
 }
 
-async fn delete_group(State(state): St, Path((tid, id)): Path<(String, String)>, Query(q): Query<DeleteQuery>) -> Response {
+async fn delete_group(
+    State(state): St,
+    Path((tid, id)): Path<(String, String)>,
+    Query(q): Query<DeleteQuery>,
+) -> Response {
     let now = state.clock.now();
-    let result = with_world(&state, |w| if q.hard { w.hard_delete_group(&tid, &id) } else { w.soft_delete_group(&tid, &id, now) });
+    let result = with_world(&state, |w| {
+        if q.hard {
+            w.hard_delete_group(&tid, &id)
+        } else {
+            w.soft_delete_group(&tid, &id, now)
+        }
+    });
     match result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(r) => r,
@@ -297,7 +397,13 @@ struct MemberBody {
 async fn add_member(State(state): St, Path((tid, id)): Path<(String, String)>, body: Bytes) -> Response {
     let member: MemberBody = match serde_json::from_slice(&body) {
         Ok(m) => m,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, "BadRequest", &format!("expected {{\"id\": …}}: {e}")),
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("expected {{\"id\": …}}: {e}"),
+            );
+        }
     };
     match with_world(&state, |w| w.add_member(&tid, &id, &member.id)) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -305,7 +411,10 @@ async fn add_member(State(state): St, Path((tid, id)): Path<(String, String)>, b
     }
 }
 
-async fn remove_member(State(state): St, Path((tid, id, member)): Path<(String, String, String)>) -> Response {
+async fn remove_member(
+    State(state): St,
+    Path((tid, id, member)): Path<(String, String, String)>,
+) -> Response {
     match with_world(&state, |w| w.remove_member(&tid, &id, &member)) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(r) => r,

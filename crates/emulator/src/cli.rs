@@ -61,12 +61,19 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.tls = args.tls;
     config.auto_approve = args.auto_approve;
-    config.faults = Faults { latency_ms: args.latency_ms, throttling: args.throttle, ..Faults::default() };
+    config.faults = Faults {
+        latency_ms: args.latency_ms,
+        throttling: args.throttle,
+        ..Faults::default()
+    };
     let emulator = Emulator::start(config).await?;
     let mut summary = emulator.summary();
     if let Some(pem) = emulator.ca_pem() {
         let path = args.ca_out.clone().unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("deskbridge-emulator-ca-{}.pem", emulator.local_addr().port()))
+            std::env::temp_dir().join(format!(
+                "deskbridge-emulator-ca-{}.pem",
+                emulator.local_addr().port()
+            ))
         });
         std::fs::write(&path, pem)?;
         summary.ca_cert_file = Some(path.display().to_string());

@@ -31,17 +31,23 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
 fn rsa_self_signed(common_name: &str) -> Result<(KeyPair, rcgen::Certificate), EmulatorError> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(|e| crypto_err("RSA key generation", e))?;
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| crypto_err("certificate", e))?;
+    let key =
+        KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(|e| crypto_err("RSA key generation", e))?;
+    let mut params =
+        CertificateParams::new(Vec::<String>::new()).map_err(|e| crypto_err("certificate", e))?;
     params.distinguished_name.push(DnType::CommonName, common_name);
     params.not_before = rcgen::date_time_ymd(2020, 1, 1);
     params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    let cert = params.self_signed(&key).map_err(|e| crypto_err("self-signed certificate", e))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| crypto_err("self-signed certificate", e))?;
     Ok((key, cert))
 }
 
@@ -77,8 +83,8 @@ pub fn generate_signing_key() -> Result<SigningKey, EmulatorError> {
     let (n, e) = rsa_components_of_cert(&der)?;
     let (x5t, _) = thumbprints(&der);
     // The PEM path turns rcgen's PKCS#8 into the PKCS#1 form the signer expects.
-    let encoding =
-        EncodingKey::from_rsa_pem(key.serialize_pem().as_bytes()).map_err(|e| crypto_err("signing key", e))?;
+    let encoding = EncodingKey::from_rsa_pem(key.serialize_pem().as_bytes())
+        .map_err(|e| crypto_err("signing key", e))?;
     Ok(SigningKey {
         kid: x5t,
         encoding,
@@ -94,7 +100,10 @@ pub fn generate_app_certificate(name: &str, key_id: String) -> Result<AppCertifi
     let (key, cert) = rsa_self_signed(name)?;
     let der = cert.der().as_ref().to_vec();
     let (x5t, x5t_s256) = thumbprints(&der);
-    let sha1_hex: String = sha1::Sha1::digest(&der).iter().map(|b| format!("{b:02X}")).collect();
+    let sha1_hex: String = sha1::Sha1::digest(&der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
     Ok(AppCertificate {
         key_id,
         certificate_pem: cert.pem(),
@@ -102,7 +111,9 @@ pub fn generate_app_certificate(name: &str, key_id: String) -> Result<AppCertifi
         thumbprint_sha1: sha1_hex,
         x5t_s256,
         x5t,
-        end_date_time: "2099-01-01T00:00:00Z".parse().map_err(|e| crypto_err("date", e))?,
+        end_date_time: "2099-01-01T00:00:00Z"
+            .parse()
+            .map_err(|e| crypto_err("date", e))?,
     })
 }
 
@@ -119,24 +130,33 @@ impl std::fmt::Debug for TlsMaterial {
 }
 
 pub fn generate_tls(hosts: &[String]) -> Result<TlsMaterial, EmulatorError> {
-    let ca_key =
-        KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| crypto_err("CA key generation", e))?;
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| crypto_err("CA key generation", e))?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| crypto_err("CA", e))?;
-    ca_params.distinguished_name.push(DnType::CommonName, "deskbridge emulator CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "deskbridge emulator CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
     ca_params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(|e| crypto_err("CA certificate", e))?;
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .map_err(|e| crypto_err("CA certificate", e))?;
     let issuer = Issuer::new(ca_params, ca_key);
 
     let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| crypto_err("server key generation", e))?;
-    let mut params = CertificateParams::new(hosts.to_vec()).map_err(|e| crypto_err("server certificate", e))?;
-    params.distinguished_name.push(DnType::CommonName, "deskbridge emulator");
+    let mut params =
+        CertificateParams::new(hosts.to_vec()).map_err(|e| crypto_err("server certificate", e))?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "deskbridge emulator");
     params.not_before = rcgen::date_time_ymd(2020, 1, 1);
     params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    let server_cert = params.signed_by(&server_key, &issuer).map_err(|e| crypto_err("server certificate", e))?;
+    let server_cert = params
+        .signed_by(&server_key, &issuer)
+        .map_err(|e| crypto_err("server certificate", e))?;
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -149,5 +169,8 @@ pub fn generate_tls(hosts: &[String]) -> Result<TlsMaterial, EmulatorError> {
         )
         .map_err(|e| crypto_err("TLS config", e))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsMaterial { ca_pem: ca_cert.pem(), server_config: Arc::new(config) })
+    Ok(TlsMaterial {
+        ca_pem: ca_cert.pem(),
+        server_config: Arc::new(config),
+    })
 }

@@ -24,7 +24,12 @@ pub struct GenerateOptions {
 impl Default for GenerateOptions {
     fn default() -> Self {
         let reference_time = "2026-11-01T00:00:00Z".parse().unwrap_or(Timestamp::UNIX_EPOCH);
-        Self { seed: 1, tenants: 3, users_per_tenant: None, reference_time }
+        Self {
+            seed: 1,
+            tenants: 3,
+            users_per_tenant: None,
+            reference_time,
+        }
     }
 }
 
@@ -69,23 +74,93 @@ impl Rng {
 
     fn token(&mut self, len: usize) -> String {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789~._-";
-        (0..len).map(|_| char::from(ALPHABET[self.below(ALPHABET.len())])).collect()
+        (0..len)
+            .map(|_| char::from(ALPHABET[self.below(ALPHABET.len())]))
+            .collect()
     }
 }
 
 const GIVEN: &[&str] = &[
-    "Adele", "Alex", "Ben", "Chloé", "Diego", "Emma", "Finn", "Grace", "Hiro", "Isabel", "Jonas", "Katarzyna",
-    "Lars", "Léa", "Mohammed", "Nadia", "Oskar", "Priya", "Quinn", "Rafael", "Søren", "Tomasz", "Ursula",
-    "Viktor", "Wei", "Xavier", "Yuki", "Zoë", "Åsa", "Łukasz", "José", "Ingrid",
+    "Adele",
+    "Alex",
+    "Ben",
+    "Chloé",
+    "Diego",
+    "Emma",
+    "Finn",
+    "Grace",
+    "Hiro",
+    "Isabel",
+    "Jonas",
+    "Katarzyna",
+    "Lars",
+    "Léa",
+    "Mohammed",
+    "Nadia",
+    "Oskar",
+    "Priya",
+    "Quinn",
+    "Rafael",
+    "Søren",
+    "Tomasz",
+    "Ursula",
+    "Viktor",
+    "Wei",
+    "Xavier",
+    "Yuki",
+    "Zoë",
+    "Åsa",
+    "Łukasz",
+    "José",
+    "Ingrid",
 ];
 const SURNAMES: &[&str] = &[
-    "Andersen", "Brown", "Costa", "Dvořák", "Evans", "Fischer", "García", "Hansen", "Ivanova", "Jensen",
-    "Kowalski", "Lindqvist", "Müller", "Nguyễn", "O'Brien", "Petrović", "Quist", "Rossi", "Schmidt", "Tanaka",
-    "Uddin", "Vargas", "Weiß", "Xu", "Yılmaz", "Zimmermann", "van der Berg", "Öztürk",
+    "Andersen",
+    "Brown",
+    "Costa",
+    "Dvořák",
+    "Evans",
+    "Fischer",
+    "García",
+    "Hansen",
+    "Ivanova",
+    "Jensen",
+    "Kowalski",
+    "Lindqvist",
+    "Müller",
+    "Nguyễn",
+    "O'Brien",
+    "Petrović",
+    "Quist",
+    "Rossi",
+    "Schmidt",
+    "Tanaka",
+    "Uddin",
+    "Vargas",
+    "Weiß",
+    "Xu",
+    "Yılmaz",
+    "Zimmermann",
+    "van der Berg",
+    "Öztürk",
 ];
-const DEPARTMENTS: &[&str] = &["Sales", "Engineering", "Finance", "Support", "Marketing", "Operations", "Legal"];
+const DEPARTMENTS: &[&str] = &[
+    "Sales",
+    "Engineering",
+    "Finance",
+    "Support",
+    "Marketing",
+    "Operations",
+    "Legal",
+];
 const TITLES: &[&str] = &[
-    "Account Manager", "Software Engineer", "Accountant", "Support Engineer", "Designer", "Analyst", "Consultant",
+    "Account Manager",
+    "Software Engineer",
+    "Accountant",
+    "Support Engineer",
+    "Designer",
+    "Analyst",
+    "Consultant",
 ];
 const CITIES: &[(&str, &str, &str)] = &[
     ("Seattle", "United States", "US"),
@@ -97,8 +172,24 @@ const CITIES: &[(&str, &str, &str)] = &[
     ("Tokyo", "Japan", "JP"),
 ];
 const COMPANY_WORDS: &[&str] = &[
-    "Contoso", "Fabrikam", "Northwind", "Tailspin", "Woodgrove", "Litware", "Adatum", "Proseware", "Lamna",
-    "Relecloud", "Wingtip", "Alpine", "Bellows", "Coho", "Humongous", "Margie", "Trey", "Wide World",
+    "Contoso",
+    "Fabrikam",
+    "Northwind",
+    "Tailspin",
+    "Woodgrove",
+    "Litware",
+    "Adatum",
+    "Proseware",
+    "Lamna",
+    "Relecloud",
+    "Wingtip",
+    "Alpine",
+    "Bellows",
+    "Coho",
+    "Humongous",
+    "Margie",
+    "Trey",
+    "Wide World",
 ];
 
 struct SkuTemplate {
@@ -111,16 +202,40 @@ const SKUS: &[SkuTemplate] = &[
     SkuTemplate {
         part: "ENTERPRISEPACK",
         applies_to: "User",
-        plans: &["EXCHANGE_S_ENTERPRISE", "SHAREPOINTENTERPRISE", "TEAMS1", "OFFICESUBSCRIPTION", "MCOSTANDARD"],
+        plans: &[
+            "EXCHANGE_S_ENTERPRISE",
+            "SHAREPOINTENTERPRISE",
+            "TEAMS1",
+            "OFFICESUBSCRIPTION",
+            "MCOSTANDARD",
+        ],
     },
     SkuTemplate {
         part: "SPE_E3",
         applies_to: "User",
-        plans: &["EXCHANGE_S_ENTERPRISE", "INTUNE_A", "AAD_PREMIUM", "TEAMS1", "MFA_PREMIUM"],
+        plans: &[
+            "EXCHANGE_S_ENTERPRISE",
+            "INTUNE_A",
+            "AAD_PREMIUM",
+            "TEAMS1",
+            "MFA_PREMIUM",
+        ],
     },
-    SkuTemplate { part: "O365_BUSINESS_PREMIUM", applies_to: "User", plans: &["EXCHANGE_S_STANDARD", "TEAMS1"] },
-    SkuTemplate { part: "POWER_BI_STANDARD", applies_to: "User", plans: &["BI_AZURE_P0"] },
-    SkuTemplate { part: "FLOW_FREE", applies_to: "User", plans: &["FLOW_P2_VIRAL"] },
+    SkuTemplate {
+        part: "O365_BUSINESS_PREMIUM",
+        applies_to: "User",
+        plans: &["EXCHANGE_S_STANDARD", "TEAMS1"],
+    },
+    SkuTemplate {
+        part: "POWER_BI_STANDARD",
+        applies_to: "User",
+        plans: &["BI_AZURE_P0"],
+    },
+    SkuTemplate {
+        part: "FLOW_FREE",
+        applies_to: "User",
+        plans: &["FLOW_P2_VIRAL"],
+    },
 ];
 
 /// Well-known ids of Graph permissions and roles are not needed: the emulator works with names.
@@ -198,7 +313,9 @@ impl World {
         let partner_id = partner.id.clone();
         tenants.push(partner);
         let all_tenants: Vec<String> = tenants.iter().map(|t| t.id.clone()).collect();
-        let first_customer = tenants.first().map_or_else(|| partner_id.clone(), |t| t.id.clone());
+        let first_customer = tenants
+            .first()
+            .map_or_else(|| partner_id.clone(), |t| t.id.clone());
 
         let far_future: Timestamp = "2099-01-01T00:00:00Z".parse().unwrap_or(Timestamp::MAX);
         let expired: Timestamp = "2020-01-01T00:00:00Z".parse().unwrap_or(Timestamp::UNIX_EPOCH);
@@ -208,12 +325,22 @@ impl World {
             end_date_time: end,
         };
         let all_permissions: Vec<String> = GRAPH_APP_PERMISSIONS.iter().map(|s| (*s).to_owned()).collect();
-        let delegated: Vec<String> =
-            ["openid", "profile", "offline_access", "email", "User.Read", "User.Read.All", "Directory.Read.All"]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect();
-        let redirects = vec!["http://localhost/callback".to_owned(), "http://127.0.0.1/callback".to_owned()];
+        let delegated: Vec<String> = [
+            "openid",
+            "profile",
+            "offline_access",
+            "email",
+            "User.Read",
+            "User.Read.All",
+            "Directory.Read.All",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let redirects = vec![
+            "http://localhost/callback".to_owned(),
+            "http://127.0.0.1/callback".to_owned(),
+        ];
         let mut apps = Vec::new();
         apps.push(App {
             client_id: rng.uuid(),
@@ -281,8 +408,12 @@ impl World {
             redirect_uris: vec![],
             consented_tenants: vec![partner_id.clone()],
         });
-        let mut world =
-            World { tenants, apps, partner_tenant_id: Some(partner_id), sign_in_password: default_password_value() };
+        let mut world = World {
+            tenants,
+            apps,
+            partner_tenant_id: Some(partner_id),
+            sign_in_password: default_password_value(),
+        };
         world.rebuild_indexes();
         Ok(world)
     }
@@ -294,17 +425,31 @@ fn default_password_value() -> String {
 
 fn gdap_for(rng: &mut Rng, customer: &Tenant, now: Timestamp) -> GdapRelationship {
     let created = ts_minus(now, days(30 + rng.below(600)));
-    let status = *rng.pick(&["active", "active", "active", "active", "expired", "approvalPending"]);
+    let status = *rng.pick(&[
+        "active",
+        "active",
+        "active",
+        "active",
+        "expired",
+        "approvalPending",
+    ]);
     let activated = (status != "approvalPending").then(|| created.checked_add(days(1)).unwrap_or(created));
     let end = activated.map(|a| a.checked_add(days(730)).unwrap_or(a));
     GdapRelationship {
         id: format!("{}-{}", rng.uuid(), rng.uuid()),
-        display_name: format!("deskbridge-{}", &customer.domain[..customer.domain.find('.').unwrap_or(0)]),
+        display_name: format!(
+            "deskbridge-{}",
+            &customer.domain[..customer.domain.find('.').unwrap_or(0)]
+        ),
         customer_tenant_id: customer.id.clone(),
         customer_display_name: customer.display_name.clone(),
         status: status.to_owned(),
         duration: "P730D".into(),
-        auto_extend_duration: if rng.chance(50) { "P180D".into() } else { "PT0S".into() },
+        auto_extend_duration: if rng.chance(50) {
+            "P180D".into()
+        } else {
+            "PT0S".into()
+        },
         role_definition_ids: vec![
             "88d8e3e3-8f55-4a1e-953a-9b9898b8876b".into(), // Directory Readers
             "729827e3-9c14-49f7-bb1b-9608f156bbb8".into(), // Helpdesk Administrator
@@ -334,7 +479,11 @@ fn generate_tenant(rng: &mut Rng, index: usize, size: usize, is_partner: bool, n
         id: rng.uuid(),
         display_name,
         domain: domain.clone(),
-        extra_domains: if rng.chance(50) { vec![format!("{slug}{index}.example.com")] } else { vec![] },
+        extra_domains: if rng.chance(50) {
+            vec![format!("{slug}{index}.example.com")]
+        } else {
+            vec![]
+        },
         premium,
         is_partner,
         country_letter_code: country_code.to_owned(),
@@ -348,7 +497,11 @@ fn generate_tenant(rng: &mut Rng, index: usize, size: usize, is_partner: bool, n
         index: Default::default(),
         changes: Default::default(),
     };
-    let mail_domain = tenant.extra_domains.first().cloned().unwrap_or_else(|| domain.clone());
+    let mail_domain = tenant
+        .extra_domains
+        .first()
+        .cloned()
+        .unwrap_or_else(|| domain.clone());
 
     // SKUs first so users can be licensed.
     let mut sku_count = 2 + rng.below(3);
@@ -378,7 +531,9 @@ fn generate_tenant(rng: &mut Rng, index: usize, size: usize, is_partner: bool, n
     }
 
     for i in 0..size {
-        tenant.users.push(generate_user(rng, &tenant, i, size, &mail_domain, hybrid, now));
+        tenant
+            .users
+            .push(generate_user(rng, &tenant, i, size, &mail_domain, hybrid, now));
     }
     wire_managers(rng, &mut tenant.users);
     generate_groups(rng, &mut tenant, &mail_domain, now);
@@ -412,7 +567,11 @@ fn generate_user(
         mail_nickname: Some(alias.clone()),
         job_title: Some((*rng.pick(TITLES)).to_owned()),
         mobile_phone: rng.chance(60).then(|| format!("+1 555 {:04}", rng.below(10_000))),
-        business_phones: if rng.chance(70) { vec![format!("+1 425 555 {:04}", rng.below(10_000))] } else { vec![] },
+        business_phones: if rng.chance(70) {
+            vec![format!("+1 425 555 {:04}", rng.below(10_000))]
+        } else {
+            vec![]
+        },
         office_location: Some(format!("{city} {}", 1 + rng.below(9))),
         preferred_language: Some("en-US".into()),
         account_enabled: true,
@@ -466,7 +625,11 @@ fn generate_user(
     }
     if size >= 20 && (i == size - 4 || i == size - 5) {
         let name = if i == size - 4 { "info" } else { "svc-backup" };
-        user.display_name = Some(if i == size - 4 { "Shared Mailbox: Info".into() } else { "Backup Service".into() });
+        user.display_name = Some(if i == size - 4 {
+            "Shared Mailbox: Info".into()
+        } else {
+            "Backup Service".into()
+        });
         user.given_name = None;
         user.surname = None;
         user.job_title = None;
@@ -484,17 +647,28 @@ fn generate_user(
     if user.account_enabled && user.user_type == "Member" && user.usage_location.is_some() {
         let main = &tenant.skus[rng.below(2.min(tenant.skus.len()))];
         if rng.chance(85) {
-            let disabled =
-                if rng.chance(20) { vec![main.service_plans[0].service_plan_id.clone()] } else { vec![] };
-            user.assigned_licenses.push(AssignedLicense { sku_id: main.sku_id.clone(), disabled_plans: disabled });
+            let disabled = if rng.chance(20) {
+                vec![main.service_plans[0].service_plan_id.clone()]
+            } else {
+                vec![]
+            };
+            user.assigned_licenses.push(AssignedLicense {
+                sku_id: main.sku_id.clone(),
+                disabled_plans: disabled,
+            });
         }
         if tenant.skus.len() > 3 && rng.chance(30) {
-            user.assigned_licenses
-                .push(AssignedLicense { sku_id: tenant.skus[3].sku_id.clone(), disabled_plans: vec![] });
+            user.assigned_licenses.push(AssignedLicense {
+                sku_id: tenant.skus[3].sku_id.clone(),
+                disabled_plans: vec![],
+            });
         }
     }
     if rng.chance(90) {
-        let last = ts_minus(now, SignedDuration::from_mins(i64::try_from(rng.below(60 * 24 * 90)).unwrap_or(0)));
+        let last = ts_minus(
+            now,
+            SignedDuration::from_mins(i64::try_from(rng.below(60 * 24 * 90)).unwrap_or(0)),
+        );
         user.sign_in_activity = Some(SignInActivity {
             last_sign_in_date_time: Some(last),
             last_non_interactive_sign_in_date_time: Some(last),
@@ -524,7 +698,11 @@ fn wire_managers(rng: &mut Rng, users: &mut [User]) {
 }
 
 fn user_member(u: &User) -> MemberRef {
-    MemberRef { kind: ObjectKind::User, id: u.id.clone(), display_name: None }
+    MemberRef {
+        kind: ObjectKind::User,
+        id: u.id.clone(),
+        display_name: None,
+    }
 }
 
 fn generate_groups(rng: &mut Rng, tenant: &mut Tenant, mail_domain: &str, now: Timestamp) {
@@ -546,8 +724,12 @@ fn generate_groups(rng: &mut Rng, tenant: &mut Tenant, mail_domain: &str, now: T
         members: vec![],
         deleted_date_time: None,
     };
-    let members_all: Vec<MemberRef> =
-        tenant.users.iter().filter(|u| u.user_type == "Member").map(user_member).collect();
+    let members_all: Vec<MemberRef> = tenant
+        .users
+        .iter()
+        .filter(|u| u.user_type == "Member")
+        .map(user_member)
+        .collect();
     let c = created(rng);
     let mut all = base(rng, "All Staff", c);
     all.group_types = vec!["Unified".into()];
@@ -562,7 +744,12 @@ fn generate_groups(rng: &mut Rng, tenant: &mut Tenant, mail_domain: &str, now: T
     for dept in DEPARTMENTS {
         let c = created(rng);
         let mut g = base(rng, &format!("{dept} Team"), c);
-        g.members = tenant.users.iter().filter(|u| u.department.as_deref() == Some(dept)).map(user_member).collect();
+        g.members = tenant
+            .users
+            .iter()
+            .filter(|u| u.department.as_deref() == Some(dept))
+            .map(user_member)
+            .collect();
         dept_ids.push(g.id.clone());
         tenant.groups.push(g);
     }
@@ -572,7 +759,11 @@ fn generate_groups(rng: &mut Rng, tenant: &mut Tenant, mail_domain: &str, now: T
     parent.members = dept_ids
         .iter()
         .take(3)
-        .map(|id| MemberRef { kind: ObjectKind::Group, id: id.clone(), display_name: None })
+        .map(|id| MemberRef {
+            kind: ObjectKind::Group,
+            id: id.clone(),
+            display_name: None,
+        })
         .collect();
     if let Some(first) = tenant.users.first() {
         parent.members.push(user_member(first));
@@ -599,8 +790,12 @@ fn generate_groups(rng: &mut Rng, tenant: &mut Tenant, mail_domain: &str, now: T
     dynamic.group_types = vec!["DynamicMembership".into()];
     dynamic.membership_rule = Some("(user.department -eq \"Sales\")".into());
     dynamic.membership_rule_processing_state = Some("On".into());
-    dynamic.members =
-        tenant.users.iter().filter(|u| u.department.as_deref() == Some("Sales")).map(user_member).collect();
+    dynamic.members = tenant
+        .users
+        .iter()
+        .filter(|u| u.department.as_deref() == Some("Sales"))
+        .map(user_member)
+        .collect();
     tenant.groups.push(dynamic);
     // Distribution list and mail-enabled security group.
     let c = created(rng);
@@ -608,7 +803,12 @@ fn generate_groups(rng: &mut Rng, tenant: &mut Tenant, mail_domain: &str, now: T
     dl.security_enabled = false;
     dl.mail_enabled = true;
     dl.mail = Some(format!("newsletter@{mail_domain}"));
-    dl.members = tenant.users.iter().filter(|_| rng.chance(20)).map(user_member).collect();
+    dl.members = tenant
+        .users
+        .iter()
+        .filter(|_| rng.chance(20))
+        .map(user_member)
+        .collect();
     tenant.groups.push(dl);
     let c = created(rng);
     let mut mesg = base(rng, "Helpdesk Escalation", c);
@@ -652,8 +852,14 @@ fn generate_roles(rng: &mut Rng, tenant: &mut Tenant) {
         ("Helpdesk Administrator", "729827e3-9c14-49f7-bb1b-9608f156bbb8"),
     ];
     for (k, (name, template)) in roles.iter().enumerate() {
-        let members: Vec<String> =
-            tenant.users.iter().skip(k).step_by(7 + k).take(2).map(|u| u.id.clone()).collect();
+        let members: Vec<String> = tenant
+            .users
+            .iter()
+            .skip(k)
+            .step_by(7 + k)
+            .take(2)
+            .map(|u| u.id.clone())
+            .collect();
         tenant.directory_roles.push(DirectoryRole {
             id: rng.uuid(),
             display_name: (*name).to_owned(),
@@ -680,7 +886,14 @@ fn generate_devices(rng: &mut Rng, tenant: &mut Tenant, now: Timestamp) {
         };
         let never_synced = rng.chance(5);
         let enrolled = ts_minus(now, days(rng.below(700)));
-        let compliance = *rng.pick(&["compliant", "compliant", "compliant", "noncompliant", "unknown", "inGracePeriod"]);
+        let compliance = *rng.pick(&[
+            "compliant",
+            "compliant",
+            "compliant",
+            "noncompliant",
+            "unknown",
+            "inGracePeriod",
+        ]);
         let mobile = os == "iOS" || os == "Android";
         let personal = rng.chance(20);
         let no_user = rng.chance(5);
@@ -688,35 +901,82 @@ fn generate_devices(rng: &mut Rng, tenant: &mut Tenant, now: Timestamp) {
             id: rng.uuid(),
             user_id: if no_user { String::new() } else { owner.id.clone() },
             device_name: format!("{}-{:05}", &os[..3].to_uppercase(), d),
-            managed_device_owner_type: if personal { "personal".into() } else { "company".into() },
+            managed_device_owner_type: if personal {
+                "personal".into()
+            } else {
+                "company".into()
+            },
             enrolled_date_time: enrolled.to_string(),
             last_sync_date_time: if never_synced {
                 UNSET_DATE.into()
             } else {
-                ts_minus(now, SignedDuration::from_mins(i64::try_from(rng.below(60 * 24 * 30)).unwrap_or(0)))
-                    .to_string()
+                ts_minus(
+                    now,
+                    SignedDuration::from_mins(i64::try_from(rng.below(60 * 24 * 30)).unwrap_or(0)),
+                )
+                .to_string()
             },
             operating_system: os.to_owned(),
             os_version: version.to_owned(),
             compliance_state: compliance.to_owned(),
-            management_agent: if mobile { "mdm".into() } else { "intuneClient".into() },
+            management_agent: if mobile {
+                "mdm".into()
+            } else {
+                "intuneClient".into()
+            },
             azure_ad_device_id: if rng.chance(10) { String::new() } else { rng.uuid() },
             azure_ad_registered: if rng.chance(10) { None } else { Some(true) },
-            device_enrollment_type: if os == "Windows" { "windowsAzureADJoin".into() } else { "userEnrollment".into() },
+            device_enrollment_type: if os == "Windows" {
+                "windowsAzureADJoin".into()
+            } else {
+                "userEnrollment".into()
+            },
             device_registration_state: "registered".into(),
             is_encrypted: rng.chance(85),
             is_supervised: os == "iOS" && rng.chance(50),
-            jail_broken: if mobile { (*rng.pick(&["False", "False", "Unknown"])).to_owned() } else { "Unknown".into() },
-            user_principal_name: if no_user { String::new() } else { owner.user_principal_name.clone() },
-            user_display_name: if no_user { String::new() } else { owner.display_name.clone().unwrap_or_default() },
-            email_address: if no_user { String::new() } else { owner.mail.clone().unwrap_or_default() },
+            jail_broken: if mobile {
+                (*rng.pick(&["False", "False", "Unknown"])).to_owned()
+            } else {
+                "Unknown".into()
+            },
+            user_principal_name: if no_user {
+                String::new()
+            } else {
+                owner.user_principal_name.clone()
+            },
+            user_display_name: if no_user {
+                String::new()
+            } else {
+                owner.display_name.clone().unwrap_or_default()
+            },
+            email_address: if no_user {
+                String::new()
+            } else {
+                owner.mail.clone().unwrap_or_default()
+            },
             model: model.to_owned(),
             manufacturer: manufacturer.to_owned(),
-            serial_number: if rng.chance(15) { String::new() } else { format!("SN{:010}", rng.next_u64() % 10_000_000_000) },
-            imei: if mobile && rng.chance(70) { format!("35{:013}", rng.next_u64() % 10_000_000_000_000) } else { String::new() },
+            serial_number: if rng.chance(15) {
+                String::new()
+            } else {
+                format!("SN{:010}", rng.next_u64() % 10_000_000_000)
+            },
+            imei: if mobile && rng.chance(70) {
+                format!("35{:013}", rng.next_u64() % 10_000_000_000_000)
+            } else {
+                String::new()
+            },
             meid: String::new(),
-            wi_fi_mac_address: if rng.chance(30) { String::new() } else { format!("{:012x}", rng.next_u64() & 0xFFFF_FFFF_FFFF) },
-            phone_number: if mobile && rng.chance(40) { format!("+1555{:07}", rng.below(10_000_000)) } else { String::new() },
+            wi_fi_mac_address: if rng.chance(30) {
+                String::new()
+            } else {
+                format!("{:012x}", rng.next_u64() & 0xFFFF_FFFF_FFFF)
+            },
+            phone_number: if mobile && rng.chance(40) {
+                format!("+1555{:07}", rng.below(10_000_000))
+            } else {
+                String::new()
+            },
             total_storage_space_in_bytes: 256 * 1024 * 1024 * 1024,
             free_storage_space_in_bytes: i64::try_from(rng.below(200)).unwrap_or(0) * 1024 * 1024 * 1024,
             compliance_grace_period_expiration_date_time: if compliance == "inGracePeriod" {
@@ -725,7 +985,11 @@ fn generate_devices(rng: &mut Rng, tenant: &mut Tenant, now: Timestamp) {
                 "9999-12-31T23:59:59Z".into()
             },
             partner_reported_threat_state: "unknown".into(),
-            device_category_display_name: if rng.chance(50) { "Unknown Category".into() } else { String::new() },
+            device_category_display_name: if rng.chance(50) {
+                "Unknown Category".into()
+            } else {
+                String::new()
+            },
             exchange_access_state: "none".into(),
             exchange_last_successful_sync_date_time: UNSET_DATE.into(),
             eas_activated: false,

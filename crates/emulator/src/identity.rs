@@ -1,6 +1,8 @@
 //! The identity platform v2: token endpoint (client credentials with secret or certificate
 //! assertion, authorization code + PKCE, rotating refresh tokens), the authorize page,
 //! OpenID configuration and JWKS. Errors follow Entra's JSON shape and AADSTS codes.
+// Handlers return axum responses as errors; they are built once per failed request.
+#![allow(clippy::result_large_err)]
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 
@@ -61,7 +63,12 @@ struct AadError {
 }
 
 fn aad(status: StatusCode, error: &'static str, code: u32, message: impl Into<String>) -> AadError {
-    AadError { status, error, code, message: message.into() }
+    AadError {
+        status,
+        error,
+        code,
+        message: message.into(),
+    }
 }
 
 fn missing(param: &str) -> AadError {
@@ -91,7 +98,11 @@ impl AadError {
             "error_uri": format!("https://login.microsoftonline.com/error?code={}", self.code),
         });
         let mut resp = json_response(self.status, &body, &trace);
-        resp.extensions_mut().insert(LogInfo { tenant, app, resource_units: None });
+        resp.extensions_mut().insert(LogInfo {
+            tenant,
+            app,
+            resource_units: None,
+        });
         resp
     }
 }
@@ -99,11 +110,20 @@ impl AadError {
 fn json_response(status: StatusCode, body: &Value, request_id: &str) -> Response {
     let mut resp = (status, serde_json::to_vec(body).unwrap_or_default()).into_response();
     let h = resp.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache"),
+    );
     h.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
     h.insert(http::header::EXPIRES, HeaderValue::from_static("-1"));
-    h.insert("x-ms-ests-server", HeaderValue::from_static("2.1.emulated - NEULR1 ProdSlices"));
+    h.insert(
+        "x-ms-ests-server",
+        HeaderValue::from_static("2.1.emulated - NEULR1 ProdSlices"),
+    );
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-ms-request-id", v);
     }
@@ -119,7 +139,10 @@ fn opaque_token(prefix: &str) -> String {
 }
 
 fn is_tenant_independent(tenant: &str) -> bool {
-    matches!(tenant.to_ascii_lowercase().as_str(), "common" | "organizations" | "consumers")
+    matches!(
+        tenant.to_ascii_lowercase().as_str(),
+        "common" | "organizations" | "consumers"
+    )
 }
 
 fn tenant_not_found(tenant: &str) -> AadError {
@@ -153,7 +176,11 @@ fn app_in_tenant(app: &App, tenant: &Tenant) -> Result<(), AadError> {
     if !app.multi_tenant && !app.home_tenant_id.eq_ignore_ascii_case(&tenant.id) {
         return Err(app_not_found(&app.client_id, &tenant.display_name));
     }
-    if !app.consented_tenants.iter().any(|t| t.eq_ignore_ascii_case(&tenant.id)) {
+    if !app
+        .consented_tenants
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(&tenant.id))
+    {
         return Err(aad(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -240,13 +267,22 @@ fn authenticate_client(
         ));
     }
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| {
-        aad(StatusCode::UNAUTHORIZED, "invalid_client", 700027, "Client assertion failed signature validation.")
+        aad(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            700027,
+            "Client assertion failed signature validation.",
+        )
     })?;
     let cert = app
         .certificates
         .iter()
         .find(|c| header.x5t_s256.as_deref() == Some(c.x5t_s256.as_str()))
-        .or_else(|| app.certificates.iter().find(|c| header.x5t.as_deref() == Some(c.x5t.as_str())));
+        .or_else(|| {
+            app.certificates
+                .iter()
+                .find(|c| header.x5t.as_deref() == Some(c.x5t.as_str()))
+        });
     let Some(cert) = cert else {
         let thumb = header.x5t_s256.or(header.x5t).unwrap_or_default();
         return Err(aad(
@@ -262,7 +298,10 @@ fn authenticate_client(
             ),
         ));
     };
-    if !matches!(header.alg, jsonwebtoken::Algorithm::PS256 | jsonwebtoken::Algorithm::RS256) {
+    if !matches!(
+        header.alg,
+        jsonwebtoken::Algorithm::PS256 | jsonwebtoken::Algorithm::RS256
+    ) {
         return Err(aad(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -282,7 +321,12 @@ fn authenticate_client(
     validation.required_spec_claims.clear();
     let claims = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation)
         .map_err(|_| {
-            aad(StatusCode::UNAUTHORIZED, "invalid_client", 700027, "Client assertion failed signature validation.")
+            aad(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                700027,
+                "Client assertion failed signature validation.",
+            )
         })?
         .claims;
     let expected: Vec<String> = [tenant.id.as_str(), tenant.domain.as_str()]
@@ -296,10 +340,16 @@ fn authenticate_client(
         .collect();
     let auds: Vec<String> = match claims.aud {
         Some(Value::String(s)) => vec![s],
-        Some(Value::Array(a)) => a.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        Some(Value::Array(a)) => a
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
         _ => vec![],
     };
-    if !auds.iter().any(|a| expected.iter().any(|e| e.eq_ignore_ascii_case(a))) {
+    if !auds
+        .iter()
+        .any(|a| expected.iter().any(|e| e.eq_ignore_ascii_case(a)))
+    {
         return Err(aad(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -312,8 +362,14 @@ fn authenticate_client(
             ),
         ));
     }
-    let iss_ok = claims.iss.as_deref().is_some_and(|i| i.eq_ignore_ascii_case(&app.client_id));
-    let sub_ok = claims.sub.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(&app.client_id));
+    let iss_ok = claims
+        .iss
+        .as_deref()
+        .is_some_and(|i| i.eq_ignore_ascii_case(&app.client_id));
+    let sub_ok = claims
+        .sub
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case(&app.client_id));
     if !iss_ok || !sub_ok {
         return Err(aad(
             StatusCode::UNAUTHORIZED,
@@ -326,7 +382,9 @@ fn authenticate_client(
     let exp = claims.exp.unwrap_or(0);
     if exp + SKEW_SECS < now_s || claims.nbf.is_some_and(|nbf| nbf - SKEW_SECS > now_s) {
         let fmt = |s: i64| {
-            Timestamp::from_second(s).map(|t| t.strftime("%m/%d/%Y %H:%M:%S").to_string()).unwrap_or_default()
+            Timestamp::from_second(s)
+                .map(|t| t.strftime("%m/%d/%Y %H:%M:%S").to_string())
+                .unwrap_or_default()
         };
         return Err(aad(
             StatusCode::UNAUTHORIZED,
@@ -429,21 +487,35 @@ fn access_token(
 }
 
 /// App-only Graph token without the HTTP round trip (in-process tests and benchmarks).
-pub(crate) fn issue_app_token(state: &AppState, client_id: &str, tenant: &str) -> Result<String, EmulatorError> {
+pub(crate) fn issue_app_token(
+    state: &AppState,
+    client_id: &str,
+    tenant: &str,
+) -> Result<String, EmulatorError> {
     let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
-    let t = world.tenant(tenant).ok_or_else(|| EmulatorError::NotFound(format!("tenant {tenant}")))?;
-    let app = world.app(client_id).ok_or_else(|| EmulatorError::NotFound(format!("app {client_id}")))?;
-    app_in_tenant(app, t).map_err(|e| EmulatorError::BadRequest(format!("AADSTS{}: {}", e.code, e.message)))?;
+    let t = world
+        .tenant(tenant)
+        .ok_or_else(|| EmulatorError::NotFound(format!("tenant {tenant}")))?;
+    let app = world
+        .app(client_id)
+        .ok_or_else(|| EmulatorError::NotFound(format!("app {client_id}")))?;
+    app_in_tenant(app, t)
+        .map_err(|e| EmulatorError::BadRequest(format!("AADSTS{}: {}", e.code, e.message)))?;
     access_token(state, app, t, GRAPH_RESOURCE, "1", None, &[])
 }
 
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     let unescape = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
     };
     Some((unescape(id), unescape(secret)))
 }
@@ -480,7 +552,9 @@ fn resolve_delegated(app: &App, requested: &[String]) -> Result<Vec<String>, Aad
                 StatusCode::BAD_REQUEST,
                 "invalid_scope",
                 70011,
-                format!("The provided value for the input parameter 'scope' is not valid. The scope {s} is not valid."),
+                format!(
+                    "The provided value for the input parameter 'scope' is not valid. The scope {s} is not valid."
+                ),
             ));
         }
     }
@@ -495,8 +569,17 @@ pub(crate) async fn token(
 ) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let basic = basic_auth(&headers);
-    let client_id = form.get("client_id").cloned().or_else(|| basic.as_ref().map(|b| b.0.clone()));
-    let result = token_inner(&state, &tenant_param, &form, client_id.as_deref(), basic.as_ref().map(|b| b.1.as_str()));
+    let client_id = form
+        .get("client_id")
+        .cloned()
+        .or_else(|| basic.as_ref().map(|b| b.0.clone()));
+    let result = token_inner(
+        &state,
+        &tenant_param,
+        &form,
+        client_id.as_deref(),
+        basic.as_ref().map(|b| b.1.as_str()),
+    );
     let tenant = {
         let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
         world.tenant(&tenant_param).map(|t| t.id.clone())
@@ -504,7 +587,11 @@ pub(crate) async fn token(
     match result {
         Ok(body) => {
             let mut resp = json_response(StatusCode::OK, &body, &uuid::Uuid::new_v4().to_string());
-            resp.extensions_mut().insert(LogInfo { tenant, app: client_id, resource_units: None });
+            resp.extensions_mut().insert(LogInfo {
+                tenant,
+                app: client_id,
+                resource_units: None,
+            });
             resp
         }
         Err(e) => e.render(&state, tenant, client_id),
@@ -518,14 +605,23 @@ fn token_inner(
     client_id: Option<&str>,
     basic_secret: Option<&str>,
 ) -> Result<Value, AadError> {
-    let grant_type = form.get("grant_type").ok_or_else(|| missing("grant_type"))?.clone();
+    let grant_type = form
+        .get("grant_type")
+        .ok_or_else(|| missing("grant_type"))?
+        .clone();
     let client_id = client_id.ok_or_else(|| missing("client_id"))?;
     let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
     match grant_type.as_str() {
-        "client_credentials" => client_credentials(state, &world, tenant_param, form, client_id, basic_secret),
+        "client_credentials" => {
+            client_credentials(state, &world, tenant_param, form, client_id, basic_secret)
+        }
         "authorization_code" => {
             let code = form.get("code").ok_or_else(|| missing("code"))?;
-            let grant = state.codes.lock().unwrap_or_else(PoisonError::into_inner).remove(code);
+            let grant = state
+                .codes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(code);
             let expired = || {
                 aad(
                     StatusCode::BAD_REQUEST,
@@ -540,7 +636,12 @@ fn token_inner(
                 return Err(expired());
             }
             if !grant.client_id.eq_ignore_ascii_case(client_id) {
-                return Err(aad(StatusCode::BAD_REQUEST, "invalid_grant", 70000, "Provided grant is invalid or malformed."));
+                return Err(aad(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    70000,
+                    "Provided grant is invalid or malformed.",
+                ));
             }
             let redirect = form.get("redirect_uri").ok_or_else(|| missing("redirect_uri"))?;
             if *redirect != grant.redirect_uri {
@@ -568,15 +669,35 @@ fn token_inner(
                     ));
                 }
             }
-            delegated_tokens(state, &world, &grant.tenant_id, client_id, &grant.user_id, grant.scopes, grant.nonce, form, basic_secret)
+            delegated_tokens(
+                state,
+                &world,
+                &grant.tenant_id,
+                client_id,
+                &grant.user_id,
+                grant.scopes,
+                grant.nonce,
+                form,
+                basic_secret,
+            )
         }
         "refresh_token" => {
-            let rt = form.get("refresh_token").ok_or_else(|| missing("refresh_token"))?;
+            let rt = form
+                .get("refresh_token")
+                .ok_or_else(|| missing("refresh_token"))?;
             let now = state.clock.now();
             let grant = {
-                let mut store = state.refresh_tokens.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut store = state
+                    .refresh_tokens
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 let grant = store.get_mut(rt).ok_or_else(|| {
-                    aad(StatusCode::BAD_REQUEST, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
+                    aad(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        9002313,
+                        "Invalid request. Request is malformed or invalid.",
+                    )
                 })?;
                 if now.duration_since(grant.last_used) > REFRESH_INACTIVITY {
                     return Err(aad(
@@ -621,11 +742,25 @@ fn token_inner(
                             ));
                         }
                     }
-                    if requested.iter().any(|r| r == ".default") { grant.scopes.clone() } else { requested }
+                    if requested.iter().any(|r| r == ".default") {
+                        grant.scopes.clone()
+                    } else {
+                        requested
+                    }
                 }
                 None => grant.scopes.clone(),
             };
-            delegated_tokens(state, &world, &grant.tenant_id, client_id, &grant.user_id, scopes, None, form, basic_secret)
+            delegated_tokens(
+                state,
+                &world,
+                &grant.tenant_id,
+                client_id,
+                &grant.user_id,
+                scopes,
+                None,
+                form,
+                basic_secret,
+            )
         }
         other => Err(aad(
             StatusCode::BAD_REQUEST,
@@ -644,8 +779,12 @@ fn client_credentials(
     client_id: &str,
     basic_secret: Option<&str>,
 ) -> Result<Value, AadError> {
-    let tenant = world.tenant(tenant_param).ok_or_else(|| tenant_not_found(tenant_param))?;
-    let app = world.app(client_id).ok_or_else(|| app_not_found(client_id, tenant_param))?;
+    let tenant = world
+        .tenant(tenant_param)
+        .ok_or_else(|| tenant_not_found(tenant_param))?;
+    let app = world
+        .app(client_id)
+        .ok_or_else(|| app_not_found(client_id, tenant_param))?;
     app_in_tenant(app, tenant)?;
     let scope = form.get("scope").ok_or_else(|| missing("scope"))?;
     let scopes: Vec<&str> = scope.split_whitespace().collect();
@@ -659,11 +798,15 @@ fn client_credentials(
             ),
         )
     };
-    let [single] = scopes.as_slice() else { return Err(invalid()) };
+    let [single] = scopes.as_slice() else {
+        return Err(invalid());
+    };
     let resource = single.strip_suffix("/.default").ok_or_else(invalid)?;
     let aud = match resource.trim_end_matches('/') {
         "https://graph.microsoft.com" | "00000003-0000-0000-c000-000000000000" => GRAPH_RESOURCE,
-        "https://api.partnercenter.microsoft.com" | "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd" => PARTNER_CENTER_RESOURCE,
+        "https://api.partnercenter.microsoft.com" | "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd" => {
+            PARTNER_CENTER_RESOURCE
+        }
         other => {
             return Err(aad(
                 StatusCode::BAD_REQUEST,
@@ -679,10 +822,18 @@ fn client_credentials(
         }
     };
     let acr = authenticate_client(state, app, tenant, form, basic_secret)?;
-    let token = access_token(state, app, tenant, aud, acr, None, &[])
-        .map_err(|e| aad(StatusCode::INTERNAL_SERVER_ERROR, "server_error", 90000, e.to_string()))?;
-    Ok(json!({"token_type": "Bearer", "expires_in": ACCESS_TOKEN_SECS, "ext_expires_in": ACCESS_TOKEN_SECS,
-              "access_token": token}))
+    let token = access_token(state, app, tenant, aud, acr, None, &[]).map_err(|e| {
+        aad(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            90000,
+            e.to_string(),
+        )
+    })?;
+    Ok(
+        json!({"token_type": "Bearer", "expires_in": ACCESS_TOKEN_SECS, "ext_expires_in": ACCESS_TOKEN_SECS,
+              "access_token": token}),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -697,14 +848,23 @@ fn delegated_tokens(
     form: &HashMap<String, String>,
     basic_secret: Option<&str>,
 ) -> Result<Value, AadError> {
-    let tenant = world.tenant(tenant_id).ok_or_else(|| tenant_not_found(tenant_id))?;
-    let app = world.app(client_id).ok_or_else(|| app_not_found(client_id, tenant_id))?;
+    let tenant = world
+        .tenant(tenant_id)
+        .ok_or_else(|| tenant_not_found(tenant_id))?;
+    let app = world
+        .app(client_id)
+        .ok_or_else(|| app_not_found(client_id, tenant_id))?;
     if !app.multi_tenant && !app.home_tenant_id.eq_ignore_ascii_case(&tenant.id) {
         return Err(app_not_found(client_id, &tenant.display_name));
     }
     let acr = authenticate_client(state, app, tenant, form, basic_secret)?;
     let user = tenant.user(user_id).ok_or_else(|| {
-        aad(StatusCode::BAD_REQUEST, "invalid_grant", 50034, "The user account does not exist in the directory.")
+        aad(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            50034,
+            "The user account does not exist in the directory.",
+        )
     })?;
     if !user.account_enabled {
         return Err(aad(
@@ -714,8 +874,19 @@ fn delegated_tokens(
             "The user account is disabled.",
         ));
     }
-    let api_scopes: Vec<String> = scopes.iter().filter(|s| !OIDC_SCOPES.contains(&s.as_str())).cloned().collect();
-    let server_err = |e: EmulatorError| aad(StatusCode::INTERNAL_SERVER_ERROR, "server_error", 90000, e.to_string());
+    let api_scopes: Vec<String> = scopes
+        .iter()
+        .filter(|s| !OIDC_SCOPES.contains(&s.as_str()))
+        .cloned()
+        .collect();
+    let server_err = |e: EmulatorError| {
+        aad(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            90000,
+            e.to_string(),
+        )
+    };
     let token = access_token(
         state,
         app,
@@ -726,7 +897,10 @@ fn delegated_tokens(
         &api_scopes,
     )
     .map_err(server_err)?;
-    let mut scope_out: Vec<String> = api_scopes.iter().map(|s| format!("{GRAPH_RESOURCE}/{s}")).collect();
+    let mut scope_out: Vec<String> = api_scopes
+        .iter()
+        .map(|s| format!("{GRAPH_RESOURCE}/{s}"))
+        .collect();
     for oidc in OIDC_SCOPES {
         if scopes.iter().any(|s| s == oidc) {
             scope_out.push((*oidc).to_owned());
@@ -737,17 +911,21 @@ fn delegated_tokens(
     let now = state.clock.now();
     if scopes.iter().any(|s| s == "offline_access") {
         let rt = opaque_token("1.A");
-        state.refresh_tokens.lock().unwrap_or_else(PoisonError::into_inner).insert(
-            rt.clone(),
-            RefreshGrant {
-                client_id: app.client_id.clone(),
-                tenant_id: tenant.id.clone(),
-                user_id: user.id.clone(),
-                scopes: scopes.clone(),
-                issued: now,
-                last_used: now,
-            },
-        );
+        state
+            .refresh_tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                rt.clone(),
+                RefreshGrant {
+                    client_id: app.client_id.clone(),
+                    tenant_id: tenant.id.clone(),
+                    user_id: user.id.clone(),
+                    scopes: scopes.clone(),
+                    issued: now,
+                    last_used: now,
+                },
+            );
         body["refresh_token"] = json!(rt);
     }
     if scopes.iter().any(|s| s == "openid") {
@@ -759,9 +937,8 @@ fn delegated_tokens(
             "nonce": nonce,
         });
         body["id_token"] = json!(sign(state, &id_claims).map_err(server_err)?);
-        body["client_info"] = json!(URL_SAFE_NO_PAD.encode(
-            json!({"uid": user.id, "utid": tenant.id}).to_string().as_bytes()
-        ));
+        body["client_info"] =
+            json!(URL_SAFE_NO_PAD.encode(json!({"uid": user.id, "utid": tenant.id}).to_string().as_bytes()));
     }
     Ok(body)
 }
@@ -787,7 +964,10 @@ pub(crate) struct AuthorizeParams {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn error_page(status: StatusCode, code: u32, message: &str) -> Response {
@@ -809,12 +989,16 @@ fn redirect_matches(registered: &[String], given: &str) -> bool {
             _ => u.to_owned(),
         }
     };
-    registered.iter().any(|r| r == given || strip_port(r) == strip_port(given))
+    registered
+        .iter()
+        .any(|r| r == given || strip_port(r) == strip_port(given))
 }
 
 fn redirect_with(uri: &str, params: &[(&str, &str)]) -> Response {
     let sep = if uri.contains('?') { '&' } else { '?' };
-    let query: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
     let mut resp = StatusCode::FOUND.into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("{uri}{sep}{query}")) {
         resp.headers_mut().insert(http::header::LOCATION, v);
@@ -823,10 +1007,18 @@ fn redirect_with(uri: &str, params: &[(&str, &str)]) -> Response {
 }
 
 /// Validates the request; returns (app client id, redirect uri, requested scopes).
-fn check_authorize(state: &AppState, tenant: &str, p: &AuthorizeParams) -> Result<(String, String, Vec<String>), Response> {
+fn check_authorize(
+    state: &AppState,
+    tenant: &str,
+    p: &AuthorizeParams,
+) -> Result<(String, String, Vec<String>), Response> {
     let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
     if !is_tenant_independent(tenant) && world.tenant(tenant).is_none() {
-        return Err(error_page(StatusCode::BAD_REQUEST, 90002, &format!("Tenant '{tenant}' not found.")));
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            90002,
+            &format!("Tenant '{tenant}' not found."),
+        ));
     }
     let client_id = p.client_id.clone().unwrap_or_default();
     let Some(app) = world.app(&client_id) else {
@@ -852,7 +1044,10 @@ fn check_authorize(state: &AppState, tenant: &str, p: &AuthorizeParams) -> Resul
             &redirect,
             &[
                 ("error", "unsupported_response_type"),
-                ("error_description", "AADSTS700054: response_type 'code' is required."),
+                (
+                    "error_description",
+                    "AADSTS700054: response_type 'code' is required.",
+                ),
                 ("state", p.state.as_deref().unwrap_or_default()),
             ],
         ));
@@ -889,9 +1084,11 @@ fn issue_code(
     };
     let found = candidates.iter().find_map(|t| {
         let user = if login.is_empty() {
-            t.live_users().find(|u| u.account_enabled && u.user_type == "Member")
+            t.live_users()
+                .find(|u| u.account_enabled && u.user_type == "Member")
         } else {
-            t.user(login).filter(|u| u.user_principal_name.eq_ignore_ascii_case(login) || u.id == login)
+            t.user(login)
+                .filter(|u| u.user_principal_name.eq_ignore_ascii_case(login) || u.id == login)
         };
         user.map(|u| (t, u))
     });
@@ -900,7 +1097,9 @@ fn issue_code(
         return Err("AADSTS50057: The user account is disabled.".into());
     }
     if !app.multi_tenant && !app.home_tenant_id.eq_ignore_ascii_case(&t.id) {
-        return Err(format!("AADSTS700016: Application with identifier '{client_id}' was not found in the directory."));
+        return Err(format!(
+            "AADSTS700016: Application with identifier '{client_id}' was not found in the directory."
+        ));
     }
     let granted = resolve_delegated(app, &scopes).map_err(|e| e.message)?;
     let mut all = granted;
@@ -921,13 +1120,21 @@ fn issue_code(
             challenge: p.code_challenge.clone(),
             challenge_method: p.code_challenge_method.clone(),
             nonce: p.nonce.clone(),
-            expires: state.clock.now().checked_add(CODE_LIFETIME).unwrap_or(Timestamp::MAX),
+            expires: state
+                .clock
+                .now()
+                .checked_add(CODE_LIFETIME)
+                .unwrap_or(Timestamp::MAX),
         },
     );
     let session = uuid::Uuid::new_v4().to_string();
     Ok(redirect_with(
         redirect,
-        &[("code", code.as_str()), ("state", p.state.as_deref().unwrap_or_default()), ("session_state", &session)],
+        &[
+            ("code", code.as_str()),
+            ("state", p.state.as_deref().unwrap_or_default()),
+            ("session_state", &session),
+        ],
     ))
 }
 
@@ -944,10 +1151,17 @@ fn sign_in_page(p: &AuthorizeParams, error: Option<&str>) -> Response {
     ]
     .iter()
     .filter_map(|(k, v)| {
-        v.as_ref().map(|v| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", html_escape(v)))
+        v.as_ref().map(|v| {
+            format!(
+                "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
+                html_escape(v)
+            )
+        })
     })
     .collect();
-    let error = error.map(|e| format!("<p id=\"error\" role=\"alert\">{}</p>", html_escape(e))).unwrap_or_default();
+    let error = error
+        .map(|e| format!("<p id=\"error\" role=\"alert\">{}</p>", html_escape(e)))
+        .unwrap_or_default();
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in to your account</title></head><body>\
          <h1>Sign in</h1>{error}<form method=\"post\">{hidden}\
@@ -996,7 +1210,10 @@ pub(crate) async fn authorize_submit(
             &redirect,
             &[
                 ("error", "access_denied"),
-                ("error_description", "AADSTS65004: User declined to consent to access the app."),
+                (
+                    "error_description",
+                    "AADSTS65004: User declined to consent to access the app.",
+                ),
                 ("state", p.state.as_deref().unwrap_or_default()),
             ],
         );
@@ -1006,11 +1223,17 @@ pub(crate) async fn authorize_submit(
         p.password.as_deref() == Some(world.sign_in_password.as_str())
     };
     if !password_ok {
-        return sign_in_page(&p, Some("AADSTS50126: Error validating credentials due to invalid username or password."));
+        return sign_in_page(
+            &p,
+            Some("AADSTS50126: Error validating credentials due to invalid username or password."),
+        );
     }
     let login = p.username.clone().unwrap_or_default();
     if login.is_empty() {
-        return sign_in_page(&p, Some("Enter a valid email address, phone number, or Skype name."));
+        return sign_in_page(
+            &p,
+            Some("Enter a valid email address, phone number, or Skype name."),
+        );
     }
     match issue_code(&state, &tenant, &p, client_id, &redirect, scopes, &login) {
         Ok(resp) => resp,
@@ -1018,7 +1241,10 @@ pub(crate) async fn authorize_submit(
     }
 }
 
-pub(crate) async fn openid_configuration(State(state): State<Arc<AppState>>, Path(tenant): Path<String>) -> Response {
+pub(crate) async fn openid_configuration(
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+) -> Response {
     let tid = {
         let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
         match world.tenant(&tenant) {

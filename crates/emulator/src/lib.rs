@@ -23,13 +23,13 @@
 //! writes), each of which appends to the tenant's change log, so delta queries see every change;
 //! paging and delta tokens are self-contained (no per-client server state); time comes only from
 //! the injected clock; throttling and every fault are off unless configured.
+mod admin;
 pub mod cli;
 pub mod crypto;
 mod filter;
 mod generate;
 mod graph;
 mod identity;
-mod admin;
 mod limits;
 mod server;
 pub mod world;

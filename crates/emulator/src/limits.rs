@@ -78,7 +78,12 @@ struct Bucket {
 
 impl Bucket {
     fn new(capacity: f64, window_secs: f64, now: Timestamp) -> Self {
-        Self { capacity, per_second: capacity / window_secs, tokens: capacity, last: now }
+        Self {
+            capacity,
+            per_second: capacity / window_secs,
+            tokens: capacity,
+            last: now,
+        }
     }
 
     fn refill(&mut self, now: Timestamp) {
@@ -97,8 +102,14 @@ impl Bucket {
 /// Outcome of charging a request.
 #[derive(Debug, Clone)]
 pub(crate) enum Charge {
-    Allowed { used_fraction: f64 },
-    Throttled { retry_after: u64, scope: String, information: &'static str },
+    Allowed {
+        used_fraction: f64,
+    },
+    Throttled {
+        retry_after: u64,
+        scope: String,
+        information: &'static str,
+    },
 }
 
 /// Token buckets per app + tenant (by tenant size), per app, and the Intune bucket.
@@ -111,6 +122,7 @@ pub(crate) struct Throttle {
 }
 
 impl Throttle {
+    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the list
     pub(crate) fn charge(
         &mut self,
         family: Family,
@@ -138,7 +150,9 @@ impl Throttle {
                     };
                 }
                 bucket.tokens -= 1.0;
-                Charge::Allowed { used_fraction: 1.0 - bucket.tokens / bucket.capacity }
+                Charge::Allowed {
+                    used_fraction: 1.0 - bucket.tokens / bucket.capacity,
+                }
             }
             Family::Directory => {
                 let limit = match tenant_users {
@@ -148,7 +162,10 @@ impl Throttle {
                 };
                 let key = (app.to_owned(), tenant.to_owned());
                 if write {
-                    let w = self.writes.entry(key.clone()).or_insert_with(|| Bucket::new(3_000.0, 150.0, now));
+                    let w = self
+                        .writes
+                        .entry(key.clone())
+                        .or_insert_with(|| Bucket::new(3_000.0, 150.0, now));
                     w.refill(now);
                     if w.tokens < 1.0 {
                         return Charge::Throttled {
@@ -158,7 +175,10 @@ impl Throttle {
                         };
                     }
                 }
-                let per_app = self.app.entry(app.to_owned()).or_insert_with(|| Bucket::new(150_000.0, 20.0, now));
+                let per_app = self
+                    .app
+                    .entry(app.to_owned())
+                    .or_insert_with(|| Bucket::new(150_000.0, 20.0, now));
                 per_app.refill(now);
                 if per_app.tokens < cost {
                     return Charge::Throttled {
@@ -167,7 +187,10 @@ impl Throttle {
                         information: "ResourceUnitLimitExceeded",
                     };
                 }
-                let bucket = self.app_tenant.entry(key.clone()).or_insert_with(|| Bucket::new(limit, 10.0, now));
+                let bucket = self
+                    .app_tenant
+                    .entry(key.clone())
+                    .or_insert_with(|| Bucket::new(limit, 10.0, now));
                 bucket.refill(now);
                 if bucket.tokens < cost {
                     return Charge::Throttled {
@@ -226,7 +249,9 @@ mod tests {
         loop {
             match throttle.charge(Family::Directory, "app", "t", 10, 2, false, t0) {
                 Charge::Allowed { .. } => allowed += 1,
-                Charge::Throttled { retry_after, scope, .. } => {
+                Charge::Throttled {
+                    retry_after, scope, ..
+                } => {
                     assert!(retry_after >= 1);
                     assert!(scope.starts_with("Tenant_Application/3500/app/t"));
                     break;

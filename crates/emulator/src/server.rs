@@ -149,7 +149,9 @@ pub struct Emulator {
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emulator").field("base_url", &self.state.base_url).finish_non_exhaustive()
+        f.debug_struct("Emulator")
+            .field("base_url", &self.state.base_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -158,12 +160,24 @@ impl Emulator {
     pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
-        let host = if local_addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { local_addr.ip().to_string() };
-        let host_in_url = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+        let host = if local_addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            local_addr.ip().to_string()
+        };
+        let host_in_url = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
         let scheme = if config.tls { "https" } else { "http" };
         let base_url = format!("{scheme}://{host_in_url}:{}", local_addr.port());
         let tls = if config.tls {
-            Some(crypto::generate_tls(&["localhost".to_owned(), "127.0.0.1".to_owned(), host.clone()])?)
+            Some(crypto::generate_tls(&[
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                host.clone(),
+            ])?)
         } else {
             None
         };
@@ -189,9 +203,17 @@ impl Emulator {
         });
         let router = router(state.clone());
         let (stop, stopped) = watch::channel(false);
-        let acceptor = tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
+        let acceptor = tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
         let task = tokio::spawn(serve(listener, router, acceptor, stopped));
-        Ok(Emulator { state, local_addr, ca_pem: tls.map(|t| t.ca_pem), stop, task })
+        Ok(Emulator {
+            state,
+            local_addr,
+            ca_pem: tls.map(|t| t.ca_pem),
+            stop,
+            task,
+        })
     }
 
     pub fn base_url(&self) -> &str {
@@ -221,7 +243,11 @@ impl Emulator {
     }
 
     pub fn faults(&self) -> Faults {
-        self.state.faults.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.state
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -229,11 +255,19 @@ impl Emulator {
     }
 
     pub fn set_auto_approve(&self, on: bool) {
-        self.state.auto_approve.store(on, std::sync::atomic::Ordering::Relaxed);
+        self.state
+            .auto_approve
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn request_log(&self) -> Vec<RequestLogEntry> {
-        self.state.log.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+        self.state
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Reads the world (e.g. to pick ids in tests).
@@ -311,10 +345,22 @@ fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1.0/{*rest}", axum::routing::any(graph_handler))
         .nest("/_admin", admin::router())
-        .route("/{tenant}/oauth2/v2.0/token", axum::routing::post(identity::token))
-        .route("/{tenant}/oauth2/v2.0/authorize", axum::routing::get(identity::authorize).post(identity::authorize_submit))
-        .route("/{tenant}/v2.0/.well-known/openid-configuration", axum::routing::get(identity::openid_configuration))
-        .route("/{tenant}/discovery/v2.0/keys", axum::routing::get(identity::jwks))
+        .route(
+            "/{tenant}/oauth2/v2.0/token",
+            axum::routing::post(identity::token),
+        )
+        .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            axum::routing::get(identity::authorize).post(identity::authorize_submit),
+        )
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            axum::routing::get(identity::openid_configuration),
+        )
+        .route(
+            "/{tenant}/discovery/v2.0/keys",
+            axum::routing::get(identity::jwks),
+        )
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -328,22 +374,41 @@ async fn graph_handler(
     body: Bytes,
 ) -> Response {
     let path = uri.path().strip_prefix("/v1.0").unwrap_or("/").to_owned();
-    let query = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
-    let req = graph::Req { method, path, query, headers: &headers, body: &body };
+    let query = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    let req = graph::Req {
+        method,
+        path,
+        query,
+        headers: &headers,
+        body: &body,
+    };
     let resp = graph::dispatch(&state, req, true);
     into_response(resp)
 }
 
 fn into_response(resp: graph::Resp) -> Response {
-    let info = LogInfo { tenant: resp.tenant.clone(), app: resp.app.clone(), resource_units: resp.resource_units };
-    let json_type = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+    let info = LogInfo {
+        tenant: resp.tenant.clone(),
+        app: resp.app.clone(),
+        resource_units: resp.resource_units,
+    };
+    let json_type =
+        "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
     let (body, content_type) = match resp.body {
-        graph::Body::Json(v) => (AxumBody::from(serde_json::to_vec(&v).unwrap_or_default()), Some(json_type)),
+        graph::Body::Json(v) => (
+            AxumBody::from(serde_json::to_vec(&v).unwrap_or_default()),
+            Some(json_type),
+        ),
         graph::Body::Text(t) => (AxumBody::from(t), Some("text/plain")),
         graph::Body::Malformed(t) => (AxumBody::from(t), Some(json_type)),
         graph::Body::Drop => {
             let broken = futures::stream::once(async {
-                Err::<Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "dropped"))
+                Err::<Bytes, std::io::Error>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "dropped",
+                ))
             });
             (AxumBody::from_stream(broken), Some(json_type))
         }
@@ -355,7 +420,10 @@ fn into_response(resp: graph::Resp) -> Response {
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
     }
     for (k, v) in resp.headers {
-        if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
             headers.append(name, value);
         }
     }
@@ -366,13 +434,24 @@ fn into_response(resp: graph::Resp) -> Response {
 /// Latency injection and the request log.
 async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
-    let path = req.uri().path_and_query().map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
-    let latency = state.faults.lock().unwrap_or_else(PoisonError::into_inner).latency_ms;
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let latency = state
+        .faults
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .latency_ms;
     if latency > 0 && !path.starts_with("/_admin") {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
     let response = next.run(req).await;
-    let info = response.extensions().get::<LogInfo>().cloned().unwrap_or_default();
+    let info = response
+        .extensions()
+        .get::<LogInfo>()
+        .cloned()
+        .unwrap_or_default();
     let retry_after = response
         .headers()
         .get(http::header::RETRY_AFTER)

@@ -359,11 +359,25 @@ pub struct AppCertificate {
 /// One change, in the order it happened. Delta links are positions in this log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    User { id: String },
-    UserRemoved { id: String, hard: bool },
-    Group { id: String },
-    GroupRemoved { id: String, hard: bool },
-    Membership { group_id: String, member: MemberRef, removed: bool },
+    User {
+        id: String,
+    },
+    UserRemoved {
+        id: String,
+        hard: bool,
+    },
+    Group {
+        id: String,
+    },
+    GroupRemoved {
+        id: String,
+        hard: bool,
+    },
+    Membership {
+        group_id: String,
+        member: MemberRef,
+        removed: bool,
+    },
 }
 
 /// Append-only log of changes. `base` is the sequence number of the first entry kept.
@@ -407,16 +421,23 @@ impl Tenant {
 
     /// A live (not soft-deleted) user by id or user principal name.
     pub fn user(&self, id_or_upn: &str) -> Option<&User> {
-        self.user_index(id_or_upn).map(|i| &self.users[i]).filter(|u| u.deleted_date_time.is_none())
+        self.user_index(id_or_upn)
+            .map(|i| &self.users[i])
+            .filter(|u| u.deleted_date_time.is_none())
     }
 
     /// Index of a user by id or UPN, deleted or not.
     pub fn user_index(&self, id_or_upn: &str) -> Option<usize> {
-        match self.index.get(&id_or_upn.to_ascii_lowercase()).or_else(|| self.index.get(id_or_upn)) {
+        match self
+            .index
+            .get(&id_or_upn.to_ascii_lowercase())
+            .or_else(|| self.index.get(id_or_upn))
+        {
             Some(ObjectRef::User(i)) => Some(*i),
-            _ if id_or_upn.contains('@') => {
-                self.users.iter().position(|u| u.user_principal_name.eq_ignore_ascii_case(id_or_upn))
-            }
+            _ if id_or_upn.contains('@') => self
+                .users
+                .iter()
+                .position(|u| u.user_principal_name.eq_ignore_ascii_case(id_or_upn)),
             _ => None,
         }
     }
@@ -429,7 +450,9 @@ impl Tenant {
     }
 
     pub fn group(&self, id: &str) -> Option<&Group> {
-        self.group_index(id).map(|i| &self.groups[i]).filter(|g| g.deleted_date_time.is_none())
+        self.group_index(id)
+            .map(|i| &self.groups[i])
+            .filter(|g| g.deleted_date_time.is_none())
     }
 
     pub fn live_users(&self) -> impl Iterator<Item = &User> {
@@ -447,7 +470,9 @@ impl Tenant {
 
     /// Units of a SKU consumed by live users.
     pub fn consumed_units(&self, sku_id: &str) -> usize {
-        self.live_users().filter(|u| u.assigned_licenses.iter().any(|l| l.sku_id == sku_id)).count()
+        self.live_users()
+            .filter(|u| u.assigned_licenses.iter().any(|l| l.sku_id == sku_id))
+            .count()
     }
 
     /// Whether a member reference points at a live object (members of other kinds always do).
@@ -473,12 +498,16 @@ impl World {
         self.tenants.iter().position(|t| {
             t.id.eq_ignore_ascii_case(id_or_domain)
                 || t.domain.eq_ignore_ascii_case(id_or_domain)
-                || t.extra_domains.iter().any(|d| d.eq_ignore_ascii_case(id_or_domain))
+                || t.extra_domains
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(id_or_domain))
         })
     }
 
     pub fn app(&self, client_id: &str) -> Option<&App> {
-        self.apps.iter().find(|a| a.client_id.eq_ignore_ascii_case(client_id))
+        self.apps
+            .iter()
+            .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
     }
 
     pub fn customer_tenants(&self) -> impl Iterator<Item = &Tenant> {
@@ -524,7 +553,10 @@ impl World {
                 .chain(t.devices.iter().map(|d| &d.id));
             for id in ids {
                 if !seen.insert(id.as_str()) {
-                    return Err(EmulatorError::Dataset(format!("tenant {}: duplicate object id {id}", t.id)));
+                    return Err(EmulatorError::Dataset(format!(
+                        "tenant {}: duplicate object id {id}",
+                        t.id
+                    )));
                 }
             }
         }
@@ -540,7 +572,9 @@ impl World {
     }
 
     fn tenant_mut(&mut self, tenant: &str) -> Result<&mut Tenant, EmulatorError> {
-        let i = self.tenant_index(tenant).ok_or_else(|| EmulatorError::NotFound(format!("tenant {tenant}")))?;
+        let i = self
+            .tenant_index(tenant)
+            .ok_or_else(|| EmulatorError::NotFound(format!("tenant {tenant}")))?;
         Ok(&mut self.tenants[i])
     }
 
@@ -552,9 +586,15 @@ impl World {
             user.id = uuid::Uuid::new_v4().to_string();
         }
         if !t.new_id_is_free(&user.id) {
-            return Err(EmulatorError::Conflict(format!("object {} already exists", user.id)));
+            return Err(EmulatorError::Conflict(format!(
+                "object {} already exists",
+                user.id
+            )));
         }
-        if t.users.iter().any(|u| u.user_principal_name.eq_ignore_ascii_case(&user.user_principal_name)) {
+        if t.users.iter().any(|u| {
+            u.user_principal_name
+                .eq_ignore_ascii_case(&user.user_principal_name)
+        }) {
             return Err(EmulatorError::Conflict(format!(
                 "userPrincipalName {} already exists",
                 user.user_principal_name
@@ -574,7 +614,9 @@ impl World {
         patch: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<User, EmulatorError> {
         let t = self.tenant_mut(tenant)?;
-        let i = t.user_index(id).ok_or_else(|| EmulatorError::NotFound(format!("user {id}")))?;
+        let i = t
+            .user_index(id)
+            .ok_or_else(|| EmulatorError::NotFound(format!("user {id}")))?;
         let mut current = serde_json::to_value(&t.users[i])
             .map_err(|e| EmulatorError::BadRequest(format!("cannot apply the update: {e}")))?;
         if let serde_json::Value::Object(map) = &mut current {
@@ -584,7 +626,10 @@ impl World {
                 }
                 if k == "manager@odata.bind" || k == "managerId" {
                     let manager = v.as_str().map(|s| s.rsplit('/').next().unwrap_or(s).to_owned());
-                    map.insert("managerId".to_owned(), manager.map_or(serde_json::Value::Null, Into::into));
+                    map.insert(
+                        "managerId".to_owned(),
+                        manager.map_or(serde_json::Value::Null, Into::into),
+                    );
                     continue;
                 }
                 map.insert(k.clone(), v.clone());
@@ -606,7 +651,9 @@ impl World {
         remove: &[String],
     ) -> Result<User, EmulatorError> {
         let t = self.tenant_mut(tenant)?;
-        let i = t.user_index(id).ok_or_else(|| EmulatorError::NotFound(format!("user {id}")))?;
+        let i = t
+            .user_index(id)
+            .ok_or_else(|| EmulatorError::NotFound(format!("user {id}")))?;
         if t.users[i].usage_location.is_none() && !add.is_empty() {
             return Err(EmulatorError::InvalidUsageLocation);
         }
@@ -619,7 +666,10 @@ impl World {
         }
         for l in add {
             let sku = t.skus.iter().find(|s| s.sku_id.eq_ignore_ascii_case(&l.sku_id));
-            let already = t.users[i].assigned_licenses.iter().any(|a| a.sku_id.eq_ignore_ascii_case(&l.sku_id));
+            let already = t.users[i]
+                .assigned_licenses
+                .iter()
+                .any(|a| a.sku_id.eq_ignore_ascii_case(&l.sku_id));
             if let Some(sku) = sku
                 && !already
                 && t.consumed_units(&sku.sku_id) >= usize::try_from(sku.prepaid_enabled).unwrap_or(0)
@@ -630,9 +680,11 @@ impl World {
             }
         }
         let user = &mut t.users[i];
-        user.assigned_licenses.retain(|a| !remove.iter().any(|r| r.eq_ignore_ascii_case(&a.sku_id)));
+        user.assigned_licenses
+            .retain(|a| !remove.iter().any(|r| r.eq_ignore_ascii_case(&a.sku_id)));
         for l in add {
-            user.assigned_licenses.retain(|a| !a.sku_id.eq_ignore_ascii_case(&l.sku_id));
+            user.assigned_licenses
+                .retain(|a| !a.sku_id.eq_ignore_ascii_case(&l.sku_id));
             user.assigned_licenses.push(l.clone());
         }
         let user = user.clone();
@@ -642,7 +694,9 @@ impl World {
 
     pub fn soft_delete_user(&mut self, tenant: &str, id: &str, now: Timestamp) -> Result<(), EmulatorError> {
         let t = self.tenant_mut(tenant)?;
-        let i = t.user_index(id).ok_or_else(|| EmulatorError::NotFound(format!("user {id}")))?;
+        let i = t
+            .user_index(id)
+            .ok_or_else(|| EmulatorError::NotFound(format!("user {id}")))?;
         if t.users[i].deleted_date_time.is_some() {
             return Err(EmulatorError::NotFound(format!("user {id}")));
         }
@@ -654,7 +708,9 @@ impl World {
 
     pub fn restore_user(&mut self, tenant: &str, id: &str) -> Result<User, EmulatorError> {
         let t = self.tenant_mut(tenant)?;
-        let i = t.user_index(id).ok_or_else(|| EmulatorError::NotFound(format!("user {id}")))?;
+        let i = t
+            .user_index(id)
+            .ok_or_else(|| EmulatorError::NotFound(format!("user {id}")))?;
         if t.users[i].deleted_date_time.take().is_none() {
             return Err(EmulatorError::BadRequest(format!("user {id} is not deleted")));
         }
@@ -665,7 +721,9 @@ impl World {
 
     pub fn hard_delete_user(&mut self, tenant: &str, id: &str) -> Result<(), EmulatorError> {
         let t = self.tenant_mut(tenant)?;
-        let i = t.user_index(id).ok_or_else(|| EmulatorError::NotFound(format!("user {id}")))?;
+        let i = t
+            .user_index(id)
+            .ok_or_else(|| EmulatorError::NotFound(format!("user {id}")))?;
         let removed = t.users.remove(i);
         for g in &mut t.groups {
             g.members.retain(|m| m.id != removed.id);
@@ -676,7 +734,10 @@ impl World {
             }
         }
         t.rebuild_index();
-        t.changes.push(Change::UserRemoved { id: removed.id, hard: true });
+        t.changes.push(Change::UserRemoved {
+            id: removed.id,
+            hard: true,
+        });
         Ok(())
     }
 
@@ -686,12 +747,19 @@ impl World {
             group.id = uuid::Uuid::new_v4().to_string();
         }
         if !t.new_id_is_free(&group.id) {
-            return Err(EmulatorError::Conflict(format!("object {} already exists", group.id)));
+            return Err(EmulatorError::Conflict(format!(
+                "object {} already exists",
+                group.id
+            )));
         }
         t.index.insert(group.id.clone(), ObjectRef::Group(t.groups.len()));
         t.changes.push(Change::Group { id: group.id.clone() });
         for m in &group.members {
-            t.changes.push(Change::Membership { group_id: group.id.clone(), member: m.clone(), removed: false });
+            t.changes.push(Change::Membership {
+                group_id: group.id.clone(),
+                member: m.clone(),
+                removed: false,
+            });
         }
         t.groups.push(group.clone());
         Ok(group)
@@ -704,7 +772,9 @@ impl World {
         patch: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Group, EmulatorError> {
         let t = self.tenant_mut(tenant)?;
-        let i = t.group_index(id).ok_or_else(|| EmulatorError::NotFound(format!("group {id}")))?;
+        let i = t
+            .group_index(id)
+            .ok_or_else(|| EmulatorError::NotFound(format!("group {id}")))?;
         let mut current = serde_json::to_value(&t.groups[i])
             .map_err(|e| EmulatorError::BadRequest(format!("cannot apply the update: {e}")))?;
         if let serde_json::Value::Object(map) = &mut current {
@@ -717,13 +787,17 @@ impl World {
         let updated: Group = serde_json::from_value(current)
             .map_err(|e| EmulatorError::BadRequest(format!("invalid group properties: {e}")))?;
         t.groups[i] = updated.clone();
-        t.changes.push(Change::Group { id: updated.id.clone() });
+        t.changes.push(Change::Group {
+            id: updated.id.clone(),
+        });
         Ok(updated)
     }
 
     pub fn soft_delete_group(&mut self, tenant: &str, id: &str, now: Timestamp) -> Result<(), EmulatorError> {
         let t = self.tenant_mut(tenant)?;
-        let i = t.group_index(id).ok_or_else(|| EmulatorError::NotFound(format!("group {id}")))?;
+        let i = t
+            .group_index(id)
+            .ok_or_else(|| EmulatorError::NotFound(format!("group {id}")))?;
         if t.groups[i].deleted_date_time.is_some() {
             return Err(EmulatorError::NotFound(format!("group {id}")));
         }
@@ -735,7 +809,9 @@ impl World {
 
     pub fn restore_group(&mut self, tenant: &str, id: &str) -> Result<Group, EmulatorError> {
         let t = self.tenant_mut(tenant)?;
-        let i = t.group_index(id).ok_or_else(|| EmulatorError::NotFound(format!("group {id}")))?;
+        let i = t
+            .group_index(id)
+            .ok_or_else(|| EmulatorError::NotFound(format!("group {id}")))?;
         if t.groups[i].deleted_date_time.take().is_none() {
             return Err(EmulatorError::BadRequest(format!("group {id} is not deleted")));
         }
@@ -746,19 +822,26 @@ impl World {
 
     pub fn hard_delete_group(&mut self, tenant: &str, id: &str) -> Result<(), EmulatorError> {
         let t = self.tenant_mut(tenant)?;
-        let i = t.group_index(id).ok_or_else(|| EmulatorError::NotFound(format!("group {id}")))?;
+        let i = t
+            .group_index(id)
+            .ok_or_else(|| EmulatorError::NotFound(format!("group {id}")))?;
         let removed = t.groups.remove(i);
         for g in &mut t.groups {
             g.members.retain(|m| m.id != removed.id);
         }
         t.rebuild_index();
-        t.changes.push(Change::GroupRemoved { id: removed.id, hard: true });
+        t.changes.push(Change::GroupRemoved {
+            id: removed.id,
+            hard: true,
+        });
         Ok(())
     }
 
     pub fn add_member(&mut self, tenant: &str, group_id: &str, member_id: &str) -> Result<(), EmulatorError> {
         let t = self.tenant_mut(tenant)?;
-        let gi = t.group_index(group_id).ok_or_else(|| EmulatorError::NotFound(format!("group {group_id}")))?;
+        let gi = t
+            .group_index(group_id)
+            .ok_or_else(|| EmulatorError::NotFound(format!("group {group_id}")))?;
         let kind = match t.index.get(member_id) {
             Some(ObjectRef::User(_)) => ObjectKind::User,
             Some(ObjectRef::Group(_)) => ObjectKind::Group,
@@ -766,7 +849,9 @@ impl World {
             _ => return Err(EmulatorError::NotFound(format!("directory object {member_id}"))),
         };
         if member_id == t.groups[gi].id {
-            return Err(EmulatorError::BadRequest("A group cannot be a member of itself.".to_owned()));
+            return Err(EmulatorError::BadRequest(
+                "A group cannot be a member of itself.".to_owned(),
+            ));
         }
         if t.groups[gi].members.iter().any(|m| m.id == member_id) {
             return Err(EmulatorError::Conflict(
@@ -775,16 +860,31 @@ impl World {
                     .to_owned(),
             ));
         }
-        let member = MemberRef { kind, id: member_id.to_owned(), display_name: None };
+        let member = MemberRef {
+            kind,
+            id: member_id.to_owned(),
+            display_name: None,
+        };
         t.groups[gi].members.push(member.clone());
         let group_id = t.groups[gi].id.clone();
-        t.changes.push(Change::Membership { group_id, member, removed: false });
+        t.changes.push(Change::Membership {
+            group_id,
+            member,
+            removed: false,
+        });
         Ok(())
     }
 
-    pub fn remove_member(&mut self, tenant: &str, group_id: &str, member_id: &str) -> Result<(), EmulatorError> {
+    pub fn remove_member(
+        &mut self,
+        tenant: &str,
+        group_id: &str,
+        member_id: &str,
+    ) -> Result<(), EmulatorError> {
         let t = self.tenant_mut(tenant)?;
-        let gi = t.group_index(group_id).ok_or_else(|| EmulatorError::NotFound(format!("group {group_id}")))?;
+        let gi = t
+            .group_index(group_id)
+            .ok_or_else(|| EmulatorError::NotFound(format!("group {group_id}")))?;
         let pos = t.groups[gi]
             .members
             .iter()
@@ -792,7 +892,11 @@ impl World {
             .ok_or_else(|| EmulatorError::NotFound(format!("member {member_id} of group {group_id}")))?;
         let member = t.groups[gi].members.remove(pos);
         let group_id = t.groups[gi].id.clone();
-        t.changes.push(Change::Membership { group_id, member, removed: true });
+        t.changes.push(Change::Membership {
+            group_id,
+            member,
+            removed: true,
+        });
         Ok(())
     }
 }

@@ -27,19 +27,35 @@ struct BatchItem {
 
 pub(crate) fn handle(state: &AppState, req: &Req<'_>) -> Outcome {
     match run(state, req) {
-        Ok(resp) => Outcome { resp, body_error: None },
+        Ok(resp) => Outcome {
+            resp,
+            body_error: None,
+        },
         Err(e) => Outcome::error(e),
     }
 }
 
 fn run(state: &AppState, req: &Req<'_>) -> GResult<Resp> {
     if req.method != Method::POST {
-        return Err(err(StatusCode::METHOD_NOT_ALLOWED, "BadRequest", "Only POST is allowed on $batch."));
+        return Err(err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BadRequest",
+            "Only POST is allowed on $batch.",
+        ));
     }
-    let body: BatchBody =
-        serde_json::from_slice(req.body).map_err(|e| err(StatusCode::BAD_REQUEST, "BadRequest", format!("Invalid batch payload format: {e}")))?;
+    let body: BatchBody = serde_json::from_slice(req.body).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("Invalid batch payload format: {e}"),
+        )
+    })?;
     if body.requests.is_empty() {
-        return Err(err(StatusCode::BAD_REQUEST, "BadRequest", "Invalid batch payload format."));
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Invalid batch payload format.",
+        ));
     }
     if body.requests.len() > 20 {
         return Err(err(
@@ -57,11 +73,19 @@ fn run(state: &AppState, req: &Req<'_>) -> GResult<Resp> {
                 format!("Batch request contains duplicate request id '{}'.", item.id),
             ));
         }
-        if item.body.is_some() && !item.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
+        if item.body.is_some()
+            && !item
+                .headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("content-type"))
+        {
             return Err(err(
                 StatusCode::BAD_REQUEST,
                 "BadRequest",
-                format!("Content-Type header is required for request '{}' with a body.", item.id),
+                format!(
+                    "Content-Type header is required for request '{}' with a body.",
+                    item.id
+                ),
             ));
         }
         for dep in &item.depends_on {
@@ -103,14 +127,24 @@ fn run(state: &AppState, req: &Req<'_>) -> GResult<Resp> {
         }
         let url = item.url.trim();
         let url = url.strip_prefix("/v1.0").unwrap_or(url);
-        let url = if url.starts_with('/') { url.to_owned() } else { format!("/{url}") };
+        let url = if url.starts_with('/') {
+            url.to_owned()
+        } else {
+            format!("/{url}")
+        };
         let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-        let body_bytes = item.body.as_ref().map(|b| serde_json::to_vec(b).unwrap_or_default()).unwrap_or_default();
+        let body_bytes = item
+            .body
+            .as_ref()
+            .map(|b| serde_json::to_vec(b).unwrap_or_default())
+            .unwrap_or_default();
         let method = Method::from_bytes(item.method.to_uppercase().as_bytes()).unwrap_or(Method::GET);
         let sub = Req {
             method,
             path: path.to_owned(),
-            query: url::form_urlencoded::parse(query.as_bytes()).into_owned().collect(),
+            query: url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
             headers: &headers,
             body: &body_bytes,
         };
@@ -118,7 +152,10 @@ fn run(state: &AppState, req: &Req<'_>) -> GResult<Resp> {
         statuses.insert(item.id.to_lowercase(), resp.status.as_u16());
         let mut out_headers = serde_json::Map::new();
         for (k, v) in &resp.headers {
-            if matches!(k.to_ascii_lowercase().as_str(), "retry-after" | "location" | "x-ms-throttle-scope" | "x-ms-throttle-information") {
+            if matches!(
+                k.to_ascii_lowercase().as_str(),
+                "retry-after" | "location" | "x-ms-throttle-scope" | "x-ms-throttle-information"
+            ) {
                 out_headers.insert(k.clone(), json!(v));
             }
         }

@@ -37,53 +37,103 @@ struct Round {
 
 enum Entry {
     User(usize),
-    Removed { id: String, hard: bool },
-    Group { index: usize, members: Vec<(MemberRef, bool)>, with_members: bool },
+    Removed {
+        id: String,
+        hard: bool,
+    },
+    Group {
+        index: usize,
+        members: Vec<(MemberRef, bool)>,
+        with_members: bool,
+    },
 }
 
 fn resync(state: &AppState, users: bool, code: &'static str, message: &str) -> GraphError {
     let mut e = err(StatusCode::GONE, code, message);
     let resource = if users { "users" } else { "groups" };
-    e.headers.push(("Location".into(), format!("{}/v1.0/{resource}/delta?$deltatoken=", state.base_url)));
+    e.headers.push((
+        "Location".into(),
+        format!("{}/v1.0/{resource}/delta?$deltatoken=", state.base_url),
+    ));
     e
 }
 
-pub(crate) fn handle(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &Faults, users: bool) -> GResult<Resp> {
+pub(crate) fn handle(
+    state: &AppState,
+    req: &Req<'_>,
+    caller: &Caller,
+    faults: &Faults,
+    users: bool,
+) -> GResult<Resp> {
     caller.require(if users { READ_USERS } else { READ_GROUPS })?;
     for opt in ["$expand", "$top", "$orderby", "$search", "$skip"] {
         if req.param(opt).is_some() {
-            return Err(unsupported(format!("The query option '{opt}' is not supported with delta query.")));
+            return Err(unsupported(format!(
+                "The query option '{opt}' is not supported with delta query."
+            )));
         }
     }
     let now = state.clock.now().as_second();
     let skip = req.param("$skiptoken");
     let delta = req.param("$deltatoken");
-    if (skip.is_some() || delta.is_some()) && (req.param("$select").is_some() || req.param("$filter").is_some()) {
+    if (skip.is_some() || delta.is_some())
+        && (req.param("$select").is_some() || req.param("$filter").is_some())
+    {
         return Err(bad_request(
             "$select and $filter cannot be combined with a $skiptoken or $deltatoken; they are part of the token.",
         ));
     }
     let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
-    let t = world.tenant(&caller.tenant_id).ok_or_else(|| not_found(&caller.tenant_id))?;
+    let t = world
+        .tenant(&caller.tenant_id)
+        .ok_or_else(|| not_found(&caller.tenant_id))?;
     let head = t.changes.head();
     let resource = if users { "u" } else { "g" };
     let round = match skip.or(delta) {
         Some("latest") if delta.is_some() => {
-            let r = Round { r: resource.into(), t: t.id.clone(), s: None, f: None, from: Some(head), to: head, o: 0, i: now };
+            let r = Round {
+                r: resource.into(),
+                t: t.id.clone(),
+                s: None,
+                f: None,
+                from: Some(head),
+                to: head,
+                o: 0,
+                i: now,
+            };
             let mut body = Map::new();
-            body.insert("@odata.context".into(), json!(metadata(state, &format!("{}/$delta", name(users)))));
-            body.insert("@odata.deltaLink".into(), json!(link(state, users, "$deltatoken", &r)));
+            body.insert(
+                "@odata.context".into(),
+                json!(metadata(state, &format!("{}/$delta", name(users)))),
+            );
+            body.insert(
+                "@odata.deltaLink".into(),
+                json!(link(state, users, "$deltatoken", &r)),
+            );
             body.insert("value".into(), json!([]));
             return Ok(ok_json(Value::Object(body)));
         }
         Some(tok) => {
-            let r: Round = decode_token(tok)
-                .ok_or_else(|| resync(state, users, "syncStateNotFound", "The sync state could not be found."))?;
+            let r: Round = decode_token(tok).ok_or_else(|| {
+                resync(
+                    state,
+                    users,
+                    "syncStateNotFound",
+                    "The sync state could not be found.",
+                )
+            })?;
             if r.r != resource || r.t != t.id {
-                return Err(resync(state, users, "syncStateNotFound", "The sync state could not be found."));
+                return Err(resync(
+                    state,
+                    users,
+                    "syncStateNotFound",
+                    "The sync state could not be found.",
+                ));
             }
             let too_old = now - r.i > i64::try_from(faults.max_delta_token_age_secs).unwrap_or(i64::MAX);
-            let declared = faults.delta_tokens_expired_before.is_some_and(|b| r.i <= b.as_second());
+            let declared = faults
+                .delta_tokens_expired_before
+                .is_some_and(|b| r.i <= b.as_second());
             if too_old || declared {
                 return Err(resync(
                     state,
@@ -94,7 +144,12 @@ pub(crate) fn handle(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &
                 ));
             }
             if delta.is_some() {
-                Round { to: head, o: 0, i: now, ..r }
+                Round {
+                    to: head,
+                    o: 0,
+                    i: now,
+                    ..r
+                }
             } else {
                 r
             }
@@ -102,13 +157,21 @@ pub(crate) fn handle(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &
         None => {
             let allowed: &[&str] = if users { USER_PROPS } else { GROUP_DEFAULT };
             let extra: &[&str] = if users { &["manager"] } else { &["members"] };
-            Selection::parse(req.param("$select"), allowed, extra, if users { "user" } else { "group" })?;
+            Selection::parse(
+                req.param("$select"),
+                allowed,
+                extra,
+                if users { "user" } else { "group" },
+            )?;
             let ids = match req.param("$filter") {
                 None => None,
                 Some(raw) => {
-                    let ids = crate::filter::parse(raw).ok().and_then(|e| e.id_list()).ok_or_else(|| {
-                        unsupported("Delta query supports only $filter=id eq '…' (combined with 'or').")
-                    })?;
+                    let ids = crate::filter::parse(raw)
+                        .ok()
+                        .and_then(|e| e.id_list())
+                        .ok_or_else(|| {
+                            unsupported("Delta query supports only $filter=id eq '…' (combined with 'or').")
+                        })?;
                     if ids.len() > 50 {
                         return Err(unsupported("Delta query $filter supports at most 50 ids."));
                     }
@@ -129,14 +192,22 @@ pub(crate) fn handle(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &
     };
     let allowed: &[&str] = if users { USER_PROPS } else { GROUP_DEFAULT };
     let extra: &[&str] = if users { &["manager"] } else { &["members"] };
-    let sel = Selection::parse(round.s.as_deref(), allowed, extra, if users { "user" } else { "group" })?;
+    let sel = Selection::parse(
+        round.s.as_deref(),
+        allowed,
+        extra,
+        if users { "user" } else { "group" },
+    )?;
     let track_relationship = match &sel.0 {
         None => true,
         Some(_) => sel.contains(if users { "manager" } else { "members" }),
     };
     let page_size = req
         .header("prefer")
-        .and_then(|p| p.split(',').find_map(|x| x.trim().strip_prefix("odata.maxpagesize=")))
+        .and_then(|p| {
+            p.split(',')
+                .find_map(|x| x.trim().strip_prefix("odata.maxpagesize="))
+        })
         .and_then(|n| n.parse::<usize>().ok())
         .filter(|n| *n > 0)
         .unwrap_or(if users { USERS_PAGE } else { GROUPS_PAGE });
@@ -144,16 +215,33 @@ pub(crate) fn handle(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &
     if faults.delta_replays && round.from.is_some() && !entries.is_empty() {
         let replay = match &entries[0] {
             Entry::User(i) => Entry::User(*i),
-            Entry::Removed { id, hard } => Entry::Removed { id: id.clone(), hard: *hard },
-            Entry::Group { index, members, with_members } => {
-                Entry::Group { index: *index, members: members.clone(), with_members: *with_members }
-            }
+            Entry::Removed { id, hard } => Entry::Removed {
+                id: id.clone(),
+                hard: *hard,
+            },
+            Entry::Group {
+                index,
+                members,
+                with_members,
+            } => Entry::Group {
+                index: *index,
+                members: members.clone(),
+                with_members: *with_members,
+            },
         };
         entries.push(replay);
     }
     let end = (round.o + page_size).min(entries.len());
-    let user_sel = Selection(sel.0.as_ref().map(|p| p.iter().filter(|x| *x != "manager").cloned().collect()));
-    let group_sel = Selection(sel.0.as_ref().map(|p| p.iter().filter(|x| *x != "members").cloned().collect()));
+    let user_sel = Selection(
+        sel.0
+            .as_ref()
+            .map(|p| p.iter().filter(|x| *x != "manager").cloned().collect()),
+    );
+    let group_sel = Selection(
+        sel.0
+            .as_ref()
+            .map(|p| p.iter().filter(|x| *x != "members").cloned().collect()),
+    );
     let values: Vec<Value> = entries
         .get(round.o..end)
         .unwrap_or_default()
@@ -163,13 +251,27 @@ pub(crate) fn handle(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &
     let mut body = Map::new();
     body.insert(
         "@odata.context".into(),
-        json!(metadata(state, &format!("{}{}/$delta", name(users), sel.context_suffix()))),
+        json!(metadata(
+            state,
+            &format!("{}{}/$delta", name(users), sel.context_suffix())
+        )),
     );
     if end < entries.len() {
-        body.insert("@odata.nextLink".into(), json!(link(state, users, "$skiptoken", &Round { o: end, ..round })));
+        body.insert(
+            "@odata.nextLink".into(),
+            json!(link(state, users, "$skiptoken", &Round { o: end, ..round })),
+        );
     } else {
-        let next_round = Round { from: Some(round.to), o: 0, i: now, ..round };
-        body.insert("@odata.deltaLink".into(), json!(link(state, users, "$deltatoken", &next_round)));
+        let next_round = Round {
+            from: Some(round.to),
+            o: 0,
+            i: now,
+            ..round
+        };
+        body.insert(
+            "@odata.deltaLink".into(),
+            json!(link(state, users, "$deltatoken", &next_round)),
+        );
     }
     body.insert("value".into(), Value::Array(values));
     Ok(ok_json(Value::Object(body)))
@@ -180,11 +282,19 @@ fn name(users: bool) -> &'static str {
 }
 
 fn link(state: &AppState, users: bool, key: &str, round: &Round) -> String {
-    format!("{}/v1.0/{}/delta?{key}={}", state.base_url, name(users), encode_token(round))
+    format!(
+        "{}/v1.0/{}/delta?{key}={}",
+        state.base_url,
+        name(users),
+        encode_token(round)
+    )
 }
 
 fn wanted(round: &Round, id: &str) -> bool {
-    round.f.as_ref().is_none_or(|ids| ids.iter().any(|x| x.eq_ignore_ascii_case(id)))
+    round
+        .f
+        .as_ref()
+        .is_none_or(|ids| ids.iter().any(|x| x.eq_ignore_ascii_case(id)))
 }
 
 fn build_entries(t: &Tenant, round: &Round, users: bool, track: bool) -> Vec<Entry> {
@@ -202,15 +312,23 @@ fn build_entries(t: &Tenant, round: &Round, users: bool, track: bool) -> Vec<Ent
                 if g.deleted_date_time.is_some() || !wanted(round, &g.id) {
                     continue;
                 }
-                let members: Vec<(MemberRef, bool)> =
-                    g.members.iter().filter(|m| t.member_is_live(m)).map(|m| (m.clone(), false)).collect();
+                let members: Vec<(MemberRef, bool)> = g
+                    .members
+                    .iter()
+                    .filter(|m| t.member_is_live(m))
+                    .map(|m| (m.clone(), false))
+                    .collect();
                 push_group(&mut entries, i, members, track);
             }
         }
         Some(from) => {
             let end = usize::try_from(round.to).unwrap_or(usize::MAX);
             let start = usize::try_from(from).unwrap_or(usize::MAX);
-            let log = t.changes.entries.get(start.min(end)..end.min(t.changes.entries.len())).unwrap_or_default();
+            let log = t
+                .changes
+                .entries
+                .get(start.min(end)..end.min(t.changes.entries.len()))
+                .unwrap_or_default();
             // Objects in order of first change; membership changes netted per group.
             let mut order: Vec<String> = Vec::new();
             let mut memberships: HashMap<String, Vec<(MemberRef, bool)>> = HashMap::new();
@@ -218,7 +336,14 @@ fn build_entries(t: &Tenant, round: &Round, users: bool, track: bool) -> Vec<Ent
                 let id = match (change, users) {
                     (Change::User { id } | Change::UserRemoved { id, .. }, true) => id,
                     (Change::Group { id } | Change::GroupRemoved { id, .. }, false) => id,
-                    (Change::Membership { group_id, member, removed }, false) => {
+                    (
+                        Change::Membership {
+                            group_id,
+                            member,
+                            removed,
+                        },
+                        false,
+                    ) => {
                         let list = memberships.entry(group_id.clone()).or_default();
                         list.retain(|(m, _)| m.id != member.id);
                         list.push((member.clone(), *removed));
@@ -255,11 +380,19 @@ fn build_entries(t: &Tenant, round: &Round, users: bool, track: bool) -> Vec<Ent
 
 fn push_group(entries: &mut Vec<Entry>, index: usize, members: Vec<(MemberRef, bool)>, track: bool) {
     if !track || members.is_empty() {
-        entries.push(Entry::Group { index, members: vec![], with_members: track });
+        entries.push(Entry::Group {
+            index,
+            members: vec![],
+            with_members: track,
+        });
         return;
     }
     for chunk in members.chunks(MEMBER_CHUNK) {
-        entries.push(Entry::Group { index, members: chunk.to_vec(), with_members: true });
+        entries.push(Entry::Group {
+            index,
+            members: chunk.to_vec(),
+            with_members: true,
+        });
     }
 }
 
@@ -270,14 +403,21 @@ fn render_entry(t: &Tenant, e: &Entry, user_sel: &Selection, group_sel: &Selecti
             let mut map = render_user(u, user_sel);
             map.insert("id".into(), json!(u.id));
             if track && let Some(m) = &u.manager_id {
-                map.insert("manager@delta".into(), json!([{"@odata.type": "#microsoft.graph.user", "id": m}]));
+                map.insert(
+                    "manager@delta".into(),
+                    json!([{"@odata.type": "#microsoft.graph.user", "id": m}]),
+                );
             }
             Value::Object(map)
         }
         Entry::Removed { id, hard } => {
             json!({"id": id, "@removed": {"reason": if *hard { "deleted" } else { "changed" }}})
         }
-        Entry::Group { index, members, with_members } => {
+        Entry::Group {
+            index,
+            members,
+            with_members,
+        } => {
             let g = &t.groups[*index];
             let mut map = render_group(g, group_sel);
             map.insert("id".into(), json!(g.id));

@@ -34,7 +34,10 @@ pub(crate) struct Req<'a> {
 
 impl Req<'_> {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -42,7 +45,8 @@ impl Req<'_> {
     }
 
     fn eventual(&self) -> bool {
-        self.header("consistencylevel").is_some_and(|v| v.eq_ignore_ascii_case("eventual"))
+        self.header("consistencylevel")
+            .is_some_and(|v| v.eq_ignore_ascii_case("eventual"))
     }
 }
 
@@ -66,9 +70,15 @@ pub(crate) struct Resp {
 
 impl Resp {
     fn json(status: StatusCode, body: Value) -> Self {
-        Self { status, headers: vec![], body: Body::Json(body), tenant: None, app: None, resource_units: None }
+        Self {
+            status,
+            headers: vec![],
+            body: Body::Json(body),
+            tenant: None,
+            app: None,
+            resource_units: None,
+        }
     }
-
 }
 
 /// A Graph error: status, code, message, extra headers.
@@ -83,14 +93,21 @@ pub(crate) struct GraphError {
 pub(crate) type GResult<T> = Result<T, GraphError>;
 
 pub(crate) fn err(status: StatusCode, code: &'static str, message: impl Into<String>) -> GraphError {
-    GraphError { status, code, message: message.into(), headers: vec![] }
+    GraphError {
+        status,
+        code,
+        message: message.into(),
+        headers: vec![],
+    }
 }
 
 pub(crate) fn not_found(what: &str) -> GraphError {
     err(
         StatusCode::NOT_FOUND,
         "Request_ResourceNotFound",
-        format!("Resource '{what}' does not exist or one of its queried reference-property objects are not present."),
+        format!(
+            "Resource '{what}' does not exist or one of its queried reference-property objects are not present."
+        ),
     )
 }
 
@@ -103,7 +120,11 @@ pub(crate) fn unsupported(message: impl Into<String>) -> GraphError {
 }
 
 fn denied() -> GraphError {
-    err(StatusCode::FORBIDDEN, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+    err(
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+    )
 }
 
 fn unauthenticated(message: &str) -> GraphError {
@@ -132,7 +153,12 @@ pub(crate) fn decode_token<T: DeserializeOwned>(token: &str) -> Option<T> {
 pub(crate) fn encode_query(params: &[(String, String)]) -> String {
     params
         .iter()
-        .map(|(k, v)| format!("{k}={}", url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()))
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            )
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -150,17 +176,27 @@ pub(crate) struct Caller {
 impl Caller {
     fn has_any(&self, permissions: &[&str]) -> bool {
         permissions.iter().any(|p| {
-            self.roles.iter().any(|r| r.eq_ignore_ascii_case(p)) || self.scopes.iter().any(|s| s.eq_ignore_ascii_case(p))
+            self.roles.iter().any(|r| r.eq_ignore_ascii_case(p))
+                || self.scopes.iter().any(|s| s.eq_ignore_ascii_case(p))
         })
     }
 
     pub fn require(&self, permissions: &[&str]) -> GResult<()> {
-        if self.has_any(permissions) { Ok(()) } else { Err(denied()) }
+        if self.has_any(permissions) {
+            Ok(())
+        } else {
+            Err(denied())
+        }
     }
 }
 
-pub(crate) const READ_USERS: &[&str] =
-    &["User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All", "User.ReadBasic.All"];
+pub(crate) const READ_USERS: &[&str] = &[
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "User.ReadBasic.All",
+];
 pub(crate) const READ_GROUPS: &[&str] = &[
     "Group.Read.All",
     "Group.ReadWrite.All",
@@ -169,10 +205,17 @@ pub(crate) const READ_GROUPS: &[&str] = &[
     "Directory.Read.All",
     "Directory.ReadWrite.All",
 ];
-pub(crate) const READ_ORG: &[&str] =
-    &["Organization.Read.All", "Organization.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"];
-pub(crate) const WRITE_LICENSES: &[&str] =
-    &["User.ReadWrite.All", "Directory.ReadWrite.All", "LicenseAssignment.ReadWrite.All"];
+pub(crate) const READ_ORG: &[&str] = &[
+    "Organization.Read.All",
+    "Organization.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+pub(crate) const WRITE_LICENSES: &[&str] = &[
+    "User.ReadWrite.All",
+    "Directory.ReadWrite.All",
+    "LicenseAssignment.ReadWrite.All",
+];
 
 #[derive(serde::Deserialize)]
 struct TokenClaims {
@@ -191,7 +234,11 @@ struct TokenClaims {
 
 fn authenticate(state: &AppState, req: &Req<'_>) -> GResult<Caller> {
     let header = req.header("authorization").unwrap_or_default();
-    let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).unwrap_or("").trim();
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .unwrap_or("")
+        .trim();
     if token.is_empty() {
         return Err(unauthenticated("Access token is empty."));
     }
@@ -206,9 +253,13 @@ fn authenticate(state: &AppState, req: &Req<'_>) -> GResult<Caller> {
     let aud = claims.aud.unwrap_or_default();
     if !matches!(
         aud.as_str(),
-        "https://graph.microsoft.com" | "https://graph.microsoft.com/" | "00000003-0000-0000-c000-000000000000"
+        "https://graph.microsoft.com"
+            | "https://graph.microsoft.com/"
+            | "00000003-0000-0000-c000-000000000000"
     ) {
-        return Err(unauthenticated("Access token validation failure. Invalid audience."));
+        return Err(unauthenticated(
+            "Access token validation failure. Invalid audience.",
+        ));
     }
     let now = state.clock.now().as_second();
     if claims.exp.is_none_or(|exp| exp <= now) || claims.nbf.is_some_and(|nbf| nbf > now + 300) {
@@ -216,7 +267,9 @@ fn authenticate(state: &AppState, req: &Req<'_>) -> GResult<Caller> {
     }
     let tid = claims.tid.unwrap_or_default();
     let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
-    let tenant = world.tenant(&tid).ok_or_else(|| unauthenticated("Access token validation failure. Invalid tenant."))?;
+    let tenant = world
+        .tenant(&tid)
+        .ok_or_else(|| unauthenticated("Access token validation failure. Invalid tenant."))?;
     let app_id = claims.appid.or(claims.azp).unwrap_or_default();
     if world.app(&app_id).is_none() {
         return Err(unauthenticated("Access token validation failure."));
@@ -226,7 +279,10 @@ fn authenticate(state: &AppState, req: &Req<'_>) -> GResult<Caller> {
         tenant_id: tenant.id.clone(),
         app_id,
         roles: claims.roles,
-        scopes: claims.scp.map(|s| s.split(' ').map(str::to_owned).collect()).unwrap_or_default(),
+        scopes: claims
+            .scp
+            .map(|s| s.split(' ').map(str::to_owned).collect())
+            .unwrap_or_default(),
         user_oid: if delegated { claims.oid } else { None },
     })
 }
@@ -237,7 +293,12 @@ fn cost_of(req: &Req<'_>) -> (Family, u32, bool) {
     let write = req.method != Method::GET;
     let base = match segs.as_slice() {
         ["users"] | ["users", _] => 2,
-        ["users", _, "memberOf" | "transitiveMemberOf" | "licenseDetails", ..] => 2,
+        [
+            "users",
+            _,
+            "memberOf" | "transitiveMemberOf" | "licenseDetails",
+            ..,
+        ] => 2,
         ["groups", _, "members", ..] => 3,
         ["groups", _, "transitiveMembers", ..] => 5,
         ["subscribedSkus"] => 3,
@@ -248,14 +309,21 @@ fn cost_of(req: &Req<'_>) -> (Family, u32, bool) {
     let delta = segs.last().is_some_and(|s| s.contains("delta"));
     let base = if delta { 1 } else { base };
     let top = req.param("$top").and_then(|t| t.parse().ok());
-    let units = resource_units(base, req.param("$select").is_some(), req.param("$expand").is_some(), top);
+    let units = resource_units(
+        base,
+        req.param("$select").is_some(),
+        req.param("$expand").is_some(),
+        top,
+    );
     (Family::Directory, units, write)
 }
 
 /// Runs one Graph request (top level or a batch item) and returns the response with Graph's headers.
 pub(crate) fn dispatch(state: &AppState, req: Req<'_>, top_level: bool) -> Resp {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let client_request_id = req.header("client-request-id").map_or_else(|| request_id.clone(), str::to_owned);
+    let client_request_id = req
+        .header("client-request-id")
+        .map_or_else(|| request_id.clone(), str::to_owned);
     let mut resp = if req.path == "/$batch" && top_level {
         batch::handle(state, &req)
     } else {
@@ -274,7 +342,8 @@ pub(crate) fn dispatch(state: &AppState, req: Req<'_>, top_level: bool) -> Resp 
         }
         resp.resp.status = e.status;
         resp.resp.headers.extend(e.headers);
-        resp.resp.body = Body::Json(json!({"error": {"code": e.code, "message": e.message, "innerError": inner}}));
+        resp.resp.body =
+            Body::Json(json!({"error": {"code": e.code, "message": e.message, "innerError": inner}}));
     }
     let mut out = resp.resp;
     out.headers.push(("request-id".into(), request_id.clone()));
@@ -285,7 +354,8 @@ pub(crate) fn dispatch(state: &AppState, req: Req<'_>, top_level: bool) -> Resp 
             .into(),
     ));
     out.headers.push(("OData-Version".into(), "4.0".into()));
-    out.headers.push(("Strict-Transport-Security".into(), "max-age=31536000".into()));
+    out.headers
+        .push(("Strict-Transport-Security".into(), "max-age=31536000".into()));
     out.headers.push(("Cache-Control".into(), "no-cache".into()));
     if let Some(units) = out.resource_units {
         out.headers.push(("x-ms-resource-unit".into(), units.to_string()));
@@ -300,7 +370,10 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     fn error(e: GraphError) -> Self {
-        Self { resp: Resp::json(e.status, Value::Null), body_error: Some(e) }
+        Self {
+            resp: Resp::json(e.status, Value::Null),
+            body_error: Some(e),
+        }
     }
 }
 
@@ -309,7 +382,11 @@ fn run(state: &AppState, req: &Req<'_>, top_level: bool) -> Outcome {
         Ok(c) => c,
         Err(e) => return Outcome::error(e),
     };
-    let faults = state.faults.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let faults = state
+        .faults
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     let (family, units, write) = cost_of(req);
     let mut extra_headers = Vec::new();
     if top_level {
@@ -317,19 +394,36 @@ fn run(state: &AppState, req: &Req<'_>, top_level: bool) -> Outcome {
         let mut roll = |percent: f64| percent > 0.0 && (dice.next_u64() % 10_000) as f64 / 100.0 < percent;
         let injected = if roll(faults.dropped_connection_percent) {
             Some(Outcome {
-                resp: Resp { body: Body::Drop, ..Resp::json(StatusCode::OK, Value::Null) },
+                resp: Resp {
+                    body: Body::Drop,
+                    ..Resp::json(StatusCode::OK, Value::Null)
+                },
                 body_error: None,
             })
         } else if roll(faults.random_429_percent) {
-            let mut e = err(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Please retry again later.");
-            e.headers.push(("Retry-After".into(), faults.retry_after_secs.to_string()));
+            let mut e = err(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Please retry again later.",
+            );
+            e.headers
+                .push(("Retry-After".into(), faults.retry_after_secs.to_string()));
             Some(Outcome::error(e))
         } else if roll(faults.random_503_percent) {
-            let mut e = err(StatusCode::SERVICE_UNAVAILABLE, "serviceNotAvailable", "Service unavailable.");
-            e.headers.push(("Retry-After".into(), faults.retry_after_secs.to_string()));
+            let mut e = err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "serviceNotAvailable",
+                "Service unavailable.",
+            );
+            e.headers
+                .push(("Retry-After".into(), faults.retry_after_secs.to_string()));
             Some(Outcome::error(e))
         } else if roll(faults.random_504_percent) {
-            Some(Outcome::error(err(StatusCode::GATEWAY_TIMEOUT, "GatewayTimeout", "Gateway timeout.")))
+            Some(Outcome::error(err(
+                StatusCode::GATEWAY_TIMEOUT,
+                "GatewayTimeout",
+                "Gateway timeout.",
+            )))
         } else {
             None
         };
@@ -358,26 +452,42 @@ fn run(state: &AppState, req: &Req<'_>, top_level: bool) -> Outcome {
             world.tenant(&caller.tenant_id).map_or(0, |t| t.users.len())
         };
         let now = state.clock.now();
-        let charge = state.throttle.lock().unwrap_or_else(PoisonError::into_inner).charge(
-            family,
-            &caller.app_id,
-            &caller.tenant_id,
-            users,
-            units,
-            write,
-            now,
-        );
+        let charge = state
+            .throttle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .charge(
+                family,
+                &caller.app_id,
+                &caller.tenant_id,
+                users,
+                units,
+                write,
+                now,
+            );
         match charge {
             Charge::Allowed { used_fraction } => {
                 if used_fraction >= 0.8 {
-                    extra_headers.push(("x-ms-throttle-limit-percentage".into(), format!("{:.1}", used_fraction)));
+                    extra_headers.push((
+                        "x-ms-throttle-limit-percentage".into(),
+                        format!("{:.1}", used_fraction),
+                    ));
                 }
             }
-            Charge::Throttled { retry_after, scope, information } => {
-                let mut e = err(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Please retry again later.");
+            Charge::Throttled {
+                retry_after,
+                scope,
+                information,
+            } => {
+                let mut e = err(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    "Please retry again later.",
+                );
                 e.headers.push(("Retry-After".into(), retry_after.to_string()));
                 e.headers.push(("x-ms-throttle-scope".into(), scope));
-                e.headers.push(("x-ms-throttle-information".into(), information.into()));
+                e.headers
+                    .push(("x-ms-throttle-information".into(), information.into()));
                 let mut o = Outcome::error(e);
                 o.resp.tenant = Some(caller.tenant_id.clone());
                 o.resp.app = Some(caller.app_id.clone());
@@ -388,7 +498,10 @@ fn run(state: &AppState, req: &Req<'_>, top_level: bool) -> Outcome {
     }
     let result = resources::route(state, req, &caller, &faults);
     let mut outcome = match result {
-        Ok(resp) => Outcome { resp, body_error: None },
+        Ok(resp) => Outcome {
+            resp,
+            body_error: None,
+        },
         Err(e) => Outcome::error(e),
     };
     outcome.resp.headers.extend(extra_headers);

@@ -74,7 +74,12 @@ pub(crate) const GROUP_DEFAULT: &[&str] = &[
 pub(crate) struct Selection(pub Option<Vec<String>>);
 
 impl Selection {
-    pub(crate) fn parse(raw: Option<&str>, allowed: &[&str], extra: &[&str], type_name: &str) -> GResult<Self> {
+    pub(crate) fn parse(
+        raw: Option<&str>,
+        allowed: &[&str],
+        extra: &[&str],
+        type_name: &str,
+    ) -> GResult<Self> {
         let Some(raw) = raw else { return Ok(Self(None)) };
         let mut props = Vec::new();
         for p in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -96,7 +101,9 @@ impl Selection {
     }
 
     pub(crate) fn contains(&self, name: &str) -> bool {
-        self.0.as_ref().is_some_and(|p| p.iter().any(|x| x.eq_ignore_ascii_case(name)))
+        self.0
+            .as_ref()
+            .is_some_and(|p| p.iter().any(|x| x.eq_ignore_ascii_case(name)))
     }
 
     pub(crate) fn names<'a>(&'a self, defaults: &'a [&'a str]) -> Vec<&'a str> {
@@ -120,7 +127,9 @@ fn opt_str(v: &Option<String>) -> Value {
 }
 
 fn ts(v: Option<jiff::Timestamp>) -> Value {
-    v.map_or(Value::Null, |t| Value::String(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()))
+    v.map_or(Value::Null, |t| {
+        Value::String(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+    })
 }
 
 pub(crate) fn user_prop(u: &User, name: &str) -> Option<Value> {

@@ -25,9 +25,10 @@ pub(crate) fn route(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &F
     let mut segs: Vec<String> = trimmed.split('/').map(str::to_owned).collect();
     // `/me` is the signed-in user of a delegated token.
     if segs.first().is_some_and(|s| s == "me") {
-        let oid = caller.user_oid.clone().ok_or_else(|| {
-            bad_request("/me request is only valid with delegated authentication flow.")
-        })?;
+        let oid = caller
+            .user_oid
+            .clone()
+            .ok_or_else(|| bad_request("/me request is only valid with delegated authentication flow."))?;
         segs.splice(0..1, ["users".to_owned(), oid]);
     }
     for s in &mut segs {
@@ -49,7 +50,11 @@ pub(crate) fn route(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &F
     if req.method == Method::POST {
         return match s.as_slice() {
             ["users", id, "assignLicense"] => assign_license(state, req, caller, id),
-            _ => Err(err(StatusCode::METHOD_NOT_ALLOWED, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")),
+            _ => Err(err(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Request_BadRequest",
+                "Specified HTTP method is not allowed for the request target.",
+            )),
         };
     }
     if req.method != Method::GET {
@@ -60,8 +65,16 @@ pub(crate) fn route(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &F
         ));
     }
     let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
-    let t = world.tenant(&caller.tenant_id).ok_or_else(|| not_found(&caller.tenant_id))?;
-    let ctx = Ctx { state, req, caller, t, world: &world };
+    let t = world
+        .tenant(&caller.tenant_id)
+        .ok_or_else(|| not_found(&caller.tenant_id))?;
+    let ctx = Ctx {
+        state,
+        req,
+        caller,
+        t,
+        world: &world,
+    };
     match s.as_slice() {
         ["users"] => ctx.list_users(),
         ["users", "$count"] => ctx.count_users(),
@@ -89,7 +102,10 @@ pub(crate) fn route(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &F
         _ => Err(err(
             StatusCode::BAD_REQUEST,
             "BadRequest",
-            format!("Resource not found for the segment '{}'.", s.last().copied().unwrap_or_default()),
+            format!(
+                "Resource not found for the segment '{}'.",
+                s.last().copied().unwrap_or_default()
+            ),
         )),
     }
 }
@@ -134,7 +150,11 @@ fn parse_filter(raw: Option<&str>, allowed: &[&str], type_name: &str) -> GResult
 }
 
 fn canonical<'a>(allowed: &'a [&'a str], name: &str) -> &'a str {
-    allowed.iter().find(|a| a.eq_ignore_ascii_case(name)).copied().unwrap_or("")
+    allowed
+        .iter()
+        .find(|a| a.eq_ignore_ascii_case(name))
+        .copied()
+        .unwrap_or("")
 }
 
 impl Ctx<'_> {
@@ -144,7 +164,9 @@ impl Ctx<'_> {
             Some(raw) => match raw.parse::<usize>() {
                 Ok(n) if (1..=max).contains(&n) => Ok(n),
                 Ok(n) if n > max && max == 500 => Ok(max),
-                _ => Err(bad_request(format!("Invalid page size specified: '{raw}'. Must be between 1 and {max} inclusive."))),
+                _ => Err(bad_request(format!(
+                    "Invalid page size specified: '{raw}'. Must be between 1 and {max} inclusive."
+                ))),
             },
         }
     }
@@ -166,15 +188,37 @@ impl Ctx<'_> {
     }
 
     fn next_link(&self, position: usize) -> String {
-        let mut params: Vec<(String, String)> =
-            self.req.query.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("$skiptoken")).cloned().collect();
-        params.push(("$skiptoken".into(), super::encode_token(&SkipToken { p: position })));
-        format!("{}/v1.0{}?{}", self.state.base_url, self.req.path, super::encode_query(&params))
+        let mut params: Vec<(String, String)> = self
+            .req
+            .query
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("$skiptoken"))
+            .cloned()
+            .collect();
+        params.push((
+            "$skiptoken".into(),
+            super::encode_token(&SkipToken { p: position }),
+        ));
+        format!(
+            "{}/v1.0{}?{}",
+            self.state.base_url,
+            self.req.path,
+            super::encode_query(&params)
+        )
     }
 
-    fn collection(&self, fragment: &str, values: Vec<Value>, next: Option<usize>, count: Option<usize>) -> Resp {
+    fn collection(
+        &self,
+        fragment: &str,
+        values: Vec<Value>,
+        next: Option<usize>,
+        count: Option<usize>,
+    ) -> Resp {
         let mut body = Map::new();
-        body.insert("@odata.context".into(), Value::String(metadata(self.state, fragment)));
+        body.insert(
+            "@odata.context".into(),
+            Value::String(metadata(self.state, fragment)),
+        );
         if let Some(c) = count {
             body.insert("@odata.count".into(), json!(c));
         }
@@ -201,7 +245,9 @@ impl Ctx<'_> {
 
     /// The `$search` term as (property, needle), requiring the eventual-consistency header.
     fn search(&self) -> GResult<Option<(String, String)>> {
-        let Some(raw) = self.req.param("$search") else { return Ok(None) };
+        let Some(raw) = self.req.param("$search") else {
+            return Ok(None);
+        };
         if !self.req.eventual() {
             return Err(unsupported(
                 "Request with $search query parameter only works through MSGraph with a special request header: \
@@ -209,9 +255,9 @@ impl Ctx<'_> {
             ));
         }
         let inner = raw.trim().trim_matches('"');
-        let (prop, needle) = inner
-            .split_once(':')
-            .ok_or_else(|| bad_request("Syntax error: character '\"' is not valid at position 0 in '$search'."))?;
+        let (prop, needle) = inner.split_once(':').ok_or_else(|| {
+            bad_request("Syntax error: character '\"' is not valid at position 0 in '$search'.")
+        })?;
         Ok(Some((prop.trim().to_owned(), needle.trim().to_lowercase())))
     }
 
@@ -231,16 +277,22 @@ impl Ctx<'_> {
     }
 
     fn user_expand(&self) -> GResult<Option<Selection>> {
-        let Some(raw) = self.req.param("$expand") else { return Ok(None) };
+        let Some(raw) = self.req.param("$expand") else {
+            return Ok(None);
+        };
         let raw = raw.trim();
         if raw == "manager" {
             return Ok(Some(Selection(None)));
         }
         if let Some(inner) = raw.strip_prefix("manager(").and_then(|r| r.strip_suffix(')')) {
-            let select = inner.strip_prefix("$select=").ok_or_else(|| bad_request("Invalid $expand options."))?;
+            let select = inner
+                .strip_prefix("$select=")
+                .ok_or_else(|| bad_request("Invalid $expand options."))?;
             return Ok(Some(Selection::parse(Some(select), USER_PROPS, &[], "user")?));
         }
-        Err(bad_request(format!("Could not find a property named '{raw}' on type 'microsoft.graph.user'.")))
+        Err(bad_request(format!(
+            "Could not find a property named '{raw}' on type 'microsoft.graph.user'."
+        )))
     }
 
     fn render_user_full(&self, u: &User, sel: &Selection, expand: &Option<Selection>) -> Value {
@@ -261,7 +313,8 @@ impl Ctx<'_> {
         if let Some(f) = filter {
             f.properties(&mut props);
         }
-        let wants = sel.contains("signInActivity") || props.iter().any(|p| p.eq_ignore_ascii_case("signInActivity"));
+        let wants =
+            sel.contains("signInActivity") || props.iter().any(|p| p.eq_ignore_ascii_case("signInActivity"));
         if wants {
             self.caller.require(&["AuditLog.Read.All"])?;
             if !self.t.premium {
@@ -286,15 +339,25 @@ impl Ctx<'_> {
         }
         if let Some((prop, needle)) = search {
             let v = user_prop(u, canonical(USER_PROPS, prop)).unwrap_or(Value::Null);
-            if !v.as_str().is_some_and(|s| s.to_lowercase().contains(needle.as_str())) {
+            if !v
+                .as_str()
+                .is_some_and(|s| s.to_lowercase().contains(needle.as_str()))
+            {
                 return false;
             }
         }
         true
     }
 
-    fn order(&self, names: &[&str], key: &dyn Fn(usize, &str) -> String, len: usize) -> GResult<Option<Vec<usize>>> {
-        let Some(raw) = self.req.param("$orderby") else { return Ok(None) };
+    fn order(
+        &self,
+        names: &[&str],
+        key: &dyn Fn(usize, &str) -> String,
+        len: usize,
+    ) -> GResult<Option<Vec<usize>>> {
+        let Some(raw) = self.req.param("$orderby") else {
+            return Ok(None);
+        };
         let mut parts = raw.split_whitespace();
         let prop = parts.next().unwrap_or_default();
         let desc = parts.next().is_some_and(|d| d.eq_ignore_ascii_case("desc"));
@@ -327,7 +390,11 @@ impl Ctx<'_> {
         let users = &self.t.users;
         let order = self.order(
             &["displayName", "userPrincipalName"],
-            &|i, p| user_prop(&users[i], p).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            &|i, p| {
+                user_prop(&users[i], p)
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            },
             users.len(),
         )?;
         let at = |k: usize| order.as_ref().map_or(k, |o| o[k]);
@@ -345,7 +412,12 @@ impl Ctx<'_> {
             }
             k += 1;
         }
-        let total = count.then(|| users.iter().filter(|u| self.user_matches(u, &filter, &search)).count());
+        let total = count.then(|| {
+            users
+                .iter()
+                .filter(|u| self.user_matches(u, &filter, &search))
+                .count()
+        });
         Ok(self.collection(&format!("users{}", sel.context_suffix()), values, next, total))
     }
 
@@ -364,8 +436,16 @@ impl Ctx<'_> {
         }
         let filter = parse_filter(self.req.param("$filter"), USER_PROPS, "user")?;
         let search = self.search()?;
-        let n = self.t.users.iter().filter(|u| self.user_matches(u, &filter, &search)).count();
-        Ok(Resp { body: Body::Text(n.to_string()), ..ok_json(Value::Null) })
+        let n = self
+            .t
+            .users
+            .iter()
+            .filter(|u| self.user_matches(u, &filter, &search))
+            .count();
+        Ok(Resp {
+            body: Body::Text(n.to_string()),
+            ..ok_json(Value::Null)
+        })
     }
 
     fn live_user(&self, id: &str) -> GResult<&User> {
@@ -384,7 +464,10 @@ impl Ctx<'_> {
         let mut body = Map::new();
         body.insert(
             "@odata.context".into(),
-            Value::String(metadata(self.state, &format!("users{}/$entity", sel.context_suffix()))),
+            Value::String(metadata(
+                self.state,
+                &format!("users{}/$entity", sel.context_suffix()),
+            )),
         );
         if let Value::Object(m) = self.render_user_full(u, &sel, &expand) {
             body.extend(m);
@@ -395,10 +478,17 @@ impl Ctx<'_> {
     fn manager(&self, id: &str) -> GResult<Resp> {
         self.caller.require(READ_USERS)?;
         let u = self.live_user(id)?;
-        let m = u.manager_id.as_deref().and_then(|m| self.t.user(m)).ok_or_else(|| not_found("manager"))?;
+        let m = u
+            .manager_id
+            .as_deref()
+            .and_then(|m| self.t.user(m))
+            .ok_or_else(|| not_found("manager"))?;
         let sel = Selection::parse(self.req.param("$select"), USER_PROPS, &[], "user")?;
         let mut body = Map::new();
-        body.insert("@odata.context".into(), Value::String(metadata(self.state, "directoryObjects/$entity")));
+        body.insert(
+            "@odata.context".into(),
+            Value::String(metadata(self.state, "directoryObjects/$entity")),
+        );
         body.insert("@odata.type".into(), json!("#microsoft.graph.user"));
         body.extend(render_user(m, &sel));
         Ok(ok_json(Value::Object(body)))
@@ -410,7 +500,10 @@ impl Ctx<'_> {
         let mut frontier = vec![id.to_owned()];
         while let Some(current) = frontier.pop() {
             for (i, g) in self.t.groups.iter().enumerate() {
-                if g.deleted_date_time.is_none() && !found.contains(&i) && g.members.iter().any(|m| m.id == current) {
+                if g.deleted_date_time.is_none()
+                    && !found.contains(&i)
+                    && g.members.iter().any(|m| m.id == current)
+                {
                     found.push(i);
                     if transitive {
                         frontier.push(g.id.clone());
@@ -425,8 +518,12 @@ impl Ctx<'_> {
         let size = self.page_size(100, 999)?;
         let start = self.start()?;
         let end = (start + size).min(refs.len());
-        let values =
-            refs.get(start..end).unwrap_or_default().iter().filter_map(|m| render_member(self.t, m, sel)).collect();
+        let values = refs
+            .get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| render_member(self.t, m, sel))
+            .collect();
         let next = (end < refs.len()).then_some(end);
         let count = self.count_requested()?.then_some(refs.len());
         Ok(self.collection(fragment, values, next, count))
@@ -434,7 +531,13 @@ impl Ctx<'_> {
 
     fn cast_kind(cast: Option<&str>) -> GResult<Option<ObjectKind>> {
         let Some(cast) = cast else { return Ok(None) };
-        let kinds = [ObjectKind::User, ObjectKind::Group, ObjectKind::Device, ObjectKind::ServicePrincipal, ObjectKind::OrgContact];
+        let kinds = [
+            ObjectKind::User,
+            ObjectKind::Group,
+            ObjectKind::Device,
+            ObjectKind::ServicePrincipal,
+            ObjectKind::OrgContact,
+        ];
         kinds
             .into_iter()
             .find(|k| k.cast_name().eq_ignore_ascii_case(cast))
@@ -446,11 +549,20 @@ impl Ctx<'_> {
         self.caller.require(READ_USERS)?;
         let kind = Self::cast_kind(cast)?;
         let u = self.live_user(id)?;
-        let sel = Selection::parse(self.req.param("$select"), GROUP_DEFAULT, &["roleTemplateId"], "group")?;
+        let sel = Selection::parse(
+            self.req.param("$select"),
+            GROUP_DEFAULT,
+            &["roleTemplateId"],
+            "group",
+        )?;
         let mut refs: Vec<MemberRef> = self
             .containing_groups(&u.id, transitive)
             .into_iter()
-            .map(|i| MemberRef { kind: ObjectKind::Group, id: self.t.groups[i].id.clone(), display_name: None })
+            .map(|i| MemberRef {
+                kind: ObjectKind::Group,
+                id: self.t.groups[i].id.clone(),
+                display_name: None,
+            })
             .collect();
         if kind.is_none_or(|k| k == ObjectKind::Group) {
             // Directory roles are rendered below; only keep groups for a cast.
@@ -522,9 +634,9 @@ impl Ctx<'_> {
         let matches = |i: usize| {
             let g = &groups[i];
             g.deleted_date_time.is_none()
-                && filter
-                    .as_ref()
-                    .is_none_or(|f| f.eval(&|p| group_prop(g, canonical(GROUP_DEFAULT, p)).unwrap_or(Value::Null)))
+                && filter.as_ref().is_none_or(|f| {
+                    f.eval(&|p| group_prop(g, canonical(GROUP_DEFAULT, p)).unwrap_or(Value::Null))
+                })
         };
         let order = self.order(
             &["displayName"],
@@ -556,7 +668,10 @@ impl Ctx<'_> {
         let mut body = Map::new();
         body.insert(
             "@odata.context".into(),
-            Value::String(metadata(self.state, &format!("groups{}/$entity", sel.context_suffix()))),
+            Value::String(metadata(
+                self.state,
+                &format!("groups{}/$entity", sel.context_suffix()),
+            )),
         );
         body.extend(render_group(g, &sel));
         Ok(ok_json(Value::Object(body)))
@@ -610,7 +725,8 @@ impl Ctx<'_> {
     }
 
     fn subscribed_skus(&self) -> GResult<Resp> {
-        self.caller.require(&[READ_ORG, &["LicenseAssignment.Read.All"]].concat())?;
+        self.caller
+            .require(&[READ_ORG, &["LicenseAssignment.Read.All"]].concat())?;
         if self.req.param("$top").is_some() {
             return Err(unsupported(
                 "This resource does not support custom page sizes. Please retry without a page size argument.",
@@ -644,24 +760,33 @@ impl Ctx<'_> {
     }
 
     fn organization(&self) -> GResult<Resp> {
-        self.caller.require(&[READ_ORG, &["User.Read", "User.Read.All"]].concat())?;
+        self.caller.require(&[READ_ORG, &["User.Read"]].concat())?;
         let t = self.t;
         let created = t.created_date_time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let mut domains = vec![json!({"capabilities": "Email, OfficeCommunicationsOnline",
             "isDefault": t.extra_domains.is_empty(), "isInitial": true, "name": t.domain, "type": "Managed"})];
         for (i, d) in t.extra_domains.iter().enumerate() {
-            domains.push(json!({"capabilities": "Email, OfficeCommunicationsOnline", "isDefault": i == 0,
-                "isInitial": false, "name": d, "type": "Managed"}));
+            domains.push(
+                json!({"capabilities": "Email, OfficeCommunicationsOnline", "isDefault": i == 0,
+                "isInitial": false, "name": d, "type": "Managed"}),
+            );
         }
         let mut assigned = Vec::new();
         let mut provisioned = Vec::new();
         for s in &t.skus {
             for p in &s.service_plans {
-                let service = p.service_plan_name.split('_').next().unwrap_or_default().to_owned();
+                let service = p
+                    .service_plan_name
+                    .split('_')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
                 assigned.push(json!({"assignedDateTime": created, "capabilityStatus": "Enabled",
                     "service": service, "servicePlanId": p.service_plan_id}));
-                provisioned.push(json!({"capabilityStatus": "Enabled", "provisioningStatus": "Success",
-                    "service": service}));
+                provisioned.push(
+                    json!({"capabilityStatus": "Enabled", "provisioningStatus": "Success",
+                    "service": service}),
+                );
             }
         }
         let synced = t.users.iter().any(|u| u.on_premises_sync_enabled == Some(true));
@@ -695,7 +820,11 @@ impl Ctx<'_> {
     }
 
     fn directory_roles(&self) -> GResult<Resp> {
-        self.caller.require(&["RoleManagement.Read.Directory", "Directory.Read.All", "Directory.ReadWrite.All"])?;
+        self.caller.require(&[
+            "RoleManagement.Read.Directory",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+        ])?;
         if self.req.param("$top").is_some() {
             return Err(unsupported(
                 "This resource does not support custom page sizes. Please retry without a page size argument.",
@@ -728,9 +857,15 @@ impl Ctx<'_> {
     }
 
     fn managed_devices(&self) -> GResult<Resp> {
-        self.caller.require(&["DeviceManagementManagedDevices.Read.All", "DeviceManagementManagedDevices.ReadWrite.All"])?;
+        self.caller.require(&[
+            "DeviceManagementManagedDevices.Read.All",
+            "DeviceManagementManagedDevices.ReadWrite.All",
+        ])?;
         let size = self.page_size(1000, 1000)?;
-        let select = self.req.param("$select").map(|s| s.split(',').map(str::trim).collect::<Vec<_>>());
+        let select = self
+            .req
+            .param("$select")
+            .map(|s| s.split(',').map(str::trim).collect::<Vec<_>>());
         let start = self.start()?;
         let devices = &self.t.devices;
         let end = (start + size).min(devices.len());
@@ -741,21 +876,39 @@ impl Ctx<'_> {
             .map(|d| {
                 let full = Self::device_json(d);
                 match (&select, full) {
-                    (Some(sel), Value::Object(map)) => {
-                        Value::Object(map.into_iter().filter(|(k, _)| sel.iter().any(|s| s.eq_ignore_ascii_case(k))).collect())
-                    }
+                    (Some(sel), Value::Object(map)) => Value::Object(
+                        map.into_iter()
+                            .filter(|(k, _)| sel.iter().any(|s| s.eq_ignore_ascii_case(k)))
+                            .collect(),
+                    ),
                     (_, v) => v,
                 }
             })
             .collect();
-        Ok(self.collection("deviceManagement/managedDevices", values, (end < devices.len()).then_some(end), None))
+        Ok(self.collection(
+            "deviceManagement/managedDevices",
+            values,
+            (end < devices.len()).then_some(end),
+            None,
+        ))
     }
 
     fn managed_device(&self, id: &str) -> GResult<Resp> {
-        self.caller.require(&["DeviceManagementManagedDevices.Read.All", "DeviceManagementManagedDevices.ReadWrite.All"])?;
-        let d = self.t.devices.iter().find(|d| d.id == id).ok_or_else(|| not_found(id))?;
+        self.caller.require(&[
+            "DeviceManagementManagedDevices.Read.All",
+            "DeviceManagementManagedDevices.ReadWrite.All",
+        ])?;
+        let d = self
+            .t
+            .devices
+            .iter()
+            .find(|d| d.id == id)
+            .ok_or_else(|| not_found(id))?;
         let mut body = Map::new();
-        body.insert("@odata.context".into(), Value::String(metadata(self.state, "deviceManagement/managedDevices/$entity")));
+        body.insert(
+            "@odata.context".into(),
+            Value::String(metadata(self.state, "deviceManagement/managedDevices/$entity")),
+        );
         if let Value::Object(m) = Self::device_json(d) {
             body.extend(m);
         }
@@ -763,7 +916,10 @@ impl Ctx<'_> {
     }
 
     fn gdap(&self, id: Option<&str>) -> GResult<Resp> {
-        self.caller.require(&["DelegatedAdminRelationship.Read.All", "DelegatedAdminRelationship.ReadWrite.All"])?;
+        self.caller.require(&[
+            "DelegatedAdminRelationship.Read.All",
+            "DelegatedAdminRelationship.ReadWrite.All",
+        ])?;
         let render = |r: &crate::world::GdapRelationship| {
             let fmt = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
             json!({
@@ -788,14 +944,25 @@ impl Ctx<'_> {
             let r = rels.iter().find(|r| r.id == id).ok_or_else(|| not_found(id))?;
             let mut v = render(r);
             if let Value::Object(m) = &mut v {
-                m.insert("@odata.context".into(), json!(metadata(self.state, "tenantRelationships/delegatedAdminRelationships/$entity")));
+                m.insert(
+                    "@odata.context".into(),
+                    json!(metadata(
+                        self.state,
+                        "tenantRelationships/delegatedAdminRelationships/$entity"
+                    )),
+                );
             }
             return Ok(ok_json(v));
         }
         let size = self.page_size(300, 300)?;
         let start = self.start()?;
         let end = (start + size).min(rels.len());
-        let values = rels.get(start..end).unwrap_or_default().iter().map(render).collect();
+        let values = rels
+            .get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .map(render)
+            .collect();
         Ok(self.collection(
             "tenantRelationships/delegatedAdminRelationships",
             values,
@@ -819,23 +986,28 @@ struct AssignLicenseBody {
 
 fn assign_license(state: &AppState, req: &Req<'_>, caller: &Caller, id: &str) -> GResult<Resp> {
     caller.require(WRITE_LICENSES)?;
-    let body: AssignLicenseBody = serde_json::from_slice(req.body)
-        .map_err(|e| bad_request(format!("Invalid request body: {e}")))?;
+    let body: AssignLicenseBody =
+        serde_json::from_slice(req.body).map_err(|e| bad_request(format!("Invalid request body: {e}")))?;
     let (Some(add), Some(remove)) = (body.add_licenses, body.remove_licenses) else {
         return Err(bad_request(
             "Invalid request: both 'addLicenses' and 'removeLicenses' are required (either may be empty).",
         ));
     };
     let mut world = state.world.write().unwrap_or_else(PoisonError::into_inner);
-    let user = world.set_user_licenses(&caller.tenant_id, id, &add, &remove).map_err(|e| match e {
-        EmulatorError::NotFound(_) => not_found(id),
-        EmulatorError::InvalidUsageLocation => {
-            bad_request("License assignment cannot be done for user with invalid usage location.")
-        }
-        other => bad_request(other.to_string().trim_start_matches("bad request: ").to_owned()),
-    })?;
+    let user = world
+        .set_user_licenses(&caller.tenant_id, id, &add, &remove)
+        .map_err(|e| match e {
+            EmulatorError::NotFound(_) => not_found(id),
+            EmulatorError::InvalidUsageLocation => {
+                bad_request("License assignment cannot be done for user with invalid usage location.")
+            }
+            other => bad_request(other.to_string().trim_start_matches("bad request: ").to_owned()),
+        })?;
     let mut body = Map::new();
-    body.insert("@odata.context".into(), Value::String(metadata(state, "users/$entity")));
+    body.insert(
+        "@odata.context".into(),
+        Value::String(metadata(state, "users/$entity")),
+    );
     body.extend(render_user(&user, &Selection(None)));
     let _ = USER_DEFAULT;
     Ok(ok_json(Value::Object(body)))
