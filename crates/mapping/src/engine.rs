@@ -1454,10 +1454,15 @@ impl<'a, 'c> Planner<'a, 'c> {
                 } else {
                     "; held for approval, nothing of this tenant is applied"
                 }
+            } else if deactivations <= breaker.floor as usize {
+                format!(
+                    "{deactivations} deactivation(s) of {active_records} active records ({share:.1} %): not more than the floor of {}, so the breaker does not trip",
+                    breaker.floor
+                )
             } else {
                 format!(
-                    "{deactivations} deactivation(s) of {active_records} active records ({share:.1} %) is within the limit ({} %, never below {})",
-                    breaker.max_deactivate_percent, breaker.floor
+                    "{deactivations} deactivation(s) of {active_records} active records ({share:.1} %): within the {} % allowed",
+                    breaker.max_deactivate_percent
                 )
             };
             let is_held = trips && !approved;
