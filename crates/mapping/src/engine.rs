@@ -13,7 +13,8 @@ use crate::config::{
 };
 use crate::fields::{FieldKind, convert, read_path, read_source};
 use crate::input::{
-    Completeness, DeskRecord, DeskSnapshot, PlanInput, ReadMode, RemovalReason, SourceUser, TenantRead,
+    Completeness, DeskRecord, DeskSite, DeskSnapshot, DeskTicket, PlanInput, ReadMode, RemovalReason,
+    SourceUser, TenantRead,
 };
 use crate::plan::{
     Action, BreakerVerdict, Change, Counts, Entity, FieldChange, HeldTenant, LockedChange, Plan, PlanError,
@@ -40,6 +41,19 @@ pub fn plan(
         run_users: BTreeMap::new(),
         run_agents: BTreeMap::new(),
         new_sites: BTreeMap::new(),
+        sites_by_name: snapshot
+            .sites
+            .iter()
+            .rev()
+            .fold(BTreeMap::new(), |mut index, site| {
+                let key = (site.customer_id, site.name.to_lowercase());
+                // Lowest id wins when names repeat, as in the store's own lookups.
+                let keep = index.get(&key).is_none_or(|kept: &&DeskSite| kept.id > site.id);
+                if keep {
+                    index.insert(key, site);
+                }
+                index
+            }),
     };
     let mut tenants: Vec<&TenantRead> = input.tenants.iter().collect();
     tenants.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
@@ -80,6 +94,7 @@ pub fn plan(
     for decision in &decided {
         planner.plan_user(decision);
         planner.plan_agent(decision);
+        planner.plan_orphan_agent(decision);
     }
     for tenant in &tenants {
         planner.plan_removals(tenant, &seen);
@@ -100,16 +115,25 @@ struct RecordIndex<'s> {
     by_object_id: BTreeMap<String, Vec<usize>>,
     /// (match field, lower-cased value) → records not linked to any Azure object yet.
     unlinked: BTreeMap<(MatchField, String), Vec<usize>>,
+    /// Lower-cased tenant id → records this connection imported from that tenant.
+    by_tenant: BTreeMap<String, Vec<usize>>,
 }
 
 impl<'s> RecordIndex<'s> {
     fn new(records: &'s [DeskRecord], connection: ConnectionId, config: &MappingConfig) -> Self {
         let mut by_object_id: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut by_tenant: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut unlinked: BTreeMap<(MatchField, String), Vec<usize>> = BTreeMap::new();
         for (index, record) in records.iter().enumerate() {
             let mut keys = BTreeSet::new();
             if let Some(source) = record.source.as_ref().filter(|s| s.connection_id == connection) {
                 keys.insert(object_key(&source.external_id));
+                if let Some(tenant) = record.text("azure_tenant_id") {
+                    by_tenant
+                        .entry(tenant.to_ascii_lowercase())
+                        .or_default()
+                        .push(index);
+                }
             }
             if let Some(object_id) = record.text("azure_object_id") {
                 keys.insert(object_key(object_id));
@@ -132,7 +156,17 @@ impl<'s> RecordIndex<'s> {
             records,
             by_object_id,
             unlinked,
+            by_tenant,
         }
+    }
+
+    /// Records this connection imported from `tenant`.
+    fn of_tenant(&self, tenant: &str) -> impl Iterator<Item = &'s DeskRecord> + '_ {
+        let indices = self
+            .by_tenant
+            .get(&tenant.to_ascii_lowercase())
+            .map_or(&[][..], Vec::as_slice);
+        indices.iter().map(|index| &self.records[*index])
     }
 
     fn by_object_id(&self, object_id: &str) -> &[usize] {
@@ -179,6 +213,9 @@ struct Decision<'a, 'c> {
     user: &'a SourceUser,
     user_side: Option<UserSide<'c>>,
     agent_side: Option<AgentSide<'c>>,
+    /// An agent this connection imported that no agent mapping selects any more: under full
+    /// role management its roles still follow its groups (and none left makes it inactive).
+    orphan_agent: Option<usize>,
 }
 
 #[derive(Default)]
@@ -207,6 +244,8 @@ struct Planner<'a, 'c> {
     run_agents: BTreeMap<String, Match>,
     /// (customer, lower-cased name) → (name as first seen, rule that creates it).
     new_sites: BTreeMap<(RecordId, String), (String, String)>,
+    /// (customer, lower-cased name) → the desk's site of that name.
+    sites_by_name: BTreeMap<(RecordId, String), &'a DeskSite>,
 }
 
 /// Why a mapping did or did not select a user.
@@ -330,6 +369,16 @@ impl<'a, 'c> Planner<'a, 'c> {
                 reason,
             };
             self.push(Some(&tenant.tenant_id), change);
+        }
+        let orphan_agent = if agent_side.is_none() && self.settings.advanced.full_role_management {
+            match self.agents.by_object_id(&user.object_id) {
+                [only] => Some(*only),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if user_side.is_none() && agent_side.is_none() && orphan_agent.is_none() {
             return None;
         }
         Some(Decision {
@@ -337,6 +386,7 @@ impl<'a, 'c> Planner<'a, 'c> {
             user,
             user_side,
             agent_side,
+            orphan_agent,
         })
     }
 
@@ -424,11 +474,9 @@ impl<'a, 'c> Planner<'a, 'c> {
                     .filter(|v| !v.is_empty())
                     .ok_or_else(|| SiteMiss::TryNext(format!("no value in '{field}' to name a site")))?;
                 let existing = self
-                    .snapshot
-                    .sites
-                    .iter()
-                    .filter(|site| site.customer_id == *customer_id && site.name.eq_ignore_ascii_case(value))
-                    .min_by_key(|site| site.id);
+                    .sites_by_name
+                    .get(&(*customer_id, value.to_lowercase()))
+                    .copied();
                 if let Some(site) = existing {
                     return Ok((
                         Reference::Id(site.id),
@@ -994,6 +1042,52 @@ impl<'a, 'c> Planner<'a, 'c> {
         );
     }
 
+    fn plan_orphan_agent(&mut self, decision: &Decision<'a, 'c>) {
+        let Some(index) = decision.orphan_agent else {
+            return;
+        };
+        let record = &self.agents.records[index];
+        let user = decision.user;
+        let settings = self.settings;
+        let mapped_roles = self.group_ids(user, &settings.advanced.agent_roles);
+        let roles: BTreeSet<i64> = mapped_roles.keys().copied().collect();
+        let mut desired = BTreeMap::new();
+        let roles_why = format!(
+            "full role management: {}",
+            describe_sources(&mapped_roles, "role")
+        );
+        desired.insert("roles".to_owned(), (ids_value(&roles), roles_why));
+        let mut deactivation = None;
+        if roles.is_empty() {
+            let why =
+                "full role management: no agent site mapping selects this agent and no group gives it a role";
+            desired.insert("active".into(), (json!(false), why.to_owned()));
+            deactivation = Some("full role management".to_owned());
+        } else if settings.imports.sync_account_enabled && !user.account_enabled {
+            desired.insert(
+                "active".into(),
+                (json!(false), "accountEnabled is false".to_owned()),
+            );
+            deactivation = Some("accountEnabled → inactive".to_owned());
+        }
+        let head = format!(
+            "{} — no agent site mapping selects this agent any more",
+            user.label()
+        );
+        let matched = Match::ByObjectId(index);
+        self.diff(
+            RecordKind::Agent,
+            decision.tenant,
+            user,
+            Some(record),
+            &matched,
+            desired,
+            "full role management",
+            head,
+            deactivation,
+        );
+    }
+
     // ---------- diffing ----------
 
     #[allow(clippy::too_many_arguments)]
@@ -1146,19 +1240,15 @@ impl<'a, 'c> Planner<'a, 'c> {
         let mut gone: BTreeMap<String, (String, String)> = BTreeMap::new();
         match (tenant.mode, tenant.completeness) {
             (ReadMode::Full, Completeness::Complete) if deactivate => {
-                let records = self.users.records.iter().chain(self.agents.records.iter());
+                let records = self
+                    .users
+                    .of_tenant(&tenant.tenant_id)
+                    .chain(self.agents.of_tenant(&tenant.tenant_id));
                 for record in records {
-                    let Some(source) = record
-                        .source
-                        .as_ref()
-                        .filter(|s| s.connection_id == self.connection)
-                    else {
+                    let Some(source) = record.source.as_ref() else {
                         continue;
                     };
-                    let of_tenant = record
-                        .text("azure_tenant_id")
-                        .is_some_and(|t| t.eq_ignore_ascii_case(&tenant.tenant_id));
-                    if of_tenant && !seen.contains(&object_key(&source.external_id)) {
+                    if !seen.contains(&object_key(&source.external_id)) {
                         gone.insert(
                             object_key(&source.external_id),
                             (
@@ -1335,15 +1425,17 @@ impl<'a, 'c> Planner<'a, 'c> {
             return;
         }
         let deactivated = std::mem::take(&mut self.out.deactivated_agents);
+        let mut tickets_by_agent: BTreeMap<RecordId, Vec<&DeskTicket>> = BTreeMap::new();
+        for ticket in &self.snapshot.tickets {
+            if let Some(agent) = ticket.agent_id {
+                tickets_by_agent.entry(agent).or_default().push(ticket);
+            }
+        }
+        tickets_by_agent
+            .values_mut()
+            .for_each(|tickets| tickets.sort_by_key(|t| t.id));
         for (tenant, agent, label) in deactivated {
-            let mut tickets: Vec<_> = self
-                .snapshot
-                .tickets
-                .iter()
-                .filter(|t| t.agent_id == Some(agent))
-                .collect();
-            tickets.sort_by_key(|t| t.id);
-            for ticket in tickets {
+            for ticket in tickets_by_agent.get(&agent).into_iter().flatten() {
                 let external_id = ticket.id.to_string();
                 self.out
                     .targets
@@ -1416,26 +1508,24 @@ impl<'a, 'c> Planner<'a, 'c> {
         let mut verdicts = Vec::new();
         let mut held = Vec::new();
         let mut kept = Vec::new();
+        let mut deactivations_by_tenant: BTreeMap<&str, usize> = BTreeMap::new();
+        for (tenant, change) in &changes {
+            if let Some(tenant) = tenant.as_deref()
+                && change.action == Action::Deactivate
+                && matches!(change.entity, Entity::User | Entity::Agent)
+            {
+                *deactivations_by_tenant.entry(tenant).or_default() += 1;
+            }
+        }
         for tenant in tenants {
-            let deactivations = changes
-                .iter()
-                .filter(|(t, c)| t.as_deref() == Some(&tenant.tenant_id) && c.action == Action::Deactivate)
-                .filter(|(_, c)| matches!(c.entity, Entity::User | Entity::Agent))
-                .count();
+            let deactivations = deactivations_by_tenant
+                .get(tenant.tenant_id.as_str())
+                .copied()
+                .unwrap_or(0);
             let active_records = self
                 .users
-                .records
-                .iter()
-                .chain(self.agents.records)
-                .filter(|r| {
-                    r.source
-                        .as_ref()
-                        .is_some_and(|s| s.connection_id == self.connection)
-                })
-                .filter(|r| {
-                    r.text("azure_tenant_id")
-                        .is_some_and(|t| t.eq_ignore_ascii_case(&tenant.tenant_id))
-                })
+                .of_tenant(&tenant.tenant_id)
+                .chain(self.agents.of_tenant(&tenant.tenant_id))
                 .filter(|r| r.is_active())
                 .count();
             let share = if active_records == 0 {

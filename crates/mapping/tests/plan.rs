@@ -718,6 +718,74 @@ fn full_role_management_replaces_roles_and_deactivates_agents_left_without_any()
 }
 
 #[test]
+fn full_role_management_reaches_agents_no_mapping_selects_any_more() {
+    let desk = DeskSnapshot {
+        agents: vec![
+            imported(
+                3,
+                &oid(2),
+                json!({"name": "Ex Desk", "roles": [1], "active": true}),
+            ),
+            imported(
+                4,
+                &oid(3),
+                json!({"name": "Change Only", "roles": [1, 2], "active": true}),
+            ),
+        ],
+        ..empty_desk()
+    };
+    // Both left 'IT Service Desk' (the agent site's group); one is still in 'IT Change'.
+    let ex_desk = user(&oid(2), "Ex Desk").groups(&["Loc-London"]).build();
+    let change_only = user(&oid(3), "Change Only")
+        .groups(&["IT Change"])
+        .prop("city", json!("Leeds"))
+        .build();
+    let plan = run(
+        &config(),
+        vec![full_read(vec![ex_desk.clone(), change_only.clone()])],
+        &desk,
+    );
+    let ex = find(&plan, Entity::Agent, &oid(2));
+    assert_eq!(ex.action, Action::Deactivate);
+    assert_eq!(ex.rule, "full role management");
+    assert_eq!(
+        ex.fields["roles"],
+        FieldChange {
+            before: json!([1]),
+            after: json!([])
+        }
+    );
+    let kept = find(&plan, Entity::Agent, &oid(3));
+    assert_eq!(kept.action, Action::Update);
+    assert_eq!(
+        kept.fields["roles"],
+        FieldChange {
+            before: json!([1, 2]),
+            after: json!([2])
+        }
+    );
+    assert_eq!(
+        find(&plan, Entity::User, &oid(2)).action,
+        Action::Create,
+        "the user side is planned as usual"
+    );
+    assert_converges(
+        &config(),
+        vec![full_read(vec![ex_desk.clone(), change_only.clone()])],
+        &desk,
+    );
+
+    let mut without = config();
+    without.advanced.full_role_management = false;
+    let plan = run(&without, vec![full_read(vec![ex_desk, change_only])], &desk);
+    assert!(
+        plan.changes.iter().all(|c| c.entity != Entity::Agent),
+        "{:#?}",
+        plan.changes
+    );
+}
+
+#[test]
 fn licence_management_inactive_role_and_account_disabled() {
     let leaver = user(&oid(2), "Leaving Agent")
         .groups(&["IT Service Desk", "Leavers"])
