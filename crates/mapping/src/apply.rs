@@ -49,6 +49,16 @@ pub fn apply_to_snapshot(
     let mut next_agent = next(&mut desk.agents.iter().map(|r| r.id));
     let mut next_site = next(&mut desk.sites.iter().map(|s| s.id));
 
+    // Positions of the records that existed before: updates only ever target those.
+    let positions = |records: &[DeskRecord]| -> BTreeMap<RecordId, usize> {
+        records
+            .iter()
+            .enumerate()
+            .map(|(position, record)| (record.id, position))
+            .collect()
+    };
+    let user_positions = positions(&desk.users);
+    let agent_positions = positions(&desk.agents);
     for change in plan.changes.iter().filter(|c| c.action.writes()) {
         let after = |field: &str| {
             change
@@ -124,12 +134,15 @@ pub fn apply_to_snapshot(
                         }
                     }
                     Entity::User | Entity::Agent => {
-                        let records = if entity == Entity::User {
-                            &mut desk.users
+                        let (records, positions) = if entity == Entity::User {
+                            (&mut desk.users, &user_positions)
                         } else {
-                            &mut desk.agents
+                            (&mut desk.agents, &agent_positions)
                         };
-                        let record = records.iter_mut().find(|r| r.id == id).ok_or_else(unknown)?;
+                        let record = positions
+                            .get(&id)
+                            .and_then(|position| records.get_mut(*position))
+                            .ok_or_else(unknown)?;
                         for (name, field) in &change.fields {
                             if field.after.is_null() {
                                 record.fields.remove(name);

@@ -69,6 +69,17 @@ pub fn plan(
     let mut seen = BTreeSet::new();
     let mut decided = Vec::new();
     for tenant in &tenants {
+        // Mappings restricted to other tenants are left out once here rather than per user.
+        let applicable: Vec<&CompiledMapping> = config
+            .mappings
+            .iter()
+            .filter(|m| {
+                m.mapping
+                    .tenant_id
+                    .as_ref()
+                    .is_none_or(|only| only.eq_ignore_ascii_case(&tenant.tenant_id))
+            })
+            .collect();
         let mut users: Vec<&SourceUser> = tenant.users.iter().collect();
         users.sort_by(|a, b| a.object_id.cmp(&b.object_id));
         for user in users {
@@ -85,7 +96,7 @@ pub fn plan(
                 planner.error(tenant, &user.object_id, message);
                 continue;
             }
-            if let Some(decision) = planner.decide(tenant, user) {
+            if let Some(decision) = planner.decide(tenant, user, &applicable) {
                 decided.push(decision);
             }
         }
@@ -269,7 +280,12 @@ impl<'a, 'c> Planner<'a, 'c> {
 
     // ---------- deciding which mappings apply ----------
 
-    fn decide(&mut self, tenant: &'a TenantRead, user: &'a SourceUser) -> Option<Decision<'a, 'c>> {
+    fn decide(
+        &mut self,
+        tenant: &'a TenantRead,
+        user: &'a SourceUser,
+        applicable: &[&'c CompiledMapping],
+    ) -> Option<Decision<'a, 'c>> {
         let record = Value::Object(user.properties.clone());
         let user_fields = self.mapped_fields(tenant, user, &self.config.user_fields);
         let mut explanations = Vec::new();
@@ -277,7 +293,7 @@ impl<'a, 'c> Planner<'a, 'c> {
         let mut skip: Option<(String, String)> = None;
         let mut agent_side = None;
         let config = self.config;
-        for compiled in &config.mappings {
+        for compiled in applicable.iter().copied() {
             let done_user = user_side.is_some() || skip.is_some();
             if (compiled.is_agent() && agent_side.is_some()) || (!compiled.is_agent() && done_user) {
                 continue;
@@ -340,7 +356,7 @@ impl<'a, 'c> Planner<'a, 'c> {
         if user_side.is_none() && agent_side.is_none() {
             let (rule, reason) = skip.unwrap_or_else(|| {
                 let detail = if explanations.is_empty() {
-                    "there are no site mappings".to_owned()
+                    format!("no site mapping applies to tenant {}", tenant.tenant_id)
                 } else {
                     explanations.join("; ")
                 };

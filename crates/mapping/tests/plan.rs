@@ -427,7 +427,8 @@ fn tenant_restricted_mapping_only_selects_its_tenant() {
     );
     let skip = find(&plan, Entity::User, &oid(1));
     assert!(
-        skip.reason.contains(&format!("only for tenant {OTHER_TENANT}")),
+        skip.reason
+            .contains(&format!("no site mapping applies to tenant {TENANT}")),
         "{}",
         skip.reason
     );
