@@ -32,9 +32,11 @@ pub struct MappingConfig {
     pub imports: ImportOptions,
     pub followers: FollowerOptions,
     pub circuit_breaker: CircuitBreaker,
-    /// Fields never overwritten on any record of this connection (per-record locks live on the
-    /// desk record itself).
+    /// Fields never overwritten on any record of this connection.
     pub field_locks: Vec<FieldLock>,
+    /// Locks on single records, by Azure object id. Locks an administrator sets on the desk
+    /// record itself ([`crate::RecordLocks`]) apply as well.
+    pub record_locks: Vec<RecordLock>,
 }
 
 impl Default for MappingConfig {
@@ -51,6 +53,7 @@ impl Default for MappingConfig {
             followers: FollowerOptions::default(),
             circuit_breaker: CircuitBreaker::default(),
             field_locks: Vec::new(),
+            record_locks: Vec::new(),
         }
     }
 }
@@ -383,4 +386,17 @@ pub enum RecordKind {
 pub struct FieldLock {
     pub entity: RecordKind,
     pub field: String,
+}
+
+/// "Keep this user active" / "never overwrite these fields of this user".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordLock {
+    pub entity: RecordKind,
+    /// The Azure object id.
+    pub external_id: String,
+    #[serde(default)]
+    pub keep_active: bool,
+    #[serde(default)]
+    pub fields: Vec<String>,
 }

@@ -1236,11 +1236,26 @@ impl<'a, 'c> Planner<'a, 'c> {
     }
 
     fn lock_for(&self, kind: RecordKind, record: &DeskRecord, field: &str, wanted: &Value) -> Option<String> {
-        if field == "active" && wanted == &Value::Bool(false) && record.locks.keep_active {
+        let external_id = record
+            .source
+            .as_ref()
+            .map(|s| s.external_id.as_str())
+            .or_else(|| record.text("azure_object_id"));
+        let configured = self.settings.record_locks.iter().find(|lock| {
+            lock.entity == kind && external_id.is_some_and(|id| id.eq_ignore_ascii_case(&lock.external_id))
+        });
+        let deactivating = field == "active" && wanted == &Value::Bool(false);
+        if deactivating && record.locks.keep_active {
             return Some("record lock: keep active".into());
+        }
+        if deactivating && configured.is_some_and(|lock| lock.keep_active) {
+            return Some("record lock (configuration): keep active".into());
         }
         if record.locks.fields.contains(field) {
             return Some(format!("record lock: never overwrite '{field}'"));
+        }
+        if configured.is_some_and(|lock| lock.fields.iter().any(|f| f == field)) {
+            return Some(format!("record lock (configuration): never overwrite '{field}'"));
         }
         self.settings
             .field_locks

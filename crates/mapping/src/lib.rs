@@ -39,8 +39,8 @@ pub use catalog::{
 pub use config::{
     AdvancedMappings, CONFIG_VERSION, CircuitBreaker, ExternalUsers, FieldLock, FieldMapping, FieldSource,
     FollowerMode, FollowerOptions, GroupFilter, GroupToCab, GroupToRecord, ImportOptions, LicenceManagement,
-    LicenceTypeChoice, MappingConfig, MatchField, RecordKind, ServiceAccounts, SiteMapping, SiteTarget,
-    UnmatchedSite,
+    LicenceTypeChoice, MappingConfig, MatchField, RecordKind, RecordLock, ServiceAccounts, SiteMapping,
+    SiteTarget, UnmatchedSite,
 };
 pub use engine::plan;
 pub use followers::{DistributionGroup, FollowerError, FollowerPlan, GroupMember, followers_for_group};

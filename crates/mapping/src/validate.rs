@@ -601,6 +601,29 @@ impl Checker<'_> {
                 "the member cap must be at least 1",
             );
         }
+        for lock in &config.record_locks {
+            let location = format!("record lock on {} {}", kind_word(lock.entity), lock.external_id);
+            if lock.external_id.trim().is_empty() {
+                self.error(&location, "name the record by its Azure object id");
+            }
+            if !lock.keep_active && lock.fields.is_empty() {
+                self.error(
+                    &location,
+                    "the lock neither keeps the record active nor names a field",
+                );
+            }
+            for field in &lock.fields {
+                if matches!(
+                    target_kind(lock.entity, field, self.catalog),
+                    Err(TargetProblem::Unknown | TargetProblem::UnknownCustomField)
+                ) {
+                    self.error(
+                        &location,
+                        format!("unknown desk {} field '{field}'", kind_word(lock.entity)),
+                    );
+                }
+            }
+        }
         for lock in &config.field_locks {
             let location = format!("field lock on {} '{}'", kind_word(lock.entity), lock.field);
             match target_kind(lock.entity, &lock.field, self.catalog) {

@@ -1067,6 +1067,42 @@ fn locks_skip_changes_and_say_which_lock() {
     assert_eq!(plan.locked[0].lock, "record lock: keep active");
 }
 
+#[test]
+fn record_locks_from_the_configuration() {
+    let mut config = simple_config();
+    config.record_locks = vec![RecordLock {
+        entity: RecordKind::User,
+        external_id: oid(1).to_uppercase(),
+        keep_active: true,
+        fields: vec!["name".into()],
+    }];
+    let desk = DeskSnapshot {
+        users: vec![imported(
+            1,
+            &oid(1),
+            json!({"name": "Ann Lee", "active": true, "site_id": 10}),
+        )],
+        ..empty_desk()
+    };
+    let renamed = user(&oid(1), "Ann Renamed").disabled().build();
+    let plan = run(&config, vec![full_read(vec![renamed])], &desk);
+    let locks: BTreeMap<&str, &str> = plan
+        .locked
+        .iter()
+        .map(|l| (l.field.as_str(), l.lock.as_str()))
+        .collect();
+    assert_eq!(
+        locks["name"],
+        "record lock (configuration): never overwrite 'name'"
+    );
+    assert_eq!(locks["active"], "record lock (configuration): keep active");
+    let change = find(&plan, Entity::User, &oid(1));
+    assert_eq!(change.action, Action::Update, "the email and login still change");
+    assert!(!change.fields.contains_key("name") && !change.fields.contains_key("active"));
+    let gone = run(&config, vec![full_read(vec![])], &desk);
+    assert!(gone.changes.is_empty(), "kept active when not found either");
+}
+
 // ---------- errors ----------
 
 #[test]

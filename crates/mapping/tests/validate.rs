@@ -407,3 +407,37 @@ fn field_lock_on_unknown_field() {
         vec!["field lock on user 'fax': unknown desk user field 'fax'"]
     );
 }
+
+#[test]
+fn record_lock_problems() {
+    let mut config = config();
+    config.record_locks = vec![
+        RecordLock {
+            entity: RecordKind::User,
+            external_id: " ".into(),
+            keep_active: true,
+            fields: vec![],
+        },
+        RecordLock {
+            entity: RecordKind::Agent,
+            external_id: "abc".into(),
+            keep_active: false,
+            fields: vec![],
+        },
+        RecordLock {
+            entity: RecordKind::User,
+            external_id: "def".into(),
+            keep_active: false,
+            fields: vec!["shoe".into(), "custom:Nope".into(), "active".into()],
+        },
+    ];
+    assert_eq!(
+        rejected(&config),
+        vec![
+            "record lock on user  : name the record by its Azure object id",
+            "record lock on agent abc: the lock neither keeps the record active nor names a field",
+            "record lock on user def: unknown desk user field 'shoe'",
+            "record lock on user def: unknown desk user field 'custom:Nope'",
+        ]
+    );
+}
