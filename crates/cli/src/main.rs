@@ -1,2 +1,72 @@
 //! The `deskbridge` binary: one command-line entry point for every process deskbridge runs.
-fn main() {}
+//! It parses arguments, sets up logging, opens the store (migrating it), and hands over to one
+//! command module; the work itself lives in the library crates.
+
+mod commands;
+mod output;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use settings::GlobalArgs;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "deskbridge",
+    version,
+    about = "Keeps a service desk's directory true to Microsoft's cloud"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create or upgrade the database schema (also done automatically on start).
+    Migrate,
+    /// Manage the master key that seals secrets at rest.
+    Keys {
+        #[command(subcommand)]
+        command: commands::keys::KeysCommand,
+    },
+    /// List what the desk's directory holds.
+    Directory(commands::directory::DirectoryArgs),
+    /// Serve the emulated Microsoft endpoints (identity platform, Graph) until stopped.
+    Emulator(deskbridge_emulator::cli::EmulatorArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = settings::init_logging(cli.global.log_format) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Migrate => commands::migrate::run(&cli.global).await,
+            Command::Keys { command } => commands::keys::run(&cli.global, command).await,
+            Command::Directory(args) => commands::directory::run(&cli.global, args).await,
+            Command::Emulator(args) => deskbridge_emulator::cli::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::debug!(error = ?e, "command failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

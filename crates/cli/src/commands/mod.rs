@@ -1,0 +1,3 @@
+pub mod directory;
+pub mod keys;
+pub mod migrate;

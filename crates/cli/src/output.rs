@@ -1,0 +1,78 @@
+//! Printing results: JSON for scripts, aligned plain-text tables for people.
+
+use serde_json::Value;
+
+/// Prints rows as a table with the given columns (missing values blank).
+pub fn table(columns: &[&str], rows: &[Value]) -> String {
+    let cell = |row: &Value, col: &str| -> String {
+        match row.get(col) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(","),
+            Some(other) => other.to_string(),
+        }
+    };
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| columns.iter().map(|c| sanitize(&cell(r, c))).collect())
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let line = |values: Vec<&str>, out: &mut String| {
+        let parts: Vec<String> = values
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(
+        columns
+            .iter()
+            .map(|c| c.to_uppercase())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+        &mut out,
+    );
+    for row in &cells {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+/// Control characters from upstream data must not reach a terminal.
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn aligns_columns_and_strips_control_characters() {
+        let out = super::table(
+            &["id", "name"],
+            &[json!({"id": 1, "name": "A\u{1b}[31m"}), json!({"id": 22})],
+        );
+        assert_eq!(out, "ID  NAME\n1   A [31m\n22\n");
+    }
+}

@@ -1,0 +1,159 @@
+//! The `deskbridge` binary, run as a user would run it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn deskbridge(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deskbridge"))
+        .args(args)
+        .env("DESKBRIDGE_DATA_DIR", data_dir)
+        .env_remove("DESKBRIDGE_DATABASE_URL")
+        .env_remove("DESKBRIDGE_SECRET_KEY")
+        .env_remove("DESKBRIDGE_KEY_FILE")
+        .output()
+        .unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn migrate_creates_the_embedded_database_and_a_private_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = ok(&deskbridge(&data, &["migrate"]));
+    assert!(out.contains("schema is up to date"), "{out}");
+    assert!(data.join("deskbridge.db").exists());
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(data.join("secret.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    // Twice is fine.
+    ok(&deskbridge(&data, &["migrate"]));
+}
+
+#[test]
+fn directory_lists_are_empty_json_arrays_on_a_new_store() {
+    let dir = tempfile::tempdir().unwrap();
+    for what in ["customers", "sites", "users", "agents", "licences", "assets"] {
+        let out = ok(&deskbridge(dir.path(), &["directory", what, "--json"]));
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(value, serde_json::json!([]), "{what}");
+    }
+    let table = ok(&deskbridge(dir.path(), &["directory", "users"]));
+    assert_eq!(
+        table.lines().next().unwrap(),
+        "ID  NAME  EMAIL  SITE_ID  ACTIVE  IS_SERVICE_ACCOUNT"
+    );
+}
+
+#[test]
+fn keys_rotate_replaces_the_key_in_the_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&deskbridge(dir.path(), &["migrate"]));
+    let before = std::fs::read_to_string(dir.path().join("secret.key")).unwrap();
+    let out = ok(&deskbridge(dir.path(), &["keys", "rotate"]));
+    assert!(out.starts_with("rotated the master key"), "{out}");
+    let after = std::fs::read_to_string(dir.path().join("secret.key")).unwrap();
+    assert_ne!(before, after);
+    assert!(
+        !out.contains(after.split('"').nth(7).unwrap_or("x")),
+        "the key itself is never printed"
+    );
+}
+
+#[test]
+fn bad_settings_fail_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = deskbridge(dir.path(), &["--database", "mysql://nope", "migrate"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
+    let out = deskbridge(dir.path(), &["directory", "planets"]);
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema_in_an_empty_postgres_database() {
+    let Some(base) = postgres_url() else { return };
+    let name = format!(
+        "deskbridge_cli_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let admin = sqlx::PgPool::connect(&base).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = with_database(&base, &name);
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = check_postgres_migrate(&url, dir.path()).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    outcome.unwrap();
+}
+
+/// The checks, returning instead of panicking so the test database is always dropped.
+async fn check_postgres_migrate(url: &str, data: &Path) -> Result<(), String> {
+    let out = deskbridge(data, &["--database", url, "migrate"]);
+    if !out.status.success() {
+        return Err(format!(
+            "migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let db = sqlx::PgPool::connect(url).await.map_err(|e| e.to_string())?;
+    let tables: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'")
+            .fetch_one(&db)
+            .await
+            .map_err(|e| e.to_string())?;
+    db.close().await;
+    if tables < 30 {
+        return Err(format!("only {tables} tables"));
+    }
+    let out = deskbridge(data, &["--database", url, "directory", "users", "--json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || stdout.trim() != "[]" {
+        return Err(format!(
+            "directory users: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+fn postgres_url() -> Option<String> {
+    match std::env::var("DESKBRIDGE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("DESKBRIDGE_TEST_POSTGRES_URL must be set when CI=true")
+        }
+        _ => {
+            eprintln!("skipping: DESKBRIDGE_TEST_POSTGRES_URL is not set");
+            None
+        }
+    }
+}
+
+/// The same server URL with another database name.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
