@@ -96,6 +96,32 @@ impl MappingConfig {
     }
 }
 
+impl MappingConfig {
+    /// CSP's "generate mappings" for one tenant: a catch-all mapping of the tenant's member
+    /// users to its customer's main site, added unless one for that tenant already exists.
+    /// Returns the mapping's id.
+    pub fn add_tenant_mapping(&mut self, tenant_id: &str, customer_name: &str, main_site: RecordId) -> u32 {
+        if let Some(existing) = self.site_mappings.iter().find(|m| {
+            m.tenant_id
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(tenant_id))
+                && m.target == SiteTarget::ExistingSite { site_id: main_site }
+        }) {
+            return existing.id;
+        }
+        let id = self.site_mappings.iter().map(|m| m.id).max().unwrap_or(0) + 1;
+        self.site_mappings.push(SiteMapping {
+            id,
+            name: format!("{customer_name} (all users)"),
+            sequence: 50,
+            tenant_id: Some(tenant_id.to_owned()),
+            target: SiteTarget::ExistingSite { site_id: main_site },
+            ..SiteMapping::default()
+        });
+        id
+    }
+}
+
 /// One field mapping: where the value comes from and which desk field receives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -434,6 +434,38 @@ fn tenant_restricted_mapping_only_selects_its_tenant() {
     );
 }
 
+#[test]
+fn generated_tenant_mappings_route_each_tenant_to_its_customer() {
+    let mut config = simple_config();
+    config.site_mappings.clear();
+    assert_eq!(config.add_tenant_mapping(TENANT, "Contoso Ltd", RecordId(10)), 1);
+    assert_eq!(
+        config.add_tenant_mapping(OTHER_TENANT, "Fabrikam", RecordId(20)),
+        2
+    );
+    assert_eq!(
+        config.add_tenant_mapping(&TENANT.to_uppercase(), "Contoso Ltd", RecordId(10)),
+        1,
+        "not twice"
+    );
+    let other = TenantRead {
+        tenant_id: OTHER_TENANT.into(),
+        customer_id: Some(RecordId(2)),
+        ..full_read(vec![user(&oid(2), "Fab User").build()])
+    };
+    let plan = run(
+        &config,
+        vec![full_read(vec![user(&oid(1), "Con User").build()]), other],
+        &empty_desk(),
+    );
+    assert_eq!(after(find(&plan, Entity::User, &oid(1)), "site_id"), json!(10));
+    let fab = find(&plan, Entity::User, &oid(2));
+    assert_eq!(after(fab, "site_id"), json!(20));
+    assert_eq!(fab.rule, "site mapping #2 'Fabrikam (all users)' (seq 50)");
+    assert_eq!(after(fab, "azure_tenant_id"), json!(OTHER_TENANT));
+    assert_eq!(plan.circuit_breaker.len(), 2);
+}
+
 // ---------- roles, managers, service accounts ----------
 
 #[test]
