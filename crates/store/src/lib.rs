@@ -16,6 +16,7 @@
 //! imported from outside are found again by their source identity (connection, external id);
 //! both dialects run the same SQL text except where [`Dialect`] says otherwise.
 
+mod custom_tables;
 mod db;
 mod error;
 mod migrate;
@@ -25,6 +26,7 @@ mod secrets;
 mod sync_state;
 mod time;
 
+pub use custom_tables::CustomRow;
 pub use db::{Dialect, Store, StoreOptions, StoreTx, WriteContext};
 pub use error::StoreError;
 pub use migrate::AppliedMigration;

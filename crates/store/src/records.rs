@@ -977,6 +977,17 @@ impl StoreTx {
         action: &str,
         changes: &[FieldChange],
     ) -> Result<()> {
+        self.journal_entity(spec.name, id, action, changes).await
+    }
+
+    /// Journals changes of a record of any entity (desk entities and custom tables).
+    pub(crate) async fn journal_entity(
+        &mut self,
+        entity: &str,
+        id: RecordId,
+        action: &str,
+        changes: &[FieldChange],
+    ) -> Result<()> {
         // One multi-row insert per write keeps journaling cheap on large imports.
         for chunk in changes.chunks(50) {
             let mut sql = String::from(
@@ -1006,7 +1017,7 @@ impl StoreTx {
                 args.extend([
                     Sql::opt_int(self.ctx.run_id.map(|r| r.0)),
                     Sql::opt_int(self.ctx.connection_id.map(|c| c.0)),
-                    Sql::text(spec.name),
+                    Sql::text(entity),
                     Sql::Int(id.0),
                     Sql::text(action),
                     Sql::text(change.field.clone()),
@@ -1022,7 +1033,7 @@ impl StoreTx {
 }
 
 /// Equal for the store's purposes (1 and 1.0 are the same number).
-fn same_value(a: &Value, b: &Value) -> bool {
+pub(crate) fn same_value(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,

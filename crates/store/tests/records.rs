@@ -207,3 +207,38 @@ store_test! {
         tx.commit().await.unwrap();
     }
 }
+
+store_test! {
+    async fn custom_table_rows_are_typed_and_reimported_by_source(db: &TestDb) {
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        tx.define_custom_table("contracts", Some("Contracts"), &[("title", "text"), ("value", "number"), ("signed", "date")])
+            .await
+            .unwrap();
+        let source = SourceKey::new(ConnectionId(3), "crm-row-1");
+        let row = json!({"title": "Support", "value": 1200, "signed": "2026-01-15"});
+        let first = tx.upsert_custom_row("contracts", &source, row.as_object().unwrap()).await.unwrap();
+        assert!(matches!(first, UpsertOutcome::Created(_)));
+        assert_eq!(
+            tx.upsert_custom_row("contracts", &source, row.as_object().unwrap()).await.unwrap(),
+            UpsertOutcome::Unchanged(first.id())
+        );
+        let changed = json!({"value": 1500});
+        let UpsertOutcome::Updated(_, changes) = tx.upsert_custom_row("contracts", &source, changed.as_object().unwrap()).await.unwrap()
+        else {
+            panic!("expected an update")
+        };
+        assert_eq!((changes[0].field.as_str(), &changes[0].before, &changes[0].after), ("value", &json!(1200), &json!(1500)));
+        let rows = tx.custom_rows("contracts", None, 10).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].data["title"], json!("Support"));
+        assert_eq!(rows[0].data["value"], json!(1500));
+        let bad = json!({"value": "a lot"});
+        let err = tx.upsert_custom_row("contracts", &source, bad.as_object().unwrap()).await.unwrap_err();
+        assert_eq!(err.to_string(), "custom_table_row.contracts.value: expected a number value, got \"a lot\"");
+        let unknown = json!({"colour": "red"});
+        assert!(tx.upsert_custom_row("contracts", &source, unknown.as_object().unwrap()).await.is_err());
+        let journal = tx.journal_all().await.unwrap();
+        assert!(journal.iter().any(|j| j.entity == "custom_table:contracts" && j.action == "update" && j.field == "value"));
+        tx.commit().await.unwrap();
+    }
+}
