@@ -441,3 +441,14 @@ fn record_lock_problems() {
         ]
     );
 }
+
+#[test]
+fn the_readme_example_is_a_valid_configuration() {
+    let readme = include_str!("../README.md");
+    let start = readme.find("```json").unwrap() + "```json".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let config: MappingConfig = serde_json::from_str(&readme[start..end]).unwrap();
+    let validated = validated(&config);
+    assert_eq!(validated.config().site_mappings.len(), 4);
+    assert!(validated.graph_select().contains("city"));
+}
