@@ -137,6 +137,37 @@ fn read() -> impl Strategy<Value = TenantRead> {
         })
 }
 
+/// The realistic configuration and variations of its switches.
+fn variant_config(variant: u8) -> MappingConfig {
+    let mut config = config();
+    match variant {
+        1 => {
+            config.advanced.full_role_management = false;
+            config.licence_management.enabled = false;
+            config.imports.sync_account_enabled = false;
+        }
+        2 => {
+            config.advanced.remove_agents_from_unmapped_teams = false;
+            config.imports.deactivate_not_found = false;
+            config.service_accounts = None;
+            config.site_mappings[0].target = SiteTarget::Agent {
+                licence_type: LicenceTypeChoice::Named,
+                creation_type: Some("Member".into()),
+            };
+        }
+        3 => {
+            config.imports.match_order = vec![MatchField::Name, MatchField::Email];
+            config.advanced.nested_groups = true;
+            config.field_locks = vec![FieldLock {
+                entity: RecordKind::User,
+                field: "email".into(),
+            }];
+        }
+        _ => {}
+    }
+    config
+}
+
 fn approved(read: TenantRead) -> PlanInput {
     let mut input = input(vec![read]);
     input.approved_tenants.insert(TENANT.into());
@@ -163,9 +194,22 @@ proptest! {
     }
 
     #[test]
-    fn applying_a_plan_then_planning_again_writes_nothing(read in read(), desk in desk()) {
-        let config = validated(&config());
-        let input = approved(read);
+    fn applying_a_plan_then_planning_again_writes_nothing(
+        read in read(),
+        other in read(),
+        desk in desk(),
+        variant in 0u8..4,
+    ) {
+        let config = validated(&variant_config(variant));
+        let mut other = other;
+        other.tenant_id = OTHER_TENANT.into();
+        // Object ids are global: the second tenant's users get their own.
+        for user in &mut other.users {
+            user.object_id = user.object_id.replace("-8000-", "-9000-");
+        }
+        let mut input = approved(read);
+        input.tenants.push(other);
+        input.approved_tenants.insert(OTHER_TENANT.into());
         let first = plan(&config, &input, &desk, now());
         let applied = apply_to_snapshot(&desk, &first, CONNECTION).unwrap();
         let second = plan(&config, &input, &applied, now());
