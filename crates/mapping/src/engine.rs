@@ -353,7 +353,9 @@ impl<'a, 'c> Planner<'a, 'c> {
                 Err(SiteMiss::Skip(reason)) => skip = Some((compiled.rule(), format!("{why}, but {reason}"))),
             }
         }
-        if user_side.is_none() && agent_side.is_none() {
+        // An agent that no user mapping selects is simply an agent; a user mapping that
+        // selected the person and said "do not import" is reported either way.
+        if user_side.is_none() && (agent_side.is_none() || skip.is_some()) {
             let (rule, reason) = skip.unwrap_or_else(|| {
                 let detail = if explanations.is_empty() {
                     format!("no site mapping applies to tenant {}", tenant.tenant_id)

@@ -382,6 +382,31 @@ fn kind_three_matches_a_site_field_or_skips_or_defaults() {
 }
 
 #[test]
+fn an_agent_whose_user_mapping_says_do_not_import_is_an_agent_and_a_reported_skip() {
+    let agent = user(&oid(1), "Desk Agent")
+        .groups(&["IT Service Desk"])
+        .prop("officeLocation", json!("LXX"))
+        .build();
+    let plain_agent = user(&oid(2), "Plain Agent").groups(&["IT Service Desk"]).build();
+    let plan = run(
+        &config(),
+        vec![full_read(vec![agent, plain_agent])],
+        &empty_desk(),
+    );
+    assert_eq!(find(&plan, Entity::Agent, &oid(1)).action, Action::Create);
+    let skip = find(&plan, Entity::User, &oid(1));
+    assert_eq!(skip.action, Action::Skip);
+    assert_eq!(skip.rule, "site mapping #3 'Offices by code' (seq 20)");
+    assert_eq!(find(&plan, Entity::Agent, &oid(2)).action, Action::Create);
+    assert!(
+        plan.changes
+            .iter()
+            .all(|c| !(c.entity == Entity::User && c.external_id == oid(2))),
+        "an agent no user mapping selects is not reported as a skipped user"
+    );
+}
+
+#[test]
 fn external_users_need_inclusion_and_optionally_a_licence() {
     let unlicensed = user(&oid(1), "Guest One")
         .guest()
