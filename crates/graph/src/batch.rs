@@ -97,9 +97,12 @@ impl GraphTenant {
             // Each batched request is charged separately by Microsoft.
             let cost: u32 = pending.iter().map(|r| resource_unit_cost(&r.url)).sum();
             let body = serde_json::json!({ "requests": pending });
-            let response = self
-                .send_with_cost(GraphRequest::post("/$batch", body), Some(cost))
-                .await?;
+            let mut request = GraphRequest::post("/$batch", body);
+            // A batch of reads can be resent whole after a 5xx or a dropped connection.
+            if pending.iter().all(|r| r.method.eq_ignore_ascii_case("GET")) {
+                request = request.idempotent();
+            }
+            let response = self.send_with_cost(request, Some(cost)).await?;
             let envelope: BatchEnvelope = parse_object(&response.url, &response.body)?;
             let mut retry: HashSet<String> = HashSet::new();
             let mut wait = Duration::ZERO;

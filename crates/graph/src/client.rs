@@ -220,6 +220,9 @@ pub struct GraphRequest {
     pub body: Option<Value>,
     /// Adds `ConsistencyLevel: eventual` (needed for `$count`, `$search` and advanced filters).
     pub eventual_consistency: bool,
+    /// Safe to resend after a 5xx or a dropped connection (the server may have acted on it).
+    /// True for GET; a POST is only resent after 429/503, which reject before acting.
+    pub idempotent: bool,
 }
 
 impl GraphRequest {
@@ -229,6 +232,7 @@ impl GraphRequest {
             url: url.into(),
             body: None,
             eventual_consistency: false,
+            idempotent: true,
         }
     }
 
@@ -238,11 +242,18 @@ impl GraphRequest {
             url: url.into(),
             body: Some(body),
             eventual_consistency: false,
+            idempotent: false,
         }
     }
 
     pub fn eventual(mut self) -> Self {
         self.eventual_consistency = true;
+        self
+    }
+
+    /// Marks a POST as safe to resend (e.g. a `$batch` of GETs, or a query action).
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
         self
     }
 }
@@ -280,7 +291,8 @@ enum Attempt {
         headers: HeaderMap,
         body: Vec<u8>,
     },
-    Dropped(String),
+    /// No (complete) response. `never_sent`: the connection failed before the request went out.
+    Dropped { reason: String, never_sent: bool },
 }
 
 impl GraphTenant {
@@ -358,14 +370,26 @@ impl GraphTenant {
         loop {
             attempt += 1;
             let permits = self.admit(cost, intune).await?;
-            let token = self
+            let token = match self
                 .tokens
                 .access_token(&self.tenant_id, &inner.config.scope)
                 .await
-                .map_err(|source| GraphError::Auth {
-                    tenant: self.tenant_id.clone(),
-                    source,
-                })?;
+            {
+                Ok(token) => token,
+                // The token endpoint throttled or was unreachable: that is worth a retry, a
+                // rejected credential is not.
+                Err(source) if source.is_transient() && attempt < inner.config.max_attempts => {
+                    drop(permits);
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                    continue;
+                }
+                Err(source) => {
+                    return Err(GraphError::Auth {
+                        tenant: self.tenant_id.clone(),
+                        source,
+                    });
+                }
+            };
             let mut builder = inner
                 .http
                 .request(request.method.clone(), parsed.clone())
@@ -380,7 +404,10 @@ impl GraphTenant {
             let started = Instant::now();
             let waited = started.saturating_duration_since(ready_since);
             let outcome = match builder.send().await {
-                Err(e) => Attempt::Dropped(describe(&e)),
+                Err(e) => Attempt::Dropped {
+                    reason: describe(&e),
+                    never_sent: e.is_connect(),
+                },
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
@@ -390,7 +417,10 @@ impl GraphTenant {
                             headers,
                             body: body.to_vec(),
                         },
-                        Err(e) => Attempt::Dropped(describe(&e)),
+                        Err(e) => Attempt::Dropped {
+                            reason: describe(&e),
+                            never_sent: e.is_connect(),
+                        },
                     }
                 }
             };
@@ -411,10 +441,10 @@ impl GraphTenant {
                 error: None,
             };
             let (status, headers, body) = match outcome {
-                Attempt::Dropped(reason) => {
+                Attempt::Dropped { reason, never_sent } => {
                     entry.error = Some(reason.clone());
                     inner.log.record(entry);
-                    if attempt >= inner.config.max_attempts {
+                    if attempt >= inner.config.max_attempts || !(request.idempotent || never_sent) {
                         return Err(GraphError::Transport {
                             url: description,
                             attempts: attempt,
@@ -464,7 +494,7 @@ impl GraphTenant {
                     }
                 }
                 500..=599 => {
-                    if attempt >= inner.config.max_attempts {
+                    if attempt >= inner.config.max_attempts || !request.idempotent {
                         return Err(api_error());
                     }
                     tokio::time::sleep(retry_after.unwrap_or_else(|| self.backoff(attempt))).await;
@@ -518,6 +548,7 @@ impl GraphTenant {
         }
         let closed = |_| GraphError::InvalidRequest("the Graph client is shutting down".into());
         loop {
+            self.fail_if_paused_too_long()?;
             self.wait_for_pause().await;
             let global = inner
                 .global_permits
@@ -531,6 +562,32 @@ impl GraphTenant {
                 return Ok((global, tenant));
             }
         }
+    }
+
+    /// A tenant paused for longer than `max_retry_after` fails fast instead of holding the caller.
+    fn fail_if_paused_too_long(&self) -> Result<(), GraphError> {
+        let Some(until) = self.paused_until() else {
+            return Ok(());
+        };
+        let remaining = until.saturating_duration_since(Instant::now());
+        if remaining <= self.client.inner.config.max_retry_after {
+            return Ok(());
+        }
+        Err(GraphError::Api(Box::new(GraphApiError {
+            status: 429,
+            code: "TenantPaused".into(),
+            message: format!(
+                "Graph asked not to call this tenant for another {}s",
+                remaining.as_secs()
+            ),
+            request_id: None,
+            client_request_id: None,
+            date: None,
+            request: format!("tenant {}", self.tenant_id),
+            retry_after: Some(remaining),
+            location: None,
+            class: crate::GraphErrorClass::Throttled,
+        })))
     }
 
     fn paused_until(&self) -> Option<Instant> {

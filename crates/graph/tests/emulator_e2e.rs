@@ -263,10 +263,7 @@ async fn faults_are_survived_and_retry_after_is_never_undercut() {
     );
     let (users, _) = all_users(
         &tenant,
-        Query::new("/users")
-            .select(&["id", "displayName"])
-            .top(3)
-            .build(),
+        Query::new("/users").select(&["id", "displayName"]).top(3).build(),
     )
     .await;
     let ids: BTreeSet<&str> = users.iter().map(|u| u.id.as_str()).collect();

@@ -376,6 +376,117 @@ async fn too_long_retry_after_fails_with_throttled() {
     assert_eq!(err.api().unwrap().retry_after, Some(Duration::from_secs(3_600)));
     assert_eq!(err.api().unwrap().request_id.as_deref(), Some("rid-429"));
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
+
+    // The tenant stays paused: the next call fails at once without reaching Graph.
+    let err = h.tenant.get_page::<Group>("/groups").await.unwrap_err();
+    assert_eq!(err.class(), Some(GraphErrorClass::Throttled));
+    assert_eq!(err.api().unwrap().code, "TenantPaused");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_are_not_resent_after_a_server_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"error": {"code": "generalException", "message": "boom"}})),
+        )
+        .mount(&server)
+        .await;
+    let h = harness(&server);
+    let request = GraphRequest::post(
+        "/users/u1/assignLicense",
+        json!({"addLicenses": [], "removeLicenses": []}),
+    );
+    let err = h.tenant.send(request).await.unwrap_err();
+    assert_eq!(err.class(), Some(GraphErrorClass::Unavailable));
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "a POST may have been applied: never resent"
+    );
+}
+
+/// Fails like an unreachable token endpoint the first `failures` times.
+#[derive(Debug)]
+struct FlakyTokens {
+    failures: AtomicUsize,
+}
+
+impl TokenProvider for FlakyTokens {
+    fn access_token<'a>(
+        &'a self,
+        _tenant: &'a str,
+        _scope: &'a str,
+    ) -> BoxFuture<'a, Result<AccessToken, AuthError>> {
+        let fail = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        Box::pin(async move {
+            if fail {
+                Err(AuthError::Transport {
+                    url: "token".into(),
+                    reason: "connection refused".into(),
+                })
+            } else {
+                Ok(AccessToken::new(
+                    TOKEN.to_string().into(),
+                    "2100-01-01T00:00:00Z".parse().unwrap(),
+                ))
+            }
+        })
+    }
+
+    fn invalidate<'a>(&'a self, _tenant: &'a str, _scope: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_token_failures_are_retried_but_rejections_are_not() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(organization_page())
+        .mount(&server)
+        .await;
+    let client = GraphClient::new(
+        reqwest::Client::new(),
+        GraphConfig::default().with_base_url(format!("{}/v1.0", server.uri())),
+        clock(),
+    )
+    .unwrap();
+    let tenant = client.tenant(
+        TENANT,
+        Arc::new(FlakyTokens {
+            failures: AtomicUsize::new(2),
+        }),
+    );
+    let page = tenant.get_page::<Organization>("/organization").await.unwrap();
+    assert_eq!(page.value[0].id, "t1");
+
+    #[derive(Debug)]
+    struct Rejected;
+    impl TokenProvider for Rejected {
+        fn access_token<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<AccessToken, AuthError>> {
+            Box::pin(async { Err(AuthError::Configuration("bad tenant".into())) })
+        }
+        fn invalidate<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, ()> {
+            Box::pin(async {})
+        }
+    }
+    let err = client
+        .tenant("other", Arc::new(Rejected))
+        .get_page::<Organization>("/organization")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GraphError::Auth { .. }), "{err:?}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
