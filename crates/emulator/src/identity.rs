@@ -200,8 +200,9 @@ struct AssertionClaims {
     aud: Option<Value>,
     iss: Option<String>,
     sub: Option<String>,
-    nbf: Option<i64>,
-    exp: Option<i64>,
+    /// Seconds; msal sends them with a fraction.
+    nbf: Option<f64>,
+    exp: Option<f64>,
 }
 
 /// Checks the client credential; returns `appidacr` ("1" secret, "2" certificate).
@@ -274,14 +275,18 @@ fn authenticate_client(
             "Client assertion failed signature validation.",
         )
     })?;
+    // Clients differ in base64 flavour (msal pads with '='); compare the canonical base64url form.
+    let canonical = |t: &str| t.trim_end_matches('=').replace('+', "-").replace('/', "_");
+    let wanted_s256 = header.x5t_s256.as_deref().map(canonical);
+    let wanted_sha1 = header.x5t.as_deref().map(canonical);
     let cert = app
         .certificates
         .iter()
-        .find(|c| header.x5t_s256.as_deref() == Some(c.x5t_s256.as_str()))
+        .find(|c| wanted_s256.as_deref() == Some(c.x5t_s256.as_str()))
         .or_else(|| {
             app.certificates
                 .iter()
-                .find(|c| header.x5t.as_deref() == Some(c.x5t.as_str()))
+                .find(|c| wanted_sha1.as_deref() == Some(c.x5t.as_str()))
         });
     let Some(cert) = cert else {
         let thumb = header.x5t_s256.or(header.x5t).unwrap_or_default();
@@ -379,8 +384,9 @@ fn authenticate_client(
         ));
     }
     let now_s = now.as_second();
-    let exp = claims.exp.unwrap_or(0);
-    if exp + SKEW_SECS < now_s || claims.nbf.is_some_and(|nbf| nbf - SKEW_SECS > now_s) {
+    let exp = claims.exp.unwrap_or(0.0) as i64;
+    let nbf = claims.nbf.map(|n| n as i64);
+    if exp + SKEW_SECS < now_s || nbf.is_some_and(|nbf| nbf - SKEW_SECS > now_s) {
         let fmt = |s: i64| {
             Timestamp::from_second(s)
                 .map(|t| t.strftime("%m/%d/%Y %H:%M:%S").to_string())

@@ -18,8 +18,9 @@ struct BatchItem {
     id: String,
     method: String,
     url: String,
+    /// Values are strings; some SDKs send lists of strings.
     #[serde(default)]
-    headers: HashMap<String, String>,
+    headers: HashMap<String, Value>,
     body: Option<Value>,
     #[serde(default)]
     depends_on: Vec<String>,
@@ -121,11 +122,27 @@ fn run(state: &AppState, req: &Req<'_>) -> GResult<Resp> {
             headers.insert("authorization", auth.clone());
         }
         for (k, v) in &item.headers {
-            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
                 headers.insert(name, value);
             }
         }
+        // Relative URLs are documented; the Python SDK sends absolute ones, which Graph accepts.
         let url = item.url.trim();
+        let url = match url.find("://") {
+            Some(scheme_end) => url[scheme_end + 3..]
+                .find('/')
+                .map_or("/", |p| &url[scheme_end + 3 + p..]),
+            None => url,
+        };
         let url = url.strip_prefix("/v1.0").unwrap_or(url);
         let url = if url.starts_with('/') {
             url.to_owned()
