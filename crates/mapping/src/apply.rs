@@ -35,6 +35,13 @@ pub enum ApplyError {
     },
 }
 
+impl ApplyError {
+    /// A plan that does not fit the snapshot it is applied to is a bug in its caller.
+    pub fn code(&self) -> deskbridge_core::ErrorCode {
+        deskbridge_core::ErrorCode::Internal
+    }
+}
+
 /// Applies `plan.changes` (never the held tenants') to a copy of `snapshot`. New records get the
 /// next free ids; symbolic references are resolved after every record exists, so the order of
 /// changes does not matter.

@@ -39,6 +39,15 @@ pub enum FollowerError {
     NoAddress(String),
 }
 
+impl FollowerError {
+    pub fn code(&self) -> deskbridge_core::ErrorCode {
+        match self {
+            Self::Disabled => deskbridge_core::ErrorCode::InvalidConfiguration,
+            Self::NoAddress(_) => deskbridge_core::ErrorCode::InvalidInput,
+        }
+    }
+}
+
 /// What adding `group` as followers of a ticket adds, per the configured mode.
 pub fn followers_for_group(
     options: &FollowerOptions,

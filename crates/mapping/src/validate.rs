@@ -24,6 +24,13 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// Configuration problems are the caller's to fix; saving again unchanged fails again.
+    pub fn code(&self) -> deskbridge_core::ErrorCode {
+        deskbridge_core::ErrorCode::InvalidConfiguration
+    }
+}
+
 /// A configuration that passed [`validate`], with its filters parsed and its mappings in
 /// evaluation order. Planning only accepts this.
 #[derive(Debug, Clone)]

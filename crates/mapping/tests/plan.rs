@@ -1285,3 +1285,91 @@ fn distribution_groups_as_followers_in_both_modes() {
         "the group 'Project X' has no email address, so it cannot follow as a list"
     );
 }
+
+// ---------- apply errors ----------
+
+#[test]
+fn apply_rejects_plans_that_do_not_fit_the_snapshot() {
+    let desk = empty_desk();
+    let mut plan = run(
+        &simple_config(),
+        vec![full_read(vec![user(&oid(1), "Ann Lee").build()])],
+        &desk,
+    );
+    let mut update = plan.changes[0].clone();
+    update.action = Action::Update;
+    let mut broken = plan.clone();
+    broken.changes = vec![update.clone()];
+    let error = apply_to_snapshot(&desk, &broken, CONNECTION).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "the user change for '{}' updates a record, but the plan names none",
+            oid(1)
+        )
+    );
+    assert_eq!(error.code(), deskbridge_core::ErrorCode::Internal);
+
+    broken
+        .targets
+        .insert(Plan::target_key(Entity::User, &oid(1)), RecordId(99));
+    assert_eq!(
+        apply_to_snapshot(&desk, &broken, CONNECTION).unwrap_err(),
+        ApplyError::UnknownRecord {
+            entity: "user",
+            id: RecordId(99)
+        }
+    );
+
+    let create = &mut plan.changes[0];
+    create.fields.insert(
+        "line_manager_id".into(),
+        FieldChange {
+            before: Value::Null,
+            after: json!({"user": "not-in-this-plan"}),
+        },
+    );
+    assert_eq!(
+        apply_to_snapshot(&desk, &plan, CONNECTION)
+            .unwrap_err()
+            .to_string(),
+        format!(
+            "the user '{}' field 'line_manager_id' refers to {{\"user\":\"not-in-this-plan\"}}, which neither exists nor is created by the plan",
+            oid(1)
+        )
+    );
+}
+
+#[test]
+fn plan_json_keeps_the_cli_change_shape() {
+    let plan = run(
+        &simple_config(),
+        vec![full_read(vec![user(&oid(1), "Ann Lee").build()])],
+        &empty_desk(),
+    );
+    let json = serde_json::to_value(&plan).unwrap();
+    let change = json["changes"][0].as_object().unwrap();
+    let keys: Vec<&str> = change.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        vec!["entity", "external_id", "action", "fields", "rule", "reason"]
+    );
+    assert_eq!(change["entity"], json!("user"));
+    assert_eq!(change["action"], json!("create"));
+    assert_eq!(
+        change["fields"]["name"],
+        json!({"before": null, "after": "Ann Lee"})
+    );
+    for key in [
+        "created",
+        "updated",
+        "deactivated",
+        "unchanged",
+        "conflicts",
+        "errors",
+    ] {
+        assert!(json["counts"][key].is_u64(), "{key}");
+    }
+    let back: Plan = serde_json::from_value(json).unwrap();
+    assert_eq!(back, plan);
+}

@@ -87,6 +87,12 @@ fn unknown_group() {
         rejected(&config),
         vec!["site mapping #2 'London staff': unknown Azure group 'Loc-Londn'"]
     );
+    let errors = validate(&config, &catalog()).unwrap_err();
+    assert_eq!(errors[0].code(), deskbridge_core::ErrorCode::InvalidConfiguration);
+    assert_eq!(
+        serde_json::to_value(&errors[0]).unwrap()["location"],
+        json!("site mapping #2 'London staff'")
+    );
     let config = with_mapping(|m| {
         m.group = Some(GroupFilter {
             name: "loc-london".into(),
