@@ -24,6 +24,17 @@ pub enum ClientCredential {
     Certificate(Arc<CertificateCredential>),
 }
 
+impl ClientCredential {
+    /// When the credential stops working, if it can be known locally (a certificate's notAfter).
+    /// A secret's expiry is only known to Entra, so it is `None`.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        match self {
+            ClientCredential::Certificate(certificate) => Some(certificate.not_after()),
+            ClientCredential::Secret(_) | ClientCredential::SecretBasic(_) => None,
+        }
+    }
+}
+
 impl std::fmt::Debug for ClientCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

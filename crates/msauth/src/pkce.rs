@@ -57,6 +57,48 @@ impl AuthorizationRequest {
         })
     }
 
+    /// Reads the redirect the browser was sent back with (`?code=…&state=…`, or `?error=…`): checks
+    /// the state and returns the authorization code to redeem.
+    pub fn code_from_redirect(&self, redirect: &str) -> Result<SecretString, AuthError> {
+        let url = Url::parse(redirect)
+            .or_else(|_| Url::parse("http://localhost/").and_then(|base| base.join(redirect)))
+            .map_err(|e| AuthError::Configuration(format!("the redirect is not a URL: {e}")))?;
+        let mut code = None;
+        let mut state = None;
+        let mut error = None;
+        let mut description = None;
+        for (key, value) in url.query_pairs() {
+            match key.as_ref() {
+                "code" => code = Some(value.into_owned()),
+                "state" => state = Some(value.into_owned()),
+                "error" => error = Some(value.into_owned()),
+                "error_description" => description = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        if let Some(error) = error {
+            let description = description.unwrap_or_default();
+            return Err(AuthError::Microsoft(Box::new(crate::MicrosoftAuthError {
+                status: 400,
+                error,
+                error_description: description,
+                error_codes: Vec::new(),
+                timestamp: None,
+                trace_id: None,
+                correlation_id: None,
+                error_uri: None,
+            })));
+        }
+        if !state.as_deref().is_some_and(|s| self.state_matches(s)) {
+            return Err(AuthError::Configuration(
+                "the sign-in redirect's state does not match: ignored".into(),
+            ));
+        }
+        code.filter(|c| !c.is_empty())
+            .map(SecretString::from)
+            .ok_or_else(|| AuthError::Configuration("the sign-in redirect carries no code".into()))
+    }
+
     /// Constant-time comparison of the `state` that came back with the redirect.
     pub fn state_matches(&self, returned: &str) -> bool {
         let expected = self.state.as_bytes();
@@ -123,5 +165,40 @@ mod tests {
         assert!(!format!("{request:?}").contains(request.code_verifier.expose_secret()));
         let other = AuthorizationRequest::new(&authority, "common", "app-id", "http://x", &[]).unwrap();
         assert_ne!(other.state, request.state);
+    }
+
+    #[test]
+    fn redirects_yield_the_code_only_with_the_right_state() {
+        let authority = Authority::new("http://127.0.0.1:1").unwrap();
+        let request =
+            AuthorizationRequest::new(&authority, "common", "app", "http://localhost:8400/cb", &[]).unwrap();
+        let good = format!(
+            "http://localhost:8400/cb?code=abc%2F1&state={}&session_state=x",
+            request.state
+        );
+        assert_eq!(
+            request.code_from_redirect(&good).unwrap().expose_secret(),
+            "abc/1"
+        );
+        let relative = format!("/cb?code=abc&state={}", request.state);
+        assert_eq!(
+            request.code_from_redirect(&relative).unwrap().expose_secret(),
+            "abc"
+        );
+        assert!(
+            request
+                .code_from_redirect("http://localhost:8400/cb?code=abc&state=forged")
+                .is_err()
+        );
+        assert!(
+            request
+                .code_from_redirect(&format!("http://localhost/cb?state={}", request.state))
+                .is_err()
+        );
+        let denied =
+            "http://localhost:8400/cb?error=access_denied&error_description=AADSTS65004%3A+User+declined";
+        let err = request.code_from_redirect(denied).unwrap_err();
+        assert_eq!(err.aadsts(), Some(65_004));
+        assert!(err.to_string().contains("access_denied"));
     }
 }
