@@ -703,6 +703,27 @@ mod round_trip {
         }
 
         #[test]
+        fn parser_never_panics_on_any_text(input in "\\PC{0,40}") {
+            if let Err(error) = parse(&input) {
+                prop_assert!(error.column >= 1 && error.column <= input.chars().count() + 1, "{error}");
+                prop_assert!(input.is_char_boundary(error.offset));
+            }
+        }
+
+        #[test]
+        fn parser_never_panics_on_filter_like_text(
+            input in prop::collection::vec(
+                prop::sample::select(vec!["a", "eq", "'x'", "(", ")", "and", "not", "in", ",", "/", "any", ":", "1", "-2.5", "null",
+                    "2025-01-01", "6fd2c87f-b296-42f0-b197-1e91e994b900", "startswith", "M.N.F", "=", "[", "]", " "]),
+                0..20,
+            ).prop_map(|parts| parts.join(" "))
+        ) {
+            if let Ok(expr) = parse(&input) {
+                prop_assert_eq!(parse(&expr.to_string()), Ok(expr));
+            }
+        }
+
+        #[test]
         fn evaluator_never_panics(expr in expr(), age in any::<i64>(), name in "[a-z]{0,5}") {
             let record = json!({"age": age, "name": name, "tags": [name.clone(), null], "o": {"p": age}});
             let _ = deskbridge_odata::evaluate(&expr, &record, &EvalOptions::graph());
