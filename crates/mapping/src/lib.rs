@@ -30,6 +30,7 @@ mod fields;
 mod followers;
 mod input;
 mod plan;
+mod render;
 mod validate;
 
 pub use apply::{ApplyError, apply_to_snapshot};

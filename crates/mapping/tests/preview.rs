@@ -99,6 +99,7 @@ fn preview_of_a_realistic_configuration() {
     let validated = validated(&config());
     let plan = plan(&validated, &input(vec![contoso_read()]), &contoso_desk(), now());
     insta::assert_json_snapshot!("contoso_first_sync", plan);
+    insta::assert_snapshot!("contoso_first_sync_text", plan.to_text(false));
 
     // Every imported user's change names the site mapping that decided it.
     for change in plan
@@ -140,6 +141,7 @@ fn preview_of_a_held_tenant() {
         &desk,
         now(),
     );
+    insta::assert_snapshot!("held_tenant_text", plan.to_text(true));
     insta::assert_json_snapshot!("held_tenant", plan, {".held[0].changes" => insta::dynamic_redaction(|value, _| {
         // Eleven near-identical deactivations: keep the count and the first one.
         let changes = value.as_slice().unwrap();
