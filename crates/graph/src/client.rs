@@ -394,7 +394,7 @@ impl GraphTenant {
                 .http
                 .request(request.method.clone(), parsed.clone())
                 .bearer_auth(token.bearer())
-                .header("client-request-id", uuid_like());
+                .header("client-request-id", uuid::Uuid::new_v4().to_string());
             if request.eventual_consistency {
                 builder = builder.header("ConsistencyLevel", "eventual");
             }
@@ -523,6 +523,11 @@ impl GraphTenant {
         }
         if trimmed.is_empty() {
             return Err(GraphError::InvalidRequest("empty request path".into()));
+        }
+        let root_path = inner.base.path().trim_end_matches('/');
+        if !root_path.is_empty() && trimmed.starts_with(&format!("{root_path}/")) {
+            // A host-relative link that already names the version root (`/v1.0/users?...`).
+            return Ok(format!("{}{trimmed}", inner.base.origin().ascii_serialization()));
         }
         let separator = if trimmed.starts_with('/') { "" } else { "/" };
         Ok(format!("{}{separator}{trimmed}", inner.base_str))
@@ -690,19 +695,6 @@ fn describe(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-fn uuid_like() -> String {
-    let bytes: [u8; 16] = rand::rng().random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
 }
 
 #[cfg(test)]
