@@ -29,6 +29,7 @@ mod engine;
 mod fields;
 mod followers;
 mod input;
+mod pages;
 mod plan;
 mod render;
 mod validate;

@@ -1373,3 +1373,84 @@ fn plan_json_keeps_the_cli_change_shape() {
     let back: Plan = serde_json::from_value(json).unwrap();
     assert_eq!(back, plan);
 }
+
+// ---------- pages ----------
+
+#[test]
+fn pages_put_every_created_reference_first_and_apply_page_by_page() {
+    // Sorted by object id the subordinates (1, 2) come before their manager (9), and the agent
+    // lead (8) after the agent (3) it manages.
+    let people = vec![
+        user(&oid(1), "Ann Lee")
+            .groups(&["Loc-London"])
+            .manager(&oid(9))
+            .build(),
+        user(&oid(2), "Bri Stol")
+            .prop("city", json!("Bristol"))
+            .manager(&oid(9))
+            .build(),
+        user(&oid(3), "Desk Agent")
+            .groups(&["IT Service Desk"])
+            .manager(&oid(8))
+            .build(),
+        user(&oid(8), "Lead Agent").groups(&["IT Service Desk"]).build(),
+        user(&oid(9), "Boss").groups(&["Loc-London"]).build(),
+    ];
+    let plan = run(&config(), vec![full_read(people.clone())], &empty_desk());
+    let pages = plan.pages(1);
+    assert_eq!(pages.iter().map(Vec::len).sum::<usize>(), plan.writes().count());
+    let position = |entity: Entity, id: &str| {
+        pages
+            .iter()
+            .position(|page| page.iter().any(|c| c.entity == entity && c.external_id == id))
+            .unwrap()
+    };
+    assert!(position(Entity::User, &oid(9)) < position(Entity::User, &oid(1)));
+    assert!(position(Entity::Site, "1/Bristol") < position(Entity::User, &oid(2)));
+    assert!(position(Entity::Agent, &oid(8)) < position(Entity::Agent, &oid(3)));
+
+    let mut desk = empty_desk();
+    for page in &pages {
+        let one_page = Plan {
+            changes: page.clone(),
+            ..plan.clone()
+        };
+        desk = apply_to_snapshot(&desk, &one_page, CONNECTION).unwrap();
+    }
+    let again = run(&config(), vec![full_read(people)], &desk);
+    assert_eq!(again.writes().count(), 0, "{:#?}", again.changes);
+}
+
+#[test]
+fn references_in_a_cycle_share_one_page() {
+    let mut config = config();
+    config.site_mappings.retain(|m| m.id == 1);
+    let people = vec![
+        user(&oid(1), "Agent One")
+            .groups(&["IT Service Desk"])
+            .manager(&oid(2))
+            .build(),
+        user(&oid(2), "Agent Two")
+            .groups(&["IT Service Desk"])
+            .manager(&oid(1))
+            .build(),
+        user(&oid(3), "Agent Three").groups(&["IT Service Desk"]).build(),
+    ];
+    let plan = run(&config, vec![full_read(people)], &empty_desk());
+    let pages = plan.pages(1);
+    assert_eq!(pages.len(), 2);
+    assert_eq!(pages[0][0].external_id, oid(3));
+    let cycle: Vec<&str> = pages[1].iter().map(|c| c.external_id.as_str()).collect();
+    assert_eq!(cycle, vec![oid(1), oid(2)]);
+    let desk = apply_to_snapshot(
+        &empty_desk(),
+        &Plan {
+            changes: pages[1].clone(),
+            ..plan.clone()
+        },
+        CONNECTION,
+    )
+    .unwrap();
+    assert_eq!(desk.agents.len(), 2);
+    assert_eq!(plan.pages(0).len(), 2, "a page holds at least one change");
+}

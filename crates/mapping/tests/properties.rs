@@ -218,6 +218,21 @@ proptest! {
     }
 
     #[test]
+    fn applying_page_by_page_converges_too(read in read(), desk in desk(), page_size in 1usize..4) {
+        let config = validated(&config());
+        let input = approved(read);
+        let first = plan(&config, &input, &desk, now());
+        let mut applied = desk.clone();
+        for page in first.pages(page_size) {
+            let one_page = Plan { changes: page, ..first.clone() };
+            applied = apply_to_snapshot(&applied, &one_page, CONNECTION).unwrap();
+        }
+        let second = plan(&config, &input, &applied, now());
+        let writes: Vec<&Change> = second.writes().collect();
+        prop_assert!(writes.is_empty(), "second plan writes {:#?}", writes);
+    }
+
+    #[test]
     fn no_deactivation_of_records_a_partial_or_failed_read_did_not_see(
         mut read in read(),
         desk in desk(),
