@@ -46,6 +46,12 @@ enum Entry {
         members: Vec<(MemberRef, bool)>,
         with_members: bool,
     },
+    /// Initial sync: a window of the group's current members, read at render time (no copies).
+    GroupSlice {
+        index: usize,
+        start: usize,
+        end: usize,
+    },
 }
 
 fn resync(state: &AppState, users: bool, code: &'static str, message: &str) -> GraphError {
@@ -228,6 +234,11 @@ pub(crate) fn handle(
                 members: members.clone(),
                 with_members: *with_members,
             },
+            Entry::GroupSlice { index, start, end } => Entry::GroupSlice {
+                index: *index,
+                start: *start,
+                end: *end,
+            },
         };
         entries.push(replay);
     }
@@ -312,13 +323,18 @@ fn build_entries(t: &Tenant, round: &Round, users: bool, track: bool) -> Vec<Ent
                 if g.deleted_date_time.is_some() || !wanted(round, &g.id) {
                     continue;
                 }
-                let members: Vec<(MemberRef, bool)> = g
-                    .members
-                    .iter()
-                    .filter(|m| t.member_is_live(m))
-                    .map(|m| (m.clone(), false))
-                    .collect();
-                push_group(&mut entries, i, members, track);
+                if !track || g.members.is_empty() {
+                    entries.push(Entry::Group {
+                        index: i,
+                        members: vec![],
+                        with_members: track,
+                    });
+                    continue;
+                }
+                for start in (0..g.members.len()).step_by(MEMBER_CHUNK) {
+                    let end = (start + MEMBER_CHUNK).min(g.members.len());
+                    entries.push(Entry::GroupSlice { index: i, start, end });
+                }
             }
         }
         Some(from) => {
@@ -331,6 +347,7 @@ fn build_entries(t: &Tenant, round: &Round, users: bool, track: bool) -> Vec<Ent
                 .unwrap_or_default();
             // Objects in order of first change; membership changes netted per group.
             let mut order: Vec<String> = Vec::new();
+            let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
             let mut memberships: HashMap<String, Vec<(MemberRef, bool)>> = HashMap::new();
             for change in log {
                 let id = match (change, users) {
@@ -351,7 +368,7 @@ fn build_entries(t: &Tenant, round: &Round, users: bool, track: bool) -> Vec<Ent
                     }
                     _ => continue,
                 };
-                if wanted(round, id) && !order.contains(id) {
+                if wanted(round, id) && seen.insert(id.as_str()) {
                     order.push(id.clone());
                 }
             }
@@ -412,6 +429,21 @@ fn render_entry(t: &Tenant, e: &Entry, user_sel: &Selection, group_sel: &Selecti
         }
         Entry::Removed { id, hard } => {
             json!({"id": id, "@removed": {"reason": if *hard { "deleted" } else { "changed" }}})
+        }
+        Entry::GroupSlice { index, start, end } => {
+            let g = &t.groups[*index];
+            let mut map = render_group(g, group_sel);
+            map.insert("id".into(), json!(g.id));
+            let list: Vec<Value> = g
+                .members
+                .get(*start..*end)
+                .unwrap_or_default()
+                .iter()
+                .filter(|m| t.member_is_live(m))
+                .map(|m| json!({"@odata.type": m.kind.odata_type(), "id": m.id}))
+                .collect();
+            map.insert("members@delta".into(), Value::Array(list));
+            Value::Object(map)
         }
         Entry::Group {
             index,
