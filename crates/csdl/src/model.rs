@@ -9,6 +9,14 @@ pub struct Schema {
     pub(crate) types: HashMap<String, TypeDef>,
     /// Alias → namespace (`graph` → `microsoft.graph`).
     pub(crate) aliases: HashMap<String, String>,
+    /// Entity sets and singletons of the entity container → their (item) type.
+    pub(crate) container: HashMap<String, ContainerMember>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerMember {
+    pub(crate) type_name: String,
+    pub(crate) singleton: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -89,11 +97,16 @@ impl Schema {
         let mut schema = Schema {
             types: HashMap::new(),
             aliases,
+            container: HashMap::new(),
         };
         for node in &schema_nodes {
             let namespace = required_attribute(node, "Namespace")?;
             for child in node.children().filter(roxmltree::Node::is_element) {
                 let kind = match child.tag_name().name() {
+                    "EntityContainer" => {
+                        schema.parse_container(&child)?;
+                        continue;
+                    }
                     "EntityType" => StructuredKind::Entity,
                     "ComplexType" => StructuredKind::Complex,
                     "EnumType" => {
@@ -111,6 +124,31 @@ impl Schema {
             }
         }
         Ok(schema)
+    }
+
+    /// The item type of an entity set (`users` → `microsoft.graph.user`) or the type of a singleton
+    /// (`organization` is a set; `tenantRelationships` a singleton).
+    pub fn entity_set_type(&self, name: &str) -> Option<&str> {
+        self.container.get(name).map(|m| m.type_name.as_str())
+    }
+
+    /// Whether `name` is a singleton rather than an entity set.
+    pub fn is_singleton(&self, name: &str) -> bool {
+        self.container.get(name).is_some_and(|m| m.singleton)
+    }
+
+    /// Names of all structural and navigation properties of a type, inherited ones included, sorted.
+    pub fn property_names(&self, type_name: &str) -> Option<Vec<String>> {
+        let mut current = Some(self.structured(&self.qualify(type_name))?);
+        let mut names = Vec::new();
+        for _ in 0..MAX_INHERITANCE_DEPTH {
+            let Some(structured) = current else { break };
+            names.extend(structured.properties.keys().cloned());
+            current = structured.base.as_deref().and_then(|b| self.structured(b));
+        }
+        names.sort();
+        names.dedup();
+        Some(names)
     }
 
     /// Whether the schema declares a type of this name (qualified or aliased).
@@ -207,6 +245,21 @@ impl Schema {
         }
     }
 
+    fn parse_container(&mut self, node: &roxmltree::Node<'_, '_>) -> Result<(), CsdlError> {
+        for child in node.children().filter(roxmltree::Node::is_element) {
+            let (type_attribute, singleton) = match child.tag_name().name() {
+                "EntitySet" => ("EntityType", false),
+                "Singleton" => ("Type", true),
+                _ => continue,
+            };
+            let name = required_attribute(&child, "Name")?;
+            let type_name = self.qualify(required_attribute(&child, type_attribute)?);
+            self.container
+                .insert(name.to_string(), ContainerMember { type_name, singleton });
+        }
+        Ok(())
+    }
+
     fn parse_structured(
         &self,
         namespace: &str,
@@ -266,4 +319,48 @@ fn required_attribute<'a>(node: &roxmltree::Node<'a, '_>, attribute: &str) -> Re
             position.row
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: &str = r#"<?xml version="1.0"?>
+<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx"><edmx:DataServices>
+  <Schema Namespace="example.ns" Alias="ex" xmlns="http://docs.oasis-open.org/odata/ns/edm">
+    <EntityType Name="base" Abstract="true"><Property Name="id" Type="Edm.String" Nullable="false"/></EntityType>
+    <EntityType Name="thing" BaseType="ex.base"><Property Name="tags" Type="Collection(Edm.String)"/></EntityType>
+    <EntityContainer Name="Svc"><EntitySet Name="things" EntityType="ex.thing"/></EntityContainer>
+  </Schema>
+</edmx:DataServices></edmx:Edmx>"#;
+
+    #[test]
+    fn small_documents_load_with_aliases() {
+        let schema = Schema::from_xml(&format!("\u{feff}{SMALL}")).unwrap();
+        assert_eq!(schema.type_count(), 2);
+        assert!(schema.derives_from("ex.thing", "example.ns.base"));
+        assert_eq!(schema.entity_set_type("things"), Some("example.ns.thing"));
+        assert_eq!(schema.property_names("example.ns.thing").unwrap(), ["id", "tags"]);
+        assert!(
+            schema
+                .check("example.ns.thing", &serde_json::json!({"id": "1", "tags": null}))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn malformed_documents_are_errors() {
+        assert!(matches!(Schema::from_xml("<not-closed"), Err(CsdlError::Xml(_))));
+        assert!(matches!(
+            Schema::from_xml("<edmx:Edmx xmlns:edmx=\"x\"/>"),
+            Err(CsdlError::Invalid(_))
+        ));
+        let nameless = SMALL.replace(r#"EntityType Name="thing""#, "EntityType");
+        let err = Schema::from_xml(&nameless).unwrap_err();
+        assert!(err.to_string().contains("line"), "{err}");
+        assert!(matches!(
+            Schema::load("/nonexistent/metadata.xml"),
+            Err(CsdlError::Io { .. })
+        ));
+    }
 }
