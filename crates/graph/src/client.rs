@@ -50,6 +50,8 @@ pub struct GraphConfig {
     pub tenant_resource_units_per_10s: Option<u32>,
     /// Per app RU / 20 s across all tenants.
     pub app_resource_units_per_20s: u32,
+    /// Longest wait for one response; a request that takes longer counts as a dropped connection.
+    pub request_timeout: Option<Duration>,
 }
 
 impl Default for GraphConfig {
@@ -67,6 +69,7 @@ impl Default for GraphConfig {
             budget_share: 0.9,
             tenant_resource_units_per_10s: None,
             app_resource_units_per_20s: APP_RESOURCE_UNITS_PER_20S,
+            request_timeout: Some(Duration::from_secs(120)),
         }
     }
 }
@@ -395,6 +398,9 @@ impl GraphTenant {
                 .request(request.method.clone(), parsed.clone())
                 .bearer_auth(token.bearer())
                 .header("client-request-id", uuid::Uuid::new_v4().to_string());
+            if let Some(timeout) = inner.config.request_timeout {
+                builder = builder.timeout(timeout);
+            }
             if request.eventual_consistency {
                 builder = builder.header("ConsistencyLevel", "eventual");
             }

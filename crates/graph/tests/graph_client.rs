@@ -59,6 +59,8 @@ fn harness_with(base: &str, tweak: impl FnOnce(&mut GraphConfig)) -> Harness {
     let mut config = GraphConfig::default().with_base_url(format!("{base}/v1.0"));
     config.backoff_base = Duration::from_millis(100);
     config.max_attempts = 4;
+    // Paused test time jumps ahead while a response is on its way: no client-side timeout here.
+    config.request_timeout = None;
     tweak(&mut config);
     let log = Arc::new(MemoryRequestLog::default());
     let client = GraphClient::with_log(reqwest::Client::new(), config, clock(), log.clone()).unwrap();
@@ -451,12 +453,9 @@ async fn transient_token_failures_are_retried_but_rejections_are_not() {
         .respond_with(organization_page())
         .mount(&server)
         .await;
-    let client = GraphClient::new(
-        reqwest::Client::new(),
-        GraphConfig::default().with_base_url(format!("{}/v1.0", server.uri())),
-        clock(),
-    )
-    .unwrap();
+    let mut config = GraphConfig::default().with_base_url(format!("{}/v1.0", server.uri()));
+    config.request_timeout = None;
+    let client = GraphClient::new(reqwest::Client::new(), config, clock()).unwrap();
     let tenant = client.tenant(
         TENANT,
         Arc::new(FlakyTokens {
@@ -938,4 +937,25 @@ async fn concurrency_per_tenant_is_bounded() {
         "never more than 2 requests in flight for the tenant"
     );
     assert_eq!(h.log.entries().len(), 6);
+}
+
+#[tokio::test]
+async fn a_hung_response_times_out_and_counts_as_dropped() {
+    let (base, _) = counting_server(Duration::from_secs(30)).await;
+    let h = harness_with(&base, |c| {
+        c.request_timeout = Some(Duration::from_millis(200));
+        c.max_attempts = 2;
+        c.backoff_base = Duration::from_millis(10);
+    });
+    let err = h.tenant.get_page::<User>("/users").await.unwrap_err();
+    assert!(
+        matches!(err, GraphError::Transport { attempts: 2, .. }),
+        "{err:?}"
+    );
+    assert!(
+        h.log
+            .entries()
+            .iter()
+            .all(|e| e.status.is_none() && e.error.is_some())
+    );
 }
