@@ -321,14 +321,37 @@ impl GraphTenant {
 
     /// GETs one page of a collection (a path, or a `@odata.nextLink` / `@odata.deltaLink` verbatim).
     pub async fn get_page<T: DeserializeOwned>(&self, path_or_link: &str) -> Result<Page<T>, GraphError> {
-        let response = self.send(GraphRequest::get(path_or_link)).await?;
-        parse_page(&response.url, &response.body)
+        self.get_parsed(path_or_link, |url, body| parse_page(url, body))
+            .await
     }
 
     /// GETs a single object.
     pub async fn get_json<T: DeserializeOwned>(&self, path_or_link: &str) -> Result<T, GraphError> {
-        let response = self.send(GraphRequest::get(path_or_link)).await?;
-        parse_object(&response.url, &response.body)
+        self.get_parsed(path_or_link, |url, body| parse_object(url, body))
+            .await
+    }
+
+    /// A body that is not even JSON (cut short, garbled on the way) is fetched again; a well-formed
+    /// body of the wrong shape is not, since asking again would give the same answer.
+    async fn get_parsed<R>(
+        &self,
+        path_or_link: &str,
+        parse: impl Fn(&str, &[u8]) -> Result<R, GraphError>,
+    ) -> Result<R, GraphError> {
+        let mut fetches: u32 = 0;
+        loop {
+            fetches += 1;
+            let response = self.send(GraphRequest::get(path_or_link)).await?;
+            match parse(&response.url, &response.body) {
+                Err(GraphError::Malformed { .. })
+                    if fetches < self.client.inner.config.max_attempts
+                        && serde_json::from_slice::<serde::de::IgnoredAny>(&response.body).is_err() =>
+                {
+                    tokio::time::sleep(self.backoff(fetches)).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Iterates the pages of a collection or a delta round, following `@odata.nextLink` verbatim.

@@ -240,6 +240,7 @@ async fn faults_are_survived_and_retry_after_is_never_undercut() {
         random_429_percent: 20.0,
         random_503_percent: 5.0,
         dropped_connection_percent: 5.0,
+        malformed_page_percent: 5.0,
         retry_after_secs: 1,
         seed: 5,
         ..Faults::default()

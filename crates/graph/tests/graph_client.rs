@@ -631,6 +631,30 @@ async fn malformed_pages_are_errors_naming_url_and_path() {
     assert_eq!(err.code(), deskbridge_core::ErrorCode::UpstreamMalformedResponse);
     let err = h.tenant.get_page::<Group>("/groups").await.unwrap_err();
     assert!(matches!(err, GraphError::Malformed { .. }), "{err:?}");
+    let requests = server.received_requests().await.unwrap();
+    let fetches = |p: &str| requests.iter().filter(|r| r.url.path() == p).count();
+    assert_eq!(fetches("/v1.0/users"), 1, "a wrong shape is not fetched again");
+    assert_eq!(
+        fetches("/v1.0/groups"),
+        4,
+        "a body that is not JSON is fetched again, up to max_attempts"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_truncated_page_is_fetched_again() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(Sequence::new(vec![
+            ResponseTemplate::new(200).set_body_string(r#"{"@odata.context":"x","value":[{"id":"#),
+            organization_page(),
+        ]))
+        .mount(&server)
+        .await;
+    let h = harness(&server);
+    let page = h.tenant.get_page::<Organization>("/organization").await.unwrap();
+    assert_eq!(page.value[0].id, "t1");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
 
 #[tokio::test]
