@@ -115,6 +115,14 @@ fn main() -> Result<(), Box<dyn Error>> {
             completeness: Completeness::Complete,
             users: (0..per_tenant).map(|n| source_user(tenant, n, &groups)).collect(),
             removed: vec![],
+            subscribed_skus: Some(vec![SubscribedSku {
+                sku_id: "6fd2c87f-b296-42f0-b197-1e91e994b900".into(),
+                sku_part_number: "ENTERPRISEPACK".into(),
+                friendly_name: Some("Office 365 E3".into()),
+                enabled_units: Some(i64::from(per_tenant)),
+                consumed_units: Some(i64::from(per_tenant) / 2),
+                capability_status: Some("Enabled".into()),
+            }]),
         })
         .collect();
     let total = u64::from(tenants) * u64::from(per_tenant);
@@ -205,7 +213,11 @@ fn source_user(tenant: u32, n: u32, groups: &[&str]) -> SourceUser {
         manager_id: (n > 0).then(|| format!("{tenant:08x}-0000-4000-8000-{:012}", n / 10)),
         transitive_groups: member_of.clone(),
         groups: member_of,
-        sku_ids: BTreeSet::new(),
         account_enabled: !n.is_multiple_of(17),
+        sku_ids: if n.is_multiple_of(2) {
+            BTreeSet::from(["6fd2c87f-b296-42f0-b197-1e91e994b900".to_owned()])
+        } else {
+            BTreeSet::new()
+        },
     }
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use deskbridge_core::{ConnectionId, RecordId};
 use serde_json::{Map, Value};
 
-use crate::input::{DeskRecord, DeskSite, DeskSnapshot, RecordLocks, SourceIdentity};
-use crate::plan::{Action, Entity, Plan, Reference};
+use crate::input::{DeskLicence, DeskRecord, DeskSite, DeskSnapshot, RecordLocks, SourceIdentity};
+use crate::plan::{Action, Change, Entity, Plan, Reference};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
@@ -28,8 +28,9 @@ pub enum ApplyError {
         field: String,
         reference: String,
     },
-    #[error("the new site '{external_id}' lacks {field}")]
-    IncompleteSite {
+    #[error("the new {entity} '{external_id}' lacks {field}")]
+    Incomplete {
+        entity: &'static str,
         external_id: String,
         field: &'static str,
     },
@@ -41,6 +42,15 @@ impl ApplyError {
         deskbridge_core::ErrorCode::Internal
     }
 }
+
+/// Fields of a licence record kept in [`DeskLicence::fields`].
+const LICENCE_COLUMNS: [&str; 5] = [
+    "part_number",
+    "friendly_name",
+    "total_units",
+    "consumed_units",
+    "capability_status",
+];
 
 /// Applies `plan.changes` (never the held tenants') to a copy of `snapshot`. New records get the
 /// next free ids; symbolic references are resolved after every record exists, so the order of
@@ -55,7 +65,7 @@ pub fn apply_to_snapshot(
     let mut next_user = next(&mut desk.users.iter().map(|r| r.id));
     let mut next_agent = next(&mut desk.agents.iter().map(|r| r.id));
     let mut next_site = next(&mut desk.sites.iter().map(|s| s.id));
-
+    let mut next_licence = next(&mut desk.licences.iter().map(|l| l.id));
     // Positions of the records that existed before: updates only ever target those.
     let positions = |records: &[DeskRecord]| -> BTreeMap<RecordId, usize> {
         records
@@ -66,6 +76,7 @@ pub fn apply_to_snapshot(
     };
     let user_positions = positions(&desk.users);
     let agent_positions = positions(&desk.agents);
+
     for change in plan.changes.iter().filter(|c| c.action.writes()) {
         let after = |field: &str| {
             change
@@ -74,22 +85,20 @@ pub fn apply_to_snapshot(
                 .map(|f| f.after.clone())
                 .unwrap_or(Value::Null)
         };
+        let incomplete = |field: &'static str| ApplyError::Incomplete {
+            entity: change.entity.as_str(),
+            external_id: change.external_id.clone(),
+            field,
+        };
         match (change.entity, change.action) {
             (Entity::Site, Action::Create) => {
                 let customer = after("customer_id")
                     .as_i64()
-                    .ok_or_else(|| ApplyError::IncompleteSite {
-                        external_id: change.external_id.clone(),
-                        field: "customer_id",
-                    })?;
-                let name =
-                    after("name")
-                        .as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| ApplyError::IncompleteSite {
-                            external_id: change.external_id.clone(),
-                            field: "name",
-                        })?;
+                    .ok_or_else(|| incomplete("customer_id"))?;
+                let name = after("name")
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| incomplete("name"))?;
                 desk.sites.push(DeskSite {
                     id: RecordId(next_site),
                     customer_id: RecordId(customer),
@@ -98,6 +107,19 @@ pub fn apply_to_snapshot(
                     fields: BTreeMap::new(),
                 });
                 next_site += 1;
+            }
+            (Entity::Licence, Action::Create) => {
+                let sku_id = after("sku_id")
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| incomplete("sku_id"))?;
+                desk.licences.push(DeskLicence {
+                    id: RecordId(next_licence),
+                    sku_id,
+                    customer_id: after("customer_id").as_i64().map(RecordId),
+                    fields: licence_fields(change),
+                });
+                next_licence += 1;
             }
             (Entity::User | Entity::Agent, Action::Create) => {
                 let (records, next_id) = match change.entity {
@@ -140,6 +162,16 @@ pub fn apply_to_snapshot(
                             ticket.team_id = field.after.as_i64().map(RecordId);
                         }
                     }
+                    Entity::Licence => {
+                        let licence = desk
+                            .licences
+                            .iter_mut()
+                            .find(|l| l.id == id)
+                            .ok_or_else(unknown)?;
+                        for (name, value) in licence_fields(change) {
+                            licence.fields.insert(name, value);
+                        }
+                    }
                     Entity::User | Entity::Agent => {
                         let (records, positions) = if entity == Entity::User {
                             (&mut desk.users, &user_positions)
@@ -173,6 +205,39 @@ pub fn apply_to_snapshot(
     Ok(desk)
 }
 
+fn licence_fields(change: &Change) -> BTreeMap<String, Value> {
+    change
+        .fields
+        .iter()
+        .filter(|(name, _)| LICENCE_COLUMNS.contains(&name.as_str()))
+        .map(|(name, field)| (name.clone(), field.after.clone()))
+        .collect()
+}
+
+struct Resolver {
+    users: BTreeMap<String, RecordId>,
+    agents: BTreeMap<String, RecordId>,
+    sites: BTreeMap<(i64, String), RecordId>,
+    licences: BTreeMap<(Option<i64>, String), RecordId>,
+}
+
+impl Resolver {
+    fn resolve(&self, reference: &Reference) -> Option<RecordId> {
+        match reference {
+            Reference::Id(id) => Some(*id),
+            Reference::NewSite { customer_id, name } => {
+                self.sites.get(&(customer_id.0, name.to_lowercase())).copied()
+            }
+            Reference::NewUser(object_id) => self.users.get(&object_id.to_ascii_lowercase()).copied(),
+            Reference::NewAgent(object_id) => self.agents.get(&object_id.to_ascii_lowercase()).copied(),
+            Reference::NewLicence { customer_id, sku_id } => self
+                .licences
+                .get(&(customer_id.map(|c| c.0), sku_id.to_lowercase()))
+                .copied(),
+        }
+    }
+}
+
 fn resolve_references(desk: &mut DeskSnapshot, connection_id: ConnectionId) -> Result<(), ApplyError> {
     let by_source = |records: &[DeskRecord]| -> BTreeMap<String, RecordId> {
         records
@@ -183,44 +248,66 @@ fn resolve_references(desk: &mut DeskSnapshot, connection_id: ConnectionId) -> R
             })
             .collect()
     };
-    let users = by_source(&desk.users);
-    let agents = by_source(&desk.agents);
-    let sites: BTreeMap<(i64, String), RecordId> = desk
-        .sites
-        .iter()
-        .map(|s| ((s.customer_id.0, s.name.to_lowercase()), s.id))
-        .collect();
+    let resolver = Resolver {
+        users: by_source(&desk.users),
+        agents: by_source(&desk.agents),
+        sites: desk
+            .sites
+            .iter()
+            .map(|s| ((s.customer_id.0, s.name.to_lowercase()), s.id))
+            .collect(),
+        licences: desk
+            .licences
+            .iter()
+            .rev()
+            .map(|l| ((l.customer_id.map(|c| c.0), l.sku_id.to_lowercase()), l.id))
+            .collect(),
+    };
     for (entity, records) in [("user", &mut desk.users), ("agent", &mut desk.agents)] {
         for record in records.iter_mut() {
+            let external_id = record
+                .source
+                .as_ref()
+                .map(|s| s.external_id.clone())
+                .unwrap_or_default();
             for (name, value) in record.fields.iter_mut() {
-                if !value.is_object() {
-                    continue;
-                }
-                let Some(reference) = Reference::from_value(value) else {
-                    continue;
+                let unresolved = |value: &Value| ApplyError::UnresolvedReference {
+                    entity,
+                    external_id: external_id.clone(),
+                    field: name.clone(),
+                    reference: value.to_string(),
                 };
-                let resolved = match &reference {
-                    Reference::Id(id) => Some(*id),
-                    Reference::NewSite { customer_id, name } => {
-                        sites.get(&(customer_id.0, name.to_lowercase())).copied()
+                match value {
+                    Value::Object(_) => {
+                        let Some(reference) = Reference::from_value(value) else {
+                            continue;
+                        };
+                        let id = resolver.resolve(&reference).ok_or_else(|| unresolved(value))?;
+                        *value = Value::from(id.0);
                     }
-                    Reference::NewUser(object_id) => users.get(&object_id.to_ascii_lowercase()).copied(),
-                    Reference::NewAgent(object_id) => agents.get(&object_id.to_ascii_lowercase()).copied(),
-                };
-                match resolved {
-                    Some(id) => *value = Value::from(id.0),
-                    None => {
-                        return Err(ApplyError::UnresolvedReference {
-                            entity,
-                            external_id: record
-                                .source
-                                .as_ref()
-                                .map(|s| s.external_id.clone())
-                                .unwrap_or_default(),
-                            field: name.clone(),
-                            reference: value.to_string(),
-                        });
+                    // Sets of ids (`licences`) may hold references; resolved, they are kept
+                    // ascending like every id set.
+                    Value::Array(items) if items.iter().any(Value::is_object) => {
+                        let mut ids = Vec::with_capacity(items.len());
+                        for item in items.iter() {
+                            match Reference::from_value(item) {
+                                Some(reference) if item.is_object() => {
+                                    ids.push(resolver.resolve(&reference).ok_or_else(|| unresolved(item))?.0);
+                                }
+                                Some(Reference::Id(id)) => ids.push(id.0),
+                                _ => {
+                                    ids.clear();
+                                    break;
+                                }
+                            }
+                        }
+                        if ids.len() == items.len() {
+                            ids.sort_unstable();
+                            ids.dedup();
+                            *value = Value::Array(ids.into_iter().map(Value::from).collect());
+                        }
                     }
+                    _ => {}
                 }
             }
         }

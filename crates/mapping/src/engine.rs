@@ -13,8 +13,8 @@ use crate::config::{
 };
 use crate::fields::{FieldKind, convert, read_path, read_source};
 use crate::input::{
-    Completeness, DeskRecord, DeskSite, DeskSnapshot, DeskTicket, PlanInput, ReadMode, RemovalReason,
-    SourceUser, TenantRead,
+    Completeness, DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskTicket, PlanInput, ReadMode,
+    RemovalReason, SourceUser, SubscribedSku, TenantRead,
 };
 use crate::plan::{
     Action, BreakerVerdict, Change, Counts, Entity, FieldChange, HeldTenant, LockedChange, Plan, PlanError,
@@ -41,6 +41,18 @@ pub fn plan(
         run_users: BTreeMap::new(),
         run_agents: BTreeMap::new(),
         new_sites: BTreeMap::new(),
+        licences_by_sku: snapshot
+            .licences
+            .iter()
+            .fold(BTreeMap::new(), |mut index, licence| {
+                index
+                    .entry(licence.sku_id.to_lowercase())
+                    .or_insert_with(Vec::new)
+                    .push(licence);
+                index
+            }),
+        new_licences: BTreeSet::new(),
+        planned_licences: BTreeSet::new(),
         sites_by_name: snapshot
             .sites
             .iter()
@@ -100,6 +112,9 @@ pub fn plan(
                 decided.push(decision);
             }
         }
+    }
+    for tenant in &tenants {
+        planner.plan_licences(tenant);
     }
     planner.match_all(&mut decided);
     for decision in &decided {
@@ -257,6 +272,12 @@ struct Planner<'a, 'c> {
     new_sites: BTreeMap<(RecordId, String), (String, String)>,
     /// (customer, lower-cased name) → the desk's site of that name.
     sites_by_name: BTreeMap<(RecordId, String), &'a DeskSite>,
+    /// Lower-cased SKU id → the desk's licences of it.
+    licences_by_sku: BTreeMap<String, Vec<&'a DeskLicence>>,
+    /// Licences this plan creates: (customer, lower-cased SKU id).
+    new_licences: BTreeSet<(Option<RecordId>, String)>,
+    /// Licences already planned by a tenant: several tenants of one customer plan each once.
+    planned_licences: BTreeSet<(Option<RecordId>, String)>,
 }
 
 /// Why a mapping did or did not select a user.
@@ -751,10 +772,7 @@ impl<'a, 'c> Planner<'a, 'c> {
         desired.insert("roles".into(), (ids_value(&all_roles), roles_why));
 
         let licences = self.licences_for(tenant, user);
-        desired.insert(
-            "licences".into(),
-            (ids_value(&licences), "licences assigned in Entra".into()),
-        );
+        desired.insert("licences".into(), (licences, "licences assigned in Entra".into()));
 
         if let Some(service) = &self.settings.service_accounts {
             let outside_group = service
@@ -828,21 +846,145 @@ impl<'a, 'c> Planner<'a, 'c> {
         }
     }
 
-    fn licences_for(&self, tenant: &TenantRead, user: &SourceUser) -> BTreeSet<i64> {
-        self.snapshot
-            .licences
-            .iter()
-            .filter(|licence| {
-                user.sku_ids
-                    .iter()
-                    .any(|sku| sku.eq_ignore_ascii_case(&licence.sku_id))
-            })
-            .filter(|licence| match (tenant.customer_id, licence.customer_id) {
-                (Some(wanted), Some(owner)) => wanted == owner,
-                _ => true,
-            })
-            .map(|licence| licence.id.0)
-            .collect()
+    /// The desk licences for the user's SKUs: existing ones by id (of the tenant's customer, or
+    /// without a customer), then those this plan creates, by reference.
+    fn licences_for(&self, tenant: &TenantRead, user: &SourceUser) -> Value {
+        let mut ids = BTreeSet::new();
+        let mut created = BTreeSet::new();
+        for sku in &user.sku_ids {
+            let sku = sku.to_lowercase();
+            let existing: Vec<i64> = self
+                .licences_by_sku
+                .get(&sku)
+                .into_iter()
+                .flatten()
+                .filter(|licence| match (tenant.customer_id, licence.customer_id) {
+                    (Some(wanted), Some(owner)) => wanted == owner,
+                    _ => true,
+                })
+                .map(|licence| licence.id.0)
+                .collect();
+            if !existing.is_empty() {
+                ids.extend(existing);
+            } else if self.new_licences.contains(&(tenant.customer_id, sku.clone())) {
+                created.insert(sku);
+            }
+        }
+        let mut values: Vec<Value> = ids.into_iter().map(Value::from).collect();
+        values.extend(created.into_iter().map(|sku_id| {
+            Reference::NewLicence {
+                customer_id: tenant.customer_id,
+                sku_id,
+            }
+            .to_value()
+        }));
+        Value::Array(values)
+    }
+
+    /// Desk licences from the tenant's subscribed SKUs, one per customer and SKU.
+    fn plan_licences(&mut self, tenant: &TenantRead) {
+        let Some(skus) = &tenant.subscribed_skus else {
+            return;
+        };
+        let mut skus: Vec<&SubscribedSku> = skus.iter().collect();
+        skus.sort_by_key(|sku| sku.sku_id.to_lowercase());
+        skus.dedup_by_key(|sku| sku.sku_id.to_lowercase());
+        let customer_text = tenant
+            .customer_id
+            .map_or_else(|| "-".to_owned(), |c| c.to_string());
+        for sku in skus {
+            let sku_key = sku.sku_id.to_lowercase();
+            if !self
+                .planned_licences
+                .insert((tenant.customer_id, sku_key.clone()))
+            {
+                // The first tenant (by id) of the customer decides the licence's figures.
+                continue;
+            }
+            let external_id = format!("{customer_text}/{sku_key}");
+            let existing = self
+                .licences_by_sku
+                .get(&sku_key)
+                .into_iter()
+                .flatten()
+                .filter(|licence| licence.customer_id == tenant.customer_id)
+                .min_by_key(|licence| licence.id)
+                .copied();
+            let mut desired = BTreeMap::from([
+                ("part_number".to_owned(), json!(sku.sku_part_number)),
+                ("total_units".to_owned(), json!(sku.enabled_units)),
+                ("consumed_units".to_owned(), json!(sku.consumed_units)),
+                ("capability_status".to_owned(), json!(sku.capability_status)),
+            ]);
+            let rule = "licence import".to_owned();
+            let Some(licence) = existing else {
+                if !self.new_licences.insert((tenant.customer_id, sku_key.clone())) {
+                    continue; // another tenant of the same customer already creates it
+                }
+                let name = sku
+                    .friendly_name
+                    .clone()
+                    .unwrap_or_else(|| sku.sku_part_number.clone());
+                desired.insert("friendly_name".into(), json!(name));
+                desired.insert("sku_id".into(), json!(sku_key));
+                if let Some(customer) = tenant.customer_id {
+                    desired.insert("customer_id".into(), json!(customer.0));
+                }
+                let fields = desired
+                    .into_iter()
+                    .filter(|(_, value)| !value.is_null())
+                    .map(|(field, after)| {
+                        (
+                            field,
+                            FieldChange {
+                                before: Value::Null,
+                                after,
+                            },
+                        )
+                    })
+                    .collect();
+                let reason = format!(
+                    "{} ({}) is subscribed in tenant {} and the desk has no licence for it under customer {customer_text}.",
+                    sku.sku_part_number, sku.sku_id, tenant.tenant_id
+                );
+                let change = Change {
+                    entity: Entity::Licence,
+                    external_id,
+                    action: Action::Create,
+                    fields,
+                    rule,
+                    reason,
+                };
+                self.push(Some(&tenant.tenant_id), change);
+                continue;
+            };
+            let fields: BTreeMap<String, FieldChange> = desired
+                .into_iter()
+                .filter_map(|(field, after)| {
+                    let before = licence.fields.get(&field).cloned().unwrap_or(Value::Null);
+                    (!same(&before, &after)).then_some((field, FieldChange { before, after }))
+                })
+                .collect();
+            if fields.is_empty() {
+                continue;
+            }
+            self.out
+                .targets
+                .insert(Plan::target_key(Entity::Licence, &external_id), licence.id);
+            let reason = format!(
+                "{} ({}) as subscribed in tenant {}.",
+                sku.sku_part_number, sku.sku_id, tenant.tenant_id
+            );
+            let change = Change {
+                entity: Entity::Licence,
+                external_id,
+                action: Action::Update,
+                fields,
+                rule,
+                reason,
+            };
+            self.push(Some(&tenant.tenant_id), change);
+        }
     }
 
     fn conflict(&mut self, tenant: &TenantRead, entity: Entity, user: &SourceUser, rule: &str, reason: &str) {

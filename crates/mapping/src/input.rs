@@ -33,6 +33,28 @@ pub struct TenantRead {
     /// Delta `@removed` entries.
     #[serde(default)]
     pub removed: Vec<Removal>,
+    /// The tenant's `subscribedSkus` when licences were read this run: missing desk licences
+    /// are created (per customer and SKU) and existing ones updated. `None`: licences were not
+    /// read, and users are linked to the desk licences that exist.
+    #[serde(default)]
+    pub subscribed_skus: Option<Vec<SubscribedSku>>,
+}
+
+/// One of Graph's `subscribedSkus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscribedSku {
+    pub sku_id: String,
+    pub sku_part_number: String,
+    /// A display name, when the pipeline knows one; the part number otherwise.
+    #[serde(default)]
+    pub friendly_name: Option<String>,
+    /// `prepaidUnits.enabled`.
+    #[serde(default)]
+    pub enabled_units: Option<i64>,
+    #[serde(default)]
+    pub consumed_units: Option<i64>,
+    #[serde(default)]
+    pub capability_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,12 +223,15 @@ pub struct DeskSite {
     pub fields: BTreeMap<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeskLicence {
     pub id: RecordId,
     pub sku_id: String,
     #[serde(default)]
     pub customer_id: Option<RecordId>,
+    /// `part_number`, `friendly_name`, `total_units`, `consumed_units`, `capability_status`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

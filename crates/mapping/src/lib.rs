@@ -48,7 +48,7 @@ pub use engine::plan;
 pub use followers::{DistributionGroup, FollowerError, FollowerPlan, GroupMember, followers_for_group};
 pub use input::{
     Completeness, DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskTicket, PlanInput, ReadMode,
-    RecordLocks, Removal, RemovalReason, SourceIdentity, SourceUser, TenantRead,
+    RecordLocks, Removal, RemovalReason, SourceIdentity, SourceUser, SubscribedSku, TenantRead,
 };
 pub use plan::{
     Action, BreakerVerdict, Change, Counts, Entity, FieldChange, HeldTenant, LockedChange, Plan, PlanError,

@@ -26,7 +26,12 @@ impl Plan {
         let mut waiting_on = vec![0usize; writes.len()];
         let mut unblocks: Vec<Vec<usize>> = vec![Vec::new(); writes.len()];
         for (index, change) in writes.iter().enumerate() {
-            for value in change.fields.values().map(|f| &f.after) {
+            let values = change.fields.values().map(|f| &f.after);
+            let nested = values.flat_map(|value| match value {
+                Value::Array(items) => items.iter().collect::<Vec<_>>(),
+                other => vec![other],
+            });
+            for value in nested {
                 let Some(key) = created_key(value) else { continue };
                 if let Some(&creator) = created.get(&key)
                     && creator != index
@@ -79,5 +84,9 @@ fn created_key(value: &Value) -> Option<(Entity, String)> {
         }
         Reference::NewUser(object_id) => Some((Entity::User, object_id.to_lowercase())),
         Reference::NewAgent(object_id) => Some((Entity::Agent, object_id.to_lowercase())),
+        Reference::NewLicence { customer_id, sku_id } => {
+            let customer = customer_id.map_or_else(|| "-".to_owned(), |c| c.to_string());
+            Some((Entity::Licence, format!("{customer}/{sku_id}").to_lowercase()))
+        }
     }
 }

@@ -32,8 +32,8 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub entity: Entity,
-    /// The Azure object id for users and agents, `<customer id>/<name>` for a new site, the
-    /// ticket id for tickets.
+    /// The Azure object id for users and agents, `<customer id>/<name>` for a new site,
+    /// `<customer id>/<sku id>` for a licence (`-` for no customer), the ticket id for tickets.
     pub external_id: String,
     pub action: Action,
     pub fields: BTreeMap<String, FieldChange>,
@@ -53,6 +53,7 @@ pub struct FieldChange {
 #[serde(rename_all = "snake_case")]
 pub enum Entity {
     Site,
+    Licence,
     User,
     Agent,
     Ticket,
@@ -62,6 +63,7 @@ impl Entity {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Site => "site",
+            Self::Licence => "licence",
             Self::User => "user",
             Self::Agent => "agent",
             Self::Ticket => "ticket",
@@ -182,6 +184,11 @@ pub enum Reference {
     NewUser(String),
     /// `{"agent": "<object id>"}`
     NewAgent(String),
+    /// `{"licence": {"customer_id": 3, "sku_id": "<guid>"}}` (customer null when the tenant has none)
+    NewLicence {
+        customer_id: Option<RecordId>,
+        sku_id: String,
+    },
 }
 
 impl Reference {
@@ -193,6 +200,9 @@ impl Reference {
             }
             Self::NewUser(external_id) => json!({ "user": external_id }),
             Self::NewAgent(external_id) => json!({ "agent": external_id }),
+            Self::NewLicence { customer_id, sku_id } => {
+                json!({"licence": {"customer_id": customer_id.map(|c| c.0), "sku_id": sku_id}})
+            }
         }
     }
 
@@ -206,6 +216,12 @@ impl Reference {
                 }
                 if let Some(Value::String(id)) = map.get("agent") {
                     return Some(Self::NewAgent(id.clone()));
+                }
+                if let Some(licence) = map.get("licence") {
+                    return Some(Self::NewLicence {
+                        customer_id: licence.get("customer_id").and_then(Value::as_i64).map(RecordId),
+                        sku_id: licence.get("sku_id")?.as_str()?.to_owned(),
+                    });
                 }
                 let site = map.get("site")?;
                 Some(Self::NewSite {

@@ -1454,3 +1454,73 @@ fn references_in_a_cycle_share_one_page() {
     assert_eq!(desk.agents.len(), 2);
     assert_eq!(plan.pages(0).len(), 2, "a page holds at least one change");
 }
+
+// ---------- licences ----------
+
+fn sku(id: &str, part: &str, enabled: i64, consumed: i64) -> SubscribedSku {
+    SubscribedSku {
+        sku_id: id.into(),
+        sku_part_number: part.into(),
+        friendly_name: None,
+        enabled_units: Some(enabled),
+        consumed_units: Some(consumed),
+        capability_status: Some("Enabled".into()),
+    }
+}
+
+#[test]
+fn subscribed_skus_become_licences_and_users_link_to_new_ones_by_reference() {
+    const VISIO: &str = "c5928f49-12ba-48f7-ada3-0d743a3601d5";
+    let mut desk = empty_desk();
+    desk.licences[0].fields = BTreeMap::from([
+        ("part_number".to_owned(), json!("ENTERPRISEPACK")),
+        ("total_units".to_owned(), json!(10)),
+    ]);
+    let mut read = full_read(vec![user(&oid(1), "Ann Lee").skus(&[E3, VISIO]).build()]);
+    read.subscribed_skus = Some(vec![
+        sku(VISIO, "VISIOCLIENT", 5, 1),
+        sku(E3, "ENTERPRISEPACK", 25, 20),
+    ]);
+    let plan = run(&simple_config(), vec![read.clone()], &desk);
+
+    let visio = find(&plan, Entity::Licence, &format!("1/{VISIO}"));
+    assert_eq!(visio.action, Action::Create);
+    assert_eq!(visio.rule, "licence import");
+    assert_eq!(after(visio, "friendly_name"), json!("VISIOCLIENT"));
+    assert_eq!(after(visio, "customer_id"), json!(1));
+    assert_eq!(after(visio, "total_units"), json!(5));
+    let e3 = find(&plan, Entity::Licence, &format!("1/{E3}"));
+    assert_eq!(e3.action, Action::Update);
+    assert_eq!(
+        e3.fields["total_units"],
+        FieldChange {
+            before: json!(10),
+            after: json!(25)
+        }
+    );
+    assert!(
+        !e3.fields.contains_key("friendly_name"),
+        "an administrator's licence name is kept"
+    );
+    assert_eq!(plan.target_of(e3), Some(RecordId(1)));
+    let ann = find(&plan, Entity::User, &oid(1));
+    assert_eq!(
+        after(ann, "licences"),
+        json!([1, {"licence": {"customer_id": 1, "sku_id": VISIO}}])
+    );
+
+    let pages = plan.pages(1);
+    assert_eq!(
+        pages[0][0].entity,
+        Entity::Licence,
+        "licences are created before the users linking them"
+    );
+    let applied = assert_converges(&simple_config(), vec![read], &desk);
+    let visio_id = applied.licences.iter().find(|l| l.sku_id == VISIO).unwrap().id;
+    let ann = applied
+        .users
+        .iter()
+        .find(|u| u.source.as_ref().unwrap().external_id == oid(1))
+        .unwrap();
+    assert_eq!(ann.fields["licences"], json!([1, visio_id.0]));
+}

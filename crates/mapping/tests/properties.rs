@@ -55,7 +55,13 @@ fn source_user() -> impl Strategy<Value = SourceUser> {
                     builder = builder.guest();
                 }
                 if licensed {
-                    builder = builder.skus(&[E3]);
+                    let visio = "c5928f49-12ba-48f7-ada3-0d743a3601d5";
+                    let skus = if n.is_multiple_of(3) {
+                        vec![E3, visio]
+                    } else {
+                        vec![E3]
+                    };
+                    builder = builder.skus(&skus);
                 }
                 if let Some(manager) = manager {
                     builder = builder.manager(&oid(manager));
@@ -116,6 +122,26 @@ fn read() -> impl Strategy<Value = TenantRead> {
         prop::collection::vec((1u32..16, any::<bool>()), 0..3),
     )
         .prop_map(|(users, completeness, delta, removed)| TenantRead {
+            subscribed_skus: (!delta).then(|| {
+                vec![
+                    SubscribedSku {
+                        sku_id: E3.to_uppercase(),
+                        sku_part_number: "ENTERPRISEPACK".into(),
+                        friendly_name: None,
+                        enabled_units: Some(25),
+                        consumed_units: Some(users.len() as i64),
+                        capability_status: Some("Enabled".into()),
+                    },
+                    SubscribedSku {
+                        sku_id: "c5928f49-12ba-48f7-ada3-0d743a3601d5".into(),
+                        sku_part_number: "VISIOCLIENT".into(),
+                        friendly_name: Some("Visio".into()),
+                        enabled_units: None,
+                        consumed_units: None,
+                        capability_status: None,
+                    },
+                ]
+            }),
             mode: if delta { ReadMode::Delta } else { ReadMode::Full },
             completeness,
             removed: if delta {

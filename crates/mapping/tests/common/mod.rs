@@ -293,6 +293,7 @@ pub fn full_read(users: Vec<SourceUser>) -> TenantRead {
         completeness: Completeness::Complete,
         users,
         removed: vec![],
+        subscribed_skus: None,
     }
 }
 
@@ -326,11 +327,13 @@ pub fn empty_desk() -> DeskSnapshot {
                 id: RecordId(1),
                 sku_id: E3.into(),
                 customer_id: Some(RecordId(1)),
+                fields: BTreeMap::new(),
             },
             DeskLicence {
                 id: RecordId(2),
                 sku_id: E5.into(),
                 customer_id: Some(RecordId(1)),
+                fields: BTreeMap::new(),
             },
         ],
         ..DeskSnapshot::default()
