@@ -20,7 +20,12 @@
 //!   floor) is held whole: its changes move to [`Plan::held`] and are never applied.
 //! - References to records created by the same plan are symbolic ([`Reference`]), so apply
 //!   resolves them in any order.
-//! - Applying a plan and planning again gives no writes ([`apply_to_snapshot`]).
+//! - Applying a plan and planning again gives no writes ([`apply_to_snapshot`]), whether it is
+//!   applied whole or in [`Plan::pages`], whose references always resolve within the page or an
+//!   earlier one.
+//!
+//! See the crate's README for the configuration's JSON and the decisions taken where the guides
+//! are silent (tie-breaks, soft-deleted users, team flags, licences).
 
 mod apply;
 mod catalog;
