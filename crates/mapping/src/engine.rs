@@ -307,7 +307,6 @@ impl<'a, 'c> Planner<'a, 'c> {
         user: &'a SourceUser,
         applicable: &[&'c CompiledMapping],
     ) -> Option<Decision<'a, 'c>> {
-        let record = Value::Object(user.properties.clone());
         let user_fields = self.mapped_fields(tenant, user, &self.config.user_fields);
         let mut explanations = Vec::new();
         let mut user_side = None;
@@ -319,7 +318,7 @@ impl<'a, 'c> Planner<'a, 'c> {
             if (compiled.is_agent() && agent_side.is_some()) || (!compiled.is_agent() && done_user) {
                 continue;
             }
-            let selection = match self.selects(compiled, tenant, user, &record) {
+            let selection = match self.selects(compiled, tenant, user) {
                 Ok(selection) => selection,
                 Err(message) => {
                     self.error(tenant, &user.object_id, message);
@@ -434,7 +433,6 @@ impl<'a, 'c> Planner<'a, 'c> {
         compiled: &CompiledMapping,
         tenant: &TenantRead,
         user: &SourceUser,
-        record: &Value,
     ) -> Result<Selection, String> {
         let mapping = &compiled.mapping;
         let mut because = Vec::new();
@@ -473,8 +471,8 @@ impl<'a, 'c> Planner<'a, 'c> {
             because.push(format!("member of group '{}'", group.name));
         }
         if let Some(filter) = &compiled.filter {
-            let matched =
-                deskbridge_odata::evaluate(filter, record, &EvalOptions::graph()).map_err(|error| {
+            let matched = deskbridge_odata::evaluate_object(filter, &user.properties, &EvalOptions::graph())
+                .map_err(|error| {
                     format!(
                         "{}: the filter `{filter}` cannot be evaluated: {error}",
                         compiled.rule()

@@ -81,6 +81,15 @@ pub fn evaluate(expr: &Expr, record: &Value, opts: &EvalOptions) -> Result<bool,
             found: json_type(record),
         });
     };
+    evaluate_object(expr, root, opts)
+}
+
+/// [`evaluate`] over a record's properties, for callers that hold a map rather than a value.
+pub fn evaluate_object(
+    expr: &Expr,
+    root: &Map<String, Value>,
+    opts: &EvalOptions,
+) -> Result<bool, EvalError> {
     let context = Context { root, opts: *opts };
     let mut scope = Vec::new();
     let value = context.eval(expr, &mut scope)?;

@@ -23,5 +23,5 @@ mod lexer;
 mod parser;
 
 pub use ast::{BinaryOp, Expr, Feature, Function, LambdaKind, Literal};
-pub use eval::{EvalError, EvalOptions, evaluate};
+pub use eval::{EvalError, EvalOptions, evaluate, evaluate_object};
 pub use parser::{ParseError, parse};

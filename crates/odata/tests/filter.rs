@@ -481,6 +481,15 @@ fn lambdas_evaluate_over_collections() {
 }
 
 #[test]
+fn evaluate_object_reads_a_map_directly() {
+    let record = json!({"department": "Sales"});
+    let expr = parse("department eq 'sales'").unwrap();
+    let map = record.as_object().unwrap();
+    assert!(deskbridge_odata::evaluate_object(&expr, map, &EvalOptions::graph()).unwrap());
+    assert!(!deskbridge_odata::evaluate_object(&expr, map, &EvalOptions::default()).unwrap());
+}
+
+#[test]
 fn property_names_fall_back_to_case_insensitive_lookup() {
     let user = json!({"officeLocation": "London"});
     assert!(matches("officelocation eq 'London'", &user));
