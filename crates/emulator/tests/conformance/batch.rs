@@ -21,6 +21,9 @@ async fn batch_runs_items_with_dependencies_and_per_item_status() {
         {"id": "2", "method": "GET", "url": "/groups/00000000-0000-0000-0000-000000000000", "dependsOn": ["1"]},
         {"id": "3", "method": "GET", "url": "/organization", "dependsOn": ["2"]},
         {"id": "4", "method": "GET", "url": "/v1.0/subscribedSkus"},
+        // The Python SDK sends absolute URLs and list-valued headers.
+        {"id": "5", "method": "GET", "url": format!("{}/users?$top=1", env.emu.graph_url()),
+         "headers": {"Accept": ["application/json"]}},
     ]});
     let (status, _, body) = env.post(&token, "/$batch", &batch).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -30,6 +33,8 @@ async fn batch_runs_items_with_dependencies_and_per_item_status() {
     assert_eq!(by_id(&body, "2")["status"], 404);
     assert_eq!(by_id(&body, "3")["status"], 424);
     assert_eq!(by_id(&body, "4")["status"], 200);
+    assert_eq!(by_id(&body, "5")["status"], 200);
+    assert_eq!(by_id(&body, "5")["body"]["value"].as_array().unwrap().len(), 1);
 
     let too_many: Vec<Value> = (0..21)
         .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users"}))
