@@ -358,13 +358,9 @@ fn authenticate_client(
         return Err(aad(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
-            700021,
-            format!(
-                "Client assertion audience claim does not match Realm issuer. Review the documentation at \
-                 https://learn.microsoft.com/entra/identity-platform/certificate-credentials . Expected \
-                 audience: '{}'.",
-                expected[0]
-            ),
+            700023,
+            "Client assertion audience claim does not match Realm issuer. Review the documentation at \
+             https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials .",
         ));
     }
     let iss_ok = claims
@@ -379,8 +375,8 @@ fn authenticate_client(
         return Err(aad(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
-            700023,
-            "Client assertion issuer and subject must both be the application's client id.",
+            50012,
+            "Client assertion contains an invalid issuer or subject: both must be the application's client id.",
         ));
     }
     let now_s = now.as_second();

@@ -328,7 +328,7 @@ async fn certificate_assertions_are_checked_like_entra() {
     );
     assert_eq!(
         aad_error(&redeem_assertion(&env, &tenant, &wrong_aud).await.1).1,
-        700021
+        700023
     );
     // iss must equal sub must equal the client id.
     let wrong_iss = assertion(
@@ -340,7 +340,7 @@ async fn certificate_assertions_are_checked_like_entra() {
     );
     assert_eq!(
         aad_error(&redeem_assertion(&env, &tenant, &wrong_iss).await.1).1,
-        700023
+        50012
     );
     // Unknown thumbprint.
     let (status, body) = redeem_assertion(&env, &tenant, "eyJhbGciOiJQUzI1NiJ9.e30.c2ln").await;
