@@ -530,10 +530,18 @@ fn generate_tenant(rng: &mut Rng, index: usize, size: usize, is_partner: bool, n
         });
     }
 
+    let mut strings = Interner::default();
     for i in 0..size {
-        tenant
-            .users
-            .push(generate_user(rng, &tenant, i, size, &mail_domain, hybrid, now));
+        tenant.users.push(generate_user(
+            rng,
+            &mut strings,
+            &tenant,
+            i,
+            size,
+            &mail_domain,
+            hybrid,
+            now,
+        ));
     }
     wire_managers(rng, &mut tenant.users);
     generate_groups(rng, &mut tenant, &mail_domain, now);
@@ -543,8 +551,10 @@ fn generate_tenant(rng: &mut Rng, index: usize, size: usize, is_partner: bool, n
     tenant
 }
 
+#[allow(clippy::too_many_arguments)] // private helper of generate_tenant
 fn generate_user(
     rng: &mut Rng,
+    strings: &mut Interner,
     tenant: &Tenant,
     i: usize,
     size: usize,
@@ -565,23 +575,23 @@ fn generate_user(
         surname: Some(surname.to_owned()),
         mail: Some(format!("{alias}@{mail_domain}")),
         mail_nickname: Some(alias.clone()),
-        job_title: Some((*rng.pick(TITLES)).to_owned()),
+        job_title: Some(strings.get(rng.pick::<&str>(TITLES))),
         mobile_phone: rng.chance(60).then(|| format!("+1 555 {:04}", rng.below(10_000))),
         business_phones: if rng.chance(70) {
             vec![format!("+1 425 555 {:04}", rng.below(10_000))]
         } else {
             vec![]
         },
-        office_location: Some(format!("{city} {}", 1 + rng.below(9))),
-        preferred_language: Some("en-US".into()),
+        office_location: Some(strings.get(&format!("{city} {}", 1 + rng.below(9)))),
+        preferred_language: Some(strings.get("en-US")),
         account_enabled: true,
         user_type: "Member".into(),
-        department: Some((*rng.pick(DEPARTMENTS)).to_owned()),
-        company_name: Some(tenant.display_name.clone()),
+        department: Some(strings.get(rng.pick::<&str>(DEPARTMENTS))),
+        company_name: Some(strings.get(&tenant.display_name)),
         employee_id: Some(format!("E{:06}", i + 1)),
-        city: Some(city.to_owned()),
-        country: Some(country.to_owned()),
-        usage_location: (!rng.chance(10)).then(|| usage.to_owned()),
+        city: Some(strings.get(city)),
+        country: Some(strings.get(country)),
+        usage_location: (!rng.chance(10)).then(|| strings.get(usage)),
         created_date_time: Some(created),
         on_premises_sync_enabled: hybrid.then_some(true),
         on_premises_immutable_id: hybrid.then(|| format!("{:016x}", rng.next_u64())),
@@ -592,9 +602,9 @@ fn generate_user(
         deleted_date_time: None,
     };
     if i == 0 {
-        user.job_title = Some("Chief Executive Officer".into());
-        user.department = Some("Management".into());
-        user.usage_location = Some(usage.to_owned());
+        user.job_title = Some(strings.get("Chief Executive Officer"));
+        user.department = Some(strings.get("Management"));
+        user.usage_location = Some(strings.get(usage));
     }
     // A spread of the shapes real directories contain.
     let roll = rng.below(100);

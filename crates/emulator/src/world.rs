@@ -13,6 +13,30 @@ use serde::{Deserialize, Serialize};
 
 use crate::EmulatorError;
 
+/// A string many users share (city, department, company…): stored once per distinct value.
+pub type Shared = std::sync::Arc<str>;
+
+/// Hands out one [`Shared`] per distinct value, so 100,000 users in one city share one string.
+#[derive(Debug, Default)]
+pub struct Interner(HashMap<Box<str>, Shared>);
+
+impl Interner {
+    pub fn get(&mut self, value: &str) -> Shared {
+        if let Some(shared) = self.0.get(value) {
+            return shared.clone();
+        }
+        let shared: Shared = Shared::from(value);
+        self.0.insert(value.into(), shared.clone());
+        shared
+    }
+
+    fn share(&mut self, value: &mut Option<Shared>) {
+        if let Some(v) = value {
+            *v = self.get(v);
+        }
+    }
+}
+
 /// Everything the emulator serves. Serialises to the JSON dataset format.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,21 +107,21 @@ pub struct User {
     pub surname: Option<String>,
     pub mail: Option<String>,
     pub mail_nickname: Option<String>,
-    pub job_title: Option<String>,
+    pub job_title: Option<Shared>,
     pub mobile_phone: Option<String>,
     #[serde(default)]
     pub business_phones: Vec<String>,
-    pub office_location: Option<String>,
-    pub preferred_language: Option<String>,
+    pub office_location: Option<Shared>,
+    pub preferred_language: Option<Shared>,
     pub account_enabled: bool,
     /// "Member" or "Guest".
     pub user_type: String,
-    pub department: Option<String>,
-    pub company_name: Option<String>,
+    pub department: Option<Shared>,
+    pub company_name: Option<Shared>,
     pub employee_id: Option<String>,
-    pub city: Option<String>,
-    pub country: Option<String>,
-    pub usage_location: Option<String>,
+    pub city: Option<Shared>,
+    pub country: Option<Shared>,
+    pub usage_location: Option<Shared>,
     pub created_date_time: Option<Timestamp>,
     pub on_premises_sync_enabled: Option<bool>,
     pub on_premises_immutable_id: Option<String>,
@@ -514,6 +538,28 @@ impl World {
         self.tenants.iter().filter(|t| !t.is_partner)
     }
 
+    /// Makes equal repeated values (cities, departments…) share one allocation, as generated
+    /// worlds do; a loaded dataset would otherwise hold one copy per user.
+    pub fn share_strings(&mut self) {
+        let mut interner = Interner::default();
+        for t in &mut self.tenants {
+            for u in &mut t.users {
+                for field in [
+                    &mut u.job_title,
+                    &mut u.office_location,
+                    &mut u.preferred_language,
+                    &mut u.department,
+                    &mut u.company_name,
+                    &mut u.city,
+                    &mut u.country,
+                    &mut u.usage_location,
+                ] {
+                    interner.share(field);
+                }
+            }
+        }
+    }
+
     pub fn rebuild_indexes(&mut self) {
         for t in &mut self.tenants {
             t.rebuild_index();
@@ -531,6 +577,7 @@ impl World {
         let mut world: World = serde_json::from_str(text)
             .map_err(|e| EmulatorError::Dataset(format!("invalid dataset JSON: {e}")))?;
         world.validate()?;
+        world.share_strings();
         world.rebuild_indexes();
         Ok(world)
     }

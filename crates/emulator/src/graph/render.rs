@@ -122,8 +122,9 @@ impl Selection {
     }
 }
 
-fn opt_str(v: &Option<String>) -> Value {
-    v.as_ref().map_or(Value::Null, |s| Value::String(s.clone()))
+fn opt_str<S: AsRef<str>>(v: &Option<S>) -> Value {
+    v.as_ref()
+        .map_or(Value::Null, |s| Value::String(s.as_ref().to_owned()))
 }
 
 fn ts(v: Option<jiff::Timestamp>) -> Value {
