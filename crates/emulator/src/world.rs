@@ -386,6 +386,11 @@ pub enum Change {
     User {
         id: String,
     },
+    /// The user's manager reference was removed or replaced (reported as `manager@delta` removal).
+    ManagerRemoved {
+        user_id: String,
+        manager_id: String,
+    },
     UserRemoved {
         id: String,
         hard: bool,
@@ -684,8 +689,17 @@ impl World {
         }
         let updated: User = serde_json::from_value(current)
             .map_err(|e| EmulatorError::BadRequest(format!("invalid user properties: {e}")))?;
+        let old_manager = t.users[i].manager_id.take();
         t.users[i] = updated.clone();
         let id = updated.id.clone();
+        if let Some(old) = old_manager
+            && updated.manager_id.as_deref() != Some(old.as_str())
+        {
+            t.changes.push(Change::ManagerRemoved {
+                user_id: id.clone(),
+                manager_id: old,
+            });
+        }
         t.changes.push(Change::User { id });
         Ok(updated)
     }
@@ -775,10 +789,19 @@ impl World {
         for g in &mut t.groups {
             g.members.retain(|m| m.id != removed.id);
         }
+        let mut reports = Vec::new();
         for u in &mut t.users {
             if u.manager_id.as_deref() == Some(removed.id.as_str()) {
                 u.manager_id = None;
+                reports.push(u.id.clone());
             }
+        }
+        for user_id in reports {
+            t.changes.push(Change::ManagerRemoved {
+                user_id: user_id.clone(),
+                manager_id: removed.id.clone(),
+            });
+            t.changes.push(Change::User { id: user_id });
         }
         t.rebuild_index();
         t.changes.push(Change::UserRemoved {

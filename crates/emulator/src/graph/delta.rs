@@ -36,7 +36,8 @@ struct Round {
 }
 
 enum Entry {
-    User(usize),
+    /// A user, with the managers removed from it during the round.
+    User(usize, Vec<String>),
     Removed {
         id: String,
         hard: bool,
@@ -220,7 +221,7 @@ pub(crate) fn handle(
     let mut entries = build_entries(t, &round, users, track_relationship);
     if faults.delta_replays && round.from.is_some() && !entries.is_empty() {
         let replay = match &entries[0] {
-            Entry::User(i) => Entry::User(*i),
+            Entry::User(i, removed) => Entry::User(*i, removed.clone()),
             Entry::Removed { id, hard } => Entry::Removed {
                 id: id.clone(),
                 hard: *hard,
@@ -314,7 +315,7 @@ fn build_entries(t: &Tenant, round: &Round, users: bool, track: bool) -> Vec<Ent
         None if users => {
             for (i, u) in t.users.iter().enumerate() {
                 if u.deleted_date_time.is_none() && wanted(round, &u.id) {
-                    entries.push(Entry::User(i));
+                    entries.push(Entry::User(i, vec![]));
                 }
             }
         }
@@ -349,9 +350,17 @@ fn build_entries(t: &Tenant, round: &Round, users: bool, track: bool) -> Vec<Ent
             let mut order: Vec<String> = Vec::new();
             let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
             let mut memberships: HashMap<String, Vec<(MemberRef, bool)>> = HashMap::new();
+            let mut removed_managers: HashMap<&str, Vec<String>> = HashMap::new();
             for change in log {
                 let id = match (change, users) {
                     (Change::User { id } | Change::UserRemoved { id, .. }, true) => id,
+                    (Change::ManagerRemoved { user_id, manager_id }, true) => {
+                        removed_managers
+                            .entry(user_id.as_str())
+                            .or_default()
+                            .push(manager_id.clone());
+                        user_id
+                    }
                     (Change::Group { id } | Change::GroupRemoved { id, .. }, false) => id,
                     (
                         Change::Membership {
@@ -375,7 +384,10 @@ fn build_entries(t: &Tenant, round: &Round, users: bool, track: bool) -> Vec<Ent
             for id in order {
                 if users {
                     match t.user_index(&id) {
-                        Some(i) if t.users[i].deleted_date_time.is_none() => entries.push(Entry::User(i)),
+                        Some(i) if t.users[i].deleted_date_time.is_none() => {
+                            let removed = removed_managers.remove(id.as_str()).unwrap_or_default();
+                            entries.push(Entry::User(i, removed));
+                        }
                         Some(_) => entries.push(Entry::Removed { id, hard: false }),
                         None => entries.push(Entry::Removed { id, hard: true }),
                     }
@@ -415,15 +427,22 @@ fn push_group(entries: &mut Vec<Entry>, index: usize, members: Vec<(MemberRef, b
 
 fn render_entry(t: &Tenant, e: &Entry, user_sel: &Selection, group_sel: &Selection, track: bool) -> Value {
     match e {
-        Entry::User(i) => {
+        Entry::User(i, removed) => {
             let u = &t.users[*i];
             let mut map = render_user(u, user_sel);
             map.insert("id".into(), json!(u.id));
-            if track && let Some(m) = &u.manager_id {
-                map.insert(
-                    "manager@delta".into(),
-                    json!([{"@odata.type": "#microsoft.graph.user", "id": m}]),
-                );
+            if track {
+                let mut list: Vec<Value> = removed
+                    .iter()
+                    .filter(|m| u.manager_id.as_deref() != Some(m.as_str()))
+                    .map(|m| json!({"@odata.type": "#microsoft.graph.user", "id": m, "@removed": {"reason": "deleted"}}))
+                    .collect();
+                if let Some(m) = &u.manager_id {
+                    list.push(json!({"@odata.type": "#microsoft.graph.user", "id": m}));
+                }
+                if !list.is_empty() {
+                    map.insert("manager@delta".into(), Value::Array(list));
+                }
             }
             Value::Object(map)
         }

@@ -133,7 +133,33 @@ async fn users_delta_reports_creates_updates_soft_and_hard_deletes_and_restores(
         find(&restorable).get("@removed").is_none(),
         "a restored user comes back as a normal entry"
     );
-    assert_eq!(changes.len(), 5);
+    // Reports of the hard-deleted user lose their manager, so they change too; nothing else does.
+    let known = [
+        new_id.as_str(),
+        ids[0].as_str(),
+        ids[1].as_str(),
+        ids[2].as_str(),
+        restorable.as_str(),
+    ];
+    for extra in changes
+        .iter()
+        .filter(|c| !known.contains(&c["id"].as_str().unwrap()))
+    {
+        let delta = extra["manager@delta"].as_array().unwrap();
+        assert!(
+            delta
+                .iter()
+                .any(|m| m["id"] == ids[2].as_str() && m["@removed"]["reason"] == "deleted"),
+            "{extra}"
+        );
+    }
+    assert_eq!(
+        changes
+            .iter()
+            .filter(|c| known.contains(&c["id"].as_str().unwrap()))
+            .count(),
+        5
+    );
     // The deltaLink keeps the $select of the first request.
     assert!(find(&ids[0]).get("mail").is_none());
     let (nothing, _) = round(&env, &token, &link, &[]).await;
@@ -362,5 +388,84 @@ async fn assign_license_and_replays_show_up_in_delta() {
     let (changes, _) = round(&env, &token, &link, &[]).await;
     let hits = changes.iter().filter(|c| c["id"] == target.as_str()).count();
     assert_eq!(hits, 2, "the change, replayed once");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn manager_changes_and_removals_arrive_as_manager_delta() {
+    let env = start().await;
+    let token = env.main_token(0).await;
+    let tenant = env.tenant(0);
+    let (_, _, body) = env.get(&token, "/users/delta?$deltatoken=latest").await;
+    let link = body["@odata.deltaLink"].as_str().unwrap().to_owned();
+    let (report, old_manager, new_manager, doomed, doomed_reports) = env.emu.with_world(|w| {
+        let t = &w.tenants[0];
+        let report = t.users.iter().find(|u| u.manager_id.is_some()).unwrap();
+        let old = report.manager_id.clone().unwrap();
+        let new = t
+            .users
+            .iter()
+            .find(|u| u.id != old && u.id != report.id)
+            .unwrap()
+            .id
+            .clone();
+        // A manager other than the old one, with reports of its own.
+        let doomed = t
+            .users
+            .iter()
+            .find(|m| {
+                m.id != old
+                    && m.id != report.id
+                    && m.id != new
+                    && t.users
+                        .iter()
+                        .any(|u| u.manager_id.as_deref() == Some(m.id.as_str()))
+            })
+            .unwrap()
+            .id
+            .clone();
+        let reports: Vec<String> = t
+            .users
+            .iter()
+            .filter(|u| u.manager_id.as_deref() == Some(doomed.as_str()))
+            .map(|u| u.id.clone())
+            .collect();
+        (report.id.clone(), old, new, doomed, reports)
+    });
+    let (status, _) = env
+        .admin(Method::PATCH, &format!("/tenants/{tenant}/users/{report}"), Some(json!({"manager@odata.bind": format!("https://graph.microsoft.com/v1.0/users/{new_manager}")})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    env.admin(
+        Method::DELETE,
+        &format!("/tenants/{tenant}/users/{doomed}?hard=true"),
+        None,
+    )
+    .await;
+    let (changes, _) = round(&env, &token, &link, &[]).await;
+    let entry = changes.iter().find(|c| c["id"] == report.as_str()).unwrap();
+    let delta = entry["manager@delta"].as_array().unwrap();
+    assert!(
+        delta
+            .iter()
+            .any(|m| m["id"] == old_manager.as_str() && m["@removed"]["reason"] == "deleted"),
+        "{delta:?}"
+    );
+    assert!(
+        delta
+            .iter()
+            .any(|m| m["id"] == new_manager.as_str() && m.get("@removed").is_none()),
+        "{delta:?}"
+    );
+    for r in doomed_reports.iter().filter(|r| **r != report) {
+        let entry = changes.iter().find(|c| c["id"] == r.as_str()).unwrap();
+        assert_eq!(entry["manager@delta"][0]["@removed"]["reason"], "deleted");
+        assert_eq!(entry["manager@delta"][0]["id"], doomed.as_str());
+    }
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["id"] == doomed.as_str() && c["@removed"]["reason"] == "deleted")
+    );
     env.stop().await;
 }
