@@ -382,7 +382,7 @@ fn authenticate_client(
     let now_s = now.as_second();
     let exp = claims.exp.unwrap_or(0.0) as i64;
     let nbf = claims.nbf.map(|n| n as i64);
-    if exp + SKEW_SECS < now_s || nbf.is_some_and(|nbf| nbf - SKEW_SECS > now_s) {
+    if exp.saturating_add(SKEW_SECS) < now_s || nbf.is_some_and(|nbf| nbf.saturating_sub(SKEW_SECS) > now_s) {
         let fmt = |s: i64| {
             Timestamp::from_second(s)
                 .map(|t| t.strftime("%m/%d/%Y %H:%M:%S").to_string())

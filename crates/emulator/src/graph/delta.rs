@@ -137,7 +137,8 @@ pub(crate) fn handle(
                     "The sync state could not be found.",
                 ));
             }
-            let too_old = now - r.i > i64::try_from(faults.max_delta_token_age_secs).unwrap_or(i64::MAX);
+            let too_old =
+                now.saturating_sub(r.i) > i64::try_from(faults.max_delta_token_age_secs).unwrap_or(i64::MAX);
             let declared = faults
                 .delta_tokens_expired_before
                 .is_some_and(|b| r.i <= b.as_second());
@@ -243,7 +244,7 @@ pub(crate) fn handle(
         };
         entries.push(replay);
     }
-    let end = (round.o + page_size).min(entries.len());
+    let end = round.o.saturating_add(page_size).min(entries.len());
     let user_sel = Selection(
         sel.0
             .as_ref()

@@ -262,7 +262,8 @@ fn authenticate(state: &AppState, req: &Req<'_>) -> GResult<Caller> {
         ));
     }
     let now = state.clock.now().as_second();
-    if claims.exp.is_none_or(|exp| exp <= now) || claims.nbf.is_some_and(|nbf| nbf > now + 300) {
+    if claims.exp.is_none_or(|exp| exp <= now) || claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(300))
+    {
         return Err(unauthenticated("Access token has expired or is not yet valid."));
     }
     let tid = claims.tid.unwrap_or_default();

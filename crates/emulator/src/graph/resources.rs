@@ -517,7 +517,7 @@ impl Ctx<'_> {
     fn paged_refs(&self, refs: &[MemberRef], sel: &Selection, fragment: &str) -> GResult<Resp> {
         let size = self.page_size(100, 999)?;
         let start = self.start()?;
-        let end = (start + size).min(refs.len());
+        let end = start.saturating_add(size).min(refs.len());
         let values = refs
             .get(start..end)
             .unwrap_or_default()
@@ -868,7 +868,7 @@ impl Ctx<'_> {
             .map(|s| s.split(',').map(str::trim).collect::<Vec<_>>());
         let start = self.start()?;
         let devices = &self.t.devices;
-        let end = (start + size).min(devices.len());
+        let end = start.saturating_add(size).min(devices.len());
         let values = devices
             .get(start..end)
             .unwrap_or_default()
@@ -924,7 +924,7 @@ impl Ctx<'_> {
             let fmt = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
             json!({
                 "@odata.type": "#microsoft.graph.delegatedAdminRelationship",
-                "@odata.etag": format!("W/\"{}\"", &r.id[..8.min(r.id.len())]),
+                "@odata.etag": format!("W/\"{}\"", r.id.chars().take(8).collect::<String>()),
                 "id": r.id,
                 "displayName": r.display_name,
                 "duration": r.duration,
@@ -956,7 +956,7 @@ impl Ctx<'_> {
         }
         let size = self.page_size(300, 300)?;
         let start = self.start()?;
-        let end = (start + size).min(rels.len());
+        let end = start.saturating_add(size).min(rels.len());
         let values = rels
             .get(start..end)
             .unwrap_or_default()
