@@ -27,6 +27,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Try deskbridge end to end: a simulated Microsoft cloud, connections, a full and a delta
+    /// import into the embedded store, and a summary.
+    Demo(commands::demo::DemoArgs),
+    /// Add, list and remove connections.
+    Connection {
+        #[command(subcommand)]
+        command: commands::connection::ConnectionCommand,
+    },
+    /// Sync one connection now (or preview what a sync would change with --plan).
+    Sync(commands::sync::SyncArgs),
     /// Create or upgrade the database schema (also done automatically on start).
     Migrate,
     /// Manage the master key that seals secrets at rest.
@@ -55,6 +65,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Demo(args) => commands::demo::run(&cli.global, args).await,
+            Command::Connection { command } => commands::connection::run(&cli.global, command).await,
+            Command::Sync(args) => commands::sync::run(&cli.global, args).await,
             Command::Migrate => commands::migrate::run(&cli.global).await,
             Command::Keys { command } => commands::keys::run(&cli.global, command).await,
             Command::Directory(args) => commands::directory::run(&cli.global, args).await,

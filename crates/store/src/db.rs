@@ -480,3 +480,23 @@ pub(crate) fn redact_url(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+impl StoreTx {
+    /// Marks a point to return to if the next writes fail; both databases keep the rest of the
+    /// transaction usable after [`StoreTx::rollback_to_savepoint`].
+    pub async fn savepoint(&mut self) -> Result<()> {
+        self.execute("SAVEPOINT deskbridge_step", &[]).await.map(|_| ())
+    }
+
+    pub async fn release_savepoint(&mut self) -> Result<()> {
+        self.execute("RELEASE SAVEPOINT deskbridge_step", &[])
+            .await
+            .map(|_| ())
+    }
+
+    /// Undoes everything written since [`StoreTx::savepoint`], journal rows included.
+    pub async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        self.execute("ROLLBACK TO SAVEPOINT deskbridge_step", &[]).await?;
+        self.release_savepoint().await
+    }
+}

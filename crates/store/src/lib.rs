@@ -30,7 +30,7 @@ pub use custom_tables::CustomRow;
 pub use db::{Dialect, Store, StoreOptions, StoreTx, WriteContext};
 pub use error::StoreError;
 pub use migrate::AppliedMigration;
-pub use records::{FieldChange, Fields, Record, SourceKey, UpsertOutcome};
+pub use records::{CustomFieldDefinition, FieldChange, Fields, Record, SourceKey, UpsertOutcome};
 pub use schema::Entity;
 pub use secrets::{RotationReport, SecretRef};
 pub use sync_state::{

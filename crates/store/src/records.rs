@@ -1116,3 +1116,43 @@ fn unique_violation(spec: &EntitySpec, e: StoreError) -> StoreError {
     }
     e
 }
+
+/// A custom field's definition, as listed by [`StoreTx::custom_field_definitions`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomFieldDefinition {
+    pub entity: String,
+    pub name: String,
+    pub field_type: String,
+    /// Option values of select fields.
+    pub options: Vec<String>,
+}
+
+impl StoreTx {
+    /// Every custom field defined on the desk, with select options.
+    pub async fn custom_field_definitions(&mut self) -> Result<Vec<CustomFieldDefinition>> {
+        let rows = self
+            .rows(
+                "SELECT f.entity, f.name, f.field_type, o.value FROM custom_fields f \
+                 LEFT JOIN custom_field_options o ON o.field_id = f.id ORDER BY f.entity, f.name, o.value",
+                &[],
+                &[SqlType::Text, SqlType::Text, SqlType::Text, SqlType::Text],
+            )
+            .await?;
+        let mut out: Vec<CustomFieldDefinition> = Vec::new();
+        for row in rows {
+            let text = |i: usize| row.get(i).and_then(Sql::as_text).unwrap_or_default().to_owned();
+            let (entity, name) = (text(0), text(1));
+            let option = row.get(3).and_then(Sql::as_text).map(str::to_owned);
+            match out.last_mut() {
+                Some(last) if last.entity == entity && last.name == name => last.options.extend(option),
+                _ => out.push(CustomFieldDefinition {
+                    entity,
+                    name,
+                    field_type: text(2),
+                    options: option.into_iter().collect(),
+                }),
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,3 +1,4 @@
+use crate::store_test;
 use deskbridge_core::{ConnectionId, RunId};
 use deskbridge_store::{CursorKey, Entity, NewConnection, SourceKey, WriteContext};
 use serde_json::json;

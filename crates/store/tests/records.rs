@@ -1,3 +1,4 @@
+use crate::store_test;
 use deskbridge_core::{ConnectionId, RecordId};
 use deskbridge_store::{Entity, Fields, SourceKey, StoreError, UpsertOutcome, WriteContext};
 use serde_json::{Value, json};

@@ -1,3 +1,4 @@
+use crate::store_test;
 use deskbridge_secrets::{KeyFile, KeyRing};
 use deskbridge_store::{Dialect, SecretRef, StoreError, WriteContext};
 

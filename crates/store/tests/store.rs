@@ -3,7 +3,8 @@
 //! DESKBRIDGE_TEST_POSTGRES_URL; with CI=true a missing or unreachable server fails the test).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[macro_use]
+use deskbridge_testkit::store_test;
+
 mod harness;
 mod journal;
 mod records;

@@ -1,3 +1,4 @@
+use crate::store_test;
 use deskbridge_store::{
     CursorKey, InboundEntry, IntegrationError, NewConnection, OutboundEntry, RunCounts, RunStatus,
     StoreError, WriteContext,

@@ -1,3 +1,6 @@
+pub mod connection;
+pub mod demo;
 pub mod directory;
 pub mod keys;
 pub mod migrate;
+pub mod sync;

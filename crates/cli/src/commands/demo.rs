@@ -1,0 +1,329 @@
+//! `deskbridge demo`: the main job on a fresh machine. Starts the emulator with a sample MSP
+//! world, connects every customer tenant, runs a full import, changes a few users in the emulator,
+//! runs a delta import, and prints a summary.
+
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::Args;
+use deskbridge_core::{SharedClock, SystemClock};
+use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
+use deskbridge_store::{Entity, SecretRef, Store, WriteContext};
+use deskbridge_sync::{
+    NewCredential, NewEntraConnection, SyncOptions, SyncOutcome, add_entra_connection, sync,
+};
+use serde_json::{Value, json};
+
+use crate::settings::GlobalArgs;
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Customer tenants in the sample world.
+    #[arg(long, default_value_t = 3)]
+    pub tenants: usize,
+    /// Users in each tenant.
+    #[arg(long, default_value_t = 60)]
+    pub users_per_tenant: usize,
+    /// Seed of the sample world.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Exit after the summary instead of serving the emulator until Ctrl-C.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+/// Progress as a bar on a terminal and as plain lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(len: usize, what: &str) -> Self {
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(len as u64);
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {msg}")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(what.to_owned());
+            Self { bar: Some(bar) }
+        } else {
+            Self { bar: None }
+        }
+    }
+
+    fn step(&self, line: String) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(line);
+                bar.inc(1);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let world = World::generate(&GenerateOptions {
+        seed: args.seed,
+        tenants: args.tenants,
+        users_per_tenant: Some(args.users_per_tenant),
+        ..GenerateOptions::default()
+    })?;
+    let emu = Emulator::start(EmulatorConfig::new(world)).await?;
+    let summary = emu.summary();
+    eprintln!(
+        "emulator serving the sample world at {} ({} tenants)",
+        summary.base_url,
+        summary.tenants.len()
+    );
+    let store = global.open_store().await?;
+    let app = summary
+        .apps
+        .iter()
+        .find(|a| a.kind == "multi_tenant_secret")
+        .context("the sample world has no multi-tenant app")?;
+    let secret = app
+        .client_secret
+        .clone()
+        .context("the sample app has no secret")?;
+
+    let mut names = Vec::new();
+    for tenant in &summary.tenants {
+        let name = format!("demo-{}", tenant.domain.split('.').next().unwrap_or(&tenant.id));
+        connect(
+            &store,
+            &name,
+            tenant,
+            app,
+            &secret,
+            &summary.authority_host,
+            &summary.graph_url,
+        )
+        .await?;
+        names.push((name, tenant.clone()));
+    }
+
+    let clock: SharedClock = Arc::new(SystemClock);
+    let full_started = Instant::now();
+    let progress = Progress::new(names.len(), "full import");
+    let mut full = Vec::new();
+    for (name, _) in &names {
+        let outcome = sync(
+            &store,
+            name,
+            &SyncOptions {
+                full: true,
+                ..SyncOptions::default()
+            },
+            &clock,
+        )
+        .await?;
+        progress.step(line(name, &outcome));
+        full.push(outcome);
+    }
+    progress.finish();
+    let full_time = full_started.elapsed();
+
+    let changed = change_the_world(&emu, &names).await?;
+    let delta_started = Instant::now();
+    let progress = Progress::new(names.len(), "delta import");
+    let mut delta = Vec::new();
+    for (name, _) in &names {
+        let outcome = sync(&store, name, &SyncOptions::default(), &clock).await?;
+        progress.step(line(name, &outcome));
+        delta.push(outcome);
+    }
+    progress.finish();
+    let delta_time = delta_started.elapsed();
+
+    let mut tx = store.read().await?;
+    let users = tx.count(Entity::User).await?;
+    let agents = tx.count(Entity::Agent).await?;
+    let licences = tx.count(Entity::Licence).await?;
+    let customers = tx.count(Entity::Customer).await?;
+    tx.commit().await?;
+    store.close().await;
+
+    let total = |runs: &[SyncOutcome], f: fn(&SyncOutcome) -> i64| runs.iter().map(f).sum::<i64>();
+    println!("deskbridge demo summary");
+    println!("  tenants:            {}", summary.tenants.len());
+    println!(
+        "  in the tenants:     {} users, {} groups",
+        summary.tenants.iter().map(|t| t.users).sum::<usize>(),
+        summary.tenants.iter().map(|t| t.groups).sum::<usize>()
+    );
+    println!(
+        "  on the desk:        {customers} customers, {users} users, {agents} agents, {licences} licences"
+    );
+    println!(
+        "  full import:        created {}, updated {}, deactivated {}, errors {} in {:.1}s",
+        total(&full, |o| o.counts.created),
+        total(&full, |o| o.counts.updated),
+        total(&full, |o| o.counts.deactivated),
+        total(&full, |o| o.counts.errors),
+        full_time.as_secs_f64()
+    );
+    println!("  changed in Entra:   {changed}");
+    println!(
+        "  delta import:       created {}, updated {}, deactivated {}, errors {} in {:.1}s",
+        total(&delta, |o| o.counts.created),
+        total(&delta, |o| o.counts.updated),
+        total(&delta, |o| o.counts.deactivated),
+        total(&delta, |o| o.counts.errors),
+        delta_time.as_secs_f64()
+    );
+    println!("  total time:         {:.1}s", started.elapsed().as_secs_f64());
+    println!("  database:           {}", global.database_label());
+    println!("  see it:             deskbridge directory users");
+    if args.no_serve {
+        emu.shutdown().await;
+        return Ok(());
+    }
+    println!(
+        "the emulator keeps serving at {} (admin API {}); Ctrl-C to stop",
+        summary.base_url, summary.admin_url
+    );
+    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    emu.shutdown().await;
+    Ok(())
+}
+
+fn line(name: &str, o: &SyncOutcome) -> String {
+    format!(
+        "{name}: {} {}: created {}, updated {}, deactivated {}, unchanged {}, errors {}",
+        o.mode,
+        o.status,
+        o.counts.created,
+        o.counts.updated,
+        o.counts.deactivated,
+        o.counts.unchanged,
+        o.counts.errors
+    )
+}
+
+/// Adds the demo connection, or points an existing one at this run's emulator.
+async fn connect(
+    store: &Store,
+    name: &str,
+    tenant: &deskbridge_emulator::TenantSummary,
+    app: &deskbridge_emulator::AppSummary,
+    secret: &str,
+    authority: &str,
+    graph: &str,
+) -> anyhow::Result<()> {
+    let mut tx = store.begin(WriteContext::manual()).await?;
+    if let Some(existing) = tx.connection_by_name(name).await? {
+        let mut config = existing.config.clone();
+        config["authority_host"] = json!(authority);
+        config["graph_url"] = json!(graph);
+        config["client_id"] = json!(app.client_id);
+        tx.update_connection_config(existing.id, &config).await?;
+        tx.put_secret(
+            &SecretRef::new("connections", existing.id, deskbridge_sync::SECRET_CLIENT_SECRET),
+            secret,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    tx.commit().await?;
+    add_entra_connection(
+        store,
+        &NewEntraConnection {
+            name: name.into(),
+            tenant_id: tenant.id.clone(),
+            client_id: app.client_id.clone(),
+            credential: NewCredential::ClientSecret {
+                value: secret.to_owned(),
+                expires_at: None,
+            },
+            authority_host: Some(authority.into()),
+            graph_url: Some(graph.into()),
+            customer: Some(tenant.display_name.clone()),
+            enabled_instances: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A few changes in every tenant, through the emulator's admin API: a rename, a leaver (soft
+/// delete) and a new starter.
+async fn change_the_world(
+    emu: &Emulator,
+    tenants: &[(String, deskbridge_emulator::TenantSummary)],
+) -> anyhow::Result<String> {
+    let http = reqwest::Client::new();
+    let summary = emu.summary();
+    let app = summary
+        .apps
+        .iter()
+        .find(|a| a.kind == "multi_tenant_secret")
+        .context("no app")?;
+    let (mut renamed, mut left, mut joined) = (0, 0, 0);
+    for (_, tenant) in tenants {
+        let token = emu.issue_app_token(&app.client_id, &tenant.id)?;
+        let users: Value = http
+            .get(format!(
+                "{}/users?$select=id,userType,accountEnabled,displayName&$top=10",
+                summary.graph_url
+            ))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let members: Vec<&Value> = users["value"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter(|u| u["userType"] == json!("Member") && u["accountEnabled"] == json!(true))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let admin = |path: String| format!("{}/tenants/{}/{path}", summary.admin_url, tenant.id);
+        if let Some(user) = members.first().and_then(|u| u["id"].as_str()) {
+            let name = format!(
+                "{} (renamed)",
+                members[0]["displayName"].as_str().unwrap_or("user")
+            );
+            http.patch(admin(format!("users/{user}")))
+                .json(&json!({"displayName": name}))
+                .send()
+                .await?
+                .error_for_status()?;
+            renamed += 1;
+        }
+        if let Some(user) = members.get(1).and_then(|u| u["id"].as_str()) {
+            http.delete(admin(format!("users/{user}")))
+                .send()
+                .await?
+                .error_for_status()?;
+            left += 1;
+        }
+        let upn = format!("new.starter@{}", tenant.domain);
+        http.post(admin("users".into()))
+            .json(&json!({"displayName": "New Starter", "userPrincipalName": upn, "mail": upn, "accountEnabled": true,
+                          "userType": "Member", "givenName": "New", "surname": "Starter"}))
+            .send()
+            .await?
+            .error_for_status()?;
+        joined += 1;
+    }
+    Ok(format!(
+        "{renamed} renamed, {left} left (soft-deleted), {joined} joined"
+    ))
+}

@@ -1,0 +1,259 @@
+//! Entra connections: what is stored in the connection's configuration (never a secret) and the
+//! credentials sealed beside it.
+
+use deskbridge_core::{ConnectionId, RecordId};
+use deskbridge_mapping::MappingConfig;
+use deskbridge_store::{Connection, Entity, NewConnection, SecretRef, Store, WriteContext};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{ENTRA_KIND, SyncError};
+
+pub const SECRET_CLIENT_SECRET: &str = "client_secret";
+pub const SECRET_CERTIFICATE: &str = "certificate_pem";
+
+/// How the connection authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// Application permissions, client credentials with a client secret.
+    ClientSecret,
+    /// Application permissions, client credentials with a certificate (PS256 assertion).
+    Certificate,
+}
+
+/// "Listen to all changes" or only to the fields the mappings use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMethod {
+    #[default]
+    AllChanges,
+    MappedFieldsOnly,
+}
+
+/// The stored (non-secret) settings of an Entra connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntraSettings {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub auth: AuthMethod,
+    /// The identity platform host; national clouds and the emulator use others.
+    pub authority_host: String,
+    /// Graph's version root.
+    pub graph_url: String,
+    /// The desk customer this tenant's users belong to.
+    pub customer_id: RecordId,
+    /// Use delta queries after the first full import.
+    #[serde(default = "yes")]
+    pub delta: bool,
+    #[serde(default)]
+    pub sync_method: SyncMethod,
+    /// Import the last sign-in date (needs AuditLog.Read.All and a premium tenant).
+    #[serde(default)]
+    pub last_sign_in: bool,
+    pub mapping: MappingConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A credential as given when the connection is added.
+#[derive(Debug, Clone)]
+pub enum NewCredential {
+    ClientSecret {
+        value: String,
+        expires_at: Option<jiff::Timestamp>,
+    },
+    /// The certificate and its private key, PEM.
+    Certificate { pem: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEntraConnection {
+    pub name: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub credential: NewCredential,
+    pub authority_host: Option<String>,
+    pub graph_url: Option<String>,
+    /// The customer to import into (created, with its main site, when no customer has the name);
+    /// defaults to the connection's name.
+    pub customer: Option<String>,
+    /// "production", "test" or both, comma separated.
+    pub enabled_instances: Option<String>,
+}
+
+fn check_url(name: &str, what: &str, url: &str) -> Result<String, SyncError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| SyncError::BadSettings(name.into(), format!("{what} {url:?}: {e}")))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(SyncError::BadSettings(
+            name.into(),
+            format!("{what} must be an http(s) URL, not {url:?}"),
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// Creates an Entra connection with sensible defaults: the usual field mappings and one
+/// catch-all site mapping to its customer's main site. Everything is written in one transaction.
+pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Result<Connection, SyncError> {
+    let authority = check_url(
+        &new.name,
+        "authority host",
+        new.authority_host
+            .as_deref()
+            .unwrap_or(deskbridge_msauth::PUBLIC_CLOUD_AUTHORITY),
+    )?;
+    let graph = check_url(
+        &new.name,
+        "Graph URL",
+        new.graph_url
+            .as_deref()
+            .unwrap_or(deskbridge_graph::DEFAULT_GRAPH_BASE_URL),
+    )?;
+    if new.tenant_id.trim().is_empty() || new.client_id.trim().is_empty() {
+        return Err(SyncError::BadSettings(
+            new.name.clone(),
+            "tenant id and client id are required".into(),
+        ));
+    }
+    let instances = new
+        .enabled_instances
+        .clone()
+        .unwrap_or_else(|| "production".into());
+    for instance in instances.split(',') {
+        if !matches!(instance.trim(), "production" | "test") {
+            return Err(SyncError::BadSettings(
+                new.name.clone(),
+                format!("unknown instance kind {instance:?}"),
+            ));
+        }
+    }
+    let mut tx = store.begin(WriteContext::manual()).await?;
+    let customer_name = new.customer.clone().unwrap_or_else(|| new.name.clone());
+    let customer = match tx
+        .find_by_text(Entity::Customer, "name", &customer_name)
+        .await?
+        .into_iter()
+        .next()
+    {
+        Some(c) => c.id,
+        None => {
+            tx.insert(
+                Entity::Customer,
+                None,
+                &[("name".to_owned(), json!(customer_name))].into_iter().collect(),
+            )
+            .await?
+        }
+    };
+    let customer_record = tx.get(Entity::Customer, customer).await?;
+    let mut tenants: Vec<serde_json::Value> = customer_record
+        .and_then(|c| c.get("tenant_ids").as_array().cloned())
+        .unwrap_or_default();
+    if !tenants
+        .iter()
+        .any(|t| t.as_str().is_some_and(|t| t.eq_ignore_ascii_case(&new.tenant_id)))
+    {
+        tenants.push(json!(new.tenant_id));
+        tx.update(
+            Entity::Customer,
+            customer,
+            &[("tenant_ids".to_owned(), json!(tenants))].into_iter().collect(),
+        )
+        .await?;
+    }
+    let main_site = tx.main_site(customer).await?.ok_or_else(|| {
+        SyncError::BadSettings(new.name.clone(), format!("customer {customer} has no main site"))
+    })?;
+    let settings = EntraSettings {
+        tenant_id: new.tenant_id.trim().to_owned(),
+        client_id: new.client_id.trim().to_owned(),
+        auth: match new.credential {
+            NewCredential::ClientSecret { .. } => AuthMethod::ClientSecret,
+            NewCredential::Certificate { .. } => AuthMethod::Certificate,
+        },
+        authority_host: authority,
+        graph_url: graph,
+        customer_id: customer,
+        delta: true,
+        sync_method: SyncMethod::AllChanges,
+        last_sign_in: false,
+        mapping: new_connection_mappings(main_site),
+    };
+    let config = serde_json::to_value(&settings)
+        .map_err(|e| SyncError::BadSettings(new.name.clone(), e.to_string()))?;
+    let connection = tx
+        .create_connection(&NewConnection {
+            name: new.name.clone(),
+            kind: ENTRA_KIND.into(),
+            config,
+            enabled_instances: instances,
+        })
+        .await?;
+    match &new.credential {
+        NewCredential::ClientSecret { value, expires_at } => {
+            if value.trim().is_empty() {
+                return Err(SyncError::BadSettings(
+                    new.name.clone(),
+                    "the client secret is empty".into(),
+                ));
+            }
+            tx.put_secret(
+                &SecretRef::new("connections", connection.id, SECRET_CLIENT_SECRET),
+                value,
+                *expires_at,
+            )
+            .await?;
+        }
+        NewCredential::Certificate { pem } => {
+            let cert = deskbridge_msauth::CertificateCredential::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| SyncError::Credential(format!("the certificate cannot be used: {e}")))?;
+            tx.put_secret(
+                &SecretRef::new("connections", connection.id, SECRET_CERTIFICATE),
+                pem,
+                Some(cert.not_after()),
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(connection)
+}
+
+/// The guides' generated mappings, plus one choice of ours: users deleted in Entra are made
+/// inactive on the desk. A directory that keeps leavers active is the worse failure, and the
+/// circuit breaker holds any run that would deactivate a large share of a tenant.
+fn new_connection_mappings(main_site: RecordId) -> MappingConfig {
+    let mut mapping = MappingConfig::generated(main_site);
+    mapping.imports.deactivate_not_found = true;
+    mapping
+}
+
+/// Loads a connection's settings by name.
+pub async fn load_entra_connection(
+    store: &Store,
+    name: &str,
+) -> Result<(Connection, EntraSettings), SyncError> {
+    let mut tx = store.read().await?;
+    let connection = tx
+        .connection_by_name(name)
+        .await?
+        .ok_or_else(|| SyncError::UnknownConnection(name.into()))?;
+    tx.commit().await?;
+    if connection.kind != ENTRA_KIND {
+        return Err(SyncError::WrongKind {
+            name: name.into(),
+            kind: connection.kind,
+        });
+    }
+    let settings: EntraSettings = serde_json::from_value(connection.config.clone())
+        .map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
+    Ok((connection, settings))
+}
+
+pub(crate) fn secret_ref(id: ConnectionId, field: &str) -> SecretRef {
+    SecretRef::new("connections", id, field)
+}

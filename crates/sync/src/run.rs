@@ -1,0 +1,479 @@
+//! One sync of one connection: read, plan, and (unless previewing) apply — the same code up to
+//! apply, so what a preview shows is what the sync does.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use deskbridge_core::{RunId, SharedClock};
+use deskbridge_graph::{GraphClient, GraphConfig};
+use deskbridge_mapping::{Change, Counts, MappingConfig, Plan, PlanInput, ValidatedConfig, validate};
+use deskbridge_msauth::{
+    AppCredentials, AppTokenProvider, Authority, CertificateCredential, ClientCredential, SecretString,
+    TokenClient,
+};
+use deskbridge_store::{Connection, CursorKey, IntegrationError, RunCounts, RunStatus, Store, WriteContext};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::connection::{AuthMethod, EntraSettings, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET, secret_ref};
+use crate::read::{self, GROUPS_DELTA, TenantData, USERS_DELTA};
+use crate::{SyncError, apply_plan, load_catalog, load_entra_connection, load_snapshot};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Preview: read and plan, write nothing.
+    pub plan_only: bool,
+    /// Ignore delta cursors and read everything.
+    pub full: bool,
+    /// What this deskbridge instance is ("production" or "test"); a connection runs only where
+    /// it is enabled.
+    pub instance: String,
+    /// Overrides the Graph client's settings (tests turn retries down).
+    pub graph: Option<GraphConfig>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            plan_only: false,
+            full: false,
+            instance: "production".into(),
+            graph: None,
+        }
+    }
+}
+
+/// The counts of the CLI's `--json` contract.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutcomeCounts {
+    pub created: i64,
+    pub updated: i64,
+    pub deactivated: i64,
+    pub unchanged: i64,
+    pub conflicts: i64,
+    pub errors: i64,
+}
+
+impl From<RunCounts> for OutcomeCounts {
+    fn from(c: RunCounts) -> Self {
+        Self {
+            created: c.created,
+            updated: c.updated,
+            deactivated: c.deactivated,
+            unchanged: c.unchanged,
+            conflicts: c.conflicts,
+            errors: c.errors,
+        }
+    }
+}
+
+impl From<Counts> for OutcomeCounts {
+    fn from(c: Counts) -> Self {
+        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        Self {
+            created: n(c.created),
+            updated: n(c.updated),
+            deactivated: n(c.deactivated),
+            unchanged: n(c.unchanged),
+            conflicts: n(c.conflicts),
+            errors: n(c.errors),
+        }
+    }
+}
+
+/// What a sync did (or, for a preview, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncOutcome {
+    pub run_id: Option<RunId>,
+    pub status: String,
+    /// "full" or "delta".
+    pub mode: String,
+    pub counts: OutcomeCounts,
+    /// The plan's changes (a preview lists them all, including users not imported).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<Change>>,
+    pub errors: Vec<IntegrationError>,
+    /// Why the run was held for approval, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+    pub notes: Vec<String>,
+    pub requests: u64,
+}
+
+fn scope_for(graph_url: &str) -> String {
+    // National clouds have their own Graph resource; the public cloud's serves everything else.
+    match url::Url::parse(graph_url) {
+        Ok(u)
+            if u.host_str()
+                .is_some_and(|h| h.starts_with("graph.") && h != "graph.microsoft.com") =>
+        {
+            format!("{}://{}/.default", u.scheme(), u.host_str().unwrap_or_default())
+        }
+        _ => deskbridge_msauth::GRAPH_DEFAULT_SCOPE.to_owned(),
+    }
+}
+
+async fn graph_for(
+    store: &Store,
+    connection: &Connection,
+    settings: &EntraSettings,
+    clock: &SharedClock,
+    options: &SyncOptions,
+) -> Result<deskbridge_graph::GraphTenant, SyncError> {
+    let mut tx = store.read().await?;
+    let credential = match settings.auth {
+        AuthMethod::ClientSecret => {
+            let secret = tx
+                .get_secret(&secret_ref(connection.id, SECRET_CLIENT_SECRET))
+                .await?
+                .ok_or_else(|| {
+                    SyncError::Credential(format!(
+                        "connection {:?} has no client secret stored",
+                        connection.name
+                    ))
+                })?;
+            ClientCredential::Secret(SecretString::from(secret.as_str().to_owned()))
+        }
+        AuthMethod::Certificate => {
+            let pem = tx
+                .get_secret(&secret_ref(connection.id, SECRET_CERTIFICATE))
+                .await?
+                .ok_or_else(|| {
+                    SyncError::Credential(format!(
+                        "connection {:?} has no certificate stored",
+                        connection.name
+                    ))
+                })?;
+            let cert = CertificateCredential::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| SyncError::Credential(format!("the stored certificate cannot be used: {e}")))?;
+            ClientCredential::Certificate(Arc::new(cert))
+        }
+    };
+    tx.commit().await?;
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("deskbridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
+    let authority = Authority::new(&settings.authority_host)
+        .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
+    let tokens = AppTokenProvider::new(
+        TokenClient::new(http.clone(), authority, clock.clone()),
+        AppCredentials {
+            client_id: settings.client_id.clone(),
+            credential: Some(credential),
+        },
+    );
+    let mut config = options
+        .graph
+        .clone()
+        .unwrap_or_default()
+        .with_base_url(settings.graph_url.clone());
+    config.scope = scope_for(&settings.graph_url);
+    let client = GraphClient::new(http, config, clock.clone())
+        .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
+    Ok(client.tenant(&settings.tenant_id, Arc::new(tokens)))
+}
+
+/// Validates mappings against what exists. `groups: None` accepts every group the mappings name
+/// (a delta round does not list the tenant's groups).
+async fn validated(
+    store: &Store,
+    mapping: &MappingConfig,
+    groups: Option<BTreeSet<String>>,
+) -> Result<ValidatedConfig, SyncError> {
+    let groups = match groups {
+        Some(g) => g,
+        None => serde_json::to_value(mapping)
+            .map(|v| strings_under(&v, "group"))
+            .unwrap_or_default(),
+    };
+    let mut tx = store.read().await?;
+    let catalog = load_catalog(&mut tx, groups).await?;
+    tx.commit().await?;
+    validate(mapping, &catalog).map_err(|errors| {
+        SyncError::InvalidMappings(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
+}
+
+/// Every string value under keys containing `needle` (group names in a mapping configuration).
+fn strings_under(value: &Value, needle: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![(false, value)];
+    while let Some((inside, v)) = stack.pop() {
+        match v {
+            Value::String(s) if inside => {
+                out.insert(s.clone());
+            }
+            Value::Array(items) => stack.extend(items.iter().map(|i| (inside, i))),
+            Value::Object(map) => stack.extend(map.iter().map(|(k, v)| (inside || k.contains(needle), v))),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Runs one sync of the connection named `name`.
+pub async fn sync(
+    store: &Store,
+    name: &str,
+    options: &SyncOptions,
+    clock: &SharedClock,
+) -> Result<SyncOutcome, SyncError> {
+    let (connection, settings) = load_entra_connection(store, name).await?;
+    if !connection
+        .enabled_instances
+        .split(',')
+        .any(|i| i.trim() == options.instance)
+    {
+        return Err(SyncError::BadSettings(
+            name.into(),
+            format!(
+                "the connection is enabled for {} instances only, and this is a {} instance",
+                connection.enabled_instances, options.instance
+            ),
+        ));
+    }
+    let lenient = validated(store, &settings.mapping, None).await?;
+    let select = read::user_select(&lenient.graph_select(), settings.last_sign_in);
+    let with_groups = lenient.uses_groups();
+    let tenant = graph_for(store, &connection, &settings, clock, options).await?;
+    let key = |stream: &str| CursorKey {
+        connection_id: connection.id,
+        tenant_id: settings.tenant_id.clone(),
+        stream: stream.into(),
+    };
+
+    let run = if options.plan_only {
+        None
+    } else {
+        let mut tx = store.begin(WriteContext::manual()).await?;
+        let run = tx
+            .start_run(Some(connection.id), if options.full { "full" } else { "sync" })
+            .await?;
+        tx.commit().await?;
+        Some(run)
+    };
+    let mut notes = Vec::new();
+    let data = match read_tenant(
+        store,
+        &tenant,
+        &settings,
+        &select,
+        with_groups,
+        options,
+        &key,
+        &mut notes,
+    )
+    .await
+    {
+        Ok(data) => data,
+        Err(e) => return fail(store, connection.id, run, &settings.tenant_id, e).await,
+    };
+    let mode = match data.read.mode {
+        deskbridge_mapping::ReadMode::Full => "full",
+        deskbridge_mapping::ReadMode::Delta => "delta",
+    };
+    let config = if data.read.mode == deskbridge_mapping::ReadMode::Full {
+        validated(store, &settings.mapping, Some(data.groups.clone())).await
+    } else {
+        Ok(lenient)
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => return fail(store, connection.id, run, &settings.tenant_id, e).await,
+    };
+    let mut tx = store.read().await?;
+    let snapshot = load_snapshot(&mut tx).await?;
+    tx.commit().await?;
+    let input = PlanInput {
+        connection_id: connection.id,
+        tenants: vec![data.read.clone()],
+        approved_tenants: BTreeSet::new(),
+    };
+    let plan: Plan = deskbridge_mapping::plan(&config, &input, &snapshot, clock.now());
+    notes.extend(plan.notes.iter().cloned());
+    let held = plan.held.first().map(|h| h.reason.clone());
+    let Some(run) = run else {
+        let mut changes = plan.changes.clone();
+        changes.extend(plan.held.iter().flat_map(|h| h.changes.iter().cloned()));
+        return Ok(SyncOutcome {
+            run_id: None,
+            status: if held.is_some() {
+                "held".into()
+            } else {
+                "planned".into()
+            },
+            mode: mode.into(),
+            counts: plan.counts.into(),
+            changes: Some(changes),
+            errors: plan_errors(&plan),
+            held,
+            notes,
+            requests: data.requests,
+        });
+    };
+    if let Some(reason) = &held {
+        let mut tx = store.begin(WriteContext::for_run(connection.id, run)).await?;
+        tx.finish_run(run, RunStatus::Held, Some(reason)).await?;
+        tx.commit().await?;
+        return Ok(SyncOutcome {
+            run_id: Some(run),
+            status: "held".into(),
+            mode: mode.into(),
+            counts: OutcomeCounts::default(),
+            changes: None,
+            errors: Vec::new(),
+            held,
+            notes,
+            requests: data.requests,
+        });
+    }
+    let cursors: Vec<(CursorKey, String)> = data
+        .cursors
+        .iter()
+        .map(|(stream, value)| (key(stream), value.clone()))
+        .collect();
+    let report = apply_plan(store, connection.id, run, &settings.tenant_id, &plan, &cursors).await?;
+    let mut tx = store.begin(WriteContext::for_run(connection.id, run)).await?;
+    for e in plan_errors(&plan) {
+        tx.record_error(&e).await?;
+    }
+    let plan_error_count = plan.errors.len() as i64;
+    tx.add_run_counts(
+        run,
+        &RunCounts {
+            errors: plan_error_count,
+            ..RunCounts::default()
+        },
+    )
+    .await?;
+    let status = if report.errors.is_empty() && plan.errors.is_empty() {
+        RunStatus::Succeeded
+    } else {
+        RunStatus::Partial
+    };
+    tx.finish_run(run, status, None).await?;
+    let final_run = tx.run(run).await?;
+    tx.commit().await?;
+    let mut errors = plan_errors(&plan);
+    errors.extend(report.errors);
+    Ok(SyncOutcome {
+        run_id: Some(run),
+        status: status.as_str().into(),
+        mode: mode.into(),
+        counts: final_run.map(|r| r.counts.into()).unwrap_or_default(),
+        changes: None,
+        errors,
+        held: None,
+        notes,
+        requests: data.requests,
+    })
+}
+
+fn plan_errors(plan: &Plan) -> Vec<IntegrationError> {
+    plan.errors
+        .iter()
+        .map(|e| IntegrationError {
+            tenant_id: Some(e.tenant_id.clone()),
+            entity: Some("user".into()),
+            external_id: Some(e.external_id.clone()),
+            code: "mapping_error".into(),
+            message: e.message.clone(),
+            remedy: Some("Fix the mapping or the source value named in the message.".into()),
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_tenant(
+    store: &Store,
+    tenant: &deskbridge_graph::GraphTenant,
+    settings: &EntraSettings,
+    select: &str,
+    with_groups: bool,
+    options: &SyncOptions,
+    key: &dyn Fn(&str) -> CursorKey,
+    notes: &mut Vec<String>,
+) -> Result<TenantData, SyncError> {
+    let mut tx = store.read().await?;
+    let users_link = tx.cursor(&key(USERS_DELTA)).await?;
+    let groups_link = tx.cursor(&key(GROUPS_DELTA)).await?;
+    tx.commit().await?;
+    if settings.delta
+        && !options.full
+        && let (Some(users), Some(groups)) = (users_link, groups_link)
+    {
+        match read::read_delta(
+            tenant,
+            select,
+            with_groups,
+            settings.customer_id,
+            &users.value,
+            &groups.value,
+        )
+        .await
+        {
+            Ok(data) => return Ok(data),
+            Err(e) if e.is_resync_required() => {
+                notes.push(format!(
+                    "the delta token was refused ({e}); running a full import instead"
+                ));
+            }
+            Err(e) => return Err(crate::error::from_graph(&e)),
+        }
+    }
+    read::read_full(tenant, select, with_groups, settings.customer_id).await
+}
+
+/// Records a failure against the run (when there is one) and reports it.
+async fn fail(
+    store: &Store,
+    connection: deskbridge_core::ConnectionId,
+    run: Option<RunId>,
+    tenant: &str,
+    e: SyncError,
+) -> Result<SyncOutcome, SyncError> {
+    let Some(run) = run else { return Err(e) };
+    let error = IntegrationError {
+        tenant_id: Some(tenant.to_owned()),
+        entity: None,
+        external_id: None,
+        code: e.code(),
+        message: e.to_string(),
+        remedy: e.remedy(),
+    };
+    let mut tx = store.begin(WriteContext::for_run(connection, run)).await?;
+    tx.record_error(&error).await?;
+    tx.add_run_counts(
+        run,
+        &RunCounts {
+            errors: 1,
+            ..RunCounts::default()
+        },
+    )
+    .await?;
+    tx.finish_run(run, RunStatus::Failed, Some(&e.to_string()))
+        .await?;
+    tx.commit().await?;
+    Ok(SyncOutcome {
+        run_id: Some(run),
+        status: RunStatus::Failed.as_str().into(),
+        mode: "none".into(),
+        counts: OutcomeCounts {
+            errors: 1,
+            ..OutcomeCounts::default()
+        },
+        changes: None,
+        errors: vec![error],
+        held: None,
+        notes: Vec::new(),
+        requests: 0,
+    })
+}

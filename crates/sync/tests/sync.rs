@@ -1,0 +1,285 @@
+//! The Entra pipeline end to end against the emulator, on SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use deskbridge_core::{SharedClock, SystemClock};
+use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
+use deskbridge_store::Entity;
+use deskbridge_sync::{NewCredential, NewEntraConnection, SyncOptions, add_entra_connection, sync};
+use deskbridge_testkit::{TestDb, store_test};
+use serde_json::{Value, json};
+
+struct Fixture {
+    emu: Emulator,
+    tenant: String,
+    http: reqwest::Client,
+}
+
+async fn emulator(users: usize) -> Fixture {
+    let world = World::generate(&GenerateOptions {
+        seed: 11,
+        tenants: 1,
+        users_per_tenant: Some(users),
+        ..GenerateOptions::default()
+    })
+    .unwrap();
+    let emu = Emulator::start(EmulatorConfig::new(world)).await.unwrap();
+    let tenant = emu.summary().tenants[0].id.clone();
+    Fixture {
+        emu,
+        tenant,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Fixture {
+    async fn connect(&self, db: &TestDb, name: &str) {
+        let summary = self.emu.summary();
+        let app = summary
+            .apps
+            .iter()
+            .find(|a| a.kind == "multi_tenant_secret")
+            .unwrap();
+        add_entra_connection(
+            &db.store,
+            &NewEntraConnection {
+                name: name.into(),
+                tenant_id: self.tenant.clone(),
+                client_id: app.client_id.clone(),
+                credential: NewCredential::ClientSecret {
+                    value: app.client_secret.clone().unwrap(),
+                    expires_at: None,
+                },
+                authority_host: Some(summary.authority_host.clone()),
+                graph_url: Some(summary.graph_url.clone()),
+                customer: Some("Contoso".into()),
+                enabled_instances: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    /// The tenant's users as Graph returns them (the oracle the desk is compared with).
+    async fn users(&self) -> Vec<Value> {
+        let summary = self.emu.summary();
+        let app = summary
+            .apps
+            .iter()
+            .find(|a| a.kind == "multi_tenant_secret")
+            .unwrap();
+        let token = self.emu.issue_app_token(&app.client_id, &self.tenant).unwrap();
+        let mut url = format!(
+            "{}/users?$select=id,displayName,mail,userPrincipalName,accountEnabled,userType&$top=999",
+            summary.graph_url
+        );
+        let mut out = Vec::new();
+        loop {
+            let page: Value = self
+                .http
+                .get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            out.extend(page["value"].as_array().unwrap().iter().cloned());
+            match page["@odata.nextLink"].as_str() {
+                Some(next) => url = next.to_owned(),
+                None => return out,
+            }
+        }
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/tenants/{}/{path}", self.emu.admin_url(), self.tenant);
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "admin {path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap_or(Value::Null)
+    }
+}
+
+fn clock() -> SharedClock {
+    Arc::new(SystemClock)
+}
+
+fn is_guest(user: &Value) -> bool {
+    user["userType"].as_str() == Some("Guest")
+        || user["userPrincipalName"]
+            .as_str()
+            .is_some_and(|u| u.contains("#EXT#"))
+}
+
+/// Desk users imported from the connection, by Azure object id.
+async fn desk_users(db: &TestDb) -> BTreeMap<String, deskbridge_store::Record> {
+    let mut tx = db.store.read().await.unwrap();
+    let mut out = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = tx.list(Entity::User, after, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for user in page {
+            if let Some(source) = &user.source {
+                out.insert(source.external_id.clone(), user);
+            }
+        }
+    }
+    tx.commit().await.unwrap();
+    out
+}
+
+/// The desk holds exactly the tenant's member users, mapped by the default field mappings.
+async fn assert_desk_matches(db: &TestDb, fx: &Fixture) {
+    let desk = desk_users(db).await;
+    let members: Vec<Value> = fx.users().await.into_iter().filter(|u| !is_guest(u)).collect();
+    for user in &members {
+        let id = user["id"].as_str().unwrap();
+        let record = desk
+            .get(id)
+            .unwrap_or_else(|| panic!("user {id} ({}) is not on the desk", user["displayName"]));
+        assert_eq!(record.get("name"), &user["displayName"], "name of {id}");
+        assert_eq!(record.get("email"), &user["mail"], "email of {id}");
+        assert_eq!(
+            record.get("network_login"),
+            &user["userPrincipalName"],
+            "login of {id}"
+        );
+        let enabled = user["accountEnabled"].as_bool().unwrap_or(true);
+        assert_eq!(record.get("active"), &json!(enabled), "active of {id}");
+    }
+    let member_ids: Vec<&str> = members.iter().filter_map(|u| u["id"].as_str()).collect();
+    for (id, record) in &desk {
+        if !member_ids.contains(&id.as_str()) {
+            assert_eq!(
+                record.get("active"),
+                &json!(false),
+                "{id} is not in the tenant any more and must be inactive"
+            );
+        }
+    }
+}
+
+store_test! {
+    async fn full_then_delta_import_keeps_the_desk_equal_to_the_tenant(db: &TestDb) {
+        let fx = emulator(40).await;
+        fx.connect(db, "contoso").await;
+
+        // A preview writes nothing and lists what the sync will do.
+        let preview = sync(&db.store, "contoso", &SyncOptions { plan_only: true, ..SyncOptions::default() }, &clock()).await.unwrap();
+        assert_eq!(preview.status, "planned");
+        assert!(preview.run_id.is_none());
+        let creates = preview.changes.as_ref().unwrap().iter().filter(|c| c.action == deskbridge_mapping::Action::Create).count();
+        assert!(creates > 20, "{creates} creates planned");
+        assert!(desk_users(db).await.is_empty(), "a preview writes nothing");
+
+        let first = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(first.status, "succeeded", "{:?}", first.errors);
+        assert_eq!(first.mode, "full");
+        assert_eq!(first.counts.created, preview.counts.created, "the sync did what the preview showed");
+        assert_desk_matches(db, &fx).await;
+
+        let again = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(again.mode, "delta");
+        assert_eq!((again.counts.created, again.counts.updated, again.counts.deactivated), (0, 0, 0), "{again:?}");
+
+        // Change the tenant: rename, soft delete, hard delete, create.
+        let members: Vec<Value> = fx.users().await.into_iter().filter(|u| !is_guest(u) && u["accountEnabled"] == json!(true)).collect();
+        let renamed = members[0]["id"].as_str().unwrap().to_owned();
+        let soft = members[1]["id"].as_str().unwrap().to_owned();
+        let hard = members[2]["id"].as_str().unwrap().to_owned();
+        fx.admin(reqwest::Method::PATCH, &format!("users/{renamed}"), Some(json!({"displayName": "Renamed Person"}))).await;
+        fx.admin(reqwest::Method::DELETE, &format!("users/{soft}"), None).await;
+        fx.admin(reqwest::Method::DELETE, &format!("users/{hard}?hard=true"), None).await;
+        let domain = fx.emu.summary().tenants[0].domain.clone();
+        let created = fx
+            .admin(
+                reqwest::Method::POST,
+                "users",
+                Some(json!({"displayName": "New Starter", "userPrincipalName": format!("new.starter@{domain}"),
+                            "mail": format!("new.starter@{domain}"), "accountEnabled": true, "userType": "Member"})),
+            )
+            .await;
+        let delta = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(delta.mode, "delta");
+        assert_eq!(delta.status, "succeeded", "{:?}", delta.errors);
+        assert_eq!((delta.counts.created, delta.counts.updated, delta.counts.deactivated), (1, 1, 2), "{delta:?}");
+        let desk = desk_users(db).await;
+        assert_eq!(desk[&renamed].get("name"), &json!("Renamed Person"));
+        assert_eq!(desk[&soft].get("active"), &json!(false));
+        assert_eq!(desk[&hard].get("active"), &json!(false));
+        assert_eq!(desk[created["id"].as_str().unwrap()].get("name"), &json!("New Starter"));
+        assert_desk_matches(db, &fx).await;
+
+        // Restore: the user comes back active.
+        fx.admin(reqwest::Method::POST, &format!("users/{soft}/restore"), None).await;
+        let restored = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(restored.counts.updated, 1, "{restored:?}");
+        assert_eq!(desk_users(db).await[&soft].get("active"), &json!(true));
+        assert_desk_matches(db, &fx).await;
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn an_expired_delta_token_falls_back_to_a_full_read_without_mass_deactivation(db: &TestDb) {
+        let fx = emulator(30).await;
+        fx.connect(db, "contoso").await;
+        let first = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(first.status, "succeeded");
+        let mut faults = fx.emu.faults();
+        faults.delta_tokens_expired_before = Some(jiff::Timestamp::from_second(i64::from(u32::MAX)).unwrap());
+        fx.emu.set_faults(faults);
+        let second = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(second.mode, "full", "{second:?}");
+        assert!(second.notes.iter().any(|n| n.contains("full import")), "{:?}", second.notes);
+        assert_eq!((second.counts.created, second.counts.deactivated), (0, 0), "{second:?}");
+        assert_desk_matches(db, &fx).await;
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn a_wrong_secret_fails_the_run_with_microsofts_code_and_a_remedy(db: &TestDb) {
+        let fx = emulator(10).await;
+        let summary = fx.emu.summary();
+        let app = summary.apps.iter().find(|a| a.kind == "multi_tenant_secret").unwrap();
+        add_entra_connection(
+            &db.store,
+            &NewEntraConnection {
+                name: "wrong".into(),
+                tenant_id: fx.tenant.clone(),
+                client_id: app.client_id.clone(),
+                credential: NewCredential::ClientSecret { value: "not-the-secret".into(), expires_at: None },
+                authority_host: Some(summary.authority_host.clone()),
+                graph_url: Some(summary.graph_url.clone()),
+                customer: None,
+                enabled_instances: None,
+            },
+        )
+        .await
+        .unwrap();
+        let outcome = sync(&db.store, "wrong", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(outcome.status, "failed");
+        let error = &outcome.errors[0];
+        assert_eq!(error.code, "AADSTS7000215");
+        assert!(error.remedy.as_deref().unwrap_or_default().to_lowercase().contains("value"), "{error:?}");
+        let mut tx = db.store.read().await.unwrap();
+        let stored = tx.errors_for_run(outcome.run_id.unwrap()).await.unwrap();
+        assert_eq!(stored[0].code, "AADSTS7000215");
+        assert!(desk_users(db).await.is_empty());
+        fx.emu.shutdown().await;
+    }
+}
