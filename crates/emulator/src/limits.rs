@@ -265,4 +265,38 @@ mod tests {
             Charge::Allowed { .. }
         ));
     }
+
+    #[test]
+    fn intune_and_write_buckets_have_their_own_limits() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut throttle = Throttle::default();
+        for _ in 0..2_000 {
+            assert!(matches!(
+                throttle.charge(Family::Intune, "app", "t", 10, 1, false, t0),
+                Charge::Allowed { .. }
+            ));
+        }
+        match throttle.charge(Family::Intune, "app", "t", 10, 1, false, t0) {
+            Charge::Throttled { scope, .. } => assert!(scope.starts_with("Intune/2000/")),
+            other => panic!("expected a throttle, got {other:?}"),
+        }
+        // Directory calls of the same app are not affected by the Intune bucket.
+        assert!(matches!(
+            throttle.charge(Family::Directory, "app", "t", 10, 1, false, t0),
+            Charge::Allowed { .. }
+        ));
+        // Writes: 3,000 per 150 s per app + tenant, in a large tenant.
+        let mut writes = 0;
+        let information = loop {
+            match throttle.charge(Family::Directory, "app", "big", 5_000, 1, true, t0) {
+                Charge::Allowed { .. } => writes += 1,
+                Charge::Throttled { information, .. } => break information,
+            }
+        };
+        assert_eq!((writes, information), (3_000, "WriteLimitExceeded"));
+        assert!(matches!(
+            throttle.charge(Family::Other, "app", "t", 10, 1, false, t0),
+            Charge::Allowed { .. }
+        ));
+    }
 }
