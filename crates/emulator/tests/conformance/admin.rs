@@ -126,3 +126,43 @@ async fn admin_api_validates_and_reports_missing_objects() {
     }
     env.stop().await;
 }
+
+#[tokio::test]
+async fn tls_mode_serves_https_with_the_generated_ca() {
+    let env = start_with(|c| c.tls = true).await;
+    assert!(env.emu.base_url().starts_with("https://127.0.0.1:"));
+    let ca = reqwest::Certificate::from_pem(env.emu.ca_pem().unwrap().as_bytes()).unwrap();
+    let trusted = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let app = env.app("multi_tenant_secret").clone();
+    let token: serde_json::Value = trusted
+        .post(env.token_url(&env.tenant(0)))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", app.client_secret.as_deref().unwrap()),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = trusted
+        .get(format!("{}/users?$top=1", env.emu.graph_url()))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // A client that does not trust the CA is refused.
+    let untrusted = reqwest::Client::new()
+        .get(format!("{}/users", env.emu.graph_url()))
+        .send()
+        .await;
+    assert!(untrusted.is_err());
+    env.stop().await;
+}
