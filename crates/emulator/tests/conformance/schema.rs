@@ -76,6 +76,25 @@ onPremisesSyncEnabled,onPremisesImmutableId,onPremisesSamAccountName,assignedLic
     });
     let (_, _, body) = env.get(&token, &format!("/users/{user}/licenseDetails")).await;
     assert_valid("microsoft.graph.licenseDetails", &body);
+    // Single entities and mixed directory-object collections.
+    let (managed, member) = env.emu.with_world(|w| {
+        let t = &w.tenants[0];
+        let u = t.users.iter().find(|u| u.manager_id.is_some()).unwrap();
+        (u.id.clone(), t.groups[0].members[0].id.clone())
+    });
+    for (type_name, path) in [
+        (
+            "microsoft.graph.user",
+            format!("/users/{managed}?$expand=manager"),
+        ),
+        ("microsoft.graph.user", format!("/users/{managed}/manager")),
+    ] {
+        let (_, _, body) = env.get(&token, &path).await;
+        let violations = schema().check(type_name, &body);
+        assert!(violations.is_empty(), "{path}: {violations:?}");
+    }
+    let (_, _, body) = env.get(&token, &format!("/users/{member}/memberOf")).await;
+    assert_valid("microsoft.graph.directoryObject", &body);
     let partner = env.token("multi_tenant_secret", &env.partner()).await;
     let (_, _, body) = env
         .get(&partner, "/tenantRelationships/delegatedAdminRelationships")
