@@ -254,6 +254,11 @@ impl Emulator {
         *self.state.faults.lock().unwrap_or_else(PoisonError::into_inner) = faults;
     }
 
+    /// Changes some fault settings in place, e.g. `emu.update_faults(|f| f.throttling = true)`.
+    pub fn update_faults(&self, change: impl FnOnce(&mut Faults)) {
+        change(&mut self.state.faults.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
     pub fn set_auto_approve(&self, on: bool) {
         self.state
             .auto_approve
