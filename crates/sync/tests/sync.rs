@@ -283,3 +283,40 @@ store_test! {
         fx.emu.shutdown().await;
     }
 }
+
+store_test! {
+    async fn throttling_and_outages_reach_the_same_desk_and_retry_after_is_obeyed(db: &TestDb) {
+        let fx = emulator(60).await;
+        fx.connect(db, "contoso").await;
+        let mut faults = fx.emu.faults();
+        faults.random_429_percent = 20.0;
+        faults.random_503_percent = 5.0;
+        faults.dropped_connection_percent = 5.0;
+        faults.retry_after_secs = 1;
+        faults.seed = 5;
+        fx.emu.set_faults(faults.clone());
+        // Three full reads, so that a few dozen requests meet the faults.
+        for _ in 0..3 {
+            let outcome = sync(&db.store, "contoso", &SyncOptions { full: true, ..SyncOptions::default() }, &clock()).await.unwrap();
+            assert_eq!(outcome.status, "succeeded", "{:?}", outcome.errors);
+        }
+        fx.emu.set_faults(deskbridge_emulator::Faults::default());
+        assert_desk_matches(db, &fx).await;
+
+        let log = fx.emu.request_log();
+        let graph: Vec<_> = log.iter().filter(|e| e.path.starts_with("/v1.0") && e.tenant.as_deref() == Some(fx.tenant.as_str())).collect();
+        let refused = graph.iter().filter(|e| e.retry_after.is_some()).count();
+        assert!(refused > 0, "the faults were injected ({} requests)", graph.len());
+        for (i, entry) in graph.iter().enumerate() {
+            let Some(wait) = entry.retry_after else { continue };
+            let not_before = entry.time.checked_add(jiff::SignedDuration::from_secs(wait as i64)).unwrap();
+            // Requests already in flight when the refusal was answered (concurrent member listings)
+            // could not know of it; anything sent after it must wait.
+            let in_flight_until = entry.time.checked_add(jiff::SignedDuration::from_millis(100)).unwrap();
+            for later in graph[i + 1..].iter().filter(|l| l.time > in_flight_until) {
+                assert!(later.time >= not_before, "{} {} came {} after a Retry-After of {wait}s", later.method, later.path, later.time.duration_since(entry.time));
+            }
+        }
+        fx.emu.shutdown().await;
+    }
+}
