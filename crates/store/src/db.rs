@@ -470,6 +470,14 @@ impl StoreTx {
     }
 }
 
+/// `$from, $from+1, …` for `count` bind parameters (both dialects accept `$n`).
+pub(crate) fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The URL with any password replaced, for messages and logs.
 pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {

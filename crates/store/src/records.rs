@@ -10,7 +10,7 @@ use deskbridge_core::{ConnectionId, RecordId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::db::{Sql, SqlType, StoreTx};
+use crate::db::{Sql, SqlType, StoreTx, placeholders};
 use crate::schema::{Column, ColumnType, Entity, EntitySpec, Link};
 use crate::{Result, StoreError, format_timestamp, parse_timestamp};
 
@@ -425,10 +425,7 @@ impl StoreTx {
             return Ok(());
         }
         let ids: Vec<Sql> = records.iter().map(|r| Sql::Int(r.id.0)).collect();
-        let placeholders = (1..=ids.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = placeholders(1, ids.len());
         let index: BTreeMap<i64, usize> = records.iter().enumerate().map(|(i, r)| (r.id.0, i)).collect();
         for link in spec.links {
             let mut cols = vec![link.owner, link.target];
@@ -528,10 +525,7 @@ impl StoreTx {
             names.push(c.name);
             args.push(to_sql(c.ty, v));
         }
-        let placeholders = (1..=args.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = placeholders(1, args.len());
         let sql = format!(
             "INSERT INTO {} ({}) VALUES ({placeholders}) RETURNING id",
             spec.table,
@@ -831,10 +825,7 @@ impl StoreTx {
                         names.push(c.name);
                         args.push(to_sql(c.ty, v));
                     }
-                    let placeholders = (1..=args.len())
-                        .map(|i| format!("${i}"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
+                    let placeholders = placeholders(1, args.len());
                     let sql = format!(
                         "INSERT INTO {} ({}) VALUES ({placeholders})",
                         link.table,
@@ -1000,12 +991,7 @@ impl StoreTx {
                 }
                 let base = i * 9;
                 sql.push('(');
-                sql.push_str(
-                    &(1..=9)
-                        .map(|k| format!("${}", base + k))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                );
+                sql.push_str(&placeholders(base + 1, 9));
                 sql.push(')');
                 let json_or_null = |v: &Value| {
                     if v.is_null() {
