@@ -320,3 +320,53 @@ store_test! {
         fx.emu.shutdown().await;
     }
 }
+
+store_test! {
+    async fn group_membership_changes_reach_the_desk_through_delta(db: &TestDb) {
+        let fx = emulator(30).await;
+        fx.connect(db, "contoso").await;
+        let group = fx.admin(reqwest::Method::POST, "groups", Some(json!({"displayName": "Desk Staff", "securityEnabled": true}))).await;
+        let group_id = group["id"].as_str().unwrap().to_owned();
+        let members: Vec<String> = fx
+            .users()
+            .await
+            .into_iter()
+            .filter(|u| !is_guest(u) && u["accountEnabled"] == json!(true))
+            .filter_map(|u| u["id"].as_str().map(str::to_owned))
+            .take(3)
+            .collect();
+        for m in &members[..2] {
+            fx.admin(reqwest::Method::POST, &format!("groups/{group_id}/members"), Some(json!({"id": m}))).await;
+        }
+        // Map the group to a user role on the desk.
+        let mut tx = db.store.begin(deskbridge_store::WriteContext::manual()).await.unwrap();
+        let role = tx.insert(Entity::UserRole, None, &[("name".to_owned(), json!("Staff"))].into_iter().collect()).await.unwrap();
+        let connection = tx.connection_by_name("contoso").await.unwrap().unwrap();
+        let mut config = connection.config.clone();
+        config["mapping"]["advanced"]["user_roles"] = json!([{"group": "Desk Staff", "id": role.0}]);
+        tx.update_connection_config(connection.id, &config).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let first = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(first.status, "succeeded", "{:?}", first.errors);
+        let roles = |desk: &BTreeMap<String, deskbridge_store::Record>, id: &str| desk[id].get("roles").clone();
+        let desk = desk_users(db).await;
+        assert_eq!(roles(&desk, &members[0]), json!([role.0]));
+        assert_eq!(roles(&desk, &members[1]), json!([role.0]));
+        assert_eq!(roles(&desk, &members[2]), json!([]));
+
+        // One leaves the group, another joins: only groups/delta reports it. Group → user role
+        // mappings add roles and never take them away (only agents have full role management),
+        // so the leaver keeps the role and the joiner gains it.
+        fx.admin(reqwest::Method::DELETE, &format!("groups/{group_id}/members/{}", members[0]), None).await;
+        fx.admin(reqwest::Method::POST, &format!("groups/{group_id}/members"), Some(json!({"id": members[2]}))).await;
+        let delta = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(delta.mode, "delta");
+        assert_eq!((delta.counts.updated, delta.counts.unchanged), (1, 1), "{delta:?}");
+        let desk = desk_users(db).await;
+        assert_eq!(roles(&desk, &members[0]), json!([role.0]));
+        assert_eq!(roles(&desk, &members[1]), json!([role.0]));
+        assert_eq!(roles(&desk, &members[2]), json!([role.0]));
+        fx.emu.shutdown().await;
+    }
+}
