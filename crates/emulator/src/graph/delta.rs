@@ -163,7 +163,11 @@ pub(crate) fn handle(
             }
         }
         None => {
-            let allowed: &[&str] = if users { USER_PROPS } else { GROUP_DEFAULT };
+            let allowed: &[&str] = if users {
+                USER_PROPS.as_slice()
+            } else {
+                GROUP_DEFAULT
+            };
             let extra: &[&str] = if users { &["manager"] } else { &["members"] };
             Selection::parse(
                 req.param("$select"),
@@ -198,7 +202,11 @@ pub(crate) fn handle(
             }
         }
     };
-    let allowed: &[&str] = if users { USER_PROPS } else { GROUP_DEFAULT };
+    let allowed: &[&str] = if users {
+        USER_PROPS.as_slice()
+    } else {
+        GROUP_DEFAULT
+    };
     let extra: &[&str] = if users { &["manager"] } else { &["members"] };
     let sel = Selection::parse(
         round.s.as_deref(),

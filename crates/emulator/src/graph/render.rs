@@ -19,7 +19,8 @@ pub(crate) const USER_DEFAULT: &[&str] = &[
     "id",
 ];
 
-pub(crate) const USER_PROPS: &[&str] = &[
+/// The user properties the world models.
+const USER_MODELLED: &[&str] = &[
     "id",
     "businessPhones",
     "displayName",
@@ -47,45 +48,7 @@ pub(crate) const USER_PROPS: &[&str] = &[
     "mailNickname",
     "signInActivity",
     "deletedDateTime",
-    "proxyAddresses", // accepted and served unset (see USER_UNMODELLED)
-    "ageGroup",
-    "consentProvidedForMinor",
-    "creationType",
-    "deviceEnrollmentLimit",
-    "employeeHireDate",
-    "employeeLeaveDateTime",
-    "employeeType",
-    "externalUserState",
-    "externalUserStateChangeDateTime",
-    "faxNumber",
-    "identityParentId",
-    "isManagementRestricted",
-    "isResourceAccount",
-    "lastPasswordChangeDateTime",
-    "legalAgeGroupClassification",
-    "onPremisesDistinguishedName",
-    "onPremisesDomainName",
-    "onPremisesExtensionAttributes",
-    "onPremisesLastSyncDateTime",
-    "onPremisesSecurityIdentifier",
-    "onPremisesUserPrincipalName",
-    "passwordPolicies",
-    "postalCode",
-    "preferredDataLocation",
-    "securityIdentifier",
-    "showInAddressList",
-    "signInSessionsValidFromDateTime",
-    "state",
-    "streetAddress",
-    "employeeOrgData",
-    "assignedPlans",
-    "identities",
-    "imAddresses",
-    "licenseAssignmentStates",
-    "onPremisesProvisioningErrors",
-    "otherMails",
-    "provisionedPlans",
-    "serviceProvisioningErrors",
+    "proxyAddresses",
 ];
 
 /// Properties of `microsoft.graph.user` in the CSDL that the world does not model. `$select`
@@ -125,7 +88,7 @@ pub(crate) const USER_UNMODELLED: &[&str] = &[
     "employeeOrgData",
 ];
 
-/// The collection-valued ones among [`USER_UNMODELLED`].
+/// The collection-valued properties the world does not model (served as `[]`).
 pub(crate) const USER_UNMODELLED_COLLECTIONS: &[&str] = &[
     "assignedPlans",
     "identities",
@@ -136,6 +99,16 @@ pub(crate) const USER_UNMODELLED_COLLECTIONS: &[&str] = &[
     "provisionedPlans",
     "serviceProvisioningErrors",
 ];
+
+/// Every user property `$select` and `$filter` accept: the modelled ones and the unmodelled ones.
+pub(crate) static USER_PROPS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    USER_MODELLED
+        .iter()
+        .chain(USER_UNMODELLED)
+        .chain(USER_UNMODELLED_COLLECTIONS)
+        .copied()
+        .collect()
+});
 
 pub(crate) const GROUP_DEFAULT: &[&str] = &[
     "id",

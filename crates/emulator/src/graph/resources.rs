@@ -288,7 +288,7 @@ impl Ctx<'_> {
             let select = inner
                 .strip_prefix("$select=")
                 .ok_or_else(|| bad_request("Invalid $expand options."))?;
-            return Ok(Some(Selection::parse(Some(select), USER_PROPS, &[], "user")?));
+            return Ok(Some(Selection::parse(Some(select), &USER_PROPS, &[], "user")?));
         }
         Err(bad_request(format!(
             "Could not find a property named '{raw}' on type 'microsoft.graph.user'."
@@ -333,12 +333,12 @@ impl Ctx<'_> {
             return false;
         }
         if let Some(f) = filter
-            && !f.eval(&|p| user_prop(u, canonical(USER_PROPS, p)).unwrap_or(Value::Null))
+            && !f.eval(&|p| user_prop(u, canonical(&USER_PROPS, p)).unwrap_or(Value::Null))
         {
             return false;
         }
         if let Some((prop, needle)) = search {
-            let v = user_prop(u, canonical(USER_PROPS, prop)).unwrap_or(Value::Null);
+            let v = user_prop(u, canonical(&USER_PROPS, prop)).unwrap_or(Value::Null);
             if !v
                 .as_str()
                 .is_some_and(|s| s.to_lowercase().contains(needle.as_str()))
@@ -379,8 +379,8 @@ impl Ctx<'_> {
     fn list_users(&self) -> GResult<Resp> {
         self.caller.require(READ_USERS)?;
         self.reject_skip()?;
-        let sel = Selection::parse(self.req.param("$select"), USER_PROPS, &[], "user")?;
-        let filter = parse_filter(self.req.param("$filter"), USER_PROPS, "user")?;
+        let sel = Selection::parse(self.req.param("$select"), &USER_PROPS, &[], "user")?;
+        let filter = parse_filter(self.req.param("$filter"), &USER_PROPS, "user")?;
         self.check_advanced_filter(&filter, "User")?;
         let search = self.search()?;
         let count = self.count_requested()?;
@@ -434,7 +434,7 @@ impl Ctx<'_> {
                 "The requested media type is not supported for $count; use Accept: text/plain.",
             ));
         }
-        let filter = parse_filter(self.req.param("$filter"), USER_PROPS, "user")?;
+        let filter = parse_filter(self.req.param("$filter"), &USER_PROPS, "user")?;
         let search = self.search()?;
         let n = self
             .t
@@ -457,7 +457,7 @@ impl Ctx<'_> {
         if !own {
             self.caller.require(READ_USERS)?;
         }
-        let sel = Selection::parse(self.req.param("$select"), USER_PROPS, &[], "user")?;
+        let sel = Selection::parse(self.req.param("$select"), &USER_PROPS, &[], "user")?;
         self.sign_in_checks(&sel, &None)?;
         let expand = self.user_expand()?;
         let u = self.live_user(id)?;
@@ -483,7 +483,7 @@ impl Ctx<'_> {
             .as_deref()
             .and_then(|m| self.t.user(m))
             .ok_or_else(|| not_found("manager"))?;
-        let sel = Selection::parse(self.req.param("$select"), USER_PROPS, &[], "user")?;
+        let sel = Selection::parse(self.req.param("$select"), &USER_PROPS, &[], "user")?;
         let mut body = Map::new();
         body.insert(
             "@odata.context".into(),
@@ -682,7 +682,7 @@ impl Ctx<'_> {
         let kind = Self::cast_kind(cast)?;
         let g = self.t.group(id).ok_or_else(|| not_found(id))?;
         let mut all_props: Vec<&str> = USER_PROPS.to_vec();
-        all_props.extend(GROUP_DEFAULT.iter().filter(|p| !USER_PROPS.contains(p)));
+        all_props.extend(GROUP_DEFAULT.iter().filter(|p| !USER_PROPS.contains(*p)));
         let sel = Selection::parse(self.req.param("$select"), &all_props, &[], "directoryObject")?;
         let mut refs: Vec<MemberRef> = Vec::new();
         let mut seen: HashSet<&str> = HashSet::new();
