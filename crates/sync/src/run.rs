@@ -5,13 +5,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use deskbridge_core::{RunId, SharedClock};
-use deskbridge_graph::{GraphClient, GraphConfig};
+use deskbridge_graph::{GraphClient, GraphConfig, MemoryRequestLog};
 use deskbridge_mapping::{Change, Counts, MappingConfig, Plan, PlanInput, ValidatedConfig, validate};
 use deskbridge_msauth::{
     AppCredentials, AppTokenProvider, Authority, CertificateCredential, ClientCredential, SecretString,
     TokenClient,
 };
-use deskbridge_store::{Connection, CursorKey, IntegrationError, RunCounts, RunStatus, Store, WriteContext};
+use deskbridge_store::{
+    Connection, CursorKey, IntegrationError, OutboundEntry, RunCounts, RunStatus, Store, WriteContext,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -120,7 +122,7 @@ async fn graph_for(
     settings: &EntraSettings,
     clock: &SharedClock,
     options: &SyncOptions,
-) -> Result<deskbridge_graph::GraphTenant, SyncError> {
+) -> Result<(deskbridge_graph::GraphTenant, Arc<MemoryRequestLog>), SyncError> {
     let mut tx = store.read().await?;
     let credential = match settings.auth {
         AuthMethod::ClientSecret => {
@@ -170,9 +172,10 @@ async fn graph_for(
         .unwrap_or_default()
         .with_base_url(settings.graph_url.clone());
     config.scope = scope_for(&settings.graph_url);
-    let client = GraphClient::new(http, config, clock.clone())
+    let log = Arc::new(MemoryRequestLog::default());
+    let client = GraphClient::with_log(http, config, clock.clone(), log.clone())
         .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
-    Ok(client.tenant(&settings.tenant_id, Arc::new(tokens)))
+    Ok((client.tenant(&settings.tenant_id, Arc::new(tokens)), log))
 }
 
 /// Validates mappings against what exists. `groups: None` accepts every group the mappings name
@@ -243,7 +246,7 @@ pub async fn sync(
     let lenient = validated(store, &settings.mapping, None).await?;
     let select = read::user_select(&lenient.graph_select(), settings.last_sign_in);
     let with_groups = lenient.uses_groups();
-    let tenant = graph_for(store, &connection, &settings, clock, options).await?;
+    let (tenant, requests) = graph_for(store, &connection, &settings, clock, options).await?;
     let key = |stream: &str| CursorKey {
         connection_id: connection.id,
         tenant_id: settings.tenant_id.clone(),
@@ -274,7 +277,10 @@ pub async fn sync(
     .await
     {
         Ok(data) => data,
-        Err(e) => return fail(store, connection.id, run, &settings.tenant_id, e).await,
+        Err(e) => {
+            save_requests(store, connection.id, run, &requests).await?;
+            return fail(store, connection.id, run, &settings.tenant_id, e).await;
+        }
     };
     let mode = match data.read.mode {
         deskbridge_mapping::ReadMode::Full => "full",
@@ -287,7 +293,10 @@ pub async fn sync(
     };
     let config = match config {
         Ok(c) => c,
-        Err(e) => return fail(store, connection.id, run, &settings.tenant_id, e).await,
+        Err(e) => {
+            save_requests(store, connection.id, run, &requests).await?;
+            return fail(store, connection.id, run, &settings.tenant_id, e).await;
+        }
     };
     let mut tx = store.read().await?;
     let snapshot = load_snapshot(&mut tx).await?;
@@ -319,6 +328,7 @@ pub async fn sync(
             requests: data.requests,
         });
     };
+    save_requests(store, connection.id, Some(run), &requests).await?;
     if let Some(reason) = &held {
         let mut tx = store.begin(WriteContext::for_run(connection.id, run)).await?;
         tx.finish_run(run, RunStatus::Held, Some(reason)).await?;
@@ -430,6 +440,32 @@ async fn read_tenant(
         }
     }
     read::read_full(tenant, select, with_groups, settings.customer_id).await
+}
+
+/// Stores the run's Graph requests in the outbound log (paths without tokens or cursors).
+async fn save_requests(
+    store: &Store,
+    connection: deskbridge_core::ConnectionId,
+    run: Option<RunId>,
+    log: &MemoryRequestLog,
+) -> Result<(), SyncError> {
+    let Some(run) = run else { return Ok(()) }; // a preview writes nothing
+    let mut tx = store.begin(WriteContext::for_run(connection, run)).await?;
+    for entry in log.entries() {
+        tx.log_outbound(&OutboundEntry {
+            tenant_id: Some(entry.tenant.clone()),
+            method: entry.method.clone(),
+            url: entry.path.clone(),
+            status: entry.status,
+            duration_ms: i64::try_from(entry.duration.as_millis()).ok(),
+            request_id: entry.request_id.clone(),
+            response_body: entry.error.clone(),
+            ..OutboundEntry::default()
+        })
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Records a failure against the run (when there is one) and reports it.

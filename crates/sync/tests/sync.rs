@@ -370,3 +370,20 @@ store_test! {
         fx.emu.shutdown().await;
     }
 }
+
+store_test! {
+    async fn every_graph_request_of_a_run_is_in_the_outbound_log(db: &TestDb) {
+        let fx = emulator(10).await;
+        fx.connect(db, "contoso").await;
+        let outcome = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        let mut tx = db.store.read().await.unwrap();
+        let logged = tx.outbound_log(outcome.run_id, 1_000).await.unwrap();
+        let graph_requests = fx.emu.request_log().iter().filter(|e| e.path.starts_with("/v1.0")).count();
+        assert_eq!(logged.len(), graph_requests, "one outbound log row per Graph request");
+        assert!(logged.iter().all(|l| l["status"] == json!(200) && l["request_id"].is_string()), "{logged:?}");
+        assert!(logged.iter().any(|l| l["url"].as_str().is_some_and(|u| u.starts_with("/v1.0/users"))));
+        let text = format!("{logged:?}");
+        assert!(!text.contains("eyJ"), "no token in the log");
+        fx.emu.shutdown().await;
+    }
+}
