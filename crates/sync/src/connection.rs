@@ -82,6 +82,8 @@ pub struct NewEntraConnection {
     pub customer: Option<String>,
     /// "production", "test" or both, comma separated.
     pub enabled_instances: Option<String>,
+    /// Import each user's last sign-in date (needs AuditLog.Read.All and a premium tenant).
+    pub last_sign_in: bool,
 }
 
 fn check_url(name: &str, what: &str, url: &str) -> Result<String, SyncError> {
@@ -180,8 +182,8 @@ pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Re
         customer_id: customer,
         delta: true,
         sync_method: SyncMethod::AllChanges,
-        last_sign_in: false,
-        mapping: new_connection_mappings(main_site),
+        last_sign_in: new.last_sign_in,
+        mapping: new_connection_mappings(main_site, new.last_sign_in),
     };
     let config = serde_json::to_value(&settings)
         .map_err(|e| SyncError::BadSettings(new.name.clone(), e.to_string()))?;
@@ -226,9 +228,17 @@ pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Re
 /// The guides' generated mappings, plus one choice of ours: users deleted in Entra are made
 /// inactive on the desk. A directory that keeps leavers active is the worse failure, and the
 /// circuit breaker holds any run that would deactivate a large share of a tenant.
-fn new_connection_mappings(main_site: RecordId) -> MappingConfig {
+fn new_connection_mappings(main_site: RecordId, last_sign_in: bool) -> MappingConfig {
     let mut mapping = MappingConfig::generated(main_site);
     mapping.imports.deactivate_not_found = true;
+    if last_sign_in {
+        mapping
+            .user_fields
+            .push(deskbridge_mapping::FieldMapping::property(
+                "signInActivity/lastSignInDateTime",
+                "last_sign_in",
+            ));
+    }
     mapping
 }
 

@@ -51,18 +51,74 @@ pub struct TenantData {
 }
 
 /// The `$select` of user reads: the mapped properties plus what every sync needs.
-/// `manager` is read with `$expand`, and `signInActivity` only when asked for: it needs
-/// AuditLog.Read.All and a premium tenant, and caps pages at 500.
-pub fn user_select(mapped: &BTreeSet<String>, sign_in: bool) -> String {
+/// `manager` is read with `$expand`; `signInActivity` is read on its own (see
+/// [`read_sign_ins`]): it needs AuditLog.Read.All and a premium tenant, and caps pages at 500,
+/// so it must never fail or slow down the main listing.
+pub fn user_select(mapped: &BTreeSet<String>) -> String {
     let mut all: BTreeSet<&str> = ALWAYS.iter().copied().collect();
     all.extend(mapped.iter().map(|p| p.split('/').next().unwrap_or(p.as_str())));
     all.remove("manager");
-    if sign_in {
-        all.insert("signInActivity");
-    } else {
-        all.remove("signInActivity");
-    }
+    all.remove("signInActivity");
     all.into_iter().collect::<Vec<_>>().join(",")
+}
+
+/// Why a tenant's sign-in dates could not be read: the run goes on without them.
+#[derive(Debug, Clone)]
+pub struct SignInUnavailable {
+    pub code: String,
+    pub message: String,
+    pub remedy: String,
+}
+
+/// Adds `signInActivity` to the users, read in its own pass of 500-user pages (all users in a
+/// full read, or the given ones). A tenant without the permission or a premium licence yields
+/// [`SignInUnavailable`] and the users keep no sign-in data (so nothing is overwritten).
+pub async fn read_sign_ins(
+    tenant: &GraphTenant,
+    users: &mut [SourceUser],
+    requests: &mut u64,
+) -> Result<Option<SignInUnavailable>, GraphError> {
+    let mut activity: BTreeMap<String, Value> = BTreeMap::new();
+    let result = all_pages(
+        tenant,
+        "/users?$select=id,signInActivity&$top=500".into(),
+        requests,
+    )
+    .await;
+    let pages = match result {
+        Ok(pages) => pages,
+        Err(e)
+            if matches!(
+                e.class(),
+                Some(
+                    deskbridge_graph::GraphErrorClass::NonPremiumTenant
+                        | deskbridge_graph::GraphErrorClass::PermissionDenied
+                )
+            ) =>
+        {
+            let (code, remedy) = match e.api() {
+                Some(api) => (api.code.clone(), api.class.remedy().to_owned()),
+                None => (e.code().to_string(), String::new()),
+            };
+            return Ok(Some(SignInUnavailable {
+                code,
+                message: e.to_string(),
+                remedy,
+            }));
+        }
+        Err(e) => return Err(e),
+    };
+    for mut user in pages {
+        if let (Some(Value::String(id)), Some(sign_in)) = (user.remove("id"), user.remove("signInActivity")) {
+            activity.insert(id, sign_in);
+        }
+    }
+    for user in users.iter_mut() {
+        if let Some(sign_in) = activity.remove(&user.object_id) {
+            user.properties.insert("signInActivity".into(), sign_in);
+        }
+    }
+    Ok(None)
 }
 
 fn source_user(mut properties: Map<String, Value>) -> Option<SourceUser> {

@@ -244,7 +244,7 @@ pub async fn sync(
         ));
     }
     let lenient = validated(store, &settings.mapping, None).await?;
-    let select = read::user_select(&lenient.graph_select(), settings.last_sign_in);
+    let select = read::user_select(&lenient.graph_select());
     let with_groups = lenient.uses_groups();
     let (tenant, requests) = graph_for(store, &connection, &settings, clock, options).await?;
     let key = |stream: &str| CursorKey {
@@ -264,7 +264,7 @@ pub async fn sync(
         Some(run)
     };
     let mut notes = Vec::new();
-    let data = match read_tenant(
+    let mut data = match read_tenant(
         store,
         &tenant,
         &settings,
@@ -282,6 +282,34 @@ pub async fn sync(
             return fail(store, connection.id, run, &settings.tenant_id, e).await;
         }
     };
+    let mut warnings = Vec::new();
+    if settings.last_sign_in {
+        let mut data_requests = data.requests;
+        let unavailable = match read::read_sign_ins(&tenant, &mut data.read.users, &mut data_requests).await {
+            Ok(u) => u,
+            Err(e) => Some(read::SignInUnavailable {
+                code: e.code().to_string(),
+                message: e.to_string(),
+                remedy: String::new(),
+            }),
+        };
+        data.requests = data_requests;
+        if let Some(u) = unavailable {
+            warnings.push(IntegrationError {
+                tenant_id: Some(settings.tenant_id.clone()),
+                entity: Some("user".into()),
+                external_id: None,
+                code: u.code,
+                message: format!("last sign-in dates were not imported: {}", u.message),
+                remedy: Some(if u.remedy.is_empty() {
+                    "Sign-in activity needs AuditLog.Read.All and a Microsoft Entra ID P1 or P2 tenant."
+                        .into()
+                } else {
+                    u.remedy
+                }),
+            });
+        }
+    }
     let mode = match data.read.mode {
         deskbridge_mapping::ReadMode::Full => "full",
         deskbridge_mapping::ReadMode::Delta => "delta",
@@ -352,10 +380,10 @@ pub async fn sync(
         .collect();
     let report = apply_plan(store, connection.id, run, &settings.tenant_id, &plan, &cursors).await?;
     let mut tx = store.begin(WriteContext::for_run(connection.id, run)).await?;
-    for e in plan_errors(&plan) {
-        tx.record_error(&e).await?;
+    for e in plan_errors(&plan).iter().chain(&warnings) {
+        tx.record_error(e).await?;
     }
-    let plan_error_count = plan.errors.len() as i64;
+    let plan_error_count = (plan.errors.len() + warnings.len()) as i64;
     tx.add_run_counts(
         run,
         &RunCounts {
@@ -364,7 +392,7 @@ pub async fn sync(
         },
     )
     .await?;
-    let status = if report.errors.is_empty() && plan.errors.is_empty() {
+    let status = if report.errors.is_empty() && plan.errors.is_empty() && warnings.is_empty() {
         RunStatus::Succeeded
     } else {
         RunStatus::Partial
@@ -373,6 +401,7 @@ pub async fn sync(
     let final_run = tx.run(run).await?;
     tx.commit().await?;
     let mut errors = plan_errors(&plan);
+    errors.extend(warnings);
     errors.extend(report.errors);
     Ok(SyncOutcome {
         run_id: Some(run),

@@ -56,6 +56,7 @@ impl Fixture {
                 graph_url: Some(summary.graph_url.clone()),
                 customer: Some("Contoso".into()),
                 enabled_instances: None,
+                last_sign_in: false,
             },
         )
         .await
@@ -267,6 +268,7 @@ store_test! {
                 graph_url: Some(summary.graph_url.clone()),
                 customer: None,
                 enabled_instances: None,
+                last_sign_in: false,
             },
         )
         .await
@@ -385,5 +387,48 @@ store_test! {
         let text = format!("{logged:?}");
         assert!(!text.contains("eyJ"), "no token in the log");
         fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn last_sign_in_is_imported_on_premium_tenants_and_fails_clearly_elsewhere(db: &TestDb) {
+        let world = World::generate(&GenerateOptions { seed: 1, tenants: 4, users_per_tenant: Some(20), ..GenerateOptions::default() })
+            .unwrap();
+        let emu = Emulator::start(EmulatorConfig::new(world)).await.unwrap();
+        let summary = emu.summary();
+        let app = summary.apps.iter().find(|a| a.kind == "multi_tenant_secret").unwrap();
+        let premium = summary.tenants.iter().find(|t| t.premium).expect("a premium tenant");
+        let basic = summary.tenants.iter().find(|t| !t.premium).expect("a non-premium tenant");
+        for (name, tenant) in [("premium", premium), ("basic", basic)] {
+            add_entra_connection(
+                &db.store,
+                &NewEntraConnection {
+                    name: name.into(),
+                    tenant_id: tenant.id.clone(),
+                    client_id: app.client_id.clone(),
+                    credential: NewCredential::ClientSecret { value: app.client_secret.clone().unwrap(), expires_at: None },
+                    authority_host: Some(summary.authority_host.clone()),
+                    graph_url: Some(summary.graph_url.clone()),
+                    customer: Some(tenant.display_name.clone()),
+                    enabled_instances: None,
+                    last_sign_in: true,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let good = sync(&db.store, "premium", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(good.status, "succeeded", "{:?}", good.errors);
+        let signed_in = desk_users(db).await.values().filter(|u| u.get("last_sign_in").is_string()).count();
+        assert!(signed_in > 0, "sign-in dates were imported");
+
+        let before = desk_users(db).await.len();
+        let bad = sync(&db.store, "basic", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(bad.status, "partial", "{bad:?}");
+        let error = bad.errors.iter().find(|e| e.code == "Authentication_RequestFromNonPremiumTenantOrB2CTenant").expect("the non-premium error");
+        assert_eq!(error.tenant_id.as_deref(), Some(basic.id.as_str()));
+        assert!(error.remedy.as_deref().unwrap_or_default().contains("P1"), "{error:?}");
+        assert!(desk_users(db).await.len() > before, "the tenant's users were imported all the same");
+        emu.shutdown().await;
     }
 }

@@ -68,6 +68,10 @@ pub struct EntraArgs {
     /// Instances the connection runs on: production, test, or production,test.
     #[arg(long, default_value = "production")]
     pub instances: String,
+    /// Import each user's last sign-in date (needs AuditLog.Read.All and an Entra ID P1/P2 tenant;
+    /// a tenant without either gets an error on its runs and is imported without the dates).
+    #[arg(long)]
+    pub last_sign_in: bool,
 }
 
 pub async fn run(global: &GlobalArgs, command: ConnectionCommand) -> anyhow::Result<()> {
@@ -114,6 +118,7 @@ async fn add(store: &deskbridge_store::Store, args: EntraArgs) -> anyhow::Result
             graph_url: args.graph_url,
             customer: args.customer,
             enabled_instances: Some(args.instances),
+            last_sign_in: args.last_sign_in,
         },
     )
     .await?;

@@ -253,6 +253,7 @@ async fn connect(
             graph_url: Some(graph.into()),
             customer: Some(tenant.display_name.clone()),
             enabled_instances: None,
+            last_sign_in: false,
         },
     )
     .await?;
