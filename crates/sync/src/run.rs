@@ -96,6 +96,9 @@ pub struct SyncOutcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changes: Option<Vec<Change>>,
     pub errors: Vec<IntegrationError>,
+    /// Changes a field or record lock kept from being made, with the lock.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locked: Vec<deskbridge_mapping::LockedChange>,
     /// Why the run was held for approval, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
@@ -350,6 +353,7 @@ pub async fn sync(
             mode: mode.into(),
             counts: plan.counts.into(),
             changes: Some(changes),
+            locked: plan.locked.clone(),
             errors: plan_errors(&plan),
             held,
             notes,
@@ -367,6 +371,7 @@ pub async fn sync(
             mode: mode.into(),
             counts: OutcomeCounts::default(),
             changes: None,
+            locked: plan.locked.clone(),
             errors: Vec::new(),
             held,
             notes,
@@ -409,6 +414,7 @@ pub async fn sync(
         mode: mode.into(),
         counts: final_run.map(|r| r.counts.into()).unwrap_or_default(),
         changes: None,
+        locked: plan.locked.clone(),
         errors,
         held: None,
         notes,
@@ -536,6 +542,7 @@ async fn fail(
             ..OutcomeCounts::default()
         },
         changes: None,
+        locked: Vec::new(),
         errors: vec![error],
         held: None,
         notes: Vec::new(),

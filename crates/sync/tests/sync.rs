@@ -9,6 +9,8 @@ use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
 use deskbridge_store::Entity;
 use deskbridge_sync::{NewCredential, NewEntraConnection, SyncOptions, add_entra_connection, sync};
 use deskbridge_testkit::{TestDb, store_test};
+
+mod scenarios;
 use serde_json::{Value, json};
 
 struct Fixture {
