@@ -3,8 +3,8 @@
 
 use deskbridge_core::RecordId;
 use deskbridge_mapping::{
-    FieldLock, GroupFilter, GroupToRecord, LicenceTypeChoice, MappingConfig, RecordKind, RecordLock,
-    SiteMapping, SiteTarget,
+    FieldLock, GroupFilter, GroupToCab, GroupToRecord, LicenceManagement, LicenceTypeChoice, MappingConfig,
+    RecordKind, RecordLock, ServiceAccounts, SiteMapping, SiteTarget, UnmatchedSite,
 };
 use deskbridge_store::{Fields, WriteContext};
 
@@ -164,6 +164,210 @@ store_test! {
         assert_eq!(desk[&renamed].get("name"), &old_name);
         assert_eq!(desk[&renamed].get("job_title"), &json!("Changed Title"));
         assert_eq!(desk[&leaver].get("active"), &json!(true));
+        fx.emu.shutdown().await;
+    }
+}
+
+/// The tenant's member users with the properties the scenarios decide on, from Graph itself.
+async fn graph_users(fx: &Fixture) -> Vec<Value> {
+    let summary = fx.emu.summary();
+    let app = summary
+        .apps
+        .iter()
+        .find(|a| a.kind == "multi_tenant_secret")
+        .unwrap();
+    let token = fx.emu.issue_app_token(&app.client_id, &fx.tenant).unwrap();
+    let url = format!(
+        "{}/users?$select=id,displayName,department,jobTitle,userType,userPrincipalName,accountEnabled&$expand=manager($select=id)&$top=999",
+        summary.graph_url
+    );
+    let page: Value = fx
+        .http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| !is_guest(u))
+        .cloned()
+        .collect()
+}
+
+async fn group_with(fx: &Fixture, name: &str, members: &[&str]) -> String {
+    let group = fx
+        .admin(
+            reqwest::Method::POST,
+            "groups",
+            Some(json!({"displayName": name, "securityEnabled": true})),
+        )
+        .await;
+    let id = group["id"].as_str().unwrap().to_owned();
+    for m in members {
+        fx.admin(
+            reqwest::Method::POST,
+            &format!("groups/{id}/members"),
+            Some(json!({"id": m})),
+        )
+        .await;
+    }
+    id
+}
+
+async fn site_names(db: &TestDb) -> BTreeMap<i64, String> {
+    let mut tx = db.store.read().await.unwrap();
+    let sites = tx.list(Entity::Site, None, 10_000).await.unwrap();
+    tx.commit().await.unwrap();
+    sites
+        .into_iter()
+        .map(|s| (s.id.0, s.text("name").unwrap_or_default().to_owned()))
+        .collect()
+}
+
+store_test! {
+    async fn the_three_kinds_of_site_mapping_with_group_and_attribute_filters(db: &TestDb) {
+        let fx = emulator(40).await;
+        fx.connect(db, "contoso").await;
+        let (_, settings) = deskbridge_sync::load_entra_connection(&db.store, "contoso").await.unwrap();
+        let customer = settings.customer_id;
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let mut site = |name: &str| -> Fields {
+            [("customer_id".to_owned(), json!(customer.0)), ("name".to_owned(), json!(name))].into_iter().collect()
+        };
+        let london = tx.insert(Entity::Site, None, &site("London")).await.unwrap();
+        tx.insert(Entity::Site, None, &site("Paris")).await.unwrap();
+        let main = tx.main_site(customer).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+
+        let members: Vec<String> = graph_users(&fx).await.iter().filter_map(|u| u["id"].as_str().map(str::to_owned)).collect();
+        let londoner = members[0].clone();
+        group_with(&fx, "London Office", &[&londoner]).await;
+        fx.admin(reqwest::Method::PATCH, &format!("users/{}", members[1]), Some(json!({"department": "Sales", "jobTitle": "Rep"}))).await;
+        fx.admin(reqwest::Method::PATCH, &format!("users/{}", members[2]), Some(json!({"department": "Support", "jobTitle": null}))).await;
+        fx.admin(reqwest::Method::PATCH, &format!("users/{}", members[3]), Some(json!({"department": "Finance", "jobTitle": "Paris"}))).await;
+        configure(db, "contoso", |m| {
+            m.site_mappings = vec![
+                SiteMapping {
+                    id: 1,
+                    name: "London office".into(),
+                    sequence: 10,
+                    target: SiteTarget::ExistingSite { site_id: london },
+                    group: Some(GroupFilter { name: "London Office".into(), nested: false }),
+                    ..SiteMapping::default()
+                },
+                SiteMapping {
+                    id: 2,
+                    name: "Departments starting with S".into(),
+                    sequence: 20,
+                    target: SiteTarget::CustomerByField { customer_id: customer, field: "department".into() },
+                    filter: Some("startswith(department,'S')".into()),
+                    ..SiteMapping::default()
+                },
+                SiteMapping {
+                    id: 3,
+                    name: "Site named by job title".into(),
+                    sequence: 30,
+                    target: SiteTarget::MatchSiteField {
+                        customer_id: Some(customer),
+                        site_field: "name".into(),
+                        user_field: "job_title".into(),
+                        unmatched: UnmatchedSite::DefaultSite { site_id: main },
+                    },
+                    ..SiteMapping::default()
+                },
+            ];
+        })
+        .await;
+        let outcome = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(outcome.status, "succeeded", "{:?}", outcome.errors);
+        let sites = site_names(db).await;
+        let desk = desk_users(db).await;
+        for user in graph_users(&fx).await {
+            let id = user["id"].as_str().unwrap();
+            let department = user["department"].as_str().unwrap_or_default();
+            let job = user["jobTitle"].as_str().unwrap_or_default();
+            let expected = if id == londoner {
+                "London".to_owned()
+            } else if department.to_lowercase().starts_with('s') {
+                department.to_owned()
+            } else if job.eq_ignore_ascii_case("paris") {
+                "Paris".to_owned()
+            } else {
+                "Main".to_owned()
+            };
+            let site_id = desk[id].get("site_id").as_i64().unwrap();
+            assert!(sites[&site_id].eq_ignore_ascii_case(&expected), "{} ({department}/{job}) is on {}, not {expected}", user["displayName"], sites[&site_id]);
+        }
+        assert!(sites.values().any(|n| n == "Sales") && sites.values().any(|n| n == "Support"), "kind 2 created the sites: {sites:?}");
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn licence_management_teams_cabs_service_accounts_and_the_no_manager_role(db: &TestDb) {
+        let fx = emulator(30).await;
+        fx.connect(db, "contoso").await;
+        let agents_role = named(db, Entity::AgentRole, "Agents").await;
+        let named_role = named(db, Entity::AgentRole, "Named").await;
+        let disabled_role = named(db, Entity::AgentRole, "Disabled").await;
+        let team = named(db, Entity::Team, "1st Line").await;
+        let cab = named(db, Entity::Cab, "Change Board").await;
+        let approver = named(db, Entity::CabRole, "Approver").await;
+        let exec = named(db, Entity::UserRole, "Executive").await;
+        let users = graph_users(&fx).await;
+        let ids: Vec<&str> = users.iter().filter(|u| u["accountEnabled"] == json!(true)).filter_map(|u| u["id"].as_str()).collect();
+        let (a, b, c, staff) = (ids[0], ids[1], ids[2], ids[3]);
+        group_with(&fx, "IT", &[a, b, c]).await;
+        group_with(&fx, "Named Licence", &[a]).await;
+        group_with(&fx, "Disabled Agents", &[c]).await;
+        group_with(&fx, "Change", &[b]).await;
+        group_with(&fx, "Staff", &[a, b, c, staff]).await;
+        configure(db, "contoso", |m| {
+            m.site_mappings.push(SiteMapping {
+                id: 2,
+                name: "IT agents".into(),
+                sequence: 10,
+                target: SiteTarget::Agent { licence_type: LicenceTypeChoice::NoChange, creation_type: None },
+                group: Some(GroupFilter { name: "IT".into(), nested: false }),
+                ..SiteMapping::default()
+            });
+            m.advanced.agent_roles = vec![
+                GroupToRecord { group: "IT".into(), id: agents_role },
+                GroupToRecord { group: "Named Licence".into(), id: named_role },
+                GroupToRecord { group: "Disabled Agents".into(), id: disabled_role },
+            ];
+            m.advanced.teams = vec![GroupToRecord { group: "IT".into(), id: team }];
+            m.advanced.cabs = vec![GroupToCab { group: "Change".into(), cab_id: cab, cab_role_id: Some(approver) }];
+            m.advanced.role_for_users_without_manager = Some(exec);
+            m.licence_management = LicenceManagement { enabled: true, named_licence_roles: vec![named_role], inactive_roles: vec![disabled_role] };
+            m.service_accounts = Some(ServiceAccounts { group: Some("Staff".into()), required_skus: vec![] });
+        })
+        .await;
+        let outcome = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(outcome.status, "succeeded", "{:?}", outcome.errors);
+        let agents = desk_agents(db).await;
+        assert_eq!(agents[a].get("licence_type"), &json!("named"), "a role that gives a named licence");
+        assert_eq!(agents[b].get("licence_type"), &json!("concurrent"));
+        assert_eq!(agents[c].get("active"), &json!(false), "a role that makes agents inactive");
+        assert_eq!(agents[a].get("active"), &json!(true));
+        let in_team = |id: &str| agents[id].get("teams").as_array().unwrap().iter().any(|t| t["team_id"] == json!(team.0));
+        assert!(in_team(a) && in_team(b), "group → team");
+        assert_eq!(agents[b].get("cabs"), &json!([{"cab_id": cab.0, "cab_role_id": approver.0}]), "group → CAB with its role");
+        let desk = desk_users(db).await;
+        assert_eq!(desk[staff].get("is_service_account"), &json!(false));
+        let outsider = ids.iter().find(|id| ![a, b, c, staff].contains(id)).unwrap();
+        assert_eq!(desk[*outsider].get("is_service_account"), &json!(true), "users outside the group are service accounts");
+        for user in &users {
+            let id = user["id"].as_str().unwrap();
+            let has_exec = desk[id].get("roles").as_array().unwrap().contains(&json!(exec.0));
+            assert_eq!(has_exec, user.get("manager").is_none_or(Value::is_null), "{}: role for users with no manager", user["displayName"]);
+        }
         fx.emu.shutdown().await;
     }
 }
