@@ -237,7 +237,7 @@ store_test! {
         let (_, settings) = deskbridge_sync::load_entra_connection(&db.store, "contoso").await.unwrap();
         let customer = settings.customer_id;
         let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
-        let mut site = |name: &str| -> Fields {
+        let site = |name: &str| -> Fields {
             [("customer_id".to_owned(), json!(customer.0)), ("name".to_owned(), json!(name))].into_iter().collect()
         };
         let london = tx.insert(Entity::Site, None, &site("London")).await.unwrap();
