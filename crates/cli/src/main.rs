@@ -35,6 +35,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::connection::ConnectionCommand,
     },
+    /// Show or replace a connection's mapping configuration (validated before it is saved).
+    Mappings {
+        #[command(subcommand)]
+        command: commands::mappings::MappingsCommand,
+    },
     /// Sync one connection now (or preview what a sync would change with --plan).
     Sync(commands::sync::SyncArgs),
     /// Create or upgrade the database schema (also done automatically on start).
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => commands::demo::run(&cli.global, args).await,
             Command::Connection { command } => commands::connection::run(&cli.global, command).await,
             Command::Sync(args) => commands::sync::run(&cli.global, args).await,
+            Command::Mappings { command } => commands::mappings::run(&cli.global, command).await,
             Command::Migrate => commands::migrate::run(&cli.global).await,
             Command::Keys { command } => commands::keys::run(&cli.global, command).await,
             Command::Directory(args) => commands::directory::run(&cli.global, args).await,

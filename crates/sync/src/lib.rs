@@ -22,6 +22,7 @@ mod apply;
 mod connection;
 mod desk;
 mod error;
+mod mappings;
 pub mod read;
 mod run;
 
@@ -32,6 +33,7 @@ pub use connection::{
 };
 pub use desk::{load_catalog, load_snapshot};
 pub use error::SyncError;
+pub use mappings::save_mappings;
 pub use run::{SyncOptions, SyncOutcome, sync};
 
 /// The connection kind of Entra connections in the store.

@@ -119,7 +119,7 @@ fn scope_for(graph_url: &str) -> String {
     }
 }
 
-async fn graph_for(
+pub(crate) async fn graph_for(
     store: &Store,
     connection: &Connection,
     settings: &EntraSettings,

@@ -371,3 +371,37 @@ store_test! {
         fx.emu.shutdown().await;
     }
 }
+
+store_test! {
+    async fn invalid_mappings_are_refused_on_save_with_the_exact_problem(db: &TestDb) {
+        let fx = emulator(10).await;
+        fx.connect(db, "contoso").await;
+        group_with(&fx, "Real Group", &[]).await;
+        let (_, settings) = deskbridge_sync::load_entra_connection(&db.store, "contoso").await.unwrap();
+        let save = |m: MappingConfig| async move {
+            deskbridge_sync::save_mappings(&db.store, "contoso", m, &clock(), &SyncOptions::default()).await
+        };
+        let with_mapping = |change: &dyn Fn(&mut SiteMapping)| {
+            let mut m = settings.mapping.clone();
+            change(&mut m.site_mappings[0]);
+            m
+        };
+        let err = save(with_mapping(&|s| s.group = Some(GroupFilter { name: "No Such Group".into(), nested: false }))).await.unwrap_err();
+        assert!(err.to_string().contains("No Such Group"), "{err}");
+        let err = save(with_mapping(&|s| s.filter = Some("department eq 'Sales".into()))).await.unwrap_err();
+        assert!(err.to_string().contains("column"), "the parse error says where: {err}");
+        let err = save(with_mapping(&|s| s.target = SiteTarget::ExistingSite { site_id: RecordId(99_999) })).await.unwrap_err();
+        assert!(err.to_string().contains("99999"), "{err}");
+        let mut bad_field = settings.mapping.clone();
+        bad_field.user_fields.push(deskbridge_mapping::FieldMapping::property("shoeSize", "email"));
+        let err = save(bad_field).await.unwrap_err();
+        assert!(err.to_string().contains("shoeSize"), "{err}");
+        // Nothing of that was stored; a valid change is.
+        let (_, unchanged) = deskbridge_sync::load_entra_connection(&db.store, "contoso").await.unwrap();
+        assert_eq!(unchanged.mapping, settings.mapping);
+        save(with_mapping(&|s| s.group = Some(GroupFilter { name: "Real Group".into(), nested: false }))).await.unwrap();
+        let (_, saved) = deskbridge_sync::load_entra_connection(&db.store, "contoso").await.unwrap();
+        assert_eq!(saved.mapping.site_mappings[0].group.as_ref().unwrap().name, "Real Group");
+        fx.emu.shutdown().await;
+    }
+}

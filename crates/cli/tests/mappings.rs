@@ -1,0 +1,107 @@
+//! `deskbridge mappings show|set`: mappings as code, validated before they are saved.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mappings_round_trip_and_invalid_ones_are_refused() {
+    let world = World::generate(&GenerateOptions {
+        seed: 4,
+        tenants: 1,
+        users_per_tenant: Some(10),
+        ..GenerateOptions::default()
+    })
+    .unwrap();
+    let emu = Emulator::start(EmulatorConfig::new(world)).await.unwrap();
+    let summary = emu.summary();
+    let app = summary
+        .apps
+        .iter()
+        .find(|a| a.kind == "multi_tenant_secret")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_deskbridge"))
+            .args(args)
+            .env("DESKBRIDGE_DATA_DIR", dir.path())
+            .env_remove("DESKBRIDGE_DATABASE_URL")
+            .env("MAPPINGS_TEST_SECRET", app.client_secret.clone().unwrap())
+            .output()
+            .unwrap()
+    };
+    let tenant = summary.tenants[0].id.clone();
+    let add = run(&[
+        "connection",
+        "add",
+        "entra",
+        "--name",
+        "c",
+        "--tenant-id",
+        &tenant,
+        "--client-id",
+        &app.client_id,
+        "--client-secret-env",
+        "MAPPINGS_TEST_SECRET",
+        "--authority-host",
+        &summary.authority_host,
+        "--graph-url",
+        &summary.graph_url,
+    ]);
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    let shown = run(&["mappings", "show", "--connection", "c"]);
+    assert!(shown.status.success());
+    let mut mapping: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(mapping["site_mappings"][0]["name"], json!("All users"));
+
+    let file = dir.path().join("mappings.json");
+    mapping["site_mappings"][0]["group"] = json!({"name": "Nobody Has This Group"});
+    std::fs::write(&file, mapping.to_string()).unwrap();
+    let refused = run(&[
+        "mappings",
+        "set",
+        "--connection",
+        "c",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Nobody Has This Group"));
+
+    std::fs::write(&file, r#"{"version": 1, "user_fields": "not a list"}"#).unwrap();
+    let malformed = run(&[
+        "mappings",
+        "set",
+        "--connection",
+        "c",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&malformed.stderr).contains("user_fields"),
+        "the JSON path is named"
+    );
+
+    mapping["site_mappings"][0]["group"] = Value::Null;
+    mapping["site_mappings"][0]["name"] = json!("Everyone");
+    std::fs::write(&file, mapping.to_string()).unwrap();
+    let saved = run(&[
+        "mappings",
+        "set",
+        "--connection",
+        "c",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    let again: Value =
+        serde_json::from_slice(&run(&["mappings", "show", "--connection", "c"]).stdout).unwrap();
+    assert_eq!(again["site_mappings"][0]["name"], json!("Everyone"));
+    emu.shutdown().await;
+}
