@@ -33,6 +33,9 @@ pub struct SyncOptions {
     pub instance: String,
     /// Overrides the Graph client's settings (tests turn retries down).
     pub graph: Option<GraphConfig>,
+    /// An administrator approves the connection's held run: the circuit breaker lets this run's
+    /// deactivations through (only when the last run was held).
+    pub approve_held: bool,
 }
 
 impl Default for SyncOptions {
@@ -42,6 +45,7 @@ impl Default for SyncOptions {
             full: false,
             instance: "production".into(),
             graph: None,
+            approve_held: false,
         }
     }
 }
@@ -256,6 +260,22 @@ pub async fn sync(
         stream: stream.into(),
     };
 
+    let held_run = if options.approve_held {
+        let mut tx = store.read().await?;
+        let last = tx.runs(Some(connection.id), 1).await?.into_iter().next();
+        tx.commit().await?;
+        match last {
+            Some(run) if run.status == RunStatus::Held => Some(run.id),
+            _ => {
+                return Err(SyncError::BadSettings(
+                    name.into(),
+                    "there is no held run to approve: the connection's last run was not held".into(),
+                ));
+            }
+        }
+    } else {
+        None
+    };
     let run = if options.plan_only {
         None
     } else {
@@ -332,10 +352,15 @@ pub async fn sync(
     let mut tx = store.read().await?;
     let snapshot = load_snapshot(&mut tx).await?;
     tx.commit().await?;
+    let approved: BTreeSet<String> = if held_run.is_some() {
+        [settings.tenant_id.clone()].into_iter().collect()
+    } else {
+        BTreeSet::new()
+    };
     let input = PlanInput {
         connection_id: connection.id,
         tenants: vec![data.read.clone()],
-        approved_tenants: BTreeSet::new(),
+        approved_tenants: approved,
     };
     let plan: Plan = deskbridge_mapping::plan(&config, &input, &snapshot, clock.now());
     notes.extend(plan.notes.iter().cloned());
@@ -403,6 +428,10 @@ pub async fn sync(
         RunStatus::Partial
     };
     tx.finish_run(run, status, None).await?;
+    if let Some(held) = held_run {
+        let note = format!("approved; applied by run {run}");
+        tx.finish_run(held, RunStatus::Cancelled, Some(&note)).await?;
+    }
     let final_run = tx.run(run).await?;
     tx.commit().await?;
     let mut errors = plan_errors(&plan);

@@ -73,6 +73,20 @@ store_test! {
         assert_eq!(run.status, deskbridge_store::RunStatus::Held);
         assert!(run.message.is_some());
         tx.commit().await.unwrap();
+
+        // An administrator approves: the same deactivations go through, once.
+        let approve = SyncOptions { approve_held: true, ..SyncOptions::default() };
+        let approved = sync(&db.store, "contoso", &approve, &clock()).await.unwrap();
+        assert_eq!(approved.status, "succeeded", "{approved:?}");
+        assert_eq!(approved.counts.deactivated, gone as i64);
+        let desk = desk_users(db).await;
+        assert!(members[..gone].iter().all(|id| desk[id].get("active") == &json!(false)));
+        let mut tx = db.store.read().await.unwrap();
+        let old = tx.run(held.run_id.unwrap()).await.unwrap().unwrap();
+        assert!(old.message.unwrap_or_default().starts_with("approved"), "the held run records its approval");
+        tx.commit().await.unwrap();
+        let again = sync(&db.store, "contoso", &approve, &clock()).await;
+        assert!(again.is_err(), "nothing is left to approve");
         fx.emu.shutdown().await;
     }
 }

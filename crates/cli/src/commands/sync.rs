@@ -20,6 +20,9 @@ pub struct SyncArgs {
     /// Print one JSON object (run_id, status, counts, and with --plan the changes).
     #[arg(long)]
     pub json: bool,
+    /// Approve the connection's held run: apply what the circuit breaker stopped.
+    #[arg(long, conflicts_with = "plan")]
+    pub approve_held: bool,
     /// This instance's kind; a connection runs only on instances it is enabled for.
     #[arg(long, env = "DESKBRIDGE_INSTANCE", default_value = "production")]
     pub instance: String,
