@@ -36,6 +36,7 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         full: args.full,
         instance: args.instance.clone(),
         graph: None,
+        approve_held: args.approve_held,
     };
     let outcome = sync(&store, &args.connection, &options, &clock).await;
     store.close().await;
