@@ -419,3 +419,80 @@ store_test! {
         fx.emu.shutdown().await;
     }
 }
+
+store_test! {
+    async fn agents_leave_a_mapped_team_with_their_group_when_removal_is_on(db: &TestDb) {
+        let fx = emulator(20).await;
+        fx.connect(db, "contoso").await;
+        let team = named(db, Entity::Team, "2nd Line").await;
+        let ids = active_members(&fx).await;
+        let (a, b) = (ids[0].clone(), ids[1].clone());
+        group_with(&fx, "Agents", &[&a, &b]).await;
+        let team_group = group_with(&fx, "Team 2", &[&a, &b]).await;
+        configure(db, "contoso", |m| {
+            m.site_mappings.push(SiteMapping {
+                id: 2,
+                name: "Agents".into(),
+                sequence: 10,
+                target: SiteTarget::Agent { licence_type: LicenceTypeChoice::NoChange, creation_type: None },
+                group: Some(GroupFilter { name: "Agents".into(), nested: false }),
+                ..SiteMapping::default()
+            });
+            m.advanced.teams = vec![GroupToRecord { group: "Team 2".into(), id: team }];
+            m.advanced.remove_agents_from_unmapped_teams = true;
+        })
+        .await;
+        sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        let teams_of = |agents: &BTreeMap<String, deskbridge_store::Record>, id: &str| -> Vec<i64> {
+            agents[id].get("teams").as_array().unwrap().iter().filter_map(|t| t["team_id"].as_i64()).collect()
+        };
+        let agents = desk_agents(db).await;
+        assert_eq!((teams_of(&agents, &a), teams_of(&agents, &b)), (vec![team.0], vec![team.0]));
+        fx.admin(reqwest::Method::DELETE, &format!("groups/{team_group}/members/{b}"), None).await;
+        let delta = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(delta.status, "succeeded", "{:?}", delta.errors);
+        let agents = desk_agents(db).await;
+        assert_eq!(teams_of(&agents, &a), vec![team.0]);
+        assert!(teams_of(&agents, &b).is_empty(), "b left the team with the group");
+        assert_eq!(agents[&b].get("active"), &json!(true), "and is still an agent");
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn external_users_are_excluded_included_or_included_when_licensed(db: &TestDb) {
+        let fx = emulator(60).await;
+        fx.connect(db, "contoso").await;
+        let summary = fx.emu.summary();
+        let app = summary.apps.iter().find(|a| a.kind == "multi_tenant_secret").unwrap();
+        let token = fx.emu.issue_app_token(&app.client_id, &fx.tenant).unwrap();
+        let url = format!("{}/users?$select=id,userType,userPrincipalName,assignedLicenses&$top=999", summary.graph_url);
+        let page: Value = fx.http.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let guests: Vec<(String, bool)> = page["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| is_guest(u))
+            .map(|u| (u["id"].as_str().unwrap().to_owned(), !u["assignedLicenses"].as_array().unwrap().is_empty()))
+            .collect();
+        assert!(!guests.is_empty(), "the world has guests");
+        let imported = |desk: &BTreeMap<String, deskbridge_store::Record>, id: &str| desk.get(id).is_some();
+
+        sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        let desk = desk_users(db).await;
+        assert!(guests.iter().all(|(id, _)| !imported(&desk, id)), "excluded by default");
+
+        configure(db, "contoso", |m| m.site_mappings[0].external_users = deskbridge_mapping::ExternalUsers::IncludeIfLicensed).await;
+        sync(&db.store, "contoso", &SyncOptions { full: true, ..SyncOptions::default() }, &clock()).await.unwrap();
+        let desk = desk_users(db).await;
+        for (id, licensed) in &guests {
+            assert_eq!(imported(&desk, id), *licensed, "guest {id}, licensed: {licensed}");
+        }
+
+        configure(db, "contoso", |m| m.site_mappings[0].external_users = deskbridge_mapping::ExternalUsers::Include).await;
+        sync(&db.store, "contoso", &SyncOptions { full: true, ..SyncOptions::default() }, &clock()).await.unwrap();
+        let desk = desk_users(db).await;
+        assert!(guests.iter().all(|(id, _)| imported(&desk, id)), "all guests once included");
+        fx.emu.shutdown().await;
+    }
+}
