@@ -42,8 +42,6 @@ pub struct TenantData {
     pub read: TenantRead,
     /// Display names of the tenant's groups (for validating group filters).
     pub groups: BTreeSet<String>,
-    /// The tenant's subscribed SKUs as Graph returned them.
-    pub skus: Vec<Map<String, Value>>,
     /// Delta links to store (stream → link) once the read has been applied.
     pub cursors: Vec<(String, String)>,
     /// Requests made.
@@ -353,7 +351,6 @@ pub async fn read_full(
             subscribed_skus: Some(skus.iter().filter_map(subscribed_sku).collect()),
         },
         groups: groups.into_values().collect(),
-        skus,
         cursors: vec![
             (USERS_DELTA.into(), users_link),
             (GROUPS_DELTA.into(), groups_link),
@@ -482,7 +479,6 @@ pub async fn read_delta(
             subscribed_skus: None,
         },
         groups: BTreeSet::new(),
-        skus: Vec::new(),
         cursors: vec![
             (USERS_DELTA.into(), new_users_link),
             (GROUPS_DELTA.into(), new_groups_link),
