@@ -87,6 +87,19 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action's name as the plan's JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Deactivate => "deactivate",
+            Self::Reactivate => "reactivate",
+            Self::Link => "link",
+            Self::Conflict => "conflict",
+            Self::Skip => "skip",
+        }
+    }
+
     /// Whether applying the change writes anything.
     pub fn writes(self) -> bool {
         !matches!(self, Self::Conflict | Self::Skip)
@@ -230,6 +243,29 @@ impl Reference {
                 })
             }
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Action;
+
+    #[test]
+    fn action_names_are_the_json_names() {
+        for action in [
+            Action::Create,
+            Action::Update,
+            Action::Deactivate,
+            Action::Reactivate,
+            Action::Link,
+            Action::Conflict,
+            Action::Skip,
+        ] {
+            assert_eq!(
+                serde_json::to_value(action).unwrap(),
+                serde_json::json!(action.as_str())
+            );
         }
     }
 }

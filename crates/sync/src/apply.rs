@@ -165,7 +165,7 @@ impl Applier<'_> {
             .ok_or_else(|| StoreError::InvalidValue {
                 entity: "plan",
                 field: change.external_id.clone(),
-                message: format!("the {} change names no desk record", change.action_name()),
+                message: format!("the {} change names no desk record", change.action.as_str()),
             })?;
         if change.action == Action::Link {
             tx.link_source(entity, target, &source).await?;
@@ -178,29 +178,11 @@ impl Applier<'_> {
         }
         Ok(format!(
             "{} {} {}: {} field(s) written",
-            change.action_name(),
+            change.action.as_str(),
             entity,
             target,
             written.len()
         ))
-    }
-}
-
-trait ActionName {
-    fn action_name(&self) -> &'static str;
-}
-
-impl ActionName for Change {
-    fn action_name(&self) -> &'static str {
-        match self.action {
-            Action::Create => "create",
-            Action::Update => "update",
-            Action::Deactivate => "deactivate",
-            Action::Reactivate => "reactivate",
-            Action::Link => "link",
-            Action::Conflict => "conflict",
-            Action::Skip => "skip",
-        }
     }
 }
 
@@ -240,7 +222,7 @@ pub async fn apply_plan(
             let (action, result) = match applier.apply_change(&mut tx, change).await {
                 Ok(result) => {
                     tx.release_savepoint().await?;
-                    (change.action_name().to_owned(), result)
+                    (change.action.as_str().to_owned(), result)
                 }
                 Err(e) => {
                     tx.rollback_to_savepoint().await?;
@@ -249,7 +231,11 @@ pub async fn apply_plan(
                         entity: Some(change.entity.as_str().to_owned()),
                         external_id: Some(change.external_id.clone()),
                         code: e.code().to_string(),
-                        message: format!("{} {} failed: {e}", change.action_name(), change.entity.as_str()),
+                        message: format!(
+                            "{} {} failed: {e}",
+                            change.action.as_str(),
+                            change.entity.as_str()
+                        ),
                         remedy: Some(
                             "Check the mapping that produced this value (see the rule in the preview)."
                                 .into(),

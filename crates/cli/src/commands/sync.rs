@@ -68,7 +68,7 @@ pub fn print_outcome(outcome: &SyncOutcome) {
                 .collect();
             println!(
                 "{:<10} {:<6} {:<38} {}  [{}] {}",
-                format!("{:?}", change.action).to_lowercase(),
+                change.action.as_str(),
                 change.entity.as_str(),
                 change.external_id,
                 fields.join(", "),
