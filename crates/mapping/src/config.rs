@@ -97,6 +97,26 @@ impl MappingConfig {
 }
 
 impl MappingConfig {
+    /// Every Azure group the configuration names: site-mapping filters, group → role / team /
+    /// CAB mappings and the service-account group.
+    pub fn group_names(&self) -> std::collections::BTreeSet<String> {
+        let advanced = &self.advanced;
+        let records = advanced
+            .agent_roles
+            .iter()
+            .chain(&advanced.user_roles)
+            .chain(&advanced.teams);
+        self.site_mappings
+            .iter()
+            .filter_map(|m| m.group.as_ref().map(|g| g.name.clone()))
+            .chain(records.map(|r| r.group.clone()))
+            .chain(advanced.cabs.iter().map(|c| c.group.clone()))
+            .chain(self.service_accounts.iter().filter_map(|s| s.group.clone()))
+            .collect()
+    }
+}
+
+impl MappingConfig {
     /// CSP's "generate mappings" for one tenant: a catch-all mapping of the tenant's member
     /// users to its customer's main site, added unless one for that tenant already exists.
     /// Returns the mapping's id.

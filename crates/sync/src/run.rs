@@ -15,7 +15,6 @@ use deskbridge_store::{
     Connection, CursorKey, IntegrationError, OutboundEntry, RunCounts, RunStatus, Store, WriteContext,
 };
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::connection::{AuthMethod, EntraSettings, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET, secret_ref};
 use crate::read::{self, GROUPS_DELTA, TenantData, USERS_DELTA};
@@ -192,12 +191,7 @@ async fn validated(
     mapping: &MappingConfig,
     groups: Option<BTreeSet<String>>,
 ) -> Result<ValidatedConfig, SyncError> {
-    let groups = match groups {
-        Some(g) => g,
-        None => serde_json::to_value(mapping)
-            .map(|v| strings_under(&v, "group"))
-            .unwrap_or_default(),
-    };
+    let groups = groups.unwrap_or_else(|| mapping.group_names());
     let mut tx = store.read().await?;
     let catalog = load_catalog(&mut tx, groups).await?;
     tx.commit().await?;
@@ -210,23 +204,6 @@ async fn validated(
                 .join("; "),
         )
     })
-}
-
-/// Every string value under keys containing `needle` (group names in a mapping configuration).
-fn strings_under(value: &Value, needle: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![(false, value)];
-    while let Some((inside, v)) = stack.pop() {
-        match v {
-            Value::String(s) if inside => {
-                out.insert(s.clone());
-            }
-            Value::Array(items) => stack.extend(items.iter().map(|i| (inside, i))),
-            Value::Object(map) => stack.extend(map.iter().map(|(k, v)| (inside || k.contains(needle), v))),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Runs one sync of the connection named `name`.
