@@ -55,11 +55,11 @@ impl StoreTx {
             }
         }
         let at = Sql::Text(format_timestamp(self.at));
-        let row = self
-            .row(
+        let id = self
+            .insert_returning_id(
                 "INSERT INTO custom_tables (name, label, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id",
                 &[Sql::text(name), Sql::opt_text(label), at],
-                &[SqlType::Int],
+                "custom_tables",
             )
             .await
             .map_err(|e| match e {
@@ -68,9 +68,6 @@ impl StoreTx {
                 }
                 other => other,
             })?;
-        let id = row
-            .and_then(|r| r.first().and_then(Sql::as_int))
-            .unwrap_or_default();
         for (column, ty) in columns {
             self.execute(
                 "INSERT INTO custom_table_columns (table_id, name, field_type) VALUES ($1, $2, $3)",
@@ -168,8 +165,8 @@ impl StoreTx {
                 Ok(UpsertOutcome::Updated(RecordId(*id), changes))
             }
             _ => {
-                let row = self
-                    .row(
+                let id = RecordId(
+                    self.insert_returning_id(
                         "INSERT INTO custom_table_rows (table_id, data, source_connection_id, external_id, created_at, updated_at) \
                          VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
                         &[
@@ -179,12 +176,9 @@ impl StoreTx {
                             Sql::text(source.external_id.clone()),
                             at,
                         ],
-                        &[SqlType::Int],
+                        "custom_table_rows",
                     )
-                    .await?;
-                let id = RecordId(
-                    row.and_then(|r| r.first().and_then(Sql::as_int))
-                        .unwrap_or_default(),
+                    .await?,
                 );
                 let changes: Vec<FieldChange> = clean
                     .into_iter()

@@ -435,6 +435,14 @@ impl StoreTx {
         Ok(out)
     }
 
+    /// Runs an `INSERT … RETURNING id` and gives the new id. No id back is an error, never 0.
+    pub(crate) async fn insert_returning_id(&mut self, sql: &str, args: &[Sql], table: &str) -> Result<i64> {
+        self.row(sql, args, &[SqlType::Int])
+            .await?
+            .and_then(|r| r.first().and_then(Sql::as_int))
+            .ok_or_else(|| StoreError::Corrupt(table.to_owned(), "the insert returned no id".to_owned()))
+    }
+
     pub(crate) async fn row(
         &mut self,
         sql: &str,

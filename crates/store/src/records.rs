@@ -531,14 +531,11 @@ impl StoreTx {
             spec.table,
             names.join(", ")
         );
-        let row = self
-            .row(&sql, &args, &[SqlType::Int])
-            .await
-            .map_err(|e| unique_violation(spec, e))?;
-        let id =
-            RecordId(row.and_then(|r| r.first().and_then(Sql::as_int)).ok_or_else(|| {
-                StoreError::Corrupt(spec.table.to_owned(), "insert returned no id".to_owned())
-            })?);
+        let id = RecordId(
+            self.insert_returning_id(&sql, &args, spec.table)
+                .await
+                .map_err(|e| unique_violation(spec, e))?,
+        );
         let mut changes: Vec<FieldChange> = columns
             .into_iter()
             .filter(|(_, v)| !v.is_null())
@@ -940,17 +937,14 @@ impl StoreTx {
             ));
         }
         let at = format_timestamp(self.at);
-        let row = self
-            .row(
+        let id = self
+            .insert_returning_id(
                 "INSERT INTO custom_fields (entity, name, field_type, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING id",
                 &[Sql::text(spec.name), Sql::text(name), Sql::text(field_type), Sql::Text(at)],
-                &[SqlType::Int],
+                "custom_fields",
             )
             .await
             .map_err(|e| unique_violation(spec, e))?;
-        let id = row
-            .and_then(|r| r.first().and_then(Sql::as_int))
-            .unwrap_or_default();
         for (value, label, external_id) in options {
             self.execute(
                 "INSERT INTO custom_field_options (field_id, value, label, external_id) VALUES ($1, $2, $3, $4)",

@@ -359,17 +359,14 @@ impl StoreTx {
 
     /// Starts a run now (status running).
     pub async fn start_run(&mut self, connection_id: Option<ConnectionId>, kind: &str) -> Result<RunId> {
-        let row = self
-            .row(
-                "INSERT INTO runs (connection_id, kind, status, created_at, started_at) VALUES ($1, $2, 'running', $3, $3) RETURNING id",
-                &[Sql::opt_int(connection_id.map(|c| c.0)), Sql::text(kind), self.now_text()],
-                &[SqlType::Int],
-            )
-            .await?;
-        Ok(RunId(
-            row.and_then(|r| r.first().and_then(Sql::as_int))
-                .ok_or_else(|| StoreError::Corrupt("runs".into(), "insert returned no id".into()))?,
-        ))
+        let args = [
+            Sql::opt_int(connection_id.map(|c| c.0)),
+            Sql::text(kind),
+            self.now_text(),
+        ];
+        let sql = "INSERT INTO runs (connection_id, kind, status, created_at, started_at) \
+                   VALUES ($1, $2, 'running', $3, $3) RETURNING id";
+        Ok(RunId(self.insert_returning_id(sql, &args, "runs").await?))
     }
 
     /// Adds to a run's counts; call it in the transaction that made the changes counted.
