@@ -80,8 +80,8 @@ impl GlobalArgs {
         self.data_dir.join("deskbridge.db")
     }
 
-    /// Opens the store and brings its schema up to date.
-    pub async fn open_store(&self) -> anyhow::Result<Store> {
+    /// Opens the store as it is, without migrating.
+    pub async fn connect_store(&self) -> anyhow::Result<Store> {
         let clock: SharedClock = Arc::new(SystemClock);
         let options = StoreOptions::new(clock).with_keys(self.keys()?);
         let store = match &self.database {
@@ -91,6 +91,12 @@ impl GlobalArgs {
                 Store::open_sqlite_file(&self.sqlite_path(), options).await?
             }
         };
+        Ok(store)
+    }
+
+    /// Opens the store and brings its schema up to date (every command does this on start).
+    pub async fn open_store(&self) -> anyhow::Result<Store> {
+        let store = self.connect_store().await?;
         let applied = store.migrate().await?;
         for m in &applied {
             tracing::info!(version = m.version, name = %m.name, "applied migration");

@@ -30,6 +30,7 @@ fn migrate_creates_the_embedded_database_and_a_private_key_file() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = ok(&deskbridge(&data, &["migrate"]));
+    assert!(out.contains("applied migration 1 (init)"), "{out}");
     assert!(out.contains("schema is up to date"), "{out}");
     assert!(data.join("deskbridge.db").exists());
     use std::os::unix::fs::PermissionsExt as _;
@@ -39,8 +40,9 @@ fn migrate_creates_the_embedded_database_and_a_private_key_file() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600);
-    // Twice is fine.
-    ok(&deskbridge(&data, &["migrate"]));
+    // Twice is fine, and applies nothing the second time.
+    let again = ok(&deskbridge(&data, &["migrate"]));
+    assert!(!again.contains("applied migration"), "{again}");
 }
 
 #[test]

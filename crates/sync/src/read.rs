@@ -214,8 +214,7 @@ fn memberships(
     }
     let mut out: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
     for (group, list) in members {
-        for (member, is_group) in list.iter().filter(|(_, g)| !g) {
-            let _ = is_group;
+        for (member, _) in list.iter().filter(|(_, is_group)| !is_group) {
             let entry = out.entry(member.clone()).or_default();
             if let Some(name) = groups.get(group) {
                 entry.0.insert(name.clone());

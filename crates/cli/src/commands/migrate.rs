@@ -1,11 +1,13 @@
 use crate::settings::GlobalArgs;
 
 pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
-    // open_store migrates; report what that did.
-    let store = global.open_store().await?;
-    let applied = store.migrate().await?;
-    debug_assert!(applied.is_empty());
-    println!("schema is up to date ({})", global.database_label());
+    let store = global.connect_store().await?;
+    let applied = store.migrate().await;
     store.close().await;
+    let applied = applied?;
+    for m in &applied {
+        println!("applied migration {} ({})", m.version, m.name);
+    }
+    println!("schema is up to date ({})", global.database_label());
     Ok(())
 }
