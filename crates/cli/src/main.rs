@@ -51,6 +51,20 @@ enum Command {
     },
     /// List what the desk's directory holds.
     Directory(commands::directory::DirectoryArgs),
+    /// Serve HTTP (/metrics, /healthz) with a scheduler and one worker (SQLite by default).
+    Serve(commands::serve::ServeArgs),
+    /// Claim and run jobs (and fire due schedules) until stopped; run several on PostgreSQL.
+    Worker(commands::worker::WorkerCommand),
+    /// Add, list and remove schedules; start processing everything enabled.
+    Schedule {
+        #[command(subcommand)]
+        command: commands::schedule::ScheduleCommand,
+    },
+    /// The job queue: list runs with their progress, start one now, cancel one.
+    Runs {
+        #[command(subcommand)]
+        command: commands::runs::RunsCommand,
+    },
     /// Serve the emulated Microsoft endpoints (identity platform, Graph) until stopped.
     Emulator(deskbridge_emulator::cli::EmulatorArgs),
 }
@@ -77,6 +91,10 @@ fn main() -> ExitCode {
             Command::Migrate => commands::migrate::run(&cli.global).await,
             Command::Keys { command } => commands::keys::run(&cli.global, command).await,
             Command::Directory(args) => commands::directory::run(&cli.global, args).await,
+            Command::Serve(args) => commands::serve::run(&cli.global, args).await,
+            Command::Worker(args) => commands::worker::run(&cli.global, args).await,
+            Command::Schedule { command } => commands::schedule::run(&cli.global, command).await,
+            Command::Runs { command } => commands::runs::run(&cli.global, command).await,
             Command::Emulator(args) => deskbridge_emulator::cli::run(args).await,
         }
     });

@@ -19,6 +19,7 @@
 mod custom_tables;
 mod db;
 mod error;
+mod jobs;
 mod migrate;
 mod records;
 pub mod schema;
@@ -29,6 +30,9 @@ mod time;
 pub use custom_tables::CustomRow;
 pub use db::{Dialect, Store, StoreOptions, StoreTx, WriteContext};
 pub use error::StoreError;
+pub use jobs::{
+    ClaimedJob, ConnectionHealth, FireOutcome, Job, JobId, JobStatus, NewJob, NewSchedule, Schedule, ScheduleId,
+};
 pub use migrate::AppliedMigration;
 pub use records::{CustomFieldDefinition, FieldChange, Fields, Record, SourceKey, UpsertOutcome};
 pub use schema::Entity;

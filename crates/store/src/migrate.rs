@@ -14,12 +14,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "agent",
+        sqlite: include_str!("../migrations/sqlite/0002_agent.sql"),
+        postgres: include_str!("../migrations/postgres/0002_agent.sql"),
+    },
+];
 
 /// A migration applied by [`Store::migrate`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -34,7 +34,7 @@ pub use connection::{
 pub use desk::{load_catalog, load_snapshot};
 pub use error::SyncError;
 pub use mappings::save_mappings;
-pub use run::{SyncOptions, SyncOutcome, sync};
+pub use run::{SyncObserver, SyncOptions, SyncOutcome, sync};
 
 /// The connection kind of Entra connections in the store.
 pub const ENTRA_KIND: &str = "entra";

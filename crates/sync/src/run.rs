@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use deskbridge_core::{RunId, SharedClock};
-use deskbridge_graph::{GraphClient, GraphConfig, MemoryRequestLog};
+use deskbridge_graph::{GraphClient, GraphConfig, MemoryRequestLog, RequestLog, RequestLogEntry};
 use deskbridge_mapping::{Change, Counts, MappingConfig, Plan, PlanInput, ValidatedConfig, validate};
 use deskbridge_msauth::{
     AppCredentials, AppTokenProvider, Authority, CertificateCredential, ClientCredential, SecretString,
@@ -35,6 +35,31 @@ pub struct SyncOptions {
     /// An administrator approves the connection's held run: the circuit breaker lets this run's
     /// deactivations through (only when the last run was held).
     pub approve_held: bool,
+    /// Told when the run starts and of every Graph request (a job's progress and metrics).
+    pub observer: Option<Arc<dyn SyncObserver>>,
+}
+
+/// Watches a sync as it goes. Calls must be cheap and never block: they are made from the
+/// request path. Stopping a sync is done by dropping its future (every committed step is
+/// idempotent), not through this trait.
+pub trait SyncObserver: Send + Sync + std::fmt::Debug {
+    /// The run row was created.
+    fn run_started(&self, _run: RunId) {}
+    /// One Graph request attempt finished (each page read is one).
+    fn request(&self, _entry: &RequestLogEntry) {}
+}
+
+/// Passes each request to the run's own log and to the observer.
+struct ObservedLog {
+    log: Arc<MemoryRequestLog>,
+    observer: Arc<dyn SyncObserver>,
+}
+
+impl RequestLog for ObservedLog {
+    fn record(&self, entry: RequestLogEntry) {
+        self.observer.request(&entry);
+        self.log.record(entry);
+    }
 }
 
 impl Default for SyncOptions {
@@ -45,6 +70,7 @@ impl Default for SyncOptions {
             instance: "production".into(),
             graph: None,
             approve_held: false,
+            observer: None,
         }
     }
 }
@@ -179,7 +205,14 @@ pub(crate) async fn graph_for(
         .with_base_url(settings.graph_url.clone());
     config.scope = scope_for(&settings.graph_url);
     let log = Arc::new(MemoryRequestLog::default());
-    let client = GraphClient::with_log(http, config, clock.clone(), log.clone())
+    let sink: Arc<dyn RequestLog> = match &options.observer {
+        Some(observer) => Arc::new(ObservedLog {
+            log: log.clone(),
+            observer: observer.clone(),
+        }),
+        None => log.clone(),
+    };
+    let client = GraphClient::with_log(http, config, clock.clone(), sink)
         .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
     Ok((client.tenant(&settings.tenant_id, Arc::new(tokens)), log))
 }
@@ -261,6 +294,9 @@ pub async fn sync(
             .start_run(Some(connection.id), if options.full { "full" } else { "sync" })
             .await?;
         tx.commit().await?;
+        if let Some(observer) = &options.observer {
+            observer.run_started(run);
+        }
         Some(run)
     };
     let mut notes = Vec::new();

@@ -5,3 +5,8 @@ pub mod keys;
 pub mod mappings;
 pub mod migrate;
 pub mod sync;
+pub mod agent_common;
+pub mod runs;
+pub mod schedule;
+pub mod serve;
+pub mod worker;

@@ -37,6 +37,7 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         instance: args.instance.clone(),
         graph: None,
         approve_held: args.approve_held,
+        observer: None,
     };
     let outcome = sync(&store, &args.connection, &options, &clock).await;
     store.close().await;

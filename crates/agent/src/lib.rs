@@ -1,0 +1,71 @@
+//! deskbridge-agent: the sync agent — durable jobs run by workers under leases, schedules that
+//! enqueue them, and the agent's metrics.
+//!
+//! What it owns:
+//! - [`schedule`] and [`cron`]: when a schedule is next due (interval or cron, time zone, daily
+//!   window, daylight-saving changes), as pure functions of a given time;
+//! - [`scheduler`]: firing due schedules into jobs, once per due time however many schedulers
+//!   run; "start processing" (enqueue everything enabled now);
+//! - [`worker`]: claiming a job, running the sync under a heartbeat-renewed lease, progress,
+//!   cancellation, graceful hand-back at shutdown, takeover of jobs whose worker died, and
+//!   per-connection backoff after failures;
+//! - [`metrics`] and [`http`]: the Prometheus text exposition, `/metrics` and `/healthz`;
+//! - [`entities`]: which entities each connection kind can sync.
+//!
+//! The jobs and schedules themselves live in the store (`deskbridge_store::jobs`), where the
+//! database enforces one active job per connection and entity and one fire per due time.
+
+pub mod cron;
+pub mod http;
+pub mod metrics;
+pub mod schedule;
+pub mod scheduler;
+pub mod worker;
+
+pub use metrics::Metrics;
+pub use worker::{JobReport, Worker, WorkerConfig};
+
+/// Errors of the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("store: {0}")]
+    Store(#[from] deskbridge_store::StoreError),
+    #[error(transparent)]
+    Schedule(#[from] schedule::ScheduleError),
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The entities a connection kind can sync, for schedules and jobs.
+pub mod entities {
+    use crate::AgentError;
+
+    /// An Entra connection imports the directory as one unit today: users, groups, memberships
+    /// and licences are read and planned together (memberships drive site and role mapping), so
+    /// they are one entity, "directory".
+    pub const ENTRA: &[&str] = &["directory"];
+
+    pub fn supported(kind: &str) -> &'static [&'static str] {
+        match kind {
+            deskbridge_sync::ENTRA_KIND => ENTRA,
+            _ => &[],
+        }
+    }
+
+    /// Checks `entity` against the connection kind's list.
+    pub fn validate(kind: &str, entity: &str) -> Result<(), AgentError> {
+        let list = supported(kind);
+        if list.contains(&entity) {
+            Ok(())
+        } else if list.is_empty() {
+            Err(AgentError::Invalid(format!("{kind} connections cannot be scheduled")))
+        } else {
+            Err(AgentError::Invalid(format!(
+                "a {kind} connection syncs {}; {entity:?} is not one of them",
+                list.join(", ")
+            )))
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! What `serve` and `worker` share: the worker's settings from the command line, the shutdown
+//! signal, and the metrics listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use deskbridge_agent::http::{HttpState, app, serve};
+use deskbridge_agent::{Metrics, WorkerConfig};
+use deskbridge_store::Store;
+use tokio::sync::watch;
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Names this worker in leases and logs (default: host name and process id).
+    #[arg(long)]
+    pub worker_id: Option<String>,
+    /// Seconds a claimed job stays this worker's without a heartbeat; after that another
+    /// worker takes it over.
+    #[arg(long, default_value_t = 30)]
+    pub lease_secs: u64,
+    /// Milliseconds between heartbeats (default: a third of the lease).
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Milliseconds to wait before looking again when there is no job.
+    #[arg(long, default_value_t = 1_000)]
+    pub poll_ms: u64,
+    /// Milliseconds between scheduler passes.
+    #[arg(long, default_value_t = 1_000)]
+    pub scheduler_tick_ms: u64,
+    /// Do not run a scheduler in this process (another process fires schedules).
+    #[arg(long)]
+    pub no_scheduler: bool,
+    /// Seconds a connection is left alone after its first failure (doubles per failure in a row).
+    #[arg(long, default_value_t = 60)]
+    pub backoff_secs: u64,
+    /// This instance's kind; a connection runs only on instances it is enabled for.
+    #[arg(long, env = "DESKBRIDGE_INSTANCE", default_value = "production")]
+    pub instance: String,
+}
+
+impl WorkerArgs {
+    pub fn config(&self) -> WorkerConfig {
+        let id = self.worker_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+            format!("{host}-{}", std::process::id())
+        });
+        let lease = Duration::from_secs(self.lease_secs.max(1));
+        let mut config = WorkerConfig::new(id);
+        config.lease = lease;
+        config.heartbeat = self
+            .heartbeat_ms
+            .map_or(lease / 3, Duration::from_millis)
+            .max(Duration::from_millis(50));
+        config.poll = Duration::from_millis(self.poll_ms.max(10));
+        config.instance = self.instance.clone();
+        config.backoff_base = Duration::from_secs(self.backoff_secs);
+        config.backoff_max = config.backoff_base.saturating_mul(64);
+        config
+    }
+}
+
+/// A channel that turns true on Ctrl-C or SIGTERM.
+pub fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+            match term {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        tracing::info!("shutting down: finishing or handing back the current job");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Binds `addr` and serves `/metrics` and `/healthz` (plus `extra`) until shutdown. Prints the
+/// bound address on standard output as one JSON line (useful with port 0).
+pub async fn listen(
+    addr: SocketAddr,
+    store: Store,
+    metrics: Arc<Metrics>,
+    process: String,
+    extra: Option<axum::Router>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    println!("{}", serde_json::json!({"listening": format!("http://{bound}")}));
+    let mut router = app(HttpState {
+        store,
+        metrics,
+        process,
+    });
+    if let Some(extra) = extra {
+        router = router.merge(extra);
+    }
+    Ok(tokio::spawn(async move {
+        if let Err(e) = serve(listener, router, shutdown).await {
+            tracing::error!(error = %e, "the HTTP listener stopped");
+        }
+    }))
+}

@@ -1,0 +1,127 @@
+//! `deskbridge runs list|start|cancel`: the job queue — what is queued, what runs where and how
+//! far it got, starting a run now and cancelling one.
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use deskbridge_agent::entities;
+use deskbridge_store::{JobId, JobStatus, NewJob, WriteContext};
+use serde_json::{Value, json};
+
+use crate::output;
+use crate::settings::GlobalArgs;
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCommand {
+    /// List jobs, newest first, with progress (pages, requests, tenant) and their run's counts.
+    List {
+        /// Only jobs in this status (queued, running, succeeded, partial, failed, held, cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a run of one connection now (a worker or `serve` runs it).
+    Start {
+        #[arg(long)]
+        connection: String,
+        #[arg(long, default_value = "directory")]
+        entity: String,
+        /// Read everything, ignoring delta tokens.
+        #[arg(long)]
+        full: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job: a queued one at once, a running one at its worker's next heartbeat.
+    Cancel { job: i64 },
+}
+
+pub async fn run(global: &GlobalArgs, command: RunsCommand) -> anyhow::Result<()> {
+    let store = global.open_store().await?;
+    let result = run_with(&store, command).await;
+    store.close().await;
+    result
+}
+
+async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyhow::Result<()> {
+    match command {
+        RunsCommand::List { status, limit, json } => {
+            let status = status
+                .map(|s| JobStatus::parse(&s).with_context(|| format!("unknown status {s:?}")))
+                .transpose()?;
+            let mut tx = store.read().await?;
+            let jobs = tx.jobs(status, limit).await?;
+            let mut rows = Vec::new();
+            for job in jobs {
+                let run = match job.run_id {
+                    Some(id) => tx.run(id).await?,
+                    None => None,
+                };
+                let mut v = serde_json::to_value(&job)?;
+                v["run"] = serde_json::to_value(&run)?;
+                v["pages"] = job.progress.get("pages").cloned().unwrap_or(Value::Null);
+                v["tenant"] = job.progress.get("tenant").cloned().unwrap_or(Value::Null);
+                v["records"] = run.as_ref().map_or(Value::Null, |r| {
+                    json!(r.counts.created + r.counts.updated + r.counts.deactivated + r.counts.unchanged)
+                });
+                rows.push(v);
+            }
+            tx.commit().await?;
+            if json {
+                println!("{}", serde_json::to_string(&rows)?);
+            } else {
+                print!(
+                    "{}",
+                    output::table(
+                        &["id", "connection", "entity", "status", "origin", "attempts", "takeovers", "lease_owner", "pages", "records", "tenant", "run_id", "message"],
+                        &rows
+                    )
+                );
+            }
+        }
+        RunsCommand::Start {
+            connection,
+            entity,
+            full,
+            json,
+        } => {
+            let mut tx = store.begin(WriteContext::manual()).await?;
+            let conn = tx
+                .connection_by_name(&connection)
+                .await?
+                .with_context(|| format!("no connection named {connection:?}; see `deskbridge connection list`"))?;
+            entities::validate(&conn.kind, &entity)?;
+            let job = tx
+                .enqueue_job(&NewJob {
+                    connection_id: conn.id,
+                    entity: entity.clone(),
+                    full,
+                    origin: "manual".into(),
+                    schedule_id: None,
+                    due_at: None,
+                })
+                .await?;
+            tx.commit().await?;
+            match (job, json) {
+                (Some(job), true) => println!("{}", json!({"job_id": job, "queued": true})),
+                (None, true) => println!("{}", json!({"job_id": null, "queued": false})),
+                (Some(job), false) => println!("queued job {job} for {connection} {entity}"),
+                (None, false) => println!("{connection} {entity} already has a job queued or running; see `deskbridge runs list`"),
+            }
+        }
+        RunsCommand::Cancel { job } => {
+            let mut tx = store.begin(WriteContext::manual()).await?;
+            let status = tx.cancel_job(JobId(job)).await?;
+            tx.commit().await?;
+            match status {
+                None => bail!("no job {job}; see `deskbridge runs list`"),
+                Some(JobStatus::Cancelled) => println!("job {job} cancelled"),
+                Some(JobStatus::Running) => println!("job {job} is running; its worker stops it at its next heartbeat"),
+                Some(other) => println!("job {job} had already ended ({})", other.as_str()),
+            }
+        }
+    }
+    Ok(())
+}

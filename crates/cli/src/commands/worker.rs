@@ -1,0 +1,50 @@
+//! `deskbridge worker`: claims and runs jobs (and, unless told otherwise, fires due schedules)
+//! until stopped. Run several against one PostgreSQL database to scale out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use deskbridge_agent::{Metrics, Worker};
+use deskbridge_core::{SharedClock, SystemClock};
+
+use super::agent_common::{WorkerArgs, listen, shutdown_signal};
+use crate::settings::GlobalArgs;
+
+#[derive(Args, Debug)]
+pub struct WorkerCommand {
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    /// Also serve /metrics and /healthz on this address (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+pub async fn run(global: &GlobalArgs, args: WorkerCommand) -> anyhow::Result<()> {
+    let store = global.open_store().await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let metrics = Arc::new(Metrics::default());
+    let shutdown = shutdown_signal();
+    let config = args.worker.config();
+    let id = config.worker_id.clone();
+    let http = match args.metrics_listen {
+        Some(addr) => Some(listen(addr, store.clone(), metrics.clone(), id.clone(), None, shutdown.clone()).await?),
+        None => None,
+    };
+    let scheduler = (!args.worker.no_scheduler).then(|| {
+        tokio::spawn(deskbridge_agent::scheduler::run(
+            store.clone(),
+            clock.clone(),
+            metrics.clone(),
+            Duration::from_millis(args.worker.scheduler_tick_ms.max(10)),
+            shutdown.clone(),
+        ))
+    });
+    Worker::new(store.clone(), clock, config, metrics).run(shutdown).await;
+    for task in [scheduler, http].into_iter().flatten() {
+        let _ = task.await;
+    }
+    store.close().await;
+    Ok(())
+}
