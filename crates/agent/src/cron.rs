@@ -143,7 +143,10 @@ impl Cron {
             let date = t.date();
             if !has(self.months, date.month()) {
                 // first day of the next month
-                t = DateTime::from_parts(date.first_of_month().checked_add(1.month()).ok()?, Time::midnight());
+                t = DateTime::from_parts(
+                    date.first_of_month().checked_add(1.month()).ok()?,
+                    Time::midnight(),
+                );
                 continue;
             }
             if !self.day_matches(date) {

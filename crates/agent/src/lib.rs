@@ -60,7 +60,9 @@ pub mod entities {
         if list.contains(&entity) {
             Ok(())
         } else if list.is_empty() {
-            Err(AgentError::Invalid(format!("{kind} connections cannot be scheduled")))
+            Err(AgentError::Invalid(format!(
+                "{kind} connections cannot be scheduled"
+            )))
         } else {
             Err(AgentError::Invalid(format!(
                 "a {kind} connection syncs {}; {entity:?} is not one of them",

@@ -8,20 +8,62 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// Buckets (seconds) shared by the run and page duration histograms.
-const BUCKETS: [f64; 12] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
+const BUCKETS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+];
 
 /// Help text and type of every metric family, in render order.
 const FAMILIES: &[(&str, &str, &str)] = &[
-    ("deskbridge_runs_total", "counter", "Runs finished by this process, by status."),
-    ("deskbridge_records_total", "counter", "Desk records changed by runs, by action (created, updated, deactivated)."),
-    ("deskbridge_graph_requests_total", "counter", "Graph request attempts, by endpoint and HTTP status (0: no response)."),
-    ("deskbridge_graph_throttled_total", "counter", "Graph responses with status 429."),
-    ("deskbridge_graph_retry_after_seconds_total", "counter", "Time Graph asked us to wait (Retry-After) before retrying."),
-    ("deskbridge_run_duration_seconds", "histogram", "Wall-clock duration of runs."),
-    ("deskbridge_page_duration_seconds", "histogram", "Duration of each Graph request attempt (one page of a read)."),
-    ("deskbridge_jobs", "gauge", "Jobs in the database by status (queued is the queue depth)."),
-    ("deskbridge_lease_takeovers_total", "counter", "Jobs this process took over from a worker whose lease expired."),
-    ("deskbridge_schedule_fires_total", "counter", "Schedule due times handled by this process, by outcome."),
+    (
+        "deskbridge_runs_total",
+        "counter",
+        "Runs finished by this process, by status.",
+    ),
+    (
+        "deskbridge_records_total",
+        "counter",
+        "Desk records changed by runs, by action (created, updated, deactivated).",
+    ),
+    (
+        "deskbridge_graph_requests_total",
+        "counter",
+        "Graph request attempts, by endpoint and HTTP status (0: no response).",
+    ),
+    (
+        "deskbridge_graph_throttled_total",
+        "counter",
+        "Graph responses with status 429.",
+    ),
+    (
+        "deskbridge_graph_retry_after_seconds_total",
+        "counter",
+        "Time Graph asked us to wait (Retry-After) before retrying.",
+    ),
+    (
+        "deskbridge_run_duration_seconds",
+        "histogram",
+        "Wall-clock duration of runs.",
+    ),
+    (
+        "deskbridge_page_duration_seconds",
+        "histogram",
+        "Duration of each Graph request attempt (one page of a read).",
+    ),
+    (
+        "deskbridge_jobs",
+        "gauge",
+        "Jobs in the database by status (queued is the queue depth).",
+    ),
+    (
+        "deskbridge_lease_takeovers_total",
+        "counter",
+        "Jobs this process took over from a worker whose lease expired.",
+    ),
+    (
+        "deskbridge_schedule_fires_total",
+        "counter",
+        "Schedule due times handled by this process, by outcome.",
+    ),
 ];
 
 #[derive(Debug, Default, Clone)]
@@ -89,11 +131,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of everything recorded.
     pub fn render(&self) -> String {
-        let values = self
-            .values
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let values = self.values.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let hists = self
             .histograms
             .lock()
@@ -157,12 +195,28 @@ mod tests {
         let m = Metrics::default();
         m.add("deskbridge_runs_total", labels(&[("status", "succeeded")]), 1.0);
         m.add("deskbridge_runs_total", labels(&[("status", "succeeded")]), 1.0);
-        m.observe("deskbridge_run_duration_seconds", String::new(), Duration::from_millis(300));
+        m.observe(
+            "deskbridge_run_duration_seconds",
+            String::new(),
+            Duration::from_millis(300),
+        );
         let text = m.render();
-        assert!(text.contains("deskbridge_runs_total{status=\"succeeded\"} 2\n"), "{text}");
-        assert!(text.contains("deskbridge_run_duration_seconds_bucket{le=\"0.5\"} 1\n"), "{text}");
-        assert!(text.contains("deskbridge_run_duration_seconds_bucket{le=\"0.25\"} 0\n"), "{text}");
-        assert!(text.contains("deskbridge_run_duration_seconds_count 1\n"), "{text}");
+        assert!(
+            text.contains("deskbridge_runs_total{status=\"succeeded\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("deskbridge_run_duration_seconds_bucket{le=\"0.5\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("deskbridge_run_duration_seconds_bucket{le=\"0.25\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("deskbridge_run_duration_seconds_count 1\n"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE deskbridge_lease_takeovers_total counter"));
         assert_eq!(labels(&[("a", "x\"y")]), "{a=\"x\\\"y\"}");
     }

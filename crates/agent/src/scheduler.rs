@@ -38,7 +38,11 @@ pub fn spec_of(schedule: &Schedule) -> Result<ScheduleSpec, AgentError> {
 }
 
 /// Fires every schedule due at the clock's now. Each fire is its own transaction.
-pub async fn fire_due(store: &Store, clock: &SharedClock, metrics: &Metrics) -> Result<Vec<Fired>, AgentError> {
+pub async fn fire_due(
+    store: &Store,
+    clock: &SharedClock,
+    metrics: &Metrics,
+) -> Result<Vec<Fired>, AgentError> {
     let now = clock.now();
     let mut tx = store.read().await?;
     let due = tx.due_schedules(now, 200).await?;
@@ -67,7 +71,11 @@ pub async fn fire_due(store: &Store, clock: &SharedClock, metrics: &Metrics) -> 
             FireOutcome::Coalesced => "coalesced",
             FireOutcome::AlreadyFired => "already_fired",
         };
-        metrics.add("deskbridge_schedule_fires_total", labels(&[("outcome", label)]), 1.0);
+        metrics.add(
+            "deskbridge_schedule_fires_total",
+            labels(&[("outcome", label)]),
+            1.0,
+        );
         tracing::debug!(schedule = schedule.id.0, connection = %schedule.connection, due = %schedule.next_due, outcome = label, "schedule due");
         fired.push(Fired {
             schedule_id: schedule.id.0,

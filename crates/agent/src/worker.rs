@@ -119,14 +119,14 @@ impl SyncObserver for JobObserver {
         let status = entry.status.unwrap_or(0);
         self.metrics.add(
             "deskbridge_graph_requests_total",
-            labels(&[("endpoint", &endpoint(&entry.path)), ("status", &status.to_string())]),
+            labels(&[
+                ("endpoint", &endpoint(&entry.path)),
+                ("status", &status.to_string()),
+            ]),
             1.0,
         );
-        self.metrics.observe(
-            "deskbridge_page_duration_seconds",
-            String::new(),
-            entry.duration,
-        );
+        self.metrics
+            .observe("deskbridge_page_duration_seconds", String::new(), entry.duration);
         if status == 429 {
             self.metrics
                 .add("deskbridge_graph_throttled_total", String::new(), 1.0);
@@ -212,7 +212,10 @@ impl Worker {
     }
 
     /// Claims one job and runs it to its end. `Ok(None)` when there was nothing to claim.
-    pub async fn run_one(&self, shutdown: &mut watch::Receiver<bool>) -> Result<Option<JobReport>, AgentError> {
+    pub async fn run_one(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<JobReport>, AgentError> {
         let me = self.config.worker_id.as_str();
         let mut tx = self.store.begin(WriteContext::manual()).await?;
         let lease_until = later(tx.at(), self.config.lease);
@@ -277,15 +280,29 @@ impl Worker {
                     (JobStatus::Failed, Some(message))
                 }
                 Err(Stopped::Cancelled) => {
-                    self.stop(&job, attempt, run, RunStatus::Cancelled, "cancelled by an administrator", &observer)
-                        .await?;
-                    (JobStatus::Cancelled, Some("cancelled by an administrator".to_owned()))
+                    self.stop(
+                        &job,
+                        attempt,
+                        run,
+                        RunStatus::Cancelled,
+                        "cancelled by an administrator",
+                        &observer,
+                    )
+                    .await?;
+                    (
+                        JobStatus::Cancelled,
+                        Some("cancelled by an administrator".to_owned()),
+                    )
                 }
                 Err(Stopped::Shutdown) => {
                     let mut tx = self.store.begin(WriteContext::manual()).await?;
                     if let Some(run) = run {
-                        tx.finish_run(run, RunStatus::Cancelled, Some("the worker shut down; the job went back to the queue"))
-                            .await?;
+                        tx.finish_run(
+                            run,
+                            RunStatus::Cancelled,
+                            Some("the worker shut down; the job went back to the queue"),
+                        )
+                        .await?;
                     }
                     tx.release_job(job.id, me, attempt).await?;
                     tx.commit().await?;
@@ -293,15 +310,28 @@ impl Worker {
                     (JobStatus::Queued, Some("handed back at shutdown".to_owned()))
                 }
                 Err(Stopped::LostLease) => {
-                    tracing::warn!("lost the lease; stopped the run and left the job to the worker that takes it over");
+                    tracing::warn!(
+                        "lost the lease; stopped the run and left the job to the worker that takes it over"
+                    );
                     (JobStatus::Running, Some("lost the lease".to_owned()))
                 }
             };
             if !matches!(status, JobStatus::Queued | JobStatus::Running) {
-                self.metrics.add("deskbridge_runs_total", labels(&[("status", status.as_str())]), 1.0);
-                self.metrics
-                    .observe("deskbridge_run_duration_seconds", String::new(), started.elapsed());
-                tracing::info!(status = status.as_str(), elapsed_ms = started.elapsed().as_millis() as u64, "job finished");
+                self.metrics.add(
+                    "deskbridge_runs_total",
+                    labels(&[("status", status.as_str())]),
+                    1.0,
+                );
+                self.metrics.observe(
+                    "deskbridge_run_duration_seconds",
+                    String::new(),
+                    started.elapsed(),
+                );
+                tracing::info!(
+                    status = status.as_str(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "job finished"
+                );
             }
             Ok::<_, AgentError>(JobReport {
                 job_id: job.id.0,
@@ -397,8 +427,11 @@ impl Worker {
             ("updated", outcome.counts.updated),
             ("deactivated", outcome.counts.deactivated),
         ] {
-            self.metrics
-                .add("deskbridge_records_total", labels(&[("action", action)]), n as f64);
+            self.metrics.add(
+                "deskbridge_records_total",
+                labels(&[("action", action)]),
+                n as f64,
+            );
         }
         let message = outcome
             .held
@@ -412,10 +445,18 @@ impl Worker {
         });
         let mut tx = self.store.begin(WriteContext::manual()).await?;
         if let Some(run) = outcome.run_id {
-            tx.set_job_run(job.id, &self.config.worker_id, attempt, run).await?;
+            tx.set_job_run(job.id, &self.config.worker_id, attempt, run)
+                .await?;
         }
         let held = tx
-            .finish_job(job.id, &self.config.worker_id, attempt, status, message.as_deref(), &progress)
+            .finish_job(
+                job.id,
+                &self.config.worker_id,
+                attempt,
+                status,
+                message.as_deref(),
+                &progress,
+            )
             .await?;
         if status == JobStatus::Failed {
             self.back_off(&mut tx, job, message.as_deref().unwrap_or("the run failed"))
@@ -425,7 +466,9 @@ impl Worker {
         }
         tx.commit().await?;
         if !held {
-            tracing::warn!("the job was taken over before this worker finished it; its result stands, the job's record is the other worker's");
+            tracing::warn!(
+                "the job was taken over before this worker finished it; its result stands, the job's record is the other worker's"
+            );
         }
         Ok((status, message))
     }
@@ -443,8 +486,15 @@ impl Worker {
             p.to_json()
         });
         let mut tx = self.store.begin(WriteContext::manual()).await?;
-        tx.finish_job(job.id, &self.config.worker_id, attempt, JobStatus::Failed, Some(message), &progress)
-            .await?;
+        tx.finish_job(
+            job.id,
+            &self.config.worker_id,
+            attempt,
+            JobStatus::Failed,
+            Some(message),
+            &progress,
+        )
+        .await?;
         self.back_off(&mut tx, job, message).await?;
         tx.commit().await?;
         Ok(())
@@ -457,12 +507,19 @@ impl Worker {
         job: &deskbridge_store::Job,
         message: &str,
     ) -> Result<(), AgentError> {
-        let streak = tx.connection_health(job.connection_id).await?.consecutive_failures;
+        let streak = tx
+            .connection_health(job.connection_id)
+            .await?
+            .consecutive_failures;
         let delay = backoff_delay(self.config.backoff_base, self.config.backoff_max, streak + 1);
         let not_before = later(tx.at(), delay);
         tx.record_connection_outcome(job.connection_id, Some((message, not_before)))
             .await?;
-        tracing::info!(failures = streak + 1, backoff_s = delay.as_secs(), "connection backs off");
+        tracing::info!(
+            failures = streak + 1,
+            backoff_s = delay.as_secs(),
+            "connection backs off"
+        );
         Ok(())
     }
 
@@ -482,10 +539,18 @@ impl Worker {
         let mut tx = self.store.begin(WriteContext::manual()).await?;
         if let Some(run) = run {
             tx.finish_run(run, run_status, Some(message)).await?;
-            tx.set_job_run(job.id, &self.config.worker_id, attempt, run).await?;
+            tx.set_job_run(job.id, &self.config.worker_id, attempt, run)
+                .await?;
         }
-        tx.finish_job(job.id, &self.config.worker_id, attempt, JobStatus::Cancelled, Some(message), &progress)
-            .await?;
+        tx.finish_job(
+            job.id,
+            &self.config.worker_id,
+            attempt,
+            JobStatus::Cancelled,
+            Some(message),
+            &progress,
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!("job cancelled");
         Ok(())

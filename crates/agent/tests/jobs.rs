@@ -46,7 +46,10 @@ async fn enqueue(store: &Store, c: ConnectionId) -> Option<deskbridge_store::Job
 }
 
 fn later(db: &TestDb, secs: i64) -> Timestamp {
-    db.clock.now().checked_add(SignedDuration::from_secs(secs)).unwrap()
+    db.clock
+        .now()
+        .checked_add(SignedDuration::from_secs(secs))
+        .unwrap()
 }
 
 async fn claim(db: &TestDb, worker: &str) -> Option<deskbridge_store::ClaimedJob> {

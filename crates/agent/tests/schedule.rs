@@ -29,7 +29,10 @@ fn an_interval_is_due_at_once_then_every_period_without_drift() {
     let now = t("2026-11-23T10:00:07Z");
     assert_eq!(s.first_due(now), Some(now));
     // fired 40 seconds late: the next one keeps the anchor
-    assert_eq!(s.next_due(now, t("2026-11-23T10:00:47Z")), Some(t("2026-11-23T10:15:07Z")));
+    assert_eq!(
+        s.next_due(now, t("2026-11-23T10:00:47Z")),
+        Some(t("2026-11-23T10:15:07Z"))
+    );
 }
 
 #[test]
@@ -65,7 +68,11 @@ fn cron_in_utc() {
     let s = spec("cron", "0 0 1 * 0", "UTC", None);
     assert_eq!(
         series(&s, t("2026-11-29T00:00:00Z"), 3),
-        ["2026-11-29T00:00:00Z", "2026-12-01T00:00:00Z", "2026-12-06T00:00:00Z"]
+        [
+            "2026-11-29T00:00:00Z",
+            "2026-12-01T00:00:00Z",
+            "2026-12-06T00:00:00Z"
+        ]
     );
 }
 
@@ -86,13 +93,21 @@ fn daylight_saving_spring_forward() {
     let s = spec("cron", "30 1 * * *", "Europe/London", None);
     assert_eq!(
         series(&s, t("2026-03-28T01:30:00Z"), 3),
-        ["2026-03-28T01:30:00Z", "2026-03-29T01:30:00Z", "2026-03-30T00:30:00Z"]
+        [
+            "2026-03-28T01:30:00Z",
+            "2026-03-29T01:30:00Z",
+            "2026-03-30T00:30:00Z"
+        ]
     );
     // An hourly cron loses no instant and fires no instant twice across the gap.
     let hourly = spec("cron", "0 * * * *", "Europe/London", None);
     assert_eq!(
         series(&hourly, t("2026-03-29T00:00:00Z"), 3),
-        ["2026-03-29T00:00:00Z", "2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z"]
+        [
+            "2026-03-29T00:00:00Z",
+            "2026-03-29T01:00:00Z",
+            "2026-03-29T02:00:00Z"
+        ]
     );
 }
 
@@ -103,16 +118,28 @@ fn daylight_saving_fall_back() {
     let s = spec("cron", "30 1 * * *", "America/New_York", None);
     assert_eq!(
         series(&s, t("2026-10-31T05:30:00Z"), 3),
-        ["2026-10-31T05:30:00Z", "2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"]
+        [
+            "2026-10-31T05:30:00Z",
+            "2026-11-01T05:30:00Z",
+            "2026-11-02T06:30:00Z"
+        ]
     );
     // Asked from inside the repeated hour (01:45 EST, after the first 01:30 fired), the next
     // is the next day's.
-    assert_eq!(s.next_due(t("2026-11-01T05:30:00Z"), t("2026-11-01T06:45:00Z")), Some(t("2026-11-02T06:30:00Z")));
+    assert_eq!(
+        s.next_due(t("2026-11-01T05:30:00Z"), t("2026-11-01T06:45:00Z")),
+        Some(t("2026-11-02T06:30:00Z"))
+    );
     // An interval is absolute time: every hour is an hour, whatever the wall clock does.
     let i = spec("interval", "3600", "America/New_York", None);
     assert_eq!(
         series(&i, t("2026-11-01T04:00:00Z"), 4),
-        ["2026-11-01T04:00:00Z", "2026-11-01T05:00:00Z", "2026-11-01T06:00:00Z", "2026-11-01T07:00:00Z"]
+        [
+            "2026-11-01T04:00:00Z",
+            "2026-11-01T05:00:00Z",
+            "2026-11-01T06:00:00Z",
+            "2026-11-01T07:00:00Z"
+        ]
     );
 }
 
@@ -121,7 +148,10 @@ fn windows_hold_intervals_until_they_open_and_skip_cron_matches_outside() {
     // every 4h, only between 22:00 and 06:00 Paris time (UTC+1 in November)
     let s = spec("interval", "14400", "Europe/Paris", Some(("22:00", "06:00")));
     // created at 12:00 Paris: first due when the window opens
-    assert_eq!(s.first_due(t("2026-11-23T11:00:00Z")), Some(t("2026-11-23T21:00:00Z")));
+    assert_eq!(
+        s.first_due(t("2026-11-23T11:00:00Z")),
+        Some(t("2026-11-23T21:00:00Z"))
+    );
     assert_eq!(
         series(&s, t("2026-11-23T21:00:00Z"), 4),
         [
@@ -134,11 +164,18 @@ fn windows_hold_intervals_until_they_open_and_skip_cron_matches_outside() {
     let c = spec("cron", "0 */6 * * *", "Europe/Paris", Some(("22:00", "06:00")));
     assert_eq!(
         series(&c, t("2026-11-23T23:00:00Z"), 3),
-        ["2026-11-23T23:00:00Z", "2026-11-24T23:00:00Z", "2026-11-25T23:00:00Z"]
+        [
+            "2026-11-23T23:00:00Z",
+            "2026-11-24T23:00:00Z",
+            "2026-11-25T23:00:00Z"
+        ]
     );
     // a window across a DST change: 01:00–03:00 London on the spring-forward day opens at 02:00 BST
     let w = spec("interval", "86400", "Europe/London", Some(("01:00", "03:00")));
-    assert_eq!(w.first_due(t("2026-03-28T12:00:00Z")), Some(t("2026-03-29T01:00:00Z")));
+    assert_eq!(
+        w.first_due(t("2026-03-28T12:00:00Z")),
+        Some(t("2026-03-29T01:00:00Z"))
+    );
 }
 
 #[test]

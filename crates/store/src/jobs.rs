@@ -225,9 +225,7 @@ fn job_from_row(row: &[Sql]) -> Result<Job> {
         connection_id: ConnectionId(int(1).ok_or_else(corrupt)?),
         connection: text(2).ok_or_else(corrupt)?,
         entity: text(3).ok_or_else(corrupt)?,
-        status: text(4)
-            .and_then(|s| JobStatus::parse(&s))
-            .ok_or_else(corrupt)?,
+        status: text(4).and_then(|s| JobStatus::parse(&s)).ok_or_else(corrupt)?,
         full: int(5).unwrap_or(0) != 0,
         origin: text(6).ok_or_else(corrupt)?,
         schedule_id: int(7).map(ScheduleId),
@@ -317,7 +315,9 @@ impl StoreTx {
     }
 
     pub async fn job(&mut self, id: JobId) -> Result<Option<Job>> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs j JOIN connections c ON c.id = j.connection_id WHERE j.id = $1");
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs j JOIN connections c ON c.id = j.connection_id WHERE j.id = $1"
+        );
         self.row(&sql, &[Sql::Int(id.0)], &JOB_TYPES)
             .await?
             .as_deref()
@@ -328,7 +328,10 @@ impl StoreTx {
     /// The newest jobs first, optionally only those in `status`.
     pub async fn jobs(&mut self, status: Option<JobStatus>, limit: u32) -> Result<Vec<Job>> {
         let (filter, args) = match status {
-            Some(s) => ("WHERE j.status = $2", vec![Sql::Int(i64::from(limit)), Sql::text(s.as_str())]),
+            Some(s) => (
+                "WHERE j.status = $2",
+                vec![Sql::Int(i64::from(limit)), Sql::text(s.as_str())],
+            ),
             None => ("", vec![Sql::Int(i64::from(limit))]),
         };
         let sql = format!(
@@ -383,7 +386,9 @@ impl StoreTx {
             return Ok(None);
         };
         let (id, taken_over, abandoned_run) = match row.as_slice() {
-            [Sql::Int(id), Sql::Text(status), run] => (JobId(*id), status == "running", run.as_int().map(RunId)),
+            [Sql::Int(id), Sql::Text(status), run] => {
+                (JobId(*id), status == "running", run.as_int().map(RunId))
+            }
             _ => return Err(StoreError::Corrupt("jobs".into(), "unexpected claim row".into())),
         };
         self.execute(

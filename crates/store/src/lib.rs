@@ -31,7 +31,8 @@ pub use custom_tables::CustomRow;
 pub use db::{Dialect, Store, StoreOptions, StoreTx, WriteContext};
 pub use error::StoreError;
 pub use jobs::{
-    ClaimedJob, ConnectionHealth, FireOutcome, Job, JobId, JobStatus, NewJob, NewSchedule, Schedule, ScheduleId,
+    ClaimedJob, ConnectionHealth, FireOutcome, Job, JobId, JobStatus, NewJob, NewSchedule, Schedule,
+    ScheduleId,
 };
 pub use migrate::AppliedMigration;
 pub use records::{CustomFieldDefinition, FieldChange, Fields, Record, SourceKey, UpsertOutcome};

@@ -1,12 +1,12 @@
+pub mod agent_common;
 pub mod connection;
 pub mod demo;
 pub mod directory;
 pub mod keys;
 pub mod mappings;
 pub mod migrate;
-pub mod sync;
-pub mod agent_common;
 pub mod runs;
 pub mod schedule;
 pub mod serve;
+pub mod sync;
 pub mod worker;

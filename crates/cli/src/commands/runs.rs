@@ -75,7 +75,21 @@ async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyh
                 print!(
                     "{}",
                     output::table(
-                        &["id", "connection", "entity", "status", "origin", "attempts", "takeovers", "lease_owner", "pages", "records", "tenant", "run_id", "message"],
+                        &[
+                            "id",
+                            "connection",
+                            "entity",
+                            "status",
+                            "origin",
+                            "attempts",
+                            "takeovers",
+                            "lease_owner",
+                            "pages",
+                            "records",
+                            "tenant",
+                            "run_id",
+                            "message"
+                        ],
                         &rows
                     )
                 );
@@ -88,10 +102,9 @@ async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyh
             json,
         } => {
             let mut tx = store.begin(WriteContext::manual()).await?;
-            let conn = tx
-                .connection_by_name(&connection)
-                .await?
-                .with_context(|| format!("no connection named {connection:?}; see `deskbridge connection list`"))?;
+            let conn = tx.connection_by_name(&connection).await?.with_context(|| {
+                format!("no connection named {connection:?}; see `deskbridge connection list`")
+            })?;
             entities::validate(&conn.kind, &entity)?;
             let job = tx
                 .enqueue_job(&NewJob {
@@ -108,7 +121,9 @@ async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyh
                 (Some(job), true) => println!("{}", json!({"job_id": job, "queued": true})),
                 (None, true) => println!("{}", json!({"job_id": null, "queued": false})),
                 (Some(job), false) => println!("queued job {job} for {connection} {entity}"),
-                (None, false) => println!("{connection} {entity} already has a job queued or running; see `deskbridge runs list`"),
+                (None, false) => println!(
+                    "{connection} {entity} already has a job queued or running; see `deskbridge runs list`"
+                ),
             }
         }
         RunsCommand::Cancel { job } => {
@@ -118,7 +133,9 @@ async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyh
             match status {
                 None => bail!("no job {job}; see `deskbridge runs list`"),
                 Some(JobStatus::Cancelled) => println!("job {job} cancelled"),
-                Some(JobStatus::Running) => println!("job {job} is running; its worker stops it at its next heartbeat"),
+                Some(JobStatus::Running) => {
+                    println!("job {job} is running; its worker stops it at its next heartbeat")
+                }
                 Some(other) => println!("job {job} had already ended ({})", other.as_str()),
             }
         }

@@ -81,7 +81,12 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
                 _ => bail!("give either --every or --cron"),
             };
             let window = window.map(|w| parse_window(&w)).transpose()?;
-            let window_parts = window.map(|w| (w.start.strftime("%H:%M").to_string(), w.end.strftime("%H:%M").to_string()));
+            let window_parts = window.map(|w| {
+                (
+                    w.start.strftime("%H:%M").to_string(),
+                    w.end.strftime("%H:%M").to_string(),
+                )
+            });
             let parsed = ScheduleSpec::from_parts(
                 kind,
                 &spec,
@@ -93,10 +98,9 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
                 .first_due(now)
                 .context("the schedule never comes due (no matching time in the next eight years)")?;
             let mut tx = store.begin(WriteContext::manual()).await?;
-            let conn = tx
-                .connection_by_name(&connection)
-                .await?
-                .with_context(|| format!("no connection named {connection:?}; see `deskbridge connection list`"))?;
+            let conn = tx.connection_by_name(&connection).await?.with_context(|| {
+                format!("no connection named {connection:?}; see `deskbridge connection list`")
+            })?;
             entities::validate(&conn.kind, &entity)?;
             let id = tx
                 .add_schedule(&NewSchedule {
@@ -125,7 +129,11 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
                 .iter()
                 .map(|s| {
                     let mut v = serde_json::to_value(s).unwrap_or_default();
-                    v["when"] = json!(if s.kind == "interval" { format!("every {}s", s.spec) } else { format!("cron {}", s.spec) });
+                    v["when"] = json!(if s.kind == "interval" {
+                        format!("every {}s", s.spec)
+                    } else {
+                        format!("cron {}", s.spec)
+                    });
                     v["window"] = json!(match (&s.window_start, &s.window_end) {
                         (Some(a), Some(b)) => format!("{a}-{b}"),
                         _ => String::new(),
@@ -139,7 +147,17 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
                 print!(
                     "{}",
                     output::table(
-                        &["id", "connection", "entity", "when", "time_zone", "window", "enabled", "next_due", "last_fired_at"],
+                        &[
+                            "id",
+                            "connection",
+                            "entity",
+                            "when",
+                            "time_zone",
+                            "window",
+                            "enabled",
+                            "next_due",
+                            "last_fired_at"
+                        ],
                         &rows
                     )
                 );
@@ -176,7 +194,10 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
                 for (s, job) in &started {
                     match job {
                         Some(job) => println!("{} {}: queued job {job}", s.connection, s.entity),
-                        None => println!("{} {}: a job is already queued or running", s.connection, s.entity),
+                        None => println!(
+                            "{} {}: a job is already queued or running",
+                            s.connection, s.entity
+                        ),
                     }
                 }
             }

@@ -30,7 +30,15 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let config = args.worker.config();
     // The seam for the web UI/API: pass its router here and it shares the listener.
     let web: Option<axum::Router> = None;
-    let http = listen(args.listen, store.clone(), metrics.clone(), "serve".into(), web, shutdown.clone()).await?;
+    let http = listen(
+        args.listen,
+        store.clone(),
+        metrics.clone(),
+        "serve".into(),
+        web,
+        shutdown.clone(),
+    )
+    .await?;
     let scheduler = (!args.worker.no_scheduler).then(|| {
         tokio::spawn(deskbridge_agent::scheduler::run(
             store.clone(),
@@ -40,7 +48,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         ))
     });
-    Worker::new(store.clone(), clock, config, metrics).run(shutdown).await;
+    Worker::new(store.clone(), clock, config, metrics)
+        .run(shutdown)
+        .await;
     if let Some(task) = scheduler {
         let _ = task.await;
     }

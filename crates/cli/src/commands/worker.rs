@@ -29,7 +29,17 @@ pub async fn run(global: &GlobalArgs, args: WorkerCommand) -> anyhow::Result<()>
     let config = args.worker.config();
     let id = config.worker_id.clone();
     let http = match args.metrics_listen {
-        Some(addr) => Some(listen(addr, store.clone(), metrics.clone(), id.clone(), None, shutdown.clone()).await?),
+        Some(addr) => Some(
+            listen(
+                addr,
+                store.clone(),
+                metrics.clone(),
+                id.clone(),
+                None,
+                shutdown.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
     let scheduler = (!args.worker.no_scheduler).then(|| {
@@ -41,7 +51,9 @@ pub async fn run(global: &GlobalArgs, args: WorkerCommand) -> anyhow::Result<()>
             shutdown.clone(),
         ))
     });
-    Worker::new(store.clone(), clock, config, metrics).run(shutdown).await;
+    Worker::new(store.clone(), clock, config, metrics)
+        .run(shutdown)
+        .await;
     for task in [scheduler, http].into_iter().flatten() {
         let _ = task.await;
     }

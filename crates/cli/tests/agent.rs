@@ -1,0 +1,316 @@
+//! The sync agent across processes: three `deskbridge worker` processes share one PostgreSQL
+//! database and a dozen connections. Every scheduled run happens exactly once; a worker killed
+//! with SIGKILL mid-run loses its lease, another worker takes the job over, and the desk ends
+//! the same as after an undisturbed run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
+use serde_json::Value;
+
+const CONNECTIONS: usize = 12;
+
+fn deskbridge(data: &Path, database: Option<&str>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deskbridge"));
+    cmd.env("DESKBRIDGE_DATA_DIR", data)
+        .env_remove("DESKBRIDGE_SECRET_KEY")
+        .env_remove("DESKBRIDGE_KEY_FILE")
+        .env("DESKBRIDGE_LOG", "error");
+    match database {
+        Some(url) => cmd.env("DESKBRIDGE_DATABASE_URL", url),
+        None => cmd.env_remove("DESKBRIDGE_DATABASE_URL"),
+    };
+    cmd
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn add_connections(data: &Path, database: Option<&str>, emu: &Emulator) {
+    let summary = emu.summary();
+    let app = summary
+        .apps
+        .iter()
+        .find(|a| a.kind == "multi_tenant_secret")
+        .unwrap();
+    for (i, tenant) in summary.tenants.iter().take(CONNECTIONS).enumerate() {
+        run_ok(
+            deskbridge(data, database)
+                .args(["connection", "add", "entra", "--name", &format!("c{i:02}")])
+                .args(["--tenant-id", &tenant.id, "--client-id", &app.client_id])
+                .args(["--client-secret-env", "AGENT_TEST_SECRET"])
+                .args([
+                    "--authority-host",
+                    &summary.authority_host,
+                    "--graph-url",
+                    &summary.graph_url,
+                ])
+                .args(["--customer", &format!("Customer {i:02}")])
+                .env("AGENT_TEST_SECRET", app.client_secret.clone().unwrap()),
+        );
+    }
+}
+
+/// The desk's users keyed by Azure object id, with the fields a sync writes (store ids blanked).
+fn desk(data: &Path, database: Option<&str>) -> BTreeMap<String, Value> {
+    let users: Vec<Value> = serde_json::from_str(&run_ok(deskbridge(data, database).args([
+        "directory",
+        "users",
+        "--json",
+    ])))
+    .unwrap();
+    let mut out = BTreeMap::new();
+    for user in users {
+        let key = user["external_id"].as_str().unwrap().to_owned();
+        let kept = serde_json::json!({
+            "name": user["name"], "email": user["email"], "network_login": user["network_login"],
+            "active": user["active"], "licences": user["licences"].as_array().map_or(0, Vec::len),
+        });
+        assert!(
+            out.insert(key.clone(), kept).is_none(),
+            "user {key} is on the desk twice"
+        );
+    }
+    out
+}
+
+fn jobs(data: &Path, database: &str) -> Vec<Value> {
+    serde_json::from_str(&run_ok(
+        deskbridge(data, Some(database)).args(["runs", "list", "--json", "--limit", "1000"]),
+    ))
+    .unwrap()
+}
+
+struct Workers(Vec<(String, Child, String)>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for (_, child, _) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn_worker(data: &Path, database: &str, id: &str) -> (String, Child, String) {
+    let mut child = deskbridge(data, Some(database))
+        .args([
+            "worker",
+            "--worker-id",
+            id,
+            "--lease-secs",
+            "3",
+            "--heartbeat-ms",
+            "500",
+        ])
+        .args([
+            "--poll-ms",
+            "100",
+            "--scheduler-tick-ms",
+            "100",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let listening: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    (
+        id.to_owned(),
+        child,
+        listening["listening"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn fresh_database(admin: &str) -> (String, String) {
+    let name = format!("agent_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let pool = sqlx::PgPool::connect(admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let mut url = url::Url::parse(admin).unwrap();
+    url.set_path(&name);
+    (url.to_string(), name)
+}
+
+async fn drop_database(admin: &str, name: &str) {
+    let pool = sqlx::PgPool::connect(admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_run_every_scheduled_job_once_and_take_over_from_a_killed_one() {
+    let admin = match std::env::var("DESKBRIDGE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("DESKBRIDGE_TEST_POSTGRES_URL must be set in CI")
+        }
+        _ => {
+            eprintln!("skipping: DESKBRIDGE_TEST_POSTGRES_URL is not set");
+            return;
+        }
+    };
+    let world = World::generate(&GenerateOptions {
+        seed: 5,
+        tenants: CONNECTIONS,
+        users_per_tenant: Some(400),
+        ..GenerateOptions::default()
+    })
+    .unwrap();
+    let mut config = EmulatorConfig::new(world);
+    // Latency makes each run last long enough to be killed in the middle of it.
+    config.faults.latency_ms = 40;
+    let emu = Emulator::start(config).await.unwrap();
+
+    // The reference: each connection synced once, undisturbed, in an embedded database.
+    let reference_dir = tempfile::tempdir().unwrap();
+    add_connections(reference_dir.path(), None, &emu);
+    for i in 0..CONNECTIONS {
+        run_ok(deskbridge(reference_dir.path(), None).args(["sync", "--connection", &format!("c{i:02}")]));
+    }
+    let reference = desk(reference_dir.path(), None);
+    assert!(reference.len() > CONNECTIONS * 300, "{} users", reference.len());
+
+    let (database, db_name) = fresh_database(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    add_connections(dir.path(), Some(&database), &emu);
+    for i in 0..CONNECTIONS {
+        run_ok(deskbridge(dir.path(), Some(&database)).args([
+            "schedule",
+            "add",
+            "--connection",
+            &format!("c{i:02}"),
+            "--every",
+            "1h",
+        ]));
+    }
+    let mut workers = Workers(
+        ["w1", "w2", "w3"]
+            .iter()
+            .map(|id| spawn_worker(dir.path(), &database, id))
+            .collect(),
+    );
+
+    // Kill the first worker seen running a job that has read some pages.
+    let started = Instant::now();
+    let (killed_worker, killed_job) = loop {
+        assert!(started.elapsed() < Duration::from_secs(120), "no job got going");
+        let running = jobs(dir.path(), &database)
+            .into_iter()
+            .find(|j| j["status"] == "running" && j["progress"]["pages"].as_u64().unwrap_or(0) >= 2);
+        if let Some(job) = running {
+            let owner = job["lease_owner"].as_str().unwrap().to_owned();
+            let (_, child, _) = workers.0.iter_mut().find(|(id, _, _)| *id == owner).unwrap();
+            child.kill().unwrap(); // SIGKILL: no chance to hand the job back
+            child.wait().unwrap();
+            break (owner, job["id"].as_i64().unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    workers.0.retain(|(id, _, _)| *id != killed_worker);
+
+    // Wait for every job to end.
+    let finished = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "jobs did not finish: {:#?}",
+            jobs(dir.path(), &database)
+        );
+        let all = jobs(dir.path(), &database);
+        if all.len() >= CONNECTIONS
+            && all
+                .iter()
+                .all(|j| j["status"] != "queued" && j["status"] != "running")
+        {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+
+    // Every scheduled due time ran exactly once, and every run succeeded.
+    assert_eq!(finished.len(), CONNECTIONS, "{finished:#?}");
+    let mut per_schedule = BTreeMap::new();
+    for job in &finished {
+        assert_eq!(job["status"], "succeeded", "{job:#}");
+        assert_eq!(job["origin"], "schedule");
+        *per_schedule
+            .entry(job["schedule_id"].as_i64().unwrap())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(per_schedule.len(), CONNECTIONS);
+    assert!(per_schedule.values().all(|n| *n == 1), "{per_schedule:?}");
+
+    // The killed worker's job was taken over once by a survivor.
+    let job = finished.iter().find(|j| j["id"] == killed_job).unwrap();
+    assert_eq!(job["takeovers"], 1, "{job:#}");
+    assert_eq!(job["attempts"], 2, "{job:#}");
+    let mut takeovers = 0.0;
+    let http = reqwest::Client::new();
+    for (_, _, addr) in &workers.0 {
+        let text = http
+            .get(format!("{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("deskbridge_lease_takeovers_total"))
+        {
+            takeovers += line.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
+        }
+        assert!(
+            text.contains("deskbridge_graph_requests_total{endpoint=\"users\",status=\"200\"}"),
+            "{text}"
+        );
+        let health = http.get(format!("{addr}/healthz")).send().await.unwrap();
+        assert!(health.status().is_success());
+    }
+    assert_eq!(takeovers, 1.0);
+
+    // The desk is the same as after the undisturbed runs.
+    let after = desk(dir.path(), Some(&database));
+    assert_eq!(after.len(), reference.len(), "same number of users");
+    for (id, user) in &reference {
+        assert_eq!(after.get(id), Some(user), "user {id}");
+    }
+
+    // Graceful shutdown: SIGTERM, and the survivors exit cleanly.
+    for (_, child, _) in &mut workers.0 {
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    for (id, child, _) in &mut workers.0 {
+        let status = child.wait().unwrap();
+        assert!(status.success(), "worker {id} exited with {status}");
+    }
+    workers.0.clear();
+    drop_database(&admin, &db_name).await;
+    emu.shutdown().await;
+}
