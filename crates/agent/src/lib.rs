@@ -10,11 +10,13 @@
 //!   cancellation, graceful hand-back at shutdown, takeover of jobs whose worker died, and
 //!   per-connection backoff after failures;
 //! - [`metrics`] and [`http`]: the Prometheus text exposition, `/metrics` and `/healthz`;
+//! - [`check`]: the configuration check of a connection (`deskbridge check`, the web API);
 //! - [`entities`]: which entities each connection kind can sync.
 //!
 //! The jobs and schedules themselves live in the store (`deskbridge_store::jobs`), where the
 //! database enforces one active job per connection and entity and one fire per due time.
 
+pub mod check;
 pub mod cron;
 pub mod http;
 pub mod metrics;

@@ -51,6 +51,9 @@ enum Command {
     },
     /// List what the desk's directory holds.
     Directory(commands::directory::DirectoryArgs),
+    /// Check a connection's configuration: credentials, token, consent, permissions, tenant,
+    /// mappings; exits non-zero when a point fails.
+    Check(commands::check::CheckArgs),
     /// Serve HTTP (/metrics, /healthz) with a scheduler and one worker (SQLite by default).
     Serve(commands::serve::ServeArgs),
     /// Claim and run jobs (and fire due schedules) until stopped; run several on PostgreSQL.
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
             Command::Migrate => commands::migrate::run(&cli.global).await,
             Command::Keys { command } => commands::keys::run(&cli.global, command).await,
             Command::Directory(args) => commands::directory::run(&cli.global, args).await,
+            Command::Check(args) => commands::check::run(&cli.global, args).await,
             Command::Serve(args) => commands::serve::run(&cli.global, args).await,
             Command::Worker(args) => commands::worker::run(&cli.global, args).await,
             Command::Schedule { command } => commands::schedule::run(&cli.global, command).await,

@@ -314,3 +314,64 @@ async fn three_workers_run_every_scheduled_job_once_and_take_over_from_a_killed_
     drop_database(&admin, &db_name).await;
     emu.shutdown().await;
 }
+
+/// `deskbridge check --json` keeps the contract (name, ok, detail, remedy per point) and its exit
+/// status says whether every point passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_prints_each_point_and_fails_when_one_fails() {
+    let world = World::generate(&GenerateOptions {
+        seed: 8,
+        tenants: 2,
+        users_per_tenant: Some(5),
+        ..GenerateOptions::default()
+    })
+    .unwrap();
+    let emu = Emulator::start(EmulatorConfig::new(world)).await.unwrap();
+    let summary = emu.summary();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (name, kind)) in [("good", "multi_tenant_secret"), ("expired", "expired_secret")]
+        .into_iter()
+        .enumerate()
+    {
+        let app = summary.apps.iter().find(|a| a.kind == kind).unwrap();
+        run_ok(
+            deskbridge(dir.path(), None)
+                .args(["connection", "add", "entra", "--name", name])
+                .args([
+                    "--tenant-id",
+                    &summary.tenants[i].id,
+                    "--client-id",
+                    &app.client_id,
+                ])
+                .args(["--client-secret-env", "CHECK_TEST_SECRET"])
+                .args([
+                    "--authority-host",
+                    &summary.authority_host,
+                    "--graph-url",
+                    &summary.graph_url,
+                ])
+                .env("CHECK_TEST_SECRET", app.client_secret.clone().unwrap()),
+        );
+    }
+    let good = deskbridge(dir.path(), None)
+        .args(["check", "--connection", "good", "--json"])
+        .output()
+        .unwrap();
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    let report: Value = serde_json::from_slice(&good.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    for p in report["points"].as_array().unwrap() {
+        for key in ["name", "ok", "detail", "remedy"] {
+            assert!(p.get(key).is_some(), "{p}");
+        }
+    }
+    let expired = deskbridge(dir.path(), None)
+        .args(["check", "--connection", "expired"])
+        .output()
+        .unwrap();
+    assert!(!expired.status.success());
+    let text = String::from_utf8(expired.stdout).unwrap();
+    assert!(text.contains("FAIL  token"), "{text}");
+    assert!(text.contains("remedy: The client secret has expired"), "{text}");
+    emu.shutdown().await;
+}

@@ -1,4 +1,5 @@
 pub mod agent_common;
+pub mod check;
 pub mod connection;
 pub mod demo;
 pub mod directory;

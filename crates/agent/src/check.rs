@@ -1,0 +1,583 @@
+//! The configuration check of one connection: a list of points, each passed or failed with what
+//! was found and what to do about it. The CLI (`deskbridge check`) and the web API call
+//! [`check_connection`].
+//!
+//! Points, in order: the connection and its settings, instance enablement, the stored credential
+//! (present, usable, not a Secret ID pasted for the value, not expired or near expiry), a token
+//! (the guides' sign-in errors explained), consent (the app's service principal in the tenant),
+//! permissions granted (the token's `roles`, or `scp` for a delegated token) against those the
+//! enabled features need, the tenant reachable, sign-in data when enabled (needs a premium
+//! tenant), the mappings, and the delta state.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use deskbridge_core::SharedClock;
+use deskbridge_graph::{GraphClient, GraphConfig, GraphErrorClass};
+use deskbridge_msauth::{
+    AppCredentials, AppTokenProvider, AuthErrorClass, Authority, CertificateCredential, ClientCredential,
+    SecretString, TokenClient, TokenProvider as _,
+};
+use deskbridge_store::{CursorKey, SecretRef, Store};
+use deskbridge_sync::{AuthMethod, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET, load_entra_connection};
+use jiff::SignedDuration;
+use serde::Serialize;
+
+/// A secret expiring within this many days fails the check: there must be time to rotate it.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// One point of the check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckPoint {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+    /// What to do when the point failed (empty when it passed).
+    pub remedy: String,
+}
+
+impl CheckPoint {
+    fn pass(name: &str, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok: true,
+            detail: detail.into(),
+            remedy: String::new(),
+        }
+    }
+
+    fn fail(name: &str, detail: impl Into<String>, remedy: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok: false,
+            detail: detail.into(),
+            remedy: remedy.into(),
+        }
+    }
+
+    fn blocked(name: &str, by: &str) -> Self {
+        Self::fail(
+            name,
+            format!("not checked: the {by} point failed"),
+            format!("Fix the {by} point first."),
+        )
+    }
+}
+
+/// The whole check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub connection: String,
+    pub ok: bool,
+    pub points: Vec<CheckPoint>,
+}
+
+/// One permission the enabled features need: any of `accepted` will do; `name` is the one to
+/// grant.
+struct Requirement {
+    feature: &'static str,
+    name: &'static str,
+    accepted: &'static [&'static str],
+}
+
+const READ_USERS: Requirement = Requirement {
+    feature: "users",
+    name: "User.Read.All",
+    accepted: &[
+        "User.Read.All",
+        "User.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    ],
+};
+const READ_GROUPS: Requirement = Requirement {
+    feature: "groups and memberships",
+    name: "GroupMember.Read.All",
+    accepted: &[
+        "GroupMember.Read.All",
+        "GroupMember.ReadWrite.All",
+        "Group.Read.All",
+        "Group.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    ],
+};
+const READ_ORG: Requirement = Requirement {
+    feature: "licences (subscribed SKUs)",
+    name: "Organization.Read.All",
+    accepted: &[
+        "Organization.Read.All",
+        "Organization.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    ],
+};
+const READ_SIGN_INS: Requirement = Requirement {
+    feature: "last sign-in dates",
+    name: "AuditLog.Read.All",
+    accepted: &["AuditLog.Read.All"],
+};
+
+/// The permissions in an access token: app roles (`roles`) or delegated scopes (`scp`). The
+/// token is only decoded, not verified: it came straight from the token endpoint over TLS, and
+/// this reads what was granted, it does not authorise anything.
+pub fn granted_permissions(token: &str) -> Result<BTreeSet<String>, String> {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| "the access token is not a JWT".to_owned())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|e| format!("the access token's payload is not base64url: {e}"))?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("the access token's payload is not JSON: {e}"))?;
+    let mut out = BTreeSet::new();
+    if let Some(roles) = claims.get("roles").and_then(|r| r.as_array()) {
+        out.extend(roles.iter().filter_map(|r| r.as_str().map(str::to_owned)));
+    }
+    if let Some(scp) = claims.get("scp").and_then(|s| s.as_str()) {
+        out.extend(scp.split_whitespace().map(str::to_owned));
+    }
+    Ok(out)
+}
+
+/// A GUID-shaped value: what a client secret's "Secret ID" looks like (a value never does).
+fn looks_like_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.trim().split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Checks the connection named `name` on an instance of kind `instance`.
+pub async fn check_connection(
+    store: &Store,
+    name: &str,
+    instance: &str,
+    clock: &SharedClock,
+    graph: Option<GraphConfig>,
+) -> CheckReport {
+    let mut points = Vec::new();
+    let report = |points: Vec<CheckPoint>| CheckReport {
+        connection: name.to_owned(),
+        ok: points.iter().all(|p| p.ok),
+        points,
+    };
+
+    let (connection, settings) = match load_entra_connection(store, name).await {
+        Ok(found) => found,
+        Err(e) => {
+            points.push(CheckPoint::fail(
+                "connection",
+                e.to_string(),
+                e.remedy().unwrap_or_else(|| {
+                    "Check the name with `deskbridge connection list`, or add the connection.".into()
+                }),
+            ));
+            return report(points);
+        }
+    };
+    points.push(CheckPoint::pass(
+        "connection",
+        format!(
+            "Entra connection to tenant {} with app {}",
+            settings.tenant_id, settings.client_id
+        ),
+    ));
+    let enabled = connection
+        .enabled_instances
+        .split(',')
+        .any(|i| i.trim() == instance);
+    points.push(if enabled {
+        CheckPoint::pass(
+            "instance",
+            format!(
+                "enabled for {} (this is {instance})",
+                connection.enabled_instances
+            ),
+        )
+    } else {
+        CheckPoint::fail(
+            "instance",
+            format!(
+                "enabled for {} only; this is a {instance} instance",
+                connection.enabled_instances
+            ),
+            format!(
+                "Enable the connection for {instance}, or run it on a {} instance.",
+                connection.enabled_instances
+            ),
+        )
+    });
+
+    // The credential as stored.
+    let (field, what) = match settings.auth {
+        AuthMethod::ClientSecret => (SECRET_CLIENT_SECRET, "client secret"),
+        AuthMethod::Certificate => (SECRET_CERTIFICATE, "certificate"),
+    };
+    let secret_ref = SecretRef::new("connections", connection.id, field);
+    let stored = async {
+        let mut tx = store.read().await?;
+        let value = tx.get_secret(&secret_ref).await?;
+        let expiry = tx.secret_expiry(&secret_ref).await?;
+        let mut cursors = Vec::new();
+        for stream in [
+            deskbridge_sync::read::USERS_DELTA,
+            deskbridge_sync::read::GROUPS_DELTA,
+        ] {
+            let key = CursorKey {
+                connection_id: connection.id,
+                tenant_id: settings.tenant_id.clone(),
+                stream: stream.into(),
+            };
+            cursors.push((stream, tx.cursor(&key).await?));
+        }
+        tx.commit().await?;
+        Ok::<_, deskbridge_store::StoreError>((value, expiry, cursors))
+    }
+    .await;
+    let (value, expiry, cursors) = match stored {
+        Ok(v) => v,
+        Err(e) => {
+            points.push(CheckPoint::fail(
+                "credential",
+                format!("the {what} cannot be read: {e}"),
+                "Check the master key (DESKBRIDGE_SECRET_KEY or the key file) is the one the secret was sealed with.",
+            ));
+            return report(points);
+        }
+    };
+    let credential = match (settings.auth, value) {
+        (_, None) => {
+            points.push(CheckPoint::fail(
+                "credential",
+                format!("no {what} is stored for the connection"),
+                format!("Add the connection again with its {what}."),
+            ));
+            None
+        }
+        (AuthMethod::ClientSecret, Some(secret)) if looks_like_guid(&secret) => {
+            points.push(CheckPoint::fail(
+                "credential",
+                "the stored client secret is a GUID: that is the secret's Secret ID, not its value",
+                "Paste the secret's Value (shown once, when the secret is created), not its Secret ID; create a new secret if the value was not kept.",
+            ));
+            Some(ClientCredential::Secret(SecretString::from(
+                secret.as_str().to_owned(),
+            )))
+        }
+        (AuthMethod::ClientSecret, Some(secret)) => {
+            points.push(CheckPoint::pass(
+                "credential",
+                "a client secret is stored (sealed)",
+            ));
+            Some(ClientCredential::Secret(SecretString::from(
+                secret.as_str().to_owned(),
+            )))
+        }
+        (AuthMethod::Certificate, Some(pem)) => {
+            match CertificateCredential::from_pem_bundle(pem.as_bytes()) {
+                Ok(cert) => {
+                    points.push(CheckPoint::pass(
+                        "credential",
+                        "a certificate with its private key is stored (sealed)",
+                    ));
+                    Some(ClientCredential::Certificate(Arc::new(cert)))
+                }
+                Err(e) => {
+                    points.push(CheckPoint::fail(
+                    "credential",
+                    format!("the stored certificate cannot be used: {e}"),
+                    "Add the connection again with a PEM file holding the certificate and its private key.",
+                ));
+                    None
+                }
+            }
+        }
+    };
+    let now = clock.now();
+    points.push(match expiry.as_deref().map(deskbridge_store::parse_timestamp) {
+        None => CheckPoint::pass(
+            "credential_expiry",
+            format!("the {what}'s expiry is not recorded (give --secret-expires when adding the connection to have it checked)"),
+        ),
+        Some(Err(e)) => CheckPoint::fail("credential_expiry", e, "Record the expiry again when updating the credential."),
+        Some(Ok(at)) if at <= now => CheckPoint::fail(
+            "credential_expiry",
+            format!("the {what} expired at {at}"),
+            "Create a new secret in the app registration and update the connection.",
+        ),
+        Some(Ok(at)) if at <= now.checked_add(SignedDuration::from_hours(24 * EXPIRY_WARNING_DAYS)).unwrap_or(now) => {
+            CheckPoint::fail(
+                "credential_expiry",
+                format!("the {what} expires at {at}, within {EXPIRY_WARNING_DAYS} days"),
+                "Create a new secret in the app registration now and update the connection before it expires.",
+            )
+        }
+        Some(Ok(at)) => CheckPoint::pass("credential_expiry", format!("valid until {at}")),
+    });
+
+    // A token, and what it says was granted.
+    let token = match credential {
+        None => None,
+        Some(credential) => {
+            let providers = async {
+                let http = reqwest::Client::builder()
+                    .user_agent(concat!("deskbridge/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let authority = Authority::new(&settings.authority_host).map_err(|e| e.to_string())?;
+                let tokens = Arc::new(AppTokenProvider::new(
+                    TokenClient::new(http.clone(), authority, clock.clone()),
+                    AppCredentials {
+                        client_id: settings.client_id.clone(),
+                        credential: Some(credential),
+                    },
+                ));
+                Ok::<_, String>((http, tokens))
+            }
+            .await;
+            match providers {
+                Err(e) => {
+                    points.push(CheckPoint::fail(
+                        "token",
+                        e,
+                        "Check the connection's authority host.",
+                    ));
+                    None
+                }
+                Ok((http, tokens)) => {
+                    let scope = if settings.graph_url.contains("graph.microsoft.com") {
+                        deskbridge_msauth::GRAPH_DEFAULT_SCOPE.to_owned()
+                    } else {
+                        match url::Url::parse(&settings.graph_url) {
+                            Ok(u) if u.host_str().is_some_and(|h| h.starts_with("graph.")) => {
+                                format!("{}://{}/.default", u.scheme(), u.host_str().unwrap_or_default())
+                            }
+                            _ => deskbridge_msauth::GRAPH_DEFAULT_SCOPE.to_owned(),
+                        }
+                    };
+                    match tokens.access_token(&settings.tenant_id, &scope).await {
+                        Ok(token) => {
+                            points.push(CheckPoint::pass("token", "an app-only access token was issued"));
+                            points.push(CheckPoint::pass(
+                                "consent",
+                                "the app has a service principal (admin consent) in the tenant",
+                            ));
+                            Some((http, tokens, token))
+                        }
+                        Err(e) => {
+                            let detail = e.to_string();
+                            let remedy = e.microsoft().map_or(
+                                "Check the connection's tenant id, client id, credential and authority host.",
+                                |m| m.remedy(),
+                            );
+                            let consent_problem = e.microsoft().is_some_and(|m| {
+                                matches!(
+                                    m.class(),
+                                    AuthErrorClass::MissingServicePrincipal
+                                        | AuthErrorClass::AppNotFoundInTenant
+                                )
+                            });
+                            if consent_problem {
+                                points.push(CheckPoint::blocked("token", "consent"));
+                                points.push(CheckPoint::fail("consent", detail, remedy));
+                            } else {
+                                points.push(CheckPoint::fail("token", detail, remedy));
+                            }
+                            None
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let Some((http, tokens, token)) = token else {
+        for name in ["permissions", "tenant_reachable"] {
+            points.push(CheckPoint::blocked(name, "token"));
+        }
+        if settings.last_sign_in {
+            points.push(CheckPoint::blocked("sign_in_data", "token"));
+        }
+        mappings_and_delta(store, &settings, &cursors, &mut points).await;
+        return report(points);
+    };
+
+    let mut required = vec![READ_USERS, READ_GROUPS, READ_ORG];
+    if settings.last_sign_in {
+        required.push(READ_SIGN_INS);
+    }
+    points.push(match granted_permissions(token.bearer()) {
+        Err(e) => CheckPoint::fail("permissions", e, "Check the authority host points at Microsoft's identity platform."),
+        Ok(granted) => {
+            let missing: Vec<&Requirement> = required
+                .iter()
+                .filter(|r| !r.accepted.iter().any(|p| granted.contains(*p)))
+                .collect();
+            if missing.is_empty() {
+                CheckPoint::pass(
+                    "permissions",
+                    format!(
+                        "granted {} — enough for {}",
+                        granted.iter().cloned().collect::<Vec<_>>().join(", "),
+                        required.iter().map(|r| r.feature).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            } else {
+                CheckPoint::fail(
+                    "permissions",
+                    format!(
+                        "missing {} (granted: {})",
+                        missing
+                            .iter()
+                            .map(|r| format!("{} for {}", r.name, r.feature))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        if granted.is_empty() { "none".to_owned() } else { granted.iter().cloned().collect::<Vec<_>>().join(", ") }
+                    ),
+                    format!(
+                        "Add the Microsoft Graph application permission(s) {} to the app registration and grant admin consent in the tenant.",
+                        missing.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            }
+        }
+    });
+
+    let config = graph
+        .unwrap_or_default()
+        .with_base_url(settings.graph_url.clone());
+    match GraphClient::new(http, config, clock.clone()) {
+        Err(e) => points.push(CheckPoint::fail(
+            "tenant_reachable",
+            e.to_string(),
+            "Check the connection's Graph URL.",
+        )),
+        Ok(client) => {
+            let tenant = client.tenant(&settings.tenant_id, tokens);
+            points.push(
+                match tenant
+                    .get_json::<serde_json::Value>("/users?$select=id&$top=1")
+                    .await
+                {
+                    Ok(_) => CheckPoint::pass(
+                        "tenant_reachable",
+                        format!("Graph answered for tenant {}", settings.tenant_id),
+                    ),
+                    Err(e) => CheckPoint::fail(
+                        "tenant_reachable",
+                        e.to_string(),
+                        e.api().map_or(
+                            "Check the Graph URL and this machine's network access to it.",
+                            |a| a.class.remedy(),
+                        ),
+                    ),
+                },
+            );
+            if settings.last_sign_in {
+                points.push(
+                    match tenant
+                        .get_json::<serde_json::Value>("/users?$select=id,signInActivity&$top=1")
+                        .await
+                    {
+                        Ok(_) => CheckPoint::pass("sign_in_data", "sign-in activity is readable"),
+                        Err(e) => {
+                            let remedy = match e.class() {
+                                Some(GraphErrorClass::NonPremiumTenant) => {
+                                    "Sign-in activity needs a Microsoft Entra ID P1 or P2 licence in the tenant; turn the last sign-in option off for this connection, or license the tenant.".to_owned()
+                                }
+                                Some(class) => class.remedy().to_owned(),
+                                None => "Check the Graph URL and this machine's network access to it.".to_owned(),
+                            };
+                            CheckPoint::fail("sign_in_data", e.to_string(), remedy)
+                        }
+                    },
+                );
+            }
+        }
+    }
+    mappings_and_delta(store, &settings, &cursors, &mut points).await;
+    report(points)
+}
+
+async fn mappings_and_delta(
+    store: &Store,
+    settings: &deskbridge_sync::EntraSettings,
+    cursors: &[(&str, Option<deskbridge_store::Cursor>)],
+    points: &mut Vec<CheckPoint>,
+) {
+    let catalog = async {
+        let mut tx = store.read().await?;
+        let catalog = deskbridge_sync::load_catalog(&mut tx, settings.mapping.group_names()).await;
+        tx.commit().await?;
+        catalog
+    }
+    .await;
+    points.push(match catalog {
+        Err(e) => CheckPoint::fail("mappings", e.to_string(), "Check the database is reachable."),
+        Ok(catalog) => match deskbridge_mapping::validate(&settings.mapping, &catalog) {
+            Ok(_) => CheckPoint::pass("mappings", "the mapping configuration is valid against the desk"),
+            Err(errors) => CheckPoint::fail(
+                "mappings",
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                "Fix the mappings with `deskbridge mappings show|set`.",
+            ),
+        },
+    });
+    let saved: Vec<String> = cursors
+        .iter()
+        .filter_map(|(stream, c)| c.as_ref().map(|c| format!("{stream} saved {}", c.updated_at)))
+        .collect();
+    points.push(CheckPoint::pass(
+        "delta_state",
+        if !settings.delta {
+            "delta is off: every run is a full import".to_owned()
+        } else if saved.len() == cursors.len() {
+            format!(
+                "delta tokens present ({}): the next run reads changes only",
+                saved.join(", ")
+            )
+        } else {
+            "no delta tokens yet: the next run is a full import".to_owned()
+        },
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_come_from_roles_or_scp() {
+        let b64 =
+            |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let app = format!(
+            "x.{}.y",
+            b64(serde_json::json!({"roles": ["User.Read.All", "Group.Read.All"]}))
+        );
+        assert_eq!(
+            granted_permissions(&app).unwrap().into_iter().collect::<Vec<_>>(),
+            ["Group.Read.All", "User.Read.All"]
+        );
+        let delegated = format!(
+            "x.{}.y",
+            b64(serde_json::json!({"scp": "User.Read Directory.Read.All"}))
+        );
+        assert!(
+            granted_permissions(&delegated)
+                .unwrap()
+                .contains("Directory.Read.All")
+        );
+        assert!(granted_permissions("opaque").is_err());
+    }
+
+    #[test]
+    fn secret_ids_are_told_from_values() {
+        assert!(looks_like_guid("6a1c2b0e-1111-2222-3333-444455556666"));
+        assert!(!looks_like_guid("abc~Q8x0vS2mYtY1uZr3pL9eK7wN5hJ6gF4dC2bA1z"));
+    }
+}

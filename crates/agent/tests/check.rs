@@ -1,0 +1,282 @@
+//! `check_connection` against emulator set-ups that produce each failure the guides list: wrong
+//! secret, Secret ID instead of value, expired secret, missing permission, missing service
+//! principal, non-premium tenant for sign-in data — and a connection that passes everything.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use deskbridge_agent::check::{CheckReport, check_connection};
+use deskbridge_core::{SharedClock, SystemClock};
+use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
+use deskbridge_sync::{NewCredential, NewEntraConnection, add_entra_connection};
+use deskbridge_testkit::TestDb;
+
+struct Setup {
+    emu: Emulator,
+    world: World,
+}
+
+async fn setup() -> Setup {
+    let mut world = World::generate(&GenerateOptions {
+        seed: 21,
+        tenants: 3,
+        users_per_tenant: Some(5),
+        ..GenerateOptions::default()
+    })
+    .unwrap();
+    // one licensed (premium) customer tenant and one without Entra ID P1/P2
+    let partner = world.partner_tenant_id.clone();
+    let mut customers = world
+        .tenants
+        .iter_mut()
+        .filter(|t| Some(&t.id) != partner.as_ref());
+    customers.next().unwrap().premium = true;
+    customers.next().unwrap().premium = false;
+    let emu = Emulator::start(EmulatorConfig::new(world.clone())).await.unwrap();
+    Setup { emu, world }
+}
+
+impl Setup {
+    fn app(&self, kind: &str) -> &deskbridge_emulator::world::App {
+        self.world.apps.iter().find(|a| a.kind.as_str() == kind).unwrap()
+    }
+
+    fn customer_tenant(&self, premium: bool) -> String {
+        let summary = self.emu.summary();
+        summary
+            .tenants
+            .iter()
+            .find(|t| t.premium == premium && Some(&t.id) != self.world.partner_tenant_id.as_ref())
+            .unwrap_or_else(|| panic!("no customer tenant with premium={premium}"))
+            .id
+            .clone()
+    }
+
+    async fn add(
+        &self,
+        db: &TestDb,
+        tenant: &str,
+        client_id: &str,
+        secret: &str,
+        expires: Option<&str>,
+        last_sign_in: bool,
+    ) {
+        let summary = self.emu.summary();
+        add_entra_connection(
+            &db.store,
+            &NewEntraConnection {
+                name: "c".into(),
+                tenant_id: tenant.into(),
+                client_id: client_id.into(),
+                credential: NewCredential::ClientSecret {
+                    value: secret.into(),
+                    expires_at: expires.map(|e| e.parse().unwrap()),
+                },
+                authority_host: Some(summary.authority_host.clone()),
+                graph_url: Some(summary.graph_url.clone()),
+                customer: Some("Contoso".into()),
+                enabled_instances: None,
+                last_sign_in,
+            },
+        )
+        .await
+        .unwrap();
+    }
+}
+
+async fn check(db: &TestDb) -> CheckReport {
+    let clock: SharedClock = Arc::new(SystemClock);
+    check_connection(&db.store, "c", "production", &clock, None).await
+}
+
+fn point<'a>(report: &'a CheckReport, name: &str) -> &'a deskbridge_agent::check::CheckPoint {
+    report
+        .points
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("no point {name}: {report:#?}"))
+}
+
+fn failed(report: &CheckReport) -> Vec<&str> {
+    report
+        .points
+        .iter()
+        .filter(|p| !p.ok)
+        .map(|p| p.name.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_good_connection_passes_every_point() {
+    let s = setup().await;
+    let db = deskbridge_testkit::sqlite().await;
+    let app = s.app("multi_tenant_secret");
+    s.add(
+        &db,
+        &s.customer_tenant(true),
+        &app.client_id,
+        &app.secrets[0].value,
+        Some("2099-01-01T00:00:00Z"),
+        true,
+    )
+    .await;
+    let report = check(&db).await;
+    assert!(report.ok, "{report:#?}");
+    for name in [
+        "connection",
+        "instance",
+        "credential",
+        "credential_expiry",
+        "token",
+        "consent",
+        "permissions",
+        "tenant_reachable",
+        "sign_in_data",
+        "mappings",
+        "delta_state",
+    ] {
+        assert!(point(&report, name).ok);
+    }
+    assert!(point(&report, "permissions").detail.contains("User.Read.All"));
+    s.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_explained() {
+    let s = setup().await;
+    let db = deskbridge_testkit::sqlite().await;
+    let app = s.app("multi_tenant_secret");
+    s.add(
+        &db,
+        &s.customer_tenant(true),
+        &app.client_id,
+        "Wr0~ngSecretValueThatWasNeverIssued1234567",
+        None,
+        false,
+    )
+    .await;
+    let report = check(&db).await;
+    assert!(!report.ok);
+    let token = point(&report, "token");
+    assert!(!token.ok);
+    assert!(token.detail.contains("7000215"), "{token:?}");
+    assert!(token.remedy.contains("Value"), "{token:?}");
+    assert_eq!(failed(&report), ["token", "permissions", "tenant_reachable"]);
+    s.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_secret_id_pasted_for_the_value_is_recognised() {
+    let s = setup().await;
+    let db = deskbridge_testkit::sqlite().await;
+    let app = s.app("multi_tenant_secret");
+    s.add(
+        &db,
+        &s.customer_tenant(true),
+        &app.client_id,
+        &app.secrets[0].key_id,
+        None,
+        false,
+    )
+    .await;
+    let report = check(&db).await;
+    let credential = point(&report, "credential");
+    assert!(!credential.ok);
+    assert!(credential.detail.contains("Secret ID"), "{credential:?}");
+    assert!(!point(&report, "token").ok);
+    s.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_expired_secret_is_reported_by_its_date_and_by_the_sign_in() {
+    let s = setup().await;
+    let db = deskbridge_testkit::sqlite().await;
+    let app = s.app("expired_secret");
+    let expired = app.secrets[0].end_date_time.to_string();
+    s.add(
+        &db,
+        &s.customer_tenant(true),
+        &app.client_id,
+        &app.secrets[0].value,
+        Some(&expired),
+        false,
+    )
+    .await;
+    let report = check(&db).await;
+    let expiry = point(&report, "credential_expiry");
+    assert!(!expiry.ok && expiry.detail.contains("expired"), "{expiry:?}");
+    let token = point(&report, "token");
+    assert!(!token.ok && token.detail.contains("7000222"), "{token:?}");
+    assert!(token.remedy.contains("expired"), "{token:?}");
+    s.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_permission_is_named_with_the_feature_that_needs_it() {
+    let s = setup().await;
+    let db = deskbridge_testkit::sqlite().await;
+    let app = s.app("single_tenant"); // User.Read.All and Group.Read.All only
+    s.add(
+        &db,
+        &app.home_tenant_id,
+        &app.client_id,
+        &app.secrets[0].value,
+        None,
+        false,
+    )
+    .await;
+    let report = check(&db).await;
+    assert!(point(&report, "token").ok, "{report:#?}");
+    let permissions = point(&report, "permissions");
+    assert!(!permissions.ok);
+    assert!(
+        permissions.detail.contains("Organization.Read.All for licences"),
+        "{permissions:?}"
+    );
+    assert!(permissions.remedy.contains("admin consent"), "{permissions:?}");
+    assert_eq!(failed(&report), ["permissions"]);
+    s.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_service_principal_fails_consent() {
+    let s = setup().await;
+    let db = deskbridge_testkit::sqlite().await;
+    let app = s.app("unconsented");
+    s.add(
+        &db,
+        &s.customer_tenant(true),
+        &app.client_id,
+        &app.secrets[0].value,
+        None,
+        false,
+    )
+    .await;
+    let report = check(&db).await;
+    let consent = point(&report, "consent");
+    assert!(!consent.ok, "{report:#?}");
+    assert!(consent.remedy.to_lowercase().contains("consent"), "{consent:?}");
+    s.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn sign_in_data_on_a_non_premium_tenant_is_reported() {
+    let s = setup().await;
+    let db = deskbridge_testkit::sqlite().await;
+    let app = s.app("multi_tenant_secret");
+    s.add(
+        &db,
+        &s.customer_tenant(false),
+        &app.client_id,
+        &app.secrets[0].value,
+        None,
+        true,
+    )
+    .await;
+    let report = check(&db).await;
+    let sign_in = point(&report, "sign_in_data");
+    assert!(!sign_in.ok, "{report:#?}");
+    assert!(sign_in.remedy.contains("P1"), "{sign_in:?}");
+    assert_eq!(failed(&report), ["sign_in_data"]);
+    s.emu.shutdown().await;
+}

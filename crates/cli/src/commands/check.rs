@@ -1,0 +1,53 @@
+//! `deskbridge check --connection NAME [--json]`: the configuration check, one line per point;
+//! the exit status is non-zero when a point fails.
+
+use std::sync::Arc;
+
+use clap::Args;
+use deskbridge_agent::check::check_connection;
+use deskbridge_core::{SharedClock, SystemClock};
+
+use crate::settings::GlobalArgs;
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The connection to check.
+    #[arg(long)]
+    pub connection: String,
+    /// Print one JSON object: {connection, ok, points: [{name, ok, detail, remedy}]}.
+    #[arg(long)]
+    pub json: bool,
+    /// This instance's kind; a connection runs only on instances it is enabled for.
+    #[arg(long, env = "DESKBRIDGE_INSTANCE", default_value = "production")]
+    pub instance: String,
+}
+
+pub async fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
+    let store = global.open_store().await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let report = check_connection(&store, &args.connection, &args.instance, &clock, None).await;
+    store.close().await;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        for p in &report.points {
+            if p.ok {
+                println!("pass  {:<18} {}", p.name, p.detail);
+            } else {
+                println!(
+                    "FAIL  {:<18} {}\n      {:<18} remedy: {}",
+                    p.name, p.detail, "", p.remedy
+                );
+            }
+        }
+    }
+    let failed = report.points.iter().filter(|p| !p.ok).count();
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} checks failed for connection {:?}",
+            report.points.len(),
+            args.connection
+        );
+    }
+    Ok(())
+}
