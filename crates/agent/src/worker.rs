@@ -348,6 +348,8 @@ impl Worker {
     }
 
     /// Runs the sync while renewing the lease; stops it on cancel, shutdown or a lost lease.
+    /// Heartbeats run in their own task: on SQLite a heartbeat may wait for the sync's write
+    /// transaction to commit, and the sync must be able to go on meanwhile.
     async fn drive(
         &self,
         connection: &str,
@@ -357,49 +359,33 @@ impl Worker {
         observer: &Arc<JobObserver>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Result<SyncOutcome, deskbridge_sync::SyncError>, Stopped> {
-        let me = self.config.worker_id.as_str();
+        let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<Stopped>(1);
+        let beats = tokio::spawn(
+            heartbeats(
+                self.store.clone(),
+                self.clock.clone(),
+                self.config.clone(),
+                job,
+                attempt,
+                observer.clone(),
+                stop_tx,
+            )
+            .instrument(tracing::Span::current()),
+        );
+        // Aborts the heartbeat task however this function ends (a heartbeat in flight rolls back).
+        struct AbortOnDrop(tokio::task::JoinHandle<()>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let _beats = AbortOnDrop(beats);
         let sync = deskbridge_sync::sync(&self.store, connection, options, &self.clock);
         tokio::pin!(sync);
-        let mut beat = tokio::time::interval(self.config.heartbeat);
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        beat.tick().await; // the first tick is immediate; the claim just set the lease
-        let mut lease_until = later(self.clock.now(), self.config.lease);
-        let mut run_recorded = false;
         loop {
             tokio::select! {
                 outcome = &mut sync => return Ok(outcome),
-                _ = beat.tick() => {
-                    let progress = observer.with(|p| p.to_json());
-                    let run = observer.with(|p| p.run);
-                    let next_until = later(self.clock.now(), self.config.lease);
-                    let beat_result = async {
-                        let mut tx = self.store.begin(WriteContext::manual()).await?;
-                        if let (Some(run), false) = (run, run_recorded) {
-                            tx.set_job_run(job, me, attempt, run).await?;
-                        }
-                        let held = tx.heartbeat_job(job, me, attempt, next_until, &progress).await?;
-                        tx.commit().await?;
-                        Ok::<_, deskbridge_store::StoreError>(held)
-                    }.await;
-                    match beat_result {
-                        Ok(Some(cancel)) => {
-                            lease_until = next_until;
-                            run_recorded |= run.is_some();
-                            if cancel {
-                                return Err(Stopped::Cancelled);
-                            }
-                        }
-                        Ok(None) => return Err(Stopped::LostLease),
-                        Err(e) => {
-                            // The database may be back before the lease runs out; past it,
-                            // another worker may already be running the job.
-                            tracing::warn!(error = %e, "heartbeat failed");
-                            if self.clock.now() >= lease_until {
-                                return Err(Stopped::LostLease);
-                            }
-                        }
-                    }
-                }
+                Some(stopped) = stop_rx.recv() => return Err(stopped),
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {
                         return Err(Stopped::Shutdown);
@@ -554,6 +540,58 @@ impl Worker {
         tx.commit().await?;
         tracing::info!("job cancelled");
         Ok(())
+    }
+}
+
+/// Renews the lease and saves progress every heartbeat; reports cancellation or a lost lease.
+async fn heartbeats(
+    store: Store,
+    clock: SharedClock,
+    config: WorkerConfig,
+    job: deskbridge_store::JobId,
+    attempt: i64,
+    observer: Arc<JobObserver>,
+    stop: tokio::sync::mpsc::Sender<Stopped>,
+) {
+    let me = config.worker_id.as_str();
+    let mut beat = tokio::time::interval(config.heartbeat);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    beat.tick().await; // the first tick is immediate; the claim just set the lease
+    let mut lease_until = later(clock.now(), config.lease);
+    let mut run_recorded = false;
+    loop {
+        beat.tick().await;
+        let progress = observer.with(|p| p.to_json());
+        let run = observer.with(|p| p.run);
+        let next_until = later(clock.now(), config.lease);
+        let result = async {
+            let mut tx = store.begin(WriteContext::manual()).await?;
+            if let (Some(run), false) = (run, run_recorded) {
+                tx.set_job_run(job, me, attempt, run).await?;
+            }
+            let held = tx.heartbeat_job(job, me, attempt, next_until, &progress).await?;
+            tx.commit().await?;
+            Ok::<_, deskbridge_store::StoreError>(held)
+        }
+        .await;
+        let stopped = match result {
+            Ok(Some(cancel)) => {
+                lease_until = next_until;
+                run_recorded |= run.is_some();
+                cancel.then_some(Stopped::Cancelled)
+            }
+            Ok(None) => Some(Stopped::LostLease),
+            Err(e) => {
+                // The database may be back before the lease runs out; past it, another worker
+                // may already be running the job.
+                tracing::warn!(error = %e, "heartbeat failed");
+                (clock.now() >= lease_until).then_some(Stopped::LostLease)
+            }
+        };
+        if let Some(stopped) = stopped {
+            let _ = stop.send(stopped).await;
+            return;
+        }
     }
 }
 

@@ -375,3 +375,101 @@ async fn check_prints_each_point_and_fails_when_one_fails() {
     assert!(text.contains("remedy: The client secret has expired"), "{text}");
     emu.shutdown().await;
 }
+
+/// The scale-out benchmark (docs/PERFORMANCE.md, "Scale-out: one worker vs three"): the same
+/// queue of full imports, latency-bound (the emulator adds latency to every request), drained by
+/// one worker and then by three. Prints the wall-clock times and their ratio; asserts only that
+/// every job succeeded both times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --run-ignored only --no-capture"]
+async fn benchmark_one_worker_vs_three() {
+    let admin = std::env::var("DESKBRIDGE_TEST_POSTGRES_URL").expect("DESKBRIDGE_TEST_POSTGRES_URL");
+    let connections: usize = std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9);
+    let users: usize = std::env::var("BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let latency: u64 = std::env::var("BENCH_LATENCY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let world = World::generate(&GenerateOptions {
+        seed: 9,
+        tenants: connections,
+        users_per_tenant: Some(users),
+        ..GenerateOptions::default()
+    })
+    .unwrap();
+    let mut config = EmulatorConfig::new(world);
+    config.faults.latency_ms = latency;
+    let emu = Emulator::start(config).await.unwrap();
+    let mut results = Vec::new();
+    for workers_n in [1usize, 3] {
+        let (database, db_name) = fresh_database(&admin).await;
+        let dir = tempfile::tempdir().unwrap();
+        let summary = emu.summary();
+        let app = summary
+            .apps
+            .iter()
+            .find(|a| a.kind == "multi_tenant_secret")
+            .unwrap();
+        for (i, tenant) in summary.tenants.iter().take(connections).enumerate() {
+            run_ok(
+                deskbridge(dir.path(), Some(&database))
+                    .args(["connection", "add", "entra", "--name", &format!("c{i:02}")])
+                    .args(["--tenant-id", &tenant.id, "--client-id", &app.client_id])
+                    .args(["--client-secret-env", "AGENT_TEST_SECRET"])
+                    .args([
+                        "--authority-host",
+                        &summary.authority_host,
+                        "--graph-url",
+                        &summary.graph_url,
+                    ])
+                    .env("AGENT_TEST_SECRET", app.client_secret.clone().unwrap()),
+            );
+            run_ok(deskbridge(dir.path(), Some(&database)).args([
+                "runs",
+                "start",
+                "--connection",
+                &format!("c{i:02}"),
+            ]));
+        }
+        let started = Instant::now();
+        let workers = Workers(
+            (0..workers_n)
+                .map(|n| spawn_worker(dir.path(), &database, &format!("bench{n}")))
+                .collect(),
+        );
+        let finished = loop {
+            let all = jobs(dir.path(), &database);
+            if all
+                .iter()
+                .all(|j| j["status"] != "queued" && j["status"] != "running")
+            {
+                break all;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let elapsed = started.elapsed();
+        assert!(
+            finished.iter().all(|j| j["status"] == "succeeded"),
+            "{finished:#?}"
+        );
+        let requests: u64 = finished
+            .iter()
+            .map(|j| j["progress"]["requests"].as_u64().unwrap_or(0))
+            .sum();
+        println!(
+            "workers={workers_n} connections={connections} users/tenant={users} latency={latency}ms requests={requests} elapsed={:.2}s",
+            elapsed.as_secs_f64()
+        );
+        results.push(elapsed.as_secs_f64());
+        drop(workers); // kills them
+        drop_database(&admin, &db_name).await;
+    }
+    println!("speed-up with three workers: {:.2}x", results[0] / results[1]);
+    emu.shutdown().await;
+}
