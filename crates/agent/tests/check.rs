@@ -86,7 +86,11 @@ impl Setup {
 
 async fn check(db: &TestDb) -> CheckReport {
     let clock: SharedClock = Arc::new(SystemClock);
-    check_connection(&db.store, "c", "production", &clock, None).await
+    let store = db.store.clone();
+    // spawned: the web API runs the check in a handler, so its future must be Send
+    tokio::spawn(async move { check_connection(&store, "c", "production", &clock, None).await })
+        .await
+        .unwrap()
 }
 
 fn point<'a>(report: &'a CheckReport, name: &str) -> &'a deskbridge_agent::check::CheckPoint {

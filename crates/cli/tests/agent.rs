@@ -473,3 +473,120 @@ async fn benchmark_one_worker_vs_three() {
     println!("speed-up with three workers: {:.2}x", results[0] / results[1]);
     emu.shutdown().await;
 }
+
+/// `deskbridge serve` on the embedded SQLite database: /healthz, a queued run processed by its
+/// worker, the run in /metrics, and a clean exit on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_queued_jobs_and_serves_metrics_and_health() {
+    let world = World::generate(&GenerateOptions {
+        seed: 12,
+        tenants: 1,
+        users_per_tenant: Some(20),
+        ..GenerateOptions::default()
+    })
+    .unwrap();
+    let emu = Emulator::start(EmulatorConfig::new(world)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = emu.summary();
+    let app = summary
+        .apps
+        .iter()
+        .find(|a| a.kind == "multi_tenant_secret")
+        .unwrap();
+    run_ok(
+        deskbridge(dir.path(), None)
+            .args(["connection", "add", "entra", "--name", "contoso"])
+            .args([
+                "--tenant-id",
+                &summary.tenants[0].id,
+                "--client-id",
+                &app.client_id,
+            ])
+            .args(["--client-secret-env", "SERVE_TEST_SECRET"])
+            .args([
+                "--authority-host",
+                &summary.authority_host,
+                "--graph-url",
+                &summary.graph_url,
+            ])
+            .env("SERVE_TEST_SECRET", app.client_secret.clone().unwrap()),
+    );
+    let mut child = deskbridge(dir.path(), None)
+        .args(["serve", "--listen", "127.0.0.1:0", "--poll-ms", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let listening: Value = serde_json::from_str(&line).unwrap();
+    let base = listening["listening"].as_str().unwrap().to_owned();
+    let mut server = Workers(vec![("serve".into(), child, base.clone())]);
+    let http = reqwest::Client::new();
+    let health: Value = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+
+    let queued: Value = serde_json::from_str(&run_ok(deskbridge(dir.path(), None).args([
+        "runs",
+        "start",
+        "--connection",
+        "contoso",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(queued["queued"], true);
+    let started = Instant::now();
+    let job = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the job did not finish"
+        );
+        let all: Vec<Value> = serde_json::from_str(&run_ok(
+            deskbridge(dir.path(), None).args(["runs", "list", "--json"]),
+        ))
+        .unwrap();
+        if all[0]["status"] != "queued" && all[0]["status"] != "running" {
+            break all[0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    assert!(job["records"].as_i64().unwrap() > 0, "{job:#}");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("deskbridge_runs_total{status=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("deskbridge_jobs{status=\"queued\"} 0"),
+        "{metrics}"
+    );
+
+    let (_, child, _) = &mut server.0[0];
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+    server.0.clear();
+    emu.shutdown().await;
+}
