@@ -590,3 +590,94 @@ async fn serve_runs_queued_jobs_and_serves_metrics_and_health() {
     server.0.clear();
     emu.shutdown().await;
 }
+
+/// `deskbridge schedule` and `deskbridge runs` manage the queue from the command line.
+#[test]
+fn schedules_and_runs_are_managed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(
+        deskbridge(dir.path(), None)
+            .args(["connection", "add", "entra", "--name", "contoso"])
+            .args([
+                "--tenant-id",
+                "00000000-0000-0000-0000-00000000000a",
+                "--client-id",
+                "00000000-0000-0000-0000-00000000000b",
+            ])
+            .args(["--client-secret-env", "CLI_TEST_SECRET"])
+            .env("CLI_TEST_SECRET", "abc~not-used-by-this-test"),
+    );
+    let added: Value = serde_json::from_str(&run_ok(deskbridge(dir.path(), None).args([
+        "schedule",
+        "add",
+        "--connection",
+        "contoso",
+        "--cron",
+        "30 1 * * *",
+        "--time-zone",
+        "Europe/London",
+        "--window",
+        "01:00-05:00",
+        "--json",
+    ])))
+    .unwrap();
+    let id = added["id"].as_i64().unwrap().to_string();
+    assert!(
+        added["next_due"].as_str().unwrap().contains("T01:30:00")
+            || added["next_due"].as_str().unwrap().contains("T00:30:00")
+    );
+    // Refused, with the reason: an unknown entity, a bad cron field, an unknown zone.
+    for bad in [
+        vec!["--entity", "devices", "--every", "1h"],
+        vec!["--cron", "0 25 * * *"],
+        vec!["--every", "1h", "--time-zone", "Mars/Olympus"],
+    ] {
+        let out = deskbridge(dir.path(), None)
+            .args(["schedule", "add", "--connection", "contoso"])
+            .args(&bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad:?} was accepted");
+        assert!(!out.stderr.is_empty());
+    }
+    let list: Vec<Value> = serde_json::from_str(&run_ok(
+        deskbridge(dir.path(), None).args(["schedule", "list", "--json"]),
+    ))
+    .unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["window"], "01:00-05:00");
+    let started: Vec<Value> = serde_json::from_str(&run_ok(deskbridge(dir.path(), None).args([
+        "schedule",
+        "start-all",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(started[0]["queued"], true);
+    let again: Vec<Value> = serde_json::from_str(&run_ok(deskbridge(dir.path(), None).args([
+        "schedule",
+        "start-all",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(
+        again[0]["queued"], false,
+        "one queued job per connection and entity"
+    );
+    let job = started[0]["job_id"].as_i64().unwrap().to_string();
+    assert!(run_ok(deskbridge(dir.path(), None).args(["runs", "cancel", &job])).contains("cancelled"));
+    let jobs: Vec<Value> = serde_json::from_str(&run_ok(
+        deskbridge(dir.path(), None).args(["runs", "list", "--json"]),
+    ))
+    .unwrap();
+    assert_eq!(jobs[0]["status"], "cancelled");
+    run_ok(deskbridge(dir.path(), None).args(["schedule", "disable", &id]));
+    run_ok(deskbridge(dir.path(), None).args(["schedule", "remove", &id]));
+    assert!(
+        !deskbridge(dir.path(), None)
+            .args(["schedule", "remove", &id])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+}
