@@ -16,7 +16,7 @@ use tokio::sync::watch;
 async fn emulator() -> Emulator {
     let world = World::generate(&GenerateOptions {
         seed: 4,
-        tenants: 1,
+        tenants: 2,
         users_per_tenant: Some(600),
         ..GenerateOptions::default()
     })
@@ -162,6 +162,65 @@ store_test! {
         assert!(text.contains("deskbridge_runs_total{status=\"succeeded\"} 1"), "{text}");
         assert!(text.contains("deskbridge_records_total{action=\"created\"}"), "{text}");
         assert!(text.contains("deskbridge_page_duration_seconds_count"), "{text}");
+        emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn a_failing_connection_records_its_error_and_backs_off_while_others_run(db: &TestDb) {
+        let emu = emulator().await;
+        let good = connect(db, &emu).await;
+        let summary = emu.summary();
+        let app = summary.apps.iter().find(|a| a.kind == "multi_tenant_secret").unwrap();
+        add_entra_connection(
+            &db.store,
+            &NewEntraConnection {
+                name: "broken".into(),
+                tenant_id: summary.tenants.iter().find(|t| t.id != summary.tenants[0].id).unwrap().id.clone(),
+                client_id: app.client_id.clone(),
+                credential: NewCredential::ClientSecret { value: "Wr0~ngSecretValueThatWasNeverIssued1234567".into(), expires_at: None },
+                authority_host: Some(summary.authority_host.clone()),
+                graph_url: Some(summary.graph_url.clone()),
+                customer: Some("Broken".into()),
+                enabled_instances: None,
+                last_sign_in: false,
+            },
+        )
+        .await
+        .unwrap();
+        let mut tx = db.store.read().await.unwrap();
+        let broken = tx.connection_by_name("broken").await.unwrap().unwrap().id;
+        tx.commit().await.unwrap();
+
+        let failing = enqueue(&db.store, broken).await;
+        let (w, _) = worker(db, "w1");
+        let (_never, mut no_shutdown) = watch::channel(false);
+        let report = w.run_one(&mut no_shutdown).await.unwrap().unwrap();
+        assert_eq!(report.job_id, failing.0);
+        assert_eq!(report.status, JobStatus::Failed);
+        assert!(report.message.as_deref().unwrap_or_default().contains("7000215"), "{report:?}");
+        let mut tx = db.store.read().await.unwrap();
+        let health = tx.connection_health(broken).await.unwrap();
+        let errors = tx.errors_for_run(report.run_id.unwrap()).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(health.consecutive_failures, 1);
+        assert!(health.not_before.is_some());
+        assert!(errors.iter().any(|e| e.remedy.as_deref().unwrap_or_default().contains("Value")), "{errors:?}");
+
+        // The broken connection's next job waits out its backoff; the good one runs meanwhile.
+        let retry = enqueue(&db.store, broken).await;
+        let ok = enqueue(&db.store, good).await;
+        let report = w.run_one(&mut no_shutdown).await.unwrap().unwrap();
+        assert_eq!(report.job_id, ok.0);
+        assert_eq!(report.status, JobStatus::Succeeded);
+        assert!(w.run_one(&mut no_shutdown).await.unwrap().is_none(), "the retry is not claimable yet");
+        db.clock.advance(jiff::SignedDuration::from_secs(61));
+        let report = w.run_one(&mut no_shutdown).await.unwrap().unwrap();
+        assert_eq!(report.job_id, retry.0);
+        assert_eq!(report.status, JobStatus::Failed);
+        let mut tx = db.store.read().await.unwrap();
+        assert_eq!(tx.connection_health(broken).await.unwrap().consecutive_failures, 2);
+        tx.commit().await.unwrap();
         emu.shutdown().await;
     }
 }
