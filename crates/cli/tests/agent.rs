@@ -216,7 +216,15 @@ async fn three_workers_run_every_scheduled_job_once_and_take_over_from_a_killed_
     let started = Instant::now();
     let (killed_worker, killed_job) = loop {
         assert!(started.elapsed() < Duration::from_secs(120), "no job got going");
-        let running = jobs(dir.path(), &database)
+        let all = jobs(dir.path(), &database);
+        assert!(
+            all.len() < CONNECTIONS
+                || all
+                    .iter()
+                    .any(|j| j["status"] == "queued" || j["status"] == "running"),
+            "every job finished before one could be caught mid-run: make the runs longer"
+        );
+        let running = all
             .into_iter()
             .find(|j| j["status"] == "running" && j["progress"]["pages"].as_u64().unwrap_or(0) >= 2);
         if let Some(job) = running {
