@@ -1,3 +1,4 @@
+pub mod authorize;
 pub mod connection;
 pub mod demo;
 pub mod directory;
