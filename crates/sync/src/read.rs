@@ -24,6 +24,9 @@ pub const GROUPS_DELTA: &str = "groups/delta";
 /// What the stored delta links track (see [`DeltaTracking::fingerprint`]): links taken under other
 /// settings are not followed.
 pub const DELTA_TRACKING: &str = "delta/tracking";
+/// The groups the mappings name, id → display name, as of the last read: a delta round that
+/// renames one of them (or gives another group a mapped name) re-plans its members.
+pub const MAPPED_GROUPS: &str = "groups/mapped";
 
 /// User properties a delta query cannot track, and why. In "mapped fields only" mode they are
 /// left out of the delta's `$select`; their values still arrive whenever a tracked property of
@@ -100,6 +103,10 @@ pub struct DeltaTracking {
     /// The groups delta `$select`; `None` listens to every change.
     pub groups_select: Option<String>,
     pub untracked: Vec<UntrackedField>,
+    /// A digest of the mappings the links were taken under: after a mapping change the next
+    /// run reads in full, so every user is planned under the new rules, not only those that
+    /// happen to change.
+    pub mappings_digest: String,
 }
 
 impl DeltaTracking {
@@ -109,6 +116,7 @@ impl DeltaTracking {
             users_select: None,
             groups_select: None,
             untracked: Vec::new(),
+            mappings_digest: String::new(),
         }
     }
 
@@ -134,15 +142,17 @@ impl DeltaTracking {
             users_select: Some(select.into_iter().collect::<Vec<_>>().join(",")),
             groups_select: Some("displayName,members".into()),
             untracked,
+            mappings_digest: String::new(),
         }
     }
 
     /// Identifies the tracking settings the stored delta links were taken with.
     pub fn fingerprint(&self) -> String {
         format!(
-            "users:{};groups:{}",
+            "users:{};groups:{};mappings:{}",
             self.users_select.as_deref().unwrap_or("*"),
-            self.groups_select.as_deref().unwrap_or("*")
+            self.groups_select.as_deref().unwrap_or("*"),
+            self.mappings_digest
         )
     }
 
@@ -313,6 +323,18 @@ async fn all_pages(
     Ok(out)
 }
 
+fn mapped_groups_cursor(mapped: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(mapped).unwrap_or_else(|_| "{}".into())
+}
+
+/// The stored map of mapped groups; a missing or unreadable one is empty, which re-plans the
+/// members of every mapped group the round reports (more work, never a missed change).
+fn parse_mapped_groups(stored: Option<&str>) -> BTreeMap<String, String> {
+    stored
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default()
+}
+
 /// Follows a delta chain to its deltaLink.
 async fn delta_chain<T: serde::de::DeserializeOwned>(
     tenant: &GraphTenant,
@@ -415,6 +437,7 @@ pub async fn read_full(
     with_groups: bool,
     customer: deskbridge_core::RecordId,
     tracking: &DeltaTracking,
+    mapped_names: &BTreeSet<String>,
 ) -> Result<TenantData, SyncError> {
     let mut requests = 0;
     let wrap = |e: GraphError| from_graph(&e);
@@ -485,6 +508,13 @@ pub async fn read_full(
         .map_err(wrap)?
         .value;
     requests += 1;
+    let mapped: BTreeMap<String, String> = groups
+        .iter()
+        .filter(|(_, name)| mapped_names.contains(*name))
+        .map(|(id, name)| (id.clone(), name.clone()))
+        .collect();
+    let mut cursors = cursors;
+    cursors.push((MAPPED_GROUPS.into(), mapped_groups_cursor(&mapped)));
     Ok(TenantData {
         read: TenantRead {
             tenant_id: tenant.tenant_id().to_owned(),
@@ -510,6 +540,8 @@ pub async fn read_delta(
     customer: deskbridge_core::RecordId,
     users_link: &str,
     groups_link: &str,
+    mapped_names: &BTreeSet<String>,
+    mapped_before: Option<&str>,
 ) -> Result<TenantData, GraphError> {
     let mut requests = 0;
     let (user_pages, new_users_link) =
@@ -537,18 +569,71 @@ pub async fn read_delta(
             membership.merge_group(group);
         }
     }
+    let mut mapped = parse_mapped_groups(mapped_before);
+    // Groups whose users must be re-planned in full: a mapped group renamed, or another group
+    // given a mapped name; and groups added to or removed from a group, whose users' nested
+    // membership changed with them.
+    let mut regroup: BTreeSet<String> = BTreeSet::new();
     if with_groups {
+        for page in &group_pages {
+            for r in &page.removed {
+                mapped.remove(&r.id);
+            }
+            for group in &page.value {
+                let Some(name) = &group.display_name else { continue };
+                let was = mapped.get(&group.id);
+                let is_mapped = mapped_names.contains(name);
+                if was.is_some_and(|old| old != name) || (was.is_none() && is_mapped) {
+                    regroup.insert(group.id.clone());
+                }
+                if is_mapped {
+                    mapped.insert(group.id.clone(), name.clone());
+                } else {
+                    mapped.remove(&group.id);
+                }
+            }
+        }
         for group in membership.group_ids().map(str::to_owned).collect::<Vec<_>>() {
             for member in membership
                 .added(&group)
                 .into_iter()
                 .chain(membership.removed(&group))
             {
-                if membership.member_type(member).is_none_or(|t| t.ends_with("user")) {
-                    changed.insert(member.to_owned());
+                match membership.member_type(member) {
+                    Some(t) if t.ends_with("group") => {
+                        regroup.insert(member.to_owned());
+                    }
+                    Some(t) if !t.ends_with("user") => {}
+                    _ => {
+                        changed.insert(member.to_owned());
+                    }
                 }
             }
         }
+    }
+    let members: Vec<(Vec<Map<String, Value>>, u64)> = futures::stream::iter(regroup)
+        .map(|id| async move {
+            let mut n = 0;
+            let url = format!("/groups/{id}/transitiveMembers/microsoft.graph.user?$select=id&$top=999");
+            match all_pages(tenant, url, &mut n).await {
+                Ok(list) => Ok((list, n)),
+                // Deleted since the delta page was written: its members are re-planned when
+                // their own memberships change.
+                Err(e) if e.class() == Some(deskbridge_graph::GraphErrorClass::NotFound) => {
+                    Ok((Vec::new(), n))
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(FAN_OUT)
+        .try_collect()
+        .await?;
+    for (list, n) in members {
+        requests += n;
+        changed.extend(
+            list.iter()
+                .filter_map(|m| m.get("id")?.as_str().map(str::to_owned)),
+        );
     }
     // A user both changed and removed in the round: the last word is in the removal set only if
     // fetching them fails; restored users come back as changes.
@@ -624,6 +709,7 @@ pub async fn read_delta(
         cursors: vec![
             (USERS_DELTA.into(), new_users_link),
             (GROUPS_DELTA.into(), new_groups_link),
+            (MAPPED_GROUPS.into(), mapped_groups_cursor(&mapped)),
         ],
         requests,
     })

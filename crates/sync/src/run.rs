@@ -486,14 +486,16 @@ async fn read_tenant(
     let users_link = tx.cursor(&key(USERS_DELTA)).await?;
     let groups_link = tx.cursor(&key(GROUPS_DELTA)).await?;
     let tracked = tx.cursor(&key(read::DELTA_TRACKING)).await?;
+    let mapped_groups = tx.cursor(&key(read::MAPPED_GROUPS)).await?;
     tx.commit().await?;
+    let mapped_names = settings.mapping.group_names();
     // Links taken before the tracking settings were recorded listened to all changes.
     let tracked = tracked.map_or_else(|| read::DeltaTracking::all_changes().fingerprint(), |c| c.value);
     let same_tracking = tracked == tracking.fingerprint();
     if settings.delta && !options.full && !same_tracking && users_link.is_some() {
         notes.push(
-            "the sync method or the mapped fields changed since the delta links were taken; running a full \
-             import, which starts tracking with the new settings"
+            "the sync method or the mappings changed since the delta links were taken; running a full import, \
+             which plans every user under the new settings and starts tracking with them"
                 .into(),
         );
     }
@@ -509,6 +511,8 @@ async fn read_tenant(
             settings.customer_id,
             &users.value,
             &groups.value,
+            &mapped_names,
+            mapped_groups.as_ref().map(|c| c.value.as_str()),
         )
         .await
         {
@@ -521,17 +525,29 @@ async fn read_tenant(
             Err(e) => return Err(crate::error::from_graph(&e)),
         }
     }
-    read::read_full(tenant, select, with_groups, settings.customer_id, tracking).await
+    read::read_full(
+        tenant,
+        select,
+        with_groups,
+        settings.customer_id,
+        tracking,
+        &mapped_names,
+    )
+    .await
 }
 
 /// What the connection's delta queries listen to, from its sync method and mappings.
 pub fn delta_tracking(settings: &EntraSettings, config: &ValidatedConfig) -> read::DeltaTracking {
-    match settings.sync_method {
+    use sha2::Digest as _;
+    let mut tracking = match settings.sync_method {
         crate::SyncMethod::AllChanges => read::DeltaTracking::all_changes(),
         crate::SyncMethod::MappedFieldsOnly => {
             read::DeltaTracking::mapped_fields_only(&config.property_uses())
         }
-    }
+    };
+    let mappings = serde_json::to_vec(&settings.mapping).unwrap_or_default();
+    tracking.mappings_digest = hex::encode(&sha2::Sha256::digest(&mappings)[..12]);
+    tracking
 }
 
 /// Stores the run's Graph requests in the outbound log (paths without tokens or cursors).

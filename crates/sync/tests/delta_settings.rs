@@ -174,7 +174,7 @@ store_test! {
     assert!(!status.links_current);
     let run = sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
     assert_eq!(run.mode, "full", "{:?} {:?}", run.notes, run.errors);
-    assert!(run.notes.iter().any(|n| n.contains("sync method or the mapped fields changed")));
+    assert!(run.notes.iter().any(|n| n.contains("sync method or the mappings changed")));
     assert!(delta_status(&db.store, "c").await.unwrap().links_current);
     assert_eq!(sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap().mode, "delta");
 
