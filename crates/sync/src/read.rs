@@ -531,6 +531,15 @@ pub async fn read_full(
     })
 }
 
+/// What a delta round starts from: the stored links and the mapped groups as last seen.
+#[derive(Debug, Clone, Copy)]
+pub struct DeltaState<'a> {
+    pub users_link: &'a str,
+    pub groups_link: &'a str,
+    /// The [`MAPPED_GROUPS`] cursor, if stored.
+    pub mapped_groups: Option<&'a str>,
+}
+
 /// One delta round from the stored links. A resync error is returned as is (the caller falls
 /// back to a full read).
 pub async fn read_delta(
@@ -538,11 +547,14 @@ pub async fn read_delta(
     select: &str,
     with_groups: bool,
     customer: deskbridge_core::RecordId,
-    users_link: &str,
-    groups_link: &str,
+    state: DeltaState<'_>,
     mapped_names: &BTreeSet<String>,
-    mapped_before: Option<&str>,
 ) -> Result<TenantData, GraphError> {
+    let DeltaState {
+        users_link,
+        groups_link,
+        mapped_groups: mapped_before,
+    } = state;
     let mut requests = 0;
     let (user_pages, new_users_link) =
         delta_chain::<Map<String, Value>>(tenant, users_link, &mut requests).await?;

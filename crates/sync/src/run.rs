@@ -509,10 +509,12 @@ async fn read_tenant(
             select,
             with_groups,
             settings.customer_id,
-            &users.value,
-            &groups.value,
+            read::DeltaState {
+                users_link: &users.value,
+                groups_link: &groups.value,
+                mapped_groups: mapped_groups.as_ref().map(|c| c.value.as_str()),
+            },
             &mapped_names,
-            mapped_groups.as_ref().map(|c| c.value.as_str()),
         )
         .await
         {
