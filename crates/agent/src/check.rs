@@ -214,29 +214,26 @@ pub async fn check_connection(
     let (field, what) = match settings.auth {
         AuthMethod::ClientSecret => (SECRET_CLIENT_SECRET, "client secret"),
         AuthMethod::Certificate => (SECRET_CERTIFICATE, "certificate"),
+        AuthMethod::Delegated => {
+            points.push(CheckPoint::pass(
+                "credential",
+                "delegated connection: its sign-in is checked by `deskbridge connection authorize`; the token, \
+                 consent and permission points here cover app-only connections",
+            ));
+            mappings_and_delta(store, &settings, connection.id, &mut points).await;
+            return report(points);
+        }
     };
     let secret_ref = SecretRef::new("connections", connection.id, field);
     let stored = async {
         let mut tx = store.read().await?;
         let value = tx.get_secret(&secret_ref).await?;
         let expiry = tx.secret_expiry(&secret_ref).await?;
-        let mut cursors = Vec::new();
-        for stream in [
-            deskbridge_sync::read::USERS_DELTA,
-            deskbridge_sync::read::GROUPS_DELTA,
-        ] {
-            let key = CursorKey {
-                connection_id: connection.id,
-                tenant_id: settings.tenant_id.clone(),
-                stream: stream.into(),
-            };
-            cursors.push((stream, tx.cursor(&key).await?));
-        }
         tx.commit().await?;
-        Ok::<_, deskbridge_store::StoreError>((value, expiry, cursors))
+        Ok::<_, deskbridge_store::StoreError>((value, expiry))
     }
     .await;
-    let (value, expiry, cursors) = match stored {
+    let (value, expiry) = match stored {
         Ok(v) => v,
         Err(e) => {
             points.push(CheckPoint::fail(
@@ -294,6 +291,8 @@ pub async fn check_connection(
                 }
             }
         }
+        // Delegated connections returned above.
+        (AuthMethod::Delegated, Some(_)) => None,
     };
     let now = clock.now();
     points.push(match expiry.as_deref().map(deskbridge_store::parse_timestamp) {
@@ -399,7 +398,7 @@ pub async fn check_connection(
         if settings.last_sign_in {
             points.push(CheckPoint::blocked("sign_in_data", "token"));
         }
-        mappings_and_delta(store, &settings, &cursors, &mut points).await;
+        mappings_and_delta(store, &settings, connection.id, &mut points).await;
         return report(points);
     };
 
@@ -496,18 +495,30 @@ pub async fn check_connection(
             }
         }
     }
-    mappings_and_delta(store, &settings, &cursors, &mut points).await;
+    mappings_and_delta(store, &settings, connection.id, &mut points).await;
     report(points)
 }
 
 async fn mappings_and_delta(
     store: &Store,
     settings: &deskbridge_sync::EntraSettings,
-    cursors: &[(&str, Option<deskbridge_store::Cursor>)],
+    connection: deskbridge_core::ConnectionId,
     points: &mut Vec<CheckPoint>,
 ) {
+    let mut cursors = Vec::new();
     let catalog = async {
         let mut tx = store.read().await?;
+        for stream in [
+            deskbridge_sync::read::USERS_DELTA,
+            deskbridge_sync::read::GROUPS_DELTA,
+        ] {
+            let key = CursorKey {
+                connection_id: connection,
+                tenant_id: settings.tenant_id.clone(),
+                stream: stream.into(),
+            };
+            cursors.push((stream, tx.cursor(&key).await?));
+        }
         let catalog = deskbridge_sync::load_catalog(&mut tx, settings.mapping.group_names()).await;
         tx.commit().await?;
         catalog

@@ -1,4 +1,5 @@
 pub mod agent_common;
+pub mod authorize;
 pub mod check;
 pub mod connection;
 pub mod demo;
