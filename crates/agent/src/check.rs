@@ -346,16 +346,7 @@ pub async fn check_connection(
                     None
                 }
                 Ok((http, tokens)) => {
-                    let scope = if settings.graph_url.contains("graph.microsoft.com") {
-                        deskbridge_msauth::GRAPH_DEFAULT_SCOPE.to_owned()
-                    } else {
-                        match url::Url::parse(&settings.graph_url) {
-                            Ok(u) if u.host_str().is_some_and(|h| h.starts_with("graph.")) => {
-                                format!("{}://{}/.default", u.scheme(), u.host_str().unwrap_or_default())
-                            }
-                            _ => deskbridge_msauth::GRAPH_DEFAULT_SCOPE.to_owned(),
-                        }
-                    };
+                    let scope = deskbridge_sync::graph_scope(&settings.graph_url);
                     match tokens.access_token(&settings.tenant_id, &scope).await {
                         Ok(token) => {
                             points.push(CheckPoint::pass("token", "an app-only access token was issued"));

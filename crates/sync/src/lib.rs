@@ -43,7 +43,7 @@ pub use delta::{DeltaReset, DeltaStatus, delta_status, reset_deltas, set_delta_s
 pub use desk::{load_catalog, load_snapshot};
 pub use error::SyncError;
 pub use mappings::save_mappings;
-pub use run::{SyncObserver, SyncOptions, SyncOutcome, delta_tracking, sync};
+pub use run::{SyncObserver, SyncOptions, SyncOutcome, delta_tracking, scope_for as graph_scope, sync};
 
 /// The connection kind of Entra connections in the store.
 pub const ENTRA_KIND: &str = "entra";

@@ -135,7 +135,8 @@ pub struct SyncOutcome {
     pub requests: u64,
 }
 
-pub(crate) fn scope_for(graph_url: &str) -> String {
+/// The token scope of the Graph instance at `graph_url` (national clouds have their own).
+pub fn scope_for(graph_url: &str) -> String {
     // National clouds have their own Graph resource; the public cloud's serves everything else.
     match url::Url::parse(graph_url) {
         Ok(u)
