@@ -14,12 +14,22 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+// Sorted by version. A database may lack a version below its newest (branches add migrations
+// independently): the missing one is applied in this order on the next start.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "accounts",
+        sqlite: include_str!("../migrations/sqlite/0003_accounts.sql"),
+        postgres: include_str!("../migrations/postgres/0003_accounts.sql"),
+    },
+];
 
 /// A migration applied by [`Store::migrate`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
