@@ -53,6 +53,13 @@ enum Command {
     Directory(commands::directory::DirectoryArgs),
     /// Serve the emulated Microsoft endpoints (identity platform, Graph) until stopped.
     Emulator(deskbridge_emulator::cli::EmulatorArgs),
+    /// Serve the admin UI and JSON API.
+    Serve(commands::serve::ServeArgs),
+    /// Accounts of the admin UI and API.
+    Admin {
+        #[command(subcommand)]
+        command: commands::admin::AdminCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,6 +85,8 @@ fn main() -> ExitCode {
             Command::Keys { command } => commands::keys::run(&cli.global, command).await,
             Command::Directory(args) => commands::directory::run(&cli.global, args).await,
             Command::Emulator(args) => deskbridge_emulator::cli::run(args).await,
+            Command::Serve(args) => commands::serve::run(&cli.global, args).await,
+            Command::Admin { command } => commands::admin::run(&cli.global, command).await,
         }
     });
     match result {

@@ -450,7 +450,7 @@ async fn read_tenant(
     select: &str,
     with_groups: bool,
     options: &SyncOptions,
-    key: &dyn Fn(&str) -> CursorKey,
+    key: &(dyn Fn(&str) -> CursorKey + Sync),
     notes: &mut Vec<String>,
 ) -> Result<TenantData, SyncError> {
     let mut tx = store.read().await?;

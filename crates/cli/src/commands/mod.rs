@@ -1,7 +1,9 @@
+pub mod admin;
 pub mod connection;
 pub mod demo;
 pub mod directory;
 pub mod keys;
 pub mod mappings;
 pub mod migrate;
+pub mod serve;
 pub mod sync;
