@@ -581,6 +581,11 @@ async fn check(state: &AppState, ep: &Endpoint, matched: &str, req: Request) -> 
             if !caller.is_admin() {
                 return Err(ApiError::forbidden("only an administrator may do this"));
             }
+            // Administrators' routes about one connection get it resolved like the others.
+            if params.iter().any(|(k, _)| k == "id") {
+                let scope = scope_for(state, &caller, ConnectionId(param("id")?), Access::Modify).await?;
+                parts.extensions.insert(scope);
+            }
         }
         Need::CreateConnection => {
             if !caller.can_create_connections() {

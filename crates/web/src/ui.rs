@@ -614,10 +614,10 @@ async fn account_view(state: &AppState, caller: &Caller, flash: &str, error: &st
     let tokens = tx.api_tokens(caller.account.id).await?;
     tx.commit().await?;
     let mut page = Page::new(caller, "Your account");
-    if caller.account.must_change_password {
-        page = page.error("You signed in with a one-time password: choose your own password to continue.");
-    } else if !error.is_empty() {
+    if !error.is_empty() {
         page = page.error(error);
+    } else if caller.account.must_change_password {
+        page = page.error("You signed in with a one-time password: choose your own password to continue.");
     }
     if !flash.is_empty() {
         page = page.flash(flash);
