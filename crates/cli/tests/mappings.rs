@@ -84,6 +84,47 @@ async fn mappings_round_trip_and_invalid_ones_are_refused() {
         "the JSON path is named"
     );
 
+    // Field mappings are typed and checked when saved: a type mismatch, an unknown desk field
+    // and a field mapped twice are each refused with a message naming the mapping.
+    let set_fields = |fields: Value| {
+        let mut candidate = mapping.clone();
+        candidate["site_mappings"][0]["group"] = Value::Null;
+        candidate["user_fields"] = fields;
+        std::fs::write(&file, candidate.to_string()).unwrap();
+        let out = run(&[
+            "mappings",
+            "set",
+            "--connection",
+            "c",
+            "--file",
+            file.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let name_field = mapping["user_fields"][0].clone();
+    let with_target = |target: &str| {
+        let mut field = name_field.clone();
+        field["target"] = json!(target);
+        field
+    };
+    let mismatch = set_fields(json!([with_target("last_sign_in")]));
+    assert!(
+        mismatch.contains("type mismatch: Graph property 'displayName' is text"),
+        "{mismatch}"
+    );
+    assert!(mismatch.contains("'last_sign_in'"), "{mismatch}");
+    let unknown = set_fields(json!([with_target("favourite_colour")]));
+    assert!(unknown.contains("favourite_colour"), "{unknown}");
+    let twice = set_fields(json!([with_target("name"), with_target("name")]));
+    assert!(twice.contains("already mapped"), "{twice}");
+    let unchanged: Value =
+        serde_json::from_slice(&run(&["mappings", "show", "--connection", "c"]).stdout).unwrap();
+    assert_eq!(
+        unchanged["user_fields"], mapping["user_fields"],
+        "refused mappings are not saved"
+    );
+
     mapping["site_mappings"][0]["group"] = Value::Null;
     mapping["site_mappings"][0]["name"] = json!("Everyone");
     std::fs::write(&file, mapping.to_string()).unwrap();

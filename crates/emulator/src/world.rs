@@ -383,8 +383,11 @@ pub struct AppCertificate {
 /// One change, in the order it happened. Delta links are positions in this log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    /// A user was created, restored or changed; `properties` names the Graph properties that
+    /// changed (`None`: all of them), so a delta with `$select` reports only changes it tracks.
     User {
         id: String,
+        properties: Option<Vec<String>>,
     },
     /// The user's manager reference was removed or replaced (reported as `manager@delta` removal).
     ManagerRemoved {
@@ -653,7 +656,10 @@ impl World {
             )));
         }
         t.index.insert(user.id.clone(), ObjectRef::User(t.users.len()));
-        t.changes.push(Change::User { id: user.id.clone() });
+        t.changes.push(Change::User {
+            id: user.id.clone(),
+            properties: None,
+        });
         t.users.push(user.clone());
         Ok(user)
     }
@@ -689,6 +695,22 @@ impl World {
         }
         let updated: User = serde_json::from_value(current)
             .map_err(|e| EmulatorError::BadRequest(format!("invalid user properties: {e}")))?;
+        let before = serde_json::to_value(&t.users[i]).unwrap_or_default();
+        let after = serde_json::to_value(&updated).unwrap_or_default();
+        let changed: Vec<String> = match (before, after) {
+            (serde_json::Value::Object(before), serde_json::Value::Object(after)) => after
+                .iter()
+                .filter(|(k, v)| before.get(k.as_str()) != Some(v))
+                .map(|(k, _)| {
+                    if k == "managerId" {
+                        "manager".to_owned()
+                    } else {
+                        k.clone()
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let old_manager = t.users[i].manager_id.take();
         t.users[i] = updated.clone();
         let id = updated.id.clone();
@@ -700,7 +722,12 @@ impl World {
                 manager_id: old,
             });
         }
-        t.changes.push(Change::User { id });
+        if !changed.is_empty() {
+            t.changes.push(Change::User {
+                id,
+                properties: Some(changed),
+            });
+        }
         Ok(updated)
     }
 
@@ -749,7 +776,10 @@ impl World {
             user.assigned_licenses.push(l.clone());
         }
         let user = user.clone();
-        t.changes.push(Change::User { id: user.id.clone() });
+        t.changes.push(Change::User {
+            id: user.id.clone(),
+            properties: Some(vec!["assignedLicenses".into(), "assignedPlans".into()]),
+        });
         Ok(user)
     }
 
@@ -776,7 +806,10 @@ impl World {
             return Err(EmulatorError::BadRequest(format!("user {id} is not deleted")));
         }
         let user = t.users[i].clone();
-        t.changes.push(Change::User { id: user.id.clone() });
+        t.changes.push(Change::User {
+            id: user.id.clone(),
+            properties: None,
+        });
         Ok(user)
     }
 
@@ -801,7 +834,10 @@ impl World {
                 user_id: user_id.clone(),
                 manager_id: removed.id.clone(),
             });
-            t.changes.push(Change::User { id: user_id });
+            t.changes.push(Change::User {
+                id: user_id,
+                properties: Some(vec!["manager".into()]),
+            });
         }
         t.rebuild_index();
         t.changes.push(Change::UserRemoved {

@@ -94,28 +94,50 @@ impl ValidatedConfig {
         ]
         .map(str::to_owned)
         .into();
-        let mut add = |path: &str| {
-            if let Some(root) = path.split('/').next() {
-                select.insert(root.to_owned());
+        select.extend(self.property_uses().into_keys());
+        select
+    }
+
+    /// Each Graph user property (the root of a path) the mappings read, with where it is used
+    /// ("user field email", "site mapping 3 (London) filter", …): what an administrator needs to
+    /// see when a property cannot be tracked by a delta query.
+    pub fn property_uses(&self) -> BTreeMap<String, Vec<String>> {
+        let mut uses: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut add = |path: &str, used_by: String| {
+            if let Some(root) = path.split('/').next().filter(|r| !r.is_empty()) {
+                let list = uses.entry(root.to_owned()).or_default();
+                if !list.contains(&used_by) {
+                    list.push(used_by);
+                }
             }
         };
-        for field in self.user_fields.iter().chain(&self.agent_fields) {
-            match &field.source {
-                FieldSource::Property(path) => add(path),
-                FieldSource::Template(template) => {
-                    template_properties(template).into_iter().for_each(&mut add)
+        for (kind, fields) in [
+            ("user", &self.config.user_fields),
+            ("agent", &self.config.agent_fields),
+        ] {
+            for field in fields {
+                let used_by = format!("{kind} field {}", field.target);
+                match &field.source {
+                    FieldSource::Property(path) => add(path, used_by),
+                    FieldSource::Template(template) => template_properties(template)
+                        .into_iter()
+                        .for_each(|p| add(p, used_by.clone())),
                 }
             }
         }
         for compiled in &self.mappings {
+            let name = format!("site mapping {} ({})", compiled.mapping.id, compiled.mapping.name);
             if let Some(filter) = &compiled.filter {
-                filter.root_properties().iter().for_each(|path| add(path));
+                filter
+                    .root_properties()
+                    .iter()
+                    .for_each(|path| add(path, format!("{name} filter")));
             }
             if let SiteTarget::CustomerByField { field, .. } = &compiled.mapping.target {
-                add(field);
+                add(field, format!("{name} customer field"));
             }
         }
-        select
+        uses
     }
 
     /// Whether group memberships must be read at all.

@@ -37,7 +37,21 @@ impl AuthorizationRequest {
         redirect_uri: &str,
         scopes: &[&str],
     ) -> Result<Self, AuthError> {
-        let state = random_url_safe(24);
+        Self::with_state_prefix(authority, tenant, client_id, redirect_uri, scopes, "")
+    }
+
+    /// As [`AuthorizationRequest::new`], with `state` = `prefix` followed by the random part, so
+    /// that a server handling many sign-ins at one callback can tell from the state which one the
+    /// redirect belongs to (the random part is what makes it unguessable).
+    pub fn with_state_prefix(
+        authority: &Authority,
+        tenant: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        scopes: &[&str],
+        prefix: &str,
+    ) -> Result<Self, AuthError> {
+        let state = format!("{prefix}{}", random_url_safe(24));
         let code_verifier: SecretString = random_url_safe(32).into();
         let challenge = code_challenge(code_verifier.expose_secret());
         let mut url = authority.authorize_endpoint(tenant)?;

@@ -20,6 +20,9 @@ pub enum AuthMethod {
     ClientSecret,
     /// Application permissions, client credentials with a certificate (PS256 assertion).
     Certificate,
+    /// Delegated permissions: an administrator signs in (authorization code with PKCE) and the
+    /// refresh token is sealed; a confidential app also has a client secret.
+    Delegated,
 }
 
 /// "Listen to all changes" or only to the fields the mappings use.
@@ -67,6 +70,12 @@ pub enum NewCredential {
     },
     /// The certificate and its private key, PEM.
     Certificate { pem: String },
+    /// Delegated permissions; the client secret of a confidential app (a public client has
+    /// none). The connection is usable once authorised by a sign-in.
+    Delegated {
+        client_secret: Option<String>,
+        expires_at: Option<jiff::Timestamp>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +185,7 @@ pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Re
         auth: match new.credential {
             NewCredential::ClientSecret { .. } => AuthMethod::ClientSecret,
             NewCredential::Certificate { .. } => AuthMethod::Certificate,
+            NewCredential::Delegated { .. } => AuthMethod::Delegated,
         },
         authority_host: authority,
         graph_url: graph,
@@ -196,7 +206,11 @@ pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Re
         })
         .await?;
     match &new.credential {
-        NewCredential::ClientSecret { value, expires_at } => {
+        NewCredential::ClientSecret { value, expires_at }
+        | NewCredential::Delegated {
+            client_secret: Some(value),
+            expires_at,
+        } => {
             if value.trim().is_empty() {
                 return Err(SyncError::BadSettings(
                     new.name.clone(),
@@ -220,6 +234,9 @@ pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Re
             )
             .await?;
         }
+        NewCredential::Delegated {
+            client_secret: None, ..
+        } => {}
     }
     tx.commit().await?;
     Ok(connection)

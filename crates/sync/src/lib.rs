@@ -12,6 +12,8 @@
 //! - applying a plan to the store ([`apply`]) in transactions of bounded size, each with its journal
 //!   rows, inbound log and counts, the delta cursors in the last one, so a crash at any point
 //!   leaves a state that the next run converges from;
+//! - delegated authorisation ([`begin_delegated_authorization`]): a sign-in whose refresh token
+//!   is sealed and rotated in the store;
 //! - runs ([`sync`]): plan only (the preview, nothing written), or plan and apply.
 //!
 //! Invariants: a preview and a sync run the same code up to apply; applying the same input twice
@@ -20,6 +22,8 @@
 
 mod apply;
 mod connection;
+mod delegated;
+mod delta;
 mod desk;
 mod error;
 mod mappings;
@@ -31,10 +35,15 @@ pub use connection::{
     AuthMethod, EntraSettings, NewCredential, NewEntraConnection, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET,
     SyncMethod, add_entra_connection, load_entra_connection,
 };
+pub use delegated::{
+    PendingAuthorization, SECRET_REFRESH_TOKEN, begin_delegated_authorization,
+    complete_delegated_authorization, complete_delegated_redirect,
+};
+pub use delta::{DeltaReset, DeltaStatus, delta_status, reset_deltas, set_delta_settings};
 pub use desk::{load_catalog, load_snapshot};
 pub use error::SyncError;
 pub use mappings::save_mappings;
-pub use run::{SyncOptions, SyncOutcome, sync};
+pub use run::{SyncOptions, SyncOutcome, delta_tracking, sync};
 
 /// The connection kind of Entra connections in the store.
 pub const ENTRA_KIND: &str = "entra";

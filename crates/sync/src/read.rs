@@ -21,6 +21,166 @@ use crate::error::from_graph;
 
 pub const USERS_DELTA: &str = "users/delta";
 pub const GROUPS_DELTA: &str = "groups/delta";
+/// What the stored delta links track (see [`DeltaTracking::fingerprint`]): links taken under other
+/// settings are not followed.
+pub const DELTA_TRACKING: &str = "delta/tracking";
+/// The groups the mappings name, id → display name, as of the last read: a delta round that
+/// renames one of them (or gives another group a mapped name) re-plans its members.
+pub const MAPPED_GROUPS: &str = "groups/mapped";
+
+/// User properties a delta query cannot track, and why. In "mapped fields only" mode they are
+/// left out of the delta's `$select`; their values still arrive whenever a tracked property of
+/// the user changes, because each changed user is fetched afresh with every mapped property.
+pub const UNTRACKABLE: &[(&str, &str)] = &[
+    (
+        "signInActivity",
+        "sign-in activity is not returned by delta queries",
+    ),
+    (
+        "licenseAssignmentStates",
+        "Graph does not track changes to licenseAssignmentStates",
+    ),
+    (
+        "aboutMe",
+        "returned only when one user is read, never by lists or delta queries",
+    ),
+    (
+        "birthday",
+        "returned only when one user is read, never by lists or delta queries",
+    ),
+    (
+        "hireDate",
+        "returned only when one user is read, never by lists or delta queries",
+    ),
+    (
+        "interests",
+        "returned only when one user is read, never by lists or delta queries",
+    ),
+    (
+        "mySite",
+        "returned only when one user is read, never by lists or delta queries",
+    ),
+    (
+        "pastProjects",
+        "returned only when one user is read, never by lists or delta queries",
+    ),
+    (
+        "preferredName",
+        "returned only when one user is read, never by lists or delta queries",
+    ),
+    (
+        "responsibilities",
+        "returned only when one user is read, never by lists or delta queries",
+    ),
+    (
+        "schools",
+        "returned only when one user is read, never by lists or delta queries",
+    ),
+    (
+        "skills",
+        "returned only when one user is read, never by lists or delta queries",
+    ),
+    (
+        "mailboxSettings",
+        "returned only when one user is read, never by lists or delta queries",
+    ),
+];
+
+/// A mapped property a "mapped fields only" delta cannot listen to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UntrackedField {
+    pub property: String,
+    pub reason: String,
+    /// Where the mappings use it.
+    pub used_by: Vec<String>,
+}
+
+/// What the users and groups delta queries listen to under a connection's sync method.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeltaTracking {
+    /// The users delta `$select`; `None` listens to every change ("all changes").
+    pub users_select: Option<String>,
+    /// The groups delta `$select`; `None` listens to every change.
+    pub groups_select: Option<String>,
+    pub untracked: Vec<UntrackedField>,
+    /// A digest of the mappings the links were taken under: after a mapping change the next
+    /// run reads in full, so every user is planned under the new rules, not only those that
+    /// happen to change.
+    pub mappings_digest: String,
+}
+
+impl DeltaTracking {
+    /// "All changes": no `$select`, every property and relationship is tracked.
+    pub fn all_changes() -> Self {
+        Self {
+            users_select: None,
+            groups_select: None,
+            untracked: Vec::new(),
+            mappings_digest: String::new(),
+        }
+    }
+
+    /// "Mapped fields only": the system fields deskbridge always needs plus every property the
+    /// field and site mappings read (the manager relationship included when mapped); groups by
+    /// name and members only, as the guides describe.
+    pub fn mapped_fields_only(property_uses: &BTreeMap<String, Vec<String>>) -> Self {
+        let mut select: BTreeSet<&str> = ALWAYS.iter().copied().collect();
+        let mut untracked = Vec::new();
+        for (property, used_by) in property_uses {
+            match UNTRACKABLE.iter().find(|(p, _)| p.eq_ignore_ascii_case(property)) {
+                Some((_, reason)) => untracked.push(UntrackedField {
+                    property: property.clone(),
+                    reason: (*reason).to_owned(),
+                    used_by: used_by.clone(),
+                }),
+                None => {
+                    select.insert(property.as_str());
+                }
+            }
+        }
+        Self {
+            users_select: Some(select.into_iter().collect::<Vec<_>>().join(",")),
+            groups_select: Some("displayName,members".into()),
+            untracked,
+            mappings_digest: String::new(),
+        }
+    }
+
+    /// Identifies the tracking settings the stored delta links were taken with.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "users:{};groups:{};mappings:{}",
+            self.users_select.as_deref().unwrap_or("*"),
+            self.groups_select.as_deref().unwrap_or("*"),
+            self.mappings_digest
+        )
+    }
+
+    fn start(select: Option<&str>, resource: &str) -> String {
+        match select {
+            Some(select) => format!("/{resource}/delta?$select={select}&$deltatoken=latest"),
+            None => format!("/{resource}/delta?$deltatoken=latest"),
+        }
+    }
+}
+
+/// Delta links that start tracking from now (`$deltatoken=latest`) with the given settings, as
+/// cursors to store: the users and groups links and the tracking fingerprint.
+pub async fn latest_links(
+    tenant: &GraphTenant,
+    tracking: &DeltaTracking,
+    requests: &mut u64,
+) -> Result<Vec<(String, String)>, GraphError> {
+    let users = DeltaTracking::start(tracking.users_select.as_deref(), "users");
+    let groups = DeltaTracking::start(tracking.groups_select.as_deref(), "groups");
+    let (_, users_link) = delta_chain::<Map<String, Value>>(tenant, &users, requests).await?;
+    let (_, groups_link) = delta_chain::<Group>(tenant, &groups, requests).await?;
+    Ok(vec![
+        (USERS_DELTA.into(), users_link),
+        (GROUPS_DELTA.into(), groups_link),
+        (DELTA_TRACKING.into(), tracking.fingerprint()),
+    ])
+}
 
 /// Properties always read, whatever the mappings use.
 const ALWAYS: &[&str] = &[
@@ -163,6 +323,18 @@ async fn all_pages(
     Ok(out)
 }
 
+fn mapped_groups_cursor(mapped: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(mapped).unwrap_or_else(|_| "{}".into())
+}
+
+/// The stored map of mapped groups; a missing or unreadable one is empty, which re-plans the
+/// members of every mapped group the round reports (more work, never a missed change).
+fn parse_mapped_groups(stored: Option<&str>) -> BTreeMap<String, String> {
+    stored
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default()
+}
+
 /// Follows a delta chain to its deltaLink.
 async fn delta_chain<T: serde::de::DeserializeOwned>(
     tenant: &GraphTenant,
@@ -264,17 +436,14 @@ pub async fn read_full(
     select: &str,
     with_groups: bool,
     customer: deskbridge_core::RecordId,
+    tracking: &DeltaTracking,
+    mapped_names: &BTreeSet<String>,
 ) -> Result<TenantData, SyncError> {
     let mut requests = 0;
     let wrap = |e: GraphError| from_graph(&e);
     // Delta starting points first: whatever changes during the read is reported next time.
-    // Without $select every property and relationship is tracked; each changed user is fetched
-    // afresh with the mapped properties anyway.
-    let (_, users_link) =
-        delta_chain::<Map<String, Value>>(tenant, "/users/delta?$deltatoken=latest", &mut requests)
-            .await
-            .map_err(wrap)?;
-    let (_, groups_link) = delta_chain::<Group>(tenant, "/groups/delta?$deltatoken=latest", &mut requests)
+    // Each changed user is fetched afresh with the mapped properties, whatever the delta tracks.
+    let cursors = latest_links(tenant, tracking, &mut requests)
         .await
         .map_err(wrap)?;
 
@@ -339,6 +508,13 @@ pub async fn read_full(
         .map_err(wrap)?
         .value;
     requests += 1;
+    let mapped: BTreeMap<String, String> = groups
+        .iter()
+        .filter(|(_, name)| mapped_names.contains(*name))
+        .map(|(id, name)| (id.clone(), name.clone()))
+        .collect();
+    let mut cursors = cursors;
+    cursors.push((MAPPED_GROUPS.into(), mapped_groups_cursor(&mapped)));
     Ok(TenantData {
         read: TenantRead {
             tenant_id: tenant.tenant_id().to_owned(),
@@ -350,12 +526,18 @@ pub async fn read_full(
             subscribed_skus: Some(skus.iter().filter_map(subscribed_sku).collect()),
         },
         groups: groups.into_values().collect(),
-        cursors: vec![
-            (USERS_DELTA.into(), users_link),
-            (GROUPS_DELTA.into(), groups_link),
-        ],
+        cursors,
         requests,
     })
+}
+
+/// What a delta round starts from: the stored links and the mapped groups as last seen.
+#[derive(Debug, Clone, Copy)]
+pub struct DeltaState<'a> {
+    pub users_link: &'a str,
+    pub groups_link: &'a str,
+    /// The [`MAPPED_GROUPS`] cursor, if stored.
+    pub mapped_groups: Option<&'a str>,
 }
 
 /// One delta round from the stored links. A resync error is returned as is (the caller falls
@@ -365,9 +547,14 @@ pub async fn read_delta(
     select: &str,
     with_groups: bool,
     customer: deskbridge_core::RecordId,
-    users_link: &str,
-    groups_link: &str,
+    state: DeltaState<'_>,
+    mapped_names: &BTreeSet<String>,
 ) -> Result<TenantData, GraphError> {
+    let DeltaState {
+        users_link,
+        groups_link,
+        mapped_groups: mapped_before,
+    } = state;
     let mut requests = 0;
     let (user_pages, new_users_link) =
         delta_chain::<Map<String, Value>>(tenant, users_link, &mut requests).await?;
@@ -394,18 +581,71 @@ pub async fn read_delta(
             membership.merge_group(group);
         }
     }
+    let mut mapped = parse_mapped_groups(mapped_before);
+    // Groups whose users must be re-planned in full: a mapped group renamed, or another group
+    // given a mapped name; and groups added to or removed from a group, whose users' nested
+    // membership changed with them.
+    let mut regroup: BTreeSet<String> = BTreeSet::new();
     if with_groups {
+        for page in &group_pages {
+            for r in &page.removed {
+                mapped.remove(&r.id);
+            }
+            for group in &page.value {
+                let Some(name) = &group.display_name else { continue };
+                let was = mapped.get(&group.id);
+                let is_mapped = mapped_names.contains(name);
+                if was.is_some_and(|old| old != name) || (was.is_none() && is_mapped) {
+                    regroup.insert(group.id.clone());
+                }
+                if is_mapped {
+                    mapped.insert(group.id.clone(), name.clone());
+                } else {
+                    mapped.remove(&group.id);
+                }
+            }
+        }
         for group in membership.group_ids().map(str::to_owned).collect::<Vec<_>>() {
             for member in membership
                 .added(&group)
                 .into_iter()
                 .chain(membership.removed(&group))
             {
-                if membership.member_type(member).is_none_or(|t| t.ends_with("user")) {
-                    changed.insert(member.to_owned());
+                match membership.member_type(member) {
+                    Some(t) if t.ends_with("group") => {
+                        regroup.insert(member.to_owned());
+                    }
+                    Some(t) if !t.ends_with("user") => {}
+                    _ => {
+                        changed.insert(member.to_owned());
+                    }
                 }
             }
         }
+    }
+    let members: Vec<(Vec<Map<String, Value>>, u64)> = futures::stream::iter(regroup)
+        .map(|id| async move {
+            let mut n = 0;
+            let url = format!("/groups/{id}/transitiveMembers/microsoft.graph.user?$select=id&$top=999");
+            match all_pages(tenant, url, &mut n).await {
+                Ok(list) => Ok((list, n)),
+                // Deleted since the delta page was written: its members are re-planned when
+                // their own memberships change.
+                Err(e) if e.class() == Some(deskbridge_graph::GraphErrorClass::NotFound) => {
+                    Ok((Vec::new(), n))
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(FAN_OUT)
+        .try_collect()
+        .await?;
+    for (list, n) in members {
+        requests += n;
+        changed.extend(
+            list.iter()
+                .filter_map(|m| m.get("id")?.as_str().map(str::to_owned)),
+        );
     }
     // A user both changed and removed in the round: the last word is in the removal set only if
     // fetching them fails; restored users come back as changes.
@@ -481,6 +721,7 @@ pub async fn read_delta(
         cursors: vec![
             (USERS_DELTA.into(), new_users_link),
             (GROUPS_DELTA.into(), new_groups_link),
+            (MAPPED_GROUPS.into(), mapped_groups_cursor(&mapped)),
         ],
         requests,
     })

@@ -9,7 +9,7 @@ use deskbridge_graph::{GraphClient, GraphConfig, MemoryRequestLog};
 use deskbridge_mapping::{Change, Counts, MappingConfig, Plan, PlanInput, ValidatedConfig, validate};
 use deskbridge_msauth::{
     AppCredentials, AppTokenProvider, Authority, CertificateCredential, ClientCredential, SecretString,
-    TokenClient,
+    TokenClient, TokenProvider,
 };
 use deskbridge_store::{
     Connection, CursorKey, IntegrationError, OutboundEntry, RunCounts, RunStatus, Store, WriteContext,
@@ -109,7 +109,7 @@ pub struct SyncOutcome {
     pub requests: u64,
 }
 
-fn scope_for(graph_url: &str) -> String {
+pub(crate) fn scope_for(graph_url: &str) -> String {
     // National clouds have their own Graph resource; the public cloud's serves everything else.
     match url::Url::parse(graph_url) {
         Ok(u)
@@ -122,6 +122,47 @@ fn scope_for(graph_url: &str) -> String {
     }
 }
 
+/// The client credential sealed for the connection: required for application permissions,
+/// optional for delegated ones (a public client has none).
+pub(crate) async fn app_credential(
+    tx: &mut deskbridge_store::StoreTx,
+    connection: &Connection,
+    auth: AuthMethod,
+) -> Result<Option<ClientCredential>, SyncError> {
+    let missing =
+        |what: &str| SyncError::Credential(format!("connection {:?} has no {what} stored", connection.name));
+    match auth {
+        AuthMethod::ClientSecret | AuthMethod::Delegated => {
+            let secret = tx
+                .get_secret(&secret_ref(connection.id, SECRET_CLIENT_SECRET))
+                .await?;
+            match secret {
+                Some(secret) => Ok(Some(ClientCredential::Secret(SecretString::from(
+                    secret.as_str().to_owned(),
+                )))),
+                None if auth == AuthMethod::Delegated => Ok(None),
+                None => Err(missing("client secret")),
+            }
+        }
+        AuthMethod::Certificate => {
+            let pem = tx
+                .get_secret(&secret_ref(connection.id, SECRET_CERTIFICATE))
+                .await?
+                .ok_or_else(|| missing("certificate"))?;
+            let cert = CertificateCredential::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| SyncError::Credential(format!("the stored certificate cannot be used: {e}")))?;
+            Ok(Some(ClientCredential::Certificate(Arc::new(cert))))
+        }
+    }
+}
+
+pub(crate) fn http_client(connection: &str) -> Result<reqwest::Client, SyncError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("deskbridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| SyncError::BadSettings(connection.to_owned(), e.to_string()))
+}
+
 pub(crate) async fn graph_for(
     store: &Store,
     connection: &Connection,
@@ -130,48 +171,24 @@ pub(crate) async fn graph_for(
     options: &SyncOptions,
 ) -> Result<(deskbridge_graph::GraphTenant, Arc<MemoryRequestLog>), SyncError> {
     let mut tx = store.read().await?;
-    let credential = match settings.auth {
-        AuthMethod::ClientSecret => {
-            let secret = tx
-                .get_secret(&secret_ref(connection.id, SECRET_CLIENT_SECRET))
-                .await?
-                .ok_or_else(|| {
-                    SyncError::Credential(format!(
-                        "connection {:?} has no client secret stored",
-                        connection.name
-                    ))
-                })?;
-            ClientCredential::Secret(SecretString::from(secret.as_str().to_owned()))
-        }
-        AuthMethod::Certificate => {
-            let pem = tx
-                .get_secret(&secret_ref(connection.id, SECRET_CERTIFICATE))
-                .await?
-                .ok_or_else(|| {
-                    SyncError::Credential(format!(
-                        "connection {:?} has no certificate stored",
-                        connection.name
-                    ))
-                })?;
-            let cert = CertificateCredential::from_pem_bundle(pem.as_bytes())
-                .map_err(|e| SyncError::Credential(format!("the stored certificate cannot be used: {e}")))?;
-            ClientCredential::Certificate(Arc::new(cert))
-        }
-    };
+    let credential = app_credential(&mut tx, connection, settings.auth).await?;
     tx.commit().await?;
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("deskbridge/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
+    let http = http_client(&connection.name)?;
     let authority = Authority::new(&settings.authority_host)
         .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
-    let tokens = AppTokenProvider::new(
-        TokenClient::new(http.clone(), authority, clock.clone()),
-        AppCredentials {
-            client_id: settings.client_id.clone(),
-            credential: Some(credential),
-        },
-    );
+    let token_client = TokenClient::new(http.clone(), authority, clock.clone());
+    let app = AppCredentials {
+        client_id: settings.client_id.clone(),
+        credential,
+    };
+    let tokens: Arc<dyn TokenProvider> = match settings.auth {
+        AuthMethod::Delegated => {
+            Arc::new(crate::delegated::delegated_provider(store, connection, token_client, app).await?)
+        }
+        AuthMethod::ClientSecret | AuthMethod::Certificate => {
+            Arc::new(AppTokenProvider::new(token_client, app))
+        }
+    };
     let mut config = options
         .graph
         .clone()
@@ -181,12 +198,12 @@ pub(crate) async fn graph_for(
     let log = Arc::new(MemoryRequestLog::default());
     let client = GraphClient::with_log(http, config, clock.clone(), log.clone())
         .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
-    Ok((client.tenant(&settings.tenant_id, Arc::new(tokens)), log))
+    Ok((client.tenant(&settings.tenant_id, tokens), log))
 }
 
 /// Validates mappings against what exists. `groups: None` accepts every group the mappings name
 /// (a delta round does not list the tenant's groups).
-async fn validated(
+pub(crate) async fn validated(
     store: &Store,
     mapping: &MappingConfig,
     groups: Option<BTreeSet<String>>,
@@ -230,6 +247,7 @@ pub async fn sync(
     let lenient = validated(store, &settings.mapping, None).await?;
     let select = read::user_select(&lenient.graph_select());
     let with_groups = lenient.uses_groups();
+    let tracking = delta_tracking(&settings, &lenient);
     let (tenant, requests) = graph_for(store, &connection, &settings, clock, options).await?;
     let key = |stream: &str| CursorKey {
         connection_id: connection.id,
@@ -264,12 +282,22 @@ pub async fn sync(
         Some(run)
     };
     let mut notes = Vec::new();
+    for field in &tracking.untracked {
+        notes.push(format!(
+            "{} is not tracked by the \"mapped fields only\" delta ({}); used by {}. Its changes arrive \
+             with the next change to a tracked field",
+            field.property,
+            field.reason,
+            field.used_by.join(", ")
+        ));
+    }
     let mut data = match read_tenant(
         store,
         &tenant,
         &settings,
         &select,
         with_groups,
+        &tracking,
         options,
         &key,
         &mut notes,
@@ -449,6 +477,7 @@ async fn read_tenant(
     settings: &EntraSettings,
     select: &str,
     with_groups: bool,
+    tracking: &read::DeltaTracking,
     options: &SyncOptions,
     key: &(dyn Fn(&str) -> CursorKey + Sync),
     notes: &mut Vec<String>,
@@ -456,9 +485,23 @@ async fn read_tenant(
     let mut tx = store.read().await?;
     let users_link = tx.cursor(&key(USERS_DELTA)).await?;
     let groups_link = tx.cursor(&key(GROUPS_DELTA)).await?;
+    let tracked = tx.cursor(&key(read::DELTA_TRACKING)).await?;
+    let mapped_groups = tx.cursor(&key(read::MAPPED_GROUPS)).await?;
     tx.commit().await?;
+    let mapped_names = settings.mapping.group_names();
+    // Links taken before the tracking settings were recorded listened to all changes.
+    let tracked = tracked.map_or_else(|| read::DeltaTracking::all_changes().fingerprint(), |c| c.value);
+    let same_tracking = tracked == tracking.fingerprint();
+    if settings.delta && !options.full && !same_tracking && users_link.is_some() {
+        notes.push(
+            "the sync method or the mappings changed since the delta links were taken; running a full import, \
+             which plans every user under the new settings and starts tracking with them"
+                .into(),
+        );
+    }
     if settings.delta
         && !options.full
+        && same_tracking
         && let (Some(users), Some(groups)) = (users_link, groups_link)
     {
         match read::read_delta(
@@ -466,8 +509,12 @@ async fn read_tenant(
             select,
             with_groups,
             settings.customer_id,
-            &users.value,
-            &groups.value,
+            read::DeltaState {
+                users_link: &users.value,
+                groups_link: &groups.value,
+                mapped_groups: mapped_groups.as_ref().map(|c| c.value.as_str()),
+            },
+            &mapped_names,
         )
         .await
         {
@@ -480,7 +527,29 @@ async fn read_tenant(
             Err(e) => return Err(crate::error::from_graph(&e)),
         }
     }
-    read::read_full(tenant, select, with_groups, settings.customer_id).await
+    read::read_full(
+        tenant,
+        select,
+        with_groups,
+        settings.customer_id,
+        tracking,
+        &mapped_names,
+    )
+    .await
+}
+
+/// What the connection's delta queries listen to, from its sync method and mappings.
+pub fn delta_tracking(settings: &EntraSettings, config: &ValidatedConfig) -> read::DeltaTracking {
+    use sha2::Digest as _;
+    let mut tracking = match settings.sync_method {
+        crate::SyncMethod::AllChanges => read::DeltaTracking::all_changes(),
+        crate::SyncMethod::MappedFieldsOnly => {
+            read::DeltaTracking::mapped_fields_only(&config.property_uses())
+        }
+    };
+    let mappings = serde_json::to_vec(&settings.mapping).unwrap_or_default();
+    tracking.mappings_digest = hex::encode(&sha2::Sha256::digest(&mappings)[..12]);
+    tracking
 }
 
 /// Stores the run's Graph requests in the outbound log (paths without tokens or cursors).

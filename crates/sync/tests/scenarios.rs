@@ -496,3 +496,74 @@ store_test! {
         fx.emu.shutdown().await;
     }
 }
+
+store_test! {
+    async fn a_renamed_or_nested_mapped_group_replans_its_members_in_a_delta_round(db: &TestDb) {
+        let fx = emulator(30).await;
+        fx.connect(db, "contoso").await;
+        let (_, settings) = deskbridge_sync::load_entra_connection(&db.store, "contoso").await.unwrap();
+        let customer = settings.customer_id;
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let fields: Fields = [("customer_id".to_owned(), json!(customer.0)), ("name".to_owned(), json!("London"))]
+            .into_iter()
+            .collect();
+        let london = tx.insert(Entity::Site, None, &fields).await.unwrap();
+        let main = tx.main_site(customer).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        let members: Vec<String> = graph_users(&fx).await.iter().filter_map(|u| u["id"].as_str().map(str::to_owned)).collect();
+        let office = group_with(&fx, "London Office", &[&members[0], &members[1]]).await;
+        configure(db, "contoso", |m| {
+            m.site_mappings = vec![
+                SiteMapping {
+                    id: 1,
+                    name: "London office".into(),
+                    sequence: 10,
+                    target: SiteTarget::ExistingSite { site_id: london },
+                    group: Some(GroupFilter { name: "London Office".into(), nested: true }),
+                    ..SiteMapping::default()
+                },
+                SiteMapping {
+                    id: 2,
+                    name: "Everyone else".into(),
+                    sequence: 50,
+                    target: SiteTarget::ExistingSite { site_id: main },
+                    ..SiteMapping::default()
+                },
+            ];
+        })
+        .await;
+        let site_of = |desk: &BTreeMap<String, deskbridge_store::Record>, id: &str| desk[id].get("site_id").as_i64().unwrap();
+        let first = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(first.mode, "full");
+        let desk = desk_users(db).await;
+        assert_eq!(site_of(&desk, &members[0]), london.0);
+        assert_eq!(site_of(&desk, &members[2]), main.0);
+        assert_eq!(sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap().mode, "delta");
+
+        // The mapped group is renamed, and another group takes its name: both sets of members move.
+        fx.admin(reqwest::Method::PATCH, &format!("groups/{office}"), Some(json!({"displayName": "London Office (old)"}))).await;
+        let new_office = group_with(&fx, "London Office", &[&members[2]]).await;
+        let round = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(round.mode, "delta", "{:?}", round.notes);
+        let desk = desk_users(db).await;
+        assert_eq!(site_of(&desk, &members[0]), main.0, "left the mapped group by its rename");
+        assert_eq!(site_of(&desk, &members[1]), main.0);
+        assert_eq!(site_of(&desk, &members[2]), london.0, "joined by the new group taking the name");
+
+        // A group joins the mapped group: its users are now nested members.
+        let team = group_with(&fx, "Platform Team", &[&members[3]]).await;
+        fx.admin(reqwest::Method::POST, &format!("groups/{new_office}/members"), Some(json!({"id": team}))).await;
+        let round = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(round.mode, "delta");
+        assert_eq!(site_of(&desk_users(db).await, &members[3]), london.0, "a nested member through the new subgroup");
+
+        // A mapping change: the next run plans everyone under the new rules.
+        configure(db, "contoso", |m| m.site_mappings[0].target = SiteTarget::ExistingSite { site_id: main }).await;
+        let round = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(round.mode, "full", "{:?}", round.notes);
+        assert!(round.notes.iter().any(|n| n.contains("mappings changed")));
+        let desk = desk_users(db).await;
+        assert_eq!(site_of(&desk, &members[2]), main.0);
+        fx.emu.shutdown().await;
+    }
+}

@@ -1,4 +1,5 @@
 pub mod admin;
+pub mod authorize;
 pub mod connection;
 pub mod demo;
 pub mod directory;

@@ -83,7 +83,8 @@ pub(crate) fn handle(
     let now = state.clock.now().as_second();
     let skip = req.param("$skiptoken");
     let delta = req.param("$deltatoken");
-    if (skip.is_some() || delta.is_some())
+    // `$deltatoken=latest` starts a token, so it takes the $select / $filter the token will carry.
+    if (skip.is_some() || delta.is_some_and(|d| d != "latest"))
         && (req.param("$select").is_some() || req.param("$filter").is_some())
     {
         return Err(bad_request(
@@ -98,10 +99,23 @@ pub(crate) fn handle(
     let resource = if users { "u" } else { "g" };
     let round = match skip.or(delta) {
         Some("latest") if delta.is_some() => {
+            // The token carries the $select of this request: what it tracks from now on.
+            let allowed: &[&str] = if users {
+                USER_PROPS.as_slice()
+            } else {
+                GROUP_DEFAULT
+            };
+            let extra: &[&str] = if users { &["manager"] } else { &["members"] };
+            Selection::parse(
+                req.param("$select"),
+                allowed,
+                extra,
+                if users { "user" } else { "group" },
+            )?;
             let r = Round {
                 r: resource.into(),
                 t: t.id.clone(),
-                s: None,
+                s: req.param("$select").map(str::to_owned),
                 f: None,
                 from: Some(head),
                 to: head,
@@ -360,10 +374,24 @@ fn build_entries(t: &Tenant, round: &Round, users: bool, track: bool) -> Vec<Ent
             let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
             let mut memberships: HashMap<String, Vec<(MemberRef, bool)>> = HashMap::new();
             let mut removed_managers: HashMap<&str, Vec<String>> = HashMap::new();
+            // With $select, a user is reported only when a selected property changed.
+            let tracked: Option<Vec<String>> = round
+                .s
+                .as_ref()
+                .map(|s| s.split(',').map(|p| p.trim().to_ascii_lowercase()).collect());
+            let is_tracked = |properties: &Option<Vec<String>>| match (&tracked, properties) {
+                (None, _) | (_, None) => true,
+                (Some(tracked), Some(changed)) => {
+                    changed.iter().any(|p| tracked.contains(&p.to_ascii_lowercase()))
+                }
+            };
             for change in log {
                 let id = match (change, users) {
-                    (Change::User { id } | Change::UserRemoved { id, .. }, true) => id,
-                    (Change::ManagerRemoved { user_id, manager_id }, true) => {
+                    (Change::User { id, properties }, true) if is_tracked(properties) => id,
+                    (Change::UserRemoved { id, .. }, true) => id,
+                    (Change::ManagerRemoved { user_id, manager_id }, true)
+                        if is_tracked(&Some(vec!["manager".to_owned()])) =>
+                    {
                         removed_managers
                             .entry(user_id.as_str())
                             .or_default()

@@ -1,0 +1,330 @@
+//! Delegated authorisation of an Entra connection: an administrator signs in through the
+//! identity platform's authorize endpoint (authorization code with PKCE); the refresh token that
+//! comes back is sealed in the store and replaced, sealed again, every time Microsoft rotates it.
+//!
+//! The sign-in is two steps with a browser in between, so what the second step needs (the PKCE
+//! verifier, the state and the redirect URI) is sealed in the store beside the connection for a
+//! few minutes rather than kept in one process's memory: the CLI's loopback listener and the web
+//! UI's callback both finish a sign-in the same way, whichever process started it.
+
+use std::sync::Arc;
+
+use deskbridge_core::{ConnectionId, SharedClock};
+use deskbridge_msauth::{
+    AppCredentials, AuthError, Authority, AuthorizationRequest, BoxFuture, ExposeSecret as _,
+    RefreshTokenSink, SecretString, TokenClient,
+};
+use deskbridge_store::{Connection, Store, WriteContext};
+use jiff::SignedDuration;
+use serde::{Deserialize, Serialize};
+
+use crate::connection::{AuthMethod, EntraSettings, secret_ref};
+use crate::run::{app_credential, http_client, scope_for};
+use crate::{ENTRA_KIND, SyncError};
+
+/// The sealed refresh token of a delegated connection.
+pub const SECRET_REFRESH_TOKEN: &str = "refresh_token";
+/// The sealed state of a sign-in that has been started and not yet finished.
+const SECRET_PENDING: &str = "pending_authorization";
+/// How long a started sign-in may take; Microsoft's codes live for minutes, too.
+const PENDING_LIFETIME: SignedDuration = SignedDuration::from_mins(15);
+
+/// A sign-in to send the administrator's browser to.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingAuthorization {
+    /// The connection being authorised.
+    pub connection: String,
+    /// The authorize endpoint URL, with the PKCE challenge and the state.
+    pub url: String,
+    /// The state the redirect must carry back (also inside `url`).
+    pub state: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingState {
+    state: String,
+    code_verifier: String,
+    redirect_uri: String,
+}
+
+/// The scopes a delegated connection asks for: the app's configured Graph permissions
+/// (`.default`) and `offline_access`, without which no refresh token is issued.
+fn delegated_scopes(settings: &EntraSettings) -> [String; 2] {
+    [scope_for(&settings.graph_url), "offline_access".to_owned()]
+}
+
+fn delegated_connection(connection: &Connection) -> Result<EntraSettings, SyncError> {
+    if connection.kind != ENTRA_KIND {
+        return Err(SyncError::WrongKind {
+            name: connection.name.clone(),
+            kind: connection.kind.clone(),
+        });
+    }
+    let settings: EntraSettings = serde_json::from_value(connection.config.clone())
+        .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
+    if settings.auth != AuthMethod::Delegated {
+        return Err(SyncError::BadSettings(
+            connection.name.clone(),
+            "the connection uses application permissions; only a delegated connection is authorised by signing in"
+                .into(),
+        ));
+    }
+    Ok(settings)
+}
+
+/// Starts a sign-in for the delegated connection `name`. `redirect_uri` must be registered on
+/// the app (Microsoft accepts any port on `http://localhost` and `http://127.0.0.1` redirect
+/// URIs; the emulator's apps register `/callback` and `/auth/microsoft/callback` on both).
+pub async fn begin_delegated_authorization(
+    store: &Store,
+    name: &str,
+    redirect_uri: &str,
+    clock: &SharedClock,
+) -> Result<PendingAuthorization, SyncError> {
+    let mut tx = store.read().await?;
+    let connection = tx
+        .connection_by_name(name)
+        .await?
+        .ok_or_else(|| SyncError::UnknownConnection(name.into()))?;
+    tx.commit().await?;
+    let settings = delegated_connection(&connection)?;
+    let authority = Authority::new(&settings.authority_host)
+        .map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
+    let scopes = delegated_scopes(&settings);
+    let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    let request = AuthorizationRequest::with_state_prefix(
+        &authority,
+        &settings.tenant_id,
+        &settings.client_id,
+        redirect_uri,
+        &scopes,
+        &format!("{}.", connection.id.0),
+    )
+    .map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
+    let pending = PendingState {
+        state: request.state.clone(),
+        code_verifier: request.code_verifier.expose_secret().to_owned(),
+        redirect_uri: redirect_uri.to_owned(),
+    };
+    let sealed =
+        serde_json::to_string(&pending).map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
+    let expires = clock
+        .now()
+        .checked_add(PENDING_LIFETIME)
+        .map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
+    let mut tx = store.begin(WriteContext::manual()).await?;
+    tx.put_secret(&secret_ref(connection.id, SECRET_PENDING), &sealed, Some(expires))
+        .await?;
+    tx.commit().await?;
+    Ok(PendingAuthorization {
+        connection: connection.name,
+        url: request.url.to_string(),
+        state: request.state,
+    })
+}
+
+/// Finishes a sign-in from the redirect's `state` and `code`: redeems the code with its PKCE
+/// verifier and seals the refresh token. Returns the connection's name.
+pub async fn complete_delegated_authorization(
+    store: &Store,
+    state: &str,
+    code: &str,
+    clock: &SharedClock,
+) -> Result<String, SyncError> {
+    let unknown = || {
+        SyncError::Credential(
+            "this sign-in was not started here or has already been used: start the authorisation again"
+                .into(),
+        )
+    };
+    let id: i64 = state
+        .split_once('.')
+        .and_then(|(id, _)| id.parse().ok())
+        .ok_or_else(unknown)?;
+    let id = ConnectionId(id);
+    let mut tx = store.read().await?;
+    let connection = tx.connection(id).await?.ok_or_else(unknown)?;
+    let pending = tx.get_secret(&secret_ref(id, SECRET_PENDING)).await?;
+    let expires = tx.secret_expiry(&secret_ref(id, SECRET_PENDING)).await?;
+    let credential = app_credential(&mut tx, &connection, delegated_connection(&connection)?.auth).await?;
+    tx.commit().await?;
+    let settings = delegated_connection(&connection)?;
+    let pending: PendingState = pending
+        .and_then(|p| serde_json::from_str(p.as_str()).ok())
+        .ok_or_else(unknown)?;
+    if !constant_time_eq(pending.state.as_bytes(), state.as_bytes()) {
+        return Err(unknown());
+    }
+    let expired = expires
+        .and_then(|e| e.parse::<jiff::Timestamp>().ok())
+        .is_none_or(|e| e <= clock.now());
+    if expired {
+        return Err(SyncError::Credential(
+            "the sign-in took longer than 15 minutes: start the authorisation again".into(),
+        ));
+    }
+    let authority = Authority::new(&settings.authority_host)
+        .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
+    let client = TokenClient::new(http_client(&connection.name)?, authority, clock.clone());
+    let app = AppCredentials {
+        client_id: settings.client_id.clone(),
+        credential,
+    };
+    let scopes = delegated_scopes(&settings).join(" ");
+    let response = client
+        .redeem_code(
+            &settings.tenant_id,
+            &app,
+            &SecretString::from(code.to_owned()),
+            &pending.redirect_uri,
+            &SecretString::from(pending.code_verifier),
+            &scopes,
+        )
+        .await
+        .map_err(|e| from_auth(&e))?;
+    let refresh = response.refresh_token.ok_or_else(|| {
+        SyncError::Credential(
+            "Microsoft issued no refresh token: the app must allow the offline_access scope".into(),
+        )
+    })?;
+    let mut tx = store.begin(WriteContext::manual()).await?;
+    tx.put_secret(
+        &secret_ref(id, SECRET_REFRESH_TOKEN),
+        refresh.expose_secret(),
+        None,
+    )
+    .await?;
+    tx.delete_secret(&secret_ref(id, SECRET_PENDING)).await?;
+    tx.commit().await?;
+    Ok(connection.name)
+}
+
+/// Finishes a sign-in from the whole redirect (`…?code=…&state=…`, or `…?error=…`), turning
+/// a refusal (the administrator cancelled, consent was denied) into a specific error.
+pub async fn complete_delegated_redirect(
+    store: &Store,
+    redirect: &str,
+    clock: &SharedClock,
+) -> Result<String, SyncError> {
+    let url = url::Url::parse(redirect)
+        .or_else(|_| url::Url::parse("http://localhost/").and_then(|base| base.join(redirect)))
+        .map_err(|e| SyncError::Credential(format!("the sign-in redirect is not a URL: {e}")))?;
+    let mut code = None;
+    let mut state = None;
+    let mut error = None;
+    let mut description = String::new();
+    for (key, value) in url.query_pairs() {
+        match key.as_ref() {
+            "code" => code = Some(value.into_owned()),
+            "state" => state = Some(value.into_owned()),
+            "error" => error = Some(value.into_owned()),
+            "error_description" => description = value.into_owned(),
+            _ => {}
+        }
+    }
+    if let Some(error) = error {
+        let aadsts = description
+            .strip_prefix("AADSTS")
+            .and_then(|rest| rest.split(':').next())
+            .map(|n| format!("AADSTS{n}"));
+        return Err(SyncError::Upstream {
+            code: aadsts.unwrap_or_else(|| error.clone()),
+            message: format!("the sign-in was refused ({error}): {description}"),
+            remedy: match error.as_str() {
+                "access_denied" => "Sign in again and accept the permissions the app requests (an administrator \
+                                    may have to grant consent for the organisation)."
+                    .into(),
+                "invalid_scope" => "Add the Graph permissions deskbridge needs to the app registration's \
+                                    delegated permissions."
+                    .into(),
+                _ => "Check the app registration's redirect URIs and delegated permissions, then sign in again."
+                    .into(),
+            },
+        });
+    }
+    match (state, code) {
+        (Some(state), Some(code)) if !code.is_empty() => {
+            complete_delegated_authorization(store, &state, &code, clock).await
+        }
+        _ => Err(SyncError::Credential(
+            "the sign-in redirect carries no code and state".into(),
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Turns a token failure into an upstream error with Microsoft's code and remedy.
+pub(crate) fn from_auth(e: &AuthError) -> SyncError {
+    match e.microsoft() {
+        Some(ms) => SyncError::Upstream {
+            code: ms
+                .aadsts()
+                .map_or_else(|| ms.error.clone(), |n| format!("AADSTS{n}")),
+            message: e.to_string(),
+            remedy: ms.remedy().to_owned(),
+        },
+        None => SyncError::Credential(e.to_string()),
+    }
+}
+
+/// Seals every refresh token Microsoft rotates in, before it is used.
+pub(crate) struct StoreRefreshTokens {
+    pub store: Store,
+    pub connection: ConnectionId,
+}
+
+impl RefreshTokenSink for StoreRefreshTokens {
+    fn store<'a>(
+        &'a self,
+        _tenant: &'a str,
+        refresh_token: &'a SecretString,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let mut tx = self
+                .store
+                .begin(WriteContext::manual())
+                .await
+                .map_err(|e| e.to_string())?;
+            tx.put_secret(
+                &secret_ref(self.connection, SECRET_REFRESH_TOKEN),
+                refresh_token.expose_secret(),
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            tx.commit().await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The token source of a delegated connection, primed with its sealed refresh token.
+pub(crate) async fn delegated_provider(
+    store: &Store,
+    connection: &Connection,
+    client: TokenClient,
+    app: AppCredentials,
+) -> Result<deskbridge_msauth::DelegatedTokenProvider, SyncError> {
+    let mut tx = store.read().await?;
+    let refresh = tx
+        .get_secret(&secret_ref(connection.id, SECRET_REFRESH_TOKEN))
+        .await?;
+    tx.commit().await?;
+    let refresh = refresh.ok_or_else(|| {
+        SyncError::Credential(format!(
+            "connection {:?} is not authorised yet: sign in with `deskbridge connection authorize --name {}`",
+            connection.name, connection.name
+        ))
+    })?;
+    Ok(deskbridge_msauth::DelegatedTokenProvider::new(
+        client,
+        app,
+        SecretString::from(refresh.as_str().to_owned()),
+        Arc::new(StoreRefreshTokens {
+            store: store.clone(),
+            connection: connection.id,
+        }),
+    ))
+}
