@@ -343,6 +343,18 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     page("POST", "/connections/{id}/test", READ, "Test the connection"),
     page(
+        "POST",
+        "/connections/{id}/authorize",
+        MODIFY,
+        "Sign in with Microsoft (delegated permissions)",
+    ),
+    page(
+        "GET",
+        "/auth/microsoft/callback",
+        Need::Signed,
+        "Where Microsoft's sign-in comes back",
+    ),
+    page(
         "GET",
         "/connections/{id}/mappings/{section}",
         READ,

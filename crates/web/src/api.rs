@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
                 .delete(delete_connection),
         )
         .route("/api/v1/connections/{id}/test", post(test_connection))
+        .route("/api/v1/connections/{id}/authorize", post(authorize))
         .route(
             "/api/v1/connections/{id}/mappings",
             get(get_mappings).put(put_mappings),
@@ -350,6 +351,10 @@ pub(crate) struct NewConnectionBody {
     pub client_secret: Option<String>,
     pub certificate_pem: Option<String>,
     pub secret_expires_at: Option<String>,
+    /// Delegated permissions: an administrator signs in (POST …/authorize) after creating it;
+    /// `client_secret` is then the confidential app's secret, if it has one.
+    #[serde(default)]
+    pub delegated: bool,
     pub authority_host: Option<String>,
     pub graph_url: Option<String>,
     pub customer: Option<String>,
@@ -379,6 +384,10 @@ pub(crate) async fn create(
     body: NewConnectionBody,
 ) -> ApiResult<Connection> {
     let credential = match (non_empty(body.client_secret), non_empty(body.certificate_pem)) {
+        (secret, None) if body.delegated => NewCredential::Delegated {
+            client_secret: secret.map(|s| s.trim().to_owned()),
+            expires_at: parse_time(body.secret_expires_at.as_deref(), "secret_expires_at")?,
+        },
         (Some(value), None) => NewCredential::ClientSecret {
             value: value.trim().to_owned(),
             expires_at: parse_time(body.secret_expires_at.as_deref(), "secret_expires_at")?,
@@ -579,6 +588,34 @@ pub(crate) async fn test(state: &AppState, connection: &Connection) -> Value {
 
 async fn test_connection(State(state): State<AppState>, Extension(scope): Extension<Scope>) -> Json<Value> {
     Json(test(&state, &scope.connection).await)
+}
+
+/// Where Microsoft's sign-in comes back to: this site's callback, as the browser reached it.
+pub(crate) fn callback_uri(state: &AppState, headers: &axum::http::HeaderMap) -> ApiResult<String> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::invalid("the request has no Host header to build the sign-in return address from")
+        })?;
+    let scheme = if state.secure_cookies { "https" } else { "http" };
+    Ok(format!("{scheme}://{host}/auth/microsoft/callback"))
+}
+
+async fn authorize(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let redirect = callback_uri(&state, &headers)?;
+    let pending = deskbridge_sync::begin_delegated_authorization(
+        &state.store,
+        &scope.connection.name,
+        &redirect,
+        &state.clock,
+    )
+    .await?;
+    Ok(Json(json!({ "url": pending.url, "redirect_uri": redirect })))
 }
 
 // ---------------------------------------------------------------------- mappings

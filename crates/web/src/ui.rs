@@ -41,6 +41,8 @@ pub fn routes() -> Router<AppState> {
         .route("/connections/{id}", get(details).post(save_details))
         .route("/connections/{id}/delete", post(delete_connection))
         .route("/connections/{id}/test", post(test_connection))
+        .route("/connections/{id}/authorize", post(authorize))
+        .route("/auth/microsoft/callback", get(microsoft_callback))
         .route(
             "/connections/{id}/mappings/{section}",
             get(mappings).post(save_mapping_section),
@@ -782,6 +784,11 @@ fn connection_form_fields() -> Vec<Field> {
         ),
         text_field("secret_expires_at", "Secret expires (RFC 3339, optional)", ""),
         textarea("certificate_pem", "Or: certificate and private key (PEM)", "", 4),
+        checkbox(
+            "delegated",
+            "Delegated permissions: an administrator signs in with Microsoft after adding it (the secret, if any, is the app's)",
+            false,
+        ),
         text_field("customer", "Desk customer (default: the connection's name)", ""),
         Field {
             help: "Leave empty for Microsoft's public cloud.".into(),
@@ -826,6 +833,7 @@ async fn create_connection(
         authority_host: opt("authority_host"),
         graph_url: opt("graph_url"),
         customer: opt("customer"),
+        delegated: field(&f, "delegated") == "on",
         enabled_instances: None,
         last_sign_in: field(&f, "last_sign_in") == "on",
     };
@@ -914,6 +922,21 @@ async fn details_view(
         ));
     }
     let credential = &view["credential"];
+    if show(&credential["kind"]) == "delegated" {
+        let mut delegated = Section::titled("Sign in with Microsoft").text(
+            "Delegated permissions: an administrator of the tenant signs in with Microsoft; deskbridge keeps the \
+             refresh token sealed and never shows it.",
+        );
+        if modify {
+            delegated = delegated.form(form(
+                "authorize",
+                format!("/connections/{id}/authorize"),
+                "Sign in with Microsoft",
+                Vec::new(),
+            ));
+        }
+        page = page.section(delegated);
+    }
     let mut authorisation = Section::titled("Authorisation")
         .text(format!(
             "Application permissions with a {}; {}. The secret itself is stored sealed and is never shown.",
@@ -1105,6 +1128,84 @@ async fn test_connection(
         );
         details_view(&state, &caller, &scope, "", &text).await
     }
+}
+
+async fn authorize(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(scope): Extension<Scope>,
+    headers: HeaderMap,
+) -> UiResult {
+    let redirect = api::callback_uri(&state, &headers)?;
+    match deskbridge_sync::begin_delegated_authorization(
+        &state.store,
+        &scope.connection.name,
+        &redirect,
+        &state.clock,
+    )
+    .await
+    {
+        Ok(pending) => Ok(see_other(&pending.url)),
+        Err(e) => {
+            let e = ApiError::from(e);
+            details_view(
+                &state,
+                &caller,
+                &scope,
+                "",
+                &format!("The sign-in could not start: {}", e.message),
+            )
+            .await
+        }
+    }
+}
+
+async fn microsoft_callback(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> UiResult {
+    let q = parse_form(query.as_deref().unwrap_or("").as_bytes());
+    if !field(&q, "error").is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            field(&q, "error"),
+            format!(
+                "Microsoft's sign-in did not complete: {}",
+                field(&q, "error_description")
+            ),
+        )
+        .into());
+    }
+    let name = deskbridge_sync::complete_delegated_authorization(
+        &state.store,
+        field(&q, "state"),
+        field(&q, "code"),
+        &state.clock,
+    )
+    .await
+    .map_err(|e| match e {
+        // A state that is not pending here: the browser's doing, not Microsoft's.
+        deskbridge_sync::SyncError::Credential(message) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_sign_in", message)
+        }
+        other => ApiError::from(other),
+    })?;
+    let mut tx = state.store.read().await?;
+    let connection = tx
+        .connection_by_name(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no connection named {name:?}")))?;
+    tx.commit().await?;
+    let scope = crate::access::scope_for(&state, &caller, connection.id, Access::Read).await?;
+    details_view(
+        &state,
+        &caller,
+        &scope,
+        "Signed in with Microsoft: the connection is authorised.",
+        "",
+    )
+    .await
 }
 
 async fn set_access(

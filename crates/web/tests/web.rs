@@ -712,3 +712,52 @@ store_test! {
         fx.emu.shutdown().await;
     }
 }
+
+store_test! {
+    async fn sign_in_with_microsoft_authorises_a_delegated_connection(db: &TestDb) {
+        let fx = fixture(db).await;
+        fx.emu.set_auto_approve(true);
+        let admin = fx.who("admin").clone();
+        let (client_id, secret) = app_secret(&fx.emu);
+        let summary = fx.emu.summary();
+        let created = api(&fx.app, Method::POST, "/api/v1/connections", Some(&admin.token), Some(json!({
+            "name": "delegated", "tenant_id": summary.tenants[0].id, "client_id": client_id, "client_secret": secret,
+            "delegated": true, "authority_host": summary.authority_host, "graph_url": summary.graph_url, "customer": "Contoso",
+        }))).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let id = created.json()["id"].as_i64().unwrap();
+        assert_eq!(created.json()["credential"]["kind"], "delegated");
+        let details = page(&fx.app, Method::GET, &format!("/connections/{id}"), Some(&admin), &[]).await;
+        assert!(details.text.contains("Sign in with Microsoft"), "{}", details.text);
+        // The button sends the browser to Microsoft's authorize endpoint, returning to our callback.
+        let req = Request::builder().method(Method::POST).uri(format!("/connections/{id}/authorize"))
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::COOKIE, &admin.cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={}", admin.csrf))).unwrap();
+        let go = send(&fx.app, req).await;
+        assert_eq!(go.status, StatusCode::SEE_OTHER, "{}", go.text);
+        let authorize = go.headers.get(header::LOCATION).unwrap().to_str().unwrap().to_owned();
+        let url = url::Url::parse(&authorize).unwrap();
+        let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(query["redirect_uri"], "http://127.0.0.1:8080/auth/microsoft/callback");
+        // The emulator signs in at once and redirects back with a code.
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let back = http.get(&authorize).send().await.unwrap();
+        assert_eq!(back.status(), 302);
+        let back = url::Url::parse(back.headers()["location"].to_str().unwrap()).unwrap();
+        assert_eq!(back.path(), "/auth/microsoft/callback");
+        let callback = page(&fx.app, Method::GET, &format!("/auth/microsoft/callback?{}", back.query().unwrap()), Some(&admin), &[]).await;
+        assert_eq!(callback.status, StatusCode::OK, "{}", callback.text);
+        assert!(callback.text.contains("the connection is authorised"), "{}", callback.text);
+        // Now it works, and the refresh token is not shown anywhere.
+        let test = api(&fx.app, Method::POST, &format!("/api/v1/connections/{id}/test"), Some(&admin.token), None).await;
+        assert_eq!(test.json()["ok"], true, "{}", test.text);
+        let again = page(&fx.app, Method::GET, &format!("/connections/{id}"), Some(&admin), &[]).await;
+        assert!(!again.text.contains(&secret));
+        // A code that does not belong to a pending sign-in is refused.
+        let bogus = page(&fx.app, Method::GET, "/auth/microsoft/callback?code=x&state=nope", Some(&admin), &[]).await;
+        assert!(bogus.status.is_client_error(), "{}", bogus.status);
+        fx.emu.shutdown().await;
+    }
+}
