@@ -59,7 +59,8 @@ async function remember(page) { seen.push(await page.content()); }
 
 let browser;
 try {
-  const emu = await start(["emulator", "--listen", "127.0.0.1:0", "--tenants", "1", "--users-per-tenant", "25"]);
+  // --auto-approve: the emulator's authorize page signs in at once (no password form to fill).
+  const emu = await start(["emulator", "--listen", "127.0.0.1:0", "--tenants", "1", "--users-per-tenant", "25", "--auto-approve"]);
   const app = emu.apps.find((a) => a.kind === "multi_tenant_secret");
   const tenant = emu.tenants[0];
   const server = await start(["serve", "--listen", "127.0.0.1:0"]);
@@ -94,6 +95,7 @@ try {
     await page.getByLabel("Client secret value").fill(app.client_secret);
     await page.getByLabel("Identity platform host").fill(emu.authority_host);
     await page.getByLabel("Graph URL").fill(emu.graph_url);
+    await page.getByLabel("Delegated permissions").check();
     await page.getByRole("button", { name: "Add connection" }).click();
     await page.getByText("Connection added").waitFor();
     connectionUrl = page.url().split("?")[0];
@@ -101,6 +103,9 @@ try {
   });
 
   await step(page, "authorise it", async () => {
+    // Sign in with Microsoft: off to the (emulated) authorize endpoint and back to our callback.
+    await page.getByRole("button", { name: "Sign in with Microsoft" }).click();
+    await page.getByText("the connection is authorised").waitFor();
     await page.getByRole("button", { name: "Test connection" }).click();
     await page.getByText("Test passed").waitFor();
     await remember(page);
