@@ -387,14 +387,14 @@ impl StoreTx {
         Ok(())
     }
 
-    /// Ends every session of an account (after a password change).
-    pub async fn delete_sessions_of(&mut self, account_id: i64) -> Result<()> {
+    /// Ends every session of an account but `keep` (after a password change, the one that made
+    /// it stays).
+    pub async fn delete_sessions_of(&mut self, account_id: i64, keep: Option<i64>) -> Result<u64> {
         self.execute(
-            "DELETE FROM sessions WHERE account_id = $1",
-            &[Sql::Int(account_id)],
+            "DELETE FROM sessions WHERE account_id = $1 AND id <> $2",
+            &[Sql::Int(account_id), Sql::Int(keep.unwrap_or(0))],
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     pub async fn delete_expired_sessions(&mut self) -> Result<u64> {

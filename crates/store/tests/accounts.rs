@@ -69,7 +69,10 @@ store_test! {
         let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
         let a = tx.create_account(&agent("ann")).await.unwrap();
         let expires = db.store.now() + jiff::SignedDuration::from_hours(1);
-        tx.create_session(a.id, "hash-1", "csrf-1", expires).await.unwrap();
+        let kept = tx.create_session(a.id, "hash-1", "csrf-1", expires).await.unwrap();
+        tx.create_session(a.id, "hash-other", "csrf-other", expires).await.unwrap();
+        assert_eq!(tx.delete_sessions_of(a.id, Some(kept)).await.unwrap(), 1, "all but the kept one end");
+        assert!(tx.session_by_token_hash("hash-other").await.unwrap().is_none());
         tx.commit().await.unwrap();
 
         let mut tx = db.store.read().await.unwrap();

@@ -435,6 +435,8 @@ pub struct Caller {
     pub via: Via,
     /// The session's CSRF token, for the forms a page renders.
     pub csrf: String,
+    /// The session's id (none for an API token).
+    pub session_id: Option<i64>,
 }
 
 impl Caller {
@@ -481,6 +483,7 @@ pub async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Call
                 account,
                 via: Via::Token,
                 csrf: String::new(),
+                session_id: None,
             })),
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -504,6 +507,7 @@ pub async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Call
         account,
         via: Via::Session,
         csrf: session.csrf_token,
+        session_id: Some(session.id),
     }))
 }
 

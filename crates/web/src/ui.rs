@@ -700,6 +700,9 @@ async fn change_password(
     let mut tx = state.store.begin(WriteContext::manual()).await?;
     tx.set_account_password(caller.account.id, &new_hash, false)
         .await?;
+    // Other sessions (say, one opened with a leaked one-time password) end; this one stays.
+    tx.delete_sessions_of(caller.account.id, caller.session_id)
+        .await?;
     let mut keep = caller.clone();
     keep.account.must_change_password = false;
     tx.commit().await?;

@@ -507,7 +507,10 @@ store_test! {
         let who = Person { csrf: csrf_in(&account.text), ..who };
         let short = page(&app, Method::POST, "/account/password", Some(&who), &[("current", &first.one_time_password), ("new", "short"), ("confirm", "short")]).await;
         assert!(short.text.contains("at least 12 characters"), "{}", short.text);
+        let elsewhere = session_of(&sign_in(&app, "admin", &first.one_time_password).await);
         let changed = page(&app, Method::POST, "/account/password", Some(&who), &[("current", &first.one_time_password), ("new", "a much longer password"), ("confirm", "a much longer password")]).await;
+        let other = Person { name: "admin", id: first.account.id, token: String::new(), cookie: elsewhere, csrf: String::new() };
+        assert_eq!(page(&app, Method::GET, "/account", Some(&other), &[]).await.status, StatusCode::SEE_OTHER, "the other session ended");
         assert!(changed.text.contains("Your password was changed"), "{}", changed.text);
         assert_eq!(page(&app, Method::GET, "/connections", Some(&who), &[]).await.status, StatusCode::OK);
         assert_eq!(sign_in(&app, "admin", &first.one_time_password).await.status, StatusCode::UNAUTHORIZED);
