@@ -54,7 +54,8 @@ enum Command {
     /// Check a connection's configuration: credentials, token, consent, permissions, tenant,
     /// mappings; exits non-zero when a point fails.
     Check(commands::check::CheckArgs),
-    /// Serve HTTP (/metrics, /healthz) with a scheduler and one worker (SQLite by default).
+    /// Serve the admin UI, the JSON API, /metrics and /healthz, with a scheduler and one worker
+    /// (SQLite by default).
     Serve(commands::serve::ServeArgs),
     /// Claim and run jobs (and fire due schedules) until stopped; run several on PostgreSQL.
     Worker(commands::worker::WorkerCommand),
@@ -70,6 +71,11 @@ enum Command {
     },
     /// Serve the emulated Microsoft endpoints (identity platform, Graph) until stopped.
     Emulator(deskbridge_emulator::cli::EmulatorArgs),
+    /// Accounts of the admin UI and API.
+    Admin {
+        #[command(subcommand)]
+        command: commands::admin::AdminCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -100,6 +106,7 @@ fn main() -> ExitCode {
             Command::Schedule { command } => commands::schedule::run(&cli.global, command).await,
             Command::Runs { command } => commands::runs::run(&cli.global, command).await,
             Command::Emulator(args) => deskbridge_emulator::cli::run(args).await,
+            Command::Admin { command } => commands::admin::run(&cli.global, command).await,
         }
     });
     match result {

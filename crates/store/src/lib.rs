@@ -16,6 +16,7 @@
 //! imported from outside are found again by their source identity (connection, external id);
 //! both dialects run the same SQL text except where [`Dialect`] says otherwise.
 
+mod accounts;
 mod custom_tables;
 mod db;
 mod error;
@@ -27,6 +28,9 @@ mod secrets;
 mod sync_state;
 mod time;
 
+pub use accounts::{
+    Access, Account, ApiToken, DirectoryFilter, Grant, LogFilter, LogKind, NewAccount, Role, Session,
+};
 pub use custom_tables::CustomRow;
 pub use db::{Dialect, Store, StoreOptions, StoreTx, WriteContext};
 pub use error::StoreError;

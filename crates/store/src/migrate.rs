@@ -14,6 +14,8 @@ struct Migration {
     postgres: &'static str,
 }
 
+// Sorted by version. A database may lack a version below its newest (branches add migrations
+// independently): the missing one is applied in this order on the next start.
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -26,6 +28,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "agent",
         sqlite: include_str!("../migrations/sqlite/0002_agent.sql"),
         postgres: include_str!("../migrations/postgres/0002_agent.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "accounts",
+        sqlite: include_str!("../migrations/sqlite/0003_accounts.sql"),
+        postgres: include_str!("../migrations/postgres/0003_accounts.sql"),
     },
 ];
 

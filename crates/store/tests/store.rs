@@ -5,6 +5,7 @@
 
 use deskbridge_testkit::store_test;
 
+mod accounts;
 mod harness;
 mod journal;
 mod records;

@@ -92,21 +92,33 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-/// Binds `addr` and serves `/metrics` and `/healthz` (plus `extra`) until shutdown. Prints the
-/// bound address on standard output as one JSON line (useful with port 0).
+/// Binds `addr` and serves `/metrics` and `/healthz` (plus `extra`) until shutdown. Prints one
+/// JSON line on standard output — `listening` and `url` (the bound address, useful with port 0)
+/// and the keys of `ready` — and returns the listener's task and URL.
 pub async fn listen(
     addr: SocketAddr,
     store: Store,
     metrics: Arc<Metrics>,
     process: String,
     extra: Option<axum::Router>,
+    ready: serde_json::Value,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, String)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
-    println!("{}", serde_json::json!({"listening": format!("http://{bound}")}));
+    let url = format!("http://{bound}");
+    let mut line = serde_json::json!({"listening": url, "url": url});
+    if let (Some(line), serde_json::Value::Object(ready)) = (line.as_object_mut(), ready) {
+        line.extend(ready);
+    }
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
     let mut router = app(HttpState {
         store,
         metrics,
@@ -115,9 +127,10 @@ pub async fn listen(
     if let Some(extra) = extra {
         router = router.merge(extra);
     }
-    Ok(tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(e) = serve(listener, router, shutdown).await {
             tracing::error!(error = %e, "the HTTP listener stopped");
         }
-    }))
+    });
+    Ok((task, url))
 }

@@ -1,3 +1,4 @@
+pub mod admin;
 pub mod agent_common;
 pub mod authorize;
 pub mod check;

@@ -36,9 +36,11 @@ pub async fn run(global: &GlobalArgs, args: WorkerCommand) -> anyhow::Result<()>
                 metrics.clone(),
                 id.clone(),
                 None,
+                serde_json::json!({"worker": id}),
                 shutdown.clone(),
             )
-            .await?,
+            .await?
+            .0,
         ),
         None => None,
     };

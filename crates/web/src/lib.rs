@@ -1,0 +1,71 @@
+//! deskbridge-web: the administrators' web UI (server-rendered, everything embedded in the
+//! binary) and the JSON API under `/api/v1`, with accounts, sessions, API tokens and
+//! per-connection access control.
+//!
+//! What it owns:
+//! - the router ([`router`]) and one table of every route with what it requires
+//!   ([`access::ENDPOINTS`]); a single middleware resolves the caller (session cookie or Bearer
+//!   token), checks CSRF on every unsafe request made with a cookie, and enforces the route's
+//!   requirement before any handler runs, so no handler can forget to;
+//! - password hashing (argon2id) and token minting ([`auth`]); the store keeps only hashes;
+//! - the OpenAPI 3 document, generated from the same route table;
+//! - starting and cancelling runs from the UI and API ([`runs`]).
+//!
+//! Invariants: a secret (client secret, certificate, password, token) goes in and never comes
+//! out of any page or response; every error is `{"error": {"code", "message"}}` with a stable
+//! code; an agent sees only the connections granted to it.
+
+pub mod access;
+mod api;
+pub mod auth;
+mod error;
+mod openapi;
+pub mod runs;
+mod ui;
+
+use std::sync::Arc;
+
+use axum::Router;
+use deskbridge_core::SharedClock;
+use deskbridge_store::Store;
+
+pub use error::ApiError;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub clock: SharedClock,
+    /// Mark cookies `Secure` (served over https, directly or behind a proxy).
+    pub secure_cookies: bool,
+    /// How syncs started from the UI and API run (instance, Graph client overrides).
+    pub sync_options: deskbridge_sync::SyncOptions,
+    pub runs: Arc<runs::Runs>,
+}
+
+impl AppState {
+    pub fn new(store: Store, clock: SharedClock) -> Self {
+        Self {
+            store,
+            clock,
+            secure_cookies: false,
+            sync_options: deskbridge_sync::SyncOptions::default(),
+            runs: Arc::new(runs::Runs::default()),
+        }
+    }
+}
+
+/// The whole application: UI pages, static assets and the JSON API.
+pub fn router(state: AppState) -> Router {
+    let api = api::routes();
+    let ui = ui::routes();
+    Router::new()
+        .merge(api)
+        .merge(ui)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::enforce,
+        ))
+        .fallback(access::not_found)
+        .with_state(state)
+}

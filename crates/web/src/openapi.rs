@@ -1,0 +1,180 @@
+//! The OpenAPI 3 document, generated from the route table so it lists exactly the routes that
+//! exist, each with what it requires of the caller.
+
+use serde_json::{Map, Value, json};
+
+use crate::access::{ENDPOINTS, Need, Surface};
+
+fn need_text(need: Need) -> &'static str {
+    match need {
+        Need::Public => "No sign-in needed.",
+        Need::Signed => "Any signed-in account.",
+        Need::Admin => "Administrators only.",
+        Need::CreateConnection => "Administrators, and agents with \"can configure Entra connections\".",
+        Need::Connection(deskbridge_store::Access::Read) => "Read access to the connection.",
+        Need::Connection(deskbridge_store::Access::Modify) => "Read and modify access to the connection.",
+        Need::Run(deskbridge_store::Access::Read) => "Read access to the run's connection.",
+        Need::Run(deskbridge_store::Access::Modify) => "Read and modify access to the run's connection.",
+    }
+}
+
+fn body_schema(method: &str, path: &str) -> Option<Value> {
+    let props = match (method, path) {
+        ("POST", "/api/v1/connections") => json!({
+            "name": {"type": "string"}, "tenant_id": {"type": "string"}, "client_id": {"type": "string"},
+            "client_secret": {"type": "string", "writeOnly": true},
+            "certificate_pem": {"type": "string", "writeOnly": true},
+            "secret_expires_at": {"type": "string", "format": "date-time"},
+            "authority_host": {"type": "string"}, "graph_url": {"type": "string"},
+            "customer": {"type": "string"}, "enabled_instances": {"type": "string"},
+            "last_sign_in": {"type": "boolean"}
+        }),
+        ("PATCH", "/api/v1/connections/{id}") => json!({
+            "tenant_id": {"type": "string"}, "client_id": {"type": "string"},
+            "client_secret": {"type": "string", "writeOnly": true},
+            "certificate_pem": {"type": "string", "writeOnly": true},
+            "secret_expires_at": {"type": "string", "format": "date-time"},
+            "authority_host": {"type": "string"}, "graph_url": {"type": "string"},
+            "delta": {"type": "boolean"}, "sync_method": {"enum": ["all_changes", "mapped_fields_only"]},
+            "last_sign_in": {"type": "boolean"}
+        }),
+        ("PUT", "/api/v1/connections/{id}/mappings") => {
+            return Some(
+                json!({"type": "object", "description": "The whole mapping configuration, as GET returns it"}),
+            );
+        }
+        ("POST", "/api/v1/connections/{id}/import") => {
+            return Some(json!({"type": "object", "description": "A file from GET …/export"}));
+        }
+        ("POST", "/api/v1/connections/{id}/runs") => json!({"full": {"type": "boolean"}}),
+        ("PUT", "/api/v1/connections/{id}/grants/{account_id}") => {
+            json!({"access": {"enum": ["read", "modify", null]}})
+        }
+        ("POST", "/api/v1/accounts") => json!({
+            "username": {"type": "string"}, "role": {"enum": ["administrator", "agent"]},
+            "can_configure_connections": {"type": "boolean"}
+        }),
+        ("PATCH", "/api/v1/accounts/{account_id}") => json!({
+            "role": {"enum": ["administrator", "agent"]}, "can_configure_connections": {"type": "boolean"},
+            "disabled": {"type": "boolean"}
+        }),
+        ("POST", "/api/v1/tokens") => json!({
+            "name": {"type": "string"}, "expires_in_days": {"type": "integer"}
+        }),
+        _ => return None,
+    };
+    Some(json!({"type": "object", "properties": props}))
+}
+
+fn query_parameters(path: &str) -> Vec<Value> {
+    let q = |name: &str, ty: &str, what: &str| json!({"name": name, "in": "query", "required": false, "schema": {"type": ty}, "description": what});
+    if path.contains("/logs/") {
+        vec![
+            q("run", "integer", "Only this run's entries"),
+            q(
+                "q",
+                "string",
+                "Text the external id, URL, code or message contains",
+            ),
+            q(
+                "before",
+                "integer",
+                "Entries with a smaller id (the previous page's next_before)",
+            ),
+            q("limit", "integer", "Page size, at most 1000"),
+        ]
+    } else if path.contains("/directory/") {
+        vec![
+            q("q", "string", "Text the name or email contains"),
+            q(
+                "after",
+                "integer",
+                "Records with a larger id (the previous page's next_after)",
+            ),
+            q("limit", "integer", "Page size, at most 500"),
+        ]
+    } else if path.ends_with("/runs") {
+        vec![q("limit", "integer", "How many runs, newest first")]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The document served at `/api/v1/openapi.json`.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for ep in ENDPOINTS.iter().filter(|e| e.surface == Surface::Api) {
+        let mut parameters: Vec<Value> = ep
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| {
+                let schema = if matches!(name, "log" | "kind") {
+                    json!({"type": "string"})
+                } else {
+                    json!({"type": "integer"})
+                };
+                json!({"name": name, "in": "path", "required": true, "schema": schema})
+            })
+            .collect();
+        if ep.method == "GET" {
+            parameters.extend(query_parameters(ep.path));
+        }
+        let mut op = json!({
+            "tags": [ep.tag],
+            "summary": ep.summary,
+            "description": need_text(ep.need),
+            "operationId": format!("{}_{}", ep.method.to_lowercase(), ep.path.trim_start_matches("/api/v1/").replace(['/', '{', '}', '.'], "_")),
+            "parameters": parameters,
+            "responses": {
+                "200": {"description": "Success", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "default": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        });
+        if ep.need == Need::Public {
+            op["security"] = json!([]);
+        }
+        if let Some(schema) = body_schema(ep.method, ep.path) {
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": schema}}});
+        }
+        let entry = paths
+            .entry(ep.path.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[ep.method.to_lowercase()] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "deskbridge API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Configure connections, mappings and runs; read logs and the directory. Secrets are write-only. \
+                Scripts send an API token as `Authorization: Bearer dbt_…`; a browser session must send its CSRF token \
+                in `X-CSRF-Token` on every request that changes something."
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": crate::auth::SESSION_COOKIE}
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {
+                            "code": {"type": "string", "description": "Stable: unauthenticated, forbidden, csrf_failed, password_change_required, not_found, invalid_input, invalid_configuration, conflict, already_exists, run_in_progress, run_not_held, run_finished, internal, upstream codes (AADSTS…, Authorization_RequestDenied, upstream_…)"},
+                            "message": {"type": "string"},
+                            "remedy": {"type": "string"}
+                        }
+                    }}
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,766 @@
+//! Router-level tests of the admin UI and API (tower `oneshot`, no socket), on SQLite and
+//! PostgreSQL, against the in-process emulator: the authorisation matrix over every route,
+//! CSRF, secrets never coming back, sign-in with a one-time password, and the main flow.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use deskbridge_core::{ConnectionId, RunId, SharedClock, SystemClock};
+use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
+use deskbridge_store::{Access, NewAccount, Role, RunStatus, WriteContext};
+use deskbridge_sync::{NewCredential, NewEntraConnection, add_entra_connection};
+use deskbridge_testkit::{TestDb, store_test};
+use deskbridge_web::access::{ENDPOINTS, Need, Surface};
+use deskbridge_web::{AppState, auth, router};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+struct Fixture {
+    emu: Emulator,
+    app: Router,
+    own: ConnectionId,
+    other: ConnectionId,
+    own_run: RunId,
+    other_run: RunId,
+    /// Role name → (account id, API token, session cookie, CSRF token).
+    people: Vec<Person>,
+}
+
+#[derive(Clone)]
+struct Person {
+    name: &'static str,
+    id: i64,
+    token: String,
+    cookie: String,
+    csrf: String,
+}
+
+async fn emulator() -> Emulator {
+    let world = World::generate(&GenerateOptions {
+        seed: 5,
+        tenants: 1,
+        users_per_tenant: Some(12),
+        ..GenerateOptions::default()
+    })
+    .unwrap();
+    Emulator::start(EmulatorConfig::new(world)).await.unwrap()
+}
+
+fn app_secret(emu: &Emulator) -> (String, String) {
+    let summary = emu.summary();
+    let app = summary
+        .apps
+        .iter()
+        .find(|a| a.kind == "multi_tenant_secret")
+        .unwrap();
+    (app.client_id.clone(), app.client_secret.clone().unwrap())
+}
+
+async fn add_connection(db: &TestDb, emu: &Emulator, name: &str) -> ConnectionId {
+    let summary = emu.summary();
+    let (client_id, secret) = app_secret(emu);
+    add_entra_connection(
+        &db.store,
+        &NewEntraConnection {
+            name: name.into(),
+            tenant_id: summary.tenants[0].id.clone(),
+            client_id,
+            credential: NewCredential::ClientSecret {
+                value: secret,
+                expires_at: None,
+            },
+            authority_host: Some(summary.authority_host.clone()),
+            graph_url: Some(summary.graph_url.clone()),
+            // A tenant belongs to one customer: every connection here imports into the same.
+            customer: Some("Contoso".into()),
+            enabled_instances: None,
+            last_sign_in: false,
+        },
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+async fn person(db: &TestDb, name: &'static str, role: Role, can_configure: bool) -> Person {
+    let token = format!("{}{}", auth::API_TOKEN_PREFIX, auth::random_token(32));
+    let session = auth::random_token(32);
+    let csrf = auth::random_token(32);
+    let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+    let account = tx
+        .create_account(&NewAccount {
+            username: name.into(),
+            display_name: name.into(),
+            password_hash: auth::hash_password("correct horse battery").unwrap(),
+            role,
+            can_configure_connections: can_configure,
+            must_change_password: false,
+        })
+        .await
+        .unwrap();
+    tx.create_api_token(account.id, "test", &auth::token_hash(&token), None)
+        .await
+        .unwrap();
+    let expires = db.store.now() + jiff::SignedDuration::from_hours(24 * 365);
+    tx.create_session(account.id, &auth::token_hash(&session), &csrf, expires)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    Person {
+        name,
+        id: account.id,
+        token,
+        cookie: format!("{}={session}", auth::SESSION_COOKIE),
+        csrf,
+    }
+}
+
+async fn finished_run(db: &TestDb, connection: ConnectionId) -> RunId {
+    let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+    let run = tx.start_run(Some(connection), "sync").await.unwrap();
+    tx.finish_run(run, RunStatus::Succeeded, None).await.unwrap();
+    tx.commit().await.unwrap();
+    run
+}
+
+fn state(db: &TestDb) -> AppState {
+    let clock: SharedClock = Arc::new(SystemClock);
+    AppState::new(db.store.clone(), clock)
+}
+
+async fn fixture(db: &TestDb) -> Fixture {
+    let emu = emulator().await;
+    let own = add_connection(db, &emu, "own").await;
+    let other = add_connection(db, &emu, "other").await;
+    let own_run = finished_run(db, own).await;
+    let other_run = finished_run(db, other).await;
+    let reader = person(db, "reader", Role::Agent, false).await;
+    let modifier = person(db, "modifier", Role::Agent, false).await;
+    let creator = person(db, "creator", Role::Agent, true).await;
+    let admin = person(db, "admin", Role::Administrator, true).await;
+    let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+    tx.set_grant(reader.id, own, Some(Access::Read)).await.unwrap();
+    tx.set_grant(modifier.id, own, Some(Access::Modify))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    Fixture {
+        emu,
+        app: router(state(db)),
+        own,
+        other,
+        own_run,
+        other_run,
+        people: vec![reader, modifier, creator, admin],
+    }
+}
+
+impl Fixture {
+    fn who(&self, name: &str) -> &Person {
+        self.people.iter().find(|p| p.name == name).unwrap()
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Reply {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    Reply {
+        status,
+        headers,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn api(app: &Router, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    };
+    send(app, req.unwrap()).await
+}
+
+async fn page(
+    app: &Router,
+    method: Method,
+    path: &str,
+    who: Option<&Person>,
+    form: &[(&str, &str)],
+) -> Reply {
+    let mut req = Request::builder().method(method.clone()).uri(path);
+    if let Some(p) = who {
+        req = req.header(header::COOKIE, &p.cookie);
+    }
+    let req = if method == Method::POST {
+        let mut pairs: Vec<(&str, &str)> = form.to_vec();
+        if let Some(p) = who {
+            pairs.push(("csrf", &p.csrf));
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+    } else {
+        req.body(Body::empty())
+    };
+    send(app, req.unwrap()).await
+}
+
+/// The concrete path of a route for a target connection (own or other).
+fn concrete(fx: &Fixture, path: &str, own: bool, account: i64) -> String {
+    let (c, r) = if own {
+        (fx.own, fx.own_run)
+    } else {
+        (fx.other, fx.other_run)
+    };
+    path.replace("{id}", &c.to_string())
+        .replace("{run_id}", &r.to_string())
+        .replace("{log}", "inbound")
+        .replace("{kind}", "users")
+        .replace("{section}", "fields")
+        .replace("{account_id}", &account.to_string())
+        .replace("{token_id}", "999999")
+        .replace("{file}", "style.css")
+}
+
+/// Whether `who` may call a route with requirement `need` on the own or other connection.
+fn allowed(who: Option<&str>, need: Need, own: bool) -> bool {
+    match (who, need) {
+        (_, Need::Public) => true,
+        (None, _) => false,
+        (Some("admin"), _) => true,
+        (Some(_), Need::Signed) => true,
+        (Some(_), Need::Admin) => false,
+        (Some(w), Need::CreateConnection) => w == "creator",
+        (Some(w), Need::Connection(a) | Need::Run(a)) => {
+            own && match a {
+                Access::Read => matches!(w, "reader" | "modifier"),
+                Access::Modify => w == "modifier",
+            }
+        }
+    }
+}
+
+/// A body that passes access checks but is refused by the handler, so allowed calls change
+/// nothing (a 400 proves the request got past the access check).
+fn harmless_body(method: &str, path: &str) -> Option<Value> {
+    match (method, path) {
+        ("GET" | "DELETE", _) => None,
+        (_, p) if p.ends_with("/test") || p.ends_with("/preview") || p.ends_with("/cursors/reset") => None,
+        (_, p) if p.ends_with("/cancel") || p.ends_with("/approve") => None,
+        _ => Some(json!({"not_a_field": true})),
+    }
+}
+
+store_test! {
+    async fn every_route_allows_and_denies_by_role_and_connection(db: &TestDb) {
+        let fx = fixture(db).await;
+        // A connection and an account each DELETE may remove without spoiling the rest.
+        let mut roles: Vec<Option<&Person>> = vec![None];
+        roles.extend(fx.people.iter().map(Some));
+        let mut endpoints: Vec<_> = ENDPOINTS.iter().collect();
+        // Signing out ends the session the other page checks use: last.
+        endpoints.sort_by_key(|e| e.path == "/logout");
+        let mut checked = 0;
+        for ep in endpoints {
+            let targets: &[bool] = if ep.path.contains("{id}") || ep.path.contains("{run_id}") { &[true, false] } else { &[true] };
+            for who in &roles {
+                for &own in targets {
+                    let name = who.map(|p| p.name);
+                    let expect = allowed(name, ep.need, own);
+                    let method = Method::from_bytes(ep.method.as_bytes()).unwrap();
+                    let mut path_account = fx.who("reader").id;
+                    let mut path = concrete(&fx, ep.path, own, path_account);
+                    if ep.method == "DELETE" && ep.path == "/api/v1/connections/{id}" {
+                        // A throwaway connection with the same grants as own / none.
+                        let id = add_connection(db, &fx.emu, &format!("tmp-{checked}")).await;
+                        if own {
+                            let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+                            for (p, a) in [("reader", Access::Read), ("modifier", Access::Modify)] {
+                                tx.set_grant(fx.who(p).id, id, Some(a)).await.unwrap();
+                            }
+                            tx.commit().await.unwrap();
+                        }
+                        path = format!("/api/v1/connections/{id}");
+                    }
+                    if ep.method == "DELETE" && ep.path == "/api/v1/accounts/{account_id}" {
+                        path_account = person(db, Box::leak(format!("victim{checked}").into_boxed_str()), Role::Agent, false).await.id;
+                        path = concrete(&fx, ep.path, own, path_account);
+                    }
+                    let reply = match ep.surface {
+                        Surface::Api => api(&fx.app, method, &path, who.map(|p| p.token.as_str()), harmless_body(ep.method, ep.path)).await,
+                        Surface::Page => page(&fx.app, method, &path, *who, &[("op", "none")]).await,
+                    };
+                    let denied = match (ep.surface, name) {
+                        (Surface::Page, None) => reply.status == StatusCode::SEE_OTHER
+                            && reply.headers.get(header::LOCATION).unwrap().to_str().unwrap().starts_with("/login"),
+                        (_, None) => reply.status == StatusCode::UNAUTHORIZED,
+                        _ => reply.status == StatusCode::FORBIDDEN,
+                    };
+                    let context = format!(
+                        "{} {} as {} on {} connection: {} {}",
+                        ep.method, path, name.unwrap_or("anonymous"), if own { "own" } else { "other" },
+                        reply.status, reply.text.chars().take(300).collect::<String>()
+                    );
+                    assert_ne!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{context}");
+                    if ep.need == Need::Public {
+                        // Public routes answer everyone; a sign-in without credentials is a 401 from the handler.
+                        assert!(reply.status != StatusCode::FORBIDDEN, "public: {context}");
+                    } else if expect {
+                        assert!(!denied && reply.status != StatusCode::UNAUTHORIZED && reply.status != StatusCode::FORBIDDEN, "should be allowed: {context}");
+                    } else {
+                        assert!(denied, "should be denied: {context}");
+                        if ep.surface == Surface::Api {
+                            let code = reply.json()["error"]["code"].as_str().unwrap().to_owned();
+                            assert!(matches!(code.as_str(), "unauthenticated" | "forbidden"), "{context}");
+                        }
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > ENDPOINTS.len() * 5, "{checked} checks");
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn agents_list_only_the_connections_granted_to_them(db: &TestDb) {
+        let fx = fixture(db).await;
+        let names = |reply: Reply| -> Vec<String> {
+            reply.json()["connections"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect()
+        };
+        let reader = names(api(&fx.app, Method::GET, "/api/v1/connections", Some(&fx.who("reader").token), None).await);
+        assert_eq!(reader, ["own"]);
+        let creator = names(api(&fx.app, Method::GET, "/api/v1/connections", Some(&fx.who("creator").token), None).await);
+        assert!(creator.is_empty());
+        let admin = names(api(&fx.app, Method::GET, "/api/v1/connections", Some(&fx.who("admin").token), None).await);
+        assert_eq!(admin, ["other", "own"]);
+        // The connection list page shows the same.
+        let html = page(&fx.app, Method::GET, "/connections", Some(fx.who("reader")), &[]).await.text;
+        assert!(html.contains("/connections/") && html.contains(">own<") && !html.contains(">other<"), "{html}");
+        // An agent who creates a connection may then read and change it.
+        let (client_id, secret) = app_secret(&fx.emu);
+        let summary = fx.emu.summary();
+        let created = api(&fx.app, Method::POST, "/api/v1/connections", Some(&fx.who("creator").token), Some(json!({
+            "name": "created", "tenant_id": summary.tenants[0].id, "client_id": client_id, "client_secret": secret,
+            "authority_host": summary.authority_host, "graph_url": summary.graph_url, "customer": "Contoso",
+        }))).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        assert_eq!(created.json()["access"], "modify");
+        let creator = names(api(&fx.app, Method::GET, "/api/v1/connections", Some(&fx.who("creator").token), None).await);
+        assert_eq!(creator, ["created"]);
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn a_post_without_the_csrf_token_is_rejected(db: &TestDb) {
+        let fx = fixture(db).await;
+        let admin = fx.who("admin").clone();
+        let reset = format!("/connections/{}/cursors/reset", fx.own);
+        // No token.
+        let req = Request::builder().method(Method::POST).uri(&reset)
+            .header(header::COOKIE, &admin.cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("x=1")).unwrap();
+        let reply = send(&fx.app, req).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        assert!(reply.text.contains("csrf_failed"), "{}", reply.text);
+        // A wrong token.
+        let req = Request::builder().method(Method::POST).uri(&reset)
+            .header(header::COOKIE, &admin.cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("csrf=guessed")).unwrap();
+        assert_eq!(send(&fx.app, req).await.status, StatusCode::FORBIDDEN);
+        // The API with a cookie needs the header too; a Bearer token does not.
+        let patch = format!("/api/v1/connections/{}", fx.own);
+        let req = Request::builder().method(Method::PATCH).uri(&patch)
+            .header(header::COOKIE, &admin.cookie)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"delta": false}"#)).unwrap();
+        let reply = send(&fx.app, req).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        assert_eq!(reply.json()["error"]["code"], "csrf_failed");
+        let req = Request::builder().method(Method::PATCH).uri(&patch)
+            .header(header::COOKIE, &admin.cookie)
+            .header("x-csrf-token", &admin.csrf)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"delta": false}"#)).unwrap();
+        let reply = send(&fx.app, req).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        assert_eq!(reply.json()["settings"]["delta"], false);
+        // With the token the form goes through.
+        let ok = page(&fx.app, Method::POST, &reset, Some(&admin), &[]).await;
+        assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+        assert!(ok.text.contains("Delta reset"));
+        // The sign-in form is protected too (double submit: cookie and field must agree).
+        let req = Request::builder().method(Method::POST).uri("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("username=admin&password=correct+horse+battery&csrf=x")).unwrap();
+        let reply = send(&fx.app, req).await;
+        assert!(reply.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().starts_with(auth::LOGIN_CSRF_COOKIE));
+        assert!(reply.text.contains("did not come from this site"));
+        fx.emu.shutdown().await;
+    }
+}
+
+/// Signs in through the form; returns the session cookie.
+async fn sign_in(app: &Router, username: &str, password: &str) -> Reply {
+    let form = page(app, Method::GET, "/login", None, &[]).await;
+    let set = form
+        .headers
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let login_csrf = set
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("username", username),
+            ("password", password),
+            ("csrf", &login_csrf),
+            ("next", "/connections"),
+        ])
+        .finish();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/login")
+        .header(
+            header::COOKIE,
+            format!("{}={login_csrf}", auth::LOGIN_CSRF_COOKIE),
+        )
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    send(app, req).await
+}
+
+fn session_of(reply: &Reply) -> String {
+    reply
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with(auth::SESSION_COOKIE))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn csrf_in(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+store_test! {
+    async fn the_first_administrator_signs_in_with_a_one_time_password_and_must_change_it(db: &TestDb) {
+        let app = router(state(db));
+        let first = auth::ensure_first_administrator(&db.store, "admin").await.unwrap().unwrap();
+        assert!(auth::ensure_first_administrator(&db.store, "admin").await.unwrap().is_none(), "only once");
+        let wrong = sign_in(&app, "admin", "not it").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        let ok = sign_in(&app, "admin", &first.one_time_password).await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER);
+        assert_eq!(ok.headers.get(header::LOCATION).unwrap(), "/account");
+        let cookie_header = ok.headers.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).find(|v| v.starts_with(auth::SESSION_COOKIE)).unwrap();
+        assert!(cookie_header.contains("HttpOnly") && cookie_header.contains("SameSite=Lax"), "{cookie_header}");
+        let cookie = session_of(&ok);
+        let who = Person { name: "admin", id: first.account.id, token: String::new(), cookie: cookie.clone(), csrf: String::new() };
+        let blocked = page(&app, Method::GET, "/connections", Some(&who), &[]).await;
+        assert_eq!(blocked.status, StatusCode::FORBIDDEN);
+        assert!(blocked.text.contains("password_change_required"));
+        let account = page(&app, Method::GET, "/account", Some(&who), &[]).await;
+        let who = Person { csrf: csrf_in(&account.text), ..who };
+        let short = page(&app, Method::POST, "/account/password", Some(&who), &[("current", &first.one_time_password), ("new", "short"), ("confirm", "short")]).await;
+        assert!(short.text.contains("at least 12 characters"), "{}", short.text);
+        let elsewhere = session_of(&sign_in(&app, "admin", &first.one_time_password).await);
+        let changed = page(&app, Method::POST, "/account/password", Some(&who), &[("current", &first.one_time_password), ("new", "a much longer password"), ("confirm", "a much longer password")]).await;
+        let other = Person { name: "admin", id: first.account.id, token: String::new(), cookie: elsewhere, csrf: String::new() };
+        assert_eq!(page(&app, Method::GET, "/account", Some(&other), &[]).await.status, StatusCode::SEE_OTHER, "the other session ended");
+        assert!(changed.text.contains("Your password was changed"), "{}", changed.text);
+        assert_eq!(page(&app, Method::GET, "/connections", Some(&who), &[]).await.status, StatusCode::OK);
+        assert_eq!(sign_in(&app, "admin", &first.one_time_password).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(sign_in(&app, "admin", "a much longer password").await.status, StatusCode::SEE_OTHER);
+        // Signing out ends the session.
+        let out = page(&app, Method::POST, "/logout", Some(&who), &[]).await;
+        assert_eq!(out.status, StatusCode::SEE_OTHER);
+        let after = page(&app, Method::GET, "/connections", Some(&who), &[]).await;
+        assert_eq!(after.status, StatusCode::SEE_OTHER, "back to the sign-in page");
+    }
+}
+
+store_test! {
+    async fn secrets_entered_never_come_back(db: &TestDb) {
+        let fx = fixture(db).await;
+        let admin = fx.who("admin").clone();
+        let (client_id, secret) = app_secret(&fx.emu);
+        let summary = fx.emu.summary();
+        // Through the UI form, as an administrator would.
+        let created = page(&fx.app, Method::POST, "/connections", Some(&admin), &[
+            ("name", "ui-made"), ("tenant_id", &summary.tenants[0].id), ("client_id", &client_id),
+            ("client_secret", &secret), ("authority_host", &summary.authority_host), ("graph_url", &summary.graph_url),
+            ("customer", "Contoso"),
+        ]).await;
+        assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.text);
+        let location = created.headers.get(header::LOCATION).unwrap().to_str().unwrap().to_owned();
+        let id: i64 = location.trim_start_matches("/connections/").split('?').next().unwrap().parse().unwrap();
+        // A rotated secret, through the API.
+        let rotated = "rotated-secret-value-1234567890";
+        let patched = api(&fx.app, Method::PATCH, &format!("/api/v1/connections/{id}"), Some(&admin.token), Some(json!({"client_secret": rotated}))).await;
+        assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+        // A failing create echoes the form back, but not the secret.
+        let failed = page(&fx.app, Method::POST, "/connections", Some(&admin), &[
+            ("name", "ui-made"), ("tenant_id", "t"), ("client_id", "c"), ("client_secret", "echo-me-not-0987654321"),
+        ]).await;
+        assert!(failed.text.contains("already exists") && !failed.text.contains("echo-me-not"), "{}", failed.text);
+        let mut seen = vec![patched.text];
+        for path in ["/api/v1/connections".to_owned(), format!("/api/v1/connections/{id}"), format!("/api/v1/connections/{id}/export"), format!("/api/v1/connections/{id}/mappings"), "/api/v1/openapi.json".to_owned()] {
+            let r = api(&fx.app, Method::GET, &path, Some(&admin.token), None).await;
+            assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+            seen.push(r.text);
+        }
+        for path in ["/connections".to_owned(), format!("/connections/{id}"), format!("/connections/{id}/mappings/advanced"), format!("/connections/{id}/imports"), format!("/connections/{id}/agent"), format!("/connections/{id}/logs?log=outbound")] {
+            let r = page(&fx.app, Method::GET, &path, Some(&admin), &[]).await;
+            assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+            seen.push(r.text);
+        }
+        for text in &seen {
+            assert!(!text.contains(&secret), "the client secret came back: {text}");
+            assert!(!text.contains(rotated), "the rotated secret came back: {text}");
+        }
+        // An API token is shown once, when created.
+        let token = api(&fx.app, Method::POST, "/api/v1/tokens", Some(&admin.token), Some(json!({"name": "ci"}))).await;
+        assert_eq!(token.status, StatusCode::CREATED);
+        let value = token.json()["token"].as_str().unwrap().to_owned();
+        let listed = api(&fx.app, Method::GET, "/api/v1/tokens", Some(&admin.token), None).await;
+        assert!(!listed.text.contains(&value) && listed.text.contains("\"ci\""));
+        assert_eq!(api(&fx.app, Method::GET, "/api/v1/me", Some(&value), None).await.status, StatusCode::OK);
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn main_flow_through_the_api(db: &TestDb) {
+        let fx = fixture(db).await;
+        let token = fx.who("admin").token.clone();
+        let own = fx.own;
+        // OpenAPI lists every API route.
+        let doc = api(&fx.app, Method::GET, "/api/v1/openapi.json", None, None).await.json();
+        for ep in ENDPOINTS.iter().filter(|e| e.surface == Surface::Api) {
+            assert!(doc["paths"][ep.path][ep.method.to_lowercase()].is_object(), "{} {}", ep.method, ep.path);
+        }
+        // Mappings: add a field mapping; a bad one is refused with the problem.
+        let mut mapping = api(&fx.app, Method::GET, &format!("/api/v1/connections/{own}/mappings"), Some(&token), None).await.json();
+        mapping["user_fields"].as_array_mut().unwrap().push(json!({"source": {"property": "officeLocation"}, "target": "location"}));
+        let bad = api(&fx.app, Method::PUT, &format!("/api/v1/connections/{own}/mappings"), Some(&token), Some(mapping.clone())).await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+        assert_eq!(bad.json()["error"]["code"], "invalid_configuration");
+        mapping["user_fields"].as_array_mut().unwrap().pop();
+        mapping["user_fields"].as_array_mut().unwrap().push(json!({"source": {"property": "officeLocation"}, "target": "creation_type"}));
+        let saved = api(&fx.app, Method::PUT, &format!("/api/v1/connections/{own}/mappings"), Some(&token), Some(mapping.clone())).await;
+        assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+        let stored = api(&fx.app, Method::GET, &format!("/api/v1/connections/{own}/mappings"), Some(&token), None).await.json();
+        assert_eq!(stored, mapping);
+        // Preview: every user with the rule that decided it; nothing written.
+        let preview = api(&fx.app, Method::POST, &format!("/api/v1/connections/{own}/preview"), Some(&token), None).await;
+        assert_eq!(preview.status, StatusCode::OK, "{}", preview.text);
+        let preview = preview.json();
+        let changes = preview["changes"].as_array().unwrap();
+        assert!(changes.iter().any(|c| c["entity"] == "user" && c["action"] == "create" && !c["rule"].as_str().unwrap().is_empty()), "{preview}");
+        let users_before = api(&fx.app, Method::GET, &format!("/api/v1/connections/{own}/directory/users"), Some(&token), None).await.json();
+        assert!(users_before["items"].as_array().unwrap().is_empty());
+        // Run it and watch its progress to the end.
+        let started = api(&fx.app, Method::POST, &format!("/api/v1/connections/{own}/runs"), Some(&token), Some(json!({}))).await;
+        assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text);
+        let run = started.json()["run_id"].as_i64().unwrap();
+        let mut last = Value::Null;
+        for _ in 0..600 {
+            last = api(&fx.app, Method::GET, &format!("/api/v1/runs/{run}"), Some(&token), None).await.json();
+            if last["finished"] == true { break; }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(last["run"]["status"], "succeeded", "{last}");
+        let created = last["run"]["counts"]["created"].as_i64().unwrap();
+        assert!(created > 0);
+        let history = api(&fx.app, Method::GET, &format!("/api/v1/connections/{own}/runs"), Some(&token), None).await.json();
+        assert_eq!(history["runs"][0]["id"], run);
+        // The imported users, searchable and paged; the logs.
+        let users = api(&fx.app, Method::GET, &format!("/api/v1/connections/{own}/directory/users?limit=5"), Some(&token), None).await.json();
+        assert_eq!(users["items"].as_array().unwrap().len(), 5);
+        let after = users["next_after"].as_i64().unwrap();
+        let more = api(&fx.app, Method::GET, &format!("/api/v1/connections/{own}/directory/users?limit=5&after={after}"), Some(&token), None).await.json();
+        assert!(more["items"][0]["id"].as_i64().unwrap() > after);
+        let name = users["items"][0]["name"].as_str().unwrap().to_owned();
+        let q: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+        let found = api(&fx.app, Method::GET, &format!("/api/v1/connections/{own}/directory/users?q={q}"), Some(&token), None).await.json();
+        assert!(found["items"].as_array().unwrap().iter().any(|u| u["name"] == name.as_str()));
+        let inbound = api(&fx.app, Method::GET, &format!("/api/v1/connections/{own}/logs/inbound?run={run}&limit=3"), Some(&token), None).await.json();
+        assert_eq!(inbound["entries"].as_array().unwrap().len(), 3);
+        let outbound = api(&fx.app, Method::GET, &format!("/api/v1/connections/{own}/logs/outbound?run={run}"), Some(&token), None).await.json();
+        assert!(outbound["entries"].as_array().unwrap().iter().all(|e| e["connection_id"] == own.0));
+        let other = api(&fx.app, Method::GET, &format!("/api/v1/connections/{}/logs/inbound", fx.other), Some(&token), None).await.json();
+        assert!(other["entries"].as_array().unwrap().is_empty(), "another connection's log is separate");
+        let bad_log = api(&fx.app, Method::GET, &format!("/api/v1/connections/{own}/logs/nope"), Some(&token), None).await;
+        assert_eq!(bad_log.status, StatusCode::NOT_FOUND);
+        assert_eq!(bad_log.json()["error"]["code"], "not_found");
+        // Export and import round trip; the file has no secret.
+        let export = api(&fx.app, Method::GET, &format!("/api/v1/connections/{own}/export"), Some(&token), None).await;
+        assert!(export.headers.get(header::CONTENT_DISPOSITION).unwrap().to_str().unwrap().contains("own.deskbridge.json"));
+        let mut file = export.json();
+        assert_eq!(file["deskbridge_export"], 1);
+        file["settings"]["delta"] = json!(false);
+        let imported = api(&fx.app, Method::POST, &format!("/api/v1/connections/{}/import", fx.other), Some(&token), Some(file.clone())).await;
+        assert_eq!(imported.status, StatusCode::OK, "{}", imported.text);
+        assert_eq!(imported.json()["mapping"], file["mapping"]);
+        assert_eq!(imported.json()["settings"]["delta"], false);
+        // One error shape, even for a malformed body.
+        let malformed = api(&fx.app, Method::POST, &format!("/api/v1/connections/{own}/import"), Some(&token), Some(json!([1, 2]))).await;
+        assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+        assert_eq!(malformed.json()["error"]["code"], "invalid_input");
+        // The run pages show it.
+        let run_page = page(&fx.app, Method::GET, &format!("/runs/{run}"), Some(fx.who("reader")), &[]).await;
+        assert_eq!(run_page.status, StatusCode::OK);
+        assert!(run_page.text.contains("succeeded") && run_page.text.contains("run-finished"));
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn every_page_renders_for_an_administrator(db: &TestDb) {
+        let fx = fixture(db).await;
+        let admin = fx.who("admin").clone();
+        let id = fx.own;
+        for (path, expect) in [
+            ("/connections".to_owned(), "Connections"),
+            ("/connections/new".to_owned(), "Add an Entra connection"),
+            (format!("/connections/{id}"), "Authorisation"),
+            (format!("/connections/{id}/mappings/fields"), "Add a field mapping"),
+            (format!("/connections/{id}/mappings/sites"), "Add a site mapping"),
+            (format!("/connections/{id}/mappings/advanced"), "Advanced mappings"),
+            (format!("/connections/{id}/imports"), "Preview import"),
+            (format!("/connections/{id}/agent"), "Reset delta"),
+            (format!("/connections/{id}/check"), "✓ passed"),
+            (format!("/connections/{id}/logs?log=errors"), "Errors"),
+            (format!("/connections/{id}/runs"), "Run"),
+            (format!("/connections/{id}/directory/users"), "Directory: users"),
+            ("/directory/customers".to_owned(), "Directory: customers"),
+            ("/admin/accounts".to_owned(), "Add an account"),
+            ("/account".to_owned(), "API tokens"),
+        ] {
+            let r = page(&fx.app, Method::GET, &path, Some(&admin), &[]).await;
+            assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+            assert!(r.text.contains(expect), "{path} lacks {expect:?}: {}", r.text);
+            if r.text.contains("type=\"text\"") || r.text.contains("<textarea") || r.text.contains("<select") {
+                assert!(r.text.contains("<label for="), "{path} labels its controls");
+            }
+        }
+        // Add a field mapping and a site mapping through the forms.
+        let fields = page(&fx.app, Method::POST, &format!("/connections/{id}/mappings/fields"), Some(&admin), &[("op", "add"), ("for", "user"), ("source", "officeLocation"), ("target", "creation_type")]).await;
+        assert!(fields.text.contains("Mappings saved") && fields.text.contains("creation_type"), "{}", fields.text);
+        let mut tx = db.store.read().await.unwrap();
+        let sites = tx.directory_page(deskbridge_store::Entity::Site, &deskbridge_store::DirectoryFilter { limit: 10, ..Default::default() }).await.unwrap();
+        tx.commit().await.unwrap();
+        let site = sites[0].id.0.to_string();
+        let added = page(&fx.app, Method::POST, &format!("/connections/{id}/mappings/sites"), Some(&admin), &[("op", "add"), ("name", "London office"), ("sequence", "5"), ("site_id", &site), ("filter", "officeLocation eq 'London'")]).await;
+        assert!(added.text.contains("Mappings saved") && added.text.contains("London office"), "{}", added.text);
+        let preview = page(&fx.app, Method::POST, &format!("/connections/{id}/preview"), Some(&admin), &[]).await;
+        assert!(preview.text.contains("Import preview") && preview.text.contains("Decided by"), "{}", preview.text);
+        // An account with a one-time password shown once.
+        let made = page(&fx.app, Method::POST, "/admin/accounts", Some(&admin), &[("username", "newagent"), ("role", "agent")]).await;
+        assert!(made.text.contains("shown-once"), "{}", made.text);
+        let again = page(&fx.app, Method::GET, "/admin/accounts", Some(&admin), &[]).await;
+        assert!(!again.text.contains("shown-once"));
+        // Static assets are embedded.
+        let css = page(&fx.app, Method::GET, "/static/style.css", None, &[]).await;
+        assert_eq!(css.status, StatusCode::OK);
+        assert_eq!(css.headers.get(header::CONTENT_TYPE).unwrap(), "text/css; charset=utf-8");
+        let missing = page(&fx.app, Method::GET, "/nowhere", Some(&admin), &[]).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        let missing_api = api(&fx.app, Method::GET, "/api/v1/nowhere", Some(&admin.token), None).await;
+        assert_eq!(missing_api.json()["error"]["code"], "not_found");
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn sign_in_with_microsoft_authorises_a_delegated_connection(db: &TestDb) {
+        let fx = fixture(db).await;
+        fx.emu.set_auto_approve(true);
+        let admin = fx.who("admin").clone();
+        let (client_id, secret) = app_secret(&fx.emu);
+        let summary = fx.emu.summary();
+        let created = api(&fx.app, Method::POST, "/api/v1/connections", Some(&admin.token), Some(json!({
+            "name": "delegated", "tenant_id": summary.tenants[0].id, "client_id": client_id, "client_secret": secret,
+            "delegated": true, "authority_host": summary.authority_host, "graph_url": summary.graph_url, "customer": "Contoso",
+        }))).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let id = created.json()["id"].as_i64().unwrap();
+        assert_eq!(created.json()["credential"]["kind"], "delegated");
+        let details = page(&fx.app, Method::GET, &format!("/connections/{id}"), Some(&admin), &[]).await;
+        assert!(details.text.contains("Sign in with Microsoft"), "{}", details.text);
+        // The button sends the browser to Microsoft's authorize endpoint, returning to our callback.
+        let req = Request::builder().method(Method::POST).uri(format!("/connections/{id}/authorize"))
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::COOKIE, &admin.cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={}", admin.csrf))).unwrap();
+        let go = send(&fx.app, req).await;
+        assert_eq!(go.status, StatusCode::SEE_OTHER, "{}", go.text);
+        let authorize = go.headers.get(header::LOCATION).unwrap().to_str().unwrap().to_owned();
+        let url = url::Url::parse(&authorize).unwrap();
+        let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(query["redirect_uri"], "http://127.0.0.1:8080/auth/microsoft/callback");
+        // The emulator signs in at once and redirects back with a code.
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let back = http.get(&authorize).send().await.unwrap();
+        assert_eq!(back.status(), 302);
+        let back = url::Url::parse(back.headers()["location"].to_str().unwrap()).unwrap();
+        assert_eq!(back.path(), "/auth/microsoft/callback");
+        let callback = page(&fx.app, Method::GET, &format!("/auth/microsoft/callback?{}", back.query().unwrap()), Some(&admin), &[]).await;
+        assert_eq!(callback.status, StatusCode::OK, "{}", callback.text);
+        assert!(callback.text.contains("the connection is authorised"), "{}", callback.text);
+        // Now it works, and the refresh token is not shown anywhere.
+        let test = api(&fx.app, Method::POST, &format!("/api/v1/connections/{id}/test"), Some(&admin.token), None).await;
+        assert_eq!(test.json()["ok"], true, "{}", test.text);
+        let again = page(&fx.app, Method::GET, &format!("/connections/{id}"), Some(&admin), &[]).await;
+        assert!(!again.text.contains(&secret));
+        // A code that does not belong to a pending sign-in is refused.
+        let bogus = page(&fx.app, Method::GET, "/auth/microsoft/callback?code=x&state=nope", Some(&admin), &[]).await;
+        assert!(bogus.status.is_client_error(), "{}", bogus.status);
+        fx.emu.shutdown().await;
+    }
+}
