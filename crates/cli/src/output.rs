@@ -3,6 +3,16 @@
 use serde_json::Value;
 
 /// Prints rows as a table with the given columns (missing values blank).
+/// Prints a line on standard output, ignoring a closed pipe: a long-running process (`serve`,
+/// `connection authorize`) must not die because whoever started it stopped reading, which is
+/// what `println!` would do.
+pub fn say(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
 pub fn table(columns: &[&str], rows: &[Value]) -> String {
     let cell = |row: &Value, col: &str| -> String {
         match row.get(col) {

@@ -159,6 +159,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Replace the mapping configuration (validated)",
     ),
     api(
+        "GET",
+        "/api/v1/connections/{id}/check",
+        READ,
+        "connections",
+        "Configuration check: each point with name, ok, detail and remedy",
+    ),
+    api(
         "POST",
         "/api/v1/connections/{id}/preview",
         READ,

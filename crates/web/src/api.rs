@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
             get(get_mappings).put(put_mappings),
         )
         .route("/api/v1/connections/{id}/preview", post(preview))
+        .route("/api/v1/connections/{id}/check", get(check))
         .route("/api/v1/connections/{id}/runs", get(list_runs).post(start_run))
         .route("/api/v1/connections/{id}/cursors/reset", post(reset_cursors))
         .route("/api/v1/connections/{id}/logs/{log}", get(connection_log))
@@ -664,6 +665,27 @@ pub(crate) async fn run_preview(
         ..state.sync_options.clone()
     };
     Ok(deskbridge_sync::sync(&state.store, &connection.name, &options, &state.clock).await?)
+}
+
+/// The sync agent's configuration check of the connection: each point passed or failed, with
+/// the remedy.
+pub(crate) async fn run_check(
+    state: &AppState,
+    connection: &Connection,
+) -> deskbridge_agent::check::CheckReport {
+    deskbridge_agent::check::check_connection(
+        &state.store,
+        &connection.name,
+        &state.sync_options.instance,
+        &state.clock,
+        state.sync_options.graph.clone(),
+    )
+    .await
+}
+
+async fn check(State(state): State<AppState>, Extension(scope): Extension<Scope>) -> ApiResult<Json<Value>> {
+    let report = run_check(&state, &scope.connection).await;
+    Ok(Json(serde_json::to_value(&report).map_err(ApiError::internal)?))
 }
 
 async fn preview(

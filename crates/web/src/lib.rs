@@ -41,6 +41,9 @@ pub struct AppState {
     /// How syncs started from the UI and API run (instance, Graph client overrides).
     pub sync_options: deskbridge_sync::SyncOptions,
     pub runs: Arc<runs::Runs>,
+    /// Runs go through the sync agent's job queue (`deskbridge serve` has a worker); otherwise
+    /// they run on a task of this process (an embedded router without workers, as in tests).
+    pub job_queue: bool,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
             secure_cookies: false,
             sync_options: deskbridge_sync::SyncOptions::default(),
             runs: Arc::new(runs::Runs::default()),
+            job_queue: false,
         }
     }
 }

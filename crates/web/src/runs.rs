@@ -1,7 +1,9 @@
-//! Starting and cancelling syncs from the UI and API. For now a sync runs on a task of this
-//! process; its progress is read from its run row (counts grow as each batch commits), so the
-//! UI shows the same thing whichever process runs it. This is the one place to rewire when runs
-//! go through the job queue.
+//! Starting and cancelling syncs from the UI and API. Under `deskbridge serve` a sync is a job
+//! in the sync agent's queue, run by whichever worker claims it (at most one per connection);
+//! an embedded router without workers runs it on a task of this process. Either way progress is
+//! read from the run row (counts grow as each batch commits), so the UI shows the same thing
+//! whichever process runs it. Approving a held run always runs here: it applies the plan an
+//! administrator has just looked at.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -61,6 +63,9 @@ impl Runs {
         full: bool,
         approve_held: bool,
     ) -> Result<Started, ApiError> {
+        if state.job_queue && !approve_held {
+            return enqueue(state, connection, full).await;
+        }
         if self.busy(connection.id) {
             return Err(
                 ApiError::conflict(format!("a sync of {:?} is already running", connection.name))
@@ -139,6 +144,20 @@ impl Runs {
         ) {
             return Ok(false);
         }
+        // A run of the job queue: ask its worker to stop (at its next heartbeat).
+        let mut tx = state.store.begin(WriteContext::manual()).await?;
+        let job = tx
+            .jobs(None, 500)
+            .await?
+            .into_iter()
+            .find(|j| j.run_id == Some(run) && j.status.is_active());
+        if let Some(job) = &job {
+            tx.cancel_job(job.id).await?;
+        }
+        tx.commit().await?;
+        if job.is_some() {
+            return Ok(true);
+        }
         if let Some(connection) = row.connection_id {
             let task = {
                 let mut tasks = self.lock();
@@ -157,6 +176,60 @@ impl Runs {
             .await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+/// Queues a sync of the connection for the workers, and waits (briefly) for one to start it.
+async fn enqueue(state: &AppState, connection: &Connection, full: bool) -> Result<Started, ApiError> {
+    let mut tx = state.store.begin(WriteContext::manual()).await?;
+    let job = tx
+        .enqueue_job(&deskbridge_store::NewJob {
+            connection_id: connection.id,
+            entity: "directory".into(),
+            full,
+            origin: "manual".into(),
+            schedule_id: None,
+            due_at: None,
+        })
+        .await?;
+    tx.commit().await?;
+    let Some(job) = job else {
+        return Err(ApiError::conflict(format!(
+            "a sync of {:?} is already queued or running",
+            connection.name
+        ))
+        .with_code("run_in_progress"));
+    };
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_RUN;
+    loop {
+        let mut tx = state.store.read().await?;
+        let row = tx.job(job).await?;
+        tx.commit().await?;
+        match row {
+            Some(row) if row.run_id.is_some() => {
+                return Ok(Started {
+                    run_id: row.run_id,
+                    outcome: None,
+                });
+            }
+            Some(row) if !row.status.is_active() => {
+                return Err(ApiError::conflict(format!(
+                    "the sync ended before it started: {}",
+                    row.message.unwrap_or_else(|| row.status.as_str().to_owned())
+                ))
+                .with_code("run_not_started"));
+            }
+            None => return Err(ApiError::internal("the queued sync disappeared")),
+            Some(_) => {}
+        }
+        if tokio::time::Instant::now() > deadline {
+            // Queued behind other work: the runs list shows it when a worker picks it up.
+            return Ok(Started {
+                run_id: None,
+                outcome: None,
+            });
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 

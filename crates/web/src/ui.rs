@@ -2022,54 +2022,19 @@ async fn check(
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
 ) -> UiResult {
-    let view = api::connection_view(&state, &scope.connection, scope.access).await?;
-    let mut rows = Vec::new();
-    let settings_ok = api::settings_of(&scope.connection).is_ok();
-    rows.push(vec![
-        cell("Settings are complete"),
-        verdict(settings_ok),
-        cell(""),
-        cell(if settings_ok {
-            ""
-        } else {
-            "Save the connection's details again."
-        }),
-    ]);
-    let expiry = view["credential"]["expires_at"].as_str().map(str::to_owned);
-    let expired = expiry
-        .as_deref()
-        .and_then(|e| e.parse::<jiff::Timestamp>().ok())
-        .is_some_and(|t| t <= state.clock.now());
-    rows.push(vec![
-        cell("Credential is in date"),
-        verdict(!expired),
-        cell(
-            expiry
-                .clone()
-                .map_or_else(|| "no expiry recorded".into(), |e| format!("expires {e}")),
-        ),
-        cell(if expired {
-            "Create a new client secret in the app registration and save it on the details tab."
-        } else {
-            ""
-        }),
-    ]);
-    let test = api::test(&state, &scope.connection).await;
-    let ok = test["ok"] == Value::Bool(true);
-    rows.push(vec![
-        cell("Signs in, reads the tenant, mappings valid"),
-        verdict(ok),
-        cell(if ok {
-            show(&test["detail"])
-        } else {
-            format!(
-                "{} ({})",
-                show(&test["error"]["message"]),
-                show(&test["error"]["code"])
-            )
-        }),
-        cell(show(&test["error"]["remedy"])),
-    ]);
+    let report = api::run_check(&state, &scope.connection).await;
+    let rows = report
+        .points
+        .iter()
+        .map(|p| {
+            vec![
+                cell(p.name.clone()),
+                verdict(p.ok),
+                cell(p.detail.clone()),
+                cell(p.remedy.clone()),
+            ]
+        })
+        .collect();
     let mut section = Section::default().table(&["Check", "Result", "Detail", "Remedy"], rows);
     section.id = "checks".into();
     Ok(Page::connection(&caller, &scope, "check")

@@ -113,12 +113,7 @@ pub async fn listen(
     if let (Some(line), serde_json::Value::Object(ready)) = (line.as_object_mut(), ready) {
         line.extend(ready);
     }
-    {
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
-    }
+    crate::output::say(&line.to_string());
     let mut router = app(HttpState {
         store,
         metrics,

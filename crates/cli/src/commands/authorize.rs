@@ -14,6 +14,7 @@ use deskbridge_store::Store;
 use tokio::sync::{Mutex, oneshot};
 
 use super::connection::AuthorizeArgs;
+use crate::output::say;
 
 struct Callback {
     store: Store,
@@ -94,15 +95,6 @@ async fn callback(State(state): State<Arc<Callback>>, OriginalUri(uri): Original
         let _ = done.send(message);
     }
     Html(page).into_response()
-}
-
-/// Prints a line; a closed standard output (the reader went away) is not worth failing the
-/// sign-in for, so write errors are ignored rather than panicking as `println!` would.
-fn say(text: &str) {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
 }
 
 fn escape(text: &str) -> String {

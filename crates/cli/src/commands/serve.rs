@@ -13,6 +13,7 @@ use deskbridge_core::{SharedClock, SystemClock};
 use serde_json::json;
 
 use super::agent_common::{WorkerArgs, listen, shutdown_signal};
+use crate::output::say;
 use crate::settings::GlobalArgs;
 
 #[derive(Args, Debug)]
@@ -41,6 +42,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let config = args.worker.config();
     let mut web = deskbridge_web::AppState::new(store.clone(), clock.clone());
     web.secure_cookies = args.secure_cookies;
+    web.job_queue = true;
     let mut ready = json!({});
     if let Some(created) = &first {
         ready["first_admin"] = json!({
@@ -59,12 +61,12 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     if let Some(created) = &first {
-        println!(
+        say(&format!(
             "created the first administrator {:?}; one-time password: {} (shown once: sign in and choose a new one)",
             created.account.username, created.one_time_password
-        );
+        ));
     }
-    println!("serving the admin UI and API on {url}");
+    say(&format!("serving the admin UI and API on {url}"));
     let scheduler = (!args.worker.no_scheduler).then(|| {
         tokio::spawn(deskbridge_agent::scheduler::run(
             store.clone(),
