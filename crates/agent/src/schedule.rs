@@ -176,3 +176,51 @@ impl ScheduleSpec {
         }
     }
 }
+
+/// A schedule for `connection` as an administrator gives it — an interval (`15m`) or a cron
+/// expression, a time zone and an optional daily window (`08:00-18:00`) — checked and with its
+/// first due time, ready to store. The CLI and the web API both add schedules through this.
+pub fn new_schedule(
+    connection: &deskbridge_store::Connection,
+    entity: &str,
+    every: Option<&str>,
+    cron: Option<&str>,
+    time_zone: &str,
+    window: Option<&str>,
+    now: Timestamp,
+) -> Result<deskbridge_store::NewSchedule, crate::AgentError> {
+    let (kind, spec) = match (every.filter(|e| !e.trim().is_empty()), cron.filter(|c| !c.trim().is_empty())) {
+        (Some(every), None) => ("interval", parse_interval(every)?.as_secs().to_string()),
+        (None, Some(cron)) => ("cron", cron.trim().to_owned()),
+        _ => {
+            return Err(crate::AgentError::Invalid(
+                "give either an interval (e.g. 15m) or a cron expression, not both".into(),
+            ));
+        }
+    };
+    let window = window
+        .filter(|w| !w.trim().is_empty())
+        .map(parse_window)
+        .transpose()?
+        .map(|w| (w.start.strftime("%H:%M").to_string(), w.end.strftime("%H:%M").to_string()));
+    let parsed = ScheduleSpec::from_parts(
+        kind,
+        &spec,
+        time_zone,
+        window.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+    )?;
+    let first = parsed.first_due(now).ok_or_else(|| {
+        crate::AgentError::Invalid("the schedule never comes due (no matching time in the next eight years)".into())
+    })?;
+    crate::entities::validate(&connection.kind, entity)?;
+    Ok(deskbridge_store::NewSchedule {
+        connection_id: connection.id,
+        entity: entity.to_owned(),
+        kind: kind.into(),
+        spec,
+        time_zone: time_zone.to_owned(),
+        window_start: window.as_ref().map(|(a, _)| a.clone()),
+        window_end: window.map(|(_, b)| b),
+        next_due: first,
+    })
+}

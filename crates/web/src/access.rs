@@ -160,6 +160,27 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     api(
         "GET",
+        "/api/v1/connections/{id}/schedules",
+        READ,
+        "runs",
+        "The connection's sync schedules",
+    ),
+    api(
+        "POST",
+        "/api/v1/connections/{id}/schedules",
+        MODIFY,
+        "runs",
+        "Add a schedule: an interval or a cron expression, a time zone, an optional window",
+    ),
+    api(
+        "DELETE",
+        "/api/v1/connections/{id}/schedules/{schedule}",
+        MODIFY,
+        "runs",
+        "Remove a schedule",
+    ),
+    api(
+        "GET",
         "/api/v1/connections/{id}/check",
         READ,
         "connections",
@@ -392,6 +413,18 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/connections/{id}/agent",
         MODIFY,
         "Save sync agent settings",
+    ),
+    page(
+        "POST",
+        "/connections/{id}/schedules",
+        MODIFY,
+        "Add a schedule",
+    ),
+    page(
+        "POST",
+        "/connections/{id}/schedules/{schedule}/remove",
+        MODIFY,
+        "Remove a schedule",
     ),
     page(
         "POST",

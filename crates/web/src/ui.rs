@@ -52,6 +52,8 @@ pub fn routes() -> Router<AppState> {
         .route("/connections/{id}/runs", get(run_history).post(start_run))
         .route("/connections/{id}/agent", get(agent).post(save_agent))
         .route("/connections/{id}/cursors/reset", post(reset_cursors))
+        .route("/connections/{id}/schedules", post(add_schedule))
+        .route("/connections/{id}/schedules/{schedule}/remove", post(remove_schedule))
         .route("/connections/{id}/check", get(check))
         .route("/connections/{id}/logs", get(logs))
         .route("/connections/{id}/directory/{kind}", get(connection_directory))
@@ -1964,7 +1966,95 @@ async fn agent_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &st
             Vec::new(),
         ));
     }
-    Ok(page.section(delta).render())
+    let schedules = api::schedules_of(state, &scope.connection).await?;
+    let rows = schedules
+        .iter()
+        .map(|s| {
+            vec![
+                cell(s.id.0.to_string()),
+                cell(if s.kind == "interval" {
+                    format!("every {} s", s.spec)
+                } else {
+                    format!("cron {}", s.spec)
+                }),
+                cell(s.time_zone.clone()),
+                cell(match (&s.window_start, &s.window_end) {
+                    (Some(a), Some(b)) => format!("{a}–{b}"),
+                    _ => "any time".into(),
+                }),
+                cell(if s.enabled { "yes" } else { "no" }),
+                cell(s.next_due.clone()),
+                cell(s.last_fired_at.clone().unwrap_or_else(|| "never".into())),
+            ]
+        })
+        .collect();
+    let mut timetable = Section::titled("Schedules").table(
+        &["Id", "When", "Time zone", "Window", "Enabled", "Next due", "Last fired"],
+        rows,
+    );
+    timetable.id = "schedules".into();
+    if scope.access == Access::Modify {
+        timetable = timetable.form(form(
+            "schedule",
+            format!("/connections/{id}/schedules"),
+            "Add schedule",
+            vec![
+                text_field("every", "Every (e.g. 15m, 1h; or leave empty and give a cron expression)", ""),
+                text_field("cron", "Cron expression (e.g. 0 */2 * * *)", ""),
+                text_field("time_zone", "Time zone", "UTC"),
+                text_field("window", "Only between (HH:MM-HH:MM, optional)", ""),
+            ],
+        ));
+        for s in &schedules {
+            timetable = timetable.form(form(
+                &format!("remove-schedule-{}", s.id.0),
+                format!("/connections/{id}/schedules/{}/remove", s.id.0),
+                &format!("Remove schedule {}", s.id.0),
+                Vec::new(),
+            ));
+        }
+    }
+    Ok(page.section(delta).section(timetable).render())
+}
+
+async fn add_schedule(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(scope): Extension<Scope>,
+    body: Bytes,
+) -> UiResult {
+    let f = parse_form(&body);
+    let text = |name: &str| Some(field(&f, name).to_owned()).filter(|v| !v.trim().is_empty());
+    let added = api::add_schedule(
+        &state,
+        &scope.connection,
+        api::ScheduleBody {
+            every: text("every"),
+            cron: text("cron"),
+            time_zone: text("time_zone"),
+            window: text("window"),
+            entity: None,
+        },
+    )
+    .await;
+    let flash = match added {
+        Ok(id) => format!("Schedule {id} added."),
+        Err(e) => format!("The schedule was not added: {}", e.message),
+    };
+    agent_view(&state, &caller, &scope, &flash).await
+}
+
+async fn remove_schedule(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(scope): Extension<Scope>,
+    Path((_, schedule)): Path<(String, String)>,
+) -> UiResult {
+    let id: i64 = schedule
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("{schedule:?} is not a schedule id")))?;
+    api::remove_schedule(&state, &scope.connection, id).await?;
+    agent_view(&state, &caller, &scope, &format!("Schedule {id} removed.")).await
 }
 
 async fn agent(

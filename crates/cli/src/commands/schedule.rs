@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
-use deskbridge_agent::schedule::{ScheduleSpec, parse_interval, parse_window};
-use deskbridge_agent::{entities, scheduler};
+use deskbridge_agent::schedule::new_schedule;
+use deskbridge_agent::scheduler;
 use deskbridge_core::{SharedClock, SystemClock};
-use deskbridge_store::{NewSchedule, ScheduleId, WriteContext, format_timestamp};
+use deskbridge_store::{ScheduleId, WriteContext, format_timestamp};
 use serde_json::json;
 
 use crate::output;
@@ -75,45 +75,21 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
             window,
             json,
         } => {
-            let (kind, spec) = match (every, cron) {
-                (Some(every), None) => ("interval", parse_interval(&every)?.as_secs().to_string()),
-                (None, Some(cron)) => ("cron", cron),
-                _ => bail!("give either --every or --cron"),
-            };
-            let window = window.map(|w| parse_window(&w)).transpose()?;
-            let window_parts = window.map(|w| {
-                (
-                    w.start.strftime("%H:%M").to_string(),
-                    w.end.strftime("%H:%M").to_string(),
-                )
-            });
-            let parsed = ScheduleSpec::from_parts(
-                kind,
-                &spec,
-                &time_zone,
-                window_parts.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
-            )?;
-            let now = clock.now();
-            let first = parsed
-                .first_due(now)
-                .context("the schedule never comes due (no matching time in the next eight years)")?;
             let mut tx = store.begin(WriteContext::manual()).await?;
             let conn = tx.connection_by_name(&connection).await?.with_context(|| {
                 format!("no connection named {connection:?}; see `deskbridge connection list`")
             })?;
-            entities::validate(&conn.kind, &entity)?;
-            let id = tx
-                .add_schedule(&NewSchedule {
-                    connection_id: conn.id,
-                    entity,
-                    kind: kind.into(),
-                    spec,
-                    time_zone,
-                    window_start: window_parts.as_ref().map(|(a, _)| a.clone()),
-                    window_end: window_parts.as_ref().map(|(_, b)| b.clone()),
-                    next_due: first,
-                })
-                .await?;
+            let new = new_schedule(
+                &conn,
+                &entity,
+                every.as_deref(),
+                cron.as_deref(),
+                &time_zone,
+                window.as_deref(),
+                clock.now(),
+            )?;
+            let first = new.next_due;
+            let id = tx.add_schedule(&new).await?;
             tx.commit().await?;
             if json {
                 println!("{}", json!({"id": id, "next_due": format_timestamp(first)}));
