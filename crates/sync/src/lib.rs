@@ -12,7 +12,8 @@
 //! - applying a plan to the store ([`apply`]) in transactions of bounded size, each with its journal
 //!   rows, inbound log and counts, the delta cursors in the last one, so a crash at any point
 //!   leaves a state that the next run converges from;
-//! - runs ([`sync`]): plan only (the preview, nothing written), or plan and apply.
+//! - runs ([`sync`]): plan only (the preview, nothing written), or plan and apply;
+//! - many runs at once ([`sync_many`]): a bounded pool sharing one Graph client per app.
 //!
 //! Invariants: a preview and a sync run the same code up to apply; applying the same input twice
 //! changes nothing; a tenant that could not be read completely never has anyone deactivated for
@@ -23,6 +24,7 @@ mod connection;
 mod desk;
 mod error;
 mod mappings;
+mod many;
 pub mod read;
 mod run;
 
@@ -34,6 +36,7 @@ pub use connection::{
 pub use desk::{load_catalog, load_snapshot};
 pub use error::SyncError;
 pub use mappings::save_mappings;
+pub use many::{ManyResult, sync_many};
 pub use run::{SyncOptions, SyncOutcome, sync};
 
 /// The connection kind of Entra connections in the store.

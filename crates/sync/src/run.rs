@@ -109,7 +109,7 @@ pub struct SyncOutcome {
     pub requests: u64,
 }
 
-fn scope_for(graph_url: &str) -> String {
+pub(crate) fn scope_for(graph_url: &str) -> String {
     // National clouds have their own Graph resource; the public cloud's serves everything else.
     match url::Url::parse(graph_url) {
         Ok(u)
@@ -128,6 +128,18 @@ pub(crate) async fn graph_for(
     settings: &EntraSettings,
     clock: &SharedClock,
     options: &SyncOptions,
+) -> Result<(deskbridge_graph::GraphTenant, Arc<MemoryRequestLog>), SyncError> {
+    graph_for_with(store, connection, settings, clock, options, None).await
+}
+
+/// [`graph_for`], taking the app's client from `shared` when given.
+async fn graph_for_with(
+    store: &Store,
+    connection: &Connection,
+    settings: &EntraSettings,
+    clock: &SharedClock,
+    options: &SyncOptions,
+    shared: Option<&crate::many::SharedGraph>,
 ) -> Result<(deskbridge_graph::GraphTenant, Arc<MemoryRequestLog>), SyncError> {
     let mut tx = store.read().await?;
     let credential = match settings.auth {
@@ -159,6 +171,9 @@ pub(crate) async fn graph_for(
         }
     };
     tx.commit().await?;
+    if let Some(shared) = shared {
+        return shared.tenant(connection, settings, credential, clock, options);
+    }
     let http = reqwest::Client::builder()
         .user_agent(concat!("deskbridge/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -213,6 +228,17 @@ pub async fn sync(
     options: &SyncOptions,
     clock: &SharedClock,
 ) -> Result<SyncOutcome, SyncError> {
+    sync_with(store, name, options, clock, None).await
+}
+
+/// [`sync`], with Graph clients shared between concurrent syncs (see [`crate::sync_many`]).
+pub(crate) async fn sync_with(
+    store: &Store,
+    name: &str,
+    options: &SyncOptions,
+    clock: &SharedClock,
+    shared: Option<&crate::many::SharedGraph>,
+) -> Result<SyncOutcome, SyncError> {
     let (connection, settings) = load_entra_connection(store, name).await?;
     if !connection
         .enabled_instances
@@ -230,7 +256,7 @@ pub async fn sync(
     let lenient = validated(store, &settings.mapping, None).await?;
     let select = read::user_select(&lenient.graph_select());
     let with_groups = lenient.uses_groups();
-    let (tenant, requests) = graph_for(store, &connection, &settings, clock, options).await?;
+    let (tenant, requests) = graph_for_with(store, &connection, &settings, clock, options, shared).await?;
     let key = |stream: &str| CursorKey {
         connection_id: connection.id,
         tenant_id: settings.tenant_id.clone(),

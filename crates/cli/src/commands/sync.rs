@@ -2,15 +2,23 @@ use std::sync::Arc;
 
 use clap::Args;
 use deskbridge_core::{SharedClock, SystemClock};
-use deskbridge_sync::{SyncOptions, SyncOutcome, sync};
+use deskbridge_sync::{ENTRA_KIND, SyncOptions, SyncOutcome, sync, sync_many};
+use serde_json::json;
 
 use crate::settings::GlobalArgs;
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {
     /// The connection to sync.
-    #[arg(long)]
-    pub connection: String,
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub connection: Option<String>,
+    /// Sync every Entra connection, several at once (one Graph client per app registration, so
+    /// Microsoft's per-app limits are shared as they are counted).
+    #[arg(long, conflicts_with = "approve_held")]
+    pub all: bool,
+    /// With --all: how many connections sync at the same time.
+    #[arg(long, default_value_t = 16, requires = "all")]
+    pub concurrency: usize,
     /// Show what the sync would change and write nothing.
     #[arg(long)]
     pub plan: bool,
@@ -38,7 +46,10 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         graph: None,
         approve_held: args.approve_held,
     };
-    let outcome = sync(&store, &args.connection, &options, &clock).await;
+    let Some(connection) = &args.connection else {
+        return run_all(store, &args, &options, &clock).await;
+    };
+    let outcome = sync(&store, connection, &options, &clock).await;
     store.close().await;
     let outcome = outcome?;
     if args.json {
@@ -56,6 +67,85 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `sync --all`: every Entra connection through one bounded pool.
+async fn run_all(
+    store: deskbridge_store::Store,
+    args: &SyncArgs,
+    options: &SyncOptions,
+    clock: &SharedClock,
+) -> anyhow::Result<()> {
+    let mut tx = store.read().await?;
+    let names: Vec<String> = tx
+        .connections()
+        .await?
+        .into_iter()
+        .filter(|c| c.kind == ENTRA_KIND)
+        .map(|c| c.name)
+        .collect();
+    tx.commit().await?;
+    let started = std::time::Instant::now();
+    let results = sync_many(&store, &names, options, args.concurrency, clock).await;
+    let seconds = started.elapsed().as_secs_f64();
+    store.close().await;
+    let results = results?;
+    let failed = results
+        .iter()
+        .filter(|r| r.result.as_ref().map_or(true, |o| o.status == "failed"))
+        .count();
+    if args.json {
+        let connections: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| match &r.result {
+                Ok(outcome) => json!({"connection": r.connection, "outcome": outcome}),
+                Err(e) => json!({"connection": r.connection, "error": e.to_string()}),
+            })
+            .collect();
+        let total = |f: fn(&SyncOutcome) -> i64| -> i64 {
+            results.iter().filter_map(|r| r.result.as_ref().ok()).map(f).sum()
+        };
+        println!(
+            "{}",
+            json!({
+                "connections": connections,
+                "failed": failed,
+                "seconds": seconds,
+                "requests": results.iter().filter_map(|r| r.result.as_ref().ok()).map(|o| o.requests).sum::<u64>(),
+                "created": total(|o| o.counts.created),
+                "updated": total(|o| o.counts.updated),
+                "deactivated": total(|o| o.counts.deactivated),
+                "unchanged": total(|o| o.counts.unchanged),
+                "errors": total(|o| o.counts.errors),
+                "peak_rss_bytes": peak_rss_bytes(),
+            })
+        );
+    } else {
+        for r in &results {
+            print!("{}: ", r.connection);
+            match &r.result {
+                Ok(outcome) => print_outcome(outcome),
+                Err(e) => println!("error: {e}"),
+            }
+        }
+        println!(
+            "{} connections in {seconds:.1}s, {failed} failed",
+            results.len()
+        );
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} connections failed to sync", results.len());
+    }
+    Ok(())
+}
+
+/// This process's peak resident memory (Linux's VmHWM), so a benchmark can report the sync's
+/// own memory without the emulator's.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 pub fn print_outcome(outcome: &SyncOutcome) {
