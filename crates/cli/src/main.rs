@@ -53,6 +53,9 @@ enum Command {
     Directory(commands::directory::DirectoryArgs),
     /// Serve the emulated Microsoft endpoints (identity platform, Graph) until stopped.
     Emulator(deskbridge_emulator::cli::EmulatorArgs),
+    /// Benchmark a scenario against the emulator: time, requests, RU, 429s, peak memory, and the
+    /// ratio to Microsoft's floor (scale-out with workers lives with the workers).
+    Bench(deskbridge_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             Command::Keys { command } => commands::keys::run(&cli.global, command).await,
             Command::Directory(args) => commands::directory::run(&cli.global, args).await,
             Command::Emulator(args) => deskbridge_emulator::cli::run(args).await,
+            Command::Bench(args) => commands::bench::bench(args).await,
         }
     });
     match result {

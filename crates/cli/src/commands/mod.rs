@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod connection;
 pub mod demo;
 pub mod directory;

@@ -117,7 +117,9 @@ async fn run_all(
                 "deactivated": total(|o| o.counts.deactivated),
                 "unchanged": total(|o| o.counts.unchanged),
                 "errors": total(|o| o.counts.errors),
-                "peak_rss_bytes": peak_rss_bytes(),
+                // This process's own figures, so a benchmark can tell them from the emulator's.
+                "peak_rss_bytes": deskbridge_bench::procfs::peak_rss_bytes("self"),
+                "cpu_seconds": deskbridge_bench::procfs::cpu_seconds("self"),
             })
         );
     } else {
@@ -137,15 +139,6 @@ async fn run_all(
         anyhow::bail!("{failed} of {} connections failed to sync", results.len());
     }
     Ok(())
-}
-
-/// This process's peak resident memory (Linux's VmHWM), so a benchmark can report the sync's
-/// own memory without the emulator's.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 pub fn print_outcome(outcome: &SyncOutcome) {
