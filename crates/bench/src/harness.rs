@@ -148,7 +148,8 @@ impl Db {
         let mut admin = sqlx::PgConnection::connect(server_url)
             .await
             .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(server_url)))?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
+        // The name is ours: a fixed prefix and a UUID's hex digits.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
             .await
             .context("cannot create the benchmark's database (the user needs CREATEDB)")?;
@@ -186,7 +187,7 @@ impl Db {
     pub async fn remove(self) -> anyhow::Result<()> {
         if let Some((server, _, name)) = self.postgres {
             let mut admin = sqlx::PgConnection::connect(&server).await?;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
                 .execute(&mut admin)
                 .await?;
             admin.close().await.ok();
@@ -223,8 +224,34 @@ pub async fn connect_all(db: &Db, world: &Served) -> anyhow::Result<()> {
         )
         .await
         .with_context(|| format!("cannot add the connection of tenant {}", tenant.id))?;
+        by_group(&store, &format!("bench-{i}")).await?;
     }
     store.close().await;
+    Ok(())
+}
+
+/// Puts the members of "All Staff" (nested groups included) on the customer's main site ahead
+/// of the catch-all mapping. A mapping that uses groups makes the sync read every group's
+/// members, as the scenarios (users, groups and memberships) ask.
+async fn by_group(store: &Store, name: &str) -> anyhow::Result<()> {
+    let mut tx = store.begin(deskbridge_store::WriteContext::manual()).await?;
+    let connection = tx
+        .connection_by_name(name)
+        .await?
+        .with_context(|| format!("connection {name} vanished"))?;
+    let mut config = connection.config.clone();
+    let mappings = config
+        .pointer_mut("/mapping/site_mappings")
+        .and_then(Value::as_array_mut)
+        .context("a new connection has no site mappings")?;
+    let mut staff = mappings.first().cloned().context("a new connection has no site mapping")?;
+    staff["id"] = serde_json::json!(mappings.len() + 1);
+    staff["name"] = serde_json::json!("All Staff");
+    staff["sequence"] = serde_json::json!(10);
+    staff["group"] = serde_json::json!({"name": "All Staff", "nested": true});
+    mappings.insert(0, staff);
+    tx.update_connection_config(connection.id, &config).await?;
+    tx.commit().await?;
     Ok(())
 }
 
