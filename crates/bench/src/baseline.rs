@@ -50,7 +50,10 @@ pub async fn ensure_venv(venv: &Path, python: &str) -> anyhow::Result<PathBuf> {
     if venv.exists() {
         std::fs::remove_dir_all(venv).with_context(|| format!("cannot remove {}", venv.display()))?;
     }
-    eprintln!("creating the baseline's virtual environment in {} (once)", venv.display());
+    eprintln!(
+        "creating the baseline's virtual environment in {} (once)",
+        venv.display()
+    );
     run_quiet(python, &["-m", "venv", &venv.display().to_string()])
         .await
         .context("cannot create a virtual environment: is python3 with its venv module installed?")?;
@@ -100,9 +103,7 @@ pub async fn run(python: &Path, venv: &Path, world: &Served, dir: &Path) -> anyh
         .summary
         .tenants
         .iter()
-        .map(|t| {
-            Ok(json!({"id": t.id, "token": world.emu.issue_app_token(&app.client_id, &t.id)?}))
-        })
+        .map(|t| Ok(json!({"id": t.id, "token": world.emu.issue_app_token(&app.client_id, &t.id)?})))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let database = dir.join("baseline.db");
     let _ = std::fs::remove_file(&database);
@@ -141,7 +142,10 @@ pub async fn run(python: &Path, venv: &Path, world: &Served, dir: &Path) -> anyh
     };
     let users = report.get("users").and_then(Value::as_u64).unwrap_or(0);
     let stored = report.get("stored").and_then(Value::as_u64).unwrap_or(0);
-    let seconds = report.get("seconds").and_then(Value::as_f64).unwrap_or(process_seconds);
+    let seconds = report
+        .get("seconds")
+        .and_then(Value::as_f64)
+        .unwrap_or(process_seconds);
     let expected = world.dataset().users;
     if users != expected || stored != expected {
         bail!("the baseline read {users} users and stored {stored}, but the world has {expected}");

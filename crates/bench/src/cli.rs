@@ -115,7 +115,11 @@ impl BenchArgs {
     /// (large tenant users, small tenants, users per small tenant) of the memory scenario.
     pub fn memory_sizes(&self) -> (usize, usize, usize) {
         if self.small {
-            (self.large_users.min(5_000), self.small_tenants.min(50), self.small_users)
+            (
+                self.large_users.min(5_000),
+                self.small_tenants.min(50),
+                self.small_users,
+            )
         } else {
             (self.large_users, self.small_tenants, self.small_users)
         }

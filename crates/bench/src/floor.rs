@@ -104,11 +104,7 @@ fn floor_of(terms: BTreeMap<String, f64>, requests: u64, resource_units: u64) ->
     let (binding, seconds) = terms
         .iter()
         .fold(("none".to_owned(), 0.0_f64), |(name, best), (k, v)| {
-            if *v > best {
-                (k.clone(), *v)
-            } else {
-                (name, best)
-            }
+            if *v > best { (k.clone(), *v) } else { (name, best) }
         });
     Floor {
         seconds,
@@ -133,7 +129,10 @@ pub fn full_sync<'a>(tenants: impl IntoIterator<Item = &'a TenantShape>, s: Floo
     }
     let terms = BTreeMap::from([
         ("app_resource_units".to_owned(), units as f64 / APP_RU_PER_SECOND),
-        ("app_requests".to_owned(), requests as f64 / APP_REQUESTS_PER_SECOND),
+        (
+            "app_requests".to_owned(),
+            requests as f64 / APP_REQUESTS_PER_SECOND,
+        ),
         (
             "latency_over_app_concurrency".to_owned(),
             requests as f64 * s.latency_s / s.app_concurrency.max(1) as f64,
@@ -159,8 +158,14 @@ pub fn delta_round(changes: impl IntoIterator<Item = DeltaChanges>, s: FloorSett
         .map(|c| c.users.max(1).div_ceil(DELTA_PAGE_USERS) + c.groups.max(1).div_ceil(DELTA_PAGE_GROUPS))
         .sum();
     let terms = BTreeMap::from([
-        ("app_resource_units".to_owned(), requests as f64 / APP_RU_PER_SECOND),
-        ("app_requests".to_owned(), requests as f64 / APP_REQUESTS_PER_SECOND),
+        (
+            "app_resource_units".to_owned(),
+            requests as f64 / APP_RU_PER_SECOND,
+        ),
+        (
+            "app_requests".to_owned(),
+            requests as f64 / APP_REQUESTS_PER_SECOND,
+        ),
         (
             "latency_over_app_concurrency".to_owned(),
             requests as f64 * s.latency_s / s.app_concurrency.max(1) as f64,

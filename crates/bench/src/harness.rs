@@ -57,7 +57,11 @@ impl Served {
         let shapes = summary
             .tenants
             .iter()
-            .map(|t| by_id.remove(&t.id).context("a tenant of the summary is not in the world"))
+            .map(|t| {
+                by_id
+                    .remove(&t.id)
+                    .context("a tenant of the summary is not in the world")
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self { emu, summary, shapes })
     }
@@ -79,7 +83,10 @@ impl Served {
             .iter()
             .find(|a| a.kind == "multi_tenant_secret")
             .context("the generated world has no multi-tenant app")?;
-        let secret = app.client_secret.clone().context("the multi-tenant app has no secret")?;
+        let secret = app
+            .client_secret
+            .clone()
+            .context("the multi-tenant app has no secret")?;
         Ok((app, secret))
     }
 
@@ -130,7 +137,11 @@ pub struct Db {
 
 impl Db {
     pub fn label(&self) -> &'static str {
-        if self.postgres.is_some() { "postgres" } else { "sqlite" }
+        if self.postgres.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
     }
 
     /// A new SQLite database in `dir` (which must not hold one yet).
@@ -143,8 +154,8 @@ impl Db {
     pub async fn postgres(server_url: &str, dir: PathBuf) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let name = format!("deskbridge_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut url = url::Url::parse(server_url)
-            .with_context(|| format!("{server_url:?} is not a PostgreSQL URL"))?;
+        let mut url =
+            url::Url::parse(server_url).with_context(|| format!("{server_url:?} is not a PostgreSQL URL"))?;
         let mut admin = sqlx::PgConnection::connect(server_url)
             .await
             .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(server_url)))?;
@@ -187,9 +198,11 @@ impl Db {
     pub async fn remove(self) -> anyhow::Result<()> {
         if let Some((server, _, name)) = self.postgres {
             let mut admin = sqlx::PgConnection::connect(&server).await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                .execute(&mut admin)
-                .await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await?;
             admin.close().await.ok();
         }
         Ok(())
@@ -244,7 +257,10 @@ async fn by_group(store: &Store, name: &str) -> anyhow::Result<()> {
         .pointer_mut("/mapping/site_mappings")
         .and_then(Value::as_array_mut)
         .context("a new connection has no site mappings")?;
-    let mut staff = mappings.first().cloned().context("a new connection has no site mapping")?;
+    let mut staff = mappings
+        .first()
+        .cloned()
+        .context("a new connection has no site mapping")?;
     staff["id"] = serde_json::json!(mappings.len() + 1);
     staff["name"] = serde_json::json!("All Staff");
     staff["sequence"] = serde_json::json!(10);
@@ -288,7 +304,13 @@ pub async fn run_sync(
     let mut command = tokio::process::Command::new(exe);
     command
         .args(db.args())
-        .args(["sync", "--all", "--json", "--concurrency", &concurrency.to_string()])
+        .args([
+            "sync",
+            "--all",
+            "--json",
+            "--concurrency",
+            &concurrency.to_string(),
+        ])
         .env_remove("DESKBRIDGE_DATABASE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -332,7 +354,11 @@ pub async fn run_sync(
     };
     let out = read_out.await??;
     let err = read_err.await??;
-    let Some(report) = out.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok()) else {
+    let Some(report) = out
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+    else {
         bail!(
             "the sync process ({status}) printed no JSON report; its errors:\n{}",
             tail(&err)
@@ -340,12 +366,12 @@ pub async fn run_sync(
     };
     let int = |k: &str| report.get(k).and_then(Value::as_i64).unwrap_or(0);
     let run = ChildRun {
-        seconds: report.get("seconds").and_then(Value::as_f64).unwrap_or(process_seconds),
+        seconds: report
+            .get("seconds")
+            .and_then(Value::as_f64)
+            .unwrap_or(process_seconds),
         process_seconds,
-        peak_rss_bytes: report
-            .get("peak_rss_bytes")
-            .and_then(Value::as_u64)
-            .max(sampled),
+        peak_rss_bytes: report.get("peak_rss_bytes").and_then(Value::as_u64).max(sampled),
         sync_cpu_seconds: report.get("cpu_seconds").and_then(Value::as_f64),
         emulator_cpu_seconds,
         failed_connections: u64::try_from(int("failed")).unwrap_or(0),

@@ -214,7 +214,15 @@ async fn delta(args: &BenchArgs, exe: &Path, work: &Path, report: &mut Report) -
     let result = async {
         let db = Db::sqlite(work.join("delta"))?;
         let settings = floor_settings(latency_ms);
-        let full = full_sync_run("full sync (before the delta rounds)", exe, &db, &world, args, latency_ms).await?;
+        let full = full_sync_run(
+            "full sync (before the delta rounds)",
+            exe,
+            &db,
+            &world,
+            args,
+            latency_ms,
+        )
+        .await?;
         report.runs.push(full);
 
         let quiet = run_sync(exe, &db, &world, args.concurrency, false).await?;

@@ -23,8 +23,8 @@ mod apply;
 mod connection;
 mod desk;
 mod error;
-mod mappings;
 mod many;
+mod mappings;
 pub mod read;
 mod run;
 
@@ -35,8 +35,8 @@ pub use connection::{
 };
 pub use desk::{load_catalog, load_snapshot};
 pub use error::SyncError;
-pub use mappings::save_mappings;
 pub use many::{ManyResult, sync_many};
+pub use mappings::save_mappings;
 pub use run::{SyncOptions, SyncOutcome, sync};
 
 /// The connection kind of Entra connections in the store.

@@ -14,9 +14,9 @@ use deskbridge_msauth::{AppCredentials, AppTokenProvider, Authority, ClientCrede
 use deskbridge_store::{Connection, Store};
 use futures::StreamExt as _;
 
+use crate::SyncError;
 use crate::connection::EntraSettings;
 use crate::run::{SyncOptions, SyncOutcome, scope_for, sync_with};
-use crate::SyncError;
 
 /// Graph clients shared by concurrent syncs: one per (Graph URL, client id), one HTTP pool.
 pub(crate) struct SharedGraph {

@@ -130,10 +130,7 @@ async fn run_all(
                 Err(e) => println!("error: {e}"),
             }
         }
-        println!(
-            "{} connections in {seconds:.1}s, {failed} failed",
-            results.len()
-        );
+        println!("{} connections in {seconds:.1}s, {failed} failed", results.len());
     }
     if failed > 0 {
         anyhow::bail!("{failed} of {} connections failed to sync", results.len());
