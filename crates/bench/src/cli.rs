@@ -55,8 +55,9 @@ pub struct BenchArgs {
     /// Turn the emulator's throttle model off in the latency and delta scenarios.
     #[arg(long)]
     pub no_throttle: bool,
-    /// Connections synced at once (`deskbridge sync --all --concurrency`).
-    #[arg(long, default_value_t = 32)]
+    /// Connections synced at once (`deskbridge sync --all --concurrency`). More than the store's
+    /// 8 pooled connections makes syncs wait for one, and past 30 s they fail.
+    #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Seed of the generated world.
     #[arg(long, default_value_t = 1)]

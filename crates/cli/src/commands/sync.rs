@@ -16,8 +16,9 @@ pub struct SyncArgs {
     /// Microsoft's per-app limits are shared as they are counted).
     #[arg(long, conflicts_with = "approve_held")]
     pub all: bool,
-    /// With --all: how many connections sync at the same time.
-    #[arg(long, default_value_t = 16, requires = "all")]
+    /// With --all: how many connections sync at the same time (the store pools 8 connections:
+    /// more makes syncs wait for one).
+    #[arg(long, default_value_t = 8, requires = "all")]
     pub concurrency: usize,
     /// Show what the sync would change and write nothing.
     #[arg(long)]
