@@ -189,7 +189,10 @@ pub fn new_schedule(
     window: Option<&str>,
     now: Timestamp,
 ) -> Result<deskbridge_store::NewSchedule, crate::AgentError> {
-    let (kind, spec) = match (every.filter(|e| !e.trim().is_empty()), cron.filter(|c| !c.trim().is_empty())) {
+    let (kind, spec) = match (
+        every.filter(|e| !e.trim().is_empty()),
+        cron.filter(|c| !c.trim().is_empty()),
+    ) {
         (Some(every), None) => ("interval", parse_interval(every)?.as_secs().to_string()),
         (None, Some(cron)) => ("cron", cron.trim().to_owned()),
         _ => {
@@ -202,7 +205,12 @@ pub fn new_schedule(
         .filter(|w| !w.trim().is_empty())
         .map(parse_window)
         .transpose()?
-        .map(|w| (w.start.strftime("%H:%M").to_string(), w.end.strftime("%H:%M").to_string()));
+        .map(|w| {
+            (
+                w.start.strftime("%H:%M").to_string(),
+                w.end.strftime("%H:%M").to_string(),
+            )
+        });
     let parsed = ScheduleSpec::from_parts(
         kind,
         &spec,
@@ -210,7 +218,9 @@ pub fn new_schedule(
         window.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
     )?;
     let first = parsed.first_due(now).ok_or_else(|| {
-        crate::AgentError::Invalid("the schedule never comes due (no matching time in the next eight years)".into())
+        crate::AgentError::Invalid(
+            "the schedule never comes due (no matching time in the next eight years)".into(),
+        )
     })?;
     crate::entities::validate(&connection.kind, entity)?;
     Ok(deskbridge_store::NewSchedule {

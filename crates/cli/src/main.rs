@@ -76,6 +76,9 @@ enum Command {
         #[command(subcommand)]
         command: commands::admin::AdminCommand,
     },
+    /// Benchmark a scenario against the emulator: time, requests, RU, 429s, peak memory, and the
+    /// ratio to Microsoft's floor (scale-out with workers lives with the workers).
+    Bench(deskbridge_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
             Command::Runs { command } => commands::runs::run(&cli.global, command).await,
             Command::Emulator(args) => deskbridge_emulator::cli::run(args).await,
             Command::Admin { command } => commands::admin::run(&cli.global, command).await,
+            Command::Bench(args) => commands::bench::bench(args).await,
         }
     });
     match result {

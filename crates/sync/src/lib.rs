@@ -14,7 +14,8 @@
 //!   leaves a state that the next run converges from;
 //! - delegated authorisation ([`begin_delegated_authorization`]): a sign-in whose refresh token
 //!   is sealed and rotated in the store;
-//! - runs ([`sync`]): plan only (the preview, nothing written), or plan and apply.
+//! - runs ([`sync`]): plan only (the preview, nothing written), or plan and apply;
+//! - many runs at once ([`sync_many`]): a bounded pool sharing one Graph client per app.
 //!
 //! Invariants: a preview and a sync run the same code up to apply; applying the same input twice
 //! changes nothing; a tenant that could not be read completely never has anyone deactivated for
@@ -26,6 +27,7 @@ mod delegated;
 mod delta;
 mod desk;
 mod error;
+mod many;
 mod mappings;
 pub mod read;
 mod run;
@@ -42,6 +44,7 @@ pub use delegated::{
 pub use delta::{DeltaReset, DeltaStatus, delta_status, reset_deltas, set_delta_settings};
 pub use desk::{load_catalog, load_snapshot};
 pub use error::SyncError;
+pub use many::{ManyResult, sync_many};
 pub use mappings::save_mappings;
 pub use run::{SyncObserver, SyncOptions, SyncOutcome, delta_tracking, scope_for as graph_scope, sync};
 

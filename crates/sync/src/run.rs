@@ -197,6 +197,18 @@ pub(crate) async fn graph_for(
     clock: &SharedClock,
     options: &SyncOptions,
 ) -> Result<(deskbridge_graph::GraphTenant, Arc<MemoryRequestLog>), SyncError> {
+    graph_for_with(store, connection, settings, clock, options, None).await
+}
+
+/// [`graph_for`], taking the app's client from `shared` when given.
+async fn graph_for_with(
+    store: &Store,
+    connection: &Connection,
+    settings: &EntraSettings,
+    clock: &SharedClock,
+    options: &SyncOptions,
+    shared: Option<&crate::many::SharedGraph>,
+) -> Result<(deskbridge_graph::GraphTenant, Arc<MemoryRequestLog>), SyncError> {
     let mut tx = store.read().await?;
     let credential = app_credential(&mut tx, connection, settings.auth).await?;
     tx.commit().await?;
@@ -216,6 +228,10 @@ pub(crate) async fn graph_for(
             Arc::new(AppTokenProvider::new(token_client, app))
         }
     };
+    if let Some(shared) = shared {
+        // One Graph client per app registration: the per-app resource-unit budget is shared.
+        return shared.tenant(connection, settings, tokens, clock, options);
+    }
     let mut config = options
         .graph
         .clone()
@@ -264,6 +280,17 @@ pub async fn sync(
     options: &SyncOptions,
     clock: &SharedClock,
 ) -> Result<SyncOutcome, SyncError> {
+    sync_with(store, name, options, clock, None).await
+}
+
+/// [`sync`], with Graph clients shared between concurrent syncs (see [`crate::sync_many`]).
+pub(crate) async fn sync_with(
+    store: &Store,
+    name: &str,
+    options: &SyncOptions,
+    clock: &SharedClock,
+    shared: Option<&crate::many::SharedGraph>,
+) -> Result<SyncOutcome, SyncError> {
     let (connection, settings) = load_entra_connection(store, name).await?;
     if !connection
         .enabled_instances
@@ -282,7 +309,7 @@ pub async fn sync(
     let select = read::user_select(&lenient.graph_select());
     let with_groups = lenient.uses_groups();
     let tracking = delta_tracking(&settings, &lenient);
-    let (tenant, requests) = graph_for(store, &connection, &settings, clock, options).await?;
+    let (tenant, requests) = graph_for_with(store, &connection, &settings, clock, options, shared).await?;
     let key = |stream: &str| CursorKey {
         connection_id: connection.id,
         tenant_id: settings.tenant_id.clone(),

@@ -12,6 +12,7 @@ use deskbridge_testkit::{TestDb, store_test};
 
 mod delegated;
 mod delta_settings;
+mod many;
 mod scenarios;
 use serde_json::{Value, json};
 

@@ -414,12 +414,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         MODIFY,
         "Save sync agent settings",
     ),
-    page(
-        "POST",
-        "/connections/{id}/schedules",
-        MODIFY,
-        "Add a schedule",
-    ),
+    page("POST", "/connections/{id}/schedules", MODIFY, "Add a schedule"),
     page(
         "POST",
         "/connections/{id}/schedules/{schedule}/remove",

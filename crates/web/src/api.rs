@@ -709,11 +709,17 @@ pub(crate) struct ScheduleBody {
 }
 
 /// The connection's schedules.
-pub(crate) async fn schedules_of(state: &AppState, connection: &Connection) -> ApiResult<Vec<deskbridge_store::Schedule>> {
+pub(crate) async fn schedules_of(
+    state: &AppState,
+    connection: &Connection,
+) -> ApiResult<Vec<deskbridge_store::Schedule>> {
     let mut tx = state.store.read().await?;
     let all = tx.schedules().await?;
     tx.commit().await?;
-    Ok(all.into_iter().filter(|s| s.connection_id == connection.id).collect())
+    Ok(all
+        .into_iter()
+        .filter(|s| s.connection_id == connection.id)
+        .collect())
 }
 
 pub(crate) async fn add_schedule(
@@ -726,7 +732,10 @@ pub(crate) async fn add_schedule(
         body.entity.as_deref().unwrap_or("directory"),
         body.every.as_deref(),
         body.cron.as_deref(),
-        body.time_zone.as_deref().filter(|z| !z.trim().is_empty()).unwrap_or("UTC"),
+        body.time_zone
+            .as_deref()
+            .filter(|z| !z.trim().is_empty())
+            .unwrap_or("UTC"),
         body.window.as_deref(),
         state.clock.now(),
     )
@@ -739,8 +748,15 @@ pub(crate) async fn add_schedule(
 
 /// Removes one of the connection's schedules (a schedule of another connection is not found).
 pub(crate) async fn remove_schedule(state: &AppState, connection: &Connection, id: i64) -> ApiResult<()> {
-    if !schedules_of(state, connection).await?.iter().any(|s| s.id.0 == id) {
-        return Err(ApiError::not_found(format!("connection {:?} has no schedule {id}", connection.name)));
+    if !schedules_of(state, connection)
+        .await?
+        .iter()
+        .any(|s| s.id.0 == id)
+    {
+        return Err(ApiError::not_found(format!(
+            "connection {:?} has no schedule {id}",
+            connection.name
+        )));
     }
     let mut tx = state.store.begin(WriteContext::manual()).await?;
     tx.remove_schedule(deskbridge_store::ScheduleId(id)).await?;
@@ -748,8 +764,13 @@ pub(crate) async fn remove_schedule(state: &AppState, connection: &Connection, i
     Ok(())
 }
 
-async fn list_schedules(State(state): State<AppState>, Extension(scope): Extension<Scope>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "schedules": schedules_of(&state, &scope.connection).await? })))
+async fn list_schedules(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({ "schedules": schedules_of(&state, &scope.connection).await? }),
+    ))
 }
 
 async fn add_schedule_route(

@@ -53,7 +53,10 @@ pub fn routes() -> Router<AppState> {
         .route("/connections/{id}/agent", get(agent).post(save_agent))
         .route("/connections/{id}/cursors/reset", post(reset_cursors))
         .route("/connections/{id}/schedules", post(add_schedule))
-        .route("/connections/{id}/schedules/{schedule}/remove", post(remove_schedule))
+        .route(
+            "/connections/{id}/schedules/{schedule}/remove",
+            post(remove_schedule),
+        )
         .route("/connections/{id}/check", get(check))
         .route("/connections/{id}/logs", get(logs))
         .route("/connections/{id}/directory/{kind}", get(connection_directory))
@@ -1989,7 +1992,15 @@ async fn agent_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &st
         })
         .collect();
     let mut timetable = Section::titled("Schedules").table(
-        &["Id", "When", "Time zone", "Window", "Enabled", "Next due", "Last fired"],
+        &[
+            "Id",
+            "When",
+            "Time zone",
+            "Window",
+            "Enabled",
+            "Next due",
+            "Last fired",
+        ],
         rows,
     );
     timetable.id = "schedules".into();
@@ -1999,7 +2010,11 @@ async fn agent_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &st
             format!("/connections/{id}/schedules"),
             "Add schedule",
             vec![
-                text_field("every", "Every (e.g. 15m, 1h; or leave empty and give a cron expression)", ""),
+                text_field(
+                    "every",
+                    "Every (e.g. 15m, 1h; or leave empty and give a cron expression)",
+                    "",
+                ),
                 text_field("cron", "Cron expression (e.g. 0 */2 * * *)", ""),
                 text_field("time_zone", "Time zone", "UTC"),
                 text_field("window", "Only between (HH:MM-HH:MM, optional)", ""),

@@ -244,6 +244,7 @@ fn concrete(fx: &Fixture, path: &str, own: bool, account: i64) -> String {
         .replace("{account_id}", &account.to_string())
         .replace("{token_id}", "999999")
         .replace("{file}", "style.css")
+        .replace("{schedule}", "999999")
 }
 
 /// Whether `who` may call a route with requirement `need` on the own or other connection.
@@ -761,6 +762,53 @@ store_test! {
         // A code that does not belong to a pending sign-in is refused.
         let bogus = page(&fx.app, Method::GET, "/auth/microsoft/callback?code=x&state=nope", Some(&admin), &[]).await;
         assert!(bogus.status.is_client_error(), "{}", bogus.status);
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn schedules_and_the_check_through_the_api(db: &TestDb) {
+        let fx = fixture(db).await;
+        let token = fx.who("modifier").token.clone();
+        let own = fx.own;
+        let base = format!("/api/v1/connections/{own}/schedules");
+        let added = api(&fx.app, Method::POST, &base, Some(&token), Some(json!({"every": "15m", "time_zone": "Europe/London", "window": "08:00-18:00"}))).await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+        let schedule = added.json()["schedule"].clone();
+        assert_eq!(schedule["kind"], "interval");
+        assert_eq!(schedule["spec"], "900");
+        assert_eq!(schedule["window_start"], "08:00");
+        let cron = api(&fx.app, Method::POST, &base, Some(&token), Some(json!({"cron": "0 */2 * * *"}))).await;
+        assert_eq!(cron.status, StatusCode::CREATED, "{}", cron.text);
+        for bad in [json!({"every": "15m", "cron": "0 * * * *"}), json!({"every": "soon"}), json!({"cron": "0 * * * *", "time_zone": "Mars/Olympus"}), json!({"every": "1h", "window": "late"})] {
+            let refused = api(&fx.app, Method::POST, &base, Some(&token), Some(bad.clone())).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}: {}", refused.text);
+            assert_eq!(refused.json()["error"]["code"], "invalid_schedule", "{bad}");
+        }
+        let listed = api(&fx.app, Method::GET, &base, Some(&token), None).await.json();
+        assert_eq!(listed["schedules"].as_array().unwrap().len(), 2);
+        // Another connection's schedule cannot be removed through this one.
+        let admin = fx.who("admin").token.clone();
+        let theirs = api(&fx.app, Method::POST, &format!("/api/v1/connections/{}/schedules", fx.other), Some(&admin), Some(json!({"every": "1h"}))).await.json();
+        let theirs = theirs["schedule"]["id"].as_i64().unwrap();
+        let foreign = api(&fx.app, Method::DELETE, &format!("{base}/{theirs}"), Some(&token), None).await;
+        assert_eq!(foreign.status, StatusCode::NOT_FOUND, "{}", foreign.text);
+        let id = schedule["id"].as_i64().unwrap();
+        let removed = api(&fx.app, Method::DELETE, &format!("{base}/{id}"), Some(&token), None).await;
+        assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+        let listed = api(&fx.app, Method::GET, &base, Some(&token), None).await.json();
+        assert_eq!(listed["schedules"].as_array().unwrap().len(), 1);
+
+        // The configuration check: one point per line with name, ok, detail and remedy.
+        let check = api(&fx.app, Method::GET, &format!("/api/v1/connections/{own}/check"), Some(&fx.who("reader").token), None).await;
+        assert_eq!(check.status, StatusCode::OK, "{}", check.text);
+        let report = check.json();
+        assert_eq!(report["ok"], true, "{report}");
+        let points = report["points"].as_array().unwrap();
+        assert!(points.iter().any(|p| p["name"] == "token" && p["ok"] == true), "{report}");
+        for p in points {
+            assert!(p["name"].is_string() && p["detail"].is_string() && p["remedy"].is_string(), "{p}");
+        }
         fx.emu.shutdown().await;
     }
 }

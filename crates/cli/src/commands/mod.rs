@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod agent_common;
 pub mod authorize;
+pub mod bench;
 pub mod check;
 pub mod connection;
 pub mod demo;

@@ -2,15 +2,24 @@ use std::sync::Arc;
 
 use clap::Args;
 use deskbridge_core::{SharedClock, SystemClock};
-use deskbridge_sync::{SyncOptions, SyncOutcome, sync};
+use deskbridge_sync::{ENTRA_KIND, SyncOptions, SyncOutcome, sync, sync_many};
+use serde_json::json;
 
 use crate::settings::GlobalArgs;
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {
     /// The connection to sync.
-    #[arg(long)]
-    pub connection: String,
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub connection: Option<String>,
+    /// Sync every Entra connection, several at once (one Graph client per app registration, so
+    /// Microsoft's per-app limits are shared as they are counted).
+    #[arg(long, conflicts_with = "approve_held")]
+    pub all: bool,
+    /// With --all: how many connections sync at the same time (the store pools 8 connections:
+    /// more makes syncs wait for one).
+    #[arg(long, default_value_t = 8, requires = "all")]
+    pub concurrency: usize,
     /// Show what the sync would change and write nothing.
     #[arg(long)]
     pub plan: bool,
@@ -39,7 +48,10 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         approve_held: args.approve_held,
         observer: None,
     };
-    let outcome = sync(&store, &args.connection, &options, &clock).await;
+    let Some(connection) = &args.connection else {
+        return run_all(store, &args, &options, &clock).await;
+    };
+    let outcome = sync(&store, connection, &options, &clock).await;
     store.close().await;
     let outcome = outcome?;
     if args.json {
@@ -55,6 +67,75 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
                 .first()
                 .map_or("see the run's errors", |e| e.message.as_str())
         );
+    }
+    Ok(())
+}
+
+/// `sync --all`: every Entra connection through one bounded pool.
+async fn run_all(
+    store: deskbridge_store::Store,
+    args: &SyncArgs,
+    options: &SyncOptions,
+    clock: &SharedClock,
+) -> anyhow::Result<()> {
+    let mut tx = store.read().await?;
+    let names: Vec<String> = tx
+        .connections()
+        .await?
+        .into_iter()
+        .filter(|c| c.kind == ENTRA_KIND)
+        .map(|c| c.name)
+        .collect();
+    tx.commit().await?;
+    let started = std::time::Instant::now();
+    let results = sync_many(&store, &names, options, args.concurrency, clock).await;
+    let seconds = started.elapsed().as_secs_f64();
+    store.close().await;
+    let results = results?;
+    let failed = results
+        .iter()
+        .filter(|r| r.result.as_ref().map_or(true, |o| o.status == "failed"))
+        .count();
+    if args.json {
+        let connections: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| match &r.result {
+                Ok(outcome) => json!({"connection": r.connection, "outcome": outcome}),
+                Err(e) => json!({"connection": r.connection, "error": e.to_string()}),
+            })
+            .collect();
+        let total = |f: fn(&SyncOutcome) -> i64| -> i64 {
+            results.iter().filter_map(|r| r.result.as_ref().ok()).map(f).sum()
+        };
+        println!(
+            "{}",
+            json!({
+                "connections": connections,
+                "failed": failed,
+                "seconds": seconds,
+                "requests": results.iter().filter_map(|r| r.result.as_ref().ok()).map(|o| o.requests).sum::<u64>(),
+                "created": total(|o| o.counts.created),
+                "updated": total(|o| o.counts.updated),
+                "deactivated": total(|o| o.counts.deactivated),
+                "unchanged": total(|o| o.counts.unchanged),
+                "errors": total(|o| o.counts.errors),
+                // This process's own figures, so a benchmark can tell them from the emulator's.
+                "peak_rss_bytes": deskbridge_bench::procfs::peak_rss_bytes("self"),
+                "cpu_seconds": deskbridge_bench::procfs::cpu_seconds("self"),
+            })
+        );
+    } else {
+        for r in &results {
+            print!("{}: ", r.connection);
+            match &r.result {
+                Ok(outcome) => print_outcome(outcome),
+                Err(e) => println!("error: {e}"),
+            }
+        }
+        println!("{} connections in {seconds:.1}s, {failed} failed", results.len());
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} connections failed to sync", results.len());
     }
     Ok(())
 }

@@ -1,0 +1,132 @@
+//! `deskbridge bench SCENARIO [options] [--json FILE]`.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// The scenarios of issue 7 (scale-out with workers lives with the sync agent).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// 1. Latency-bound full sync: throttle model on, a latency per request (300 × 1,000 users).
+    Latency,
+    /// 2. CPU-bound full sync: no latency, no throttling, into SQLite (and PostgreSQL with --postgres).
+    Cpu,
+    /// 3. Delta rounds over many tenants: a full sync, then rounds with 0 % and --change-percent changes.
+    Delta,
+    /// 4. Memory: one large tenant, then many small ones; the sync process's peak RSS.
+    Memory,
+    /// 5. Baseline: Microsoft's Graph SDK for Python paging the same users into SQLite.
+    Baseline,
+    /// 6. Scale-out (one vs three workers on PostgreSQL): lives with the workers, not here.
+    ScaleOut,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Latency => "latency",
+            Scenario::Cpu => "cpu",
+            Scenario::Delta => "delta",
+            Scenario::Memory => "memory",
+            Scenario::Baseline => "baseline",
+            Scenario::ScaleOut => "scale-out",
+        }
+    }
+}
+
+/// Runs a benchmark scenario: starts the emulator in this process, generates the dataset, runs
+/// the sync as a child `deskbridge sync --all` process (so its time, CPU and peak memory are its
+/// own), and reports the ratio to Microsoft's floor for this dataset.
+///
+/// Scenario 6 (scale-out, one vs three workers on PostgreSQL) lives with the workers of the sync
+/// agent, not in this command.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    pub scenario: Scenario,
+    /// Customer tenants (default per scenario: latency 300, cpu 50, delta 300, baseline 1).
+    #[arg(long)]
+    pub tenants: Option<usize>,
+    /// Users per tenant (default per scenario: latency 1,000, cpu 2,000, delta 100, baseline 5,000).
+    #[arg(long)]
+    pub users_per_tenant: Option<usize>,
+    /// Latency of every emulated request in ms (latency and delta scenarios; default 50).
+    #[arg(long)]
+    pub latency_ms: Option<u64>,
+    /// Turn the emulator's throttle model off in the latency and delta scenarios.
+    #[arg(long)]
+    pub no_throttle: bool,
+    /// Connections synced at once (`deskbridge sync --all --concurrency`). More than the store's
+    /// 8 pooled connections makes syncs wait for one, and past 30 s they fail.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Seed of the generated world.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also run the cpu scenario into PostgreSQL: a server URL whose user may create databases
+    /// (a fresh database is created and dropped).
+    #[arg(long, env = "DESKBRIDGE_BENCH_POSTGRES_URL")]
+    pub postgres: Option<String>,
+    /// Memory scenario: users of the large tenant.
+    #[arg(long, default_value_t = 100_000)]
+    pub large_users: usize,
+    /// Memory scenario: number of small tenants.
+    #[arg(long, default_value_t = 1_000)]
+    pub small_tenants: usize,
+    /// Memory scenario: users of each small tenant.
+    #[arg(long, default_value_t = 20)]
+    pub small_users: usize,
+    /// Delta scenario: share of users changed in the second round, in percent.
+    #[arg(long, default_value_t = 1.0)]
+    pub change_percent: f64,
+    /// Baseline scenario: the virtual environment for the Graph SDK (created when missing).
+    /// Default: bench-baseline-venv in the cargo target directory.
+    #[arg(long)]
+    pub venv: Option<PathBuf>,
+    /// Baseline scenario: the Python that creates the virtual environment.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Shrink every default size to a few seconds' work (what CI runs).
+    #[arg(long)]
+    pub small: bool,
+    /// Directory for the scenario's databases (default: a temporary directory, removed after).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    /// (tenants, users per tenant) for the scenario.
+    pub fn size(&self) -> (usize, usize) {
+        let (t, u) = match (self.scenario, self.small) {
+            (Scenario::Latency, false) => (300, 1_000),
+            (Scenario::Latency, true) => (10, 100),
+            (Scenario::Cpu, false) => (50, 2_000),
+            (Scenario::Cpu, true) => (4, 250),
+            (Scenario::Delta, false) => (300, 100),
+            (Scenario::Delta, true) => (10, 100),
+            (Scenario::Baseline, false) => (1, 5_000),
+            (Scenario::Baseline, true) => (1, 300),
+            (Scenario::Memory | Scenario::ScaleOut, _) => (1, 1),
+        };
+        (self.tenants.unwrap_or(t), self.users_per_tenant.unwrap_or(u))
+    }
+
+    /// (large tenant users, small tenants, users per small tenant) of the memory scenario.
+    pub fn memory_sizes(&self) -> (usize, usize, usize) {
+        if self.small {
+            (
+                self.large_users.min(5_000),
+                self.small_tenants.min(50),
+                self.small_users,
+            )
+        } else {
+            (self.large_users, self.small_tenants, self.small_users)
+        }
+    }
+
+    pub fn latency_ms(&self) -> u64 {
+        self.latency_ms.unwrap_or(if self.small { 10 } else { 50 })
+    }
+}

@@ -1,0 +1,249 @@
+//! The floor model of `../shared/docs/PERFORMANCE.md`, computed from an actual dataset: the least
+//! time Microsoft's limits and the request latency allow for a full sync or a delta round.
+
+use std::collections::BTreeMap;
+
+use deskbridge_emulator::World;
+use serde::Serialize;
+
+/// Microsoft's per-app identity limit: 150,000 RU / 20 s.
+pub const APP_RU_PER_SECOND: f64 = 7_500.0;
+/// Graph's per-app request limit: 130,000 requests / 10 s.
+pub const APP_REQUESTS_PER_SECOND: f64 = 13_000.0;
+/// Largest `$top` for users, groups and members.
+pub const PAGE: u64 = 999;
+/// Server-chosen delta page sizes (the emulator's defaults: 200 users, 50 groups).
+pub const DELTA_PAGE_USERS: u64 = 200;
+pub const DELTA_PAGE_GROUPS: u64 = 50;
+
+/// What one tenant holds, as the floor model counts it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TenantShape {
+    pub users: u64,
+    pub groups: u64,
+    /// Members (of every kind) of each live group.
+    pub members: Vec<u64>,
+}
+
+impl TenantShape {
+    /// Per-tenant RU tier Q_t: 3,500 (< 50 users), 5,000 (50–500), 8,000 (> 500) per 10 s.
+    pub fn ru_per_10s(&self) -> f64 {
+        match self.users {
+            0..50 => 3_500.0,
+            50..=500 => 5_000.0,
+            _ => 8_000.0,
+        }
+    }
+
+    fn pages(n: u64, size: u64) -> u64 {
+        // Every listing costs at least one request, even an empty one: the model's ⌈n/999⌉ is
+        // read as max(1, ⌈n/999⌉).
+        n.div_ceil(size).max(1)
+    }
+
+    /// Σ_g ⌈m_g/999⌉: the member listing requests.
+    pub fn member_requests(&self) -> u64 {
+        self.members.iter().map(|&m| Self::pages(m, PAGE)).sum()
+    }
+
+    /// R_t = ⌈M/999⌉ + ⌈K/999⌉ + Σ_g ⌈m_g/999⌉ + 1.
+    pub fn full_requests(&self) -> u64 {
+        Self::pages(self.users, PAGE) + Self::pages(self.groups, PAGE) + self.member_requests() + 1
+    }
+
+    /// RU_t = ⌈M/999⌉ + ⌈K/999⌉ + 2·Σ_g ⌈m_g/999⌉ + 3.
+    pub fn full_resource_units(&self) -> u64 {
+        Self::pages(self.users, PAGE) + Self::pages(self.groups, PAGE) + 2 * self.member_requests() + 3
+    }
+}
+
+/// The shape of every customer tenant of a world (soft-deleted users and groups left out).
+pub fn shapes(world: &World) -> BTreeMap<String, TenantShape> {
+    world
+        .customer_tenants()
+        .map(|t| {
+            let members = t
+                .live_groups()
+                .map(|g| g.members.iter().filter(|m| t.member_is_live(m)).count() as u64)
+                .collect::<Vec<_>>();
+            (
+                t.id.clone(),
+                TenantShape {
+                    users: t.user_count() as u64,
+                    groups: members.len() as u64,
+                    members,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The settings the floor depends on.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FloorSettings {
+    /// ℓ, seconds per request.
+    pub latency_s: f64,
+    /// C: requests in flight across the app.
+    pub app_concurrency: u64,
+    /// c: requests in flight per tenant.
+    pub tenant_concurrency: u64,
+}
+
+/// A floor and the terms it is the maximum of.
+#[derive(Debug, Clone, Serialize)]
+pub struct Floor {
+    pub seconds: f64,
+    /// The term that decides the floor.
+    pub binding: String,
+    pub terms: BTreeMap<String, f64>,
+    pub requests: u64,
+    pub resource_units: u64,
+}
+
+fn floor_of(terms: BTreeMap<String, f64>, requests: u64, resource_units: u64) -> Floor {
+    let (binding, seconds) = terms
+        .iter()
+        .fold(("none".to_owned(), 0.0_f64), |(name, best), (k, v)| {
+            if *v > best { (k.clone(), *v) } else { (name, best) }
+        });
+    Floor {
+        seconds,
+        binding,
+        terms,
+        requests,
+        resource_units,
+    }
+}
+
+/// T_full ≥ max(ΣRU/7,500, ΣR/13,000, ΣR·ℓ/C, max_t[RU_t/(Q_t/10), ⌈M_t/999⌉·ℓ, Σ_g⌈m_g/999⌉·ℓ/c]).
+pub fn full_sync<'a>(tenants: impl IntoIterator<Item = &'a TenantShape>, s: FloorSettings) -> Floor {
+    let (mut requests, mut units) = (0_u64, 0_u64);
+    let (mut tenant_ru, mut chain, mut members) = (0.0_f64, 0.0_f64, 0.0_f64);
+    let c = s.tenant_concurrency.max(1) as f64;
+    for t in tenants {
+        requests += t.full_requests();
+        units += t.full_resource_units();
+        tenant_ru = tenant_ru.max(t.full_resource_units() as f64 / (t.ru_per_10s() / 10.0));
+        chain = chain.max(TenantShape::pages(t.users, PAGE) as f64 * s.latency_s);
+        members = members.max(t.member_requests() as f64 * s.latency_s / c);
+    }
+    let terms = BTreeMap::from([
+        ("app_resource_units".to_owned(), units as f64 / APP_RU_PER_SECOND),
+        (
+            "app_requests".to_owned(),
+            requests as f64 / APP_REQUESTS_PER_SECOND,
+        ),
+        (
+            "latency_over_app_concurrency".to_owned(),
+            requests as f64 * s.latency_s / s.app_concurrency.max(1) as f64,
+        ),
+        ("tenant_resource_units".to_owned(), tenant_ru),
+        ("tenant_users_chain".to_owned(), chain),
+        ("tenant_members_over_tenant_concurrency".to_owned(), members),
+    ]);
+    floor_of(terms, requests, units)
+}
+
+/// Changes in one tenant's round, by tracked resource.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct DeltaChanges {
+    pub users: u64,
+    pub groups: u64,
+}
+
+/// R_δ = Σ_t Σ_r ⌈max(1, C_t,r)/P_δ⌉ requests of 1 RU; T_δ ≥ max(R_δ/7,500, R_δ·ℓ/C).
+pub fn delta_round(changes: impl IntoIterator<Item = DeltaChanges>, s: FloorSettings) -> Floor {
+    let requests: u64 = changes
+        .into_iter()
+        .map(|c| c.users.max(1).div_ceil(DELTA_PAGE_USERS) + c.groups.max(1).div_ceil(DELTA_PAGE_GROUPS))
+        .sum();
+    let terms = BTreeMap::from([
+        (
+            "app_resource_units".to_owned(),
+            requests as f64 / APP_RU_PER_SECOND,
+        ),
+        (
+            "app_requests".to_owned(),
+            requests as f64 / APP_REQUESTS_PER_SECOND,
+        ),
+        (
+            "latency_over_app_concurrency".to_owned(),
+            requests as f64 * s.latency_s / s.app_concurrency.max(1) as f64,
+        ),
+    ]);
+    floor_of(terms, requests, requests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(latency_s: f64) -> FloorSettings {
+        FloorSettings {
+            latency_s,
+            app_concurrency: 100,
+            tenant_concurrency: 8,
+        }
+    }
+
+    #[test]
+    fn the_worked_example_of_the_performance_doc() {
+        // 3,000 tenants × 1,000 users × 100 groups (< 999 members each): ≈ 312 k requests,
+        // 618 k RU; RU floor ≈ 82 s; at ℓ = 250 ms and C = 100 the latency floor ≈ 13 min.
+        let tenant = TenantShape {
+            users: 1_000,
+            groups: 100,
+            members: vec![20; 100],
+        };
+        let all = vec![tenant; 3_000];
+        let floor = full_sync(&all, settings(0.25));
+        assert_eq!(floor.requests, 3_000 * (2 + 1 + 100 + 1));
+        assert_eq!(floor.resource_units, 3_000 * (2 + 1 + 200 + 3));
+        let ru = floor.terms["app_resource_units"];
+        assert!((ru - 82.4).abs() < 0.1, "{ru}");
+        assert_eq!(floor.binding, "latency_over_app_concurrency");
+        assert!((floor.seconds / 60.0 - 13.0).abs() < 0.1, "{}", floor.seconds);
+    }
+
+    #[test]
+    fn one_large_tenant_is_bound_by_its_own_budget_or_chain() {
+        let tenant = TenantShape {
+            users: 100_000,
+            groups: 1,
+            members: vec![100_000],
+        };
+        let floor = full_sync([&tenant], settings(0.05));
+        // 101 user pages in a chain at 50 ms = 5.05 s; RU: 101 + 1 + 202 + 3 = 307 at 800/s.
+        assert_eq!(floor.binding, "tenant_users_chain");
+        assert!((floor.seconds - 5.05).abs() < 1e-9);
+        assert_eq!(floor.terms["tenant_resource_units"], 307.0 / 800.0);
+    }
+
+    #[test]
+    fn tiers_follow_tenant_size() {
+        let shape = |users| TenantShape {
+            users,
+            groups: 0,
+            members: vec![],
+        };
+        assert_eq!(shape(49).ru_per_10s(), 3_500.0);
+        assert_eq!(shape(50).ru_per_10s(), 5_000.0);
+        assert_eq!(shape(500).ru_per_10s(), 5_000.0);
+        assert_eq!(shape(501).ru_per_10s(), 8_000.0);
+    }
+
+    #[test]
+    fn a_quiet_delta_round_costs_one_request_per_resource() {
+        let floor = delta_round(vec![DeltaChanges::default(); 300], settings(0.05));
+        assert_eq!(floor.requests, 600);
+        assert!((floor.seconds - 600.0 * 0.05 / 100.0).abs() < 1e-9);
+        let busy = delta_round(
+            [DeltaChanges {
+                users: 401,
+                groups: 0,
+            }],
+            settings(0.0),
+        );
+        assert_eq!(busy.requests, 3 + 1);
+    }
+}
