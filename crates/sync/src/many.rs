@@ -131,18 +131,27 @@ pub async fn sync_many(
     concurrency: usize,
     clock: &SharedClock,
 ) -> Result<Vec<ManyResult>, SyncError> {
-    let shared = SharedGraph::new()?;
-    let shared = &shared;
-    let mut results: Vec<(usize, ManyResult)> = futures::stream::iter(names.iter().enumerate())
-        .map(|(i, name)| async move {
-            let result = sync_with(store, name, options, clock, Some(shared)).await;
-            (
-                i,
-                ManyResult {
-                    connection: name.clone(),
-                    result,
-                },
-            )
+    let shared = Arc::new(SharedGraph::new()?);
+    // Each sync is its own task, so reading, planning and applying several tenants use every core.
+    let mut results: Vec<(usize, ManyResult)> = futures::stream::iter(names.iter().cloned().enumerate())
+        .map(|(i, name)| {
+            let (store, options, clock, shared) =
+                (store.clone(), options.clone(), clock.clone(), shared.clone());
+            async move {
+                let connection = name.clone();
+                let task =
+                    tokio::spawn(
+                        async move { sync_with(&store, &name, &options, &clock, Some(&shared)).await },
+                    );
+                let result = task.await.unwrap_or_else(|e| {
+                    Err(SyncError::Upstream {
+                        code: "internal".into(),
+                        message: format!("the sync of {connection:?} stopped unexpectedly: {e}"),
+                        remedy: "Run the sync again; report the problem if it repeats.".into(),
+                    })
+                });
+                (i, ManyResult { connection, result })
+            }
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
