@@ -215,6 +215,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Forget delta cursors: the next sync reads everything",
     ),
     api(
+        "POST",
+        "/api/v1/connections/{id}/cursors/latest",
+        MODIFY,
+        "runs",
+        "Get latest delta links: the next sync sees only changes made from now on",
+    ),
+    api(
         "GET",
         "/api/v1/connections/{id}/logs/{log}",
         READ,
@@ -426,6 +433,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/connections/{id}/cursors/reset",
         MODIFY,
         "Reset delta cursors",
+    ),
+    page(
+        "POST",
+        "/connections/{id}/cursors/latest",
+        MODIFY,
+        "Get latest delta links",
     ),
     page("GET", "/connections/{id}/check", READ, "Configuration check"),
     page("GET", "/connections/{id}/logs", READ, "Logs"),

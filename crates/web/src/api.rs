@@ -58,6 +58,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/connections/{id}/runs", get(list_runs).post(start_run))
         .route("/api/v1/connections/{id}/cursors/reset", post(reset_cursors))
+        .route("/api/v1/connections/{id}/cursors/latest", post(latest_cursors))
         .route("/api/v1/connections/{id}/logs/{log}", get(connection_log))
         .route(
             "/api/v1/connections/{id}/directory/{kind}",
@@ -928,6 +929,27 @@ async fn reset_cursors(
     let cleared = tx.clear_cursors(scope.connection.id, None).await?;
     tx.commit().await?;
     Ok(Json(json!({ "cleared": cleared })))
+}
+
+/// "Get latest": delta links that start from now, so the next sync sees only later changes
+/// without a full import.
+pub(crate) async fn take_latest_cursors(state: &AppState, connection: &Connection) -> ApiResult<Value> {
+    let status = deskbridge_sync::reset_deltas(
+        &state.store,
+        &connection.name,
+        deskbridge_sync::DeltaReset::Latest,
+        &state.sync_options,
+        &state.clock,
+    )
+    .await?;
+    serde_json::to_value(&status).map_err(ApiError::internal)
+}
+
+async fn latest_cursors(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(take_latest_cursors(&state, &scope.connection).await?))
 }
 
 // ---------------------------------------------------------------------- logs and directory

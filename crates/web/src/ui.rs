@@ -52,6 +52,7 @@ pub fn routes() -> Router<AppState> {
         .route("/connections/{id}/runs", get(run_history).post(start_run))
         .route("/connections/{id}/agent", get(agent).post(save_agent))
         .route("/connections/{id}/cursors/reset", post(reset_cursors))
+        .route("/connections/{id}/cursors/latest", post(latest_cursors))
         .route("/connections/{id}/schedules", post(add_schedule))
         .route(
             "/connections/{id}/schedules/{schedule}/remove",
@@ -1968,6 +1969,12 @@ async fn agent_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &st
             "Reset delta (next sync reads everything)",
             Vec::new(),
         ));
+        delta = delta.form(form(
+            "latest",
+            format!("/connections/{id}/cursors/latest"),
+            "Get latest delta (next sync sees only changes from now)",
+            Vec::new(),
+        ));
     }
     let schedules = api::schedules_of(state, &scope.connection).await?;
     let rows = schedules
@@ -2120,6 +2127,18 @@ async fn reset_cursors(
         &format!("Delta reset ({n} cursors cleared): the next sync is a full read."),
     )
     .await
+}
+
+async fn latest_cursors(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(scope): Extension<Scope>,
+) -> UiResult {
+    let flash = match api::take_latest_cursors(&state, &scope.connection).await {
+        Ok(_) => "Delta links taken from now: the next sync sees only changes made from here on.".to_owned(),
+        Err(e) => format!("The latest delta links could not be taken: {}", e.message),
+    };
+    agent_view(&state, &caller, &scope, &flash).await
 }
 
 async fn check(

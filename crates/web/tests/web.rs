@@ -270,7 +270,14 @@ fn allowed(who: Option<&str>, need: Need, own: bool) -> bool {
 fn harmless_body(method: &str, path: &str) -> Option<Value> {
     match (method, path) {
         ("GET" | "DELETE", _) => None,
-        (_, p) if p.ends_with("/test") || p.ends_with("/preview") || p.ends_with("/cursors/reset") => None,
+        (_, p)
+            if p.ends_with("/test")
+                || p.ends_with("/preview")
+                || p.ends_with("/cursors/reset")
+                || p.ends_with("/cursors/latest") =>
+        {
+            None
+        }
         (_, p) if p.ends_with("/cancel") || p.ends_with("/approve") => None,
         _ => Some(json!({"not_a_field": true})),
     }
@@ -798,6 +805,11 @@ store_test! {
         assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
         let listed = api(&fx.app, Method::GET, &base, Some(&token), None).await.json();
         assert_eq!(listed["schedules"].as_array().unwrap().len(), 1);
+
+        // Get latest: links that start from now, taken under the current settings.
+        let latest = api(&fx.app, Method::POST, &format!("/api/v1/connections/{own}/cursors/latest"), Some(&token), None).await;
+        assert_eq!(latest.status, StatusCode::OK, "{}", latest.text);
+        assert_eq!(latest.json()["links_current"], true, "{}", latest.text);
 
         // The configuration check: one point per line with name, ok, detail and remedy.
         let check = api(&fx.app, Method::GET, &format!("/api/v1/connections/{own}/check"), Some(&fx.who("reader").token), None).await;
