@@ -17,7 +17,7 @@ use deskbridge_core::SharedClock;
 use deskbridge_graph::{GraphClient, GraphConfig, GraphErrorClass};
 use deskbridge_msauth::{
     AppCredentials, AppTokenProvider, AuthErrorClass, Authority, CertificateCredential, ClientCredential,
-    SecretString, TokenClient, TokenProvider as _,
+    SecretString, TokenClient, TokenProvider,
 };
 use deskbridge_store::{CursorKey, SecretRef, Store};
 use deskbridge_sync::{AuthMethod, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET, load_entra_connection};
@@ -215,13 +215,10 @@ pub async fn check_connection(
         AuthMethod::ClientSecret => (SECRET_CLIENT_SECRET, "client secret"),
         AuthMethod::Certificate => (SECRET_CERTIFICATE, "certificate"),
         AuthMethod::Delegated => {
-            points.push(CheckPoint::pass(
-                "credential",
-                "delegated connection: its sign-in is checked by `deskbridge connection authorize`; the token, \
-                 consent and permission points here cover app-only connections",
-            ));
-            mappings_and_delta(store, &settings, connection.id, &mut points).await;
-            return report(points);
+            let token = delegated_token(store, &connection, &settings, clock, &mut points).await;
+            return report(
+                after_token(store, &settings, connection.id, graph, clock, points, token, true).await,
+            );
         }
     };
     let secret_ref = SecretRef::new("connections", connection.id, field);
@@ -354,7 +351,7 @@ pub async fn check_connection(
                                 "consent",
                                 "the app has a service principal (admin consent) in the tenant",
                             ));
-                            Some((http, tokens, token))
+                            Some((http, tokens as Arc<dyn TokenProvider>, token))
                         }
                         Err(e) => {
                             let detail = e.to_string();
@@ -382,6 +379,136 @@ pub async fn check_connection(
             }
         }
     };
+    report(
+        after_token(
+            store,
+            &settings,
+            connection.id,
+            graph,
+            clock,
+            points,
+            token,
+            false,
+        )
+        .await,
+    )
+}
+
+/// A delegated connection's token: its sealed refresh token redeemed the way a sync does it.
+async fn delegated_token(
+    store: &Store,
+    connection: &deskbridge_store::Connection,
+    settings: &deskbridge_sync::EntraSettings,
+    clock: &SharedClock,
+    points: &mut Vec<CheckPoint>,
+) -> Option<(
+    reqwest::Client,
+    Arc<dyn TokenProvider>,
+    deskbridge_msauth::AccessToken,
+)> {
+    let authorised = async {
+        let mut tx = store.read().await?;
+        let token = tx
+            .get_secret(&SecretRef::new(
+                "connections",
+                connection.id,
+                deskbridge_sync::SECRET_REFRESH_TOKEN,
+            ))
+            .await?;
+        tx.commit().await?;
+        Ok::<_, deskbridge_store::StoreError>(token.is_some())
+    }
+    .await;
+    match authorised {
+        Ok(true) => points.push(CheckPoint::pass(
+            "credential",
+            "delegated: a signed-in administrator's refresh token is stored (sealed)",
+        )),
+        Ok(false) => {
+            points.push(CheckPoint::fail(
+                "credential",
+                "delegated connection not authorised yet: nobody has signed in",
+                format!(
+                    "Sign in with Microsoft on the connection's details page, or run `deskbridge connection authorize --name {}`.",
+                    connection.name
+                ),
+            ));
+            points.push(CheckPoint::blocked("token", "credential"));
+            return None;
+        }
+        Err(e) => {
+            points.push(CheckPoint::fail(
+                "credential",
+                format!("the refresh token cannot be read: {e}"),
+                "Check the master key (DESKBRIDGE_SECRET_KEY or the key file) is the one the token was sealed with.",
+            ));
+            points.push(CheckPoint::blocked("token", "credential"));
+            return None;
+        }
+    }
+    let http = match reqwest::Client::builder()
+        .user_agent(concat!("deskbridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(http) => http,
+        Err(e) => {
+            points.push(CheckPoint::fail(
+                "token",
+                e.to_string(),
+                "Check this machine's TLS set-up.",
+            ));
+            return None;
+        }
+    };
+    let tokens = match deskbridge_sync::token_provider(store, connection, settings, &http, clock).await {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            points.push(CheckPoint::fail(
+                "token",
+                e.to_string(),
+                e.remedy()
+                    .unwrap_or_else(|| "Check the connection's settings.".into()),
+            ));
+            return None;
+        }
+    };
+    let scope = deskbridge_sync::graph_scope(&settings.graph_url);
+    match tokens.access_token(&settings.tenant_id, &scope).await {
+        Ok(token) => {
+            points.push(CheckPoint::pass(
+                "token",
+                "a delegated access token was issued from the stored sign-in",
+            ));
+            Some((http, tokens, token))
+        }
+        Err(e) => {
+            let remedy = e.microsoft().map_or_else(
+                || "Check the connection's authority host and sign in again.".to_owned(),
+                |m| format!("{} Then sign in again to authorise the connection.", m.remedy()),
+            );
+            points.push(CheckPoint::fail("token", e.to_string(), remedy));
+            None
+        }
+    }
+}
+
+/// The points that need a token (permissions, tenant reachable, sign-in data), then mappings and
+/// delta state.
+#[allow(clippy::too_many_arguments)] // the check's context, passed on as it is
+async fn after_token(
+    store: &Store,
+    settings: &deskbridge_sync::EntraSettings,
+    connection: deskbridge_core::ConnectionId,
+    graph: Option<GraphConfig>,
+    clock: &SharedClock,
+    mut points: Vec<CheckPoint>,
+    token: Option<(
+        reqwest::Client,
+        Arc<dyn TokenProvider>,
+        deskbridge_msauth::AccessToken,
+    )>,
+    delegated: bool,
+) -> Vec<CheckPoint> {
     let Some((http, tokens, token)) = token else {
         for name in ["permissions", "tenant_reachable"] {
             points.push(CheckPoint::blocked(name, "token"));
@@ -389,8 +516,8 @@ pub async fn check_connection(
         if settings.last_sign_in {
             points.push(CheckPoint::blocked("sign_in_data", "token"));
         }
-        mappings_and_delta(store, &settings, connection.id, &mut points).await;
-        return report(points);
+        mappings_and_delta(store, settings, connection, &mut points).await;
+        return points;
     };
 
     let mut required = vec![READ_USERS, READ_GROUPS, READ_ORG];
@@ -426,8 +553,10 @@ pub async fn check_connection(
                         if granted.is_empty() { "none".to_owned() } else { granted.iter().cloned().collect::<Vec<_>>().join(", ") }
                     ),
                     format!(
-                        "Add the Microsoft Graph application permission(s) {} to the app registration and grant admin consent in the tenant.",
-                        missing.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
+                        "Add the Microsoft Graph {} permission(s) {} to the app registration and grant admin consent in the tenant{}.",
+                        if delegated { "delegated" } else { "application" },
+                        missing.iter().map(|r| r.name).collect::<Vec<_>>().join(", "),
+                        if delegated { ", then sign in again" } else { "" }
                     ),
                 )
             }
@@ -486,8 +615,8 @@ pub async fn check_connection(
             }
         }
     }
-    mappings_and_delta(store, &settings, connection.id, &mut points).await;
-    report(points)
+    mappings_and_delta(store, settings, connection, &mut points).await;
+    points
 }
 
 async fn mappings_and_delta(

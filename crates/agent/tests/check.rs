@@ -284,3 +284,68 @@ async fn sign_in_data_on_a_non_premium_tenant_is_reported() {
     assert_eq!(failed(&report), ["sign_in_data"]);
     s.emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_delegated_connection_is_checked_with_its_signed_in_token() {
+    let s = setup().await;
+    s.emu.set_auto_approve(true);
+    let db = deskbridge_testkit::sqlite().await;
+    let app = s.app("multi_tenant_secret");
+    let summary = s.emu.summary();
+    add_entra_connection(
+        &db.store,
+        &NewEntraConnection {
+            name: "c".into(),
+            tenant_id: s.customer_tenant(true),
+            client_id: app.client_id.clone(),
+            credential: NewCredential::Delegated {
+                client_secret: Some(app.secrets[0].value.clone()),
+                expires_at: None,
+            },
+            authority_host: Some(summary.authority_host.clone()),
+            graph_url: Some(summary.graph_url.clone()),
+            customer: Some("Contoso".into()),
+            enabled_instances: None,
+            last_sign_in: false,
+        },
+    )
+    .await
+    .unwrap();
+
+    // Nobody has signed in: the credential point fails and says how to sign in.
+    let report = check(&db).await;
+    assert!(!point(&report, "credential").ok, "{report:#?}");
+    assert!(
+        point(&report, "credential")
+            .remedy
+            .contains("connection authorize --name c")
+    );
+    assert!(!point(&report, "token").ok, "blocked by the credential");
+
+    // After a sign-in, the stored refresh token gives a delegated token whose scopes are checked.
+    let clock: SharedClock = Arc::new(SystemClock);
+    let pending =
+        deskbridge_sync::begin_delegated_authorization(&db.store, "c", "http://127.0.0.1:9/callback", &clock)
+            .await
+            .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = http.get(&pending.url).send().await.unwrap();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    deskbridge_sync::complete_delegated_redirect(&db.store, &location, &clock)
+        .await
+        .unwrap();
+    let report = check(&db).await;
+    assert!(report.ok, "{report:#?}");
+    assert!(point(&report, "token").detail.contains("delegated"));
+    assert!(point(&report, "tenant_reachable").ok);
+    assert!(
+        point(&report, "permissions")
+            .detail
+            .contains("Directory.Read.All"),
+        "{report:#?}"
+    );
+    s.emu.shutdown().await;
+}

@@ -46,7 +46,9 @@ pub use desk::{load_catalog, load_snapshot};
 pub use error::SyncError;
 pub use many::{ManyResult, sync_many};
 pub use mappings::save_mappings;
-pub use run::{SyncObserver, SyncOptions, SyncOutcome, delta_tracking, scope_for as graph_scope, sync};
+pub use run::{
+    SyncObserver, SyncOptions, SyncOutcome, delta_tracking, scope_for as graph_scope, sync, token_provider,
+};
 
 /// The connection kind of Entra connections in the store.
 pub const ENTRA_KIND: &str = "entra";

@@ -200,6 +200,36 @@ pub(crate) async fn graph_for(
     graph_for_with(store, connection, settings, clock, options, None).await
 }
 
+/// Where the connection's access tokens come from: client credentials for application
+/// permissions, the sealed (and rotated) refresh token for delegated ones. The configuration
+/// check uses this too, so it tests exactly what a sync will use.
+pub async fn token_provider(
+    store: &Store,
+    connection: &Connection,
+    settings: &EntraSettings,
+    http: &reqwest::Client,
+    clock: &SharedClock,
+) -> Result<Arc<dyn TokenProvider>, SyncError> {
+    let mut tx = store.read().await?;
+    let credential = app_credential(&mut tx, connection, settings.auth).await?;
+    tx.commit().await?;
+    let authority = Authority::new(&settings.authority_host)
+        .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
+    let token_client = TokenClient::new(http.clone(), authority, clock.clone());
+    let app = AppCredentials {
+        client_id: settings.client_id.clone(),
+        credential,
+    };
+    Ok(match settings.auth {
+        AuthMethod::Delegated => {
+            Arc::new(crate::delegated::delegated_provider(store, connection, token_client, app).await?)
+        }
+        AuthMethod::ClientSecret | AuthMethod::Certificate => {
+            Arc::new(AppTokenProvider::new(token_client, app))
+        }
+    })
+}
+
 /// [`graph_for`], taking the app's client from `shared` when given.
 async fn graph_for_with(
     store: &Store,
@@ -209,25 +239,8 @@ async fn graph_for_with(
     options: &SyncOptions,
     shared: Option<&crate::many::SharedGraph>,
 ) -> Result<(deskbridge_graph::GraphTenant, Arc<MemoryRequestLog>), SyncError> {
-    let mut tx = store.read().await?;
-    let credential = app_credential(&mut tx, connection, settings.auth).await?;
-    tx.commit().await?;
     let http = http_client(&connection.name)?;
-    let authority = Authority::new(&settings.authority_host)
-        .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
-    let token_client = TokenClient::new(http.clone(), authority, clock.clone());
-    let app = AppCredentials {
-        client_id: settings.client_id.clone(),
-        credential,
-    };
-    let tokens: Arc<dyn TokenProvider> = match settings.auth {
-        AuthMethod::Delegated => {
-            Arc::new(crate::delegated::delegated_provider(store, connection, token_client, app).await?)
-        }
-        AuthMethod::ClientSecret | AuthMethod::Certificate => {
-            Arc::new(AppTokenProvider::new(token_client, app))
-        }
-    };
+    let tokens = token_provider(store, connection, settings, &http, clock).await?;
     if let Some(shared) = shared {
         // One Graph client per app registration: the per-app resource-unit budget is shared.
         return shared.tenant(connection, settings, tokens, clock, options);
