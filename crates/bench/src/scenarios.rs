@@ -131,8 +131,10 @@ pub async fn run(args: &BenchArgs, exe: &Path) -> anyhow::Result<Report> {
         Scenario::Memory => memory(args, exe, &work, &mut report).await?,
         Scenario::Baseline => baseline_scenario(args, exe, &work, &mut report).await?,
         Scenario::ScaleOut => bail!(
-            "scenario 6 (scale-out, one vs three workers on PostgreSQL) lives with the sync agent's \
-             workers, not in this command: see the workers' documentation"
+            "scenario 6 (scale-out, one vs three workers on PostgreSQL) runs real `deskbridge worker` \
+             processes from the test suite: DESKBRIDGE_TEST_POSTGRES_URL=postgres://… BENCH_CONNECTIONS=9 \
+             BENCH_USERS=100 BENCH_LATENCY_MS=400 cargo nextest run -p deskbridge --test agent \
+             -E 'test(benchmark_one_worker_vs_three)' --run-ignored only --no-capture (docs/PERFORMANCE.md)"
         ),
     }
     Ok(report)
