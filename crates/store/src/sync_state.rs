@@ -73,6 +73,11 @@ impl RunStatus {
         .into_iter()
         .find(|v| v.as_str() == s)
     }
+
+    /// Queued or running: a job in this state still holds its connection and entity.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Queued | Self::Running)
+    }
 }
 
 /// What a run did to the desk.
