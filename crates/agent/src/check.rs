@@ -318,10 +318,7 @@ pub async fn check_connection(
         None => None,
         Some(credential) => {
             let providers = async {
-                let http = reqwest::Client::builder()
-                    .user_agent(concat!("deskbridge/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| e.to_string())?;
+                let http = deskbridge_sync::http_client(name).map_err(|e| e.to_string())?;
                 let authority = Authority::new(&settings.authority_host).map_err(|e| e.to_string())?;
                 let tokens = Arc::new(AppTokenProvider::new(
                     TokenClient::new(http.clone(), authority, clock.clone()),
@@ -446,10 +443,7 @@ async fn delegated_token(
             return None;
         }
     }
-    let http = match reqwest::Client::builder()
-        .user_agent(concat!("deskbridge/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+    let http = match deskbridge_sync::http_client(&connection.name) {
         Ok(http) => http,
         Err(e) => {
             points.push(CheckPoint::fail(

@@ -68,10 +68,7 @@ impl RequestLog for RoutedLog {
 
 impl SharedGraph {
     fn new() -> Result<Self, SyncError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("deskbridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| SyncError::BadSettings("(all connections)".into(), e.to_string()))?;
+        let http = crate::run::http_client("(all connections)")?;
         Ok(Self {
             http,
             clients: Mutex::new(HashMap::new()),

@@ -183,7 +183,9 @@ pub(crate) async fn app_credential(
     }
 }
 
-pub(crate) fn http_client(connection: &str) -> Result<reqwest::Client, SyncError> {
+/// The HTTP client deskbridge talks to Microsoft with (its user agent names it); `connection`
+/// labels the error.
+pub fn http_client(connection: &str) -> Result<reqwest::Client, SyncError> {
     reqwest::Client::builder()
         .user_agent(concat!("deskbridge/", env!("CARGO_PKG_VERSION")))
         .build()
