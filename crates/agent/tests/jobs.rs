@@ -88,6 +88,7 @@ store_test! {
         let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
         let run = tx.start_run(Some(a), "sync").await.unwrap();
         assert!(tx.set_job_run(id, "w1", first.job.attempts, run).await.unwrap());
+        assert_eq!(tx.active_job_for_run(run).await.unwrap().map(|j| j.id), Some(id), "the run's job is found by its run");
         tx.commit().await.unwrap();
 
         assert!(claim(db, "w2").await.is_none(), "a live lease is not claimable");
@@ -108,6 +109,7 @@ store_test! {
         assert!(!tx.finish_job(id, "w1", 1, JobStatus::Succeeded, None, &json!({})).await.unwrap());
         assert_eq!(tx.heartbeat_job(id, "w2", 2, later(db, 30), &json!({"pages": 3})).await.unwrap(), Some(false));
         assert!(tx.finish_job(id, "w2", 2, JobStatus::Succeeded, None, &json!({"pages": 4})).await.unwrap());
+        assert!(tx.active_job_for_run(run).await.unwrap().is_none(), "a finished job no longer answers for a run");
         let done = tx.job(id).await.unwrap().unwrap();
         tx.commit().await.unwrap();
         assert_eq!(done.status, JobStatus::Succeeded);

@@ -271,6 +271,19 @@ impl StoreTx {
         Ok(row.and_then(|r| r.first().and_then(Sql::as_int)).map(JobId))
     }
 
+    /// The queued or running job whose current run is `run`, if any.
+    pub async fn active_job_for_run(&mut self, run: RunId) -> Result<Option<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs j JOIN connections c ON c.id = j.connection_id \
+             WHERE j.run_id = $1 AND j.status IN ('queued', 'running')"
+        );
+        self.row(&sql, &[Sql::Int(run.0)], &JOB_TYPES)
+            .await?
+            .as_deref()
+            .map(job_from_row)
+            .transpose()
+    }
+
     pub async fn job(&mut self, id: JobId) -> Result<Option<Job>> {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs j JOIN connections c ON c.id = j.connection_id WHERE j.id = $1"

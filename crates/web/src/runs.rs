@@ -146,11 +146,7 @@ impl Runs {
         }
         // A run of the job queue: ask its worker to stop (at its next heartbeat).
         let mut tx = state.store.begin(WriteContext::manual()).await?;
-        let job = tx
-            .jobs(None, 500)
-            .await?
-            .into_iter()
-            .find(|j| j.run_id == Some(run) && j.status.is_active());
+        let job = tx.active_job_for_run(run).await?;
         if let Some(job) = &job {
             tx.cancel_job(job.id).await?;
         }
