@@ -62,6 +62,11 @@ pub struct Store {
     pool: Pool,
     clock: SharedClock,
     keys: Arc<RwLock<Option<Arc<KeyRing>>>>,
+    /// SQLite has one writer per database. Writers of this process queue here, in order, without
+    /// holding a pooled connection, instead of polling the file lock until the busy timeout
+    /// gives up (which is what failed concurrent syncs with "database is locked"). `None` on
+    /// PostgreSQL, where writers run in parallel.
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Store {
@@ -92,11 +97,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
-        Ok(Self {
-            pool,
-            clock: options.clock,
-            keys: Arc::new(RwLock::new(options.keys.map(Arc::new))),
-        })
+        Ok(Self::from_pool(pool, options))
     }
 
     /// Opens (creating if needed) the embedded SQLite database file at `path`.
@@ -109,11 +110,7 @@ impl Store {
         let pool = Self::sqlite_pool(opts, false, options.max_connections)
             .await
             .map_err(connect_err)?;
-        Ok(Self {
-            pool: Pool::Sqlite(pool),
-            clock: options.clock,
-            keys: Arc::new(RwLock::new(options.keys.map(Arc::new))),
-        })
+        Ok(Self::from_pool(Pool::Sqlite(pool), options))
     }
 
     /// Opens a PostgreSQL database whose tables live in `schema` (created if missing). Tests use
@@ -141,11 +138,17 @@ impl Store {
         let pool = Self::postgres_pool(opts, options.max_connections)
             .await
             .map_err(connect_err)?;
-        Ok(Self {
-            pool: Pool::Postgres(pool),
+        Ok(Self::from_pool(Pool::Postgres(pool), options))
+    }
+
+    fn from_pool(pool: Pool, options: StoreOptions) -> Self {
+        let writer = matches!(pool, Pool::Sqlite(_)).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Self {
+            pool,
             clock: options.clock,
             keys: Arc::new(RwLock::new(options.keys.map(Arc::new))),
-        })
+            writer,
+        }
     }
 
     async fn sqlite_pool(opts: SqliteConnectOptions, in_memory: bool, max: u32) -> sqlx::Result<SqlitePool> {
@@ -213,6 +216,10 @@ impl Store {
     /// Starts a write transaction. Everything written through it, with its journal rows, is
     /// committed together or not at all.
     pub async fn begin(&self, ctx: WriteContext) -> Result<StoreTx> {
+        let writer = match &self.writer {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
         let conn = match &self.pool {
             // IMMEDIATE takes the write lock up front: two writers never deadlock upgrading.
             Pool::Sqlite(p) => Conn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
@@ -221,6 +228,9 @@ impl Store {
         let at = ctx.at.unwrap_or_else(|| self.clock.now());
         Ok(StoreTx {
             conn,
+            _writer: writer,
+            pending: Vec::new(),
+            known_ids: std::collections::HashMap::new(),
             ctx,
             at,
             store: self.clone(),
@@ -235,6 +245,9 @@ impl Store {
         };
         Ok(StoreTx {
             conn,
+            _writer: None,
+            pending: Vec::new(),
+            known_ids: std::collections::HashMap::new(),
             ctx: WriteContext::default(),
             at: self.clock.now(),
             store: self.clone(),
@@ -280,6 +293,16 @@ enum Conn {
 /// One transaction on the store.
 pub struct StoreTx {
     conn: Conn,
+    /// This process's SQLite write turn, given back after the transaction ends (declared after
+    /// `conn` so it drops after it).
+    _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// Rows of append-only tables (the journal, the inbound log) not yet sent: a large import
+    /// writes them as a few multi-row INSERTs instead of one statement per row. They are sent
+    /// before anything could read them (a statement naming their table, a savepoint, commit).
+    pending: Vec<PendingRows>,
+    /// Records this transaction has seen exist, so a reference to them is checked once, not
+    /// once per row naming them. Forgotten on a delete or a rollback to a savepoint.
+    known_ids: std::collections::HashMap<&'static str, std::collections::HashSet<i64>>,
     pub(crate) ctx: WriteContext,
     pub(crate) at: Timestamp,
     pub(crate) store: Store,
@@ -293,6 +316,20 @@ impl std::fmt::Debug for StoreTx {
             .finish_non_exhaustive()
     }
 }
+
+/// Buffered rows of one append-only table.
+struct PendingRows {
+    table: &'static str,
+    /// `(a, b, c)` column list.
+    columns: String,
+    width: usize,
+    /// `width` values per row, row after row.
+    values: Vec<Sql>,
+}
+
+/// Rows per multi-row INSERT: few distinct statements to prepare, and far below both databases'
+/// bind-parameter limits (32,766 on SQLite, 65,535 on PostgreSQL) for any table's width.
+const ROWS_PER_INSERT: usize = 100;
 
 /// A value bound to or read from SQL. Nulls are typed because PostgreSQL needs to know.
 #[derive(Debug, Clone, PartialEq)]
@@ -403,14 +440,108 @@ impl StoreTx {
         &self.ctx
     }
 
+    /// Queues a row of an append-only table (see [`StoreTx::pending`]); `row` has one value per
+    /// column of `columns`.
+    pub(crate) async fn append_row(
+        &mut self,
+        table: &'static str,
+        columns: &str,
+        row: Vec<Sql>,
+    ) -> Result<()> {
+        let index = match self.pending.iter().position(|p| p.table == table) {
+            Some(i) => i,
+            None => {
+                self.pending.push(PendingRows {
+                    table,
+                    columns: columns.to_owned(),
+                    width: row.len(),
+                    values: Vec::new(),
+                });
+                self.pending.len() - 1
+            }
+        };
+        let full = match self.pending.get_mut(index) {
+            Some(p) => {
+                debug_assert_eq!(p.width, row.len(), "every row of {table} has the same columns");
+                p.values.extend(row);
+                p.values.len() >= p.width * ROWS_PER_INSERT * 4
+            }
+            None => false,
+        };
+        if full {
+            self.flush_pending().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends every queued row.
+    pub(crate) async fn flush_pending(&mut self) -> Result<()> {
+        for pending in std::mem::take(&mut self.pending) {
+            let width = pending.width.max(1);
+            for chunk in pending.values.chunks(width * ROWS_PER_INSERT) {
+                let rows = chunk.len() / width;
+                let mut sql = format!("INSERT INTO {} {} VALUES ", pending.table, pending.columns);
+                for row in 0..rows {
+                    if row > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('(');
+                    sql.push_str(&placeholders(row * width + 1, width));
+                    sql.push(')');
+                }
+                self.run_execute(&sql, chunk).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends queued rows a statement could read.
+    async fn flush_if_read(&mut self, sql: &str) -> Result<()> {
+        if self.pending.iter().any(|p| sql.contains(p.table)) {
+            self.flush_pending().await?;
+        }
+        Ok(())
+    }
+
+    /// A DELETE may remove records this transaction knew, directly or by cascade: forget them
+    /// all, and send queued rows first (they may name a record the DELETE removes).
+    async fn before_delete(&mut self, sql: &str) -> Result<()> {
+        if sql.trim_start().starts_with("DELETE") {
+            self.flush_pending().await?;
+            self.known_ids.clear();
+        }
+        Ok(())
+    }
+
+    /// Deletes rows of a link table (a record's roles, teams, licences). Link rows are referenced
+    /// by nothing, so no record this transaction knows goes with them.
+    pub(crate) async fn delete_link_rows(&mut self, sql: &str, args: &[Sql]) -> Result<u64> {
+        self.flush_if_read(sql).await?;
+        self.run_execute(sql, args).await
+    }
+
+    /// Whether `id` of `table` is known to exist in this transaction.
+    pub(crate) fn known_to_exist(&self, table: &'static str, id: i64) -> bool {
+        self.known_ids.get(table).is_some_and(|ids| ids.contains(&id))
+    }
+
+    pub(crate) fn remember_exists(&mut self, table: &'static str, id: i64) {
+        self.known_ids.entry(table).or_default().insert(id);
+    }
+
     pub(crate) async fn execute(&mut self, sql: &str, args: &[Sql]) -> Result<u64> {
-        let sql = AssertSqlSafe(sql.to_owned());
+        self.flush_if_read(sql).await?;
+        self.before_delete(sql).await?;
+        self.run_execute(sql, args).await
+    }
+
+    async fn run_execute(&mut self, sql: &str, args: &[Sql]) -> Result<u64> {
         Ok(match &mut self.conn {
-            Conn::Sqlite(tx) => bind_all!(sqlx::query(sql), args)
+            Conn::Sqlite(tx) => bind_all!(sqlx::query(AssertSqlSafe(sqlite_sql(sql))), args)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected(),
-            Conn::Postgres(tx) => bind_all!(sqlx::query(sql), args)
+            Conn::Postgres(tx) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected(),
@@ -418,15 +549,18 @@ impl StoreTx {
     }
 
     pub(crate) async fn rows(&mut self, sql: &str, args: &[Sql], types: &[SqlType]) -> Result<Vec<Vec<Sql>>> {
-        let sql = AssertSqlSafe(sql.to_owned());
+        self.flush_if_read(sql).await?;
+        self.before_delete(sql).await?;
         let mut out = Vec::new();
         match &mut self.conn {
             Conn::Sqlite(tx) => {
+                let sql = AssertSqlSafe(sqlite_sql(sql));
                 for row in bind_all!(sqlx::query(sql), args).fetch_all(&mut **tx).await? {
                     out.push(decode_row!(row, types));
                 }
             }
             Conn::Postgres(tx) => {
+                let sql = AssertSqlSafe(sql.to_owned());
                 for row in bind_all!(sqlx::query(sql), args).fetch_all(&mut **tx).await? {
                     out.push(decode_row!(row, types));
                 }
@@ -452,8 +586,9 @@ impl StoreTx {
         Ok(self.rows(sql, args, types).await?.into_iter().next())
     }
 
-    /// Runs a multi-statement script (migrations).
+    /// Runs a multi-statement script (migrations, in a transaction of their own).
     pub(crate) async fn script(&mut self, sql: &str) -> std::result::Result<(), sqlx::Error> {
+        self.known_ids.clear();
         let sql = AssertSqlSafe(sql.to_owned());
         match &mut self.conn {
             Conn::Sqlite(tx) => sqlx::raw_sql(sql).execute(&mut **tx).await.map(|_| ()),
@@ -461,7 +596,8 @@ impl StoreTx {
         }
     }
 
-    pub async fn commit(self) -> Result<()> {
+    pub async fn commit(mut self) -> Result<()> {
+        self.flush_pending().await?;
         match self.conn {
             Conn::Sqlite(tx) => tx.commit().await?,
             Conn::Postgres(tx) => tx.commit().await?,
@@ -476,6 +612,50 @@ impl StoreTx {
         }
         Ok(())
     }
+}
+
+/// `sql` for SQLite: numbered parameters `$1, $2, …` that appear once each and in order become
+/// anonymous `?`. SQLite finds a numbered parameter's name by a linear search of the
+/// statement's parameter list, and sqlx asks for every parameter's name, so binding a
+/// statement with n numbered parameters costs O(n²): a 900-value multi-row insert spent most of
+/// an import's time there. Anonymous parameters have no name to search for. Any other use of
+/// parameters (one repeated, out of order) is left as written.
+pub(crate) fn sqlite_sql(sql: &str) -> String {
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut expected = 1u64;
+    let mut in_literal = false;
+    let mut copied = 0;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\'' => in_literal = !in_literal,
+            b'$' if !in_literal => {
+                let digits = bytes
+                    .get(i + 1..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|d| d.is_ascii_digit())
+                    .count();
+                if digits > 0 {
+                    let number: Option<u64> = sql.get(i + 1..i + 1 + digits).and_then(|n| n.parse().ok());
+                    if number != Some(expected) {
+                        return sql.to_owned();
+                    }
+                    expected += 1;
+                    out.push_str(sql.get(copied..i).unwrap_or_default());
+                    out.push('?');
+                    copied = i + 1 + digits;
+                    i = copied;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push_str(sql.get(copied..).unwrap_or_default());
+    out
 }
 
 /// `$from, $from+1, …` for `count` bind parameters (both dialects accept `$n`).
@@ -501,10 +681,14 @@ impl StoreTx {
     /// Marks a point to return to if the next writes fail; both databases keep the rest of the
     /// transaction usable after [`StoreTx::rollback_to_savepoint`].
     pub async fn savepoint(&mut self) -> Result<()> {
+        // Queued rows belong before the savepoint: a rollback to it must keep them.
+        self.flush_pending().await?;
         self.execute("SAVEPOINT deskbridge_step", &[]).await.map(|_| ())
     }
 
     pub async fn release_savepoint(&mut self) -> Result<()> {
+        // A queued row that fails must fail the step that queued it.
+        self.flush_pending().await?;
         self.execute("RELEASE SAVEPOINT deskbridge_step", &[])
             .await
             .map(|_| ())
@@ -512,7 +696,40 @@ impl StoreTx {
 
     /// Undoes everything written since [`StoreTx::savepoint`], journal rows included.
     pub async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        // Everything queued since the savepoint is undone with it, and records created since
+        // may be gone.
+        self.pending.clear();
+        self.known_ids.clear();
         self.execute("ROLLBACK TO SAVEPOINT deskbridge_step", &[]).await?;
         self.release_savepoint().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_sql;
+
+    #[test]
+    fn sequential_numbered_parameters_become_anonymous() {
+        assert_eq!(
+            sqlite_sql("INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
+        );
+        assert_eq!(sqlite_sql("SELECT 1"), "SELECT 1");
+        assert_eq!(
+            sqlite_sql("SELECT $1 WHERE x = '$2' AND y = $2"),
+            "SELECT ? WHERE x = '$2' AND y = ?"
+        );
+    }
+
+    #[test]
+    fn repeated_or_reordered_parameters_are_left_as_written() {
+        for sql in [
+            "INSERT INTO t VALUES ($1, $2, $2)",
+            "SELECT * FROM t WHERE id > $2 AND x = $1",
+            "SELECT $1, $3",
+        ] {
+            assert_eq!(sqlite_sql(sql), sql);
+        }
     }
 }

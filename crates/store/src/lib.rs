@@ -39,7 +39,9 @@ pub use jobs::{
     ScheduleId,
 };
 pub use migrate::AppliedMigration;
-pub use records::{CustomFieldDefinition, FieldChange, Fields, Record, SourceKey, UpsertOutcome};
+pub use records::{
+    CustomFieldDefinition, FieldChange, Fields, Record, RecordScope, SourceKey, UpsertOutcome,
+};
 pub use schema::Entity;
 pub use secrets::{RotationReport, SecretRef};
 pub use sync_state::{

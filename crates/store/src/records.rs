@@ -70,6 +70,71 @@ impl Record {
     }
 }
 
+/// A subset of an entity's records, for [`StoreTx::list_scoped`]. Each scope is a fixed SQL
+/// condition with bound values, so a listing never builds SQL from input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordScope {
+    /// Users or agents a sync of `connection` (reading `tenant_id`) can match or change: its own
+    /// imports, records imported by no connection, and records of other connections that are not
+    /// tied to another tenant's object. Leaves out the rest of a many-tenant desk, which a
+    /// connection's sync can neither match (object ids are unique across tenants; linked records
+    /// are never matched by email) nor change.
+    SyncableBy {
+        connection: ConnectionId,
+        tenant_id: String,
+    },
+    /// Tickets assigned to agents imported by the connection.
+    AssignedToAgentsOf(ConnectionId),
+    /// Records of the customer, and those of no customer.
+    OfCustomerOrNone(RecordId),
+}
+
+impl RecordScope {
+    /// The SQL condition, binding its values after those already in `args`.
+    fn condition(&self, spec: &EntitySpec, args: &mut Vec<Sql>) -> Result<String> {
+        let needs = |column: &str| {
+            if spec.column(column).is_some() {
+                Ok(())
+            } else {
+                Err(StoreError::UnknownField {
+                    entity: spec.name,
+                    field: column.to_owned(),
+                })
+            }
+        };
+        Ok(match self {
+            Self::SyncableBy {
+                connection,
+                tenant_id,
+            } => {
+                needs("azure_object_id")?;
+                needs("azure_tenant_id")?;
+                args.push(Sql::Int(connection.0));
+                args.push(Sql::text(tenant_id.clone()));
+                let (c, t) = (args.len() - 1, args.len());
+                format!(
+                    "NOT (source_connection_id IS NOT NULL AND source_connection_id <> ${c} \
+                     AND azure_object_id IS NOT NULL AND azure_tenant_id IS NOT NULL \
+                     AND lower(azure_tenant_id) <> lower(${t}))"
+                )
+            }
+            Self::AssignedToAgentsOf(connection) => {
+                needs("agent_id")?;
+                args.push(Sql::Int(connection.0));
+                format!(
+                    "agent_id IN (SELECT id FROM agents WHERE source_connection_id = ${})",
+                    args.len()
+                )
+            }
+            Self::OfCustomerOrNone(customer) => {
+                needs("customer_id")?;
+                args.push(Sql::Int(customer.0));
+                format!("customer_id IS NULL OR customer_id = ${}", args.len())
+            }
+        })
+    }
+}
+
 /// One field changed by a write.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FieldChange {
@@ -373,6 +438,46 @@ impl StoreTx {
         Ok(Some(record))
     }
 
+    /// The id of the record imported from `source`, if any (no fields read).
+    pub async fn id_by_source(&mut self, entity: Entity, source: &SourceKey) -> Result<Option<RecordId>> {
+        let sql = format!(
+            "SELECT id FROM {} WHERE source_connection_id = $1 AND external_id = $2",
+            entity.spec().table
+        );
+        let args = [
+            Sql::Int(source.connection_id.0),
+            Sql::text(source.external_id.clone()),
+        ];
+        let row = self.row(&sql, &args, &[SqlType::Int]).await?;
+        Ok(row.and_then(|r| r.first().and_then(Sql::as_int)).map(RecordId))
+    }
+
+    /// The ids of the records `connection` imported with any of `external_ids`, by external id:
+    /// one query per 500 ids instead of one per record.
+    pub async fn ids_by_source(
+        &mut self,
+        entity: Entity,
+        connection: ConnectionId,
+        external_ids: &[&str],
+    ) -> Result<BTreeMap<String, RecordId>> {
+        let mut out = BTreeMap::new();
+        for chunk in external_ids.chunks(500) {
+            let sql = format!(
+                "SELECT external_id, id FROM {} WHERE source_connection_id = $1 AND external_id IN ({})",
+                entity.spec().table,
+                placeholders(2, chunk.len())
+            );
+            let mut args = vec![Sql::Int(connection.0)];
+            args.extend(chunk.iter().map(|id| Sql::text(*id)));
+            for row in self.rows(&sql, &args, &[SqlType::Text, SqlType::Int]).await? {
+                if let [Sql::Text(external), Sql::Int(id)] = row.as_slice() {
+                    out.insert(external.clone(), RecordId(*id));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Records whose text column `field` equals `value`, ignoring case (for matching users by
     /// email, login or name), in id order.
     pub async fn find_by_text(&mut self, entity: Entity, field: &str, value: &str) -> Result<Vec<Record>> {
@@ -404,6 +509,30 @@ impl StoreTx {
         let spec = entity.spec();
         let sql = format!("{} WHERE id > $1 ORDER BY id LIMIT $2", select_sql(spec));
         let args = [Sql::Int(after.map_or(0, |a| a.0)), Sql::Int(i64::from(limit))];
+        let rows = self.rows(&sql, &args, &row_types(spec)).await?;
+        let mut records = rows
+            .iter()
+            .map(|r| record_from_row(spec, r))
+            .collect::<Result<Vec<_>>>()?;
+        self.load_extras(spec, &mut records).await?;
+        Ok(records)
+    }
+
+    /// A page of the records in `scope`, in id order, starting after `after` (keyset paging).
+    pub async fn list_scoped(
+        &mut self,
+        entity: Entity,
+        scope: &RecordScope,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<Record>> {
+        let spec = entity.spec();
+        let mut args = vec![Sql::Int(after.map_or(0, |a| a.0)), Sql::Int(i64::from(limit))];
+        let condition = scope.condition(spec, &mut args)?;
+        let sql = format!(
+            "{} WHERE id > $1 AND ({condition}) ORDER BY id LIMIT $2",
+            select_sql(spec)
+        );
         let rows = self.rows(&sql, &args, &row_types(spec)).await?;
         let mut records = rows
             .iter()
@@ -536,6 +665,7 @@ impl StoreTx {
                 .await
                 .map_err(|e| unique_violation(spec, e))?,
         );
+        self.remember_exists(spec.table, id.0);
         let mut changes: Vec<FieldChange> = columns
             .into_iter()
             .filter(|(_, v)| !v.is_null())
@@ -611,6 +741,13 @@ impl StoreTx {
             entity: spec.name,
             id: id.0,
         })?;
+        self.update_current(&current, fields).await
+    }
+
+    /// [`StoreTx::update`] of a record just read in this transaction.
+    async fn update_current(&mut self, current: &Record, fields: &Fields) -> Result<Vec<FieldChange>> {
+        let spec = current.entity.spec();
+        let id = current.id;
         let mut set_columns: Vec<(&'static Column, Value)> = Vec::new();
         let mut changes = Vec::new();
         let mut extras = Vec::new();
@@ -686,7 +823,7 @@ impl StoreTx {
     ) -> Result<UpsertOutcome> {
         match self.find_by_source(entity, source).await? {
             Some(existing) => {
-                let changes = self.update(entity, existing.id, fields).await?;
+                let changes = self.update_current(&existing, fields).await?;
                 Ok(if changes.is_empty() {
                     UpsertOutcome::Unchanged(existing.id)
                 } else {
@@ -758,7 +895,11 @@ impl StoreTx {
             return Ok(());
         };
         let Some(id) = value.as_i64() else { return Ok(()) };
-        let sql = format!("SELECT id FROM {} WHERE id = $1", target.spec().table);
+        let table = target.spec().table;
+        if self.known_to_exist(table, id) {
+            return Ok(());
+        }
+        let sql = format!("SELECT id FROM {table} WHERE id = $1");
         if self.row(&sql, &[Sql::Int(id)], &[SqlType::Int]).await?.is_none() {
             return Err(invalid(
                 spec,
@@ -766,6 +907,7 @@ impl StoreTx {
                 format!("{target} {id} does not exist"),
             ));
         }
+        self.remember_exists(table, id);
         Ok(())
     }
 
@@ -792,11 +934,17 @@ impl StoreTx {
                 let Value::Array(items) = &after else {
                     return Ok(None);
                 };
-                self.execute(
-                    &format!("DELETE FROM {} WHERE {} = $1", link.table, link.owner),
-                    &[Sql::Int(id.0)],
-                )
-                .await?;
+                let fresh = before.as_array().is_some_and(Vec::is_empty);
+                if !fresh {
+                    self.delete_link_rows(
+                        &format!("DELETE FROM {} WHERE {} = $1", link.table, link.owner),
+                        &[Sql::Int(id.0)],
+                    )
+                    .await?;
+                }
+                let mut names = vec![link.owner, link.target];
+                names.extend(link.extra.iter().map(|c| c.name));
+                let mut rows: Vec<Sql> = Vec::with_capacity(items.len() * names.len());
                 for item in items {
                     let (target, extras): (Value, Vec<(&Column, Value)>) = if link.extra.is_empty() {
                         (item.clone(), Vec::new())
@@ -815,20 +963,38 @@ impl StoreTx {
                         required: true,
                     };
                     self.check_reference(spec, &target_column, &target).await?;
-                    let mut names = vec![link.owner, link.target];
-                    let mut args = vec![Sql::Int(id.0), to_sql(link.target_ty, &target)];
+                    rows.push(Sql::Int(id.0));
+                    rows.push(to_sql(link.target_ty, &target));
                     for (c, v) in &extras {
                         self.check_reference(spec, c, v).await?;
-                        names.push(c.name);
-                        args.push(to_sql(c.ty, v));
+                        rows.push(to_sql(c.ty, v));
                     }
-                    let placeholders = placeholders(1, args.len());
-                    let sql = format!(
-                        "INSERT INTO {} ({}) VALUES ({placeholders})",
-                        link.table,
-                        names.join(", ")
-                    );
-                    self.execute(&sql, &args)
+                }
+                if fresh {
+                    // Nothing to replace: queue the rows like the journal's (an import creates
+                    // thousands of sets). They are sent before anything reads the table.
+                    let columns = format!("({})", names.join(", "));
+                    for row in rows.chunks(names.len()) {
+                        self.append_row(link.table, &columns, row.to_vec()).await?;
+                    }
+                    return Ok(Some(FieldChange {
+                        field: field.to_owned(),
+                        before,
+                        after,
+                    }));
+                }
+                // One statement for the whole set (sets are small: a user's roles or licences).
+                for chunk in rows.chunks(names.len() * 500) {
+                    let mut sql = format!("INSERT INTO {} ({}) VALUES ", link.table, names.join(", "));
+                    for row in 0..chunk.len() / names.len() {
+                        if row > 0 {
+                            sql.push_str(", ");
+                        }
+                        sql.push('(');
+                        sql.push_str(&placeholders(row * names.len() + 1, names.len()));
+                        sql.push(')');
+                    }
+                    self.execute(&sql, chunk)
                         .await
                         .map_err(|e| unique_violation(spec, e))?;
                 }
@@ -973,40 +1139,33 @@ impl StoreTx {
         action: &str,
         changes: &[FieldChange],
     ) -> Result<()> {
-        // One multi-row insert per write keeps journaling cheap on large imports.
-        for chunk in changes.chunks(50) {
-            let mut sql = String::from(
-                "INSERT INTO journal (run_id, connection_id, entity, record_id, action, field, before_value, after_value, at) VALUES ",
-            );
-            let mut args = Vec::with_capacity(chunk.len() * 9);
-            for (i, change) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                let base = i * 9;
-                sql.push('(');
-                sql.push_str(&placeholders(base + 1, 9));
-                sql.push(')');
-                let json_or_null = |v: &Value| {
-                    if v.is_null() {
-                        Sql::Null(SqlType::Text)
-                    } else {
-                        Sql::Text(v.to_string())
-                    }
-                };
-                args.extend([
-                    Sql::opt_int(self.ctx.run_id.map(|r| r.0)),
-                    Sql::opt_int(self.ctx.connection_id.map(|c| c.0)),
-                    Sql::text(entity),
-                    Sql::Int(id.0),
-                    Sql::text(action),
-                    Sql::text(change.field.clone()),
-                    json_or_null(&change.before),
-                    json_or_null(&change.after),
-                    Sql::Text(format_timestamp(self.at)),
-                ]);
+        // Queued: a large import sends its journal as a few multi-row inserts.
+        let json_or_null = |v: &Value| {
+            if v.is_null() {
+                Sql::Null(SqlType::Text)
+            } else {
+                Sql::Text(v.to_string())
             }
-            self.execute(&sql, &args).await?;
+        };
+        let at = format_timestamp(self.at);
+        for change in changes {
+            let row = vec![
+                Sql::opt_int(self.ctx.run_id.map(|r| r.0)),
+                Sql::opt_int(self.ctx.connection_id.map(|c| c.0)),
+                Sql::text(entity),
+                Sql::Int(id.0),
+                Sql::text(action),
+                Sql::text(change.field.clone()),
+                json_or_null(&change.before),
+                json_or_null(&change.after),
+                Sql::Text(at.clone()),
+            ];
+            self.append_row(
+                "journal",
+                "(run_id, connection_id, entity, record_id, action, field, before_value, after_value, at)",
+                row,
+            )
+            .await?;
         }
         Ok(())
     }

@@ -517,10 +517,11 @@ impl StoreTx {
 
     pub async fn log_inbound(&mut self, entry: &InboundEntry) -> Result<()> {
         let payload = entry.payload.as_ref().map(|p| redact::json(p).to_string());
-        self.execute(
-            "INSERT INTO inbound_log (run_id, connection_id, tenant_id, entity, external_id, payload, rule, action, result, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
+        // Queued: an import's log goes out as a few multi-row inserts.
+        self.append_row(
+            "inbound_log",
+            "(run_id, connection_id, tenant_id, entity, external_id, payload, rule, action, result, at)",
+            vec![
                 self.run_arg(),
                 self.connection_arg(),
                 Sql::opt_text(entry.tenant_id.clone()),
@@ -533,8 +534,7 @@ impl StoreTx {
                 self.now_text(),
             ],
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Stores an outbound request with every credential redacted (headers, query, bodies).

@@ -51,6 +51,12 @@ struct Applier<'a> {
     tenant: &'a str,
     plan: &'a Plan,
     sites: BTreeMap<(i64, String), RecordId>,
+    /// Records this connection imported, by entity and external id: loaded for a transaction's
+    /// creates in one query, and added to as records are created (a manager named later in the
+    /// run resolves without a query).
+    by_source: BTreeMap<(Entity, String), RecordId>,
+    /// Keys added to `by_source` by the open transaction: gone if it is rolled back.
+    added_in_transaction: Vec<(Entity, String)>,
     deferred: Vec<Deferred>,
     report: ApplyReport,
 }
@@ -74,14 +80,8 @@ impl Applier<'_> {
                     .find(|s| s.get("customer_id").as_i64() == Some(customer_id.0))
                     .map(|s| s.id)
             }
-            Reference::NewUser(external) => tx
-                .find_by_source(Entity::User, &SourceKey::new(self.connection, external.clone()))
-                .await?
-                .map(|r| r.id),
-            Reference::NewAgent(external) => tx
-                .find_by_source(Entity::Agent, &SourceKey::new(self.connection, external.clone()))
-                .await?
-                .map(|r| r.id),
+            Reference::NewUser(external) => self.source_id(tx, Entity::User, external).await?,
+            Reference::NewAgent(external) => self.source_id(tx, Entity::Agent, external).await?,
             Reference::NewLicence { customer_id, sku_id } => tx
                 .find_by_text(Entity::Licence, "sku_id", sku_id)
                 .await?
@@ -89,6 +89,50 @@ impl Applier<'_> {
                 .find(|l| l.get("customer_id").as_i64() == customer_id.map(|c| c.0))
                 .map(|l| l.id),
         })
+    }
+
+    /// The record this connection imported as `external`, if it exists by now.
+    async fn source_id(
+        &mut self,
+        tx: &mut StoreTx,
+        entity: Entity,
+        external: &str,
+    ) -> Result<Option<RecordId>, StoreError> {
+        if let Some(id) = self.by_source.get(&(entity, external.to_owned())) {
+            return Ok(Some(*id));
+        }
+        let id = tx
+            .id_by_source(entity, &SourceKey::new(self.connection, external.to_owned()))
+            .await?;
+        if let Some(id) = id {
+            self.remember_source(entity, external, id);
+        }
+        Ok(id)
+    }
+
+    fn remember_source(&mut self, entity: Entity, external: &str, id: RecordId) {
+        let key = (entity, external.to_owned());
+        if self.by_source.insert(key.clone(), id).is_none() {
+            self.added_in_transaction.push(key);
+        }
+    }
+
+    /// Loads, in one query per entity, which of the transaction's creates already exist (a
+    /// run taken over after a crash re-applies what was committed).
+    async fn load_sources(&mut self, tx: &mut StoreTx, chunk: &[&Change]) -> Result<(), StoreError> {
+        let mut wanted: BTreeMap<Entity, Vec<&str>> = BTreeMap::new();
+        for change in chunk.iter().filter(|c| c.action == Action::Create) {
+            let entity = store_entity(change.entity);
+            if !self.by_source.contains_key(&(entity, change.external_id.clone())) {
+                wanted.entry(entity).or_default().push(&change.external_id);
+            }
+        }
+        for (entity, externals) in wanted {
+            for (external, id) in tx.ids_by_source(entity, self.connection, &externals).await? {
+                self.remember_source(entity, &external, id);
+            }
+        }
+        Ok(())
     }
 
     /// A field value with every reference in it (also inside lists) replaced by the id it names;
@@ -145,17 +189,28 @@ impl Applier<'_> {
             Action::Create => {
                 let mut fields = self.fields(tx, change, entity).await?;
                 fields.retain(|_, v| !v.is_null());
-                let outcome = tx.upsert_by_source(entity, &source, &fields).await?;
+                let id = match self.by_source.get(&(entity, change.external_id.clone())) {
+                    // Created by an earlier, interrupted run of this plan: brought up to date.
+                    Some(id) => {
+                        tx.update(entity, *id, &fields).await?;
+                        *id
+                    }
+                    None => {
+                        let id = tx.insert(entity, Some(&source), &fields).await?;
+                        self.remember_source(entity, &change.external_id, id);
+                        id
+                    }
+                };
                 if entity == Entity::Site
                     && let (Some(customer), Some(name)) = (
                         fields.get("customer_id").and_then(Value::as_i64),
                         fields.get("name").and_then(Value::as_str),
                     )
                 {
-                    self.sites.insert((customer, name.to_lowercase()), outcome.id());
+                    self.sites.insert((customer, name.to_lowercase()), id);
                 }
                 self.report.counts.created += 1;
-                return Ok(format!("created {} {}", entity, outcome.id()));
+                return Ok(format!("created {entity} {id}"));
             }
             Action::Update | Action::Deactivate | Action::Reactivate | Action::Link => {}
         }
@@ -200,6 +255,8 @@ pub async fn apply_plan(
         tenant,
         plan,
         sites: BTreeMap::new(),
+        by_source: BTreeMap::new(),
+        added_in_transaction: Vec::new(),
         deferred: Vec::new(),
         report: ApplyReport::default(),
     };
@@ -214,65 +271,162 @@ pub async fn apply_plan(
             .map(|()| applier.report);
     }
     while let Some(chunk) = chunks.next() {
-        let before = applier.report.counts;
-        let errors_before = applier.report.errors.len();
-        let mut tx = store.begin(WriteContext::for_run(connection, run)).await?;
-        for change in chunk {
-            tx.savepoint().await?;
-            let (action, result) = match applier.apply_change(&mut tx, change).await {
-                Ok(result) => {
-                    tx.release_savepoint().await?;
-                    (change.action.as_str().to_owned(), result)
-                }
-                Err(e) => {
-                    tx.rollback_to_savepoint().await?;
-                    let error = IntegrationError {
-                        tenant_id: Some(tenant.to_owned()),
-                        entity: Some(change.entity.as_str().to_owned()),
-                        external_id: Some(change.external_id.clone()),
-                        code: e.code().to_string(),
-                        message: format!(
-                            "{} {} failed: {e}",
-                            change.action.as_str(),
-                            change.entity.as_str()
-                        ),
-                        remedy: Some(
-                            "Check the mapping that produced this value (see the rule in the preview)."
-                                .into(),
-                        ),
-                    };
-                    tx.record_error(&error).await?;
-                    applier.report.errors.push(error);
-                    applier.report.counts.errors += 1;
-                    ("error".to_owned(), e.to_string())
-                }
-            };
-            tx.log_inbound(&InboundEntry {
-                tenant_id: Some(tenant.to_owned()),
-                entity: change.entity.as_str().to_owned(),
-                external_id: Some(change.external_id.clone()),
-                payload: Some(json!({"fields": change.fields, "reason": change.reason})),
-                rule: Some(change.rule.clone()),
-                action,
-                result,
-            })
-            .await?;
+        let last = chunks.peek().is_none();
+        let checkpoint = applier.checkpoint();
+        if !apply_chunk(store, &mut applier, chunk, Pass::Fast, last, run, cursors).await? {
+            // A change failed: its transaction was rolled back whole. Redo it with each change
+            // under its own savepoint, so the failure is recorded and the rest commits.
+            applier.restore(checkpoint);
+            apply_chunk(store, &mut applier, chunk, Pass::Careful, last, run, cursors).await?;
         }
-        let delta = RunCounts {
-            created: applier.report.counts.created - before.created,
-            updated: applier.report.counts.updated - before.updated,
-            deactivated: applier.report.counts.deactivated - before.deactivated,
-            errors: (applier.report.errors.len() - errors_before) as i64,
-            ..RunCounts::default()
-        };
-        tx.add_run_counts(run, &delta).await?;
-        if chunks.peek().is_none() {
-            resolve_deferred(&mut tx, &mut applier).await?;
-            finish_in(&mut tx, run, &applier, cursors).await?;
-        }
-        tx.commit().await?;
     }
     Ok(applier.report)
+}
+
+/// How a transaction's changes are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// No savepoints (two statements per change saved); the first failing change abandons the
+    /// transaction. Almost every transaction of an import succeeds this way.
+    Fast,
+    /// Each change under a savepoint: a failing change is rolled back alone and recorded.
+    Careful,
+}
+
+/// The applier's state before a transaction, to start it again from.
+struct Checkpoint {
+    sites: BTreeMap<(i64, String), RecordId>,
+    deferred: usize,
+    report: ApplyReport,
+}
+
+impl Applier<'_> {
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            sites: self.sites.clone(),
+            deferred: self.deferred.len(),
+            report: self.report.clone(),
+        }
+    }
+
+    fn restore(&mut self, checkpoint: Checkpoint) {
+        for key in std::mem::take(&mut self.added_in_transaction) {
+            self.by_source.remove(&key);
+        }
+        self.sites = checkpoint.sites;
+        self.deferred.truncate(checkpoint.deferred);
+        self.report = checkpoint.report;
+    }
+}
+
+/// Applies one transaction's changes (the run's last also resolves deferred references and saves
+/// the cursors). False when a change failed in the fast pass: nothing of it was committed.
+async fn apply_chunk(
+    store: &Store,
+    applier: &mut Applier<'_>,
+    chunk: &[&Change],
+    pass: Pass,
+    last: bool,
+    run: RunId,
+    cursors: &[(CursorKey, String)],
+) -> Result<bool, SyncError> {
+    let mut tx = store
+        .begin(WriteContext::for_run(applier.connection, run))
+        .await?;
+    let written = write_chunk(&mut tx, applier, chunk, pass, last, run, cursors).await;
+    match (written, pass) {
+        (Ok(true), _) => match tx.commit().await {
+            Ok(()) => Ok(true),
+            // Queued rows are sent at commit: one that fails is retried change by change.
+            Err(_) if pass == Pass::Fast => Ok(false),
+            Err(e) => Err(e.into()),
+        },
+        (Ok(false), _) => {
+            tx.rollback().await?;
+            Ok(false)
+        }
+        (Err(_), Pass::Fast) => {
+            // Whatever failed is met again, and attributed, by the careful pass.
+            let _ = tx.rollback().await;
+            Ok(false)
+        }
+        (Err(e), Pass::Careful) => Err(e),
+    }
+}
+
+/// The writes of [`apply_chunk`], without the commit. False when a change failed in the fast pass.
+async fn write_chunk(
+    tx: &mut StoreTx,
+    applier: &mut Applier<'_>,
+    chunk: &[&Change],
+    pass: Pass,
+    last: bool,
+    run: RunId,
+    cursors: &[(CursorKey, String)],
+) -> Result<bool, SyncError> {
+    let tenant = applier.tenant;
+    let before = applier.report.counts;
+    let errors_before = applier.report.errors.len();
+    applier.added_in_transaction.clear();
+    applier.load_sources(tx, chunk).await?;
+    for change in chunk {
+        if pass == Pass::Careful {
+            tx.savepoint().await?;
+        }
+        let (action, result) = match applier.apply_change(tx, change).await {
+            Ok(result) => {
+                if pass == Pass::Careful {
+                    tx.release_savepoint().await?;
+                }
+                (change.action.as_str().to_owned(), result)
+            }
+            Err(_) if pass == Pass::Fast => return Ok(false),
+            Err(e) => {
+                tx.rollback_to_savepoint().await?;
+                let error = IntegrationError {
+                    tenant_id: Some(tenant.to_owned()),
+                    entity: Some(change.entity.as_str().to_owned()),
+                    external_id: Some(change.external_id.clone()),
+                    code: e.code().to_string(),
+                    message: format!(
+                        "{} {} failed: {e}",
+                        change.action.as_str(),
+                        change.entity.as_str()
+                    ),
+                    remedy: Some(
+                        "Check the mapping that produced this value (see the rule in the preview).".into(),
+                    ),
+                };
+                tx.record_error(&error).await?;
+                applier.report.errors.push(error);
+                applier.report.counts.errors += 1;
+                ("error".to_owned(), e.to_string())
+            }
+        };
+        tx.log_inbound(&InboundEntry {
+            tenant_id: Some(tenant.to_owned()),
+            entity: change.entity.as_str().to_owned(),
+            external_id: Some(change.external_id.clone()),
+            payload: Some(json!({"fields": change.fields, "reason": change.reason})),
+            rule: Some(change.rule.clone()),
+            action,
+            result,
+        })
+        .await?;
+    }
+    let delta = RunCounts {
+        created: applier.report.counts.created - before.created,
+        updated: applier.report.counts.updated - before.updated,
+        deactivated: applier.report.counts.deactivated - before.deactivated,
+        errors: (applier.report.errors.len() - errors_before) as i64,
+        ..RunCounts::default()
+    };
+    tx.add_run_counts(run, &delta).await?;
+    if last {
+        resolve_deferred(tx, applier).await?;
+        finish_in(tx, run, applier, cursors).await?;
+    }
+    Ok(true)
 }
 
 async fn resolve_deferred(tx: &mut StoreTx, applier: &mut Applier<'_>) -> Result<(), SyncError> {

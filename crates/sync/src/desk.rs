@@ -2,12 +2,12 @@
 
 use std::collections::BTreeSet;
 
-use deskbridge_core::RecordId;
+use deskbridge_core::{ConnectionId, RecordId};
 use deskbridge_mapping::{
     Catalog, CatalogSite, CustomField, CustomFieldEntity, CustomFieldType, DeskLicence, DeskRecord, DeskSite,
     DeskSnapshot, DeskTicket, NamedRecord, RecordLocks, SourceIdentity,
 };
-use deskbridge_store::{Entity, Record, StoreTx};
+use deskbridge_store::{Entity, Record, RecordScope, StoreTx};
 use serde_json::Value;
 
 use crate::SyncError;
@@ -15,10 +15,22 @@ use crate::SyncError;
 const PAGE: u32 = 1_000;
 
 async fn all(tx: &mut StoreTx, entity: Entity) -> Result<Vec<Record>, SyncError> {
+    listed(tx, entity, None).await
+}
+
+/// Every record of `entity` (in `scope` when given), page by page.
+async fn listed(
+    tx: &mut StoreTx,
+    entity: Entity,
+    scope: Option<&RecordScope>,
+) -> Result<Vec<Record>, SyncError> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let page = tx.list(entity, after, PAGE).await?;
+        let page = match scope {
+            Some(scope) => tx.list_scoped(entity, scope, after, PAGE).await?,
+            None => tx.list(entity, after, PAGE).await?,
+        };
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         out.extend(page);
@@ -42,14 +54,28 @@ fn id_of(value: &Value) -> Option<RecordId> {
     value.as_i64().map(RecordId)
 }
 
-/// The desk records a plan reads: users, agents, sites, licences and tickets.
-pub async fn load_snapshot(tx: &mut StoreTx) -> Result<DeskSnapshot, SyncError> {
-    let users = all(tx, Entity::User)
+/// Whose plan a snapshot is for.
+#[derive(Debug, Clone)]
+pub struct SnapshotScope {
+    pub connection: ConnectionId,
+    pub tenant_id: String,
+    pub customer: Option<RecordId>,
+}
+
+/// The desk records a plan of `scope`'s connection reads: the users and agents it can match or
+/// change, every site, the licences of its customer, and the tickets of its agents. The rest of
+/// a many-tenant desk is left out, so a sync costs the size of its tenant, not of the desk.
+pub async fn load_snapshot(tx: &mut StoreTx, scope: &SnapshotScope) -> Result<DeskSnapshot, SyncError> {
+    let syncable = RecordScope::SyncableBy {
+        connection: scope.connection,
+        tenant_id: scope.tenant_id.clone(),
+    };
+    let users = listed(tx, Entity::User, Some(&syncable))
         .await?
         .into_iter()
         .map(desk_record)
         .collect();
-    let agents = all(tx, Entity::Agent)
+    let agents = listed(tx, Entity::Agent, Some(&syncable))
         .await?
         .into_iter()
         .map(desk_record)
@@ -67,32 +93,40 @@ pub async fn load_snapshot(tx: &mut StoreTx) -> Result<DeskSnapshot, SyncError> 
             })
         })
         .collect();
-    let licences = all(tx, Entity::Licence)
-        .await?
-        .into_iter()
-        .filter_map(|l| {
-            Some(DeskLicence {
-                id: l.id,
-                sku_id: l.text("sku_id")?.to_owned(),
-                customer_id: id_of(l.get("customer_id")),
-                fields: l.fields.clone(),
-            })
+    let licences = listed(
+        tx,
+        Entity::Licence,
+        scope.customer.map(RecordScope::OfCustomerOrNone).as_ref(),
+    )
+    .await?
+    .into_iter()
+    .filter_map(|l| {
+        Some(DeskLicence {
+            id: l.id,
+            sku_id: l.text("sku_id")?.to_owned(),
+            customer_id: id_of(l.get("customer_id")),
+            fields: l.fields.clone(),
         })
-        .collect();
-    let tickets = all(tx, Entity::Ticket)
-        .await?
-        .into_iter()
-        .map(|t| DeskTicket {
-            id: t.id,
-            agent_id: id_of(t.get("agent_id")),
-            team_id: id_of(t.get("team_id")),
-            followers: t
-                .get("followers")
-                .as_array()
-                .map(|f| f.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default(),
-        })
-        .collect();
+    })
+    .collect();
+    let tickets = listed(
+        tx,
+        Entity::Ticket,
+        Some(&RecordScope::AssignedToAgentsOf(scope.connection)),
+    )
+    .await?
+    .into_iter()
+    .map(|t| DeskTicket {
+        id: t.id,
+        agent_id: id_of(t.get("agent_id")),
+        team_id: id_of(t.get("team_id")),
+        followers: t
+            .get("followers")
+            .as_array()
+            .map(|f| f.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default(),
+    })
+    .collect();
     Ok(DeskSnapshot {
         users,
         agents,

@@ -42,7 +42,7 @@ pub use delegated::{
     complete_delegated_authorization, complete_delegated_redirect,
 };
 pub use delta::{DeltaReset, DeltaStatus, delta_status, reset_deltas, set_delta_settings};
-pub use desk::{load_catalog, load_snapshot};
+pub use desk::{SnapshotScope, load_catalog, load_snapshot};
 pub use error::SyncError;
 pub use many::{ManyResult, sync_many};
 pub use mappings::save_mappings;

@@ -434,7 +434,12 @@ pub(crate) async fn sync_with(
         }
     };
     let mut tx = store.read().await?;
-    let snapshot = load_snapshot(&mut tx).await?;
+    let scope = crate::desk::SnapshotScope {
+        connection: connection.id,
+        tenant_id: settings.tenant_id.clone(),
+        customer: Some(settings.customer_id),
+    };
+    let snapshot = load_snapshot(&mut tx, &scope).await?;
     tx.commit().await?;
     let approved: BTreeSet<String> = if held_run.is_some() {
         [settings.tenant_id.clone()].into_iter().collect()
@@ -443,7 +448,7 @@ pub(crate) async fn sync_with(
     };
     let input = PlanInput {
         connection_id: connection.id,
-        tenants: vec![data.read.clone()],
+        tenants: vec![data.read],
         approved_tenants: approved,
     };
     let plan: Plan = deskbridge_mapping::plan(&config, &input, &snapshot, clock.now());

@@ -10,6 +10,7 @@ use deskbridge_store::Entity;
 use deskbridge_sync::{NewCredential, NewEntraConnection, SyncOptions, add_entra_connection, sync};
 use deskbridge_testkit::{TestDb, store_test};
 
+mod apply;
 mod delegated;
 mod delta_settings;
 mod many;
