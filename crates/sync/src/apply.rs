@@ -51,6 +51,8 @@ struct Applier<'a> {
     tenant: &'a str,
     plan: &'a Plan,
     sites: BTreeMap<(i64, String), RecordId>,
+    /// Licences found by (customer, lower-cased SKU id): most users name one of a few.
+    licences: BTreeMap<(Option<i64>, String), RecordId>,
     /// Records this connection imported, by entity and external id: loaded for a transaction's
     /// creates in one query, and added to as records are created (a manager named later in the
     /// run resolves without a query).
@@ -82,12 +84,22 @@ impl Applier<'_> {
             }
             Reference::NewUser(external) => self.source_id(tx, Entity::User, external).await?,
             Reference::NewAgent(external) => self.source_id(tx, Entity::Agent, external).await?,
-            Reference::NewLicence { customer_id, sku_id } => tx
-                .find_by_text(Entity::Licence, "sku_id", sku_id)
-                .await?
-                .into_iter()
-                .find(|l| l.get("customer_id").as_i64() == customer_id.map(|c| c.0))
-                .map(|l| l.id),
+            Reference::NewLicence { customer_id, sku_id } => {
+                let key = (customer_id.map(|c| c.0), sku_id.to_lowercase());
+                if let Some(id) = self.licences.get(&key) {
+                    return Ok(Some(*id));
+                }
+                let found = tx
+                    .find_by_text(Entity::Licence, "sku_id", sku_id)
+                    .await?
+                    .into_iter()
+                    .find(|l| l.get("customer_id").as_i64() == customer_id.map(|c| c.0))
+                    .map(|l| l.id);
+                if let Some(id) = found {
+                    self.licences.insert(key, id);
+                }
+                found
+            }
         })
     }
 
@@ -255,6 +267,7 @@ pub async fn apply_plan(
         tenant,
         plan,
         sites: BTreeMap::new(),
+        licences: BTreeMap::new(),
         by_source: BTreeMap::new(),
         added_in_transaction: Vec::new(),
         deferred: Vec::new(),
@@ -296,6 +309,7 @@ enum Pass {
 /// The applier's state before a transaction, to start it again from.
 struct Checkpoint {
     sites: BTreeMap<(i64, String), RecordId>,
+    licences: BTreeMap<(Option<i64>, String), RecordId>,
     deferred: usize,
     report: ApplyReport,
 }
@@ -304,6 +318,7 @@ impl Applier<'_> {
     fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
             sites: self.sites.clone(),
+            licences: self.licences.clone(),
             deferred: self.deferred.len(),
             report: self.report.clone(),
         }
@@ -314,6 +329,7 @@ impl Applier<'_> {
             self.by_source.remove(&key);
         }
         self.sites = checkpoint.sites;
+        self.licences = checkpoint.licences;
         self.deferred.truncate(checkpoint.deferred);
         self.report = checkpoint.report;
     }

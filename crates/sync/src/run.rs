@@ -452,6 +452,9 @@ pub(crate) async fn sync_with(
         approved_tenants: approved,
     };
     let plan: Plan = deskbridge_mapping::plan(&config, &input, &snapshot, clock.now());
+    // The tenant's read and the desk snapshot are not needed to apply: free them first.
+    drop(input);
+    drop(snapshot);
     notes.extend(plan.notes.iter().cloned());
     let held = plan.held.first().map(|h| h.reason.clone());
     let Some(run) = run else {
