@@ -15,7 +15,7 @@ use deskbridge_store::{Store, StoreOptions};
 use deskbridge_sync::{NewCredential, NewEntraConnection, add_entra_connection};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Connection as _;
+use sqlx::{ConnectOptions as _, Connection as _};
 use tokio::io::AsyncReadExt as _;
 
 use crate::floor::{self, Floor, TenantShape};
@@ -156,7 +156,7 @@ impl Db {
         let name = format!("deskbridge_bench_{}", uuid::Uuid::new_v4().simple());
         let mut url =
             url::Url::parse(server_url).with_context(|| format!("{server_url:?} is not a PostgreSQL URL"))?;
-        let mut admin = sqlx::PgConnection::connect(server_url)
+        let mut admin = admin(server_url)
             .await
             .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(server_url)))?;
         // The name is ours: a fixed prefix and a UUID's hex digits.
@@ -198,7 +198,7 @@ impl Db {
     pub async fn remove(self) -> anyhow::Result<()> {
         if let Some((server, _, name)) = self.postgres {
             async {
-                let mut admin = sqlx::PgConnection::connect(&server).await?;
+                let mut admin = admin(&server).await?;
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                 )))
@@ -212,6 +212,13 @@ impl Db {
         }
         Ok(())
     }
+}
+
+/// A connection to the server for creating and dropping databases. Its statements are not
+/// logged: DROP DATABASE waits for a checkpoint and often takes seconds, which is no news.
+async fn admin(server_url: &str) -> anyhow::Result<sqlx::PgConnection> {
+    let options: sqlx::postgres::PgConnectOptions = server_url.parse()?;
+    Ok(options.disable_statement_logging().connect().await?)
 }
 
 fn redact(url: &str) -> String {
