@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-/// The scenarios of issue 7 (scale-out with workers lives with the sync agent).
+/// The scenarios of issue 7.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     /// 1. Latency-bound full sync: throttle model on, a latency per request (300 × 1,000 users).
@@ -17,7 +17,7 @@ pub enum Scenario {
     Memory,
     /// 5. Baseline: Microsoft's Graph SDK for Python paging the same users into SQLite.
     Baseline,
-    /// 6. Scale-out (one vs three workers on PostgreSQL): lives with the workers, not here.
+    /// 6. Scale-out: full imports drained by one `deskbridge worker`, then by several (PostgreSQL).
     ScaleOut,
 }
 
@@ -36,23 +36,24 @@ impl Scenario {
 
 /// Runs a benchmark scenario: starts the emulator in this process, generates the dataset, runs
 /// the sync as a child `deskbridge sync --all` process (so its time, CPU and peak memory are its
-/// own), and reports the ratio to Microsoft's floor for this dataset.
-///
-/// Scenario 6 (scale-out, one vs three workers on PostgreSQL) lives with the workers of the sync
-/// agent, not in this command.
+/// own), and reports the ratio to Microsoft's floor for this dataset. Scale-out runs
+/// `deskbridge worker` processes on PostgreSQL instead of the sync.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     pub scenario: Scenario,
-    /// Customer tenants (default per scenario: latency 300, cpu 50, delta 300, baseline 1).
-    #[arg(long)]
+    /// Customer tenants, one connection each (default per scenario: latency 300, cpu 50, delta 300,
+    /// baseline 1, scale-out 9).
+    #[arg(long, visible_alias = "connections")]
     pub tenants: Option<usize>,
-    /// Users per tenant (default per scenario: latency 1,000, cpu 2,000, delta 100, baseline 5,000).
+    /// Users per tenant (default per scenario: latency 1,000, cpu 2,000, delta 100, baseline 5,000,
+    /// scale-out 300).
     #[arg(long)]
     pub users_per_tenant: Option<usize>,
-    /// Latency of every emulated request in ms (latency and delta scenarios; default 50).
+    /// Latency of every emulated request in ms (latency and delta scenarios: default 50; scale-out:
+    /// default 400).
     #[arg(long)]
     pub latency_ms: Option<u64>,
-    /// Turn the emulator's throttle model off in the latency and delta scenarios.
+    /// Turn the emulator's throttle model off in the latency, delta and scale-out scenarios.
     #[arg(long)]
     pub no_throttle: bool,
     /// Connections synced at once (`deskbridge sync --all --concurrency`). More than the store's
@@ -62,10 +63,14 @@ pub struct BenchArgs {
     /// Seed of the generated world.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Also run the cpu scenario into PostgreSQL: a server URL whose user may create databases
-    /// (a fresh database is created and dropped).
+    /// PostgreSQL server URL whose user may create databases (a fresh database is created for
+    /// each run and dropped after it). The cpu scenario also runs into it; scale-out needs it
+    /// (falling back to DESKBRIDGE_TEST_POSTGRES_URL).
     #[arg(long, env = "DESKBRIDGE_BENCH_POSTGRES_URL")]
     pub postgres: Option<String>,
+    /// Scale-out: the workers compared with one.
+    #[arg(long, default_value_t = 3)]
+    pub workers: usize,
     /// Memory scenario: users of the large tenant.
     #[arg(long, default_value_t = 100_000)]
     pub large_users: usize,
@@ -108,7 +113,9 @@ impl BenchArgs {
             (Scenario::Delta, true) => (10, 100),
             (Scenario::Baseline, false) => (1, 5_000),
             (Scenario::Baseline, true) => (1, 300),
-            (Scenario::Memory | Scenario::ScaleOut, _) => (1, 1),
+            (Scenario::ScaleOut, false) => (9, 300),
+            (Scenario::ScaleOut, true) => (3, 20),
+            (Scenario::Memory, _) => (1, 1),
         };
         (self.tenants.unwrap_or(t), self.users_per_tenant.unwrap_or(u))
     }
@@ -127,6 +134,62 @@ impl BenchArgs {
     }
 
     pub fn latency_ms(&self) -> u64 {
-        self.latency_ms.unwrap_or(if self.small { 10 } else { 50 })
+        let default = match (self.scenario, self.small) {
+            (Scenario::ScaleOut, false) => 400,
+            (Scenario::ScaleOut, true) => 100,
+            (_, false) => 50,
+            (_, true) => 10,
+        };
+        self.latency_ms.unwrap_or(default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        let mut argv = vec!["bench"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().bench
+    }
+
+    #[test]
+    fn scale_out_defaults_and_its_small_version() {
+        let full = parse(&["scale-out"]);
+        assert_eq!(full.scenario, Scenario::ScaleOut);
+        assert_eq!((full.size(), full.latency_ms(), full.workers), ((9, 300), 400, 3));
+        let small = parse(&["scale-out", "--small"]);
+        assert_eq!((small.size(), small.latency_ms()), ((3, 20), 100));
+    }
+
+    #[test]
+    fn scale_out_takes_connections_and_workers() {
+        let args = parse(&[
+            "scale-out",
+            "--connections",
+            "6",
+            "--users-per-tenant",
+            "50",
+            "--latency-ms",
+            "200",
+            "--workers",
+            "2",
+        ]);
+        assert_eq!((args.size(), args.latency_ms(), args.workers), ((6, 50), 200, 2));
+    }
+
+    #[test]
+    fn other_scenarios_keep_their_latency() {
+        assert_eq!(parse(&["latency"]).latency_ms(), 50);
+        assert_eq!(parse(&["delta", "--small"]).latency_ms(), 10);
     }
 }

@@ -15,7 +15,7 @@ use deskbridge_store::{Store, StoreOptions};
 use deskbridge_sync::{NewCredential, NewEntraConnection, add_entra_connection};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Connection as _;
+use sqlx::{ConnectOptions as _, Connection as _};
 use tokio::io::AsyncReadExt as _;
 
 use crate::floor::{self, Floor, TenantShape};
@@ -156,7 +156,7 @@ impl Db {
         let name = format!("deskbridge_bench_{}", uuid::Uuid::new_v4().simple());
         let mut url =
             url::Url::parse(server_url).with_context(|| format!("{server_url:?} is not a PostgreSQL URL"))?;
-        let mut admin = sqlx::PgConnection::connect(server_url)
+        let mut admin = admin(server_url)
             .await
             .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(server_url)))?;
         // The name is ours: a fixed prefix and a UUID's hex digits.
@@ -197,16 +197,28 @@ impl Db {
     /// Drops the PostgreSQL database (SQLite files go with the work directory).
     pub async fn remove(self) -> anyhow::Result<()> {
         if let Some((server, _, name)) = self.postgres {
-            let mut admin = sqlx::PgConnection::connect(&server).await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await?;
-            admin.close().await.ok();
+            async {
+                let mut admin = admin(&server).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await?;
+                admin.close().await.ok();
+                anyhow::Ok(())
+            }
+            .await
+            .with_context(|| format!("cannot drop the benchmark's database {name}; drop it by hand"))?;
         }
         Ok(())
     }
+}
+
+/// A connection to the server for creating and dropping databases. Its statements are not
+/// logged: DROP DATABASE waits for a checkpoint and often takes seconds, which is no news.
+async fn admin(server_url: &str) -> anyhow::Result<sqlx::PgConnection> {
+    let options: sqlx::postgres::PgConnectOptions = server_url.parse()?;
+    Ok(options.disable_statement_logging().connect().await?)
 }
 
 fn redact(url: &str) -> String {
@@ -271,12 +283,15 @@ async fn by_group(store: &Store, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the child sync process reported and what was measured around it.
+/// What the child sync process reported and what was measured around it. In the scale-out
+/// scenario the children are the workers: the time is the queue's, the CPU their sum and the
+/// peak RSS the largest of them.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChildRun {
-    /// The sync's own time (from the child: all connections, store open and migration excluded).
+    /// The sync's own time (from the child: all connections, store open and migration excluded);
+    /// scale-out: from spawning the workers until every job has ended.
     pub seconds: f64,
-    /// The child process from spawn to exit.
+    /// The child process from spawn to exit (scale-out: until the last worker has exited).
     pub process_seconds: f64,
     pub peak_rss_bytes: Option<u64>,
     pub sync_cpu_seconds: Option<f64>,
@@ -291,6 +306,24 @@ pub struct ChildRun {
     pub traffic: Traffic,
 }
 
+/// A `deskbridge` command on `db`'s store and nothing else: the environment's database URL, key
+/// and instance settings are removed, since they would point the child at another store, make it
+/// unseal secrets with another key than the harness sealed them with, or keep a worker off the
+/// connections.
+pub fn deskbridge_command(exe: &Path, db: &Db) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(exe);
+    command.args(db.args());
+    for var in [
+        "DESKBRIDGE_DATABASE_URL",
+        "DESKBRIDGE_SECRET_KEY",
+        "DESKBRIDGE_KEY_FILE",
+        "DESKBRIDGE_INSTANCE",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
 /// Runs `deskbridge sync --all --json` against `db` and measures it.
 pub async fn run_sync(
     exe: &Path,
@@ -301,9 +334,8 @@ pub async fn run_sync(
 ) -> anyhow::Result<ChildRun> {
     let log_from = world.log_len();
     let cpu_before = procfs::cpu_seconds("self");
-    let mut command = tokio::process::Command::new(exe);
+    let mut command = deskbridge_command(exe, db);
     command
-        .args(db.args())
         .args([
             "sync",
             "--all",
@@ -311,7 +343,6 @@ pub async fn run_sync(
             "--concurrency",
             &concurrency.to_string(),
         ])
-        .env_remove("DESKBRIDGE_DATABASE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -404,7 +435,8 @@ pub async fn run_sync(
     Ok(run)
 }
 
-fn tail(text: &str) -> String {
+/// The last 20 lines of a child's standard error, for an error message.
+pub fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }

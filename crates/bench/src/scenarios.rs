@@ -14,6 +14,7 @@ use crate::baseline::{self, BaselineRun};
 use crate::cli::{BenchArgs, Scenario};
 use crate::floor::{self, DeltaChanges, FloorSettings};
 use crate::harness::{Dataset, Db, RunReport, Served, connect_all, run_sync};
+use crate::scaleout::{self, ScaleOutReport};
 
 /// A target of issue 7, and whether this run met it.
 #[derive(Debug, Clone, Serialize)]
@@ -43,11 +44,13 @@ pub struct Report {
     pub runs: Vec<RunReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale_out: Option<ScaleOutReport>,
     pub targets: Vec<Target>,
 }
 
 impl Report {
-    /// The summary: one line per run, the baseline and the targets.
+    /// The summary: one line per run, the baseline or the scale-out comparison, and the targets.
     pub fn lines(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .datasets
@@ -66,6 +69,9 @@ impl Report {
                 b.sdk.users, b.sdk.seconds, b.sdk.users_per_second, b.multiple
             ));
         }
+        if let Some(s) = &self.scale_out {
+            out.push(s.line());
+        }
         for t in &self.targets {
             out.push(format!(
                 "target {}: {} — measured {}: {}",
@@ -79,7 +85,7 @@ impl Report {
     }
 }
 
-fn floor_settings(latency_ms: u64) -> FloorSettings {
+pub(crate) fn floor_settings(latency_ms: u64) -> FloorSettings {
     // The child runs with the Graph client's defaults: C and c are its concurrency limits.
     let graph = GraphConfig::default();
     FloorSettings {
@@ -89,7 +95,7 @@ fn floor_settings(latency_ms: u64) -> FloorSettings {
     }
 }
 
-fn faults(throttling: bool, latency_ms: u64) -> Faults {
+pub(crate) fn faults(throttling: bool, latency_ms: u64) -> Faults {
     Faults {
         throttling,
         latency_ms,
@@ -97,7 +103,7 @@ fn faults(throttling: bool, latency_ms: u64) -> Faults {
     }
 }
 
-/// Runs the scenario; `exe` is the `deskbridge` binary that runs the syncs.
+/// Runs the scenario; `exe` is the `deskbridge` binary that runs the syncs (and the workers).
 pub async fn run(args: &BenchArgs, exe: &Path) -> anyhow::Result<Report> {
     let temp;
     let work: PathBuf = match &args.work_dir {
@@ -122,6 +128,7 @@ pub async fn run(args: &BenchArgs, exe: &Path) -> anyhow::Result<Report> {
         datasets: BTreeMap::new(),
         runs: Vec::new(),
         baseline: None,
+        scale_out: None,
         targets: Vec::new(),
     };
     match args.scenario {
@@ -130,12 +137,7 @@ pub async fn run(args: &BenchArgs, exe: &Path) -> anyhow::Result<Report> {
         Scenario::Delta => delta(args, exe, &work, &mut report).await?,
         Scenario::Memory => memory(args, exe, &work, &mut report).await?,
         Scenario::Baseline => baseline_scenario(args, exe, &work, &mut report).await?,
-        Scenario::ScaleOut => bail!(
-            "scenario 6 (scale-out, one vs three workers on PostgreSQL) runs real `deskbridge worker` \
-             processes from the test suite: DESKBRIDGE_TEST_POSTGRES_URL=postgres://… BENCH_CONNECTIONS=9 \
-             BENCH_USERS=100 BENCH_LATENCY_MS=400 cargo nextest run -p deskbridge --test agent \
-             -E 'test(benchmark_one_worker_vs_three)' --run-ignored only --no-capture (docs/PERFORMANCE.md)"
-        ),
+        Scenario::ScaleOut => scaleout::scale_out(args, exe, &work, &mut report).await?,
     }
     Ok(report)
 }

@@ -77,7 +77,7 @@ enum Command {
         command: commands::admin::AdminCommand,
     },
     /// Benchmark a scenario against the emulator: time, requests, RU, 429s, peak memory, and the
-    /// ratio to Microsoft's floor (scale-out with workers lives with the workers).
+    /// ratio to Microsoft's floor (scale-out: one worker against several on PostgreSQL).
     Bench(deskbridge_bench::BenchArgs),
 }
 
