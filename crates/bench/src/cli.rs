@@ -56,9 +56,8 @@ pub struct BenchArgs {
     /// Turn the emulator's throttle model off in the latency, delta and scale-out scenarios.
     #[arg(long)]
     pub no_throttle: bool,
-    /// Connections synced at once (`deskbridge sync --all --concurrency`). More than the store's
-    /// 8 pooled connections makes syncs wait for one, and past 30 s they fail.
-    #[arg(long, default_value_t = 8)]
+    /// Connections synced at once (`deskbridge sync --all --concurrency`, whose default this is).
+    #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// Seed of the generated world.
     #[arg(long, default_value_t = 1)]

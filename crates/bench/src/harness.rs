@@ -297,6 +297,9 @@ pub struct ChildRun {
     pub sync_cpu_seconds: Option<f64>,
     /// CPU this process (the emulator, mostly) used meanwhile.
     pub emulator_cpu_seconds: Option<f64>,
+    /// Seconds the syncs spent reading, planning and applying, summed over syncs (they
+    /// overlap), and waiting for SQLite's one writer (part of applying), as the sync reports.
+    pub stages: Option<Stages>,
     pub failed_connections: u64,
     pub created: i64,
     pub updated: i64,
@@ -322,6 +325,27 @@ pub fn deskbridge_command(exe: &Path, db: &Db) -> tokio::process::Command {
         command.env_remove(var);
     }
     command
+}
+
+/// Where the syncs' time went (see [`ChildRun::stages`]).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Stages {
+    pub read_seconds: f64,
+    pub plan_seconds: f64,
+    pub apply_seconds: f64,
+    pub writer_wait_seconds: f64,
+}
+
+impl Stages {
+    fn from_report(report: &Value) -> Option<Self> {
+        let stage = |k: &str| report.get("stage_seconds")?.get(k)?.as_f64();
+        Some(Self {
+            read_seconds: stage("read")?,
+            plan_seconds: stage("plan")?,
+            apply_seconds: stage("apply")?,
+            writer_wait_seconds: report.get("writer_wait_seconds")?.as_f64()?,
+        })
+    }
 }
 
 /// Runs `deskbridge sync --all --json` against `db` and measures it.
@@ -405,6 +429,7 @@ pub async fn run_sync(
         peak_rss_bytes: report.get("peak_rss_bytes").and_then(Value::as_u64).max(sampled),
         sync_cpu_seconds: report.get("cpu_seconds").and_then(Value::as_f64),
         emulator_cpu_seconds,
+        stages: Stages::from_report(&report),
         failed_connections: u64::try_from(int("failed")).unwrap_or(0),
         created: int("created"),
         updated: int("updated"),
@@ -495,6 +520,11 @@ impl RunReport {
             rss,
             self.run.sync_cpu_seconds.unwrap_or(f64::NAN),
             self.run.emulator_cpu_seconds.unwrap_or(f64::NAN),
-        )
+        ) + &self.run.stages.map_or_else(String::new, |s| {
+            format!(
+                "; summed over syncs: read {:.1} s, plan {:.1} s, apply {:.1} s (waiting for the SQLite writer {:.1} s)",
+                s.read_seconds, s.plan_seconds, s.apply_seconds, s.writer_wait_seconds
+            )
+        })
     }
 }

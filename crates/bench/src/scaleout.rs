@@ -259,6 +259,7 @@ async fn drain(
         peak_rss_bytes: peak_rss,
         sync_cpu_seconds: worker_cpu,
         emulator_cpu_seconds,
+        stages: None,
         failed_connections: 0,
         created: counts.created,
         updated: counts.updated,

@@ -243,3 +243,71 @@ store_test! {
         tx.commit().await.unwrap();
     }
 }
+
+store_test! {
+    async fn insert_many_creates_each_record_as_insert_would(db: &TestDb) {
+        let (_, site) = customer(db, "Contoso").await;
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let connection = tx
+            .create_connection(&deskbridge_store::NewConnection {
+                name: "bulk".into(),
+                kind: "entra".into(),
+                config: json!({}),
+                enabled_instances: "production".into(),
+            })
+            .await
+            .unwrap()
+            .id;
+        let role = tx
+            .insert(Entity::UserRole, None, &fields(json!({"name": "Requester"})))
+            .await
+            .unwrap();
+        // 250 users over three shapes: with a phone and a role, without either, and one
+        // setting `active` (the others take the column's default).
+        let rows: Vec<(String, Fields)> = (0..250)
+            .map(|i| {
+                let value = match i % 3 {
+                    0 => json!({"site_id": site.0, "name": format!("User {i}"), "phone": "0100", "roles": [role.0]}),
+                    1 => json!({"site_id": site.0, "name": format!("User {i}")}),
+                    _ => json!({"site_id": site.0, "name": format!("User {i}"), "active": false}),
+                };
+                (format!("obj-{i:03}"), fields(value))
+            })
+            .collect();
+        let refs: Vec<(&str, &Fields)> = rows.iter().map(|(e, f)| (e.as_str(), f)).collect();
+        let ids = tx.insert_many(Entity::User, connection, &refs).await.unwrap();
+        tx.commit().await.unwrap();
+
+        assert_eq!(ids.len(), 250);
+        let mut tx = db.store.read().await.unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            let user = tx.get(Entity::User, *id).await.unwrap().unwrap();
+            assert_eq!(user.text("name"), Some(format!("User {i}").as_str()), "ids follow the rows");
+            assert_eq!(
+                user.source,
+                Some(SourceKey::new(connection, format!("obj-{i:03}")))
+            );
+            let (active, roles) = match i % 3 {
+                0 => (true, json!([role.0])),
+                1 => (true, json!([])),
+                _ => (false, json!([])),
+            };
+            assert_eq!(user.get("active"), &json!(active), "user {i}");
+            assert_eq!(user.get("roles"), &roles, "user {i}");
+            let journal = tx.journal_for_record(Entity::User, *id).await.unwrap();
+            assert!(journal.iter().all(|j| j.action == "create"));
+            assert!(journal.iter().any(|j| j.field == "name"), "{journal:?}");
+        }
+        tx.commit().await.unwrap();
+
+        // A row whose source id exists already fails the whole call, and nothing of it stays.
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let again = [("obj-new", &rows[1].1), ("obj-000", &rows[1].1)];
+        let err = tx.insert_many(Entity::User, connection, &again).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        tx.rollback().await.unwrap();
+        let mut tx = db.store.read().await.unwrap();
+        assert_eq!(tx.count(Entity::User).await.unwrap(), 250);
+        tx.commit().await.unwrap();
+    }
+}

@@ -47,8 +47,8 @@ pub use error::SyncError;
 pub use many::{ManyResult, sync_many};
 pub use mappings::save_mappings;
 pub use run::{
-    SyncObserver, SyncOptions, SyncOutcome, delta_tracking, http_client, scope_for as graph_scope, sync,
-    token_provider,
+    SyncObserver, SyncOptions, SyncOutcome, Timings, delta_tracking, http_client, scope_for as graph_scope,
+    sync, token_provider,
 };
 
 /// The connection kind of Entra connections in the store.

@@ -23,6 +23,10 @@ pub(crate) struct SharedGraph {
     http: reqwest::Client,
     clients: Mutex<HashMap<(String, String), GraphClient>>,
     log: Arc<RoutedLog>,
+    /// Turns at planning and applying, one per core. Reading waits on Microsoft and overlaps
+    /// freely; planning and applying are CPU work, and dozens of syncs doing it at once only
+    /// take the CPU from each other (and, on SQLite, from the one writer everybody waits for).
+    pub(crate) processing: Arc<tokio::sync::Semaphore>,
 }
 
 /// Routes request log entries to the logs of the runs in progress, by tenant. Two runs of the
@@ -73,6 +77,9 @@ impl SharedGraph {
             http,
             clients: Mutex::new(HashMap::new()),
             log: Arc::new(RoutedLog::default()),
+            processing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            )),
         })
     }
 

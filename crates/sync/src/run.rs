@@ -133,6 +133,19 @@ pub struct SyncOutcome {
     pub held: Option<String>,
     pub notes: Vec<String>,
     pub requests: u64,
+    /// Where the sync's time went.
+    pub timings: Timings,
+}
+
+/// Seconds a sync spent in each stage (wall clock; stages of concurrent syncs overlap).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Timings {
+    /// Reading the tenant from Graph, memberships and sign-ins included.
+    pub read_seconds: f64,
+    /// Loading the desk snapshot and planning.
+    pub plan_seconds: f64,
+    /// Writing the plan, waiting for the database included.
+    pub apply_seconds: f64,
 }
 
 /// The token scope of the Graph instance at `graph_url` (national clouds have their own).
@@ -370,6 +383,8 @@ pub(crate) async fn sync_with(
             field.used_by.join(", ")
         ));
     }
+    let mut timings = Timings::default();
+    let read_started = std::time::Instant::now();
     let mut data = match read_tenant(
         store,
         &tenant,
@@ -417,6 +432,13 @@ pub(crate) async fn sync_with(
             });
         }
     }
+    timings.read_seconds = read_started.elapsed().as_secs_f64();
+    // Held until the sync ends (see `SharedGraph::processing`); a closed semaphore never happens.
+    let _turn = match shared {
+        Some(shared) => shared.processing.clone().acquire_owned().await.ok(),
+        None => None,
+    };
+    let plan_started = std::time::Instant::now();
     let mode = match data.read.mode {
         deskbridge_mapping::ReadMode::Full => "full",
         deskbridge_mapping::ReadMode::Delta => "delta",
@@ -452,6 +474,7 @@ pub(crate) async fn sync_with(
         approved_tenants: approved,
     };
     let plan: Plan = deskbridge_mapping::plan(&config, &input, &snapshot, clock.now());
+    timings.plan_seconds = plan_started.elapsed().as_secs_f64();
     // The tenant's read and the desk snapshot are not needed to apply: free them first.
     drop(input);
     drop(snapshot);
@@ -475,6 +498,7 @@ pub(crate) async fn sync_with(
             held,
             notes,
             requests: data.requests,
+            timings,
         });
     };
     save_requests(store, connection.id, Some(run), &requests).await?;
@@ -493,6 +517,7 @@ pub(crate) async fn sync_with(
             held,
             notes,
             requests: data.requests,
+            timings,
         });
     }
     let cursors: Vec<(CursorKey, String)> = data
@@ -500,7 +525,9 @@ pub(crate) async fn sync_with(
         .iter()
         .map(|(stream, value)| (key(stream), value.clone()))
         .collect();
+    let apply_started = std::time::Instant::now();
     let report = apply_plan(store, connection.id, run, &settings.tenant_id, &plan, &cursors).await?;
+    timings.apply_seconds = apply_started.elapsed().as_secs_f64();
     let mut tx = store.begin(WriteContext::for_run(connection.id, run)).await?;
     for e in plan_errors(&plan).iter().chain(&warnings) {
         tx.record_error(e).await?;
@@ -540,6 +567,7 @@ pub(crate) async fn sync_with(
         held: None,
         notes,
         requests: data.requests,
+        timings,
     })
 }
 
@@ -709,5 +737,6 @@ async fn fail(
         held: None,
         notes: Vec::new(),
         requests: 0,
+        timings: Timings::default(),
     })
 }

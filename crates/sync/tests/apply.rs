@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use deskbridge_mapping::{Action, Change, Counts, Entity as PlanEntity, FieldChange, Plan};
 use deskbridge_store::{Entity, WriteContext};
 use deskbridge_sync::apply_plan;
-use deskbridge_testkit::{TestDb, store_test};
+use deskbridge_testkit::store_test;
 use serde_json::{Value, json};
 
 use crate::emulator;
@@ -39,7 +39,7 @@ fn create(external: &str, fields: Value) -> Change {
 
 fn plan(changes: Vec<Change>) -> Plan {
     Plan {
-        generated_at: jiff::Timestamp::now(),
+        generated_at: jiff::Timestamp::UNIX_EPOCH,
         changes,
         targets: BTreeMap::new(),
         locked: Vec::new(),
@@ -54,7 +54,7 @@ fn plan(changes: Vec<Change>) -> Plan {
 store_test! {
     async fn one_bad_change_fails_alone_and_a_reapplied_plan_converges(db: &TestDb) {
         let fx = emulator(1).await;
-        fx.connect(&db, "apply").await;
+        fx.connect(db, "apply").await;
         let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
         let connection = tx.connection_by_name("apply").await.unwrap().unwrap();
         let customer = tx.find_by_text(Entity::Customer, "name", "Contoso").await.unwrap()[0].id;

@@ -16,9 +16,10 @@ pub struct SyncArgs {
     /// Microsoft's per-app limits are shared as they are counted).
     #[arg(long, conflicts_with = "approve_held")]
     pub all: bool,
-    /// With --all: how many connections sync at the same time (the store pools 8 connections:
-    /// more makes syncs wait for one).
-    #[arg(long, default_value_t = 8, requires = "all")]
+    /// With --all: how many connections sync at the same time. Reading and planning run side by
+    /// side; SQLite writes queue for its one writer. Each sync in flight holds its tenant's read
+    /// and plan in memory (about 20 KiB per user).
+    #[arg(long, default_value_t = 32, requires = "all")]
     pub concurrency: usize,
     /// Show what the sync would change and write nothing.
     #[arg(long)]
@@ -104,6 +105,13 @@ async fn run_all(
                 Err(e) => json!({"connection": r.connection, "error": e.to_string()}),
             })
             .collect();
+        let stage = |f: fn(&deskbridge_sync::Timings) -> f64| -> f64 {
+            results
+                .iter()
+                .filter_map(|r| r.result.as_ref().ok())
+                .map(|o| f(&o.timings))
+                .sum()
+        };
         let total = |f: fn(&SyncOutcome) -> i64| -> i64 {
             results.iter().filter_map(|r| r.result.as_ref().ok()).map(f).sum()
         };
@@ -119,6 +127,13 @@ async fn run_all(
                 "deactivated": total(|o| o.counts.deactivated),
                 "unchanged": total(|o| o.counts.unchanged),
                 "errors": total(|o| o.counts.errors),
+                // Summed over the syncs: they overlap, so the sum can exceed `seconds`.
+                "stage_seconds": {
+                    "read": stage(|t| t.read_seconds),
+                    "plan": stage(|t| t.plan_seconds),
+                    "apply": stage(|t| t.apply_seconds),
+                },
+                "writer_wait_seconds": store.writer_wait().as_secs_f64(),
                 // This process's own figures, so a benchmark can tell them from the emulator's.
                 "peak_rss_bytes": deskbridge_bench::procfs::peak_rss_bytes("self"),
                 "cpu_seconds": deskbridge_bench::procfs::cpu_seconds("self"),
