@@ -521,9 +521,14 @@ impl RunReport {
             self.run.sync_cpu_seconds.unwrap_or(f64::NAN),
             self.run.emulator_cpu_seconds.unwrap_or(f64::NAN),
         ) + &self.run.stages.map_or_else(String::new, |s| {
+            let wait = if self.database == "sqlite" {
+                format!(" (waiting for the SQLite writer {:.1} s)", s.writer_wait_seconds)
+            } else {
+                String::new()
+            };
             format!(
-                "; summed over syncs: read {:.1} s, plan {:.1} s, apply {:.1} s (waiting for the SQLite writer {:.1} s)",
-                s.read_seconds, s.plan_seconds, s.apply_seconds, s.writer_wait_seconds
+                "; summed over syncs: read {:.1} s, plan {:.1} s, apply {:.1} s{wait}",
+                s.read_seconds, s.plan_seconds, s.apply_seconds
             )
         })
     }

@@ -35,6 +35,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_accounts.sql"),
         postgres: include_str!("../migrations/postgres/0003_accounts.sql"),
     },
+    Migration {
+        version: 4,
+        name: "tenant_index",
+        sqlite: include_str!("../migrations/sqlite/0004_tenant_index.sql"),
+        postgres: include_str!("../migrations/postgres/0004_tenant_index.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].

@@ -87,6 +87,8 @@ pub enum RecordScope {
     AssignedToAgentsOf(ConnectionId),
     /// Records of the customer, and those of no customer.
     OfCustomerOrNone(RecordId),
+    /// Records of any of these customers.
+    OfCustomers(Vec<RecordId>),
 }
 
 impl RecordScope {
@@ -112,10 +114,16 @@ impl RecordScope {
                 args.push(Sql::Int(connection.0));
                 args.push(Sql::text(tenant_id.clone()));
                 let (c, t) = (args.len() - 1, args.len());
+                // The records not imported by another connection from another tenant's object, as a
+                // union of index lookups: a filter over the whole table would read every tenant's
+                // records for each sync.
+                let table = spec.table;
                 format!(
-                    "NOT (source_connection_id IS NOT NULL AND source_connection_id <> ${c} \
-                     AND azure_object_id IS NOT NULL AND azure_tenant_id IS NOT NULL \
-                     AND lower(azure_tenant_id) <> lower(${t}))"
+                    "id IN (SELECT id FROM {table} WHERE source_connection_id = ${c} \
+                     UNION SELECT id FROM {table} WHERE source_connection_id IS NULL \
+                     UNION SELECT id FROM {table} WHERE azure_object_id IS NULL \
+                     UNION SELECT id FROM {table} WHERE lower(azure_tenant_id) IS NULL \
+                     UNION SELECT id FROM {table} WHERE lower(azure_tenant_id) = lower(${t}))"
                 )
             }
             Self::AssignedToAgentsOf(connection) => {
@@ -125,6 +133,15 @@ impl RecordScope {
                     "agent_id IN (SELECT id FROM agents WHERE source_connection_id = ${})",
                     args.len()
                 )
+            }
+            Self::OfCustomers(customers) => {
+                needs("customer_id")?;
+                if customers.is_empty() {
+                    return Ok("1 = 0".to_owned());
+                }
+                let first = args.len() + 1;
+                args.extend(customers.iter().map(|c| Sql::Int(c.0)));
+                format!("customer_id IN ({})", placeholders(first, customers.len()))
             }
             Self::OfCustomerOrNone(customer) => {
                 needs("customer_id")?;
@@ -535,6 +552,22 @@ impl StoreTx {
             .collect::<Result<Vec<_>>>()?;
         self.load_extras(spec, &mut records).await?;
         Ok(records)
+    }
+
+    /// A page of records in id order, like [`StoreTx::list`] but with their columns only: no link
+    /// sets and no custom fields (for lookups by id and name, where those would be read and
+    /// thrown away).
+    pub async fn list_columns(
+        &mut self,
+        entity: Entity,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<Record>> {
+        let spec = entity.spec();
+        let sql = format!("{} WHERE id > $1 ORDER BY id LIMIT $2", select_sql(spec));
+        let args = [Sql::Int(after.map_or(0, |a| a.0)), Sql::Int(i64::from(limit))];
+        let rows = self.rows(&sql, &args, &row_types(spec)).await?;
+        rows.iter().map(|r| record_from_row(spec, r)).collect()
     }
 
     /// A page of the records in `scope`, in id order, starting after `after` (keyset paging).

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use deskbridge_core::{ConnectionId, RecordId};
 use deskbridge_mapping::{
     Catalog, CatalogSite, CustomField, CustomFieldEntity, CustomFieldType, DeskLicence, DeskRecord, DeskSite,
-    DeskSnapshot, DeskTicket, NamedRecord, RecordLocks, SourceIdentity,
+    DeskSnapshot, DeskTicket, MappingConfig, NamedRecord, RecordLocks, SiteTarget, SourceIdentity,
 };
 use deskbridge_store::{Entity, Record, RecordScope, StoreTx};
 use serde_json::Value;
@@ -13,10 +13,6 @@ use serde_json::Value;
 use crate::SyncError;
 
 const PAGE: u32 = 1_000;
-
-async fn all(tx: &mut StoreTx, entity: Entity) -> Result<Vec<Record>, SyncError> {
-    listed(tx, entity, None).await
-}
 
 /// Every record of `entity` (in `scope` when given), page by page.
 async fn listed(
@@ -60,10 +56,48 @@ pub struct SnapshotScope {
     pub connection: ConnectionId,
     pub tenant_id: String,
     pub customer: Option<RecordId>,
+    /// The customers whose sites the plan can place users in; `None`: every site (a mapping
+    /// matches sites of any customer).
+    pub site_customers: Option<Vec<RecordId>>,
+}
+
+impl SnapshotScope {
+    /// The scope of a sync of `connection` (reading `tenant_id` for `customer`) under `mapping`.
+    pub fn of(
+        connection: ConnectionId,
+        tenant_id: &str,
+        customer: RecordId,
+        mapping: &MappingConfig,
+    ) -> Self {
+        let mut customers: BTreeSet<RecordId> = [customer].into_iter().collect();
+        let mut every_site = false;
+        for site_mapping in &mapping.site_mappings {
+            match &site_mapping.target {
+                SiteTarget::CustomerByField { customer_id, .. } => {
+                    customers.insert(*customer_id);
+                }
+                SiteTarget::MatchSiteField { customer_id, .. } => match customer_id {
+                    Some(c) => {
+                        customers.insert(*c);
+                    }
+                    None => every_site = true,
+                },
+                // Sites named by id are referenced by id: the plan needs no copy of them.
+                SiteTarget::ExistingSite { .. } | SiteTarget::Agent { .. } => {}
+            }
+        }
+        Self {
+            connection,
+            tenant_id: tenant_id.to_owned(),
+            customer: Some(customer),
+            site_customers: (!every_site).then(|| customers.into_iter().collect()),
+        }
+    }
 }
 
 /// The desk records a plan of `scope`'s connection reads: the users and agents it can match or
-/// change, every site, the licences of its customer, and the tickets of its agents. The rest of
+/// change, the sites of the customers its mappings place users under, the licences of its
+/// customer, and the tickets of its agents. The rest of
 /// a many-tenant desk is left out, so a sync costs the size of its tenant, not of the desk.
 pub async fn load_snapshot(tx: &mut StoreTx, scope: &SnapshotScope) -> Result<DeskSnapshot, SyncError> {
     let syncable = RecordScope::SyncableBy {
@@ -80,7 +114,8 @@ pub async fn load_snapshot(tx: &mut StoreTx, scope: &SnapshotScope) -> Result<De
         .into_iter()
         .map(desk_record)
         .collect();
-    let sites = all(tx, Entity::Site)
+    let site_scope = scope.site_customers.clone().map(RecordScope::OfCustomers);
+    let sites = listed(tx, Entity::Site, site_scope.as_ref())
         .await?
         .into_iter()
         .filter_map(|s| {
@@ -136,8 +171,21 @@ pub async fn load_snapshot(tx: &mut StoreTx, scope: &SnapshotScope) -> Result<De
     })
 }
 
+/// Every record of `entity`, columns only (see [`StoreTx::list_columns`]).
+async fn all_columns(tx: &mut StoreTx, entity: Entity) -> Result<Vec<Record>, SyncError> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = tx.list_columns(entity, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        out.extend(page);
+    }
+    Ok(out)
+}
+
 async fn named(tx: &mut StoreTx, entity: Entity) -> Result<Vec<NamedRecord>, SyncError> {
-    Ok(all(tx, entity)
+    Ok(all_columns(tx, entity)
         .await?
         .into_iter()
         .filter_map(|r| {
@@ -149,9 +197,11 @@ async fn named(tx: &mut StoreTx, entity: Entity) -> Result<Vec<NamedRecord>, Syn
         .collect())
 }
 
-/// What exists on the desk (and which groups the tenant has), for validating mappings.
+/// What exists on the desk (and which groups the tenant has), for validating mappings. Validation
+/// needs ids and names, so link sets and custom fields are not read: every sync validates, and on
+/// a desk of many customers this was most of a quiet delta round's work.
 pub async fn load_catalog(tx: &mut StoreTx, groups: BTreeSet<String>) -> Result<Catalog, SyncError> {
-    let sites = all(tx, Entity::Site)
+    let sites = all_columns(tx, Entity::Site)
         .await?
         .into_iter()
         .filter_map(|s| {

@@ -20,7 +20,7 @@ use crate::run::{SyncOptions, SyncOutcome, scope_for, sync_with};
 
 /// Graph clients shared by concurrent syncs: one per (Graph URL, client id), one HTTP pool.
 pub(crate) struct SharedGraph {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     clients: Mutex<HashMap<(String, String), GraphClient>>,
     log: Arc<RoutedLog>,
     /// Turns at planning and applying, one per core. Reading waits on Microsoft and overlaps

@@ -198,11 +198,20 @@ pub(crate) async fn app_credential(
 
 /// The HTTP client deskbridge talks to Microsoft with (its user agent names it); `connection`
 /// labels the error.
+///
+/// One client serves the whole process (clones share its connection pool): building one loads
+/// the system's root certificates, milliseconds of CPU that a worker or a sync of hundreds of
+/// tenants would otherwise spend per sync.
 pub fn http_client(connection: &str) -> Result<reqwest::Client, SyncError> {
-    reqwest::Client::builder()
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client.clone());
+    }
+    let client = reqwest::Client::builder()
         .user_agent(concat!("deskbridge/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| SyncError::BadSettings(connection.to_owned(), e.to_string()))
+        .map_err(|e| SyncError::BadSettings(connection.to_owned(), e.to_string()))?;
+    Ok(CLIENT.get_or_init(|| client).clone())
 }
 
 pub(crate) async fn graph_for(
@@ -254,7 +263,10 @@ async fn graph_for_with(
     options: &SyncOptions,
     shared: Option<&crate::many::SharedGraph>,
 ) -> Result<(deskbridge_graph::GraphTenant, Arc<MemoryRequestLog>), SyncError> {
-    let http = http_client(&connection.name)?;
+    let http = match shared {
+        Some(shared) => shared.http.clone(),
+        None => http_client(&connection.name)?,
+    };
     let tokens = token_provider(store, connection, settings, &http, clock).await?;
     if let Some(shared) = shared {
         // One Graph client per app registration: the per-app resource-unit budget is shared.
@@ -456,11 +468,12 @@ pub(crate) async fn sync_with(
         }
     };
     let mut tx = store.read().await?;
-    let scope = crate::desk::SnapshotScope {
-        connection: connection.id,
-        tenant_id: settings.tenant_id.clone(),
-        customer: Some(settings.customer_id),
-    };
+    let scope = crate::desk::SnapshotScope::of(
+        connection.id,
+        &settings.tenant_id,
+        settings.customer_id,
+        &settings.mapping,
+    );
     let snapshot = load_snapshot(&mut tx, &scope).await?;
     tx.commit().await?;
     let approved: BTreeSet<String> = if held_run.is_some() {
