@@ -191,6 +191,11 @@ async fn three_workers_run_every_scheduled_job_once_and_take_over_from_a_killed_
     }
     let reference = desk(reference_dir.path(), None);
     assert!(reference.len() > CONNECTIONS * 300, "{} users", reference.len());
+    // The workers' runs read each chain of pages one round trip at a time: slower round trips
+    // keep them in flight long enough to be caught and killed mid-run.
+    let mut faults = emu.faults();
+    faults.latency_ms = 250;
+    emu.set_faults(faults);
 
     let (database, db_name) = fresh_database(&admin).await;
     let dir = tempfile::tempdir().unwrap();
