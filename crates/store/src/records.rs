@@ -89,6 +89,8 @@ pub enum RecordScope {
     OfCustomerOrNone(RecordId),
     /// Records of any of these customers.
     OfCustomers(Vec<RecordId>),
+    /// These records.
+    Ids(Vec<RecordId>),
 }
 
 impl RecordScope {
@@ -133,6 +135,14 @@ impl RecordScope {
                     "agent_id IN (SELECT id FROM agents WHERE source_connection_id = ${})",
                     args.len()
                 )
+            }
+            Self::Ids(ids) => {
+                if ids.is_empty() {
+                    return Ok("1 = 0".to_owned());
+                }
+                let first = args.len() + 1;
+                args.extend(ids.iter().map(|id| Sql::Int(id.0)));
+                format!("id IN ({})", placeholders(first, ids.len()))
             }
             Self::OfCustomers(customers) => {
                 needs("customer_id")?;

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::connection::{AuthMethod, EntraSettings, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET, secret_ref};
 use crate::read::{self, GROUPS_DELTA, TenantData, USERS_DELTA};
-use crate::{SyncError, apply_plan, load_catalog, load_entra_connection, load_snapshot};
+use crate::{SyncError, apply_plan, load_entra_connection, load_snapshot};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -300,7 +300,7 @@ pub(crate) async fn validated(
 ) -> Result<ValidatedConfig, SyncError> {
     let groups = groups.unwrap_or_else(|| mapping.group_names());
     let mut tx = store.read().await?;
-    let catalog = load_catalog(&mut tx, groups).await?;
+    let catalog = crate::desk::load_catalog_for(&mut tx, groups, mapping).await?;
     tx.commit().await?;
     validate(mapping, &catalog).map_err(|errors| {
         SyncError::InvalidMappings(
