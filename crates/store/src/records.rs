@@ -136,22 +136,10 @@ impl RecordScope {
                     args.len()
                 )
             }
-            Self::Ids(ids) => {
-                if ids.is_empty() {
-                    return Ok("1 = 0".to_owned());
-                }
-                let first = args.len() + 1;
-                args.extend(ids.iter().map(|id| Sql::Int(id.0)));
-                format!("id IN ({})", placeholders(first, ids.len()))
-            }
+            Self::Ids(ids) => in_list("id", ids, args),
             Self::OfCustomers(customers) => {
                 needs("customer_id")?;
-                if customers.is_empty() {
-                    return Ok("1 = 0".to_owned());
-                }
-                let first = args.len() + 1;
-                args.extend(customers.iter().map(|c| Sql::Int(c.0)));
-                format!("customer_id IN ({})", placeholders(first, customers.len()))
+                in_list("customer_id", customers, args)
             }
             Self::OfCustomerOrNone(customer) => {
                 needs("customer_id")?;
@@ -160,6 +148,16 @@ impl RecordScope {
             }
         })
     }
+}
+
+/// `column IN ($k, …)` over `ids`, bound after `args`; a condition no row meets when `ids` is empty.
+fn in_list(column: &str, ids: &[RecordId], args: &mut Vec<Sql>) -> String {
+    if ids.is_empty() {
+        return "1 = 0".to_owned();
+    }
+    let first = args.len() + 1;
+    args.extend(ids.iter().map(|id| Sql::Int(id.0)));
+    format!("{column} IN ({})", placeholders(first, ids.len()))
 }
 
 /// One field changed by a write.
