@@ -63,7 +63,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// PostgreSQL server URL whose user may create databases (a fresh database is created for
-    /// each run and dropped after it). The cpu scenario also runs into it; scale-out needs it
+    /// each run and dropped after it). The cpu and latency scenarios also run into it; scale-out needs it
     /// (falling back to DESKBRIDGE_TEST_POSTGRES_URL).
     #[arg(long, env = "DESKBRIDGE_BENCH_POSTGRES_URL")]
     pub postgres: Option<String>,
