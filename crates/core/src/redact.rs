@@ -87,6 +87,27 @@ pub fn json(value: &Value) -> Value {
     }
 }
 
+/// [`json`] as text. Most values carry no credential: those are written out as they are, without
+/// the copy redaction makes (the inbound log writes one per imported record).
+pub fn json_text(value: &Value) -> String {
+    if has_secret(value) {
+        json(value).to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+/// Whether [`json`] would replace anything in `value`.
+fn has_secret(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| (is_secret_key(k) && !v.is_null()) || has_secret(v)),
+        Value::Array(items) => items.iter().any(has_secret),
+        _ => false,
+    }
+}
+
 /// A request or response body: JSON and form bodies are redacted by key; anything else is kept
 /// only if it does not look like it carries a credential.
 pub fn body(text: &str) -> String {
@@ -126,5 +147,15 @@ mod tests {
             r#"{"access_token":"REDACTED","nested":[{"refresh_token":"REDACTED","ok":1}]}"#
         );
         assert!(!body("client_id=1&client_assertion=eyJ").contains("eyJ"));
+    }
+
+    #[test]
+    fn json_text_redacts_at_any_depth_and_copies_nothing_else() {
+        let secret =
+            serde_json::json!({"fields": {"name": {"after": "A"}}, "deep": [{"client_secret": "s"}]});
+        assert_eq!(json_text(&secret), json(&secret).to_string());
+        assert!(!json_text(&secret).contains("\"s\""));
+        let plain = serde_json::json!({"fields": {"name": {"before": null, "after": "A"}}, "password": null});
+        assert_eq!(json_text(&plain), plain.to_string());
     }
 }

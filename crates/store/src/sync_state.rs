@@ -516,7 +516,7 @@ impl StoreTx {
     // ------------------------------------------------------------------ logs and errors
 
     pub async fn log_inbound(&mut self, entry: &InboundEntry) -> Result<()> {
-        let payload = entry.payload.as_ref().map(|p| redact::json(p).to_string());
+        let payload = entry.payload.as_ref().map(redact::json_text);
         // Queued: an import's log goes out as a few multi-row inserts.
         self.append_row(
             "inbound_log",
