@@ -550,15 +550,8 @@ impl StoreTx {
 
     /// A page of records in id order, starting after `after` (keyset paging).
     pub async fn list(&mut self, entity: Entity, after: Option<RecordId>, limit: u32) -> Result<Vec<Record>> {
-        let spec = entity.spec();
-        let sql = format!("{} WHERE id > $1 ORDER BY id LIMIT $2", select_sql(spec));
-        let args = [Sql::Int(after.map_or(0, |a| a.0)), Sql::Int(i64::from(limit))];
-        let rows = self.rows(&sql, &args, &row_types(spec)).await?;
-        let mut records = rows
-            .iter()
-            .map(|r| record_from_row(spec, r))
-            .collect::<Result<Vec<_>>>()?;
-        self.load_extras(spec, &mut records).await?;
+        let mut records = self.list_columns(entity, after, limit).await?;
+        self.load_extras(entity.spec(), &mut records).await?;
         Ok(records)
     }
 
@@ -571,11 +564,7 @@ impl StoreTx {
         after: Option<RecordId>,
         limit: u32,
     ) -> Result<Vec<Record>> {
-        let spec = entity.spec();
-        let sql = format!("{} WHERE id > $1 ORDER BY id LIMIT $2", select_sql(spec));
-        let args = [Sql::Int(after.map_or(0, |a| a.0)), Sql::Int(i64::from(limit))];
-        let rows = self.rows(&sql, &args, &row_types(spec)).await?;
-        rows.iter().map(|r| record_from_row(spec, r)).collect()
+        self.page(entity.spec(), None, after, limit).await
     }
 
     /// A page of the records in `scope`, in id order, starting after `after` (keyset paging).
@@ -587,19 +576,30 @@ impl StoreTx {
         limit: u32,
     ) -> Result<Vec<Record>> {
         let spec = entity.spec();
+        let mut records = self.page(spec, Some(scope), after, limit).await?;
+        self.load_extras(spec, &mut records).await?;
+        Ok(records)
+    }
+
+    /// The columns of a page of records (in `scope` when given) after `after`, in id order.
+    async fn page(
+        &mut self,
+        spec: &EntitySpec,
+        scope: Option<&RecordScope>,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<Record>> {
         let mut args = vec![Sql::Int(after.map_or(0, |a| a.0)), Sql::Int(i64::from(limit))];
-        let condition = scope.condition(spec, &mut args)?;
+        let condition = match scope {
+            Some(scope) => format!(" AND ({})", scope.condition(spec, &mut args)?),
+            None => String::new(),
+        };
         let sql = format!(
-            "{} WHERE id > $1 AND ({condition}) ORDER BY id LIMIT $2",
+            "{} WHERE id > $1{condition} ORDER BY id LIMIT $2",
             select_sql(spec)
         );
         let rows = self.rows(&sql, &args, &row_types(spec)).await?;
-        let mut records = rows
-            .iter()
-            .map(|r| record_from_row(spec, r))
-            .collect::<Result<Vec<_>>>()?;
-        self.load_extras(spec, &mut records).await?;
-        Ok(records)
+        rows.iter().map(|r| record_from_row(spec, r)).collect()
     }
 
     pub async fn count(&mut self, entity: Entity) -> Result<i64> {
