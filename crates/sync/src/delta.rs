@@ -2,7 +2,7 @@
 //! fields only", with the mapped fields a delta cannot track), and resetting the stored links —
 //! "clear" (the next run is a full import) or "get latest" (start tracking from now).
 
-use deskbridge_core::SharedClock;
+use deskbridge_core::{ConnectionId, SharedClock};
 use deskbridge_store::{CursorKey, Store, WriteContext};
 use serde::Serialize;
 
@@ -83,6 +83,15 @@ pub async fn set_delta_settings(
     delta_status(store, name).await
 }
 
+/// Forgets the connection's delta links (the "clear" reset): its next sync is a full import.
+/// Returns how many links there were.
+pub async fn clear_deltas(store: &Store, connection: ConnectionId) -> Result<u64, SyncError> {
+    let mut tx = store.begin(WriteContext::manual()).await?;
+    let cleared = tx.clear_cursors(connection, None).await?;
+    tx.commit().await?;
+    Ok(cleared)
+}
+
 /// Resets the connection's delta links (see [`DeltaReset`]).
 pub async fn reset_deltas(
     store: &Store,
@@ -94,9 +103,7 @@ pub async fn reset_deltas(
     let (connection, settings) = load_entra_connection(store, name).await?;
     match reset {
         DeltaReset::Clear => {
-            let mut tx = store.begin(WriteContext::manual()).await?;
-            tx.clear_cursors(connection.id, None).await?;
-            tx.commit().await?;
+            clear_deltas(store, connection.id).await?;
         }
         DeltaReset::Latest => {
             let config = validated(store, &settings.mapping, None).await?;

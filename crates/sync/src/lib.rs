@@ -41,7 +41,7 @@ pub use delegated::{
     PendingAuthorization, SECRET_REFRESH_TOKEN, begin_delegated_authorization,
     complete_delegated_authorization, complete_delegated_redirect,
 };
-pub use delta::{DeltaReset, DeltaStatus, delta_status, reset_deltas, set_delta_settings};
+pub use delta::{DeltaReset, DeltaStatus, clear_deltas, delta_status, reset_deltas, set_delta_settings};
 pub use desk::{SnapshotScope, load_catalog, load_snapshot};
 pub use error::SyncError;
 pub use many::{ManyResult, sync_many};

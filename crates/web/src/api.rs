@@ -925,9 +925,7 @@ async fn reset_cursors(
     State(state): State<AppState>,
     Extension(scope): Extension<Scope>,
 ) -> ApiResult<Json<Value>> {
-    let mut tx = state.store.begin(WriteContext::manual()).await?;
-    let cleared = tx.clear_cursors(scope.connection.id, None).await?;
-    tx.commit().await?;
+    let cleared = deskbridge_sync::clear_deltas(&state.store, scope.connection.id).await?;
     Ok(Json(json!({ "cleared": cleared })))
 }
 

@@ -431,6 +431,12 @@ impl From<deskbridge_store::StoreError> for UiError {
     }
 }
 
+impl From<deskbridge_sync::SyncError> for UiError {
+    fn from(e: deskbridge_sync::SyncError) -> Self {
+        Self(e.into())
+    }
+}
+
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         error_page(&self.0)
@@ -2117,9 +2123,7 @@ async fn reset_cursors(
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
 ) -> UiResult {
-    let mut tx = state.store.begin(WriteContext::manual()).await?;
-    let n = tx.clear_cursors(scope.connection.id, None).await?;
-    tx.commit().await?;
+    let n = deskbridge_sync::clear_deltas(&state.store, scope.connection.id).await?;
     agent_view(
         &state,
         &caller,
