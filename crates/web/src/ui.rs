@@ -2213,57 +2213,39 @@ async fn logs(
     };
     let page_data = api::log_page(&state, kind, &filter).await?;
     let entries = page_data["entries"].as_array().cloned().unwrap_or_default();
-    let (headers, rows): (&[&str], Vec<Vec<Cell>>) = match log.as_str() {
-        "outbound" => (
-            &["At", "Run", "Method", "URL", "Status", "ms"],
-            entries
-                .iter()
-                .map(|e| {
-                    vec![
-                        cell(show(&e["at"])),
-                        cell(show(&e["run_id"])),
-                        cell(show(&e["method"])),
-                        cell(show(&e["url"])),
-                        cell(show(&e["status"])),
-                        cell(show(&e["duration_ms"])),
-                    ]
-                })
-                .collect(),
-        ),
-        "errors" => (
-            &["At", "Run", "Code", "Record", "Message", "Remedy"],
-            entries
-                .iter()
-                .map(|e| {
-                    vec![
-                        cell(show(&e["at"])),
-                        cell(show(&e["run_id"])),
-                        cell(show(&e["code"])),
-                        cell(show(&e["external_id"])),
-                        cell(show(&e["message"])),
-                        cell(show(&e["remedy"])),
-                    ]
-                })
-                .collect(),
-        ),
-        _ => (
-            &["At", "Run", "Kind", "External id", "Rule", "Action", "Result"],
-            entries
-                .iter()
-                .map(|e| {
-                    vec![
-                        cell(show(&e["at"])),
-                        cell(show(&e["run_id"])),
-                        cell(show(&e["entity"])),
-                        cell(show(&e["external_id"])),
-                        cell(show(&e["rule"])),
-                        cell(show(&e["action"])),
-                        cell(show(&e["result"])),
-                    ]
-                })
-                .collect(),
-        ),
+    // Each log's columns: heading and the entry's key.
+    let columns: &[(&str, &str)] = match log.as_str() {
+        "outbound" => &[
+            ("At", "at"),
+            ("Run", "run_id"),
+            ("Method", "method"),
+            ("URL", "url"),
+            ("Status", "status"),
+            ("ms", "duration_ms"),
+        ],
+        "errors" => &[
+            ("At", "at"),
+            ("Run", "run_id"),
+            ("Code", "code"),
+            ("Record", "external_id"),
+            ("Message", "message"),
+            ("Remedy", "remedy"),
+        ],
+        _ => &[
+            ("At", "at"),
+            ("Run", "run_id"),
+            ("Kind", "entity"),
+            ("External id", "external_id"),
+            ("Rule", "rule"),
+            ("Action", "action"),
+            ("Result", "result"),
+        ],
     };
+    let headers: Vec<&str> = columns.iter().map(|(heading, _)| *heading).collect();
+    let rows: Vec<Vec<Cell>> = entries
+        .iter()
+        .map(|e| columns.iter().map(|(_, key)| cell(show(&e[*key]))).collect())
+        .collect();
     let base = format!("/connections/{id}/logs");
     let run_text = q.run.map(|r| r.to_string()).unwrap_or_default();
     let mut section = Section::titled(match log.as_str() {
@@ -2271,7 +2253,7 @@ async fn logs(
         "errors" => "Errors",
         _ => "Inbound changes",
     })
-    .table(headers, rows);
+    .table(&headers, rows);
     section.id = "log".into();
     let mut search = form(
         "log-search",
