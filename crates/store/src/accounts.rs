@@ -707,24 +707,7 @@ impl StoreTx {
         let rows = self.rows(&sql, &args, &types).await?;
         Ok(rows
             .into_iter()
-            .map(|row| {
-                let obj = columns
-                    .iter()
-                    .zip(row)
-                    .map(|((c, _), v)| {
-                        let value = match v {
-                            Sql::Int(i) => Value::from(i),
-                            Sql::Text(t) if c.ends_with("headers") || *c == "payload" => {
-                                serde_json::from_str(&t).unwrap_or(Value::String(t))
-                            }
-                            Sql::Text(t) => Value::String(t),
-                            _ => Value::Null,
-                        };
-                        ((*c).to_owned(), value)
-                    })
-                    .collect();
-                Value::Object(obj)
-            })
+            .map(|row| crate::sync_state::log_entry(columns.iter().map(|(c, _)| *c), row))
             .collect())
     }
 

@@ -769,24 +769,27 @@ impl StoreTx {
         let rows = self.rows(&sql, &args, types).await?;
         Ok(rows
             .into_iter()
-            .map(|row| {
-                let obj = columns
-                    .iter()
-                    .zip(row)
-                    .map(|(c, v)| {
-                        let value = match v {
-                            Sql::Int(i) => Value::from(i),
-                            Sql::Text(t) if c.ends_with("headers") || *c == "payload" => {
-                                serde_json::from_str(&t).unwrap_or(Value::String(t))
-                            }
-                            Sql::Text(t) => Value::String(t),
-                            _ => Value::Null,
-                        };
-                        ((*c).to_owned(), value)
-                    })
-                    .collect();
-                Value::Object(obj)
-            })
+            .map(|row| log_entry(columns.iter().copied(), row))
             .collect())
     }
+}
+
+/// A log row as a JSON object by column name; headers and payloads, stored as JSON text, are
+/// parsed back.
+pub(crate) fn log_entry<'c>(columns: impl Iterator<Item = &'c str>, row: Vec<Sql>) -> Value {
+    let obj = columns
+        .zip(row)
+        .map(|(c, v)| {
+            let value = match v {
+                Sql::Int(i) => Value::from(i),
+                Sql::Text(t) if c.ends_with("headers") || c == "payload" => {
+                    serde_json::from_str(&t).unwrap_or(Value::String(t))
+                }
+                Sql::Text(t) => Value::String(t),
+                _ => Value::Null,
+            };
+            (c.to_owned(), value)
+        })
+        .collect();
+    Value::Object(obj)
 }
