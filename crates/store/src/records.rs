@@ -430,17 +430,17 @@ struct PreparedInsert {
     later: Vec<(String, Value)>,
 }
 
-/// The bookkeeping columns of a new row and their values.
-fn insert_meta(source: Option<&SourceKey>, at: &str) -> ([&'static str; 4], Vec<Sql>) {
-    (
-        ["source_connection_id", "external_id", "created_at", "updated_at"],
-        vec![
-            Sql::opt_int(source.map(|s| s.connection_id.0)),
-            Sql::opt_text(source.map(|s| s.external_id.clone())),
-            Sql::text(at),
-            Sql::text(at),
-        ],
-    )
+/// The bookkeeping columns every new row sets, before its own columns.
+const INSERT_META: [&str; 4] = ["source_connection_id", "external_id", "created_at", "updated_at"];
+
+/// The values of [`INSERT_META`] for a new row.
+fn insert_meta(source: Option<&SourceKey>, at: &str) -> [Sql; 4] {
+    [
+        Sql::opt_int(source.map(|s| s.connection_id.0)),
+        Sql::opt_text(source.map(|s| s.external_id.clone())),
+        Sql::text(at),
+        Sql::text(at),
+    ]
 }
 
 /// A custom field's definition.
@@ -687,8 +687,8 @@ impl StoreTx {
     ) -> Result<RecordId> {
         let spec = entity.spec();
         let prepared = self.prepare_insert(spec, fields).await?;
-        let (names, mut args) = insert_meta(source, &format_timestamp(self.at));
-        let mut names = names.to_vec();
+        let mut names = INSERT_META.to_vec();
+        let mut args = insert_meta(source, &format_timestamp(self.at)).to_vec();
         for (c, v) in &prepared.columns {
             names.push(c.name);
             args.push(to_sql(c.ty, v));
@@ -748,8 +748,7 @@ impl StoreTx {
         let at = format_timestamp(self.at);
         let mut ids: Vec<Option<RecordId>> = vec![None; rows.len()];
         for (columns, members) in groups {
-            let (meta, _) = insert_meta(None, &at);
-            let mut names = meta.to_vec();
+            let mut names = INSERT_META.to_vec();
             names.extend(columns.iter().copied());
             for chunk in members.chunks(100) {
                 let mut sql = format!("INSERT INTO {} ({}) VALUES ", spec.table, names.join(", "));
@@ -766,7 +765,7 @@ impl StoreTx {
                     sql.push_str(&placeholders(args.len() + 1, names.len()));
                     sql.push(')');
                     let source = SourceKey::new(connection, *external);
-                    args.extend(insert_meta(Some(&source), &at).1);
+                    args.extend(insert_meta(Some(&source), &at));
                     args.extend(p.columns.iter().map(|(c, v)| to_sql(c.ty, v)));
                     by_external.insert(external, i);
                 }

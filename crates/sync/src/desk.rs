@@ -15,24 +15,41 @@ use crate::SyncError;
 
 const PAGE: u32 = 1_000;
 
-/// Every record of `entity` (in `scope` when given), page by page.
-async fn listed(
-    tx: &mut StoreTx,
-    entity: Entity,
-    scope: Option<&RecordScope>,
-) -> Result<Vec<Record>, SyncError> {
+/// Which records, and how much of each, a listing reads.
+#[derive(Clone, Copy)]
+enum Listing<'a> {
+    /// Every record, whole.
+    All,
+    /// Every record, columns only (no link sets or custom fields).
+    Columns,
+    /// The records in a scope, whole.
+    Scoped(&'a RecordScope),
+}
+
+/// Every record of `entity` the listing names, page by page.
+async fn every(tx: &mut StoreTx, entity: Entity, listing: Listing<'_>) -> Result<Vec<Record>, SyncError> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let page = match scope {
-            Some(scope) => tx.list_scoped(entity, scope, after, PAGE).await?,
-            None => tx.list(entity, after, PAGE).await?,
+        let page = match listing {
+            Listing::All => tx.list(entity, after, PAGE).await?,
+            Listing::Columns => tx.list_columns(entity, after, PAGE).await?,
+            Listing::Scoped(scope) => tx.list_scoped(entity, scope, after, PAGE).await?,
         };
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         out.extend(page);
     }
     Ok(out)
+}
+
+/// Every record of `entity` (in `scope` when given), whole.
+async fn listed(
+    tx: &mut StoreTx,
+    entity: Entity,
+    scope: Option<&RecordScope>,
+) -> Result<Vec<Record>, SyncError> {
+    every(tx, entity, scope.map_or(Listing::All, Listing::Scoped)).await
 }
 
 fn desk_record(record: Record) -> DeskRecord {
@@ -172,21 +189,8 @@ pub async fn load_snapshot(tx: &mut StoreTx, scope: &SnapshotScope) -> Result<De
     })
 }
 
-/// Every record of `entity`, columns only (see [`StoreTx::list_columns`]).
-async fn all_columns(tx: &mut StoreTx, entity: Entity) -> Result<Vec<Record>, SyncError> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = tx.list_columns(entity, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
-        out.extend(page);
-    }
-    Ok(out)
-}
-
 async fn named(tx: &mut StoreTx, entity: Entity) -> Result<Vec<NamedRecord>, SyncError> {
-    Ok(all_columns(tx, entity)
+    Ok(every(tx, entity, Listing::Columns)
         .await?
         .into_iter()
         .filter_map(named_record)
@@ -261,7 +265,7 @@ fn named_record(r: Record) -> Option<NamedRecord> {
 /// a desk of many customers this was most of a quiet delta round's work.
 pub async fn load_catalog(tx: &mut StoreTx, groups: BTreeSet<String>) -> Result<Catalog, SyncError> {
     let mut catalog = catalog_without_customers_and_sites(tx, groups).await?;
-    catalog.sites = all_columns(tx, Entity::Site)
+    catalog.sites = every(tx, Entity::Site, Listing::Columns)
         .await?
         .into_iter()
         .filter_map(catalog_site)
