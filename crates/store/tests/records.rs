@@ -311,3 +311,48 @@ store_test! {
         tx.commit().await.unwrap();
     }
 }
+
+store_test! {
+    async fn sqlite_writers_queue_for_their_turn_and_postgres_writers_do_not_wait(db: &TestDb) {
+        let mut first = db.store.begin(WriteContext::manual()).await.unwrap();
+        first
+            .insert(Entity::Customer, None, &fields(json!({"name": "First"})))
+            .await
+            .unwrap();
+        let store = db.store.clone();
+        let second = tokio::spawn(async move {
+            let mut tx = store.begin(WriteContext::manual()).await.unwrap();
+            tx.insert(Entity::Customer, None, &fields(json!({"name": "Second"})))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        });
+        match db.store.dialect() {
+            deskbridge_store::Dialect::Sqlite => {
+                // One writer at a time: the second waits in the process's queue (not on SQLite's
+                // file lock, whose busy timeout used to fail concurrent syncs) until the first ends.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                assert!(!second.is_finished(), "the second writer began while the first held the turn");
+                first.commit().await.unwrap();
+                second.await.unwrap();
+                assert!(db.store.writer_wait() > std::time::Duration::ZERO);
+            }
+            deskbridge_store::Dialect::Postgres => {
+                // Writers of different rows run side by side.
+                second.await.unwrap();
+                first.commit().await.unwrap();
+                assert_eq!(db.store.writer_wait(), std::time::Duration::ZERO);
+            }
+        }
+        let mut tx = db.store.read().await.unwrap();
+        let names: Vec<String> = tx
+            .list(Entity::Customer, None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|c| c.text("name").map(str::to_owned))
+            .collect();
+        assert_eq!(names, ["First", "Second"]);
+        tx.commit().await.unwrap();
+    }
+}
