@@ -224,7 +224,9 @@ impl Store {
     }
 
     /// Starts a write transaction. Everything written through it, with its journal rows, is
-    /// committed together or not at all.
+    /// committed together or not at all. On SQLite it first waits for this process's writer turn,
+    /// so a task must not begin a second write transaction while its first is open: the second
+    /// would wait for a turn the first never gives back.
     pub async fn begin(&self, ctx: WriteContext) -> Result<StoreTx> {
         let writer = match &self.writer {
             Some(lock) => {
