@@ -56,7 +56,7 @@ struct Applier<'a> {
     /// Records this connection imported, by entity and external id: loaded for a transaction's
     /// creates in one query, and added to as records are created (a manager named later in the
     /// run resolves without a query).
-    by_source: BTreeMap<(Entity, String), RecordId>,
+    by_source: BTreeMap<Entity, BTreeMap<String, RecordId>>,
     /// Keys added to `by_source` by the open transaction: gone if it is rolled back.
     added_in_transaction: Vec<(Entity, String)>,
     deferred: Vec<Deferred>,
@@ -110,8 +110,8 @@ impl Applier<'_> {
         entity: Entity,
         external: &str,
     ) -> Result<Option<RecordId>, StoreError> {
-        if let Some(id) = self.by_source.get(&(entity, external.to_owned())) {
-            return Ok(Some(*id));
+        if let Some(id) = self.known_source(entity, external) {
+            return Ok(Some(id));
         }
         let id = tx
             .id_by_source(entity, &SourceKey::new(self.connection, external.to_owned()))
@@ -122,10 +122,15 @@ impl Applier<'_> {
         Ok(id)
     }
 
+    /// The record this connection imported as `external`, if this run knows it.
+    fn known_source(&self, entity: Entity, external: &str) -> Option<RecordId> {
+        self.by_source.get(&entity)?.get(external).copied()
+    }
+
     fn remember_source(&mut self, entity: Entity, external: &str, id: RecordId) {
-        let key = (entity, external.to_owned());
-        if self.by_source.insert(key.clone(), id).is_none() {
-            self.added_in_transaction.push(key);
+        let ids = self.by_source.entry(entity).or_default();
+        if ids.insert(external.to_owned(), id).is_none() {
+            self.added_in_transaction.push((entity, external.to_owned()));
         }
     }
 
@@ -135,7 +140,7 @@ impl Applier<'_> {
         let entity = store_entity(change.entity);
         change.action == Action::Create
             && matches!(entity, Entity::User | Entity::Agent)
-            && !self.by_source.contains_key(&(entity, change.external_id.clone()))
+            && self.known_source(entity, &change.external_id).is_none()
     }
 
     /// Loads, in one query per entity, which of the transaction's creates already exist (a
@@ -144,7 +149,7 @@ impl Applier<'_> {
         let mut wanted: BTreeMap<Entity, Vec<&str>> = BTreeMap::new();
         for change in chunk.iter().filter(|c| c.action == Action::Create) {
             let entity = store_entity(change.entity);
-            if !self.by_source.contains_key(&(entity, change.external_id.clone())) {
+            if self.known_source(entity, &change.external_id).is_none() {
                 wanted.entry(entity).or_default().push(&change.external_id);
             }
         }
@@ -210,11 +215,11 @@ impl Applier<'_> {
             Action::Create => {
                 let mut fields = self.fields(tx, change, entity).await?;
                 fields.retain(|_, v| !v.is_null());
-                let id = match self.by_source.get(&(entity, change.external_id.clone())) {
+                let id = match self.known_source(entity, &change.external_id) {
                     // Created by an earlier, interrupted run of this plan: brought up to date.
                     Some(id) => {
-                        tx.update(entity, *id, &fields).await?;
-                        *id
+                        tx.update(entity, id, &fields).await?;
+                        id
                     }
                     None => {
                         let id = tx.insert(entity, Some(&source), &fields).await?;
@@ -389,8 +394,10 @@ impl Applier<'_> {
     }
 
     fn restore(&mut self, checkpoint: Checkpoint) {
-        for key in std::mem::take(&mut self.added_in_transaction) {
-            self.by_source.remove(&key);
+        for (entity, external) in std::mem::take(&mut self.added_in_transaction) {
+            if let Some(ids) = self.by_source.get_mut(&entity) {
+                ids.remove(&external);
+            }
         }
         self.sites = checkpoint.sites;
         self.licences = checkpoint.licences;
