@@ -129,3 +129,30 @@ pub async fn listen(
     });
     Ok((task, url))
 }
+
+/// Runs this process's share of the sync agent until `shutdown`: the scheduler (unless
+/// `--no-scheduler`) and one worker. `serve` and `worker` both end with it.
+pub async fn run_agent(
+    args: &WorkerArgs,
+    config: WorkerConfig,
+    store: &Store,
+    clock: deskbridge_core::SharedClock,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let scheduler = (!args.no_scheduler).then(|| {
+        tokio::spawn(deskbridge_agent::scheduler::run(
+            store.clone(),
+            clock.clone(),
+            metrics.clone(),
+            Duration::from_millis(args.scheduler_tick_ms.max(10)),
+            shutdown.clone(),
+        ))
+    });
+    deskbridge_agent::Worker::new(store.clone(), clock, config, metrics)
+        .run(shutdown)
+        .await;
+    if let Some(task) = scheduler {
+        let _ = task.await;
+    }
+}

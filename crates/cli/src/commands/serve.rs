@@ -5,14 +5,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
-use deskbridge_agent::{Metrics, Worker};
+use deskbridge_agent::Metrics;
 use deskbridge_core::{SharedClock, SystemClock};
 use serde_json::json;
 
-use super::agent_common::{WorkerArgs, listen, shutdown_signal};
+use super::agent_common::{WorkerArgs, listen, run_agent, shutdown_signal};
 use crate::output::say;
 use crate::settings::GlobalArgs;
 
@@ -67,21 +66,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
     say(&format!("serving the admin UI and API on {url}"));
-    let scheduler = (!args.worker.no_scheduler).then(|| {
-        tokio::spawn(deskbridge_agent::scheduler::run(
-            store.clone(),
-            clock.clone(),
-            metrics.clone(),
-            Duration::from_millis(args.worker.scheduler_tick_ms.max(10)),
-            shutdown.clone(),
-        ))
-    });
-    Worker::new(store.clone(), clock, config, metrics)
-        .run(shutdown)
-        .await;
-    if let Some(task) = scheduler {
-        let _ = task.await;
-    }
+    run_agent(&args.worker, config, &store, clock, metrics, shutdown).await;
     let _ = http.await;
     store.close().await;
     Ok(())

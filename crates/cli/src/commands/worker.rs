@@ -3,13 +3,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
-use deskbridge_agent::{Metrics, Worker};
+use deskbridge_agent::Metrics;
 use deskbridge_core::{SharedClock, SystemClock};
 
-use super::agent_common::{WorkerArgs, listen, shutdown_signal};
+use super::agent_common::{WorkerArgs, listen, run_agent, shutdown_signal};
 use crate::settings::GlobalArgs;
 
 #[derive(Args, Debug)]
@@ -44,19 +43,8 @@ pub async fn run(global: &GlobalArgs, args: WorkerCommand) -> anyhow::Result<()>
         ),
         None => None,
     };
-    let scheduler = (!args.worker.no_scheduler).then(|| {
-        tokio::spawn(deskbridge_agent::scheduler::run(
-            store.clone(),
-            clock.clone(),
-            metrics.clone(),
-            Duration::from_millis(args.worker.scheduler_tick_ms.max(10)),
-            shutdown.clone(),
-        ))
-    });
-    Worker::new(store.clone(), clock, config, metrics)
-        .run(shutdown)
-        .await;
-    for task in [scheduler, http].into_iter().flatten() {
+    run_agent(&args.worker, config, &store, clock, metrics, shutdown).await;
+    if let Some(task) = http {
         let _ = task.await;
     }
     store.close().await;
