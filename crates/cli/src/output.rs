@@ -2,7 +2,6 @@
 
 use serde_json::Value;
 
-/// Prints rows as a table with the given columns (missing values blank).
 /// Prints a line on standard output, ignoring a closed pipe: a long-running process (`serve`,
 /// `connection authorize`) must not die because whoever started it stopped reading, which is
 /// what `println!` would do.
@@ -13,6 +12,17 @@ pub fn say(text: &str) {
     let _ = out.flush();
 }
 
+/// Prints `rows` as one JSON array (`json`) or as a table of `columns` for people.
+pub fn print_rows(json: bool, columns: &[&str], rows: &[Value]) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(rows)?);
+    } else {
+        print!("{}", table(columns, rows));
+    }
+    Ok(())
+}
+
+/// Rows as a table with the given columns (missing values blank).
 pub fn table(columns: &[&str], rows: &[Value]) -> String {
     let cell = |row: &Value, col: &str| -> String {
         match row.get(col) {

@@ -69,31 +69,25 @@ async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyh
                 rows.push(v);
             }
             tx.commit().await?;
-            if json {
-                println!("{}", serde_json::to_string(&rows)?);
-            } else {
-                print!(
-                    "{}",
-                    output::table(
-                        &[
-                            "id",
-                            "connection",
-                            "entity",
-                            "status",
-                            "origin",
-                            "attempts",
-                            "takeovers",
-                            "lease_owner",
-                            "pages",
-                            "records",
-                            "tenant",
-                            "run_id",
-                            "message"
-                        ],
-                        &rows
-                    )
-                );
-            }
+            output::print_rows(
+                json,
+                &[
+                    "id",
+                    "connection",
+                    "entity",
+                    "status",
+                    "origin",
+                    "attempts",
+                    "takeovers",
+                    "lease_owner",
+                    "pages",
+                    "records",
+                    "tenant",
+                    "run_id",
+                    "message",
+                ],
+                &rows,
+            )?;
         }
         RunsCommand::Start {
             connection,

@@ -117,27 +117,21 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
                     v
                 })
                 .collect();
-            if json {
-                println!("{}", serde_json::to_string(&rows)?);
-            } else {
-                print!(
-                    "{}",
-                    output::table(
-                        &[
-                            "id",
-                            "connection",
-                            "entity",
-                            "when",
-                            "time_zone",
-                            "window",
-                            "enabled",
-                            "next_due",
-                            "last_fired_at"
-                        ],
-                        &rows
-                    )
-                );
-            }
+            output::print_rows(
+                json,
+                &[
+                    "id",
+                    "connection",
+                    "entity",
+                    "when",
+                    "time_zone",
+                    "window",
+                    "enabled",
+                    "next_due",
+                    "last_fired_at",
+                ],
+                &rows,
+            )?;
         }
         ScheduleCommand::Remove { id } => {
             let mut tx = store.begin(WriteContext::manual()).await?;
