@@ -10,13 +10,11 @@
 //!   cancellation, graceful hand-back at shutdown, takeover of jobs whose worker died, and
 //!   per-connection backoff after failures;
 //! - [`metrics`] and [`http`]: the Prometheus text exposition, `/metrics` and `/healthz`;
-//! - [`check`]: the configuration check of a connection (`deskbridge check`, the web API);
-//! - [`entities`]: which entities each connection kind can sync.
+//! - [`entities`]: which entities each connection kind can sync (from its source).
 //!
 //! The jobs and schedules themselves live in the store (`deskbridge_store::jobs`), where the
 //! database enforces one active job per connection and entity and one fire per due time.
 
-pub mod check;
 pub mod cron;
 pub mod http;
 pub mod metrics;
@@ -40,25 +38,20 @@ pub enum AgentError {
     Invalid(String),
 }
 
-/// The entities a connection kind can sync, for schedules and jobs.
+/// The entities a connection kind can sync, for schedules and jobs: its source says.
 pub mod entities {
+    use deskbridge_source::SourceRegistry;
+
     use crate::AgentError;
 
-    /// An Entra connection imports the directory as one unit today: users, groups, memberships
-    /// and licences are read and planned together (memberships drive site and role mapping), so
-    /// they are one entity, "directory".
-    pub const ENTRA: &[&str] = &["directory"];
-
-    pub fn supported(kind: &str) -> &'static [&'static str] {
-        match kind {
-            deskbridge_sync::ENTRA_KIND => ENTRA,
-            _ => &[],
-        }
+    /// The entities of `kind`'s connections; none for a kind no source serves.
+    pub fn supported(sources: &SourceRegistry, kind: &str) -> &'static [&'static str] {
+        sources.get(kind).map_or(&[], |source| source.entities())
     }
 
     /// Checks `entity` against the connection kind's list.
-    pub fn validate(kind: &str, entity: &str) -> Result<(), AgentError> {
-        let list = supported(kind);
+    pub fn validate(sources: &SourceRegistry, kind: &str, entity: &str) -> Result<(), AgentError> {
+        let list = supported(sources, kind);
         if list.contains(&entity) {
             Ok(())
         } else if list.is_empty() {

@@ -25,19 +25,19 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Desk records changed by runs, by action (created, updated, deactivated).",
     ),
     (
-        "deskbridge_graph_requests_total",
+        "deskbridge_source_requests_total",
         "counter",
-        "Graph request attempts, by endpoint and HTTP status (0: no response).",
+        "Upstream request attempts, by source kind, endpoint and HTTP status (0: no response).",
     ),
     (
-        "deskbridge_graph_throttled_total",
+        "deskbridge_source_throttled_total",
         "counter",
-        "Graph responses with status 429.",
+        "Upstream responses with status 429, by source kind.",
     ),
     (
-        "deskbridge_graph_retry_after_seconds_total",
+        "deskbridge_source_retry_after_seconds_total",
         "counter",
-        "Time Graph asked us to wait (Retry-After) before retrying.",
+        "Time the source's service asked us to wait (Retry-After) before retrying, by source kind.",
     ),
     (
         "deskbridge_run_duration_seconds",
@@ -47,7 +47,7 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "deskbridge_page_duration_seconds",
         "histogram",
-        "Duration of each Graph request attempt (one page of a read).",
+        "Duration of each upstream request attempt (one page of a read), by source kind.",
     ),
     (
         "deskbridge_jobs",

@@ -180,7 +180,9 @@ impl ScheduleSpec {
 /// A schedule for `connection` as an administrator gives it — an interval (`15m`) or a cron
 /// expression, a time zone and an optional daily window (`08:00-18:00`) — checked and with its
 /// first due time, ready to store. The CLI and the web API both add schedules through this.
+#[allow(clippy::too_many_arguments)] // the schedule's fields as the administrator gave them
 pub fn new_schedule(
+    sources: &deskbridge_source::SourceRegistry,
     connection: &deskbridge_store::Connection,
     entity: &str,
     every: Option<&str>,
@@ -222,7 +224,7 @@ pub fn new_schedule(
             "the schedule never comes due (no matching time in the next eight years)".into(),
         )
     })?;
-    crate::entities::validate(&connection.kind, entity)?;
+    crate::entities::validate(sources, &connection.kind, entity)?;
     Ok(deskbridge_store::NewSchedule {
         connection_id: connection.id,
         entity: entity.to_owned(),

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use deskbridge_core::{RunId, SharedClock};
-use deskbridge_graph::{GraphConfig, RequestLogEntry};
+use deskbridge_source::{RequestRecord, SourceRegistry};
 use deskbridge_store::{ClaimedJob, JobStatus, RunStatus, Store, WriteContext};
 use deskbridge_sync::{SyncObserver, SyncOptions, SyncOutcome};
 use jiff::{SignedDuration, Timestamp};
@@ -35,8 +35,6 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// This instance's kind; a connection runs only where it is enabled.
     pub instance: String,
-    /// Overrides the Graph client's settings.
-    pub graph: Option<GraphConfig>,
     /// Backoff after a connection's first failure; doubles with each failure in a row.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
@@ -50,7 +48,6 @@ impl WorkerConfig {
             heartbeat: Duration::from_secs(10),
             poll: Duration::from_secs(2),
             instance: "production".into(),
-            graph: None,
             backoff_base: Duration::from_secs(60),
             backoff_max: Duration::from_secs(3_600),
         }
@@ -92,7 +89,7 @@ impl Progress {
     }
 }
 
-/// Watches the sync for the job: progress and Graph metrics.
+/// Watches the sync for the job: progress and request metrics.
 #[derive(Debug)]
 struct JobObserver {
     progress: Mutex<Progress>,
@@ -115,26 +112,28 @@ impl SyncObserver for JobObserver {
         });
     }
 
-    fn request(&self, entry: &RequestLogEntry) {
+    fn request(&self, entry: &RequestRecord) {
         let status = entry.status.unwrap_or(0);
+        let source = labels(&[("source", entry.source)]);
         self.metrics.add(
-            "deskbridge_graph_requests_total",
+            "deskbridge_source_requests_total",
             labels(&[
+                ("source", entry.source),
                 ("endpoint", &endpoint(&entry.path)),
                 ("status", &status.to_string()),
             ]),
             1.0,
         );
         self.metrics
-            .observe("deskbridge_page_duration_seconds", String::new(), entry.duration);
-        if status == 429 {
+            .observe("deskbridge_page_duration_seconds", source.clone(), entry.duration);
+        if entry.throttled() {
             self.metrics
-                .add("deskbridge_graph_throttled_total", String::new(), 1.0);
+                .add("deskbridge_source_throttled_total", source.clone(), 1.0);
         }
         if let Some(wait) = entry.retry_after {
             self.metrics.add(
-                "deskbridge_graph_retry_after_seconds_total",
-                String::new(),
+                "deskbridge_source_retry_after_seconds_total",
+                source,
                 wait.as_secs_f64(),
             );
         }
@@ -169,15 +168,23 @@ fn later(now: Timestamp, by: Duration) -> Timestamp {
 #[derive(Debug, Clone)]
 pub struct Worker {
     store: Store,
+    sources: SourceRegistry,
     clock: SharedClock,
     config: WorkerConfig,
     metrics: Arc<Metrics>,
 }
 
 impl Worker {
-    pub fn new(store: Store, clock: SharedClock, config: WorkerConfig, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Store,
+        sources: SourceRegistry,
+        clock: SharedClock,
+        config: WorkerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             store,
+            sources,
             clock,
             config,
             metrics,
@@ -256,7 +263,6 @@ impl Worker {
         let options = SyncOptions {
             full: job.full,
             instance: self.config.instance.clone(),
-            graph: self.config.graph.clone(),
             observer: Some(observer.clone()),
             ..SyncOptions::default()
         };
@@ -380,7 +386,7 @@ impl Worker {
             }
         }
         let _beats = AbortOnDrop(beats);
-        let sync = deskbridge_sync::sync(&self.store, connection, options, &self.clock);
+        let sync = deskbridge_sync::sync(&self.store, &self.sources, connection, options, &self.clock);
         tokio::pin!(sync);
         loop {
             tokio::select! {

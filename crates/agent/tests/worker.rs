@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deskbridge_agent::{Metrics, Worker, WorkerConfig};
+use deskbridge_connector_entra::{NewCredential, NewEntraConnection, add_entra_connection};
 use deskbridge_core::{SharedClock, SystemClock};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
 use deskbridge_store::{JobId, JobStatus, NewJob, RunStatus, Store, WriteContext};
-use deskbridge_sync::{NewCredential, NewEntraConnection, add_entra_connection};
 use deskbridge_testkit::{TestDb, store_test};
 use tokio::sync::watch;
 
@@ -104,9 +104,15 @@ fn worker(db: &TestDb, id: &str) -> (Worker, Arc<Metrics>) {
     config.lease = Duration::from_secs(3_600);
     let metrics = Arc::new(Metrics::default());
     (
-        Worker::new(db.store.clone(), clock, config, metrics.clone()),
+        Worker::new(db.store.clone(), sources(), clock, config, metrics.clone()),
         metrics,
     )
+}
+
+/// The Entra connector, as the binary registers it.
+fn sources() -> deskbridge_source::SourceRegistry {
+    deskbridge_source::SourceRegistry::new()
+        .with(Arc::new(deskbridge_connector_entra::EntraSource::default()))
 }
 
 store_test! {

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use deskbridge_connector_entra::{NewCredential, NewEntraConnection, add_entra_connection};
 use deskbridge_core::{SharedClock, SystemClock};
 use deskbridge_emulator::{Emulator, EmulatorConfig, Faults, GenerateOptions, Summary, World};
 use deskbridge_secrets::KeyFile;
 use deskbridge_store::{Store, StoreOptions};
-use deskbridge_sync::{NewCredential, NewEntraConnection, add_entra_connection};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{ConnectOptions as _, Connection as _};

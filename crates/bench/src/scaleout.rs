@@ -170,7 +170,7 @@ async fn queue_full_imports(store: &Store) -> anyhow::Result<Vec<JobId>> {
     let mut jobs = Vec::new();
     for connection in tx.connections().await? {
         // A run imports the connection kind's entity (the directory, for Entra).
-        let entity = entities::supported(&connection.kind)
+        let entity = entities::supported(&deskbridge_connectors::registry(), &connection.kind)
             .first()
             .with_context(|| format!("{} connections have nothing to import", connection.kind))?;
         let job = tx

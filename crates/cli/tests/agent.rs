@@ -296,7 +296,9 @@ async fn three_workers_run_every_scheduled_job_once_and_take_over_from_a_killed_
             takeovers += line.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
         }
         assert!(
-            text.contains("deskbridge_graph_requests_total{endpoint=\"users\",status=\"200\"}"),
+            text.contains(
+                "deskbridge_source_requests_total{source=\"entra\",endpoint=\"users\",status=\"200\"}"
+            ),
             "{text}"
         );
         let health = http.get(format!("{addr}/healthz")).send().await.unwrap();

@@ -489,6 +489,26 @@ impl StoreTx {
         }))
     }
 
+    /// Every cursor of a connection, as (tenant, stream, value), ordered by tenant and stream.
+    pub async fn cursors_of(&mut self, connection: ConnectionId) -> Result<Vec<(String, String, String)>> {
+        let rows = self
+            .rows(
+                "SELECT tenant_id, stream, value FROM cursors WHERE connection_id = $1 ORDER BY tenant_id, stream",
+                &[Sql::Int(connection.0)],
+                &[SqlType::Text, SqlType::Text, SqlType::Text],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| match r.as_slice() {
+                [Sql::Text(tenant), Sql::Text(stream), Sql::Text(value)] => {
+                    Some((tenant.clone(), stream.clone(), value.clone()))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Forgets cursors: one stream of one tenant, or (with `None`) all of a connection's.
     pub async fn clear_cursors(&mut self, connection: ConnectionId, key: Option<&CursorKey>) -> Result<u64> {
         match key {

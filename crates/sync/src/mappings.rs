@@ -1,37 +1,32 @@
-//! Saving a connection's mapping configuration: validated against the desk and the tenant's
+//! Saving a connection's mapping configuration: validated against the desk and the source's
 //! actual groups before it is stored, so a bad mapping is refused with the exact problem instead
 //! of failing a sync later.
 
-use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use deskbridge_core::SharedClock;
 use deskbridge_mapping::{MappingConfig, validate};
+use deskbridge_source::{MemoryRequests, SourceContext, SourceRegistry};
 use deskbridge_store::{Store, WriteContext};
-use serde_json::{Map, Value};
 
-use crate::error::from_graph;
-use crate::{SyncError, SyncOptions, load_catalog, load_entra_connection};
+use crate::{SyncError, load_catalog, open_connection};
 
 /// Validates `mapping` for the connection `name` and stores it. Group names are checked against
-/// the tenant's groups as Graph lists them now.
+/// the source's groups as it lists them now.
 pub async fn save_mappings(
     store: &Store,
+    sources: &SourceRegistry,
     name: &str,
     mapping: MappingConfig,
     clock: &SharedClock,
-    options: &SyncOptions,
 ) -> Result<(), SyncError> {
-    let (connection, mut settings) = load_entra_connection(store, name).await?;
-    let (tenant, _) = crate::run::graph_for(store, &connection, &settings, clock, options).await?;
-    let mut groups = BTreeSet::new();
-    let mut pager = tenant.pager::<Map<String, Value>>("/groups?$select=displayName&$top=999");
-    while let Some(page) = pager.next_page().await.map_err(|e| from_graph(&e))? {
-        groups.extend(
-            page.value
-                .iter()
-                .filter_map(|g| g.get("displayName")?.as_str().map(str::to_owned)),
-        );
-    }
+    let source = open_connection(store, sources, name).await?;
+    let cx = SourceContext {
+        store: store.clone(),
+        clock: clock.clone(),
+        requests: Arc::new(MemoryRequests::default()),
+    };
+    let groups = source.group_names(&cx).await?;
     let mut tx = store.read().await?;
     let catalog = load_catalog(&mut tx, groups).await?;
     tx.commit().await?;
@@ -44,11 +39,10 @@ pub async fn save_mappings(
                 .join("; "),
         )
     })?;
-    settings.mapping = mapping;
-    let config =
-        serde_json::to_value(&settings).map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
+    let config = source.settings_with_mapping(&mapping)?;
     let mut tx = store.begin(WriteContext::manual()).await?;
-    tx.update_connection_config(connection.id, &config).await?;
+    tx.update_connection_config(source.connection().id, &config)
+        .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -5,20 +5,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use deskbridge_core::{RunId, SharedClock};
-use deskbridge_graph::{GraphClient, GraphConfig, MemoryRequestLog, RequestLog, RequestLogEntry};
-use deskbridge_mapping::{Change, Counts, MappingConfig, Plan, PlanInput, ValidatedConfig, validate};
-use deskbridge_msauth::{
-    AppCredentials, AppTokenProvider, Authority, CertificateCredential, ClientCredential, SecretString,
-    TokenClient, TokenProvider,
+use deskbridge_mapping::{Change, Counts, Plan, PlanInput, ReadMode, TenantRead};
+use deskbridge_source::desk::validated;
+use deskbridge_source::{
+    FanOut, MemoryRequests, ReadEvent, ReadRequest, RequestRecord, RequestSink, SourceConnection,
+    SourceContext, SourceRecord, SourceRegistry, StoredCursors,
 };
 use deskbridge_store::{
     Connection, CursorKey, IntegrationError, OutboundEntry, RunCounts, RunStatus, Store, WriteContext,
 };
 use serde::Serialize;
 
-use crate::connection::{AuthMethod, EntraSettings, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET, secret_ref};
-use crate::read::{self, GROUPS_DELTA, TenantData, USERS_DELTA};
-use crate::{SyncError, apply_plan, load_entra_connection, load_snapshot};
+use crate::{SyncError, apply_plan, load_snapshot};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -30,12 +28,10 @@ pub struct SyncOptions {
     /// What this deskbridge instance is ("production" or "test"); a connection runs only where
     /// it is enabled.
     pub instance: String,
-    /// Overrides the Graph client's settings (tests turn retries down).
-    pub graph: Option<GraphConfig>,
     /// An administrator approves the connection's held run: the circuit breaker lets this run's
     /// deactivations through (only when the last run was held).
     pub approve_held: bool,
-    /// Told when the run starts and of every Graph request (a job's progress and metrics).
+    /// Told when the run starts and of every upstream request (a job's progress and metrics).
     pub observer: Option<Arc<dyn SyncObserver>>,
 }
 
@@ -45,20 +41,16 @@ pub struct SyncOptions {
 pub trait SyncObserver: Send + Sync + std::fmt::Debug {
     /// The run row was created.
     fn run_started(&self, _run: RunId) {}
-    /// One Graph request attempt finished (each page read is one).
-    fn request(&self, _entry: &RequestLogEntry) {}
+    /// One upstream request attempt finished (each page read is one).
+    fn request(&self, _request: &RequestRecord) {}
 }
 
-/// Passes each request to the run's own log and to the observer.
-struct ObservedLog {
-    log: Arc<MemoryRequestLog>,
-    observer: Arc<dyn SyncObserver>,
-}
+/// Passes each request to the observer.
+struct Observed(Arc<dyn SyncObserver>);
 
-impl RequestLog for ObservedLog {
-    fn record(&self, entry: RequestLogEntry) {
-        self.observer.request(&entry);
-        self.log.record(entry);
+impl RequestSink for Observed {
+    fn record(&self, request: RequestRecord) {
+        self.0.request(&request);
     }
 }
 
@@ -68,7 +60,6 @@ impl Default for SyncOptions {
             plan_only: false,
             full: false,
             instance: "production".into(),
-            graph: None,
             approve_held: false,
             observer: None,
         }
@@ -140,7 +131,7 @@ pub struct SyncOutcome {
 /// Seconds a sync spent in each stage (wall clock; stages of concurrent syncs overlap).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Timings {
-    /// Reading the tenant from Graph, memberships and sign-ins included.
+    /// Reading the source, memberships and sign-ins included.
     pub read_seconds: f64,
     /// Loading the desk snapshot and planning.
     pub plan_seconds: f64,
@@ -148,190 +139,195 @@ pub struct Timings {
     pub apply_seconds: f64,
 }
 
-/// The token scope of the Graph instance at `graph_url` (national clouds have their own).
-pub fn scope_for(graph_url: &str) -> String {
-    // National clouds have their own Graph resource; the public cloud's serves everything else.
-    match url::Url::parse(graph_url) {
-        Ok(u)
-            if u.host_str()
-                .is_some_and(|h| h.starts_with("graph.") && h != "graph.microsoft.com") =>
-        {
-            format!("{}://{}/.default", u.scheme(), u.host_str().unwrap_or_default())
-        }
-        _ => deskbridge_msauth::GRAPH_DEFAULT_SCOPE.to_owned(),
-    }
-}
-
-/// The client credential sealed for the connection: required for application permissions,
-/// optional for delegated ones (a public client has none).
-pub(crate) async fn app_credential(
-    tx: &mut deskbridge_store::StoreTx,
-    connection: &Connection,
-    auth: AuthMethod,
-) -> Result<Option<ClientCredential>, SyncError> {
-    let missing =
-        |what: &str| SyncError::Credential(format!("connection {:?} has no {what} stored", connection.name));
-    match auth {
-        AuthMethod::ClientSecret | AuthMethod::Delegated => {
-            let secret = tx
-                .get_secret(&secret_ref(connection.id, SECRET_CLIENT_SECRET))
-                .await?;
-            match secret {
-                Some(secret) => Ok(Some(ClientCredential::Secret(SecretString::from(
-                    secret.as_str().to_owned(),
-                )))),
-                None if auth == AuthMethod::Delegated => Ok(None),
-                None => Err(missing("client secret")),
-            }
-        }
-        AuthMethod::Certificate => {
-            let pem = tx
-                .get_secret(&secret_ref(connection.id, SECRET_CERTIFICATE))
-                .await?
-                .ok_or_else(|| missing("certificate"))?;
-            let cert = CertificateCredential::from_pem_bundle(pem.as_bytes())
-                .map_err(|e| SyncError::Credential(format!("the stored certificate cannot be used: {e}")))?;
-            Ok(Some(ClientCredential::Certificate(Arc::new(cert))))
-        }
-    }
-}
-
-/// The HTTP client deskbridge talks to Microsoft with (its user agent names it); `connection`
-/// labels the error.
-///
-/// One client serves the whole process (clones share its connection pool): building one loads
-/// the system's root certificates, milliseconds of CPU that a worker or a sync of hundreds of
-/// tenants would otherwise spend per sync.
-pub fn http_client(connection: &str) -> Result<reqwest::Client, SyncError> {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    if let Some(client) = CLIENT.get() {
-        return Ok(client.clone());
-    }
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("deskbridge/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| SyncError::BadSettings(connection.to_owned(), e.to_string()))?;
-    Ok(CLIENT.get_or_init(|| client).clone())
-}
-
-pub(crate) async fn graph_for(
-    store: &Store,
-    connection: &Connection,
-    settings: &EntraSettings,
-    clock: &SharedClock,
-    options: &SyncOptions,
-) -> Result<(deskbridge_graph::GraphTenant, Arc<MemoryRequestLog>), SyncError> {
-    graph_for_with(store, connection, settings, clock, options, None).await
-}
-
-/// Where the connection's access tokens come from: client credentials for application
-/// permissions, the sealed (and rotated) refresh token for delegated ones. The configuration
-/// check uses this too, so it tests exactly what a sync will use.
-pub async fn token_provider(
-    store: &Store,
-    connection: &Connection,
-    settings: &EntraSettings,
-    http: &reqwest::Client,
-    clock: &SharedClock,
-) -> Result<Arc<dyn TokenProvider>, SyncError> {
-    let mut tx = store.read().await?;
-    let credential = app_credential(&mut tx, connection, settings.auth).await?;
-    tx.commit().await?;
-    let authority = Authority::new(&settings.authority_host)
-        .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
-    let token_client = TokenClient::new(http.clone(), authority, clock.clone());
-    let app = AppCredentials {
-        client_id: settings.client_id.clone(),
-        credential,
-    };
-    Ok(match settings.auth {
-        AuthMethod::Delegated => {
-            Arc::new(crate::delegated::delegated_provider(store, connection, token_client, app).await?)
-        }
-        AuthMethod::ClientSecret | AuthMethod::Certificate => {
-            Arc::new(AppTokenProvider::new(token_client, app))
-        }
-    })
-}
-
-/// [`graph_for`], taking the app's client from `shared` when given.
-async fn graph_for_with(
-    store: &Store,
-    connection: &Connection,
-    settings: &EntraSettings,
-    clock: &SharedClock,
-    options: &SyncOptions,
-    shared: Option<&crate::many::SharedGraph>,
-) -> Result<(deskbridge_graph::GraphTenant, Arc<MemoryRequestLog>), SyncError> {
-    let http = match shared {
-        Some(shared) => shared.http.clone(),
-        None => http_client(&connection.name)?,
-    };
-    let tokens = token_provider(store, connection, settings, &http, clock).await?;
-    if let Some(shared) = shared {
-        // One Graph client per app registration: the per-app resource-unit budget is shared.
-        return shared.tenant(connection, settings, tokens, clock, options);
-    }
-    let mut config = options
-        .graph
-        .clone()
-        .unwrap_or_default()
-        .with_base_url(settings.graph_url.clone());
-    config.scope = scope_for(&settings.graph_url);
-    let log = Arc::new(MemoryRequestLog::default());
-    let sink: Arc<dyn RequestLog> = match &options.observer {
-        Some(observer) => Arc::new(ObservedLog {
-            log: log.clone(),
-            observer: observer.clone(),
-        }),
-        None => log.clone(),
-    };
-    let client = GraphClient::with_log(http, config, clock.clone(), sink)
-        .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
-    Ok((client.tenant(&settings.tenant_id, tokens), log))
-}
-
-/// Validates mappings against what exists. `groups: None` accepts every group the mappings name
-/// (a delta round does not list the tenant's groups).
-pub(crate) async fn validated(
-    store: &Store,
-    mapping: &MappingConfig,
-    groups: Option<BTreeSet<String>>,
-) -> Result<ValidatedConfig, SyncError> {
-    let groups = groups.unwrap_or_else(|| mapping.group_names());
-    let mut tx = store.read().await?;
-    let catalog = crate::desk::load_catalog_for(&mut tx, groups, mapping).await?;
-    tx.commit().await?;
-    validate(mapping, &catalog).map_err(|errors| {
-        SyncError::InvalidMappings(
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })
-}
-
-/// Runs one sync of the connection named `name`.
+/// Runs one sync of the connection named `name`, reading it through its source in `sources`.
 pub async fn sync(
     store: &Store,
+    sources: &SourceRegistry,
     name: &str,
     options: &SyncOptions,
     clock: &SharedClock,
 ) -> Result<SyncOutcome, SyncError> {
-    sync_with(store, name, options, clock, None).await
+    sync_with(store, sources, name, options, clock, None).await
 }
 
-/// [`sync`], with Graph clients shared between concurrent syncs (see [`crate::sync_many`]).
+/// A stored connection by name.
+pub async fn load_connection(store: &Store, name: &str) -> Result<Connection, SyncError> {
+    let mut tx = store.read().await?;
+    let connection = tx
+        .connection_by_name(name)
+        .await?
+        .ok_or_else(|| SyncError::UnknownConnection(name.into()))?;
+    tx.commit().await?;
+    Ok(connection)
+}
+
+/// A connection's source, opened: its settings parsed and validated.
+pub async fn open_connection(
+    store: &Store,
+    sources: &SourceRegistry,
+    name: &str,
+) -> Result<Box<dyn SourceConnection>, SyncError> {
+    let connection = load_connection(store, name).await?;
+    sources.source_of(&connection)?.open(&connection)
+}
+
+/// What a source's read of one connection gave, gathered.
+struct Gathered {
+    tenants: Vec<TenantRead>,
+    /// Every group name of the read partitions, when all were listed (full reads).
+    groups: Option<BTreeSet<String>>,
+    cursors: Vec<(CursorKey, String)>,
+    warnings: Vec<IntegrationError>,
+    requests: u64,
+}
+
+/// Follows the source's read to its end, gathering its partitions whole.
+async fn gather(
+    source: &dyn SourceConnection,
+    cx: &SourceContext,
+    request: ReadRequest<'_>,
+    notes: &mut Vec<String>,
+) -> Result<Gathered, SyncError> {
+    use futures::StreamExt as _;
+    let connection = source.connection().id;
+    let mut gathered = Gathered {
+        tenants: Vec::new(),
+        groups: Some(BTreeSet::new()),
+        cursors: Vec::new(),
+        warnings: Vec::new(),
+        requests: 0,
+    };
+    let mut events = source.read(cx, request);
+    let mut open: Option<TenantRead> = None;
+    let key = |tenant: &str, stream: String| CursorKey {
+        connection_id: connection,
+        tenant_id: tenant.to_owned(),
+        stream,
+    };
+    while let Some(event) = events.next().await {
+        match event? {
+            ReadEvent::Note(note) => notes.push(note),
+            ReadEvent::Warning(warning) => gathered.warnings.push(warning),
+            ReadEvent::Begin(start) => {
+                if let Some(open) = &open {
+                    return Err(SyncError::Internal(format!(
+                        "the source began tenant {} before ending tenant {}",
+                        start.tenant_id, open.tenant_id
+                    )));
+                }
+                match (&mut gathered.groups, start.groups) {
+                    (Some(all), Some(groups)) => all.extend(groups),
+                    (all, _) => *all = None,
+                }
+                open = Some(TenantRead {
+                    tenant_id: start.tenant_id,
+                    customer_id: start.customer_id,
+                    mode: start.mode,
+                    completeness: deskbridge_mapping::Completeness::Partial,
+                    users: Vec::new(),
+                    removed: Vec::new(),
+                    subscribed_skus: start.subscribed_skus,
+                });
+            }
+            ReadEvent::Page(page) => {
+                let tenant = open
+                    .as_mut()
+                    .filter(|t| t.tenant_id == page.tenant_id)
+                    .ok_or_else(|| {
+                        SyncError::Internal(format!(
+                            "the source sent a page of tenant {} outside that tenant's read",
+                            page.tenant_id
+                        ))
+                    })?;
+                for record in page.records {
+                    match record {
+                        SourceRecord::User(user) => tenant.users.push(user),
+                    }
+                }
+                tenant.removed.extend(page.removed);
+                let tenant_id = tenant.tenant_id.clone();
+                gathered.cursors.extend(
+                    page.cursors
+                        .into_iter()
+                        .map(|(stream, value)| (key(&tenant_id, stream), value)),
+                );
+            }
+            ReadEvent::End(end) => {
+                let mut tenant = open
+                    .take()
+                    .filter(|t| t.tenant_id == end.tenant_id)
+                    .ok_or_else(|| {
+                        SyncError::Internal(format!(
+                            "the source ended tenant {} without beginning it",
+                            end.tenant_id
+                        ))
+                    })?;
+                tenant.completeness = end.completeness;
+                gathered.requests += end.requests;
+                gathered.cursors.extend(
+                    end.cursors
+                        .into_iter()
+                        .map(|(stream, value)| (key(&end.tenant_id, stream), value)),
+                );
+                gathered.tenants.push(tenant);
+            }
+        }
+    }
+    if let Some(open) = open {
+        return Err(SyncError::Internal(format!(
+            "the source's read stopped inside tenant {}",
+            open.tenant_id
+        )));
+    }
+    Ok(gathered)
+}
+
+/// The run an administrator approves with this sync, when asked to: the connection's last run,
+/// which must have been held.
+async fn held_run_to_approve(
+    store: &Store,
+    connection: &Connection,
+    options: &SyncOptions,
+) -> Result<Option<RunId>, SyncError> {
+    if !options.approve_held {
+        return Ok(None);
+    }
+    let mut tx = store.read().await?;
+    let last = tx.runs(Some(connection.id), 1).await?.into_iter().next();
+    tx.commit().await?;
+    match last {
+        Some(run) if run.status == RunStatus::Held => Ok(Some(run.id)),
+        _ => Err(SyncError::BadSettings(
+            connection.name.clone(),
+            "there is no held run to approve: the connection's last run was not held".into(),
+        )),
+    }
+}
+
+/// The connection's stored cursors.
+async fn stored_cursors(store: &Store, connection: &Connection) -> Result<StoredCursors, SyncError> {
+    let mut tx = store.read().await?;
+    let rows = tx.cursors_of(connection.id).await?;
+    tx.commit().await?;
+    let mut cursors = StoredCursors::default();
+    for (tenant, stream, value) in rows {
+        cursors.insert(&tenant, &stream, value);
+    }
+    Ok(cursors)
+}
+
+/// [`sync`], taking turns at planning and applying from `turns` when given (see
+/// [`crate::sync_many`]).
 pub(crate) async fn sync_with(
     store: &Store,
+    sources: &SourceRegistry,
     name: &str,
     options: &SyncOptions,
     clock: &SharedClock,
-    shared: Option<&crate::many::SharedGraph>,
+    turns: Option<&Arc<tokio::sync::Semaphore>>,
 ) -> Result<SyncOutcome, SyncError> {
-    let (connection, settings) = load_entra_connection(store, name).await?;
+    let source = open_connection(store, sources, name).await?;
+    let connection = source.connection().clone();
     if !connection
         .enabled_instances
         .split(',')
@@ -345,33 +341,14 @@ pub(crate) async fn sync_with(
             ),
         ));
     }
-    let lenient = validated(store, &settings.mapping, None).await?;
-    let select = read::user_select(&lenient.graph_select());
-    let with_groups = lenient.uses_groups();
-    let tracking = delta_tracking(&settings, &lenient);
-    let (tenant, requests) = graph_for_with(store, &connection, &settings, clock, options, shared).await?;
-    let key = |stream: &str| CursorKey {
-        connection_id: connection.id,
-        tenant_id: settings.tenant_id.clone(),
-        stream: stream.into(),
-    };
-
-    let held_run = if options.approve_held {
-        let mut tx = store.read().await?;
-        let last = tx.runs(Some(connection.id), 1).await?.into_iter().next();
-        tx.commit().await?;
-        match last {
-            Some(run) if run.status == RunStatus::Held => Some(run.id),
-            _ => {
-                return Err(SyncError::BadSettings(
-                    name.into(),
-                    "there is no held run to approve: the connection's last run was not held".into(),
-                ));
-            }
-        }
-    } else {
-        None
-    };
+    let mapping = source.mapping();
+    let partitions = source.partitions();
+    let first_tenant = partitions
+        .first()
+        .map(|p| p.tenant_id.clone())
+        .unwrap_or_default();
+    let lenient = validated(store, mapping, None).await?;
+    let held_run = held_run_to_approve(store, &connection, options).await?;
     let run = if options.plan_only {
         None
     } else {
@@ -385,78 +362,67 @@ pub(crate) async fn sync_with(
         }
         Some(run)
     };
-    let mut notes = Vec::new();
-    for field in &tracking.untracked {
-        notes.push(format!(
-            "{} is not tracked by the \"mapped fields only\" delta ({}); used by {}. Its changes arrive \
-             with the next change to a tracked field",
-            field.property,
-            field.reason,
-            field.used_by.join(", ")
-        ));
-    }
+    let mut notes = source.read_notes(&lenient);
+    let requests = Arc::new(MemoryRequests::default());
+    let sink: Arc<dyn RequestSink> = match &options.observer {
+        Some(observer) => Arc::new(FanOut(vec![
+            requests.clone(),
+            Arc::new(Observed(observer.clone())),
+        ])),
+        None => requests.clone(),
+    };
+    let cx = SourceContext {
+        store: store.clone(),
+        clock: clock.clone(),
+        requests: sink,
+    };
     let mut timings = Timings::default();
     let read_started = std::time::Instant::now();
-    let mut data = match read_tenant(
-        store,
-        &tenant,
-        &settings,
-        &select,
-        with_groups,
-        &tracking,
-        options,
-        &key,
-        &mut notes,
-    )
-    .await
-    {
-        Ok(data) => data,
+    let cursors = stored_cursors(store, &connection).await?;
+    let request = ReadRequest {
+        full: options.full,
+        config: &lenient,
+        cursors: &cursors,
+    };
+    let gathered = match gather(source.as_ref(), &cx, request, &mut notes).await {
+        Ok(gathered) => gathered,
         Err(e) => {
             save_requests(store, connection.id, run, &requests).await?;
-            return fail(store, connection.id, run, &settings.tenant_id, e).await;
+            return fail(store, connection.id, run, &first_tenant, e).await;
         }
     };
-    let mut warnings = Vec::new();
-    if settings.last_sign_in {
-        let mut data_requests = data.requests;
-        let unavailable = match read::read_sign_ins(&tenant, &mut data.read.users, &mut data_requests).await {
-            Ok(u) => u,
-            Err(e) => Some(read::SignInUnavailable {
-                code: e.code().to_string(),
-                message: e.to_string(),
-                remedy: String::new(),
-            }),
-        };
-        data.requests = data_requests;
-        if let Some(u) = unavailable {
-            warnings.push(IntegrationError {
-                tenant_id: Some(settings.tenant_id.clone()),
-                entity: Some("user".into()),
-                external_id: None,
-                code: u.code,
-                message: format!("last sign-in dates were not imported: {}", u.message),
-                remedy: Some(if u.remedy.is_empty() {
-                    "Sign-in activity needs AuditLog.Read.All and a Microsoft Entra ID P1 or P2 tenant."
-                        .into()
-                } else {
-                    u.remedy
-                }),
-            });
-        }
-    }
     timings.read_seconds = read_started.elapsed().as_secs_f64();
-    // Held until the sync ends (see `SharedGraph::processing`); a closed semaphore never happens.
-    let _turn = match shared {
-        Some(shared) => shared.processing.clone().acquire_owned().await.ok(),
+    // Held until the sync ends (see `sync_many`); a closed semaphore never happens.
+    let _turn = match turns {
+        Some(turns) => turns.clone().acquire_owned().await.ok(),
         None => None,
     };
     let plan_started = std::time::Instant::now();
-    let mode = match data.read.mode {
-        deskbridge_mapping::ReadMode::Full => "full",
-        deskbridge_mapping::ReadMode::Delta => "delta",
+    let Gathered {
+        tenants,
+        groups,
+        cursors,
+        warnings,
+        requests: request_count,
+    } = gathered;
+    let (Some(read), true) = (tenants.first(), tenants.len() == 1) else {
+        let e = SyncError::Internal(format!(
+            "the source read {} tenants for one connection; this pipeline plans exactly one",
+            tenants.len()
+        ));
+        save_requests(store, connection.id, run, &requests).await?;
+        return fail(store, connection.id, run, &first_tenant, e).await;
     };
-    let config = if data.read.mode == deskbridge_mapping::ReadMode::Full {
-        validated(store, &settings.mapping, Some(data.groups.clone())).await
+    let tenant_id = read.tenant_id.clone();
+    let customer = read
+        .customer_id
+        .or_else(|| partitions.first().map(|p| p.customer_id));
+    let mode = match read.mode {
+        ReadMode::Full => "full",
+        ReadMode::Delta => "delta",
+    };
+    let config = if read.mode == ReadMode::Full && groups.is_some() {
+        validated(store, mapping, groups).await
     } else {
         Ok(lenient)
     };
@@ -464,26 +430,27 @@ pub(crate) async fn sync_with(
         Ok(c) => c,
         Err(e) => {
             save_requests(store, connection.id, run, &requests).await?;
-            return fail(store, connection.id, run, &settings.tenant_id, e).await;
+            return fail(store, connection.id, run, &tenant_id, e).await;
         }
     };
-    let mut tx = store.read().await?;
-    let scope = crate::desk::SnapshotScope::of(
-        connection.id,
-        &settings.tenant_id,
-        settings.customer_id,
-        &settings.mapping,
-    );
-    let snapshot = load_snapshot(&mut tx, &scope).await?;
-    tx.commit().await?;
+    let snapshot = match customer {
+        Some(customer) => {
+            let scope = crate::desk::SnapshotScope::of(connection.id, &tenant_id, customer, mapping);
+            let mut tx = store.read().await?;
+            let snapshot = load_snapshot(&mut tx, &scope).await?;
+            tx.commit().await?;
+            snapshot
+        }
+        None => deskbridge_mapping::DeskSnapshot::default(),
+    };
     let approved: BTreeSet<String> = if held_run.is_some() {
-        [settings.tenant_id.clone()].into_iter().collect()
+        [tenant_id.clone()].into_iter().collect()
     } else {
         BTreeSet::new()
     };
     let input = PlanInput {
         connection_id: connection.id,
-        tenants: vec![data.read],
+        tenants,
         approved_tenants: approved,
     };
     let plan: Plan = deskbridge_mapping::plan(&config, &input, &snapshot, clock.now());
@@ -510,7 +477,7 @@ pub(crate) async fn sync_with(
             errors: plan_errors(&plan),
             held,
             notes,
-            requests: data.requests,
+            requests: request_count,
             timings,
         });
     };
@@ -529,17 +496,12 @@ pub(crate) async fn sync_with(
             errors: Vec::new(),
             held,
             notes,
-            requests: data.requests,
+            requests: request_count,
             timings,
         });
     }
-    let cursors: Vec<(CursorKey, String)> = data
-        .cursors
-        .iter()
-        .map(|(stream, value)| (key(stream), value.clone()))
-        .collect();
     let apply_started = std::time::Instant::now();
-    let report = apply_plan(store, connection.id, run, &settings.tenant_id, &plan, &cursors).await?;
+    let report = apply_plan(store, connection.id, run, &tenant_id, &plan, &cursors).await?;
     timings.apply_seconds = apply_started.elapsed().as_secs_f64();
     let mut tx = store.begin(WriteContext::for_run(connection.id, run)).await?;
     for e in plan_errors(&plan).iter().chain(&warnings) {
@@ -579,7 +541,7 @@ pub(crate) async fn sync_with(
         errors,
         held: None,
         notes,
-        requests: data.requests,
+        requests: request_count,
         timings,
     })
 }
@@ -598,98 +560,20 @@ fn plan_errors(plan: &Plan) -> Vec<IntegrationError> {
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn read_tenant(
-    store: &Store,
-    tenant: &deskbridge_graph::GraphTenant,
-    settings: &EntraSettings,
-    select: &str,
-    with_groups: bool,
-    tracking: &read::DeltaTracking,
-    options: &SyncOptions,
-    key: &(dyn Fn(&str) -> CursorKey + Sync),
-    notes: &mut Vec<String>,
-) -> Result<TenantData, SyncError> {
-    let mut tx = store.read().await?;
-    let users_link = tx.cursor(&key(USERS_DELTA)).await?;
-    let groups_link = tx.cursor(&key(GROUPS_DELTA)).await?;
-    let tracked = tx.cursor(&key(read::DELTA_TRACKING)).await?;
-    let mapped_groups = tx.cursor(&key(read::MAPPED_GROUPS)).await?;
-    tx.commit().await?;
-    let mapped_names = settings.mapping.group_names();
-    // Links taken before the tracking settings were recorded listened to all changes.
-    let tracked = tracked.map_or_else(|| read::DeltaTracking::all_changes().fingerprint(), |c| c.value);
-    let same_tracking = tracked == tracking.fingerprint();
-    if settings.delta && !options.full && !same_tracking && users_link.is_some() {
-        notes.push(
-            "the sync method or the mappings changed since the delta links were taken; running a full import, \
-             which plans every user under the new settings and starts tracking with them"
-                .into(),
-        );
-    }
-    if settings.delta
-        && !options.full
-        && same_tracking
-        && let (Some(users), Some(groups)) = (users_link, groups_link)
-    {
-        match read::read_delta(
-            tenant,
-            select,
-            with_groups,
-            settings.customer_id,
-            read::DeltaState {
-                users_link: &users.value,
-                groups_link: &groups.value,
-                mapped_groups: mapped_groups.as_ref().map(|c| c.value.as_str()),
-            },
-            &mapped_names,
-        )
-        .await
-        {
-            Ok(data) => return Ok(data),
-            Err(e) if e.is_resync_required() => {
-                notes.push(format!(
-                    "the delta token was refused ({e}); running a full import instead"
-                ));
-            }
-            Err(e) => return Err(crate::error::from_graph(&e)),
-        }
-    }
-    read::read_full(
-        tenant,
-        select,
-        with_groups,
-        settings.customer_id,
-        tracking,
-        &mapped_names,
-    )
-    .await
-}
-
-/// What the connection's delta queries listen to, from its sync method and mappings.
-pub fn delta_tracking(settings: &EntraSettings, config: &ValidatedConfig) -> read::DeltaTracking {
-    use sha2::Digest as _;
-    let mut tracking = match settings.sync_method {
-        crate::SyncMethod::AllChanges => read::DeltaTracking::all_changes(),
-        crate::SyncMethod::MappedFieldsOnly => {
-            read::DeltaTracking::mapped_fields_only(&config.property_uses())
-        }
-    };
-    let mappings = serde_json::to_vec(&settings.mapping).unwrap_or_default();
-    tracking.mappings_digest = hex::encode(&sha2::Sha256::digest(&mappings)[..12]);
-    tracking
-}
-
-/// Stores the run's Graph requests in the outbound log (paths without tokens or cursors).
+/// Stores the run's upstream requests in the outbound log (paths without tokens or cursors).
 async fn save_requests(
     store: &Store,
     connection: deskbridge_core::ConnectionId,
     run: Option<RunId>,
-    log: &MemoryRequestLog,
+    log: &MemoryRequests,
 ) -> Result<(), SyncError> {
     let Some(run) = run else { return Ok(()) }; // a preview writes nothing
+    let entries = log.take();
+    if entries.is_empty() {
+        return Ok(());
+    }
     let mut tx = store.begin(WriteContext::for_run(connection, run)).await?;
-    for entry in log.entries() {
+    for entry in entries {
         tx.log_outbound(&OutboundEntry {
             tenant_id: Some(entry.tenant.clone()),
             method: entry.method.clone(),

@@ -31,7 +31,7 @@ store_test! {
             .unwrap();
             names.push(name);
         }
-        let results = sync_many(&db.store, &names, &SyncOptions::default(), 2, &clock()).await.unwrap();
+        let results = sync_many(&db.store, &sources(), &names, &SyncOptions::default(), 2, &clock()).await.unwrap();
         assert_eq!(results.iter().map(|r| r.connection.clone()).collect::<Vec<_>>(), names, "in the order asked");
         let log = emu.request_log();
         let mut tx = db.store.read().await.unwrap();
@@ -50,7 +50,7 @@ store_test! {
         }
         tx.commit().await.unwrap();
         // A second round: delta, nothing changed.
-        let again = sync_many(&db.store, &names, &SyncOptions::default(), 8, &clock()).await.unwrap();
+        let again = sync_many(&db.store, &sources(), &names, &SyncOptions::default(), 8, &clock()).await.unwrap();
         for r in &again {
             let outcome = r.result.as_ref().unwrap();
             assert_eq!((outcome.mode.as_str(), outcome.counts.created, outcome.counts.updated), ("delta", 0, 0), "{outcome:?}");

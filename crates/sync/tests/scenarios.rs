@@ -12,7 +12,7 @@ use crate::*;
 
 /// Rewrites the connection's mapping configuration.
 async fn configure(db: &TestDb, name: &str, change: impl FnOnce(&mut MappingConfig)) {
-    let (connection, mut settings) = deskbridge_sync::load_entra_connection(&db.store, name)
+    let (connection, mut settings) = deskbridge_connector_entra::load_entra_connection(&db.store, name)
         .await
         .unwrap();
     change(&mut settings.mapping);
@@ -248,7 +248,7 @@ store_test! {
     async fn the_three_kinds_of_site_mapping_with_group_and_attribute_filters(db: &TestDb) {
         let fx = emulator(40).await;
         fx.connect(db, "contoso").await;
-        let (_, settings) = deskbridge_sync::load_entra_connection(&db.store, "contoso").await.unwrap();
+        let (_, settings) = deskbridge_connector_entra::load_entra_connection(&db.store, "contoso").await.unwrap();
         let customer = settings.customer_id;
         let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
         let site = |name: &str| -> Fields {
@@ -391,9 +391,9 @@ store_test! {
         let fx = emulator(10).await;
         fx.connect(db, "contoso").await;
         group_with(&fx, "Real Group", &[]).await;
-        let (_, settings) = deskbridge_sync::load_entra_connection(&db.store, "contoso").await.unwrap();
+        let (_, settings) = deskbridge_connector_entra::load_entra_connection(&db.store, "contoso").await.unwrap();
         let save = |m: MappingConfig| async move {
-            deskbridge_sync::save_mappings(&db.store, "contoso", m, &clock(), &SyncOptions::default()).await
+            deskbridge_sync::save_mappings(&db.store, &sources(), "contoso", m, &clock()).await
         };
         let with_mapping = |change: &dyn Fn(&mut SiteMapping)| {
             let mut m = settings.mapping.clone();
@@ -411,10 +411,10 @@ store_test! {
         let err = save(bad_field).await.unwrap_err();
         assert!(err.to_string().contains("shoeSize"), "{err}");
         // Nothing of that was stored; a valid change is.
-        let (_, unchanged) = deskbridge_sync::load_entra_connection(&db.store, "contoso").await.unwrap();
+        let (_, unchanged) = deskbridge_connector_entra::load_entra_connection(&db.store, "contoso").await.unwrap();
         assert_eq!(unchanged.mapping, settings.mapping);
         save(with_mapping(&|s| s.group = Some(GroupFilter { name: "Real Group".into(), nested: false }))).await.unwrap();
-        let (_, saved) = deskbridge_sync::load_entra_connection(&db.store, "contoso").await.unwrap();
+        let (_, saved) = deskbridge_connector_entra::load_entra_connection(&db.store, "contoso").await.unwrap();
         assert_eq!(saved.mapping.site_mappings[0].group.as_ref().unwrap().name, "Real Group");
         fx.emu.shutdown().await;
     }
@@ -501,7 +501,7 @@ store_test! {
     async fn a_renamed_or_nested_mapped_group_replans_its_members_in_a_delta_round(db: &TestDb) {
         let fx = emulator(30).await;
         fx.connect(db, "contoso").await;
-        let (_, settings) = deskbridge_sync::load_entra_connection(&db.store, "contoso").await.unwrap();
+        let (_, settings) = deskbridge_connector_entra::load_entra_connection(&db.store, "contoso").await.unwrap();
         let customer = settings.customer_id;
         let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
         let fields: Fields = [("customer_id".to_owned(), json!(customer.0)), ("name".to_owned(), json!("London"))]

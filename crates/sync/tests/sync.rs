@@ -4,18 +4,33 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use deskbridge_connector_entra::{EntraSource, NewCredential, NewEntraConnection, add_entra_connection};
 use deskbridge_core::{SharedClock, SystemClock};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
+use deskbridge_source::SourceRegistry;
 use deskbridge_store::Entity;
-use deskbridge_sync::{NewCredential, NewEntraConnection, SyncOptions, add_entra_connection, sync};
+use deskbridge_sync::{SyncError, SyncOptions, SyncOutcome};
 use deskbridge_testkit::{TestDb, store_test};
 
 mod apply;
-mod delegated;
-mod delta_settings;
 mod many;
 mod scenarios;
 use serde_json::{Value, json};
+
+/// The Entra connector, as the binary registers it.
+fn sources() -> SourceRegistry {
+    SourceRegistry::new().with(Arc::new(EntraSource::default()))
+}
+
+/// One sync of `name` through the Entra connector.
+async fn sync(
+    store: &deskbridge_store::Store,
+    name: &str,
+    options: &SyncOptions,
+    clock: &SharedClock,
+) -> Result<SyncOutcome, SyncError> {
+    deskbridge_sync::sync(store, &sources(), name, options, clock).await
+}
 
 struct Fixture {
     emu: Emulator,

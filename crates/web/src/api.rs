@@ -8,15 +8,16 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
+use deskbridge_connector_entra::{
+    AuthMethod, EntraSettings, NewCredential, NewEntraConnection, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET,
+    SyncMethod,
+};
 use deskbridge_core::{ConnectionId, RecordId, RunId};
 use deskbridge_mapping::MappingConfig;
 use deskbridge_store::{
     Access, Connection, DirectoryFilter, Entity, LogFilter, LogKind, Role, RunStatus, SecretRef, WriteContext,
 };
-use deskbridge_sync::{
-    AuthMethod, EntraSettings, NewCredential, NewEntraConnection, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET,
-    SyncMethod, SyncOptions,
-};
+use deskbridge_sync::SyncOptions;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -412,7 +413,7 @@ pub(crate) async fn create(
     if body.name.trim().is_empty() {
         return Err(ApiError::invalid("the connection needs a name"));
     }
-    let connection = deskbridge_sync::add_entra_connection(
+    let connection = deskbridge_connector_entra::add_entra_connection(
         &state.store,
         &NewEntraConnection {
             name: body.name.trim().to_owned(),
@@ -618,7 +619,7 @@ async fn authorize(
     headers: axum::http::HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let redirect = callback_uri(&state, &headers)?;
-    let pending = deskbridge_sync::begin_delegated_authorization(
+    let pending = deskbridge_connector_entra::begin_delegated_authorization(
         &state.store,
         &scope.connection.name,
         &redirect,
@@ -644,10 +645,10 @@ pub(crate) async fn save_mappings(
 ) -> ApiResult<()> {
     deskbridge_sync::save_mappings(
         &state.store,
+        &state.sources,
         &connection.name,
         mapping,
         &state.clock,
-        &state.sync_options,
     )
     .await?;
     Ok(())
@@ -673,21 +674,25 @@ pub(crate) async fn run_preview(
         plan_only: true,
         ..state.sync_options.clone()
     };
-    Ok(deskbridge_sync::sync(&state.store, &connection.name, &options, &state.clock).await?)
+    Ok(deskbridge_sync::sync(
+        &state.store,
+        &state.sources,
+        &connection.name,
+        &options,
+        &state.clock,
+    )
+    .await?)
 }
 
-/// The sync agent's configuration check of the connection: each point passed or failed, with
+/// The configuration check of the connection, by its source: each point passed or failed, with
 /// the remedy.
-pub(crate) async fn run_check(
-    state: &AppState,
-    connection: &Connection,
-) -> deskbridge_agent::check::CheckReport {
-    deskbridge_agent::check::check_connection(
+pub(crate) async fn run_check(state: &AppState, connection: &Connection) -> deskbridge_source::CheckReport {
+    deskbridge_sync::check_connection(
         &state.store,
+        &state.sources,
         &connection.name,
         &state.sync_options.instance,
         &state.clock,
-        state.sync_options.graph.clone(),
     )
     .await
 }
@@ -729,6 +734,7 @@ pub(crate) async fn add_schedule(
     body: ScheduleBody,
 ) -> ApiResult<deskbridge_store::ScheduleId> {
     let new = deskbridge_agent::schedule::new_schedule(
+        &state.sources,
         connection,
         body.entity.as_deref().unwrap_or("directory"),
         body.every.as_deref(),
@@ -925,18 +931,17 @@ async fn reset_cursors(
     State(state): State<AppState>,
     Extension(scope): Extension<Scope>,
 ) -> ApiResult<Json<Value>> {
-    let cleared = deskbridge_sync::clear_deltas(&state.store, scope.connection.id).await?;
+    let cleared = deskbridge_connector_entra::clear_deltas(&state.store, scope.connection.id).await?;
     Ok(Json(json!({ "cleared": cleared })))
 }
 
 /// "Get latest": delta links that start from now, so the next sync sees only later changes
 /// without a full import.
 pub(crate) async fn take_latest_cursors(state: &AppState, connection: &Connection) -> ApiResult<Value> {
-    let status = deskbridge_sync::reset_deltas(
+    let status = deskbridge_connector_entra::reset_deltas(
         &state.store,
         &connection.name,
-        deskbridge_sync::DeltaReset::Latest,
-        &state.sync_options,
+        deskbridge_connector_entra::DeltaReset::Latest,
         &state.clock,
     )
     .await?;

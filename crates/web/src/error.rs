@@ -117,11 +117,13 @@ impl From<SyncError> for ApiError {
     fn from(e: SyncError) -> Self {
         let status = match &e {
             SyncError::UnknownConnection(_) => StatusCode::NOT_FOUND,
-            SyncError::WrongKind { .. } | SyncError::BadSettings(..) | SyncError::InvalidMappings(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            SyncError::WrongKind { .. }
+            | SyncError::UnsupportedKind { .. }
+            | SyncError::BadSettings(..)
+            | SyncError::InvalidMappings(_) => StatusCode::UNPROCESSABLE_ENTITY,
             SyncError::Store(inner) => return Self::from(clone_store_error(inner)),
             SyncError::Upstream { .. } | SyncError::Credential(_) => StatusCode::BAD_GATEWAY,
+            SyncError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut out = Self::new(status, &e.code(), e.to_string());
         out.remedy = e.remedy();

@@ -35,10 +35,12 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// The connectors of this build: every connection is read, checked and saved through them.
+    pub sources: deskbridge_source::SourceRegistry,
     pub clock: SharedClock,
     /// Mark cookies `Secure` (served over https, directly or behind a proxy).
     pub secure_cookies: bool,
-    /// How syncs started from the UI and API run (instance, Graph client overrides).
+    /// How syncs started from the UI and API run (the instance kind).
     pub sync_options: deskbridge_sync::SyncOptions,
     pub runs: Arc<runs::Runs>,
     /// Runs go through the sync agent's job queue (`deskbridge serve` has a worker); otherwise
@@ -47,9 +49,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store, clock: SharedClock) -> Self {
+    pub fn new(store: Store, sources: deskbridge_source::SourceRegistry, clock: SharedClock) -> Self {
         Self {
             store,
+            sources,
             clock,
             secure_cookies: false,
             sync_options: deskbridge_sync::SyncOptions::default(),

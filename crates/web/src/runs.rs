@@ -81,10 +81,11 @@ impl Runs {
             ..state.sync_options.clone()
         };
         let store = state.store.clone();
+        let sources = state.sources.clone();
         let clock = state.clock.clone();
         let name = connection.name.clone();
         let handle = tokio::spawn(async move {
-            let result = deskbridge_sync::sync(&store, &name, &options, &clock).await;
+            let result = deskbridge_sync::sync(&store, &sources, &name, &options, &clock).await;
             if let Err(e) = &result {
                 tracing::warn!(connection = %name, error = %e, "sync started from the UI failed");
             }

@@ -12,10 +12,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use deskbridge_connector_entra::SyncMethod;
 use deskbridge_core::RunId;
 use deskbridge_mapping::{FieldMapping, MappingConfig, SiteMapping, SiteTarget};
 use deskbridge_store::{Access, Entity, LogFilter, Role, RunStatus, WriteContext};
-use deskbridge_sync::SyncMethod;
 use serde_json::Value;
 
 use crate::AppState;
@@ -1152,7 +1152,7 @@ async fn authorize(
     headers: HeaderMap,
 ) -> UiResult {
     let redirect = api::callback_uri(&state, &headers)?;
-    match deskbridge_sync::begin_delegated_authorization(
+    match deskbridge_connector_entra::begin_delegated_authorization(
         &state.store,
         &scope.connection.name,
         &redirect,
@@ -1192,7 +1192,7 @@ async fn microsoft_callback(
         )
         .into());
     }
-    let name = deskbridge_sync::complete_delegated_authorization(
+    let name = deskbridge_connector_entra::complete_delegated_authorization(
         &state.store,
         field(&q, "state"),
         field(&q, "code"),
@@ -1246,7 +1246,7 @@ async fn set_access(
 
 // ---------------------------------------------------------------------- mappings
 
-fn settings(scope: &Scope) -> Result<deskbridge_sync::EntraSettings, UiError> {
+fn settings(scope: &Scope) -> Result<deskbridge_connector_entra::EntraSettings, UiError> {
     Ok(api::settings_of(&scope.connection)?)
 }
 
@@ -2123,7 +2123,7 @@ async fn reset_cursors(
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
 ) -> UiResult {
-    let n = deskbridge_sync::clear_deltas(&state.store, scope.connection.id).await?;
+    let n = deskbridge_connector_entra::clear_deltas(&state.store, scope.connection.id).await?;
     agent_view(
         &state,
         &caller,

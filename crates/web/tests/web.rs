@@ -8,10 +8,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use deskbridge_connector_entra::{NewCredential, NewEntraConnection, add_entra_connection};
 use deskbridge_core::{ConnectionId, RunId, SharedClock, SystemClock};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
 use deskbridge_store::{Access, NewAccount, Role, RunStatus, WriteContext};
-use deskbridge_sync::{NewCredential, NewEntraConnection, add_entra_connection};
 use deskbridge_testkit::{TestDb, store_test};
 use deskbridge_web::access::{ENDPOINTS, Need, Surface};
 use deskbridge_web::{AppState, auth, router};
@@ -128,7 +128,7 @@ async fn finished_run(db: &TestDb, connection: ConnectionId) -> RunId {
 
 fn state(db: &TestDb) -> AppState {
     let clock: SharedClock = Arc::new(SystemClock);
-    AppState::new(db.store.clone(), clock)
+    AppState::new(db.store.clone(), deskbridge_connectors::registry(), clock)
 }
 
 async fn fixture(db: &TestDb) -> Fixture {

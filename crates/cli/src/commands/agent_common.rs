@@ -149,9 +149,15 @@ pub async fn run_agent(
             shutdown.clone(),
         ))
     });
-    deskbridge_agent::Worker::new(store.clone(), clock, config, metrics)
-        .run(shutdown)
-        .await;
+    deskbridge_agent::Worker::new(
+        store.clone(),
+        deskbridge_connectors::registry(),
+        clock,
+        config,
+        metrics,
+    )
+    .run(shutdown)
+    .await;
     if let Some(task) = scheduler {
         let _ = task.await;
     }

@@ -36,7 +36,8 @@ pub async fn run(store: &Store, args: AuthorizeArgs) -> anyhow::Result<()> {
     let redirect_uri = format!("http://{}:{port}/callback", args.redirect_host);
     let clock: SharedClock = Arc::new(SystemClock);
     let pending =
-        deskbridge_sync::begin_delegated_authorization(store, &args.name, &redirect_uri, &clock).await?;
+        deskbridge_connector_entra::begin_delegated_authorization(store, &args.name, &redirect_uri, &clock)
+            .await?;
     let (tx, rx) = oneshot::channel();
     let state = Arc::new(Callback {
         store: store.clone(),
@@ -72,7 +73,8 @@ pub async fn run(store: &Store, args: AuthorizeArgs) -> anyhow::Result<()> {
 
 async fn callback(State(state): State<Arc<Callback>>, OriginalUri(uri): OriginalUri) -> Response {
     let result =
-        deskbridge_sync::complete_delegated_redirect(&state.store, &uri.to_string(), &state.clock).await;
+        deskbridge_connector_entra::complete_delegated_redirect(&state.store, &uri.to_string(), &state.clock)
+            .await;
     let page = match &result {
         Ok(name) => format!(
             "<!doctype html><title>deskbridge</title><h1>Signed in</h1><p>Connection {} is authorised. \

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use clap::Args;
-use deskbridge_agent::check::check_connection;
 use deskbridge_core::{SharedClock, SystemClock};
+use deskbridge_sync::check_connection;
 
 use crate::settings::GlobalArgs;
 
@@ -25,7 +25,14 @@ pub struct CheckArgs {
 pub async fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
     let store = global.open_store().await?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let report = check_connection(&store, &args.connection, &args.instance, &clock, None).await;
+    let report = check_connection(
+        &store,
+        &deskbridge_connectors::registry(),
+        &args.connection,
+        &args.instance,
+        &clock,
+    )
+    .await;
     store.close().await;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -2,7 +2,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use deskbridge_sync::{NewCredential, NewEntraConnection, add_entra_connection};
+use deskbridge_connector_entra::{
+    NewCredential, NewEntraConnection, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET, SECRET_REFRESH_TOKEN,
+    add_entra_connection,
+};
+use deskbridge_source::ConnectionSecrets;
 use serde_json::json;
 
 use crate::output;
@@ -145,7 +149,7 @@ pub async fn run(global: &GlobalArgs, command: ConnectionCommand) -> anyhow::Res
         } => add(&store, *args).await,
         ConnectionCommand::List { json } => list(&store, json).await,
         ConnectionCommand::Authorize(args) => super::authorize::run(&store, args).await,
-        ConnectionCommand::Delta(args) => delta(&deskbridge_sync::SyncOptions::default(), &store, args).await,
+        ConnectionCommand::Delta(args) => delta(&store, args).await,
         ConnectionCommand::Remove { name } => remove(&store, &name).await,
     };
     store.close().await;
@@ -218,25 +222,14 @@ async fn list(store: &deskbridge_store::Store, as_json: bool) -> anyhow::Result<
     let connections = tx.connections().await?;
     let mut rows = Vec::new();
     for c in connections {
-        let expiry = tx
-            .secret_expiry(&deskbridge_store::SecretRef::new(
-                "connections",
-                c.id,
-                deskbridge_sync::SECRET_CLIENT_SECRET,
-            ))
+        let secrets = ConnectionSecrets(c.id);
+        let expiry = secrets
+            .expiry(&mut tx, SECRET_CLIENT_SECRET)
             .await?
-            .or(tx
-                .secret_expiry(&deskbridge_store::SecretRef::new(
-                    "connections",
-                    c.id,
-                    deskbridge_sync::SECRET_CERTIFICATE,
-                ))
-                .await?);
+            .or(secrets.expiry(&mut tx, SECRET_CERTIFICATE).await?);
         // A delegated connection is usable once someone has signed in and its refresh token is sealed.
         let authorised = if c.config.get("auth").and_then(|a| a.as_str()) == Some("delegated") {
-            let token =
-                deskbridge_store::SecretRef::new("connections", c.id, deskbridge_sync::SECRET_REFRESH_TOKEN);
-            json!(tx.get_secret(&token).await?.is_some())
+            json!(secrets.get(&mut tx, SECRET_REFRESH_TOKEN).await?.is_some())
         } else {
             serde_json::Value::Null
         };
@@ -280,12 +273,8 @@ async fn remove(store: &deskbridge_store::Store, name: &str) -> anyhow::Result<(
     Ok(())
 }
 
-async fn delta(
-    options: &deskbridge_sync::SyncOptions,
-    store: &deskbridge_store::Store,
-    args: DeltaArgs,
-) -> anyhow::Result<()> {
-    use deskbridge_sync::{DeltaReset, SyncMethod};
+async fn delta(store: &deskbridge_store::Store, args: DeltaArgs) -> anyhow::Result<()> {
+    use deskbridge_connector_entra::{DeltaReset, SyncMethod};
     let enabled = match (args.enable, args.disable) {
         (true, _) => Some(true),
         (_, true) => Some(false),
@@ -296,9 +285,9 @@ async fn delta(
         SyncMethodArg::MappedFieldsOnly => SyncMethod::MappedFieldsOnly,
     });
     let mut status = if enabled.is_some() || method.is_some() {
-        deskbridge_sync::set_delta_settings(store, &args.name, enabled, method).await?
+        deskbridge_connector_entra::set_delta_settings(store, &args.name, enabled, method).await?
     } else {
-        deskbridge_sync::delta_status(store, &args.name).await?
+        deskbridge_connector_entra::delta_status(store, &args.name).await?
     };
     if let Some(reset) = args.reset {
         let reset = match reset {
@@ -306,7 +295,7 @@ async fn delta(
             ResetArg::Latest => DeltaReset::Latest,
         };
         let clock: deskbridge_core::SharedClock = std::sync::Arc::new(deskbridge_core::SystemClock);
-        status = deskbridge_sync::reset_deltas(store, &args.name, reset, options, &clock).await?;
+        status = deskbridge_connector_entra::reset_deltas(store, &args.name, reset, &clock).await?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -8,12 +8,14 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Args;
+use deskbridge_connector_entra::{
+    NewCredential, NewEntraConnection, SECRET_CLIENT_SECRET, add_entra_connection,
+};
 use deskbridge_core::{SharedClock, SystemClock};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
-use deskbridge_store::{Entity, SecretRef, Store, WriteContext};
-use deskbridge_sync::{
-    NewCredential, NewEntraConnection, SyncOptions, SyncOutcome, add_entra_connection, sync,
-};
+use deskbridge_source::ConnectionSecrets;
+use deskbridge_store::{Entity, Store, WriteContext};
+use deskbridge_sync::{SyncOptions, SyncOutcome, sync};
 use serde_json::{Value, json};
 
 use crate::settings::GlobalArgs;
@@ -115,12 +117,14 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     }
 
     let clock: SharedClock = Arc::new(SystemClock);
+    let sources = deskbridge_connectors::registry();
     let full_started = Instant::now();
     let progress = Progress::new(names.len(), "full import");
     let mut full = Vec::new();
     for (name, _) in &names {
         let outcome = sync(
             &store,
+            &sources,
             name,
             &SyncOptions {
                 full: true,
@@ -140,7 +144,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let progress = Progress::new(names.len(), "delta import");
     let mut delta = Vec::new();
     for (name, _) in &names {
-        let outcome = sync(&store, name, &SyncOptions::default(), &clock).await?;
+        let outcome = sync(&store, &sources, name, &SyncOptions::default(), &clock).await?;
         progress.step(line(name, &outcome));
         delta.push(outcome);
     }
@@ -229,12 +233,9 @@ async fn connect(
         config["graph_url"] = json!(graph);
         config["client_id"] = json!(app.client_id);
         tx.update_connection_config(existing.id, &config).await?;
-        tx.put_secret(
-            &SecretRef::new("connections", existing.id, deskbridge_sync::SECRET_CLIENT_SECRET),
-            secret,
-            None,
-        )
-        .await?;
+        ConnectionSecrets(existing.id)
+            .put(&mut tx, SECRET_CLIENT_SECRET, secret, None)
+            .await?;
         tx.commit().await?;
         return Ok(());
     }

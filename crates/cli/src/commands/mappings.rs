@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use deskbridge_core::{SharedClock, SystemClock};
 use deskbridge_mapping::MappingConfig;
-use deskbridge_sync::{SyncOptions, load_entra_connection, save_mappings};
+use deskbridge_sync::{open_connection, save_mappings};
 
 use crate::settings::GlobalArgs;
 
@@ -31,8 +31,8 @@ pub async fn run(global: &GlobalArgs, command: MappingsCommand) -> anyhow::Resul
     let result = async {
         match command {
             MappingsCommand::Show { connection } => {
-                let (_, settings) = load_entra_connection(&store, &connection).await?;
-                println!("{}", serde_json::to_string_pretty(&settings.mapping)?);
+                let source = open_connection(&store, &deskbridge_connectors::registry(), &connection).await?;
+                println!("{}", serde_json::to_string_pretty(source.mapping())?);
             }
             MappingsCommand::Set { connection, file } => {
                 let text = std::fs::read_to_string(&file)
@@ -41,7 +41,14 @@ pub async fn run(global: &GlobalArgs, command: MappingsCommand) -> anyhow::Resul
                 let mapping: MappingConfig = serde_path_to_error::deserialize(&mut de)
                     .map_err(|e| anyhow::anyhow!("{} at {}: {}", file.display(), e.path(), e.inner()))?;
                 let clock: SharedClock = Arc::new(SystemClock);
-                save_mappings(&store, &connection, mapping, &clock, &SyncOptions::default()).await?;
+                save_mappings(
+                    &store,
+                    &deskbridge_connectors::registry(),
+                    &connection,
+                    mapping,
+                    &clock,
+                )
+                .await?;
                 println!("saved the mappings of {connection:?}");
             }
         }

@@ -99,7 +99,7 @@ async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyh
             let conn = tx.connection_by_name(&connection).await?.with_context(|| {
                 format!("no connection named {connection:?}; see `deskbridge connection list`")
             })?;
-            entities::validate(&conn.kind, &entity)?;
+            entities::validate(&deskbridge_connectors::registry(), &conn.kind, &entity)?;
             let job = tx
                 .enqueue_job(&NewJob {
                     connection_id: conn.id,

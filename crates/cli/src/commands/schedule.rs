@@ -80,6 +80,7 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
                 format!("no connection named {connection:?}; see `deskbridge connection list`")
             })?;
             let new = new_schedule(
+                &deskbridge_connectors::registry(),
                 &conn,
                 &entity,
                 every.as_deref(),

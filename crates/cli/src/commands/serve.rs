@@ -39,7 +39,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let shutdown = shutdown_signal();
     let config = args.worker.config();
-    let mut web = deskbridge_web::AppState::new(store.clone(), clock.clone());
+    let mut web =
+        deskbridge_web::AppState::new(store.clone(), deskbridge_connectors::registry(), clock.clone());
     web.secure_cookies = args.secure_cookies;
     web.job_queue = true;
     let mut ready = json!({});

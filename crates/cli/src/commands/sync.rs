@@ -2,7 +2,8 @@ use std::sync::Arc;
 
 use clap::Args;
 use deskbridge_core::{SharedClock, SystemClock};
-use deskbridge_sync::{ENTRA_KIND, SyncOptions, SyncOutcome, sync, sync_many};
+use deskbridge_source::SourceRegistry;
+use deskbridge_sync::{SyncOptions, SyncOutcome, sync, sync_many};
 use serde_json::json;
 
 use crate::settings::GlobalArgs;
@@ -12,8 +13,8 @@ pub struct SyncArgs {
     /// The connection to sync.
     #[arg(long, required_unless_present = "all", conflicts_with = "all")]
     pub connection: Option<String>,
-    /// Sync every Entra connection, several at once (one Graph client per app registration, so
-    /// Microsoft's per-app limits are shared as they are counted).
+    /// Sync every connection this build has a connector for, several at once (one Graph client
+    /// per app registration, so Microsoft's per-app limits are shared as they are counted).
     #[arg(long, conflicts_with = "approve_held")]
     pub all: bool,
     /// With --all: how many connections sync at the same time. Reading and planning run side by
@@ -45,14 +46,14 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         plan_only: args.plan,
         full: args.full,
         instance: args.instance.clone(),
-        graph: None,
         approve_held: args.approve_held,
         observer: None,
     };
+    let sources = deskbridge_connectors::registry();
     let Some(connection) = &args.connection else {
-        return run_all(store, &args, &options, &clock).await;
+        return run_all(store, &sources, &args, &options, &clock).await;
     };
-    let outcome = sync(&store, connection, &options, &clock).await;
+    let outcome = sync(&store, &sources, connection, &options, &clock).await;
     store.close().await;
     let outcome = outcome?;
     if args.json {
@@ -72,9 +73,10 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sync --all`: every Entra connection through one bounded pool.
+/// `sync --all`: every connection a connector serves, through one bounded pool.
 async fn run_all(
     store: deskbridge_store::Store,
+    sources: &SourceRegistry,
     args: &SyncArgs,
     options: &SyncOptions,
     clock: &SharedClock,
@@ -84,12 +86,12 @@ async fn run_all(
         .connections()
         .await?
         .into_iter()
-        .filter(|c| c.kind == ENTRA_KIND)
+        .filter(|c| sources.get(&c.kind).is_some())
         .map(|c| c.name)
         .collect();
     tx.commit().await?;
     let started = std::time::Instant::now();
-    let results = sync_many(&store, &names, options, args.concurrency, clock).await;
+    let results = sync_many(&store, sources, &names, options, args.concurrency, clock).await;
     let seconds = started.elapsed().as_secs_f64();
     store.close().await;
     let results = results?;

@@ -1,16 +1,19 @@
-//! Entra connections: what is stored in the connection's configuration (never a secret) and the
+//! Entra connections' settings: what is stored in the connection's configuration (never a secret) and the
 //! credentials sealed beside it.
 
-use deskbridge_core::{ConnectionId, RecordId};
+use deskbridge_core::RecordId;
 use deskbridge_mapping::MappingConfig;
-use deskbridge_store::{Connection, Entity, NewConnection, SecretRef, Store, WriteContext};
+use deskbridge_source::{ConnectionSecrets, SyncError};
+use deskbridge_store::{Connection, Entity, NewConnection, Store, WriteContext};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{ENTRA_KIND, SyncError};
+use crate::ENTRA_KIND;
 
 pub const SECRET_CLIENT_SECRET: &str = "client_secret";
 pub const SECRET_CERTIFICATE: &str = "certificate_pem";
+/// The sealed refresh token of a delegated connection.
+pub const SECRET_REFRESH_TOKEN: &str = "refresh_token";
 
 /// How the connection authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,22 +220,16 @@ pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Re
                     "the client secret is empty".into(),
                 ));
             }
-            tx.put_secret(
-                &SecretRef::new("connections", connection.id, SECRET_CLIENT_SECRET),
-                value,
-                *expires_at,
-            )
-            .await?;
+            ConnectionSecrets(connection.id)
+                .put(&mut tx, SECRET_CLIENT_SECRET, value, *expires_at)
+                .await?;
         }
         NewCredential::Certificate { pem } => {
             let cert = deskbridge_msauth::CertificateCredential::from_pem_bundle(pem.as_bytes())
                 .map_err(|e| SyncError::Credential(format!("the certificate cannot be used: {e}")))?;
-            tx.put_secret(
-                &SecretRef::new("connections", connection.id, SECRET_CERTIFICATE),
-                pem,
-                Some(cert.not_after()),
-            )
-            .await?;
+            ConnectionSecrets(connection.id)
+                .put(&mut tx, SECRET_CERTIFICATE, pem, Some(cert.not_after()))
+                .await?;
         }
         NewCredential::Delegated {
             client_secret: None, ..
@@ -270,17 +267,21 @@ pub async fn load_entra_connection(
         .await?
         .ok_or_else(|| SyncError::UnknownConnection(name.into()))?;
     tx.commit().await?;
-    if connection.kind != ENTRA_KIND {
-        return Err(SyncError::WrongKind {
-            name: name.into(),
-            kind: connection.kind,
-        });
-    }
-    let settings: EntraSettings = serde_json::from_value(connection.config.clone())
-        .map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
+    let settings = EntraSettings::of(&connection)?;
     Ok((connection, settings))
 }
 
-pub(crate) fn secret_ref(id: ConnectionId, field: &str) -> SecretRef {
-    SecretRef::new("connections", id, field)
+impl EntraSettings {
+    /// The settings of a stored connection, which must be an Entra connection.
+    pub fn of(connection: &Connection) -> Result<Self, SyncError> {
+        if connection.kind != ENTRA_KIND {
+            return Err(SyncError::WrongKind {
+                name: connection.name.clone(),
+                kind: connection.kind.clone(),
+                expected: "an Entra connection".into(),
+            });
+        }
+        serde_json::from_value(connection.config.clone())
+            .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))
+    }
 }

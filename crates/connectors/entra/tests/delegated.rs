@@ -5,13 +5,16 @@
 
 use std::sync::Arc;
 
+use deskbridge_connector_entra::{
+    NewCredential, NewEntraConnection, SECRET_REFRESH_TOKEN, add_entra_connection,
+    begin_delegated_authorization, complete_delegated_authorization, complete_delegated_redirect,
+};
 use deskbridge_core::{SharedClock, SystemClock};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
 use deskbridge_store::{Entity, SecretRef};
-use deskbridge_sync::{
-    NewCredential, NewEntraConnection, SECRET_REFRESH_TOKEN, SyncOptions, add_entra_connection,
-    begin_delegated_authorization, complete_delegated_authorization, complete_delegated_redirect, sync,
-};
+use deskbridge_sync::SyncOptions;
+
+use crate::sync;
 use deskbridge_testkit::{TestDb, store_test};
 
 const REDIRECT: &str = "http://127.0.0.1:8765/callback";
@@ -89,10 +92,13 @@ store_test! {
     emu.set_auto_approve(true);
     let id = add_delegated(db, &emu, "delegated").await;
 
-    // Before anyone signs in, a sync fails with what to do about it.
-    let err = sync(&db.store, "delegated", &SyncOptions::default(), &clock()).await.unwrap_err();
-    assert!(err.to_string().contains("not authorised yet"), "{err}");
-    assert!(err.to_string().contains("deskbridge connection authorize"), "{err}");
+    // Before anyone signs in, a sync fails with what to do about it, recorded against its run.
+    let failed = sync(&db.store, "delegated", &SyncOptions::default(), &clock()).await.unwrap();
+    assert_eq!(failed.status, "failed");
+    let err = &failed.errors[0].message;
+    assert!(err.contains("not authorised yet"), "{err}");
+    assert!(err.contains("deskbridge connection authorize"), "{err}");
+    assert_eq!(failed.counts.created, 0);
 
     let pending = begin_delegated_authorization(&db.store, "delegated", REDIRECT, &clock()).await.unwrap();
     let url = url::Url::parse(&pending.url).unwrap();

@@ -2,13 +2,18 @@
 //! fields only", with the mapped fields a delta cannot track), and resetting the stored links —
 //! "clear" (the next run is a full import) or "get latest" (start tracking from now).
 
+use std::sync::Arc;
+
 use deskbridge_core::{ConnectionId, SharedClock};
+use deskbridge_mapping::ValidatedConfig;
+use deskbridge_source::desk::validated;
+use deskbridge_source::{MemoryRequests, RequestSink, SyncError};
 use deskbridge_store::{CursorKey, Store, WriteContext};
 use serde::Serialize;
 
+use crate::client::SharedGraph;
 use crate::read::{self, DELTA_TRACKING, DeltaTracking, USERS_DELTA};
-use crate::run::{delta_tracking, graph_for, validated};
-use crate::{SyncError, SyncMethod, SyncOptions, load_entra_connection};
+use crate::settings::{EntraSettings, SyncMethod, load_entra_connection};
 
 /// How to reset a connection's delta links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +102,6 @@ pub async fn reset_deltas(
     store: &Store,
     name: &str,
     reset: DeltaReset,
-    options: &SyncOptions,
     clock: &SharedClock,
 ) -> Result<DeltaStatus, SyncError> {
     let (connection, settings) = load_entra_connection(store, name).await?;
@@ -108,7 +112,11 @@ pub async fn reset_deltas(
         DeltaReset::Latest => {
             let config = validated(store, &settings.mapping, None).await?;
             let tracking = delta_tracking(&settings, &config);
-            let (tenant, _) = graph_for(store, &connection, &settings, clock, options).await?;
+            let graph = SharedGraph::new(deskbridge_graph::GraphConfig::default());
+            let requests: Arc<dyn RequestSink> = Arc::new(MemoryRequests::default());
+            let tenant = graph
+                .tenant(store, &connection, &settings, clock, &requests)
+                .await?;
             let mut requests = 0;
             let links = read::latest_links(&tenant, &tracking, &mut requests)
                 .await
@@ -126,4 +134,16 @@ pub async fn reset_deltas(
         }
     }
     delta_status(store, name).await
+}
+
+/// What the connection's delta queries listen to, from its sync method and mappings.
+pub fn delta_tracking(settings: &EntraSettings, config: &ValidatedConfig) -> DeltaTracking {
+    use sha2::Digest as _;
+    let mut tracking = match settings.sync_method {
+        SyncMethod::AllChanges => DeltaTracking::all_changes(),
+        SyncMethod::MappedFieldsOnly => DeltaTracking::mapped_fields_only(&config.property_uses()),
+    };
+    let mappings = serde_json::to_vec(&settings.mapping).unwrap_or_default();
+    tracking.mappings_digest = hex::encode(&sha2::Sha256::digest(&mappings)[..12]);
+    tracking
 }

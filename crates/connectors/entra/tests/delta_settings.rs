@@ -5,13 +5,16 @@
 
 use std::sync::Arc;
 
+use deskbridge_connector_entra::{
+    DeltaReset, NewCredential, NewEntraConnection, SyncMethod, add_entra_connection, delta_status,
+    reset_deltas, set_delta_settings,
+};
 use deskbridge_core::{SharedClock, SystemClock};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
 use deskbridge_store::Entity;
-use deskbridge_sync::{
-    DeltaReset, NewCredential, NewEntraConnection, SyncMethod, SyncOptions, add_entra_connection,
-    delta_status, reset_deltas, set_delta_settings, sync,
-};
+use deskbridge_sync::SyncOptions;
+
+use crate::sync;
 use deskbridge_testkit::{TestDb, store_test};
 use serde_json::{Value, json};
 
@@ -179,14 +182,14 @@ store_test! {
     assert_eq!(sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap().mode, "delta");
 
     // Clear: the next run is a full import.
-    let status = reset_deltas(&db.store, "c", DeltaReset::Clear, &SyncOptions::default(), &clock()).await.unwrap();
+    let status = reset_deltas(&db.store, "c", DeltaReset::Clear, &clock()).await.unwrap();
     assert!(status.links_saved_at.is_none());
     assert_eq!(sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap().mode, "full");
 
     // Get latest: a change made before the reset is not seen; one made after is.
     let (id, _) = fx.some_user(db).await;
     fx.patch_user(&id, json!({"jobTitle": "Before The Reset"})).await;
-    let status = reset_deltas(&db.store, "c", DeltaReset::Latest, &SyncOptions::default(), &clock()).await.unwrap();
+    let status = reset_deltas(&db.store, "c", DeltaReset::Latest, &clock()).await.unwrap();
     assert!(status.links_current);
     let after_reset = sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
     assert_eq!(after_reset.mode, "delta");

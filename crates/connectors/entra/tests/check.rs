@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
-use deskbridge_agent::check::{CheckReport, check_connection};
+use deskbridge_connector_entra::{NewCredential, NewEntraConnection, add_entra_connection};
 use deskbridge_core::{SharedClock, SystemClock};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
-use deskbridge_sync::{NewCredential, NewEntraConnection, add_entra_connection};
+use deskbridge_source::{CheckPoint, CheckReport};
+use deskbridge_sync::check_connection;
 use deskbridge_testkit::TestDb;
+
+use crate::sources;
 
 struct Setup {
     emu: Emulator,
@@ -88,12 +91,12 @@ async fn check(db: &TestDb) -> CheckReport {
     let clock: SharedClock = Arc::new(SystemClock);
     let store = db.store.clone();
     // spawned: the web API runs the check in a handler, so its future must be Send
-    tokio::spawn(async move { check_connection(&store, "c", "production", &clock, None).await })
+    tokio::spawn(async move { check_connection(&store, &sources(), "c", "production", &clock).await })
         .await
         .unwrap()
 }
 
-fn point<'a>(report: &'a CheckReport, name: &str) -> &'a deskbridge_agent::check::CheckPoint {
+fn point<'a>(report: &'a CheckReport, name: &str) -> &'a CheckPoint {
     report
         .points
         .iter()
@@ -324,17 +327,21 @@ async fn a_delegated_connection_is_checked_with_its_signed_in_token() {
 
     // After a sign-in, the stored refresh token gives a delegated token whose scopes are checked.
     let clock: SharedClock = Arc::new(SystemClock);
-    let pending =
-        deskbridge_sync::begin_delegated_authorization(&db.store, "c", "http://127.0.0.1:9/callback", &clock)
-            .await
-            .unwrap();
+    let pending = deskbridge_connector_entra::begin_delegated_authorization(
+        &db.store,
+        "c",
+        "http://127.0.0.1:9/callback",
+        &clock,
+    )
+    .await
+    .unwrap();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     let response = http.get(&pending.url).send().await.unwrap();
     let location = response.headers()["location"].to_str().unwrap().to_owned();
-    deskbridge_sync::complete_delegated_redirect(&db.store, &location, &clock)
+    deskbridge_connector_entra::complete_delegated_redirect(&db.store, &location, &clock)
         .await
         .unwrap();
     let report = check(&db).await;

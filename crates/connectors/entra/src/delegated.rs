@@ -11,19 +11,20 @@ use std::sync::Arc;
 
 use deskbridge_core::{ConnectionId, SharedClock};
 use deskbridge_msauth::{
-    AppCredentials, AuthError, Authority, AuthorizationRequest, BoxFuture, ExposeSecret as _,
-    RefreshTokenSink, SecretString, TokenClient,
+    AppCredentials, Authority, AuthorizationRequest, BoxFuture, ExposeSecret as _, RefreshTokenSink,
+    SecretString, TokenClient,
 };
 use deskbridge_store::{Connection, Store, WriteContext};
 use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 
-use crate::connection::{AuthMethod, EntraSettings, secret_ref};
-use crate::run::{app_credential, http_client, scope_for};
-use crate::{ENTRA_KIND, SyncError};
+use deskbridge_source::{ConnectionSecrets, SyncError, http_client};
 
-/// The sealed refresh token of a delegated connection.
-pub const SECRET_REFRESH_TOKEN: &str = "refresh_token";
+use crate::ENTRA_KIND;
+use crate::client::{app_credential, scope_for};
+use crate::error::from_auth;
+use crate::settings::{AuthMethod, EntraSettings, SECRET_REFRESH_TOKEN};
+
 /// The sealed state of a sign-in that has been started and not yet finished.
 const SECRET_PENDING: &str = "pending_authorization";
 /// How long a started sign-in may take; Microsoft's codes live for minutes, too.
@@ -58,6 +59,7 @@ fn delegated_connection(connection: &Connection) -> Result<EntraSettings, SyncEr
         return Err(SyncError::WrongKind {
             name: connection.name.clone(),
             kind: connection.kind.clone(),
+            expected: "an Entra connection".into(),
         });
     }
     let settings: EntraSettings = serde_json::from_value(connection.config.clone())
@@ -113,7 +115,8 @@ pub async fn begin_delegated_authorization(
         .checked_add(PENDING_LIFETIME)
         .map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
     let mut tx = store.begin(WriteContext::manual()).await?;
-    tx.put_secret(&secret_ref(connection.id, SECRET_PENDING), &sealed, Some(expires))
+    ConnectionSecrets(connection.id)
+        .put(&mut tx, SECRET_PENDING, &sealed, Some(expires))
         .await?;
     tx.commit().await?;
     Ok(PendingAuthorization {
@@ -144,8 +147,8 @@ pub async fn complete_delegated_authorization(
     let id = ConnectionId(id);
     let mut tx = store.read().await?;
     let connection = tx.connection(id).await?.ok_or_else(unknown)?;
-    let pending = tx.get_secret(&secret_ref(id, SECRET_PENDING)).await?;
-    let expires = tx.secret_expiry(&secret_ref(id, SECRET_PENDING)).await?;
+    let pending = ConnectionSecrets(id).get(&mut tx, SECRET_PENDING).await?;
+    let expires = ConnectionSecrets(id).expiry(&mut tx, SECRET_PENDING).await?;
     let credential = app_credential(&mut tx, &connection, delegated_connection(&connection)?.auth).await?;
     tx.commit().await?;
     let settings = delegated_connection(&connection)?;
@@ -189,12 +192,12 @@ pub async fn complete_delegated_authorization(
     })?;
     let mut tx = store.begin(WriteContext::manual()).await?;
     tx.put_secret(
-        &secret_ref(id, SECRET_REFRESH_TOKEN),
+        &ConnectionSecrets(id).reference(SECRET_REFRESH_TOKEN),
         refresh.expose_secret(),
         None,
     )
     .await?;
-    tx.delete_secret(&secret_ref(id, SECRET_PENDING)).await?;
+    ConnectionSecrets(id).delete(&mut tx, SECRET_PENDING).await?;
     tx.commit().await?;
     Ok(connection.name)
 }
@@ -256,20 +259,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Turns a token failure into an upstream error with Microsoft's code and remedy.
-pub(crate) fn from_auth(e: &AuthError) -> SyncError {
-    match e.microsoft() {
-        Some(ms) => SyncError::Upstream {
-            code: ms
-                .aadsts()
-                .map_or_else(|| ms.error.clone(), |n| format!("AADSTS{n}")),
-            message: e.to_string(),
-            remedy: ms.remedy().to_owned(),
-        },
-        None => SyncError::Credential(e.to_string()),
-    }
-}
-
 /// Seals every refresh token Microsoft rotates in, before it is used.
 pub(crate) struct StoreRefreshTokens {
     pub store: Store,
@@ -289,7 +278,7 @@ impl RefreshTokenSink for StoreRefreshTokens {
                 .await
                 .map_err(|e| e.to_string())?;
             tx.put_secret(
-                &secret_ref(self.connection, SECRET_REFRESH_TOKEN),
+                &ConnectionSecrets(self.connection).reference(SECRET_REFRESH_TOKEN),
                 refresh_token.expose_secret(),
                 None,
             )
@@ -309,7 +298,7 @@ pub(crate) async fn delegated_provider(
 ) -> Result<deskbridge_msauth::DelegatedTokenProvider, SyncError> {
     let mut tx = store.read().await?;
     let refresh = tx
-        .get_secret(&secret_ref(connection.id, SECRET_REFRESH_TOKEN))
+        .get_secret(&ConnectionSecrets(connection.id).reference(SECRET_REFRESH_TOKEN))
         .await?;
     tx.commit().await?;
     let refresh = refresh.ok_or_else(|| {

@@ -16,8 +16,8 @@ use deskbridge_mapping::{
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Map, Value};
 
-use crate::SyncError;
 use crate::error::from_graph;
+use deskbridge_source::SyncError;
 
 pub const USERS_DELTA: &str = "users/delta";
 pub const GROUPS_DELTA: &str = "groups/delta";
@@ -206,6 +206,8 @@ pub struct TenantData {
     pub cursors: Vec<(String, String)>,
     /// Requests made.
     pub requests: u64,
+    /// Why the users' sign-in dates could not be read, when they could not.
+    pub sign_in_warning: Option<deskbridge_store::IntegrationError>,
 }
 
 /// The `$select` of user reads: the mapped properties plus what every sync needs.
@@ -528,6 +530,7 @@ pub async fn read_full(
         groups: groups.into_values().collect(),
         cursors,
         requests,
+        sign_in_warning: None,
     })
 }
 
@@ -740,6 +743,7 @@ pub async fn read_delta(
             (MAPPED_GROUPS.into(), mapped_groups_cursor(&mapped)),
         ],
         requests,
+        sign_in_warning: None,
     })
 }
 

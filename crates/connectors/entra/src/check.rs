@@ -1,6 +1,6 @@
-//! The configuration check of one connection: a list of points, each passed or failed with what
-//! was found and what to do about it. The CLI (`deskbridge check`) and the web API call
-//! [`check_connection`].
+//! The configuration check of an Entra connection: a list of points, each passed or failed with
+//! what was found and what to do about it. The pipeline's `check_connection` dispatches here
+//! through the source registry (`deskbridge check`, the web API, the agent).
 //!
 //! Points, in order: the connection and its settings, instance enablement, the stored credential
 //! (present, usable, not a Secret ID pasted for the value, not expired or near expiry), a token
@@ -19,59 +19,16 @@ use deskbridge_msauth::{
     AppCredentials, AppTokenProvider, AuthErrorClass, Authority, CertificateCredential, ClientCredential,
     SecretString, TokenClient, TokenProvider,
 };
-use deskbridge_store::{CursorKey, SecretRef, Store};
-use deskbridge_sync::{AuthMethod, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET, load_entra_connection};
+use deskbridge_source::{CheckPoint, ConnectionSecrets, SourceContext};
+use deskbridge_store::{Connection, CursorKey, Store};
 use jiff::SignedDuration;
-use serde::Serialize;
+
+use crate::settings::{
+    AuthMethod, EntraSettings, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET, SECRET_REFRESH_TOKEN,
+};
 
 /// A secret expiring within this many days fails the check: there must be time to rotate it.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
-
-/// One point of the check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CheckPoint {
-    pub name: String,
-    pub ok: bool,
-    pub detail: String,
-    /// What to do when the point failed (empty when it passed).
-    pub remedy: String,
-}
-
-impl CheckPoint {
-    fn pass(name: &str, detail: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            ok: true,
-            detail: detail.into(),
-            remedy: String::new(),
-        }
-    }
-
-    fn fail(name: &str, detail: impl Into<String>, remedy: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            ok: false,
-            detail: detail.into(),
-            remedy: remedy.into(),
-        }
-    }
-
-    fn blocked(name: &str, by: &str) -> Self {
-        Self::fail(
-            name,
-            format!("not checked: the {by} point failed"),
-            format!("Fix the {by} point first."),
-        )
-    }
-}
-
-/// The whole check.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckReport {
-    pub connection: String,
-    pub ok: bool,
-    pub points: Vec<CheckPoint>,
-}
 
 /// One permission the enabled features need: any of `accepted` will do; `name` is the one to
 /// grant.
@@ -149,32 +106,27 @@ fn looks_like_guid(s: &str) -> bool {
         && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-/// Checks the connection named `name` on an instance of kind `instance`.
-pub async fn check_connection(
-    store: &Store,
-    name: &str,
+/// Checks an Entra connection on an instance of kind `instance`.
+pub(crate) async fn check(
+    cx: &SourceContext,
+    graph: &GraphConfig,
+    connection: &Connection,
     instance: &str,
-    clock: &SharedClock,
-    graph: Option<GraphConfig>,
-) -> CheckReport {
+) -> Vec<CheckPoint> {
+    let (store, clock) = (&cx.store, &cx.clock);
+    let name = connection.name.as_str();
+    let graph = Some(graph.clone());
     let mut points = Vec::new();
-    let report = |points: Vec<CheckPoint>| CheckReport {
-        connection: name.to_owned(),
-        ok: points.iter().all(|p| p.ok),
-        points,
-    };
-
-    let (connection, settings) = match load_entra_connection(store, name).await {
-        Ok(found) => found,
+    let settings = match EntraSettings::of(connection) {
+        Ok(settings) => settings,
         Err(e) => {
             points.push(CheckPoint::fail(
                 "connection",
                 e.to_string(),
-                e.remedy().unwrap_or_else(|| {
-                    "Check the name with `deskbridge connection list`, or add the connection.".into()
-                }),
+                e.remedy()
+                    .unwrap_or_else(|| "Add the connection again with valid settings.".into()),
             ));
-            return report(points);
+            return points;
         }
     };
     points.push(CheckPoint::pass(
@@ -184,50 +136,24 @@ pub async fn check_connection(
             settings.tenant_id, settings.client_id
         ),
     ));
-    let enabled = connection
-        .enabled_instances
-        .split(',')
-        .any(|i| i.trim() == instance);
-    points.push(if enabled {
-        CheckPoint::pass(
-            "instance",
-            format!(
-                "enabled for {} (this is {instance})",
-                connection.enabled_instances
-            ),
-        )
-    } else {
-        CheckPoint::fail(
-            "instance",
-            format!(
-                "enabled for {} only; this is a {instance} instance",
-                connection.enabled_instances
-            ),
-            format!(
-                "Enable the connection for {instance}, or run it on a {} instance.",
-                connection.enabled_instances
-            ),
-        )
-    });
+    points.push(CheckPoint::instance(connection, instance));
 
     // The credential as stored.
     let (field, what) = match settings.auth {
         AuthMethod::ClientSecret => (SECRET_CLIENT_SECRET, "client secret"),
         AuthMethod::Certificate => (SECRET_CERTIFICATE, "certificate"),
         AuthMethod::Delegated => {
-            let token = delegated_token(store, &connection, &settings, clock, &mut points).await;
-            return report(
-                after_token(store, &settings, connection.id, graph, clock, points, token, true).await,
-            );
+            let token = delegated_token(store, connection, &settings, clock, &mut points).await;
+            return after_token(store, &settings, connection.id, graph, clock, points, token, true).await;
         }
     };
-    let secret_ref = SecretRef::new("connections", connection.id, field);
+    let secrets = ConnectionSecrets(connection.id);
     let stored = async {
         let mut tx = store.read().await?;
-        let value = tx.get_secret(&secret_ref).await?;
-        let expiry = tx.secret_expiry(&secret_ref).await?;
+        let value = secrets.get(&mut tx, field).await?;
+        let expiry = secrets.expiry(&mut tx, field).await?;
         tx.commit().await?;
-        Ok::<_, deskbridge_store::StoreError>((value, expiry))
+        Ok::<_, deskbridge_source::SyncError>((value, expiry))
     }
     .await;
     let (value, expiry) = match stored {
@@ -238,7 +164,7 @@ pub async fn check_connection(
                 format!("the {what} cannot be read: {e}"),
                 "Check the master key (DESKBRIDGE_SECRET_KEY or the key file) is the one the secret was sealed with.",
             ));
-            return report(points);
+            return points;
         }
     };
     let credential = match (settings.auth, value) {
@@ -318,7 +244,7 @@ pub async fn check_connection(
         None => None,
         Some(credential) => {
             let providers = async {
-                let http = deskbridge_sync::http_client(name).map_err(|e| e.to_string())?;
+                let http = deskbridge_source::http_client(name).map_err(|e| e.to_string())?;
                 let authority = Authority::new(&settings.authority_host).map_err(|e| e.to_string())?;
                 let tokens = Arc::new(AppTokenProvider::new(
                     TokenClient::new(http.clone(), authority, clock.clone()),
@@ -340,7 +266,7 @@ pub async fn check_connection(
                     None
                 }
                 Ok((http, tokens)) => {
-                    let scope = deskbridge_sync::graph_scope(&settings.graph_url);
+                    let scope = crate::client::scope_for(&settings.graph_url);
                     match tokens.access_token(&settings.tenant_id, &scope).await {
                         Ok(token) => {
                             points.push(CheckPoint::pass("token", "an app-only access token was issued"));
@@ -376,26 +302,24 @@ pub async fn check_connection(
             }
         }
     };
-    report(
-        after_token(
-            store,
-            &settings,
-            connection.id,
-            graph,
-            clock,
-            points,
-            token,
-            false,
-        )
-        .await,
+    after_token(
+        store,
+        &settings,
+        connection.id,
+        graph,
+        clock,
+        points,
+        token,
+        false,
     )
+    .await
 }
 
 /// A delegated connection's token: its sealed refresh token redeemed the way a sync does it.
 async fn delegated_token(
     store: &Store,
-    connection: &deskbridge_store::Connection,
-    settings: &deskbridge_sync::EntraSettings,
+    connection: &Connection,
+    settings: &EntraSettings,
     clock: &SharedClock,
     points: &mut Vec<CheckPoint>,
 ) -> Option<(
@@ -405,15 +329,11 @@ async fn delegated_token(
 )> {
     let authorised = async {
         let mut tx = store.read().await?;
-        let token = tx
-            .get_secret(&SecretRef::new(
-                "connections",
-                connection.id,
-                deskbridge_sync::SECRET_REFRESH_TOKEN,
-            ))
+        let token = ConnectionSecrets(connection.id)
+            .get(&mut tx, SECRET_REFRESH_TOKEN)
             .await?;
         tx.commit().await?;
-        Ok::<_, deskbridge_store::StoreError>(token.is_some())
+        Ok::<_, deskbridge_source::SyncError>(token.is_some())
     }
     .await;
     match authorised {
@@ -443,7 +363,7 @@ async fn delegated_token(
             return None;
         }
     }
-    let http = match deskbridge_sync::http_client(&connection.name) {
+    let http = match deskbridge_source::http_client(&connection.name) {
         Ok(http) => http,
         Err(e) => {
             points.push(CheckPoint::fail(
@@ -454,7 +374,7 @@ async fn delegated_token(
             return None;
         }
     };
-    let tokens = match deskbridge_sync::token_provider(store, connection, settings, &http, clock).await {
+    let tokens = match crate::client::token_provider(store, connection, settings, &http, clock).await {
         Ok(tokens) => tokens,
         Err(e) => {
             points.push(CheckPoint::fail(
@@ -466,7 +386,7 @@ async fn delegated_token(
             return None;
         }
     };
-    let scope = deskbridge_sync::graph_scope(&settings.graph_url);
+    let scope = crate::client::scope_for(&settings.graph_url);
     match tokens.access_token(&settings.tenant_id, &scope).await {
         Ok(token) => {
             points.push(CheckPoint::pass(
@@ -491,7 +411,7 @@ async fn delegated_token(
 #[allow(clippy::too_many_arguments)] // the check's context, passed on as it is
 async fn after_token(
     store: &Store,
-    settings: &deskbridge_sync::EntraSettings,
+    settings: &EntraSettings,
     connection: deskbridge_core::ConnectionId,
     graph: Option<GraphConfig>,
     clock: &SharedClock,
@@ -615,17 +535,14 @@ async fn after_token(
 
 async fn mappings_and_delta(
     store: &Store,
-    settings: &deskbridge_sync::EntraSettings,
+    settings: &EntraSettings,
     connection: deskbridge_core::ConnectionId,
     points: &mut Vec<CheckPoint>,
 ) {
     let mut cursors = Vec::new();
     let catalog = async {
         let mut tx = store.read().await?;
-        for stream in [
-            deskbridge_sync::read::USERS_DELTA,
-            deskbridge_sync::read::GROUPS_DELTA,
-        ] {
+        for stream in [crate::read::USERS_DELTA, crate::read::GROUPS_DELTA] {
             let key = CursorKey {
                 connection_id: connection,
                 tenant_id: settings.tenant_id.clone(),
@@ -633,7 +550,7 @@ async fn mappings_and_delta(
             };
             cursors.push((stream, tx.cursor(&key).await?));
         }
-        let catalog = deskbridge_sync::load_catalog(&mut tx, settings.mapping.group_names()).await;
+        let catalog = deskbridge_source::desk::load_catalog(&mut tx, settings.mapping.group_names()).await;
         tx.commit().await?;
         catalog
     }

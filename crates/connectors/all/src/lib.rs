@@ -1,0 +1,14 @@
+//! deskbridge-connectors: the connectors this build ships, in one [`SourceRegistry`].
+//!
+//! The binary (and the benchmarks and tests that drive it as the binary does) take their registry
+//! from [`registry`]; nothing else names a connector crate. A new connector is one line here
+//! once its crate exists under `crates/connectors/`.
+
+use std::sync::Arc;
+
+use deskbridge_source::SourceRegistry;
+
+/// Every connector, with its default settings.
+pub fn registry() -> SourceRegistry {
+    SourceRegistry::new().with(Arc::new(deskbridge_connector_entra::EntraSource::default()))
+}

@@ -1,0 +1,333 @@
+//! Entra ID as a [`Source`]: a connection reads one tenant — in full (users with managers and
+//! licences, groups and their members, subscribed SKUs) or as a delta round from the stored delta
+//! links — and yields it as one partition.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use deskbridge_graph::{GraphConfig, GraphTenant};
+use deskbridge_mapping::{MappingConfig, ReadMode, ValidatedConfig};
+use deskbridge_source::{
+    BoxFuture, CheckPoint, Page, Partition, PartitionEnd, PartitionStart, ReadEvent, ReadRequest, Source,
+    SourceConnection, SourceContext, SourceRecord, StoredCursors, SyncError,
+};
+use deskbridge_store::{Connection, IntegrationError};
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
+use serde_json::{Map, Value};
+
+use crate::ENTRA_KIND;
+use crate::client::SharedGraph;
+use crate::delta::delta_tracking;
+use crate::error::from_graph;
+use crate::read::{self, DeltaTracking, GROUPS_DELTA, TenantData, USERS_DELTA};
+use crate::settings::EntraSettings;
+
+/// Users per page handed to the pipeline.
+const PAGE_SIZE: usize = 1_000;
+
+/// Microsoft Entra ID. One per process: its Graph clients are shared by every Entra connection.
+pub struct EntraSource {
+    graph: Arc<SharedGraph>,
+}
+
+impl Default for EntraSource {
+    fn default() -> Self {
+        Self::new(GraphConfig::default())
+    }
+}
+
+impl EntraSource {
+    /// A source whose Graph clients use `config` (retries, budgets; the base URL comes from each
+    /// connection).
+    pub fn new(config: GraphConfig) -> Self {
+        Self {
+            graph: Arc::new(SharedGraph::new(config)),
+        }
+    }
+}
+
+impl Source for EntraSource {
+    fn kind(&self) -> &'static str {
+        ENTRA_KIND
+    }
+
+    fn label(&self) -> &'static str {
+        "Microsoft Entra ID"
+    }
+
+    /// An Entra connection imports the directory as one unit: users, groups, memberships and
+    /// licences are read and planned together (memberships drive site and role mapping).
+    fn entities(&self) -> &'static [&'static str] {
+        &["directory"]
+    }
+
+    fn open(&self, connection: &Connection) -> Result<Box<dyn SourceConnection>, SyncError> {
+        Ok(Box::new(EntraConnection {
+            settings: EntraSettings::of(connection)?,
+            connection: connection.clone(),
+            graph: self.graph.clone(),
+        }))
+    }
+
+    fn check<'a>(
+        &'a self,
+        cx: &'a SourceContext,
+        connection: &'a Connection,
+        instance: &'a str,
+    ) -> BoxFuture<'a, Vec<CheckPoint>> {
+        Box::pin(crate::check::check(cx, self.graph.config(), connection, instance))
+    }
+}
+
+/// One Entra connection, opened.
+struct EntraConnection {
+    connection: Connection,
+    settings: EntraSettings,
+    graph: Arc<SharedGraph>,
+}
+
+impl EntraConnection {
+    async fn tenant(&self, cx: &SourceContext) -> Result<GraphTenant, SyncError> {
+        self.graph
+            .tenant(
+                &cx.store,
+                &self.connection,
+                &self.settings,
+                &cx.clock,
+                &cx.requests,
+            )
+            .await
+    }
+
+    /// Reads the tenant: a delta round when the stored links were taken under the current
+    /// settings, a full read otherwise (or when the delta token is refused).
+    async fn read_tenant(
+        &self,
+        cx: &SourceContext,
+        request: ReadRequest<'_>,
+        notes: &mut Vec<String>,
+    ) -> Result<TenantData, SyncError> {
+        let config = request.config;
+        let settings = &self.settings;
+        let tenant_id = settings.tenant_id.as_str();
+        let select = read::user_select(&config.graph_select());
+        let with_groups = config.uses_groups();
+        let tracking = delta_tracking(settings, config);
+        let tenant = self.tenant(cx).await?;
+        let cursors: &StoredCursors = request.cursors;
+        let users_link = cursors.get(tenant_id, USERS_DELTA);
+        let groups_link = cursors.get(tenant_id, GROUPS_DELTA);
+        let mapped_groups = cursors.get(tenant_id, read::MAPPED_GROUPS);
+        let mapped_names = settings.mapping.group_names();
+        // Links taken before the tracking settings were recorded listened to all changes.
+        let tracked = cursors
+            .get(tenant_id, read::DELTA_TRACKING)
+            .map_or_else(|| DeltaTracking::all_changes().fingerprint(), str::to_owned);
+        let same_tracking = tracked == tracking.fingerprint();
+        if settings.delta && !request.full && !same_tracking && users_link.is_some() {
+            notes.push(
+                "the sync method or the mappings changed since the delta links were taken; running a full import, \
+                 which plans every user under the new settings and starts tracking with them"
+                    .into(),
+            );
+        }
+        let mut data = None;
+        if settings.delta
+            && !request.full
+            && same_tracking
+            && let (Some(users), Some(groups)) = (users_link, groups_link)
+        {
+            match read::read_delta(
+                &tenant,
+                &select,
+                with_groups,
+                settings.customer_id,
+                read::DeltaState {
+                    users_link: users,
+                    groups_link: groups,
+                    mapped_groups,
+                },
+                &mapped_names,
+            )
+            .await
+            {
+                Ok(read) => data = Some(read),
+                Err(e) if e.is_resync_required() => {
+                    notes.push(format!(
+                        "the delta token was refused ({e}); running a full import instead"
+                    ));
+                }
+                Err(e) => return Err(from_graph(&e)),
+            }
+        }
+        let mut data = match data {
+            Some(data) => data,
+            None => {
+                read::read_full(
+                    &tenant,
+                    &select,
+                    with_groups,
+                    settings.customer_id,
+                    &tracking,
+                    &mapped_names,
+                )
+                .await?
+            }
+        };
+        if settings.last_sign_in {
+            data.sign_in_warning = self.read_sign_ins(&tenant, &mut data).await;
+        }
+        Ok(data)
+    }
+
+    /// Adds the users' last sign-in dates; a tenant without them gives a warning, not a failure.
+    async fn read_sign_ins(&self, tenant: &GraphTenant, data: &mut TenantData) -> Option<IntegrationError> {
+        let unavailable = match read::read_sign_ins(tenant, &mut data.read.users, &mut data.requests).await {
+            Ok(u) => u,
+            Err(e) => Some(read::SignInUnavailable {
+                code: e.code().to_string(),
+                message: e.to_string(),
+                remedy: String::new(),
+            }),
+        }?;
+        Some(IntegrationError {
+            tenant_id: Some(self.settings.tenant_id.clone()),
+            entity: Some("user".into()),
+            external_id: None,
+            code: unavailable.code,
+            message: format!("last sign-in dates were not imported: {}", unavailable.message),
+            remedy: Some(if unavailable.remedy.is_empty() {
+                "Sign-in activity needs AuditLog.Read.All and a Microsoft Entra ID P1 or P2 tenant.".into()
+            } else {
+                unavailable.remedy
+            }),
+        })
+    }
+}
+
+/// A tenant's read as events: the partition opened with its licences and groups, its users a page
+/// at a time (the removals with the last), and closed with its cursors.
+fn events(data: TenantData, notes: Vec<String>) -> Vec<ReadEvent> {
+    let TenantData {
+        read,
+        groups,
+        cursors,
+        requests,
+        sign_in_warning,
+    } = data;
+    let mut out: Vec<ReadEvent> = notes.into_iter().map(ReadEvent::Note).collect();
+    out.push(ReadEvent::Begin(PartitionStart {
+        tenant_id: read.tenant_id.clone(),
+        customer_id: read.customer_id,
+        mode: read.mode,
+        subscribed_skus: read.subscribed_skus,
+        groups: (read.mode == ReadMode::Full).then_some(groups),
+    }));
+    out.extend(sign_in_warning.map(ReadEvent::Warning));
+    let mut users = read.users;
+    let mut removed = Some(read.removed);
+    loop {
+        let rest = users.split_off(users.len().min(PAGE_SIZE));
+        let last = rest.is_empty();
+        out.push(ReadEvent::Page(Page {
+            tenant_id: read.tenant_id.clone(),
+            records: users.into_iter().map(SourceRecord::User).collect(),
+            removed: if last {
+                removed.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            cursors: Vec::new(),
+        }));
+        if last {
+            break;
+        }
+        users = rest;
+    }
+    out.push(ReadEvent::End(PartitionEnd {
+        tenant_id: read.tenant_id,
+        completeness: read.completeness,
+        cursors,
+        requests,
+    }));
+    out
+}
+
+impl SourceConnection for EntraConnection {
+    fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    fn mapping(&self) -> &MappingConfig {
+        &self.settings.mapping
+    }
+
+    fn partitions(&self) -> Vec<Partition> {
+        vec![Partition {
+            tenant_id: self.settings.tenant_id.clone(),
+            customer_id: self.settings.customer_id,
+        }]
+    }
+
+    fn read_notes(&self, config: &ValidatedConfig) -> Vec<String> {
+        delta_tracking(&self.settings, config)
+            .untracked
+            .iter()
+            .map(|field| {
+                format!(
+                    "{} is not tracked by the \"mapped fields only\" delta ({}); used by {}. Its changes arrive \
+                     with the next change to a tracked field",
+                    field.property,
+                    field.reason,
+                    field.used_by.join(", ")
+                )
+            })
+            .collect()
+    }
+
+    fn read<'a>(
+        &'a self,
+        cx: &'a SourceContext,
+        request: ReadRequest<'a>,
+    ) -> BoxStream<'a, Result<ReadEvent, SyncError>> {
+        let read = async move {
+            let mut notes = Vec::new();
+            let data = self.read_tenant(cx, request, &mut notes).await?;
+            Ok::<_, SyncError>(events(data, notes))
+        };
+        Box::pin(futures::stream::once(read).flat_map(|result| {
+            let items: Vec<Result<ReadEvent, SyncError>> = match result {
+                Ok(events) => events.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(items)
+        }))
+    }
+
+    fn group_names<'a>(
+        &'a self,
+        cx: &'a SourceContext,
+    ) -> BoxFuture<'a, Result<BTreeSet<String>, SyncError>> {
+        Box::pin(async move {
+            let tenant = self.tenant(cx).await?;
+            let mut groups = BTreeSet::new();
+            let mut pager = tenant.pager::<Map<String, Value>>("/groups?$select=displayName&$top=999");
+            while let Some(page) = pager.next_page().await.map_err(|e| from_graph(&e))? {
+                groups.extend(
+                    page.value
+                        .iter()
+                        .filter_map(|g| g.get("displayName")?.as_str().map(str::to_owned)),
+                );
+            }
+            Ok(groups)
+        })
+    }
+
+    fn settings_with_mapping(&self, mapping: &MappingConfig) -> Result<Value, SyncError> {
+        let mut settings = self.settings.clone();
+        settings.mapping = mapping.clone();
+        serde_json::to_value(&settings)
+            .map_err(|e| SyncError::BadSettings(self.connection.name.clone(), e.to_string()))
+    }
+}

@@ -1,0 +1,80 @@
+//! The error of every connection operation — reading a source, checking, planning, applying —
+//! whether the pipeline or a connector raised it.
+
+use deskbridge_core::ErrorCode;
+
+/// Why a sync (or another operation on a connection) could not run or finish. Each carries a
+/// stable code and, where there is one, what the administrator can do about it. Microsoft's own
+/// codes (`AADSTS7000215`, `Authorization_RequestDenied`, …) travel as data in
+/// [`SyncError::Upstream`], beside ours.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("no connection named {0:?}")]
+    UnknownConnection(String),
+    #[error("connection {name:?} is a {kind} connection, not {expected}")]
+    WrongKind {
+        name: String,
+        kind: String,
+        /// What the operation needs, e.g. "an Entra connection".
+        expected: String,
+    },
+    #[error("connection {name:?} is of kind {kind:?}, which this deskbridge has no connector for")]
+    UnsupportedKind { name: String, kind: String },
+    #[error("connection {0:?} has invalid settings: {1}")]
+    BadSettings(String, String),
+    #[error("the mapping configuration is invalid: {0}")]
+    InvalidMappings(String),
+    #[error("store: {0}")]
+    Store(#[from] deskbridge_store::StoreError),
+    #[error("{message}")]
+    Upstream {
+        code: String,
+        message: String,
+        remedy: String,
+    },
+    #[error("{0}")]
+    Credential(String),
+    /// A bug or a task that stopped unexpectedly.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SyncError {
+    /// The catalogue code ([`ErrorCode`]) or, for a failure Microsoft reported, Microsoft's code.
+    pub fn code(&self) -> String {
+        match self {
+            Self::Upstream { code, .. } => code.clone(),
+            Self::Store(e) => e.code().to_string(),
+            other => other.error_code().to_string(),
+        }
+    }
+
+    /// The catalogue code, which decides the HTTP status and the CLI's exit code.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::UnknownConnection(_) => ErrorCode::NotFound,
+            Self::WrongKind { .. }
+            | Self::UnsupportedKind { .. }
+            | Self::BadSettings(..)
+            | Self::InvalidMappings(_) => ErrorCode::InvalidConfiguration,
+            Self::Store(e) => e.code(),
+            Self::Upstream { .. } => ErrorCode::UpstreamUnavailable,
+            Self::Credential(_) => ErrorCode::UpstreamAuthentication,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub fn remedy(&self) -> Option<String> {
+        match self {
+            Self::Upstream { remedy, .. } if !remedy.is_empty() => Some(remedy.clone()),
+            Self::Credential(_) => {
+                Some("Check the connection's credentials (secret value or certificate).".into())
+            }
+            Self::UnsupportedKind { .. } => {
+                Some("Run a deskbridge built with this connector, or remove the connection.".into())
+            }
+            Self::Internal(_) => Some("Run the sync again; report the problem if it repeats.".into()),
+            _ => None,
+        }
+    }
+}
