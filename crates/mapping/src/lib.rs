@@ -41,7 +41,7 @@ mod validate;
 
 pub use apply::{ApplyError, apply_to_snapshot};
 pub use catalog::{
-    Catalog, CatalogSite, CustomField, CustomFieldEntity, CustomFieldType, GraphType, NamedRecord,
+    Catalog, CatalogSite, CustomField, CustomFieldEntity, CustomFieldType, NamedRecord, SourceType,
 };
 pub use config::{
     AdvancedMappings, CONFIG_VERSION, CircuitBreaker, ExternalUsers, FieldLock, FieldMapping, FieldSource,
@@ -49,11 +49,14 @@ pub use config::{
     LicenceTypeChoice, MappingConfig, MatchField, RecordKind, RecordLock, ServiceAccounts, SiteMapping,
     SiteTarget, UnmatchedSite,
 };
-pub use engine::plan;
+pub use engine::{
+    ConnectionRecord, ConnectionRecords, DeskLookups, FinishLookups, RunPlanner, TenantHeader, plan,
+};
 pub use followers::{DistributionGroup, FollowerError, FollowerPlan, GroupMember, followers_for_group};
 pub use input::{
     Completeness, DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskTicket, PlanInput, ReadMode,
     RecordLocks, Removal, RemovalReason, SourceIdentity, SourceUser, SubscribedSku, TenantRead,
+    looks_external,
 };
 pub use plan::{
     Action, BreakerVerdict, Change, Counts, Entity, FieldChange, HeldTenant, LockedChange, Plan, PlanError,

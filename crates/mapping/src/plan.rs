@@ -181,6 +181,26 @@ impl Plan {
     pub fn is_held(&self) -> bool {
         !self.held.is_empty()
     }
+
+    /// Appends the plan of a later step of the same run (a page, a tenant's end), as a preview of
+    /// a page-wise run shows them: changes stay in step order, so that what a step refers to was
+    /// created by it or an earlier step, and counts add up.
+    pub fn absorb(&mut self, later: Plan) {
+        self.changes.extend(later.changes);
+        self.targets.extend(later.targets);
+        self.locked.extend(later.locked);
+        self.circuit_breaker.extend(later.circuit_breaker);
+        self.held.extend(later.held);
+        self.errors.extend(later.errors);
+        self.notes.extend(later.notes);
+        let counts = later.counts;
+        self.counts.created += counts.created;
+        self.counts.updated += counts.updated;
+        self.counts.deactivated += counts.deactivated;
+        self.counts.unchanged += counts.unchanged;
+        self.counts.conflicts += counts.conflicts;
+        self.counts.errors += counts.errors;
+    }
 }
 
 /// A reference to a record that may be created by the same plan. Existing records are plain

@@ -148,7 +148,7 @@ fn read() -> impl Strategy<Value = TenantRead> {
                 removed
                     .into_iter()
                     .map(|(n, hard)| Removal {
-                        object_id: oid(n),
+                        external_id: oid(n),
                         reason: if hard {
                             RemovalReason::Deleted
                         } else {
@@ -231,7 +231,7 @@ proptest! {
         other.tenant_id = OTHER_TENANT.into();
         // Object ids are global: the second tenant's users get their own.
         for user in &mut other.users {
-            user.object_id = user.object_id.replace("-8000-", "-9000-");
+            user.external_id = user.external_id.replace("-8000-", "-9000-");
         }
         let mut input = approved(read);
         input.tenants.push(other);
@@ -267,7 +267,7 @@ proptest! {
         read.mode = ReadMode::Full;
         read.removed.clear();
         read.completeness = if partial { Completeness::Partial } else { Completeness::Failed };
-        let seen: BTreeSet<String> = read.users.iter().map(|u| u.object_id.clone()).collect();
+        let seen: BTreeSet<String> = read.users.iter().map(|u| u.external_id.clone()).collect();
         let plan = plan(&validated(&config()), &approved(read), &desk, now());
         for change in plan.changes.iter().chain(plan.held.iter().flat_map(|h| &h.changes)) {
             if change.action == Action::Deactivate {
