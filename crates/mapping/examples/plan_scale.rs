@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             name: "1st Line".into(),
         }],
         groups: groups.map(str::to_owned).into(),
-        graph_properties: Catalog::graph_user_properties(),
+        source_properties: Catalog::entra_user_properties(),
         ..Catalog::default()
     };
     catalog.custom_fields.clear();
@@ -208,12 +208,13 @@ fn source_user(tenant: u32, n: u32, groups: &[&str]) -> SourceUser {
         member_of.insert(groups[3].into());
     }
     SourceUser {
-        object_id,
+        external_id: object_id,
         properties,
         manager_id: (n > 0).then(|| format!("{tenant:08x}-0000-4000-8000-{:012}", n / 10)),
         transitive_groups: member_of.clone(),
         groups: member_of,
         account_enabled: !n.is_multiple_of(17),
+        external: false,
         sku_ids: if n.is_multiple_of(2) {
             BTreeSet::from(["6fd2c87f-b296-42f0-b197-1e91e994b900".to_owned()])
         } else {

@@ -144,9 +144,30 @@ pub fn apply_to_snapshot(
                 *next_id += 1;
             }
             (entity, _) => {
-                let id = plan.target_of(change).ok_or_else(|| ApplyError::MissingTarget {
-                    entity: entity.as_str(),
-                    external_id: change.external_id.clone(),
+                // A change without a target updates the record this connection created for the
+                // external id earlier in the run (a line manager linked at a tenant's end).
+                let created_earlier = || {
+                    let records = match entity {
+                        Entity::User => &desk.users,
+                        Entity::Agent => &desk.agents,
+                        _ => return None,
+                    };
+                    let mut carrying = records.iter().filter(|r| {
+                        r.source.as_ref().is_some_and(|s| {
+                            s.connection_id == connection_id
+                                && s.external_id.eq_ignore_ascii_case(&change.external_id)
+                        })
+                    });
+                    match (carrying.next(), carrying.next()) {
+                        (Some(only), None) => Some(only.id),
+                        _ => None,
+                    }
+                };
+                let id = plan.target_of(change).or_else(created_earlier).ok_or_else(|| {
+                    ApplyError::MissingTarget {
+                        entity: entity.as_str(),
+                        external_id: change.external_id.clone(),
+                    }
                 })?;
                 let unknown = || ApplyError::UnknownRecord {
                     entity: entity.as_str(),
@@ -178,9 +199,12 @@ pub fn apply_to_snapshot(
                         } else {
                             (&mut desk.agents, &agent_positions)
                         };
-                        let record = positions
+                        let position = positions
                             .get(&id)
-                            .and_then(|position| records.get_mut(*position))
+                            .copied()
+                            .or_else(|| records.iter().position(|r| r.id == id));
+                        let record = position
+                            .and_then(|position| records.get_mut(position))
                             .ok_or_else(unknown)?;
                         for (name, field) in &change.fields {
                             if field.after.is_null() {

@@ -1,5 +1,5 @@
 //! What exists on both sides when a configuration is saved: desk records it may refer to, and
-//! the tenant's groups and Graph user properties.
+//! the tenant's groups and the source's user properties.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,8 +20,9 @@ pub struct Catalog {
     pub custom_fields: Vec<CustomField>,
     /// Display names of the tenant's groups (all tenants of the connection).
     pub groups: BTreeSet<String>,
-    /// Graph user properties a mapping may read, by path (`/` for nested ones).
-    pub graph_properties: BTreeMap<String, GraphType>,
+    /// Source user properties a mapping may read, by path (`/` for nested ones).
+    #[serde(alias = "graph_properties")]
+    pub source_properties: BTreeMap<String, SourceType>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,10 +77,10 @@ pub enum CustomFieldType {
     MultiSelect,
 }
 
-/// The type of a Graph user property, as far as mapping cares.
+/// The type of a source user property, as far as mapping cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum GraphType {
+pub enum SourceType {
     String,
     Boolean,
     Integer,
@@ -91,7 +92,7 @@ pub enum GraphType {
     Manager,
 }
 
-impl GraphType {
+impl SourceType {
     pub fn describe(self) -> &'static str {
         match self {
             Self::String => "text",
@@ -107,10 +108,11 @@ impl GraphType {
 }
 
 impl Catalog {
-    /// The Graph v1.0 user properties deskbridge reads (types from Graph's CSDL schema).
-    pub fn graph_user_properties() -> BTreeMap<String, GraphType> {
-        use GraphType::*;
-        let mut properties: BTreeMap<std::string::String, GraphType> = [
+    /// The Entra (Graph v1.0) user properties deskbridge reads (types from Graph's CSDL schema):
+    /// what the Entra connector puts in [`Catalog::source_properties`].
+    pub fn entra_user_properties() -> BTreeMap<String, SourceType> {
+        use SourceType::*;
+        let mut properties: BTreeMap<std::string::String, SourceType> = [
             ("id", String),
             ("accountEnabled", Boolean),
             ("displayName", String),
@@ -169,13 +171,13 @@ impl Catalog {
         properties
     }
 
-    /// Looks a Graph property up exactly, then ignoring case (as Graph does).
-    pub fn graph_property(&self, path: &str) -> Option<(&str, GraphType)> {
-        self.graph_properties
+    /// Looks a source property up exactly, then ignoring case (as Graph does).
+    pub fn source_property(&self, path: &str) -> Option<(&str, SourceType)> {
+        self.source_properties
             .get_key_value(path)
             .map(|(k, v)| (k.as_str(), *v))
             .or_else(|| {
-                self.graph_properties
+                self.source_properties
                     .iter()
                     .find(|(name, _)| name.eq_ignore_ascii_case(path))
                     .map(|(k, v)| (k.as_str(), *v))

@@ -19,9 +19,9 @@ pub const CONFIG_VERSION: u32 = 1;
 #[serde(default, deny_unknown_fields)]
 pub struct MappingConfig {
     pub version: u32,
-    /// Graph user property → desk user field. Each desk field at most once.
+    /// Source user property → desk user field. Each desk field at most once.
     pub user_fields: Vec<FieldMapping>,
-    /// Graph user property → desk agent field. Each desk field at most once.
+    /// Source user property → desk agent field. Each desk field at most once.
     pub agent_fields: Vec<FieldMapping>,
     /// Evaluated in (sequence, id) order; the first matching user mapping decides the user's
     /// site, and separately the first matching agent mapping decides whether they are an agent.
@@ -165,7 +165,7 @@ impl FieldMapping {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldSource {
-    /// A Graph user property, `/` for nested ones (`onPremisesExtensionAttributes/extensionAttribute1`).
+    /// A source user property, `/` for nested ones (`onPremisesExtensionAttributes/extensionAttribute1`).
     /// `manager` is the user's manager (only for `line_manager_id`). A collection gives its first
     /// element to a text field.
     Property(String),
@@ -187,7 +187,7 @@ pub struct SiteMapping {
     /// Only users of this tenant (CSP: a customer with several tenants). None: every tenant.
     pub tenant_id: Option<String>,
     pub group: Option<GroupFilter>,
-    /// An OData `$filter` over the user's Graph properties, e.g. `officeLocation eq 'London'`.
+    /// An OData `$filter` over the user's source properties, e.g. `officeLocation eq 'London'`.
     pub filter: Option<String>,
     pub external_users: ExternalUsers,
     /// A user role given to users this mapping imports.
@@ -219,7 +219,7 @@ impl Default for SiteMapping {
 pub enum SiteTarget {
     /// Kind 1: every selected user goes to this site.
     ExistingSite { site_id: RecordId },
-    /// Kind 2: one site per distinct value of `field` (a Graph property) under the customer,
+    /// Kind 2: one site per distinct value of `field` (a source property) under the customer,
     /// created when missing (matched by name, ignoring case). A user without a value does not
     /// match this mapping.
     CustomerByField { customer_id: RecordId, field: String },

@@ -1,8 +1,8 @@
-//! Desk fields: which ones a mapping may write, their types, and turning Graph values into them.
+//! Desk fields: which ones a mapping may write, their types, and turning source values into them.
 
 use serde_json::{Map, Value};
 
-use crate::catalog::{Catalog, CustomFieldEntity, CustomFieldType, GraphType};
+use crate::catalog::{Catalog, CustomFieldEntity, CustomFieldType, SourceType};
 use crate::config::{FieldSource, RecordKind};
 
 /// The type a mapped desk field holds.
@@ -35,9 +35,9 @@ impl FieldKind {
         }
     }
 
-    /// Whether a Graph property of type `source` can fill this field.
-    pub(crate) fn accepts(&self, source: GraphType) -> bool {
-        use GraphType as G;
+    /// Whether a source property of type `source` can fill this field.
+    pub(crate) fn accepts(&self, source: SourceType) -> bool {
+        use SourceType as G;
         match self {
             Self::Text => matches!(
                 source,
@@ -146,7 +146,7 @@ pub(crate) fn target_kind(
     }
 }
 
-/// Reads a property path from a Graph record: exact names first, then ignoring case.
+/// Reads a property path from a source record: exact names first, then ignoring case.
 pub(crate) fn read_path<'a>(properties: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     let mut segments = path.split('/');
     let mut current = lookup(properties, segments.next()?)?;
@@ -228,7 +228,7 @@ fn text_of(value: &Value) -> Option<String> {
     }
 }
 
-/// Converts a Graph value into the desk field's representation. Null and empty text are null.
+/// Converts a source value into the desk field's representation. Null and empty text are null.
 /// An error says what the value was and what the field wanted.
 pub(crate) fn convert(kind: &FieldKind, value: &Value) -> Result<Value, String> {
     if value.is_null() {

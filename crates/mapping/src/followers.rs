@@ -6,18 +6,20 @@ use serde::{Deserialize, Serialize};
 use crate::config::{FollowerMode, FollowerOptions};
 use crate::input::DeskSnapshot;
 
-/// A distribution group as read from Graph.
+/// A distribution group as read from the source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DistributionGroup {
     pub name: String,
     pub mail: Option<String>,
-    /// In Graph's order; the member cap keeps the first ones.
+    /// In the source's order; the member cap keeps the first ones.
     pub members: Vec<GroupMember>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupMember {
-    pub object_id: String,
+    /// The member's external id in the source (Entra: the object id).
+    #[serde(alias = "object_id")]
+    pub external_id: String,
     pub mail: Option<String>,
 }
 
@@ -80,7 +82,7 @@ pub fn followers_for_group(
                 let desk_user = snapshot.users.iter().find(|user| {
                     user.source.as_ref().is_some_and(|s| {
                         s.connection_id == connection_id
-                            && s.external_id.eq_ignore_ascii_case(&member.object_id)
+                            && s.external_id.eq_ignore_ascii_case(&member.external_id)
                     })
                 });
                 let follower = match (desk_user, member.mail.as_deref().filter(|m| !m.trim().is_empty())) {

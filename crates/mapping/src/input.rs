@@ -40,7 +40,7 @@ pub struct TenantRead {
     pub subscribed_skus: Option<Vec<SubscribedSku>>,
 }
 
-/// One of Graph's `subscribedSkus`.
+/// A licence the tenant subscribes to (Entra: one of `subscribedSkus`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscribedSku {
     pub sku_id: String,
@@ -77,11 +77,16 @@ pub enum Completeness {
     Failed,
 }
 
-/// A Graph user, normalised.
+/// A person read from the source directory, as its connector normalised it. The engine reads
+/// only these fields; what they mean in the source (Entra: the object id, `userType`, …) is the
+/// connector's business.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceUser {
-    pub object_id: String,
-    /// Graph properties as received (`displayName`, `mail`, `onPremisesExtensionAttributes`, …).
+    /// The person's stable id in the source (Entra: the object id). Compared ignoring ASCII case.
+    #[serde(alias = "object_id")]
+    pub external_id: String,
+    /// The source's properties as received (`displayName`, `mail`, `onPremisesExtensionAttributes`, …):
+    /// what field mappings and filters read.
     pub properties: Map<String, Value>,
     #[serde(default)]
     pub manager_id: Option<String>,
@@ -94,29 +99,37 @@ pub struct SourceUser {
     #[serde(default)]
     pub sku_ids: BTreeSet<String>,
     pub account_enabled: bool,
+    /// A guest from outside the organisation, as the connector decided (Entra: see
+    /// [`looks_external`]). Site mappings include or exclude such users.
+    #[serde(default)]
+    pub external: bool,
+}
+
+/// Whether Entra properties describe a guest: `userType` Guest, or `#EXT#` in the user principal
+/// name. For connectors to set [`SourceUser::external`]; the engine itself does not look.
+pub fn looks_external(properties: &Map<String, Value>) -> bool {
+    let guest = properties
+        .get("userType")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("guest"));
+    let ext = properties
+        .get("userPrincipalName")
+        .and_then(Value::as_str)
+        .is_some_and(|upn| upn.to_ascii_uppercase().contains("#EXT#"));
+    guest || ext
 }
 
 impl SourceUser {
-    /// A guest: `userType` Guest, or `#EXT#` in the user principal name.
+    /// A guest from outside the organisation ([`SourceUser::external`]).
     pub fn is_external(&self) -> bool {
-        let guest = self
-            .properties
-            .get("userType")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t.eq_ignore_ascii_case("guest"));
-        let ext = self
-            .properties
-            .get("userPrincipalName")
-            .and_then(Value::as_str)
-            .is_some_and(|upn| upn.to_ascii_uppercase().contains("#EXT#"));
-        guest || ext
+        self.external
     }
 
     pub fn in_group(&self, name: &str, nested: bool) -> bool {
         self.groups.contains(name) || (nested && self.transitive_groups.contains(name))
     }
 
-    /// A name for messages: display name, then user principal name, then the object id.
+    /// A name for messages: display name, then user principal name, then the external id.
     pub fn label(&self) -> String {
         ["displayName", "userPrincipalName"]
             .iter()
@@ -126,17 +139,19 @@ impl SourceUser {
                     .and_then(Value::as_str)
                     .filter(|s| !s.trim().is_empty())
             })
-            .map_or_else(|| self.object_id.clone(), str::to_owned)
+            .map_or_else(|| self.external_id.clone(), str::to_owned)
     }
 }
 
+/// A person the source reports as removed since the last read (Entra: a delta `@removed`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Removal {
-    pub object_id: String,
+    #[serde(alias = "object_id")]
+    pub external_id: String,
     pub reason: RemovalReason,
 }
 
-/// Graph's `@removed.reason`.
+/// Why the source removed the person (Entra: `@removed.reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RemovalReason {
@@ -166,7 +181,7 @@ pub struct DeskSnapshot {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeskRecord {
     pub id: RecordId,
-    /// Which connection created or linked it, and its id there (the Azure object id).
+    /// Which connection created or linked it, and its id there (the source's external id).
     #[serde(default)]
     pub source: Option<SourceIdentity>,
     #[serde(default)]

@@ -26,6 +26,14 @@ impl Plan {
         let mut waiting_on = vec![0usize; writes.len()];
         let mut unblocks: Vec<Vec<usize>> = vec![Vec::new(); writes.len()];
         for (index, change) in writes.iter().enumerate() {
+            // An update of a record the same plan creates (a line manager linked at a tenant's
+            // end) waits for the create.
+            if change.action != Action::Create
+                && let Some(&creator) = created.get(&(change.entity, change.external_id.to_lowercase()))
+            {
+                waiting_on[index] += 1;
+                unblocks[creator].push(index);
+            }
             let values = change.fields.values().map(|f| &f.after);
             let nested = values.flat_map(|value| match value {
                 Value::Array(items) => items.iter().collect::<Vec<_>>(),

@@ -14,7 +14,9 @@ pub struct Plan {
     /// Held tenants' changes are not here but in `held`.
     pub changes: Vec<Change>,
     /// The existing desk record each change updates, keyed by [`Plan::target_key`]. Changes
-    /// that create records have no entry.
+    /// that create records have no entry, nor do updates of records this run created in an
+    /// earlier step (a line manager linked at a tenant's end): those update the record this
+    /// connection carries the change's external id on.
     pub targets: BTreeMap<String, RecordId>,
     /// Changes not made because of a lock.
     pub locked: Vec<LockedChange>,
@@ -32,7 +34,7 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub entity: Entity,
-    /// The Azure object id for users and agents, `<customer id>/<name>` for a new site,
+    /// The source's external id (Entra: the object id) for users and agents, `<customer id>/<name>` for a new site,
     /// `<customer id>/<sku id>` for a licence (`-` for no customer), the ticket id for tickets.
     pub external_id: String,
     pub action: Action,
@@ -181,6 +183,26 @@ impl Plan {
     pub fn is_held(&self) -> bool {
         !self.held.is_empty()
     }
+
+    /// Appends the plan of a later step of the same run (a page, a tenant's end), as a preview of
+    /// a page-wise run shows them: changes stay in step order, so that what a step refers to was
+    /// created by it or an earlier step, and counts add up.
+    pub fn absorb(&mut self, later: Plan) {
+        self.changes.extend(later.changes);
+        self.targets.extend(later.targets);
+        self.locked.extend(later.locked);
+        self.circuit_breaker.extend(later.circuit_breaker);
+        self.held.extend(later.held);
+        self.errors.extend(later.errors);
+        self.notes.extend(later.notes);
+        let counts = later.counts;
+        self.counts.created += counts.created;
+        self.counts.updated += counts.updated;
+        self.counts.deactivated += counts.deactivated;
+        self.counts.unchanged += counts.unchanged;
+        self.counts.conflicts += counts.conflicts;
+        self.counts.errors += counts.errors;
+    }
 }
 
 /// A reference to a record that may be created by the same plan. Existing records are plain
@@ -193,9 +215,9 @@ pub enum Reference {
         customer_id: RecordId,
         name: String,
     },
-    /// `{"user": "<object id>"}`
+    /// `{"user": "<external id>"}`
     NewUser(String),
-    /// `{"agent": "<object id>"}`
+    /// `{"agent": "<external id>"}`
     NewAgent(String),
     /// `{"licence": {"customer_id": 3, "sku_id": "<guid>"}}` (customer null when the tenant has none)
     NewLicence {

@@ -7,7 +7,7 @@ use deskbridge_odata::Expr;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::catalog::{Catalog, CustomFieldEntity, GraphType, NamedRecord};
+use crate::catalog::{Catalog, CustomFieldEntity, NamedRecord, SourceType};
 use crate::config::{
     CONFIG_VERSION, FieldMapping, FieldSource, GroupFilter, MappingConfig, RecordKind, SiteMapping,
     SiteTarget, UnmatchedSite,
@@ -80,11 +80,12 @@ impl ValidatedConfig {
         &self.config
     }
 
-    /// Graph user properties the configuration reads (field mappings, filters, kind-2 fields):
-    /// what a `$select` must include, and what "mapped fields only" delta sync listens to.
-    /// `id`, `accountEnabled`, `userType`, `userPrincipalName` and `assignedLicenses` are always
-    /// included because the engine itself reads them.
-    pub fn graph_select(&self) -> BTreeSet<String> {
+    /// Source user properties the configuration reads (field mappings, filters, kind-2 fields):
+    /// what a read must request (Entra: `$select`), and what "mapped fields only" delta sync
+    /// listens to. `id`, `accountEnabled`, `userType`, `userPrincipalName` and
+    /// `assignedLicenses` are always included because the Entra connector reads them to fill
+    /// [`crate::SourceUser`]'s own fields.
+    pub fn source_properties(&self) -> BTreeSet<String> {
         let mut select: BTreeSet<String> = [
             "id",
             "accountEnabled",
@@ -98,7 +99,7 @@ impl ValidatedConfig {
         select
     }
 
-    /// Each Graph user property (the root of a path) the mappings read, with where it is used
+    /// Each source user property (the root of a path) the mappings read, with where it is used
     /// ("user field email", "site mapping 3 (London) filter", …): what an administrator needs to
     /// see when a property cannot be tracked by a delta query.
     pub fn property_uses(&self) -> BTreeMap<String, Vec<String>> {
@@ -268,12 +269,12 @@ impl Checker<'_> {
                 FieldSource::Template(template) => {
                     let mut ok = true;
                     for placeholder in template_properties(template) {
-                        if self.catalog.graph_property(placeholder).is_none() {
+                        if self.catalog.source_property(placeholder).is_none() {
                             self.error(&location, self.unknown_property(placeholder));
                             ok = false;
                         }
                     }
-                    if ok && !field_kind.accepts(GraphType::String) {
+                    if ok && !field_kind.accepts(SourceType::String) {
                         self.error(
                             &location,
                             format!(
@@ -350,16 +351,16 @@ impl Checker<'_> {
             );
             return false;
         }
-        let Some((_, graph_type)) = self.catalog.graph_property(path) else {
+        let Some((_, source_type)) = self.catalog.source_property(path) else {
             self.error(location, self.unknown_property(path));
             return false;
         };
-        if !field_kind.accepts(graph_type) {
+        if !field_kind.accepts(source_type) {
             self.error(
                 location,
                 format!(
                     "type mismatch: Graph property '{path}' is {}, the {} field '{target}' is {}",
-                    graph_type.describe(),
+                    source_type.describe(),
                     kind_word(kind),
                     field_kind.describe()
                 ),
@@ -370,7 +371,7 @@ impl Checker<'_> {
     }
 
     fn unknown_property(&self, path: &str) -> String {
-        let suggestion = closest(path, self.catalog.graph_properties.keys().map(String::as_str));
+        let suggestion = closest(path, self.catalog.source_properties.keys().map(String::as_str));
         match suggestion {
             Some(close) => format!("unknown Graph user property '{path}' (did you mean '{close}'?)"),
             None => format!("unknown Graph user property '{path}'"),
@@ -419,9 +420,9 @@ impl Checker<'_> {
             SiteTarget::ExistingSite { site_id } => self.site_exists(&location, *site_id),
             SiteTarget::CustomerByField { customer_id, field } => {
                 self.exists(&location, "customer", &catalog.customers, *customer_id);
-                match self.catalog.graph_property(field) {
+                match self.catalog.source_property(field) {
                     None => self.error(&location, self.unknown_property(field)),
-                    Some((_, GraphType::String)) => {}
+                    Some((_, SourceType::String)) => {}
                     Some((_, other)) => self.error(
                         &location,
                         format!(
@@ -499,7 +500,7 @@ impl Checker<'_> {
             Some(text) => match deskbridge_odata::parse(text) {
                 Ok(expr) => {
                     for property in expr.root_properties() {
-                        if self.catalog.graph_property(&property).is_none() {
+                        if self.catalog.source_property(&property).is_none() {
                             let message = self.unknown_property(&property);
                             self.error(&location, format!("the filter uses an {message}"));
                         }

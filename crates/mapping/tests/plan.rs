@@ -973,15 +973,15 @@ fn delta_removals_deactivate_both_kinds_with_distinct_reasons() {
         mode: ReadMode::Delta,
         removed: vec![
             Removal {
-                object_id: oid(1),
+                external_id: oid(1),
                 reason: RemovalReason::Deleted,
             },
             Removal {
-                object_id: oid(2),
+                external_id: oid(2),
                 reason: RemovalReason::Changed,
             },
             Removal {
-                object_id: oid(3),
+                external_id: oid(3),
                 reason: RemovalReason::Deleted,
             },
         ],
@@ -1240,19 +1240,19 @@ fn distribution_groups_as_followers_in_both_modes() {
         mail: Some("projectx@contoso.com".into()),
         members: vec![
             GroupMember {
-                object_id: oid(1),
+                external_id: oid(1),
                 mail: Some("ann@contoso.com".into()),
             },
             GroupMember {
-                object_id: oid(2),
+                external_id: oid(2),
                 mail: Some("bob@contoso.com".into()),
             },
             GroupMember {
-                object_id: oid(3),
+                external_id: oid(3),
                 mail: None,
             },
             GroupMember {
-                object_id: oid(4),
+                external_id: oid(4),
                 mail: Some("dee@contoso.com".into()),
             },
         ],

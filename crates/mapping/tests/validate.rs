@@ -23,7 +23,7 @@ fn with_mapping(change: impl FnOnce(&mut SiteMapping)) -> MappingConfig {
 #[test]
 fn the_realistic_configuration_is_accepted_and_ordered_by_sequence() {
     let validated = validated(&config());
-    let select = validated.graph_select();
+    let select = validated.source_properties();
     for property in [
         "officeLocation",
         "city",
@@ -456,5 +456,5 @@ fn the_readme_example_is_a_valid_configuration() {
     let config: MappingConfig = serde_json::from_str(&readme[start..end]).unwrap();
     let validated = validated(&config);
     assert_eq!(validated.config().site_mappings.len(), 4);
-    assert!(validated.graph_select().contains("city"));
+    assert!(validated.source_properties().contains("city"));
 }

@@ -95,7 +95,7 @@ pub fn catalog() -> Catalog {
         ]
         .map(str::to_owned)
         .into(),
-        graph_properties: Catalog::graph_user_properties(),
+        source_properties: Catalog::entra_user_properties(),
     }
 }
 
@@ -235,13 +235,14 @@ pub fn user(object_id: &str, display_name: &str) -> UserBuilder {
     properties.insert("accountEnabled".into(), json!(true));
     properties.insert("userType".into(), json!("Member"));
     UserBuilder(SourceUser {
-        object_id: object_id.into(),
+        external_id: object_id.into(),
         properties,
         manager_id: None,
         groups: BTreeSet::new(),
         transitive_groups: BTreeSet::new(),
         sku_ids: BTreeSet::new(),
         account_enabled: true,
+        external: false,
     })
 }
 
@@ -280,7 +281,9 @@ impl UserBuilder {
         self.0.properties.insert("userType".into(), json!("Guest"));
         self
     }
-    pub fn build(self) -> SourceUser {
+    /// The user as the Entra connector hands it over: guests detected from their properties.
+    pub fn build(mut self) -> SourceUser {
+        self.0.external = looks_external(&self.0.properties);
         self.0
     }
 }
