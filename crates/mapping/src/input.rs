@@ -99,24 +99,10 @@ pub struct SourceUser {
     #[serde(default)]
     pub sku_ids: BTreeSet<String>,
     pub account_enabled: bool,
-    /// A guest from outside the organisation, as the connector decided (Entra: see
-    /// [`looks_external`]). Site mappings include or exclude such users.
+    /// A guest from outside the organisation, as the connector decided (Entra: `userType` Guest
+    /// or `#EXT#` in the user principal name). Site mappings include or exclude such users.
     #[serde(default)]
     pub external: bool,
-}
-
-/// Whether Entra properties describe a guest: `userType` Guest, or `#EXT#` in the user principal
-/// name. For connectors to set [`SourceUser::external`]; the engine itself does not look.
-pub fn looks_external(properties: &Map<String, Value>) -> bool {
-    let guest = properties
-        .get("userType")
-        .and_then(Value::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("guest"));
-    let ext = properties
-        .get("userPrincipalName")
-        .and_then(Value::as_str)
-        .is_some_and(|upn| upn.to_ascii_uppercase().contains("#EXT#"));
-    guest || ext
 }
 
 impl SourceUser {

@@ -68,7 +68,6 @@ pub use followers::{DistributionGroup, FollowerError, FollowerPlan, GroupMember,
 pub use input::{
     Completeness, DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskTicket, PlanInput, ReadMode,
     RecordLocks, Removal, RemovalReason, SourceIdentity, SourceUser, SubscribedSku, TenantRead,
-    looks_external,
 };
 pub use plan::{
     Action, BreakerVerdict, Change, Counts, Entity, FieldChange, HeldTenant, LockedChange, Plan, PlanError,

@@ -2,17 +2,21 @@
 //! catalog a mapping configuration is validated against (customers, sites, roles, teams, boards,
 //! custom fields, and the source's groups).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use deskbridge_core::RecordId;
 use deskbridge_mapping::{
     Catalog, CatalogSite, CustomField, CustomFieldEntity, CustomFieldType, MappingConfig, NamedRecord,
-    SiteTarget, UnmatchedSite, ValidatedConfig, validate,
+    SiteTarget, SourceType, UnmatchedSite, ValidatedConfig, validate,
 };
 use deskbridge_store::{Entity, Record, RecordScope, Store, StoreTx};
 use serde_json::Value;
 
 use crate::SyncError;
+
+/// The properties a source's records carry, by name, with their types: what field mappings may
+/// read (each source says its own).
+pub type SourceProperties = BTreeMap<String, SourceType>;
 
 const PAGE: u32 = 1_000;
 
@@ -71,6 +75,7 @@ async fn named(tx: &mut StoreTx, entity: Entity) -> Result<Vec<NamedRecord>, Syn
 pub async fn load_catalog_for(
     tx: &mut StoreTx,
     groups: BTreeSet<String>,
+    properties: &SourceProperties,
     mapping: &MappingConfig,
 ) -> Result<Catalog, SyncError> {
     let mut customers = BTreeSet::new();
@@ -96,7 +101,7 @@ pub async fn load_catalog_for(
             SiteTarget::Agent { .. } => {}
         }
     }
-    let mut catalog = catalog_without_customers_and_sites(tx, groups).await?;
+    let mut catalog = catalog_without_customers_and_sites(tx, groups, properties).await?;
     let sites = RecordScope::Ids(sites.into_iter().collect());
     catalog.sites = listed(tx, Entity::Site, Some(&sites))
         .await?
@@ -131,8 +136,12 @@ fn named_record(r: Record) -> Option<NamedRecord> {
 /// What exists on the desk (and which groups the tenant has), for validating mappings. Validation
 /// needs ids and names, so link sets and custom fields are not read: every sync validates, and on
 /// a desk of many customers this was most of a quiet delta round's work.
-pub async fn load_catalog(tx: &mut StoreTx, groups: BTreeSet<String>) -> Result<Catalog, SyncError> {
-    let mut catalog = catalog_without_customers_and_sites(tx, groups).await?;
+pub async fn load_catalog(
+    tx: &mut StoreTx,
+    groups: BTreeSet<String>,
+    properties: &SourceProperties,
+) -> Result<Catalog, SyncError> {
+    let mut catalog = catalog_without_customers_and_sites(tx, groups, properties).await?;
     catalog.sites = every(tx, Entity::Site, Listing::Columns)
         .await?
         .into_iter()
@@ -146,6 +155,7 @@ pub async fn load_catalog(tx: &mut StoreTx, groups: BTreeSet<String>) -> Result<
 async fn catalog_without_customers_and_sites(
     tx: &mut StoreTx,
     groups: BTreeSet<String>,
+    properties: &SourceProperties,
 ) -> Result<Catalog, SyncError> {
     let custom_fields = tx
         .custom_field_definitions()
@@ -185,7 +195,7 @@ async fn catalog_without_customers_and_sites(
         cab_roles: named(tx, Entity::CabRole).await?,
         custom_fields,
         groups,
-        graph_properties: Catalog::graph_user_properties(),
+        source_properties: properties.clone(),
     })
 }
 
@@ -195,10 +205,11 @@ pub async fn validated(
     store: &Store,
     mapping: &MappingConfig,
     groups: Option<BTreeSet<String>>,
+    properties: &SourceProperties,
 ) -> Result<ValidatedConfig, SyncError> {
     let groups = groups.unwrap_or_else(|| mapping.group_names());
     let mut tx = store.read().await?;
-    let catalog = load_catalog_for(&mut tx, groups, mapping).await?;
+    let catalog = load_catalog_for(&mut tx, groups, properties, mapping).await?;
     tx.commit().await?;
     validate(mapping, &catalog).map_err(|errors| {
         SyncError::InvalidMappings(

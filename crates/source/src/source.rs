@@ -60,6 +60,8 @@ pub trait SourceConnection: Send + Sync {
     fn connection(&self) -> &Connection;
     /// The connection's mapping configuration.
     fn mapping(&self) -> &MappingConfig;
+    /// The properties the source's records carry, for validating field mappings.
+    fn source_properties(&self) -> crate::desk::SourceProperties;
     /// The partitions the connection reads.
     fn partitions(&self) -> Vec<Partition>;
     /// Notes about how the source will read under these mappings, shown before a run's changes

@@ -28,7 +28,7 @@ pub async fn save_mappings(
     };
     let groups = source.group_names(&cx).await?;
     let mut tx = store.read().await?;
-    let catalog = load_catalog(&mut tx, groups).await?;
+    let catalog = load_catalog(&mut tx, groups, &source.source_properties()).await?;
     tx.commit().await?;
     validate(&mapping, &catalog).map_err(|errors| {
         SyncError::InvalidMappings(

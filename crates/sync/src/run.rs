@@ -347,7 +347,8 @@ pub(crate) async fn sync_with(
         .first()
         .map(|p| p.tenant_id.clone())
         .unwrap_or_default();
-    let lenient = validated(store, mapping, None).await?;
+    let properties = source.source_properties();
+    let lenient = validated(store, mapping, None, &properties).await?;
     let held_run = held_run_to_approve(store, &connection, options).await?;
     let run = if options.plan_only {
         None
@@ -422,7 +423,7 @@ pub(crate) async fn sync_with(
         ReadMode::Delta => "delta",
     };
     let config = if read.mode == ReadMode::Full && groups.is_some() {
-        validated(store, mapping, groups).await
+        validated(store, mapping, groups, &properties).await
     } else {
         Ok(lenient)
     };

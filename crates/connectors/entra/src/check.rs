@@ -550,7 +550,12 @@ async fn mappings_and_delta(
             };
             cursors.push((stream, tx.cursor(&key).await?));
         }
-        let catalog = deskbridge_source::desk::load_catalog(&mut tx, settings.mapping.group_names()).await;
+        let catalog = deskbridge_source::desk::load_catalog(
+            &mut tx,
+            settings.mapping.group_names(),
+            &crate::source::user_properties(),
+        )
+        .await;
         tx.commit().await?;
         catalog
     }

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::client::SharedGraph;
 use crate::read::{self, DELTA_TRACKING, DeltaTracking, USERS_DELTA};
 use crate::settings::{EntraSettings, SyncMethod, load_entra_connection};
+use crate::source::user_properties;
 
 /// How to reset a connection's delta links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +44,7 @@ pub struct DeltaStatus {
 /// Reads a connection's delta settings and link state.
 pub async fn delta_status(store: &Store, name: &str) -> Result<DeltaStatus, SyncError> {
     let (connection, settings) = load_entra_connection(store, name).await?;
-    let config = validated(store, &settings.mapping, None).await?;
+    let config = validated(store, &settings.mapping, None, &user_properties()).await?;
     let tracking = delta_tracking(&settings, &config);
     let key = |stream: &str| CursorKey {
         connection_id: connection.id,
@@ -110,7 +111,7 @@ pub async fn reset_deltas(
             clear_deltas(store, connection.id).await?;
         }
         DeltaReset::Latest => {
-            let config = validated(store, &settings.mapping, None).await?;
+            let config = validated(store, &settings.mapping, None, &user_properties()).await?;
             let tracking = delta_tracking(&settings, &config);
             let graph = SharedGraph::new(deskbridge_graph::GraphConfig::default());
             let requests: Arc<dyn RequestSink> = Arc::new(MemoryRequests::default());

@@ -274,15 +274,29 @@ pub async fn read_sign_ins(
         }
     }
     for user in users.iter_mut() {
-        if let Some(sign_in) = activity.remove(&user.object_id) {
+        if let Some(sign_in) = activity.remove(&user.external_id) {
             user.properties.insert("signInActivity".into(), sign_in);
         }
     }
     Ok(None)
 }
 
+/// Whether Entra properties describe a guest: `userType` Guest, or `#EXT#` in the user principal
+/// name (guests invited from other tenants carry it).
+fn looks_external(properties: &Map<String, Value>) -> bool {
+    let guest = properties
+        .get("userType")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("guest"));
+    let ext = properties
+        .get("userPrincipalName")
+        .and_then(Value::as_str)
+        .is_some_and(|upn| upn.to_ascii_uppercase().contains("#EXT#"));
+    guest || ext
+}
+
 fn source_user(mut properties: Map<String, Value>) -> Option<SourceUser> {
-    let object_id = properties.get("id")?.as_str()?.to_owned();
+    let external_id = properties.get("id")?.as_str()?.to_owned();
     let manager_id = properties
         .remove("manager")
         .and_then(|m| m.get("id").and_then(Value::as_str).map(str::to_owned));
@@ -301,13 +315,14 @@ fn source_user(mut properties: Map<String, Value>) -> Option<SourceUser> {
         .and_then(Value::as_bool)
         .unwrap_or(true);
     Some(SourceUser {
-        object_id,
-        properties,
+        external_id,
         manager_id,
         groups: BTreeSet::new(),
         transitive_groups: BTreeSet::new(),
         sku_ids,
         account_enabled,
+        external: looks_external(&properties),
+        properties,
     })
 }
 
@@ -497,7 +512,7 @@ pub async fn read_full(
     let mut users = Vec::with_capacity(raw_users.len());
     for raw in raw_users {
         if let Some(mut user) = source_user(raw) {
-            if let Some((direct, nested)) = by_user.get(&user.object_id) {
+            if let Some((direct, nested)) = by_user.get(&user.external_id) {
                 user.groups = direct.clone();
                 user.transitive_groups = nested.clone();
             }
@@ -713,7 +728,7 @@ pub async fn read_delta(
         requests += n;
         match user {
             Some(user) => {
-                removed.remove(&user.object_id);
+                removed.remove(&user.external_id);
                 users.push(user);
             }
             // Gone since the delta page was written: a soft delete at least.
@@ -722,7 +737,7 @@ pub async fn read_delta(
             }
         }
     }
-    users.sort_by(|a, b| a.object_id.cmp(&b.object_id));
+    users.sort_by(|a, b| a.external_id.cmp(&b.external_id));
     Ok(TenantData {
         read: TenantRead {
             tenant_id: tenant.tenant_id().to_owned(),
@@ -732,7 +747,7 @@ pub async fn read_delta(
             users,
             removed: removed
                 .into_iter()
-                .map(|(object_id, reason)| Removal { object_id, reason })
+                .map(|(external_id, reason)| Removal { external_id, reason })
                 .collect(),
             subscribed_skus: None,
         },

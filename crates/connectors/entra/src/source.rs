@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use deskbridge_graph::{GraphConfig, GraphTenant};
 use deskbridge_mapping::{MappingConfig, ReadMode, ValidatedConfig};
+use deskbridge_source::desk::SourceProperties;
 use deskbridge_source::{
     BoxFuture, CheckPoint, Page, Partition, PartitionEnd, PartitionStart, ReadEvent, ReadRequest, Source,
     SourceConnection, SourceContext, SourceRecord, StoredCursors, SyncError,
@@ -22,6 +23,11 @@ use crate::delta::delta_tracking;
 use crate::error::from_graph;
 use crate::read::{self, DeltaTracking, GROUPS_DELTA, TenantData, USERS_DELTA};
 use crate::settings::EntraSettings;
+
+/// The properties of Graph's `user`, which field mappings may read.
+pub(crate) fn user_properties() -> SourceProperties {
+    deskbridge_mapping::Catalog::entra_user_properties()
+}
 
 /// Users per page handed to the pipeline.
 const PAGE_SIZE: usize = 1_000;
@@ -111,7 +117,7 @@ impl EntraConnection {
         let config = request.config;
         let settings = &self.settings;
         let tenant_id = settings.tenant_id.as_str();
-        let select = read::user_select(&config.graph_select());
+        let select = read::user_select(&config.source_properties());
         let with_groups = config.uses_groups();
         let tracking = delta_tracking(settings, config);
         let tenant = self.tenant(cx).await?;
@@ -261,6 +267,10 @@ impl SourceConnection for EntraConnection {
 
     fn mapping(&self) -> &MappingConfig {
         &self.settings.mapping
+    }
+
+    fn source_properties(&self) -> SourceProperties {
+        user_properties()
     }
 
     fn partitions(&self) -> Vec<Partition> {

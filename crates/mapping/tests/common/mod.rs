@@ -283,7 +283,17 @@ impl UserBuilder {
     }
     /// The user as the Entra connector hands it over: guests detected from their properties.
     pub fn build(mut self) -> SourceUser {
-        self.0.external = looks_external(&self.0.properties);
+        // As the Entra connector decides it: userType Guest, or #EXT# in the user principal name.
+        let text = |key: &str| {
+            self.0
+                .properties
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        self.0.external = text("userType").eq_ignore_ascii_case("guest")
+            || text("userPrincipalName").to_ascii_uppercase().contains("#EXT#");
         self.0
     }
 }
