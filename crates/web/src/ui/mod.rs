@@ -101,6 +101,8 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+// ---------------------------------------------------------------------- errors as pages
+
 /// An error as a page (no navigation: the caller may not be known).
 pub fn error_page(error: &ApiError) -> Response {
     let page = PageT {
@@ -159,6 +161,8 @@ impl IntoResponse for UiError {
 
 type UiResult = Result<Response, UiError>;
 
+// ---------------------------------------------------------------------- helpers the pages share
+
 /// A submitted form's fields (the last value of a repeated name wins).
 fn parse_form(bytes: &[u8]) -> HashMap<String, String> {
     url::form_urlencoded::parse(bytes).into_owned().collect()
@@ -195,10 +199,12 @@ fn with_query(base: &str, pairs: &[(&str, String)]) -> String {
     }
 }
 
+/// The connection's settings (an error page if this version cannot read them).
 fn settings(scope: &Scope) -> Result<deskbridge_sync::EntraSettings, UiError> {
     Ok(api::settings_of(&scope.connection)?)
 }
 
+/// The connection as stored now, after this request changed it; the caller's access is unchanged.
 async fn reload(state: &AppState, scope: &Scope) -> Result<Scope, UiError> {
     let mut tx = state.store.read().await?;
     let connection = tx
@@ -211,6 +217,8 @@ async fn reload(state: &AppState, scope: &Scope) -> Result<Scope, UiError> {
         access: scope.access,
     })
 }
+
+// ---------------------------------------------------------------------- static files
 
 async fn static_file(Path(file): Path<String>) -> Response {
     match file.as_str() {
