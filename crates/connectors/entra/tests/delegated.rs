@@ -11,7 +11,7 @@ use deskbridge_connector_entra::{
 };
 use deskbridge_core::{SharedClock, SystemClock};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
-use deskbridge_store::{Entity, SecretRef};
+use deskbridge_store::Entity;
 use deskbridge_sync::SyncOptions;
 
 use crate::sync;
@@ -78,7 +78,7 @@ async fn sign_in(url: &str) -> String {
 async fn refresh_token(db: &TestDb, id: deskbridge_core::ConnectionId) -> Option<String> {
     let mut tx = db.store.read().await.unwrap();
     let token = tx
-        .get_secret(&SecretRef::new("connections", id, SECRET_REFRESH_TOKEN))
+        .get_secret(&deskbridge_source::ConnectionSecrets(id).reference(SECRET_REFRESH_TOKEN))
         .await
         .unwrap()
         .map(|t| t.as_str().to_owned());

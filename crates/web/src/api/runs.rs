@@ -1,0 +1,155 @@
+//! Previews and runs: planning a sync without writing, a connection's runs, starting one, a
+//! run's state and errors, cancelling a run and approving a held one.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use deskbridge_core::RunId;
+use deskbridge_store::{Connection, RunStatus};
+use deskbridge_sync::SyncOptions;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{parse_body, parse_id, parse_query};
+use crate::AppState;
+use crate::access::{Caller, Scope};
+use crate::error::{ApiError, ApiResult};
+
+pub(crate) async fn run_preview(
+    state: &AppState,
+    connection: &Connection,
+) -> ApiResult<deskbridge_sync::SyncOutcome> {
+    let options = SyncOptions {
+        plan_only: true,
+        ..state.sync_options.clone()
+    };
+    Ok(deskbridge_sync::sync(
+        &state.store,
+        &state.sources,
+        &connection.name,
+        &options,
+        &state.clock,
+    )
+    .await?)
+}
+
+pub(super) async fn preview(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+) -> ApiResult<Json<Value>> {
+    let outcome = run_preview(&state, &scope.connection).await?;
+    Ok(Json(serde_json::to_value(&outcome).map_err(ApiError::internal)?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<u32>,
+}
+
+pub(super) async fn list_runs(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let q: PageQuery = parse_query(query)?;
+    let mut tx = state.store.read().await?;
+    let runs = tx
+        .runs(Some(scope.connection.id), q.limit.unwrap_or(50).clamp(1, 500))
+        .await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    #[serde(default)]
+    full: bool,
+}
+
+pub(super) async fn start_run(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body: StartBody = parse_body(&body)?;
+    let started = state
+        .runs
+        .start(&state, &scope.connection, body.full, false)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!(started))).into_response())
+}
+
+pub(crate) async fn run_view(state: &AppState, run: RunId) -> ApiResult<Value> {
+    let mut tx = state.store.read().await?;
+    let row = tx
+        .run(run)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run {run}")))?;
+    let errors = tx.errors_for_run(run).await?;
+    tx.commit().await?;
+    let finished = !matches!(row.status, RunStatus::Running | RunStatus::Queued);
+    Ok(json!({ "run": row, "errors": errors, "finished": finished }))
+}
+
+pub(super) async fn get_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(run_view(&state, RunId(parse_id(&run_id, "run")?)).await?))
+}
+
+pub(super) async fn cancel_run(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(run_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let run = RunId(parse_id(&run_id, "run")?);
+    let cancelled = state.runs.cancel(&state, run, &caller.account.username).await?;
+    if !cancelled {
+        return Err(ApiError::conflict(format!("run {run} has already finished")).with_code("run_finished"));
+    }
+    Ok(Json(run_view(&state, run).await?))
+}
+
+/// Starts the sync that lets a held run's deactivations through.
+pub(crate) async fn approve(
+    state: &AppState,
+    scope: Option<&Scope>,
+    run: RunId,
+) -> ApiResult<crate::runs::Started> {
+    let mut tx = state.store.read().await?;
+    let row = tx
+        .run(run)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run {run}")))?;
+    let connection = match (scope, row.connection_id) {
+        (Some(s), _) => s.connection.clone(),
+        (None, Some(c)) => tx
+            .connection(c)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no connection {c}")))?,
+        (None, None) => return Err(ApiError::invalid(format!("run {run} belongs to no connection"))),
+    };
+    tx.commit().await?;
+    if row.status != RunStatus::Held {
+        return Err(
+            ApiError::conflict(format!("run {run} is {}, not held", row.status.as_str()))
+                .with_code("run_not_held"),
+        );
+    }
+    state.runs.start(state, &connection, false, true).await
+}
+
+pub(super) async fn approve_run(
+    State(state): State<AppState>,
+    scope: Option<Extension<Scope>>,
+    Path(run_id): Path<String>,
+) -> ApiResult<Response> {
+    let run = RunId(parse_id(&run_id, "run")?);
+    let started = approve(&state, scope.as_ref().map(|s| &s.0), run).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!(started))).into_response())
+}

@@ -1,0 +1,109 @@
+//! The imported directory (customers, sites, users, agents, teams, licences, assets), for one
+//! connection or across all of them, searchable and a page at a time.
+
+use axum::Extension;
+use axum::extract::{Path, RawQuery, State};
+
+use super::html::{Cell, Page, Section, cell, form, text_field};
+use super::{UiResult, field, parse_form, show, with_query};
+use crate::AppState;
+use crate::access::{Caller, Scope};
+use crate::api::{self, DirectoryQuery};
+
+fn directory_columns(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "customers" => &["id", "name", "tenant_ids", "active"],
+        "sites" => &["id", "customer_id", "name", "is_main", "active"],
+        "agents" => &["id", "name", "email", "licence_type", "active", "roles"],
+        "teams" => &["id", "name"],
+        "licences" => &[
+            "id",
+            "customer_id",
+            "part_number",
+            "friendly_name",
+            "consumed_units",
+            "total_units",
+        ],
+        "assets" => &["id", "name", "serial_number", "status", "user_id"],
+        _ => &["id", "name", "email", "site_id", "active", "is_service_account"],
+    }
+}
+
+async fn directory_view(
+    state: &AppState,
+    caller: &Caller,
+    scope: Option<&Scope>,
+    kind: &str,
+    query: Option<String>,
+) -> UiResult {
+    let entity = api::directory_entity(kind)?;
+    let raw = parse_form(query.as_deref().unwrap_or("").as_bytes());
+    let q = DirectoryQuery {
+        q: Some(field(&raw, "q").to_owned()).filter(|s| !s.is_empty()),
+        after: field(&raw, "after").parse().ok(),
+        limit: Some(50),
+    };
+    let search_text = q.q.clone().unwrap_or_default();
+    let data = api::directory_page(state, entity, q, scope.map(|s| &s.connection)).await?;
+    let columns = directory_columns(kind);
+    let rows: Vec<Vec<Cell>> = data["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|it| columns.iter().map(|c| cell(show(&it[*c]))).collect())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (base, mut page) = match scope {
+        Some(s) => (
+            format!("/connections/{}/directory/{kind}", s.connection.id),
+            Page::connection(caller, s, "directory/users"),
+        ),
+        None => (format!("/directory/{kind}"), Page::new(caller, "Directory")),
+    };
+    page.inner.title = format!("Directory: {kind}");
+    let mut search = form(
+        "directory-search",
+        &base,
+        "Search",
+        vec![text_field("q", "Name or email contains", search_text.clone())],
+    );
+    search.method = "get";
+    let mut top = Section::default().form(search);
+    for (k, _) in api::DIRECTORY_KINDS {
+        let href = match scope {
+            Some(s) => format!("/connections/{}/directory/{k}", s.connection.id),
+            None => format!("/directory/{k}"),
+        };
+        top = top.link(k, href);
+    }
+    let mut table = Section::default().table(columns, rows);
+    table.id = "directory".into();
+    if let Some(next) = data["next_after"].as_i64() {
+        table = table.link(
+            "Next page",
+            with_query(&base, &[("q", search_text), ("after", next.to_string())]),
+        );
+    }
+    Ok(page.section(top).section(table).render())
+}
+
+pub(super) async fn connection_directory(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(scope): Extension<Scope>,
+    Path((_, kind)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> UiResult {
+    directory_view(&state, &caller, Some(&scope), &kind, query).await
+}
+
+pub(super) async fn directory(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(kind): Path<String>,
+    RawQuery(query): RawQuery,
+) -> UiResult {
+    directory_view(&state, &caller, None, &kind, query).await
+}

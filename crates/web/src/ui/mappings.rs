@@ -1,0 +1,292 @@
+//! A connection's mapping tabs (field, site and advanced mappings): tables and "add" forms for
+//! the common cases, and every section editable as JSON. A submitted section is applied to a
+//! copy of the whole configuration and saved only if the whole validates.
+
+use std::collections::HashMap;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use deskbridge_mapping::{FieldMapping, MappingConfig, SiteMapping, SiteTarget};
+use deskbridge_store::{Access, Entity};
+use serde_json::Value;
+
+use super::html::{Cell, Field, Opt, Page, Section, cell, form, hidden, select, text_field, textarea};
+use super::{UiError, UiResult, field, parse_form, pretty, reload, settings, show};
+use crate::AppState;
+use crate::access::{Caller, Scope};
+use crate::api;
+use crate::error::ApiError;
+
+pub(super) fn section_json(mapping: &MappingConfig, section: &str) -> Result<String, UiError> {
+    let value = serde_json::to_value(mapping).map_err(ApiError::internal)?;
+    let pick = |keys: &[&str]| {
+        let obj: serde_json::Map<String, Value> = keys
+            .iter()
+            .map(|k| ((*k).to_owned(), value[*k].clone()))
+            .collect();
+        pretty(&obj)
+    };
+    Ok(match section {
+        "fields" => pick(&["user_fields", "agent_fields"]),
+        "sites" => pick(&["site_mappings"]),
+        "imports" => pick(&["imports"]),
+        _ => pick(&[
+            "advanced",
+            "licence_management",
+            "service_accounts",
+            "followers",
+            "circuit_breaker",
+            "field_locks",
+            "record_locks",
+        ]),
+    })
+}
+
+fn source_text(m: &FieldMapping) -> String {
+    match serde_json::to_value(&m.source) {
+        Ok(Value::Object(o)) => o
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", show(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Ok(other) => show(&other),
+        Err(_) => String::new(),
+    }
+}
+
+async fn mappings_view(
+    state: &AppState,
+    caller: &Caller,
+    scope: &Scope,
+    section: &str,
+    flash: &str,
+    error: &str,
+    draft: Option<&str>,
+) -> UiResult {
+    if !matches!(section, "fields" | "sites" | "advanced") {
+        return Err(ApiError::not_found(format!("no mapping section {section:?}")).into());
+    }
+    let settings = settings(scope)?;
+    let mapping = &settings.mapping;
+    let id = scope.connection.id.0;
+    let modify = scope.access == Access::Modify;
+    let mut page = Page::connection(caller, scope, &format!("mappings/{section}"));
+    if !flash.is_empty() {
+        page = page.flash(flash);
+    }
+    if !error.is_empty() {
+        page = page.error(error);
+    }
+    let action = format!("/connections/{id}/mappings/{section}");
+    match section {
+        "fields" => {
+            let rows = |list: &[FieldMapping]| -> Vec<Vec<Cell>> {
+                list.iter()
+                    .map(|m| vec![cell(source_text(m)), cell(&m.target)])
+                    .collect()
+            };
+            page = page
+                .section(Section::titled("User fields").table(
+                    &["Microsoft Entra source", "Desk field"],
+                    rows(&mapping.user_fields),
+                ))
+                .section(Section::titled("Agent fields").table(
+                    &["Microsoft Entra source", "Desk field"],
+                    rows(&mapping.agent_fields),
+                ));
+            if modify {
+                page = page.section(Section::titled("Add a field mapping").form(form(
+                    "add-field",
+                    &action,
+                    "Add field mapping",
+                    vec![
+                        hidden("op", "add"),
+                        select("for", "Applies to", "user", &[("user", "Users"), ("agent", "Agents")]),
+                        Field {
+                            help: "A Graph user property, e.g. officeLocation or onPremisesExtensionAttributes/extensionAttribute1.".into(),
+                            required: true,
+                            ..text_field("source", "Microsoft Entra property", "")
+                        },
+                        Field {
+                            help: "A desk field name, e.g. site_name, job_title, or custom:<name>.".into(),
+                            required: true,
+                            ..text_field("target", "Desk field", "")
+                        },
+                    ],
+                )));
+            }
+        }
+        "sites" => {
+            let rows = mapping
+                .site_mappings
+                .iter()
+                .map(|m| {
+                    vec![
+                        cell(m.id.to_string()),
+                        cell(m.sequence.to_string()),
+                        cell(&m.name),
+                        cell(serde_json::to_string(&m.target).unwrap_or_default()),
+                        cell(
+                            m.group
+                                .as_ref()
+                                .map(|g| serde_json::to_string(g).unwrap_or_default())
+                                .unwrap_or_default(),
+                        ),
+                        cell(m.filter.clone().unwrap_or_default()),
+                    ]
+                })
+                .collect();
+            page = page.section(Section::titled("Site mappings").text("Evaluated by sequence, lowest first; the first that matches a user decides their site.").table(&["Id", "Sequence", "Name", "Target", "Group", "Filter"], rows));
+            if modify {
+                let mut tx = state.store.read().await?;
+                let sites = tx
+                    .directory_page(
+                        Entity::Site,
+                        &deskbridge_store::DirectoryFilter {
+                            limit: 500,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                tx.commit().await?;
+                let mut site_field = select("site_id", "Desk site", "", &[]);
+                site_field.options = sites
+                    .iter()
+                    .map(|s| Opt {
+                        value: s.id.0.to_string(),
+                        label: format!(
+                            "{} (customer {})",
+                            s.text("name").unwrap_or_default(),
+                            show(s.get("customer_id"))
+                        ),
+                    })
+                    .collect();
+                page = page.section(Section::titled("Add a site mapping").form(form(
+                    "add-site",
+                    &action,
+                    "Add site mapping",
+                    vec![
+                        hidden("op", "add"),
+                        Field { required: true, ..text_field("name", "Name", "") },
+                        Field { kind: "number", ..text_field("sequence", "Sequence", "10") },
+                        site_field,
+                        Field {
+                            help: "Optional OData filter over the user's properties, e.g. officeLocation eq 'London'.".into(),
+                            ..text_field("filter", "Filter", "")
+                        },
+                    ],
+                )));
+            }
+        }
+        _ => {}
+    }
+    let mut editor = Section::titled(if section == "advanced" {
+        "Advanced mappings (as code)"
+    } else {
+        "As code"
+    })
+    .text("The same mappings as JSON; saving validates them against the desk and the tenant's groups first.");
+    let json = match draft {
+        Some(d) => d.to_owned(),
+        None => section_json(mapping, section)?,
+    };
+    let mut f = form(
+        "code",
+        &action,
+        "Save",
+        vec![
+            hidden("op", "replace"),
+            textarea("json", "Mappings (JSON)", json, 18),
+        ],
+    );
+    if !modify {
+        f.fields[1].disabled = true;
+        editor.pre = f.fields[1].value.clone();
+    } else {
+        editor = editor.form(f);
+    }
+    page = page.section(editor);
+    Ok(page.render())
+}
+
+pub(super) async fn mappings(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(scope): Extension<Scope>,
+    Path((_, section)): Path<(String, String)>,
+) -> UiResult {
+    mappings_view(&state, &caller, &scope, &section, "", "", None).await
+}
+
+/// Applies a submitted section to a copy of the whole configuration.
+fn apply_section(
+    mapping: &mut MappingConfig,
+    section: &str,
+    f: &HashMap<String, String>,
+) -> Result<(), ApiError> {
+    match (section, field(f, "op")) {
+        ("fields", "add") => {
+            let m = FieldMapping::property(field(f, "source").trim(), field(f, "target").trim());
+            if field(f, "for") == "agent" {
+                mapping.agent_fields.push(m);
+            } else {
+                mapping.user_fields.push(m);
+            }
+        }
+        ("sites", "add") => {
+            let site_id = field(f, "site_id")
+                .parse::<i64>()
+                .map_err(|_| ApiError::invalid("choose a desk site"))?;
+            let sequence = field(f, "sequence").trim().parse::<i32>().unwrap_or(50);
+            let id = mapping.site_mappings.iter().map(|m| m.id).max().unwrap_or(0) + 1;
+            let filter = Some(field(f, "filter").trim().to_owned()).filter(|s| !s.is_empty());
+            mapping.site_mappings.push(SiteMapping {
+                id,
+                name: field(f, "name").trim().to_owned(),
+                sequence,
+                target: SiteTarget::ExistingSite {
+                    site_id: deskbridge_core::RecordId(site_id),
+                },
+                filter,
+                ..SiteMapping::default()
+            });
+        }
+        (_, "replace") => {
+            let patch: serde_json::Map<String, Value> = serde_json::from_str(field(f, "json"))
+                .map_err(|e| ApiError::invalid(format!("the JSON is not valid: {e}")))?;
+            let mut whole = serde_json::to_value(&*mapping).map_err(ApiError::internal)?;
+            for (k, v) in patch {
+                whole[k] = v;
+            }
+            *mapping = serde_json::from_value(whole)
+                .map_err(|e| ApiError::invalid(format!("the mappings do not fit the configuration: {e}")))?;
+        }
+        _ => return Err(ApiError::invalid("unknown mapping operation")),
+    }
+    Ok(())
+}
+
+pub(super) async fn save_mapping_section(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(scope): Extension<Scope>,
+    Path((_, section)): Path<(String, String)>,
+    body: Bytes,
+) -> UiResult {
+    let f = parse_form(&body);
+    let mut mapping = settings(&scope)?.mapping;
+    let draft = (field(&f, "op") == "replace").then(|| field(&f, "json").to_owned());
+    let result = match apply_section(&mut mapping, &section, &f) {
+        Ok(()) => api::save_mappings(&state, &scope.connection, mapping).await,
+        Err(e) => Err(e),
+    };
+    let scope = reload(&state, &scope).await?;
+    match result {
+        Ok(()) => mappings_view(&state, &caller, &scope, &section, "Mappings saved.", "", None).await,
+        Err(e) => {
+            let text = format!("Not saved: {}", e.message);
+            mappings_view(&state, &caller, &scope, &section, "", &text, draft.as_deref()).await
+        }
+    }
+}
