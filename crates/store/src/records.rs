@@ -83,6 +83,24 @@ pub enum RecordScope {
         connection: ConnectionId,
         tenant_id: String,
     },
+    /// Users or agents one page of `connection`'s read (of `tenant_id`) can match or change: those
+    /// the connection imported with one of `external_ids`, those carrying one of them as their
+    /// Azure object id, and those whose column (`email`, `network_login`, `name`) holds one of the
+    /// values listed for it — all compared lower-cased — within [`RecordScope::SyncableBy`].
+    /// `external_ids` and the values must be lower-cased already.
+    Lookup {
+        connection: ConnectionId,
+        tenant_id: String,
+        external_ids: Vec<String>,
+        by_column: Vec<(String, Vec<String>)>,
+    },
+    /// Users or agents `connection` imported that belong to `tenant_id` (ignoring case), or carry
+    /// one of `external_ids` (lower-cased) as their external id: what a tenant's end reads.
+    OfConnectionTenant {
+        connection: ConnectionId,
+        tenant_id: String,
+        external_ids: Vec<String>,
+    },
     /// Tickets assigned to agents imported by the connection.
     AssignedToAgentsOf(ConnectionId),
     /// Records of the customer, and those of no customer.
@@ -128,6 +146,70 @@ impl RecordScope {
                      UNION SELECT id FROM {table} WHERE lower(azure_tenant_id) = lower(${t}))"
                 )
             }
+            Self::Lookup {
+                connection,
+                tenant_id,
+                external_ids,
+                by_column,
+            } => {
+                needs("azure_object_id")?;
+                needs("azure_tenant_id")?;
+                let table = spec.table;
+                args.push(Sql::Int(connection.0));
+                let c = args.len();
+                let mut parts = Vec::new();
+                if !external_ids.is_empty() {
+                    let ids = text_list(external_ids, args);
+                    parts.push(format!(
+                        "SELECT id FROM {table} WHERE source_connection_id = ${c} AND lower(external_id) IN ({ids})"
+                    ));
+                    let ids = text_list(external_ids, args);
+                    parts.push(format!(
+                        "SELECT id FROM {table} WHERE lower(azure_object_id) IN ({ids})"
+                    ));
+                }
+                for (column, values) in by_column.iter().filter(|(_, v)| !v.is_empty()) {
+                    needs(column)?;
+                    let values = text_list(values, args);
+                    parts.push(format!(
+                        "SELECT id FROM {table} WHERE lower({column}) IN ({values})"
+                    ));
+                }
+                if parts.is_empty() {
+                    return Ok("1 = 0".to_owned());
+                }
+                args.push(Sql::text(tenant_id.clone()));
+                let t = args.len();
+                // Within the connection's reach (as SyncableBy): not imported by another connection
+                // from another tenant's object.
+                format!(
+                    "id IN ({}) AND (source_connection_id = ${c} OR source_connection_id IS NULL \
+                     OR azure_object_id IS NULL OR azure_tenant_id IS NULL OR lower(azure_tenant_id) = lower(${t}))",
+                    parts.join(" UNION ")
+                )
+            }
+            Self::OfConnectionTenant {
+                connection,
+                tenant_id,
+                external_ids,
+            } => {
+                needs("azure_tenant_id")?;
+                args.push(Sql::Int(connection.0));
+                let c = args.len();
+                args.push(Sql::text(tenant_id.clone()));
+                let t = args.len();
+                let table = spec.table;
+                let mut parts = vec![format!(
+                    "SELECT id FROM {table} WHERE source_connection_id = ${c} AND lower(azure_tenant_id) = lower(${t})"
+                )];
+                if !external_ids.is_empty() {
+                    let ids = text_list(external_ids, args);
+                    parts.push(format!(
+                        "SELECT id FROM {table} WHERE source_connection_id = ${c} AND lower(external_id) IN ({ids})"
+                    ));
+                }
+                format!("id IN ({})", parts.join(" UNION "))
+            }
             Self::AssignedToAgentsOf(connection) => {
                 needs("agent_id")?;
                 args.push(Sql::Int(connection.0));
@@ -148,6 +230,13 @@ impl RecordScope {
             }
         })
     }
+}
+
+/// `$k, …` over `values`, bound after `args` (non-empty `values`).
+fn text_list(values: &[String], args: &mut Vec<Sql>) -> String {
+    let first = args.len() + 1;
+    args.extend(values.iter().map(|v| Sql::text(v.clone())));
+    placeholders(first, values.len())
 }
 
 /// `column IN ($k, …)` over `ids`, bound after `args`; a condition no row meets when `ids` is empty.
@@ -568,6 +657,29 @@ impl StoreTx {
     }
 
     /// A page of the records in `scope`, in id order, starting after `after` (keyset paging).
+    /// How many users and agents `connection` imported from `tenant_id` (ignoring case) are
+    /// active: a tenant's size before a run, as the circuit breaker measures it.
+    pub async fn active_records_of(&mut self, connection: ConnectionId, tenant_id: &str) -> Result<usize> {
+        let count = |table: &str| {
+            format!(
+                "SELECT count(*) FROM {table} WHERE source_connection_id = $1 \
+                 AND lower(azure_tenant_id) = lower($2) AND (active IS NULL OR active)"
+            )
+        };
+        let sql = format!("SELECT ({}) + ({})", count("users"), count("agents"));
+        let row = self
+            .row(
+                &sql,
+                &[Sql::Int(connection.0), Sql::text(tenant_id.to_owned())],
+                &[SqlType::Int],
+            )
+            .await?;
+        Ok(row
+            .and_then(|r| r.first().and_then(Sql::as_int))
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0))
+    }
+
     pub async fn list_scoped(
         &mut self,
         entity: Entity,

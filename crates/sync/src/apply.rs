@@ -240,14 +240,17 @@ impl Applier<'_> {
             }
             Action::Update | Action::Deactivate | Action::Reactivate | Action::Link => {}
         }
-        let target = self
-            .plan
-            .target_of(change)
-            .ok_or_else(|| StoreError::InvalidValue {
-                entity: "plan",
-                field: change.external_id.clone(),
-                message: format!("the {} change names no desk record", change.action.as_str()),
-            })?;
+        // A change to a record an earlier step of the run created (a line manager linked once the
+        // whole tenant was read) names no desk id: it is the record this connection imported.
+        let target = match self.plan.target_of(change) {
+            Some(target) => Some(target),
+            None => self.source_id(tx, entity, &change.external_id).await?,
+        };
+        let target = target.ok_or_else(|| StoreError::InvalidValue {
+            entity: "plan",
+            field: change.external_id.clone(),
+            message: format!("the {} change names no desk record", change.action.as_str()),
+        })?;
         if change.action == Action::Link {
             tx.link_source(entity, target, &source).await?;
         }

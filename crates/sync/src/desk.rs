@@ -1,16 +1,20 @@
-//! The desk side of planning: what the store holds, as the mapping engine reads it.
+//! The desk side of planning: what the store holds, as the mapping engine reads it — a step at a
+//! time, so a sync holds a page of desk records, never the whole desk.
 
 use std::collections::BTreeSet;
 
 use deskbridge_core::{ConnectionId, RecordId};
 use deskbridge_mapping::{
-    DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskTicket, MappingConfig, RecordLocks, SiteTarget,
-    SourceIdentity,
+    ConnectionRecord, DeskLicence, DeskLookups, DeskRecord, DeskSite, DeskSnapshot, DeskTicket,
+    FinishLookups, MappingConfig, RecordKind, RecordLocks, SiteTarget, SourceIdentity,
 };
 use deskbridge_source::desk::{id_of, listed};
 use deskbridge_store::{Entity, Record, RecordScope, StoreTx};
 
 use crate::SyncError;
+
+/// Records per query when a listing pages through a table.
+const PAGE: u32 = 1_000;
 
 fn desk_record(record: Record) -> DeskRecord {
     DeskRecord {
@@ -69,25 +73,10 @@ impl SnapshotScope {
     }
 }
 
-/// The desk records a plan of `scope`'s connection reads: the users and agents it can match or
-/// change, the sites of the customers its mappings place users under, the licences of its
-/// customer, and the tickets of its agents. The rest of
-/// a many-tenant desk is left out, so a sync costs the size of its tenant, not of the desk.
-pub async fn load_snapshot(tx: &mut StoreTx, scope: &SnapshotScope) -> Result<DeskSnapshot, SyncError> {
-    let syncable = RecordScope::SyncableBy {
-        connection: scope.connection,
-        tenant_id: scope.tenant_id.clone(),
-    };
-    let users = listed(tx, Entity::User, Some(&syncable))
-        .await?
-        .into_iter()
-        .map(desk_record)
-        .collect();
-    let agents = listed(tx, Entity::Agent, Some(&syncable))
-        .await?
-        .into_iter()
-        .map(desk_record)
-        .collect();
+/// The sites and licences a plan of `scope`'s connection reads: the sites of the customers its
+/// mappings place users under, and the licences of its customer (and of none). Small tables,
+/// loaded once per tenant; users and agents are loaded a page at a time ([`load_page_records`]).
+pub async fn load_reference(tx: &mut StoreTx, scope: &SnapshotScope) -> Result<DeskSnapshot, SyncError> {
     let site_scope = scope.site_customers.clone().map(RecordScope::OfCustomers);
     let sites = listed(tx, Entity::Site, site_scope.as_ref())
         .await?
@@ -118,10 +107,88 @@ pub async fn load_snapshot(tx: &mut StoreTx, scope: &SnapshotScope) -> Result<De
         })
     })
     .collect();
-    let tickets = listed(
+    Ok(DeskSnapshot {
+        sites,
+        licences,
+        ..DeskSnapshot::default()
+    })
+}
+
+/// The desk users and agents a page of `connection`'s read of `tenant_id` can match or change:
+/// what the planner's [`DeskLookups`] name, found by index.
+pub async fn load_page_records(
+    tx: &mut StoreTx,
+    connection: ConnectionId,
+    tenant_id: &str,
+    lookups: &DeskLookups,
+) -> Result<(Vec<DeskRecord>, Vec<DeskRecord>), SyncError> {
+    let scope = RecordScope::Lookup {
+        connection,
+        tenant_id: tenant_id.to_owned(),
+        external_ids: lookups.external_ids.iter().cloned().collect(),
+        by_column: lookups
+            .match_values
+            .iter()
+            .map(|(field, values)| (field.desk_field().to_owned(), values.iter().cloned().collect()))
+            .collect(),
+    };
+    let users = listed(tx, Entity::User, Some(&scope))
+        .await?
+        .into_iter()
+        .map(desk_record)
+        .collect();
+    let agents = listed(tx, Entity::Agent, Some(&scope))
+        .await?
+        .into_iter()
+        .map(desk_record)
+        .collect();
+    Ok((users, agents))
+}
+
+/// This connection's records a tenant's end reads ([`FinishLookups`]), each made compact as it is
+/// read: a tenant of any size costs a page of whole records at a time.
+pub async fn load_connection_records(
+    tx: &mut StoreTx,
+    connection: ConnectionId,
+    finish: &FinishLookups,
+) -> Result<Vec<ConnectionRecord>, SyncError> {
+    let scope = RecordScope::OfConnectionTenant {
+        connection,
+        tenant_id: finish.tenant_id.clone(),
+        external_ids: finish.external_ids.iter().cloned().collect(),
+    };
+    let mut out = Vec::new();
+    for (entity, kind) in [
+        (Entity::User, RecordKind::User),
+        (Entity::Agent, RecordKind::Agent),
+    ] {
+        let mut after = None;
+        loop {
+            let page = tx.list_scoped(entity, &scope, after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            out.extend(
+                page.into_iter()
+                    .filter_map(|r| ConnectionRecord::from_desk(&desk_record(r), kind, connection)),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The tickets assigned to `agents` (of those this connection imported).
+pub async fn load_tickets(
+    tx: &mut StoreTx,
+    connection: ConnectionId,
+    agents: &BTreeSet<RecordId>,
+) -> Result<Vec<DeskTicket>, SyncError> {
+    if agents.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(listed(
         tx,
         Entity::Ticket,
-        Some(&RecordScope::AssignedToAgentsOf(scope.connection)),
+        Some(&RecordScope::AssignedToAgentsOf(connection)),
     )
     .await?
     .into_iter()
@@ -135,12 +202,6 @@ pub async fn load_snapshot(tx: &mut StoreTx, scope: &SnapshotScope) -> Result<De
             .map(|f| f.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
             .unwrap_or_default(),
     })
-    .collect();
-    Ok(DeskSnapshot {
-        users,
-        agents,
-        sites,
-        licences,
-        tickets,
-    })
+    .filter(|t| t.agent_id.is_some_and(|a| agents.contains(&a)))
+    .collect())
 }

@@ -27,10 +27,11 @@ mod desk;
 mod many;
 mod mappings;
 mod run;
+mod steps;
 
 pub use apply::{ApplyReport, apply_plan};
 pub use check::check_connection;
-pub use desk::{SnapshotScope, load_snapshot};
+pub use desk::SnapshotScope;
 pub use deskbridge_source::SyncError;
 pub use deskbridge_source::desk::{load_catalog, load_catalog_for};
 pub use many::{ManyResult, sync_many};

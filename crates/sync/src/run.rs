@@ -4,19 +4,23 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use std::time::Instant;
+
 use deskbridge_core::{RunId, SharedClock};
-use deskbridge_mapping::{Change, Counts, Plan, PlanInput, ReadMode, TenantRead};
+use deskbridge_mapping::{Change, Counts, ReadMode, RunPlanner};
 use deskbridge_source::desk::validated;
 use deskbridge_source::{
-    FanOut, MemoryRequests, ReadEvent, ReadRequest, RequestRecord, RequestSink, SourceConnection,
-    SourceContext, SourceRecord, SourceRegistry, StoredCursors,
+    FanOut, MemoryRequests, ReadRequest, RequestRecord, RequestSink, SourceConnection, SourceContext,
+    SourceRegistry, StoredCursors,
 };
 use deskbridge_store::{
-    Connection, CursorKey, IntegrationError, OutboundEntry, RunCounts, RunStatus, Store, WriteContext,
+    Connection, IntegrationError, OutboundEntry, RunCounts, RunStatus, Store, WriteContext,
 };
+use futures::StreamExt as _;
 use serde::Serialize;
 
-use crate::{SyncError, apply_plan, load_snapshot};
+use crate::SyncError;
+use crate::steps::{StepContext, Steps};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -171,117 +175,6 @@ pub async fn open_connection(
     sources.source_of(&connection)?.open(&connection)
 }
 
-/// What a source's read of one connection gave, gathered.
-struct Gathered {
-    tenants: Vec<TenantRead>,
-    /// Every group name of the read partitions, when all were listed (full reads).
-    groups: Option<BTreeSet<String>>,
-    cursors: Vec<(CursorKey, String)>,
-    warnings: Vec<IntegrationError>,
-    requests: u64,
-}
-
-/// Follows the source's read to its end, gathering its partitions whole.
-async fn gather(
-    source: &dyn SourceConnection,
-    cx: &SourceContext,
-    request: ReadRequest<'_>,
-    notes: &mut Vec<String>,
-) -> Result<Gathered, SyncError> {
-    use futures::StreamExt as _;
-    let connection = source.connection().id;
-    let mut gathered = Gathered {
-        tenants: Vec::new(),
-        groups: Some(BTreeSet::new()),
-        cursors: Vec::new(),
-        warnings: Vec::new(),
-        requests: 0,
-    };
-    let mut events = source.read(cx, request);
-    let mut open: Option<TenantRead> = None;
-    let key = |tenant: &str, stream: String| CursorKey {
-        connection_id: connection,
-        tenant_id: tenant.to_owned(),
-        stream,
-    };
-    while let Some(event) = events.next().await {
-        match event? {
-            ReadEvent::Note(note) => notes.push(note),
-            ReadEvent::Warning(warning) => gathered.warnings.push(warning),
-            ReadEvent::Begin(start) => {
-                if let Some(open) = &open {
-                    return Err(SyncError::Internal(format!(
-                        "the source began tenant {} before ending tenant {}",
-                        start.tenant_id, open.tenant_id
-                    )));
-                }
-                match (&mut gathered.groups, start.groups) {
-                    (Some(all), Some(groups)) => all.extend(groups),
-                    (all, _) => *all = None,
-                }
-                open = Some(TenantRead {
-                    tenant_id: start.tenant_id,
-                    customer_id: start.customer_id,
-                    mode: start.mode,
-                    completeness: deskbridge_mapping::Completeness::Partial,
-                    users: Vec::new(),
-                    removed: Vec::new(),
-                    subscribed_skus: start.subscribed_skus,
-                });
-            }
-            ReadEvent::Page(page) => {
-                let tenant = open
-                    .as_mut()
-                    .filter(|t| t.tenant_id == page.tenant_id)
-                    .ok_or_else(|| {
-                        SyncError::Internal(format!(
-                            "the source sent a page of tenant {} outside that tenant's read",
-                            page.tenant_id
-                        ))
-                    })?;
-                for record in page.records {
-                    match record {
-                        SourceRecord::User(user) => tenant.users.push(user),
-                    }
-                }
-                tenant.removed.extend(page.removed);
-                let tenant_id = tenant.tenant_id.clone();
-                gathered.cursors.extend(
-                    page.cursors
-                        .into_iter()
-                        .map(|(stream, value)| (key(&tenant_id, stream), value)),
-                );
-            }
-            ReadEvent::End(end) => {
-                let mut tenant = open
-                    .take()
-                    .filter(|t| t.tenant_id == end.tenant_id)
-                    .ok_or_else(|| {
-                        SyncError::Internal(format!(
-                            "the source ended tenant {} without beginning it",
-                            end.tenant_id
-                        ))
-                    })?;
-                tenant.completeness = end.completeness;
-                gathered.requests += end.requests;
-                gathered.cursors.extend(
-                    end.cursors
-                        .into_iter()
-                        .map(|(stream, value)| (key(&end.tenant_id, stream), value)),
-                );
-                gathered.tenants.push(tenant);
-            }
-        }
-    }
-    if let Some(open) = open {
-        return Err(SyncError::Internal(format!(
-            "the source's read stopped inside tenant {}",
-            open.tenant_id
-        )));
-    }
-    Ok(gathered)
-}
-
 /// The run an administrator approves with this sync, when asked to: the connection's last run,
 /// which must have been held.
 async fn held_run_to_approve(
@@ -348,217 +241,174 @@ pub(crate) async fn sync_with(
         .map(|p| p.tenant_id.clone())
         .unwrap_or_default();
     let properties = source.source_properties();
-    let lenient = validated(store, mapping, None, &properties).await?;
+    let config = validated(store, mapping, None, &properties).await?;
     let held_run = held_run_to_approve(store, &connection, options).await?;
-    let run = if options.plan_only {
-        None
-    } else {
-        let mut tx = store.begin(WriteContext::manual()).await?;
-        let run = tx
-            .start_run(Some(connection.id), if options.full { "full" } else { "sync" })
-            .await?;
-        tx.commit().await?;
-        if let Some(observer) = &options.observer {
-            observer.run_started(run);
-        }
-        Some(run)
-    };
-    let mut notes = source.read_notes(&lenient);
+    let run = start_run(store, &connection, options).await?;
     let requests = Arc::new(MemoryRequests::default());
-    let sink: Arc<dyn RequestSink> = match &options.observer {
-        Some(observer) => Arc::new(FanOut(vec![
-            requests.clone(),
-            Arc::new(Observed(observer.clone())),
-        ])),
-        None => requests.clone(),
-    };
     let cx = SourceContext {
         store: store.clone(),
         clock: clock.clone(),
-        requests: sink,
+        requests: match &options.observer {
+            Some(observer) => Arc::new(FanOut(vec![
+                requests.clone(),
+                Arc::new(Observed(observer.clone())),
+            ])),
+            None => requests.clone(),
+        },
     };
-    let mut timings = Timings::default();
-    let read_started = std::time::Instant::now();
+    // An approved run lets the held tenants' deactivations through.
+    let approved: BTreeSet<String> = match held_run {
+        Some(_) => partitions.iter().map(|p| p.tenant_id.clone()).collect(),
+        None => BTreeSet::new(),
+    };
+    let planner = RunPlanner::new(&config, connection.id, approved, clock.now());
+    let mut steps = Steps::new(
+        StepContext {
+            store,
+            connection: &connection,
+            mapping,
+            properties: &properties,
+            default_customer: partitions.first().map(|p| p.customer_id),
+            run,
+            turns,
+        },
+        planner,
+    );
+    steps.notes = source.read_notes(&config);
     let cursors = stored_cursors(store, &connection).await?;
     let request = ReadRequest {
         full: options.full,
-        config: &lenient,
+        config: &config,
         cursors: &cursors,
     };
-    let gathered = match gather(source.as_ref(), &cx, request, &mut notes).await {
-        Ok(gathered) => gathered,
-        Err(e) => {
-            save_requests(store, connection.id, run, &requests).await?;
-            return fail(store, connection.id, run, &first_tenant, e).await;
+    let started = Instant::now();
+    let mut events = source.read(&cx, request);
+    let mut failure = None;
+    while let Some(event) = events.next().await {
+        let taken = match event {
+            Ok(event) => steps.take(event).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = taken {
+            failure = Some(e);
+            break;
         }
-    };
-    timings.read_seconds = read_started.elapsed().as_secs_f64();
-    // Held until the sync ends (see `sync_many`); a closed semaphore never happens.
-    let _turn = match turns {
-        Some(turns) => turns.clone().acquire_owned().await.ok(),
-        None => None,
-    };
-    let plan_started = std::time::Instant::now();
-    let Gathered {
-        tenants,
-        groups,
-        cursors,
-        warnings,
-        requests: request_count,
-    } = gathered;
-    let (Some(read), true) = (tenants.first(), tenants.len() == 1) else {
-        let e = SyncError::Internal(format!(
-            "the source read {} tenants for one connection; this pipeline plans exactly one",
-            tenants.len()
-        ));
-        save_requests(store, connection.id, run, &requests).await?;
+    }
+    drop(events);
+    if failure.is_none()
+        && let Some(tenant) = steps.open_partition()
+    {
+        failure = Some(SyncError::Internal(format!(
+            "the source's read stopped inside tenant {tenant}"
+        )));
+    }
+    let timings = &mut steps.timings;
+    timings.read_seconds =
+        (started.elapsed().as_secs_f64() - timings.plan_seconds - timings.apply_seconds).max(0.0);
+    save_requests(store, connection.id, run, &requests).await?;
+    if let Some(e) = failure {
         return fail(store, connection.id, run, &first_tenant, e).await;
+    }
+    let mode = match steps.mode {
+        Some(ReadMode::Full) => "full",
+        Some(ReadMode::Delta) => "delta",
+        None => "none",
     };
-    let tenant_id = read.tenant_id.clone();
-    let customer = read
-        .customer_id
-        .or_else(|| partitions.first().map(|p| p.customer_id));
-    let mode = match read.mode {
-        ReadMode::Full => "full",
-        ReadMode::Delta => "delta",
-    };
-    let config = if read.mode == ReadMode::Full && groups.is_some() {
-        validated(store, mapping, groups, &properties).await
-    } else {
-        Ok(lenient)
-    };
-    let config = match config {
-        Ok(c) => c,
-        Err(e) => {
-            save_requests(store, connection.id, run, &requests).await?;
-            return fail(store, connection.id, run, &tenant_id, e).await;
-        }
-    };
-    let snapshot = match customer {
-        Some(customer) => {
-            let scope = crate::desk::SnapshotScope::of(connection.id, &tenant_id, customer, mapping);
-            let mut tx = store.read().await?;
-            let snapshot = load_snapshot(&mut tx, &scope).await?;
-            tx.commit().await?;
-            snapshot
-        }
-        None => deskbridge_mapping::DeskSnapshot::default(),
-    };
-    let approved: BTreeSet<String> = if held_run.is_some() {
-        [tenant_id.clone()].into_iter().collect()
-    } else {
-        BTreeSet::new()
-    };
-    let input = PlanInput {
-        connection_id: connection.id,
-        tenants,
-        approved_tenants: approved,
-    };
-    let plan: Plan = deskbridge_mapping::plan(&config, &input, &snapshot, clock.now());
-    timings.plan_seconds = plan_started.elapsed().as_secs_f64();
-    // The tenant's read and the desk snapshot are not needed to apply: free them first.
-    drop(input);
-    drop(snapshot);
-    notes.extend(plan.notes.iter().cloned());
-    let held = plan.held.first().map(|h| h.reason.clone());
     let Some(run) = run else {
-        let mut changes = plan.changes.clone();
-        changes.extend(plan.held.iter().flat_map(|h| h.changes.iter().cloned()));
+        let (mut changes, counts) = match steps.preview.take() {
+            Some(plan) => {
+                let mut changes = plan.changes;
+                changes.extend(plan.held.into_iter().flat_map(|h| h.changes));
+                (changes, plan.counts.into())
+            }
+            None => (Vec::new(), OutcomeCounts::default()),
+        };
+        changes.sort_by(|a, b| (a.entity, &a.external_id).cmp(&(b.entity, &b.external_id)));
         return Ok(SyncOutcome {
             run_id: None,
-            status: if held.is_some() {
+            status: if steps.held.is_some() {
                 "held".into()
             } else {
                 "planned".into()
             },
             mode: mode.into(),
-            counts: plan.counts.into(),
+            counts,
             changes: Some(changes),
-            locked: plan.locked.clone(),
-            errors: plan_errors(&plan),
-            held,
-            notes,
-            requests: request_count,
-            timings,
+            locked: steps.locked,
+            errors: steps.errors,
+            held: steps.held,
+            notes: steps.notes,
+            requests: steps.requests,
+            timings: steps.timings,
         });
     };
-    save_requests(store, connection.id, Some(run), &requests).await?;
-    if let Some(reason) = &held {
-        let mut tx = store.begin(WriteContext::for_run(connection.id, run)).await?;
-        tx.finish_run(run, RunStatus::Held, Some(reason)).await?;
-        tx.commit().await?;
-        return Ok(SyncOutcome {
-            run_id: Some(run),
-            status: "held".into(),
-            mode: mode.into(),
-            counts: OutcomeCounts::default(),
-            changes: None,
-            locked: plan.locked.clone(),
-            errors: Vec::new(),
-            held,
-            notes,
-            requests: request_count,
-            timings,
-        });
-    }
-    let apply_started = std::time::Instant::now();
-    let report = apply_plan(store, connection.id, run, &tenant_id, &plan, &cursors).await?;
-    timings.apply_seconds = apply_started.elapsed().as_secs_f64();
     let mut tx = store.begin(WriteContext::for_run(connection.id, run)).await?;
-    for e in plan_errors(&plan).iter().chain(&warnings) {
+    // Warnings from the read were not recorded by a step.
+    let warnings: Vec<&IntegrationError> = steps
+        .errors
+        .iter()
+        .filter(|e| e.code != crate::steps::MAPPING_ERROR)
+        .collect();
+    for e in &warnings {
         tx.record_error(e).await?;
     }
-    let plan_error_count = (plan.errors.len() + warnings.len()) as i64;
     tx.add_run_counts(
         run,
         &RunCounts {
-            errors: plan_error_count,
+            errors: warnings.len() as i64,
             ..RunCounts::default()
         },
     )
     .await?;
-    let status = if report.errors.is_empty() && plan.errors.is_empty() && warnings.is_empty() {
+    let status = if steps.held.is_some() {
+        RunStatus::Held
+    } else if steps.errors.is_empty() && steps.apply_errors.is_empty() {
         RunStatus::Succeeded
     } else {
         RunStatus::Partial
     };
-    tx.finish_run(run, status, None).await?;
-    if let Some(held) = held_run {
+    tx.finish_run(run, status, steps.held.as_deref()).await?;
+    if let (Some(held), None) = (held_run, &steps.held) {
         let note = format!("approved; applied by run {run}");
         tx.finish_run(held, RunStatus::Cancelled, Some(&note)).await?;
     }
     let final_run = tx.run(run).await?;
     tx.commit().await?;
-    let mut errors = plan_errors(&plan);
-    errors.extend(warnings);
-    errors.extend(report.errors);
+    let mut errors = steps.errors;
+    errors.extend(steps.apply_errors);
     Ok(SyncOutcome {
         run_id: Some(run),
         status: status.as_str().into(),
         mode: mode.into(),
         counts: final_run.map(|r| r.counts.into()).unwrap_or_default(),
         changes: None,
-        locked: plan.locked.clone(),
+        locked: steps.locked,
         errors,
-        held: None,
-        notes,
-        requests: request_count,
-        timings,
+        held: steps.held,
+        notes: steps.notes,
+        requests: steps.requests,
+        timings: steps.timings,
     })
 }
 
-fn plan_errors(plan: &Plan) -> Vec<IntegrationError> {
-    plan.errors
-        .iter()
-        .map(|e| IntegrationError {
-            tenant_id: Some(e.tenant_id.clone()),
-            entity: Some("user".into()),
-            external_id: Some(e.external_id.clone()),
-            code: "mapping_error".into(),
-            message: e.message.clone(),
-            remedy: Some("Fix the mapping or the source value named in the message.".into()),
-        })
-        .collect()
+/// Starts the run's row (a preview has none) and tells the observer.
+async fn start_run(
+    store: &Store,
+    connection: &Connection,
+    options: &SyncOptions,
+) -> Result<Option<RunId>, SyncError> {
+    if options.plan_only {
+        return Ok(None);
+    }
+    let mut tx = store.begin(WriteContext::manual()).await?;
+    let run = tx
+        .start_run(Some(connection.id), if options.full { "full" } else { "sync" })
+        .await?;
+    tx.commit().await?;
+    if let Some(observer) = &options.observer {
+        observer.run_started(run);
+    }
+    Ok(Some(run))
 }
 
 /// Stores the run's upstream requests in the outbound log (paths without tokens or cursors).

@@ -1,0 +1,303 @@
+//! A run's read, step by step: each partition (tenant) begins with its reference data, goes on a
+//! page of users at a time, and ends with what only the whole read can decide. Every step is
+//! planned against the part of the desk it needs and — unless the run is a preview — applied in
+//! its own transactions with the cursors it advances, before the next page is read. A sync
+//! therefore holds one page of source records and one page of desk records at a time, whatever
+//! the tenant's size; what it keeps between pages is the planner's compact run state.
+//!
+//! A preview takes the same steps and applies none: the planner's plans do not depend on whether
+//! earlier steps were applied, so the preview is exactly what the sync does.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use deskbridge_core::RecordId;
+use deskbridge_core::RunId;
+use deskbridge_mapping::{
+    ConnectionRecords, DeskSnapshot, LockedChange, MappingConfig, Plan, ReadMode, RunPlanner, SourceUser,
+    TenantHeader,
+};
+use deskbridge_source::desk::{SourceProperties, validated};
+use deskbridge_source::{Page, PartitionEnd, PartitionStart, ReadEvent, SourceRecord};
+use deskbridge_store::{Connection, CursorKey, IntegrationError, RunCounts, Store, WriteContext};
+use tokio::sync::Semaphore;
+
+use crate::desk::{SnapshotScope, load_connection_records, load_page_records, load_reference, load_tickets};
+use crate::run::Timings;
+use crate::{SyncError, apply_plan};
+
+/// What a run is given to take its steps with.
+pub(crate) struct StepContext<'r> {
+    pub store: &'r Store,
+    pub connection: &'r Connection,
+    pub mapping: &'r MappingConfig,
+    pub properties: &'r SourceProperties,
+    /// The customer of partitions that name none.
+    pub default_customer: Option<RecordId>,
+    /// The run applying the steps; `None`: a preview.
+    pub run: Option<RunId>,
+    /// Turns at the CPU-bound stages, shared by concurrent syncs.
+    pub turns: Option<&'r Arc<Semaphore>>,
+}
+
+/// What the steps of a run did, gathered as they go.
+pub(crate) struct Steps<'r> {
+    cx: StepContext<'r>,
+    planner: RunPlanner<'r>,
+    /// The open partition: its id and the sites and licences its steps plan against.
+    open: Option<(String, DeskSnapshot)>,
+    /// A preview's plan so far: every step's plan absorbed (`None` before the first step, and
+    /// always when the steps are applied).
+    pub preview: Option<Plan>,
+    /// The mode of the first partition read.
+    pub mode: Option<ReadMode>,
+    pub notes: Vec<String>,
+    pub locked: Vec<LockedChange>,
+    /// Records that could not be planned, and parts of the read that failed without failing the
+    /// run.
+    pub errors: Vec<IntegrationError>,
+    /// Changes that failed when applied.
+    pub apply_errors: Vec<IntegrationError>,
+    /// Why the circuit breaker held a partition's deactivations, when it did.
+    pub held: Option<String>,
+    pub requests: u64,
+    pub timings: Timings,
+}
+
+impl<'r> Steps<'r> {
+    pub(crate) fn new(cx: StepContext<'r>, planner: RunPlanner<'r>) -> Self {
+        Self {
+            cx,
+            planner,
+            open: None,
+            preview: None,
+            mode: None,
+            notes: Vec::new(),
+            locked: Vec::new(),
+            errors: Vec::new(),
+            apply_errors: Vec::new(),
+            held: None,
+            requests: 0,
+            timings: Timings::default(),
+        }
+    }
+
+    /// Takes one step of the read. An error ends the run: what earlier steps applied stays, and
+    /// is what a crash at this point would have left (each step converges when run again).
+    pub(crate) async fn take(&mut self, event: ReadEvent) -> Result<(), SyncError> {
+        match event {
+            ReadEvent::Note(note) => self.notes.push(note),
+            ReadEvent::Warning(warning) => self.errors.push(warning),
+            ReadEvent::Begin(start) => self.begin(start).await?,
+            ReadEvent::Page(page) => self.page(page).await?,
+            ReadEvent::End(end) => self.end(end).await?,
+        }
+        Ok(())
+    }
+
+    /// Whether a partition was begun and not ended.
+    pub(crate) fn open_partition(&self) -> Option<&str> {
+        self.open.as_ref().map(|(tenant, _)| tenant.as_str())
+    }
+
+    async fn turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        // A closed semaphore never happens: it lives as long as the pool.
+        match self.cx.turns {
+            Some(turns) => turns.clone().acquire_owned().await.ok(),
+            None => None,
+        }
+    }
+
+    async fn begin(&mut self, start: PartitionStart) -> Result<(), SyncError> {
+        if let Some((open, _)) = &self.open {
+            return Err(SyncError::Internal(format!(
+                "the source began tenant {} before ending tenant {open}",
+                start.tenant_id
+            )));
+        }
+        let _turn = self.turn().await;
+        let started = Instant::now();
+        let cx = &self.cx;
+        // A full read lists the tenant's groups: mappings naming one that does not exist are
+        // refused before anything is planned.
+        if start.mode == ReadMode::Full && start.groups.is_some() {
+            validated(cx.store, cx.mapping, start.groups.clone(), cx.properties).await?;
+        }
+        self.mode.get_or_insert(start.mode);
+        let customer = start.customer_id.or(cx.default_customer);
+        let mut tx = cx.store.read().await?;
+        let reference = match customer {
+            Some(customer) => {
+                let scope = SnapshotScope::of(cx.connection.id, &start.tenant_id, customer, cx.mapping);
+                load_reference(&mut tx, &scope).await?
+            }
+            None => DeskSnapshot::default(),
+        };
+        let active_records = tx.active_records_of(cx.connection.id, &start.tenant_id).await?;
+        tx.commit().await?;
+        let header = TenantHeader {
+            tenant_id: start.tenant_id.clone(),
+            customer_id: customer,
+            mode: start.mode,
+            active_records,
+        };
+        let plan = self
+            .planner
+            .begin_tenant(&header, start.subscribed_skus.as_deref(), &reference);
+        self.timings.plan_seconds += started.elapsed().as_secs_f64();
+        self.open = Some((start.tenant_id.clone(), reference));
+        self.step(&start.tenant_id, plan, &[]).await
+    }
+
+    async fn page(&mut self, page: Page) -> Result<(), SyncError> {
+        let Some((tenant, reference)) = self.open.as_mut().filter(|(t, _)| *t == page.tenant_id) else {
+            return Err(SyncError::Internal(format!(
+                "the source sent a page of tenant {} outside that tenant's read",
+                page.tenant_id
+            )));
+        };
+        let tenant = tenant.clone();
+        let _turn = match self.cx.turns {
+            Some(turns) => turns.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        let started = Instant::now();
+        let users: Vec<SourceUser> = page
+            .records
+            .into_iter()
+            .map(|record| match record {
+                SourceRecord::User(user) => user,
+            })
+            .collect();
+        let lookups = self.planner.lookups(&users);
+        let mut tx = self.cx.store.read().await?;
+        let (desk_users, desk_agents) =
+            load_page_records(&mut tx, self.cx.connection.id, &tenant, &lookups).await?;
+        tx.commit().await?;
+        // The page's desk records join the tenant's sites and licences for this page only.
+        reference.users = desk_users;
+        reference.agents = desk_agents;
+        let plan = self.planner.plan_page(&tenant, &users, &page.removed, reference);
+        reference.users = Vec::new();
+        reference.agents = Vec::new();
+        drop(users);
+        self.timings.plan_seconds += started.elapsed().as_secs_f64();
+        let cursors = self.keys(&tenant, page.cursors);
+        self.step(&tenant, plan, &cursors).await
+    }
+
+    async fn end(&mut self, end: PartitionEnd) -> Result<(), SyncError> {
+        let open = self.open.take().filter(|(t, _)| *t == end.tenant_id);
+        if open.is_none() {
+            return Err(SyncError::Internal(format!(
+                "the source ended tenant {} without beginning it",
+                end.tenant_id
+            )));
+        }
+        let _turn = self.turn().await;
+        let started = Instant::now();
+        let connection = self.cx.connection.id;
+        let finish = self.planner.finish_lookups(&end.tenant_id);
+        let mut tx = self.cx.store.read().await?;
+        let records = load_connection_records(&mut tx, connection, &finish).await?;
+        let agents = self.planner.ticket_agents(&end.tenant_id, &records);
+        let tickets = load_tickets(&mut tx, connection, &agents).await?;
+        tx.commit().await?;
+        let plan = self.planner.finish_tenant(
+            &end.tenant_id,
+            end.completeness,
+            &ConnectionRecords { records, tickets },
+        );
+        self.timings.plan_seconds += started.elapsed().as_secs_f64();
+        self.requests += end.requests;
+        let held = plan.held.first().map(|h| h.reason.clone());
+        // A held tenant keeps its cursors where they were: the run that approves it reads the
+        // same changes again and applies the deactivations held back now.
+        let cursors = if held.is_some() {
+            Vec::new()
+        } else {
+            self.keys(&end.tenant_id, end.cursors)
+        };
+        if held.is_some() {
+            self.held = held;
+        }
+        self.step(&end.tenant_id, plan, &cursors).await
+    }
+
+    fn keys(&self, tenant: &str, cursors: Vec<(String, String)>) -> Vec<(CursorKey, String)> {
+        cursors
+            .into_iter()
+            .map(|(stream, value)| {
+                let key = CursorKey {
+                    connection_id: self.cx.connection.id,
+                    tenant_id: tenant.to_owned(),
+                    stream,
+                };
+                (key, value)
+            })
+            .collect()
+    }
+
+    /// Records a step's plan, and applies it with its cursors unless this is a preview.
+    async fn step(
+        &mut self,
+        tenant: &str,
+        plan: Plan,
+        cursors: &[(CursorKey, String)],
+    ) -> Result<(), SyncError> {
+        self.notes.extend(plan.notes.iter().cloned());
+        self.locked.extend(plan.locked.iter().cloned());
+        let errors = plan_errors(&plan);
+        let Some(run) = self.cx.run else {
+            self.errors.extend(errors);
+            match &mut self.preview {
+                Some(preview) => preview.absorb(plan),
+                None => self.preview = Some(plan),
+            }
+            return Ok(());
+        };
+        let started = Instant::now();
+        let report = apply_plan(self.cx.store, self.cx.connection.id, run, tenant, &plan, cursors).await?;
+        if !errors.is_empty() {
+            let mut tx = self
+                .cx
+                .store
+                .begin(WriteContext::for_run(self.cx.connection.id, run))
+                .await?;
+            for e in &errors {
+                tx.record_error(e).await?;
+            }
+            tx.add_run_counts(
+                run,
+                &RunCounts {
+                    errors: errors.len() as i64,
+                    ..RunCounts::default()
+                },
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        self.timings.apply_seconds += started.elapsed().as_secs_f64();
+        self.errors.extend(errors);
+        self.apply_errors.extend(report.errors);
+        Ok(())
+    }
+}
+
+/// The code of a record the mappings could not plan.
+pub(crate) const MAPPING_ERROR: &str = "mapping_error";
+
+/// A plan's records that could not be planned, as errors recorded against the run.
+pub(crate) fn plan_errors(plan: &Plan) -> Vec<IntegrationError> {
+    plan.errors
+        .iter()
+        .map(|e| IntegrationError {
+            tenant_id: Some(e.tenant_id.clone()),
+            entity: Some("user".into()),
+            external_id: Some(e.external_id.clone()),
+            code: MAPPING_ERROR.into(),
+            message: e.message.clone(),
+            remedy: Some("Fix the mapping or the source value named in the message.".into()),
+        })
+        .collect()
+}
