@@ -38,7 +38,8 @@ pub use check::{CheckPoint, CheckReport};
 pub use error::SyncError;
 pub use http::http_client;
 pub use read::{
-    NewCursor, Page, PartitionEnd, PartitionStart, ReadEvent, ReadRequest, SourceRecord, StoredCursors,
+    Emitter, NewCursor, Page, PartitionEnd, PartitionStart, ReadEvent, ReadRequest, SourceRecord,
+    StoredCursors, read_stream,
 };
 pub use registry::SourceRegistry;
 pub use requests::{FanOut, MemoryRequests, RequestRecord, RequestSink};

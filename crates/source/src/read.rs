@@ -102,3 +102,85 @@ pub struct PartitionEnd {
     /// Requests the partition's read made.
     pub requests: u64,
 }
+
+/// Hands a source's read events to the pipeline as they are produced. Sending waits until the
+/// pipeline has taken the previous event, so a source that emits a page at a time holds one page.
+pub struct Emitter(futures::channel::mpsc::Sender<Result<ReadEvent, crate::SyncError>>);
+
+impl Emitter {
+    /// Sends one event; an error when the pipeline stopped reading (the read should stop too).
+    pub async fn emit(&mut self, event: ReadEvent) -> Result<(), crate::SyncError> {
+        use futures::SinkExt as _;
+        self.0
+            .send(Ok(event))
+            .await
+            .map_err(|_| crate::SyncError::Internal("the pipeline stopped taking the read's events".into()))
+    }
+}
+
+/// A read as a stream of events, produced by `produce` as the stream is polled (no task is
+/// spawned, so the producer may borrow the connection and the context). An error `produce`
+/// returns is the stream's last item.
+pub fn read_stream<'a, Fut>(
+    produce: impl FnOnce(Emitter) -> Fut,
+) -> futures::stream::BoxStream<'a, Result<ReadEvent, crate::SyncError>>
+where
+    Fut: std::future::Future<Output = Result<(), crate::SyncError>> + Send + 'a,
+{
+    use futures::{SinkExt as _, StreamExt as _};
+    let (sender, receiver) = futures::channel::mpsc::channel(0);
+    let mut last = sender.clone();
+    let producing = produce(Emitter(sender));
+    let producer = async move {
+        if let Err(e) = producing.await {
+            // The pipeline may have stopped reading already; then nobody needs the error.
+            let _ = last.send(Err(e)).await;
+        }
+    };
+    // The producer yields nothing itself: it runs while the receiver is polled, and the stream
+    // ends once it has finished and every event it sent was taken.
+    let producer = futures::stream::once(producer).filter_map(|()| futures::future::ready(None));
+    Box::pin(futures::stream::select(receiver, producer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt as _;
+
+    fn note(text: &str) -> ReadEvent {
+        ReadEvent::Note(text.to_owned())
+    }
+
+    #[tokio::test]
+    async fn events_arrive_in_order_and_an_error_ends_the_stream() {
+        let stream = read_stream(|mut out| async move {
+            out.emit(note("one")).await?;
+            out.emit(note("two")).await?;
+            Err(crate::SyncError::Internal("the read broke".into()))
+        });
+        let items: Vec<_> = stream.collect().await;
+        assert_eq!(items.len(), 3);
+        assert!(matches!(&items[0], Ok(ReadEvent::Note(n)) if n == "one"));
+        assert!(matches!(&items[1], Ok(ReadEvent::Note(n)) if n == "two"));
+        assert!(matches!(&items[2], Err(e) if e.to_string() == "the read broke"));
+    }
+
+    #[tokio::test]
+    async fn the_producer_waits_for_the_pipeline() {
+        let produced = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = produced.clone();
+        let mut stream = read_stream(move |mut out| async move {
+            for i in 0..100 {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                out.emit(note(&i.to_string())).await?;
+            }
+            Ok(())
+        });
+        let first = stream.next().await;
+        assert!(matches!(first, Some(Ok(ReadEvent::Note(_)))));
+        // One event taken: the producer may be at most a couple of events ahead, never at 100.
+        assert!(produced.load(std::sync::atomic::Ordering::SeqCst) <= 3);
+        assert_eq!(stream.count().await, 99);
+    }
+}

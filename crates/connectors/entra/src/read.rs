@@ -17,7 +17,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Map, Value};
 
 use crate::error::from_graph;
-use deskbridge_source::SyncError;
+use deskbridge_source::{Emitter, PartitionEnd, PartitionStart, ReadEvent, SourceRecord, SyncError};
 
 pub const USERS_DELTA: &str = "users/delta";
 pub const GROUPS_DELTA: &str = "groups/delta";
@@ -196,18 +196,15 @@ const ALWAYS: &[&str] = &[
 /// How many member listings or user fetches of one tenant run at once.
 const FAN_OUT: usize = 8;
 
-/// What one tenant read produced.
+/// What a delta round produced: the changed users (a round's changes are few, so they are held
+/// together), the removals and the new links.
 #[derive(Debug, Clone)]
 pub struct TenantData {
     pub read: TenantRead,
-    /// Display names of the tenant's groups (for validating group filters).
-    pub groups: BTreeSet<String>,
     /// Delta links to store (stream → link) once the read has been applied.
     pub cursors: Vec<(String, String)>,
     /// Requests made.
     pub requests: u64,
-    /// Why the users' sign-in dates could not be read, when they could not.
-    pub sign_in_warning: Option<deskbridge_store::IntegrationError>,
 }
 
 /// The `$select` of user reads: the mapped properties plus what every sync needs.
@@ -230,55 +227,62 @@ pub struct SignInUnavailable {
     pub remedy: String,
 }
 
-/// Adds `signInActivity` to the users, read in its own pass of 500-user pages (all users in a
-/// full read, or the given ones). A tenant without the permission or a premium licence yields
-/// [`SignInUnavailable`] and the users keep no sign-in data (so nothing is overwritten).
+/// Every user's `signInActivity`, by user id, read in its own pass of 500-user pages before the
+/// users are (so each page of users gets its dates as it is read). A tenant without the
+/// permission or a premium licence yields [`SignInUnavailable`] and the users keep no sign-in
+/// data (so nothing is overwritten).
 pub async fn read_sign_ins(
     tenant: &GraphTenant,
-    users: &mut [SourceUser],
     requests: &mut u64,
-) -> Result<Option<SignInUnavailable>, GraphError> {
-    let mut activity: BTreeMap<String, Value> = BTreeMap::new();
-    let result = all_pages(
-        tenant,
-        "/users?$select=id,signInActivity&$top=500".into(),
-        requests,
-    )
-    .await;
-    let pages = match result {
-        Ok(pages) => pages,
-        Err(e)
-            if matches!(
-                e.class(),
-                Some(
-                    deskbridge_graph::GraphErrorClass::NonPremiumTenant
-                        | deskbridge_graph::GraphErrorClass::PermissionDenied
-                )
-            ) =>
-        {
-            let (code, remedy) = match e.api() {
-                Some(api) => (api.code.clone(), api.class.remedy().to_owned()),
-                None => (e.code().to_string(), String::new()),
-            };
-            return Ok(Some(SignInUnavailable {
-                code,
-                message: e.to_string(),
-                remedy,
-            }));
-        }
-        Err(e) => return Err(e),
-    };
-    for mut user in pages {
-        if let (Some(Value::String(id)), Some(sign_in)) = (user.remove("id"), user.remove("signInActivity")) {
-            activity.insert(id, sign_in);
-        }
-    }
-    for user in users.iter_mut() {
-        if let Some(sign_in) = activity.remove(&user.external_id) {
-            user.properties.insert("signInActivity".into(), sign_in);
+) -> Result<Result<SignIns, SignInUnavailable>, GraphError> {
+    let mut activity = SignIns::new();
+    let mut pager = tenant.pager::<Map<String, Value>>("/users?$select=id,signInActivity&$top=500");
+    loop {
+        let page = match pager.next_page().await {
+            Ok(Some(page)) => page,
+            Ok(None) => return Ok(Ok(activity)),
+            Err(e)
+                if matches!(
+                    e.class(),
+                    Some(
+                        deskbridge_graph::GraphErrorClass::NonPremiumTenant
+                            | deskbridge_graph::GraphErrorClass::PermissionDenied
+                    )
+                ) =>
+            {
+                let (code, remedy) = match e.api() {
+                    Some(api) => (api.code.clone(), api.class.remedy().to_owned()),
+                    None => (e.code().to_string(), String::new()),
+                };
+                return Ok(Err(SignInUnavailable {
+                    code,
+                    message: e.to_string(),
+                    remedy,
+                }));
+            }
+            Err(e) => return Err(e),
+        };
+        *requests += 1;
+        for mut user in page.value {
+            if let (Some(Value::String(id)), Some(sign_in)) =
+                (user.remove("id"), user.remove("signInActivity"))
+            {
+                activity.insert(id, sign_in);
+            }
         }
     }
-    Ok(None)
+}
+
+/// Users' `signInActivity` by user id.
+pub type SignIns = std::collections::HashMap<String, Value>;
+
+/// Gives each user their sign-in activity, when it was read.
+pub fn add_sign_ins(users: &mut [SourceUser], sign_ins: &SignIns) {
+    for user in users {
+        if let Some(sign_in) = sign_ins.get(&user.external_id) {
+            user.properties.insert("signInActivity".into(), sign_in.clone());
+        }
+    }
 }
 
 /// Whether Entra properties describe a guest: `userType` Guest, or `#EXT#` in the user principal
@@ -387,42 +391,77 @@ async fn delta_chain<T: serde::de::DeserializeOwned>(
 /// One group's members as listed, and the requests it took.
 type MemberListing = (String, Vec<Map<String, Value>>, u64);
 
-/// Group memberships of a tenant: direct and nested, by user.
-fn memberships(
-    groups: &BTreeMap<String, String>,
-    members: &BTreeMap<String, Vec<(String, bool)>>,
-) -> BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> {
-    // parent groups of each group, for walking up nested membership
-    let mut parents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (group, list) in members {
-        for (member, is_group) in list {
-            if *is_group {
-                parents.entry(member.as_str()).or_default().push(group.as_str());
+/// A tenant's group memberships, compactly: each group name once, and per user the indices of
+/// the groups they are a direct member of and of all they belong to (nested included).
+#[derive(Debug, Default)]
+pub struct Memberships {
+    names: Vec<String>,
+    by_user: std::collections::HashMap<String, (Vec<u32>, Vec<u32>)>,
+}
+
+impl Memberships {
+    /// The memberships of `groups` (id → name) with their member lists (member id, is a group).
+    fn of(groups: &BTreeMap<String, String>, members: &BTreeMap<String, Vec<(String, bool)>>) -> Self {
+        let index: BTreeMap<&str, u32> = groups
+            .keys()
+            .enumerate()
+            .filter_map(|(i, id)| Some((id.as_str(), u32::try_from(i).ok()?)))
+            .collect();
+        // parent groups of each group, for walking up nested membership
+        let mut parents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (group, list) in members {
+            for (member, is_group) in list {
+                if *is_group {
+                    parents.entry(member.as_str()).or_default().push(group.as_str());
+                }
             }
         }
-    }
-    let mut out: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
-    for (group, list) in members {
-        for (member, _) in list.iter().filter(|(_, is_group)| !is_group) {
-            let entry = out.entry(member.clone()).or_default();
-            if let Some(name) = groups.get(group) {
-                entry.0.insert(name.clone());
-            }
-            // every ancestor, guarding against membership cycles
-            let mut seen: BTreeSet<&str> = BTreeSet::new();
-            let mut stack = vec![group.as_str()];
-            while let Some(g) = stack.pop() {
-                if !seen.insert(g) {
-                    continue;
+        let mut sets: std::collections::HashMap<String, (BTreeSet<u32>, BTreeSet<u32>)> =
+            std::collections::HashMap::new();
+        for (group, list) in members {
+            for (member, _) in list.iter().filter(|(_, is_group)| !is_group) {
+                let entry = sets.entry(member.clone()).or_default();
+                if let Some(i) = index.get(group.as_str()) {
+                    entry.0.insert(*i);
                 }
-                if let Some(name) = groups.get(g) {
-                    entry.1.insert(name.clone());
+                // every ancestor, guarding against membership cycles
+                let mut seen: BTreeSet<&str> = BTreeSet::new();
+                let mut stack = vec![group.as_str()];
+                while let Some(g) = stack.pop() {
+                    if !seen.insert(g) {
+                        continue;
+                    }
+                    if let Some(i) = index.get(g) {
+                        entry.1.insert(*i);
+                    }
+                    stack.extend(parents.get(g).into_iter().flatten().copied());
                 }
-                stack.extend(parents.get(g).into_iter().flatten().copied());
             }
         }
+        Self {
+            names: groups.values().cloned().collect(),
+            by_user: sets
+                .into_iter()
+                .map(|(user, (direct, nested))| {
+                    (user, (direct.into_iter().collect(), nested.into_iter().collect()))
+                })
+                .collect(),
+        }
     }
-    out
+
+    /// The names of the groups `user` is a direct member of, and of all they belong to.
+    fn of_user(&self, user: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+        let names = |indices: &[u32]| -> BTreeSet<String> {
+            indices
+                .iter()
+                .filter_map(|i| self.names.get(*i as usize).cloned())
+                .collect()
+        };
+        match self.by_user.get(user) {
+            Some((direct, nested)) => (names(direct), names(nested)),
+            None => (BTreeSet::new(), BTreeSet::new()),
+        }
+    }
 }
 
 fn subscribed_sku(sku: &Map<String, Value>) -> Option<SubscribedSku> {
@@ -447,25 +486,32 @@ fn is_group_type(member: &Map<String, Value>) -> bool {
         .is_some_and(|t| t.ends_with(".group"))
 }
 
-/// Reads the whole tenant.
-pub async fn read_full(
-    tenant: &GraphTenant,
-    select: &str,
-    with_groups: bool,
-    customer: deskbridge_core::RecordId,
-    tracking: &DeltaTracking,
-    mapped_names: &BTreeSet<String>,
-) -> Result<TenantData, SyncError> {
+/// What a full read needs besides the tenant.
+pub struct FullRead<'a> {
+    /// The users `$select`.
+    pub select: &'a str,
+    /// Whether the mappings use groups (members are listed only then).
+    pub with_groups: bool,
+    pub customer: deskbridge_core::RecordId,
+    pub tracking: &'a DeltaTracking,
+    /// The group names the mappings use.
+    pub mapped_names: &'a BTreeSet<String>,
+    /// Sign-in activity to add to the users, when read.
+    pub sign_ins: Option<&'a SignIns>,
+}
+
+/// Reads the whole tenant and hands it to the pipeline as it goes: the partition begins with the
+/// tenant's licences and groups (memberships are worked out first, kept compactly), then each
+/// page of users Graph returns is a page of the read, and the partition ends with the delta links
+/// taken before the read began. Only one page of users is held at a time.
+pub async fn read_full(tenant: &GraphTenant, read: FullRead<'_>, out: &mut Emitter) -> Result<(), SyncError> {
     let mut requests = 0;
     let wrap = |e: GraphError| from_graph(&e);
     // Delta starting points first: whatever changes during the read is reported next time.
     // Each changed user is fetched afresh with the mapped properties, whatever the delta tracks.
-    let cursors = latest_links(tenant, tracking, &mut requests)
+    let mut cursors = latest_links(tenant, read.tracking, &mut requests)
         .await
         .map_err(wrap)?;
-
-    let users_url = format!("/users?$select={select}&$top=999&$expand=manager($select=id)");
-    let raw_users = all_pages(tenant, users_url, &mut requests).await.map_err(wrap)?;
     let groups_raw = all_pages(
         tenant,
         "/groups?$select=id,displayName&$top=999".into(),
@@ -482,8 +528,9 @@ pub async fn read_full(
             ))
         })
         .collect();
+    drop(groups_raw);
     let mut members: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
-    if with_groups {
+    if read.with_groups {
         let listings: Vec<MemberListing> = futures::stream::iter(groups.keys().cloned())
             .map(|id| async move {
                 let mut n = 0;
@@ -508,17 +555,8 @@ pub async fn read_full(
             members.insert(id, entries);
         }
     }
-    let by_user = memberships(&groups, &members);
-    let mut users = Vec::with_capacity(raw_users.len());
-    for raw in raw_users {
-        if let Some(mut user) = source_user(raw) {
-            if let Some((direct, nested)) = by_user.get(&user.external_id) {
-                user.groups = direct.clone();
-                user.transitive_groups = nested.clone();
-            }
-            users.push(user);
-        }
-    }
+    let memberships = Memberships::of(&groups, &members);
+    drop(members);
     let skus = tenant
         .get_page::<Map<String, Value>>("/subscribedSkus")
         .await
@@ -527,26 +565,47 @@ pub async fn read_full(
     requests += 1;
     let mapped: BTreeMap<String, String> = groups
         .iter()
-        .filter(|(_, name)| mapped_names.contains(*name))
+        .filter(|(_, name)| read.mapped_names.contains(*name))
         .map(|(id, name)| (id.clone(), name.clone()))
         .collect();
-    let mut cursors = cursors;
     cursors.push((MAPPED_GROUPS.into(), mapped_groups_cursor(&mapped)));
-    Ok(TenantData {
-        read: TenantRead {
+    out.emit(ReadEvent::Begin(PartitionStart {
+        tenant_id: tenant.tenant_id().to_owned(),
+        customer_id: Some(read.customer),
+        mode: ReadMode::Full,
+        subscribed_skus: Some(skus.iter().filter_map(subscribed_sku).collect()),
+        groups: Some(groups.into_values().collect()),
+    }))
+    .await?;
+    let users_url = format!(
+        "/users?$select={}&$top=999&$expand=manager($select=id)",
+        read.select
+    );
+    let mut pager = tenant.pager::<Map<String, Value>>(users_url);
+    while let Some(page) = pager.next_page().await.map_err(wrap)? {
+        requests += 1;
+        let mut users: Vec<SourceUser> = page.value.into_iter().filter_map(source_user).collect();
+        for user in &mut users {
+            (user.groups, user.transitive_groups) = memberships.of_user(&user.external_id);
+        }
+        if let Some(sign_ins) = read.sign_ins {
+            add_sign_ins(&mut users, sign_ins);
+        }
+        out.emit(ReadEvent::Page(deskbridge_source::Page {
             tenant_id: tenant.tenant_id().to_owned(),
-            customer_id: Some(customer),
-            mode: ReadMode::Full,
-            completeness: Completeness::Complete,
-            users,
+            records: users.into_iter().map(SourceRecord::User).collect(),
             removed: Vec::new(),
-            subscribed_skus: Some(skus.iter().filter_map(subscribed_sku).collect()),
-        },
-        groups: groups.into_values().collect(),
+            cursors: Vec::new(),
+        }))
+        .await?;
+    }
+    out.emit(ReadEvent::End(PartitionEnd {
+        tenant_id: tenant.tenant_id().to_owned(),
+        completeness: Completeness::Complete,
         cursors,
         requests,
-        sign_in_warning: None,
-    })
+    }))
+    .await
 }
 
 /// What a delta round starts from: the stored links and the mapped groups as last seen.
@@ -751,14 +810,12 @@ pub async fn read_delta(
                 .collect(),
             subscribed_skus: None,
         },
-        groups: BTreeSet::new(),
         cursors: vec![
             (USERS_DELTA.into(), new_users_link),
             (GROUPS_DELTA.into(), new_groups_link),
             (MAPPED_GROUPS.into(), mapped_groups_cursor(&mapped)),
         ],
         requests,
-        sign_in_warning: None,
     })
 }
 
@@ -785,15 +842,15 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let by_user = memberships(&groups, &members);
-        let (direct, nested) = &by_user["u2"];
+        let by_user = Memberships::of(&groups, &members);
+        let (direct, nested) = by_user.of_user("u2");
         assert_eq!(direct.iter().collect::<Vec<_>>(), ["London"]);
         assert_eq!(
             nested.len(),
             3,
             "London, and through the cycle Staff and Everyone"
         );
-        assert_eq!(by_user["u1"].0.iter().collect::<Vec<_>>(), ["Staff"]);
+        assert_eq!(by_user.of_user("u1").0.iter().collect::<Vec<_>>(), ["Staff"]);
     }
 
     #[test]

@@ -1,19 +1,18 @@
 //! Entra ID as a [`Source`]: a connection reads one tenant — in full (users with managers and
-//! licences, groups and their members, subscribed SKUs) or as a delta round from the stored delta
-//! links — and yields it as one partition.
+//! licences, groups and their members, subscribed SKUs), streamed a Graph page at a time, or as a
+//! delta round from the stored delta links — and yields it as one partition.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use deskbridge_graph::{GraphConfig, GraphTenant};
-use deskbridge_mapping::{MappingConfig, ReadMode, ValidatedConfig};
+use deskbridge_mapping::{MappingConfig, ValidatedConfig};
 use deskbridge_source::desk::SourceProperties;
 use deskbridge_source::{
-    BoxFuture, CheckPoint, Page, Partition, PartitionEnd, PartitionStart, ReadEvent, ReadRequest, Source,
-    SourceConnection, SourceContext, SourceRecord, StoredCursors, SyncError,
+    BoxFuture, CheckPoint, Emitter, Page, Partition, PartitionEnd, PartitionStart, ReadEvent, ReadRequest,
+    Source, SourceConnection, SourceContext, SourceRecord, StoredCursors, SyncError, read_stream,
 };
 use deskbridge_store::{Connection, IntegrationError};
-use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use serde_json::{Map, Value};
 
@@ -106,14 +105,14 @@ impl EntraConnection {
             .await
     }
 
-    /// Reads the tenant: a delta round when the stored links were taken under the current
-    /// settings, a full read otherwise (or when the delta token is refused).
-    async fn read_tenant(
+    /// Reads the tenant into `out`: a delta round when the stored links were taken under the
+    /// current settings, a full read otherwise (or when the delta token is refused).
+    async fn read_into(
         &self,
         cx: &SourceContext,
         request: ReadRequest<'_>,
-        notes: &mut Vec<String>,
-    ) -> Result<TenantData, SyncError> {
+        out: &mut Emitter,
+    ) -> Result<(), SyncError> {
         let config = request.config;
         let settings = &self.settings;
         let tenant_id = settings.tenant_id.as_str();
@@ -132,72 +131,82 @@ impl EntraConnection {
             .map_or_else(|| DeltaTracking::all_changes().fingerprint(), str::to_owned);
         let same_tracking = tracked == tracking.fingerprint();
         if settings.delta && !request.full && !same_tracking && users_link.is_some() {
-            notes.push(
+            out.emit(ReadEvent::Note(
                 "the sync method or the mappings changed since the delta links were taken; running a full import, \
                  which plans every user under the new settings and starts tracking with them"
                     .into(),
-            );
+            ))
+            .await?;
         }
-        let mut data = None;
         if settings.delta
             && !request.full
             && same_tracking
             && let (Some(users), Some(groups)) = (users_link, groups_link)
         {
+            let state = read::DeltaState {
+                users_link: users,
+                groups_link: groups,
+                mapped_groups,
+            };
             match read::read_delta(
                 &tenant,
                 &select,
                 with_groups,
                 settings.customer_id,
-                read::DeltaState {
-                    users_link: users,
-                    groups_link: groups,
-                    mapped_groups,
-                },
+                state,
                 &mapped_names,
             )
             .await
             {
-                Ok(read) => data = Some(read),
+                Ok(mut data) => {
+                    if let Some(sign_ins) = self.sign_ins(&tenant, &mut data.requests, out).await? {
+                        read::add_sign_ins(&mut data.read.users, &sign_ins);
+                    }
+                    return emit_delta(data, out).await;
+                }
                 Err(e) if e.is_resync_required() => {
-                    notes.push(format!(
+                    out.emit(ReadEvent::Note(format!(
                         "the delta token was refused ({e}); running a full import instead"
-                    ));
+                    )))
+                    .await?;
                 }
                 Err(e) => return Err(from_graph(&e)),
             }
         }
-        let mut data = match data {
-            Some(data) => data,
-            None => {
-                read::read_full(
-                    &tenant,
-                    &select,
-                    with_groups,
-                    settings.customer_id,
-                    &tracking,
-                    &mapped_names,
-                )
-                .await?
-            }
+        let mut sign_in_requests = 0;
+        let sign_ins = self.sign_ins(&tenant, &mut sign_in_requests, out).await?;
+        let full = read::FullRead {
+            select: &select,
+            with_groups,
+            customer: settings.customer_id,
+            tracking: &tracking,
+            mapped_names: &mapped_names,
+            sign_ins: sign_ins.as_ref(),
         };
-        if settings.last_sign_in {
-            data.sign_in_warning = self.read_sign_ins(&tenant, &mut data).await;
-        }
-        Ok(data)
+        read::read_full(&tenant, full, out).await
     }
 
-    /// Adds the users' last sign-in dates; a tenant without them gives a warning, not a failure.
-    async fn read_sign_ins(&self, tenant: &GraphTenant, data: &mut TenantData) -> Option<IntegrationError> {
-        let unavailable = match read::read_sign_ins(tenant, &mut data.read.users, &mut data.requests).await {
-            Ok(u) => u,
-            Err(e) => Some(read::SignInUnavailable {
+    /// The users' last sign-in dates when the connection imports them; a tenant without them
+    /// gives a warning (the run goes on without the dates), not a failure.
+    async fn sign_ins(
+        &self,
+        tenant: &GraphTenant,
+        requests: &mut u64,
+        out: &mut Emitter,
+    ) -> Result<Option<read::SignIns>, SyncError> {
+        if !self.settings.last_sign_in {
+            return Ok(None);
+        }
+        let unavailable = match read::read_sign_ins(tenant, requests).await {
+            Ok(Ok(sign_ins)) => return Ok(Some(sign_ins)),
+            Ok(Err(unavailable)) => unavailable,
+            Err(e) => read::SignInUnavailable {
                 code: e.code().to_string(),
                 message: e.to_string(),
                 remedy: String::new(),
-            }),
-        }?;
-        Some(IntegrationError {
+            },
+        };
+        out.emit(ReadEvent::Warning(IntegrationError {
             tenant_id: Some(self.settings.tenant_id.clone()),
             entity: Some("user".into()),
             external_id: None,
@@ -208,35 +217,34 @@ impl EntraConnection {
             } else {
                 unavailable.remedy
             }),
-        })
+        }))
+        .await?;
+        Ok(None)
     }
 }
 
-/// A tenant's read as events: the partition opened with its licences and groups, its users a page
-/// at a time (the removals with the last), and closed with its cursors.
-fn events(data: TenantData, notes: Vec<String>) -> Vec<ReadEvent> {
+/// A delta round as events: the partition opened, its changed users a page at a time (the
+/// removals with the last), and closed with its new links.
+async fn emit_delta(data: TenantData, out: &mut Emitter) -> Result<(), SyncError> {
     let TenantData {
         read,
-        groups,
         cursors,
         requests,
-        sign_in_warning,
     } = data;
-    let mut out: Vec<ReadEvent> = notes.into_iter().map(ReadEvent::Note).collect();
-    out.push(ReadEvent::Begin(PartitionStart {
+    out.emit(ReadEvent::Begin(PartitionStart {
         tenant_id: read.tenant_id.clone(),
         customer_id: read.customer_id,
         mode: read.mode,
         subscribed_skus: read.subscribed_skus,
-        groups: (read.mode == ReadMode::Full).then_some(groups),
-    }));
-    out.extend(sign_in_warning.map(ReadEvent::Warning));
+        groups: None,
+    }))
+    .await?;
     let mut users = read.users;
     let mut removed = Some(read.removed);
     loop {
         let rest = users.split_off(users.len().min(PAGE_SIZE));
         let last = rest.is_empty();
-        out.push(ReadEvent::Page(Page {
+        out.emit(ReadEvent::Page(Page {
             tenant_id: read.tenant_id.clone(),
             records: users.into_iter().map(SourceRecord::User).collect(),
             removed: if last {
@@ -245,19 +253,20 @@ fn events(data: TenantData, notes: Vec<String>) -> Vec<ReadEvent> {
                 Vec::new()
             },
             cursors: Vec::new(),
-        }));
+        }))
+        .await?;
         if last {
             break;
         }
         users = rest;
     }
-    out.push(ReadEvent::End(PartitionEnd {
+    out.emit(ReadEvent::End(PartitionEnd {
         tenant_id: read.tenant_id,
         completeness: read.completeness,
         cursors,
         requests,
-    }));
-    out
+    }))
+    .await
 }
 
 impl SourceConnection for EntraConnection {
@@ -301,18 +310,7 @@ impl SourceConnection for EntraConnection {
         cx: &'a SourceContext,
         request: ReadRequest<'a>,
     ) -> BoxStream<'a, Result<ReadEvent, SyncError>> {
-        let read = async move {
-            let mut notes = Vec::new();
-            let data = self.read_tenant(cx, request, &mut notes).await?;
-            Ok::<_, SyncError>(events(data, notes))
-        };
-        Box::pin(futures::stream::once(read).flat_map(|result| {
-            let items: Vec<Result<ReadEvent, SyncError>> = match result {
-                Ok(events) => events.into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(e)],
-            };
-            futures::stream::iter(items)
-        }))
+        read_stream(move |mut out| async move { self.read_into(cx, request, &mut out).await })
     }
 
     fn group_names<'a>(
