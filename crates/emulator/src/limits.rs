@@ -33,6 +33,15 @@ pub struct Faults {
     pub expired_secret_apps: Vec<String>,
     /// Incremental delta pages repeat some entries (clients must be idempotent).
     pub delta_replays: bool,
+    /// Collection pages hold at most this many items whatever `$top` asks (Graph's `$top` is a
+    /// maximum: the service may return fewer), so small tenants read in many pages.
+    pub max_page_size: Option<usize>,
+    /// The user listing's page with this number (1 for the first) is answered with truncated
+    /// JSON every time it is asked for: a page no retry can read.
+    pub malformed_users_page: Option<usize>,
+    /// Properties of users rendered with another value than the world holds (user id →
+    /// property → raw JSON value): wrong types, oversize values, what a client must refuse.
+    pub corrupt_user_properties: Vec<(String, String, serde_json::Value)>,
     /// Seed of the fault dice.
     pub seed: u64,
 }
@@ -52,6 +61,9 @@ impl Default for Faults {
             delta_tokens_expired_before: None,
             expired_secret_apps: vec![],
             delta_replays: false,
+            max_page_size: None,
+            malformed_users_page: None,
+            corrupt_user_properties: Vec::new(),
             seed: 1,
         }
     }

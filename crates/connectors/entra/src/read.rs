@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::error::from_graph;
 use deskbridge_source::{Emitter, PartitionEnd, PartitionStart, ReadEvent, SourceRecord, SyncError};
+use deskbridge_store::IntegrationError;
 
 pub const USERS_DELTA: &str = "users/delta";
 pub const GROUPS_DELTA: &str = "groups/delta";
@@ -201,6 +202,8 @@ const FAN_OUT: usize = 8;
 #[derive(Debug, Clone)]
 pub struct TenantData {
     pub read: TenantRead,
+    /// Users read but not importable as Graph sent them.
+    pub rejected: Vec<RejectedUser>,
     /// Delta links to store (stream → link) once the read has been applied.
     pub cursors: Vec<(String, String)>,
     /// Requests made.
@@ -299,8 +302,92 @@ fn looks_external(properties: &Map<String, Value>) -> bool {
     guest || ext
 }
 
-fn source_user(mut properties: Map<String, Value>) -> Option<SourceUser> {
-    let external_id = properties.get("id")?.as_str()?.to_owned();
+/// The longest text a property of a user may hold. Graph's own limits are far below it (a display
+/// name holds 256 characters): a longer value is a corrupt response, never a person's data.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+
+/// A user Graph returned that cannot be imported as it is: what is wrong, said once, and which
+/// user (when its id could be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedUser {
+    pub id: Option<String>,
+    pub message: String,
+}
+
+/// Checks a user's properties before anything is read from them: the id is text, the properties
+/// the pipeline reads itself have Graph's types, and no text is longer than [`MAX_TEXT_BYTES`].
+/// Nothing is coerced into a default: a wrong type would otherwise become, say, an enabled
+/// account.
+fn check_user(properties: &Map<String, Value>) -> Result<String, RejectedUser> {
+    let id = match properties.get("id") {
+        Some(Value::String(id)) if !id.trim().is_empty() => id.clone(),
+        other => {
+            return Err(RejectedUser {
+                id: None,
+                message: format!("a user has no id (Graph sent {})", describe(other)),
+            });
+        }
+    };
+    let reject = |message: String| RejectedUser {
+        id: Some(id.clone()),
+        message,
+    };
+    let expect = |property: &str, ok: fn(&Value) -> bool, what: &str| -> Result<(), RejectedUser> {
+        match properties.get(property) {
+            Some(value) if !value.is_null() && !ok(value) => Err(reject(format!(
+                "user {id}: {property} must be {what}, but Graph sent {}",
+                describe(Some(value))
+            ))),
+            _ => Ok(()),
+        }
+    };
+    expect("accountEnabled", Value::is_boolean, "true or false")?;
+    for text in [
+        "userPrincipalName",
+        "displayName",
+        "mail",
+        "userType",
+        "givenName",
+        "surname",
+    ] {
+        expect(text, Value::is_string, "text")?;
+    }
+    expect("assignedLicenses", Value::is_array, "a list")?;
+    for (property, value) in properties {
+        if let Some(len) = longest_text(value).filter(|len| *len > MAX_TEXT_BYTES) {
+            return Err(reject(format!(
+                "user {id}: {property} holds a text of {len} bytes, more than the {MAX_TEXT_BYTES} a property may hold"
+            )));
+        }
+    }
+    Ok(id)
+}
+
+/// The longest text anywhere in a value.
+fn longest_text(value: &Value) -> Option<usize> {
+    match value {
+        Value::String(s) => Some(s.len()),
+        Value::Array(items) => items.iter().filter_map(longest_text).max(),
+        Value::Object(map) => map.values().filter_map(longest_text).max(),
+        _ => None,
+    }
+}
+
+/// A value's type for messages (never the value itself: it may be huge or personal).
+fn describe(value: Option<&Value>) -> &'static str {
+    match value {
+        None => "nothing",
+        Some(Value::Null) => "null",
+        Some(Value::Bool(_)) => "a boolean",
+        Some(Value::Number(_)) => "a number",
+        Some(Value::String(_)) => "text",
+        Some(Value::Array(_)) => "a list",
+        Some(Value::Object(_)) => "an object",
+    }
+}
+
+fn source_user(mut properties: Map<String, Value>) -> Result<SourceUser, RejectedUser> {
+    let external_id = check_user(&properties)?;
     let manager_id = properties
         .remove("manager")
         .and_then(|m| m.get("id").and_then(Value::as_str).map(str::to_owned));
@@ -314,11 +401,12 @@ fn source_user(mut properties: Map<String, Value>) -> Option<SourceUser> {
                 .collect()
         })
         .unwrap_or_default();
+    // Checked above: a boolean, or absent (Graph leaves out what was not selected).
     let account_enabled = properties
         .get("accountEnabled")
         .and_then(Value::as_bool)
         .unwrap_or(true);
-    Some(SourceUser {
+    Ok(SourceUser {
         external_id,
         manager_id,
         groups: BTreeSet::new(),
@@ -328,6 +416,22 @@ fn source_user(mut properties: Map<String, Value>) -> Option<SourceUser> {
         external: looks_external(&properties),
         properties,
     })
+}
+
+/// A rejected user as the error recorded against the run.
+pub fn rejected_error(tenant: &str, rejected: RejectedUser) -> IntegrationError {
+    IntegrationError {
+        tenant_id: Some(tenant.to_owned()),
+        entity: Some("user".into()),
+        external_id: rejected.id,
+        code: deskbridge_core::ErrorCode::UpstreamMalformedResponse.to_string(),
+        message: format!("{}; the user was not imported", rejected.message),
+        remedy: Some(
+            "Nothing was changed for this user, and nobody is deactivated for being absent from this read. \
+             If the value is right in Entra ID, report the response to Microsoft; the next sync reads it again."
+                .into(),
+        ),
+    }
 }
 
 async fn all_pages(
@@ -582,9 +686,21 @@ pub async fn read_full(tenant: &GraphTenant, read: FullRead<'_>, out: &mut Emitt
         read.select
     );
     let mut pager = tenant.pager::<Map<String, Value>>(users_url);
+    let mut completeness = Completeness::Complete;
     while let Some(page) = pager.next_page().await.map_err(wrap)? {
         requests += 1;
-        let mut users: Vec<SourceUser> = page.value.into_iter().filter_map(source_user).collect();
+        let mut users = Vec::with_capacity(page.value.len());
+        for raw in page.value {
+            match source_user(raw) {
+                Ok(user) => users.push(user),
+                Err(rejected) => {
+                    // Someone was not read: absence from this read proves nothing.
+                    completeness = Completeness::Partial;
+                    out.emit(ReadEvent::Warning(rejected_error(tenant.tenant_id(), rejected)))
+                        .await?;
+                }
+            }
+        }
         for user in &mut users {
             (user.groups, user.transitive_groups) = memberships.of_user(&user.external_id);
         }
@@ -601,7 +717,7 @@ pub async fn read_full(tenant: &GraphTenant, read: FullRead<'_>, out: &mut Emitt
     }
     out.emit(ReadEvent::End(PartitionEnd {
         tenant_id: tenant.tenant_id().to_owned(),
-        completeness: Completeness::Complete,
+        completeness,
         cursors,
         requests,
     }))
@@ -730,69 +846,79 @@ pub async fn read_delta(
     }
     // A user both changed and removed in the round: the last word is in the removal set only if
     // fetching them fails; restored users come back as changes.
-    let fetches: Vec<(String, Option<SourceUser>, u64)> = futures::stream::iter(changed)
-        .map(|id| async move {
-            let url = format!("/users/{id}?$select={select}&$expand=manager($select=id)");
-            // The user and both membership lists at once: three round trips in the time of one.
-            let (mut direct_n, mut nested_n) = (0, 0);
-            let memberships = async {
-                if !with_groups {
-                    return Ok((Vec::new(), Vec::new()));
-                }
-                futures::try_join!(
-                    all_pages(
-                        tenant,
-                        format!("/users/{id}/memberOf?$select=id,displayName&$top=999"),
-                        &mut direct_n,
-                    ),
-                    all_pages(
-                        tenant,
-                        format!("/users/{id}/transitiveMemberOf?$select=id,displayName&$top=999"),
-                        &mut nested_n,
-                    ),
-                )
-            };
-            let (user, memberships) =
-                futures::join!(tenant.get_json::<Map<String, Value>>(&url), memberships);
-            let user = match user {
-                Ok(raw) => source_user(raw),
-                Err(e) if e.class() == Some(deskbridge_graph::GraphErrorClass::NotFound) => None,
-                Err(e) => return Err(e),
-            };
-            let n = 1 + direct_n + nested_n;
-            let user = match (user, with_groups) {
-                (Some(mut user), true) => {
-                    // A user deleted meanwhile has no memberships to read: that NotFound is the
-                    // user's, reported above; any other failure stops the round.
-                    let (direct, nested) = memberships?;
-                    let names = |list: Vec<Map<String, Value>>| -> BTreeSet<String> {
-                        list.into_iter()
-                            .filter(is_group_type)
-                            .filter_map(|g| g.get("displayName")?.as_str().map(str::to_owned))
-                            .collect()
-                    };
-                    user.groups = names(direct);
-                    user.transitive_groups = names(nested);
-                    Some(user)
-                }
-                (user, _) => user,
-            };
-            Ok((id, user, n))
-        })
-        .buffer_unordered(FAN_OUT)
-        .try_collect()
-        .await?;
+    let fetches: Vec<(String, Result<Option<SourceUser>, RejectedUser>, u64)> =
+        futures::stream::iter(changed)
+            .map(|id| async move {
+                let url = format!("/users/{id}?$select={select}&$expand=manager($select=id)");
+                // The user and both membership lists at once: three round trips in the time of one.
+                let (mut direct_n, mut nested_n) = (0, 0);
+                let memberships = async {
+                    if !with_groups {
+                        return Ok((Vec::new(), Vec::new()));
+                    }
+                    futures::try_join!(
+                        all_pages(
+                            tenant,
+                            format!("/users/{id}/memberOf?$select=id,displayName&$top=999"),
+                            &mut direct_n,
+                        ),
+                        all_pages(
+                            tenant,
+                            format!("/users/{id}/transitiveMemberOf?$select=id,displayName&$top=999"),
+                            &mut nested_n,
+                        ),
+                    )
+                };
+                let (user, memberships) =
+                    futures::join!(tenant.get_json::<Map<String, Value>>(&url), memberships);
+                let user = match user {
+                    Ok(raw) => match source_user(raw) {
+                        Ok(user) => Some(user),
+                        Err(rejected) => return Ok((id, Err(rejected), 1 + direct_n + nested_n)),
+                    },
+                    Err(e) if e.class() == Some(deskbridge_graph::GraphErrorClass::NotFound) => None,
+                    Err(e) => return Err(e),
+                };
+                let n = 1 + direct_n + nested_n;
+                let user = match (user, with_groups) {
+                    (Some(mut user), true) => {
+                        // A user deleted meanwhile has no memberships to read: that NotFound is the
+                        // user's, reported above; any other failure stops the round.
+                        let (direct, nested) = memberships?;
+                        let names = |list: Vec<Map<String, Value>>| -> BTreeSet<String> {
+                            list.into_iter()
+                                .filter(is_group_type)
+                                .filter_map(|g| g.get("displayName")?.as_str().map(str::to_owned))
+                                .collect()
+                        };
+                        user.groups = names(direct);
+                        user.transitive_groups = names(nested);
+                        Some(user)
+                    }
+                    (user, _) => user,
+                };
+                Ok((id, Ok(user), n))
+            })
+            .buffer_unordered(FAN_OUT)
+            .try_collect()
+            .await?;
     let mut users = Vec::new();
+    let mut rejected = Vec::new();
     for (id, user, n) in fetches {
         requests += n;
         match user {
-            Some(user) => {
+            Ok(Some(user)) => {
                 removed.remove(&user.external_id);
                 users.push(user);
             }
             // Gone since the delta page was written: a soft delete at least.
-            None => {
+            Ok(None) => {
                 removed.entry(id).or_insert(RemovalReason::Changed);
+            }
+            // Read, but not importable: neither changed nor removed (it exists).
+            Err(user) => {
+                removed.remove(&id);
+                rejected.push(user);
             }
         }
     }
@@ -810,6 +936,7 @@ pub async fn read_delta(
                 .collect(),
             subscribed_skus: None,
         },
+        rejected,
         cursors: vec![
             (USERS_DELTA.into(), new_users_link),
             (GROUPS_DELTA.into(), new_groups_link),
@@ -862,10 +989,55 @@ mod tests {
             "manager@odata.context": "x"
         });
         let user = source_user(raw.as_object().unwrap().clone()).unwrap();
+        assert!(!user.is_external());
         assert_eq!(user.manager_id.as_deref(), Some("m1"));
         assert!(!user.account_enabled);
         assert!(user.sku_ids.contains("6fd2c87f-b296-42f0-b197-1e91e994b900"));
         assert!(!user.properties.contains_key("manager"));
         assert!(!user.properties.contains_key("manager@odata.context"));
+    }
+
+    fn user(raw: serde_json::Value) -> Result<SourceUser, RejectedUser> {
+        source_user(raw.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn guests_are_external_by_type_or_principal_name() {
+        let guest = user(serde_json::json!({"id": "g1", "userType": "Guest"})).unwrap();
+        assert!(guest.is_external());
+        let invited =
+            user(serde_json::json!({"id": "g2", "userPrincipalName": "ada_x.com#EXT#@t.onmicrosoft.com"}))
+                .unwrap();
+        assert!(invited.is_external());
+    }
+
+    #[test]
+    fn users_graph_could_not_have_sent_are_rejected_not_coerced() {
+        let no_id = user(serde_json::json!({"displayName": "Ada"})).unwrap_err();
+        assert_eq!(no_id.id, None);
+        assert!(no_id.message.contains("no id"), "{}", no_id.message);
+        let wrong = user(serde_json::json!({"id": "u1", "accountEnabled": "yes"})).unwrap_err();
+        assert_eq!(wrong.id.as_deref(), Some("u1"));
+        assert!(
+            wrong.message.contains("accountEnabled must be true or false"),
+            "{}",
+            wrong.message
+        );
+        assert!(wrong.message.contains("sent text"), "{}", wrong.message);
+        let licences = user(serde_json::json!({"id": "u1", "assignedLicenses": {"skuId": "x"}})).unwrap_err();
+        assert!(
+            licences.message.contains("assignedLicenses must be a list"),
+            "{}",
+            licences.message
+        );
+        let long = "x".repeat(MAX_TEXT_BYTES + 1);
+        let oversize = user(serde_json::json!({"id": "u1", "department": long})).unwrap_err();
+        assert!(
+            oversize.message.contains("department holds a text of"),
+            "{}",
+            oversize.message
+        );
+        // A null is "no value", as Graph sends for empty properties.
+        assert!(user(serde_json::json!({"id": "u1", "accountEnabled": null, "mail": null})).is_ok());
     }
 }

@@ -228,9 +228,15 @@ impl EntraConnection {
 async fn emit_delta(data: TenantData, out: &mut Emitter) -> Result<(), SyncError> {
     let TenantData {
         read,
+        rejected,
         cursors,
         requests,
     } = data;
+    let completeness = if rejected.is_empty() {
+        read.completeness
+    } else {
+        deskbridge_mapping::Completeness::Partial
+    };
     out.emit(ReadEvent::Begin(PartitionStart {
         tenant_id: read.tenant_id.clone(),
         customer_id: read.customer_id,
@@ -239,6 +245,10 @@ async fn emit_delta(data: TenantData, out: &mut Emitter) -> Result<(), SyncError
         groups: None,
     }))
     .await?;
+    for user in rejected {
+        out.emit(ReadEvent::Warning(read::rejected_error(&read.tenant_id, user)))
+            .await?;
+    }
     let mut users = read.users;
     let mut removed = Some(read.removed);
     loop {
@@ -262,7 +272,7 @@ async fn emit_delta(data: TenantData, out: &mut Emitter) -> Result<(), SyncError
     }
     out.emit(ReadEvent::End(PartitionEnd {
         tenant_id: read.tenant_id,
-        completeness: read.completeness,
+        completeness,
         cursors,
         requests,
     }))

@@ -73,6 +73,7 @@ pub(crate) fn route(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &F
         req,
         caller,
         t,
+        faults,
         world: &world,
     };
     match s.as_slice() {
@@ -122,6 +123,7 @@ struct Ctx<'a> {
     req: &'a Req<'a>,
     caller: &'a Caller,
     t: &'a Tenant,
+    faults: &'a Faults,
     #[allow(dead_code)]
     world: &'a World,
 }
@@ -159,16 +161,22 @@ fn canonical<'a>(allowed: &'a [&'a str], name: &str) -> &'a str {
 
 impl Ctx<'_> {
     fn page_size(&self, default: usize, max: usize) -> GResult<usize> {
-        match self.req.param("$top") {
-            None => Ok(default),
+        let asked = match self.req.param("$top") {
+            None => default,
             Some(raw) => match raw.parse::<usize>() {
-                Ok(n) if (1..=max).contains(&n) => Ok(n),
-                Ok(n) if n > max && max == 500 => Ok(max),
-                _ => Err(bad_request(format!(
-                    "Invalid page size specified: '{raw}'. Must be between 1 and {max} inclusive."
-                ))),
+                Ok(n) if (1..=max).contains(&n) => n,
+                Ok(n) if n > max && max == 500 => max,
+                _ => {
+                    return Err(bad_request(format!(
+                        "Invalid page size specified: '{raw}'. Must be between 1 and {max} inclusive."
+                    )));
+                }
             },
-        }
+        };
+        Ok(self
+            .faults
+            .max_page_size
+            .map_or(asked, |cap| asked.min(cap.max(1))))
     }
 
     fn start(&self) -> GResult<usize> {
@@ -297,6 +305,11 @@ impl Ctx<'_> {
 
     fn render_user_full(&self, u: &User, sel: &Selection, expand: &Option<Selection>) -> Value {
         let mut map = render_user(u, sel);
+        for (id, property, value) in &self.faults.corrupt_user_properties {
+            if id == &u.id {
+                map.insert(property.clone(), value.clone());
+            }
+        }
         if let Some(msel) = expand
             && let Some(m) = u.manager_id.as_deref().and_then(|id| self.t.user(id))
         {
@@ -387,6 +400,14 @@ impl Ctx<'_> {
         let sign_in = self.sign_in_checks(&sel, &filter)?;
         let expand = self.user_expand()?;
         let size = self.page_size(100, if sign_in { 500 } else { 999 })?;
+        if let Some(broken) = self.faults.malformed_users_page
+            && self.start()? / size + 1 == broken
+        {
+            return Ok(Resp {
+                body: super::Body::Malformed(r#"{"@odata.context":"…","value":[{"id":"#.into()),
+                ..Resp::json(StatusCode::OK, Value::Null)
+            });
+        }
         let users = &self.t.users;
         let order = self.order(
             &["displayName", "userPrincipalName"],
