@@ -301,7 +301,10 @@ async fn memory(args: &BenchArgs, exe: &Path, work: &Path, report: &mut Report) 
         "small_tenant_users": small_users, "latency_ms": 0, "throttling": false,
         "concurrency": args.concurrency, "seed": args.seed});
     let mut peaks = Vec::new();
+    // A tenant a tenth the size of the large one: memory must not grow with the tenant.
+    let tenth = (large / 10).max(1);
     for (name, tenants, users) in [
+        ("one tenant a tenth the size", 1, tenth),
         ("one large tenant", 1, large),
         ("many small tenants", small_tenants, small_users),
     ] {
@@ -324,6 +327,14 @@ async fn memory(args: &BenchArgs, exe: &Path, work: &Path, report: &mut Report) 
             .collect::<Vec<_>>()
             .join(", "),
         met: worst > 0 && worst <= 200_000_000,
+    });
+    let (tenth_peak, large_peak) = (peaks.first().copied().unwrap_or(0), peaks.get(1).copied().unwrap_or(0));
+    let growth = large_peak as f64 / tenth_peak.max(1) as f64;
+    report.targets.push(Target {
+        what: format!("peak RSS of the {large}-user tenant against the {tenth}-user tenant"),
+        target: "≤ 1.3× (flat in tenant size)".into(),
+        measured: format!("{growth:.2}×"),
+        met: tenth_peak > 0 && growth <= 1.3,
     });
     Ok(())
 }

@@ -81,6 +81,13 @@ enum Command {
     Bench(deskbridge_bench::BenchArgs),
 }
 
+/// mimalloc rather than the system allocator: a sync allocates and frees a page of records at a
+/// time on many threads, and glibc's per-thread arenas kept the freed pages, so a process's peak
+/// memory grew with the tenant's size although what it held did not (measured in
+/// docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = settings::init_logging(cli.global.log_format) {

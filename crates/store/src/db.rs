@@ -556,11 +556,11 @@ impl StoreTx {
 
     async fn run_execute(&mut self, sql: &str, args: &[Sql]) -> Result<u64> {
         Ok(match &mut self.conn {
-            Conn::Sqlite(tx) => bind_all!(sqlx::query(AssertSqlSafe(sqlite_sql(sql))), args)
+            Conn::Sqlite(tx) => bind_all!(sqlx::query(AssertSqlSafe(sqlite_sql(sql))).persistent(cached(args)), args)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected(),
-            Conn::Postgres(tx) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())), args)
+            Conn::Postgres(tx) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())).persistent(cached(args)), args)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected(),
@@ -574,13 +574,13 @@ impl StoreTx {
         match &mut self.conn {
             Conn::Sqlite(tx) => {
                 let sql = AssertSqlSafe(sqlite_sql(sql));
-                for row in bind_all!(sqlx::query(sql), args).fetch_all(&mut **tx).await? {
+                for row in bind_all!(sqlx::query(sql).persistent(cached(args)), args).fetch_all(&mut **tx).await? {
                     out.push(decode_row!(row, types));
                 }
             }
             Conn::Postgres(tx) => {
                 let sql = AssertSqlSafe(sql.to_owned());
-                for row in bind_all!(sqlx::query(sql), args).fetch_all(&mut **tx).await? {
+                for row in bind_all!(sqlx::query(sql).persistent(cached(args)), args).fetch_all(&mut **tx).await? {
                     out.push(decode_row!(row, types));
                 }
             }
@@ -631,6 +631,16 @@ impl StoreTx {
         }
         Ok(())
     }
+}
+
+/// Statements with more parameters than this are list queries (`IN (…)` over a page of ids,
+/// multi-row inserts) whose text changes with the list's length: they are not kept in the
+/// connection's statement cache, which would otherwise hold up to a hundred large prepared
+/// statements per connection, growing with the number of pages a sync reads.
+const CACHED_PARAMETERS: usize = 64;
+
+fn cached(args: &[Sql]) -> bool {
+    args.len() <= CACHED_PARAMETERS
 }
 
 /// `sql` for SQLite: numbered parameters `$1, $2, …` that appear once each and in order become

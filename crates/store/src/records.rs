@@ -155,10 +155,10 @@ impl RecordScope {
                 needs("azure_object_id")?;
                 needs("azure_tenant_id")?;
                 let table = spec.table;
-                args.push(Sql::Int(connection.0));
-                let c = args.len();
                 let mut parts = Vec::new();
                 if !external_ids.is_empty() {
+                    args.push(Sql::Int(connection.0));
+                    let c = args.len();
                     let ids = text_list(external_ids, args);
                     parts.push(format!(
                         "SELECT id FROM {table} WHERE source_connection_id = ${c} AND lower(external_id) IN ({ids})"
@@ -178,6 +178,8 @@ impl RecordScope {
                 if parts.is_empty() {
                     return Ok("1 = 0".to_owned());
                 }
+                args.push(Sql::Int(connection.0));
+                let c = args.len();
                 args.push(Sql::text(tenant_id.clone()));
                 let t = args.len();
                 // Within the connection's reach (as SyncableBy): not imported by another connection
@@ -203,6 +205,8 @@ impl RecordScope {
                     "SELECT id FROM {table} WHERE source_connection_id = ${c} AND lower(azure_tenant_id) = lower(${t})"
                 )];
                 if !external_ids.is_empty() {
+                    args.push(Sql::Int(connection.0));
+                    let c = args.len();
                     let ids = text_list(external_ids, args);
                     parts.push(format!(
                         "SELECT id FROM {table} WHERE source_connection_id = ${c} AND lower(external_id) IN ({ids})"
@@ -701,14 +705,18 @@ impl StoreTx {
         after: Option<RecordId>,
         limit: u32,
     ) -> Result<Vec<Record>> {
-        let mut args = vec![Sql::Int(after.map_or(0, |a| a.0)), Sql::Int(i64::from(limit))];
+        // Parameters are numbered in the order they appear in the text, each used once, so that
+        // SQLite binds them anonymously (see `sqlite_sql`): a scope may bind thousands.
+        let mut args = vec![Sql::Int(after.map_or(0, |a| a.0))];
         let condition = match scope {
             Some(scope) => format!(" AND ({})", scope.condition(spec, &mut args)?),
             None => String::new(),
         };
+        args.push(Sql::Int(i64::from(limit)));
         let sql = format!(
-            "{} WHERE id > $1{condition} ORDER BY id LIMIT $2",
-            select_sql(spec)
+            "{} WHERE id > $1{condition} ORDER BY id LIMIT ${}",
+            select_sql(spec),
+            args.len()
         );
         let rows = self.rows(&sql, &args, &row_types(spec)).await?;
         rows.iter().map(|r| record_from_row(spec, r)).collect()

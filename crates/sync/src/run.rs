@@ -306,14 +306,14 @@ pub(crate) async fn sync_with(
     timings.read_seconds =
         (started.elapsed().as_secs_f64() - timings.plan_seconds - timings.apply_seconds).max(0.0);
     save_requests(store, connection.id, run, &requests).await?;
-    if let Some(e) = failure {
-        return fail(store, connection.id, run, &first_tenant, e).await;
-    }
     let mode = match steps.mode {
         Some(ReadMode::Full) => "full",
         Some(ReadMode::Delta) => "delta",
         None => "none",
     };
+    if let Some(e) = failure {
+        return fail(store, connection.id, run, &first_tenant, mode, e).await;
+    }
     let Some(run) = run else {
         let (mut changes, counts) = match steps.preview.take() {
             Some(plan) => {
@@ -447,6 +447,7 @@ async fn fail(
     connection: deskbridge_core::ConnectionId,
     run: Option<RunId>,
     tenant: &str,
+    mode: &str,
     e: SyncError,
 ) -> Result<SyncOutcome, SyncError> {
     let Some(run) = run else { return Err(e) };
@@ -470,15 +471,17 @@ async fn fail(
     .await?;
     tx.finish_run(run, RunStatus::Failed, Some(&e.to_string()))
         .await?;
+    // What the steps before the failure applied stays, and is counted.
+    let counts = tx.run(run).await?.map(|r| r.counts.into()).unwrap_or(OutcomeCounts {
+        errors: 1,
+        ..OutcomeCounts::default()
+    });
     tx.commit().await?;
     Ok(SyncOutcome {
         run_id: Some(run),
         status: RunStatus::Failed.as_str().into(),
-        mode: "none".into(),
-        counts: OutcomeCounts {
-            errors: 1,
-            ..OutcomeCounts::default()
-        },
+        mode: mode.into(),
+        counts,
         changes: None,
         locked: Vec::new(),
         errors: vec![error],

@@ -493,7 +493,23 @@ async fn delta_chain<T: serde::de::DeserializeOwned>(
 }
 
 /// One group's members as listed, and the requests it took.
-type MemberListing = (String, Vec<Map<String, Value>>, u64);
+type MemberListing = (String, Vec<(String, bool)>, u64);
+
+/// A group's members as (id, is a group), each page made compact as it arrives: a tenant's
+/// memberships are held as ids, never as Graph's objects.
+async fn member_ids(tenant: &GraphTenant, group: &str, requests: &mut u64) -> Result<Vec<(String, bool)>, GraphError> {
+    let mut pager = tenant.pager::<Map<String, Value>>(format!("/groups/{group}/members?$select=id&$top=999"));
+    let mut out = Vec::new();
+    while let Some(page) = pager.next_page().await? {
+        *requests += 1;
+        out.extend(
+            page.value
+                .iter()
+                .filter_map(|m| Some((m.get("id")?.as_str()?.to_owned(), is_group_type(m)))),
+        );
+    }
+    Ok(out)
+}
 
 /// A tenant's group memberships, compactly: each group name once, and per user the indices of
 /// the groups they are a direct member of and of all they belong to (nested included).
@@ -638,12 +654,7 @@ pub async fn read_full(tenant: &GraphTenant, read: FullRead<'_>, out: &mut Emitt
         let listings: Vec<MemberListing> = futures::stream::iter(groups.keys().cloned())
             .map(|id| async move {
                 let mut n = 0;
-                let list = all_pages(
-                    tenant,
-                    format!("/groups/{id}/members?$select=id&$top=999"),
-                    &mut n,
-                )
-                .await?;
+                let list = member_ids(tenant, &id, &mut n).await?;
                 Ok::<_, GraphError>((id, list, n))
             })
             .buffer_unordered(FAN_OUT)
@@ -652,11 +663,7 @@ pub async fn read_full(tenant: &GraphTenant, read: FullRead<'_>, out: &mut Emitt
             .map_err(wrap)?;
         for (id, list, n) in listings {
             requests += n;
-            let entries = list
-                .iter()
-                .filter_map(|m| Some((m.get("id")?.as_str()?.to_owned(), is_group_type(m))))
-                .collect();
-            members.insert(id, entries);
+            members.insert(id, list);
         }
     }
     let memberships = Memberships::of(&groups, &members);
