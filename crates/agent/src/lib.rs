@@ -38,6 +38,19 @@ pub enum AgentError {
     Invalid(String),
 }
 
+impl deskbridge_core::HasErrorCode for AgentError {
+    fn error_code(&self) -> deskbridge_core::ErrorCode {
+        use deskbridge_core::ErrorCode;
+        match self {
+            AgentError::Store(e) => e.error_code(),
+            AgentError::Schedule(e) => e.error_code(),
+            // Like the store's own unreadable values.
+            AgentError::Corrupt(_) => ErrorCode::DatabaseError,
+            AgentError::Invalid(_) => ErrorCode::InvalidInput,
+        }
+    }
+}
+
 /// The entities a connection kind can sync, for schedules and jobs: its source says.
 pub mod entities {
     use deskbridge_source::SourceRegistry;

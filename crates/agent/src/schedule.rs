@@ -47,6 +47,12 @@ pub enum ScheduleError {
     Kind(String),
 }
 
+impl deskbridge_core::HasErrorCode for ScheduleError {
+    fn error_code(&self) -> deskbridge_core::ErrorCode {
+        deskbridge_core::ErrorCode::InvalidSchedule
+    }
+}
+
 /// Parses "90s", "15m", "2h", "1d" (or a bare number of seconds).
 pub fn parse_interval(text: &str) -> Result<SignedDuration, ScheduleError> {
     let err = || ScheduleError::Interval(text.to_owned());

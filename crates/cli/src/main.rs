@@ -1,8 +1,10 @@
 //! The `deskbridge` binary: one command-line entry point for every process deskbridge runs.
 //! It parses arguments, sets up logging, opens the store (migrating it), and hands over to one
-//! command module; the work itself lives in the library crates.
+//! command module; the work itself lives in the library crates. A failure's exit status comes
+//! from its catalogue code (see [`error`]).
 
 mod commands;
+mod error;
 mod output;
 mod settings;
 
@@ -123,9 +125,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::debug!(error = ?e, "command failed");
+            tracing::debug!(error = ?e, code = ?error::error_code_of(&e), "command failed");
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // Statuses are 0..=125 by construction; anything else still fails.
+            ExitCode::from(u8::try_from(error::exit_status(&e)).unwrap_or(1))
         }
     }
 }

@@ -85,6 +85,48 @@ fn bad_settings_fail_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
 }
 
+#[test]
+fn failures_exit_with_their_catalogue_code() {
+    // The documented statuses (deskbridge_core::exit): 2 for an unknown name or invalid input.
+    let dir = tempfile::tempdir().unwrap();
+    ok(&deskbridge(dir.path(), &["migrate"]));
+    for args in [
+        &["sync", "--connection", "nope"][..],
+        &["connection", "remove", "--name", "nope"],
+        &["schedule", "add", "--connection", "nope", "--every", "1h"],
+    ] {
+        let out = deskbridge(dir.path(), args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("nope"), "{args:?}");
+    }
+    let out = deskbridge(
+        dir.path(),
+        &[
+            "connection",
+            "add",
+            "entra",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            "00000000-0000-0000-0000-000000000001",
+            "--client-id",
+            "00000000-0000-0000-0000-000000000002",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no credential is invalid input: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give a credential"));
+}
+
 #[tokio::test]
 async fn migrate_creates_the_schema_in_an_empty_postgres_database() {
     let Some(base) = postgres_url() else { return };

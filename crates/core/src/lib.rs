@@ -2,14 +2,16 @@
 //!
 //! It owns the [`Clock`] (time is always a parameter, so tests control it), the typed
 //! identifiers of the desk's records and of sync state, and the catalogue of stable error
-//! codes ([`ErrorCode`]) that the CLI, the JSON API and the logs report. Crates map their own
-//! errors onto these codes; a code, once published, keeps its meaning.
+//! codes ([`ErrorCode`]) that the CLI, the JSON API and the logs report, with what follows from
+//! a code (its [`ErrorKind`], HTTP status and CLI exit status). Every crate's error type
+//! implements [`HasErrorCode`] to map itself onto a code; a code, once published, keeps its
+//! meaning and its string.
 
 mod clock;
-mod error_code;
+pub mod error_code;
 mod ids;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use error_code::ErrorCode;
+pub use error_code::{ErrorCode, ErrorKind, HasErrorCode, exit};
 pub use ids::{ConnectionId, RecordId, RunId};
 pub mod redact;

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use deskbridge_core::ErrorCode;
+use deskbridge_core::{ErrorCode, HasErrorCode};
 use deskbridge_msauth::AuthError;
 use serde_json::Value;
 
@@ -38,26 +38,10 @@ pub enum GraphError {
 }
 
 impl GraphError {
-    /// The stable deskbridge code for this failure.
+    /// The catalogue code ([`HasErrorCode::error_code`]), for callers that do not import the
+    /// trait.
     pub fn code(&self) -> ErrorCode {
-        match self {
-            GraphError::Auth { source, .. } => source.code(),
-            GraphError::Api(api) => match api.class {
-                GraphErrorClass::Authentication => ErrorCode::UpstreamAuthentication,
-                GraphErrorClass::PermissionDenied | GraphErrorClass::NonPremiumTenant => {
-                    ErrorCode::UpstreamPermission
-                }
-                GraphErrorClass::NotFound => ErrorCode::UpstreamNotFound,
-                GraphErrorClass::Throttled => ErrorCode::UpstreamThrottled,
-                GraphErrorClass::Unavailable => ErrorCode::UpstreamUnavailable,
-                GraphErrorClass::ResyncRequired | GraphErrorClass::BadRequest | GraphErrorClass::Other => {
-                    ErrorCode::InvalidInput
-                }
-            },
-            GraphError::Malformed { .. } => ErrorCode::UpstreamMalformedResponse,
-            GraphError::Transport { .. } => ErrorCode::UpstreamUnavailable,
-            GraphError::InvalidRequest(_) => ErrorCode::InvalidInput,
-        }
+        self.error_code()
     }
 
     pub fn class(&self) -> Option<GraphErrorClass> {
@@ -76,6 +60,31 @@ impl GraphError {
         match self {
             GraphError::Api(api) => Some(api),
             _ => None,
+        }
+    }
+}
+
+/// Graph's own code (`Authorization_RequestDenied`, …) stays in [`GraphApiError::code`]; the
+/// catalogue code says which kind of upstream failure it is.
+impl HasErrorCode for GraphError {
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            GraphError::Auth { source, .. } => source.error_code(),
+            GraphError::Api(api) => match api.class {
+                GraphErrorClass::Authentication => ErrorCode::UpstreamAuthentication,
+                GraphErrorClass::PermissionDenied | GraphErrorClass::NonPremiumTenant => {
+                    ErrorCode::UpstreamPermission
+                }
+                GraphErrorClass::NotFound => ErrorCode::UpstreamNotFound,
+                GraphErrorClass::Throttled => ErrorCode::UpstreamThrottled,
+                GraphErrorClass::Unavailable => ErrorCode::UpstreamUnavailable,
+                GraphErrorClass::ResyncRequired | GraphErrorClass::BadRequest | GraphErrorClass::Other => {
+                    ErrorCode::InvalidInput
+                }
+            },
+            GraphError::Malformed { .. } => ErrorCode::UpstreamMalformedResponse,
+            GraphError::Transport { .. } => ErrorCode::UpstreamUnavailable,
+            GraphError::InvalidRequest(_) => ErrorCode::InvalidInput,
         }
     }
 }

@@ -36,9 +36,9 @@ pub enum ApplyError {
     },
 }
 
-impl ApplyError {
-    /// A plan that does not fit the snapshot it is applied to is a bug in its caller.
-    pub fn code(&self) -> deskbridge_core::ErrorCode {
+/// A plan that does not fit the snapshot it is applied to is a bug in its caller.
+impl deskbridge_core::HasErrorCode for ApplyError {
+    fn error_code(&self) -> deskbridge_core::ErrorCode {
         deskbridge_core::ErrorCode::Internal
     }
 }

@@ -41,8 +41,8 @@ pub enum FollowerError {
     NoAddress(String),
 }
 
-impl FollowerError {
-    pub fn code(&self) -> deskbridge_core::ErrorCode {
+impl deskbridge_core::HasErrorCode for FollowerError {
+    fn error_code(&self) -> deskbridge_core::ErrorCode {
         match self {
             Self::Disabled => deskbridge_core::ErrorCode::InvalidConfiguration,
             Self::NoAddress(_) => deskbridge_core::ErrorCode::InvalidInput,

@@ -24,9 +24,9 @@ pub struct ConfigError {
     pub message: String,
 }
 
-impl ConfigError {
-    /// Configuration problems are the caller's to fix; saving again unchanged fails again.
-    pub fn code(&self) -> deskbridge_core::ErrorCode {
+/// Configuration problems are the caller's to fix; saving again unchanged fails again.
+impl deskbridge_core::HasErrorCode for ConfigError {
+    fn error_code(&self) -> deskbridge_core::ErrorCode {
         deskbridge_core::ErrorCode::InvalidConfiguration
     }
 }

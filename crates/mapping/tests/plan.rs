@@ -1308,7 +1308,10 @@ fn apply_rejects_plans_that_do_not_fit_the_snapshot() {
             oid(1)
         )
     );
-    assert_eq!(error.code(), deskbridge_core::ErrorCode::Internal);
+    assert_eq!(
+        deskbridge_core::HasErrorCode::error_code(&error),
+        deskbridge_core::ErrorCode::Internal
+    );
 
     broken
         .targets

@@ -88,7 +88,10 @@ fn unknown_group() {
         vec!["site mapping #2 'London staff': unknown Azure group 'Loc-Londn'"]
     );
     let errors = validate(&config, &catalog()).unwrap_err();
-    assert_eq!(errors[0].code(), deskbridge_core::ErrorCode::InvalidConfiguration);
+    assert_eq!(
+        deskbridge_core::HasErrorCode::error_code(&errors[0]),
+        deskbridge_core::ErrorCode::InvalidConfiguration
+    );
     assert_eq!(
         serde_json::to_value(&errors[0]).unwrap()["location"],
         json!("site mapping #2 'London staff'")

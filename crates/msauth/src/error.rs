@@ -1,4 +1,4 @@
-use deskbridge_core::ErrorCode;
+use deskbridge_core::{ErrorCode, HasErrorCode};
 use serde::Deserialize;
 
 /// Everything that can go wrong while obtaining a token. No variant ever carries a secret:
@@ -29,9 +29,10 @@ pub enum AuthError {
     RefreshTokenStore(String),
 }
 
-impl AuthError {
-    /// The stable deskbridge code for this failure.
-    pub fn code(&self) -> ErrorCode {
+/// Microsoft's own code (`invalid_client`, AADSTS…) stays in [`MicrosoftAuthError`]; the
+/// catalogue code says which kind of upstream failure it is.
+impl HasErrorCode for AuthError {
+    fn error_code(&self) -> ErrorCode {
         match self {
             AuthError::Microsoft(e) => match e.class() {
                 AuthErrorClass::Throttled => ErrorCode::UpstreamThrottled,
@@ -48,7 +49,9 @@ impl AuthError {
             AuthError::RefreshTokenStore(_) => ErrorCode::Internal,
         }
     }
+}
 
+impl AuthError {
     /// The AADSTS number, when Microsoft sent one.
     pub fn aadsts(&self) -> Option<u32> {
         match self {
@@ -68,7 +71,7 @@ impl AuthError {
     /// Whether trying again later, unchanged, may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(
-            self.code(),
+            self.error_code(),
             ErrorCode::UpstreamThrottled | ErrorCode::UpstreamUnavailable
         )
     }
@@ -93,6 +96,13 @@ pub enum CredentialError {
     PfxWithoutKey,
     #[error("cannot sign the client assertion: {0}")]
     Signing(String),
+}
+
+/// A credential that cannot be used is a configuration problem.
+impl HasErrorCode for CredentialError {
+    fn error_code(&self) -> ErrorCode {
+        ErrorCode::InvalidConfiguration
+    }
 }
 
 /// Microsoft's token endpoint error body (identity platform v2), with the HTTP status it came with.

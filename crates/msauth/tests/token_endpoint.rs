@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use deskbridge_core::{Clock, ErrorCode, ManualClock, SharedClock};
+use deskbridge_core::{Clock, ErrorCode, HasErrorCode, ManualClock, SharedClock};
 use deskbridge_msauth::*;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
@@ -286,7 +286,7 @@ async fn each_error_class_is_recognised_with_a_remedy() {
             "AADSTS{code}: {}",
             microsoft.remedy()
         );
-        assert_eq!(err.code(), ErrorCode::UpstreamAuthentication);
+        assert_eq!(err.error_code(), ErrorCode::UpstreamAuthentication);
         let shown = format!("{err} {err:?}");
         assert!(shown.contains(&format!("AADSTS{code}")), "{shown}");
         assert!(!shown.contains(SECRET));
@@ -326,7 +326,7 @@ async fn non_json_errors_and_unreachable_endpoints_are_typed() {
         .await
         .unwrap_err();
     assert!(matches!(err, AuthError::Transport { .. }), "{err:?}");
-    assert_eq!(err.code(), ErrorCode::UpstreamUnavailable);
+    assert_eq!(err.error_code(), ErrorCode::UpstreamUnavailable);
     assert!(!format!("{err} {err:?}").contains(SECRET));
 }
 

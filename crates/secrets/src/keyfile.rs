@@ -31,6 +31,22 @@ pub enum KeyFileError {
     TooOpen { path: PathBuf, mode: u32 },
 }
 
+impl deskbridge_core::HasErrorCode for KeyFileError {
+    fn error_code(&self) -> deskbridge_core::ErrorCode {
+        use deskbridge_core::ErrorCode;
+        match self {
+            KeyFileError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorCode::SecretKeyMissing
+            }
+            KeyFileError::Read { .. } | KeyFileError::Invalid { .. } | KeyFileError::TooOpen { .. } => {
+                ErrorCode::SecretKeyInvalid
+            }
+            // The data directory is not writable: the installation's configuration.
+            KeyFileError::Write { .. } => ErrorCode::InvalidConfiguration,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct OnDisk {
     format: String,

@@ -139,6 +139,19 @@ pub enum SealError {
     Undecryptable,
 }
 
+/// A secret that does not open is reported as undecryptable whatever the detail (which key,
+/// which byte): the remedy is the same, configure the key it was sealed with.
+impl deskbridge_core::HasErrorCode for SealError {
+    fn error_code(&self) -> deskbridge_core::ErrorCode {
+        match self {
+            SealError::BadKey(_) => deskbridge_core::ErrorCode::SecretKeyInvalid,
+            SealError::UnknownKey(_) | SealError::Malformed(_) | SealError::Undecryptable => {
+                deskbridge_core::ErrorCode::SecretUndecryptable
+            }
+        }
+    }
+}
+
 /// The keys deskbridge can open secrets with; it seals with the active one.
 #[derive(Debug, Clone)]
 pub struct KeyRing {

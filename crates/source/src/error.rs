@@ -1,7 +1,11 @@
 //! The error of every connection operation — reading a source, checking, planning, applying —
 //! whether the pipeline or a connector raised it.
+//!
+//! Its catalogue code ([`HasErrorCode`]) decides the API's status and the CLI's exit status;
+//! [`SyncError::code`] is what people see and what a run records, which for a failure Microsoft
+//! reported is Microsoft's own code.
 
-use deskbridge_core::ErrorCode;
+use deskbridge_core::{ErrorCode, HasErrorCode};
 
 /// Why a sync (or another operation on a connection) could not run or finish. Each carries a
 /// stable code and, where there is one, what the administrator can do about it. Microsoft's own
@@ -26,8 +30,14 @@ pub enum SyncError {
     InvalidMappings(String),
     #[error("store: {0}")]
     Store(#[from] deskbridge_store::StoreError),
+    /// Microsoft (or the way to it) failed.
     #[error("{message}")]
     Upstream {
+        /// Which kind of upstream failure this is: one of the `upstream_*` codes, classified by
+        /// the connector from what Microsoft answered.
+        error_code: ErrorCode,
+        /// Microsoft's own code (`AADSTS7000215`, `Authorization_RequestDenied`, …), or the
+        /// catalogue's string when Microsoft sent none (the connection failed, say).
         code: String,
         message: String,
         remedy: String,
@@ -40,27 +50,20 @@ pub enum SyncError {
 }
 
 impl SyncError {
-    /// The catalogue code ([`ErrorCode`]) or, for a failure Microsoft reported, Microsoft's code.
+    /// The code people see and a run records: for a failure Microsoft reported, Microsoft's code
+    /// (what its documentation and support know it by); otherwise the catalogue's string.
     pub fn code(&self) -> String {
-        match self {
-            Self::Upstream { code, .. } => code.clone(),
-            Self::Store(e) => e.code().to_string(),
-            other => other.error_code().to_string(),
+        match self.upstream_code() {
+            Some(code) => code.to_owned(),
+            None => self.error_code().as_str().to_owned(),
         }
     }
 
-    /// The catalogue code, which decides the HTTP status and the CLI's exit code.
-    pub fn error_code(&self) -> ErrorCode {
+    /// Microsoft's code, for an upstream failure Microsoft gave one for.
+    pub fn upstream_code(&self) -> Option<&str> {
         match self {
-            Self::UnknownConnection(_) => ErrorCode::NotFound,
-            Self::WrongKind { .. }
-            | Self::UnsupportedKind { .. }
-            | Self::BadSettings(..)
-            | Self::InvalidMappings(_) => ErrorCode::InvalidConfiguration,
-            Self::Store(e) => e.code(),
-            Self::Upstream { .. } => ErrorCode::UpstreamUnavailable,
-            Self::Credential(_) => ErrorCode::UpstreamAuthentication,
-            Self::Internal(_) => ErrorCode::Internal,
+            Self::Upstream { code, error_code, .. } if code != error_code.as_str() => Some(code),
+            _ => None,
         }
     }
 
@@ -75,6 +78,23 @@ impl SyncError {
             }
             Self::Internal(_) => Some("Run the sync again; report the problem if it repeats.".into()),
             _ => None,
+        }
+    }
+}
+
+/// The catalogue code, which decides the HTTP status and the CLI's exit status.
+impl HasErrorCode for SyncError {
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::UnknownConnection(_) => ErrorCode::NotFound,
+            Self::WrongKind { .. }
+            | Self::UnsupportedKind { .. }
+            | Self::BadSettings(..)
+            | Self::InvalidMappings(_) => ErrorCode::InvalidConfiguration,
+            Self::Store(e) => e.error_code(),
+            Self::Upstream { error_code, .. } => *error_code,
+            Self::Credential(_) => ErrorCode::UpstreamAuthentication,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 }

@@ -1,4 +1,4 @@
-use deskbridge_core::ErrorCode;
+use deskbridge_core::{ErrorCode, HasErrorCode};
 
 /// Why a store operation failed. Messages name the entity, field or value at fault and never
 /// contain a secret.
@@ -47,8 +47,8 @@ pub enum StoreError {
     Corrupt(String, String),
 }
 
-impl StoreError {
-    pub fn code(&self) -> ErrorCode {
+impl HasErrorCode for StoreError {
+    fn error_code(&self) -> ErrorCode {
         match self {
             Self::Connect { .. } => ErrorCode::DatabaseUnavailable,
             Self::UnsupportedUrl(_) => ErrorCode::InvalidConfiguration,

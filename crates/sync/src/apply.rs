@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use deskbridge_core::{ConnectionId, RecordId, RunId};
+use deskbridge_core::{ConnectionId, ErrorCode, HasErrorCode, RecordId, RunId};
 use deskbridge_mapping::{Action, Change, Entity as PlanEntity, Plan, Reference};
 use deskbridge_store::{
     CursorKey, Entity, Fields, InboundEntry, IntegrationError, RunCounts, SourceKey, Store, StoreError,
@@ -498,7 +498,7 @@ async fn write_chunk(
                     tenant_id: Some(tenant.to_owned()),
                     entity: Some(change.entity.as_str().to_owned()),
                     external_id: Some(change.external_id.clone()),
-                    code: e.code().to_string(),
+                    code: e.error_code().as_str().into(),
                     message: format!(
                         "{} {} failed: {e}",
                         change.action.as_str(),
@@ -554,7 +554,7 @@ async fn resolve_deferred(tx: &mut StoreTx, applier: &mut Applier<'_>) -> Result
                     tenant_id: Some(applier.tenant.to_owned()),
                     entity: Some(item.entity.name().to_owned()),
                     external_id: Some(item.external_id.clone()),
-                    code: "unresolved_reference".into(),
+                    code: ErrorCode::UnresolvedReference.as_str().into(),
                     message: format!(
                         "{} of {} {} names {:?}, which was not created",
                         item.field,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use std::time::Instant;
 
-use deskbridge_core::{RunId, SharedClock};
+use deskbridge_core::{ErrorCode, RunId, SharedClock};
 use deskbridge_mapping::{Change, Counts, ReadMode, RunPlanner};
 use deskbridge_source::desk::validated;
 use deskbridge_source::{
@@ -347,7 +347,7 @@ pub(crate) async fn sync_with(
     let warnings: Vec<&IntegrationError> = steps
         .errors
         .iter()
-        .filter(|e| e.code != crate::steps::MAPPING_ERROR)
+        .filter(|e| e.code != ErrorCode::MappingFailed.as_str())
         .collect();
     for e in &warnings {
         tx.record_error(e).await?;
@@ -455,6 +455,7 @@ async fn fail(
         tenant_id: Some(tenant.to_owned()),
         entity: None,
         external_id: None,
+        // Microsoft's code when Microsoft failed (what its documentation knows), else ours.
         code: e.code(),
         message: e.to_string(),
         remedy: e.remedy(),

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use deskbridge_core::RecordId;
 use deskbridge_core::RunId;
+use deskbridge_core::{ErrorCode, RecordId};
 use deskbridge_mapping::{
     ConnectionRecords, DeskSnapshot, LockedChange, MappingConfig, Plan, ReadMode, RunPlanner, SourceUser,
     TenantHeader,
@@ -284,9 +284,6 @@ impl<'r> Steps<'r> {
     }
 }
 
-/// The code of a record the mappings could not plan.
-pub(crate) const MAPPING_ERROR: &str = "mapping_error";
-
 /// A plan's records that could not be planned, as errors recorded against the run.
 pub(crate) fn plan_errors(plan: &Plan) -> Vec<IntegrationError> {
     plan.errors
@@ -295,7 +292,7 @@ pub(crate) fn plan_errors(plan: &Plan) -> Vec<IntegrationError> {
             tenant_id: Some(e.tenant_id.clone()),
             entity: Some("user".into()),
             external_id: Some(e.external_id.clone()),
-            code: MAPPING_ERROR.into(),
+            code: ErrorCode::MappingFailed.as_str().into(),
             message: e.message.clone(),
             remedy: Some("Fix the mapping or the source value named in the message.".into()),
         })

@@ -9,7 +9,7 @@ use axum::extract::{FromRequestParts as _, MatchedPath, RawPathParams, Request, 
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use deskbridge_core::{ConnectionId, RunId};
+use deskbridge_core::{ConnectionId, ErrorCode, RunId};
 use deskbridge_store::{Access, Account, Connection, Role};
 
 use crate::AppState;
@@ -515,8 +515,7 @@ pub async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Call
             .filter(|t| t.starts_with(API_TOKEN_PREFIX))
             .ok_or_else(|| {
                 ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
+                    ErrorCode::Unauthenticated,
                     "the Authorization header is not `Bearer dbt_…`",
                 )
             })?;
@@ -534,8 +533,7 @@ pub async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Call
                 session_id: None,
             })),
             None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
+                ErrorCode::Unauthenticated,
                 "the API token is unknown, revoked or expired",
             )),
         };
@@ -565,7 +563,7 @@ const FORM_LIMIT: usize = 4 * 1024 * 1024;
 fn refuse(surface: Surface, error: ApiError, path_and_query: &str) -> Response {
     match surface {
         Surface::Api => error.into_response(),
-        Surface::Page if error.status == StatusCode::UNAUTHORIZED => {
+        Surface::Page if error.status() == StatusCode::UNAUTHORIZED => {
             let next = url::form_urlencoded::byte_serialize(path_and_query.as_bytes()).collect::<String>();
             Redirect::to(&format!("/login?next={next}")).into_response()
         }
@@ -623,7 +621,7 @@ async fn check(state: &AppState, ep: &Endpoint, matched: &str, req: Request) -> 
         return Err(ApiError::forbidden(
             "this account signed in with a one-time password and must choose a new one first",
         )
-        .with_code("password_change_required")
+        .with_code(ErrorCode::PasswordChangeRequired)
         .with_remedy("Choose a new password on the account page (/account)."));
     }
     let params = RawPathParams::from_request_parts(&mut parts, state)

@@ -168,13 +168,26 @@ pub fn document() -> Value {
                         "type": "object",
                         "required": ["code", "message"],
                         "properties": {
-                            "code": {"type": "string", "description": "Stable: unauthenticated, forbidden, csrf_failed, password_change_required, not_found, invalid_input, invalid_configuration, conflict, already_exists, run_in_progress, run_not_held, run_finished, internal, upstream codes (AADSTS…, Authorization_RequestDenied, upstream_…)"},
+                            "code": {"type": "string", "description": format!(
+                                "Stable: one of the catalogue's codes ({}), or, when Microsoft reported the failure, Microsoft's own code (AADSTS…, Authorization_RequestDenied, access_denied, …)",
+                                catalogue_codes()
+                            )},
                             "message": {"type": "string"},
-                            "remedy": {"type": "string"}
+                            "remedy": {"type": "string"},
+                            "catalogue_code": {"type": "string", "description": "Present when `code` is Microsoft's: the catalogue's code for the failure (upstream_…, invalid_sign_in)"}
                         }
                     }}
                 }
             }
         }
     })
+}
+
+/// The catalogue's codes, from the catalogue itself so the description never falls behind.
+fn catalogue_codes() -> String {
+    deskbridge_core::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use deskbridge_core::{ConnectionId, RunId};
+use deskbridge_core::{ConnectionId, ErrorCode, RunId};
 use deskbridge_store::{Connection, RunStatus, WriteContext};
 use deskbridge_sync::{SyncOptions, SyncOutcome};
 use tokio::task::JoinHandle;
@@ -69,7 +69,7 @@ impl Runs {
         if self.busy(connection.id) {
             return Err(
                 ApiError::conflict(format!("a sync of {:?} is already running", connection.name))
-                    .with_code("run_in_progress"),
+                    .with_code(ErrorCode::RunInProgress),
             );
         }
         let newest_before = newest_run(state, connection.id).await?;
@@ -195,7 +195,7 @@ async fn enqueue(state: &AppState, connection: &Connection, full: bool) -> Resul
             "a sync of {:?} is already queued or running",
             connection.name
         ))
-        .with_code("run_in_progress"));
+        .with_code(ErrorCode::RunInProgress));
     };
     let deadline = tokio::time::Instant::now() + WAIT_FOR_RUN;
     loop {
@@ -214,7 +214,7 @@ async fn enqueue(state: &AppState, connection: &Connection, full: bool) -> Resul
                     "the sync ended before it started: {}",
                     row.message.unwrap_or_else(|| row.status.as_str().to_owned())
                 ))
-                .with_code("run_not_started"));
+                .with_code(ErrorCode::RunNotStarted));
             }
             None => return Err(ApiError::internal("the queued sync disappeared")),
             Some(_) => {}

@@ -4,6 +4,7 @@
 use clap::{Subcommand, ValueEnum};
 use deskbridge_store::Role;
 
+use crate::error::CliError;
 use crate::settings::GlobalArgs;
 
 #[derive(Subcommand, Debug)]
@@ -41,7 +42,7 @@ pub async fn run(global: &GlobalArgs, command: AdminCommand) -> anyhow::Result<(
             };
             deskbridge_web::auth::create_account(&store, &username, role, can_configure_connections)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))
+                .map_err(|e| CliError::new(e.code, e.message))
         }
     };
     store.close().await;

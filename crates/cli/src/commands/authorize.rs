@@ -9,11 +9,12 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use axum::extract::{OriginalUri, State};
 use axum::response::{Html, IntoResponse, Response};
-use deskbridge_core::{SharedClock, SystemClock};
+use deskbridge_core::{ErrorCode, SharedClock, SystemClock};
 use deskbridge_store::Store;
 use tokio::sync::{Mutex, oneshot};
 
 use super::connection::AuthorizeArgs;
+use crate::error::CliError;
 use crate::output::say;
 
 struct Callback {
@@ -24,10 +25,16 @@ struct Callback {
 
 pub async fn run(store: &Store, args: AuthorizeArgs) -> anyhow::Result<()> {
     if !matches!(args.redirect_host.as_str(), "localhost" | "127.0.0.1") {
-        bail!("--redirect-host must be localhost or 127.0.0.1 (a loopback redirect)");
+        bail!(CliError::new(
+            ErrorCode::InvalidInput,
+            "--redirect-host must be localhost or 127.0.0.1 (a loopback redirect)"
+        ));
     }
     if !args.listen.ip().is_loopback() {
-        bail!("--listen must be a loopback address; the redirect carries an authorization code");
+        bail!(CliError::new(
+            ErrorCode::InvalidInput,
+            "--listen must be a loopback address; the redirect carries an authorization code"
+        ));
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

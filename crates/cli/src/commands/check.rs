@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use clap::Args;
-use deskbridge_core::{SharedClock, SystemClock};
+use deskbridge_core::{ErrorCode, SharedClock, SystemClock};
 use deskbridge_sync::check_connection;
 
+use crate::error::CliError;
 use crate::settings::GlobalArgs;
 
 #[derive(Args, Debug)]
@@ -50,11 +51,14 @@ pub async fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
     }
     let failed = report.points.iter().filter(|p| !p.ok).count();
     if failed > 0 {
-        anyhow::bail!(
-            "{failed} of {} checks failed for connection {:?}",
-            report.points.len(),
-            args.connection
-        );
+        anyhow::bail!(CliError::new(
+            ErrorCode::CheckFailed,
+            format!(
+                "{failed} of {} checks failed for connection {:?}",
+                report.points.len(),
+                args.connection
+            )
+        ));
     }
     Ok(())
 }

@@ -6,9 +6,11 @@ use deskbridge_connector_entra::{
     NewCredential, NewEntraConnection, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET, SECRET_REFRESH_TOKEN,
     add_entra_connection,
 };
+use deskbridge_core::ErrorCode;
 use deskbridge_source::ConnectionSecrets;
 use serde_json::json;
 
+use crate::error::CliError;
 use crate::output;
 use crate::settings::GlobalArgs;
 
@@ -180,10 +182,11 @@ async fn add(store: &deskbridge_store::Store, args: EntraArgs) -> anyhow::Result
         let pem = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
         NewCredential::Certificate { pem }
     } else {
-        bail!(
+        bail!(CliError::new(
+            ErrorCode::InvalidInput,
             "give a credential: --client-secret-env VAR, --client-secret-file FILE or --certificate FILE \
              (or --delegated to sign in)"
-        );
+        ));
     };
     let delegated = args.delegated;
     let name = args.name.clone();
@@ -211,8 +214,13 @@ async fn add(store: &deskbridge_store::Store, args: EntraArgs) -> anyhow::Result
 
 fn parse_expiry(text: Option<&str>) -> anyhow::Result<Option<jiff::Timestamp>> {
     text.map(|t| {
-        t.parse::<jiff::Timestamp>()
-            .with_context(|| format!("--secret-expires {t:?} is not an RFC 3339 time"))
+        t.parse::<jiff::Timestamp>().map_err(|e| {
+            CliError::new(
+                ErrorCode::InvalidInput,
+                format!("--secret-expires {t:?} is not an RFC 3339 time: {e}"),
+            )
+            .into()
+        })
     })
     .transpose()
 }
@@ -265,7 +273,10 @@ async fn list(store: &deskbridge_store::Store, as_json: bool) -> anyhow::Result<
 async fn remove(store: &deskbridge_store::Store, name: &str) -> anyhow::Result<()> {
     let mut tx = store.begin(deskbridge_store::WriteContext::manual()).await?;
     let Some(connection) = tx.connection_by_name(name).await? else {
-        bail!("no connection named {name:?}")
+        bail!(CliError::new(
+            ErrorCode::NotFound,
+            format!("no connection named {name:?}")
+        ))
     };
     tx.delete_connection(connection.id).await?;
     tx.commit().await?;

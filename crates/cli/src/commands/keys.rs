@@ -1,7 +1,9 @@
 use anyhow::bail;
 use clap::Subcommand;
+use deskbridge_core::ErrorCode;
 use deskbridge_secrets::SECRET_KEY_ENV;
 
+use crate::error::CliError;
 use crate::settings::GlobalArgs;
 
 #[derive(Subcommand, Debug)]
@@ -14,10 +16,13 @@ pub async fn run(global: &GlobalArgs, command: KeysCommand) -> anyhow::Result<()
     match command {
         KeysCommand::Rotate => {
             if std::env::var_os(SECRET_KEY_ENV).is_some() {
-                bail!(
-                    "the master key comes from {SECRET_KEY_ENV}, which deskbridge cannot rewrite: unset it and use a key \
-                     file (--key-file) to rotate, then move the new key wherever you keep it"
-                );
+                bail!(CliError::new(
+                    ErrorCode::InvalidConfiguration,
+                    format!(
+                        "the master key comes from {SECRET_KEY_ENV}, which deskbridge cannot rewrite: unset it and use \
+                         a key file (--key-file) to rotate, then move the new key wherever you keep it"
+                    )
+                ));
             }
             let store = global.open_store().await?;
             let report = store.rotate_keys(&global.key_file()).await?;

@@ -3,10 +3,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use deskbridge_core::{SharedClock, SystemClock};
+use deskbridge_core::{ErrorCode, SharedClock, SystemClock};
 use deskbridge_mapping::MappingConfig;
 use deskbridge_sync::{open_connection, save_mappings};
 
+use crate::error::CliError;
 use crate::settings::GlobalArgs;
 
 #[derive(Subcommand, Debug)]
@@ -38,8 +39,12 @@ pub async fn run(global: &GlobalArgs, command: MappingsCommand) -> anyhow::Resul
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("cannot read {}", file.display()))?;
                 let mut de = serde_json::Deserializer::from_str(&text);
-                let mapping: MappingConfig = serde_path_to_error::deserialize(&mut de)
-                    .map_err(|e| anyhow::anyhow!("{} at {}: {}", file.display(), e.path(), e.inner()))?;
+                let mapping: MappingConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                    CliError::new(
+                        ErrorCode::InvalidInput,
+                        format!("{} at {}: {}", file.display(), e.path(), e.inner()),
+                    )
+                })?;
                 let clock: SharedClock = Arc::new(SystemClock);
                 save_mappings(
                     &store,

@@ -4,9 +4,11 @@
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use deskbridge_agent::entities;
+use deskbridge_core::ErrorCode;
 use deskbridge_store::{JobId, JobStatus, NewJob, WriteContext};
 use serde_json::{Value, json};
 
+use crate::error::CliError;
 use crate::output;
 use crate::settings::GlobalArgs;
 
@@ -96,8 +98,11 @@ async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyh
             json,
         } => {
             let mut tx = store.begin(WriteContext::manual()).await?;
-            let conn = tx.connection_by_name(&connection).await?.with_context(|| {
-                format!("no connection named {connection:?}; see `deskbridge connection list`")
+            let conn = tx.connection_by_name(&connection).await?.ok_or_else(|| {
+                CliError::new(
+                    ErrorCode::NotFound,
+                    format!("no connection named {connection:?}; see `deskbridge connection list`"),
+                )
             })?;
             entities::validate(&deskbridge_connectors::registry(), &conn.kind, &entity)?;
             let job = tx
@@ -125,7 +130,10 @@ async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyh
             let status = tx.cancel_job(JobId(job)).await?;
             tx.commit().await?;
             match status {
-                None => bail!("no job {job}; see `deskbridge runs list`"),
+                None => bail!(CliError::new(
+                    ErrorCode::NotFound,
+                    format!("no job {job}; see `deskbridge runs list`")
+                )),
                 Some(JobStatus::Cancelled) => println!("job {job} cancelled"),
                 Some(JobStatus::Running) => {
                     println!("job {job} is running; its worker stops it at its next heartbeat")

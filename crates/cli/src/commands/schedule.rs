@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Subcommand;
 use deskbridge_agent::schedule::new_schedule;
 use deskbridge_agent::scheduler;
-use deskbridge_core::{SharedClock, SystemClock};
+use deskbridge_core::{ErrorCode, SharedClock, SystemClock};
 use deskbridge_store::{ScheduleId, WriteContext, format_timestamp};
 use serde_json::json;
 
+use crate::error::CliError;
 use crate::output;
 use crate::settings::GlobalArgs;
 
@@ -76,8 +77,11 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
             json,
         } => {
             let mut tx = store.begin(WriteContext::manual()).await?;
-            let conn = tx.connection_by_name(&connection).await?.with_context(|| {
-                format!("no connection named {connection:?}; see `deskbridge connection list`")
+            let conn = tx.connection_by_name(&connection).await?.ok_or_else(|| {
+                CliError::new(
+                    ErrorCode::NotFound,
+                    format!("no connection named {connection:?}; see `deskbridge connection list`"),
+                )
             })?;
             let new = new_schedule(
                 &deskbridge_connectors::registry(),
@@ -139,7 +143,10 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
             let removed = tx.remove_schedule(ScheduleId(id)).await?;
             tx.commit().await?;
             if !removed {
-                bail!("no schedule {id}; see `deskbridge schedule list`");
+                bail!(CliError::new(
+                    ErrorCode::NotFound,
+                    format!("no schedule {id}; see `deskbridge schedule list`")
+                ));
             }
             println!("schedule {id} removed");
         }
@@ -149,7 +156,10 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
             let changed = tx.set_schedule_enabled(ScheduleId(id), enable).await?;
             tx.commit().await?;
             if !changed {
-                bail!("no schedule {id}; see `deskbridge schedule list`");
+                bail!(CliError::new(
+                    ErrorCode::NotFound,
+                    format!("no schedule {id}; see `deskbridge schedule list`")
+                ));
             }
             println!("schedule {id} {}", if enable { "enabled" } else { "disabled" });
         }

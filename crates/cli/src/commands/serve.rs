@@ -12,6 +12,7 @@ use deskbridge_core::{SharedClock, SystemClock};
 use serde_json::json;
 
 use super::agent_common::{WorkerArgs, listen, run_agent, shutdown_signal};
+use crate::error::CliError;
 use crate::output::say;
 use crate::settings::GlobalArgs;
 
@@ -35,7 +36,12 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let clock: SharedClock = Arc::new(SystemClock);
     let first = deskbridge_web::auth::ensure_first_administrator(&store, &args.admin_username)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot create the first administrator: {}", e.message))?;
+        .map_err(|e| {
+            CliError::new(
+                e.code,
+                format!("cannot create the first administrator: {}", e.message),
+            )
+        })?;
     let metrics = Arc::new(Metrics::default());
     let shutdown = shutdown_signal();
     let config = args.worker.config();

@@ -1,11 +1,12 @@
 use std::sync::Arc;
 
 use clap::Args;
-use deskbridge_core::{SharedClock, SystemClock};
+use deskbridge_core::{ErrorCode, SharedClock, SystemClock};
 use deskbridge_source::SourceRegistry;
 use deskbridge_sync::{SyncOptions, SyncOutcome, sync, sync_many};
 use serde_json::json;
 
+use crate::error::CliError;
 use crate::settings::GlobalArgs;
 
 #[derive(Args, Debug)]
@@ -62,13 +63,16 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         print_outcome(&outcome);
     }
     if matches!(outcome.status.as_str(), "failed") {
-        anyhow::bail!(
-            "the sync failed: {}",
-            outcome
-                .errors
-                .first()
-                .map_or("see the run's errors", |e| e.message.as_str())
-        );
+        anyhow::bail!(CliError::new(
+            ErrorCode::RunFailed,
+            format!(
+                "the sync failed: {}",
+                outcome
+                    .errors
+                    .first()
+                    .map_or("see the run's errors", |e| e.message.as_str())
+            )
+        ));
     }
     Ok(())
 }
@@ -152,7 +156,10 @@ async fn run_all(
         println!("{} connections in {seconds:.1}s, {failed} failed", results.len());
     }
     if failed > 0 {
-        anyhow::bail!("{failed} of {} connections failed to sync", results.len());
+        anyhow::bail!(CliError::new(
+            ErrorCode::RunFailed,
+            format!("{failed} of {} connections failed to sync", results.len())
+        ));
     }
     Ok(())
 }

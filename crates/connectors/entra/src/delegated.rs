@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use deskbridge_core::{ConnectionId, SharedClock};
+use deskbridge_core::{ConnectionId, ErrorCode, SharedClock};
 use deskbridge_msauth::{
     AppCredentials, Authority, AuthorizationRequest, BoxFuture, ExposeSecret as _, RefreshTokenSink,
     SecretString, TokenClient,
@@ -231,6 +231,11 @@ pub async fn complete_delegated_redirect(
             .and_then(|rest| rest.split(':').next())
             .map(|n| format!("AADSTS{n}"));
         return Err(SyncError::Upstream {
+            // Refused consent is a permission missing; anything else, a refused sign-in.
+            error_code: match error.as_str() {
+                "access_denied" | "consent_required" | "invalid_scope" => ErrorCode::UpstreamPermission,
+                _ => ErrorCode::UpstreamAuthentication,
+            },
             code: aadsts.unwrap_or_else(|| error.clone()),
             message: format!("the sign-in was refused ({error}): {description}"),
             remedy: match error.as_str() {

@@ -201,7 +201,7 @@ impl EntraConnection {
             Ok(Ok(sign_ins)) => return Ok(Some(sign_ins)),
             Ok(Err(unavailable)) => unavailable,
             Err(e) => read::SignInUnavailable {
-                code: e.code().to_string(),
+                code: e.code().as_str().to_owned(),
                 message: e.to_string(),
                 remedy: String::new(),
             },

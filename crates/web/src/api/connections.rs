@@ -11,7 +11,7 @@ use deskbridge_connector_entra::{
     AuthMethod, EntraSettings, NewCredential, NewEntraConnection, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET,
     SyncMethod,
 };
-use deskbridge_core::ConnectionId;
+use deskbridge_core::{ConnectionId, ErrorCode};
 use deskbridge_source::ConnectionSecrets;
 use deskbridge_store::{Access, Connection, WriteContext};
 use serde::Deserialize;
@@ -54,8 +54,7 @@ pub(crate) async fn connection_view(state: &AppState, c: &Connection, access: Ac
 pub(crate) fn settings_of(c: &Connection) -> ApiResult<EntraSettings> {
     serde_json::from_value(c.config.clone()).map_err(|e| {
         ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_configuration",
+            ErrorCode::InvalidConfiguration,
             format!(
                 "connection {:?} has settings this version cannot read: {e}",
                 c.name

@@ -6,7 +6,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use deskbridge_core::RunId;
+use deskbridge_core::{ErrorCode, RunId};
 use deskbridge_store::{Connection, RunStatus};
 use deskbridge_sync::SyncOptions;
 use serde::Deserialize;
@@ -110,7 +110,9 @@ pub(super) async fn cancel_run(
     let run = RunId(parse_id(&run_id, "run")?);
     let cancelled = state.runs.cancel(&state, run, &caller.account.username).await?;
     if !cancelled {
-        return Err(ApiError::conflict(format!("run {run} has already finished")).with_code("run_finished"));
+        return Err(
+            ApiError::conflict(format!("run {run} has already finished")).with_code(ErrorCode::RunFinished)
+        );
     }
     Ok(Json(run_view(&state, run).await?))
 }
@@ -138,7 +140,7 @@ pub(crate) async fn approve(
     if row.status != RunStatus::Held {
         return Err(
             ApiError::conflict(format!("run {run} is {}, not held", row.status.as_str()))
-                .with_code("run_not_held"),
+                .with_code(ErrorCode::RunNotHeld),
         );
     }
     state.runs.start(state, &connection, false, true).await

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use deskbridge_core::ErrorCode;
 use deskbridge_store::{Connection, WriteContext};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -63,7 +64,7 @@ pub(crate) async fn add_schedule(
         body.window.as_deref(),
         state.clock.now(),
     )
-    .map_err(|e| ApiError::invalid(e.to_string()).with_code("invalid_schedule"))?;
+    .map_err(|e| ApiError::invalid(e.to_string()).with_code(ErrorCode::InvalidSchedule))?;
     let mut tx = state.store.begin(WriteContext::manual()).await?;
     let id = tx.add_schedule(&new).await?;
     tx.commit().await?;

@@ -5,7 +5,8 @@
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
+use deskbridge_core::ErrorCode;
 use deskbridge_store::{Access, Role};
 use serde_json::Value;
 
@@ -307,14 +308,15 @@ pub(super) async fn microsoft_callback(
 ) -> UiResult {
     let q = parse_form(query.as_deref().unwrap_or("").as_bytes());
     if !field(&q, "error").is_empty() {
+        // Microsoft's code (`access_denied`, …) is shown; ours says the sign-in did not complete.
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            field(&q, "error"),
+            ErrorCode::InvalidSignIn,
             format!(
                 "Microsoft's sign-in did not complete: {}",
                 field(&q, "error_description")
             ),
         )
+        .with_upstream_code(field(&q, "error"))
         .into());
     }
     let name = deskbridge_connector_entra::complete_delegated_authorization(
@@ -326,9 +328,7 @@ pub(super) async fn microsoft_callback(
     .await
     .map_err(|e| match e {
         // A state that is not pending here: the browser's doing, not Microsoft's.
-        deskbridge_sync::SyncError::Credential(message) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_sign_in", message)
-        }
+        deskbridge_sync::SyncError::Credential(message) => ApiError::new(ErrorCode::InvalidSignIn, message),
         other => ApiError::from(other),
     })?;
     let mut tx = state.store.read().await?;

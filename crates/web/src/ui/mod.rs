@@ -106,7 +106,7 @@ pub fn routes() -> Router<AppState> {
 /// An error as a page (no navigation: the caller may not be known).
 pub fn error_page(error: &ApiError) -> Response {
     let page = PageT {
-        title: match error.status {
+        title: match error.status() {
             StatusCode::FORBIDDEN => "Not allowed".into(),
             StatusCode::NOT_FOUND => "Not found".into(),
             _ => "Something went wrong".into(),
@@ -118,7 +118,7 @@ pub fn error_page(error: &ApiError) -> Response {
         error: format!(
             "{} ({}){}",
             error.message,
-            error.code,
+            error.shown_code(),
             error
                 .remedy
                 .as_ref()
@@ -129,7 +129,7 @@ pub fn error_page(error: &ApiError) -> Response {
         run_id: String::new(),
     };
     let body = page.render().unwrap_or_else(|_| error.message.clone());
-    (error.status, Html(body)).into_response()
+    (error.status(), Html(body)).into_response()
 }
 
 /// Page handlers' error: shown as a page.
