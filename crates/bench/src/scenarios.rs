@@ -328,7 +328,10 @@ async fn memory(args: &BenchArgs, exe: &Path, work: &Path, report: &mut Report) 
             .join(", "),
         met: worst > 0 && worst <= 200_000_000,
     });
-    let (tenth_peak, large_peak) = (peaks.first().copied().unwrap_or(0), peaks.get(1).copied().unwrap_or(0));
+    let (tenth_peak, large_peak) = (
+        peaks.first().copied().unwrap_or(0),
+        peaks.get(1).copied().unwrap_or(0),
+    );
     let growth = large_peak as f64 / tenth_peak.max(1) as f64;
     report.targets.push(Target {
         what: format!("peak RSS of the {large}-user tenant against the {tenth}-user tenant"),

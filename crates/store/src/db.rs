@@ -556,14 +556,20 @@ impl StoreTx {
 
     async fn run_execute(&mut self, sql: &str, args: &[Sql]) -> Result<u64> {
         Ok(match &mut self.conn {
-            Conn::Sqlite(tx) => bind_all!(sqlx::query(AssertSqlSafe(sqlite_sql(sql))).persistent(cached(args)), args)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
-            Conn::Postgres(tx) => bind_all!(sqlx::query(AssertSqlSafe(sql.to_owned())).persistent(cached(args)), args)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
+            Conn::Sqlite(tx) => bind_all!(
+                sqlx::query(AssertSqlSafe(sqlite_sql(sql))).persistent(cached(args)),
+                args
+            )
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+            Conn::Postgres(tx) => bind_all!(
+                sqlx::query(AssertSqlSafe(sql.to_owned())).persistent(cached(args)),
+                args
+            )
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
         })
     }
 
@@ -574,13 +580,19 @@ impl StoreTx {
         match &mut self.conn {
             Conn::Sqlite(tx) => {
                 let sql = AssertSqlSafe(sqlite_sql(sql));
-                for row in bind_all!(sqlx::query(sql).persistent(cached(args)), args).fetch_all(&mut **tx).await? {
+                for row in bind_all!(sqlx::query(sql).persistent(cached(args)), args)
+                    .fetch_all(&mut **tx)
+                    .await?
+                {
                     out.push(decode_row!(row, types));
                 }
             }
             Conn::Postgres(tx) => {
                 let sql = AssertSqlSafe(sql.to_owned());
-                for row in bind_all!(sqlx::query(sql).persistent(cached(args)), args).fetch_all(&mut **tx).await? {
+                for row in bind_all!(sqlx::query(sql).persistent(cached(args)), args)
+                    .fetch_all(&mut **tx)
+                    .await?
+                {
                     out.push(decode_row!(row, types));
                 }
             }

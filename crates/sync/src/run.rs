@@ -473,10 +473,14 @@ async fn fail(
     tx.finish_run(run, RunStatus::Failed, Some(&e.to_string()))
         .await?;
     // What the steps before the failure applied stays, and is counted.
-    let counts = tx.run(run).await?.map(|r| r.counts.into()).unwrap_or(OutcomeCounts {
-        errors: 1,
-        ..OutcomeCounts::default()
-    });
+    let counts = tx
+        .run(run)
+        .await?
+        .map(|r| r.counts.into())
+        .unwrap_or(OutcomeCounts {
+            errors: 1,
+            ..OutcomeCounts::default()
+        });
     tx.commit().await?;
     Ok(SyncOutcome {
         run_id: Some(run),

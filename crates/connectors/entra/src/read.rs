@@ -497,8 +497,13 @@ type MemberListing = (String, Vec<(String, bool)>, u64);
 
 /// A group's members as (id, is a group), each page made compact as it arrives: a tenant's
 /// memberships are held as ids, never as Graph's objects.
-async fn member_ids(tenant: &GraphTenant, group: &str, requests: &mut u64) -> Result<Vec<(String, bool)>, GraphError> {
-    let mut pager = tenant.pager::<Map<String, Value>>(format!("/groups/{group}/members?$select=id&$top=999"));
+async fn member_ids(
+    tenant: &GraphTenant,
+    group: &str,
+    requests: &mut u64,
+) -> Result<Vec<(String, bool)>, GraphError> {
+    let mut pager =
+        tenant.pager::<Map<String, Value>>(format!("/groups/{group}/members?$select=id&$top=999"));
     let mut out = Vec::new();
     while let Some(page) = pager.next_page().await? {
         *requests += 1;
