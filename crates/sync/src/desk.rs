@@ -146,11 +146,13 @@ pub async fn load_page_records(
 }
 
 /// This connection's records a tenant's end reads ([`FinishLookups`]), each made compact as it is
-/// read: a tenant of any size costs a page of whole records at a time.
+/// read, keeping only those `wanted` says (the people the run did not read): a tenant of any size
+/// costs a page of whole records at a time, and what is kept is what may be deactivated.
 pub async fn load_connection_records(
     tx: &mut StoreTx,
     connection: ConnectionId,
     finish: &FinishLookups,
+    wanted: impl Fn(&ConnectionRecord) -> bool,
 ) -> Result<Vec<ConnectionRecord>, SyncError> {
     let scope = RecordScope::OfConnectionTenant {
         connection,
@@ -169,7 +171,8 @@ pub async fn load_connection_records(
             after = Some(last.id);
             out.extend(
                 page.into_iter()
-                    .filter_map(|r| ConnectionRecord::from_desk(&desk_record(r), kind, connection)),
+                    .filter_map(|r| ConnectionRecord::from_desk(&desk_record(r), kind, connection))
+                    .filter(|r| wanted(r)),
             );
         }
     }

@@ -199,7 +199,12 @@ impl<'r> Steps<'r> {
         let connection = self.cx.connection.id;
         let finish = self.planner.finish_lookups(&end.tenant_id);
         let mut tx = self.cx.store.read().await?;
-        let records = load_connection_records(&mut tx, connection, &finish).await?;
+        // Only the people this run did not read: the end decides about them alone.
+        let planner = &self.planner;
+        let records = load_connection_records(&mut tx, connection, &finish, |r| {
+            !planner.was_read(&r.external_id)
+        })
+        .await?;
         let agents = self.planner.ticket_agents(&end.tenant_id, &records);
         let tickets = load_tickets(&mut tx, connection, &agents).await?;
         tx.commit().await?;

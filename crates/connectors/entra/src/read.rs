@@ -521,7 +521,9 @@ async fn member_ids(
 #[derive(Debug, Default)]
 pub struct Memberships {
     names: Vec<String>,
-    by_user: std::collections::HashMap<String, (Vec<u32>, Vec<u32>)>,
+    /// Per user, in one allocation: the number of direct groups, the direct groups' indices,
+    /// then the indices of all the user's groups (a large tenant holds one of these per user).
+    by_user: std::collections::HashMap<Box<str>, Box<[u32]>>,
 }
 
 impl Memberships {
@@ -563,14 +565,19 @@ impl Memberships {
                 }
             }
         }
+        let by_user = sets
+            .into_iter()
+            .map(|(user, (direct, nested))| {
+                let mut packed = Vec::with_capacity(1 + direct.len() + nested.len());
+                packed.push(u32::try_from(direct.len()).unwrap_or(u32::MAX));
+                packed.extend(direct);
+                packed.extend(nested);
+                (user.into_boxed_str(), packed.into_boxed_slice())
+            })
+            .collect();
         Self {
             names: groups.values().cloned().collect(),
-            by_user: sets
-                .into_iter()
-                .map(|(user, (direct, nested))| {
-                    (user, (direct.into_iter().collect(), nested.into_iter().collect()))
-                })
-                .collect(),
+            by_user,
         }
     }
 
@@ -583,7 +590,12 @@ impl Memberships {
                 .collect()
         };
         match self.by_user.get(user) {
-            Some((direct, nested)) => (names(direct), names(nested)),
+            Some(packed) => {
+                let direct = packed.first().map_or(0, |n| *n as usize);
+                let rest = packed.get(1..).unwrap_or_default();
+                let (direct, nested) = rest.split_at(direct.min(rest.len()));
+                (names(direct), names(nested))
+            }
             None => (BTreeSet::new(), BTreeSet::new()),
         }
     }

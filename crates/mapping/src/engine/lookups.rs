@@ -201,6 +201,13 @@ impl RunPlanner<'_> {
         lookups
     }
 
+    /// Whether this run read the person `external_id` (in any page of any tenant). Records of
+    /// people read need not be given to [`RunPlanner::finish_tenant`]: it decides only about the
+    /// people it did not see, so a pipeline may leave them out and hold the absent only.
+    pub fn was_read(&self, external_id: &str) -> bool {
+        self.run.people.contains_key(&external_key(external_id))
+    }
+
     /// Which of this connection's records [`RunPlanner::finish_tenant`] needs for `tenant_id`.
     pub fn finish_lookups(&self, tenant_id: &str) -> FinishLookups {
         let external_ids = self
