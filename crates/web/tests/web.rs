@@ -550,6 +550,12 @@ store_test! {
         let rotated = "rotated-secret-value-1234567890";
         let patched = api(&fx.app, Method::PATCH, &format!("/api/v1/connections/{id}"), Some(&admin.token), Some(json!({"client_secret": rotated}))).await;
         assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+        // A certificate that cannot sign is refused when it is given, and nothing changes.
+        let bad = api(&fx.app, Method::PATCH, &format!("/api/v1/connections/{id}"), Some(&admin.token), Some(json!({"certificate_pem": "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n"}))).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+        assert!(bad.text.contains("the certificate cannot be used"), "{}", bad.text);
+        let unchanged = api(&fx.app, Method::GET, &format!("/api/v1/connections/{id}"), Some(&admin.token), None).await;
+        assert!(unchanged.text.contains("client_secret"), "{}", unchanged.text);
         // A failing create echoes the form back, but not the secret.
         let failed = page(&fx.app, Method::POST, "/connections", Some(&admin), &[
             ("name", "ui-made"), ("tenant_id", "t"), ("client_id", "c"), ("client_secret", "echo-me-not-0987654321"),

@@ -38,7 +38,7 @@ pub use delta::{
 };
 pub use settings::{
     AuthMethod, EntraSettings, NewCredential, NewEntraConnection, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET,
-    SECRET_REFRESH_TOKEN, SyncMethod, add_entra_connection, load_entra_connection,
+    SECRET_REFRESH_TOKEN, SyncMethod, add_entra_connection, certificate_expiry, load_entra_connection,
 };
 pub use source::EntraSource;
 

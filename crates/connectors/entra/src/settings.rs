@@ -225,10 +225,9 @@ pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Re
                 .await?;
         }
         NewCredential::Certificate { pem } => {
-            let cert = deskbridge_msauth::CertificateCredential::from_pem_bundle(pem.as_bytes())
-                .map_err(|e| SyncError::Credential(format!("the certificate cannot be used: {e}")))?;
+            let expires = certificate_expiry(pem)?;
             ConnectionSecrets(connection.id)
-                .put(&mut tx, SECRET_CERTIFICATE, pem, Some(cert.not_after()))
+                .put(&mut tx, SECRET_CERTIFICATE, pem, Some(expires))
                 .await?;
         }
         NewCredential::Delegated {
@@ -237,6 +236,15 @@ pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Re
     }
     tx.commit().await?;
     Ok(connection)
+}
+
+/// Checks a certificate bundle (PEM: the certificate and its private key) the way a sync will use
+/// it, and gives its expiry. Everything that stores a connection's certificate goes through this,
+/// so a file that cannot sign a client assertion is refused when it is given, not at the next sync.
+pub fn certificate_expiry(pem: &str) -> Result<jiff::Timestamp, SyncError> {
+    let cert = deskbridge_msauth::CertificateCredential::from_pem_bundle(pem.as_bytes())
+        .map_err(|e| SyncError::Credential(format!("the certificate cannot be used: {e}")))?;
+    Ok(cert.not_after())
 }
 
 /// The guides' generated mappings, plus one choice of ours: users deleted in Entra are made

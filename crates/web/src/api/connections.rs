@@ -270,7 +270,12 @@ pub(crate) async fn edit(
             settings.auth = AuthMethod::ClientSecret;
         }
         (None, Some(pem)) => {
-            secrets.put(&mut tx, SECRET_CERTIFICATE, &pem, expires).await?;
+            // Refused now if it cannot sign; its own expiry is what the check shows.
+            let not_after = deskbridge_connector_entra::certificate_expiry(&pem)
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
+            secrets
+                .put(&mut tx, SECRET_CERTIFICATE, &pem, Some(not_after))
+                .await?;
             secrets.delete(&mut tx, SECRET_CLIENT_SECRET).await?;
             settings.auth = AuthMethod::Certificate;
         }
