@@ -150,17 +150,14 @@ impl<'r> Steps<'r> {
     }
 
     async fn page(&mut self, page: Page) -> Result<(), SyncError> {
-        let Some((tenant, reference)) = self.open.as_mut().filter(|(t, _)| *t == page.tenant_id) else {
+        if self.open_partition() != Some(page.tenant_id.as_str()) {
             return Err(SyncError::Internal(format!(
                 "the source sent a page of tenant {} outside that tenant's read",
                 page.tenant_id
             )));
-        };
-        let tenant = tenant.clone();
-        let _turn = match self.cx.turns {
-            Some(turns) => turns.clone().acquire_owned().await.ok(),
-            None => None,
-        };
+        }
+        let tenant = page.tenant_id.clone();
+        let _turn = self.turn().await;
         let started = Instant::now();
         let users: Vec<SourceUser> = page
             .records
@@ -174,6 +171,11 @@ impl<'r> Steps<'r> {
         let (desk_users, desk_agents) =
             load_page_records(&mut tx, self.cx.connection.id, &tenant, &lookups).await?;
         tx.commit().await?;
+        let Some((_, reference)) = self.open.as_mut() else {
+            return Err(SyncError::Internal(format!(
+                "tenant {tenant} ended during its page"
+            )));
+        };
         // The page's desk records join the tenant's sites and licences for this page only.
         reference.users = desk_users;
         reference.agents = desk_agents;
