@@ -205,7 +205,7 @@ impl RunPlanner<'_> {
     /// people read need not be given to [`RunPlanner::finish_tenant`]: it decides only about the
     /// people it did not see, so a pipeline may leave them out and hold the absent only.
     pub fn was_read(&self, external_id: &str) -> bool {
-        self.run.people.contains_key(&external_key(external_id))
+        self.run.people.contains(external_id)
     }
 
     /// Which of this connection's records [`RunPlanner::finish_tenant`] needs for `tenant_id`.
@@ -218,7 +218,7 @@ impl RunPlanner<'_> {
                 tenant
                     .removals
                     .keys()
-                    .filter(|key| !self.run.people.contains_key(*key))
+                    .filter(|key| !self.run.people.contains(key))
                     .cloned()
                     .collect()
             })
@@ -249,7 +249,7 @@ impl RunPlanner<'_> {
             records
                 .iter()
                 .filter(|r| r.kind == RecordKind::Agent && r.active)
-                .filter(|r| !self.run.people.contains_key(&external_key(&r.external_id)))
+                .filter(|r| !self.run.people.contains(&r.external_id))
                 .map(|r| r.id),
         );
         agents

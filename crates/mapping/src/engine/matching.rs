@@ -206,7 +206,7 @@ impl PagePlanner<'_, '_> {
         let index = self.index(kind);
         match index.by_object_id(manager_id) {
             [only] => ManagerRef::Resolved(Some(Reference::Id(index.records[*only].id))),
-            [] if !self.run.people.contains_key(&external_key(manager_id)) => ManagerRef::Later,
+            [] if !self.run.people.contains(manager_id) => ManagerRef::Later,
             _ => ManagerRef::Resolved(None),
         }
     }

@@ -239,7 +239,7 @@ pub(crate) struct TenantState {
 /// Everything a run remembers between pages. Compact: no source record, no desk record.
 #[derive(Debug, Default)]
 pub(crate) struct RunState {
-    pub(crate) people: BTreeMap<String, Person>,
+    pub(crate) people: People,
     /// For [`plan`] only: external ids whose copies differ somewhere in the whole read, with the
     /// number of copies, so that none of them is planned (as before pages existed).
     pub(crate) disagreeing: BTreeMap<String, usize>,
@@ -264,7 +264,7 @@ impl RunState {
 
     /// What this run decided for one side of a person, if it planned that side.
     pub(crate) fn outcome(&self, external_id: &str, kind: RecordKind) -> Option<Outcome> {
-        let person = self.people.get(&external_key(external_id))?;
+        let person = self.people.get(external_id)?;
         match kind {
             RecordKind::User => person.user,
             RecordKind::Agent => person.agent,
@@ -385,6 +385,43 @@ fn not_begun(tenant_id: &str, now: jiff::Timestamp) -> Plan {
         message: "the tenant was planned before begin_tenant; nothing of it is planned".into(),
     });
     out.into_plan(now, Vec::new(), Vec::new())
+}
+
+/// Everyone a run read, by external id (compared ignoring ASCII case). Keyed by a 128-bit hash of
+/// the lower-cased id rather than the id's text: a run holds one entry per person read, and the
+/// hash is 16 bytes where the text is a heap string. Two ids colliding is about as likely as
+/// 2^-128 a pair (10^-27 for a million people).
+#[derive(Debug, Default)]
+pub(crate) struct People(BTreeMap<u128, Person>);
+
+impl People {
+    fn key(external_id: &str) -> u128 {
+        let lower = external_key(external_id);
+        // Two SipHash runs told apart by a prefix give the two halves.
+        let half = |prefix: u8| {
+            let mut hasher = DefaultHasher::new();
+            prefix.hash(&mut hasher);
+            lower.hash(&mut hasher);
+            hasher.finish()
+        };
+        (u128::from(half(1)) << 64) | u128::from(half(0))
+    }
+
+    pub(crate) fn get(&self, external_id: &str) -> Option<&Person> {
+        self.0.get(&Self::key(external_id))
+    }
+
+    pub(crate) fn get_mut(&mut self, external_id: &str) -> Option<&mut Person> {
+        self.0.get_mut(&Self::key(external_id))
+    }
+
+    pub(crate) fn contains(&self, external_id: &str) -> bool {
+        self.0.contains_key(&Self::key(external_id))
+    }
+
+    pub(crate) fn insert(&mut self, external_id: &str, person: Person) {
+        self.0.insert(Self::key(external_id), person);
+    }
 }
 
 /// The key a person is known by in a run: external ids compare ignoring ASCII case.

@@ -233,7 +233,7 @@ impl<'p, 'c> PagePlanner<'p, 'c> {
                 continue;
             }
             if let Some(&count) = self.run.disagreeing.get(&key) {
-                if !self.run.people.contains_key(&key) {
+                if !self.run.people.contains(&key) {
                     self.remember(key, user, true);
                     let message = format!(
                         "the user appears {count} times in the read with different content; not planned"
@@ -280,7 +280,7 @@ impl<'p, 'c> PagePlanner<'p, 'c> {
             user: None,
             agent: None,
         };
-        self.run.people.insert(key, person);
+        self.run.people.insert(&key, person);
     }
 
     /// Records a decided person's outcome for later pages and `finish_tenant`.

@@ -214,7 +214,7 @@ impl TenantEnd<'_> {
                 });
                 for record in of_tenant {
                     let key = external_key(&record.external_id);
-                    if !run.people.contains_key(&key) {
+                    if !run.people.contains(&key) {
                         gone.insert(
                             key,
                             (
@@ -239,7 +239,7 @@ impl TenantEnd<'_> {
         }
         let mut ignored = 0;
         for (key, (reason, reports)) in removals {
-            if run.people.contains_key(key) {
+            if run.people.contains(key) {
                 continue; // also read as a user: a later restore wins
             }
             if !deactivate {
