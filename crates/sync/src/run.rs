@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use std::time::Instant;
 
-use deskbridge_core::{ErrorCode, RunId, SharedClock};
+use deskbridge_core::{RunId, SharedClock};
 use deskbridge_mapping::{Change, Counts, ReadMode, RunPlanner};
 use deskbridge_source::desk::validated;
 use deskbridge_source::{
@@ -312,7 +312,17 @@ pub(crate) async fn sync_with(
         None => "none",
     };
     if let Some(e) = failure {
-        return fail(store, connection.id, run, &first_tenant, mode, e).await;
+        let outcome = fail(store, connection.id, run, &first_tenant, mode, e).await?;
+        // The failure first, then what the steps recorded before it.
+        let mut errors = outcome.errors;
+        errors.extend(steps.errors);
+        errors.extend(steps.apply_errors);
+        return Ok(SyncOutcome {
+            errors,
+            notes: steps.notes,
+            requests: steps.requests,
+            ..outcome
+        });
     }
     let Some(run) = run else {
         let (mut changes, counts) = match steps.preview.take() {
@@ -343,23 +353,6 @@ pub(crate) async fn sync_with(
         });
     };
     let mut tx = store.begin(WriteContext::for_run(connection.id, run)).await?;
-    // Warnings from the read were not recorded by a step.
-    let warnings: Vec<&IntegrationError> = steps
-        .errors
-        .iter()
-        .filter(|e| e.code != ErrorCode::MappingFailed.as_str())
-        .collect();
-    for e in &warnings {
-        tx.record_error(e).await?;
-    }
-    tx.add_run_counts(
-        run,
-        &RunCounts {
-            errors: warnings.len() as i64,
-            ..RunCounts::default()
-        },
-    )
-    .await?;
     let status = if steps.held.is_some() {
         RunStatus::Held
     } else if steps.errors.is_empty() && steps.apply_errors.is_empty() {

@@ -54,7 +54,7 @@ pub(crate) struct Steps<'r> {
     pub notes: Vec<String>,
     pub locked: Vec<LockedChange>,
     /// Records that could not be planned, and parts of the read that failed without failing the
-    /// run.
+    /// run; in a run, each is recorded against it as it happens.
     pub errors: Vec<IntegrationError>,
     /// Changes that failed when applied.
     pub apply_errors: Vec<IntegrationError>,
@@ -87,7 +87,7 @@ impl<'r> Steps<'r> {
     pub(crate) async fn take(&mut self, event: ReadEvent) -> Result<(), SyncError> {
         match event {
             ReadEvent::Note(note) => self.notes.push(note),
-            ReadEvent::Warning(warning) => self.errors.push(warning),
+            ReadEvent::Warning(warning) => self.record(vec![warning]).await?,
             ReadEvent::Begin(start) => self.begin(start).await?,
             ReadEvent::Page(page) => self.page(page).await?,
             ReadEvent::End(end) => self.end(end).await?,
@@ -231,6 +231,35 @@ impl<'r> Steps<'r> {
         self.step(&end.tenant_id, plan, &cursors).await
     }
 
+    /// Keeps errors for the outcome and, in a run, records them against it at once (with the
+    /// run's error count): a failure later in the read must not lose them.
+    async fn record(&mut self, errors: Vec<IntegrationError>) -> Result<(), SyncError> {
+        if errors.is_empty() {
+            return Ok(());
+        }
+        if let Some(run) = self.cx.run {
+            let mut tx = self
+                .cx
+                .store
+                .begin(WriteContext::for_run(self.cx.connection.id, run))
+                .await?;
+            for e in &errors {
+                tx.record_error(e).await?;
+            }
+            tx.add_run_counts(
+                run,
+                &RunCounts {
+                    errors: errors.len() as i64,
+                    ..RunCounts::default()
+                },
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        self.errors.extend(errors);
+        Ok(())
+    }
+
     fn keys(&self, tenant: &str, cursors: Vec<(String, String)>) -> Vec<(CursorKey, String)> {
         cursors
             .into_iter()
@@ -256,7 +285,7 @@ impl<'r> Steps<'r> {
         self.locked.extend(plan.locked.iter().cloned());
         let errors = plan_errors(&plan);
         let Some(run) = self.cx.run else {
-            self.errors.extend(errors);
+            self.record(errors).await?;
             match &mut self.preview {
                 Some(preview) => preview.absorb(plan),
                 None => self.preview = Some(plan),
@@ -265,27 +294,8 @@ impl<'r> Steps<'r> {
         };
         let started = Instant::now();
         let report = apply_plan(self.cx.store, self.cx.connection.id, run, tenant, &plan, cursors).await?;
-        if !errors.is_empty() {
-            let mut tx = self
-                .cx
-                .store
-                .begin(WriteContext::for_run(self.cx.connection.id, run))
-                .await?;
-            for e in &errors {
-                tx.record_error(e).await?;
-            }
-            tx.add_run_counts(
-                run,
-                &RunCounts {
-                    errors: errors.len() as i64,
-                    ..RunCounts::default()
-                },
-            )
-            .await?;
-            tx.commit().await?;
-        }
         self.timings.apply_seconds += started.elapsed().as_secs_f64();
-        self.errors.extend(errors);
+        self.record(errors).await?;
         self.apply_errors.extend(report.errors);
         Ok(())
     }

@@ -51,7 +51,8 @@ pub trait World: Send + Sync {
     /// From now on the listing's page `page` (1 for the first) is unreadable (not valid JSON) every
     /// time; `None` heals it.
     fn break_page(&self, page: Option<usize>);
-    /// Spoils one person's record; returns that person's external id.
+    /// Spoils the first person the listing returns (so on its first page); returns that person's
+    /// external id.
     fn corrupt_person(&self, corruption: Corruption) -> String;
     /// Undoes every corruption.
     fn heal_people(&self);
@@ -300,6 +301,26 @@ async fn unreadable_page(harness: &dyn Harness, run: &Runner) {
         kept.len(),
         PAGE_SIZE,
         "the page before the unreadable one is kept"
+    );
+    // A record refused before the break stays recorded against the failed run.
+    let world = harness.world(&run.store, PEOPLE, PAGE_SIZE).await;
+    let spoiled = world.corrupt_person(Corruption::WrongType);
+    world.break_page(Some(2));
+    let broken = run.sync(world.as_ref(), false).await;
+    assert_eq!(broken.status, "failed");
+    let names = |errors: &[deskbridge_store::IntegrationError]| {
+        errors
+            .iter()
+            .any(|e| e.external_id.as_deref() == Some(spoiled.as_str()))
+    };
+    assert!(names(&broken.errors), "{:?}", broken.errors);
+    let run_id = broken.run_id.expect("a run");
+    let mut tx = run.store.read().await.unwrap();
+    let stored = tx.errors_for_run(run_id).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        names(&stored),
+        "the refused record is recorded against the run: {stored:?}"
     );
 }
 
