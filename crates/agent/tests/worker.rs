@@ -109,10 +109,9 @@ fn worker(db: &TestDb, id: &str) -> (Worker, Arc<Metrics>) {
     )
 }
 
-/// The Entra connector, as the binary registers it.
+/// The connectors, as the binary registers them.
 fn sources() -> deskbridge_source::SourceRegistry {
-    deskbridge_source::SourceRegistry::new()
-        .with(Arc::new(deskbridge_connector_entra::EntraSource::default()))
+    deskbridge_connectors::registry()
 }
 
 store_test! {

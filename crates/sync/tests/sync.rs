@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use deskbridge_connector_entra::{EntraSource, NewCredential, NewEntraConnection, add_entra_connection};
+use deskbridge_connector_entra::{NewCredential, NewEntraConnection, add_entra_connection};
 use deskbridge_core::{SharedClock, SystemClock};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
 use deskbridge_source::SourceRegistry;
@@ -17,9 +17,9 @@ mod many;
 mod scenarios;
 use serde_json::{Value, json};
 
-/// The Entra connector, as the binary registers it.
+/// The connectors, as the binary registers them.
 fn sources() -> SourceRegistry {
-    SourceRegistry::new().with(Arc::new(EntraSource::default()))
+    deskbridge_connectors::registry()
 }
 
 /// One sync of `name` through the Entra connector.
