@@ -33,7 +33,7 @@ pub use apply::{ApplyReport, apply_plan};
 pub use check::check_connection;
 pub use desk::SnapshotScope;
 pub use deskbridge_source::SyncError;
-pub use deskbridge_source::desk::{load_catalog, load_catalog_for};
+pub use deskbridge_source::desk::load_catalog;
 pub use many::{ManyResult, sync_many};
 pub use mappings::save_mappings;
 pub use run::{
