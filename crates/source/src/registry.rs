@@ -46,6 +46,11 @@ impl SourceRegistry {
             })
     }
 
+    /// The sources, in registration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Source>> + '_ {
+        self.sources.iter()
+    }
+
     /// The kinds served, in registration order.
     pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.sources.iter().map(|s| s.kind())

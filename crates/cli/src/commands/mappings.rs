@@ -33,7 +33,7 @@ pub async fn run(global: &GlobalArgs, command: MappingsCommand) -> anyhow::Resul
         match command {
             MappingsCommand::Show { connection } => {
                 let source = open_connection(&store, &deskbridge_connectors::registry(), &connection).await?;
-                println!("{}", serde_json::to_string_pretty(source.mapping())?);
+                crate::output::outln!("{}", serde_json::to_string_pretty(source.mapping())?);
             }
             MappingsCommand::Set { connection, file } => {
                 let text = std::fs::read_to_string(&file)
@@ -54,7 +54,7 @@ pub async fn run(global: &GlobalArgs, command: MappingsCommand) -> anyhow::Resul
                     &clock,
                 )
                 .await?;
-                println!("saved the mappings of {connection:?}");
+                crate::output::outln!("saved the mappings of {connection:?}");
             }
         }
         Ok::<(), anyhow::Error>(())
