@@ -256,7 +256,7 @@ pub async fn customer_for_tenant(
             .await?
             .and_then(|c| c.text("name").map(str::to_owned))
             .unwrap_or_else(|| format!("#{owner}"));
-        return Err(SyncError::InvalidSettings(format!(
+        return Err(SyncError::Conflict(format!(
             "the tenant {tenant_id} already belongs to the desk customer {owner_name:?}: import it into that \
              customer (customer: {owner_name:?}) or remove the tenant from it first"
         )));

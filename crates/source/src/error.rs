@@ -30,6 +30,9 @@ pub enum SyncError {
     /// setting's label.
     #[error("{0}")]
     InvalidSettings(String),
+    /// What was asked clashes with what exists (a tenant another customer owns, …).
+    #[error("{0}")]
+    Conflict(String),
     #[error("the mapping configuration is invalid: {0}")]
     InvalidMappings(String),
     #[error("store: {0}")]
@@ -96,6 +99,7 @@ impl HasErrorCode for SyncError {
             | Self::BadSettings(..)
             | Self::InvalidMappings(_) => ErrorCode::InvalidConfiguration,
             Self::InvalidSettings(_) => ErrorCode::InvalidInput,
+            Self::Conflict(_) => ErrorCode::Conflict,
             Self::Store(e) => e.error_code(),
             Self::Upstream { error_code, .. } => *error_code,
             Self::Credential(_) => ErrorCode::UpstreamAuthentication,

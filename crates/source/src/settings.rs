@@ -169,12 +169,120 @@ pub enum Purpose {
     Edit,
 }
 
+/// Microsoft's documented hosts: the identity platform, Graph and Partner Center in the public
+/// cloud, US Government (L4, L5) and China (21Vianet).
+const MICROSOFT_HOSTS: &[&str] = &[
+    "login.microsoftonline.com",
+    "login.microsoftonline.us",
+    "login.chinacloudapi.cn",
+    "login.partner.microsoftonline.cn",
+    "graph.microsoft.com",
+    "graph.microsoft.us",
+    "dod-graph.microsoft.us",
+    "microsoftgraph.chinacloudapi.cn",
+    "api.partnercenter.microsoft.com",
+    "partner.partnercenterapi.microsoftonline.cn",
+];
+
+/// Dataverse organisations live under these (`{org}.crm.dynamics.com`, `{org}.crm4.dynamics.com`,
+/// `{org}.crm.microsoftdynamics.us`, `{org}.crm.appsplatform.us`, `{org}.crm.dynamics.cn`).
+const MICROSOFT_SUFFIXES: &[&str] = &[
+    ".dynamics.com",
+    ".microsoftdynamics.us",
+    ".appsplatform.us",
+    ".dynamics.cn",
+];
+
+/// Which hosts a connection's endpoints may name. A connection's credential is sent to its
+/// endpoints, so an endpoint is part of the credential: by default only Microsoft's clouds (over
+/// https), plus the hosts an administrator allows in the instance's configuration (the emulator,
+/// a test double, a proxy). Anything else is refused wherever an endpoint is given or used.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointPolicy {
+    /// Hosts allowed besides Microsoft's, lower-cased: `host` (any port) or `host:port`.
+    allowed: Vec<String>,
+}
+
+impl EndpointPolicy {
+    /// Microsoft's clouds and `hosts` (each `host` or `host:port`; blanks are skipped).
+    pub fn allowing<S: AsRef<str>>(hosts: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            allowed: hosts
+                .into_iter()
+                .map(|h| h.as_ref().trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        }
+    }
+
+    /// The hosts allowed besides Microsoft's.
+    pub fn extra_hosts(&self) -> &[String] {
+        &self.allowed
+    }
+
+    /// Whether `url` may be a connection's endpoint; if not, why and what to do.
+    pub fn check(&self, url: &str) -> Result<(), String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+        let microsoft = MICROSOFT_HOSTS.contains(&host.as_str())
+            || MICROSOFT_SUFFIXES.iter().any(|suffix| host.ends_with(suffix));
+        if microsoft {
+            return if parsed.scheme() == "https" {
+                Ok(())
+            } else {
+                Err(format!("{url:?}: Microsoft's endpoints are reached over https"))
+            };
+        }
+        let with_port = parsed.port().map(|p| format!("{host}:{p}"));
+        if self
+            .allowed
+            .iter()
+            .any(|a| *a == host || Some(a) == with_port.as_ref())
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "{host} is not one of Microsoft's cloud endpoints; a connection's credential is only sent to \
+             Microsoft, or to a host an administrator allows in the instance's configuration \
+             (--allow-endpoint-host {host}, or DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS)"
+        ))
+    }
+
+    /// Checks the endpoints a stored connection names (its configuration, or the defaults), before
+    /// anything is sent to them.
+    pub fn check_stored(&self, name: &str, schema: &[Setting], config: &Value) -> Result<(), SyncError> {
+        for setting in schema {
+            if let SettingKind::Endpoint { default } = setting.kind {
+                let url = config.get(setting.key).and_then(Value::as_str).unwrap_or(default);
+                self.check(url).map_err(|e| {
+                    SyncError::BadSettings(name.to_owned(), format!("{}: {e}", setting.label))
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `values` change any of the stored endpoints of a connection (see [`EndpointPolicy`]):
+/// such a change drops the stored credentials, and only an administrator may make it.
+pub fn endpoints_changed(schema: &[Setting], config: &Value, values: &SettingValues) -> bool {
+    schema.iter().any(|s| match s.kind {
+        SettingKind::Endpoint { default } => values.text(s.key).is_some_and(|new| {
+            let stored = config.get(s.key).and_then(Value::as_str).unwrap_or(default);
+            !new.eq_ignore_ascii_case(stored.trim_end_matches('/'))
+        }),
+        _ => false,
+    })
+}
+
 /// Checks settings given as a JSON object against `schema`. Every problem is reported at once,
-/// each naming the setting by its label. Empty strings and `null` count as not given.
+/// each naming the setting by its label. Empty strings and `null` count as not given. Endpoints
+/// must pass `policy`.
 pub fn validate(
     schema: &[Setting],
     input: &Map<String, Value>,
     purpose: Purpose,
+    policy: &EndpointPolicy,
 ) -> Result<SettingValues, SyncError> {
     let mut values = SettingValues::default();
     let mut problems = Vec::new();
@@ -189,7 +297,7 @@ pub fn validate(
             ));
             continue;
         };
-        match parse(setting, value) {
+        match parse(setting, value, policy) {
             Ok(Some(v)) => {
                 values.0.insert(setting.key, v);
             }
@@ -236,7 +344,7 @@ pub fn validate(
 }
 
 /// One value, or `None` when it is empty (not given).
-fn parse(setting: &Setting, value: &Value) -> Result<Option<SettingValue>, String> {
+fn parse(setting: &Setting, value: &Value, policy: &EndpointPolicy) -> Result<Option<SettingValue>, String> {
     if let SettingKind::Flag { .. } = setting.kind {
         return match value {
             Value::Null => Ok(None),
@@ -276,7 +384,11 @@ fn parse(setting: &Setting, value: &Value) -> Result<Option<SettingValue>, Strin
             }
             text.to_ascii_lowercase()
         }
-        SettingKind::Endpoint { .. } => endpoint(text)?,
+        SettingKind::Endpoint { .. } => {
+            let url = endpoint(text)?;
+            policy.check(&url)?;
+            url
+        }
         SettingKind::Choice { options } => {
             if !options.iter().any(|c| c.value == text) {
                 let allowed: Vec<&str> = options.iter().map(|c| c.value).collect();
@@ -469,6 +581,7 @@ mod tests {
                 "graph_url": "https://graph.microsoft.us/v1.0/",
             })),
             Purpose::Create,
+            &EndpointPolicy::default(),
         )
         .expect("valid");
         assert_eq!(values.text("tenant_id"), Some("contoso.onmicrosoft.com"));
@@ -494,6 +607,7 @@ mod tests {
                 "colour": "blue",
             })),
             Purpose::Create,
+            &EndpointPolicy::default(),
         )
         .expect_err("invalid");
         let text = err.to_string();
@@ -516,6 +630,7 @@ mod tests {
             SCHEMA,
             &object(json!({ "delta": true, "tenant_id": "" })),
             Purpose::Edit,
+            &EndpointPolicy::default(),
         )
         .expect("valid");
         assert_eq!(values.flag("delta"), Some(true));
@@ -533,11 +648,91 @@ mod tests {
             SCHEMA,
             &object(json!({ "auth": "secret", "delta": true })),
             Purpose::Edit,
+            &EndpointPolicy::default(),
         )
         .expect("valid")
         .without(SCHEMA, SettingPart::Credential);
         assert!(!values.contains("auth"));
         assert!(values.contains("delta"));
+    }
+
+    #[test]
+    fn endpoints_are_microsofts_unless_an_administrator_allows_a_host() {
+        let microsoft = EndpointPolicy::default();
+        for ok in [
+            "https://login.microsoftonline.com",
+            "https://graph.microsoft.us/v1.0",
+            "https://microsoftgraph.chinacloudapi.cn/v1.0",
+            "https://contoso.crm4.dynamics.com",
+        ] {
+            assert!(microsoft.check(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://graph.microsoft.com/v1.0",
+            "https://graph.microsoft.com.evil.example/v1.0",
+            "https://evil.example",
+            "http://127.0.0.1:8080",
+            "https://dynamics.com.evil.example",
+        ] {
+            assert!(microsoft.check(refused).is_err(), "{refused}");
+        }
+        let lab = EndpointPolicy::allowing(["127.0.0.1", "emulator.lan:8443", " "]);
+        assert!(lab.check("http://127.0.0.1:41234/v1.0").is_ok());
+        assert!(lab.check("https://emulator.lan:8443").is_ok());
+        assert!(lab.check("https://emulator.lan:9999").is_err());
+        let err = validate(
+            SCHEMA,
+            &object(
+                json!({ "tenant_id": "contoso.com", "client_id": "00000000-0000-0000-0000-000000000000",
+                            "graph_url": "https://evil.example/v1.0" }),
+            ),
+            Purpose::Create,
+            &microsoft,
+        )
+        .expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains("Graph URL: evil.example is not one of Microsoft's"),
+            "{err}"
+        );
+        let stored = json!({ "graph_url": "https://evil.example/v1.0" });
+        assert!(microsoft.check_stored("x", SCHEMA, &stored).is_err());
+        assert!(
+            microsoft.check_stored("x", SCHEMA, &json!({})).is_ok(),
+            "the defaults are Microsoft's"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_given_again_unchanged_is_no_change() {
+        let config = json!({ "graph_url": "https://graph.microsoft.com/v1.0" });
+        let same = validate(
+            SCHEMA,
+            &object(json!({ "graph_url": "https://graph.microsoft.com/v1.0/" })),
+            Purpose::Edit,
+            &EndpointPolicy::default(),
+        )
+        .expect("valid");
+        assert!(!endpoints_changed(SCHEMA, &config, &same));
+        let other = validate(
+            SCHEMA,
+            &object(json!({ "graph_url": "https://graph.microsoft.us/v1.0" })),
+            Purpose::Edit,
+            &EndpointPolicy::default(),
+        )
+        .expect("valid");
+        assert!(endpoints_changed(SCHEMA, &config, &other));
+        assert!(!endpoints_changed(
+            SCHEMA,
+            &json!({}),
+            &validate(
+                SCHEMA,
+                &object(json!({ "graph_url": "https://graph.microsoft.com/v1.0" })),
+                Purpose::Edit,
+                &EndpointPolicy::default()
+            )
+            .expect("valid")
+        ));
     }
 
     #[test]

@@ -21,7 +21,7 @@ const children = [];
 /** Starts a process of ours and resolves with the JSON object on its first stdout line. */
 function start(args) {
   return new Promise((ok, fail) => {
-    const child = spawn(bin, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, DESKBRIDGE_DATA_DIR: dataDir } });
+    const child = spawn(bin, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, DESKBRIDGE_DATA_DIR: dataDir, DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS: "127.0.0.1" } });
     children.push(child);
     child.on("error", fail);
     child.on("exit", (code) => fail(new Error(`${args[0]} exited with ${code} before it was ready`)));

@@ -26,7 +26,7 @@ struct Callback {
     done: Mutex<Option<oneshot::Sender<Result<String, String>>>>,
 }
 
-pub async fn run(store: &Store, args: AuthorizeArgs) -> anyhow::Result<()> {
+pub async fn run(store: &Store, sources: &SourceRegistry, args: AuthorizeArgs) -> anyhow::Result<()> {
     if !matches!(args.redirect_host.as_str(), "localhost" | "127.0.0.1") {
         bail!(CliError::new(
             ErrorCode::InvalidInput,
@@ -45,7 +45,6 @@ pub async fn run(store: &Store, args: AuthorizeArgs) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
     let redirect_uri = format!("http://{}:{port}/callback", args.redirect_host);
     let clock: SharedClock = Arc::new(SystemClock);
-    let sources = deskbridge_connectors::registry();
     let connection = super::connection::connection_named(store, &args.name).await?;
     let sign_in = sources.source_of(&connection)?.sign_in().ok_or_else(|| {
         CliError::new(
@@ -59,7 +58,7 @@ pub async fn run(store: &Store, args: AuthorizeArgs) -> anyhow::Result<()> {
         store: store.clone(),
         clock,
         connection,
-        sources,
+        sources: sources.clone(),
         done: Mutex::new(Some(tx)),
     });
     let app = axum::Router::new()

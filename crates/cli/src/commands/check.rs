@@ -28,7 +28,7 @@ pub async fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
     let clock: SharedClock = Arc::new(SystemClock);
     let report = check_connection(
         &store,
-        &deskbridge_connectors::registry(),
+        &global.registry(),
         &args.connection,
         &args.instance,
         &clock,

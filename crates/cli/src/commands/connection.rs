@@ -145,13 +145,14 @@ pub struct EntraArgs {
 
 pub async fn run(global: &GlobalArgs, command: ConnectionCommand) -> anyhow::Result<()> {
     let store = global.open_store().await?;
+    let registry = global.registry();
     let result = match command {
         ConnectionCommand::Add {
             kind: AddKind::Entra(args),
-        } => add(&store, *args).await,
-        ConnectionCommand::List { json } => list(&store, json).await,
-        ConnectionCommand::Authorize(args) => super::authorize::run(&store, args).await,
-        ConnectionCommand::Delta(args) => delta(&store, args).await,
+        } => add(&store, &registry, *args).await,
+        ConnectionCommand::List { json } => list(&store, &registry, json).await,
+        ConnectionCommand::Authorize(args) => super::authorize::run(&store, &registry, args).await,
+        ConnectionCommand::Delta(args) => delta(&store, &registry, args).await,
         ConnectionCommand::Remove { name } => remove(&store, &name).await,
     };
     store.close().await;
@@ -160,7 +161,7 @@ pub async fn run(global: &GlobalArgs, command: ConnectionCommand) -> anyhow::Res
 
 /// `connection add entra`: the flags become the Entra connector's settings, checked and created
 /// through the registry like the API's and the UI's.
-async fn add(store: &Store, args: EntraArgs) -> anyhow::Result<()> {
+async fn add(store: &Store, registry: &SourceRegistry, args: EntraArgs) -> anyhow::Result<()> {
     let secret = if let Some(var) = &args.client_secret_env {
         Some(std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?)
     } else if let Some(file) = &args.client_secret_file {
@@ -198,9 +199,13 @@ async fn add(store: &Store, args: EntraArgs) -> anyhow::Result<()> {
     set("authority_host", args.authority_host.map(Value::from));
     set("graph_url", args.graph_url.map(Value::from));
     set("last_sign_in", Some(json!(args.last_sign_in)));
-    let registry = deskbridge_connectors::registry();
-    let source = source_of_kind(&registry, "entra")?;
-    let settings = validate(source.settings(), &settings, Purpose::Create)?;
+    let source = source_of_kind(registry, "entra")?;
+    let settings = validate(
+        source.settings(),
+        &settings,
+        Purpose::Create,
+        registry.endpoint_policy(),
+    )?;
     let connection = source
         .create(
             store,
@@ -249,8 +254,7 @@ pub(super) async fn connection_named(store: &Store, name: &str) -> anyhow::Resul
         .ok_or_else(|| CliError::new(ErrorCode::NotFound, format!("no connection named {name:?}")).into())
 }
 
-async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {
-    let registry = deskbridge_connectors::registry();
+async fn list(store: &Store, registry: &SourceRegistry, as_json: bool) -> anyhow::Result<()> {
     let mut tx = store.read().await?;
     let connections = tx.connections().await?;
     tx.commit().await?;
@@ -315,8 +319,7 @@ async fn remove(store: &deskbridge_store::Store, name: &str) -> anyhow::Result<(
 }
 
 /// `connection delta`: the connection's sync settings and cursor resets, through its connector.
-async fn delta(store: &Store, args: DeltaArgs) -> anyhow::Result<()> {
-    let registry = deskbridge_connectors::registry();
+async fn delta(store: &Store, registry: &SourceRegistry, args: DeltaArgs) -> anyhow::Result<()> {
     let connection = connection_named(store, &args.name).await?;
     let source = registry.source_of(&connection)?;
     let clock: SharedClock = std::sync::Arc::new(SystemClock);
@@ -335,7 +338,12 @@ async fn delta(store: &Store, args: DeltaArgs) -> anyhow::Result<()> {
     let connection = if changes.is_empty() {
         connection
     } else {
-        let values = validate(source.settings(), &changes, Purpose::Edit)?;
+        let values = validate(
+            source.settings(),
+            &changes,
+            Purpose::Edit,
+            registry.endpoint_policy(),
+        )?;
         source.edit(store, &connection, values).await?;
         connection_named(store, &args.name).await?
     };

@@ -98,24 +98,33 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         .clone()
         .context("the sample app has no secret")?;
 
+    // The emulator is this run's own: its host is allowed as an endpoint (besides Microsoft's and
+    // any the instance allows), for this process only.
+    let emulator_host = url::Url::parse(&summary.base_url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .context("the emulator's address has no host")?;
+    let mut allowed = global.allowed_endpoint_hosts.clone();
+    allowed.push(emulator_host);
+    let sources = deskbridge_connectors::registry()
+        .with_endpoint_policy(deskbridge_source::settings::EndpointPolicy::allowing(allowed));
     let mut names = Vec::new();
     for tenant in &summary.tenants {
         let name = format!("demo-{}", tenant.domain.split('.').next().unwrap_or(&tenant.id));
         connect(
             &store,
+            &sources,
             &name,
             tenant,
             app,
             &secret,
-            &summary.authority_host,
-            &summary.graph_url,
+            (&summary.authority_host, &summary.graph_url),
         )
         .await?;
         names.push((name, tenant.clone()));
     }
 
     let clock: SharedClock = Arc::new(SystemClock);
-    let sources = deskbridge_connectors::registry();
     let full_started = Instant::now();
     let progress = Progress::new(names.len(), "full import");
     let mut full = Vec::new();
@@ -197,6 +206,10 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         summary.base_url,
         summary.admin_url
     );
+    crate::output::outln!(
+        "other commands reach it once it is allowed as an endpoint: DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS={}",
+        sources.endpoint_policy().extra_hosts().join(",")
+    );
     tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
     emu.shutdown().await;
     Ok(())
@@ -218,14 +231,13 @@ fn line(name: &str, o: &SyncOutcome) -> String {
 /// Adds the demo connection, or points an existing one at this run's emulator.
 async fn connect(
     store: &Store,
+    sources: &deskbridge_source::SourceRegistry,
     name: &str,
     tenant: &deskbridge_emulator::TenantSummary,
     app: &deskbridge_emulator::AppSummary,
     secret: &str,
-    authority: &str,
-    graph: &str,
+    (authority, graph): (&str, &str),
 ) -> anyhow::Result<()> {
-    let sources = deskbridge_connectors::registry();
     let source = sources
         .get("entra")
         .context("this deskbridge has no Entra connector")?;
@@ -238,12 +250,22 @@ async fn connect(
     let existing = tx.connection_by_name(name).await?;
     tx.commit().await?;
     if let Some(existing) = existing {
-        let values = validate(source.settings(), &settings, Purpose::Edit)?;
+        let values = validate(
+            source.settings(),
+            &settings,
+            Purpose::Edit,
+            sources.endpoint_policy(),
+        )?;
         source.edit(store, &existing, values).await?;
         return Ok(());
     }
     settings.insert("tenant_id".into(), json!(tenant.id));
-    let values = validate(source.settings(), &settings, Purpose::Create)?;
+    let values = validate(
+        source.settings(),
+        &settings,
+        Purpose::Create,
+        sources.endpoint_policy(),
+    )?;
     source
         .create(
             store,

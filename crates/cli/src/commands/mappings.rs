@@ -32,7 +32,7 @@ pub async fn run(global: &GlobalArgs, command: MappingsCommand) -> anyhow::Resul
     let result = async {
         match command {
             MappingsCommand::Show { connection } => {
-                let source = open_connection(&store, &deskbridge_connectors::registry(), &connection).await?;
+                let source = open_connection(&store, &global.registry(), &connection).await?;
                 crate::output::outln!("{}", serde_json::to_string_pretty(source.mapping())?);
             }
             MappingsCommand::Set { connection, file } => {
@@ -46,14 +46,7 @@ pub async fn run(global: &GlobalArgs, command: MappingsCommand) -> anyhow::Resul
                     )
                 })?;
                 let clock: SharedClock = Arc::new(SystemClock);
-                save_mappings(
-                    &store,
-                    &deskbridge_connectors::registry(),
-                    &connection,
-                    mapping,
-                    &clock,
-                )
-                .await?;
+                save_mappings(&store, &global.registry(), &connection, mapping, &clock).await?;
                 crate::output::outln!("saved the mappings of {connection:?}");
             }
         }

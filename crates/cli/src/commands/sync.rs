@@ -50,7 +50,7 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         approve_held: args.approve_held,
         observer: None,
     };
-    let sources = deskbridge_connectors::registry();
+    let sources = global.registry();
     let Some(connection) = &args.connection else {
         return run_all(store, &sources, &args, &options, &clock).await;
     };

@@ -2,13 +2,13 @@
 //! API and imported files give): which credential goes with which authentication method, and
 //! what a change of credential replaces.
 
-use deskbridge_source::settings::SettingValues;
+use deskbridge_source::settings::{SettingValues, endpoints_changed};
 use deskbridge_source::{ConnectionSecrets, NewConnection, SyncError};
 use deskbridge_store::{Connection, Store, WriteContext};
 
 use crate::settings::{
     AuthMethod, EntraSettings, NewCredential, NewEntraConnection, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET,
-    SECRET_REFRESH_TOKEN, SyncMethod, add_entra_connection, certificate_expiry,
+    SECRET_REFRESH_TOKEN, SETTINGS, SyncMethod, add_entra_connection, certificate_expiry,
 };
 
 fn refused(what: impl Into<String>) -> SyncError {
@@ -127,6 +127,8 @@ pub(crate) async fn edit(
     values: SettingValues,
 ) -> Result<(), SyncError> {
     let mut settings = EntraSettings::of(connection)?;
+    // A credential goes only to the endpoints it was entered for: new endpoints, new credential.
+    let endpoints_moved = endpoints_changed(SETTINGS, &connection.config, &values);
     if let Some(t) = values.text("tenant_id") {
         settings.tenant_id = t.to_owned();
     }
@@ -169,6 +171,9 @@ pub(crate) async fn edit(
     }
     let secrets = ConnectionSecrets(connection.id);
     let mut tx = store.begin(WriteContext::manual()).await?;
+    if endpoints_moved {
+        secrets.forget_all(&mut tx).await?;
+    }
     match auth {
         AuthMethod::ClientSecret | AuthMethod::Delegated if pem.is_some() => {
             return Err(refused(
@@ -231,14 +236,19 @@ pub(crate) async fn edit(
 
 #[cfg(test)]
 mod tests {
-    use deskbridge_source::settings::{Purpose, validate};
+    use deskbridge_source::settings::{EndpointPolicy, Purpose, validate};
     use serde_json::json;
 
     use super::*;
-    use crate::settings::SETTINGS;
 
     fn values(v: serde_json::Value) -> SettingValues {
-        validate(SETTINGS, v.as_object().expect("object"), Purpose::Create).expect("valid")
+        validate(
+            SETTINGS,
+            v.as_object().expect("object"),
+            Purpose::Create,
+            &EndpointPolicy::default(),
+        )
+        .expect("valid")
     }
 
     const TENANT: &str = "11111111-1111-1111-1111-111111111111";

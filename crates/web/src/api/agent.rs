@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use deskbridge_source::{CursorReport, CursorReset};
 
-use super::connections::source_of;
+use super::connections::{source_of, working_source};
 use crate::AppState;
 use crate::access::Scope;
 use crate::error::{ApiError, ApiResult};
@@ -58,7 +58,7 @@ pub(crate) async fn cursor_report(state: &AppState, connection: &Connection) -> 
 /// reading everything (where the connector can). Returns the cursors' report.
 pub(crate) async fn take_latest_cursors(state: &AppState, connection: &Connection) -> ApiResult<Value> {
     let cx = state.source_context();
-    source_of(state, connection)?
+    working_source(state, connection)?
         .reset_cursors(&cx, connection, CursorReset::Latest)
         .await?;
     Ok(cursor_report(state, connection).await?.json)

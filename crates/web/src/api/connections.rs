@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use deskbridge_core::ConnectionId;
 use deskbridge_source::settings::{
-    Purpose, Setting, SettingValues, connection_name, enabled_instances, validate,
+    Purpose, Setting, SettingValues, connection_name, enabled_instances, endpoints_changed, validate,
 };
 use deskbridge_source::{ConnectionSecrets, NewConnection, Source};
 use deskbridge_store::{Access, Connection, WriteContext};
@@ -21,8 +21,18 @@ use crate::AppState;
 use crate::access::{Caller, Scope};
 use crate::error::{ApiError, ApiResult};
 
-/// The connector of a connection (an error naming the kind if this build has none).
+/// The connector of a connection, to show or change its settings (an error naming the kind if
+/// this build has none).
 pub(crate) fn source_of<'a>(
+    state: &'a AppState,
+    c: &Connection,
+) -> ApiResult<&'a std::sync::Arc<dyn Source>> {
+    Ok(state.sources.describe(c)?)
+}
+
+/// The connector of a connection, to work with it (sign in, reset cursors): its endpoints are
+/// checked against the instance's endpoint policy first.
+pub(crate) fn working_source<'a>(
     state: &'a AppState,
     c: &Connection,
 ) -> ApiResult<&'a std::sync::Arc<dyn Source>> {
@@ -127,7 +137,31 @@ pub(crate) async fn create(
             kinds.join(", ")
         ))
     })?;
-    let settings = validate(source.settings(), &body, Purpose::Create)?;
+    let settings = validate(
+        source.settings(),
+        &body,
+        Purpose::Create,
+        state.sources.endpoint_policy(),
+    )?;
+    if !caller.is_admin() {
+        // Attaching a connection to an existing customer gives its reader that customer's data:
+        // an administrator's act. An agent's connection starts a customer of its own.
+        let customer_name = customer.clone().unwrap_or_else(|| name.clone());
+        let mut tx = state.store.read().await?;
+        let existing = tx
+            .find_by_text(deskbridge_store::Entity::Customer, "name", &customer_name)
+            .await?;
+        tx.commit().await?;
+        if !existing.is_empty() {
+            return Err(ApiError::new(
+                deskbridge_core::ErrorCode::Forbidden,
+                format!(
+                    "the desk customer {customer_name:?} exists already: only an administrator may add a \
+                     connection to an existing customer; choose a new customer name, or ask an administrator"
+                ),
+            ));
+        }
+    }
     let connection = source
         .create(
             &state.store,
@@ -172,22 +206,38 @@ pub(super) async fn get_connection(
 /// against its kind's description. Secrets can be replaced, never read.
 pub(crate) async fn edit(
     state: &AppState,
+    caller: &Caller,
     connection: &Connection,
     body: Map<String, Value>,
 ) -> ApiResult<()> {
     let source = source_of(state, connection)?;
-    let values = validate(source.settings(), &body, Purpose::Edit)?;
-    edit_values(state, connection, values).await
+    let values = validate(
+        source.settings(),
+        &body,
+        Purpose::Edit,
+        state.sources.endpoint_policy(),
+    )?;
+    edit_values(state, caller, connection, values).await
 }
 
-/// Changes a connection's settings with values already validated.
+/// Changes a connection's settings with values already validated. Its endpoints are part of its
+/// credential: only an administrator changes them, and the connector then drops the stored
+/// credentials (they must be entered again).
 pub(crate) async fn edit_values(
     state: &AppState,
+    caller: &Caller,
     connection: &Connection,
     values: SettingValues,
 ) -> ApiResult<()> {
     if values.is_empty() {
         return Ok(());
+    }
+    let source = source_of(state, connection)?;
+    if !caller.is_admin() && endpoints_changed(source.settings(), &connection.config, &values) {
+        return Err(ApiError::new(
+            deskbridge_core::ErrorCode::Forbidden,
+            "only an administrator may change a connection's endpoints (its credential is sent to them)",
+        ));
     }
     source_of(state, connection)?
         .edit(&state.store, connection, values)
@@ -197,11 +247,12 @@ pub(crate) async fn edit_values(
 
 pub(super) async fn edit_connection(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let body: Map<String, Value> = parse_body(&body)?;
-    edit(&state, &scope.connection, body).await?;
+    edit(&state, &caller, &scope.connection, body).await?;
     let mut tx = state.store.read().await?;
     let updated = tx
         .connection(scope.connection.id)
@@ -266,7 +317,7 @@ pub(crate) async fn begin_sign_in(
     connection: &Connection,
     redirect: &str,
 ) -> ApiResult<String> {
-    let sign_in = source_of(state, connection)?.sign_in().ok_or_else(|| {
+    let sign_in = working_source(state, connection)?.sign_in().ok_or_else(|| {
         ApiError::invalid(format!(
             "a {} connection is not authorised by signing in",
             connection.kind
@@ -297,7 +348,9 @@ pub(crate) async fn complete_sign_in(state: &AppState, redirect: &str) -> ApiRes
         )
     };
     let connection = connection.ok_or_else(unknown)?;
-    let sign_in = source_of(state, &connection)?.sign_in().ok_or_else(unknown)?;
+    let sign_in = working_source(state, &connection)?
+        .sign_in()
+        .ok_or_else(unknown)?;
     sign_in
         .complete(&state.store, &connection, redirect, &state.clock)
         .await

@@ -7,7 +7,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use deskbridge_mapping::MappingConfig;
-use deskbridge_source::settings::{Purpose, SettingPart, validate, visible_values};
+use deskbridge_source::settings::{Purpose, SettingPart, endpoints_changed, validate, visible_values};
 use deskbridge_store::{Connection, Entity};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,7 +16,7 @@ use super::connections::{edit_values, source_of};
 use super::mappings::save_mappings;
 use super::parse_body;
 use crate::AppState;
-use crate::access::Scope;
+use crate::access::{Caller, Scope};
 use crate::error::{ApiError, ApiResult};
 
 /// The exported file's format version.
@@ -88,6 +88,7 @@ struct ImportDocument {
 /// and the credential settings (the authentication method) stay as they are.
 pub(crate) async fn import_document(
     state: &AppState,
+    caller: &Caller,
     connection: &Connection,
     bytes: &[u8],
 ) -> ApiResult<()> {
@@ -108,11 +109,25 @@ pub(crate) async fn import_document(
     // Checked before anything is saved: a file with a bad setting changes nothing.
     let settings = match &doc.settings {
         Some(s) => Some(
-            validate(source.settings(), s, Purpose::Edit)?
-                .without(source.settings(), SettingPart::Credential),
+            validate(
+                source.settings(),
+                s,
+                Purpose::Edit,
+                state.sources.endpoint_policy(),
+            )?
+            .without(source.settings(), SettingPart::Credential),
         ),
         None => None,
     };
+    if let Some(values) = &settings
+        && !caller.is_admin()
+        && endpoints_changed(source.settings(), &connection.config, values)
+    {
+        return Err(ApiError::new(
+            deskbridge_core::ErrorCode::Forbidden,
+            "the file changes the connection's endpoints, which only an administrator may do; nothing was imported",
+        ));
+    }
     save_mappings(state, connection, doc.mapping).await?;
     if let Some(values) = settings {
         let mut tx = state.store.read().await?;
@@ -121,17 +136,18 @@ pub(crate) async fn import_document(
             .await?
             .ok_or_else(|| ApiError::not_found("the connection was deleted meanwhile"))?;
         tx.commit().await?;
-        edit_values(state, &current, values).await?;
+        edit_values(state, caller, &current, values).await?;
     }
     Ok(())
 }
 
 pub(super) async fn import(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    import_document(&state, &scope.connection, &body).await?;
+    import_document(&state, &caller, &scope.connection, &body).await?;
     let mut tx = state.store.read().await?;
     let updated = tx
         .connection(scope.connection.id)

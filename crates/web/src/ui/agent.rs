@@ -205,7 +205,7 @@ pub(super) async fn save_agent(
     let f = parse_form(&body);
     let source = api::source_of(&state, &scope.connection)?;
     let values = settings_form::values(source.settings(), &[SettingPart::Sync], &f);
-    api::edit(&state, &scope.connection, values).await?;
+    api::edit(&state, &caller, &scope.connection, values).await?;
     let scope = reload(&state, &scope).await?;
     agent_view(&state, &caller, &scope, "Sync settings saved.").await
 }

@@ -49,8 +49,14 @@ async fn details_view(
             .filter(|st| st.part == SettingPart::Identity)
             .map(|st| vec![cell(st.label), cell(show(&s[st.key]))]),
     );
-    if let Some(customer) = s.get("customer_id") {
-        rows.push(vec![cell("Desk customer id"), cell(show(customer))]);
+    if let Some(id) = deskbridge_source::desk::id_of(&s["customer_id"]) {
+        let mut tx = state.store.read().await?;
+        let customer = tx.get(deskbridge_store::Entity::Customer, id).await?;
+        tx.commit().await?;
+        let name = customer
+            .and_then(|c| c.text("name").map(str::to_owned))
+            .map_or_else(|| format!("#{id} (deleted)"), |name| format!("{name} (#{id})"));
+        rows.push(vec![cell("Desk customer"), cell(name)]);
     }
     rows.push(vec![cell("Instances"), cell(&scope.connection.enabled_instances)]);
     let mut details = Section::titled("Details").table(&["Setting", "Value"], rows);
@@ -212,7 +218,7 @@ pub(super) async fn save_details(
                 &[SettingPart::Identity, SettingPart::Credential],
                 &f,
             );
-            api::edit(&state, &scope.connection, edit).await
+            api::edit(&state, &caller, &scope.connection, edit).await
         }
         Err(e) => Err(e),
     };
