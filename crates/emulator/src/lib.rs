@@ -31,11 +31,14 @@ mod generate;
 mod graph;
 mod identity;
 mod limits;
+pub mod partner;
 mod server;
 pub mod world;
 
 pub use generate::GenerateOptions;
 pub use limits::Faults;
+pub use partner::PartnerFaults;
+pub use partner::webhooks::DeliveryAttempt;
 pub use server::{AppSummary, Emulator, EmulatorConfig, RequestLogEntry, Summary, TenantSummary};
 pub use world::World;
 
