@@ -28,9 +28,13 @@ const PARTNER_API_RESOURCE: &str = "https://api.partner.microsoft.com";
 /// The non-Graph resource a delegated scope names (Partner Center, the partner API), if any.
 fn other_resource(scope: &str) -> Option<&'static str> {
     let s = scope.to_ascii_lowercase();
-    if s.starts_with("https://api.partnercenter.microsoft.com/") || s.starts_with("fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd/") {
+    if s.starts_with("https://api.partnercenter.microsoft.com/")
+        || s.starts_with("fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd/")
+    {
         Some(PARTNER_CENTER_RESOURCE)
-    } else if s.starts_with("https://api.partner.microsoft.com/") || s.starts_with("4990cffe-04e8-4e8b-808a-1175604b879f/") {
+    } else if s.starts_with("https://api.partner.microsoft.com/")
+        || s.starts_with("4990cffe-04e8-4e8b-808a-1175604b879f/")
+    {
         Some(PARTNER_API_RESOURCE)
     } else {
         None
@@ -40,11 +44,20 @@ fn other_resource(scope: &str) -> Option<&'static str> {
 /// The audience of a delegated token and its `scp` values: the resource of the first API scope
 /// (Graph unless it names Partner Center or the partner API), and the scopes of that resource.
 fn audience_of(api_scopes: &[String]) -> (&'static str, Vec<String>) {
-    let aud = api_scopes.first().and_then(|s| other_resource(s)).unwrap_or(GRAPH_RESOURCE);
+    let aud = api_scopes
+        .first()
+        .and_then(|s| other_resource(s))
+        .unwrap_or(GRAPH_RESOURCE);
     let scp = api_scopes
         .iter()
         .filter(|s| other_resource(s).unwrap_or(GRAPH_RESOURCE) == aud)
-        .map(|s| if aud == GRAPH_RESOURCE { s.clone() } else { s.rsplit('/').next().unwrap_or(s).to_owned() })
+        .map(|s| {
+            if aud == GRAPH_RESOURCE {
+                s.clone()
+            } else {
+                s.rsplit('/').next().unwrap_or(s).to_owned()
+            }
+        })
         .collect();
     (aud, scp)
 }
@@ -778,12 +791,21 @@ fn token_inner(
                         .and_then(|app| {
                             resolve_delegated(
                                 app,
-                                &requested.iter().filter(|r| other_resource(r).is_some()).cloned().collect::<Vec<_>>(),
+                                &requested
+                                    .iter()
+                                    .filter(|r| other_resource(r).is_some())
+                                    .cloned()
+                                    .collect::<Vec<_>>(),
                             )
                             .ok()
                         });
                     if let Some(mut granted) = other {
-                        granted.extend(requested.iter().filter(|r| OIDC_SCOPES.contains(&r.as_str())).cloned());
+                        granted.extend(
+                            requested
+                                .iter()
+                                .filter(|r| OIDC_SCOPES.contains(&r.as_str()))
+                                .cloned(),
+                        );
                         return delegated_tokens(
                             state,
                             &world,
@@ -814,7 +836,12 @@ fn token_inner(
                         }
                     }
                     if requested.iter().any(|r| r == ".default") {
-                        grant.scopes.iter().filter(|g| other_resource(g).is_none()).cloned().collect()
+                        grant
+                            .scopes
+                            .iter()
+                            .filter(|g| other_resource(g).is_none())
+                            .cloned()
+                            .collect()
                     } else {
                         requested
                     }
@@ -970,10 +997,7 @@ fn delegated_tokens(
         &scp,
     )
     .map_err(server_err)?;
-    let mut scope_out: Vec<String> = scp
-        .iter()
-        .map(|s| format!("{aud}/{s}"))
-        .collect();
+    let mut scope_out: Vec<String> = scp.iter().map(|s| format!("{aud}/{s}")).collect();
     for oidc in OIDC_SCOPES {
         if scopes.iter().any(|s| s == oidc) {
             scope_out.push((*oidc).to_owned());
@@ -1170,7 +1194,10 @@ fn issue_code(
         return Err("AADSTS50057: The user account is disabled.".into());
     }
     let no_service_principal = app.kind == crate::world::AppKind::Gdap
-        && !app.consented_tenants.iter().any(|c| c.eq_ignore_ascii_case(&t.id));
+        && !app
+            .consented_tenants
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(&t.id));
     if (!app.multi_tenant && !app.home_tenant_id.eq_ignore_ascii_case(&t.id)) || no_service_principal {
         return Err(format!(
             "AADSTS700016: Application with identifier '{client_id}' was not found in the directory."

@@ -380,7 +380,10 @@ fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1.0/{*rest}", axum::routing::any(graph_handler))
         .route("/pc/{*rest}", axum::routing::any(crate::partner::handle))
-        .route("/pc-api/{*rest}", axum::routing::any(crate::partner::handle_partner_api))
+        .route(
+            "/pc-api/{*rest}",
+            axum::routing::any(crate::partner::handle_partner_api),
+        )
         .route(
             "/{tenant}/v2.0/adminconsent",
             axum::routing::get(crate::partner::consent::admin_consent)

@@ -158,7 +158,9 @@ impl PartnerClient {
         let (base, base_str) = root(&config.base_url, "Partner Center URL")?;
         let (_, api_str) = root(&config.partner_api_url, "partner API URL")?;
         if !(1..=500).contains(&config.page_size) {
-            return Err(PartnerError::InvalidRequest("page_size must be between 1 and 500".into()));
+            return Err(PartnerError::InvalidRequest(
+                "page_size must be between 1 and 500".into(),
+            ));
         }
         Ok(PartnerClient {
             inner: Arc::new(Inner {
@@ -188,7 +190,8 @@ impl PartnerClient {
     fn resolve_link(&self, uri: &str) -> Result<String, PartnerError> {
         let uri = uri.trim();
         if uri.starts_with("http://") || uri.starts_with("https://") {
-            let link = Url::parse(uri).map_err(|e| PartnerError::InvalidRequest(format!("link {uri:?}: {e}")))?;
+            let link =
+                Url::parse(uri).map_err(|e| PartnerError::InvalidRequest(format!("link {uri:?}: {e}")))?;
             if link.origin() != self.inner.base.origin() {
                 return Err(PartnerError::InvalidRequest(format!(
                     "refusing to follow a link to {} (Partner Center is {})",
@@ -261,7 +264,9 @@ impl PartnerClient {
                 .header("Accept", "application/json")
                 .header(
                     "MS-RequestId",
-                    request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                    request_id
+                        .clone()
+                        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
                 )
                 .header("MS-CorrelationId", &correlation_id)
                 .header("MS-Contract-Version", "v1")
@@ -350,7 +355,11 @@ impl PartnerClient {
 
     fn pause(&self, wait: Duration) {
         let until = Instant::now() + wait;
-        let mut paused = self.inner.paused_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut paused = self
+            .inner
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if paused.is_none_or(|current| current < until) {
             *paused = Some(until);
         }
@@ -358,7 +367,11 @@ impl PartnerClient {
 
     async fn wait_for_pause(&self, description: &str) -> Result<(), PartnerError> {
         loop {
-            let until = *self.inner.paused_until.lock().unwrap_or_else(PoisonError::into_inner);
+            let until = *self
+                .inner
+                .paused_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let Some(until) = until else { return Ok(()) };
             let now = Instant::now();
             if until <= now {
@@ -417,7 +430,10 @@ impl PartnerClient {
 
     /// The partner's customers, page by page (`/v1/customers?size=…`).
     pub fn customers(&self) -> Pager<Customer> {
-        self.pager(format!("/v1/customers?size={}", self.inner.config.page_size), |_, _| {})
+        self.pager(
+            format!("/v1/customers?size={}", self.inner.config.page_size),
+            |_, _| {},
+        )
     }
 
     /// Customers whose company name or domain starts with a prefix.
@@ -429,7 +445,10 @@ impl PartnerClient {
         let json = json!({"Field": field, "Value": value, "Operator": "starts_with"}).to_string();
         let encoded: String = url::form_urlencoded::byte_serialize(json.as_bytes()).collect();
         self.pager(
-            format!("/v1/customers?size={}&filter={encoded}", self.inner.config.page_size),
+            format!(
+                "/v1/customers?size={}&filter={encoded}",
+                self.inner.config.page_size
+            ),
             |_, _| {},
         )
     }
@@ -451,7 +470,11 @@ impl PartnerClient {
         .await
     }
 
-    pub async fn subscription(&self, customer_id: &str, subscription_id: &str) -> Result<Subscription, PartnerError> {
+    pub async fn subscription(
+        &self,
+        customer_id: &str,
+        subscription_id: &str,
+    ) -> Result<Subscription, PartnerError> {
         let url = self.url(&format!(
             "/v1/customers/{}/subscriptions/{}",
             path_segment(customer_id),
@@ -479,8 +502,9 @@ impl PartnerClient {
         }
         let mut body = match &subscription.raw {
             Value::Object(map) => Value::Object(map.clone()),
-            _ => serde_json::to_value(subscription)
-                .map_err(|e| PartnerError::InvalidRequest(format!("cannot serialise the subscription: {e}")))?,
+            _ => serde_json::to_value(subscription).map_err(|e| {
+                PartnerError::InvalidRequest(format!("cannot serialise the subscription: {e}"))
+            })?,
         };
         body["quantity"] = json!(quantity);
         let url = self.url(&format!(
@@ -537,7 +561,9 @@ impl PartnerClient {
     /// Needs an app+user token for the partner API.
     pub async fn price_sheet(&self, market: &str) -> Result<Vec<PriceSheetRow>, PartnerError> {
         if market.len() != 2 || !market.chars().all(|c| c.is_ascii_alphabetic()) {
-            return Err(PartnerError::InvalidRequest(format!("market {market:?} is not a two-letter code")));
+            return Err(PartnerError::InvalidRequest(format!(
+                "market {market:?} is not a two-letter code"
+            )));
         }
         let url = format!(
             "{}/v1.0/sales/pricesheets(Market='{}',PricesheetView='updatedlicensebased')/$value?timeline=current",
@@ -563,7 +589,10 @@ impl PartnerClient {
         display_name: &str,
         scopes: &[&str],
     ) -> Result<ApplicationConsent, PartnerError> {
-        let url = self.url(&format!("/v1/customers/{}/applicationconsents", path_segment(customer_id)));
+        let url = self.url(&format!(
+            "/v1/customers/{}/applicationconsents",
+            path_segment(customer_id)
+        ));
         let mut call = Self::call(Method::POST, url);
         call.body = Some(json!({
             "applicationId": application_id,
@@ -587,7 +616,11 @@ impl PartnerClient {
     }
 
     /// Registers (or, if one exists, updates) the webhook URL and the events it receives.
-    pub async fn register_webhook(&self, url: &str, events: &[&str]) -> Result<WebhookRegistration, PartnerError> {
+    pub async fn register_webhook(
+        &self,
+        url: &str,
+        events: &[&str],
+    ) -> Result<WebhookRegistration, PartnerError> {
         let method = if self.webhook_registration().await?.is_some() {
             Method::PUT
         } else {
@@ -607,13 +640,19 @@ impl PartnerClient {
 
     /// The event names Partner Center can deliver.
     pub async fn webhook_events(&self) -> Result<Vec<String>, PartnerError> {
-        Ok(self.get_json(self.url("/webhooks/v1/registration/events")).await?.0)
+        Ok(self
+            .get_json(self.url("/webhooks/v1/registration/events"))
+            .await?
+            .0)
     }
 
     /// Asks for a `test-created` delivery; returns its correlation id.
     pub async fn send_validation_event(&self) -> Result<String, PartnerError> {
         let answer = self
-            .send(Self::call(Method::POST, self.url("/webhooks/v1/registration/validationEvents")))
+            .send(Self::call(
+                Method::POST,
+                self.url("/webhooks/v1/registration/validationEvents"),
+            ))
             .await?;
         let (v, _): (Value, Value) = parse_object(&answer)?;
         v.get("correlationId")
@@ -647,7 +686,8 @@ fn parse_object<T: DeserializeOwned>(answer: &Answer) -> Result<(T, Value), Part
 fn retry_after(headers: &HeaderMap, clock: &SharedClock) -> Option<Duration> {
     let raw = headers.get("retry-after")?.to_str().ok()?.trim().to_owned();
     if let Ok(seconds) = raw.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
     }
     let when = jiff::fmt::rfc2822::parse(&raw).ok()?.timestamp();
     Some(Duration::try_from(when.duration_since(clock.now())).unwrap_or(Duration::ZERO))

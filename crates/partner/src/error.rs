@@ -81,7 +81,9 @@ impl PartnerApiError {
             status,
             code,
             description,
-            data: field("data").and_then(|d| d.as_array().cloned()).unwrap_or_default(),
+            data: field("data")
+                .and_then(|d| d.as_array().cloned())
+                .unwrap_or_default(),
             source_name: field("source").and_then(|s| s.as_str().map(str::to_owned)),
             request_id: text("MS-RequestId"),
             correlation_id: text("MS-CorrelationId"),
@@ -117,7 +119,11 @@ pub enum PartnerError {
     #[error("no token for the partner tenant {tenant}: {source}")]
     Auth { tenant: String, source: AuthError },
     #[error("{url}: no response after {attempts} attempt(s): {reason}")]
-    Transport { url: String, attempts: u32, reason: String },
+    Transport {
+        url: String,
+        attempts: u32,
+        reason: String,
+    },
     #[error("{url}: the response is not what Partner Center documents: {detail}")]
     Malformed { url: String, detail: String },
     #[error("invalid request: {0}")]

@@ -24,8 +24,8 @@ mod pricing;
 mod webhook;
 
 pub use client::{
-    DEFAULT_PARTNER_API_URL, DEFAULT_PARTNER_CENTER_URL, PARTNER_API_SCOPE, PARTNER_CENTER_SCOPE, CustomerFilter,
-    PartnerClient, PartnerConfig,
+    CustomerFilter, DEFAULT_PARTNER_API_URL, DEFAULT_PARTNER_CENTER_URL, PARTNER_API_SCOPE,
+    PARTNER_CENTER_SCOPE, PartnerClient, PartnerConfig,
 };
 pub use error::{PartnerApiError, PartnerError, PartnerErrorClass};
 pub use models::*;

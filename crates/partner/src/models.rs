@@ -132,7 +132,10 @@ impl Subscription {
     /// commerce, inside the cancellation window).
     pub fn can_reduce_at(&self, now: Timestamp) -> bool {
         let new_commerce = self.offer_id.as_deref().is_some_and(|o| o.contains(':'));
-        !new_commerce || self.cancellation_allowed_until_date.is_some_and(|until| now <= until)
+        !new_commerce
+            || self
+                .cancellation_allowed_until_date
+                .is_some_and(|until| now <= until)
     }
 }
 

@@ -36,7 +36,11 @@ pub(crate) fn malformed(url: &str, detail: impl Into<String>) -> PartnerError {
 }
 
 /// Parses an item, keeping its raw JSON where the type has a place for it.
-pub(crate) fn parse_item<T: DeserializeOwned>(url: &str, index: usize, value: Value) -> Result<T, PartnerError> {
+pub(crate) fn parse_item<T: DeserializeOwned>(
+    url: &str,
+    index: usize,
+    value: Value,
+) -> Result<T, PartnerError> {
     serde_json::from_value(value).map_err(|e| malformed(url, format!("items[{index}]: {e}")))
 }
 
@@ -66,7 +70,10 @@ pub(crate) fn parse_page<T: DeserializeOwned>(
         Some(Value::Null) | None => None,
         Some(_) => return Err(malformed(url, "totalCount is not a number")),
     };
-    let token_field = map.get("continuationToken").and_then(Value::as_str).map(str::to_owned);
+    let token_field = map
+        .get("continuationToken")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let next = match map.get("links").and_then(|l| l.get("next")) {
         Some(Value::Object(next)) => {
             let uri = next

@@ -28,9 +28,13 @@ impl PriceSheetRow {
     /// Whether this row prices the subscription (product and SKU from its offer id, its term
     /// and its billing cycle).
     pub fn prices(&self, subscription: &Subscription) -> bool {
-        let Some(offer) = subscription.offer_id.as_deref() else { return false };
+        let Some(offer) = subscription.offer_id.as_deref() else {
+            return false;
+        };
         let mut parts = offer.split(':');
-        let (Some(product), Some(sku)) = (parts.next(), parts.next()) else { return false };
+        let (Some(product), Some(sku)) = (parts.next(), parts.next()) else {
+            return false;
+        };
         let plan = match subscription.billing_cycle.as_deref() {
             Some(c) if c.eq_ignore_ascii_case("annual") => "Annual",
             Some(c) if c.eq_ignore_ascii_case("monthly") => "Monthly",

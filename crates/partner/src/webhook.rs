@@ -110,12 +110,18 @@ impl WebhookVerifier {
 
     /// The certificate URL of a delivery, checked against the allowed hosts.
     pub fn certificate_url(&self, headers: &HeaderMap) -> Result<Url, WebhookError> {
-        let raw = header(headers, "X-MS-Certificate-Url").ok_or(WebhookError::MissingHeader("X-MS-Certificate-Url"))?;
-        let url = Url::parse(raw.trim()).map_err(|e| WebhookError::CertificateUrl(format!("{raw:?}: {e}")))?;
+        let raw = header(headers, "X-MS-Certificate-Url")
+            .ok_or(WebhookError::MissingHeader("X-MS-Certificate-Url"))?;
+        let url =
+            Url::parse(raw.trim()).map_err(|e| WebhookError::CertificateUrl(format!("{raw:?}: {e}")))?;
         match url.scheme() {
             "https" => {}
             "http" if self.allow_http_certificate_url => {}
-            other => return Err(WebhookError::CertificateUrl(format!("scheme {other} is not https"))),
+            other => {
+                return Err(WebhookError::CertificateUrl(format!(
+                    "scheme {other} is not https"
+                )));
+            }
         }
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
         let allowed = self.allowed_certificate_hosts.iter().any(|a| {
@@ -126,7 +132,9 @@ impl WebhookVerifier {
             }
         });
         if !allowed {
-            return Err(WebhookError::CertificateUrl(format!("host {host} is not an allowed certificate host")));
+            return Err(WebhookError::CertificateUrl(format!(
+                "host {host} is not an allowed certificate host"
+            )));
         }
         Ok(url)
     }
@@ -139,7 +147,8 @@ impl WebhookVerifier {
         certificate: &[u8],
         now: Timestamp,
     ) -> Result<WebhookEvent, WebhookError> {
-        let authorization = header(headers, "Authorization").ok_or(WebhookError::MissingHeader("Authorization"))?;
+        let authorization =
+            header(headers, "Authorization").ok_or(WebhookError::MissingHeader("Authorization"))?;
         let (scheme, signature) = authorization
             .trim()
             .split_once(' ')
@@ -170,7 +179,9 @@ impl WebhookVerifier {
                 .iter_organization()
                 .any(|o| o.as_str().is_ok_and(|s| s == org));
             if !has {
-                return Err(WebhookError::Untrusted(format!("the subject's organisation is not {org}")));
+                return Err(WebhookError::Untrusted(format!(
+                    "the subject's organisation is not {org}"
+                )));
             }
         }
         self.check_chain(&cert, &der)?;
@@ -192,29 +203,41 @@ impl WebhookVerifier {
                 .map_err(WebhookError::Body)?
                 .ok_or_else(|| WebhookError::Body(format!("ResourceChangeUtcDate {raw:?} is a sentinel")))?;
             let age = now.duration_since(when);
-            let skew = jiff::SignedDuration::try_from(self.max_clock_skew).unwrap_or(jiff::SignedDuration::ZERO);
-            let max_age = jiff::SignedDuration::try_from(self.max_event_age).unwrap_or(jiff::SignedDuration::MAX);
+            let skew =
+                jiff::SignedDuration::try_from(self.max_clock_skew).unwrap_or(jiff::SignedDuration::ZERO);
+            let max_age =
+                jiff::SignedDuration::try_from(self.max_event_age).unwrap_or(jiff::SignedDuration::MAX);
             if age < -skew {
                 return Err(WebhookError::Stale(format!("{raw} is in the future")));
             }
             if age > max_age {
-                return Err(WebhookError::Stale(format!("{raw} is older than the accepted age")));
+                return Err(WebhookError::Stale(format!(
+                    "{raw} is older than the accepted age"
+                )));
             }
         }
         Ok(event)
     }
 
-    fn check_chain(&self, cert: &x509_parser::certificate::X509Certificate<'_>, der: &[u8]) -> Result<(), WebhookError> {
+    fn check_chain(
+        &self,
+        cert: &x509_parser::certificate::X509Certificate<'_>,
+        der: &[u8],
+    ) -> Result<(), WebhookError> {
         for root_der in &self.trusted_roots {
             if root_der.as_slice() == der {
                 return Ok(());
             }
-            let Ok((_, root)) = x509_parser::parse_x509_certificate(root_der) else { continue };
+            let Ok((_, root)) = x509_parser::parse_x509_certificate(root_der) else {
+                continue;
+            };
             if root.subject().as_raw() != cert.issuer().as_raw() {
                 continue;
             }
             if cert.signature_algorithm.algorithm.to_id_string() != SHA256_WITH_RSA {
-                return Err(WebhookError::Untrusted("the certificate is not signed with sha256WithRSAEncryption".into()));
+                return Err(WebhookError::Untrusted(
+                    "the certificate is not signed with sha256WithRSAEncryption".into(),
+                ));
             }
             let key = rsa_key(&root)?;
             let signed = jsonwebtoken::crypto::verify(
@@ -246,7 +269,9 @@ fn to_der(bytes: &[u8]) -> Result<Vec<u8>, WebhookError> {
     }
 }
 
-fn rsa_key(cert: &x509_parser::certificate::X509Certificate<'_>) -> Result<jsonwebtoken::DecodingKey, WebhookError> {
+fn rsa_key(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<jsonwebtoken::DecodingKey, WebhookError> {
     match cert.public_key().parsed() {
         Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
             let strip = |b: &[u8]| b.iter().skip_while(|x| **x == 0).copied().collect::<Vec<u8>>();
@@ -269,11 +294,19 @@ pub async fn fetch_certificate(http: &reqwest::Client, url: &Url) -> Result<Vec<
         .await
         .map_err(|e| WebhookError::Fetch(e.to_string()))?;
     if !response.status().is_success() {
-        return Err(WebhookError::Fetch(format!("HTTP {}", response.status().as_u16())));
+        return Err(WebhookError::Fetch(format!(
+            "HTTP {}",
+            response.status().as_u16()
+        )));
     }
-    let bytes = response.bytes().await.map_err(|e| WebhookError::Fetch(e.to_string()))?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| WebhookError::Fetch(e.to_string()))?;
     if bytes.len() > MAX_CERTIFICATE_BYTES {
-        return Err(WebhookError::Fetch("the certificate is larger than 64 KiB".into()));
+        return Err(WebhookError::Fetch(
+            "the certificate is larger than 64 KiB".into(),
+        ));
     }
     Ok(bytes.to_vec())
 }

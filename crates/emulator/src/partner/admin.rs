@@ -31,7 +31,11 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
 }
 
 fn fail(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(json!({"error": {"code": status.as_u16().to_string(), "message": message}}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": {"code": status.as_u16().to_string(), "message": message}})),
+    )
+        .into_response()
 }
 
 fn ok(v: impl serde::Serialize) -> Response {
@@ -65,7 +69,11 @@ async fn put_faults(State(state): St, body: Bytes) -> Response {
     }
 }
 
-async fn edit_subscription(State(state): St, Path((cid, sid)): Path<(String, String)>, body: Bytes) -> Response {
+async fn edit_subscription(
+    State(state): St,
+    Path((cid, sid)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     let Ok(Value::Object(patch)) = serde_json::from_slice::<Value>(&body) else {
         return fail(StatusCode::BAD_REQUEST, "the body must be a JSON object");
     };
@@ -76,7 +84,10 @@ async fn edit_subscription(State(state): St, Path((cid, sid)): Path<(String, Str
         .iter_mut()
         .find(|s| s.customer_id.eq_ignore_ascii_case(&cid) && s.id.eq_ignore_ascii_case(&sid))
     else {
-        return fail(StatusCode::NOT_FOUND, &format!("subscription {sid} of customer {cid}"));
+        return fail(
+            StatusCode::NOT_FOUND,
+            &format!("subscription {sid} of customer {cid}"),
+        );
     };
     let mut current = serde_json::to_value(&*sub).unwrap_or_default();
     if let Value::Object(m) = &mut current {
@@ -91,7 +102,10 @@ async fn edit_subscription(State(state): St, Path((cid, sid)): Path<(String, Str
             *sub = updated.clone();
             ok(updated)
         }
-        Err(e) => fail(StatusCode::BAD_REQUEST, &format!("invalid subscription fields: {e}")),
+        Err(e) => fail(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid subscription fields: {e}"),
+        ),
     }
 }
 
@@ -100,10 +114,18 @@ struct GdapStatus {
     status: String,
 }
 
-async fn set_gdap(State(state): St, Path(tenant): Path<String>, axum::Json(body): axum::Json<GdapStatus>) -> Response {
+async fn set_gdap(
+    State(state): St,
+    Path(tenant): Path<String>,
+    axum::Json(body): axum::Json<GdapStatus>,
+) -> Response {
     let now = state.clock.now();
     let mut world = state.world.write().unwrap_or_else(PoisonError::into_inner);
-    let Some(pi) = world.partner_tenant_id.clone().and_then(|p| world.tenant_index(&p)) else {
+    let Some(pi) = world
+        .partner_tenant_id
+        .clone()
+        .and_then(|p| world.tenant_index(&p))
+    else {
         return fail(StatusCode::NOT_FOUND, "the world has no partner tenant");
     };
     let mut changed = 0;
@@ -118,7 +140,10 @@ async fn set_gdap(State(state): St, Path(tenant): Path<String>, axum::Json(body)
         }
     }
     if changed == 0 {
-        return fail(StatusCode::NOT_FOUND, &format!("no GDAP relationship with {tenant}"));
+        return fail(
+            StatusCode::NOT_FOUND,
+            &format!("no GDAP relationship with {tenant}"),
+        );
     }
     ok(json!({"tenant": tenant, "status": body.status, "relationships": changed}))
 }
@@ -135,7 +160,11 @@ async fn set_consent(State(state): St, axum::Json(body): axum::Json<Consent>) ->
     let Some(tid) = world.tenant(&body.tenant).map(|t| t.id.clone()) else {
         return fail(StatusCode::NOT_FOUND, &format!("tenant {}", body.tenant));
     };
-    let Some(app) = world.apps.iter_mut().find(|a| a.client_id.eq_ignore_ascii_case(&body.client_id)) else {
+    let Some(app) = world
+        .apps
+        .iter_mut()
+        .find(|a| a.client_id.eq_ignore_ascii_case(&body.client_id))
+    else {
         return fail(StatusCode::NOT_FOUND, &format!("app {}", body.client_id));
     };
     app.consented_tenants.retain(|t| !t.eq_ignore_ascii_case(&tid));
@@ -160,9 +189,18 @@ async fn emit(State(state): St, axum::Json(body): axum::Json<EmitBody>) -> Respo
     let uri = body
         .resource_uri
         .unwrap_or_else(|| format!("{}/pc/webhooks/v1/registration", state.base_url));
-    let event = Event::new(&body.event_name, body.resource_name.as_deref().unwrap_or("event"), uri, now);
+    let event = Event::new(
+        &body.event_name,
+        body.resource_name.as_deref().unwrap_or("event"),
+        uri,
+        now,
+    );
     webhooks::deliver(state.clone(), event);
-    (StatusCode::ACCEPTED, axum::Json(json!({"queued": body.event_name}))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"queued": body.event_name})),
+    )
+        .into_response()
 }
 
 async fn deliveries(State(state): St) -> Response {

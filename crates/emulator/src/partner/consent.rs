@@ -3,6 +3,8 @@
 //! app a service principal in that tenant. With auto-approve the first enabled member consents;
 //! otherwise a sign-in form is shown. The redirect carries `admin_consent=True&tenant=…&state=…`
 //! or `error=access_denied`.
+// Handlers return axum responses as errors; they are built once per failed request.
+#![allow(clippy::result_large_err)]
 use std::sync::{Arc, PoisonError};
 
 use axum::extract::{Path, Query, State};
@@ -25,11 +27,20 @@ pub(crate) struct Params {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn page(status: StatusCode, text: &str) -> Response {
-    (status, Html(format!("<!doctype html><html><body><p id=\"error\">{}</p></body></html>", escape(text))))
+    (
+        status,
+        Html(format!(
+            "<!doctype html><html><body><p id=\"error\">{}</p></body></html>",
+            escape(text)
+        )),
+    )
         .into_response()
 }
 
@@ -60,26 +71,35 @@ fn redirect(uri: &str, params: &[(&str, &str)]) -> Response {
 fn check(state: &AppState, tenant: &str, p: &Params) -> Result<(String, String), Response> {
     let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
     let Some(t) = world.tenant(tenant) else {
-        return Err(page(StatusCode::BAD_REQUEST, &format!("AADSTS90002: Tenant '{tenant}' not found.")));
+        return Err(page(
+            StatusCode::BAD_REQUEST,
+            &format!("AADSTS90002: Tenant '{tenant}' not found."),
+        ));
     };
     let client_id = p.client_id.clone().unwrap_or_default();
     let Some(app) = world.app(&client_id) else {
         return Err(page(
             StatusCode::BAD_REQUEST,
-            &format!("AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
+            &format!(
+                "AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{tenant}'."
+            ),
         ));
     };
     if !app.multi_tenant && !app.home_tenant_id.eq_ignore_ascii_case(&t.id) {
         return Err(page(
             StatusCode::BAD_REQUEST,
-            &format!("AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
+            &format!(
+                "AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{tenant}'."
+            ),
         ));
     }
     let uri = p.redirect_uri.clone().unwrap_or_default();
     if !app.redirect_uris.iter().any(|r| same_redirect(r, &uri)) {
         return Err(page(
             StatusCode::BAD_REQUEST,
-            &format!("AADSTS50011: The redirect URI '{uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'."),
+            &format!(
+                "AADSTS50011: The redirect URI '{uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'."
+            ),
         ));
     }
     Ok((t.id.clone(), uri))
@@ -89,8 +109,14 @@ fn grant(state: &AppState, tenant_id: &str, p: &Params, uri: &str) -> Response {
     let client_id = p.client_id.clone().unwrap_or_default();
     {
         let mut world = state.world.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(app) = world.apps.iter_mut().find(|a| a.client_id.eq_ignore_ascii_case(&client_id))
-            && !app.consented_tenants.iter().any(|t| t.eq_ignore_ascii_case(tenant_id))
+        if let Some(app) = world
+            .apps
+            .iter_mut()
+            .find(|a| a.client_id.eq_ignore_ascii_case(&client_id))
+            && !app
+                .consented_tenants
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(tenant_id))
         {
             app.consented_tenants.push(tenant_id.to_owned());
         }
@@ -101,17 +127,32 @@ fn grant(state: &AppState, tenant_id: &str, p: &Params, uri: &str) -> Response {
             ("admin_consent", "True"),
             ("tenant", tenant_id),
             ("state", p.state.as_deref().unwrap_or_default()),
-            ("scope", p.scope.as_deref().unwrap_or("https://graph.microsoft.com/.default")),
+            (
+                "scope",
+                p.scope
+                    .as_deref()
+                    .unwrap_or("https://graph.microsoft.com/.default"),
+            ),
         ],
     )
 }
 
 fn form(p: &Params, error: Option<&str>) -> Response {
-    let hidden: String = [("client_id", &p.client_id), ("redirect_uri", &p.redirect_uri), ("state", &p.state), ("scope", &p.scope)]
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", escape(v))))
-        .collect();
-    let error = error.map(|e| format!("<p id=\"error\">{}</p>", escape(e))).unwrap_or_default();
+    let hidden: String = [
+        ("client_id", &p.client_id),
+        ("redirect_uri", &p.redirect_uri),
+        ("state", &p.state),
+        ("scope", &p.scope),
+    ]
+    .iter()
+    .filter_map(|(k, v)| {
+        v.as_ref()
+            .map(|v| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", escape(v)))
+    })
+    .collect();
+    let error = error
+        .map(|e| format!("<p id=\"error\">{}</p>", escape(e)))
+        .unwrap_or_default();
     Html(format!(
         "<!doctype html><html><head><title>Permissions requested</title></head><body><h1>Permissions requested \
          (accept for your organisation)</h1>{error}<form method=\"post\">{hidden}\
@@ -152,7 +193,10 @@ pub(crate) async fn admin_consent_submit(
             &uri,
             &[
                 ("error", "access_denied"),
-                ("error_description", "AADSTS65004: User declined to consent to access the app."),
+                (
+                    "error_description",
+                    "AADSTS65004: User declined to consent to access the app.",
+                ),
                 ("state", p.state.as_deref().unwrap_or_default()),
             ],
         );
@@ -160,12 +204,17 @@ pub(crate) async fn admin_consent_submit(
     let signed_in = {
         let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
         let password_ok = p.password.as_deref() == Some(world.sign_in_password.as_str());
-        let user = world.tenant(&tid).and_then(|t| t.user(p.username.as_deref().unwrap_or_default()));
+        let user = world
+            .tenant(&tid)
+            .and_then(|t| t.user(p.username.as_deref().unwrap_or_default()));
         // The administrator must be native to the customer tenant (not a guest).
         password_ok && user.is_some_and(|u| u.account_enabled && u.user_type == "Member")
     };
     if !signed_in {
-        return form(&p, Some("AADSTS50126: Error validating credentials due to invalid username or password."));
+        return form(
+            &p,
+            Some("AADSTS50126: Error validating credentials due to invalid username or password."),
+        );
     }
     grant(&state, &tid, &p, &uri)
 }

@@ -63,7 +63,8 @@ fn link(uri: String) -> Value {
 
 fn collection(items: Vec<Value>, self_uri: String, next: Option<(String, String)>, total: usize) -> Value {
     let mut links = json!({"self": link(self_uri)});
-    let mut body = json!({"totalCount": total, "items": items, "links": {}, "attributes": {"objectType": "Collection"}});
+    let mut body =
+        json!({"totalCount": total, "items": items, "links": {}, "attributes": {"objectType": "Collection"}});
     if let Some((uri, token)) = next {
         links["next"] = json!({"uri": uri, "method": "GET",
                                "headers": [{"key": "MS-ContinuationToken", "value": token}]});
@@ -140,13 +141,20 @@ pub(crate) fn route(ctx: &mut Ctx<'_>, rest: &[&str]) -> PcResult<Reply> {
         [] if get => list(ctx),
         [cid] if get => {
             let world = ctx.state.world.read().unwrap_or_else(PoisonError::into_inner);
-            Ok(Reply::ok(customer_json(find_customer(&world.partner_center.customers, cid)?)))
+            Ok(Reply::ok(customer_json(find_customer(
+                &world.partner_center.customers,
+                cid,
+            )?)))
         }
         [cid, "subscriptions"] if get => subscriptions(ctx, cid),
         [cid, "subscriptions", sid] if get => {
             let world = ctx.state.world.read().unwrap_or_else(PoisonError::into_inner);
             find_customer(&world.partner_center.customers, cid)?;
-            Ok(Reply::ok(subscription_json(find_subscription(&world.partner_center.subscriptions, cid, sid)?)))
+            Ok(Reply::ok(subscription_json(find_subscription(
+                &world.partner_center.subscriptions,
+                cid,
+                sid,
+            )?)))
         }
         [cid, "subscriptions", sid] if ctx.method == Method::PATCH => patch_subscription(ctx, cid, sid),
         [cid, "subscriptions", sid, "utilizations", "azure"] if get => utilization(ctx, cid, sid),
@@ -157,7 +165,11 @@ pub(crate) fn route(ctx: &mut Ctx<'_>, rest: &[&str]) -> PcResult<Reply> {
         _ => Err(pc_err(
             StatusCode::METHOD_NOT_ALLOWED,
             2000,
-            format!("{} is not supported on /v1/customers/{}.", ctx.method, rest.join("/")),
+            format!(
+                "{} is not supported on /v1/customers/{}.",
+                ctx.method,
+                rest.join("/")
+            ),
         )),
     }
 }
@@ -186,9 +198,9 @@ struct Filter {
 fn list(ctx: &Ctx<'_>) -> PcResult<Reply> {
     let cont = match ctx.param("seekOperation") {
         Some(op) if op.eq_ignore_ascii_case("next") => {
-            let token = ctx
-                .header("MS-ContinuationToken")
-                .ok_or_else(|| bad_request("The MS-ContinuationToken header is required with seekOperation=Next."))?;
+            let token = ctx.header("MS-ContinuationToken").ok_or_else(|| {
+                bad_request("The MS-ContinuationToken header is required with seekOperation=Next.")
+            })?;
             decode(token)?
         }
         Some(op) => return Err(bad_request(format!("Unsupported seekOperation {op}."))),
@@ -203,11 +215,14 @@ fn list(ctx: &Ctx<'_>) -> PcResult<Reply> {
             };
             let f = match ctx.param("filter") {
                 Some(raw) => {
-                    let f: Filter = serde_json::from_str(raw).map_err(|e| bad_request(format!("Invalid filter: {e}")))?;
+                    let f: Filter =
+                        serde_json::from_str(raw).map_err(|e| bad_request(format!("Invalid filter: {e}")))?;
                     if !f.operator.eq_ignore_ascii_case("starts_with")
                         || !["companyname", "domain"].contains(&f.field.to_ascii_lowercase().as_str())
                     {
-                        return Err(bad_request("The filter supports Field CompanyName or Domain with Operator starts_with."));
+                        return Err(bad_request(
+                            "The filter supports Field CompanyName or Domain with Operator starts_with.",
+                        ));
                     }
                     Some((f.field.to_ascii_lowercase(), f.value.to_lowercase()))
                 }
@@ -235,10 +250,20 @@ fn list(ctx: &Ctx<'_>) -> PcResult<Reply> {
         .map(|c| customer_json(c))
         .collect();
     let next = (end < matching.len()).then(|| {
-        let token = encode(&Continuation { o: end, s: cont.s, f: cont.f.clone(), r: None });
+        let token = encode(&Continuation {
+            o: end,
+            s: cont.s,
+            f: cont.f.clone(),
+            r: None,
+        });
         ("/v1/customers?seekOperation=Next".to_owned(), token)
     });
-    Ok(Reply::ok(collection(items, format!("/v1/customers?size={}", cont.s), next, end - cont.o.min(end))))
+    Ok(Reply::ok(collection(
+        items,
+        format!("/v1/customers?size={}", cont.s),
+        next,
+        end - cont.o.min(end),
+    )))
 }
 
 fn subscriptions(ctx: &Ctx<'_>, cid: &str) -> PcResult<Reply> {
@@ -252,12 +277,20 @@ fn subscriptions(ctx: &Ctx<'_>, cid: &str) -> PcResult<Reply> {
         .map(subscription_json)
         .collect();
     let total = items.len();
-    Ok(Reply::ok(collection(items, format!("/customers/{}/subscriptions", c.id), None, total)))
+    Ok(Reply::ok(collection(
+        items,
+        format!("/customers/{}/subscriptions", c.id),
+        None,
+        total,
+    )))
 }
 
 fn patch_subscription(ctx: &mut Ctx<'_>, cid: &str, sid: &str) -> PcResult<Reply> {
-    let body: Value = serde_json::from_slice(ctx.body).map_err(|e| bad_request(format!("The request body is not valid JSON: {e}")))?;
-    let if_match = ctx.header("If-Match").map(|s| s.trim().trim_matches('"').to_owned());
+    let body: Value = serde_json::from_slice(ctx.body)
+        .map_err(|e| bad_request(format!("The request body is not valid JSON: {e}")))?;
+    let if_match = ctx
+        .header("If-Match")
+        .map(|s| s.trim().trim_matches('"').to_owned());
     let now = ctx.now();
     let mut world = ctx.state.world.write().unwrap_or_else(PoisonError::into_inner);
     find_customer(&world.partner_center.customers, cid)?;
@@ -285,7 +318,9 @@ fn patch_subscription(ctx: &mut Ctx<'_>, cid: &str, sid: &str) -> PcResult<Reply
         None => current.quantity,
     };
     let auto_renew = match body.get("autoRenewEnabled") {
-        Some(v) => v.as_bool().ok_or_else(|| bad_request("autoRenewEnabled must be a boolean."))?,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| bad_request("autoRenewEnabled must be a boolean."))?,
         None => current.auto_renew_enabled,
     };
     if quantity != current.quantity {
@@ -296,14 +331,18 @@ fn patch_subscription(ctx: &mut Ctx<'_>, cid: &str, sid: &str) -> PcResult<Reply
             )));
         }
         if current.unit_type != "Licenses" {
-            return Err(bad_request("The quantity of a usage-based subscription cannot be changed."));
+            return Err(bad_request(
+                "The quantity of a usage-based subscription cannot be changed.",
+            ));
         }
         if !(1..=10_000).contains(&quantity) {
             return Err(bad_request("quantity must be between 1 and 10000."));
         }
         if quantity < current.quantity
             && current.new_commerce
-            && current.cancellation_allowed_until_date.is_none_or(|until| now > until)
+            && current
+                .cancellation_allowed_until_date
+                .is_none_or(|until| now > until)
         {
             return Err(pc_err(
                 StatusCode::BAD_REQUEST,
@@ -329,7 +368,11 @@ fn patch_subscription(ctx: &mut Ctx<'_>, cid: &str, sid: &str) -> PcResult<Reply
             .partner_center
             .subscriptions
             .iter()
-            .filter(|s| s.customer_id.eq_ignore_ascii_case(cid) && s.sku_id.as_deref() == Some(sku_id) && s.status == "active")
+            .filter(|s| {
+                s.customer_id.eq_ignore_ascii_case(cid)
+                    && s.sku_id.as_deref() == Some(sku_id)
+                    && s.status == "active"
+            })
             .map(|s| s.quantity)
             .sum();
         if let Some(sku) = world.tenants[ti].skus.iter_mut().find(|k| k.sku_id == *sku_id) {
@@ -341,7 +384,12 @@ fn patch_subscription(ctx: &mut Ctx<'_>, cid: &str, sid: &str) -> PcResult<Reply
         ctx.events.push(Event::new(
             "subscription-updated",
             "subscription",
-            format!("{}/webhooks/v1/customers/{}/subscriptions/{}", ctx.pc_url(), updated.customer_id, updated.id),
+            format!(
+                "{}/webhooks/v1/customers/{}/subscriptions/{}",
+                ctx.pc_url(),
+                updated.customer_id,
+                updated.id
+            ),
             now,
         ));
     }
@@ -351,7 +399,9 @@ fn patch_subscription(ctx: &mut Ctx<'_>, cid: &str, sid: &str) -> PcResult<Reply
 fn subscribed_skus(ctx: &Ctx<'_>, cid: &str) -> PcResult<Reply> {
     let world = ctx.state.world.read().unwrap_or_else(PoisonError::into_inner);
     let c = find_customer(&world.partner_center.customers, cid)?;
-    let tenant: &Tenant = world.tenant(&c.tenant_id).ok_or_else(|| not_found(&format!("Customer {cid}")))?;
+    let tenant: &Tenant = world
+        .tenant(&c.tenant_id)
+        .ok_or_else(|| not_found(&format!("Customer {cid}")))?;
     if let Some(groups) = ctx.param("licenseGroupIds")
         && !groups.split(',').any(|g| g.trim().eq_ignore_ascii_case("Group1"))
     {
@@ -364,7 +414,11 @@ fn subscribed_skus(ctx: &Ctx<'_>, cid: &str) -> PcResult<Reply> {
         .map(|sku| {
             let consumed = i64::try_from(tenant.consumed_units(&sku.sku_id)).unwrap_or(0);
             let active = i64::from(sku.prepaid_enabled);
-            let target = if sku.applies_to == "User" { "User" } else { "Tenant" };
+            let target = if sku.applies_to == "User" {
+                "User"
+            } else {
+                "Tenant"
+            };
             json!({
                 "availableUnits": (active - consumed).max(0),
                 "activeUnits": active,
@@ -392,14 +446,23 @@ fn subscribed_skus(ctx: &Ctx<'_>, cid: &str) -> PcResult<Reply> {
         })
         .collect();
     let total = items.len();
-    Ok(Reply::ok(collection(items, format!("/customers/{}/subscribedskus", c.id), None, total)))
+    Ok(Reply::ok(collection(
+        items,
+        format!("/customers/{}/subscribedskus", c.id),
+        None,
+        total,
+    )))
 }
 
 fn parse_time(raw: &str, name: &str) -> PcResult<Timestamp> {
     raw.parse::<Timestamp>()
         .or_else(|_| raw.replace(' ', "+").parse::<Timestamp>())
         .or_else(|_| format!("{raw}T00:00:00Z").parse::<Timestamp>())
-        .map_err(|_| bad_request(format!("{name} must be a date-time with an offset, e.g. 2026-11-01T00:00:00Z.")))
+        .map_err(|_| {
+            bad_request(format!(
+                "{name} must be a date-time with an offset, e.g. 2026-11-01T00:00:00Z."
+            ))
+        })
 }
 
 fn usage_json(u: &UsageRecord, details: bool) -> Value {
@@ -422,12 +485,15 @@ fn usage_json(u: &UsageRecord, details: bool) -> Value {
 
 fn utilization(ctx: &Ctx<'_>, cid: &str, sid: &str) -> PcResult<Reply> {
     let cont = match ctx.param("seekOperation") {
-        Some(_) => decode(
-            ctx.header("MS-ContinuationToken")
-                .ok_or_else(|| bad_request("The MS-ContinuationToken header is required with seekOperation=Next."))?,
-        )?,
+        Some(_) => decode(ctx.header("MS-ContinuationToken").ok_or_else(|| {
+            bad_request("The MS-ContinuationToken header is required with seekOperation=Next.")
+        })?)?,
         None => {
-            let start = parse_time(ctx.param("start_time").ok_or_else(|| bad_request("start_time is required."))?, "start_time")?;
+            let start = parse_time(
+                ctx.param("start_time")
+                    .ok_or_else(|| bad_request("start_time is required."))?,
+                "start_time",
+            )?;
             let end = match ctx.param("end_time") {
                 Some(e) => parse_time(e, "end_time")?,
                 None => ctx.now(),
@@ -449,15 +515,24 @@ fn utilization(ctx: &Ctx<'_>, cid: &str, sid: &str) -> PcResult<Reply> {
             {
                 return Err(bad_request("granularity must be daily or hourly."));
             }
-            Continuation { o: 0, s: size, f: None, r: Some((start.as_second(), end.as_second())) }
+            Continuation {
+                o: 0,
+                s: size,
+                f: None,
+                r: Some((start.as_second(), end.as_second())),
+            }
         }
     };
-    let details = ctx.param("show_details").is_none_or(|d| !d.eq_ignore_ascii_case("false"));
+    let details = ctx
+        .param("show_details")
+        .is_none_or(|d| !d.eq_ignore_ascii_case("false"));
     let world = ctx.state.world.read().unwrap_or_else(PoisonError::into_inner);
     find_customer(&world.partner_center.customers, cid)?;
     let sub = find_subscription(&world.partner_center.subscriptions, cid, sid)?;
     if sub.unit_type != "Usage-based" {
-        return Err(bad_request("Utilization records exist only for usage-based (Azure) subscriptions."));
+        return Err(bad_request(
+            "Utilization records exist only for usage-based (Azure) subscriptions.",
+        ));
     }
     let (start, end) = cont.r.unwrap_or((i64::MIN, i64::MAX));
     let records: Vec<&UsageRecord> = world
@@ -476,7 +551,12 @@ fn utilization(ctx: &Ctx<'_>, cid: &str, sid: &str) -> PcResult<Reply> {
         .collect();
     let base = format!("/customers/{}/subscriptions/{}/utilizations/azure", cid, sub.id);
     let next = (stop < records.len()).then(|| {
-        let token = encode(&Continuation { o: stop, s: cont.s, f: None, r: cont.r });
+        let token = encode(&Continuation {
+            o: stop,
+            s: cont.s,
+            f: None,
+            r: cont.r,
+        });
         (format!("{base}?seekOperation=Next"), token)
     });
     let count = items.len();
@@ -498,14 +578,23 @@ fn consent_json(cid: &str, app_id: &str, name: &str) -> Value {
 
 /// Customer tenants that may be consented: in the customers list, or related through GDAP.
 fn known_tenant(world: &crate::world::World, cid: &str) -> PcResult<String> {
-    if let Some(c) = world.partner_center.customers.iter().find(|c| c.id.eq_ignore_ascii_case(cid)) {
+    if let Some(c) = world
+        .partner_center
+        .customers
+        .iter()
+        .find(|c| c.id.eq_ignore_ascii_case(cid))
+    {
         return Ok(c.tenant_id.clone());
     }
     let related = world
         .partner_tenant_id
         .as_deref()
         .and_then(|p| world.tenant(p))
-        .is_some_and(|p| p.gdap_relationships.iter().any(|r| r.customer_tenant_id.eq_ignore_ascii_case(cid)));
+        .is_some_and(|p| {
+            p.gdap_relationships
+                .iter()
+                .any(|r| r.customer_tenant_id.eq_ignore_ascii_case(cid))
+        });
     match world.tenant(cid) {
         Some(t) if related => Ok(t.id.clone()),
         _ => Err(not_found(&format!("Customer {cid}"))),
@@ -522,12 +611,18 @@ fn consents(ctx: &Ctx<'_>, cid: &str) -> PcResult<Reply> {
         .map(|a| consent_json(&tid, &a.client_id, &a.display_name))
         .collect();
     let total = items.len();
-    Ok(Reply::ok(collection(items, format!("/customers/{tid}/applicationconsents"), None, total)))
+    Ok(Reply::ok(collection(
+        items,
+        format!("/customers/{tid}/applicationconsents"),
+        None,
+        total,
+    )))
 }
 
 fn consent(ctx: &Ctx<'_>, cid: &str) -> PcResult<Reply> {
     ctx.require_user()?;
-    let body: Value = serde_json::from_slice(ctx.body).map_err(|e| bad_request(format!("The request body is not valid JSON: {e}")))?;
+    let body: Value = serde_json::from_slice(ctx.body)
+        .map_err(|e| bad_request(format!("The request body is not valid JSON: {e}")))?;
     let app_id = body
         .get("applicationId")
         .and_then(Value::as_str)
@@ -542,7 +637,9 @@ fn consent(ctx: &Ctx<'_>, cid: &str) -> PcResult<Reply> {
         return Err(pc_err(
             StatusCode::FORBIDDEN,
             2003,
-            format!("The partner has no active GDAP relationship with customer {tid}: consent cannot be granted on its behalf."),
+            format!(
+                "The partner has no active GDAP relationship with customer {tid}: consent cannot be granted on its behalf."
+            ),
         ));
     }
     let app = world
@@ -554,11 +651,22 @@ fn consent(ctx: &Ctx<'_>, cid: &str) -> PcResult<Reply> {
         return Err(bad_request(format!("Application {app_id} is not multi-tenant.")));
     }
     if app.consented_tenants.iter().any(|t| t.eq_ignore_ascii_case(&tid)) {
-        return Err(pc_err(StatusCode::CONFLICT, 2002, format!("Application {app_id} is already consented in customer {tid}.")));
+        return Err(pc_err(
+            StatusCode::CONFLICT,
+            2002,
+            format!("Application {app_id} is already consented in customer {tid}."),
+        ));
     }
     app.consented_tenants.push(tid.clone());
-    let name = body.get("displayName").and_then(Value::as_str).unwrap_or(&app.display_name).to_owned();
-    Ok(Reply::with(StatusCode::CREATED, consent_json(&tid, &app_id, &name)))
+    let name = body
+        .get("displayName")
+        .and_then(Value::as_str)
+        .unwrap_or(&app.display_name)
+        .to_owned();
+    Ok(Reply::with(
+        StatusCode::CREATED,
+        consent_json(&tid, &app_id, &name),
+    ))
 }
 
 fn revoke(ctx: &Ctx<'_>, cid: &str, app_id: &str) -> PcResult<Reply> {
@@ -573,7 +681,13 @@ fn revoke(ctx: &Ctx<'_>, cid: &str, app_id: &str) -> PcResult<Reply> {
     let before = app.consented_tenants.len();
     app.consented_tenants.retain(|t| !t.eq_ignore_ascii_case(&tid));
     if app.consented_tenants.len() == before {
-        return Err(not_found(&format!("Consent of application {app_id} in customer {tid}")));
+        return Err(not_found(&format!(
+            "Consent of application {app_id} in customer {tid}"
+        )));
     }
-    Ok(Reply { status: StatusCode::NO_CONTENT, payload: Payload::Empty, headers: vec![] })
+    Ok(Reply {
+        status: StatusCode::NO_CONTENT,
+        payload: Payload::Empty,
+        headers: vec![],
+    })
 }

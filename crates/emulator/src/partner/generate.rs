@@ -14,7 +14,8 @@ use crate::world::{App, AppKind, ClientSecret, World};
 /// Delegated scope of the Partner Center app on Partner Center (`user_impersonation`).
 pub(crate) const PC_USER_IMPERSONATION: &str = "https://api.partnercenter.microsoft.com/user_impersonation";
 /// Delegated scope of the Partner Center app on the partner API (price sheets).
-pub(crate) const PARTNER_API_USER_IMPERSONATION: &str = "https://api.partner.microsoft.com/user_impersonation";
+pub(crate) const PARTNER_API_USER_IMPERSONATION: &str =
+    "https://api.partner.microsoft.com/user_impersonation";
 
 struct Product {
     part: &'static str,
@@ -176,7 +177,11 @@ pub(crate) fn extend(world: &mut World, options: &GenerateOptions) -> Result<(),
             // The last customer is managed through GDAP only: no reseller relationship.
             continue;
         }
-        let country = if tenant.country_letter_code == "GB" { "GB" } else { "US" };
+        let country = if tenant.country_letter_code == "GB" {
+            "GB"
+        } else {
+            "US"
+        };
         data.customers.push(PcCustomer {
             id: tenant.id.clone(),
             tenant_id: tenant.id.clone(),
@@ -195,7 +200,11 @@ pub(crate) fn extend(world: &mut World, options: &GenerateOptions) -> Result<(),
             };
             // The first subscription of each customer was bought two days ago: inside the
             // seven-day window in which seats may be reduced.
-            let age = if k == 0 { 2 } else { 30 + i64::try_from(rng.below(700)).unwrap_or(0) };
+            let age = if k == 0 {
+                2
+            } else {
+                30 + i64::try_from(rng.below(700)).unwrap_or(0)
+            };
             let created = now
                 .checked_sub(days(age))
                 .unwrap_or(now)
@@ -224,7 +233,11 @@ pub(crate) fn extend(world: &mut World, options: &GenerateOptions) -> Result<(),
                 unit_type: "Licenses".into(),
                 status: "active".into(),
                 auto_renew_enabled: rng.chance(80),
-                billing_cycle: if new_commerce { cycle.into() } else { "monthly".into() },
+                billing_cycle: if new_commerce {
+                    cycle.into()
+                } else {
+                    "monthly".into()
+                },
                 term_duration: Some(if new_commerce { term.into() } else { "P1Y".into() }),
                 billing_type: "license".into(),
                 creation_date: created,
@@ -284,9 +297,27 @@ pub(crate) fn extend(world: &mut World, options: &GenerateOptions) -> Result<(),
 }
 
 const METERS: &[(&str, &str, &str, &str, &str)] = &[
-    ("Virtual Machines", "Dv5 Series", "D2s v5", "1 Hour", "virtualMachines/vm-app01"),
-    ("Storage", "Standard SSD Managed Disks", "E10 LRS Disk", "1/Month", "disks/vm-app01-os"),
-    ("Bandwidth", "Rtn Preference: MGN", "Data Transfer Out", "1 GB", "publicIPAddresses/pip-app01"),
+    (
+        "Virtual Machines",
+        "Dv5 Series",
+        "D2s v5",
+        "1 Hour",
+        "virtualMachines/vm-app01",
+    ),
+    (
+        "Storage",
+        "Standard SSD Managed Disks",
+        "E10 LRS Disk",
+        "1/Month",
+        "disks/vm-app01-os",
+    ),
+    (
+        "Bandwidth",
+        "Rtn Preference: MGN",
+        "Data Transfer Out",
+        "1 GB",
+        "publicIPAddresses/pip-app01",
+    ),
 ];
 
 fn usage_for(rng: &mut Rng, out: &mut Vec<UsageRecord>, customer: &str, subscription: &str, now: Timestamp) {

@@ -67,10 +67,13 @@ impl Default for PartnerFaults {
     }
 }
 
+/// (partner tenant, API family): requests are counted per minute.
+type WindowKey = (String, &'static str);
+
 /// Partner Center's state beside the world: faults, limits, idempotency, webhook keys and logs.
 pub(crate) struct PartnerState {
     pub faults: Mutex<PartnerFaults>,
-    windows: Mutex<HashMap<(String, &'static str), (i64, u32)>>,
+    windows: Mutex<HashMap<WindowKey, (i64, u32)>>,
     replies: Mutex<HashMap<String, (StatusCode, Value)>>,
     pub keys: WebhookKeys,
     pub webhooks: webhooks::WebhookLog,
@@ -285,7 +288,9 @@ fn authenticate(state: &AppState, headers: &HeaderMap, audience: &str) -> PcResu
     Ok(Caller {
         tenant_id: partner,
         app_id,
-        user: (claims.idtyp.as_deref() == Some("user")).then_some(claims.oid).flatten(),
+        user: (claims.idtyp.as_deref() == Some("user"))
+            .then_some(claims.oid)
+            .flatten(),
     })
 }
 
@@ -302,8 +307,10 @@ fn family(segs: &[String]) -> &'static str {
 fn throttled(retry_after: u64) -> Response {
     let body = json!({"statusCode": 429, "message": format!("Rate limit is exceeded. Try again in {retry_after} seconds.")});
     let mut resp = (StatusCode::TOO_MANY_REQUESTS, body.to_string()).into_response();
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
         resp.headers_mut().insert(http::header::RETRY_AFTER, v);
     }
@@ -363,14 +370,18 @@ fn render(reply: Result<Reply, PcError>) -> Response {
                     .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
             }
             for (k, v) in reply.headers {
-                if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+                if let (Ok(k), Ok(v)) = (
+                    http::HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(&v),
+                ) {
                     resp.headers_mut().append(k, v);
                 }
             }
             resp
         }
         Err(e) => {
-            let body = json!({"code": e.code, "description": e.description, "data": [], "source": "PartnerFD"});
+            let body =
+                json!({"code": e.code, "description": e.description, "data": [], "source": "PartnerFD"});
             let mut resp = (e.status, body.to_string()).into_response();
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -418,7 +429,16 @@ pub(crate) async fn handle_partner_api(
     body: Bytes,
 ) -> Response {
     let path = uri.path().strip_prefix("/pc-api").unwrap_or("/");
-    serve(state, method, path, uri.query(), headers, body, PARTNER_API_RESOURCE).await
+    serve(
+        state,
+        method,
+        path,
+        uri.query(),
+        headers,
+        body,
+        PARTNER_API_RESOURCE,
+    )
+    .await
 }
 
 async fn serve(
@@ -461,7 +481,12 @@ async fn serve(
     if let Some(key) = &replay_key
         && let Some((status, value)) = lock(&state.partner.replies).get(key).cloned()
     {
-        return with_ids(render(Ok(Reply::with(status, value))), &request_id, &correlation_id, log);
+        return with_ids(
+            render(Ok(Reply::with(status, value))),
+            &request_id,
+            &correlation_id,
+            log,
+        );
     }
     let query: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .into_owned()
@@ -483,7 +508,15 @@ async fn serve(
     };
     let events = std::mem::take(&mut ctx.events);
     drop(ctx);
-    if let (Some(key), Ok(Reply { status, payload: Payload::Json(v), .. })) = (&replay_key, &reply) {
+    if let (
+        Some(key),
+        Ok(Reply {
+            status,
+            payload: Payload::Json(v),
+            ..
+        }),
+    ) = (&replay_key, &reply)
+    {
         let mut replies = lock(&state.partner.replies);
         if replies.len() > 10_000 {
             replies.clear();
@@ -509,12 +542,27 @@ fn route(ctx: &mut Ctx<'_>) -> PcResult<Reply> {
 /// Whether an app may read a customer tenant's directory through Graph. The CSP's multi-tenant
 /// app needs a service principal there (consent) and an active GDAP relationship; other apps
 /// are not gated. Returns Graph's (status, code, message) on refusal.
-pub(crate) fn graph_gate(world: &World, app_id: &str, tenant_id: &str) -> Result<(), (StatusCode, &'static str, String)> {
-    let Some(app) = world.app(app_id) else { return Ok(()) };
-    if app.kind != AppKind::Gdap || world.partner_tenant_id.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(tenant_id)) {
+pub(crate) fn graph_gate(
+    world: &World,
+    app_id: &str,
+    tenant_id: &str,
+) -> Result<(), (StatusCode, &'static str, String)> {
+    let Some(app) = world.app(app_id) else {
+        return Ok(());
+    };
+    if app.kind != AppKind::Gdap
+        || world
+            .partner_tenant_id
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case(tenant_id))
+    {
         return Ok(());
     }
-    if !app.consented_tenants.iter().any(|t| t.eq_ignore_ascii_case(tenant_id)) {
+    if !app
+        .consented_tenants
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(tenant_id))
+    {
         return Err((
             StatusCode::UNAUTHORIZED,
             "Authorization_IdentityNotFound",

@@ -82,7 +82,11 @@ pub(crate) fn route(ctx: &Ctx<'_>) -> PcResult<Reply> {
         .filter(|p| p.market.eq_ignore_ascii_case(&market))
         .collect();
     if rows.is_empty() {
-        return Err(pc_err(StatusCode::NOT_FOUND, 3000, format!("No price sheet for market {market}.")));
+        return Err(pc_err(
+            StatusCode::NOT_FOUND,
+            3000,
+            format!("No price sheet for market {market}."),
+        ));
     }
     let mut out = HEADER.join(",");
     out.push_str("\r\n");

@@ -58,7 +58,9 @@ impl WebhookKeys {
         root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         root.not_before = rcgen::date_time_ymd(2020, 1, 1);
         root.not_after = rcgen::date_time_ymd(2099, 1, 1);
-        let root_cert = root.self_signed(&root_key).map_err(|e| crypto("root certificate", e))?;
+        let root_cert = root
+            .self_signed(&root_key)
+            .map_err(|e| crypto("root certificate", e))?;
         let issuer = Issuer::new(root, root_key);
         let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(|e| crypto("signing key", e))?;
         let mut leaf = CertificateParams::new(Vec::<String>::new()).map_err(|e| crypto("certificate", e))?;
@@ -70,7 +72,9 @@ impl WebhookKeys {
         leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
         leaf.not_after = rcgen::date_time_ymd(2099, 1, 1);
-        let cert = leaf.signed_by(&key, &issuer).map_err(|e| crypto("certificate", e))?;
+        let cert = leaf
+            .signed_by(&key, &issuer)
+            .map_err(|e| crypto("certificate", e))?;
         let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(key.serialize_pem().as_bytes())
             .map_err(|e| crypto("signing key", e))?;
         Ok(Self {
@@ -84,7 +88,9 @@ impl WebhookKeys {
     pub(crate) fn sign(&self, body: &[u8]) -> Result<String, EmulatorError> {
         let url_safe = jsonwebtoken::crypto::sign(body, &self.encoding, jsonwebtoken::Algorithm::RS256)
             .map_err(|e| crypto("signing", e))?;
-        let raw = URL_SAFE_NO_PAD.decode(url_safe).map_err(|e| crypto("signature", e))?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(url_safe)
+            .map_err(|e| crypto("signature", e))?;
         Ok(STANDARD.encode(raw))
     }
 }
@@ -209,7 +215,8 @@ fn registration_json(r: &WebhookRegistration) -> Value {
 }
 
 fn parse_registration(ctx: &Ctx<'_>) -> PcResult<(String, Vec<String>)> {
-    let body: Value = serde_json::from_slice(ctx.body).map_err(|e| bad_request(format!("The request body is not valid JSON: {e}")))?;
+    let body: Value = serde_json::from_slice(ctx.body)
+        .map_err(|e| bad_request(format!("The request body is not valid JSON: {e}")))?;
     let field = |name: &str| {
         body.as_object()
             .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
@@ -220,18 +227,29 @@ fn parse_registration(ctx: &Ctx<'_>) -> PcResult<(String, Vec<String>)> {
         .ok_or_else(|| bad_request("WebhookUrl is required."))?;
     match url::Url::parse(&url) {
         Ok(u) if matches!(u.scheme(), "https" | "http") => {}
-        _ => return Err(bad_request(format!("WebhookUrl {url} is not an absolute http(s) URL."))),
+        _ => {
+            return Err(bad_request(format!(
+                "WebhookUrl {url} is not an absolute http(s) URL."
+            )));
+        }
     }
     let events: Vec<String> = field("WebhookEvents")
         .and_then(|v| v.as_array().cloned())
         .ok_or_else(|| bad_request("WebhookEvents is required."))?
         .iter()
-        .map(|e| e.as_str().map(str::to_owned).ok_or_else(|| bad_request("WebhookEvents must be strings.")))
+        .map(|e| {
+            e.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| bad_request("WebhookEvents must be strings."))
+        })
         .collect::<PcResult<_>>()?;
     if events.is_empty() {
         return Err(bad_request("WebhookEvents must name at least one event."));
     }
-    if let Some(unknown) = events.iter().find(|e| !EVENTS.iter().any(|k| k.eq_ignore_ascii_case(e))) {
+    if let Some(unknown) = events
+        .iter()
+        .find(|e| !EVENTS.iter().any(|k| k.eq_ignore_ascii_case(e)))
+    {
         return Err(bad_request(format!("Unknown webhook event {unknown}.")));
     }
     Ok((url, events))
@@ -255,7 +273,11 @@ pub(crate) fn route(ctx: &mut Ctx<'_>, rest: &[&str]) -> PcResult<Reply> {
             let existing = world.partner_center.webhook.clone();
             let subscriber_id = match (&existing, method == Method::POST) {
                 (Some(_), true) => {
-                    return Err(pc_err(StatusCode::CONFLICT, 2002, "A webhook registration exists: update it with PUT."));
+                    return Err(pc_err(
+                        StatusCode::CONFLICT,
+                        2002,
+                        "A webhook registration exists: update it with PUT.",
+                    ));
                 }
                 (None, false) => return Err(not_found("The webhook registration")),
                 (Some(r), false) => r.subscriber_id.clone(),
@@ -276,7 +298,11 @@ pub(crate) fn route(ctx: &mut Ctx<'_>, rest: &[&str]) -> PcResult<Reply> {
                 .webhook
                 .take()
                 .ok_or_else(|| not_found("The webhook registration"))?;
-            Ok(Reply { status: StatusCode::NO_CONTENT, payload: Payload::Empty, headers: vec![] })
+            Ok(Reply {
+                status: StatusCode::NO_CONTENT,
+                payload: Payload::Empty,
+                headers: vec![],
+            })
         }
         (["events"], &Method::GET) => Ok(Reply::ok(json!(EVENTS))),
         (["validationEvents"], &Method::POST) => {
@@ -307,7 +333,10 @@ pub(crate) fn route(ctx: &mut Ctx<'_>, rest: &[&str]) -> PcResult<Reply> {
             let mut event = Event::new(
                 "test-created",
                 "test",
-                format!("{}/webhooks/v1/registration/validationEvents/{correlation}", ctx.pc_url()),
+                format!(
+                    "{}/webhooks/v1/registration/validationEvents/{correlation}",
+                    ctx.pc_url()
+                ),
                 now,
             );
             event.correlation_id = Some(correlation.clone());
@@ -322,7 +351,9 @@ pub(crate) fn route(ctx: &mut Ctx<'_>, rest: &[&str]) -> PcResult<Reply> {
                 .collect();
             let asked = ctx.now();
             let Some(last) = attempts.last() else {
-                return Ok(Reply::ok(json!({"partnerId": ctx.caller.tenant_id, "status": "inProgress", "events": []})));
+                return Ok(Reply::ok(
+                    json!({"partnerId": ctx.caller.tenant_id, "status": "inProgress", "events": []}),
+                ));
             };
             let ok = last.status.is_some_and(|s| (200..300).contains(&s));
             let status = if ok {
@@ -350,7 +381,10 @@ pub(crate) fn route(ctx: &mut Ctx<'_>, rest: &[&str]) -> PcResult<Reply> {
         _ => Err(pc_err(
             StatusCode::METHOD_NOT_ALLOWED,
             2000,
-            format!("{method} is not supported on /webhooks/v1/registration/{}.", rest.join("/")),
+            format!(
+                "{method} is not supported on /webhooks/v1/registration/{}.",
+                rest.join("/")
+            ),
         )),
     }
 }
