@@ -169,6 +169,32 @@ pub(crate) fn extend(world: &mut World, options: &GenerateOptions) -> Result<(),
         consented_tenants: consented,
     });
 
+    // The partner's AdminAgents group: GDAP access assignments grant their roles to it, and
+    // the multi-tenant app's service principal is a member.
+    let gdap_app = world
+        .apps
+        .last()
+        .map(|a| (a.client_id.clone(), a.display_name.clone()));
+    if let Some(pi) = world.tenant_index(&partner_id) {
+        let group_id = rng.uuid();
+        world.tenants[pi].groups.push(crate::world::Group {
+            id: group_id,
+            display_name: "AdminAgents".into(),
+            description: Some("Members of this group can administer customer tenants.".into()),
+            mail_nickname: "AdminAgents".into(),
+            security_enabled: true,
+            created_date_time: Some(now),
+            members: gdap_app
+                .into_iter()
+                .map(|(id, name)| crate::world::MemberRef {
+                    kind: crate::world::ObjectKind::ServicePrincipal,
+                    id,
+                    display_name: Some(name),
+                })
+                .collect(),
+            ..Default::default()
+        });
+    }
     let mut data = PartnerCenterData::default();
     let customers: Vec<_> = world.customer_tenants().collect();
     let gdap_only = customers.len() >= 4;

@@ -922,3 +922,58 @@ async fn webhooks_register_and_deliver_signed_events() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     env.stop().await;
 }
+
+#[tokio::test]
+async fn gdap_access_assignments_match_the_relationships_and_the_customers_list() {
+    let env = csp_env().await;
+    let token = env.token("multi_tenant_secret", &env.partner()).await;
+    let (items, _) = env
+        .collect(&token, "/tenantRelationships/delegatedAdminRelationships")
+        .await;
+    let (pc_token, _) = pc_user_tokens(&env).await;
+    let (_, _, customers) = call(
+        &env,
+        Method::GET,
+        &pc_token,
+        &pc(&env, "/v1/customers?size=50"),
+        &[],
+        None,
+    )
+    .await;
+    let customer_ids: Vec<&str> = customers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    let (_, _, groups) = env
+        .get(&token, "/groups?$filter=displayName eq 'AdminAgents'")
+        .await;
+    let admin_agents = groups["value"][0]["id"].as_str().unwrap().to_owned();
+    for r in &items {
+        // Every relationship's customer is a customer of the partner.
+        assert!(customer_ids.contains(&r["customer"]["tenantId"].as_str().unwrap()));
+        let id = r["id"].as_str().unwrap();
+        let (status, _, body) = env
+            .get(
+                &token,
+                &format!("/tenantRelationships/delegatedAdminRelationships/{id}/accessAssignments"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let assignments = body["value"].as_array().unwrap();
+        if r["status"] == "active" {
+            assert_eq!(
+                assignments[0]["accessContainer"]["accessContainerId"],
+                admin_agents.as_str()
+            );
+            assert_eq!(
+                assignments[0]["accessDetails"]["unifiedRoles"],
+                r["accessDetails"]["unifiedRoles"]
+            );
+        } else {
+            assert!(assignments.is_empty());
+        }
+    }
+    env.stop().await;
+}
