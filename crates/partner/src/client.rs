@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::error::{PartnerApiError, PartnerError};
+use crate::log::{NoRequestLog, RequestLog, RequestLogEntry};
 use crate::models::*;
 use crate::page::{NextPage, Page, Pager, malformed, parse_page, strip_bom};
 use crate::pricing::{PriceSheetRow, parse_price_sheet};
@@ -46,6 +47,11 @@ pub struct PartnerConfig {
     pub request_timeout: Option<Duration>,
     /// Sent as `MS-PartnerCenter-Application`.
     pub application_name: Option<String>,
+    /// Requests this client sends per rolling minute (Partner Center allows 500 per minute per
+    /// partner tenant on subscriptions; leave room for other tools). `None`: no client-side limit.
+    pub requests_per_minute: Option<u32>,
+    /// Requests in flight at once.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for PartnerConfig {
@@ -62,6 +68,8 @@ impl Default for PartnerConfig {
             max_retry_after: Duration::from_secs(300),
             request_timeout: Some(Duration::from_secs(120)),
             application_name: Some("deskbridge".into()),
+            requests_per_minute: Some(450),
+            max_concurrent_requests: 8,
         }
     }
 }
@@ -98,6 +106,10 @@ struct Inner {
     partner_tenant: String,
     /// No request before this instant (Retry-After).
     paused_until: Mutex<Option<Instant>>,
+    /// When the requests of the last minute were sent (the client-side budget).
+    sent: Mutex<VecDeque<Instant>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    log: Arc<dyn RequestLog>,
 }
 
 impl std::fmt::Debug for PartnerClient {
@@ -155,8 +167,28 @@ impl PartnerClient {
         tokens: Arc<dyn TokenProvider>,
         partner_tenant: impl Into<String>,
     ) -> Result<Self, PartnerError> {
+        Self::with_log(
+            http,
+            config,
+            clock,
+            tokens,
+            partner_tenant,
+            Arc::new(NoRequestLog),
+        )
+    }
+
+    /// As [`PartnerClient::new`], recording every attempt in `log`.
+    pub fn with_log(
+        http: reqwest::Client,
+        config: PartnerConfig,
+        clock: SharedClock,
+        tokens: Arc<dyn TokenProvider>,
+        partner_tenant: impl Into<String>,
+        log: Arc<dyn RequestLog>,
+    ) -> Result<Self, PartnerError> {
         let (base, base_str) = root(&config.base_url, "Partner Center URL")?;
         let (_, api_str) = root(&config.partner_api_url, "partner API URL")?;
+        let config_permits = config.max_concurrent_requests.max(1);
         if !(1..=500).contains(&config.page_size) {
             return Err(PartnerError::InvalidRequest(
                 "page_size must be between 1 and 500".into(),
@@ -173,6 +205,9 @@ impl PartnerClient {
                 tokens,
                 partner_tenant: partner_tenant.into(),
                 paused_until: Mutex::new(None),
+                sent: Mutex::new(VecDeque::new()),
+                permits: Arc::new(tokio::sync::Semaphore::new(config_permits)),
+                log,
             }),
         })
     }
@@ -233,20 +268,35 @@ impl PartnerClient {
         } else {
             &inner.config.scope
         };
-        let path = Url::parse(&call.url)
-            .map(|u| u.path().to_owned())
-            .unwrap_or_else(|_| call.url.clone());
+        let parsed = Url::parse(&call.url).ok();
+        let path = parsed
+            .as_ref()
+            .map_or_else(|| call.url.clone(), |u| u.path().to_owned());
+        let logged_path = parsed.as_ref().map_or_else(
+            || path.clone(),
+            |u| match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_owned(),
+            },
+        );
         let description = format!("{} {path}", call.method);
-        let request_id = call.request_id.clone();
         let correlation_id = uuid::Uuid::new_v4().to_string();
         let mut retried_token = false;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             self.wait_for_pause(&description).await?;
+            self.wait_for_budget().await;
+            let permit = inner
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| PartnerError::InvalidRequest("the client is shutting down".into()))?;
             let token = match inner.tokens.access_token(&inner.partner_tenant, scope).await {
                 Ok(t) => t,
                 Err(source) if source.is_transient() && attempt < inner.config.max_attempts => {
+                    drop(permit);
                     tokio::time::sleep(self.backoff(attempt)).await;
                     continue;
                 }
@@ -257,17 +307,16 @@ impl PartnerClient {
                     });
                 }
             };
+            let request_id = call
+                .request_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let mut builder = inner
                 .http
                 .request(call.method.clone(), &call.url)
                 .bearer_auth(token.bearer())
                 .header("Accept", "application/json")
-                .header(
-                    "MS-RequestId",
-                    request_id
-                        .clone()
-                        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                )
+                .header("MS-RequestId", &request_id)
                 .header("MS-CorrelationId", &correlation_id)
                 .header("MS-Contract-Version", "v1")
                 .header("X-Locale", "en-US");
@@ -286,27 +335,32 @@ impl PartnerClient {
             if let Some(body) = &call.body {
                 builder = builder.json(body);
             }
-            let sent = builder.send().await;
-            let (status, headers, body) = match sent {
+            let started = Instant::now();
+            let received = match builder.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
-                    match response.bytes().await {
-                        Ok(b) => (status, headers, b.to_vec()),
-                        Err(e) => {
-                            if attempt >= inner.config.max_attempts || !call.idempotent {
-                                return Err(PartnerError::Transport {
-                                    url: description,
-                                    attempts: attempt,
-                                    reason: e.to_string(),
-                                });
-                            }
-                            tokio::time::sleep(self.backoff(attempt)).await;
-                            continue;
-                        }
-                    }
+                    response.bytes().await.map(|b| (status, headers, b.to_vec()))
                 }
+                Err(e) => Err(e),
+            };
+            drop(permit);
+            let mut entry = RequestLogEntry {
+                method: call.method.to_string(),
+                path: logged_path.clone(),
+                status: None,
+                duration: started.elapsed(),
+                attempt,
+                request_id: Some(request_id),
+                correlation_id: Some(correlation_id.clone()),
+                retry_after: None,
+                error: None,
+            };
+            let (status, headers, body) = match received {
+                Ok(answer) => answer,
                 Err(e) => {
+                    entry.error = Some(e.to_string());
+                    inner.log.record(entry);
                     if attempt >= inner.config.max_attempts || !(call.idempotent || e.is_connect()) {
                         return Err(PartnerError::Transport {
                             url: description,
@@ -318,13 +372,16 @@ impl PartnerClient {
                     continue;
                 }
             };
+            let retry_after = retry_after(&headers, &inner.clock);
+            entry.status = Some(status);
+            entry.retry_after = retry_after;
+            inner.log.record(entry);
             if (200..300).contains(&status) {
                 return Ok(Answer {
                     url: call.url.clone(),
                     body,
                 });
             }
-            let retry_after = retry_after(&headers, &inner.clock);
             let api_error = || {
                 let mut e = PartnerApiError::from_response(status, &headers, &body, description.clone());
                 e.retry_after = retry_after;
@@ -350,6 +407,30 @@ impl PartnerClient {
                 }
                 _ => return Err(api_error()),
             }
+        }
+    }
+
+    /// Waits until sending stays within `requests_per_minute`, then counts this request.
+    async fn wait_for_budget(&self) {
+        let Some(limit) = self.inner.config.requests_per_minute.filter(|l| *l > 0) else {
+            return;
+        };
+        let window = Duration::from_secs(60);
+        loop {
+            let wait = {
+                let mut sent = self.inner.sent.lock().unwrap_or_else(PoisonError::into_inner);
+                let now = Instant::now();
+                while sent.front().is_some_and(|t| now.duration_since(*t) >= window) {
+                    sent.pop_front();
+                }
+                if sent.len() < usize::try_from(limit).unwrap_or(usize::MAX) {
+                    sent.push_back(now);
+                    return;
+                }
+                sent.front()
+                    .map_or(Duration::ZERO, |t| window.saturating_sub(now.duration_since(*t)))
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 

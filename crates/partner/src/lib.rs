@@ -18,6 +18,7 @@
 
 mod client;
 mod error;
+mod log;
 mod models;
 mod page;
 mod pricing;
@@ -28,6 +29,7 @@ pub use client::{
     PARTNER_CENTER_SCOPE, PartnerClient, PartnerConfig,
 };
 pub use error::{PartnerApiError, PartnerError, PartnerErrorClass};
+pub use log::{MemoryRequestLog, NoRequestLog, RequestLog, RequestLogEntry};
 pub use models::*;
 pub use page::{Page, Pager};
 pub use pricing::{PriceSheetRow, parse_price_sheet};

@@ -219,6 +219,20 @@ impl WebhookVerifier {
         Ok(event)
     }
 
+    /// [`WebhookVerifier::certificate_url`], [`fetch_certificate`] and [`WebhookVerifier::verify`]
+    /// in one call (a receiver may cache certificates by URL and call `verify` itself instead).
+    pub async fn verify_delivery(
+        &self,
+        http: &reqwest::Client,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<WebhookEvent, WebhookError> {
+        let url = self.certificate_url(headers)?;
+        let certificate = fetch_certificate(http, &url).await?;
+        self.verify(headers, body, &certificate, now)
+    }
+
     fn check_chain(
         &self,
         cert: &x509_parser::certificate::X509Certificate<'_>,

@@ -28,6 +28,7 @@ struct Env {
     summary: Summary,
     clock: Arc<ManualClock>,
     client: PartnerClient,
+    log: Arc<MemoryRequestLog>,
 }
 
 async fn start(tweak: impl FnOnce(&mut PartnerConfig)) -> Env {
@@ -99,13 +100,22 @@ async fn start(tweak: impl FnOnce(&mut PartnerConfig)) -> Env {
     config.backoff_base = Duration::from_millis(10);
     config.max_retry_after = Duration::from_secs(5);
     tweak(&mut config);
-    let client =
-        PartnerClient::new(reqwest::Client::new(), config, shared, Arc::new(tokens), partner).unwrap();
+    let log = Arc::new(MemoryRequestLog::default());
+    let client = PartnerClient::with_log(
+        reqwest::Client::new(),
+        config,
+        shared,
+        Arc::new(tokens),
+        partner,
+        log.clone(),
+    )
+    .unwrap();
     Env {
         emu,
         summary,
         clock,
         client,
+        log,
     }
 }
 
@@ -206,6 +216,18 @@ async fn quantity_changes_follow_the_new_commerce_rules_and_are_idempotent() {
         .await
         .unwrap();
     assert_eq!(again.quantity, old.quantity + 2);
+    let patches: Vec<RequestLogEntry> = env
+        .log
+        .entries()
+        .into_iter()
+        .filter(|e| e.method == "PATCH")
+        .collect();
+    assert_eq!(patches.len(), 2);
+    assert!(
+        patches
+            .iter()
+            .all(|e| e.request_id.as_deref() == Some(id.to_string().as_str()) && e.status == Some(200))
+    );
     assert_eq!(
         env.client.subscription(&cid, &old.id).await.unwrap().quantity,
         old.quantity + 2
@@ -255,6 +277,12 @@ async fn throttled_calls_wait_for_retry_after_or_fail_with_it() {
     let started = std::time::Instant::now();
     env.client.customer(&cid).await.unwrap();
     assert!(started.elapsed() >= Duration::from_secs(2));
+    let statuses: Vec<Option<u16>> = env.log.entries().iter().rev().take(3).map(|e| e.status).collect();
+    assert_eq!(statuses, vec![Some(200), Some(429), Some(429)]);
+    assert_eq!(
+        env.log.entries().iter().rev().nth(1).unwrap().retry_after,
+        Some(Duration::from_secs(1))
+    );
     env.emu.update_partner_faults(|f| {
         f.force_429 = 1;
         f.retry_after_secs = 600;
@@ -389,7 +417,10 @@ async fn webhook_deliveries_verify_against_the_fetched_certificate() {
         .await
         .unwrap()
         .unwrap();
-    let event = verifier.verify(&headers, &body, &cert, now).unwrap();
+    let event = verifier
+        .verify_delivery(&reqwest::Client::new(), &headers, &body, now)
+        .await
+        .unwrap();
     assert_eq!(event.event_name, "subscription-updated");
     assert!(
         event
