@@ -963,8 +963,8 @@ impl Ctx<'_> {
         let fmt = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let values: Vec<Value> = match (r.status.as_str(), container) {
             ("active", Some(g)) => vec![json!({
-                "@odata.etag": format!("W/\"{}\"", &g.id[..8.min(g.id.len())]),
-                "id": format!("{}{}", &g.id[..8.min(g.id.len())], &r.id[..8.min(r.id.len())]),
+                "@odata.etag": format!("W/\"{}\"", g.id.chars().take(8).collect::<String>()),
+                "id": format!("{}-{}", g.id, r.id),
                 "status": "active",
                 "createdDateTime": fmt(r.activated_date_time.unwrap_or(r.created_date_time)),
                 "lastModifiedDateTime": fmt(r.last_modified_date_time),

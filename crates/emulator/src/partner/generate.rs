@@ -404,7 +404,7 @@ fn prices(out: &mut Vec<PriceRow>, now: Timestamp) {
                     currency: currency.into(),
                     product_id: p.product_id.into(),
                     sku_id: p.sku_id.into(),
-                    availability_id: format!("CFQ7TTC0{}", &p.product_id[8..]),
+                    availability_id: format!("CFQ7TTC0{}", p.product_id.get(8..).unwrap_or_default()),
                     product_title: p.title.into(),
                     sku_title: p.title.into(),
                     publisher: "Microsoft Corporation".into(),
