@@ -148,6 +148,16 @@ fn pc_error(body: &Value) -> i64 {
 async fn partner_center_tokens_are_app_plus_user_for_both_resources() {
     let env = csp_env().await;
     assert!(env.summary.partner_center_url.ends_with("/pc"));
+    // The start-up JSON line carries the Partner Center URLs and the webhook root.
+    let line = serde_json::to_value(env.emu.summary()).unwrap();
+    assert_eq!(line["partner_center_url"], format!("{}/pc", env.emu.base_url()));
+    assert_eq!(line["partner_api_url"], format!("{}/pc-api", env.emu.base_url()));
+    assert!(
+        line["webhook_root_pem"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
     let (token, rt) = pc_user_tokens(&env).await;
     let c = claims(&token);
     assert_eq!(c["aud"], "https://api.partnercenter.microsoft.com");
