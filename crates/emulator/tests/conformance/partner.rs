@@ -987,3 +987,114 @@ async fn gdap_access_assignments_match_the_relationships_and_the_customers_list(
     }
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_gdap_only_tenant_is_not_a_customer_but_can_be_consented() {
+    let world = deskbridge_emulator::World::generate(&deskbridge_emulator::GenerateOptions {
+        seed: 3,
+        tenants: 4,
+        users_per_tenant: Some(10),
+        ..Default::default()
+    })
+    .unwrap();
+    let customers: Vec<String> = world
+        .partner_center
+        .customers
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
+    let tenants: Vec<String> = world.customer_tenants().map(|t| t.id.clone()).collect();
+    assert_eq!(customers, tenants[..3].to_vec());
+    let partner = world.tenant(world.partner_tenant_id.as_deref().unwrap()).unwrap();
+    assert!(
+        partner
+            .gdap_relationships
+            .iter()
+            .any(|r| r.customer_tenant_id == tenants[3])
+    );
+    // Subscriptions follow the directory's SKUs, one per SKU, with their prepaid units.
+    for c in &customers {
+        let t = world.tenant(c).unwrap();
+        for sku in &t.skus {
+            let sub = world
+                .partner_center
+                .subscriptions
+                .iter()
+                .find(|s| s.customer_id == *c && s.sku_id.as_deref() == Some(sku.sku_id.as_str()))
+                .unwrap();
+            assert_eq!(sub.quantity, i64::from(sku.prepaid_enabled));
+        }
+    }
+}
+
+#[tokio::test]
+async fn deliveries_are_retried_until_the_receiver_accepts() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let env = csp_env().await;
+    env.emu.update_partner_faults(|f| f.delivery_retry_ms = 10);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) < 2 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (token, _) = pc_user_tokens(&env).await;
+    let (status, _, _) = call(
+        &env,
+        Method::POST,
+        &token,
+        &pc(&env, "/webhooks/v1/registration"),
+        &[],
+        Some(json!({"WebhookUrl": hook, "WebhookEvents": ["referral-created"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = env
+        .admin(
+            Method::POST,
+            "/partner/events",
+            Some(json!({"EventName": "referral-created"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // Events the registration does not name are not delivered.
+    env.admin(
+        Method::POST,
+        "/partner/events",
+        Some(json!({"EventName": "invoice-ready"})),
+    )
+    .await;
+    for _ in 0..100 {
+        if env.emu.webhook_deliveries().iter().any(|d| d.status == Some(200)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let attempts: Vec<(u32, Option<u16>)> = env
+        .emu
+        .webhook_deliveries()
+        .iter()
+        .map(|d| (d.attempt, d.status))
+        .collect();
+    assert_eq!(attempts, vec![(1, Some(500)), (2, Some(500)), (3, Some(200))]);
+    assert!(
+        env.emu
+            .webhook_deliveries()
+            .iter()
+            .all(|d| d.event_name == "referral-created")
+    );
+    env.stop().await;
+}
