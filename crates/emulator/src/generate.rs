@@ -417,7 +417,9 @@ impl World {
             apps,
             partner_tenant_id: Some(partner_id),
             sign_in_password: default_password_value(),
+            partner_center: Default::default(),
         };
+        crate::partner::generate::extend(&mut world, options)?;
         world.rebuild_indexes();
         Ok(world)
     }

@@ -80,6 +80,12 @@ pub struct Summary {
     pub partner_tenant: Option<TenantSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_cert_file: Option<String>,
+    /// Partner Center REST (`{partner_center_url}/v1/customers`…).
+    pub partner_center_url: String,
+    /// The partner API (price sheets: `{partner_api_url}/v1.0/sales/pricesheets(…)/$value`).
+    pub partner_api_url: String,
+    /// PEM of the root that issued the webhook signing certificate.
+    pub webhook_root_pem: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +141,7 @@ pub(crate) struct AppState {
     pub codes: Mutex<HashMap<String, AuthCode>>,
     pub refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
     pub auto_approve: std::sync::atomic::AtomicBool,
+    pub partner: crate::partner::PartnerState,
 }
 
 /// A running emulator. Dropping it without [`Emulator::shutdown`] leaves the server running
@@ -200,6 +207,9 @@ impl Emulator {
             codes: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
             auto_approve: std::sync::atomic::AtomicBool::new(config.auto_approve),
+            partner: tokio::task::spawn_blocking(crate::partner::PartnerState::new)
+                .await
+                .map_err(|e| EmulatorError::Crypto(format!("key generation task: {e}")))??,
         });
         let router = router(state.clone());
         let (stop, stopped) = watch::channel(false);
@@ -239,7 +249,24 @@ impl Emulator {
 
     pub fn summary(&self) -> Summary {
         let world = self.state.world.read().unwrap_or_else(PoisonError::into_inner);
-        summary_of(&world, &self.state.base_url)
+        let mut summary = summary_of(&world, &self.state.base_url);
+        summary.webhook_root_pem = Some(self.webhook_root_pem().to_owned());
+        summary
+    }
+
+    /// PEM of the root that issued the Partner Center webhook signing certificate.
+    pub fn webhook_root_pem(&self) -> &str {
+        &self.state.partner.keys.root_pem
+    }
+
+    /// Partner Center fault switches (forced 429s, limits, delivery pace).
+    pub fn update_partner_faults(&self, change: impl FnOnce(&mut crate::PartnerFaults)) {
+        change(&mut crate::partner::lock(&self.state.partner.faults));
+    }
+
+    /// Webhook delivery attempts so far.
+    pub fn webhook_deliveries(&self) -> Vec<crate::DeliveryAttempt> {
+        crate::partner::lock(&self.state.partner.webhooks.attempts).clone()
     }
 
     pub fn faults(&self) -> Faults {
@@ -343,12 +370,25 @@ pub(crate) fn summary_of(world: &World, base_url: &str) -> Summary {
         partner_tenant_id: world.partner_tenant_id.clone(),
         partner_tenant: world.tenants.iter().find(|t| t.is_partner).map(tenant_summary),
         ca_cert_file: None,
+        partner_center_url: format!("{base_url}/pc"),
+        partner_api_url: format!("{base_url}/pc-api"),
+        webhook_root_pem: None,
     }
 }
 
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1.0/{*rest}", axum::routing::any(graph_handler))
+        .route("/pc/{*rest}", axum::routing::any(crate::partner::handle))
+        .route(
+            "/pc-api/{*rest}",
+            axum::routing::any(crate::partner::handle_partner_api),
+        )
+        .route(
+            "/{tenant}/v2.0/adminconsent",
+            axum::routing::get(crate::partner::consent::admin_consent)
+                .post(crate::partner::consent::admin_consent_submit),
+        )
         .nest("/_admin", admin::router())
         .route(
             "/{tenant}/oauth2/v2.0/token",

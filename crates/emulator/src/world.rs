@@ -49,6 +49,9 @@ pub struct World {
     /// Users who can sign in interactively (authorization code flow), any tenant.
     #[serde(default = "default_password")]
     pub sign_in_password: String,
+    /// Partner Center: customers, subscriptions, prices, usage, webhook registration.
+    #[serde(default)]
+    pub partner_center: crate::partner::model::PartnerCenterData,
 }
 
 fn default_password() -> String {
@@ -316,6 +319,10 @@ pub enum AppKind {
     SingleTenant,
     ExpiredSecret,
     Unconsented,
+    /// The CSP partner's single-tenant Partner Center app (delegated, app+user).
+    PartnerCenter,
+    /// The CSP partner's multi-tenant app: consented per customer, gated by GDAP.
+    Gdap,
 }
 
 impl AppKind {
@@ -326,6 +333,8 @@ impl AppKind {
             Self::SingleTenant => "single_tenant",
             Self::ExpiredSecret => "expired_secret",
             Self::Unconsented => "unconsented",
+            Self::PartnerCenter => "partner_center",
+            Self::Gdap => "gdap_multi_tenant",
         }
     }
 }
