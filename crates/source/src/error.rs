@@ -84,6 +84,9 @@ impl SyncError {
                 Some("Run a deskbridge built with this connector, or remove the connection.".into())
             }
             Self::Internal(_) => Some("Run the sync again; report the problem if it repeats.".into()),
+            Self::BadSettings(..) => Some(
+                "Correct the connection's settings on its details page (or PATCH /api/v1/connections/{id}).".into(),
+            ),
             _ => None,
         }
     }
