@@ -545,6 +545,11 @@ fn resolve_delegated(app: &App, requested: &[String]) -> Result<Vec<String>, Aad
             }
         } else if OIDC_SCOPES.contains(&s.as_str()) {
             continue;
+        } else if crate::dataverse::delegated_resource(s).is_some() && !app.delegated_scopes.is_empty() {
+            // Dataverse's `{org}/user_impersonation` (or `{org}/.default`): any app that signs users in.
+            if !granted.contains(s) {
+                granted.push(s.clone());
+            }
         } else if app.delegated_scopes.iter().any(|d| d.eq_ignore_ascii_case(s)) {
             if !granted.contains(s) {
                 granted.push(s.clone());
@@ -729,6 +734,7 @@ fn token_inner(
                     let requested = normalise_scopes(s);
                     for r in &requested {
                         let known = OIDC_SCOPES.contains(&r.as_str())
+                            || crate::dataverse::delegated_resource(r).is_some()
                             || r == ".default"
                             || grant.scopes.iter().any(|g| g.eq_ignore_ascii_case(r));
                         if !known {
@@ -746,6 +752,11 @@ fn token_inner(
                     }
                     if requested.iter().any(|r| r == ".default") {
                         grant.scopes.clone()
+                    } else if requested.iter().any(|r| crate::dataverse::delegated_resource(r).is_some()) {
+                        // A multi-resource refresh token: keep offline_access so it rotates.
+                        let mut scopes = requested;
+                        scopes.extend(grant.scopes.iter().filter(|g| *g == "offline_access").cloned());
+                        scopes
                     } else {
                         requested
                     }
@@ -804,11 +815,14 @@ fn client_credentials(
         return Err(invalid());
     };
     let resource = single.strip_suffix("/.default").ok_or_else(invalid)?;
+    let dataverse_aud = crate::dataverse::org_for_resource(world, &state.base_url, resource)
+        .map(|o| crate::dataverse::org_url(&state.base_url, &o.name));
     let aud = match resource.trim_end_matches('/') {
         "https://graph.microsoft.com" | "00000003-0000-0000-c000-000000000000" => GRAPH_RESOURCE,
         "https://api.partnercenter.microsoft.com" | "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd" => {
             PARTNER_CENTER_RESOURCE
         }
+        _ if dataverse_aud.is_some() => dataverse_aud.as_deref().unwrap_or_default(),
         other => {
             return Err(aad(
                 StatusCode::BAD_REQUEST,
@@ -889,11 +903,20 @@ fn delegated_tokens(
             e.to_string(),
         )
     };
+    let dataverse = api_scopes
+        .iter()
+        .find_map(|s| crate::dataverse::delegated_resource(s))
+        .and_then(|r| crate::dataverse::org_for_resource(world, &state.base_url, r))
+        .map(|o| crate::dataverse::org_url(&state.base_url, &o.name));
+    let (aud, api_scopes) = match &dataverse {
+        Some(org) => (org.as_str(), vec!["user_impersonation".to_owned()]),
+        None => (GRAPH_RESOURCE, api_scopes),
+    };
     let token = access_token(
         state,
         app,
         tenant,
-        GRAPH_RESOURCE,
+        aud,
         acr,
         Some((&user.id, &user.user_principal_name, user.display_name.as_deref())),
         &api_scopes,
@@ -901,7 +924,7 @@ fn delegated_tokens(
     .map_err(server_err)?;
     let mut scope_out: Vec<String> = api_scopes
         .iter()
-        .map(|s| format!("{GRAPH_RESOURCE}/{s}"))
+        .map(|s| format!("{aud}/{s}"))
         .collect();
     for oidc in OIDC_SCOPES {
         if scopes.iter().any(|s| s == oidc) {

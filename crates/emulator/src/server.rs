@@ -80,6 +80,8 @@ pub struct Summary {
     pub partner_tenant: Option<TenantSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_cert_file: Option<String>,
+    /// Dataverse organisations: `{url, tenant, name, tables, rows}`.
+    pub dataverse_orgs: Vec<crate::dataverse::OrgSummary>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +137,7 @@ pub(crate) struct AppState {
     pub codes: Mutex<HashMap<String, AuthCode>>,
     pub refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
     pub auto_approve: std::sync::atomic::AtomicBool,
+    pub dataverse: crate::dataverse::Protection,
 }
 
 /// A running emulator. Dropping it without [`Emulator::shutdown`] leaves the server running
@@ -200,6 +203,7 @@ impl Emulator {
             codes: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
             auto_approve: std::sync::atomic::AtomicBool::new(config.auto_approve),
+            dataverse: Default::default(),
         });
         let router = router(state.clone());
         let (stop, stopped) = watch::channel(false);
@@ -290,6 +294,11 @@ impl Emulator {
         identity::issue_app_token(&self.state, client_id, tenant)
     }
 
+    /// Dataverse's service protection limits (enforced while `Faults::throttling` is on).
+    pub fn set_dataverse_limits(&self, limits: crate::ServiceLimits) {
+        *self.state.dataverse.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
+    }
+
     /// Stops accepting, closes connections, and waits for the server task.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -343,6 +352,7 @@ pub(crate) fn summary_of(world: &World, base_url: &str) -> Summary {
         partner_tenant_id: world.partner_tenant_id.clone(),
         partner_tenant: world.tenants.iter().find(|t| t.is_partner).map(tenant_summary),
         ca_cert_file: None,
+        dataverse_orgs: crate::dataverse::summaries(world, base_url),
     }
 }
 
@@ -350,6 +360,8 @@ fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1.0/{*rest}", axum::routing::any(graph_handler))
         .nest("/_admin", admin::router())
+        .route("/org/{org}/api/data/v9.2", axum::routing::any(crate::dataverse::handler))
+        .route("/org/{org}/api/data/v9.2/{*rest}", axum::routing::any(crate::dataverse::handler))
         .route(
             "/{tenant}/oauth2/v2.0/token",
             axum::routing::post(identity::token),

@@ -49,6 +49,9 @@ pub struct World {
     /// Users who can sign in interactively (authorization code flow), any tenant.
     #[serde(default = "default_password")]
     pub sign_in_password: String,
+    /// Dataverse organisations (Dynamics 365 environments), each in one tenant.
+    #[serde(default)]
+    pub dataverse_orgs: Vec<crate::dataverse::Org>,
 }
 
 fn default_password() -> String {
