@@ -176,6 +176,19 @@ fn encode(text: &str) -> String {
     out
 }
 
+/// The inner paging cookie's encoding (as .NET's URL encoder: lower-case hex, `=` encoded).
+fn encode_inner(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02x}"));
+        }
+    }
+    out
+}
+
 fn decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -230,7 +243,7 @@ fn cookie_token(primary: &str, page: usize, last: &Row, first: &Row, tracking: b
     format!(
         "<cookie pagenumber=\"{}\" pagingcookie=\"{}\" istracking=\"{}\" />",
         page + 1,
-        encode(&encode(&inner)),
+        encode_inner(&encode_inner(&inner)),
         if tracking { "True" } else { "False" }
     )
 }

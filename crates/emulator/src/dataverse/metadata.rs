@@ -198,7 +198,11 @@ fn attribute_with(table: &Table, column: &Column, options: &Options) -> Map<Stri
         };
         m.insert(e.nav.clone(), value);
     }
-    keep_selected(&mut m, &options.select);
+    let mut select = options.select.clone();
+    if let Some(s) = &mut select {
+        s.extend(options.expand.iter().map(|e| e.nav.clone()));
+    }
+    keep_selected(&mut m, &select);
     m
 }
 

@@ -242,6 +242,11 @@ fn midnight(t: Timestamp) -> Timestamp {
         .unwrap_or(t)
 }
 
+/// An exclusive upper bound that includes `now`.
+fn just_after(now: Timestamp) -> Timestamp {
+    now.checked_add(SignedDuration::from_secs(1)).unwrap_or(now)
+}
+
 fn days(t: Timestamp, n: i64) -> Timestamp {
     t.checked_add(SignedDuration::from_hours(n.saturating_mul(24)))
         .unwrap_or(t)
@@ -308,13 +313,13 @@ fn date_function(
         "today" => (Some(today), Some(days(today, 1))),
         "yesterday" => (Some(days(today, -1)), Some(today)),
         "tomorrow" => (Some(days(today, 1)), Some(days(today, 2))),
-        "lastsevendays" => (Some(days(today, -7)), Some(now)),
+        "lastsevendays" => (Some(days(today, -7)), Some(just_after(now))),
         "nextsevendays" => (Some(now), Some(days(today, 8))),
-        "lastxdays" => (Some(days(today, -number()?)), Some(now)),
+        "lastxdays" => (Some(days(today, -number()?)), Some(just_after(now))),
         "nextxdays" => (Some(now), Some(days(today, number()? + 1))),
         "lastxhours" => (
             Some(now.checked_sub(SignedDuration::from_hours(number()?)).unwrap_or(now)),
-            Some(now),
+            Some(just_after(now)),
         ),
         "nextxhours" => (
             Some(now),
