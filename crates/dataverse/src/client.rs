@@ -7,7 +7,6 @@ use std::time::Duration;
 use deskbridge_msauth::TokenProvider;
 use rand::Rng as _;
 use reqwest::Method;
-use reqwest::header::HeaderMap;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -132,7 +131,10 @@ impl DataverseClient {
             return Err(DataverseError::InvalidRequest("the tenant id is empty".into()));
         }
         let api = format!("{org_str}/api/data/{}", config.api_version.trim_matches('/'));
-        let scope = config.scope.clone().unwrap_or_else(|| format!("{org_str}/.default"));
+        let scope = config
+            .scope
+            .clone()
+            .unwrap_or_else(|| format!("{org_str}/.default"));
         let share = if config.budget_share.is_finite() {
             config.budget_share.clamp(0.01, 1.0)
         } else {
@@ -231,7 +233,12 @@ impl DataverseClient {
 
     /// The changes since a previous round's `@odata.deltaLink`. An expired token fails with
     /// [`DataverseError::is_change_token_expired`]: read the table in full again.
-    pub fn changes_since(&self, delta_link: &str, page_size: Option<u32>, annotations: Annotations) -> ChangePager {
+    pub fn changes_since(
+        &self,
+        delta_link: &str,
+        page_size: Option<u32>,
+        annotations: Annotations,
+    ) -> ChangePager {
         ChangePager {
             client: self.clone(),
             next: Some(delta_link.to_owned()),
@@ -258,8 +265,7 @@ impl DataverseClient {
         Ok(Row::new(parse_object(&response.url, &response.body)?))
     }
 
-    const ENTITY_SELECT: &'static str =
-        "LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,ChangeTrackingEnabled,IsCustomEntity,DisplayName";
+    const ENTITY_SELECT: &'static str = "LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,ChangeTrackingEnabled,IsCustomEntity,DisplayName";
 
     /// Every table's metadata (no attributes).
     pub async fn entity_definitions(&self) -> Result<Vec<EntityMetadata>, DataverseError> {
@@ -381,7 +387,10 @@ impl DataverseClient {
             let wait = {
                 let mut sent = lock(&self.inner.sent);
                 let now = Instant::now();
-                while sent.front().is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW) {
+                while sent
+                    .front()
+                    .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
+                {
                     sent.pop_front();
                 }
                 if sent.len() < self.inner.budget {
@@ -398,7 +407,12 @@ impl DataverseClient {
         }
     }
 
-    async fn send(&self, method: Method, path_or_link: &str, prefer: Option<&str>) -> Result<Response, DataverseError> {
+    async fn send(
+        &self,
+        method: Method,
+        path_or_link: &str,
+        prefer: Option<&str>,
+    ) -> Result<Response, DataverseError> {
         let inner = &self.inner;
         let url = self.resolve(path_or_link)?;
         let parsed =
@@ -414,7 +428,11 @@ impl DataverseClient {
                 .acquire()
                 .await
                 .map_err(|_| DataverseError::InvalidRequest("the client is shutting down".into()))?;
-            let token = match inner.tokens.access_token(&inner.config.tenant_id, &inner.scope).await {
+            let token = match inner
+                .tokens
+                .access_token(&inner.config.tenant_id, &inner.scope)
+                .await
+            {
                 Ok(t) => t,
                 Err(source) if source.is_transient() && attempt < inner.config.max_attempts => {
                     tokio::time::sleep(self.backoff(attempt)).await;
@@ -473,12 +491,21 @@ impl DataverseClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            let api_error =
-                || DataverseError::Api(Box::new(DataverseApiError::from_body(status, &body, described.clone(), retry_after)));
+            let api_error = || {
+                DataverseError::Api(Box::new(DataverseApiError::from_body(
+                    status,
+                    &body,
+                    described.clone(),
+                    retry_after,
+                )))
+            };
             match status {
                 401 if !retried_token => {
                     retried_token = true;
-                    inner.tokens.invalidate(&inner.config.tenant_id, &inner.scope).await;
+                    inner
+                        .tokens
+                        .invalidate(&inner.config.tenant_id, &inner.scope)
+                        .await;
                 }
                 429 => {
                     let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
@@ -531,7 +558,10 @@ impl ChangePager {
         let Some(link) = self.next.take() else {
             return Ok(None);
         };
-        let response = self.client.send(Method::GET, &link, self.prefer.as_deref()).await?;
+        let response = self
+            .client
+            .send(Method::GET, &link, self.prefer.as_deref())
+            .await?;
         let page = parse_changes(&response.url, &response.body)?;
         self.next = page.next_link.clone();
         Ok(Some(page))

@@ -44,7 +44,11 @@ pub enum DataverseError {
     Malformed { url: String, message: String },
     /// The connection failed on every attempt.
     #[error("cannot reach {url} after {attempts} attempt(s): {reason}")]
-    Transport { url: String, attempts: u32, reason: String },
+    Transport {
+        url: String,
+        attempts: u32,
+        reason: String,
+    },
     /// The call itself is wrong (a bad org URL, a link to another host).
     #[error("invalid Dataverse request: {0}")]
     InvalidRequest(String),
@@ -141,7 +145,9 @@ impl DataverseErrorClass {
             404 => Self::NotFound,
             412 => Self::Concurrency,
             429 => Self::Throttled,
-            _ if code_is(codes::EXPIRED_VERSION_STAMP) || message.contains("Version stamp associated with the client has expired") => {
+            _ if code_is(codes::EXPIRED_VERSION_STAMP)
+                || message.contains("Version stamp associated with the client has expired") =>
+            {
                 Self::ChangeTokenExpired
             }
             400 => Self::BadQuery,
@@ -159,7 +165,9 @@ impl DataverseErrorClass {
                 "register the app as an application user in the environment (Power Platform admin center > Application users), \
                  or give the signing-in user access to the environment"
             }
-            Self::MissingPrivilege => "assign a security role with read privilege on the table to the application user",
+            Self::MissingPrivilege => {
+                "assign a security role with read privilege on the table to the application user"
+            }
             Self::NotFound => "check the table (entity set) name",
             Self::ChangeTokenExpired => "run a full import: the change-tracking token has expired",
             Self::BadQuery => "check the filter, columns and expands of the mapping",
@@ -198,7 +206,12 @@ impl std::fmt::Display for DataverseApiError {
 }
 
 impl DataverseApiError {
-    pub(crate) fn from_body(status: u16, body: &[u8], request: String, retry_after: Option<Duration>) -> Self {
+    pub(crate) fn from_body(
+        status: u16,
+        body: &[u8],
+        request: String,
+        retry_after: Option<Duration>,
+    ) -> Self {
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
         let error = parsed.as_ref().and_then(|v| v.get("error"));
         let text = |key: &str| {

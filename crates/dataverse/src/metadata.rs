@@ -55,7 +55,10 @@ pub struct OptionSetMetadata {
 
 impl OptionSetMetadata {
     pub fn label(&self, value: i32) -> Option<&str> {
-        self.options.iter().find(|o| o.value == value).map(|o| o.label.as_str())
+        self.options
+            .iter()
+            .find(|o| o.value == value)
+            .map(|o| o.label.as_str())
     }
 }
 
@@ -79,7 +82,11 @@ fn label(value: Option<&Value>) -> Option<String> {
     let v = value?;
     v.get("UserLocalizedLabel")
         .and_then(|l| l.get("Label"))
-        .or_else(|| v.get("LocalizedLabels").and_then(|l| l.get(0)).and_then(|l| l.get("Label")))
+        .or_else(|| {
+            v.get("LocalizedLabels")
+                .and_then(|l| l.get(0))
+                .and_then(|l| l.get("Label"))
+        })
         .and_then(Value::as_str)
         .map(str::to_owned)
 }
@@ -95,7 +102,10 @@ pub(crate) fn entity(url: &str, map: &Map<String, Value>) -> Result<EntityMetada
             None | Some(Value::Null) => false,
             Some(_) => return Err(bad(url, "ChangeTrackingEnabled is not a boolean".into())),
         },
-        is_custom: map.get("IsCustomEntity").and_then(Value::as_bool).unwrap_or(false),
+        is_custom: map
+            .get("IsCustomEntity")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         display_name: label(map.get("DisplayName")),
     })
 }

@@ -78,7 +78,10 @@ pub(crate) fn parse_page(url: &str, body: &[u8]) -> Result<Page, DataverseError>
     }
     let count = match map.get("@odata.count") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| malformed(url, "@odata.count is not a count"))?),
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| malformed(url, "@odata.count is not a count"))?,
+        ),
     };
     Ok(Page {
         rows,

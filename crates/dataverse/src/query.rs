@@ -100,7 +100,11 @@ impl Expand {
         if !self.expand.is_empty() {
             options.push(format!(
                 "$expand={}",
-                self.expand.iter().map(Expand::render).collect::<Vec<_>>().join(",")
+                self.expand
+                    .iter()
+                    .map(Expand::render)
+                    .collect::<Vec<_>>()
+                    .join(",")
             ));
         }
         if options.is_empty() {
@@ -114,7 +118,13 @@ impl Expand {
 fn order_text(order: &[(String, bool)]) -> String {
     order
         .iter()
-        .map(|(c, desc)| if *desc { format!("{c} desc") } else { format!("{c} asc") })
+        .map(|(c, desc)| {
+            if *desc {
+                format!("{c} desc")
+            } else {
+                format!("{c} asc")
+            }
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -219,7 +229,11 @@ impl Query {
         if !self.expand.is_empty() {
             params.push((
                 "$expand".into(),
-                self.expand.iter().map(Expand::render).collect::<Vec<_>>().join(","),
+                self.expand
+                    .iter()
+                    .map(Expand::render)
+                    .collect::<Vec<_>>()
+                    .join(","),
             ));
         }
         if !self.order_by.is_empty() {
@@ -307,7 +321,10 @@ pub mod filter {
 
     /// `Microsoft.Dynamics.CRM.LastXDays(PropertyName='x',PropertyValue=n)`.
     pub fn last_x_days(column: &str, days: u32) -> String {
-        format!("Microsoft.Dynamics.CRM.LastXDays(PropertyName={},PropertyValue={days})", string(column))
+        format!(
+            "Microsoft.Dynamics.CRM.LastXDays(PropertyName={},PropertyValue={days})",
+            string(column)
+        )
     }
 
     /// `Microsoft.Dynamics.CRM.OnOrAfter(PropertyName='x',PropertyValue='2025-01-01')`.

@@ -77,21 +77,30 @@ impl Row {
     pub fn i64(&self, column: &str) -> Result<Option<i64>, FieldError> {
         match self.get(column) {
             None => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| self.mismatch(column, "an integer")),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| self.mismatch(column, "an integer")),
         }
     }
 
     pub fn f64(&self, column: &str) -> Result<Option<f64>, FieldError> {
         match self.get(column) {
             None => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.mismatch(column, "a number")),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.mismatch(column, "a number")),
         }
     }
 
     pub fn bool(&self, column: &str) -> Result<Option<bool>, FieldError> {
         match self.get(column) {
             None => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.mismatch(column, "a boolean")),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.mismatch(column, "a boolean")),
         }
     }
 
@@ -99,7 +108,10 @@ impl Row {
     pub fn timestamp(&self, column: &str) -> Result<Option<jiff::Timestamp>, FieldError> {
         match self.str(column)? {
             None => Ok(None),
-            Some(s) => s.parse().map(Some).map_err(|_| self.mismatch(column, "a date-time")),
+            Some(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| self.mismatch(column, "a date-time")),
         }
     }
 
@@ -148,7 +160,10 @@ impl Row {
                 .split(',')
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
-                .map(|p| p.parse::<i32>().map_err(|_| self.mismatch(column, "comma-separated option values")))
+                .map(|p| {
+                    p.parse::<i32>()
+                        .map_err(|_| self.mismatch(column, "comma-separated option values"))
+                })
                 .collect(),
         }
     }
@@ -156,7 +171,12 @@ impl Row {
     /// A multi-select choice's labels from its formatted value (`"Reading; Swimming"`).
     pub fn option_labels(&self, column: &str) -> Vec<String> {
         self.formatted(column)
-            .map(|f| f.split(';').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+            .map(|f| {
+                f.split(';')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

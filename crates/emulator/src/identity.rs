@@ -752,7 +752,10 @@ fn token_inner(
                     }
                     if requested.iter().any(|r| r == ".default") {
                         grant.scopes.clone()
-                    } else if requested.iter().any(|r| crate::dataverse::delegated_resource(r).is_some()) {
+                    } else if requested
+                        .iter()
+                        .any(|r| crate::dataverse::delegated_resource(r).is_some())
+                    {
                         // A multi-resource refresh token: keep offline_access so it rotates.
                         let mut scopes = requested;
                         scopes.extend(grant.scopes.iter().filter(|g| *g == "offline_access").cloned());
@@ -922,10 +925,7 @@ fn delegated_tokens(
         &api_scopes,
     )
     .map_err(server_err)?;
-    let mut scope_out: Vec<String> = api_scopes
-        .iter()
-        .map(|s| format!("{aud}/{s}"))
-        .collect();
+    let mut scope_out: Vec<String> = api_scopes.iter().map(|s| format!("{aud}/{s}")).collect();
     for oidc in OIDC_SCOPES {
         if scopes.iter().any(|s| s == oidc) {
             scope_out.push((*oidc).to_owned());

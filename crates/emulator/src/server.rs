@@ -296,7 +296,12 @@ impl Emulator {
 
     /// Dataverse's service protection limits (enforced while `Faults::throttling` is on).
     pub fn set_dataverse_limits(&self, limits: crate::ServiceLimits) {
-        *self.state.dataverse.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
+        *self
+            .state
+            .dataverse
+            .limits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = limits;
     }
 
     /// Stops accepting, closes connections, and waits for the server task.
@@ -360,8 +365,14 @@ fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1.0/{*rest}", axum::routing::any(graph_handler))
         .nest("/_admin", admin::router())
-        .route("/org/{org}/api/data/v9.2", axum::routing::any(crate::dataverse::handler))
-        .route("/org/{org}/api/data/v9.2/{*rest}", axum::routing::any(crate::dataverse::handler))
+        .route(
+            "/org/{org}/api/data/v9.2",
+            axum::routing::any(crate::dataverse::handler),
+        )
+        .route(
+            "/org/{org}/api/data/v9.2/{*rest}",
+            axum::routing::any(crate::dataverse::handler),
+        )
         .route(
             "/{tenant}/oauth2/v2.0/token",
             axum::routing::post(identity::token),

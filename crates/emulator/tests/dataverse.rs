@@ -39,7 +39,12 @@ async fn start(contacts: usize) -> Env {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    Env { emu, http, summary, clock }
+    Env {
+        emu,
+        http,
+        summary,
+        clock,
+    }
 }
 
 impl Env {
@@ -91,10 +96,21 @@ impl Env {
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
     }
 
-    async fn send(&self, token: &str, method: reqwest::Method, url: &str, body: Option<Value>, if_match: Option<&str>) -> (StatusCode, HeaderMap, Value) {
+    async fn send(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<Value>,
+        if_match: Option<&str>,
+    ) -> (StatusCode, HeaderMap, Value) {
         let mut req = self.http.request(method, url).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -106,7 +122,11 @@ impl Env {
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
     }
 }
 
@@ -128,30 +148,77 @@ async fn tokens_are_audience_checked_per_org_and_who_am_i_names_the_application_
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(headers["odata-version"], "4.0");
     assert!(headers.contains_key("x-ms-ratelimit-burst-remaining-xrm-requests"));
-    assert!(body["@odata.context"].as_str().unwrap().ends_with("$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse"));
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse")
+    );
     let app_user = env.emu.with_world(|w| {
-        let app = env.summary.apps.iter().find(|a| a.kind == "multi_tenant_secret").unwrap();
-        w.dataverse_orgs[0].application_user(&app.client_id).unwrap().user_id.clone()
+        let app = env
+            .summary
+            .apps
+            .iter()
+            .find(|a| a.kind == "multi_tenant_secret")
+            .unwrap();
+        w.dataverse_orgs[0]
+            .application_user(&app.client_id)
+            .unwrap()
+            .user_id
+            .clone()
     });
     assert_eq!(body["UserId"], json!(app_user));
 
     // A token for org 0 is refused by org 1; a Graph token is refused by both; no token neither.
     let (status, headers, _) = env.get(&token, &format!("{}/WhoAmI", env.api(1)), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(headers["www-authenticate"].to_str().unwrap().contains("authorization_uri="));
-    let (_, graph) = env.token("multi_tenant_secret", &env.org(0).1, "https://graph.microsoft.com/.default").await;
-    let (status, _, _) = env.get(graph["access_token"].as_str().unwrap(), &format!("{}/WhoAmI", env.api(0)), None).await;
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("authorization_uri=")
+    );
+    let (_, graph) = env
+        .token(
+            "multi_tenant_secret",
+            &env.org(0).1,
+            "https://graph.microsoft.com/.default",
+        )
+        .await;
+    let (status, _, _) = env
+        .get(
+            graph["access_token"].as_str().unwrap(),
+            &format!("{}/WhoAmI", env.api(0)),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, _) = env.get("", &format!("{}/accounts", env.api(0)), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // A token for the org asked in another tenant is refused (the org is not in that tenant).
-    let (status, body) = env.token("multi_tenant_secret", &env.org(1).1, &format!("{}/.default", env.org(0).0)).await;
+    let (status, body) = env
+        .token(
+            "multi_tenant_secret",
+            &env.org(1).1,
+            &format!("{}/.default", env.org(0).0),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _, _) = env.get(body["access_token"].as_str().unwrap(), &format!("{}/WhoAmI", env.api(0)), None).await;
+    let (status, _, _) = env
+        .get(
+            body["access_token"].as_str().unwrap(),
+            &format!("{}/WhoAmI", env.api(0)),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // An unknown org is an unknown resource at the token endpoint.
     let (status, body) = env
-        .token("multi_tenant_secret", &env.org(0).1, &format!("{}/org/nosuchorg/.default", env.emu.base_url()))
+        .token(
+            "multi_tenant_secret",
+            &env.org(0).1,
+            &format!("{}/org/nosuchorg/.default", env.emu.base_url()),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error_codes"][0], 500011);
@@ -162,15 +229,25 @@ async fn application_users_and_privileges() {
     let env = start(20).await;
     // The single-tenant reader may read accounts only.
     let token = env.app_token("single_tenant", 0).await;
-    let (status, _, body) = env.get(&token, &format!("{}/accounts?$select=name", env.api(0)), None).await;
+    let (status, _, body) = env
+        .get(&token, &format!("{}/accounts?$select=name", env.api(0)), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _, body) = env.get(&token, &format!("{}/contacts?$select=fullname", env.api(0)), None).await;
+    let (status, _, body) = env
+        .get(&token, &format!("{}/contacts?$select=fullname", env.api(0)), None)
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(error_code(&body), "0x80040220");
-    assert!(body["error"]["message"].as_str().unwrap().contains("prvReadcontact"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("prvReadcontact")
+    );
     // An app that is not an application user.
     let token = env.app_token("multi_tenant_secret", 0).await;
-    env.emu.with_world_mut(|w| w.dataverse_orgs[0].application_users.clear());
+    env.emu
+        .with_world_mut(|w| w.dataverse_orgs[0].application_users.clear());
     let (status, _, body) = env.get(&token, &format!("{}/WhoAmI", env.api(0)), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(error_code(&body), "0x80072560");
@@ -182,9 +259,16 @@ async fn delegated_user_impersonation_tokens() {
     use sha2::Digest;
     let env = start(20).await;
     let (url, tenant) = env.org(0);
-    let app = env.summary.apps.iter().find(|a| a.kind == "multi_tenant_secret").unwrap().clone();
+    let app = env
+        .summary
+        .apps
+        .iter()
+        .find(|a| a.kind == "multi_tenant_secret")
+        .unwrap()
+        .clone();
     let verifier = "a-very-long-code-verifier-with-enough-entropy-0123456789";
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
     let scope = format!("{url}/user_impersonation offline_access");
     let resp = env
         .http
@@ -203,7 +287,12 @@ async fn delegated_user_impersonation_tokens() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FOUND);
     let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    let code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
     let token_url = format!("{}/{tenant}/oauth2/v2.0/token", env.emu.base_url());
     let resp = env
         .http
@@ -220,11 +309,24 @@ async fn delegated_user_impersonation_tokens() {
         .await
         .unwrap();
     let body: Value = resp.json().await.unwrap();
-    assert!(body["scope"].as_str().unwrap().starts_with(&format!("{url}/user_impersonation")), "{body}");
+    assert!(
+        body["scope"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{url}/user_impersonation")),
+        "{body}"
+    );
     let access = body["access_token"].as_str().unwrap();
     let (status, _, who) = env.get(access, &format!("{}/WhoAmI", env.api(0)), None).await;
     assert_eq!(status, StatusCode::OK, "{who}");
-    let user_ids: Vec<String> = env.emu.with_world(|w| w.tenant(&tenant).unwrap().users.iter().map(|u| u.id.clone()).collect());
+    let user_ids: Vec<String> = env.emu.with_world(|w| {
+        w.tenant(&tenant)
+            .unwrap()
+            .users
+            .iter()
+            .map(|u| u.id.clone())
+            .collect()
+    });
     assert!(user_ids.contains(&who["UserId"].as_str().unwrap().to_owned()));
     // The refresh token gives Dataverse tokens with `.default`, and rotates.
     let resp = env
@@ -242,7 +344,13 @@ async fn delegated_user_impersonation_tokens() {
         .unwrap();
     let refreshed: Value = resp.json().await.unwrap();
     assert!(refreshed["refresh_token"].is_string(), "{refreshed}");
-    let (status, _, _) = env.get(refreshed["access_token"].as_str().unwrap(), &format!("{}/accounts?$top=1", env.api(0)), None).await;
+    let (status, _, _) = env
+        .get(
+            refreshed["access_token"].as_str().unwrap(),
+            &format!("{}/accounts?$top=1", env.api(0)),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -253,17 +361,31 @@ async fn select_annotations_picklists_lookups_and_etags() {
     let api = env.api(0);
     // Without annotations: values only, the key always, picklists as integers.
     let (status, _, body) = env
-        .get(&token, &format!("{api}/contacts?$select=fullname,cr7a1_hobbies,gendercode,_parentcustomerid_value"), None)
+        .get(
+            &token,
+            &format!("{api}/contacts?$select=fullname,cr7a1_hobbies,gendercode,_parentcustomerid_value"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body["@odata.context"].as_str().unwrap().ends_with("$metadata#contacts(fullname,cr7a1_hobbies,gendercode,_parentcustomerid_value)"));
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("$metadata#contacts(fullname,cr7a1_hobbies,gendercode,_parentcustomerid_value)")
+    );
     let rows = body["value"].as_array().unwrap();
     assert_eq!(rows.len(), 60);
     for r in rows {
         assert!(r["@odata.etag"].as_str().unwrap().starts_with("W/\""));
         assert!(r["contactid"].is_string());
         assert!(r.get("emailaddress1").is_none());
-        assert!(r.as_object().unwrap().keys().all(|k| !k.contains('@') || k == "@odata.etag"));
+        assert!(
+            r.as_object()
+                .unwrap()
+                .keys()
+                .all(|k| !k.contains('@') || k == "@odata.etag")
+        );
     }
     assert!(rows.iter().any(|r| r["gendercode"].is_i64()));
     let hobbies = rows.iter().find_map(|r| r["cr7a1_hobbies"].as_str()).unwrap();
@@ -273,38 +395,76 @@ async fn select_annotations_picklists_lookups_and_etags() {
     let (status, headers, body) = env
         .get(
             &token,
-            &format!("{api}/contacts?$select=fullname,cr7a1_hobbies,gendercode,_parentcustomerid_value,createdon"),
+            &format!(
+                "{api}/contacts?$select=fullname,cr7a1_hobbies,gendercode,_parentcustomerid_value,createdon"
+            ),
             Some("odata.include-annotations=\"*\""),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers["preference-applied"].to_str().unwrap().contains("odata.include-annotations"));
+    assert!(
+        headers["preference-applied"]
+            .to_str()
+            .unwrap()
+            .contains("odata.include-annotations")
+    );
     let rows = body["value"].as_array().unwrap();
     let with_account = rows
         .iter()
         .find(|r| r["_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname"] == "account")
         .unwrap();
-    assert_eq!(with_account["_parentcustomerid_value@Microsoft.Dynamics.CRM.associatednavigationproperty"], "parentcustomerid_account");
+    assert_eq!(
+        with_account["_parentcustomerid_value@Microsoft.Dynamics.CRM.associatednavigationproperty"],
+        "parentcustomerid_account"
+    );
     assert!(with_account["_parentcustomerid_value@OData.Community.Display.V1.FormattedValue"].is_string());
     let multi = rows.iter().find(|r| r["cr7a1_hobbies"].is_string()).unwrap();
-    let labels = multi["cr7a1_hobbies@OData.Community.Display.V1.FormattedValue"].as_str().unwrap();
-    assert_eq!(labels.split("; ").count(), multi["cr7a1_hobbies"].as_str().unwrap().split(',').count());
+    let labels = multi["cr7a1_hobbies@OData.Community.Display.V1.FormattedValue"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        labels.split("; ").count(),
+        multi["cr7a1_hobbies"].as_str().unwrap().split(',').count()
+    );
     let gender = rows.iter().find(|r| r["gendercode"] == 2).unwrap();
-    assert_eq!(gender["gendercode@OData.Community.Display.V1.FormattedValue"], "Female");
-    assert!(rows.iter().any(|r| r["_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname"] == "contact"), "polymorphic lookups");
-    assert!(rows.iter().any(|r| r["_parentcustomerid_value"].is_null()), "contacts without an account");
+    assert_eq!(
+        gender["gendercode@OData.Community.Display.V1.FormattedValue"],
+        "Female"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname"] == "contact"),
+        "polymorphic lookups"
+    );
+    assert!(
+        rows.iter().any(|r| r["_parentcustomerid_value"].is_null()),
+        "contacts without an account"
+    );
 
     // A single row, its ETag, and 404.
     let id = rows[0]["contactid"].as_str().unwrap();
-    let (status, headers, one) = env.get(&token, &format!("{api}/contacts({id})?$select=fullname"), None).await;
+    let (status, headers, one) = env
+        .get(&token, &format!("{api}/contacts({id})?$select=fullname"), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(headers["etag"].to_str().unwrap(), one["@odata.etag"].as_str().unwrap());
+    assert_eq!(
+        headers["etag"].to_str().unwrap(),
+        one["@odata.etag"].as_str().unwrap()
+    );
     assert!(one["@odata.context"].as_str().unwrap().ends_with("/$entity"));
-    let (status, _, body) = env.get(&token, &format!("{api}/contacts(00000000-0000-0000-0000-000000000001)"), None).await;
+    let (status, _, body) = env
+        .get(
+            &token,
+            &format!("{api}/contacts(00000000-0000-0000-0000-000000000001)"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "0x80040217");
     // Unknown columns and entity sets; $skip.
-    let (status, _, body) = env.get(&token, &format!("{api}/contacts?$select=nosuchcolumn"), None).await;
+    let (status, _, body) = env
+        .get(&token, &format!("{api}/contacts?$select=nosuchcolumn"), None)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "0x80060888");
     let (status, _, _) = env.get(&token, &format!("{api}/nosuchset"), None).await;
@@ -324,22 +484,37 @@ async fn paging_cookies_maxpagesize_count_and_orderby() {
     loop {
         let (status, headers, body) = env.get(&token, &url, Some("odata.maxpagesize=50, odata.include-annotations=\"OData.Community.Display.V1.FormattedValue\"")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert!(headers["preference-applied"].to_str().unwrap().contains("odata.maxpagesize=50"));
+        assert!(
+            headers["preference-applied"]
+                .to_str()
+                .unwrap()
+                .contains("odata.maxpagesize=50")
+        );
         assert_eq!(body["@odata.count"], 230);
         pages += 1;
         for r in body["value"].as_array().unwrap() {
-            assert!(seen.insert(r["contactid"].as_str().unwrap().to_owned()), "a row served twice");
+            assert!(
+                seen.insert(r["contactid"].as_str().unwrap().to_owned()),
+                "a row served twice"
+            );
         }
         match body["@odata.nextLink"].as_str() {
             Some(next) => {
                 assert!(next.contains("$select=fullname"));
-                assert!(next.contains("$skiptoken=%3Ccookie%20pagenumber%3D%22") || next.contains("$skiptoken=%3Ccookie%20pagenumber=%22"), "{next}");
+                assert!(
+                    next.contains("$skiptoken=%3Ccookie%20pagenumber%3D%22")
+                        || next.contains("$skiptoken=%3Ccookie%20pagenumber=%22"),
+                    "{next}"
+                );
                 let decoded: String = url::form_urlencoded::parse(next.split_once('?').unwrap().1.as_bytes())
                     .find(|(k, _)| k == "$skiptoken")
                     .unwrap()
                     .1
                     .into_owned();
-                assert!(decoded.starts_with("<cookie pagenumber=\"") && decoded.contains("pagingcookie=\"%253ccookie"));
+                assert!(
+                    decoded.starts_with("<cookie pagenumber=\"")
+                        && decoded.contains("pagingcookie=\"%253ccookie")
+                );
                 assert!(decoded.ends_with("istracking=\"False\" />"));
                 url = next.to_owned();
             }
@@ -348,10 +523,22 @@ async fn paging_cookies_maxpagesize_count_and_orderby() {
     }
     assert_eq!((seen.len(), pages), (230, 5));
     // maxpagesize above 5,000 is ignored; $top limits without a nextLink.
-    let (_, headers, body) = env.get(&token, &format!("{api}/contacts?$select=fullname"), Some("odata.maxpagesize=9000")).await;
+    let (_, headers, body) = env
+        .get(
+            &token,
+            &format!("{api}/contacts?$select=fullname"),
+            Some("odata.maxpagesize=9000"),
+        )
+        .await;
     assert!(headers.get("preference-applied").is_none());
     assert_eq!(body["value"].as_array().unwrap().len(), 230);
-    let (_, _, body) = env.get(&token, &format!("{api}/contacts?$select=fullname&$top=7"), Some("odata.maxpagesize=5")).await;
+    let (_, _, body) = env
+        .get(
+            &token,
+            &format!("{api}/contacts?$select=fullname&$top=7"),
+            Some("odata.maxpagesize=5"),
+        )
+        .await;
     assert_eq!(body["value"].as_array().unwrap().len(), 7);
     assert!(body.get("@odata.nextLink").is_none());
     // $orderby, case-insensitively, across pages.
@@ -359,7 +546,13 @@ async fn paging_cookies_maxpagesize_count_and_orderby() {
     let mut url = format!("{api}/accounts?$select=name&$orderby=name desc");
     loop {
         let (_, _, body) = env.get(&token, &url, Some("odata.maxpagesize=20")).await;
-        names.extend(body["value"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_lowercase()));
+        names.extend(
+            body["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["name"].as_str().unwrap().to_lowercase()),
+        );
         match body["@odata.nextLink"].as_str() {
             Some(n) => url = n.to_owned(),
             None => break,
@@ -377,17 +570,36 @@ async fn filters_dates_functions_and_navigation_paths() {
     let token = env.app_token("multi_tenant_secret", 0).await;
     let api = env.api(0);
     let all = |body: &Value| body["value"].as_array().unwrap().clone();
-    let (_, _, body) = env.get(&token, &format!("{api}/contacts?$select=fullname,modifiedon,createdon"), None).await;
+    let (_, _, body) = env
+        .get(
+            &token,
+            &format!("{api}/contacts?$select=fullname,modifiedon,createdon"),
+            None,
+        )
+        .await;
     let contacts = all(&body);
     let now: jiff::Timestamp = START.parse().unwrap();
     let cutoff = now.checked_sub(SignedDuration::from_hours(24 * 10)).unwrap();
     let expected = contacts
         .iter()
-        .filter(|r| r["modifiedon"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap() >= cutoff)
+        .filter(|r| {
+            r["modifiedon"]
+                .as_str()
+                .unwrap()
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                >= cutoff
+        })
         .count();
     // Dates unquoted.
     let filter = format!("modifiedon ge {}", cutoff.strftime("%Y-%m-%dT%H:%M:%SZ"));
-    let (status, _, body) = env.get(&token, &format!("{api}/contacts?$select=fullname&$filter={filter}"), None).await;
+    let (status, _, body) = env
+        .get(
+            &token,
+            &format!("{api}/contacts?$select=fullname&$filter={filter}"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(all(&body).len(), expected);
     assert!(expected > 0 && expected < contacts.len());
@@ -403,10 +615,16 @@ async fn filters_dates_functions_and_navigation_paths() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(all(&body).is_empty());
     // ContainValues on a multi-select column.
-    let (_, _, body) = env.get(&token, &format!("{api}/contacts?$select=cr7a1_hobbies"), None).await;
+    let (_, _, body) = env
+        .get(&token, &format!("{api}/contacts?$select=cr7a1_hobbies"), None)
+        .await;
     let with_nine = all(&body)
         .iter()
-        .filter(|r| r["cr7a1_hobbies"].as_str().is_some_and(|h| h.split(',').any(|v| v == "1" || v == "9")))
+        .filter(|r| {
+            r["cr7a1_hobbies"]
+                .as_str()
+                .is_some_and(|h| h.split(',').any(|v| v == "1" || v == "9"))
+        })
         .count();
     let (status, _, body) = env
         .get(&token, &format!("{api}/contacts?$select=cr7a1_hobbies&$filter=Microsoft.Dynamics.CRM.ContainValues(PropertyName='cr7a1_hobbies',PropertyValues=['1','9'])"), None)
@@ -415,21 +633,41 @@ async fn filters_dates_functions_and_navigation_paths() {
     assert_eq!(all(&body).len(), with_nine);
     assert!(with_nine > 0);
     // A lookup by id, and a navigation path.
-    let (_, _, body) = env.get(&token, &format!("{api}/accounts?$select=name&$top=1"), None).await;
+    let (_, _, body) = env
+        .get(&token, &format!("{api}/accounts?$select=name&$top=1"), None)
+        .await;
     let account = all(&body)[0].clone();
-    let (id, name) = (account["accountid"].as_str().unwrap(), account["name"].as_str().unwrap());
+    let (id, name) = (
+        account["accountid"].as_str().unwrap(),
+        account["name"].as_str().unwrap(),
+    );
     let (status, _, by_id) = env
-        .get(&token, &format!("{api}/contacts?$select=fullname&$filter=_parentcustomerid_value eq {id}"), None)
+        .get(
+            &token,
+            &format!("{api}/contacts?$select=fullname&$filter=_parentcustomerid_value eq {id}"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{by_id}");
     let quoted = name.replace('\'', "''");
-    let filter = url::form_urlencoded::byte_serialize(format!("parentcustomerid_account/name eq '{quoted}'").as_bytes()).collect::<String>();
-    let (status, _, by_name) = env.get(&token, &format!("{api}/contacts?$select=fullname&$filter={filter}"), None).await;
+    let filter = url::form_urlencoded::byte_serialize(
+        format!("parentcustomerid_account/name eq '{quoted}'").as_bytes(),
+    )
+    .collect::<String>();
+    let (status, _, by_name) = env
+        .get(
+            &token,
+            &format!("{api}/contacts?$select=fullname&$filter={filter}"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{by_name}");
     assert_eq!(all(&by_id).len(), all(&by_name).len());
     assert!(!all(&by_id).is_empty());
     // A syntax error is Dataverse's 400.
-    let (status, _, body) = env.get(&token, &format!("{api}/contacts?$filter=fullname eq"), None).await;
+    let (status, _, body) = env
+        .get(&token, &format!("{api}/contacts?$filter=fullname eq"), None)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "0x80060888");
 }
@@ -448,7 +686,12 @@ async fn expands_single_collection_and_nested() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body["@odata.context"].as_str().unwrap().contains("cr7a1_contactid(fullname,parentcustomerid_account("));
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .contains("cr7a1_contactid(fullname,parentcustomerid_account(")
+    );
     let rows = body["value"].as_array().unwrap();
     let row = rows.iter().find(|r| r["cr7a1_contactid"].is_object()).unwrap();
     assert!(row["cr7a1_contactid"]["fullname"].is_string());
@@ -461,24 +704,50 @@ async fn expands_single_collection_and_nested() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let accounts = body["value"].as_array().unwrap();
-    assert!(accounts.iter().all(|a| a["contact_customer_accounts"].as_array().unwrap().len() <= 3));
-    assert!(accounts.iter().any(|a| !a["contact_customer_accounts"].as_array().unwrap().is_empty()));
+    assert!(
+        accounts
+            .iter()
+            .all(|a| a["contact_customer_accounts"].as_array().unwrap().len() <= 3)
+    );
+    assert!(
+        accounts
+            .iter()
+            .any(|a| !a["contact_customer_accounts"].as_array().unwrap().is_empty())
+    );
     // The related collection as its own path.
-    let account = accounts.iter().find(|a| !a["contact_customer_accounts"].as_array().unwrap().is_empty()).unwrap();
+    let account = accounts
+        .iter()
+        .find(|a| !a["contact_customer_accounts"].as_array().unwrap().is_empty())
+        .unwrap();
     let (status, _, related) = env
-        .get(&token, &format!("{api}/accounts({})/contact_customer_accounts?$select=fullname", account["accountid"].as_str().unwrap()), None)
+        .get(
+            &token,
+            &format!(
+                "{api}/accounts({})/contact_customer_accounts?$select=fullname",
+                account["accountid"].as_str().unwrap()
+            ),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{related}");
     assert!(!related["value"].as_array().unwrap().is_empty());
     // $top inside a collection expand with nested expands is refused.
     let (status, _, body) = env
-        .get(&token, &format!("{api}/accounts?$expand=contact_customer_accounts($top=2;$expand=createdby($select=fullname))"), None)
+        .get(
+            &token,
+            &format!(
+                "{api}/accounts?$expand=contact_customer_accounts($top=2;$expand=createdby($select=fullname))"
+            ),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "0x80060888");
     // At most 15 expands.
     let many = vec!["createdby($select=fullname)"; 16].join(",");
-    let (status, _, _) = env.get(&token, &format!("{api}/accounts?$expand={many}"), None).await;
+    let (status, _, _) = env
+        .get(&token, &format!("{api}/accounts?$expand={many}"), None)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
@@ -493,9 +762,17 @@ async fn change_tracking_with_writes_deletes_and_expiry() {
     let delta = loop {
         let (status, headers, body) = env.get(&token, &url, Some(prefer)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert!(headers["preference-applied"].to_str().unwrap().contains("odata.track-changes"));
+        assert!(
+            headers["preference-applied"]
+                .to_str()
+                .unwrap()
+                .contains("odata.track-changes")
+        );
         rows += body["value"].as_array().unwrap().len();
-        match (body["@odata.nextLink"].as_str(), body["@odata.deltaLink"].as_str()) {
+        match (
+            body["@odata.nextLink"].as_str(),
+            body["@odata.deltaLink"].as_str(),
+        ) {
             (Some(next), None) => url = next.to_owned(),
             (None, Some(delta)) => break delta.to_owned(),
             other => panic!("{other:?}"),
@@ -505,48 +782,115 @@ async fn change_tracking_with_writes_deletes_and_expiry() {
     assert!(delta.contains("$deltatoken=") && delta.contains("$select=fullname,emailaddress1"));
     // Writes through the Web API: create, update (with and without a matching ETag), delete.
     let (status, headers, _) = env
-        .send(&token, reqwest::Method::POST, &format!("{api}/contacts"), Some(json!({"firstname": "Zed", "lastname": "New", "fullname": "Zed New", "cr7a1_hobbies": "1,9"})), None)
+        .send(
+            &token,
+            reqwest::Method::POST,
+            &format!("{api}/contacts"),
+            Some(
+                json!({"firstname": "Zed", "lastname": "New", "fullname": "Zed New", "cr7a1_hobbies": "1,9"}),
+            ),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let created = headers["odata-entityid"].to_str().unwrap().to_owned();
-    let created_id = created.rsplit('(').next().unwrap().trim_end_matches(')').to_owned();
-    let (_, _, first) = env.get(&token, &format!("{api}/contacts?$select=fullname&$top=2"), None).await;
+    let created_id = created
+        .rsplit('(')
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+    let (_, _, first) = env
+        .get(&token, &format!("{api}/contacts?$select=fullname&$top=2"), None)
+        .await;
     let updated = first["value"][0]["contactid"].as_str().unwrap().to_owned();
     let etag = first["value"][0]["@odata.etag"].as_str().unwrap().to_owned();
     let deleted = first["value"][1]["contactid"].as_str().unwrap().to_owned();
     let (status, _, body) = env
-        .send(&token, reqwest::Method::PATCH, &format!("{api}/contacts({updated})"), Some(json!({"emailaddress1": "changed@mail.example"})), Some("W/\"1\""))
+        .send(
+            &token,
+            reqwest::Method::PATCH,
+            &format!("{api}/contacts({updated})"),
+            Some(json!({"emailaddress1": "changed@mail.example"})),
+            Some("W/\"1\""),
+        )
         .await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
     let (status, _, _) = env
-        .send(&token, reqwest::Method::PATCH, &format!("{api}/contacts({updated})"), Some(json!({"emailaddress1": "changed@mail.example"})), Some(&etag))
+        .send(
+            &token,
+            reqwest::Method::PATCH,
+            &format!("{api}/contacts({updated})"),
+            Some(json!({"emailaddress1": "changed@mail.example"})),
+            Some(&etag),
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _, body) = env
-        .send(&token, reqwest::Method::PATCH, &format!("{api}/contacts({updated})"), Some(json!({"gendercode": 7})), None)
+        .send(
+            &token,
+            reqwest::Method::PATCH,
+            &format!("{api}/contacts({updated})"),
+            Some(json!({"gendercode": 7})),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "an option outside the set");
     assert_eq!(error_code(&body), "0x80040203");
-    let (status, _, _) = env.send(&token, reqwest::Method::DELETE, &format!("{api}/contacts({deleted})"), None, None).await;
+    let (status, _, _) = env
+        .send(
+            &token,
+            reqwest::Method::DELETE,
+            &format!("{api}/contacts({deleted})"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     // The delta round.
     let (status, _, body) = env.get(&token, &delta, Some("odata.track-changes")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body["@odata.context"].as_str().unwrap().ends_with("$metadata#contacts(fullname,emailaddress1)/$delta"));
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("$metadata#contacts(fullname,emailaddress1)/$delta")
+    );
     let changes = body["value"].as_array().unwrap();
     assert_eq!(changes.len(), 3, "{changes:?}");
     assert!(changes.iter().any(|c| c["contactid"] == json!(created_id)));
-    assert!(changes.iter().any(|c| c["contactid"] == json!(updated) && c["emailaddress1"] == "changed@mail.example"));
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["contactid"] == json!(updated) && c["emailaddress1"] == "changed@mail.example")
+    );
     let gone = changes.iter().find(|c| c["reason"] == "deleted").unwrap();
     assert_eq!(gone["id"], json!(deleted));
-    assert!(gone["@odata.context"].as_str().unwrap().ends_with("$metadata#contacts/$deletedEntity"));
+    assert!(
+        gone["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("$metadata#contacts/$deletedEntity")
+    );
     let next_delta = body["@odata.deltaLink"].as_str().unwrap().to_owned();
     let (_, _, body) = env.get(&token, &next_delta, None).await;
     assert!(body["value"].as_array().unwrap().is_empty());
     // Filters are refused with change tracking; tables without it refuse it.
-    let (status, _, _) = env.get(&token, &format!("{api}/contacts?$filter=statecode eq 0"), Some("odata.track-changes")).await;
+    let (status, _, _) = env
+        .get(
+            &token,
+            &format!("{api}/contacts?$filter=statecode eq 0"),
+            Some("odata.track-changes"),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _, _) = env.get(&token, &format!("{api}/cr7a1_contracts?$select=cr7a1_name"), Some("odata.track-changes")).await;
+    let (status, _, _) = env
+        .get(
+            &token,
+            &format!("{api}/cr7a1_contracts?$select=cr7a1_name"),
+            Some("odata.track-changes"),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     // Tokens expire after ExpireChangeTrackingInDays (7).
     env.clock.advance(SignedDuration::from_hours(24 * 8));
@@ -554,7 +898,12 @@ async fn change_tracking_with_writes_deletes_and_expiry() {
     let (status, _, body) = env.get(&token, &next_delta, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "0x80044352");
-    assert!(body["error"]["message"].as_str().unwrap().contains("Version stamp associated with the client has expired"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Version stamp associated with the client has expired")
+    );
     let _ = env.clock.now();
 }
 
@@ -564,10 +913,19 @@ async fn metadata_entities_attributes_and_option_sets() {
     let token = env.app_token("multi_tenant_secret", 0).await;
     let api = env.api(0);
     let (status, _, body) = env
-        .get(&token, &format!("{api}/EntityDefinitions?$select=LogicalName&$filter=ChangeTrackingEnabled eq true"), None)
+        .get(
+            &token,
+            &format!("{api}/EntityDefinitions?$select=LogicalName&$filter=ChangeTrackingEnabled eq true"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let names: Vec<&str> = body["value"].as_array().unwrap().iter().map(|e| e["LogicalName"].as_str().unwrap()).collect();
+    let names: Vec<&str> = body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["LogicalName"].as_str().unwrap())
+        .collect();
     assert!(names.contains(&"account") && names.contains(&"contact") && !names.contains(&"cr7a1_contract"));
     let (_, _, e) = env
         .get(&token, &format!("{api}/EntityDefinitions(LogicalName='cr7a1_contract')?$select=LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,ChangeTrackingEnabled,CanChangeTrackingBeEnabled"), None)
@@ -577,7 +935,13 @@ async fn metadata_entities_attributes_and_option_sets() {
     assert_eq!(e["ChangeTrackingEnabled"], false);
     assert_eq!(e["CanChangeTrackingBeEnabled"]["Value"], true);
     let (_, _, attrs) = env
-        .get(&token, &format!("{api}/EntityDefinitions(LogicalName='contact')/Attributes?$select=LogicalName,AttributeType"), None)
+        .get(
+            &token,
+            &format!(
+                "{api}/EntityDefinitions(LogicalName='contact')/Attributes?$select=LogicalName,AttributeType"
+            ),
+            None,
+        )
         .await;
     let attrs = attrs["value"].as_array().unwrap();
     let find = |n: &str| attrs.iter().find(|a| a["LogicalName"] == n).unwrap().clone();
@@ -597,10 +961,18 @@ async fn metadata_entities_attributes_and_option_sets() {
         .await;
     assert_eq!(tier["GlobalOptionSet"]["Name"], "cr7a1_tier");
     // $metadata is CSDL.
-    let resp = env.http.get(format!("{api}/$metadata")).bearer_auth(&token).send().await.unwrap();
+    let resp = env
+        .http
+        .get(format!("{api}/$metadata"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let xml = resp.text().await.unwrap();
-    assert!(xml.contains("<EntitySet Name=\"cr7a1_contracts\" EntityType=\"Microsoft.Dynamics.CRM.cr7a1_contract\"/>"));
+    assert!(xml.contains(
+        "<EntitySet Name=\"cr7a1_contracts\" EntityType=\"Microsoft.Dynamics.CRM.cr7a1_contract\"/>"
+    ));
     assert!(xml.contains("NavigationProperty Name=\"parentcustomerid_account\""));
 }
 
@@ -609,8 +981,14 @@ async fn service_protection_limits() {
     let env = start(10).await;
     let token = env.app_token("multi_tenant_secret", 0).await;
     let api = env.api(0);
-    env.emu.set_dataverse_limits(ServiceLimits { requests_per_window: 5, ..ServiceLimits::default() });
-    env.emu.set_faults(Faults { throttling: true, ..Faults::default() });
+    env.emu.set_dataverse_limits(ServiceLimits {
+        requests_per_window: 5,
+        ..ServiceLimits::default()
+    });
+    env.emu.set_faults(Faults {
+        throttling: true,
+        ..Faults::default()
+    });
     for _ in 0..5 {
         let (status, _, _) = env.get(&token, &format!("{api}/WhoAmI"), None).await;
         assert_eq!(status, StatusCode::OK);
@@ -620,19 +998,31 @@ async fn service_protection_limits() {
     assert_eq!(error_code(&body), "0x80072322");
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=301).contains(&retry));
-    env.clock.advance(SignedDuration::from_secs(i64::try_from(retry).unwrap()));
+    env.clock
+        .advance(SignedDuration::from_secs(i64::try_from(retry).unwrap()));
     let (status, _, _) = env.get(&token, &format!("{api}/WhoAmI"), None).await;
     assert_eq!(status, StatusCode::OK);
     // Concurrency: two requests in flight at most.
-    env.emu.set_dataverse_limits(ServiceLimits { concurrent_requests: 2, execution_ms: 300, ..ServiceLimits::default() });
+    env.emu.set_dataverse_limits(ServiceLimits {
+        concurrent_requests: 2,
+        execution_ms: 300,
+        ..ServiceLimits::default()
+    });
     let who = format!("{api}/WhoAmI");
     let calls = (0..6).map(|_| env.get(&token, &who, None));
     let results = futures::future::join_all(calls).await;
-    let refused: Vec<_> = results.iter().filter(|(s, _, _)| *s == StatusCode::TOO_MANY_REQUESTS).collect();
+    let refused: Vec<_> = results
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
     assert!(!refused.is_empty());
     assert!(refused.iter().all(|(_, _, b)| error_code(b) == "0x80072326"));
     // Execution time: 1 s per window.
-    env.emu.set_dataverse_limits(ServiceLimits { execution_ms_per_window: 500, execution_ms: 300, ..ServiceLimits::default() });
+    env.emu.set_dataverse_limits(ServiceLimits {
+        execution_ms_per_window: 500,
+        execution_ms: 300,
+        ..ServiceLimits::default()
+    });
     env.clock.advance(SignedDuration::from_secs(301));
     let mut codes = Vec::new();
     for _ in 0..3 {
@@ -641,7 +1031,11 @@ async fn service_protection_limits() {
     }
     assert_eq!(codes, ["", "", "0x80072321"]);
     // Injected 429s use the same body and Retry-After.
-    env.emu.set_faults(Faults { random_429_percent: 100.0, retry_after_secs: 3, ..Faults::default() });
+    env.emu.set_faults(Faults {
+        random_429_percent: 100.0,
+        retry_after_secs: 3,
+        ..Faults::default()
+    });
     let (status, headers, body) = env.get(&token, &format!("{api}/WhoAmI"), None).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(headers["retry-after"], "3");
@@ -650,7 +1044,14 @@ async fn service_protection_limits() {
 
 #[tokio::test]
 async fn datasets_carry_the_orgs_and_old_datasets_still_load() {
-    let world = World::generate(&GenerateOptions { seed: 3, tenants: 1, users_per_tenant: Some(5), dataverse_contacts: Some(12), ..GenerateOptions::default() }).unwrap();
+    let world = World::generate(&GenerateOptions {
+        seed: 3,
+        tenants: 1,
+        users_per_tenant: Some(5),
+        dataverse_contacts: Some(12),
+        ..GenerateOptions::default()
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("world.json");
     world.save_json(&path).unwrap();

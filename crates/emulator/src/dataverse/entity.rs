@@ -12,7 +12,9 @@ use serde_json::{Map, Value, json};
 
 use super::model::{ColumnKind, Org, Row, Table};
 use super::query::{Options, Prefer, rewrite};
-use super::render::{Render, context_projection, filter_record, nav_paths, related_rows, sort_rows, validate};
+use super::render::{
+    Render, context_projection, filter_record, nav_paths, related_rows, sort_rows, validate,
+};
 use super::{Answer, AnswerBody, Caller, Ctx, DvError, DvResult, bad_query, codes, error, no_segment};
 use crate::world::World;
 
@@ -23,12 +25,18 @@ const MAX_EXPANDS: usize = 15;
 enum Target<'a> {
     Collection(&'a Table),
     Single(&'a Table, String),
-    Related { parent: &'a Table, id: String, nav: String },
+    Related {
+        parent: &'a Table,
+        id: String,
+        nav: String,
+    },
 }
 
 fn split_key(segment: &str) -> (&str, Option<&str>) {
     match segment.find('(') {
-        Some(open) if segment.ends_with(')') => (&segment[..open], Some(&segment[open + 1..segment.len() - 1])),
+        Some(open) if segment.ends_with(')') => {
+            (&segment[..open], Some(&segment[open + 1..segment.len() - 1]))
+        }
         _ => (segment, None),
     }
 }
@@ -100,7 +108,9 @@ pub(crate) fn read(ctx: &Ctx<'_>, path: &str) -> DvResult<Answer> {
             );
             body.extend(render.row(table, row, &options)?);
             let mut answer = Answer::json(Value::Object(body));
-            answer.headers.push(("ETag".into(), format!("W/\"{}\"", row.version)));
+            answer
+                .headers
+                .push(("ETag".into(), format!("W/\"{}\"", row.version)));
             Ok(answer)
         }
         Target::Collection(table) => {
@@ -109,7 +119,11 @@ pub(crate) fn read(ctx: &Ctx<'_>, path: &str) -> DvResult<Answer> {
                 return delta(ctx, &render, table, &options, token);
             }
             if prefer.track_changes {
-                if options.filter.is_some() || !options.orderby.is_empty() || !options.expand.is_empty() || options.top.is_some() {
+                if options.filter.is_some()
+                    || !options.orderby.is_empty()
+                    || !options.expand.is_empty()
+                    || options.top.is_some()
+                {
                     return Err(bad_query(
                         "$filter, $orderby, $expand and $top are not supported with change tracking (Prefer: odata.track-changes).",
                     ));
@@ -135,7 +149,15 @@ pub(crate) fn read(ctx: &Ctx<'_>, path: &str) -> DvResult<Answer> {
                 rows.push(row);
             }
             sort_rows(table, &mut rows, &options.orderby);
-            page(ctx, &render, table, rows, &options, &prefer, &table.entity_set_name.clone())
+            page(
+                ctx,
+                &render,
+                table,
+                rows,
+                &options,
+                &prefer,
+                &table.entity_set_name.clone(),
+            )
         }
         Target::Related { parent, id, nav } => {
             ctx.caller.require_read(parent)?;
@@ -147,7 +169,14 @@ pub(crate) fn read(ctx: &Ctx<'_>, path: &str) -> DvResult<Answer> {
             ctx.caller.require_read(collection.table)?;
             rewrite_filter(ctx, collection.table, &mut options)?;
             validate(ctx.org, collection.table, &options, false)?;
-            let rows = related_rows(ctx.org, parent, &row.id, collection.table, collection.column, &options)?;
+            let rows = related_rows(
+                ctx.org,
+                parent,
+                &row.id,
+                collection.table,
+                collection.column,
+                &options,
+            )?;
             let context = format!("{}({})/{nav}", parent.entity_set_name, row.id);
             page(ctx, &render, collection.table, rows, &options, &prefer, &context)
         }
@@ -156,7 +185,11 @@ pub(crate) fn read(ctx: &Ctx<'_>, path: &str) -> DvResult<Answer> {
 
 fn rewrite_filter(ctx: &Ctx<'_>, table: &Table, options: &mut Options) -> DvResult<()> {
     if let Some(filter) = &options.filter {
-        let date_only = |p: &str| table.column_by_wire(p).is_some_and(|c| c.kind == ColumnKind::Date);
+        let date_only = |p: &str| {
+            table
+                .column_by_wire(p)
+                .is_some_and(|c| c.kind == ColumnKind::Date)
+        };
         options.filter = Some(rewrite(filter, ctx.now, &ctx.caller.user_id, &date_only)?);
     }
     Ok(())
@@ -227,7 +260,15 @@ struct Cookie {
     last_version: Option<u64>,
 }
 
-fn cookie_token(primary: &str, page: usize, last: &Row, first: &Row, tracking: bool, snapshot: Option<u64>, last_version: Option<u64>) -> String {
+fn cookie_token(
+    primary: &str,
+    page: usize,
+    last: &Row,
+    first: &Row,
+    tracking: bool,
+    snapshot: Option<u64>,
+    last_version: Option<u64>,
+) -> String {
     let mut extra = String::new();
     if let Some(v) = snapshot {
         extra.push_str(&format!(" version=\"{v}\""));
@@ -270,7 +311,7 @@ fn base_query(ctx: &Ctx<'_>, drop_delta: bool) -> Vec<String> {
     ctx.params
         .iter()
         .filter(|(k, _)| {
-            !k.eq_ignore_ascii_case("$skiptoken") && !(drop_delta && k.eq_ignore_ascii_case("$deltatoken"))
+            !(k.eq_ignore_ascii_case("$skiptoken") || drop_delta && k.eq_ignore_ascii_case("$deltatoken"))
         })
         .map(|(k, v)| format!("{k}={}", encode(v)))
         .collect()
@@ -327,13 +368,20 @@ fn page(
     let mut body = Map::new();
     body.insert(
         "@odata.context".into(),
-        json!(format!("{}/$metadata#{context}{}", ctx.api, context_projection(options))),
+        json!(format!(
+            "{}/$metadata#{context}{}",
+            ctx.api,
+            context_projection(options)
+        )),
     );
     if options.count {
         body.insert("@odata.count".into(), json!(total.min(MAX_PAGE)));
     }
     if prefer.wants("Microsoft.Dynamics.CRM.totalrecordcount") {
-        body.insert("@Microsoft.Dynamics.CRM.totalrecordcount".into(), json!(total.min(MAX_PAGE)));
+        body.insert(
+            "@Microsoft.Dynamics.CRM.totalrecordcount".into(),
+            json!(total.min(MAX_PAGE)),
+        );
     }
     if prefer.wants("Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded") {
         body.insert(
@@ -349,13 +397,29 @@ fn page(
     body.insert("value".into(), Value::Array(values));
     if more && let (Some(first), Some(last)) = (slice.first(), slice.last()) {
         let page_number = cookie.page.max(1);
-        let token = cookie_token(&table.primary_id, page_number, last, first, tracking, tracking.then_some(snapshot), None);
-        body.insert("@odata.nextLink".into(), json!(link(ctx, context, base_query(ctx, false), ("$skiptoken", token))));
+        let token = cookie_token(
+            &table.primary_id,
+            page_number,
+            last,
+            first,
+            tracking,
+            tracking.then_some(snapshot),
+            None,
+        );
+        body.insert(
+            "@odata.nextLink".into(),
+            json!(link(ctx, context, base_query(ctx, false), ("$skiptoken", token))),
+        );
     } else if tracking {
         let query: Vec<String> = base_query(ctx, true);
         body.insert(
             "@odata.deltaLink".into(),
-            json!(link(ctx, context, query, ("$deltatoken", delta_token(snapshot, ctx.now)))),
+            json!(link(
+                ctx,
+                context,
+                query,
+                ("$deltatoken", delta_token(snapshot, ctx.now))
+            )),
         );
     }
     let mut answer = Answer::json(Value::Object(body));
@@ -364,10 +428,15 @@ fn page(
         applied.insert(0, "odata.track-changes".into());
     }
     if !prefer.annotations.is_empty() {
-        applied.push(format!("odata.include-annotations=\"{}\"", prefer.annotations.join(",")));
+        applied.push(format!(
+            "odata.include-annotations=\"{}\"",
+            prefer.annotations.join(",")
+        ));
     }
     if !applied.is_empty() {
-        answer.headers.push(("Preference-Applied".into(), applied.join(",")));
+        answer
+            .headers
+            .push(("Preference-Applied".into(), applied.join(",")));
     }
     Ok(answer)
 }
@@ -381,8 +450,18 @@ fn parse_delta_token(token: &str) -> Option<(u64, Timestamp)> {
 }
 
 /// A delta read: rows changed and rows deleted since the token's version, oldest change first.
-fn delta(ctx: &Ctx<'_>, render: &Render<'_>, table: &Table, options: &Options, token: &str) -> DvResult<Answer> {
-    if options.filter.is_some() || !options.orderby.is_empty() || !options.expand.is_empty() || options.top.is_some() {
+fn delta(
+    ctx: &Ctx<'_>,
+    render: &Render<'_>,
+    table: &Table,
+    options: &Options,
+    token: &str,
+) -> DvResult<Answer> {
+    if options.filter.is_some()
+        || !options.orderby.is_empty()
+        || !options.expand.is_empty()
+        || options.top.is_some()
+    {
         return Err(bad_query(
             "$filter, $orderby, $expand and $top are not supported with change tracking (Prefer: odata.track-changes).",
         ));
@@ -393,7 +472,10 @@ fn delta(ctx: &Ctx<'_>, render: &Render<'_>, table: &Table, options: &Options, t
         .ok_or_else(|| bad_query(format!("The delta token '{token}' is not valid.")))?;
     let max_age = jiff::SignedDuration::from_hours(i64::from(ctx.org.expire_change_tracking_in_days) * 24);
     let expired = ctx.now.duration_since(issued) > max_age
-        || ctx.org.change_tokens_expired_before.is_some_and(|before| issued <= before);
+        || ctx
+            .org
+            .change_tokens_expired_before
+            .is_some_and(|before| issued <= before);
     if expired {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -434,7 +516,11 @@ fn delta(ctx: &Ctx<'_>, render: &Render<'_>, table: &Table, options: &Options, t
     let mut body = Map::new();
     body.insert(
         "@odata.context".into(),
-        json!(format!("{}/$metadata#{set}{}/$delta", ctx.api, context_projection(options))),
+        json!(format!(
+            "{}/$metadata#{set}{}/$delta",
+            ctx.api,
+            context_projection(options)
+        )),
     );
     if options.count {
         body.insert("@odata.count".into(), json!(total.min(MAX_PAGE)));
@@ -475,20 +561,29 @@ fn delta(ctx: &Ctx<'_>, render: &Render<'_>, table: &Table, options: &Options, t
             Some(snapshot),
             last_version,
         );
-        body.insert("@odata.nextLink".into(), json!(link(ctx, set, base_query(ctx, false), ("$skiptoken", token))));
+        body.insert(
+            "@odata.nextLink".into(),
+            json!(link(ctx, set, base_query(ctx, false), ("$skiptoken", token))),
+        );
     } else {
         body.insert(
             "@odata.deltaLink".into(),
-            json!(link(ctx, set, base_query(ctx, true), ("$deltatoken", delta_token(snapshot, ctx.now)))),
+            json!(link(
+                ctx,
+                set,
+                base_query(ctx, true),
+                ("$deltatoken", delta_token(snapshot, ctx.now))
+            )),
         );
     }
     let mut answer = Answer::json(Value::Object(body));
     let mut applied: Vec<String> = vec!["odata.track-changes".into()];
     applied.extend(page_applied);
-    answer.headers.push(("Preference-Applied".into(), applied.join(",")));
+    answer
+        .headers
+        .push(("Preference-Applied".into(), applied.join(",")));
     Ok(answer)
 }
-
 
 // ---- writes ----
 
@@ -519,12 +614,20 @@ fn stored_values(org: &Org, table: &Table, body: &Map<String, Value>) -> DvResul
             let target = org
                 .table_by_set(set)
                 .filter(|t| t.logical_name == nav.target.table)
-                .ok_or_else(|| invalid(format!("{key}: '{set}' is not the entity set of {}.", nav.target.table)))?;
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "{key}: '{set}' is not the entity set of {}.",
+                        nav.target.table
+                    ))
+                })?;
             let id = parse_id(id.unwrap_or(""))?;
             if target.row(&id).is_none() {
                 return Err(not_found(target, &id));
             }
-            out.insert(nav.column.logical_name.clone(), json!({"id": id, "table": target.logical_name}));
+            out.insert(
+                nav.column.logical_name.clone(),
+                json!({"id": id, "table": target.logical_name}),
+            );
             continue;
         }
         let column = table.column(key).filter(|c| !c.kind.is_lookup()).ok_or_else(|| {
@@ -533,14 +636,20 @@ fn stored_values(org: &Org, table: &Table, body: &Map<String, Value>) -> DvResul
                 table.logical_name
             ))
         })?;
-        if column.logical_name == table.primary_id || matches!(column.logical_name.as_str(), "createdon" | "modifiedon") {
+        if column.logical_name == table.primary_id
+            || matches!(column.logical_name.as_str(), "createdon" | "modifiedon")
+        {
             continue;
         }
         if value.is_null() {
             out.insert(key.clone(), Value::Null);
             continue;
         }
-        let wrong = || invalid(format!("Cannot convert the literal '{value}' to the expected type of '{key}'."));
+        let wrong = || {
+            invalid(format!(
+                "Cannot convert the literal '{value}' to the expected type of '{key}'."
+            ))
+        };
         let out_of_range = |v: &str| {
             invalid(format!(
                 "A validation error occurred. The value {v} of '{key}' on record of type '{}' is outside the valid range.",
@@ -561,10 +670,16 @@ fn stored_values(org: &Org, table: &Table, body: &Map<String, Value>) -> DvResul
                 value.as_bool().ok_or_else(wrong)?;
             }
             ColumnKind::DateTime => {
-                value.as_str().and_then(|s| s.parse::<Timestamp>().ok()).ok_or_else(wrong)?;
+                value
+                    .as_str()
+                    .and_then(|s| s.parse::<Timestamp>().ok())
+                    .ok_or_else(wrong)?;
             }
             ColumnKind::Date => {
-                value.as_str().and_then(|s| s.parse::<jiff::civil::Date>().ok()).ok_or_else(wrong)?;
+                value
+                    .as_str()
+                    .and_then(|s| s.parse::<jiff::civil::Date>().ok())
+                    .ok_or_else(wrong)?;
             }
             ColumnKind::Picklist | ColumnKind::State | ColumnKind::Status => {
                 let v = value.as_i64().ok_or_else(wrong)?;
@@ -609,10 +724,14 @@ pub(crate) fn write(
     headers: &HeaderMap,
     body: &[u8],
 ) -> DvResult<Answer> {
-    let org = world.dataverse_org_mut(org_name).ok_or_else(|| no_segment(org_name))?;
+    let org = world
+        .dataverse_org_mut(org_name)
+        .ok_or_else(|| no_segment(org_name))?;
     let (table_name, id) = match target(org, path.trim_end_matches('/'))? {
         Target::Collection(t) if *method == Method::POST => (t.logical_name.clone(), None),
-        Target::Single(t, id) if matches!(*method, Method::PATCH | Method::DELETE) => (t.logical_name.clone(), Some(id)),
+        Target::Single(t, id) if matches!(*method, Method::PATCH | Method::DELETE) => {
+            (t.logical_name.clone(), Some(id))
+        }
         _ => {
             return Err(error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -644,7 +763,11 @@ pub(crate) fn write(
     match (method.clone(), id) {
         (Method::POST, _) => {
             let map = parsed()?;
-            let requested_id = map.get(&table.primary_id).and_then(Value::as_str).map(parse_id).transpose()?;
+            let requested_id = map
+                .get(&table.primary_id)
+                .and_then(Value::as_str)
+                .map(parse_id)
+                .transpose()?;
             let mut values = stored_values(org, table, &map)?;
             values.retain(|_, v| !v.is_null());
             let id = org
@@ -675,7 +798,9 @@ pub(crate) fn write(
                     let mut values = values;
                     values.retain(|_, v| !v.is_null());
                     org.insert_row(&table_name, Some(id.clone()), values, now)
-                        .map_err(|e| error(StatusCode::PRECONDITION_FAILED, codes::BAD_QUERY, e.to_string()))?;
+                        .map_err(|e| {
+                            error(StatusCode::PRECONDITION_FAILED, codes::BAD_QUERY, e.to_string())
+                        })?;
                 }
             }
             Ok(no_content(&id))

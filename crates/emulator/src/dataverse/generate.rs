@@ -5,25 +5,59 @@
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 
-use super::model::{
-    ApplicationUser, Column, ColumnKind, LookupTarget, OptionValue, Org, Row, Table,
-};
+use super::model::{ApplicationUser, Column, ColumnKind, LookupTarget, OptionValue, Org, Row, Table};
 use crate::generate::Rng;
 use crate::world::{App, AppKind, Tenant};
 
 const FIRST: &[&str] = &[
-    "Amara", "Bastian", "Céline", "Dmitri", "Elif", "Farid", "Greta", "Hamish", "Ines", "Jarrah",
-    "Kofi", "Linnea", "Mateus", "Noor", "Orla", "Pavel", "Rosa", "Sanjay", "Tove", "Umar",
+    "Amara", "Bastian", "Céline", "Dmitri", "Elif", "Farid", "Greta", "Hamish", "Ines", "Jarrah", "Kofi",
+    "Linnea", "Mateus", "Noor", "Orla", "Pavel", "Rosa", "Sanjay", "Tove", "Umar",
 ];
 const LAST: &[&str] = &[
-    "Abernethy", "Brandt", "Castellanos", "Dijkstra", "Eriksen", "Fontaine", "Gallagher", "Horvat",
-    "Ishikawa", "Jankowski", "Kowalczyk", "Lindqvist", "Moreau", "Nakamura", "O'Connell", "Petrov",
+    "Abernethy",
+    "Brandt",
+    "Castellanos",
+    "Dijkstra",
+    "Eriksen",
+    "Fontaine",
+    "Gallagher",
+    "Horvat",
+    "Ishikawa",
+    "Jankowski",
+    "Kowalczyk",
+    "Lindqvist",
+    "Moreau",
+    "Nakamura",
+    "O'Connell",
+    "Petrov",
 ];
 const COMPANY: &[&str] = &[
-    "Northwind", "Fabrikam", "Tailspin", "Wingtip", "Litware", "Adatum", "Proseware", "Lucerne",
-    "Margie's", "Trey", "Alpine", "Coho", "Woodgrove", "Humongous", "Wide World", "Fourth Coffee",
+    "Northwind",
+    "Fabrikam",
+    "Tailspin",
+    "Wingtip",
+    "Litware",
+    "Adatum",
+    "Proseware",
+    "Lucerne",
+    "Margie's",
+    "Trey",
+    "Alpine",
+    "Coho",
+    "Woodgrove",
+    "Humongous",
+    "Wide World",
+    "Fourth Coffee",
 ];
-const SUFFIX: &[&str] = &["Traders", "Holdings", "Logistics", "Studio", "Partners", "Group", "Labs"];
+const SUFFIX: &[&str] = &[
+    "Traders",
+    "Holdings",
+    "Logistics",
+    "Studio",
+    "Partners",
+    "Group",
+    "Labs",
+];
 const CITIES: &[(&str, &str)] = &[
     ("Seattle", "United States"),
     ("Dublin", "Ireland"),
@@ -102,7 +136,12 @@ impl Cols<'_> {
             "Owner",
             &[("systemuser", &format!("user_{table}"))],
         );
-        self.options("statecode", ColumnKind::State, "Status", &[(0, "Active"), (1, "Inactive")]);
+        self.options(
+            "statecode",
+            ColumnKind::State,
+            "Status",
+            &[(0, "Active"), (1, "Inactive")],
+        );
         self.options(
             "statuscode",
             ColumnKind::Status,
@@ -149,34 +188,71 @@ fn schema(rng: &mut Rng) -> Vec<Table> {
     c.add("emailaddress1", ColumnKind::String, "Email");
     c.add("websiteurl", ColumnKind::String, "Website");
     c.add("address1_city", ColumnKind::String, "Address 1: City");
-    c.add("address1_country", ColumnKind::String, "Address 1: Country/Region");
+    c.add(
+        "address1_country",
+        ColumnKind::String,
+        "Address 1: Country/Region",
+    );
     c.add("description", ColumnKind::Memo, "Description");
     c.options(
         "industrycode",
         ColumnKind::Picklist,
         "Industry",
-        &[(1, "Accounting"), (2, "Agriculture"), (3, "Broadcasting"), (6, "Business Services"),
-          (7, "Consulting"), (12, "Education"), (19, "Legal Services"), (25, "Retail")],
+        &[
+            (1, "Accounting"),
+            (2, "Agriculture"),
+            (3, "Broadcasting"),
+            (6, "Business Services"),
+            (7, "Consulting"),
+            (12, "Education"),
+            (19, "Legal Services"),
+            (25, "Retail"),
+        ],
     );
     c.options(
         "customertypecode",
         ColumnKind::Picklist,
         "Relationship Type",
-        &[(1, "Competitor"), (2, "Consultant"), (3, "Customer"), (5, "Partner"), (6, "Prospect")],
+        &[
+            (1, "Competitor"),
+            (2, "Consultant"),
+            (3, "Customer"),
+            (5, "Partner"),
+            (6, "Prospect"),
+        ],
     );
     c.options(
         "cr7a1_services",
         ColumnKind::MultiSelectPicklist,
         "Managed Services",
-        &[(100_000_000, "Managed Desktop"), (100_000_001, "Cloud Backup"),
-          (100_000_002, "Security Monitoring"), (100_000_003, "Network Support"),
-          (100_000_004, "Licensing")],
+        &[
+            (100_000_000, "Managed Desktop"),
+            (100_000_001, "Cloud Backup"),
+            (100_000_002, "Security Monitoring"),
+            (100_000_003, "Network Support"),
+            (100_000_004, "Licensing"),
+        ],
     );
     c.add("revenue", ColumnKind::Money, "Annual Revenue");
     c.add("numberofemployees", ColumnKind::Integer, "Number of Employees");
-    c.options("creditonhold", ColumnKind::Boolean, "Credit Hold", &[(0, "No"), (1, "Yes")]);
-    c.lookup("primarycontactid", ColumnKind::Lookup, "Primary Contact", &[("contact", "account_primary_contact")]);
-    c.lookup("parentaccountid", ColumnKind::Lookup, "Parent Account", &[("account", "account_parent_account")]);
+    c.options(
+        "creditonhold",
+        ColumnKind::Boolean,
+        "Credit Hold",
+        &[(0, "No"), (1, "Yes")],
+    );
+    c.lookup(
+        "primarycontactid",
+        ColumnKind::Lookup,
+        "Primary Contact",
+        &[("contact", "account_primary_contact")],
+    );
+    c.lookup(
+        "parentaccountid",
+        ColumnKind::Lookup,
+        "Parent Account",
+        &[("account", "account_parent_account")],
+    );
     c.common("account");
     let account_cols = std::mem::take(&mut c.out);
 
@@ -189,20 +265,43 @@ fn schema(rng: &mut Rng) -> Vec<Table> {
     c.add("mobilephone", ColumnKind::String, "Mobile Phone");
     c.add("jobtitle", ColumnKind::String, "Job Title");
     c.add("birthdate", ColumnKind::Date, "Birthday");
-    c.options("gendercode", ColumnKind::Picklist, "Gender", &[(1, "Male"), (2, "Female")]);
+    c.options(
+        "gendercode",
+        ColumnKind::Picklist,
+        "Gender",
+        &[(1, "Male"), (2, "Female")],
+    );
     c.options(
         "cr7a1_hobbies",
         ColumnKind::MultiSelectPicklist,
         "Hobbies",
-        &[(1, "Reading"), (2, "Cycling"), (3, "Chess"), (4, "Gardening"), (5, "Photography"),
-          (6, "Climbing"), (7, "Cooking"), (8, "Music"), (9, "Swimming"), (10, "Travel")],
+        &[
+            (1, "Reading"),
+            (2, "Cycling"),
+            (3, "Chess"),
+            (4, "Gardening"),
+            (5, "Photography"),
+            (6, "Climbing"),
+            (7, "Cooking"),
+            (8, "Music"),
+            (9, "Swimming"),
+            (10, "Travel"),
+        ],
     );
-    c.options("donotemail", ColumnKind::Boolean, "Do not allow Emails", &[(0, "Allow"), (1, "Do Not Allow")]);
+    c.options(
+        "donotemail",
+        ColumnKind::Boolean,
+        "Do not allow Emails",
+        &[(0, "Allow"), (1, "Do Not Allow")],
+    );
     c.lookup(
         "parentcustomerid",
         ColumnKind::Customer,
         "Company Name",
-        &[("account", "contact_customer_accounts"), ("contact", "contact_customer_contacts")],
+        &[
+            ("account", "contact_customer_accounts"),
+            ("contact", "contact_customer_contacts"),
+        ],
     );
     c.common("contact");
     let contact_cols = std::mem::take(&mut c.out);
@@ -212,8 +311,17 @@ fn schema(rng: &mut Rng) -> Vec<Table> {
     c.add("domainname", ColumnKind::String, "User Name");
     c.add("internalemailaddress", ColumnKind::String, "Primary Email");
     c.add("applicationid", ColumnKind::Uniqueidentifier, "Application ID");
-    c.add("azureactivedirectoryobjectid", ColumnKind::Uniqueidentifier, "Azure AD Object ID");
-    c.options("isdisabled", ColumnKind::Boolean, "Status", &[(0, "Enabled"), (1, "Disabled")]);
+    c.add(
+        "azureactivedirectoryobjectid",
+        ColumnKind::Uniqueidentifier,
+        "Azure AD Object ID",
+    );
+    c.options(
+        "isdisabled",
+        ColumnKind::Boolean,
+        "Status",
+        &[(0, "Enabled"), (1, "Disabled")],
+    );
     c.add("createdon", ColumnKind::DateTime, "Created On");
     c.add("modifiedon", ColumnKind::DateTime, "Modified On");
     let user_cols = std::mem::take(&mut c.out);
@@ -221,13 +329,27 @@ fn schema(rng: &mut Rng) -> Vec<Table> {
     c.add("cr7a1_contractid", ColumnKind::Uniqueidentifier, "Contract");
     c.add("cr7a1_name", ColumnKind::String, "Name");
     c.add("cr7a1_contractnumber", ColumnKind::String, "Contract Number");
-    c.lookup("cr7a1_accountid", ColumnKind::Lookup, "Account", &[("account", "cr7a1_account_cr7a1_contract")]);
-    c.lookup("cr7a1_contactid", ColumnKind::Lookup, "Signed By", &[("contact", "cr7a1_contact_cr7a1_contract")]);
+    c.lookup(
+        "cr7a1_accountid",
+        ColumnKind::Lookup,
+        "Account",
+        &[("account", "cr7a1_account_cr7a1_contract")],
+    );
+    c.lookup(
+        "cr7a1_contactid",
+        ColumnKind::Lookup,
+        "Signed By",
+        &[("contact", "cr7a1_contact_cr7a1_contract")],
+    );
     c.options(
         "cr7a1_tier",
         ColumnKind::Picklist,
         "Tier",
-        &[(100_000_000, "Bronze"), (100_000_001, "Silver"), (100_000_002, "Gold")],
+        &[
+            (100_000_000, "Bronze"),
+            (100_000_001, "Silver"),
+            (100_000_002, "Gold"),
+        ],
     );
     if let Some(tier) = c.out.last_mut() {
         tier.global_option_set = Some("cr7a1_tier".to_owned());
@@ -241,9 +363,36 @@ fn schema(rng: &mut Rng) -> Vec<Table> {
 
     let rng = c.rng;
     vec![
-        table(rng, "account", "accounts", ("Account", "Accounts"), ("accountid", "name"), 1, true, account_cols),
-        table(rng, "contact", "contacts", ("Contact", "Contacts"), ("contactid", "fullname"), 2, true, contact_cols),
-        table(rng, "systemuser", "systemusers", ("User", "Users"), ("systemuserid", "fullname"), 8, true, user_cols),
+        table(
+            rng,
+            "account",
+            "accounts",
+            ("Account", "Accounts"),
+            ("accountid", "name"),
+            1,
+            true,
+            account_cols,
+        ),
+        table(
+            rng,
+            "contact",
+            "contacts",
+            ("Contact", "Contacts"),
+            ("contactid", "fullname"),
+            2,
+            true,
+            contact_cols,
+        ),
+        table(
+            rng,
+            "systemuser",
+            "systemusers",
+            ("User", "Users"),
+            ("systemuserid", "fullname"),
+            8,
+            true,
+            user_cols,
+        ),
         table(
             rng,
             "cr7a1_contract",
@@ -327,7 +476,11 @@ pub(crate) fn generate_org(
         let mut values = Map::new();
         values.insert(
             "fullname".into(),
-            json!(user.display_name.clone().unwrap_or_else(|| user.user_principal_name.clone())),
+            json!(
+                user.display_name
+                    .clone()
+                    .unwrap_or_else(|| user.user_principal_name.clone())
+            ),
         );
         values.insert("domainname".into(), json!(user.user_principal_name));
         values.insert("internalemailaddress".into(), json!(user.mail));
@@ -343,7 +496,11 @@ pub(crate) fn generate_org(
     }
     let owner_ids: Vec<String> = users.iter().map(|(id, _)| id.clone()).collect();
     let mut version = 0u64;
-    let mut push = |table: &mut Table, id: String, values: Map<String, Value>, created: Timestamp, modified: Timestamp| {
+    let mut push = |table: &mut Table,
+                    id: String,
+                    values: Map<String, Value>,
+                    created: Timestamp,
+                    modified: Timestamp| {
         version += 1;
         table.rows.push(Row {
             id,
@@ -364,7 +521,10 @@ pub(crate) fn generate_org(
         let owner = rng.pick(owner_ids.as_slice()).clone();
         values.insert("ownerid".into(), lookup(&owner, "systemuser"));
         values.insert("createdby".into(), lookup(&owner, "systemuser"));
-        values.insert("modifiedby".into(), lookup(rng.pick(owner_ids.as_slice()).as_str(), "systemuser"));
+        values.insert(
+            "modifiedby".into(),
+            lookup(rng.pick(owner_ids.as_slice()).as_str(), "systemuser"),
+        );
         let active = rng.chance(92);
         values.insert("statecode".into(), json!(if active { 0 } else { 1 }));
         values.insert("statuscode".into(), json!(if active { 1 } else { 2 }));
@@ -398,9 +558,15 @@ pub(crate) fn generate_org(
         v.insert("address1_city".into(), json!(city));
         v.insert("address1_country".into(), json!(country));
         if rng.chance(70) {
-            v.insert("industrycode".into(), json!(*rng.pick(&[1, 2, 3, 6, 7, 12, 19, 25])));
+            v.insert(
+                "industrycode".into(),
+                json!(*rng.pick(&[1, 2, 3, 6, 7, 12, 19, 25])),
+            );
         }
-        v.insert("customertypecode".into(), json!(*rng.pick(&[1, 2, 3, 3, 3, 5, 6])));
+        v.insert(
+            "customertypecode".into(),
+            json!(*rng.pick(&[1, 2, 3, 3, 3, 5, 6])),
+        );
         if rng.chance(60) {
             let mut chosen: Vec<i32> = (0..5)
                 .filter(|_| rng.chance(40))
@@ -416,10 +582,16 @@ pub(crate) fn generate_org(
         v.insert("numberofemployees".into(), json!(5 + rng.below(2000)));
         v.insert("creditonhold".into(), json!(rng.chance(10)));
         if i > 0 && rng.chance(10) {
-            v.insert("parentaccountid".into(), lookup(&account_ids[rng.below(i)], "account"));
+            v.insert(
+                "parentaccountid".into(),
+                lookup(&account_ids[rng.below(i)], "account"),
+            );
         }
         if i % 7 == 3 {
-            v.insert("description".into(), json!("Key account.\nRenewal handled by the partner team; see the contract."));
+            v.insert(
+                "description".into(),
+                json!("Key account.\nRenewal handled by the partner team; see the contract."),
+            );
         }
         let (c, m) = stamp(rng, &mut v);
         push(accounts_t, id.clone(), v, c, m);
@@ -447,7 +619,10 @@ pub(crate) fn generate_org(
         if rng.chance(50) {
             v.insert("mobilephone".into(), json!(format!("+1 555 03{:02}", i % 100)));
         }
-        v.insert("jobtitle".into(), json!(*rng.pick(&["Office Manager", "IT Lead", "CFO", "Engineer", "Buyer"])));
+        v.insert(
+            "jobtitle".into(),
+            json!(*rng.pick(&["Office Manager", "IT Lead", "CFO", "Engineer", "Buyer"])),
+        );
         if rng.chance(60) {
             let year = 1960 + rng.below(40);
             let month = 1 + rng.below(12);
@@ -484,8 +659,12 @@ pub(crate) fn generate_org(
     }
     // Each account's first contact is its primary contact.
     for row in &mut accounts_t.rows {
-        if let Some((contact, _)) = contact_ids.iter().find(|(_, a)| a.as_deref() == Some(row.id.as_str())) {
-            row.values.insert("primarycontactid".into(), lookup(contact, "contact"));
+        if let Some((contact, _)) = contact_ids
+            .iter()
+            .find(|(_, a)| a.as_deref() == Some(row.id.as_str()))
+        {
+            row.values
+                .insert("primarycontactid".into(), lookup(contact, "contact"));
         }
     }
 
@@ -505,8 +684,14 @@ pub(crate) fn generate_org(
         }
         v.insert("cr7a1_tier".into(), json!(100_000_000 + rng.below(3)));
         let start_year = 2023 + rng.below(3);
-        v.insert("cr7a1_startdate".into(), json!(format!("{start_year}-{:02}-01", 1 + rng.below(12))));
-        v.insert("cr7a1_enddate".into(), json!(format!("{}-12-31", start_year + 1 + rng.below(2))));
+        v.insert(
+            "cr7a1_startdate".into(),
+            json!(format!("{start_year}-{:02}-01", 1 + rng.below(12))),
+        );
+        v.insert(
+            "cr7a1_enddate".into(),
+            json!(format!("{}-12-31", start_year + 1 + rng.below(2))),
+        );
         v.insert("cr7a1_value".into(), json!((1 + rng.below(500)) as f64 * 100.0));
         v.insert("cr7a1_seats".into(), json!(1 + rng.below(300)));
         let (c, m) = stamp(rng, &mut v);

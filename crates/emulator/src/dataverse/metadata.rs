@@ -45,11 +45,24 @@ fn entity_json(table: &Table) -> Map<String, Value> {
     m.insert("ObjectTypeCode".into(), json!(table.object_type_code));
     m.insert("IsCustomEntity".into(), json!(table.is_custom));
     m.insert("IsActivity".into(), json!(false));
-    m.insert("OwnershipType".into(), json!(if table.logical_name == "systemuser" { "BusinessOwned" } else { "UserOwned" }));
+    m.insert(
+        "OwnershipType".into(),
+        json!(if table.logical_name == "systemuser" {
+            "BusinessOwned"
+        } else {
+            "UserOwned"
+        }),
+    );
     m.insert("ChangeTrackingEnabled".into(), json!(table.change_tracking));
-    m.insert("CanChangeTrackingBeEnabled".into(), managed(true, "canchangetrackingbeenabled"));
+    m.insert(
+        "CanChangeTrackingBeEnabled".into(),
+        managed(true, "canchangetrackingbeenabled"),
+    );
     m.insert("DisplayName".into(), label(&table.display_name));
-    m.insert("DisplayCollectionName".into(), label(&table.display_collection_name));
+    m.insert(
+        "DisplayCollectionName".into(),
+        label(&table.display_collection_name),
+    );
     m
 }
 
@@ -117,12 +130,21 @@ fn attribute_json(table: &Table, column: &Column) -> Map<String, Value> {
     m.insert("SchemaName".into(), json!(schema_name(&column.logical_name)));
     m.insert("EntityLogicalName".into(), json!(table.logical_name));
     m.insert("AttributeType".into(), json!(column.kind.attribute_type()));
-    m.insert("AttributeTypeName".into(), json!({"Value": column.kind.type_name()}));
+    m.insert(
+        "AttributeTypeName".into(),
+        json!({"Value": column.kind.type_name()}),
+    );
     m.insert("AttributeOf".into(), Value::Null);
     m.insert("DisplayName".into(), label(&column.display_name));
     m.insert("IsCustomAttribute".into(), json!(column.is_custom));
-    m.insert("IsPrimaryId".into(), json!(column.logical_name == table.primary_id));
-    m.insert("IsPrimaryName".into(), json!(column.logical_name == table.primary_name));
+    m.insert(
+        "IsPrimaryId".into(),
+        json!(column.logical_name == table.primary_id),
+    );
+    m.insert(
+        "IsPrimaryName".into(),
+        json!(column.logical_name == table.primary_name),
+    );
     m.insert("IsValidForRead".into(), json!(true));
     m.insert(
         "RequiredLevel".into(),
@@ -145,7 +167,14 @@ fn attribute_json(table: &Table, column: &Column) -> Map<String, Value> {
             m.insert("DateTimeBehavior".into(), json!({"Value": "DateOnly"}));
         }
         ColumnKind::String => {
-            m.insert("MaxLength".into(), json!(if column.logical_name.contains("email") { 100 } else { 160 }));
+            m.insert(
+                "MaxLength".into(),
+                json!(if column.logical_name.contains("email") {
+                    100
+                } else {
+                    160
+                }),
+            );
         }
         _ => {}
     }
@@ -172,7 +201,13 @@ fn key_of(segment: &str) -> Option<String> {
     let open = segment.find('(')?;
     let inner = segment.get(open + 1..segment.len().checked_sub(1)?)?;
     let value = inner.split_once('=').map_or(inner, |(_, v)| v);
-    Some(value.trim().trim_matches('\'').trim_matches(|c| c == '{' || c == '}').to_owned())
+    Some(
+        value
+            .trim()
+            .trim_matches('\'')
+            .trim_matches(|c| c == '{' || c == '}')
+            .to_owned(),
+    )
 }
 
 fn cast_kind(segment: &str) -> Option<&str> {
@@ -226,9 +261,16 @@ fn entity_with(table: &Table, options: &Options) -> DvResult<Map<String, Value>>
     for e in &options.expand {
         match e.nav.as_str() {
             "Attributes" => {
-                m.insert("Attributes".into(), Value::Array(attributes_of(table, &e.options, None)?));
+                m.insert(
+                    "Attributes".into(),
+                    Value::Array(attributes_of(table, &e.options, None)?),
+                );
             }
-            other => return Err(bad_query(format!("Could not find a property named '{other}' on type 'Microsoft.Dynamics.CRM.EntityMetadata'."))),
+            other => {
+                return Err(bad_query(format!(
+                    "Could not find a property named '{other}' on type 'Microsoft.Dynamics.CRM.EntityMetadata'."
+                )));
+            }
         }
     }
     let mut select = options.select.clone();
@@ -251,7 +293,9 @@ fn context(ctx: &Ctx<'_>, what: &str, options: &Options) -> String {
 pub(crate) fn definitions(ctx: &Ctx<'_>, path: &str) -> DvResult<Answer> {
     let options = Options::from_params(&ctx.params)?;
     if options.top.is_some() {
-        return Err(bad_query("The query parameter $top is not supported on metadata."));
+        return Err(bad_query(
+            "The query parameter $top is not supported on metadata.",
+        ));
     }
     let segments = split_top(path, '/');
     let first = segments.first().map(String::as_str).unwrap_or("");
@@ -268,8 +312,11 @@ pub(crate) fn definitions(ctx: &Ctx<'_>, path: &str) -> DvResult<Answer> {
         return match key_of(first) {
             Some(name) => sets
                 .into_iter()
-                .find(|s| s["Name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&name)) || s["MetadataId"] == json!(name))
-                .map(|s| Answer::json(s))
+                .find(|s| {
+                    s["Name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&name))
+                        || s["MetadataId"] == json!(name)
+                })
+                .map(Answer::json)
                 .ok_or_else(|| no_segment(first)),
             None => Ok(Answer::json(json!({
                 "@odata.context": context(ctx, "GlobalOptionSetDefinitions", &options), "value": sets}))),
@@ -291,12 +338,17 @@ pub(crate) fn definitions(ctx: &Ctx<'_>, path: &str) -> DvResult<Answer> {
                 }
                 value.push(Value::Object(entity_with(t, &options)?));
             }
-            Ok(Answer::json(json!({"@odata.context": context(ctx, "EntityDefinitions", &options), "value": value})))
+            Ok(Answer::json(
+                json!({"@odata.context": context(ctx, "EntityDefinitions", &options), "value": value}),
+            ))
         }
         [_] => {
             let t = find_table(&key_of(first).unwrap_or_default())?;
             let mut body = Map::new();
-            body.insert("@odata.context".into(), json!(format!("{}/$entity", context(ctx, "EntityDefinitions", &options))));
+            body.insert(
+                "@odata.context".into(),
+                json!(format!("{}/$entity", context(ctx, "EntityDefinitions", &options))),
+            );
             body.extend(entity_with(t, &options)?);
             Ok(Answer::json(Value::Object(body)))
         }
@@ -310,7 +362,8 @@ pub(crate) fn definitions(ctx: &Ctx<'_>, path: &str) -> DvResult<Answer> {
             let ctx_name = format!(
                 "EntityDefinitions('{}')/Attributes{}",
                 t.logical_name,
-                cast.map(|c| format!("/Microsoft.Dynamics.CRM.{c}")).unwrap_or_default()
+                cast.map(|c| format!("/Microsoft.Dynamics.CRM.{c}"))
+                    .unwrap_or_default()
             );
             match key_of(attrs) {
                 None => Ok(Answer::json(json!({
@@ -321,11 +374,17 @@ pub(crate) fn definitions(ctx: &Ctx<'_>, path: &str) -> DvResult<Answer> {
                     let column = t
                         .columns
                         .iter()
-                        .find(|c| c.logical_name.eq_ignore_ascii_case(&key) || c.metadata_id.eq_ignore_ascii_case(&key))
+                        .find(|c| {
+                            c.logical_name.eq_ignore_ascii_case(&key)
+                                || c.metadata_id.eq_ignore_ascii_case(&key)
+                        })
                         .filter(|c| cast.is_none_or(|k| k == c.kind.metadata_type()))
                         .ok_or_else(|| no_segment(attrs))?;
                     let mut body = Map::new();
-                    body.insert("@odata.context".into(), json!(format!("{}/$entity", context(ctx, &ctx_name, &options))));
+                    body.insert(
+                        "@odata.context".into(),
+                        json!(format!("{}/$entity", context(ctx, &ctx_name, &options))),
+                    );
                     body.extend(attribute_with(t, column, &options));
                     Ok(Answer::json(Value::Object(body)))
                 }
@@ -336,7 +395,10 @@ pub(crate) fn definitions(ctx: &Ctx<'_>, path: &str) -> DvResult<Answer> {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The service's CSDL: entity types with keys, properties and navigation properties, the
@@ -355,7 +417,11 @@ pub(crate) fn csdl(ctx: &Ctx<'_>) -> Answer {
             xml_escape(&t.primary_id)
         ));
         for c in &t.columns {
-            let nullable = if c.logical_name == t.primary_id { " Nullable=\"false\"" } else { "" };
+            let nullable = if c.logical_name == t.primary_id {
+                " Nullable=\"false\""
+            } else {
+                ""
+            };
             x.push_str(&format!(
                 "<Property Name=\"{}\" Type=\"{}\"{nullable}/>\n",
                 xml_escape(&c.wire_name()),

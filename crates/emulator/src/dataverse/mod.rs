@@ -30,8 +30,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use serde_json::{Value, json};
 
 pub use model::Org;
-pub use protection::ServiceLimits;
 pub(crate) use protection::Protection;
+pub use protection::ServiceLimits;
 
 use crate::server::{AppState, LogInfo};
 use crate::world::World;
@@ -263,7 +263,8 @@ fn authenticate(state: &AppState, world: &World, org: &Org, headers: &HeaderMap)
         return Err(unauthorized(state, org));
     }
     let now = state.clock.now().as_second();
-    if claims.exp.is_none_or(|exp| exp <= now) || claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(300)) {
+    if claims.exp.is_none_or(|exp| exp <= now) || claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(300))
+    {
         return Err(unauthorized(state, org));
     }
     if !claims
@@ -281,18 +282,27 @@ fn authenticate(state: &AppState, world: &World, org: &Org, headers: &HeaderMap)
         error(
             StatusCode::FORBIDDEN,
             codes::NOT_A_MEMBER,
-            format!("The user with id {who} is not a member of the organization {}.", org.organization_id),
+            format!(
+                "The user with id {who} is not a member of the organization {}.",
+                org.organization_id
+            ),
         )
     };
     let delegated = claims.idtyp.as_deref() == Some("user") || claims.scp.is_some();
     if delegated {
         let oid = claims.oid.unwrap_or_default();
-        let tenant = world.tenant(&org.tenant_id).ok_or_else(|| unauthorized(state, org))?;
+        let tenant = world
+            .tenant(&org.tenant_id)
+            .ok_or_else(|| unauthorized(state, org))?;
         let user = tenant
             .user(&oid)
             .filter(|u| u.account_enabled && u.deleted_date_time.is_none())
             .ok_or_else(|| not_member(&oid))?;
-        if org.excluded_users.iter().any(|x| x.eq_ignore_ascii_case(&user.id)) {
+        if org
+            .excluded_users
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(&user.id))
+        {
             return Err(not_member(&user.id));
         }
         Ok(Caller {
@@ -329,7 +339,11 @@ pub(crate) async fn handler(
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
     let prefix = format!("/org/{org_name}/{API_PATH}");
-    let raw_path = uri.path().get(prefix.len()..).unwrap_or("").trim_start_matches('/');
+    let raw_path = uri
+        .path()
+        .get(prefix.len()..)
+        .unwrap_or("")
+        .trim_start_matches('/');
     let path = percent_decode(raw_path);
     let query: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
@@ -339,12 +353,20 @@ pub(crate) async fn handler(
     // Authenticate and admit under a short read lock.
     let admitted = {
         let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
-        match world.dataverse_orgs.iter().find(|o| o.name.eq_ignore_ascii_case(&org_name)) {
+        match world
+            .dataverse_orgs
+            .iter()
+            .find(|o| o.name.eq_ignore_ascii_case(&org_name))
+        {
             None => Err((no_segment(&org_name), None)),
             Some(org) => match authenticate(&state, &world, org, &headers) {
                 Err(e) => Err((e, Some(org.tenant_id.clone()))),
                 Ok(caller) => {
-                    let faults = state.faults.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                    let faults = state
+                        .faults
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone();
                     let mut dice = state.dice.lock().unwrap_or_else(PoisonError::into_inner);
                     let injected = faults.random_429_percent > 0.0
                         && (dice.next_u64() % 10_000) as f64 / 100.0 < faults.random_429_percent;
@@ -352,7 +374,12 @@ pub(crate) async fn handler(
                     let admission = if injected {
                         Err(protection::too_many(faults.retry_after_secs.max(1)))
                     } else {
-                        state.dataverse.admit(&org.name, &caller.user_id, faults.throttling, state.clock.now())
+                        state.dataverse.admit(
+                            &org.name,
+                            &caller.user_id,
+                            faults.throttling,
+                            state.clock.now(),
+                        )
                     };
                     let execution_ms = state
                         .dataverse
@@ -383,10 +410,16 @@ pub(crate) async fn handler(
         let api = format!("{}/{API_PATH}", org_url(&state.base_url, &org_name));
         if write {
             let mut world = state.world.write().unwrap_or_else(PoisonError::into_inner);
-            entity::write(&mut world, &org_name, api, caller, now, &method, &path, &headers, &body)
+            entity::write(
+                &mut world, &org_name, api, caller, now, &method, &path, &headers, &body,
+            )
         } else {
             let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
-            match world.dataverse_orgs.iter().find(|o| o.name.eq_ignore_ascii_case(&org_name)) {
+            match world
+                .dataverse_orgs
+                .iter()
+                .find(|o| o.name.eq_ignore_ascii_case(&org_name))
+            {
                 None => Err(no_segment(&org_name)),
                 Some(org) => {
                     let ctx = Ctx {
@@ -499,7 +532,10 @@ fn finish(
         h.insert("x-ms-service-request-id", v);
     }
     for (k, v) in remaining.into_iter().chain(answer.headers) {
-        if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
             h.append(name, value);
         }
     }

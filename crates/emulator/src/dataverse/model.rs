@@ -301,13 +301,16 @@ impl Table {
     }
 
     pub fn single_nav(&self, name: &str) -> Option<SingleNav<'_>> {
-        self.columns.iter().filter(|c| c.kind.is_lookup()).find_map(|column| {
-            column
-                .targets
-                .iter()
-                .find(|t| column.nav_name(t).eq_ignore_ascii_case(name))
-                .map(|target| SingleNav { column, target })
-        })
+        self.columns
+            .iter()
+            .filter(|c| c.kind.is_lookup())
+            .find_map(|column| {
+                column
+                    .targets
+                    .iter()
+                    .find(|t| column.nav_name(t).eq_ignore_ascii_case(name))
+                    .map(|target| SingleNav { column, target })
+            })
     }
 
     pub fn row(&self, id: &str) -> Option<&Row> {
@@ -360,10 +363,7 @@ impl Org {
                             && t.relationship.eq_ignore_ascii_case(name)
                     })
                 })
-                .map(|column| CollectionNav {
-                    table: other,
-                    column,
-                })
+                .map(|column| CollectionNav { table: other, column })
         })
     }
 
@@ -376,10 +376,7 @@ impl Org {
                     if target.table.eq_ignore_ascii_case(&table.logical_name) {
                         out.push((
                             target.relationship.clone(),
-                            CollectionNav {
-                                table: other,
-                                column,
-                            },
+                            CollectionNav { table: other, column },
                         ));
                     }
                 }
@@ -429,7 +426,9 @@ impl Org {
     ) -> Result<String, RowError> {
         let version = self.version + 1;
         let t = self.table_mut(table)?;
-        let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()).to_ascii_lowercase();
+        let id = id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+            .to_ascii_lowercase();
         if t.row(&id).is_some() {
             return Err(RowError::Duplicate(id));
         }

@@ -43,16 +43,18 @@ struct Window {
     in_flight: u32,
 }
 
+type Windows = Arc<Mutex<HashMap<(String, String), Window>>>;
+
 /// Live counters per (org, user).
 #[derive(Default)]
 pub(crate) struct Protection {
-    windows: Arc<Mutex<HashMap<(String, String), Window>>>,
+    windows: Windows,
     pub limits: Mutex<ServiceLimits>,
 }
 
 /// Holds a concurrency slot until dropped.
 pub(crate) struct Slot {
-    windows: Option<(Arc<Mutex<HashMap<(String, String), Window>>>, (String, String))>,
+    windows: Option<(Windows, (String, String))>,
     /// `x-ms-ratelimit-*` headers for the response.
     pub remaining: Vec<(String, String)>,
 }
@@ -153,7 +155,10 @@ impl Protection {
             ),
             (
                 "x-ms-ratelimit-time-remaining-xrm-requests".to_owned(),
-                format!("{:.2}", limits.execution_ms_per_window.saturating_sub(used) as f64 / 1000.0),
+                format!(
+                    "{:.2}",
+                    limits.execution_ms_per_window.saturating_sub(used) as f64 / 1000.0
+                ),
             ),
         ];
         drop(map);

@@ -106,17 +106,14 @@ impl Options {
                 }
             }
             "$top" => {
-                let top: usize = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad_query(format!("Invalid value '{value}' for $top query option found.")))?;
+                let top: usize = value.trim().parse().map_err(|_| {
+                    bad_query(format!("Invalid value '{value}' for $top query option found."))
+                })?;
                 self.top = Some(top);
             }
             "$count" => self.count = value.trim().eq_ignore_ascii_case("true"),
             "$skip" => {
-                return Err(bad_query(
-                    "The query parameter $skip is not supported".to_owned(),
-                ));
+                return Err(bad_query("The query parameter $skip is not supported".to_owned()));
             }
             "$apply" | "$search" | "$format" => {
                 return Err(bad_query(format!("The query parameter {key} is not supported")));
@@ -128,10 +125,7 @@ impl Options {
 
     /// Number of `$expand` options at every level.
     pub(crate) fn expand_count(&self) -> usize {
-        self.expand
-            .iter()
-            .map(|e| 1 + e.options.expand_count())
-            .sum()
+        self.expand.iter().map(|e| 1 + e.options.expand_count()).sum()
     }
 }
 
@@ -139,7 +133,9 @@ fn parse_expand(item: &str) -> Result<Expand, DvError> {
     let (nav, inner) = match item.find('(') {
         Some(open) => {
             let close = item.rfind(')').filter(|c| *c > open).ok_or_else(|| {
-                bad_query(format!("Syntax error in $expand: unbalanced parentheses in '{item}'."))
+                bad_query(format!(
+                    "Syntax error in $expand: unbalanced parentheses in '{item}'."
+                ))
             })?;
             (&item[..open], &item[open + 1..close])
         }
@@ -175,7 +171,10 @@ impl Prefer {
             let Ok(text) = value.to_str() else { continue };
             for pref in split_top(&text.replace('"', "'"), ',') {
                 let (name, value) = match pref.split_once('=') {
-                    Some((n, v)) => (n.trim().to_ascii_lowercase(), Some(v.trim().trim_matches('\'').to_owned())),
+                    Some((n, v)) => (
+                        n.trim().to_ascii_lowercase(),
+                        Some(v.trim().trim_matches('\'').to_owned()),
+                    ),
                     None => (pref.trim().to_ascii_lowercase(), None),
                 };
                 match name.as_str() {
@@ -203,8 +202,11 @@ impl Prefer {
         self.annotations.iter().any(|p| {
             p == "*"
                 || p.eq_ignore_ascii_case(annotation)
-                || p.strip_suffix('*')
-                    .is_some_and(|prefix| annotation.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase()))
+                || p.strip_suffix('*').is_some_and(|prefix| {
+                    annotation
+                        .to_ascii_lowercase()
+                        .starts_with(&prefix.to_ascii_lowercase())
+                })
         })
     }
 }
@@ -225,12 +227,10 @@ pub(crate) fn rewrite(
             left: Box::new(rewrite(left, now, user_id, date_only)?),
             right: Box::new(rewrite(right, now, user_id, date_only)?),
         },
-        Expr::QualifiedCall { name, params } => {
-            match date_function(name, params, now, user_id, date_only)? {
-                Some(e) => e,
-                None => expr.clone(),
-            }
-        }
+        Expr::QualifiedCall { name, params } => match date_function(name, params, now, user_id, date_only)? {
+            Some(e) => e,
+            None => expr.clone(),
+        },
         other => other.clone(),
     })
 }
@@ -318,17 +318,26 @@ fn date_function(
         "lastxdays" => (Some(days(today, -number()?)), Some(just_after(now))),
         "nextxdays" => (Some(now), Some(days(today, number()? + 1))),
         "lastxhours" => (
-            Some(now.checked_sub(SignedDuration::from_hours(number()?)).unwrap_or(now)),
+            Some(
+                now.checked_sub(SignedDuration::from_hours(number()?))
+                    .unwrap_or(now),
+            ),
             Some(just_after(now)),
         ),
         "nextxhours" => (
             Some(now),
-            Some(now.checked_add(SignedDuration::from_hours(number()?)).unwrap_or(now)),
+            Some(
+                now.checked_add(SignedDuration::from_hours(number()?))
+                    .unwrap_or(now),
+            ),
         ),
         "olderthanxdays" => (None, Some(days(now, -number()?))),
         "olderthanxhours" => (
             None,
-            Some(now.checked_sub(SignedDuration::from_hours(number()?)).unwrap_or(now)),
+            Some(
+                now.checked_sub(SignedDuration::from_hours(number()?))
+                    .unwrap_or(now),
+            ),
         ),
         "thismonth" | "thisyear" | "lastyear" => {
             let z = now.to_zoned(jiff::tz::TimeZone::UTC);
@@ -357,7 +366,11 @@ fn date_function(
         "equaluserid" | "notequaluserid" => {
             let prop = property()?;
             let e = Expr::Binary {
-                op: if short == "equaluserid" { BinaryOp::Eq } else { BinaryOp::Ne },
+                op: if short == "equaluserid" {
+                    BinaryOp::Eq
+                } else {
+                    BinaryOp::Ne
+                },
                 left: Box::new(Expr::Property(vec![prop])),
                 right: Box::new(Expr::Literal(Literal::Guid(user_id.to_ascii_lowercase()))),
             };
@@ -383,7 +396,10 @@ fn date_function(
         (Some(l), Some(h)) => Expr::Binary {
             op: BinaryOp::And,
             left: Box::new(cmp(BinaryOp::Ge, l)),
-            right: Box::new(cmp(if is_date { BinaryOp::Le } else { BinaryOp::Lt }, if is_date { days(h, -1) } else { h })),
+            right: Box::new(cmp(
+                if is_date { BinaryOp::Le } else { BinaryOp::Lt },
+                if is_date { days(h, -1) } else { h },
+            )),
         },
         (Some(l), None) => cmp(BinaryOp::Ge, l),
         (None, Some(h)) => {
@@ -400,8 +416,14 @@ fn date_function(
 /// Whether `record` matches `filter` (strings compare case-insensitively, as Dataverse's
 /// collation does).
 pub(crate) fn matches(filter: &Expr, record: &Map<String, Value>) -> Result<bool, DvError> {
-    deskbridge_odata::evaluate_object(filter, record, &EvalOptions { case_insensitive: true })
-        .map_err(|e| bad_query(format!("The $filter cannot be evaluated: {e}")))
+    deskbridge_odata::evaluate_object(
+        filter,
+        record,
+        &EvalOptions {
+            case_insensitive: true,
+        },
+    )
+    .map_err(|e| bad_query(format!("The $filter cannot be evaluated: {e}")))
 }
 
 /// Total order of JSON values for `$orderby`: null first, then booleans, numbers, strings

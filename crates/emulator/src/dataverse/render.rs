@@ -37,7 +37,10 @@ pub(crate) fn record(table: &Table, row: &Row) -> Map<String, Value> {
                 .cloned()
                 .unwrap_or(Value::Null)
         } else {
-            row.values.get(&column.logical_name).cloned().unwrap_or(Value::Null)
+            row.values
+                .get(&column.logical_name)
+                .cloned()
+                .unwrap_or(Value::Null)
         };
         out.insert(column.wire_name(), value);
     }
@@ -59,7 +62,10 @@ pub(crate) fn filter_record(org: &Org, table: &Table, row: &Row, nav_names: &[St
                 .get(&nav.column.logical_name)
                 .filter(|v| v.get("table").and_then(Value::as_str) == Some(nav.target.table.as_str()))
                 .and_then(|v| v.get("id").and_then(Value::as_str))
-                .and_then(|id| org.table(&nav.target.table).and_then(|t| t.row(id).map(|r| (t, r))));
+                .and_then(|id| {
+                    org.table(&nav.target.table)
+                        .and_then(|t| t.row(id).map(|r| (t, r)))
+                });
             let value = related.map_or(Value::Null, |(t, r)| Value::Object(record(t, r)));
             out.insert(name.clone(), value);
         }
@@ -120,7 +126,11 @@ pub(crate) fn validate(org: &Org, table: &Table, options: &Options, nested_query
 pub(crate) fn context_projection(options: &Options) -> String {
     let mut items: Vec<String> = options.select.clone().unwrap_or_default();
     for e in &options.expand {
-        items.push(format!("{}({})", e.nav, context_projection(&e.options).trim_matches(|c| c == '(' || c == ')')));
+        items.push(format!(
+            "{}({})",
+            e.nav,
+            context_projection(&e.options).trim_matches(|c| c == '(' || c == ')')
+        ));
     }
     if items.is_empty() {
         String::new()
@@ -133,7 +143,7 @@ fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -211,7 +221,9 @@ impl Render<'_> {
                 Some(&value)
             };
             if want_formatted
-                && let Some(text) = stored.filter(|v| !v.is_null()).and_then(|v| formatted(self.org, column, v))
+                && let Some(text) = stored
+                    .filter(|v| !v.is_null())
+                    .and_then(|v| formatted(self.org, column, v))
             {
                 out.insert(format!("{wire}@{FORMATTED}"), json!(text));
             }
@@ -235,14 +247,24 @@ impl Render<'_> {
         Ok(out)
     }
 
-    fn expand(&self, table: &Table, row: &Row, expand: &Expand, out: &mut Map<String, Value>) -> DvResult<()> {
+    fn expand(
+        &self,
+        table: &Table,
+        row: &Row,
+        expand: &Expand,
+        out: &mut Map<String, Value>,
+    ) -> DvResult<()> {
         if let Some(nav) = table.single_nav(&expand.nav) {
             let related = row
                 .values
                 .get(&nav.column.logical_name)
                 .filter(|v| v.get("table").and_then(Value::as_str) == Some(nav.target.table.as_str()))
                 .and_then(|v| v.get("id").and_then(Value::as_str))
-                .and_then(|id| self.org.table(&nav.target.table).and_then(|t| t.row(id).map(|r| (t, r))));
+                .and_then(|id| {
+                    self.org
+                        .table(&nav.target.table)
+                        .and_then(|t| t.row(id).map(|r| (t, r)))
+                });
             let value = match related {
                 Some((t, r)) => Value::Object(self.row(t, r, &expand.options)?),
                 None => Value::Null,
@@ -270,7 +292,10 @@ impl Render<'_> {
                 .unwrap_or_default();
             out.insert(
                 format!("{}@odata.nextLink", expand.nav),
-                json!(format!("{}/{}({})/{}{select}", self.api, table.entity_set_name, row.id, expand.nav)),
+                json!(format!(
+                    "{}/{}({})/{}{select}",
+                    self.api, table.entity_set_name, row.id, expand.nav
+                )),
             );
         }
         Ok(())
@@ -291,7 +316,9 @@ pub(crate) fn related_rows<'a>(
     for r in &related.rows {
         let points_here = r.values.get(&column.logical_name).is_some_and(|v| {
             v.get("table").and_then(Value::as_str) == Some(parent.logical_name.as_str())
-                && v.get("id").and_then(Value::as_str).is_some_and(|id| id.eq_ignore_ascii_case(parent_id))
+                && v.get("id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| id.eq_ignore_ascii_case(parent_id))
         });
         if !points_here {
             continue;
