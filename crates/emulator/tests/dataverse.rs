@@ -1065,3 +1065,74 @@ async fn datasets_carry_the_orgs_and_old_datasets_still_load() {
     let loaded = World::from_json_str(&old.to_string()).unwrap();
     assert!(loaded.dataverse_orgs.is_empty());
 }
+
+#[tokio::test]
+async fn batch_representation_and_error_details() {
+    let env = start(20).await;
+    let token = env.app_token("multi_tenant_secret", 0).await;
+    let api = env.api(0);
+    let body = format!(
+        "--batch_AAA\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n\
+         GET {api}/accounts?$select=name&$top=2 HTTP/1.1\r\nAccept: application/json\r\n\r\n\
+         --batch_AAA\r\nContent-Type: multipart/mixed; boundary=changeset_BBB\r\n\r\n\
+         --changeset_BBB\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: 1\r\n\r\n\
+         POST /api/data/v9.2/accounts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{{\"name\": \"Batch Ltd\"}}\r\n\
+         --changeset_BBB--\r\n\
+         --batch_AAA\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n\
+         GET WhoAmI HTTP/1.1\r\n\r\n\
+         --batch_AAA--\r\n"
+    );
+    let resp = env
+        .http
+        .post(format!("{api}/$batch"))
+        .bearer_auth(&token)
+        .header("Content-Type", "multipart/mixed; boundary=batch_AAA")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("multipart/mixed; boundary=batchresponse_"));
+    let text = resp.text().await.unwrap();
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    assert_eq!(text.matches("HTTP/1.1 204 No Content").count(), 1, "{text}");
+    assert!(text.contains("changesetresponse_") && text.contains("Content-ID: 1"));
+    assert!(text.contains("\"BusinessUnitId\""));
+    let created = env.emu.with_world(|w| {
+        w.dataverse_orgs[0]
+            .table("account")
+            .unwrap()
+            .rows
+            .iter()
+            .any(|r| r.values["name"] == "Batch Ltd")
+    });
+    assert!(created);
+
+    // return=representation.
+    let resp = env
+        .http
+        .post(format!("{api}/contacts"))
+        .bearer_auth(&token)
+        .header("Prefer", "return=representation")
+        .json(&json!({"fullname": "Rep Resented", "gendercode": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let row: Value = resp.json().await.unwrap();
+    assert_eq!(row["fullname"], "Rep Resented");
+    assert!(row["contactid"].is_string() && row["@odata.etag"].is_string());
+
+    // Error details with all annotations.
+    let (status, _, body) = env
+        .get(
+            &token,
+            &format!("{api}/contacts?$select=nope"),
+            Some("odata.include-annotations=\"*\""),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["@Microsoft.PowerApps.CDS.HelpLink"].is_string());
+    assert!(body["error"]["@Microsoft.PowerApps.CDS.InnerError.Message"].is_string());
+}

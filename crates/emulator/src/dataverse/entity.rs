@@ -773,6 +773,9 @@ pub(crate) fn write(
             let id = org
                 .insert_row(&table_name, requested_id, values, now)
                 .map_err(|e| error(StatusCode::PRECONDITION_FAILED, codes::BAD_QUERY, e.to_string()))?;
+            if Prefer::parse(headers).return_representation {
+                return representation(org, &api, &table_name, &id, headers, StatusCode::CREATED);
+            }
             Ok(no_content(&id))
         }
         (Method::PATCH, Some(id)) => {
@@ -803,6 +806,9 @@ pub(crate) fn write(
                         })?;
                 }
             }
+            if Prefer::parse(headers).return_representation {
+                return representation(org, &api, &table_name, &id, headers, StatusCode::OK);
+            }
             Ok(no_content(&id))
         }
         (Method::DELETE, Some(id)) => {
@@ -816,4 +822,41 @@ pub(crate) fn write(
         }
         _ => Err(bad_query("Unsupported request.")),
     }
+}
+
+/// `Prefer: return=representation`: the row as written (all columns, annotations as asked).
+fn representation(
+    org: &Org,
+    api: &str,
+    table_name: &str,
+    id: &str,
+    headers: &HeaderMap,
+    status: StatusCode,
+) -> DvResult<Answer> {
+    let table = org.table(table_name).ok_or_else(|| no_segment(table_name))?;
+    let row = table.row(id).ok_or_else(|| not_found(table, id))?;
+    let prefer = Prefer::parse(headers);
+    let render = Render {
+        org,
+        api,
+        prefer: &prefer,
+    };
+    let mut body = Map::new();
+    body.insert(
+        "@odata.context".into(),
+        json!(format!("{api}/$metadata#{}/$entity", table.entity_set_name)),
+    );
+    body.extend(render.row(table, row, &Options::default())?);
+    Ok(Answer {
+        status,
+        headers: vec![
+            (
+                "OData-EntityId".into(),
+                format!("{api}/{}({id})", table.entity_set_name),
+            ),
+            ("ETag".into(), format!("W/\"{}\"", row.version)),
+            ("Preference-Applied".into(), "return=representation".into()),
+        ],
+        body: AnswerBody::Json(Value::Object(body)),
+    })
 }

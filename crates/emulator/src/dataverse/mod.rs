@@ -12,6 +12,7 @@
 //! Every request is authenticated (token audience = the org URL, tenant = the org's tenant),
 //! mapped to a system user (an application user for app tokens, the signed-in user for
 //! delegated ones), checked against the limits, then served under the world lock.
+mod batch;
 mod entity;
 pub(crate) mod generate;
 mod metadata;
@@ -173,6 +174,8 @@ pub(crate) struct Answer {
 pub(crate) enum AnswerBody {
     Json(Value),
     Xml(String),
+    /// `multipart/mixed` with this boundary.
+    Multipart(String, String),
     Empty,
 }
 
@@ -349,6 +352,8 @@ pub(crate) async fn handler(
         .into_owned()
         .collect();
     let request_id = uuid::Uuid::new_v4().to_string();
+    let annotate_errors =
+        query::Prefer::parse(&headers).wants("Microsoft.PowerApps.CDS.ErrorDetails.OperationStatus");
 
     // Authenticate and admit under a short read lock.
     let admitted = {
@@ -397,7 +402,7 @@ pub(crate) async fn handler(
     };
     let (caller, slot, execution_ms, tenant) = match admitted {
         Ok(a) => a,
-        Err((e, tenant)) => return finish(&state, Err(e), &request_id, tenant, None, vec![]),
+        Err((e, tenant)) => return finish(annotate_errors, Err(e), &request_id, tenant, None, vec![]),
     };
     if execution_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(execution_ms)).await;
@@ -408,7 +413,14 @@ pub(crate) async fn handler(
         let now = state.clock.now();
         let write = method != Method::GET;
         let api = format!("{}/{API_PATH}", org_url(&state.base_url, &org_name));
-        if write {
+        if method == Method::POST && path.trim_end_matches('/') == "$batch" {
+            let mut world = state.world.write().unwrap_or_else(PoisonError::into_inner);
+            let content_type = headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            batch::run(&mut world, &org_name, &api, &caller, now, content_type, &body)
+        } else if write {
             let mut world = state.world.write().unwrap_or_else(PoisonError::into_inner);
             entity::write(
                 &mut world, &org_name, api, caller, now, &method, &path, &headers, &body,
@@ -437,7 +449,14 @@ pub(crate) async fn handler(
         }
     };
     drop(slot);
-    finish(&state, outcome, &request_id, Some(tenant), Some(app), remaining)
+    finish(
+        annotate_errors,
+        outcome,
+        &request_id,
+        Some(tenant),
+        Some(app),
+        remaining,
+    )
 }
 
 fn read(ctx: &Ctx<'_>) -> DvResult<Answer> {
@@ -463,7 +482,7 @@ fn read(ctx: &Ctx<'_>) -> DvResult<Answer> {
     }
 }
 
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -485,7 +504,7 @@ fn percent_decode(text: &str) -> String {
 }
 
 fn finish(
-    state: &AppState,
+    annotate_errors: bool,
     outcome: DvResult<Answer>,
     request_id: &str,
     tenant: Option<String>,
@@ -504,27 +523,43 @@ fn finish(
             if let Some(secs) = e.retry_after {
                 headers.push(("Retry-After".into(), secs.to_string()));
             }
+            let mut body = json!({"error": {"code": e.code, "message": e.message}});
+            if annotate_errors {
+                // The error details Dataverse adds when all annotations are asked for.
+                body["error"]["@Microsoft.PowerApps.CDS.ErrorDetails.OperationStatus"] = json!("0");
+                body["error"]["@Microsoft.PowerApps.CDS.ErrorDetails.SubErrorCode"] = json!("-2146233088");
+                body["error"]["@Microsoft.PowerApps.CDS.HelpLink"] = json!(format!(
+                    "http://go.microsoft.com/fwlink/?LinkID=398563&error=Microsoft.Crm.CrmException%3a{}&client=platform",
+                    e.code.trim_start_matches("0x")
+                ));
+                body["error"]["@Microsoft.PowerApps.CDS.TraceText"] =
+                    json!(format!("[Emulator] {}", e.message));
+                body["error"]["@Microsoft.PowerApps.CDS.InnerError.Message"] = json!(e.message);
+            }
             Answer {
                 status: e.status,
                 headers,
-                body: AnswerBody::Json(json!({"error": {"code": e.code, "message": e.message}})),
+                body: AnswerBody::Json(body),
             }
         }
     };
-    let _ = state;
     let (body, content_type) = match answer.body {
         AnswerBody::Json(v) => (
             Body::from(serde_json::to_vec(&v).unwrap_or_default()),
-            Some("application/json; odata.metadata=minimal"),
+            Some("application/json; odata.metadata=minimal".to_owned()),
         ),
-        AnswerBody::Xml(x) => (Body::from(x), Some("application/xml")),
+        AnswerBody::Xml(x) => (Body::from(x), Some("application/xml".to_owned())),
+        AnswerBody::Multipart(boundary, x) => (
+            Body::from(x),
+            Some(format!("multipart/mixed; boundary={boundary}")),
+        ),
         AnswerBody::Empty => (Body::empty(), None),
     };
     let mut response = Response::new(body);
     *response.status_mut() = answer.status;
     let h = response.headers_mut();
-    if let Some(ct) = content_type {
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    if let Some(ct) = content_type.and_then(|ct| HeaderValue::from_str(&ct).ok()) {
+        h.insert(http::header::CONTENT_TYPE, ct);
     }
     h.insert("OData-Version", HeaderValue::from_static("4.0"));
     if let Ok(v) = HeaderValue::from_str(request_id) {
