@@ -575,6 +575,9 @@ impl World {
         for t in &mut self.tenants {
             t.rebuild_index();
         }
+        for o in &mut self.dataverse_orgs {
+            o.rebuild_indexes();
+        }
     }
 
     /// Reads a dataset written by [`World::save_json`] (or by hand).

@@ -1136,3 +1136,38 @@ async fn batch_representation_and_error_details() {
     assert!(body["error"]["@Microsoft.PowerApps.CDS.HelpLink"].is_string());
     assert!(body["error"]["@Microsoft.PowerApps.CDS.InnerError.Message"].is_string());
 }
+
+#[tokio::test]
+async fn more_than_two_pages_of_five_thousand() {
+    let env = start(10_500).await;
+    let token = env.app_token("multi_tenant_secret", 0).await;
+    let mut url = format!(
+        "{}/contacts?$select=fullname,_parentcustomerid_value,cr7a1_hobbies",
+        env.api(0)
+    );
+    let mut sizes = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    loop {
+        let (status, headers, body) = env
+            .get(&token, &url, Some("odata.include-annotations=\"*\""))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            headers
+                .get("preference-applied")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .contains("include-annotations")
+        );
+        let rows = body["value"].as_array().unwrap();
+        sizes.push(rows.len());
+        ids.extend(rows.iter().map(|r| r["contactid"].as_str().unwrap().to_owned()));
+        match body["@odata.nextLink"].as_str() {
+            Some(n) => url = n.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [5_000, 5_000, 500]);
+    assert_eq!(ids.len(), 10_500);
+}

@@ -176,6 +176,7 @@ fn table(
         columns,
         rows: vec![],
         tombstones: vec![],
+        index: Default::default(),
     }
 }
 

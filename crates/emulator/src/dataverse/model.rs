@@ -77,6 +77,9 @@ pub struct Table {
     /// Deleted rows, for change tracking.
     #[serde(default)]
     pub tombstones: Vec<Tombstone>,
+    /// Lower-case id → position in `rows` (rebuilt on load; a stale entry falls back to a scan).
+    #[serde(skip)]
+    pub index: std::collections::HashMap<String, usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,12 +316,30 @@ impl Table {
             })
     }
 
+    fn position(&self, id: &str) -> Option<usize> {
+        let indexed = self
+            .index
+            .get(&id.to_ascii_lowercase())
+            .copied()
+            .filter(|i| self.rows.get(*i).is_some_and(|r| r.id.eq_ignore_ascii_case(id)));
+        indexed.or_else(|| self.rows.iter().position(|r| r.id.eq_ignore_ascii_case(id)))
+    }
+
     pub fn row(&self, id: &str) -> Option<&Row> {
-        self.rows.iter().find(|r| r.id.eq_ignore_ascii_case(id))
+        self.position(id).map(|i| &self.rows[i])
     }
 
     pub fn row_mut(&mut self, id: &str) -> Option<&mut Row> {
-        self.rows.iter_mut().find(|r| r.id.eq_ignore_ascii_case(id))
+        self.position(id).map(|i| &mut self.rows[i])
+    }
+
+    pub fn rebuild_index(&mut self) {
+        self.index = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.to_ascii_lowercase(), i))
+            .collect();
     }
 
     /// The display value of a row (its primary name column).
@@ -391,6 +412,12 @@ impl Org {
             .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
     }
 
+    pub fn rebuild_indexes(&mut self) {
+        for t in &mut self.tables {
+            t.rebuild_index();
+        }
+    }
+
     pub fn next_version(&mut self) -> u64 {
         self.version += 1;
         self.version
@@ -433,6 +460,7 @@ impl Org {
             return Err(RowError::Duplicate(id));
         }
         t.tombstones.retain(|d| !d.id.eq_ignore_ascii_case(&id));
+        t.index.insert(id.clone(), t.rows.len());
         t.rows.push(Row {
             id: id.clone(),
             version,
@@ -476,15 +504,15 @@ impl Org {
     pub fn delete_row(&mut self, table: &str, id: &str, now: Timestamp) -> Result<(), RowError> {
         let version = self.version + 1;
         let t = self.table_mut(table)?;
-        let index = t
-            .rows
-            .iter()
-            .position(|r| r.id.eq_ignore_ascii_case(id))
-            .ok_or_else(|| RowError::NoRow {
-                table: t.logical_name.clone(),
-                id: id.to_owned(),
-            })?;
-        let row = t.rows.remove(index);
+        let index = t.position(id).ok_or_else(|| RowError::NoRow {
+            table: t.logical_name.clone(),
+            id: id.to_owned(),
+        })?;
+        let row = t.rows.swap_remove(index);
+        t.index.remove(&row.id.to_ascii_lowercase());
+        if let Some(moved) = t.rows.get(index) {
+            t.index.insert(moved.id.to_ascii_lowercase(), index);
+        }
         t.tombstones.push(Tombstone {
             id: row.id,
             version,
