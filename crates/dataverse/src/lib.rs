@@ -13,6 +13,47 @@
 //! 6,000 requests / 300 s and 52 concurrent requests, and typed errors carrying Dataverse's hex
 //! error code and message.
 //!
+//! # Use
+//! ```no_run
+//! # async fn demo(tokens: std::sync::Arc<dyn deskbridge_msauth::TokenProvider>) -> Result<(), deskbridge_dataverse::DataverseError> {
+//! use deskbridge_dataverse::{Annotations, Change, DataverseClient, DataverseConfig, Expand, Query, filter};
+//! let config = DataverseConfig::new("https://contoso.crm.dynamics.com", "<tenant id>");
+//! let dv = DataverseClient::new(reqwest::Client::new(), config, tokens)?; // scope {org}/.default
+//! let me = dv.who_am_i().await?;                                          // the connection test
+//! let since = jiff::Timestamp::now();                                     // the last successful sync
+//! let query = Query::new("contacts")
+//!     .select(["fullname", "emailaddress1", "_parentcustomerid_value", "cr7a1_hobbies"])
+//!     .filter(format!("modifiedon ge {}", filter::date_time(since)))
+//!     .expand(Expand::new("parentcustomerid_account").select(["name"]))
+//!     .page_size(5_000)
+//!     .formatted_values();
+//! let mut pager = dv.pager(&query);
+//! while let Some(page) = pager.next_page().await? {
+//!     for row in page.rows {
+//!         let _parent = row.lookup("parentcustomerid");       // id, table, navigation, name
+//!         let _hobbies = row.options("cr7a1_hobbies");        // "1,9" → [1, 9]
+//!         let _labels = row.option_labels("cr7a1_hobbies");   // "Reading; Swimming"
+//!     }
+//! }
+//! // Change tracking: a full round, then only the changes.
+//! let mut round = dv.changes(&Query::new("accounts").select(["name"]));
+//! let mut delta_link = None;
+//! while let Some(page) = round.next_page().await? {
+//!     for change in page.changes {
+//!         match change { Change::Upsert(_row) => {}, Change::Deleted { id: _ } => {} }
+//!     }
+//!     delta_link = page.delta_link.or(delta_link);
+//! }
+//! if let Some(link) = delta_link {
+//!     match dv.changes_since(&link, None, Annotations::None).next_page().await {
+//!         Err(e) if e.is_change_token_expired() => { /* read the table in full */ }
+//!         other => { let _ = other?; }
+//!     }
+//! }
+//! let _choices = dv.option_sets("contact").await?;                    // values and labels
+//! # let _ = me; Ok(()) }
+//! ```
+//!
 //! Invariants:
 //! - Links from Dataverse are requested exactly as received, and only on the org's own origin
 //!   (so a token never goes elsewhere).

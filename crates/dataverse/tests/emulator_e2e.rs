@@ -541,3 +541,101 @@ fn the_query_builder_writes_what_dataverse_reads() {
     );
     assert_eq!(Query::new("x").page_size(90_000).page_size, Some(5_000));
 }
+
+#[derive(Default)]
+struct MemorySink(std::sync::Mutex<Vec<String>>);
+
+impl deskbridge_msauth::RefreshTokenSink for MemorySink {
+    fn store<'a>(
+        &'a self,
+        _: &'a str,
+        token: &'a deskbridge_msauth::SecretString,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        use deskbridge_msauth::ExposeSecret;
+        let value = token.expose_secret().to_owned();
+        Box::pin(async move {
+            self.0.lock().unwrap().push(value);
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_delegated_user_reads_through_user_impersonation() {
+    use deskbridge_msauth::{AuthorizationRequest, DelegatedTokenProvider};
+    let clock: SharedClock = Arc::new(SystemClock);
+    let (emulator, summary) = start(clock.clone(), 10).await;
+    emulator.set_auto_approve(true);
+    let org = summary.dataverse_orgs[0].clone();
+    let app = summary
+        .apps
+        .iter()
+        .find(|a| a.kind == "multi_tenant_secret")
+        .unwrap();
+    let authority = Authority::new(&summary.authority_host).unwrap();
+    let redirect = "http://localhost/callback";
+    let impersonation = format!("{}/user_impersonation", org.url);
+    let request = AuthorizationRequest::new(
+        &authority,
+        &org.tenant,
+        &app.client_id,
+        redirect,
+        &[&impersonation, "offline_access"],
+    )
+    .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = http.get(request.url.clone()).send().await.unwrap();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let code = request.code_from_redirect(&location).unwrap();
+    let credentials = AppCredentials {
+        client_id: app.client_id.clone(),
+        credential: Some(ClientCredential::Secret(
+            app.client_secret.clone().unwrap().into(),
+        )),
+    };
+    let sink = Arc::new(MemorySink::default());
+    let provider = DelegatedTokenProvider::from_authorization_code(
+        TokenClient::new(reqwest::Client::new(), authority, clock),
+        credentials,
+        &org.tenant,
+        &code,
+        redirect,
+        &request.code_verifier,
+        &format!("{impersonation} offline_access"),
+        sink.clone(),
+    )
+    .await
+    .unwrap();
+    // The client asks for `{org}/.default`: the refresh token is exchanged for it (and rotates).
+    let dv = DataverseClient::new(
+        reqwest::Client::new(),
+        DataverseConfig::new(org.url.clone(), org.tenant.clone()),
+        Arc::new(provider),
+    )
+    .unwrap();
+    let who = dv.who_am_i().await.unwrap();
+    let users: Vec<String> = emulator.with_world(|w| {
+        w.tenant(&org.tenant)
+            .unwrap()
+            .users
+            .iter()
+            .map(|u| u.id.clone())
+            .collect()
+    });
+    assert!(users.contains(&who.user_id));
+    assert_eq!(
+        dv.get_all(&Query::new("accounts").select(["name"]))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(
+        sink.0.lock().unwrap().len() >= 2,
+        "the first refresh token and a rotated one were stored"
+    );
+    emulator.shutdown().await;
+}
