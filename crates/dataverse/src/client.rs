@@ -356,7 +356,11 @@ impl DataverseClient {
     }
 
     fn pause(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        // An absurd Retry-After must not overflow the clock; a day is already "fail now".
+        let now = Instant::now();
+        let until = now
+            .checked_add(wait.min(Duration::from_secs(86_400)))
+            .unwrap_or(now);
         let mut nb = lock(&self.inner.not_before);
         if nb.is_none_or(|t| t < until) {
             *nb = Some(until);

@@ -947,6 +947,12 @@ async fn metadata_entities_attributes_and_option_sets() {
     let find = |n: &str| attrs.iter().find(|a| a["LogicalName"] == n).unwrap().clone();
     assert_eq!(find("parentcustomerid")["AttributeType"], "Customer");
     assert_eq!(find("gendercode")["AttributeType"], "Picklist");
+    let (status, _, lookups) = env
+        .get(&token, &format!("{api}/EntityDefinitions(LogicalName='contact')/Attributes?$select=LogicalName&$filter=AttributeType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Customer'"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{lookups}");
+    assert_eq!(lookups["value"].as_array().unwrap().len(), 1);
+    assert_eq!(lookups["value"][0]["LogicalName"], "parentcustomerid");
     let (status, _, picklists) = env
         .get(&token, &format!("{api}/EntityDefinitions(LogicalName='contact')/Attributes/Microsoft.Dynamics.CRM.MultiSelectPicklistAttributeMetadata?$select=LogicalName&$expand=OptionSet($select=Options),GlobalOptionSet($select=Options)"), None)
         .await;

@@ -290,8 +290,43 @@ fn context(ctx: &Ctx<'_>, what: &str, options: &Options) -> String {
     format!("{}/$metadata#{what}{projection}", ctx.api)
 }
 
+/// `Microsoft.Dynamics.CRM.AttributeTypeCode'Picklist'` (an enum literal) → `'Picklist'`, so
+/// metadata filters such as `AttributeType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Picklist'`
+/// compare with the string the metadata holds.
+fn enum_literals_as_strings(filter: &str) -> String {
+    const PREFIX: &str = "Microsoft.Dynamics.CRM.";
+    let mut out = String::with_capacity(filter.len());
+    let mut rest = filter;
+    while let Some(i) = rest.find(PREFIX) {
+        let after = &rest[i + PREFIX.len()..];
+        let name_len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if after[name_len..].starts_with('\'') {
+            out.push_str(&rest[..i]);
+            rest = &after[name_len..];
+        } else {
+            out.push_str(&rest[..i + PREFIX.len()]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 pub(crate) fn definitions(ctx: &Ctx<'_>, path: &str) -> DvResult<Answer> {
-    let options = Options::from_params(&ctx.params)?;
+    let params: Vec<(String, String)> = ctx
+        .params
+        .iter()
+        .map(|(k, v)| {
+            if k.eq_ignore_ascii_case("$filter") || k.eq_ignore_ascii_case("$expand") {
+                (k.clone(), enum_literals_as_strings(v))
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect();
+    let options = Options::from_params(&params)?;
     if options.top.is_some() {
         return Err(bad_query(
             "The query parameter $top is not supported on metadata.",
