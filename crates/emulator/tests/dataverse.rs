@@ -441,6 +441,27 @@ async fn select_annotations_picklists_lookups_and_etags() {
         "contacts without an account"
     );
 
+    // Money columns bring their currency lookup; formatted with the symbol.
+    let (_, _, money) = env
+        .get(
+            &token,
+            &format!("{api}/accounts?$select=revenue&$top=1"),
+            Some("odata.include-annotations=\"*\""),
+        )
+        .await;
+    let first = &money["value"][0];
+    assert!(first["_transactioncurrencyid_value"].is_string(), "{first}");
+    assert_eq!(
+        first["_transactioncurrencyid_value@OData.Community.Display.V1.FormattedValue"],
+        "US Dollar"
+    );
+    assert!(
+        first["revenue@OData.Community.Display.V1.FormattedValue"]
+            .as_str()
+            .unwrap()
+            .starts_with('$')
+    );
+
     // A single row, its ETag, and 404.
     let id = rows[0]["contactid"].as_str().unwrap();
     let (status, headers, one) = env

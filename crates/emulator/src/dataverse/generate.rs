@@ -1,4 +1,5 @@
-//! A synthetic Dataverse organisation: `account`, `contact`, `systemuser` and the custom table
+//! A synthetic Dataverse organisation: `account`, `contact`, `systemuser`, `transactioncurrency`
+//! and the custom table
 //! `cr7a1_contract` (publisher prefix `cr7a1`), with option sets, a multi-select column per
 //! table, polymorphic customer lookups, contacts without an account and contract → contact →
 //! account chains (grandchild lookups). Deterministic for a seed.
@@ -235,6 +236,12 @@ fn schema(rng: &mut Rng) -> Vec<Table> {
         ],
     );
     c.add("revenue", ColumnKind::Money, "Annual Revenue");
+    c.lookup(
+        "transactioncurrencyid",
+        ColumnKind::Lookup,
+        "Currency",
+        &[("transactioncurrency", "TransactionCurrency_Account")],
+    );
     c.add("numberofemployees", ColumnKind::Integer, "Number of Employees");
     c.options(
         "creditonhold",
@@ -358,9 +365,23 @@ fn schema(rng: &mut Rng) -> Vec<Table> {
     c.add("cr7a1_startdate", ColumnKind::Date, "Start Date");
     c.add("cr7a1_enddate", ColumnKind::Date, "End Date");
     c.add("cr7a1_value", ColumnKind::Money, "Contract Value");
+    c.lookup(
+        "transactioncurrencyid",
+        ColumnKind::Lookup,
+        "Currency",
+        &[("transactioncurrency", "TransactionCurrency_cr7a1_contract")],
+    );
     c.add("cr7a1_seats", ColumnKind::Integer, "Seats");
     c.common("cr7a1_contract");
     let contract_cols = std::mem::take(&mut c.out);
+
+    c.add("transactioncurrencyid", ColumnKind::Uniqueidentifier, "Currency");
+    c.add("currencyname", ColumnKind::String, "Currency Name");
+    c.add("isocurrencycode", ColumnKind::String, "Currency Code");
+    c.add("currencysymbol", ColumnKind::String, "Currency Symbol");
+    c.add("createdon", ColumnKind::DateTime, "Created On");
+    c.add("modifiedon", ColumnKind::DateTime, "Modified On");
+    let currency_cols = std::mem::take(&mut c.out);
 
     let rng = c.rng;
     vec![
@@ -393,6 +414,16 @@ fn schema(rng: &mut Rng) -> Vec<Table> {
             8,
             true,
             user_cols,
+        ),
+        table(
+            rng,
+            "transactioncurrency",
+            "transactioncurrencies",
+            ("Currency", "Currencies"),
+            ("transactioncurrencyid", "currencyname"),
+            9105,
+            false,
+            currency_cols,
         ),
         table(
             rng,
@@ -512,9 +543,15 @@ pub(crate) fn generate_org(
         });
     };
     let created = minus_days(now, 900);
-    let [accounts_t, contacts_t, users_t, contracts_t] = &mut tables[..] else {
+    let [accounts_t, contacts_t, users_t, currencies_t, contracts_t] = &mut tables[..] else {
         return org;
     };
+    let currency = rng.uuid();
+    let mut values = Map::new();
+    values.insert("currencyname".into(), json!("US Dollar"));
+    values.insert("isocurrencycode".into(), json!("USD"));
+    values.insert("currencysymbol".into(), json!("$"));
+    push(currencies_t, currency.clone(), values, created, created);
     for (id, values) in users {
         push(users_t, id, values, created, created);
     }
@@ -580,6 +617,10 @@ pub(crate) fn generate_org(
             v.insert("cr7a1_services".into(), json!(text.join(",")));
         }
         v.insert("revenue".into(), json!((rng.below(5_000) as f64) * 1000.0 + 0.5));
+        v.insert(
+            "transactioncurrencyid".into(),
+            lookup(&currency, "transactioncurrency"),
+        );
         v.insert("numberofemployees".into(), json!(5 + rng.below(2000)));
         v.insert("creditonhold".into(), json!(rng.chance(10)));
         if i > 0 && rng.chance(10) {
@@ -694,6 +735,10 @@ pub(crate) fn generate_org(
             json!(format!("{}-12-31", start_year + 1 + rng.below(2))),
         );
         v.insert("cr7a1_value".into(), json!((1 + rng.below(500)) as f64 * 100.0));
+        v.insert(
+            "transactioncurrencyid".into(),
+            lookup(&currency, "transactioncurrency"),
+        );
         v.insert("cr7a1_seats".into(), json!(1 + rng.below(300)));
         let (c, m) = stamp(rng, &mut v);
         push(contracts_t, rng.uuid(), v, c, m);

@@ -211,6 +211,14 @@ impl Render<'_> {
                 .collect(),
             None => table.columns.iter().collect(),
         };
+        // A money column brings its currency lookup, as Dataverse does.
+        let mut selected = selected;
+        if selected.iter().any(|c| c.kind == ColumnKind::Money)
+            && let Some(currency) = table.column("transactioncurrencyid")
+            && !selected.iter().any(|c| c.logical_name == currency.logical_name)
+        {
+            selected.push(currency);
+        }
         let want_formatted = self.prefer.wants(FORMATTED);
         for column in selected {
             let wire = column.wire_name();
