@@ -482,6 +482,17 @@ async fn select_annotations_picklists_lookups_and_etags() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "0x80040217");
+    // /$count (text), with a filter.
+    let resp = env
+        .http
+        .get(format!("{api}/contacts/$count?$filter=gendercode eq 2"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let count: usize = resp.text().await.unwrap().parse().unwrap();
+    assert_eq!(count, rows.iter().filter(|r| r["gendercode"] == 2).count());
     // Unknown columns and entity sets; $skip.
     let (status, _, body) = env
         .get(&token, &format!("{api}/contacts?$select=nosuchcolumn"), None)
@@ -1057,6 +1068,15 @@ async fn service_protection_limits() {
         codes.push(error_code(&b).to_owned());
     }
     assert_eq!(codes, ["", "", "0x80072321"]);
+    // Injected 503s carry Retry-After too.
+    env.emu.set_faults(Faults {
+        random_503_percent: 100.0,
+        retry_after_secs: 2,
+        ..Faults::default()
+    });
+    let (status, headers, _) = env.get(&token, &format!("{api}/WhoAmI"), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["retry-after"], "2");
     // Injected 429s use the same body and Retry-After.
     env.emu.set_faults(Faults {
         random_429_percent: 100.0,

@@ -98,7 +98,7 @@ fn run_part(
         Ok(answer) => {
             let body = match answer.body {
                 AnswerBody::Json(v) => serde_json::to_string(&v).unwrap_or_default(),
-                AnswerBody::Xml(x) | AnswerBody::Multipart(_, x) => x,
+                AnswerBody::Xml(x) | AnswerBody::Multipart(_, x) | AnswerBody::Text(x) => x,
                 AnswerBody::Empty => String::new(),
             };
             (answer.status, answer.headers, body)

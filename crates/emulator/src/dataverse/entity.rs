@@ -30,6 +30,8 @@ enum Target<'a> {
         id: String,
         nav: String,
     },
+    /// `accounts/$count`.
+    Count(&'a Table),
 }
 
 fn split_key(segment: &str) -> (&str, Option<&str>) {
@@ -65,6 +67,7 @@ fn target<'a>(org: &'a Org, path: &str) -> DvResult<Target<'a>> {
             id: parse_id(k)?,
             nav: nav.to_owned(),
         }),
+        (None, Some("$count")) => Ok(Target::Count(table)),
         (None, Some(s)) => Err(no_segment(s)),
     }
 }
@@ -158,6 +161,25 @@ pub(crate) fn read(ctx: &Ctx<'_>, path: &str) -> DvResult<Answer> {
                 &prefer,
                 &table.entity_set_name.clone(),
             )
+        }
+        Target::Count(table) => {
+            ctx.caller.require_read(table)?;
+            rewrite_filter(ctx, table, &mut options)?;
+            let navs = options.filter.as_ref().map(nav_paths).unwrap_or_default();
+            let mut count = 0usize;
+            for row in &table.rows {
+                if let Some(filter) = &options.filter
+                    && !super::query::matches(filter, &filter_record(ctx.org, table, row, &navs))?
+                {
+                    continue;
+                }
+                count += 1;
+            }
+            Ok(Answer {
+                status: StatusCode::OK,
+                headers: vec![],
+                body: AnswerBody::Text(count.min(MAX_PAGE).to_string()),
+            })
         }
         Target::Related { parent, id, nav } => {
             ctx.caller.require_read(parent)?;

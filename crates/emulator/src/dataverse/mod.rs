@@ -62,6 +62,8 @@ pub mod codes {
     pub const TOO_MANY_REQUESTS: &str = "0x80072322";
     /// Service protection: 1,200,000 ms execution time per 300 s.
     pub const EXECUTION_TIME: &str = "0x80072321";
+    /// An injected 503 (`Faults::random_503_percent`; the code is the generic SDK error).
+    pub const UNAVAILABLE: &str = "0x80040216";
     /// Service protection: 52 concurrent requests.
     pub const CONCURRENCY_LIMIT: &str = "0x80072326";
 }
@@ -176,6 +178,7 @@ pub(crate) enum AnswerBody {
     Xml(String),
     /// `multipart/mixed` with this boundary.
     Multipart(String, String),
+    Text(String),
     Empty,
 }
 
@@ -375,9 +378,19 @@ pub(crate) async fn handler(
                     let mut dice = state.dice.lock().unwrap_or_else(PoisonError::into_inner);
                     let injected = faults.random_429_percent > 0.0
                         && (dice.next_u64() % 10_000) as f64 / 100.0 < faults.random_429_percent;
+                    let unavailable = faults.random_503_percent > 0.0
+                        && (dice.next_u64() % 10_000) as f64 / 100.0 < faults.random_503_percent;
                     drop(dice);
                     let admission = if injected {
                         Err(protection::too_many(faults.retry_after_secs.max(1)))
+                    } else if unavailable {
+                        let mut e = error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            codes::UNAVAILABLE,
+                            "The service is temporarily unavailable. Please retry.",
+                        );
+                        e.retry_after = Some(faults.retry_after_secs.max(1));
+                        Err(e)
                     } else {
                         state.dataverse.admit(
                             &org.name,
@@ -549,6 +562,7 @@ fn finish(
             Some("application/json; odata.metadata=minimal".to_owned()),
         ),
         AnswerBody::Xml(x) => (Body::from(x), Some("application/xml".to_owned())),
+        AnswerBody::Text(t) => (Body::from(t), Some("text/plain".to_owned())),
         AnswerBody::Multipart(boundary, x) => (
             Body::from(x),
             Some(format!("multipart/mixed; boundary={boundary}")),
