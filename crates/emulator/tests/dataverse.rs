@@ -811,7 +811,12 @@ async fn change_tracking_with_writes_deletes_and_expiry() {
         }
     };
     assert_eq!(rows, 30);
-    assert!(delta.contains("$deltatoken=") && delta.contains("$select=fullname,emailaddress1"));
+    assert!(delta.contains("$select=fullname,emailaddress1"));
+    let token = delta.split("$deltatoken=").nth(1).unwrap();
+    assert!(
+        token.contains("%21") && token.contains("%2f") && token.contains("%3a"),
+        "{token}"
+    );
     // Writes through the Web API: create, update (with and without a matching ETag), delete.
     let (status, headers, _) = env
         .send(

@@ -340,7 +340,13 @@ fn base_query(ctx: &Ctx<'_>, drop_delta: bool) -> Vec<String> {
 }
 
 fn link(ctx: &Ctx<'_>, context: &str, mut query: Vec<String>, extra: (&str, String)) -> String {
-    query.push(format!("{}={}", extra.0, encode(&extra.1)));
+    // Delta tokens are encoded as Dataverse does (`919042%2108%2f22%2f2017%2008%3a10%3a44`).
+    let value = if extra.0 == "$deltatoken" {
+        encode_inner(&extra.1)
+    } else {
+        encode(&extra.1)
+    };
+    query.push(format!("{}={value}", extra.0));
     format!("{}/{context}?{}", ctx.api, query.join("&"))
 }
 
