@@ -812,10 +812,10 @@ async fn change_tracking_with_writes_deletes_and_expiry() {
     };
     assert_eq!(rows, 30);
     assert!(delta.contains("$select=fullname,emailaddress1"));
-    let token = delta.split("$deltatoken=").nth(1).unwrap();
+    let delta_token = delta.split("$deltatoken=").nth(1).unwrap();
     assert!(
-        token.contains("%21") && token.contains("%2f") && token.contains("%3a"),
-        "{token}"
+        delta_token.contains("%21") && delta_token.contains("%2f") && delta_token.contains("%3a"),
+        "{delta_token}"
     );
     // Writes through the Web API: create, update (with and without a matching ETag), delete.
     let (status, headers, _) = env
