@@ -111,7 +111,9 @@ fn worker(db: &TestDb, id: &str) -> (Worker, Arc<Metrics>) {
 
 /// The connectors, as the binary registers them.
 fn sources() -> deskbridge_source::SourceRegistry {
-    deskbridge_connectors::registry()
+    deskbridge_connectors::registry().with_endpoint_policy(
+        deskbridge_source::settings::EndpointPolicy::allowing(["127.0.0.1"]),
+    )
 }
 
 store_test! {

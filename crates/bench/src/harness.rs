@@ -324,6 +324,8 @@ pub fn deskbridge_command(exe: &Path, db: &Db) -> tokio::process::Command {
     ] {
         command.env_remove(var);
     }
+    // The benchmark's connections point at the emulator on the loopback address.
+    command.env("DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS", "127.0.0.1");
     command
 }
 

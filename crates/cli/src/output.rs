@@ -12,12 +12,39 @@ pub fn say(text: &str) {
     let _ = out.flush();
 }
 
+/// Prints without a line break, ignoring a closed pipe (see [`say`]).
+pub fn put(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// `println!` for this binary: a closed standard output (`deskbridge … | head -1`) ends nothing
+/// with a panic; what was not read is dropped.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::output::say(&format!($($arg)*)) };
+}
+
+/// `print!` for this binary (see [`outln`]).
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::put(&format!($($arg)*)) };
+}
+
+pub(crate) use {out, outln};
+
+/// Prints a value as pretty JSON.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    say(&serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
 /// Prints `rows` as one JSON array (`json`) or as a table of `columns` for people.
 pub fn print_rows(json: bool, columns: &[&str], rows: &[Value]) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(rows)?);
+        say(&serde_json::to_string(rows)?);
     } else {
-        print!("{}", table(columns, rows));
+        put(&table(columns, rows));
     }
     Ok(())
 }

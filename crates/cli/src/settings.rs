@@ -31,6 +31,25 @@ pub struct GlobalArgs {
     /// Log format on standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// A host connections' endpoints may name besides Microsoft's clouds (`host` or
+    /// `host:port`; repeat, or comma separate in the variable): an emulator, a test double, a
+    /// proxy. A connection's credential is sent to its endpoints, so nothing else is accepted.
+    #[arg(
+        long = "allow-endpoint-host",
+        global = true,
+        env = "DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_endpoint_hosts: Vec<String>,
+}
+
+impl GlobalArgs {
+    /// The connectors of this build, with the instance's endpoint policy.
+    pub fn registry(&self) -> deskbridge_source::SourceRegistry {
+        deskbridge_connectors::registry().with_endpoint_policy(
+            deskbridge_source::settings::EndpointPolicy::allowing(&self.allowed_endpoint_hosts),
+        )
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,6 +17,7 @@ const CONNECTIONS: usize = 12;
 
 fn deskbridge(data: &Path, database: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_deskbridge"));
+    cmd.env("DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS", "127.0.0.1");
     cmd.env("DESKBRIDGE_DATA_DIR", data)
         .env_remove("DESKBRIDGE_SECRET_KEY")
         .env_remove("DESKBRIDGE_KEY_FILE")

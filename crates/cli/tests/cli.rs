@@ -127,6 +127,70 @@ fn failures_exit_with_their_catalogue_code() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("give a credential"));
 }
 
+#[test]
+fn connection_add_checks_the_settings_as_the_api_does() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&deskbridge(dir.path(), &["migrate"]));
+    let out = Command::new(env!("CARGO_BIN_EXE_deskbridge"))
+        .args([
+            "connection",
+            "add",
+            "entra",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            "contoso",
+            "--client-id",
+            "my-app",
+            "--client-secret-env",
+            "DESKBRIDGE_TEST_SECRET",
+            "--graph-url",
+            "graph.microsoft.com",
+        ])
+        .env("DESKBRIDGE_DATA_DIR", dir.path())
+        .env("DESKBRIDGE_TEST_SECRET", "s3cret")
+        .env_remove("DESKBRIDGE_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for expected in [
+        "Tenant id: \"contoso\"",
+        "Client id: \"my-app\" is not a GUID",
+        "Graph URL:",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} missing from {stderr}");
+    }
+    assert!(!stderr.contains("s3cret"));
+    let listed = ok(&deskbridge(dir.path(), &["connection", "list", "--json"]));
+    assert_eq!(listed.trim(), "[]", "nothing was created");
+}
+
+#[test]
+fn a_closed_standard_output_ends_nothing_with_a_panic() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    ok(&deskbridge(dir.path(), &["migrate"]));
+    // A reader that stops at once (`deskbridge … | head -c0`): the write fails with a broken pipe.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deskbridge"))
+        .args(["directory", "users"])
+        .env("DESKBRIDGE_DATA_DIR", dir.path())
+        .env_remove("DESKBRIDGE_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.code().is_some(),
+        "killed by a signal: {:?}",
+        out.status
+    );
+}
+
 #[tokio::test]
 async fn migrate_creates_the_schema_in_an_empty_postgres_database() {
     let Some(base) = postgres_url() else { return };

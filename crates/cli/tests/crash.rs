@@ -12,6 +12,7 @@ use serde_json::Value;
 
 fn deskbridge(data: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_deskbridge"));
+    cmd.env("DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS", "127.0.0.1");
     cmd.env("DESKBRIDGE_DATA_DIR", data)
         .env_remove("DESKBRIDGE_DATABASE_URL")
         .env_remove("DESKBRIDGE_SECRET_KEY")

@@ -29,6 +29,7 @@ async fn a_delegated_connection_is_authorised_from_the_cli_and_syncs() {
     let dir = tempfile::tempdir().unwrap();
     let command = |args: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_deskbridge"));
+        c.env("DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS", "127.0.0.1");
         c.args(args)
             .env("DESKBRIDGE_DATA_DIR", dir.path())
             .env_remove("DESKBRIDGE_DATABASE_URL")

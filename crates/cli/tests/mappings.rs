@@ -25,6 +25,7 @@ async fn mappings_round_trip_and_invalid_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_deskbridge"))
+            .env("DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS", "127.0.0.1")
             .args(args)
             .env("DESKBRIDGE_DATA_DIR", dir.path())
             .env_remove("DESKBRIDGE_DATABASE_URL")

@@ -48,6 +48,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
             "/tenants/{tid}/groups/{id}/members/{member}",
             delete(remove_member),
         )
+        .nest("/partner", crate::partner::admin::router())
         .layer(axum::middleware::from_fn(loopback_only))
 }
 

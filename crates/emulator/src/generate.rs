@@ -434,7 +434,9 @@ impl World {
             partner_tenant_id: Some(partner_id),
             sign_in_password: default_password_value(),
             dataverse_orgs,
+            partner_center: Default::default(),
         };
+        crate::partner::generate::extend(&mut world, options)?;
         world.rebuild_indexes();
         Ok(world)
     }

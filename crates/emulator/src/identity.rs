@@ -23,6 +23,44 @@ use crate::world::{App, Tenant, World};
 
 const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 const PARTNER_CENTER_RESOURCE: &str = "https://api.partnercenter.microsoft.com";
+const PARTNER_API_RESOURCE: &str = "https://api.partner.microsoft.com";
+
+/// The non-Graph resource a delegated scope names (Partner Center, the partner API), if any.
+fn other_resource(scope: &str) -> Option<&'static str> {
+    let s = scope.to_ascii_lowercase();
+    if s.starts_with("https://api.partnercenter.microsoft.com/")
+        || s.starts_with("fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd/")
+    {
+        Some(PARTNER_CENTER_RESOURCE)
+    } else if s.starts_with("https://api.partner.microsoft.com/")
+        || s.starts_with("4990cffe-04e8-4e8b-808a-1175604b879f/")
+    {
+        Some(PARTNER_API_RESOURCE)
+    } else {
+        None
+    }
+}
+
+/// The audience of a delegated token and its `scp` values: the resource of the first API scope
+/// (Graph unless it names Partner Center or the partner API), and the scopes of that resource.
+fn audience_of(api_scopes: &[String]) -> (&'static str, Vec<String>) {
+    let aud = api_scopes
+        .first()
+        .and_then(|s| other_resource(s))
+        .unwrap_or(GRAPH_RESOURCE);
+    let scp = api_scopes
+        .iter()
+        .filter(|s| other_resource(s).unwrap_or(GRAPH_RESOURCE) == aud)
+        .map(|s| {
+            if aud == GRAPH_RESOURCE {
+                s.clone()
+            } else {
+                s.rsplit('/').next().unwrap_or(s).to_owned()
+            }
+        })
+        .collect();
+    (aud, scp)
+}
 const OIDC_SCOPES: &[&str] = &["openid", "profile", "offline_access", "email"];
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const ACCESS_TOKEN_SECS: i64 = 3599;
@@ -539,9 +577,26 @@ fn resolve_delegated(app: &App, requested: &[String]) -> Result<Vec<String>, Aad
     for s in requested {
         if s == ".default" {
             for d in &app.delegated_scopes {
-                if !OIDC_SCOPES.contains(&d.as_str()) && !granted.contains(d) {
+                if !OIDC_SCOPES.contains(&d.as_str()) && other_resource(d).is_none() && !granted.contains(d) {
                     granted.push(d.clone());
                 }
+            }
+        } else if let Some(resource) = other_resource(s).filter(|_| s.ends_with("/.default")) {
+            let before = granted.len();
+            for d in &app.delegated_scopes {
+                if other_resource(d) == Some(resource) && !granted.contains(d) {
+                    granted.push(d.clone());
+                }
+            }
+            if granted.len() == before {
+                return Err(aad(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    70011,
+                    format!(
+                        "The provided value for the input parameter 'scope' is not valid. The scope {s} is not valid."
+                    ),
+                ));
             }
         } else if OIDC_SCOPES.contains(&s.as_str()) {
             continue;
@@ -732,6 +787,42 @@ fn token_inner(
             let scopes = match form.get("scope") {
                 Some(s) => {
                     let requested = normalise_scopes(s);
+                    // Refresh tokens are multi-resource: another resource the app is consented
+                    // for (Partner Center, the partner API) may be asked for with the same token.
+                    let other: Option<Vec<String>> = requested
+                        .iter()
+                        .find(|r| other_resource(r).is_some())
+                        .and_then(|_| world.app(client_id))
+                        .and_then(|app| {
+                            resolve_delegated(
+                                app,
+                                &requested
+                                    .iter()
+                                    .filter(|r| other_resource(r).is_some())
+                                    .cloned()
+                                    .collect::<Vec<_>>(),
+                            )
+                            .ok()
+                        });
+                    if let Some(mut granted) = other {
+                        granted.extend(
+                            requested
+                                .iter()
+                                .filter(|r| OIDC_SCOPES.contains(&r.as_str()))
+                                .cloned(),
+                        );
+                        return delegated_tokens(
+                            state,
+                            &world,
+                            &grant.tenant_id,
+                            client_id,
+                            &grant.user_id,
+                            granted,
+                            None,
+                            form,
+                            basic_secret,
+                        );
+                    }
                     for r in &requested {
                         let known = OIDC_SCOPES.contains(&r.as_str())
                             || crate::dataverse::delegated_resource(r).is_some()
@@ -751,7 +842,15 @@ fn token_inner(
                         }
                     }
                     if requested.iter().any(|r| r == ".default") {
-                        grant.scopes.clone()
+                        grant
+                            .scopes
+                            .iter()
+                            .filter(|g| {
+                                other_resource(g).is_none()
+                                    && crate::dataverse::delegated_resource(g).is_none()
+                            })
+                            .cloned()
+                            .collect()
                     } else if requested
                         .iter()
                         .any(|r| crate::dataverse::delegated_resource(r).is_some())
@@ -825,6 +924,7 @@ fn client_credentials(
         "https://api.partnercenter.microsoft.com" | "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd" => {
             PARTNER_CENTER_RESOURCE
         }
+        "https://api.partner.microsoft.com" | "4990cffe-04e8-4e8b-808a-1175604b879f" => PARTNER_API_RESOURCE,
         _ if dataverse_aud.is_some() => dataverse_aud.as_deref().unwrap_or_default(),
         other => {
             return Err(aad(
@@ -911,9 +1011,9 @@ fn delegated_tokens(
         .find_map(|s| crate::dataverse::delegated_resource(s))
         .and_then(|r| crate::dataverse::org_for_resource(world, &state.base_url, r))
         .map(|o| crate::dataverse::org_url(&state.base_url, &o.name));
-    let (aud, api_scopes) = match &dataverse {
+    let (aud, scp): (&str, Vec<String>) = match &dataverse {
         Some(org) => (org.as_str(), vec!["user_impersonation".to_owned()]),
-        None => (GRAPH_RESOURCE, api_scopes),
+        None => audience_of(&api_scopes),
     };
     let token = access_token(
         state,
@@ -922,10 +1022,10 @@ fn delegated_tokens(
         aud,
         acr,
         Some((&user.id, &user.user_principal_name, user.display_name.as_deref())),
-        &api_scopes,
+        &scp,
     )
     .map_err(server_err)?;
-    let mut scope_out: Vec<String> = api_scopes.iter().map(|s| format!("{aud}/{s}")).collect();
+    let mut scope_out: Vec<String> = scp.iter().map(|s| format!("{aud}/{s}")).collect();
     for oidc in OIDC_SCOPES {
         if scopes.iter().any(|s| s == oidc) {
             scope_out.push((*oidc).to_owned());
@@ -1121,7 +1221,12 @@ fn issue_code(
     if !user.account_enabled {
         return Err("AADSTS50057: The user account is disabled.".into());
     }
-    if !app.multi_tenant && !app.home_tenant_id.eq_ignore_ascii_case(&t.id) {
+    let no_service_principal = app.kind == crate::world::AppKind::Gdap
+        && !app
+            .consented_tenants
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(&t.id));
+    if (!app.multi_tenant && !app.home_tenant_id.eq_ignore_ascii_case(&t.id)) || no_service_principal {
         return Err(format!(
             "AADSTS700016: Application with identifier '{client_id}' was not found in the directory."
         ));

@@ -1,5 +1,5 @@
-//! deskbridge-emulator: Microsoft's identity platform (v2 token endpoint) and Microsoft Graph
-//! v1.0, emulated on one listener, faithful enough for Microsoft's own SDKs.
+//! deskbridge-emulator: Microsoft's identity platform (v2 token endpoint), Microsoft Graph v1.0
+//! and Partner Center REST v1, emulated on one listener, faithful enough for Microsoft's own SDKs.
 //!
 //! # API overview
 //! ```no_run
@@ -17,7 +17,9 @@
 //! ```
 //! URL layout: identity at `{base}/{tenant}/oauth2/v2.0/token|authorize`,
 //! `{base}/{tenant}/v2.0/.well-known/openid-configuration`, `{base}/{tenant}/discovery/v2.0/keys`;
-//! Graph at `{base}/v1.0/…`; Dataverse orgs at `{base}/org/{name}/api/data/v9.2/…`; the admin API at `{base}/_admin/…` (see the crate README).
+//! Graph at `{base}/v1.0/…`; Partner Center at `{base}/pc/…` and the partner API (price sheets)
+//! at `{base}/pc-api/…`; Dataverse orgs at `{base}/org/{name}/api/data/v9.2/…`; the admin API at
+//! `{base}/_admin/…` (see the crate README).
 //!
 //! Invariants: the world changes only through [`World`]'s mutation methods (admin API, Graph
 //! writes), each of which appends to the tenant's change log, so delta queries see every change;
@@ -32,12 +34,15 @@ mod generate;
 mod graph;
 mod identity;
 mod limits;
+pub mod partner;
 mod server;
 pub mod world;
 
 pub use dataverse::{OrgSummary, ServiceLimits};
 pub use generate::GenerateOptions;
 pub use limits::Faults;
+pub use partner::PartnerFaults;
+pub use partner::webhooks::DeliveryAttempt;
 pub use server::{AppSummary, Emulator, EmulatorConfig, RequestLogEntry, Summary, TenantSummary};
 pub use world::World;
 

@@ -82,6 +82,12 @@ pub struct Summary {
     pub ca_cert_file: Option<String>,
     /// Dataverse organisations: `{url, tenant, name, tables, rows}`.
     pub dataverse_orgs: Vec<crate::dataverse::OrgSummary>,
+    /// Partner Center REST (`{partner_center_url}/v1/customers`…).
+    pub partner_center_url: String,
+    /// The partner API (price sheets: `{partner_api_url}/v1.0/sales/pricesheets(…)/$value`).
+    pub partner_api_url: String,
+    /// PEM of the root that issued the webhook signing certificate.
+    pub webhook_root_pem: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -138,6 +144,7 @@ pub(crate) struct AppState {
     pub refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
     pub auto_approve: std::sync::atomic::AtomicBool,
     pub dataverse: crate::dataverse::Protection,
+    pub partner: crate::partner::PartnerState,
 }
 
 /// A running emulator. Dropping it without [`Emulator::shutdown`] leaves the server running
@@ -204,6 +211,9 @@ impl Emulator {
             refresh_tokens: Mutex::new(HashMap::new()),
             auto_approve: std::sync::atomic::AtomicBool::new(config.auto_approve),
             dataverse: Default::default(),
+            partner: tokio::task::spawn_blocking(crate::partner::PartnerState::new)
+                .await
+                .map_err(|e| EmulatorError::Crypto(format!("key generation task: {e}")))??,
         });
         let router = router(state.clone());
         let (stop, stopped) = watch::channel(false);
@@ -243,7 +253,24 @@ impl Emulator {
 
     pub fn summary(&self) -> Summary {
         let world = self.state.world.read().unwrap_or_else(PoisonError::into_inner);
-        summary_of(&world, &self.state.base_url)
+        let mut summary = summary_of(&world, &self.state.base_url);
+        summary.webhook_root_pem = Some(self.webhook_root_pem().to_owned());
+        summary
+    }
+
+    /// PEM of the root that issued the Partner Center webhook signing certificate.
+    pub fn webhook_root_pem(&self) -> &str {
+        &self.state.partner.keys.root_pem
+    }
+
+    /// Partner Center fault switches (forced 429s, limits, delivery pace).
+    pub fn update_partner_faults(&self, change: impl FnOnce(&mut crate::PartnerFaults)) {
+        change(&mut crate::partner::lock(&self.state.partner.faults));
+    }
+
+    /// Webhook delivery attempts so far.
+    pub fn webhook_deliveries(&self) -> Vec<crate::DeliveryAttempt> {
+        crate::partner::lock(&self.state.partner.webhooks.attempts).clone()
     }
 
     pub fn faults(&self) -> Faults {
@@ -358,12 +385,25 @@ pub(crate) fn summary_of(world: &World, base_url: &str) -> Summary {
         partner_tenant: world.tenants.iter().find(|t| t.is_partner).map(tenant_summary),
         ca_cert_file: None,
         dataverse_orgs: crate::dataverse::summaries(world, base_url),
+        partner_center_url: format!("{base_url}/pc"),
+        partner_api_url: format!("{base_url}/pc-api"),
+        webhook_root_pem: None,
     }
 }
 
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1.0/{*rest}", axum::routing::any(graph_handler))
+        .route("/pc/{*rest}", axum::routing::any(crate::partner::handle))
+        .route(
+            "/pc-api/{*rest}",
+            axum::routing::any(crate::partner::handle_partner_api),
+        )
+        .route(
+            "/{tenant}/v2.0/adminconsent",
+            axum::routing::get(crate::partner::consent::admin_consent)
+                .post(crate::partner::consent::admin_consent_submit),
+        )
         .nest("/_admin", admin::router())
         .route(
             "/org/{org}/api/data/v9.2",

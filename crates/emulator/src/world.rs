@@ -52,6 +52,9 @@ pub struct World {
     /// Dataverse organisations (Dynamics 365 environments), each in one tenant.
     #[serde(default)]
     pub dataverse_orgs: Vec<crate::dataverse::Org>,
+    /// Partner Center: customers, subscriptions, prices, usage, webhook registration.
+    #[serde(default)]
+    pub partner_center: crate::partner::model::PartnerCenterData,
 }
 
 fn default_password() -> String {
@@ -319,6 +322,10 @@ pub enum AppKind {
     SingleTenant,
     ExpiredSecret,
     Unconsented,
+    /// The CSP partner's single-tenant Partner Center app (delegated, app+user).
+    PartnerCenter,
+    /// The CSP partner's multi-tenant app: consented per customer, gated by GDAP.
+    Gdap,
 }
 
 impl AppKind {
@@ -329,6 +336,8 @@ impl AppKind {
             Self::SingleTenant => "single_tenant",
             Self::ExpiredSecret => "expired_secret",
             Self::Unconsented => "unconsented",
+            Self::PartnerCenter => "partner_center",
+            Self::Gdap => "gdap_multi_tenant",
         }
     }
 }

@@ -221,3 +221,67 @@ pub async fn validated(
         )
     })
 }
+
+/// The desk customer a new connection imports a tenant into: the customer named `name` (created,
+/// with its main site, when there is none), with `tenant_id` added to its tenants. Returns the
+/// customer and its main site.
+pub async fn customer_for_tenant(
+    tx: &mut StoreTx,
+    name: &str,
+    tenant_id: &str,
+) -> Result<(RecordId, RecordId), SyncError> {
+    let customer = match tx
+        .find_by_text(Entity::Customer, "name", name)
+        .await?
+        .into_iter()
+        .next()
+    {
+        Some(c) => c.id,
+        None => {
+            tx.insert(
+                Entity::Customer,
+                None,
+                &[("name".to_owned(), serde_json::json!(name))]
+                    .into_iter()
+                    .collect(),
+            )
+            .await?
+        }
+    };
+    if let Some(owner) = tx.customer_of_tenant(tenant_id).await?
+        && owner != customer
+    {
+        let owner_name = tx
+            .get(Entity::Customer, owner)
+            .await?
+            .and_then(|c| c.text("name").map(str::to_owned))
+            .unwrap_or_else(|| format!("#{owner}"));
+        return Err(SyncError::Conflict(format!(
+            "the tenant {tenant_id} already belongs to the desk customer {owner_name:?}: import it into that \
+             customer (customer: {owner_name:?}) or remove the tenant from it first"
+        )));
+    }
+    let record = tx.get(Entity::Customer, customer).await?;
+    let mut tenants: Vec<Value> = record
+        .and_then(|c| c.get("tenant_ids").as_array().cloned())
+        .unwrap_or_default();
+    if !tenants
+        .iter()
+        .any(|t| t.as_str().is_some_and(|t| t.eq_ignore_ascii_case(tenant_id)))
+    {
+        tenants.push(serde_json::json!(tenant_id));
+        tx.update(
+            Entity::Customer,
+            customer,
+            &[("tenant_ids".to_owned(), serde_json::json!(tenants))]
+                .into_iter()
+                .collect(),
+        )
+        .await?;
+    }
+    let main_site = tx
+        .main_site(customer)
+        .await?
+        .ok_or_else(|| SyncError::InvalidSettings(format!("the desk customer {name:?} has no main site")))?;
+    Ok((customer, main_site))
+}

@@ -26,6 +26,13 @@ pub enum SyncError {
     UnsupportedKind { name: String, kind: String },
     #[error("connection {0:?} has invalid settings: {1}")]
     BadSettings(String, String),
+    /// Settings given for a connection that its kind refuses: every problem, each named by the
+    /// setting's label.
+    #[error("{0}")]
+    InvalidSettings(String),
+    /// What was asked clashes with what exists (a tenant another customer owns, …).
+    #[error("{0}")]
+    Conflict(String),
     #[error("the mapping configuration is invalid: {0}")]
     InvalidMappings(String),
     #[error("store: {0}")]
@@ -91,6 +98,8 @@ impl HasErrorCode for SyncError {
             | Self::UnsupportedKind { .. }
             | Self::BadSettings(..)
             | Self::InvalidMappings(_) => ErrorCode::InvalidConfiguration,
+            Self::InvalidSettings(_) => ErrorCode::InvalidInput,
+            Self::Conflict(_) => ErrorCode::Conflict,
             Self::Store(e) => e.error_code(),
             Self::Upstream { error_code, .. } => *error_code,
             Self::Credential(_) => ErrorCode::UpstreamAuthentication,

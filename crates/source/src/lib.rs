@@ -17,6 +17,9 @@
 //!   labelled by source kind) and the one HTTP client ([`http_client`]);
 //! - what both sides read of the desk ([`desk`]): records page by page, and the catalog a mapping
 //!   configuration is validated against;
+//! - a kind's settings as data ([`settings`]): forms, API validation and export come from them;
+//! - creating and editing connections, interactive sign-in ([`SignIn`]) and cursor resets, as
+//!   each kind does them;
 //! - the error every connection operation reports ([`SyncError`]).
 //!
 //! Why a trait object rather than an enum of connectors: the pipeline, agent and web must
@@ -25,6 +28,7 @@
 //! `async fn`s; the cost is one allocation per call, against reads that take network round trips.
 
 mod check;
+mod cursors;
 pub mod desk;
 mod error;
 mod http;
@@ -32,9 +36,11 @@ mod read;
 mod registry;
 mod requests;
 mod secrets;
+pub mod settings;
 mod source;
 
 pub use check::{CheckPoint, CheckReport};
+pub use cursors::{clear_cursors, stored_cursors};
 pub use error::SyncError;
 pub use http::http_client;
 pub use read::{
@@ -44,4 +50,7 @@ pub use read::{
 pub use registry::SourceRegistry;
 pub use requests::{FanOut, MemoryRequests, RequestRecord, RequestSink};
 pub use secrets::ConnectionSecrets;
-pub use source::{BoxFuture, Partition, Source, SourceConnection, SourceContext};
+pub use source::{
+    BoxFuture, CursorReport, CursorReset, NewConnection, Partition, SignIn, Source, SourceConnection,
+    SourceContext, sign_in_connection,
+};

@@ -44,6 +44,13 @@ impl ConnectionSecrets {
         Ok(tx.secret_expiry(&self.reference(field)).await?)
     }
 
+    /// Removes every secret of the connection (its endpoints changed: a credential is only ever
+    /// sent to the authority it was entered for). Returns how many there were.
+    pub async fn forget_all(self, tx: &mut StoreTx) -> Result<u64, SyncError> {
+        let owner = self.reference("");
+        Ok(tx.delete_secrets_of(OWNER, &owner.owner_id).await?)
+    }
+
     /// Removes the secret; whether there was one.
     pub async fn delete(self, tx: &mut StoreTx, field: &str) -> Result<bool, SyncError> {
         Ok(tx.delete_secret(&self.reference(field)).await?)

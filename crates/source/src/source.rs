@@ -5,11 +5,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use deskbridge_core::{RecordId, SharedClock};
+use deskbridge_core::{ConnectionId, RecordId, SharedClock};
 use deskbridge_mapping::MappingConfig;
 use deskbridge_store::{Connection, Store};
 use futures::stream::BoxStream;
 
+use crate::settings::{Setting, SettingValues};
 use crate::{CheckPoint, ReadEvent, ReadRequest, RequestSink, SyncError};
 
 /// A boxed future: trait objects cannot have `async fn`s.
@@ -25,6 +26,18 @@ pub struct SourceContext {
     pub requests: Arc<dyn RequestSink>,
 }
 
+impl SourceContext {
+    /// The context of an operation outside a run (a check, a mapping's validation, a reset):
+    /// its requests are counted in memory and logged nowhere.
+    pub fn detached(store: Store, clock: SharedClock) -> Self {
+        Self {
+            store,
+            clock,
+            requests: Arc::new(crate::MemoryRequests::default()),
+        }
+    }
+}
+
 /// One kind of source (Microsoft Entra ID, …). One value per kind lives for the whole process
 /// in the [`crate::SourceRegistry`], so it may keep what its connections share (an HTTP client
 /// per app registration, whose request budget Microsoft counts across tenants).
@@ -35,6 +48,69 @@ pub trait Source: Send + Sync {
     fn label(&self) -> &'static str;
     /// The entities a schedule of this kind's connections may name.
     fn entities(&self) -> &'static [&'static str];
+    /// What to prepare at Microsoft before adding a connection of this kind (shown above the
+    /// new-connection form).
+    fn setup(&self) -> &'static str {
+        ""
+    }
+    /// The kind's settings: the web's forms, the API's validation and the export file are built
+    /// from them (see [`crate::settings`]).
+    fn settings(&self) -> &'static [Setting];
+    /// Creates a connection of this kind (and what the desk needs for it, such as its customer),
+    /// in one transaction: nothing is written if anything is refused.
+    fn create<'a>(
+        &'a self,
+        store: &'a Store,
+        new: NewConnection,
+    ) -> BoxFuture<'a, Result<deskbridge_store::Connection, SyncError>>;
+    /// Changes a connection's settings: only those in `values` (validated against
+    /// [`Source::settings`]); a secret given replaces the sealed one.
+    fn edit<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+        values: SettingValues,
+    ) -> BoxFuture<'a, Result<(), SyncError>>;
+    /// How an administrator signs a connection of this kind in interactively, if it can be.
+    fn sign_in(&self) -> Option<&dyn SignIn> {
+        None
+    }
+    /// What the connection's stored cursors say: for people (label, value lines) and for scripts.
+    fn cursors<'a>(
+        &'a self,
+        cx: &'a SourceContext,
+        connection: &'a Connection,
+    ) -> BoxFuture<'a, Result<CursorReport, SyncError>> {
+        Box::pin(async move { crate::cursors::stored_cursors(&cx.store, connection).await })
+    }
+    /// Resets the connection's cursors. Every kind can [`CursorReset::Clear`]; only a kind that
+    /// can take cursors from now without reading ([`Source::can_start_from_now`]) can
+    /// [`CursorReset::Latest`].
+    fn reset_cursors<'a>(
+        &'a self,
+        cx: &'a SourceContext,
+        connection: &'a Connection,
+        reset: CursorReset,
+    ) -> BoxFuture<'a, Result<(), SyncError>> {
+        Box::pin(async move {
+            match reset {
+                CursorReset::Clear => crate::cursors::clear_cursors(&cx.store, connection.id)
+                    .await
+                    .map(|_| ()),
+                CursorReset::Latest => Err(SyncError::BadSettings(
+                    connection.name.clone(),
+                    format!(
+                        "a {} connection cannot start from now: clear its cursors to read everything",
+                        self.label()
+                    ),
+                )),
+            }
+        })
+    }
+    /// Whether [`CursorReset::Latest`] is possible.
+    fn can_start_from_now(&self) -> bool {
+        false
+    }
     /// Opens a stored connection of this kind: its settings parsed and validated.
     fn open(&self, connection: &Connection) -> Result<Box<dyn SourceConnection>, SyncError>;
     /// The configuration check of a connection of this kind, after the generic points (the
@@ -46,6 +122,87 @@ pub trait Source: Send + Sync {
         connection: &'a Connection,
         instance: &'a str,
     ) -> BoxFuture<'a, Vec<CheckPoint>>;
+}
+
+/// A new connection, as asked for: the parts every kind has, and the kind's validated settings.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub name: String,
+    /// The desk customer to import into (found by name, or created with its main site), where
+    /// the kind imports into one customer; `None` lets the kind choose (the connection's name,
+    /// for a one-tenant connection).
+    pub customer: Option<String>,
+    /// The instances that run it (`production`, `test`, or both comma separated; checked).
+    pub enabled_instances: String,
+    pub settings: SettingValues,
+}
+
+/// How to reset a connection's cursors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorReset {
+    /// Forget them: the next run reads everything.
+    Clear,
+    /// Take cursors that start from now: the next run sees only changes made from here on,
+    /// without reading everything first.
+    Latest,
+}
+
+/// A connection's cursors described by its connector.
+#[derive(Debug, Clone, Default)]
+pub struct CursorReport {
+    /// For people: (what, value) lines, in order.
+    pub lines: Vec<(String, String)>,
+    /// For scripts (`--json`, the API).
+    pub json: serde_json::Value,
+}
+
+/// Interactive sign-in: an administrator signs in with Microsoft in a browser and the connector
+/// keeps what comes back (a refresh token, sealed). The `state` a connector puts in its sign-in
+/// URL starts with the connection's id and a dot (`"42.…"`), so whichever process receives the
+/// redirect finds the connection, and through its kind the connector ([`sign_in_connection`]).
+pub trait SignIn: Send + Sync {
+    /// Whether this connection is one that signs in (a connection of the kind may instead use
+    /// application permissions) and whether it has been signed in: `None` when it does not sign
+    /// in.
+    fn authorised<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+    ) -> BoxFuture<'a, Result<Option<bool>, SyncError>>;
+    /// Starts a sign-in: the URL to send the administrator's browser to. `redirect_uri` must be
+    /// registered on the app.
+    fn begin<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+        redirect_uri: &'a str,
+        clock: &'a SharedClock,
+    ) -> BoxFuture<'a, Result<String, SyncError>>;
+    /// Finishes a sign-in from the whole redirect (`…?code=…&state=…` or `…?error=…`).
+    fn complete<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+        redirect: &'a str,
+        clock: &'a SharedClock,
+    ) -> BoxFuture<'a, Result<(), SyncError>>;
+}
+
+/// The connection a sign-in redirect belongs to, from its `state` (see [`SignIn`]).
+pub fn sign_in_connection(redirect: &str) -> Result<ConnectionId, SyncError> {
+    let url = url::Url::parse(redirect)
+        .or_else(|_| url::Url::parse("http://localhost/").and_then(|base| base.join(redirect)))
+        .map_err(|e| SyncError::Credential(format!("the sign-in redirect is not a URL: {e}")))?;
+    url.query_pairs()
+        .find(|(k, _)| k == "state")
+        .and_then(|(_, state)| state.split_once('.').and_then(|(id, _)| id.parse().ok()))
+        .map(ConnectionId)
+        .ok_or_else(|| {
+            SyncError::Credential(
+                "this sign-in was not started here or has already been used: start the authorisation again"
+                    .into(),
+            )
+        })
 }
 
 /// A partition of a connection's data: a tenant, and the desk customer its records go to.

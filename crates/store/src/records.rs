@@ -1009,6 +1009,18 @@ impl StoreTx {
         Ok(row.and_then(|r| r.first().and_then(Sql::as_int)).map(RecordId))
     }
 
+    /// The customer a Microsoft tenant belongs to (tenant ids compare without case), if any.
+    pub async fn customer_of_tenant(&mut self, tenant_id: &str) -> Result<Option<RecordId>> {
+        let row = self
+            .row(
+                "SELECT customer_id FROM customer_tenants WHERE lower(tenant_id) = lower($1)",
+                &[Sql::text(tenant_id.to_owned())],
+                &[SqlType::Int],
+            )
+            .await?;
+        Ok(row.and_then(|r| r.first().and_then(Sql::as_int)).map(RecordId))
+    }
+
     /// Changes the given fields of a record; fields not given are left alone. Only fields whose
     /// value really changes are written and journaled. Returns those changes.
     pub async fn update(

@@ -130,6 +130,15 @@ impl StoreTx {
         Ok(n > 0)
     }
 
+    /// Deletes every secret of one owner row (all of a connection's credentials). Returns how many.
+    pub async fn delete_secrets_of(&mut self, owner_table: &str, owner_id: &str) -> Result<u64> {
+        self.execute(
+            "DELETE FROM secrets WHERE owner_table = $1 AND owner_id = $2",
+            &[Sql::text(owner_table.to_owned()), Sql::text(owner_id.to_owned())],
+        )
+        .await
+    }
+
     /// Re-seals every secret not sealed with the active key (the heart of `keys rotate`): the
     /// store's ring must hold both the old keys (to open) and the new active key. Returns how many
     /// secrets were re-sealed. All or nothing, with the rest of the transaction.

@@ -1,10 +1,8 @@
 //! The configuration check of a connection by name: the generic part (does it exist, is there a
 //! connector for its kind), then the points of its source (`deskbridge check`, the web API).
 
-use std::sync::Arc;
-
 use deskbridge_core::SharedClock;
-use deskbridge_source::{CheckPoint, CheckReport, MemoryRequests, SourceContext, SourceRegistry};
+use deskbridge_source::{CheckPoint, CheckReport, SourceContext, SourceRegistry};
 use deskbridge_store::Store;
 
 use crate::load_connection;
@@ -34,10 +32,6 @@ pub async fn check_connection(
             return CheckReport::of(name, vec![point]);
         }
     };
-    let cx = SourceContext {
-        store: store.clone(),
-        clock: clock.clone(),
-        requests: Arc::new(MemoryRequests::default()),
-    };
+    let cx = SourceContext::detached(store.clone(), clock.clone());
     CheckReport::of(name, source.check(&cx, &connection, instance).await)
 }

@@ -2,11 +2,9 @@
 //! actual groups before it is stored, so a bad mapping is refused with the exact problem instead
 //! of failing a sync later.
 
-use std::sync::Arc;
-
 use deskbridge_core::SharedClock;
 use deskbridge_mapping::{MappingConfig, validate};
-use deskbridge_source::{MemoryRequests, SourceContext, SourceRegistry};
+use deskbridge_source::{SourceContext, SourceRegistry};
 use deskbridge_store::{Store, WriteContext};
 
 use crate::{SyncError, load_catalog, open_connection};
@@ -21,11 +19,7 @@ pub async fn save_mappings(
     clock: &SharedClock,
 ) -> Result<(), SyncError> {
     let source = open_connection(store, sources, name).await?;
-    let cx = SourceContext {
-        store: store.clone(),
-        clock: clock.clone(),
-        requests: Arc::new(MemoryRequests::default()),
-    };
+    let cx = SourceContext::detached(store.clone(), clock.clone());
     let groups = source.group_names(&cx).await?;
     let mut tx = store.read().await?;
     let catalog = load_catalog(&mut tx, groups, &source.source_properties()).await?;

@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 
 /// The connectors, as the binary registers them.
 fn sources() -> SourceRegistry {
-    deskbridge_connectors::registry()
+    deskbridge_connectors::registry().with_endpoint_policy(
+        deskbridge_source::settings::EndpointPolicy::allowing(["127.0.0.1"]),
+    )
 }
 
 /// One sync of `name` through the Entra connector.

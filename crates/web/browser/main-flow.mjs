@@ -21,7 +21,7 @@ const children = [];
 /** Starts a process of ours and resolves with the JSON object on its first stdout line. */
 function start(args) {
   return new Promise((ok, fail) => {
-    const child = spawn(bin, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, DESKBRIDGE_DATA_DIR: dataDir } });
+    const child = spawn(bin, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, DESKBRIDGE_DATA_DIR: dataDir, DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS: "127.0.0.1" } });
     children.push(child);
     child.on("error", fail);
     child.on("exit", (code) => fail(new Error(`${args[0]} exited with ${code} before it was ready`)));
@@ -88,14 +88,14 @@ try {
 
   await step(page, "add an Entra connection", async () => {
     await page.goto(`${base}/connections`);
-    await page.getByRole("link", { name: "Add an Entra connection" }).click();
+    await page.getByRole("link", { name: "Add a Microsoft Entra ID connection" }).click();
     await page.getByLabel("Connection name").fill("Contoso");
     await page.getByLabel("Tenant id").fill(tenant.id);
     await page.getByLabel("Client id").fill(app.client_id);
     await page.getByLabel("Client secret value").fill(app.client_secret);
     await page.getByLabel("Identity platform host").fill(emu.authority_host);
     await page.getByLabel("Graph URL").fill(emu.graph_url);
-    await page.getByLabel("Delegated permissions").check();
+    await page.getByLabel("Authentication").selectOption("delegated");
     await page.getByRole("button", { name: "Add connection" }).click();
     await page.getByText("Connection added").waitFor();
     connectionUrl = page.url().split("?")[0];

@@ -60,6 +60,11 @@ impl AppState {
             job_queue: false,
         }
     }
+
+    /// What a connector works with outside a run.
+    pub fn source_context(&self) -> deskbridge_source::SourceContext {
+        deskbridge_source::SourceContext::detached(self.store.clone(), self.clock.clone())
+    }
 }
 
 /// The whole application: UI pages, static assets and the JSON API.

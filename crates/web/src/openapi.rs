@@ -3,6 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
+use deskbridge_source::SourceRegistry;
+use deskbridge_source::settings::{Purpose, Required, Setting, SettingKind};
+
 use crate::access::{ENDPOINTS, Need, Surface};
 
 fn need_text(need: Need) -> &'static str {
@@ -10,7 +13,7 @@ fn need_text(need: Need) -> &'static str {
         Need::Public => "No sign-in needed.",
         Need::Signed => "Any signed-in account.",
         Need::Admin => "Administrators only.",
-        Need::CreateConnection => "Administrators, and agents with \"can configure Entra connections\".",
+        Need::CreateConnection => "Administrators, and agents allowed to configure connections.",
         Need::Connection(deskbridge_store::Access::Read) => "Read access to the connection.",
         Need::Connection(deskbridge_store::Access::Modify) => "Read and modify access to the connection.",
         Need::Run(deskbridge_store::Access::Read) => "Read access to the run's connection.",
@@ -18,26 +21,64 @@ fn need_text(need: Need) -> &'static str {
     }
 }
 
-fn body_schema(method: &str, path: &str) -> Option<Value> {
+/// The JSON schema of one connector setting.
+fn setting_schema(setting: &Setting) -> Value {
+    let mut schema = match setting.kind {
+        SettingKind::Flag { default } => json!({"type": "boolean", "default": default}),
+        SettingKind::Choice { options } => {
+            json!({"type": "string", "enum": options.iter().map(|o| o.value).collect::<Vec<_>>()})
+        }
+        SettingKind::Secret | SettingKind::Certificate => json!({"type": "string", "writeOnly": true}),
+        SettingKind::Time => json!({"type": "string", "format": "date-time"}),
+        SettingKind::Guid => json!({"type": "string", "format": "uuid"}),
+        SettingKind::Endpoint { default } => json!({"type": "string", "format": "uri", "default": default}),
+        SettingKind::Text | SettingKind::Tenant => json!({"type": "string"}),
+    };
+    let description = if setting.help.is_empty() {
+        setting.label.to_owned()
+    } else {
+        format!("{}. {}", setting.label, setting.help)
+    };
+    schema["description"] = Value::String(description);
+    schema
+}
+
+/// The body of a new connection, or of a change to one: one schema per connector kind, from the
+/// settings it describes.
+fn connection_body(sources: &SourceRegistry, purpose: Purpose) -> Value {
+    let kinds: Vec<Value> = sources
+        .iter()
+        .map(|source| {
+            let mut props: Map<String, Value> = source
+                .settings()
+                .iter()
+                .map(|s| (s.key.to_owned(), setting_schema(s)))
+                .collect();
+            let mut required = Vec::new();
+            if purpose == Purpose::Create {
+                props.insert("kind".into(), json!({"type": "string", "enum": [source.kind()], "description": "The connector kind (default: entra)"}));
+                props.insert("name".into(), json!({"type": "string"}));
+                props.insert("customer".into(), json!({"type": "string", "description": "The desk customer to import into (default: the connection's name)"}));
+                props.insert("enabled_instances".into(), json!({"type": "string", "description": "production, test, or both comma separated"}));
+                required.push(Value::from("name"));
+                required.extend(
+                    source
+                        .settings()
+                        .iter()
+                        .filter(|s| s.required == Required::Always)
+                        .map(|s| Value::from(s.key)),
+                );
+            }
+            json!({"type": "object", "title": source.label(), "properties": props, "required": required, "additionalProperties": false})
+        })
+        .collect();
+    json!({"oneOf": kinds})
+}
+
+fn body_schema(sources: &SourceRegistry, method: &str, path: &str) -> Option<Value> {
     let props = match (method, path) {
-        ("POST", "/api/v1/connections") => json!({
-            "name": {"type": "string"}, "tenant_id": {"type": "string"}, "client_id": {"type": "string"},
-            "client_secret": {"type": "string", "writeOnly": true},
-            "certificate_pem": {"type": "string", "writeOnly": true},
-            "secret_expires_at": {"type": "string", "format": "date-time"},
-            "authority_host": {"type": "string"}, "graph_url": {"type": "string"},
-            "customer": {"type": "string"}, "enabled_instances": {"type": "string"},
-            "last_sign_in": {"type": "boolean"}
-        }),
-        ("PATCH", "/api/v1/connections/{id}") => json!({
-            "tenant_id": {"type": "string"}, "client_id": {"type": "string"},
-            "client_secret": {"type": "string", "writeOnly": true},
-            "certificate_pem": {"type": "string", "writeOnly": true},
-            "secret_expires_at": {"type": "string", "format": "date-time"},
-            "authority_host": {"type": "string"}, "graph_url": {"type": "string"},
-            "delta": {"type": "boolean"}, "sync_method": {"enum": ["all_changes", "mapped_fields_only"]},
-            "last_sign_in": {"type": "boolean"}
-        }),
+        ("POST", "/api/v1/connections") => return Some(connection_body(sources, Purpose::Create)),
+        ("PATCH", "/api/v1/connections/{id}") => return Some(connection_body(sources, Purpose::Edit)),
         ("PUT", "/api/v1/connections/{id}/mappings") => {
             return Some(
                 json!({"type": "object", "description": "The whole mapping configuration, as GET returns it"}),
@@ -101,7 +142,7 @@ fn query_parameters(path: &str) -> Vec<Value> {
 }
 
 /// The document served at `/api/v1/openapi.json`.
-pub fn document() -> Value {
+pub fn document(sources: &SourceRegistry) -> Value {
     let mut paths = Map::new();
     for ep in ENDPOINTS.iter().filter(|e| e.surface == Surface::Api) {
         let mut parameters: Vec<Value> = ep
@@ -134,7 +175,7 @@ pub fn document() -> Value {
         if ep.need == Need::Public {
             op["security"] = json!([]);
         }
-        if let Some(schema) = body_schema(ep.method, ep.path) {
+        if let Some(schema) = body_schema(sources, ep.method, ep.path) {
             op["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": schema}}});
         }

@@ -11,6 +11,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use deskbridge_connector_entra::{NewCredential, NewEntraConnection, add_entra_connection};
 use deskbridge_core::{ConnectionId, RunId, SharedClock, SystemClock};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
+use deskbridge_source::settings::EndpointPolicy;
 use deskbridge_store::{Access, NewAccount, Role, RunStatus, WriteContext};
 use deskbridge_testkit::{TestDb, store_test};
 use deskbridge_web::access::{ENDPOINTS, Need, Surface};
@@ -41,7 +42,7 @@ struct Person {
 async fn emulator() -> Emulator {
     let world = World::generate(&GenerateOptions {
         seed: 5,
-        tenants: 1,
+        tenants: 2,
         users_per_tenant: Some(12),
         ..GenerateOptions::default()
     })
@@ -128,7 +129,11 @@ async fn finished_run(db: &TestDb, connection: ConnectionId) -> RunId {
 
 fn state(db: &TestDb) -> AppState {
     let clock: SharedClock = Arc::new(SystemClock);
-    AppState::new(db.store.clone(), deskbridge_connectors::registry(), clock)
+    AppState::new(
+        db.store.clone(),
+        deskbridge_connectors::registry().with_endpoint_policy(EndpointPolicy::allowing(["127.0.0.1"])),
+        clock,
+    )
 }
 
 async fn fixture(db: &TestDb) -> Fixture {
@@ -373,10 +378,19 @@ store_test! {
         // An agent who creates a connection may then read and change it.
         let (client_id, secret) = app_secret(&fx.emu);
         let summary = fx.emu.summary();
-        let created = api(&fx.app, Method::POST, "/api/v1/connections", Some(&fx.who("creator").token), Some(json!({
-            "name": "created", "tenant_id": summary.tenants[0].id, "client_id": client_id, "client_secret": secret,
-            "authority_host": summary.authority_host, "graph_url": summary.graph_url, "customer": "Contoso",
-        }))).await;
+        let creator_token = fx.who("creator").token.clone();
+        let new = |tenant: &str, customer: &str| json!({
+            "name": "created", "tenant_id": tenant, "client_id": client_id, "client_secret": secret,
+            "authority_host": summary.authority_host, "graph_url": summary.graph_url, "customer": customer,
+        });
+        // Not into another customer, by its name or by its tenant: that would give the agent its data.
+        let existing = api(&fx.app, Method::POST, "/api/v1/connections", Some(&creator_token), Some(new(&summary.tenants[0].id, "Contoso"))).await;
+        assert_eq!(existing.status, StatusCode::FORBIDDEN, "{}", existing.text);
+        assert!(existing.text.contains("only an administrator may add a connection to an existing customer"), "{}", existing.text);
+        let owned = api(&fx.app, Method::POST, "/api/v1/connections", Some(&creator_token), Some(new(&summary.tenants[0].id, "Created Ltd"))).await;
+        assert_eq!(owned.status, StatusCode::CONFLICT, "{}", owned.text);
+        assert!(owned.text.contains("already belongs to the desk customer"), "{}", owned.text);
+        let created = api(&fx.app, Method::POST, "/api/v1/connections", Some(&creator_token), Some(new(&summary.tenants[1].id, "Created Ltd"))).await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
         assert_eq!(created.json()["access"], "modify");
         let creator = names(api(&fx.app, Method::GET, "/api/v1/connections", Some(&fx.who("creator").token), None).await);
@@ -558,9 +572,14 @@ store_test! {
         assert!(unchanged.text.contains("client_secret"), "{}", unchanged.text);
         // A failing create echoes the form back, but not the secret.
         let failed = page(&fx.app, Method::POST, "/connections", Some(&admin), &[
-            ("name", "ui-made"), ("tenant_id", "t"), ("client_id", "c"), ("client_secret", "echo-me-not-0987654321"),
+            ("name", "ui-made"), ("tenant_id", &summary.tenants[0].id), ("client_id", &client_id),
+            ("client_secret", "echo-me-not-0987654321"), ("customer", "Contoso"),
         ]).await;
         assert!(failed.text.contains("already exists") && !failed.text.contains("echo-me-not"), "{}", failed.text);
+        let invalid = page(&fx.app, Method::POST, "/connections", Some(&admin), &[
+            ("name", "ui-invalid"), ("tenant_id", "t"), ("client_id", "c"), ("client_secret", "echo-me-not-0987654321"),
+        ]).await;
+        assert!(invalid.text.contains("Client id: &#34;c&#34; is not a GUID") && !invalid.text.contains("echo-me-not"), "{}", invalid.text);
         let mut seen = vec![patched.text];
         for path in ["/api/v1/connections".to_owned(), format!("/api/v1/connections/{id}"), format!("/api/v1/connections/{id}/export"), format!("/api/v1/connections/{id}/mappings"), "/api/v1/openapi.json".to_owned()] {
             let r = api(&fx.app, Method::GET, &path, Some(&admin.token), None).await;
@@ -680,7 +699,7 @@ store_test! {
         let id = fx.own;
         for (path, expect) in [
             ("/connections".to_owned(), "Connections"),
-            ("/connections/new".to_owned(), "Add an Entra connection"),
+            ("/connections/new".to_owned(), "Add a Microsoft Entra ID connection"),
             (format!("/connections/{id}"), "Authorisation"),
             (format!("/connections/{id}/mappings/fields"), "Add a field mapping"),
             (format!("/connections/{id}/mappings/sites"), "Add a site mapping"),
@@ -739,7 +758,7 @@ store_test! {
         let summary = fx.emu.summary();
         let created = api(&fx.app, Method::POST, "/api/v1/connections", Some(&admin.token), Some(json!({
             "name": "delegated", "tenant_id": summary.tenants[0].id, "client_id": client_id, "client_secret": secret,
-            "delegated": true, "authority_host": summary.authority_host, "graph_url": summary.graph_url, "customer": "Contoso",
+            "auth": "delegated", "authority_host": summary.authority_host, "graph_url": summary.graph_url, "customer": "Contoso",
         }))).await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
         let id = created.json()["id"].as_i64().unwrap();
@@ -827,6 +846,160 @@ store_test! {
         for p in points {
             assert!(p["name"].is_string() && p["detail"].is_string() && p["remedy"].is_string(), "{p}");
         }
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn connection_settings_are_checked_and_shown_from_the_connectors_description(db: &TestDb) {
+        let fx = fixture(db).await;
+        let admin = fx.who("admin").clone();
+        let (client_id, secret) = app_secret(&fx.emu);
+        let summary = fx.emu.summary();
+        // Every problem is named once, by the setting's label; nothing is created.
+        let refused = api(&fx.app, Method::POST, "/api/v1/connections", Some(&admin.token), Some(json!({
+            "name": "bad", "tenant_id": "not a tenant", "client_id": "app", "client_secret": "s",
+            "graph_url": "ftp://graph", "colour": "blue",
+        }))).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+        let error = &refused.json()["error"];
+        assert_eq!(error["code"], "invalid_input");
+        let message = error["message"].as_str().unwrap();
+        for expected in ["Tenant id:", "Client id: \"app\" is not a GUID", "Graph URL:", "unknown setting \"colour\""] {
+            assert!(message.contains(expected), "{expected:?} missing from {message}");
+        }
+        let unknown_kind = api(&fx.app, Method::POST, "/api/v1/connections", Some(&admin.token), Some(json!({
+            "name": "x", "kind": "teletype",
+        }))).await;
+        assert_eq!(unknown_kind.status, StatusCode::BAD_REQUEST, "{}", unknown_kind.text);
+        assert!(unknown_kind.text.contains("no connector for \\\"teletype\\\""), "{}", unknown_kind.text);
+        let listed = api(&fx.app, Method::GET, "/api/v1/connections", Some(&admin.token), None).await;
+        assert!(!listed.text.contains("\"bad\""), "a refused connection was created: {}", listed.text);
+
+        // A tenant another customer owns is a clear refusal, not a database error.
+        let owned = api(&fx.app, Method::POST, "/api/v1/connections", Some(&admin.token), Some(json!({
+            "name": "elsewhere", "tenant_id": summary.tenants[0].id, "client_id": client_id,
+            "client_secret": secret, "customer": "Fabrikam",
+        }))).await;
+        assert_eq!(owned.status, StatusCode::CONFLICT, "{}", owned.text);
+        assert!(owned.text.contains("already belongs to the desk customer \\\"Contoso\\\""), "{}", owned.text);
+
+        // A delegated connection keeps signing in when its app's secret is replaced.
+        let created = api(&fx.app, Method::POST, "/api/v1/connections", Some(&admin.token), Some(json!({
+            "name": "delegated", "tenant_id": summary.tenants[0].id, "client_id": client_id, "customer": "Contoso",
+            "auth": "delegated", "authority_host": summary.authority_host, "graph_url": summary.graph_url,
+        }))).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        assert_eq!(created.json()["credential"]["authorised"], false);
+        let id = created.json()["id"].as_i64().unwrap();
+        let path = format!("/api/v1/connections/{id}");
+        let edited = api(&fx.app, Method::PATCH, &path, Some(&admin.token), Some(json!({ "client_secret": secret }))).await;
+        assert_eq!(edited.status, StatusCode::OK, "{}", edited.text);
+        assert_eq!(edited.json()["credential"]["kind"], "delegated");
+        // Choosing a method whose credential is missing is refused, and changes nothing.
+        let no_cert = api(&fx.app, Method::PATCH, &path, Some(&admin.token), Some(json!({ "auth": "certificate" }))).await;
+        assert_eq!(no_cert.status, StatusCode::BAD_REQUEST, "{}", no_cert.text);
+        assert!(no_cert.text.contains("Certificate and private key (PEM): required"), "{}", no_cert.text);
+        let now = api(&fx.app, Method::GET, &path, Some(&admin.token), None).await;
+        assert_eq!(now.json()["credential"]["kind"], "delegated");
+
+        // An exported file carries the method for reading, but importing it changes no credential.
+        let own = format!("/api/v1/connections/{}", fx.own);
+        let export = api(&fx.app, Method::GET, &format!("{own}/export"), Some(&admin.token), None).await;
+        let mut file = export.json();
+        assert_eq!(file["settings"]["auth"], "client_secret");
+        assert!(!export.text.contains(&secret));
+        file["settings"]["auth"] = json!("certificate");
+        file["settings"]["sync_method"] = json!("mapped_fields_only");
+        let imported = api(&fx.app, Method::POST, &format!("{own}/import"), Some(&admin.token), Some(file.clone())).await;
+        assert_eq!(imported.status, StatusCode::OK, "{}", imported.text);
+        assert_eq!(imported.json()["settings"]["auth"], "client_secret");
+        assert_eq!(imported.json()["settings"]["sync_method"], "mapped_fields_only");
+        // A bad setting in the file changes nothing, mappings included.
+        file["settings"]["graph_url"] = json!("not a url");
+        file["mapping"]["imports"]["deactivate_not_found"] = json!(false);
+        let bad = api(&fx.app, Method::POST, &format!("{own}/import"), Some(&admin.token), Some(file)).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+        let mappings = api(&fx.app, Method::GET, &format!("{own}/mappings"), Some(&admin.token), None).await;
+        assert_eq!(mappings.json()["imports"]["deactivate_not_found"], true);
+
+        // The OpenAPI document describes each connector's settings.
+        let doc = api(&fx.app, Method::GET, "/api/v1/openapi.json", None, None).await.json();
+        let body = &doc["paths"]["/api/v1/connections"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        let entra = body["oneOf"].as_array().unwrap().iter().find(|k| k["properties"]["kind"]["enum"][0] == "entra").unwrap();
+        assert_eq!(entra["properties"]["client_id"]["format"], "uuid");
+        assert_eq!(entra["properties"]["client_secret"]["writeOnly"], true);
+        assert!(entra["required"].as_array().unwrap().contains(&json!("tenant_id")));
+
+        // The form is built from the same description.
+        let form = page(&fx.app, Method::GET, "/connections/new?kind=entra", Some(&admin), &[]).await;
+        assert_eq!(form.status, StatusCode::OK, "{}", form.text);
+        for label in ["Authentication", "Client secret value", "Identity platform host", "Use delta queries"] {
+            assert!(form.text.contains(label), "{label:?} missing from the form");
+        }
+        let no_such = page(&fx.app, Method::GET, "/connections/new?kind=teletype", Some(&admin), &[]).await;
+        assert_eq!(no_such.status, StatusCode::NOT_FOUND);
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn endpoints_are_part_of_the_credential(db: &TestDb) {
+        let fx = fixture(db).await;
+        let admin = fx.who("admin").clone();
+        let modifier = fx.who("modifier").token.clone();
+        let own = format!("/api/v1/connections/{}", fx.own);
+        let summary = fx.emu.summary();
+        // A host that is neither Microsoft's nor allowed by the instance is refused everywhere.
+        for (who, body) in [
+            (&admin.token, json!({ "authority_host": "https://attacker.example" })),
+            (&admin.token, json!({ "graph_url": "http://graph.microsoft.com/v1.0" })),
+        ] {
+            let refused = api(&fx.app, Method::PATCH, &own, Some(who), Some(body.clone())).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}: {}", refused.text);
+        }
+        let (client_id, secret) = app_secret(&fx.emu);
+        let elsewhere = api(&fx.app, Method::POST, "/api/v1/connections", Some(&admin.token), Some(json!({
+            "name": "elsewhere", "tenant_id": summary.tenants[1].id, "client_id": client_id, "client_secret": secret,
+            "authority_host": "https://attacker.example", "customer": "Fabrikam",
+        }))).await;
+        assert_eq!(elsewhere.status, StatusCode::BAD_REQUEST, "{}", elsewhere.text);
+        assert!(elsewhere.text.contains("attacker.example is not one of Microsoft's cloud endpoints"), "{}", elsewhere.text);
+        // An agent with read and modify may not move the endpoints at all (even to a Microsoft host),
+        // through the API or an imported file; nothing changes.
+        let moved = api(&fx.app, Method::PATCH, &own, Some(&modifier), Some(json!({ "graph_url": "https://graph.microsoft.us/v1.0" }))).await;
+        assert_eq!(moved.status, StatusCode::FORBIDDEN, "{}", moved.text);
+        let mut file = api(&fx.app, Method::GET, &format!("{own}/export"), Some(&modifier), None).await.json();
+        file["settings"]["authority_host"] = json!("https://login.microsoftonline.us");
+        file["mapping"]["imports"]["deactivate_not_found"] = json!(false);
+        let imported = api(&fx.app, Method::POST, &format!("{own}/import"), Some(&modifier), Some(file)).await;
+        assert_eq!(imported.status, StatusCode::FORBIDDEN, "{}", imported.text);
+        let mappings = api(&fx.app, Method::GET, &format!("{own}/mappings"), Some(&modifier), None).await;
+        assert_eq!(mappings.json()["imports"]["deactivate_not_found"], true, "nothing of the file was applied");
+        // The agent may still change what is not an endpoint, and give an endpoint unchanged.
+        let same = api(&fx.app, Method::PATCH, &own, Some(&modifier), Some(json!({ "graph_url": summary.graph_url, "delta": false }))).await;
+        assert_eq!(same.status, StatusCode::OK, "{}", same.text);
+        // An administrator may move them: the stored secret is dropped and must be entered again.
+        let before = api(&fx.app, Method::GET, &own, Some(&admin.token), None).await.json();
+        assert!(before["credential"]["kind"] == "client_secret");
+        let moved = api(&fx.app, Method::PATCH, &own, Some(&admin.token), Some(json!({ "graph_url": "https://graph.microsoft.us/v1.0" }))).await;
+        assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
+        let test = api(&fx.app, Method::POST, &format!("{own}/test"), Some(&admin.token), None).await.json();
+        assert_eq!(test["ok"], false, "{test}");
+        let mut tx = db.store.read().await.unwrap();
+        let secret_left = deskbridge_source::ConnectionSecrets(fx.own).get(&mut tx, "client_secret").await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(secret_left.is_none(), "the secret stayed with the old endpoints");
+        // A configuration changed behind deskbridge's back is refused before anything is sent.
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let other = tx.connection(fx.other).await.unwrap().unwrap();
+        let mut config = other.config.clone();
+        config["authority_host"] = json!("https://attacker.example");
+        tx.update_connection_config(fx.other, &config).await.unwrap();
+        tx.commit().await.unwrap();
+        let test = api(&fx.app, Method::POST, &format!("/api/v1/connections/{}/test", fx.other), Some(&admin.token), None).await.json();
+        assert_eq!(test["ok"], false);
+        assert!(test["error"]["message"].as_str().unwrap().contains("attacker.example is not one of Microsoft's"), "{test}");
         fx.emu.shutdown().await;
     }
 }

@@ -47,12 +47,12 @@ pub async fn run(global: &GlobalArgs, command: AdminCommand) -> anyhow::Result<(
     };
     store.close().await;
     let created = result?;
-    println!(
+    crate::output::outln!(
         "created {} {:?}; one-time password: {}",
         created.account.role.as_str(),
         created.account.username,
         created.one_time_password
     );
-    println!("Sign in with it and choose a new password; it is not shown again.");
+    crate::output::outln!("Sign in with it and choose a new password; it is not shown again.");
     Ok(())
 }

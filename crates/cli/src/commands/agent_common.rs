@@ -136,6 +136,7 @@ pub async fn run_agent(
     args: &WorkerArgs,
     config: WorkerConfig,
     store: &Store,
+    sources: deskbridge_source::SourceRegistry,
     clock: deskbridge_core::SharedClock,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
@@ -149,15 +150,9 @@ pub async fn run_agent(
             shutdown.clone(),
         ))
     });
-    deskbridge_agent::Worker::new(
-        store.clone(),
-        deskbridge_connectors::registry(),
-        clock,
-        config,
-        metrics,
-    )
-    .run(shutdown)
-    .await;
+    deskbridge_agent::Worker::new(store.clone(), sources, clock, config, metrics)
+        .run(shutdown)
+        .await;
     if let Some(task) = scheduler {
         let _ = task.await;
     }

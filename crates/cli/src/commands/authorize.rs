@@ -1,7 +1,7 @@
 //! `deskbridge connection authorize`: the CLI's side of a delegated sign-in. It starts the
 //! sign-in, prints the URL to open, and listens on a loopback address for the redirect, the way
-//! native apps sign in with Microsoft (RFC 8252); the sync crate redeems the code and seals the
-//! refresh token.
+//! native apps sign in with Microsoft (RFC 8252); the connection's connector redeems the code and
+//! seals the refresh token.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,8 @@ use anyhow::{Context as _, bail};
 use axum::extract::{OriginalUri, State};
 use axum::response::{Html, IntoResponse, Response};
 use deskbridge_core::{ErrorCode, SharedClock, SystemClock};
-use deskbridge_store::Store;
+use deskbridge_source::{SourceRegistry, SyncError};
+use deskbridge_store::{Connection, Store};
 use tokio::sync::{Mutex, oneshot};
 
 use super::connection::AuthorizeArgs;
@@ -20,10 +21,12 @@ use crate::output::say;
 struct Callback {
     store: Store,
     clock: SharedClock,
+    connection: Connection,
+    sources: SourceRegistry,
     done: Mutex<Option<oneshot::Sender<Result<String, String>>>>,
 }
 
-pub async fn run(store: &Store, args: AuthorizeArgs) -> anyhow::Result<()> {
+pub async fn run(store: &Store, sources: &SourceRegistry, args: AuthorizeArgs) -> anyhow::Result<()> {
     if !matches!(args.redirect_host.as_str(), "localhost" | "127.0.0.1") {
         bail!(CliError::new(
             ErrorCode::InvalidInput,
@@ -42,13 +45,20 @@ pub async fn run(store: &Store, args: AuthorizeArgs) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
     let redirect_uri = format!("http://{}:{port}/callback", args.redirect_host);
     let clock: SharedClock = Arc::new(SystemClock);
-    let pending =
-        deskbridge_connector_entra::begin_delegated_authorization(store, &args.name, &redirect_uri, &clock)
-            .await?;
+    let connection = super::connection::connection_named(store, &args.name).await?;
+    let sign_in = sources.source_of(&connection)?.sign_in().ok_or_else(|| {
+        CliError::new(
+            ErrorCode::InvalidInput,
+            format!("a {} connection is not authorised by signing in", connection.kind),
+        )
+    })?;
+    let url = sign_in.begin(store, &connection, &redirect_uri, &clock).await?;
     let (tx, rx) = oneshot::channel();
     let state = Arc::new(Callback {
         store: store.clone(),
         clock,
+        connection,
+        sources: sources.clone(),
         done: Mutex::new(Some(tx)),
     });
     let app = axum::Router::new()
@@ -58,7 +68,7 @@ pub async fn run(store: &Store, args: AuthorizeArgs) -> anyhow::Result<()> {
     say(&format!(
         "Open this address in a browser and sign in with an account that may read the directory:\n{}\n\
          Waiting for the sign-in to come back to {redirect_uri} …",
-        pending.url
+        url
     ));
     let outcome = tokio::time::timeout(Duration::from_secs(args.timeout), rx).await;
     server.abort();
@@ -79,9 +89,16 @@ pub async fn run(store: &Store, args: AuthorizeArgs) -> anyhow::Result<()> {
 }
 
 async fn callback(State(state): State<Arc<Callback>>, OriginalUri(uri): OriginalUri) -> Response {
-    let result =
-        deskbridge_connector_entra::complete_delegated_redirect(&state.store, &uri.to_string(), &state.clock)
-            .await;
+    let result = match state.sources.source_of(&state.connection) {
+        Ok(source) => match source.sign_in() {
+            Some(sign_in) => sign_in
+                .complete(&state.store, &state.connection, &uri.to_string(), &state.clock)
+                .await
+                .map(|()| state.connection.name.clone()),
+            None => Err(SyncError::Internal("the connector no longer signs in".into())),
+        },
+        Err(e) => Err(e),
+    };
     let page = match &result {
         Ok(name) => format!(
             "<!doctype html><title>deskbridge</title><h1>Signed in</h1><p>Connection {} is authorised. \

@@ -8,12 +8,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find this deskbridge binary to run the syncs")?;
     let report = run(&args, &exe).await?;
     for line in report.lines() {
-        println!("{line}");
+        crate::output::outln!("{line}");
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
-        println!("report: {}", path.display());
+        crate::output::outln!("report: {}", path.display());
     }
     Ok(())
 }

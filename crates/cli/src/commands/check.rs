@@ -28,7 +28,7 @@ pub async fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
     let clock: SharedClock = Arc::new(SystemClock);
     let report = check_connection(
         &store,
-        &deskbridge_connectors::registry(),
+        &global.registry(),
         &args.connection,
         &args.instance,
         &clock,
@@ -36,15 +36,18 @@ pub async fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
     .await;
     store.close().await;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        crate::output::outln!("{}", serde_json::to_string(&report)?);
     } else {
         for p in &report.points {
             if p.ok {
-                println!("pass  {:<18} {}", p.name, p.detail);
+                crate::output::outln!("pass  {:<18} {}", p.name, p.detail);
             } else {
-                println!(
+                crate::output::outln!(
                     "FAIL  {:<18} {}\n      {:<18} remedy: {}",
-                    p.name, p.detail, "", p.remedy
+                    p.name,
+                    p.detail,
+                    "",
+                    p.remedy
                 );
             }
         }

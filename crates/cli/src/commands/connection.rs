@@ -2,13 +2,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use deskbridge_connector_entra::{
-    NewCredential, NewEntraConnection, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET, SECRET_REFRESH_TOKEN,
-    add_entra_connection,
+use deskbridge_core::{ErrorCode, SharedClock, SystemClock};
+use deskbridge_source::settings::{Purpose, enabled_instances, validate};
+use deskbridge_source::{
+    ConnectionSecrets, CursorReset, NewConnection, Source, SourceContext, SourceRegistry,
 };
-use deskbridge_core::ErrorCode;
-use deskbridge_source::ConnectionSecrets;
-use serde_json::json;
+use deskbridge_store::{Connection, Store};
+use serde_json::{Map, Value, json};
 
 use crate::error::CliError;
 use crate::output;
@@ -145,20 +145,23 @@ pub struct EntraArgs {
 
 pub async fn run(global: &GlobalArgs, command: ConnectionCommand) -> anyhow::Result<()> {
     let store = global.open_store().await?;
+    let registry = global.registry();
     let result = match command {
         ConnectionCommand::Add {
             kind: AddKind::Entra(args),
-        } => add(&store, *args).await,
-        ConnectionCommand::List { json } => list(&store, json).await,
-        ConnectionCommand::Authorize(args) => super::authorize::run(&store, args).await,
-        ConnectionCommand::Delta(args) => delta(&store, args).await,
+        } => add(&store, &registry, *args).await,
+        ConnectionCommand::List { json } => list(&store, &registry, json).await,
+        ConnectionCommand::Authorize(args) => super::authorize::run(&store, &registry, args).await,
+        ConnectionCommand::Delta(args) => delta(&store, &registry, args).await,
         ConnectionCommand::Remove { name } => remove(&store, &name).await,
     };
     store.close().await;
     result
 }
 
-async fn add(store: &deskbridge_store::Store, args: EntraArgs) -> anyhow::Result<()> {
+/// `connection add entra`: the flags become the Entra connector's settings, checked and created
+/// through the registry like the API's and the UI's.
+async fn add(store: &Store, registry: &SourceRegistry, args: EntraArgs) -> anyhow::Result<()> {
     let secret = if let Some(var) = &args.client_secret_env {
         Some(std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?)
     } else if let Some(file) = &args.client_secret_file {
@@ -168,78 +171,110 @@ async fn add(store: &deskbridge_store::Store, args: EntraArgs) -> anyhow::Result
     } else {
         None
     };
-    let credential = if args.delegated {
-        NewCredential::Delegated {
-            client_secret: secret,
-            expires_at: parse_expiry(args.secret_expires.as_deref())?,
+    let certificate = match &args.certificate {
+        Some(file) => {
+            Some(std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?)
         }
-    } else if let Some(value) = secret {
-        NewCredential::ClientSecret {
-            value,
-            expires_at: parse_expiry(args.secret_expires.as_deref())?,
-        }
-    } else if let Some(file) = &args.certificate {
-        let pem = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-        NewCredential::Certificate { pem }
-    } else {
+        None => None,
+    };
+    if secret.is_none() && certificate.is_none() && !args.delegated {
         bail!(CliError::new(
             ErrorCode::InvalidInput,
             "give a credential: --client-secret-env VAR, --client-secret-file FILE or --certificate FILE \
              (or --delegated to sign in)"
         ));
+    }
+    let mut settings = Map::new();
+    let mut set = |key: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            settings.insert(key.to_owned(), value);
+        }
     };
-    let delegated = args.delegated;
-    let name = args.name.clone();
-    let connection = add_entra_connection(
-        store,
-        &NewEntraConnection {
-            name: args.name,
-            tenant_id: args.tenant_id,
-            client_id: args.client_id,
-            credential,
-            authority_host: args.authority_host,
-            graph_url: args.graph_url,
-            customer: args.customer,
-            enabled_instances: Some(args.instances),
-            last_sign_in: args.last_sign_in,
-        },
-    )
-    .await?;
-    println!("added connection {:?} (id {})", connection.name, connection.id);
-    if delegated {
-        println!("authorise it by signing in: deskbridge connection authorize --name {name}");
+    set("tenant_id", Some(json!(args.tenant_id)));
+    set("client_id", Some(json!(args.client_id)));
+    set("auth", args.delegated.then(|| json!("delegated")));
+    set("client_secret", secret.map(Value::from));
+    set("certificate_pem", certificate.map(Value::from));
+    set("secret_expires_at", args.secret_expires.map(Value::from));
+    set("authority_host", args.authority_host.map(Value::from));
+    set("graph_url", args.graph_url.map(Value::from));
+    set("last_sign_in", Some(json!(args.last_sign_in)));
+    let source = source_of_kind(registry, "entra")?;
+    let settings = validate(
+        source.settings(),
+        &settings,
+        Purpose::Create,
+        registry.endpoint_policy(),
+    )?;
+    let connection = source
+        .create(
+            store,
+            NewConnection {
+                name: deskbridge_source::settings::connection_name(&args.name)?,
+                customer: args.customer,
+                enabled_instances: enabled_instances(Some(&args.instances))?,
+                settings,
+            },
+        )
+        .await?;
+    crate::output::outln!("added connection {:?} (id {})", connection.name, connection.id);
+    if args.delegated {
+        crate::output::outln!(
+            "authorise it by signing in: deskbridge connection authorize --name {}",
+            connection.name
+        );
+    } else {
+        crate::output::outln!(
+            "next: deskbridge check --connection {0}, then deskbridge sync --connection {0} --plan",
+            connection.name
+        );
     }
     Ok(())
 }
 
-fn parse_expiry(text: Option<&str>) -> anyhow::Result<Option<jiff::Timestamp>> {
-    text.map(|t| {
-        t.parse::<jiff::Timestamp>().map_err(|e| {
-            CliError::new(
-                ErrorCode::InvalidInput,
-                format!("--secret-expires {t:?} is not an RFC 3339 time: {e}"),
-            )
-            .into()
-        })
+fn source_of_kind<'a>(
+    registry: &'a SourceRegistry,
+    kind: &str,
+) -> anyhow::Result<&'a std::sync::Arc<dyn Source>> {
+    registry.get(kind).ok_or_else(|| {
+        CliError::new(
+            ErrorCode::InvalidConfiguration,
+            format!("this deskbridge has no connector for {kind:?}"),
+        )
+        .into()
     })
-    .transpose()
 }
 
-async fn list(store: &deskbridge_store::Store, as_json: bool) -> anyhow::Result<()> {
+/// The connection named `name`.
+pub(super) async fn connection_named(store: &Store, name: &str) -> anyhow::Result<Connection> {
+    let mut tx = store.read().await?;
+    let connection = tx.connection_by_name(name).await?;
+    tx.commit().await?;
+    connection
+        .ok_or_else(|| CliError::new(ErrorCode::NotFound, format!("no connection named {name:?}")).into())
+}
+
+async fn list(store: &Store, registry: &SourceRegistry, as_json: bool) -> anyhow::Result<()> {
     let mut tx = store.read().await?;
     let connections = tx.connections().await?;
+    tx.commit().await?;
     let mut rows = Vec::new();
     for c in connections {
-        let secrets = ConnectionSecrets(c.id);
-        let expiry = secrets
-            .expiry(&mut tx, SECRET_CLIENT_SECRET)
-            .await?
-            .or(secrets.expiry(&mut tx, SECRET_CERTIFICATE).await?);
-        // A delegated connection is usable once someone has signed in and its refresh token is sealed.
-        let authorised = if c.config.get("auth").and_then(|a| a.as_str()) == Some("delegated") {
-            json!(secrets.get(&mut tx, SECRET_REFRESH_TOKEN).await?.is_some())
-        } else {
-            serde_json::Value::Null
+        let source = registry.get(&c.kind);
+        let mut expiry = None;
+        let mut tx = store.read().await?;
+        for setting in source
+            .map_or(&[][..], |s| s.settings())
+            .iter()
+            .filter(|s| s.is_secret())
+        {
+            expiry = expiry.or(ConnectionSecrets(c.id).expiry(&mut tx, setting.key).await?);
+        }
+        tx.commit().await?;
+        // A connection that signs in is usable once someone has (its refresh token is sealed).
+        let authorised = match source.and_then(|s| s.sign_in()) {
+            Some(sign_in) => json!(sign_in.authorised(store, &c).await?),
+            None => Value::Null,
         };
         rows.push(json!({
             "id": c.id.0,
@@ -255,11 +290,10 @@ async fn list(store: &deskbridge_store::Store, as_json: bool) -> anyhow::Result<
             "authorised": authorised,
         }));
     }
-    tx.commit().await?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print!(
+        crate::output::out!(
             "{}",
             output::table(
                 &["id", "name", "kind", "tenant_id", "auth", "credential_expires"],
@@ -280,70 +314,54 @@ async fn remove(store: &deskbridge_store::Store, name: &str) -> anyhow::Result<(
     };
     tx.delete_connection(connection.id).await?;
     tx.commit().await?;
-    println!("removed connection {name:?}");
+    crate::output::outln!("removed connection {name:?}");
     Ok(())
 }
 
-async fn delta(store: &deskbridge_store::Store, args: DeltaArgs) -> anyhow::Result<()> {
-    use deskbridge_connector_entra::{DeltaReset, SyncMethod};
-    let enabled = match (args.enable, args.disable) {
-        (true, _) => Some(true),
-        (_, true) => Some(false),
-        _ => None,
-    };
-    let method = args.sync_method.map(|m| match m {
-        SyncMethodArg::AllChanges => SyncMethod::AllChanges,
-        SyncMethodArg::MappedFieldsOnly => SyncMethod::MappedFieldsOnly,
-    });
-    let mut status = if enabled.is_some() || method.is_some() {
-        deskbridge_connector_entra::set_delta_settings(store, &args.name, enabled, method).await?
+/// `connection delta`: the connection's sync settings and cursor resets, through its connector.
+async fn delta(store: &Store, registry: &SourceRegistry, args: DeltaArgs) -> anyhow::Result<()> {
+    let connection = connection_named(store, &args.name).await?;
+    let source = registry.source_of(&connection)?;
+    let clock: SharedClock = std::sync::Arc::new(SystemClock);
+    let cx = SourceContext::detached(store.clone(), clock);
+    let mut changes = Map::new();
+    if args.enable || args.disable {
+        changes.insert("delta".into(), json!(args.enable));
+    }
+    if let Some(method) = args.sync_method {
+        let method = match method {
+            SyncMethodArg::AllChanges => "all_changes",
+            SyncMethodArg::MappedFieldsOnly => "mapped_fields_only",
+        };
+        changes.insert("sync_method".into(), json!(method));
+    }
+    let connection = if changes.is_empty() {
+        connection
     } else {
-        deskbridge_connector_entra::delta_status(store, &args.name).await?
+        let values = validate(
+            source.settings(),
+            &changes,
+            Purpose::Edit,
+            registry.endpoint_policy(),
+        )?;
+        source.edit(store, &connection, values).await?;
+        connection_named(store, &args.name).await?
     };
     if let Some(reset) = args.reset {
         let reset = match reset {
-            ResetArg::Clear => DeltaReset::Clear,
-            ResetArg::Latest => DeltaReset::Latest,
+            ResetArg::Clear => CursorReset::Clear,
+            ResetArg::Latest => CursorReset::Latest,
         };
-        let clock: deskbridge_core::SharedClock = std::sync::Arc::new(deskbridge_core::SystemClock);
-        status = deskbridge_connector_entra::reset_deltas(store, &args.name, reset, &clock).await?;
+        source.reset_cursors(&cx, &connection, reset).await?;
     }
+    let report = source.cursors(&cx, &connection).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        crate::output::print_json(&report.json)?;
         return Ok(());
     }
-    println!("connection:     {}", status.connection);
-    println!("delta queries:  {}", if status.enabled { "on" } else { "off" });
-    println!(
-        "sync method:    {}",
-        match status.sync_method {
-            SyncMethod::AllChanges => "all changes",
-            SyncMethod::MappedFieldsOnly => "mapped fields only",
-        }
-    );
-    println!(
-        "users listen:   {}",
-        status.tracking.users_select.as_deref().unwrap_or("every change")
-    );
-    println!(
-        "groups listen:  {}",
-        status.tracking.groups_select.as_deref().unwrap_or("every change")
-    );
-    match (&status.links_saved_at, status.links_current) {
-        (None, _) => println!("delta links:    none; the next run is a full import"),
-        (Some(at), true) => println!("delta links:    saved {at}"),
-        (Some(at), false) => println!(
-            "delta links:    saved {at} under other settings; the next run is a full import \
-             (or reset with --reset latest to start from now)"
-        ),
-    }
-    for field in &status.tracking.untracked {
-        println!(
-            "not tracked:    {} ({}), used by {}; its changes arrive with the next change to a tracked field",
-            field.property,
-            field.reason,
-            field.used_by.join(", ")
-        );
+    crate::output::outln!("connection:     {}", connection.name);
+    for (what, value) in &report.lines {
+        crate::output::outln!("{:<15} {value}", format!("{what}:"));
     }
     Ok(())
 }

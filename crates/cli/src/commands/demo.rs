@@ -8,13 +8,11 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Args;
-use deskbridge_connector_entra::{
-    NewCredential, NewEntraConnection, SECRET_CLIENT_SECRET, add_entra_connection,
-};
 use deskbridge_core::{SharedClock, SystemClock};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
-use deskbridge_source::ConnectionSecrets;
-use deskbridge_store::{Entity, Store, WriteContext};
+use deskbridge_source::NewConnection;
+use deskbridge_source::settings::{Purpose, validate};
+use deskbridge_store::{Entity, Store};
 use deskbridge_sync::{SyncOptions, SyncOutcome, sync};
 use serde_json::{Value, json};
 
@@ -100,24 +98,33 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         .clone()
         .context("the sample app has no secret")?;
 
+    // The emulator is this run's own: its host is allowed as an endpoint (besides Microsoft's and
+    // any the instance allows), for this process only.
+    let emulator_host = url::Url::parse(&summary.base_url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .context("the emulator's address has no host")?;
+    let mut allowed = global.allowed_endpoint_hosts.clone();
+    allowed.push(emulator_host);
+    let sources = deskbridge_connectors::registry()
+        .with_endpoint_policy(deskbridge_source::settings::EndpointPolicy::allowing(allowed));
     let mut names = Vec::new();
     for tenant in &summary.tenants {
         let name = format!("demo-{}", tenant.domain.split('.').next().unwrap_or(&tenant.id));
         connect(
             &store,
+            &sources,
             &name,
             tenant,
             app,
             &secret,
-            &summary.authority_host,
-            &summary.graph_url,
+            (&summary.authority_host, &summary.graph_url),
         )
         .await?;
         names.push((name, tenant.clone()));
     }
 
     let clock: SharedClock = Arc::new(SystemClock);
-    let sources = deskbridge_connectors::registry();
     let full_started = Instant::now();
     let progress = Progress::new(names.len(), "full import");
     let mut full = Vec::new();
@@ -160,17 +167,17 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     store.close().await;
 
     let total = |runs: &[SyncOutcome], f: fn(&SyncOutcome) -> i64| runs.iter().map(f).sum::<i64>();
-    println!("deskbridge demo summary");
-    println!("  tenants:            {}", summary.tenants.len());
-    println!(
+    crate::output::outln!("deskbridge demo summary");
+    crate::output::outln!("  tenants:            {}", summary.tenants.len());
+    crate::output::outln!(
         "  in the tenants:     {} users, {} groups",
         summary.tenants.iter().map(|t| t.users).sum::<usize>(),
         summary.tenants.iter().map(|t| t.groups).sum::<usize>()
     );
-    println!(
+    crate::output::outln!(
         "  on the desk:        {customers} customers, {users} users, {agents} agents, {licences} licences"
     );
-    println!(
+    crate::output::outln!(
         "  full import:        created {}, updated {}, deactivated {}, errors {} in {:.1}s",
         total(&full, |o| o.counts.created),
         total(&full, |o| o.counts.updated),
@@ -178,8 +185,8 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         total(&full, |o| o.counts.errors),
         full_time.as_secs_f64()
     );
-    println!("  changed in Entra:   {changed}");
-    println!(
+    crate::output::outln!("  changed in Entra:   {changed}");
+    crate::output::outln!(
         "  delta import:       created {}, updated {}, deactivated {}, errors {} in {:.1}s",
         total(&delta, |o| o.counts.created),
         total(&delta, |o| o.counts.updated),
@@ -187,16 +194,21 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         total(&delta, |o| o.counts.errors),
         delta_time.as_secs_f64()
     );
-    println!("  total time:         {:.1}s", started.elapsed().as_secs_f64());
-    println!("  database:           {}", global.database_label());
-    println!("  see it:             deskbridge directory users");
+    crate::output::outln!("  total time:         {:.1}s", started.elapsed().as_secs_f64());
+    crate::output::outln!("  database:           {}", global.database_label());
+    crate::output::outln!("  see it:             deskbridge directory users");
     if args.no_serve {
         emu.shutdown().await;
         return Ok(());
     }
-    println!(
+    crate::output::outln!(
         "the emulator keeps serving at {} (admin API {}); Ctrl-C to stop",
-        summary.base_url, summary.admin_url
+        summary.base_url,
+        summary.admin_url
+    );
+    crate::output::outln!(
+        "other commands reach it once it is allowed as an endpoint: DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS={}",
+        sources.endpoint_policy().extra_hosts().join(",")
     );
     tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
     emu.shutdown().await;
@@ -219,45 +231,52 @@ fn line(name: &str, o: &SyncOutcome) -> String {
 /// Adds the demo connection, or points an existing one at this run's emulator.
 async fn connect(
     store: &Store,
+    sources: &deskbridge_source::SourceRegistry,
     name: &str,
     tenant: &deskbridge_emulator::TenantSummary,
     app: &deskbridge_emulator::AppSummary,
     secret: &str,
-    authority: &str,
-    graph: &str,
+    (authority, graph): (&str, &str),
 ) -> anyhow::Result<()> {
-    let mut tx = store.begin(WriteContext::manual()).await?;
-    if let Some(existing) = tx.connection_by_name(name).await? {
-        let mut config = existing.config.clone();
-        config["authority_host"] = json!(authority);
-        config["graph_url"] = json!(graph);
-        config["client_id"] = json!(app.client_id);
-        tx.update_connection_config(existing.id, &config).await?;
-        ConnectionSecrets(existing.id)
-            .put(&mut tx, SECRET_CLIENT_SECRET, secret, None)
-            .await?;
-        tx.commit().await?;
+    let source = sources
+        .get("entra")
+        .context("this deskbridge has no Entra connector")?;
+    let mut settings = serde_json::Map::new();
+    settings.insert("client_id".into(), json!(app.client_id));
+    settings.insert("client_secret".into(), json!(secret));
+    settings.insert("authority_host".into(), json!(authority));
+    settings.insert("graph_url".into(), json!(graph));
+    let mut tx = store.read().await?;
+    let existing = tx.connection_by_name(name).await?;
+    tx.commit().await?;
+    if let Some(existing) = existing {
+        let values = validate(
+            source.settings(),
+            &settings,
+            Purpose::Edit,
+            sources.endpoint_policy(),
+        )?;
+        source.edit(store, &existing, values).await?;
         return Ok(());
     }
-    tx.commit().await?;
-    add_entra_connection(
-        store,
-        &NewEntraConnection {
-            name: name.into(),
-            tenant_id: tenant.id.clone(),
-            client_id: app.client_id.clone(),
-            credential: NewCredential::ClientSecret {
-                value: secret.to_owned(),
-                expires_at: None,
+    settings.insert("tenant_id".into(), json!(tenant.id));
+    let values = validate(
+        source.settings(),
+        &settings,
+        Purpose::Create,
+        sources.endpoint_policy(),
+    )?;
+    source
+        .create(
+            store,
+            NewConnection {
+                name: name.into(),
+                customer: Some(tenant.display_name.clone()),
+                enabled_instances: "production".into(),
+                settings: values,
             },
-            authority_host: Some(authority.into()),
-            graph_url: Some(graph.into()),
-            customer: Some(tenant.display_name.clone()),
-            enabled_instances: None,
-            last_sign_in: false,
-        },
-    )
-    .await?;
+        )
+        .await?;
     Ok(())
 }
 

@@ -72,9 +72,9 @@ pub async fn run(global: &GlobalArgs, args: DirectoryArgs) -> anyhow::Result<()>
     tx.commit().await?;
     store.close().await;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print!("{}", output::table(args.what.columns(), &rows));
+        crate::output::out!("{}", output::table(args.what.columns(), &rows));
     }
     Ok(())
 }

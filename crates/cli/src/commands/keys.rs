@@ -26,7 +26,7 @@ pub async fn run(global: &GlobalArgs, command: KeysCommand) -> anyhow::Result<()
             }
             let store = global.open_store().await?;
             let report = store.rotate_keys(&global.key_file()).await?;
-            println!(
+            crate::output::outln!(
                 "rotated the master key {} -> {}; re-sealed {} secret(s); key file {}",
                 report.old_key_id,
                 report.new_key_id,

@@ -32,8 +32,8 @@ pub async fn run(global: &GlobalArgs, command: MappingsCommand) -> anyhow::Resul
     let result = async {
         match command {
             MappingsCommand::Show { connection } => {
-                let source = open_connection(&store, &deskbridge_connectors::registry(), &connection).await?;
-                println!("{}", serde_json::to_string_pretty(source.mapping())?);
+                let source = open_connection(&store, &global.registry(), &connection).await?;
+                crate::output::outln!("{}", serde_json::to_string_pretty(source.mapping())?);
             }
             MappingsCommand::Set { connection, file } => {
                 let text = std::fs::read_to_string(&file)
@@ -46,15 +46,8 @@ pub async fn run(global: &GlobalArgs, command: MappingsCommand) -> anyhow::Resul
                     )
                 })?;
                 let clock: SharedClock = Arc::new(SystemClock);
-                save_mappings(
-                    &store,
-                    &deskbridge_connectors::registry(),
-                    &connection,
-                    mapping,
-                    &clock,
-                )
-                .await?;
-                println!("saved the mappings of {connection:?}");
+                save_mappings(&store, &global.registry(), &connection, mapping, &clock).await?;
+                crate::output::outln!("saved the mappings of {connection:?}");
             }
         }
         Ok::<(), anyhow::Error>(())

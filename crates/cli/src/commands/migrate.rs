@@ -6,8 +6,8 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
     store.close().await;
     let applied = applied?;
     for m in &applied {
-        println!("applied migration {} ({})", m.version, m.name);
+        crate::output::outln!("applied migration {} ({})", m.version, m.name);
     }
-    println!("schema is up to date ({})", global.database_label());
+    crate::output::outln!("schema is up to date ({})", global.database_label());
     Ok(())
 }

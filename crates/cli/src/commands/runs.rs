@@ -117,10 +117,10 @@ async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyh
                 .await?;
             tx.commit().await?;
             match (job, json) {
-                (Some(job), true) => println!("{}", json!({"job_id": job, "queued": true})),
-                (None, true) => println!("{}", json!({"job_id": null, "queued": false})),
-                (Some(job), false) => println!("queued job {job} for {connection} {entity}"),
-                (None, false) => println!(
+                (Some(job), true) => crate::output::outln!("{}", json!({"job_id": job, "queued": true})),
+                (None, true) => crate::output::outln!("{}", json!({"job_id": null, "queued": false})),
+                (Some(job), false) => crate::output::outln!("queued job {job} for {connection} {entity}"),
+                (None, false) => crate::output::outln!(
                     "{connection} {entity} already has a job queued or running; see `deskbridge runs list`"
                 ),
             }
@@ -134,11 +134,11 @@ async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyh
                     ErrorCode::NotFound,
                     format!("no job {job}; see `deskbridge runs list`")
                 )),
-                Some(JobStatus::Cancelled) => println!("job {job} cancelled"),
+                Some(JobStatus::Cancelled) => crate::output::outln!("job {job} cancelled"),
                 Some(JobStatus::Running) => {
-                    println!("job {job} is running; its worker stops it at its next heartbeat")
+                    crate::output::outln!("job {job} is running; its worker stops it at its next heartbeat")
                 }
-                Some(other) => println!("job {job} had already ended ({})", other.as_str()),
+                Some(other) => crate::output::outln!("job {job} had already ended ({})", other.as_str()),
             }
         }
     }

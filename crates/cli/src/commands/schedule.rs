@@ -97,9 +97,9 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
             let id = tx.add_schedule(&new).await?;
             tx.commit().await?;
             if json {
-                println!("{}", json!({"id": id, "next_due": format_timestamp(first)}));
+                crate::output::outln!("{}", json!({"id": id, "next_due": format_timestamp(first)}));
             } else {
-                println!("schedule {id} added; first due {}", format_timestamp(first));
+                crate::output::outln!("schedule {id} added; first due {}", format_timestamp(first));
             }
         }
         ScheduleCommand::List { json } => {
@@ -148,7 +148,7 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
                     format!("no schedule {id}; see `deskbridge schedule list`")
                 ));
             }
-            println!("schedule {id} removed");
+            crate::output::outln!("schedule {id} removed");
         }
         ScheduleCommand::Enable { id } | ScheduleCommand::Disable { id } => {
             let enable = matches!(command, ScheduleCommand::Enable { .. });
@@ -161,7 +161,7 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
                     format!("no schedule {id}; see `deskbridge schedule list`")
                 ));
             }
-            println!("schedule {id} {}", if enable { "enabled" } else { "disabled" });
+            crate::output::outln!("schedule {id} {}", if enable { "enabled" } else { "disabled" });
         }
         ScheduleCommand::StartAll { json } => {
             let started = scheduler::start_processing(store).await?;
@@ -170,14 +170,15 @@ async fn run_with(store: &deskbridge_store::Store, command: ScheduleCommand) -> 
                 .map(|(s, job)| json!({"schedule_id": s.id, "connection": s.connection, "entity": s.entity, "job_id": job, "queued": job.is_some()}))
                 .collect();
             if json {
-                println!("{}", serde_json::to_string(&rows)?);
+                crate::output::outln!("{}", serde_json::to_string(&rows)?);
             } else {
                 for (s, job) in &started {
                     match job {
-                        Some(job) => println!("{} {}: queued job {job}", s.connection, s.entity),
-                        None => println!(
+                        Some(job) => crate::output::outln!("{} {}: queued job {job}", s.connection, s.entity),
+                        None => crate::output::outln!(
                             "{} {}: a job is already queued or running",
-                            s.connection, s.entity
+                            s.connection,
+                            s.entity
                         ),
                     }
                 }

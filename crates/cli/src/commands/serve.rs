@@ -45,8 +45,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let shutdown = shutdown_signal();
     let config = args.worker.config();
-    let mut web =
-        deskbridge_web::AppState::new(store.clone(), deskbridge_connectors::registry(), clock.clone());
+    let mut web = deskbridge_web::AppState::new(store.clone(), global.registry(), clock.clone());
     web.secure_cookies = args.secure_cookies;
     web.job_queue = true;
     let mut ready = json!({});
@@ -73,7 +72,16 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
     say(&format!("serving the admin UI and API on {url}"));
-    run_agent(&args.worker, config, &store, clock, metrics, shutdown).await;
+    run_agent(
+        &args.worker,
+        config,
+        &store,
+        global.registry(),
+        clock,
+        metrics,
+        shutdown,
+    )
+    .await;
     let _ = http.await;
     store.close().await;
     Ok(())

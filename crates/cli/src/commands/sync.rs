@@ -50,7 +50,7 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         approve_held: args.approve_held,
         observer: None,
     };
-    let sources = deskbridge_connectors::registry();
+    let sources = global.registry();
     let Some(connection) = &args.connection else {
         return run_all(store, &sources, &args, &options, &clock).await;
     };
@@ -58,7 +58,7 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
     store.close().await;
     let outcome = outcome?;
     if args.json {
-        println!("{}", serde_json::to_string(&outcome)?);
+        crate::output::outln!("{}", serde_json::to_string(&outcome)?);
     } else {
         print_outcome(&outcome);
     }
@@ -121,7 +121,7 @@ async fn run_all(
         let total = |f: fn(&SyncOutcome) -> i64| -> i64 {
             results.iter().filter_map(|r| r.result.as_ref().ok()).map(f).sum()
         };
-        println!(
+        crate::output::outln!(
             "{}",
             json!({
                 "connections": connections,
@@ -147,13 +147,13 @@ async fn run_all(
         );
     } else {
         for r in &results {
-            print!("{}: ", r.connection);
+            crate::output::out!("{}: ", r.connection);
             match &r.result {
                 Ok(outcome) => print_outcome(outcome),
-                Err(e) => println!("error: {e}"),
+                Err(e) => crate::output::outln!("error: {e}"),
             }
         }
-        println!("{} connections in {seconds:.1}s, {failed} failed", results.len());
+        crate::output::outln!("{} connections in {seconds:.1}s, {failed} failed", results.len());
     }
     if failed > 0 {
         anyhow::bail!(CliError::new(
@@ -172,7 +172,7 @@ pub fn print_outcome(outcome: &SyncOutcome) {
                 .iter()
                 .map(|(name, f)| format!("{name}: {} -> {}", short(&f.before), short(&f.after)))
                 .collect();
-            println!(
+            crate::output::outln!(
                 "{:<10} {:<6} {:<38} {}  [{}] {}",
                 change.action.as_str(),
                 change.entity.as_str(),
@@ -184,7 +184,7 @@ pub fn print_outcome(outcome: &SyncOutcome) {
         }
     }
     let c = &outcome.counts;
-    println!(
+    crate::output::outln!(
         "{} ({}): created {}, updated {}, deactivated {}, unchanged {}, conflicts {}, errors {}{}",
         outcome.status,
         outcome.mode,
@@ -197,13 +197,13 @@ pub fn print_outcome(outcome: &SyncOutcome) {
         outcome.run_id.map(|r| format!("; run {r}")).unwrap_or_default()
     );
     if let Some(reason) = &outcome.held {
-        println!("held for approval: {reason}");
+        crate::output::outln!("held for approval: {reason}");
     }
     for note in &outcome.notes {
-        println!("note: {note}");
+        crate::output::outln!("note: {note}");
     }
     for e in &outcome.errors {
-        println!(
+        crate::output::outln!(
             "error [{}] {}{}",
             e.code,
             e.message,

@@ -43,7 +43,16 @@ pub async fn run(global: &GlobalArgs, args: WorkerCommand) -> anyhow::Result<()>
         ),
         None => None,
     };
-    run_agent(&args.worker, config, &store, clock, metrics, shutdown).await;
+    run_agent(
+        &args.worker,
+        config,
+        &store,
+        global.registry(),
+        clock,
+        metrics,
+        shutdown,
+    )
+    .await;
     if let Some(task) = http {
         let _ = task.await;
     }

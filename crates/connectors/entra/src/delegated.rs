@@ -322,3 +322,62 @@ pub(crate) async fn delegated_provider(
         }),
     ))
 }
+
+/// Delegated sign-in as the pipeline, the web and the CLI reach it, through
+/// [`deskbridge_source::SignIn`].
+pub(crate) struct EntraSignIn;
+
+impl deskbridge_source::SignIn for EntraSignIn {
+    fn authorised<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+    ) -> deskbridge_source::BoxFuture<'a, Result<Option<bool>, SyncError>> {
+        Box::pin(async move {
+            if EntraSettings::of(connection)?.auth != AuthMethod::Delegated {
+                return Ok(None);
+            }
+            let mut tx = store.read().await?;
+            let sealed = ConnectionSecrets(connection.id)
+                .get(&mut tx, SECRET_REFRESH_TOKEN)
+                .await?
+                .is_some();
+            tx.commit().await?;
+            Ok(Some(sealed))
+        })
+    }
+
+    fn begin<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+        redirect_uri: &'a str,
+        clock: &'a SharedClock,
+    ) -> deskbridge_source::BoxFuture<'a, Result<String, SyncError>> {
+        Box::pin(async move {
+            Ok(
+                begin_delegated_authorization(store, &connection.name, redirect_uri, clock)
+                    .await?
+                    .url,
+            )
+        })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+        redirect: &'a str,
+        clock: &'a SharedClock,
+    ) -> deskbridge_source::BoxFuture<'a, Result<(), SyncError>> {
+        Box::pin(async move {
+            let name = complete_delegated_redirect(store, redirect, clock).await?;
+            if name != connection.name {
+                return Err(SyncError::Credential(
+                    "the sign-in belongs to another connection: start the authorisation again".into(),
+                ));
+            }
+            Ok(())
+        })
+    }
+}

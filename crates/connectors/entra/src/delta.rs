@@ -7,7 +7,7 @@ use std::sync::Arc;
 use deskbridge_core::{ConnectionId, SharedClock};
 use deskbridge_mapping::ValidatedConfig;
 use deskbridge_source::desk::validated;
-use deskbridge_source::{MemoryRequests, RequestSink, SyncError};
+use deskbridge_source::{CursorReport, MemoryRequests, RequestSink, SyncError};
 use deskbridge_store::{CursorKey, Store, WriteContext};
 use serde::Serialize;
 
@@ -147,4 +147,64 @@ pub fn delta_tracking(settings: &EntraSettings, config: &ValidatedConfig) -> Del
     let mappings = serde_json::to_vec(&settings.mapping).unwrap_or_default();
     tracking.mappings_digest = hex::encode(&sha2::Sha256::digest(&mappings)[..12]);
     tracking
+}
+
+/// The delta status for people (the CLI's and the UI's lines) and scripts.
+pub(crate) fn report(status: &DeltaStatus) -> CursorReport {
+    let mut lines = vec![
+        (
+            "delta queries".to_owned(),
+            if status.enabled { "on" } else { "off" }.to_owned(),
+        ),
+        (
+            "sync method".to_owned(),
+            match status.sync_method {
+                SyncMethod::AllChanges => "all changes",
+                SyncMethod::MappedFieldsOnly => "mapped fields only",
+            }
+            .to_owned(),
+        ),
+        (
+            "users listen".to_owned(),
+            status
+                .tracking
+                .users_select
+                .clone()
+                .unwrap_or_else(|| "every change".into()),
+        ),
+        (
+            "groups listen".to_owned(),
+            status
+                .tracking
+                .groups_select
+                .clone()
+                .unwrap_or_else(|| "every change".into()),
+        ),
+        (
+            "delta links".to_owned(),
+            match (&status.links_saved_at, status.links_current) {
+                (None, _) => "none; the next run is a full import".to_owned(),
+                (Some(at), true) => format!("saved {at}"),
+                (Some(at), false) => format!(
+                    "saved {at} under other settings; the next run is a full import \
+                     (or take the latest links to start from now)"
+                ),
+            },
+        ),
+    ];
+    for field in &status.tracking.untracked {
+        lines.push((
+            "not tracked".to_owned(),
+            format!(
+                "{} ({}), used by {}; its changes arrive with the next change to a tracked field",
+                field.property,
+                field.reason,
+                field.used_by.join(", ")
+            ),
+        ));
+    }
+    CursorReport {
+        lines,
+        json: serde_json::to_value(status).unwrap_or_default(),
+    }
 }

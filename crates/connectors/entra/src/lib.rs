@@ -23,6 +23,7 @@ mod client;
 mod delegated;
 mod delta;
 mod error;
+mod manage;
 pub mod read;
 mod settings;
 mod source;

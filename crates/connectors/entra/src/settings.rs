@@ -3,10 +3,10 @@
 
 use deskbridge_core::RecordId;
 use deskbridge_mapping::MappingConfig;
+use deskbridge_source::settings::{Choice, Required, Setting, SettingKind, SettingPart};
 use deskbridge_source::{ConnectionSecrets, SyncError};
-use deskbridge_store::{Connection, Entity, NewConnection, Store, WriteContext};
+use deskbridge_store::{Connection, NewConnection, Store, WriteContext};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::ENTRA_KIND;
 
@@ -14,6 +14,139 @@ pub const SECRET_CLIENT_SECRET: &str = "client_secret";
 pub const SECRET_CERTIFICATE: &str = "certificate_pem";
 /// The sealed refresh token of a delegated connection.
 pub const SECRET_REFRESH_TOKEN: &str = "refresh_token";
+
+const AUTH_METHODS: &[Choice] = &[
+    Choice {
+        value: "client_secret",
+        label: "Application permissions with a client secret",
+    },
+    Choice {
+        value: "certificate",
+        label: "Application permissions with a certificate",
+    },
+    Choice {
+        value: "delegated",
+        label: "Delegated permissions: an administrator signs in with Microsoft after adding it",
+    },
+];
+
+const SYNC_METHODS: &[Choice] = &[
+    Choice {
+        value: "all_changes",
+        label: "Listen to all changes",
+    },
+    Choice {
+        value: "mapped_fields_only",
+        label: "Only changes to mapped fields",
+    },
+];
+
+/// An Entra connection's settings, as forms, the API and export files know them. The keys are
+/// those of [`EntraSettings`] and of the sealed secrets.
+pub(crate) const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "tenant_id",
+        label: "Tenant id",
+        help: "Directory (tenant) id from the app registration's overview, or one of the tenant's verified domains.",
+        kind: SettingKind::Tenant,
+        required: Required::Always,
+        part: SettingPart::Identity,
+    },
+    Setting {
+        key: "client_id",
+        label: "Client id",
+        help: "Application (client) id from the app registration's overview.",
+        kind: SettingKind::Guid,
+        required: Required::Always,
+        part: SettingPart::Identity,
+    },
+    Setting {
+        key: "auth",
+        label: "Authentication",
+        help: "Left empty: a certificate if one is given, otherwise a client secret.",
+        kind: SettingKind::Choice {
+            options: AUTH_METHODS,
+        },
+        required: Required::Optional,
+        part: SettingPart::Credential,
+    },
+    Setting {
+        key: SECRET_CLIENT_SECRET,
+        label: "Client secret value",
+        help: "Write-only: it is sealed in the database and never shown again. A delegated connection needs one only if the app is confidential.",
+        kind: SettingKind::Secret,
+        required: Required::When {
+            key: "auth",
+            values: &["client_secret"],
+        },
+        part: SettingPart::Credential,
+    },
+    Setting {
+        key: "secret_expires_at",
+        label: "Secret expires (RFC 3339, optional)",
+        help: "From the app registration's certificates & secrets page; the check warns before it passes.",
+        kind: SettingKind::Time,
+        required: Required::Optional,
+        part: SettingPart::Credential,
+    },
+    Setting {
+        key: SECRET_CERTIFICATE,
+        label: "Certificate and private key (PEM)",
+        help: "Write-only. Its expiry is read from the certificate.",
+        kind: SettingKind::Certificate,
+        required: Required::When {
+            key: "auth",
+            values: &["certificate"],
+        },
+        part: SettingPart::Credential,
+    },
+    Setting {
+        key: "authority_host",
+        label: "Identity platform host",
+        help: "Leave empty for Microsoft's public cloud.",
+        kind: SettingKind::Endpoint {
+            default: deskbridge_msauth::PUBLIC_CLOUD_AUTHORITY,
+        },
+        required: Required::Optional,
+        part: SettingPart::Identity,
+    },
+    Setting {
+        key: "graph_url",
+        label: "Graph URL",
+        help: "Leave empty for Microsoft's public cloud.",
+        kind: SettingKind::Endpoint {
+            default: deskbridge_graph::DEFAULT_GRAPH_BASE_URL,
+        },
+        required: Required::Optional,
+        part: SettingPart::Identity,
+    },
+    Setting {
+        key: "last_sign_in",
+        label: "Import last sign-in dates",
+        help: "Needs AuditLog.Read.All and a P1/P2 tenant.",
+        kind: SettingKind::Flag { default: false },
+        required: Required::Optional,
+        part: SettingPart::Sync,
+    },
+    Setting {
+        key: "delta",
+        label: "Use delta queries after the first full import",
+        help: "",
+        kind: SettingKind::Flag { default: true },
+        required: Required::Optional,
+        part: SettingPart::Sync,
+    },
+    Setting {
+        key: "sync_method",
+        label: "Sync method",
+        help: "What a delta query listens to.",
+        kind: SettingKind::Choice {
+            options: SYNC_METHODS,
+        },
+        required: Required::Optional,
+        part: SettingPart::Sync,
+    },
+];
 
 /// How the connection authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,55 +266,11 @@ pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Re
             "tenant id and client id are required".into(),
         ));
     }
-    let instances = new
-        .enabled_instances
-        .clone()
-        .unwrap_or_else(|| "production".into());
-    for instance in instances.split(',') {
-        if !matches!(instance.trim(), "production" | "test") {
-            return Err(SyncError::BadSettings(
-                new.name.clone(),
-                format!("unknown instance kind {instance:?}"),
-            ));
-        }
-    }
+    let instances = deskbridge_source::settings::enabled_instances(new.enabled_instances.as_deref())?;
     let mut tx = store.begin(WriteContext::manual()).await?;
     let customer_name = new.customer.clone().unwrap_or_else(|| new.name.clone());
-    let customer = match tx
-        .find_by_text(Entity::Customer, "name", &customer_name)
-        .await?
-        .into_iter()
-        .next()
-    {
-        Some(c) => c.id,
-        None => {
-            tx.insert(
-                Entity::Customer,
-                None,
-                &[("name".to_owned(), json!(customer_name))].into_iter().collect(),
-            )
-            .await?
-        }
-    };
-    let customer_record = tx.get(Entity::Customer, customer).await?;
-    let mut tenants: Vec<serde_json::Value> = customer_record
-        .and_then(|c| c.get("tenant_ids").as_array().cloned())
-        .unwrap_or_default();
-    if !tenants
-        .iter()
-        .any(|t| t.as_str().is_some_and(|t| t.eq_ignore_ascii_case(&new.tenant_id)))
-    {
-        tenants.push(json!(new.tenant_id));
-        tx.update(
-            Entity::Customer,
-            customer,
-            &[("tenant_ids".to_owned(), json!(tenants))].into_iter().collect(),
-        )
-        .await?;
-    }
-    let main_site = tx.main_site(customer).await?.ok_or_else(|| {
-        SyncError::BadSettings(new.name.clone(), format!("customer {customer} has no main site"))
-    })?;
+    let (customer, main_site) =
+        deskbridge_source::desk::customer_for_tenant(&mut tx, &customer_name, new.tenant_id.trim()).await?;
     let settings = EntraSettings {
         tenant_id: new.tenant_id.trim().to_owned(),
         client_id: new.client_id.trim().to_owned(),

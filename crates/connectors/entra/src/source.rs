@@ -8,11 +8,13 @@ use std::sync::Arc;
 use deskbridge_graph::{GraphConfig, GraphTenant};
 use deskbridge_mapping::{MappingConfig, ValidatedConfig};
 use deskbridge_source::desk::SourceProperties;
+use deskbridge_source::settings::{Setting, SettingValues};
 use deskbridge_source::{
-    BoxFuture, CheckPoint, Emitter, Page, Partition, PartitionEnd, PartitionStart, ReadEvent, ReadRequest,
-    Source, SourceConnection, SourceContext, SourceRecord, StoredCursors, SyncError, read_stream,
+    BoxFuture, CheckPoint, CursorReport, CursorReset, Emitter, NewConnection, Page, Partition, PartitionEnd,
+    PartitionStart, ReadEvent, ReadRequest, SignIn, Source, SourceConnection, SourceContext, SourceRecord,
+    StoredCursors, SyncError, read_stream,
 };
-use deskbridge_store::{Connection, IntegrationError};
+use deskbridge_store::{Connection, IntegrationError, Store};
 use futures::stream::BoxStream;
 use serde_json::{Map, Value};
 
@@ -82,6 +84,71 @@ impl Source for EntraSource {
         instance: &'a str,
     ) -> BoxFuture<'a, Vec<CheckPoint>> {
         Box::pin(crate::check::check(cx, self.graph.config(), connection, instance))
+    }
+
+    fn setup(&self) -> &'static str {
+        "Register an app in the tenant with the User.Read.All and Group.Read.All application permissions \
+         (Organization.Read.All for licences, AuditLog.Read.All for last sign-in dates), grant admin consent, \
+         then enter its ids and a credential. For delegated permissions, add this site's \
+         /auth/microsoft/callback as a redirect URI."
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        crate::settings::SETTINGS
+    }
+
+    fn create<'a>(
+        &'a self,
+        store: &'a Store,
+        new: NewConnection,
+    ) -> BoxFuture<'a, Result<Connection, SyncError>> {
+        Box::pin(crate::manage::create(store, new))
+    }
+
+    fn edit<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+        values: SettingValues,
+    ) -> BoxFuture<'a, Result<(), SyncError>> {
+        Box::pin(crate::manage::edit(store, connection, values))
+    }
+
+    fn sign_in(&self) -> Option<&dyn SignIn> {
+        Some(&crate::delegated::EntraSignIn)
+    }
+
+    /// The delta settings and the state of the stored delta links.
+    fn cursors<'a>(
+        &'a self,
+        cx: &'a SourceContext,
+        connection: &'a Connection,
+    ) -> BoxFuture<'a, Result<CursorReport, SyncError>> {
+        Box::pin(async move {
+            let status = crate::delta::delta_status(&cx.store, &connection.name).await?;
+            Ok(crate::delta::report(&status))
+        })
+    }
+
+    fn reset_cursors<'a>(
+        &'a self,
+        cx: &'a SourceContext,
+        connection: &'a Connection,
+        reset: CursorReset,
+    ) -> BoxFuture<'a, Result<(), SyncError>> {
+        Box::pin(async move {
+            let reset = match reset {
+                CursorReset::Clear => crate::delta::DeltaReset::Clear,
+                CursorReset::Latest => crate::delta::DeltaReset::Latest,
+            };
+            crate::delta::reset_deltas(&cx.store, &connection.name, reset, &cx.clock).await?;
+            Ok(())
+        })
+    }
+
+    /// `$deltatoken=latest` gives links that start from now without reading the tenant.
+    fn can_start_from_now(&self) -> bool {
+        true
     }
 }
 

@@ -41,7 +41,11 @@ impl Harness for Entra {
             backoff_max: Duration::from_millis(20),
             ..GraphConfig::default()
         };
-        SourceRegistry::new().with(Arc::new(EntraSource::new(config)))
+        SourceRegistry::new()
+            .with(Arc::new(EntraSource::new(config)))
+            .with_endpoint_policy(deskbridge_source::settings::EndpointPolicy::allowing([
+                "127.0.0.1",
+            ]))
     }
 
     fn world<'a>(

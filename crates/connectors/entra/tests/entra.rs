@@ -14,7 +14,11 @@ use deskbridge_source::SourceRegistry;
 
 /// A registry with the Entra connector only, as the binary registers it.
 pub fn sources() -> SourceRegistry {
-    SourceRegistry::new().with(Arc::new(EntraSource::default()))
+    SourceRegistry::new()
+        .with(Arc::new(EntraSource::default()))
+        .with_endpoint_policy(deskbridge_source::settings::EndpointPolicy::allowing([
+            "127.0.0.1",
+        ]))
 }
 
 /// One sync of `name` through the Entra connector.

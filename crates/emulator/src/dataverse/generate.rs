@@ -479,13 +479,14 @@ pub(crate) fn generate_org(
         tables: vec![],
     };
     // Application users: the full apps read and write everything, the single-tenant reader
-    // only accounts (so "missing privilege" can be seen); the unconsented app is none.
+    // only accounts (so "missing privilege" can be seen); the unconsented, Partner Center and GDAP
+    // apps are none.
     let mut users: Vec<(String, Map<String, Value>)> = Vec::new();
     for app in apps {
         let (read_tables, write) = match app.kind {
             AppKind::MultiTenantSecret | AppKind::Certificate | AppKind::ExpiredSecret => (None, true),
             AppKind::SingleTenant => (Some(vec!["account".to_owned()]), false),
-            AppKind::Unconsented => continue,
+            AppKind::Unconsented | AppKind::PartnerCenter | AppKind::Gdap => continue,
         };
         let user_id = rng.uuid();
         org.application_users.push(ApplicationUser {

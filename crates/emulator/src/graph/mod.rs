@@ -275,6 +275,8 @@ fn authenticate(state: &AppState, req: &Req<'_>) -> GResult<Caller> {
     if world.app(&app_id).is_none() {
         return Err(unauthenticated("Access token validation failure."));
     }
+    crate::partner::graph_gate(&world, &app_id, &tenant.id)
+        .map_err(|(status, code, message)| err(status, code, message))?;
     let delegated = claims.idtyp.as_deref() == Some("user") || claims.scp.is_some();
     Ok(Caller {
         tenant_id: tenant.id.clone(),

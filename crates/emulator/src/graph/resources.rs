@@ -100,6 +100,12 @@ pub(crate) fn route(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &F
         ["deviceManagement", "managedDevices", id] => ctx.managed_device(id),
         ["tenantRelationships", "delegatedAdminRelationships"] => ctx.gdap(None),
         ["tenantRelationships", "delegatedAdminRelationships", id] => ctx.gdap(Some(id)),
+        [
+            "tenantRelationships",
+            "delegatedAdminRelationships",
+            id,
+            "accessAssignments",
+        ] => ctx.gdap_assignments(id),
         _ => Err(err(
             StatusCode::BAD_REQUEST,
             "BadRequest",
@@ -934,6 +940,46 @@ impl Ctx<'_> {
             body.extend(m);
         }
         Ok(ok_json(Value::Object(body)))
+    }
+
+    /// Access assignments of a relationship: an active relationship grants its roles to the
+    /// partner's `AdminAgents` group (the first security group when there is none).
+    fn gdap_assignments(&self, id: &str) -> GResult<Resp> {
+        self.caller.require(&[
+            "DelegatedAdminRelationship.Read.All",
+            "DelegatedAdminRelationship.ReadWrite.All",
+        ])?;
+        let r = self
+            .t
+            .gdap_relationships
+            .iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| not_found(id))?;
+        let container = self
+            .t
+            .live_groups()
+            .find(|g| g.display_name == "AdminAgents")
+            .or_else(|| self.t.live_groups().find(|g| g.security_enabled));
+        let fmt = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let values: Vec<Value> = match (r.status.as_str(), container) {
+            ("active", Some(g)) => vec![json!({
+                "@odata.etag": format!("W/\"{}\"", g.id.chars().take(8).collect::<String>()),
+                "id": format!("{}-{}", g.id, r.id),
+                "status": "active",
+                "createdDateTime": fmt(r.activated_date_time.unwrap_or(r.created_date_time)),
+                "lastModifiedDateTime": fmt(r.last_modified_date_time),
+                "accessContainer": {"accessContainerId": g.id, "accessContainerType": "securityGroup"},
+                "accessDetails": {"unifiedRoles": r.role_definition_ids.iter()
+                    .map(|id| json!({"roleDefinitionId": id})).collect::<Vec<_>>()},
+            })],
+            _ => vec![],
+        };
+        Ok(self.collection(
+            &format!("tenantRelationships/delegatedAdminRelationships('{id}')/accessAssignments"),
+            values,
+            None,
+            None,
+        ))
     }
 
     fn gdap(&self, id: Option<&str>) -> GResult<Resp> {

@@ -9,6 +9,7 @@ mod groups;
 mod identity;
 mod limits;
 mod misc;
+mod partner;
 mod schema;
 mod support;
 mod users;

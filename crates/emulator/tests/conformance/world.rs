@@ -106,7 +106,9 @@ fn the_world_has_the_shapes_real_directories_have() {
             "certificate",
             "single_tenant",
             "expired_secret",
-            "unconsented"
+            "unconsented",
+            "partner_center",
+            "gdap_multi_tenant"
         ]
     );
     // Without a size, tenant sizes spread.

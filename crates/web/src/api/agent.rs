@@ -6,6 +6,9 @@ use axum::{Extension, Json};
 use deskbridge_store::Connection;
 use serde_json::{Value, json};
 
+use deskbridge_source::{CursorReport, CursorReset};
+
+use super::connections::{source_of, working_source};
 use crate::AppState;
 use crate::access::Scope;
 use crate::error::{ApiError, ApiResult};
@@ -31,25 +34,34 @@ pub(super) async fn check(
     Ok(Json(serde_json::to_value(&report).map_err(ApiError::internal)?))
 }
 
+/// "Reset": forgets the connection's cursors, so the next sync reads everything. Returns how
+/// many there were.
+pub(crate) async fn clear_cursors(state: &AppState, connection: &Connection) -> ApiResult<u64> {
+    Ok(deskbridge_source::clear_cursors(&state.store, connection.id).await?)
+}
+
 pub(super) async fn reset_cursors(
     State(state): State<AppState>,
     Extension(scope): Extension<Scope>,
 ) -> ApiResult<Json<Value>> {
-    let cleared = deskbridge_connector_entra::clear_deltas(&state.store, scope.connection.id).await?;
+    let cleared = clear_cursors(&state, &scope.connection).await?;
     Ok(Json(json!({ "cleared": cleared })))
 }
 
-/// "Get latest": delta links that start from now, so the next sync sees only later changes
-/// without a full import.
+/// What the connection's connector says of its cursors.
+pub(crate) async fn cursor_report(state: &AppState, connection: &Connection) -> ApiResult<CursorReport> {
+    let cx = state.source_context();
+    Ok(source_of(state, connection)?.cursors(&cx, connection).await?)
+}
+
+/// "Get latest": cursors that start from now, so the next sync sees only later changes without
+/// reading everything (where the connector can). Returns the cursors' report.
 pub(crate) async fn take_latest_cursors(state: &AppState, connection: &Connection) -> ApiResult<Value> {
-    let status = deskbridge_connector_entra::reset_deltas(
-        &state.store,
-        &connection.name,
-        deskbridge_connector_entra::DeltaReset::Latest,
-        &state.clock,
-    )
-    .await?;
-    serde_json::to_value(&status).map_err(ApiError::internal)
+    let cx = state.source_context();
+    working_source(state, connection)?
+        .reset_cursors(&cx, connection, CursorReset::Latest)
+        .await?;
+    Ok(cursor_report(state, connection).await?.json)
 }
 
 pub(super) async fn latest_cursors(

@@ -7,15 +7,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use deskbridge_connector_entra::{
-    AuthMethod, EntraSettings, NewCredential, NewEntraConnection, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET,
-    SyncMethod,
+use deskbridge_core::ConnectionId;
+use deskbridge_source::settings::{
+    Purpose, Setting, SettingValues, connection_name, enabled_instances, endpoints_changed, validate,
 };
-use deskbridge_core::{ConnectionId, ErrorCode};
-use deskbridge_source::ConnectionSecrets;
+use deskbridge_source::{ConnectionSecrets, NewConnection, Source};
 use deskbridge_store::{Access, Connection, WriteContext};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::parse_body;
 use super::runs::run_preview;
@@ -23,14 +21,42 @@ use crate::AppState;
 use crate::access::{Caller, Scope};
 use crate::error::{ApiError, ApiResult};
 
+/// The connector of a connection, to show or change its settings (an error naming the kind if
+/// this build has none).
+pub(crate) fn source_of<'a>(
+    state: &'a AppState,
+    c: &Connection,
+) -> ApiResult<&'a std::sync::Arc<dyn Source>> {
+    Ok(state.sources.describe(c)?)
+}
+
+/// The connector of a connection, to work with it (sign in, reset cursors): its endpoints are
+/// checked against the instance's endpoint policy first.
+pub(crate) fn working_source<'a>(
+    state: &'a AppState,
+    c: &Connection,
+) -> ApiResult<&'a std::sync::Arc<dyn Source>> {
+    Ok(state.sources.source_of(c)?)
+}
+
 /// A connection as the API and UI show it: settings without the mapping, credential state
-/// (kind and expiry), never a secret.
+/// (authentication method, expiry of the sealed secret, whether a sign-in is done), never a
+/// secret.
 pub(crate) async fn connection_view(state: &AppState, c: &Connection, access: Access) -> ApiResult<Value> {
+    let schema: &[Setting] = state.sources.get(&c.kind).map_or(&[], |s| s.settings());
     let mut tx = state.store.read().await?;
-    let secrets = ConnectionSecrets(c.id);
-    let secret_expiry = secrets.expiry(&mut tx, SECRET_CLIENT_SECRET).await?;
-    let cert_expiry = secrets.expiry(&mut tx, SECRET_CERTIFICATE).await?;
+    let mut expires_at = None;
+    for setting in schema.iter().filter(|s| s.is_secret()) {
+        if let Some(at) = ConnectionSecrets(c.id).expiry(&mut tx, setting.key).await? {
+            expires_at = Some(at);
+            break;
+        }
+    }
     tx.commit().await?;
+    let authorised = match state.sources.get(&c.kind).and_then(|s| s.sign_in()) {
+        Some(sign_in) => sign_in.authorised(&state.store, c).await?,
+        None => None,
+    };
     let mut settings = c.config.clone();
     if let Some(obj) = settings.as_object_mut() {
         obj.remove("mapping");
@@ -43,24 +69,13 @@ pub(crate) async fn connection_view(state: &AppState, c: &Connection, access: Ac
         "settings": settings,
         "credential": {
             "kind": c.config.get("auth"),
-            "expires_at": secret_expiry.or(cert_expiry),
+            "expires_at": expires_at,
+            "authorised": authorised,
         },
         "access": access.as_str(),
         "created_at": c.created_at,
         "updated_at": c.updated_at,
     }))
-}
-
-pub(crate) fn settings_of(c: &Connection) -> ApiResult<EntraSettings> {
-    serde_json::from_value(c.config.clone()).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidConfiguration,
-            format!(
-                "connection {:?} has settings this version cannot read: {e}",
-                c.name
-            ),
-        )
-    })
 }
 
 /// The connections the caller may read, with its access to each.
@@ -96,82 +111,68 @@ pub(super) async fn list_connections(
     Ok(Json(json!({ "connections": out })))
 }
 
-/// The body of a new Entra connection. Exactly one of `client_secret` and `certificate_pem`.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewConnectionBody {
-    pub name: String,
-    pub tenant_id: String,
-    pub client_id: String,
-    pub client_secret: Option<String>,
-    pub certificate_pem: Option<String>,
-    pub secret_expires_at: Option<String>,
-    /// Delegated permissions: an administrator signs in (POST …/authorize) after creating it;
-    /// `client_secret` is then the confidential app's secret, if it has one.
-    #[serde(default)]
-    pub delegated: bool,
-    pub authority_host: Option<String>,
-    pub graph_url: Option<String>,
-    pub customer: Option<String>,
-    pub enabled_instances: Option<String>,
-    #[serde(default)]
-    pub last_sign_in: bool,
-}
-
-fn parse_time(text: Option<&str>, what: &str) -> ApiResult<Option<jiff::Timestamp>> {
-    text.filter(|t| !t.trim().is_empty())
-        .map(|t| {
-            t.trim()
-                .parse::<jiff::Timestamp>()
-                .map_err(|e| ApiError::invalid(format!("{what} {t:?} is not an RFC 3339 time: {e}")))
-        })
-        .transpose()
-}
-
-fn non_empty(s: Option<String>) -> Option<String> {
-    s.filter(|v| !v.trim().is_empty())
-}
-
-/// Creates a connection; an agent who creates one gets read and modify on it.
+/// A new connection as the API and the UI's form give it: the parts every kind has (`name`,
+/// `kind` — `entra` when absent —, `customer`, `enabled_instances`) and the kind's settings,
+/// checked against its description ([`Source::settings`]).
 pub(crate) async fn create(
     state: &AppState,
     caller: &Caller,
-    body: NewConnectionBody,
+    mut body: Map<String, Value>,
 ) -> ApiResult<Connection> {
-    let credential = match (non_empty(body.client_secret), non_empty(body.certificate_pem)) {
-        (secret, None) if body.delegated => NewCredential::Delegated {
-            client_secret: secret.map(|s| s.trim().to_owned()),
-            expires_at: parse_time(body.secret_expires_at.as_deref(), "secret_expires_at")?,
-        },
-        (Some(value), None) => NewCredential::ClientSecret {
-            value: value.trim().to_owned(),
-            expires_at: parse_time(body.secret_expires_at.as_deref(), "secret_expires_at")?,
-        },
-        (None, Some(pem)) => NewCredential::Certificate { pem },
-        _ => {
-            return Err(ApiError::invalid(
-                "give exactly one credential: client_secret or certificate_pem",
-            ));
+    let mut take = |key: &str| -> ApiResult<Option<String>> {
+        match body.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s).filter(|s| !s.trim().is_empty())),
+            Some(other) => Err(ApiError::invalid(format!("{key}: expected text, not {other}"))),
         }
     };
-    if body.name.trim().is_empty() {
-        return Err(ApiError::invalid("the connection needs a name"));
+    let kind = take("kind")?.unwrap_or_else(|| "entra".to_owned());
+    let name = connection_name(&take("name")?.unwrap_or_default())?;
+    let customer = take("customer")?.map(|c| c.trim().to_owned());
+    let instances = enabled_instances(take("enabled_instances")?.as_deref())?;
+    let source = state.sources.get(kind.trim()).ok_or_else(|| {
+        let kinds: Vec<&str> = state.sources.kinds().collect();
+        ApiError::invalid(format!(
+            "kind: this deskbridge has no connector for {kind:?} (it has: {})",
+            kinds.join(", ")
+        ))
+    })?;
+    let settings = validate(
+        source.settings(),
+        &body,
+        Purpose::Create,
+        state.sources.endpoint_policy(),
+    )?;
+    if !caller.is_admin() {
+        // Attaching a connection to an existing customer gives its reader that customer's data:
+        // an administrator's act. An agent's connection starts a customer of its own.
+        let customer_name = customer.clone().unwrap_or_else(|| name.clone());
+        let mut tx = state.store.read().await?;
+        let existing = tx
+            .find_by_text(deskbridge_store::Entity::Customer, "name", &customer_name)
+            .await?;
+        tx.commit().await?;
+        if !existing.is_empty() {
+            return Err(ApiError::new(
+                deskbridge_core::ErrorCode::Forbidden,
+                format!(
+                    "the desk customer {customer_name:?} exists already: only an administrator may add a \
+                     connection to an existing customer; choose a new customer name, or ask an administrator"
+                ),
+            ));
+        }
     }
-    let connection = deskbridge_connector_entra::add_entra_connection(
-        &state.store,
-        &NewEntraConnection {
-            name: body.name.trim().to_owned(),
-            tenant_id: body.tenant_id,
-            client_id: body.client_id,
-            credential,
-            authority_host: non_empty(body.authority_host),
-            graph_url: non_empty(body.graph_url),
-            customer: non_empty(body.customer),
-            enabled_instances: non_empty(body.enabled_instances),
-            last_sign_in: body.last_sign_in,
-        },
-    )
-    .await?;
+    let connection = source
+        .create(
+            &state.store,
+            NewConnection {
+                name,
+                customer,
+                enabled_instances: instances,
+                settings,
+            },
+        )
+        .await?;
     if !caller.is_admin() {
         let mut tx = state.store.begin(WriteContext::manual()).await?;
         tx.set_grant(caller.account.id, connection.id, Some(Access::Modify))
@@ -186,7 +187,7 @@ pub(super) async fn create_connection(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let body: NewConnectionBody = parse_body(&body)?;
+    let body: Map<String, Value> = parse_body(&body)?;
     let connection = create(&state, &caller, body).await?;
     let view = connection_view(&state, &connection, Access::Modify).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -201,99 +202,57 @@ pub(super) async fn get_connection(
     ))
 }
 
-/// A change to a connection. Absent fields stay as they are; secrets can be replaced, never read.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct EditConnectionBody {
-    pub tenant_id: Option<String>,
-    pub client_id: Option<String>,
-    pub client_secret: Option<String>,
-    pub certificate_pem: Option<String>,
-    pub secret_expires_at: Option<String>,
-    pub authority_host: Option<String>,
-    pub graph_url: Option<String>,
-    pub delta: Option<bool>,
-    pub sync_method: Option<SyncMethod>,
-    pub last_sign_in: Option<bool>,
-}
-
-fn check_url(what: &str, value: &str) -> ApiResult<String> {
-    match url::Url::parse(value.trim()) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(value.trim().trim_end_matches('/').to_owned()),
-        _ => Err(ApiError::invalid(format!(
-            "{what} must be an http(s) URL, not {value:?}"
-        ))),
-    }
-}
-
+/// Changes a connection's settings: those given (absent or empty ones stay as they are), checked
+/// against its kind's description. Secrets can be replaced, never read.
 pub(crate) async fn edit(
     state: &AppState,
+    caller: &Caller,
     connection: &Connection,
-    body: EditConnectionBody,
+    body: Map<String, Value>,
 ) -> ApiResult<()> {
-    let mut settings = settings_of(connection)?;
-    if let Some(t) = non_empty(body.tenant_id) {
-        settings.tenant_id = t.trim().to_owned();
+    let source = source_of(state, connection)?;
+    let values = validate(
+        source.settings(),
+        &body,
+        Purpose::Edit,
+        state.sources.endpoint_policy(),
+    )?;
+    edit_values(state, caller, connection, values).await
+}
+
+/// Changes a connection's settings with values already validated. Its endpoints are part of its
+/// credential: only an administrator changes them, and the connector then drops the stored
+/// credentials (they must be entered again).
+pub(crate) async fn edit_values(
+    state: &AppState,
+    caller: &Caller,
+    connection: &Connection,
+    values: SettingValues,
+) -> ApiResult<()> {
+    if values.is_empty() {
+        return Ok(());
     }
-    if let Some(c) = non_empty(body.client_id) {
-        settings.client_id = c.trim().to_owned();
+    let source = source_of(state, connection)?;
+    if !caller.is_admin() && endpoints_changed(source.settings(), &connection.config, &values) {
+        return Err(ApiError::new(
+            deskbridge_core::ErrorCode::Forbidden,
+            "only an administrator may change a connection's endpoints (its credential is sent to them)",
+        ));
     }
-    if let Some(a) = non_empty(body.authority_host) {
-        settings.authority_host = check_url("authority_host", &a)?;
-    }
-    if let Some(g) = non_empty(body.graph_url) {
-        settings.graph_url = check_url("graph_url", &g)?;
-    }
-    if let Some(d) = body.delta {
-        settings.delta = d;
-    }
-    if let Some(m) = body.sync_method {
-        settings.sync_method = m;
-    }
-    if let Some(l) = body.last_sign_in {
-        settings.last_sign_in = l;
-    }
-    let expires = parse_time(body.secret_expires_at.as_deref(), "secret_expires_at")?;
-    let secrets = ConnectionSecrets(connection.id);
-    let mut tx = state.store.begin(WriteContext::manual()).await?;
-    match (non_empty(body.client_secret), non_empty(body.certificate_pem)) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "give client_secret or certificate_pem, not both",
-            ));
-        }
-        (Some(secret), None) => {
-            secrets
-                .put(&mut tx, SECRET_CLIENT_SECRET, secret.trim(), expires)
-                .await?;
-            secrets.delete(&mut tx, SECRET_CERTIFICATE).await?;
-            settings.auth = AuthMethod::ClientSecret;
-        }
-        (None, Some(pem)) => {
-            // Refused now if it cannot sign; its own expiry is what the check shows.
-            let not_after = deskbridge_connector_entra::certificate_expiry(&pem)
-                .map_err(|e| ApiError::invalid(e.to_string()))?;
-            secrets
-                .put(&mut tx, SECRET_CERTIFICATE, &pem, Some(not_after))
-                .await?;
-            secrets.delete(&mut tx, SECRET_CLIENT_SECRET).await?;
-            settings.auth = AuthMethod::Certificate;
-        }
-        (None, None) => {}
-    }
-    let config = serde_json::to_value(&settings).map_err(ApiError::internal)?;
-    tx.update_connection_config(connection.id, &config).await?;
-    tx.commit().await?;
+    source_of(state, connection)?
+        .edit(&state.store, connection, values)
+        .await?;
     Ok(())
 }
 
 pub(super) async fn edit_connection(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let body: EditConnectionBody = parse_body(&body)?;
-    edit(&state, &scope.connection, body).await?;
+    let body: Map<String, Value> = parse_body(&body)?;
+    edit(&state, &caller, &scope.connection, body).await?;
     let mut tx = state.store.read().await?;
     let updated = tx
         .connection(scope.connection.id)
@@ -352,18 +311,59 @@ pub(crate) fn callback_uri(state: &AppState, headers: &axum::http::HeaderMap) ->
     Ok(format!("{scheme}://{host}/auth/microsoft/callback"))
 }
 
+/// Starts an interactive sign-in for the connection: the URL to send the browser to.
+pub(crate) async fn begin_sign_in(
+    state: &AppState,
+    connection: &Connection,
+    redirect: &str,
+) -> ApiResult<String> {
+    let sign_in = working_source(state, connection)?.sign_in().ok_or_else(|| {
+        ApiError::invalid(format!(
+            "a {} connection is not authorised by signing in",
+            connection.kind
+        ))
+    })?;
+    Ok(sign_in
+        .begin(&state.store, connection, redirect, &state.clock)
+        .await?)
+}
+
+/// Finishes a sign-in from Microsoft's redirect to this site: the connection it was for.
+pub(crate) async fn complete_sign_in(state: &AppState, redirect: &str) -> ApiResult<Connection> {
+    // A state or code that is not pending here is the browser's doing, not Microsoft's.
+    let refused = |e: deskbridge_source::SyncError| match e {
+        deskbridge_source::SyncError::Credential(message) => {
+            ApiError::new(deskbridge_core::ErrorCode::InvalidSignIn, message)
+        }
+        other => ApiError::from(other),
+    };
+    let id = deskbridge_source::sign_in_connection(redirect).map_err(refused)?;
+    let mut tx = state.store.read().await?;
+    let connection = tx.connection(id).await?;
+    tx.commit().await?;
+    let unknown = || {
+        ApiError::new(
+            deskbridge_core::ErrorCode::InvalidSignIn,
+            "this sign-in was not started here or has already been used: start the authorisation again",
+        )
+    };
+    let connection = connection.ok_or_else(unknown)?;
+    let sign_in = working_source(state, &connection)?
+        .sign_in()
+        .ok_or_else(unknown)?;
+    sign_in
+        .complete(&state.store, &connection, redirect, &state.clock)
+        .await
+        .map_err(refused)?;
+    Ok(connection)
+}
+
 pub(super) async fn authorize(
     State(state): State<AppState>,
     Extension(scope): Extension<Scope>,
     headers: axum::http::HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let redirect = callback_uri(&state, &headers)?;
-    let pending = deskbridge_connector_entra::begin_delegated_authorization(
-        &state.store,
-        &scope.connection.name,
-        &redirect,
-        &state.clock,
-    )
-    .await?;
-    Ok(Json(json!({ "url": pending.url, "redirect_uri": redirect })))
+    let url = begin_sign_in(&state, &scope.connection, &redirect).await?;
+    Ok(Json(json!({ "url": url, "redirect_uri": redirect })))
 }

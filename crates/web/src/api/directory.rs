@@ -8,7 +8,6 @@ use deskbridge_store::{Connection, DirectoryFilter, Entity};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::connections::settings_of;
 use super::parse_query;
 use crate::AppState;
 use crate::access::Scope;
@@ -51,9 +50,8 @@ pub(crate) async fn directory_page(
     q: DirectoryQuery,
     connection: Option<&Connection>,
 ) -> ApiResult<Value> {
-    let customer = connection
-        .and_then(|c| settings_of(c).ok())
-        .map(|s| s.customer_id);
+    // A connection that imports into one customer says which in its settings.
+    let customer = connection.and_then(|c| deskbridge_source::desk::id_of(&c.config["customer_id"]));
     let filter = DirectoryFilter {
         connection: connection.map(|c| c.id),
         customer,

@@ -6,17 +6,17 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use deskbridge_connector_entra::SyncMethod;
 use deskbridge_mapping::MappingConfig;
+use deskbridge_source::settings::{Purpose, SettingPart, endpoints_changed, validate, visible_values};
 use deskbridge_store::{Connection, Entity};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::connections::{EditConnectionBody, edit, settings_of};
+use super::connections::{edit_values, source_of};
 use super::mappings::save_mappings;
 use super::parse_body;
 use crate::AppState;
-use crate::access::Scope;
+use crate::access::{Caller, Scope};
 use crate::error::{ApiError, ApiResult};
 
 /// The exported file's format version.
@@ -24,27 +24,25 @@ pub const EXPORT_VERSION: u32 = 1;
 
 /// A connection's configuration as a readable file: settings and mappings, never a secret.
 pub(crate) async fn export_document(state: &AppState, connection: &Connection) -> ApiResult<Value> {
-    let settings = settings_of(connection)?;
-    let mut tx = state.store.read().await?;
-    let customer = tx.get(Entity::Customer, settings.customer_id).await?;
-    tx.commit().await?;
+    let source = source_of(state, connection)?;
+    let opened = source.open(connection)?;
+    let customer = match deskbridge_source::desk::id_of(&connection.config["customer_id"]) {
+        Some(id) => {
+            let mut tx = state.store.read().await?;
+            let customer = tx.get(Entity::Customer, id).await?;
+            tx.commit().await?;
+            customer.and_then(|c| c.text("name").map(str::to_owned))
+        }
+        None => None,
+    };
     Ok(json!({
         "deskbridge_export": EXPORT_VERSION,
         "name": connection.name,
         "kind": connection.kind,
         "enabled_instances": connection.enabled_instances,
-        "customer": customer.as_ref().and_then(|c| c.text("name")),
-        "settings": {
-            "tenant_id": settings.tenant_id,
-            "client_id": settings.client_id,
-            "auth": settings.auth,
-            "authority_host": settings.authority_host,
-            "graph_url": settings.graph_url,
-            "delta": settings.delta,
-            "sync_method": settings.sync_method,
-            "last_sign_in": settings.last_sign_in,
-        },
-        "mapping": settings.mapping,
+        "customer": customer,
+        "settings": visible_values(source.settings(), &connection.config),
+        "mapping": opened.mapping(),
     }))
 }
 
@@ -78,28 +76,19 @@ pub(super) async fn export(
 }
 
 #[derive(Deserialize)]
-struct ImportSettings {
-    tenant_id: Option<String>,
-    client_id: Option<String>,
-    authority_host: Option<String>,
-    graph_url: Option<String>,
-    delta: Option<bool>,
-    sync_method: Option<SyncMethod>,
-    last_sign_in: Option<bool>,
-}
-
-#[derive(Deserialize)]
 struct ImportDocument {
     deskbridge_export: u32,
     kind: String,
-    settings: Option<ImportSettings>,
+    settings: Option<serde_json::Map<String, Value>>,
     mapping: MappingConfig,
 }
 
 /// Applies an exported file to an existing connection: its mappings (validated first, so a bad
-/// file changes nothing) and its settings. Secrets are not in the file and stay as they are.
+/// file changes nothing) and its settings, except how it signs in: secrets are not in the file,
+/// and the credential settings (the authentication method) stay as they are.
 pub(crate) async fn import_document(
     state: &AppState,
+    caller: &Caller,
     connection: &Connection,
     bytes: &[u8],
 ) -> ApiResult<()> {
@@ -116,39 +105,49 @@ pub(crate) async fn import_document(
             doc.kind, connection.kind
         )));
     }
+    let source = source_of(state, connection)?;
+    // Checked before anything is saved: a file with a bad setting changes nothing.
+    let settings = match &doc.settings {
+        Some(s) => Some(
+            validate(
+                source.settings(),
+                s,
+                Purpose::Edit,
+                state.sources.endpoint_policy(),
+            )?
+            .without(source.settings(), SettingPart::Credential),
+        ),
+        None => None,
+    };
+    if let Some(values) = &settings
+        && !caller.is_admin()
+        && endpoints_changed(source.settings(), &connection.config, values)
+    {
+        return Err(ApiError::new(
+            deskbridge_core::ErrorCode::Forbidden,
+            "the file changes the connection's endpoints, which only an administrator may do; nothing was imported",
+        ));
+    }
     save_mappings(state, connection, doc.mapping).await?;
-    if let Some(s) = doc.settings {
+    if let Some(values) = settings {
         let mut tx = state.store.read().await?;
         let current = tx
             .connection(connection.id)
             .await?
             .ok_or_else(|| ApiError::not_found("the connection was deleted meanwhile"))?;
         tx.commit().await?;
-        edit(
-            state,
-            &current,
-            EditConnectionBody {
-                tenant_id: s.tenant_id,
-                client_id: s.client_id,
-                authority_host: s.authority_host,
-                graph_url: s.graph_url,
-                delta: s.delta,
-                sync_method: s.sync_method,
-                last_sign_in: s.last_sign_in,
-                ..EditConnectionBody::default()
-            },
-        )
-        .await?;
+        edit_values(state, caller, &current, values).await?;
     }
     Ok(())
 }
 
 pub(super) async fn import(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    import_document(&state, &scope.connection, &body).await?;
+    import_document(&state, &caller, &scope.connection, &body).await?;
     let mut tx = state.store.read().await?;
     let updated = tx
         .connection(scope.connection.id)

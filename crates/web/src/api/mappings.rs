@@ -8,16 +8,19 @@ use deskbridge_mapping::MappingConfig;
 use deskbridge_store::Connection;
 use serde_json::Value;
 
-use super::connections::settings_of;
+use super::connections::source_of;
 use super::parse_body;
 use crate::AppState;
 use crate::access::Scope;
 use crate::error::{ApiError, ApiResult};
 
-pub(super) async fn get_mappings(Extension(scope): Extension<Scope>) -> ApiResult<Json<Value>> {
-    let settings = settings_of(&scope.connection)?;
+pub(super) async fn get_mappings(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+) -> ApiResult<Json<Value>> {
+    let opened = source_of(&state, &scope.connection)?.open(&scope.connection)?;
     Ok(Json(
-        serde_json::to_value(&settings.mapping).map_err(ApiError::internal)?,
+        serde_json::to_value(opened.mapping()).map_err(ApiError::internal)?,
     ))
 }
 

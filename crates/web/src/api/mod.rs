@@ -31,10 +31,10 @@ use crate::error::{ApiError, ApiResult};
 
 // What the UI pages share with the JSON handlers: a page and an API call that do the same
 // thing go through the same code.
-pub(crate) use agent::{run_check, take_latest_cursors};
+pub(crate) use agent::{clear_cursors, cursor_report, run_check, take_latest_cursors};
 pub(crate) use connections::{
-    EditConnectionBody, NewConnectionBody, callback_uri, connection_view, create, delete, edit, settings_of,
-    test, visible_connections,
+    begin_sign_in, callback_uri, complete_sign_in, connection_view, create, delete, edit, source_of, test,
+    visible_connections,
 };
 pub(crate) use directory::{DIRECTORY_KINDS, DirectoryQuery, directory_entity, directory_page};
 pub(crate) use grants::grant;
@@ -146,8 +146,8 @@ fn parse_id(text: &str, what: &str) -> ApiResult<i64> {
 
 // ---------------------------------------------------------------------- the API itself
 
-async fn openapi() -> Response {
-    Json(crate::openapi::document()).into_response()
+async fn openapi(State(state): State<AppState>) -> Response {
+    Json(crate::openapi::document(&state.sources)).into_response()
 }
 
 async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> ApiResult<Json<Value>> {

@@ -4,18 +4,19 @@
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use deskbridge_connector_entra::SyncMethod;
+use deskbridge_source::settings::{Purpose, Setting, SettingKind, SettingPart};
 use deskbridge_store::Access;
+use serde_json::Value;
 
-use super::html::{Page, Section, cell, checkbox, form, select, text_field};
-use super::{UiResult, field, parse_form, reload, settings};
+use super::html::{Cell, Page, Section, cell, form, text_field};
+use super::{UiResult, field, parse_form, reload, settings_form, show};
 use crate::AppState;
 use crate::access::{Caller, Scope};
-use crate::api::{self, EditConnectionBody};
+use crate::api;
 use crate::error::ApiError;
 
 async fn agent_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &str) -> UiResult {
-    let settings = settings(scope)?;
+    let source = api::source_of(state, &scope.connection)?;
     let id = scope.connection.id.0;
     let mut tx = state.store.read().await?;
     let last = tx.runs(Some(scope.connection.id), 1).await?;
@@ -24,63 +25,65 @@ async fn agent_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &st
     if !flash.is_empty() {
         page = page.flash(flash);
     }
-    let mut delta = Section::titled("Delta settings").table(
-        &["Setting", "Value"],
-        vec![
-            vec![
-                cell("Use delta queries after the first full import"),
-                cell(if settings.delta { "yes" } else { "no" }),
-            ],
-            vec![
-                cell("Sync method"),
-                cell(match settings.sync_method {
-                    SyncMethod::AllChanges => "listen to all changes",
-                    SyncMethod::MappedFieldsOnly => "only mapped fields",
-                }),
-            ],
-            vec![
-                cell("Last run"),
-                cell(
-                    last.first()
-                        .map(|r| format!("{} ({})", r.id, r.status.as_str()))
-                        .unwrap_or_else(|| "never".into()),
-                ),
-            ],
-        ],
-    );
+    let config = &scope.connection.config;
+    let mut rows: Vec<Vec<Cell>> = source
+        .settings()
+        .iter()
+        .filter(|st| st.part == SettingPart::Sync)
+        .map(|st| vec![cell(st.label), cell(setting_text(st, &config[st.key]))])
+        .collect();
+    // What the connector says of its cursors; a connector that cannot say is no reason to fail
+    // the page.
+    match api::cursor_report(state, &scope.connection).await {
+        Ok(report) => rows.extend(
+            report
+                .lines
+                .into_iter()
+                .map(|(what, value)| vec![cell(what), cell(value)]),
+        ),
+        Err(e) => rows.push(vec![
+            cell("Cursors"),
+            cell(format!("could not be read: {}", e.message)),
+        ]),
+    }
+    rows.push(vec![
+        cell("Last run"),
+        cell(
+            last.first()
+                .map(|r| format!("{} ({})", r.id, r.status.as_str()))
+                .unwrap_or_else(|| "never".into()),
+        ),
+    ]);
+    let mut delta = Section::titled("Sync settings").table(&["Setting", "Value"], rows);
     if scope.access == Access::Modify {
-        delta = delta.form(form(
-            "agent",
-            format!("/connections/{id}/agent"),
-            "Save sync settings",
-            vec![
-                checkbox("delta", "Use delta queries", settings.delta),
-                select(
-                    "sync_method",
-                    "Sync method",
-                    match settings.sync_method {
-                        SyncMethod::AllChanges => "all_changes",
-                        SyncMethod::MappedFieldsOnly => "mapped_fields_only",
-                    },
-                    &[
-                        ("all_changes", "Listen to all changes"),
-                        ("mapped_fields_only", "Only changes to mapped fields"),
-                    ],
-                ),
-            ],
-        ));
+        let fields = settings_form::fields(
+            source.settings(),
+            &[SettingPart::Sync],
+            Some(config),
+            Purpose::Edit,
+        );
+        if !fields.is_empty() {
+            delta = delta.form(form(
+                "agent",
+                format!("/connections/{id}/agent"),
+                "Save sync settings",
+                fields,
+            ));
+        }
         delta = delta.form(form(
             "reset",
             format!("/connections/{id}/cursors/reset"),
             "Reset delta (next sync reads everything)",
             Vec::new(),
         ));
-        delta = delta.form(form(
-            "latest",
-            format!("/connections/{id}/cursors/latest"),
-            "Get latest delta (next sync sees only changes from now)",
-            Vec::new(),
-        ));
+        if source.can_start_from_now() {
+            delta = delta.form(form(
+                "latest",
+                format!("/connections/{id}/cursors/latest"),
+                "Get latest delta (next sync sees only changes from now)",
+                Vec::new(),
+            ));
+        }
     }
     let schedules = api::schedules_of(state, &scope.connection).await?;
     let rows = schedules
@@ -200,20 +203,9 @@ pub(super) async fn save_agent(
     body: Bytes,
 ) -> UiResult {
     let f = parse_form(&body);
-    let sync_method = match field(&f, "sync_method") {
-        "mapped_fields_only" => SyncMethod::MappedFieldsOnly,
-        _ => SyncMethod::AllChanges,
-    };
-    api::edit(
-        &state,
-        &scope.connection,
-        EditConnectionBody {
-            delta: Some(field(&f, "delta") == "on"),
-            sync_method: Some(sync_method),
-            ..EditConnectionBody::default()
-        },
-    )
-    .await?;
+    let source = api::source_of(&state, &scope.connection)?;
+    let values = settings_form::values(source.settings(), &[SettingPart::Sync], &f);
+    api::edit(&state, &caller, &scope.connection, values).await?;
     let scope = reload(&state, &scope).await?;
     agent_view(&state, &caller, &scope, "Sync settings saved.").await
 }
@@ -223,7 +215,7 @@ pub(super) async fn reset_cursors(
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
 ) -> UiResult {
-    let n = deskbridge_connector_entra::clear_deltas(&state.store, scope.connection.id).await?;
+    let n = api::clear_cursors(&state, &scope.connection).await?;
     agent_view(
         &state,
         &caller,
@@ -243,4 +235,17 @@ pub(super) async fn latest_cursors(
         Err(e) => format!("The latest delta links could not be taken: {}", e.message),
     };
     agent_view(&state, &caller, &scope, &flash).await
+}
+
+/// A stored setting as people read it: a choice by its label, a flag as yes or no.
+fn setting_text(setting: &Setting, value: &Value) -> String {
+    match (setting.kind, value) {
+        (SettingKind::Flag { default }, Value::Null) => if default { "yes" } else { "no" }.into(),
+        (SettingKind::Flag { .. }, Value::Bool(b)) => if *b { "yes" } else { "no" }.into(),
+        (SettingKind::Choice { options }, Value::String(v)) => options
+            .iter()
+            .find(|o| o.value == v)
+            .map_or_else(|| v.clone(), |o| o.label.to_owned()),
+        _ => show(value),
+    }
 }

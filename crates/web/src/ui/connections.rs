@@ -1,4 +1,5 @@
-//! The list of connections the caller may read, and adding a new Entra connection.
+//! The list of connections the caller may read, and adding a connection of any kind this build
+//! has, with the form its connector's settings describe.
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -6,11 +7,17 @@ use axum::extract::State;
 use axum::response::Response;
 use deskbridge_store::Access;
 
-use super::html::{Field, Page, Section, cell, checkbox, form, link, password_field, text_field, textarea};
-use super::{UiResult, field, parse_form, see_other, show};
+use axum::extract::RawQuery;
+use deskbridge_source::Source;
+use deskbridge_source::settings::{Purpose, SettingPart};
+use serde_json::Value;
+
+use super::html::{Field, Page, Section, cell, form, hidden, link, text_field};
+use super::{UiResult, field, parse_form, see_other, settings_form, show};
 use crate::AppState;
 use crate::access::Caller;
-use crate::api::{self, NewConnectionBody};
+use crate::api;
+use crate::error::ApiError;
 
 pub(super) async fn home() -> Response {
     see_other("/connections")
@@ -41,64 +48,89 @@ pub(super) async fn connections(
     let mut list =
         Section::default().table(&["Name", "Kind", "Tenant", "Instances", "Your access", ""], rows);
     if caller.can_create_connections() {
-        list = list.link("Add an Entra connection", "/connections/new");
+        for source in state.sources.iter() {
+            list = list.link(
+                &format!("Add {} connection", with_article(source.label())),
+                format!("/connections/new?kind={}", source.kind()),
+            );
+        }
     }
     Ok(Page::new(&caller, "Connections").section(list).render())
 }
 
-fn connection_form_fields() -> Vec<Field> {
-    vec![
+/// "a Microsoft …", "an Entra …".
+fn with_article(label: &str) -> String {
+    let vowel = label.chars().next().is_some_and(|c| "AEIOUaeiou".contains(c));
+    format!("{} {label}", if vowel { "an" } else { "a" })
+}
+
+/// The form of a new connection of `source`'s kind: the parts every kind has, then its settings.
+fn connection_form_fields(source: &dyn Source) -> Vec<Field> {
+    let mut fields = vec![
+        hidden("kind", source.kind()),
         Field {
             required: true,
             ..text_field("name", "Connection name", "")
         },
-        Field {
-            required: true,
-            help: "Directory (tenant) id from the app registration's overview.".into(),
-            ..text_field("tenant_id", "Tenant id", "")
-        },
-        Field {
-            required: true,
-            help: "Application (client) id.".into(),
-            ..text_field("client_id", "Client id", "")
-        },
-        password_field(
-            "client_secret",
-            "Client secret value",
-            "Write-only: it is sealed in the database and never shown again.",
-        ),
-        text_field("secret_expires_at", "Secret expires (RFC 3339, optional)", ""),
-        textarea("certificate_pem", "Or: certificate and private key (PEM)", "", 4),
-        checkbox(
-            "delegated",
-            "Delegated permissions: an administrator signs in with Microsoft after adding it (the secret, if any, is the app's)",
-            false,
-        ),
-        text_field("customer", "Desk customer (default: the connection's name)", ""),
-        Field {
-            help: "Leave empty for Microsoft's public cloud.".into(),
-            ..text_field("authority_host", "Identity platform host", "")
-        },
-        Field {
-            help: "Leave empty for Microsoft's public cloud.".into(),
-            ..text_field("graph_url", "Graph URL", "")
-        },
-        checkbox(
-            "last_sign_in",
-            "Import last sign-in dates (needs AuditLog.Read.All and a P1/P2 tenant)",
-            false,
-        ),
-    ]
+    ];
+    fields.extend(settings_form::fields(
+        source.settings(),
+        &[SettingPart::Identity, SettingPart::Credential, SettingPart::Sync],
+        None,
+        Purpose::Create,
+    ));
+    fields.push(text_field(
+        "customer",
+        "Desk customer (default: the connection's name)",
+        "",
+    ));
+    fields
 }
 
-pub(super) async fn new_connection(Extension(caller): Extension<Caller>) -> UiResult {
-    Ok(Page::new(&caller, "Add an Entra connection")
-        .section(
-            Section::default()
-                .text("Register an app in the tenant with User.Read.All, Group.Read.All and Directory.Read.All application permissions, grant admin consent, then enter its ids and a credential.")
-                .form(form("new-connection", "/connections", "Add connection", connection_form_fields())),
-        )
+fn source_for<'a>(state: &'a AppState, kind: &str) -> Result<&'a std::sync::Arc<dyn Source>, ApiError> {
+    state
+        .sources
+        .get(kind)
+        .ok_or_else(|| ApiError::not_found(format!("this deskbridge has no connector for {kind:?}")))
+}
+
+fn new_connection_page(
+    caller: &Caller,
+    source: &dyn Source,
+    fields: Vec<Field>,
+    error: Option<String>,
+) -> UiResult {
+    let title = format!("Add {} connection", with_article(source.label()));
+    let mut page = Page::new(caller, &title);
+    if let Some(error) = error {
+        page = page.error(error);
+    }
+    let mut section = Section::default();
+    if !source.setup().is_empty() {
+        section = section.text(source.setup());
+    }
+    Ok(page
+        .section(section.form(form("new-connection", "/connections", "Add connection", fields)))
         .render())
+}
+
+pub(super) async fn new_connection(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> UiResult {
+    let q = parse_form(query.as_deref().unwrap_or("").as_bytes());
+    let kind = match field(&q, "kind") {
+        "" => state.sources.kinds().next().unwrap_or("entra").to_owned(),
+        kind => kind.to_owned(),
+    };
+    let source = source_for(&state, &kind)?;
+    new_connection_page(
+        &caller,
+        source.as_ref(),
+        connection_form_fields(source.as_ref()),
+        None,
+    )
 }
 
 pub(super) async fn create_connection(
@@ -107,43 +139,40 @@ pub(super) async fn create_connection(
     body: Bytes,
 ) -> UiResult {
     let f = parse_form(&body);
-    let opt = |name: &str| Some(field(&f, name).to_owned()).filter(|v| !v.trim().is_empty());
-    let body = NewConnectionBody {
-        name: field(&f, "name").to_owned(),
-        tenant_id: field(&f, "tenant_id").to_owned(),
-        client_id: field(&f, "client_id").to_owned(),
-        client_secret: opt("client_secret"),
-        certificate_pem: opt("certificate_pem"),
-        secret_expires_at: opt("secret_expires_at"),
-        authority_host: opt("authority_host"),
-        graph_url: opt("graph_url"),
-        customer: opt("customer"),
-        delegated: field(&f, "delegated") == "on",
-        enabled_instances: None,
-        last_sign_in: field(&f, "last_sign_in") == "on",
+    let kind = match field(&f, "kind") {
+        "" => "entra",
+        kind => kind,
     };
+    let source = source_for(&state, kind)?.clone();
+    let mut body = settings_form::values(
+        source.settings(),
+        &[SettingPart::Identity, SettingPart::Credential, SettingPart::Sync],
+        &f,
+    );
+    body.insert("kind".to_owned(), Value::String(kind.to_owned()));
+    for key in ["name", "customer"] {
+        body.insert(key.to_owned(), Value::String(field(&f, key).to_owned()));
+    }
     match api::create(&state, &caller, body).await {
         Ok(c) => Ok(see_other(&format!("/connections/{}?created=1", c.id))),
         Err(e) => {
             // Everything but the secrets goes back into the form.
-            let mut fields = connection_form_fields();
+            let secrets: Vec<&str> = source
+                .settings()
+                .iter()
+                .filter(|s| s.is_secret())
+                .map(|s| s.key)
+                .collect();
+            let mut fields = connection_form_fields(source.as_ref());
             for fl in &mut fields {
-                if !matches!(fl.name, "client_secret" | "certificate_pem") {
+                if !secrets.contains(&fl.name) {
                     fl.value = field(&f, fl.name).to_owned();
                     if fl.kind == "checkbox" && fl.value != "on" {
                         fl.value.clear();
                     }
                 }
             }
-            Ok(Page::new(&caller, "Add an Entra connection")
-                .error(e.message)
-                .section(Section::default().form(form(
-                    "new-connection",
-                    "/connections",
-                    "Add connection",
-                    fields,
-                )))
-                .render())
+            new_connection_page(&caller, source.as_ref(), fields, Some(e.message))
         }
     }
 }

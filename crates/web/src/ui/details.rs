@@ -10,11 +10,13 @@ use deskbridge_core::ErrorCode;
 use deskbridge_store::{Access, Role};
 use serde_json::Value;
 
-use super::html::{Opt, Page, Section, cell, checkbox, form, password_field, select, text_field};
-use super::{UiResult, field, parse_form, reload, see_other, show};
+use deskbridge_source::settings::{Purpose, SettingPart};
+
+use super::html::{Opt, Page, Section, cell, checkbox, form, select};
+use super::{UiResult, field, parse_form, reload, see_other, settings_form, show};
 use crate::AppState;
 use crate::access::{Caller, Scope};
-use crate::api::{self, EditConnectionBody};
+use crate::api;
 use crate::error::ApiError;
 
 async fn details_view(
@@ -35,39 +37,36 @@ async fn details_view(
     if !error.is_empty() {
         page = page.error(error);
     }
-    let mut details = Section::titled("Details").table(
-        &["Setting", "Value"],
-        vec![
-            vec![cell("Name"), cell(&scope.connection.name)],
-            vec![cell("Tenant id"), cell(show(&s["tenant_id"]))],
-            vec![cell("Client id"), cell(show(&s["client_id"]))],
-            vec![cell("Identity platform"), cell(show(&s["authority_host"]))],
-            vec![cell("Graph"), cell(show(&s["graph_url"]))],
-            vec![cell("Desk customer id"), cell(show(&s["customer_id"]))],
-            vec![cell("Instances"), cell(&scope.connection.enabled_instances)],
-        ],
+    let source = api::source_of(state, &scope.connection)?;
+    let schema = source.settings();
+    let mut rows = vec![
+        vec![cell("Name"), cell(&scope.connection.name)],
+        vec![cell("Kind"), cell(source.label())],
+    ];
+    rows.extend(
+        schema
+            .iter()
+            .filter(|st| st.part == SettingPart::Identity)
+            .map(|st| vec![cell(st.label), cell(show(&s[st.key]))]),
     );
+    if let Some(id) = deskbridge_source::desk::id_of(&s["customer_id"]) {
+        let mut tx = state.store.read().await?;
+        let customer = tx.get(deskbridge_store::Entity::Customer, id).await?;
+        tx.commit().await?;
+        let name = customer
+            .and_then(|c| c.text("name").map(str::to_owned))
+            .map_or_else(|| format!("#{id} (deleted)"), |name| format!("{name} (#{id})"));
+        rows.push(vec![cell("Desk customer"), cell(name)]);
+    }
+    rows.push(vec![cell("Instances"), cell(&scope.connection.enabled_instances)]);
+    let mut details = Section::titled("Details").table(&["Setting", "Value"], rows);
     if modify {
-        let mut fields = vec![
-            text_field("tenant_id", "Tenant id", show(&s["tenant_id"])),
-            text_field("client_id", "Client id", show(&s["client_id"])),
-            text_field(
-                "authority_host",
-                "Identity platform host",
-                show(&s["authority_host"]),
-            ),
-            text_field("graph_url", "Graph URL", show(&s["graph_url"])),
-        ];
-        fields.push(password_field(
-            "client_secret",
-            "New client secret value",
-            "Leave empty to keep the stored secret. Write-only: never shown.",
-        ));
-        fields.push(text_field(
-            "secret_expires_at",
-            "New secret expires (RFC 3339, optional)",
-            "",
-        ));
+        let fields = settings_form::fields(
+            schema,
+            &[SettingPart::Identity, SettingPart::Credential],
+            Some(s),
+            Purpose::Edit,
+        );
         details = details.form(form(
             "details",
             format!("/connections/{id}"),
@@ -76,11 +75,16 @@ async fn details_view(
         ));
     }
     let credential = &view["credential"];
-    if show(&credential["kind"]) == "delegated" {
-        let mut delegated = Section::titled("Sign in with Microsoft").text(
+    if let Some(authorised) = credential["authorised"].as_bool() {
+        let mut delegated = Section::titled("Sign in with Microsoft").text(format!(
             "Delegated permissions: an administrator of the tenant signs in with Microsoft; deskbridge keeps the \
-             refresh token sealed and never shows it.",
-        );
+             refresh token sealed and never shows it. {}",
+            if authorised {
+                "Signed in."
+            } else {
+                "Not signed in yet: the connection cannot read until someone does."
+            }
+        ));
         if modify {
             delegated = delegated.form(form(
                 "authorize",
@@ -91,16 +95,21 @@ async fn details_view(
         }
         page = page.section(delegated);
     }
+    let method = schema
+        .iter()
+        .find(|st| st.key == "auth")
+        .and_then(|st| match st.kind {
+            deskbridge_source::settings::SettingKind::Choice { options } => options
+                .iter()
+                .find(|o| Some(o.value) == credential["kind"].as_str()),
+            _ => None,
+        })
+        .map_or("Signs in", |o| o.label);
     let mut authorisation = Section::titled("Authorisation")
         .text(format!(
-            "Application permissions with a {}; {}. The secret itself is stored sealed and is never shown.",
-            if show(&credential["kind"]) == "certificate" {
-                "certificate"
-            } else {
-                "client secret"
-            },
+            "{method}; {}. Secrets are stored sealed and are never shown.",
             match credential["expires_at"].as_str() {
-                Some(at) => format!("it expires {at}"),
+                Some(at) => format!("the stored credential expires {at}"),
                 None => "no expiry date is recorded".into(),
             }
         ))
@@ -202,17 +211,17 @@ pub(super) async fn save_details(
     body: Bytes,
 ) -> UiResult {
     let f = parse_form(&body);
-    let opt = |name: &str| Some(field(&f, name).to_owned()).filter(|v| !v.trim().is_empty());
-    let edit = EditConnectionBody {
-        tenant_id: opt("tenant_id"),
-        client_id: opt("client_id"),
-        client_secret: opt("client_secret"),
-        secret_expires_at: opt("secret_expires_at"),
-        authority_host: opt("authority_host"),
-        graph_url: opt("graph_url"),
-        ..EditConnectionBody::default()
+    let result = match api::source_of(&state, &scope.connection) {
+        Ok(source) => {
+            let edit = settings_form::values(
+                source.settings(),
+                &[SettingPart::Identity, SettingPart::Credential],
+                &f,
+            );
+            api::edit(&state, &caller, &scope.connection, edit).await
+        }
+        Err(e) => Err(e),
     };
-    let result = api::edit(&state, &scope.connection, edit).await;
     let scope = reload(&state, &scope).await?;
     match result {
         Ok(()) => details_view(&state, &caller, &scope, "Saved.", "").await,
@@ -278,17 +287,9 @@ pub(super) async fn authorize(
     headers: HeaderMap,
 ) -> UiResult {
     let redirect = api::callback_uri(&state, &headers)?;
-    match deskbridge_connector_entra::begin_delegated_authorization(
-        &state.store,
-        &scope.connection.name,
-        &redirect,
-        &state.clock,
-    )
-    .await
-    {
-        Ok(pending) => Ok(see_other(&pending.url)),
+    match api::begin_sign_in(&state, &scope.connection, &redirect).await {
+        Ok(url) => Ok(see_other(&url)),
         Err(e) => {
-            let e = ApiError::from(e);
             details_view(
                 &state,
                 &caller,
@@ -319,24 +320,11 @@ pub(super) async fn microsoft_callback(
         .with_upstream_code(field(&q, "error"))
         .into());
     }
-    let name = deskbridge_connector_entra::complete_delegated_authorization(
-        &state.store,
-        field(&q, "state"),
-        field(&q, "code"),
-        &state.clock,
+    let connection = api::complete_sign_in(
+        &state,
+        &format!("/auth/microsoft/callback?{}", query.as_deref().unwrap_or("")),
     )
-    .await
-    .map_err(|e| match e {
-        // A state that is not pending here: the browser's doing, not Microsoft's.
-        deskbridge_sync::SyncError::Credential(message) => ApiError::new(ErrorCode::InvalidSignIn, message),
-        other => ApiError::from(other),
-    })?;
-    let mut tx = state.store.read().await?;
-    let connection = tx
-        .connection_by_name(&name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no connection named {name:?}")))?;
-    tx.commit().await?;
+    .await?;
     let scope = crate::access::scope_for(&state, &caller, connection.id, Access::Read).await?;
     details_view(
         &state,

@@ -8,7 +8,7 @@ use deskbridge_store::Access;
 
 use super::html::{Cell, Page, Section, cell, checkbox, form, hidden, textarea};
 use super::mappings::section_json;
-use super::{UiResult, field, parse_form, see_other, settings, show};
+use super::{UiResult, field, mapping_of, parse_form, see_other, show};
 use crate::AppState;
 use crate::access::{Caller, Scope};
 use crate::api;
@@ -21,10 +21,9 @@ async fn imports_view(
     flash: &str,
     error: &str,
 ) -> UiResult {
-    let _ = state;
-    let settings = settings(scope)?;
+    let mapping = mapping_of(state, scope)?;
     let id = scope.connection.id.0;
-    let opts = &settings.mapping.imports;
+    let opts = &mapping.imports;
     let mut page = Page::connection(caller, scope, "imports");
     if !flash.is_empty() {
         page = page.flash(flash);
@@ -74,13 +73,13 @@ async fn imports_view(
                 textarea(
                     "json",
                     "Import options (JSON)",
-                    section_json(&settings.mapping, "imports")?,
+                    section_json(&mapping, "imports")?,
                     8,
                 ),
             ],
         ));
     } else {
-        editor.pre = section_json(&settings.mapping, "imports")?;
+        editor.pre = section_json(&mapping, "imports")?;
     }
     let mut run = Section::titled("Import")
         .text(

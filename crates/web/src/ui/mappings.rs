@@ -12,7 +12,7 @@ use deskbridge_store::{Access, Entity};
 use serde_json::Value;
 
 use super::html::{Cell, Field, Opt, Page, Section, cell, form, hidden, select, text_field, textarea};
-use super::{UiError, UiResult, field, parse_form, pretty, reload, settings, show};
+use super::{UiError, UiResult, field, mapping_of, parse_form, pretty, reload, show};
 use crate::AppState;
 use crate::access::{Caller, Scope};
 use crate::api;
@@ -67,8 +67,7 @@ async fn mappings_view(
     if !matches!(section, "fields" | "sites" | "advanced") {
         return Err(ApiError::not_found(format!("no mapping section {section:?}")).into());
     }
-    let settings = settings(scope)?;
-    let mapping = &settings.mapping;
+    let mapping = &mapping_of(state, scope)?;
     let id = scope.connection.id.0;
     let modify = scope.access == Access::Modify;
     let mut page = Page::connection(caller, scope, &format!("mappings/{section}"));
@@ -275,7 +274,7 @@ pub(super) async fn save_mapping_section(
     body: Bytes,
 ) -> UiResult {
     let f = parse_form(&body);
-    let mut mapping = settings(&scope)?.mapping;
+    let mut mapping = mapping_of(&state, &scope)?;
     let draft = (field(&f, "op") == "replace").then(|| field(&f, "json").to_owned());
     let result = match apply_section(&mut mapping, &section, &f) {
         Ok(()) => api::save_mappings(&state, &scope.connection, mapping).await,

@@ -21,6 +21,7 @@ mod login;
 mod logs;
 mod mappings;
 mod runs;
+mod settings_form;
 
 use std::collections::HashMap;
 
@@ -199,9 +200,10 @@ fn with_query(base: &str, pairs: &[(&str, String)]) -> String {
     }
 }
 
-/// The connection's settings (an error page if this version cannot read them).
-fn settings(scope: &Scope) -> Result<deskbridge_connector_entra::EntraSettings, UiError> {
-    Ok(api::settings_of(&scope.connection)?)
+/// The connection's mapping configuration, as its connector reads it.
+fn mapping_of(state: &AppState, scope: &Scope) -> Result<deskbridge_mapping::MappingConfig, UiError> {
+    let opened = api::source_of(state, &scope.connection)?.open(&scope.connection)?;
+    Ok(opened.mapping().clone())
 }
 
 /// The connection as stored now, after this request changed it; the caller's access is unchanged.
