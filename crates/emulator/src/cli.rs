@@ -41,6 +41,12 @@ pub struct EmulatorArgs {
     /// Write the world as a JSON dataset to this file before serving.
     #[arg(long)]
     pub save_dataset: Option<PathBuf>,
+    /// Dataverse organisations to generate (one per customer tenant, from the first).
+    #[arg(long)]
+    pub dataverse_orgs: Option<usize>,
+    /// Contacts in each generated Dataverse organisation (accounts are a quarter of that).
+    #[arg(long)]
+    pub dataverse_contacts: Option<usize>,
 }
 
 /// Serves the emulator until interrupted. Prints one JSON line when ready.
@@ -51,6 +57,8 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
             seed: args.seed.unwrap_or(1),
             tenants: args.tenants.unwrap_or(3),
             users_per_tenant: args.users_per_tenant,
+            dataverse_orgs: args.dataverse_orgs.unwrap_or(1),
+            dataverse_contacts: args.dataverse_contacts,
             ..GenerateOptions::default()
         })?,
     };

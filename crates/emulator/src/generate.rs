@@ -19,6 +19,10 @@ pub struct GenerateOptions {
     pub users_per_tenant: Option<usize>,
     /// Reference instant for generated dates (creation, sign-in, enrolment).
     pub reference_time: Timestamp,
+    /// Dataverse organisations, one for each of the first N customer tenants.
+    pub dataverse_orgs: usize,
+    /// Contacts in each organisation (accounts are a quarter of that); default 120.
+    pub dataverse_contacts: Option<usize>,
 }
 
 impl Default for GenerateOptions {
@@ -29,6 +33,8 @@ impl Default for GenerateOptions {
             tenants: 3,
             users_per_tenant: None,
             reference_time,
+            dataverse_orgs: 1,
+            dataverse_contacts: None,
         }
     }
 }
@@ -412,11 +418,22 @@ impl World {
             redirect_uris: vec![],
             consented_tenants: vec![partner_id.clone()],
         });
+        let dataverse_orgs = tenants
+            .iter()
+            .filter(|t| !t.is_partner)
+            .take(options.dataverse_orgs)
+            .enumerate()
+            .map(|(i, t)| {
+                let contacts = options.dataverse_contacts.unwrap_or(120);
+                crate::dataverse::generate::generate_org(options.seed, i, t, &apps, contacts, now)
+            })
+            .collect();
         let mut world = World {
             tenants,
             apps,
             partner_tenant_id: Some(partner_id),
             sign_in_password: default_password_value(),
+            dataverse_orgs,
             partner_center: Default::default(),
         };
         crate::partner::generate::extend(&mut world, options)?;

@@ -600,6 +600,11 @@ fn resolve_delegated(app: &App, requested: &[String]) -> Result<Vec<String>, Aad
             }
         } else if OIDC_SCOPES.contains(&s.as_str()) {
             continue;
+        } else if crate::dataverse::delegated_resource(s).is_some() && !app.delegated_scopes.is_empty() {
+            // Dataverse's `{org}/user_impersonation` (or `{org}/.default`): any app that signs users in.
+            if !granted.contains(s) {
+                granted.push(s.clone());
+            }
         } else if app.delegated_scopes.iter().any(|d| d.eq_ignore_ascii_case(s)) {
             if !granted.contains(s) {
                 granted.push(s.clone());
@@ -820,6 +825,7 @@ fn token_inner(
                     }
                     for r in &requested {
                         let known = OIDC_SCOPES.contains(&r.as_str())
+                            || crate::dataverse::delegated_resource(r).is_some()
                             || r == ".default"
                             || grant.scopes.iter().any(|g| g.eq_ignore_ascii_case(r));
                         if !known {
@@ -839,9 +845,20 @@ fn token_inner(
                         grant
                             .scopes
                             .iter()
-                            .filter(|g| other_resource(g).is_none())
+                            .filter(|g| {
+                                other_resource(g).is_none()
+                                    && crate::dataverse::delegated_resource(g).is_none()
+                            })
                             .cloned()
                             .collect()
+                    } else if requested
+                        .iter()
+                        .any(|r| crate::dataverse::delegated_resource(r).is_some())
+                    {
+                        // A multi-resource refresh token: keep offline_access so it rotates.
+                        let mut scopes = requested;
+                        scopes.extend(grant.scopes.iter().filter(|g| *g == "offline_access").cloned());
+                        scopes
                     } else {
                         requested
                     }
@@ -900,12 +917,15 @@ fn client_credentials(
         return Err(invalid());
     };
     let resource = single.strip_suffix("/.default").ok_or_else(invalid)?;
+    let dataverse_aud = crate::dataverse::org_for_resource(world, &state.base_url, resource)
+        .map(|o| crate::dataverse::org_url(&state.base_url, &o.name));
     let aud = match resource.trim_end_matches('/') {
         "https://graph.microsoft.com" | "00000003-0000-0000-c000-000000000000" => GRAPH_RESOURCE,
         "https://api.partnercenter.microsoft.com" | "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd" => {
             PARTNER_CENTER_RESOURCE
         }
         "https://api.partner.microsoft.com" | "4990cffe-04e8-4e8b-808a-1175604b879f" => PARTNER_API_RESOURCE,
+        _ if dataverse_aud.is_some() => dataverse_aud.as_deref().unwrap_or_default(),
         other => {
             return Err(aad(
                 StatusCode::BAD_REQUEST,
@@ -986,7 +1006,15 @@ fn delegated_tokens(
             e.to_string(),
         )
     };
-    let (aud, scp) = audience_of(&api_scopes);
+    let dataverse = api_scopes
+        .iter()
+        .find_map(|s| crate::dataverse::delegated_resource(s))
+        .and_then(|r| crate::dataverse::org_for_resource(world, &state.base_url, r))
+        .map(|o| crate::dataverse::org_url(&state.base_url, &o.name));
+    let (aud, scp): (&str, Vec<String>) = match &dataverse {
+        Some(org) => (org.as_str(), vec!["user_impersonation".to_owned()]),
+        None => audience_of(&api_scopes),
+    };
     let token = access_token(
         state,
         app,

@@ -18,7 +18,8 @@
 //! URL layout: identity at `{base}/{tenant}/oauth2/v2.0/token|authorize`,
 //! `{base}/{tenant}/v2.0/.well-known/openid-configuration`, `{base}/{tenant}/discovery/v2.0/keys`;
 //! Graph at `{base}/v1.0/…`; Partner Center at `{base}/pc/…` and the partner API (price sheets)
-//! at `{base}/pc-api/…`; the admin API at `{base}/_admin/…` (see the crate README).
+//! at `{base}/pc-api/…`; Dataverse orgs at `{base}/org/{name}/api/data/v9.2/…`; the admin API at
+//! `{base}/_admin/…` (see the crate README).
 //!
 //! Invariants: the world changes only through [`World`]'s mutation methods (admin API, Graph
 //! writes), each of which appends to the tenant's change log, so delta queries see every change;
@@ -27,6 +28,7 @@
 mod admin;
 pub mod cli;
 pub mod crypto;
+pub mod dataverse;
 mod filter;
 mod generate;
 mod graph;
@@ -36,6 +38,7 @@ pub mod partner;
 mod server;
 pub mod world;
 
+pub use dataverse::{OrgSummary, ServiceLimits};
 pub use generate::GenerateOptions;
 pub use limits::Faults;
 pub use partner::PartnerFaults;

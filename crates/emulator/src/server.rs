@@ -80,6 +80,8 @@ pub struct Summary {
     pub partner_tenant: Option<TenantSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_cert_file: Option<String>,
+    /// Dataverse organisations: `{url, tenant, name, tables, rows}`.
+    pub dataverse_orgs: Vec<crate::dataverse::OrgSummary>,
     /// Partner Center REST (`{partner_center_url}/v1/customers`…).
     pub partner_center_url: String,
     /// The partner API (price sheets: `{partner_api_url}/v1.0/sales/pricesheets(…)/$value`).
@@ -141,6 +143,7 @@ pub(crate) struct AppState {
     pub codes: Mutex<HashMap<String, AuthCode>>,
     pub refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
     pub auto_approve: std::sync::atomic::AtomicBool,
+    pub dataverse: crate::dataverse::Protection,
     pub partner: crate::partner::PartnerState,
 }
 
@@ -207,6 +210,7 @@ impl Emulator {
             codes: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
             auto_approve: std::sync::atomic::AtomicBool::new(config.auto_approve),
+            dataverse: Default::default(),
             partner: tokio::task::spawn_blocking(crate::partner::PartnerState::new)
                 .await
                 .map_err(|e| EmulatorError::Crypto(format!("key generation task: {e}")))??,
@@ -317,6 +321,16 @@ impl Emulator {
         identity::issue_app_token(&self.state, client_id, tenant)
     }
 
+    /// Dataverse's service protection limits (enforced while `Faults::throttling` is on).
+    pub fn set_dataverse_limits(&self, limits: crate::ServiceLimits) {
+        *self
+            .state
+            .dataverse
+            .limits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = limits;
+    }
+
     /// Stops accepting, closes connections, and waits for the server task.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -370,6 +384,7 @@ pub(crate) fn summary_of(world: &World, base_url: &str) -> Summary {
         partner_tenant_id: world.partner_tenant_id.clone(),
         partner_tenant: world.tenants.iter().find(|t| t.is_partner).map(tenant_summary),
         ca_cert_file: None,
+        dataverse_orgs: crate::dataverse::summaries(world, base_url),
         partner_center_url: format!("{base_url}/pc"),
         partner_api_url: format!("{base_url}/pc-api"),
         webhook_root_pem: None,
@@ -390,6 +405,14 @@ fn router(state: Arc<AppState>) -> Router {
                 .post(crate::partner::consent::admin_consent_submit),
         )
         .nest("/_admin", admin::router())
+        .route(
+            "/org/{org}/api/data/v9.2",
+            axum::routing::any(crate::dataverse::handler),
+        )
+        .route(
+            "/org/{org}/api/data/v9.2/{*rest}",
+            axum::routing::any(crate::dataverse::handler),
+        )
         .route(
             "/{tenant}/oauth2/v2.0/token",
             axum::routing::post(identity::token),

@@ -49,6 +49,9 @@ pub struct World {
     /// Users who can sign in interactively (authorization code flow), any tenant.
     #[serde(default = "default_password")]
     pub sign_in_password: String,
+    /// Dataverse organisations (Dynamics 365 environments), each in one tenant.
+    #[serde(default)]
+    pub dataverse_orgs: Vec<crate::dataverse::Org>,
     /// Partner Center: customers, subscriptions, prices, usage, webhook registration.
     #[serde(default)]
     pub partner_center: crate::partner::model::PartnerCenterData,
@@ -580,6 +583,9 @@ impl World {
     pub fn rebuild_indexes(&mut self) {
         for t in &mut self.tenants {
             t.rebuild_index();
+        }
+        for o in &mut self.dataverse_orgs {
+            o.rebuild_indexes();
         }
     }
 

@@ -1,0 +1,573 @@
+//! The HTTP side: one [`DataverseClient`] per organisation (connection), sharing its
+//! Retry-After pause, its request budget and its concurrency limit between all callers.
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use deskbridge_msauth::TokenProvider;
+use rand::Rng as _;
+use reqwest::Method;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use url::Url;
+
+use crate::error::{DataverseApiError, DataverseError};
+use crate::metadata::{self, AttributeMetadata, EntityMetadata, OptionSetMetadata};
+use crate::page::{ChangePage, Page, parse_changes, parse_object, parse_page};
+use crate::query::{Annotations, Query, encode, prefer_header};
+use crate::row::Row;
+
+/// Dataverse's service protection limit: requests per user per window…
+pub const REQUESTS_PER_WINDOW: u32 = 6_000;
+/// …over this sliding window.
+pub const WINDOW: Duration = Duration::from_secs(300);
+/// Concurrent requests per user Dataverse allows.
+const MAX_CONCURRENT: usize = 52;
+
+/// How to reach one organisation.
+#[derive(Debug, Clone)]
+pub struct DataverseConfig {
+    /// The organisation URL, e.g. `https://contoso.crm.dynamics.com` (the emulator's
+    /// `{base}/org/{name}`); the API root is `{org_url}/api/data/{api_version}`.
+    pub org_url: String,
+    /// The Entra tenant of the organisation (tokens are requested there).
+    pub tenant_id: String,
+    /// Token scope; default `{org_url}/.default`.
+    pub scope: Option<String>,
+    pub api_version: String,
+    /// Tries per request, the first included, for 429, 5xx and dropped connections.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// A Retry-After longer than this fails the request instead of waiting.
+    pub max_retry_after: Duration,
+    /// Requests in flight (at most Dataverse's 52).
+    pub max_concurrent_requests: usize,
+    /// Share of the 6,000 requests / 300 s this client allows itself (other integrations share the user).
+    pub budget_share: f64,
+    pub request_timeout: Option<Duration>,
+}
+
+impl DataverseConfig {
+    pub fn new(org_url: impl Into<String>, tenant_id: impl Into<String>) -> Self {
+        DataverseConfig {
+            org_url: org_url.into(),
+            tenant_id: tenant_id.into(),
+            scope: None,
+            api_version: "v9.2".into(),
+            max_attempts: 8,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(300),
+            max_concurrent_requests: 16,
+            budget_share: 0.9,
+            request_timeout: Some(Duration::from_secs(120)),
+        }
+    }
+}
+
+/// Who the connection is, as `WhoAmI` says: proof that the connection works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhoAmI {
+    pub user_id: String,
+    pub business_unit_id: String,
+    pub organization_id: String,
+}
+
+/// The client of one organisation. Cheap to clone.
+#[derive(Clone)]
+pub struct DataverseClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    config: DataverseConfig,
+    org: Url,
+    org_str: String,
+    api: String,
+    scope: String,
+    tokens: Arc<dyn TokenProvider>,
+    permits: Semaphore,
+    not_before: Mutex<Option<Instant>>,
+    sent: Mutex<VecDeque<Instant>>,
+    budget: usize,
+}
+
+impl std::fmt::Debug for DataverseClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataverseClient")
+            .field("org_url", &self.inner.org_str)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Response {
+    url: String,
+    body: Vec<u8>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl DataverseClient {
+    pub fn new(
+        http: reqwest::Client,
+        config: DataverseConfig,
+        tokens: Arc<dyn TokenProvider>,
+    ) -> Result<Self, DataverseError> {
+        let org_str = config.org_url.trim().trim_end_matches('/').to_owned();
+        let org = Url::parse(&org_str).map_err(|e| {
+            DataverseError::InvalidRequest(format!("organisation URL {org_str:?} is not a URL: {e}"))
+        })?;
+        if !matches!(org.scheme(), "http" | "https") || org.query().is_some() || org.host_str().is_none() {
+            return Err(DataverseError::InvalidRequest(format!(
+                "organisation URL {org_str:?} must be http(s) with a host and no query"
+            )));
+        }
+        if config.tenant_id.trim().is_empty() {
+            return Err(DataverseError::InvalidRequest("the tenant id is empty".into()));
+        }
+        let api = format!("{org_str}/api/data/{}", config.api_version.trim_matches('/'));
+        let scope = config
+            .scope
+            .clone()
+            .unwrap_or_else(|| format!("{org_str}/.default"));
+        let share = if config.budget_share.is_finite() {
+            config.budget_share.clamp(0.01, 1.0)
+        } else {
+            1.0
+        };
+        let budget = ((f64::from(REQUESTS_PER_WINDOW) * share).floor() as usize).max(1);
+        let permits = Semaphore::new(config.max_concurrent_requests.clamp(1, MAX_CONCURRENT));
+        Ok(DataverseClient {
+            inner: Arc::new(Inner {
+                http,
+                config,
+                org,
+                org_str,
+                api,
+                scope,
+                tokens,
+                permits,
+                not_before: Mutex::new(None),
+                sent: Mutex::new(VecDeque::new()),
+                budget,
+            }),
+        })
+    }
+
+    pub fn org_url(&self) -> &str {
+        &self.inner.org_str
+    }
+
+    /// `{org_url}/api/data/v9.2`.
+    pub fn api_url(&self) -> &str {
+        &self.inner.api
+    }
+
+    /// `WhoAmI`: the cheapest call that proves URL, token and application user are right.
+    pub async fn who_am_i(&self) -> Result<WhoAmI, DataverseError> {
+        let response = self.send(Method::GET, "WhoAmI", None).await?;
+        let map = parse_object(&response.url, &response.body)?;
+        let field = |k: &str| {
+            map.get(k)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| DataverseError::Malformed {
+                    url: response.url.clone(),
+                    message: format!("WhoAmI without {k}"),
+                })
+        };
+        Ok(WhoAmI {
+            user_id: field("UserId")?,
+            business_unit_id: field("BusinessUnitId")?,
+            organization_id: field("OrganizationId")?,
+        })
+    }
+
+    /// The first page of a query.
+    pub async fn get_page(&self, query: &Query) -> Result<Page, DataverseError> {
+        self.page_at(&query.path(), query.prefer().as_deref()).await
+    }
+
+    /// A page by link (`@odata.nextLink` / `@odata.deltaLink` verbatim) or path below the API root,
+    /// with the query's `Prefer` header.
+    pub async fn page_at(&self, link: &str, prefer: Option<&str>) -> Result<Page, DataverseError> {
+        let response = self.send(Method::GET, link, prefer).await?;
+        parse_page(&response.url, &response.body)
+    }
+
+    /// Pages of a query, following `@odata.nextLink`.
+    pub fn pager(&self, query: &Query) -> Pager {
+        Pager {
+            client: self.clone(),
+            next: Some(query.path()),
+            prefer: query.prefer(),
+        }
+    }
+
+    /// Every row of a query (all pages).
+    pub async fn get_all(&self, query: &Query) -> Result<Vec<Row>, DataverseError> {
+        let mut pager = self.pager(query);
+        let mut rows = Vec::new();
+        while let Some(page) = pager.next_page().await? {
+            rows.extend(page.rows);
+        }
+        Ok(rows)
+    }
+
+    /// A change-tracking round from the start: every row (as [`crate::Change::Upsert`]), then
+    /// the `@odata.deltaLink` on the last page. The query may only carry `$select` (and page size
+    /// and annotations); Dataverse refuses filters, orderings and expands with change tracking.
+    pub fn changes(&self, query: &Query) -> ChangePager {
+        let tracked = query.clone().track_changes();
+        ChangePager {
+            client: self.clone(),
+            next: Some(tracked.path()),
+            prefer: tracked.prefer(),
+        }
+    }
+
+    /// The changes since a previous round's `@odata.deltaLink`. An expired token fails with
+    /// [`DataverseError::is_change_token_expired`]: read the table in full again.
+    pub fn changes_since(
+        &self,
+        delta_link: &str,
+        page_size: Option<u32>,
+        annotations: Annotations,
+    ) -> ChangePager {
+        ChangePager {
+            client: self.clone(),
+            next: Some(delta_link.to_owned()),
+            prefer: prefer_header(true, page_size, annotations),
+        }
+    }
+
+    /// One row by primary key.
+    pub async fn retrieve(
+        &self,
+        entity_set: &str,
+        id: &str,
+        select: &[&str],
+        annotations: Annotations,
+    ) -> Result<Row, DataverseError> {
+        let id = uuid::Uuid::parse_str(id)
+            .map_err(|_| DataverseError::InvalidRequest(format!("{id:?} is not a GUID")))?;
+        let mut path = format!("{entity_set}({id})");
+        if !select.is_empty() {
+            path.push_str(&format!("?$select={}", encode(&select.join(","))));
+        }
+        let prefer = prefer_header(false, None, annotations);
+        let response = self.send(Method::GET, &path, prefer.as_deref()).await?;
+        Ok(Row::new(parse_object(&response.url, &response.body)?))
+    }
+
+    const ENTITY_SELECT: &'static str = "LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,ChangeTrackingEnabled,IsCustomEntity,DisplayName";
+
+    /// Every table's metadata (no attributes).
+    pub async fn entity_definitions(&self) -> Result<Vec<EntityMetadata>, DataverseError> {
+        let path = format!("EntityDefinitions?$select={}", Self::ENTITY_SELECT);
+        let response = self.send(Method::GET, &path, None).await?;
+        let page = parse_page(&response.url, &response.body)?;
+        page.rows
+            .iter()
+            .map(|r| metadata::entity(&response.url, &r.0))
+            .collect()
+    }
+
+    /// One table's metadata by logical name (`account`, `cr7a1_contract`).
+    pub async fn entity_definition(&self, logical_name: &str) -> Result<EntityMetadata, DataverseError> {
+        let path = format!(
+            "EntityDefinitions(LogicalName='{}')?$select={}",
+            encode(logical_name),
+            Self::ENTITY_SELECT
+        );
+        let response = self.send(Method::GET, &path, None).await?;
+        metadata::entity(&response.url, &parse_object(&response.url, &response.body)?)
+    }
+
+    /// A table's columns.
+    pub async fn attributes(&self, logical_name: &str) -> Result<Vec<AttributeMetadata>, DataverseError> {
+        let path = format!(
+            "EntityDefinitions(LogicalName='{}')/Attributes?$select=LogicalName,AttributeType,AttributeTypeName,DisplayName",
+            encode(logical_name)
+        );
+        let response = self.send(Method::GET, &path, None).await?;
+        let page = parse_page(&response.url, &response.body)?;
+        page.rows
+            .iter()
+            .map(|r| metadata::attribute(&response.url, &r.0))
+            .collect()
+    }
+
+    /// A table's choice columns (single and multi-select) with their options and labels.
+    pub async fn option_sets(&self, logical_name: &str) -> Result<Vec<OptionSetMetadata>, DataverseError> {
+        let mut out = Vec::new();
+        for (cast, multi) in [
+            ("PicklistAttributeMetadata", false),
+            ("MultiSelectPicklistAttributeMetadata", true),
+        ] {
+            let path = format!(
+                "EntityDefinitions(LogicalName='{}')/Attributes/Microsoft.Dynamics.CRM.{cast}?$select=LogicalName\
+                 &$expand=OptionSet($select=Name,Options),GlobalOptionSet($select=Name,Options)",
+                encode(logical_name)
+            );
+            let response = self.send(Method::GET, &path, None).await?;
+            let page = parse_page(&response.url, &response.body)?;
+            for row in &page.rows {
+                out.push(metadata::option_set(&response.url, &row.0, multi)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Absolute URL for a path below the API root, or a link checked to stay on the org's origin.
+    fn resolve(&self, path_or_link: &str) -> Result<String, DataverseError> {
+        let trimmed = path_or_link.trim();
+        if trimmed.is_empty() {
+            return Err(DataverseError::InvalidRequest("empty request path".into()));
+        }
+        if trimmed.starts_with("https://") || trimmed.starts_with("http://") {
+            let link = Url::parse(trimmed)
+                .map_err(|e| DataverseError::InvalidRequest(format!("link {trimmed:?} is not a URL: {e}")))?;
+            if link.origin() != self.inner.org.origin() {
+                return Err(DataverseError::InvalidRequest(format!(
+                    "refusing to follow a link to {} (the organisation is {})",
+                    link.origin().ascii_serialization(),
+                    self.inner.org.origin().ascii_serialization()
+                )));
+            }
+            return Ok(trimmed.to_owned());
+        }
+        Ok(format!("{}/{}", self.inner.api, trimmed.trim_start_matches('/')))
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let c = &self.inner.config;
+        let exp = c
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)));
+        let capped = exp.min(c.backoff_max);
+        let jitter = rand::rng().random_range(0.5..=1.0);
+        capped.mul_f64(jitter)
+    }
+
+    fn pause(&self, wait: Duration) {
+        // An absurd Retry-After must not overflow the clock; a day is already "fail now".
+        let now = Instant::now();
+        let until = now
+            .checked_add(wait.min(Duration::from_secs(86_400)))
+            .unwrap_or(now);
+        let mut nb = lock(&self.inner.not_before);
+        if nb.is_none_or(|t| t < until) {
+            *nb = Some(until);
+        }
+    }
+
+    /// Waits for a Retry-After pause and the request budget.
+    async fn admit(&self, request: &str) -> Result<(), DataverseError> {
+        loop {
+            let paused = *lock(&self.inner.not_before);
+            if let Some(until) = paused {
+                let remaining = until.saturating_duration_since(Instant::now());
+                if remaining > self.inner.config.max_retry_after {
+                    return Err(DataverseError::Api(Box::new(DataverseApiError {
+                        status: 429,
+                        code: crate::codes::TOO_MANY_REQUESTS.into(),
+                        message: format!("Dataverse asked not to call for another {}s", remaining.as_secs()),
+                        class: crate::DataverseErrorClass::Throttled,
+                        retry_after: Some(remaining),
+                        request: request.to_owned(),
+                    })));
+                }
+                if !remaining.is_zero() {
+                    tokio::time::sleep(remaining).await;
+                    continue;
+                }
+            }
+            let wait = {
+                let mut sent = lock(&self.inner.sent);
+                let now = Instant::now();
+                while sent
+                    .front()
+                    .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
+                {
+                    sent.pop_front();
+                }
+                if sent.len() < self.inner.budget {
+                    sent.push_back(now);
+                    None
+                } else {
+                    sent.front().map(|t| (*t + WINDOW).saturating_duration_since(now))
+                }
+            };
+            match wait {
+                None => return Ok(()),
+                Some(w) => tokio::time::sleep(w.max(Duration::from_millis(10))).await,
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path_or_link: &str,
+        prefer: Option<&str>,
+    ) -> Result<Response, DataverseError> {
+        let inner = &self.inner;
+        let url = self.resolve(path_or_link)?;
+        let parsed =
+            Url::parse(&url).map_err(|e| DataverseError::InvalidRequest(format!("bad URL {url:?}: {e}")))?;
+        let described = format!("{method} {}", parsed.path());
+        let mut attempt: u32 = 0;
+        let mut retried_token = false;
+        loop {
+            attempt += 1;
+            self.admit(&described).await?;
+            let _permit = inner
+                .permits
+                .acquire()
+                .await
+                .map_err(|_| DataverseError::InvalidRequest("the client is shutting down".into()))?;
+            let token = match inner
+                .tokens
+                .access_token(&inner.config.tenant_id, &inner.scope)
+                .await
+            {
+                Ok(t) => t,
+                Err(source) if source.is_transient() && attempt < inner.config.max_attempts => {
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                    continue;
+                }
+                Err(source) => {
+                    return Err(DataverseError::Auth {
+                        org: inner.org_str.clone(),
+                        source,
+                    });
+                }
+            };
+            let mut builder = inner
+                .http
+                .request(method.clone(), parsed.clone())
+                .bearer_auth(token.bearer())
+                .header("OData-MaxVersion", "4.0")
+                .header("OData-Version", "4.0")
+                .header("Accept", "application/json")
+                .header("If-None-Match", "null");
+            if let Some(p) = prefer {
+                builder = builder.header("Prefer", p);
+            }
+            if let Some(t) = inner.config.request_timeout {
+                builder = builder.timeout(t);
+            }
+            let outcome = match builder.send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let headers = r.headers().clone();
+                    r.bytes().await.map(|b| (status, headers, b.to_vec()))
+                }
+                Err(e) => Err(e),
+            };
+            drop(_permit);
+            let (status, headers, body) = match outcome {
+                Ok(o) => o,
+                Err(e) => {
+                    let idempotent = method == Method::GET || e.is_connect();
+                    if attempt >= inner.config.max_attempts || !idempotent {
+                        return Err(DataverseError::Transport {
+                            url: described,
+                            attempts: attempt,
+                            reason: e.to_string(),
+                        });
+                    }
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                    continue;
+                }
+            };
+            if (200..300).contains(&status) {
+                return Ok(Response { url, body });
+            }
+            let retry_after = headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let api_error = || {
+                DataverseError::Api(Box::new(DataverseApiError::from_body(
+                    status,
+                    &body,
+                    described.clone(),
+                    retry_after,
+                )))
+            };
+            match status {
+                401 if !retried_token => {
+                    retried_token = true;
+                    inner
+                        .tokens
+                        .invalidate(&inner.config.tenant_id, &inner.scope)
+                        .await;
+                }
+                429 => {
+                    let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
+                    self.pause(wait);
+                    if wait > inner.config.max_retry_after || attempt >= inner.config.max_attempts {
+                        return Err(api_error());
+                    }
+                }
+                500 | 502..=504 if method == Method::GET => {
+                    if attempt >= inner.config.max_attempts {
+                        return Err(api_error());
+                    }
+                    tokio::time::sleep(retry_after.unwrap_or_else(|| self.backoff(attempt))).await;
+                }
+                _ => return Err(api_error()),
+            }
+        }
+    }
+}
+
+/// Pages of a query: `next_page` until `None`.
+#[derive(Debug)]
+pub struct Pager {
+    client: DataverseClient,
+    next: Option<String>,
+    prefer: Option<String>,
+}
+
+impl Pager {
+    pub async fn next_page(&mut self) -> Result<Option<Page>, DataverseError> {
+        let Some(link) = self.next.take() else {
+            return Ok(None);
+        };
+        let page = self.client.page_at(&link, self.prefer.as_deref()).await?;
+        self.next = page.next_link.clone();
+        Ok(Some(page))
+    }
+}
+
+/// Pages of a change-tracking round; the last carries the `delta_link` to keep for next time.
+#[derive(Debug)]
+pub struct ChangePager {
+    client: DataverseClient,
+    next: Option<String>,
+    prefer: Option<String>,
+}
+
+impl ChangePager {
+    pub async fn next_page(&mut self) -> Result<Option<ChangePage>, DataverseError> {
+        let Some(link) = self.next.take() else {
+            return Ok(None);
+        };
+        let response = self
+            .client
+            .send(Method::GET, &link, self.prefer.as_deref())
+            .await?;
+        let page = parse_changes(&response.url, &response.body)?;
+        self.next = page.next_link.clone();
+        Ok(Some(page))
+    }
+}

@@ -1,0 +1,170 @@
+//! Dataverse's service protection limits, per organisation and user over a sliding window:
+//! requests (6,000 / 300 s), combined execution time (1,200,000 ms / 300 s) and concurrent
+//! requests (52). Enforced when `Faults::throttling` is on; the figures are settable with
+//! `Emulator::set_dataverse_limits` so tests can reach them quickly.
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use http::StatusCode;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::{DvError, codes, error};
+
+/// The limits and the simulated execution time of each request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceLimits {
+    pub requests_per_window: u32,
+    pub execution_ms_per_window: u64,
+    pub concurrent_requests: u32,
+    pub window_secs: u64,
+    /// Every request takes this long on the server (counts towards the execution-time limit
+    /// and keeps the request in flight for the concurrency limit).
+    pub execution_ms: u64,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        Self {
+            requests_per_window: 6_000,
+            execution_ms_per_window: 1_200_000,
+            concurrent_requests: 52,
+            window_secs: 300,
+            execution_ms: 0,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Window {
+    /// When each request in the window arrived, with its execution time.
+    requests: VecDeque<(Timestamp, u64)>,
+    in_flight: u32,
+}
+
+type Windows = Arc<Mutex<HashMap<(String, String), Window>>>;
+
+/// Live counters per (org, user).
+#[derive(Default)]
+pub(crate) struct Protection {
+    windows: Windows,
+    pub limits: Mutex<ServiceLimits>,
+}
+
+/// Holds a concurrency slot until dropped.
+pub(crate) struct Slot {
+    windows: Option<(Windows, (String, String))>,
+    /// `x-ms-ratelimit-*` headers for the response.
+    pub remaining: Vec<(String, String)>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((windows, key)) = self.windows.take() {
+            let mut map = windows.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(w) = map.get_mut(&key) {
+                w.in_flight = w.in_flight.saturating_sub(1);
+            }
+        }
+    }
+}
+
+pub(crate) fn too_many(retry_after: u64) -> DvError {
+    let mut e = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        codes::TOO_MANY_REQUESTS,
+        "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
+    );
+    e.retry_after = Some(retry_after.max(1));
+    e
+}
+
+impl Protection {
+    /// Admits a request or answers 429 with `Retry-After`.
+    pub(crate) fn admit(
+        &self,
+        org: &str,
+        user: &str,
+        enforce: bool,
+        now: Timestamp,
+    ) -> Result<Slot, DvError> {
+        let limits = self.limits.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let limits = &limits;
+        let key = (org.to_ascii_lowercase(), user.to_ascii_lowercase());
+        let mut map = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        let w = map.entry(key.clone()).or_default();
+        let window = jiff::SignedDuration::from_secs(i64::try_from(limits.window_secs).unwrap_or(300));
+        let start = now.checked_sub(window).unwrap_or(now);
+        while w.requests.front().is_some_and(|(t, _)| *t <= start) {
+            w.requests.pop_front();
+        }
+        let retry_after = || {
+            w.requests
+                .front()
+                .map(|(t, _)| {
+                    let leaves = t.checked_add(window).unwrap_or(now);
+                    u64::try_from(leaves.duration_since(now).as_secs()).unwrap_or(0) + 1
+                })
+                .unwrap_or(1)
+        };
+        if enforce {
+            if w.requests.len() >= limits.requests_per_window as usize {
+                let mut e = too_many(retry_after());
+                e.message = format!(
+                    "Number of requests exceeded the limit of {} over time window of {} seconds.",
+                    limits.requests_per_window, limits.window_secs
+                );
+                return Err(e);
+            }
+            let used: u64 = w.requests.iter().map(|(_, ms)| ms).sum();
+            if used >= limits.execution_ms_per_window {
+                let mut e = error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    codes::EXECUTION_TIME,
+                    format!(
+                        "Combined execution time of incoming requests exceeded limit of {} milliseconds over time window of {} seconds. Decrease number of concurrent requests or reduce the duration of requests and try again later.",
+                        limits.execution_ms_per_window, limits.window_secs
+                    ),
+                );
+                e.retry_after = Some(retry_after());
+                return Err(e);
+            }
+            if w.in_flight >= limits.concurrent_requests {
+                let mut e = error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    codes::CONCURRENCY_LIMIT,
+                    format!(
+                        "Number of concurrent requests exceeded the limit of {}.",
+                        limits.concurrent_requests
+                    ),
+                );
+                e.retry_after = Some(1);
+                return Err(e);
+            }
+        }
+        w.requests.push_back((now, limits.execution_ms));
+        w.in_flight += 1;
+        let used: u64 = w.requests.iter().map(|(_, ms)| ms).sum();
+        let remaining = vec![
+            (
+                "x-ms-ratelimit-burst-remaining-xrm-requests".to_owned(),
+                (limits.requests_per_window as usize)
+                    .saturating_sub(w.requests.len())
+                    .to_string(),
+            ),
+            (
+                "x-ms-ratelimit-time-remaining-xrm-requests".to_owned(),
+                format!(
+                    "{:.2}",
+                    limits.execution_ms_per_window.saturating_sub(used) as f64 / 1000.0
+                ),
+            ),
+        ];
+        drop(map);
+        Ok(Slot {
+            windows: Some((self.windows.clone(), key)),
+            remaining,
+        })
+    }
+}
