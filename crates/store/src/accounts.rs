@@ -462,6 +462,15 @@ impl StoreTx {
             .collect()
     }
 
+    /// Revokes every token of an account (after a password change); how many there were.
+    pub async fn delete_api_tokens_of(&mut self, account_id: i64) -> Result<u64> {
+        self.execute(
+            "DELETE FROM api_tokens WHERE account_id = $1",
+            &[Sql::Int(account_id)],
+        )
+        .await
+    }
+
     /// Revokes one of an account's tokens; false when it has no such token.
     pub async fn delete_api_token(&mut self, account_id: i64, id: i64) -> Result<bool> {
         let n = self
@@ -807,7 +816,9 @@ impl SignInPolicy {
         if failures < self.free.max(1) {
             return jiff::SignedDuration::ZERO;
         }
-        let doublings = u32::try_from(failures - self.free.max(1)).unwrap_or(u32::MAX).min(30);
+        let doublings = u32::try_from(failures - self.free.max(1))
+            .unwrap_or(u32::MAX)
+            .min(30);
         let factor = 1_i32.checked_shl(doublings).unwrap_or(i32::MAX);
         self.first_block
             .checked_mul(factor)
@@ -848,7 +859,10 @@ fn failures_from_row(subject: SignInSubject, row: &[Sql]) -> Result<SignInFailur
             .and_then(Sql::as_text)
             .ok_or_else(|| corrupt("key"))?
             .to_owned(),
-        failures: row.get(1).and_then(Sql::as_int).ok_or_else(|| corrupt("failures"))?,
+        failures: row
+            .get(1)
+            .and_then(Sql::as_int)
+            .ok_or_else(|| corrupt("failures"))?,
         last_failure_at: row.get(2).and_then(Sql::as_text).unwrap_or_default().to_owned(),
         blocked_until: row.get(3).and_then(Sql::as_text).map(str::to_owned),
     })
@@ -858,7 +872,11 @@ const FAILURE_TYPES: [SqlType; 4] = [SqlType::Text, SqlType::Int, SqlType::Text,
 
 impl StoreTx {
     /// The failures kept for a subject, if any.
-    pub async fn sign_in_failures(&mut self, subject: SignInSubject, key: &str) -> Result<Option<SignInFailures>> {
+    pub async fn sign_in_failures(
+        &mut self,
+        subject: SignInSubject,
+        key: &str,
+    ) -> Result<Option<SignInFailures>> {
         let row = self
             .row(
                 "SELECT key, failures, last_failure_at, blocked_until FROM sign_in_failures WHERE kind = $1 AND key = $2",
@@ -879,10 +897,13 @@ impl StoreTx {
         policy: &SignInPolicy,
     ) -> Result<SignInFailures> {
         let now = self.at;
-        let cutoff = Sql::Text(format_timestamp(now.saturating_sub(policy.forget_after).unwrap_or(now)));
+        let cutoff = Sql::Text(format_timestamp(
+            now.saturating_sub(policy.forget_after).unwrap_or(now),
+        ));
         self.execute(
-            "DELETE FROM sign_in_failures WHERE last_failure_at < $1 AND (blocked_until IS NULL OR blocked_until < $2)",
-            &[cutoff.clone(), self.at_text()],
+            "DELETE FROM sign_in_failures WHERE kind = $1 AND last_failure_at < $2 \
+             AND (blocked_until IS NULL OR blocked_until < $3)",
+            &[Sql::text(subject.as_str()), cutoff.clone(), self.at_text()],
         )
         .await?;
         // One statement, so that concurrent failures each count.
@@ -897,14 +918,19 @@ impl StoreTx {
                 &[SqlType::Int],
             )
             .await?;
-        let failures = row
-            .and_then(|r| r.first().and_then(Sql::as_int))
-            .ok_or_else(|| StoreError::Corrupt("sign_in_failures".into(), "the upsert returned no row".into()))?;
+        let failures = row.and_then(|r| r.first().and_then(Sql::as_int)).ok_or_else(|| {
+            StoreError::Corrupt("sign_in_failures".into(), "the upsert returned no row".into())
+        })?;
         let block = policy.block_after(failures);
-        let blocked_until = (block > jiff::SignedDuration::ZERO).then(|| format_timestamp(now.saturating_add(block).unwrap_or(now)));
+        let blocked_until = (block > jiff::SignedDuration::ZERO)
+            .then(|| format_timestamp(now.saturating_add(block).unwrap_or(now)));
         self.execute(
             "UPDATE sign_in_failures SET blocked_until = $1 WHERE kind = $2 AND key = $3",
-            &[Sql::opt_text(blocked_until.clone()), Sql::text(subject.as_str()), Sql::text(key)],
+            &[
+                Sql::opt_text(blocked_until.clone()),
+                Sql::text(subject.as_str()),
+                Sql::text(key),
+            ],
         )
         .await?;
         Ok(SignInFailures {

@@ -86,7 +86,11 @@ fn private_sqlite_files(path: &Path) -> std::io::Result<()> {
     {
         Ok(_) => {}
         // Exists already, or its folder does not: SQLite reports the latter itself.
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound
+            ) => {}
         Err(e) => return Err(e),
     }
     let mut files = vec![path.to_path_buf()];
@@ -96,7 +100,9 @@ fn private_sqlite_files(path: &Path) -> std::io::Result<()> {
         files.push(name.into());
     }
     for file in files {
-        let Ok(meta) = std::fs::metadata(&file) else { continue };
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
         if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
             tracing::warn!(file = %file.display(), "the database file was readable by others: now 0600");
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;

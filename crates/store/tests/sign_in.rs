@@ -5,7 +5,6 @@ use deskbridge_core::{SharedClock, SystemClock};
 use deskbridge_store::{SignInPolicy, SignInSubject, Store, StoreOptions, WriteContext};
 use jiff::SignedDuration;
 
-
 const POLICY: SignInPolicy = SignInPolicy {
     free: 3,
     first_block: SignedDuration::from_secs(60),
@@ -81,9 +80,16 @@ async fn the_sqlite_database_and_its_wal_and_shm_files_are_private() {
     for (i, open_by_url) in [false, true].into_iter().enumerate() {
         let file = dir.path().join(format!("desk{i}.db"));
         let store = if open_by_url {
-            Store::connect(&format!("sqlite://{}", file.display()), StoreOptions::new(clock.clone())).await.unwrap()
+            Store::connect(
+                &format!("sqlite://{}", file.display()),
+                StoreOptions::new(clock.clone()),
+            )
+            .await
+            .unwrap()
         } else {
-            Store::open_sqlite_file(&file, StoreOptions::new(clock.clone())).await.unwrap()
+            Store::open_sqlite_file(&file, StoreOptions::new(clock.clone()))
+                .await
+                .unwrap()
         };
         store.migrate().await.unwrap();
         for suffix in ["", "-wal", "-shm"] {
@@ -96,7 +102,9 @@ async fn the_sqlite_database_and_its_wal_and_shm_files_are_private() {
     // A database an older version left readable by others is narrowed when opened.
     let old = dir.path().join("desk0.db");
     std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let store = Store::open_sqlite_file(&old, StoreOptions::new(clock)).await.unwrap();
+    let store = Store::open_sqlite_file(&old, StoreOptions::new(clock))
+        .await
+        .unwrap();
     assert_eq!(mode(&old), 0o600);
     store.close().await;
 }
