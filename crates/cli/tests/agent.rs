@@ -431,6 +431,7 @@ async fn serve_runs_queued_jobs_and_serves_metrics_and_health() {
     );
     let mut child = deskbridge(dir.path(), None)
         .args(["serve", "--listen", "127.0.0.1:0", "--poll-ms", "100"])
+        .env("DESKBRIDGE_METRICS_TOKEN", "metrics-token-for-the-test")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -481,6 +482,7 @@ async fn serve_runs_queued_jobs_and_serves_metrics_and_health() {
     assert!(job["records"].as_i64().unwrap() > 0, "{job:#}");
     let metrics = http
         .get(format!("{base}/metrics"))
+        .bearer_auth("metrics-token-for-the-test")
         .send()
         .await
         .unwrap()

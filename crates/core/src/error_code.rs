@@ -88,6 +88,11 @@ catalogue! {
     CsrfFailed => "csrf_failed",
     /// The account signed in with a one-time password and must choose a new one first.
     PasswordChangeRequired => "password_change_required",
+    /// Too many failed sign-ins for the account or from the address: wait, or have an
+    /// administrator unlock the account. 429.
+    TooManyAttempts => "too_many_attempts",
+    /// The request's body is larger than the server accepts. 413.
+    PayloadTooLarge => "payload_too_large",
     // ---- storage
     /// The database cannot be reached.
     DatabaseUnavailable => "database_unavailable",
@@ -175,13 +180,16 @@ impl ErrorCode {
             | Self::Forbidden
             | Self::CsrfFailed
             | Self::PasswordChangeRequired
+            | Self::PayloadTooLarge
             | Self::SecretKeyMissing
             | Self::SecretKeyInvalid
             | Self::SecretUndecryptable
             | Self::UpstreamAuthentication
             | Self::UpstreamPermission
             | Self::UpstreamNotFound => ErrorKind::InvalidRequest,
-            Self::AlreadyExists
+            // It may succeed once the wait is over.
+            Self::TooManyAttempts
+            | Self::AlreadyExists
             | Self::Conflict
             | Self::RunInProgress
             | Self::RunFinished
@@ -205,6 +213,8 @@ impl ErrorCode {
             Self::NotFound => 404,
             Self::Unauthenticated => 401,
             Self::Forbidden | Self::CsrfFailed | Self::PasswordChangeRequired => 403,
+            Self::PayloadTooLarge => 413,
+            Self::TooManyAttempts => 429,
             // A stored secret the server cannot open is the server's problem, not the client's.
             Self::SecretKeyMissing | Self::SecretKeyInvalid | Self::SecretUndecryptable => 500,
             // Microsoft failed, not the client nor deskbridge: a gateway's error, whatever the
@@ -247,6 +257,8 @@ impl ErrorCode {
             | Self::Forbidden
             | Self::CsrfFailed
             | Self::PasswordChangeRequired
+            | Self::TooManyAttempts
+            | Self::PayloadTooLarge
             | Self::SecretKeyMissing
             | Self::SecretKeyInvalid
             | Self::SecretUndecryptable => exit::INVALID,
@@ -370,6 +382,8 @@ mod tests {
         assert_eq!(ErrorCode::RunInProgress.http_status(), 409);
         assert_eq!(ErrorCode::Unauthenticated.http_status(), 401);
         assert_eq!(ErrorCode::PasswordChangeRequired.http_status(), 403);
+        assert_eq!(ErrorCode::TooManyAttempts.http_status(), 429);
+        assert_eq!(ErrorCode::PayloadTooLarge.http_status(), 413);
         assert_eq!(ErrorCode::DatabaseUnavailable.http_status(), 503);
         assert_eq!(ErrorCode::UpstreamThrottled.http_status(), 502);
         assert_eq!(ErrorCode::Internal.http_status(), 500);

@@ -462,6 +462,15 @@ impl StoreTx {
             .collect()
     }
 
+    /// Revokes every token of an account (after a password change); how many there were.
+    pub async fn delete_api_tokens_of(&mut self, account_id: i64) -> Result<u64> {
+        self.execute(
+            "DELETE FROM api_tokens WHERE account_id = $1",
+            &[Sql::Int(account_id)],
+        )
+        .await
+    }
+
     /// Revokes one of an account's tokens; false when it has no such token.
     pub async fn delete_api_token(&mut self, account_id: i64, id: i64) -> Result<bool> {
         let n = self
@@ -765,5 +774,196 @@ impl StoreTx {
             }
         }
         Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------- sign-in limits
+
+/// What a count of failed sign-ins is kept for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInSubject {
+    /// A username, as typed (whether or not such an account exists).
+    Account,
+    /// A client's network address.
+    Address,
+}
+
+impl SignInSubject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Account => "account",
+            Self::Address => "address",
+        }
+    }
+}
+
+/// How failed sign-ins turn into waits: the first `free` failures in a row cost nothing; the
+/// failure that reaches `free` blocks the subject for `first_block`, and each further one for
+/// twice as long as the one before, up to `max_block`. A subject with no failure for
+/// `forget_after` starts again from zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignInPolicy {
+    pub free: i64,
+    pub first_block: jiff::SignedDuration,
+    pub max_block: jiff::SignedDuration,
+    pub forget_after: jiff::SignedDuration,
+}
+
+impl SignInPolicy {
+    /// How long the `failures`-th failure in a row blocks the subject (zero while free).
+    pub fn block_after(&self, failures: i64) -> jiff::SignedDuration {
+        if failures < self.free.max(1) {
+            return jiff::SignedDuration::ZERO;
+        }
+        let doublings = u32::try_from(failures - self.free.max(1))
+            .unwrap_or(u32::MAX)
+            .min(30);
+        let factor = 1_i32.checked_shl(doublings).unwrap_or(i32::MAX);
+        self.first_block
+            .checked_mul(factor)
+            .unwrap_or(self.max_block)
+            .min(self.max_block)
+    }
+}
+
+/// The failed sign-ins kept for one subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignInFailures {
+    pub subject: SignInSubject,
+    /// The username or the address.
+    pub key: String,
+    /// Failures in a row.
+    pub failures: i64,
+    pub last_failure_at: String,
+    /// Until when sign-ins are refused (without looking at the password); `None` while free.
+    pub blocked_until: Option<String>,
+}
+
+impl SignInFailures {
+    /// Until when the subject is blocked, when that is after `now`.
+    pub fn blocked_at(&self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        self.blocked_until
+            .as_deref()
+            .and_then(|t| crate::parse_timestamp(t).ok())
+            .filter(|until| *until > now)
+    }
+}
+
+fn failures_from_row(subject: SignInSubject, row: &[Sql]) -> Result<SignInFailures> {
+    let corrupt = |what: &str| StoreError::Corrupt("sign_in_failures".into(), what.into());
+    Ok(SignInFailures {
+        subject,
+        key: row
+            .first()
+            .and_then(Sql::as_text)
+            .ok_or_else(|| corrupt("key"))?
+            .to_owned(),
+        failures: row
+            .get(1)
+            .and_then(Sql::as_int)
+            .ok_or_else(|| corrupt("failures"))?,
+        last_failure_at: row.get(2).and_then(Sql::as_text).unwrap_or_default().to_owned(),
+        blocked_until: row.get(3).and_then(Sql::as_text).map(str::to_owned),
+    })
+}
+
+const FAILURE_TYPES: [SqlType; 4] = [SqlType::Text, SqlType::Int, SqlType::Text, SqlType::Text];
+
+impl StoreTx {
+    /// The failures kept for a subject, if any.
+    pub async fn sign_in_failures(
+        &mut self,
+        subject: SignInSubject,
+        key: &str,
+    ) -> Result<Option<SignInFailures>> {
+        let row = self
+            .row(
+                "SELECT key, failures, last_failure_at, blocked_until FROM sign_in_failures WHERE kind = $1 AND key = $2",
+                &[Sql::text(subject.as_str()), Sql::text(key)],
+                &FAILURE_TYPES,
+            )
+            .await?;
+        row.as_deref().map(|r| failures_from_row(subject, r)).transpose()
+    }
+
+    /// Counts one more failed sign-in for a subject (at the transaction's time) and blocks it
+    /// as `policy` says; returns the new count and block. Forgets subjects that have been quiet
+    /// for `policy.forget_after`.
+    pub async fn record_sign_in_failure(
+        &mut self,
+        subject: SignInSubject,
+        key: &str,
+        policy: &SignInPolicy,
+    ) -> Result<SignInFailures> {
+        let now = self.at;
+        let cutoff = Sql::Text(format_timestamp(
+            now.saturating_sub(policy.forget_after).unwrap_or(now),
+        ));
+        self.execute(
+            "DELETE FROM sign_in_failures WHERE kind = $1 AND last_failure_at < $2 \
+             AND (blocked_until IS NULL OR blocked_until < $3)",
+            &[Sql::text(subject.as_str()), cutoff.clone(), self.at_text()],
+        )
+        .await?;
+        // One statement, so that concurrent failures each count.
+        let row = self
+            .row(
+                "INSERT INTO sign_in_failures (kind, key, failures, last_failure_at) VALUES ($1, $2, 1, $3) \
+                 ON CONFLICT (kind, key) DO UPDATE SET \
+                 failures = CASE WHEN sign_in_failures.last_failure_at < $4 THEN 1 ELSE sign_in_failures.failures + 1 END, \
+                 last_failure_at = excluded.last_failure_at \
+                 RETURNING failures",
+                &[Sql::text(subject.as_str()), Sql::text(key), self.at_text(), cutoff],
+                &[SqlType::Int],
+            )
+            .await?;
+        let failures = row.and_then(|r| r.first().and_then(Sql::as_int)).ok_or_else(|| {
+            StoreError::Corrupt("sign_in_failures".into(), "the upsert returned no row".into())
+        })?;
+        let block = policy.block_after(failures);
+        let blocked_until = (block > jiff::SignedDuration::ZERO)
+            .then(|| format_timestamp(now.saturating_add(block).unwrap_or(now)));
+        self.execute(
+            "UPDATE sign_in_failures SET blocked_until = $1 WHERE kind = $2 AND key = $3",
+            &[
+                Sql::opt_text(blocked_until.clone()),
+                Sql::text(subject.as_str()),
+                Sql::text(key),
+            ],
+        )
+        .await?;
+        Ok(SignInFailures {
+            subject,
+            key: key.to_owned(),
+            failures,
+            last_failure_at: format_timestamp(now),
+            blocked_until,
+        })
+    }
+
+    /// Forgets a subject's failures (a successful sign-in, an administrator's unlock); true when
+    /// there were some.
+    pub async fn clear_sign_in_failures(&mut self, subject: SignInSubject, key: &str) -> Result<bool> {
+        let n = self
+            .execute(
+                "DELETE FROM sign_in_failures WHERE kind = $1 AND key = $2",
+                &[Sql::text(subject.as_str()), Sql::text(key)],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Every subject of a kind blocked now, by key.
+    pub async fn blocked_sign_ins(&mut self, subject: SignInSubject) -> Result<Vec<SignInFailures>> {
+        let rows = self
+            .rows(
+                "SELECT key, failures, last_failure_at, blocked_until FROM sign_in_failures \
+                 WHERE kind = $1 AND blocked_until > $2 ORDER BY key",
+                &[Sql::text(subject.as_str()), self.at_text()],
+                &FAILURE_TYPES,
+            )
+            .await?;
+        rows.iter().map(|r| failures_from_row(subject, r)).collect()
     }
 }

@@ -71,6 +71,51 @@ pub struct Store {
     writer_wait_micros: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// The database file is created owner-only (0600), like the key file: it holds the directory,
+/// account hashes and sealed secrets. SQLite creates the WAL and shared-memory files with the
+/// database file's permissions, so they are 0600 too. A database, WAL or SHM file left readable
+/// by others (made by an older version) is narrowed to 0600.
+#[cfg(unix)]
+fn private_sqlite_files(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        // Exists already, or its folder does not: SQLite reports the latter itself.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound
+            ) => {}
+        Err(e) => return Err(e),
+    }
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    for file in files {
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(file = %file.display(), "the database file was readable by others: now 0600");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn private_sqlite_files(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 impl Store {
     /// Opens `url`: `sqlite://PATH` (created if missing), `sqlite::memory:`, or `postgres://…`.
     /// Does not migrate; call [`Store::migrate`].
@@ -91,6 +136,9 @@ impl Store {
             let opts = SqliteConnectOptions::from_str(url)
                 .map_err(connect_err)?
                 .create_if_missing(true);
+            if !in_memory {
+                private_sqlite_files(opts.get_filename()).map_err(|e| connect_err(sqlx::Error::Io(e)))?;
+            }
             Pool::Sqlite(
                 Self::sqlite_pool(opts, in_memory, options.max_connections)
                     .await
@@ -108,6 +156,7 @@ impl Store {
             target: path.display().to_string(),
             source,
         };
+        private_sqlite_files(path).map_err(|e| connect_err(sqlx::Error::Io(e)))?;
         let opts = SqliteConnectOptions::new().filename(path).create_if_missing(true);
         let pool = Self::sqlite_pool(opts, false, options.max_connections)
             .await

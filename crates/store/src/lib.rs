@@ -30,6 +30,7 @@ mod time;
 
 pub use accounts::{
     Access, Account, ApiToken, DirectoryFilter, Grant, LogFilter, LogKind, NewAccount, Role, Session,
+    SignInFailures, SignInPolicy, SignInSubject,
 };
 pub use custom_tables::CustomRow;
 pub use db::{Dialect, Store, StoreOptions, StoreTx, WriteContext};

@@ -41,6 +41,18 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_tenant_index.sql"),
         postgres: include_str!("../migrations/postgres/0004_tenant_index.sql"),
     },
+    Migration {
+        version: 5,
+        name: "page_lookups",
+        sqlite: include_str!("../migrations/sqlite/0005_page_lookups.sql"),
+        postgres: include_str!("../migrations/postgres/0005_page_lookups.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "sign_in_limits",
+        sqlite: include_str!("../migrations/sqlite/0006_sign_in_limits.sql"),
+        postgres: include_str!("../migrations/postgres/0006_sign_in_limits.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].

@@ -10,4 +10,5 @@ mod harness;
 mod journal;
 mod records;
 mod secrets;
+mod sign_in;
 mod sync_state;

@@ -145,6 +145,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Test the connection's credentials and permissions",
     ),
     api(
+        "POST",
+        "/api/v1/connections/{id}/authorize",
+        MODIFY,
+        "connections",
+        "Start Microsoft's sign-in for delegated permissions: the URL to open",
+    ),
+    api(
         "GET",
         "/api/v1/connections/{id}/mappings",
         READ,
@@ -314,6 +321,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Change an account's role, permission or state",
     ),
     api(
+        "POST",
+        "/api/v1/accounts/{account_id}/unlock",
+        Need::Admin,
+        "accounts",
+        "Lift the account's sign-in block after failed sign-ins",
+    ),
+    api(
         "DELETE",
         "/api/v1/accounts/{account_id}",
         Need::Admin,
@@ -460,7 +474,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     page("POST", "/runs/{run_id}/approve", RUN_MODIFY, "Approve a held run"),
     page("GET", "/directory/{kind}", Need::Admin, "Directory"),
     page("GET", "/admin/accounts", Need::Admin, "Accounts"),
-    page("POST", "/admin/accounts", Need::Admin, "Create an account"),
+    page(
+        "POST",
+        "/admin/accounts",
+        Need::Admin,
+        "Create an account, or unlock one (action=unlock)",
+    ),
 ];
 
 pub fn endpoint(method: &Method, path: &str) -> Option<&'static Endpoint> {
@@ -557,8 +576,49 @@ pub async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Call
     }))
 }
 
-/// The largest form the CSRF check reads (mapping configurations are the big ones).
-const FORM_LIMIT: usize = 4 * 1024 * 1024;
+/// The largest request body any route accepts (mapping configurations are the big ones). A
+/// larger one is answered 413 `payload_too_large`, as JSON on the API and as a page elsewhere.
+pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!(
+            "the request body is larger than the {} MiB this server accepts",
+            BODY_LIMIT / (1024 * 1024)
+        ),
+    )
+    .with_remedy("Send a smaller body; split a large configuration into several requests.")
+}
+
+/// Reads the whole body, up to [`BODY_LIMIT`].
+async fn limited_body(headers: &HeaderMap, body: Body) -> Result<Body, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    match to_bytes(body, BODY_LIMIT).await {
+        Ok(bytes) => Ok(Body::from(bytes)),
+        Err(e) if is_length_limit(&e) => Err(too_large()),
+        Err(e) => Err(ApiError::invalid(format!(
+            "the request body could not be read: {e}"
+        ))),
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.to_string().contains("length limit exceeded") {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
 
 fn refuse(surface: Surface, error: ApiError, path_and_query: &str) -> Response {
     match surface {
@@ -596,6 +656,17 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     };
     let Some(ep) = endpoint(req.method(), &matched) else {
         return ApiError::internal(format!("{} {matched} has no access rule", req.method())).into_response();
+    };
+    // Every body is read here, within one limit, so an oversized one gets this application's
+    // error (before any handler, and before the CSRF check reads a form).
+    let req = if matches!(*req.method(), Method::GET | Method::HEAD) {
+        req
+    } else {
+        let (parts, body) = req.into_parts();
+        match limited_body(&parts.headers, body).await {
+            Ok(body) => Request::from_parts(parts, body),
+            Err(error) => return refuse(ep.surface, error, &path_and_query),
+        }
     };
     if ep.need == Need::Public {
         return next.run(req).await;
@@ -727,7 +798,7 @@ async fn csrf_checked(expected: &str, headers: &HeaderMap, body: Body) -> Result
     if !is_form {
         return Err(ApiError::csrf());
     }
-    let bytes = to_bytes(body, FORM_LIMIT)
+    let bytes = to_bytes(body, BODY_LIMIT)
         .await
         .map_err(|e| ApiError::invalid(format!("the form could not be read: {e}")))?;
     let sent = url::form_urlencoded::parse(&bytes)

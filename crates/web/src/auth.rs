@@ -5,7 +5,11 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use deskbridge_store::{Account, NewAccount, Role, Store, WriteContext};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use deskbridge_core::ErrorCode;
+use deskbridge_store::{Account, NewAccount, Role, SignInPolicy, SignInSubject, Store, WriteContext};
 use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -51,13 +55,128 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::internal(format!("password hashing: {e}")))
 }
 
+static PASSWORD_CHECKS: AtomicU64 = AtomicU64::new(0);
+
 /// Whether `password` matches the stored hash (a malformed hash matches nothing).
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| {
+        PASSWORD_CHECKS.fetch_add(1, Ordering::Relaxed);
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok()
     })
+}
+
+/// How many argon2 verifications this process has run (tests use it to show that an unknown
+/// username costs the same work as a known one).
+pub fn password_checks() -> u64 {
+    PASSWORD_CHECKS.load(Ordering::Relaxed)
+}
+
+/// A hash made with the same parameters as every account's, checked when the username is
+/// unknown so that an unknown username takes as long to refuse as a wrong password.
+pub fn unknown_user_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| hash_password(&random_token(18)).unwrap_or_default())
+}
+
+/// Checks a sign-in's password off the async workers: against the account's hash, or against
+/// [`unknown_user_hash`] when there is no account, so both cost one argon2 verification.
+pub async fn verify_sign_in(password: &str, hash: Option<String>) -> bool {
+    let password = password.to_owned();
+    let known = hash.is_some();
+    let hash = hash.unwrap_or_else(|| unknown_user_hash().to_owned());
+    tokio::task::spawn_blocking(move || verify_password(&password, &hash) && known)
+        .await
+        .unwrap_or(false)
+}
+
+/// Failed sign-ins per username: five in a row are free; the fifth blocks the username for a
+/// minute, each further one twice as long, up to half an hour; a day without failures forgets
+/// them. An administrator can lift a block at once.
+pub const ACCOUNT_POLICY: SignInPolicy = SignInPolicy {
+    free: 5,
+    first_block: jiff::SignedDuration::from_secs(60),
+    max_block: jiff::SignedDuration::from_secs(30 * 60),
+    forget_after: jiff::SignedDuration::from_secs(24 * 3600),
+};
+
+/// Failed sign-ins per client address (any usernames): twenty are free (an office shares one
+/// address), then the same doubling blocks; an hour without failures forgets them.
+pub const ADDRESS_POLICY: SignInPolicy = SignInPolicy {
+    free: 20,
+    first_block: jiff::SignedDuration::from_secs(60),
+    max_block: jiff::SignedDuration::from_secs(30 * 60),
+    forget_after: jiff::SignedDuration::from_secs(3600),
+};
+
+/// The key failures of a username are counted under (as typed; long input is cut).
+pub fn account_key(username: &str) -> String {
+    username.trim().chars().take(128).collect()
+}
+
+/// The key failures from an address are counted under: the IPv4 address, or an IPv6
+/// address's /64 (one host usually has a whole /64).
+pub fn address_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// "4 minutes": a wait rounded up to whole minutes.
+pub fn wait_text(wait: jiff::SignedDuration) -> String {
+    let minutes = (wait.as_secs().max(1) + 59) / 60;
+    if minutes == 1 {
+        "1 minute".into()
+    } else {
+        format!("{minutes} minutes")
+    }
+}
+
+/// The error of a sign-in refused because its username or address is blocked.
+pub fn blocked_error(subject: SignInSubject, wait: jiff::SignedDuration) -> ApiError {
+    let wait = wait_text(wait);
+    match subject {
+        SignInSubject::Account => ApiError::new(
+            ErrorCode::TooManyAttempts,
+            format!(
+                "Too many failed sign-ins for this account; try again in {wait}, or ask an administrator to unlock the account."
+            ),
+        )
+        .with_remedy("An administrator can unlock it on the Accounts page, with POST /api/v1/accounts/{id}/unlock or `deskbridge admin unlock --username NAME`."),
+        SignInSubject::Address => ApiError::new(
+            ErrorCode::TooManyAttempts,
+            format!("Too many failed sign-ins from your network address; try again in {wait}."),
+        )
+        .with_remedy("An administrator can lift it at once with `deskbridge admin unlock --address IP`."),
+    }
+}
+
+/// Lifts a username's sign-in block and forgets its failures; true when there were some.
+pub async fn unlock_account(store: &Store, username: &str) -> Result<bool, ApiError> {
+    let mut tx = store.begin(WriteContext::manual()).await?;
+    let cleared = tx
+        .clear_sign_in_failures(SignInSubject::Account, &account_key(username))
+        .await?;
+    tx.commit().await?;
+    Ok(cleared)
+}
+
+/// Lifts an address's sign-in block; true when there was one.
+pub async fn unlock_address(store: &Store, address: std::net::IpAddr) -> Result<bool, ApiError> {
+    let mut tx = store.begin(WriteContext::manual()).await?;
+    let cleared = tx
+        .clear_sign_in_failures(SignInSubject::Address, &address_key(address))
+        .await?;
+    tx.commit().await?;
+    Ok(cleared)
 }
 
 pub fn check_new_password(password: &str) -> Result<(), ApiError> {

@@ -43,6 +43,9 @@ pub struct AppState {
     /// How syncs started from the UI and API run (the instance kind).
     pub sync_options: deskbridge_sync::SyncOptions,
     pub runs: Arc<runs::Runs>,
+    /// Take the client's address for sign-in limits from the last `X-Forwarded-For` entry (set
+    /// when a reverse proxy that writes it is in front); otherwise the connection's address.
+    pub trust_forwarded_for: bool,
     /// Runs go through the sync agent's job queue (`deskbridge serve` has a worker); otherwise
     /// they run on a task of this process (an embedded router without workers, as in tests).
     pub job_queue: bool,
@@ -55,6 +58,7 @@ impl AppState {
             sources,
             clock,
             secure_cookies: false,
+            trust_forwarded_for: false,
             sync_options: deskbridge_sync::SyncOptions::default(),
             runs: Arc::new(runs::Runs::default()),
             job_queue: false,
@@ -78,6 +82,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             access::enforce,
         ))
+        // The access middleware reads bodies up to the limit itself; handlers may take as much.
+        .layer(axum::extract::DefaultBodyLimit::max(access::BODY_LIMIT))
         .fallback(access::not_found)
         .with_state(state)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use deskbridge_agent::http::{HttpState, app, serve};
+use deskbridge_agent::http::{HttpState, app, health_only, serve};
 use deskbridge_agent::{Metrics, WorkerConfig};
 use deskbridge_store::Store;
 use tokio::sync::watch;
@@ -104,22 +104,71 @@ pub async fn listen(
     ready: serde_json::Value,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(tokio::task::JoinHandle<()>, String)> {
+    let spec = Listen {
+        addr,
+        process,
+        metrics: MetricsHere::Open,
+        extra,
+        ready: Some(ready),
+    };
+    listen_with(spec, store, metrics, shutdown).await
+}
+
+/// Whether a listener serves `/metrics`.
+#[derive(Debug, Clone)]
+pub enum MetricsHere {
+    /// To anyone who reaches the address (a listener of its own, chosen by the operator).
+    Open,
+    /// Only with `Authorization: Bearer <token>`.
+    Token(String),
+    /// Not at all: `/metrics` answers 404 with this remedy.
+    No(&'static str),
+}
+
+/// One HTTP listener of the agent.
+pub struct Listen {
+    pub addr: SocketAddr,
+    /// Named in `/healthz`.
+    pub process: String,
+    pub metrics: MetricsHere,
+    /// Routes merged into the listener (the admin UI and API).
+    pub extra: Option<axum::Router>,
+    /// Printed as the ready line with `listening` and `url`; `None` prints nothing.
+    pub ready: Option<serde_json::Value>,
+}
+
+/// Binds and serves one listener until shutdown; returns its task and URL.
+pub async fn listen_with(
+    spec: Listen,
+    store: Store,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, String)> {
+    let addr = spec.addr;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     let url = format!("http://{bound}");
-    let mut line = serde_json::json!({"listening": url, "url": url});
-    if let (Some(line), serde_json::Value::Object(ready)) = (line.as_object_mut(), ready) {
-        line.extend(ready);
+    if let Some(ready) = spec.ready {
+        let mut line = serde_json::json!({"listening": url, "url": url});
+        if let (Some(line), serde_json::Value::Object(ready)) = (line.as_object_mut(), ready) {
+            line.extend(ready);
+        }
+        crate::output::say(&line.to_string());
     }
-    crate::output::say(&line.to_string());
-    let mut router = app(HttpState {
+    let state = |metrics_token| HttpState {
         store,
         metrics,
-        process,
-    });
-    if let Some(extra) = extra {
+        process: spec.process,
+        metrics_token,
+    };
+    let mut router = match spec.metrics {
+        MetricsHere::Open => app(state(None)),
+        MetricsHere::Token(token) => app(state(Some(token))),
+        MetricsHere::No(remedy) => health_only(state(None), remedy),
+    };
+    if let Some(extra) = spec.extra {
         router = router.merge(extra);
     }
     let task = tokio::spawn(async move {

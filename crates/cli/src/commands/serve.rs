@@ -1,7 +1,10 @@
 //! `deskbridge serve`: one process with everything an embedded set-up needs — the admin UI and
-//! JSON API, `/metrics` and `/healthz` on one listener, a scheduler and one worker, on SQLite by
-//! default. On a fresh install it creates the first administrator and prints its one-time
-//! password.
+//! JSON API and `/healthz` on one listener, a scheduler and one worker, on SQLite by default. On
+//! a fresh install it creates the first administrator and prints its one-time password.
+//!
+//! `/metrics` is never open on the UI's listener (which is the one put on the network): it is
+//! served there only to a bearer token (`--metrics-token-file` / `DESKBRIDGE_METRICS_TOKEN`), or
+//! on a listener of its own (`--metrics-listen`, with the token too when one is given).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +14,9 @@ use deskbridge_agent::Metrics;
 use deskbridge_core::{SharedClock, SystemClock};
 use serde_json::json;
 
-use super::agent_common::{WorkerArgs, listen, run_agent, shutdown_signal};
+use deskbridge_core::ErrorCode;
+
+use super::agent_common::{Listen, MetricsHere, WorkerArgs, listen_with, run_agent, shutdown_signal};
 use crate::error::CliError;
 use crate::output::say;
 use crate::settings::GlobalArgs;
@@ -24,6 +29,20 @@ pub struct ServeArgs {
     /// Mark cookies Secure: set when users reach deskbridge over https (directly or via a proxy).
     #[arg(long, env = "DESKBRIDGE_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Serve /metrics (and /healthz) on this address instead of the UI's (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "DESKBRIDGE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// A file holding the token /metrics requires (`Authorization: Bearer <token>`).
+    #[arg(long, env = "DESKBRIDGE_METRICS_TOKEN_FILE", conflicts_with = "metrics_token")]
+    pub metrics_token_file: Option<std::path::PathBuf>,
+    /// The token /metrics requires; prefer the environment variable or the file (a command line
+    /// can be read by other users of the host).
+    #[arg(long, env = "DESKBRIDGE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Count failed sign-ins per client address from the last X-Forwarded-For entry: set only
+    /// when a reverse proxy that writes that header is in front of deskbridge.
+    #[arg(long, env = "DESKBRIDGE_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
     /// The first administrator's username, created on first start when there is no account.
     #[arg(long, default_value = "admin")]
     pub admin_username: String,
@@ -55,13 +74,44 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             "one_time_password": created.one_time_password,
         });
     }
-    let (http, url) = listen(
-        args.listen,
+    web.trust_forwarded_for = args.trust_forwarded_for;
+    let token = metrics_token(&args)?;
+    let mut metrics_task = None;
+    let on_ui = match (args.metrics_listen, token.clone()) {
+        (Some(addr), token) => {
+            let (task, metrics_url) = listen_with(
+                Listen {
+                    addr,
+                    process: "serve".into(),
+                    metrics: token.map_or(MetricsHere::Open, MetricsHere::Token),
+                    extra: None,
+                    ready: None,
+                },
+                store.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            )
+            .await?;
+            ready["metrics_url"] = json!(format!("{metrics_url}/metrics"));
+            metrics_task = Some(task);
+            MetricsHere::No("metrics are served on the address given as --metrics-listen")
+        }
+        (None, Some(token)) => MetricsHere::Token(token),
+        (None, None) => MetricsHere::No(
+            "Start serve with --metrics-listen ADDR (a listener for metrics only) or with a token \
+             (--metrics-token-file FILE or DESKBRIDGE_METRICS_TOKEN) and send it as a Bearer token.",
+        ),
+    };
+    let (http, url) = listen_with(
+        Listen {
+            addr: args.listen,
+            process: "serve".into(),
+            metrics: on_ui,
+            extra: Some(deskbridge_web::router(web)),
+            ready: Some(ready),
+        },
         store.clone(),
         metrics.clone(),
-        "serve".into(),
-        Some(deskbridge_web::router(web)),
-        ready,
         shutdown.clone(),
     )
     .await?;
@@ -83,6 +133,36 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     )
     .await;
     let _ = http.await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     store.close().await;
     Ok(())
+}
+
+/// The token `/metrics` requires, if one is configured.
+fn metrics_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
+    let token = match (&args.metrics_token_file, &args.metrics_token) {
+        (Some(file), _) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| {
+                    CliError::new(
+                        ErrorCode::InvalidConfiguration,
+                        format!("cannot read the metrics token file {}: {e}", file.display()),
+                    )
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        (None, Some(token)) => Some(token.trim().to_owned()),
+        (None, None) => None,
+    };
+    match token {
+        Some(t) if t.chars().count() < 16 => Err(CliError::new(
+            ErrorCode::InvalidConfiguration,
+            "the metrics token is too short: use at least 16 characters (for example `openssl rand -hex 32`)",
+        )
+        .into()),
+        other => Ok(other),
+    }
 }

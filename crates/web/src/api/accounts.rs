@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use deskbridge_store::{Role, WriteContext};
+use deskbridge_store::{Account, Role, SignInFailures, SignInSubject, WriteContext};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -26,11 +26,62 @@ struct NewAccountBody {
     can_configure_connections: bool,
 }
 
-pub(super) async fn list_accounts(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// Accounts with their sign-in state: `locked_until` (RFC 3339, while failed sign-ins block the
+/// account) and `failed_sign_ins` (failures in a row).
+pub(crate) async fn accounts_with_sign_in_state(
+    state: &AppState,
+) -> ApiResult<Vec<(Account, Option<SignInFailures>)>> {
+    let now = state.store.now();
     let mut tx = state.store.read().await?;
     let accounts = tx.accounts().await?;
+    let mut out = Vec::with_capacity(accounts.len());
+    for account in accounts {
+        let failures = tx
+            .sign_in_failures(SignInSubject::Account, &auth::account_key(&account.username))
+            .await?
+            .map(|mut f| {
+                f.blocked_until = f.blocked_at(now).map(deskbridge_store::format_timestamp);
+                f
+            });
+        out.push((account, failures));
+    }
     tx.commit().await?;
+    Ok(out)
+}
+
+fn account_json(account: &Account, failures: Option<&SignInFailures>) -> Value {
+    let mut value = json!(account);
+    value["locked_until"] = json!(failures.and_then(|f| f.blocked_until.clone()));
+    value["failed_sign_ins"] = json!(failures.map_or(0, |f| f.failures));
+    value
+}
+
+pub(super) async fn list_accounts(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let accounts = accounts_with_sign_in_state(&state).await?;
+    let accounts: Vec<Value> = accounts
+        .iter()
+        .map(|(a, f)| account_json(a, f.as_ref()))
+        .collect();
     Ok(Json(json!({ "accounts": accounts })))
+}
+
+/// Lifts an account's sign-in block (and forgets its failed sign-ins).
+pub(super) async fn unlock_account(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id, "account")?;
+    let mut tx = state.store.read().await?;
+    let account = tx
+        .account(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no account {id}")))?;
+    tx.commit().await?;
+    let unlocked = auth::unlock_account(&state.store, &account.username).await?;
+    tracing::info!(account = %account.username, unlocked, "an administrator lifted a sign-in block");
+    Ok(Json(
+        json!({ "account": account_json(&account, None), "unlocked": unlocked }),
+    ))
 }
 
 pub(super) async fn create_account(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {

@@ -31,6 +31,7 @@ use crate::error::{ApiError, ApiResult};
 
 // What the UI pages share with the JSON handlers: a page and an API call that do the same
 // thing go through the same code.
+pub(crate) use accounts::accounts_with_sign_in_state;
 pub(crate) use agent::{clear_cursors, cursor_report, run_check, take_latest_cursors};
 pub(crate) use connections::{
     begin_sign_in, callback_uri, complete_sign_in, connection_view, create, delete, edit, source_of, test,
@@ -113,6 +114,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/accounts/{account_id}",
             axum::routing::patch(accounts::edit_account).delete(accounts::delete_account),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/unlock",
+            post(accounts::unlock_account),
         )
         .route(
             "/api/v1/tokens",

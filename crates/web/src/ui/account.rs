@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use deskbridge_store::WriteContext;
 
-use super::html::{Field, Page, Section, cell, form, password_field, text_field};
+use super::html::{Field, Page, Section, cell, form, password_field, select, text_field};
 use super::{UiResult, field, parse_form};
 use crate::AppState;
 use crate::access::Caller;
@@ -27,20 +27,36 @@ async fn account_view(state: &AppState, caller: &Caller, flash: &str, error: &st
     if !flash.is_empty() {
         page = page.flash(flash);
     }
-    let password = Section::titled("Password").form(form(
-        "password",
-        "/account/password",
-        "Change password",
-        vec![
-            password_field("current", "Current password", ""),
-            password_field(
-                "new",
-                "New password",
-                &format!("At least {} characters.", auth::MIN_PASSWORD_LEN),
-            ),
-            password_field("confirm", "New password again", ""),
-        ],
-    ));
+    let mut password_fields = vec![
+        password_field("current", "Current password", ""),
+        password_field(
+            "new",
+            "New password",
+            &format!("At least {} characters.", auth::MIN_PASSWORD_LEN),
+        ),
+        password_field("confirm", "New password again", ""),
+    ];
+    if !tokens.is_empty() {
+        password_fields.push(Field {
+            help:
+                "A token acts as you: if the old password may be known to someone else, so may your tokens."
+                    .into(),
+            ..select(
+                "tokens",
+                &format!("Your {} API token(s)", tokens.len()),
+                "revoke",
+                &[("revoke", "Revoke them (recommended)"), ("keep", "Keep them")],
+            )
+        });
+    }
+    let password = Section::titled("Password")
+        .text("Changing your password signs out your other sessions.")
+        .form(form(
+            "password",
+            "/account/password",
+            "Change password",
+            password_fields,
+        ));
     let mut tokens_section = Section::titled("API tokens")
         .text("Scripts send a token as `Authorization: Bearer …`. A token acts as you.")
         .table(
@@ -107,12 +123,29 @@ pub(super) async fn change_password(
     tx.set_account_password(caller.account.id, &new_hash, false)
         .await?;
     // Other sessions (say, one opened with a leaked one-time password) end; this one stays.
-    tx.delete_sessions_of(caller.account.id, caller.session_id)
+    let sessions = tx
+        .delete_sessions_of(caller.account.id, caller.session_id)
         .await?;
+    // So do the API tokens, unless the form said to keep them (a form without the choice, or a
+    // client that does not know it, revokes them).
+    let tokens = if field(&f, "tokens") == "keep" {
+        0
+    } else {
+        tx.delete_api_tokens_of(caller.account.id).await?
+    };
     let mut keep = caller.clone();
     keep.account.must_change_password = false;
     tx.commit().await?;
-    account_view(&state, &keep, "Your password was changed.", "", "").await
+    let mut flash = String::from("Your password was changed.");
+    if sessions > 0 {
+        flash.push_str(&format!(" {sessions} other session(s) were signed out."));
+    }
+    if tokens > 0 {
+        flash.push_str(&format!(
+            " {tokens} API token(s) were revoked: create new ones for your scripts."
+        ));
+    }
+    account_view(&state, &keep, &flash, "", "").await
 }
 
 pub(super) async fn create_token(

@@ -4,10 +4,13 @@
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use deskbridge_store::WriteContext;
+use deskbridge_store::{SignInSubject, WriteContext};
 
 use super::html::{Field, Nav, PageT, Section, form, hidden, password_field, text_field};
 use super::{UiResult, field, parse_form, see_other};
@@ -16,6 +19,15 @@ use crate::auth::{self, LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_HOURS};
 use crate::error::ApiError;
 
 fn login_page(next: &str, csrf: &str, error: &str, secure: bool) -> Response {
+    let status = if error.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
+    login_page_with(next, csrf, error, secure, status)
+}
+
+fn login_page_with(next: &str, csrf: &str, error: &str, secure: bool, status: StatusCode) -> Response {
     let nav = Nav {
         csrf: csrf.to_owned(),
         ..Nav::default()
@@ -49,25 +61,58 @@ fn login_page(next: &str, csrf: &str, error: &str, secure: bool) -> Response {
     };
     let cookie = auth::set_cookie(LOGIN_CSRF_COOKIE, csrf, 3600, secure);
     match page.render() {
-        Ok(html) => {
-            let status = if error.is_empty() {
-                StatusCode::OK
-            } else {
-                StatusCode::UNAUTHORIZED
-            };
-            (status, [(header::SET_COOKIE, cookie)], Html(html)).into_response()
-        }
+        Ok(html) => (status, [(header::SET_COOKIE, cookie)], Html(html)).into_response(),
         Err(e) => ApiError::internal(format!("page rendering: {e}")).into_response(),
     }
 }
 
-/// Only paths on this site may be gone to after signing in.
+/// Only paths on this site may be gone to after signing in: a relative path starting with one
+/// `/`, without backslashes (browsers read `/\host` as `//host`) or control characters (a tab
+/// or newline inside `//` is dropped by browsers, and would split a header), and not too long.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
-        next
-    } else {
-        "/connections"
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.len() <= 2048
+        && !next.chars().any(|c| c == '\\' || c.is_control());
+    if ok { next } else { "/connections" }
+}
+
+/// The client's address: the last `X-Forwarded-For` entry when a trusted proxy writes it, else
+/// the connection's peer.
+fn client_address(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Option<std::net::IpAddr> {
+    if state.trust_forwarded_for {
+        // Only the last entry: the proxy wrote it; the ones before came with the request.
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|a| a.trim().parse::<std::net::IpAddr>().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
     }
+    peer.map(|p| p.ip())
+}
+
+/// A sign-in refused before its password is looked at (the username or address is blocked).
+fn blocked_page(
+    next: &str,
+    csrf: &str,
+    error: &ApiError,
+    wait: jiff::SignedDuration,
+    secure: bool,
+) -> Response {
+    let mut page = login_page_with(next, csrf, &error.message, secure, StatusCode::TOO_MANY_REQUESTS);
+    if let Ok(v) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        page.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    page
 }
 
 pub(super) async fn login_form(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
@@ -80,7 +125,12 @@ pub(super) async fn login_form(State(state): State<AppState>, RawQuery(query): R
     )
 }
 
-pub(super) async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> UiResult {
+pub(super) async fn login(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> UiResult {
     let form = parse_form(&body);
     let next = safe_next(field(&form, "next")).to_owned();
     // Double-submit: the form's token must equal the cookie set with the form.
@@ -99,16 +149,79 @@ pub(super) async fn login(State(state): State<AppState>, headers: HeaderMap, bod
             state.secure_cookies,
         ));
     }
+    let username = field(&form, "username").trim();
+    let account_key = auth::account_key(username);
+    let address =
+        client_address(&state, &headers, peer.map(|Extension(ConnectInfo(p))| p)).map(auth::address_key);
+    let now = state.store.now();
     let mut tx = state.store.read().await?;
-    let found = tx.account_for_sign_in(field(&form, "username").trim()).await?;
+    // A blocked username or address is refused without looking at the password, whether or not
+    // the account exists.
+    let mut blocks = Vec::new();
+    if let Some(f) = tx.sign_in_failures(SignInSubject::Account, &account_key).await? {
+        blocks.extend(f.blocked_at(now).map(|until| (SignInSubject::Account, until)));
+    }
+    if let Some(address) = &address
+        && let Some(f) = tx.sign_in_failures(SignInSubject::Address, address).await?
+    {
+        blocks.extend(f.blocked_at(now).map(|until| (SignInSubject::Address, until)));
+    }
+    let found = if blocks.is_empty() {
+        tx.account_for_sign_in(username).await?
+    } else {
+        None
+    };
     tx.commit().await?;
-    let account = match found {
-        Some((account, hash))
-            if !account.disabled && auth::verify_password(field(&form, "password"), &hash) =>
-        {
-            account
-        }
+    if let Some((subject, until)) = blocks.into_iter().max_by_key(|(_, until)| *until) {
+        let wait = until.duration_since(now);
+        tracing::warn!(
+            subject = subject.as_str(),
+            "a sign-in was refused: too many failed attempts"
+        );
+        return Ok(blocked_page(
+            &next,
+            &fresh,
+            &auth::blocked_error(subject, wait),
+            wait,
+            state.secure_cookies,
+        ));
+    }
+    // One argon2 verification whatever the case: unknown, disabled or active account.
+    let (account, hash) = match found {
+        Some((account, hash)) => (Some(account), Some(hash)),
+        None => (None, None),
+    };
+    let verified = auth::verify_sign_in(field(&form, "password"), hash).await;
+    let account = match account {
+        Some(account) if verified && !account.disabled => account,
         _ => {
+            let mut tx = state.store.begin(WriteContext::manual()).await?;
+            let mut failures = vec![
+                tx.record_sign_in_failure(SignInSubject::Account, &account_key, &auth::ACCOUNT_POLICY)
+                    .await?,
+            ];
+            if let Some(address) = &address {
+                failures.push(
+                    tx.record_sign_in_failure(SignInSubject::Address, address, &auth::ADDRESS_POLICY)
+                        .await?,
+                );
+            }
+            tx.commit().await?;
+            // The failure that starts a block says so at once.
+            if let Some((subject, until)) = failures
+                .iter()
+                .filter_map(|f| f.blocked_at(now).map(|until| (f.subject, until)))
+                .max_by_key(|(_, until)| *until)
+            {
+                let wait = until.duration_since(now);
+                let error = auth::blocked_error(subject, wait);
+                let text = format!("Wrong username or password. {}", error.message);
+                let error = ApiError {
+                    message: text,
+                    ..error
+                };
+                return Ok(blocked_page(&next, &fresh, &error, wait, state.secure_cookies));
+            }
             return Ok(login_page(
                 &next,
                 &fresh,
@@ -117,6 +230,10 @@ pub(super) async fn login(State(state): State<AppState>, headers: HeaderMap, bod
             ));
         }
     };
+    let mut tx = state.store.begin(WriteContext::manual()).await?;
+    tx.clear_sign_in_failures(SignInSubject::Account, &account_key)
+        .await?;
+    tx.commit().await?;
     let token = auth::random_token(32);
     let csrf = auth::random_token(32);
     let expires = state.clock.now() + jiff::SignedDuration::from_hours(SESSION_HOURS);
@@ -156,4 +273,32 @@ pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
     }
     let cookie = auth::set_cookie(SESSION_COOKIE, "", 0, state.secure_cookies);
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_only_a_relative_path_on_this_site() {
+        for ok in ["/connections", "/connections/3?tab=logs", "/runs/9#top", "/"] {
+            assert_eq!(safe_next(ok), ok);
+        }
+        for bad in [
+            "",
+            "connections",
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil.example",
+            "/\\/evil.example",
+            "/a\\b",
+            "/\t/evil.example",
+            "/\r\nSet-Cookie: x=1",
+            "/\u{7f}",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(safe_next(bad), "/connections", "{bad:?}");
+        }
+        assert_eq!(safe_next(&format!("/{}", "a".repeat(3000))), "/connections");
+    }
 }
