@@ -95,6 +95,48 @@ store_test! {
             .unwrap();
         assert_eq!(again.status, "succeeded", "{:?}", again.errors);
         assert_eq!(again.counts.created + again.counts.updated + again.counts.deactivated, 0);
+
+        // A change in one tenant arrives by that tenant's delta round.
+        let user = emu.with_world(|w| w.tenant(&tenants[0]).unwrap().users[0].id.clone());
+        let summary = emu.summary();
+        let response = reqwest::Client::new()
+            .patch(format!("{}/tenants/{}/users/{user}", summary.admin_url, tenants[0]))
+            .json(&json!({ "jobTitle": "Head of Synthetic Data" }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        let delta = deskbridge_sync::sync(&db.store, &registry, "csp", &SyncOptions::default(), &clock())
+            .await
+            .unwrap();
+        assert_eq!(delta.status, "succeeded", "{:?}", delta.errors);
+        assert_eq!(delta.mode, "delta");
+        assert_eq!(delta.counts.updated, 1, "{:?}", delta.notes);
+    }
+}
+
+store_test! {
+    async fn new_endpoints_drop_the_sign_in_and_the_secrets(db: &TestDb) {
+        let (emu, _) = partner(73, 1, 3).await;
+        let registry = sources(GraphConfig::default());
+        let connection = add_and_authorize(&db.store, &registry, &emu, "csp-moved").await;
+        let source = registry.get("csp").unwrap();
+        let values = deskbridge_source::settings::validate(
+            source.settings(),
+            json!({ "partner_center_url": "https://api.partnercenter.microsoft.com" }).as_object().unwrap(),
+            deskbridge_source::settings::Purpose::Edit,
+            registry.endpoint_policy(),
+        )
+        .unwrap();
+        source.edit(&db.store, &connection, values).await.unwrap();
+        let mut tx = db.store.read().await.unwrap();
+        let moved = tx.connection(connection.id).await.unwrap().unwrap();
+        let secrets = deskbridge_source::ConnectionSecrets(connection.id);
+        assert!(secrets.get(&mut tx, deskbridge_connector_csp::SECRET_GDAP_SECRET).await.unwrap().is_none());
+        assert!(secrets.get(&mut tx, deskbridge_connector_csp::SECRET_PARTNER_SECRET).await.unwrap().is_none());
+        tx.commit().await.unwrap();
+        assert_eq!(source.sign_in().unwrap().authorised(&db.store, &moved).await.unwrap(), Some(false));
+        assert_eq!(moved.config["partner_center_url"], "https://api.partnercenter.microsoft.com");
     }
 }
 
