@@ -44,6 +44,10 @@ pub enum ConnectionCommand {
 pub enum AddKind {
     /// A Microsoft Entra ID tenant, read with application or delegated permissions.
     Entra(Box<EntraArgs>),
+    /// A Microsoft CSP partner: every customer tenant Partner Center lists with an active GDAP
+    /// relationship, read with the multi-tenant GDAP app. Authorise the Partner Center app
+    /// afterwards with `deskbridge connection authorize`.
+    Csp(Box<CspArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -143,6 +147,46 @@ pub struct EntraArgs {
     pub last_sign_in: bool,
 }
 
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("gdap_credential").required(true).args(["gdap_secret_env", "gdap_certificate"])))]
+pub struct CspArgs {
+    #[arg(long)]
+    pub name: String,
+    /// The CSP-enabled (partner) tenant's id.
+    #[arg(long)]
+    pub partner_tenant_id: String,
+    /// The Partner Center app's client id (single-tenant, delegated user_impersonation).
+    #[arg(long)]
+    pub partner_client_id: String,
+    /// Read the Partner Center app's client secret from this environment variable.
+    #[arg(long)]
+    pub partner_client_secret_env: Option<String>,
+    /// The multi-tenant GDAP app's client id.
+    #[arg(long)]
+    pub gdap_client_id: String,
+    /// Read the GDAP app's client secret from this environment variable.
+    #[arg(long)]
+    pub gdap_secret_env: Option<String>,
+    /// A PEM file holding the GDAP app's certificate and private key.
+    #[arg(long)]
+    pub gdap_certificate: Option<PathBuf>,
+    /// Identity platform host (national clouds, the emulator).
+    #[arg(long)]
+    pub authority_host: Option<String>,
+    /// Graph version root (national clouds, the emulator).
+    #[arg(long)]
+    pub graph_url: Option<String>,
+    /// Partner Center root (national clouds, the emulator).
+    #[arg(long)]
+    pub partner_center_url: Option<String>,
+    /// Instances the connection runs on: production, test, or production,test.
+    #[arg(long, default_value = "production")]
+    pub instances: String,
+    /// Import each user's last sign-in date (AuditLog.Read.All on the GDAP app; P1/P2 tenants).
+    #[arg(long)]
+    pub last_sign_in: bool,
+}
+
 pub async fn run(global: &GlobalArgs, command: ConnectionCommand) -> anyhow::Result<()> {
     let store = global.open_store().await?;
     let registry = global.registry();
@@ -150,6 +194,9 @@ pub async fn run(global: &GlobalArgs, command: ConnectionCommand) -> anyhow::Res
         ConnectionCommand::Add {
             kind: AddKind::Entra(args),
         } => add(&store, &registry, *args).await,
+        ConnectionCommand::Add {
+            kind: AddKind::Csp(args),
+        } => add_csp(&store, &registry, *args).await,
         ConnectionCommand::List { json } => list(&store, &registry, json).await,
         ConnectionCommand::Authorize(args) => super::authorize::run(&store, &registry, args).await,
         ConnectionCommand::Delta(args) => delta(&store, &registry, args).await,
@@ -229,6 +276,67 @@ async fn add(store: &Store, registry: &SourceRegistry, args: EntraArgs) -> anyho
             connection.name
         );
     }
+    Ok(())
+}
+
+fn env_secret(var: &str) -> anyhow::Result<String> {
+    std::env::var(var).with_context(|| format!("environment variable {var} is not set"))
+}
+
+/// `connection add csp`: the flags become the CSP connector's settings, checked and created
+/// through the registry like the API's and the UI's.
+async fn add_csp(store: &Store, registry: &SourceRegistry, args: CspArgs) -> anyhow::Result<()> {
+    let partner_secret = args
+        .partner_client_secret_env
+        .as_deref()
+        .map(env_secret)
+        .transpose()?;
+    let gdap_secret = args.gdap_secret_env.as_deref().map(env_secret).transpose()?;
+    let gdap_certificate = match &args.gdap_certificate {
+        Some(file) => {
+            Some(std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?)
+        }
+        None => None,
+    };
+    let mut settings = Map::new();
+    let mut set = |key: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            settings.insert(key.to_owned(), value);
+        }
+    };
+    set("partner_tenant_id", Some(json!(args.partner_tenant_id)));
+    set("partner_client_id", Some(json!(args.partner_client_id)));
+    set("partner_client_secret", partner_secret.map(Value::from));
+    set("gdap_client_id", Some(json!(args.gdap_client_id)));
+    set("gdap_client_secret", gdap_secret.map(Value::from));
+    set("gdap_certificate_pem", gdap_certificate.map(Value::from));
+    set("authority_host", args.authority_host.map(Value::from));
+    set("graph_url", args.graph_url.map(Value::from));
+    set("partner_center_url", args.partner_center_url.map(Value::from));
+    set("last_sign_in", Some(json!(args.last_sign_in)));
+    let source = source_of_kind(registry, "csp")?;
+    let settings = validate(
+        source.settings(),
+        &settings,
+        Purpose::Create,
+        registry.endpoint_policy(),
+    )?;
+    let connection = source
+        .create(
+            store,
+            NewConnection {
+                name: deskbridge_source::settings::connection_name(&args.name)?,
+                customer: None,
+                enabled_instances: enabled_instances(Some(&args.instances))?,
+                settings,
+            },
+        )
+        .await?;
+    crate::output::outln!("added connection {:?} (id {})", connection.name, connection.id);
+    crate::output::outln!(
+        "authorise the Partner Center app by signing in as a partner admin: deskbridge connection authorize --name {}",
+        connection.name
+    );
     Ok(())
 }
 

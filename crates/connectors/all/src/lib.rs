@@ -10,5 +10,7 @@ use deskbridge_source::SourceRegistry;
 
 /// Every connector, with its default settings.
 pub fn registry() -> SourceRegistry {
-    SourceRegistry::new().with(Arc::new(deskbridge_connector_entra::EntraSource::default()))
+    SourceRegistry::new()
+        .with(Arc::new(deskbridge_connector_entra::EntraSource::default()))
+        .with(Arc::new(deskbridge_connector_csp::CspSource::default()))
 }

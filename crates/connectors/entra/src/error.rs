@@ -8,7 +8,7 @@ use deskbridge_msauth::AuthError;
 use deskbridge_source::SyncError;
 
 /// Turns a Graph failure into an upstream error with Microsoft's own code and a remedy.
-pub(crate) fn from_graph(e: &GraphError) -> SyncError {
+pub fn from_graph(e: &GraphError) -> SyncError {
     let (code, remedy) = match e {
         GraphError::Auth {
             source: AuthError::Microsoft(ms),
@@ -31,7 +31,7 @@ pub(crate) fn from_graph(e: &GraphError) -> SyncError {
 }
 
 /// Turns a token failure into an upstream error with Microsoft's code and remedy.
-pub(crate) fn from_auth(e: &AuthError) -> SyncError {
+pub fn from_auth(e: &AuthError) -> SyncError {
     match e.microsoft() {
         Some(ms) => SyncError::Upstream {
             error_code: e.error_code(),

@@ -37,11 +37,12 @@ pub use delegated::{
 pub use delta::{
     DeltaReset, DeltaStatus, clear_deltas, delta_status, delta_tracking, reset_deltas, set_delta_settings,
 };
+pub use error::{from_auth, from_graph};
 pub use settings::{
     AuthMethod, EntraSettings, NewCredential, NewEntraConnection, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET,
     SECRET_REFRESH_TOKEN, SyncMethod, add_entra_connection, certificate_expiry, load_entra_connection,
 };
-pub use source::EntraSource;
+pub use source::{EntraSource, emit_delta};
 
 /// The connection kind of Entra connections in the store.
 pub const ENTRA_KIND: &str = "entra";

@@ -291,8 +291,9 @@ impl EntraConnection {
 }
 
 /// A delta round as events: the partition opened, its changed users a page at a time (the
-/// removals with the last), and closed with its new links.
-async fn emit_delta(data: TenantData, out: &mut Emitter) -> Result<(), SyncError> {
+/// removals with the last), and closed with its new links. Public for connectors that read
+/// tenants through Graph the way Entra does (CSP).
+pub async fn emit_delta(data: TenantData, out: &mut Emitter) -> Result<(), SyncError> {
     let TenantData {
         read,
         rejected,

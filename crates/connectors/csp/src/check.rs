@@ -1,0 +1,205 @@
+//! The configuration check's CSP points, after the generic ones: both apps' tokens, Partner
+//! Center reachable with the partner admin's sign-in, the GDAP relationships, and each assigned
+//! customer tenant readable by the GDAP app (consent and GDAP access) — each failure with the
+//! guide's remedy.
+
+use deskbridge_connector_entra::{from_auth, from_graph};
+use deskbridge_msauth::TokenProvider as _;
+use deskbridge_source::{CheckPoint, SourceContext, SyncError};
+use deskbridge_store::Connection;
+use serde_json::{Map, Value};
+
+use crate::log::Shared;
+use crate::settings::CspSettings;
+use crate::tenants::{access_failure, list};
+
+fn failed(name: &str, e: &SyncError, fallback: &str) -> CheckPoint {
+    CheckPoint::fail(
+        name,
+        e.to_string(),
+        e.remedy().unwrap_or_else(|| fallback.to_owned()),
+    )
+}
+
+pub(crate) async fn check(
+    cx: &SourceContext,
+    shared: &Shared,
+    connection: &Connection,
+    instance: &str,
+) -> Vec<CheckPoint> {
+    let mut points = Vec::new();
+    let settings = match CspSettings::of(connection) {
+        Ok(s) => s,
+        Err(e) => {
+            points.push(failed(
+                "connection",
+                &e,
+                "Add the connection again with valid settings.",
+            ));
+            return points;
+        }
+    };
+    points.push(CheckPoint::pass(
+        "connection",
+        format!(
+            "CSP connection of partner tenant {} (Partner Center app {}, GDAP app {})",
+            settings.partner_tenant_id, settings.partner_client_id, settings.gdap_client_id
+        ),
+    ));
+    points.push(CheckPoint::instance(connection, instance));
+    let http = match deskbridge_source::http_client(&connection.name) {
+        Ok(h) => h,
+        Err(e) => {
+            points.push(failed("connection", &e, ""));
+            return points;
+        }
+    };
+    let tokens = match crate::auth::tokens(&cx.store, connection, &settings, &http, &cx.clock).await {
+        Ok(t) => t,
+        Err(e) => {
+            points.push(failed(
+                "gdap app token",
+                &e,
+                "Give the GDAP app's client secret or certificate again.",
+            ));
+            return points;
+        }
+    };
+    // The Partner Center app: the partner admin's sign-in, exchanged for a Partner Center token.
+    let partner_ok = match &tokens.partner {
+        Err(e) => {
+            points.push(failed("partner center app token", e, ""));
+            false
+        }
+        Ok(provider) => match provider
+            .access_token(&settings.partner_tenant_id, &shared.partner_config.scope)
+            .await
+        {
+            Ok(_) => {
+                points.push(CheckPoint::pass(
+                    "partner center app token",
+                    "the partner admin's sign-in gives Partner Center tokens",
+                ));
+                true
+            }
+            Err(e) => {
+                points.push(failed(
+                    "partner center app token",
+                    &from_auth(&e),
+                    "Sign in again: deskbridge connection authorize --name <connection>.",
+                ));
+                false
+            }
+        },
+    };
+    // The GDAP app in the partner tenant (it lists the GDAP relationships there).
+    let scope = deskbridge_connector_entra::scope_for(&settings.graph_url);
+    let gdap_ok = match tokens
+        .gdap
+        .access_token(&settings.partner_tenant_id, &scope)
+        .await
+    {
+        Ok(_) => {
+            points.push(CheckPoint::pass(
+                "gdap app token",
+                format!(
+                    "the GDAP app signs in to the partner tenant {}",
+                    settings.partner_tenant_id
+                ),
+            ));
+            true
+        }
+        Err(e) => {
+            points.push(failed("gdap app token", &from_auth(&e), ""));
+            false
+        }
+    };
+    if !partner_ok || !gdap_ok {
+        let by = if partner_ok {
+            "gdap app token"
+        } else {
+            "partner center app token"
+        };
+        points.push(CheckPoint::blocked("partner center", by));
+        return points;
+    }
+    let found = match list(cx, shared, connection, &settings, &tokens, &http).await {
+        Ok(found) => found,
+        Err(e) => {
+            points.push(failed("partner center", &e, ""));
+            return points;
+        }
+    };
+    points.push(CheckPoint::pass(
+        "partner center",
+        format!(
+            "{} customers listed: {} with an active GDAP relationship, {} without",
+            found.readable.len() + found.without_gdap.len(),
+            found.readable.len(),
+            found.without_gdap.len()
+        ),
+    ));
+    // Every customer tenant the connection reads (or would read once assigned).
+    for (tenant_id, name) in &found.readable {
+        if settings
+            .tenant(tenant_id)
+            .is_some_and(|t| t.customer_id.is_none())
+        {
+            continue;
+        }
+        let point = format!("tenant {name}");
+        let graph = match shared.tenant(
+            connection,
+            &settings,
+            &http,
+            &cx.clock,
+            tenant_id,
+            tokens.gdap.clone(),
+            &cx.requests,
+        ) {
+            Ok(g) => g,
+            Err(e) => {
+                points.push(failed(&point, &e, ""));
+                continue;
+            }
+        };
+        match graph
+            .get_page::<Map<String, Value>>("/organization?$select=id")
+            .await
+        {
+            Ok(_) => points.push(CheckPoint::pass(
+                &point,
+                format!("the GDAP app reads the users of {name} ({tenant_id})"),
+            )),
+            Err(e) => {
+                let error = from_graph(&e);
+                match access_failure(tenant_id, name, &error) {
+                    Some((_, message, remedy)) => points.push(CheckPoint::fail(&point, message, remedy)),
+                    None => points.push(failed(
+                        &point,
+                        &error,
+                        "Run the check again; report it if it repeats.",
+                    )),
+                }
+            }
+        }
+    }
+    for stored in &settings.tenants {
+        let gone = !found
+            .readable
+            .iter()
+            .any(|(t, _)| t.eq_ignore_ascii_case(&stored.tenant_id));
+        if stored.customer_id.is_some() && gone {
+            points.push(CheckPoint::fail(
+                &format!("tenant {}", stored.name),
+                format!(
+                    "{} ({}) is assigned to a desk customer but has no active GDAP relationship or is no longer a \
+                     Partner Center customer",
+                    stored.name, stored.tenant_id
+                ),
+                "Renew the GDAP relationship (and the reseller relationship) with this customer in Partner Center.",
+            ));
+        }
+    }
+    points
+}

@@ -1,0 +1,55 @@
+//! deskbridge-connector-csp: Microsoft CSP (Partner Center with GDAP) as a source of the pipeline.
+//!
+//! An MSP connects its Partner Center once and every customer tenant it may read becomes a
+//! partition of one connection. What it owns:
+//! - CSP connections' settings ([`CspSettings`], described as data for forms, the API and export):
+//!   the Partner Center app (single-tenant, delegated `user_impersonation`; a partner admin signs in
+//!   once and the refresh token is sealed and rotated), the multi-tenant GDAP app (application
+//!   permissions, a client secret or a certificate), the endpoints (authority host, Graph,
+//!   Partner Center), the sync options Entra has (delta, sync method, last sign-in) and the
+//!   tenant table (customer tenant → desk customer);
+//! - the Partner Center sign-in ([`SignIn`](deskbridge_source::SignIn)): authorization code with
+//!   PKCE, state `"{connection id}.…"`;
+//! - tenant discovery ([`refresh_tenants`]): Partner Center's customers with an active GDAP
+//!   relationship (Graph `delegatedAdminRelationships` in the partner tenant), each matched to a
+//!   desk customer by tenant id, then by name, else created with its main site and a generated
+//!   catch-all site mapping;
+//! - reading each customer tenant's users through Graph with the GDAP app's client credentials
+//!   against that tenant, with the Entra connector's full and delta reads; a tenant the app cannot
+//!   reach (no consent: AADSTS7000229 / AADSTS700016 / `Authorization_IdentityNotFound`; no GDAP
+//!   access) is reported with its remedy and skipped, its partition partial, while the others import;
+//! - the configuration check's CSP points (both apps' tokens, Partner Center, GDAP, per-tenant
+//!   consent);
+//! - [`CspSource`], which the binary registers.
+//!
+//! Not here yet (later slices of the CSP issue): licences, subscriptions and prices, the tenants
+//! tab (do-not-import, relationship and licence-type overrides, admin-consent flow), quantity
+//! write-back, webhooks, consumption.
+//!
+//! Invariants: no credential is sent anywhere but the connection's endpoints; a tenant that was
+//! not read completely is never reported complete (nobody is deactivated for it); Microsoft's
+//! codes are kept and carry a remedy.
+
+mod auth;
+mod check;
+mod log;
+mod manage;
+mod settings;
+mod source;
+mod tenants;
+
+pub use auth::PARTNER_CENTER_USER_IMPERSONATION;
+pub use settings::{
+    CspSettings, CspTenant, GdapAuth, SECRET_GDAP_CERTIFICATE, SECRET_GDAP_SECRET,
+    SECRET_PARTNER_REFRESH_TOKEN, SECRET_PARTNER_SECRET,
+};
+pub use source::CspSource;
+pub use tenants::{TenantDiscovery, refresh_tenants};
+
+/// The connection kind of CSP connections in the store.
+pub const CSP_KIND: &str = "csp";
+
+/// `8-4-4-4-12` hexadecimal digits: a tenant id as Partner Center gives it.
+pub(crate) fn settings_guid(text: &str) -> bool {
+    deskbridge_source::settings::is_guid(text)
+}

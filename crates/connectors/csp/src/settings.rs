@@ -1,0 +1,259 @@
+//! CSP connections' settings: what is stored in the connection's configuration (never a secret),
+//! the credentials sealed beside it, and the same described as data
+//! ([`deskbridge_source::settings`]) for forms, the API and export files.
+
+use deskbridge_connector_entra::SyncMethod;
+use deskbridge_core::RecordId;
+use deskbridge_mapping::MappingConfig;
+use deskbridge_source::SyncError;
+use deskbridge_source::settings::{Choice, Required, Setting, SettingKind, SettingPart};
+use deskbridge_store::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::CSP_KIND;
+
+/// The Partner Center app's client secret (a confidential app; a public client has none).
+pub const SECRET_PARTNER_SECRET: &str = "partner_client_secret";
+/// The Partner Center app's refresh token, sealed at sign-in and replaced on every rotation.
+pub const SECRET_PARTNER_REFRESH_TOKEN: &str = "partner_refresh_token";
+/// The GDAP app's client secret.
+pub const SECRET_GDAP_SECRET: &str = "gdap_client_secret";
+/// The GDAP app's certificate and private key (PEM).
+pub const SECRET_GDAP_CERTIFICATE: &str = "gdap_certificate_pem";
+
+const GDAP_AUTH: &[Choice] = &[
+    Choice {
+        value: "client_secret",
+        label: "Client secret",
+    },
+    Choice {
+        value: "certificate",
+        label: "Certificate",
+    },
+];
+
+const SYNC_METHODS: &[Choice] = &[
+    Choice {
+        value: "all_changes",
+        label: "Listen to all changes",
+    },
+    Choice {
+        value: "mapped_fields_only",
+        label: "Only changes to mapped fields",
+    },
+];
+
+/// A CSP connection's settings, as forms, the API and export files know them.
+pub(crate) const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "partner_tenant_id",
+        label: "Partner tenant id",
+        help: "The CSP-enabled (partner) tenant: its directory id or a verified domain.",
+        kind: SettingKind::Tenant,
+        required: Required::Always,
+        part: SettingPart::Identity,
+    },
+    Setting {
+        key: "partner_client_id",
+        label: "Partner Center app: client id",
+        help: "The single-tenant app registration with the Partner Center API's delegated user_impersonation \
+               permission (API fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd). A partner admin signs in once after \
+               adding the connection (deskbridge connection authorize).",
+        kind: SettingKind::Guid,
+        required: Required::Always,
+        part: SettingPart::Identity,
+    },
+    Setting {
+        key: SECRET_PARTNER_SECRET,
+        label: "Partner Center app: client secret value",
+        help: "Write-only. Needed if the app is confidential (the usual case); replacing it keeps the sign-in.",
+        kind: SettingKind::Secret,
+        required: Required::Optional,
+        part: SettingPart::Credential,
+    },
+    Setting {
+        key: "gdap_client_id",
+        label: "GDAP app: client id",
+        help: "The multi-tenant app registration with Graph application permissions, member of the \
+               AdminAgents group and consented in each customer tenant.",
+        kind: SettingKind::Guid,
+        required: Required::Always,
+        part: SettingPart::Identity,
+    },
+    Setting {
+        key: "gdap_auth",
+        label: "GDAP app: authentication",
+        help: "Left empty: a certificate if one is given, otherwise a client secret.",
+        kind: SettingKind::Choice { options: GDAP_AUTH },
+        required: Required::Optional,
+        part: SettingPart::Credential,
+    },
+    Setting {
+        key: SECRET_GDAP_SECRET,
+        label: "GDAP app: client secret value",
+        help: "Write-only: sealed in the database and never shown again.",
+        kind: SettingKind::Secret,
+        required: Required::When {
+            key: "gdap_auth",
+            values: &["client_secret"],
+        },
+        part: SettingPart::Credential,
+    },
+    Setting {
+        key: SECRET_GDAP_CERTIFICATE,
+        label: "GDAP app: certificate and private key (PEM)",
+        help: "Write-only. Its expiry is read from the certificate.",
+        kind: SettingKind::Certificate,
+        required: Required::When {
+            key: "gdap_auth",
+            values: &["certificate"],
+        },
+        part: SettingPart::Credential,
+    },
+    Setting {
+        key: "authority_host",
+        label: "Identity platform host",
+        help: "Leave empty for Microsoft's public cloud.",
+        kind: SettingKind::Endpoint {
+            default: deskbridge_msauth::PUBLIC_CLOUD_AUTHORITY,
+        },
+        required: Required::Optional,
+        part: SettingPart::Identity,
+    },
+    Setting {
+        key: "graph_url",
+        label: "Graph URL",
+        help: "Leave empty for Microsoft's public cloud.",
+        kind: SettingKind::Endpoint {
+            default: deskbridge_graph::DEFAULT_GRAPH_BASE_URL,
+        },
+        required: Required::Optional,
+        part: SettingPart::Identity,
+    },
+    Setting {
+        key: "partner_center_url",
+        label: "Partner Center URL",
+        help: "Leave empty for Microsoft's public cloud.",
+        kind: SettingKind::Endpoint {
+            default: deskbridge_partner::DEFAULT_PARTNER_CENTER_URL,
+        },
+        required: Required::Optional,
+        part: SettingPart::Identity,
+    },
+    Setting {
+        key: "last_sign_in",
+        label: "Import last sign-in dates",
+        help: "Needs AuditLog.Read.All on the GDAP app and a P1/P2 customer tenant; other tenants are \
+               imported without the dates, with a warning.",
+        kind: SettingKind::Flag { default: false },
+        required: Required::Optional,
+        part: SettingPart::Sync,
+    },
+    Setting {
+        key: "delta",
+        label: "Use delta queries after the first full import",
+        help: "Per customer tenant.",
+        kind: SettingKind::Flag { default: true },
+        required: Required::Optional,
+        part: SettingPart::Sync,
+    },
+    Setting {
+        key: "sync_method",
+        label: "Sync method",
+        help: "What a delta query listens to.",
+        kind: SettingKind::Choice {
+            options: SYNC_METHODS,
+        },
+        required: Required::Optional,
+        part: SettingPart::Sync,
+    },
+];
+
+/// How the GDAP app authenticates (client credentials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GdapAuth {
+    ClientSecret,
+    Certificate,
+}
+
+/// One customer tenant of the connection and the desk customer its users go to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CspTenant {
+    pub tenant_id: String,
+    /// The customer's company name in Partner Center, as last seen.
+    pub name: String,
+    /// The desk customer; `None`: do not import.
+    pub customer_id: Option<RecordId>,
+}
+
+/// The stored (non-secret) settings of a CSP connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CspSettings {
+    pub partner_tenant_id: String,
+    pub partner_client_id: String,
+    pub gdap_client_id: String,
+    pub gdap_auth: GdapAuth,
+    pub authority_host: String,
+    pub graph_url: String,
+    pub partner_center_url: String,
+    #[serde(default = "yes")]
+    pub delta: bool,
+    #[serde(default)]
+    pub sync_method: SyncMethod,
+    #[serde(default)]
+    pub last_sign_in: bool,
+    /// The customer tenants found so far, in the order found.
+    #[serde(default)]
+    pub tenants: Vec<CspTenant>,
+    pub mapping: MappingConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl CspSettings {
+    /// The settings of a stored connection, which must be a CSP connection.
+    pub fn of(connection: &Connection) -> Result<Self, SyncError> {
+        if connection.kind != CSP_KIND {
+            return Err(SyncError::WrongKind {
+                name: connection.name.clone(),
+                kind: connection.kind.clone(),
+                expected: "a CSP connection".into(),
+            });
+        }
+        serde_json::from_value(connection.config.clone())
+            .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))
+    }
+
+    /// The stored form.
+    pub fn to_config(&self, name: &str) -> Result<serde_json::Value, SyncError> {
+        serde_json::to_value(self).map_err(|e| SyncError::BadSettings(name.to_owned(), e.to_string()))
+    }
+
+    /// The tenant's entry, if the connection has found it.
+    pub fn tenant(&self, tenant_id: &str) -> Option<&CspTenant> {
+        self.tenants
+            .iter()
+            .find(|t| t.tenant_id.eq_ignore_ascii_case(tenant_id))
+    }
+}
+
+/// What a new CSP connection's mappings start with: the usual field mappings, no site mapping
+/// (each customer tenant gets its catch-all mapping when it is assigned to a desk customer), and
+/// users deleted in a tenant made inactive on the desk, as Entra's new connections do.
+pub(crate) fn new_connection_mappings(last_sign_in: bool) -> MappingConfig {
+    let mut mapping = MappingConfig::generated(RecordId(0));
+    mapping.site_mappings.clear();
+    mapping.imports.deactivate_not_found = true;
+    if last_sign_in {
+        mapping
+            .user_fields
+            .push(deskbridge_mapping::FieldMapping::property(
+                "signInActivity/lastSignInDateTime",
+                "last_sign_in",
+            ));
+    }
+    mapping
+}

@@ -1,0 +1,510 @@
+//! CSP as a [`Source`]: a connection reads every customer tenant of a partner — the customers
+//! Partner Center lists with an active GDAP relationship, each one partition going to its desk
+//! customer — through Graph with the GDAP app, with the Entra connector's full and delta reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use deskbridge_connector_entra::read::{self, DeltaTracking, GROUPS_DELTA, USERS_DELTA};
+use deskbridge_connector_entra::{SyncMethod, emit_delta, from_graph};
+use deskbridge_core::RecordId;
+use deskbridge_graph::{GraphConfig, GraphTenant};
+use deskbridge_mapping::{Completeness, MappingConfig, ReadMode, ValidatedConfig};
+use deskbridge_partner::PartnerConfig;
+use deskbridge_source::desk::SourceProperties;
+use deskbridge_source::settings::{Setting, SettingValues};
+use deskbridge_source::{
+    BoxFuture, CheckPoint, Emitter, NewConnection, Partition, PartitionEnd, PartitionStart, ReadEvent,
+    ReadRequest, SignIn, Source, SourceConnection, SourceContext, SyncError, read_stream,
+};
+use deskbridge_store::{Connection, IntegrationError, Store};
+use futures::stream::BoxStream;
+use serde_json::{Map, Value};
+
+use crate::CSP_KIND;
+use crate::auth::{PartnerSignIn, Tokens};
+use crate::log::Shared;
+use crate::settings::CspSettings;
+use crate::tenants::{access_failure, discover};
+
+/// Microsoft CSP. One per process: its Graph clients are shared by every CSP connection.
+pub struct CspSource {
+    shared: Arc<Shared>,
+    sign_in: PartnerSignIn,
+}
+
+impl Default for CspSource {
+    fn default() -> Self {
+        Self::new(GraphConfig::default(), PartnerConfig::default())
+    }
+}
+
+impl CspSource {
+    /// A source whose Graph and Partner Center clients use these configurations (retries,
+    /// budgets; the URLs come from each connection).
+    pub fn new(graph: GraphConfig, partner: PartnerConfig) -> Self {
+        let shared = Arc::new(Shared::new(graph, partner));
+        Self {
+            sign_in: PartnerSignIn {
+                shared: shared.clone(),
+            },
+            shared,
+        }
+    }
+}
+
+impl Source for CspSource {
+    fn kind(&self) -> &'static str {
+        CSP_KIND
+    }
+
+    fn label(&self) -> &'static str {
+        "Microsoft CSP (Partner Center with GDAP)"
+    }
+
+    /// Users of every customer tenant, read and planned together per tenant (as Entra's directory).
+    fn entities(&self) -> &'static [&'static str] {
+        &["directory"]
+    }
+
+    fn setup(&self) -> &'static str {
+        "Register two apps in the partner tenant, as the CSP guide describes: a single-tenant Partner Center app \
+         with the Partner Center API's delegated user_impersonation permission (API \
+         fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd) and a client secret, with this site's /auth/microsoft/callback (and \
+         http://localhost/callback for the CLI) as redirect URIs; and a multi-tenant GDAP app with the Graph \
+         application permissions User.Read.All, Group.Read.All, Organization.Read.All and \
+         DelegatedAdminRelationship.Read.All (AuditLog.Read.All for last sign-in dates), a secret or a \
+         certificate, added to the AdminAgents group and consented in each customer tenant. After adding the \
+         connection, a partner admin signs in once (authorize)."
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        crate::settings::SETTINGS
+    }
+
+    fn create<'a>(
+        &'a self,
+        store: &'a Store,
+        new: NewConnection,
+    ) -> BoxFuture<'a, Result<Connection, SyncError>> {
+        Box::pin(crate::manage::create(store, new))
+    }
+
+    fn edit<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+        values: SettingValues,
+    ) -> BoxFuture<'a, Result<(), SyncError>> {
+        Box::pin(crate::manage::edit(store, connection, values))
+    }
+
+    fn sign_in(&self) -> Option<&dyn SignIn> {
+        Some(&self.sign_in)
+    }
+
+    fn open(&self, connection: &Connection) -> Result<Box<dyn SourceConnection>, SyncError> {
+        Ok(Box::new(CspConnection {
+            settings: CspSettings::of(connection)?,
+            connection: connection.clone(),
+            shared: self.shared.clone(),
+        }))
+    }
+
+    fn check<'a>(
+        &'a self,
+        cx: &'a SourceContext,
+        connection: &'a Connection,
+        instance: &'a str,
+    ) -> BoxFuture<'a, Vec<CheckPoint>> {
+        Box::pin(crate::check::check(cx, &self.shared, connection, instance))
+    }
+}
+
+/// One CSP connection, opened.
+struct CspConnection {
+    connection: Connection,
+    settings: CspSettings,
+    shared: Arc<Shared>,
+}
+
+/// A customer tenant to read this run.
+struct TenantToRead<'a> {
+    tenant_id: &'a str,
+    name: &'a str,
+    customer: RecordId,
+}
+
+/// What the delta links of one tenant were taken under: the sync method and the mappings that
+/// apply to that tenant (so assigning another tenant does not restart everyone's deltas).
+fn tracking(settings: &CspSettings, config: &ValidatedConfig, tenant_id: &str) -> DeltaTracking {
+    use sha2::Digest as _;
+    let mut tracking = match settings.sync_method {
+        SyncMethod::AllChanges => DeltaTracking::all_changes(),
+        SyncMethod::MappedFieldsOnly => DeltaTracking::mapped_fields_only(&config.property_uses()),
+    };
+    let mut mapping = settings.mapping.clone();
+    mapping.site_mappings.retain(|m| {
+        m.tenant_id
+            .as_deref()
+            .is_none_or(|t| t.eq_ignore_ascii_case(tenant_id))
+    });
+    let bytes = serde_json::to_vec(&mapping).unwrap_or_default();
+    tracking.mappings_digest = hex::encode(&sha2::Sha256::digest(&bytes)[..12]);
+    tracking
+}
+
+/// A tenant that cannot be read this run: a warning naming it with the remedy, and its partition
+/// ended partial (nobody is deactivated for it).
+async fn skip_tenant(
+    out: &mut Emitter,
+    tenant: &TenantToRead<'_>,
+    code: String,
+    message: String,
+    remedy: String,
+) -> Result<(), SyncError> {
+    out.emit(ReadEvent::Warning(IntegrationError {
+        tenant_id: Some(tenant.tenant_id.to_owned()),
+        entity: Some("tenant".into()),
+        external_id: Some(tenant.tenant_id.to_owned()),
+        code,
+        message,
+        remedy: Some(remedy),
+    }))
+    .await?;
+    out.emit(ReadEvent::Begin(PartitionStart {
+        tenant_id: tenant.tenant_id.to_owned(),
+        customer_id: Some(tenant.customer),
+        mode: ReadMode::Full,
+        subscribed_skus: None,
+        groups: None,
+    }))
+    .await?;
+    out.emit(ReadEvent::End(PartitionEnd {
+        tenant_id: tenant.tenant_id.to_owned(),
+        completeness: Completeness::Partial,
+        cursors: Vec::new(),
+        requests: 0,
+    }))
+    .await
+}
+
+impl CspConnection {
+    async fn read_into(
+        &self,
+        cx: &SourceContext,
+        request: ReadRequest<'_>,
+        out: &mut Emitter,
+    ) -> Result<(), SyncError> {
+        let http = deskbridge_source::http_client(&self.connection.name)?;
+        let tokens =
+            crate::auth::tokens(&cx.store, &self.connection, &self.settings, &http, &cx.clock).await?;
+        let (found, _stored) =
+            discover(cx, &self.shared, &self.connection, &self.settings, &tokens, &http).await?;
+        for tenant_id in &found.assigned {
+            let name = found
+                .readable
+                .iter()
+                .find(|(t, _)| t == tenant_id)
+                .map_or(tenant_id.as_str(), |(_, n)| n.as_str());
+            out.emit(ReadEvent::Note(format!(
+                "new customer tenant {name} ({tenant_id}): assigned to its desk customer with a catch-all site \
+                 mapping to the customer's main site; its users are imported from the next sync"
+            )))
+            .await?;
+        }
+        let readable: BTreeSet<&str> = found.readable.iter().map(|(t, _)| t.as_str()).collect();
+        let without_gdap: BTreeMap<&str, &str> = found
+            .without_gdap
+            .iter()
+            .map(|(t, n)| (t.as_str(), n.as_str()))
+            .collect();
+        for (tenant_id, name) in &found.without_gdap {
+            if self.settings.tenant(tenant_id).is_none() {
+                out.emit(ReadEvent::Note(format!(
+                    "customer {name} ({tenant_id}) has no active GDAP relationship: its users are not read"
+                )))
+                .await?;
+            }
+        }
+        for stored in &self.settings.tenants {
+            let Some(customer) = stored.customer_id else {
+                continue;
+            };
+            let tenant = TenantToRead {
+                tenant_id: &stored.tenant_id,
+                name: &stored.name,
+                customer,
+            };
+            let id = stored.tenant_id.to_ascii_lowercase();
+            if readable.contains(id.as_str()) {
+                self.read_tenant(cx, request, &tokens, &http, &tenant, out)
+                    .await?;
+            } else if without_gdap.contains_key(id.as_str()) {
+                skip_tenant(
+                    out,
+                    &tenant,
+                    "gdap_not_active".into(),
+                    format!(
+                        "customer tenant {} ({}) was not read: its GDAP relationship is not active (expired, \
+                         terminated or pending approval)",
+                        tenant.name, tenant.tenant_id
+                    ),
+                    "Renew or re-establish the GDAP relationship with this customer in Partner Center, with its \
+                     roles assigned to the AdminAgents group."
+                        .into(),
+                )
+                .await?;
+            } else {
+                skip_tenant(
+                    out,
+                    &tenant,
+                    "customer_not_listed".into(),
+                    format!(
+                        "customer tenant {} ({}) was not read: Partner Center no longer lists it as a customer",
+                        tenant.name, tenant.tenant_id
+                    ),
+                    "Check the reseller relationship with this customer in Partner Center (it may have been \
+                     ended or have expired), and that the signed-in partner user can see every customer."
+                        .into(),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one customer tenant; a tenant the GDAP app cannot reach is skipped with a warning.
+    async fn read_tenant(
+        &self,
+        cx: &SourceContext,
+        request: ReadRequest<'_>,
+        tokens: &Tokens,
+        http: &reqwest::Client,
+        tenant: &TenantToRead<'_>,
+        out: &mut Emitter,
+    ) -> Result<(), SyncError> {
+        let graph = self.shared.tenant(
+            &self.connection,
+            &self.settings,
+            http,
+            &cx.clock,
+            tenant.tenant_id,
+            tokens.gdap.clone(),
+            &cx.requests,
+        )?;
+        // The probe: can the GDAP app read this tenant at all? Failures of access (consent,
+        // GDAP) and of the tenant (an outage) stop this tenant only.
+        if let Err(e) = graph
+            .get_page::<Map<String, Value>>("/organization?$select=id")
+            .await
+        {
+            let error = from_graph(&e);
+            let (code, message, remedy) = access_failure(tenant.tenant_id, tenant.name, &error)
+                .unwrap_or_else(|| {
+                    (
+                        error.code(),
+                        format!(
+                            "customer tenant {} ({}) was not read: {error}",
+                            tenant.name, tenant.tenant_id
+                        ),
+                        error
+                            .remedy()
+                            .unwrap_or_else(|| "The next run tries this tenant again.".into()),
+                    )
+                });
+            return skip_tenant(out, tenant, code, message, remedy).await;
+        }
+        let config = request.config;
+        let settings = &self.settings;
+        let tenant_id = graph.tenant_id().to_owned();
+        let select = read::user_select(&config.source_properties());
+        let with_groups = config.uses_groups();
+        let tracking = tracking(settings, config, &tenant_id);
+        let cursors = request.cursors;
+        let users_link = cursors.get(&tenant_id, USERS_DELTA);
+        let groups_link = cursors.get(&tenant_id, GROUPS_DELTA);
+        let mapped_groups = cursors.get(&tenant_id, read::MAPPED_GROUPS);
+        let mapped_names = settings.mapping.group_names();
+        let same_tracking = cursors
+            .get(&tenant_id, read::DELTA_TRACKING)
+            .is_some_and(|t| t == tracking.fingerprint());
+        if settings.delta && !request.full && !same_tracking && users_link.is_some() {
+            out.emit(ReadEvent::Note(format!(
+                "{}: the sync method or the mappings changed since the delta links were taken; running a full \
+                 import of this tenant",
+                tenant.name
+            )))
+            .await?;
+        }
+        if settings.delta
+            && !request.full
+            && same_tracking
+            && let (Some(users), Some(groups)) = (users_link, groups_link)
+        {
+            let state = read::DeltaState {
+                users_link: users,
+                groups_link: groups,
+                mapped_groups,
+            };
+            match read::read_delta(
+                &graph,
+                &select,
+                with_groups,
+                tenant.customer,
+                state,
+                &mapped_names,
+            )
+            .await
+            {
+                Ok(mut data) => {
+                    if let Some(sign_ins) = self.sign_ins(&graph, &mut data.requests, out).await? {
+                        read::add_sign_ins(&mut data.read.users, &sign_ins);
+                    }
+                    return emit_delta(data, out).await;
+                }
+                Err(e) if e.is_resync_required() => {
+                    out.emit(ReadEvent::Note(format!(
+                        "{}: the delta token was refused ({e}); running a full import of this tenant instead",
+                        tenant.name
+                    )))
+                    .await?;
+                }
+                Err(e) => return Err(from_graph(&e)),
+            }
+        }
+        let mut sign_in_requests = 0;
+        let sign_ins = self.sign_ins(&graph, &mut sign_in_requests, out).await?;
+        let full = read::FullRead {
+            select: &select,
+            with_groups,
+            customer: tenant.customer,
+            tracking: &tracking,
+            mapped_names: &mapped_names,
+            sign_ins: sign_ins.as_ref(),
+        };
+        read::read_full(&graph, full, out).await
+    }
+
+    /// The users' last sign-in dates when the connection imports them; a tenant without them gives
+    /// a warning (the tenant is imported without the dates).
+    async fn sign_ins(
+        &self,
+        tenant: &GraphTenant,
+        requests: &mut u64,
+        out: &mut Emitter,
+    ) -> Result<Option<read::SignIns>, SyncError> {
+        if !self.settings.last_sign_in {
+            return Ok(None);
+        }
+        let unavailable = match read::read_sign_ins(tenant, requests).await {
+            Ok(Ok(sign_ins)) => return Ok(Some(sign_ins)),
+            Ok(Err(unavailable)) => unavailable,
+            Err(e) => read::SignInUnavailable {
+                code: e.code().as_str().to_owned(),
+                message: e.to_string(),
+                remedy: String::new(),
+            },
+        };
+        out.emit(ReadEvent::Warning(IntegrationError {
+            tenant_id: Some(tenant.tenant_id().to_owned()),
+            entity: Some("user".into()),
+            external_id: None,
+            code: unavailable.code,
+            message: format!("last sign-in dates were not imported: {}", unavailable.message),
+            remedy: Some(if unavailable.remedy.is_empty() {
+                "Sign-in activity needs AuditLog.Read.All on the GDAP app and a Microsoft Entra ID P1 or P2 tenant."
+                    .into()
+            } else {
+                unavailable.remedy
+            }),
+        }))
+        .await?;
+        Ok(None)
+    }
+}
+
+impl SourceConnection for CspConnection {
+    fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    fn mapping(&self) -> &MappingConfig {
+        &self.settings.mapping
+    }
+
+    fn source_properties(&self) -> SourceProperties {
+        deskbridge_mapping::Catalog::entra_user_properties()
+    }
+
+    fn partitions(&self) -> Vec<Partition> {
+        self.settings
+            .tenants
+            .iter()
+            .filter_map(|t| {
+                Some(Partition {
+                    tenant_id: t.tenant_id.clone(),
+                    customer_id: t.customer_id?,
+                })
+            })
+            .collect()
+    }
+
+    fn read_notes(&self, _config: &ValidatedConfig) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn read<'a>(
+        &'a self,
+        cx: &'a SourceContext,
+        request: ReadRequest<'a>,
+    ) -> BoxStream<'a, Result<ReadEvent, SyncError>> {
+        read_stream(move |mut out| async move { self.read_into(cx, request, &mut out).await })
+    }
+
+    /// The groups of every customer tenant the GDAP app can read (a tenant it cannot is left out).
+    fn group_names<'a>(
+        &'a self,
+        cx: &'a SourceContext,
+    ) -> BoxFuture<'a, Result<BTreeSet<String>, SyncError>> {
+        Box::pin(async move {
+            let http = deskbridge_source::http_client(&self.connection.name)?;
+            let tokens =
+                crate::auth::tokens(&cx.store, &self.connection, &self.settings, &http, &cx.clock).await?;
+            let mut groups = BTreeSet::new();
+            for partition in self.partitions() {
+                let tenant = self.shared.tenant(
+                    &self.connection,
+                    &self.settings,
+                    &http,
+                    &cx.clock,
+                    &partition.tenant_id,
+                    tokens.gdap.clone(),
+                    &cx.requests,
+                )?;
+                let mut pager = tenant.pager::<Map<String, Value>>("/groups?$select=displayName&$top=999");
+                loop {
+                    match pager.next_page().await {
+                        Ok(Some(page)) => groups.extend(
+                            page.value
+                                .iter()
+                                .filter_map(|g| g.get("displayName")?.as_str().map(str::to_owned)),
+                        ),
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(tenant = %partition.tenant_id, error = %e, "groups not listed");
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(groups)
+        })
+    }
+
+    fn settings_with_mapping(&self, mapping: &MappingConfig) -> Result<Value, SyncError> {
+        let mut settings = self.settings.clone();
+        settings.mapping = mapping.clone();
+        settings.to_config(&self.connection.name)
+    }
+}

@@ -1,0 +1,299 @@
+//! The connection's customer tenants: Partner Center's customers (app+user, the partner admin's
+//! sign-in) with an active GDAP relationship (Graph `delegatedAdminRelationships` in the partner
+//! tenant, read with the GDAP app), each assigned to a desk customer — the one that already has
+//! the tenant id, else the one with the customer's name, else a new one with its main site — with
+//! the generated catch-all site mapping (the guide's "generate mappings" for that tenant).
+//!
+//! Also here: what a failure to reach one customer tenant means, in the guide's words (consent,
+//! GDAP), so that tenant is reported and skipped and the others are read.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use deskbridge_connector_entra::{from_auth, from_graph};
+use deskbridge_core::{ErrorCode, HasErrorCode as _, RecordId};
+use deskbridge_graph::{DelegatedAdminRelationship, GraphError, GraphErrorClass, GraphTenant};
+use deskbridge_msauth::TokenProvider;
+use deskbridge_partner::{PartnerError, PartnerErrorClass};
+use deskbridge_source::{SourceContext, SyncError};
+use deskbridge_store::{Connection, Entity, StoreTx, WriteContext};
+
+use crate::auth::Tokens;
+use crate::log::Shared;
+use crate::settings::{CspSettings, CspTenant};
+
+/// What a discovery found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantDiscovery {
+    /// Customers Partner Center lists that have an active GDAP relationship: (tenant id, name).
+    pub readable: Vec<(String, String)>,
+    /// Customers Partner Center lists without an active GDAP relationship: (tenant id, name).
+    pub without_gdap: Vec<(String, String)>,
+    /// Tenants this discovery assigned to a desk customer (new to the connection).
+    pub assigned: Vec<String>,
+}
+
+/// Lists the customer tenants of the connection `name` and assigns the new ones to desk
+/// customers (see the module's documentation). Needs the Partner Center sign-in.
+pub async fn refresh_tenants(cx: &SourceContext, name: &str) -> Result<TenantDiscovery, SyncError> {
+    refresh_with(cx, &Shared::new(Default::default(), Default::default()), name).await
+}
+
+/// [`refresh_tenants`] on the process's shared clients.
+pub(crate) async fn refresh_with(
+    cx: &SourceContext,
+    shared: &Shared,
+    name: &str,
+) -> Result<TenantDiscovery, SyncError> {
+    let mut tx = cx.store.read().await?;
+    let connection = tx
+        .connection_by_name(name)
+        .await?
+        .ok_or_else(|| SyncError::UnknownConnection(name.into()))?;
+    tx.commit().await?;
+    let settings = CspSettings::of(&connection)?;
+    let http = deskbridge_source::http_client(&connection.name)?;
+    let tokens = crate::auth::tokens(&cx.store, &connection, &settings, &http, &cx.clock).await?;
+    Ok(discover(cx, shared, &connection, &settings, &tokens, &http)
+        .await?
+        .0)
+}
+
+/// Partner Center's failures with Partner Center's code and the guide's remedy.
+pub(crate) fn from_partner(e: &PartnerError) -> SyncError {
+    if let PartnerError::Auth { source, .. } = e {
+        return from_auth(source);
+    }
+    let (error_code, remedy) = match e.class() {
+        Some(PartnerErrorClass::Forbidden | PartnerErrorClass::Unauthorized) => (
+            ErrorCode::UpstreamPermission,
+            "Sign in to Partner Center with the account the connection was authorised with and open the \
+             customer list: if it does not load, give that user access to customers (admin agent), then \
+             authorise the connection again (deskbridge connection authorize). Check the Partner Center app has \
+             the Partner Center API's user_impersonation permission.",
+        ),
+        Some(PartnerErrorClass::Throttled) => (
+            ErrorCode::UpstreamThrottled,
+            "Partner Center is limiting requests: the next run continues.",
+        ),
+        Some(PartnerErrorClass::Server) | None
+            if matches!(e, PartnerError::Transport { .. } | PartnerError::Api(_)) =>
+        {
+            (
+                ErrorCode::UpstreamUnavailable,
+                "Partner Center could not be reached or failed: the next run tries again.",
+            )
+        }
+        _ if matches!(e, PartnerError::Malformed { .. }) => (
+            ErrorCode::UpstreamMalformedResponse,
+            "Partner Center answered with something it does not document: report it if it repeats.",
+        ),
+        _ => (ErrorCode::UpstreamUnavailable, ""),
+    };
+    SyncError::Upstream {
+        error_code,
+        code: e
+            .api()
+            .and_then(|a| a.code)
+            .map_or_else(|| error_code.as_str().to_owned(), |c| format!("PartnerCenter{c}")),
+        message: format!("Partner Center: {e}"),
+        remedy: remedy.to_owned(),
+    }
+}
+
+/// The tenant ids (lower-case) with an active GDAP relationship.
+async fn active_gdap(partner: &GraphTenant) -> Result<BTreeSet<String>, SyncError> {
+    let mut pager = partner
+        .pager::<DelegatedAdminRelationship>("/tenantRelationships/delegatedAdminRelationships?$top=300");
+    let mut active = BTreeSet::new();
+    loop {
+        let page = match pager.next_page().await {
+            Ok(Some(page)) => page,
+            Ok(None) => break,
+            Err(e) => {
+                let mut error = from_graph(&e);
+                if let SyncError::Upstream { message, remedy, .. } = &mut error {
+                    *message = format!("the GDAP relationships could not be listed: {message}");
+                    if matches!(e, GraphError::Api(ref api) if api.class == GraphErrorClass::PermissionDenied)
+                    {
+                        *remedy = "Give the GDAP app the Microsoft Graph application permission \
+                                   DelegatedAdminRelationship.Read.All and grant admin consent in the partner tenant."
+                            .into();
+                    }
+                }
+                return Err(error);
+            }
+        };
+        for relationship in page.value {
+            if relationship.status.as_deref() == Some("active")
+                && let Some(customer) = relationship.customer
+            {
+                active.insert(customer.tenant_id.to_ascii_lowercase());
+            }
+        }
+    }
+    Ok(active)
+}
+
+/// Lists the customers and which of them have an active GDAP relationship; writes nothing.
+pub(crate) async fn list(
+    cx: &SourceContext,
+    shared: &Shared,
+    connection: &Connection,
+    settings: &CspSettings,
+    tokens: &Tokens,
+    http: &reqwest::Client,
+) -> Result<TenantDiscovery, SyncError> {
+    let partner_tokens: Arc<dyn TokenProvider> = match &tokens.partner {
+        Ok(p) => p.clone(),
+        Err(_) => return Err(crate::auth::not_signed_in(connection)),
+    };
+    let partner = shared.partner(
+        connection,
+        settings,
+        http,
+        &cx.clock,
+        partner_tokens,
+        &cx.requests,
+    )?;
+    let customers = partner
+        .customers()
+        .collect_all()
+        .await
+        .map_err(|e| from_partner(&e))?;
+    let gdap_partner = shared.tenant(
+        connection,
+        settings,
+        http,
+        &cx.clock,
+        &settings.partner_tenant_id,
+        tokens.gdap.clone(),
+        &cx.requests,
+    )?;
+    let active = active_gdap(&gdap_partner).await?;
+    let mut found = TenantDiscovery::default();
+    let mut seen = BTreeSet::new();
+    for customer in &customers {
+        let tenant_id = customer.tenant_id().to_ascii_lowercase();
+        if !crate::settings_guid(&tenant_id) || !seen.insert(tenant_id.clone()) {
+            continue;
+        }
+        let profile = &customer.company_profile;
+        let name = profile
+            .company_name
+            .clone()
+            .or_else(|| profile.domain.clone())
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| tenant_id.clone());
+        if active.contains(&tenant_id) {
+            found.readable.push((tenant_id, name));
+        } else {
+            found.without_gdap.push((tenant_id, name));
+        }
+    }
+    Ok(found)
+}
+
+/// Lists the tenants and assigns the new ones; returns what was found and the settings as now
+/// stored.
+pub(crate) async fn discover(
+    cx: &SourceContext,
+    shared: &Shared,
+    connection: &Connection,
+    settings: &CspSettings,
+    tokens: &Tokens,
+    http: &reqwest::Client,
+) -> Result<(TenantDiscovery, CspSettings), SyncError> {
+    let mut found = list(cx, shared, connection, settings, tokens, http).await?;
+    let new: Vec<&(String, String)> = found
+        .readable
+        .iter()
+        .filter(|(t, _)| settings.tenant(t).is_none())
+        .collect();
+    if new.is_empty() {
+        return Ok((found, settings.clone()));
+    }
+    let mut tx = cx.store.begin(WriteContext::manual()).await?;
+    // The stored settings as they are now (another operation may have added tenants).
+    let current = tx
+        .connection(connection.id)
+        .await?
+        .ok_or_else(|| SyncError::UnknownConnection(connection.name.clone()))?;
+    let mut updated = CspSettings::of(&current)?;
+    for (tenant_id, name) in new {
+        if updated.tenant(tenant_id).is_some() {
+            continue;
+        }
+        let (customer, customer_name, main_site) = desk_customer(&mut tx, tenant_id, name).await?;
+        updated
+            .mapping
+            .add_tenant_mapping(tenant_id, &customer_name, main_site);
+        updated.tenants.push(CspTenant {
+            tenant_id: tenant_id.clone(),
+            name: name.clone(),
+            customer_id: Some(customer),
+        });
+        found.assigned.push(tenant_id.clone());
+    }
+    tx.update_connection_config(connection.id, &updated.to_config(&connection.name)?)
+        .await?;
+    tx.commit().await?;
+    Ok((found, updated))
+}
+
+/// The desk customer of a tenant: the one that has its tenant id, else the one with its name,
+/// else a new one (with its main site); returns it, its name and its main site.
+async fn desk_customer(
+    tx: &mut StoreTx,
+    tenant_id: &str,
+    name: &str,
+) -> Result<(RecordId, String, RecordId), SyncError> {
+    if let Some(owner) = tx.customer_of_tenant(tenant_id).await? {
+        let owner_name = tx
+            .get(Entity::Customer, owner)
+            .await?
+            .and_then(|c| c.text("name").map(str::to_owned))
+            .unwrap_or_else(|| name.to_owned());
+        let main_site = tx.main_site(owner).await?.ok_or_else(|| {
+            SyncError::InvalidSettings(format!("the desk customer {owner_name:?} has no main site"))
+        })?;
+        return Ok((owner, owner_name, main_site));
+    }
+    let (customer, main_site) = deskbridge_source::desk::customer_for_tenant(tx, name, tenant_id).await?;
+    Ok((customer, name.to_owned(), main_site))
+}
+
+/// Why a customer tenant cannot be read, when the failure is about access to that tenant (no
+/// consent, no GDAP) rather than the read itself: (Microsoft's code, what happened, the remedy).
+pub(crate) fn access_failure(
+    tenant: &str,
+    name: &str,
+    error: &SyncError,
+) -> Option<(String, String, String)> {
+    let SyncError::Upstream { code, message, .. } = error else {
+        return None;
+    };
+    let consent = "Grant admin consent for the GDAP app in this customer tenant (sign in as a native admin of \
+                   the tenant and accept the app's permissions), and check the GDAP relationship with it is \
+                   active, with the needed roles (e.g. Directory Readers) assigned to the AdminAgents group the \
+                   GDAP app is a member of.";
+    let gdap = "Check the GDAP relationship with this customer is active and that its access assignment gives \
+                the AdminAgents group (with the GDAP app as a member) a role such as Directory Readers; check the \
+                GDAP app has Graph application (not delegated) permissions.";
+    let (what, remedy) = match code.as_str() {
+        "AADSTS7000229" | "AADSTS700016" | "Authorization_IdentityNotFound" => (
+            "the GDAP app has no admin consent (no service principal) in the tenant",
+            consent,
+        ),
+        "Authorization_RequestDenied" => ("the GDAP app has insufficient privileges in the tenant", gdap),
+        _ if error.error_code() == ErrorCode::UpstreamPermission => {
+            ("access to the tenant was refused", gdap)
+        }
+        _ => return None,
+    };
+    Some((
+        code.clone(),
+        format!("customer tenant {name} ({tenant}) was not read: {what}: {message}"),
+        remedy.to_owned(),
+    ))
+}
