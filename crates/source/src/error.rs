@@ -85,7 +85,8 @@ impl SyncError {
             }
             Self::Internal(_) => Some("Run the sync again; report the problem if it repeats.".into()),
             Self::BadSettings(..) => Some(
-                "Correct the connection's settings on its details page (or PATCH /api/v1/connections/{id}).".into(),
+                "Correct the connection's settings on its details page (or PATCH /api/v1/connections/{id})."
+                    .into(),
             ),
             _ => None,
         }
