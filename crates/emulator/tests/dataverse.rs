@@ -838,11 +838,18 @@ async fn change_tracking_with_writes_deletes_and_expiry() {
         .trim_end_matches(')')
         .to_owned();
     let (_, _, first) = env
-        .get(&token, &format!("{api}/contacts?$select=fullname&$top=2"), None)
+        .get(&token, &format!("{api}/contacts?$select=fullname&$top=3"), None)
         .await;
-    let updated = first["value"][0]["contactid"].as_str().unwrap().to_owned();
-    let etag = first["value"][0]["@odata.etag"].as_str().unwrap().to_owned();
-    let deleted = first["value"][1]["contactid"].as_str().unwrap().to_owned();
+    // Two rows other than the one just created (ids are random, so it may sort among the first).
+    let others: Vec<&Value> = first["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["contactid"] != json!(created_id))
+        .collect();
+    let updated = others[0]["contactid"].as_str().unwrap().to_owned();
+    let etag = others[0]["@odata.etag"].as_str().unwrap().to_owned();
+    let deleted = others[1]["contactid"].as_str().unwrap().to_owned();
     let (status, _, body) = env
         .send(
             &token,

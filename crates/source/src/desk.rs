@@ -285,3 +285,87 @@ pub async fn customer_for_tenant(
         .ok_or_else(|| SyncError::InvalidSettings(format!("the desk customer {name:?} has no main site")))?;
     Ok((customer, main_site))
 }
+
+/// Refuses a mapping whose site targets belong to a customer the connection does not import into
+/// (`customers`: its partitions' customers), naming each target and its customer: a mapping that
+/// did so would move the connection's users into another customer's sites. A connection with no
+/// partitions yet imports nothing, so nothing is refused. Checked when mappings are saved and
+/// again when a run plans, since the configuration may have been changed behind our back.
+pub async fn check_target_customers(
+    tx: &mut StoreTx,
+    mapping: &MappingConfig,
+    customers: &BTreeSet<RecordId>,
+) -> Result<(), SyncError> {
+    if customers.is_empty() {
+        return Ok(());
+    }
+    let mut own = Vec::new();
+    for id in customers {
+        own.push(customer_name(tx, *id).await?);
+    }
+    let own = own.join(", ");
+    let mut problems = Vec::new();
+    for site_mapping in &mapping.site_mappings {
+        let label = format!("site mapping {:?}", site_mapping.name);
+        let mut sites = Vec::new();
+        let mut named_customers = Vec::new();
+        match &site_mapping.target {
+            SiteTarget::ExistingSite { site_id } => sites.push(*site_id),
+            SiteTarget::CustomerByField { customer_id, .. } => named_customers.push(*customer_id),
+            SiteTarget::MatchSiteField {
+                customer_id,
+                unmatched,
+                ..
+            } => {
+                match customer_id {
+                    Some(c) => named_customers.push(*c),
+                    None => problems.push(format!(
+                        "{label} matches among every customer's sites: choose this connection's customer ({own})"
+                    )),
+                }
+                if let UnmatchedSite::DefaultSite { site_id } = unmatched {
+                    sites.push(*site_id);
+                }
+            }
+            SiteTarget::Agent { .. } => {}
+        }
+        for customer in named_customers {
+            if !customers.contains(&customer) {
+                let name = customer_name(tx, customer).await?;
+                problems.push(format!(
+                    "{label} names the customer {name}, not this connection's customer ({own})"
+                ));
+            }
+        }
+        for site in sites {
+            let Some(record) = tx.get(Entity::Site, site).await? else {
+                continue; // a missing site is the mapping validation's to report
+            };
+            let Some(owner) = id_of(record.get("customer_id")) else {
+                continue;
+            };
+            if !customers.contains(&owner) {
+                let site_name = record.text("name").unwrap_or_default().to_owned();
+                let owner_name = customer_name(tx, owner).await?;
+                problems.push(format!(
+                    "{label} targets the site {site_name:?} (#{site}) of the customer {owner_name}, not of this \
+                     connection's customer ({own})"
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(SyncError::InvalidMappings(problems.join("; ")))
+    }
+}
+
+/// A customer's name, quoted, for messages (its id when it has gone).
+async fn customer_name(tx: &mut StoreTx, id: RecordId) -> Result<String, SyncError> {
+    Ok(tx
+        .get(Entity::Customer, id)
+        .await?
+        .and_then(|c| c.text("name").map(|n| format!("{n:?}")))
+        .unwrap_or_else(|| format!("#{id}")))
+}

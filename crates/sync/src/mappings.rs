@@ -7,6 +7,8 @@ use deskbridge_mapping::{MappingConfig, validate};
 use deskbridge_source::{SourceContext, SourceRegistry};
 use deskbridge_store::{Store, WriteContext};
 
+use deskbridge_source::desk::check_target_customers;
+
 use crate::{SyncError, load_catalog, open_connection};
 
 /// Validates `mapping` for the connection `name` and stores it. Group names are checked against
@@ -23,6 +25,8 @@ pub async fn save_mappings(
     let groups = source.group_names(&cx).await?;
     let mut tx = store.read().await?;
     let catalog = load_catalog(&mut tx, groups, &source.source_properties()).await?;
+    let customers = source.partitions().iter().map(|p| p.customer_id).collect();
+    let targets = check_target_customers(&mut tx, &mapping, &customers).await;
     tx.commit().await?;
     validate(&mapping, &catalog).map_err(|errors| {
         SyncError::InvalidMappings(
@@ -33,6 +37,7 @@ pub async fn save_mappings(
                 .join("; "),
         )
     })?;
+    targets?;
     let config = source.settings_with_mapping(&mapping)?;
     let mut tx = store.begin(WriteContext::manual()).await?;
     tx.update_connection_config(source.connection().id, &config)

@@ -242,6 +242,13 @@ pub(crate) async fn sync_with(
         .unwrap_or_default();
     let properties = source.source_properties();
     let config = validated(store, mapping, None, &properties).await?;
+    // Re-checked here: a mapping changed in the database behind our back moves nobody to another
+    // customer's sites.
+    let customers = partitions.iter().map(|p| p.customer_id).collect();
+    let mut tx = store.read().await?;
+    let targets = deskbridge_source::desk::check_target_customers(&mut tx, mapping, &customers).await;
+    tx.commit().await?;
+    targets?;
     let held_run = held_run_to_approve(store, &connection, options).await?;
     let run = start_run(store, &connection, options).await?;
     let requests = Arc::new(MemoryRequests::default());

@@ -1003,3 +1003,50 @@ store_test! {
         fx.emu.shutdown().await;
     }
 }
+
+store_test! {
+    async fn a_mapping_never_targets_another_customers_sites(db: &TestDb) {
+        let fx = fixture(db).await;
+        let admin = fx.who("admin").clone();
+        let own = format!("/api/v1/connections/{}", fx.own);
+        // Another customer, with its main site.
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let fabrikam = tx
+            .insert(deskbridge_store::Entity::Customer, None, &[("name".to_owned(), json!("Fabrikam"))].into_iter().collect())
+            .await
+            .unwrap();
+        let fabrikam_site = tx.main_site(fabrikam).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        let mut mapping = api(&fx.app, Method::GET, &format!("{own}/mappings"), Some(&admin.token), None).await.json();
+        let good = mapping.clone();
+        mapping["site_mappings"][0]["target"] = json!({ "kind": "existing_site", "site_id": fabrikam_site.0 });
+        let refused = api(&fx.app, Method::PUT, &format!("{own}/mappings"), Some(&admin.token), Some(mapping.clone())).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.text);
+        assert!(refused.text.contains("of the customer \\\"Fabrikam\\\", not of this connection's customer (\\\"Contoso\\\")"), "{}", refused.text);
+        let now = api(&fx.app, Method::GET, &format!("{own}/mappings"), Some(&admin.token), None).await.json();
+        assert_eq!(now, good, "nothing was saved");
+        // Matching among every customer's sites is refused for the same reason.
+        mapping["site_mappings"][0]["target"] = json!({
+            "kind": "match_site_field", "customer_id": null, "site_field": "name", "user_field": "department",
+            "unmatched": { "action": "do_not_import" },
+        });
+        let every = api(&fx.app, Method::PUT, &format!("{own}/mappings"), Some(&admin.token), Some(mapping.clone())).await;
+        assert_eq!(every.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", every.text);
+        assert!(every.text.contains("matches among every customer's sites"), "{}", every.text);
+        // Written into the database behind deskbridge's back, it fails the run before anything moves.
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let connection = tx.connection(fx.own).await.unwrap().unwrap();
+        let mut config = connection.config.clone();
+        config["mapping"]["site_mappings"][0]["target"] = json!({ "kind": "existing_site", "site_id": fabrikam_site.0 });
+        tx.update_connection_config(fx.own, &config).await.unwrap();
+        tx.commit().await.unwrap();
+        let test = api(&fx.app, Method::POST, &format!("{own}/test"), Some(&admin.token), None).await.json();
+        assert_eq!(test["ok"], false, "{test}");
+        assert!(test["error"]["message"].as_str().unwrap().contains("Fabrikam"), "{test}");
+        let mut tx = db.store.read().await.unwrap();
+        let users = tx.list(deskbridge_store::Entity::User, None, 1000).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(users.iter().all(|u| u.get("site_id") != &json!(fabrikam_site.0)), "a user was moved");
+        fx.emu.shutdown().await;
+    }
+}
