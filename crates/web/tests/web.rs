@@ -1017,6 +1017,9 @@ store_test! {
             .unwrap();
         let fabrikam_site = tx.main_site(fabrikam).await.unwrap().unwrap();
         tx.commit().await.unwrap();
+        // The site picker offers only this connection's customer's sites.
+        let picker = page(&fx.app, Method::GET, &format!("/connections/{}/mappings/sites", fx.own), Some(&admin), &[]).await;
+        assert!(picker.text.contains("Main (Contoso)") && !picker.text.contains("(Fabrikam)"), "{}", picker.text);
         let mut mapping = api(&fx.app, Method::GET, &format!("{own}/mappings"), Some(&admin.token), None).await.json();
         let good = mapping.clone();
         mapping["site_mappings"][0]["target"] = json!({ "kind": "existing_site", "site_id": fabrikam_site.0 });

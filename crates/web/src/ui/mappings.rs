@@ -138,29 +138,40 @@ async fn mappings_view(
                 .collect();
             page = page.section(Section::titled("Site mappings").text("Evaluated by sequence, lowest first; the first that matches a user decides their site.").table(&["Id", "Sequence", "Name", "Target", "Group", "Filter"], rows));
             if modify {
+                // Only the sites of the customers this connection imports into: a mapping to
+                // another customer's site is refused anyway.
+                let customers: Vec<_> = api::source_of(state, &scope.connection)?
+                    .open(&scope.connection)?
+                    .partitions()
+                    .into_iter()
+                    .map(|p| p.customer_id)
+                    .collect();
+                let mut options = Vec::new();
                 let mut tx = state.store.read().await?;
-                let sites = tx
-                    .directory_page(
-                        Entity::Site,
-                        &deskbridge_store::DirectoryFilter {
-                            limit: 500,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
+                for customer in customers {
+                    let customer_name = tx
+                        .get(Entity::Customer, customer)
+                        .await?
+                        .and_then(|c| c.text("name").map(str::to_owned))
+                        .unwrap_or_else(|| format!("#{customer}"));
+                    let sites = tx
+                        .directory_page(
+                            Entity::Site,
+                            &deskbridge_store::DirectoryFilter {
+                                customer: Some(customer),
+                                limit: 500,
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                    options.extend(sites.iter().map(|s| Opt {
+                        value: s.id.0.to_string(),
+                        label: format!("{} ({customer_name})", s.text("name").unwrap_or_default()),
+                    }));
+                }
                 tx.commit().await?;
                 let mut site_field = select("site_id", "Desk site", "", &[]);
-                site_field.options = sites
-                    .iter()
-                    .map(|s| Opt {
-                        value: s.id.0.to_string(),
-                        label: format!(
-                            "{} (customer {})",
-                            s.text("name").unwrap_or_default(),
-                            show(s.get("customer_id"))
-                        ),
-                    })
-                    .collect();
+                site_field.options = options;
                 page = page.section(Section::titled("Add a site mapping").form(form(
                     "add-site",
                     &action,
