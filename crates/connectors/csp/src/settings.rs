@@ -32,17 +32,6 @@ const GDAP_AUTH: &[Choice] = &[
     },
 ];
 
-const SYNC_METHODS: &[Choice] = &[
-    Choice {
-        value: "all_changes",
-        label: "Listen to all changes",
-    },
-    Choice {
-        value: "mapped_fields_only",
-        label: "Only changes to mapped fields",
-    },
-];
-
 /// A CSP connection's settings, as forms, the API and export files know them.
 pub(crate) const SETTINGS: &[Setting] = &[
     Setting {
@@ -110,26 +99,8 @@ pub(crate) const SETTINGS: &[Setting] = &[
         },
         part: SettingPart::Credential,
     },
-    Setting {
-        key: "authority_host",
-        label: "Identity platform host",
-        help: "Leave empty for Microsoft's public cloud.",
-        kind: SettingKind::Endpoint {
-            default: deskbridge_msauth::PUBLIC_CLOUD_AUTHORITY,
-        },
-        required: Required::Optional,
-        part: SettingPart::Identity,
-    },
-    Setting {
-        key: "graph_url",
-        label: "Graph URL",
-        help: "Leave empty for Microsoft's public cloud.",
-        kind: SettingKind::Endpoint {
-            default: deskbridge_graph::DEFAULT_GRAPH_BASE_URL,
-        },
-        required: Required::Optional,
-        part: SettingPart::Identity,
-    },
+    deskbridge_connector_entra::AUTHORITY_HOST,
+    deskbridge_connector_entra::GRAPH_URL,
     Setting {
         key: "partner_center_url",
         label: "Partner Center URL",
@@ -157,16 +128,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         required: Required::Optional,
         part: SettingPart::Sync,
     },
-    Setting {
-        key: "sync_method",
-        label: "Sync method",
-        help: "What a delta query listens to.",
-        kind: SettingKind::Choice {
-            options: SYNC_METHODS,
-        },
-        required: Required::Optional,
-        part: SettingPart::Sync,
-    },
+    deskbridge_connector_entra::SYNC_METHOD,
 ];
 
 /// How the GDAP app authenticates (client credentials).

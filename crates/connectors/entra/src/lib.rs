@@ -39,8 +39,9 @@ pub use delta::{
 };
 pub use error::{from_auth, from_graph};
 pub use settings::{
-    AuthMethod, EntraSettings, NewCredential, NewEntraConnection, SECRET_CERTIFICATE, SECRET_CLIENT_SECRET,
-    SECRET_REFRESH_TOKEN, SyncMethod, add_entra_connection, certificate_expiry, load_entra_connection,
+    AUTHORITY_HOST, AuthMethod, EntraSettings, GRAPH_URL, NewCredential, NewEntraConnection,
+    SECRET_CERTIFICATE, SECRET_CLIENT_SECRET, SECRET_REFRESH_TOKEN, SYNC_METHOD, SYNC_METHODS, SyncMethod,
+    add_entra_connection, certificate_expiry, load_entra_connection,
 };
 pub use source::{EntraSource, emit_delta};
 

@@ -30,7 +30,7 @@ const AUTH_METHODS: &[Choice] = &[
     },
 ];
 
-const SYNC_METHODS: &[Choice] = &[
+pub const SYNC_METHODS: &[Choice] = &[
     Choice {
         value: "all_changes",
         label: "Listen to all changes",
@@ -40,6 +40,42 @@ const SYNC_METHODS: &[Choice] = &[
         label: "Only changes to mapped fields",
     },
 ];
+
+/// The identity platform host: an endpoint, the public cloud's by default (shared by every connector that signs in with Entra).
+pub const AUTHORITY_HOST: Setting = Setting {
+    key: "authority_host",
+    label: "Identity platform host",
+    help: "Leave empty for Microsoft's public cloud.",
+    kind: SettingKind::Endpoint {
+        default: deskbridge_msauth::PUBLIC_CLOUD_AUTHORITY,
+    },
+    required: Required::Optional,
+    part: SettingPart::Identity,
+};
+
+/// Graph's version root: an endpoint, the public cloud's by default.
+pub const GRAPH_URL: Setting = Setting {
+    key: "graph_url",
+    label: "Graph URL",
+    help: "Leave empty for Microsoft's public cloud.",
+    kind: SettingKind::Endpoint {
+        default: deskbridge_graph::DEFAULT_GRAPH_BASE_URL,
+    },
+    required: Required::Optional,
+    part: SettingPart::Identity,
+};
+
+/// What a delta query listens to: every change, or the mapped fields only.
+pub const SYNC_METHOD: Setting = Setting {
+    key: "sync_method",
+    label: "Sync method",
+    help: "What a delta query listens to.",
+    kind: SettingKind::Choice {
+        options: SYNC_METHODS,
+    },
+    required: Required::Optional,
+    part: SettingPart::Sync,
+};
 
 /// An Entra connection's settings, as forms, the API and export files know them. The keys are
 /// those of [`EntraSettings`] and of the sealed secrets.
@@ -100,26 +136,8 @@ pub(crate) const SETTINGS: &[Setting] = &[
         },
         part: SettingPart::Credential,
     },
-    Setting {
-        key: "authority_host",
-        label: "Identity platform host",
-        help: "Leave empty for Microsoft's public cloud.",
-        kind: SettingKind::Endpoint {
-            default: deskbridge_msauth::PUBLIC_CLOUD_AUTHORITY,
-        },
-        required: Required::Optional,
-        part: SettingPart::Identity,
-    },
-    Setting {
-        key: "graph_url",
-        label: "Graph URL",
-        help: "Leave empty for Microsoft's public cloud.",
-        kind: SettingKind::Endpoint {
-            default: deskbridge_graph::DEFAULT_GRAPH_BASE_URL,
-        },
-        required: Required::Optional,
-        part: SettingPart::Identity,
-    },
+    AUTHORITY_HOST,
+    GRAPH_URL,
     Setting {
         key: "last_sign_in",
         label: "Import last sign-in dates",
@@ -136,16 +154,7 @@ pub(crate) const SETTINGS: &[Setting] = &[
         required: Required::Optional,
         part: SettingPart::Sync,
     },
-    Setting {
-        key: "sync_method",
-        label: "Sync method",
-        help: "What a delta query listens to.",
-        kind: SettingKind::Choice {
-            options: SYNC_METHODS,
-        },
-        required: Required::Optional,
-        part: SettingPart::Sync,
-    },
+    SYNC_METHOD,
 ];
 
 /// How the connection authenticates.
