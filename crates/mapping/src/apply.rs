@@ -220,7 +220,8 @@ pub fn apply_to_snapshot(
                             });
                         }
                     }
-                    Entity::Site => return Err(unknown()),
+                    // Asset plans are applied to an asset snapshot, not this one.
+                    Entity::Site | Entity::AssetType | Entity::Asset => return Err(unknown()),
                 }
             }
         }
@@ -258,6 +259,7 @@ impl Resolver {
                 .licences
                 .get(&(customer_id.map(|c| c.0), sku_id.to_lowercase()))
                 .copied(),
+            Reference::NewAssetType(_) => None,
         }
     }
 }

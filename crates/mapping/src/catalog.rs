@@ -23,6 +23,11 @@ pub struct Catalog {
     /// Source user properties a mapping may read, by path (`/` for nested ones).
     #[serde(alias = "graph_properties")]
     pub source_properties: BTreeMap<String, SourceType>,
+    /// Source device properties an asset mapping or type rule may read (empty: the connector
+    /// reads no devices).
+    pub device_properties: BTreeMap<String, SourceType>,
+    /// Every desk asset type (rules name types; a missing one is created by the sync).
+    pub asset_types: Vec<NamedRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +69,7 @@ pub enum CustomFieldEntity {
     User,
     Agent,
     Site,
+    Asset,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -37,6 +37,8 @@ pub struct MappingConfig {
     /// Locks on single records, by Azure object id. Locks an administrator sets on the desk
     /// record itself ([`crate::RecordLocks`]) apply as well.
     pub record_locks: Vec<RecordLock>,
+    /// How managed devices become desk assets; `None`: devices are not imported.
+    pub assets: Option<crate::assets::AssetMappings>,
 }
 
 impl Default for MappingConfig {
@@ -54,6 +56,7 @@ impl Default for MappingConfig {
             circuit_breaker: CircuitBreaker::default(),
             field_locks: Vec::new(),
             record_locks: Vec::new(),
+            assets: None,
         }
     }
 }

@@ -40,6 +40,7 @@
 //! are silent (tie-breaks, soft-deleted users, team flags, licences).
 
 mod apply;
+mod assets;
 mod catalog;
 mod config;
 mod engine;
@@ -52,6 +53,10 @@ mod render;
 mod validate;
 
 pub use apply::{ApplyError, apply_to_snapshot};
+pub use assets::{
+    AssetDesk, AssetLookups, AssetMappings, AssetPlanner, AssetTypeRule, AssetTypes, AssetUserLink,
+    DeskAsset, DeviceUserField, SourceDevice, UnmatchedDevice, present,
+};
 pub use catalog::{
     Catalog, CatalogSite, CustomField, CustomFieldEntity, CustomFieldType, NamedRecord, SourceType,
 };

@@ -96,5 +96,6 @@ fn created_key(value: &Value) -> Option<(Entity, String)> {
             let customer = customer_id.map_or_else(|| "-".to_owned(), |c| c.to_string());
             Some((Entity::Licence, format!("{customer}/{sku_id}").to_lowercase()))
         }
+        Reference::NewAssetType(name) => Some((Entity::AssetType, name.to_lowercase())),
     }
 }

@@ -59,6 +59,10 @@ pub enum Entity {
     User,
     Agent,
     Ticket,
+    /// A desk asset type, created when a device needs one that does not exist.
+    AssetType,
+    /// A desk asset, from a managed device.
+    Asset,
 }
 
 impl Entity {
@@ -69,6 +73,8 @@ impl Entity {
             Self::User => "user",
             Self::Agent => "agent",
             Self::Ticket => "ticket",
+            Self::AssetType => "asset_type",
+            Self::Asset => "asset",
         }
     }
 }
@@ -224,6 +230,8 @@ pub enum Reference {
         customer_id: Option<RecordId>,
         sku_id: String,
     },
+    /// `{"asset_type": "<name>"}`
+    NewAssetType(String),
 }
 
 impl Reference {
@@ -238,6 +246,7 @@ impl Reference {
             Self::NewLicence { customer_id, sku_id } => {
                 json!({"licence": {"customer_id": customer_id.map(|c| c.0), "sku_id": sku_id}})
             }
+            Self::NewAssetType(name) => json!({ "asset_type": name }),
         }
     }
 
@@ -251,6 +260,9 @@ impl Reference {
                 }
                 if let Some(Value::String(id)) = map.get("agent") {
                     return Some(Self::NewAgent(id.clone()));
+                }
+                if let Some(Value::String(name)) = map.get("asset_type") {
+                    return Some(Self::NewAssetType(name.clone()));
                 }
                 if let Some(licence) = map.get("licence") {
                     return Some(Self::NewLicence {

@@ -166,6 +166,7 @@ async fn catalog_without_customers_and_sites(
                 "user" => CustomFieldEntity::User,
                 "agent" => CustomFieldEntity::Agent,
                 "site" => CustomFieldEntity::Site,
+                "asset" => CustomFieldEntity::Asset,
                 _ => return None,
             };
             let field_type = match d.field_type.as_str() {
@@ -196,6 +197,8 @@ async fn catalog_without_customers_and_sites(
         custom_fields,
         groups,
         source_properties: properties.clone(),
+        device_properties: BTreeMap::new(),
+        asset_types: named(tx, Entity::AssetType).await?,
     })
 }
 

@@ -35,6 +35,8 @@ fn store_entity(entity: PlanEntity) -> Entity {
         PlanEntity::Agent => Entity::Agent,
         PlanEntity::Ticket => Entity::Ticket,
         PlanEntity::Licence => Entity::Licence,
+        PlanEntity::AssetType => Entity::AssetType,
+        PlanEntity::Asset => Entity::Asset,
     }
 }
 

@@ -96,6 +96,7 @@ pub fn catalog() -> Catalog {
         .map(str::to_owned)
         .into(),
         source_properties: Catalog::entra_user_properties(),
+        ..Catalog::default()
     }
 }
 
