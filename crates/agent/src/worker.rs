@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use deskbridge_core::{RunId, SharedClock};
-use deskbridge_source::{RequestRecord, SourceRegistry};
+use deskbridge_source::{RequestRecord, SourceRegistry, SyncEntity};
 use deskbridge_store::{ClaimedJob, JobStatus, RunStatus, Store, WriteContext};
 use deskbridge_sync::{SyncObserver, SyncOptions, SyncOutcome};
 use jiff::{SignedDuration, Timestamp};
@@ -260,7 +260,22 @@ impl Worker {
             metrics: self.metrics.clone(),
             span: span.clone(),
         });
+        // A job names its entity as schedules do; one this build cannot run fails the job with
+        // the reason (the queue only accepts entities a source serves, so this is a stale row).
+        let Some(entity) = SyncEntity::parse(&job.entity) else {
+            let message = format!("the job's entity {:?} is not one deskbridge syncs", job.entity);
+            self.failed(&job, job.attempts, &message, &observer).await?;
+            return Ok(Some(JobReport {
+                job_id: job.id.0,
+                connection: job.connection.clone(),
+                status: JobStatus::Failed,
+                run_id: None,
+                taken_over,
+                message: Some(message),
+            }));
+        };
         let options = SyncOptions {
+            entity,
             full: job.full,
             instance: self.config.instance.clone(),
             observer: Some(observer.clone()),

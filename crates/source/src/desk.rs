@@ -101,6 +101,7 @@ pub async fn load_catalog_for(
             SiteTarget::Agent { .. } => {}
         }
     }
+    sites.extend(mapping.assets.as_ref().and_then(|a| a.default_site));
     let mut catalog = catalog_without_customers_and_sites(tx, groups, properties).await?;
     let sites = RecordScope::Ids(sites.into_iter().collect());
     catalog.sites = listed(tx, Entity::Site, Some(&sites))
@@ -210,10 +211,23 @@ pub async fn validated(
     groups: Option<BTreeSet<String>>,
     properties: &SourceProperties,
 ) -> Result<ValidatedConfig, SyncError> {
+    validated_with_devices(store, mapping, groups, properties, &SourceProperties::new()).await
+}
+
+/// [`validated`], also checking what asset mappings read against the source's device
+/// properties (`devices`; empty: not checked).
+pub async fn validated_with_devices(
+    store: &Store,
+    mapping: &MappingConfig,
+    groups: Option<BTreeSet<String>>,
+    properties: &SourceProperties,
+    devices: &SourceProperties,
+) -> Result<ValidatedConfig, SyncError> {
     let groups = groups.unwrap_or_else(|| mapping.group_names());
     let mut tx = store.read().await?;
-    let catalog = load_catalog_for(&mut tx, groups, properties, mapping).await?;
+    let mut catalog = load_catalog_for(&mut tx, groups, properties, mapping).await?;
     tx.commit().await?;
+    catalog.device_properties = devices.clone();
     validate(mapping, &catalog).map_err(|errors| {
         SyncError::InvalidMappings(
             errors
@@ -356,6 +370,18 @@ pub async fn check_target_customers(
                 ));
             }
         }
+    }
+    if let Some(site) = mapping.assets.as_ref().and_then(|a| a.default_site)
+        && let Some(record) = tx.get(Entity::Site, site).await?
+        && let Some(owner) = id_of(record.get("customer_id"))
+        && !customers.contains(&owner)
+    {
+        let site_name = record.text("name").unwrap_or_default().to_owned();
+        let owner_name = customer_name(tx, owner).await?;
+        problems.push(format!(
+            "the assets' default site {site_name:?} (#{site}) belongs to the customer {owner_name}, not to this \
+             connection's customer ({own}); leave it empty to use each customer's main site"
+        ));
     }
     if problems.is_empty() {
         Ok(())

@@ -45,7 +45,7 @@ pub use error::SyncError;
 pub use http::http_client;
 pub use read::{
     Emitter, NewCursor, Page, PartitionEnd, PartitionStart, ReadEvent, ReadRequest, SourceRecord,
-    StoredCursors, read_stream,
+    StoredCursors, SyncEntity, read_stream,
 };
 pub use registry::SourceRegistry;
 pub use requests::{FanOut, MemoryRequests, RequestRecord, RequestSink};

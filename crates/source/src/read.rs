@@ -5,15 +5,50 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use deskbridge_core::RecordId;
-use deskbridge_mapping::{Completeness, ReadMode, Removal, SourceUser, SubscribedSku, ValidatedConfig};
+use deskbridge_mapping::{
+    Completeness, ReadMode, Removal, SourceDevice, SourceUser, SubscribedSku, ValidatedConfig,
+};
 use deskbridge_store::IntegrationError;
 
 /// A cursor to store: the stream it belongs to (`users/delta`, …) and its value.
 pub type NewCursor = (String, String);
 
+/// What a run imports: the directory (users, agents, sites, licences) or managed devices as
+/// assets. Each is its own run with its own entity name, as schedules and jobs name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SyncEntity {
+    #[default]
+    Directory,
+    Assets,
+}
+
+impl SyncEntity {
+    pub const ALL: [SyncEntity; 2] = [Self::Directory, Self::Assets];
+
+    /// The name schedules, jobs and the CLI use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Directory => "directory",
+            Self::Assets => "assets",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for SyncEntity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a run asks a source to read.
 #[derive(Clone, Copy)]
 pub struct ReadRequest<'a> {
+    /// What to read: users (with their groups and licences) or managed devices.
+    pub entity: SyncEntity,
     /// Ignore stored cursors and read everything.
     pub full: bool,
     /// The run's validated mappings: what the rules read (properties, groups), so a source asks
@@ -88,6 +123,8 @@ pub struct Page {
 pub enum SourceRecord {
     /// A person: a user of the desk or, by the agent mappings, an agent.
     User(SourceUser),
+    /// A managed device: a desk asset (an asset run reads only these).
+    Device(SourceDevice),
 }
 
 /// A partition's read is over.

@@ -219,6 +219,11 @@ pub trait SourceConnection: Send + Sync {
     fn mapping(&self) -> &MappingConfig;
     /// The properties the source's records carry, for validating field mappings.
     fn source_properties(&self) -> crate::desk::SourceProperties;
+    /// The device properties an asset mapping may read; empty when the connector reads no
+    /// devices.
+    fn device_properties(&self) -> crate::desk::SourceProperties {
+        crate::desk::SourceProperties::new()
+    }
     /// The partitions the connection reads.
     fn partitions(&self) -> Vec<Partition>;
     /// Notes about how the source will read under these mappings, shown before a run's changes

@@ -53,6 +53,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_sign_in_limits.sql"),
         postgres: include_str!("../migrations/postgres/0006_sign_in_limits.sql"),
     },
+    Migration {
+        version: 7,
+        name: "asset_tenant",
+        sqlite: include_str!("../migrations/sqlite/0007_asset_tenant.sql"),
+        postgres: include_str!("../migrations/postgres/0007_asset_tenant.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].

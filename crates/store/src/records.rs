@@ -101,6 +101,20 @@ pub enum RecordScope {
         tenant_id: String,
         external_ids: Vec<String>,
     },
+    /// Assets one page of `connection`'s device read can match or change: those it imported with
+    /// one of `external_ids`, and those of `customer` (of any customer when `None`) whose
+    /// `column` (`serial_number` or `name`) holds one of `values`. Ids and values lower-cased.
+    AssetLookup {
+        connection: ConnectionId,
+        customer: Option<RecordId>,
+        external_ids: Vec<String>,
+        column: Option<(String, Vec<String>)>,
+    },
+    /// Assets `connection` imported from `tenant_id` (ignoring case): what a tenant's end reads.
+    AssetsOfConnectionTenant {
+        connection: ConnectionId,
+        tenant_id: String,
+    },
     /// Tickets assigned to agents imported by the connection.
     AssignedToAgentsOf(ConnectionId),
     /// Records of the customer, and those of no customer.
@@ -213,6 +227,55 @@ impl RecordScope {
                     ));
                 }
                 format!("id IN ({})", parts.join(" UNION "))
+            }
+            Self::AssetLookup {
+                connection,
+                customer,
+                external_ids,
+                column,
+            } => {
+                needs("serial_number")?;
+                let table = spec.table;
+                let mut parts = Vec::new();
+                if !external_ids.is_empty() {
+                    args.push(Sql::Int(connection.0));
+                    let c = args.len();
+                    let ids = text_list(external_ids, args);
+                    parts.push(format!(
+                        "SELECT id FROM {table} WHERE source_connection_id = ${c} AND lower(external_id) IN ({ids})"
+                    ));
+                }
+                if let Some((column, values)) = column.as_ref().filter(|(_, v)| !v.is_empty()) {
+                    needs(column)?;
+                    let customer = match customer {
+                        Some(customer) => {
+                            args.push(Sql::Int(customer.0));
+                            format!("customer_id = ${} AND ", args.len())
+                        }
+                        None => String::new(),
+                    };
+                    let values = text_list(values, args);
+                    parts.push(format!(
+                        "SELECT id FROM {table} WHERE {customer}lower({column}) IN ({values})"
+                    ));
+                }
+                if parts.is_empty() {
+                    return Ok("1 = 0".to_owned());
+                }
+                format!("id IN ({})", parts.join(" UNION "))
+            }
+            Self::AssetsOfConnectionTenant {
+                connection,
+                tenant_id,
+            } => {
+                needs("tenant_id")?;
+                args.push(Sql::Int(connection.0));
+                let c = args.len();
+                args.push(Sql::text(tenant_id.clone()));
+                format!(
+                    "source_connection_id = ${c} AND lower(tenant_id) = lower(${})",
+                    args.len()
+                )
             }
             Self::AssignedToAgentsOf(connection) => {
                 needs("agent_id")?;

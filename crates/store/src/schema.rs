@@ -345,6 +345,7 @@ const ASSET: EntitySpec = EntitySpec {
         col("name", Text),
         col("serial_number", Text),
         col("status", Text),
+        col("tenant_id", Text),
     ],
     links: &[],
     custom_fields: true,

@@ -84,6 +84,16 @@ impl Applier<'_> {
                     .find(|s| s.get("customer_id").as_i64() == Some(customer_id.0))
                     .map(|s| s.id)
             }
+            Reference::NewAssetType(name) => match self.source_id(tx, Entity::AssetType, name).await? {
+                Some(id) => Some(id),
+                // Created by another connection's run since this plan was made.
+                None => tx
+                    .find_by_text(Entity::AssetType, "name", name)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .map(|t| t.id),
+            },
             Reference::NewUser(external) => self.source_id(tx, Entity::User, external).await?,
             Reference::NewAgent(external) => self.source_id(tx, Entity::Agent, external).await?,
             Reference::NewLicence { customer_id, sku_id } => {
@@ -292,8 +302,13 @@ pub async fn apply_plan(
         deferred: Vec::new(),
         report: ApplyReport::default(),
     };
-    // Sites and licences first, so users find what was created for them.
-    let first = |c: &&Change| matches!(c.entity, PlanEntity::Site | PlanEntity::Licence);
+    // Sites, licences and asset types first, so users and assets find what was created for them.
+    let first = |c: &&Change| {
+        matches!(
+            c.entity,
+            PlanEntity::Site | PlanEntity::Licence | PlanEntity::AssetType
+        )
+    };
     let mut ordered: Vec<&Change> = plan.changes.iter().filter(first).collect();
     ordered.extend(plan.changes.iter().filter(|c| !first(c)));
     let mut chunks = ordered.chunks(CHANGES_PER_TRANSACTION).peekable();

@@ -3,7 +3,8 @@
 //! source (through `deskbridge-source`) → map (pure, `deskbridge-mapping`) → plan → apply → logs.
 //!
 //! What it owns:
-//! - runs ([`sync`]): plan only (the preview, nothing written), or plan and apply; the run's
+//! - runs ([`sync`]) of either entity a source reads (the directory's people, or managed devices
+//!   as assets, [`SyncOptions::entity`]): plan only (the preview, nothing written), or plan and apply; the run's
 //!   lifecycle (started, held for approval, approved, failed, partial, succeeded), its notes,
 //!   errors and outbound log;
 //! - the desk side of planning: the snapshot loaded from the store ([`load_snapshot`]);
@@ -22,6 +23,7 @@
 //! being absent; errors carry the upstream code and a remedy and are recorded against the run.
 
 mod apply;
+mod assets;
 mod check;
 mod desk;
 mod many;

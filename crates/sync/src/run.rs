@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use deskbridge_core::{RunId, SharedClock};
 use deskbridge_mapping::{Change, Counts, ReadMode, RunPlanner};
-use deskbridge_source::desk::validated;
+use deskbridge_source::desk::validated_with_devices;
 use deskbridge_source::{
     FanOut, MemoryRequests, ReadRequest, RequestRecord, RequestSink, SourceConnection, SourceContext,
-    SourceRegistry, StoredCursors,
+    SourceRegistry, StoredCursors, SyncEntity,
 };
 use deskbridge_store::{
     Connection, IntegrationError, OutboundEntry, RunCounts, RunStatus, Store, WriteContext,
@@ -20,11 +20,14 @@ use futures::StreamExt as _;
 use serde::Serialize;
 
 use crate::SyncError;
-use crate::steps::{StepContext, Steps};
+use crate::assets::AssetRun;
+use crate::steps::{StepContext, StepPlanner, Steps};
 
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
+    /// What to import: the directory (users and agents) or managed devices as assets.
+    pub entity: SyncEntity,
     /// Preview: read and plan, write nothing.
     pub plan_only: bool,
     /// Ignore delta cursors and read everything.
@@ -61,6 +64,7 @@ impl RequestSink for Observed {
 impl Default for SyncOptions {
     fn default() -> Self {
         Self {
+            entity: SyncEntity::Directory,
             plan_only: false,
             full: false,
             instance: "production".into(),
@@ -185,14 +189,23 @@ async fn held_run_to_approve(
     if !options.approve_held {
         return Ok(None);
     }
+    // The last run of the same entity: an asset run never approves a held directory run.
+    let assets = options.entity == SyncEntity::Assets;
     let mut tx = store.read().await?;
-    let last = tx.runs(Some(connection.id), 1).await?.into_iter().next();
+    let last = tx
+        .runs(Some(connection.id), 50)
+        .await?
+        .into_iter()
+        .find(|run| (run.kind == run_kind(SyncEntity::Assets, false)) == assets);
     tx.commit().await?;
     match last {
         Some(run) if run.status == RunStatus::Held => Ok(Some(run.id)),
         _ => Err(SyncError::BadSettings(
             connection.name.clone(),
-            "there is no held run to approve: the connection's last run was not held".into(),
+            format!(
+                "there is no held run to approve: the connection's last {} run was not held",
+                options.entity
+            ),
         )),
     }
 }
@@ -241,7 +254,27 @@ pub(crate) async fn sync_with(
         .map(|p| p.tenant_id.clone())
         .unwrap_or_default();
     let properties = source.source_properties();
-    let config = validated(store, mapping, None, &properties).await?;
+    if options.entity == SyncEntity::Assets {
+        if !source_entities(sources, &connection).contains(&SyncEntity::Assets.as_str()) {
+            return Err(SyncError::BadSettings(
+                name.into(),
+                format!("a {} connection does not import managed devices", connection.kind),
+            ));
+        }
+        if mapping.assets.is_none() {
+            return Err(SyncError::BadSettings(
+                name.into(),
+                "asset import is not set up: turn it on and choose the asset type, user matching and statuses \
+                 in the connection's mappings (Assets)"
+                    .into(),
+            ));
+        }
+    }
+    let devices = match options.entity {
+        SyncEntity::Assets => source.device_properties(),
+        SyncEntity::Directory => Default::default(),
+    };
+    let config = validated_with_devices(store, mapping, None, &properties, &devices).await?;
     // Re-checked here: a mapping changed in the database behind our back moves nobody to another
     // customer's sites.
     let customers = partitions.iter().map(|p| p.customer_id).collect();
@@ -268,7 +301,16 @@ pub(crate) async fn sync_with(
         Some(_) => partitions.iter().map(|p| p.tenant_id.clone()).collect(),
         None => BTreeSet::new(),
     };
-    let planner = RunPlanner::new(&config, connection.id, approved, clock.now());
+    let planner = match options.entity {
+        SyncEntity::Directory => {
+            StepPlanner::Directory(RunPlanner::new(&config, connection.id, approved, clock.now()))
+        }
+        SyncEntity::Assets => {
+            let planner = deskbridge_mapping::AssetPlanner::new(&config, connection.id, clock.now())
+                .map_err(|e| SyncError::BadSettings(name.into(), e))?;
+            StepPlanner::Assets(Box::new(AssetRun::new(planner, connection.id, mapping, approved)))
+        }
+    };
     let mut steps = Steps::new(
         StepContext {
             store,
@@ -284,6 +326,7 @@ pub(crate) async fn sync_with(
     steps.notes = source.read_notes(&config);
     let cursors = stored_cursors(store, &connection).await?;
     let request = ReadRequest {
+        entity: options.entity,
         full: options.full,
         config: &config,
         cursors: &cursors,
@@ -402,13 +445,29 @@ async fn start_run(
     }
     let mut tx = store.begin(WriteContext::manual()).await?;
     let run = tx
-        .start_run(Some(connection.id), if options.full { "full" } else { "sync" })
+        .start_run(Some(connection.id), run_kind(options.entity, options.full))
         .await?;
     tx.commit().await?;
     if let Some(observer) = &options.observer {
         observer.run_started(run);
     }
     Ok(Some(run))
+}
+
+/// The kind a run is stored with: `sync` or `full` for the directory, `assets` for devices.
+fn run_kind(entity: SyncEntity, full: bool) -> &'static str {
+    match (entity, full) {
+        (SyncEntity::Assets, _) => "assets",
+        (SyncEntity::Directory, true) => "full",
+        (SyncEntity::Directory, false) => "sync",
+    }
+}
+
+/// The entities the connection's kind imports.
+fn source_entities(sources: &SourceRegistry, connection: &Connection) -> &'static [&'static str] {
+    sources
+        .get(&connection.kind)
+        .map_or(&[], |source| source.entities())
 }
 
 /// Stores the run's upstream requests in the outbound log (paths without tokens or cursors).

@@ -22,6 +22,7 @@ use deskbridge_source::{Page, PartitionEnd, PartitionStart, ReadEvent, SourceRec
 use deskbridge_store::{Connection, CursorKey, IntegrationError, RunCounts, Store, WriteContext};
 use tokio::sync::Semaphore;
 
+use crate::assets::AssetRun;
 use crate::desk::{SnapshotScope, load_connection_records, load_page_records, load_reference, load_tickets};
 use crate::run::Timings;
 use crate::{SyncError, apply_plan};
@@ -40,10 +41,16 @@ pub(crate) struct StepContext<'r> {
     pub turns: Option<&'r Arc<Semaphore>>,
 }
 
+/// What a run plans: the directory's people, or managed devices as assets.
+pub(crate) enum StepPlanner<'r> {
+    Directory(RunPlanner<'r>),
+    Assets(Box<AssetRun<'r>>),
+}
+
 /// What the steps of a run did, gathered as they go.
 pub(crate) struct Steps<'r> {
     cx: StepContext<'r>,
-    planner: RunPlanner<'r>,
+    planner: StepPlanner<'r>,
     /// The open partition: its id and the sites and licences its steps plan against.
     open: Option<(String, DeskSnapshot)>,
     /// A preview's plan so far: every step's plan absorbed (`None` before the first step, and
@@ -65,7 +72,7 @@ pub(crate) struct Steps<'r> {
 }
 
 impl<'r> Steps<'r> {
-    pub(crate) fn new(cx: StepContext<'r>, planner: RunPlanner<'r>) -> Self {
+    pub(crate) fn new(cx: StepContext<'r>, planner: StepPlanner<'r>) -> Self {
         Self {
             cx,
             planner,
@@ -117,6 +124,19 @@ impl<'r> Steps<'r> {
         }
         let _turn = self.turn().await;
         let started = Instant::now();
+        let planner = match &mut self.planner {
+            StepPlanner::Directory(planner) => planner,
+            StepPlanner::Assets(assets) => {
+                self.mode.get_or_insert(start.mode);
+                let customer = start.customer_id.or(self.cx.default_customer);
+                let mut tx = self.cx.store.read().await?;
+                assets.begin(&mut tx, &start.tenant_id, customer).await?;
+                tx.commit().await?;
+                self.timings.plan_seconds += started.elapsed().as_secs_f64();
+                self.open = Some((start.tenant_id, DeskSnapshot::default()));
+                return Ok(());
+            }
+        };
         let cx = &self.cx;
         // A full read lists the tenant's groups: mappings naming one that does not exist are
         // refused before anything is planned.
@@ -141,9 +161,7 @@ impl<'r> Steps<'r> {
             mode: start.mode,
             active_records,
         };
-        let plan = self
-            .planner
-            .begin_tenant(&header, start.subscribed_skus.as_deref(), &reference);
+        let plan = planner.begin_tenant(&header, start.subscribed_skus.as_deref(), &reference);
         self.timings.plan_seconds += started.elapsed().as_secs_f64();
         self.open = Some((start.tenant_id.clone(), reference));
         self.step(&start.tenant_id, plan, &[]).await
@@ -159,14 +177,26 @@ impl<'r> Steps<'r> {
         let tenant = page.tenant_id.clone();
         let _turn = self.turn().await;
         let started = Instant::now();
-        let users: Vec<SourceUser> = page
-            .records
-            .into_iter()
-            .map(|record| match record {
-                SourceRecord::User(user) => user,
-            })
-            .collect();
-        let lookups = self.planner.lookups(&users);
+        let planner = match &mut self.planner {
+            StepPlanner::Directory(planner) => planner,
+            StepPlanner::Assets(assets) => {
+                let devices = records_of(page.records, &tenant, |r| match r {
+                    SourceRecord::Device(device) => Ok(device),
+                    SourceRecord::User(user) => Err(user.external_id),
+                })?;
+                let mut tx = self.cx.store.read().await?;
+                let plan = assets.page(&mut tx, &tenant, &devices).await?;
+                tx.commit().await?;
+                drop(devices);
+                self.timings.plan_seconds += started.elapsed().as_secs_f64();
+                return self.step(&tenant, plan, &[]).await;
+            }
+        };
+        let users: Vec<SourceUser> = records_of(page.records, &tenant, |r| match r {
+            SourceRecord::User(user) => Ok(user),
+            SourceRecord::Device(device) => Err(device.external_id),
+        })?;
+        let lookups = planner.lookups(&users);
         let mut tx = self.cx.store.read().await?;
         let (desk_users, desk_agents) =
             load_page_records(&mut tx, self.cx.connection.id, &tenant, &lookups).await?;
@@ -179,7 +209,7 @@ impl<'r> Steps<'r> {
         // The page's desk records join the tenant's sites and licences for this page only.
         reference.users = desk_users;
         reference.agents = desk_agents;
-        let plan = self.planner.plan_page(&tenant, &users, &page.removed, reference);
+        let plan = planner.plan_page(&tenant, &users, &page.removed, reference);
         reference.users = Vec::new();
         reference.agents = Vec::new();
         drop(users);
@@ -199,22 +229,26 @@ impl<'r> Steps<'r> {
         let _turn = self.turn().await;
         let started = Instant::now();
         let connection = self.cx.connection.id;
-        let finish = self.planner.finish_lookups(&end.tenant_id);
         let mut tx = self.cx.store.read().await?;
-        // Only the people this run did not read: the end decides about them alone.
-        let planner = &self.planner;
-        let records = load_connection_records(&mut tx, connection, &finish, |r| {
-            !planner.was_read(&r.external_id)
-        })
-        .await?;
-        let agents = self.planner.ticket_agents(&end.tenant_id, &records);
-        let tickets = load_tickets(&mut tx, connection, &agents).await?;
+        let plan = match &mut self.planner {
+            StepPlanner::Assets(assets) => assets.end(&mut tx, &end.tenant_id, end.completeness).await?,
+            StepPlanner::Directory(planner) => {
+                let finish = planner.finish_lookups(&end.tenant_id);
+                // Only the people this run did not read: the end decides about them alone.
+                let records = load_connection_records(&mut tx, connection, &finish, |r| {
+                    !planner.was_read(&r.external_id)
+                })
+                .await?;
+                let agents = planner.ticket_agents(&end.tenant_id, &records);
+                let tickets = load_tickets(&mut tx, connection, &agents).await?;
+                planner.finish_tenant(
+                    &end.tenant_id,
+                    end.completeness,
+                    &ConnectionRecords { records, tickets },
+                )
+            }
+        };
         tx.commit().await?;
-        let plan = self.planner.finish_tenant(
-            &end.tenant_id,
-            end.completeness,
-            &ConnectionRecords { records, tickets },
-        );
         self.timings.plan_seconds += started.elapsed().as_secs_f64();
         self.requests += end.requests;
         let held = plan.held.first().map(|h| h.reason.clone());
@@ -283,7 +317,11 @@ impl<'r> Steps<'r> {
     ) -> Result<(), SyncError> {
         self.notes.extend(plan.notes.iter().cloned());
         self.locked.extend(plan.locked.iter().cloned());
-        let errors = plan_errors(&plan);
+        let entity = match self.planner {
+            StepPlanner::Directory(_) => "user",
+            StepPlanner::Assets(_) => "asset",
+        };
+        let errors = plan_errors(&plan, entity);
         let Some(run) = self.cx.run else {
             self.record(errors).await?;
             match &mut self.preview {
@@ -301,13 +339,32 @@ impl<'r> Steps<'r> {
     }
 }
 
+/// A page's records of the kind this run plans; a record of another kind is the source's error
+/// (`kind` gives its external id for the message).
+fn records_of<T>(
+    records: Vec<SourceRecord>,
+    tenant: &str,
+    kind: impl Fn(SourceRecord) -> Result<T, String>,
+) -> Result<Vec<T>, SyncError> {
+    records
+        .into_iter()
+        .map(|record| {
+            kind(record).map_err(|external_id| {
+                SyncError::Internal(format!(
+                    "the source sent record {external_id} of tenant {tenant}, of another kind than this run reads"
+                ))
+            })
+        })
+        .collect()
+}
+
 /// A plan's records that could not be planned, as errors recorded against the run.
-pub(crate) fn plan_errors(plan: &Plan) -> Vec<IntegrationError> {
+pub(crate) fn plan_errors(plan: &Plan, entity: &str) -> Vec<IntegrationError> {
     plan.errors
         .iter()
         .map(|e| IntegrationError {
             tenant_id: Some(e.tenant_id.clone()),
-            entity: Some("user".into()),
+            entity: Some(entity.to_owned()),
             external_id: Some(e.external_id.clone()),
             code: ErrorCode::MappingFailed.as_str().into(),
             message: e.message.clone(),

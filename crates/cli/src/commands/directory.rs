@@ -1,4 +1,7 @@
+use std::collections::BTreeMap;
+
 use clap::{Args, ValueEnum};
+use deskbridge_core::RecordId;
 use deskbridge_store::Entity;
 use serde_json::Value;
 
@@ -51,7 +54,16 @@ impl Listing {
                 "consumed_units",
                 "total_units",
             ],
-            Self::Assets => &["id", "name", "serial_number", "status", "user_id"],
+            Self::Assets => &[
+                "id",
+                "name",
+                "asset_type",
+                "serial_number",
+                "user",
+                "site",
+                "status",
+                "source",
+            ],
         }
     }
 }
@@ -69,12 +81,68 @@ pub async fn run(global: &GlobalArgs, args: DirectoryArgs) -> anyhow::Result<()>
         after = Some(last.id);
         rows.extend(page.iter().map(|r| r.to_json()));
     }
+    if matches!(args.what, Listing::Assets) {
+        name_asset_references(&mut tx, &mut rows).await?;
+    }
     tx.commit().await?;
     store.close().await;
     if args.json {
         crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         crate::output::out!("{}", output::table(args.what.columns(), &rows));
+    }
+    Ok(())
+}
+
+/// Adds the names an asset's ids stand for (`asset_type`, `user`, `site`, and `source`: the
+/// connection and device id it came from), so the listing says "Ann Lee", not "user 7".
+async fn name_asset_references(tx: &mut deskbridge_store::StoreTx, rows: &mut [Value]) -> anyhow::Result<()> {
+    let mut names: BTreeMap<(Entity, i64), String> = BTreeMap::new();
+    let connections: BTreeMap<i64, String> = tx
+        .connections()
+        .await?
+        .into_iter()
+        .map(|c| (c.id.0, c.name))
+        .collect();
+    for row in rows.iter_mut() {
+        let Value::Object(asset) = row else { continue };
+        for (field, entity, label) in [
+            ("asset_type_id", Entity::AssetType, "asset_type"),
+            ("user_id", Entity::User, "user"),
+            ("site_id", Entity::Site, "site"),
+        ] {
+            let Some(id) = asset.get(field).and_then(Value::as_i64) else {
+                asset.insert(label.into(), Value::Null);
+                continue;
+            };
+            let name = match names.get(&(entity, id)) {
+                Some(name) => name.clone(),
+                None => {
+                    let name = tx
+                        .get(entity, RecordId(id))
+                        .await?
+                        .and_then(|r| r.text("name").map(str::to_owned))
+                        .unwrap_or_else(|| format!("#{id} (gone)"));
+                    names.insert((entity, id), name.clone());
+                    name
+                }
+            };
+            asset.insert(label.into(), Value::String(name));
+        }
+        let source = match (
+            asset.get("source_connection_id").and_then(Value::as_i64),
+            asset.get("external_id").and_then(Value::as_str),
+        ) {
+            (Some(connection), Some(device)) => {
+                let connection = connections
+                    .get(&connection)
+                    .cloned()
+                    .unwrap_or_else(|| format!("connection #{connection} (gone)"));
+                Value::String(format!("{connection}: {device}"))
+            }
+            _ => Value::String("desk".into()),
+        };
+        asset.insert("source".into(), source);
     }
     Ok(())
 }

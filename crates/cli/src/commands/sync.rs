@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use deskbridge_core::{ErrorCode, SharedClock, SystemClock};
-use deskbridge_source::SourceRegistry;
+use deskbridge_source::{SourceRegistry, SyncEntity};
 use deskbridge_sync::{SyncOptions, SyncOutcome, sync, sync_many};
 use serde_json::json;
 
@@ -23,6 +23,9 @@ pub struct SyncArgs {
     /// and plan in memory (about 20 KiB per user).
     #[arg(long, default_value_t = 32, requires = "all")]
     pub concurrency: usize,
+    /// What to import: `directory` (users, agents, sites, licences) or `assets` (managed devices).
+    #[arg(long, default_value = "directory", value_parser = parse_entity)]
+    pub entity: SyncEntity,
     /// Show what the sync would change and write nothing.
     #[arg(long)]
     pub plan: bool,
@@ -44,6 +47,7 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
     let store = global.open_store().await?;
     let clock: SharedClock = Arc::new(SystemClock);
     let options = SyncOptions {
+        entity: args.entity,
         plan_only: args.plan,
         full: args.full,
         instance: args.instance.clone(),
@@ -75,6 +79,16 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+fn parse_entity(name: &str) -> Result<SyncEntity, String> {
+    SyncEntity::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = SyncEntity::ALL.iter().map(|e| e.as_str()).collect();
+        format!(
+            "{name:?} is not an entity deskbridge syncs; use one of: {}",
+            names.join(", ")
+        )
+    })
 }
 
 /// `sync --all`: every connection a connector serves, through one bounded pool.

@@ -15,7 +15,7 @@ use deskbridge_source::desk::SourceProperties;
 use deskbridge_source::settings::{Setting, SettingValues};
 use deskbridge_source::{
     BoxFuture, CheckPoint, Emitter, NewConnection, Partition, PartitionEnd, PartitionStart, ReadEvent,
-    ReadRequest, SignIn, Source, SourceConnection, SourceContext, SyncError, read_stream,
+    ReadRequest, SignIn, Source, SourceConnection, SourceContext, SyncEntity, SyncError, read_stream,
 };
 use deskbridge_store::{Connection, IntegrationError, Store};
 use futures::stream::BoxStream;
@@ -64,7 +64,7 @@ impl Source for CspSource {
 
     /// Users of every customer tenant, read and planned together per tenant (as Entra's directory).
     fn entities(&self) -> &'static [&'static str] {
-        &["directory"]
+        &["directory", "assets"]
     }
 
     fn setup(&self) -> &'static str {
@@ -317,6 +317,29 @@ impl CspConnection {
         }
         let config = request.config;
         let settings = &self.settings;
+        if request.entity == SyncEntity::Assets {
+            let link = settings
+                .mapping
+                .assets
+                .as_ref()
+                .map(|a| a.user_link)
+                .unwrap_or_default();
+            return match read::read_devices(&graph, Some(tenant.customer), link, out).await {
+                Ok(()) => Ok(()),
+                // This tenant's devices could not be listed (no Intune, no permission): the
+                // other tenants' devices are still imported.
+                Err(error) => {
+                    let message = format!(
+                        "the devices of customer tenant {} ({}) were not read: {error}",
+                        tenant.name, tenant.tenant_id
+                    );
+                    let remedy = error
+                        .remedy()
+                        .unwrap_or_else(|| "The next asset run tries this tenant again.".into());
+                    skip_tenant(out, tenant, error.code(), message, remedy).await
+                }
+            };
+        }
         let tenant_id = graph.tenant_id().to_owned();
         let select = read::user_select(&config.source_properties());
         let with_groups = config.uses_groups();
@@ -435,6 +458,10 @@ impl SourceConnection for CspConnection {
 
     fn source_properties(&self) -> SourceProperties {
         deskbridge_mapping::Catalog::entra_user_properties()
+    }
+
+    fn device_properties(&self) -> SourceProperties {
+        read::device_properties()
     }
 
     fn partitions(&self) -> Vec<Partition> {

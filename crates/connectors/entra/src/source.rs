@@ -12,7 +12,7 @@ use deskbridge_source::settings::{Setting, SettingValues};
 use deskbridge_source::{
     BoxFuture, CheckPoint, CursorReport, CursorReset, Emitter, NewConnection, Page, Partition, PartitionEnd,
     PartitionStart, ReadEvent, ReadRequest, SignIn, Source, SourceConnection, SourceContext, SourceRecord,
-    StoredCursors, SyncError, read_stream,
+    StoredCursors, SyncEntity, SyncError, read_stream,
 };
 use deskbridge_store::{Connection, IntegrationError, Store};
 use futures::stream::BoxStream;
@@ -66,7 +66,7 @@ impl Source for EntraSource {
     /// An Entra connection imports the directory as one unit: users, groups, memberships and
     /// licences are read and planned together (memberships drive site and role mapping).
     fn entities(&self) -> &'static [&'static str] {
-        &["directory"]
+        &["directory", "assets"]
     }
 
     fn open(&self, connection: &Connection) -> Result<Box<dyn SourceConnection>, SyncError> {
@@ -182,6 +182,16 @@ impl EntraConnection {
     ) -> Result<(), SyncError> {
         let config = request.config;
         let settings = &self.settings;
+        if request.entity == SyncEntity::Assets {
+            let tenant = self.tenant(cx).await?;
+            let link = settings
+                .mapping
+                .assets
+                .as_ref()
+                .map(|a| a.user_link)
+                .unwrap_or_default();
+            return read::read_devices(&tenant, Some(settings.customer_id), link, out).await;
+        }
         let tenant_id = settings.tenant_id.as_str();
         let select = read::user_select(&config.source_properties());
         let with_groups = config.uses_groups();
@@ -358,6 +368,10 @@ impl SourceConnection for EntraConnection {
 
     fn source_properties(&self) -> SourceProperties {
         user_properties()
+    }
+
+    fn device_properties(&self) -> SourceProperties {
+        read::device_properties()
     }
 
     fn partitions(&self) -> Vec<Partition> {

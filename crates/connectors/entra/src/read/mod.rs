@@ -1,5 +1,5 @@
 //! Reading one tenant through Graph into the mapping engine's input: [`full`] reads, [`delta`]
-//! rounds, [`users`] (what a user must look like to be read, sign-in dates), [`tracking`] (what
+//! rounds, [`devices`] (Intune managed devices, for asset runs), [`users`] (what a user must look like to be read, sign-in dates), [`tracking`] (what
 //! delta queries listen to); here, what they share (paging, delta chains, cursor names).
 //!
 //! A full read lists users (with `$expand=manager`), groups with their direct members (nested
@@ -23,11 +23,13 @@ use deskbridge_source::{Emitter, PartitionEnd, PartitionStart, ReadEvent, Source
 use deskbridge_store::IntegrationError;
 
 mod delta;
+mod devices;
 mod full;
 mod tracking;
 mod users;
 
 pub use delta::{DeltaState, read_delta};
+pub use devices::{DEVICE_PERMISSION, DEVICE_PROPERTIES, device_properties, read_devices};
 pub use full::{FullRead, Memberships, read_full};
 pub use tracking::{DeltaTracking, UNTRACKABLE, UntrackedField, latest_links};
 use users::source_user;
