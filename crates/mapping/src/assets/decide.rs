@@ -12,6 +12,7 @@ use super::config::{AssetMappings, AssetTypes, AssetUserLink, DeviceUserField, U
 use super::input::{AssetDesk, DeskAsset, SourceDevice, present};
 use super::planner::{AssetRun, Claim, NewType, device_text, is_sense, user_property};
 use super::validate::CompiledAssets;
+use crate::config::FieldSource;
 use crate::engine::{external_key, same};
 use crate::fields::{convert, read_source};
 use crate::input::DeskRecord;
@@ -79,11 +80,17 @@ pub(crate) fn match_key(value: &Value) -> Option<String> {
 pub(crate) struct Decision<'d> {
     device: &'d SourceDevice,
     label: String,
-    asset_type: String,
-    type_why: String,
+    asset_type: TypeChoice,
     /// Desk field → (value, where it came from).
     fields: BTreeMap<String, (Value, String)>,
     matched: Match,
+}
+
+/// The asset type a device gets, with the rule that gave it and why.
+struct TypeChoice {
+    name: String,
+    rule: String,
+    why: String,
 }
 
 enum Match {
@@ -226,10 +233,15 @@ impl<'p, 'c> Page<'p, 'c> {
             );
             return None;
         }
-        let (asset_type, type_why) = self.asset_type(device, &label)?;
+        let asset_type = self.asset_type(device, &label)?;
         let mut fields = BTreeMap::new();
         for field in &self.compiled.fields {
-            let origin = format!("asset field mapping #{}", field.number);
+            let origin = match &field.source {
+                FieldSource::Property(path) => format!("asset field mapping #{} ({path})", field.number),
+                FieldSource::Template(template) => {
+                    format!("asset field mapping #{} (\"{template}\")", field.number)
+                }
+            };
             let raw = read_source(&field.source, &device.properties);
             // Intune's "" and placeholder dates mean "unknown": no value.
             let raw = if present(&raw) { raw } else { Value::Null };
@@ -247,30 +259,40 @@ impl<'p, 'c> Page<'p, 'c> {
             device,
             label,
             asset_type,
-            type_why,
             fields,
             matched: Match::New,
         })
     }
 
-    /// The type's name and why, or `None` (skipped or an error) when the device gets none.
-    fn asset_type(&mut self, device: &SourceDevice, label: &str) -> Option<(String, String)> {
+    /// The device's type, or `None` (skipped or an error) when it gets none.
+    fn asset_type(&mut self, device: &SourceDevice, label: &str) -> Option<TypeChoice> {
+        let choice = |name: &str, rule: String, why: String| {
+            Some(TypeChoice {
+                name: name.trim().to_owned(),
+                rule,
+                why,
+            })
+        };
         match &self.settings.types {
-            AssetTypes::Single { asset_type } => {
-                let name = asset_type.trim().to_owned();
-                let why = format!("asset type '{name}' for every device");
-                Some((name, why))
-            }
+            AssetTypes::Single { asset_type } => choice(
+                asset_type,
+                format!("asset type '{}'", asset_type.trim()),
+                "the type of every device".into(),
+            ),
             AssetTypes::Field { property, fallback } => {
                 if let Some(value) = device_text(device, property) {
-                    return Some((value.clone(), format!("asset type '{value}' from {property}")));
+                    return choice(
+                        &value,
+                        format!("asset type from '{property}'"),
+                        format!("{property} is '{value}'"),
+                    );
                 }
                 if let Some(fallback) = fallback {
-                    let name = fallback.trim().to_owned();
-                    return Some((
-                        name.clone(),
-                        format!("{property} is empty, so the fallback type '{name}'"),
-                    ));
+                    return choice(
+                        fallback,
+                        format!("asset type fallback '{}'", fallback.trim()),
+                        format!("{property} is empty, so the fallback type"),
+                    );
                 }
                 self.push(
                     device,
@@ -290,10 +312,11 @@ impl<'p, 'c> Page<'p, 'c> {
                         &EvalOptions::graph(),
                     ) {
                         Ok(true) => {
-                            return Some((
-                                rule.asset_type.clone(),
-                                format!("asset type '{}' by {}", rule.asset_type, rule.rule()),
-                            ));
+                            return choice(
+                                &rule.asset_type,
+                                rule.rule(),
+                                "the first rule that matches".into(),
+                            );
                         }
                         Ok(false) => {}
                         Err(error) => {
@@ -309,13 +332,11 @@ impl<'p, 'c> Page<'p, 'c> {
                     }
                 }
                 match unmatched {
-                    UnmatchedDevice::Fallback { asset_type } => {
-                        let name = asset_type.trim().to_owned();
-                        Some((
-                            name.clone(),
-                            format!("no asset type rule matches, so the fallback type '{name}'"),
-                        ))
-                    }
+                    UnmatchedDevice::Fallback { asset_type } => choice(
+                        asset_type,
+                        format!("asset type fallback '{}'", asset_type.trim()),
+                        "no asset type rule matches".into(),
+                    ),
                     UnmatchedDevice::Exclude => {
                         self.push(
                             device,
@@ -489,6 +510,8 @@ impl<'p, 'c> Page<'p, 'c> {
                 desired.insert(field.clone(), (value.clone(), origin.clone()));
             }
         }
+        // Said whether or not a field changes: why the asset has no user.
+        let mut remarks = Vec::new();
         let user = self.link_user(device);
         let user_site = match &user {
             UserLink::NotManaged => None,
@@ -498,6 +521,7 @@ impl<'p, 'c> Page<'p, 'c> {
             }
             UserLink::Missing(why) => {
                 desired.insert("user_id".into(), (Value::Null, why.clone()));
+                remarks.push(format!("User: {why}."));
                 None
             }
         };
@@ -521,11 +545,10 @@ impl<'p, 'c> Page<'p, 'c> {
         }
         let keep_type = existing.is_some() && self.settings.keep_existing_types;
         if !keep_type {
-            let reference = self.type_reference(&decision.asset_type);
-            desired.insert(
-                "asset_type_id".into(),
-                (reference.to_value(), decision.type_why.clone()),
-            );
+            let choice = &decision.asset_type;
+            let reference = self.type_reference(&choice.name);
+            let why = format!("'{}' by {} ({})", choice.name, choice.rule, choice.why);
+            desired.insert("asset_type_id".into(), (reference.to_value(), why));
         }
         desired.insert(
             "tenant_id".into(),
@@ -545,7 +568,7 @@ impl<'p, 'c> Page<'p, 'c> {
                     (json!(customer.0), "the tenant's customer".into()),
                 );
             }
-            self.create(device, label, &decision.type_why, desired);
+            self.create(device, label, &decision.asset_type.rule, desired, &remarks);
             return;
         };
         let deleted = &self.settings.deleted_status;
@@ -563,15 +586,32 @@ impl<'p, 'c> Page<'p, 'c> {
                 ),
             );
         }
-        self.update(device, label, asset, link_rule, reactivating, keep_type, desired);
+        if keep_type {
+            remarks.push("Its asset type is kept (existing assets keep their type).".into());
+        }
+        let head = match link_rule {
+            Some((rule, why)) => (Action::Link, rule, why),
+            None if reactivating => (
+                Action::Reactivate,
+                decision.asset_type.rule.clone(),
+                format!("desk asset {} of this device had status '{deleted}'", asset.id),
+            ),
+            None => (
+                Action::Update,
+                decision.asset_type.rule.clone(),
+                format!("desk asset {} carries this device", asset.id),
+            ),
+        };
+        self.update(device, label, asset, head, desired, &remarks);
     }
 
     fn create(
         &mut self,
         device: &SourceDevice,
         label: &str,
-        type_why: &str,
+        type_rule: &str,
         desired: BTreeMap<String, (Value, String)>,
+        remarks: &[String],
     ) {
         let (fields, origins) = field_changes(desired, |_| Value::Null);
         self.emit_new_types();
@@ -580,54 +620,34 @@ impl<'p, 'c> Page<'p, 'c> {
             external_id: device.external_id.clone(),
             action: Action::Create,
             fields,
-            rule: "asset import".into(),
+            rule: type_rule.to_owned(),
             reason: format!(
-                "{label}: no desk asset carries this device or fits it on {}, so a new asset: {type_why}. {}.",
+                "{label}: no desk asset carries this device or fits it on {}, so a new asset. {}.{}",
                 self.settings.match_field,
-                origins.join("; ")
+                origins.join("; "),
+                remarks.iter().map(|r| format!(" {r}")).collect::<String>()
             ),
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// An existing asset's change: `head` is its action, rule and first sentence. A link is
+    /// planned even with no field to change (it records the device on the asset).
     fn update(
         &mut self,
         device: &SourceDevice,
         label: &str,
         asset: &DeskAsset,
-        link_rule: Option<(String, String)>,
-        reactivating: bool,
-        keep_type: bool,
+        (action, rule, head): (Action, String, String),
         desired: BTreeMap<String, (Value, String)>,
+        remarks: &[String],
     ) {
         let (fields, origins) = field_changes(desired, |field| current(asset, field));
-        let linking = link_rule.is_some();
-        if fields.is_empty() && !linking {
+        if fields.is_empty() && action != Action::Link {
             self.out.unchanged += 1;
             return;
         }
         self.emit_new_types();
-        let (action, rule, head) = match link_rule {
-            Some((rule, why)) => (Action::Link, rule, why),
-            None if reactivating => (
-                Action::Reactivate,
-                "asset import".to_owned(),
-                format!(
-                    "desk asset {} of this device had status '{}'",
-                    asset.id, self.settings.deleted_status
-                ),
-            ),
-            None => (
-                Action::Update,
-                "asset import".to_owned(),
-                format!("desk asset {} carries this device", asset.id),
-            ),
-        };
-        let kept = if keep_type {
-            " Its asset type is kept (existing assets keep their type)."
-        } else {
-            ""
-        };
+        let kept: String = remarks.iter().map(|r| format!(" {r}")).collect();
         let detail = if origins.is_empty() {
             "No field changes".to_owned()
         } else {
@@ -857,7 +877,7 @@ fn field_changes(
         if same(&before, &after) {
             continue;
         }
-        origins.push(format!("{field} from {why}"));
+        origins.push(format!("{field}: {why}"));
         fields.insert(field, FieldChange { before, after });
     }
     (fields, origins)
