@@ -790,3 +790,38 @@ fn a_device_read_twice_is_planned_once() {
     assert_eq!(plan.changes.len(), 1);
     assert_eq!(plan.errors.len(), 1);
 }
+
+#[test]
+fn two_assets_carrying_one_missing_device_keep_their_status() {
+    let config = with_assets(single("Laptop"));
+    let mut desk = asset_desk();
+    desk.assets
+        .push(imported_asset(50, &dev(1), json!({"status": "active"})));
+    desk.assets.push(imported_asset(
+        51,
+        &dev(1).to_uppercase(),
+        json!({"status": "active"}),
+    ));
+    let plan = run(&config, &[], &desk);
+    assert!(plan.changes.is_empty(), "{plan:#?}");
+    assert_eq!(plan.errors.len(), 2);
+    // Read, the device fits both: a conflict, never a guess.
+    let plan = run(&config, &[device(1, "PC-1", "S1").build()], &desk);
+    let conflict = change_for(&plan, &dev(1));
+    assert_eq!(conflict.action, Action::Conflict);
+    assert!(conflict.reason.contains("50, 51"), "{}", conflict.reason);
+}
+
+#[test]
+fn the_intune_catalog_types_jailbroken_as_text_and_storage_as_a_number() {
+    let properties = Catalog::intune_device_properties();
+    assert_eq!(properties["jailBroken"], SourceType::String);
+    assert_eq!(properties["totalStorageSpaceInBytes"], SourceType::Integer);
+    assert_eq!(properties["enrolledDateTime"], SourceType::DateTime);
+    assert_eq!(
+        asset_catalog()
+            .device_property("SERIALNUMBER")
+            .map(|(name, _)| name),
+        Some("serialNumber")
+    );
+}

@@ -882,3 +882,33 @@ fn field_changes(
     }
     (fields, origins)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching_keys_ignore_case_and_blanks_and_never_come_from_no_value() {
+        assert_eq!(match_key(&json!("  AB12 ")), Some("ab12".into()));
+        assert_eq!(match_key(&json!(42)), Some("42".into()));
+        for nothing in [
+            json!(""),
+            json!("   "),
+            json!(null),
+            json!("0001-01-01T00:00:00Z"),
+            json!("9999-12-31T23:59:59Z"),
+            json!(["AB12"]),
+        ] {
+            assert_eq!(match_key(&nothing), None, "{nothing}");
+        }
+    }
+
+    #[test]
+    fn only_the_tenants_customer_counts_unless_it_has_none() {
+        let (one, two) = (Some(RecordId(1)), Some(RecordId(2)));
+        assert!(of_customer(one, one));
+        assert!(!of_customer(two, one));
+        assert!(!of_customer(None, one));
+        assert!(of_customer(two, None));
+    }
+}

@@ -228,6 +228,16 @@ impl<'c> AssetPlanner<'c> {
             })
             .collect();
         absent.sort_by_key(|(external_id, asset)| (external_key(external_id), asset.id));
+        // Assets carrying one device id: a plan can name only one target per device, and
+        // choosing would be a guess; they are an administrator's (a conflict whenever the device
+        // is read), and none gets the status.
+        let mut carriers: BTreeMap<String, Vec<RecordId>> = BTreeMap::new();
+        for (external_id, asset) in &absent {
+            carriers
+                .entry(external_key(external_id))
+                .or_default()
+                .push(asset.id);
+        }
         for (external_id, asset) in absent {
             let status = asset.fields.get("status").cloned().unwrap_or(Value::Null);
             if status
@@ -237,14 +247,16 @@ impl<'c> AssetPlanner<'c> {
                 continue;
             }
             let key = Plan::target_key(Entity::Asset, external_id);
-            if out.targets.contains_key(&key) {
-                // Two desk assets carry the device id: the first gets the status, the other is
-                // for an administrator (such a pair is a conflict whenever the device is read).
+            if let Some(ids) = carriers
+                .get(&external_key(external_id))
+                .filter(|ids| ids.len() > 1)
+            {
+                let ids = ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
                 out.errors.push(PlanError {
                     tenant_id: tenant.tenant_id.clone(),
                     external_id: external_id.to_owned(),
                     message: format!(
-                        "desk asset {} carries the same device id as another asset; its status is left as it is",
+                        "desk assets {ids} carry this device id; asset {}'s status is left as it is (resolve the duplicates by hand)",
                         asset.id
                     ),
                 });
@@ -370,4 +382,44 @@ fn fingerprint(device: &SourceDevice) -> u64 {
     value(&Value::Object(device.properties.clone()), &mut state);
     device.owner_id.hash(&mut state);
     state.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn with(properties: Value) -> SourceDevice {
+        SourceDevice {
+            external_id: "D1".into(),
+            properties: properties.as_object().cloned().unwrap_or_default(),
+            owner_id: None,
+        }
+    }
+
+    #[test]
+    fn sense_is_recognised_ignoring_case() {
+        assert!(is_sense(&with(json!({"managementAgent": "MSSense"}))));
+        assert!(!is_sense(&with(json!({"managementAgent": "mdm"}))));
+        assert!(!is_sense(&with(json!({}))));
+    }
+
+    #[test]
+    fn device_text_reads_present_values_trimmed() {
+        let device = with(json!({"a": " x ", "b": "", "c": "0001-01-01T00:00:00Z", "d": 5}));
+        assert_eq!(device_text(&device, "A").as_deref(), Some("x"));
+        assert_eq!(device_text(&device, "b"), None);
+        assert_eq!(device_text(&device, "c"), None);
+        assert_eq!(device_text(&device, "d").as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn fingerprints_ignore_property_order() {
+        let a = with(json!({"x": 1, "y": "z"}));
+        let mut b = with(json!({"y": "z"}));
+        b.properties.insert("x".into(), json!(1));
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&a), fingerprint(&with(json!({"x": 2, "y": "z"}))));
+    }
 }
