@@ -7,10 +7,13 @@
 //! which gives the deletion status to those a complete read did not find.
 
 mod apply;
+mod changes;
 mod config;
-mod decide;
 mod input;
+mod matching;
+mod page;
 mod planner;
+mod users;
 mod validate;
 
 pub use apply::apply_assets;

@@ -13,8 +13,9 @@ use deskbridge_core::{ConnectionId, RecordId};
 use serde_json::Value;
 
 use super::config::{AssetMappings, AssetTypes, AssetUserLink, DeviceUserField};
-use super::decide::{Output, Page, match_key};
 use super::input::{AssetDesk, AssetLookups, DeskAsset, SourceDevice, present};
+use super::matching::match_key;
+use super::page::{Output, Page};
 use super::validate::CompiledAssets;
 use crate::config::FieldSource;
 use crate::engine::external_key;
