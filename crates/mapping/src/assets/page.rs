@@ -12,6 +12,7 @@ use super::config::{AssetMappings, AssetTypes, UnmatchedDevice};
 use super::input::{AssetDesk, SourceDevice, present};
 use super::matching::{Match, match_key};
 use super::planner::{AssetRun, device_text, is_sense};
+use super::users::UserIndex;
 use super::validate::CompiledAssets;
 use crate::config::FieldSource;
 use crate::engine::external_key;
@@ -82,7 +83,6 @@ pub(super) struct TypeChoice {
 pub(crate) struct Page<'p, 'c> {
     pub(super) settings: &'c AssetMappings,
     pub(super) compiled: &'c CompiledAssets,
-    pub(super) connection: ConnectionId,
     pub(super) tenant_id: &'p str,
     pub(super) customer_id: Option<RecordId>,
     pub(super) desk: &'p AssetDesk,
@@ -93,6 +93,8 @@ pub(crate) struct Page<'p, 'c> {
     /// Matching value → desk assets of the customer no device of this connection is linked to
     /// (nor claimed earlier in the run).
     pub(super) unlinked: BTreeMap<String, Vec<usize>>,
+    /// The users devices may be linked to.
+    pub(super) users: UserIndex,
 }
 
 impl<'p, 'c> Page<'p, 'c> {
@@ -127,7 +129,6 @@ impl<'p, 'c> Page<'p, 'c> {
         Self {
             settings,
             compiled,
-            connection,
             tenant_id,
             customer_id,
             desk,
@@ -135,6 +136,7 @@ impl<'p, 'c> Page<'p, 'c> {
             out: Output::default(),
             by_source,
             unlinked,
+            users: UserIndex::new(desk, connection, customer_id),
         }
     }
 

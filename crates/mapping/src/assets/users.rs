@@ -1,13 +1,16 @@
 //! Who a device belongs to on the desk (by user id, user principal name or email, or the
 //! owner the source reports), and the site of a device no user places.
 
-use deskbridge_core::RecordId;
+use std::collections::BTreeMap;
+
+use deskbridge_core::{ConnectionId, RecordId};
 use serde_json::Value;
 
 use super::config::{AssetUserLink, DeviceUserField};
-use super::input::SourceDevice;
+use super::input::{AssetDesk, SourceDevice};
 use super::page::{Page, of_customer};
 use super::planner::{device_text, user_property};
+use crate::engine::external_key;
 use crate::input::DeskRecord;
 
 pub(super) enum UserLink {
@@ -70,53 +73,29 @@ impl Page<'_, '_> {
         let Some(wanted) = wanted else {
             return UserLink::Missing(format!("the device names no user ({what} is empty), so no user"));
         };
-        let eligible: Vec<&DeskRecord> = self
-            .desk
-            .users
-            .iter()
-            .filter(|user| self.eligible(user))
-            .collect();
-        let text_is = |user: &DeskRecord, field: &str| {
-            user.text(field)
-                .is_some_and(|v| v.trim().to_lowercase() == wanted.to_lowercase())
-        };
-        let by_id = |user: &DeskRecord| {
-            user.source.as_ref().is_some_and(|s| {
-                s.connection_id == self.connection && s.external_id.eq_ignore_ascii_case(&wanted)
-            })
-        };
-        let (found, on): (Vec<&DeskRecord>, &str) = match self.settings.user_link {
+        let users = &self.users;
+        let (found, on) = match self.settings.user_link {
             AssetUserLink::Asset {
                 field: DeviceUserField::UserPrincipalName,
-            } => {
-                let by_login: Vec<_> = eligible
-                    .iter()
-                    .copied()
-                    .filter(|u| text_is(u, "network_login"))
-                    .collect();
-                if by_login.is_empty() {
-                    (
-                        eligible.into_iter().filter(|u| text_is(u, "email")).collect(),
-                        "email",
-                    )
-                } else {
-                    (by_login, "network login")
-                }
-            }
+            } => match users.by_login.get(&wanted.to_lowercase()) {
+                Some(by_login) => (Some(by_login), "network login"),
+                None => (users.by_email.get(&wanted.to_lowercase()), "email"),
+            },
             AssetUserLink::Asset {
                 field: DeviceUserField::EmailAddress,
-            } => (
-                eligible.into_iter().filter(|u| text_is(u, "email")).collect(),
-                "email",
-            ),
-            _ => (eligible.into_iter().filter(|u| by_id(u)).collect(), "external id"),
+            } => (users.by_email.get(&wanted.to_lowercase()), "email"),
+            _ => (users.by_id.get(&external_key(&wanted)), "external id"),
         };
-        match found.as_slice() {
-            [user] => UserLink::Found {
-                id: user.id,
-                site: user.fields.get("site_id").and_then(Value::as_i64).map(RecordId),
-                why: format!("desk user {} whose {on} is {what} '{wanted}'", user.label()),
-            },
+        let records = &self.desk.users;
+        match found.map_or(&[][..], Vec::as_slice) {
+            [index] => {
+                let user = &records[*index];
+                UserLink::Found {
+                    id: user.id,
+                    site: user.fields.get("site_id").and_then(Value::as_i64).map(RecordId),
+                    why: format!("desk user {} whose {on} is {what} '{wanted}'", user.label()),
+                }
+            }
             [] => UserLink::Missing(format!(
                 "no active desk user of the customer matches {what} '{wanted}', so no user"
             )),
@@ -125,25 +104,58 @@ impl Page<'_, '_> {
                 several.len(),
                 several
                     .iter()
-                    .map(|u| u.id.to_string())
+                    .map(|i| records[*i].id.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
         }
     }
+}
 
-    /// Active, and on one of the tenant customer's sites (any site without a customer).
-    fn eligible(&self, user: &DeskRecord) -> bool {
-        if !user.is_active() {
-            return false;
-        }
-        let Some(customer) = self.customer_id else {
-            return true;
+/// The page desk's users a device may be linked to — active, and on one of the tenant
+/// customer's sites (any site when the tenant has no customer) — by what devices name them.
+#[derive(Default)]
+pub(super) struct UserIndex {
+    /// Lower-cased external id (this connection's source identity) → users.
+    by_id: BTreeMap<String, Vec<usize>>,
+    /// Trimmed, lower-cased network login → users.
+    by_login: BTreeMap<String, Vec<usize>>,
+    /// Trimmed, lower-cased email → users.
+    by_email: BTreeMap<String, Vec<usize>>,
+}
+
+impl UserIndex {
+    pub(super) fn new(desk: &AssetDesk, connection: ConnectionId, customer: Option<RecordId>) -> Self {
+        let mut index = Self::default();
+        let on_customer_site = |user: &DeskRecord| {
+            let Some(customer) = customer else {
+                return true;
+            };
+            let site = user.fields.get("site_id").and_then(Value::as_i64);
+            desk.sites
+                .iter()
+                .any(|s| Some(s.id.0) == site && s.customer_id == customer)
         };
-        let site = user.fields.get("site_id").and_then(Value::as_i64);
-        self.desk
-            .sites
-            .iter()
-            .any(|s| Some(s.id.0) == site && s.customer_id == customer)
+        for (position, user) in desk.users.iter().enumerate() {
+            if !user.is_active() || !on_customer_site(user) {
+                continue;
+            }
+            if let Some(source) = user.source.as_ref().filter(|s| s.connection_id == connection) {
+                index
+                    .by_id
+                    .entry(external_key(&source.external_id))
+                    .or_default()
+                    .push(position);
+            }
+            for (field, map) in [
+                ("network_login", &mut index.by_login),
+                ("email", &mut index.by_email),
+            ] {
+                if let Some(value) = user.text(field).map(str::trim).filter(|v| !v.is_empty()) {
+                    map.entry(value.to_lowercase()).or_default().push(position);
+                }
+            }
+        }
+        index
     }
 }
