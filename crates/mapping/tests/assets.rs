@@ -123,6 +123,20 @@ fn validation_names_each_problem_with_its_path() {
 }
 
 #[test]
+fn rules_need_at_least_one_rule() {
+    let config = MappingConfig {
+        assets: Some(AssetMappings {
+            types: rules(&[], UnmatchedDevice::Exclude),
+            ..AssetMappings::default()
+        }),
+        ..MappingConfig::generated(RecordId(10))
+    };
+    let errors = validate(&config, &asset_catalog()).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].location, "assets.types.rules");
+}
+
+#[test]
 fn user_custom_fields_are_not_asset_fields_and_the_match_field_must_be_an_asset_field() {
     let assets = AssetMappings {
         fields: vec![
@@ -175,6 +189,13 @@ fn a_single_missing_type_is_created_once_and_referenced() {
         assert_eq!(after(change, "site_id"), &json!(10), "no user: the main site");
     }
     assert_eq!(plan.counts.created, 3);
+    let pages = plan.pages(1);
+    assert_eq!(pages.len(), 3);
+    assert_eq!(
+        pages[0][0].entity,
+        Entity::AssetType,
+        "the type first: the assets refer to it"
+    );
     let applied = apply_assets(&plan, &asset_desk(), CONNECTION).unwrap();
     assert_eq!(applied.asset_types.len(), 3);
     assert!(
@@ -823,5 +844,62 @@ fn the_intune_catalog_types_jailbroken_as_text_and_storage_as_a_number() {
             .device_property("SERIALNUMBER")
             .map(|(name, _)| name),
         Some("serialNumber")
+    );
+}
+
+#[test]
+fn a_tenant_without_customer_matches_any_asset_and_sets_no_customer() {
+    let config = with_assets(AssetMappings {
+        default_site: Some(RecordId(20)),
+        ..single("Laptop")
+    });
+    let mut desk = asset_desk();
+    desk.sites = common::desk_sites();
+    desk.users
+        .push(desk_user(106, "u-ed", "ed@fabrikam.com", "ed@fabrikam.com", 20));
+    desk.assets
+        .push(manual_asset(60, 2, json!({"serial_number": "S1"})));
+    let devices = [
+        device(1, "PC-1", "S1").build(),
+        device(2, "PC-2", "S2").upn("ed@fabrikam.com").build(),
+    ];
+    let mut planner = AssetPlanner::new(&config, CONNECTION, now()).unwrap();
+    planner.begin_tenant(TENANT, None);
+    let plan = planner.plan_page(&devices, &desk);
+    assert_eq!(change_for(&plan, &dev(1)).action, Action::Link);
+    let created = change_for(&plan, &dev(2));
+    assert!(!created.fields.contains_key("customer_id"));
+    assert_eq!(after(created, "user_id"), &json!(106), "any site's user");
+    assert_eq!(after(created, "site_id"), &json!(20));
+}
+
+#[test]
+fn values_a_field_cannot_hold_are_plan_errors_and_templates_join_properties() {
+    let fields = vec![
+        FieldMapping {
+            source: FieldSource::Template("{manufacturer} {model}".into()),
+            target: "name".into(),
+        },
+        FieldMapping::property("serialNumber", "serial_number"),
+        FieldMapping::property("totalStorageSpaceInBytes", "custom:Storage"),
+    ];
+    let config = with_assets(AssetMappings {
+        fields,
+        ..single("Laptop")
+    });
+    let devices = [device(1, "PC-1", "S1")
+        .prop("manufacturer", json!("Dell"))
+        .prop("model", json!(" Latitude "))
+        .prop("totalStorageSpaceInBytes", json!("lots"))
+        .build()];
+    let plan = run(&config, &devices, &asset_desk());
+    let created = change_for(&plan, &dev(1));
+    assert_eq!(after(created, "name"), &json!("Dell Latitude"));
+    assert!(!created.fields.contains_key("custom:Storage"));
+    assert_eq!(plan.errors.len(), 1);
+    assert!(
+        plan.errors[0].message.contains("custom:Storage"),
+        "{:?}",
+        plan.errors
     );
 }

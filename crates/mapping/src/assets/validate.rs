@@ -124,6 +124,12 @@ impl AssetChecker<'_, '_> {
                 }
             }
             AssetTypes::Rules { rules, unmatched } => {
+                if rules.is_empty() {
+                    self.error(
+                        "assets.types.rules",
+                        "add at least one rule, or give every device the same type",
+                    );
+                }
                 for (index, rule) in rules.iter().enumerate() {
                     let location = format!("assets.types.rules[{index}]");
                     self.type_name(&format!("{location}.asset_type"), &rule.asset_type);
