@@ -109,7 +109,10 @@ fn validation_names_each_problem_with_its_path() {
             .clone()
     };
     assert!(at("assets.types.rules[1].filter").contains("does not parse"));
-    assert!(at("assets.types.rules[2].filter").contains("unknown device property 'operatingSytem'"));
+    assert!(
+        at("assets.types.rules[2].filter")
+            .contains("unknown device property 'operatingSytem' (did you mean 'operatingSystem'?)")
+    );
     assert!(at("assets.types.rules[3].asset_type").contains("name the asset type"));
     assert!(at("assets.types.unmatched.asset_type").contains("name the asset type"));
     assert!(at("assets.fields[1]").contains("already mapped by assets.fields[0]"));
@@ -902,4 +905,30 @@ fn values_a_field_cannot_hold_are_plan_errors_and_templates_join_properties() {
         "{:?}",
         plan.errors
     );
+}
+
+#[test]
+fn another_integrations_asset_is_linked_and_the_reason_says_so() {
+    let config = with_assets(single("Laptop"));
+    let mut desk = asset_desk();
+    let mut rmm = manual_asset(70, 1, json!({"serial_number": "S3", "asset_type_id": 2}));
+    rmm.source = Some(SourceIdentity {
+        connection_id: deskbridge_core::ConnectionId(99),
+        external_id: "rmm-3".into(),
+    });
+    desk.assets.push(rmm);
+    let plan = run(&config, &[device(3, "PC-3", "S3").build()], &desk);
+    let linked = change_for(&plan, &dev(3));
+    assert_eq!(linked.action, Action::Link);
+    assert!(
+        linked.reason.contains("device rmm-3 of connection 99"),
+        "{}",
+        linked.reason
+    );
+    let applied = apply_assets(&plan, &desk, CONNECTION).unwrap();
+    assert_eq!(
+        applied.assets[0].source.as_ref().unwrap().connection_id,
+        CONNECTION
+    );
+    assert!(writes(&run(&config, &[device(3, "PC-3", "S3").build()], &applied)).is_empty());
 }

@@ -27,16 +27,22 @@ impl Page<'_, '_> {
             }
             Match::New => (None, None),
             Match::BySource(index) => (Some(&desk.assets[*index]), None),
-            Match::ByField { index, value } => (
-                Some(&desk.assets[*index]),
-                Some((
-                    format!("asset matching field '{}'", self.settings.match_field),
+            Match::ByField { index, value } => {
+                let asset = &desk.assets[*index];
+                // Another integration's asset now follows this connection: worth saying.
+                let from = asset.source.as_ref().map_or_else(String::new, |source| {
                     format!(
-                        "linked to desk asset {} whose {} is '{value}'",
-                        desk.assets[*index].id, self.settings.match_field
-                    ),
-                )),
-            ),
+                        " (it was recorded as device {} of connection {})",
+                        source.external_id, source.connection_id
+                    )
+                });
+                let why = format!(
+                    "linked to desk asset {} whose {} is '{value}'{from}",
+                    asset.id, self.settings.match_field
+                );
+                let rule = format!("asset matching field '{}'", self.settings.match_field);
+                (Some(asset), Some((rule, why)))
+            }
         };
         let mut desired: BTreeMap<String, (Value, String)> = BTreeMap::new();
         for (field, (value, origin)) in &decision.fields {

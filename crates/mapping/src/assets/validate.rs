@@ -10,7 +10,7 @@ use super::config::{AssetMappings, AssetTypes, AssetUserLink, UnmatchedDevice};
 use crate::catalog::{Catalog, SourceType};
 use crate::config::FieldSource;
 use crate::fields::{FieldKind, TargetProblem, asset_target_kind, template_properties};
-use crate::validate::{CompiledField, ConfigError};
+use crate::validate::{CompiledField, ConfigError, closest};
 
 /// The asset configuration, ready for planning.
 #[derive(Debug, Clone)]
@@ -77,16 +77,8 @@ impl AssetChecker<'_, '_> {
         if let Some((_, source_type)) = self.catalog.device_property(path) {
             return Some(source_type);
         }
-        let known: Vec<&str> = self
-            .catalog
-            .device_properties
-            .keys()
-            .map(String::as_str)
-            .collect();
-        let hint = match known
-            .iter()
-            .find(|name| name.to_lowercase().contains(&path.to_lowercase()))
-        {
+        let known = self.catalog.device_properties.keys().map(String::as_str);
+        let hint = match closest(path, known) {
             Some(close) => format!(" (did you mean '{close}'?)"),
             None => String::new(),
         };
