@@ -932,3 +932,15 @@ fn another_integrations_asset_is_linked_and_the_reason_says_so() {
     );
     assert!(writes(&run(&config, &[device(3, "PC-3", "S3").build()], &applied)).is_empty());
 }
+
+#[test]
+fn an_asset_the_desk_lists_twice_is_one_candidate() {
+    let config = with_assets(single("Laptop"));
+    let mut desk = asset_desk();
+    desk.assets
+        .push(manual_asset(60, 1, json!({"serial_number": "S1"})));
+    desk.assets
+        .push(manual_asset(60, 1, json!({"serial_number": "S1"})));
+    let plan = run(&config, &[device(1, "PC-1", "S1").build()], &desk);
+    assert_eq!(change_for(&plan, &dev(1)).action, Action::Link);
+}

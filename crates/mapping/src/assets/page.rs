@@ -2,7 +2,7 @@
 //! matching — exclusion (Sense), the asset type (single, field or rules) and the mapped fields.
 //! Matching is in `matching.rs`, users and sites in `users.rs`, the changes in `changes.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use deskbridge_core::{ConnectionId, RecordId};
 use deskbridge_odata::EvalOptions;
@@ -109,7 +109,13 @@ impl<'p, 'c> Page<'p, 'c> {
     ) -> Self {
         let mut by_source: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut unlinked: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut ids = BTreeSet::new();
         for (index, asset) in desk.assets.iter().enumerate() {
+            // The store may list an asset twice (found by device id and by value): once is
+            // enough, and twice would look like two candidates.
+            if !ids.insert(asset.id) {
+                continue;
+            }
             if let Some(source) = asset.source.as_ref().filter(|s| s.connection_id == connection) {
                 by_source
                     .entry(external_key(&source.external_id))

@@ -229,6 +229,8 @@ impl<'c> AssetPlanner<'c> {
             })
             .collect();
         absent.sort_by_key(|(external_id, asset)| (external_key(external_id), asset.id));
+        // An asset listed twice is one asset.
+        absent.dedup_by_key(|(_, asset)| asset.id);
         // Assets carrying one device id: a plan can name only one target per device, and
         // choosing would be a guess; they are an administrator's (a conflict whenever the device
         // is read), and none gets the status.
