@@ -181,6 +181,7 @@ proptest! {
     fn matching_never_links_on_no_value_nor_one_asset_twice_and_settles(
         devices in matching_devices(),
         seeds in desk_assets(),
+        page in 1usize..4,
     ) {
         let config = with_assets(AssetMappings {
             types: AssetTypes::Single { asset_type: "Laptop".into() },
@@ -208,6 +209,12 @@ proptest! {
         let mut targeted = BTreeSet::new();
         for id in plan.targets.values() {
             prop_assert!(targeted.insert(*id), "asset {id} targeted twice: {:#?}", plan.targets);
+        }
+        // Page-wise too, no asset is linked or updated for two devices.
+        let paged = run_pages(&config, &built, &desk, page);
+        let mut targeted = BTreeSet::new();
+        for id in paged.targets.values() {
+            prop_assert!(targeted.insert(*id), "asset {id} targeted twice: {:#?}", paged.targets);
         }
         let applied = apply_assets(&plan, &desk, CONNECTION).unwrap();
         let again = run(&config, &built, &applied);
