@@ -944,3 +944,15 @@ fn an_asset_the_desk_lists_twice_is_one_candidate() {
     let plan = run(&config, &[device(1, "PC-1", "S1").build()], &desk);
     assert_eq!(change_for(&plan, &dev(1)).action, Action::Link);
 }
+
+#[test]
+fn pages_or_an_end_without_a_begun_tenant_plan_nothing_and_say_so() {
+    let config = with_assets(single("Laptop"));
+    let mut planner = AssetPlanner::new(&config, CONNECTION, now()).unwrap();
+    let page = planner.plan_page(&[device(1, "PC-1", "S1").build()], &asset_desk());
+    assert!(page.changes.is_empty());
+    assert_eq!(page.errors.len(), 1);
+    let end = planner.finish_tenant(Completeness::Complete, &[imported_asset(50, &dev(1), json!({}))]);
+    assert!(end.changes.is_empty());
+    assert_eq!(end.errors.len(), 1);
+}
