@@ -177,6 +177,69 @@ impl Catalog {
         properties
     }
 
+    /// The Intune managed device properties deskbridge reads (Graph v1.0 `managedDevice`, as the
+    /// API notes' B7 lists them): what a device connector puts in
+    /// [`Catalog::device_properties`]. `jailBroken` is text ("True", "False", "Unknown"), and
+    /// missing values arrive as `""` or placeholder dates (see [`crate::present`]).
+    pub fn intune_device_properties() -> BTreeMap<String, SourceType> {
+        use SourceType::*;
+        [
+            ("id", String),
+            ("userId", String),
+            ("deviceName", String),
+            ("managedDeviceName", String),
+            ("managedDeviceOwnerType", String),
+            ("enrolledDateTime", DateTime),
+            ("lastSyncDateTime", DateTime),
+            ("operatingSystem", String),
+            ("osVersion", String),
+            ("complianceState", String),
+            ("managementAgent", String),
+            ("azureADDeviceId", String),
+            ("azureADRegistered", Boolean),
+            ("deviceEnrollmentType", String),
+            ("deviceRegistrationState", String),
+            ("isEncrypted", Boolean),
+            ("isSupervised", Boolean),
+            ("jailBroken", String),
+            ("userPrincipalName", String),
+            ("userDisplayName", String),
+            ("emailAddress", String),
+            ("model", String),
+            ("manufacturer", String),
+            ("serialNumber", String),
+            ("imei", String),
+            ("meid", String),
+            ("wiFiMacAddress", String),
+            ("phoneNumber", String),
+            ("totalStorageSpaceInBytes", Integer),
+            ("freeStorageSpaceInBytes", Integer),
+            ("complianceGracePeriodExpirationDateTime", DateTime),
+            ("partnerReportedThreatState", String),
+            ("deviceCategoryDisplayName", String),
+            ("exchangeAccessState", String),
+            ("exchangeLastSuccessfulSyncDateTime", DateTime),
+            ("easActivated", Boolean),
+            ("easDeviceId", String),
+        ]
+        .into_iter()
+        .map(|(name, ty)| (name.to_owned(), ty))
+        .collect()
+    }
+
+    /// Looks a device property up exactly, then ignoring case (as Graph does).
+    pub fn device_property(&self, path: &str) -> Option<(&str, SourceType)> {
+        self.device_properties
+            .get_key_value(path)
+            .map(|(k, v)| (k.as_str(), *v))
+            .or_else(|| {
+                self.device_properties
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(path))
+                    .map(|(k, v)| (k.as_str(), *v))
+            })
+    }
+
     /// Looks a source property up exactly, then ignoring case (as Graph does).
     pub fn source_property(&self, path: &str) -> Option<(&str, SourceType)> {
         self.source_properties

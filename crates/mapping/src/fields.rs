@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::catalog::{Catalog, CustomFieldEntity, CustomFieldType, SourceType};
+use crate::catalog::{Catalog, CustomField, CustomFieldEntity, CustomFieldType, SourceType};
 use crate::config::{FieldSource, RecordKind};
 
 /// The type a mapped desk field holds.
@@ -121,14 +121,7 @@ pub(crate) fn target_kind(
         let field = catalog
             .custom_field(custom, entity)
             .ok_or(TargetProblem::UnknownCustomField)?;
-        return Ok(match field.field_type {
-            CustomFieldType::Text => FieldKind::Text,
-            CustomFieldType::Number => FieldKind::Number,
-            CustomFieldType::Date => FieldKind::Date,
-            CustomFieldType::Boolean => FieldKind::Boolean,
-            CustomFieldType::SingleSelect => FieldKind::SingleSelect(field.options.clone()),
-            CustomFieldType::MultiSelect => FieldKind::MultiSelect(field.options.clone()),
-        });
+        return Ok(custom_kind(field));
     }
     let text_fields = match kind {
         RecordKind::User => USER_TEXT_FIELDS,
@@ -142,6 +135,40 @@ pub(crate) fn target_kind(
         (RecordKind::User, "last_sign_in") => Ok(FieldKind::Date),
         (RecordKind::Agent, "default_team_id") => Ok(FieldKind::TeamByName),
         _ if ENGINE_FIELDS.contains(&target) => Err(TargetProblem::EngineOwned),
+        _ => Err(TargetProblem::Unknown),
+    }
+}
+
+fn custom_kind(field: &CustomField) -> FieldKind {
+    match field.field_type {
+        CustomFieldType::Text => FieldKind::Text,
+        CustomFieldType::Number => FieldKind::Number,
+        CustomFieldType::Date => FieldKind::Date,
+        CustomFieldType::Boolean => FieldKind::Boolean,
+        CustomFieldType::SingleSelect => FieldKind::SingleSelect(field.options.clone()),
+        CustomFieldType::MultiSelect => FieldKind::MultiSelect(field.options.clone()),
+    }
+}
+
+/// Desk asset fields a device field mapping may write besides asset custom fields; the others
+/// (`status`, `site_id`, `user_id`, `asset_type_id`, …) the asset planner sets itself.
+pub(crate) const ASSET_TEXT_FIELDS: &[&str] = &["name", "serial_number"];
+
+/// The type of a desk asset field an asset field mapping writes, or why it may not be written.
+pub(crate) fn asset_target_kind(target: &str, catalog: &Catalog) -> Result<FieldKind, TargetProblem> {
+    if let Some(custom) = target.strip_prefix("custom:") {
+        return catalog
+            .custom_field(custom, CustomFieldEntity::Asset)
+            .map(custom_kind)
+            .ok_or(TargetProblem::UnknownCustomField);
+    }
+    if ASSET_TEXT_FIELDS.contains(&target) {
+        return Ok(FieldKind::Text);
+    }
+    match target {
+        "status" | "site_id" | "user_id" | "asset_type_id" | "customer_id" | "tenant_id" => {
+            Err(TargetProblem::EngineOwned)
+        }
         _ => Err(TargetProblem::Unknown),
     }
 }

@@ -8,6 +8,11 @@
 //! and a page of users at a time (the streaming pipeline; memory flat in tenant size), and
 //! [`plan`] for a whole run at once (a thin wrapper driving the same planner).
 //!
+//! Managed devices become desk assets through a separate page-wise planner, [`AssetPlanner`]
+//! (types by name, rule or property; matching by device id then a global matching field such as
+//! the serial number; linked users and sites; a deletion status, never a delete), configured by
+//! [`MappingConfig::assets`].
+//!
 //! The engine speaks source records, not Graph: a connector turns what it reads into
 //! [`SourceUser`]s (external id, properties, groups, licences, `external`), and names the
 //! properties a mapping may read in the [`Catalog`].
@@ -55,7 +60,7 @@ mod validate;
 pub use apply::{ApplyError, apply_to_snapshot};
 pub use assets::{
     AssetDesk, AssetLookups, AssetMappings, AssetPlanner, AssetTypeRule, AssetTypes, AssetUserLink,
-    DeskAsset, DeviceUserField, SourceDevice, UnmatchedDevice, present,
+    DeskAsset, DeviceUserField, SourceDevice, UnmatchedDevice, apply_assets, present,
 };
 pub use catalog::{
     Catalog, CatalogSite, CustomField, CustomFieldEntity, CustomFieldType, NamedRecord, SourceType,

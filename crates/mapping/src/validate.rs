@@ -7,6 +7,7 @@ use deskbridge_odata::Expr;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::assets::{CompiledAssets, check_assets};
 use crate::catalog::{Catalog, CustomFieldEntity, NamedRecord, SourceType};
 use crate::config::{
     CONFIG_VERSION, FieldMapping, FieldSource, GroupFilter, MappingConfig, RecordKind, SiteMapping,
@@ -42,6 +43,8 @@ pub struct ValidatedConfig {
     pub(crate) mappings: Vec<CompiledMapping>,
     /// Lower-cased team name → team.
     pub(crate) teams_by_name: BTreeMap<String, RecordId>,
+    /// The asset configuration compiled, when devices are imported.
+    pub(crate) assets: Option<CompiledAssets>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +144,21 @@ impl ValidatedConfig {
         uses
     }
 
+    /// Whether devices are imported as assets (the configuration has an asset part).
+    pub fn imports_assets(&self) -> bool {
+        self.assets.is_some()
+    }
+
+    /// Source device properties the asset configuration reads (field mappings, the type
+    /// property or rules, the user link, `managementAgent` for the Sense exclusion), plus `id`:
+    /// what a device read must request (Intune: `$select`). Empty when assets are not imported.
+    pub fn device_properties(&self) -> BTreeSet<String> {
+        let (Some(settings), Some(compiled)) = (&self.config.assets, &self.assets) else {
+            return BTreeSet::new();
+        };
+        crate::assets::device_properties(settings, compiled)
+    }
+
     /// Whether group memberships must be read at all.
     pub fn uses_groups(&self) -> bool {
         let advanced = &self.config.advanced;
@@ -190,6 +208,10 @@ pub fn validate(config: &MappingConfig, catalog: &Catalog) -> Result<ValidatedCo
     mappings.sort_by_key(|compiled| (compiled.mapping.sequence, compiled.mapping.id));
     checker.advanced(config);
     checker.imports(config, &user_fields);
+    let assets = config
+        .assets
+        .as_ref()
+        .and_then(|assets| check_assets(assets, catalog, &mut checker.errors));
     let teams_by_name = catalog
         .teams
         .iter()
@@ -202,6 +224,7 @@ pub fn validate(config: &MappingConfig, catalog: &Catalog) -> Result<ValidatedCo
             agent_fields,
             mappings,
             teams_by_name,
+            assets,
         })
     } else {
         Err(checker.errors)
@@ -677,7 +700,7 @@ pub(crate) fn is_guid(text: &str) -> bool {
 }
 
 /// The closest name within two edits, for "did you mean" hints.
-fn closest<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let wanted = wanted.to_lowercase();
     candidates
         .map(|candidate| (edit_distance(&wanted, &candidate.to_lowercase()), candidate))

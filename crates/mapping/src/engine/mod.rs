@@ -59,6 +59,7 @@ use deskbridge_core::{ConnectionId, RecordId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub(crate) use diff::same;
 pub use lookups::{ConnectionRecord, ConnectionRecords, DeskLookups, FinishLookups};
 
 use crate::config::{MatchField, RecordKind};

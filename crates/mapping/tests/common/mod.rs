@@ -387,3 +387,5 @@ pub fn now() -> jiff::Timestamp {
 pub fn oid(n: u32) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
 }
+
+pub mod assets;
