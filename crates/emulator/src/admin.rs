@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use crate::EmulatorError;
 use crate::limits::Faults;
 use crate::server::{AppState, summary_of};
-use crate::world::{AssignedLicense, Group, User, World};
+use crate::world::{AssignedLicense, Group, ManagedDevice, User, World, device_from_json};
 
 type St = State<Arc<AppState>>;
 
@@ -43,6 +43,11 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
             get(get_group).patch(update_group).delete(delete_group),
         )
         .route("/tenants/{tid}/groups/{id}/restore", post(restore_group))
+        .route("/tenants/{tid}/devices", post(create_device))
+        .route(
+            "/tenants/{tid}/devices/{id}",
+            get(get_device).patch(update_device).delete(delete_device),
+        )
         .route("/tenants/{tid}/groups/{id}/members", post(add_member))
         .route(
             "/tenants/{tid}/groups/{id}/members/{member}",
@@ -417,6 +422,54 @@ async fn remove_member(
     Path((tid, id, member)): Path<(String, String, String)>,
 ) -> Response {
     match with_world(&state, |w| w.remove_member(&tid, &id, &member)) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Creates a managed device from Graph's JSON: what is missing is filled in as Intune sends it
+/// (`""`, `0001-01-01T00:00:00Z`, `unknown`), and an absent or empty `id` is generated.
+async fn create_device(State(state): St, Path(tid): Path<String>, body: Bytes) -> Response {
+    let given = match parse_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let mut base = match serde_json::to_value(ManagedDevice::default()) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    base.extend(given);
+    let device = match device_from_json(Value::Object(base)) {
+        Ok(d) => d,
+        Err(e) => return from_error(e),
+    };
+    match with_world(&state, |w| w.create_device(&tid, device)) {
+        Ok(d) => (StatusCode::CREATED, axum::Json(d)).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn get_device(State(state): St, Path((tid, id)): Path<(String, String)>) -> Response {
+    let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
+    match world.tenant(&tid).and_then(|t| t.device(&id)) {
+        Some(d) => ok(d),
+        None => fail(StatusCode::NOT_FOUND, "NotFound", &format!("device {id}")),
+    }
+}
+
+async fn update_device(State(state): St, Path((tid, id)): Path<(String, String)>, body: Bytes) -> Response {
+    let patch = match parse_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    match with_world(&state, |w| w.update_device(&tid, &id, &patch)) {
+        Ok(d) => ok(d),
+        Err(r) => r,
+    }
+}
+
+async fn delete_device(State(state): St, Path((tid, id)): Path<(String, String)>) -> Response {
+    match with_world(&state, |w| w.delete_device(&tid, &id)) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(r) => r,
     }

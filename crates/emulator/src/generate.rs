@@ -903,14 +903,22 @@ fn generate_roles(rng: &mut Rng, tenant: &mut Tenant) {
     }
 }
 
-const UNSET_DATE: &str = "0001-01-01T00:00:00Z";
-
 fn generate_devices(rng: &mut Rng, tenant: &mut Tenant, now: Timestamp) {
     let count = (tenant.users.len() / 2).min(5_000);
     let mut devices = Vec::with_capacity(count);
+    let mut windows = 0usize;
     for d in 0..count {
         let owner = &tenant.users[rng.below(tenant.users.len())];
         let os = *rng.pick(&["Windows", "Windows", "iOS", "Android", "macOS"]);
+        // Every 40th Windows device, the first included, is managed by Defender for Endpoint's
+        // security settings management (`msSense`) rather than by Intune's own agent. Chosen by
+        // counting, not by the rng, so the rest of a seed's world is what it was before.
+        let defender = if os == "Windows" {
+            windows += 1;
+            windows % 40 == 1
+        } else {
+            false
+        };
         let (model, manufacturer, version) = match os {
             "Windows" => ("Latitude 7440", "Dell Inc.", "10.0.22631.4460"),
             "iOS" => ("iPhone 15", "Apple", "17.6.1"),
@@ -952,7 +960,9 @@ fn generate_devices(rng: &mut Rng, tenant: &mut Tenant, now: Timestamp) {
             operating_system: os.to_owned(),
             os_version: version.to_owned(),
             compliance_state: compliance.to_owned(),
-            management_agent: if mobile {
+            management_agent: if defender {
+                "msSense".into()
+            } else if mobile {
                 "mdm".into()
             } else {
                 "intuneClient".into()
@@ -1029,6 +1039,18 @@ fn generate_devices(rng: &mut Rng, tenant: &mut Tenant, now: Timestamp) {
             eas_device_id: String::new(),
             managed_device_name: format!("{}_{}", owner.mail_nickname.clone().unwrap_or_default(), os),
         });
+    }
+    // A larger tenant holds one machine enrolled twice: two records with the same serial number
+    // (Intune keeps the stale record until its clean-up rule removes it), which a client matching
+    // devices by serial has to cope with. Chosen without the rng, as above.
+    if devices.len() >= 100
+        && let Some(first) = devices.iter().position(|d| !d.serial_number.is_empty())
+        && let Some(last) = devices.iter().rposition(|d| {
+            d.operating_system == devices[first].operating_system && !d.serial_number.is_empty()
+        })
+        && last != first
+    {
+        devices[last].serial_number = devices[first].serial_number.clone();
     }
     tenant.devices = devices;
 }

@@ -42,6 +42,9 @@ pub struct Faults {
     /// Properties of users rendered with another value than the world holds (user id →
     /// property → raw JSON value): wrong types, oversize values, what a client must refuse.
     pub corrupt_user_properties: Vec<(String, String, serde_json::Value)>,
+    /// Intune's 429s come without `Retry-After` (reported of the real service; a client must
+    /// then back off on its own). Off: they carry it, as Graph's throttling guidance promises.
+    pub intune_429_without_retry_after: bool,
     /// Seed of the fault dice.
     pub seed: u64,
 }
@@ -64,6 +67,7 @@ impl Default for Faults {
             max_page_size: None,
             malformed_users_page: None,
             corrupt_user_properties: Vec::new(),
+            intune_429_without_retry_after: false,
             seed: 1,
         }
     }
@@ -121,16 +125,49 @@ pub(crate) enum Charge {
         retry_after: u64,
         scope: String,
         information: &'static str,
+        /// Intune's own limits answer with Intune's error body and without the
+        /// identity-and-access throttling headers.
+        intune: bool,
     },
 }
 
-/// Token buckets per app + tenant (by tenant size), per app, and the Intune bucket.
+/// Graph's global limit: requests per app across all tenants, and its window in seconds.
+const GLOBAL: (f64, f64) = (130_000.0, 10.0);
+/// Intune's device limits (Graph's throttling-limits "Intune devices"), per 20 s: all requests
+/// and writes, per app + tenant and per tenant for all apps.
+const INTUNE_WINDOW_SECS: f64 = 20.0;
+const INTUNE_APP_TENANT: f64 = 2_000.0;
+const INTUNE_APP_TENANT_WRITES: f64 = 200.0;
+const INTUNE_TENANT: f64 = 4_000.0;
+const INTUNE_TENANT_WRITES: f64 = 400.0;
+
+/// Token buckets per app + tenant (by tenant size), per app, the global per-app limit, and
+/// Intune's buckets.
 #[derive(Debug, Default)]
 pub(crate) struct Throttle {
     app_tenant: HashMap<(String, String), Bucket>,
     app: HashMap<String, Bucket>,
+    global: HashMap<String, Bucket>,
     intune: HashMap<(String, String), Bucket>,
+    intune_writes: HashMap<(String, String), Bucket>,
+    intune_tenant: HashMap<String, Bucket>,
+    intune_tenant_writes: HashMap<String, Bucket>,
     writes: HashMap<(String, String), Bucket>,
+}
+
+/// The bucket under `key`, created full and refilled up to `now`.
+fn bucket<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Bucket>,
+    key: K,
+    capacity: f64,
+    window_secs: f64,
+    now: Timestamp,
+) -> &mut Bucket {
+    let b = map
+        .entry(key)
+        .or_insert_with(|| Bucket::new(capacity, window_secs, now));
+    b.refill(now);
+    b
 }
 
 impl Throttle {
@@ -145,83 +182,148 @@ impl Throttle {
         write: bool,
         now: Timestamp,
     ) -> Charge {
-        let cost = f64::from(cost);
-        match family {
+        // Every Graph request counts against the global limit first; the service's own limits
+        // apply on top, and the first one reached throttles.
+        let global = bucket(&mut self.global, app.to_owned(), GLOBAL.0, GLOBAL.1, now);
+        if global.tokens < 1.0 {
+            return Charge::Throttled {
+                retry_after: global.wait_for(1.0),
+                scope: format!("Application/130000/{app}/{tenant}"),
+                information: "ResourceUnitLimitExceeded",
+                intune: false,
+            };
+        }
+        let charge = match family {
             Family::Other => Charge::Allowed { used_fraction: 0.0 },
-            Family::Intune => {
-                let bucket = self
-                    .intune
-                    .entry((app.to_owned(), tenant.to_owned()))
-                    .or_insert_with(|| Bucket::new(2_000.0, 20.0, now));
-                bucket.refill(now);
-                if bucket.tokens < 1.0 {
-                    return Charge::Throttled {
-                        retry_after: bucket.wait_for(1.0),
-                        scope: format!("Intune/2000/{app}/{tenant}"),
-                        information: "ResourceUnitLimitExceeded",
-                    };
-                }
-                bucket.tokens -= 1.0;
-                Charge::Allowed {
-                    used_fraction: 1.0 - bucket.tokens / bucket.capacity,
-                }
-            }
+            Family::Intune => self.charge_intune(app, tenant, write, now),
             Family::Directory => {
-                let limit = match tenant_users {
-                    0..50 => 3_500.0,
-                    50..=500 => 5_000.0,
-                    _ => 8_000.0,
+                self.charge_directory(app, tenant, tenant_users, f64::from(cost), write, now)
+            }
+        };
+        if matches!(charge, Charge::Allowed { .. })
+            && let Some(global) = self.global.get_mut(app)
+        {
+            global.tokens -= 1.0;
+        }
+        charge
+    }
+
+    /// Intune: requests (not resource units) per app + tenant and per tenant, writes separately;
+    /// nothing is consumed unless every bucket has room.
+    fn charge_intune(&mut self, app: &str, tenant: &str, write: bool, now: Timestamp) -> Charge {
+        let key = (app.to_owned(), tenant.to_owned());
+        let w = INTUNE_WINDOW_SECS;
+        bucket(&mut self.intune_tenant, tenant.to_owned(), INTUNE_TENANT, w, now);
+        bucket(&mut self.intune, key.clone(), INTUNE_APP_TENANT, w, now);
+        if write {
+            bucket(
+                &mut self.intune_tenant_writes,
+                tenant.to_owned(),
+                INTUNE_TENANT_WRITES,
+                w,
+                now,
+            );
+            bucket(
+                &mut self.intune_writes,
+                key.clone(),
+                INTUNE_APP_TENANT_WRITES,
+                w,
+                now,
+            );
+        }
+        let limits = [
+            (self.intune_tenant.get(tenant), "Intune_Tenant/4000"),
+            (self.intune.get(&key), "Intune/2000"),
+            (
+                self.intune_tenant_writes.get(tenant).filter(|_| write),
+                "Intune_Tenant_Writes/400",
+            ),
+            (
+                self.intune_writes.get(&key).filter(|_| write),
+                "Intune_Writes/200",
+            ),
+        ];
+        for (b, scope) in limits {
+            if let Some(b) = b
+                && b.tokens < 1.0
+            {
+                return Charge::Throttled {
+                    retry_after: b.wait_for(1.0),
+                    scope: format!("{scope}/{app}/{tenant}"),
+                    information: "ResourceUnitLimitExceeded",
+                    intune: true,
                 };
-                let key = (app.to_owned(), tenant.to_owned());
-                if write {
-                    let w = self
-                        .writes
-                        .entry(key.clone())
-                        .or_insert_with(|| Bucket::new(3_000.0, 150.0, now));
-                    w.refill(now);
-                    if w.tokens < 1.0 {
-                        return Charge::Throttled {
-                            retry_after: w.wait_for(1.0),
-                            scope: format!("Tenant_Application/3000/{app}/{tenant}"),
-                            information: "WriteLimitExceeded",
-                        };
-                    }
-                }
-                let per_app = self
-                    .app
-                    .entry(app.to_owned())
-                    .or_insert_with(|| Bucket::new(150_000.0, 20.0, now));
-                per_app.refill(now);
-                if per_app.tokens < cost {
-                    return Charge::Throttled {
-                        retry_after: per_app.wait_for(cost),
-                        scope: format!("Application/150000/{app}/{tenant}"),
-                        information: "ResourceUnitLimitExceeded",
-                    };
-                }
-                let bucket = self
-                    .app_tenant
-                    .entry(key.clone())
-                    .or_insert_with(|| Bucket::new(limit, 10.0, now));
-                bucket.refill(now);
-                if bucket.tokens < cost {
-                    return Charge::Throttled {
-                        retry_after: bucket.wait_for(cost),
-                        scope: format!("Tenant_Application/{limit}/{app}/{tenant}"),
-                        information: "ResourceUnitLimitExceeded",
-                    };
-                }
-                bucket.tokens -= cost;
-                let used = 1.0 - bucket.tokens / bucket.capacity;
-                if let Some(per_app) = self.app.get_mut(app) {
-                    per_app.tokens -= cost;
-                }
-                if write && let Some(w) = self.writes.get_mut(&key) {
-                    w.tokens -= 1.0;
-                }
-                Charge::Allowed { used_fraction: used }
             }
         }
+        let mut used: f64 = 0.0;
+        let mut take = |b: Option<&mut Bucket>| {
+            if let Some(b) = b {
+                b.tokens -= 1.0;
+                used = used.max(1.0 - b.tokens / b.capacity);
+            }
+        };
+        take(self.intune_tenant.get_mut(tenant));
+        take(self.intune.get_mut(&key));
+        if write {
+            take(self.intune_tenant_writes.get_mut(tenant));
+            take(self.intune_writes.get_mut(&key));
+        }
+        Charge::Allowed { used_fraction: used }
+    }
+
+    fn charge_directory(
+        &mut self,
+        app: &str,
+        tenant: &str,
+        tenant_users: usize,
+        cost: f64,
+        write: bool,
+        now: Timestamp,
+    ) -> Charge {
+        let limit = match tenant_users {
+            0..50 => 3_500.0,
+            50..=500 => 5_000.0,
+            _ => 8_000.0,
+        };
+        let key = (app.to_owned(), tenant.to_owned());
+        if write {
+            let w = bucket(&mut self.writes, key.clone(), 3_000.0, 150.0, now);
+            if w.tokens < 1.0 {
+                return Charge::Throttled {
+                    retry_after: w.wait_for(1.0),
+                    scope: format!("Tenant_Application/3000/{app}/{tenant}"),
+                    information: "WriteLimitExceeded",
+                    intune: false,
+                };
+            }
+        }
+        let per_app = bucket(&mut self.app, app.to_owned(), 150_000.0, 20.0, now);
+        if per_app.tokens < cost {
+            return Charge::Throttled {
+                retry_after: per_app.wait_for(cost),
+                scope: format!("Application/150000/{app}/{tenant}"),
+                information: "ResourceUnitLimitExceeded",
+                intune: false,
+            };
+        }
+        let tenant_bucket = bucket(&mut self.app_tenant, key.clone(), limit, 10.0, now);
+        if tenant_bucket.tokens < cost {
+            return Charge::Throttled {
+                retry_after: tenant_bucket.wait_for(cost),
+                scope: format!("Tenant_Application/{limit}/{app}/{tenant}"),
+                information: "ResourceUnitLimitExceeded",
+                intune: false,
+            };
+        }
+        tenant_bucket.tokens -= cost;
+        let used = 1.0 - tenant_bucket.tokens / tenant_bucket.capacity;
+        if let Some(per_app) = self.app.get_mut(app) {
+            per_app.tokens -= cost;
+        }
+        if write && let Some(w) = self.writes.get_mut(&key) {
+            w.tokens -= 1.0;
+        }
+        Charge::Allowed { used_fraction: used }
     }
 }
 
@@ -310,5 +412,59 @@ mod tests {
             throttle.charge(Family::Other, "app", "t", 10, 1, false, t0),
             Charge::Allowed { .. }
         ));
+    }
+
+    #[test]
+    fn intune_limits_per_tenant_and_for_writes_come_on_top() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut throttle = Throttle::default();
+        let mut run = |app: &str, write: bool| {
+            let mut allowed = 0;
+            loop {
+                match throttle.charge(Family::Intune, app, "t", 10, 1, write, t0) {
+                    Charge::Allowed { .. } => allowed += 1,
+                    Charge::Throttled { scope, intune, .. } => {
+                        assert!(intune);
+                        break (allowed, scope);
+                    }
+                }
+            }
+        };
+        // Writes: 200 per app + tenant; they count as requests too.
+        let (writes, scope) = run("a", true);
+        assert_eq!(writes, 200);
+        assert!(scope.starts_with("Intune_Writes/200/a/t"), "{scope}");
+        assert_eq!(run("a", false).0, 1_800);
+        // 4,000 per tenant for all apps: a second app has 2,000 of its own, a third only what
+        // the tenant has left.
+        assert_eq!(run("b", false).0, 2_000);
+        let (left, scope) = run("c", false);
+        assert_eq!(left, 0);
+        assert!(scope.starts_with("Intune_Tenant/4000/"), "{scope}");
+    }
+
+    #[test]
+    fn the_global_limit_counts_every_request_of_an_app() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut throttle = Throttle::default();
+        let mut served = 0u32;
+        // Spread over many tenants so no per-tenant limit is reached first.
+        let scope = loop {
+            let tenant = format!("t{}", served / 1_000);
+            let family = if served.is_multiple_of(2) {
+                Family::Intune
+            } else {
+                Family::Other
+            };
+            match throttle.charge(family, "app", &tenant, 10, 1, false, t0) {
+                Charge::Allowed { .. } => served += 1,
+                Charge::Throttled { scope, intune, .. } => {
+                    assert!(!intune);
+                    break scope;
+                }
+            }
+        };
+        assert_eq!(served, 130_000);
+        assert!(scope.starts_with("Application/130000/app/"), "{scope}");
     }
 }

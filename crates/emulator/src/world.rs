@@ -253,7 +253,9 @@ pub struct ServicePlan {
 }
 
 /// An Intune managed device. Missing strings are `""` and unset dates
-/// `0001-01-01T00:00:00Z`, as Intune sends them.
+/// `0001-01-01T00:00:00Z`, as Intune sends them. Serialises with Graph's property names (so
+/// `azureADDeviceId`, not the `azureAdDeviceId` camelCase would give); datasets written before
+/// that spelling still load through the aliases.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedDevice {
@@ -267,7 +269,9 @@ pub struct ManagedDevice {
     pub os_version: String,
     pub compliance_state: String,
     pub management_agent: String,
+    #[serde(rename = "azureADDeviceId", alias = "azureAdDeviceId")]
     pub azure_ad_device_id: String,
+    #[serde(rename = "azureADRegistered", alias = "azureAdRegistered")]
     pub azure_ad_registered: Option<bool>,
     pub device_enrollment_type: String,
     pub device_registration_state: String,
@@ -294,6 +298,57 @@ pub struct ManagedDevice {
     pub eas_activated: bool,
     pub eas_device_id: String,
     pub managed_device_name: String,
+}
+
+/// Intune's value for a date that was never set.
+pub const UNSET_DATE: &str = "0001-01-01T00:00:00Z";
+/// Intune's value for a date that never comes (no compliance grace period running).
+pub const NEVER_DATE: &str = "9999-12-31T23:59:59Z";
+
+impl Default for ManagedDevice {
+    /// A device with nothing known, spelled as Intune sends one: `""` for strings, the unset date
+    /// for dates, "never" for the grace period, and the enums' `unknown` where they have one.
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            user_id: String::new(),
+            device_name: String::new(),
+            managed_device_owner_type: "unknown".into(),
+            enrolled_date_time: UNSET_DATE.into(),
+            last_sync_date_time: UNSET_DATE.into(),
+            operating_system: String::new(),
+            os_version: String::new(),
+            compliance_state: "unknown".into(),
+            management_agent: "unknown".into(),
+            azure_ad_device_id: String::new(),
+            azure_ad_registered: None,
+            device_enrollment_type: "unknown".into(),
+            device_registration_state: "unknown".into(),
+            is_encrypted: false,
+            is_supervised: false,
+            jail_broken: "Unknown".into(),
+            user_principal_name: String::new(),
+            user_display_name: String::new(),
+            email_address: String::new(),
+            model: String::new(),
+            manufacturer: String::new(),
+            serial_number: String::new(),
+            imei: String::new(),
+            meid: String::new(),
+            wi_fi_mac_address: String::new(),
+            phone_number: String::new(),
+            total_storage_space_in_bytes: 0,
+            free_storage_space_in_bytes: 0,
+            compliance_grace_period_expiration_date_time: NEVER_DATE.into(),
+            partner_reported_threat_state: "unknown".into(),
+            device_category_display_name: String::new(),
+            exchange_access_state: "none".into(),
+            exchange_last_successful_sync_date_time: UNSET_DATE.into(),
+            eas_activated: false,
+            eas_device_id: String::new(),
+            managed_device_name: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -445,6 +500,171 @@ impl ChangeLog {
     }
 }
 
+/// Graph's property names of a managed device, in the order the world serialises them.
+pub fn device_properties() -> Vec<String> {
+    match serde_json::to_value(ManagedDevice::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A device from Graph-shaped JSON: every property known (annotations such as `@odata.type`
+/// are dropped), enum values from Graph's enums, so a typo fails here rather than in a client.
+pub fn device_from_json(value: serde_json::Value) -> Result<ManagedDevice, EmulatorError> {
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(EmulatorError::BadRequest(
+            "a device must be a JSON object".to_owned(),
+        ));
+    };
+    map.retain(|k, _| !k.starts_with('@') && !k.contains("@odata."));
+    let known = device_properties();
+    let unknown: Vec<&str> = map
+        .keys()
+        .filter(|k| !known.iter().any(|p| p == *k))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(EmulatorError::BadRequest(format!(
+            "unknown managedDevice properties: {} (Graph's names are case-sensitive, e.g. azureADDeviceId)",
+            unknown.join(", ")
+        )));
+    }
+    let device: ManagedDevice = serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| EmulatorError::BadRequest(format!("invalid device: {e}")))?;
+    check_device(&device)?;
+    Ok(device)
+}
+
+/// Members of the Graph enums a managed device's properties take (v1.0 metadata).
+const DEVICE_ENUMS: &[(&str, &[&str])] = &[
+    (
+        "managedDeviceOwnerType",
+        &["unknown", "company", "personal", "unknownFutureValue"],
+    ),
+    (
+        "complianceState",
+        &[
+            "unknown",
+            "compliant",
+            "noncompliant",
+            "conflict",
+            "error",
+            "inGracePeriod",
+            "configManager",
+        ],
+    ),
+    (
+        "managementAgent",
+        &[
+            "eas",
+            "mdm",
+            "easMdm",
+            "intuneClient",
+            "easIntuneClient",
+            "configurationManagerClient",
+            "configurationManagerClientMdm",
+            "configurationManagerClientMdmEas",
+            "unknown",
+            "jamf",
+            "googleCloudDevicePolicyController",
+            "microsoft365ManagedMdm",
+            "msSense",
+        ],
+    ),
+    (
+        "deviceEnrollmentType",
+        &[
+            "unknown",
+            "userEnrollment",
+            "deviceEnrollmentManager",
+            "appleBulkWithUser",
+            "appleBulkWithoutUser",
+            "windowsAzureADJoin",
+            "windowsBulkUserless",
+            "windowsAutoEnrollment",
+            "windowsBulkAzureDomainJoin",
+            "windowsCoManagement",
+            "windowsAzureADJoinUsingDeviceAuth",
+            "appleUserEnrollment",
+            "appleUserEnrollmentWithServiceAccount",
+            "unknownFutureValue",
+        ],
+    ),
+    (
+        "deviceRegistrationState",
+        &[
+            "notRegistered",
+            "registered",
+            "revoked",
+            "keyConflict",
+            "approvalPending",
+            "certificateReset",
+            "notRegisteredPendingEnrollment",
+            "unknown",
+        ],
+    ),
+    (
+        "partnerReportedThreatState",
+        &[
+            "unknown",
+            "activated",
+            "deactivated",
+            "secured",
+            "lowSeverity",
+            "mediumSeverity",
+            "highSeverity",
+            "unresponsive",
+            "compromised",
+            "misconfigured",
+        ],
+    ),
+    (
+        "exchangeAccessState",
+        &["none", "unknown", "allowed", "blocked", "quarantined"],
+    ),
+];
+
+fn check_device(d: &ManagedDevice) -> Result<(), EmulatorError> {
+    let values = [
+        &d.managed_device_owner_type,
+        &d.compliance_state,
+        &d.management_agent,
+        &d.device_enrollment_type,
+        &d.device_registration_state,
+        &d.partner_reported_threat_state,
+        &d.exchange_access_state,
+    ];
+    for ((property, members), value) in DEVICE_ENUMS.iter().zip(values) {
+        if !members.contains(&value.as_str()) {
+            return Err(EmulatorError::BadRequest(format!(
+                "{property}: '{value}' is not one of {}",
+                members.join(", ")
+            )));
+        }
+    }
+    let dates = [
+        ("enrolledDateTime", &d.enrolled_date_time),
+        ("lastSyncDateTime", &d.last_sync_date_time),
+        (
+            "complianceGracePeriodExpirationDateTime",
+            &d.compliance_grace_period_expiration_date_time,
+        ),
+        (
+            "exchangeLastSuccessfulSyncDateTime",
+            &d.exchange_last_successful_sync_date_time,
+        ),
+    ];
+    for (property, value) in dates {
+        // The "never" sentinel lies beyond the range of jiff's timestamps, yet Intune sends it.
+        if value.as_str() != NEVER_DATE && value.parse::<Timestamp>().is_err() {
+            return Err(EmulatorError::BadRequest(format!(
+                "{property}: '{value}' is not a date-time such as {UNSET_DATE}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Tenant {
     pub fn rebuild_index(&mut self) {
         let mut index = HashMap::with_capacity(self.users.len() + self.groups.len() + self.devices.len());
@@ -497,6 +717,17 @@ impl Tenant {
         self.group_index(id)
             .map(|i| &self.groups[i])
             .filter(|g| g.deleted_date_time.is_none())
+    }
+
+    pub fn device_index(&self, id: &str) -> Option<usize> {
+        match self.index.get(id) {
+            Some(ObjectRef::Device(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn device(&self, id: &str) -> Option<&ManagedDevice> {
+        self.device_index(id).map(|i| &self.devices[i])
     }
 
     pub fn live_users(&self) -> impl Iterator<Item = &User> {
@@ -859,6 +1090,80 @@ impl World {
             id: removed.id,
             hard: true,
         });
+        Ok(())
+    }
+
+    // Intune's managed devices have no delta query in Graph v1.0, so device changes are not
+    // logged; only the group memberships a deleted device leaves are (groups/delta sees those).
+
+    pub fn create_device(
+        &mut self,
+        tenant: &str,
+        mut device: ManagedDevice,
+    ) -> Result<ManagedDevice, EmulatorError> {
+        let t = self.tenant_mut(tenant)?;
+        if device.id.is_empty() {
+            device.id = uuid::Uuid::new_v4().to_string();
+        }
+        if !t.new_id_is_free(&device.id) {
+            return Err(EmulatorError::Conflict(format!(
+                "object {} already exists",
+                device.id
+            )));
+        }
+        check_device(&device)?;
+        t.index
+            .insert(device.id.clone(), ObjectRef::Device(t.devices.len()));
+        t.devices.push(device.clone());
+        Ok(device)
+    }
+
+    /// Applies a JSON merge of Graph-shaped properties onto a device (`id` cannot change).
+    pub fn update_device(
+        &mut self,
+        tenant: &str,
+        id: &str,
+        patch: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<ManagedDevice, EmulatorError> {
+        let t = self.tenant_mut(tenant)?;
+        let i = t
+            .device_index(id)
+            .ok_or_else(|| EmulatorError::NotFound(format!("device {id}")))?;
+        let mut current = serde_json::to_value(&t.devices[i])
+            .map_err(|e| EmulatorError::BadRequest(format!("cannot apply the update: {e}")))?;
+        if let serde_json::Value::Object(map) = &mut current {
+            for (k, v) in patch {
+                if k != "id" {
+                    map.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let updated = device_from_json(current)?;
+        t.devices[i] = updated.clone();
+        Ok(updated)
+    }
+
+    pub fn delete_device(&mut self, tenant: &str, id: &str) -> Result<(), EmulatorError> {
+        let t = self.tenant_mut(tenant)?;
+        let i = t
+            .device_index(id)
+            .ok_or_else(|| EmulatorError::NotFound(format!("device {id}")))?;
+        let removed = t.devices.remove(i);
+        let mut left = Vec::new();
+        for g in &mut t.groups {
+            if let Some(pos) = g.members.iter().position(|m| m.id == removed.id) {
+                left.push((g.id.clone(), g.members.remove(pos)));
+            }
+        }
+        for (group_id, member) in left {
+            t.changes.push(Change::Membership {
+                group_id,
+                member,
+                removed: true,
+            });
+        }
+        // Later devices moved down one place, so their index entries are stale.
+        t.rebuild_index();
         Ok(())
     }
 

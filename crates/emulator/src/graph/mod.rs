@@ -88,6 +88,8 @@ pub(crate) struct GraphError {
     pub code: &'static str,
     pub message: String,
     pub headers: Vec<(String, String)>,
+    /// Raised by Intune: its 429 keeps the plain `innerError` rather than Graph's throttling one.
+    pub intune: bool,
 }
 
 pub(crate) type GResult<T> = Result<T, GraphError>;
@@ -98,7 +100,33 @@ pub(crate) fn err(status: StatusCode, code: &'static str, message: impl Into<Str
         code,
         message: message.into(),
         headers: vec![],
+        intune: false,
     }
+}
+
+/// Intune's throttling answer as Graph relays it: code `TooManyRequests`, and as the message
+/// Intune's own error document serialised into a string (`_version` 3, the Intune front end's
+/// URL, `RetryAfter` null), as captured from the real service.
+fn intune_throttled(path: &str) -> GraphError {
+    let url = format!(
+        "https://fef.msub01.manage.microsoft.com/DeviceFE/StatelessDeviceFEService{path}?api-version=2023-07-04"
+    );
+    let message = format!(
+        "An error has occurred - Operation ID (for customer support): 00000000-0000-0000-0000-000000000000 \
+         - Activity ID: {} - Url: {url}",
+        uuid::Uuid::new_v4()
+    );
+    let quoted = serde_json::to_string(&message).unwrap_or_default();
+    let mut e = err(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        format!(
+            "{{\r\n  \"_version\": 3,\r\n  \"Message\": {quoted},\r\n  \"CustomApiErrorPhrase\": \"\",\r\n  \
+             \"RetryAfter\": null,\r\n  \"ErrorSourceService\": \"\",\r\n  \"HttpHeaders\": \"{{}}\"\r\n}}"
+        ),
+    );
+    e.intune = true;
+    e
 }
 
 pub(crate) fn not_found(what: &str) -> GraphError {
@@ -305,7 +333,7 @@ fn cost_of(req: &Req<'_>) -> (Family, u32, bool) {
         ["groups", _, "members", ..] => 3,
         ["groups", _, "transitiveMembers", ..] => 5,
         ["subscribedSkus"] => 3,
-        ["deviceManagement", ..] => return (Family::Intune, 1, write),
+        ["deviceManagement", ..] | ["users", _, "managedDevices", ..] => return (Family::Intune, 1, write),
         ["tenantRelationships", ..] => return (Family::Other, 1, write),
         _ => 1,
     };
@@ -339,7 +367,7 @@ pub(crate) fn dispatch(state: &AppState, req: Req<'_>, top_level: bool) -> Resp 
             "request-id": request_id,
             "client-request-id": client_request_id,
         });
-        if e.status == StatusCode::TOO_MANY_REQUESTS {
+        if e.status == StatusCode::TOO_MANY_REQUESTS && !e.intune {
             inner = json!({"code": "429", "date": inner["date"], "message": "Please retry after",
                            "request-id": request_id, "status": "429"});
         }
@@ -470,7 +498,8 @@ fn run(state: &AppState, req: &Req<'_>, top_level: bool) -> Outcome {
             );
         match charge {
             Charge::Allowed { used_fraction } => {
-                if used_fraction >= 0.8 {
+                // The percentage header belongs to identity and access's resource units.
+                if family == Family::Directory && used_fraction >= 0.8 {
                     extra_headers.push((
                         "x-ms-throttle-limit-percentage".into(),
                         format!("{:.1}", used_fraction),
@@ -479,8 +508,23 @@ fn run(state: &AppState, req: &Req<'_>, top_level: bool) -> Outcome {
             }
             Charge::Throttled {
                 retry_after,
+                intune: true,
+                ..
+            } => {
+                let mut e = intune_throttled(&req.path);
+                if !faults.intune_429_without_retry_after {
+                    e.headers.push(("Retry-After".into(), retry_after.to_string()));
+                }
+                let mut o = Outcome::error(e);
+                o.resp.tenant = Some(caller.tenant_id.clone());
+                o.resp.app = Some(caller.app_id.clone());
+                return o;
+            }
+            Charge::Throttled {
+                retry_after,
                 scope,
                 information,
+                intune: false,
             } => {
                 let mut e = err(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -494,7 +538,9 @@ fn run(state: &AppState, req: &Req<'_>, top_level: bool) -> Outcome {
                 let mut o = Outcome::error(e);
                 o.resp.tenant = Some(caller.tenant_id.clone());
                 o.resp.app = Some(caller.app_id.clone());
-                o.resp.resource_units = Some(units);
+                if family == Family::Directory {
+                    o.resp.resource_units = Some(units);
+                }
                 return o;
             }
         }
@@ -510,7 +556,8 @@ fn run(state: &AppState, req: &Req<'_>, top_level: bool) -> Outcome {
     outcome.resp.headers.extend(extra_headers);
     outcome.resp.tenant = Some(caller.tenant_id);
     outcome.resp.app = Some(caller.app_id);
-    if family != Family::Other {
+    // Resource units are identity and access's measure; Intune counts requests.
+    if family == Family::Directory {
         outcome.resp.resource_units = Some(units);
     }
     outcome

@@ -13,7 +13,7 @@ use super::*;
 use crate::EmulatorError;
 use crate::filter::{self, Expr};
 use crate::limits::Faults;
-use crate::world::{AssignedLicense, MemberRef, ObjectKind, Tenant, User, World};
+use crate::world::{AssignedLicense, ManagedDevice, MemberRef, ObjectKind, Tenant, User, World};
 
 #[derive(Serialize, Deserialize)]
 struct SkipToken {
@@ -84,6 +84,13 @@ pub(crate) fn route(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &F
         ["users", id, "memberOf", rest @ ..] => ctx.member_of(id, false, rest.first().copied()),
         ["users", id, "transitiveMemberOf", rest @ ..] => ctx.member_of(id, true, rest.first().copied()),
         ["users", id, "licenseDetails"] => ctx.license_details(id),
+        ["users", id, "managedDevices"] => ctx.user_managed_devices(id),
+        ["users", id, "managedDevices", "$count"] => Err(bad_request(format!(
+            "No OData route exists that match template ~/entityset/key/navigation/$count with http verb GET \
+             for request /DeviceFE/StatelessDeviceFEService/users('{id}')/managedDevices/$count."
+        ))
+        .with_code("BadRequest")),
+        ["users", id, "managedDevices", device] => ctx.user_managed_device(id, device),
         ["groups"] => ctx.list_groups(),
         ["groups", id] => ctx.get_group(id),
         ["groups", id, "members", rest @ ..] => ctx.members(id, false, rest.first().copied()),
@@ -869,32 +876,26 @@ impl Ctx<'_> {
         Ok(self.collection("directoryRoles", values, None, None))
     }
 
-    fn device_json(d: &crate::world::ManagedDevice) -> Value {
-        let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut v {
-            // Graph spells these with capital AD; our struct's camelCase would not.
-            if let Some(x) = map.remove("azureAdDeviceId") {
-                map.insert("azureADDeviceId".into(), x);
-            }
-            if let Some(x) = map.remove("azureAdRegistered") {
-                map.insert("azureADRegistered".into(), x);
-            }
-        }
-        v
+    /// The device as Graph sends it (the world's serialisation uses Graph's property names).
+    fn device_json(d: &ManagedDevice) -> Value {
+        serde_json::to_value(d).unwrap_or(Value::Null)
     }
 
-    fn managed_devices(&self) -> GResult<Resp> {
+    fn require_devices(&self) -> GResult<()> {
         self.caller.require(&[
             "DeviceManagementManagedDevices.Read.All",
             "DeviceManagementManagedDevices.ReadWrite.All",
-        ])?;
+        ])
+    }
+
+    /// One page of devices: pages of up to 1,000, `$select` keeping the named properties.
+    fn device_page(&self, devices: &[&ManagedDevice], fragment: &str) -> GResult<Resp> {
         let size = self.page_size(1000, 1000)?;
         let select = self
             .req
             .param("$select")
             .map(|s| s.split(',').map(str::trim).collect::<Vec<_>>());
         let start = self.start()?;
-        let devices = &self.t.devices;
         let end = start.saturating_add(size).min(devices.len());
         let values = devices
             .get(start..end)
@@ -912,34 +913,55 @@ impl Ctx<'_> {
                 }
             })
             .collect();
-        Ok(self.collection(
-            "deviceManagement/managedDevices",
-            values,
-            (end < devices.len()).then_some(end),
-            None,
-        ))
+        Ok(self.collection(fragment, values, (end < devices.len()).then_some(end), None))
     }
 
-    fn managed_device(&self, id: &str) -> GResult<Resp> {
-        self.caller.require(&[
-            "DeviceManagementManagedDevices.Read.All",
-            "DeviceManagementManagedDevices.ReadWrite.All",
-        ])?;
-        let d = self
-            .t
-            .devices
-            .iter()
-            .find(|d| d.id == id)
-            .ok_or_else(|| not_found(id))?;
+    fn device_entity(d: &ManagedDevice, context: String) -> Resp {
         let mut body = Map::new();
-        body.insert(
-            "@odata.context".into(),
-            Value::String(metadata(self.state, "deviceManagement/managedDevices/$entity")),
-        );
+        body.insert("@odata.context".into(), Value::String(context));
         if let Value::Object(m) = Self::device_json(d) {
             body.extend(m);
         }
-        Ok(ok_json(Value::Object(body)))
+        ok_json(Value::Object(body))
+    }
+
+    fn managed_devices(&self) -> GResult<Resp> {
+        self.require_devices()?;
+        let devices: Vec<&ManagedDevice> = self.t.devices.iter().collect();
+        self.device_page(&devices, "deviceManagement/managedDevices")
+    }
+
+    fn managed_device(&self, id: &str) -> GResult<Resp> {
+        self.require_devices()?;
+        let d = self.t.device(id).ok_or_else(|| not_found(id))?;
+        Ok(Self::device_entity(
+            d,
+            metadata(self.state, "deviceManagement/managedDevices/$entity"),
+        ))
+    }
+
+    /// `/users/{id|upn}/managedDevices`: the devices whose `userId` is the user's, with the
+    /// permissions, paging and `$select` of the tenant-wide list. A user Graph does not know (or
+    /// a deleted one) is 404 like the other user routes.
+    fn user_managed_devices(&self, id: &str) -> GResult<Resp> {
+        self.require_devices()?;
+        let u = self.live_user(id)?;
+        let devices: Vec<&ManagedDevice> = self.t.devices.iter().filter(|d| d.user_id == u.id).collect();
+        self.device_page(&devices, &format!("users('{}')/managedDevices", u.id))
+    }
+
+    fn user_managed_device(&self, id: &str, device: &str) -> GResult<Resp> {
+        self.require_devices()?;
+        let u = self.live_user(id)?;
+        let d = self
+            .t
+            .device(device)
+            .filter(|d| d.user_id == u.id)
+            .ok_or_else(|| not_found(device))?;
+        Ok(Self::device_entity(
+            d,
+            metadata(self.state, &format!("users('{}')/managedDevices/$entity", u.id)),
+        ))
     }
 
     /// Access assignments of a relationship: an active relationship grants its roles to the

@@ -5,6 +5,7 @@
 mod admin;
 mod batch;
 mod delta;
+mod devices;
 mod groups;
 mod identity;
 mod limits;
