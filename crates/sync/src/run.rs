@@ -303,7 +303,12 @@ pub(crate) async fn sync_with(
     };
     let planner = match options.entity {
         SyncEntity::Directory => {
-            StepPlanner::Directory(RunPlanner::new(&config, connection.id, approved, clock.now()))
+            StepPlanner::Directory(Box::new(RunPlanner::new(
+                &config,
+                connection.id,
+                approved,
+                clock.now(),
+            )))
         }
         SyncEntity::Assets => {
             let planner = deskbridge_mapping::AssetPlanner::new(&config, connection.id, clock.now())

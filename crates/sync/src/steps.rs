@@ -43,7 +43,7 @@ pub(crate) struct StepContext<'r> {
 
 /// What a run plans: the directory's people, or managed devices as assets.
 pub(crate) enum StepPlanner<'r> {
-    Directory(RunPlanner<'r>),
+    Directory(Box<RunPlanner<'r>>),
     Assets(Box<AssetRun<'r>>),
 }
 

@@ -324,7 +324,7 @@ impl CspConnection {
                 .as_ref()
                 .map(|a| a.user_link)
                 .unwrap_or_default();
-            return match read::read_devices(&graph, Some(tenant.customer), link, out).await {
+            return match read::read_devices(&graph, Some(tenant.customer), config, link, out).await {
                 Ok(()) => Ok(()),
                 // This tenant's devices could not be listed (no Intune, no permission): the
                 // other tenants' devices are still imported.

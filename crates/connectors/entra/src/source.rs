@@ -190,7 +190,7 @@ impl EntraConnection {
                 .as_ref()
                 .map(|a| a.user_link)
                 .unwrap_or_default();
-            return read::read_devices(&tenant, Some(settings.customer_id), link, out).await;
+            return read::read_devices(&tenant, Some(settings.customer_id), config, link, out).await;
         }
         let tenant_id = settings.tenant_id.as_str();
         let select = read::user_select(&config.source_properties());

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use deskbridge_core::RecordId;
 use deskbridge_graph::{GraphError, GraphTenant};
-use deskbridge_mapping::{AssetUserLink, Completeness, ReadMode, SourceDevice, SourceType};
+use deskbridge_mapping::{AssetUserLink, Completeness, ReadMode, SourceDevice, ValidatedConfig};
 use deskbridge_source::desk::SourceProperties;
 use deskbridge_source::{Emitter, Page, PartitionEnd, PartitionStart, ReadEvent, SourceRecord, SyncError};
 use deskbridge_store::IntegrationError;
@@ -24,62 +24,13 @@ use serde_json::{Map, Value};
 use super::FAN_OUT;
 use crate::error::from_graph;
 
-/// The managed-device properties a sync reads, with their types (MICROSOFT-APIS.md B7;
-/// `jailBroken` is a string on the wire: "True", "False" or "Unknown").
-pub const DEVICE_PROPERTIES: &[(&str, SourceType)] = &[
-    ("id", SourceType::String),
-    ("userId", SourceType::String),
-    ("deviceName", SourceType::String),
-    ("managedDeviceName", SourceType::String),
-    ("managedDeviceOwnerType", SourceType::String),
-    ("enrolledDateTime", SourceType::DateTime),
-    ("lastSyncDateTime", SourceType::DateTime),
-    ("operatingSystem", SourceType::String),
-    ("osVersion", SourceType::String),
-    ("complianceState", SourceType::String),
-    ("managementAgent", SourceType::String),
-    ("azureADDeviceId", SourceType::String),
-    ("azureADRegistered", SourceType::Boolean),
-    ("deviceEnrollmentType", SourceType::String),
-    ("deviceRegistrationState", SourceType::String),
-    ("isEncrypted", SourceType::Boolean),
-    ("isSupervised", SourceType::Boolean),
-    ("jailBroken", SourceType::String),
-    ("userPrincipalName", SourceType::String),
-    ("userDisplayName", SourceType::String),
-    ("emailAddress", SourceType::String),
-    ("model", SourceType::String),
-    ("manufacturer", SourceType::String),
-    ("serialNumber", SourceType::String),
-    ("imei", SourceType::String),
-    ("meid", SourceType::String),
-    ("wiFiMacAddress", SourceType::String),
-    ("phoneNumber", SourceType::String),
-    ("totalStorageSpaceInBytes", SourceType::Integer),
-    ("freeStorageSpaceInBytes", SourceType::Integer),
-    ("complianceGracePeriodExpirationDateTime", SourceType::DateTime),
-    ("partnerReportedThreatState", SourceType::String),
-    ("deviceCategoryDisplayName", SourceType::String),
-];
-
-/// [`DEVICE_PROPERTIES`] as the properties an asset mapping may read.
+/// The managed-device properties an asset mapping may read (MICROSOFT-APIS.md B7).
 pub fn device_properties() -> SourceProperties {
-    DEVICE_PROPERTIES
-        .iter()
-        .map(|(name, ty)| ((*name).to_owned(), *ty))
-        .collect()
+    deskbridge_mapping::Catalog::intune_device_properties()
 }
 
 /// The permission a device read needs, for remedies.
 pub const DEVICE_PERMISSION: &str = "DeviceManagementManagedDevices.Read.All";
-
-fn select() -> String {
-    DEVICE_PROPERTIES
-        .iter()
-        .map(|(name, _)| *name)
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 /// A device read's failure, with the permission it needs named when Graph refused access.
 fn device_error(e: &GraphError) -> SyncError {
@@ -113,6 +64,7 @@ fn device_error(e: &GraphError) -> SyncError {
 pub async fn read_devices(
     tenant: &GraphTenant,
     customer: Option<RecordId>,
+    config: &ValidatedConfig,
     link: AssetUserLink,
     out: &mut Emitter,
 ) -> Result<(), SyncError> {
@@ -122,8 +74,13 @@ pub async fn read_devices(
         AssetUserLink::User => Some(owners(tenant, &mut requests).await?),
         AssetUserLink::Asset { .. } | AssetUserLink::None => None,
     };
-    let mut pager =
-        tenant.pager::<Map<String, Value>>(format!("/deviceManagement/managedDevices?$select={}", select()));
+    // Only what the asset mappings read (the id, mapped properties, type rules, the user link,
+    // the Sense exclusion's managementAgent).
+    let select: Vec<String> = config.device_properties().into_iter().collect();
+    let mut pager = tenant.pager::<Map<String, Value>>(format!(
+        "/deviceManagement/managedDevices?$select={}",
+        select.join(",")
+    ));
     let first = pager.next_page().await.map_err(|e| device_error(&e))?;
     out.emit(ReadEvent::Begin(PartitionStart {
         tenant_id: tenant_id.clone(),
