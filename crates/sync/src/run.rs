@@ -302,14 +302,12 @@ pub(crate) async fn sync_with(
         None => BTreeSet::new(),
     };
     let planner = match options.entity {
-        SyncEntity::Directory => {
-            StepPlanner::Directory(Box::new(RunPlanner::new(
-                &config,
-                connection.id,
-                approved,
-                clock.now(),
-            )))
-        }
+        SyncEntity::Directory => StepPlanner::Directory(Box::new(RunPlanner::new(
+            &config,
+            connection.id,
+            approved,
+            clock.now(),
+        ))),
         SyncEntity::Assets => {
             let planner = deskbridge_mapping::AssetPlanner::new(&config, connection.id, clock.now())
                 .map_err(|e| SyncError::BadSettings(name.into(), e))?;

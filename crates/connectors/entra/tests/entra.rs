@@ -2,6 +2,7 @@
 //! store (SQLite and PostgreSQL) and drives the connector as the pipeline, CLI and web do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod assets;
 mod check;
 mod conformance;
 mod delegated;
