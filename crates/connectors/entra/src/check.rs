@@ -70,6 +70,14 @@ const READ_ORG: Requirement = Requirement {
         "Directory.ReadWrite.All",
     ],
 };
+const READ_DEVICES: Requirement = Requirement {
+    feature: "managed devices (assets)",
+    name: "DeviceManagementManagedDevices.Read.All",
+    accepted: &[
+        "DeviceManagementManagedDevices.Read.All",
+        "DeviceManagementManagedDevices.ReadWrite.All",
+    ],
+};
 const READ_SIGN_INS: Requirement = Requirement {
     feature: "last sign-in dates",
     name: "AuditLog.Read.All",
@@ -437,6 +445,9 @@ async fn after_token(
     let mut required = vec![READ_USERS, READ_GROUPS, READ_ORG];
     if settings.last_sign_in {
         required.push(READ_SIGN_INS);
+    }
+    if settings.mapping.assets.is_some() {
+        required.push(READ_DEVICES);
     }
     points.push(match granted_permissions(token.bearer()) {
         Err(e) => CheckPoint::fail("permissions", e, "Check the authority host points at Microsoft's identity platform."),

@@ -424,6 +424,24 @@ store_test! {
 }
 
 store_test! {
+    async fn the_check_names_the_device_permission_once_assets_are_imported(db: &TestDb) {
+    let _fx = fixture(db, "single_tenant").await;
+    let report = deskbridge_sync::check_connection(&db.store, &sources(), "c", "production", &clock()).await;
+    let permissions = report.points.iter().find(|p| p.name == "permissions").unwrap();
+    assert!(!permissions.detail.contains("DeviceManagementManagedDevices"), "{permissions:?}");
+    set_assets(db, rules()).await;
+    let report = deskbridge_sync::check_connection(&db.store, &sources(), "c", "production", &clock()).await;
+    let permissions = report.points.iter().find(|p| p.name == "permissions").unwrap();
+    assert!(!permissions.ok, "{permissions:?}");
+    assert!(permissions.detail.contains("DeviceManagementManagedDevices.Read.All for managed devices"), "{permissions:?}");
+    assert!(
+        permissions.remedy.contains("DeviceManagementManagedDevices.Read.All"),
+        "{permissions:?}"
+    );
+    }
+}
+
+store_test! {
     async fn an_asset_run_needs_asset_mappings(db: &TestDb) {
     let _fx = fixture(db, "multi_tenant_secret").await;
     let error = sync(&db.store, "c", &assets_options(), &clock()).await.unwrap_err();
