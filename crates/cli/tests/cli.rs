@@ -265,3 +265,58 @@ fn with_database(url: &str, name: &str) -> String {
         None => format!("{root}/{name}"),
     }
 }
+
+#[test]
+fn the_demo_imports_users_and_devices_and_the_directory_names_each_assets_type_user_and_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(&deskbridge(
+        dir.path(),
+        &["demo", "--no-serve", "--tenants", "2", "--users-per-tenant", "30"],
+    ));
+    assert!(out.contains("device import:"), "{out}");
+    assert!(out.contains("errors 0"), "{out}");
+    let assets: serde_json::Value =
+        serde_json::from_str(&ok(&deskbridge(dir.path(), &["directory", "assets", "--json"]))).unwrap();
+    let assets = assets.as_array().unwrap();
+    assert!(!assets.is_empty(), "{out}");
+    for asset in assets {
+        for key in ["serial_number", "asset_type", "user_id", "site_id", "status"] {
+            assert!(asset.get(key).is_some(), "{key} in {asset}");
+        }
+        let ty = asset["asset_type"].as_str().unwrap();
+        assert!(
+            ["Computer", "Mobile phone", "Other device"].contains(&ty),
+            "{asset}"
+        );
+        assert_eq!(asset["status"], "active");
+        assert!(asset["site"].is_string(), "{asset}");
+    }
+    assert!(
+        assets.iter().any(|a| a["user"].is_string()),
+        "some devices have users"
+    );
+    let table = ok(&deskbridge(dir.path(), &["directory", "assets"]));
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "ID",
+            "NAME",
+            "ASSET_TYPE",
+            "SERIAL_NUMBER",
+            "USER",
+            "SITE",
+            "STATUS",
+            "SOURCE"
+        ],
+        "{table}"
+    );
+    // An entity deskbridge does not sync is refused before anything is read.
+    let bad = deskbridge(dir.path(), &["sync", "--connection", "x", "--entity", "planets"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("use one of: directory, assets"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

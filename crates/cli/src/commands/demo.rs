@@ -1,6 +1,6 @@
 //! `deskbridge demo`: the main job on a fresh machine. Starts the emulator with a sample MSP
 //! world, connects every customer tenant, runs a full import, changes a few users in the emulator,
-//! runs a delta import, and prints a summary.
+//! runs a delta import, imports the tenants' managed devices as assets, and prints a summary.
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
@@ -10,8 +10,9 @@ use anyhow::Context as _;
 use clap::Args;
 use deskbridge_core::{SharedClock, SystemClock};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
-use deskbridge_source::NewConnection;
+use deskbridge_mapping::{AssetMappings, AssetTypeRule, AssetTypes, FieldMapping, UnmatchedDevice};
 use deskbridge_source::settings::{Purpose, validate};
+use deskbridge_source::{NewConnection, SyncEntity};
 use deskbridge_store::{Entity, Store};
 use deskbridge_sync::{SyncOptions, SyncOutcome, sync};
 use serde_json::{Value, json};
@@ -158,11 +159,35 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     progress.finish();
     let delta_time = delta_started.elapsed();
 
+    // Managed devices become assets: typed by operating system, linked to their users.
+    let assets_started = Instant::now();
+    let progress = Progress::new(names.len(), "device import");
+    let mut assets = Vec::new();
+    for (name, _) in &names {
+        import_devices_as_assets(&store, &sources, name, &clock).await?;
+        let outcome = sync(
+            &store,
+            &sources,
+            name,
+            &SyncOptions {
+                entity: SyncEntity::Assets,
+                ..SyncOptions::default()
+            },
+            &clock,
+        )
+        .await?;
+        progress.step(line(name, &outcome));
+        assets.push(outcome);
+    }
+    progress.finish();
+    let assets_time = assets_started.elapsed();
+
     let mut tx = store.read().await?;
     let users = tx.count(Entity::User).await?;
     let agents = tx.count(Entity::Agent).await?;
     let licences = tx.count(Entity::Licence).await?;
     let customers = tx.count(Entity::Customer).await?;
+    let asset_count = tx.count(Entity::Asset).await?;
     tx.commit().await?;
     store.close().await;
 
@@ -175,7 +200,12 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         summary.tenants.iter().map(|t| t.groups).sum::<usize>()
     );
     crate::output::outln!(
-        "  on the desk:        {customers} customers, {users} users, {agents} agents, {licences} licences"
+        "  in the tenants:     {} managed devices",
+        summary.tenants.iter().map(|t| t.devices).sum::<usize>()
+    );
+    crate::output::outln!(
+        "  on the desk:        {customers} customers, {users} users, {agents} agents, {licences} licences, \
+         {asset_count} assets"
     );
     crate::output::outln!(
         "  full import:        created {}, updated {}, deactivated {}, errors {} in {:.1}s",
@@ -194,9 +224,17 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         total(&delta, |o| o.counts.errors),
         delta_time.as_secs_f64()
     );
+    crate::output::outln!(
+        "  device import:      created {}, updated {}, conflicts {}, errors {} in {:.1}s",
+        total(&assets, |o| o.counts.created),
+        total(&assets, |o| o.counts.updated),
+        total(&assets, |o| o.counts.conflicts),
+        total(&assets, |o| o.counts.errors),
+        assets_time.as_secs_f64()
+    );
     crate::output::outln!("  total time:         {:.1}s", started.elapsed().as_secs_f64());
     crate::output::outln!("  database:           {}", global.database_label());
-    crate::output::outln!("  see it:             deskbridge directory users");
+    crate::output::outln!("  see it:             deskbridge directory users; deskbridge directory assets");
     if args.no_serve {
         emu.shutdown().await;
         return Ok(());
@@ -226,6 +264,51 @@ fn line(name: &str, o: &SyncOutcome) -> String {
         o.counts.unchanged,
         o.counts.errors
     )
+}
+
+/// Turns on asset import for a demo connection (once; a later demo keeps what was set): a type
+/// per operating system family, users matched by user principal name, serial numbers matched.
+async fn import_devices_as_assets(
+    store: &Store,
+    sources: &deskbridge_source::SourceRegistry,
+    name: &str,
+    clock: &SharedClock,
+) -> anyhow::Result<()> {
+    let mut mapping = deskbridge_sync::open_connection(store, sources, name)
+        .await?
+        .mapping()
+        .clone();
+    if mapping.assets.is_some() {
+        return Ok(());
+    }
+    let rule = |filter: &str, asset_type: &str| AssetTypeRule {
+        filter: filter.into(),
+        asset_type: asset_type.into(),
+    };
+    mapping.assets = Some(AssetMappings {
+        types: AssetTypes::Rules {
+            rules: vec![
+                rule(
+                    "operatingSystem eq 'Windows' or operatingSystem eq 'macOS'",
+                    "Computer",
+                ),
+                rule(
+                    "operatingSystem eq 'iOS' or operatingSystem eq 'Android'",
+                    "Mobile phone",
+                ),
+            ],
+            unmatched: UnmatchedDevice::Fallback {
+                asset_type: "Other device".into(),
+            },
+        },
+        fields: vec![
+            FieldMapping::property("deviceName", "name"),
+            FieldMapping::property("serialNumber", "serial_number"),
+        ],
+        ..AssetMappings::default()
+    });
+    deskbridge_sync::save_mappings(store, sources, name, mapping, clock).await?;
+    Ok(())
 }
 
 /// Adds the demo connection, or points an existing one at this run's emulator.
