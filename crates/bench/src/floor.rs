@@ -144,6 +144,37 @@ pub fn full_sync<'a>(tenants: impl IntoIterator<Item = &'a TenantShape>, s: Floo
     floor_of(terms, requests, units)
 }
 
+/// Intune's page of managed devices (not documented; what third parties report and the emulator
+/// serves).
+pub const DEVICE_PAGE: u64 = 1_000;
+/// Intune's own limit: 2,000 requests / 20 s per app and tenant.
+pub const INTUNE_REQUESTS_PER_SECOND: f64 = 100.0;
+
+/// An asset run: each tenant's devices read a page at a time (no delta exists for them), under
+/// Graph's per-app limit, Intune's per-tenant limit and the latency of each tenant's page chain.
+pub fn device_import(devices_per_tenant: impl IntoIterator<Item = u64>, s: FloorSettings) -> Floor {
+    let (mut requests, mut intune, mut chain) = (0_u64, 0.0_f64, 0.0_f64);
+    for devices in devices_per_tenant {
+        let pages = devices.max(1).div_ceil(DEVICE_PAGE);
+        requests += pages;
+        intune = intune.max(pages as f64 / INTUNE_REQUESTS_PER_SECOND);
+        chain = chain.max(pages as f64 * s.latency_s);
+    }
+    let terms = BTreeMap::from([
+        (
+            "app_requests".to_owned(),
+            requests as f64 / APP_REQUESTS_PER_SECOND,
+        ),
+        (
+            "latency_over_app_concurrency".to_owned(),
+            requests as f64 * s.latency_s / s.app_concurrency.max(1) as f64,
+        ),
+        ("tenant_intune_requests".to_owned(), intune),
+        ("tenant_devices_chain".to_owned(), chain),
+    ]);
+    floor_of(terms, requests, 0)
+}
+
 /// Changes in one tenant's round, by tracked resource.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct DeltaChanges {

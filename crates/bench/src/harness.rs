@@ -255,6 +255,26 @@ pub async fn connect_all(db: &Db, world: &Served) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Turns on asset import for every bench connection, with the default asset settings (one type,
+/// users by user principal name, serial numbers matched).
+pub async fn import_assets(db: &Db) -> anyhow::Result<()> {
+    let store = db.open().await?;
+    let mut tx = store.begin(deskbridge_store::WriteContext::manual()).await?;
+    let assets = serde_json::to_value(deskbridge_mapping::AssetMappings::default())?;
+    for connection in tx.connections().await? {
+        let mut config = connection.config.clone();
+        let mapping = config
+            .pointer_mut("/mapping")
+            .and_then(Value::as_object_mut)
+            .context("a bench connection has no mapping")?;
+        mapping.insert("assets".into(), assets.clone());
+        tx.update_connection_config(connection.id, &config).await?;
+    }
+    tx.commit().await?;
+    store.close().await;
+    Ok(())
+}
+
 /// Puts the members of "All Staff" (nested groups included) on the customer's main site ahead
 /// of the catch-all mapping. A mapping that uses groups makes the sync read every group's
 /// members, as the scenarios (users, groups and memberships) ask.
@@ -358,6 +378,18 @@ pub async fn run_sync(
     concurrency: usize,
     full: bool,
 ) -> anyhow::Result<ChildRun> {
+    run_sync_of(exe, db, world, concurrency, full, "directory").await
+}
+
+/// [`run_sync`] of one entity (`directory` or `assets`).
+pub async fn run_sync_of(
+    exe: &Path,
+    db: &Db,
+    world: &Served,
+    concurrency: usize,
+    full: bool,
+    entity: &str,
+) -> anyhow::Result<ChildRun> {
     let log_from = world.log_len();
     let cpu_before = procfs::cpu_seconds("self");
     let mut command = deskbridge_command(exe, db);
@@ -368,6 +400,8 @@ pub async fn run_sync(
             "--json",
             "--concurrency",
             &concurrency.to_string(),
+            "--entity",
+            entity,
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -473,8 +507,11 @@ pub fn tail(text: &str) -> String {
 pub struct RunReport {
     pub name: String,
     pub database: String,
-    pub users: u64,
-    pub users_per_second: f64,
+    /// What the run imported: `users` (a directory run) or `devices` (an asset run).
+    pub unit: &'static str,
+    /// How many of them.
+    pub records: u64,
+    pub records_per_second: f64,
     pub floor: Floor,
     /// measured / floor.
     pub ratio: f64,
@@ -484,12 +521,29 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn new(name: impl Into<String>, db: &Db, users: u64, floor: Floor, run: ChildRun) -> Self {
+        Self::of("users", name, db, users, floor, run)
+    }
+
+    /// An asset run's report: devices per second.
+    pub fn devices(name: impl Into<String>, db: &Db, devices: u64, floor: Floor, run: ChildRun) -> Self {
+        Self::of("devices", name, db, devices, floor, run)
+    }
+
+    fn of(
+        unit: &'static str,
+        name: impl Into<String>,
+        db: &Db,
+        records: u64,
+        floor: Floor,
+        run: ChildRun,
+    ) -> Self {
         let seconds = run.seconds.max(1e-9);
         Self {
             name: name.into(),
             database: db.label().into(),
-            users,
-            users_per_second: users as f64 / seconds,
+            unit,
+            records,
+            records_per_second: records as f64 / seconds,
             ratio: if floor.seconds > 0.0 {
                 run.seconds / floor.seconds
             } else {
@@ -506,13 +560,14 @@ impl RunReport {
             .run
             .peak_rss_bytes
             .map_or("?".to_owned(), |b| format!("{:.0} MiB", b as f64 / 1_048_576.0));
+        let unit = self.unit;
         format!(
-            "{} ({}): {} users in {:.2} s = {:.0} users/s; {} requests, {} RU, {} × 429; floor {:.2} s ({}) → {:.2}× the floor; peak RSS {}; CPU sync {:.1} s, emulator {:.1} s",
+            "{} ({}): {} {unit} in {:.2} s = {:.0} {unit}/s; {} requests, {} RU, {} × 429; floor {:.2} s ({}) → {:.2}× the floor; peak RSS {}; CPU sync {:.1} s, emulator {:.1} s",
             self.name,
             self.database,
-            self.users,
+            self.records,
             self.run.seconds,
-            self.users_per_second,
+            self.records_per_second,
             self.run.traffic.requests,
             self.run.traffic.resource_units,
             self.run.traffic.throttled,

@@ -225,6 +225,19 @@ impl Applier<'_> {
         match change.action {
             Action::Skip | Action::Conflict => return Ok(change.reason.clone()),
             Action::Create => {
+                if entity == Entity::AssetType
+                    && self.known_source(entity, &change.external_id).is_none()
+                    && let Some(existing) = tx
+                        .find_by_text(entity, "name", &change.external_id)
+                        .await?
+                        .into_iter()
+                        .next()
+                {
+                    // Another run (a connection syncing alongside) created the type since this
+                    // plan was made: asset types are one per name, so it is used, not doubled.
+                    self.remember_source(entity, &change.external_id, existing.id);
+                    return Ok(format!("asset type {} exists already; used it", existing.id));
+                }
                 let mut fields = self.fields(tx, change, entity).await?;
                 fields.retain(|_, v| !v.is_null());
                 let id = match self.known_source(entity, &change.external_id) {
