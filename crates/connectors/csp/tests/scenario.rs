@@ -183,3 +183,61 @@ store_test! {
         assert_eq!(imported(&db.store, connection.id, &tenants[2]).await.len(), 10);
     }
 }
+
+store_test! {
+    async fn each_gdap_tenants_devices_become_assets_of_its_own_customer(db: &TestDb) {
+        let (emu, tenants) = partner(74, 3, 20).await;
+        let registry = sources(GraphConfig::default());
+        set_consent(&emu, &tenants[2], false).await;
+        let connection = add_and_authorize(&db.store, &registry, &emu, "csp-assets").await;
+        deskbridge_sync::sync(&db.store, &registry, "csp-assets", &SyncOptions::default(), &clock())
+            .await
+            .unwrap();
+        let mut mapping = deskbridge_sync::open_connection(&db.store, &registry, "csp-assets")
+            .await
+            .unwrap()
+            .mapping()
+            .clone();
+        mapping.assets = Some(deskbridge_mapping::AssetMappings::default());
+        deskbridge_sync::save_mappings(&db.store, &registry, "csp-assets", mapping, &clock())
+            .await
+            .unwrap();
+        let assets = SyncOptions { entity: deskbridge_source::SyncEntity::Assets, ..SyncOptions::default() };
+        let outcome = deskbridge_sync::sync(&db.store, &registry, "csp-assets", &assets, &clock())
+            .await
+            .unwrap();
+        // The unconsented tenant is reported and skipped; the others' devices are imported.
+        assert_eq!(outcome.status, "partial", "{:?}", outcome.errors);
+        assert!(
+            outcome.errors.iter().any(|e| e.tenant_id.as_deref() == Some(tenants[2].as_str())
+                && e.message.contains(&tenant_name(&emu, &tenants[2]))),
+            "{:?}",
+            outcome.errors
+        );
+        let mut tx = db.store.read().await.unwrap();
+        for (i, tenant) in tenants.iter().enumerate() {
+            let customer = tx.customer_of_tenant(tenant).await.unwrap().unwrap();
+            let scope = RecordScope::AssetsOfConnectionTenant { connection: connection.id, tenant_id: tenant.clone() };
+            let assets = tx.list_scoped(Entity::Asset, &scope, None, 1_000).await.unwrap();
+            let devices = emu.with_world(|w| {
+                w.tenant(tenant).unwrap().devices.iter().filter(|d| d.management_agent != "msSense").count()
+            });
+            if i == 2 {
+                assert!(assets.is_empty(), "tenant {tenant} was not read");
+                continue;
+            }
+            assert_eq!(assets.len(), devices, "tenant {tenant}");
+            for asset in &assets {
+                // Everything about an asset stays within its tenant's customer.
+                assert_eq!(asset.get("customer_id"), &json!(customer.0));
+                let site = tx.get(Entity::Site, RecordId(asset.get("site_id").as_i64().unwrap())).await.unwrap().unwrap();
+                assert_eq!(site.get("customer_id"), &json!(customer.0));
+                if let Some(user) = asset.get("user_id").as_i64() {
+                    let user = tx.get(Entity::User, RecordId(user)).await.unwrap().unwrap();
+                    assert_eq!(user.get("azure_tenant_id"), &json!(tenant), "a device's user is of its own tenant");
+                }
+            }
+        }
+        tx.commit().await.unwrap();
+    }
+}
