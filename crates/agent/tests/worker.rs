@@ -231,3 +231,53 @@ store_test! {
         emu.shutdown().await;
     }
 }
+
+store_test! {
+    async fn a_job_of_the_assets_entity_imports_managed_devices(db: &TestDb) {
+        let world = World::generate(&GenerateOptions {
+            seed: 5,
+            tenants: 1,
+            users_per_tenant: Some(30),
+            ..GenerateOptions::default()
+        })
+        .unwrap();
+        let emu = Emulator::start(EmulatorConfig::new(world)).await.unwrap();
+        let c = connect(db, &emu).await;
+        let clock: SharedClock = Arc::new(SystemClock);
+        let mut mapping = deskbridge_sync::open_connection(&db.store, &sources(), "contoso")
+            .await
+            .unwrap()
+            .mapping()
+            .clone();
+        mapping.assets = Some(deskbridge_mapping::AssetMappings::default());
+        deskbridge_sync::save_mappings(&db.store, &sources(), "contoso", mapping, &clock).await.unwrap();
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let queued = tx
+            .enqueue_job(&NewJob {
+                connection_id: c,
+                entity: "assets".into(),
+                full: false,
+                origin: "schedule".into(),
+                schedule_id: None,
+                due_at: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        tx.commit().await.unwrap();
+        let (w, _) = worker(db, "w1");
+        let (_never, mut no_shutdown) = watch::channel(false);
+        let report = w.run_one(&mut no_shutdown).await.unwrap().unwrap();
+        assert_eq!(report.job_id, queued.0);
+        assert_eq!(report.status, JobStatus::Succeeded, "{report:?}");
+        let mut tx = db.store.read().await.unwrap();
+        let run = tx.run(report.run_id.unwrap()).await.unwrap().unwrap();
+        let assets = tx.count(deskbridge_store::Entity::Asset).await.unwrap();
+        let users = tx.count(deskbridge_store::Entity::User).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(run.kind, "assets");
+        assert!(assets > 0, "devices became assets");
+        assert_eq!(users, 0, "an asset job reads no users");
+        emu.shutdown().await;
+    }
+}
