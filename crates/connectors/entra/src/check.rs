@@ -84,6 +84,27 @@ const READ_SIGN_INS: Requirement = Requirement {
     accepted: &["AuditLog.Read.All"],
 };
 
+/// A point for a permission the connection works without: passed either way, saying what it
+/// enables when it is missing.
+fn optional_permission(token: &str, permission: &Requirement) -> CheckPoint {
+    let name = "licences_permission";
+    match granted_permissions(token) {
+        Ok(granted) if permission.accepted.iter().any(|p| granted.contains(*p)) => CheckPoint::pass(
+            name,
+            format!("{} granted: {} are imported", permission.name, permission.feature),
+        ),
+        Ok(_) => CheckPoint::pass(
+            name,
+            format!(
+                "{} not granted (optional): {} are not imported, and users import without them; grant it with \
+                 admin consent to import them",
+                permission.name, permission.feature
+            ),
+        ),
+        Err(e) => CheckPoint::pass(name, format!("not known: {e}")),
+    }
+}
+
 /// The permissions in an access token: app roles (`roles`) or delegated scopes (`scp`). The
 /// token is only decoded, not verified: it came straight from the token endpoint over TLS, and
 /// this reads what was granted, it does not authorise anything.
@@ -442,7 +463,9 @@ async fn after_token(
         return points;
     };
 
-    let mut required = vec![READ_USERS, READ_GROUPS, READ_ORG];
+    // Organization.Read.All is optional (the guide's table): without it users import and
+    // licences are left as they are. It has its own point, which says what it would enable.
+    let mut required = vec![READ_USERS, READ_GROUPS];
     if settings.last_sign_in {
         required.push(READ_SIGN_INS);
     }
@@ -487,6 +510,7 @@ async fn after_token(
             }
         }
     });
+    points.push(optional_permission(token.bearer(), &READ_ORG));
 
     let config = graph
         .unwrap_or_default()

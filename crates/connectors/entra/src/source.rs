@@ -88,7 +88,8 @@ impl Source for EntraSource {
 
     fn setup(&self) -> &'static str {
         "Register an app in the tenant with the User.Read.All and Group.Read.All application permissions \
-         (Organization.Read.All for licences, AuditLog.Read.All for last sign-in dates), grant admin consent, \
+         (optional: Organization.Read.All for licences, AuditLog.Read.All for last sign-in dates, \
+         DeviceManagementManagedDevices.Read.All for devices as assets), grant admin consent, \
          then enter its ids and a credential. For delegated permissions, add this site's \
          /auth/microsoft/callback as a redirect URI."
     }

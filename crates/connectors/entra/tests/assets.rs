@@ -21,16 +21,17 @@ use serde_json::{Value, json};
 
 use crate::{sources, sync};
 
-struct Fixture {
-    emu: Emulator,
-    tenant: String,
+pub(crate) struct Fixture {
+    pub(crate) emu: Emulator,
+    pub(crate) tenant: String,
 }
 
-fn clock() -> SharedClock {
+pub(crate) fn clock() -> SharedClock {
     Arc::new(SystemClock)
 }
 
-async fn fixture(db: &TestDb, app_kind: &str) -> Fixture {
+/// A one-tenant world and an Entra connection "c" to it with the app of `app_kind`.
+pub(crate) async fn fixture(db: &TestDb, app_kind: &str) -> Fixture {
     let world = World::generate(&GenerateOptions {
         seed: 77,
         tenants: 1,
@@ -112,7 +113,7 @@ async fn set_assets(db: &TestDb, assets: AssetMappings) {
         .unwrap();
 }
 
-async fn records(db: &TestDb, entity: Entity) -> Vec<Record> {
+pub(crate) async fn records(db: &TestDb, entity: Entity) -> Vec<Record> {
     let mut tx = db.store.read().await.unwrap();
     let records = tx.list(entity, None, 10_000).await.unwrap();
     tx.commit().await.unwrap();

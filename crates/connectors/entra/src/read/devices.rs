@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use deskbridge_core::RecordId;
-use deskbridge_graph::{GraphError, GraphTenant};
+use deskbridge_graph::{GraphError, GraphErrorClass, GraphTenant};
 use deskbridge_mapping::{AssetUserLink, Completeness, ReadMode, SourceDevice, ValidatedConfig};
 use deskbridge_source::desk::SourceProperties;
 use deskbridge_source::{Emitter, Page, PartitionEnd, PartitionStart, ReadEvent, SourceRecord, SyncError};
@@ -44,13 +44,13 @@ fn device_error(e: &GraphError) -> SyncError {
                 message,
                 ..
             },
-        ) if api.status == 403 => SyncError::Upstream {
+        ) if api.class == GraphErrorClass::PermissionDenied => SyncError::Upstream {
             error_code,
             code,
             message,
             remedy: format!(
                 "Give the app the {DEVICE_PERMISSION} application permission and grant admin consent \
-                     (the tenant also needs an Intune licence)."
+                 (the tenant also needs an Intune licence)."
             ),
         },
         (_, error) => error,

@@ -189,12 +189,30 @@ pub async fn read_full(tenant: &GraphTenant, read: FullRead<'_>, out: &mut Emitt
     }
     let memberships = Memberships::of(&groups, &members);
     drop(members);
-    let skus = tenant
-        .get_page::<Map<String, Value>>("/subscribedSkus")
-        .await
-        .map_err(wrap)?
-        .value;
+    // Licences need Organization.Read.All, which the guide makes optional: without it the users
+    // are imported and the licences left as they are, with a warning that says what to grant.
     requests += 1;
+    let skus = match tenant.get_page::<Map<String, Value>>("/subscribedSkus").await {
+        Ok(page) => Some(page.value),
+        Err(e) if e.class() == Some(GraphErrorClass::PermissionDenied) => {
+            let error = wrap(e);
+            out.emit(ReadEvent::Warning(IntegrationError {
+                tenant_id: Some(tenant.tenant_id().to_owned()),
+                entity: Some("licence".into()),
+                external_id: None,
+                code: error.code(),
+                message: format!("licences were not imported: {error}"),
+                remedy: Some(
+                    "Licences (subscribed SKUs) need the Organization.Read.All application permission with admin \
+                     consent; users are imported without it, linked to the licences already on the desk."
+                        .into(),
+                ),
+            }))
+            .await?;
+            None
+        }
+        Err(e) => return Err(wrap(e)),
+    };
     let mapped: BTreeMap<String, String> = groups
         .iter()
         .filter(|(_, name)| read.mapped_names.contains(*name))
@@ -205,7 +223,7 @@ pub async fn read_full(tenant: &GraphTenant, read: FullRead<'_>, out: &mut Emitt
         tenant_id: tenant.tenant_id().to_owned(),
         customer_id: Some(read.customer),
         mode: ReadMode::Full,
-        subscribed_skus: Some(skus.iter().filter_map(subscribed_sku).collect()),
+        subscribed_skus: skus.map(|skus| skus.iter().filter_map(subscribed_sku).collect()),
         groups: Some(groups.into_values().collect()),
     }))
     .await?;

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use deskbridge_graph::{GraphError, GraphTenant, Group, MembershipChanges, Page};
+use deskbridge_graph::{GraphError, GraphErrorClass, GraphTenant, Group, MembershipChanges, Page};
 use deskbridge_mapping::{
     Completeness, ReadMode, Removal, RemovalReason, SourceUser, SubscribedSku, TenantRead,
 };
