@@ -266,7 +266,9 @@ store_test! {
         assert_eq!(outcome.status, "succeeded", "{:?}", outcome.errors);
         assert_eq!(outcome.counts.created, 30);
         assert_eq!(imported(&db.store, "azuread", &tenant).await.len(), 30);
-        let _ = first;
+        // Microsoft rotated the refresh token while the check and the sync used it: the new one is sealed.
+        let rotated = sealed(db.store.clone()).await.expect("still sealed");
+        assert_ne!(rotated, first, "the rotated refresh token replaced the first");
     }
 }
 
@@ -334,5 +336,52 @@ store_test! {
         assert_eq!((expired.counts.created, expired.counts.updated, expired.counts.deactivated), (0, 0, 0));
         // And tracking starts again from the full read.
         assert_eq!(sync(&db.store, "contacts", 50, false).await.mode, "delta");
+    }
+}
+
+store_test! {
+    async fn an_edit_that_moves_an_endpoint_drops_the_credential_and_cursors_can_be_cleared(db: &TestDb) {
+        let emu = emulator(46, 12).await;
+        let (url, _, _) = org(&emu);
+        add(&db.store, "edited", service_principal(&emu)).await.unwrap();
+        assert_eq!(sync(&db.store, "edited", 5_000, false).await.status, "succeeded");
+        let registry = sources(5_000);
+        let source = registry.get("dynamics").unwrap();
+        let cx = deskbridge_source::SourceContext::detached(db.store.clone(), clock());
+        let report = source.cursors(&cx, &connection(&db.store, "edited").await).await.unwrap();
+        assert!(report.lines[0].1.contains("change-tracking link saved"), "{:?}", report.lines);
+        assert_eq!(sync(&db.store, "edited", 5_000, false).await.mode, "delta");
+        source
+            .reset_cursors(&cx, &connection(&db.store, "edited").await, deskbridge_source::CursorReset::Clear)
+            .await
+            .unwrap();
+        assert_eq!(sync(&db.store, "edited", 5_000, false).await.mode, "full");
+
+        let policy = registry.endpoint_policy();
+        let edit = |settings: Value| async move {
+            let values = deskbridge_source::settings::validate(
+                source.settings(),
+                settings.as_object().unwrap(),
+                deskbridge_source::settings::Purpose::Edit,
+                policy,
+            )
+            .unwrap();
+            source.edit(&db.store, &connection(&db.store, "edited").await, values).await
+        };
+        // The same URL again is no move; another organisation's URL is, and the secret goes with it.
+        edit(json!({ "url": format!("{url}/") })).await.unwrap();
+        assert_eq!(point(&check(&db.store, "edited").await, "result").detail, CONNECTION_AVAILABLE);
+        let elsewhere = url.replace("/org/", "/org/x");
+        edit(json!({ "url": elsewhere })).await.unwrap();
+        edit(json!({ "url": url })).await.unwrap();
+        let p = point(&check(&db.store, "edited").await, "sign-in").clone();
+        assert!(!p.ok && p.detail.contains("has no client secret stored"), "{p:?}");
+        // Given again, it works again.
+        let (_, secret) = app(&emu, "multi_tenant_secret");
+        edit(json!({ "client_secret": secret })).await.unwrap();
+        assert_eq!(point(&check(&db.store, "edited").await, "result").detail, CONNECTION_AVAILABLE);
+        // A service principal cannot be left without a credential, and edits are validated too.
+        let e = edit(json!({ "callback_url": "http://desk.example.com/cb" })).await.unwrap_err().to_string();
+        assert!(e.contains("Callback URL:"), "{e}");
     }
 }
