@@ -385,3 +385,24 @@ store_test! {
         assert!(e.contains("Callback URL:"), "{e}");
     }
 }
+
+store_test! {
+    async fn more_than_two_pages_of_five_thousand_contacts_are_read_with_their_paging_cookies(db: &TestDb) {
+        let emu = emulator(47, 10_050).await;
+        let (_, tenant, _) = org(&emu);
+        add(&db.store, "big", service_principal(&emu)).await.unwrap();
+        let outcome = sync(&db.store, "big", 5_000, false).await;
+        assert_eq!(outcome.status, "succeeded", "{:?}", outcome.errors);
+        assert_eq!(outcome.counts.created, 10_050);
+        assert_eq!(imported(&db.store, "big", &tenant).await.len(), 10_050);
+        // Three pages (5,000, 5,000 and 50), the second and third asked by their nextLink's paging cookie.
+        let pages = emu
+            .request_log()
+            .into_iter()
+            .filter(|entry| entry.path.contains("/contacts"))
+            .map(|entry| entry.path)
+            .collect::<Vec<_>>();
+        assert_eq!(pages.len(), 3, "{pages:#?}");
+        assert!(pages[1..].iter().all(|p| p.contains("skiptoken")), "{pages:#?}");
+    }
+}
