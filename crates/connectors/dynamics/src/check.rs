@@ -278,17 +278,24 @@ async fn run(
         )),
         Err(e) => {
             let error = deskbridge_connector_entra::from_auth(&e);
-            let point = if e.aadsts() == Some(500_011) {
-                CheckPoint::fail(
+            let point = match e.aadsts() {
+                Some(500_011) => CheckPoint::fail(
                     "sign-in",
                     format!(
                         "the identity platform knows no organisation {} in this tenant: {e}",
                         settings.url
                     ),
                     URL_REMEDY,
-                )
-            } else {
-                failed("sign-in", &error, "")
+                ),
+                // Consent to Dataverse's delegated permission is missing (AzureAD).
+                Some(65_001) => CheckPoint::fail(
+                    "sign-in",
+                    format!("no consent to Dynamics CRM's user_impersonation permission: {e}"),
+                    "Add the Dynamics CRM user_impersonation delegated permission to the app registration and \
+                     grant admin consent (API permissions > Grant admin consent), then sign in again: deskbridge \
+                     connection authorize.",
+                ),
+                _ => failed("sign-in", &error, ""),
             };
             points.push(point);
             points.extend(names[1..].iter().map(|n| CheckPoint::blocked(n, "sign-in")));

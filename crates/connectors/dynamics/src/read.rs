@@ -244,7 +244,7 @@ impl ContactsRead<'_> {
         loop {
             let started = Instant::now();
             let next = pager.next_page().await;
-            self.record("contacts (next page)", started, &next);
+            self.record("contacts?$skiptoken=(paging cookie)", started, &next);
             let Some(page) = next.map_err(|e| from_dataverse(&e))? else {
                 break;
             };
@@ -295,7 +295,7 @@ impl ContactsRead<'_> {
         );
         let started = Instant::now();
         let first = pager.next_page().await;
-        self.record("contacts (delta)", started, &first);
+        self.record("contacts?$deltatoken=(delta token)", started, &first);
         let first = match first {
             Ok(page) => page.unwrap_or_default(),
             Err(e) if e.is_change_token_expired() => return Err(DeltaStart::Expired(e)),
