@@ -142,12 +142,25 @@ pub async fn seal_refresh_token(
 }
 
 /// What a sign-in redirect brought back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Redirect {
     /// The authorization code and the state it answers.
     Code { state: String, code: String },
     /// The identity platform refused the sign-in (`?error=…&error_description=…`).
     Refused(Refusal),
+}
+
+impl std::fmt::Debug for Redirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // The code is a credential for a few minutes: never in a log.
+            Self::Code { state, .. } => f
+                .debug_struct("Code")
+                .field("state", state)
+                .finish_non_exhaustive(),
+            Self::Refused(refusal) => f.debug_tuple("Refused").field(refusal).finish(),
+        }
+    }
 }
 
 /// A refused sign-in, as the redirect reported it.
