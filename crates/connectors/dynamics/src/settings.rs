@@ -110,8 +110,9 @@ pub(crate) const SETTINGS: &[Setting] = &[
     Setting {
         key: "callback_url",
         label: "Callback URL",
-        help: "AzureAD only: the redirect URI registered on the app (default http://localhost:33333). The CLI \
-               signs in through a loopback address, which Microsoft accepts on any port.",
+        help: "AzureAD only: the redirect URI registered on the app (default http://localhost:33333), named in the \
+               remedy when Microsoft refuses a redirect. deskbridge connection authorize comes back to \
+               http://127.0.0.1/callback (any port) and the web to its /auth/microsoft/callback: register those too.",
         kind: SettingKind::Text,
         required: Required::Optional,
         part: SettingPart::Identity,
