@@ -1230,3 +1230,42 @@ async fn more_than_two_pages_of_five_thousand() {
     assert_eq!(sizes, [5_000, 5_000, 500]);
     assert_eq!(ids.len(), 10_500);
 }
+
+#[tokio::test]
+async fn a_broken_contacts_page_is_unreadable_every_time_and_other_pages_and_tables_are_not() {
+    let env = start(40).await;
+    let token = env.app_token("multi_tenant_secret", 0).await;
+    env.emu.update_faults(|f| f.malformed_users_page = Some(2));
+    let prefer = Some("odata.maxpagesize=10");
+    let (status, _, first) = env
+        .get(
+            &token,
+            &format!("{}/contacts?$select=fullname", env.api(0)),
+            prefer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first["value"].as_array().unwrap().len(), 10);
+    let next = first["@odata.nextLink"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        let (status, _, body) = env.get(&token, &next, prefer).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, Value::Null, "page 2 is cut off in the middle of its JSON");
+    }
+    // Accounts are not the people a reader lists.
+    let (_, _, accounts) = env
+        .get(
+            &token,
+            &format!("{}/accounts?$select=name", env.api(0)),
+            Some("odata.maxpagesize=2"),
+        )
+        .await;
+    let next = accounts["@odata.nextLink"].as_str().unwrap().to_owned();
+    let (_, _, second) = env.get(&token, &next, Some("odata.maxpagesize=2")).await;
+    assert!(second["value"].is_array(), "{second}");
+    // Healed, the same link reads.
+    env.emu.update_faults(|f| f.malformed_users_page = None);
+    let next = first["@odata.nextLink"].as_str().unwrap();
+    let (_, _, healed) = env.get(&token, next, prefer).await;
+    assert_eq!(healed["value"].as_array().unwrap().len(), 10);
+}

@@ -19,7 +19,8 @@
 //!   configuration is validated against;
 //! - a kind's settings as data ([`settings`]): forms, API validation and export come from them;
 //! - creating and editing connections, interactive sign-in ([`SignIn`]) and cursor resets, as
-//!   each kind does them;
+//!   each kind does them, with the sign-in mechanics they share ([`sign_in`]: the sealed pending
+//!   state, the state check, the redirect's code or refusal);
 //! - the error every connection operation reports ([`SyncError`]).
 //!
 //! Why a trait object rather than an enum of connectors: the pipeline, agent and web must
@@ -37,6 +38,7 @@ mod registry;
 mod requests;
 mod secrets;
 pub mod settings;
+pub mod sign_in;
 mod source;
 
 pub use check::{CheckPoint, CheckReport};

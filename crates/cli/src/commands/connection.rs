@@ -48,6 +48,11 @@ pub enum AddKind {
     /// relationship, read with the multi-tenant GDAP app. Authorise the Partner Center app
     /// afterwards with `deskbridge connection authorize`.
     Csp(Box<CspArgs>),
+    /// A Dynamics 365 organisation (Dataverse): its contacts become desk users. AuthScheme
+    /// AzureServicePrincipal (the default) signs in as an application user; AzureAD is authorised
+    /// afterwards with `deskbridge connection authorize`. The settings may come from a connection
+    /// string (`Key=Value;…`) in an environment variable.
+    Dynamics(Box<DynamicsArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -187,6 +192,49 @@ pub struct CspArgs {
     pub last_sign_in: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct DynamicsArgs {
+    #[arg(long)]
+    pub name: String,
+    /// The organisation's root URL, like https://contoso.crm.dynamics.com/.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Azure tenant: the directory (tenant) id, or one of its verified domains.
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    /// Application (client) id.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Read the client secret's value from this environment variable.
+    #[arg(long, group = "dynamics_credential")]
+    pub client_secret_env: Option<String>,
+    /// A PEM file holding the certificate and its private key.
+    #[arg(long, group = "dynamics_credential")]
+    pub certificate: Option<PathBuf>,
+    /// AzureServicePrincipal (client credentials; default) or AzureAD (a user signs in).
+    #[arg(long)]
+    pub auth_scheme: Option<String>,
+    /// CRMOnline (the default and the only one: on-premises servers are not supported).
+    #[arg(long)]
+    pub crm_version: Option<String>,
+    /// The redirect URI registered on the app (AzureAD; default http://localhost:33333).
+    #[arg(long)]
+    pub callback_url: Option<String>,
+    /// Identity platform host (national clouds, the emulator).
+    #[arg(long)]
+    pub authority_host: Option<String>,
+    /// Read a connection string (`URL=…;AuthScheme=…;OAuthClientId=…;…`) from this environment
+    /// variable; it may hold a secret, so it is never a flag. Flags may add what it lacks.
+    #[arg(long)]
+    pub connection_string_env: Option<String>,
+    /// The desk customer to import into (created when missing; default: the connection's name).
+    #[arg(long)]
+    pub customer: Option<String>,
+    /// Instances the connection runs on: production, test, or production,test.
+    #[arg(long, default_value = "production")]
+    pub instances: String,
+}
+
 pub async fn run(global: &GlobalArgs, command: ConnectionCommand) -> anyhow::Result<()> {
     let store = global.open_store().await?;
     let registry = global.registry();
@@ -197,6 +245,9 @@ pub async fn run(global: &GlobalArgs, command: ConnectionCommand) -> anyhow::Res
         ConnectionCommand::Add {
             kind: AddKind::Csp(args),
         } => add_csp(&store, &registry, *args).await,
+        ConnectionCommand::Add {
+            kind: AddKind::Dynamics(args),
+        } => add_dynamics(&store, &registry, *args).await,
         ConnectionCommand::List { json } => list(&store, &registry, json).await,
         ConnectionCommand::Authorize(args) => super::authorize::run(&store, &registry, args).await,
         ConnectionCommand::Delta(args) => delta(&store, &registry, args).await,
@@ -340,6 +391,98 @@ async fn add_csp(store: &Store, registry: &SourceRegistry, args: CspArgs) -> any
     Ok(())
 }
 
+/// `connection add dynamics`: the flags (and the connection string, if one is given) become the
+/// Dynamics connector's settings, checked and created through the registry like the API's and the
+/// UI's.
+async fn add_dynamics(store: &Store, registry: &SourceRegistry, args: DynamicsArgs) -> anyhow::Result<()> {
+    let (mut settings, mut certificate_file) = match &args.connection_string_env {
+        Some(var) => {
+            let parsed = deskbridge_connectors::dynamics::parse_connection_string(&env_secret(var)?)?;
+            (parsed.settings, parsed.certificate_file.map(PathBuf::from))
+        }
+        None => (Map::new(), None),
+    };
+    if let Some(file) = &args.certificate {
+        if certificate_file.is_some() {
+            bail!(CliError::new(
+                ErrorCode::InvalidInput,
+                "--certificate and the connection string's OAuthJWTCert both give a certificate: give one"
+            ));
+        }
+        certificate_file = Some(file.clone());
+    }
+    let secret = args.client_secret_env.as_deref().map(env_secret).transpose()?;
+    let certificate = match &certificate_file {
+        Some(file) => {
+            Some(std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?)
+        }
+        None => None,
+    };
+    let flags = [
+        ("url", "--url", args.url.map(Value::from)),
+        ("tenant_id", "--tenant-id", args.tenant_id.map(Value::from)),
+        ("client_id", "--client-id", args.client_id.map(Value::from)),
+        ("client_secret", "--client-secret-env", secret.map(Value::from)),
+        ("certificate_pem", "--certificate", certificate.map(Value::from)),
+        ("auth_scheme", "--auth-scheme", args.auth_scheme.map(Value::from)),
+        ("crm_version", "--crm-version", args.crm_version.map(Value::from)),
+        (
+            "callback_url",
+            "--callback-url",
+            args.callback_url.map(Value::from),
+        ),
+        (
+            "authority_host",
+            "--authority-host",
+            args.authority_host.map(Value::from),
+        ),
+    ];
+    for (key, flag, value) in flags {
+        let Some(value) = value else { continue };
+        // The certificate's file was already refused above when given twice.
+        if key != "certificate_pem" && settings.contains_key(key) {
+            bail!(CliError::new(
+                ErrorCode::InvalidInput,
+                format!("{flag} and the connection string both give {key}: give it once")
+            ));
+        }
+        settings.insert(key.to_owned(), value);
+    }
+    let source = source_of_kind(registry, "dynamics")?;
+    let settings = validate(
+        source.settings(),
+        &settings,
+        Purpose::Create,
+        registry.endpoint_policy(),
+    )?;
+    let signs_in = settings.text("auth_scheme") == Some("AzureAD");
+    let connection = source
+        .create(
+            store,
+            NewConnection {
+                name: deskbridge_source::settings::connection_name(&args.name)?,
+                customer: args.customer,
+                enabled_instances: enabled_instances(Some(&args.instances))?,
+                settings,
+            },
+        )
+        .await?;
+    crate::output::outln!("added connection {:?} (id {})", connection.name, connection.id);
+    if signs_in {
+        crate::output::outln!(
+            "authorise it by signing in with a user of the organisation: deskbridge connection authorize --name {}",
+            connection.name
+        );
+    } else {
+        crate::output::outln!(
+            "next: deskbridge check --connection {0} (\"connection available\" when all is well), then \
+             deskbridge sync --connection {0} --plan",
+            connection.name
+        );
+    }
+    Ok(())
+}
+
 fn source_of_kind<'a>(
     registry: &'a SourceRegistry,
     kind: &str,
@@ -390,7 +533,7 @@ async fn list(store: &Store, registry: &SourceRegistry, as_json: bool) -> anyhow
             "kind": c.kind,
             "tenant_id": c.config.get("tenant_id"),
             "client_id": c.config.get("client_id"),
-            "auth": c.config.get("auth"),
+            "auth": c.config.get("auth").or_else(|| c.config.get("auth_scheme")),
             "authority_host": c.config.get("authority_host"),
             "graph_url": c.config.get("graph_url"),
             "enabled_instances": c.enabled_instances,

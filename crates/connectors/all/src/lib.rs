@@ -13,4 +13,13 @@ pub fn registry() -> SourceRegistry {
     SourceRegistry::new()
         .with(Arc::new(deskbridge_connector_entra::EntraSource::default()))
         .with(Arc::new(deskbridge_connector_csp::CspSource::default()))
+        .with(Arc::new(deskbridge_connector_dynamics::DynamicsSource::default()))
+}
+
+/// What only the Dynamics 365 connector can read: its connection strings (`Key=Value;…`), which
+/// the CLI and the web import into the kind's settings.
+pub mod dynamics {
+    pub use deskbridge_connector_dynamics::connection_string::{
+        ConnectionString, parse as parse_connection_string,
+    };
 }

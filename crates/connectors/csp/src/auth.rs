@@ -19,10 +19,9 @@ use deskbridge_msauth::{
     AppCredentials, AppTokenProvider, Authority, AuthorizationRequest, BoxFuture, CertificateCredential,
     ClientCredential, DelegatedTokenProvider, ExposeSecret as _, RefreshTokenSink, SecretString, TokenClient,
 };
+use deskbridge_source::sign_in::{PendingSignIn, Redirect, parse_redirect};
 use deskbridge_source::{ConnectionSecrets, SyncError, http_client};
-use deskbridge_store::{Connection, Store, StoreTx, WriteContext};
-use jiff::SignedDuration;
-use serde::{Deserialize, Serialize};
+use deskbridge_store::{Connection, Store, StoreTx};
 
 use crate::settings::{
     CspSettings, GdapAuth, SECRET_GDAP_CERTIFICATE, SECRET_GDAP_SECRET, SECRET_PARTNER_REFRESH_TOKEN,
@@ -34,14 +33,6 @@ pub const PARTNER_CENTER_USER_IMPERSONATION: &str =
     "https://api.partnercenter.microsoft.com/user_impersonation";
 /// The sealed state of a sign-in that has been started and not finished.
 const SECRET_PENDING: &str = "partner_pending_authorization";
-const PENDING_LIFETIME: SignedDuration = SignedDuration::from_mins(15);
-
-#[derive(Serialize, Deserialize)]
-struct PendingState {
-    state: String,
-    code_verifier: String,
-    redirect_uri: String,
-}
 
 fn authority(connection: &Connection, settings: &CspSettings) -> Result<Authority, SyncError> {
     Authority::new(&settings.authority_host)
@@ -175,21 +166,14 @@ impl RefreshTokenSink for StoreRefreshTokens {
         refresh_token: &'a SecretString,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let mut tx = self
-                .store
-                .begin(WriteContext::manual())
-                .await
-                .map_err(|e| e.to_string())?;
-            ConnectionSecrets(self.connection)
-                .put(
-                    &mut tx,
-                    SECRET_PARTNER_REFRESH_TOKEN,
-                    refresh_token.expose_secret(),
-                    None,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            tx.commit().await.map_err(|e| e.to_string())
+            deskbridge_source::sign_in::seal_refresh_token(
+                &self.store,
+                self.connection,
+                SECRET_PARTNER_REFRESH_TOKEN,
+                refresh_token.expose_secret(),
+            )
+            .await
+            .map_err(|e| e.to_string())
         })
     }
 }
@@ -216,29 +200,14 @@ async fn begin(
         &format!("{}.", connection.id.0),
     )
     .map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
-    let pending = PendingState {
+    PendingSignIn {
         state: request.state.clone(),
         code_verifier: request.code_verifier.expose_secret().to_owned(),
         redirect_uri: redirect_uri.to_owned(),
-    };
-    let sealed =
-        serde_json::to_string(&pending).map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
-    let expires = clock
-        .now()
-        .checked_add(PENDING_LIFETIME)
-        .map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
-    let mut tx = store.begin(WriteContext::manual()).await?;
-    ConnectionSecrets(connection.id)
-        .put(&mut tx, SECRET_PENDING, &sealed, Some(expires))
-        .await?;
-    tx.commit().await?;
+    }
+    .seal(store, connection.id, SECRET_PENDING, clock)
+    .await?;
     Ok(request.url.to_string())
-}
-
-fn unknown_sign_in() -> SyncError {
-    SyncError::Credential(
-        "this sign-in was not started here or has already been used: start the authorisation again".into(),
-    )
 }
 
 /// Finishes the sign-in from the whole redirect: redeems the code and seals the refresh token.
@@ -248,33 +217,10 @@ async fn complete(
     redirect: &str,
     clock: &SharedClock,
 ) -> Result<(), SyncError> {
-    let url = url::Url::parse(redirect)
-        .or_else(|_| url::Url::parse("http://localhost/").and_then(|base| base.join(redirect)))
-        .map_err(|e| SyncError::Credential(format!("the sign-in redirect is not a URL: {e}")))?;
-    let (mut code, mut state, mut error, mut description) = (None, None, None, String::new());
-    for (key, value) in url.query_pairs() {
-        match key.as_ref() {
-            "code" => code = Some(value.into_owned()),
-            "state" => state = Some(value.into_owned()),
-            "error" => error = Some(value.into_owned()),
-            "error_description" => description = value.into_owned(),
-            _ => {}
-        }
-    }
-    if let Some(error) = error {
-        let aadsts = description
-            .strip_prefix("AADSTS")
-            .and_then(|rest| rest.split(':').next())
-            .map(|n| format!("AADSTS{n}"));
-        let redirect_mismatch = aadsts.as_deref() == Some("AADSTS50011");
-        return Err(SyncError::Upstream {
-            error_code: match error.as_str() {
-                "access_denied" | "consent_required" | "invalid_scope" => ErrorCode::UpstreamPermission,
-                _ => ErrorCode::UpstreamAuthentication,
-            },
-            code: aadsts.unwrap_or_else(|| error.clone()),
-            message: format!("the Partner Center sign-in was refused ({error}): {description}"),
-            remedy: if redirect_mismatch {
+    let (state, code) = match parse_redirect(redirect)? {
+        Redirect::Code { state, code } => (state, code),
+        Redirect::Refused(refusal) => {
+            let remedy = if refusal.aadsts.as_deref() == Some("AADSTS50011") {
                 "The redirect URI does not match one configured on the Partner Center app registration: add it \
                  (for the CLI, http://localhost/callback) and sign in again."
                     .into()
@@ -283,35 +229,15 @@ async fn complete(
                  permission (API fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd, \"Access Partner Center\"), and sign in \
                  with a partner admin who can open the customer list."
                     .into()
-            },
-        });
-    }
-    let (Some(state), Some(code)) = (state, code.filter(|c| !c.is_empty())) else {
-        return Err(SyncError::Credential(
-            "the sign-in redirect carries no code and state".into(),
-        ));
+            };
+            return Err(refusal.into_error("the Partner Center sign-in", remedy));
+        }
     };
     let settings = CspSettings::of(connection)?;
-    let secrets = ConnectionSecrets(connection.id);
     let mut tx = store.read().await?;
-    let pending = secrets.get(&mut tx, SECRET_PENDING).await?;
-    let expires = secrets.expiry(&mut tx, SECRET_PENDING).await?;
     let app = partner_app(&mut tx, connection, &settings).await?;
     tx.commit().await?;
-    let pending: PendingState = pending
-        .and_then(|p| serde_json::from_str(p.as_str()).ok())
-        .ok_or_else(unknown_sign_in)?;
-    if !constant_time_eq(pending.state.as_bytes(), state.as_bytes()) {
-        return Err(unknown_sign_in());
-    }
-    if expires
-        .and_then(|e| e.parse::<jiff::Timestamp>().ok())
-        .is_none_or(|e| e <= clock.now())
-    {
-        return Err(SyncError::Credential(
-            "the sign-in took longer than 15 minutes: start the authorisation again".into(),
-        ));
-    }
+    let pending = PendingSignIn::take(store, connection.id, SECRET_PENDING, &state, clock).await?;
     let client = TokenClient::new(
         http_client(&connection.name)?,
         authority(connection, &settings)?,
@@ -333,22 +259,15 @@ async fn complete(
             "Microsoft issued no refresh token: the app must allow the offline_access scope".into(),
         )
     })?;
-    let mut tx = store.begin(WriteContext::manual()).await?;
-    secrets
-        .put(
-            &mut tx,
-            SECRET_PARTNER_REFRESH_TOKEN,
-            refresh.expose_secret(),
-            None,
-        )
-        .await?;
-    secrets.delete(&mut tx, SECRET_PENDING).await?;
-    tx.commit().await?;
+    PendingSignIn::finish(
+        store,
+        connection.id,
+        SECRET_PENDING,
+        SECRET_PARTNER_REFRESH_TOKEN,
+        refresh.expose_secret(),
+    )
+    .await?;
     Ok(())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The Partner Center app's sign-in as the web and the CLI reach it. Once signed in, the

@@ -9,14 +9,14 @@
 
 use std::sync::Arc;
 
-use deskbridge_core::{ConnectionId, ErrorCode, SharedClock};
+use deskbridge_core::{ConnectionId, SharedClock};
 use deskbridge_msauth::{
     AppCredentials, Authority, AuthorizationRequest, BoxFuture, ExposeSecret as _, RefreshTokenSink,
     SecretString, TokenClient,
 };
-use deskbridge_store::{Connection, Store, WriteContext};
-use jiff::SignedDuration;
-use serde::{Deserialize, Serialize};
+use deskbridge_source::sign_in::{PendingSignIn, Redirect, parse_redirect, unknown_sign_in};
+use deskbridge_store::{Connection, Store};
+use serde::Serialize;
 
 use deskbridge_source::{ConnectionSecrets, SyncError, http_client};
 
@@ -27,8 +27,6 @@ use crate::settings::{AuthMethod, EntraSettings, SECRET_REFRESH_TOKEN};
 
 /// The sealed state of a sign-in that has been started and not yet finished.
 const SECRET_PENDING: &str = "pending_authorization";
-/// How long a started sign-in may take; Microsoft's codes live for minutes, too.
-const PENDING_LIFETIME: SignedDuration = SignedDuration::from_mins(15);
 
 /// A sign-in to send the administrator's browser to.
 #[derive(Debug, Clone, Serialize)]
@@ -39,13 +37,6 @@ pub struct PendingAuthorization {
     pub url: String,
     /// The state the redirect must carry back (also inside `url`).
     pub state: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct PendingState {
-    state: String,
-    code_verifier: String,
-    redirect_uri: String,
 }
 
 /// The scopes a delegated connection asks for: the app's configured Graph permissions
@@ -103,22 +94,13 @@ pub async fn begin_delegated_authorization(
         &format!("{}.", connection.id.0),
     )
     .map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
-    let pending = PendingState {
+    PendingSignIn {
         state: request.state.clone(),
         code_verifier: request.code_verifier.expose_secret().to_owned(),
         redirect_uri: redirect_uri.to_owned(),
-    };
-    let sealed =
-        serde_json::to_string(&pending).map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
-    let expires = clock
-        .now()
-        .checked_add(PENDING_LIFETIME)
-        .map_err(|e| SyncError::BadSettings(name.into(), e.to_string()))?;
-    let mut tx = store.begin(WriteContext::manual()).await?;
-    ConnectionSecrets(connection.id)
-        .put(&mut tx, SECRET_PENDING, &sealed, Some(expires))
-        .await?;
-    tx.commit().await?;
+    }
+    .seal(store, connection.id, SECRET_PENDING, clock)
+    .await?;
     Ok(PendingAuthorization {
         connection: connection.name,
         url: request.url.to_string(),
@@ -134,38 +116,17 @@ pub async fn complete_delegated_authorization(
     code: &str,
     clock: &SharedClock,
 ) -> Result<String, SyncError> {
-    let unknown = || {
-        SyncError::Credential(
-            "this sign-in was not started here or has already been used: start the authorisation again"
-                .into(),
-        )
-    };
     let id: i64 = state
         .split_once('.')
         .and_then(|(id, _)| id.parse().ok())
-        .ok_or_else(unknown)?;
+        .ok_or_else(unknown_sign_in)?;
     let id = ConnectionId(id);
     let mut tx = store.read().await?;
-    let connection = tx.connection(id).await?.ok_or_else(unknown)?;
-    let pending = ConnectionSecrets(id).get(&mut tx, SECRET_PENDING).await?;
-    let expires = ConnectionSecrets(id).expiry(&mut tx, SECRET_PENDING).await?;
+    let connection = tx.connection(id).await?.ok_or_else(unknown_sign_in)?;
     let credential = app_credential(&mut tx, &connection, delegated_connection(&connection)?.auth).await?;
     tx.commit().await?;
     let settings = delegated_connection(&connection)?;
-    let pending: PendingState = pending
-        .and_then(|p| serde_json::from_str(p.as_str()).ok())
-        .ok_or_else(unknown)?;
-    if !constant_time_eq(pending.state.as_bytes(), state.as_bytes()) {
-        return Err(unknown());
-    }
-    let expired = expires
-        .and_then(|e| e.parse::<jiff::Timestamp>().ok())
-        .is_none_or(|e| e <= clock.now());
-    if expired {
-        return Err(SyncError::Credential(
-            "the sign-in took longer than 15 minutes: start the authorisation again".into(),
-        ));
-    }
+    let pending = PendingSignIn::take(store, id, SECRET_PENDING, state, clock).await?;
     let authority = Authority::new(&settings.authority_host)
         .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
     let client = TokenClient::new(http_client(&connection.name)?, authority, clock.clone());
@@ -190,15 +151,14 @@ pub async fn complete_delegated_authorization(
             "Microsoft issued no refresh token: the app must allow the offline_access scope".into(),
         )
     })?;
-    let mut tx = store.begin(WriteContext::manual()).await?;
-    tx.put_secret(
-        &ConnectionSecrets(id).reference(SECRET_REFRESH_TOKEN),
+    PendingSignIn::finish(
+        store,
+        id,
+        SECRET_PENDING,
+        SECRET_REFRESH_TOKEN,
         refresh.expose_secret(),
-        None,
     )
     .await?;
-    ConnectionSecrets(id).delete(&mut tx, SECRET_PENDING).await?;
-    tx.commit().await?;
     Ok(connection.name)
 }
 
@@ -209,36 +169,10 @@ pub async fn complete_delegated_redirect(
     redirect: &str,
     clock: &SharedClock,
 ) -> Result<String, SyncError> {
-    let url = url::Url::parse(redirect)
-        .or_else(|_| url::Url::parse("http://localhost/").and_then(|base| base.join(redirect)))
-        .map_err(|e| SyncError::Credential(format!("the sign-in redirect is not a URL: {e}")))?;
-    let mut code = None;
-    let mut state = None;
-    let mut error = None;
-    let mut description = String::new();
-    for (key, value) in url.query_pairs() {
-        match key.as_ref() {
-            "code" => code = Some(value.into_owned()),
-            "state" => state = Some(value.into_owned()),
-            "error" => error = Some(value.into_owned()),
-            "error_description" => description = value.into_owned(),
-            _ => {}
-        }
-    }
-    if let Some(error) = error {
-        let aadsts = description
-            .strip_prefix("AADSTS")
-            .and_then(|rest| rest.split(':').next())
-            .map(|n| format!("AADSTS{n}"));
-        return Err(SyncError::Upstream {
-            // Refused consent is a permission missing; anything else, a refused sign-in.
-            error_code: match error.as_str() {
-                "access_denied" | "consent_required" | "invalid_scope" => ErrorCode::UpstreamPermission,
-                _ => ErrorCode::UpstreamAuthentication,
-            },
-            code: aadsts.unwrap_or_else(|| error.clone()),
-            message: format!("the sign-in was refused ({error}): {description}"),
-            remedy: match error.as_str() {
+    match parse_redirect(redirect)? {
+        Redirect::Code { state, code } => complete_delegated_authorization(store, &state, &code, clock).await,
+        Redirect::Refused(refusal) => {
+            let remedy = match refusal.error.as_str() {
                 "access_denied" => "Sign in again and accept the permissions the app requests (an administrator \
                                     may have to grant consent for the organisation)."
                     .into(),
@@ -247,21 +181,10 @@ pub async fn complete_delegated_redirect(
                     .into(),
                 _ => "Check the app registration's redirect URIs and delegated permissions, then sign in again."
                     .into(),
-            },
-        });
-    }
-    match (state, code) {
-        (Some(state), Some(code)) if !code.is_empty() => {
-            complete_delegated_authorization(store, &state, &code, clock).await
+            };
+            Err(refusal.into_error("the sign-in", remedy))
         }
-        _ => Err(SyncError::Credential(
-            "the sign-in redirect carries no code and state".into(),
-        )),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Seals every refresh token Microsoft rotates in, before it is used.
@@ -277,19 +200,14 @@ impl RefreshTokenSink for StoreRefreshTokens {
         refresh_token: &'a SecretString,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let mut tx = self
-                .store
-                .begin(WriteContext::manual())
-                .await
-                .map_err(|e| e.to_string())?;
-            tx.put_secret(
-                &ConnectionSecrets(self.connection).reference(SECRET_REFRESH_TOKEN),
+            deskbridge_source::sign_in::seal_refresh_token(
+                &self.store,
+                self.connection,
+                SECRET_REFRESH_TOKEN,
                 refresh_token.expose_secret(),
-                None,
             )
             .await
-            .map_err(|e| e.to_string())?;
-            tx.commit().await.map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())
         })
     }
 }

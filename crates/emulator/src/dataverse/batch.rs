@@ -162,6 +162,7 @@ fn run_request(
                 .into_owned()
                 .collect(),
             headers,
+            malformed_page: None,
         };
         read(&ctx)
     } else {

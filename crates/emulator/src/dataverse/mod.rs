@@ -155,6 +155,9 @@ pub(crate) struct Ctx<'a> {
     pub path: String,
     pub params: Vec<(String, String)>,
     pub headers: &'a HeaderMap,
+    /// The page (1 for the first) of the `contacts` listing answered with truncated JSON:
+    /// `Faults::malformed_users_page`, since contacts are the people a Dataverse reader lists.
+    pub malformed_page: Option<usize>,
 }
 
 impl Ctx<'_> {
@@ -455,6 +458,11 @@ pub(crate) async fn handler(
                         path: path.clone(),
                         params: query,
                         headers: &headers,
+                        malformed_page: state
+                            .faults
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .malformed_users_page,
                     };
                     read(&ctx)
                 }
