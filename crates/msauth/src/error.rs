@@ -144,6 +144,8 @@ pub enum AuthErrorClass {
     InvalidClientAssertion,
     /// AADSTS700082 / 700084 / 70008: the refresh token or authorization code has expired.
     ExpiredGrant,
+    /// AADSTS50011 / 500113: the redirect URI of a sign-in is not one the app registration lists.
+    RedirectUriMismatch,
     /// AADSTS90055 or HTTP 429.
     Throttled,
     /// HTTP 5xx from the token endpoint.
@@ -177,6 +179,7 @@ impl MicrosoftAuthError {
             Some(90_002) => AuthErrorClass::TenantNotFound,
             Some(700_027 | 500_133 | 7_000_218 | 700_024) => AuthErrorClass::InvalidClientAssertion,
             Some(700_082 | 700_084 | 70_008) => AuthErrorClass::ExpiredGrant,
+            Some(50_011 | 500_113) => AuthErrorClass::RedirectUriMismatch,
             Some(90_055) => AuthErrorClass::Throttled,
             _ if self.status == 429 => AuthErrorClass::Throttled,
             _ if self.status >= 500 => AuthErrorClass::ServiceUnavailable,
@@ -223,6 +226,11 @@ impl MicrosoftAuthError {
             }
             (AuthErrorClass::ExpiredGrant, _) => {
                 "The sign-in has expired. Sign in again to re-authorise the connection."
+            }
+            (AuthErrorClass::RedirectUriMismatch, _) => {
+                "The redirect URI this sign-in used (named in Microsoft's message) is not registered on the app. \
+                 Add it, exactly as written, under the app registration's Authentication > Redirect URIs (the \
+                 connection's page lists the URIs to register), then sign in again."
             }
             (AuthErrorClass::Throttled, _) => {
                 "Too many token requests. deskbridge will retry later; no action is needed unless it persists."
@@ -290,6 +298,27 @@ mod tests {
         assert_eq!(clock.class(), unknown_cert.class());
         assert!(clock.remedy().contains("clock"));
         assert!(unknown_cert.remedy().contains("Upload"));
+    }
+
+    #[test]
+    fn a_redirect_uri_mismatch_says_to_register_the_uri() {
+        let mismatch = error_with(
+            400,
+            vec![],
+            "AADSTS50011: The redirect URI 'https://desk.example/auth/microsoft/callback' specified in the request \
+             does not match the redirect URIs configured for the application.",
+        );
+        assert_eq!(mismatch.class(), AuthErrorClass::RedirectUriMismatch);
+        assert!(
+            mismatch
+                .message()
+                .contains("https://desk.example/auth/microsoft/callback")
+        );
+        assert!(
+            mismatch.remedy().contains("Redirect URIs"),
+            "{}",
+            mismatch.remedy()
+        );
     }
 
     #[test]
