@@ -320,12 +320,11 @@ pub(super) async fn sections(
         }
         out.push(table);
         if modify {
-            out.push(
-                Section::titled("Add an asset field mapping").form(form(
-                    "add-asset-field",
-                    action,
-                    "Add asset field mapping",
-                    vec![
+            out.push(Section::titled("Add an asset field mapping").form(form(
+                "add-asset-field",
+                action,
+                "Add asset field mapping",
+                vec![
                         hidden("op", "add-field"),
                         select_of("source", "Device property", "", options(&property_choices)),
                         Field {
@@ -335,8 +334,7 @@ pub(super) async fn sections(
                             ..select_of("target", "Desk asset field", "", options(&desk))
                         },
                     ],
-                )),
-            );
+            )));
         }
     }
     Ok(out)
