@@ -255,6 +255,22 @@ store_test! {
         let names: Vec<&Value> = assets["fields"].as_array().unwrap().iter().filter(|f| f["target"] == "name").collect();
         assert_eq!(names.len(), 1, "a desk field is mapped once: {assets}");
         assert_eq!(names[0]["source"]["property"], "model");
+        // Another customer's site is neither offered nor accepted as the default site.
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let fabrikam = tx
+            .insert(deskbridge_store::Entity::Customer, None, &[("name".to_owned(), json!("Fabrikam"))].into_iter().collect())
+            .await
+            .unwrap();
+        let foreign_site = tx.main_site(fabrikam).await.unwrap().unwrap().0.to_string();
+        tx.commit().await.unwrap();
+        let picker = get_page(&fx.app, &path, &fx.admin).await;
+        assert!(picker.text.contains("(Contoso)") && !picker.text.contains("(Fabrikam)"), "{}", picker.text);
+        let mut foreign = settings("single", "Laptop");
+        foreign.retain(|(k, _)| *k != "default_site");
+        foreign.push(("default_site", &foreign_site));
+        let refused_site = post_form(&fx.app, &path, &fx.admin, &foreign).await;
+        assert_eq!(refused_site.text.matches("Not saved").count(), 1, "{}", refused_site.text);
+        assert!(refused_site.text.contains("Fabrikam"), "the refusal names the other customer: {}", refused_site.text);
         // A read-only account sees the settings, not the forms, and cannot post them.
         let seen = get_page(&fx.app, &path, &fx.reader).await;
         assert_eq!(seen.status, StatusCode::OK);

@@ -56,6 +56,7 @@ pub(crate) fn connection_customers(state: &AppState, connection: &Connection) ->
         .into_iter()
         .map(|p| p.customer_id)
         .collect();
+    out.sort_unstable();
     out.dedup();
     Ok(out)
 }

@@ -102,7 +102,16 @@ fn options(pairs: &[(String, String)]) -> Vec<Opt> {
         .collect()
 }
 
-fn select_of(name: &'static str, label: &str, value: &str, choices: Vec<Opt>) -> Field {
+/// A select of `choices` showing `value`. A saved value that is no longer offered (a deleted
+/// custom field, another customer's site written as code) stays selected, marked, so saving
+/// the form does not silently change it; validation then says what is wrong with it.
+fn select_of(name: &'static str, label: &str, value: &str, mut choices: Vec<Opt>) -> Field {
+    if !value.is_empty() && !choices.iter().any(|o| o.value == value) {
+        choices.push(Opt {
+            value: value.to_owned(),
+            label: format!("{value} (not available here)"),
+        });
+    }
     let mut f = select(name, label, value, &[]);
     f.options = choices;
     f
