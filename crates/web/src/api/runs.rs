@@ -215,3 +215,15 @@ pub(super) async fn approve_run(
     let started = approve(&state, scope.as_ref().map(|s| &s.0), run).await?;
     Ok((StatusCode::ACCEPTED, Json(json!(started))).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_run_is_approved_as_the_entity_it_imported() {
+        assert_eq!(entity_of_run("assets"), SyncEntity::Assets);
+        assert_eq!(entity_of_run("sync"), SyncEntity::Directory);
+        assert_eq!(entity_of_run("full"), SyncEntity::Directory);
+    }
+}
