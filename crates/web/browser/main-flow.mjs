@@ -1,6 +1,7 @@
 // The admin UI's main flow in headless Chromium (the system's, never a downloaded one), against
 // the emulator: sign in, add an Entra connection, authorise and check it, add a field and a site
-// mapping, preview the import, run it and watch its progress, browse the users, read the logs.
+// mapping, preview the import, run it and watch its progress, browse the users, set up asset
+// import and import the managed devices, read the logs.
 // A screenshot of each step goes to target/browser-output/. Usage:
 //   DESKBRIDGE_BIN=target/debug/deskbridge node crates/web/browser/main-flow.mjs
 import { spawn } from "node:child_process";
@@ -157,6 +158,24 @@ try {
     const rows = await page.locator("#directory tbody tr").count();
     expect(rows >= 10, `${rows} users listed`);
     await remember(page);
+  });
+
+  await step(page, "set up asset import", async () => {
+    await page.goto(`${connectionUrl}/mappings/assets`);
+    await page.getByLabel("Import managed devices as assets").check();
+    await page.getByLabel("Asset type", { exact: true }).selectOption("single");
+    await page.getByLabel("Type name").fill("Managed device");
+    await page.getByRole("button", { name: "Save asset settings" }).click();
+    await page.getByText("Mappings saved").waitFor();
+    await remember(page);
+  });
+
+  await step(page, "import managed devices", async () => {
+    await page.getByRole("link", { name: "Imports" }).click();
+    await page.getByRole("button", { name: "Import managed devices" }).click();
+    await page.waitForURL(/\/runs\/\d+$/);
+    await page.locator("#run-finished").waitFor({ timeout: 120_000 });
+    expect((await page.content()).includes("succeeded"), "the asset run succeeded");
   });
 
   await step(page, "read the logs", async () => {

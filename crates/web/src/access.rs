@@ -198,7 +198,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/api/v1/connections/{id}/preview",
         READ,
         "runs",
-        "Preview: what a sync would change",
+        "Preview: what a sync of the directory or of the assets would change",
     ),
     api(
         "GET",
@@ -212,7 +212,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/api/v1/connections/{id}/runs",
         MODIFY,
         "runs",
-        "Start a sync",
+        "Start a sync of the directory or of the assets",
     ),
     api(
         "POST",
@@ -407,7 +407,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "GET",
         "/connections/{id}/mappings/{section}",
         READ,
-        "Field, site and advanced mappings",
+        "Field, site, asset and advanced mappings",
     ),
     page(
         "POST",
@@ -422,7 +422,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Imports: matching, options, preview",
     ),
     page("POST", "/connections/{id}/preview", READ, "Import preview"),
-    page("POST", "/connections/{id}/runs", MODIFY, "Start a sync"),
+    page(
+        "POST",
+        "/connections/{id}/runs",
+        MODIFY,
+        "Start a sync (directory or assets)",
+    ),
     page(
         "GET",
         "/connections/{id}/agent",

@@ -75,6 +75,27 @@ fn connection_body(sources: &SourceRegistry, purpose: Purpose) -> Value {
     json!({"oneOf": kinds})
 }
 
+/// What a run or a preview imports; each connection kind imports some of these.
+fn entity_schema(sources: &SourceRegistry) -> Value {
+    let names: Vec<&str> = deskbridge_source::SyncEntity::ALL
+        .iter()
+        .map(|e| e.as_str())
+        .collect();
+    let by_kind: Vec<String> = sources
+        .kinds()
+        .filter_map(|k| sources.get(k))
+        .map(|s| format!("{}: {}", s.kind(), s.entities().join(", ")))
+        .collect();
+    json!({
+        "enum": names,
+        "default": "directory",
+        "description": format!(
+            "What to import: the directory (users and agents) or managed devices as assets (needs an \"assets\" mapping section). By connection kind: {}",
+            by_kind.join("; ")
+        ),
+    })
+}
+
 fn body_schema(sources: &SourceRegistry, method: &str, path: &str) -> Option<Value> {
     let props = match (method, path) {
         ("POST", "/api/v1/connections") => return Some(connection_body(sources, Purpose::Create)),
@@ -87,7 +108,11 @@ fn body_schema(sources: &SourceRegistry, method: &str, path: &str) -> Option<Val
         ("POST", "/api/v1/connections/{id}/import") => {
             return Some(json!({"type": "object", "description": "A file from GET …/export"}));
         }
-        ("POST", "/api/v1/connections/{id}/runs") => json!({"full": {"type": "boolean"}}),
+        ("POST", "/api/v1/connections/{id}/runs") => json!({
+            "full": {"type": "boolean", "description": "Ignore delta cursors and read everything"},
+            "entity": entity_schema(sources),
+        }),
+        ("POST", "/api/v1/connections/{id}/preview") => json!({"entity": entity_schema(sources)}),
         ("PUT", "/api/v1/connections/{id}/grants/{account_id}") => {
             json!({"access": {"enum": ["read", "modify", null]}})
         }
@@ -133,6 +158,11 @@ fn query_parameters(path: &str) -> Vec<Value> {
                 "Records with a larger id (the previous page's next_after)",
             ),
             q("limit", "integer", "Page size, at most 500"),
+            q(
+                "customer",
+                "integer",
+                "Only records of this desk customer (a customer the connection imports into, for a connection's listing)",
+            ),
         ]
     } else if path.ends_with("/runs") {
         vec![q("limit", "integer", "How many runs, newest first")]

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use deskbridge_core::{ConnectionId, ErrorCode, RunId};
+use deskbridge_source::SyncEntity;
 use deskbridge_store::{Connection, RunStatus, WriteContext};
 use deskbridge_sync::{SyncOptions, SyncOutcome};
 use tokio::task::JoinHandle;
@@ -55,16 +56,18 @@ impl Runs {
             .is_some_and(|t| !t.handle.is_finished())
     }
 
-    /// Starts a sync of `connection`; returns once its run row exists (or it has ended).
+    /// Starts a sync of `connection` importing `entity` (the caller has checked that its kind
+    /// imports it); returns once its run row exists (or it has ended).
     pub async fn start(
         &self,
         state: &AppState,
         connection: &Connection,
+        entity: SyncEntity,
         full: bool,
         approve_held: bool,
     ) -> Result<Started, ApiError> {
         if state.job_queue && !approve_held {
-            return enqueue(state, connection, full).await;
+            return enqueue(state, connection, entity, full).await;
         }
         if self.busy(connection.id) {
             return Err(
@@ -75,6 +78,7 @@ impl Runs {
         let newest_before = newest_run(state, connection.id).await?;
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
         let options = SyncOptions {
+            entity,
             plan_only: false,
             full,
             approve_held,
@@ -177,12 +181,17 @@ impl Runs {
 }
 
 /// Queues a sync of the connection for the workers, and waits (briefly) for one to start it.
-async fn enqueue(state: &AppState, connection: &Connection, full: bool) -> Result<Started, ApiError> {
+async fn enqueue(
+    state: &AppState,
+    connection: &Connection,
+    entity: SyncEntity,
+    full: bool,
+) -> Result<Started, ApiError> {
     let mut tx = state.store.begin(WriteContext::manual()).await?;
     let job = tx
         .enqueue_job(&deskbridge_store::NewJob {
             connection_id: connection.id,
-            entity: "directory".into(),
+            entity: entity.as_str().into(),
             full,
             origin: "manual".into(),
             schedule_id: None,

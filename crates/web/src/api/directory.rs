@@ -1,6 +1,8 @@
 //! The imported directory listings (customers, sites, users, agents, teams, licences, assets),
 //! of one connection or of all, a page at a time.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, RawQuery, State};
 use axum::{Extension, Json};
 use deskbridge_core::RecordId;
@@ -42,7 +44,26 @@ pub(crate) struct DirectoryQuery {
     pub q: Option<String>,
     pub after: Option<i64>,
     pub limit: Option<u32>,
+    /// Only records of this desk customer.
+    pub customer: Option<i64>,
 }
+
+/// The desk customers a connection imports into (one per tenant it reads).
+pub(crate) fn connection_customers(state: &AppState, connection: &Connection) -> ApiResult<Vec<RecordId>> {
+    let mut out: Vec<RecordId> = super::source_of(state, connection)?
+        .open(connection)?
+        .partitions()
+        .into_iter()
+        .map(|p| p.customer_id)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// How many store pages one listing page may scan for records of the asked customer before it
+/// hands back a short page with `next_after` (a bound on the work one request does).
+const MAX_SCANNED_PAGES: usize = 20;
 
 pub(crate) async fn directory_page(
     state: &AppState,
@@ -51,24 +72,107 @@ pub(crate) async fn directory_page(
     connection: Option<&Connection>,
 ) -> ApiResult<Value> {
     // A connection that imports into one customer says which in its settings.
-    let customer = connection.and_then(|c| deskbridge_source::desk::id_of(&c.config["customer_id"]));
-    let filter = DirectoryFilter {
+    let own_customer = connection.and_then(|c| deskbridge_source::desk::id_of(&c.config["customer_id"]));
+    let wanted = match q.customer {
+        None => None,
+        Some(id) => {
+            let id = RecordId(id);
+            if entity != Entity::Customer && entity.spec().column("customer_id").is_none() {
+                return Err(ApiError::invalid(format!(
+                    "customer: {} records belong to no customer; list them without it",
+                    entity.name()
+                )));
+            }
+            // Through a connection, only the customers it imports into: its reader may see
+            // those and no other (the whole directory is an administrator's).
+            if let Some(c) = connection
+                && !connection_customers(state, c)?.contains(&id)
+            {
+                return Err(ApiError::not_found(format!(
+                    "connection {:?} imports into no customer {id}",
+                    c.name
+                )));
+            }
+            Some(id)
+        }
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let mut filter = DirectoryFilter {
         connection: connection.map(|c| c.id),
-        customer,
+        customer: wanted.or(own_customer),
         search: q.q,
         after: q.after.map(RecordId),
-        limit: q.limit.unwrap_or(50).clamp(1, 500),
+        limit,
+    };
+    // The store's connection filter widens to the customer (records of the connection or of its
+    // customer); a chosen customer narrows it to exactly that customer's records, here.
+    let keep = |r: &deskbridge_store::Record| match wanted {
+        None => true,
+        Some(id) if entity == Entity::Customer => r.id == id,
+        Some(id) => r.get("customer_id").as_i64() == Some(id.0),
     };
     let mut tx = state.store.read().await?;
-    let records = tx.directory_page(entity, &filter).await?;
+    let mut records = Vec::new();
+    let mut next = None;
+    'scan: for _ in 0..MAX_SCANNED_PAGES {
+        let page = tx.directory_page(entity, &filter).await?;
+        let more = page.len() == limit as usize;
+        for r in page {
+            filter.after = Some(r.id);
+            if keep(&r) {
+                records.push(r);
+                if records.len() == limit as usize {
+                    next = filter.after;
+                    break 'scan;
+                }
+            }
+        }
+        if !more {
+            next = None;
+            break;
+        }
+        next = filter.after;
+    }
+    let mut items: Vec<Value> = records.iter().map(deskbridge_store::Record::to_json).collect();
+    if entity == Entity::Asset {
+        name_asset_references(&mut tx, &mut items).await?;
+    }
     tx.commit().await?;
-    let next = if records.len() == filter.limit as usize {
-        records.last().map(|r| r.id.0)
-    } else {
-        None
-    };
-    let items: Vec<Value> = records.iter().map(deskbridge_store::Record::to_json).collect();
-    Ok(json!({ "items": items, "next_after": next }))
+    Ok(json!({ "items": items, "next_after": next.map(|r| r.0) }))
+}
+
+/// Adds the names of an asset's type, user, site and customer beside their ids (`asset_type`,
+/// `user`, `site`, `customer`): people read names; a reference to a deleted record says so.
+async fn name_asset_references(tx: &mut deskbridge_store::StoreTx, items: &mut [Value]) -> ApiResult<()> {
+    let mut names: HashMap<(Entity, i64), String> = HashMap::new();
+    for item in items.iter_mut() {
+        let Value::Object(asset) = item else { continue };
+        for (field, entity, label) in [
+            ("asset_type_id", Entity::AssetType, "asset_type"),
+            ("user_id", Entity::User, "user"),
+            ("site_id", Entity::Site, "site"),
+            ("customer_id", Entity::Customer, "customer"),
+        ] {
+            let Some(id) = asset.get(field).and_then(Value::as_i64) else {
+                asset.insert(label.into(), Value::Null);
+                continue;
+            };
+            let name = match names.get(&(entity, id)) {
+                Some(name) => name.clone(),
+                None => {
+                    let name = tx
+                        .get(entity, RecordId(id))
+                        .await?
+                        .and_then(|r| r.text("name").map(str::to_owned))
+                        .unwrap_or_else(|| format!("#{id} (deleted)"));
+                    names.insert((entity, id), name.clone());
+                    name
+                }
+            };
+            asset.insert(label.into(), Value::String(name));
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn connection_directory(

@@ -37,11 +37,13 @@ pub(crate) use connections::{
     begin_sign_in, callback_uri, complete_sign_in, connection_view, create, delete, edit, source_of, test,
     visible_connections,
 };
-pub(crate) use directory::{DIRECTORY_KINDS, DirectoryQuery, directory_entity, directory_page};
+pub(crate) use directory::{
+    DIRECTORY_KINDS, DirectoryQuery, connection_customers, directory_entity, directory_page,
+};
 pub(crate) use grants::grant;
 pub(crate) use logs::{LogQuery, log_kind, log_page};
 pub(crate) use mappings::save_mappings;
-pub(crate) use runs::{approve, run_preview, run_view};
+pub(crate) use runs::{approve, run_preview, run_view, sync_entity};
 pub(crate) use schedules::{ScheduleBody, add_schedule, remove_schedule, schedules_of};
 pub(crate) use tokens::mint_token;
 

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use deskbridge_core::{ErrorCode, RunId};
+use deskbridge_source::SyncEntity;
 use deskbridge_store::{Connection, RunStatus};
 use deskbridge_sync::SyncOptions;
 use serde::Deserialize;
@@ -17,11 +18,52 @@ use crate::AppState;
 use crate::access::{Caller, Scope};
 use crate::error::{ApiError, ApiResult};
 
+/// What a run of `connection` may import, from the name a caller gave (`None`: the directory).
+/// An unknown name and one the connection's kind does not import are the caller's mistake (400),
+/// said before anything is read.
+pub(crate) fn sync_entity(
+    state: &AppState,
+    connection: &Connection,
+    name: Option<&str>,
+) -> ApiResult<SyncEntity> {
+    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(SyncEntity::Directory);
+    };
+    let entity = SyncEntity::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = SyncEntity::ALL.iter().map(|e| e.as_str()).collect();
+        ApiError::invalid(format!(
+            "entity: {name:?} is not something deskbridge imports; use one of: {}",
+            known.join(", ")
+        ))
+    })?;
+    let imports = super::source_of(state, connection)?.entities();
+    if !imports.contains(&entity.as_str()) {
+        return Err(ApiError::invalid(format!(
+            "entity: a {} connection does not import {entity}; it imports: {}",
+            connection.kind,
+            imports.join(", ")
+        )));
+    }
+    Ok(entity)
+}
+
+/// The entity a run row was of: asset runs are stored with their own kind, every other kind
+/// (`sync`, `full`) is a directory run.
+pub(crate) fn entity_of_run(kind: &str) -> SyncEntity {
+    if kind == SyncEntity::Assets.as_str() {
+        SyncEntity::Assets
+    } else {
+        SyncEntity::Directory
+    }
+}
+
 pub(crate) async fn run_preview(
     state: &AppState,
     connection: &Connection,
+    entity: SyncEntity,
 ) -> ApiResult<deskbridge_sync::SyncOutcome> {
     let options = SyncOptions {
+        entity,
         plan_only: true,
         ..state.sync_options.clone()
     };
@@ -35,11 +77,21 @@ pub(crate) async fn run_preview(
     .await?)
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PreviewBody {
+    entity: Option<String>,
+}
+
 pub(super) async fn preview(
     State(state): State<AppState>,
     Extension(scope): Extension<Scope>,
+    body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let outcome = run_preview(&state, &scope.connection).await?;
+    // An empty body (as before entities existed) previews the directory.
+    let body: PreviewBody = parse_body(&body)?;
+    let entity = sync_entity(&state, &scope.connection, body.entity.as_deref())?;
+    let outcome = run_preview(&state, &scope.connection, entity).await?;
     Ok(Json(serde_json::to_value(&outcome).map_err(ApiError::internal)?))
 }
 
@@ -68,6 +120,8 @@ pub(super) async fn list_runs(
 struct StartBody {
     #[serde(default)]
     full: bool,
+    /// `directory` (when absent) or `assets`.
+    entity: Option<String>,
 }
 
 pub(super) async fn start_run(
@@ -76,9 +130,10 @@ pub(super) async fn start_run(
     body: Bytes,
 ) -> ApiResult<Response> {
     let body: StartBody = parse_body(&body)?;
+    let entity = sync_entity(&state, &scope.connection, body.entity.as_deref())?;
     let started = state
         .runs
-        .start(&state, &scope.connection, body.full, false)
+        .start(&state, &scope.connection, entity, body.full, false)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(json!(started))).into_response())
 }
@@ -143,7 +198,12 @@ pub(crate) async fn approve(
                 .with_code(ErrorCode::RunNotHeld),
         );
     }
-    state.runs.start(state, &connection, false, true).await
+    // The approving run imports what the held one did: approving a held asset run must not
+    // start a directory run (which would find nothing held and apply nothing).
+    state
+        .runs
+        .start(state, &connection, entity_of_run(&row.kind), false, true)
+        .await
 }
 
 pub(super) async fn approve_run(
@@ -154,4 +214,16 @@ pub(super) async fn approve_run(
     let run = RunId(parse_id(&run_id, "run")?);
     let started = approve(&state, scope.as_ref().map(|s| &s.0), run).await?;
     Ok((StatusCode::ACCEPTED, Json(json!(started))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_run_is_approved_as_the_entity_it_imported() {
+        assert_eq!(entity_of_run("assets"), SyncEntity::Assets);
+        assert_eq!(entity_of_run("sync"), SyncEntity::Directory);
+        assert_eq!(entity_of_run("full"), SyncEntity::Directory);
+    }
 }

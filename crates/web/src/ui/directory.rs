@@ -4,11 +4,51 @@
 use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 
-use super::html::{Cell, Page, Section, cell, form, text_field};
+use deskbridge_store::{DirectoryFilter, Entity};
+
+use super::html::{Cell, Opt, Page, Section, cell, form, select, text_field};
 use super::{UiResult, field, parse_form, show, with_query};
 use crate::AppState;
 use crate::access::{Caller, Scope};
 use crate::api::{self, DirectoryQuery};
+use crate::error::ApiError;
+
+/// The customers the listing may be narrowed to, by name: through a connection, those it
+/// imports into; the whole directory (administrators only), every customer.
+async fn customer_options(state: &AppState, scope: Option<&Scope>) -> Result<Vec<Opt>, ApiError> {
+    let mut tx = state.store.read().await?;
+    let customers = match scope {
+        Some(s) => {
+            let mut out = Vec::new();
+            for id in api::connection_customers(state, &s.connection)? {
+                if let Some(c) = tx.get(Entity::Customer, id).await? {
+                    out.push(c);
+                }
+            }
+            out
+        }
+        None => {
+            tx.directory_page(
+                Entity::Customer,
+                &DirectoryFilter {
+                    limit: 500,
+                    ..Default::default()
+                },
+            )
+            .await?
+        }
+    };
+    tx.commit().await?;
+    let mut options = vec![Opt {
+        value: String::new(),
+        label: "Every customer".into(),
+    }];
+    options.extend(customers.iter().map(|c| Opt {
+        value: c.id.0.to_string(),
+        label: c.text("name").unwrap_or_default().to_owned(),
+    }));
+    Ok(options)
+}
 
 fn directory_columns(kind: &str) -> &'static [&'static str] {
     match kind {
@@ -24,7 +64,17 @@ fn directory_columns(kind: &str) -> &'static [&'static str] {
             "consumed_units",
             "total_units",
         ],
-        "assets" => &["id", "name", "serial_number", "status", "user_id"],
+        // Names, not ids: the API adds them beside the ids for assets.
+        "assets" => &[
+            "id",
+            "name",
+            "serial_number",
+            "status",
+            "asset_type",
+            "user",
+            "site",
+            "customer",
+        ],
         _ => &["id", "name", "email", "site_id", "active", "is_service_account"],
     }
 }
@@ -38,12 +88,21 @@ async fn directory_view(
 ) -> UiResult {
     let entity = api::directory_entity(kind)?;
     let raw = parse_form(query.as_deref().unwrap_or("").as_bytes());
+    let customer_text = field(&raw, "customer").trim().to_owned();
     let q = DirectoryQuery {
         q: Some(field(&raw, "q").to_owned()).filter(|s| !s.is_empty()),
         after: field(&raw, "after").parse().ok(),
         limit: Some(50),
+        customer: if customer_text.is_empty() {
+            None
+        } else {
+            Some(customer_text.parse().map_err(|_| {
+                ApiError::invalid(format!("customer: {customer_text:?} is not a customer id"))
+            })?)
+        },
     };
     let search_text = q.q.clone().unwrap_or_default();
+    let by_customer = entity == Entity::Customer || entity.spec().column("customer_id").is_some();
     let data = api::directory_page(state, entity, q, scope.map(|s| &s.connection)).await?;
     let columns = directory_columns(kind);
     let rows: Vec<Vec<Cell>> = data["items"]
@@ -63,12 +122,13 @@ async fn directory_view(
         None => (format!("/directory/{kind}"), Page::new(caller, "Directory")),
     };
     page.inner.title = format!("Directory: {kind}");
-    let mut search = form(
-        "directory-search",
-        &base,
-        "Search",
-        vec![text_field("q", "Name or email contains", search_text.clone())],
-    );
+    let mut fields = vec![text_field("q", "Name or email contains", search_text.clone())];
+    if by_customer && entity != Entity::Customer {
+        let mut choose = select("customer", "Customer", &customer_text, &[]);
+        choose.options = customer_options(state, scope).await?;
+        fields.push(choose);
+    }
+    let mut search = form("directory-search", &base, "Search", fields);
     search.method = "get";
     let mut top = Section::default().form(search);
     for (k, _) in api::DIRECTORY_KINDS {
@@ -83,7 +143,14 @@ async fn directory_view(
     if let Some(next) = data["next_after"].as_i64() {
         table = table.link(
             "Next page",
-            with_query(&base, &[("q", search_text), ("after", next.to_string())]),
+            with_query(
+                &base,
+                &[
+                    ("q", search_text),
+                    ("customer", customer_text),
+                    ("after", next.to_string()),
+                ],
+            ),
         );
     }
     Ok(page.section(top).section(table).render())

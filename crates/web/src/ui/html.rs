@@ -295,6 +295,7 @@ pub(super) const TABS: &[(&str, &str)] = &[
     ("details", "Details & authorisation"),
     ("mappings/fields", "Field mappings"),
     ("mappings/sites", "Site mappings"),
+    ("mappings/assets", "Assets"),
     ("mappings/advanced", "Advanced mappings"),
     ("imports", "Imports"),
     ("agent", "Sync agent"),

@@ -1,10 +1,16 @@
 //! A connection's "Imports" tab: the matching and import options, previewing an import (what
-//! it would do, user by user, with the rule that decided it) and starting one.
+//! it would do, user by user or device by device, with the rule that decided it) and starting
+//! one — of the directory, or of the managed devices as assets when the connector reads them.
+
+use std::collections::HashMap;
 
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
-use deskbridge_store::Access;
+use deskbridge_core::RecordId;
+use deskbridge_source::SyncEntity;
+use deskbridge_store::{Access, Entity, StoreTx};
+use serde_json::Value;
 
 use super::html::{Cell, Page, Section, cell, checkbox, form, hidden, textarea};
 use super::mappings::section_json;
@@ -99,7 +105,150 @@ async fn imports_view(
             vec![checkbox("full", "Full import (ignore delta cursors)", false)],
         ));
     }
-    Ok(page.section(run).section(matching).section(editor).render())
+    page = page.section(run);
+    if imports_assets(state, scope) {
+        page = page.section(devices_section(&mapping, scope));
+    }
+    Ok(page.section(matching).section(editor).render())
+}
+
+/// Whether the connection's connector reads managed devices (asset imports).
+fn imports_assets(state: &AppState, scope: &Scope) -> bool {
+    api::source_of(state, &scope.connection)
+        .is_ok_and(|s| s.entities().contains(&SyncEntity::Assets.as_str()))
+}
+
+/// "Managed devices": preview and import of devices as assets, or, while asset import is not
+/// set up, where to set it up (a button would only fail).
+fn devices_section(mapping: &deskbridge_mapping::MappingConfig, scope: &Scope) -> Section {
+    let id = scope.connection.id.0;
+    let mut section = Section::titled("Managed devices");
+    section.id = "devices".into();
+    if mapping.assets.is_none() {
+        return section
+            .text("Asset import is not set up for this connection: choose how devices become assets first.")
+            .link(
+                "Set up asset import",
+                format!("/connections/{id}/mappings/assets"),
+            );
+    }
+    section = section
+        .text(
+            "Intune's managed devices become desk assets as the Assets mapping says. Preview lists every device with its asset type, user and site; nothing is written until you import.",
+        )
+        .form(form(
+            "preview-assets",
+            format!("/connections/{id}/preview"),
+            "Preview device import",
+            vec![hidden("entity", SyncEntity::Assets.as_str())],
+        ));
+    if scope.access == Access::Modify {
+        section = section.form(form(
+            "run-assets",
+            format!("/connections/{id}/runs"),
+            "Import managed devices",
+            vec![hidden("entity", SyncEntity::Assets.as_str())],
+        ));
+    }
+    section.link("Assets mapping", format!("/connections/{id}/mappings/assets"))
+}
+
+/// The text of an error for a notice: message, code and remedy, once.
+fn error_text(prefix: &str, e: &ApiError) -> String {
+    format!(
+        "{prefix}: {} ({}){}",
+        e.message,
+        e.code,
+        e.remedy.as_ref().map(|r| format!(" — {r}")).unwrap_or_default()
+    )
+}
+
+/// Names of the desk records a preview's changes refer to, read once each.
+#[derive(Default)]
+struct Names(HashMap<(Entity, i64), String>);
+
+impl Names {
+    async fn of(&mut self, tx: &mut StoreTx, entity: Entity, id: i64) -> Result<String, ApiError> {
+        if let Some(name) = self.0.get(&(entity, id)) {
+            return Ok(name.clone());
+        }
+        let name = tx
+            .get(entity, RecordId(id))
+            .await?
+            .and_then(|r| r.text("name").map(str::to_owned))
+            .unwrap_or_else(|| format!("#{id} (not on the desk)"));
+        self.0.insert((entity, id), name.clone());
+        Ok(name)
+    }
+
+    /// A planned reference as people read it: an existing record by name, one the run creates
+    /// as "… (new)", none as "none"; a field the change leaves alone is shown as unchanged.
+    async fn reference(
+        &mut self,
+        tx: &mut StoreTx,
+        change: &Value,
+        field: &str,
+        entity: Entity,
+    ) -> Result<String, ApiError> {
+        let Some(after) = change["fields"].get(field).map(|f| &f["after"]) else {
+            return Ok("(unchanged)".into());
+        };
+        Ok(match after {
+            Value::Null => "none".into(),
+            Value::Number(n) => match n.as_i64() {
+                Some(id) => self.of(tx, entity, id).await?,
+                None => n.to_string(),
+            },
+            Value::Object(o) => match o.values().next() {
+                Some(Value::String(name)) => format!("{name} (new)"),
+                Some(Value::Object(inner)) => format!("{} (new)", show(&inner["name"])),
+                _ => "(new)".into(),
+            },
+            other => show(other),
+        })
+    }
+}
+
+fn change_name(ch: &Value) -> String {
+    ch["fields"]["name"]["after"]
+        .as_str()
+        .or(ch["fields"]["name"]["before"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The preview table of an asset import: one row per device (and per asset type it creates),
+/// references by name.
+async fn device_rows(state: &AppState, changes: &[Value]) -> Result<Vec<Vec<Cell>>, ApiError> {
+    let mut names = Names::default();
+    let mut tx = state.store.read().await?;
+    let mut rows = Vec::with_capacity(changes.len());
+    for ch in changes {
+        let (asset_type, user, site) = if ch["entity"] == "asset" {
+            (
+                names
+                    .reference(&mut tx, ch, "asset_type_id", Entity::AssetType)
+                    .await?,
+                names.reference(&mut tx, ch, "user_id", Entity::User).await?,
+                names.reference(&mut tx, ch, "site_id", Entity::Site).await?,
+            )
+        } else {
+            Default::default()
+        };
+        rows.push(vec![
+            cell(show(&ch["entity"]).replace('_', " ")),
+            cell(change_name(ch)),
+            cell(show(&ch["external_id"])),
+            cell(show(&ch["action"])),
+            cell(asset_type),
+            cell(user),
+            cell(site),
+            cell(show(&ch["rule"])),
+            cell(show(&ch["reason"])),
+        ]);
+    }
+    tx.commit().await?;
+    Ok(rows)
 }
 
 pub(super) async fn imports(
@@ -114,49 +263,53 @@ pub(super) async fn preview(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
+    body: Bytes,
 ) -> UiResult {
-    let outcome = match api::run_preview(&state, &scope.connection).await {
+    let f = parse_form(&body);
+    let outcome = match api::sync_entity(&state, &scope.connection, Some(field(&f, "entity"))) {
+        Ok(entity) => api::run_preview(&state, &scope.connection, entity)
+            .await
+            .map(|o| (entity, o)),
+        Err(e) => Err(e),
+    };
+    let (entity, outcome) = match outcome {
         Ok(o) => o,
         Err(e) => {
-            let text = format!(
-                "Preview failed: {} ({}){}",
-                e.message,
-                e.code,
-                e.remedy.map(|r| format!(" — {r}")).unwrap_or_default()
-            );
-            return imports_view(&state, &caller, &scope, "", &text).await;
+            return imports_view(&state, &caller, &scope, "", &error_text("Preview failed", &e)).await;
         }
     };
+    let assets = entity == SyncEntity::Assets;
     let id = scope.connection.id.0;
     let c = outcome.counts;
     let changes =
         serde_json::to_value(outcome.changes.clone().unwrap_or_default()).map_err(ApiError::internal)?;
-    let rows: Vec<Vec<Cell>> = changes
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|ch| {
-                    let name = ch["fields"]["name"]["after"]
-                        .as_str()
-                        .or(ch["fields"]["name"]["before"].as_str())
-                        .unwrap_or_default()
-                        .to_owned();
-                    vec![
-                        cell(show(&ch["entity"])),
-                        cell(name),
-                        cell(show(&ch["external_id"])),
-                        cell(show(&ch["action"])),
-                        cell(show(&ch["rule"])),
-                        cell(show(&ch["reason"])),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let changes: &[Value] = changes.as_array().map_or(&[], Vec::as_slice);
+    let rows: Vec<Vec<Cell>> = if assets {
+        device_rows(&state, changes).await?
+    } else {
+        changes
+            .iter()
+            .map(|ch| {
+                vec![
+                    cell(show(&ch["entity"])),
+                    cell(change_name(ch)),
+                    cell(show(&ch["external_id"])),
+                    cell(show(&ch["action"])),
+                    cell(show(&ch["rule"])),
+                    cell(show(&ch["reason"])),
+                ]
+            })
+            .collect()
+    };
     let mut page = Page::connection(&caller, &scope, "imports");
-    page.inner.title = "Import preview".into();
+    page.inner.title = if assets {
+        "Device import preview".into()
+    } else {
+        "Import preview".into()
+    };
+    let retire = if assets { "to retire" } else { "to deactivate" };
     let mut summary = Section::titled("What an import would do").text(format!(
-        "{} to create, {} to update, {} to deactivate, {} unchanged, {} conflicts, {} errors ({} mode).",
+        "{} to create, {} to update, {} {retire}, {} unchanged, {} conflicts, {} errors ({} mode).",
         c.created, c.updated, c.deactivated, c.unchanged, c.conflicts, c.errors, outcome.mode
     ));
     summary.id = "preview-summary".into();
@@ -167,14 +320,35 @@ pub(super) async fn preview(
         summary = summary.form(form(
             "run",
             format!("/connections/{id}/runs"),
-            "Import",
-            Vec::new(),
+            if assets {
+                "Import managed devices"
+            } else {
+                "Import"
+            },
+            vec![hidden("entity", entity.as_str())],
         ));
     }
-    let mut table = Section::titled("Users and records").table(
-        &["Kind", "Name", "External id", "Action", "Decided by", "Why"],
-        rows,
-    );
+    let mut table = if assets {
+        Section::titled("Devices and asset types").table(
+            &[
+                "Kind",
+                "Name",
+                "Device id",
+                "Action",
+                "Asset type",
+                "User",
+                "Site",
+                "Decided by",
+                "Why",
+            ],
+            rows,
+        )
+    } else {
+        Section::titled("Users and records").table(
+            &["Kind", "Name", "External id", "Action", "Decided by", "Why"],
+            rows,
+        )
+    };
     table.id = "preview".into();
     let errors: Vec<Vec<Cell>> = outcome
         .errors
@@ -203,11 +377,22 @@ pub(super) async fn start_run(
     body: Bytes,
 ) -> UiResult {
     let f = parse_form(&body);
-    match state
-        .runs
-        .start(&state, &scope.connection, field(&f, "full") == "on", false)
-        .await
-    {
+    let started = match api::sync_entity(&state, &scope.connection, Some(field(&f, "entity"))) {
+        Ok(entity) => {
+            state
+                .runs
+                .start(
+                    &state,
+                    &scope.connection,
+                    entity,
+                    field(&f, "full") == "on",
+                    false,
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match started {
         Ok(started) => match started.run_id {
             Some(run) => Ok(see_other(&format!("/runs/{run}"))),
             None => {
@@ -222,12 +407,7 @@ pub(super) async fn start_run(
             }
         },
         Err(e) => {
-            let text = format!(
-                "The sync could not start: {} ({}){}",
-                e.message,
-                e.code,
-                e.remedy.map(|r| format!(" — {r}")).unwrap_or_default()
-            );
+            let text = error_text("The sync could not start", &e);
             imports_view(&state, &caller, &scope, "", &text).await
         }
     }

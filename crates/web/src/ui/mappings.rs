@@ -1,5 +1,5 @@
-//! A connection's mapping tabs (field, site and advanced mappings): tables and "add" forms for
-//! the common cases, and every section editable as JSON. A submitted section is applied to a
+//! A connection's mapping tabs (field, site, asset and advanced mappings): tables and "add"
+//! forms for the common cases, and every section editable as JSON. A submitted section is applied to a
 //! copy of the whole configuration and saved only if the whole validates.
 
 use std::collections::HashMap;
@@ -31,6 +31,7 @@ pub(super) fn section_json(mapping: &MappingConfig, section: &str) -> Result<Str
         "fields" => pick(&["user_fields", "agent_fields"]),
         "sites" => pick(&["site_mappings"]),
         "imports" => pick(&["imports"]),
+        "assets" => pick(&["assets"]),
         _ => pick(&[
             "advanced",
             "licence_management",
@@ -43,7 +44,7 @@ pub(super) fn section_json(mapping: &MappingConfig, section: &str) -> Result<Str
     })
 }
 
-fn source_text(m: &FieldMapping) -> String {
+pub(super) fn source_text(m: &FieldMapping) -> String {
     match serde_json::to_value(&m.source) {
         Ok(Value::Object(o)) => o
             .iter()
@@ -64,7 +65,7 @@ async fn mappings_view(
     error: &str,
     draft: Option<&str>,
 ) -> UiResult {
-    if !matches!(section, "fields" | "sites" | "advanced") {
+    if !matches!(section, "fields" | "sites" | "assets" | "advanced") {
         return Err(ApiError::not_found(format!("no mapping section {section:?}")).into());
     }
     let mapping = &mapping_of(state, scope)?;
@@ -138,38 +139,7 @@ async fn mappings_view(
                 .collect();
             page = page.section(Section::titled("Site mappings").text("Evaluated by sequence, lowest first; the first that matches a user decides their site.").table(&["Id", "Sequence", "Name", "Target", "Group", "Filter"], rows));
             if modify {
-                // Only the sites of the customers this connection imports into: a mapping to
-                // another customer's site is refused anyway.
-                let customers: Vec<_> = api::source_of(state, &scope.connection)?
-                    .open(&scope.connection)?
-                    .partitions()
-                    .into_iter()
-                    .map(|p| p.customer_id)
-                    .collect();
-                let mut options = Vec::new();
-                let mut tx = state.store.read().await?;
-                for customer in customers {
-                    let customer_name = tx
-                        .get(Entity::Customer, customer)
-                        .await?
-                        .and_then(|c| c.text("name").map(str::to_owned))
-                        .unwrap_or_else(|| format!("#{customer}"));
-                    let sites = tx
-                        .directory_page(
-                            Entity::Site,
-                            &deskbridge_store::DirectoryFilter {
-                                customer: Some(customer),
-                                limit: 500,
-                                ..Default::default()
-                            },
-                        )
-                        .await?;
-                    options.extend(sites.iter().map(|s| Opt {
-                        value: s.id.0.to_string(),
-                        label: format!("{} ({customer_name})", s.text("name").unwrap_or_default()),
-                    }));
-                }
-                tx.commit().await?;
+                let options = site_options(state, scope).await?;
                 let mut site_field = select("site_id", "Desk site", "", &[]);
                 site_field.options = options;
                 page = page.section(Section::titled("Add a site mapping").form(form(
@@ -187,6 +157,11 @@ async fn mappings_view(
                         },
                     ],
                 )));
+            }
+        }
+        "assets" => {
+            for s in super::asset_mappings::sections(state, scope, mapping, &action, modify).await? {
+                page = page.section(s);
             }
         }
         _ => {}
@@ -229,6 +204,49 @@ pub(super) async fn mappings(
     mappings_view(&state, &caller, &scope, &section, "", "", None).await
 }
 
+/// The sites a connection's mappings may name, as "Site (Customer)": only those of the
+/// customers it imports into (a mapping to another customer's site is refused anyway, and
+/// listing them would show one customer's sites to another's administrator).
+pub(super) async fn site_options(state: &AppState, scope: &Scope) -> Result<Vec<Opt>, UiError> {
+    let customers = api::connection_customers(state, &scope.connection)?;
+    let mut options = Vec::new();
+    let mut tx = state.store.read().await?;
+    for customer in customers {
+        let customer_name = tx
+            .get(Entity::Customer, customer)
+            .await?
+            .and_then(|c| c.text("name").map(str::to_owned))
+            .unwrap_or_else(|| format!("#{customer}"));
+        // The store narrows by customer only together with a connection (its records, or its
+        // customer's); the customer's own sites are picked out of that here, page by page.
+        let mut filter = deskbridge_store::DirectoryFilter {
+            connection: Some(scope.connection.id),
+            customer: Some(customer),
+            limit: 500,
+            ..Default::default()
+        };
+        for _ in 0..20 {
+            let sites = tx.directory_page(Entity::Site, &filter).await?;
+            let more = sites.len() == filter.limit as usize;
+            filter.after = sites.last().map(|s| s.id);
+            options.extend(
+                sites
+                    .iter()
+                    .filter(|s| s.get("customer_id").as_i64() == Some(customer.0))
+                    .map(|s| Opt {
+                        value: s.id.0.to_string(),
+                        label: format!("{} ({customer_name})", s.text("name").unwrap_or_default()),
+                    }),
+            );
+            if !more {
+                break;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(options)
+}
+
 /// Applies a submitted section to a copy of the whole configuration.
 fn apply_section(
     mapping: &mut MappingConfig,
@@ -236,6 +254,7 @@ fn apply_section(
     f: &HashMap<String, String>,
 ) -> Result<(), ApiError> {
     match (section, field(f, "op")) {
+        ("assets", op) if op != "replace" => super::asset_mappings::apply(mapping, op, f)?,
         ("fields", "add") => {
             let m = FieldMapping::property(field(f, "source").trim(), field(f, "target").trim());
             if field(f, "for") == "agent" {

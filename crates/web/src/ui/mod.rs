@@ -11,6 +11,7 @@
 mod account;
 mod accounts;
 mod agent;
+mod asset_mappings;
 mod check;
 mod connections;
 mod details;
