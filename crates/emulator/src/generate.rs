@@ -339,6 +339,8 @@ impl World {
             "User.Read",
             "User.Read.All",
             "Directory.Read.All",
+            // Devices as assets through a delegated connection (a signed-in Intune reader).
+            "DeviceManagementManagedDevices.Read.All",
         ]
         .iter()
         .map(|s| (*s).to_owned())
