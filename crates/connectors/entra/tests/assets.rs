@@ -449,3 +449,75 @@ store_test! {
     assert!(error.to_string().contains("asset import is not set up"), "{error}");
     }
 }
+
+store_test! {
+    async fn rules_that_exclude_leave_unmatched_devices_out(db: &TestDb) {
+    let fx = fixture(db, "multi_tenant_secret").await;
+    sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
+    set_assets(
+        db,
+        AssetMappings {
+            types: AssetTypes::Rules {
+                rules: vec![AssetTypeRule { filter: "operatingSystem eq 'Windows'".into(), asset_type: "Laptop".into() }],
+                unmatched: UnmatchedDevice::Exclude,
+            },
+            ..AssetMappings::default()
+        },
+    )
+    .await;
+    let preview = sync(&db.store, "c", &preview_options(), &clock()).await.unwrap();
+    let skipped = planned(&preview, Action::Skip);
+    let run = sync(&db.store, "c", &assets_options(), &clock()).await.unwrap();
+    assert_eq!(run.status, "succeeded", "{run:?}");
+    let devices = fx.devices();
+    let windows = devices
+        .iter()
+        .filter(|d| d["operatingSystem"] == "Windows" && d["managementAgent"] != "msSense")
+        .count();
+    let assets = records(db, Entity::Asset).await;
+    assert_eq!(assets.len(), windows, "only Windows devices are imported");
+    assert_eq!(skipped, devices.len() - windows, "the others (and Sense) are reported skips");
+    for asset in &assets {
+        assert_eq!(type_name(db, asset).await, "Laptop");
+    }
+    }
+}
+
+store_test! {
+    async fn a_mass_deletion_is_held_until_approved(db: &TestDb) {
+    let fx = fixture(db, "multi_tenant_secret").await;
+    sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
+    set_assets(db, rules()).await;
+    sync(&db.store, "c", &assets_options(), &clock()).await.unwrap();
+    let before = records(db, Entity::Asset).await.len();
+    assert!(before > 12, "enough assets to trip the breaker: {before}");
+    // Most devices leave Intune at once: more than the breaker's share.
+    let gone: Vec<String> = fx
+        .devices()
+        .iter()
+        .filter(|d| d["managementAgent"] != "msSense")
+        .take(before - 1)
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect();
+    for id in &gone {
+        fx.admin(reqwest::Method::DELETE, &format!("/{id}"), None).await;
+    }
+    let held = sync(&db.store, "c", &assets_options(), &clock()).await.unwrap();
+    assert_eq!(held.status, "held", "{held:?}");
+    assert!(held.held.as_deref().unwrap_or_default().contains("deletion status"), "{held:?}");
+    let statuses = |assets: Vec<Record>| {
+        assets.iter().filter(|a| a.get("status") == &json!("retired")).count()
+    };
+    assert_eq!(statuses(records(db, Entity::Asset).await), 0, "nothing retired while held");
+    let approved = sync(
+        &db.store,
+        "c",
+        &SyncOptions { approve_held: true, ..assets_options() },
+        &clock(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(approved.status, "succeeded", "{approved:?}");
+    assert_eq!(statuses(records(db, Entity::Asset).await), gone.len());
+    }
+}
