@@ -59,8 +59,8 @@ mod validate;
 
 pub use apply::{ApplyError, apply_to_snapshot};
 pub use assets::{
-    AssetDesk, AssetLookups, AssetMappings, AssetPlanner, AssetTypeRule, AssetTypes, AssetUserLink,
-    DeskAsset, DeviceUserField, SourceDevice, UnmatchedDevice, apply_assets, present,
+    AssetDesk, AssetLookups, AssetMappings, AssetPlanner, AssetRecordLock, AssetTypeRule, AssetTypes,
+    AssetUserLink, DeskAsset, DeviceUserField, SourceDevice, UnmatchedDevice, apply_assets, present,
 };
 pub use catalog::{
     Catalog, CatalogSite, CustomField, CustomFieldEntity, CustomFieldType, NamedRecord, SourceType,

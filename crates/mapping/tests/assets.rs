@@ -956,3 +956,100 @@ fn pages_or_an_end_without_a_begun_tenant_plan_nothing_and_say_so() {
     assert!(end.changes.is_empty());
     assert_eq!(end.errors.len(), 1);
 }
+
+#[test]
+fn locks_keep_fields_and_statuses_and_say_what_they_kept() {
+    let mut settings = single("Laptop");
+    settings.field_locks = vec!["name".into()];
+    settings.record_locks = vec![AssetRecordLock {
+        device_id: dev(2),
+        keep_status: true,
+        fields: vec!["serial_number".into()],
+    }];
+    let config = with_assets(settings);
+    let mut desk = asset_desk();
+    desk.assets.push(imported_asset(
+        50,
+        &dev(1),
+        json!({"name": "Hand-named", "serial_number": "S1", "asset_type_id": 1, "site_id": 10, "status": "active"}),
+    ));
+    desk.assets.push(imported_asset(
+        51,
+        &dev(2),
+        json!({"name": "Kept", "serial_number": "OLD", "asset_type_id": 1, "site_id": 10, "status": "active"}),
+    ));
+    desk.assets.push(imported_asset(
+        52,
+        &dev(3),
+        json!({"name": "Locked away", "serial_number": "S3", "asset_type_id": 1, "site_id": 10, "status": "active"}),
+    ));
+    // Device 1 renamed in Intune, device 2 with a new serial, device 3 gone (its asset holds a
+    // record lock only through device 2's id, so it gets the deletion status).
+    let plan = run(
+        &config,
+        &[device(1, "PC-1", "S1").build(), device(2, "Kept", "NEW").build()],
+        &desk,
+    );
+    assert!(plan.changes.iter().all(|c| c.external_id != dev(1)), "{plan:#?}");
+    assert!(plan.changes.iter().all(|c| c.external_id != dev(2)), "{plan:#?}");
+    let locks: Vec<(&str, &str, &str)> = plan
+        .locked
+        .iter()
+        .map(|l| (l.external_id.as_str(), l.field.as_str(), l.lock.as_str()))
+        .collect();
+    assert!(
+        locks.contains(&(
+            dev(1).as_str(),
+            "name",
+            "field lock: never overwrite 'name' of assets"
+        )),
+        "{locks:?}"
+    );
+    assert!(
+        locks.contains(&(
+            dev(2).as_str(),
+            "serial_number",
+            "record lock: never overwrite 'serial_number' of this asset"
+        )),
+        "{locks:?}"
+    );
+    assert_eq!(change_for(&plan, &dev(3)).action, Action::Deactivate);
+
+    // Device 2 leaves too: its asset keeps its status, and the plan says which lock kept it.
+    let plan = run(&config, &[device(1, "PC-1", "S1").build()], &desk);
+    assert!(plan.changes.iter().all(|c| c.external_id != dev(2)), "{plan:#?}");
+    assert!(
+        plan.locked.iter().any(|l| l.external_id == dev(2)
+            && l.field == "status"
+            && l.lock == "record lock: keep this asset's status"),
+        "{:?}",
+        plan.locked
+    );
+}
+
+#[test]
+fn locks_name_fields_a_sync_writes() {
+    let mut settings = single("Laptop");
+    settings.field_locks = vec!["colour".into()];
+    settings.record_locks = vec![AssetRecordLock {
+        device_id: " ".into(),
+        keep_status: true,
+        fields: vec![],
+    }];
+    let config = MappingConfig {
+        assets: Some(settings),
+        ..MappingConfig::generated(RecordId(10))
+    };
+    let errors = validate(&config, &asset_catalog()).unwrap_err();
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|e| e.contains("assets.field_locks[0]") && e.contains("'colour'")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|e| e.contains("assets.record_locks[0].device_id")),
+        "{text:?}"
+    );
+}

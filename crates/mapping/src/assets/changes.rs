@@ -11,7 +11,7 @@ use super::page::{Decision, Page};
 use super::planner::NewType;
 use super::users::UserLink;
 use crate::engine::same;
-use crate::plan::{Action, Change, Entity, FieldChange, Plan, Reference};
+use crate::plan::{Action, Change, Entity, FieldChange, LockedChange, Plan, Reference};
 
 impl Page<'_, '_> {
     /// The change one matched device becomes.
@@ -182,7 +182,25 @@ impl Page<'_, '_> {
         desired: BTreeMap<String, (Value, String)>,
         remarks: &[String],
     ) {
-        let (fields, origins) = field_changes(desired, |field| current(asset, field));
+        let (mut fields, mut origins) = field_changes(desired, |field| current(asset, field));
+        // Locks win over the source: the change not made is listed with the lock.
+        let locked: Vec<(String, String)> = fields
+            .keys()
+            .filter_map(|field| Some((field.clone(), self.settings.lock_on(&device.external_id, field)?)))
+            .collect();
+        for (field, lock) in locked {
+            if let Some(change) = fields.remove(&field) {
+                origins.retain(|origin| !origin.starts_with(&format!("{field}: ")));
+                self.out.locked.push(LockedChange {
+                    entity: Entity::Asset,
+                    external_id: device.external_id.clone(),
+                    field,
+                    current: change.before,
+                    wanted: change.after,
+                    lock,
+                });
+            }
+        }
         if fields.is_empty() && action != Action::Link {
             self.out.unchanged += 1;
             return;

@@ -36,6 +36,47 @@ pub struct AssetMappings {
     /// Leave out devices managed by Microsoft Defender for Endpoint (`managementAgent` is
     /// `msSense`): they are not imported, and assets already imported from them are left alone.
     pub exclude_sense: bool,
+    /// Desk asset fields a sync never overwrites on an existing asset (`name`, `serial_number`,
+    /// `site_id`, `user_id`, `asset_type_id`, `status` or `custom:<name>`), as field locks do
+    /// for people. The change that was not made is listed with the lock.
+    pub field_locks: Vec<String>,
+    /// Locks on single assets, by device id.
+    pub record_locks: Vec<AssetRecordLock>,
+}
+
+/// "Never give this asset the deletion status" / "never overwrite these fields of this asset".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetRecordLock {
+    /// The device id (Intune: the managed device id).
+    pub device_id: String,
+    /// Keep the asset's status when its device leaves the source.
+    #[serde(default)]
+    pub keep_status: bool,
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+impl AssetMappings {
+    /// The lock that keeps `field` of the asset of `device_id` as it is, if any, named for people.
+    pub fn lock_on(&self, device_id: &str, field: &str) -> Option<String> {
+        if self.field_locks.iter().any(|f| f == field) {
+            return Some(format!("field lock: never overwrite '{field}' of assets"));
+        }
+        self.record_locks
+            .iter()
+            .find(|lock| {
+                lock.device_id.eq_ignore_ascii_case(device_id) && lock.fields.iter().any(|f| f == field)
+            })
+            .map(|_| format!("record lock: never overwrite '{field}' of this asset"))
+    }
+
+    /// Whether the asset of `device_id` keeps its status when the device leaves the source.
+    pub fn keeps_status(&self, device_id: &str) -> bool {
+        self.record_locks
+            .iter()
+            .any(|lock| lock.keep_status && lock.device_id.eq_ignore_ascii_case(device_id))
+    }
 }
 
 impl Default for AssetMappings {
@@ -52,6 +93,8 @@ impl Default for AssetMappings {
             new_status: "active".into(),
             deleted_status: "retired".into(),
             exclude_sense: true,
+            field_locks: Vec::new(),
+            record_locks: Vec::new(),
         }
     }
 }

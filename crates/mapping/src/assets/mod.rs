@@ -17,7 +17,10 @@ mod users;
 mod validate;
 
 pub use apply::apply_assets;
-pub use config::{AssetMappings, AssetTypeRule, AssetTypes, AssetUserLink, DeviceUserField, UnmatchedDevice};
+pub use config::{
+    AssetMappings, AssetRecordLock, AssetTypeRule, AssetTypes, AssetUserLink, DeviceUserField,
+    UnmatchedDevice,
+};
 pub use input::{AssetDesk, AssetLookups, DeskAsset, SourceDevice, present};
 pub use planner::AssetPlanner;
 pub(crate) use planner::device_properties;

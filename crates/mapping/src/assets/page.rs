@@ -17,7 +17,7 @@ use super::validate::CompiledAssets;
 use crate::config::FieldSource;
 use crate::engine::external_key;
 use crate::fields::{convert, read_source};
-use crate::plan::{Action, Change, Counts, Entity, Plan, PlanError};
+use crate::plan::{Action, Change, Counts, Entity, LockedChange, Plan, PlanError};
 
 /// What a step decided, before it becomes a [`Plan`].
 #[derive(Default)]
@@ -26,6 +26,8 @@ pub(crate) struct Output {
     pub(crate) targets: BTreeMap<String, RecordId>,
     pub(crate) errors: Vec<PlanError>,
     pub(crate) notes: Vec<String>,
+    /// Changes a lock kept from being made.
+    pub(crate) locked: Vec<LockedChange>,
     pub(crate) unchanged: usize,
 }
 
@@ -52,7 +54,7 @@ impl Output {
             generated_at: now,
             changes: self.changes,
             targets: self.targets,
-            locked: Vec::new(),
+            locked: self.locked,
             circuit_breaker: Vec::new(),
             held: Vec::new(),
             errors: self.errors,

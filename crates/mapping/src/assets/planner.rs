@@ -21,7 +21,7 @@ use crate::config::FieldSource;
 use crate::engine::external_key;
 use crate::fields::{read_path, read_source, template_properties};
 use crate::input::Completeness;
-use crate::plan::{Action, Change, Entity, FieldChange, Plan, PlanError};
+use crate::plan::{Action, Change, Entity, FieldChange, LockedChange, Plan, PlanError};
 use crate::validate::ValidatedConfig;
 
 /// Plans one asset run of one connection, a tenant and a page of devices at a time.
@@ -249,6 +249,17 @@ impl<'c> AssetPlanner<'c> {
             {
                 continue;
             }
+            if let Some(lock) = self.deletion_lock(external_id) {
+                out.locked.push(LockedChange {
+                    entity: Entity::Asset,
+                    external_id: external_id.to_owned(),
+                    field: "status".into(),
+                    current: status,
+                    wanted: Value::String(deleted.to_owned()),
+                    lock,
+                });
+                continue;
+            }
             let key = Plan::target_key(Entity::Asset, external_id);
             if let Some(ids) = carriers
                 .get(&external_key(external_id))
@@ -289,6 +300,14 @@ impl<'c> AssetPlanner<'c> {
             });
         }
         out.into_plan(self.now)
+    }
+
+    /// The lock that keeps an absent device's asset from the deletion status, if any.
+    fn deletion_lock(&self, device_id: &str) -> Option<String> {
+        if self.settings.keeps_status(device_id) {
+            return Some("record lock: keep this asset's status".into());
+        }
+        self.settings.lock_on(device_id, "status")
     }
 
     fn excluded_by_sense(&self, device: &SourceDevice) -> bool {

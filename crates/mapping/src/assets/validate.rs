@@ -48,6 +48,7 @@ pub(crate) fn check_assets(
     let fields = checker.fields(assets);
     checker.user_link(assets.user_link);
     checker.imports(assets);
+    checker.locks(assets);
     (errors.len() == before).then_some(CompiledAssets { fields, rules })
 }
 
@@ -237,6 +238,48 @@ impl AssetChecker<'_, '_> {
             }
         }
         compiled
+    }
+
+    /// Locked fields must be fields a sync writes on assets.
+    fn locks(&mut self, assets: &AssetMappings) {
+        const PLANNED: [&str; 6] = [
+            "name",
+            "serial_number",
+            "site_id",
+            "user_id",
+            "asset_type_id",
+            "status",
+        ];
+        let mut check = |location: String, field: &str| {
+            let custom = field
+                .strip_prefix("custom:")
+                .is_some_and(|_| asset_target_kind(field, self.catalog).is_ok());
+            if !(PLANNED.contains(&field) || custom) {
+                self.error(
+                    location,
+                    format!(
+                        "'{field}' is not an asset field a sync writes; lock one of {} or custom:<asset field>",
+                        PLANNED.join(", ")
+                    ),
+                );
+            }
+        };
+        for (i, field) in assets.field_locks.iter().enumerate() {
+            check(format!("assets.field_locks[{i}]"), field);
+        }
+        for (i, lock) in assets.record_locks.iter().enumerate() {
+            for (j, field) in lock.fields.iter().enumerate() {
+                check(format!("assets.record_locks[{i}].fields[{j}]"), field);
+            }
+        }
+        for (i, lock) in assets.record_locks.iter().enumerate() {
+            if lock.device_id.trim().is_empty() {
+                self.error(
+                    format!("assets.record_locks[{i}].device_id"),
+                    "name the device id the lock is for",
+                );
+            }
+        }
     }
 
     fn user_link(&mut self, link: AssetUserLink) {
