@@ -102,6 +102,7 @@ pub async fn start_processing(store: &Store) -> Result<Vec<(Schedule, Option<Job
                 origin: "start".into(),
                 schedule_id: None,
                 due_at: None,
+                tenant_id: None,
             })
             .await?;
         out.push((schedule, job));

@@ -276,6 +276,7 @@ impl Worker {
         };
         let options = SyncOptions {
             entity,
+            tenant: job.tenant_id.clone(),
             full: job.full,
             instance: self.config.instance.clone(),
             observer: Some(observer.clone()),

@@ -35,6 +35,7 @@ fn job(c: ConnectionId) -> NewJob {
         origin: "manual".into(),
         schedule_id: None,
         due_at: None,
+        tenant_id: None,
     }
 }
 
@@ -250,5 +251,23 @@ store_test! {
         first.commit().await.unwrap();
         assert_ne!(one.job.id, two.job.id);
         assert!(claim(db, "w3").await.is_none());
+    }
+}
+
+store_test! {
+    async fn a_job_for_one_tenant_keeps_its_tenant_through_the_claim(db: &TestDb) {
+        let c = connection(&db.store, "csp").await;
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let id = tx
+            .enqueue_job(&NewJob { tenant_id: Some("tenant-b".into()), entity: "assets".into(), ..job(c) })
+            .await
+            .unwrap()
+            .unwrap();
+        tx.commit().await.unwrap();
+        let claimed = claim(db, "w1").await.unwrap();
+        assert_eq!(claimed.job.id, id);
+        assert_eq!(claimed.job.tenant_id.as_deref(), Some("tenant-b"));
+        assert_eq!(claimed.job.entity, "assets");
+        assert_eq!(claimed.job.status, JobStatus::Running);
     }
 }

@@ -68,6 +68,7 @@ async fn enqueue(store: &Store, c: deskbridge_core::ConnectionId) -> JobId {
             origin: "manual".into(),
             schedule_id: None,
             due_at: None,
+            tenant_id: None,
         })
         .await
         .unwrap()
@@ -260,6 +261,7 @@ store_test! {
                 origin: "schedule".into(),
                 schedule_id: None,
                 due_at: None,
+                tenant_id: None,
             })
             .await
             .unwrap()

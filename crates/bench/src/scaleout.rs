@@ -181,6 +181,7 @@ async fn queue_full_imports(store: &Store) -> anyhow::Result<Vec<JobId>> {
                 origin: "manual".into(),
                 schedule_id: None,
                 due_at: None,
+                tenant_id: None,
             })
             .await?
             .with_context(|| format!("connection {} already had a job queued", connection.name))?;
@@ -465,6 +466,7 @@ mod tests {
             created_at: String::new(),
             started_at: None,
             ended_at: None,
+            tenant_id: None,
         }
     }
 

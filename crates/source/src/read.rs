@@ -49,6 +49,9 @@ impl std::fmt::Display for SyncEntity {
 pub struct ReadRequest<'a> {
     /// What to read: users (with their groups and licences) or managed devices.
     pub entity: SyncEntity,
+    /// Only this partition (tenant), when the run imports one customer's tenant; the pipeline
+    /// has checked that it is one of the connection's.
+    pub tenant: Option<&'a str>,
     /// Ignore stored cursors and read everything.
     pub full: bool,
     /// The run's validated mappings: what the rules read (properties, groups), so a source asks

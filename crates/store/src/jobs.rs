@@ -53,6 +53,8 @@ pub struct NewJob {
     pub origin: String,
     pub schedule_id: Option<ScheduleId>,
     pub due_at: Option<Timestamp>,
+    /// Only this partition (tenant) of the connection; `None`: all of them.
+    pub tenant_id: Option<String>,
 }
 
 /// A job as stored.
@@ -80,6 +82,8 @@ pub struct Job {
     pub created_at: String,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
+    /// Only this partition (tenant) of the connection; `None`: all of them.
+    pub tenant_id: Option<String>,
 }
 
 /// A job a worker has just claimed, with what it needs to know about how.
@@ -148,8 +152,8 @@ pub struct ConnectionHealth {
 
 const JOB_COLUMNS: &str = "j.id, j.connection_id, c.name, j.entity, j.status, j.full_read, j.origin, j.schedule_id, \
     j.due_at, j.attempts, j.takeovers, j.lease_owner, j.lease_expires_at, j.heartbeat_at, j.cancel_requested, \
-    j.run_id, j.progress, j.message, j.created_at, j.started_at, j.ended_at";
-const JOB_TYPES: [SqlType; 21] = [
+    j.run_id, j.progress, j.message, j.created_at, j.started_at, j.ended_at, j.tenant_id";
+const JOB_TYPES: [SqlType; 22] = [
     SqlType::Int,
     SqlType::Int,
     SqlType::Text,
@@ -166,6 +170,7 @@ const JOB_TYPES: [SqlType; 21] = [
     SqlType::Text,
     SqlType::Int,
     SqlType::Int,
+    SqlType::Text,
     SqlType::Text,
     SqlType::Text,
     SqlType::Text,
@@ -201,6 +206,7 @@ fn job_from_row(row: &[Sql]) -> Result<Job> {
         created_at: text(18).ok_or_else(corrupt)?,
         started_at: text(19),
         ended_at: text(20),
+        tenant_id: text(21),
     })
 }
 
@@ -254,8 +260,8 @@ impl StoreTx {
         let at = self.at;
         let row = self
             .row(
-                "INSERT INTO jobs (connection_id, entity, status, full_read, origin, schedule_id, due_at, created_at) \
-                 VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
+                "INSERT INTO jobs (connection_id, entity, status, full_read, origin, schedule_id, due_at, created_at, \
+                 tenant_id) VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING id",
                 &[
                     Sql::Int(new.connection_id.0),
                     Sql::text(new.entity.clone()),
@@ -264,6 +270,7 @@ impl StoreTx {
                     Sql::opt_int(new.schedule_id.map(|s| s.0)),
                     Sql::opt_text(new.due_at.map(format_timestamp)),
                     ts(at),
+                    Sql::opt_text(new.tenant_id.clone()),
                 ],
                 &[SqlType::Int],
             )
@@ -595,6 +602,7 @@ impl StoreTx {
                 origin: "schedule".into(),
                 schedule_id: Some(schedule.id),
                 due_at: Some(due_at),
+                tenant_id: None,
             })
             .await?;
         Ok(job.map_or(FireOutcome::Coalesced, FireOutcome::Enqueued))

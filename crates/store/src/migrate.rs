@@ -59,6 +59,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_asset_tenant.sql"),
         postgres: include_str!("../migrations/postgres/0007_asset_tenant.sql"),
     },
+    Migration {
+        version: 8,
+        name: "job_tenant",
+        sqlite: include_str!("../migrations/sqlite/0008_job_tenant.sql"),
+        postgres: include_str!("../migrations/postgres/0008_job_tenant.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].

@@ -28,6 +28,8 @@ use crate::steps::{StepContext, StepPlanner, Steps};
 pub struct SyncOptions {
     /// What to import: the directory (users and agents) or managed devices as assets.
     pub entity: SyncEntity,
+    /// Import only this partition (a customer tenant of the connection); `None`: all of them.
+    pub tenant: Option<String>,
     /// Preview: read and plan, write nothing.
     pub plan_only: bool,
     /// Ignore delta cursors and read everything.
@@ -65,6 +67,7 @@ impl Default for SyncOptions {
     fn default() -> Self {
         Self {
             entity: SyncEntity::Directory,
+            tenant: None,
             plan_only: false,
             full: false,
             instance: "production".into(),
@@ -248,7 +251,20 @@ pub(crate) async fn sync_with(
         ));
     }
     let mapping = source.mapping();
-    let partitions = source.partitions();
+    let every_partition = source.partitions();
+    let mut partitions = every_partition.clone();
+    if let Some(only) = &options.tenant {
+        partitions.retain(|p| p.tenant_id.eq_ignore_ascii_case(only));
+        if partitions.is_empty() {
+            return Err(SyncError::BadSettings(
+                name.into(),
+                format!(
+                    "the connection has no tenant {only}; its tenants are {}",
+                    tenant_list(&*source)
+                ),
+            ));
+        }
+    }
     let first_tenant = partitions
         .first()
         .map(|p| p.tenant_id.clone())
@@ -277,7 +293,9 @@ pub(crate) async fn sync_with(
     let config = validated_with_devices(store, mapping, None, &properties, &devices).await?;
     // Re-checked here: a mapping changed in the database behind our back moves nobody to another
     // customer's sites.
-    let customers = partitions.iter().map(|p| p.customer_id).collect();
+    // Every customer of the connection, also in a run of one tenant: the mappings are checked
+    // against what the connection may import into, not against this run's tenant alone.
+    let customers = every_partition.iter().map(|p| p.customer_id).collect();
     let mut tx = store.read().await?;
     let targets = deskbridge_source::desk::check_target_customers(&mut tx, mapping, &customers).await;
     tx.commit().await?;
@@ -330,6 +348,7 @@ pub(crate) async fn sync_with(
     let cursors = stored_cursors(store, &connection).await?;
     let request = ReadRequest {
         entity: options.entity,
+        tenant: options.tenant.as_deref(),
         full: options.full,
         config: &config,
         cursors: &cursors,
@@ -463,6 +482,16 @@ fn run_kind(entity: SyncEntity, full: bool) -> &'static str {
         (SyncEntity::Assets, _) => "assets",
         (SyncEntity::Directory, true) => "full",
         (SyncEntity::Directory, false) => "sync",
+    }
+}
+
+/// The connection's tenants, for a message.
+fn tenant_list(source: &dyn SourceConnection) -> String {
+    let tenants: Vec<String> = source.partitions().into_iter().map(|p| p.tenant_id).collect();
+    if tenants.is_empty() {
+        "none yet".into()
+    } else {
+        tenants.join(", ")
     }
 }
 

@@ -76,6 +76,11 @@ fn connection_body(sources: &SourceRegistry, purpose: Purpose) -> Value {
 }
 
 /// What a run or a preview imports; each connection kind imports some of these.
+/// Only one tenant of the connection (a CSP customer tenant's id); absent: all of them.
+fn tenant_schema() -> Value {
+    json!({"type": "string", "description": "Import only this tenant of the connection (one of its customer tenants' ids)"})
+}
+
 fn entity_schema(sources: &SourceRegistry) -> Value {
     let names: Vec<&str> = deskbridge_source::SyncEntity::ALL
         .iter()
@@ -111,8 +116,12 @@ fn body_schema(sources: &SourceRegistry, method: &str, path: &str) -> Option<Val
         ("POST", "/api/v1/connections/{id}/runs") => json!({
             "full": {"type": "boolean", "description": "Ignore delta cursors and read everything"},
             "entity": entity_schema(sources),
+            "tenant": tenant_schema(),
         }),
-        ("POST", "/api/v1/connections/{id}/preview") => json!({"entity": entity_schema(sources)}),
+        ("POST", "/api/v1/connections/{id}/preview") => json!({
+            "entity": entity_schema(sources),
+            "tenant": tenant_schema(),
+        }),
         ("PUT", "/api/v1/connections/{id}/grants/{account_id}") => {
             json!({"access": {"enum": ["read", "modify", null]}})
         }

@@ -30,6 +30,16 @@ struct Task {
     run: Option<RunId>,
 }
 
+/// What a run started from the UI or API imports.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub entity: SyncEntity,
+    /// Only this tenant of the connection (checked to be one of its tenants); `None`: all.
+    pub tenant: Option<String>,
+    /// Ignore delta cursors.
+    pub full: bool,
+}
+
 /// What starting a sync gave.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Started {
@@ -62,12 +72,11 @@ impl Runs {
         &self,
         state: &AppState,
         connection: &Connection,
-        entity: SyncEntity,
-        full: bool,
+        request: &RunRequest,
         approve_held: bool,
     ) -> Result<Started, ApiError> {
         if state.job_queue && !approve_held {
-            return enqueue(state, connection, entity, full).await;
+            return enqueue(state, connection, request).await;
         }
         if self.busy(connection.id) {
             return Err(
@@ -78,9 +87,10 @@ impl Runs {
         let newest_before = newest_run(state, connection.id).await?;
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
         let options = SyncOptions {
-            entity,
+            entity: request.entity,
+            tenant: request.tenant.clone(),
             plan_only: false,
-            full,
+            full: request.full,
             approve_held,
             ..state.sync_options.clone()
         };
@@ -184,18 +194,18 @@ impl Runs {
 async fn enqueue(
     state: &AppState,
     connection: &Connection,
-    entity: SyncEntity,
-    full: bool,
+    request: &RunRequest,
 ) -> Result<Started, ApiError> {
     let mut tx = state.store.begin(WriteContext::manual()).await?;
     let job = tx
         .enqueue_job(&deskbridge_store::NewJob {
             connection_id: connection.id,
-            entity: entity.as_str().into(),
-            full,
+            entity: request.entity.as_str().into(),
+            full: request.full,
             origin: "manual".into(),
             schedule_id: None,
             due_at: None,
+            tenant_id: request.tenant.clone(),
         })
         .await?;
     tx.commit().await?;

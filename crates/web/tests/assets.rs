@@ -312,6 +312,13 @@ store_test! {
         assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text);
         assert_eq!(unknown.json()["error"]["code"], "invalid_input");
         assert!(unknown.text.contains("directory, assets"), "{}", unknown.text);
+        // A tenant that is not the connection's is refused before anything runs.
+        for path in ["runs", "preview"] {
+            let stranger = api(&fx.app, Method::POST, &format!("/api/v1/connections/{id}/{path}"), &fx.admin,
+                Some(json!({"entity": "assets", "tenant": "00000000-0000-4000-8000-00000000dead"}))).await;
+            assert_eq!(stranger.status, StatusCode::BAD_REQUEST, "{}", stranger.text);
+            assert!(stranger.text.contains("is not one of this connection's tenants"), "{}", stranger.text);
+        }
         let read_only = api(&fx.app, Method::POST, &format!("/api/v1/connections/{id}/runs"), &fx.reader, Some(json!({"entity": "assets"}))).await;
         assert_eq!(read_only.status, StatusCode::FORBIDDEN, "{}", read_only.text);
         let read_only_page = post_form(&fx.app, &format!("/connections/{id}/runs"), &fx.reader, &[("entity", "assets")]).await;

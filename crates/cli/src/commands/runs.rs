@@ -30,6 +30,9 @@ pub enum RunsCommand {
         connection: String,
         #[arg(long, default_value = "directory")]
         entity: String,
+        /// Only this tenant of the connection (a CSP customer tenant's id).
+        #[arg(long)]
+        tenant: Option<String>,
         /// Read everything, ignoring delta tokens.
         #[arg(long)]
         full: bool,
@@ -94,6 +97,7 @@ async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyh
         RunsCommand::Start {
             connection,
             entity,
+            tenant,
             full,
             json,
         } => {
@@ -113,6 +117,7 @@ async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyh
                     origin: "manual".into(),
                     schedule_id: None,
                     due_at: None,
+                    tenant_id: tenant,
                 })
                 .await?;
             tx.commit().await?;

@@ -26,6 +26,10 @@ pub struct SyncArgs {
     /// What to import: `directory` (users, agents, sites, licences) or `assets` (managed devices).
     #[arg(long, default_value = "directory", value_parser = parse_entity)]
     pub entity: SyncEntity,
+    /// Import only this tenant of the connection (a CSP connection's customer tenant, by its id),
+    /// as "import now" for one site does.
+    #[arg(long, conflicts_with = "all")]
+    pub tenant: Option<String>,
     /// Show what the sync would change and write nothing.
     #[arg(long)]
     pub plan: bool,
@@ -48,6 +52,7 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
     let clock: SharedClock = Arc::new(SystemClock);
     let options = SyncOptions {
         entity: args.entity,
+        tenant: args.tenant.clone(),
         plan_only: args.plan,
         full: args.full,
         instance: args.instance.clone(),

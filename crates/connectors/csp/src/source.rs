@@ -231,6 +231,13 @@ impl CspConnection {
             let Some(customer) = stored.customer_id else {
                 continue;
             };
+            // A run for one customer tenant reads that tenant alone.
+            if request
+                .tenant
+                .is_some_and(|only| !only.eq_ignore_ascii_case(&stored.tenant_id))
+            {
+                continue;
+            }
             let tenant = TenantToRead {
                 tenant_id: &stored.tenant_id,
                 name: &stored.name,

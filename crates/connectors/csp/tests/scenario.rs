@@ -241,3 +241,27 @@ store_test! {
         tx.commit().await.unwrap();
     }
 }
+
+store_test! {
+    async fn a_run_for_one_customer_tenant_imports_that_tenant_alone(db: &TestDb) {
+        let (emu, tenants) = partner(75, 3, 10).await;
+        let registry = sources(GraphConfig::default());
+        let connection = add_and_authorize(&db.store, &registry, &emu, "csp-one").await;
+        // The first sync assigns the tenants to their customers; then one tenant is imported alone.
+        let one = SyncOptions { tenant: Some(tenants[1].to_uppercase()), ..SyncOptions::default() };
+        deskbridge_sync::sync(&db.store, &registry, "csp-one", &SyncOptions { plan_only: true, ..SyncOptions::default() }, &clock())
+            .await
+            .unwrap();
+        let outcome = deskbridge_sync::sync(&db.store, &registry, "csp-one", &one, &clock()).await.unwrap();
+        assert_eq!(outcome.status, "succeeded", "{:?}", outcome.errors);
+        assert_eq!(imported(&db.store, connection.id, &tenants[1]).await.len(), 10);
+        for other in [&tenants[0], &tenants[2]] {
+            assert!(imported(&db.store, connection.id, other).await.is_empty(), "tenant {other} was not read");
+        }
+        // A tenant that is not the connection's is refused, naming its tenants.
+        let stranger = SyncOptions { tenant: Some("00000000-0000-4000-8000-00000000dead".into()), ..SyncOptions::default() };
+        let error = deskbridge_sync::sync(&db.store, &registry, "csp-one", &stranger, &clock()).await.unwrap_err();
+        assert!(error.to_string().contains("has no tenant 00000000-0000-4000-8000-00000000dead"), "{error}");
+        assert!(error.to_string().contains(&tenants[0]), "{error}");
+    }
+}

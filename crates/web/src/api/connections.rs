@@ -280,7 +280,7 @@ pub(super) async fn delete_connection(
 /// Tests credentials, permissions and mappings by planning a sync (nothing is written): what
 /// fails is reported with Microsoft's code and the remedy.
 pub(crate) async fn test(state: &AppState, connection: &Connection) -> Value {
-    match run_preview(state, connection, deskbridge_source::SyncEntity::Directory).await {
+    match run_preview(state, connection, &crate::runs::RunRequest::default()).await {
         Ok(outcome) => json!({
             "ok": true,
             "detail": format!(

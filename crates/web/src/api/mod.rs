@@ -43,7 +43,7 @@ pub(crate) use directory::{
 pub(crate) use grants::grant;
 pub(crate) use logs::{LogQuery, log_kind, log_page};
 pub(crate) use mappings::save_mappings;
-pub(crate) use runs::{approve, run_preview, run_view, sync_entity};
+pub(crate) use runs::{approve, run_preview, run_request, run_view};
 pub(crate) use schedules::{ScheduleBody, add_schedule, remove_schedule, schedules_of};
 pub(crate) use tokens::mint_token;
 

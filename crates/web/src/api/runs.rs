@@ -17,6 +17,7 @@ use super::{parse_body, parse_id, parse_query};
 use crate::AppState;
 use crate::access::{Caller, Scope};
 use crate::error::{ApiError, ApiResult};
+use crate::runs::RunRequest;
 
 /// What a run of `connection` may import, from the name a caller gave (`None`: the directory).
 /// An unknown name and one the connection's kind does not import are the caller's mistake (400),
@@ -47,6 +48,41 @@ pub(crate) fn sync_entity(
     Ok(entity)
 }
 
+/// The run a caller asks for, checked: the entity as [`sync_entity`] checks it, and the tenant,
+/// when given, one of the connection's (so a run never names another customer's tenant).
+pub(crate) fn run_request(
+    state: &AppState,
+    connection: &Connection,
+    entity: Option<&str>,
+    tenant: Option<&str>,
+    full: bool,
+) -> ApiResult<RunRequest> {
+    let entity = sync_entity(state, connection, entity)?;
+    let tenant = match tenant.map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(wanted) => {
+            let partitions = super::source_of(state, connection)?
+                .open(connection)?
+                .partitions();
+            let found = partitions
+                .iter()
+                .find(|p| p.tenant_id.eq_ignore_ascii_case(wanted))
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "tenant: {wanted:?} is not one of this connection's tenants ({})",
+                        partitions
+                            .iter()
+                            .map(|p| p.tenant_id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+            Some(found.tenant_id.clone())
+        }
+    };
+    Ok(RunRequest { entity, tenant, full })
+}
+
 /// The entity a run row was of: asset runs are stored with their own kind, every other kind
 /// (`sync`, `full`) is a directory run.
 pub(crate) fn entity_of_run(kind: &str) -> SyncEntity {
@@ -60,10 +96,11 @@ pub(crate) fn entity_of_run(kind: &str) -> SyncEntity {
 pub(crate) async fn run_preview(
     state: &AppState,
     connection: &Connection,
-    entity: SyncEntity,
+    request: &RunRequest,
 ) -> ApiResult<deskbridge_sync::SyncOutcome> {
     let options = SyncOptions {
-        entity,
+        entity: request.entity,
+        tenant: request.tenant.clone(),
         plan_only: true,
         ..state.sync_options.clone()
     };
@@ -81,6 +118,8 @@ pub(crate) async fn run_preview(
 #[serde(deny_unknown_fields)]
 struct PreviewBody {
     entity: Option<String>,
+    /// Only this tenant of the connection.
+    tenant: Option<String>,
 }
 
 pub(super) async fn preview(
@@ -90,8 +129,14 @@ pub(super) async fn preview(
 ) -> ApiResult<Json<Value>> {
     // An empty body (as before entities existed) previews the directory.
     let body: PreviewBody = parse_body(&body)?;
-    let entity = sync_entity(&state, &scope.connection, body.entity.as_deref())?;
-    let outcome = run_preview(&state, &scope.connection, entity).await?;
+    let request = run_request(
+        &state,
+        &scope.connection,
+        body.entity.as_deref(),
+        body.tenant.as_deref(),
+        false,
+    )?;
+    let outcome = run_preview(&state, &scope.connection, &request).await?;
     Ok(Json(serde_json::to_value(&outcome).map_err(ApiError::internal)?))
 }
 
@@ -122,6 +167,8 @@ struct StartBody {
     full: bool,
     /// `directory` (when absent) or `assets`.
     entity: Option<String>,
+    /// Only this tenant of the connection (a CSP customer tenant).
+    tenant: Option<String>,
 }
 
 pub(super) async fn start_run(
@@ -130,10 +177,16 @@ pub(super) async fn start_run(
     body: Bytes,
 ) -> ApiResult<Response> {
     let body: StartBody = parse_body(&body)?;
-    let entity = sync_entity(&state, &scope.connection, body.entity.as_deref())?;
+    let request = run_request(
+        &state,
+        &scope.connection,
+        body.entity.as_deref(),
+        body.tenant.as_deref(),
+        body.full,
+    )?;
     let started = state
         .runs
-        .start(&state, &scope.connection, entity, body.full, false)
+        .start(&state, &scope.connection, &request, false)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(json!(started))).into_response())
 }
@@ -200,10 +253,11 @@ pub(crate) async fn approve(
     }
     // The approving run imports what the held one did: approving a held asset run must not
     // start a directory run (which would find nothing held and apply nothing).
-    state
-        .runs
-        .start(state, &connection, entity_of_run(&row.kind), false, true)
-        .await
+    let request = RunRequest {
+        entity: entity_of_run(&row.kind),
+        ..RunRequest::default()
+    };
+    state.runs.start(state, &connection, &request, true).await
 }
 
 pub(super) async fn approve_run(

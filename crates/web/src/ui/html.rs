@@ -67,12 +67,13 @@ pub(super) fn verdict(ok: bool) -> Cell {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct Opt {
     pub(super) value: String,
     pub(super) label: String,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct Field {
     pub(super) kind: &'static str,
     pub(super) name: &'static str,

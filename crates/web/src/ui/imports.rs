@@ -12,7 +12,7 @@ use deskbridge_source::SyncEntity;
 use deskbridge_store::{Access, Entity, StoreTx};
 use serde_json::Value;
 
-use super::html::{Cell, Page, Section, cell, checkbox, form, hidden, textarea};
+use super::html::{Cell, Page, Section, cell, checkbox, form, hidden, select, textarea};
 use super::mappings::section_json;
 use super::{UiResult, field, mapping_of, parse_form, see_other, show};
 use crate::AppState;
@@ -87,6 +87,7 @@ async fn imports_view(
     } else {
         editor.pre = section_json(&mapping, "imports")?;
     }
+    let tenant = tenant_field(state, scope).await?;
     let mut run = Section::titled("Import")
         .text(
             "Preview lists every user with the mapping that decided it; nothing is written until you import.",
@@ -95,19 +96,23 @@ async fn imports_view(
             "preview",
             format!("/connections/{id}/preview"),
             "Preview import",
-            Vec::new(),
+            tenant.iter().cloned().collect(),
         ));
     if scope.access == Access::Modify {
         run = run.form(form(
             "run",
             format!("/connections/{id}/runs"),
             "Import now",
-            vec![checkbox("full", "Full import (ignore delta cursors)", false)],
+            tenant
+                .iter()
+                .cloned()
+                .chain([checkbox("full", "Full import (ignore delta cursors)", false)])
+                .collect(),
         ));
     }
     page = page.section(run);
     if imports_assets(state, scope) {
-        page = page.section(devices_section(&mapping, scope));
+        page = page.section(devices_section(&mapping, scope, tenant.as_ref()));
     }
     Ok(page.section(matching).section(editor).render())
 }
@@ -120,7 +125,11 @@ fn imports_assets(state: &AppState, scope: &Scope) -> bool {
 
 /// "Managed devices": preview and import of devices as assets, or, while asset import is not
 /// set up, where to set it up (a button would only fail).
-fn devices_section(mapping: &deskbridge_mapping::MappingConfig, scope: &Scope) -> Section {
+fn devices_section(
+    mapping: &deskbridge_mapping::MappingConfig,
+    scope: &Scope,
+    tenant: Option<&super::html::Field>,
+) -> Section {
     let id = scope.connection.id.0;
     let mut section = Section::titled("Managed devices");
     section.id = "devices".into();
@@ -140,17 +149,65 @@ fn devices_section(mapping: &deskbridge_mapping::MappingConfig, scope: &Scope) -
             "preview-assets",
             format!("/connections/{id}/preview"),
             "Preview device import",
-            vec![hidden("entity", SyncEntity::Assets.as_str())],
+            [hidden("entity", SyncEntity::Assets.as_str())]
+                .into_iter()
+                .chain(tenant.cloned())
+                .collect(),
         ));
     if scope.access == Access::Modify {
         section = section.form(form(
             "run-assets",
             format!("/connections/{id}/runs"),
             "Import managed devices",
-            vec![hidden("entity", SyncEntity::Assets.as_str())],
+            [hidden("entity", SyncEntity::Assets.as_str())]
+                .into_iter()
+                .chain(tenant.cloned())
+                .collect(),
         ));
     }
     section.link("Assets mapping", format!("/connections/{id}/mappings/assets"))
+}
+
+/// The run a preview or import form asks for: entity, tenant ("" for all) and full read.
+fn form_request(
+    state: &AppState,
+    scope: &Scope,
+    f: &HashMap<String, String>,
+) -> Result<crate::runs::RunRequest, ApiError> {
+    api::run_request(
+        state,
+        &scope.connection,
+        Some(field(f, "entity")),
+        Some(field(f, "tenant")),
+        field(f, "full") == "on",
+    )
+}
+
+/// "Customer tenant": the connection's tenants by customer name, for a run of one of them (as the
+/// guide's import "for one site"); none when the connection reads a single tenant.
+async fn tenant_field(state: &AppState, scope: &Scope) -> Result<Option<super::html::Field>, ApiError> {
+    let partitions = api::source_of(state, &scope.connection)?
+        .open(&scope.connection)?
+        .partitions();
+    if partitions.len() < 2 {
+        return Ok(None);
+    }
+    let mut tx = state.store.read().await?;
+    let mut options = vec![("".to_owned(), "All tenants".to_owned())];
+    for partition in partitions {
+        let customer = tx
+            .get(Entity::Customer, partition.customer_id)
+            .await?
+            .and_then(|c| c.text("name").map(str::to_owned))
+            .unwrap_or_else(|| format!("customer {}", partition.customer_id));
+        options.push((
+            partition.tenant_id.clone(),
+            format!("{customer} ({})", partition.tenant_id),
+        ));
+    }
+    tx.commit().await?;
+    let options: Vec<(&str, &str)> = options.iter().map(|(v, l)| (v.as_str(), l.as_str())).collect();
+    Ok(Some(select("tenant", "Customer tenant", "", &options)))
 }
 
 /// The text of an error for a notice: message, code and remedy, once.
@@ -266,18 +323,20 @@ pub(super) async fn preview(
     body: Bytes,
 ) -> UiResult {
     let f = parse_form(&body);
-    let outcome = match api::sync_entity(&state, &scope.connection, Some(field(&f, "entity"))) {
-        Ok(entity) => api::run_preview(&state, &scope.connection, entity)
+    let request = form_request(&state, &scope, &f);
+    let outcome = match &request {
+        Ok(request) => api::run_preview(&state, &scope.connection, request)
             .await
-            .map(|o| (entity, o)),
-        Err(e) => Err(e),
+            .map(|o| (request.clone(), o)),
+        Err(e) => Err(e.clone()),
     };
-    let (entity, outcome) = match outcome {
+    let (request, outcome) = match outcome {
         Ok(o) => o,
         Err(e) => {
             return imports_view(&state, &caller, &scope, "", &error_text("Preview failed", &e)).await;
         }
     };
+    let entity = request.entity;
     let assets = entity == SyncEntity::Assets;
     let id = scope.connection.id.0;
     let c = outcome.counts;
@@ -325,7 +384,10 @@ pub(super) async fn preview(
             } else {
                 "Import"
             },
-            vec![hidden("entity", entity.as_str())],
+            [hidden("entity", entity.as_str())]
+                .into_iter()
+                .chain(request.tenant.as_deref().map(|t| hidden("tenant", t)))
+                .collect(),
         ));
     }
     let mut table = if assets {
@@ -377,19 +439,8 @@ pub(super) async fn start_run(
     body: Bytes,
 ) -> UiResult {
     let f = parse_form(&body);
-    let started = match api::sync_entity(&state, &scope.connection, Some(field(&f, "entity"))) {
-        Ok(entity) => {
-            state
-                .runs
-                .start(
-                    &state,
-                    &scope.connection,
-                    entity,
-                    field(&f, "full") == "on",
-                    false,
-                )
-                .await
-        }
+    let started = match form_request(&state, &scope, &f) {
+        Ok(request) => state.runs.start(&state, &scope.connection, &request, false).await,
         Err(e) => Err(e),
     };
     match started {
