@@ -167,10 +167,15 @@ pub(crate) async fn check(
             .get_page::<Map<String, Value>>("/organization?$select=id")
             .await
         {
-            Ok(_) => points.push(CheckPoint::pass(
-                &point,
-                format!("the GDAP app reads the users of {name} ({tenant_id})"),
-            )),
+            Ok(_) => {
+                points.push(CheckPoint::pass(
+                    &point,
+                    format!("the GDAP app reads the users of {name} ({tenant_id})"),
+                ));
+                if settings.mapping.assets.is_some() {
+                    points.push(devices_point(&graph, name, tenant_id).await);
+                }
+            }
             Err(e) => {
                 let error = from_graph(&e);
                 match access_failure(tenant_id, name, &error) {
@@ -202,4 +207,24 @@ pub(crate) async fn check(
         }
     }
     points
+}
+
+/// Whether the GDAP app can list the tenant's managed devices (asset imports need
+/// DeviceManagementManagedDevices.Read.All and an Intune licence in the tenant).
+async fn devices_point(graph: &deskbridge_graph::GraphTenant, name: &str, tenant_id: &str) -> CheckPoint {
+    let point = format!("tenant {name} devices");
+    match graph
+        .get_page::<Map<String, Value>>("/deviceManagement/managedDevices?$select=id&$top=1")
+        .await
+    {
+        Ok(_) => CheckPoint::pass(
+            &point,
+            format!("the GDAP app reads the managed devices of {name} ({tenant_id})"),
+        ),
+        Err(e) => failed(
+            &point,
+            &deskbridge_connector_entra::read::device_error(&e),
+            "Run the check again; report it if it repeats.",
+        ),
+    }
 }

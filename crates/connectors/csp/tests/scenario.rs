@@ -265,3 +265,39 @@ store_test! {
         assert!(error.to_string().contains(&tenants[0]), "{error}");
     }
 }
+
+store_test! {
+    async fn the_check_reads_each_tenants_devices_once_assets_are_imported(db: &TestDb) {
+        let (emu, tenants) = partner(76, 2, 6).await;
+        let registry = sources(GraphConfig::default());
+        let connection = add_and_authorize(&db.store, &registry, &emu, "csp-check").await;
+        deskbridge_sync::sync(&db.store, &registry, "csp-check", &SyncOptions::default(), &clock())
+            .await
+            .unwrap();
+        let cx = deskbridge_source::SourceContext::detached(db.store.clone(), clock());
+        let points = registry.get("csp").unwrap().check(&cx, &connection, "production").await;
+        assert!(points.iter().all(|p| !p.name.ends_with(" devices")), "{points:?}");
+        let mut mapping = deskbridge_sync::open_connection(&db.store, &registry, "csp-check")
+            .await
+            .unwrap()
+            .mapping()
+            .clone();
+        mapping.assets = Some(deskbridge_mapping::AssetMappings::default());
+        deskbridge_sync::save_mappings(&db.store, &registry, "csp-check", mapping, &clock())
+            .await
+            .unwrap();
+        let mut tx = db.store.read().await.unwrap();
+        let connection = tx.connection(connection.id).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        let points = registry.get("csp").unwrap().check(&cx, &connection, "production").await;
+        for tenant in &tenants {
+            let name = tenant_name(&emu, tenant);
+            let devices = points
+                .iter()
+                .find(|p| p.name == format!("tenant {name} devices"))
+                .unwrap_or_else(|| panic!("a devices point for {name}: {points:?}"));
+            assert!(devices.ok, "{devices:?}");
+            assert!(devices.detail.contains("managed devices"), "{devices:?}");
+        }
+    }
+}

@@ -33,7 +33,7 @@ pub fn device_properties() -> SourceProperties {
 pub const DEVICE_PERMISSION: &str = "DeviceManagementManagedDevices.Read.All";
 
 /// A device read's failure, with the permission it needs named when Graph refused access.
-fn device_error(e: &GraphError) -> SyncError {
+pub fn device_error(e: &GraphError) -> SyncError {
     let error = from_graph(e);
     match (e, error) {
         (

@@ -29,7 +29,7 @@ mod tracking;
 mod users;
 
 pub use delta::{DeltaState, read_delta};
-pub use devices::{DEVICE_PERMISSION, device_properties, read_devices};
+pub use devices::{DEVICE_PERMISSION, device_error, device_properties, read_devices};
 pub use full::{FullRead, Memberships, read_full};
 pub use tracking::{DeltaTracking, UNTRACKABLE, UntrackedField, latest_links};
 use users::source_user;
