@@ -239,7 +239,24 @@ store_test! {
         let delta = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
         assert_eq!(delta.mode, "delta");
         assert_eq!(delta.status, "succeeded", "{:?}", delta.errors);
-        assert_eq!((delta.counts.created, delta.counts.updated, delta.counts.deactivated), (1, 1, 2), "{delta:?}");
+        // Updated: the renamed person, and the two licences whose consumed units the leavers freed
+        // (a delta round reads the licence counts too).
+        assert_eq!((delta.counts.created, delta.counts.updated, delta.counts.deactivated), (1, 3, 2), "{delta:?}");
+        let mut tx = db.store.read().await.unwrap();
+        let licences = tx.list(deskbridge_store::Entity::Licence, None, 100).await.unwrap();
+        tx.commit().await.unwrap();
+        let skus = fx.emu.with_world(|w| {
+            let tenant = &w.tenants[0];
+            tenant
+                .skus
+                .iter()
+                .map(|s| (s.sku_id.clone(), tenant.consumed_units(&s.sku_id)))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        });
+        for licence in &licences {
+            let sku = licence.get("sku_id").as_str().unwrap();
+            assert_eq!(licence.get("consumed_units"), &json!(skus[sku]), "licence {sku} after the delta round");
+        }
         let desk = desk_users(db).await;
         assert_eq!(desk[&renamed].get("name"), &json!("Renamed Person"));
         assert_eq!(desk[&soft].get("active"), &json!(false));
@@ -250,7 +267,8 @@ store_test! {
         // Restore: the user comes back active.
         fx.admin(reqwest::Method::POST, &format!("users/{soft}/restore"), None).await;
         let restored = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
-        assert_eq!(restored.counts.updated, 1, "{restored:?}");
+        // The user, and the licence whose unit the user takes again.
+        assert_eq!(restored.counts.updated, 2, "{restored:?}");
         assert_eq!(desk_users(db).await[&soft].get("active"), &json!(true));
         assert_desk_matches(db, &fx).await;
         fx.emu.shutdown().await;

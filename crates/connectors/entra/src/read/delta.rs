@@ -26,7 +26,27 @@ pub async fn read_delta(
     mapped_names: &BTreeSet<String>,
 ) -> Result<TenantData, GraphError> {
     let mut requests = 0;
-    let round = follow_delta_links(tenant, &state, &mut requests).await?;
+    // Licence counts (consumed units) change without any user changing: they are read every
+    // round, beside the delta chains (one round trip of latency, not two), so the desk's counts
+    // stay true between full reads.
+    let (round, skus) = futures::join!(
+        follow_delta_links(tenant, &state, &mut requests),
+        tenant.get_page::<Map<String, Value>>("/subscribedSkus")
+    );
+    let round = round?;
+    requests += 1;
+    // Without Organization.Read.All (optional) the desk's licences are left as they are, as a
+    // full read leaves them.
+    let subscribed_skus = match skus {
+        Ok(page) => Some(
+            page.value
+                .iter()
+                .filter_map(super::full::subscribed_sku)
+                .collect(),
+        ),
+        Err(e) if e.class() == Some(GraphErrorClass::PermissionDenied) => None,
+        Err(e) => return Err(e),
+    };
     let (mut changed, mut removed) = users_in_round(&round.user_pages);
     let mut mapped = parse_mapped_groups(state.mapped_groups);
     if with_groups {
@@ -46,7 +66,7 @@ pub async fn read_delta(
                 .into_iter()
                 .map(|(external_id, reason)| Removal { external_id, reason })
                 .collect(),
-            subscribed_skus: None,
+            subscribed_skus,
         },
         rejected,
         cursors: vec![
