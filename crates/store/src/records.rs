@@ -103,7 +103,8 @@ pub enum RecordScope {
     },
     /// Assets one page of `connection`'s device read can match or change: those it imported with
     /// one of `external_ids`, and those of `customer` (of any customer when `None`) whose
-    /// `column` (`serial_number` or `name`) holds one of `values`. Ids and values lower-cased.
+    /// `column` (`serial_number` or `name`) holds one of `values`, ignoring surrounding spaces.
+    /// Ids and values lower-cased (and values trimmed).
     AssetLookup {
         connection: ConnectionId,
         customer: Option<RecordId>,
@@ -256,7 +257,7 @@ impl RecordScope {
                     };
                     let values = text_list(values, args);
                     parts.push(format!(
-                        "SELECT id FROM {table} WHERE {customer}lower({column}) IN ({values})"
+                        "SELECT id FROM {table} WHERE {customer}lower(trim({column})) IN ({values})"
                     ));
                 }
                 if parts.is_empty() {

@@ -287,7 +287,7 @@ store_test! {
             f
         };
         for (name, serial, owner) in [
-            ("Hand-made laptop", Some("ser-link"), customer),
+            ("Hand-made laptop", Some("  ser-link "), customer),
             ("Dup A", Some("SER-DUP"), customer),
             ("Dup B", Some("SER-DUP"), customer),
             ("Blank", None, customer),
