@@ -320,3 +320,41 @@ fn the_demo_imports_users_and_devices_and_the_directory_names_each_assets_type_u
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn an_asset_run_of_every_connection_leaves_out_those_without_asset_import() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&deskbridge(dir.path(), &["migrate"]));
+    let added = Command::new(env!("CARGO_BIN_EXE_deskbridge"))
+        .args([
+            "connection",
+            "add",
+            "entra",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            "11111111-2222-4333-8444-555555555555",
+            "--client-id",
+            "66666666-7777-4888-8999-aaaaaaaaaaaa",
+            "--client-secret-env",
+            "DESKBRIDGE_TEST_SECRET",
+        ])
+        .env("DESKBRIDGE_DATA_DIR", dir.path())
+        .env(
+            "DESKBRIDGE_TEST_SECRET",
+            "s3cret-value-of-forty-characters-or-so~~",
+        )
+        .env_remove("DESKBRIDGE_DATABASE_URL")
+        .output()
+        .unwrap();
+    ok(&added);
+    // Nothing is contacted: the only connection does not import assets, so it is left out, said
+    // once, and the run of "every connection" has nothing to fail.
+    let out = deskbridge(dir.path(), &["sync", "--all", "--entity", "assets", "--json"]);
+    let stdout = ok(&out);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["connections"], serde_json::json!([]), "{stdout}");
+    assert_eq!(report["failed"], 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not importing assets for contoso"), "{stderr}");
+}

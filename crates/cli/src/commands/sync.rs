@@ -105,14 +105,39 @@ async fn run_all(
     clock: &SharedClock,
 ) -> anyhow::Result<()> {
     let mut tx = store.read().await?;
+    let mut skipped = Vec::new();
     let names: Vec<String> = tx
         .connections()
         .await?
         .into_iter()
         .filter(|c| sources.get(&c.kind).is_some())
+        .filter(|c| {
+            // An asset run of every connection leaves out those that do not import assets (not
+            // their kind's, or not set up): they are not failures. One that cannot be opened is
+            // kept, so that its sync reports why.
+            let imports_assets = sources
+                .source_of(c)
+                .and_then(|source| source.open(c))
+                .map(|open| {
+                    let kind = sources.get(&c.kind).map_or(&[][..], |s| s.entities());
+                    kind.contains(&SyncEntity::Assets.as_str()) && open.mapping().assets.is_some()
+                })
+                .unwrap_or(true);
+            if options.entity == SyncEntity::Assets && !imports_assets {
+                skipped.push(c.name.clone());
+                return false;
+            }
+            true
+        })
         .map(|c| c.name)
         .collect();
     tx.commit().await?;
+    if !skipped.is_empty() {
+        eprintln!(
+            "not importing assets for {} (asset import is not set up, or the kind reads no devices)",
+            skipped.join(", ")
+        );
+    }
     let started = std::time::Instant::now();
     let results = sync_many(&store, sources, &names, options, args.concurrency, clock).await;
     let seconds = started.elapsed().as_secs_f64();
