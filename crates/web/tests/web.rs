@@ -767,6 +767,9 @@ store_test! {
         assert_eq!(created.json()["credential"]["kind"], "delegated");
         let details = page(&fx.app, Method::GET, &format!("/connections/{id}"), Some(&admin), &[]).await;
         assert!(details.text.contains("Sign in with Microsoft"), "{}", details.text);
+        // The redirect URIs to register (Microsoft refuses others with AADSTS50011).
+        assert!(details.text.contains("Redirect URIs to register"), "{}", details.text);
+        assert!(details.text.contains("/auth/microsoft/callback (platform Web)"), "{}", details.text);
         // The button sends the browser to Microsoft's authorize endpoint, returning to our callback.
         let req = Request::builder().method(Method::POST).uri(format!("/connections/{id}/authorize"))
             .header(header::HOST, "127.0.0.1:8080")

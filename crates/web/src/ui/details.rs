@@ -19,10 +19,22 @@ use crate::access::{Caller, Scope};
 use crate::api;
 use crate::error::ApiError;
 
+/// The redirect URIs the app registration must list for this connection's sign-ins (Microsoft
+/// refuses any other with AADSTS50011): this site's callback, and the CLI's loopback listener.
+fn redirect_uris(state: &AppState, headers: &HeaderMap) -> String {
+    let site = api::callback_uri(state, headers)
+        .unwrap_or_else(|_| "https://<this site>/auth/microsoft/callback".into());
+    format!(
+        "Redirect URIs to register on the app registration: {site} (platform Web), and http://localhost \
+         (platform Mobile and desktop, any port) for `deskbridge connection authorize`."
+    )
+}
+
 async fn details_view(
     state: &AppState,
     caller: &Caller,
     scope: &Scope,
+    headers: &HeaderMap,
     flash: &str,
     error: &str,
 ) -> UiResult {
@@ -78,12 +90,13 @@ async fn details_view(
     if let Some(authorised) = credential["authorised"].as_bool() {
         let mut delegated = Section::titled("Sign in with Microsoft").text(format!(
             "Delegated permissions: an administrator of the tenant signs in with Microsoft; deskbridge keeps the \
-             refresh token sealed and never shows it. {}",
+             refresh token sealed and never shows it. {} {}",
             if authorised {
                 "Signed in."
             } else {
                 "Not signed in yet: the connection cannot read until someone does."
-            }
+            },
+            redirect_uris(state, headers)
         ));
         if modify {
             delegated = delegated.form(form(
@@ -194,6 +207,7 @@ pub(super) async fn details(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> UiResult {
     let flash = if query.as_deref().is_some_and(|q| q.contains("created=1")) {
@@ -201,13 +215,14 @@ pub(super) async fn details(
     } else {
         ""
     };
-    details_view(&state, &caller, &scope, flash, "").await
+    details_view(&state, &caller, &scope, &headers, flash, "").await
 }
 
 pub(super) async fn save_details(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> UiResult {
     let f = parse_form(&body);
@@ -224,8 +239,8 @@ pub(super) async fn save_details(
     };
     let scope = reload(&state, &scope).await?;
     match result {
-        Ok(()) => details_view(&state, &caller, &scope, "Saved.", "").await,
-        Err(e) => details_view(&state, &caller, &scope, "", &e.message).await,
+        Ok(()) => details_view(&state, &caller, &scope, &headers, "Saved.", "").await,
+        Err(e) => details_view(&state, &caller, &scope, &headers, "", &e.message).await,
     }
 }
 
@@ -233,6 +248,7 @@ pub(super) async fn delete_connection(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> UiResult {
     let f = parse_form(&body);
@@ -241,6 +257,7 @@ pub(super) async fn delete_connection(
             &state,
             &caller,
             &scope,
+            &headers,
             "",
             "Tick the box to confirm the deletion.",
         )
@@ -254,6 +271,7 @@ pub(super) async fn test_connection(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
+    headers: HeaderMap,
 ) -> UiResult {
     let result = api::test(&state, &scope.connection).await;
     if result["ok"] == Value::Bool(true) {
@@ -261,6 +279,7 @@ pub(super) async fn test_connection(
             &state,
             &caller,
             &scope,
+            &headers,
             &format!("Test passed: {}", show(&result["detail"])),
             "",
         )
@@ -276,7 +295,7 @@ pub(super) async fn test_connection(
                 .map(|r| format!(" — {r}"))
                 .unwrap_or_default()
         );
-        details_view(&state, &caller, &scope, "", &text).await
+        details_view(&state, &caller, &scope, &headers, "", &text).await
     }
 }
 
@@ -294,6 +313,7 @@ pub(super) async fn authorize(
                 &state,
                 &caller,
                 &scope,
+                &headers,
                 "",
                 &format!("The sign-in could not start: {}", e.message),
             )
@@ -305,6 +325,7 @@ pub(super) async fn authorize(
 pub(super) async fn microsoft_callback(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> UiResult {
     let q = parse_form(query.as_deref().unwrap_or("").as_bytes());
@@ -330,6 +351,7 @@ pub(super) async fn microsoft_callback(
         &state,
         &caller,
         &scope,
+        &headers,
         "Signed in with Microsoft: the connection is authorised.",
         "",
     )
@@ -340,6 +362,7 @@ pub(super) async fn set_access(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> UiResult {
     let f = parse_form(&body);
@@ -352,7 +375,7 @@ pub(super) async fn set_access(
         _ => None,
     };
     match api::grant(&state, scope.connection.id, account, access).await {
-        Ok(()) => details_view(&state, &caller, &scope, "Access saved.", "").await,
-        Err(e) => details_view(&state, &caller, &scope, "", &e.message).await,
+        Ok(()) => details_view(&state, &caller, &scope, &headers, "Access saved.", "").await,
+        Err(e) => details_view(&state, &caller, &scope, &headers, "", &e.message).await,
     }
 }
