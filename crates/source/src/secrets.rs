@@ -27,6 +27,15 @@ impl ConnectionSecrets {
         Ok(tx.get_secret(&self.reference(field)).await?)
     }
 
+    /// Whether the secret `field` is sealed, read in its own transaction (a sign-in's refresh
+    /// token: whether the connection is authorised).
+    pub async fn is_sealed(self, store: &deskbridge_store::Store, field: &str) -> Result<bool, SyncError> {
+        let mut tx = store.read().await?;
+        let sealed = self.get(&mut tx, field).await?.is_some();
+        tx.commit().await?;
+        Ok(sealed)
+    }
+
     /// Seals `value` as the secret `field`, replacing what was there.
     pub async fn put(
         self,

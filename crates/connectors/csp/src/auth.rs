@@ -285,13 +285,11 @@ impl deskbridge_source::SignIn for PartnerSignIn {
     ) -> deskbridge_source::BoxFuture<'a, Result<Option<bool>, SyncError>> {
         Box::pin(async move {
             CspSettings::of(connection)?;
-            let mut tx = store.read().await?;
-            let sealed = ConnectionSecrets(connection.id)
-                .get(&mut tx, SECRET_PARTNER_REFRESH_TOKEN)
-                .await?
-                .is_some();
-            tx.commit().await?;
-            Ok(Some(sealed))
+            Ok(Some(
+                ConnectionSecrets(connection.id)
+                    .is_sealed(store, SECRET_PARTNER_REFRESH_TOKEN)
+                    .await?,
+            ))
         })
     }
 

@@ -279,13 +279,11 @@ impl deskbridge_source::SignIn for DynamicsSignIn {
             if DynamicsSettings::of(connection)?.auth_scheme != AuthScheme::AzureAd {
                 return Ok(None);
             }
-            let mut tx = store.read().await?;
-            let sealed = ConnectionSecrets(connection.id)
-                .get(&mut tx, SECRET_REFRESH_TOKEN)
-                .await?
-                .is_some();
-            tx.commit().await?;
-            Ok(Some(sealed))
+            Ok(Some(
+                ConnectionSecrets(connection.id)
+                    .is_sealed(store, SECRET_REFRESH_TOKEN)
+                    .await?,
+            ))
         })
     }
 
