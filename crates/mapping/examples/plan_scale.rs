@@ -123,6 +123,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 consumed_units: Some(i64::from(per_tenant) / 2),
                 capability_status: Some("Enabled".into()),
             }]),
+            subscriptions: None,
         })
         .collect();
     let total = u64::from(tenants) * u64::from(per_tenant);

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use deskbridge_core::{ConnectionId, RecordId};
 use serde_json::{Map, Value};
 
-use crate::input::{DeskLicence, DeskRecord, DeskSite, DeskSnapshot, RecordLocks, SourceIdentity};
+use crate::input::{
+    DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskSubscription, RecordLocks, SourceIdentity,
+};
 use crate::plan::{Action, Change, Entity, Plan, Reference};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +68,7 @@ pub fn apply_to_snapshot(
     let mut next_agent = next(&mut desk.agents.iter().map(|r| r.id));
     let mut next_site = next(&mut desk.sites.iter().map(|s| s.id));
     let mut next_licence = next(&mut desk.licences.iter().map(|l| l.id));
+    let mut next_subscription = next(&mut desk.subscriptions.iter().map(|s| s.id));
     // Positions of the records that existed before: updates only ever target those.
     let positions = |records: &[DeskRecord]| -> BTreeMap<RecordId, usize> {
         records
@@ -120,6 +123,18 @@ pub fn apply_to_snapshot(
                     fields: licence_fields(change),
                 });
                 next_licence += 1;
+            }
+            (Entity::Subscription, Action::Create) => {
+                desk.subscriptions.push(DeskSubscription {
+                    id: RecordId(next_subscription),
+                    external_id: change.external_id.clone(),
+                    fields: change
+                        .fields
+                        .iter()
+                        .map(|(name, field)| (name.clone(), field.after.clone()))
+                        .collect(),
+                });
+                next_subscription += 1;
             }
             (Entity::User | Entity::Agent, Action::Create) => {
                 let (records, next_id) = match change.entity {
@@ -218,6 +233,16 @@ pub fn apply_to_snapshot(
                                 connection_id,
                                 external_id: change.external_id.clone(),
                             });
+                        }
+                    }
+                    Entity::Subscription => {
+                        let subscription = desk
+                            .subscriptions
+                            .iter_mut()
+                            .find(|s| s.id == id)
+                            .ok_or_else(unknown)?;
+                        for (name, field) in &change.fields {
+                            subscription.fields.insert(name.clone(), field.after.clone());
                         }
                     }
                     // Asset plans are applied to an asset snapshot, not this one.

@@ -38,6 +38,74 @@ pub struct TenantRead {
     /// read, and users are linked to the desk licences that exist.
     #[serde(default)]
     pub subscribed_skus: Option<Vec<SubscribedSku>>,
+    /// The customer's subscriptions when read this run (CSP): created and updated on the desk,
+    /// and those of the tenant no longer listed marked deleted. `None`: not read, nothing changes.
+    #[serde(default)]
+    pub subscriptions: Option<Vec<SourceSubscription>>,
+}
+
+/// A subscription the partner sells to the tenant's customer (CSP: one of Partner Center's
+/// subscriptions of the customer). Dates are RFC 3339; a date the source marks as "none" (Partner
+/// Center's `9999-…` sentinels) is `None`, never a date.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceSubscription {
+    /// The subscription's id, lower-cased (Partner Center sends upper-case GUIDs).
+    pub external_id: String,
+    #[serde(default)]
+    pub offer_id: Option<String>,
+    #[serde(default)]
+    pub offer_name: Option<String>,
+    #[serde(default)]
+    pub friendly_name: Option<String>,
+    pub quantity: i64,
+    /// `active`, `suspended`, `deleted`, `expired`, `disabled`, `pending`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// `monthly`, `annual`, `triennial`, `none`, `oneTime`.
+    #[serde(default)]
+    pub billing_cycle: Option<String>,
+    /// ISO 8601 duration: `P1M`, `P1Y`, `P3Y`.
+    #[serde(default)]
+    pub term_duration: Option<String>,
+    /// `Licenses`, `Usage-based`, `Benefit`.
+    #[serde(default)]
+    pub unit_type: Option<String>,
+    #[serde(default)]
+    pub start_date: Option<String>,
+    /// The end of the commitment (the term's end).
+    #[serde(default)]
+    pub end_date: Option<String>,
+    /// New commerce: the end of the window in which seats may still be reduced.
+    #[serde(default)]
+    pub cancellation_allowed_until: Option<String>,
+    #[serde(default)]
+    pub auto_renew: Option<bool>,
+    #[serde(default)]
+    pub is_trial: Option<bool>,
+    /// The price, when prices were read this run and the price list has the subscription's
+    /// offer, term and billing plan. `None` leaves the desk's price as it is.
+    #[serde(default)]
+    pub price: Option<SubscriptionPrice>,
+}
+
+/// A subscription's price per unit for its billing period, from a marketplace's price list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionPrice {
+    pub unit_price: f64,
+    pub currency: String,
+    /// The marketplace the price list is for (`GB`, `US`).
+    pub market: String,
+}
+
+/// A subscription on the desk that this connection imported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeskSubscription {
+    pub id: RecordId,
+    /// The source's id, lower-cased.
+    pub external_id: String,
+    /// The desk's columns (`quantity`, `status`, `unit_price`, …) as stored.
+    #[serde(default)]
+    pub fields: BTreeMap<String, Value>,
 }
 
 /// A licence the tenant subscribes to (Entra: one of `subscribedSkus`).
@@ -156,6 +224,10 @@ pub struct DeskSnapshot {
     pub sites: Vec<DeskSite>,
     pub licences: Vec<DeskLicence>,
     pub tickets: Vec<DeskTicket>,
+    /// The subscriptions this connection imported from the tenant being planned (loaded only when
+    /// the tenant's subscriptions are read).
+    #[serde(default)]
+    pub subscriptions: Vec<DeskSubscription>,
 }
 
 /// A desk user or agent.

@@ -72,12 +72,14 @@ pub use config::{
     SiteTarget, UnmatchedSite,
 };
 pub use engine::{
-    ConnectionRecord, ConnectionRecords, DeskLookups, FinishLookups, RunPlanner, TenantHeader, plan,
+    ConnectionRecord, ConnectionRecords, DeskLookups, FinishLookups, RunPlanner, TenantHeader,
+    TenantReference, plan,
 };
 pub use followers::{DistributionGroup, FollowerError, FollowerPlan, GroupMember, followers_for_group};
 pub use input::{
-    Completeness, DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskTicket, PlanInput, ReadMode,
-    RecordLocks, Removal, RemovalReason, SourceIdentity, SourceUser, SubscribedSku, TenantRead,
+    Completeness, DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskSubscription, DeskTicket, PlanInput,
+    ReadMode, RecordLocks, Removal, RemovalReason, SourceIdentity, SourceSubscription, SourceUser,
+    SubscribedSku, SubscriptionPrice, TenantRead,
 };
 pub use plan::{
     Action, BreakerVerdict, Change, Counts, Entity, FieldChange, HeldTenant, LockedChange, Plan, PlanError,

@@ -63,6 +63,8 @@ pub enum Entity {
     AssetType,
     /// A desk asset, from a managed device.
     Asset,
+    /// A subscription the partner sells the customer (CSP), with its term and price.
+    Subscription,
 }
 
 impl Entity {
@@ -75,6 +77,7 @@ impl Entity {
             Self::Ticket => "ticket",
             Self::AssetType => "asset_type",
             Self::Asset => "asset",
+            Self::Subscription => "subscription",
         }
     }
 }

@@ -35,7 +35,7 @@ impl<'c> Run<'c> {
             mode,
             active_records: planner.finish_records(TENANT, &desk).active_count(TENANT),
         };
-        let licences = planner.begin_tenant(&header, None, &desk);
+        let licences = planner.begin_tenant(&header, Default::default(), &desk);
         let mut run = Self {
             planner,
             desk,

@@ -142,6 +142,7 @@ fn read() -> impl Strategy<Value = TenantRead> {
                     },
                 ]
             }),
+            subscriptions: None,
             mode: if delta { ReadMode::Delta } else { ReadMode::Full },
             completeness,
             removed: if delta {
@@ -329,7 +330,14 @@ fn plan_in_pages(
         mode: read.mode,
         active_records: planner.finish_records(tenant, desk).active_count(tenant),
     };
-    let mut joined = planner.begin_tenant(&header, read.subscribed_skus.as_deref(), &current);
+    let mut joined = planner.begin_tenant(
+        &header,
+        deskbridge_mapping::TenantReference {
+            skus: read.subscribed_skus.as_deref(),
+            subscriptions: read.subscriptions.as_deref(),
+        },
+        &current,
+    );
     step(&joined, &mut current);
     let mut rest = read.users.as_slice();
     let mut removed = read.removed.as_slice();

@@ -65,6 +65,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_job_tenant.sql"),
         postgres: include_str!("../migrations/postgres/0008_job_tenant.sql"),
     },
+    Migration {
+        version: 9,
+        name: "subscription_terms",
+        sqlite: include_str!("../migrations/sqlite/0009_subscription_terms.sql"),
+        postgres: include_str!("../migrations/postgres/0009_subscription_terms.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].

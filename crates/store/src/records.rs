@@ -111,8 +111,9 @@ pub enum RecordScope {
         external_ids: Vec<String>,
         column: Option<(String, Vec<String>)>,
     },
-    /// Assets `connection` imported from `tenant_id` (ignoring case): what a tenant's end reads.
-    AssetsOfConnectionTenant {
+    /// Records of an entity with a `tenant_id` column (assets, subscriptions) that `connection`
+    /// imported from `tenant_id` (ignoring case): what a tenant's end reads.
+    ImportedFromTenant {
         connection: ConnectionId,
         tenant_id: String,
     },
@@ -265,7 +266,7 @@ impl RecordScope {
                 }
                 format!("id IN ({})", parts.join(" UNION "))
             }
-            Self::AssetsOfConnectionTenant {
+            Self::ImportedFromTenant {
                 connection,
                 tenant_id,
             } => {

@@ -57,6 +57,7 @@ impl DeskLookups {
             sites: desk.sites.clone(),
             licences: desk.licences.clone(),
             tickets: Vec::new(),
+            subscriptions: Vec::new(),
         }
     }
 }

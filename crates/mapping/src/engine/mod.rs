@@ -50,6 +50,7 @@ mod matching;
 mod page;
 mod removals;
 mod select;
+mod subscriptions;
 mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,8 +65,8 @@ pub use lookups::{ConnectionRecord, ConnectionRecords, DeskLookups, FinishLookup
 
 use crate::config::{MatchField, RecordKind};
 use crate::input::{
-    DeskRecord, DeskSnapshot, PlanInput, ReadMode, Removal, RemovalReason, SourceUser, SubscribedSku,
-    TenantRead,
+    DeskRecord, DeskSnapshot, PlanInput, ReadMode, Removal, RemovalReason, SourceSubscription, SourceUser,
+    SubscribedSku, TenantRead,
 };
 use crate::plan::{Action, Change, Counts, Entity, HeldTenant, Plan};
 use crate::validate::ValidatedConfig;
@@ -95,7 +96,11 @@ pub fn plan(
             mode: tenant.mode,
             active_records: active_records(snapshot, input.connection_id, &tenant.tenant_id),
         };
-        let licences = planner.begin_tenant(&header, tenant.subscribed_skus.as_deref(), snapshot);
+        let reference = TenantReference {
+            skus: tenant.subscribed_skus.as_deref(),
+            subscriptions: tenant.subscriptions.as_deref(),
+        };
+        let licences = planner.begin_tenant(&header, reference, snapshot);
         parts.push((tenant.tenant_id.as_str(), licences));
     }
     // One page of every tenant's users, so that matching sees the whole read at once.
@@ -136,6 +141,14 @@ enum HoldScope {
     Deactivations,
     /// The whole tenant: [`plan`] applies nothing before the verdict.
     WholeTenant,
+}
+
+/// What a source read of a tenant's reference lists, for [`RunPlanner::begin_tenant`]; `None`:
+/// not read this run (the desk's records stay as they are).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TenantReference<'a> {
+    pub skus: Option<&'a [SubscribedSku]>,
+    pub subscriptions: Option<&'a [SourceSubscription]>,
 }
 
 /// What the planner must know of a tenant before its users.
@@ -292,12 +305,14 @@ impl<'c> RunPlanner<'c> {
         }
     }
 
-    /// Starts a tenant: licences from its subscribed SKUs (when read this run), planned before its
-    /// users so that they can link them. `desk` needs only its `licences` (all of them).
+    /// Starts a tenant: licences from its subscribed SKUs and its customer's subscriptions (each
+    /// when read this run), planned before its users so that they can link the licences. `desk`
+    /// needs only its `licences` (all of them) and, when subscriptions were read, the tenant's
+    /// `subscriptions`.
     pub fn begin_tenant(
         &mut self,
         tenant: &TenantHeader,
-        skus: Option<&[SubscribedSku]>,
+        reference: TenantReference<'_>,
         desk: &DeskSnapshot,
     ) -> Plan {
         self.run
@@ -311,8 +326,11 @@ impl<'c> RunPlanner<'c> {
                 links: Vec::new(),
             });
         let mut page = page::PagePlanner::new(self.config, self.connection, desk, &mut self.run, tenant);
-        if let Some(skus) = skus {
+        if let Some(skus) = reference.skus {
             page.plan_licences(skus);
+        }
+        if let Some(subscriptions) = reference.subscriptions {
+            page.plan_subscriptions(subscriptions);
         }
         page.into_plan(self.now)
     }

@@ -308,6 +308,7 @@ pub fn full_read(users: Vec<SourceUser>) -> TenantRead {
         users,
         removed: vec![],
         subscribed_skus: None,
+        subscriptions: None,
     }
 }
 
