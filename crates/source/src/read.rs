@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use deskbridge_core::RecordId;
 use deskbridge_mapping::{
-    Completeness, ReadMode, Removal, SourceDevice, SourceUser, SubscribedSku, ValidatedConfig,
+    Completeness, ReadMode, Removal, SourceDevice, SourceSubscription, SourceUser, SubscribedSku,
+    ValidatedConfig,
 };
 use deskbridge_store::IntegrationError;
 
@@ -20,16 +21,20 @@ pub enum SyncEntity {
     #[default]
     Directory,
     Assets,
+    /// Licences and subscriptions only (CSP's "tenants and their licences" module; what a Partner
+    /// Center webhook refreshes): no user is read, so nobody is deactivated.
+    Licences,
 }
 
 impl SyncEntity {
-    pub const ALL: [SyncEntity; 2] = [Self::Directory, Self::Assets];
+    pub const ALL: [SyncEntity; 3] = [Self::Directory, Self::Assets, Self::Licences];
 
     /// The name schedules, jobs and the CLI use.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Directory => "directory",
             Self::Assets => "assets",
+            Self::Licences => "licences",
         }
     }
 
@@ -105,6 +110,9 @@ pub struct PartitionStart {
     pub mode: ReadMode,
     /// The partition's subscribed licences, when read this run (planned before its users).
     pub subscribed_skus: Option<Vec<SubscribedSku>>,
+    /// The partition's customer's subscriptions, when read this run (CSP): planned with the
+    /// licences; `None` changes no desk subscription.
+    pub subscriptions: Option<Vec<SourceSubscription>>,
     /// Every group name of the partition, when listed (full reads): mappings naming a group that
     /// does not exist are refused.
     pub groups: Option<BTreeSet<String>>,

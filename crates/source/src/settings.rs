@@ -181,6 +181,7 @@ const MICROSOFT_HOSTS: &[&str] = &[
     "dod-graph.microsoft.us",
     "microsoftgraph.chinacloudapi.cn",
     "api.partnercenter.microsoft.com",
+    "api.partner.microsoft.com",
     "partner.partnercenterapi.microsoftonline.cn",
 ];
 

@@ -37,6 +37,7 @@ fn store_entity(entity: PlanEntity) -> Entity {
         PlanEntity::Licence => Entity::Licence,
         PlanEntity::AssetType => Entity::AssetType,
         PlanEntity::Asset => Entity::Asset,
+        PlanEntity::Subscription => Entity::Subscription,
     }
 }
 

@@ -130,7 +130,7 @@ impl<'r> AssetRun<'r> {
         completeness: Completeness,
     ) -> Result<Plan, SyncError> {
         self.open = None;
-        let scope = RecordScope::AssetsOfConnectionTenant {
+        let scope = RecordScope::ImportedFromTenant {
             connection: self.connection,
             tenant_id: tenant_id.to_owned(),
         };

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use deskbridge_core::{ConnectionId, RecordId};
 use deskbridge_mapping::{
-    ConnectionRecord, DeskLicence, DeskLookups, DeskRecord, DeskSite, DeskSnapshot, DeskTicket,
-    FinishLookups, MappingConfig, RecordKind, RecordLocks, SiteTarget, SourceIdentity,
+    ConnectionRecord, DeskLicence, DeskLookups, DeskRecord, DeskSite, DeskSnapshot, DeskSubscription,
+    DeskTicket, FinishLookups, MappingConfig, RecordKind, RecordLocks, SiteTarget, SourceIdentity,
 };
 use deskbridge_source::desk::{id_of, listed};
 use deskbridge_store::{Entity, Record, RecordScope, StoreTx};
@@ -112,6 +112,30 @@ pub async fn load_reference(tx: &mut StoreTx, scope: &SnapshotScope) -> Result<D
         licences,
         ..DeskSnapshot::default()
     })
+}
+
+/// The subscriptions `connection` imported from `tenant_id`: what planning the tenant's
+/// subscriptions compares with (and marks deleted when the source no longer lists them).
+pub async fn load_subscriptions(
+    tx: &mut StoreTx,
+    connection: ConnectionId,
+    tenant_id: &str,
+) -> Result<Vec<DeskSubscription>, SyncError> {
+    let scope = RecordScope::ImportedFromTenant {
+        connection,
+        tenant_id: tenant_id.to_owned(),
+    };
+    Ok(listed(tx, Entity::Subscription, Some(&scope))
+        .await?
+        .into_iter()
+        .filter_map(|record| {
+            Some(DeskSubscription {
+                id: record.id,
+                external_id: record.source.as_ref()?.external_id.to_lowercase(),
+                fields: record.fields.into_iter().collect(),
+            })
+        })
+        .collect())
 }
 
 /// The desk users and agents a page of `connection`'s read of `tenant_id` can match or change:

@@ -39,5 +39,6 @@ pub use deskbridge_source::desk::load_catalog;
 pub use many::{ManyResult, sync_many};
 pub use mappings::save_mappings;
 pub use run::{
-    OutcomeCounts, SyncObserver, SyncOptions, SyncOutcome, Timings, load_connection, open_connection, sync,
+    OutcomeCounts, SyncObserver, SyncOptions, SyncOutcome, Timings, entity_of_run_kind, load_connection,
+    open_connection, sync,
 };

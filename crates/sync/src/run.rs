@@ -193,13 +193,12 @@ async fn held_run_to_approve(
         return Ok(None);
     }
     // The last run of the same entity: an asset run never approves a held directory run.
-    let assets = options.entity == SyncEntity::Assets;
     let mut tx = store.read().await?;
     let last = tx
         .runs(Some(connection.id), 50)
         .await?
         .into_iter()
-        .find(|run| (run.kind == run_kind(SyncEntity::Assets, false)) == assets);
+        .find(|run| entity_of_run_kind(&run.kind) == options.entity);
     tx.commit().await?;
     match last {
         Some(run) if run.status == RunStatus::Held => Ok(Some(run.id)),
@@ -270,13 +269,25 @@ pub(crate) async fn sync_with(
         .map(|p| p.tenant_id.clone())
         .unwrap_or_default();
     let properties = source.source_properties();
+    // Every source has a directory run (its people); the other entities only where it says so.
+    if options.entity != SyncEntity::Directory
+        && !source_entities(sources, &connection).contains(&options.entity.as_str())
+    {
+        return Err(SyncError::BadSettings(
+            name.into(),
+            format!(
+                "a {} connection does not import {}",
+                connection.kind,
+                match options.entity {
+                    SyncEntity::Assets => "managed devices",
+                    SyncEntity::Licences | SyncEntity::Directory => {
+                        "licences on their own (its directory runs import them)"
+                    }
+                }
+            ),
+        ));
+    }
     if options.entity == SyncEntity::Assets {
-        if !source_entities(sources, &connection).contains(&SyncEntity::Assets.as_str()) {
-            return Err(SyncError::BadSettings(
-                name.into(),
-                format!("a {} connection does not import managed devices", connection.kind),
-            ));
-        }
         if mapping.assets.is_none() {
             return Err(SyncError::BadSettings(
                 name.into(),
@@ -288,7 +299,7 @@ pub(crate) async fn sync_with(
     }
     let devices = match options.entity {
         SyncEntity::Assets => source.device_properties(),
-        SyncEntity::Directory => Default::default(),
+        SyncEntity::Directory | SyncEntity::Licences => Default::default(),
     };
     let config = validated_with_devices(store, mapping, None, &properties, &devices).await?;
     // Re-checked here: a mapping changed in the database behind our back moves nobody to another
@@ -319,19 +330,19 @@ pub(crate) async fn sync_with(
         Some(_) => partitions.iter().map(|p| p.tenant_id.clone()).collect(),
         None => BTreeSet::new(),
     };
-    let planner = match options.entity {
-        SyncEntity::Directory => StepPlanner::Directory(Box::new(RunPlanner::new(
-            &config,
-            connection.id,
-            approved,
-            clock.now(),
-        ))),
-        SyncEntity::Assets => {
-            let planner = deskbridge_mapping::AssetPlanner::new(&config, connection.id, clock.now())
-                .map_err(|e| SyncError::BadSettings(name.into(), e))?;
-            StepPlanner::Assets(Box::new(AssetRun::new(planner, connection.id, mapping, approved)))
-        }
-    };
+    let planner =
+        match options.entity {
+            // A licences run plans its partitions' reference lists with the directory's planner; it
+            // reads no user, so it deactivates nobody.
+            SyncEntity::Directory | SyncEntity::Licences => StepPlanner::Directory(Box::new(
+                RunPlanner::new(&config, connection.id, approved, clock.now()),
+            )),
+            SyncEntity::Assets => {
+                let planner = deskbridge_mapping::AssetPlanner::new(&config, connection.id, clock.now())
+                    .map_err(|e| SyncError::BadSettings(name.into(), e))?;
+                StepPlanner::Assets(Box::new(AssetRun::new(planner, connection.id, mapping, approved)))
+            }
+        };
     let mut steps = Steps::new(
         StepContext {
             store,
@@ -480,8 +491,18 @@ async fn start_run(
 fn run_kind(entity: SyncEntity, full: bool) -> &'static str {
     match (entity, full) {
         (SyncEntity::Assets, _) => "assets",
+        (SyncEntity::Licences, _) => "licences",
         (SyncEntity::Directory, true) => "full",
         (SyncEntity::Directory, false) => "sync",
+    }
+}
+
+/// The entity a run of this kind was of: asset and licence runs are stored under their entity's
+/// name; every other kind (`sync`, `full`) is a directory run.
+pub fn entity_of_run_kind(kind: &str) -> SyncEntity {
+    match SyncEntity::parse(kind) {
+        Some(entity) if entity != SyncEntity::Directory => entity,
+        _ => SyncEntity::Directory,
     }
 }
 

@@ -15,7 +15,7 @@ use deskbridge_core::RunId;
 use deskbridge_core::{ErrorCode, RecordId};
 use deskbridge_mapping::{
     ConnectionRecords, DeskSnapshot, LockedChange, MappingConfig, Plan, ReadMode, RunPlanner, SourceUser,
-    TenantHeader,
+    TenantHeader, TenantReference,
 };
 use deskbridge_source::desk::{SourceProperties, validated};
 use deskbridge_source::{Page, PartitionEnd, PartitionStart, ReadEvent, SourceRecord};
@@ -153,7 +153,13 @@ impl<'r> Steps<'r> {
             }
             None => DeskSnapshot::default(),
         };
+        let mut reference = reference;
+        if start.subscriptions.is_some() {
+            reference.subscriptions =
+                crate::desk::load_subscriptions(&mut tx, cx.connection.id, &start.tenant_id).await?;
+        }
         let active_records = tx.active_records_of(cx.connection.id, &start.tenant_id).await?;
+
         tx.commit().await?;
         let header = TenantHeader {
             tenant_id: start.tenant_id.clone(),
@@ -161,7 +167,11 @@ impl<'r> Steps<'r> {
             mode: start.mode,
             active_records,
         };
-        let plan = planner.begin_tenant(&header, start.subscribed_skus.as_deref(), &reference);
+        let lists = TenantReference {
+            skus: start.subscribed_skus.as_deref(),
+            subscriptions: start.subscriptions.as_deref(),
+        };
+        let plan = planner.begin_tenant(&header, lists, &reference);
         self.timings.plan_seconds += started.elapsed().as_secs_f64();
         self.open = Some((start.tenant_id.clone(), reference));
         self.step(&start.tenant_id, plan, &[]).await

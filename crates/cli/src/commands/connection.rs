@@ -184,6 +184,16 @@ pub struct CspArgs {
     /// Partner Center root (national clouds, the emulator).
     #[arg(long)]
     pub partner_center_url: Option<String>,
+    /// The partner API root, where price sheets are read (the emulator).
+    #[arg(long)]
+    pub partner_api_url: Option<String>,
+    /// What customers' licences are imported as: subscribed_skus (every tier; the default),
+    /// subscriptions (tier 1 / direct) or subscriptions_and_skus.
+    #[arg(long)]
+    pub licence_import: Option<String>,
+    /// Import subscription prices from this marketplace's price sheet: GB or US (tier 1), or off.
+    #[arg(long)]
+    pub subscription_pricing: Option<String>,
     /// Instances the connection runs on: production, test, or production,test.
     #[arg(long, default_value = "production")]
     pub instances: String,
@@ -364,6 +374,9 @@ async fn add_csp(store: &Store, registry: &SourceRegistry, args: CspArgs) -> any
     set("authority_host", args.authority_host.map(Value::from));
     set("graph_url", args.graph_url.map(Value::from));
     set("partner_center_url", args.partner_center_url.map(Value::from));
+    set("partner_api_url", args.partner_api_url.map(Value::from));
+    set("licence_import", args.licence_import.map(Value::from));
+    set("subscription_pricing", args.subscription_pricing.map(Value::from));
     set("last_sign_in", Some(json!(args.last_sign_in)));
     let source = source_of_kind(registry, "csp")?;
     let settings = validate(

@@ -25,6 +25,7 @@ pub enum Listing {
     Users,
     Agents,
     Licences,
+    Subscriptions,
     Assets,
 }
 
@@ -36,6 +37,7 @@ impl Listing {
             Self::Users => Entity::User,
             Self::Agents => Entity::Agent,
             Self::Licences => Entity::Licence,
+            Self::Subscriptions => Entity::Subscription,
             Self::Assets => Entity::Asset,
         }
     }
@@ -53,6 +55,18 @@ impl Listing {
                 "friendly_name",
                 "consumed_units",
                 "total_units",
+            ],
+            Self::Subscriptions => &[
+                "id",
+                "customer",
+                "friendly_name",
+                "quantity",
+                "status",
+                "billing_cycle",
+                "term_duration",
+                "end_date",
+                "unit_price",
+                "currency",
             ],
             Self::Assets => &[
                 "id",
@@ -84,12 +98,41 @@ pub async fn run(global: &GlobalArgs, args: DirectoryArgs) -> anyhow::Result<()>
     if matches!(args.what, Listing::Assets) {
         name_asset_references(&mut tx, &mut rows).await?;
     }
+    if matches!(args.what, Listing::Subscriptions) {
+        name_customers(&mut tx, &mut rows).await?;
+    }
     tx.commit().await?;
     store.close().await;
     if args.json {
         crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         crate::output::out!("{}", output::table(args.what.columns(), &rows));
+    }
+    Ok(())
+}
+
+/// Adds each row's customer name (`customer`) beside its `customer_id`.
+async fn name_customers(tx: &mut deskbridge_store::StoreTx, rows: &mut [Value]) -> anyhow::Result<()> {
+    let mut names: BTreeMap<i64, String> = BTreeMap::new();
+    for row in rows.iter_mut() {
+        let Value::Object(record) = row else { continue };
+        let Some(id) = record.get("customer_id").and_then(Value::as_i64) else {
+            record.insert("customer".into(), Value::Null);
+            continue;
+        };
+        let name = match names.get(&id) {
+            Some(name) => name.clone(),
+            None => {
+                let name = tx
+                    .get(Entity::Customer, RecordId(id))
+                    .await?
+                    .and_then(|r| r.text("name").map(str::to_owned))
+                    .unwrap_or_else(|| format!("#{id} (gone)"));
+                names.insert(id, name.clone());
+                name
+            }
+        };
+        record.insert("customer".into(), Value::String(name));
     }
     Ok(())
 }

@@ -36,11 +36,12 @@ mod log;
 mod manage;
 mod settings;
 mod source;
+mod subscriptions;
 mod tenants;
 
 pub use auth::PARTNER_CENTER_USER_IMPERSONATION;
 pub use settings::{
-    CspSettings, CspTenant, GdapAuth, SECRET_GDAP_CERTIFICATE, SECRET_GDAP_SECRET,
+    CspSettings, CspTenant, GdapAuth, LicenceImport, SECRET_GDAP_CERTIFICATE, SECRET_GDAP_SECRET,
     SECRET_PARTNER_REFRESH_TOKEN, SECRET_PARTNER_SECRET,
 };
 pub use source::CspSource;

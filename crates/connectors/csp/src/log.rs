@@ -152,6 +152,7 @@ impl Shared {
     ) -> Result<PartnerClient, SyncError> {
         let mut config = self.partner_config.clone();
         config.base_url = settings.partner_center_url.clone();
+        config.partner_api_url = settings.partner_api_url.clone();
         PartnerClient::with_log(
             http.clone(),
             config,

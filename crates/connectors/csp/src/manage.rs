@@ -9,8 +9,8 @@ use deskbridge_store::{Connection, Store, StoreTx, WriteContext};
 
 use crate::CSP_KIND;
 use crate::settings::{
-    CspSettings, GdapAuth, SECRET_GDAP_CERTIFICATE, SECRET_GDAP_SECRET, SECRET_PARTNER_REFRESH_TOKEN,
-    SECRET_PARTNER_SECRET, SETTINGS, new_connection_mappings,
+    CspSettings, GdapAuth, LicenceImport, SECRET_GDAP_CERTIFICATE, SECRET_GDAP_SECRET,
+    SECRET_PARTNER_REFRESH_TOKEN, SECRET_PARTNER_SECRET, SETTINGS, new_connection_mappings,
 };
 
 fn refused(what: impl Into<String>) -> SyncError {
@@ -23,6 +23,25 @@ fn gdap_auth(value: &str) -> Option<GdapAuth> {
         "certificate" => Some(GdapAuth::Certificate),
         _ => None,
     }
+}
+
+/// The marketplace of `subscription_pricing` (`off`: no prices).
+fn pricing_market(value: &str) -> Result<Option<String>, SyncError> {
+    match value {
+        "off" => Ok(None),
+        "GB" | "US" => Ok(Some(value.to_owned())),
+        other => Err(refused(format!(
+            "Subscription pricing: {other:?} is not one of off, GB, US"
+        ))),
+    }
+}
+
+fn licence_import(value: &str) -> Result<LicenceImport, SyncError> {
+    LicenceImport::parse(value).ok_or_else(|| {
+        refused(format!(
+            "Licence import type: {value:?} is not one of subscribed_skus, subscriptions, subscriptions_and_skus"
+        ))
+    })
 }
 
 fn sync_method(value: &str) -> Option<SyncMethod> {
@@ -123,12 +142,23 @@ pub(crate) async fn create(store: &Store, new: NewConnection) -> Result<Connecti
             "partner_center_url",
             deskbridge_partner::DEFAULT_PARTNER_CENTER_URL,
         ),
+        partner_api_url: endpoint("partner_api_url", deskbridge_partner::DEFAULT_PARTNER_API_URL),
         delta: values.flag("delta").unwrap_or(true),
         sync_method: values
             .text("sync_method")
             .and_then(sync_method)
             .unwrap_or_default(),
         last_sign_in,
+        licence_import: values
+            .text("licence_import")
+            .map(licence_import)
+            .transpose()?
+            .unwrap_or_default(),
+        subscription_pricing: values
+            .text("subscription_pricing")
+            .map(pricing_market)
+            .transpose()?
+            .flatten(),
         tenants: Vec::new(),
         mapping: new_connection_mappings(last_sign_in),
     };
@@ -185,6 +215,7 @@ pub(crate) async fn edit(
         ("authority_host", &mut settings.authority_host),
         ("graph_url", &mut settings.graph_url),
         ("partner_center_url", &mut settings.partner_center_url),
+        ("partner_api_url", &mut settings.partner_api_url),
     ] {
         if let Some(v) = values.text(key) {
             *field = v.trim_end_matches('/').to_owned();
@@ -198,6 +229,12 @@ pub(crate) async fn edit(
     }
     if let Some(l) = values.flag("last_sign_in") {
         settings.last_sign_in = l;
+    }
+    if let Some(import) = values.text("licence_import") {
+        settings.licence_import = licence_import(import)?;
+    }
+    if let Some(market) = values.text("subscription_pricing") {
+        settings.subscription_pricing = pricing_market(market)?;
     }
     let secret = values
         .text(SECRET_GDAP_SECRET)

@@ -32,6 +32,36 @@ const GDAP_AUTH: &[Choice] = &[
     },
 ];
 
+const LICENCE_IMPORT: &[Choice] = &[
+    Choice {
+        value: "subscribed_skus",
+        label: "All subscribed SKUs (tier 2 / indirect partners must use this)",
+    },
+    Choice {
+        value: "subscriptions",
+        label: "Your subscriptions (tier 1 / direct partners)",
+    },
+    Choice {
+        value: "subscriptions_and_skus",
+        label: "Your subscriptions and SKUs (tier 1 with indirect customers, or to manage licence assignment)",
+    },
+];
+
+const SUBSCRIPTION_PRICING: &[Choice] = &[
+    Choice {
+        value: "off",
+        label: "Do not import prices",
+    },
+    Choice {
+        value: "GB",
+        label: "GB marketplace",
+    },
+    Choice {
+        value: "US",
+        label: "US marketplace",
+    },
+];
+
 /// A CSP connection's settings, as forms, the API and export files know them.
 pub(crate) const SETTINGS: &[Setting] = &[
     Setting {
@@ -112,6 +142,39 @@ pub(crate) const SETTINGS: &[Setting] = &[
         part: SettingPart::Identity,
     },
     Setting {
+        key: "partner_api_url",
+        label: "Partner API URL (price sheets)",
+        help: "Where subscription prices are read. Leave empty for Microsoft's public cloud.",
+        kind: SettingKind::Endpoint {
+            default: deskbridge_partner::DEFAULT_PARTNER_API_URL,
+        },
+        required: Required::Optional,
+        part: SettingPart::Identity,
+    },
+    Setting {
+        key: "licence_import",
+        label: "Licence import type",
+        help: "SKUs (every tier) carry quantities and the users assigned; subscriptions (tier 1 / direct \
+               partners) carry quantity, term, billing cycle, commitment and price. A customer tenant may \
+               override it on the Tenants tab.",
+        kind: SettingKind::Choice {
+            options: LICENCE_IMPORT,
+        },
+        required: Required::Optional,
+        part: SettingPart::Sync,
+    },
+    Setting {
+        key: "subscription_pricing",
+        label: "Subscription pricing",
+        help: "Tier 1 only: each subscription's price per unit from the chosen marketplace's price sheet. \
+               Needs the Partner Center app's delegated permission for the partner API (price sheets).",
+        kind: SettingKind::Choice {
+            options: SUBSCRIPTION_PRICING,
+        },
+        required: Required::Optional,
+        part: SettingPart::Sync,
+    },
+    Setting {
         key: "last_sign_in",
         label: "Import last sign-in dates",
         help: "Needs AuditLog.Read.All on the GDAP app and a P1/P2 customer tenant; other tenants are \
@@ -139,6 +202,48 @@ pub enum GdapAuth {
     Certificate,
 }
 
+/// What a customer tenant's licences are imported as (the guide's licence import type).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LicenceImport {
+    /// Graph's subscribed SKUs of the tenant become desk licences (quantities and assignments).
+    #[default]
+    SubscribedSkus,
+    /// Partner Center's subscriptions of the customer become desk subscriptions; no SKU licences.
+    Subscriptions,
+    /// Both.
+    SubscriptionsAndSkus,
+}
+
+impl LicenceImport {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "subscribed_skus" => Some(Self::SubscribedSkus),
+            "subscriptions" => Some(Self::Subscriptions),
+            "subscriptions_and_skus" => Some(Self::SubscriptionsAndSkus),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SubscribedSkus => "subscribed_skus",
+            Self::Subscriptions => "subscriptions",
+            Self::SubscriptionsAndSkus => "subscriptions_and_skus",
+        }
+    }
+
+    /// Whether the tenant's subscribed SKUs become licences.
+    pub fn skus(self) -> bool {
+        self != Self::Subscriptions
+    }
+
+    /// Whether the customer's subscriptions are read.
+    pub fn subscriptions(self) -> bool {
+        self != Self::SubscribedSkus
+    }
+}
+
 /// One customer tenant of the connection and the desk customer its users go to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CspTenant {
@@ -147,6 +252,9 @@ pub struct CspTenant {
     pub name: String,
     /// The desk customer; `None`: do not import.
     pub customer_id: Option<RecordId>,
+    /// This tenant's licence import type, when it differs from the connection's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licence_import: Option<LicenceImport>,
 }
 
 /// The stored (non-secret) settings of a CSP connection.
@@ -159,12 +267,20 @@ pub struct CspSettings {
     pub authority_host: String,
     pub graph_url: String,
     pub partner_center_url: String,
+    #[serde(default = "default_partner_api_url")]
+    pub partner_api_url: String,
     #[serde(default = "yes")]
     pub delta: bool,
     #[serde(default)]
     pub sync_method: SyncMethod,
     #[serde(default)]
     pub last_sign_in: bool,
+    #[serde(default)]
+    pub licence_import: LicenceImport,
+    /// The marketplace (`GB`, `US`) whose price sheet prices the subscriptions; `None`: prices
+    /// are not imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_pricing: Option<String>,
     /// The customer tenants found so far, in the order found.
     #[serde(default)]
     pub tenants: Vec<CspTenant>,
@@ -173,6 +289,10 @@ pub struct CspSettings {
 
 fn yes() -> bool {
     true
+}
+
+fn default_partner_api_url() -> String {
+    deskbridge_partner::DEFAULT_PARTNER_API_URL.to_owned()
 }
 
 impl CspSettings {
@@ -192,6 +312,13 @@ impl CspSettings {
     /// The stored form.
     pub fn to_config(&self, name: &str) -> Result<serde_json::Value, SyncError> {
         serde_json::to_value(self).map_err(|e| SyncError::BadSettings(name.to_owned(), e.to_string()))
+    }
+
+    /// What `tenant_id`'s licences are imported as: its own override, else the connection's.
+    pub fn licence_import_of(&self, tenant_id: &str) -> LicenceImport {
+        self.tenant(tenant_id)
+            .and_then(|t| t.licence_import)
+            .unwrap_or(self.licence_import)
     }
 
     /// The tenant's entry, if the connection has found it.

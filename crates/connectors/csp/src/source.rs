@@ -9,7 +9,7 @@ use deskbridge_connector_entra::read::{self, DeltaTracking, GROUPS_DELTA, USERS_
 use deskbridge_connector_entra::{SyncMethod, emit_delta, from_graph};
 use deskbridge_core::RecordId;
 use deskbridge_graph::{GraphConfig, GraphTenant};
-use deskbridge_mapping::{Completeness, MappingConfig, ReadMode, ValidatedConfig};
+use deskbridge_mapping::{Completeness, MappingConfig, ReadMode, SourceSubscription, ValidatedConfig};
 use deskbridge_partner::PartnerConfig;
 use deskbridge_source::desk::SourceProperties;
 use deskbridge_source::settings::{Setting, SettingValues};
@@ -25,6 +25,7 @@ use crate::CSP_KIND;
 use crate::auth::{PartnerSignIn, Tokens};
 use crate::log::Shared;
 use crate::settings::CspSettings;
+use crate::subscriptions::SubscriptionReader;
 use crate::tenants::{access_failure, discover};
 
 /// Microsoft CSP. One per process: its Graph clients are shared by every CSP connection.
@@ -62,9 +63,11 @@ impl Source for CspSource {
         "Microsoft CSP (Partner Center with GDAP)"
     }
 
-    /// Users of every customer tenant, read and planned together per tenant (as Entra's directory).
+    /// Users of every customer tenant, read and planned together per tenant (as Entra's
+    /// directory, with the tenant's licences and subscriptions), their devices, and the licences
+    /// and subscriptions alone (what a Partner Center webhook refreshes).
     fn entities(&self) -> &'static [&'static str] {
-        &["directory", "assets"]
+        &["directory", "assets", "licences"]
     }
 
     fn setup(&self) -> &'static str {
@@ -162,6 +165,7 @@ async fn skip_tenant(
     code: String,
     message: String,
     remedy: String,
+    subscriptions: Option<Vec<SourceSubscription>>,
 ) -> Result<(), SyncError> {
     out.emit(ReadEvent::Warning(IntegrationError {
         tenant_id: Some(tenant.tenant_id.to_owned()),
@@ -177,6 +181,7 @@ async fn skip_tenant(
         customer_id: Some(tenant.customer),
         mode: ReadMode::Full,
         subscribed_skus: None,
+        subscriptions,
         groups: None,
     }))
     .await?;
@@ -185,6 +190,38 @@ async fn skip_tenant(
         completeness: Completeness::Partial,
         cursors: Vec::new(),
         requests: 0,
+    }))
+    .await
+}
+
+/// A tenant's licences and subscriptions without its users: a partition read as a delta with no
+/// changes, so the planner updates the reference lists and deactivates nobody.
+async fn licences_only(
+    graph: &GraphTenant,
+    tenant: &TenantToRead<'_>,
+    skus: bool,
+    subscriptions: Option<Vec<SourceSubscription>>,
+    out: &mut Emitter,
+) -> Result<(), SyncError> {
+    let subscribed_skus = if skus {
+        read::read_licences(graph, out).await?
+    } else {
+        None
+    };
+    out.emit(ReadEvent::Begin(PartitionStart {
+        tenant_id: tenant.tenant_id.to_owned(),
+        customer_id: Some(tenant.customer),
+        mode: ReadMode::Delta,
+        subscribed_skus,
+        subscriptions,
+        groups: None,
+    }))
+    .await?;
+    out.emit(ReadEvent::End(PartitionEnd {
+        tenant_id: tenant.tenant_id.to_owned(),
+        completeness: Completeness::Complete,
+        cursors: Vec::new(),
+        requests: u64::from(skus),
     }))
     .await
 }
@@ -201,6 +238,7 @@ impl CspConnection {
             crate::auth::tokens(&cx.store, &self.connection, &self.settings, &http, &cx.clock).await?;
         let (found, _stored) =
             discover(cx, &self.shared, &self.connection, &self.settings, &tokens, &http).await?;
+        let mut subscriptions = self.subscription_reader(cx, &tokens, &http)?;
         for tenant_id in &found.assigned {
             let name = found
                 .readable
@@ -245,7 +283,7 @@ impl CspConnection {
             };
             let id = stored.tenant_id.to_ascii_lowercase();
             if readable.contains(id.as_str()) {
-                self.read_tenant(cx, request, &tokens, &http, &tenant, out)
+                self.read_tenant(cx, request, &tokens, &http, &tenant, &mut subscriptions, out)
                     .await?;
             } else if without_gdap.contains_key(id.as_str()) {
                 skip_tenant(
@@ -260,6 +298,7 @@ impl CspConnection {
                     "Renew or re-establish the GDAP relationship with this customer in Partner Center, with its \
                      roles assigned to the AdminAgents group."
                         .into(),
+                    None,
                 )
                 .await?;
             } else {
@@ -274,6 +313,7 @@ impl CspConnection {
                     "Check the reseller relationship with this customer in Partner Center (it may have been \
                      ended or have expired), and that the signed-in partner user can see every customer."
                         .into(),
+                    None,
                 )
                 .await?;
             }
@@ -281,7 +321,43 @@ impl CspConnection {
         Ok(())
     }
 
-    /// Reads one customer tenant; a tenant the GDAP app cannot reach is skipped with a warning.
+    /// The run's reader of customers' subscriptions, when the connection imports subscriptions
+    /// for any tenant (Partner Center needs the partner admin's sign-in, which discovery has
+    /// already required).
+    fn subscription_reader(
+        &self,
+        cx: &SourceContext,
+        tokens: &Tokens,
+        http: &reqwest::Client,
+    ) -> Result<Option<SubscriptionReader>, SyncError> {
+        let settings = &self.settings;
+        let wanted = settings
+            .tenants
+            .iter()
+            .any(|t| t.customer_id.is_some() && settings.licence_import_of(&t.tenant_id).subscriptions());
+        let Ok(partner_tokens) = &tokens.partner else {
+            return Ok(None);
+        };
+        if !wanted {
+            return Ok(None);
+        }
+        let partner = self.shared.partner(
+            &self.connection,
+            settings,
+            http,
+            &cx.clock,
+            partner_tokens.clone(),
+            &cx.requests,
+        )?;
+        Ok(Some(SubscriptionReader::new(
+            partner,
+            settings.subscription_pricing.clone(),
+        )))
+    }
+
+    /// Reads one customer tenant; a tenant the GDAP app cannot reach is skipped with a warning
+    /// (its subscriptions, which Partner Center gives without GDAP, are still imported).
+    #[allow(clippy::too_many_arguments)]
     async fn read_tenant(
         &self,
         cx: &SourceContext,
@@ -289,8 +365,16 @@ impl CspConnection {
         tokens: &Tokens,
         http: &reqwest::Client,
         tenant: &TenantToRead<'_>,
+        subscriptions: &mut Option<SubscriptionReader>,
         out: &mut Emitter,
     ) -> Result<(), SyncError> {
+        let import = self.settings.licence_import_of(tenant.tenant_id);
+        let subscriptions = match subscriptions {
+            Some(reader) if import.subscriptions() && request.entity != SyncEntity::Assets => {
+                reader.read(tenant.tenant_id, tenant.name, out).await?
+            }
+            _ => None,
+        };
         let graph = self.shared.tenant(
             &self.connection,
             &self.settings,
@@ -320,7 +404,7 @@ impl CspConnection {
                             .unwrap_or_else(|| "The next run tries this tenant again.".into()),
                     )
                 });
-            return skip_tenant(out, tenant, code, message, remedy).await;
+            return skip_tenant(out, tenant, code, message, remedy, subscriptions).await;
         }
         let config = request.config;
         let settings = &self.settings;
@@ -343,9 +427,12 @@ impl CspConnection {
                     let remedy = error
                         .remedy()
                         .unwrap_or_else(|| "The next asset run tries this tenant again.".into());
-                    skip_tenant(out, tenant, error.code(), message, remedy).await
+                    skip_tenant(out, tenant, error.code(), message, remedy, None).await
                 }
             };
+        }
+        if request.entity == SyncEntity::Licences {
+            return licences_only(&graph, tenant, import.skus(), subscriptions, out).await;
         }
         let tenant_id = graph.tenant_id().to_owned();
         let select = read::user_select(&config.source_properties());
@@ -391,6 +478,10 @@ impl CspConnection {
                     if let Some(sign_ins) = self.sign_ins(&graph, &mut data.requests, out).await? {
                         read::add_sign_ins(&mut data.read.users, &sign_ins);
                     }
+                    if !import.skus() {
+                        data.read.subscribed_skus = None;
+                    }
+                    data.read.subscriptions = subscriptions;
                     return emit_delta(data, out).await;
                 }
                 Err(e) if e.is_resync_required() => {
@@ -412,6 +503,8 @@ impl CspConnection {
             tracking: &tracking,
             mapped_names: &mapped_names,
             sign_ins: sign_ins.as_ref(),
+            licences: import.skus(),
+            subscriptions: subscriptions.as_deref(),
         };
         read::read_full(&graph, full, out).await
     }

@@ -232,6 +232,7 @@ pub(crate) async fn discover(
             tenant_id: tenant_id.clone(),
             name: name.clone(),
             customer_id: Some(customer),
+            licence_import: None,
         });
         found.assigned.push(tenant_id.clone());
     }

@@ -6,6 +6,7 @@
 
 mod conformance;
 mod scenario;
+mod subscriptions;
 
 use std::sync::Arc;
 
@@ -153,6 +154,7 @@ pub async fn add_and_authorize(
         "authority_host": summary.authority_host,
         "graph_url": summary.graph_url,
         "partner_center_url": summary.partner_center_url,
+        "partner_api_url": summary.partner_api_url,
     });
     let values = validate(
         source.settings(),

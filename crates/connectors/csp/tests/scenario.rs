@@ -217,7 +217,7 @@ store_test! {
         let mut tx = db.store.read().await.unwrap();
         for (i, tenant) in tenants.iter().enumerate() {
             let customer = tx.customer_of_tenant(tenant).await.unwrap().unwrap();
-            let scope = RecordScope::AssetsOfConnectionTenant { connection: connection.id, tenant_id: tenant.clone() };
+            let scope = RecordScope::ImportedFromTenant { connection: connection.id, tenant_id: tenant.clone() };
             let assets = tx.list_scoped(Entity::Asset, &scope, None, 1_000).await.unwrap();
             let devices = emu.with_world(|w| {
                 w.tenant(tenant).unwrap().devices.iter().filter(|d| d.management_agent != "msSense").count()

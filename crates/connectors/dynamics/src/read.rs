@@ -235,6 +235,7 @@ impl ContactsRead<'_> {
             customer_id: Some(self.customer),
             mode,
             subscribed_skus: None,
+            subscriptions: None,
             groups: None,
         }))
         .await?;

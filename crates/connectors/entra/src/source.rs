@@ -260,6 +260,8 @@ impl EntraConnection {
             tracking: &tracking,
             mapped_names: &mapped_names,
             sign_ins: sign_ins.as_ref(),
+            licences: true,
+            subscriptions: None,
         };
         read::read_full(&tenant, full, out).await
     }
@@ -321,6 +323,7 @@ pub async fn emit_delta(data: TenantData, out: &mut Emitter) -> Result<(), SyncE
         customer_id: read.customer_id,
         mode: read.mode,
         subscribed_skus: read.subscribed_skus,
+        subscriptions: read.subscriptions,
         groups: None,
     }))
     .await?;

@@ -269,6 +269,20 @@ fn list(ctx: &Ctx<'_>) -> PcResult<Reply> {
 fn subscriptions(ctx: &Ctx<'_>, cid: &str) -> PcResult<Reply> {
     let world = ctx.state.world.read().unwrap_or_else(PoisonError::into_inner);
     let c = find_customer(&world.partner_center.customers, cid)?;
+    let forbidden = lock(&ctx.state.partner.faults)
+        .forbidden_subscriptions
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(&c.id));
+    if forbidden {
+        return Err(pc_err(
+            StatusCode::FORBIDDEN,
+            2003,
+            format!(
+                "The signed-in user is not authorized to read the subscriptions of customer {}.",
+                c.id
+            ),
+        ));
+    }
     let items: Vec<Value> = world
         .partner_center
         .subscriptions

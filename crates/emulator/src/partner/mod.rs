@@ -54,6 +54,10 @@ pub struct PartnerFaults {
     pub throttling: bool,
     /// Pause between webhook delivery attempts.
     pub delivery_retry_ms: u64,
+    /// Customers (ids) whose subscription list answers 403 (code 2003), as for a customer the
+    /// signed-in partner user may not see.
+    #[serde(default)]
+    pub forbidden_subscriptions: Vec<String>,
 }
 
 impl Default for PartnerFaults {
@@ -63,6 +67,7 @@ impl Default for PartnerFaults {
             retry_after_secs: 57,
             throttling: false,
             delivery_retry_ms: 1_000,
+            forbidden_subscriptions: Vec::new(),
         }
     }
 }

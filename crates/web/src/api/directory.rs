@@ -23,6 +23,7 @@ pub(crate) const DIRECTORY_KINDS: &[(&str, Entity)] = &[
     ("agents", Entity::Agent),
     ("teams", Entity::Team),
     ("licences", Entity::Licence),
+    ("subscriptions", Entity::Subscription),
     ("assets", Entity::Asset),
 ];
 
@@ -33,7 +34,7 @@ pub(crate) fn directory_entity(kind: &str) -> ApiResult<Entity> {
         .map(|(_, e)| *e)
         .ok_or_else(|| {
             ApiError::not_found(format!(
-                "no directory listing {kind:?}: use customers, sites, users, agents, teams, licences or assets"
+                "no directory listing {kind:?}: use customers, sites, users, agents, teams, licences, subscriptions or assets"
             ))
         })
 }
@@ -135,24 +136,39 @@ pub(crate) async fn directory_page(
     }
     let mut items: Vec<Value> = records.iter().map(deskbridge_store::Record::to_json).collect();
     if entity == Entity::Asset {
-        name_asset_references(&mut tx, &mut items).await?;
+        name_references(&mut tx, &mut items, ASSET_REFERENCES).await?;
+    } else if entity == Entity::Subscription {
+        name_references(&mut tx, &mut items, &[CUSTOMER_REFERENCE]).await?;
     }
     tx.commit().await?;
     Ok(json!({ "items": items, "next_after": next.map(|r| r.0) }))
 }
 
-/// Adds the names of an asset's type, user, site and customer beside their ids (`asset_type`,
-/// `user`, `site`, `customer`): people read names; a reference to a deleted record says so.
-async fn name_asset_references(tx: &mut deskbridge_store::StoreTx, items: &mut [Value]) -> ApiResult<()> {
+/// A reference column, the entity it names, and the field its name is added as.
+type Reference = (&'static str, Entity, &'static str);
+
+const CUSTOMER_REFERENCE: Reference = ("customer_id", Entity::Customer, "customer");
+
+/// An asset's type, user, site and customer.
+const ASSET_REFERENCES: &[Reference] = &[
+    ("asset_type_id", Entity::AssetType, "asset_type"),
+    ("user_id", Entity::User, "user"),
+    ("site_id", Entity::Site, "site"),
+    CUSTOMER_REFERENCE,
+];
+
+/// Adds the names of the records the `references` name beside their ids (an asset's
+/// `asset_type`, `user`, `site`, `customer`; a subscription's `customer`): people read names; a
+/// reference to a deleted record says so.
+async fn name_references(
+    tx: &mut deskbridge_store::StoreTx,
+    items: &mut [Value],
+    references: &[Reference],
+) -> ApiResult<()> {
     let mut names: HashMap<(Entity, i64), String> = HashMap::new();
     for item in items.iter_mut() {
         let Value::Object(asset) = item else { continue };
-        for (field, entity, label) in [
-            ("asset_type_id", Entity::AssetType, "asset_type"),
-            ("user_id", Entity::User, "user"),
-            ("site_id", Entity::Site, "site"),
-            ("customer_id", Entity::Customer, "customer"),
-        ] {
+        for &(field, entity, label) in references {
             let Some(id) = asset.get(field).and_then(Value::as_i64) else {
                 asset.insert(label.into(), Value::Null);
                 continue;

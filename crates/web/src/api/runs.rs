@@ -83,16 +83,6 @@ pub(crate) fn run_request(
     Ok(RunRequest { entity, tenant, full })
 }
 
-/// The entity a run row was of: asset runs are stored with their own kind, every other kind
-/// (`sync`, `full`) is a directory run.
-pub(crate) fn entity_of_run(kind: &str) -> SyncEntity {
-    if kind == SyncEntity::Assets.as_str() {
-        SyncEntity::Assets
-    } else {
-        SyncEntity::Directory
-    }
-}
-
 pub(crate) async fn run_preview(
     state: &AppState,
     connection: &Connection,
@@ -254,7 +244,7 @@ pub(crate) async fn approve(
     // The approving run imports what the held one did: approving a held asset run must not
     // start a directory run (which would find nothing held and apply nothing).
     let request = RunRequest {
-        entity: entity_of_run(&row.kind),
+        entity: deskbridge_sync::entity_of_run_kind(&row.kind),
         ..RunRequest::default()
     };
     state.runs.start(state, &connection, &request, true).await
@@ -276,8 +266,12 @@ mod tests {
 
     #[test]
     fn a_held_run_is_approved_as_the_entity_it_imported() {
-        assert_eq!(entity_of_run("assets"), SyncEntity::Assets);
-        assert_eq!(entity_of_run("sync"), SyncEntity::Directory);
-        assert_eq!(entity_of_run("full"), SyncEntity::Directory);
+        assert_eq!(deskbridge_sync::entity_of_run_kind("assets"), SyncEntity::Assets);
+        assert_eq!(deskbridge_sync::entity_of_run_kind("sync"), SyncEntity::Directory);
+        assert_eq!(deskbridge_sync::entity_of_run_kind("full"), SyncEntity::Directory);
+        assert_eq!(
+            deskbridge_sync::entity_of_run_kind("licences"),
+            SyncEntity::Licences
+        );
     }
 }

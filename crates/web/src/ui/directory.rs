@@ -64,6 +64,18 @@ fn directory_columns(kind: &str) -> &'static [&'static str] {
             "consumed_units",
             "total_units",
         ],
+        "subscriptions" => &[
+            "id",
+            "customer",
+            "friendly_name",
+            "quantity",
+            "status",
+            "billing_cycle",
+            "term_duration",
+            "end_date",
+            "unit_price",
+            "currency",
+        ],
         // Names, not ids: the API adds them beside the ids for assets.
         "assets" => &[
             "id",

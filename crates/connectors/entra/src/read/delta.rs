@@ -67,6 +67,7 @@ pub async fn read_delta(
                 .map(|(external_id, reason)| Removal { external_id, reason })
                 .collect(),
             subscribed_skus,
+            subscriptions: None,
         },
         rejected,
         cursors: vec![

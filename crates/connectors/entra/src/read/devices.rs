@@ -87,6 +87,7 @@ pub async fn read_devices(
         customer_id: customer,
         mode: ReadMode::Full,
         subscribed_skus: None,
+        subscriptions: None,
         groups: None,
     }))
     .await?;

@@ -139,6 +139,11 @@ pub struct FullRead<'a> {
     pub mapped_names: &'a BTreeSet<String>,
     /// Sign-in activity to add to the users, when read.
     pub sign_ins: Option<&'a SignIns>,
+    /// Whether the tenant's subscribed SKUs become desk licences (CSP's licence import type may
+    /// take subscriptions instead).
+    pub licences: bool,
+    /// The customer's subscriptions, when the connector read them (CSP), for the partition's start.
+    pub subscriptions: Option<&'a [deskbridge_mapping::SourceSubscription]>,
 }
 
 /// Reads the whole tenant and hands it to the pipeline as it goes: the partition begins with the
@@ -189,29 +194,11 @@ pub async fn read_full(tenant: &GraphTenant, read: FullRead<'_>, out: &mut Emitt
     }
     let memberships = Memberships::of(&groups, &members);
     drop(members);
-    // Licences need Organization.Read.All, which the guide makes optional: without it the users
-    // are imported and the licences left as they are, with a warning that says what to grant.
-    requests += 1;
-    let skus = match tenant.get_page::<Map<String, Value>>("/subscribedSkus").await {
-        Ok(page) => Some(page.value),
-        Err(e) if e.class() == Some(GraphErrorClass::PermissionDenied) => {
-            let error = wrap(e);
-            out.emit(ReadEvent::Warning(IntegrationError {
-                tenant_id: Some(tenant.tenant_id().to_owned()),
-                entity: Some("licence".into()),
-                external_id: None,
-                code: error.code(),
-                message: format!("licences were not imported: {error}"),
-                remedy: Some(
-                    "Licences (subscribed SKUs) need the Organization.Read.All application permission with admin \
-                     consent; users are imported without it, linked to the licences already on the desk."
-                        .into(),
-                ),
-            }))
-            .await?;
-            None
-        }
-        Err(e) => return Err(wrap(e)),
+    let skus = if !read.licences {
+        None
+    } else {
+        requests += 1;
+        read_licences(tenant, out).await?
     };
     let mapped: BTreeMap<String, String> = groups
         .iter()
@@ -223,7 +210,8 @@ pub async fn read_full(tenant: &GraphTenant, read: FullRead<'_>, out: &mut Emitt
         tenant_id: tenant.tenant_id().to_owned(),
         customer_id: Some(read.customer),
         mode: ReadMode::Full,
-        subscribed_skus: skus.map(|skus| skus.iter().filter_map(subscribed_sku).collect()),
+        subscribed_skus: skus,
+        subscriptions: read.subscriptions.map(<[_]>::to_vec),
         groups: Some(groups.into_values().collect()),
     }))
     .await?;
@@ -268,6 +256,39 @@ pub async fn read_full(tenant: &GraphTenant, read: FullRead<'_>, out: &mut Emitt
         requests,
     }))
     .await
+}
+
+/// The tenant's subscribed SKUs (one request). Licences need Organization.Read.All, which the
+/// guide makes optional: without it the users are imported and the licences left as they are,
+/// with a warning that says what to grant (`None`).
+pub async fn read_licences(
+    tenant: &GraphTenant,
+    out: &mut Emitter,
+) -> Result<Option<Vec<SubscribedSku>>, SyncError> {
+    let wrap = |e: GraphError| from_graph(&e);
+    Ok(
+        match tenant.get_page::<Map<String, Value>>("/subscribedSkus").await {
+            Ok(page) => Some(page.value.iter().filter_map(subscribed_sku).collect()),
+            Err(e) if e.class() == Some(GraphErrorClass::PermissionDenied) => {
+                let error = wrap(e);
+                out.emit(ReadEvent::Warning(IntegrationError {
+                tenant_id: Some(tenant.tenant_id().to_owned()),
+                entity: Some("licence".into()),
+                external_id: None,
+                code: error.code(),
+                message: format!("licences were not imported: {error}"),
+                remedy: Some(
+                    "Licences (subscribed SKUs) need the Organization.Read.All application permission with admin \
+                     consent; users are imported without it, linked to the licences already on the desk."
+                        .into(),
+                ),
+            }))
+            .await?;
+                None
+            }
+            Err(e) => return Err(wrap(e)),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ mod users;
 
 pub use delta::{DeltaState, read_delta};
 pub use devices::{DEVICE_PERMISSION, device_error, device_properties, read_devices};
-pub use full::{FullRead, Memberships, read_full};
+pub use full::{FullRead, Memberships, read_full, read_licences};
 pub use tracking::{DeltaTracking, UNTRACKABLE, UntrackedField, latest_links};
 use users::source_user;
 pub use users::{
