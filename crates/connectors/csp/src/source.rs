@@ -62,6 +62,11 @@ impl Source for CspSource {
         "Microsoft CSP (Partner Center with GDAP)"
     }
 
+    /// Each customer tenant found is attached to the desk customer owning it or having its name.
+    fn attaches_existing_customers(&self) -> bool {
+        true
+    }
+
     /// Users of every customer tenant, read and planned together per tenant (as Entra's directory).
     fn entities(&self) -> &'static [&'static str] {
         &["directory", "assets"]

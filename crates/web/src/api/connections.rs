@@ -137,6 +137,18 @@ pub(crate) async fn create(
             kinds.join(", ")
         ))
     })?;
+    if !caller.is_admin() && source.attaches_existing_customers() {
+        // Such a connection attaches what it finds to existing customers: the rule below, that an
+        // agent's connection starts a customer of its own, cannot hold for it.
+        return Err(ApiError::new(
+            deskbridge_core::ErrorCode::Forbidden,
+            format!(
+                "an administrator must add {} connections: they import every customer of the partner into \
+                 the existing desk customers, which an agent may not attach connections to; ask an administrator",
+                source.label()
+            ),
+        ));
+    }
     let settings = validate(
         source.settings(),
         &body,
