@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use deskbridge_core::ConnectionId;
 use deskbridge_source::settings::{
-    Purpose, Setting, SettingValues, connection_name, enabled_instances, endpoints_changed, validate,
+    Purpose, Setting, SettingValues, connection_name, credential_moved, enabled_instances, validate,
 };
 use deskbridge_source::{ConnectionSecrets, NewConnection, Source};
 use deskbridge_store::{Access, Connection, WriteContext};
@@ -232,9 +232,9 @@ pub(crate) async fn edit(
     edit_values(state, caller, connection, values).await
 }
 
-/// Changes a connection's settings with values already validated. Its endpoints are part of its
-/// credential: only an administrator changes them, and the connector then drops the stored
-/// credentials (they must be entered again).
+/// Changes a connection's settings with values already validated. Its endpoints and its tenant
+/// are part of its credential: only an administrator changes them, and the connector then drops
+/// the stored credentials (they must be entered again).
 pub(crate) async fn edit_values(
     state: &AppState,
     caller: &Caller,
@@ -245,10 +245,16 @@ pub(crate) async fn edit_values(
         return Ok(());
     }
     let source = source_of(state, connection)?;
-    if !caller.is_admin() && endpoints_changed(source.settings(), &connection.config, &values) {
+    if !caller.is_admin()
+        && let Some(setting) = credential_moved(source.settings(), &connection.config, &values)
+    {
         return Err(ApiError::new(
             deskbridge_core::ErrorCode::Forbidden,
-            "only an administrator may change a connection's endpoints (its credential is sent to them)",
+            format!(
+                "{}: only an administrator may change a connection's endpoints and tenant (its credential \
+                 is sent to them); leave it as it is, or ask an administrator",
+                setting.label
+            ),
         ));
     }
     source_of(state, connection)?
