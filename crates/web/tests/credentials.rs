@@ -273,6 +273,17 @@ store_test! {
             assert_eq!(moved.json()["settings"][key], moved_to);
             assert!(secret(db, id, secret_field).await.is_none(), "{key}: the secret stayed with the old endpoint");
         }
+        // A CSP connection's partner tenant is its tenant: an administrator's to change, and the
+        // credentials entered for the old partner go.
+        let path = format!("/api/v1/connections/{csp}");
+        let partner = json!({ "partner_tenant_id": FRESH_TENANT });
+        let moved = api(&app, Method::PATCH, &path, &agent, Some(partner.clone())).await;
+        assert_eq!(moved.status, StatusCode::FORBIDDEN, "{}", moved.text);
+        let again = api(&app, Method::PATCH, &path, &admin, Some(json!({ "gdap_client_secret": "another-gdap-secret" }))).await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+        let moved = api(&app, Method::PATCH, &path, &admin, Some(partner)).await;
+        assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
+        assert!(secret(db, csp, "gdap_client_secret").await.is_none(), "the GDAP secret stayed with the old partner");
     }
 }
 
