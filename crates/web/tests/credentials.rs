@@ -26,7 +26,8 @@ const PARTNER_TENANT: &str = "55555555-5555-4555-8555-555555555555";
 const APP: &str = "66666666-6666-4666-8666-666666666666";
 const GDAP_APP: &str = "77777777-7777-4777-8777-777777777777";
 
-/// An account with an API token: its id and the token.
+/// An account with an API token: its id and the token (the token is also the session cookie's
+/// value, for pages).
 async fn person(db: &TestDb, name: &str, role: Role, can_configure: bool) -> (i64, String) {
     let token = format!("{}{}", auth::API_TOKEN_PREFIX, auth::random_token(32));
     let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
@@ -43,6 +44,9 @@ async fn person(db: &TestDb, name: &str, role: Role, can_configure: bool) -> (i6
         .unwrap();
     let expires = db.store.now() + SignedDuration::from_hours(24 * 365);
     tx.create_api_token(account.id, "script", &auth::token_hash(&token), Some(expires))
+        .await
+        .unwrap();
+    tx.create_session(account.id, &auth::token_hash(&token), "csrf", expires)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -97,6 +101,22 @@ async fn api(app: &Router, method: Method, path: &str, token: &str, body: Option
         None => req.body(Body::empty()),
     };
     let res = app.clone().oneshot(req.unwrap()).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    Reply {
+        status,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// A page, as the signed-in `token`'s account sees it.
+async fn page(app: &Router, path: &str, token: &str) -> Reply {
+    let req = Request::builder()
+        .uri(path)
+        .header(header::COOKIE, format!("{}={token}", auth::SESSION_COOKIE))
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
     Reply {
@@ -180,6 +200,14 @@ store_test! {
         assert!(message.contains("import every customer of the partner into the existing desk customers"), "{message}");
         let list = api(&app, Method::GET, "/api/v1/connections", &admin, None).await.json();
         assert_eq!(list["connections"], json!([]), "nothing was created");
+        // The pages neither offer the agent a CSP connection nor show its form.
+        let listed = page(&app, "/connections", &agent).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+        assert!(listed.text.contains("kind=dynamics") && !listed.text.contains("kind=csp"), "{}", listed.text);
+        assert!(page(&app, "/connections", &admin).await.text.contains("kind=csp"));
+        let form = page(&app, "/connections/new?kind=csp", &agent).await;
+        assert_eq!(form.status, StatusCode::FORBIDDEN, "{}", form.text);
+        assert!(form.text.contains("an administrator must add"), "{}", form.text);
         // The agent may still add a connection of a kind that imports into a new customer of its own.
         created(&app, &agent, dynamics_body("Northwind", NORTHWIND_TENANT)).await;
         created(&app, &admin, csp_body("Partner")).await;

@@ -111,6 +111,23 @@ pub(super) async fn list_connections(
     Ok(Json(json!({ "connections": out })))
 }
 
+/// Whether the caller may add a connection of `source`'s kind at all: a kind that attaches what
+/// it finds to existing customers is an administrator's, since the rule that an agent's connection
+/// starts a customer of its own cannot hold for it.
+pub(crate) fn may_create(caller: &Caller, source: &dyn Source) -> ApiResult<()> {
+    if caller.is_admin() || !source.attaches_existing_customers() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        deskbridge_core::ErrorCode::Forbidden,
+        format!(
+            "an administrator must add {} connections: they import every customer of the partner into the \
+             existing desk customers, which an agent may not attach connections to; ask an administrator",
+            source.label()
+        ),
+    ))
+}
+
 /// A new connection as the API and the UI's form give it: the parts every kind has (`name`,
 /// `kind` — `entra` when absent —, `customer`, `enabled_instances`) and the kind's settings,
 /// checked against its description ([`Source::settings`]).
@@ -137,18 +154,7 @@ pub(crate) async fn create(
             kinds.join(", ")
         ))
     })?;
-    if !caller.is_admin() && source.attaches_existing_customers() {
-        // Such a connection attaches what it finds to existing customers: the rule below, that an
-        // agent's connection starts a customer of its own, cannot hold for it.
-        return Err(ApiError::new(
-            deskbridge_core::ErrorCode::Forbidden,
-            format!(
-                "an administrator must add {} connections: they import every customer of the partner into \
-                 the existing desk customers, which an agent may not attach connections to; ask an administrator",
-                source.label()
-            ),
-        ));
-    }
+    may_create(caller, source.as_ref())?;
     let settings = validate(
         source.settings(),
         &body,
