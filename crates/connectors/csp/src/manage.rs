@@ -156,9 +156,9 @@ pub(crate) async fn create(store: &Store, new: NewConnection) -> Result<Connecti
 }
 
 /// Changes a CSP connection: the settings given, and a credential when one is given. New
-/// endpoints or a new partner tenant drop every sealed secret (a credential only goes where it was entered for), the
-/// Partner Center sign-in included; a new Partner Center secret keeps the sign-in; a GDAP secret
-/// replaces a certificate and the other way round.
+/// endpoints or a new partner tenant drop every sealed secret (a credential only goes where it was
+/// entered for), the Partner Center sign-in included; a new Partner Center secret keeps the
+/// sign-in; a GDAP secret replaces a certificate and the other way round.
 pub(crate) async fn edit(
     store: &Store,
     connection: &Connection,
