@@ -167,6 +167,49 @@ fn connection_add_checks_the_settings_as_the_api_does() {
 }
 
 #[test]
+fn connection_add_refuses_an_endpoint_host_the_instance_does_not_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&deskbridge(dir.path(), &["migrate"]));
+    // The credential would be sent to the Graph URL: a host that is not Microsoft's needs an
+    // administrator's --allow-endpoint-host (or DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS), given here
+    // for another host only.
+    let out = Command::new(env!("CARGO_BIN_EXE_deskbridge"))
+        .args([
+            "connection",
+            "add",
+            "entra",
+            "--name",
+            "contoso",
+            "--tenant-id",
+            "00000000-0000-0000-0000-000000000001",
+            "--client-id",
+            "00000000-0000-0000-0000-000000000002",
+            "--client-secret-env",
+            "DESKBRIDGE_TEST_SECRET",
+            "--graph-url",
+            "https://evil.example/v1.0",
+        ])
+        .env("DESKBRIDGE_DATA_DIR", dir.path())
+        .env("DESKBRIDGE_TEST_SECRET", "s3cret")
+        .env("DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS", "127.0.0.1")
+        .env_remove("DESKBRIDGE_DATABASE_URL")
+        .env_remove("DESKBRIDGE_SECRET_KEY")
+        .env_remove("DESKBRIDGE_KEY_FILE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("Graph URL: evil.example is not one of Microsoft's cloud endpoints"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--allow-endpoint-host evil.example"), "{stderr}");
+    assert!(!stderr.contains("s3cret"));
+    let listed = ok(&deskbridge(dir.path(), &["connection", "list", "--json"]));
+    assert_eq!(listed.trim(), "[]", "nothing was created");
+}
+
+#[test]
 fn a_closed_standard_output_ends_nothing_with_a_panic() {
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();

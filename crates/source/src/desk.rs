@@ -265,19 +265,55 @@ pub async fn customer_for_tenant(
             .await?
         }
     };
-    if let Some(owner) = tx.customer_of_tenant(tenant_id).await?
-        && owner != customer
-    {
-        let owner_name = tx
-            .get(Entity::Customer, owner)
-            .await?
-            .and_then(|c| c.text("name").map(str::to_owned))
-            .unwrap_or_else(|| format!("#{owner}"));
+    if let Some(owner_name) = tenant_owned_elsewhere(tx, customer, tenant_id).await? {
         return Err(SyncError::Conflict(format!(
             "the tenant {tenant_id} already belongs to the desk customer {owner_name:?}: import it into that \
              customer (customer: {owner_name:?}) or remove the tenant from it first"
         )));
     }
+    add_tenant(tx, customer, tenant_id).await?;
+    let main_site = tx
+        .main_site(customer)
+        .await?
+        .ok_or_else(|| SyncError::InvalidSettings(format!("the desk customer {name:?} has no main site")))?;
+    Ok((customer, main_site))
+}
+
+/// The name of the desk customer owning `tenant_id`, when that is another customer than
+/// `customer`: a tenant belongs to one customer, so a connection of `customer` may not read it.
+pub async fn tenant_owned_elsewhere(
+    tx: &mut StoreTx,
+    customer: RecordId,
+    tenant_id: &str,
+) -> Result<Option<String>, SyncError> {
+    match tx.customer_of_tenant(tenant_id).await? {
+        Some(owner) if owner != customer => Ok(Some(
+            tx.get(Entity::Customer, owner)
+                .await?
+                .and_then(|c| c.text("name").map(str::to_owned))
+                .unwrap_or_else(|| format!("#{owner}")),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// A connection of the desk customer `customer` is changed to read `tenant_id`: refused when
+/// another customer owns the tenant (its data would come into this customer), otherwise the tenant
+/// is added to the customer's tenants. The tenant it read before stays the customer's: another of
+/// its connections may read it too.
+pub async fn claim_tenant(tx: &mut StoreTx, customer: RecordId, tenant_id: &str) -> Result<(), SyncError> {
+    if let Some(owner_name) = tenant_owned_elsewhere(tx, customer, tenant_id).await? {
+        return Err(SyncError::Conflict(format!(
+            "the tenant {tenant_id} already belongs to the desk customer {owner_name:?}, and a connection reads \
+             only its own customer's tenants: use a connection of {owner_name:?}, or remove the tenant from \
+             that customer first"
+        )));
+    }
+    add_tenant(tx, customer, tenant_id).await
+}
+
+/// Adds `tenant_id` to the tenants of the desk customer `customer` (nothing when it is there).
+pub async fn add_tenant(tx: &mut StoreTx, customer: RecordId, tenant_id: &str) -> Result<(), SyncError> {
     let record = tx.get(Entity::Customer, customer).await?;
     let mut tenants: Vec<Value> = record
         .and_then(|c| c.get("tenant_ids").as_array().cloned())
@@ -296,11 +332,7 @@ pub async fn customer_for_tenant(
         )
         .await?;
     }
-    let main_site = tx
-        .main_site(customer)
-        .await?
-        .ok_or_else(|| SyncError::InvalidSettings(format!("the desk customer {name:?} has no main site")))?;
-    Ok((customer, main_site))
+    Ok(())
 }
 
 /// Refuses a mapping whose site targets belong to a customer the connection does not import into

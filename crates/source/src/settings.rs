@@ -276,6 +276,34 @@ pub fn endpoints_changed(schema: &[Setting], config: &Value, values: &SettingVal
     })
 }
 
+/// The first setting in `values` that moves a connection's credential: an endpoint it is sent to
+/// ([`endpoints_changed`]) or the tenant it signs in to (a [`SettingKind::Tenant`] setting), given
+/// with another value than the stored one. The tenant decides whose data the credential reads and
+/// which desk customer owns it, so it is treated as an endpoint: only an administrator may change
+/// it, and the connector then drops the stored credentials.
+pub fn credential_moved<'a>(
+    schema: &'a [Setting],
+    config: &Value,
+    values: &SettingValues,
+) -> Option<&'a Setting> {
+    schema.iter().find(|s| {
+        let Some(new) = values.text(s.key) else {
+            return false;
+        };
+        match s.kind {
+            SettingKind::Endpoint { default } => {
+                let stored = config.get(s.key).and_then(Value::as_str).unwrap_or(default);
+                !new.eq_ignore_ascii_case(stored.trim_end_matches('/'))
+            }
+            SettingKind::Tenant => {
+                let stored = config.get(s.key).and_then(Value::as_str).unwrap_or_default();
+                !new.eq_ignore_ascii_case(stored.trim())
+            }
+            _ => false,
+        }
+    })
+}
+
 /// Checks settings given as a JSON object against `schema`. Every problem is reported at once,
 /// each naming the setting by its label. Empty strings and `null` count as not given. Endpoints
 /// must pass `policy`.
@@ -734,6 +762,30 @@ mod tests {
             )
             .expect("valid")
         ));
+    }
+
+    #[test]
+    fn a_new_tenant_moves_the_credential_as_a_new_endpoint_does() {
+        let config = json!({ "tenant_id": "contoso.onmicrosoft.com" });
+        let edit = |v: Value| {
+            validate(SCHEMA, &object(v), Purpose::Edit, &EndpointPolicy::default()).expect("valid")
+        };
+        let same = edit(json!({ "tenant_id": " Contoso.OnMicrosoft.com ", "delta": true }));
+        assert!(credential_moved(SCHEMA, &config, &same).is_none());
+        let other = edit(json!({ "tenant_id": "fabrikam.onmicrosoft.com" }));
+        assert_eq!(
+            credential_moved(SCHEMA, &config, &other).map(|s| s.key),
+            Some("tenant_id")
+        );
+        assert!(
+            !endpoints_changed(SCHEMA, &config, &other),
+            "a tenant is not an endpoint"
+        );
+        let graph = edit(json!({ "graph_url": "https://graph.microsoft.us/v1.0" }));
+        assert_eq!(
+            credential_moved(SCHEMA, &config, &graph).map(|s| s.key),
+            Some("graph_url")
+        );
     }
 
     #[test]

@@ -53,6 +53,13 @@ pub trait Source: Send + Sync {
     fn setup(&self) -> &'static str {
         ""
     }
+    /// Whether a connection of this kind attaches what it finds to existing desk customers (a
+    /// partner's connection matching each customer tenant to the customer owning the tenant or
+    /// having its name), rather than importing into the one customer it was created for. Adding
+    /// such a connection gives access to those customers' data: only an administrator may.
+    fn attaches_existing_customers(&self) -> bool {
+        false
+    }
     /// The kind's settings: the web's forms, the API's validation and the export file are built
     /// from them (see [`crate::settings`]).
     fn settings(&self) -> &'static [Setting];

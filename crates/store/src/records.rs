@@ -1600,16 +1600,37 @@ fn check_custom_value(spec: &EntitySpec, field: &str, def: &CustomField, value: 
     })
 }
 
-/// Turns a unique-constraint violation into a message naming the entity.
+/// Turns a unique-constraint violation into a message naming the entity and what clashes. The
+/// database's own text (its table, column or index names and the clashing value) is for the log,
+/// not for the person who sees the error.
 fn unique_violation(spec: &EntitySpec, e: StoreError) -> StoreError {
     if let StoreError::Database(sqlx::Error::Database(db)) = &e
         && db.is_unique_violation()
     {
-        return StoreError::Conflict(format!(
-            "a {} with the same unique value already exists ({})",
-            spec.name,
-            db.message()
-        ));
+        // SQLite names the columns in its message, PostgreSQL names the constraint or index;
+        // both name the column or the index, which is all that is matched here.
+        let clash = db
+            .constraint()
+            .unwrap_or_else(|| db.message())
+            .to_ascii_lowercase();
+        tracing::info!(entity = spec.name, database = %db.message(), "unique value clash");
+        let entity = spec.name.replace('_', " ");
+        let message = if clash.contains("external_id") || clash.ends_with("_source") {
+            format!(
+                "this {entity} was imported already from the same source record: update that {entity} instead"
+            )
+        } else if clash.contains("one_main") || clash.contains("sites.customer_id") {
+            "the customer has a main site already: a customer has exactly one main site".to_owned()
+        } else if clash.contains("tenant_id") {
+            "the tenant belongs to another customer already: a tenant belongs to one customer; remove it \
+             there first"
+                .to_owned()
+        } else if clash.contains("name") {
+            format!("a {entity} with the same name already exists: choose another name")
+        } else {
+            format!("a {entity} with the same unique value already exists: change the value that clashes")
+        };
+        return StoreError::Conflict(message);
     }
     e
 }

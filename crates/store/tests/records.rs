@@ -305,6 +305,8 @@ store_test! {
         let again = [("obj-new", &rows[1].1), ("obj-000", &rows[1].1)];
         let err = tx.insert_many(Entity::User, connection, &again).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("this user was imported already from the same source record"), "{text}");
         tx.rollback().await.unwrap();
         let mut tx = db.store.read().await.unwrap();
         assert_eq!(tx.count(Entity::User).await.unwrap(), 250);
@@ -354,5 +356,26 @@ store_test! {
             .collect();
         assert_eq!(names, ["First", "Second"]);
         tx.commit().await.unwrap();
+    }
+}
+
+store_test! {
+    async fn a_clash_names_the_field_not_the_databases_text(db: &TestDb) {
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        tx.insert(Entity::UserRole, None, &fields(json!({"name": "Support"}))).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let err = tx
+            .insert(Entity::UserRole, None, &fields(json!({"name": "Support"})))
+            .await
+            .unwrap_err();
+        tx.rollback().await.unwrap();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("a user role with the same name already exists: choose another name"), "{text}");
+        // Neither SQLite's nor PostgreSQL's wording (table, index, value) reaches the person.
+        for database in ["UNIQUE", "unique constraint", "duplicate key", "user_roles", "Support", "Key ("] {
+            assert!(!text.contains(database), "{database:?} in {text}");
+        }
     }
 }

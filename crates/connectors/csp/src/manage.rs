@@ -3,7 +3,7 @@
 //! what a change of credential or endpoint replaces.
 
 use deskbridge_connector_entra::{SyncMethod, certificate_expiry};
-use deskbridge_source::settings::{SettingValues, endpoints_changed};
+use deskbridge_source::settings::{SettingValues, credential_moved};
 use deskbridge_source::{ConnectionSecrets, NewConnection, SyncError};
 use deskbridge_store::{Connection, Store, StoreTx, WriteContext};
 
@@ -186,16 +186,17 @@ pub(crate) async fn create(store: &Store, new: NewConnection) -> Result<Connecti
 }
 
 /// Changes a CSP connection: the settings given, and a credential when one is given. New
-/// endpoints drop every sealed secret (a credential only goes where it was entered for), the
-/// Partner Center sign-in included; a new Partner Center secret keeps the sign-in; a GDAP secret
-/// replaces a certificate and the other way round.
+/// endpoints or a new partner tenant drop every sealed secret (a credential only goes where it was
+/// entered for), the Partner Center sign-in included; a new Partner Center secret keeps the
+/// sign-in; a GDAP secret replaces a certificate and the other way round.
 pub(crate) async fn edit(
     store: &Store,
     connection: &Connection,
     values: SettingValues,
 ) -> Result<(), SyncError> {
     let mut settings = CspSettings::of(connection)?;
-    let endpoints_moved = endpoints_changed(SETTINGS, &connection.config, &values);
+    // New endpoints or another partner tenant: the credentials were entered for the old ones.
+    let credential_moved = credential_moved(SETTINGS, &connection.config, &values).is_some();
     let partner_moved = values
         .text("partner_tenant_id")
         .is_some_and(|t| !t.eq_ignore_ascii_case(&settings.partner_tenant_id))
@@ -260,7 +261,7 @@ pub(crate) async fn edit(
     };
     let secrets = ConnectionSecrets(connection.id);
     let mut tx = store.begin(WriteContext::manual()).await?;
-    if endpoints_moved {
+    if credential_moved {
         secrets.forget_all(&mut tx).await?;
     } else if partner_moved {
         // Another partner or app: the sign-in was someone else's.

@@ -63,6 +63,11 @@ impl Source for CspSource {
         "Microsoft CSP (Partner Center with GDAP)"
     }
 
+    /// Each customer tenant found is attached to the desk customer owning it or having its name.
+    fn attaches_existing_customers(&self) -> bool {
+        true
+    }
+
     /// Users of every customer tenant, read and planned together per tenant (as Entra's
     /// directory, with the tenant's licences and subscriptions), their devices, and the licences
     /// and subscriptions alone (what a Partner Center webhook refreshes).

@@ -3,7 +3,7 @@
 //! with which AuthScheme, and what a change replaces.
 
 use deskbridge_connector_entra::certificate_expiry;
-use deskbridge_source::settings::{SettingValues, endpoints_changed};
+use deskbridge_source::settings::{SettingValues, credential_moved};
 use deskbridge_source::{ConnectionSecrets, NewConnection, SyncError};
 use deskbridge_store::{Connection, Store, WriteContext};
 
@@ -89,9 +89,10 @@ pub(crate) async fn create(store: &Store, new: NewConnection) -> Result<Connecti
     Ok(connection)
 }
 
-/// Changes a connection: the settings given, and the credential when one is given. A new URL or
-/// authority host forgets every sealed credential (a credential only goes where it was entered
-/// for); a new tenant, app or AuthScheme forgets the signed-in user's refresh token.
+/// Changes a connection: the settings given, and the credential when one is given. A new URL,
+/// authority host or tenant forgets every sealed credential (a credential only goes where it was
+/// entered for); a new app or AuthScheme forgets the signed-in user's refresh token. A new tenant
+/// must not belong to another desk customer.
 pub(crate) async fn edit(
     store: &Store,
     connection: &Connection,
@@ -99,7 +100,12 @@ pub(crate) async fn edit(
 ) -> Result<(), SyncError> {
     check_values(&values, false)?;
     let mut settings = DynamicsSettings::of(connection)?;
-    let endpoints_moved = endpoints_changed(SETTINGS, &connection.config, &values);
+    // A credential goes only to the endpoints and tenant it was entered for.
+    let credential_moved = credential_moved(SETTINGS, &connection.config, &values).is_some();
+    let new_tenant = values
+        .text("tenant_id")
+        .filter(|t| !t.eq_ignore_ascii_case(&settings.tenant_id))
+        .map(str::to_owned);
     let mut sign_in_void = false;
     if let Some(url) = values.text("url") {
         settings.url = url.to_owned();
@@ -134,7 +140,10 @@ pub(crate) async fn edit(
         .transpose()?;
     let secrets = ConnectionSecrets(connection.id);
     let mut tx = store.begin(WriteContext::manual()).await?;
-    if endpoints_moved {
+    if let Some(tenant) = &new_tenant {
+        deskbridge_source::desk::claim_tenant(&mut tx, settings.customer_id, tenant).await?;
+    }
+    if credential_moved {
         secrets.forget_all(&mut tx).await?;
     } else if sign_in_void {
         secrets.delete(&mut tx, SECRET_REFRESH_TOKEN).await?;

@@ -2,7 +2,7 @@
 //! API and imported files give): which credential goes with which authentication method, and
 //! what a change of credential replaces.
 
-use deskbridge_source::settings::{SettingValues, endpoints_changed};
+use deskbridge_source::settings::{SettingValues, credential_moved};
 use deskbridge_source::{ConnectionSecrets, NewConnection, SyncError};
 use deskbridge_store::{Connection, Store, WriteContext};
 
@@ -120,15 +120,21 @@ pub(crate) async fn create(store: &Store, new: NewConnection) -> Result<Connecti
 
 /// Changes an Entra connection: the settings given, and the credential when one is given or the
 /// authentication method changes. A new secret replaces a certificate and the other way round;
-/// a delegated connection keeps its sign-in when its app's secret is replaced.
+/// a delegated connection keeps its sign-in when its app's secret is replaced. New endpoints or a
+/// new tenant drop every sealed credential; a new tenant must not belong to another desk customer.
 pub(crate) async fn edit(
     store: &Store,
     connection: &Connection,
     values: SettingValues,
 ) -> Result<(), SyncError> {
     let mut settings = EntraSettings::of(connection)?;
-    // A credential goes only to the endpoints it was entered for: new endpoints, new credential.
-    let endpoints_moved = endpoints_changed(SETTINGS, &connection.config, &values);
+    // A credential goes only to the endpoints and tenant it was entered for: new endpoints or a
+    // new tenant, new credential (the delegated sign-in's refresh token included).
+    let credential_moved = credential_moved(SETTINGS, &connection.config, &values).is_some();
+    let new_tenant = values
+        .text("tenant_id")
+        .filter(|t| !t.eq_ignore_ascii_case(&settings.tenant_id))
+        .map(str::to_owned);
     if let Some(t) = values.text("tenant_id") {
         settings.tenant_id = t.to_owned();
     }
@@ -171,7 +177,10 @@ pub(crate) async fn edit(
     }
     let secrets = ConnectionSecrets(connection.id);
     let mut tx = store.begin(WriteContext::manual()).await?;
-    if endpoints_moved {
+    if let Some(tenant) = &new_tenant {
+        deskbridge_source::desk::claim_tenant(&mut tx, settings.customer_id, tenant).await?;
+    }
+    if credential_moved {
         secrets.forget_all(&mut tx).await?;
     }
     match auth {

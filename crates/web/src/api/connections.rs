@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use deskbridge_core::ConnectionId;
 use deskbridge_source::settings::{
-    Purpose, Setting, SettingValues, connection_name, enabled_instances, endpoints_changed, validate,
+    Purpose, Setting, SettingValues, connection_name, credential_moved, enabled_instances, validate,
 };
 use deskbridge_source::{ConnectionSecrets, NewConnection, Source};
 use deskbridge_store::{Access, Connection, WriteContext};
@@ -111,6 +111,23 @@ pub(super) async fn list_connections(
     Ok(Json(json!({ "connections": out })))
 }
 
+/// Whether the caller may add a connection of `source`'s kind at all: a kind that attaches what
+/// it finds to existing customers is an administrator's, since the rule that an agent's connection
+/// starts a customer of its own cannot hold for it.
+pub(crate) fn may_create(caller: &Caller, source: &dyn Source) -> ApiResult<()> {
+    if caller.is_admin() || !source.attaches_existing_customers() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        deskbridge_core::ErrorCode::Forbidden,
+        format!(
+            "an administrator must add {} connections: they import every customer of the partner into the \
+             existing desk customers, which an agent may not attach connections to; ask an administrator",
+            source.label()
+        ),
+    ))
+}
+
 /// A new connection as the API and the UI's form give it: the parts every kind has (`name`,
 /// `kind` — `entra` when absent —, `customer`, `enabled_instances`) and the kind's settings,
 /// checked against its description ([`Source::settings`]).
@@ -137,6 +154,7 @@ pub(crate) async fn create(
             kinds.join(", ")
         ))
     })?;
+    may_create(caller, source.as_ref())?;
     let settings = validate(
         source.settings(),
         &body,
@@ -220,9 +238,9 @@ pub(crate) async fn edit(
     edit_values(state, caller, connection, values).await
 }
 
-/// Changes a connection's settings with values already validated. Its endpoints are part of its
-/// credential: only an administrator changes them, and the connector then drops the stored
-/// credentials (they must be entered again).
+/// Changes a connection's settings with values already validated. Its endpoints and its tenant
+/// are part of its credential: only an administrator changes them, and the connector then drops
+/// the stored credentials (they must be entered again).
 pub(crate) async fn edit_values(
     state: &AppState,
     caller: &Caller,
@@ -233,10 +251,16 @@ pub(crate) async fn edit_values(
         return Ok(());
     }
     let source = source_of(state, connection)?;
-    if !caller.is_admin() && endpoints_changed(source.settings(), &connection.config, &values) {
+    if !caller.is_admin()
+        && let Some(setting) = credential_moved(source.settings(), &connection.config, &values)
+    {
         return Err(ApiError::new(
             deskbridge_core::ErrorCode::Forbidden,
-            "only an administrator may change a connection's endpoints (its credential is sent to them)",
+            format!(
+                "{}: only an administrator may change a connection's endpoints and tenant (its credential \
+                 is sent to them); leave it as it is, or ask an administrator",
+                setting.label
+            ),
         ));
     }
     source_of(state, connection)?

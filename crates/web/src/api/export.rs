@@ -7,7 +7,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use deskbridge_mapping::MappingConfig;
-use deskbridge_source::settings::{Purpose, SettingPart, endpoints_changed, validate, visible_values};
+use deskbridge_source::settings::{Purpose, SettingPart, credential_moved, validate, visible_values};
 use deskbridge_store::{Connection, Entity};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -121,11 +121,15 @@ pub(crate) async fn import_document(
     };
     if let Some(values) = &settings
         && !caller.is_admin()
-        && endpoints_changed(source.settings(), &connection.config, values)
+        && let Some(setting) = credential_moved(source.settings(), &connection.config, values)
     {
         return Err(ApiError::new(
             deskbridge_core::ErrorCode::Forbidden,
-            "the file changes the connection's endpoints, which only an administrator may do; nothing was imported",
+            format!(
+                "the file changes the connection's {}, an endpoint or tenant, which only an administrator may \
+                 change; nothing was imported: import it unchanged there, or ask an administrator",
+                setting.label
+            ),
         ));
     }
     save_mappings(state, connection, doc.mapping).await?;

@@ -48,7 +48,11 @@ pub(super) async fn connections(
     let mut list =
         Section::default().table(&["Name", "Kind", "Tenant", "Instances", "Your access", ""], rows);
     if caller.can_create_connections() {
-        for source in state.sources.iter() {
+        for source in state
+            .sources
+            .iter()
+            .filter(|s| api::may_create(&caller, s.as_ref()).is_ok())
+        {
             list = list.link(
                 &format!("Add {} connection", with_article(source.label())),
                 format!("/connections/new?kind={}", source.kind()),
@@ -125,6 +129,7 @@ pub(super) async fn new_connection(
         kind => kind.to_owned(),
     };
     let source = source_for(&state, &kind)?;
+    api::may_create(&caller, source.as_ref())?;
     new_connection_page(
         &caller,
         source.as_ref(),

@@ -1,0 +1,341 @@
+//! Where a connection's credential may go, over the API, on SQLite and PostgreSQL (issue 20): CSP
+//! connections are added by administrators only, a connection's tenant and endpoints are changed
+//! by administrators only (which drops its sealed credentials), a tenant owned by another customer
+//! is refused, and an imported file cannot name a host that is not Microsoft's. Nothing here
+//! reaches Microsoft: creating and editing connections sends no request.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use deskbridge_connector_entra::{NewCredential, NewEntraConnection, add_entra_connection};
+use deskbridge_core::{ConnectionId, SharedClock};
+use deskbridge_source::ConnectionSecrets;
+use deskbridge_store::{Access, NewAccount, Role, WriteContext};
+use deskbridge_testkit::{TestDb, store_test};
+use deskbridge_web::{AppState, auth, router};
+use jiff::SignedDuration;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+const CONTOSO_TENANT: &str = "11111111-1111-4111-8111-111111111111";
+const FABRIKAM_TENANT: &str = "22222222-2222-4222-8222-222222222222";
+const FRESH_TENANT: &str = "33333333-3333-4333-8333-333333333333";
+const NORTHWIND_TENANT: &str = "44444444-4444-4444-8444-444444444444";
+const PARTNER_TENANT: &str = "55555555-5555-4555-8555-555555555555";
+const APP: &str = "66666666-6666-4666-8666-666666666666";
+const GDAP_APP: &str = "77777777-7777-4777-8777-777777777777";
+
+/// An account with an API token: its id and the token (the token is also the session cookie's
+/// value, for pages).
+async fn person(db: &TestDb, name: &str, role: Role, can_configure: bool) -> (i64, String) {
+    let token = format!("{}{}", auth::API_TOKEN_PREFIX, auth::random_token(32));
+    let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+    let account = tx
+        .create_account(&NewAccount {
+            username: name.into(),
+            display_name: name.into(),
+            password_hash: auth::hash_password("correct horse battery").unwrap(),
+            role,
+            can_configure_connections: can_configure,
+            must_change_password: false,
+        })
+        .await
+        .unwrap();
+    let expires = db.store.now() + SignedDuration::from_hours(24 * 365);
+    tx.create_api_token(account.id, "script", &auth::token_hash(&token), Some(expires))
+        .await
+        .unwrap();
+    tx.create_session(account.id, &auth::token_hash(&token), "csrf", expires)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    (account.id, token)
+}
+
+async fn grant(db: &TestDb, account: i64, connection: ConnectionId) {
+    let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+    tx.set_grant(account, connection, Some(Access::Modify))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// The application with the default endpoint policy: Microsoft's hosts only.
+fn app(db: &TestDb) -> Router {
+    router(AppState::new(
+        db.store.clone(),
+        deskbridge_connectors::registry(),
+        db.clock.clone() as SharedClock,
+    ))
+}
+
+struct Reply {
+    status: StatusCode,
+    text: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// The error's message, as a person reads it.
+    fn message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+async fn api(app: &Router, method: Method, path: &str, token: &str, body: Option<Value>) -> Reply {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    };
+    let res = app.clone().oneshot(req.unwrap()).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    Reply {
+        status,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// A page, as the signed-in `token`'s account sees it.
+async fn page(app: &Router, path: &str, token: &str) -> Reply {
+    let req = Request::builder()
+        .uri(path)
+        .header(header::COOKIE, format!("{}={token}", auth::SESSION_COOKIE))
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    Reply {
+        status,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// An Entra connection on Microsoft's default endpoints, importing `tenant` into `customer`.
+async fn entra(
+    db: &TestDb,
+    name: &str,
+    tenant: &str,
+    customer: &str,
+    credential: NewCredential,
+) -> ConnectionId {
+    add_entra_connection(
+        &db.store,
+        &NewEntraConnection {
+            name: name.into(),
+            tenant_id: tenant.into(),
+            client_id: APP.into(),
+            credential,
+            authority_host: None,
+            graph_url: None,
+            customer: Some(customer.into()),
+            enabled_instances: None,
+            last_sign_in: false,
+        },
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+fn client_secret() -> NewCredential {
+    NewCredential::ClientSecret {
+        value: "the-app-secret".into(),
+        expires_at: None,
+    }
+}
+
+async fn secret(db: &TestDb, connection: ConnectionId, field: &str) -> Option<String> {
+    let mut tx = db.store.read().await.unwrap();
+    let value = ConnectionSecrets(connection).get(&mut tx, field).await.unwrap();
+    tx.commit().await.unwrap();
+    value.map(|v| v.to_string())
+}
+
+fn csp_body(name: &str) -> Value {
+    json!({
+        "kind": "csp", "name": name, "partner_tenant_id": PARTNER_TENANT, "partner_client_id": APP,
+        "gdap_client_id": GDAP_APP, "gdap_client_secret": "the-gdap-secret",
+    })
+}
+
+fn dynamics_body(name: &str, tenant: &str) -> Value {
+    json!({
+        "kind": "dynamics", "name": name, "customer": name, "url": "https://northwind.crm4.dynamics.com",
+        "tenant_id": tenant, "client_id": APP, "client_secret": "the-dynamics-secret",
+    })
+}
+
+async fn created(app: &Router, token: &str, body: Value) -> ConnectionId {
+    let reply = api(app, Method::POST, "/api/v1/connections", token, Some(body)).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    ConnectionId(reply.json()["id"].as_i64().unwrap())
+}
+
+store_test! {
+    async fn only_an_administrator_adds_a_csp_connection(db: &TestDb) {
+        let app = app(db);
+        let (_, admin) = person(db, "admin", Role::Administrator, true).await;
+        let (_, agent) = person(db, "agent", Role::Agent, true).await;
+        // A CSP connection attaches every customer tenant of the partner to the existing desk
+        // customer of the same tenant or name: an agent's connection must start a new customer.
+        let refused = api(&app, Method::POST, "/api/v1/connections", &agent, Some(csp_body("Partner"))).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+        let message = refused.message();
+        assert!(message.contains("an administrator must add"), "{message}");
+        assert!(message.contains("import every customer of the partner into the existing desk customers"), "{message}");
+        let list = api(&app, Method::GET, "/api/v1/connections", &admin, None).await.json();
+        assert_eq!(list["connections"], json!([]), "nothing was created");
+        // The pages neither offer the agent a CSP connection nor show its form.
+        let listed = page(&app, "/connections", &agent).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+        assert!(listed.text.contains("kind=dynamics") && !listed.text.contains("kind=csp"), "{}", listed.text);
+        assert!(page(&app, "/connections", &admin).await.text.contains("kind=csp"));
+        let form = page(&app, "/connections/new?kind=csp", &agent).await;
+        assert_eq!(form.status, StatusCode::FORBIDDEN, "{}", form.text);
+        assert!(form.text.contains("an administrator must add"), "{}", form.text);
+        // The agent may still add a connection of a kind that imports into a new customer of its own.
+        created(&app, &agent, dynamics_body("Northwind", NORTHWIND_TENANT)).await;
+        created(&app, &admin, csp_body("Partner")).await;
+    }
+}
+
+store_test! {
+    async fn a_connections_tenant_is_changed_by_an_administrator_only_and_never_to_another_customers(db: &TestDb) {
+        let app = app(db);
+        let (_, admin) = person(db, "admin", Role::Administrator, true).await;
+        let (agent_id, agent) = person(db, "agent", Role::Agent, true).await;
+        let contoso = entra(db, "contoso", CONTOSO_TENANT, "Contoso", client_secret()).await;
+        entra(db, "fabrikam", FABRIKAM_TENANT, "Fabrikam", client_secret()).await;
+        let northwind = created(&app, &admin, dynamics_body("Northwind", NORTHWIND_TENANT)).await;
+        grant(db, agent_id, contoso).await;
+        grant(db, agent_id, northwind).await;
+        for (id, secret_field) in [(contoso, "client_secret"), (northwind, "client_secret")] {
+            let path = format!("/api/v1/connections/{id}");
+            // The tenant is where the credential goes, like an endpoint: not an agent's to change,
+            // through the API or an imported file.
+            let moved = api(&app, Method::PATCH, &path, &agent, Some(json!({ "tenant_id": FRESH_TENANT }))).await;
+            assert_eq!(moved.status, StatusCode::FORBIDDEN, "{}", moved.text);
+            assert!(moved.message().contains("only an administrator may change a connection's endpoints and tenant"), "{}", moved.text);
+            let mut file = api(&app, Method::GET, &format!("{path}/export"), &agent, None).await.json();
+            file["settings"]["tenant_id"] = json!(FRESH_TENANT);
+            let imported = api(&app, Method::POST, &format!("{path}/import"), &agent, Some(file)).await;
+            assert_eq!(imported.status, StatusCode::FORBIDDEN, "{}", imported.text);
+            // Given unchanged, it is no change.
+            let view = api(&app, Method::GET, &path, &agent, None).await.json();
+            let same = api(&app, Method::PATCH, &path, &agent, Some(json!({ "tenant_id": view["settings"]["tenant_id"] }))).await;
+            assert_eq!(same.status, StatusCode::OK, "{}", same.text);
+            // An administrator may not point it at another customer's tenant: that customer's data
+            // would come into this one.
+            let taken = api(&app, Method::PATCH, &path, &admin, Some(json!({ "tenant_id": FABRIKAM_TENANT }))).await;
+            assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.text);
+            let message = taken.message();
+            assert!(message.contains(&format!("the tenant {FABRIKAM_TENANT} already belongs to the desk customer \"Fabrikam\"")), "{message}");
+            assert!(!message.to_ascii_lowercase().contains("unique"), "{message}");
+            assert!(secret(db, id, secret_field).await.is_some(), "a refused change changes nothing");
+            // A tenant no customer owns: the connection reads it, its customer owns it, and the
+            // credential entered for the old tenant is dropped.
+            let fresh = api(&app, Method::PATCH, &path, &admin, Some(json!({ "tenant_id": FRESH_TENANT }))).await;
+            assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.text);
+            assert_eq!(fresh.json()["settings"]["tenant_id"], FRESH_TENANT);
+            assert!(secret(db, id, secret_field).await.is_none(), "the secret stayed with the old tenant");
+            let mut tx = db.store.read().await.unwrap();
+            let owner = tx.customer_of_tenant(FRESH_TENANT).await.unwrap();
+            tx.commit().await.unwrap();
+            let connection = api(&app, Method::GET, &path, &admin, None).await.json();
+            assert!(owner.is_some() && connection["settings"]["customer_id"] == json!(owner.map(|o| o.0)), "{connection}");
+            // Put back, for the next kind to claim the fresh tenant again.
+            let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+            let customer = owner.unwrap();
+            tx.update(deskbridge_store::Entity::Customer, customer, &[("tenant_ids".to_owned(), json!([]))].into_iter().collect()).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    }
+}
+
+store_test! {
+    async fn csp_and_dynamics_endpoints_are_an_administrators_and_imports_name_only_allowed_hosts(db: &TestDb) {
+        let app = app(db);
+        let (_, admin) = person(db, "admin", Role::Administrator, true).await;
+        let (agent_id, agent) = person(db, "agent", Role::Agent, true).await;
+        let csp = created(&app, &admin, csp_body("Partner")).await;
+        let dynamics = created(&app, &admin, dynamics_body("Northwind", NORTHWIND_TENANT)).await;
+        grant(db, agent_id, csp).await;
+        grant(db, agent_id, dynamics).await;
+        for (id, key, moved_to, secret_field) in [
+            (csp, "partner_center_url", "https://partner.partnercenterapi.microsoftonline.cn", "gdap_client_secret"),
+            (dynamics, "url", "https://northwind.crm.microsoftdynamics.us", "client_secret"),
+        ] {
+            let path = format!("/api/v1/connections/{id}");
+            // An imported file naming a host that is neither Microsoft's nor allowed is refused, by
+            // anyone, and nothing of it is applied.
+            let mut file = api(&app, Method::GET, &format!("{path}/export"), &admin, None).await.json();
+            let before = file["settings"][key].clone();
+            file["settings"][key] = json!("https://evil.example");
+            let imported = api(&app, Method::POST, &format!("{path}/import"), &admin, Some(file)).await;
+            assert_eq!(imported.status, StatusCode::BAD_REQUEST, "{key}: {}", imported.text);
+            assert!(imported.message().contains("evil.example is not one of Microsoft's cloud endpoints"), "{}", imported.text);
+            let now = api(&app, Method::GET, &path, &admin, None).await.json();
+            assert_eq!(now["settings"][key], before, "{key}: nothing was imported");
+            // An agent with modify access may not move it, even to Microsoft's other clouds.
+            let moved = api(&app, Method::PATCH, &path, &agent, Some(json!({ key: moved_to }))).await;
+            assert_eq!(moved.status, StatusCode::FORBIDDEN, "{key}: {}", moved.text);
+            assert!(secret(db, id, secret_field).await.is_some());
+            // An administrator may: the secret entered for the old endpoint is dropped.
+            let moved = api(&app, Method::PATCH, &path, &admin, Some(json!({ key: moved_to }))).await;
+            assert_eq!(moved.status, StatusCode::OK, "{key}: {}", moved.text);
+            assert_eq!(moved.json()["settings"][key], moved_to);
+            assert!(secret(db, id, secret_field).await.is_none(), "{key}: the secret stayed with the old endpoint");
+        }
+        // A CSP connection's partner tenant is its tenant: an administrator's to change, and the
+        // credentials entered for the old partner go.
+        let path = format!("/api/v1/connections/{csp}");
+        let partner = json!({ "partner_tenant_id": FRESH_TENANT });
+        let moved = api(&app, Method::PATCH, &path, &agent, Some(partner.clone())).await;
+        assert_eq!(moved.status, StatusCode::FORBIDDEN, "{}", moved.text);
+        let again = api(&app, Method::PATCH, &path, &admin, Some(json!({ "gdap_client_secret": "another-gdap-secret" }))).await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+        let moved = api(&app, Method::PATCH, &path, &admin, Some(partner)).await;
+        assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
+        assert!(secret(db, csp, "gdap_client_secret").await.is_none(), "the GDAP secret stayed with the old partner");
+    }
+}
+
+store_test! {
+    async fn a_delegated_sign_in_is_dropped_when_the_endpoints_or_tenant_move(db: &TestDb) {
+        let app = app(db);
+        let (_, admin) = person(db, "admin", Role::Administrator, true).await;
+        let delegated = || NewCredential::Delegated { client_secret: None, expires_at: None };
+        let by_endpoint = entra(db, "by-endpoint", CONTOSO_TENANT, "Contoso", delegated()).await;
+        let by_tenant = entra(db, "by-tenant", FABRIKAM_TENANT, "Fabrikam", delegated()).await;
+        for (id, change) in [
+            (by_endpoint, json!({ "authority_host": "https://login.microsoftonline.us" })),
+            (by_tenant, json!({ "tenant_id": FRESH_TENANT })),
+        ] {
+            // What a completed sign-in leaves (see delegated.rs): the user's refresh token, sealed.
+            let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+            ConnectionSecrets(id).put(&mut tx, "refresh_token", "the-users-refresh-token", None).await.unwrap();
+            tx.commit().await.unwrap();
+            let path = format!("/api/v1/connections/{id}");
+            assert_eq!(api(&app, Method::GET, &path, &admin, None).await.json()["credential"]["authorised"], true);
+            let moved = api(&app, Method::PATCH, &path, &admin, Some(change.clone())).await;
+            assert_eq!(moved.status, StatusCode::OK, "{change}: {}", moved.text);
+            assert!(secret(db, id, "refresh_token").await.is_none(), "{change}: the sign-in stayed");
+            assert_eq!(moved.json()["credential"]["authorised"], false, "{change}: must be authorised again");
+        }
+    }
+}
