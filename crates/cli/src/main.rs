@@ -53,6 +53,12 @@ enum Command {
     },
     /// List what the desk's directory holds.
     Directory(commands::directory::DirectoryArgs),
+    /// Adjust a subscription's quantity at its source (CSP: Partner Center), and list the
+    /// changes asked.
+    Subscriptions {
+        #[command(subcommand)]
+        command: commands::subscriptions::SubscriptionsCommand,
+    },
     /// Check a connection's configuration: credentials, token, consent, permissions, tenant,
     /// mappings; exits non-zero when a point fails.
     Check(commands::check::CheckArgs),
@@ -112,6 +118,7 @@ fn main() -> ExitCode {
             Command::Migrate => commands::migrate::run(&cli.global).await,
             Command::Keys { command } => commands::keys::run(&cli.global, command).await,
             Command::Directory(args) => commands::directory::run(&cli.global, args).await,
+            Command::Subscriptions { command } => commands::subscriptions::run(&cli.global, command).await,
             Command::Check(args) => commands::check::run(&cli.global, args).await,
             Command::Serve(args) => commands::serve::run(&cli.global, args).await,
             Command::Worker(args) => commands::worker::run(&cli.global, args).await,

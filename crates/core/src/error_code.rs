@@ -56,6 +56,9 @@ catalogue! {
     AlreadyExists => "already_exists",
     /// The request clashes with the state of what it names (the web's generic 409).
     Conflict => "conflict",
+    /// A source's rules refuse the change asked of it (a seat reduction of a new-commerce
+    /// subscription outside its cancellation window). 409.
+    ChangeRefused => "change_refused",
     /// A schedule (interval, cron, time zone, window, entity) was refused.
     InvalidSchedule => "invalid_schedule",
     /// A delegated sign-in came back without completing (refused by Microsoft, or an unknown
@@ -191,6 +194,7 @@ impl ErrorCode {
             Self::TooManyAttempts
             | Self::AlreadyExists
             | Self::Conflict
+            | Self::ChangeRefused
             | Self::RunInProgress
             | Self::RunFinished
             | Self::RunNotHeld
@@ -245,6 +249,7 @@ impl ErrorCode {
             | Self::NotFound
             | Self::AlreadyExists
             | Self::Conflict
+            | Self::ChangeRefused
             | Self::InvalidSchedule
             | Self::InvalidSignIn
             | Self::MappingFailed
@@ -349,6 +354,7 @@ mod tests {
             (ErrorCode::NotFound, "not_found"),
             (ErrorCode::AlreadyExists, "already_exists"),
             (ErrorCode::Conflict, "conflict"),
+            (ErrorCode::ChangeRefused, "change_refused"),
             (ErrorCode::InvalidSchedule, "invalid_schedule"),
             (ErrorCode::InvalidSignIn, "invalid_sign_in"),
             (ErrorCode::MappingFailed, "mapping_error"),

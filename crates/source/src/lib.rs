@@ -53,6 +53,6 @@ pub use registry::SourceRegistry;
 pub use requests::{FanOut, MemoryRequests, RequestRecord, RequestSink};
 pub use secrets::ConnectionSecrets;
 pub use source::{
-    BoxFuture, CursorReport, CursorReset, NewConnection, Partition, SignIn, Source, SourceConnection,
-    SourceContext, sign_in_connection,
+    BoxFuture, CursorReport, CursorReset, NewConnection, Partition, QuantityChange, SignIn, Source,
+    SourceConnection, SourceContext, SubscriptionWriter, sign_in_connection,
 };

@@ -120,6 +120,10 @@ pub trait Source: Send + Sync {
     }
     /// Opens a stored connection of this kind: its settings parsed and validated.
     fn open(&self, connection: &Connection) -> Result<Box<dyn SourceConnection>, SyncError>;
+    /// How the desk changes this kind's subscriptions at the source (write-back), if it can.
+    fn subscription_writer(&self) -> Option<&dyn SubscriptionWriter> {
+        None
+    }
     /// The configuration check of a connection of this kind, after the generic points (the
     /// connection exists, is enabled on this `instance`): each point passed or failed with its
     /// remedy, in order.
@@ -129,6 +133,31 @@ pub trait Source: Send + Sync {
         connection: &'a Connection,
         instance: &'a str,
     ) -> BoxFuture<'a, Vec<CheckPoint>>;
+}
+
+/// A new quantity for a subscription, as sent to its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuantityChange {
+    /// The customer tenant the subscription belongs to.
+    pub tenant_id: String,
+    /// The subscription's id at the source.
+    pub subscription_id: String,
+    pub quantity: i64,
+    /// The change's idempotency key, the same on every attempt (a UUID).
+    pub request_id: String,
+}
+
+/// Writes subscriptions back to their source. A change the source's rules refuse is an
+/// [`SyncError::Upstream`] with [`deskbridge_core::ErrorCode::ChangeRefused`], saying why and
+/// when it would have been allowed; a change sent twice with the same request id is made once.
+pub trait SubscriptionWriter: Send + Sync {
+    /// Sets the quantity; returns the subscription as the source now has it.
+    fn set_quantity<'a>(
+        &'a self,
+        cx: &'a SourceContext,
+        connection: &'a Connection,
+        change: &'a QuantityChange,
+    ) -> BoxFuture<'a, Result<deskbridge_mapping::SourceSubscription, SyncError>>;
 }
 
 /// A new connection, as asked for: the parts every kind has, and the kind's validated settings.

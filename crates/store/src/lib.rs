@@ -25,6 +25,7 @@ mod migrate;
 mod records;
 pub mod schema;
 mod secrets;
+mod subscription_changes;
 mod sync_state;
 mod time;
 
@@ -45,6 +46,7 @@ pub use records::{
 };
 pub use schema::Entity;
 pub use secrets::{RotationReport, SecretRef};
+pub use subscription_changes::{ChangeStatus, NewSubscriptionChange, SubscriptionChange};
 pub use sync_state::{
     Connection, Cursor, CursorKey, InboundEntry, IntegrationError, JournalEntry, NewConnection,
     OutboundEntry, Run, RunCounts, RunStatus,

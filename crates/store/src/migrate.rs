@@ -71,6 +71,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_subscription_terms.sql"),
         postgres: include_str!("../migrations/postgres/0009_subscription_terms.sql"),
     },
+    Migration {
+        version: 11,
+        name: "subscription_changes",
+        sqlite: include_str!("../migrations/sqlite/0011_subscription_changes.sql"),
+        postgres: include_str!("../migrations/postgres/0011_subscription_changes.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].

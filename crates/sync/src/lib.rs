@@ -12,6 +12,8 @@
 //!   journal rows, inbound log and counts, the cursors in the last one, so a crash at any point
 //!   leaves a state that the next run converges from;
 //! - many runs at once ([`sync_many`]), taking turns at the CPU-bound stages;
+//! - write-back of a subscription's quantity to its source ([`set_subscription_quantity`]),
+//!   journalled per change and idempotent under retries;
 //! - saving a connection's mappings ([`save_mappings`]) and its configuration check
 //!   ([`check_connection`]), both dispatched to the connection's source.
 //!
@@ -30,6 +32,7 @@ mod many;
 mod mappings;
 mod run;
 mod steps;
+mod write_back;
 
 pub use apply::{ApplyReport, apply_plan};
 pub use check::check_connection;
@@ -42,3 +45,4 @@ pub use run::{
     OutcomeCounts, SyncObserver, SyncOptions, SyncOutcome, Timings, entity_of_run_kind, load_connection,
     open_connection, sync,
 };
+pub use write_back::set_subscription_quantity;

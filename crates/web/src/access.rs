@@ -187,6 +187,20 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Remove a schedule",
     ),
     api(
+        "POST",
+        "/api/v1/connections/{id}/subscriptions/{subscription}/quantity",
+        MODIFY,
+        "subscriptions",
+        "Adjust a subscription's quantity at its source (CSP: Partner Center); body {\"quantity\": n}",
+    ),
+    api(
+        "GET",
+        "/api/v1/connections/{id}/subscriptions/{subscription}/changes",
+        READ,
+        "subscriptions",
+        "The quantity changes asked of a subscription, with what the source answered",
+    ),
+    api(
         "GET",
         "/api/v1/connections/{id}/check",
         READ,
@@ -478,6 +492,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     page("POST", "/runs/{run_id}/cancel", RUN_MODIFY, "Cancel a run"),
     page("POST", "/runs/{run_id}/approve", RUN_MODIFY, "Approve a held run"),
     page("GET", "/directory/{kind}", Need::Admin, "Directory"),
+    page(
+        "POST",
+        "/connections/{id}/subscriptions/quantity",
+        MODIFY,
+        "Adjust a subscription's quantity at its source",
+    ),
     page("GET", "/admin/accounts", Need::Admin, "Accounts"),
     page(
         "POST",

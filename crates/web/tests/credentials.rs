@@ -339,3 +339,79 @@ store_test! {
         }
     }
 }
+
+/// A subscription `connection` imported (as a sync would have stored it).
+async fn imported_subscription(db: &TestDb, connection: ConnectionId, external: &str) -> i64 {
+    let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+    let fields = [
+        ("friendly_name".to_owned(), json!("Business Basic")),
+        ("quantity".to_owned(), json!(10)),
+        ("tenant_id".to_owned(), json!(FRESH_TENANT)),
+        ("unit_type".to_owned(), json!("Licenses")),
+    ]
+    .into_iter()
+    .collect();
+    let id = tx
+        .insert(
+            deskbridge_store::Entity::Subscription,
+            Some(&deskbridge_store::SourceKey::new(connection, external)),
+            &fields,
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    id.0
+}
+
+store_test! {
+    async fn a_subscriptions_quantity_is_adjusted_only_through_the_connection_that_imported_it(db: &TestDb) {
+        let app = app(db);
+        let (_, admin) = person(db, "admin", Role::Administrator, true).await;
+        let (reader_id, reader) = person(db, "reader", Role::Agent, false).await;
+        let (writer_id, writer) = person(db, "writer", Role::Agent, false).await;
+        let partner = created(&app, &admin, csp_body("Partner")).await;
+        let other = created(&app, &admin, csp_body("Other partner")).await;
+        let subscription = imported_subscription(db, partner, "a1b2").await;
+        {
+            let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+            tx.set_grant(reader_id, partner, Some(Access::Read)).await.unwrap();
+            tx.set_grant(writer_id, other, Some(Access::Modify)).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let path = |c: ConnectionId| format!("/api/v1/connections/{}/subscriptions/{subscription}/quantity", c.0);
+        let body = Some(json!({ "quantity": 12 }));
+        // Reading a connection is not changing its subscriptions.
+        let refused = api(&app, Method::POST, &path(partner), &reader, body.clone()).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+        // Modify on another connection does not reach this one's subscription.
+        let stranger = api(&app, Method::POST, &path(other), &writer, body.clone()).await;
+        assert_eq!(stranger.status, StatusCode::NOT_FOUND, "{}", stranger.text);
+        assert!(stranger.message().contains("imported no subscription"), "{}", stranger.text);
+        // Not a seat count.
+        let zero = api(&app, Method::POST, &path(partner), &admin, Some(json!({ "quantity": 0 }))).await;
+        assert_eq!(zero.status, StatusCode::BAD_REQUEST, "{}", zero.text);
+        // A tenant the connection has not found yet: nothing is sent; the journal says why.
+        let unknown = api(&app, Method::POST, &path(partner), &admin, body).await;
+        assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text);
+        assert!(unknown.message().contains("has no customer tenant"), "{}", unknown.text);
+        let changes = api(
+            &app,
+            Method::GET,
+            &format!("/api/v1/connections/{}/subscriptions/{subscription}/changes", partner.0),
+            &reader,
+            None,
+        )
+        .await;
+        assert_eq!(changes.status, StatusCode::OK, "{}", changes.text);
+        assert_eq!(changes.json()["changes"][0]["status"], "failed", "journalled: {}", changes.text);
+        // The page offers the form to those who may change the connection, and only to them.
+        let listing = format!("/connections/{}/directory/subscriptions", partner.0);
+        let for_admin = page(&app, &listing, &admin).await;
+        assert_eq!(for_admin.status, StatusCode::OK, "{}", for_admin.text);
+        assert!(for_admin.text.contains("Adjust quantity"), "{}", for_admin.text);
+        assert!(for_admin.text.contains("Business Basic"), "{}", for_admin.text);
+        let for_reader = page(&app, &listing, &reader).await;
+        assert_eq!(for_reader.status, StatusCode::OK, "{}", for_reader.text);
+        assert!(!for_reader.text.contains("Adjust quantity"), "{}", for_reader.text);
+    }
+}

@@ -12,5 +12,6 @@ pub mod migrate;
 pub mod runs;
 pub mod schedule;
 pub mod serve;
+pub mod subscriptions;
 pub mod sync;
 pub mod worker;

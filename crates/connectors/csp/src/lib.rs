@@ -38,6 +38,7 @@ mod settings;
 mod source;
 mod subscriptions;
 mod tenants;
+mod write_back;
 
 pub use auth::PARTNER_CENTER_USER_IMPERSONATION;
 pub use settings::{

@@ -27,11 +27,13 @@ use crate::log::Shared;
 use crate::settings::CspSettings;
 use crate::subscriptions::SubscriptionReader;
 use crate::tenants::{access_failure, discover};
+use crate::write_back::CspWriter;
 
 /// Microsoft CSP. One per process: its Graph clients are shared by every CSP connection.
 pub struct CspSource {
     shared: Arc<Shared>,
     sign_in: PartnerSignIn,
+    writer: CspWriter,
 }
 
 impl Default for CspSource {
@@ -47,6 +49,9 @@ impl CspSource {
         let shared = Arc::new(Shared::new(graph, partner));
         Self {
             sign_in: PartnerSignIn {
+                shared: shared.clone(),
+            },
+            writer: CspWriter {
                 shared: shared.clone(),
             },
             shared,
@@ -109,6 +114,10 @@ impl Source for CspSource {
 
     fn sign_in(&self) -> Option<&dyn SignIn> {
         Some(&self.sign_in)
+    }
+
+    fn subscription_writer(&self) -> Option<&dyn deskbridge_source::SubscriptionWriter> {
+        Some(&self.writer)
     }
 
     fn open(&self, connection: &Connection) -> Result<Box<dyn SourceConnection>, SyncError> {

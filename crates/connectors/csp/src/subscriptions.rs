@@ -117,7 +117,10 @@ impl SubscriptionReader {
 }
 
 /// Partner Center's subscription as the pipeline's. Its sentinel dates are `None` already.
-fn source_subscription(subscription: &Subscription, price: Option<SubscriptionPrice>) -> SourceSubscription {
+pub(crate) fn source_subscription(
+    subscription: &Subscription,
+    price: Option<SubscriptionPrice>,
+) -> SourceSubscription {
     let date = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string());
     SourceSubscription {
         external_id: subscription.id.to_ascii_lowercase(),

@@ -7,6 +7,7 @@
 mod conformance;
 mod scenario;
 mod subscriptions;
+mod write_back;
 
 use std::sync::Arc;
 

@@ -58,6 +58,10 @@ pub struct PartnerFaults {
     /// signed-in partner user may not see.
     #[serde(default)]
     pub forbidden_subscriptions: Vec<String>,
+    /// The next this-many writes are made but answered 503, as when the answer is lost on the
+    /// way back: the client's retry with the same `MS-RequestId` gets the first answer.
+    #[serde(default)]
+    pub lose_write_answers: u32,
 }
 
 impl Default for PartnerFaults {
@@ -68,6 +72,7 @@ impl Default for PartnerFaults {
             throttling: false,
             delivery_retry_ms: 1_000,
             forbidden_subscriptions: Vec::new(),
+            lose_write_answers: 0,
         }
     }
 }
@@ -486,6 +491,9 @@ async fn serve(
     if let Some(key) = &replay_key
         && let Some((status, value)) = lock(&state.partner.replies).get(key).cloned()
     {
+        if let Some(lost) = answer_lost(&state) {
+            return with_ids(render(Err(lost)), &request_id, &correlation_id, log);
+        }
         return with_ids(
             render(Ok(Reply::with(status, value))),
             &request_id,
@@ -531,7 +539,27 @@ async fn serve(
     for event in events {
         webhooks::deliver(state.clone(), event);
     }
+    if replay_key.is_some()
+        && reply.is_ok()
+        && let Some(lost) = answer_lost(&state)
+    {
+        return with_ids(render(Err(lost)), &request_id, &correlation_id, log);
+    }
     with_ids(render(reply), &request_id, &correlation_id, log)
+}
+
+/// The `lose_write_answers` fault: a write's answer replaced by a 503 (the write stands).
+fn answer_lost(state: &AppState) -> Option<PcError> {
+    let mut faults = lock(&state.partner.faults);
+    if faults.lose_write_answers == 0 {
+        return None;
+    }
+    faults.lose_write_answers -= 1;
+    Some(pc_err(
+        StatusCode::SERVICE_UNAVAILABLE,
+        5000,
+        "The service is temporarily unavailable. Retry the request.",
+    ))
 }
 
 fn route(ctx: &mut Ctx<'_>) -> PcResult<Reply> {

@@ -16,6 +16,7 @@ mod logs;
 mod mappings;
 mod runs;
 mod schedules;
+mod subscriptions;
 mod tokens;
 
 use axum::extract::State;
@@ -45,6 +46,7 @@ pub(crate) use logs::{LogQuery, log_kind, log_page};
 pub(crate) use mappings::save_mappings;
 pub(crate) use runs::{approve, run_preview, run_request, run_view};
 pub(crate) use schedules::{ScheduleBody, add_schedule, remove_schedule, schedules_of};
+pub(crate) use subscriptions::adjust_quantity;
 pub(crate) use tokens::mint_token;
 
 pub fn routes() -> Router<AppState> {
@@ -96,6 +98,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/connections/{id}/directory/{kind}",
             get(directory::connection_directory),
+        )
+        .route(
+            "/api/v1/connections/{id}/subscriptions/{subscription}/quantity",
+            post(subscriptions::set_quantity),
+        )
+        .route(
+            "/api/v1/connections/{id}/subscriptions/{subscription}/changes",
+            get(subscriptions::list_changes),
         )
         .route("/api/v1/connections/{id}/export", get(export::export))
         .route("/api/v1/connections/{id}/import", post(export::import))

@@ -1,12 +1,13 @@
-//! The imported directory (customers, sites, users, agents, teams, licences, assets), for one
-//! connection or across all of them, searchable and a page at a time.
+//! The imported directory (customers, sites, users, agents, teams, licences, subscriptions,
+//! assets), for one connection or across all of them, searchable and a page at a time; and, on a
+//! connection's subscriptions, "adjust quantity" (write-back to the source).
 
 use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 
 use deskbridge_store::{DirectoryFilter, Entity};
 
-use super::html::{Cell, Opt, Page, Section, cell, form, select, text_field};
+use super::html::{Cell, Field, Opt, Page, Section, cell, form, select, text_field};
 use super::{UiResult, field, parse_form, show, with_query};
 use crate::AppState;
 use crate::access::{Caller, Scope};
@@ -97,6 +98,7 @@ async fn directory_view(
     scope: Option<&Scope>,
     kind: &str,
     query: Option<String>,
+    flash: &str,
 ) -> UiResult {
     let entity = api::directory_entity(kind)?;
     let raw = parse_form(query.as_deref().unwrap_or("").as_bytes());
@@ -134,6 +136,9 @@ async fn directory_view(
         None => (format!("/directory/{kind}"), Page::new(caller, "Directory")),
     };
     page.inner.title = format!("Directory: {kind}");
+    if !flash.is_empty() {
+        page = page.flash(flash);
+    }
     let mut fields = vec![text_field("q", "Name or email contains", search_text.clone())];
     if by_customer && entity != Entity::Customer {
         let mut choose = select("customer", "Customer", &customer_text, &[]);
@@ -165,7 +170,101 @@ async fn directory_view(
             ),
         );
     }
-    Ok(page.section(top).section(table).render())
+    let mut page = page.section(top).section(table);
+    if let Some(scope) = scope
+        && kind == "subscriptions"
+        && scope.access == deskbridge_store::Access::Modify
+        && api::source_of(state, &scope.connection)?
+            .subscription_writer()
+            .is_some()
+        && let Some(items) = data["items"].as_array()
+        && !items.is_empty()
+    {
+        page = page.section(adjust_section(scope, items));
+    }
+    Ok(page.render())
+}
+
+/// "Adjust quantity": a subscription of this page (by name, customer and seats) and its new
+/// seat count, sent to the source.
+fn adjust_section(scope: &Scope, items: &[serde_json::Value]) -> Section {
+    let mut choose = select("subscription", "Subscription", "", &[]);
+    choose.options = items
+        .iter()
+        .filter(|it| it["unit_type"] != "Usage-based")
+        .filter_map(|it| {
+            let id = it["id"].as_i64()?;
+            let name = it["friendly_name"]
+                .as_str()
+                .or(it["offer_name"].as_str())
+                .unwrap_or("subscription");
+            let customer = it["customer"].as_str().unwrap_or("no customer");
+            let seats = it["quantity"]
+                .as_i64()
+                .map_or_else(|| "?".to_owned(), |q| q.to_string());
+            Some(Opt {
+                value: id.to_string(),
+                label: format!("{name} — {customer} ({seats} seats)"),
+            })
+        })
+        .collect();
+    let quantity = Field {
+        kind: "number",
+        name: "quantity",
+        label: "New quantity (seats)".into(),
+        help: "Sent to the source now. New-commerce seats may be reduced only within 7 days of purchase or \
+               renewal; increases are allowed any time."
+            .into(),
+        required: true,
+        ..Field::default()
+    };
+    Section::titled("Adjust quantity").form(form(
+        "adjust-quantity",
+        format!("/connections/{}/subscriptions/quantity", scope.connection.id),
+        "Adjust quantity",
+        vec![choose, quantity],
+    ))
+}
+
+/// Sends the new quantity, then shows the subscriptions again with what the source answered.
+pub(super) async fn adjust_quantity(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(scope): Extension<Scope>,
+    body: axum::body::Bytes,
+) -> UiResult {
+    let f = parse_form(&body);
+    let subscription = field(&f, "subscription").trim().to_owned();
+    let quantity = field(&f, "quantity").trim().to_owned();
+    let flash = match quantity.parse::<i64>() {
+        Err(_) => format!("The quantity was not changed: {quantity:?} is not a whole number of seats."),
+        Ok(quantity) => {
+            match api::adjust_quantity(
+                &state,
+                &scope.connection,
+                &subscription,
+                quantity,
+                &caller.account.username,
+            )
+            .await
+            {
+                Ok(change) => format!(
+                    "Subscription {subscription}: {} → {} seats ({}).",
+                    change
+                        .quantity_before
+                        .map_or_else(|| "?".to_owned(), |q| q.to_string()),
+                    change.quantity_after,
+                    change.message.as_deref().unwrap_or("applied")
+                ),
+                Err(e) => format!(
+                    "The quantity was not changed: {}{}",
+                    e.message,
+                    e.remedy.as_ref().map(|r| format!(" — {r}")).unwrap_or_default()
+                ),
+            }
+        }
+    };
+    directory_view(&state, &caller, Some(&scope), "subscriptions", None, &flash).await
 }
 
 pub(super) async fn connection_directory(
@@ -175,7 +274,7 @@ pub(super) async fn connection_directory(
     Path((_, kind)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> UiResult {
-    directory_view(&state, &caller, Some(&scope), &kind, query).await
+    directory_view(&state, &caller, Some(&scope), &kind, query, "").await
 }
 
 pub(super) async fn directory(
@@ -184,5 +283,5 @@ pub(super) async fn directory(
     Path(kind): Path<String>,
     RawQuery(query): RawQuery,
 ) -> UiResult {
-    directory_view(&state, &caller, None, &kind, query).await
+    directory_view(&state, &caller, None, &kind, query, "").await
 }

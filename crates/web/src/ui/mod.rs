@@ -98,6 +98,10 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{run_id}/approve", post(runs::approve_run))
         .route("/directory/{kind}", get(directory::directory))
         .route(
+            "/connections/{id}/subscriptions/quantity",
+            post(directory::adjust_quantity),
+        )
+        .route(
             "/admin/accounts",
             get(accounts::accounts).post(accounts::create_account),
         )
