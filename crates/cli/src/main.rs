@@ -53,6 +53,12 @@ enum Command {
     },
     /// List what the desk's directory holds.
     Directory(commands::directory::DirectoryArgs),
+    /// A CSP connection's customer tenants: which desk customer each goes to (or none), and its
+    /// licence import type.
+    Tenants {
+        #[command(subcommand)]
+        command: commands::tenants::TenantsCommand,
+    },
     /// Adjust a subscription's quantity at its source (CSP: Partner Center), and list the
     /// changes asked.
     Subscriptions {
@@ -118,6 +124,7 @@ fn main() -> ExitCode {
             Command::Migrate => commands::migrate::run(&cli.global).await,
             Command::Keys { command } => commands::keys::run(&cli.global, command).await,
             Command::Directory(args) => commands::directory::run(&cli.global, args).await,
+            Command::Tenants { command } => commands::tenants::run(&cli.global, command).await,
             Command::Subscriptions { command } => commands::subscriptions::run(&cli.global, command).await,
             Command::Check(args) => commands::check::run(&cli.global, args).await,
             Command::Serve(args) => commands::serve::run(&cli.global, args).await,

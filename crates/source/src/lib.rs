@@ -54,5 +54,6 @@ pub use requests::{FanOut, MemoryRequests, RequestRecord, RequestSink};
 pub use secrets::ConnectionSecrets;
 pub use source::{
     BoxFuture, CursorReport, CursorReset, NewConnection, Partition, QuantityChange, SignIn, Source,
-    SourceConnection, SourceContext, SubscriptionWriter, sign_in_connection,
+    SourceConnection, SourceContext, SubscriptionWriter, TenantCustomer, TenantEntry, TenantTable,
+    TenantUpdate, sign_in_connection,
 };

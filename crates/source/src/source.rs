@@ -124,6 +124,10 @@ pub trait Source: Send + Sync {
     fn subscription_writer(&self) -> Option<&dyn SubscriptionWriter> {
         None
     }
+    /// The table of customer tenants administrators manage, for kinds with many (CSP).
+    fn tenant_table(&self) -> Option<&dyn TenantTable> {
+        None
+    }
     /// The configuration check of a connection of this kind, after the generic points (the
     /// connection exists, is enabled on this `instance`): each point passed or failed with its
     /// remedy, in order.
@@ -158,6 +162,55 @@ pub trait SubscriptionWriter: Send + Sync {
         connection: &'a Connection,
         change: &'a QuantityChange,
     ) -> BoxFuture<'a, Result<deskbridge_mapping::SourceSubscription, SyncError>>;
+}
+
+/// One customer tenant of a many-tenant connection, as its Tenants tab shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TenantEntry {
+    pub tenant_id: String,
+    /// The tenant's name at the source (the customer's company name).
+    pub name: String,
+    /// The desk customer its records go to; `None`: "do not import".
+    pub customer_id: Option<RecordId>,
+    pub customer_name: Option<String>,
+    /// This tenant's own values of the settings it may override ([`TenantTable::overridable`]);
+    /// a setting left out follows the connection's.
+    pub overrides: std::collections::BTreeMap<String, String>,
+}
+
+/// Where a tenant's records go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantCustomer {
+    DoNotImport,
+    Customer(RecordId),
+}
+
+/// A change to one tenant: `None` leaves that part as it is; an override set to `None` follows
+/// the connection's setting again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantUpdate {
+    pub customer: Option<TenantCustomer>,
+    pub overrides: std::collections::BTreeMap<String, Option<String>>,
+}
+
+/// The customer tenants of a connection, as administrators manage them: which desk customer each
+/// goes to (or none), and the settings a tenant may override. Assigning a tenant to a customer
+/// gives it the customer's catch-all site mapping.
+pub trait TenantTable: Send + Sync {
+    /// The settings a tenant may override (validated as the connection's own are).
+    fn overridable(&self) -> &'static [Setting];
+    fn tenants<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+    ) -> BoxFuture<'a, Result<Vec<TenantEntry>, SyncError>>;
+    fn set_tenant<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+        tenant_id: &'a str,
+        update: &'a TenantUpdate,
+    ) -> BoxFuture<'a, Result<TenantEntry, SyncError>>;
 }
 
 /// A new connection, as asked for: the parts every kind has, and the kind's validated settings.

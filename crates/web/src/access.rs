@@ -187,6 +187,20 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Remove a schedule",
     ),
     api(
+        "GET",
+        "/api/v1/connections/{id}/tenants",
+        READ,
+        "connections",
+        "A CSP connection's customer tenants: desk customer (or do not import) and overrides",
+    ),
+    api(
+        "PATCH",
+        "/api/v1/connections/{id}/tenants/{tenant}",
+        MODIFY,
+        "connections",
+        "Change a tenant: {\"customer\": id | null} (administrators), {\"licence_import\": type | null}",
+    ),
+    api(
         "POST",
         "/api/v1/connections/{id}/subscriptions/{subscription}/quantity",
         MODIFY,
@@ -492,6 +506,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
     page("POST", "/runs/{run_id}/cancel", RUN_MODIFY, "Cancel a run"),
     page("POST", "/runs/{run_id}/approve", RUN_MODIFY, "Approve a held run"),
     page("GET", "/directory/{kind}", Need::Admin, "Directory"),
+    page("GET", "/connections/{id}/tenants", READ, "Tenants"),
+    page(
+        "POST",
+        "/connections/{id}/tenants",
+        MODIFY,
+        "Change a tenant: desk customer (administrators) and licence import type",
+    ),
     page(
         "POST",
         "/connections/{id}/subscriptions/quantity",

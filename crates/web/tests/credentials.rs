@@ -415,3 +415,52 @@ store_test! {
         assert!(!for_reader.text.contains("Adjust quantity"), "{}", for_reader.text);
     }
 }
+
+store_test! {
+    async fn a_csp_tenants_customer_is_an_administrators_choice_and_its_overrides_its_modifiers(db: &TestDb) {
+        let app = app(db);
+        let (_, admin) = person(db, "admin", Role::Administrator, true).await;
+        let (agent_id, agent) = person(db, "agent", Role::Agent, false).await;
+        let partner = created(&app, &admin, csp_body("Partner")).await;
+        grant(db, agent_id, partner).await;
+        // The tenant a sync would have found, not imported yet; and a desk customer for it.
+        let holding = {
+            let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+            let mut config = tx.connection(partner).await.unwrap().unwrap().config;
+            config["tenants"] = json!([{ "tenant_id": FRESH_TENANT, "name": "Fresh Ltd", "customer_id": null }]);
+            tx.update_connection_config(partner, &config).await.unwrap();
+            let (customer, _) = deskbridge_source::desk::customer_for_tenant(&mut tx, "Holding Ltd", NORTHWIND_TENANT).await.unwrap();
+            tx.commit().await.unwrap();
+            customer
+        };
+        let tenants = format!("/api/v1/connections/{}/tenants", partner.0);
+        let listed = api(&app, Method::GET, &tenants, &agent, None).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+        assert_eq!(listed.json()["tenants"][0]["name"], "Fresh Ltd");
+        assert_eq!(listed.json()["tenants"][0]["customer_id"], Value::Null);
+        let one = format!("{tenants}/{FRESH_TENANT}");
+        let refused = api(&app, Method::PATCH, &one, &agent, Some(json!({ "customer": holding.0 }))).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+        assert!(refused.message().contains("only an administrator"), "{}", refused.text);
+        let own = api(&app, Method::PATCH, &one, &agent, Some(json!({ "licence_import": "subscriptions" }))).await;
+        assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+        assert_eq!(own.json()["tenant"]["overrides"]["licence_import"], "subscriptions");
+        let unknown = api(&app, Method::PATCH, &one, &agent, Some(json!({ "colour": "blue" }))).await;
+        assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text);
+        let assigned = api(&app, Method::PATCH, &one, &admin, Some(json!({ "customer": holding.0 }))).await;
+        assert_eq!(assigned.status, StatusCode::OK, "{}", assigned.text);
+        assert_eq!(assigned.json()["tenant"]["customer_name"], "Holding Ltd");
+        let mut tx = db.store.read().await.unwrap();
+        assert_eq!(tx.customer_of_tenant(FRESH_TENANT).await.unwrap(), Some(holding));
+        tx.commit().await.unwrap();
+        // The Tenants tab: the table for both, the customer choice for the administrator only.
+        let tab = format!("/connections/{}/tenants", partner.0);
+        let for_admin = page(&app, &tab, &admin).await;
+        assert_eq!(for_admin.status, StatusCode::OK, "{}", for_admin.text);
+        assert!(for_admin.text.contains("Holding Ltd") && for_admin.text.contains("Desk customer"), "{}", for_admin.text);
+        let for_agent = page(&app, &tab, &agent).await;
+        assert_eq!(for_agent.status, StatusCode::OK, "{}", for_agent.text);
+        assert!(for_agent.text.contains("Change a tenant"), "{}", for_agent.text);
+        assert!(!for_agent.text.contains("Desk customer</label>"), "{}", for_agent.text);
+    }
+}

@@ -14,4 +14,5 @@ pub mod schedule;
 pub mod serve;
 pub mod subscriptions;
 pub mod sync;
+pub mod tenants;
 pub mod worker;

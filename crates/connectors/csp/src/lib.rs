@@ -37,6 +37,7 @@ mod manage;
 mod settings;
 mod source;
 mod subscriptions;
+mod tenant_table;
 mod tenants;
 mod write_back;
 

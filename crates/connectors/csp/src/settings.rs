@@ -32,7 +32,7 @@ const GDAP_AUTH: &[Choice] = &[
     },
 ];
 
-const LICENCE_IMPORT: &[Choice] = &[
+pub(crate) const LICENCE_IMPORT: &[Choice] = &[
     Choice {
         value: "subscribed_skus",
         label: "All subscribed SKUs (tier 2 / indirect partners must use this)",

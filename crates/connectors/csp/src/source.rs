@@ -120,6 +120,10 @@ impl Source for CspSource {
         Some(&self.writer)
     }
 
+    fn tenant_table(&self) -> Option<&dyn deskbridge_source::TenantTable> {
+        Some(&crate::tenant_table::CspTenants)
+    }
+
     fn open(&self, connection: &Connection) -> Result<Box<dyn SourceConnection>, SyncError> {
         Ok(Box::new(CspConnection {
             settings: CspSettings::of(connection)?,

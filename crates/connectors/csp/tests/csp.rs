@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod conformance;
+mod scale;
 mod scenario;
 mod subscriptions;
+mod tenants;
 mod write_back;
 
 use std::sync::Arc;

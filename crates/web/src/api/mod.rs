@@ -17,6 +17,7 @@ mod mappings;
 mod runs;
 mod schedules;
 mod subscriptions;
+mod tenants;
 mod tokens;
 
 use axum::extract::State;
@@ -47,6 +48,7 @@ pub(crate) use mappings::save_mappings;
 pub(crate) use runs::{approve, run_preview, run_request, run_view};
 pub(crate) use schedules::{ScheduleBody, add_schedule, remove_schedule, schedules_of};
 pub(crate) use subscriptions::adjust_quantity;
+pub(crate) use tenants::{change_tenant, table_of, tenants_of};
 pub(crate) use tokens::mint_token;
 
 pub fn routes() -> Router<AppState> {
@@ -106,6 +108,11 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/connections/{id}/subscriptions/{subscription}/changes",
             get(subscriptions::list_changes),
+        )
+        .route("/api/v1/connections/{id}/tenants", get(tenants::list_tenants))
+        .route(
+            "/api/v1/connections/{id}/tenants/{tenant}",
+            axum::routing::patch(tenants::set_tenant),
         )
         .route("/api/v1/connections/{id}/export", get(export::export))
         .route("/api/v1/connections/{id}/import", post(export::import))

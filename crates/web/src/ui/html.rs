@@ -298,6 +298,7 @@ pub(super) const TABS: &[(&str, &str)] = &[
     ("mappings/sites", "Site mappings"),
     ("mappings/assets", "Assets"),
     ("mappings/advanced", "Advanced mappings"),
+    ("tenants", "Tenants"),
     ("imports", "Imports"),
     ("agent", "Sync agent"),
     ("check", "Configuration check"),

@@ -23,6 +23,7 @@ mod logs;
 mod mappings;
 mod runs;
 mod settings_form;
+mod tenants;
 
 use std::collections::HashMap;
 
@@ -70,6 +71,10 @@ pub fn routes() -> Router<AppState> {
             get(mappings::mappings).post(mappings::save_mapping_section),
         )
         .route("/connections/{id}/imports", get(imports::imports))
+        .route(
+            "/connections/{id}/tenants",
+            get(tenants::tenants).post(tenants::save_tenant),
+        )
         .route("/connections/{id}/preview", post(imports::preview))
         .route(
             "/connections/{id}/runs",

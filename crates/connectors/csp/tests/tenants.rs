@@ -1,0 +1,89 @@
+//! The Tenants tab through the connector's tenant table: the tenants a sync found with their desk
+//! customers; "do not import" leaves a tenant out of the next sync (deactivating nobody); a tenant
+//! given to another desk customer moves there with that customer's catch-all site mapping, and its
+//! users follow; a tenant's licence import type overrides the connection's.
+
+use deskbridge_graph::GraphConfig;
+use deskbridge_source::{TenantCustomer, TenantUpdate};
+use deskbridge_store::{Entity, RecordScope, WriteContext};
+use deskbridge_sync::SyncOptions;
+use deskbridge_testkit::store_test;
+use serde_json::json;
+
+use crate::{add_and_authorize, clock, partner, sources};
+
+store_test! {
+    async fn tenants_are_listed_left_out_moved_and_overridden(db: &TestDb) {
+        let (emu, tenants) = partner(98, 3, 4).await;
+        let registry = sources(GraphConfig::default());
+        let connection = add_and_authorize(&db.store, &registry, &emu, "csp-tab").await;
+        let outcome = deskbridge_sync::sync(&db.store, &registry, "csp-tab", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(outcome.status, "succeeded", "{:?}", outcome.errors);
+        let table = registry.get("csp").unwrap().tenant_table().unwrap();
+        let load = || async {
+            let mut tx = db.store.read().await.unwrap();
+            let c = tx.connection(connection.id).await.unwrap().unwrap();
+            tx.commit().await.unwrap();
+            c
+        };
+        let listed = table.tenants(&db.store, &load().await).await.unwrap();
+        assert_eq!(listed.len(), 3);
+        assert!(listed.iter().all(|t| t.customer_id.is_some() && t.customer_name.is_some()), "{listed:?}");
+
+        // An unknown tenant says how tenants are found.
+        let unknown = table
+            .set_tenant(&db.store, &load().await, "00000000-0000-4000-8000-000000000000", &TenantUpdate::default())
+            .await
+            .unwrap_err();
+        assert!(unknown.to_string().contains("has no customer tenant"), "{unknown}");
+
+        // Do not import the first: the next sync leaves it out and deactivates nobody.
+        let left_out = TenantUpdate { customer: Some(TenantCustomer::DoNotImport), ..TenantUpdate::default() };
+        let entry = table.set_tenant(&db.store, &load().await, &tenants[0], &left_out).await.unwrap();
+        assert_eq!(entry.customer_id, None);
+        emu.with_world_mut(|w| w.tenants.iter_mut().find(|t| t.id == tenants[0]).unwrap().users.clear());
+        let outcome = deskbridge_sync::sync(&db.store, &registry, "csp-tab", &SyncOptions { full: true, ..SyncOptions::default() }, &clock())
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, "succeeded", "{:?}", outcome.errors);
+        assert_eq!(outcome.counts.deactivated, 0, "a tenant not imported is not read");
+
+        // Give the second tenant to another desk customer: its users move to that customer's main site.
+        let (other, main_site) = {
+            let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+            let (customer, site) = deskbridge_source::desk::customer_for_tenant(&mut tx, "Holding Ltd", "99999999-9999-4999-8999-999999999999").await.unwrap();
+            tx.commit().await.unwrap();
+            (customer, site)
+        };
+        let moved = TenantUpdate { customer: Some(TenantCustomer::Customer(other)), ..TenantUpdate::default() };
+        let entry = table.set_tenant(&db.store, &load().await, &tenants[1], &moved).await.unwrap();
+        assert_eq!(entry.customer_name.as_deref(), Some("Holding Ltd"));
+        let mut tx = db.store.read().await.unwrap();
+        assert_eq!(tx.customer_of_tenant(&tenants[1]).await.unwrap(), Some(other), "the tenant is the new customer's");
+        tx.commit().await.unwrap();
+        let outcome = deskbridge_sync::sync(&db.store, &registry, "csp-tab", &SyncOptions { full: true, ..SyncOptions::default() }, &clock())
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, "succeeded", "{:?}", outcome.errors);
+        let mut tx = db.store.read().await.unwrap();
+        let scope = RecordScope::OfConnectionTenant { connection: connection.id, tenant_id: tenants[1].clone(), external_ids: Vec::new() };
+        let users = tx.list_scoped(Entity::User, &scope, None, 100).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(users.len(), 4);
+        assert!(users.iter().all(|u| u.get("site_id") == &json!(main_site.0)), "users follow their tenant: {users:?}");
+
+        // A tenant's own licence import type, and back to the connection's.
+        let mut own = TenantUpdate::default();
+        own.overrides.insert("licence_import".into(), Some("subscriptions".into()));
+        let entry = table.set_tenant(&db.store, &load().await, &tenants[2], &own).await.unwrap();
+        assert_eq!(entry.overrides.get("licence_import").map(String::as_str), Some("subscriptions"));
+        let mut bad = TenantUpdate::default();
+        bad.overrides.insert("licence_import".into(), Some("everything".into()));
+        let error = table.set_tenant(&db.store, &load().await, &tenants[2], &bad).await.unwrap_err();
+        assert!(error.to_string().contains("is not one of"), "{error}");
+        let mut back = TenantUpdate::default();
+        back.overrides.insert("licence_import".into(), None);
+        let entry = table.set_tenant(&db.store, &load().await, &tenants[2], &back).await.unwrap();
+        assert!(entry.overrides.is_empty());
+    }
+}

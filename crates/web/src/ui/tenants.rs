@@ -1,0 +1,193 @@
+//! The Tenants tab of a many-tenant connection (CSP): each customer tenant with its desk customer
+//! (or "do not import") and licence import type, and a form to change one. Choosing a tenant's
+//! desk customer is offered to administrators only (it attaches the tenant's data to that
+//! customer); the customer list is theirs to see.
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use deskbridge_store::{DirectoryFilter, Entity};
+use serde_json::{Map, Value, json};
+
+use super::html::{Opt, Page, Section, cell, form, select};
+use super::{UiResult, field, parse_form};
+use crate::AppState;
+use crate::access::{Caller, Scope};
+use crate::api;
+
+/// What "leave it as it is" is sent as by the form's selects.
+const UNCHANGED: &str = "";
+const DO_NOT_IMPORT: &str = "none";
+const CONNECTIONS: &str = "connection";
+
+async fn tenants_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &str) -> UiResult {
+    let mut page = Page::connection(caller, scope, "tenants");
+    if !flash.is_empty() {
+        page = page.flash(flash);
+    }
+    let Ok(table) = api::table_of(state, &scope.connection) else {
+        return Ok(page
+            .section(Section::titled("Tenants").text(format!(
+                "A {} connection reads one tenant, set on its details page.",
+                scope.connection.kind
+            )))
+            .render());
+    };
+    let tenants = api::tenants_of(state, &scope.connection).await?;
+    let rows = tenants
+        .iter()
+        .map(|t| {
+            vec![
+                cell(t.name.clone()),
+                cell(t.tenant_id.clone()),
+                cell(t.customer_name.clone().unwrap_or_else(|| "Do not import".into())),
+                cell(
+                    t.overrides
+                        .get("licence_import")
+                        .cloned()
+                        .unwrap_or_else(|| "The connection's".into()),
+                ),
+            ]
+        })
+        .collect();
+    let mut listing = Section::titled("Customer tenants").table(
+        &["Tenant", "Tenant id", "Desk customer", "Licence import type"],
+        rows,
+    );
+    listing.id = "tenants".into();
+    if tenants.is_empty() {
+        listing = listing
+            .text("No customer tenant found yet: a sync (or a preview) lists the partner's customers.");
+    }
+    page = page.section(listing);
+    if scope.access == deskbridge_store::Access::Modify && !tenants.is_empty() {
+        let mut which = select("tenant", "Tenant", "", &[]);
+        which.options = tenants
+            .iter()
+            .map(|t| Opt {
+                value: t.tenant_id.clone(),
+                label: format!("{} ({})", t.name, t.tenant_id),
+            })
+            .collect();
+        let mut fields = vec![which];
+        if caller.is_admin() {
+            let mut customer = select("customer", "Desk customer", UNCHANGED, &[]);
+            customer.options = vec![
+                Opt {
+                    value: UNCHANGED.into(),
+                    label: "(leave as it is)".into(),
+                },
+                Opt {
+                    value: DO_NOT_IMPORT.into(),
+                    label: "Do not import".into(),
+                },
+            ];
+            let mut tx = state.store.read().await?;
+            let customers = tx
+                .directory_page(
+                    Entity::Customer,
+                    &DirectoryFilter {
+                        limit: 500,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            tx.commit().await?;
+            customer.options.extend(customers.iter().map(|c| Opt {
+                value: c.id.0.to_string(),
+                label: c.text("name").unwrap_or_default().to_owned(),
+            }));
+            fields.push(customer);
+        }
+        let mut import = select("licence_import", "Licence import type", UNCHANGED, &[]);
+        import.options = vec![
+            Opt {
+                value: UNCHANGED.into(),
+                label: "(leave as it is)".into(),
+            },
+            Opt {
+                value: CONNECTIONS.into(),
+                label: "The connection's".into(),
+            },
+        ];
+        for setting in table.overridable().iter().filter(|s| s.key == "licence_import") {
+            if let deskbridge_source::settings::SettingKind::Choice { options } = setting.kind {
+                import.options.extend(options.iter().map(|o| Opt {
+                    value: o.value.into(),
+                    label: o.label.into(),
+                }));
+            }
+        }
+        fields.push(import);
+        page = page.section(Section::titled("Change a tenant").form(form(
+            "change-tenant",
+            format!("/connections/{}/tenants", scope.connection.id),
+            "Save tenant",
+            fields,
+        )));
+    }
+    Ok(page.render())
+}
+
+pub(super) async fn tenants(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(scope): Extension<Scope>,
+) -> UiResult {
+    tenants_view(&state, &caller, &scope, "").await
+}
+
+pub(super) async fn save_tenant(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(scope): Extension<Scope>,
+    body: Bytes,
+) -> UiResult {
+    let f = parse_form(&body);
+    let tenant = field(&f, "tenant").trim().to_owned();
+    let mut change = Map::new();
+    match field(&f, "customer").trim() {
+        UNCHANGED => {}
+        DO_NOT_IMPORT => {
+            change.insert("customer".into(), Value::Null);
+        }
+        id => {
+            change.insert(
+                "customer".into(),
+                id.parse::<i64>().map_or_else(|_| json!(id), |n| json!(n)),
+            );
+        }
+    }
+    match field(&f, "licence_import").trim() {
+        UNCHANGED => {}
+        CONNECTIONS => {
+            change.insert("licence_import".into(), Value::Null);
+        }
+        value => {
+            change.insert("licence_import".into(), json!(value));
+        }
+    }
+    let flash = if change.is_empty() {
+        "Nothing to change: choose a desk customer or a licence import type.".to_owned()
+    } else {
+        match api::change_tenant(&state, &caller, &scope.connection, &tenant, &change).await {
+            Ok(entry) => format!(
+                "Tenant {} saved: {}, licence import {}.",
+                entry.name,
+                entry
+                    .customer_name
+                    .map_or_else(|| "not imported".to_owned(), |c| format!("imported into {c}")),
+                entry
+                    .overrides
+                    .get("licence_import")
+                    .map_or("as the connection's", String::as_str)
+            ),
+            Err(e) => format!(
+                "The tenant was not changed: {}{}",
+                e.message,
+                e.remedy.as_ref().map(|r| format!(" — {r}")).unwrap_or_default()
+            ),
+        }
+    };
+    tenants_view(&state, &caller, &scope, &flash).await
+}
