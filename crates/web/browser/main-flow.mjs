@@ -4,56 +4,7 @@
 // import and import the managed devices, read the logs.
 // A screenshot of each step goes to target/browser-output/. Usage:
 //   DESKBRIDGE_BIN=target/debug/deskbridge node crates/web/browser/main-flow.mjs
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
-
-const root = resolve(new URL("../../..", import.meta.url).pathname);
-const bin = resolve(root, process.env.DESKBRIDGE_BIN ?? "target/debug/deskbridge");
-const browserPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const out = resolve(root, process.env.BROWSER_OUTPUT ?? "target/browser-output");
-mkdirSync(out, { recursive: true });
-const dataDir = mkdtempSync(join(tmpdir(), "deskbridge-browser-"));
-const children = [];
-
-/** Starts a process of ours and resolves with the JSON object on its first stdout line. */
-function start(args) {
-  return new Promise((ok, fail) => {
-    const child = spawn(bin, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, DESKBRIDGE_DATA_DIR: dataDir, DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS: "127.0.0.1" } });
-    children.push(child);
-    child.on("error", fail);
-    child.on("exit", (code) => fail(new Error(`${args[0]} exited with ${code} before it was ready`)));
-    const lines = createInterface({ input: child.stdout });
-    lines.once("line", (line) => {
-      try { ok(JSON.parse(line)); } catch (e) { fail(new Error(`${args[0]} printed ${line}: ${e}`)); }
-    });
-  });
-}
-
-let passed = 0;
-let failed = 0;
-let shot = 0;
-async function step(page, name, body) {
-  try {
-    await body();
-    passed += 1;
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failed += 1;
-    console.log(`FAIL ${name}: ${e.stack ?? e}`);
-  } finally {
-    shot += 1;
-    const file = join(out, `${String(shot).padStart(2, "0")}-${name.replace(/[^a-z0-9]+/gi, "-").toLowerCase()}.png`);
-    await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-  }
-}
-
-function expect(cond, what) {
-  if (!cond) { throw new Error(what); }
-}
+import { expect, failSetup, finish, launch, start, step } from "./lib.mjs";
 
 const seen = [];
 async function remember(page) { seen.push(await page.content()); }
@@ -69,7 +20,7 @@ try {
   const oneTime = server.first_admin.one_time_password;
   const password = "browser test password";
 
-  browser = await chromium.launch({ executablePath: browserPath, headless: true, args: ["--no-sandbox"] });
+  browser = await launch();
   const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
   page.setDefaultTimeout(60_000);
   let connectionUrl = "";
@@ -194,13 +145,7 @@ try {
     expect(res.status() === 403, `status ${res.status()}`);
   });
 } catch (e) {
-  failed += 1;
-  console.log(`FAIL setup: ${e.stack ?? e}`);
+  failSetup(e);
 } finally {
-  if (browser) { await browser.close().catch(() => {}); }
-  for (const child of children) { child.kill("SIGTERM"); }
-  rmSync(dataDir, { recursive: true, force: true });
+  await finish(browser);
 }
-console.log(`screenshots in ${out}`);
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
