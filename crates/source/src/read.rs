@@ -57,6 +57,9 @@ pub struct ReadRequest<'a> {
     /// Only this partition (tenant), when the run imports one customer's tenant; the pipeline
     /// has checked that it is one of the connection's.
     pub tenant: Option<&'a str>,
+    /// Partitions (lower-cased tenant ids) not to read: another connection already reads them
+    /// (the pipeline has warned). A source reads none of these.
+    pub skip: &'a BTreeSet<String>,
     /// Ignore stored cursors and read everything.
     pub full: bool,
     /// The run's validated mappings: what the rules read (properties, groups), so a source asks

@@ -1,9 +1,10 @@
 //! Which source serves which connection kind. The binary builds the registry once, with every
 //! connector it ships; the pipeline, the agent and the web reach connectors only through it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use deskbridge_store::Connection;
+use deskbridge_store::{Connection, Store};
 
 use crate::settings::EndpointPolicy;
 use crate::{Source, SyncError};
@@ -69,6 +70,95 @@ impl SourceRegistry {
                 name: connection.name.clone(),
                 kind: connection.kind.clone(),
             })
+    }
+
+    /// The tenants of `connection` that an earlier connection (a lower id) already reads, each
+    /// with that connection's name. A tenant is read by one connection: two would import the
+    /// same people twice or take each other's records for their own. A connection that cannot be
+    /// opened reads nothing here.
+    pub async fn tenants_read_before(
+        &self,
+        store: &Store,
+        connection: &Connection,
+    ) -> Result<BTreeMap<String, String>, SyncError> {
+        let own: Vec<String> = match self.describe(connection).and_then(|s| {
+            if s.reads_tenant_directory() {
+                s.open(connection)
+            } else {
+                Err(SyncError::Internal(String::new()))
+            }
+        }) {
+            Ok(open) => open
+                .partitions()
+                .into_iter()
+                .map(|p| p.tenant_id.to_ascii_lowercase())
+                .collect(),
+            Err(_) => return Ok(BTreeMap::new()),
+        };
+        if own.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut tx = store.read().await?;
+        let mut others = tx.connections().await?;
+        tx.commit().await?;
+        // The earliest reader is named: it is the one that keeps the tenant.
+        others.sort_by_key(|o| o.id);
+        let mut taken = BTreeMap::new();
+        for other in others.iter().filter(|o| o.id < connection.id) {
+            let Ok(source) = self.describe(other) else {
+                continue;
+            };
+            if !source.reads_tenant_directory() {
+                continue;
+            }
+            let Ok(open) = source.open(other) else { continue };
+            for partition in open.partitions() {
+                let tenant = partition.tenant_id.to_ascii_lowercase();
+                if own.contains(&tenant) {
+                    taken.entry(tenant).or_insert_with(|| other.name.clone());
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Refuses a new connection of `kind` for `tenant_id` when another connection already reads
+    /// that tenant's directory (409, naming it).
+    pub async fn refuse_tenant_read_elsewhere(
+        &self,
+        store: &Store,
+        kind: &str,
+        tenant_id: &str,
+    ) -> Result<(), SyncError> {
+        if !self.get(kind).is_some_and(|s| s.reads_tenant_directory()) {
+            return Ok(());
+        }
+        let mut tx = store.read().await?;
+        let mut others = tx.connections().await?;
+        tx.commit().await?;
+        others.sort_by_key(|o| o.id);
+        for other in &others {
+            let Ok(source) = self.describe(other) else {
+                continue;
+            };
+            if !source.reads_tenant_directory() {
+                continue;
+            }
+            let Ok(open) = source.open(other) else { continue };
+            if open
+                .partitions()
+                .iter()
+                .any(|p| p.tenant_id.eq_ignore_ascii_case(tenant_id))
+            {
+                return Err(SyncError::Conflict(format!(
+                    "the tenant {tenant_id} is already read by connection {:?}: a tenant is read by one \
+                     connection, so that no one is imported twice; change that connection instead, or remove it \
+                     first",
+                    other.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The sources, in registration order.

@@ -124,6 +124,12 @@ pub trait Source: Send + Sync {
     fn subscription_writer(&self) -> Option<&dyn SubscriptionWriter> {
         None
     }
+    /// Whether what this kind reads of a tenant is the tenant's directory, which one connection
+    /// reads (Entra, CSP: two would import the same people twice); `false` for kinds whose
+    /// partitions several connections share (several Dynamics organisations of one tenant).
+    fn reads_tenant_directory(&self) -> bool {
+        true
+    }
     /// The table of customer tenants administrators manage, for kinds with many (CSP).
     fn tenant_table(&self) -> Option<&dyn TenantTable> {
         None

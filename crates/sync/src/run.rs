@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use std::time::Instant;
 
-use deskbridge_core::{RunId, SharedClock};
+use deskbridge_core::{ErrorCode, RunId, SharedClock};
 use deskbridge_mapping::{Change, Counts, ReadMode, RunPlanner};
 use deskbridge_source::desk::validated_with_devices;
 use deskbridge_source::{
-    FanOut, MemoryRequests, ReadRequest, RequestRecord, RequestSink, SourceConnection, SourceContext,
-    SourceRegistry, StoredCursors, SyncEntity,
+    FanOut, MemoryRequests, ReadEvent, ReadRequest, RequestRecord, RequestSink, SourceConnection,
+    SourceContext, SourceRegistry, StoredCursors, SyncEntity,
 };
 use deskbridge_store::{
     Connection, IntegrationError, OutboundEntry, RunCounts, RunStatus, Store, WriteContext,
@@ -311,6 +311,23 @@ pub(crate) async fn sync_with(
     let targets = deskbridge_source::desk::check_target_customers(&mut tx, mapping, &customers).await;
     tx.commit().await?;
     targets?;
+    // A tenant is read by one connection, the one that read it first: a second would import the
+    // same people again or take the first one's records for its own.
+    let taken = sources.tenants_read_before(store, &connection).await?;
+    let read_elsewhere =
+        |p: &deskbridge_source::Partition| taken.contains_key(&p.tenant_id.to_ascii_lowercase());
+    if !partitions.is_empty() && partitions.iter().all(read_elsewhere) {
+        let (tenant, other) = taken
+            .iter()
+            .next()
+            .map_or(("", ""), |(t, o)| (t.as_str(), o.as_str()));
+        return Err(SyncError::Conflict(format!(
+            "tenant {tenant} is already read by connection {other:?}: a tenant is read by one connection, so that \
+             no one is imported twice; remove one of the two connections (or, for a CSP connection, set the \
+             tenant to \"do not import\")"
+        )));
+    }
+    let skip: BTreeSet<String> = taken.keys().cloned().collect();
     let held_run = held_run_to_approve(store, &connection, options).await?;
     let run = start_run(store, &connection, options).await?;
     let requests = Arc::new(MemoryRequests::default());
@@ -356,10 +373,26 @@ pub(crate) async fn sync_with(
         planner,
     );
     steps.notes = source.read_notes(&config);
+    for (tenant, other) in &taken {
+        steps.take(ReadEvent::Warning(IntegrationError {
+            tenant_id: Some(tenant.clone()),
+            entity: Some("tenant".into()),
+            external_id: Some(tenant.clone()),
+            code: ErrorCode::Conflict.as_str().into(),
+            message: format!("tenant {tenant} was not read: connection {other:?} already reads it"),
+            remedy: Some(
+                "A tenant is read by one connection. Set it to \"do not import\" on this connection's Tenants tab, \
+                 or remove the other connection."
+                    .into(),
+            ),
+        }))
+        .await?;
+    }
     let cursors = stored_cursors(store, &connection).await?;
     let request = ReadRequest {
         entity: options.entity,
         tenant: options.tenant.as_deref(),
+        skip: &skip,
         full: options.full,
         config: &config,
         cursors: &cursors,

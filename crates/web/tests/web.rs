@@ -388,8 +388,9 @@ store_test! {
         assert_eq!(existing.status, StatusCode::FORBIDDEN, "{}", existing.text);
         assert!(existing.text.contains("only an administrator may add a connection to an existing customer"), "{}", existing.text);
         let owned = api(&fx.app, Method::POST, "/api/v1/connections", Some(&creator_token), Some(new(&summary.tenants[0].id, "Created Ltd"))).await;
+        // (It is also read by the connection "own": a tenant is read by one connection.)
         assert_eq!(owned.status, StatusCode::CONFLICT, "{}", owned.text);
-        assert!(owned.text.contains("already belongs to the desk customer"), "{}", owned.text);
+        assert!(owned.text.contains("already read by connection \\\"own\\\""), "{}", owned.text);
         let created = api(&fx.app, Method::POST, "/api/v1/connections", Some(&creator_token), Some(new(&summary.tenants[1].id, "Created Ltd"))).await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
         assert_eq!(created.json()["access"], "modify");
@@ -553,7 +554,7 @@ store_test! {
         let summary = fx.emu.summary();
         // Through the UI form, as an administrator would.
         let created = page(&fx.app, Method::POST, "/connections", Some(&admin), &[
-            ("name", "ui-made"), ("tenant_id", &summary.tenants[0].id), ("client_id", &client_id),
+            ("name", "ui-made"), ("tenant_id", &summary.tenants[1].id), ("client_id", &client_id),
             ("client_secret", &secret), ("authority_host", &summary.authority_host), ("graph_url", &summary.graph_url),
             ("customer", "Contoso"),
         ]).await;
@@ -572,10 +573,11 @@ store_test! {
         assert!(unchanged.text.contains("client_secret"), "{}", unchanged.text);
         // A failing create echoes the form back, but not the secret.
         let failed = page(&fx.app, Method::POST, "/connections", Some(&admin), &[
-            ("name", "ui-made"), ("tenant_id", &summary.tenants[0].id), ("client_id", &client_id),
+            ("name", "ui-made"), ("tenant_id", &summary.tenants[1].id), ("client_id", &client_id),
             ("client_secret", "echo-me-not-0987654321"), ("customer", "Contoso"),
         ]).await;
-        assert!(failed.text.contains("already exists") && !failed.text.contains("echo-me-not"), "{}", failed.text);
+        // (Refused as its tenant is read by the first "ui-made" already.)
+        assert!(failed.text.contains("already read by connection") && !failed.text.contains("echo-me-not"), "{}", failed.text);
         let invalid = page(&fx.app, Method::POST, "/connections", Some(&admin), &[
             ("name", "ui-invalid"), ("tenant_id", "t"), ("client_id", "c"), ("client_secret", "echo-me-not-0987654321"),
         ]).await;
@@ -759,7 +761,7 @@ store_test! {
         let (client_id, secret) = app_secret(&fx.emu);
         let summary = fx.emu.summary();
         let created = api(&fx.app, Method::POST, "/api/v1/connections", Some(&admin.token), Some(json!({
-            "name": "delegated", "tenant_id": summary.tenants[0].id, "client_id": client_id, "client_secret": secret,
+            "name": "delegated", "tenant_id": summary.tenants[1].id, "client_id": client_id, "client_secret": secret,
             "auth": "delegated", "authority_host": summary.authority_host, "graph_url": summary.graph_url, "customer": "Contoso",
         }))).await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
@@ -881,17 +883,24 @@ store_test! {
         let listed = api(&fx.app, Method::GET, "/api/v1/connections", Some(&admin.token), None).await;
         assert!(!listed.text.contains("\"bad\""), "a refused connection was created: {}", listed.text);
 
-        // A tenant another customer owns is a clear refusal, not a database error.
+        // A tenant another connection reads (of another customer, or of the same) is a clear
+        // refusal, not a database error.
         let owned = api(&fx.app, Method::POST, "/api/v1/connections", Some(&admin.token), Some(json!({
             "name": "elsewhere", "tenant_id": summary.tenants[0].id, "client_id": client_id,
             "client_secret": secret, "customer": "Fabrikam",
         }))).await;
         assert_eq!(owned.status, StatusCode::CONFLICT, "{}", owned.text);
-        assert!(owned.text.contains("already belongs to the desk customer \\\"Contoso\\\""), "{}", owned.text);
+        assert!(owned.text.contains("is already read by connection \\\"own\\\""), "{}", owned.text);
+        let twice = api(&fx.app, Method::POST, "/api/v1/connections", Some(&admin.token), Some(json!({
+            "name": "twice", "tenant_id": summary.tenants[0].id, "client_id": client_id,
+            "client_secret": secret, "customer": "Contoso",
+        }))).await;
+        assert_eq!(twice.status, StatusCode::CONFLICT, "{}", twice.text);
+        assert!(twice.text.contains("a tenant is read by one connection"), "{}", twice.text);
 
         // A delegated connection keeps signing in when its app's secret is replaced.
         let created = api(&fx.app, Method::POST, "/api/v1/connections", Some(&admin.token), Some(json!({
-            "name": "delegated", "tenant_id": summary.tenants[0].id, "client_id": client_id, "customer": "Contoso",
+            "name": "delegated", "tenant_id": summary.tenants[1].id, "client_id": client_id, "customer": "Contoso",
             "auth": "delegated", "authority_host": summary.authority_host, "graph_url": summary.graph_url,
         }))).await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);

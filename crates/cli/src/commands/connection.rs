@@ -314,6 +314,9 @@ async fn add(store: &Store, registry: &SourceRegistry, args: EntraArgs) -> anyho
         Purpose::Create,
         registry.endpoint_policy(),
     )?;
+    registry
+        .refuse_tenant_read_elsewhere(store, "entra", &args.tenant_id)
+        .await?;
     let connection = source
         .create(
             store,

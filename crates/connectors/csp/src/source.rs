@@ -287,10 +287,12 @@ impl CspConnection {
             let Some(customer) = stored.customer_id else {
                 continue;
             };
-            // A run for one customer tenant reads that tenant alone.
+            // A run for one customer tenant reads that tenant alone; a tenant another connection
+            // reads is not read here (the pipeline has said so).
             if request
                 .tenant
                 .is_some_and(|only| !only.eq_ignore_ascii_case(&stored.tenant_id))
+                || request.skip.contains(&stored.tenant_id.to_ascii_lowercase())
             {
                 continue;
             }

@@ -301,3 +301,40 @@ store_test! {
         }
     }
 }
+
+store_test! {
+    async fn a_tenant_another_connection_already_reads_is_left_out_with_a_warning(db: &TestDb) {
+        use deskbridge_connector_entra::{EntraSource, NewCredential, NewEntraConnection, add_entra_connection};
+        let (emu, tenants) = partner(99, 2, 3).await;
+        let registry = sources(GraphConfig::default()).with(std::sync::Arc::new(EntraSource::new(GraphConfig::default())));
+        let summary = emu.summary();
+        let gdap = summary.apps.iter().find(|a| a.kind == "gdap_multi_tenant").unwrap().clone();
+        let entra = |name: &str| NewEntraConnection {
+            name: name.into(),
+            tenant_id: tenants[0].clone(),
+            client_id: gdap.client_id.clone(),
+            credential: NewCredential::ClientSecret { value: gdap.client_secret.clone().unwrap(), expires_at: None },
+            authority_host: Some(summary.authority_host.clone()),
+            graph_url: Some(summary.graph_url.clone()),
+            customer: Some("First Ltd".into()),
+            enabled_instances: None,
+            last_sign_in: false,
+        };
+        add_entra_connection(&db.store, &entra("first")).await.unwrap();
+        let first = deskbridge_sync::sync(&db.store, &registry, "first", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(first.status, "succeeded", "{:?}", first.errors);
+        // The CSP connection finds both tenants; the one "first" reads is left out, the other imports.
+        let connection = add_and_authorize(&db.store, &registry, &emu, "csp-both").await;
+        let outcome = deskbridge_sync::sync(&db.store, &registry, "csp-both", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(outcome.status, "partial", "{:?}", outcome.errors);
+        let warned: Vec<_> = outcome.errors.iter().filter(|e| e.tenant_id.as_deref() == Some(tenants[0].as_str())).collect();
+        assert_eq!(warned.len(), 1, "{:?}", outcome.errors);
+        assert!(warned[0].message.contains("connection \"first\" already reads it"), "{:?}", warned[0]);
+        assert_eq!(imported(&db.store, connection.id, &tenants[1]).await.len(), 3);
+        assert!(imported(&db.store, connection.id, &tenants[0]).await.is_empty(), "nothing taken over from \"first\"");
+        // A second Entra connection on the same tenant is refused before it reads anything.
+        add_entra_connection(&db.store, &entra("second")).await.unwrap();
+        let error = deskbridge_sync::sync(&db.store, &registry, "second", &SyncOptions::default(), &clock()).await.unwrap_err();
+        assert!(error.to_string().contains("is already read by connection \"first\""), "{error}");
+    }
+}

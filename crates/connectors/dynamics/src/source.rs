@@ -74,6 +74,12 @@ impl Source for DynamicsSource {
     }
 
     /// Contacts today; accounts and custom tables are the next slice.
+    /// An organisation's rows, not its tenant's directory: several organisations (connections)
+    /// of one tenant are usual.
+    fn reads_tenant_directory(&self) -> bool {
+        false
+    }
+
     fn entities(&self) -> &'static [&'static str] {
         &["contacts"]
     }

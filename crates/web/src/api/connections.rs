@@ -180,6 +180,12 @@ pub(crate) async fn create(
             ));
         }
     }
+    if let Some(tenant) = settings.text("tenant_id") {
+        state
+            .sources
+            .refuse_tenant_read_elsewhere(&state.store, source.kind(), tenant)
+            .await?;
+    }
     let connection = source
         .create(
             &state.store,
