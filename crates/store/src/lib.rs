@@ -27,6 +27,7 @@ pub mod schema;
 mod secrets;
 mod sync_state;
 mod time;
+mod webhooks;
 
 pub use accounts::{
     Access, Account, ApiToken, DirectoryFilter, Grant, LogFilter, LogKind, NewAccount, Role, Session,

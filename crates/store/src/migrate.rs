@@ -71,6 +71,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_subscription_terms.sql"),
         postgres: include_str!("../migrations/postgres/0009_subscription_terms.sql"),
     },
+    Migration {
+        version: 10,
+        name: "webhook_deliveries",
+        sqlite: include_str!("../migrations/sqlite/0010_webhook_deliveries.sql"),
+        postgres: include_str!("../migrations/postgres/0010_webhook_deliveries.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].
