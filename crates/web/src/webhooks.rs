@@ -213,8 +213,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
     ];
     let customer = customer_of(&event);
     let mut tx = state.store.begin(WriteContext::manual()).await?;
-    let forget_before = now.saturating_sub(webhooks.memory()).unwrap_or(now);
-    if !tx.record_webhook_delivery(&keys, forget_before).await? {
+    if !tx.record_webhook_delivery(&keys, webhooks.memory()).await? {
         return Err(
             ApiError::conflict("this delivery was already received; it is acted on once")
                 .with_remedy("Nothing to do: the first delivery was accepted."),
