@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use deskbridge_connectors::csp;
+use deskbridge_core::HasErrorCode as _;
 use deskbridge_core::{SharedClock, SystemClock};
-use deskbridge_source::SourceContext;
+use deskbridge_source::{SourceContext, SyncError};
 use serde_json::json;
 
+use crate::error::CliError;
 use crate::output::{outln, print_json};
 use crate::settings::GlobalArgs;
 
@@ -73,10 +75,21 @@ pub async fn run(global: &GlobalArgs, command: CspCommand) -> anyhow::Result<()>
     result
 }
 
+/// The failure with what to do about it (a run records the remedy apart; here it is the message).
+fn with_remedy(e: SyncError) -> CliError {
+    let message = match e.remedy() {
+        Some(remedy) if !remedy.is_empty() => format!("{e}. {remedy}"),
+        _ => e.to_string(),
+    };
+    CliError::new(e.error_code(), message)
+}
+
 async fn webhook(cx: &SourceContext, command: WebhookCommand) -> anyhow::Result<()> {
     match command {
         WebhookCommand::Register { which, url } => {
-            let registered = csp::register_webhook(cx, &which.connection, &url).await?;
+            let registered = csp::register_webhook(cx, &which.connection, &url)
+                .await
+                .map_err(with_remedy)?;
             if which.json {
                 return print_json(&registered);
             }
@@ -88,7 +101,9 @@ async fn webhook(cx: &SourceContext, command: WebhookCommand) -> anyhow::Result<
             );
         }
         WebhookCommand::Status { which } => {
-            let status = csp::webhook_status(cx, &which.connection).await?;
+            let status = csp::webhook_status(cx, &which.connection)
+                .await
+                .map_err(with_remedy)?;
             if which.json {
                 return print_json(&json!({
                     "registration": status.registration,
@@ -113,7 +128,9 @@ async fn webhook(cx: &SourceContext, command: WebhookCommand) -> anyhow::Result<
             );
         }
         WebhookCommand::Unregister { which } => {
-            let removed = csp::unregister_webhook(cx, &which.connection).await?;
+            let removed = csp::unregister_webhook(cx, &which.connection)
+                .await
+                .map_err(with_remedy)?;
             if which.json {
                 return print_json(&json!({ "removed": removed }));
             }
@@ -127,8 +144,9 @@ async fn webhook(cx: &SourceContext, command: WebhookCommand) -> anyhow::Result<
             );
         }
         WebhookCommand::SendTest { which, wait } => {
-            let (id, status) =
-                csp::send_test_webhook(cx, &which.connection, Duration::from_secs(wait)).await?;
+            let (id, status) = csp::send_test_webhook(cx, &which.connection, Duration::from_secs(wait))
+                .await
+                .map_err(with_remedy)?;
             if which.json {
                 return print_json(&json!({ "correlation_id": id, "status": status }));
             }
