@@ -222,7 +222,12 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
     let mut enqueued = 0;
     if let Some(customer) = &customer {
         for connection in tx.connections().await? {
-            if connection.kind != CSP_KIND {
+            // A connection that does not run on this instance would only fail its job.
+            let here = connection
+                .enabled_instances
+                .split(',')
+                .any(|i| i.trim() == state.sync_options.instance);
+            if connection.kind != CSP_KIND || !here {
                 continue;
             }
             let Some(tenant) = imported_tenant(&connection.config, customer) else {
