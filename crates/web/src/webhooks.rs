@@ -80,11 +80,6 @@ impl PartnerWebhooks {
         })
     }
 
-    /// The verifier (its window and hosts), for callers that adjust it.
-    pub fn verifier_mut(&mut self) -> &mut WebhookVerifier {
-        &mut self.verifier
-    }
-
     async fn certificate(&self, url: &Url, now: Timestamp) -> Result<Vec<u8>, WebhookError> {
         let cached = self
             .certificates
