@@ -1,8 +1,9 @@
 //! Partner Center webhooks end to end, on SQLite and PostgreSQL: the emulator's Partner Center
 //! with GDAP customers, a CSP connection signed in and synced, the app listening on 127.0.0.1 and
 //! registered as the partner's webhook. A genuine signed delivery enqueues one licences job for
-//! its tenant, which the worker runs; forged, stale, replayed deliveries and certificates from a
-//! host not allowed are refused without a job; an unknown customer is accepted and does nothing.
+//! its tenant, which the worker runs; forged, stale, replayed deliveries, certificates from a
+//! host not allowed or not chaining to the roots are refused without a job; an unknown customer is
+//! accepted and does nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -342,6 +343,15 @@ store_test! {
         let (status, body) = resend(stale_addr, &genuine, |_, _| {}).await;
         assert_eq!(status, 401, "{body}");
         assert!(body["error"]["message"].as_str().unwrap().contains("time window"), "{body}");
+        // Signed by a certificate that does not chain to the configured roots (another emulator's).
+        let other = Emulator::start(EmulatorConfig::new(World::generate(&GenerateOptions { seed: 2, tenants: 1, ..GenerateOptions::default() }).unwrap())).await.unwrap();
+        let mut untrusting = AppState::new(db.store.clone(), registry(), clock());
+        untrusting.partner_webhooks = Some(Arc::new(PartnerWebhooks::new(other.webhook_root_pem(), &["127.0.0.1".to_owned()], true).unwrap()));
+        let untrusting_addr = serve(untrusting, Arc::default()).await;
+        let (status, body) = resend(untrusting_addr, &genuine, |_, _| {}).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("not trusted"), "{body}");
+        other.shutdown().await;
         assert_eq!(jobs(&db.store).await.len(), jobs_before, "no refused delivery enqueued anything");
 
         // A customer no connection has: accepted, the same answer, nothing enqueued.
