@@ -37,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::connection::ConnectionCommand,
     },
+    /// CSP (Partner Center) operations outside a sync: the webhook registration.
+    Csp {
+        #[command(subcommand)]
+        command: commands::csp::CspCommand,
+    },
     /// Show or replace a connection's mapping configuration (validated before it is saved).
     Mappings {
         #[command(subcommand)]
@@ -119,6 +124,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => commands::demo::run(&cli.global, args).await,
             Command::Connection { command } => commands::connection::run(&cli.global, command).await,
+            Command::Csp { command } => commands::csp::run(&cli.global, command).await,
             Command::Sync(args) => commands::sync::run(&cli.global, args).await,
             Command::Mappings { command } => commands::mappings::run(&cli.global, command).await,
             Command::Migrate => commands::migrate::run(&cli.global).await,

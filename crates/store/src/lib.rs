@@ -28,6 +28,7 @@ mod secrets;
 mod subscription_changes;
 mod sync_state;
 mod time;
+mod webhooks;
 
 pub use accounts::{
     Access, Account, ApiToken, DirectoryFilter, Grant, LogFilter, LogKind, NewAccount, Role, Session,

@@ -72,6 +72,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0009_subscription_terms.sql"),
     },
     Migration {
+        version: 10,
+        name: "webhook_deliveries",
+        sqlite: include_str!("../migrations/sqlite/0010_webhook_deliveries.sql"),
+        postgres: include_str!("../migrations/postgres/0010_webhook_deliveries.sql"),
+    },
+    Migration {
         version: 11,
         name: "subscription_changes",
         sqlite: include_str!("../migrations/sqlite/0011_subscription_changes.sql"),

@@ -12,3 +12,4 @@ mod records;
 mod secrets;
 mod sign_in;
 mod sync_state;
+mod webhooks;

@@ -95,6 +95,14 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "meta",
         "This OpenAPI document",
     ),
+    // Partner Center cannot sign in: public here, every delivery verified by its signature.
+    api(
+        "POST",
+        "/webhooks/partner-center",
+        Need::Public,
+        "webhooks",
+        "Receive a Partner Center event (verified by its signature; 404 unless configured)",
+    ),
     api(
         "GET",
         "/api/v1/me",

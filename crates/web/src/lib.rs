@@ -9,7 +9,8 @@
 //!   requirement before any handler runs, so no handler can forget to;
 //! - password hashing (argon2id) and token minting ([`auth`]); the store keeps only hashes;
 //! - the OpenAPI 3 document, generated from the same route table;
-//! - starting and cancelling runs from the UI and API ([`runs`]).
+//! - starting and cancelling runs from the UI and API ([`runs`]);
+//! - receiving Partner Center's signed webhook deliveries ([`webhooks`]).
 //!
 //! Invariants: a secret (client secret, certificate, password, token) goes in and never comes
 //! out of any page or response; every error is `{"error": {"code", "message"}}` with a stable
@@ -22,6 +23,7 @@ mod error;
 mod openapi;
 pub mod runs;
 mod ui;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -49,6 +51,9 @@ pub struct AppState {
     /// Runs go through the sync agent's job queue (`deskbridge serve` has a worker); otherwise
     /// they run on a task of this process (an embedded router without workers, as in tests).
     pub job_queue: bool,
+    /// Partner Center webhooks (`POST /webhooks/partner-center`); `None`: not configured, the
+    /// route answers 404.
+    pub partner_webhooks: Option<Arc<webhooks::PartnerWebhooks>>,
 }
 
 impl AppState {
@@ -62,6 +67,7 @@ impl AppState {
             sync_options: deskbridge_sync::SyncOptions::default(),
             runs: Arc::new(runs::Runs::default()),
             job_queue: false,
+            partner_webhooks: None,
         }
     }
 
@@ -78,6 +84,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(ui)
+        .route("/webhooks/partner-center", axum::routing::post(webhooks::receive))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access::enforce,

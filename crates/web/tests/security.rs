@@ -473,6 +473,7 @@ fn every_registered_route_has_an_access_rule() {
     for source in [
         include_str!("../src/api/mod.rs"),
         include_str!("../src/ui/mod.rs"),
+        include_str!("../src/lib.rs"),
     ] {
         for chunk in source.split(".route(").skip(1) {
             let Some(path) = chunk.split('"').nth(1) else {

@@ -4,6 +4,7 @@ pub mod authorize;
 pub mod bench;
 pub mod check;
 pub mod connection;
+pub mod csp;
 pub mod demo;
 pub mod directory;
 pub mod keys;

@@ -43,6 +43,8 @@ pub struct ServeArgs {
     /// when a reverse proxy that writes that header is in front of deskbridge.
     #[arg(long, env = "DESKBRIDGE_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+    #[command(flatten)]
+    pub partner_webhooks: PartnerWebhookArgs,
     /// The first administrator's username, created on first start when there is no account.
     #[arg(long, default_value = "admin")]
     pub admin_username: String,
@@ -50,7 +52,70 @@ pub struct ServeArgs {
     pub worker: WorkerArgs,
 }
 
+/// Receiving Partner Center webhooks at `POST /webhooks/partner-center` (off unless the roots are
+/// given: the route then answers 404).
+#[derive(Args, Debug)]
+pub struct PartnerWebhookArgs {
+    /// A PEM file of the root certificates Partner Center's signing certificate must chain to;
+    /// turns the webhook receiver on. Microsoft's roots are not shipped with deskbridge.
+    #[arg(long, env = "DESKBRIDGE_PARTNER_WEBHOOK_ROOTS")]
+    pub partner_webhook_roots: Option<std::path::PathBuf>,
+    /// A host the signing certificate may be fetched from (`host`, or `.suffix` for a domain;
+    /// repeat, or comma separate in the variable). Default: Microsoft's domains.
+    #[arg(
+        long = "partner-webhook-certificate-host",
+        env = "DESKBRIDGE_PARTNER_WEBHOOK_CERTIFICATE_HOSTS",
+        value_delimiter = ','
+    )]
+    pub partner_webhook_certificate_hosts: Vec<String>,
+    /// Accept http:// certificate URLs (an emulator on a loopback host; never for Microsoft).
+    #[arg(long, env = "DESKBRIDGE_PARTNER_WEBHOOK_ALLOW_HTTP")]
+    pub partner_webhook_allow_http: bool,
+}
+
+impl PartnerWebhookArgs {
+    /// The receiver's configuration, or `None` when webhooks are off.
+    pub fn receiver(&self) -> anyhow::Result<Option<Arc<deskbridge_web::webhooks::PartnerWebhooks>>> {
+        let Some(path) = &self.partner_webhook_roots else {
+            if !self.partner_webhook_certificate_hosts.is_empty() || self.partner_webhook_allow_http {
+                return Err(CliError::new(
+                    ErrorCode::InvalidConfiguration,
+                    "the Partner Center webhook flags need --partner-webhook-roots FILE as well",
+                )
+                .into());
+            }
+            return Ok(None);
+        };
+        let pem = std::fs::read_to_string(path).map_err(|e| {
+            CliError::new(
+                ErrorCode::InvalidConfiguration,
+                format!(
+                    "cannot read the Partner Center webhook roots {}: {e}; give a readable PEM file",
+                    path.display()
+                ),
+            )
+        })?;
+        let receiver = deskbridge_web::webhooks::PartnerWebhooks::new(
+            &pem,
+            &self.partner_webhook_certificate_hosts,
+            self.partner_webhook_allow_http,
+        )
+        .map_err(|e| {
+            CliError::new(
+                ErrorCode::InvalidConfiguration,
+                format!(
+                    "the Partner Center webhook roots {} are not usable: {e}; give PEM certificates",
+                    path.display()
+                ),
+            )
+        })?;
+        Ok(Some(Arc::new(receiver)))
+    }
+}
+
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything starts: a bad flag stops serve with what to fix.
+    let partner_webhooks = args.partner_webhooks.receiver()?;
     let store = global.open_store().await?;
     let clock: SharedClock = Arc::new(SystemClock);
     let first = deskbridge_web::auth::ensure_first_administrator(&store, &args.admin_username)
@@ -67,6 +132,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let mut web = deskbridge_web::AppState::new(store.clone(), global.registry(), clock.clone());
     web.secure_cookies = args.secure_cookies;
     web.job_queue = true;
+    web.partner_webhooks = partner_webhooks;
     let mut ready = json!({});
     if let Some(created) = &first {
         ready["first_admin"] = json!({

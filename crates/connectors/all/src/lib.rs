@@ -16,6 +16,15 @@ pub fn registry() -> SourceRegistry {
         .with(Arc::new(deskbridge_connector_dynamics::DynamicsSource::default()))
 }
 
+/// What only the CSP connector does outside a run: its Partner Center webhook registration.
+pub mod csp {
+    pub use deskbridge_connector_csp::{
+        SUBSCRIPTION_EVENTS, WebhookStatus, register_webhook, send_test_webhook, unregister_webhook,
+        webhook_status,
+    };
+    pub use deskbridge_partner::WebhookRegistration;
+}
+
 /// What only the Dynamics 365 connector can read: its connection strings (`Key=Value;…`), which
 /// the CLI and the web import into the kind's settings.
 pub mod dynamics {

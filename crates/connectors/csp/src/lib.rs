@@ -22,9 +22,12 @@
 //!   consent);
 //! - [`CspSource`], which the binary registers.
 //!
+//! - registering the instance's Partner Center webhook receiver ([`register_webhook`] and the
+//!   rest of the `webhooks` module; the receiver itself is the web crate's).
+//!
 //! Not here yet (later slices of the CSP issue): licences, subscriptions and prices, the tenants
 //! tab (do-not-import, relationship and licence-type overrides, admin-consent flow), quantity
-//! write-back, webhooks, consumption.
+//! write-back, consumption.
 //!
 //! Invariants: no credential is sent anywhere but the connection's endpoints; a tenant that was
 //! not read completely is never reported complete (nobody is deactivated for it); Microsoft's
@@ -39,6 +42,7 @@ mod source;
 mod subscriptions;
 mod tenant_table;
 mod tenants;
+mod webhooks;
 mod write_back;
 
 pub use auth::PARTNER_CENTER_USER_IMPERSONATION;
@@ -48,6 +52,10 @@ pub use settings::{
 };
 pub use source::CspSource;
 pub use tenants::{TenantDiscovery, refresh_tenants};
+pub use webhooks::{
+    SUBSCRIPTION_EVENTS, WebhookStatus, register_webhook, send_test_webhook, unregister_webhook,
+    webhook_status,
+};
 
 /// The connection kind of CSP connections in the store.
 pub const CSP_KIND: &str = "csp";
