@@ -287,15 +287,13 @@ pub(crate) async fn sync_with(
             ),
         ));
     }
-    if options.entity == SyncEntity::Assets {
-        if mapping.assets.is_none() {
-            return Err(SyncError::BadSettings(
-                name.into(),
-                "asset import is not set up: turn it on and choose the asset type, user matching and statuses \
-                 in the connection's mappings (Assets)"
-                    .into(),
-            ));
-        }
+    if options.entity == SyncEntity::Assets && mapping.assets.is_none() {
+        return Err(SyncError::BadSettings(
+            name.into(),
+            "asset import is not set up: turn it on and choose the asset type, user matching and statuses in \
+             the connection's mappings (Assets)"
+                .into(),
+        ));
     }
     let devices = match options.entity {
         SyncEntity::Assets => source.device_properties(),

@@ -116,7 +116,7 @@ store_test! {
         let (fresh, seats) = world_subscription(&emu, |s| s.new_commerce);
         emu.with_world_mut(|w| {
             let s = w.partner_center.subscriptions.iter_mut().find(|s| s.id == fresh).unwrap();
-            s.cancellation_allowed_until_date = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(120)).ok();
+            s.cancellation_allowed_until_date = clock().now().checked_add(jiff::SignedDuration::from_hours(120)).ok();
         });
         let id = desk_id(&db.store, &fresh).await;
         let change = set_subscription_quantity(&db.store, &registry, id, seats + 2, "ann", &clock()).await.unwrap();
@@ -145,7 +145,7 @@ store_test! {
     async fn a_reduction_outside_the_new_commerce_window_is_refused_with_the_reason_and_date(db: &TestDb) {
         let registry = quick_sources();
         let (emu, _) = imported(&db.store, &registry, 92, "csp-window").await;
-        let now = jiff::Timestamp::now();
+        let now = clock().now();
         let (old, seats) = world_subscription(&emu, |s| {
             s.new_commerce && s.quantity > 1 && s.cancellation_allowed_until_date.is_some_and(|until| until < now)
         });
