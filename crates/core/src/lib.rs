@@ -3,11 +3,13 @@
 //! It owns the [`Clock`] (time is always a parameter, so tests control it), the typed
 //! identifiers of the desk's records and of sync state, and the catalogue of stable error
 //! codes ([`ErrorCode`]) that the CLI, the JSON API and the logs report, with what follows from
-//! a code (its [`ErrorKind`], HTTP status and CLI exit status). Every crate's error type
+//! a code (its [`ErrorKind`], HTTP status and CLI exit status); and CSV for exports people open
+//! in spreadsheets ([`csv`]). Every crate's error type
 //! implements [`HasErrorCode`] to map itself onto a code; a code, once published, keeps its
 //! meaning and its string.
 
 mod clock;
+pub mod csv;
 pub mod error_code;
 mod ids;
 

@@ -124,6 +124,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 capability_status: Some("Enabled".into()),
             }]),
             subscriptions: None,
+            usage: None,
         })
         .collect();
     let total = u64::from(tenants) * u64::from(per_tenant);

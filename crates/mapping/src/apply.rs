@@ -8,7 +8,7 @@ use deskbridge_core::{ConnectionId, RecordId};
 use serde_json::{Map, Value};
 
 use crate::input::{
-    DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskSubscription, RecordLocks, SourceIdentity,
+    DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskSourceRecord, RecordLocks, SourceIdentity,
 };
 use crate::plan::{Action, Change, Entity, Plan, Reference};
 
@@ -68,7 +68,7 @@ pub fn apply_to_snapshot(
     let mut next_agent = next(&mut desk.agents.iter().map(|r| r.id));
     let mut next_site = next(&mut desk.sites.iter().map(|s| s.id));
     let mut next_licence = next(&mut desk.licences.iter().map(|l| l.id));
-    let mut next_subscription = next(&mut desk.subscriptions.iter().map(|s| s.id));
+    let mut next_subscription = next(&mut desk.subscriptions.iter().chain(&desk.usage_lines).map(|s| s.id));
     // Positions of the records that existed before: updates only ever target those.
     let positions = |records: &[DeskRecord]| -> BTreeMap<RecordId, usize> {
         records
@@ -124,8 +124,13 @@ pub fn apply_to_snapshot(
                 });
                 next_licence += 1;
             }
-            (Entity::Subscription, Action::Create) => {
-                desk.subscriptions.push(DeskSubscription {
+            (entity @ (Entity::Subscription | Entity::UsageLine), Action::Create) => {
+                let records = if entity == Entity::Subscription {
+                    &mut desk.subscriptions
+                } else {
+                    &mut desk.usage_lines
+                };
+                records.push(DeskSourceRecord {
                     id: RecordId(next_subscription),
                     external_id: change.external_id.clone(),
                     fields: change
@@ -235,12 +240,13 @@ pub fn apply_to_snapshot(
                             });
                         }
                     }
-                    Entity::Subscription => {
-                        let subscription = desk
-                            .subscriptions
-                            .iter_mut()
-                            .find(|s| s.id == id)
-                            .ok_or_else(unknown)?;
+                    Entity::Subscription | Entity::UsageLine => {
+                        let records = if entity == Entity::Subscription {
+                            &mut desk.subscriptions
+                        } else {
+                            &mut desk.usage_lines
+                        };
+                        let subscription = records.iter_mut().find(|s| s.id == id).ok_or_else(unknown)?;
                         for (name, field) in &change.fields {
                             subscription.fields.insert(name.clone(), field.after.clone());
                         }

@@ -42,6 +42,9 @@ pub struct TenantRead {
     /// and those of the tenant no longer listed marked deleted. `None`: not read, nothing changes.
     #[serde(default)]
     pub subscriptions: Option<Vec<SourceSubscription>>,
+    /// The customer's usage lines, when read this run (consumption billing).
+    #[serde(default)]
+    pub usage: Option<Vec<SourceUsageLine>>,
 }
 
 /// A subscription the partner sells to the tenant's customer (CSP: one of Partner Center's
@@ -97,9 +100,41 @@ pub struct SubscriptionPrice {
     pub market: String,
 }
 
-/// A subscription on the desk that this connection imported.
+/// A customer's metered usage for a period (CSP: one Azure utilisation record of a usage-based
+/// subscription, daily), for consumption billing. Times are RFC 3339.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeskSubscription {
+pub struct SourceUsageLine {
+    /// Stable for the same usage read again (the source's record identity), lower-cased.
+    pub external_id: String,
+    /// The subscription the usage is billed under (its source id, lower-cased).
+    #[serde(default)]
+    pub subscription_external_id: Option<String>,
+    #[serde(default)]
+    pub usage_start: Option<String>,
+    #[serde(default)]
+    pub usage_end: Option<String>,
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    #[serde(default)]
+    pub resource_name: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub subcategory: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    pub quantity: f64,
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// The Azure resource the usage is of, when the source details it.
+    #[serde(default)]
+    pub resource_uri: Option<String>,
+}
+
+/// A record on the desk that is a source's own (a subscription, a usage line), as this
+/// connection imported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeskSourceRecord {
     pub id: RecordId,
     /// The source's id, lower-cased.
     pub external_id: String,
@@ -227,7 +262,11 @@ pub struct DeskSnapshot {
     /// The subscriptions this connection imported from the tenant being planned (loaded only when
     /// the tenant's subscriptions are read).
     #[serde(default)]
-    pub subscriptions: Vec<DeskSubscription>,
+    pub subscriptions: Vec<DeskSourceRecord>,
+    /// The usage lines this connection imported that the tenant's read names again (loaded only
+    /// when usage is read).
+    #[serde(default)]
+    pub usage_lines: Vec<DeskSourceRecord>,
 }
 
 /// A desk user or agent.

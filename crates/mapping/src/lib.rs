@@ -77,9 +77,9 @@ pub use engine::{
 };
 pub use followers::{DistributionGroup, FollowerError, FollowerPlan, GroupMember, followers_for_group};
 pub use input::{
-    Completeness, DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskSubscription, DeskTicket, PlanInput,
-    ReadMode, RecordLocks, Removal, RemovalReason, SourceIdentity, SourceSubscription, SourceUser,
-    SubscribedSku, SubscriptionPrice, TenantRead,
+    Completeness, DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskSourceRecord, DeskTicket, PlanInput,
+    ReadMode, RecordLocks, Removal, RemovalReason, SourceIdentity, SourceSubscription, SourceUsageLine,
+    SourceUser, SubscribedSku, SubscriptionPrice, TenantRead,
 };
 pub use plan::{
     Action, BreakerVerdict, Change, Counts, Entity, FieldChange, HeldTenant, LockedChange, Plan, PlanError,

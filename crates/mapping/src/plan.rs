@@ -65,6 +65,8 @@ pub enum Entity {
     Asset,
     /// A subscription the partner sells the customer (CSP), with its term and price.
     Subscription,
+    /// A customer's metered usage for a period (consumption billing).
+    UsageLine,
 }
 
 impl Entity {
@@ -78,6 +80,7 @@ impl Entity {
             Self::AssetType => "asset_type",
             Self::Asset => "asset",
             Self::Subscription => "subscription",
+            Self::UsageLine => "usage_line",
         }
     }
 }

@@ -143,6 +143,7 @@ fn read() -> impl Strategy<Value = TenantRead> {
                 ]
             }),
             subscriptions: None,
+            usage: None,
             mode: if delta { ReadMode::Delta } else { ReadMode::Full },
             completeness,
             removed: if delta {
@@ -335,6 +336,7 @@ fn plan_in_pages(
         deskbridge_mapping::TenantReference {
             skus: read.subscribed_skus.as_deref(),
             subscriptions: read.subscriptions.as_deref(),
+            usage: read.usage.as_deref(),
         },
         &current,
     );

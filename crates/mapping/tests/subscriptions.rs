@@ -50,8 +50,8 @@ fn changes(plan: &Plan) -> Vec<&Change> {
         .collect()
 }
 
-fn desk_subscription(id: i64, external: &str, fields: Value) -> DeskSubscription {
-    DeskSubscription {
+fn desk_subscription(id: i64, external: &str, fields: Value) -> DeskSourceRecord {
+    DeskSourceRecord {
         id: RecordId(id),
         external_id: external.into(),
         fields: serde_json::from_value::<BTreeMap<String, Value>>(fields).unwrap(),

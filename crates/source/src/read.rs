@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use deskbridge_core::RecordId;
 use deskbridge_mapping::{
-    Completeness, ReadMode, Removal, SourceDevice, SourceSubscription, SourceUser, SubscribedSku,
-    ValidatedConfig,
+    Completeness, ReadMode, Removal, SourceDevice, SourceSubscription, SourceUsageLine, SourceUser,
+    SubscribedSku, ValidatedConfig,
 };
 use deskbridge_store::IntegrationError;
 
@@ -24,10 +24,13 @@ pub enum SyncEntity {
     /// Licences and subscriptions only (CSP's "tenants and their licences" module; what a Partner
     /// Center webhook refreshes): no user is read, so nobody is deactivated.
     Licences,
+    /// Consumption billing: each customer's metered usage since the last read (CSP: Azure
+    /// utilisation of usage-based subscriptions). No user is read.
+    Consumption,
 }
 
 impl SyncEntity {
-    pub const ALL: [SyncEntity; 3] = [Self::Directory, Self::Assets, Self::Licences];
+    pub const ALL: [SyncEntity; 4] = [Self::Directory, Self::Assets, Self::Licences, Self::Consumption];
 
     /// The name schedules, jobs and the CLI use.
     pub fn as_str(self) -> &'static str {
@@ -35,6 +38,7 @@ impl SyncEntity {
             Self::Directory => "directory",
             Self::Assets => "assets",
             Self::Licences => "licences",
+            Self::Consumption => "consumption",
         }
     }
 
@@ -116,6 +120,8 @@ pub struct PartitionStart {
     /// The partition's customer's subscriptions, when read this run (CSP): planned with the
     /// licences; `None` changes no desk subscription.
     pub subscriptions: Option<Vec<SourceSubscription>>,
+    /// The partition's customer's usage lines, when read this run (consumption billing).
+    pub usage: Option<Vec<SourceUsageLine>>,
     /// Every group name of the partition, when listed (full reads): mappings naming a group that
     /// does not exist are refused.
     pub groups: Option<BTreeSet<String>>,

@@ -83,6 +83,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_subscription_changes.sql"),
         postgres: include_str!("../migrations/postgres/0011_subscription_changes.sql"),
     },
+    Migration {
+        version: 12,
+        name: "usage_lines",
+        sqlite: include_str!("../migrations/sqlite/0012_usage_lines.sql"),
+        postgres: include_str!("../migrations/postgres/0012_usage_lines.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].

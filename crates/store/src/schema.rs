@@ -20,6 +20,8 @@ pub enum Entity {
     CabRole,
     Licence,
     Subscription,
+    /// A customer's metered usage for a period (consumption billing).
+    UsageLine,
     AssetType,
     Asset,
     Ticket,
@@ -329,6 +331,29 @@ const SUBSCRIPTION: EntitySpec = EntitySpec {
     custom_fields: false,
 };
 
+const USAGE_LINE: EntitySpec = EntitySpec {
+    entity: Entity::UsageLine,
+    name: "usage_line",
+    table: "usage_lines",
+    columns: &[
+        col("customer_id", Ref(Entity::Customer)),
+        col("subscription_id", Ref(Entity::Subscription)),
+        col("tenant_id", Text),
+        col("usage_start", Timestamp),
+        col("usage_end", Timestamp),
+        col("resource_id", Text),
+        col("resource_name", Text),
+        col("category", Text),
+        col("subcategory", Text),
+        col("region", Text),
+        col("quantity", Float),
+        col("unit", Text),
+        col("resource_uri", Text),
+    ],
+    links: &[],
+    custom_fields: false,
+};
+
 const ASSET_TYPE: EntitySpec = EntitySpec {
     entity: Entity::AssetType,
     name: "asset_type",
@@ -379,7 +404,7 @@ const TICKET: EntitySpec = EntitySpec {
 };
 
 impl Entity {
-    pub const ALL: [Entity; 15] = [
+    pub const ALL: [Entity; 16] = [
         Entity::TopLevel,
         Entity::Customer,
         Entity::Site,
@@ -392,6 +417,7 @@ impl Entity {
         Entity::CabRole,
         Entity::Licence,
         Entity::Subscription,
+        Entity::UsageLine,
         Entity::AssetType,
         Entity::Asset,
         Entity::Ticket,
@@ -411,6 +437,7 @@ impl Entity {
             Entity::CabRole => &CAB_ROLE,
             Entity::Licence => &LICENCE,
             Entity::Subscription => &SUBSCRIPTION,
+            Entity::UsageLine => &USAGE_LINE,
             Entity::AssetType => &ASSET_TYPE,
             Entity::Asset => &ASSET,
             Entity::Ticket => &TICKET,

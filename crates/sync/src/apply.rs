@@ -38,6 +38,7 @@ fn store_entity(entity: PlanEntity) -> Entity {
         PlanEntity::AssetType => Entity::AssetType,
         PlanEntity::Asset => Entity::Asset,
         PlanEntity::Subscription => Entity::Subscription,
+        PlanEntity::UsageLine => Entity::UsageLine,
     }
 }
 

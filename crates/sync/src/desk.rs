@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use deskbridge_core::{ConnectionId, RecordId};
 use deskbridge_mapping::{
-    ConnectionRecord, DeskLicence, DeskLookups, DeskRecord, DeskSite, DeskSnapshot, DeskSubscription,
+    ConnectionRecord, DeskLicence, DeskLookups, DeskRecord, DeskSite, DeskSnapshot, DeskSourceRecord,
     DeskTicket, FinishLookups, MappingConfig, RecordKind, RecordLocks, SiteTarget, SourceIdentity,
 };
 use deskbridge_source::desk::{id_of, listed};
@@ -120,7 +120,7 @@ pub async fn load_subscriptions(
     tx: &mut StoreTx,
     connection: ConnectionId,
     tenant_id: &str,
-) -> Result<Vec<DeskSubscription>, SyncError> {
+) -> Result<Vec<DeskSourceRecord>, SyncError> {
     let scope = RecordScope::ImportedFromTenant {
         connection,
         tenant_id: tenant_id.to_owned(),
@@ -129,13 +129,48 @@ pub async fn load_subscriptions(
         .await?
         .into_iter()
         .filter_map(|record| {
-            Some(DeskSubscription {
+            Some(DeskSourceRecord {
                 id: record.id,
                 external_id: record.source.as_ref()?.external_id.to_lowercase(),
                 fields: record.fields.into_iter().collect(),
             })
         })
         .collect())
+}
+
+/// The usage lines `connection` imported under these external ids (lower-cased): what planning
+/// a read of usage compares with — the lines it names, not the tenant's whole history.
+pub async fn load_usage_lines(
+    tx: &mut StoreTx,
+    connection: ConnectionId,
+    external_ids: &[String],
+) -> Result<Vec<DeskSourceRecord>, SyncError> {
+    let mut out = Vec::new();
+    for chunk in external_ids.chunks(500) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let ids: Vec<RecordId> = tx
+            .ids_by_source(Entity::UsageLine, connection, &refs)
+            .await?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        out.extend(
+            listed(tx, Entity::UsageLine, Some(&RecordScope::Ids(ids)))
+                .await?
+                .into_iter()
+                .filter_map(|record| {
+                    Some(DeskSourceRecord {
+                        id: record.id,
+                        external_id: record.source.as_ref()?.external_id.to_lowercase(),
+                        fields: record.fields.into_iter().collect(),
+                    })
+                }),
+        );
+    }
+    Ok(out)
 }
 
 /// The desk users and agents a page of `connection`'s read of `tenant_id` can match or change:

@@ -280,6 +280,7 @@ pub(crate) async fn sync_with(
                 connection.kind,
                 match options.entity {
                     SyncEntity::Assets => "managed devices",
+                    SyncEntity::Consumption => "consumption (usage)",
                     SyncEntity::Licences | SyncEntity::Directory => {
                         "licences on their own (its directory runs import them)"
                     }
@@ -297,7 +298,7 @@ pub(crate) async fn sync_with(
     }
     let devices = match options.entity {
         SyncEntity::Assets => source.device_properties(),
-        SyncEntity::Directory | SyncEntity::Licences => Default::default(),
+        SyncEntity::Directory | SyncEntity::Licences | SyncEntity::Consumption => Default::default(),
     };
     let config = validated_with_devices(store, mapping, None, &properties, &devices).await?;
     // Re-checked here: a mapping changed in the database behind our back moves nobody to another
@@ -345,19 +346,18 @@ pub(crate) async fn sync_with(
         Some(_) => partitions.iter().map(|p| p.tenant_id.clone()).collect(),
         None => BTreeSet::new(),
     };
-    let planner =
-        match options.entity {
-            // A licences run plans its partitions' reference lists with the directory's planner; it
-            // reads no user, so it deactivates nobody.
-            SyncEntity::Directory | SyncEntity::Licences => StepPlanner::Directory(Box::new(
-                RunPlanner::new(&config, connection.id, approved, clock.now()),
-            )),
-            SyncEntity::Assets => {
-                let planner = deskbridge_mapping::AssetPlanner::new(&config, connection.id, clock.now())
-                    .map_err(|e| SyncError::BadSettings(name.into(), e))?;
-                StepPlanner::Assets(Box::new(AssetRun::new(planner, connection.id, mapping, approved)))
-            }
-        };
+    let planner = match options.entity {
+        // Licences and consumption runs plan their partitions' reference lists with the
+        // directory's planner; they read no user, so they deactivate nobody.
+        SyncEntity::Directory | SyncEntity::Licences | SyncEntity::Consumption => StepPlanner::Directory(
+            Box::new(RunPlanner::new(&config, connection.id, approved, clock.now())),
+        ),
+        SyncEntity::Assets => {
+            let planner = deskbridge_mapping::AssetPlanner::new(&config, connection.id, clock.now())
+                .map_err(|e| SyncError::BadSettings(name.into(), e))?;
+            StepPlanner::Assets(Box::new(AssetRun::new(planner, connection.id, mapping, approved)))
+        }
+    };
     let mut steps = Steps::new(
         StepContext {
             store,
@@ -523,6 +523,7 @@ fn run_kind(entity: SyncEntity, full: bool) -> &'static str {
     match (entity, full) {
         (SyncEntity::Assets, _) => "assets",
         (SyncEntity::Licences, _) => "licences",
+        (SyncEntity::Consumption, _) => "consumption",
         (SyncEntity::Directory, true) => "full",
         (SyncEntity::Directory, false) => "sync",
     }

@@ -154,9 +154,14 @@ impl<'r> Steps<'r> {
             None => DeskSnapshot::default(),
         };
         let mut reference = reference;
-        if start.subscriptions.is_some() {
+        // Usage lines link to their subscriptions, so those are loaded for either.
+        if start.subscriptions.is_some() || start.usage.is_some() {
             reference.subscriptions =
                 crate::desk::load_subscriptions(&mut tx, cx.connection.id, &start.tenant_id).await?;
+        }
+        if let Some(usage) = &start.usage {
+            let wanted: Vec<String> = usage.iter().map(|l| l.external_id.to_lowercase()).collect();
+            reference.usage_lines = crate::desk::load_usage_lines(&mut tx, cx.connection.id, &wanted).await?;
         }
         let active_records = tx.active_records_of(cx.connection.id, &start.tenant_id).await?;
 
@@ -170,6 +175,7 @@ impl<'r> Steps<'r> {
         let lists = TenantReference {
             skus: start.subscribed_skus.as_deref(),
             subscriptions: start.subscriptions.as_deref(),
+            usage: start.usage.as_deref(),
         };
         let plan = planner.begin_tenant(&header, lists, &reference);
         self.timings.plan_seconds += started.elapsed().as_secs_f64();

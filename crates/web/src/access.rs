@@ -196,6 +196,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     api(
         "GET",
+        "/api/v1/connections/{id}/usage.csv",
+        READ,
+        "directory",
+        "The connection's consumption (usage) lines as CSV, for a spreadsheet; ?customer= narrows",
+    ),
+    api(
+        "GET",
         "/api/v1/connections/{id}/tenants",
         READ,
         "connections",

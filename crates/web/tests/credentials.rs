@@ -464,3 +464,41 @@ store_test! {
         assert!(!for_agent.text.contains("Desk customer</label>"), "{}", for_agent.text);
     }
 }
+
+store_test! {
+    async fn a_connections_usage_exports_as_csv_to_those_who_may_read_it(db: &TestDb) {
+        let app = app(db);
+        let (_, admin) = person(db, "admin", Role::Administrator, true).await;
+        let (reader_id, reader) = person(db, "finance", Role::Agent, false).await;
+        let (_, stranger) = person(db, "stranger", Role::Agent, false).await;
+        let partner = created(&app, &admin, csp_body("Partner")).await;
+        {
+            let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+            tx.set_grant(reader_id, partner, Some(Access::Read)).await.unwrap();
+            let fields = [
+                ("resource_name".to_owned(), json!("=HYPERLINK(\"http://evil\")")),
+                ("quantity".to_owned(), json!(24.0)),
+                ("unit".to_owned(), json!("1 Hour")),
+                ("usage_start".to_owned(), json!("2026-12-01T00:00:00Z")),
+            ]
+            .into_iter()
+            .collect();
+            tx.insert(
+                deskbridge_store::Entity::UsageLine,
+                Some(&deskbridge_store::SourceKey::new(partner, "line-1")),
+                &fields,
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let path = format!("/api/v1/connections/{}/usage.csv", partner.0);
+        let csv = api(&app, Method::GET, &path, &reader, None).await;
+        assert_eq!(csv.status, StatusCode::OK, "{}", csv.text);
+        assert!(csv.text.starts_with("customer,usage_start,usage_end,resource_name"), "{}", csv.text);
+        assert!(csv.text.contains(",24.0,1 Hour,"), "{}", csv.text);
+        assert!(csv.text.contains("\"'=HYPERLINK(\"\"http://evil\"\")\""), "a formula stays text: {}", csv.text);
+        let refused = api(&app, Method::GET, &path, &stranger, None).await;
+        assert!(matches!(refused.status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND), "{}", refused.text);
+    }
+}

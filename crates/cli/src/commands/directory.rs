@@ -14,8 +14,11 @@ pub struct DirectoryArgs {
     #[arg(value_enum)]
     pub what: Listing,
     /// Print a JSON array instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "csv")]
     pub json: bool,
+    /// Print CSV (the table's columns) for a spreadsheet: finance's consumption export.
+    #[arg(long)]
+    pub csv: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -26,6 +29,8 @@ pub enum Listing {
     Agents,
     Licences,
     Subscriptions,
+    /// Consumption: each customer's metered usage, per resource and day.
+    Usage,
     Assets,
 }
 
@@ -38,6 +43,7 @@ impl Listing {
             Self::Agents => Entity::Agent,
             Self::Licences => Entity::Licence,
             Self::Subscriptions => Entity::Subscription,
+            Self::Usage => Entity::UsageLine,
             Self::Assets => Entity::Asset,
         }
     }
@@ -67,6 +73,17 @@ impl Listing {
                 "end_date",
                 "unit_price",
                 "currency",
+            ],
+            Self::Usage => &[
+                "id",
+                "customer",
+                "usage_start",
+                "resource_name",
+                "category",
+                "subcategory",
+                "region",
+                "quantity",
+                "unit",
             ],
             Self::Assets => &[
                 "id",
@@ -98,13 +115,15 @@ pub async fn run(global: &GlobalArgs, args: DirectoryArgs) -> anyhow::Result<()>
     if matches!(args.what, Listing::Assets) {
         name_asset_references(&mut tx, &mut rows).await?;
     }
-    if matches!(args.what, Listing::Subscriptions) {
+    if matches!(args.what, Listing::Subscriptions | Listing::Usage) {
         name_customers(&mut tx, &mut rows).await?;
     }
     tx.commit().await?;
     store.close().await;
     if args.json {
         crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if args.csv {
+        crate::output::out!("{}", deskbridge_core::csv::to_csv(args.what.columns(), &rows));
     } else {
         crate::output::out!("{}", output::table(args.what.columns(), &rows));
     }

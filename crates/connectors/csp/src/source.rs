@@ -77,7 +77,7 @@ impl Source for CspSource {
     /// directory, with the tenant's licences and subscriptions), their devices, and the licences
     /// and subscriptions alone (what a Partner Center webhook refreshes).
     fn entities(&self) -> &'static [&'static str] {
-        &["directory", "assets", "licences"]
+        &["directory", "assets", "licences", "consumption"]
     }
 
     fn setup(&self) -> &'static str {
@@ -200,6 +200,7 @@ async fn skip_tenant(
         mode: ReadMode::Full,
         subscribed_skus: None,
         subscriptions,
+        usage: None,
         groups: None,
     }))
     .await?;
@@ -232,6 +233,7 @@ async fn licences_only(
         mode: ReadMode::Delta,
         subscribed_skus,
         subscriptions,
+        usage: None,
         groups: None,
     }))
     .await?;
@@ -257,6 +259,17 @@ impl CspConnection {
         let (found, _stored) =
             discover(cx, &self.shared, &self.connection, &self.settings, &tokens, &http).await?;
         let mut subscriptions = self.subscription_reader(cx, &tokens, &http)?;
+        let usage_partner = match (&tokens.partner, request.entity) {
+            (Ok(partner_tokens), SyncEntity::Consumption) => Some(self.shared.partner(
+                &self.connection,
+                &self.settings,
+                &http,
+                &cx.clock,
+                partner_tokens.clone(),
+                &cx.requests,
+            )?),
+            _ => None,
+        };
         for tenant_id in &found.assigned {
             let name = found
                 .readable
@@ -302,6 +315,25 @@ impl CspConnection {
                 customer,
             };
             let id = stored.tenant_id.to_ascii_lowercase();
+            // Usage comes from Partner Center alone: no GDAP access is needed to read it.
+            if let Some(partner) = &usage_partner {
+                let usage_tenant = crate::consumption::UsageTenant {
+                    tenant_id: &stored.tenant_id,
+                    name: &stored.name,
+                    customer,
+                };
+                let with_subscriptions = self.settings.licence_import_of(&stored.tenant_id).subscriptions();
+                crate::consumption::read_usage(
+                    partner,
+                    &usage_tenant,
+                    request.cursors,
+                    cx.clock.now(),
+                    with_subscriptions,
+                    out,
+                )
+                .await?;
+                continue;
+            }
             if readable.contains(id.as_str()) {
                 self.read_tenant(cx, request, &tokens, &http, &tenant, &mut subscriptions, out)
                     .await?;

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod conformance;
+mod consumption;
 mod scale;
 mod scenario;
 mod subscriptions;

@@ -236,6 +236,7 @@ impl ContactsRead<'_> {
             mode,
             subscribed_skus: None,
             subscriptions: None,
+            usage: None,
             groups: None,
         }))
         .await?;

@@ -324,6 +324,7 @@ pub async fn emit_delta(data: TenantData, out: &mut Emitter) -> Result<(), SyncE
         mode: read.mode,
         subscribed_skus: read.subscribed_skus,
         subscriptions: read.subscriptions,
+        usage: read.usage,
         groups: None,
     }))
     .await?;

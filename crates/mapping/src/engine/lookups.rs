@@ -58,6 +58,7 @@ impl DeskLookups {
             licences: desk.licences.clone(),
             tickets: Vec::new(),
             subscriptions: Vec::new(),
+            usage_lines: Vec::new(),
         }
     }
 }

@@ -47,10 +47,12 @@ mod diff;
 mod licences;
 mod lookups;
 mod matching;
+mod owned;
 mod page;
 mod removals;
 mod select;
 mod subscriptions;
+mod usage;
 mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -99,6 +101,7 @@ pub fn plan(
         let reference = TenantReference {
             skus: tenant.subscribed_skus.as_deref(),
             subscriptions: tenant.subscriptions.as_deref(),
+            usage: tenant.usage.as_deref(),
         };
         let licences = planner.begin_tenant(&header, reference, snapshot);
         parts.push((tenant.tenant_id.as_str(), licences));
@@ -149,6 +152,7 @@ enum HoldScope {
 pub struct TenantReference<'a> {
     pub skus: Option<&'a [SubscribedSku]>,
     pub subscriptions: Option<&'a [SourceSubscription]>,
+    pub usage: Option<&'a [crate::input::SourceUsageLine]>,
 }
 
 /// What the planner must know of a tenant before its users.
@@ -331,6 +335,9 @@ impl<'c> RunPlanner<'c> {
         }
         if let Some(subscriptions) = reference.subscriptions {
             page.plan_subscriptions(subscriptions);
+        }
+        if let Some(usage) = reference.usage {
+            page.plan_usage(usage);
         }
         page.into_plan(self.now)
     }

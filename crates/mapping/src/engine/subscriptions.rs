@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use super::diff::same;
+use super::owned::OwnedRecord;
 use super::page::PagePlanner;
 use crate::input::SourceSubscription;
 use crate::plan::{Action, Change, Entity, FieldChange, Plan};
@@ -47,17 +47,6 @@ fn desired(subscription: &SourceSubscription, tenant_id: &str) -> BTreeMap<Strin
     fields
 }
 
-/// Whether a desk value and a source value are the same: dates as instants (the desk keeps its
-/// own canonical form of a timestamp), anything else as [`same`] says.
-fn same_subscription_value(desk: &Value, source: &Value) -> bool {
-    if let (Value::String(a), Value::String(b)) = (desk, source)
-        && let (Ok(a), Ok(b)) = (a.parse::<jiff::Timestamp>(), b.parse::<jiff::Timestamp>())
-    {
-        return a == b;
-    }
-    same(desk, source)
-}
-
 /// A readable name for reasons: the friendly name, else the offer, else the id.
 fn label(subscription: &SourceSubscription) -> String {
     let name = subscription
@@ -75,7 +64,7 @@ impl PagePlanner<'_, '_> {
         let customer_id = self.customer_id;
         let tenant_id = self.tenant_id.clone();
         let snapshot = self.snapshot;
-        let existing: BTreeMap<String, &crate::input::DeskSubscription> = snapshot
+        let existing: BTreeMap<String, &crate::input::DeskSourceRecord> = snapshot
             .subscriptions
             .iter()
             .map(|s| (s.external_id.to_lowercase(), s))
@@ -88,54 +77,23 @@ impl PagePlanner<'_, '_> {
                 continue; // listed twice: the first copy decides
             }
             let mut wanted = desired(subscription, &tenant_id);
-            let Some(desk) = existing.get(&key) else {
-                if let Some(customer) = customer_id {
-                    wanted.insert("customer_id".into(), json!(customer.0));
-                }
-                let fields = wanted
-                    .into_iter()
-                    .filter(|(_, value)| !value.is_null())
-                    .map(|(field, after)| {
-                        let before = Value::Null;
-                        (field, FieldChange { before, after })
-                    })
-                    .collect();
-                self.push(Change {
-                    entity: Entity::Subscription,
-                    external_id: key,
-                    action: Action::Create,
-                    fields,
-                    rule: rule.clone(),
-                    reason: format!(
-                        "{} is a subscription of tenant {tenant_id} and is not on the desk yet.",
-                        label(subscription)
-                    ),
-                });
-                continue;
-            };
-            let fields: BTreeMap<String, FieldChange> = wanted
-                .into_iter()
-                .filter(|(_, after)| !after.is_null())
-                .filter_map(|(field, after)| {
-                    let before = desk.fields.get(&field).cloned().unwrap_or(Value::Null);
-                    (!same_subscription_value(&before, &after))
-                        .then_some((field, FieldChange { before, after }))
-                })
-                .collect();
-            if fields.is_empty() {
-                continue;
+            let existing = existing.get(&key).copied();
+            if existing.is_none()
+                && let Some(customer) = customer_id
+            {
+                wanted.insert("customer_id".into(), json!(customer.0));
             }
-            let external_id = key;
-            self.out()
-                .targets
-                .insert(Plan::target_key(Entity::Subscription, &external_id), desk.id);
-            self.push(Change {
+            self.plan_owned(OwnedRecord {
                 entity: Entity::Subscription,
-                external_id,
-                action: Action::Update,
-                fields,
-                rule: rule.clone(),
-                reason: format!("{} as the source lists it.", label(subscription)),
+                external_id: key,
+                wanted,
+                existing,
+                rule: &rule,
+                new_reason: format!(
+                    "{} is a subscription of tenant {tenant_id} and is not on the desk yet.",
+                    label(subscription)
+                ),
+                update_reason: format!("{} as the source lists it.", label(subscription)),
             });
         }
         for (key, desk) in existing {

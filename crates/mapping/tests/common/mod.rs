@@ -309,6 +309,7 @@ pub fn full_read(users: Vec<SourceUser>) -> TenantRead {
         removed: vec![],
         subscribed_skus: None,
         subscriptions: None,
+        usage: None,
     }
 }
 

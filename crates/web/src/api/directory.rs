@@ -24,6 +24,7 @@ pub(crate) const DIRECTORY_KINDS: &[(&str, Entity)] = &[
     ("teams", Entity::Team),
     ("licences", Entity::Licence),
     ("subscriptions", Entity::Subscription),
+    ("usage", Entity::UsageLine),
     ("assets", Entity::Asset),
 ];
 
@@ -34,7 +35,7 @@ pub(crate) fn directory_entity(kind: &str) -> ApiResult<Entity> {
         .map(|(_, e)| *e)
         .ok_or_else(|| {
             ApiError::not_found(format!(
-                "no directory listing {kind:?}: use customers, sites, users, agents, teams, licences, subscriptions or assets"
+                "no directory listing {kind:?}: use customers, sites, users, agents, teams, licences, subscriptions, usage or assets"
             ))
         })
 }
@@ -137,7 +138,7 @@ pub(crate) async fn directory_page(
     let mut items: Vec<Value> = records.iter().map(deskbridge_store::Record::to_json).collect();
     if entity == Entity::Asset {
         name_references(&mut tx, &mut items, ASSET_REFERENCES).await?;
-    } else if entity == Entity::Subscription {
+    } else if matches!(entity, Entity::Subscription | Entity::UsageLine) {
         name_references(&mut tx, &mut items, &[CUSTOMER_REFERENCE]).await?;
     }
     tx.commit().await?;
@@ -212,4 +213,68 @@ pub(super) async fn directory(
     let entity = directory_entity(&kind)?;
     let q: DirectoryQuery = parse_query(query)?;
     Ok(Json(directory_page(&state, entity, q, None).await?))
+}
+
+/// The columns of the consumption export, in a finance user's order.
+const USAGE_CSV: &[&str] = &[
+    "customer",
+    "usage_start",
+    "usage_end",
+    "resource_name",
+    "resource_id",
+    "category",
+    "subcategory",
+    "region",
+    "quantity",
+    "unit",
+    "resource_uri",
+];
+
+/// At most this many lines in one export (a bound on one request's work).
+const MAX_EXPORTED_LINES: usize = 100_000;
+
+/// The connection's consumption lines as CSV (`?customer=` narrows to one of its customers), for a
+/// spreadsheet.
+pub(super) async fn usage_csv(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    let mut q: DirectoryQuery = parse_query(query)?;
+    q.limit = Some(500);
+    let mut rows: Vec<Value> = Vec::new();
+    loop {
+        let page = directory_page(
+            &state,
+            Entity::UsageLine,
+            DirectoryQuery { q: None, ..q },
+            Some(&scope.connection),
+        )
+        .await?;
+        rows.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next_after"].as_i64() {
+            Some(next) if rows.len() < MAX_EXPORTED_LINES => q.after = Some(next),
+            _ => break,
+        }
+    }
+    let body = deskbridge_core::csv::to_csv(USAGE_CSV, &rows);
+    let file = format!(
+        "attachment; filename=\"usage-{}.csv\"",
+        scope
+            .connection
+            .name
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    );
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, file),
+        ],
+        body,
+    )
+        .into_response())
 }

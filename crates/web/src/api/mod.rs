@@ -109,6 +109,7 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/connections/{id}/subscriptions/{subscription}/changes",
             get(subscriptions::list_changes),
         )
+        .route("/api/v1/connections/{id}/usage.csv", get(directory::usage_csv))
         .route("/api/v1/connections/{id}/tenants", get(tenants::list_tenants))
         .route(
             "/api/v1/connections/{id}/tenants/{tenant}",

@@ -65,6 +65,15 @@ fn directory_columns(kind: &str) -> &'static [&'static str] {
             "consumed_units",
             "total_units",
         ],
+        "usage" => &[
+            "id",
+            "customer",
+            "usage_start",
+            "resource_name",
+            "category",
+            "quantity",
+            "unit",
+        ],
         "subscriptions" => &[
             "id",
             "customer",
@@ -168,6 +177,14 @@ async fn directory_view(
                     ("after", next.to_string()),
                 ],
             ),
+        );
+    }
+    if let Some(scope) = scope
+        && kind == "usage"
+    {
+        table = table.link(
+            "Export as CSV (for a spreadsheet)",
+            format!("/api/v1/connections/{}/usage.csv", scope.connection.id),
         );
     }
     let mut page = page.section(top).section(table);

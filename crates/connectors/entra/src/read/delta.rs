@@ -68,6 +68,7 @@ pub async fn read_delta(
                 .collect(),
             subscribed_skus,
             subscriptions: None,
+            usage: None,
         },
         rejected,
         cursors: vec![

@@ -88,6 +88,7 @@ pub async fn read_devices(
         mode: ReadMode::Full,
         subscribed_skus: None,
         subscriptions: None,
+        usage: None,
         groups: None,
     }))
     .await?;

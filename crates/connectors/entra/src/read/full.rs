@@ -212,6 +212,7 @@ pub async fn read_full(tenant: &GraphTenant, read: FullRead<'_>, out: &mut Emitt
         mode: ReadMode::Full,
         subscribed_skus: skus,
         subscriptions: read.subscriptions.map(<[_]>::to_vec),
+        usage: None,
         groups: Some(groups.into_values().collect()),
     }))
     .await?;
