@@ -19,6 +19,9 @@ pub enum Scenario {
     Baseline,
     /// 6. Scale-out: full imports drained by one `deskbridge worker`, then by several (PostgreSQL).
     ScaleOut,
+    /// 7. Latency-bound full sync through CSP: one connection, Partner Center and the partner's GDAP
+    ///    relationships, then every customer tenant's users through Graph (100 × 1,000 users).
+    CspLatency,
 }
 
 impl Scenario {
@@ -30,6 +33,7 @@ impl Scenario {
             Scenario::Memory => "memory",
             Scenario::Baseline => "baseline",
             Scenario::ScaleOut => "scale-out",
+            Scenario::CspLatency => "csp-latency",
         }
     }
 }
@@ -41,16 +45,16 @@ impl Scenario {
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     pub scenario: Scenario,
-    /// Customer tenants, one connection each (default per scenario: latency 300, cpu 50, delta 300,
-    /// baseline 1, scale-out 9).
+    /// Customer tenants, one connection each (csp-latency: one CSP connection for all) (default per
+    /// scenario: latency 300, cpu 50, delta 300, baseline 1, scale-out 9, csp-latency 100).
     #[arg(long, visible_alias = "connections")]
     pub tenants: Option<usize>,
     /// Users per tenant (default per scenario: latency 1,000, cpu 2,000, delta 100, baseline 5,000,
-    /// scale-out 300).
+    /// scale-out 300, csp-latency 1,000).
     #[arg(long)]
     pub users_per_tenant: Option<usize>,
-    /// Latency of every emulated request in ms (latency and delta scenarios: default 50; scale-out:
-    /// default 400).
+    /// Latency of every emulated request in ms (latency, csp-latency and delta scenarios: default 50;
+    /// scale-out: default 400).
     #[arg(long)]
     pub latency_ms: Option<u64>,
     /// Turn the emulator's throttle model off in the latency, delta and scale-out scenarios.
@@ -114,6 +118,8 @@ impl BenchArgs {
             (Scenario::Baseline, true) => (1, 300),
             (Scenario::ScaleOut, false) => (9, 300),
             (Scenario::ScaleOut, true) => (3, 20),
+            (Scenario::CspLatency, false) => (100, 1_000),
+            (Scenario::CspLatency, true) => (5, 50),
             (Scenario::Memory, _) => (1, 1),
         };
         (self.tenants.unwrap_or(t), self.users_per_tenant.unwrap_or(u))
@@ -184,6 +190,15 @@ mod tests {
             "2",
         ]);
         assert_eq!((args.size(), args.latency_ms(), args.workers), ((6, 50), 200, 2));
+    }
+
+    #[test]
+    fn the_csp_scenario_is_one_connection_for_many_tenants_and_small_for_ci() {
+        let full = parse(&["csp-latency"]);
+        assert_eq!((full.size(), full.latency_ms()), ((100, 1_000), 50));
+        let small = parse(&["csp-latency", "--small"]);
+        assert_eq!((small.size(), small.latency_ms()), ((5, 50), 10));
+        assert_eq!(small.scenario.name(), "csp-latency");
     }
 
     #[test]

@@ -175,6 +175,66 @@ pub fn device_import(devices_per_tenant: impl IntoIterator<Item = u64>, s: Floor
     floor_of(terms, requests, 0)
 }
 
+/// Partner Center's customers page as the CSP connector asks for it (`size=100`).
+pub const PC_CUSTOMERS_PAGE: u64 = 100;
+/// The partner tenant's GDAP relationships page as the CSP connector asks for it (`$top=300`).
+pub const GDAP_RELATIONSHIPS_PAGE: u64 = 300;
+
+/// A CSP connection's full sync and what reading its tenants one after another costs at best.
+#[derive(Debug, Clone, Serialize)]
+pub struct CspFloor {
+    pub floor: Floor,
+    /// The least time with the tenants read one after another, as the CSP connector reads them
+    /// today: discovery, then each tenant's user page chain (its subscribed SKUs beside it).
+    pub one_after_another_seconds: f64,
+}
+
+/// A CSP connection's full sync: discovery reads Partner Center's customers (⌈P/100⌉ pages) and
+/// the partner tenant's GDAP relationships (⌈G/300⌉ pages, 1 RU each), the two chains side by
+/// side; then each tenant t costs R_t = ⌈M_t/999⌉ user pages + 1 subscribedSkus and
+/// RU_t = ⌈M_t/999⌉ + 3 (the default mappings use no groups, so no group or member listing).
+/// T ≥ max(discovery chain + max_t ⌈M_t/999⌉·ℓ, ΣR·ℓ/C, ΣRU/7,500, ΣR/13,000, max_t RU_t/(Q_t/10)).
+pub fn csp_full_sync<'a>(
+    customers: u64,
+    relationships: u64,
+    tenants: impl IntoIterator<Item = &'a TenantShape>,
+    s: FloorSettings,
+) -> CspFloor {
+    let customer_pages = TenantShape::pages(customers, PC_CUSTOMERS_PAGE);
+    let relationship_pages = TenantShape::pages(relationships, GDAP_RELATIONSHIPS_PAGE);
+    let discovery = customer_pages.max(relationship_pages) as f64 * s.latency_s;
+    let (mut requests, mut units) = (customer_pages + relationship_pages, relationship_pages);
+    let (mut tenant_ru, mut longest, mut chains) = (0.0_f64, 0_u64, 0_u64);
+    for t in tenants {
+        let pages = TenantShape::pages(t.users, PAGE);
+        requests += pages + 1;
+        units += pages + 3;
+        tenant_ru = tenant_ru.max((pages + 3) as f64 / (t.ru_per_10s() / 10.0));
+        longest = longest.max(pages);
+        chains += pages;
+    }
+    let terms = BTreeMap::from([
+        ("app_resource_units".to_owned(), units as f64 / APP_RU_PER_SECOND),
+        (
+            "app_requests".to_owned(),
+            requests as f64 / APP_REQUESTS_PER_SECOND,
+        ),
+        (
+            "latency_over_app_concurrency".to_owned(),
+            requests as f64 * s.latency_s / s.app_concurrency.max(1) as f64,
+        ),
+        ("tenant_resource_units".to_owned(), tenant_ru),
+        (
+            "discovery_then_longest_users_chain".to_owned(),
+            discovery + longest as f64 * s.latency_s,
+        ),
+    ]);
+    CspFloor {
+        floor: floor_of(terms, requests, units),
+        one_after_another_seconds: discovery + chains as f64 * s.latency_s,
+    }
+}
+
 /// Changes in one tenant's round, by tracked resource.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct DeltaChanges {
@@ -261,6 +321,25 @@ mod tests {
         assert_eq!(shape(50).ru_per_10s(), 5_000.0);
         assert_eq!(shape(500).ru_per_10s(), 5_000.0);
         assert_eq!(shape(501).ru_per_10s(), 8_000.0);
+    }
+
+    #[test]
+    fn a_csp_sync_waits_for_discovery_and_reads_each_tenant_once() {
+        let tenant = TenantShape {
+            users: 1_000,
+            groups: 50,
+            members: vec![20; 50],
+        };
+        let all = vec![tenant; 100];
+        let csp = csp_full_sync(100, 100, &all, settings(0.05));
+        // 1 customers page + 1 relationships page, then 2 user pages + 1 SKU read per tenant.
+        assert_eq!(csp.floor.requests, 2 + 100 * 3);
+        assert_eq!(csp.floor.resource_units, 1 + 100 * 5);
+        // 302 requests at 50 ms over 100 in flight: 0.151 s; discovery + two pages: 0.15 s.
+        assert_eq!(csp.floor.binding, "latency_over_app_concurrency");
+        assert!((csp.floor.seconds - 0.151).abs() < 1e-9, "{}", csp.floor.seconds);
+        // One after another: discovery, then 200 user pages in a row.
+        assert!((csp.one_after_another_seconds - 0.05 * 201.0).abs() < 1e-9);
     }
 
     #[test]

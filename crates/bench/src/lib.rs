@@ -6,7 +6,8 @@
 //! - the scenarios of issue 7 ([`scenarios`]): latency-bound and CPU-bound full syncs, delta
 //!   rounds, memory on a large and on many small tenants, the Python SDK baseline, and scale-out
 //!   ([`scaleout`]: a queue of full imports drained by one `deskbridge worker` process, then by
-//!   several, each time on a fresh PostgreSQL database);
+//!   several, each time on a fresh PostgreSQL database) and the latency-bound full sync through
+//!   one CSP connection ([`csp`]);
 //! - the measurement: the emulator serves from the bench process, the sync runs as a child
 //!   `deskbridge sync --all` process, so its wall time, CPU and peak RSS (Linux `VmHWM`) are its
 //!   own and the emulator's CPU is reported beside it ([`harness`], [`procfs`]);
@@ -17,6 +18,7 @@
 
 pub mod baseline;
 pub mod cli;
+pub mod csp;
 pub mod floor;
 pub mod harness;
 pub mod procfs;

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::baseline::{self, BaselineRun};
 use crate::cli::{BenchArgs, Scenario};
+use crate::csp::CspReport;
 use crate::floor::{self, DeltaChanges, FloorSettings};
 use crate::harness::{Dataset, Db, RunReport, Served, connect_all, import_assets, run_sync, run_sync_of};
 use crate::scaleout::{self, ScaleOutReport};
@@ -46,6 +47,8 @@ pub struct Report {
     pub baseline: Option<BaselineReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale_out: Option<ScaleOutReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csp: Option<CspReport>,
     pub targets: Vec<Target>,
 }
 
@@ -71,6 +74,9 @@ impl Report {
         }
         if let Some(s) = &self.scale_out {
             out.push(s.line());
+        }
+        if let Some(c) = &self.csp {
+            out.push(c.line());
         }
         for t in &self.targets {
             out.push(format!(
@@ -129,6 +135,7 @@ pub async fn run(args: &BenchArgs, exe: &Path) -> anyhow::Result<Report> {
         runs: Vec::new(),
         baseline: None,
         scale_out: None,
+        csp: None,
         targets: Vec::new(),
     };
     match args.scenario {
@@ -138,6 +145,7 @@ pub async fn run(args: &BenchArgs, exe: &Path) -> anyhow::Result<Report> {
         Scenario::Memory => memory(args, exe, &work, &mut report).await?,
         Scenario::Baseline => baseline_scenario(args, exe, &work, &mut report).await?,
         Scenario::ScaleOut => scaleout::scale_out(args, exe, &work, &mut report).await?,
+        Scenario::CspLatency => crate::csp::csp_latency(args, exe, &work, &mut report).await?,
     }
     Ok(report)
 }

@@ -309,13 +309,83 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// The per-tenant lines of the CSP demo's summary: (users in the tenant, imported, the rest as
+/// the line accounts for them).
+fn reconciled(out: &str) -> Vec<(i64, i64, i64)> {
+    let number = |text: &str| -> i64 { text.trim().split(' ').next().unwrap().parse().unwrap() };
+    out.lines()
+        .filter(|l| l.starts_with("    ") && l.contains(" users = "))
+        .map(|l| {
+            let (head, parts) = l.split_once(" users = ").unwrap();
+            let users = number(head.rsplit_once(": ").unwrap().1);
+            let mut parts = parts.split(" + ").map(number);
+            let imported = parts.next().unwrap();
+            (users, imported, parts.sum())
+        })
+        .collect()
+}
+
 #[test]
-fn the_demo_imports_users_and_devices_and_the_directory_names_each_assets_type_user_and_site() {
+fn the_demo_connects_through_csp_and_accounts_for_every_user_of_every_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["demo", "--no-serve", "--tenants", "3", "--users-per-tenant", "30"];
+    let out = ok(&deskbridge(dir.path(), &args));
+    assert!(out.contains("CSP: Partner Center with GDAP"), "{out}");
+    assert!(out.contains("one connection (demo-csp)"), "{out}");
+    let lines = reconciled(&out);
+    assert_eq!(lines.len(), 3, "one line per customer tenant: {out}");
+    for (users, imported, rest) in &lines {
+        assert_eq!(
+            users,
+            &(imported + rest),
+            "every user is imported or said why not: {out}"
+        );
+    }
+    let imported: i64 = lines.iter().map(|l| l.1).sum();
+    assert!(imported > 0, "{out}");
+    // The sample world has a customer whose GDAP relationship is not active: said, not imported.
+    assert!(out.contains("has no active GDAP relationship"), "{out}");
+    let subscriptions: i64 = out
+        .lines()
+        .find(|l| l.contains("on the desk:"))
+        .and_then(|l| l.split(", ").find(|p| p.ends_with(" subscriptions")))
+        .and_then(|p| p.split(' ').next()?.parse().ok())
+        .unwrap();
+    assert!(subscriptions > 0, "{out}");
+    let users: serde_json::Value =
+        serde_json::from_str(&ok(&deskbridge(dir.path(), &["directory", "users", "--json"]))).unwrap();
+    assert_eq!(users.as_array().unwrap().len() as i64, imported, "{out}");
+    let assets: serde_json::Value =
+        serde_json::from_str(&ok(&deskbridge(dir.path(), &["directory", "assets", "--json"]))).unwrap();
+    assert!(!assets.as_array().unwrap().is_empty(), "{out}");
+
+    // Again on the same data directory: a new emulator (same world), the connection pointed at
+    // it and signed in again, nothing to change.
+    let again = ok(&deskbridge(dir.path(), &args));
+    assert!(
+        again.contains("created 0, updated 0, deactivated 0, errors 0"),
+        "{again}"
+    );
+    assert_eq!(reconciled(&again), lines, "{again}");
+}
+
+#[test]
+fn the_entra_only_demo_imports_users_and_devices_and_the_directory_names_each_assets_type_user_and_site() {
     let dir = tempfile::tempdir().unwrap();
     let out = ok(&deskbridge(
         dir.path(),
-        &["demo", "--no-serve", "--tenants", "2", "--users-per-tenant", "30"],
+        &[
+            "demo",
+            "--no-serve",
+            "--entra-only",
+            "--tenants",
+            "2",
+            "--users-per-tenant",
+            "30",
+        ],
     ));
+    assert!(out.contains("Entra only: one connection per tenant"), "{out}");
+    assert!(out.contains("delta import:"), "{out}");
     assert!(out.contains("device import:"), "{out}");
     assert!(out.contains("errors 0"), "{out}");
     let assets: serde_json::Value =
