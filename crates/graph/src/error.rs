@@ -135,7 +135,9 @@ impl GraphErrorClass {
     pub fn remedy(self) -> &'static str {
         match self {
             GraphErrorClass::Authentication => {
-                "Microsoft Graph refused the access token. Check the connection's tenant and credentials."
+                "Microsoft Graph refused the access token (expired, or unreadable: 'CompactToken parsing \
+                 failed'). Check the connection's tenant and credentials; a connection that signs in (delegated, \
+                 Partner Center) must be authorised again."
             }
             GraphErrorClass::PermissionDenied => {
                 "The app lacks a Graph permission for this call. Add the application permission and grant \

@@ -146,6 +146,11 @@ pub enum AuthErrorClass {
     ExpiredGrant,
     /// AADSTS50011 / 500113: the redirect URI of a sign-in is not one the app registration lists.
     RedirectUriMismatch,
+    /// AADSTS65001 / 65004: nobody (or not an administrator) consented to the permissions asked.
+    ConsentRequired,
+    /// AADSTS650057 / 650052 / 650056: the sign-in asks for a permission of an API the app
+    /// registration does not list (for CSP, often the wrong "user_impersonation").
+    PermissionNotListed,
     /// AADSTS90055 or HTTP 429.
     Throttled,
     /// HTTP 5xx from the token endpoint.
@@ -180,6 +185,8 @@ impl MicrosoftAuthError {
             Some(700_027 | 500_133 | 7_000_218 | 700_024) => AuthErrorClass::InvalidClientAssertion,
             Some(700_082 | 700_084 | 70_008) => AuthErrorClass::ExpiredGrant,
             Some(50_011 | 500_113) => AuthErrorClass::RedirectUriMismatch,
+            Some(65_001 | 65_004) => AuthErrorClass::ConsentRequired,
+            Some(650_057 | 650_052 | 650_056) => AuthErrorClass::PermissionNotListed,
             Some(90_055) => AuthErrorClass::Throttled,
             _ if self.status == 429 => AuthErrorClass::Throttled,
             _ if self.status >= 500 => AuthErrorClass::ServiceUnavailable,
@@ -231,6 +238,16 @@ impl MicrosoftAuthError {
                 "The redirect URI this sign-in used (named in Microsoft's message) is not registered on the app. \
                  Add it, exactly as written, under the app registration's Authentication > Redirect URIs (the \
                  connection's page lists the URIs to register), then sign in again."
+            }
+            (AuthErrorClass::ConsentRequired, _) => {
+                "The permissions the app asks for have not been consented to. Sign in with an administrator of \
+                 the tenant and accept them (grant admin consent), then authorise the connection again."
+            }
+            (AuthErrorClass::PermissionNotListed, _) => {
+                "The app registration does not list the permission this sign-in asks for. Under API permissions \
+                 add it from the right API — for Partner Center, search 'APIs my organisation uses' for \
+                 fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd (Microsoft Partner Center, 'Access Partner Center') and \
+                 add its delegated user_impersonation — grant admin consent, then authorise again."
             }
             (AuthErrorClass::Throttled, _) => {
                 "Too many token requests. deskbridge will retry later; no action is needed unless it persists."

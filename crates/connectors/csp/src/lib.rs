@@ -35,6 +35,8 @@
 
 mod auth;
 mod check;
+#[cfg(test)]
+mod common_errors;
 mod consumption;
 mod log;
 mod manage;
