@@ -35,6 +35,7 @@
 
 mod auth;
 mod check;
+mod consent;
 mod log;
 mod manage;
 mod settings;
