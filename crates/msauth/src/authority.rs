@@ -124,6 +124,11 @@ mod tests {
             "http://127.0.0.1:9000/login/organizations/oauth2/v2.0/authorize"
         );
         assert_eq!(emulator.as_str(), "http://127.0.0.1:9000/login");
+        assert_eq!(
+            emulator.admin_consent_endpoint("contoso.com").unwrap().as_str(),
+            "http://127.0.0.1:9000/login/contoso.com/v2.0/adminconsent"
+        );
+        assert!(emulator.admin_consent_endpoint("a/b").is_err());
     }
 
     #[test]

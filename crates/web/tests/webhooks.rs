@@ -465,6 +465,21 @@ store_test! {
         };
         assert_eq!(start(tenants[0].clone(), reader.clone()).await.status(), 403);
 
+        // The page's button sends the browser to Microsoft's admin-consent page.
+        let form = |token: &str, tenant: &str| {
+            http.post(format!("http://{addr}{tab}/consent"))
+                .header("cookie", cookie(token))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("csrf=csrf&tenant={tenant}"))
+                .send()
+        };
+        let r = form(&admin, &tenants[0]).await.unwrap();
+        assert_eq!(r.status(), 303);
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.contains(&format!("/{}/v2.0/adminconsent?", tenants[0])), "{location}");
+        assert!(location.contains("%2Fauth%2Fmicrosoft%2Fconsent"), "{location}");
+        assert_eq!(form(&reader, &tenants[0]).await.unwrap().status(), 403);
+
         // The API gives the URL, with this site's callback as the redirect.
         let r = start(tenants[0].clone(), admin.clone()).await;
         assert_eq!(r.status(), 200);
