@@ -1,6 +1,7 @@
 //! `deskbridge csp webhook register|status|send-test|unregister` against the emulator's Partner
 //! Center, with `deskbridge serve --partner-webhook-roots …` receiving the test delivery: a CSP
-//! connection added and authorised from the CLI, the binary throughout.
+//! connection added and authorised from the CLI, the binary throughout. Also `tenants consent`, a
+//! tenant's admin consent through the CLI's loopback listener.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead as _, BufReader};
@@ -211,4 +212,181 @@ async fn authorize(command: &dyn Fn(&[&str]) -> Command) {
         .await
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `deskbridge tenants consent`: a customer tenant without the GDAP app's consent, found by a
+/// sync, is consented through the printed URL (the emulator approves at once and redirects to the
+/// command's loopback listener); the command then shows the check's point for the tenant, which
+/// passes, and `tenants list` shows the grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_admin_consent_is_granted_from_the_cli_and_checked() {
+    let mut world = World::generate(&GenerateOptions {
+        seed: 23,
+        tenants: 2,
+        users_per_tenant: Some(2),
+        ..GenerateOptions::default()
+    })
+    .unwrap();
+    let partner_id = world.partner_tenant_id.clone().unwrap();
+    let customers: Vec<String> = world
+        .tenants
+        .iter()
+        .filter(|t| t.id != partner_id)
+        .map(|t| t.id.clone())
+        .collect();
+    for tenant in &mut world.tenants {
+        if tenant.id == partner_id {
+            for r in &mut tenant.gdap_relationships {
+                r.status = "active".into();
+            }
+        }
+    }
+    let emu = Emulator::start(EmulatorConfig::new(world)).await.unwrap();
+    emu.set_auto_approve(true);
+    let summary = emu.summary();
+    let app = |kind: &str| summary.apps.iter().find(|a| a.kind == kind).unwrap().clone();
+    let (partner, gdap) = (app("partner_center"), app("gdap_multi_tenant"));
+    let http = reqwest::Client::new();
+    for (i, tenant) in customers.iter().enumerate() {
+        for (path, body) in [
+            (
+                format!("/partner/gdap/{tenant}"),
+                serde_json::json!({ "status": "active" }),
+            ),
+            (
+                "/partner/consent".to_owned(),
+                serde_json::json!({ "client_id": gdap.client_id, "tenant": tenant, "consented": i != 0 }),
+            ),
+        ] {
+            let r = http
+                .put(format!("{}{path}", summary.admin_url))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let command = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_deskbridge"));
+        c.args(args)
+            .env("DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS", "127.0.0.1")
+            .env("DESKBRIDGE_DATA_DIR", dir.path())
+            .env_remove("DESKBRIDGE_DATABASE_URL")
+            .env_remove("DESKBRIDGE_SECRET_KEY")
+            .env_remove("DESKBRIDGE_KEY_FILE")
+            .env("PC_SECRET", partner.client_secret.clone().unwrap_or_default())
+            .env("GDAP_SECRET", gdap.client_secret.clone().unwrap_or_default());
+        c
+    };
+    let run = |args: &[&str]| {
+        let out = command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&[
+        "connection",
+        "add",
+        "csp",
+        "--name",
+        "c",
+        "--partner-tenant-id",
+        &partner_id,
+        "--partner-client-id",
+        &partner.client_id,
+        "--partner-client-secret-env",
+        "PC_SECRET",
+        "--gdap-client-id",
+        &gdap.client_id,
+        "--gdap-secret-env",
+        "GDAP_SECRET",
+        "--authority-host",
+        &summary.authority_host,
+        "--graph-url",
+        &summary.graph_url,
+        "--partner-center-url",
+        &summary.partner_center_url,
+        "--partner-api-url",
+        &summary.partner_api_url,
+    ]);
+    authorize(&command).await;
+    // The sync finds both tenants; the one without consent is reported, not imported.
+    let synced = command(&["sync", "--connection", "c"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&synced.stdout).contains("AADSTS7000229")
+            || String::from_utf8_lossy(&synced.stderr).contains("AADSTS7000229"),
+        "{}",
+        String::from_utf8_lossy(&synced.stdout)
+    );
+    let listed = run(&["tenants", "list", "--connection", "c"]);
+    assert!(
+        listed.contains("unknown") && !listed.contains("granted"),
+        "{listed}"
+    );
+
+    let mut child = command(&[
+        "tenants",
+        "consent",
+        "--connection",
+        "c",
+        "--tenant",
+        &customers[0],
+        "--timeout",
+        "60",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut url = String::new();
+    while let Some(line) = lines.recv().await {
+        if line.starts_with("http") {
+            url = line;
+            break;
+        }
+    }
+    assert!(
+        url.contains(&format!("/{}/v2.0/adminconsent?", customers[0])),
+        "{url}"
+    );
+    let page = reqwest::get(&url).await.unwrap();
+    assert!(page.status().is_success(), "{url}");
+    let mut rest = Vec::new();
+    while let Some(line) = lines.recv().await {
+        rest.push(line);
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let rest = rest.join("\n");
+    assert!(
+        out.status.success(),
+        "{rest}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(rest.contains("admin consent granted"), "{rest}");
+    assert!(rest.contains("pass  tenant "), "the tenant's check point: {rest}");
+    let listed = run(&["tenants", "list", "--connection", "c", "--json"]);
+    let entries: Value = serde_json::from_str(&listed).unwrap();
+    let granted: Vec<&Value> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| !t["consented_at"].is_null())
+        .collect();
+    assert_eq!(granted.len(), 1, "{listed}");
+    assert_eq!(granted[0]["tenant_id"], customers[0].as_str());
+    emu.shutdown().await;
 }

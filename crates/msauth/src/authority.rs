@@ -59,6 +59,20 @@ impl Authority {
         self.endpoint(tenant, "authorize")
     }
 
+    /// `{authority}/{tenant}/v2.0/adminconsent`: where an administrator of `tenant` grants a
+    /// multi-tenant app the application permissions it was registered with.
+    pub fn admin_consent_endpoint(&self, tenant: &str) -> Result<Url, AuthError> {
+        validate_tenant(tenant)?;
+        let mut url = self.base.clone();
+        {
+            let mut segments = url.path_segments_mut().map_err(|_| {
+                AuthError::Configuration(format!("authority {} cannot carry a path", self.base))
+            })?;
+            segments.pop_if_empty().extend([tenant, "v2.0", "adminconsent"]);
+        }
+        Ok(url)
+    }
+
     pub fn as_str(&self) -> &str {
         self.base.as_str().trim_end_matches('/')
     }
@@ -110,6 +124,11 @@ mod tests {
             "http://127.0.0.1:9000/login/organizations/oauth2/v2.0/authorize"
         );
         assert_eq!(emulator.as_str(), "http://127.0.0.1:9000/login");
+        assert_eq!(
+            emulator.admin_consent_endpoint("contoso.com").unwrap().as_str(),
+            "http://127.0.0.1:9000/login/contoso.com/v2.0/adminconsent"
+        );
+        assert!(emulator.admin_consent_endpoint("a/b").is_err());
     }
 
     #[test]

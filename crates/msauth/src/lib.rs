@@ -25,6 +25,6 @@ pub use cache::{DEFAULT_REFRESH_MARGIN, TokenCache};
 pub use client::{AccessToken, AppCredentials, TokenClient, TokenResponse};
 pub use credential::{AssertionAlgorithm, AssertionClaims, CertificateCredential, ClientCredential};
 pub use error::{AuthError, AuthErrorClass, CredentialError, MicrosoftAuthError};
-pub use pkce::{AuthorizationRequest, code_challenge};
+pub use pkce::{AuthorizationRequest, code_challenge, random_state};
 pub use provider::{AppTokenProvider, BoxFuture, DelegatedTokenProvider, RefreshTokenSink, TokenProvider};
 pub use secrecy::{ExposeSecret, SecretString};

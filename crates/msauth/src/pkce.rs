@@ -131,6 +131,12 @@ pub fn code_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
 }
 
+/// An unguessable `state` for a redirect flow without PKCE (admin consent): `prefix` followed by
+/// 24 random bytes, base64url, as [`AuthorizationRequest`]'s.
+pub fn random_state(prefix: &str) -> String {
+    format!("{prefix}{}", random_url_safe(24))
+}
+
 fn random_url_safe(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buffer);

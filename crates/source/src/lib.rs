@@ -29,6 +29,7 @@
 //! `async fn`s; the cost is one allocation per call, against reads that take network round trips.
 
 mod check;
+pub mod consent;
 mod cursors;
 pub mod desk;
 mod error;

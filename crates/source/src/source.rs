@@ -182,6 +182,10 @@ pub struct TenantEntry {
     /// This tenant's own values of the settings it may override ([`TenantTable::overridable`]);
     /// a setting left out follows the connection's.
     pub overrides: std::collections::BTreeMap<String, String>,
+    /// When an administrator of the tenant last granted the connection's app admin consent
+    /// through this service (RFC 3339); `None`: unknown here (it may have been granted
+    /// elsewhere: the configuration check says whether the app can read the tenant).
+    pub consented_at: Option<String>,
 }
 
 /// Where a tenant's records go.
@@ -216,6 +220,30 @@ pub trait TenantTable: Send + Sync {
         connection: &'a Connection,
         tenant_id: &'a str,
         update: &'a TenantUpdate,
+    ) -> BoxFuture<'a, Result<TenantEntry, SyncError>>;
+    /// Starts an admin consent for one of the connection's tenants: the URL to send an
+    /// administrator of that tenant to (the identity platform's admin-consent page for the
+    /// connection's multi-tenant app). `redirect_uri` must be registered on the app; the
+    /// `state` in the URL is unguessable and bound to the connection and the tenant (see
+    /// [`crate::consent`]).
+    fn begin_consent<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+        tenant_id: &'a str,
+        redirect_uri: &'a str,
+        clock: &'a SharedClock,
+    ) -> BoxFuture<'a, Result<String, SyncError>>;
+    /// Finishes an admin consent from the whole redirect (`…?admin_consent=True&tenant=…&state=…`
+    /// or `…?error=…&error_description=…&state=…`): records the grant on the tenant, or says why
+    /// it was refused and what to do. A redirect for another tenant than the one asked for, or
+    /// whose state is not pending here, is refused.
+    fn complete_consent<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+        redirect: &'a str,
+        clock: &'a SharedClock,
     ) -> BoxFuture<'a, Result<TenantEntry, SyncError>>;
 }
 

@@ -217,6 +217,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     api(
         "POST",
+        "/api/v1/connections/{id}/tenants/{tenant}/consent",
+        MODIFY,
+        "connections",
+        "Start a tenant's admin consent of the GDAP app: {\"url\"} to send its administrator to",
+    ),
+    api(
+        "POST",
         "/api/v1/connections/{id}/subscriptions/{subscription}/quantity",
         MODIFY,
         "subscriptions",
@@ -448,6 +455,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     page(
         "GET",
+        "/auth/microsoft/consent",
+        Need::Signed,
+        "Where Microsoft's admin consent comes back (checked against its pending state)",
+    ),
+    page(
+        "GET",
         "/connections/{id}/mappings/{section}",
         READ,
         "Field, site, asset and advanced mappings",
@@ -527,6 +540,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/connections/{id}/tenants",
         MODIFY,
         "Change a tenant: desk customer (administrators) and licence import type",
+    ),
+    page(
+        "POST",
+        "/connections/{id}/tenants/consent",
+        MODIFY,
+        "Grant a tenant's admin consent (sends the browser to Microsoft)",
     ),
     page(
         "POST",

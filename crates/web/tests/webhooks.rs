@@ -3,7 +3,9 @@
 //! registered as the partner's webhook. A genuine signed delivery enqueues one licences job for
 //! its tenant, which the worker runs; forged, stale, replayed deliveries, certificates from a
 //! host not allowed or not chaining to the roots are refused without a job; an unknown customer is
-//! accepted and does nothing.
+//! accepted and does nothing. With the same setup, a tenant's admin consent through the site: the
+//! Tenants tab's button for those who may change the connection, the API's consent URL, and the
+//! callback that records the grant only for a state pending here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -379,5 +381,163 @@ store_test! {
         let body: Value = serde_json::from_slice(&to_bytes(response.into_body(), 1 << 16).await.unwrap()).unwrap();
         assert_eq!(body["error"]["code"], "not_found");
         assert!(body["error"]["remedy"].as_str().unwrap().contains("--partner-webhook-roots"), "{body}");
+    }
+}
+
+/// An account with an API token that is also its session cookie's value.
+async fn person(store: &Store, name: &str, role: deskbridge_store::Role) -> (i64, String) {
+    use deskbridge_web::auth;
+    let token = format!("{}{}", auth::API_TOKEN_PREFIX, auth::random_token(32));
+    let mut tx = store
+        .begin(deskbridge_store::WriteContext::manual())
+        .await
+        .unwrap();
+    let account = tx
+        .create_account(&deskbridge_store::NewAccount {
+            username: name.into(),
+            display_name: name.into(),
+            password_hash: auth::hash_password("correct horse battery").unwrap(),
+            role,
+            can_configure_connections: false,
+            must_change_password: false,
+        })
+        .await
+        .unwrap();
+    let expires = store.now() + jiff::SignedDuration::from_hours(24);
+    tx.create_api_token(account.id, "script", &auth::token_hash(&token), Some(expires))
+        .await
+        .unwrap();
+    tx.create_session(account.id, &auth::token_hash(&token), "csrf", expires)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    (account.id, token)
+}
+
+store_test! {
+    async fn a_tenants_admin_consent_comes_back_to_the_sites_callback_checked_by_its_state(db: &TestDb) {
+        let (emu, tenants) = partner(151, 2).await;
+        let sources = registry();
+        let connection = connect(&db.store, &sources, &emu).await;
+        let summary = emu.summary();
+        let gdap = summary.apps.iter().find(|a| a.kind == "gdap_multi_tenant").unwrap();
+        let withdrawn = reqwest::Client::new()
+            .put(format!("{}/partner/consent", summary.admin_url))
+            .json(&json!({ "client_id": gdap.client_id, "tenant": tenants[0], "consented": false }))
+            .send()
+            .await
+            .unwrap();
+        assert!(withdrawn.status().is_success());
+        let addr = serve(state(&db.store, &emu, clock()), Seen::default()).await;
+        let (_, admin) = person(&db.store, "ada", deskbridge_store::Role::Administrator).await;
+        let (reader_id, reader) = person(&db.store, "rea", deskbridge_store::Role::Agent).await;
+        let mut tx = db.store.begin(deskbridge_store::WriteContext::manual()).await.unwrap();
+        tx.set_grant(reader_id, connection.id, Some(deskbridge_store::Access::Read)).await.unwrap();
+        tx.commit().await.unwrap();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let cookie = |token: &str| format!("{}={token}", deskbridge_web::auth::SESSION_COOKIE);
+        let page = |path: String, token: String| {
+            let http = http.clone();
+            let cookie = cookie(&token);
+            async move {
+                let r = http.get(format!("http://{addr}{path}")).header("cookie", cookie).send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            }
+        };
+        let tab = format!("/connections/{}/tenants", connection.id);
+
+        // Those who may change the connection see the button; a reader does not.
+        let (status, text) = page(tab.clone(), admin.clone()).await;
+        assert_eq!(status, 200);
+        assert!(text.contains("grant-consent") && text.contains("Unknown (run the check)"), "{text}");
+        let (status, text) = page(tab.clone(), reader.clone()).await;
+        assert_eq!(status, 200);
+        assert!(!text.contains("grant-consent"), "{text}");
+        let start = |tenant: String, token: String| {
+            let http = http.clone();
+            async move {
+                http.post(format!("http://{addr}/api/v1/connections/{}/tenants/{tenant}/consent", connection.id))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(start(tenants[0].clone(), reader.clone()).await.status(), 403);
+
+        // The page's button sends the browser to Microsoft's admin-consent page.
+        let form = |token: &str, tenant: &str| {
+            http.post(format!("http://{addr}{tab}/consent"))
+                .header("cookie", cookie(token))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("csrf=csrf&tenant={tenant}"))
+                .send()
+        };
+        let r = form(&admin, &tenants[0]).await.unwrap();
+        assert_eq!(r.status(), 303);
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.contains(&format!("/{}/v2.0/adminconsent?", tenants[0])), "{location}");
+        assert!(location.contains("%2Fauth%2Fmicrosoft%2Fconsent"), "{location}");
+        assert_eq!(form(&reader, &tenants[0]).await.unwrap().status(), 403);
+
+        // The API gives the URL, with this site's callback as the redirect.
+        let r = start(tenants[0].clone(), admin.clone()).await;
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        let url = body["url"].as_str().unwrap().to_owned();
+        assert!(url.contains(&format!("/{}/v2.0/adminconsent?", tenants[0])), "{url}");
+        assert_eq!(body["redirect_uri"], format!("http://{addr}/auth/microsoft/consent"));
+
+        // A forged state, or none, is refused and records nothing.
+        for forged in [
+            format!("?admin_consent=True&tenant={0}&state={1}.{0}.guessed", tenants[0], connection.id.0),
+            format!("?admin_consent=True&tenant={}", tenants[0]),
+        ] {
+            let (status, text) = page(format!("/auth/microsoft/consent{forged}"), admin.clone()).await;
+            assert!((400..500).contains(&status), "{status} {text}");
+        }
+        // Signed in is not enough: recording the grant needs modify on the connection.
+        let response = http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 302);
+        let back = response.headers()["location"].to_str().unwrap().to_owned();
+        let path = back.strip_prefix(&format!("http://{addr}")).unwrap().to_owned();
+        let (status, _) = page(path.clone(), reader.clone()).await;
+        assert_eq!(status, 403);
+        // The administrator's browser comes back: the grant is recorded and shown.
+        let (status, text) = page(path.clone(), admin.clone()).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("Admin consent granted in"), "{text}");
+        assert!(text.contains("Granted 20"), "{text}");
+        let (status, _) = page(path, admin.clone()).await;
+        assert!((400..500).contains(&status), "a redirect is used once");
+        let listed: Value = http
+            .get(format!("http://{addr}/api/v1/connections/{}/tenants", connection.id))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let consented: Vec<&Value> = listed["tenants"].as_array().unwrap().iter().filter(|t| !t["consented_at"].is_null()).collect();
+        assert_eq!(consented.len(), 1, "{listed}");
+        assert_eq!(consented[0]["tenant_id"], tenants[0].as_str());
+
+        // Refused at Microsoft: the Tenants tab says so with Microsoft's code and what to do.
+        let body: Value = start(tenants[1].clone(), admin.clone()).await.json().await.unwrap();
+        let state = url::Url::parse(body["url"].as_str().unwrap())
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        let (status, text) = page(
+            format!("/auth/microsoft/consent?error=access_denied&error_description=AADSTS65004%3A+User+declined&state={state}"),
+            admin.clone(),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("Admin consent was not granted") && text.contains("AADSTS65004"), "{text}");
     }
 }

@@ -8,6 +8,7 @@ pub mod csp;
 pub mod demo;
 pub mod directory;
 pub mod keys;
+pub mod loopback;
 pub mod mappings;
 pub mod migrate;
 pub mod runs;

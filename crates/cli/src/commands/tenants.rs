@@ -1,15 +1,19 @@
 //! `deskbridge tenants`: a many-tenant connection's customer tenants (CSP's Tenants tab) — which
-//! desk customer each goes to, or none, and the settings a tenant overrides.
+//! desk customer each goes to, or none, and the settings a tenant overrides; and a tenant's admin
+//! consent of the connection's multi-tenant app (`tenants consent`), through a loopback redirect.
+
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use deskbridge_core::{ErrorCode, RecordId};
+use deskbridge_core::{ErrorCode, RecordId, SharedClock, SystemClock};
 use deskbridge_source::{TenantCustomer, TenantEntry, TenantUpdate};
 use deskbridge_store::Entity;
 use serde_json::{Value, json};
 
+use super::loopback::{Finish, Loopback};
 use crate::error::CliError;
-use crate::output;
+use crate::output::{self, say};
 use crate::settings::GlobalArgs;
 
 #[derive(Subcommand, Debug)]
@@ -39,6 +43,28 @@ pub enum TenantsCommand {
         #[arg(long)]
         licence_import: Option<String>,
     },
+    /// Grant the GDAP app admin consent in one tenant: prints the URL to open as an
+    /// administrator of that tenant, waits on a loopback address for Microsoft's redirect,
+    /// records the grant, then runs the configuration check's point for the tenant. The GDAP
+    /// app needs `http://localhost/callback` (or `http://127.0.0.1/callback`) as a redirect URI.
+    Consent {
+        #[arg(long)]
+        connection: String,
+        #[arg(long)]
+        tenant: String,
+        /// Loopback address to receive the redirect on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Host name in the redirect URI: `127.0.0.1` or `localhost`, as registered on the app.
+        #[arg(long, default_value = "127.0.0.1")]
+        redirect_host: String,
+        /// Give up after this many seconds without a redirect.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// This instance's kind, for the check (a connection runs only where it is enabled).
+        #[arg(long, env = "DESKBRIDGE_INSTANCE", default_value = "production")]
+        instance: String,
+    },
 }
 
 fn row(entry: &TenantEntry) -> Value {
@@ -47,6 +73,7 @@ fn row(entry: &TenantEntry) -> Value {
         "name": entry.name,
         "customer": entry.customer_name.clone().unwrap_or_else(|| "do not import".into()),
         "licence_import": entry.overrides.get("licence_import").cloned().unwrap_or_else(|| "(connection's)".into()),
+        "admin_consent": entry.consented_at.as_ref().map_or_else(|| "unknown".to_owned(), |at| format!("granted {at}")),
     })
 }
 
@@ -77,7 +104,9 @@ pub async fn run(global: &GlobalArgs, command: TenantsCommand) -> anyhow::Result
     let sources = global.registry();
     let (name, json_out) = match &command {
         TenantsCommand::List { connection, json } => (connection.clone(), *json),
-        TenantsCommand::Set { connection, .. } => (connection.clone(), false),
+        TenantsCommand::Set { connection, .. } | TenantsCommand::Consent { connection, .. } => {
+            (connection.clone(), false)
+        }
     };
     let connection = deskbridge_sync::load_connection(&store, &name).await?;
     let source = sources.source_of(&connection)?;
@@ -91,6 +120,28 @@ pub async fn run(global: &GlobalArgs, command: TenantsCommand) -> anyhow::Result
         )
     })?;
     match command {
+        TenantsCommand::Consent {
+            tenant,
+            listen,
+            redirect_host,
+            timeout,
+            instance,
+            ..
+        } => {
+            let result = consent(
+                &store,
+                &sources,
+                &connection,
+                &tenant,
+                listen,
+                &redirect_host,
+                timeout,
+                &instance,
+            )
+            .await;
+            store.close().await;
+            return result;
+        }
         TenantsCommand::List { .. } => {
             let entries = table.tenants(&store, &connection).await?;
             store.close().await;
@@ -104,7 +155,10 @@ pub async fn run(global: &GlobalArgs, command: TenantsCommand) -> anyhow::Result
                 let rows: Vec<Value> = entries.iter().map(row).collect();
                 output::out!(
                     "{}",
-                    output::table(&["tenant_id", "name", "customer", "licence_import"], &rows)
+                    output::table(
+                        &["tenant_id", "name", "customer", "licence_import", "admin_consent"],
+                        &rows
+                    )
                 );
             }
         }
@@ -151,6 +205,120 @@ pub async fn run(global: &GlobalArgs, command: TenantsCommand) -> anyhow::Result
                     .map_or("as the connection's", String::as_str)
             );
         }
+    }
+    Ok(())
+}
+
+/// `tenants consent`: the admin consent through the loopback, then the tenant's check point.
+#[allow(clippy::too_many_arguments)]
+async fn consent(
+    store: &deskbridge_store::Store,
+    sources: &deskbridge_source::SourceRegistry,
+    connection: &deskbridge_store::Connection,
+    tenant: &str,
+    listen: std::net::SocketAddr,
+    redirect_host: &str,
+    timeout: u64,
+    instance: &str,
+) -> anyhow::Result<()> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let loopback = Loopback::bind(listen, redirect_host).await?;
+    let redirect_uri = loopback.redirect_uri.clone();
+    let table = sources
+        .source_of(connection)?
+        .tenant_table()
+        .ok_or_else(|| CliError::new(ErrorCode::InvalidInput, "the connection has no tenant table"))?;
+    let url = table
+        .begin_consent(store, connection, tenant, &redirect_uri, &clock)
+        .await?;
+    let finish: Finish = {
+        let (store, sources, connection, clock) =
+            (store.clone(), sources.clone(), connection.clone(), clock.clone());
+        Arc::new(move |redirect| {
+            let (store, sources, connection, clock) =
+                (store.clone(), sources.clone(), connection.clone(), clock.clone());
+            Box::pin(async move {
+                let source = sources.source_of(&connection)?;
+                let table = source.tenant_table().ok_or_else(|| {
+                    deskbridge_source::SyncError::Internal(
+                        "the connector no longer has a tenant table".into(),
+                    )
+                })?;
+                let entry = table
+                    .complete_consent(&store, &connection, &redirect, &clock)
+                    .await?;
+                Ok((
+                    "Admin consent granted".to_owned(),
+                    format!(
+                        "tenant {} ({}): admin consent granted {}",
+                        entry.name,
+                        entry.tenant_id,
+                        entry.consented_at.unwrap_or_default()
+                    ),
+                ))
+            })
+        })
+    };
+    say(&format!(
+        "Open this address in a browser and sign in as an administrator of tenant {tenant} (a Global \
+         Administrator or Privileged Role Administrator of that customer) to accept the GDAP app's permissions:\n\
+         {url}\nWaiting for the consent to come back to {redirect_uri} …"
+    ));
+    let text = loopback.wait(timeout, "admin consent", finish).await?;
+    output::outln!("{text}");
+    // Whether the GDAP app can now read the tenant: the check's point for it.
+    let entry = table
+        .tenants(store, connection)
+        .await?
+        .into_iter()
+        .find(|t| t.tenant_id.eq_ignore_ascii_case(tenant));
+    let Some(entry) = entry else {
+        return Ok(());
+    };
+    if entry.customer_id.is_none() {
+        output::outln!(
+            "the tenant is not imported (do not import), so the check skips it: give it a desk customer \
+             (deskbridge tenants set --connection {:?} --tenant {} --customer …) to read it",
+            connection.name,
+            entry.tenant_id
+        );
+        return Ok(());
+    }
+    let report = deskbridge_sync::check_connection(store, sources, &connection.name, instance, &clock).await;
+    let point = format!("tenant {}", entry.name);
+    let mine: Vec<_> = report
+        .points
+        .iter()
+        .filter(|p| p.name == point || p.name.starts_with(&format!("{point} ")))
+        .collect();
+    // No point for the tenant: an earlier point failed and the check stopped before it.
+    let shown: Vec<_> = if mine.is_empty() {
+        report.points.iter().filter(|p| !p.ok).collect()
+    } else {
+        mine
+    };
+    for p in &shown {
+        if p.ok {
+            output::outln!("pass  {:<18} {}", p.name, p.detail);
+        } else {
+            output::outln!(
+                "FAIL  {:<18} {}\n      {:<18} remedy: {}",
+                p.name,
+                p.detail,
+                "",
+                p.remedy
+            );
+        }
+    }
+    if shown.is_empty() || shown.iter().any(|p| !p.ok) {
+        anyhow::bail!(CliError::new(
+            ErrorCode::CheckFailed,
+            format!(
+                "admin consent is recorded, but the check does not show the GDAP app reading tenant {}: see above \
+                 (Microsoft may take a few minutes to apply a consent; run deskbridge check --connection {:?} again)",
+                entry.tenant_id, connection.name
+            ),
+        ));
     }
     Ok(())
 }

@@ -20,14 +20,18 @@
 //!   access) is reported with its remedy and skipped, its partition partial, while the others import;
 //! - the configuration check's CSP points (both apps' tokens, Partner Center, GDAP, per-tenant
 //!   consent);
+//! - licences and subscriptions by the licence import type, with marketplace prices
+//!   (`subscriptions`), the `licences` entity that refreshes them alone;
+//! - "adjust quantity": a subscription's seats written back to Partner Center (`write_back`);
+//! - consumption billing: customers' Azure usage as desk usage lines (`consumption`);
+//! - the Tenants tab: desk customer or "do not import" per tenant, licence-type overrides
+//!   (`tenant_table`), and the per-tenant admin-consent flow (`consent`);
+//! - registering the instance's Partner Center webhook receiver ([`register_webhook`] and the
+//!   rest of the `webhooks` module; the receiver itself is the web crate's);
 //! - [`CspSource`], which the binary registers.
 //!
-//! - registering the instance's Partner Center webhook receiver ([`register_webhook`] and the
-//!   rest of the `webhooks` module; the receiver itself is the web crate's).
-//!
-//! Not here yet (later slices of the CSP issue): licences, subscriptions and prices, the tenants
-//! tab (do-not-import, relationship and licence-type overrides, admin-consent flow), quantity
-//! write-back, consumption.
+//! Not here yet: the relationship-type override (DAP, which Microsoft has retired in favour of
+//! GDAP) and a top level for the customers discovery creates.
 //!
 //! Invariants: no credential is sent anywhere but the connection's endpoints; a tenant that was
 //! not read completely is never reported complete (nobody is deactivated for it); Microsoft's
@@ -37,6 +41,7 @@ mod auth;
 mod check;
 #[cfg(test)]
 mod common_errors;
+mod consent;
 mod consumption;
 mod log;
 mod manage;

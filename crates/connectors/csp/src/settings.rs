@@ -255,6 +255,10 @@ pub struct CspTenant {
     /// This tenant's licence import type, when it differs from the connection's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub licence_import: Option<LicenceImport>,
+    /// When an administrator of the tenant granted the GDAP app admin consent through this
+    /// service's consent flow; `None`: not known here (settings from before the flow have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consented_at: Option<jiff::Timestamp>,
 }
 
 /// The stored (non-secret) settings of a CSP connection.

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use deskbridge_core::RecordId;
+use deskbridge_core::{RecordId, SharedClock};
 use deskbridge_source::settings::{Required, Setting, SettingKind, SettingPart};
 use deskbridge_source::{BoxFuture, SyncError, TenantCustomer, TenantEntry, TenantTable, TenantUpdate};
 use deskbridge_store::{Connection, Entity, Store, StoreTx, WriteContext};
@@ -39,7 +39,7 @@ async fn customer_name(tx: &mut StoreTx, customer: RecordId) -> Result<Option<St
         .and_then(|c| c.text("name").map(str::to_owned)))
 }
 
-async fn entry(tx: &mut StoreTx, tenant: &CspTenant) -> Result<TenantEntry, SyncError> {
+pub(crate) async fn entry(tx: &mut StoreTx, tenant: &CspTenant) -> Result<TenantEntry, SyncError> {
     let customer_name = match tenant.customer_id {
         Some(customer) => customer_name(tx, customer).await?,
         None => None,
@@ -54,6 +54,7 @@ async fn entry(tx: &mut StoreTx, tenant: &CspTenant) -> Result<TenantEntry, Sync
         customer_id: tenant.customer_id,
         customer_name,
         overrides,
+        consented_at: tenant.consented_at.map(|t| t.to_string()),
     })
 }
 
@@ -201,5 +202,32 @@ impl TenantTable for CspTenants {
         update: &'a TenantUpdate,
     ) -> BoxFuture<'a, Result<TenantEntry, SyncError>> {
         Box::pin(self.set(store, connection, tenant_id, update))
+    }
+
+    fn begin_consent<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+        tenant_id: &'a str,
+        redirect_uri: &'a str,
+        clock: &'a SharedClock,
+    ) -> BoxFuture<'a, Result<String, SyncError>> {
+        Box::pin(crate::consent::begin(
+            store,
+            connection,
+            tenant_id,
+            redirect_uri,
+            clock,
+        ))
+    }
+
+    fn complete_consent<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+        redirect: &'a str,
+        clock: &'a SharedClock,
+    ) -> BoxFuture<'a, Result<TenantEntry, SyncError>> {
+        Box::pin(crate::consent::complete(store, connection, redirect, clock))
     }
 }

@@ -233,6 +233,7 @@ pub(crate) async fn discover(
             name: name.clone(),
             customer_id: Some(customer),
             licence_import: None,
+            consented_at: None,
         });
         found.assigned.push(tenant_id.clone());
     }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod conformance;
+mod consent;
 mod consumption;
 mod scale;
 mod scenario;
@@ -24,7 +25,7 @@ use deskbridge_source::{NewConnection, SourceRegistry};
 use deskbridge_store::{Connection, Store};
 use serde_json::json;
 
-const REDIRECT: &str = "http://127.0.0.1:8765/callback";
+pub const REDIRECT: &str = "http://127.0.0.1:8765/callback";
 
 pub fn clock() -> SharedClock {
     Arc::new(SystemClock)
@@ -126,7 +127,7 @@ pub async fn set_consent(emu: &Emulator, tenant: &str, consented: bool) {
 
 /// What the browser does: open the authorize URL (the emulator signs in at once with
 /// auto-approve) and come back with the redirect's Location.
-async fn browser(url: &str) -> String {
+pub async fn browser(url: &str) -> String {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

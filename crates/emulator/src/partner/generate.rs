@@ -115,6 +115,8 @@ pub(crate) fn extend(world: &mut World, options: &GenerateOptions) -> Result<(),
         "http://127.0.0.1/callback".to_owned(),
         "http://localhost/auth/microsoft/callback".to_owned(),
         "http://127.0.0.1/auth/microsoft/callback".to_owned(),
+        "http://localhost/auth/microsoft/consent".to_owned(),
+        "http://127.0.0.1/auth/microsoft/consent".to_owned(),
     ];
     let secret = |rng: &mut Rng| ClientSecret {
         key_id: rng.uuid(),

@@ -48,7 +48,10 @@ pub(crate) use mappings::save_mappings;
 pub(crate) use runs::{approve, run_preview, run_request, run_view};
 pub(crate) use schedules::{ScheduleBody, add_schedule, remove_schedule, schedules_of};
 pub(crate) use subscriptions::adjust_quantity;
-pub(crate) use tenants::{change_tenant, table_of, tenants_of};
+pub(crate) use tenants::{
+    CONSENT_CALLBACK, begin_consent, change_tenant, complete_consent, consent_callback_uri,
+    consent_connection, table_of, tenants_of,
+};
 pub(crate) use tokens::mint_token;
 
 pub fn routes() -> Router<AppState> {
@@ -114,6 +117,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/connections/{id}/tenants/{tenant}",
             axum::routing::patch(tenants::set_tenant),
+        )
+        .route(
+            "/api/v1/connections/{id}/tenants/{tenant}/consent",
+            post(tenants::consent),
         )
         .route("/api/v1/connections/{id}/export", get(export::export))
         .route("/api/v1/connections/{id}/import", post(export::import))

@@ -1,6 +1,7 @@
 //! A many-tenant connection's customer tenants (CSP's Tenants tab): the list, and one tenant's
 //! change — its desk customer (an administrator's act: it attaches the tenant's data to an
-//! existing customer), "do not import", or a setting it overrides.
+//! existing customer), "do not import", or a setting it overrides; and a tenant's admin consent
+//! (the URL to send the tenant's administrator to, and the callback that records the grant).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -81,6 +82,61 @@ pub(crate) async fn change_tenant(
     Ok(table
         .set_tenant(&state.store, connection, tenant, &update)
         .await?)
+}
+
+/// Where Microsoft's admin-consent page sends the administrator back to on this site (it must be
+/// registered on the GDAP app, as `/auth/microsoft/callback` is on the sign-in app).
+pub(crate) fn consent_callback_uri(state: &AppState, headers: &axum::http::HeaderMap) -> ApiResult<String> {
+    let sign_in = super::callback_uri(state, headers)?;
+    Ok(sign_in.replace("/auth/microsoft/callback", CONSENT_CALLBACK))
+}
+
+/// The path of the admin-consent callback.
+pub(crate) const CONSENT_CALLBACK: &str = "/auth/microsoft/consent";
+
+/// Starts an admin consent for one of the connection's tenants: the URL to send the browser to.
+pub(crate) async fn begin_consent(
+    state: &AppState,
+    connection: &Connection,
+    tenant: &str,
+    redirect: &str,
+) -> ApiResult<String> {
+    Ok(table_of(state, connection)?
+        .begin_consent(&state.store, connection, tenant, redirect, &state.clock)
+        .await?)
+}
+
+/// The connection an admin-consent redirect belongs to (its `state` starts with the connection's
+/// id, as a sign-in's does); a redirect that names none is the browser's doing, not Microsoft's.
+pub(crate) async fn consent_connection(state: &AppState, redirect: &str) -> ApiResult<Connection> {
+    let unknown = || ApiError::from(deskbridge_source::consent::unknown_consent());
+    let id = deskbridge_source::sign_in_connection(redirect).map_err(|_| unknown())?;
+    let mut tx = state.store.read().await?;
+    let connection = tx.connection(id).await?;
+    tx.commit().await?;
+    connection.ok_or_else(unknown)
+}
+
+/// Finishes an admin consent from Microsoft's redirect to this site.
+pub(crate) async fn complete_consent(
+    state: &AppState,
+    connection: &Connection,
+    redirect: &str,
+) -> ApiResult<TenantEntry> {
+    Ok(table_of(state, connection)?
+        .complete_consent(&state.store, connection, redirect, &state.clock)
+        .await?)
+}
+
+pub(super) async fn consent(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    Path((_, tenant)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let redirect = consent_callback_uri(&state, &headers)?;
+    let url = begin_consent(&state, &scope.connection, &tenant, &redirect).await?;
+    Ok(Json(json!({ "url": url, "redirect_uri": redirect })))
 }
 
 pub(super) async fn list_tenants(

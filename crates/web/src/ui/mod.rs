@@ -75,6 +75,8 @@ pub fn routes() -> Router<AppState> {
             "/connections/{id}/tenants",
             get(tenants::tenants).post(tenants::save_tenant),
         )
+        .route("/connections/{id}/tenants/consent", post(tenants::grant_consent))
+        .route("/auth/microsoft/consent", get(tenants::consent_callback))
         .route("/connections/{id}/preview", post(imports::preview))
         .route(
             "/connections/{id}/runs",

@@ -1,16 +1,20 @@
 //! The Tenants tab of a many-tenant connection (CSP): each customer tenant with its desk customer
 //! (or "do not import") and licence import type, and a form to change one. Choosing a tenant's
 //! desk customer is offered to administrators only (it attaches the tenant's data to that
-//! customer); the customer list is theirs to see.
+//! customer); the customer list is theirs to see. Each tenant's admin consent of the GDAP app can
+//! be started here: the browser goes to Microsoft's admin-consent page and comes back to
+//! `/auth/microsoft/consent`, which records the grant (checked against its pending state).
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use deskbridge_store::Access;
 use deskbridge_store::{DirectoryFilter, Entity};
 use serde_json::{Map, Value, json};
 
 use super::html::{Opt, Page, Section, cell, form, select};
-use super::{UiResult, field, parse_form};
+use super::{UiResult, field, parse_form, reload, see_other};
 use crate::AppState;
 use crate::access::{Caller, Scope};
 use crate::api;
@@ -47,11 +51,18 @@ async fn tenants_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &
                         .cloned()
                         .unwrap_or_else(|| "The connection's".into()),
                 ),
+                cell(consent_status(t)),
             ]
         })
         .collect();
     let mut listing = Section::titled("Customer tenants").table(
-        &["Tenant", "Tenant id", "Desk customer", "Licence import type"],
+        &[
+            "Tenant",
+            "Tenant id",
+            "Desk customer",
+            "Licence import type",
+            "Admin consent",
+        ],
         rows,
     );
     listing.id = "tenants".into();
@@ -69,7 +80,21 @@ async fn tenants_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &
                 label: format!("{} ({})", t.name, t.tenant_id),
             })
             .collect();
-        let mut fields = vec![which];
+        let mut fields = vec![which.clone()];
+        page = page.section(
+            Section::titled("Grant admin consent")
+                .text(
+                    "Sends you to Microsoft's admin-consent page for the GDAP app in the chosen tenant: sign in there \
+                     as an administrator of that customer tenant and accept. Coming back here records the grant; the \
+                     connection's check then says whether the app can read the tenant.",
+                )
+                .form(form(
+                    "grant-consent",
+                    format!("/connections/{}/tenants/consent", scope.connection.id),
+                    "Grant admin consent",
+                    vec![which],
+                )),
+        );
         if caller.is_admin() {
             let mut customer = select("customer", "Desk customer", UNCHANGED, &[]);
             customer.options = vec![
@@ -189,5 +214,72 @@ pub(super) async fn save_tenant(
             ),
         }
     };
+    // The grant changed the connection's settings: show them as they are now.
+    let scope = reload(&state, &scope).await?;
+    tenants_view(&state, &caller, &scope, &flash).await
+}
+
+/// "granted <time>" when the grant came back through this service; otherwise unknown here.
+fn consent_status(tenant: &deskbridge_source::TenantEntry) -> String {
+    tenant.consented_at.as_ref().map_or_else(
+        || "Unknown (run the check)".to_owned(),
+        |at| format!("Granted {at}"),
+    )
+}
+
+pub(super) async fn grant_consent(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(scope): Extension<Scope>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> UiResult {
+    let f = parse_form(&body);
+    let tenant = field(&f, "tenant").trim().to_owned();
+    let started = match api::consent_callback_uri(&state, &headers) {
+        Ok(redirect) => api::begin_consent(&state, &scope.connection, &tenant, &redirect).await,
+        Err(e) => Err(e),
+    };
+    match started {
+        Ok(url) => Ok(see_other(&url)),
+        Err(e) => {
+            let flash = format!(
+                "The admin consent could not start: {}{}",
+                e.message,
+                e.remedy.as_ref().map(|r| format!(" — {r}")).unwrap_or_default()
+            );
+            tenants_view(&state, &caller, &scope, &flash).await
+        }
+    }
+}
+
+pub(super) async fn consent_callback(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> UiResult {
+    let redirect = format!("{}?{}", api::CONSENT_CALLBACK, query.as_deref().unwrap_or(""));
+    // The state names the connection; recording a grant on it is a change to it.
+    let connection = api::consent_connection(&state, &redirect).await?;
+    let scope = crate::access::scope_for(&state, &caller, connection.id, Access::Modify).await?;
+    let flash = match api::complete_consent(&state, &scope.connection, &redirect).await {
+        Ok(entry) => format!(
+            "Admin consent granted in {} ({}). Run the connection's check to confirm the GDAP app can read it.",
+            entry.name, entry.tenant_id
+        ),
+        // A state not pending here is the browser's doing, not Microsoft's: no page of a connection.
+        Err(e) if e.code == deskbridge_core::ErrorCode::InvalidSignIn => return Err(e.into()),
+        Err(e) => format!(
+            "Admin consent was not granted: {}{}{}",
+            e.message,
+            e.upstream_code
+                .as_ref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default(),
+            e.remedy.as_ref().map(|r| format!(" — {r}")).unwrap_or_default()
+        ),
+    };
+    // The grant changed the connection's settings: show them as they are now.
+    let scope = reload(&state, &scope).await?;
     tenants_view(&state, &caller, &scope, &flash).await
 }
