@@ -186,6 +186,9 @@ pub struct TenantEntry {
     /// through this service (RFC 3339); `None`: unknown here (it may have been granted
     /// elsewhere: the configuration check says whether the app can read the tenant).
     pub consented_at: Option<String>,
+    /// The relationship the source last reported with this tenant, in people's words (CSP:
+    /// "reseller and GDAP", "reseller, no active GDAP", "no longer listed"); `None`: not known yet.
+    pub relationship: Option<String>,
 }
 
 /// Where a tenant's records go.
@@ -245,6 +248,13 @@ pub trait TenantTable: Send + Sync {
         redirect: &'a str,
         clock: &'a SharedClock,
     ) -> BoxFuture<'a, Result<TenantEntry, SyncError>>;
+    /// The guide's "generate mappings": every tenant assigned to a desk customer gets that
+    /// customer's catch-all site mapping if it has none. Returns how many were added.
+    fn generate_mappings<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+    ) -> BoxFuture<'a, Result<usize, SyncError>>;
 }
 
 /// A new connection, as asked for: the parts every kind has, and the kind's validated settings.

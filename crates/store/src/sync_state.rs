@@ -510,6 +510,15 @@ impl StoreTx {
     }
 
     /// Forgets cursors: one stream of one tenant, or (with `None`) all of a connection's.
+    /// Forgets every cursor of one tenant of the connection (its next run reads it whole).
+    pub async fn clear_tenant_cursors(&mut self, connection: ConnectionId, tenant_id: &str) -> Result<u64> {
+        self.execute(
+            "DELETE FROM cursors WHERE connection_id = $1 AND lower(tenant_id) = lower($2)",
+            &[Sql::Int(connection.0), Sql::text(tenant_id)],
+        )
+        .await
+    }
+
     pub async fn clear_cursors(&mut self, connection: ConnectionId, key: Option<&CursorKey>) -> Result<u64> {
         match key {
             Some(k) => {

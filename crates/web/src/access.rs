@@ -202,6 +202,20 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "The connection's consumption (usage) lines as CSV, for a spreadsheet; ?customer= narrows",
     ),
     api(
+        "POST",
+        "/api/v1/connections/{id}/tenants/{tenant}/reset",
+        MODIFY,
+        "connections",
+        "Reset one tenant's deltas: its next run reads it whole",
+    ),
+    api(
+        "POST",
+        "/api/v1/connections/{id}/tenants/mappings",
+        MODIFY,
+        "connections",
+        "Generate the catch-all site mapping of every assigned tenant that has none",
+    ),
+    api(
         "GET",
         "/api/v1/connections/{id}/tenants",
         READ,
@@ -535,6 +549,18 @@ pub const ENDPOINTS: &[Endpoint] = &[
     page("POST", "/runs/{run_id}/approve", RUN_MODIFY, "Approve a held run"),
     page("GET", "/directory/{kind}", Need::Admin, "Directory"),
     page("GET", "/connections/{id}/tenants", READ, "Tenants"),
+    page(
+        "POST",
+        "/connections/{id}/tenants/reset",
+        MODIFY,
+        "Reset one tenant's deltas, or every tenant's",
+    ),
+    page(
+        "POST",
+        "/connections/{id}/tenants/mappings",
+        MODIFY,
+        "Generate the missing catch-all site mappings",
+    ),
     page(
         "POST",
         "/connections/{id}/tenants",

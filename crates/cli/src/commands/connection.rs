@@ -194,6 +194,9 @@ pub struct CspArgs {
     /// Import subscription prices from this marketplace's price sheet: GB or US (tier 1), or off.
     #[arg(long)]
     pub subscription_pricing: Option<String>,
+    /// The desk top level (by name) that customers created for new tenants go under.
+    #[arg(long)]
+    pub top_level: Option<String>,
     /// Instances the connection runs on: production, test, or production,test.
     #[arg(long, default_value = "production")]
     pub instances: String,
@@ -380,6 +383,7 @@ async fn add_csp(store: &Store, registry: &SourceRegistry, args: CspArgs) -> any
     set("partner_api_url", args.partner_api_url.map(Value::from));
     set("licence_import", args.licence_import.map(Value::from));
     set("subscription_pricing", args.subscription_pricing.map(Value::from));
+    set("top_level", args.top_level.map(Value::from));
     set("last_sign_in", Some(json!(args.last_sign_in)));
     let source = source_of_kind(registry, "csp")?;
     let settings = validate(

@@ -65,6 +65,20 @@ pub enum TenantsCommand {
         #[arg(long, env = "DESKBRIDGE_INSTANCE", default_value = "production")]
         instance: String,
     },
+    /// Reset the deltas of one tenant (or, without --tenant, of every tenant): the next run reads
+    /// it whole, as a first import does.
+    ResetDeltas {
+        #[arg(long)]
+        connection: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Give every tenant assigned to a desk customer that customer's catch-all site mapping, if
+    /// it has no site mapping of its own (the guide's "generate mappings").
+    GenerateMappings {
+        #[arg(long)]
+        connection: String,
+    },
 }
 
 fn row(entry: &TenantEntry) -> Value {
@@ -73,6 +87,7 @@ fn row(entry: &TenantEntry) -> Value {
         "name": entry.name,
         "customer": entry.customer_name.clone().unwrap_or_else(|| "do not import".into()),
         "licence_import": entry.overrides.get("licence_import").cloned().unwrap_or_else(|| "(connection's)".into()),
+        "relationship": entry.relationship.clone().unwrap_or_else(|| "not known yet".into()),
         "admin_consent": entry.consented_at.as_ref().map_or_else(|| "unknown".to_owned(), |at| format!("granted {at}")),
     })
 }
@@ -104,9 +119,10 @@ pub async fn run(global: &GlobalArgs, command: TenantsCommand) -> anyhow::Result
     let sources = global.registry();
     let (name, json_out) = match &command {
         TenantsCommand::List { connection, json } => (connection.clone(), *json),
-        TenantsCommand::Set { connection, .. } | TenantsCommand::Consent { connection, .. } => {
-            (connection.clone(), false)
-        }
+        TenantsCommand::Set { connection, .. }
+        | TenantsCommand::Consent { connection, .. }
+        | TenantsCommand::ResetDeltas { connection, .. }
+        | TenantsCommand::GenerateMappings { connection } => (connection.clone(), false),
     };
     let connection = deskbridge_sync::load_connection(&store, &name).await?;
     let source = sources.source_of(&connection)?;
@@ -120,6 +136,39 @@ pub async fn run(global: &GlobalArgs, command: TenantsCommand) -> anyhow::Result
         )
     })?;
     match command {
+        TenantsCommand::ResetDeltas { tenant, .. } => {
+            let mut tx = store.begin(deskbridge_store::WriteContext::manual()).await?;
+            let cleared = match &tenant {
+                Some(tenant) => {
+                    if !table
+                        .tenants(&store, &connection)
+                        .await?
+                        .iter()
+                        .any(|t| t.tenant_id.eq_ignore_ascii_case(tenant))
+                    {
+                        return Err(CliError::new(
+                            ErrorCode::NotFound,
+                            format!("connection {name:?} has no tenant {tenant} (deskbridge tenants list --connection {name:?})"),
+                        )
+                        .into());
+                    }
+                    tx.clear_tenant_cursors(connection.id, tenant).await?
+                }
+                None => tx.clear_cursors(connection.id, None).await?,
+            };
+            tx.commit().await?;
+            store.close().await;
+            output::outln!(
+                "{}: {cleared} cursor(s) forgotten; the next run reads {} whole",
+                tenant.as_deref().unwrap_or("every tenant"),
+                if tenant.is_some() { "it" } else { "them" }
+            );
+        }
+        TenantsCommand::GenerateMappings { .. } => {
+            let added = table.generate_mappings(&store, &connection).await?;
+            store.close().await;
+            output::outln!("{added} catch-all site mapping(s) added");
+        }
         TenantsCommand::Consent {
             tenant,
             listen,
@@ -156,7 +205,14 @@ pub async fn run(global: &GlobalArgs, command: TenantsCommand) -> anyhow::Result
                 output::out!(
                     "{}",
                     output::table(
-                        &["tenant_id", "name", "customer", "licence_import", "admin_consent"],
+                        &[
+                            "tenant_id",
+                            "name",
+                            "customer",
+                            "relationship",
+                            "licence_import",
+                            "admin_consent"
+                        ],
                         &rows
                     )
                 );

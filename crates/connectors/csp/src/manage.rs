@@ -36,6 +36,27 @@ fn pricing_market(value: &str) -> Result<Option<String>, SyncError> {
     }
 }
 
+/// The desk top level named `name` (empty: none).
+async fn top_level(store: &Store, name: &str) -> Result<Option<deskbridge_core::RecordId>, SyncError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let mut tx = store.read().await?;
+    let found = tx
+        .find_by_text(deskbridge_store::Entity::TopLevel, "name", name)
+        .await?
+        .into_iter()
+        .next()
+        .map(|r| r.id);
+    tx.commit().await?;
+    found.map(Some).ok_or_else(|| {
+        refused(format!(
+            "Top level for new customers: there is no desk top level named {name:?}"
+        ))
+    })
+}
+
 fn licence_import(value: &str) -> Result<LicenceImport, SyncError> {
     LicenceImport::parse(value).ok_or_else(|| {
         refused(format!(
@@ -154,6 +175,10 @@ pub(crate) async fn create(store: &Store, new: NewConnection) -> Result<Connecti
             .map(licence_import)
             .transpose()?
             .unwrap_or_default(),
+        top_level_id: match values.text("top_level") {
+            Some(name) => top_level(store, name).await?,
+            None => None,
+        },
         subscription_pricing: values
             .text("subscription_pricing")
             .map(pricing_market)
@@ -233,6 +258,9 @@ pub(crate) async fn edit(
     }
     if let Some(import) = values.text("licence_import") {
         settings.licence_import = licence_import(import)?;
+    }
+    if let Some(name) = values.text("top_level") {
+        settings.top_level_id = top_level(store, name).await?;
     }
     if let Some(market) = values.text("subscription_pricing") {
         settings.subscription_pricing = pricing_market(market)?;

@@ -152,6 +152,15 @@ pub(crate) const SETTINGS: &[Setting] = &[
         part: SettingPart::Identity,
     },
     Setting {
+        key: "top_level",
+        label: "Top level for new customers",
+        help: "The desk top level (by name) that customers created for new tenants are placed under; \
+               empty: none.",
+        kind: SettingKind::Text,
+        required: Required::Optional,
+        part: SettingPart::Sync,
+    },
+    Setting {
         key: "licence_import",
         label: "Licence import type",
         help: "SKUs (every tier) carry quantities and the users assigned; subscriptions (tier 1 / direct \
@@ -259,6 +268,31 @@ pub struct CspTenant {
     /// service's consent flow; `None`: not known here (settings from before the flow have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consented_at: Option<jiff::Timestamp>,
+    /// The relationship discovery last found (see [`Relationship`]); `None`: before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relationship: Option<Relationship>,
+}
+
+/// A customer tenant's relationship with the partner, as the last discovery found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relationship {
+    /// Partner Center lists the customer and its GDAP relationship is active: it is read.
+    ResellerAndGdap,
+    /// Partner Center lists the customer, but no GDAP relationship is active: it cannot be read.
+    ResellerWithoutGdap,
+    /// Partner Center no longer lists the customer.
+    NotListed,
+}
+
+impl Relationship {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ResellerAndGdap => "reseller and GDAP (active)",
+            Self::ResellerWithoutGdap => "reseller, no active GDAP",
+            Self::NotListed => "no longer listed by Partner Center",
+        }
+    }
 }
 
 /// The stored (non-secret) settings of a CSP connection.
@@ -281,6 +315,9 @@ pub struct CspSettings {
     pub last_sign_in: bool,
     #[serde(default)]
     pub licence_import: LicenceImport,
+    /// The desk top level that customers created for new tenants go under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_level_id: Option<RecordId>,
     /// The marketplace (`GB`, `US`) whose price sheet prices the subscriptions; `None`: prices
     /// are not imported.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -55,6 +55,7 @@ pub(crate) async fn entry(tx: &mut StoreTx, tenant: &CspTenant) -> Result<Tenant
         customer_name,
         overrides,
         consented_at: tenant.consented_at.map(|t| t.to_string()),
+        relationship: tenant.relationship.map(|r| r.label().to_owned()),
     })
 }
 
@@ -181,9 +182,58 @@ impl CspTenants {
     }
 }
 
+impl CspTenants {
+    async fn generate(&self, store: &Store, connection: &Connection) -> Result<usize, SyncError> {
+        let mut tx = store.begin(WriteContext::manual()).await?;
+        let current = tx
+            .connection(connection.id)
+            .await?
+            .ok_or_else(|| SyncError::UnknownConnection(connection.name.clone()))?;
+        let mut settings = CspSettings::of(&current)?;
+        let mut added = 0;
+        for tenant in settings.tenants.clone() {
+            let Some(customer) = tenant.customer_id else {
+                continue;
+            };
+            let has_one = settings.mapping.site_mappings.iter().any(|m| {
+                m.tenant_id
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(&tenant.tenant_id))
+            });
+            if has_one {
+                continue;
+            }
+            let name = customer_name(&mut tx, customer)
+                .await?
+                .unwrap_or_else(|| format!("customer {customer}"));
+            let main_site = tx.main_site(customer).await?.ok_or_else(|| {
+                SyncError::InvalidSettings(format!("the desk customer {name:?} has no main site"))
+            })?;
+            settings
+                .mapping
+                .add_tenant_mapping(&tenant.tenant_id, &name, main_site);
+            added += 1;
+        }
+        if added > 0 {
+            tx.update_connection_config(connection.id, &settings.to_config(&connection.name)?)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+}
+
 impl TenantTable for CspTenants {
     fn overridable(&self) -> &'static [Setting] {
         OVERRIDABLE
+    }
+
+    fn generate_mappings<'a>(
+        &'a self,
+        store: &'a Store,
+        connection: &'a Connection,
+    ) -> BoxFuture<'a, Result<usize, SyncError>> {
+        Box::pin(self.generate(store, connection))
     }
 
     fn tenants<'a>(

@@ -20,7 +20,7 @@ use deskbridge_store::{Connection, Entity, StoreTx, WriteContext};
 
 use crate::auth::Tokens;
 use crate::log::Shared;
-use crate::settings::{CspSettings, CspTenant};
+use crate::settings::{CspSettings, CspTenant, Relationship};
 
 /// What a discovery found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -210,7 +210,26 @@ pub(crate) async fn discover(
         .iter()
         .filter(|(t, _)| settings.tenant(t).is_none())
         .collect();
-    if new.is_empty() {
+    let relationship_of = |tenant: &str| {
+        if found.readable.iter().any(|(t, _)| t.eq_ignore_ascii_case(tenant)) {
+            Relationship::ResellerAndGdap
+        } else if found
+            .without_gdap
+            .iter()
+            .any(|(t, _)| t.eq_ignore_ascii_case(tenant))
+        {
+            Relationship::ResellerWithoutGdap
+        } else {
+            Relationship::NotListed
+        }
+    };
+    // The settings are written when something changed: new tenants, or a known tenant's
+    // relationship (so the Tenants tab shows it without asking Partner Center again).
+    let moved = settings
+        .tenants
+        .iter()
+        .any(|t| t.relationship != Some(relationship_of(&t.tenant_id)));
+    if new.is_empty() && !moved {
         return Ok((found, settings.clone()));
     }
     let mut tx = cx.store.begin(WriteContext::manual()).await?;
@@ -220,11 +239,15 @@ pub(crate) async fn discover(
         .await?
         .ok_or_else(|| SyncError::UnknownConnection(connection.name.clone()))?;
     let mut updated = CspSettings::of(&current)?;
+    for tenant in &mut updated.tenants {
+        tenant.relationship = Some(relationship_of(&tenant.tenant_id));
+    }
     for (tenant_id, name) in new {
         if updated.tenant(tenant_id).is_some() {
             continue;
         }
-        let (customer, customer_name, main_site) = desk_customer(&mut tx, tenant_id, name).await?;
+        let (customer, customer_name, main_site) =
+            desk_customer(&mut tx, tenant_id, name, updated.top_level_id).await?;
         updated
             .mapping
             .add_tenant_mapping(tenant_id, &customer_name, main_site);
@@ -234,6 +257,7 @@ pub(crate) async fn discover(
             customer_id: Some(customer),
             licence_import: None,
             consented_at: None,
+            relationship: Some(Relationship::ResellerAndGdap),
         });
         found.assigned.push(tenant_id.clone());
     }
@@ -249,6 +273,7 @@ async fn desk_customer(
     tx: &mut StoreTx,
     tenant_id: &str,
     name: &str,
+    top_level: Option<RecordId>,
 ) -> Result<(RecordId, String, RecordId), SyncError> {
     if let Some(owner) = tx.customer_of_tenant(tenant_id).await? {
         let owner_name = tx
@@ -261,7 +286,20 @@ async fn desk_customer(
         })?;
         return Ok((owner, owner_name, main_site));
     }
+    let existed = !tx.find_by_text(Entity::Customer, "name", name).await?.is_empty();
     let (customer, main_site) = deskbridge_source::desk::customer_for_tenant(tx, name, tenant_id).await?;
+    // A customer created for a new tenant goes under the connection's top level; one matched by
+    // name keeps its own.
+    if !existed && let Some(top_level) = top_level {
+        tx.update(
+            Entity::Customer,
+            customer,
+            &[("top_level_id".to_owned(), serde_json::json!(top_level.0))]
+                .into_iter()
+                .collect(),
+        )
+        .await?;
+    }
     Ok((customer, name.to_owned(), main_site))
 }
 

@@ -146,6 +146,17 @@ pub async fn add_and_authorize(
     emu: &Emulator,
     name: &str,
 ) -> Connection {
+    add_and_authorize_with(store, sources, emu, name, json!({})).await
+}
+
+/// [`add_and_authorize`] with more settings (`extra`, a JSON object of setting → value).
+pub async fn add_and_authorize_with(
+    store: &Store,
+    sources: &SourceRegistry,
+    emu: &Emulator,
+    name: &str,
+    extra: serde_json::Value,
+) -> Connection {
     let summary = emu.summary();
     let app = |kind: &str| summary.apps.iter().find(|a| a.kind == kind).unwrap().clone();
     let (partner, gdap) = (app("partner_center"), app("gdap_multi_tenant"));
@@ -161,6 +172,10 @@ pub async fn add_and_authorize(
         "partner_center_url": summary.partner_center_url,
         "partner_api_url": summary.partner_api_url,
     });
+    let mut settings = settings;
+    if let (Some(all), Some(more)) = (settings.as_object_mut(), extra.as_object()) {
+        all.extend(more.clone());
+    }
     let values = validate(
         source.settings(),
         settings.as_object().unwrap(),

@@ -87,3 +87,83 @@ store_test! {
         assert!(entry.overrides.is_empty());
     }
 }
+
+store_test! {
+    async fn relationships_are_kept_mappings_generated_and_one_tenants_deltas_reset(db: &TestDb) {
+        let (emu, tenants) = partner(102, 2, 3).await;
+        let registry = sources(GraphConfig::default());
+        // Customers created for new tenants go under the connection's top level.
+        {
+            let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+            tx.insert(Entity::TopLevel, None, &[("name".to_owned(), json!("Managed customers"))].into_iter().collect())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let connection = crate::add_and_authorize_with(&db.store, &registry, &emu, "csp-more", json!({ "top_level": "Managed customers" })).await;
+        let source = registry.get("csp").unwrap();
+        let bad = deskbridge_source::settings::validate(
+            source.settings(),
+            json!({ "top_level": "Nowhere" }).as_object().unwrap(),
+            deskbridge_source::settings::Purpose::Edit,
+            registry.endpoint_policy(),
+        )
+        .unwrap();
+        let error = source.edit(&db.store, &connection, bad).await.unwrap_err();
+        assert!(error.to_string().contains("no desk top level named \"Nowhere\""), "{error}");
+        let outcome = deskbridge_sync::sync(&db.store, &registry, "csp-more", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(outcome.status, "succeeded", "{:?}", outcome.errors);
+        let load = || async {
+            let mut tx = db.store.read().await.unwrap();
+            let c = tx.connection(connection.id).await.unwrap().unwrap();
+            tx.commit().await.unwrap();
+            c
+        };
+        let mut tx = db.store.read().await.unwrap();
+        for tenant in &tenants {
+            let customer = tx.customer_of_tenant(tenant).await.unwrap().unwrap();
+            let record = tx.get(Entity::Customer, customer).await.unwrap().unwrap();
+            assert!(record.get("top_level_id").as_i64().is_some(), "under the top level: {record:?}");
+        }
+        tx.commit().await.unwrap();
+        let table = source.tenant_table().unwrap();
+        let listed = table.tenants(&db.store, &load().await).await.unwrap();
+        assert!(listed.iter().all(|t| t.relationship.as_deref() == Some("reseller and GDAP (active)")), "{listed:?}");
+
+        // The second tenant's GDAP relationship ends: the next discovery says so.
+        let admin = emu.summary().admin_url;
+        let response = reqwest::Client::new()
+            .put(format!("{admin}/partner/gdap/{}", tenants[1]))
+            .json(&json!({ "status": "terminated" }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        deskbridge_sync::sync(&db.store, &registry, "csp-more", &SyncOptions::default(), &clock()).await.unwrap();
+        let listed = table.tenants(&db.store, &load().await).await.unwrap();
+        let second = listed.iter().find(|t| t.tenant_id == tenants[1]).unwrap();
+        assert_eq!(second.relationship.as_deref(), Some("reseller, no active GDAP"));
+
+        // Generate mappings: a tenant whose site mapping was removed gets its catch-all again.
+        {
+            let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+            let mut config = tx.connection(connection.id).await.unwrap().unwrap().config;
+            let mappings = config["mapping"]["site_mappings"].as_array_mut().unwrap();
+            mappings.retain(|m| m["tenant_id"] != json!(tenants[0]));
+            tx.update_connection_config(connection.id, &config).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        assert_eq!(table.generate_mappings(&db.store, &load().await).await.unwrap(), 1);
+        assert_eq!(table.generate_mappings(&db.store, &load().await).await.unwrap(), 0, "nothing left to add");
+
+        // One tenant's deltas reset: its cursors go, the other's stay.
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let before = tx.cursors_of(connection.id).await.unwrap();
+        assert!(before.iter().any(|(t, _, _)| t == &tenants[0]), "{before:?}");
+        tx.clear_tenant_cursors(connection.id, &tenants[0].to_uppercase()).await.unwrap();
+        let after = tx.cursors_of(connection.id).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(after.iter().all(|(t, _, _)| t != &tenants[0]), "{after:?}");
+        assert!(after.iter().any(|(t, _, _)| t == &tenants[1]), "{after:?}");
+    }
+}

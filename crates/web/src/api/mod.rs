@@ -50,7 +50,7 @@ pub(crate) use schedules::{ScheduleBody, add_schedule, remove_schedule, schedule
 pub(crate) use subscriptions::adjust_quantity;
 pub(crate) use tenants::{
     CONSENT_CALLBACK, begin_consent, change_tenant, complete_consent, consent_callback_uri,
-    consent_connection, table_of, tenants_of,
+    consent_connection, reset_tenant_deltas, table_of, tenants_of,
 };
 pub(crate) use tokens::mint_token;
 
@@ -121,6 +121,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/connections/{id}/tenants/{tenant}/consent",
             post(tenants::consent),
+        )
+        .route(
+            "/api/v1/connections/{id}/tenants/{tenant}/reset",
+            post(tenants::reset_route),
+        )
+        .route(
+            "/api/v1/connections/{id}/tenants/mappings",
+            post(tenants::generate_route),
         )
         .route("/api/v1/connections/{id}/export", get(export::export))
         .route("/api/v1/connections/{id}/import", post(export::import))

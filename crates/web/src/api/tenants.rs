@@ -159,3 +159,52 @@ pub(super) async fn set_tenant(
     let entry = change_tenant(&state, &caller, &scope.connection, &tenant, &body).await?;
     Ok(Json(json!({ "tenant": entry })))
 }
+
+/// Forgets the cursors of one of the connection's tenants (or of every tenant): its next run
+/// reads it whole. Returns how many cursors there were.
+pub(crate) async fn reset_tenant_deltas(
+    state: &AppState,
+    connection: &Connection,
+    tenant: Option<&str>,
+) -> ApiResult<u64> {
+    if let Some(tenant) = tenant
+        && !tenants_of(state, connection)
+            .await?
+            .iter()
+            .any(|t| t.tenant_id.eq_ignore_ascii_case(tenant))
+    {
+        return Err(ApiError::not_found(format!(
+            "connection {:?} has no tenant {tenant}",
+            connection.name
+        )));
+    }
+    let mut tx = state
+        .store
+        .begin(deskbridge_store::WriteContext::manual())
+        .await?;
+    let cleared = match tenant {
+        Some(tenant) => tx.clear_tenant_cursors(connection.id, tenant).await?,
+        None => tx.clear_cursors(connection.id, None).await?,
+    };
+    tx.commit().await?;
+    Ok(cleared)
+}
+
+pub(super) async fn reset_route(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    Path((_, tenant)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let cleared = reset_tenant_deltas(&state, &scope.connection, Some(&tenant)).await?;
+    Ok(Json(json!({ "cleared": cleared })))
+}
+
+pub(super) async fn generate_route(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+) -> ApiResult<Json<Value>> {
+    let added = table_of(&state, &scope.connection)?
+        .generate_mappings(&state.store, &scope.connection)
+        .await?;
+    Ok(Json(json!({ "added": added })))
+}

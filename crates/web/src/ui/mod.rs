@@ -76,6 +76,11 @@ pub fn routes() -> Router<AppState> {
             get(tenants::tenants).post(tenants::save_tenant),
         )
         .route("/connections/{id}/tenants/consent", post(tenants::grant_consent))
+        .route("/connections/{id}/tenants/reset", post(tenants::reset_deltas))
+        .route(
+            "/connections/{id}/tenants/mappings",
+            post(tenants::generate_mappings),
+        )
         .route("/auth/microsoft/consent", get(tenants::consent_callback))
         .route("/connections/{id}/preview", post(imports::preview))
         .route(

@@ -45,6 +45,7 @@ async fn tenants_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &
                 cell(t.name.clone()),
                 cell(t.tenant_id.clone()),
                 cell(t.customer_name.clone().unwrap_or_else(|| "Do not import".into())),
+                cell(t.relationship.clone().unwrap_or_else(|| "Not known yet".into())),
                 cell(
                     t.overrides
                         .get("licence_import")
@@ -60,6 +61,7 @@ async fn tenants_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &
             "Tenant",
             "Tenant id",
             "Desk customer",
+            "Relationship",
             "Licence import type",
             "Admin consent",
         ],
@@ -150,8 +152,85 @@ async fn tenants_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &
             "Save tenant",
             fields,
         )));
+        let mut reset_which = select("tenant", "Tenant", "", &[]);
+        reset_which.options = std::iter::once(Opt {
+            value: String::new(),
+            label: "Every tenant".into(),
+        })
+        .chain(tenants.iter().map(|t| Opt {
+            value: t.tenant_id.clone(),
+            label: format!("{} ({})", t.name, t.tenant_id),
+        }))
+        .collect();
+        let mut reset = form(
+            "reset-deltas",
+            format!("/connections/{}/tenants/reset", scope.connection.id),
+            "Reset deltas",
+            vec![reset_which],
+        );
+        reset.danger = true;
+        page = page.section(
+            Section::titled("Reset deltas")
+                .text("The next run reads the tenant whole, as a first import does.")
+                .form(reset),
+        );
+        page = page.section(
+            Section::titled("Generate mappings")
+                .text("Every tenant assigned to a desk customer without a site mapping of its own gets the customer's catch-all mapping.")
+                .form(form(
+                    "generate-mappings",
+                    format!("/connections/{}/tenants/mappings", scope.connection.id),
+                    "Generate mappings",
+                    Vec::new(),
+                )),
+        );
     }
     Ok(page.render())
+}
+
+/// Resets one tenant's deltas, or every tenant's.
+pub(super) async fn reset_deltas(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(scope): Extension<Scope>,
+    body: Bytes,
+) -> UiResult {
+    let f = parse_form(&body);
+    let tenant = field(&f, "tenant").trim().to_owned();
+    let flash = match api::reset_tenant_deltas(
+        &state,
+        &scope.connection,
+        Some(tenant.as_str()).filter(|t| !t.is_empty()),
+    )
+    .await
+    {
+        Ok(cleared) => format!(
+            "{cleared} cursor(s) forgotten: the next run reads {} whole.",
+            if tenant.is_empty() {
+                "every tenant"
+            } else {
+                tenant.as_str()
+            }
+        ),
+        Err(e) => format!("The deltas were not reset: {}", e.message),
+    };
+    tenants_view(&state, &caller, &scope, &flash).await
+}
+
+/// Generates the missing catch-all site mappings.
+pub(super) async fn generate_mappings(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(scope): Extension<Scope>,
+) -> UiResult {
+    let flash = match api::table_of(&state, &scope.connection) {
+        Ok(table) => match table.generate_mappings(&state.store, &scope.connection).await {
+            Ok(added) => format!("{added} catch-all site mapping(s) added."),
+            Err(e) => format!("No mapping was generated: {e}"),
+        },
+        Err(e) => e.message,
+    };
+    tenants_view(&state, &caller, &scope, &flash).await
 }
 
 pub(super) async fn tenants(
