@@ -151,8 +151,7 @@ pub async fn load_usage_lines(
         let ids: Vec<RecordId> = tx
             .ids_by_source(Entity::UsageLine, connection, &refs)
             .await?
-            .into_iter()
-            .map(|(_, id)| id)
+            .into_values()
             .collect();
         if ids.is_empty() {
             continue;

@@ -139,6 +139,7 @@ pub(crate) async fn check(
             found.without_gdap.len()
         ),
     ));
+    points.extend(module_points(cx, shared, connection, &settings, &tokens, &http).await);
     // Every customer tenant the connection reads (or would read once assigned).
     for (tenant_id, name) in &found.readable {
         if settings
@@ -205,6 +206,66 @@ pub(crate) async fn check(
                 "Renew the GDAP relationship (and the reseller relationship) with this customer in Partner Center.",
             ));
         }
+    }
+    points
+}
+
+/// The points of the modules the connection uses beyond users: subscriptions (a customer's list
+/// read, when a tenant's licence import type takes them) and prices (the marketplace's price
+/// sheet, when subscription pricing is on).
+async fn module_points(
+    cx: &SourceContext,
+    shared: &Shared,
+    connection: &Connection,
+    settings: &CspSettings,
+    tokens: &crate::auth::Tokens,
+    http: &reqwest::Client,
+) -> Vec<CheckPoint> {
+    let mut points = Vec::new();
+    let Ok(partner_tokens) = &tokens.partner else {
+        return points;
+    };
+    let partner = match shared.partner(
+        connection,
+        settings,
+        http,
+        &cx.clock,
+        partner_tokens.clone(),
+        &cx.requests,
+    ) {
+        Ok(p) => p,
+        Err(e) => return vec![failed("subscriptions", &e, "")],
+    };
+    let with_subscriptions = settings
+        .tenants
+        .iter()
+        .find(|t| t.customer_id.is_some() && settings.licence_import_of(&t.tenant_id).subscriptions());
+    if let Some(tenant) = with_subscriptions {
+        points.push(match partner.subscriptions(&tenant.tenant_id).await {
+            Ok(list) => CheckPoint::pass(
+                "subscriptions",
+                format!(
+                    "Partner Center lists {} subscription(s) of {}",
+                    list.len(),
+                    tenant.name
+                ),
+            ),
+            Err(e) => failed("subscriptions", &crate::tenants::from_partner(&e), ""),
+        });
+    }
+    if let Some(market) = &settings.subscription_pricing {
+        points.push(match partner.price_sheet(market).await {
+            Ok(rows) => CheckPoint::pass(
+                "subscription prices",
+                format!("the {market} price sheet has {} row(s)", rows.len()),
+            ),
+            Err(e) => failed(
+                "subscription prices",
+                &crate::tenants::from_partner(&e),
+                "Prices need a tier 1 (direct) partner and the Partner Center app's delegated permission for the \
+                 partner API (price sheets); turn subscription pricing off otherwise.",
+            ),
+        });
     }
     points
 }

@@ -181,6 +181,13 @@ store_test! {
             .unwrap();
         assert_eq!(again.counts.created + again.counts.updated + again.counts.deactivated, 0, "{:?}", again.notes);
 
+        // The check covers the modules: the subscriptions and the price sheet are readable.
+        let cx = deskbridge_source::SourceContext::detached(db.store.clone(), clock());
+        let points = registry.get("csp").unwrap().check(&cx, &connection, "production").await;
+        for module in ["subscriptions", "subscription prices"] {
+            let point = points.iter().find(|p| p.name == module).unwrap_or_else(|| panic!("{module}: {points:?}"));
+            assert!(point.ok, "{point:?}");
+        }
         // The directory lists them with the customer's name.
         let mut tx = db.store.read().await.unwrap();
         let all = tx.list(Entity::Subscription, None, 1_000).await.unwrap();
