@@ -266,25 +266,7 @@ async fn connect(db: &Db, served: &Served) -> anyhow::Result<()> {
         let clock: SharedClock = std::sync::Arc::new(SystemClock);
         let sign_in = source.sign_in().context("the CSP connector has no sign-in")?;
         let url = sign_in.begin(&store, &connection, REDIRECT, &clock).await?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        let response = http
-            .get(&url)
-            .send()
-            .await
-            .context("the emulator's sign-in did not answer")?;
-        let redirect = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .map(str::to_owned)
-            .with_context(|| {
-                format!(
-                    "the emulator's sign-in answered {} without a redirect",
-                    response.status()
-                )
-            })?;
+        let redirect = deskbridge_emulator::follow_approved_sign_in(&url).await?;
         sign_in.complete(&store, &connection, &redirect, &clock).await?;
         anyhow::Ok(())
     }

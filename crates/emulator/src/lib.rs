@@ -43,7 +43,9 @@ pub use generate::GenerateOptions;
 pub use limits::Faults;
 pub use partner::PartnerFaults;
 pub use partner::webhooks::DeliveryAttempt;
-pub use server::{AppSummary, Emulator, EmulatorConfig, RequestLogEntry, Summary, TenantSummary};
+pub use server::{
+    AppSummary, Emulator, EmulatorConfig, RequestLogEntry, Summary, TenantSummary, follow_approved_sign_in,
+};
 pub use world::World;
 
 /// What can go wrong building or running the emulator.

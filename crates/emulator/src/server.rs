@@ -585,3 +585,29 @@ async fn serve(
     }
     connections.shutdown().await;
 }
+
+/// What a browser does with an authorize (or admin-consent) URL of an emulator that approves
+/// sign-ins at once ([`Emulator::set_auto_approve`], `--auto-approve`): opens it and comes back
+/// with the redirect's `Location`, for the caller to complete the sign-in with.
+pub async fn follow_approved_sign_in(url: &str) -> Result<String, EmulatorError> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| EmulatorError::BadRequest(format!("cannot make an HTTP client: {e}")))?;
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| EmulatorError::BadRequest(format!("the emulator's sign-in did not answer: {e}")))?;
+    response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            EmulatorError::BadRequest(format!(
+                "the emulator's sign-in answered {} without a redirect back (is auto-approve on?)",
+                response.status()
+            ))
+        })
+}

@@ -466,26 +466,7 @@ async fn connect_csp(
     let url = sign_in.begin(store, &connection, REDIRECT, clock).await?;
     // What the browser does: the emulator signs the partner admin in at once (auto-approve) and
     // answers with the redirect back.
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("cannot make an HTTP client")?;
-    let response = http
-        .get(&url)
-        .send()
-        .await
-        .context("the emulator's sign-in page did not answer")?;
-    let redirect = response
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|l| l.to_str().ok())
-        .map(str::to_owned)
-        .with_context(|| {
-            format!(
-                "the emulator's sign-in answered {} without a redirect back; this is a bug of the demo",
-                response.status()
-            )
-        })?;
+    let redirect = deskbridge_emulator::follow_approved_sign_in(&url).await?;
     sign_in.complete(store, &connection, &redirect, clock).await?;
     Ok(())
 }
