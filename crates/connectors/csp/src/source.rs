@@ -87,8 +87,10 @@ impl Source for CspSource {
          http://localhost/callback for the CLI) as redirect URIs; and a multi-tenant GDAP app with the Graph \
          application permissions User.Read.All, Group.Read.All, Organization.Read.All and \
          DelegatedAdminRelationship.Read.All (AuditLog.Read.All for last sign-in dates), a secret or a \
-         certificate, added to the AdminAgents group and consented in each customer tenant. After adding the \
-         connection, a partner admin signs in once (authorize)."
+         certificate, added to the AdminAgents group, with this site's /auth/microsoft/consent (and \
+         http://127.0.0.1/callback for the CLI) as redirect URIs for the per-tenant admin consent. After adding \
+         the connection, a partner admin signs in once (authorize); then grant admin consent in each customer \
+         tenant from the Tenants tab (or deskbridge tenants consent)."
     }
 
     fn settings(&self) -> &'static [Setting] {
