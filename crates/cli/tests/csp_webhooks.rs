@@ -388,5 +388,52 @@ async fn a_tenants_admin_consent_is_granted_from_the_cli_and_checked() {
         .collect();
     assert_eq!(granted.len(), 1, "{listed}");
     assert_eq!(granted[0]["tenant_id"], customers[0].as_str());
+
+    // The tenant's own relationship type, and back to the connection's.
+    let set = run(&[
+        "tenants",
+        "set",
+        "--connection",
+        "c",
+        "--tenant",
+        &customers[0],
+        "--relationship-type",
+        "dap",
+    ]);
+    assert!(set.contains("relationship type dap"), "{set}");
+    let listed = run(&["tenants", "list", "--connection", "c"]);
+    assert!(
+        listed.to_lowercase().contains("relationship_type") && listed.contains("dap"),
+        "{listed}"
+    );
+    let wrong = command(&[
+        "tenants",
+        "set",
+        "--connection",
+        "c",
+        "--tenant",
+        &customers[0],
+        "--relationship-type",
+        "cap",
+    ])
+    .output()
+    .unwrap();
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("is not one of gdap, dap"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    let back = run(&[
+        "tenants",
+        "set",
+        "--connection",
+        "c",
+        "--tenant",
+        &customers[0],
+        "--relationship-type",
+        "connection",
+    ]);
+    assert!(back.contains("relationship type as the connection's"), "{back}");
     emu.shutdown().await;
 }

@@ -519,6 +519,7 @@ fn generate_tenant(rng: &mut Rng, index: usize, size: usize, is_partner: bool, n
         skus: vec![],
         devices: vec![],
         gdap_relationships: vec![],
+        contracts: vec![],
         index: Default::default(),
         changes: Default::default(),
     };

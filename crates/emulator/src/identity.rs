@@ -210,14 +210,16 @@ fn app_not_found(client_id: &str, tenant: &str) -> AadError {
 }
 
 /// Whether an app is registered or provisioned in the tenant, and whether it has a service principal.
-fn app_in_tenant(app: &App, tenant: &Tenant) -> Result<(), AadError> {
+fn app_in_tenant(world: &World, app: &App, tenant: &Tenant) -> Result<(), AadError> {
     if !app.multi_tenant && !app.home_tenant_id.eq_ignore_ascii_case(&tenant.id) {
         return Err(app_not_found(&app.client_id, &tenant.display_name));
     }
+    // DAP pre-consent: the partner's AdminAgents app needs no service principal in a DAP customer.
     if !app
         .consented_tenants
         .iter()
         .any(|t| t.eq_ignore_ascii_case(&tenant.id))
+        && !crate::partner::dap_preconsented(world, app, &tenant.id)
     {
         return Err(aad(
             StatusCode::UNAUTHORIZED,
@@ -539,7 +541,7 @@ pub(crate) fn issue_app_token(
     let app = world
         .app(client_id)
         .ok_or_else(|| EmulatorError::NotFound(format!("app {client_id}")))?;
-    app_in_tenant(app, t)
+    app_in_tenant(&world, app, t)
         .map_err(|e| EmulatorError::BadRequest(format!("AADSTS{}: {}", e.code, e.message)))?;
     access_token(state, app, t, GRAPH_RESOURCE, "1", None, &[])
 }
@@ -900,7 +902,7 @@ fn client_credentials(
     let app = world
         .app(client_id)
         .ok_or_else(|| app_not_found(client_id, tenant_param))?;
-    app_in_tenant(app, tenant)?;
+    app_in_tenant(world, app, tenant)?;
     let scope = form.get("scope").ok_or_else(|| missing("scope"))?;
     let scopes: Vec<&str> = scope.split_whitespace().collect();
     let invalid = || {

@@ -88,6 +88,10 @@ pub struct Tenant {
     pub devices: Vec<ManagedDevice>,
     #[serde(default)]
     pub gdap_relationships: Vec<GdapRelationship>,
+    /// A partner tenant's contracts (Graph `/contracts`): the customers that gave it delegated
+    /// admin privileges (DAP).
+    #[serde(default)]
+    pub contracts: Vec<Contract>,
     #[serde(skip)]
     pub index: HashMap<String, ObjectRef>,
     #[serde(skip)]
@@ -366,6 +370,19 @@ pub struct GdapRelationship {
     pub last_modified_date_time: Timestamp,
     pub activated_date_time: Option<Timestamp>,
     pub end_date_time: Option<Timestamp>,
+}
+
+/// A partner's contract with a customer tenant (DAP): while it stands, the partner's AdminAgents
+/// (users and service principals) administer the customer without consent there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Contract {
+    pub id: String,
+    /// `SyndicationPartner`, `BreadthPartner` or `ResellerPartner`.
+    pub contract_type: String,
+    pub customer_id: String,
+    pub default_domain_name: String,
+    pub display_name: String,
 }
 
 /// How an app authenticates and where it may get tokens.

@@ -408,6 +408,24 @@ pub struct DelegatedAdminAccessDetails {
     pub unified_roles: Vec<UnifiedRole>,
 }
 
+/// A partnership of the partner tenant with a customer tenant (`GET /contracts`, in partner
+/// tenants only): the delegated administration (DAP) a customer gave its partner.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Contract {
+    pub id: String,
+    /// `SyndicationPartner`, `BreadthPartner` or `ResellerPartner`.
+    #[serde(default)]
+    pub contract_type: Option<String>,
+    /// The customer tenant's id.
+    #[serde(default)]
+    pub customer_id: Option<String>,
+    #[serde(default)]
+    pub default_domain_name: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
 /// A GDAP relationship between the partner and a customer tenant.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -359,6 +359,15 @@ pub trait SourceConnection: Send + Sync {
     }
     /// The partitions the connection reads.
     fn partitions(&self) -> Vec<Partition>;
+    /// Brings what the connection reads up to date before a run takes its mappings and
+    /// partitions (CSP: discovers the partner's customer tenants, so a tenant found now is
+    /// imported by this run, not the next). The default does nothing.
+    ///
+    /// An `Err` is not the run's failure: the pipeline goes on with the connection as opened,
+    /// and the read, which meets the same cause, records it against the run.
+    fn prepare<'a>(&'a mut self, _cx: &'a SourceContext) -> BoxFuture<'a, Result<(), SyncError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Notes about how the source will read under these mappings, shown before a run's changes
     /// (e.g. mapped fields a delta query cannot track).
     fn read_notes(&self, config: &deskbridge_mapping::ValidatedConfig) -> Vec<String>;

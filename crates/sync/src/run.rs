@@ -234,7 +234,25 @@ pub(crate) async fn sync_with(
     clock: &SharedClock,
     turns: Option<&Arc<tokio::sync::Semaphore>>,
 ) -> Result<SyncOutcome, SyncError> {
-    let source = open_connection(store, sources, name).await?;
+    let mut source = open_connection(store, sources, name).await?;
+    let requests = Arc::new(MemoryRequests::default());
+    let cx = SourceContext {
+        store: store.clone(),
+        clock: clock.clone(),
+        requests: match &options.observer {
+            Some(observer) => Arc::new(FanOut(vec![
+                requests.clone(),
+                Arc::new(Observed(observer.clone())),
+            ])),
+            None => requests.clone(),
+        },
+    };
+    // What the connection reads is brought up to date before its mappings and partitions are
+    // taken (a CSP tenant found now is imported now). A failure here is met again by the read,
+    // which records it against the run.
+    if let Err(e) = source.prepare(&cx).await {
+        tracing::warn!(connection = name, error = %e, "the connection could not be brought up to date before the run");
+    }
     let connection = source.connection().clone();
     if !connection
         .enabled_instances
@@ -329,18 +347,6 @@ pub(crate) async fn sync_with(
     let skip: BTreeSet<String> = taken.keys().cloned().collect();
     let held_run = held_run_to_approve(store, &connection, options).await?;
     let run = start_run(store, &connection, options).await?;
-    let requests = Arc::new(MemoryRequests::default());
-    let cx = SourceContext {
-        store: store.clone(),
-        clock: clock.clone(),
-        requests: match &options.observer {
-            Some(observer) => Arc::new(FanOut(vec![
-                requests.clone(),
-                Arc::new(Observed(observer.clone())),
-            ])),
-            None => requests.clone(),
-        },
-    };
     // An approved run lets the held tenants' deactivations through.
     let approved: BTreeSet<String> = match held_run {
         Some(_) => partitions.iter().map(|p| p.tenant_id.clone()).collect(),

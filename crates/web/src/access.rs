@@ -227,7 +227,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/api/v1/connections/{id}/tenants/{tenant}",
         MODIFY,
         "connections",
-        "Change a tenant: {\"customer\": id | null} (administrators), {\"licence_import\": type | null}",
+        "Change a tenant: {\"customer\": id | null} (administrators), {\"licence_import\": type | null}, \
+         {\"relationship_type\": \"gdap\" | \"dap\" | null}",
     ),
     api(
         "POST",

@@ -445,6 +445,12 @@ store_test! {
         let own = api(&app, Method::PATCH, &one, &agent, Some(json!({ "licence_import": "subscriptions" }))).await;
         assert_eq!(own.status, StatusCode::OK, "{}", own.text);
         assert_eq!(own.json()["tenant"]["overrides"]["licence_import"], "subscriptions");
+        let dap = api(&app, Method::PATCH, &one, &agent, Some(json!({ "relationship_type": "dap" }))).await;
+        assert_eq!(dap.status, StatusCode::OK, "{}", dap.text);
+        assert_eq!(dap.json()["tenant"]["overrides"]["relationship_type"], "dap");
+        let wrong = api(&app, Method::PATCH, &one, &agent, Some(json!({ "relationship_type": "cap" }))).await;
+        assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{}", wrong.text);
+        assert!(wrong.message().contains("is not one of gdap, dap"), "{}", wrong.text);
         let unknown = api(&app, Method::PATCH, &one, &agent, Some(json!({ "colour": "blue" }))).await;
         assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text);
         let assigned = api(&app, Method::PATCH, &one, &admin, Some(json!({ "customer": holding.0 }))).await;
@@ -458,6 +464,11 @@ store_test! {
         let for_admin = page(&app, &tab, &admin).await;
         assert_eq!(for_admin.status, StatusCode::OK, "{}", for_admin.text);
         assert!(for_admin.text.contains("Holding Ltd") && for_admin.text.contains("Desk customer"), "{}", for_admin.text);
+        assert!(
+            for_admin.text.contains("Relationship type") && for_admin.text.contains("DAP (delegated admin privileges"),
+            "the tenant's own relationship type, by its label: {}",
+            for_admin.text
+        );
         let for_agent = page(&app, &tab, &agent).await;
         assert_eq!(for_agent.status, StatusCode::OK, "{}", for_agent.text);
         assert!(for_agent.text.contains("Change a tenant"), "{}", for_agent.text);

@@ -191,6 +191,10 @@ pub struct CspArgs {
     /// subscriptions (tier 1 / direct) or subscriptions_and_skus.
     #[arg(long)]
     pub licence_import: Option<String>,
+    /// How newly found customer tenants are read: gdap (the default: an active GDAP relationship
+    /// and admin consent in the tenant) or dap (delegated admin privileges, retired by Microsoft).
+    #[arg(long)]
+    pub relationship_type: Option<String>,
     /// Import subscription prices from this marketplace's price sheet: GB or US (tier 1), or off.
     #[arg(long)]
     pub subscription_pricing: Option<String>,
@@ -382,6 +386,7 @@ async fn add_csp(store: &Store, registry: &SourceRegistry, args: CspArgs) -> any
     set("partner_center_url", args.partner_center_url.map(Value::from));
     set("partner_api_url", args.partner_api_url.map(Value::from));
     set("licence_import", args.licence_import.map(Value::from));
+    set("relationship_type", args.relationship_type.map(Value::from));
     set("subscription_pricing", args.subscription_pricing.map(Value::from));
     set("top_level", args.top_level.map(Value::from));
     set("last_sign_in", Some(json!(args.last_sign_in)));

@@ -174,32 +174,23 @@ async fn csp_demo(demo: &Demo<'_>) -> anyhow::Result<()> {
     } = demo;
     connect_csp(store, sources, summary, clock).await?;
 
-    // The sign-in already assigned the customer tenants it could list, so one sync usually
-    // imports them all; a tenant first found during a sync is assigned there and imported from
-    // the next one, so the demo syncs again while a sync assigns new tenants (at most once per
-    // tenant, plus one).
+    // The sign-in already assigned the customer tenants it could list; a tenant first found by
+    // the sync is assigned and imported by that same sync.
     let full_started = Instant::now();
     let progress = Progress::new(1, "full import");
-    let mut full = Vec::new();
-    for _ in 0..=summary.tenants.len() {
-        let before = assigned_tenants(store).await?;
-        let outcome = sync(
-            store,
-            sources,
-            CSP_NAME,
-            &SyncOptions {
-                full: true,
-                ..SyncOptions::default()
-            },
-            clock,
-        )
-        .await?;
-        progress.step(line(CSP_NAME, &outcome));
-        full.push(outcome);
-        if assigned_tenants(store).await? == before {
-            break;
-        }
-    }
+    let outcome = sync(
+        store,
+        sources,
+        CSP_NAME,
+        &SyncOptions {
+            full: true,
+            ..SyncOptions::default()
+        },
+        clock,
+    )
+    .await?;
+    progress.step(line(CSP_NAME, &outcome));
+    let full = vec![outcome];
     progress.finish();
     let full_time = full_started.elapsed();
 
@@ -365,23 +356,6 @@ fn reconcile(
         parts.push(format!("{} more on the desk from earlier runs", -rest));
     }
     head + &parts.join(" + ")
-}
-
-/// The customer tenants the CSP connection has assigned to a desk customer.
-async fn assigned_tenants(store: &Store) -> anyhow::Result<Vec<String>> {
-    let connection = deskbridge_sync::load_connection(store, CSP_NAME).await?;
-    Ok(connection
-        .config
-        .get("tenants")
-        .and_then(Value::as_array)
-        .map(|tenants| {
-            tenants
-                .iter()
-                .filter(|t| !t["customer_id"].is_null())
-                .filter_map(|t| t["tenant_id"].as_str().map(str::to_ascii_lowercase))
-                .collect()
-        })
-        .unwrap_or_default())
 }
 
 /// Adds the demo's CSP connection as `deskbridge connection add csp` does (or points an existing

@@ -42,6 +42,11 @@ pub enum TenantsCommand {
         /// connection's setting again.
         #[arg(long)]
         licence_import: Option<String>,
+        /// gdap (read through the tenant's GDAP relationship, with admin consent there) or dap
+        /// (through delegated admin privileges, retired by Microsoft), or `connection` to follow
+        /// the connection's type for new tenants.
+        #[arg(long)]
+        relationship_type: Option<String>,
     },
     /// Grant the GDAP app admin consent in one tenant: prints the URL to open as an
     /// administrator of that tenant, waits on a loopback address for Microsoft's redirect,
@@ -88,6 +93,7 @@ fn row(entry: &TenantEntry) -> Value {
         "customer": entry.customer_name.clone().unwrap_or_else(|| "do not import".into()),
         "licence_import": entry.overrides.get("licence_import").cloned().unwrap_or_else(|| "(connection's)".into()),
         "relationship": entry.relationship.clone().unwrap_or_else(|| "not known yet".into()),
+        "relationship_type": entry.overrides.get("relationship_type").cloned().unwrap_or_else(|| "(connection's)".into()),
         "admin_consent": entry.consented_at.as_ref().map_or_else(|| "unknown".to_owned(), |at| format!("granted {at}")),
     })
 }
@@ -210,6 +216,7 @@ pub async fn run(global: &GlobalArgs, command: TenantsCommand) -> anyhow::Result
                             "name",
                             "customer",
                             "relationship",
+                            "relationship_type",
                             "licence_import",
                             "admin_consent"
                         ],
@@ -223,6 +230,7 @@ pub async fn run(global: &GlobalArgs, command: TenantsCommand) -> anyhow::Result
             customer,
             do_not_import,
             licence_import,
+            relationship_type,
             ..
         } => {
             let mut update = TenantUpdate::default();
@@ -235,10 +243,14 @@ pub async fn run(global: &GlobalArgs, command: TenantsCommand) -> anyhow::Result
                 let value = (import != "connection").then_some(import);
                 update.overrides.insert("licence_import".into(), value);
             }
+            if let Some(kind) = relationship_type {
+                let value = (kind != "connection").then_some(kind);
+                update.overrides.insert("relationship_type".into(), value);
+            }
             if update == TenantUpdate::default() {
                 return Err(CliError::new(
                     ErrorCode::InvalidInput,
-                    "nothing to change: give --customer, --do-not-import or --licence-import",
+                    "nothing to change: give --customer, --do-not-import, --licence-import or --relationship-type",
                 )
                 .into());
             }
@@ -248,7 +260,7 @@ pub async fn run(global: &GlobalArgs, command: TenantsCommand) -> anyhow::Result
                 .with_context(|| format!("tenant {tenant} was not changed"))?;
             store.close().await;
             output::outln!(
-                "tenant {} ({}): {}; licence import {}",
+                "tenant {} ({}): {}; licence import {}; relationship type {}",
                 entry.name,
                 entry.tenant_id,
                 entry
@@ -258,6 +270,10 @@ pub async fn run(global: &GlobalArgs, command: TenantsCommand) -> anyhow::Result
                 entry
                     .overrides
                     .get("licence_import")
+                    .map_or("as the connection's", String::as_str),
+                entry
+                    .overrides
+                    .get("relationship_type")
                     .map_or("as the connection's", String::as_str)
             );
         }

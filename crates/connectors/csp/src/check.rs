@@ -10,7 +10,7 @@ use deskbridge_store::Connection;
 use serde_json::{Map, Value};
 
 use crate::log::Shared;
-use crate::settings::CspSettings;
+use crate::settings::{CspSettings, RelationshipType};
 use crate::tenants::{access_failure, list};
 
 fn failed(name: &str, e: &SyncError, fallback: &str) -> CheckPoint {
@@ -130,13 +130,22 @@ pub(crate) async fn check(
             return points;
         }
     };
+    let listed = found.readable.len() + found.without_gdap.len();
+    let with_gdap = found
+        .readable
+        .iter()
+        .chain(&found.without_gdap)
+        .filter(|(t, _)| found.gdap_active.contains(t))
+        .count();
     points.push(CheckPoint::pass(
         "partner center",
         format!(
-            "{} customers listed: {} with an active GDAP relationship, {} without",
-            found.readable.len() + found.without_gdap.len(),
-            found.readable.len(),
-            found.without_gdap.len()
+            "{listed} customers listed: {with_gdap} with an active GDAP relationship, {} without{}",
+            listed - with_gdap,
+            match &found.dap {
+                Some(dap) if !dap.is_empty() => format!("; {} with DAP", dap.len()),
+                _ => String::new(),
+            }
         ),
     ));
     points.extend(module_points(cx, shared, connection, &settings, &tokens, &http).await);
@@ -171,7 +180,12 @@ pub(crate) async fn check(
             Ok(_) => {
                 points.push(CheckPoint::pass(
                     &point,
-                    format!("the GDAP app reads the users of {name} ({tenant_id})"),
+                    match settings.relationship_type_of(tenant_id) {
+                        RelationshipType::Gdap => format!("the GDAP app reads the users of {name} ({tenant_id})"),
+                        RelationshipType::Dap => format!(
+                            "the GDAP app reads the users of {name} ({tenant_id}) through DAP (no consent needed)"
+                        ),
+                    },
                 ));
                 if settings.mapping.assets.is_some() {
                     points.push(devices_point(&graph, name, tenant_id).await);
@@ -179,7 +193,7 @@ pub(crate) async fn check(
             }
             Err(e) => {
                 let error = from_graph(&e);
-                match access_failure(tenant_id, name, &error) {
+                match access_failure(tenant_id, name, &error, settings.relationship_type_of(tenant_id)) {
                     Some((_, message, remedy)) => points.push(CheckPoint::fail(&point, message, remedy)),
                     None => points.push(failed(
                         &point,
@@ -196,15 +210,29 @@ pub(crate) async fn check(
             .iter()
             .any(|(t, _)| t.eq_ignore_ascii_case(&stored.tenant_id));
         if stored.customer_id.is_some() && gone {
-            points.push(CheckPoint::fail(
-                &format!("tenant {}", stored.name),
-                format!(
-                    "{} ({}) is assigned to a desk customer but has no active GDAP relationship or is no longer a \
-                     Partner Center customer",
-                    stored.name, stored.tenant_id
+            let point = format!("tenant {}", stored.name);
+            points.push(match settings.relationship_type_of(&stored.tenant_id) {
+                RelationshipType::Gdap => CheckPoint::fail(
+                    &point,
+                    format!(
+                        "{} ({}) is assigned to a desk customer but has no active GDAP relationship or is no longer \
+                         a Partner Center customer",
+                        stored.name, stored.tenant_id
+                    ),
+                    "Renew the GDAP relationship (and the reseller relationship) with this customer in Partner \
+                     Center.",
                 ),
-                "Renew the GDAP relationship (and the reseller relationship) with this customer in Partner Center.",
-            ));
+                RelationshipType::Dap => CheckPoint::fail(
+                    &point,
+                    format!(
+                        "{} ({}) is read through DAP but the partner has no DAP with it, or it is no longer a \
+                         Partner Center customer",
+                        stored.name, stored.tenant_id
+                    ),
+                    "Microsoft has retired DAP: set the tenant's relationship type to GDAP (deskbridge tenants set \
+                     --relationship-type gdap), establish a GDAP relationship and grant admin consent.",
+                ),
+            });
         }
     }
     points

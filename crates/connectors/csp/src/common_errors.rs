@@ -9,6 +9,7 @@ use deskbridge_msauth::{AuthError, MicrosoftAuthError};
 use deskbridge_partner::{PartnerApiError, PartnerError};
 use deskbridge_source::SyncError;
 
+use crate::settings::RelationshipType;
 use crate::tenants::{access_failure, from_partner};
 
 fn token_error(status: u16, code: u32, description: &str) -> AuthError {
@@ -45,8 +46,13 @@ fn said(error: &SyncError) -> (String, String) {
 }
 
 fn a_tenant(error: &SyncError) -> (String, String) {
-    let (code, _, remedy) =
-        access_failure("11111111-1111-4111-8111-111111111111", "Contoso Ltd", error).expect("recognised");
+    let (code, _, remedy) = access_failure(
+        "11111111-1111-4111-8111-111111111111",
+        "Contoso Ltd",
+        error,
+        RelationshipType::Gdap,
+    )
+    .expect("recognised");
     (code, remedy)
 }
 

@@ -12,8 +12,8 @@
 //!   PKCE, state `"{connection id}.…"`;
 //! - tenant discovery ([`refresh_tenants`]): Partner Center's customers with an active GDAP
 //!   relationship (Graph `delegatedAdminRelationships` in the partner tenant), each matched to a
-//!   desk customer by tenant id, then by name, else created with its main site and a generated
-//!   catch-all site mapping;
+//!   desk customer by tenant id, then by name, else created (under the connection's top level)
+//!   with its main site and a generated catch-all site mapping;
 //! - reading each customer tenant's users through Graph with the GDAP app's client credentials
 //!   against that tenant, with the Entra connector's full and delta reads; a tenant the app cannot
 //!   reach (no consent: AADSTS7000229 / AADSTS700016 / `Authorization_IdentityNotFound`; no GDAP
@@ -24,14 +24,18 @@
 //!   (`subscriptions`), the `licences` entity that refreshes them alone;
 //! - "adjust quantity": a subscription's seats written back to Partner Center (`write_back`);
 //! - consumption billing: customers' Azure usage as desk usage lines (`consumption`);
-//! - the Tenants tab: desk customer or "do not import" per tenant, licence-type overrides
-//!   (`tenant_table`), and the per-tenant admin-consent flow (`consent`);
+//! - the Tenants tab: desk customer or "do not import" per tenant, licence import type and
+//!   relationship type per tenant (`tenant_table`), and the per-tenant admin-consent flow
+//!   (`consent`);
+//! - the relationship type (the older guide's GDAP or DAP): a GDAP tenant is read with an active
+//!   GDAP relationship and the GDAP app's consent in the tenant; a DAP tenant with the partner's
+//!   delegated admin privileges (a contract in the partner tenant, Graph `/contracts`), which
+//!   pre-consent the GDAP app as an AdminAgents member; new tenants take the connection's type;
+//! - discovery before each run takes its mappings ([`deskbridge_source::SourceConnection::prepare`]), so a tenant
+//!   first found by a sync is imported by that sync;
 //! - registering the instance's Partner Center webhook receiver ([`register_webhook`] and the
 //!   rest of the `webhooks` module; the receiver itself is the web crate's);
 //! - [`CspSource`], which the binary registers.
-//!
-//! Not here yet: the relationship-type override (DAP, which Microsoft has retired in favour of
-//! GDAP) and a top level for the customers discovery creates.
 //!
 //! Invariants: no credential is sent anywhere but the connection's endpoints; a tenant that was
 //! not read completely is never reported complete (nobody is deactivated for it); Microsoft's

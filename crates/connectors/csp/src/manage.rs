@@ -9,7 +9,7 @@ use deskbridge_store::{Connection, Store, StoreTx, WriteContext};
 
 use crate::CSP_KIND;
 use crate::settings::{
-    CspSettings, GdapAuth, LicenceImport, SECRET_GDAP_CERTIFICATE, SECRET_GDAP_SECRET,
+    CspSettings, GdapAuth, LicenceImport, RelationshipType, SECRET_GDAP_CERTIFICATE, SECRET_GDAP_SECRET,
     SECRET_PARTNER_REFRESH_TOKEN, SECRET_PARTNER_SECRET, SETTINGS, new_connection_mappings,
 };
 
@@ -61,6 +61,14 @@ fn licence_import(value: &str) -> Result<LicenceImport, SyncError> {
     LicenceImport::parse(value).ok_or_else(|| {
         refused(format!(
             "Licence import type: {value:?} is not one of subscribed_skus, subscriptions, subscriptions_and_skus"
+        ))
+    })
+}
+
+fn relationship_type(value: &str) -> Result<RelationshipType, SyncError> {
+    RelationshipType::parse(value).ok_or_else(|| {
+        refused(format!(
+            "Relationship type for new tenants: {value:?} is not one of gdap, dap"
         ))
     })
 }
@@ -175,6 +183,11 @@ pub(crate) async fn create(store: &Store, new: NewConnection) -> Result<Connecti
             .map(licence_import)
             .transpose()?
             .unwrap_or_default(),
+        relationship_type: values
+            .text("relationship_type")
+            .map(relationship_type)
+            .transpose()?
+            .unwrap_or_default(),
         top_level_id: match values.text("top_level") {
             Some(name) => top_level(store, name).await?,
             None => None,
@@ -258,6 +271,9 @@ pub(crate) async fn edit(
     }
     if let Some(import) = values.text("licence_import") {
         settings.licence_import = licence_import(import)?;
+    }
+    if let Some(kind) = values.text("relationship_type") {
+        settings.relationship_type = relationship_type(kind)?;
     }
     if let Some(name) = values.text("top_level") {
         settings.top_level_id = top_level(store, name).await?;

@@ -47,6 +47,17 @@ pub(crate) const LICENCE_IMPORT: &[Choice] = &[
     },
 ];
 
+pub(crate) const RELATIONSHIP_TYPE: &[Choice] = &[
+    Choice {
+        value: "gdap",
+        label: "GDAP (the GDAP app needs admin consent in the tenant)",
+    },
+    Choice {
+        value: "dap",
+        label: "DAP (delegated admin privileges, retired by Microsoft: no consent per tenant)",
+    },
+];
+
 const SUBSCRIPTION_PRICING: &[Choice] = &[
     Choice {
         value: "off",
@@ -161,6 +172,20 @@ pub(crate) const SETTINGS: &[Setting] = &[
         part: SettingPart::Sync,
     },
     Setting {
+        key: "relationship_type",
+        label: "Relationship type for new tenants",
+        help: "How a newly found customer tenant is read: GDAP (an active GDAP relationship, and admin consent \
+               for the GDAP app granted in the tenant) or DAP (the partner's delegated admin privileges: the \
+               GDAP app, a member of AdminAgents, reads the tenant without consent there). A tenant may \
+               override it on the Tenants tab. Microsoft has retired DAP; use it only for tenants that still \
+               have it.",
+        kind: SettingKind::Choice {
+            options: RELATIONSHIP_TYPE,
+        },
+        required: Required::Optional,
+        part: SettingPart::Sync,
+    },
+    Setting {
         key: "licence_import",
         label: "Licence import type",
         help: "SKUs (every tier) carry quantities and the users assigned; subscriptions (tier 1 / direct \
@@ -253,6 +278,35 @@ impl LicenceImport {
     }
 }
 
+/// How a customer tenant is read (the guide's relationship type).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationshipType {
+    /// Through the tenant's active GDAP relationship, with the GDAP app consented in the tenant.
+    #[default]
+    Gdap,
+    /// Through the partner's delegated admin privileges (DAP): the GDAP app, a member of the
+    /// partner's AdminAgents group, is pre-consented in every DAP customer tenant.
+    Dap,
+}
+
+impl RelationshipType {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "gdap" => Some(Self::Gdap),
+            "dap" => Some(Self::Dap),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gdap => "gdap",
+            Self::Dap => "dap",
+        }
+    }
+}
+
 /// One customer tenant of the connection and the desk customer its users go to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CspTenant {
@@ -264,6 +318,10 @@ pub struct CspTenant {
     /// This tenant's licence import type, when it differs from the connection's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub licence_import: Option<LicenceImport>,
+    /// How this tenant is read: set to the connection's type for new tenants when it is found;
+    /// `None` (tenants found before the setting existed): the connection's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relationship_type: Option<RelationshipType>,
     /// When an administrator of the tenant granted the GDAP app admin consent through this
     /// service's consent flow; `None`: not known here (settings from before the flow have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,6 +339,11 @@ pub enum Relationship {
     ResellerAndGdap,
     /// Partner Center lists the customer, but no GDAP relationship is active: it cannot be read.
     ResellerWithoutGdap,
+    /// Partner Center lists the customer, with an active GDAP relationship and DAP (a contract
+    /// in the partner tenant).
+    ResellerGdapAndDap,
+    /// Partner Center lists the customer, with DAP but no active GDAP relationship.
+    ResellerDapOnly,
     /// Partner Center no longer lists the customer.
     NotListed,
 }
@@ -290,6 +353,8 @@ impl Relationship {
         match self {
             Self::ResellerAndGdap => "reseller and GDAP (active)",
             Self::ResellerWithoutGdap => "reseller, no active GDAP",
+            Self::ResellerGdapAndDap => "reseller, GDAP (active) and DAP",
+            Self::ResellerDapOnly => "reseller, DAP only (no active GDAP)",
             Self::NotListed => "no longer listed by Partner Center",
         }
     }
@@ -315,6 +380,9 @@ pub struct CspSettings {
     pub last_sign_in: bool,
     #[serde(default)]
     pub licence_import: LicenceImport,
+    /// The relationship type newly found tenants are given.
+    #[serde(default)]
+    pub relationship_type: RelationshipType,
     /// The desk top level that customers created for new tenants go under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_level_id: Option<RecordId>,
@@ -360,6 +428,13 @@ impl CspSettings {
         self.tenant(tenant_id)
             .and_then(|t| t.licence_import)
             .unwrap_or(self.licence_import)
+    }
+
+    /// How `tenant_id` is read: its own type, else the connection's.
+    pub fn relationship_type_of(&self, tenant_id: &str) -> RelationshipType {
+        self.tenant(tenant_id)
+            .and_then(|t| t.relationship_type)
+            .unwrap_or(self.relationship_type)
     }
 
     /// The tenant's entry, if the connection has found it.

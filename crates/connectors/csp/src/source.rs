@@ -24,9 +24,9 @@ use serde_json::{Map, Value};
 use crate::CSP_KIND;
 use crate::auth::{PartnerSignIn, Tokens};
 use crate::log::Shared;
-use crate::settings::CspSettings;
+use crate::settings::{CspSettings, RelationshipType};
 use crate::subscriptions::SubscriptionReader;
-use crate::tenants::{access_failure, discover};
+use crate::tenants::{TenantDiscovery, access_failure, discover};
 use crate::write_back::CspWriter;
 
 /// Microsoft CSP. One per process: its Graph clients are shared by every CSP connection.
@@ -86,7 +86,8 @@ impl Source for CspSource {
          fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd) and a client secret, with this site's /auth/microsoft/callback (and \
          http://localhost/callback for the CLI) as redirect URIs; and a multi-tenant GDAP app with the Graph \
          application permissions User.Read.All, Group.Read.All, Organization.Read.All and \
-         DelegatedAdminRelationship.Read.All (AuditLog.Read.All for last sign-in dates), a secret or a \
+         DelegatedAdminRelationship.Read.All (AuditLog.Read.All for last sign-in dates; Directory.Read.All to \
+         tell which customers still have DAP), a secret or a \
          certificate, added to the AdminAgents group, with this site's /auth/microsoft/consent (and \
          http://127.0.0.1/callback for the CLI) as redirect URIs for the per-tenant admin consent. After adding \
          the connection, a partner admin signs in once (authorize); then grant admin consent in each customer \
@@ -131,6 +132,7 @@ impl Source for CspSource {
             settings: CspSettings::of(connection)?,
             connection: connection.clone(),
             shared: self.shared.clone(),
+            discovered: std::sync::Mutex::new(None),
         }))
     }
 
@@ -149,6 +151,9 @@ struct CspConnection {
     connection: Connection,
     settings: CspSettings,
     shared: Arc<Shared>,
+    /// What [`SourceConnection::prepare`] discovered, for the run's read to take instead of
+    /// asking Partner Center again.
+    discovered: std::sync::Mutex<Option<TenantDiscovery>>,
 }
 
 /// A customer tenant to read this run.
@@ -258,8 +263,19 @@ impl CspConnection {
         let http = deskbridge_source::http_client(&self.connection.name)?;
         let tokens =
             crate::auth::tokens(&cx.store, &self.connection, &self.settings, &http, &cx.clock).await?;
-        let (found, _stored) =
-            discover(cx, &self.shared, &self.connection, &self.settings, &tokens, &http).await?;
+        let prepared = self
+            .discovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let found = match prepared {
+            Some(found) => found,
+            None => {
+                discover(cx, &self.shared, &self.connection, &self.settings, &tokens, &http)
+                    .await?
+                    .0
+            }
+        };
         let mut subscriptions = self.subscription_reader(cx, &tokens, &http)?;
         let usage_partner = match (&tokens.partner, request.entity) {
             (Ok(partner_tokens), SyncEntity::Consumption) => Some(self.shared.partner(
@@ -280,7 +296,7 @@ impl CspConnection {
                 .map_or(tenant_id.as_str(), |(_, n)| n.as_str());
             out.emit(ReadEvent::Note(format!(
                 "new customer tenant {name} ({tenant_id}): assigned to its desk customer with a catch-all site \
-                 mapping to the customer's main site; its users are imported from the next sync"
+                 mapping to the customer's main site"
             )))
             .await?;
         }
@@ -292,11 +308,28 @@ impl CspConnection {
             .collect();
         for (tenant_id, name) in &found.without_gdap {
             if self.settings.tenant(tenant_id).is_none() {
-                out.emit(ReadEvent::Note(format!(
-                    "customer {name} ({tenant_id}) has no active GDAP relationship: its users are not read"
-                )))
+                out.emit(ReadEvent::Note(match self.settings.relationship_type {
+                    RelationshipType::Gdap => format!(
+                        "customer {name} ({tenant_id}) has no active GDAP relationship: its users are not read"
+                    ),
+                    RelationshipType::Dap => format!(
+                        "customer {name} ({tenant_id}) has no DAP with the partner (new tenants are read through \
+                         DAP): its users are not read"
+                    ),
+                }))
                 .await?;
             }
+        }
+        let reads_dap = self.settings.tenants.iter().any(|t| {
+            t.customer_id.is_some()
+                && self.settings.relationship_type_of(&t.tenant_id) == RelationshipType::Dap
+        });
+        if let (Some(reason), true) = (&found.dap_unknown, reads_dap) {
+            out.emit(ReadEvent::Note(format!(
+                "the partner's DAP customers (Graph /contracts in the partner tenant, Directory.Read.All) could not \
+                 be listed, so the tenants read through DAP are tried as they are: {reason}"
+            )))
+            .await?;
         }
         for stored in &self.settings.tenants {
             let Some(customer) = stored.customer_id else {
@@ -339,6 +372,25 @@ impl CspConnection {
             if readable.contains(id.as_str()) {
                 self.read_tenant(cx, request, &tokens, &http, &tenant, &mut subscriptions, out)
                     .await?;
+            } else if without_gdap.contains_key(id.as_str())
+                && self.settings.relationship_type_of(&stored.tenant_id) == RelationshipType::Dap
+            {
+                skip_tenant(
+                    out,
+                    &tenant,
+                    "dap_not_available".into(),
+                    format!(
+                        "customer tenant {} ({}) was not read: it is read through DAP, but the partner has no \
+                         delegated admin privileges (DAP) with it",
+                        tenant.name, tenant.tenant_id
+                    ),
+                    "Microsoft has retired DAP: set the tenant's relationship type to GDAP (Tenants tab, or \
+                     deskbridge tenants set --relationship-type gdap), establish a GDAP relationship with it in \
+                     Partner Center and grant the GDAP app admin consent in the tenant."
+                        .into(),
+                    None,
+                )
+                .await?;
             } else if without_gdap.contains_key(id.as_str()) {
                 skip_tenant(
                     out,
@@ -445,7 +497,8 @@ impl CspConnection {
             .await
         {
             let error = from_graph(&e);
-            let (code, message, remedy) = access_failure(tenant.tenant_id, tenant.name, &error)
+            let kind = self.settings.relationship_type_of(tenant.tenant_id);
+            let (code, message, remedy) = access_failure(tenant.tenant_id, tenant.name, &error, kind)
                 .unwrap_or_else(|| {
                     (
                         error.code(),
@@ -616,6 +669,32 @@ impl SourceConnection for CspConnection {
 
     fn device_properties(&self) -> SourceProperties {
         read::device_properties()
+    }
+
+    /// Discovers the customer tenants before the run takes the mappings and partitions: a tenant
+    /// found now is assigned (with its catch-all site mapping) and read in this run.
+    fn prepare<'a>(&'a mut self, cx: &'a SourceContext) -> BoxFuture<'a, Result<(), SyncError>> {
+        Box::pin(async move {
+            let http = deskbridge_source::http_client(&self.connection.name)?;
+            let tokens =
+                crate::auth::tokens(&cx.store, &self.connection, &self.settings, &http, &cx.clock).await?;
+            let (found, _) =
+                discover(cx, &self.shared, &self.connection, &self.settings, &tokens, &http).await?;
+            if !found.assigned.is_empty() {
+                let mut tx = cx.store.read().await?;
+                let current = tx.connection(self.connection.id).await?;
+                tx.commit().await?;
+                let current =
+                    current.ok_or_else(|| SyncError::UnknownConnection(self.connection.name.clone()))?;
+                self.settings = CspSettings::of(&current)?;
+                self.connection = current;
+            }
+            *self
+                .discovered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(found);
+            Ok(())
+        })
     }
 
     fn partitions(&self) -> Vec<Partition> {

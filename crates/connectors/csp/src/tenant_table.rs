@@ -1,5 +1,5 @@
 //! The Tenants tab: every customer tenant the connection found, the desk customer it goes to (or
-//! "do not import"), and its own licence import type where it differs from the connection's.
+//! "do not import"), and its own licence import type and relationship type (GDAP or DAP).
 //!
 //! Assigning a tenant to another desk customer moves the tenant's ownership to that customer and
 //! gives it the customer's catch-all site mapping (the guide's "automatically create a site
@@ -15,19 +15,34 @@ use deskbridge_source::{BoxFuture, SyncError, TenantCustomer, TenantEntry, Tenan
 use deskbridge_store::{Connection, Entity, Store, StoreTx, WriteContext};
 use serde_json::{Value, json};
 
-use crate::settings::{CspSettings, CspTenant, LICENCE_IMPORT, LicenceImport};
+use crate::settings::{
+    CspSettings, CspTenant, LICENCE_IMPORT, LicenceImport, RELATIONSHIP_TYPE, RelationshipType,
+};
 
 /// What a tenant may override.
-const OVERRIDABLE: &[Setting] = &[Setting {
-    key: "licence_import",
-    label: "Licence import type",
-    help: "This tenant's licence import type; left empty, the connection's.",
-    kind: SettingKind::Choice {
-        options: LICENCE_IMPORT,
+const OVERRIDABLE: &[Setting] = &[
+    Setting {
+        key: "licence_import",
+        label: "Licence import type",
+        help: "This tenant's licence import type; left empty, the connection's.",
+        kind: SettingKind::Choice {
+            options: LICENCE_IMPORT,
+        },
+        required: Required::Optional,
+        part: SettingPart::Sync,
     },
-    required: Required::Optional,
-    part: SettingPart::Sync,
-}];
+    Setting {
+        key: "relationship_type",
+        label: "Relationship type",
+        help: "How this tenant is read: GDAP (admin consent for the GDAP app in the tenant) or DAP (delegated \
+               admin privileges, retired by Microsoft); left empty, the connection's type for new tenants.",
+        kind: SettingKind::Choice {
+            options: RELATIONSHIP_TYPE,
+        },
+        required: Required::Optional,
+        part: SettingPart::Sync,
+    },
+];
 
 /// The CSP connector's [`TenantTable`].
 pub(crate) struct CspTenants;
@@ -47,6 +62,9 @@ pub(crate) async fn entry(tx: &mut StoreTx, tenant: &CspTenant) -> Result<Tenant
     let mut overrides = BTreeMap::new();
     if let Some(import) = tenant.licence_import {
         overrides.insert("licence_import".to_owned(), import.as_str().to_owned());
+    }
+    if let Some(kind) = tenant.relationship_type {
+        overrides.insert("relationship_type".to_owned(), kind.as_str().to_owned());
     }
     Ok(TenantEntry {
         tenant_id: tenant.tenant_id.clone(),
@@ -138,9 +156,19 @@ impl CspTenants {
                     })?;
                     settings.tenants[index].licence_import = Some(import);
                 }
+                ("relationship_type", None) => settings.tenants[index].relationship_type = None,
+                ("relationship_type", Some(text)) => {
+                    let kind = RelationshipType::parse(text).ok_or_else(|| {
+                        SyncError::InvalidSettings(format!(
+                            "Relationship type: {text:?} is not one of gdap, dap (or empty for the connection's)"
+                        ))
+                    })?;
+                    settings.tenants[index].relationship_type = Some(kind);
+                }
                 (other, _) => {
                     return Err(SyncError::InvalidSettings(format!(
-                        "{other:?} is not a setting a tenant may override; it may override licence_import"
+                        "{other:?} is not a setting a tenant may override; it may override licence_import and \
+                         relationship_type"
                     )));
                 }
             }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use deskbridge_connector_entra::{from_auth, from_graph};
 use deskbridge_core::{ErrorCode, HasErrorCode as _, RecordId};
-use deskbridge_graph::{DelegatedAdminRelationship, GraphError, GraphErrorClass, GraphTenant};
+use deskbridge_graph::{Contract, DelegatedAdminRelationship, GraphError, GraphErrorClass, GraphTenant};
 use deskbridge_msauth::TokenProvider;
 use deskbridge_partner::{PartnerError, PartnerErrorClass};
 use deskbridge_source::{SourceContext, SyncError};
@@ -20,17 +20,35 @@ use deskbridge_store::{Connection, Entity, StoreTx, WriteContext};
 
 use crate::auth::Tokens;
 use crate::log::Shared;
-use crate::settings::{CspSettings, CspTenant, Relationship};
+use crate::settings::{CspSettings, CspTenant, Relationship, RelationshipType};
 
 /// What a discovery found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantDiscovery {
-    /// Customers Partner Center lists that have an active GDAP relationship: (tenant id, name).
+    /// Customers Partner Center lists that can be read: an active GDAP relationship, or (for a
+    /// tenant read through DAP) DAP: (tenant id, name).
     pub readable: Vec<(String, String)>,
-    /// Customers Partner Center lists without an active GDAP relationship: (tenant id, name).
+    /// Customers Partner Center lists that cannot be read (no active GDAP relationship, or no DAP
+    /// for a tenant read through DAP): (tenant id, name).
     pub without_gdap: Vec<(String, String)>,
     /// Tenants this discovery assigned to a desk customer (new to the connection).
     pub assigned: Vec<String>,
+    /// The customers with DAP (a contract in the partner tenant), lower-case; `None`: the
+    /// contracts could not be listed (the reason in [`TenantDiscovery::dap_unknown`]).
+    pub dap: Option<BTreeSet<String>>,
+    /// Why the partner's contracts (DAP) could not be listed, when they could not.
+    pub dap_unknown: Option<String>,
+    /// The customers with an active GDAP relationship, lower-case.
+    pub gdap_active: BTreeSet<String>,
+}
+
+impl TenantDiscovery {
+    /// Whether the partner has DAP with `tenant_id`: `None` when that is not known.
+    pub fn has_dap(&self, tenant_id: &str) -> Option<bool> {
+        self.dap
+            .as_ref()
+            .map(|dap| dap.contains(&tenant_id.to_ascii_lowercase()))
+    }
 }
 
 /// Lists the customer tenants of the connection `name` and assigns the new ones to desk
@@ -135,7 +153,27 @@ async fn active_gdap(partner: &GraphTenant) -> Result<BTreeSet<String>, SyncErro
     Ok(active)
 }
 
-/// Lists the customers and which of them have an active GDAP relationship; writes nothing.
+/// The customer tenants (lower-case) the partner has DAP with: a contract in the partner tenant
+/// (`GET /contracts`, Directory.Read.All).
+async fn dap_contracts(partner: &GraphTenant) -> Result<BTreeSet<String>, SyncError> {
+    let mut pager = partner.pager::<Contract>("/contracts");
+    let mut dap = BTreeSet::new();
+    loop {
+        match pager.next_page().await {
+            Ok(Some(page)) => dap.extend(
+                page.value
+                    .into_iter()
+                    .filter_map(|c| c.customer_id)
+                    .map(|t| t.to_ascii_lowercase()),
+            ),
+            Ok(None) => return Ok(dap),
+            Err(e) => return Err(from_graph(&e)),
+        }
+    }
+}
+
+/// Lists the customers and which of them can be read (an active GDAP relationship, or DAP for a
+/// tenant read through DAP); writes nothing.
 pub(crate) async fn list(
     cx: &SourceContext,
     shared: &Shared,
@@ -172,6 +210,10 @@ pub(crate) async fn list(
     )?;
     let active = active_gdap(&gdap_partner).await?;
     let mut found = TenantDiscovery::default();
+    match dap_contracts(&gdap_partner).await {
+        Ok(dap) => found.dap = Some(dap),
+        Err(e) => found.dap_unknown = Some(e.to_string()),
+    }
     let mut seen = BTreeSet::new();
     for customer in &customers {
         let tenant_id = customer.tenant_id().to_ascii_lowercase();
@@ -185,12 +227,19 @@ pub(crate) async fn list(
             .or_else(|| profile.domain.clone())
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| tenant_id.clone());
-        if active.contains(&tenant_id) {
+        // A tenant read through DAP needs the partner's DAP with it, not GDAP (unknown DAP: the
+        // read finds out, and says what to do if it cannot).
+        let readable = match settings.relationship_type_of(&tenant_id) {
+            RelationshipType::Gdap => active.contains(&tenant_id),
+            RelationshipType::Dap => found.has_dap(&tenant_id) != Some(false),
+        };
+        if readable {
             found.readable.push((tenant_id, name));
         } else {
             found.without_gdap.push((tenant_id, name));
         }
     }
+    found.gdap_active = active;
     Ok(found)
 }
 
@@ -210,17 +259,25 @@ pub(crate) async fn discover(
         .iter()
         .filter(|(t, _)| settings.tenant(t).is_none())
         .collect();
-    let relationship_of = |tenant: &str| {
-        if found.readable.iter().any(|(t, _)| t.eq_ignore_ascii_case(tenant)) {
-            Relationship::ResellerAndGdap
-        } else if found
-            .without_gdap
+    let listed = |tenant: &str| {
+        found
+            .readable
             .iter()
+            .chain(&found.without_gdap)
             .any(|(t, _)| t.eq_ignore_ascii_case(tenant))
-        {
-            Relationship::ResellerWithoutGdap
-        } else {
-            Relationship::NotListed
+    };
+    let relationship_of = |tenant: &str| {
+        let gdap = found.gdap_active.contains(&tenant.to_ascii_lowercase());
+        let dap = found
+            .dap
+            .as_ref()
+            .is_some_and(|dap| dap.contains(&tenant.to_ascii_lowercase()));
+        match (listed(tenant), gdap, dap) {
+            (false, _, _) => Relationship::NotListed,
+            (true, true, false) => Relationship::ResellerAndGdap,
+            (true, true, true) => Relationship::ResellerGdapAndDap,
+            (true, false, true) => Relationship::ResellerDapOnly,
+            (true, false, false) => Relationship::ResellerWithoutGdap,
         }
     };
     // The settings are written when something changed: new tenants, or a known tenant's
@@ -256,8 +313,10 @@ pub(crate) async fn discover(
             name: name.clone(),
             customer_id: Some(customer),
             licence_import: None,
+            // A new tenant keeps the type it was found with, whatever the connection's becomes.
+            relationship_type: Some(updated.relationship_type),
             consented_at: None,
-            relationship: Some(Relationship::ResellerAndGdap),
+            relationship: Some(relationship_of(tenant_id)),
         });
         found.assigned.push(tenant_id.clone());
     }
@@ -309,6 +368,7 @@ pub(crate) fn access_failure(
     tenant: &str,
     name: &str,
     error: &SyncError,
+    kind: RelationshipType,
 ) -> Option<(String, String, String)> {
     let SyncError::Upstream { code, message, .. } = error else {
         return None;
@@ -320,7 +380,23 @@ pub(crate) fn access_failure(
     let gdap = "Check the GDAP relationship with this customer is active and that its access assignment gives \
                 the AdminAgents group (with the GDAP app as a member) a role such as Directory Readers; check the \
                 GDAP app has Graph application (not delegated) permissions.";
+    let dap = "This tenant is read through DAP: check the customer still has delegated admin privileges (DAP) \
+               with the partner and the GDAP app's service principal is a member of the partner's AdminAgents \
+               group. Microsoft has retired DAP: better, set the tenant's relationship type to GDAP (Tenants \
+               tab, or deskbridge tenants set --relationship-type gdap), establish a GDAP relationship and \
+               grant admin consent.";
     let (what, remedy) = match code.as_str() {
+        "AADSTS7000229" | "AADSTS700016" | "Authorization_IdentityNotFound"
+            if kind == RelationshipType::Dap =>
+        {
+            ("the GDAP app is not pre-consented in the tenant through DAP", dap)
+        }
+        _ if kind == RelationshipType::Dap
+            && (code == "Authorization_RequestDenied"
+                || error.error_code() == ErrorCode::UpstreamPermission) =>
+        {
+            ("access to the tenant through DAP was refused", dap)
+        }
         "AADSTS7000229" | "AADSTS700016" | "Authorization_IdentityNotFound" => (
             "the GDAP app has no admin consent (no service principal) in the tenant",
             consent,

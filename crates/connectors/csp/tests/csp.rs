@@ -7,6 +7,7 @@
 mod conformance;
 mod consent;
 mod consumption;
+mod dap;
 mod scale;
 mod scenario;
 mod subscriptions;

@@ -84,7 +84,9 @@ store_test! {
         let mut back = TenantUpdate::default();
         back.overrides.insert("licence_import".into(), None);
         let entry = table.set_tenant(&db.store, &load().await, &tenants[2], &back).await.unwrap();
-        assert!(entry.overrides.is_empty());
+        assert!(!entry.overrides.contains_key("licence_import"), "{:?}", entry.overrides);
+        // A tenant keeps the relationship type it was found with (the connection's, GDAP).
+        assert_eq!(entry.overrides.get("relationship_type").map(String::as_str), Some("gdap"));
     }
 }
 
@@ -165,5 +167,60 @@ store_test! {
         tx.commit().await.unwrap();
         assert!(after.iter().all(|(t, _, _)| t != &tenants[0]), "{after:?}");
         assert!(after.iter().any(|(t, _, _)| t == &tenants[1]), "{after:?}");
+    }
+}
+
+store_test! {
+    async fn a_tenant_found_during_a_sync_is_imported_by_that_sync(db: &TestDb) {
+        let (emu, tenants) = partner(104, 2, 3).await;
+        let admin = emu.summary().admin_url;
+        let gdap = |tenant: String, status: &'static str| {
+            let admin = admin.clone();
+            async move {
+                let response = reqwest::Client::new()
+                    .put(format!("{admin}/partner/gdap/{tenant}"))
+                    .json(&json!({ "status": status }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
+            }
+        };
+        // The second customer's GDAP relationship is awaiting approval when the partner admin
+        // signs in and when the first sync runs: it is not assigned, nothing of it imported.
+        gdap(tenants[1].clone(), "approvalPending").await;
+        let registry = sources(GraphConfig::default());
+        add_and_authorize(&db.store, &registry, &emu, "csp-new").await;
+        let first = deskbridge_sync::sync(&db.store, &registry, "csp-new", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(first.status, "succeeded", "{:?}", first.errors);
+        let mut tx = db.store.read().await.unwrap();
+        assert_eq!(tx.customer_of_tenant(&tenants[1]).await.unwrap(), None);
+        tx.commit().await.unwrap();
+
+        // Approved: the next sync finds the tenant, assigns it and imports its users in the same run.
+        gdap(tenants[1].clone(), "active").await;
+        let second = deskbridge_sync::sync(&db.store, &registry, "csp-new", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(second.status, "succeeded", "{:?}", second.errors);
+        assert!(
+            second.notes.iter().any(|n| n.contains("new customer tenant") && n.contains(&tenants[1])),
+            "{:?}",
+            second.notes
+        );
+        let mut tx = db.store.read().await.unwrap();
+        let customer = tx.customer_of_tenant(&tenants[1]).await.unwrap().expect("assigned");
+        let site = tx.main_site(customer).await.unwrap().unwrap();
+        let users = tx.list(Entity::User, None, 1000).await.unwrap();
+        tx.commit().await.unwrap();
+        let theirs: Vec<_> = users.iter().filter(|u| u.get("site_id") == &json!(site.0)).collect();
+        assert_eq!(theirs.len(), 3, "{users:?}");
+        // The run's outbound log holds the discovery's Partner Center requests.
+        let run = second.run_id.unwrap();
+        let mut tx = db.store.read().await.unwrap();
+        let requests = tx.outbound_log(Some(run), 1000).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(
+            requests.iter().any(|r| r["url"].as_str().is_some_and(|u| u.contains("/v1/customers"))),
+            "{requests:?}"
+        );
     }
 }

@@ -105,6 +105,8 @@ pub(crate) fn route(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &F
         )
         .with_code("BadRequest")),
         ["deviceManagement", "managedDevices", id] => ctx.managed_device(id),
+        ["contracts"] => ctx.contracts(None),
+        ["contracts", id] => ctx.contracts(Some(id)),
         ["tenantRelationships", "delegatedAdminRelationships"] => ctx.gdap(None),
         ["tenantRelationships", "delegatedAdminRelationships", id] => ctx.gdap(Some(id)),
         [
@@ -1058,6 +1060,50 @@ impl Ctx<'_> {
             (end < rels.len()).then_some(end),
             None,
         ))
+    }
+}
+
+impl Ctx<'_> {
+    /// `GET /contracts[/{id}]`: the partner tenant's contracts (DAP customers); empty elsewhere.
+    fn contracts(&self, id: Option<&str>) -> GResult<Resp> {
+        self.caller
+            .require(&["Directory.Read.All", "Directory.ReadWrite.All"])?;
+        let render = |c: &crate::world::Contract| {
+            json!({
+                "@odata.type": "#microsoft.graph.contract",
+                "id": c.id,
+                "deletedDateTime": null,
+                "contractType": c.contract_type,
+                "customerId": c.customer_id,
+                "defaultDomainName": c.default_domain_name,
+                "displayName": c.display_name,
+            })
+        };
+        let contracts = &self.t.contracts;
+        if let Some(id) = id {
+            let c = contracts
+                .iter()
+                .find(|c| c.id == id)
+                .ok_or_else(|| not_found(id))?;
+            let mut v = render(c);
+            if let Value::Object(m) = &mut v {
+                m.insert(
+                    "@odata.context".into(),
+                    json!(metadata(self.state, "contracts/$entity")),
+                );
+            }
+            return Ok(ok_json(v));
+        }
+        let size = self.page_size(100, 999)?;
+        let start = self.start()?;
+        let end = start.saturating_add(size).min(contracts.len());
+        let values = contracts
+            .get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .map(render)
+            .collect();
+        Ok(self.collection("contracts", values, (end < contracts.len()).then_some(end), None))
     }
 }
 

@@ -25,6 +25,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/faults", get(get_faults).put(put_faults))
         .route("/customers/{cid}/subscriptions/{sid}", patch(edit_subscription))
         .route("/gdap/{tenant}", put(set_gdap))
+        .route("/dap/{tenant}", put(set_dap))
         .route("/consent", put(set_consent))
         .route("/events", post(emit))
         .route("/deliveries", get(deliveries))
@@ -146,6 +147,47 @@ async fn set_gdap(
         );
     }
     ok(json!({"tenant": tenant, "status": body.status, "relationships": changed}))
+}
+
+#[derive(Deserialize)]
+struct DapState {
+    active: bool,
+}
+
+/// Gives or takes the partner's delegated admin privileges (DAP) with a customer tenant: a
+/// contract in the partner tenant (Graph `/contracts`).
+async fn set_dap(
+    State(state): St,
+    Path(tenant): Path<String>,
+    axum::Json(body): axum::Json<DapState>,
+) -> Response {
+    let mut world = state.world.write().unwrap_or_else(PoisonError::into_inner);
+    let Some(pi) = world
+        .partner_tenant_id
+        .clone()
+        .and_then(|p| world.tenant_index(&p))
+    else {
+        return fail(StatusCode::NOT_FOUND, "the world has no partner tenant");
+    };
+    let Some((customer_id, domain, name)) = world
+        .tenant(&tenant)
+        .filter(|t| t.id != world.tenants[pi].id)
+        .map(|t| (t.id.clone(), t.domain.clone(), t.display_name.clone()))
+    else {
+        return fail(StatusCode::NOT_FOUND, &format!("no customer tenant {tenant}"));
+    };
+    let contracts = &mut world.tenants[pi].contracts;
+    contracts.retain(|c| !c.customer_id.eq_ignore_ascii_case(&customer_id));
+    if body.active {
+        contracts.push(crate::world::Contract {
+            id: uuid::Uuid::new_v4().to_string(),
+            contract_type: "ResellerPartner".into(),
+            customer_id: customer_id.clone(),
+            default_domain_name: domain,
+            display_name: name,
+        });
+    }
+    ok(json!({"tenant": customer_id, "dap": body.active}))
 }
 
 #[derive(Deserialize)]

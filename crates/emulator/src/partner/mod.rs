@@ -591,6 +591,10 @@ pub(crate) fn graph_gate(
     {
         return Ok(());
     }
+    // DAP: an AdminAgents member administers the customer without consent or GDAP there.
+    if dap_preconsented(world, app, tenant_id) {
+        return Ok(());
+    }
     if !app
         .consented_tenants
         .iter()
@@ -610,6 +614,38 @@ pub(crate) fn graph_gate(
         ));
     }
     Ok(())
+}
+
+/// Whether the partner has DAP with the customer tenant (a contract in the partner tenant).
+pub(crate) fn has_dap(world: &World, tenant_id: &str) -> bool {
+    world
+        .partner_tenant_id
+        .as_deref()
+        .and_then(|p| world.tenant(p))
+        .is_some_and(|p| {
+            p.contracts
+                .iter()
+                .any(|c| c.customer_id.eq_ignore_ascii_case(tenant_id))
+        })
+}
+
+/// Whether `app` is pre-consented in the customer tenant through DAP: the customer has DAP with
+/// the partner, the app is the partner's own multi-tenant app and its service principal is a
+/// member of the partner's AdminAgents group.
+pub(crate) fn dap_preconsented(world: &World, app: &crate::world::App, tenant_id: &str) -> bool {
+    let Some(partner) = world.partner_tenant_id.as_deref().and_then(|p| world.tenant(p)) else {
+        return false;
+    };
+    app.multi_tenant
+        && app.home_tenant_id.eq_ignore_ascii_case(&partner.id)
+        && has_dap(world, tenant_id)
+        && partner.groups.iter().any(|g| {
+            g.display_name.eq_ignore_ascii_case("AdminAgents")
+                && g.members.iter().any(|m| {
+                    m.kind == crate::world::ObjectKind::ServicePrincipal
+                        && m.id.eq_ignore_ascii_case(&app.client_id)
+                })
+        })
 }
 
 /// Whether the partner has an active GDAP relationship with the customer tenant.

@@ -1098,3 +1098,95 @@ async fn deliveries_are_retried_until_the_receiver_accepts() {
     );
     env.stop().await;
 }
+
+#[tokio::test]
+async fn dap_pre_consents_the_admin_agents_app_and_contracts_list_the_dap_customers() {
+    let env = csp_env().await;
+    let gdap = env.app("gdap_multi_tenant").clone();
+    let customer = env.tenant(1); // GDAP expired
+    let client_credentials = |tenant: String| {
+        let env = &env;
+        let gdap = &gdap;
+        async move {
+            env.post_form(
+                &env.token_url(&tenant),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &gdap.client_id),
+                    ("client_secret", gdap.client_secret.as_deref().unwrap()),
+                    ("scope", "https://graph.microsoft.com/.default"),
+                ],
+            )
+            .await
+        }
+    };
+    // No service principal there and no DAP: no token.
+    let (status, _) = env
+        .admin(
+            Method::PUT,
+            "/partner/consent",
+            Some(json!({"client_id": gdap.client_id, "tenant": customer, "consented": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = client_credentials(customer.clone()).await;
+    assert_eq!((status, aad_error(&body).1), (StatusCode::UNAUTHORIZED, 7000229));
+    let partner_token = env.token("gdap_multi_tenant", &env.partner()).await;
+    let (status, _, body) = env.get(&partner_token, "/contracts").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["value"], json!([]), "a generated world has no DAP");
+
+    // DAP given: the AdminAgents app gets a token and reads Graph without consent or GDAP.
+    let (status, _) = env
+        .admin(
+            Method::PUT,
+            &format!("/partner/dap/{customer}"),
+            Some(json!({"active": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = client_credentials(customer.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let (status, _, body) = env.get(&token, "/users?$top=1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = env.get(&partner_token, "/contracts").await;
+    assert_eq!(status, StatusCode::OK);
+    let contracts = body["value"].as_array().unwrap();
+    assert_eq!(contracts.len(), 1, "{body}");
+    assert_eq!(contracts[0]["customerId"], json!(customer));
+    assert_eq!(contracts[0]["contractType"], "ResellerPartner");
+    assert_eq!(contracts[0]["@odata.type"], "#microsoft.graph.contract");
+    let id = contracts[0]["id"].as_str().unwrap().to_owned();
+    let (status, _, one) = env.get(&partner_token, &format!("/contracts/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["customerId"], json!(customer));
+    // A customer's own directory has no contracts.
+    let (status, _, body) = env.get(&token, "/contracts").await;
+    assert_eq!((status, body["value"].clone()), (StatusCode::OK, json!([])));
+
+    // DAP taken away: a token issued before is refused, and no new one is issued.
+    let (status, _) = env
+        .admin(
+            Method::PUT,
+            &format!("/partner/dap/{customer}"),
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = env.get(&token, "/users?$top=1").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(graph_error(&body).0, "Authorization_IdentityNotFound");
+    let (status, _, body) = client_credentials(customer.clone()).await;
+    assert_eq!((status, aad_error(&body).1), (StatusCode::UNAUTHORIZED, 7000229));
+    // An unknown tenant is refused by the admin route.
+    let (status, _) = env
+        .admin(
+            Method::PUT,
+            "/partner/dap/00000000-0000-4000-8000-000000000000",
+            Some(json!({"active": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    env.stop().await;
+}

@@ -38,35 +38,34 @@ async fn tenants_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &
             .render());
     };
     let tenants = api::tenants_of(state, &scope.connection).await?;
+    // A column and a field per setting a tenant may override (licence import type, relationship
+    // type), as the connector describes them.
+    let overridable = table.overridable();
     let rows = tenants
         .iter()
         .map(|t| {
-            vec![
+            let mut row = vec![
                 cell(t.name.clone()),
                 cell(t.tenant_id.clone()),
                 cell(t.customer_name.clone().unwrap_or_else(|| "Do not import".into())),
                 cell(t.relationship.clone().unwrap_or_else(|| "Not known yet".into())),
+            ];
+            row.extend(overridable.iter().map(|setting| {
                 cell(
                     t.overrides
-                        .get("licence_import")
-                        .cloned()
+                        .get(setting.key)
+                        .map(|value| choice_label(setting, value))
                         .unwrap_or_else(|| "The connection's".into()),
-                ),
-                cell(consent_status(t)),
-            ]
+                )
+            }));
+            row.push(cell(consent_status(t)));
+            row
         })
         .collect();
-    let mut listing = Section::titled("Customer tenants").table(
-        &[
-            "Tenant",
-            "Tenant id",
-            "Desk customer",
-            "Relationship",
-            "Licence import type",
-            "Admin consent",
-        ],
-        rows,
-    );
+    let mut headings = vec!["Tenant", "Tenant id", "Desk customer", "Relationship"];
+    headings.extend(overridable.iter().map(|s| s.label));
+    headings.push("Admin consent");
+    let mut listing = Section::titled("Customer tenants").table(&headings, rows);
     listing.id = "tenants".into();
     if tenants.is_empty() {
         listing = listing
@@ -126,26 +125,27 @@ async fn tenants_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &
             }));
             fields.push(customer);
         }
-        let mut import = select("licence_import", "Licence import type", UNCHANGED, &[]);
-        import.options = vec![
-            Opt {
-                value: UNCHANGED.into(),
-                label: "(leave as it is)".into(),
-            },
-            Opt {
-                value: CONNECTIONS.into(),
-                label: "The connection's".into(),
-            },
-        ];
-        for setting in table.overridable().iter().filter(|s| s.key == "licence_import") {
-            if let deskbridge_source::settings::SettingKind::Choice { options } = setting.kind {
-                import.options.extend(options.iter().map(|o| Opt {
-                    value: o.value.into(),
-                    label: o.label.into(),
-                }));
-            }
+        for setting in overridable {
+            let deskbridge_source::settings::SettingKind::Choice { options } = setting.kind else {
+                continue;
+            };
+            let mut own = select(setting.key, setting.label, UNCHANGED, &[]);
+            own.options = vec![
+                Opt {
+                    value: UNCHANGED.into(),
+                    label: "(leave as it is)".into(),
+                },
+                Opt {
+                    value: CONNECTIONS.into(),
+                    label: "The connection's".into(),
+                },
+            ];
+            own.options.extend(options.iter().map(|o| Opt {
+                value: o.value.into(),
+                label: o.label.into(),
+            }));
+            fields.push(own);
         }
-        fields.push(import);
         page = page.section(Section::titled("Change a tenant").form(form(
             "change-tenant",
             format!("/connections/{}/tenants", scope.connection.id),
@@ -262,29 +262,42 @@ pub(super) async fn save_tenant(
             );
         }
     }
-    match field(&f, "licence_import").trim() {
-        UNCHANGED => {}
-        CONNECTIONS => {
-            change.insert("licence_import".into(), Value::Null);
-        }
-        value => {
-            change.insert("licence_import".into(), json!(value));
+    let overridable = api::table_of(&state, &scope.connection)
+        .map(|t| t.overridable())
+        .unwrap_or_default();
+    for setting in overridable {
+        match field(&f, setting.key).trim() {
+            UNCHANGED => {}
+            CONNECTIONS => {
+                change.insert(setting.key.into(), Value::Null);
+            }
+            value => {
+                change.insert(setting.key.into(), json!(value));
+            }
         }
     }
     let flash = if change.is_empty() {
-        "Nothing to change: choose a desk customer or a licence import type.".to_owned()
+        "Nothing to change: choose a desk customer or a setting of the tenant's own.".to_owned()
     } else {
         match api::change_tenant(&state, &caller, &scope.connection, &tenant, &change).await {
             Ok(entry) => format!(
-                "Tenant {} saved: {}, licence import {}.",
+                "Tenant {} saved: {}{}.",
                 entry.name,
                 entry
                     .customer_name
+                    .clone()
                     .map_or_else(|| "not imported".to_owned(), |c| format!("imported into {c}")),
-                entry
-                    .overrides
-                    .get("licence_import")
-                    .map_or("as the connection's", String::as_str)
+                overridable
+                    .iter()
+                    .map(|s| format!(
+                        ", {} {}",
+                        s.label.to_lowercase(),
+                        entry
+                            .overrides
+                            .get(s.key)
+                            .map_or_else(|| "as the connection's".to_owned(), |v| choice_label(s, v))
+                    ))
+                    .collect::<String>()
             ),
             Err(e) => format!(
                 "The tenant was not changed: {}{}",
@@ -296,6 +309,17 @@ pub(super) async fn save_tenant(
     // The grant changed the connection's settings: show them as they are now.
     let scope = reload(&state, &scope).await?;
     tenants_view(&state, &caller, &scope, &flash).await
+}
+
+/// A choice's label for people (its value when the setting has no such choice).
+fn choice_label(setting: &deskbridge_source::settings::Setting, value: &str) -> String {
+    match setting.kind {
+        deskbridge_source::settings::SettingKind::Choice { options } => options
+            .iter()
+            .find(|o| o.value == value)
+            .map_or_else(|| value.to_owned(), |o| o.label.to_owned()),
+        _ => value.to_owned(),
+    }
 }
 
 /// "granted <time>" when the grant came back through this service; otherwise unknown here.
