@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::render::{
-    GROUP_DEFAULT, USER_DEFAULT, USER_PROPS, group_prop, render_group, render_member, render_user, user_prop,
+    GROUP_PROPS, USER_DEFAULT, USER_PROPS, USER_SINGLE_PROPS, group_prop, render_group, render_member,
+    render_user, user_prop,
 };
 use super::*;
 use crate::EmulatorError;
@@ -489,7 +490,7 @@ impl Ctx<'_> {
         if !own {
             self.caller.require(READ_USERS)?;
         }
-        let sel = Selection::parse(self.req.param("$select"), &USER_PROPS, &[], "user")?;
+        let sel = Selection::parse(self.req.param("$select"), &USER_SINGLE_PROPS, &[], "user")?;
         self.sign_in_checks(&sel, &None)?;
         let expand = self.user_expand()?;
         let u = self.live_user(id)?;
@@ -588,7 +589,7 @@ impl Ctx<'_> {
         let u = self.live_user(id)?;
         let sel = Selection::parse(
             self.req.param("$select"),
-            GROUP_DEFAULT,
+            GROUP_PROPS,
             &["roleTemplateId"],
             "group",
         )?;
@@ -662,8 +663,8 @@ impl Ctx<'_> {
     fn list_groups(&self) -> GResult<Resp> {
         self.caller.require(READ_GROUPS)?;
         self.reject_skip()?;
-        let sel = Selection::parse(self.req.param("$select"), GROUP_DEFAULT, &[], "group")?;
-        let filter = parse_filter(self.req.param("$filter"), GROUP_DEFAULT, "group")?;
+        let sel = Selection::parse(self.req.param("$select"), GROUP_PROPS, &[], "group")?;
+        let filter = parse_filter(self.req.param("$filter"), GROUP_PROPS, "group")?;
         self.check_advanced_filter(&filter, "Group")?;
         let count = self.count_requested()?;
         let size = self.page_size(100, 999)?;
@@ -672,7 +673,7 @@ impl Ctx<'_> {
             let g = &groups[i];
             g.deleted_date_time.is_none()
                 && filter.as_ref().is_none_or(|f| {
-                    f.eval(&|p| group_prop(g, canonical(GROUP_DEFAULT, p)).unwrap_or(Value::Null))
+                    f.eval(&|p| group_prop(g, canonical(GROUP_PROPS, p)).unwrap_or(Value::Null))
                 })
         };
         let order = self.order(
@@ -700,7 +701,7 @@ impl Ctx<'_> {
 
     fn get_group(&self, id: &str) -> GResult<Resp> {
         self.caller.require(READ_GROUPS)?;
-        let sel = Selection::parse(self.req.param("$select"), GROUP_DEFAULT, &[], "group")?;
+        let sel = Selection::parse(self.req.param("$select"), GROUP_PROPS, &[], "group")?;
         let g = self.t.group(id).ok_or_else(|| not_found(id))?;
         let mut body = Map::new();
         body.insert(
@@ -719,7 +720,7 @@ impl Ctx<'_> {
         let kind = Self::cast_kind(cast)?;
         let g = self.t.group(id).ok_or_else(|| not_found(id))?;
         let mut all_props: Vec<&str> = USER_PROPS.to_vec();
-        all_props.extend(GROUP_DEFAULT.iter().filter(|p| !USER_PROPS.contains(*p)));
+        all_props.extend(GROUP_PROPS.iter().filter(|p| !USER_PROPS.contains(*p)));
         let sel = Selection::parse(self.req.param("$select"), &all_props, &[], "directoryObject")?;
         let mut refs: Vec<MemberRef> = Vec::new();
         let mut seen: HashSet<&str> = HashSet::new();

@@ -1,7 +1,7 @@
 //! The calls Microsoft's SDKs (msgraph-sdk, azure-identity) make as they make them: percent-encoded
 //! ids and user principal names in paths, short type casts (`graph.user`), `/organization/{id}`.
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -256,5 +256,134 @@ async fn organization_by_id_is_the_tenants_organization_object() {
         );
         assert!(message.contains(&unknown), "{message}");
     }
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn group_properties_beyond_the_defaults_are_selected_filtered_and_tracked() {
+    let env = start().await;
+    let token = env.main_token(0).await;
+    let select = "id,resourceProvisioningOptions,assignedLicenses,isAssignableToRole,securityIdentifier,\
+                  onPremisesSamAccountName";
+    let (status, _, body) = env.get(&token, &format!("/groups?$select={select}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("#groups({})", select.replace(' ', ""))),
+        "{body}"
+    );
+    let groups = body["value"].as_array().unwrap();
+    assert_eq!(groups.len(), env.summary.tenants[0].groups);
+    for g in groups {
+        assert_eq!(g.as_object().unwrap().len(), 6, "{g}");
+        assert_eq!(g["resourceProvisioningOptions"], json!([]));
+        assert_eq!(g["assignedLicenses"], json!([]));
+        assert_eq!(g["isAssignableToRole"], Value::Null);
+        assert_eq!(g["onPremisesSamAccountName"], Value::Null);
+    }
+    // Entra's SID of a cloud object: S-1-12-1- and the object id as four little-endian numbers.
+    let (sid_group, sid) = env.emu.with_world(|w| {
+        let g = w.tenants[0]
+            .groups
+            .iter()
+            .find(|g| g.on_premises_sync_enabled != Some(true))
+            .unwrap();
+        let bytes = uuid::Uuid::parse_str(&g.id).unwrap().to_bytes_le();
+        let parts: Vec<String> = bytes
+            .chunks(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()).to_string())
+            .collect();
+        (g.id.clone(), format!("S-1-12-1-{}", parts.join("-")))
+    });
+    let (status, _, body) = env
+        .get(
+            &token,
+            &format!("/groups/{sid_group}?$select=securityIdentifier,theme,unseenCount"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["securityIdentifier"], json!(sid));
+    assert_eq!(
+        (&body["theme"], &body["unseenCount"]),
+        (&Value::Null, &Value::Null)
+    );
+    // Filters take them too (nothing here is role-assignable).
+    let (status, _, body) = env
+        .get(&token, "/groups?$filter=isAssignableToRole eq true")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["value"], json!([]));
+    // Members, memberOf and delta select them.
+    let (status, _, body) = env
+        .get(
+            &token,
+            &format!("/groups/{sid_group}/members?$select=id,securityIdentifier"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = env
+        .get(
+            &token,
+            "/groups/delta?$select=displayName,resourceProvisioningOptions",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["value"][0]["resourceProvisioningOptions"],
+        json!([]),
+        "{body}"
+    );
+    // An unknown name is still refused, with Graph's message.
+    let (status, _, body) = env.get(&token, "/groups?$select=id,shoeSize").await;
+    let (code, message) = graph_error(&body);
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "Request_BadRequest")
+    );
+    assert_eq!(
+        message,
+        "Could not find a property named 'shoeSize' on type 'microsoft.graph.group'."
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn single_user_properties_are_served_on_a_single_user_and_refused_on_lists() {
+    let env = start().await;
+    let token = env.main_token(0).await;
+    let user = env.emu.with_world(|w| w.tenants[0].users[0].id.clone());
+    let (status, _, body) = env
+        .get(
+            &token,
+            &format!("/users/{user}?$select=id,aboutMe,birthday,skills,mailboxSettings,passwordProfile"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["aboutMe"], Value::Null);
+    assert_eq!(body["birthday"], json!("0001-01-01T00:00:00Z"));
+    assert_eq!(body["skills"], json!([]));
+    assert_eq!(body["mailboxSettings"], Value::Null);
+    assert_eq!(body["passwordProfile"], Value::Null);
+    for path in ["/users?$select=id,aboutMe", "/users/delta?$select=skills"] {
+        let (status, _, body) = env.get(&token, path).await;
+        let (code, message) = graph_error(&body);
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::NOT_IMPLEMENTED, "NotImplemented"),
+            "{path}"
+        );
+        assert!(message.contains("single user"), "{message}");
+    }
+    // The four other properties the schema has beyond the old list are selectable on lists.
+    let (status, _, body) = env
+        .get(
+            &token,
+            "/users?$select=id,authorizationInfo,customSecurityAttributes,passwordProfile,print&$top=2",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["value"][0].as_object().unwrap().len(), 5, "{body}");
     env.stop().await;
 }
