@@ -1,10 +1,12 @@
-"""Conformance of the deskbridge emulator with Microsoft's own Python clients (msal, msgraph-sdk).
+"""Conformance of the deskbridge emulator with Microsoft's own Python clients (msal, azure-identity,
+msgraph-sdk).
 
 Usage: python suite.py SUMMARY_JSON_FILE
 The summary is the emulator's first stdout line. Exits non-zero on the first failure.
 """
 import asyncio
 import json
+import logging
 import ssl
 import sys
 import time
@@ -12,12 +14,16 @@ import urllib.request
 
 import httpx
 import msal
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import ClientSecretCredential
 from kiota_abstractions.authentication import AccessTokenProvider, AllowedHostsValidator
 from kiota_abstractions.authentication.base_bearer_token_authentication_provider import (
     BaseBearerTokenAuthenticationProvider,
 )
 from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.generated.groups.groups_request_builder import GroupsRequestBuilder
 from msgraph.generated.groups.delta.delta_request_builder import DeltaRequestBuilder as GroupsDelta
 from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuilder as UsersDelta
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
@@ -214,6 +220,84 @@ async def batch(ctx, client):
     print("ok   $batch with dependsOn through the SDK's BatchRequestContent")
 
 
+def azure_identity_credential(ctx, secret=None):
+    """azure-identity pointed at the emulator: its base URL as the authority, no instance
+    discovery (the authority is not one of Microsoft's), and the emulator's CA for TLS."""
+    app = ctx.app("multi_tenant_secret")
+    return ClientSecretCredential(
+        ctx.tenant["id"], app["client_id"], secret or app["client_secret"],
+        authority=ctx.base, disable_instance_discovery=True, connection_verify=ctx.ca,
+    )
+
+
+def azure_identity_tokens(ctx):
+    token = azure_identity_credential(ctx).get_token(*GRAPH_SCOPE)
+    check(token.token and token.expires_on > time.time(), f"azure-identity token: {token}")
+    # azure-identity logs the refusal as a warning before raising it; the check below is the report.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
+    try:
+        azure_identity_credential(ctx, "not-the-secret").get_token(*GRAPH_SCOPE)
+        check(False, "azure-identity accepted a wrong secret")
+    except ClientAuthenticationError as e:
+        check("AADSTS7000215" in str(e), f"wrong secret through azure-identity: {e}")
+    print("ok   azure-identity ClientSecretCredential (emulator authority, no instance discovery), "
+          "and AADSTS7000215 for a wrong secret")
+
+
+def azure_identity_graph_client(ctx):
+    """GraphServiceClient authenticated by azure-identity, as an application would build it."""
+    provider = AzureIdentityAuthenticationProvider(
+        azure_identity_credential(ctx), scopes=GRAPH_SCOPE, allowed_hosts=["127.0.0.1"])
+    http = GraphClientFactory.create_with_default_middleware(client=httpx.AsyncClient(verify=ctx.ssl, timeout=60))
+    adapter = GraphRequestAdapter(provider, client=http)
+    adapter.base_url = f"{ctx.base}/v1.0"
+    return GraphServiceClient(request_adapter=adapter)
+
+
+async def sdk_paths(ctx, client):
+    """The request builders' own URLs: keys percent-encoded (`%40`, `%23EXT%23`), the short
+    casts `graph.user` / `graph.group`, `$select` of any group property, `/organization/{id}`."""
+    query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+        select=["id", "userPrincipalName", "userType"], top=999)
+    users = (await client.users.get(request_configuration=RequestConfiguration(query_parameters=query))).value
+    member = next(u for u in users if u.user_type == "Member")
+    guest = next(u for u in users if "#EXT#" in u.user_principal_name)
+    for user in (member, guest):
+        found = await client.users.by_user_id(user.user_principal_name).get()
+        check(found.id == user.id, f"users.by_user_id({user.user_principal_name!r}) found {found.id}")
+        groups = await client.users.by_user_id(user.user_principal_name).member_of.graph_group.get()
+        check(groups.value is not None, f"memberOf/graph.group of {user.user_principal_name}")
+    print("ok   users.by_user_id(UPN) for a member and an #EXT# guest, and their memberOf/graph.group")
+
+    query = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
+        select=["id", "displayName", "resourceProvisioningOptions", "assignedLicenses", "isAssignableToRole",
+                "securityIdentifier", "onPremisesSamAccountName"], top=999)
+    groups = (await client.groups.get(request_configuration=RequestConfiguration(query_parameters=query))).value
+    check(groups and all(g.resource_provisioning_options == [] and g.assigned_licenses == [] for g in groups),
+          "groups $select of resourceProvisioningOptions and assignedLicenses")
+    check(all((g.security_identifier or "").startswith("S-1-12-1-") for g in groups), "securityIdentifier")
+    parent = next(g for g in groups if g.display_name == "All Departments")
+    direct = await client.groups.by_group_id(parent.id).members.graph_user.get()
+    transitive = await client.groups.by_group_id(parent.id).transitive_members.graph_user.get()
+    check(direct.value and transitive.value and len(transitive.value) >= len(direct.value),
+          "members/graph.user and transitiveMembers/graph.user")
+    subgroups = await client.groups.by_group_id(parent.id).members.graph_group.get()
+    check(subgroups.value, "members/graph.group")
+    print(f"ok   groups $select beyond the defaults ({len(groups)} groups); members/graph.user "
+          f"({len(direct.value)}), transitiveMembers/graph.user ({len(transitive.value)}), members/graph.group")
+
+    org = await client.organization.by_organization_id(ctx.tenant["id"]).get()
+    check(org.id == ctx.tenant["id"] and org.verified_domains, f"organization by id: {org}")
+    try:
+        await client.organization.by_organization_id("00000000-0000-0000-0000-000000000000").get()
+        check(False, "an unknown organization id was found")
+    except Exception as e:  # the SDK raises its ODataError
+        code = getattr(getattr(e, "error", None), "code", None)
+        check(getattr(e, "response_status_code", None) == 404 and code == "Request_ResourceNotFound",
+              f"unknown organization: {e!r}")
+    print("ok   organization.by_organization_id (and Request_ResourceNotFound for an unknown id)")
+
+
 async def main(path):
     with open(path, encoding="utf-8") as f:
         ctx = Context(json.loads(f.readline()))
@@ -221,11 +305,15 @@ async def main(path):
     started = time.monotonic()
     token = token_with_secret(ctx)
     token_with_certificate(ctx)
+    azure_identity_tokens(ctx)
     client, adapter = graph_client(ctx, token)
     for step in (page_through_users, users_delta, groups_delta, batch):
         t0 = time.monotonic()
         await (step(ctx, client, adapter) if step is page_through_users else step(ctx, client))
         print(f"     ({step.__name__}: {time.monotonic() - t0:.1f} s)")
+    t0 = time.monotonic()
+    await sdk_paths(ctx, azure_identity_graph_client(ctx))
+    print(f"     (sdk_paths through azure-identity: {time.monotonic() - t0:.1f} s)")
     print(f"     (total {time.monotonic() - started:.1f} s)")
     print("all Python conformance checks passed")
 

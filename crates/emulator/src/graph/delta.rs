@@ -10,7 +10,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::render::{GROUP_DEFAULT, USER_PROPS, render_group, render_user};
+use super::render::{GROUP_PROPS, USER_PROPS, render_group, render_user};
 use super::resources::{metadata, ok_json};
 use super::*;
 use crate::limits::Faults;
@@ -100,11 +100,7 @@ pub(crate) fn handle(
     let round = match skip.or(delta) {
         Some("latest") if delta.is_some() => {
             // The token carries the $select of this request: what it tracks from now on.
-            let allowed: &[&str] = if users {
-                USER_PROPS.as_slice()
-            } else {
-                GROUP_DEFAULT
-            };
+            let allowed: &[&str] = if users { USER_PROPS.as_slice() } else { GROUP_PROPS };
             let extra: &[&str] = if users { &["manager"] } else { &["members"] };
             Selection::parse(
                 req.param("$select"),
@@ -177,11 +173,7 @@ pub(crate) fn handle(
             }
         }
         None => {
-            let allowed: &[&str] = if users {
-                USER_PROPS.as_slice()
-            } else {
-                GROUP_DEFAULT
-            };
+            let allowed: &[&str] = if users { USER_PROPS.as_slice() } else { GROUP_PROPS };
             let extra: &[&str] = if users { &["manager"] } else { &["members"] };
             Selection::parse(
                 req.param("$select"),
@@ -216,11 +208,7 @@ pub(crate) fn handle(
             }
         }
     };
-    let allowed: &[&str] = if users {
-        USER_PROPS.as_slice()
-    } else {
-        GROUP_DEFAULT
-    };
+    let allowed: &[&str] = if users { USER_PROPS.as_slice() } else { GROUP_PROPS };
     let extra: &[&str] = if users { &["manager"] } else { &["members"] };
     let sel = Selection::parse(
         round.s.as_deref(),

@@ -177,6 +177,50 @@ pub(crate) fn decode_token<T: DeserializeOwned>(token: &str) -> Option<T> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// One path segment percent-decoded, once (`%40` → `@`, `%23EXT%23` → `#EXT#`), as Graph reads
+/// ids and user principal names in paths; `+` stays `+` (that rule is the query string's). A `%`
+/// not followed by two hex digits is kept as it is, and bytes that do not form UTF-8 become U+FFFD.
+pub(crate) fn decode_segment(segment: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    if !segment.contains('%') {
+        return segment.to_owned();
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((hi << 4) | lo);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A cast or bound-function segment without its namespace: Graph takes both the full
+/// `microsoft.graph.user` and the alias `graph.user` (the form Microsoft's SDKs send).
+pub(crate) fn strip_namespace(segment: &str) -> &str {
+    segment
+        .strip_prefix("microsoft.graph.")
+        .or_else(|| segment.strip_prefix("graph."))
+        .unwrap_or(segment)
+}
+
 /// Query string as Graph echoes it: keys verbatim, values form-encoded (spaces as `+`).
 pub(crate) fn encode_query(params: &[(String, String)]) -> String {
     params
@@ -561,4 +605,32 @@ fn run(state: &AppState, req: &Req<'_>, top_level: bool) -> Outcome {
         outcome.resp.resource_units = Some(units);
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_decoded_once_and_plus_stays() {
+        assert_eq!(decode_segment("adele%40contoso.com"), "adele@contoso.com");
+        assert_eq!(
+            decode_segment("jane_fabrikam.com%23EXT%23%40contoso.onmicrosoft.com"),
+            "jane_fabrikam.com#EXT#@contoso.onmicrosoft.com"
+        );
+        assert_eq!(decode_segment("a+b%2bc%2Bd"), "a+b+c+d");
+        assert_eq!(decode_segment("%2540"), "%40", "decoded once");
+        assert_eq!(decode_segment("100%"), "100%");
+        assert_eq!(decode_segment("%zz%4"), "%zz%4");
+        assert_eq!(decode_segment("%C3%A9l%C3%A8ve"), "élève");
+        assert_eq!(decode_segment("%FF"), "\u{fffd}");
+        assert_eq!(decode_segment("plain"), "plain");
+    }
+
+    #[test]
+    fn casts_take_the_namespace_or_its_alias() {
+        assert_eq!(strip_namespace("microsoft.graph.user"), "user");
+        assert_eq!(strip_namespace("graph.user"), "user");
+        assert_eq!(strip_namespace("delta()"), "delta()");
+    }
 }

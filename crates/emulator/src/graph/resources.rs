@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::render::{
-    GROUP_DEFAULT, USER_DEFAULT, USER_PROPS, group_prop, render_group, render_member, render_user, user_prop,
+    GROUP_PROPS, USER_DEFAULT, USER_PROPS, USER_SINGLE_PROPS, group_prop, render_group, render_member,
+    render_user, user_prop,
 };
 use super::*;
 use crate::EmulatorError;
@@ -22,7 +23,9 @@ struct SkipToken {
 
 pub(crate) fn route(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &Faults) -> GResult<Resp> {
     let trimmed = req.path.trim_matches('/').to_owned();
-    let mut segs: Vec<String> = trimmed.split('/').map(str::to_owned).collect();
+    // Ids and user principal names arrive percent-encoded (`%40` for `@`, `%23EXT%23` for a
+    // guest's `#EXT#`): every segment is decoded once before routing and lookup.
+    let mut segs: Vec<String> = trimmed.split('/').map(super::decode_segment).collect();
     // `/me` is the signed-in user of a delegated token.
     if segs.first().is_some_and(|s| s == "me") {
         let oid = caller
@@ -32,15 +35,10 @@ pub(crate) fn route(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &F
         segs.splice(0..1, ["users".to_owned(), oid]);
     }
     for s in &mut segs {
-        for prefix in ["microsoft.graph.", ""] {
-            if let Some(rest) = s.strip_prefix(prefix)
-                && (rest == "delta()" || rest == "delta")
-            {
-                *s = "delta".into();
-            }
-        }
-        if s == "microsoft.graph.assignLicense" {
-            *s = "assignLicense".into();
+        match super::strip_namespace(s) {
+            "delta()" | "delta" => *s = "delta".into(),
+            "assignLicense" if s != "assignLicense" => *s = "assignLicense".into(),
+            _ => {}
         }
     }
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -96,7 +94,8 @@ pub(crate) fn route(state: &AppState, req: &Req<'_>, caller: &Caller, faults: &F
         ["groups", id, "members", rest @ ..] => ctx.members(id, false, rest.first().copied()),
         ["groups", id, "transitiveMembers", rest @ ..] => ctx.members(id, true, rest.first().copied()),
         ["subscribedSkus"] => ctx.subscribed_skus(),
-        ["organization"] => ctx.organization(),
+        ["organization"] => ctx.organization(None),
+        ["organization", id] => ctx.organization(Some(id)),
         ["directoryRoles"] => ctx.directory_roles(),
         ["deviceManagement", "managedDevices"] => ctx.managed_devices(),
         ["deviceManagement", "managedDevices", "$count"] => Err(bad_request(
@@ -493,7 +492,7 @@ impl Ctx<'_> {
         if !own {
             self.caller.require(READ_USERS)?;
         }
-        let sel = Selection::parse(self.req.param("$select"), &USER_PROPS, &[], "user")?;
+        let sel = Selection::parse(self.req.param("$select"), &USER_SINGLE_PROPS, &[], "user")?;
         self.sign_in_checks(&sel, &None)?;
         let expand = self.user_expand()?;
         let u = self.live_user(id)?;
@@ -574,9 +573,14 @@ impl Ctx<'_> {
             ObjectKind::ServicePrincipal,
             ObjectKind::OrgContact,
         ];
+        // `microsoft.graph.user` or, as Microsoft's SDKs send it, `graph.user`.
+        let lower = cast.to_ascii_lowercase();
+        let bare = lower
+            .strip_prefix("microsoft.graph.")
+            .or_else(|| lower.strip_prefix("graph."));
         kinds
             .into_iter()
-            .find(|k| k.cast_name().eq_ignore_ascii_case(cast))
+            .find(|k| bare.is_some_and(|b| strip_namespace(k.cast_name()).eq_ignore_ascii_case(b)))
             .map(Some)
             .ok_or_else(|| bad_request(format!("Resource not found for the segment '{cast}'.")))
     }
@@ -587,7 +591,7 @@ impl Ctx<'_> {
         let u = self.live_user(id)?;
         let sel = Selection::parse(
             self.req.param("$select"),
-            GROUP_DEFAULT,
+            GROUP_PROPS,
             &["roleTemplateId"],
             "group",
         )?;
@@ -661,8 +665,8 @@ impl Ctx<'_> {
     fn list_groups(&self) -> GResult<Resp> {
         self.caller.require(READ_GROUPS)?;
         self.reject_skip()?;
-        let sel = Selection::parse(self.req.param("$select"), GROUP_DEFAULT, &[], "group")?;
-        let filter = parse_filter(self.req.param("$filter"), GROUP_DEFAULT, "group")?;
+        let sel = Selection::parse(self.req.param("$select"), GROUP_PROPS, &[], "group")?;
+        let filter = parse_filter(self.req.param("$filter"), GROUP_PROPS, "group")?;
         self.check_advanced_filter(&filter, "Group")?;
         let count = self.count_requested()?;
         let size = self.page_size(100, 999)?;
@@ -671,7 +675,7 @@ impl Ctx<'_> {
             let g = &groups[i];
             g.deleted_date_time.is_none()
                 && filter.as_ref().is_none_or(|f| {
-                    f.eval(&|p| group_prop(g, canonical(GROUP_DEFAULT, p)).unwrap_or(Value::Null))
+                    f.eval(&|p| group_prop(g, canonical(GROUP_PROPS, p)).unwrap_or(Value::Null))
                 })
         };
         let order = self.order(
@@ -699,7 +703,7 @@ impl Ctx<'_> {
 
     fn get_group(&self, id: &str) -> GResult<Resp> {
         self.caller.require(READ_GROUPS)?;
-        let sel = Selection::parse(self.req.param("$select"), GROUP_DEFAULT, &[], "group")?;
+        let sel = Selection::parse(self.req.param("$select"), GROUP_PROPS, &[], "group")?;
         let g = self.t.group(id).ok_or_else(|| not_found(id))?;
         let mut body = Map::new();
         body.insert(
@@ -718,7 +722,7 @@ impl Ctx<'_> {
         let kind = Self::cast_kind(cast)?;
         let g = self.t.group(id).ok_or_else(|| not_found(id))?;
         let mut all_props: Vec<&str> = USER_PROPS.to_vec();
-        all_props.extend(GROUP_DEFAULT.iter().filter(|p| !USER_PROPS.contains(*p)));
+        all_props.extend(GROUP_PROPS.iter().filter(|p| !USER_PROPS.contains(*p)));
         let sel = Selection::parse(self.req.param("$select"), &all_props, &[], "directoryObject")?;
         let mut refs: Vec<MemberRef> = Vec::new();
         let mut seen: HashSet<&str> = HashSet::new();
@@ -795,8 +799,29 @@ impl Ctx<'_> {
         Ok(self.collection("subscribedSkus", values, None, None))
     }
 
-    fn organization(&self) -> GResult<Resp> {
+    /// `/organization` (a collection of the one tenant) or `/organization/{id}` (that object as an
+    /// entity; an id other than the tenant's is 404 `Request_ResourceNotFound`).
+    fn organization(&self, id: Option<&str>) -> GResult<Resp> {
         self.caller.require(&[READ_ORG, &["User.Read"]].concat())?;
+        let value = self.organization_value();
+        let Some(id) = id else {
+            return Ok(self.collection("organization", vec![value], None, None));
+        };
+        if !id.eq_ignore_ascii_case(&self.t.id) {
+            return Err(not_found(id));
+        }
+        let mut body = Map::new();
+        body.insert(
+            "@odata.context".into(),
+            Value::String(metadata(self.state, "organization/$entity")),
+        );
+        if let Value::Object(m) = value {
+            body.extend(m);
+        }
+        Ok(ok_json(Value::Object(body)))
+    }
+
+    fn organization_value(&self) -> Value {
         let t = self.t;
         let created = t.created_date_time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let mut domains = vec![json!({"capabilities": "Email, OfficeCommunicationsOnline",
@@ -826,7 +851,7 @@ impl Ctx<'_> {
             }
         }
         let synced = t.users.iter().any(|u| u.on_premises_sync_enabled == Some(true));
-        let value = json!({
+        json!({
             "id": t.id,
             "deletedDateTime": null,
             "businessPhones": ["+1 425 555 0100"],
@@ -851,8 +876,7 @@ impl Ctx<'_> {
             "privacyProfile": null,
             "provisionedPlans": provisioned,
             "verifiedDomains": domains,
-        });
-        Ok(self.collection("organization", vec![value], None, None))
+        })
     }
 
     fn directory_roles(&self) -> GResult<Resp> {

@@ -12,6 +12,7 @@ mod limits;
 mod misc;
 mod partner;
 mod schema;
+mod sdk;
 mod support;
 mod users;
 mod world;
