@@ -471,3 +471,48 @@ fn an_asset_run_of_every_connection_leaves_out_those_without_asset_import() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not importing assets for contoso"), "{stderr}");
 }
+
+#[test]
+fn connection_add_entra_leaves_delta_queries_off_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&deskbridge(dir.path(), &["migrate"]));
+    let add = |name: &str, tenant: &str, extra: &[&str]| {
+        let mut args = vec![
+            "connection",
+            "add",
+            "entra",
+            "--name",
+            name,
+            "--tenant-id",
+            tenant,
+            "--client-id",
+            "00000000-0000-0000-0000-000000000002",
+            "--client-secret-env",
+            "DESKBRIDGE_TEST_SECRET",
+        ];
+        args.extend_from_slice(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_deskbridge"))
+            .args(&args)
+            .env("DESKBRIDGE_DATA_DIR", dir.path())
+            .env("DESKBRIDGE_TEST_SECRET", "s3cret")
+            .env_remove("DESKBRIDGE_DATABASE_URL")
+            .env_remove("DESKBRIDGE_SECRET_KEY")
+            .env_remove("DESKBRIDGE_KEY_FILE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    add("plain", "00000000-0000-0000-0000-000000000001", &[]);
+    add("tracked", "00000000-0000-0000-0000-000000000003", &["--delta"]);
+    let delta_of = |name: &str| {
+        let shown = ok(&deskbridge(
+            dir.path(),
+            &["connection", "delta", "--name", name, "--json"],
+        ));
+        serde_json::from_str::<serde_json::Value>(&shown).unwrap()
+    };
+    let plain = delta_of("plain");
+    assert_eq!(plain["enabled"], false, "{plain}");
+    let tracked = delta_of("tracked");
+    assert_eq!(tracked["enabled"], true, "{tracked}");
+}

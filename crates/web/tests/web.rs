@@ -907,6 +907,12 @@ store_test! {
         assert_eq!(created.json()["credential"]["authorised"], false);
         let id = created.json()["id"].as_i64().unwrap();
         let path = format!("/api/v1/connections/{id}");
+        // A connection people create starts with the guide's opt-in defaults: no delta queries,
+        // records linked by the Azure object id only, nobody deactivated for being absent.
+        assert_eq!(created.json()["settings"]["delta"], false, "{}", created.text);
+        let mappings = api(&fx.app, Method::GET, &format!("{path}/mappings"), Some(&admin.token), None).await;
+        assert_eq!(mappings.json()["imports"]["match_order"], json!([]), "{}", mappings.text);
+        assert_eq!(mappings.json()["imports"]["deactivate_not_found"], false, "{}", mappings.text);
         let edited = api(&fx.app, Method::PATCH, &path, Some(&admin.token), Some(json!({ "client_secret": secret }))).await;
         assert_eq!(edited.status, StatusCode::OK, "{}", edited.text);
         assert_eq!(edited.json()["credential"]["kind"], "delegated");

@@ -150,6 +150,10 @@ pub struct EntraArgs {
     /// a tenant without either gets an error on its runs and is imported without the dates).
     #[arg(long)]
     pub last_sign_in: bool,
+    /// Use delta queries after the first full import (off on a new connection, as in the guide;
+    /// `connection delta --enable` turns them on later).
+    #[arg(long)]
+    pub delta: bool,
 }
 
 #[derive(Args, Debug)]
@@ -313,6 +317,7 @@ async fn add(store: &Store, registry: &SourceRegistry, args: EntraArgs) -> anyho
     set("secret_expires_at", args.secret_expires.map(Value::from));
     set("authority_host", args.authority_host.map(Value::from));
     set("graph_url", args.graph_url.map(Value::from));
+    set("delta", Some(json!(args.delta)));
     set("last_sign_in", Some(json!(args.last_sign_in)));
     let source = source_of_kind(registry, "entra")?;
     let settings = validate(

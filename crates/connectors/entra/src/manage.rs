@@ -98,24 +98,27 @@ pub(crate) async fn create(store: &Store, new: NewConnection) -> Result<Connecti
         },
     )
     .await?;
-    // Settings the typed constructor leaves at their defaults.
-    let delta = values.flag("delta");
+    // A connection people create starts with the guide's opt-in defaults (the typed constructor
+    // turns them on, for programs that want them): delta queries off unless asked for; an
+    // existing desk record linked by the Azure object id only (matching by email or network
+    // login is the administrator's choice, as it would take over hand-made records); users not
+    // found left as they are until "deactivate users not found" is turned on.
+    let delta = values.flag("delta").unwrap_or(false);
     let method = values.text("sync_method").and_then(sync_method);
-    if delta.is_some_and(|d| !d) || method.is_some() {
-        let mut settings = EntraSettings::of(&connection)?;
-        settings.delta = delta.unwrap_or(settings.delta);
-        settings.sync_method = method.unwrap_or(settings.sync_method);
-        let config = serde_json::to_value(&settings)
-            .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
-        let mut tx = store.begin(WriteContext::manual()).await?;
-        tx.update_connection_config(connection.id, &config).await?;
-        tx.commit().await?;
-        let mut tx = store.read().await?;
-        let updated = tx.connection(connection.id).await?;
-        tx.commit().await?;
-        return updated.ok_or_else(|| SyncError::UnknownConnection(connection.name.clone()));
-    }
-    Ok(connection)
+    let mut settings = EntraSettings::of(&connection)?;
+    settings.delta = delta;
+    settings.sync_method = method.unwrap_or(settings.sync_method);
+    settings.mapping.imports.match_order.clear();
+    settings.mapping.imports.deactivate_not_found = false;
+    let config = serde_json::to_value(&settings)
+        .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
+    let mut tx = store.begin(WriteContext::manual()).await?;
+    tx.update_connection_config(connection.id, &config).await?;
+    tx.commit().await?;
+    let mut tx = store.read().await?;
+    let updated = tx.connection(connection.id).await?;
+    tx.commit().await?;
+    updated.ok_or_else(|| SyncError::UnknownConnection(connection.name.clone()))
 }
 
 /// Changes an Entra connection: the settings given, and the credential when one is given or the

@@ -149,8 +149,8 @@ pub(crate) const SETTINGS: &[Setting] = &[
     Setting {
         key: "delta",
         label: "Use delta queries after the first full import",
-        help: "",
-        kind: SettingKind::Flag { default: true },
+        help: "Off on a new connection, as in the guide: every run reads the tenant whole until it is turned on.",
+        kind: SettingKind::Flag { default: false },
         required: Required::Optional,
         part: SettingPart::Sync,
     },
@@ -252,8 +252,11 @@ fn check_url(name: &str, what: &str, url: &str) -> Result<String, SyncError> {
     Ok(url.trim_end_matches('/').to_owned())
 }
 
-/// Creates an Entra connection with sensible defaults: the usual field mappings and one
-/// catch-all site mapping to its customer's main site. Everything is written in one transaction.
+/// Creates an Entra connection for a program (the demo, the benchmarks, tests): the usual field
+/// mappings, one catch-all site mapping to its customer's main site, and delta queries,
+/// deactivation of users not found and matching by email then network login turned on.
+/// Connections people create ([`crate::EntraSource`]'s `create`: the CLI, the API, the UI) start
+/// with the guide's opt-in defaults instead. Everything is written in one transaction.
 pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Result<Connection, SyncError> {
     let authority = check_url(
         &new.name,
