@@ -113,11 +113,36 @@ async fn a_delegated_connection_is_authorised_from_the_cli_and_syncs() {
 
     let listed: Value = serde_json::from_str(&run(&["connection", "list", "--json"])).unwrap();
     assert_eq!(listed[0]["authorised"], true);
+    // Delta queries are off on a new connection, as in the guide: turned on here.
+    let enabled: Value = serde_json::from_str(&run(&[
+        "connection",
+        "delta",
+        "--name",
+        "d",
+        "--enable",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(enabled["enabled"], true, "{enabled}");
     let synced: Value = serde_json::from_str(&run(&["sync", "--connection", "d", "--json"])).unwrap();
     assert_eq!(synced["status"], "succeeded", "{synced}");
     assert!(synced["counts"]["created"].as_i64().unwrap() > 0);
 
-    // Delta settings from the CLI.
+    // A new sync method restarts the delta links: without a terminal to ask on, it needs --yes
+    // (the latest delta) or --reset clear, and nothing changes without them.
+    let unconfirmed = command(&[
+        "connection",
+        "delta",
+        "--name",
+        "d",
+        "--sync-method",
+        "mapped-fields-only",
+    ])
+    .output()
+    .unwrap();
+    assert!(!unconfirmed.status.success());
+    let said = String::from_utf8_lossy(&unconfirmed.stderr);
+    assert!(said.contains("--yes") && said.contains("--reset clear"), "{said}");
     let delta: Value = serde_json::from_str(&run(&[
         "connection",
         "delta",
@@ -125,11 +150,15 @@ async fn a_delegated_connection_is_authorised_from_the_cli_and_syncs() {
         "d",
         "--sync-method",
         "mapped-fields-only",
+        "--yes",
         "--json",
     ]))
     .unwrap();
     assert_eq!(delta["sync_method"], "mapped_fields_only");
-    assert_eq!(delta["links_current"], false, "links taken under all changes");
+    assert_eq!(
+        delta["links_current"], true,
+        "the latest delta, taken under the new method: {delta}"
+    );
     let reset: Value = serde_json::from_str(&run(&[
         "connection",
         "delta",

@@ -954,7 +954,13 @@ store_test! {
         // The form is built from the same description.
         let form = page(&fx.app, Method::GET, "/connections/new?kind=entra", Some(&admin), &[]).await;
         assert_eq!(form.status, StatusCode::OK, "{}", form.text);
-        for label in ["Authentication", "Client secret value", "Identity platform host", "Use delta queries"] {
+        for label in [
+            "Authentication",
+            "Client secret value",
+            "Identity platform host",
+            "Use delta queries",
+            "When the sync method changes",
+        ] {
             assert!(form.text.contains(label), "{label:?} missing from the form");
         }
         let no_such = page(&fx.app, Method::GET, "/connections/new?kind=teletype", Some(&admin), &[]).await;

@@ -68,9 +68,13 @@ pub struct DeltaArgs {
     /// What the delta listens to: every change, or only the fields the mappings use.
     #[arg(long, value_enum)]
     pub sync_method: Option<SyncMethodArg>,
-    /// Reset the stored delta links.
+    /// Reset the stored delta links. With --sync-method: how the method change restarts them
+    /// (`latest`: the guide's way, tracking starts now; `clear`: the next run reads everything).
     #[arg(long, value_enum)]
     pub reset: Option<ResetArg>,
+    /// Confirm a sync method change without being asked: take the latest delta.
+    #[arg(long)]
+    pub yes: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -615,7 +619,42 @@ async fn delta(store: &Store, registry: &SourceRegistry, args: DeltaArgs) -> any
             SyncMethodArg::MappedFieldsOnly => "mapped_fields_only",
         };
         changes.insert("sync_method".into(), json!(method));
+        let current = connection.config.get("sync_method").and_then(Value::as_str);
+        let has_links = {
+            let mut tx = store.read().await?;
+            let links = tx.cursors_of(connection.id).await?;
+            tx.commit().await?;
+            !links.is_empty()
+        };
+        if current != Some(method) && has_links {
+            // The guide: a new method takes the latest delta, after a confirmation.
+            let choice = match args.reset {
+                Some(ResetArg::Clear) => Some("clear"),
+                Some(ResetArg::Latest) => Some("latest"),
+                None if args.yes => Some("latest"),
+                None if std::io::IsTerminal::is_terminal(&std::io::stdin())
+                    && std::io::IsTerminal::is_terminal(&std::io::stderr()) =>
+                {
+                    eprint!(
+                        "Changing the sync method restarts the delta queries: the latest delta is taken, so \
+                         tracking starts now and earlier changes are not read under the new method \
+                         (--reset clear reads the whole tenant again instead). Go on? [y/N] "
+                    );
+                    let mut answer = String::new();
+                    std::io::stdin().read_line(&mut answer)?;
+                    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                        bail!(CliError::new(ErrorCode::InvalidInput, "nothing was changed"));
+                    }
+                    Some("latest")
+                }
+                None => None,
+            };
+            if let Some(choice) = choice {
+                changes.insert("delta_links".into(), json!(choice));
+            }
+        }
     }
+    let reset_with_change = changes.contains_key("delta_links");
     let connection = if changes.is_empty() {
         connection
     } else {
@@ -628,7 +667,7 @@ async fn delta(store: &Store, registry: &SourceRegistry, args: DeltaArgs) -> any
         source.edit(store, &connection, values).await?;
         connection_named(store, &args.name).await?
     };
-    if let Some(reset) = args.reset {
+    if let Some(reset) = args.reset.filter(|_| !reset_with_change) {
         let reset = match reset {
             ResetArg::Clear => CursorReset::Clear,
             ResetArg::Latest => CursorReset::Latest,

@@ -153,9 +153,14 @@ pub(crate) async fn edit(
     if let Some(d) = values.flag("delta") {
         settings.delta = d;
     }
+    let method_changed = values
+        .text("sync_method")
+        .and_then(sync_method)
+        .is_some_and(|m| m != settings.sync_method);
     if let Some(m) = values.text("sync_method").and_then(sync_method) {
         settings.sync_method = m;
     }
+    let delta_links = values.text("delta_links").map(str::to_owned);
     if let Some(l) = values.flag("last_sign_in") {
         settings.last_sign_in = l;
     }
@@ -180,6 +185,27 @@ pub(crate) async fn edit(
     }
     let secrets = ConnectionSecrets(connection.id);
     let mut tx = store.begin(WriteContext::manual()).await?;
+    // The guide: a new sync method takes the latest delta, after the administrator confirms it;
+    // reading everything again is the explicit alternative. Nothing changes without an answer.
+    let mut take_latest = false;
+    if method_changed && !tx.cursors_of(connection.id).await?.is_empty() {
+        match delta_links.as_deref() {
+            Some("latest") => take_latest = true,
+            Some("clear") => {
+                tx.clear_cursors(connection.id, None).await?;
+            }
+            _ => {
+                return Err(SyncError::Conflict(format!(
+                    "connection {:?} has delta links taken under the current sync method: changing the method \
+                     restarts them. Confirm how: take the latest delta (tracking starts now; earlier changes are \
+                     not read under the new method) or read the whole tenant again on the next run (CLI: --yes \
+                     or --reset clear; API: \"delta_links\": \"latest\" or \"clear\"; the form: \"When the sync \
+                     method changes\")",
+                    connection.name
+                )));
+            }
+        }
+    }
     if let Some(tenant) = &new_tenant {
         deskbridge_source::desk::claim_tenant(&mut tx, settings.customer_id, tenant).await?;
     }
@@ -243,6 +269,22 @@ pub(crate) async fn edit(
         .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
     tx.update_connection_config(connection.id, &config).await?;
     tx.commit().await?;
+    if take_latest {
+        let clock: deskbridge_core::SharedClock = std::sync::Arc::new(deskbridge_core::SystemClock);
+        crate::delta::reset_deltas(store, &connection.name, crate::delta::DeltaReset::Latest, &clock)
+            .await
+            .map_err(|e| SyncError::Upstream {
+                error_code: deskbridge_core::HasErrorCode::error_code(&e),
+                code: e.code(),
+                message: format!(
+                    "the sync method was changed, but the latest delta could not be taken: {e} (the next run \
+                         reads the tenant whole)"
+                ),
+                remedy: e
+                    .remedy()
+                    .unwrap_or_else(|| "Take it later: deskbridge connection delta --reset latest.".into()),
+            })?;
+    }
     Ok(())
 }
 

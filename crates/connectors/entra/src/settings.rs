@@ -155,7 +155,34 @@ pub(crate) const SETTINGS: &[Setting] = &[
         part: SettingPart::Sync,
     },
     SYNC_METHOD,
+    DELTA_LINKS_SETTING,
 ];
+
+/// What to do with the stored delta links when the sync method changes (see
+/// [`DELTA_LINKS_SETTING`]); an action taken with the change, never stored.
+pub const DELTA_LINKS: &[Choice] = &[
+    Choice {
+        value: "latest",
+        label: "Take the latest delta: track from now on (changes made before are not read again)",
+    },
+    Choice {
+        value: "clear",
+        label: "Read the whole tenant again on the next run",
+    },
+];
+
+/// The guide: changing the sync method takes the latest delta after a confirmation. Asked when
+/// the method changes while delta links are stored; the change is refused without an answer.
+pub const DELTA_LINKS_SETTING: Setting = Setting {
+    key: "delta_links",
+    label: "When the sync method changes",
+    help: "Changing the sync method restarts the delta queries: take the latest delta (the guide's way: \
+           tracking starts now, earlier changes are not read under the new method) or read the whole tenant \
+           again on the next run. Needed only when the method changes while delta links are stored.",
+    kind: SettingKind::Choice { options: DELTA_LINKS },
+    required: Required::Optional,
+    part: SettingPart::Sync,
+};
 
 /// How the connection authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -203,3 +203,73 @@ store_test! {
     assert_eq!(sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap().mode, "full");
     }
 }
+
+store_test! {
+    async fn a_new_sync_method_takes_the_latest_delta_once_confirmed_or_reads_everything_if_asked(db: &TestDb) {
+    let fx = fixture(db, false).await;
+    sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
+    let registry = crate::sources();
+    let source = registry.get("entra").unwrap();
+    let connection = || async {
+        let mut tx = db.store.read().await.unwrap();
+        let c = tx.connection_by_name("c").await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        c
+    };
+    let values = |body: Value| {
+        deskbridge_source::settings::validate(
+            source.settings(),
+            body.as_object().unwrap(),
+            deskbridge_source::settings::Purpose::Edit,
+            registry.endpoint_policy(),
+        )
+        .unwrap()
+    };
+    // Unconfirmed: refused, nothing changed, and the message says how to confirm.
+    let refused = source
+        .edit(&db.store, &connection().await, values(json!({ "sync_method": "mapped_fields_only" })))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("\"delta_links\": \"latest\" or \"clear\""), "{refused}");
+    assert!(refused.to_string().contains("--yes"), "{refused}");
+    assert_eq!(connection().await.config["sync_method"], "all_changes");
+
+    // Confirmed, the guide's way: the latest delta is taken, so a change made before is not
+    // read and the next run is a delta round under the new method.
+    let (id, _) = fx.some_user(db).await;
+    fx.patch_user(&id, json!({"jobTitle": "Before The Change"})).await;
+    source
+        .edit(
+            &db.store,
+            &connection().await,
+            values(json!({ "sync_method": "mapped_fields_only", "delta_links": "latest" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(connection().await.config["sync_method"], "mapped_fields_only");
+    assert!(connection().await.config.get("delta_links").is_none(), "an action, not a setting");
+    assert!(delta_status(&db.store, "c").await.unwrap().links_current);
+    let run = sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
+    assert_eq!((run.mode.as_str(), run.counts.updated), ("delta", 0), "{:?}", run.notes);
+
+    // The explicit alternative: read the whole tenant again.
+    source
+        .edit(
+            &db.store,
+            &connection().await,
+            values(json!({ "sync_method": "all_changes", "delta_links": "clear" })),
+        )
+        .await
+        .unwrap();
+    assert!(delta_status(&db.store, "c").await.unwrap().links_saved_at.is_none());
+    let run = sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
+    assert_eq!(run.mode, "full");
+    assert_eq!(run.counts.updated, 1, "the change made before is read now: {:?}", run.counts);
+
+    // The same method again needs no answer.
+    source
+        .edit(&db.store, &connection().await, values(json!({ "sync_method": "all_changes" })))
+        .await
+        .unwrap();
+    }
+}
