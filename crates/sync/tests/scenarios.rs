@@ -340,7 +340,7 @@ store_test! {
         group_with(&fx, "IT", &[a, b, c]).await;
         group_with(&fx, "Named Licence", &[a]).await;
         group_with(&fx, "Disabled Agents", &[c]).await;
-        group_with(&fx, "Change", &[b]).await;
+        group_with(&fx, "Change", &[b, staff]).await;
         group_with(&fx, "Staff", &[a, b, c, staff]).await;
         configure(db, "contoso", |m| {
             m.site_mappings.push(SiteMapping {
@@ -375,6 +375,13 @@ store_test! {
         assert_eq!(agents[b].get("cabs"), &json!([{"cab_id": cab.0, "cab_role_id": approver.0}]), "group → CAB with its role");
         let desk = desk_users(db).await;
         assert_eq!(desk[staff].get("is_service_account"), &json!(false));
+        // The guide: users in the group are added to the CAB too, not only agents.
+        assert_eq!(desk[staff].get("cabs"), &json!([{"cab_id": cab.0, "cab_role_id": approver.0}]), "group → CAB for a user");
+        assert_eq!(desk[b].get("cabs"), &json!([{"cab_id": cab.0, "cab_role_id": approver.0}]), "an agent's user record too");
+        assert_eq!(desk[a].get("cabs"), &json!([]), "not in the group");
+        // A run that changes nothing writes nothing, CAB memberships included.
+        let again = sync(&db.store, "contoso", &SyncOptions { full: true, ..SyncOptions::default() }, &clock()).await.unwrap();
+        assert_eq!((again.counts.created, again.counts.updated), (0, 0), "{:?}", again.counts);
         let outsider = ids.iter().find(|id| ![a, b, c, staff].contains(id)).unwrap();
         assert_eq!(desk[*outsider].get("is_service_account"), &json!(true), "users outside the group are service accounts");
         for user in &users {

@@ -17,6 +17,33 @@ use crate::fields::FieldKind;
 use crate::plan::Entity;
 
 impl PagePlanner<'_, '_> {
+    /// The CABs a person (user or agent) belongs to: what the desk record has, plus each CAB
+    /// mapped from a group the person is in, with its CAB role (the guide adds people to a CAB;
+    /// it never takes them out). Unchanged memberships give the record's own value back, so a
+    /// run that changes nothing writes no CAB rows.
+    pub(crate) fn cabs_for(
+        &self,
+        user: &crate::input::SourceUser,
+        existing: Option<&crate::input::DeskRecord>,
+    ) -> (serde_json::Value, String) {
+        let advanced = &self.settings.advanced;
+        let mut cabs = existing
+            .map(|r| cabs_of(r.fields.get("cabs")))
+            .unwrap_or_default();
+        let mut reasons = Vec::new();
+        for entry in &advanced.cabs {
+            if user.in_group(&entry.group, advanced.nested_groups) {
+                let role = entry.cab_role_id.map(|r| r.0);
+                let current = cabs.get(&entry.cab_id.0).copied();
+                if current.is_none() || (role.is_some() && current != Some(role)) {
+                    cabs.insert(entry.cab_id.0, role);
+                    reasons.push(format!("CAB {} from group '{}'", entry.cab_id, entry.group));
+                }
+            }
+        }
+        (cabs_value(&cabs), reasons.join("; "))
+    }
+
     pub(crate) fn plan_agent(&mut self, decision: &Decision<'_, '_>) {
         let Some(side) = &decision.agent_side else { return };
         let user = decision.user;
@@ -178,21 +205,7 @@ impl PagePlanner<'_, '_> {
         }
         desired.insert("teams".into(), (teams_value(&teams), team_reasons.join("; ")));
 
-        let mut cabs = existing
-            .map(|r| cabs_of(r.fields.get("cabs")))
-            .unwrap_or_default();
-        let mut cab_reasons = Vec::new();
-        for entry in &advanced.cabs {
-            if user.in_group(&entry.group, advanced.nested_groups) {
-                let role = entry.cab_role_id.map(|r| r.0);
-                let current = cabs.get(&entry.cab_id.0).copied();
-                if current.is_none() || (role.is_some() && current != Some(role)) {
-                    cabs.insert(entry.cab_id.0, role);
-                    cab_reasons.push(format!("CAB {} from group '{}'", entry.cab_id, entry.group));
-                }
-            }
-        }
-        desired.insert("cabs".into(), (cabs_value(&cabs), cab_reasons.join("; ")));
+        desired.insert("cabs".into(), self.cabs_for(user, existing));
 
         let head = format!("{} — {}", user.label(), side.why);
         self.diff(

@@ -84,6 +84,9 @@ impl PagePlanner<'_, '_> {
 
         let licences = self.licences_for(user);
         desired.insert("licences".into(), (licences, "licences assigned in Entra".into()));
+        if !self.settings.advanced.cabs.is_empty() {
+            desired.insert("cabs".into(), self.cabs_for(user, existing));
+        }
 
         if let Some(service) = &self.settings.service_accounts {
             let outside_group = service
