@@ -281,6 +281,7 @@ pub(crate) async fn sync_with(
                 match options.entity {
                     SyncEntity::Assets => "managed devices",
                     SyncEntity::Consumption => "consumption (usage)",
+                    SyncEntity::CustomTables => "custom tables",
                     SyncEntity::Licences | SyncEntity::Directory => {
                         "licences on their own (its directory runs import them)"
                     }
@@ -296,9 +297,17 @@ pub(crate) async fn sync_with(
                 .into(),
         ));
     }
+    if options.entity == SyncEntity::CustomTables && mapping.custom_tables.is_empty() {
+        return Err(SyncError::BadSettings(
+            name.into(),
+            "no custom table syncs are set up: add table mappings (custom_tables) to the connection's mappings".into(),
+        ));
+    }
     let devices = match options.entity {
         SyncEntity::Assets => source.device_properties(),
-        SyncEntity::Directory | SyncEntity::Licences | SyncEntity::Consumption => Default::default(),
+        SyncEntity::Directory | SyncEntity::Licences | SyncEntity::Consumption | SyncEntity::CustomTables => {
+            Default::default()
+        }
     };
     let config = validated_with_devices(store, mapping, None, &properties, &devices).await?;
     // Re-checked here: a mapping changed in the database behind our back moves nobody to another
@@ -308,8 +317,13 @@ pub(crate) async fn sync_with(
     let customers = every_partition.iter().map(|p| p.customer_id).collect();
     let mut tx = store.read().await?;
     let targets = deskbridge_source::desk::check_target_customers(&mut tx, mapping, &customers).await;
+    let tables = match options.entity {
+        SyncEntity::CustomTables => deskbridge_source::desk::check_custom_tables(&mut tx, mapping).await,
+        _ => Ok(()),
+    };
     tx.commit().await?;
     targets?;
+    tables?;
     // A tenant is read by one connection, the one that read it first: a second would import the
     // same people again or take the first one's records for its own.
     let taken = sources.tenants_read_before(store, &connection).await?;
@@ -357,6 +371,10 @@ pub(crate) async fn sync_with(
                 .map_err(|e| SyncError::BadSettings(name.into(), e))?;
             StepPlanner::Assets(Box::new(AssetRun::new(planner, connection.id, mapping, approved)))
         }
+        SyncEntity::CustomTables => StepPlanner::Rows(Box::new(crate::rows::RowRun::new(
+            deskbridge_mapping::RowPlanner::new(&mapping.custom_tables),
+            connection.id,
+        ))),
     };
     let mut steps = Steps::new(
         StepContext {
@@ -524,6 +542,7 @@ fn run_kind(entity: SyncEntity, full: bool) -> &'static str {
         (SyncEntity::Assets, _) => "assets",
         (SyncEntity::Licences, _) => "licences",
         (SyncEntity::Consumption, _) => "consumption",
+        (SyncEntity::CustomTables, _) => "custom_tables",
         (SyncEntity::Directory, true) => "full",
         (SyncEntity::Directory, false) => "sync",
     }
