@@ -7,16 +7,17 @@
 //! Applying: one transaction per step (a page, a table's end), the step's cursors committed in
 //! it; each change under a savepoint, so a row the store refuses is an error against the run and
 //! the rest of the page still commits. A removed row is deleted from the desk table, and the
-//! journal keeps every value it held.
+//! journal keeps every value it held. Removals for absence (a complete full read not finding a
+//! row) are held by the connection's circuit breaker like deactivations of people.
 //!
 //! [`ReadEvent::CustomTable`]: deskbridge_source::ReadEvent::CustomTable
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use deskbridge_core::{ConnectionId, HasErrorCode, RunId};
 use deskbridge_mapping::{
-    Action, Change, Completeness, DeskColumns, DeskRow, Plan, ReadMode, Removal, RowPlanner, SourceRow,
-    split_row_key,
+    Action, Change, CircuitBreaker, Completeness, DeskColumns, DeskRow, HeldTenant, Plan, ReadMode, Removal,
+    RowPlanner, SourceRow, split_row_key,
 };
 use deskbridge_store::{
     CursorKey, CustomRow, InboundEntry, IntegrationError, RunCounts, SourceKey, Store, StoreTx, WriteContext,
@@ -30,6 +31,9 @@ use crate::apply::ApplyReport;
 pub(crate) struct RowRun {
     planner: RowPlanner,
     connection: ConnectionId,
+    breaker: CircuitBreaker,
+    /// Partitions an administrator approved: the breaker lets their removals through.
+    approved: BTreeSet<String>,
     /// The desk tables' columns, loaded when their table begins.
     columns: BTreeMap<String, Option<DeskColumns>>,
     tenant: Option<String>,
@@ -37,10 +41,17 @@ pub(crate) struct RowRun {
 }
 
 impl RowRun {
-    pub(crate) fn new(planner: RowPlanner, connection: ConnectionId) -> Self {
+    pub(crate) fn new(
+        planner: RowPlanner,
+        connection: ConnectionId,
+        breaker: CircuitBreaker,
+        approved: BTreeSet<String>,
+    ) -> Self {
         Self {
             planner,
             connection,
+            breaker,
+            approved,
             columns: BTreeMap::new(),
             tenant: None,
             mode: ReadMode::Full,
@@ -114,9 +125,44 @@ impl RowRun {
             .into_iter()
             .filter_map(desk_row)
             .collect();
-        self.tenant = None;
-        Ok(self.planner.finish_table(completeness, &imported))
+        let tenant = self.tenant.take().unwrap_or_default();
+        let mut plan = self.planner.finish_table(completeness, &imported);
+        if !self.approved.contains(&tenant) {
+            hold_if_tripped(&mut plan, &self.breaker, &tenant, &table, imported.len());
+        }
+        Ok(plan)
     }
+}
+
+/// Moves a table's removals for absence into `plan.held` when they exceed the circuit breaker's
+/// share of the rows the connection imported into the table (and its floor): a filter changed by
+/// mistake must not empty a desk table. The table's cursors stay where they were, and the run an
+/// administrator approves (`--approve`) applies them.
+fn hold_if_tripped(plan: &mut Plan, breaker: &CircuitBreaker, tenant: &str, table: &str, imported: usize) {
+    let removals = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Deactivate)
+        .count();
+    let allowed = (imported as f64) * breaker.max_deactivate_percent / 100.0;
+    if removals <= breaker.floor as usize || (removals as f64) <= allowed {
+        return;
+    }
+    let reason = format!(
+        "{removals} of the {imported} rows of desk table {table} would be removed, more than {}% (and more than \
+         {}): approve the run to apply them",
+        breaker.max_deactivate_percent, breaker.floor
+    );
+    let (held, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut plan.changes)
+        .into_iter()
+        .partition(|c| c.action == Action::Deactivate);
+    plan.changes = kept;
+    plan.counts.deactivated = plan.counts.deactivated.saturating_sub(held.len());
+    plan.held.push(HeldTenant {
+        tenant_id: tenant.to_owned(),
+        reason,
+        changes: held,
+    });
 }
 
 fn desk_row(row: CustomRow) -> Option<DeskRow> {

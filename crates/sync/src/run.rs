@@ -374,6 +374,8 @@ pub(crate) async fn sync_with(
         SyncEntity::CustomTables => StepPlanner::Rows(Box::new(crate::rows::RowRun::new(
             deskbridge_mapping::RowPlanner::new(&mapping.custom_tables),
             connection.id,
+            mapping.circuit_breaker.clone(),
+            approved,
         ))),
     };
     let mut steps = Steps::new(

@@ -426,3 +426,39 @@ store_test! {
         assert!(outcome.errors[0].message.contains("the organisation has no table \"cr7a1_nothing\""), "{:?}", outcome.errors);
     }
 }
+
+store_test! {
+    async fn a_full_read_that_would_empty_a_desk_table_is_held_until_approved(db: &TestDb) {
+        let emu = emulator(55, 40).await;
+        let (_, _, org_name) = org(&emu);
+        let ids = contract_ids(&emu, &org_name);
+        connect(&db.store, &emu, "breaker", None).await;
+        let first = sync_tables(&db.store, "breaker", 5_000, false).await;
+        assert_eq!(first.counts.created as usize, ids.len());
+
+        // Most contracts are deleted in Dynamics 365; the table has no change tracking, so only a
+        // full read finds out.
+        let gone = ids.len() - 3;
+        emu.with_world_mut(|w| {
+            let org = w.dataverse_org_mut(&org_name).unwrap();
+            for id in &ids[..gone] {
+                org.delete_row(CONTRACT, id, SystemClock.now()).unwrap();
+            }
+        });
+        let held = sync_tables(&db.store, "breaker", 5_000, true).await;
+        assert_eq!(held.status, "held", "{held:?}");
+        assert!(held.held.as_deref().is_some_and(|h| h.contains("of desk table contracts would be removed")), "{held:?}");
+        assert_eq!(rows(&db.store).await.len(), ids.len(), "nothing removed while held");
+
+        let options = deskbridge_sync::SyncOptions {
+            entity: SyncEntity::CustomTables,
+            full: true,
+            approve_held: true,
+            ..deskbridge_sync::SyncOptions::default()
+        };
+        let approved = deskbridge_sync::sync(&db.store, &sources(5_000), "breaker", &options, &clock()).await.unwrap();
+        assert_eq!(approved.status, "succeeded", "{approved:?}");
+        assert_eq!(approved.counts.deactivated as usize, gone);
+        assert_eq!(rows(&db.store).await.len(), 3);
+    }
+}
