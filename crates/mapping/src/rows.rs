@@ -365,7 +365,10 @@ impl RowPlanner {
                     plan.errors.push(PlanError {
                         tenant_id: open.tenant.clone(),
                         external_id: key,
-                        message: format!("{message}; the row was not imported, nor changed"),
+                        message: format!(
+                            "{message}; the row was not imported, nor changed (it is read again when it changes in \
+                             the source, or by a full read)"
+                        ),
                     });
                     continue;
                 }
