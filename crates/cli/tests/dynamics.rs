@@ -216,6 +216,61 @@ async fn a_dynamics_connection_is_added_checked_and_synced_from_the_cli() {
         table.contains("SEATS") && table.contains("Support agreement"),
         "{table}"
     );
+    // One custom table as a schedulable entity of its own: queued, then run by a worker.
+    let refused = command(&["runs", "start", "--connection", "string", "--entity", "assets"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("a dynamics connection syncs directory, custom_tables"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let queued: Value = serde_json::from_str(&run(&[
+        "runs",
+        "start",
+        "--connection",
+        "string",
+        "--entity",
+        "custom_tables:contracts",
+        "--full",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(queued["queued"], true, "{queued}");
+    let mut worker = command(&[
+        "worker",
+        "--poll-ms",
+        "100",
+        "--scheduler-tick-ms",
+        "100",
+        "--no-scheduler",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut job = Value::Null;
+    for _ in 0..100 {
+        let jobs: Value = serde_json::from_str(&run(&["runs", "list", "--json"])).unwrap();
+        job = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["entity"] == "custom_tables:contracts")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if job["status"] == "succeeded" || job["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["run"]["counts"]["unchanged"].as_u64(), Some(created), "{job}");
+
     let missing = command(&["directory", "custom-rows", "--table", "nope"])
         .output()
         .unwrap();

@@ -55,6 +55,19 @@ impl SyncEntity {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|e| e.as_str() == name)
     }
+
+    /// An entity as schedules and jobs name it, with the table of a one-table custom-table run:
+    /// `custom_tables:<desk table>` is the custom-table run of that table mapping alone.
+    pub fn parse_with_table(name: &str) -> Option<(Self, Option<String>)> {
+        match name.split_once(':') {
+            Some((entity, table)) => {
+                let table = table.trim();
+                (Self::parse(entity) == Some(Self::CustomTables) && !table.is_empty() && !table.contains('/'))
+                    .then(|| (Self::CustomTables, Some(table.to_owned())))
+            }
+            None => Self::parse(name).map(|e| (e, None)),
+        }
+    }
 }
 
 impl std::fmt::Display for SyncEntity {
@@ -222,6 +235,25 @@ mod tests {
 
     fn note(text: &str) -> ReadEvent {
         ReadEvent::Note(text.to_owned())
+    }
+
+    #[test]
+    fn a_custom_table_is_an_entity_of_its_own() {
+        assert_eq!(
+            SyncEntity::parse_with_table("assets"),
+            Some((SyncEntity::Assets, None))
+        );
+        assert_eq!(
+            SyncEntity::parse_with_table("custom_tables:contracts"),
+            Some((SyncEntity::CustomTables, Some("contracts".to_owned())))
+        );
+        assert_eq!(
+            SyncEntity::parse_with_table("custom_tables"),
+            Some((SyncEntity::CustomTables, None))
+        );
+        assert_eq!(SyncEntity::parse_with_table("custom_tables:"), None);
+        assert_eq!(SyncEntity::parse_with_table("assets:contracts"), None);
+        assert_eq!(SyncEntity::parse("custom_tables:contracts"), None);
     }
 
     #[tokio::test]

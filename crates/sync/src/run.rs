@@ -42,6 +42,8 @@ pub struct SyncOptions {
     pub approve_held: bool,
     /// Told when the run starts and of every upstream request (a job's progress and metrics).
     pub observer: Option<Arc<dyn SyncObserver>>,
+    /// A custom-table run of this table mapping alone (its desk table's name); `None`: every one.
+    pub table: Option<String>,
 }
 
 /// Watches a sync as it goes. Calls must be cheap and never block: they are made from the
@@ -73,6 +75,7 @@ impl Default for SyncOptions {
             instance: "production".into(),
             approve_held: false,
             observer: None,
+            table: None,
         }
     }
 }
@@ -297,6 +300,15 @@ pub(crate) async fn sync_with(
                 .into(),
         ));
     }
+    let one_table;
+    let mapping = match &options.table {
+        None => mapping,
+        Some(table) => {
+            one_table = only_table(mapping, options.entity, table)
+                .map_err(|e| SyncError::BadSettings(name.into(), e))?;
+            &one_table
+        }
+    };
     if options.entity == SyncEntity::CustomTables && mapping.custom_tables.is_empty() {
         return Err(SyncError::BadSettings(
             name.into(),
@@ -557,6 +569,37 @@ pub fn entity_of_run_kind(kind: &str) -> SyncEntity {
         Some(entity) if entity != SyncEntity::Directory => entity,
         _ => SyncEntity::Directory,
     }
+}
+
+/// The mappings with one custom table mapping, the one filling desk table `table`.
+fn only_table(
+    mapping: &deskbridge_mapping::MappingConfig,
+    entity: SyncEntity,
+    table: &str,
+) -> Result<deskbridge_mapping::MappingConfig, String> {
+    if entity != SyncEntity::CustomTables {
+        return Err(format!(
+            "a table ({table}) is named only in a custom_tables run, not a {entity} run"
+        ));
+    }
+    let mut one = mapping.clone();
+    one.custom_tables.retain(|t| t.desk_table == table);
+    if one.custom_tables.is_empty() {
+        let mapped: Vec<&str> = mapping
+            .custom_tables
+            .iter()
+            .map(|t| t.desk_table.as_str())
+            .collect();
+        return Err(format!(
+            "no custom table mapping fills desk table {table:?}; the mapped desk tables are: {}",
+            if mapped.is_empty() {
+                "none".to_owned()
+            } else {
+                mapped.join(", ")
+            }
+        ));
+    }
+    Ok(one)
 }
 
 /// The connection's tenants, for a message.

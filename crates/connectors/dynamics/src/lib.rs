@@ -29,9 +29,11 @@
 //! - the check's per-table points (columns, Read privilege, change tracking);
 //! - [`DynamicsSource`], which the binary registers.
 //!
+//! A schedule or job names `custom_tables` (every table mapping) or `custom_tables:<desk table>`
+//! (that mapping alone).
+//!
 //! Not here yet (the next slice of the issue): accounts → customers, option-set and lookup field
-//! mappings beyond the contact columns for people, one schedulable entity per custom table (one
-//! `custom_tables` run reads every table mapping), and a desk form for table mappings.
+//! mappings beyond the contact columns for people, and a desk form for table mappings.
 
 mod auth;
 mod check;

@@ -462,3 +462,75 @@ store_test! {
         assert_eq!(rows(&db.store).await.len(), 3);
     }
 }
+
+store_test! {
+    async fn several_table_mappings_are_read_each_as_its_own_partition_or_one_alone(db: &TestDb) {
+        let emu = emulator(56, 20).await;
+        let (_, _, org_name) = org(&emu);
+        connect(&db.store, &emu, "several", None).await;
+        let mut tx = db.store.begin(deskbridge_store::WriteContext::manual()).await.unwrap();
+        tx.define_custom_table("companies", None, &[("name", "text"), ("contact", "text")]).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut mapping = current_mapping(&db.store, "several").await;
+        mapping.custom_tables.push(
+            serde_json::from_value(json!({
+                "source_table": "account",
+                "desk_table": "companies",
+                "fields": [
+                    {"source": "name", "target": "name"},
+                    {"source": "primarycontactid/fullname", "target": "contact"},
+                ],
+                "removed_rows": "keep",
+            }))
+            .unwrap(),
+        );
+        deskbridge_sync::save_mappings(&db.store, &sources(5_000), "several", mapping, &clock()).await.unwrap();
+        let accounts = emu.with_world(|w| {
+            w.dataverse_orgs.iter().find(|o| o.name == org_name).unwrap().table("account").unwrap().rows.len()
+        });
+        let companies = |store: Store| async move {
+            let mut tx = store.read().await.unwrap();
+            let rows = tx.custom_rows("companies", None, 10_000).await.unwrap();
+            tx.commit().await.unwrap();
+            rows
+        };
+
+        // One table alone, as a schedule of the entity custom_tables:companies runs it.
+        let one = |table: &str| deskbridge_sync::SyncOptions {
+            entity: SyncEntity::CustomTables,
+            table: Some(table.to_owned()),
+            ..deskbridge_sync::SyncOptions::default()
+        };
+        let alone = deskbridge_sync::sync(&db.store, &sources(5_000), "several", &one("companies"), &clock()).await.unwrap();
+        assert_eq!(alone.status, "succeeded", "{alone:?}");
+        assert_eq!(alone.counts.created as usize, accounts);
+        assert_eq!(companies(db.store.clone()).await.len(), accounts);
+        assert!(rows(&db.store).await.is_empty(), "the other table was not read");
+        let unknown = deskbridge_sync::sync(&db.store, &sources(5_000), "several", &one("nope"), &clock())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("no custom table mapping fills desk table \"nope\"; the mapped desk tables are: contracts, companies"), "{unknown}");
+
+        // Both, each its own partition with its own cursors: the contracts read in full for the
+        // first time, the accounts from the delta link the one-table run stored (nothing new).
+        let both = sync_tables(&db.store, "several", 5_000, false).await;
+        assert_eq!(both.status, "succeeded", "{both:?}");
+        assert_eq!(both.mode, "full");
+        assert_eq!(both.counts.created as usize, contract_ids(&emu, &org_name).len());
+        assert_eq!((both.counts.updated, both.counts.unchanged), (0, 0), "{both:?}");
+
+        // With removed_rows "keep", an account deleted in Dynamics 365 stays on the desk, with a note.
+        let first_account = emu.with_world(|w| {
+            w.dataverse_orgs.iter().find(|o| o.name == org_name).unwrap().table("account").unwrap().rows[0].id.clone()
+        });
+        emu.with_world_mut(|w| {
+            w.dataverse_org_mut(&org_name).unwrap().delete_row("account", &first_account, SystemClock.now()).unwrap();
+        });
+        let kept = deskbridge_sync::sync(&db.store, &sources(5_000), "several", &one("companies"), &clock()).await.unwrap();
+        assert_eq!(kept.mode, "delta", "{kept:?}");
+        assert_eq!(kept.counts.deactivated, 0);
+        assert!(kept.notes.iter().any(|n| n.contains("kept, as the mapping's removed_rows is \"keep\"")), "{:?}", kept.notes);
+        assert_eq!(companies(db.store.clone()).await.len(), accounts);
+    }
+}
