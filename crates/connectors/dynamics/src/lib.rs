@@ -33,7 +33,8 @@
 //! (that mapping alone).
 //!
 //! Not here yet (the next slice of the issue): accounts → customers, option-set and lookup field
-//! mappings beyond the contact columns for people, and a desk form for table mappings.
+//! mappings beyond the contact columns for people, and a field-by-field form for table mappings
+//! (the web's Custom tables tab edits them as JSON).
 
 mod auth;
 mod check;
