@@ -65,7 +65,12 @@ pub mod entities {
     /// Checks `entity` against the connection kind's list.
     pub fn validate(sources: &SourceRegistry, kind: &str, entity: &str) -> Result<(), AgentError> {
         let list = supported(sources, kind);
-        if list.contains(&entity) {
+        // One custom table of a kind that syncs custom tables: `custom_tables:<desk table>`.
+        let one_table = matches!(
+            deskbridge_source::SyncEntity::parse_with_table(entity),
+            Some((deskbridge_source::SyncEntity::CustomTables, Some(_)))
+        ) && list.contains(&deskbridge_source::SyncEntity::CustomTables.as_str());
+        if list.contains(&entity) || one_table {
             Ok(())
         } else if list.is_empty() {
             Err(AgentError::Invalid(format!(

@@ -262,7 +262,7 @@ impl Worker {
         });
         // A job names its entity as schedules do; one this build cannot run fails the job with
         // the reason (the queue only accepts entities a source serves, so this is a stale row).
-        let Some(entity) = SyncEntity::parse(&job.entity) else {
+        let Some((entity, table)) = SyncEntity::parse_with_table(&job.entity) else {
             let message = format!("the job's entity {:?} is not one deskbridge syncs", job.entity);
             self.failed(&job, job.attempts, &message, &observer).await?;
             return Ok(Some(JobReport {
@@ -280,6 +280,7 @@ impl Worker {
             full: job.full,
             instance: self.config.instance.clone(),
             observer: Some(observer.clone()),
+            table,
             ..SyncOptions::default()
         };
         let attempt = job.attempts;

@@ -58,6 +58,11 @@ enum Command {
     },
     /// List what the desk's directory holds.
     Directory(commands::directory::DirectoryArgs),
+    /// The desk's custom tables, which custom table syncs fill: define one, list them.
+    CustomTables {
+        #[command(subcommand)]
+        command: commands::custom_tables::CustomTablesCommand,
+    },
     /// A CSP connection's customer tenants: which desk customer each goes to (or none), and its
     /// licence import type.
     Tenants {
@@ -130,6 +135,7 @@ fn main() -> ExitCode {
             Command::Migrate => commands::migrate::run(&cli.global).await,
             Command::Keys { command } => commands::keys::run(&cli.global, command).await,
             Command::Directory(args) => commands::directory::run(&cli.global, args).await,
+            Command::CustomTables { command } => commands::custom_tables::run(&cli.global, command).await,
             Command::Tenants { command } => commands::tenants::run(&cli.global, command).await,
             Command::Subscriptions { command } => commands::subscriptions::run(&cli.global, command).await,
             Command::Check(args) => commands::check::run(&cli.global, args).await,

@@ -139,4 +139,144 @@ async fn a_dynamics_connection_is_added_checked_and_synced_from_the_cli() {
     let synced: Value = serde_json::from_str(&run(&["sync", "--connection", "string", "--json"])).unwrap();
     assert_eq!(synced["status"], "succeeded", "{synced}");
     assert!(synced["counts"]["created"].as_i64().unwrap() > 0, "{synced}");
+
+    // A custom table sync: the desk table defined, the table mapping set with the mappings JSON,
+    // the run of entity custom_tables, and the rows listed.
+    let defined = run(&[
+        "custom-tables",
+        "add",
+        "--name",
+        "contracts",
+        "--column",
+        "name:text",
+        "--column",
+        "account:text",
+        "--column",
+        "seats:number",
+    ]);
+    assert!(defined.contains("custom table contracts defined"), "{defined}");
+    let tables: Value = serde_json::from_str(&run(&["custom-tables", "list", "--json"])).unwrap();
+    assert_eq!(
+        tables[0]["columns"], "account:text, name:text, seats:number",
+        "{tables}"
+    );
+    let mut mapping: Value =
+        serde_json::from_str(&run(&["mappings", "show", "--connection", "string"])).unwrap();
+    mapping["custom_tables"] = serde_json::json!([{
+        "source_table": "cr7a1_contract",
+        "desk_table": "contracts",
+        "fields": [
+            {"source": "cr7a1_name", "target": "name"},
+            {"source": "cr7a1_accountid/name", "target": "account"},
+            {"source": "cr7a1_seats", "target": "seats"},
+        ],
+    }]);
+    let file = dir.path().join("mappings.json");
+    std::fs::write(&file, mapping.to_string()).unwrap();
+    run(&[
+        "mappings",
+        "set",
+        "--connection",
+        "string",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    let synced: Value = serde_json::from_str(&run(&[
+        "sync",
+        "--connection",
+        "string",
+        "--entity",
+        "custom_tables",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(synced["status"], "succeeded", "{synced}");
+    let created = synced["counts"]["created"].as_u64().unwrap();
+    assert!(created > 0, "{synced}");
+    let rows: Value = serde_json::from_str(&run(&[
+        "directory",
+        "custom-rows",
+        "--table",
+        "contracts",
+        "--json",
+    ]))
+    .unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len() as u64, created);
+    assert!(
+        rows[0]["source"].as_str().unwrap().starts_with("string/"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[0]["account"].as_str().is_some_and(|a| !a.is_empty()),
+        "{rows:?}"
+    );
+    let table = run(&["directory", "custom-rows", "--table", "contracts"]);
+    assert!(
+        table.contains("SEATS") && table.contains("Support agreement"),
+        "{table}"
+    );
+    // One custom table as a schedulable entity of its own: queued, then run by a worker.
+    let refused = command(&["runs", "start", "--connection", "string", "--entity", "assets"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("a dynamics connection syncs directory, custom_tables"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let queued: Value = serde_json::from_str(&run(&[
+        "runs",
+        "start",
+        "--connection",
+        "string",
+        "--entity",
+        "custom_tables:contracts",
+        "--full",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(queued["queued"], true, "{queued}");
+    let mut worker = command(&[
+        "worker",
+        "--poll-ms",
+        "100",
+        "--scheduler-tick-ms",
+        "100",
+        "--no-scheduler",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut job = Value::Null;
+    for _ in 0..100 {
+        let jobs: Value = serde_json::from_str(&run(&["runs", "list", "--json"])).unwrap();
+        job = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["entity"] == "custom_tables:contracts")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if job["status"] == "succeeded" || job["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["run"]["counts"]["unchanged"].as_u64(), Some(created), "{job}");
+
+    let missing = command(&["directory", "custom-rows", "--table", "nope"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("there is no custom table \"nope\"; the desk's custom tables are: contracts")
+    );
 }

@@ -303,6 +303,22 @@ impl DataverseClient {
             .collect()
     }
 
+    /// A table's lookup columns (lookup, customer and owner) with the tables each may point to:
+    /// `Targets` is a property of `LookupAttributeMetadata` only, so it is read through that cast.
+    pub async fn lookup_targets(&self, logical_name: &str) -> Result<Vec<AttributeMetadata>, DataverseError> {
+        let path = format!(
+            "EntityDefinitions(LogicalName='{}')/Attributes/Microsoft.Dynamics.CRM.LookupAttributeMetadata\
+             ?$select=LogicalName,AttributeType,Targets",
+            encode(logical_name)
+        );
+        let response = self.send(Method::GET, &path, None).await?;
+        let page = parse_page(&response.url, &response.body)?;
+        page.rows
+            .iter()
+            .map(|r| metadata::attribute(&response.url, &r.0))
+            .collect()
+    }
+
     /// A table's choice columns (single and multi-select) with their options and labels.
     pub async fn option_sets(&self, logical_name: &str) -> Result<Vec<OptionSetMetadata>, DataverseError> {
         let mut out = Vec::new();

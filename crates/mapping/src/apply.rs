@@ -252,7 +252,10 @@ pub fn apply_to_snapshot(
                         }
                     }
                     // Asset plans are applied to an asset snapshot, not this one.
-                    Entity::Site | Entity::AssetType | Entity::Asset => return Err(unknown()),
+                    // Asset and custom-row plans are applied to their own snapshots, not this one.
+                    Entity::Site | Entity::AssetType | Entity::Asset | Entity::CustomRow => {
+                        return Err(unknown());
+                    }
                 }
             }
         }

@@ -39,6 +39,9 @@ pub struct MappingConfig {
     pub record_locks: Vec<RecordLock>,
     /// How managed devices become desk assets; `None`: devices are not imported.
     pub assets: Option<crate::assets::AssetMappings>,
+    /// Custom table syncs: source tables into desk custom tables (a `custom_tables` run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub custom_tables: Vec<crate::rows::CustomTableMapping>,
 }
 
 impl Default for MappingConfig {
@@ -57,6 +60,7 @@ impl Default for MappingConfig {
             field_locks: Vec::new(),
             record_locks: Vec::new(),
             assets: None,
+            custom_tables: Vec::new(),
         }
     }
 }

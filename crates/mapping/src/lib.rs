@@ -13,6 +13,10 @@
 //! the serial number; linked users and sites; a deletion status, never a delete), configured by
 //! [`MappingConfig::assets`].
 //!
+//! Rows of any source table become rows of desk custom tables through [`RowPlanner`] (field
+//! mappings with child and grandchild lookup paths, values typed and never coerced, removed rows
+//! deleted or kept as the mapping says), configured by [`MappingConfig::custom_tables`].
+//!
 //! The engine speaks source records, not Graph: a connector turns what it reads into
 //! [`SourceUser`]s (external id, properties, groups, licences, `external`), and names the
 //! properties a mapping may read in the [`Catalog`].
@@ -55,6 +59,7 @@ mod input;
 mod pages;
 mod plan;
 mod render;
+mod rows;
 mod validate;
 
 pub use apply::{ApplyError, apply_to_snapshot};
@@ -84,5 +89,10 @@ pub use input::{
 pub use plan::{
     Action, BreakerVerdict, Change, Counts, Entity, FieldChange, HeldTenant, LockedChange, Plan, PlanError,
     Reference,
+};
+pub use rows::{
+    CustomTableMapping, DeskColumns, DeskRow, LAST_SYNC_VARIABLE, MAX_PATH_SEGMENTS, RemovedRows, RowField,
+    RowLookups, RowPlanner, SourceRow, apply_rows, check_against_desk, check_table_mappings, fits, row_key,
+    split_row_key,
 };
 pub use validate::{ConfigError, ValidatedConfig, validate};

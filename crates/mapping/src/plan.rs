@@ -67,6 +67,8 @@ pub enum Entity {
     Subscription,
     /// A customer's metered usage for a period (consumption billing).
     UsageLine,
+    /// A row of a desk custom table, from a row of a source table (custom table syncs).
+    CustomRow,
 }
 
 impl Entity {
@@ -81,6 +83,7 @@ impl Entity {
             Self::Asset => "asset",
             Self::Subscription => "subscription",
             Self::UsageLine => "usage_line",
+            Self::CustomRow => "custom_row",
         }
     }
 }

@@ -212,6 +212,12 @@ pub fn validate(config: &MappingConfig, catalog: &Catalog) -> Result<ValidatedCo
         .assets
         .as_ref()
         .and_then(|assets| check_assets(assets, catalog, &mut checker.errors));
+    for message in crate::rows::check_table_mappings(&config.custom_tables) {
+        checker.errors.push(ConfigError {
+            location: "custom_tables".into(),
+            message,
+        });
+    }
     let teams_by_name = catalog
         .teams
         .iter()

@@ -430,3 +430,18 @@ async fn customer_name(tx: &mut StoreTx, id: RecordId) -> Result<String, SyncErr
         .and_then(|c| c.text("name").map(|n| format!("{n:?}")))
         .unwrap_or_else(|| format!("#{id}")))
 }
+
+/// Checks the connection's custom table mappings against the desk: every desk table exists and
+/// has the mapped columns. Every problem is named (mapping, table, column), with the remedy.
+pub async fn check_custom_tables(tx: &mut StoreTx, mapping: &MappingConfig) -> Result<(), SyncError> {
+    let mut problems = Vec::new();
+    for table in &mapping.custom_tables {
+        let columns = tx.custom_table_columns(&table.desk_table).await?;
+        problems.extend(deskbridge_mapping::check_against_desk(table, columns.as_ref()));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(SyncError::InvalidMappings(problems.join("; ")))
+    }
+}

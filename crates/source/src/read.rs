@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use deskbridge_core::RecordId;
 use deskbridge_mapping::{
-    Completeness, ReadMode, Removal, SourceDevice, SourceSubscription, SourceUsageLine, SourceUser,
-    SubscribedSku, ValidatedConfig,
+    Completeness, ReadMode, Removal, SourceDevice, SourceRow, SourceSubscription, SourceUsageLine,
+    SourceUser, SubscribedSku, ValidatedConfig,
 };
 use deskbridge_store::IntegrationError;
 
@@ -27,10 +27,19 @@ pub enum SyncEntity {
     /// Consumption billing: each customer's metered usage since the last read (CSP: Azure
     /// utilisation of usage-based subscriptions). No user is read.
     Consumption,
+    /// Custom table syncs: rows of source tables into desk custom tables, per the connection's
+    /// table mappings (`MappingConfig::custom_tables`). No user is read.
+    CustomTables,
 }
 
 impl SyncEntity {
-    pub const ALL: [SyncEntity; 4] = [Self::Directory, Self::Assets, Self::Licences, Self::Consumption];
+    pub const ALL: [SyncEntity; 5] = [
+        Self::Directory,
+        Self::Assets,
+        Self::Licences,
+        Self::Consumption,
+        Self::CustomTables,
+    ];
 
     /// The name schedules, jobs and the CLI use.
     pub fn as_str(self) -> &'static str {
@@ -39,11 +48,25 @@ impl SyncEntity {
             Self::Assets => "assets",
             Self::Licences => "licences",
             Self::Consumption => "consumption",
+            Self::CustomTables => "custom_tables",
         }
     }
 
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|e| e.as_str() == name)
+    }
+
+    /// An entity as schedules and jobs name it, with the table of a one-table custom-table run:
+    /// `custom_tables:<desk table>` is the custom-table run of that table mapping alone.
+    pub fn parse_with_table(name: &str) -> Option<(Self, Option<String>)> {
+        match name.split_once(':') {
+            Some((entity, table)) => {
+                let table = table.trim();
+                (Self::parse(entity) == Some(Self::CustomTables) && !table.is_empty() && !table.contains('/'))
+                    .then(|| (Self::CustomTables, Some(table.to_owned())))
+            }
+            None => Self::parse(name).map(|e| (e, None)),
+        }
     }
 }
 
@@ -102,6 +125,9 @@ pub enum ReadEvent {
     /// Something an administrator should know that is not a change (e.g. "the delta token was
     /// refused; running a full import instead").
     Note(String),
+    /// The partition just begun reads the table mapping of this desk custom table (a
+    /// `custom_tables` run: one partition per table mapping, each with its own cursors).
+    CustomTable(String),
     /// A part of the read that failed without failing the run (e.g. sign-in dates that need a
     /// premium tenant): recorded against the run, and the run ends partial.
     Warning(IntegrationError),
@@ -145,6 +171,8 @@ pub enum SourceRecord {
     User(SourceUser),
     /// A managed device: a desk asset (an asset run reads only these).
     Device(SourceDevice),
+    /// A row of a source table for a desk custom table (a custom-table run reads only these).
+    Row(SourceRow),
 }
 
 /// A partition's read is over.
@@ -207,6 +235,25 @@ mod tests {
 
     fn note(text: &str) -> ReadEvent {
         ReadEvent::Note(text.to_owned())
+    }
+
+    #[test]
+    fn a_custom_table_is_an_entity_of_its_own() {
+        assert_eq!(
+            SyncEntity::parse_with_table("assets"),
+            Some((SyncEntity::Assets, None))
+        );
+        assert_eq!(
+            SyncEntity::parse_with_table("custom_tables:contracts"),
+            Some((SyncEntity::CustomTables, Some("contracts".to_owned())))
+        );
+        assert_eq!(
+            SyncEntity::parse_with_table("custom_tables"),
+            Some((SyncEntity::CustomTables, None))
+        );
+        assert_eq!(SyncEntity::parse_with_table("custom_tables:"), None);
+        assert_eq!(SyncEntity::parse_with_table("assets:contracts"), None);
+        assert_eq!(SyncEntity::parse("custom_tables:contracts"), None);
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //! one). Rows are JSON objects whose keys are the table's typed columns; they keep their source
 //! identity like every imported record and are journaled as `custom_table:<name>`.
 
-use deskbridge_core::RecordId;
+use std::collections::BTreeMap;
+
+use deskbridge_core::{ConnectionId, RecordId};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -195,6 +197,124 @@ impl StoreTx {
         }
     }
 
+    /// A custom table's columns and their types, by column name; `None` when there is no table
+    /// of that name.
+    pub async fn custom_table_columns(&mut self, name: &str) -> Result<Option<BTreeMap<String, String>>> {
+        match self.custom_table(name).await {
+            Ok(def) => Ok(Some(def.columns.into_iter().collect())),
+            Err(StoreError::UnknownField { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The names of the custom tables, in name order.
+    pub async fn custom_table_names(&mut self) -> Result<Vec<String>> {
+        Ok(self
+            .rows(
+                "SELECT name FROM custom_tables ORDER BY name",
+                &[],
+                &[SqlType::Text],
+            )
+            .await?
+            .into_iter()
+            .filter_map(|r| r.first().and_then(Sql::as_text).map(str::to_owned))
+            .collect())
+    }
+
+    /// The rows of `table` imported by `connection` as these source ids.
+    pub async fn custom_rows_by_source(
+        &mut self,
+        table: &str,
+        connection: ConnectionId,
+        external_ids: &[String],
+    ) -> Result<Vec<CustomRow>> {
+        let def = self.custom_table(table).await?;
+        let mut out = Vec::new();
+        for chunk in external_ids.chunks(500) {
+            let mut args = vec![Sql::Int(def.id), Sql::Int(connection.0)];
+            let marks: Vec<String> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    args.push(Sql::text(id.clone()));
+                    format!("${}", i + 3)
+                })
+                .collect();
+            if marks.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "SELECT id, data, source_connection_id, external_id FROM custom_table_rows \
+                 WHERE table_id = $1 AND source_connection_id = $2 AND external_id IN ({}) ORDER BY id",
+                marks.join(", ")
+            );
+            let rows = self
+                .rows(
+                    &sql,
+                    &args,
+                    &[SqlType::Int, SqlType::Text, SqlType::Int, SqlType::Text],
+                )
+                .await?;
+            out.extend(
+                rows.into_iter()
+                    .map(|r| custom_row(table, r))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every row of `table` imported by `connection`, in id order.
+    pub async fn custom_rows_of_connection(
+        &mut self,
+        table: &str,
+        connection: ConnectionId,
+    ) -> Result<Vec<CustomRow>> {
+        let def = self.custom_table(table).await?;
+        let rows = self
+            .rows(
+                "SELECT id, data, source_connection_id, external_id FROM custom_table_rows \
+                 WHERE table_id = $1 AND source_connection_id = $2 ORDER BY id",
+                &[Sql::Int(def.id), Sql::Int(connection.0)],
+                &[SqlType::Int, SqlType::Text, SqlType::Int, SqlType::Text],
+            )
+            .await?;
+        rows.into_iter().map(|r| custom_row(table, r)).collect()
+    }
+
+    /// Deletes the row `connection` imported as `external_id` into `table`, journaling every
+    /// value it held (action `delete`, field `*`). Whether there was one.
+    pub async fn delete_custom_row(
+        &mut self,
+        table: &str,
+        connection: ConnectionId,
+        external_id: &str,
+    ) -> Result<Option<RecordId>> {
+        let found = self
+            .custom_rows_by_source(table, connection, &[external_id.to_owned()])
+            .await?;
+        let Some(row) = found.into_iter().next() else {
+            return Ok(None);
+        };
+        self.execute(
+            "DELETE FROM custom_table_rows WHERE id = $1",
+            &[Sql::Int(row.id.0)],
+        )
+        .await?;
+        let change = FieldChange {
+            field: "*".to_owned(),
+            before: serde_json::json!({
+                "data": Value::Object(row.data),
+                "source_connection_id": connection.0,
+                "external_id": external_id,
+            }),
+            after: Value::Null,
+        };
+        self.journal_entity(&format!("custom_table:{table}"), row.id, "delete", &[change])
+            .await?;
+        Ok(Some(row.id))
+    }
+
     /// A page of a custom table's rows in id order.
     pub async fn custom_rows(
         &mut self,
@@ -211,23 +331,25 @@ impl StoreTx {
                 &[SqlType::Int, SqlType::Text, SqlType::Int, SqlType::Text],
             )
             .await?;
-        rows.into_iter()
-            .map(|r| match r.as_slice() {
-                [Sql::Int(id), Sql::Text(data), conn, ext] => Ok(CustomRow {
-                    id: RecordId(*id),
-                    source: match (conn.as_int(), ext.as_text()) {
-                        (Some(c), Some(e)) => Some(SourceKey::new(deskbridge_core::ConnectionId(c), e)),
-                        _ => None,
-                    },
-                    data: serde_json::from_str(data)
-                        .map_err(|e| StoreError::Corrupt(format!("custom table {table}"), e.to_string()))?,
-                }),
-                _ => Err(StoreError::Corrupt(
-                    format!("custom table {table}"),
-                    "unexpected row shape".into(),
-                )),
-            })
-            .collect()
+        rows.into_iter().map(|r| custom_row(table, r)).collect()
+    }
+}
+
+fn custom_row(table: &str, r: Vec<Sql>) -> Result<CustomRow> {
+    match r.as_slice() {
+        [Sql::Int(id), Sql::Text(data), conn, ext] => Ok(CustomRow {
+            id: RecordId(*id),
+            source: match (conn.as_int(), ext.as_text()) {
+                (Some(c), Some(e)) => Some(SourceKey::new(deskbridge_core::ConnectionId(c), e)),
+                _ => None,
+            },
+            data: serde_json::from_str(data)
+                .map_err(|e| StoreError::Corrupt(format!("custom table {table}"), e.to_string()))?,
+        }),
+        _ => Err(StoreError::Corrupt(
+            format!("custom table {table}"),
+            "unexpected row shape".into(),
+        )),
     }
 }
 

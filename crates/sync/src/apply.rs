@@ -28,8 +28,9 @@ pub struct ApplyReport {
     pub errors: Vec<IntegrationError>,
 }
 
-fn store_entity(entity: PlanEntity) -> Entity {
-    match entity {
+/// The desk entity of a plan entity; `None` for custom rows (applied by `crate::rows`).
+fn store_entity(entity: PlanEntity) -> Option<Entity> {
+    Some(match entity {
         PlanEntity::Site => Entity::Site,
         PlanEntity::User => Entity::User,
         PlanEntity::Agent => Entity::Agent,
@@ -39,7 +40,8 @@ fn store_entity(entity: PlanEntity) -> Entity {
         PlanEntity::Asset => Entity::Asset,
         PlanEntity::Subscription => Entity::Subscription,
         PlanEntity::UsageLine => Entity::UsageLine,
-    }
+        PlanEntity::CustomRow => return None,
+    })
 }
 
 /// A field whose value names a record that does not exist yet.
@@ -151,7 +153,9 @@ impl Applier<'_> {
     /// A create the fast pass can batch: a new user or agent (sites and licences are few, and
     /// users look them up as they are created).
     fn batchable(&self, change: &Change) -> bool {
-        let entity = store_entity(change.entity);
+        let Some(entity) = store_entity(change.entity) else {
+            return false;
+        };
         change.action == Action::Create
             && matches!(entity, Entity::User | Entity::Agent)
             && self.known_source(entity, &change.external_id).is_none()
@@ -162,7 +166,9 @@ impl Applier<'_> {
     async fn load_sources(&mut self, tx: &mut StoreTx, chunk: &[&Change]) -> Result<(), StoreError> {
         let mut wanted: BTreeMap<Entity, Vec<&str>> = BTreeMap::new();
         for change in chunk.iter().filter(|c| c.action == Action::Create) {
-            let entity = store_entity(change.entity);
+            let Some(entity) = store_entity(change.entity) else {
+                continue;
+            };
             if self.known_source(entity, &change.external_id).is_none() {
                 wanted.entry(entity).or_default().push(&change.external_id);
             }
@@ -222,7 +228,16 @@ impl Applier<'_> {
     }
 
     async fn apply_change(&mut self, tx: &mut StoreTx, change: &Change) -> Result<String, StoreError> {
-        let entity = store_entity(change.entity);
+        let Some(entity) = store_entity(change.entity) else {
+            return Err(StoreError::InvalidValue {
+                entity: "plan",
+                field: change.external_id.clone(),
+                message: format!(
+                    "a {} change is applied with its custom table, not here",
+                    change.entity.as_str()
+                ),
+            });
+        };
         let source = SourceKey::new(self.connection, change.external_id.clone());
         match change.action {
             Action::Skip | Action::Conflict => return Ok(change.reason.clone()),
@@ -493,8 +508,10 @@ async fn write_chunk(
     applier.load_sources(tx, chunk).await?;
     let mut batch = CreateBatch::default();
     for change in chunk {
-        if pass == Pass::Fast && applier.batchable(change) {
-            let entity = store_entity(change.entity);
+        if pass == Pass::Fast
+            && applier.batchable(change)
+            && let Some(entity) = store_entity(change.entity)
+        {
             if batch.entity.is_some_and(|e| e != entity) && !batch.insert(tx, applier).await? {
                 return Ok(false);
             }

@@ -3,8 +3,8 @@
 //! source (through `deskbridge-source`) → map (pure, `deskbridge-mapping`) → plan → apply → logs.
 //!
 //! What it owns:
-//! - runs ([`sync`]) of either entity a source reads (the directory's people, or managed devices
-//!   as assets, [`SyncOptions::entity`]): plan only (the preview, nothing written), or plan and apply; the run's
+//! - runs ([`sync`]) of each entity a source reads (the directory's people, managed devices
+//!   as assets, rows of source tables into desk custom tables, [`SyncOptions::entity`]): plan only (the preview, nothing written), or plan and apply; the run's
 //!   lifecycle (started, held for approval, approved, failed, partial, succeeded), its notes,
 //!   errors and outbound log;
 //! - the desk side of planning: the snapshot loaded from the store ([`load_snapshot`]);
@@ -30,6 +30,7 @@ mod check;
 mod desk;
 mod many;
 mod mappings;
+mod rows;
 mod run;
 mod steps;
 mod write_back;

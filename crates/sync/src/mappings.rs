@@ -27,6 +27,7 @@ pub async fn save_mappings(
     let catalog = load_catalog(&mut tx, groups, &source.source_properties()).await?;
     let customers = source.partitions().iter().map(|p| p.customer_id).collect();
     let targets = check_target_customers(&mut tx, &mapping, &customers).await;
+    let tables = deskbridge_source::desk::check_custom_tables(&mut tx, &mapping).await;
     tx.commit().await?;
     validate(&mapping, &catalog).map_err(|errors| {
         SyncError::InvalidMappings(
@@ -38,6 +39,7 @@ pub async fn save_mappings(
         )
     })?;
     targets?;
+    tables?;
     let config = source.settings_with_mapping(&mapping)?;
     let mut tx = store.begin(WriteContext::manual()).await?;
     tx.update_connection_config(source.connection().id, &config)

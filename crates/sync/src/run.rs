@@ -42,6 +42,8 @@ pub struct SyncOptions {
     pub approve_held: bool,
     /// Told when the run starts and of every upstream request (a job's progress and metrics).
     pub observer: Option<Arc<dyn SyncObserver>>,
+    /// A custom-table run of this table mapping alone (its desk table's name); `None`: every one.
+    pub table: Option<String>,
 }
 
 /// Watches a sync as it goes. Calls must be cheap and never block: they are made from the
@@ -73,6 +75,7 @@ impl Default for SyncOptions {
             instance: "production".into(),
             approve_held: false,
             observer: None,
+            table: None,
         }
     }
 }
@@ -299,6 +302,7 @@ pub(crate) async fn sync_with(
                 match options.entity {
                     SyncEntity::Assets => "managed devices",
                     SyncEntity::Consumption => "consumption (usage)",
+                    SyncEntity::CustomTables => "custom tables",
                     SyncEntity::Licences | SyncEntity::Directory => {
                         "licences on their own (its directory runs import them)"
                     }
@@ -314,9 +318,26 @@ pub(crate) async fn sync_with(
                 .into(),
         ));
     }
+    let one_table;
+    let mapping = match &options.table {
+        None => mapping,
+        Some(table) => {
+            one_table = only_table(mapping, options.entity, table)
+                .map_err(|e| SyncError::BadSettings(name.into(), e))?;
+            &one_table
+        }
+    };
+    if options.entity == SyncEntity::CustomTables && mapping.custom_tables.is_empty() {
+        return Err(SyncError::BadSettings(
+            name.into(),
+            "no custom table syncs are set up: add table mappings (custom_tables) to the connection's mappings".into(),
+        ));
+    }
     let devices = match options.entity {
         SyncEntity::Assets => source.device_properties(),
-        SyncEntity::Directory | SyncEntity::Licences | SyncEntity::Consumption => Default::default(),
+        SyncEntity::Directory | SyncEntity::Licences | SyncEntity::Consumption | SyncEntity::CustomTables => {
+            Default::default()
+        }
     };
     let config = validated_with_devices(store, mapping, None, &properties, &devices).await?;
     // Re-checked here: a mapping changed in the database behind our back moves nobody to another
@@ -326,8 +347,13 @@ pub(crate) async fn sync_with(
     let customers = every_partition.iter().map(|p| p.customer_id).collect();
     let mut tx = store.read().await?;
     let targets = deskbridge_source::desk::check_target_customers(&mut tx, mapping, &customers).await;
+    let tables = match options.entity {
+        SyncEntity::CustomTables => deskbridge_source::desk::check_custom_tables(&mut tx, mapping).await,
+        _ => Ok(()),
+    };
     tx.commit().await?;
     targets?;
+    tables?;
     // A tenant is read by one connection, the one that read it first: a second would import the
     // same people again or take the first one's records for its own.
     let taken = sources.tenants_read_before(store, &connection).await?;
@@ -363,6 +389,12 @@ pub(crate) async fn sync_with(
                 .map_err(|e| SyncError::BadSettings(name.into(), e))?;
             StepPlanner::Assets(Box::new(AssetRun::new(planner, connection.id, mapping, approved)))
         }
+        SyncEntity::CustomTables => StepPlanner::Rows(Box::new(crate::rows::RowRun::new(
+            deskbridge_mapping::RowPlanner::new(&mapping.custom_tables),
+            connection.id,
+            mapping.circuit_breaker.clone(),
+            approved,
+        ))),
     };
     let mut steps = Steps::new(
         StepContext {
@@ -530,6 +562,7 @@ fn run_kind(entity: SyncEntity, full: bool) -> &'static str {
         (SyncEntity::Assets, _) => "assets",
         (SyncEntity::Licences, _) => "licences",
         (SyncEntity::Consumption, _) => "consumption",
+        (SyncEntity::CustomTables, _) => "custom_tables",
         (SyncEntity::Directory, true) => "full",
         (SyncEntity::Directory, false) => "sync",
     }
@@ -542,6 +575,37 @@ pub fn entity_of_run_kind(kind: &str) -> SyncEntity {
         Some(entity) if entity != SyncEntity::Directory => entity,
         _ => SyncEntity::Directory,
     }
+}
+
+/// The mappings with one custom table mapping, the one filling desk table `table`.
+fn only_table(
+    mapping: &deskbridge_mapping::MappingConfig,
+    entity: SyncEntity,
+    table: &str,
+) -> Result<deskbridge_mapping::MappingConfig, String> {
+    if entity != SyncEntity::CustomTables {
+        return Err(format!(
+            "a table ({table}) is named only in a custom_tables run, not a {entity} run"
+        ));
+    }
+    let mut one = mapping.clone();
+    one.custom_tables.retain(|t| t.desk_table == table);
+    if one.custom_tables.is_empty() {
+        let mapped: Vec<&str> = mapping
+            .custom_tables
+            .iter()
+            .map(|t| t.desk_table.as_str())
+            .collect();
+        return Err(format!(
+            "no custom table mapping fills desk table {table:?}; the mapped desk tables are: {}",
+            if mapped.is_empty() {
+                "none".to_owned()
+            } else {
+                mapped.join(", ")
+            }
+        ));
+    }
+    Ok(one)
 }
 
 /// The connection's tenants, for a message.

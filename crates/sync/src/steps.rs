@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 
 use crate::assets::AssetRun;
 use crate::desk::{SnapshotScope, load_connection_records, load_page_records, load_reference, load_tickets};
+use crate::rows::RowRun;
 use crate::run::Timings;
 use crate::{SyncError, apply_plan};
 
@@ -45,6 +46,8 @@ pub(crate) struct StepContext<'r> {
 pub(crate) enum StepPlanner<'r> {
     Directory(Box<RunPlanner<'r>>),
     Assets(Box<AssetRun<'r>>),
+    /// Rows of source tables into desk custom tables.
+    Rows(Box<RowRun>),
 }
 
 /// What the steps of a run did, gathered as they go.
@@ -98,6 +101,18 @@ impl<'r> Steps<'r> {
             ReadEvent::Begin(start) => self.begin(start).await?,
             ReadEvent::Page(page) => self.page(page).await?,
             ReadEvent::End(end) => self.end(end).await?,
+            ReadEvent::CustomTable(table) => match &mut self.planner {
+                StepPlanner::Rows(rows) => {
+                    let mut tx = self.cx.store.read().await?;
+                    rows.table(&mut tx, &table).await?;
+                    tx.commit().await?;
+                }
+                _ => {
+                    return Err(SyncError::Internal(format!(
+                        "the source read custom table {table} in a run that imports no custom tables"
+                    )));
+                }
+            },
         }
         Ok(())
     }
@@ -126,6 +141,12 @@ impl<'r> Steps<'r> {
         let started = Instant::now();
         let planner = match &mut self.planner {
             StepPlanner::Directory(planner) => planner,
+            StepPlanner::Rows(rows) => {
+                self.mode.get_or_insert(start.mode);
+                rows.begin(&start.tenant_id, start.mode);
+                self.open = Some((start.tenant_id, DeskSnapshot::default()));
+                return Ok(());
+            }
             StepPlanner::Assets(assets) => {
                 self.mode.get_or_insert(start.mode);
                 let customer = start.customer_id.or(self.cx.default_customer);
@@ -195,10 +216,25 @@ impl<'r> Steps<'r> {
         let started = Instant::now();
         let planner = match &mut self.planner {
             StepPlanner::Directory(planner) => planner,
+            StepPlanner::Rows(run) => {
+                let rows = records_of(page.records, &tenant, |r| match r {
+                    SourceRecord::Row(row) => Ok(row),
+                    SourceRecord::User(user) => Err(user.external_id),
+                    SourceRecord::Device(device) => Err(device.external_id),
+                })?;
+                let mut tx = self.cx.store.read().await?;
+                let plan = run.page(&mut tx, &rows, &page.removed).await?;
+                tx.commit().await?;
+                drop(rows);
+                self.timings.plan_seconds += started.elapsed().as_secs_f64();
+                let cursors = self.keys(&tenant, page.cursors);
+                return self.step(&tenant, plan, &cursors).await;
+            }
             StepPlanner::Assets(assets) => {
                 let devices = records_of(page.records, &tenant, |r| match r {
                     SourceRecord::Device(device) => Ok(device),
                     SourceRecord::User(user) => Err(user.external_id),
+                    SourceRecord::Row(row) => Err(row.external_id),
                 })?;
                 let mut tx = self.cx.store.read().await?;
                 let plan = assets.page(&mut tx, &tenant, &devices).await?;
@@ -211,6 +247,7 @@ impl<'r> Steps<'r> {
         let users: Vec<SourceUser> = records_of(page.records, &tenant, |r| match r {
             SourceRecord::User(user) => Ok(user),
             SourceRecord::Device(device) => Err(device.external_id),
+            SourceRecord::Row(row) => Err(row.external_id),
         })?;
         let lookups = planner.lookups(&users);
         let mut tx = self.cx.store.read().await?;
@@ -248,6 +285,7 @@ impl<'r> Steps<'r> {
         let mut tx = self.cx.store.read().await?;
         let plan = match &mut self.planner {
             StepPlanner::Assets(assets) => assets.end(&mut tx, &end.tenant_id, end.completeness).await?,
+            StepPlanner::Rows(rows) => rows.end(&mut tx, end.completeness).await?,
             StepPlanner::Directory(planner) => {
                 let finish = planner.finish_lookups(&end.tenant_id);
                 // Only the people this run did not read: the end decides about them alone.
@@ -336,6 +374,7 @@ impl<'r> Steps<'r> {
         let entity = match self.planner {
             StepPlanner::Directory(_) => "user",
             StepPlanner::Assets(_) => "asset",
+            StepPlanner::Rows(_) => "custom_row",
         };
         let errors = plan_errors(&plan, entity);
         let Some(run) = self.cx.run else {
@@ -347,7 +386,13 @@ impl<'r> Steps<'r> {
             return Ok(());
         };
         let started = Instant::now();
-        let report = apply_plan(self.cx.store, self.cx.connection.id, run, tenant, &plan, cursors).await?;
+        let report = match self.planner {
+            StepPlanner::Rows(_) => {
+                crate::rows::apply_rows(self.cx.store, self.cx.connection.id, run, tenant, &plan, cursors)
+                    .await?
+            }
+            _ => apply_plan(self.cx.store, self.cx.connection.id, run, tenant, &plan, cursors).await?,
+        };
         self.timings.apply_seconds += started.elapsed().as_secs_f64();
         self.record(errors).await?;
         self.apply_errors.extend(report.errors);

@@ -706,6 +706,7 @@ store_test! {
             (format!("/connections/{id}/mappings/fields"), "Add a field mapping"),
             (format!("/connections/{id}/mappings/sites"), "Add a site mapping"),
             (format!("/connections/{id}/mappings/assets"), "Save asset settings"),
+            (format!("/connections/{id}/mappings/tables"), "Custom table syncs"),
             (format!("/connections/{id}/mappings/advanced"), "Advanced mappings"),
             (format!("/connections/{id}/directory/assets"), "Directory: assets"),
             (format!("/connections/{id}/imports"), "Preview import"),
@@ -734,6 +735,17 @@ store_test! {
         let site = sites[0].id.0.to_string();
         let added = page(&fx.app, Method::POST, &format!("/connections/{id}/mappings/sites"), Some(&admin), &[("op", "add"), ("name", "London office"), ("sequence", "5"), ("site_id", &site), ("filter", "officeLocation eq 'London'")]).await;
         assert!(added.text.contains("Mappings saved") && added.text.contains("London office"), "{}", added.text);
+        // A custom table mapping, saved as code: refused while the desk table does not exist, then saved.
+        let tables = format!("/connections/{id}/mappings/tables");
+        let json = r#"{"custom_tables": [{"source_table": "cr7a1_contract", "desk_table": "contracts", "filter": "modifiedon ge $-INTEGRATORLASTSYNC", "fields": [{"source": "cr7a1_name", "target": "name"}, {"source": "cr7a1_accountid/name", "target": "account"}]}]}"#;
+        let refused = page(&fx.app, Method::POST, &tables, Some(&admin), &[("op", "replace"), ("json", json)]).await;
+        assert!(refused.text.contains("Not saved") && refused.text.contains("the desk has no custom table"), "{}", refused.text);
+        let mut tx = db.store.begin(deskbridge_store::WriteContext::manual()).await.unwrap();
+        tx.define_custom_table("contracts", None, &[("name", "text"), ("account", "text")]).await.unwrap();
+        tx.commit().await.unwrap();
+        let saved = page(&fx.app, Method::POST, &tables, Some(&admin), &[("op", "replace"), ("json", json)]).await;
+        assert!(saved.text.contains("Mappings saved") && saved.text.contains("cr7a1_accountid/name → account"), "{}", saved.text);
+        assert!(saved.text.contains("contracts: account (text), name (text)"), "{}", saved.text);
         let preview = page(&fx.app, Method::POST, &format!("/connections/{id}/preview"), Some(&admin), &[]).await;
         assert!(preview.text.contains("Import preview") && preview.text.contains("Decided by"), "{}", preview.text);
         // An account with a one-time password shown once.

@@ -19,6 +19,9 @@ pub struct DirectoryArgs {
     /// Print CSV (the table's columns) for a spreadsheet: finance's consumption export.
     #[arg(long)]
     pub csv: bool,
+    /// With `custom-rows`: the desk custom table to list.
+    #[arg(long)]
+    pub table: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -32,6 +35,9 @@ pub enum Listing {
     /// Consumption: each customer's metered usage, per resource and day.
     Usage,
     Assets,
+    /// The rows of a desk custom table (`--table NAME`), with the connection and source row each
+    /// was imported from.
+    CustomRows,
 }
 
 impl Listing {
@@ -45,6 +51,8 @@ impl Listing {
             Self::Subscriptions => Entity::Subscription,
             Self::Usage => Entity::UsageLine,
             Self::Assets => Entity::Asset,
+            // Listed by `custom_rows`, never through an entity.
+            Self::CustomRows => Entity::Customer,
         }
     }
 
@@ -95,6 +103,7 @@ impl Listing {
                 "status",
                 "source",
             ],
+            Self::CustomRows => &["id", "source"],
         }
     }
 }
@@ -102,6 +111,12 @@ impl Listing {
 const PAGE: u32 = 500;
 
 pub async fn run(global: &GlobalArgs, args: DirectoryArgs) -> anyhow::Result<()> {
+    if matches!(args.what, Listing::CustomRows) {
+        return custom_rows(global, &args).await;
+    }
+    if args.table.is_some() {
+        anyhow::bail!("--table goes with custom-rows only");
+    }
     let store = global.open_store().await?;
     let mut tx = store.read().await?;
     let mut rows: Vec<Value> = Vec::new();
@@ -205,6 +220,73 @@ async fn name_asset_references(tx: &mut deskbridge_store::StoreTx, rows: &mut [V
             _ => Value::String("desk".into()),
         };
         asset.insert("source".into(), source);
+    }
+    Ok(())
+}
+
+/// `directory custom-rows --table NAME`: a desk custom table's rows, each with the connection and
+/// source row it was imported from (`connection/source id`), its columns in name order.
+async fn custom_rows(global: &GlobalArgs, args: &DirectoryArgs) -> anyhow::Result<()> {
+    let Some(table) = args.table.as_deref() else {
+        anyhow::bail!("custom-rows needs --table NAME (the desk custom table to list)");
+    };
+    let store = global.open_store().await?;
+    let mut tx = store.read().await?;
+    let Some(columns) = tx.custom_table_columns(table).await? else {
+        let names = tx.custom_table_names().await?;
+        tx.commit().await?;
+        store.close().await;
+        anyhow::bail!(
+            "there is no custom table {table:?}; the desk's custom tables are: {}",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+    let connections: BTreeMap<i64, String> = tx
+        .connections()
+        .await?
+        .into_iter()
+        .map(|c| (c.id.0, c.name))
+        .collect();
+    let mut rows: Vec<Value> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = tx.custom_rows(table, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for row in page {
+            let mut out = serde_json::Map::new();
+            out.insert("id".into(), Value::from(row.id.0));
+            out.insert(
+                "source".into(),
+                row.source.map_or(Value::Null, |s| {
+                    let connection = connections
+                        .get(&s.connection_id.0)
+                        .cloned()
+                        .unwrap_or_else(|| format!("#{}", s.connection_id.0));
+                    Value::String(format!("{connection}/{}", s.external_id))
+                }),
+            );
+            for (name, value) in row.data {
+                out.insert(name, value);
+            }
+            rows.push(Value::Object(out));
+        }
+    }
+    tx.commit().await?;
+    store.close().await;
+    let mut names: Vec<&str> = vec!["id"];
+    names.extend(columns.keys().map(String::as_str));
+    names.push("source");
+    if args.json {
+        crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if args.csv {
+        crate::output::out!("{}", deskbridge_core::csv::to_csv(&names, &rows));
+    } else {
+        crate::output::out!("{}", output::table(&names, &rows));
     }
     Ok(())
 }

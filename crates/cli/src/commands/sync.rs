@@ -30,6 +30,9 @@ pub struct SyncArgs {
     /// as "import now" for one site does.
     #[arg(long, conflicts_with = "all")]
     pub tenant: Option<String>,
+    /// With --entity custom_tables: only this table mapping (by its desk table's name).
+    #[arg(long)]
+    pub table: Option<String>,
     /// Show what the sync would change and write nothing.
     #[arg(long)]
     pub plan: bool,
@@ -58,6 +61,7 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         instance: args.instance.clone(),
         approve_held: args.approve_held,
         observer: None,
+        table: args.table.clone(),
     };
     let sources = global.registry();
     let Some(connection) = &args.connection else {

@@ -7,7 +7,10 @@
 //! 2. a token for the organisation (the identity platform's AADSTS code and remedy: wrong or
 //!    expired secret, consent, …);
 //! 3. `WhoAmI` (the app is an application user of the organisation, or the user is a user of it);
-//! 4. Read privilege on `contact` and `account` (`$top=1` reads).
+//! 4. Read privilege on `contact` and `account` (`$top=1` reads);
+//! 5. per custom table mapping: the table and its mapped columns and lookup paths exist in the
+//!    organisation's metadata, the Read privilege on the table, and whether it is read with change
+//!    tracking or a `modifiedon` watermark.
 
 use deskbridge_dataverse::{DataverseClient, DataverseError, DataverseErrorClass, Query};
 use deskbridge_source::{CheckPoint, SourceContext, SyncError};
@@ -318,6 +321,62 @@ async fn run(
     }
     points.push(privilege_point(&client, "contact", "contacts", "contactid").await);
     points.push(privilege_point(&client, "account", "accounts", "accountid").await);
+    points.extend(table_points(&client, &settings).await);
+    points
+}
+
+/// Per custom table mapping: the table and its mapped columns exist in the organisation's
+/// metadata, the Read privilege on it, and whether it is read with change tracking.
+async fn table_points(client: &DataverseClient, settings: &DynamicsSettings) -> Vec<CheckPoint> {
+    let mut points = Vec::new();
+    let mut meta = crate::tables::Metadata::new(client);
+    for mapping in &settings.mapping.custom_tables {
+        let logical = mapping.source_table.to_ascii_lowercase();
+        let name = format!("table {logical} → {}", mapping.desk_table);
+        let table = match crate::tables::resolve(&mut meta, mapping).await {
+            Ok(table) => table,
+            Err(problems) => {
+                points.push(CheckPoint::fail(
+                    &name,
+                    problems.join("; "),
+                    "Correct the table mapping (custom_tables in the connection's mappings): name the table's and                      columns' logical names, and lookups by their navigation properties.",
+                ));
+                points.push(CheckPoint::blocked(&format!("read {logical}"), &name));
+                points.push(CheckPoint::blocked(&format!("change tracking {logical}"), &name));
+                continue;
+            }
+        };
+        points.push(CheckPoint::pass(
+            &name,
+            format!(
+                "table {logical} and the {} mapped column(s) exist",
+                mapping.fields.len()
+            ),
+        ));
+        let (set, key) = table.key();
+        points.push(privilege_point(client, &logical, set, key).await);
+        let tracking = format!("change tracking {logical}");
+        points.push(match (table.change_tracking(), mapping.filter_text()) {
+            (true, None) => CheckPoint::pass(
+                &tracking,
+                format!(
+                    "on: read with change tracking (cursor {}), deleted rows included",
+                    crate::tables::delta_cursor(&logical)
+                ),
+            ),
+            (true, Some(_)) => CheckPoint::pass(
+                &tracking,
+                "on, but the mapping has a filter, which Dataverse does not take with change tracking: read with a                  modifiedon watermark; deleted rows are found by a full read (deskbridge sync --full)",
+            ),
+            (false, _) => CheckPoint::pass(
+                &tracking,
+                format!(
+                    "off: read with a modifiedon watermark (cursor {}); deleted rows are found by a full read                      (deskbridge sync --full), or turn on Track changes for the table",
+                    crate::tables::since_cursor(&logical)
+                ),
+            ),
+        });
+    }
     points
 }
 

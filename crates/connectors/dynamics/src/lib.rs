@@ -17,11 +17,24 @@
 //!   organisation, into the connection's customer), pages of up to 5,000, change tracking with
 //!   the delta link stored as the `contacts/delta` cursor, deleted contacts as removals, and an
 //!   expired token answered by a full read;
+//! - **custom table syncs** ([`tables`], the entity `custom_tables`): each table mapping of the
+//!   connection's mappings (`MappingConfig::custom_tables`) resolved against the organisation's
+//!   `EntityDefinitions` (table, columns, lookup targets), then read as its own partition — with
+//!   change tracking when the table has it and the mapping no filter (cursor
+//!   `table/<logical>/delta`, deleted rows as removals, an expired token answered by a full read),
+//!   otherwise with a `modifiedon` watermark (cursor `table/<logical>/since`), a filter's
+//!   `$-INTEGRATORLASTSYNC` replaced by the last complete read's start as a date-time literal;
+//!   child and grandchild lookups through nested `$expand`, or batched lookups where Dataverse
+//!   refuses `$expand` (change tracking); values typed as Dataverse gives them (choices as labels);
+//! - the check's per-table points (columns, Read privilege, change tracking);
 //! - [`DynamicsSource`], which the binary registers.
 //!
+//! A schedule or job names `custom_tables` (every table mapping) or `custom_tables:<desk table>`
+//! (that mapping alone).
+//!
 //! Not here yet (the next slice of the issue): accounts → customers, option-set and lookup field
-//! mappings beyond the contact columns, custom table syncs, the `modifiedon` watermark for tables
-//! without change tracking, and the agent's per-table entities.
+//! mappings beyond the contact columns for people, and a field-by-field form for table mappings
+//! (the web's Custom tables tab edits them as JSON).
 
 mod auth;
 mod check;
@@ -31,6 +44,7 @@ mod manage;
 pub mod read;
 pub mod settings;
 mod source;
+pub mod tables;
 
 pub use check::CONNECTION_AVAILABLE;
 pub use error::from_dataverse;

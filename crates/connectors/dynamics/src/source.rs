@@ -1,6 +1,7 @@
 //! Dynamics 365 as a [`Source`]: a connection reads one organisation — its contacts, as one
 //! partition whose customer is the connection's — in full (starting change tracking) or as the
-//! changes since the stored delta link.
+//! changes since the stored delta link; and, in a `custom_tables` run, each table mapping's table
+//! as its own partition ([`crate::tables`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use deskbridge_source::desk::SourceProperties;
 use deskbridge_source::settings::{Setting, SettingValues};
 use deskbridge_source::{
     BoxFuture, CheckPoint, CursorReport, Emitter, NewConnection, Partition, ReadEvent, ReadRequest, SignIn,
-    Source, SourceConnection, SourceContext, SyncError, read_stream,
+    Source, SourceConnection, SourceContext, SyncEntity, SyncError, read_stream,
 };
 use deskbridge_store::{Connection, Store};
 use futures::stream::BoxStream;
@@ -73,7 +74,6 @@ impl Source for DynamicsSource {
         "Dynamics 365"
     }
 
-    /// Contacts today; accounts and custom tables are the next slice.
     /// An organisation's rows, not its tenant's directory: several organisations (connections)
     /// of one tenant are usual.
     fn reads_tenant_directory(&self) -> bool {
@@ -81,7 +81,9 @@ impl Source for DynamicsSource {
     }
 
     fn entities(&self) -> &'static [&'static str] {
-        &["contacts"]
+        // Contacts are the directory's people; "contacts" was listed here before, which no job
+        // could run (the worker knows entities by `SyncEntity` names).
+        &["directory", "custom_tables"]
     }
 
     fn setup(&self) -> &'static str {
@@ -129,16 +131,31 @@ impl Source for DynamicsSource {
             let cursors = tx.cursors_of(connection.id).await?;
             tx.commit().await?;
             let delta = cursors.iter().any(|(_, stream, _)| stream == CONTACTS_DELTA);
+            let mut lines = vec![(
+                "contacts".to_owned(),
+                if delta {
+                    "change-tracking link saved: the next run reads only created, updated and deleted contacts"
+                        .to_owned()
+                } else {
+                    "none: the next run reads every contact".to_owned()
+                },
+            )];
+            for table in &settings.mapping.custom_tables {
+                let logical = table.source_table.to_ascii_lowercase();
+                let delta = crate::tables::delta_cursor(&logical);
+                let since = crate::tables::since_cursor(&logical);
+                let line = if cursors.iter().any(|(_, stream, _)| *stream == delta) {
+                    "change-tracking link saved: the next run reads only created, updated and deleted rows"
+                        .to_owned()
+                } else if let Some((_, _, at)) = cursors.iter().find(|(_, stream, _)| *stream == since) {
+                    format!("last complete read began {at}: the next run reads rows modified since")
+                } else {
+                    "none: the next run reads every row".to_owned()
+                };
+                lines.push((format!("table {logical} → {}", table.desk_table), line));
+            }
             Ok(CursorReport {
-                lines: vec![(
-                    "contacts".to_owned(),
-                    if delta {
-                        "change-tracking link saved: the next run reads only created, updated and deleted contacts"
-                            .to_owned()
-                    } else {
-                        "none: the next run reads every contact".to_owned()
-                    },
-                )],
+                lines,
                 json: json!({
                     "connection": connection.name,
                     "organisation": settings.url,
@@ -189,6 +206,26 @@ impl DynamicsConnection {
         let source = DynamicsSource::new(self.template.clone(), self.page_size);
         let client = source.client(&self.settings, tokens, &http)?;
         let tenant = self.settings.tenant_id.as_str();
+        if request.entity == SyncEntity::CustomTables {
+            let reader = crate::tables::TableReader {
+                client: &client,
+                tenant,
+                customer: self.settings.customer_id,
+                page_size: self.page_size,
+                requests: cx.requests.as_ref(),
+                started_at: cx.clock.now(),
+            };
+            let mappings = &request.config.config().custom_tables;
+            return crate::tables::read_tables(
+                &reader,
+                mappings,
+                request.cursors,
+                request.full,
+                &cx.clock,
+                out,
+            )
+            .await;
+        }
         let read = ContactsRead {
             client: &client,
             tenant,

@@ -5,6 +5,7 @@
 
 mod conformance;
 mod scenario;
+mod tables;
 
 use std::sync::Arc;
 use std::time::Duration;

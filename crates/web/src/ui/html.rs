@@ -297,6 +297,7 @@ pub(super) const TABS: &[(&str, &str)] = &[
     ("mappings/fields", "Field mappings"),
     ("mappings/sites", "Site mappings"),
     ("mappings/assets", "Assets"),
+    ("mappings/tables", "Custom tables"),
     ("mappings/advanced", "Advanced mappings"),
     ("tenants", "Tenants"),
     ("imports", "Imports"),

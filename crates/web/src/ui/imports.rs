@@ -114,6 +114,9 @@ async fn imports_view(
     if imports_assets(state, scope) {
         page = page.section(devices_section(&mapping, scope, tenant.as_ref()));
     }
+    if imports_custom_tables(state, scope) {
+        page = page.section(custom_tables_section(&mapping, scope));
+    }
     Ok(page.section(matching).section(editor).render())
 }
 
@@ -121,6 +124,56 @@ async fn imports_view(
 fn imports_assets(state: &AppState, scope: &Scope) -> bool {
     api::source_of(state, &scope.connection)
         .is_ok_and(|s| s.entities().contains(&SyncEntity::Assets.as_str()))
+}
+
+/// Whether the connection's connector reads source tables into desk custom tables.
+fn imports_custom_tables(state: &AppState, scope: &Scope) -> bool {
+    api::source_of(state, &scope.connection)
+        .is_ok_and(|s| s.entities().contains(&SyncEntity::CustomTables.as_str()))
+}
+
+/// "Custom tables": preview and import of every table mapping, or where to set them up.
+fn custom_tables_section(mapping: &deskbridge_mapping::MappingConfig, scope: &Scope) -> Section {
+    let id = scope.connection.id.0;
+    let mut section = Section::titled("Custom tables");
+    section.id = "custom-tables".into();
+    if mapping.custom_tables.is_empty() {
+        return section
+            .text("No custom table syncs are set up: map a source table to a desk custom table first.")
+            .link(
+                "Set up custom table syncs",
+                format!("/connections/{id}/mappings/tables"),
+            );
+    }
+    let tables: Vec<String> = mapping
+        .custom_tables
+        .iter()
+        .map(|t| format!("{} → {}", t.source_table, t.desk_table))
+        .collect();
+    section = section
+        .text(format!(
+            "Rows of {} become desk custom table rows as the table mappings say. Preview lists every row with what \
+             would change; nothing is written until you import.",
+            tables.join(", ")
+        ))
+        .form(form(
+            "preview-custom-tables",
+            format!("/connections/{id}/preview"),
+            "Preview custom table import",
+            vec![hidden("entity", SyncEntity::CustomTables.as_str())],
+        ));
+    if scope.access == Access::Modify {
+        section = section.form(form(
+            "run-custom-tables",
+            format!("/connections/{id}/runs"),
+            "Import custom tables",
+            vec![hidden("entity", SyncEntity::CustomTables.as_str())],
+        ));
+    }
+    section.link(
+        "Custom table mappings",
+        format!("/connections/{id}/mappings/tables"),
+    )
 }
 
 /// "Managed devices": preview and import of devices as assets, or, while asset import is not

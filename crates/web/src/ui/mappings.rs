@@ -32,6 +32,7 @@ pub(super) fn section_json(mapping: &MappingConfig, section: &str) -> Result<Str
         "sites" => pick(&["site_mappings"]),
         "imports" => pick(&["imports"]),
         "assets" => pick(&["assets"]),
+        "tables" => pick(&["custom_tables"]),
         _ => pick(&[
             "advanced",
             "licence_management",
@@ -42,6 +43,67 @@ pub(super) fn section_json(mapping: &MappingConfig, section: &str) -> Result<Str
             "record_locks",
         ]),
     })
+}
+
+/// "Custom table syncs": each table mapping (source table → desk custom table, filter, fields,
+/// removed rows) and the desk's custom tables with their columns. Edited as code below.
+async fn custom_tables_section(state: &AppState, mapping: &MappingConfig) -> Result<Section, UiError> {
+    let rows: Vec<Vec<Cell>> = mapping
+        .custom_tables
+        .iter()
+        .map(|t| {
+            vec![
+                cell(&t.source_table),
+                cell(&t.desk_table),
+                cell(t.filter_text().unwrap_or("(every row)")),
+                cell(
+                    t.fields
+                        .iter()
+                        .map(|f| format!("{} → {}", f.source, f.target))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                cell(match t.removed_rows {
+                    deskbridge_mapping::RemovedRows::Delete => "deleted (journaled)",
+                    deskbridge_mapping::RemovedRows::Keep => "kept",
+                }),
+            ]
+        })
+        .collect();
+    let mut tx = state.store.read().await.map_err(ApiError::from)?;
+    let mut desk = Vec::new();
+    for name in tx.custom_table_names().await.map_err(ApiError::from)? {
+        let columns = tx
+            .custom_table_columns(&name)
+            .await
+            .map_err(ApiError::from)?
+            .unwrap_or_default();
+        desk.push(
+            name.clone()
+                + ": "
+                + &columns
+                    .iter()
+                    .map(|(c, t)| format!("{c} ({t})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+        );
+    }
+    tx.commit().await.map_err(ApiError::from)?;
+    let mut section = Section::titled("Custom table syncs")
+        .text(
+            "Each mapping reads a source table into a desk custom table: fields are a column, lookup/column (a \
+             child lookup) or lookup/lookup/column (a grandchild); the filter may use $-INTEGRATORLASTSYNC, the \
+             start of the table's last complete read. Edit them as code below; saving checks the desk table and its \
+             columns.",
+        )
+        .table(&["Source table", "Desk table", "Filter", "Fields", "Removed rows"], rows);
+    section = section.text(if desk.is_empty() {
+        "The desk has no custom tables yet: define one with deskbridge custom-tables add --name NAME --column name:type …"
+            .to_owned()
+    } else {
+        format!("Desk custom tables: {}", desk.join("; "))
+    });
+    Ok(section)
 }
 
 pub(super) fn source_text(m: &FieldMapping) -> String {
@@ -65,7 +127,7 @@ async fn mappings_view(
     error: &str,
     draft: Option<&str>,
 ) -> UiResult {
-    if !matches!(section, "fields" | "sites" | "assets" | "advanced") {
+    if !matches!(section, "fields" | "sites" | "assets" | "tables" | "advanced") {
         return Err(ApiError::not_found(format!("no mapping section {section:?}")).into());
     }
     let mapping = &mapping_of(state, scope)?;
@@ -164,6 +226,7 @@ async fn mappings_view(
                 page = page.section(s);
             }
         }
+        "tables" => page = page.section(custom_tables_section(state, mapping).await?),
         _ => {}
     }
     let mut editor = Section::titled(if section == "advanced" {
