@@ -1,6 +1,9 @@
-//! Redaction of credentials from anything that is logged or stored as a request log: headers,
-//! URL query strings, form bodies and JSON bodies. Whatever the transport, a key that names a
-//! credential has its value replaced by [`REDACTED`].
+//! Redaction of credentials from anything that is logged or stored as a request log, or shown in
+//! an error: headers, URL query strings, form bodies, JSON bodies and free text that names URLs.
+//! Whatever the transport, a key that names a credential — or a paging or delta cursor, which
+//! reads the tenant's data as a token would (`$skiptoken`, `$deltatoken`) — has its value
+//! replaced by [`REDACTED`]. Every client (Graph, Partner Center, Dataverse, the identity
+//! platform) redacts its URLs here, so an error, a log line and the outbound log say the same.
 
 use serde_json::Value;
 
@@ -24,6 +27,10 @@ const SECRET_KEYS: &[&str] = &[
     "secret",
     "token",
     "x-ms-continuationtoken",
+    "$skiptoken",
+    "$deltatoken",
+    "skiptoken",
+    "deltatoken",
 ];
 
 pub fn is_secret_key(key: &str) -> bool {
@@ -65,6 +72,30 @@ pub fn url(text: &str) -> String {
         Some((base, query)) => format!("{base}?{}", form(query)),
         None => text.to_owned(),
     }
+}
+
+/// Free text — an error message, a transport error that quotes its URL — with the query values
+/// of every URL in it redacted ([`url`]'s rules).
+pub fn text(text: &str) -> String {
+    if !text.contains('?') {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('?') {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        out.push('?');
+        let after = &after[1..];
+        let end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '<' | '>' | '`'))
+            .unwrap_or(after.len());
+        let (query, tail) = after.split_at(end);
+        out.push_str(&form(query));
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A JSON value with credential values replaced, at any depth.
@@ -121,7 +152,10 @@ pub fn body(text: &str) -> String {
 }
 
 fn percent_decode_key(k: &str) -> String {
-    k.replace("%5F", "_").replace("%5f", "_").replace('+', " ")
+    k.replace("%5F", "_")
+        .replace("%5f", "_")
+        .replace("%24", "$")
+        .replace('+', " ")
 }
 
 #[cfg(test)]
@@ -147,6 +181,28 @@ mod tests {
             r#"{"access_token":"REDACTED","nested":[{"refresh_token":"REDACTED","ok":1}]}"#
         );
         assert!(!body("client_id=1&client_assertion=eyJ").contains("eyJ"));
+    }
+
+    #[test]
+    fn cursors_are_redacted_in_urls_and_in_text() {
+        assert_eq!(
+            url("https://graph.microsoft.com/v1.0/users/delta?$deltatoken=abc"),
+            "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=REDACTED"
+        );
+        assert_eq!(
+            url("/v1.0/users?$select=id&%24skiptoken=RFNwdAoAAQ&$top=999"),
+            "/v1.0/users?$select=id&%24skiptoken=REDACTED&$top=999"
+        );
+        assert_eq!(url("/v1.0/organization"), "/v1.0/organization");
+        let message = "error sending request for url (https://h/v1.0/users?$skiptoken=s3cr3t&$top=2): \
+                       connection reset; token endpoint https://login/t?code=c0de&refresh_token=r3fr3sh failed?";
+        let redacted = text(message);
+        for secret in ["s3cr3t", "c0de", "r3fr3sh"] {
+            assert!(!redacted.contains(secret), "{redacted}");
+        }
+        assert!(redacted.contains("$top=2): connection reset"), "{redacted}");
+        assert!(redacted.ends_with("failed?"), "{redacted}");
+        assert_eq!(text("no URL here"), "no URL here");
     }
 
     #[test]

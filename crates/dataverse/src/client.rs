@@ -347,8 +347,12 @@ impl DataverseClient {
             return Err(DataverseError::InvalidRequest("empty request path".into()));
         }
         if trimmed.starts_with("https://") || trimmed.starts_with("http://") {
-            let link = Url::parse(trimmed)
-                .map_err(|e| DataverseError::InvalidRequest(format!("link {trimmed:?} is not a URL: {e}")))?;
+            let link = Url::parse(trimmed).map_err(|e| {
+                DataverseError::InvalidRequest(format!(
+                    "link {:?} is not a URL: {e}",
+                    deskbridge_core::redact::url(trimmed)
+                ))
+            })?;
             if link.origin() != self.inner.org.origin() {
                 return Err(DataverseError::InvalidRequest(format!(
                     "refusing to follow a link to {} (the organisation is {})",
@@ -435,8 +439,9 @@ impl DataverseClient {
     ) -> Result<Response, DataverseError> {
         let inner = &self.inner;
         let url = self.resolve(path_or_link)?;
-        let parsed =
-            Url::parse(&url).map_err(|e| DataverseError::InvalidRequest(format!("bad URL {url:?}: {e}")))?;
+        let parsed = Url::parse(&url).map_err(|e| {
+            DataverseError::InvalidRequest(format!("bad URL {:?}: {e}", deskbridge_core::redact::url(&url)))
+        })?;
         let described = format!("{method} {}", parsed.path());
         let mut attempt: u32 = 0;
         let mut retried_token = false;
@@ -496,7 +501,7 @@ impl DataverseClient {
                         return Err(DataverseError::Transport {
                             url: described,
                             attempts: attempt,
-                            reason: e.to_string(),
+                            reason: transport_reason(&e),
                         });
                     }
                     tokio::time::sleep(self.backoff(attempt)).await;
@@ -585,5 +590,42 @@ impl ChangePager {
         let page = parse_changes(&response.url, &response.body)?;
         self.next = page.next_link.clone();
         Ok(Some(page))
+    }
+}
+
+/// A transport error's text; reqwest quotes the URL, redacted with the shared rules.
+fn transport_reason(error: &reqwest::Error) -> String {
+    deskbridge_core::redact::text(&error.to_string())
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    /// Dataverse's errors redact URLs with the shared rules (deskbridge_core::redact): change
+    /// tracking's `$deltatoken` and paging's `$skiptoken` never show.
+    #[tokio::test]
+    async fn dataverse_errors_redact_cursors() {
+        let url =
+            "http://127.0.0.1:1/api/data/v9.2/contacts?$select=fullname&$deltatoken=919042%2108%2f22%2f2017";
+        let refused = reqwest::Client::new().get(url).send().await.unwrap_err();
+        let transport = DataverseError::Transport {
+            url: "GET /api/data/v9.2/contacts".into(),
+            attempts: 1,
+            reason: transport_reason(&refused),
+        }
+        .to_string();
+        let malformed = crate::page::parse_page(
+            "https://org.crm.dynamics.com/api/data/v9.2/contacts?$skiptoken=%3Ccookie%20pagenumber=2%3E",
+            b"{",
+        )
+        .unwrap_err()
+        .to_string();
+        for text in [&transport, &malformed] {
+            for secret in ["919042", "cookie"] {
+                assert!(!text.contains(secret), "{text}");
+            }
+        }
+        assert!(transport.contains("$select=fullname"), "{transport}");
     }
 }

@@ -64,7 +64,7 @@ impl OptionSetMetadata {
 
 fn bad(url: &str, message: String) -> DataverseError {
     DataverseError::Malformed {
-        url: url.to_owned(),
+        url: deskbridge_core::redact::url(url),
         message,
     }
 }

@@ -38,7 +38,7 @@ pub struct ChangePage {
 
 fn malformed(url: &str, message: impl Into<String>) -> DataverseError {
     DataverseError::Malformed {
-        url: url.to_owned(),
+        url: deskbridge_core::redact::url(url),
         message: message.into(),
     }
 }

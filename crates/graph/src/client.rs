@@ -377,8 +377,9 @@ impl GraphTenant {
     ) -> Result<GraphResponse, GraphError> {
         let inner = &self.client.inner;
         let url = self.resolve(&request.url)?;
-        let parsed =
-            Url::parse(&url).map_err(|e| GraphError::InvalidRequest(format!("bad URL {url:?}: {e}")))?;
+        let parsed = Url::parse(&url).map_err(|e| {
+            GraphError::InvalidRequest(format!("bad URL {:?}: {e}", deskbridge_core::redact::url(&url)))
+        })?;
         let path_and_query = match parsed.query() {
             Some(query) => format!("{}?{query}", parsed.path()),
             None => parsed.path().to_string(),
@@ -539,8 +540,12 @@ impl GraphTenant {
         let inner = &self.client.inner;
         let trimmed = path_or_link.trim();
         if trimmed.starts_with("https://") || trimmed.starts_with("http://") {
-            let link = Url::parse(trimmed)
-                .map_err(|e| GraphError::InvalidRequest(format!("link {trimmed:?} is not a URL: {e}")))?;
+            let link = Url::parse(trimmed).map_err(|e| {
+                GraphError::InvalidRequest(format!(
+                    "link {:?} is not a URL: {e}",
+                    deskbridge_core::redact::url(trimmed)
+                ))
+            })?;
             if link.origin() != inner.base.origin() {
                 return Err(GraphError::InvalidRequest(format!(
                     "refusing to follow a link to {} (Graph is {})",
@@ -715,6 +720,7 @@ fn retry_after(headers: &HeaderMap, clock: &SharedClock) -> Option<Duration> {
     Some(Duration::try_from(delta).unwrap_or(Duration::ZERO))
 }
 
+/// A transport error with its causes; reqwest names the URL, whose cursors are redacted.
 fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -723,7 +729,7 @@ fn describe(error: &reqwest::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    deskbridge_core::redact::text(&text)
 }
 
 #[cfg(test)]
@@ -732,6 +738,28 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     use super::*;
+
+    /// Graph's errors redact URLs with the shared rules: a transport error (which quotes the URL)
+    /// and a malformed page never show a cursor or a code.
+    #[tokio::test]
+    async fn graph_errors_redact_cursors_and_credentials() {
+        let url = "http://127.0.0.1:1/v1.0/users/delta?$deltatoken=d3lta&code=c0de";
+        let refused = reqwest::Client::new().get(url).send().await.unwrap_err();
+        let reason = describe(&refused);
+        assert!(reason.contains("127.0.0.1:1"), "{reason}");
+        let malformed = crate::page::parse_page::<Value>(
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=sk1p&$top=999",
+            b"{\"value\": [",
+        )
+        .unwrap_err()
+        .to_string();
+        for (text, secrets) in [(&reason, ["d3lta", "c0de"]), (&malformed, ["sk1p", "sk1p"])] {
+            for secret in secrets {
+                assert!(!text.contains(secret), "{text}");
+            }
+        }
+        assert!(malformed.contains("$skiptoken=REDACTED&$top=999"), "{malformed}");
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

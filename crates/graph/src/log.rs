@@ -2,7 +2,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// One HTTP attempt against Graph, as the pipeline stores it in its outbound log.
-/// Holds no token, secret or body; `$skiptoken` / `$deltatoken` values are elided from `path`.
+/// Holds no token, secret or body; `$skiptoken` / `$deltatoken` values are redacted from `path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestLogEntry {
     pub tenant: String,
@@ -62,27 +62,10 @@ impl RequestLog for MemoryRequestLog {
     }
 }
 
-/// Replaces the values of query parameters that act as bearer-like cursors.
+/// Path and query with the values of cursors (`$skiptoken`, `$deltatoken`) and credentials
+/// (`code`, `access_token`, …) replaced: the shared rules of [`deskbridge_core::redact`].
 pub(crate) fn redact_path(path_and_query: &str) -> String {
-    let Some((path, query)) = path_and_query.split_once('?') else {
-        return path_and_query.to_string();
-    };
-    let redacted: Vec<String> = query
-        .split('&')
-        .map(|pair| {
-            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-            let normalized = key.replace("%24", "$").to_ascii_lowercase();
-            if matches!(
-                normalized.as_str(),
-                "$skiptoken" | "$deltatoken" | "code" | "access_token"
-            ) {
-                format!("{key}=…")
-            } else {
-                pair.to_string()
-            }
-        })
-        .collect();
-    format!("{path}?{}", redacted.join("&"))
+    deskbridge_core::redact::url(path_and_query)
 }
 
 #[cfg(test)]
@@ -93,11 +76,11 @@ mod tests {
     fn cursor_values_are_elided() {
         assert_eq!(
             redact_path("/v1.0/users?$select=id&$skiptoken=RFNwdAoAAQ"),
-            "/v1.0/users?$select=id&$skiptoken=…"
+            "/v1.0/users?$select=id&$skiptoken=REDACTED"
         );
         assert_eq!(
             redact_path("/v1.0/users/delta?%24deltatoken=abc"),
-            "/v1.0/users/delta?%24deltatoken=…"
+            "/v1.0/users/delta?%24deltatoken=REDACTED"
         );
         assert_eq!(redact_path("/v1.0/organization"), "/v1.0/organization");
     }

@@ -62,7 +62,7 @@ fn json_path(prefix: &str, path: &serde_path_to_error::Path) -> String {
 /// Parses a collection body. Errors name the URL and the JSON path (e.g. `$.value[3].accountEnabled`).
 pub(crate) fn parse_page<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<Page<T>, GraphError> {
     let malformed = |json_path: String, message: String| GraphError::Malformed {
-        url: url.to_string(),
+        url: deskbridge_core::redact::url(url),
         json_path,
         message,
     };
@@ -121,7 +121,7 @@ pub(crate) fn parse_page<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<
 pub(crate) fn parse_object<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, GraphError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|e| GraphError::Malformed {
-        url: url.to_string(),
+        url: deskbridge_core::redact::url(url),
         json_path: json_path("$", e.path()),
         message: e.inner().to_string(),
     })

@@ -178,12 +178,12 @@ impl TokenClient {
             request = request.header(reqwest::header::AUTHORIZATION, header);
         }
         let response = request.send().await.map_err(|e| AuthError::Transport {
-            url: url.clone(),
+            url: deskbridge_core::redact::url(&url),
             reason: describe_transport_error(&e),
         })?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(|e| AuthError::Transport {
-            url: url.clone(),
+            url: deskbridge_core::redact::url(&url),
             reason: describe_transport_error(&e),
         })?;
         if (200..300).contains(&status) {
@@ -207,13 +207,13 @@ fn describe_transport_error(error: &reqwest::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    deskbridge_core::redact::text(&text)
 }
 
 fn parse_success(url: &str, body: &[u8], sent_at: Timestamp) -> Result<TokenResponse, AuthError> {
     // The body holds tokens: errors below describe it, never quote it.
     let malformed = |reason: &str| AuthError::MalformedResponse {
-        url: url.to_string(),
+        url: deskbridge_core::redact::url(url),
         reason: reason.to_string(),
     };
     let value: Value = serde_json::from_slice(body).map_err(|_| malformed("the body is not JSON"))?;
@@ -262,7 +262,7 @@ fn parse_failure(url: &str, status: u16, body: &[u8]) -> AuthError {
             let text = String::from_utf8_lossy(body);
             let excerpt: String = text.chars().take(200).collect();
             AuthError::UnexpectedResponse {
-                url: url.to_string(),
+                url: deskbridge_core::redact::url(url),
                 status,
                 body_excerpt: excerpt,
             }
@@ -273,6 +273,29 @@ fn parse_failure(url: &str, status: u16, body: &[u8]) -> AuthError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Token errors redact URLs with the shared rules (deskbridge_core::redact).
+    #[tokio::test]
+    async fn token_errors_redact_credentials_in_urls() {
+        let url =
+            "http://127.0.0.1:1/t/oauth2/v2.0/token?client_secret=s3cr3t&refresh_token=r3fr3sh&code=c0de";
+        let refused = reqwest::Client::new().post(url).send().await.unwrap_err();
+        let transport = AuthError::Transport {
+            url: deskbridge_core::redact::url(url),
+            reason: describe_transport_error(&refused),
+        }
+        .to_string();
+        let malformed = parse_success(url, b"{}", at("2026-01-01T00:00:00Z"))
+            .unwrap_err()
+            .to_string();
+        let unexpected = parse_failure(url, 502, b"<html>Bad Gateway</html>").to_string();
+        for text in [&transport, &malformed, &unexpected] {
+            for secret in ["s3cr3t", "r3fr3sh", "c0de"] {
+                assert!(!text.contains(secret), "{text}");
+            }
+            assert!(text.contains("client_secret=REDACTED"), "{text}");
+        }
+    }
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()

@@ -273,9 +273,9 @@ impl PartnerClient {
             .as_ref()
             .map_or_else(|| call.url.clone(), |u| u.path().to_owned());
         let logged_path = parsed.as_ref().map_or_else(
-            || path.clone(),
+            || deskbridge_core::redact::url(&path),
             |u| match u.query() {
-                Some(q) => format!("{}?{q}", u.path()),
+                Some(q) => deskbridge_core::redact::url(&format!("{}?{q}", u.path())),
                 None => u.path().to_owned(),
             },
         );
@@ -359,13 +359,14 @@ impl PartnerClient {
             let (status, headers, body) = match received {
                 Ok(answer) => answer,
                 Err(e) => {
-                    entry.error = Some(e.to_string());
+                    let reason = transport_reason(&e);
+                    entry.error = Some(reason.clone());
                     inner.log.record(entry);
                     if attempt >= inner.config.max_attempts || !(call.idempotent || e.is_connect()) {
                         return Err(PartnerError::Transport {
                             url: description,
                             attempts: attempt,
-                            reason: e.to_string(),
+                            reason,
                         });
                     }
                     tokio::time::sleep(self.backoff(attempt)).await;
@@ -772,4 +773,34 @@ fn retry_after(headers: &HeaderMap, clock: &SharedClock) -> Option<Duration> {
     }
     let when = jiff::fmt::rfc2822::parse(&raw).ok()?.timestamp();
     Some(Duration::try_from(when.duration_since(clock.now())).unwrap_or(Duration::ZERO))
+}
+
+/// A transport error's text; reqwest quotes the URL, redacted with the shared rules.
+fn transport_reason(error: &reqwest::Error) -> String {
+    deskbridge_core::redact::text(&error.to_string())
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    /// Partner Center's errors redact URLs with the shared rules (deskbridge_core::redact).
+    #[tokio::test]
+    async fn partner_errors_redact_cursors_and_credentials() {
+        let url = "http://127.0.0.1:1/v1/customers?seekOperation=next&$skiptoken=sk1p&code=c0de";
+        let refused = reqwest::Client::new().get(url).send().await.unwrap_err();
+        let transport = PartnerError::Transport {
+            url: "GET /v1/customers".into(),
+            attempts: 1,
+            reason: transport_reason(&refused),
+        }
+        .to_string();
+        let malformed = crate::page::malformed(url, "not JSON").to_string();
+        for text in [&transport, &malformed] {
+            for secret in ["sk1p", "c0de"] {
+                assert!(!text.contains(secret), "{text}");
+            }
+        }
+        assert!(malformed.contains("seekOperation=next"), "{malformed}");
+    }
 }

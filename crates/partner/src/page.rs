@@ -30,7 +30,7 @@ pub struct Page<T> {
 
 pub(crate) fn malformed(url: &str, detail: impl Into<String>) -> PartnerError {
     PartnerError::Malformed {
-        url: url.to_owned(),
+        url: deskbridge_core::redact::url(url),
         detail: detail.into(),
     }
 }
