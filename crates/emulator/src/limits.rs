@@ -45,6 +45,12 @@ pub struct Faults {
     /// Intune's 429s come without `Retry-After` (reported of the real service; a client must
     /// then back off on its own). Off: they carry it, as Graph's throttling guidance promises.
     pub intune_429_without_retry_after: bool,
+    /// Delta 410s (`resyncRequired`, `syncStateNotFound`) come without the `Location` header: the
+    /// client must restart with a delta query without a token on its own.
+    pub resync_without_location: bool,
+    /// `$deltatoken=latest` is answered 400 (a service that does not take it): a client must not
+    /// need it to start tracking or to recover from a resync.
+    pub refuse_latest_delta_token: bool,
     /// Seed of the fault dice.
     pub seed: u64,
 }
@@ -68,6 +74,8 @@ impl Default for Faults {
             malformed_users_page: None,
             corrupt_user_properties: Vec::new(),
             intune_429_without_retry_after: false,
+            resync_without_location: false,
+            refuse_latest_delta_token: false,
             seed: 1,
         }
     }

@@ -55,8 +55,13 @@ enum Entry {
     },
 }
 
-fn resync(state: &AppState, users: bool, code: &'static str, message: &str) -> GraphError {
+/// A 410 asking for a resync, with the `Location` of a fresh round (an empty `$deltatoken`)
+/// unless the fault `resync_without_location` leaves it out.
+fn resync(state: &AppState, faults: &Faults, users: bool, code: &'static str, message: &str) -> GraphError {
     let mut e = err(StatusCode::GONE, code, message);
+    if faults.resync_without_location {
+        return e;
+    }
     let resource = if users { "users" } else { "groups" };
     e.headers.push((
         "Location".into(),
@@ -82,7 +87,13 @@ pub(crate) fn handle(
     }
     let now = state.clock.now().as_second();
     let skip = req.param("$skiptoken");
-    let delta = req.param("$deltatoken");
+    // An empty `$deltatoken` (the 410's `Location`) starts a fresh round, as no token does.
+    let delta = req.param("$deltatoken").filter(|d| !d.is_empty());
+    if delta == Some("latest") && faults.refuse_latest_delta_token {
+        return Err(unsupported(
+            "$deltatoken=latest is not supported for this resource.",
+        ));
+    }
     // `$deltatoken=latest` starts a token, so it takes the $select / $filter the token will carry.
     if (skip.is_some() || delta.is_some_and(|d| d != "latest"))
         && (req.param("$select").is_some() || req.param("$filter").is_some())
@@ -134,6 +145,7 @@ pub(crate) fn handle(
             let r: Round = decode_token(tok).ok_or_else(|| {
                 resync(
                     state,
+                    faults,
                     users,
                     "syncStateNotFound",
                     "The sync state could not be found.",
@@ -142,6 +154,7 @@ pub(crate) fn handle(
             if r.r != resource || r.t != t.id {
                 return Err(resync(
                     state,
+                    faults,
                     users,
                     "syncStateNotFound",
                     "The sync state could not be found.",
@@ -155,6 +168,7 @@ pub(crate) fn handle(
             if too_old || declared {
                 return Err(resync(
                     state,
+                    faults,
                     users,
                     "resyncRequired",
                     "Resync required. Replace any local cached data with data from a new delta query without a \

@@ -337,6 +337,11 @@ async fn latest_tokens_expiry_and_query_restrictions() {
             .unwrap()
             .contains("/v1.0/users/delta?$deltatoken=")
     );
+    // The Location (an empty token) starts a fresh round, as a query without a token does.
+    let location = headers["location"].to_str().unwrap().to_owned();
+    let (status, _, body) = env.get(&token, &location).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["value"].as_array().is_some_and(|v| !v.is_empty()), "{body}");
     // Declared expired by the admin API.
     let (_, _, body) = env.get(&token, "/groups/delta?$deltatoken=latest").await;
     let fresh = body["@odata.deltaLink"].as_str().unwrap().to_owned();
@@ -354,6 +359,26 @@ async fn latest_tokens_expiry_and_query_restrictions() {
     assert_eq!(
         (status, graph_error(&body).0.as_str()),
         (StatusCode::GONE, "resyncRequired")
+    );
+    // The faults that take away the Location and `$deltatoken=latest`.
+    let (status, _) = env
+        .admin(
+            Method::PUT,
+            "/faults",
+            Some(json!({"resync_without_location": true, "refuse_latest_delta_token": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, headers, body) = env.get(&token, &fresh).await;
+    assert_eq!(
+        (status, graph_error(&body).0.as_str()),
+        (StatusCode::GONE, "resyncRequired")
+    );
+    assert!(headers.get("location").is_none());
+    let (status, _, body) = env.get(&token, "/users/delta?$deltatoken=latest").await;
+    assert_eq!(
+        (status, graph_error(&body).0.as_str()),
+        (StatusCode::BAD_REQUEST, "Request_UnsupportedQuery")
     );
     env.stop().await;
 }
