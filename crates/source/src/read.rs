@@ -128,6 +128,10 @@ pub enum ReadEvent {
     /// The partition just begun reads the table mapping of this desk custom table (a
     /// `custom_tables` run: one partition per table mapping, each with its own cursors).
     CustomTable(String),
+    /// The mode the read of the next partition takes, said before its first request (its `Begin`
+    /// may come many requests later; a later `Mode` replaces it, as when a refused delta round
+    /// becomes a full read): a run that fails before `Begin` reports the mode it failed in.
+    Mode(ReadMode),
     /// A part of the read that failed without failing the run (e.g. sign-in dates that need a
     /// premium tenant): recorded against the run, and the run ends partial.
     Warning(IntegrationError),

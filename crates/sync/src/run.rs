@@ -436,8 +436,14 @@ pub(crate) async fn sync_with(
     let started = Instant::now();
     let mut events = source.read(&cx, request);
     let mut failure = None;
+    // The mode the source said it reads in, for a run that fails before a partition begins.
+    let mut announced = None;
     while let Some(event) = events.next().await {
         let taken = match event {
+            Ok(ReadEvent::Mode(mode)) => {
+                announced = Some(mode);
+                Ok(())
+            }
             Ok(event) => steps.take(event).await,
             Err(e) => Err(e),
         };
@@ -457,14 +463,17 @@ pub(crate) async fn sync_with(
     let timings = &mut steps.timings;
     timings.read_seconds =
         (started.elapsed().as_secs_f64() - timings.plan_seconds - timings.apply_seconds).max(0.0);
-    save_requests(store, connection.id, run, &requests).await?;
-    let mode = match steps.mode {
+    let made = save_requests(store, connection.id, run, &requests).await?;
+    let mode = match steps.mode.or(announced) {
         Some(ReadMode::Full) => "full",
         Some(ReadMode::Delta) => "delta",
         None => "none",
     };
     if let Some(e) = failure {
-        let outcome = fail(store, connection.id, run, &first_tenant, mode, e).await?;
+        // A read that broke off never ended its partition, whose requests the steps count: the
+        // requests the run made up to the failure are those the source recorded.
+        let made = made.max(steps.requests);
+        let outcome = fail(store, connection.id, run, &first_tenant, (mode, made), e).await?;
         // The failure first, then what the steps recorded before it.
         let mut errors = outcome.errors;
         errors.extend(steps.errors);
@@ -472,7 +481,6 @@ pub(crate) async fn sync_with(
         return Ok(SyncOutcome {
             errors,
             notes: steps.notes,
-            requests: steps.requests,
             ..outcome
         });
     }
@@ -625,17 +633,19 @@ fn source_entities(sources: &SourceRegistry, connection: &Connection) -> &'stati
         .map_or(&[], |source| source.entities())
 }
 
-/// Stores the run's upstream requests in the outbound log (paths without tokens or cursors).
+/// Stores the run's upstream requests in the outbound log (paths without tokens or cursors), and
+/// says how many there were.
 async fn save_requests(
     store: &Store,
     connection: deskbridge_core::ConnectionId,
     run: Option<RunId>,
     log: &MemoryRequests,
-) -> Result<(), SyncError> {
-    let Some(run) = run else { return Ok(()) }; // a preview writes nothing
+) -> Result<u64, SyncError> {
     let entries = log.take();
+    let made = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+    let Some(run) = run else { return Ok(made) }; // a preview writes nothing
     if entries.is_empty() {
-        return Ok(());
+        return Ok(made);
     }
     let mut tx = store.begin(WriteContext::for_run(connection, run)).await?;
     for entry in entries {
@@ -652,16 +662,17 @@ async fn save_requests(
         .await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(made)
 }
 
-/// Records a failure against the run (when there is one) and reports it.
+/// Records a failure against the run (when there is one) and reports it, with the mode the run
+/// was in and the requests it made up to the failure (in the run's progress, too).
 async fn fail(
     store: &Store,
     connection: deskbridge_core::ConnectionId,
     run: Option<RunId>,
     tenant: &str,
-    mode: &str,
+    (mode, requests): (&str, u64),
     e: SyncError,
 ) -> Result<SyncOutcome, SyncError> {
     let Some(run) = run else { return Err(e) };
@@ -682,6 +693,11 @@ async fn fail(
             errors: 1,
             ..RunCounts::default()
         },
+    )
+    .await?;
+    tx.set_run_progress(
+        run,
+        &serde_json::json!({"stage": "failed", "mode": mode, "requests": requests}),
     )
     .await?;
     tx.finish_run(run, RunStatus::Failed, Some(&e.to_string()))
@@ -706,7 +722,7 @@ async fn fail(
         errors: vec![error],
         held: None,
         notes: Vec::new(),
-        requests: 0,
+        requests,
         timings: Timings::default(),
     })
 }

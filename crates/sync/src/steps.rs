@@ -97,6 +97,8 @@ impl<'r> Steps<'r> {
     pub(crate) async fn take(&mut self, event: ReadEvent) -> Result<(), SyncError> {
         match event {
             ReadEvent::Note(note) => self.notes.push(note),
+            // The run keeps it (see run.rs): a partition's `Begin` sets the mode it plans under.
+            ReadEvent::Mode(_) => {}
             ReadEvent::Warning(warning) => self.record(vec![warning]).await?,
             ReadEvent::Begin(start) => self.begin(start).await?,
             ReadEvent::Page(page) => self.page(page).await?,
