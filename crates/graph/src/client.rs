@@ -534,6 +534,13 @@ impl GraphTenant {
         }
     }
 
+    /// Whether `link` (an absolute URL, or a path below the version root) is on this client's
+    /// Graph origin: only such links are sent the tenant's token. A `Location` Graph gives with a
+    /// 410 is followed only if it is.
+    pub fn is_graph_link(&self, link: &str) -> bool {
+        self.resolve(link).is_ok()
+    }
+
     /// Absolute URL for a path below the version root, or a link checked to stay on Graph's origin
     /// (a link elsewhere would receive the tenant's token).
     fn resolve(&self, path_or_link: &str) -> Result<String, GraphError> {

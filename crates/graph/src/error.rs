@@ -149,7 +149,9 @@ impl GraphErrorClass {
             }
             GraphErrorClass::NotFound => "The object does not exist (any more) in the tenant.",
             GraphErrorClass::ResyncRequired => {
-                "The delta token expired or is invalid. deskbridge runs a full import instead."
+                "Graph no longer accepts the delta link (it expired or is invalid) and asks for a resync: the \
+                 stored delta links are replaced by a fresh delta round with a full import. A full import that \
+                 fails leaves them, and the next run starts it again."
             }
             GraphErrorClass::Throttled => {
                 "Microsoft Graph is throttling this app. The next run will continue."

@@ -561,11 +561,14 @@ impl CspConnection {
             )))
             .await?;
         }
+        let mut delta_start = read::DeltaStart::Latest;
         if settings.delta
             && !request.full
             && same_tracking
             && let (Some(users), Some(groups)) = (users_link, groups_link)
         {
+            out.emit(ReadEvent::Mode(deskbridge_mapping::ReadMode::Delta))
+                .await?;
             let state = read::DeltaState {
                 users_link: users,
                 groups_link: groups,
@@ -591,12 +594,17 @@ impl CspConnection {
                     data.read.subscriptions = subscriptions;
                     return emit_delta(data, out).await;
                 }
+                // Microsoft's synchronisation reset, as the Entra connector does it.
                 Err(e) if e.is_resync_required() => {
-                    out.emit(ReadEvent::Note(format!(
-                        "{}: the delta token was refused ({e}); running a full import of this tenant instead",
-                        tenant.name
-                    )))
-                    .await?;
+                    let (start, set_aside) = read::DeltaStart::after_resync(&graph, &e);
+                    let note = deskbridge_connector_entra::resync_note(&e, &start);
+                    out.emit(ReadEvent::Note(format!("{}: {note}", tenant.name)))
+                        .await?;
+                    if let Some(note) = set_aside {
+                        out.emit(ReadEvent::Note(format!("{}: {note}", tenant.name)))
+                            .await?;
+                    }
+                    delta_start = start;
                 }
                 Err(e) => return Err(from_graph(&e)),
             }
@@ -612,8 +620,16 @@ impl CspConnection {
             sign_ins: sign_ins.as_ref(),
             licences: import.skus(),
             subscriptions: subscriptions.as_deref(),
+            delta_start: &delta_start,
         };
-        read::read_full(&graph, full, out).await
+        let resync = delta_start.is_resync();
+        read::read_full(&graph, full, out).await.map_err(|e| {
+            if resync {
+                deskbridge_connector_entra::failed_after_resync(e)
+            } else {
+                e
+            }
+        })
     }
 
     /// The users' last sign-in dates when the connection imports them; a tenant without them gives

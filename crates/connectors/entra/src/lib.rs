@@ -43,7 +43,7 @@ pub use settings::{
     SECRET_CERTIFICATE, SECRET_CLIENT_SECRET, SECRET_REFRESH_TOKEN, SYNC_METHOD, SYNC_METHODS, SyncMethod,
     add_entra_connection, certificate_expiry, load_entra_connection,
 };
-pub use source::{EntraSource, emit_delta};
+pub use source::{EntraSource, emit_delta, failed_after_resync, resync_note};
 
 /// The connection kind of Entra connections in the store.
 pub const ENTRA_KIND: &str = "entra";

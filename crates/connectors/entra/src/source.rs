@@ -216,11 +216,14 @@ impl EntraConnection {
             ))
             .await?;
         }
+        let mut delta_start = read::DeltaStart::Latest;
         if settings.delta
             && !request.full
             && same_tracking
             && let (Some(users), Some(groups)) = (users_link, groups_link)
         {
+            out.emit(ReadEvent::Mode(deskbridge_mapping::ReadMode::Delta))
+                .await?;
             let state = read::DeltaState {
                 users_link: users,
                 groups_link: groups,
@@ -242,11 +245,18 @@ impl EntraConnection {
                     }
                     return emit_delta(data, out).await;
                 }
+                // Microsoft's synchronisation reset: the stored links and the mapped groups seen
+                // with them are set aside, and the round restarts from the `Location` Graph gave
+                // (on the connection's Graph host only) or a delta query without a token, as a
+                // full read. The links are replaced with the read's last writes; a read that fails
+                // leaves them, so the next run meets the same answer and starts over.
                 Err(e) if e.is_resync_required() => {
-                    out.emit(ReadEvent::Note(format!(
-                        "the delta token was refused ({e}); running a full import instead"
-                    )))
-                    .await?;
+                    let (start, set_aside) = read::DeltaStart::after_resync(&tenant, &e);
+                    out.emit(ReadEvent::Note(resync_note(&e, &start))).await?;
+                    if let Some(note) = set_aside {
+                        out.emit(ReadEvent::Note(note)).await?;
+                    }
+                    delta_start = start;
                 }
                 Err(e) => return Err(from_graph(&e)),
             }
@@ -262,8 +272,12 @@ impl EntraConnection {
             sign_ins: sign_ins.as_ref(),
             licences: true,
             subscriptions: None,
+            delta_start: &delta_start,
         };
-        read::read_full(&tenant, full, out).await
+        let resync = delta_start.is_resync();
+        read::read_full(&tenant, full, out)
+            .await
+            .map_err(|e| if resync { failed_after_resync(e) } else { e })
     }
 
     /// The users' last sign-in dates when the connection imports them; a tenant without them
@@ -300,6 +314,53 @@ impl EntraConnection {
         }))
         .await?;
         Ok(None)
+    }
+}
+
+/// What the run notes when Graph asks for a resync: what Graph said, and what is done instead.
+pub fn resync_note(e: &deskbridge_graph::GraphError, start: &read::DeltaStart) -> String {
+    let said = match e.api() {
+        Some(api) => format!("HTTP {} {}: {}", api.status, api.code, api.message),
+        None => e.to_string(),
+    };
+    let from = match start {
+        read::DeltaStart::Resync {
+            users: Some(_),
+            groups: Some(_),
+        } => "the Location Graph gave",
+        read::DeltaStart::Resync { users: Some(_), .. } => {
+            "the Location Graph gave for users and a groups delta query without a token"
+        }
+        read::DeltaStart::Resync { groups: Some(_), .. } => {
+            "the Location Graph gave for groups and a users delta query without a token"
+        }
+        _ => "delta queries without a token",
+    };
+    format!(
+        "Graph refused the stored delta links and asked for a resync ({said}); the links were set aside and \
+         this run is a full import whose new links come from {from}"
+    )
+}
+
+/// A full import that replaced refused delta links failed: the error says so, and that it is
+/// this import that failed (not the delta round before it).
+pub fn failed_after_resync(e: SyncError) -> SyncError {
+    match e {
+        SyncError::Upstream {
+            error_code,
+            code,
+            message,
+            remedy,
+        } => SyncError::Upstream {
+            error_code,
+            code,
+            message: format!(
+                "the full import that replaces the delta links Graph refused failed (the stored links are \
+                 kept until one completes; the next run starts it again): {message}"
+            ),
+            remedy,
+        },
+        other => other,
     }
 }
 

@@ -8,6 +8,7 @@ mod conformance;
 mod delegated;
 mod delta_settings;
 mod licences;
+mod resync;
 
 use std::sync::Arc;
 

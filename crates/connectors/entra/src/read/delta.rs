@@ -16,7 +16,8 @@ pub struct DeltaState<'a> {
 /// One delta round from the stored links, in named steps: follow both chains, gather the users
 /// they report changed or removed, widen to the members of groups whose mapping or nesting
 /// changed, fetch each changed user afresh, and settle who is current, gone or unreadable. A
-/// resync error is returned as is (the caller falls back to a full read).
+/// resync error is returned as is: the caller restarts the round from it as a full read
+/// ([`super::DeltaStart::after_resync`]).
 pub async fn read_delta(
     tenant: &GraphTenant,
     select: &str,

@@ -144,6 +144,9 @@ pub struct FullRead<'a> {
     pub licences: bool,
     /// The customer's subscriptions, when the connector read them (CSP), for the partition's start.
     pub subscriptions: Option<&'a [deskbridge_mapping::SourceSubscription]>,
+    /// Where the delta links stored with the read start: from now, or a fresh round after Graph
+    /// asked for a resync.
+    pub delta_start: &'a DeltaStart,
 }
 
 /// Reads the whole tenant and hands it to the pipeline as it goes: the partition begins with the
@@ -151,11 +154,12 @@ pub struct FullRead<'a> {
 /// page of users Graph returns is a page of the read, and the partition ends with the delta links
 /// taken before the read began. Only one page of users is held at a time.
 pub async fn read_full(tenant: &GraphTenant, read: FullRead<'_>, out: &mut Emitter) -> Result<(), SyncError> {
+    out.emit(ReadEvent::Mode(ReadMode::Full)).await?;
     let mut requests = 0;
     let wrap = |e: GraphError| from_graph(&e);
     // Delta starting points first: whatever changes during the read is reported next time.
     // Each changed user is fetched afresh with the mapped properties, whatever the delta tracks.
-    let mut cursors = latest_links(tenant, read.tracking, &mut requests)
+    let mut cursors = start_links(tenant, read.tracking, read.delta_start, &mut requests)
         .await
         .map_err(wrap)?;
     let groups_raw = all_pages(

@@ -5,9 +5,13 @@
 //! A full read lists users (with `$expand=manager`), groups with their direct members (nested
 //! membership is worked out here), and subscribed SKUs, after first taking delta starting points
 //! (`$deltatoken=latest`) so that changes made during the read are seen by the next delta round
-//! (a replay is harmless). A delta round follows the stored deltaLinks and uses what they report
-//! as a trigger: every user that changed, or whose membership changed, is fetched afresh, so a
-//! partial `manager@delta` or a property left out of a delta page never wipes a desk field.
+//! (a replay is harmless); a service that refuses `latest` gets a round without a token instead.
+//! A delta round follows the stored deltaLinks and uses what they report as a trigger: every user
+//! that changed, or whose membership changed, is fetched afresh, so a partial `manager@delta` or a
+//! property left out of a delta page never wipes a desk field. When Graph refuses the links (410,
+//! `resyncRequired`, `syncStateNotFound`, `syncStateInvalid`) the round restarts as Microsoft
+//! documents — from the `Location` Graph gives (on the connection's Graph host only), else a delta
+//! query without a token — as a full read ([`DeltaStart::Resync`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,7 +35,7 @@ mod users;
 pub use delta::{DeltaState, read_delta};
 pub use devices::{DEVICE_PERMISSION, device_error, device_properties, read_devices};
 pub use full::{FullRead, Memberships, read_full, read_licences};
-pub use tracking::{DeltaTracking, UNTRACKABLE, UntrackedField, latest_links};
+pub use tracking::{DeltaStart, DeltaTracking, UNTRACKABLE, UntrackedField, latest_links, start_links};
 use users::source_user;
 pub use users::{
     MAX_TEXT_BYTES, RejectedUser, SignInUnavailable, SignIns, add_sign_ins, read_sign_ins, rejected_error,
@@ -134,7 +138,28 @@ async fn delta_chain<T: serde::de::DeserializeOwned>(
             }
             (None, None) => {
                 return Err(GraphError::Malformed {
-                    url: link,
+                    url: deskbridge_core::redact::url(&link),
+                    json_path: "$".into(),
+                    message: "a delta page has neither @odata.nextLink nor @odata.deltaLink".into(),
+                });
+            }
+        }
+    }
+}
+
+/// Follows a delta chain to its deltaLink without keeping its pages (a fresh round lists the
+/// whole tenant).
+async fn delta_link_of(tenant: &GraphTenant, first: &str, requests: &mut u64) -> Result<String, GraphError> {
+    let mut link = first.to_owned();
+    loop {
+        let page: Page<serde::de::IgnoredAny> = tenant.get_page(&link).await?;
+        *requests += 1;
+        match (page.next_link, page.delta_link) {
+            (Some(next), _) => link = next,
+            (None, Some(delta)) => return Ok(delta),
+            (None, None) => {
+                return Err(GraphError::Malformed {
+                    url: deskbridge_core::redact::url(&link),
                     json_path: "$".into(),
                     message: "a delta page has neither @odata.nextLink nor @odata.deltaLink".into(),
                 });
