@@ -7,7 +7,7 @@ use std::time::Duration;
 pub struct RequestLogEntry {
     pub tenant: String,
     pub method: String,
-    /// Path and query relative to the host, e.g. `/v1.0/users?$select=id&$skiptoken=…`.
+    /// Path and query relative to the host, e.g. `/v1.0/users?$select=id&$skiptoken=REDACTED`.
     pub path: String,
     /// `None` when no response arrived (connection failure).
     pub status: Option<u16>,
