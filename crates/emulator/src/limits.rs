@@ -48,6 +48,9 @@ pub struct Faults {
     /// Delta 410s (`resyncRequired`, `syncStateNotFound`) come without the `Location` header: the
     /// client must restart with a delta query without a token on its own.
     pub resync_without_location: bool,
+    /// The `Location` of delta 410s is itself refused when followed (410 `syncStateNotFound`): a
+    /// client must then restart with a delta query without a token rather than give up.
+    pub resync_location_refused: bool,
     /// `$deltatoken=latest` is answered 400 (a service that does not take it): a client must not
     /// need it to start tracking or to recover from a resync.
     pub refuse_latest_delta_token: bool,
@@ -75,6 +78,7 @@ impl Default for Faults {
             corrupt_user_properties: Vec::new(),
             intune_429_without_retry_after: false,
             resync_without_location: false,
+            resync_location_refused: false,
             refuse_latest_delta_token: false,
             seed: 1,
         }

@@ -63,9 +63,15 @@ fn resync(state: &AppState, faults: &Faults, users: bool, code: &'static str, me
         return e;
     }
     let resource = if users { "users" } else { "groups" };
+    // An unreadable token: following it is refused in turn.
+    let token = if faults.resync_location_refused {
+        "bm90LWEtdG9rZW4"
+    } else {
+        ""
+    };
     e.headers.push((
         "Location".into(),
-        format!("{}/v1.0/{resource}/delta?$deltatoken=", state.base_url),
+        format!("{}/v1.0/{resource}/delta?$deltatoken={token}", state.base_url),
     ));
     e
 }
