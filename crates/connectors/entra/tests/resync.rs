@@ -248,6 +248,28 @@ store_test! {
 }
 
 store_test! {
+    async fn a_location_refused_in_turn_gives_way_to_a_tokenless_delta_query(db: &TestDb) {
+        let fx = fixture(db).await;
+        let first = sync(db).await;
+        assert_eq!(first.status, "succeeded", "{first:?}");
+        fx.emu.update_faults(|f| f.resync_location_refused = true);
+        fx.expire_delta_tokens().await;
+        let from = fx.log_len();
+        let second = sync(db).await;
+        assert_eq!((second.status.as_str(), second.mode.as_str()), ("succeeded", "full"), "{second:?}");
+        let requests = fx.graph_requests(from);
+        assert!(
+            requests.iter().any(|r| r.starts_with("GET /v1.0/users/delta?$deltatoken=bm90")),
+            "the Location was tried: {requests:#?}"
+        );
+        assert!(requests.iter().any(|r| r == "GET /v1.0/users/delta"), "{requests:#?}");
+        let third = sync(db).await;
+        assert_eq!((third.status.as_str(), third.mode.as_str()), ("succeeded", "delta"), "{third:?}");
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
     async fn a_failed_resync_import_fails_with_its_own_error_and_the_next_run_recovers(db: &TestDb) {
         let fx = fixture(db).await;
         let first = sync(db).await;

@@ -286,17 +286,36 @@ async fn fresh_pair(
     groups: Option<&str>,
     requests: &mut u64,
 ) -> Result<(String, String), GraphError> {
-    let users = users.map_or_else(
-        || DeltaTracking::fresh(tracking.users_select.as_deref(), "users"),
-        str::to_owned,
-    );
-    let groups = groups.map_or_else(
-        || DeltaTracking::fresh(tracking.groups_select.as_deref(), "groups"),
-        str::to_owned,
-    );
-    let users_link = delta_link_of(tenant, &users, requests).await?;
-    let groups_link = delta_link_of(tenant, &groups, requests).await?;
+    let users_link = fresh_link(tenant, users, tracking.users_select.as_deref(), "users", requests).await?;
+    let groups_link = fresh_link(
+        tenant,
+        groups,
+        tracking.groups_select.as_deref(),
+        "groups",
+        requests,
+    )
+    .await?;
     Ok((users_link, groups_link))
+}
+
+/// One resource's fresh round: from Graph's `Location` when given; a `Location` that is refused
+/// in turn (another resync) gives way to a delta query without a token, so a bad `Location`
+/// cannot keep the connection from ever importing.
+async fn fresh_link(
+    tenant: &GraphTenant,
+    location: Option<&str>,
+    select: Option<&str>,
+    resource: &str,
+    requests: &mut u64,
+) -> Result<String, GraphError> {
+    let tokenless = DeltaTracking::fresh(select, resource);
+    match location {
+        Some(location) => match delta_link_of(tenant, location, requests).await {
+            Err(e) if e.is_resync_required() => delta_link_of(tenant, &tokenless, requests).await,
+            other => other,
+        },
+        None => delta_link_of(tenant, &tokenless, requests).await,
+    }
 }
 
 #[cfg(test)]
