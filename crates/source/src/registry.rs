@@ -75,51 +75,50 @@ impl SourceRegistry {
     /// The tenants of `connection` that an earlier connection (a lower id) already reads, each
     /// with that connection's name. A tenant is read by one connection: two would import the
     /// same people twice or take each other's records for their own. A connection that cannot be
-    /// opened reads nothing here.
+    /// opened reads nothing here. Reads every connection: a run of many connections takes one
+    /// [`SourceRegistry::tenant_readers`] snapshot and asks it instead.
     pub async fn tenants_read_before(
         &self,
         store: &Store,
         connection: &Connection,
     ) -> Result<BTreeMap<String, String>, SyncError> {
-        let own: Vec<String> = match self.describe(connection).and_then(|s| {
-            if s.reads_tenant_directory() {
-                s.open(connection)
-            } else {
-                Err(SyncError::Internal(String::new()))
-            }
-        }) {
-            Ok(open) => open
-                .partitions()
-                .into_iter()
-                .map(|p| p.tenant_id.to_ascii_lowercase())
-                .collect(),
-            Err(_) => return Ok(BTreeMap::new()),
-        };
-        if own.is_empty() {
+        if self.tenants_read_by(connection).is_empty() {
             return Ok(BTreeMap::new());
         }
+        Ok(self.tenant_readers(store).await?.read_before(self, connection))
+    }
+
+    /// Every connection that reads tenant directories, with the tenants it reads, at this
+    /// moment: what [`TenantReaders::read_before`] answers from without reading the store again.
+    pub async fn tenant_readers(&self, store: &Store) -> Result<TenantReaders, SyncError> {
         let mut tx = store.read().await?;
-        let mut others = tx.connections().await?;
+        let connections = tx.connections().await?;
         tx.commit().await?;
+        let mut readers: Vec<(i64, String, Vec<String>)> = connections
+            .iter()
+            .map(|c| (c.id.0, c.name.clone(), self.tenants_read_by(c)))
+            .filter(|(_, _, tenants)| !tenants.is_empty())
+            .collect();
         // The earliest reader is named: it is the one that keeps the tenant.
-        others.sort_by_key(|o| o.id);
-        let mut taken = BTreeMap::new();
-        for other in others.iter().filter(|o| o.id < connection.id) {
-            let Ok(source) = self.describe(other) else {
-                continue;
-            };
-            if !source.reads_tenant_directory() {
-                continue;
-            }
-            let Ok(open) = source.open(other) else { continue };
-            for partition in open.partitions() {
-                let tenant = partition.tenant_id.to_ascii_lowercase();
-                if own.contains(&tenant) {
-                    taken.entry(tenant).or_insert_with(|| other.name.clone());
-                }
-            }
+        readers.sort_by_key(|(id, _, _)| *id);
+        Ok(TenantReaders { readers })
+    }
+
+    /// The tenants (lower-case) whose directory `connection` reads; none for a kind whose
+    /// partitions several connections share, or a connection that cannot be opened.
+    fn tenants_read_by(&self, connection: &Connection) -> Vec<String> {
+        match self.describe(connection) {
+            Ok(source) if source.reads_tenant_directory() => source
+                .open(connection)
+                .map(|open| {
+                    open.partitions()
+                        .into_iter()
+                        .map(|p| p.tenant_id.to_ascii_lowercase())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
         }
-        Ok(taken)
     }
 
     /// Refuses a new connection of `kind` for `tenant_id` when another connection already reads
@@ -169,5 +168,32 @@ impl SourceRegistry {
     /// The kinds served, in registration order.
     pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.sources.iter().map(|s| s.kind())
+    }
+}
+
+/// Which connections read which tenants' directories, as [`SourceRegistry::tenant_readers`]
+/// found them.
+#[derive(Debug, Clone, Default)]
+pub struct TenantReaders {
+    /// (connection id, name, tenants), by connection id.
+    readers: Vec<(i64, String, Vec<String>)>,
+}
+
+impl TenantReaders {
+    /// The tenants of `connection` (as it is now) that a connection with a lower id reads, each
+    /// with that connection's name.
+    pub fn read_before(
+        &self,
+        registry: &SourceRegistry,
+        connection: &Connection,
+    ) -> BTreeMap<String, String> {
+        let own = registry.tenants_read_by(connection);
+        let mut taken = BTreeMap::new();
+        for (_, name, tenants) in self.readers.iter().filter(|(id, _, _)| *id < connection.id.0) {
+            for tenant in tenants.iter().filter(|t| own.contains(t)) {
+                taken.entry(tenant.clone()).or_insert_with(|| name.clone());
+            }
+        }
+        taken
     }
 }

@@ -35,6 +35,14 @@ pub async fn sync_many(
     let turns = Arc::new(tokio::sync::Semaphore::new(
         std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
     ));
+    // Which connection reads which tenant, read once for the whole run: each sync asking the
+    // store for every connection would cost every sync the whole connection list (quadratic in
+    // the number of connections, in time and in memory).
+    let mut options = options.clone();
+    if options.tenant_readers.is_none() {
+        options.tenant_readers = Some(Arc::new(sources.tenant_readers(store).await?));
+    }
+    let options = &options;
     // Each sync is its own task, so reading, planning and applying several tenants use every core.
     let mut results: Vec<(usize, ManyResult)> = futures::stream::iter(names.iter().cloned().enumerate())
         .map(|(i, name)| {

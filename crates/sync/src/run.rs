@@ -44,6 +44,9 @@ pub struct SyncOptions {
     pub observer: Option<Arc<dyn SyncObserver>>,
     /// A custom-table run of this table mapping alone (its desk table's name); `None`: every one.
     pub table: Option<String>,
+    /// Which connections read which tenants, taken once for a run of many connections (so each
+    /// sync does not read every connection again); `None`: this sync reads them itself.
+    pub tenant_readers: Option<Arc<deskbridge_source::TenantReaders>>,
 }
 
 /// Watches a sync as it goes. Calls must be cheap and never block: they are made from the
@@ -76,6 +79,7 @@ impl Default for SyncOptions {
             approve_held: false,
             observer: None,
             table: None,
+            tenant_readers: None,
         }
     }
 }
@@ -356,7 +360,10 @@ pub(crate) async fn sync_with(
     tables?;
     // A tenant is read by one connection, the one that read it first: a second would import the
     // same people again or take the first one's records for its own.
-    let taken = sources.tenants_read_before(store, &connection).await?;
+    let taken = match &options.tenant_readers {
+        Some(readers) => readers.read_before(sources, &connection),
+        None => sources.tenants_read_before(store, &connection).await?,
+    };
     let read_elsewhere =
         |p: &deskbridge_source::Partition| taken.contains_key(&p.tenant_id.to_ascii_lowercase());
     if !partitions.is_empty() && partitions.iter().all(read_elsewhere) {

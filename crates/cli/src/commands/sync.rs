@@ -62,6 +62,7 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         approve_held: args.approve_held,
         observer: None,
         table: args.table.clone(),
+        tenant_readers: None,
     };
     let sources = global.registry();
     let Some(connection) = &args.connection else {

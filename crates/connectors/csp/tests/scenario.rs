@@ -336,5 +336,14 @@ store_test! {
         add_entra_connection(&db.store, &entra("second")).await.unwrap();
         let error = deskbridge_sync::sync(&db.store, &registry, "second", &SyncOptions::default(), &clock()).await.unwrap_err();
         assert!(error.to_string().contains("is already read by connection \"first\""), "{error}");
+        // The same in a run of every connection, which reads who reads what once for all.
+        let names: Vec<String> = ["first", "csp-both", "second"].iter().map(|n| (*n).to_owned()).collect();
+        let all = deskbridge_sync::sync_many(&db.store, &registry, &names, &SyncOptions::default(), 4, &clock()).await.unwrap();
+        assert_eq!(all[0].result.as_ref().map(|o| o.status.as_str()).unwrap(), "succeeded");
+        let both = all[1].result.as_ref().unwrap();
+        assert!(both.errors.iter().any(|e| e.message.contains("connection \"first\" already reads it")), "{:?}", both.errors);
+        let second = all[2].result.as_ref().unwrap_err();
+        assert!(second.to_string().contains("is already read by connection \"first\""), "{second}");
+        assert!(imported(&db.store, connection.id, &tenants[0]).await.is_empty());
     }
 }
