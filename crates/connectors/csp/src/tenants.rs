@@ -42,12 +42,15 @@ pub struct TenantDiscovery {
     pub gdap_active: BTreeSet<String>,
 }
 
+/// Whether `tenant_id` is among the DAP customers; `None` when they are not known.
+fn dap_with(dap: Option<&BTreeSet<String>>, tenant_id: &str) -> Option<bool> {
+    dap.map(|dap| dap.contains(&tenant_id.to_ascii_lowercase()))
+}
+
 impl TenantDiscovery {
     /// Whether the partner has DAP with `tenant_id`: `None` when that is not known.
     pub fn has_dap(&self, tenant_id: &str) -> Option<bool> {
-        self.dap
-            .as_ref()
-            .map(|dap| dap.contains(&tenant_id.to_ascii_lowercase()))
+        dap_with(self.dap.as_ref(), tenant_id)
     }
 }
 
@@ -268,10 +271,8 @@ pub(crate) async fn discover(
     };
     let relationship_of = |tenant: &str| {
         let gdap = found.gdap_active.contains(&tenant.to_ascii_lowercase());
-        let dap = found
-            .dap
-            .as_ref()
-            .is_some_and(|dap| dap.contains(&tenant.to_ascii_lowercase()));
+        // The field, not `found.has_dap`: the closure must not hold `found` while tenants are assigned.
+        let dap = dap_with(found.dap.as_ref(), tenant) == Some(true);
         match (listed(tenant), gdap, dap) {
             (false, _, _) => Relationship::NotListed,
             (true, true, false) => Relationship::ResellerAndGdap,
