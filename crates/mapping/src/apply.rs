@@ -251,9 +251,13 @@ pub fn apply_to_snapshot(
                             subscription.fields.insert(name.clone(), field.after.clone());
                         }
                     }
-                    // Asset plans are applied to an asset snapshot, not this one.
-                    // Asset and custom-row plans are applied to their own snapshots, not this one.
-                    Entity::Site | Entity::AssetType | Entity::Asset | Entity::CustomRow => {
+                    // Asset, custom-row and customer plans are applied to their own snapshots
+                    // (`apply_assets`, `apply_rows`, `apply_customers`), not this one.
+                    Entity::Site
+                    | Entity::AssetType
+                    | Entity::Asset
+                    | Entity::CustomRow
+                    | Entity::Customer => {
                         return Err(unknown());
                     }
                 }

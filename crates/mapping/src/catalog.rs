@@ -70,6 +70,7 @@ pub enum CustomFieldEntity {
     Agent,
     Site,
     Asset,
+    Customer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -42,6 +42,10 @@ pub struct MappingConfig {
     /// Custom table syncs: source tables into desk custom tables (a `custom_tables` run).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub custom_tables: Vec<crate::rows::CustomTableMapping>,
+    /// How the source's organisations (Dynamics 365: accounts) become desk customers (a
+    /// `customers` run); `None`: no customers are imported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customers: Option<crate::customers::CustomerMappings>,
 }
 
 impl Default for MappingConfig {
@@ -61,6 +65,7 @@ impl Default for MappingConfig {
             record_locks: Vec::new(),
             assets: None,
             custom_tables: Vec::new(),
+            customers: None,
         }
     }
 }
@@ -236,6 +241,14 @@ pub enum SiteTarget {
         customer_id: Option<RecordId>,
         site_field: String,
         user_field: String,
+        unmatched: UnmatchedSite,
+    },
+    /// The main site of the desk customer this connection imported (a `customers` run) from the
+    /// source row whose id is the person's `property` (Dynamics 365: `_parentcustomerid_value`,
+    /// the contact's parent account). People without one, or whose row was not imported, go as
+    /// `unmatched` says (the guide's default site).
+    ImportedCustomer {
+        property: String,
         unmatched: UnmatchedSite,
     },
     /// The `*agent*` site: selected users are imported as agents.

@@ -267,6 +267,20 @@ pub struct DeskSnapshot {
     /// when usage is read).
     #[serde(default)]
     pub usage_lines: Vec<DeskSourceRecord>,
+    /// The customers this connection imported (a `customers` run), by lower-cased source id:
+    /// what [`crate::SiteTarget::ImportedCustomer`] places people under (loaded only when a
+    /// mapping has that target).
+    #[serde(default)]
+    pub imported_customers: BTreeMap<String, ImportedCustomer>,
+}
+
+/// A desk customer this connection imported, with its main site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedCustomer {
+    pub customer_id: RecordId,
+    pub name: String,
+    /// `None`: the customer has no main site (nobody can be placed under it).
+    pub main_site: Option<RecordId>,
 }
 
 /// A desk user or agent.

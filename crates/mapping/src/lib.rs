@@ -17,6 +17,11 @@
 //! mappings with child and grandchild lookup paths, values typed and never coerced, removed rows
 //! deleted or kept as the mapping says), configured by [`MappingConfig::custom_tables`].
 //!
+//! Rows of the source's organisations table (Dynamics 365: accounts) become desk customers
+//! through [`CustomerPlanner`], configured by [`MappingConfig::customers`]; people can then be
+//! placed on the main site of the customer imported from their parent row
+//! ([`SiteTarget::ImportedCustomer`]).
+//!
 //! The engine speaks source records, not Graph: a connector turns what it reads into
 //! [`SourceUser`]s (external id, properties, groups, licences, `external`), and names the
 //! properties a mapping may read in the [`Catalog`].
@@ -52,6 +57,7 @@ mod apply;
 mod assets;
 mod catalog;
 mod config;
+mod customers;
 mod engine;
 mod fields;
 mod followers;
@@ -76,15 +82,18 @@ pub use config::{
     LicenceTypeChoice, MappingConfig, MatchField, RecordKind, RecordLock, ServiceAccounts, SiteMapping,
     SiteTarget, UnmatchedSite,
 };
+pub use customers::{
+    CustomerMappings, CustomerMatchField, CustomerPlanner, DeskCustomer, RemovedCustomers, apply_customers,
+};
 pub use engine::{
     ConnectionRecord, ConnectionRecords, DeskLookups, FinishLookups, RunPlanner, TenantHeader,
     TenantReference, plan,
 };
 pub use followers::{DistributionGroup, FollowerError, FollowerPlan, GroupMember, followers_for_group};
 pub use input::{
-    Completeness, DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskSourceRecord, DeskTicket, PlanInput,
-    ReadMode, RecordLocks, Removal, RemovalReason, SourceIdentity, SourceSubscription, SourceUsageLine,
-    SourceUser, SubscribedSku, SubscriptionPrice, TenantRead,
+    Completeness, DeskLicence, DeskRecord, DeskSite, DeskSnapshot, DeskSourceRecord, DeskTicket,
+    ImportedCustomer, PlanInput, ReadMode, RecordLocks, Removal, RemovalReason, SourceIdentity,
+    SourceSubscription, SourceUsageLine, SourceUser, SubscribedSku, SubscriptionPrice, TenantRead,
 };
 pub use plan::{
     Action, BreakerVerdict, Change, Counts, Entity, FieldChange, HeldTenant, LockedChange, Plan, PlanError,

@@ -69,6 +69,8 @@ pub enum Entity {
     UsageLine,
     /// A row of a desk custom table, from a row of a source table (custom table syncs).
     CustomRow,
+    /// A desk customer, from a row of the source's organisations table (Dynamics: an account).
+    Customer,
 }
 
 impl Entity {
@@ -84,6 +86,7 @@ impl Entity {
             Self::Subscription => "subscription",
             Self::UsageLine => "usage_line",
             Self::CustomRow => "custom_row",
+            Self::Customer => "customer",
         }
     }
 }

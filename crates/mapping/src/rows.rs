@@ -118,6 +118,9 @@ pub struct SourceRow {
     /// The row's primary key (a GUID, lower-cased).
     pub external_id: String,
     pub values: Map<String, Value>,
+    /// The row's state (Dataverse: `statecode`, 0 active), when the read asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<i64>,
 }
 
 /// A desk custom table's column types by column name (`text`, `number`, `date`, `boolean`,
@@ -540,7 +543,7 @@ fn mapped(
     Ok(out)
 }
 
-fn empty_plan() -> Plan {
+pub(crate) fn empty_plan() -> Plan {
     Plan {
         generated_at: jiff::Timestamp::UNIX_EPOCH,
         changes: Vec::new(),
@@ -623,6 +626,7 @@ mod tests {
             desk_table: "contracts".into(),
             external_id: id.into(),
             values,
+            state: None,
         }
     }
 

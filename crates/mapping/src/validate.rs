@@ -218,6 +218,20 @@ pub fn validate(config: &MappingConfig, catalog: &Catalog) -> Result<ValidatedCo
             message,
         });
     }
+    if let Some(customers) = &config.customers {
+        let fields: Vec<_> = catalog
+            .custom_fields
+            .iter()
+            .filter(|f| f.entity == crate::catalog::CustomFieldEntity::Customer)
+            .cloned()
+            .collect();
+        for message in customers.check(&fields) {
+            checker.errors.push(ConfigError {
+                location: "customers".into(),
+                message,
+            });
+        }
+    }
     let teams_by_name = catalog
         .teams
         .iter()
@@ -493,6 +507,22 @@ impl Checker<'_> {
                         &location,
                         format!("the user field '{user_field}' is not filled by any user field mapping, so no site can match it"),
                     );
+                }
+                if let UnmatchedSite::DefaultSite { site_id } = unmatched {
+                    self.site_exists(&location, *site_id);
+                }
+            }
+            SiteTarget::ImportedCustomer { property, unmatched } => {
+                match self.catalog.source_property(property) {
+                    None => self.error(&location, self.unknown_property(property)),
+                    Some((_, SourceType::String)) => {}
+                    Some((_, other)) => self.error(
+                        &location,
+                        format!(
+                            "a parent row is named by its id, a text, but property '{property}' is {}",
+                            other.describe()
+                        ),
+                    ),
                 }
                 if let UnmatchedSite::DefaultSite { site_id } = unmatched {
                     self.site_exists(&location, *site_id);

@@ -98,6 +98,11 @@ pub async fn load_catalog_for(
                     sites.insert(*site_id);
                 }
             }
+            SiteTarget::ImportedCustomer { unmatched, .. } => {
+                if let UnmatchedSite::DefaultSite { site_id } = unmatched {
+                    sites.insert(*site_id);
+                }
+            }
             SiteTarget::Agent { .. } => {}
         }
     }
@@ -168,6 +173,7 @@ async fn catalog_without_customers_and_sites(
                 "agent" => CustomFieldEntity::Agent,
                 "site" => CustomFieldEntity::Site,
                 "asset" => CustomFieldEntity::Asset,
+                "customer" => CustomFieldEntity::Customer,
                 _ => return None,
             };
             let field_type = match d.field_type.as_str() {
@@ -201,6 +207,19 @@ async fn catalog_without_customers_and_sites(
         device_properties: BTreeMap::new(),
         asset_types: named(tx, Entity::AssetType).await?,
     })
+}
+
+/// The desk's customer custom fields: what customer mappings may write.
+pub async fn customer_custom_fields(store: &Store) -> Result<Vec<CustomField>, SyncError> {
+    let mut tx = store.read().await?;
+    let catalog =
+        catalog_without_customers_and_sites(&mut tx, BTreeSet::new(), &SourceProperties::new()).await?;
+    tx.commit().await?;
+    Ok(catalog
+        .custom_fields
+        .into_iter()
+        .filter(|f| f.entity == CustomFieldEntity::Customer)
+        .collect())
 }
 
 /// Validates `mapping` against what exists on the desk. `groups: None` accepts every group the
@@ -372,6 +391,13 @@ pub async fn check_target_customers(
                         "{label} matches among every customer's sites: choose this connection's customer ({own})"
                     )),
                 }
+                if let UnmatchedSite::DefaultSite { site_id } = unmatched {
+                    sites.push(*site_id);
+                }
+            }
+            // The customers this connection imported itself (an administrator's connection: see
+            // `Source::attaches_existing_customers`); only the default site is checked.
+            SiteTarget::ImportedCustomer { unmatched, .. } => {
                 if let UnmatchedSite::DefaultSite { site_id } = unmatched {
                     sites.push(*site_id);
                 }

@@ -30,15 +30,19 @@ pub enum SyncEntity {
     /// Custom table syncs: rows of source tables into desk custom tables, per the connection's
     /// table mappings (`MappingConfig::custom_tables`). No user is read.
     CustomTables,
+    /// The source's organisations (Dynamics 365: accounts) as desk customers, per the
+    /// connection's customer mappings (`MappingConfig::customers`). No user is read.
+    Customers,
 }
 
 impl SyncEntity {
-    pub const ALL: [SyncEntity; 5] = [
+    pub const ALL: [SyncEntity; 6] = [
         Self::Directory,
         Self::Assets,
         Self::Licences,
         Self::Consumption,
         Self::CustomTables,
+        Self::Customers,
     ];
 
     /// The name schedules, jobs and the CLI use.
@@ -49,6 +53,7 @@ impl SyncEntity {
             Self::Licences => "licences",
             Self::Consumption => "consumption",
             Self::CustomTables => "custom_tables",
+            Self::Customers => "customers",
         }
     }
 

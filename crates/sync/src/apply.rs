@@ -40,6 +40,7 @@ fn store_entity(entity: PlanEntity) -> Option<Entity> {
         PlanEntity::Asset => Entity::Asset,
         PlanEntity::Subscription => Entity::Subscription,
         PlanEntity::UsageLine => Entity::UsageLine,
+        PlanEntity::Customer => Entity::Customer,
         PlanEntity::CustomRow => return None,
     })
 }

@@ -1,12 +1,13 @@
 //! The desk side of planning: what the store holds, as the mapping engine reads it — a step at a
 //! time, so a sync holds a page of desk records, never the whole desk.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use deskbridge_core::{ConnectionId, RecordId};
 use deskbridge_mapping::{
     ConnectionRecord, DeskLicence, DeskLookups, DeskRecord, DeskSite, DeskSnapshot, DeskSourceRecord,
-    DeskTicket, FinishLookups, MappingConfig, RecordKind, RecordLocks, SiteTarget, SourceIdentity,
+    DeskTicket, FinishLookups, ImportedCustomer, MappingConfig, RecordKind, RecordLocks, SiteTarget,
+    SourceIdentity,
 };
 use deskbridge_source::desk::{id_of, listed};
 use deskbridge_store::{Entity, Record, RecordScope, StoreTx};
@@ -37,6 +38,8 @@ pub struct SnapshotScope {
     /// The customers whose sites the plan can place users in; `None`: every site (a mapping
     /// matches sites of any customer).
     pub site_customers: Option<Vec<RecordId>>,
+    /// Whether a mapping places people under the customers the connection imported.
+    pub imported_customers: bool,
 }
 
 impl SnapshotScope {
@@ -49,6 +52,7 @@ impl SnapshotScope {
     ) -> Self {
         let mut customers: BTreeSet<RecordId> = [customer].into_iter().collect();
         let mut every_site = false;
+        let mut imported_customers = false;
         for site_mapping in &mapping.site_mappings {
             match &site_mapping.target {
                 SiteTarget::CustomerByField { customer_id, .. } => {
@@ -60,6 +64,7 @@ impl SnapshotScope {
                     }
                     None => every_site = true,
                 },
+                SiteTarget::ImportedCustomer { .. } => imported_customers = true,
                 // Sites named by id are referenced by id: the plan needs no copy of them.
                 SiteTarget::ExistingSite { .. } | SiteTarget::Agent { .. } => {}
             }
@@ -69,6 +74,7 @@ impl SnapshotScope {
             tenant_id: tenant_id.to_owned(),
             customer: Some(customer),
             site_customers: (!every_site).then(|| customers.into_iter().collect()),
+            imported_customers,
         }
     }
 }
@@ -107,11 +113,55 @@ pub async fn load_reference(tx: &mut StoreTx, scope: &SnapshotScope) -> Result<D
         })
     })
     .collect();
+    let imported_customers = if scope.imported_customers {
+        load_imported_customers(tx, scope.connection).await?
+    } else {
+        BTreeMap::new()
+    };
     Ok(DeskSnapshot {
         sites,
         licences,
+        imported_customers,
         ..DeskSnapshot::default()
     })
+}
+
+/// The customers `connection` imported, by lower-cased source id, with their main sites (two
+/// queries, whatever their number).
+async fn load_imported_customers(
+    tx: &mut StoreTx,
+    connection: ConnectionId,
+) -> Result<BTreeMap<String, ImportedCustomer>, SyncError> {
+    let customers: Vec<Record> = listed(tx, Entity::Customer, None)
+        .await?
+        .into_iter()
+        .filter(|c| c.source.as_ref().is_some_and(|s| s.connection_id == connection))
+        .collect();
+    if customers.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let ids = customers.iter().map(|c| c.id).collect();
+    let main_sites: BTreeMap<RecordId, RecordId> =
+        listed(tx, Entity::Site, Some(&RecordScope::OfCustomers(ids)))
+            .await?
+            .into_iter()
+            .filter(|s| s.get("is_main").as_bool().unwrap_or(false))
+            .filter_map(|s| Some((id_of(s.get("customer_id"))?, s.id)))
+            .collect();
+    Ok(customers
+        .into_iter()
+        .filter_map(|c| {
+            let external = c.source.as_ref()?.external_id.to_lowercase();
+            Some((
+                external,
+                ImportedCustomer {
+                    customer_id: c.id,
+                    name: c.text("name").unwrap_or_default().to_owned(),
+                    main_site: main_sites.get(&c.id).copied(),
+                },
+            ))
+        })
+        .collect())
 }
 
 /// The subscriptions `connection` imported from `tenant_id`: what planning the tenant's

@@ -4,7 +4,8 @@
 //!
 //! What it owns:
 //! - runs ([`sync`]) of each entity a source reads (the directory's people, managed devices
-//!   as assets, rows of source tables into desk custom tables, [`SyncOptions::entity`]): plan only (the preview, nothing written), or plan and apply; the run's
+//!   as assets, rows of source tables into desk custom tables, the source's organisations as
+//!   desk customers, [`SyncOptions::entity`]): plan only (the preview, nothing written), or plan and apply; the run's
 //!   lifecycle (started, held for approval, approved, failed, partial, succeeded), its notes,
 //!   errors and outbound log;
 //! - the desk side of planning: the snapshot loaded from the store ([`load_snapshot`]);
@@ -27,6 +28,7 @@
 mod apply;
 mod assets;
 mod check;
+mod customers;
 mod desk;
 mod many;
 mod mappings;

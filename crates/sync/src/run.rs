@@ -307,6 +307,7 @@ pub(crate) async fn sync_with(
                     SyncEntity::Assets => "managed devices",
                     SyncEntity::Consumption => "consumption (usage)",
                     SyncEntity::CustomTables => "custom tables",
+                    SyncEntity::Customers => "customers",
                     SyncEntity::Licences | SyncEntity::Directory => {
                         "licences on their own (its directory runs import them)"
                     }
@@ -337,11 +338,21 @@ pub(crate) async fn sync_with(
             "no custom table syncs are set up: add table mappings (custom_tables) to the connection's mappings".into(),
         ));
     }
+    if options.entity == SyncEntity::Customers && mapping.customers.is_none() {
+        return Err(SyncError::BadSettings(
+            name.into(),
+            "customer import is not set up: add customer mappings (customers: the name column, and optionally a \
+             filter, custom fields and matching by name) to the connection's mappings"
+                .into(),
+        ));
+    }
     let devices = match options.entity {
         SyncEntity::Assets => source.device_properties(),
-        SyncEntity::Directory | SyncEntity::Licences | SyncEntity::Consumption | SyncEntity::CustomTables => {
-            Default::default()
-        }
+        SyncEntity::Directory
+        | SyncEntity::Licences
+        | SyncEntity::Consumption
+        | SyncEntity::CustomTables
+        | SyncEntity::Customers => Default::default(),
     };
     let config = validated_with_devices(store, mapping, None, &properties, &devices).await?;
     // Re-checked here: a mapping changed in the database behind our back moves nobody to another
@@ -402,6 +413,17 @@ pub(crate) async fn sync_with(
             mapping.circuit_breaker.clone(),
             approved,
         ))),
+        SyncEntity::Customers => {
+            let customers = mapping.customers.clone().unwrap_or_default();
+            let fields = deskbridge_source::desk::customer_custom_fields(store).await?;
+            let planner = deskbridge_mapping::CustomerPlanner::new(&customers, &fields, connection.id)
+                .map_err(|problems| SyncError::InvalidMappings(problems.join("; ")))?;
+            StepPlanner::Customers(Box::new(crate::customers::CustomerRun::new(
+                planner,
+                mapping.circuit_breaker.clone(),
+                approved,
+            )))
+        }
     };
     let mut steps = Steps::new(
         StepContext {
@@ -578,6 +600,7 @@ fn run_kind(entity: SyncEntity, full: bool) -> &'static str {
         (SyncEntity::Licences, _) => "licences",
         (SyncEntity::Consumption, _) => "consumption",
         (SyncEntity::CustomTables, _) => "custom_tables",
+        (SyncEntity::Customers, _) => "customers",
         (SyncEntity::Directory, true) => "full",
         (SyncEntity::Directory, false) => "sync",
     }

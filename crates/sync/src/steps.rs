@@ -23,6 +23,7 @@ use deskbridge_store::{Connection, CursorKey, IntegrationError, RunCounts, Store
 use tokio::sync::Semaphore;
 
 use crate::assets::AssetRun;
+use crate::customers::CustomerRun;
 use crate::desk::{SnapshotScope, load_connection_records, load_page_records, load_reference, load_tickets};
 use crate::rows::RowRun;
 use crate::run::Timings;
@@ -48,6 +49,8 @@ pub(crate) enum StepPlanner<'r> {
     Assets(Box<AssetRun<'r>>),
     /// Rows of source tables into desk custom tables.
     Rows(Box<RowRun>),
+    /// Rows of the source's organisations table into desk customers.
+    Customers(Box<CustomerRun>),
 }
 
 /// What the steps of a run did, gathered as they go.
@@ -109,6 +112,8 @@ impl<'r> Steps<'r> {
                     rows.table(&mut tx, &table).await?;
                     tx.commit().await?;
                 }
+                // The customers' read names its table too; the run knows what it plans.
+                StepPlanner::Customers(_) => {}
                 _ => {
                     return Err(SyncError::Internal(format!(
                         "the source read custom table {table} in a run that imports no custom tables"
@@ -146,6 +151,15 @@ impl<'r> Steps<'r> {
             StepPlanner::Rows(rows) => {
                 self.mode.get_or_insert(start.mode);
                 rows.begin(&start.tenant_id, start.mode);
+                self.open = Some((start.tenant_id, DeskSnapshot::default()));
+                return Ok(());
+            }
+            StepPlanner::Customers(customers) => {
+                self.mode.get_or_insert(start.mode);
+                let mut tx = self.cx.store.read().await?;
+                customers.begin(&mut tx, &start.tenant_id, start.mode).await?;
+                tx.commit().await?;
+                self.timings.plan_seconds += started.elapsed().as_secs_f64();
                 self.open = Some((start.tenant_id, DeskSnapshot::default()));
                 return Ok(());
             }
@@ -232,6 +246,18 @@ impl<'r> Steps<'r> {
                 let cursors = self.keys(&tenant, page.cursors);
                 return self.step(&tenant, plan, &cursors).await;
             }
+            StepPlanner::Customers(customers) => {
+                let rows = records_of(page.records, &tenant, |r| match r {
+                    SourceRecord::Row(row) => Ok(row),
+                    SourceRecord::User(user) => Err(user.external_id),
+                    SourceRecord::Device(device) => Err(device.external_id),
+                })?;
+                let plan = customers.page(&rows, &page.removed);
+                drop(rows);
+                self.timings.plan_seconds += started.elapsed().as_secs_f64();
+                let cursors = self.keys(&tenant, page.cursors);
+                return self.step(&tenant, plan, &cursors).await;
+            }
             StepPlanner::Assets(assets) => {
                 let devices = records_of(page.records, &tenant, |r| match r {
                     SourceRecord::Device(device) => Ok(device),
@@ -288,6 +314,7 @@ impl<'r> Steps<'r> {
         let plan = match &mut self.planner {
             StepPlanner::Assets(assets) => assets.end(&mut tx, &end.tenant_id, end.completeness).await?,
             StepPlanner::Rows(rows) => rows.end(&mut tx, end.completeness).await?,
+            StepPlanner::Customers(customers) => customers.end(&end.tenant_id, end.completeness, connection),
             StepPlanner::Directory(planner) => {
                 let finish = planner.finish_lookups(&end.tenant_id);
                 // Only the people this run did not read: the end decides about them alone.
@@ -377,6 +404,7 @@ impl<'r> Steps<'r> {
             StepPlanner::Directory(_) => "user",
             StepPlanner::Assets(_) => "asset",
             StepPlanner::Rows(_) => "custom_row",
+            StepPlanner::Customers(_) => "customer",
         };
         let errors = plan_errors(&plan, entity);
         let Some(run) = self.cx.run else {

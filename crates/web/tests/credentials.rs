@@ -513,3 +513,48 @@ store_test! {
         assert!(matches!(refused.status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND), "{}", refused.text);
     }
 }
+
+store_test! {
+    async fn only_an_administrator_sets_up_a_customer_import_or_places_people_under_imported_customers(db: &TestDb) {
+        let app = app(db);
+        let (_, admin) = person(db, "admin", Role::Administrator, true).await;
+        let (agent_id, agent) = person(db, "agent", Role::Agent, true).await;
+        let northwind = created(&app, &admin, dynamics_body("Northwind", NORTHWIND_TENANT)).await;
+        grant(db, agent_id, northwind).await;
+        let path = format!("/api/v1/connections/{}/mappings", northwind.0);
+        let before = api(&app, Method::GET, &path, &agent, None).await.json();
+
+        // Accounts as customers link, rename and deactivate desk customers beyond the
+        // connection's own: an agent with modify access may not turn that on.
+        let mut customers = before.clone();
+        customers["customers"] = json!({"fields": [{"source": "name", "target": "name"}], "match_fields": ["name"]});
+        let refused = api(&app, Method::PUT, &path, &agent, Some(customers.clone())).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+        assert!(refused.message().contains("only an administrator sets up or changes customer imports"), "{}", refused.text);
+        // Nor place people under imported customers.
+        let mut placed = before.clone();
+        placed["site_mappings"][0]["target"] = json!({
+            "kind": "imported_customer", "property": "_parentcustomerid_value", "unmatched": {"action": "do_not_import"},
+        });
+        let refused = api(&app, Method::PUT, &path, &agent, Some(placed.clone())).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+        assert!(refused.message().contains("imported_customer"), "{}", refused.text);
+        assert_eq!(api(&app, Method::GET, &path, &agent, None).await.json(), before, "nothing was saved");
+
+        // An administrator may; then the agent still changes everything else, not those parts.
+        let saved = api(&app, Method::PUT, &path, &admin, Some(customers)).await;
+        assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+        let mut other = api(&app, Method::GET, &path, &agent, None).await.json();
+        other["circuit_breaker"]["floor"] = json!(7);
+        let kept = api(&app, Method::PUT, &path, &agent, Some(other.clone())).await;
+        assert_eq!(kept.status, StatusCode::OK, "{}", kept.text);
+        other["customers"]["removed"] = json!("deactivate");
+        let refused = api(&app, Method::PUT, &path, &agent, Some(other)).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+        // The mapping tab shows the import to the agent, without its forms.
+        let tab = page(&app, &format!("/connections/{}/mappings/customers", northwind.0), &agent).await;
+        assert_eq!(tab.status, StatusCode::OK, "{}", tab.text);
+        assert!(tab.text.contains("become desk customers"), "{}", tab.text);
+        assert!(page(&app, &format!("/connections/{}/mappings/customers", northwind.0), &admin).await.text.contains("customer-settings"));
+    }
+}

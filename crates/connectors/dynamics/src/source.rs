@@ -83,7 +83,7 @@ impl Source for DynamicsSource {
     fn entities(&self) -> &'static [&'static str] {
         // Contacts are the directory's people; "contacts" was listed here before, which no job
         // could run (the worker knows entities by `SyncEntity` names).
-        &["directory", "custom_tables"]
+        &["customers", "directory", "custom_tables"]
     }
 
     fn setup(&self) -> &'static str {
@@ -140,6 +140,25 @@ impl Source for DynamicsSource {
                     "none: the next run reads every contact".to_owned()
                 },
             )];
+            if settings.mapping.customers.is_some() {
+                let prefix = crate::tables::CUSTOMER_STREAMS;
+                let table = crate::tables::ACCOUNT_TABLE;
+                let line = if cursors
+                    .iter()
+                    .any(|(_, s, _)| *s == format!("{prefix}/{table}/delta"))
+                {
+                    "change-tracking link saved: the next run reads only created, updated and deleted accounts"
+                        .to_owned()
+                } else if let Some((_, _, at)) = cursors
+                    .iter()
+                    .find(|(_, s, _)| *s == format!("{prefix}/{table}/since"))
+                {
+                    format!("last complete read began {at}: the next run reads accounts modified since")
+                } else {
+                    "none: the next run reads every account".to_owned()
+                };
+                lines.push(("accounts → customers".to_owned(), line));
+            }
             for table in &settings.mapping.custom_tables {
                 let logical = table.source_table.to_ascii_lowercase();
                 let delta = crate::tables::delta_cursor(&logical);
@@ -206,6 +225,32 @@ impl DynamicsConnection {
         let source = DynamicsSource::new(self.template.clone(), self.page_size);
         let client = source.client(&self.settings, tokens, &http)?;
         let tenant = self.settings.tenant_id.as_str();
+        if request.entity == SyncEntity::Customers {
+            let Some(customers) = &request.config.config().customers else {
+                return Err(SyncError::BadSettings(
+                    self.connection.name.clone(),
+                    "customer import is not set up: add customer mappings to the connection's mappings"
+                        .into(),
+                ));
+            };
+            let reader = crate::tables::TableReader {
+                client: &client,
+                tenant,
+                customer: self.settings.customer_id,
+                page_size: self.page_size,
+                requests: cx.requests.as_ref(),
+                started_at: cx.clock.now(),
+            };
+            return crate::tables::read_customers(
+                &reader,
+                customers,
+                request.cursors,
+                request.full,
+                &cx.clock,
+                out,
+            )
+            .await;
+        }
         if request.entity == SyncEntity::CustomTables {
             let reader = crate::tables::TableReader {
                 client: &client,

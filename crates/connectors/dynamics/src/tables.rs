@@ -39,7 +39,9 @@ use deskbridge_dataverse::{
     Annotations, AttributeMetadata, Change, DataverseClient, DataverseError, EntityMetadata, Expand, Query,
     Row, filter,
 };
-use deskbridge_mapping::{Completeness, CustomTableMapping, ReadMode, Removal, RemovalReason, SourceRow};
+use deskbridge_mapping::{
+    Completeness, CustomTableMapping, CustomerMappings, ReadMode, Removal, RemovalReason, RowField, SourceRow,
+};
 use deskbridge_source::{
     Emitter, Page, PartitionEnd, PartitionStart, ReadEvent, RequestRecord, RequestSink, SourceRecord,
     StoredCursors, SyncError,
@@ -52,14 +54,17 @@ use crate::read::MAX_PAGE_SIZE;
 
 /// The cursor of a change-tracked table's delta link.
 pub fn delta_cursor(logical: &str) -> String {
-    format!("table/{logical}/delta")
+    format!("{TABLE_STREAMS}/{logical}/delta")
 }
 
 /// The cursor of the start of a table's last complete read (the watermark and the last-sync
 /// variable).
 pub fn since_cursor(logical: &str) -> String {
-    format!("table/{logical}/since")
+    format!("{TABLE_STREAMS}/{logical}/since")
 }
+
+/// The cursors' prefix of custom table syncs.
+pub const TABLE_STREAMS: &str = "table";
 
 /// The last-sync variable's value before any complete read: earlier than any row.
 pub const BEFORE_ANY_SYNC: &str = "1900-01-01T00:00:00Z";
@@ -168,9 +173,20 @@ pub(crate) struct TableRead {
     fields: Vec<FieldRead>,
     /// Primary keys of the tables lookups reach, by logical name.
     keys: BTreeMap<String, (String, String)>,
+    /// The prefix of the read's cursors: [`TABLE_STREAMS`], or the customers' own, so that a
+    /// table read both as customers and as a custom table keeps two positions.
+    pub streams: &'static str,
 }
 
 impl TableRead {
+    fn delta_stream(&self) -> String {
+        format!("{}/{}/delta", self.streams, self.entity.logical_name)
+    }
+
+    fn since_stream(&self) -> String {
+        format!("{}/{}/since", self.streams, self.entity.logical_name)
+    }
+
     pub(crate) fn change_tracking(&self) -> bool {
         self.entity.change_tracking_enabled
     }
@@ -317,6 +333,7 @@ pub(crate) async fn resolve(
             entity: root.entity,
             fields,
             keys,
+            streams: TABLE_STREAMS,
         })
     } else {
         Err(problems)
@@ -436,10 +453,17 @@ fn path_value(row: &Map<String, Value>, field: &FieldRead) -> Result<Value, Stri
 
 /// A refused row as an error against the run.
 fn refused(tenant: &str, table: &TableRead, id: Option<String>, message: String) -> IntegrationError {
+    let customers = table.streams == CUSTOMER_STREAMS;
     IntegrationError {
         tenant_id: Some(tenant.to_owned()),
-        entity: Some("custom_row".into()),
-        external_id: id.map(|id| deskbridge_mapping::row_key(&table.mapping.desk_table, &id)),
+        entity: Some(if customers { "customer" } else { "custom_row" }.into()),
+        external_id: id.map(|id| {
+            if customers {
+                id
+            } else {
+                deskbridge_mapping::row_key(&table.mapping.desk_table, &id)
+            }
+        }),
         code: deskbridge_core::ErrorCode::UpstreamMalformedResponse.to_string(),
         message: format!("{} row: {message}; the row was not imported", table.mapping.source_table),
         remedy: Some(
@@ -463,10 +487,9 @@ pub(crate) enum Plan {
 
 /// Decides how to read a table from its cursors: see the module's documentation.
 pub(crate) fn plan_read(table: &TableRead, tenant: &str, cursors: &StoredCursors, full: bool) -> Plan {
-    let logical = &table.entity.logical_name;
     let mapping = &table.mapping;
     if table.change_tracking() && mapping.filter_text().is_none() {
-        return match cursors.get(tenant, &delta_cursor(logical)) {
+        return match cursors.get(tenant, &table.delta_stream()) {
             Some(link) if !full => Plan::Delta(link.to_owned()),
             _ => Plan::Tracked,
         };
@@ -475,7 +498,7 @@ pub(crate) fn plan_read(table: &TableRead, tenant: &str, cursors: &StoredCursors
         None
     } else {
         cursors
-            .get(tenant, &since_cursor(logical))
+            .get(tenant, &table.since_stream())
             .and_then(|s| s.parse::<jiff::Timestamp>().ok())
     };
     let mode = if since.is_some() {
@@ -693,6 +716,7 @@ impl TableReader<'_> {
                 desk_table: table.mapping.desk_table.clone(),
                 external_id: id,
                 values,
+                state: row.get("statecode").and_then(Value::as_i64),
             }));
         }
         out.emit(ReadEvent::Page(Page {
@@ -705,15 +729,14 @@ impl TableReader<'_> {
     }
 
     async fn end(&self, table: &TableRead, progress: Progress, out: &mut Emitter) -> Result<(), SyncError> {
-        let logical = &table.entity.logical_name;
         let complete = progress.refused == 0;
         let mut cursors = Vec::new();
         if let Some(link) = progress.delta_link {
-            cursors.push((delta_cursor(logical), link));
+            cursors.push((table.delta_stream(), link));
         }
         // The watermark moves only when every row was taken: a refused row is read again.
         if complete {
-            cursors.push((since_cursor(logical), filter::date_time(self.started_at)));
+            cursors.push((table.since_stream(), filter::date_time(self.started_at)));
         }
         out.emit(ReadEvent::End(PartitionEnd {
             tenant_id: self.tenant.to_owned(),
@@ -911,36 +934,90 @@ pub(crate) async fn read_tables(
                 continue;
             }
         };
-        let table_reader = TableReader {
-            started_at: clock.now(),
-            ..*reader
-        };
-        match plan_read(&table, reader.tenant, cursors, full) {
-            Plan::Query { filter, mode } => table_reader.query(&table, filter, mode, out).await?,
-            Plan::Tracked => match table_reader.tracked(&table, None, out).await {
-                Ok(()) => {}
-                Err(DeltaStart::Failed(e)) => return Err(e),
-                Err(DeltaStart::Expired(e)) => return Err(from_dataverse(&e)),
-            },
-            Plan::Delta(link) => match table_reader.tracked(&table, Some(&link), out).await {
-                Ok(()) => {}
-                Err(DeltaStart::Failed(e)) => return Err(e),
-                Err(DeltaStart::Expired(e)) => {
-                    out.emit(ReadEvent::Note(format!(
-                        "the change-tracking token of table {} has expired ({}); running a full read instead, which \
-                         removes only what a complete read does not find",
-                        table.entity.logical_name,
-                        e.api().map(|a| a.code.as_str()).unwrap_or_default()
-                    )))
-                    .await?;
-                    match table_reader.tracked(&table, None, out).await {
-                        Ok(()) => {}
-                        Err(DeltaStart::Failed(e)) => return Err(e),
-                        Err(DeltaStart::Expired(e)) => return Err(from_dataverse(&e)),
-                    }
+        read_one(reader, &table, cursors, full, clock, out).await?;
+    }
+    Ok(())
+}
+
+/// The table customers are read from, and the desk name their partition is read under.
+pub const ACCOUNT_TABLE: &str = "account";
+/// The cursors' prefix of the customers' read.
+pub const CUSTOMER_STREAMS: &str = "customers";
+
+/// Reads the organisation's accounts for the customer mappings, as one partition: the mapped
+/// columns and `statecode` (whether the customer is active). A mapping that does not resolve
+/// against the organisation's metadata fails the run, naming each problem.
+pub(crate) async fn read_customers(
+    reader: &TableReader<'_>,
+    customers: &CustomerMappings,
+    cursors: &StoredCursors,
+    full: bool,
+    clock: &deskbridge_core::SharedClock,
+    out: &mut Emitter,
+) -> Result<(), SyncError> {
+    let mut fields = customers.fields.clone();
+    if !fields.iter().any(|f| f.source == "statecode") {
+        fields.push(RowField {
+            source: "statecode".into(),
+            target: "statecode".into(),
+        });
+    }
+    let mapping = CustomTableMapping {
+        source_table: ACCOUNT_TABLE.into(),
+        desk_table: CUSTOMER_STREAMS.into(),
+        filter: customers.filter_text().map(str::to_owned),
+        fields,
+        removed_rows: Default::default(),
+    };
+    let mut meta = Metadata::new(reader.client);
+    let mut table = resolve(&mut meta, &mapping).await.map_err(|problems| {
+        SyncError::InvalidMappings(format!(
+            "customer mappings: {}; correct them so that they name the account table's columns",
+            problems.join("; ")
+        ))
+    })?;
+    table.streams = CUSTOMER_STREAMS;
+    read_one(reader, &table, cursors, full, clock, out).await
+}
+
+/// Reads one resolved table as its own partition, from its cursors.
+async fn read_one(
+    reader: &TableReader<'_>,
+    table: &TableRead,
+    cursors: &StoredCursors,
+    full: bool,
+    clock: &deskbridge_core::SharedClock,
+    out: &mut Emitter,
+) -> Result<(), SyncError> {
+    let table_reader = TableReader {
+        started_at: clock.now(),
+        ..*reader
+    };
+    match plan_read(table, reader.tenant, cursors, full) {
+        Plan::Query { filter, mode } => table_reader.query(table, filter, mode, out).await?,
+        Plan::Tracked => match table_reader.tracked(table, None, out).await {
+            Ok(()) => {}
+            Err(DeltaStart::Failed(e)) => return Err(e),
+            Err(DeltaStart::Expired(e)) => return Err(from_dataverse(&e)),
+        },
+        Plan::Delta(link) => match table_reader.tracked(table, Some(&link), out).await {
+            Ok(()) => {}
+            Err(DeltaStart::Failed(e)) => return Err(e),
+            Err(DeltaStart::Expired(e)) => {
+                out.emit(ReadEvent::Note(format!(
+                    "the change-tracking token of table {} has expired ({}); running a full read instead, which \
+                     removes only what a complete read does not find",
+                    table.entity.logical_name,
+                    e.api().map(|a| a.code.as_str()).unwrap_or_default()
+                )))
+                .await?;
+                match table_reader.tracked(table, None, out).await {
+                    Ok(()) => {}
+                    Err(DeltaStart::Failed(e)) => return Err(e),
+                    Err(DeltaStart::Expired(e)) => return Err(from_dataverse(&e)),
                 }
-            },
-        }
+            }
+        },
     }
     Ok(())
 }

@@ -59,6 +59,7 @@ impl DeskLookups {
             tickets: Vec::new(),
             subscriptions: Vec::new(),
             usage_lines: Vec::new(),
+            imported_customers: desk.imported_customers.clone(),
         }
     }
 }

@@ -356,6 +356,43 @@ impl<'c> PagePlanner<'_, 'c> {
                     ))),
                 }
             }
+            SiteTarget::ImportedCustomer { property, unmatched } => {
+                let parent = read_path(&user.properties, property)
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty());
+                let imported = parent.and_then(|id| self.snapshot.imported_customers.get(&id.to_lowercase()));
+                let why_not = match (parent, imported) {
+                    (_, Some(customer)) => match customer.main_site {
+                        Some(site) => {
+                            return Ok((
+                                Reference::Id(site),
+                                format!(
+                                    "the main site ({site}) of customer '{}' ({}), imported from {property} {}",
+                                    customer.name,
+                                    customer.customer_id,
+                                    parent.unwrap_or_default()
+                                ),
+                            ));
+                        }
+                        None => format!(
+                            "customer '{}' ({}), imported from {property}, has no main site",
+                            customer.name, customer.customer_id
+                        ),
+                    },
+                    (Some(id), None) => format!("no customer was imported from {property} {id}"),
+                    (None, None) => format!("no {property}"),
+                };
+                match unmatched {
+                    UnmatchedSite::DefaultSite { site_id } => Ok((
+                        Reference::Id(*site_id),
+                        format!("{why_not}, so the default site {site_id}"),
+                    )),
+                    UnmatchedSite::DoNotImport => Err(SiteMiss::Skip(format!(
+                        "{why_not} and the mapping says do not import"
+                    ))),
+                }
+            }
             SiteTarget::Agent { .. } => Err(SiteMiss::TryNext("the agent site".into())),
         }
     }

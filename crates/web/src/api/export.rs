@@ -132,7 +132,7 @@ pub(crate) async fn import_document(
             ),
         ));
     }
-    save_mappings(state, connection, doc.mapping).await?;
+    save_mappings(state, caller, connection, doc.mapping).await?;
     if let Some(values) = settings {
         let mut tx = state.store.read().await?;
         let current = tx

@@ -298,6 +298,7 @@ pub(super) const TABS: &[(&str, &str)] = &[
     ("mappings/sites", "Site mappings"),
     ("mappings/assets", "Assets"),
     ("mappings/tables", "Custom tables"),
+    ("mappings/customers", "Customers"),
     ("mappings/advanced", "Advanced mappings"),
     ("tenants", "Tenants"),
     ("imports", "Imports"),

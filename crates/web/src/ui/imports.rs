@@ -117,6 +117,9 @@ async fn imports_view(
     if imports_custom_tables(state, scope) {
         page = page.section(custom_tables_section(&mapping, scope));
     }
+    if imports_customers(state, scope) {
+        page = page.section(customers_section(&mapping, scope));
+    }
     Ok(page.section(matching).section(editor).render())
 }
 
@@ -130,6 +133,52 @@ fn imports_assets(state: &AppState, scope: &Scope) -> bool {
 fn imports_custom_tables(state: &AppState, scope: &Scope) -> bool {
     api::source_of(state, &scope.connection)
         .is_ok_and(|s| s.entities().contains(&SyncEntity::CustomTables.as_str()))
+}
+
+/// Whether the connection's connector reads the source's organisations as desk customers.
+fn imports_customers(state: &AppState, scope: &Scope) -> bool {
+    api::source_of(state, &scope.connection)
+        .is_ok_and(|s| s.entities().contains(&SyncEntity::Customers.as_str()))
+}
+
+/// "Customers": preview and import of the accounts as desk customers, or where to set it up.
+/// Customers go first: contacts are placed on the customers imported before them.
+fn customers_section(mapping: &deskbridge_mapping::MappingConfig, scope: &Scope) -> Section {
+    let id = scope.connection.id.0;
+    let mut section = Section::titled("Customers");
+    section.id = "customers".into();
+    if mapping.customers.is_none() {
+        return section
+            .text("Accounts are not imported as customers: turn the customer import on first.")
+            .link(
+                "Set up the customer import",
+                format!("/connections/{id}/mappings/customers"),
+            );
+    }
+    section = section
+        .text(
+            "Accounts become desk customers, each with its main site. Import them before the contacts, whose site \
+             is their account's customer's. Preview lists every account with what would change; nothing is \
+             written until you import.",
+        )
+        .form(form(
+            "preview-customers",
+            format!("/connections/{id}/preview"),
+            "Preview customer import",
+            vec![hidden("entity", SyncEntity::Customers.as_str())],
+        ));
+    if scope.access == Access::Modify {
+        section = section.form(form(
+            "run-customers",
+            format!("/connections/{id}/runs"),
+            "Import customers",
+            vec![hidden("entity", SyncEntity::Customers.as_str())],
+        ));
+    }
+    section.link(
+        "Customer mappings",
+        format!("/connections/{id}/mappings/customers"),
+    )
 }
 
 /// "Custom tables": preview and import of every table mapping, or where to set them up.

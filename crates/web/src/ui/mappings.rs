@@ -33,6 +33,7 @@ pub(super) fn section_json(mapping: &MappingConfig, section: &str) -> Result<Str
         "imports" => pick(&["imports"]),
         "assets" => pick(&["assets"]),
         "tables" => pick(&["custom_tables"]),
+        "customers" => pick(&["customers"]),
         _ => pick(&[
             "advanced",
             "licence_management",
@@ -127,7 +128,10 @@ async fn mappings_view(
     error: &str,
     draft: Option<&str>,
 ) -> UiResult {
-    if !matches!(section, "fields" | "sites" | "assets" | "tables" | "advanced") {
+    if !matches!(
+        section,
+        "fields" | "sites" | "assets" | "tables" | "customers" | "advanced"
+    ) {
         return Err(ApiError::not_found(format!("no mapping section {section:?}")).into());
     }
     let mapping = &mapping_of(state, scope)?;
@@ -227,6 +231,11 @@ async fn mappings_view(
             }
         }
         "tables" => page = page.section(custom_tables_section(state, mapping).await?),
+        "customers" => {
+            for s in super::customer_mappings::sections(state, mapping, &action, modify).await? {
+                page = page.section(s);
+            }
+        }
         _ => {}
     }
     let mut editor = Section::titled(if section == "advanced" {
@@ -318,6 +327,7 @@ fn apply_section(
 ) -> Result<(), ApiError> {
     match (section, field(f, "op")) {
         ("assets", op) if op != "replace" => super::asset_mappings::apply(mapping, op, f)?,
+        ("customers", op) if op != "replace" => super::customer_mappings::apply(mapping, op, f)?,
         ("fields", "add") => {
             let m = FieldMapping::property(field(f, "source").trim(), field(f, "target").trim());
             if field(f, "for") == "agent" {
@@ -370,7 +380,7 @@ pub(super) async fn save_mapping_section(
     let mut mapping = mapping_of(&state, &scope)?;
     let draft = (field(&f, "op") == "replace").then(|| field(&f, "json").to_owned());
     let result = match apply_section(&mut mapping, &section, &f) {
-        Ok(()) => api::save_mappings(&state, &scope.connection, mapping).await,
+        Ok(()) => api::save_mappings(&state, &caller, &scope.connection, mapping).await,
         Err(e) => Err(e),
     };
     let scope = reload(&state, &scope).await?;

@@ -14,6 +14,7 @@ mod agent;
 mod asset_mappings;
 mod check;
 mod connections;
+mod customer_mappings;
 mod details;
 mod directory;
 mod html;
