@@ -331,6 +331,9 @@ store_test! {
         // Administrators only.
         let refused = api(&app, Method::POST, &format!("/api/v1/accounts/{}/reset-password", admin.id), &ann.token, None).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        let own = api(&app, Method::POST, &format!("/api/v1/accounts/{}/reset-password", admin.id), &admin.token, None).await;
+        assert_eq!(own.status, StatusCode::CONFLICT, "{}", own.text);
+        assert!(own.json()["error"]["remedy"].as_str().unwrap().contains("/account"));
         let missing = api(&app, Method::POST, "/api/v1/accounts/999/reset-password", &admin.token, None).await;
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
         // A lock from failed sign-ins is lifted with it.
@@ -367,9 +370,13 @@ store_test! {
         let ann_id = ann.id.to_string();
         let view = page(&app, Method::GET, "/admin/accounts", &admin, &[]).await;
         assert!(view.text.contains("Last signed in") && view.text.contains("never"), "{}", view.text);
-        // One cannot pick oneself to disable.
-        let disable_form = view.text.split("id=\"disable-account\"").nth(1).unwrap().split("</form>").next().unwrap();
-        assert!(disable_form.contains(">ann</option>") && !disable_form.contains(">admin</option>"), "{disable_form}");
+        // One cannot pick oneself to reset or disable.
+        for id in ["reset-password", "disable-account"] {
+            let form = view.text.split(&format!("id=\"{id}\"")).nth(1).unwrap().split("</form>").next().unwrap();
+            assert!(form.contains(">ann</option>") && !form.contains(">admin</option>"), "{form}");
+        }
+        let own = page(&app, Method::POST, "/admin/accounts", &admin, &[("action", "reset"), ("account_id", &admin.id.to_string()), ("confirm", "on")]).await;
+        assert!(own.text.contains("Change your own password on your account page"), "{}", own.text);
         // Nothing happens without the tick.
         let unticked = page(&app, Method::POST, "/admin/accounts", &admin, &[("action", "reset"), ("account_id", &ann_id)]).await;
         assert!(unticked.text.contains("Tick the box to confirm the reset of ann"), "{}", unticked.text);

@@ -1,7 +1,7 @@
 //! Accounts (administrators only): listing, adding (with a one-time password, returned once),
 //! resetting a password (a new one-time password, returned once), changing role, rights or
-//! disabled state, and deleting. No one can demote, disable or delete their own account, and the
-//! last enabled administrator stays one.
+//! disabled state, and deleting. No one can reset their own password (they change it), nor
+//! demote, disable or delete their own account, and the last enabled administrator stays one.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -66,9 +66,15 @@ pub(super) async fn unlock_account(
 /// choose its own password at its next sign-in.
 pub(super) async fn reset_password(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id, "account")?;
+    // A reset would sign the caller out: its own password changes with the current one.
+    if id == caller.account.id {
+        return Err(ApiError::conflict("you cannot reset your own password")
+            .with_remedy("Change it on the account page (/account), with your current password."));
+    }
     let reset = auth::reset_password(&state.store, id).await?;
     tracing::info!(account = %reset.account.username, "an administrator reset a password");
     Ok(Json(json!({

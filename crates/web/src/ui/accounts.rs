@@ -94,29 +94,33 @@ async fn accounts_view(
             .map(|(a, _)| (a.id.to_string(), a.username.clone()))
             .collect()
     };
-    let mut reset = form(
-        "reset-password",
-        "/admin/accounts",
-        "Reset password",
-        vec![
-            hidden("action", "reset"),
-            choose("account_id", "Account", &usernames(&|_| true)),
-            checkbox(
-                "confirm",
-                "Yes, replace its password and sign it out everywhere",
-                false,
-            ),
-        ],
+    // One's own password is changed on the account page, with the current one.
+    let others = usernames(&|a| a.id != caller.account.id);
+    let mut manage = Section::titled("Reset a password or disable an account").text(
+        "A reset gives the account a new one-time password, shown once here; its sessions end and it \
+         must choose its own password at its next sign-in. A disabled account cannot sign in, its \
+         sessions end and its API tokens are refused until it is enabled again. You change your own \
+         password on your account page, and cannot disable your own account, nor the last enabled \
+         administrator.",
     );
-    reset.danger = true;
-    let mut manage = Section::titled("Reset a password or disable an account")
-        .text(
-            "A reset gives the account a new one-time password, shown once here; its sessions end and it \
-             must choose its own password at its next sign-in. A disabled account cannot sign in, its \
-             sessions end and its API tokens are refused until it is enabled again. You cannot disable your \
-             own account, nor the last enabled administrator.",
-        )
-        .form(reset);
+    if !others.is_empty() {
+        let mut reset = form(
+            "reset-password",
+            "/admin/accounts",
+            "Reset password",
+            vec![
+                hidden("action", "reset"),
+                choose("account_id", "Account", &others),
+                checkbox(
+                    "confirm",
+                    "Yes, replace its password and sign it out everywhere",
+                    false,
+                ),
+            ],
+        );
+        reset.danger = true;
+        manage = manage.form(reset);
+    }
     let can_disable = usernames(&|a| !a.disabled && a.id != caller.account.id);
     if !can_disable.is_empty() {
         let mut disable = form(
@@ -162,7 +166,11 @@ async fn accounts_view(
         } else {
             locked
         })
-        .section(manage)
+        .section(if manage.forms.is_empty() {
+            Section::default()
+        } else {
+            manage
+        })
         .section(create)
         .render())
 }
@@ -250,6 +258,16 @@ async fn reset(state: &AppState, caller: &Caller, f: &Fields) -> UiResult {
         Ok(account) => account,
         Err(e) => return accounts_view(state, caller, "", &e, "").await,
     };
+    if account.id == caller.account.id {
+        return accounts_view(
+            state,
+            caller,
+            "",
+            "Change your own password on your account page, with your current one.",
+            "",
+        )
+        .await;
+    }
     if field(f, "confirm") != "on" {
         let error = format!(
             "Tick the box to confirm the reset of {}'s password.",
