@@ -1,4 +1,5 @@
-//! Printing results: JSON for scripts, aligned plain-text tables for people.
+//! Printing results: JSON for scripts, aligned plain-text tables for people. Nothing here writes
+//! colour; where colour is written (the logs) it follows [`colour`].
 
 use serde_json::Value;
 
@@ -49,8 +50,19 @@ pub fn print_rows(json: bool, columns: &[&str], rows: &[Value]) -> anyhow::Resul
     Ok(())
 }
 
+/// Whether to write ANSI colour to a stream: only to a terminal, and never when `NO_COLOR` is
+/// set to anything (<https://no-color.org>), so piped or redirected output holds no escape codes.
+pub fn colour(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Rows as a table with the given columns (missing values blank).
 pub fn table(columns: &[&str], rows: &[Value]) -> String {
+    table_cut(columns, rows, None)
+}
+
+/// [`table`] with each cell cut to `width` characters (the last one `…`) when given.
+pub fn table_cut(columns: &[&str], rows: &[Value], width: Option<usize>) -> String {
     let cell = |row: &Value, col: &str| -> String {
         match row.get(col) {
             None | Some(Value::Null) => String::new(),
@@ -65,7 +77,12 @@ pub fn table(columns: &[&str], rows: &[Value]) -> String {
     };
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| columns.iter().map(|c| sanitize(&cell(r, c))).collect())
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| cut(sanitize(&cell(r, c)), width))
+                .collect()
+        })
         .collect();
     let widths: Vec<usize> = columns
         .iter()
@@ -105,6 +122,18 @@ pub fn table(columns: &[&str], rows: &[Value]) -> String {
     out
 }
 
+/// `text` cut to `width` characters, its last one `…` when something was cut.
+fn cut(text: String, width: Option<usize>) -> String {
+    match width {
+        Some(width) if width > 0 && text.chars().count() > width => {
+            let mut out: String = text.chars().take(width - 1).collect();
+            out.push('…');
+            out
+        }
+        _ => text,
+    }
+}
+
 /// Control characters from upstream data must not reach a terminal.
 fn sanitize(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
@@ -121,5 +150,16 @@ mod tests {
             &[json!({"id": 1, "name": "A\u{1b}[31m"}), json!({"id": 22})],
         );
         assert_eq!(out, "ID  NAME\n1   A [31m\n22\n");
+    }
+
+    #[test]
+    fn cells_are_cut_to_the_width_with_an_ellipsis() {
+        let rows = [json!({"id": 1, "email": "a.very.long.address@contoso.example"})];
+        let out = super::table_cut(&["id", "email"], &rows, Some(10));
+        assert_eq!(out, "ID  EMAIL\n1   a.very.lo…\n");
+        // Short cells and a table without a width are left whole.
+        let whole = super::table_cut(&["id", "email"], &rows, None);
+        assert!(whole.contains("a.very.long.address@contoso.example"), "{whole}");
+        assert_eq!(super::cut("Ann".into(), Some(3)), "Ann");
     }
 }

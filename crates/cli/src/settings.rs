@@ -61,8 +61,11 @@ pub enum LogFormat {
 pub fn init_logging(format: LogFormat) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DESKBRIDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,deskbridge=info"));
+    // Logs go to standard error: coloured only when that is a terminal and NO_COLOR is unset.
+    let ansi = crate::output::colour(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),

@@ -56,7 +56,7 @@ fn directory_lists_are_empty_json_arrays_on_a_new_store() {
     let table = ok(&deskbridge(dir.path(), &["directory", "users"]));
     assert_eq!(
         table.lines().next().unwrap(),
-        "ID  NAME  EMAIL  SITE_ID  ACTIVE  IS_SERVICE_ACCOUNT"
+        "ID  NAME  EMAIL  CUSTOMER  SITE  ACTIVE  IS_SERVICE_ACCOUNT"
     );
 }
 
@@ -231,6 +231,128 @@ fn a_closed_standard_output_ends_nothing_with_a_panic() {
         out.status.code().is_some(),
         "killed by a signal: {:?}",
         out.status
+    );
+}
+
+/// `deskbridge directory users | head -1` on a directory far larger than a pipe's buffer: the
+/// reader goes away after one line, and the binary ends quietly with status 0.
+#[tokio::test]
+async fn directory_users_piped_into_head_ends_quietly() {
+    use deskbridge_store::{Entity, WriteContext};
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    let db = deskbridge_testkit::sqlite().await;
+    let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+    let fields = |v: serde_json::Value| -> deskbridge_store::Fields {
+        v.as_object().unwrap().clone().into_iter().collect()
+    };
+    let customer = tx
+        .insert(
+            Entity::Customer,
+            None,
+            &fields(serde_json::json!({"name": "Contoso"})),
+        )
+        .await
+        .unwrap();
+    let site = tx.main_site(customer).await.unwrap().unwrap();
+    for i in 0..3000 {
+        let user = serde_json::json!({"name": format!("User {i}"), "email": format!("user{i}@contoso.example"), "site_id": site.0});
+        tx.insert(Entity::User, None, &fields(user)).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let data = db.sqlite_file.as_ref().unwrap().parent().unwrap().to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deskbridge"))
+        .args(["directory", "users"])
+        .env("DESKBRIDGE_DATA_DIR", &data)
+        .env("DESKBRIDGE_LOG", "error")
+        .env_remove("DESKBRIDGE_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader (and the pipe's read end) is gone now, as after `head -1`.
+    assert!(first.starts_with("ID ") && first.contains(" EMAIL "), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "nothing said about the closed pipe: {stderr}");
+    // The same through a shell pipeline, as a person types it (pipefail: the status is
+    // deskbridge's too).
+    let shell = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "set -o pipefail; {} directory users | head -1",
+                env!("CARGO_BIN_EXE_deskbridge")
+            ),
+        ])
+        .env("DESKBRIDGE_DATA_DIR", &data)
+        .env("DESKBRIDGE_LOG", "error")
+        .env_remove("DESKBRIDGE_DATABASE_URL")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shell.stdout);
+    assert_eq!(shell.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("ID ") && text.contains(" EMAIL "), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        String::from_utf8_lossy(&shell.stderr).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&shell.stderr)
+    );
+    db.cleanup().await;
+}
+
+/// Colour only on a terminal: piped output and logs hold no escape codes; on a terminal the
+/// logs are coloured unless NO_COLOR is set (checked where `script` can give the binary one).
+#[test]
+fn no_colour_codes_unless_on_a_terminal_without_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&deskbridge(dir.path(), &["migrate"]));
+    let piped = Command::new(env!("CARGO_BIN_EXE_deskbridge"))
+        .args(["directory", "users"])
+        .env("DESKBRIDGE_DATA_DIR", dir.path())
+        .env("DESKBRIDGE_LOG", "debug")
+        .env_remove("DESKBRIDGE_DATABASE_URL")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    assert!(!piped.stderr.is_empty(), "debug logs were written");
+    for (stream, bytes) in [("stdout", &piped.stdout), ("stderr", &piped.stderr)] {
+        assert!(
+            !bytes.contains(&0x1b),
+            "{stream} holds an escape code: {}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipping the terminal half: no `script`");
+        return;
+    }
+    let on_terminal = |no_color: Option<&str>| -> Vec<u8> {
+        let command = format!("{} directory users", env!("CARGO_BIN_EXE_deskbridge"));
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &command, "/dev/null"])
+            .env("DESKBRIDGE_DATA_DIR", dir.path())
+            .env("DESKBRIDGE_LOG", "debug")
+            .env_remove("DESKBRIDGE_DATABASE_URL");
+        match no_color {
+            Some(v) => cmd.env("NO_COLOR", v),
+            None => cmd.env_remove("NO_COLOR"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    assert!(on_terminal(None).contains(&0x1b), "a terminal gets coloured logs");
+    assert!(
+        !on_terminal(Some("1")).contains(&0x1b),
+        "NO_COLOR turns colour off"
     );
 }
 
@@ -417,6 +539,7 @@ fn the_entra_only_demo_imports_users_and_devices_and_the_directory_names_each_as
             "NAME",
             "ASSET_TYPE",
             "SERIAL_NUMBER",
+            "CUSTOMER",
             "USER",
             "SITE",
             "STATUS",

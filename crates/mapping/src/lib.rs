@@ -104,4 +104,4 @@ pub use rows::{
     RowLookups, RowPlanner, SourceRow, apply_rows, check_against_desk, check_table_mappings, fits, row_key,
     split_row_key,
 };
-pub use validate::{ConfigError, ValidatedConfig, validate};
+pub use validate::{ConfigError, ValidatedConfig, closest, validate};

@@ -736,7 +736,7 @@ pub(crate) fn is_guid(text: &str) -> bool {
 }
 
 /// The closest name within two edits, for "did you mean" hints.
-pub(crate) fn closest<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub fn closest<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let wanted = wanted.to_lowercase();
     candidates
         .map(|candidate| (edit_distance(&wanted, &candidate.to_lowercase()), candidate))

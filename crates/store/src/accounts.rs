@@ -79,6 +79,8 @@ pub struct Account {
     pub disabled: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// When it last signed in (RFC 3339); `None` before its first sign-in.
+    pub last_sign_in_at: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -121,8 +123,8 @@ pub struct Grant {
 }
 
 const ACCOUNT_COLUMNS: &str = "id, username, display_name, role, can_configure_connections, must_change_password, \
-                               disabled, created_at, updated_at";
-const ACCOUNT_TYPES: [SqlType; 9] = [
+                               disabled, created_at, updated_at, last_sign_in_at";
+const ACCOUNT_TYPES: [SqlType; 10] = [
     SqlType::Int,
     SqlType::Text,
     SqlType::Text,
@@ -130,6 +132,7 @@ const ACCOUNT_TYPES: [SqlType; 9] = [
     SqlType::Bool,
     SqlType::Bool,
     SqlType::Bool,
+    SqlType::Text,
     SqlType::Text,
     SqlType::Text,
 ];
@@ -149,6 +152,7 @@ fn account_from_row(row: &[Sql]) -> Result<Account> {
         disabled: flag(6),
         created_at: text(7).unwrap_or_default(),
         updated_at: text(8).unwrap_or_default(),
+        last_sign_in_at: text(9),
     })
 }
 
@@ -236,7 +240,7 @@ impl StoreTx {
         };
         let account = account_from_row(&row)?;
         let hash = row
-            .get(9)
+            .get(ACCOUNT_TYPES.len())
             .and_then(Sql::as_text)
             .ok_or_else(|| StoreError::Corrupt("accounts".into(), "password_hash".into()))?
             .to_owned();
@@ -250,6 +254,39 @@ impl StoreTx {
             .iter()
             .map(|r| account_from_row(r))
             .collect()
+    }
+
+    /// The account with this username (exactly as stored).
+    pub async fn account_named(&mut self, username: &str) -> Result<Option<Account>> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = $1");
+        self.row(&sql, &[Sql::text(username)], &ACCOUNT_TYPES)
+            .await?
+            .as_deref()
+            .map(account_from_row)
+            .transpose()
+    }
+
+    /// How many administrators may sign in (not disabled), but `except`: what is left if that
+    /// one is disabled or demoted.
+    pub async fn enabled_administrators_except(&mut self, except: i64) -> Result<i64> {
+        let row = self
+            .row(
+                "SELECT COUNT(*) FROM accounts WHERE role = $1 AND disabled = FALSE AND id <> $2",
+                &[Sql::text(Role::Administrator.as_str()), Sql::Int(except)],
+                &[SqlType::Int],
+            )
+            .await?;
+        Ok(row.and_then(|r| r.first().and_then(Sql::as_int)).unwrap_or(0))
+    }
+
+    /// Notes a successful sign-in (at the transaction's time).
+    pub async fn record_sign_in(&mut self, id: i64) -> Result<()> {
+        self.execute(
+            "UPDATE accounts SET last_sign_in_at = $1 WHERE id = $2",
+            &[self.at_text(), Sql::Int(id)],
+        )
+        .await?;
+        Ok(())
     }
 
     pub async fn account_count(&mut self) -> Result<i64> {

@@ -89,6 +89,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_usage_lines.sql"),
         postgres: include_str!("../migrations/postgres/0012_usage_lines.sql"),
     },
+    Migration {
+        version: 13,
+        name: "account_sign_ins",
+        sqlite: include_str!("../migrations/sqlite/0013_account_sign_ins.sql"),
+        postgres: include_str!("../migrations/postgres/0013_account_sign_ins.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].

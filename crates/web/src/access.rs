@@ -383,7 +383,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/api/v1/accounts/{account_id}",
         Need::Admin,
         "accounts",
-        "Change an account's role, permission or state",
+        "Change an account's role, permission or state ({\"disabled\": true} signs it out and refuses its API tokens)",
     ),
     api(
         "POST",
@@ -391,6 +391,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         Need::Admin,
         "accounts",
         "Lift the account's sign-in block after failed sign-ins",
+    ),
+    api(
+        "POST",
+        "/api/v1/accounts/{account_id}/reset-password",
+        Need::Admin,
+        "accounts",
+        "Give the account a new one-time password (returned once) and end its sessions",
     ),
     api(
         "DELETE",
@@ -585,7 +592,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "POST",
         "/admin/accounts",
         Need::Admin,
-        "Create an account, or unlock one (action=unlock)",
+        "Create an account, or act on one: action=unlock, reset, disable or enable",
     ),
 ];
 

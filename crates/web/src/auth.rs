@@ -9,8 +9,11 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use deskbridge_core::ErrorCode;
-use deskbridge_store::{Account, NewAccount, Role, SignInPolicy, SignInSubject, Store, WriteContext};
+use deskbridge_store::{
+    Account, NewAccount, Role, SignInFailures, SignInPolicy, SignInSubject, Store, WriteContext,
+};
 use rand::RngCore as _;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
@@ -237,6 +240,121 @@ pub async fn create_account(
         account,
         one_time_password,
     })
+}
+
+/// Every account with its sign-in state: the failures kept for its username, with
+/// `blocked_until` only while the block lasts. The API's list, the Accounts page and
+/// `deskbridge admin list` show this.
+pub async fn accounts_with_sign_in_state(
+    store: &Store,
+) -> Result<Vec<(Account, Option<SignInFailures>)>, ApiError> {
+    let now = store.now();
+    let mut tx = store.read().await?;
+    let accounts = tx.accounts().await?;
+    let mut out = Vec::with_capacity(accounts.len());
+    for account in accounts {
+        let failures = tx
+            .sign_in_failures(SignInSubject::Account, &account_key(&account.username))
+            .await?
+            .map(|mut f| {
+                f.blocked_until = f.blocked_at(now).map(deskbridge_store::format_timestamp);
+                f
+            });
+        out.push((account, failures));
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// An account as the API shows it, with `locked_until` (RFC 3339, while failed sign-ins block
+/// it) and `failed_sign_ins` (failures in a row).
+pub fn account_json(account: &Account, failures: Option<&SignInFailures>) -> Value {
+    let mut value = json!(account);
+    value["locked_until"] = json!(failures.and_then(|f| f.blocked_until.clone()));
+    value["failed_sign_ins"] = json!(failures.map_or(0, |f| f.failures));
+    value
+}
+
+/// The account with this username, or a not-found error that names it.
+pub async fn account_named(store: &Store, username: &str) -> Result<Account, ApiError> {
+    let mut tx = store.read().await?;
+    let account = tx.account_named(username.trim()).await?;
+    tx.commit().await?;
+    account.ok_or_else(|| {
+        ApiError::not_found(format!("there is no account {:?}", username.trim()))
+            .with_remedy("`deskbridge admin list` (or the Accounts page) shows every account.")
+    })
+}
+
+/// Gives an account a new one-time password (it must choose its own at its next sign-in, as
+/// after `create_account`), ends its sessions and lifts a sign-in block on it (the
+/// administrator hands the password to its owner, who must be able to use it). Its API tokens
+/// are refused until it has chosen the new password, and revoked then unless it keeps them.
+pub async fn reset_password(store: &Store, account_id: i64) -> Result<CreatedAccount, ApiError> {
+    let one_time_password = random_token(15);
+    let password_hash = hash_password(&one_time_password)?;
+    let mut tx = store.begin(WriteContext::manual()).await?;
+    let account = tx
+        .account(account_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no account {account_id}")))?;
+    tx.set_account_password(account.id, &password_hash, true).await?;
+    tx.delete_sessions_of(account.id, None).await?;
+    tx.clear_sign_in_failures(SignInSubject::Account, &account_key(&account.username))
+        .await?;
+    let account = tx.account(account.id).await?.unwrap_or(account);
+    tx.commit().await?;
+    Ok(CreatedAccount {
+        account,
+        one_time_password,
+    })
+}
+
+/// What an edit of an account changes; `None` keeps the current value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AccountChange {
+    pub role: Option<Role>,
+    pub can_configure_connections: Option<bool>,
+    pub disabled: Option<bool>,
+}
+
+/// Changes an account's role, permission or disabled state. Disabling ends its sessions, and
+/// its API tokens are refused from then on. The last enabled administrator can be neither
+/// disabled nor demoted: no one could administer the instance any more.
+pub async fn change_account(
+    store: &Store,
+    account_id: i64,
+    change: AccountChange,
+) -> Result<Account, ApiError> {
+    let mut tx = store.begin(WriteContext::manual()).await?;
+    let account = tx
+        .account(account_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no account {account_id}")))?;
+    let role = change.role.unwrap_or(account.role);
+    let disabled = change.disabled.unwrap_or(account.disabled);
+    let was_admin = account.role == Role::Administrator && !account.disabled;
+    let stays_admin = role == Role::Administrator && !disabled;
+    if was_admin && !stays_admin && tx.enabled_administrators_except(account.id).await? == 0 {
+        return Err(ApiError::conflict(format!(
+            "{:?} is the last enabled administrator; it cannot be {}",
+            account.username,
+            if disabled { "disabled" } else { "made an agent" }
+        ))
+        .with_remedy("Create or enable another administrator first."));
+    }
+    tx.update_account(
+        account.id,
+        role,
+        change
+            .can_configure_connections
+            .unwrap_or(account.can_configure_connections),
+        disabled,
+    )
+    .await?;
+    let updated = tx.account(account.id).await?.unwrap_or(account);
+    tx.commit().await?;
+    Ok(updated)
 }
 
 /// The first administrator, when there is no account yet (`serve` on first start); `None` when

@@ -257,11 +257,7 @@ store_test! {
     async fn an_unknown_username_costs_the_same_work_and_gets_the_same_answers(db: &TestDb) {
         let app = app(db, false);
         person(db, "ann", Role::Agent).await;
-        let disabled = person(db, "gone", Role::Agent).await;
-        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
-        tx.update_account(disabled.id, Role::Agent, false, true).await.unwrap();
-        tx.commit().await.unwrap();
-        for (who, password) in [("ann", "wrong password"), ("nobody", "wrong password"), ("gone", PASSWORD)] {
+        for (who, password) in [("ann", "wrong password"), ("nobody", "wrong password")] {
             let before = auth::password_checks();
             let reply = sign_in(&app, who, password).await;
             assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{who}");
@@ -279,6 +275,132 @@ store_test! {
         let locked = sign_in(&app, "nobody", "wrong password").await;
         assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
         assert!(locked.text.contains("Too many failed sign-ins for this account"), "{}", locked.text);
+    }
+}
+
+store_test! {
+    async fn a_disabled_account_is_told_so_whatever_the_password_and_is_let_in_once_enabled(db: &TestDb) {
+        let app = app(db, false);
+        let admin = person(db, "admin", Role::Administrator).await;
+        let ann = person(db, "ann", Role::Agent).await;
+        assert_eq!(api(&app, Method::GET, "/api/v1/me", &ann.token, None).await.status, StatusCode::OK);
+        // An agent cannot disable anyone.
+        let refused = api(&app, Method::PATCH, &format!("/api/v1/accounts/{}", admin.id), &ann.token, Some(json!({"disabled": true}))).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        let disabled = api(&app, Method::PATCH, &format!("/api/v1/accounts/{}", ann.id), &admin.token, Some(json!({"disabled": true}))).await;
+        assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.text);
+        assert_eq!(disabled.json()["account"]["disabled"], true);
+        // Its API token and its session stop working at once.
+        let token = api(&app, Method::GET, "/api/v1/me", &ann.token, None).await;
+        assert_eq!(token.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(page(&app, Method::GET, "/connections", &ann, &[]).await.status, StatusCode::SEE_OTHER, "to the sign-in page");
+        // The same answer for the right and a wrong password, each after one argon2 check, and
+        // never a lock (no answer rewards a right guess, so there is nothing to slow down).
+        for password in [PASSWORD, "wrong password", PASSWORD, "wrong", "wrong", "wrong", "wrong"] {
+            let before = auth::password_checks();
+            let reply = sign_in(&app, "ann", password).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{password}: {}", reply.text);
+            assert!(reply.text.contains("This account is disabled. Ask an administrator to enable it again."), "{}", reply.text);
+            assert!(!reply.text.contains("Wrong username or password"), "{}", reply.text);
+            assert!(auth::password_checks() > before, "one argon2 verification");
+        }
+        // Enabled again: the token works, and a sign-in too (and is recorded).
+        let enabled = api(&app, Method::PATCH, &format!("/api/v1/accounts/{}", ann.id), &admin.token, Some(json!({"disabled": false}))).await;
+        assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.text);
+        assert_eq!(api(&app, Method::GET, "/api/v1/me", &ann.token, None).await.status, StatusCode::OK);
+        assert_eq!(sign_in(&app, "ann", PASSWORD).await.status, StatusCode::SEE_OTHER);
+        let listed = api(&app, Method::GET, "/api/v1/accounts", &admin.token, None).await;
+        let row = listed.json()["accounts"].as_array().unwrap().iter().find(|a| a["username"] == "ann").unwrap().clone();
+        assert_eq!(row["last_sign_in_at"], "2026-11-23T10:00:00.000000Z", "{row}");
+        // No one disables (or demotes) themselves, and the last enabled administrator stays so.
+        let own = api(&app, Method::PATCH, &format!("/api/v1/accounts/{}", admin.id), &admin.token, Some(json!({"disabled": true}))).await;
+        assert_eq!(own.status, StatusCode::CONFLICT, "{}", own.text);
+        let last = auth::change_account(&db.store, admin.id, auth::AccountChange { disabled: Some(true), ..Default::default() }).await.unwrap_err();
+        assert!(last.message.contains("\"admin\" is the last enabled administrator; it cannot be disabled"), "{}", last.message);
+        let second = person(db, "root", Role::Administrator).await;
+        let demoted = api(&app, Method::PATCH, &format!("/api/v1/accounts/{}", second.id), &admin.token, Some(json!({"role": "agent"}))).await;
+        assert_eq!(demoted.status, StatusCode::OK, "another administrator remains: {}", demoted.text);
+    }
+}
+
+store_test! {
+    async fn a_password_reset_gives_a_one_time_password_and_ends_the_sessions(db: &TestDb) {
+        let app = app(db, false);
+        let admin = person(db, "admin", Role::Administrator).await;
+        let ann = person(db, "ann", Role::Agent).await;
+        // Administrators only.
+        let refused = api(&app, Method::POST, &format!("/api/v1/accounts/{}/reset-password", admin.id), &ann.token, None).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        let own = api(&app, Method::POST, &format!("/api/v1/accounts/{}/reset-password", admin.id), &admin.token, None).await;
+        assert_eq!(own.status, StatusCode::CONFLICT, "{}", own.text);
+        assert!(own.json()["error"]["remedy"].as_str().unwrap().contains("/account"));
+        let missing = api(&app, Method::POST, "/api/v1/accounts/999/reset-password", &admin.token, None).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        // A lock from failed sign-ins is lifted with it.
+        for _ in 0..5 {
+            sign_in(&app, "ann", "not the password").await;
+        }
+        let reset = api(&app, Method::POST, &format!("/api/v1/accounts/{}/reset-password", ann.id), &admin.token, None).await;
+        assert_eq!(reset.status, StatusCode::OK, "{}", reset.text);
+        let password = reset.json()["one_time_password"].as_str().unwrap().to_owned();
+        assert!(password.len() >= 16);
+        assert_eq!(reset.json()["account"]["must_change_password"], true);
+        assert!(reset.json()["account"].get("password_hash").is_none());
+        // The session ended; the token is refused until a new password is chosen.
+        assert_eq!(page(&app, Method::GET, "/connections", &ann, &[]).await.status, StatusCode::SEE_OTHER);
+        let token = api(&app, Method::GET, "/api/v1/connections", &ann.token, None).await;
+        assert_eq!(token.status, StatusCode::FORBIDDEN);
+        assert_eq!(token.json()["error"]["code"], "password_change_required");
+        // The old password is gone; the one-time one leads to the password form.
+        assert_eq!(sign_in(&app, "ann", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+        let signed = sign_in(&app, "ann", &password).await;
+        assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.text);
+        assert_eq!(signed.location(), "/account");
+        // It is shown once: the account list never carries it.
+        let listed = api(&app, Method::GET, "/api/v1/accounts", &admin.token, None).await;
+        assert!(!listed.text.contains(&password));
+    }
+}
+
+store_test! {
+    async fn the_accounts_page_resets_disables_and_enables_with_a_confirmation(db: &TestDb) {
+        let app = app(db, false);
+        let admin = person(db, "admin", Role::Administrator).await;
+        let ann = person(db, "ann", Role::Agent).await;
+        let ann_id = ann.id.to_string();
+        let view = page(&app, Method::GET, "/admin/accounts", &admin, &[]).await;
+        assert!(view.text.contains("Last signed in") && view.text.contains("never"), "{}", view.text);
+        // One cannot pick oneself to reset or disable.
+        for id in ["reset-password", "disable-account"] {
+            let form = view.text.split(&format!("id=\"{id}\"")).nth(1).unwrap().split("</form>").next().unwrap();
+            assert!(form.contains(">ann</option>") && !form.contains(">admin</option>"), "{form}");
+        }
+        let own = page(&app, Method::POST, "/admin/accounts", &admin, &[("action", "reset"), ("account_id", &admin.id.to_string()), ("confirm", "on")]).await;
+        assert!(own.text.contains("Change your own password on your account page"), "{}", own.text);
+        // Nothing happens without the tick.
+        let unticked = page(&app, Method::POST, "/admin/accounts", &admin, &[("action", "reset"), ("account_id", &ann_id)]).await;
+        assert!(unticked.text.contains("Tick the box to confirm the reset of ann"), "{}", unticked.text);
+        assert_eq!(api(&app, Method::GET, "/api/v1/me", &ann.token, None).await.status, StatusCode::OK);
+        let reset = page(&app, Method::POST, "/admin/accounts", &admin, &[("action", "reset"), ("account_id", &ann_id), ("confirm", "on")]).await;
+        assert!(reset.text.contains("ann&#39;s password was reset") || reset.text.contains("ann's password was reset"), "{}", reset.text);
+        let shown = reset.text.split("<code id=\"shown-once\">").nth(1).unwrap().split('<').next().unwrap();
+        assert!(shown.len() >= 16, "{shown}");
+        assert_eq!(sign_in(&app, "ann", shown).await.location(), "/account");
+        // Disabling: confirmed, never oneself.
+        let own = page(&app, Method::POST, "/admin/accounts", &admin, &[("action", "disable"), ("account_id", &admin.id.to_string()), ("confirm", "on")]).await;
+        assert!(own.text.contains("You cannot disable your own account"), "{}", own.text);
+        let unticked = page(&app, Method::POST, "/admin/accounts", &admin, &[("action", "disable"), ("account_id", &ann_id)]).await;
+        assert!(unticked.text.contains("Tick the box to confirm disabling ann"), "{}", unticked.text);
+        let disabled = page(&app, Method::POST, "/admin/accounts", &admin, &[("action", "disable"), ("account_id", &ann_id), ("confirm", "on")]).await;
+        assert!(disabled.text.contains("ann is disabled"), "{}", disabled.text);
+        assert!(sign_in(&app, "ann", shown).await.text.contains("This account is disabled"));
+        let enabled = page(&app, Method::POST, "/admin/accounts", &admin, &[("action", "enable"), ("account_id", &ann_id)]).await;
+        assert!(enabled.text.contains("ann is enabled"), "{}", enabled.text);
+        assert_eq!(sign_in(&app, "ann", shown).await.status, StatusCode::SEE_OTHER);
+        // An agent reaches none of it.
+        let bob = person(db, "bob", Role::Agent).await;
+        let agent = page(&app, Method::POST, "/admin/accounts", &bob, &[("action", "disable"), ("account_id", &admin.id.to_string()), ("confirm", "on")]).await;
+        assert_eq!(agent.status, StatusCode::FORBIDDEN);
     }
 }
 

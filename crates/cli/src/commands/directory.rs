@@ -1,12 +1,23 @@
-use std::collections::BTreeMap;
+//! `deskbridge directory …`: what the desk's directory holds, as a table for people (customer and
+//! site names rather than ids; long cells cut on a terminal unless `--wide`), JSON for scripts
+//! or CSV for a spreadsheet; narrowed by `--customer NAME`, `--site NAME` and `--search TEXT`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal as _;
 
 use clap::{Args, ValueEnum};
-use deskbridge_core::RecordId;
+use deskbridge_core::{ErrorCode, RecordId};
 use deskbridge_store::Entity;
 use serde_json::Value;
 
+use super::directory_names::Names;
+use crate::error::CliError;
 use crate::output;
 use crate::settings::GlobalArgs;
+
+/// The widest a table cell is on a terminal (without `--wide`): one long email or serial
+/// number should not push every other column off the screen.
+const CELL_WIDTH: usize = 36;
 
 #[derive(Args, Debug)]
 pub struct DirectoryArgs {
@@ -22,6 +33,21 @@ pub struct DirectoryArgs {
     /// With `custom-rows`: the desk custom table to list.
     #[arg(long)]
     pub table: Option<String>,
+    /// Only the records of this customer (its name, ignoring case).
+    #[arg(long, value_name = "NAME")]
+    pub customer: Option<String>,
+    /// Only the records of this site (its name, ignoring case; with `--customer`, that
+    /// customer's site): users, agents and assets.
+    #[arg(long, value_name = "NAME")]
+    pub site: Option<String>,
+    /// Only records whose name, email or login (or serial or part number) contains this text,
+    /// ignoring case.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// Show whole cells: on a terminal, cells longer than 36 characters are cut with "…"
+    /// (never in --json, --csv or when the output goes to a pipe or file).
+    #[arg(long)]
+    pub wide: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -59,12 +85,29 @@ impl Listing {
     fn columns(self) -> &'static [&'static str] {
         match self {
             Self::Customers => &["id", "name", "tenant_ids", "active"],
-            Self::Sites => &["id", "customer_id", "name", "is_main", "active"],
-            Self::Users => &["id", "name", "email", "site_id", "active", "is_service_account"],
-            Self::Agents => &["id", "name", "email", "licence_type", "active", "roles"],
+            Self::Sites => &["id", "customer", "name", "is_main", "active"],
+            Self::Users => &[
+                "id",
+                "name",
+                "email",
+                "customer",
+                "site",
+                "active",
+                "is_service_account",
+            ],
+            Self::Agents => &[
+                "id",
+                "name",
+                "email",
+                "customer",
+                "site",
+                "licence_type",
+                "active",
+                "roles",
+            ],
             Self::Licences => &[
                 "id",
-                "customer_id",
+                "customer",
                 "part_number",
                 "friendly_name",
                 "consumed_units",
@@ -98,6 +141,7 @@ impl Listing {
                 "name",
                 "asset_type",
                 "serial_number",
+                "customer",
                 "user",
                 "site",
                 "status",
@@ -106,72 +150,146 @@ impl Listing {
             Self::CustomRows => &["id", "source"],
         }
     }
+
+    /// Whether a row has a site to filter on.
+    fn has_site(self) -> bool {
+        matches!(self, Self::Users | Self::Agents | Self::Assets)
+    }
+}
+
+/// Fields `--search` looks in (those a row has).
+const SEARCHED: &[&str] = &[
+    "name",
+    "email",
+    "network_login",
+    "serial_number",
+    "part_number",
+    "friendly_name",
+    "resource_name",
+];
+
+fn matches_search(row: &serde_json::Map<String, Value>, needle: &str) -> bool {
+    SEARCHED.iter().any(|field| {
+        row.get(*field)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.to_lowercase().contains(needle))
+    })
+}
+
+/// Refuses filters that mean nothing for the listing, saying which go with what.
+fn check_filters(args: &DirectoryArgs) -> Result<(), CliError> {
+    let invalid = |text: &str| Err(CliError::new(ErrorCode::InvalidInput, text));
+    if matches!(args.what, Listing::CustomRows) {
+        if args.customer.is_some() || args.site.is_some() || args.search.is_some() {
+            return invalid("--customer, --site and --search do not go with custom-rows");
+        }
+        return Ok(());
+    }
+    if args.table.is_some() {
+        return invalid("--table goes with custom-rows only");
+    }
+    if matches!(args.what, Listing::Customers) && args.customer.is_some() {
+        return invalid("to find customers by name use --search TEXT; --customer narrows the other listings");
+    }
+    if args.site.is_some() && !args.what.has_site() {
+        return invalid("--site goes with users, agents and assets");
+    }
+    Ok(())
 }
 
 const PAGE: u32 = 500;
 
 pub async fn run(global: &GlobalArgs, args: DirectoryArgs) -> anyhow::Result<()> {
+    check_filters(&args)?;
     if matches!(args.what, Listing::CustomRows) {
         return custom_rows(global, &args).await;
     }
-    if args.table.is_some() {
-        anyhow::bail!("--table goes with custom-rows only");
-    }
     let store = global.open_store().await?;
     let mut tx = store.read().await?;
+    let result = read(&mut tx, &args).await;
+    tx.commit().await?;
+    store.close().await;
+    let rows = result?;
+    print(&args, args.what.columns(), &rows)
+}
+
+/// The listing's rows, each with its customer's and site's names, narrowed by the filters.
+async fn read(tx: &mut deskbridge_store::StoreTx, args: &DirectoryArgs) -> anyhow::Result<Vec<Value>> {
+    let entity = args.what.entity();
+    let mut names = Names::load(tx).await?;
+    let customers = args
+        .customer
+        .as_deref()
+        .map(|name| names.customers_named(name))
+        .transpose()?;
+    let sites = args
+        .site
+        .as_deref()
+        .map(|name| names.sites_named(name, customers.as_ref()))
+        .transpose()?;
+    let needle = args
+        .search
+        .as_deref()
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty());
+    let wanted = |set: &Option<BTreeSet<i64>>, id: Option<i64>| {
+        set.as_ref()
+            .is_none_or(|set| id.is_some_and(|id| set.contains(&id)))
+    };
     let mut rows: Vec<Value> = Vec::new();
     let mut after = None;
     loop {
-        let page = tx.list(args.what.entity(), after, PAGE).await?;
+        let page = tx.list(entity, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
-        rows.extend(page.iter().map(|r| r.to_json()));
+        for record in &page {
+            let Value::Object(mut row) = record.to_json() else {
+                continue;
+            };
+            if needle.as_deref().is_some_and(|n| !matches_search(&row, n)) {
+                continue;
+            }
+            let owner = names.owner(tx, entity, &row).await?;
+            if !wanted(&customers, owner.customer) || !wanted(&sites, owner.site) {
+                continue;
+            }
+            if entity != Entity::Customer {
+                row.insert(
+                    "customer".into(),
+                    owner
+                        .customer
+                        .map_or(Value::Null, |c| Value::String(names.customer(c))),
+                );
+            }
+            if args.what.has_site() {
+                row.insert(
+                    "site".into(),
+                    owner.site.map_or(Value::Null, |s| Value::String(names.site(s))),
+                );
+            }
+            rows.push(Value::Object(row));
+        }
     }
     if matches!(args.what, Listing::Assets) {
-        name_asset_references(&mut tx, &mut rows).await?;
+        name_asset_references(tx, &mut rows).await?;
     }
-    if matches!(args.what, Listing::Subscriptions | Listing::Usage) {
-        name_customers(&mut tx, &mut rows).await?;
-    }
-    tx.commit().await?;
-    store.close().await;
+    Ok(rows)
+}
+
+/// Prints rows as JSON, CSV or a table (cells cut on a terminal unless `--wide`).
+fn print(args: &DirectoryArgs, columns: &[&str], rows: &[Value]) -> anyhow::Result<()> {
     if args.json {
-        crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(rows)?);
     } else if args.csv {
-        crate::output::out!("{}", deskbridge_core::csv::to_csv(args.what.columns(), &rows));
+        crate::output::out!("{}", deskbridge_core::csv::to_csv(columns, rows));
     } else {
-        crate::output::out!("{}", output::table(args.what.columns(), &rows));
+        let width = (!args.wide && std::io::stdout().is_terminal()).then_some(CELL_WIDTH);
+        crate::output::out!("{}", output::table_cut(columns, rows, width));
     }
     Ok(())
 }
 
-/// Adds each row's customer name (`customer`) beside its `customer_id`.
-async fn name_customers(tx: &mut deskbridge_store::StoreTx, rows: &mut [Value]) -> anyhow::Result<()> {
-    let mut names: BTreeMap<i64, String> = BTreeMap::new();
-    for row in rows.iter_mut() {
-        let Value::Object(record) = row else { continue };
-        let Some(id) = record.get("customer_id").and_then(Value::as_i64) else {
-            record.insert("customer".into(), Value::Null);
-            continue;
-        };
-        let name = match names.get(&id) {
-            Some(name) => name.clone(),
-            None => {
-                let name = tx
-                    .get(Entity::Customer, RecordId(id))
-                    .await?
-                    .and_then(|r| r.text("name").map(str::to_owned))
-                    .unwrap_or_else(|| format!("#{id} (gone)"));
-                names.insert(id, name.clone());
-                name
-            }
-        };
-        record.insert("customer".into(), Value::String(name));
-    }
-    Ok(())
-}
-
-/// Adds the names an asset's ids stand for (`asset_type`, `user`, `site`, and `source`: the
+/// Adds the names an asset's ids stand for (`asset_type`, `user`, and `source`: the
 /// connection and device id it came from), so the listing says "Ann Lee", not "user 7".
 async fn name_asset_references(tx: &mut deskbridge_store::StoreTx, rows: &mut [Value]) -> anyhow::Result<()> {
     let mut names: BTreeMap<(Entity, i64), String> = BTreeMap::new();
@@ -186,7 +304,6 @@ async fn name_asset_references(tx: &mut deskbridge_store::StoreTx, rows: &mut [V
         for (field, entity, label) in [
             ("asset_type_id", Entity::AssetType, "asset_type"),
             ("user_id", Entity::User, "user"),
-            ("site_id", Entity::Site, "site"),
         ] {
             let Some(id) = asset.get(field).and_then(Value::as_i64) else {
                 asset.insert(label.into(), Value::Null);
@@ -281,12 +398,5 @@ async fn custom_rows(global: &GlobalArgs, args: &DirectoryArgs) -> anyhow::Resul
     let mut names: Vec<&str> = vec!["id"];
     names.extend(columns.keys().map(String::as_str));
     names.push("source");
-    if args.json {
-        crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
-    } else if args.csv {
-        crate::output::out!("{}", deskbridge_core::csv::to_csv(&names, &rows));
-    } else {
-        crate::output::out!("{}", output::table(&names, &rows));
-    }
-    Ok(())
+    print(args, &names, &rows)
 }

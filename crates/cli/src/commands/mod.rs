@@ -8,6 +8,7 @@ pub mod csp;
 pub mod custom_tables;
 pub mod demo;
 pub mod directory;
+pub mod directory_names;
 pub mod keys;
 pub mod loopback;
 pub mod mappings;

@@ -1,13 +1,14 @@
 //! Accounts (administrators only): listing, adding (with a one-time password, returned once),
-//! changing role, rights or disabled state, and deleting. No one can demote, disable or delete
-//! their own account.
+//! resetting a password (a new one-time password, returned once), changing role, rights or
+//! disabled state, and deleting. No one can reset their own password (they change it), nor
+//! demote, disable or delete their own account, and the last enabled administrator stays one.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use deskbridge_store::{Account, Role, SignInFailures, SignInSubject, WriteContext};
+use deskbridge_store::{Account, Role, SignInFailures, WriteContext};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -26,41 +27,18 @@ struct NewAccountBody {
     can_configure_connections: bool,
 }
 
-/// Accounts with their sign-in state: `locked_until` (RFC 3339, while failed sign-ins block the
-/// account) and `failed_sign_ins` (failures in a row).
+/// Accounts with their sign-in state (see [`auth::accounts_with_sign_in_state`]).
 pub(crate) async fn accounts_with_sign_in_state(
     state: &AppState,
 ) -> ApiResult<Vec<(Account, Option<SignInFailures>)>> {
-    let now = state.store.now();
-    let mut tx = state.store.read().await?;
-    let accounts = tx.accounts().await?;
-    let mut out = Vec::with_capacity(accounts.len());
-    for account in accounts {
-        let failures = tx
-            .sign_in_failures(SignInSubject::Account, &auth::account_key(&account.username))
-            .await?
-            .map(|mut f| {
-                f.blocked_until = f.blocked_at(now).map(deskbridge_store::format_timestamp);
-                f
-            });
-        out.push((account, failures));
-    }
-    tx.commit().await?;
-    Ok(out)
-}
-
-fn account_json(account: &Account, failures: Option<&SignInFailures>) -> Value {
-    let mut value = json!(account);
-    value["locked_until"] = json!(failures.and_then(|f| f.blocked_until.clone()));
-    value["failed_sign_ins"] = json!(failures.map_or(0, |f| f.failures));
-    value
+    auth::accounts_with_sign_in_state(&state.store).await
 }
 
 pub(super) async fn list_accounts(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let accounts = accounts_with_sign_in_state(&state).await?;
     let accounts: Vec<Value> = accounts
         .iter()
-        .map(|(a, f)| account_json(a, f.as_ref()))
+        .map(|(a, f)| auth::account_json(a, f.as_ref()))
         .collect();
     Ok(Json(json!({ "accounts": accounts })))
 }
@@ -80,8 +58,29 @@ pub(super) async fn unlock_account(
     let unlocked = auth::unlock_account(&state.store, &account.username).await?;
     tracing::info!(account = %account.username, unlocked, "an administrator lifted a sign-in block");
     Ok(Json(
-        json!({ "account": account_json(&account, None), "unlocked": unlocked }),
+        json!({ "account": auth::account_json(&account, None), "unlocked": unlocked }),
     ))
+}
+
+/// Gives the account a new one-time password, returned once; its sessions end, and it must
+/// choose its own password at its next sign-in.
+pub(super) async fn reset_password(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id, "account")?;
+    // A reset would sign the caller out: its own password changes with the current one.
+    if id == caller.account.id {
+        return Err(ApiError::conflict("you cannot reset your own password")
+            .with_remedy("Change it on the account page (/account), with your current password."));
+    }
+    let reset = auth::reset_password(&state.store, id).await?;
+    tracing::info!(account = %reset.account.username, "an administrator reset a password");
+    Ok(Json(json!({
+        "account": reset.account,
+        "one_time_password": reset.one_time_password,
+    })))
 }
 
 pub(super) async fn create_account(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
@@ -119,28 +118,23 @@ pub(super) async fn edit_account(
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id, "account")?;
     let body: EditAccountBody = parse_body(&body)?;
-    let mut tx = state.store.begin(WriteContext::manual()).await?;
-    let account = tx
-        .account(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no account {id}")))?;
-    let role = body.role.unwrap_or(account.role);
-    let disabled = body.disabled.unwrap_or(account.disabled);
-    if id == caller.account.id && (role != Role::Administrator || disabled) {
+    if id == caller.account.id
+        && (body.role.is_some_and(|r| r != Role::Administrator) || body.disabled == Some(true))
+    {
         return Err(ApiError::conflict(
             "you cannot demote or disable your own account; another administrator can",
         ));
     }
-    tx.update_account(
+    let updated = auth::change_account(
+        &state.store,
         id,
-        role,
-        body.can_configure_connections
-            .unwrap_or(account.can_configure_connections),
-        disabled,
+        auth::AccountChange {
+            role: body.role,
+            can_configure_connections: body.can_configure_connections,
+            disabled: body.disabled,
+        },
     )
     .await?;
-    let updated = tx.account(id).await?;
-    tx.commit().await?;
     Ok(Json(json!({ "account": updated })))
 }
 

@@ -155,6 +155,10 @@ pub fn routes() -> Router<AppState> {
             post(accounts::unlock_account),
         )
         .route(
+            "/api/v1/accounts/{account_id}/reset-password",
+            post(accounts::reset_password),
+        )
+        .route(
             "/api/v1/tokens",
             get(tokens::list_tokens).post(tokens::create_token),
         )

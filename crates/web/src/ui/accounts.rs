@@ -1,16 +1,21 @@
-//! Administering accounts (administrators only): the list of accounts and adding one, which
-//! gets a one-time password shown once.
+//! Administering accounts (administrators only): the list of accounts, adding one (it gets a
+//! one-time password shown once), unlocking one, resetting a password (a new one-time password,
+//! shown once) and disabling or enabling one. Each change is confirmed with a tick box, and no
+//! one can disable their own account here.
 
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
-use deskbridge_store::Role;
+use deskbridge_store::{Account, Role};
 
 use super::html::{Field, Page, Section, cell, checkbox, form, hidden, select, text_field};
-use super::{UiResult, field, parse_form};
+use super::{UiError, UiResult, field, parse_form};
 use crate::AppState;
 use crate::access::Caller;
 use crate::{api, auth};
+
+/// A submitted form.
+type Fields = std::collections::HashMap<String, String>;
 
 async fn accounts_view(
     state: &AppState,
@@ -48,6 +53,7 @@ async fn accounts_view(
                     },
                     None => String::new(),
                 }),
+                cell(a.last_sign_in_at.as_deref().unwrap_or("never")),
                 cell(&a.created_at),
             ]
         })
@@ -81,6 +87,67 @@ async fn accounts_view(
             ],
         ));
     create.secret = secret.to_owned();
+    let usernames = |keep: &dyn Fn(&Account) -> bool| -> Vec<(String, String)> {
+        accounts
+            .iter()
+            .filter(|(a, _)| keep(a))
+            .map(|(a, _)| (a.id.to_string(), a.username.clone()))
+            .collect()
+    };
+    // One's own password is changed on the account page, with the current one.
+    let others = usernames(&|a| a.id != caller.account.id);
+    let mut manage = Section::titled("Reset a password or disable an account").text(
+        "A reset gives the account a new one-time password, shown once here; its sessions end and it \
+         must choose its own password at its next sign-in. A disabled account cannot sign in, its \
+         sessions end and its API tokens are refused until it is enabled again. You change your own \
+         password on your account page, and cannot disable your own account, nor the last enabled \
+         administrator.",
+    );
+    if !others.is_empty() {
+        let mut reset = form(
+            "reset-password",
+            "/admin/accounts",
+            "Reset password",
+            vec![
+                hidden("action", "reset"),
+                choose("account_id", "Account", &others),
+                checkbox(
+                    "confirm",
+                    "Yes, replace its password and sign it out everywhere",
+                    false,
+                ),
+            ],
+        );
+        reset.danger = true;
+        manage = manage.form(reset);
+    }
+    let can_disable = usernames(&|a| !a.disabled && a.id != caller.account.id);
+    if !can_disable.is_empty() {
+        let mut disable = form(
+            "disable-account",
+            "/admin/accounts",
+            "Disable account",
+            vec![
+                hidden("action", "disable"),
+                choose("account_id", "Account", &can_disable),
+                checkbox("confirm", "Yes, disable it and sign it out", false),
+            ],
+        );
+        disable.danger = true;
+        manage = manage.form(disable);
+    }
+    let disabled = usernames(&|a| a.disabled);
+    if !disabled.is_empty() {
+        manage = manage.form(form(
+            "enable-account",
+            "/admin/accounts",
+            "Enable account",
+            vec![
+                hidden("action", "enable"),
+                choose("account_id", "Disabled account", &disabled),
+            ],
+        ));
+    }
     Ok(page
         .section(Section::default().table(
             &[
@@ -89,6 +156,7 @@ async fn accounts_view(
                 "Can configure connections",
                 "State",
                 "Sign-in",
+                "Last signed in",
                 "Created",
             ],
             rows,
@@ -97,6 +165,11 @@ async fn accounts_view(
             Section::default()
         } else {
             locked
+        })
+        .section(if manage.forms.is_empty() {
+            Section::default()
+        } else {
+            manage
         })
         .section(create)
         .render())
@@ -115,8 +188,12 @@ pub(super) async fn create_account(
     body: Bytes,
 ) -> UiResult {
     let f = parse_form(&body);
-    if field(&f, "action") == "unlock" {
-        return unlock(&state, &caller, field(&f, "account_id")).await;
+    match field(&f, "action") {
+        "unlock" => return unlock(&state, &caller, field(&f, "account_id")).await,
+        "reset" => return reset(&state, &caller, &f).await,
+        "disable" => return set_disabled(&state, &caller, &f, true).await,
+        "enable" => return set_disabled(&state, &caller, &f, false).await,
+        _ => {}
     }
     let role = Role::parse(field(&f, "role")).unwrap_or(Role::Agent);
     match auth::create_account(
@@ -154,4 +231,100 @@ async fn unlock(state: &AppState, caller: &Caller, account_id: &str) -> UiResult
         format!("{} was not locked.", account.username)
     };
     accounts_view(state, caller, &flash, "", "").await
+}
+
+/// A select of accounts, by username (the value is the id).
+fn choose(name: &'static str, label: &str, accounts: &[(String, String)]) -> super::html::Field {
+    let options: Vec<(&str, &str)> = accounts
+        .iter()
+        .map(|(id, username)| (id.as_str(), username.as_str()))
+        .collect();
+    select(name, label, "", &options)
+}
+
+/// The account a form names: `Ok(Err(what is wrong))` to show on the page again.
+async fn chosen(state: &AppState, f: &Fields) -> Result<Result<Account, String>, UiError> {
+    let Ok(id) = field(f, "account_id").parse::<i64>() else {
+        return Ok(Err("Choose an account.".into()));
+    };
+    let mut tx = state.store.read().await?;
+    let account = tx.account(id).await?;
+    tx.commit().await?;
+    Ok(account.ok_or_else(|| format!("There is no account {id} any more.")))
+}
+
+async fn reset(state: &AppState, caller: &Caller, f: &Fields) -> UiResult {
+    let account = match chosen(state, f).await? {
+        Ok(account) => account,
+        Err(e) => return accounts_view(state, caller, "", &e, "").await,
+    };
+    if account.id == caller.account.id {
+        return accounts_view(
+            state,
+            caller,
+            "",
+            "Change your own password on your account page, with your current one.",
+            "",
+        )
+        .await;
+    }
+    if field(f, "confirm") != "on" {
+        let error = format!(
+            "Tick the box to confirm the reset of {}'s password.",
+            account.username
+        );
+        return accounts_view(state, caller, "", &error, "").await;
+    }
+    match auth::reset_password(&state.store, account.id).await {
+        Ok(reset) => {
+            tracing::info!(account = %account.username, "an administrator reset a password");
+            let flash = format!(
+                "{}'s password was reset and its sessions ended. Give it the one-time password below; it \
+                 chooses its own at its next sign-in.",
+                account.username
+            );
+            accounts_view(state, caller, &flash, "", &reset.one_time_password).await
+        }
+        Err(e) => accounts_view(state, caller, "", &e.message, "").await,
+    }
+}
+
+async fn set_disabled(state: &AppState, caller: &Caller, f: &Fields, disabled: bool) -> UiResult {
+    let account = match chosen(state, f).await? {
+        Ok(account) => account,
+        Err(e) => return accounts_view(state, caller, "", &e, "").await,
+    };
+    if disabled && account.id == caller.account.id {
+        return accounts_view(
+            state,
+            caller,
+            "",
+            "You cannot disable your own account; another administrator can.",
+            "",
+        )
+        .await;
+    }
+    if disabled && field(f, "confirm") != "on" {
+        let error = format!("Tick the box to confirm disabling {}.", account.username);
+        return accounts_view(state, caller, "", &error, "").await;
+    }
+    let change = auth::AccountChange {
+        disabled: Some(disabled),
+        ..auth::AccountChange::default()
+    };
+    match auth::change_account(&state.store, account.id, change).await {
+        Ok(changed) => {
+            tracing::info!(account = %changed.username, disabled, "an administrator changed an account's state");
+            let flash = if disabled {
+                format!(
+                    "{} is disabled: it is signed out, cannot sign in and its API tokens are refused.",
+                    changed.username
+                )
+            } else {
+                format!("{} is enabled: it can sign in again.", changed.username)
+            };
+            accounts_view(state, caller, &flash, "", "").await
+        }
+        Err(e) => accounts_view(state, caller, "", &e.message, "").await,
+    }
 }

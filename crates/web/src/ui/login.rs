@@ -186,12 +186,25 @@ pub(super) async fn login(
             state.secure_cookies,
         ));
     }
-    // One argon2 verification whatever the case: unknown, disabled or active account.
+    // One argon2 verification whatever the case: unknown, disabled or active account, so the time
+    // taken tells nothing either.
     let (account, hash) = match found {
         Some((account, hash)) => (Some(account), Some(hash)),
         None => (None, None),
     };
     let verified = auth::verify_sign_in(field(&form, "password"), hash).await;
+    // A disabled account gets the same answer whatever the password, so it tells nothing about
+    // the password; and as no answer rewards a right guess, it is not counted as a failure.
+    if account.as_ref().is_some_and(|a| a.disabled) {
+        tracing::warn!("a sign-in to a disabled account was refused");
+        return Ok(login_page_with(
+            &next,
+            &fresh,
+            "This account is disabled. Ask an administrator to enable it again.",
+            state.secure_cookies,
+            StatusCode::FORBIDDEN,
+        ));
+    }
     let account = match account {
         Some(account) if verified && !account.disabled => account,
         _ => {
@@ -233,6 +246,7 @@ pub(super) async fn login(
     let mut tx = state.store.begin(WriteContext::manual()).await?;
     tx.clear_sign_in_failures(SignInSubject::Account, &account_key)
         .await?;
+    tx.record_sign_in(account.id).await?;
     tx.commit().await?;
     let token = auth::random_token(32);
     let csrf = auth::random_token(32);
