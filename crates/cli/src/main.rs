@@ -63,6 +63,12 @@ enum Command {
         #[command(subcommand)]
         command: commands::custom_tables::CustomTablesCommand,
     },
+    /// The desk's custom fields, which field mappings fill (`custom:<name>`): define one, list
+    /// them, set an option's external id (the source's option value it stands for).
+    CustomFields {
+        #[command(subcommand)]
+        command: commands::custom_fields::CustomFieldsCommand,
+    },
     /// A CSP connection's customer tenants: which desk customer each goes to (or none), and its
     /// licence import type.
     Tenants {
@@ -136,6 +142,7 @@ fn main() -> ExitCode {
             Command::Keys { command } => commands::keys::run(&cli.global, command).await,
             Command::Directory(args) => commands::directory::run(&cli.global, args).await,
             Command::CustomTables { command } => commands::custom_tables::run(&cli.global, command).await,
+            Command::CustomFields { command } => commands::custom_fields::run(&cli.global, command).await,
             Command::Tenants { command } => commands::tenants::run(&cli.global, command).await,
             Command::Subscriptions { command } => commands::subscriptions::run(&cli.global, command).await,
             Command::Check(args) => commands::check::run(&cli.global, args).await,

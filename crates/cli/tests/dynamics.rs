@@ -223,7 +223,7 @@ async fn a_dynamics_connection_is_added_checked_and_synced_from_the_cli() {
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr)
-            .contains("a dynamics connection syncs directory, custom_tables"),
+            .contains("a dynamics connection syncs customers, directory, custom_tables"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
@@ -279,4 +279,158 @@ async fn a_dynamics_connection_is_added_checked_and_synced_from_the_cli() {
         String::from_utf8_lossy(&missing.stderr)
             .contains("there is no custom table \"nope\"; the desk's custom tables are: contracts")
     );
+}
+
+#[test]
+fn custom_fields_are_defined_with_options_whose_external_ids_map_option_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_deskbridge"));
+        c.args(args)
+            .env("DESKBRIDGE_DATA_DIR", dir.path())
+            .env_remove("DESKBRIDGE_DATABASE_URL");
+        c.output().unwrap()
+    };
+    let run = |args: &[&str]| {
+        let out = command(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let added = run(&[
+        "custom-fields",
+        "add",
+        "--entity",
+        "user",
+        "--name",
+        "hobbies",
+        "--type",
+        "multi_select",
+        "--option",
+        "Reading=1",
+        "--option",
+        "Swimming=9",
+        "--option",
+        "Travel",
+    ]);
+    assert!(
+        added.contains("custom field hobbies defined on user records"),
+        "{added}"
+    );
+    assert!(
+        added.contains("with 3 option(s); map it with the target custom:hobbies"),
+        "{added}"
+    );
+    run(&[
+        "custom-fields",
+        "add",
+        "--entity",
+        "customer",
+        "--name",
+        "employees",
+        "--type",
+        "number",
+    ]);
+    run(&[
+        "custom-fields",
+        "set-option",
+        "--entity",
+        "user",
+        "--field",
+        "hobbies",
+        "--value",
+        "Travel",
+        "--external-id",
+        "10",
+    ]);
+    let listed: Value = serde_json::from_str(&run(&["custom-fields", "list", "--json"])).unwrap();
+    let hobbies = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "hobbies")
+        .unwrap();
+    assert_eq!(hobbies["options"], "Reading=1, Swimming=9, Travel=10", "{listed}");
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["entity"] == "customer" && f["type"] == "number"),
+        "{listed}"
+    );
+    let table = run(&["custom-fields", "list"]);
+    assert!(table.contains("Reading=1, Swimming=9, Travel=10"), "{table}");
+    // An unknown option, a select without options and an unknown entity are refused by name.
+    let wrong = command(&[
+        "custom-fields",
+        "set-option",
+        "--entity",
+        "user",
+        "--field",
+        "hobbies",
+        "--value",
+        "Golf",
+        "--external-id",
+        "3",
+    ]);
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains(
+            "the custom field hobbies has no option \"Golf\" (its options: Reading, Swimming, Travel)"
+        ),
+        "{stderr}"
+    );
+    let bare = command(&[
+        "custom-fields",
+        "add",
+        "--entity",
+        "user",
+        "--name",
+        "tier",
+        "--type",
+        "single_select",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&bare.stderr).contains("needs its options"),
+        "{}",
+        String::from_utf8_lossy(&bare.stderr)
+    );
+    let nowhere = command(&[
+        "custom-fields",
+        "add",
+        "--entity",
+        "ticket",
+        "--name",
+        "x",
+        "--type",
+        "text",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&nowhere.stderr)
+            .contains("custom fields are on user, agent, site, asset, customer")
+    );
+    run(&[
+        "custom-fields",
+        "set-option",
+        "--entity",
+        "user",
+        "--field",
+        "hobbies",
+        "--value",
+        "Travel",
+        "--clear",
+    ]);
+    let listed: Value = serde_json::from_str(&run(&["custom-fields", "list", "--json"])).unwrap();
+    let hobbies = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "hobbies")
+        .unwrap();
+    assert_eq!(hobbies["options"], "Reading=1, Swimming=9, Travel");
 }

@@ -111,7 +111,7 @@ async fn mappings_round_trip_and_invalid_ones_are_refused() {
     };
     let mismatch = set_fields(json!([with_target("last_sign_in")]));
     assert!(
-        mismatch.contains("type mismatch: Graph property 'displayName' is text"),
+        mismatch.contains("type mismatch: source property 'displayName' is text"),
         "{mismatch}"
     );
     assert!(mismatch.contains("'last_sign_in'"), "{mismatch}");

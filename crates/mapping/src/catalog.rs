@@ -54,6 +54,10 @@ pub struct CustomField {
     /// Allowed values of a single or multi select.
     #[serde(default)]
     pub options: Vec<String>,
+    /// The options' external ids (the source's option values, e.g. a Dataverse choice's
+    /// `100000001`) → the option's value: how an option-set source value is mapped, value by value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub option_ids: BTreeMap<String, String>,
     /// Which records carry it.
     #[serde(default = "default_custom_field_entity")]
     pub entity: CustomFieldEntity,
@@ -97,6 +101,11 @@ pub enum SourceType {
     ObjectCollection,
     /// The `manager` navigation property.
     Manager,
+    /// A choice (Dataverse option set): an integer option value, mapped to a desk select option
+    /// through the option's external id.
+    OptionSet,
+    /// A multi-select choice: option values as Dataverse sends them, `"1,9"`.
+    MultiOptionSet,
 }
 
 impl SourceType {
@@ -110,6 +119,8 @@ impl SourceType {
             Self::Object => "object",
             Self::ObjectCollection => "object collection",
             Self::Manager => "manager reference",
+            Self::OptionSet => "option set",
+            Self::MultiOptionSet => "multi-select option set",
         }
     }
 }

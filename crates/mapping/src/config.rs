@@ -126,6 +126,41 @@ impl MappingConfig {
             .chain(self.service_accounts.iter().filter_map(|s| s.group.clone()))
             .collect()
     }
+
+    /// The source properties (their first path segment) that the field mappings and the site
+    /// mappings' filters and targets read: what a source must know the types of before the
+    /// configuration is validated. A filter that does not parse names none (validation says why).
+    pub fn properties_read(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut add = |path: &str| {
+            if let Some(root) = path.split('/').next().filter(|r| !r.is_empty()) {
+                out.insert(root.to_owned());
+            }
+        };
+        for field in self.user_fields.iter().chain(&self.agent_fields) {
+            match &field.source {
+                FieldSource::Property(path) => add(path),
+                FieldSource::Template(template) => crate::fields::template_properties(template)
+                    .into_iter()
+                    .for_each(&mut add),
+            }
+        }
+        for mapping in &self.site_mappings {
+            if let Some(expr) = mapping
+                .filter
+                .as_deref()
+                .and_then(|f| deskbridge_odata::parse(f).ok())
+            {
+                expr.root_properties().iter().for_each(|p| add(p));
+            }
+            match &mapping.target {
+                SiteTarget::CustomerByField { field, .. } => add(field),
+                SiteTarget::ImportedCustomer { property, .. } => add(property),
+                _ => {}
+            }
+        }
+        out
+    }
 }
 
 impl MappingConfig {

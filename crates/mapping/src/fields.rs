@@ -19,6 +19,55 @@ pub(crate) enum FieldKind {
     Manager,
     /// `default_team_id`, from a team name.
     TeamByName,
+    /// A single select filled from an option set: each option value through the desk options'
+    /// external ids.
+    OptionSet(OptionIds),
+    /// A multi select filled from a multi-select option set (`"1,9"`), value by value.
+    MultiOptionSet(OptionIds),
+}
+
+/// A select's options by external id, for filling it from an option set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OptionIds {
+    /// The custom field's name, for messages.
+    pub(crate) field: String,
+    /// External id → option value.
+    pub(crate) by_id: std::collections::BTreeMap<String, String>,
+    pub(crate) options: Vec<String>,
+}
+
+impl OptionIds {
+    fn of(field: &CustomField) -> Self {
+        Self {
+            field: field.name.clone(),
+            by_id: field.option_ids.clone(),
+            options: field.options.clone(),
+        }
+    }
+
+    /// The option whose external id is `id`, or what to do about it.
+    fn option(&self, id: &str) -> Result<Value, String> {
+        self.by_id.get(id).map(|v| Value::String(v.clone())).ok_or_else(|| {
+            let mapped = if self.by_id.is_empty() {
+                "none of its options has one yet".to_owned()
+            } else {
+                format!(
+                    "its options' external ids are {}",
+                    self.by_id
+                        .iter()
+                        .map(|(id, v)| format!("{id} ({v})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            format!(
+                "option value {id} has no desk option: give one of the options of custom field '{}' ({}) the \
+                 external id {id} ({mapped})",
+                self.field,
+                self.options.join(", ")
+            )
+        })
+    }
 }
 
 impl FieldKind {
@@ -32,6 +81,8 @@ impl FieldKind {
             Self::MultiSelect(_) => "multi select",
             Self::Manager => "line manager",
             Self::TeamByName => "team (by name)",
+            Self::OptionSet(_) => "single select (by the options' external ids)",
+            Self::MultiOptionSet(_) => "multi select (by the options' external ids)",
         }
     }
 
@@ -46,10 +97,40 @@ impl FieldKind {
             Self::Boolean => source == G::Boolean,
             Self::Number => source == G::Integer,
             Self::Date => source == G::DateTime,
-            Self::SingleSelect(_) | Self::TeamByName => source == G::String,
-            Self::MultiSelect(_) => matches!(source, G::String | G::StringCollection),
+            // An option set fills a select value by value (see `option_set_kind`); a multi-select
+            // one only a multi select, as the guide says.
+            Self::SingleSelect(_) => matches!(source, G::String | G::OptionSet),
+            Self::TeamByName => source == G::String,
+            Self::MultiSelect(_) => matches!(source, G::String | G::StringCollection | G::MultiOptionSet),
             Self::Manager => source == G::Manager,
+            Self::OptionSet(_) => source == G::OptionSet,
+            Self::MultiOptionSet(_) => source == G::MultiOptionSet,
         }
+    }
+}
+
+/// The kind a custom select `target` takes when a source property of type `source` fills it: an
+/// option set is mapped through the options' external ids, not their labels. `None`: the kind
+/// [`target_kind`] gave stays.
+pub(crate) fn option_set_kind(
+    kind: RecordKind,
+    target: &str,
+    source: SourceType,
+    catalog: &Catalog,
+) -> Option<FieldKind> {
+    let entity = match kind {
+        RecordKind::User => CustomFieldEntity::User,
+        RecordKind::Agent => CustomFieldEntity::Agent,
+    };
+    let field = catalog.custom_field(target.strip_prefix("custom:")?, entity)?;
+    match (source, field.field_type) {
+        (SourceType::OptionSet, CustomFieldType::SingleSelect) => {
+            Some(FieldKind::OptionSet(OptionIds::of(field)))
+        }
+        (SourceType::MultiOptionSet, CustomFieldType::MultiSelect) => {
+            Some(FieldKind::MultiOptionSet(OptionIds::of(field)))
+        }
+        _ => None,
     }
 }
 
@@ -336,6 +417,45 @@ pub(crate) fn convert(kind: &FieldKind, value: &Value) -> Result<Value, String> 
             Ok(Value::Array(chosen))
         }
         Kind::Manager => Err("the line manager is set from 'manager' only".into()),
+        Kind::OptionSet(ids) => match value {
+            Value::Number(n) if n.is_i64() => ids.option(&n.to_string()),
+            _ => Err(format!(
+                "{} is not an option value (a whole number)",
+                short(value)
+            )),
+        },
+        Kind::MultiOptionSet(ids) => {
+            let Value::String(text) = value else {
+                return Err(format!(
+                    "{} is not a multi-select option set's values (text such as \"1,9\")",
+                    short(value)
+                ));
+            };
+            let mut chosen = Vec::new();
+            let mut unmapped = Vec::new();
+            for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                if part.parse::<i64>().is_err() {
+                    return Err(format!(
+                        "'{part}' of {} is not an option value (a whole number)",
+                        short(value)
+                    ));
+                }
+                match ids.option(part) {
+                    Ok(option) => chosen.push(option),
+                    Err(why) => unmapped.push(why),
+                }
+            }
+            if let Some(first) = unmapped.first() {
+                return Err(if unmapped.len() == 1 {
+                    first.clone()
+                } else {
+                    format!("{} option values have no desk option; {first}", unmapped.len())
+                });
+            }
+            chosen.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            chosen.dedup();
+            Ok(Value::Array(chosen))
+        }
     }
 }
 
@@ -354,6 +474,49 @@ fn short(value: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn option_sets_map_each_value_through_the_options_external_ids() {
+        let ids = OptionIds {
+            field: "hobbies".into(),
+            by_id: [("1", "Reading"), ("9", "Swimming")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            options: vec!["Reading".into(), "Swimming".into(), "Travel".into()],
+        };
+        let single = FieldKind::OptionSet(ids.clone());
+        assert_eq!(convert(&single, &json!(9)), Ok(json!("Swimming")));
+        assert_eq!(convert(&single, &Value::Null), Ok(Value::Null));
+        let unmapped = convert(&single, &json!(10)).unwrap_err();
+        assert!(
+            unmapped.starts_with("option value 10 has no desk option: give one of the options of custom field 'hobbies' (Reading, Swimming, Travel) the external id 10"),
+            "{unmapped}"
+        );
+        assert!(unmapped.contains("1 (Reading), 9 (Swimming)"), "{unmapped}");
+        // A label is not an option value: never matched by name.
+        assert!(
+            convert(&single, &json!("Swimming"))
+                .unwrap_err()
+                .contains("not an option value")
+        );
+        let multi = FieldKind::MultiOptionSet(ids);
+        assert_eq!(
+            convert(&multi, &json!("9,1, 9")),
+            Ok(json!(["Reading", "Swimming"]))
+        );
+        let two = convert(&multi, &json!("1,10,11")).unwrap_err();
+        assert!(
+            two.starts_with("2 option values have no desk option; option value 10"),
+            "{two}"
+        );
+        assert!(convert(&multi, &json!([1, 9])).is_err());
+        assert!(
+            convert(&multi, &json!("1,x"))
+                .unwrap_err()
+                .contains("'x' of \"1,x\" is not an option value")
+        );
+    }
 
     #[test]
     fn templates_join_properties_and_collapse_blanks() {

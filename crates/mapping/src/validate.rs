@@ -13,7 +13,9 @@ use crate::config::{
     CONFIG_VERSION, FieldMapping, FieldSource, GroupFilter, MappingConfig, RecordKind, SiteMapping,
     SiteTarget, UnmatchedSite,
 };
-use crate::fields::{FieldKind, TargetProblem, canonical_target, convert, target_kind, template_properties};
+use crate::fields::{
+    FieldKind, TargetProblem, canonical_target, convert, option_set_kind, target_kind, template_properties,
+};
 
 /// One problem with a configuration: where it is and what is wrong, in words an administrator
 /// can act on.
@@ -331,6 +333,15 @@ impl Checker<'_> {
                     ok
                 }
             };
+            // An option set fills a select through the options' external ids.
+            let field_kind = match &mapping.source {
+                FieldSource::Property(path) if source_ok => self
+                    .catalog
+                    .source_property(path)
+                    .and_then(|(_, source)| option_set_kind(kind, &target, source, self.catalog))
+                    .unwrap_or(field_kind),
+                _ => field_kind,
+            };
             if source_ok {
                 compiled.push(CompiledField {
                     target,
@@ -402,7 +413,7 @@ impl Checker<'_> {
             self.error(
                 location,
                 format!(
-                    "type mismatch: Graph property '{path}' is {}, the {} field '{target}' is {}",
+                    "type mismatch: source property '{path}' is {}, the {} field '{target}' is {}",
                     source_type.describe(),
                     kind_word(kind),
                     field_kind.describe()
@@ -469,7 +480,7 @@ impl Checker<'_> {
                     Some((_, other)) => self.error(
                         &location,
                         format!(
-                            "sites are named from text, but Graph property '{field}' is {}",
+                            "sites are named from text, but source property '{field}' is {}",
                             other.describe()
                         ),
                     ),

@@ -18,6 +18,7 @@ fn tier_field() -> Vec<CustomField> {
         name: "tier".into(),
         field_type: CustomFieldType::SingleSelect,
         options: vec!["Gold".into(), "Silver".into()],
+        option_ids: Default::default(),
         entity: CustomFieldEntity::Customer,
     }]
 }

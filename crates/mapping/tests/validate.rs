@@ -173,9 +173,9 @@ fn type_mismatches() {
     assert_eq!(
         rejected(&config),
         vec![
-            "user field mapping #13 (displayName → custom:IsVip): type mismatch: Graph property 'displayName' is text, the user field 'custom:IsVip' is boolean",
-            "user field mapping #14 (department → custom:StartDate): type mismatch: Graph property 'department' is text, the user field 'custom:StartDate' is date",
-            "user field mapping #15 (businessPhones → custom:Tier): type mismatch: Graph property 'businessPhones' is text collection, the user field 'custom:Tier' is single select",
+            "user field mapping #13 (displayName → custom:IsVip): type mismatch: source property 'displayName' is text, the user field 'custom:IsVip' is boolean",
+            "user field mapping #14 (department → custom:StartDate): type mismatch: source property 'department' is text, the user field 'custom:StartDate' is date",
+            "user field mapping #15 (businessPhones → custom:Tier): type mismatch: source property 'businessPhones' is text collection, the user field 'custom:Tier' is single select",
             "user field mapping #16 (\"{givenName} {surname}\" → last_sign_in): a template gives text, which cannot fill the user field 'last_sign_in' (date)",
         ]
     );
@@ -348,7 +348,7 @@ fn site_named_from_a_non_text_property() {
     assert_eq!(
         rejected(&config),
         vec![
-            "site mapping #4 'Everyone else': sites are named from text, but Graph property 'accountEnabled' is boolean"
+            "site mapping #4 'Everyone else': sites are named from text, but source property 'accountEnabled' is boolean"
         ]
     );
 }

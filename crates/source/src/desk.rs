@@ -189,6 +189,7 @@ async fn catalog_without_customers_and_sites(
                 name: d.name,
                 field_type,
                 options: d.options,
+                option_ids: d.option_ids,
                 entity,
             })
         })

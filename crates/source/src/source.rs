@@ -368,6 +368,18 @@ pub trait SourceConnection: Send + Sync {
     fn prepare<'a>(&'a mut self, _cx: &'a SourceContext) -> BoxFuture<'a, Result<(), SyncError>> {
         Box::pin(async { Ok(()) })
     }
+    /// Learns what the source's records carry that `mapping` reads, before it is validated
+    /// against [`SourceConnection::source_properties`] (Dynamics 365: the types of the contact
+    /// columns a field mapping names beyond the usual ones, from the organisation's metadata).
+    /// Called before mappings are saved and before a run validates them; a source that knows its
+    /// properties up front learns nothing (the default).
+    fn describe<'a>(
+        &'a mut self,
+        _cx: &'a SourceContext,
+        _mapping: &'a deskbridge_mapping::MappingConfig,
+    ) -> BoxFuture<'a, Result<(), SyncError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Notes about how the source will read under these mappings, shown before a run's changes
     /// (e.g. mapped fields a delta query cannot track).
     fn read_notes(&self, config: &deskbridge_mapping::ValidatedConfig) -> Vec<String>;

@@ -1479,6 +1479,41 @@ impl StoreTx {
         Ok(RecordId(id))
     }
 
+    /// Sets (or, with `None`, clears) the external id of the option `value` of the select custom
+    /// field `name` on `entity`: the source's option value it stands for (a Dataverse choice's
+    /// `100000001`). An unknown field or option is an error naming it.
+    pub async fn set_custom_field_option_external_id(
+        &mut self,
+        entity: Entity,
+        name: &str,
+        value: &str,
+        external_id: Option<&str>,
+    ) -> Result<()> {
+        let spec = entity.spec();
+        let field = self.custom_field(spec, name).await?;
+        let changed = self
+            .execute(
+                "UPDATE custom_field_options SET external_id = $1 WHERE field_id = $2 AND value = $3",
+                &[
+                    Sql::opt_text(external_id.map(str::to_owned)),
+                    Sql::Int(field.id),
+                    Sql::text(value.to_owned()),
+                ],
+            )
+            .await?;
+        if changed == 0 {
+            return Err(invalid(
+                spec,
+                name,
+                format!(
+                    "the custom field {name} has no option {value:?} (its options: {})",
+                    field.options.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     async fn journal(
         &mut self,
         spec: &EntitySpec,
@@ -1643,6 +1678,8 @@ pub struct CustomFieldDefinition {
     pub field_type: String,
     /// Option values of select fields.
     pub options: Vec<String>,
+    /// The options' external ids (a source's option values) → their values.
+    pub option_ids: std::collections::BTreeMap<String, String>,
 }
 
 impl StoreTx {
@@ -1650,10 +1687,16 @@ impl StoreTx {
     pub async fn custom_field_definitions(&mut self) -> Result<Vec<CustomFieldDefinition>> {
         let rows = self
             .rows(
-                "SELECT f.entity, f.name, f.field_type, o.value FROM custom_fields f \
+                "SELECT f.entity, f.name, f.field_type, o.value, o.external_id FROM custom_fields f \
                  LEFT JOIN custom_field_options o ON o.field_id = f.id ORDER BY f.entity, f.name, o.value",
                 &[],
-                &[SqlType::Text, SqlType::Text, SqlType::Text, SqlType::Text],
+                &[
+                    SqlType::Text,
+                    SqlType::Text,
+                    SqlType::Text,
+                    SqlType::Text,
+                    SqlType::Text,
+                ],
             )
             .await?;
         let mut out: Vec<CustomFieldDefinition> = Vec::new();
@@ -1661,14 +1704,32 @@ impl StoreTx {
             let text = |i: usize| row.get(i).and_then(Sql::as_text).unwrap_or_default().to_owned();
             let (entity, name) = (text(0), text(1));
             let option = row.get(3).and_then(Sql::as_text).map(str::to_owned);
-            match out.last_mut() {
-                Some(last) if last.entity == entity && last.name == name => last.options.extend(option),
-                _ => out.push(CustomFieldDefinition {
+            let external = row
+                .get(4)
+                .and_then(Sql::as_text)
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned);
+            let start = match out.last() {
+                Some(last) => last.entity != entity || last.name != name,
+                None => true,
+            };
+            if start {
+                out.push(CustomFieldDefinition {
                     entity,
                     name,
                     field_type: text(2),
-                    options: option.into_iter().collect(),
-                }),
+                    options: Vec::new(),
+                    option_ids: Default::default(),
+                });
+            }
+            if let Some(last) = out.last_mut()
+                && let Some(option) = option
+            {
+                if let Some(external) = external {
+                    last.option_ids.insert(external, option.clone());
+                }
+                last.options.push(option);
             }
         }
         Ok(out)

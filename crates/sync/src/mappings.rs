@@ -20,8 +20,9 @@ pub async fn save_mappings(
     mapping: MappingConfig,
     clock: &SharedClock,
 ) -> Result<(), SyncError> {
-    let source = open_connection(store, sources, name).await?;
+    let mut source = open_connection(store, sources, name).await?;
     let cx = SourceContext::detached(store.clone(), clock.clone());
+    source.describe(&cx, &mapping).await?;
     let groups = source.group_names(&cx).await?;
     let mut tx = store.read().await?;
     let catalog = load_catalog(&mut tx, groups, &source.source_properties()).await?;

@@ -274,6 +274,10 @@ pub(crate) async fn sync_with(
             ),
         ));
     }
+    // The columns the mappings read beyond the usual ones are learnt now (typed from the source's
+    // metadata), so that the mappings are validated against what the source really carries.
+    let current = source.mapping().clone();
+    source.describe(&cx, &current).await?;
     let mapping = source.mapping();
     let every_partition = source.partitions();
     let mut partitions = every_partition.clone();

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod check;
 pub mod connection;
 pub mod csp;
+pub mod custom_fields;
 pub mod custom_tables;
 pub mod demo;
 pub mod directory;

@@ -321,8 +321,34 @@ async fn run(
     }
     points.push(privilege_point(&client, "contact", "contacts", "contactid").await);
     points.push(privilege_point(&client, "account", "accounts", "accountid").await);
+    points.extend(customer_points(&client, &settings).await);
     points.extend(table_points(&client, &settings).await);
     points
+}
+
+/// The customer import: the account columns its mappings name exist (the Read privilege on
+/// account is checked above).
+async fn customer_points(client: &DataverseClient, settings: &DynamicsSettings) -> Vec<CheckPoint> {
+    let Some(customers) = &settings.mapping.customers else {
+        return Vec::new();
+    };
+    let name = "customers (account)";
+    let mut meta = crate::tables::Metadata::new(client);
+    match crate::tables::resolve(&mut meta, &crate::tables::customer_table_mapping(customers)).await {
+        Ok(_) => vec![CheckPoint::pass(
+            name,
+            format!(
+                "the account columns of the {} customer field mapping(s) exist",
+                customers.fields.len()
+            ),
+        )],
+        Err(problems) => vec![CheckPoint::fail(
+            name,
+            problems.join("; "),
+            "Correct the customer mappings (the Customers mapping tab, or customers in the connection's mappings): \
+             name the account table's columns by their logical names.",
+        )],
+    }
 }
 
 /// Per custom table mapping: the table and its mapped columns exist in the organisation's
@@ -339,7 +365,7 @@ async fn table_points(client: &DataverseClient, settings: &DynamicsSettings) -> 
                 points.push(CheckPoint::fail(
                     &name,
                     problems.join("; "),
-                    "Correct the table mapping (custom_tables in the connection's mappings): name the table's and                      columns' logical names, and lookups by their navigation properties.",
+                    "Correct the table mapping (custom_tables in the connection's mappings): name the table's and columns' logical names, and lookups by their navigation properties.",
                 ));
                 points.push(CheckPoint::blocked(&format!("read {logical}"), &name));
                 points.push(CheckPoint::blocked(&format!("change tracking {logical}"), &name));
@@ -366,12 +392,12 @@ async fn table_points(client: &DataverseClient, settings: &DynamicsSettings) -> 
             ),
             (true, Some(_)) => CheckPoint::pass(
                 &tracking,
-                "on, but the mapping has a filter, which Dataverse does not take with change tracking: read with a                  modifiedon watermark; deleted rows are found by a full read (deskbridge sync --full)",
+                "on, but the mapping has a filter, which Dataverse does not take with change tracking: read with a modifiedon watermark; deleted rows are found by a full read (deskbridge sync --full)",
             ),
             (false, _) => CheckPoint::pass(
                 &tracking,
                 format!(
-                    "off: read with a modifiedon watermark (cursor {}); deleted rows are found by a full read                      (deskbridge sync --full), or turn on Track changes for the table",
+                    "off: read with a modifiedon watermark (cursor {}); deleted rows are found by a full read (deskbridge sync --full), or turn on Track changes for the table",
                     crate::tables::since_cursor(&logical)
                 ),
             ),

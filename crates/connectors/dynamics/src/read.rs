@@ -10,7 +10,9 @@
 
 use std::time::Instant;
 
-use deskbridge_dataverse::{Annotations, Change, ChangePage, DataverseClient, DataverseError, Query, Row};
+use deskbridge_dataverse::{
+    Annotations, AttributeMetadata, Change, ChangePage, DataverseClient, DataverseError, Query, Row,
+};
 use deskbridge_mapping::{Completeness, ReadMode, Removal, RemovalReason, SourceType, SourceUser};
 use deskbridge_source::desk::SourceProperties;
 use deskbridge_source::{
@@ -46,12 +48,44 @@ const TEXT_COLUMNS: &[&str] = &[
 /// The navigation property of a contact's parent account, whose `name` is kept.
 const PARENT_ACCOUNT: &str = "parentcustomerid_account";
 
-/// The columns a read selects: the text columns, the key, the parent and the state.
-pub(crate) fn select() -> Vec<&'static str> {
+/// A contact column a mapping reads beyond the usual ones, typed from the organisation's
+/// metadata: its value is handed over as Dataverse sends it (a choice as its option value, a
+/// multi-select choice as `"1,9"`), and a value of another type refuses the contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtraColumn {
+    pub name: String,
+    pub ty: SourceType,
+}
+
+/// The source type of a contact column, from its metadata; `None` for columns a mapping cannot
+/// read as they are (lookups are read through their own properties, images and files not at all).
+pub fn column_type(attribute: &AttributeMetadata) -> Option<SourceType> {
+    if attribute.is_multi_select() {
+        return Some(SourceType::MultiOptionSet);
+    }
+    Some(match attribute.attribute_type.as_str() {
+        "String" | "Memo" | "Uniqueidentifier" | "EntityName" => SourceType::String,
+        "Picklist" | "State" | "Status" => SourceType::OptionSet,
+        "Integer" | "BigInt" | "Decimal" | "Double" | "Money" => SourceType::Integer,
+        "Boolean" => SourceType::Boolean,
+        "DateTime" => SourceType::DateTime,
+        _ => return None,
+    })
+}
+
+/// The columns a read selects: the text columns, the key, the parent, the state and the
+/// extra columns the mappings read.
+pub(crate) fn select(extra: &[ExtraColumn]) -> Vec<&str> {
     let mut columns = vec!["contactid"];
     columns.extend_from_slice(TEXT_COLUMNS);
     columns.extend(["_parentcustomerid_value", "statecode"]);
+    columns.extend(extra.iter().map(|c| c.name.as_str()));
     columns
+}
+
+/// Whether `name` is one of the properties every contact carries.
+pub fn is_contact_property(name: &str) -> bool {
+    contact_properties().keys().any(|p| p.eq_ignore_ascii_case(name))
 }
 
 /// The properties a contact carries, for validating field mappings.
@@ -76,8 +110,8 @@ pub struct Rejected {
 }
 
 /// One contact row as a person. `statecode` 0 (Active) is an enabled account; the properties are
-/// the columns as received, plus the parent account's name.
-pub fn contact(row: &Row) -> Result<SourceUser, Rejected> {
+/// the columns as received, plus the parent account's name and the `extra` columns.
+pub fn contact(row: &Row, extra: &[ExtraColumn]) -> Result<SourceUser, Rejected> {
     let id = row.guid("contactid").ok().flatten().ok_or_else(|| Rejected {
         id: row.get("contactid").and_then(Value::as_str).map(str::to_owned),
         message: "a contact without a contactid".into(),
@@ -101,6 +135,29 @@ pub fn contact(row: &Row) -> Result<SourceUser, Rejected> {
             }
             Ok(None) => {}
             Err(e) => return Err(reject(e.to_string())),
+        }
+    }
+    for column in extra {
+        let value = row.get(&column.name).cloned().unwrap_or(Value::Null);
+        let fits = match (&value, column.ty) {
+            (Value::Null, _) => true,
+            (Value::String(_), SourceType::String | SourceType::MultiOptionSet | SourceType::DateTime) => {
+                true
+            }
+            (Value::Number(n), SourceType::OptionSet) => n.is_i64(),
+            (Value::Number(_), SourceType::Integer) => true,
+            (Value::Bool(_), SourceType::Boolean) => true,
+            _ => false,
+        };
+        if !fits {
+            return Err(reject(format!(
+                "{} is {value}, not a {} as the organisation's metadata says",
+                column.name,
+                column.ty.describe()
+            )));
+        }
+        if !value.is_null() {
+            properties.insert(column.name.clone(), value);
         }
     }
     let state = row.i64("statecode").map_err(|e| reject(e.to_string()))?;
@@ -155,6 +212,8 @@ pub(crate) struct ContactsRead<'a> {
     pub customer: deskbridge_core::RecordId,
     pub page_size: u32,
     pub requests: &'a dyn RequestSink,
+    /// The columns the mappings read beyond the usual ones.
+    pub extra: &'a [ExtraColumn],
 }
 
 /// How a delta read ended before it began: its token expired (read in full instead), or it failed.
@@ -166,7 +225,7 @@ pub(crate) enum DeltaStart {
 impl ContactsRead<'_> {
     fn query(&self) -> Query {
         Query::new("contacts")
-            .select(select())
+            .select(select(self.extra))
             .page_size(self.page_size.clamp(1, MAX_PAGE_SIZE))
             .annotations(Annotations::FormattedValuesAndLookups)
     }
@@ -197,7 +256,7 @@ impl ContactsRead<'_> {
         let mut refused = 0;
         for change in page.changes {
             match change {
-                Change::Upsert(row) => match contact(&row) {
+                Change::Upsert(row) => match contact(&row, self.extra) {
                     Ok(user) => records.push(SourceRecord::User(user)),
                     Err(rejected) => {
                         refused += 1;
@@ -325,9 +384,13 @@ mod tests {
         Row::new(value.as_object().cloned().unwrap_or_default())
     }
 
+    fn contact_of(row: &Row) -> Result<SourceUser, Rejected> {
+        contact(row, &[])
+    }
+
     #[test]
     fn a_contact_is_a_person_with_its_parent_account() {
-        let user = contact(&row(json!({
+        let user = contact_of(&row(json!({
             "contactid": "6F1B2C3D-0000-4000-8000-000000000001",
             "fullname": "Ada Lovelace", "emailaddress1": "ada@example.com", "statecode": 0,
             "_parentcustomerid_value": "11111111-0000-4000-8000-000000000001",
@@ -346,7 +409,7 @@ mod tests {
             user.properties["_parentcustomerid_value"],
             "11111111-0000-4000-8000-000000000001"
         );
-        let inactive = contact(&row(json!({
+        let inactive = contact_of(&row(json!({
             "contactid": "6f1b2c3d-0000-4000-8000-000000000002", "statecode": 1,
             "_parentcustomerid_value": "6f1b2c3d-0000-4000-8000-000000000001",
             "_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "contact",
@@ -358,13 +421,13 @@ mod tests {
 
     #[test]
     fn a_contact_of_the_wrong_shape_is_refused_by_name() {
-        let wrong = contact(&row(json!({
+        let wrong = contact_of(&row(json!({
             "contactid": "6f1b2c3d-0000-4000-8000-000000000003", "statecode": "yes",
         })))
         .unwrap_err();
         assert_eq!(wrong.id.as_deref(), Some("6f1b2c3d-0000-4000-8000-000000000003"));
         assert!(wrong.message.contains("statecode"), "{}", wrong.message);
-        let long = contact(&row(json!({
+        let long = contact_of(&row(json!({
             "contactid": "6f1b2c3d-0000-4000-8000-000000000004", "fullname": "x".repeat(5_000),
         })))
         .unwrap_err();
@@ -373,6 +436,6 @@ mod tests {
             "{}",
             long.message
         );
-        assert!(contact(&row(json!({ "fullname": "nobody" }))).is_err());
+        assert!(contact_of(&row(json!({ "fullname": "nobody" }))).is_err());
     }
 }

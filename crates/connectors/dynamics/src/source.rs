@@ -20,7 +20,7 @@ use futures::stream::BoxStream;
 use serde_json::{Value, json};
 
 use crate::DYNAMICS_KIND;
-use crate::read::{CONTACTS_DELTA, ContactsRead, DeltaStart, MAX_PAGE_SIZE};
+use crate::read::{CONTACTS_DELTA, ContactsRead, DeltaStart, ExtraColumn, MAX_PAGE_SIZE};
 use crate::settings::DynamicsSettings;
 
 /// Dynamics 365 (Dataverse). One per process.
@@ -190,6 +190,7 @@ impl Source for DynamicsSource {
             connection: connection.clone(),
             template: self.template.clone(),
             page_size: self.page_size,
+            extra: Vec::new(),
         }))
     }
 
@@ -209,21 +210,60 @@ struct DynamicsConnection {
     settings: DynamicsSettings,
     template: DataverseConfig,
     page_size: u32,
+    /// The contact columns the mappings read beyond the usual ones (see `describe`).
+    extra: Vec<ExtraColumn>,
 }
 
 impl DynamicsConnection {
+    /// The organisation's client, with the connection's tokens.
+    async fn client(&self, cx: &SourceContext) -> Result<DataverseClient, SyncError> {
+        let http = deskbridge_source::http_client(&self.connection.name)?;
+        let tokens =
+            crate::auth::token_provider(&cx.store, &self.connection, &self.settings, &http, &cx.clock)
+                .await?;
+        DynamicsSource::new(self.template.clone(), self.page_size).client(&self.settings, tokens, &http)
+    }
+
+    /// Types the contact columns `mapping` reads beyond the usual ones from the organisation's
+    /// metadata (one request, made only when there are such columns). A column the contact table
+    /// does not have is left out: validation then names it as unknown.
+    async fn learn_columns(&mut self, cx: &SourceContext, mapping: &MappingConfig) -> Result<(), SyncError> {
+        let wanted: Vec<String> = mapping
+            .properties_read()
+            .into_iter()
+            .filter(|p| !crate::read::is_contact_property(p))
+            .collect();
+        if wanted.is_empty() {
+            self.extra = Vec::new();
+            return Ok(());
+        }
+        let client = self.client(cx).await?;
+        let attributes = client
+            .attributes("contact")
+            .await
+            .map_err(|e| crate::error::from_dataverse(&e))?;
+        self.extra = wanted
+            .iter()
+            .filter_map(|name| {
+                let attribute = attributes
+                    .iter()
+                    .find(|a| a.logical_name.eq_ignore_ascii_case(name))?;
+                Some(ExtraColumn {
+                    name: attribute.logical_name.clone(),
+                    ty: crate::read::column_type(attribute)?,
+                })
+            })
+            .collect();
+        Ok(())
+    }
+
     async fn read_into(
         &self,
         cx: &SourceContext,
         request: ReadRequest<'_>,
         out: &mut Emitter,
     ) -> Result<(), SyncError> {
-        let http = deskbridge_source::http_client(&self.connection.name)?;
-        let tokens =
-            crate::auth::token_provider(&cx.store, &self.connection, &self.settings, &http, &cx.clock)
-                .await?;
-        let source = DynamicsSource::new(self.template.clone(), self.page_size);
-        let client = source.client(&self.settings, tokens, &http)?;
+        let client = self.client(cx).await?;
         let tenant = self.settings.tenant_id.as_str();
         if request.entity == SyncEntity::Customers {
             let Some(customers) = &request.config.config().customers else {
@@ -277,6 +317,7 @@ impl DynamicsConnection {
             customer: self.settings.customer_id,
             page_size: self.page_size,
             requests: cx.requests.as_ref(),
+            extra: &self.extra,
         };
         if !request.full
             && let Some(link) = request.cursors.get(tenant, CONTACTS_DELTA)
@@ -308,7 +349,17 @@ impl SourceConnection for DynamicsConnection {
     }
 
     fn source_properties(&self) -> SourceProperties {
-        crate::read::contact_properties()
+        let mut properties = crate::read::contact_properties();
+        properties.extend(self.extra.iter().map(|c| (c.name.clone(), c.ty)));
+        properties
+    }
+
+    fn describe<'a>(
+        &'a mut self,
+        cx: &'a SourceContext,
+        mapping: &'a MappingConfig,
+    ) -> BoxFuture<'a, Result<(), SyncError>> {
+        Box::pin(self.learn_columns(cx, mapping))
     }
 
     fn partitions(&self) -> Vec<Partition> {

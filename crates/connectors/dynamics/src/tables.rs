@@ -944,6 +944,25 @@ pub const ACCOUNT_TABLE: &str = "account";
 /// The cursors' prefix of the customers' read.
 pub const CUSTOMER_STREAMS: &str = "customers";
 
+/// The account table read as a table mapping: the customer mappings' columns and `statecode`
+/// (whether the customer is active).
+pub(crate) fn customer_table_mapping(customers: &CustomerMappings) -> CustomTableMapping {
+    let mut fields = customers.fields.clone();
+    if !fields.iter().any(|f| f.source == "statecode") {
+        fields.push(RowField {
+            source: "statecode".into(),
+            target: "statecode".into(),
+        });
+    }
+    CustomTableMapping {
+        source_table: ACCOUNT_TABLE.into(),
+        desk_table: CUSTOMER_STREAMS.into(),
+        filter: customers.filter_text().map(str::to_owned),
+        fields,
+        removed_rows: Default::default(),
+    }
+}
+
 /// Reads the organisation's accounts for the customer mappings, as one partition: the mapped
 /// columns and `statecode` (whether the customer is active). A mapping that does not resolve
 /// against the organisation's metadata fails the run, naming each problem.
@@ -955,20 +974,7 @@ pub(crate) async fn read_customers(
     clock: &deskbridge_core::SharedClock,
     out: &mut Emitter,
 ) -> Result<(), SyncError> {
-    let mut fields = customers.fields.clone();
-    if !fields.iter().any(|f| f.source == "statecode") {
-        fields.push(RowField {
-            source: "statecode".into(),
-            target: "statecode".into(),
-        });
-    }
-    let mapping = CustomTableMapping {
-        source_table: ACCOUNT_TABLE.into(),
-        desk_table: CUSTOMER_STREAMS.into(),
-        filter: customers.filter_text().map(str::to_owned),
-        fields,
-        removed_rows: Default::default(),
-    };
+    let mapping = customer_table_mapping(customers);
     let mut meta = Metadata::new(reader.client);
     let mut table = resolve(&mut meta, &mapping).await.map_err(|problems| {
         SyncError::InvalidMappings(format!(

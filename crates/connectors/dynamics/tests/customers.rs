@@ -146,6 +146,10 @@ store_test! {
             unmatched: UnmatchedSite::DefaultSite { site_id: default_site },
         };
         deskbridge_sync::save_mappings(&db.store, &sources(7), "crm", mapping, &clock()).await.unwrap();
+        // The check covers the customer import's columns.
+        let points = crate::check(&db.store, "crm").await;
+        let point = crate::point(&points, "customers (account)");
+        assert!(point.ok && point.detail.contains("the account columns of the 2 customer field mapping(s) exist"), "{point:?}");
 
         // Contacts first: no account is imported yet, so every contact goes to the default site.
         let before = run(&db.store, "crm", SyncEntity::Directory, true, false).await;
@@ -221,5 +225,104 @@ store_test! {
         let by_source: BTreeMap<String, _> = desk.iter().filter_map(|c| Some((c.1.clone()?, c.clone()))).collect();
         assert_eq!(by_source[&ids[2]].2, "Renamed Holdings");
         assert!(!by_source[&ids[3]].3, "the deleted account's customer is inactive, not deleted");
+    }
+}
+
+/// The contacts' hobbies as the emulator holds them: contact id → option values.
+fn hobbies(emu: &Emulator, org_name: &str) -> BTreeMap<String, Vec<String>> {
+    emu.with_world(|w| {
+        let org = w.dataverse_orgs.iter().find(|o| o.name == org_name).unwrap();
+        org.table("contact")
+            .unwrap()
+            .rows
+            .iter()
+            .filter_map(|r| {
+                let text = r.values.get("cr7a1_hobbies")?.as_str()?;
+                Some((
+                    r.id.clone(),
+                    text.split(',').map(|v| v.trim().to_owned()).collect(),
+                ))
+            })
+            .collect()
+    })
+}
+
+store_test! {
+    async fn option_sets_fill_desk_selects_value_by_value_and_an_unmapped_value_is_that_contacts_error(db: &TestDb) {
+        let emu = emulator(62, 40).await;
+        let (_, _, org_name) = org(&emu);
+        let names = ["Reading", "Cycling", "Chess", "Gardening", "Photography", "Climbing", "Cooking", "Music", "Swimming"];
+        {
+            let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+            // The desk's option names differ from Dataverse's labels: the external id decides.
+            let options: Vec<(String, Option<String>, Option<String>)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("{n} (desk)"), None, Some((i + 1).to_string())))
+                .collect();
+            tx.define_custom_field(Entity::User, "hobbies", "multi_select", &options).await.unwrap();
+            let genders = [("M".to_owned(), None, Some("1".to_owned())), ("F".to_owned(), None, Some("2".to_owned()))];
+            tx.define_custom_field(Entity::User, "gender", "single_select", &genders).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        add(&db.store, "crm", service_principal(&emu)).await.unwrap();
+        let mut mapping = deskbridge_sync::open_connection(&db.store, &sources(7), "crm").await.unwrap().mapping().clone();
+
+        // An option set fills a select only: mapped to a text field it is refused when saved.
+        let mut wrong = mapping.clone();
+        wrong.user_fields.push(deskbridge_mapping::FieldMapping::property("cr7a1_hobbies", "department"));
+        let refused = deskbridge_sync::save_mappings(&db.store, &sources(7), "crm", wrong, &clock()).await.unwrap_err();
+        assert!(refused.to_string().contains("type mismatch: source property 'cr7a1_hobbies' is multi-select option set, the user field 'department' is text"), "{refused}");
+
+        mapping.user_fields.push(deskbridge_mapping::FieldMapping::property("cr7a1_hobbies", "custom:hobbies"));
+        mapping.user_fields.push(deskbridge_mapping::FieldMapping::property("gendercode", "custom:gender"));
+        deskbridge_sync::save_mappings(&db.store, &sources(7), "crm", mapping, &clock()).await.unwrap();
+
+        let outcome = run(&db.store, "crm", SyncEntity::Directory, false, false).await;
+        let hobbies = hobbies(&emu, &org_name);
+        let unmapped: Vec<&String> = hobbies.iter().filter(|(_, v)| v.iter().any(|h| h == "10")).map(|(id, _)| id).collect();
+        assert!(!unmapped.is_empty() && unmapped.len() < hobbies.len(), "the seed gives both: {hobbies:?}");
+        // Each contact with an unmapped value is an error naming the value and what to do.
+        let errors: Vec<_> = outcome.errors.iter().filter(|e| e.message.contains("custom:hobbies")).collect();
+        assert_eq!(errors.len(), unmapped.len(), "{:#?}", outcome.errors);
+        for error in &errors {
+            assert!(unmapped.contains(&error.external_id.as_ref().unwrap()), "{error:?}");
+            assert!(error.message.contains("option value 10 has no desk option: give one of the options of custom field 'hobbies'"), "{error:?}");
+            assert!(error.message.contains("the external id 10"), "{error:?}");
+        }
+        let mut tx = db.store.read().await.unwrap();
+        let users = tx.list(Entity::User, None, 10_000).await.unwrap();
+        tx.commit().await.unwrap();
+        let genders: BTreeMap<String, Value> = emu.with_world(|w| {
+            let org = w.dataverse_orgs.iter().find(|o| o.name == org_name).unwrap();
+            org.table("contact").unwrap().rows.iter().map(|r| (r.id.clone(), r.values.get("gendercode").cloned().unwrap_or(Value::Null))).collect()
+        });
+        let mut checked = 0;
+        for user in users.iter().filter(|u| u.source.is_some()) {
+            let contact = &user.source.as_ref().unwrap().external_id;
+            let desk = user.fields.get("custom:hobbies").cloned().unwrap_or(Value::Null);
+            match hobbies.get(contact) {
+                // Left as it is (nothing yet): never a blank that looks like "no hobbies".
+                Some(values) if values.iter().any(|h| h == "10") => assert_eq!(desk, Value::Null, "{contact}"),
+                Some(values) => {
+                    let mut wanted: Vec<String> = values.iter().map(|v| format!("{} (desk)", names[v.parse::<usize>().unwrap() - 1])).collect();
+                    wanted.sort();
+                    wanted.dedup();
+                    assert_eq!(desk, json!(wanted), "{contact}");
+                    checked += 1;
+                }
+                None => assert_eq!(desk, Value::Null, "{contact}"),
+            }
+            let gender = user.fields.get("custom:gender").cloned().unwrap_or(Value::Null);
+            match genders[contact].as_i64() {
+                Some(1) => assert_eq!(gender, json!("M")),
+                Some(2) => assert_eq!(gender, json!("F")),
+                _ => assert_eq!(gender, Value::Null),
+            }
+        }
+        assert!(checked > 0);
+        // The columns were asked for by name, no more.
+        let asked: Vec<String> = emu.request_log().into_iter().map(|e| e.path).filter(|p| p.contains("/contacts?")).collect();
+        assert!(asked.iter().all(|p| p.contains("cr7a1_hobbies") && p.contains("gendercode") && !p.contains("birthdate")), "{asked:#?}");
     }
 }

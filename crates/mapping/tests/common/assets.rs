@@ -14,12 +14,14 @@ pub fn asset_catalog() -> Catalog {
         name: "Compliance".into(),
         field_type: CustomFieldType::Text,
         options: vec![],
+        option_ids: Default::default(),
         entity: CustomFieldEntity::Asset,
     });
     catalog.custom_fields.push(CustomField {
         name: "Storage".into(),
         field_type: CustomFieldType::Number,
         options: vec![],
+        option_ids: Default::default(),
         entity: CustomFieldEntity::Asset,
     });
     catalog.asset_types = vec![super::named(1, "Laptop"), super::named(2, "Phone")];

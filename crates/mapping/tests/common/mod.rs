@@ -57,30 +57,38 @@ pub fn catalog() -> Catalog {
                 name: "Office".into(),
                 field_type: CustomFieldType::Text,
                 options: vec![],
+                option_ids: Default::default(),
                 entity: CustomFieldEntity::User,
             },
             CustomField {
                 name: "IsVip".into(),
                 field_type: CustomFieldType::Boolean,
                 options: vec![],
+                option_ids: Default::default(),
                 entity: CustomFieldEntity::User,
             },
             CustomField {
                 name: "StartDate".into(),
                 field_type: CustomFieldType::Date,
                 options: vec![],
+                option_ids: Default::default(),
                 entity: CustomFieldEntity::User,
             },
             CustomField {
                 name: "Tier".into(),
                 field_type: CustomFieldType::SingleSelect,
                 options: vec!["Gold".into(), "Silver".into()],
+                option_ids: [("100000000", "Gold"), ("100000001", "Silver")]
+                    .into_iter()
+                    .map(|(id, value)| (id.to_owned(), value.to_owned()))
+                    .collect(),
                 entity: CustomFieldEntity::User,
             },
             CustomField {
                 name: "Code".into(),
                 field_type: CustomFieldType::Text,
                 options: vec![],
+                option_ids: Default::default(),
                 entity: CustomFieldEntity::Site,
             },
         ],
