@@ -38,6 +38,18 @@ pub struct RunRequest {
     pub tenant: Option<String>,
     /// Ignore delta cursors.
     pub full: bool,
+    /// A custom-table run of this table mapping alone (by its desk table).
+    pub table: Option<String>,
+}
+
+impl RunRequest {
+    /// The entity as jobs and schedules name it: `custom_tables:<desk table>` for one table.
+    fn job_entity(&self) -> String {
+        match &self.table {
+            Some(table) => format!("{}:{table}", self.entity.as_str()),
+            None => self.entity.as_str().to_owned(),
+        }
+    }
 }
 
 /// What starting a sync gave.
@@ -89,6 +101,7 @@ impl Runs {
         let options = SyncOptions {
             entity: request.entity,
             tenant: request.tenant.clone(),
+            table: request.table.clone(),
             plan_only: false,
             full: request.full,
             approve_held,
@@ -200,7 +213,7 @@ async fn enqueue(
     let job = tx
         .enqueue_job(&deskbridge_store::NewJob {
             connection_id: connection.id,
-            entity: request.entity.as_str().into(),
+            entity: request.job_entity(),
             full: request.full,
             origin: "manual".into(),
             schedule_id: None,

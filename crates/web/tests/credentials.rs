@@ -551,6 +551,19 @@ store_test! {
         other["customers"]["removed"] = json!("deactivate");
         let refused = api(&app, Method::PUT, &path, &agent, Some(other)).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+        // A run names one table mapping only in a custom-table run, and only one the connection has.
+        let preview = format!("/api/v1/connections/{}/preview", northwind.0);
+        for (body, says) in [
+            (json!({"entity": "directory", "table": "contracts"}), "table: \"contracts\" is named only with entity custom_tables, not directory"),
+            (json!({"table": "contracts"}), "table: \"contracts\" is named only with entity custom_tables"),
+            (json!({"entity": "custom_tables", "table": "contracts"}), "no custom table mapping fills desk table \"contracts\"; the mapped desk tables are: none"),
+            (json!({"entity": "custom_tables:contracts"}), "no custom table mapping fills desk table \"contracts\""),
+            (json!({"entity": "custom_tables:a", "table": "b"}), "table: \"b\" and the entity's \"a\" differ"),
+        ] {
+            let refused = api(&app, Method::POST, &preview, &admin, Some(body.clone())).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}: {}", refused.text);
+            assert!(refused.message().contains(says), "{body}: {}", refused.text);
+        }
         // The mapping tab shows the import to the agent, without its forms.
         let tab = page(&app, &format!("/connections/{}/mappings/customers", northwind.0), &agent).await;
         assert_eq!(tab.status, StatusCode::OK, "{}", tab.text);

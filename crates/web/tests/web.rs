@@ -710,6 +710,7 @@ store_test! {
             (format!("/connections/{id}/mappings/sites"), "Add a site mapping"),
             (format!("/connections/{id}/mappings/assets"), "Save asset settings"),
             (format!("/connections/{id}/mappings/tables"), "Custom table syncs"),
+            (format!("/connections/{id}/mappings/customers"), "Customers are not imported"),
             (format!("/connections/{id}/mappings/advanced"), "Advanced mappings"),
             (format!("/connections/{id}/directory/assets"), "Directory: assets"),
             (format!("/connections/{id}/imports"), "Preview import"),

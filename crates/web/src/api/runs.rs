@@ -19,16 +19,37 @@ use crate::access::{Caller, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::runs::RunRequest;
 
-/// What a run of `connection` may import, from the name a caller gave (`None`: the directory).
-/// An unknown name and one the connection's kind does not import are the caller's mistake (400),
-/// said before anything is read.
-pub(crate) fn sync_entity(
+/// What a run of `connection` may import, from the name a caller gave (`None`: the directory),
+/// with the one table mapping a custom-table run may be limited to: named by `table`, or in the
+/// entity as schedules name it (`custom_tables:<desk table>`), and checked to be one of the
+/// connection's table mappings. An unknown name, one the connection's kind does not import and a
+/// table no mapping fills are the caller's mistake (400), said before anything is read.
+fn entity_and_table(
     state: &AppState,
     connection: &Connection,
     name: Option<&str>,
-) -> ApiResult<SyncEntity> {
+    table: Option<&str>,
+) -> ApiResult<(SyncEntity, Option<String>)> {
+    let table = table.map(str::trim).filter(|t| !t.is_empty());
     let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
-        return Ok(SyncEntity::Directory);
+        if let Some(table) = table {
+            return Err(ApiError::invalid(format!(
+                "table: {table:?} is named only with entity custom_tables"
+            )));
+        }
+        return Ok((SyncEntity::Directory, None));
+    };
+    let (name, named_table) = match name.split_once(':') {
+        Some((entity, table)) => (entity.trim(), Some(table.trim()).filter(|t| !t.is_empty())),
+        None => (name, None),
+    };
+    let table = match (table, named_table) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid(format!(
+                "table: {a:?} and the entity's {b:?} differ; name the table once"
+            )));
+        }
+        (a, b) => a.or(b).map(str::to_owned),
     };
     let entity = SyncEntity::parse(name).ok_or_else(|| {
         let known: Vec<&str> = SyncEntity::ALL.iter().map(|e| e.as_str()).collect();
@@ -45,19 +66,44 @@ pub(crate) fn sync_entity(
             imports.join(", ")
         )));
     }
-    Ok(entity)
+    if let Some(table) = &table {
+        if entity != SyncEntity::CustomTables {
+            return Err(ApiError::invalid(format!(
+                "table: {table:?} is named only with entity custom_tables, not {entity}"
+            )));
+        }
+        let opened = super::source_of(state, connection)?.open(connection)?;
+        let mapped: Vec<&str> = opened
+            .mapping()
+            .custom_tables
+            .iter()
+            .map(|t| t.desk_table.as_str())
+            .collect();
+        if !mapped.contains(&table.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "table: no custom table mapping fills desk table {table:?}; the mapped desk tables are: {}",
+                if mapped.is_empty() {
+                    "none".to_owned()
+                } else {
+                    mapped.join(", ")
+                }
+            )));
+        }
+    }
+    Ok((entity, table))
 }
 
-/// The run a caller asks for, checked: the entity as [`sync_entity`] checks it, and the tenant,
+/// The run a caller asks for, checked: the entity as [`entity_and_table`] checks it, and the tenant,
 /// when given, one of the connection's (so a run never names another customer's tenant).
 pub(crate) fn run_request(
     state: &AppState,
     connection: &Connection,
     entity: Option<&str>,
+    table: Option<&str>,
     tenant: Option<&str>,
     full: bool,
 ) -> ApiResult<RunRequest> {
-    let entity = sync_entity(state, connection, entity)?;
+    let (entity, table) = entity_and_table(state, connection, entity, table)?;
     let tenant = match tenant.map(str::trim).filter(|t| !t.is_empty()) {
         None => None,
         Some(wanted) => {
@@ -80,7 +126,12 @@ pub(crate) fn run_request(
             Some(found.tenant_id.clone())
         }
     };
-    Ok(RunRequest { entity, tenant, full })
+    Ok(RunRequest {
+        entity,
+        tenant,
+        full,
+        table,
+    })
 }
 
 pub(crate) async fn run_preview(
@@ -91,6 +142,7 @@ pub(crate) async fn run_preview(
     let options = SyncOptions {
         entity: request.entity,
         tenant: request.tenant.clone(),
+        table: request.table.clone(),
         plan_only: true,
         ..state.sync_options.clone()
     };
@@ -108,6 +160,8 @@ pub(crate) async fn run_preview(
 #[serde(deny_unknown_fields)]
 struct PreviewBody {
     entity: Option<String>,
+    /// Only this table mapping (by its desk table) of a custom-table run.
+    table: Option<String>,
     /// Only this tenant of the connection.
     tenant: Option<String>,
 }
@@ -123,6 +177,7 @@ pub(super) async fn preview(
         &state,
         &scope.connection,
         body.entity.as_deref(),
+        body.table.as_deref(),
         body.tenant.as_deref(),
         false,
     )?;
@@ -155,8 +210,11 @@ pub(super) async fn list_runs(
 struct StartBody {
     #[serde(default)]
     full: bool,
-    /// `directory` (when absent) or `assets`.
+    /// `directory` (when absent), `assets`, `customers`, `custom_tables` (or
+    /// `custom_tables:<desk table>`), … as the connection's kind imports.
     entity: Option<String>,
+    /// Only this table mapping (by its desk table) of a custom-table run.
+    table: Option<String>,
     /// Only this tenant of the connection (a CSP customer tenant).
     tenant: Option<String>,
 }
@@ -171,6 +229,7 @@ pub(super) async fn start_run(
         &state,
         &scope.connection,
         body.entity.as_deref(),
+        body.table.as_deref(),
         body.tenant.as_deref(),
         body.full,
     )?;

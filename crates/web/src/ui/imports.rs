@@ -135,6 +135,23 @@ fn imports_custom_tables(state: &AppState, scope: &Scope) -> bool {
         .is_ok_and(|s| s.entities().contains(&SyncEntity::CustomTables.as_str()))
 }
 
+/// "Table": every table mapping, or one (by its desk table).
+fn table_choice(mapping: &deskbridge_mapping::MappingConfig) -> super::html::Field {
+    let labels: Vec<(String, String)> = mapping
+        .custom_tables
+        .iter()
+        .map(|t| {
+            (
+                t.desk_table.clone(),
+                format!("{} → {}", t.source_table, t.desk_table),
+            )
+        })
+        .collect();
+    let mut options = vec![("", "Every table mapping")];
+    options.extend(labels.iter().map(|(v, l)| (v.as_str(), l.as_str())));
+    select("table", "Table", "", &options)
+}
+
 /// Whether the connection's connector reads the source's organisations as desk customers.
 fn imports_customers(state: &AppState, scope: &Scope) -> bool {
     api::source_of(state, &scope.connection)
@@ -209,14 +226,17 @@ fn custom_tables_section(mapping: &deskbridge_mapping::MappingConfig, scope: &Sc
             "preview-custom-tables",
             format!("/connections/{id}/preview"),
             "Preview custom table import",
-            vec![hidden("entity", SyncEntity::CustomTables.as_str())],
+            vec![hidden("entity", SyncEntity::CustomTables.as_str()), table_choice(mapping)],
         ));
     if scope.access == Access::Modify {
         section = section.form(form(
             "run-custom-tables",
             format!("/connections/{id}/runs"),
             "Import custom tables",
-            vec![hidden("entity", SyncEntity::CustomTables.as_str())],
+            vec![
+                hidden("entity", SyncEntity::CustomTables.as_str()),
+                table_choice(mapping),
+            ],
         ));
     }
     section.link(
@@ -270,7 +290,8 @@ fn devices_section(
     section.link("Assets mapping", format!("/connections/{id}/mappings/assets"))
 }
 
-/// The run a preview or import form asks for: entity, tenant ("" for all) and full read.
+/// The run a preview or import form asks for: entity, table ("" for every table mapping), tenant
+/// ("" for all) and full read.
 fn form_request(
     state: &AppState,
     scope: &Scope,
@@ -280,6 +301,7 @@ fn form_request(
         state,
         &scope.connection,
         Some(field(f, "entity")),
+        Some(field(f, "table")),
         Some(field(f, "tenant")),
         field(f, "full") == "on",
     )
