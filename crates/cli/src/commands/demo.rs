@@ -160,7 +160,9 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     crate::output::outln!("  total time:         {:.1}s", started.elapsed().as_secs_f64());
     crate::output::outln!("  database:           {}", global.database_label());
     if args.entra_only || args.no_dynamics {
-        crate::output::outln!("  see it:             deskbridge directory users; deskbridge directory assets");
+        crate::output::outln!(
+            "  see it:             deskbridge directory users; deskbridge directory assets"
+        );
     } else {
         crate::output::outln!(
             "  see it:             deskbridge directory customers; deskbridge directory users --customer NAME; \
@@ -238,7 +240,7 @@ async fn csp_demo(demo: &Demo<'_>, dynamics: bool) -> anyhow::Result<()> {
     // GDAP relationship is active); before the counts, so that the desk's totals are the same
     // on every run.
     let dynamics = if dynamics {
-        Some(dynamics::import(demo).await?)
+        dynamics::import(demo).await?
     } else {
         None
     };

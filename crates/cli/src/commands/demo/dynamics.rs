@@ -16,8 +16,7 @@ use anyhow::Context as _;
 use deskbridge_core::{RecordId, SharedClock};
 use deskbridge_emulator::{Emulator, World};
 use deskbridge_mapping::{
-    CustomTableMapping, CustomerMappings, RemovedCustomers, RemovedRows, RowField, SiteTarget,
-    UnmatchedSite,
+    CustomTableMapping, CustomerMappings, RemovedCustomers, RemovedRows, RowField, SiteTarget, UnmatchedSite,
 };
 use deskbridge_source::settings::{Purpose, validate};
 use deskbridge_source::{NewConnection, SourceRegistry, SyncEntity};
@@ -95,7 +94,11 @@ fn contents(emu: &Emulator, org_name: &str) -> anyhow::Result<OrgContents> {
                 .with_context(|| format!("the sample organisation has no table {table}"))
         };
         let text = |values: &serde_json::Map<String, Value>, column: &str| {
-            values.get(column).and_then(Value::as_str).unwrap_or_default().to_owned()
+            values
+                .get(column)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
         };
         let accounts = rows("account")?
             .iter()
@@ -124,8 +127,8 @@ fn contents(emu: &Emulator, org_name: &str) -> anyhow::Result<OrgContents> {
 }
 
 /// The Dynamics part of the demo: connect, set up, import customers, contacts and contracts.
-/// What it did, for [`print_summary`].
-pub(super) async fn import(demo: &Demo<'_>) -> anyhow::Result<Imported> {
+/// What it did, for [`print_summary`]; `None` when the sample world has no organisation.
+pub(super) async fn import(demo: &Demo<'_>) -> anyhow::Result<Option<Imported>> {
     let Demo {
         emu,
         summary,
@@ -133,9 +136,14 @@ pub(super) async fn import(demo: &Demo<'_>) -> anyhow::Result<Imported> {
         sources,
         clock,
     } = demo;
-    let org = summary.dataverse_orgs.first().context(
-        "the sample world has no Dataverse organisation: give --tenants 1 or more, or --no-dynamics",
-    )?;
+    // The organisation belongs to the first customer tenant: a world without one has none.
+    let Some(org) = summary.dataverse_orgs.first() else {
+        eprintln!(
+            "no Dynamics 365 organisation: the sample world has no customer tenant to hold one (give --tenants 1 \
+             or more to see it)"
+        );
+        return Ok(None);
+    };
     let world = contents(emu, &org.name)?;
     let again = connect(store, sources, summary, org).await?;
     let connection = deskbridge_sync::load_connection(store, DYNAMICS_NAME).await?;
@@ -172,7 +180,9 @@ pub(super) async fn import(demo: &Demo<'_>) -> anyhow::Result<Imported> {
     }
     progress.finish();
     let Ok([customers, people, tables]) = <[SyncOutcome; 3]>::try_from(runs) else {
-        anyhow::bail!("the demo's Dynamics imports did not run one each of customers, contacts and contracts");
+        anyhow::bail!(
+            "the demo's Dynamics imports did not run one each of customers, contacts and contracts"
+        );
     };
 
     let desk = desk_view(store, &connection, &org.tenant, default_site, customer).await?;
@@ -183,7 +193,7 @@ pub(super) async fn import(demo: &Demo<'_>) -> anyhow::Result<Imported> {
     } else {
         Vec::new()
     };
-    Ok(Imported {
+    Ok(Some(Imported {
         org_name: org.name.clone(),
         world,
         desk,
@@ -192,7 +202,7 @@ pub(super) async fn import(demo: &Demo<'_>) -> anyhow::Result<Imported> {
         people,
         tables,
         reasons,
-    })
+    }))
 }
 
 /// Adds the demo's Dynamics connection as `deskbridge connection add dynamics` does, for the
@@ -396,7 +406,13 @@ async fn desk_view(
         .await?
         .into_iter()
         .map(|r| {
-            let text = |c: &str| r.data.get(c).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let text = |c: &str| {
+                r.data
+                    .get(c)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             (text("name"), text("account"))
         })
         .collect();
@@ -503,7 +519,10 @@ pub(super) fn print_summary(r: &Imported) {
     let created = usize::try_from(customers_run.counts.created).unwrap_or(0);
     let mut parts = vec![format!("{} customers created", created.min(imported))];
     if imported > created {
-        parts.push(format!("{} already on the desk from an earlier demo", imported - created));
+        parts.push(format!(
+            "{} already on the desk from an earlier demo",
+            imported - created
+        ));
     }
     if world.accounts.len() > imported {
         parts.push(format!(
@@ -572,7 +591,9 @@ pub(super) fn print_summary(r: &Imported) {
         ),
     ];
     if other_site > 0 {
-        parts.push(format!("{other_site} on other sites (kept by a lock or moved by hand)"));
+        parts.push(format!(
+            "{other_site} on other sites (kept by a lock or moved by hand)"
+        ));
     }
     let skipped = world.contacts.len().saturating_sub(desk.users.len());
     parts.push(format!("{skipped} skipped{}", skip_why(skipped, &r.reasons)));
@@ -643,9 +664,7 @@ fn skip_why(skipped: usize, reasons: &[String]) -> String {
                 .collect::<Vec<_>>()
                 .join("; ")
         ),
-        None => format!(
-            ": see deskbridge sync --connection {DYNAMICS_NAME} --entity directory --plan"
-        ),
+        None => format!(": see deskbridge sync --connection {DYNAMICS_NAME} --entity directory --plan"),
     }
 }
 
