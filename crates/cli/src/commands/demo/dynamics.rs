@@ -163,27 +163,10 @@ pub(super) async fn import(demo: &Demo<'_>) -> anyhow::Result<Option<Imported>> 
 
     // Customers first: the contacts' run places people by the customers it created.
     let progress = Progress::new(3, "dynamics");
-    let mut runs = Vec::new();
-    for entity in [
-        SyncEntity::Customers,
-        SyncEntity::Directory,
-        SyncEntity::CustomTables,
-    ] {
-        let options = SyncOptions {
-            entity,
-            full: true,
-            ..SyncOptions::default()
-        };
-        let outcome = sync(store, sources, DYNAMICS_NAME, &options, clock).await?;
-        progress.step(line(&format!("{DYNAMICS_NAME} {entity}"), &outcome));
-        runs.push(outcome);
-    }
+    let customers = import_entity(demo, SyncEntity::Customers, &progress).await?;
+    let people = import_entity(demo, SyncEntity::Directory, &progress).await?;
+    let tables = import_entity(demo, SyncEntity::CustomTables, &progress).await?;
     progress.finish();
-    let Ok([customers, people, tables]) = <[SyncOutcome; 3]>::try_from(runs) else {
-        anyhow::bail!(
-            "the demo's Dynamics imports did not run one each of customers, contacts and contracts"
-        );
-    };
 
     let desk = desk_view(store, &connection, &org.tenant, default_site, customer).await?;
     // The import counts what it skipped but keeps no reasons; a preview of the same read plans
@@ -203,6 +186,23 @@ pub(super) async fn import(demo: &Demo<'_>) -> anyhow::Result<Option<Imported>> 
         tables,
         reasons,
     }))
+}
+
+/// A full read of one entity of the demo's Dynamics connection (on a rerun, everything is
+/// compared again, whatever cursor the last demo's emulator left).
+async fn import_entity(
+    demo: &Demo<'_>,
+    entity: SyncEntity,
+    progress: &Progress,
+) -> anyhow::Result<SyncOutcome> {
+    let options = SyncOptions {
+        entity,
+        full: true,
+        ..SyncOptions::default()
+    };
+    let outcome = sync(demo.store, demo.sources, DYNAMICS_NAME, &options, &demo.clock).await?;
+    progress.step(line(&format!("{DYNAMICS_NAME} {entity}"), &outcome));
+    Ok(outcome)
 }
 
 /// Adds the demo's Dynamics connection as `deskbridge connection add dynamics` does, for the
