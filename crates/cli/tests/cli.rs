@@ -474,14 +474,23 @@ fn the_demo_connects_through_csp_and_accounts_for_every_user_of_every_tenant() {
         .and_then(|p| p.split(' ').next()?.parse().ok())
         .unwrap();
     assert!(subscriptions > 0, "{out}");
-    let users: serde_json::Value =
-        serde_json::from_str(&ok(&deskbridge(dir.path(), &["directory", "users", "--json"]))).unwrap();
-    assert_eq!(users.as_array().unwrap().len() as i64, imported, "{out}");
-    let assets: serde_json::Value =
-        serde_json::from_str(&ok(&deskbridge(dir.path(), &["directory", "assets", "--json"]))).unwrap();
+    let users = json(dir.path(), &["directory", "users"]);
+    let csp_users = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["source_connection_id"] == connection_id(dir.path(), &[], "demo-csp"))
+        .count();
+    assert_eq!(csp_users as i64, imported, "{out}");
+    let assets = json(dir.path(), &["directory", "assets"]);
     assert!(!assets.as_array().unwrap().is_empty(), "{out}");
+    // Then the Dynamics 365 organisation: accounts, contacts and contracts, each accounted for.
+    let org = DemoOrg::of_world(3, 30);
+    org.check_summary(&out);
+    org.check_desk(dir.path(), &[]);
+    let desk = desk_json(dir.path(), &[]);
 
-    // Again on the same data directory: a new emulator (same world), the connection pointed at
+    // Again on the same data directory: a new emulator (same world), the connections pointed at
     // it and signed in again, nothing to change.
     let again = ok(&deskbridge(dir.path(), &args));
     assert!(
@@ -489,6 +498,281 @@ fn the_demo_connects_through_csp_and_accounts_for_every_user_of_every_tenant() {
         "{again}"
     );
     assert_eq!(reconciled(&again), lines, "{again}");
+    assert!(
+        again.contains(
+            "demo-dynamics was set up by an earlier demo on this data directory: pointed at this run's emulator, \
+             its mappings kept, everything read again: nothing changed"
+        ),
+        "{again}"
+    );
+    let accounts = org.accounts.len();
+    assert!(
+        again.contains(&format!(
+            "{accounts} accounts = 0 customers created + {accounts} already on the desk from an earlier demo"
+        )),
+        "{again}"
+    );
+    org.check_summary(&again);
+    assert_eq!(
+        desk_json(dir.path(), &[]),
+        desk,
+        "the second demo changed nothing on the desk"
+    );
+}
+
+/// `deskbridge ARGS --json`, parsed (ARGS may start with `--database URL`).
+fn json(data_dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    serde_json::from_str(&ok(&deskbridge(data_dir, &args))).unwrap()
+}
+
+/// The id of the connection named `name`, as the directory's JSON gives `source_connection_id`.
+fn connection_id(data_dir: &Path, global: &[&str], name: &str) -> serde_json::Value {
+    let connections = json(data_dir, &[global, &["connection", "list"]].concat());
+    connections
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no connection {name}: {connections}"))["id"]
+        .clone()
+}
+
+/// What a rerun must leave as it was: customers, sites, users and the contracts' rows.
+fn desk_json(data_dir: &Path, global: &[&str]) -> Vec<serde_json::Value> {
+    [
+        &["directory", "customers"][..],
+        &["directory", "sites"],
+        &["directory", "users"],
+        &["directory", "custom-rows", "--table", "contracts"],
+    ]
+    .iter()
+    .map(|args| json(data_dir, &[global, args].concat()))
+    .collect()
+}
+
+/// The demo's Dynamics 365 organisation as the sample world generates it (the demo's seed and
+/// contacts): what its summary and the desk must account for.
+struct DemoOrg {
+    /// The organisation's URL segment and its friendly name.
+    name: String,
+    friendly_name: String,
+    /// The Entra tenant's name: the desk customer of contacts without an imported account.
+    tenant_name: String,
+    accounts: std::collections::BTreeSet<String>,
+    /// Each contact's full name and its parent account's name.
+    contacts: Vec<(String, Option<String>)>,
+    /// Each contract's name and its account's name.
+    contracts: Vec<(String, String)>,
+}
+
+impl DemoOrg {
+    fn of_world(tenants: usize, users_per_tenant: usize) -> Self {
+        let world = deskbridge_emulator::World::generate(&deskbridge_emulator::GenerateOptions {
+            seed: 7,
+            tenants,
+            users_per_tenant: Some(users_per_tenant),
+            dataverse_orgs: 1,
+            dataverse_contacts: Some(100),
+            ..deskbridge_emulator::GenerateOptions::default()
+        })
+        .unwrap();
+        let org = &world.dataverse_orgs[0];
+        let rows = |table: &str| &org.table(table).unwrap().rows;
+        let account_name = |id: &serde_json::Value| -> String {
+            let id = id.as_str().unwrap();
+            let row = rows("account").iter().find(|r| r.id == id).unwrap();
+            row.values["name"].as_str().unwrap().to_owned()
+        };
+        let tenant = world.tenants.iter().find(|t| t.id == org.tenant_id).unwrap();
+        Self {
+            name: org.name.clone(),
+            friendly_name: org.friendly_name.clone(),
+            tenant_name: tenant.display_name.clone(),
+            accounts: rows("account")
+                .iter()
+                .map(|r| r.values["name"].as_str().unwrap().to_owned())
+                .collect(),
+            contacts: rows("contact")
+                .iter()
+                .map(|r| {
+                    let parent = r
+                        .values
+                        .get("parentcustomerid")
+                        .filter(|p| p["table"] == "account")
+                        .map(|p| account_name(&p["id"]));
+                    (r.values["fullname"].as_str().unwrap().to_owned(), parent)
+                })
+                .collect(),
+            contracts: rows("cr7a1_contract")
+                .iter()
+                .map(|r| {
+                    (
+                        r.values["cr7a1_name"].as_str().unwrap().to_owned(),
+                        account_name(&r.values["cr7a1_accountid"]["id"]),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The summary names the organisation and reconciles its accounts, contacts and contracts.
+    fn check_summary(&self, out: &str) {
+        let (accounts, contacts, contracts) =
+            (self.accounts.len(), self.contacts.len(), self.contracts.len());
+        assert!(accounts >= 20 && contacts == 100 && contracts > accounts, "{out}");
+        assert!(
+            out.contains("Dynamics 365: one organisation, connection demo-dynamics"),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "organisation:       {} ({}): {accounts} accounts, {contacts} contacts, {contracts} rows of \
+                 cr7a1_contract",
+                self.friendly_name, self.name
+            )),
+            "{out}"
+        );
+        let on_accounts = self.contacts.iter().filter(|c| c.1.is_some()).count();
+        assert!(on_accounts > 0 && on_accounts < contacts, "{on_accounts}");
+        let line = out.lines().find(|l| l.contains("  contacts:  ")).unwrap();
+        assert!(
+            line.contains(&format!(
+                "{contacts} contacts = {on_accounts} on their account's customer + {} on the default site (Main of \
+                 {}:",
+                contacts - on_accounts,
+                self.tenant_name
+            )),
+            "{out}"
+        );
+        assert!(line.contains("+ 0 skipped"), "every contact is active: {out}");
+        assert!(
+            out.contains(&format!(
+                "{contracts} rows of cr7a1_contract = {contracts} in desk table contracts"
+            )),
+            "{out}"
+        );
+        // A few customers by name, with their people and contracts.
+        let examples: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("    ") && l.contains(" users (") && l.contains("; contracts: "))
+            .collect();
+        assert_eq!(examples.len(), 3, "{out}");
+        for example in examples {
+            let (customer, rest) = example.trim().split_once(": ").unwrap();
+            assert!(self.accounts.contains(customer), "{example}");
+            let person = rest
+                .split_once(" users (")
+                .unwrap()
+                .1
+                .split([',', ')'])
+                .next()
+                .unwrap();
+            assert!(
+                self.contacts
+                    .iter()
+                    .any(|(name, parent)| name == person && parent.as_deref() == Some(customer)),
+                "{example}"
+            );
+            let contract = rest
+                .split_once("; contracts: ")
+                .unwrap()
+                .1
+                .split(", ")
+                .next()
+                .unwrap();
+            assert!(
+                self.contracts
+                    .iter()
+                    .any(|(name, account)| name == contract && account == customer),
+                "{example}"
+            );
+        }
+    }
+
+    /// The desk holds a customer with a main site per account, each contact on its account's
+    /// customer's main site (or on the organisation's customer's), and every contract's row.
+    fn check_desk(&self, data_dir: &Path, global: &[&str]) {
+        let list = |args: &[&str]| json(data_dir, &[global, args].concat());
+        let customers = list(&["directory", "customers"]);
+        let names: Vec<&str> = customers
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        for account in &self.accounts {
+            assert_eq!(
+                names.iter().filter(|n| *n == account).count(),
+                1,
+                "{account}: {customers}"
+            );
+        }
+        let sites = list(&["directory", "sites"]);
+        let main_site = |customer: &str| {
+            let site = sites
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["customer"] == customer && s["is_main"] == true)
+                .unwrap_or_else(|| panic!("{customer} has no main site: {sites}"));
+            site["id"].clone()
+        };
+        let dynamics = connection_id(data_dir, global, "demo-dynamics");
+        let users = list(&["directory", "users"]);
+        let users: Vec<&serde_json::Value> = users
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["source_connection_id"] == dynamics)
+            .collect();
+        assert_eq!(users.len(), self.contacts.len());
+        let mut expected: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (_, parent) in &self.contacts {
+            *expected
+                .entry(parent.as_deref().unwrap_or(&self.tenant_name))
+                .or_default() += 1;
+        }
+        for (customer, count) in expected {
+            let site = main_site(customer);
+            let on_it: Vec<_> = users.iter().filter(|u| u["customer"] == customer).collect();
+            assert_eq!(on_it.len(), count, "users of {customer}");
+            assert!(
+                on_it.iter().all(|u| u["site_id"] == site),
+                "{customer}: {on_it:?}"
+            );
+        }
+        for (name, parent) in &self.contacts {
+            let customer = parent.as_deref().unwrap_or(&self.tenant_name);
+            assert!(
+                users
+                    .iter()
+                    .any(|u| u["name"] == name.as_str() && u["customer"] == customer),
+                "{name} on {customer}"
+            );
+        }
+        let rows = list(&["directory", "custom-rows", "--table", "contracts"]);
+        let mut rows: Vec<(String, String)> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert!(
+                    r["seats"].is_number() && r["number"].is_string() && r["tier"].is_string(),
+                    "{r}"
+                );
+                (
+                    r["name"].as_str().unwrap().to_owned(),
+                    r["account"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        rows.sort();
+        let mut contracts = self.contracts.clone();
+        contracts.sort();
+        assert_eq!(rows, contracts);
+    }
 }
 
 #[test]
@@ -507,6 +791,10 @@ fn the_entra_only_demo_imports_users_and_devices_and_the_directory_names_each_as
         ],
     ));
     assert!(out.contains("Entra only: one connection per tenant"), "{out}");
+    assert!(
+        !out.contains("Dynamics 365"),
+        "the earliest demo has no Dynamics 365: {out}"
+    );
     assert!(out.contains("delta import:"), "{out}");
     assert!(out.contains("device import:"), "{out}");
     assert!(out.contains("errors 0"), "{out}");
@@ -555,6 +843,85 @@ fn the_entra_only_demo_imports_users_and_devices_and_the_directory_names_each_as
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+}
+
+#[test]
+fn the_demo_without_dynamics_adds_no_dynamics_connection_and_no_desk_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(&deskbridge(
+        dir.path(),
+        &[
+            "demo",
+            "--no-serve",
+            "--no-dynamics",
+            "--tenants",
+            "2",
+            "--users-per-tenant",
+            "5",
+        ],
+    ));
+    assert!(out.contains("CSP: Partner Center with GDAP"), "{out}");
+    assert!(!out.contains("Dynamics 365"), "{out}");
+    let connections = json(dir.path(), &["connection", "list"]);
+    let kinds: Vec<&str> = connections
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["csp"], "{connections}");
+    assert_eq!(
+        json(dir.path(), &["custom-tables", "list"]),
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn the_demo_imports_its_dynamics_organisation_into_postgres_too() {
+    let Some(base) = postgres_url() else { return };
+    let name = format!(
+        "deskbridge_demo_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let admin = sqlx::PgPool::connect(&base).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = with_database(&base, &name);
+    let dir = tempfile::tempdir().unwrap();
+    // The checks panic inside; the database is dropped either way.
+    let outcome = std::panic::catch_unwind(|| {
+        let global = ["--database", url.as_str()];
+        let args = [
+            &global[..],
+            &["demo", "--no-serve", "--tenants", "2", "--users-per-tenant", "10"],
+        ]
+        .concat();
+        let org = DemoOrg::of_world(2, 10);
+        let out = ok(&deskbridge(dir.path(), &args));
+        org.check_summary(&out);
+        org.check_desk(dir.path(), &global);
+        let desk = desk_json(dir.path(), &global);
+        let again = ok(&deskbridge(dir.path(), &args));
+        assert!(
+            again.contains("everything read again: nothing changed"),
+            "{again}"
+        );
+        org.check_summary(&again);
+        assert_eq!(
+            desk_json(dir.path(), &global),
+            desk,
+            "the second demo changed nothing on the desk"
+        );
+    });
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 #[test]

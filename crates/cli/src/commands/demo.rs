@@ -4,8 +4,13 @@
 //! (approved by the emulator without a browser), a full import that assigns every GDAP customer
 //! tenant to a desk customer and imports its users, licences and subscriptions, the tenants'
 //! managed devices as assets, and a summary that accounts for every user of every tenant.
+//! Then a Dynamics 365 organisation of the first customer tenant ([`dynamics`]): its accounts as
+//! desk customers, its contacts as users on their account's customer, its contracts in a desk
+//! custom table (`--no-dynamics` leaves it out).
 //! `--entra-only` keeps the earlier demo: one Entra connection per tenant, a full import, a few
-//! changes and a delta import, the devices as assets.
+//! changes and a delta import, the devices as assets (and no Dynamics 365).
+
+mod dynamics;
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
@@ -39,9 +44,16 @@ pub struct DemoArgs {
     #[arg(long)]
     pub no_serve: bool,
     /// Connect each tenant with its own Entra connection instead of one CSP connection through
-    /// Partner Center (the demo before CSP: a full import, a few changes, a delta import).
+    /// Partner Center (the demo before CSP: a full import, a few changes, a delta import; no
+    /// Dynamics 365).
     #[arg(long)]
     pub entra_only: bool,
+    /// Leave the Dynamics 365 organisation out (its accounts, contacts and contracts).
+    #[arg(long)]
+    pub no_dynamics: bool,
+    /// Contacts in the Dynamics 365 organisation (it has a quarter as many accounts).
+    #[arg(long, default_value_t = 100)]
+    pub dynamics_contacts: usize,
 }
 
 /// The one connection of the CSP demo.
@@ -100,12 +112,15 @@ struct Demo<'a> {
 
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let world = World::generate(&GenerateOptions {
+    let mut world = World::generate(&GenerateOptions {
         seed: args.seed,
         tenants: args.tenants,
         users_per_tenant: Some(args.users_per_tenant),
+        dataverse_orgs: 1,
+        dataverse_contacts: Some(args.dynamics_contacts),
         ..GenerateOptions::default()
     })?;
+    dynamics::activate(&mut world);
     let mut config = EmulatorConfig::new(world);
     // The partner admin's sign-in completes without a browser: the emulator approves it at once.
     config.auto_approve = !args.entra_only;
@@ -138,13 +153,23 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let result = if args.entra_only {
         entra_demo(&demo).await
     } else {
-        csp_demo(&demo).await
+        csp_demo(&demo, !args.no_dynamics).await
     };
     store.close().await;
     result?;
     crate::output::outln!("  total time:         {:.1}s", started.elapsed().as_secs_f64());
     crate::output::outln!("  database:           {}", global.database_label());
-    crate::output::outln!("  see it:             deskbridge directory users; deskbridge directory assets");
+    if args.entra_only || args.no_dynamics {
+        crate::output::outln!(
+            "  see it:             deskbridge directory users; deskbridge directory assets"
+        );
+    } else {
+        crate::output::outln!(
+            "  see it:             deskbridge directory customers; deskbridge directory users --customer NAME; \
+             deskbridge directory assets; deskbridge directory custom-rows --table {}",
+            dynamics::DESK_TABLE
+        );
+    }
     if args.no_serve {
         emu.shutdown().await;
         return Ok(());
@@ -163,8 +188,9 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The CSP demo: one connection through Partner Center for every GDAP customer tenant.
-async fn csp_demo(demo: &Demo<'_>) -> anyhow::Result<()> {
+/// The CSP demo: one connection through Partner Center for every GDAP customer tenant; then,
+/// with `dynamics`, the Dynamics 365 organisation.
+async fn csp_demo(demo: &Demo<'_>, dynamics: bool) -> anyhow::Result<()> {
     let Demo {
         emu,
         summary,
@@ -209,6 +235,15 @@ async fn csp_demo(demo: &Demo<'_>) -> anyhow::Result<()> {
     .await?;
     eprintln!("{}", line(CSP_NAME, &assets));
     let assets_time = assets_started.elapsed();
+
+    // After CSP, whose sign-in assigned the organisation's tenant to its desk customer (when its
+    // GDAP relationship is active); before the counts, so that the desk's totals are the same
+    // on every run.
+    let dynamics = if dynamics {
+        dynamics::import(demo).await?
+    } else {
+        None
+    };
 
     let connection = deskbridge_sync::load_connection(store, CSP_NAME).await?;
     let mut tx = store.read().await?;
@@ -285,6 +320,9 @@ async fn csp_demo(demo: &Demo<'_>) -> anyhow::Result<()> {
                 last.and_then(|o| not_read(o, &tenant.id))
             )
         );
+    }
+    if let Some(imported) = &dynamics {
+        dynamics::print_summary(imported);
     }
     Ok(())
 }
