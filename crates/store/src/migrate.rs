@@ -89,6 +89,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_usage_lines.sql"),
         postgres: include_str!("../migrations/postgres/0012_usage_lines.sql"),
     },
+    Migration {
+        version: 14,
+        name: "run_heartbeats",
+        sqlite: include_str!("../migrations/sqlite/0014_run_heartbeats.sql"),
+        postgres: include_str!("../migrations/postgres/0014_run_heartbeats.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].
