@@ -31,7 +31,7 @@ pub async fn keep_present(store: Store, worker: String, mut shutdown: watch::Rec
         if let Err(e) = seen {
             tracing::warn!(worker = %worker, error = %e, "could not record that the worker is alive");
         }
-        if beats % STALE_RUNS_EVERY == 0
+        if beats.is_multiple_of(STALE_RUNS_EVERY)
             && let Err(e) = deskbridge_sync::liveness::close_stale_runs(&store, None).await
         {
             tracing::warn!(error = %e, "could not close the runs whose process stopped");
