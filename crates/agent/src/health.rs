@@ -268,6 +268,15 @@ pub fn run_seconds(run: &Run, now: jiff::Timestamp) -> Option<i64> {
     Some(ended.duration_since(started).as_secs().max(0))
 }
 
+/// A stored timestamp (`2026-11-23T10:00:00.000000Z`) for people: `2026-11-23 10:00:00 UTC`.
+/// Anything else is shown as it is.
+pub fn when_text(stored: &str) -> String {
+    match (stored.get(..10), stored.get(11..19)) {
+        (Some(date), Some(time)) if stored.as_bytes().get(10) == Some(&b'T') => format!("{date} {time} UTC"),
+        _ => stored.to_owned(),
+    }
+}
+
 /// Seconds for people: `42s`, `3m 05s`, `2h 07m`.
 pub fn duration_text(seconds: i64) -> String {
     match seconds {
@@ -288,6 +297,15 @@ mod tests {
         assert_eq!("Errors".parse::<SortKey>(), Ok(SortKey::Errors));
         let e = "size".parse::<SortKey>().unwrap_err();
         assert!(e.contains("name, status, last-run, errors"), "{e}");
+    }
+
+    #[test]
+    fn timestamps_read_without_their_fraction() {
+        assert_eq!(
+            when_text("2026-11-23T10:00:00.000000Z"),
+            "2026-11-23 10:00:00 UTC"
+        );
+        assert_eq!(when_text("soon"), "soon");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use deskbridge_agent::health::{ConnectionHealthView, SortKey, customers_text};
+use deskbridge_agent::health::{ConnectionHealthView, SortKey, customers_text, when_text};
 use deskbridge_store::{Access, Connection};
 
 use axum::extract::RawQuery;
@@ -137,12 +137,20 @@ fn health_row(h: &ConnectionHealthView, c: &Connection, access: Access) -> Vec<C
                 )
             },
         ),
-        cell(last.and_then(|r| r.at.clone()).unwrap_or_default()),
+        cell(
+            last.and_then(|r| r.at.as_deref())
+                .map(when_text)
+                .unwrap_or_default(),
+        ),
         count(|c| c.created),
         count(|c| c.updated),
         count(|c| c.deactivated),
         count(|c| c.errors),
-        cell(h.next_run.clone().unwrap_or_else(|| "not scheduled".into())),
+        cell(
+            h.next_run
+                .as_deref()
+                .map_or_else(|| "not scheduled".into(), when_text),
+        ),
         cell(h.open_errors.to_string()),
         match h.held_runs.first() {
             Some(run) => link(

@@ -3,7 +3,7 @@
 
 use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
-use deskbridge_agent::health::{duration_text, run_seconds};
+use deskbridge_agent::health::{duration_text, run_seconds, when_text};
 use deskbridge_core::RunId;
 use deskbridge_store::{Access, RunFilter, RunListing, RunStatus};
 use serde_json::Value;
@@ -33,7 +33,7 @@ fn run_row(r: &RunListing, now: jiff::Timestamp) -> Vec<Cell> {
         },
         cell(deskbridge_sync::entity_of_run_kind(&run.kind).as_str()),
         status,
-        cell(run.started_at.clone().unwrap_or_default()),
+        cell(run.started_at.as_deref().map(when_text).unwrap_or_default()),
         cell(run_seconds(run, now).map(duration_text).unwrap_or_default()),
         cell(run.counts.created.to_string()),
         cell(run.counts.updated.to_string()),
