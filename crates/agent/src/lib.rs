@@ -10,14 +10,18 @@
 //!   cancellation, graceful hand-back at shutdown, takeover of jobs whose worker died, and
 //!   per-connection backoff after failures;
 //! - [`metrics`] and [`http`]: the Prometheus text exposition, `/metrics` and `/healthz`;
+//! - [`presence`]: workers saying they are alive (and closing runs whose process died);
+//! - [`health`]: the connections' health view (last and next run, open errors, held runs);
 //! - [`entities`]: which entities each connection kind can sync (from its source).
 //!
 //! The jobs and schedules themselves live in the store (`deskbridge_store::jobs`), where the
 //! database enforces one active job per connection and entity and one fire per due time.
 
 pub mod cron;
+pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod presence;
 pub mod schedule;
 pub mod scheduler;
 pub mod worker;

@@ -199,6 +199,11 @@ impl Worker {
     /// away) is logged and retried after the poll interval: the worker outlives outages.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(worker = %self.config.worker_id, "worker started");
+        let presence = tokio::spawn(crate::presence::keep_present(
+            self.store.clone(),
+            self.config.worker_id.clone(),
+            shutdown.clone(),
+        ));
         while !*shutdown.borrow() {
             let idle = match self.run_one(&mut shutdown).await {
                 Ok(Some(_)) => false,
@@ -215,6 +220,7 @@ impl Worker {
                 }
             }
         }
+        let _ = presence.await;
         tracing::info!(worker = %self.config.worker_id, "worker stopped");
     }
 

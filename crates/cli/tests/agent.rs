@@ -85,7 +85,7 @@ fn desk(data: &Path, database: Option<&str>) -> BTreeMap<String, Value> {
 
 fn jobs(data: &Path, database: &str) -> Vec<Value> {
     serde_json::from_str(&run_ok(
-        deskbridge(data, Some(database)).args(["runs", "list", "--json", "--limit", "1000"]),
+        deskbridge(data, Some(database)).args(["runs", "jobs", "--json", "--limit", "1000"]),
     ))
     .unwrap()
 }
@@ -470,7 +470,7 @@ async fn serve_runs_queued_jobs_and_serves_metrics_and_health() {
             "the job did not finish"
         );
         let all: Vec<Value> = serde_json::from_str(&run_ok(
-            deskbridge(dir.path(), None).args(["runs", "list", "--json"]),
+            deskbridge(dir.path(), None).args(["runs", "jobs", "--json"]),
         ))
         .unwrap();
         if all[0]["status"] != "queued" && all[0]["status"] != "running" {
@@ -586,7 +586,7 @@ fn schedules_and_runs_are_managed_from_the_command_line() {
     let job = started[0]["job_id"].as_i64().unwrap().to_string();
     assert!(run_ok(deskbridge(dir.path(), None).args(["runs", "cancel", &job])).contains("cancelled"));
     let jobs: Vec<Value> = serde_json::from_str(&run_ok(
-        deskbridge(dir.path(), None).args(["runs", "list", "--json"]),
+        deskbridge(dir.path(), None).args(["runs", "jobs", "--json"]),
     ))
     .unwrap();
     assert_eq!(jobs[0]["status"], "cancelled");

@@ -253,7 +253,7 @@ async fn a_dynamics_connection_is_added_checked_and_synced_from_the_cli() {
     .unwrap();
     let mut job = Value::Null;
     for _ in 0..100 {
-        let jobs: Value = serde_json::from_str(&run(&["runs", "list", "--json"])).unwrap();
+        let jobs: Value = serde_json::from_str(&run(&["runs", "jobs", "--json"])).unwrap();
         job = jobs
             .as_array()
             .unwrap()

@@ -21,7 +21,9 @@ mod custom_tables;
 mod db;
 mod error;
 mod jobs;
+mod liveness;
 mod migrate;
+mod overview;
 mod records;
 pub mod schema;
 mod secrets;
@@ -41,7 +43,9 @@ pub use jobs::{
     ClaimedJob, ConnectionHealth, FireOutcome, Job, JobId, JobStatus, NewJob, NewSchedule, Schedule,
     ScheduleId,
 };
+pub use liveness::WorkerPresence;
 pub use migrate::AppliedMigration;
+pub use overview::{RunFilter, RunListing};
 pub use records::{
     CustomFieldDefinition, FieldChange, Fields, Record, RecordScope, SourceKey, UpsertOutcome,
 };

@@ -95,6 +95,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0013_account_sign_ins.sql"),
         postgres: include_str!("../migrations/postgres/0013_account_sign_ins.sql"),
     },
+    Migration {
+        version: 14,
+        name: "run_heartbeats",
+        sqlite: include_str!("../migrations/sqlite/0014_run_heartbeats.sql"),
+        postgres: include_str!("../migrations/postgres/0014_run_heartbeats.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].

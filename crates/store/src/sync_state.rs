@@ -45,6 +45,9 @@ pub enum RunStatus {
     /// Stopped before applying anything, waiting for an administrator (circuit breaker).
     Held,
     Cancelled,
+    /// Its process stopped before it ended (killed, Ctrl-C, a lost heartbeat): what its tenants
+    /// committed stays, and the next run resumes from their cursors.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -57,6 +60,7 @@ impl RunStatus {
             Self::Failed => "failed",
             Self::Held => "held",
             Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
         }
     }
 
@@ -69,6 +73,7 @@ impl RunStatus {
             Self::Failed,
             Self::Held,
             Self::Cancelled,
+            Self::Interrupted,
         ]
         .into_iter()
         .find(|v| v.as_str() == s)
@@ -103,6 +108,8 @@ pub struct Run {
     pub created_at: String,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
+    /// When the process running it last said it was alive (see `StoreTx::heartbeat_run`).
+    pub heartbeat_at: Option<String>,
 }
 
 /// Which cursor: per connection, tenant and stream (e.g. "users/delta").
@@ -211,9 +218,9 @@ fn connection_from_row(row: &[Sql]) -> Result<Connection> {
     }
 }
 
-const RUN_COLUMNS: &str = "id, connection_id, kind, status, created_count, updated_count, deactivated_count, \
-    unchanged_count, conflict_count, error_count, message, progress, created_at, started_at, ended_at";
-const RUN_TYPES: [SqlType; 15] = [
+pub(crate) const RUN_COLUMNS: &str = "id, connection_id, kind, status, created_count, updated_count, deactivated_count, \
+    unchanged_count, conflict_count, error_count, message, progress, created_at, started_at, ended_at, heartbeat_at";
+pub(crate) const RUN_TYPES: [SqlType; 16] = [
     SqlType::Int,
     SqlType::Int,
     SqlType::Text,
@@ -224,6 +231,7 @@ const RUN_TYPES: [SqlType; 15] = [
     SqlType::Int,
     SqlType::Int,
     SqlType::Int,
+    SqlType::Text,
     SqlType::Text,
     SqlType::Text,
     SqlType::Text,
@@ -231,7 +239,7 @@ const RUN_TYPES: [SqlType; 15] = [
     SqlType::Text,
 ];
 
-fn run_from_row(row: &[Sql]) -> Result<Run> {
+pub(crate) fn run_from_row(row: &[Sql]) -> Result<Run> {
     let corrupt = || StoreError::Corrupt("runs".into(), "unexpected row shape".into());
     let int = |i: usize| row.get(i).and_then(Sql::as_int).unwrap_or(0);
     let text = |i: usize| row.get(i).and_then(Sql::as_text).map(str::to_owned);
@@ -256,6 +264,7 @@ fn run_from_row(row: &[Sql]) -> Result<Run> {
         created_at: text(12).ok_or_else(corrupt)?,
         started_at: text(13),
         ended_at: text(14),
+        heartbeat_at: text(15),
     })
 }
 
@@ -369,8 +378,8 @@ impl StoreTx {
             Sql::text(kind),
             self.now_text(),
         ];
-        let sql = "INSERT INTO runs (connection_id, kind, status, created_at, started_at) \
-                   VALUES ($1, $2, 'running', $3, $3) RETURNING id";
+        let sql = "INSERT INTO runs (connection_id, kind, status, created_at, started_at, heartbeat_at) \
+                   VALUES ($1, $2, 'running', $3, $3, $3) RETURNING id";
         Ok(RunId(self.insert_returning_id(sql, &args, "runs").await?))
     }
 

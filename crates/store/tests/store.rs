@@ -9,6 +9,7 @@ mod accounts;
 mod harness;
 mod journal;
 mod records;
+mod run_health;
 mod secrets;
 mod sign_in;
 mod sync_state;

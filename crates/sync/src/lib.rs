@@ -12,6 +12,8 @@
 //! - applying a plan to the store ([`apply_plan`]) in transactions of bounded size, each with its
 //!   journal rows, inbound log and counts, the cursors in the last one, so a crash at any point
 //!   leaves a state that the next run converges from;
+//! - runs that end when their owner dies ([`liveness`]): a heartbeat while a run goes on, and
+//!   runs whose process stopped closed as interrupted;
 //! - many runs at once ([`sync_many`]), taking turns at the CPU-bound stages;
 //! - write-back of a subscription's quantity to its source ([`set_subscription_quantity`]),
 //!   journalled per change and idempotent under retries;
@@ -30,6 +32,7 @@ mod assets;
 mod check;
 mod customers;
 mod desk;
+pub mod liveness;
 mod many;
 mod mappings;
 mod rows;

@@ -395,6 +395,8 @@ pub(crate) async fn sync_with(
     let skip: BTreeSet<String> = taken.keys().cloned().collect();
     let held_run = held_run_to_approve(store, &connection, options).await?;
     let run = start_run(store, &connection, options).await?;
+    // The run's heartbeat, for as long as this future lives (see `crate::liveness`).
+    let _heartbeat = run.map(|run| crate::liveness::RunHeartbeat::start(store, run));
     // An approved run lets the held tenants' deactivations through.
     let approved: BTreeSet<String> = match held_run {
         Some(_) => partitions.iter().map(|p| p.tenant_id.clone()).collect(),
@@ -587,6 +589,8 @@ async fn start_run(
         return Ok(None);
     }
     let mut tx = store.begin(WriteContext::manual()).await?;
+    // A run of this connection whose process died ends here, before the new one starts.
+    crate::liveness::close_stale_in(&mut tx, Some(connection.id)).await?;
     let run = tx
         .start_run(Some(connection.id), run_kind(options.entity, options.full))
         .await?;

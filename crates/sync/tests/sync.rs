@@ -13,6 +13,7 @@ use deskbridge_sync::{SyncError, SyncOptions, SyncOutcome};
 use deskbridge_testkit::{TestDb, store_test};
 
 mod apply;
+mod liveness;
 mod many;
 mod scenarios;
 use serde_json::{Value, json};

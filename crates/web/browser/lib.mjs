@@ -3,7 +3,7 @@
 //   DESKBRIDGE_BIN  the binary (default target/debug/deskbridge)
 //   CHROMIUM        the browser (default /usr/bin/chromium; never a downloaded one)
 //   BROWSER_OUTPUT  where screenshots go (default target/browser-output)
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -30,6 +30,14 @@ export function start(args) {
       try { ok(JSON.parse(line)); } catch (e) { fail(new Error(`${args[0]} printed ${line}: ${e}`)); }
     });
   });
+}
+
+/** Runs a command of ours to its end (against the same data directory as `start`); returns its
+ *  exit status, standard output and standard error. */
+export function run(args, env = {}) {
+  const done = spawnSync(bin, args, { encoding: "utf8", env: { ...process.env, DESKBRIDGE_DATA_DIR: dataDir, DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS: "127.0.0.1", DESKBRIDGE_LOG: "error", ...env } });
+  if (done.error) { throw done.error; }
+  return { status: done.status, stdout: done.stdout, stderr: done.stderr };
 }
 
 /** Headless system Chromium. */

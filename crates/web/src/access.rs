@@ -335,6 +335,14 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "accounts",
         "Grant or revoke an account's access",
     ),
+    // Every run of the connections the caller may read (the handler filters by grants).
+    api(
+        "GET",
+        "/api/v1/runs",
+        Need::Signed,
+        "runs",
+        "Run history of every connection the caller may read, newest first",
+    ),
     api(
         "GET",
         "/api/v1/runs/{run_id}",
@@ -552,6 +560,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         Need::Admin,
         "Grant access to the connection",
     ),
+    // Every run of the connections the caller may read (the handler filters by grants).
+    page("GET", "/runs", Need::Signed, "Run history of every connection"),
     page("GET", "/runs/{run_id}", RUN_READ, "A run with live progress"),
     page("POST", "/runs/{run_id}/cancel", RUN_MODIFY, "Cancel a run"),
     page("POST", "/runs/{run_id}/approve", RUN_MODIFY, "Approve a held run"),

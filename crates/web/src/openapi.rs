@@ -173,6 +173,29 @@ fn query_parameters(path: &str) -> Vec<Value> {
                 "Only records of this desk customer (a customer the connection imports into, for a connection's listing)",
             ),
         ]
+    } else if path == "/api/v1/runs" {
+        vec![
+            q("connection", "string", "Only this connection's runs (by name)"),
+            q(
+                "status",
+                "string",
+                "Only runs in this status (running, succeeded, partial, failed, held, cancelled, interrupted)",
+            ),
+            q("limit", "integer", "How many runs, newest first (at most 1000)"),
+        ]
+    } else if path == "/api/v1/connections" {
+        vec![
+            q(
+                "sort",
+                "string",
+                "name (default), status (worst first), last-run (newest first) or errors (most first)",
+            ),
+            q(
+                "failing",
+                "boolean",
+                "Only connections whose last run failed, or with open errors or held runs",
+            ),
+        ]
     } else if path.ends_with("/runs") {
         vec![q("limit", "integer", "How many runs, newest first")]
     } else {

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
+use deskbridge_agent::health::{ConnectionHealthView, SortKey, connection_health, customers_text};
 use deskbridge_core::{ErrorCode, SharedClock, SystemClock};
 use deskbridge_source::settings::{Purpose, enabled_instances, validate};
 use deskbridge_source::{
@@ -21,10 +22,18 @@ pub enum ConnectionCommand {
         #[command(subcommand)]
         kind: AddKind,
     },
-    /// List connections (never their secrets).
+    /// List connections (never their secrets) with their health: customer, last run (status,
+    /// when, counts), next scheduled run, open errors and held runs.
     List {
         #[arg(long)]
         json: bool,
+        /// Order by name, status (worst first), last-run (newest first) or errors (most first).
+        #[arg(long, default_value = "name", value_parser = clap::value_parser!(SortKey))]
+        sort: SortKey,
+        /// Only connections that need someone: their last run failed, or they have open errors
+        /// or held runs.
+        #[arg(long)]
+        failing: bool,
     },
     /// Authorise a delegated connection: sign in with Microsoft in a browser; the refresh token
     /// is sealed in the store. Listens on a loopback address for the redirect.
@@ -273,7 +282,7 @@ pub async fn run(global: &GlobalArgs, command: ConnectionCommand) -> anyhow::Res
         ConnectionCommand::Add {
             kind: AddKind::Dynamics(args),
         } => add_dynamics(&store, &registry, *args).await,
-        ConnectionCommand::List { json } => list(&store, &registry, json).await,
+        ConnectionCommand::List { json, sort, failing } => list(&store, &registry, json, sort, failing).await,
         ConnectionCommand::Authorize(args) => super::authorize::run(&store, &registry, args).await,
         ConnectionCommand::Delta(args) => delta(&store, &registry, args).await,
         ConnectionCommand::Remove { name } => remove(&store, &name).await,
@@ -539,12 +548,24 @@ pub(super) async fn connection_named(store: &Store, name: &str) -> anyhow::Resul
         .ok_or_else(|| CliError::new(ErrorCode::NotFound, format!("no connection named {name:?}")).into())
 }
 
-async fn list(store: &Store, registry: &SourceRegistry, as_json: bool) -> anyhow::Result<()> {
+async fn list(
+    store: &Store,
+    registry: &SourceRegistry,
+    as_json: bool,
+    sort: SortKey,
+    failing: bool,
+) -> anyhow::Result<()> {
     let mut tx = store.read().await?;
     let connections = tx.connections().await?;
     tx.commit().await?;
+    let mut health = connection_health(store, registry, &connections, sort).await?;
+    if failing {
+        health.retain(ConnectionHealthView::needs_attention);
+    }
+    let by_id: std::collections::HashMap<_, _> = connections.into_iter().map(|c| (c.id, c)).collect();
     let mut rows = Vec::new();
-    for c in connections {
+    for view in health {
+        let Some(c) = by_id.get(&view.id) else { continue };
         let source = registry.get(&c.kind);
         let mut expiry = None;
         let mut tx = store.read().await?;
@@ -558,9 +579,11 @@ async fn list(store: &Store, registry: &SourceRegistry, as_json: bool) -> anyhow
         tx.commit().await?;
         // A connection that signs in is usable once someone has (its refresh token is sealed).
         let authorised = match source.and_then(|s| s.sign_in()) {
-            Some(sign_in) => json!(sign_in.authorised(store, &c).await?),
+            Some(sign_in) => json!(sign_in.authorised(store, c).await?),
             None => Value::Null,
         };
+        let last = view.last_run.as_ref();
+        let count = |f: fn(&deskbridge_store::RunCounts) -> i64| last.map(|r| f(&r.counts));
         rows.push(json!({
             "id": c.id.0,
             "name": c.name,
@@ -573,6 +596,21 @@ async fn list(store: &Store, registry: &SourceRegistry, as_json: bool) -> anyhow
             "enabled_instances": c.enabled_instances,
             "credential_expires": expiry,
             "authorised": authorised,
+            "customers": view.customers,
+            "customer": customers_text(&view.customers),
+            "health": view.health,
+            "last_run": view.last_run,
+            "next_run": view.next_run,
+            "open_errors": view.open_errors,
+            "held_runs": view.held_runs,
+            // The table's columns.
+            "last_status": last.map(|r| format!("{} ({})", r.status.as_str(), r.entity)),
+            "last_run_at": last.and_then(|r| r.at.clone()),
+            "created": count(|c| c.created),
+            "updated": count(|c| c.updated),
+            "deactivated": count(|c| c.deactivated),
+            "errors": count(|c| c.errors),
+            "held": view.held_runs.len(),
         }));
     }
     if as_json {
@@ -581,7 +619,22 @@ async fn list(store: &Store, registry: &SourceRegistry, as_json: bool) -> anyhow
         crate::output::out!(
             "{}",
             output::table(
-                &["id", "name", "kind", "tenant_id", "auth", "credential_expires"],
+                &[
+                    "name",
+                    "customer",
+                    "kind",
+                    "health",
+                    "last_status",
+                    "last_run_at",
+                    "created",
+                    "updated",
+                    "deactivated",
+                    "errors",
+                    "next_run",
+                    "open_errors",
+                    "held",
+                    "credential_expires",
+                ],
                 &rows
             )
         );

@@ -1,5 +1,6 @@
-//! `deskbridge runs list|start|cancel`: the job queue — what is queued, what runs where and how
-//! far it got, starting a run now and cancelling one.
+//! `deskbridge runs list|jobs|start|cancel`: the run history — every run, whoever started it
+//! (a CLI sync, a schedule, the UI) —, the job queue (what is queued, what runs where and how far
+//! it got), starting a run now and cancelling one.
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -14,8 +15,25 @@ use crate::settings::GlobalArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum RunsCommand {
-    /// List jobs, newest first, with progress (pages, requests, tenant) and their run's counts.
+    /// List every run, newest first — CLI syncs, scheduled and queued runs, runs started in the
+    /// UI — with its connection, entity, status, when, duration, counts and the job that queued
+    /// it; jobs still waiting for a worker are listed as queued.
     List {
+        /// Only this connection's runs.
+        #[arg(long)]
+        connection: Option<String>,
+        /// Only runs in this status (queued, running, succeeded, partial, failed, held, cancelled,
+        /// interrupted).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List jobs (the queue), newest first, with progress (pages, requests, tenant), lease and
+    /// attempts, and their run's counts.
+    Jobs {
         /// Only jobs in this status (queued, running, succeeded, partial, failed, held, cancelled).
         #[arg(long)]
         status: Option<String>,
@@ -52,7 +70,13 @@ pub async fn run(global: &GlobalArgs, command: RunsCommand) -> anyhow::Result<()
 
 async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyhow::Result<()> {
     match command {
-        RunsCommand::List { status, limit, json } => {
+        RunsCommand::List {
+            connection,
+            status,
+            limit,
+            json,
+        } => super::run_history::list(store, connection.as_deref(), status.as_deref(), limit, json).await?,
+        RunsCommand::Jobs { status, limit, json } => {
             let status = status
                 .map(|s| JobStatus::parse(&s).with_context(|| format!("unknown status {s:?}")))
                 .transpose()?;
@@ -121,13 +145,27 @@ async fn run_with(store: &deskbridge_store::Store, command: RunsCommand) -> anyh
                 })
                 .await?;
             tx.commit().await?;
+            // A queued job waits for a worker: say so when none is there to take it.
+            let workers = deskbridge_agent::presence::live_workers(store).await?;
             match (job, json) {
-                (Some(job), true) => crate::output::outln!("{}", json!({"job_id": job, "queued": true})),
-                (None, true) => crate::output::outln!("{}", json!({"job_id": null, "queued": false})),
+                (Some(job), true) => crate::output::outln!(
+                    "{}",
+                    json!({"job_id": job, "queued": true, "workers": workers.len()})
+                ),
+                (None, true) => crate::output::outln!(
+                    "{}",
+                    json!({"job_id": null, "queued": false, "workers": workers.len()})
+                ),
                 (Some(job), false) => crate::output::outln!("queued job {job} for {connection} {entity}"),
                 (None, false) => crate::output::outln!(
                     "{connection} {entity} already has a job queued or running; see `deskbridge runs list`"
                 ),
+            }
+            if workers.is_empty() {
+                eprintln!(
+                    "no worker is running to take the job: it waits in the queue until one starts. Start one with \
+                     `deskbridge serve` (the admin UI with a worker) or `deskbridge worker`, against this database"
+                );
             }
         }
         RunsCommand::Cancel { job } => {

@@ -53,6 +53,8 @@ pub struct SyncArgs {
 pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
     let store = global.open_store().await?;
     let clock: SharedClock = Arc::new(SystemClock);
+    // Notes the runs this process starts, so that a Ctrl-C or SIGTERM can end them.
+    let started = Arc::new(super::stop::StartedRuns::default());
     let options = SyncOptions {
         entity: args.entity,
         tenant: args.tenant.clone(),
@@ -60,15 +62,19 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         full: args.full,
         instance: args.instance.clone(),
         approve_held: args.approve_held,
-        observer: None,
+        observer: Some(started.clone()),
         table: args.table.clone(),
         tenant_readers: None,
     };
     let sources = global.registry();
     let Some(connection) = &args.connection else {
-        return run_all(store, &sources, &args, &options, &clock).await;
+        let all = run_all(store.clone(), &sources, &args, &options, &clock);
+        return super::stop::unless_stopped(&store, &started, all).await;
     };
-    let outcome = sync(&store, &sources, connection, &options, &clock).await;
+    let outcome = super::stop::unless_stopped(&store, &started, async {
+        Ok::<_, anyhow::Error>(sync(&store, &sources, connection, &options, &clock).await?)
+    })
+    .await;
     store.close().await;
     let outcome = outcome?;
     if args.json {

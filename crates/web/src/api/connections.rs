@@ -3,7 +3,7 @@
 //! sign-in with Microsoft.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -100,13 +100,19 @@ pub(crate) async fn visible_connections(
     Ok(out)
 }
 
+/// The connections the caller may read, each with its health (`?sort=name|status|last-run|errors`,
+/// `?failing=true` for those that need someone).
 pub(super) async fn list_connections(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
+    let query = super::HealthQuery::parse(query)?;
     let mut out = Vec::new();
-    for (c, access) in visible_connections(&state, &caller).await? {
-        out.push(connection_view(&state, &c, access).await?);
+    for (health, c, access) in super::visible_health(&state, &caller, &query).await? {
+        let mut view = connection_view(&state, &c, access).await?;
+        view["health"] = serde_json::to_value(&health).map_err(ApiError::internal)?;
+        out.push(view);
     }
     Ok(Json(json!({ "connections": out })))
 }

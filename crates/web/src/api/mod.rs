@@ -12,6 +12,7 @@ mod connections;
 mod directory;
 mod export;
 mod grants;
+mod health;
 mod logs;
 mod mappings;
 mod runs;
@@ -43,6 +44,7 @@ pub(crate) use directory::{
     DIRECTORY_KINDS, DirectoryQuery, connection_customers, directory_entity, directory_page,
 };
 pub(crate) use grants::grant;
+pub(crate) use health::{HealthQuery, HistoryQuery, listing_json, visible_health, visible_history};
 pub(crate) use logs::{LogQuery, log_kind, log_page};
 pub(crate) use mappings::save_mappings;
 pub(crate) use runs::{approve, run_preview, run_request, run_view};
@@ -137,6 +139,7 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/connections/{id}/grants/{account_id}",
             put(grants::set_grant),
         )
+        .route("/api/v1/runs", get(health::list_all_runs))
         .route("/api/v1/runs/{run_id}", get(runs::get_run))
         .route("/api/v1/runs/{run_id}/cancel", post(runs::cancel_run))
         .route("/api/v1/runs/{run_id}/approve", post(runs::approve_run))

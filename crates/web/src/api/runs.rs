@@ -197,11 +197,18 @@ pub(super) async fn list_runs(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let q: PageQuery = parse_query(query)?;
+    // The same rows as the history of every connection (`GET /api/v1/runs`, `runs list`).
     let mut tx = state.store.read().await?;
     let runs = tx
-        .runs(Some(scope.connection.id), q.limit.unwrap_or(50).clamp(1, 500))
+        .run_history(&deskbridge_store::RunFilter {
+            connection: Some(scope.connection.id),
+            limit: q.limit.unwrap_or(50).clamp(1, 500),
+            ..deskbridge_store::RunFilter::default()
+        })
         .await?;
     tx.commit().await?;
+    let now = state.clock.now();
+    let runs: Vec<Value> = runs.iter().map(|r| super::listing_json(r, now)).collect();
     Ok(Json(json!({ "runs": runs })))
 }
 

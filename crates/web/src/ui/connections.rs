@@ -5,15 +5,16 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use deskbridge_store::Access;
+use deskbridge_agent::health::{ConnectionHealthView, SortKey, customers_text, when_text};
+use deskbridge_store::{Access, Connection};
 
 use axum::extract::RawQuery;
 use deskbridge_source::Source;
 use deskbridge_source::settings::{Purpose, SettingPart};
 use serde_json::Value;
 
-use super::html::{Field, Page, Section, cell, form, hidden, link, text_field};
-use super::{UiResult, field, parse_form, see_other, settings_form, show};
+use super::html::{Cell, Field, Page, Section, cell, form, hidden, link, text_field};
+use super::{UiResult, field, parse_form, see_other, settings_form};
 use crate::AppState;
 use crate::access::Caller;
 use crate::api;
@@ -23,30 +24,68 @@ pub(super) async fn home() -> Response {
     see_other("/connections")
 }
 
+/// The connections the caller may read, with their health: customer, last run, next scheduled
+/// run, open errors and held runs. Sorted and filtered by plain links (`?sort=`, `?failing=`),
+/// so it works without script; a connection that needs someone is marked in red.
 pub(super) async fn connections(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
 ) -> UiResult {
-    let rows = api::visible_connections(&state, &caller)
+    let query = api::HealthQuery::parse(query)?;
+    let sort = query.sort()?;
+    let failing = query.failing()?;
+    let rows = api::visible_health(&state, &caller, &query)
         .await?
         .into_iter()
-        .map(|(c, access)| {
-            vec![
-                link(&c.name, format!("/connections/{}", c.id)),
-                cell(&c.kind),
-                cell(show(&c.config["tenant_id"])),
-                cell(&c.enabled_instances),
-                cell(if access == Access::Modify {
-                    "read and modify"
-                } else {
-                    "read"
-                }),
-                link("runs", format!("/connections/{}/runs", c.id)),
-            ]
-        })
+        .map(|(h, c, access)| health_row(&h, &c, access))
         .collect();
-    let mut list =
-        Section::default().table(&["Name", "Kind", "Tenant", "Instances", "Your access", ""], rows);
+    let mut list = Section::default().table(
+        &[
+            "Name",
+            "Customer",
+            "Kind",
+            "Health",
+            "Last run",
+            "When",
+            "Created",
+            "Updated",
+            "Deactivated",
+            "Errors",
+            "Next run",
+            "Open errors",
+            "Held runs",
+            "Your access",
+            "",
+        ],
+        rows,
+    );
+    list.id = "health".into();
+    list.caption = format!(
+        "Sorted by {}{}",
+        sort_label(sort),
+        if failing {
+            "; only connections that need someone"
+        } else {
+            ""
+        }
+    );
+    let href = |sort: SortKey, failing: bool| {
+        format!(
+            "/connections?sort={}{}",
+            sort.as_str(),
+            if failing { "&failing=true" } else { "" }
+        )
+    };
+    for key in SortKey::ALL {
+        list = list.link(&format!("Sort by {}", sort_label(key)), href(key, failing));
+    }
+    list = if failing {
+        list.link("Show every connection", href(sort, false))
+    } else {
+        list.link("Only failing connections", href(sort, true))
+    };
+    list = list.link("Every run", "/runs");
     if caller.can_create_connections() {
         for source in state
             .sources
@@ -60,6 +99,73 @@ pub(super) async fn connections(
         }
     }
     Ok(Page::new(&caller, "Connections").section(list).render())
+}
+
+fn sort_label(key: SortKey) -> &'static str {
+    match key {
+        SortKey::Name => "name",
+        SortKey::Status => "health (worst first)",
+        SortKey::LastRun => "last run (newest first)",
+        SortKey::Errors => "open errors (most first)",
+    }
+}
+
+fn health_row(h: &ConnectionHealthView, c: &Connection, access: Access) -> Vec<Cell> {
+    let last = h.last_run.as_ref();
+    let count = |f: fn(&deskbridge_store::RunCounts) -> i64| {
+        cell(last.map(|r| f(&r.counts).to_string()).unwrap_or_default())
+    };
+    let mut health = cell(h.health);
+    health.class = if h.needs_attention() {
+        "bad"
+    } else if h.health == "ok" {
+        "ok"
+    } else {
+        ""
+    };
+    vec![
+        link(&c.name, format!("/connections/{}", c.id)),
+        cell(customers_text(&h.customers)),
+        cell(&c.kind),
+        health,
+        last.map_or_else(
+            || cell("never run"),
+            |r| {
+                link(
+                    format!("{} ({})", r.status.as_str(), r.entity),
+                    format!("/runs/{}", r.id),
+                )
+            },
+        ),
+        cell(
+            last.and_then(|r| r.at.as_deref())
+                .map(when_text)
+                .unwrap_or_default(),
+        ),
+        count(|c| c.created),
+        count(|c| c.updated),
+        count(|c| c.deactivated),
+        count(|c| c.errors),
+        cell(
+            h.next_run
+                .as_deref()
+                .map_or_else(|| "not scheduled".into(), when_text),
+        ),
+        cell(h.open_errors.to_string()),
+        match h.held_runs.first() {
+            Some(run) => link(
+                format!("{} awaiting approval", h.held_runs.len()),
+                format!("/runs/{}", run.id),
+            ),
+            None => cell("0"),
+        },
+        cell(if access == Access::Modify {
+            "read and modify"
+        } else {
+            "read"
+        }),
+        link("runs", format!("/connections/{}/runs", c.id)),
+    ]
 }
 
 /// "a Microsoft …", "an Entra …".

@@ -106,6 +106,7 @@ pub fn routes() -> Router<AppState> {
             get(directory::connection_directory),
         )
         .route("/connections/{id}/access", post(details::set_access))
+        .route("/runs", get(runs::all_runs))
         .route("/runs/{run_id}", get(runs::run_page))
         .route("/runs/{run_id}/cancel", post(runs::cancel_run))
         .route("/runs/{run_id}/approve", post(runs::approve_run))

@@ -2,9 +2,10 @@
 //! runs), with cancelling a run and approving a held one.
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
+use deskbridge_agent::health::{duration_text, run_seconds, when_text};
 use deskbridge_core::RunId;
-use deskbridge_store::{Access, RunStatus};
+use deskbridge_store::{Access, RunFilter, RunListing, RunStatus};
 use serde_json::Value;
 
 use super::html::{Cell, Page, Section, cell, form, link};
@@ -14,45 +15,104 @@ use crate::access::{Caller, Scope};
 use crate::api;
 use crate::error::ApiError;
 
-fn run_row(r: &deskbridge_store::Run) -> Vec<Cell> {
+/// A run of a history, as the CLI's `runs list` shows it: its connection, entity, status, when,
+/// how long, counts and the job that queued it.
+fn run_row(r: &RunListing, now: jiff::Timestamp) -> Vec<Cell> {
+    let run = &r.run;
+    let mut status = cell(run.status.as_str());
+    status.class = match run.status {
+        RunStatus::Failed | RunStatus::Held | RunStatus::Interrupted => "bad",
+        RunStatus::Succeeded => "ok",
+        _ => "",
+    };
     vec![
-        link(r.id.to_string(), format!("/runs/{}", r.id)),
-        cell(&r.kind),
-        cell(r.status.as_str()),
-        cell(r.counts.created.to_string()),
-        cell(r.counts.updated.to_string()),
-        cell(r.counts.deactivated.to_string()),
-        cell(r.counts.errors.to_string()),
-        cell(r.started_at.clone().unwrap_or_default()),
-        cell(r.ended_at.clone().unwrap_or_default()),
+        link(run.id.to_string(), format!("/runs/{}", run.id)),
+        match (&r.connection, run.connection_id) {
+            (Some(name), Some(id)) => link(name, format!("/connections/{id}")),
+            _ => cell(""),
+        },
+        cell(deskbridge_sync::entity_of_run_kind(&run.kind).as_str()),
+        status,
+        cell(run.started_at.as_deref().map(when_text).unwrap_or_default()),
+        cell(run_seconds(run, now).map(duration_text).unwrap_or_default()),
+        cell(run.counts.created.to_string()),
+        cell(run.counts.updated.to_string()),
+        cell(run.counts.deactivated.to_string()),
+        cell(run.counts.errors.to_string()),
+        cell(match (r.job_id, &r.job_origin) {
+            (Some(job), Some(origin)) => format!("job {job} ({origin})"),
+            (Some(job), None) => format!("job {job}"),
+            (None, _) => "direct".into(),
+        }),
+        cell(run.message.clone().unwrap_or_default()),
     ]
 }
 
 const RUN_HEADERS: &[&str] = &[
     "Run",
-    "Kind",
+    "Connection",
+    "Entity",
     "Status",
+    "Started",
+    "Duration",
     "Created",
     "Updated",
     "Deactivated",
     "Errors",
-    "Started",
-    "Ended",
+    "Queued by",
+    "Message",
 ];
 
+/// One connection's runs: every run of it, whoever started it.
 pub(super) async fn run_history(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
 ) -> UiResult {
     let mut tx = state.store.read().await?;
-    let runs = tx.runs(Some(scope.connection.id), 100).await?;
+    let runs = tx
+        .run_history(&RunFilter {
+            connection: Some(scope.connection.id),
+            limit: 100,
+            ..RunFilter::default()
+        })
+        .await?;
     tx.commit().await?;
-    let mut section = Section::default().table(RUN_HEADERS, runs.iter().map(run_row).collect());
+    let now = state.clock.now();
+    let mut section = Section::default().table(RUN_HEADERS, runs.iter().map(|r| run_row(r, now)).collect());
     section.id = "runs".into();
     Ok(Page::connection(&caller, &scope, "runs")
-        .section(section)
+        .section(section.link("Every connection's runs", "/runs"))
         .render())
+}
+
+/// Every run of the connections the caller may read (`?connection=NAME&status=…&limit=…`).
+pub(super) async fn all_runs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> UiResult {
+    let query: api::HistoryQuery = api::parse_query(query)?;
+    let runs = api::visible_history(&state, &caller, &query).await?;
+    let now = state.clock.now();
+    let mut section = Section::default().table(RUN_HEADERS, runs.iter().map(|r| run_row(r, now)).collect());
+    section.id = "runs".into();
+    section.caption =
+        "Every run, newest first: CLI syncs, scheduled and queued runs, runs started here".into();
+    for (label, status) in [
+        ("Failed", "failed"),
+        ("Interrupted", "interrupted"),
+        ("Held", "held"),
+    ] {
+        section = section.link(
+            &format!("Only {} runs", label.to_lowercase()),
+            format!("/runs?status={status}"),
+        );
+    }
+    section = section
+        .link("Every run", "/runs")
+        .link("Connections", "/connections");
+    Ok(Page::new(&caller, "Runs").section(section).render())
 }
 
 pub(super) async fn run_page(
