@@ -434,3 +434,106 @@ fn custom_fields_are_defined_with_options_whose_external_ids_map_option_sets() {
         .unwrap();
     assert_eq!(hobbies["options"], "Reading=1, Swimming=9, Travel");
 }
+
+/// `AzureAD`: `connection authorize` comes back to the connection's own callback URL (a loopback
+/// one with its port, registered on the app as it is), not to a port of its choosing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_azure_ad_connection_is_authorised_through_its_own_callback_url() {
+    let world = World::generate(&GenerateOptions {
+        seed: 12,
+        tenants: 1,
+        users_per_tenant: Some(5),
+        dataverse_orgs: 1,
+        dataverse_contacts: Some(10),
+        ..GenerateOptions::default()
+    })
+    .unwrap();
+    let emu = Emulator::start(EmulatorConfig::new(world)).await.unwrap();
+    emu.set_auto_approve(true);
+    let summary = emu.summary();
+    let app = summary
+        .apps
+        .iter()
+        .find(|a| a.kind == "multi_tenant_secret")
+        .unwrap();
+    let org = &summary.dataverse_orgs[0];
+    // A free port for the callback URL (released before the command binds it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let callback = format!("http://localhost:{port}/callback");
+    let dir = tempfile::tempdir().unwrap();
+    let command = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_deskbridge"));
+        c.args(args)
+            .env("DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS", "127.0.0.1")
+            .env("DESKBRIDGE_DATA_DIR", dir.path())
+            .env_remove("DESKBRIDGE_DATABASE_URL")
+            .env("DYN_TEST_SECRET", app.client_secret.clone().unwrap());
+        c
+    };
+    let out = command(&[
+        "connection",
+        "add",
+        "dynamics",
+        "--name",
+        "signed",
+        "--url",
+        &format!("{}/", org.url),
+        "--tenant-id",
+        &org.tenant,
+        "--client-id",
+        &app.client_id,
+        "--client-secret-env",
+        "DYN_TEST_SECRET",
+        "--auth-scheme",
+        "AzureAD",
+        "--callback-url",
+        &callback,
+        "--authority-host",
+        &summary.authority_host,
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut child = command(&["connection", "authorize", "--name", "signed", "--timeout", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut url = String::new();
+    while let Some(line) = lines.recv().await {
+        if line.starts_with("http") {
+            url = line;
+            break;
+        }
+    }
+    let encoded = format!("redirect_uri=http%3A%2F%2Flocalhost%3A{port}%2Fcallback");
+    assert!(url.contains(&encoded), "{url}");
+    let page = reqwest::get(&url).await.unwrap();
+    assert!(page.status().is_success());
+    let done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let listed: Value = serde_json::from_str(&String::from_utf8_lossy(
+        &command(&["connection", "list", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    ))
+    .unwrap();
+    assert_eq!(listed[0]["authorised"], true, "{listed}");
+    emu.shutdown().await;
+}

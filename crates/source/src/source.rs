@@ -311,6 +311,12 @@ pub trait SignIn: Send + Sync {
         redirect_uri: &'a str,
         clock: &'a SharedClock,
     ) -> BoxFuture<'a, Result<String, SyncError>>;
+    /// The loopback redirect URI a native sign-in (the CLI's) should come back to, when the
+    /// connection names one registered on its app (Dynamics 365: its callback URL, as data
+    /// platforms register `http://localhost:33333`); `None`: any loopback port on `/callback`.
+    fn native_redirect(&self, _connection: &Connection) -> Option<String> {
+        None
+    }
     /// Finishes a sign-in from the whole redirect (`…?code=…&state=…` or `…?error=…`).
     fn complete<'a>(
         &'a self,

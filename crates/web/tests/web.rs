@@ -750,6 +750,24 @@ store_test! {
         let saved = page(&fx.app, Method::POST, &tables, Some(&admin), &[("op", "replace"), ("json", json)]).await;
         assert!(saved.text.contains("Mappings saved") && saved.text.contains("cr7a1_accountid/name → account"), "{}", saved.text);
         assert!(saved.text.contains("contracts: account (text), name (text)"), "{}", saved.text);
+        // Field by field through the forms: a second table mapping with its first field, another
+        // field, a removal that must be confirmed, and a column the desk table lacks refused.
+        let mut tx = db.store.begin(deskbridge_store::WriteContext::manual()).await.unwrap();
+        tx.define_custom_table("renewals", None, &[("title", "text"), ("seats", "number")]).await.unwrap();
+        tx.commit().await.unwrap();
+        let form = page(&fx.app, Method::GET, &tables, Some(&admin), &[]).await;
+        assert!(form.text.contains("Add a table mapping") && form.text.contains("renewals (2 column(s))"), "{}", form.text);
+        assert!(!form.text.contains("contracts (2 column(s))"), "a desk table already filled is not offered");
+        let added = page(&fx.app, Method::POST, &tables, Some(&admin), &[("op", "add-table"), ("source_table", "cr7a1_renewal"), ("desk_table", "renewals"), ("source", "cr7a1_title"), ("target", "title"), ("filter", "statecode eq 0"), ("removed_rows", "keep")]).await;
+        assert!(added.text.contains("Mappings saved") && added.text.contains("cr7a1_title → title"), "{}", added.text);
+        let field = page(&fx.app, Method::POST, &tables, Some(&admin), &[("op", "add-field"), ("table", "renewals"), ("source", "cr7a1_seats"), ("target", "seats")]).await;
+        assert!(field.text.contains("Mappings saved") && field.text.contains("cr7a1_seats → seats"), "{}", field.text);
+        let wrong = page(&fx.app, Method::POST, &tables, Some(&admin), &[("op", "add-field"), ("table", "renewals"), ("source", "cr7a1_x"), ("target", "nowhere")]).await;
+        assert!(wrong.text.contains("Not saved") && wrong.text.contains("has no column") && wrong.text.contains("nowhere"), "{}", wrong.text);
+        let unconfirmed = page(&fx.app, Method::POST, &tables, Some(&admin), &[("op", "remove"), ("table", "renewals"), ("target", "seats")]).await;
+        assert!(unconfirmed.text.contains("Not saved") && unconfirmed.text.contains("to remove"), "{}", unconfirmed.text);
+        let removed = page(&fx.app, Method::POST, &tables, Some(&admin), &[("op", "remove"), ("table", "renewals"), ("target", ""), ("confirm", "on")]).await;
+        assert!(removed.text.contains("Mappings saved") && !removed.text.contains("cr7a1_renewal"), "{}", removed.text);
         let preview = page(&fx.app, Method::POST, &format!("/connections/{id}/preview"), Some(&admin), &[]).await;
         assert!(preview.text.contains("Import preview") && preview.text.contains("Decided by"), "{}", preview.text);
         // An account with a one-time password shown once.

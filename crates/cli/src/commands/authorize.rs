@@ -14,8 +14,6 @@ use crate::error::CliError;
 use crate::output::say;
 
 pub async fn run(store: &Store, sources: &SourceRegistry, args: AuthorizeArgs) -> anyhow::Result<()> {
-    let loopback = Loopback::bind(args.listen, &args.redirect_host).await?;
-    let redirect_uri = loopback.redirect_uri.clone();
     let clock: SharedClock = Arc::new(SystemClock);
     let connection = super::connection::connection_named(store, &args.name).await?;
     let sign_in = sources.source_of(&connection)?.sign_in().ok_or_else(|| {
@@ -24,6 +22,20 @@ pub async fn run(store: &Store, sources: &SourceRegistry, args: AuthorizeArgs) -
             format!("a {} connection is not authorised by signing in", connection.kind),
         )
     })?;
+    // The connection's own loopback callback URL, registered on its app as it is, unless the
+    // command says where to listen.
+    let loopback = match (
+        args.listen,
+        &args.redirect_host,
+        sign_in.native_redirect(&connection),
+    ) {
+        (None, None, Some(uri)) => Loopback::bind_uri(&uri).await?,
+        (listen, host, _) => {
+            let listen = listen.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+            Loopback::bind(listen, host.as_deref().unwrap_or("127.0.0.1")).await?
+        }
+    };
+    let redirect_uri = loopback.redirect_uri.clone();
     let url = sign_in.begin(store, &connection, &redirect_uri, &clock).await?;
     let finish: Finish = {
         let (store, sources, connection) = (store.clone(), sources.clone(), connection.clone());

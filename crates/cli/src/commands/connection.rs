@@ -109,13 +109,15 @@ pub struct AuthorizeArgs {
     pub name: String,
     /// Loopback address to receive the redirect on (port 0: any free port). The app registration
     /// needs `http://localhost/callback` (or `http://127.0.0.1/callback`) as a redirect URI;
-    /// Microsoft accepts any port for loopback redirects.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub listen: std::net::SocketAddr,
+    /// Microsoft accepts any port for loopback redirects. Default: the connection's loopback
+    /// callback URL when it names one (a Dynamics 365 connection's, e.g. http://localhost:33333),
+    /// else 127.0.0.1:0.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
     /// Host name in the redirect URI: `127.0.0.1` (the loopback literal RFC 8252 recommends) or
     /// `localhost`, as registered on the app.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub redirect_host: String,
+    #[arg(long)]
+    pub redirect_host: Option<String>,
     /// Give up after this many seconds without a redirect.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,

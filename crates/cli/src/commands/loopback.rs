@@ -33,6 +33,8 @@ struct Callback {
 pub struct Loopback {
     listener: tokio::net::TcpListener,
     pub redirect_uri: String,
+    /// The path the redirect comes back to.
+    path: String,
 }
 
 impl Loopback {
@@ -58,6 +60,33 @@ impl Loopback {
         Ok(Self {
             listener,
             redirect_uri: format!("http://{redirect_host}:{port}/callback"),
+            path: "/callback".into(),
+        })
+    }
+
+    /// Binds the port of `redirect_uri`, a loopback URI registered on the app as it is
+    /// (`http://localhost:33333`), and answers at its path; the URI is sent to Microsoft verbatim.
+    pub async fn bind_uri(redirect_uri: &str) -> anyhow::Result<Self> {
+        let url = url::Url::parse(redirect_uri).with_context(|| format!("{redirect_uri:?} is not a URL"))?;
+        let (Some("localhost" | "127.0.0.1"), Some(port), "http") =
+            (url.host_str(), url.port(), url.scheme())
+        else {
+            bail!(CliError::new(
+                ErrorCode::InvalidInput,
+                format!("{redirect_uri:?} is not a loopback redirect with a port (http://localhost:PORT/…)")
+            ));
+        };
+        let listen = SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+            format!(
+                "cannot listen on {listen} for the connection's callback URL {redirect_uri}: free the port, or pass \
+                 --listen 127.0.0.1:0 to come back to http://127.0.0.1:PORT/callback (register that too)"
+            )
+        })?;
+        Ok(Self {
+            listener,
+            redirect_uri: redirect_uri.to_owned(),
+            path: url.path().to_owned(),
         })
     }
 
@@ -70,7 +99,7 @@ impl Loopback {
             done: Mutex::new(Some(tx)),
         });
         let app = axum::Router::new()
-            .route("/callback", axum::routing::get(callback))
+            .route(&self.path, axum::routing::get(callback))
             .with_state(state);
         let listener = self.listener;
         let server = tokio::spawn(async move { axum::serve(listener, app).await });

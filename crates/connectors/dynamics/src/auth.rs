@@ -297,6 +297,17 @@ impl deskbridge_source::SignIn for DynamicsSignIn {
         Box::pin(begin(store, connection, redirect_uri, clock))
     }
 
+    /// The connection's callback URL, when it is a loopback one with a port: registered on the
+    /// app as it is, so the CLI listens there rather than on a port of its own choosing.
+    fn native_redirect(&self, connection: &Connection) -> Option<String> {
+        let settings = DynamicsSettings::of(connection).ok()?;
+        let url = url::Url::parse(&settings.callback_url).ok()?;
+        (url.scheme() == "http"
+            && matches!(url.host_str(), Some("localhost" | "127.0.0.1"))
+            && url.port().is_some())
+        .then(|| settings.callback_url.clone())
+    }
+
     fn complete<'a>(
         &'a self,
         store: &'a Store,

@@ -94,8 +94,8 @@ async fn custom_tables_section(state: &AppState, mapping: &MappingConfig) -> Res
         .text(
             "Each mapping reads a source table into a desk custom table: fields are a column, lookup/column (a \
              child lookup) or lookup/lookup/column (a grandchild); the filter may use $-INTEGRATORLASTSYNC, the \
-             start of the table's last complete read. Edit them as code below; saving checks the desk table and its \
-             columns.",
+             start of the table's last complete read. Add them with the forms below, or edit them as code; saving \
+             checks the desk table and its columns.",
         )
         .table(&["Source table", "Desk table", "Filter", "Fields", "Removed rows"], rows);
     section = section.text(if desk.is_empty() {
@@ -230,7 +230,14 @@ async fn mappings_view(
                 page = page.section(s);
             }
         }
-        "tables" => page = page.section(custom_tables_section(state, mapping).await?),
+        "tables" => {
+            page = page.section(custom_tables_section(state, mapping).await?);
+            if modify {
+                for s in super::table_mappings::forms(state, mapping, &action).await? {
+                    page = page.section(s);
+                }
+            }
+        }
         "customers" => {
             for s in super::customer_mappings::sections(state, mapping, &action, modify).await? {
                 page = page.section(s);
@@ -328,6 +335,7 @@ fn apply_section(
     match (section, field(f, "op")) {
         ("assets", op) if op != "replace" => super::asset_mappings::apply(mapping, op, f)?,
         ("customers", op) if op != "replace" => super::customer_mappings::apply(mapping, op, f)?,
+        ("tables", op) if op != "replace" => super::table_mappings::apply(mapping, op, f)?,
         ("fields", "add") => {
             let m = FieldMapping::property(field(f, "source").trim(), field(f, "target").trim());
             if field(f, "for") == "agent" {

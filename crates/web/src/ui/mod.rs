@@ -24,6 +24,7 @@ mod logs;
 mod mappings;
 mod runs;
 mod settings_form;
+mod table_mappings;
 mod tenants;
 
 use std::collections::HashMap;

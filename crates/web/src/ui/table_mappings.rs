@@ -15,7 +15,11 @@ use crate::AppState;
 use crate::error::ApiError;
 
 /// The forms, for those who may change the mappings.
-pub(super) async fn forms(state: &AppState, mapping: &MappingConfig, action: &str) -> Result<Vec<Section>, UiError> {
+pub(super) async fn forms(
+    state: &AppState,
+    mapping: &MappingConfig,
+    action: &str,
+) -> Result<Vec<Section>, UiError> {
     let mut tx = state.store.read().await.map_err(ApiError::from)?;
     let mut desk_tables = Vec::new();
     for name in tx.custom_table_names().await.map_err(ApiError::from)? {
@@ -44,8 +48,8 @@ pub(super) async fn forms(state: &AppState, mapping: &MappingConfig, action: &st
                 "The desk has no custom tables yet: define one first (deskbridge custom-tables add --name NAME \
                  --column name:type …)."
             } else {
-                "A source table into a desk custom table that no other mapping of this connection fills; add its \
-                 fields next."
+                "A source table into a desk custom table that no other mapping of this connection fills, with its \
+                 first field; add the others next."
             })
             .form(form(
                 "add-table",
@@ -59,6 +63,16 @@ pub(super) async fn forms(state: &AppState, mapping: &MappingConfig, action: &st
                         ..text_field("source_table", "Source table", "")
                     },
                     desk_table,
+                    Field {
+                        help: "The first field: a column (cr7a1_name), lookup/column or lookup/lookup/column.".into(),
+                        required: true,
+                        ..text_field("source", "Source path", "")
+                    },
+                    Field {
+                        help: "The desk table's column it fills.".into(),
+                        required: true,
+                        ..text_field("target", "Desk column", "")
+                    },
                     Field {
                         help: "Optional OData filter, e.g. statecode eq 0 or modifiedon ge $-INTEGRATORLASTSYNC \
                                (the start of the table's last complete read)."
@@ -149,13 +163,21 @@ pub(super) async fn forms(state: &AppState, mapping: &MappingConfig, action: &st
 }
 
 /// Applies one of the tab's forms to `mapping`.
-pub(super) fn apply(mapping: &mut MappingConfig, op: &str, f: &HashMap<String, String>) -> Result<(), ApiError> {
+pub(super) fn apply(
+    mapping: &mut MappingConfig,
+    op: &str,
+    f: &HashMap<String, String>,
+) -> Result<(), ApiError> {
     match op {
         "add-table" => {
             let source_table = field(f, "source_table").trim();
             let desk_table = field(f, "desk_table").trim();
-            if source_table.is_empty() || desk_table.is_empty() {
-                return Err(ApiError::invalid("name the source table and choose the desk custom table"));
+            let (source, target) = (field(f, "source").trim(), field(f, "target").trim());
+            if source_table.is_empty() || desk_table.is_empty() || source.is_empty() || target.is_empty() {
+                return Err(ApiError::invalid(
+                    "name the source table, choose the desk custom table and give the first field (source path and \
+                     desk column)",
+                ));
             }
             if mapping.custom_tables.iter().any(|t| t.desk_table == desk_table) {
                 return Err(ApiError::invalid(format!(
@@ -166,7 +188,10 @@ pub(super) fn apply(mapping: &mut MappingConfig, op: &str, f: &HashMap<String, S
                 source_table: source_table.to_owned(),
                 desk_table: desk_table.to_owned(),
                 filter: Some(field(f, "filter").trim().to_owned()).filter(|s| !s.is_empty()),
-                fields: Vec::new(),
+                fields: vec![RowField {
+                    source: source.to_owned(),
+                    target: target.to_owned(),
+                }],
                 removed_rows: match field(f, "removed_rows") {
                     "keep" => RemovedRows::Keep,
                     _ => RemovedRows::Delete,
@@ -209,7 +234,10 @@ pub(super) fn apply(mapping: &mut MappingConfig, op: &str, f: &HashMap<String, S
     Ok(())
 }
 
-fn table_of<'m>(mapping: &'m mut MappingConfig, desk_table: &str) -> Result<&'m mut CustomTableMapping, ApiError> {
+fn table_of<'m>(
+    mapping: &'m mut MappingConfig,
+    desk_table: &str,
+) -> Result<&'m mut CustomTableMapping, ApiError> {
     let desk_table = desk_table.trim();
     mapping
         .custom_tables
