@@ -382,7 +382,8 @@ fn kind_three_matches_a_site_field_or_skips_or_defaults() {
 }
 
 #[test]
-fn an_agent_whose_user_mapping_says_do_not_import_is_an_agent_and_a_reported_skip() {
+fn an_agent_whose_user_mapping_says_do_not_import_is_an_agent_and_a_reported_skip_and_an_agent_no_user_mapping_selects_is_a_user_on_the_customers_main_site()
+ {
     let agent = user(&oid(1), "Desk Agent")
         .groups(&["IT Service Desk"])
         .prop("officeLocation", json!("LXX"))
@@ -398,12 +399,39 @@ fn an_agent_whose_user_mapping_says_do_not_import_is_an_agent_and_a_reported_ski
     assert_eq!(skip.action, Action::Skip);
     assert_eq!(skip.rule, "site mapping #3 'Offices by code' (seq 20)");
     assert_eq!(find(&plan, Entity::Agent, &oid(2)).action, Action::Create);
+    // The agent site imports agents as users too (the guide): one no user mapping selects is a
+    // user on the main site of the tenant's customer, not a skipped user.
+    let user = find(&plan, Entity::User, &oid(2));
+    assert_eq!(user.action, Action::Create);
+    let main = empty_desk()
+        .sites
+        .iter()
+        .find(|s| s.is_main && s.customer_id == RecordId(1))
+        .unwrap()
+        .id;
+    assert_eq!(after(user, "site_id"), json!(main.0));
+    assert!(
+        user.reason
+            .contains("a user too, as the agent site imports agents as users"),
+        "{}",
+        user.reason
+    );
+    // Without a main site for the customer there is nowhere to put the user: the agent alone, and
+    // no skipped user.
+    let mut no_main = empty_desk();
+    no_main.sites.retain(|s| !s.is_main);
+    let plain = user_of(&oid(2));
+    let plan = run(&config(), vec![full_read(vec![plain])], &no_main);
+    assert_eq!(find(&plan, Entity::Agent, &oid(2)).action, Action::Create);
     assert!(
         plan.changes
             .iter()
-            .all(|c| !(c.entity == Entity::User && c.external_id == oid(2))),
-        "an agent no user mapping selects is not reported as a skipped user"
+            .all(|c| !(c.entity == Entity::User && c.external_id == oid(2)))
     );
+}
+
+fn user_of(id: &str) -> deskbridge_mapping::SourceUser {
+    user(id, "Plain Agent").groups(&["IT Service Desk"]).build()
 }
 
 #[test]
@@ -1428,6 +1456,10 @@ fn pages_put_every_created_reference_first_and_apply_page_by_page() {
 fn references_in_a_cycle_share_one_page() {
     let mut config = config();
     config.site_mappings.retain(|m| m.id == 1);
+    // Agents only: without a main site for the tenant's customer, the agent site's people are not
+    // users too (see the test of an agent whose user mapping says do not import).
+    let mut no_main = empty_desk();
+    no_main.sites.retain(|s| !s.is_main);
     let people = vec![
         user(&oid(1), "Agent One")
             .groups(&["IT Service Desk"])
@@ -1439,14 +1471,14 @@ fn references_in_a_cycle_share_one_page() {
             .build(),
         user(&oid(3), "Agent Three").groups(&["IT Service Desk"]).build(),
     ];
-    let plan = run(&config, vec![full_read(people)], &empty_desk());
+    let plan = run(&config, vec![full_read(people)], &no_main);
     let pages = plan.pages(1);
     assert_eq!(pages.len(), 2);
     assert_eq!(pages[0][0].external_id, oid(3));
     let cycle: Vec<&str> = pages[1].iter().map(|c| c.external_id.as_str()).collect();
     assert_eq!(cycle, vec![oid(1), oid(2)]);
     let desk = apply_to_snapshot(
-        &empty_desk(),
+        &no_main,
         &Plan {
             changes: pages[1].clone(),
             ..plan.clone()

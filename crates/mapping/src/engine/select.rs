@@ -130,8 +130,33 @@ impl<'c> PagePlanner<'_, 'c> {
                 Err(SiteMiss::Skip(reason)) => skip = Some((compiled.rule(), format!("{why}, but {reason}"))),
             }
         }
-        // An agent that no user mapping selects is simply an agent; a user mapping that
-        // selected the person and said "do not import" is reported either way.
+        // The `*agent*` site imports people as agents *and* users (the guide): an agent that no
+        // user mapping selects becomes a user on the main site of the tenant's customer. A user
+        // mapping that selected the person and said "do not import" is reported either way.
+        if user_side.is_none()
+            && skip.is_none()
+            && let Some(agent) = &agent_side
+        {
+            match self.main_site() {
+                Some(site) => {
+                    user_side = Some(UserSide {
+                        mapping: agent.mapping,
+                        site: Reference::Id(site.0),
+                        why: format!(
+                            "{}; a user too, as the agent site imports agents as users: no user mapping selects \
+                             them, so the main site '{}' ({}) of the tenant's customer",
+                            agent.why, site.1, site.0
+                        ),
+                        fields: user_fields,
+                        matched: Match::New,
+                    });
+                }
+                None => explanations.push(format!(
+                    "{}: the agent site imports agents as users too, but the tenant's customer has no main site",
+                    agent.mapping.rule()
+                )),
+            }
+        }
         if user_side.is_none() && (agent_side.is_none() || skip.is_some()) {
             let (rule, reason) = skip.unwrap_or_else(|| {
                 let detail = if explanations.is_empty() {
@@ -182,6 +207,17 @@ impl<'c> PagePlanner<'_, 'c> {
             agent_side,
             orphan_agent,
         })
+    }
+
+    /// The main site of the tenant's customer (id and name), where the agent site's people go as
+    /// users when no user mapping selects them.
+    fn main_site(&self) -> Option<(deskbridge_core::RecordId, String)> {
+        let customer = self.customer_id?;
+        self.snapshot
+            .sites
+            .iter()
+            .find(|s| s.customer_id == customer && s.is_main)
+            .map(|s| (s.id, s.name.clone()))
     }
 
     fn selects(&self, compiled: &CompiledMapping, user: &SourceUser) -> Result<Selection, String> {
