@@ -252,22 +252,6 @@ fn next_link(body: &str) -> anyhow::Result<Option<String>> {
     Ok(Some(link))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::next_link;
-
-    #[test]
-    fn the_next_link_is_found_without_parsing_the_rows() {
-        let page = r#"{"value":[{"fullname":"\"@odata.nextLink\" in a name"}],"@odata.nextLink" : "http://h/contacts?$skiptoken=%3Ccookie%3E\u0026x=1"}"#;
-        assert_eq!(
-            next_link(page).unwrap().as_deref(),
-            Some("http://h/contacts?$skiptoken=%3Ccookie%3E&x=1")
-        );
-        assert_eq!(next_link(r#"{"value":[],"@odata.deltaLink":"d"}"#).unwrap(), None);
-        assert!(next_link(r#"{"@odata.nextLink":3}"#).is_err());
-    }
-}
-
 /// Adds the Dynamics connection through the registry (as `deskbridge connection add dynamics`
 /// does): a service principal of the generated multi-tenant app, which is the organisation's
 /// application user.
@@ -316,4 +300,20 @@ async fn connect(db: &Db, summary: &Summary, org: &deskbridge_emulator::OrgSumma
     .await;
     store.close().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_link;
+
+    #[test]
+    fn the_next_link_is_found_without_parsing_the_rows() {
+        let page = r#"{"value":[{"fullname":"\"@odata.nextLink\" in a name"}],"@odata.nextLink" : "http://h/contacts?$skiptoken=%3Ccookie%3E\u0026x=1"}"#;
+        assert_eq!(
+            next_link(page).unwrap().as_deref(),
+            Some("http://h/contacts?$skiptoken=%3Ccookie%3E&x=1")
+        );
+        assert_eq!(next_link(r#"{"value":[],"@odata.deltaLink":"d"}"#).unwrap(), None);
+        assert!(next_link(r#"{"@odata.nextLink":3}"#).is_err());
+    }
 }
