@@ -204,3 +204,37 @@ impl Protection {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_load_record_counts_arrivals_peaks_and_concurrency_refusals() {
+        let protection = Protection::default();
+        *protection.limits.lock().unwrap_or_else(PoisonError::into_inner) = ServiceLimits {
+            concurrent_requests: 1,
+            ..ServiceLimits::default()
+        };
+        let now = Timestamp::UNIX_EPOCH;
+        let first = protection.admit("Org", "User", true, now);
+        assert!(first.is_ok());
+        let second = protection.admit("org", "user", true, now);
+        let refused = second.err().map(|e| (e.code, e.retry_after));
+        assert_eq!(refused, Some((codes::CONCURRENCY_LIMIT, Some(1))));
+        drop(first);
+        // Not enforced: counted all the same.
+        let third = protection.admit("org", "user", false, now);
+        assert!(third.is_ok());
+        let load = protection.load();
+        assert_eq!(load.len(), 1, "one (org, user), whatever the case: {load:?}");
+        assert_eq!(
+            (
+                load[0].arrivals,
+                load[0].peak_in_flight,
+                load[0].concurrency_rejections.clone()
+            ),
+            (3, 2, vec![2])
+        );
+    }
+}
