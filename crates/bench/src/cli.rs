@@ -22,6 +22,9 @@ pub enum Scenario {
     /// 7. Latency-bound full sync through CSP: one connection, Partner Center and the partner's GDAP
     ///    relationships, then every customer tenant's users through Graph (100 × 1,000 users).
     CspLatency,
+    /// 8. One Dataverse organisation's contacts (100,000) through the Dynamics 365 connector, pages
+    ///    of 5,000, a latency per request and Dataverse's service protection on.
+    Dataverse,
 }
 
 impl Scenario {
@@ -34,6 +37,7 @@ impl Scenario {
             Scenario::Baseline => "baseline",
             Scenario::ScaleOut => "scale-out",
             Scenario::CspLatency => "csp-latency",
+            Scenario::Dataverse => "dataverse",
         }
     }
 }
@@ -94,8 +98,11 @@ pub struct BenchArgs {
     #[arg(long, default_value = "python3")]
     pub python: String,
     /// Shrink every default size to a few seconds' work (what CI runs).
-    #[arg(long)]
+    #[arg(long, visible_alias = "quick")]
     pub small: bool,
+    /// Dataverse scenario: contacts of the organisation (default 100,000; 2,000 with --small).
+    #[arg(long)]
+    pub contacts: Option<usize>,
     /// Directory for the scenario's databases (default: a temporary directory, removed after).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -120,7 +127,7 @@ impl BenchArgs {
             (Scenario::ScaleOut, true) => (3, 20),
             (Scenario::CspLatency, false) => (100, 1_000),
             (Scenario::CspLatency, true) => (5, 50),
-            (Scenario::Memory, _) => (1, 1),
+            (Scenario::Memory | Scenario::Dataverse, _) => (1, 1),
         };
         (self.tenants.unwrap_or(t), self.users_per_tenant.unwrap_or(u))
     }
@@ -136,6 +143,11 @@ impl BenchArgs {
         } else {
             (self.large_users, self.small_tenants, self.small_users)
         }
+    }
+
+    /// Contacts of the Dataverse scenario's organisation.
+    pub fn contacts(&self) -> usize {
+        self.contacts.unwrap_or(if self.small { 2_000 } else { 100_000 })
     }
 
     pub fn latency_ms(&self) -> u64 {
@@ -199,6 +211,16 @@ mod tests {
         let small = parse(&["csp-latency", "--small"]);
         assert_eq!((small.size(), small.latency_ms()), ((5, 50), 10));
         assert_eq!(small.scenario.name(), "csp-latency");
+    }
+
+    #[test]
+    fn the_dataverse_scenario_imports_100000_contacts_and_2000_when_quick() {
+        let full = parse(&["dataverse"]);
+        assert_eq!((full.contacts(), full.latency_ms()), (100_000, 50));
+        let quick = parse(&["dataverse", "--quick"]);
+        assert_eq!((quick.contacts(), quick.latency_ms()), (2_000, 10));
+        assert_eq!(parse(&["dataverse", "--contacts", "500"]).contacts(), 500);
+        assert_eq!(quick.scenario.name(), "dataverse");
     }
 
     #[test]

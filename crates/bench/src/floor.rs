@@ -235,6 +235,78 @@ pub fn csp_full_sync<'a>(
     }
 }
 
+/// Dataverse's service protection per user and web server (`MICROSOFT-APIS.md` E7): 6,000
+/// requests in any 300 s…
+pub const DATAVERSE_REQUESTS_PER_WINDOW: u64 = 6_000;
+/// …the sliding window…
+pub const DATAVERSE_WINDOW_SECONDS: f64 = 300.0;
+/// …1,200 s of combined execution time in it…
+pub const DATAVERSE_EXECUTION_SECONDS_PER_WINDOW: f64 = 1_200.0;
+/// …and 52 requests in flight.
+pub const DATAVERSE_CONCURRENT: u64 = 52;
+/// The largest page Dataverse serves (`Prefer: odata.maxpagesize`, E4).
+pub const DATAVERSE_PAGE: u64 = 5_000;
+
+/// One Dataverse table read in pages, as the floor counts it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DataverseRead {
+    pub rows: u64,
+    pub page_size: u64,
+    /// Requests that must end before the first page is asked for: the token, and the metadata
+    /// the read needs (none for contacts: their columns are fixed).
+    pub setup_requests: u64,
+    /// The server's own time to produce every page (and answer the setup), without latency:
+    /// what even an infinitely fast client waits for.
+    pub serve_seconds: f64,
+}
+
+impl DataverseRead {
+    pub fn pages(&self) -> u64 {
+        TenantShape::pages(self.rows, self.page_size.clamp(1, DATAVERSE_PAGE))
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.setup_requests + self.pages()
+    }
+}
+
+/// The least time Dataverse's limits and the latency allow for one table read in pages:
+/// - the chain: each `@odata.nextLink` (its paging cookie) comes in the previous page, so the
+///   pages are sequential, after the setup requests: (setup + ⌈rows/page⌉)·ℓ, plus the server's
+///   time to produce them (`serve_seconds`, measured on the emulator without latency);
+/// - the request limit: 6,000 requests go at once and each further 6,000 one window later:
+///   (⌈R/6,000⌉ − 1)·300 s;
+/// - the execution-time limit, alike: (⌈serve/1,200 s⌉ − 1)·300 s;
+/// - the concurrency limit: R·ℓ/52 — never binding for one chain, kept so many tables or
+///   organisations read side by side can be modelled with the same terms.
+///
+/// For 100,000 contacts in pages of 5,000 at ℓ = 50 ms: 1 token + 20 pages = 21 requests; the
+/// chain is 1.05 s plus the serve time, the limits allow all 21 at once.
+pub fn dataverse_import(read: &DataverseRead, latency_s: f64) -> Floor {
+    let requests = read.requests();
+    let windows_after_first =
+        |used: f64, per_window: f64| ((used / per_window).ceil() - 1.0).max(0.0) * DATAVERSE_WINDOW_SECONDS;
+    let terms = BTreeMap::from([
+        (
+            "page_chain_latency_and_serve".to_owned(),
+            requests as f64 * latency_s + read.serve_seconds,
+        ),
+        (
+            "requests_per_window".to_owned(),
+            windows_after_first(requests as f64, DATAVERSE_REQUESTS_PER_WINDOW as f64),
+        ),
+        (
+            "execution_time_per_window".to_owned(),
+            windows_after_first(read.serve_seconds, DATAVERSE_EXECUTION_SECONDS_PER_WINDOW),
+        ),
+        (
+            "latency_over_concurrency".to_owned(),
+            requests as f64 * latency_s / DATAVERSE_CONCURRENT as f64,
+        ),
+    ]);
+    floor_of(terms, requests, 0)
+}
+
 /// Changes in one tenant's round, by tracked resource.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct DeltaChanges {
@@ -340,6 +412,37 @@ mod tests {
         assert!((csp.floor.seconds - 0.151).abs() < 1e-9, "{}", csp.floor.seconds);
         // One after another: discovery, then 200 user pages in a row.
         assert!((csp.one_after_another_seconds - 0.05 * 201.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_dataverse_read_is_one_chain_of_pages_under_the_window() {
+        let read = DataverseRead {
+            rows: 100_000,
+            page_size: 5_000,
+            setup_requests: 1,
+            serve_seconds: 2.0,
+        };
+        let floor = dataverse_import(&read, 0.05);
+        // 1 token + 20 pages in a chain at 50 ms, plus 2 s of serving.
+        assert_eq!(floor.requests, 21);
+        assert_eq!(floor.binding, "page_chain_latency_and_serve");
+        assert!(
+            (floor.seconds - (21.0 * 0.05 + 2.0)).abs() < 1e-9,
+            "{}",
+            floor.seconds
+        );
+        assert_eq!(floor.terms["requests_per_window"], 0.0);
+        // A page size above Dataverse's 5,000 is read as 5,000; 12,001 requests need two more windows.
+        let huge = DataverseRead {
+            rows: 60_000_000,
+            page_size: 10_000,
+            setup_requests: 1,
+            serve_seconds: 0.0,
+        };
+        assert_eq!(huge.pages(), 12_000);
+        let floor = dataverse_import(&huge, 0.0);
+        assert_eq!(floor.terms["requests_per_window"], 600.0);
+        assert_eq!(floor.binding, "requests_per_window");
     }
 
     #[test]

@@ -529,7 +529,8 @@ impl RunReport {
         Self::of("devices", name, db, devices, floor, run)
     }
 
-    fn of(
+    /// A run's report in `unit`s (users, devices, contacts…) per second.
+    pub fn of(
         unit: &'static str,
         name: impl Into<String>,
         db: &Db,

@@ -7,7 +7,8 @@
 //!   rounds, memory on a large and on many small tenants, the Python SDK baseline, and scale-out
 //!   ([`scaleout`]: a queue of full imports drained by one `deskbridge worker` process, then by
 //!   several, each time on a fresh PostgreSQL database) and the latency-bound full sync through
-//!   one CSP connection ([`csp`]);
+//!   one CSP connection ([`csp`]), and one Dataverse organisation's contacts through the Dynamics
+//!   365 connector under Dataverse's service protection ([`dataverse`]);
 //! - the measurement: the emulator serves from the bench process, the sync runs as a child
 //!   `deskbridge sync --all` process, so its wall time, CPU and peak RSS (Linux `VmHWM`) are its
 //!   own and the emulator's CPU is reported beside it ([`harness`], [`procfs`]);
@@ -19,6 +20,7 @@
 pub mod baseline;
 pub mod cli;
 pub mod csp;
+pub mod dataverse;
 pub mod floor;
 pub mod harness;
 pub mod procfs;

@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::baseline::{self, BaselineRun};
 use crate::cli::{BenchArgs, Scenario};
 use crate::csp::CspReport;
+use crate::dataverse::DataverseReport;
 use crate::floor::{self, DeltaChanges, FloorSettings};
 use crate::harness::{Dataset, Db, RunReport, Served, connect_all, import_assets, run_sync, run_sync_of};
 use crate::scaleout::{self, ScaleOutReport};
@@ -49,6 +50,8 @@ pub struct Report {
     pub scale_out: Option<ScaleOutReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub csp: Option<CspReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataverse: Option<DataverseReport>,
     pub targets: Vec<Target>,
 }
 
@@ -77,6 +80,9 @@ impl Report {
         }
         if let Some(c) = &self.csp {
             out.push(c.line());
+        }
+        if let Some(d) = &self.dataverse {
+            out.push(d.line());
         }
         for t in &self.targets {
             out.push(format!(
@@ -136,6 +142,7 @@ pub async fn run(args: &BenchArgs, exe: &Path) -> anyhow::Result<Report> {
         baseline: None,
         scale_out: None,
         csp: None,
+        dataverse: None,
         targets: Vec::new(),
     };
     match args.scenario {
@@ -146,6 +153,7 @@ pub async fn run(args: &BenchArgs, exe: &Path) -> anyhow::Result<Report> {
         Scenario::Baseline => baseline_scenario(args, exe, &work, &mut report).await?,
         Scenario::ScaleOut => scaleout::scale_out(args, exe, &work, &mut report).await?,
         Scenario::CspLatency => crate::csp::csp_latency(args, exe, &work, &mut report).await?,
+        Scenario::Dataverse => crate::dataverse::dataverse(args, exe, &work, &mut report).await?,
     }
     Ok(report)
 }

@@ -1,29 +1,25 @@
-//! The HTTP side: one [`DataverseClient`] per organisation (connection), sharing its
-//! Retry-After pause, its request budget and its concurrency limit between all callers.
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+//! The HTTP side: a [`DataverseClient`] per organisation (connection). Its Retry-After pause,
+//! request budget and concurrency limit are the organisation's (`crate::protection`), shared
+//! with every other client of the same organisation in the process.
+use std::sync::Arc;
 use std::time::Duration;
 
 use deskbridge_msauth::TokenProvider;
 use rand::Rng as _;
 use reqwest::Method;
 use serde_json::Value;
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
 use url::Url;
 
 use crate::error::{DataverseApiError, DataverseError};
 use crate::metadata::{self, AttributeMetadata, EntityMetadata, OptionSetMetadata};
 use crate::page::{ChangePage, Page, parse_changes, parse_object, parse_page};
+use crate::protection::{MAX_CONCURRENT, OrgLimits};
 use crate::query::{Annotations, Query, encode, prefer_header};
 use crate::row::Row;
 
-/// Dataverse's service protection limit: requests per user per window…
+/// Dataverse's service protection limit: requests per user per window (the window is
+/// [`crate::WINDOW`]).
 pub const REQUESTS_PER_WINDOW: u32 = 6_000;
-/// …over this sliding window.
-pub const WINDOW: Duration = Duration::from_secs(300);
-/// Concurrent requests per user Dataverse allows.
-const MAX_CONCURRENT: usize = 52;
 
 /// How to reach one organisation.
 #[derive(Debug, Clone)]
@@ -42,9 +38,12 @@ pub struct DataverseConfig {
     pub backoff_max: Duration,
     /// A Retry-After longer than this fails the request instead of waiting.
     pub max_retry_after: Duration,
-    /// Requests in flight (at most Dataverse's 52).
+    /// Requests in flight (at most Dataverse's 52), for every client of the organisation in the
+    /// process together (the strictest client's setting holds); lowered while Dataverse answers
+    /// "too many concurrent requests".
     pub max_concurrent_requests: usize,
-    /// Share of the 6,000 requests / 300 s this client allows itself (other integrations share the user).
+    /// Share of the 6,000 requests / 300 s the process allows itself for the organisation (other
+    /// integrations share the user; the strictest client's share holds).
     pub budget_share: f64,
     pub request_timeout: Option<Duration>,
 }
@@ -89,10 +88,8 @@ struct Inner {
     api: String,
     scope: String,
     tokens: Arc<dyn TokenProvider>,
-    permits: Semaphore,
-    not_before: Mutex<Option<Instant>>,
-    sent: Mutex<VecDeque<Instant>>,
-    budget: usize,
+    /// The organisation's pause, budget and concurrency gate, shared in the process.
+    limits: Arc<OrgLimits>,
 }
 
 impl std::fmt::Debug for DataverseClient {
@@ -106,10 +103,6 @@ impl std::fmt::Debug for DataverseClient {
 struct Response {
     url: String,
     body: Vec<u8>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl DataverseClient {
@@ -141,7 +134,11 @@ impl DataverseClient {
             1.0
         };
         let budget = ((f64::from(REQUESTS_PER_WINDOW) * share).floor() as usize).max(1);
-        let permits = Semaphore::new(config.max_concurrent_requests.clamp(1, MAX_CONCURRENT));
+        let limits = OrgLimits::of(
+            &org_str,
+            budget,
+            config.max_concurrent_requests.clamp(1, MAX_CONCURRENT),
+        );
         Ok(DataverseClient {
             inner: Arc::new(Inner {
                 http,
@@ -151,10 +148,7 @@ impl DataverseClient {
                 api,
                 scope,
                 tokens,
-                permits,
-                not_before: Mutex::new(None),
-                sent: Mutex::new(VecDeque::new()),
-                budget,
+                limits,
             }),
         })
     }
@@ -375,24 +369,11 @@ impl DataverseClient {
         capped.mul_f64(jitter)
     }
 
-    fn pause(&self, wait: Duration) {
-        // An absurd Retry-After must not overflow the clock; a day is already "fail now".
-        let now = Instant::now();
-        let until = now
-            .checked_add(wait.min(Duration::from_secs(86_400)))
-            .unwrap_or(now);
-        let mut nb = lock(&self.inner.not_before);
-        if nb.is_none_or(|t| t < until) {
-            *nb = Some(until);
-        }
-    }
-
-    /// Waits for a Retry-After pause and the request budget.
+    /// Waits for a Retry-After pause and the request budget, both the organisation's.
     async fn admit(&self, request: &str) -> Result<(), DataverseError> {
+        let limits = &self.inner.limits;
         loop {
-            let paused = *lock(&self.inner.not_before);
-            if let Some(until) = paused {
-                let remaining = until.saturating_duration_since(Instant::now());
+            if let Some(remaining) = limits.paused_for() {
                 if remaining > self.inner.config.max_retry_after {
                     return Err(DataverseError::Api(Box::new(DataverseApiError {
                         status: 429,
@@ -403,28 +384,10 @@ impl DataverseClient {
                         request: request.to_owned(),
                     })));
                 }
-                if !remaining.is_zero() {
-                    tokio::time::sleep(remaining).await;
-                    continue;
-                }
+                tokio::time::sleep(remaining).await;
+                continue;
             }
-            let wait = {
-                let mut sent = lock(&self.inner.sent);
-                let now = Instant::now();
-                while sent
-                    .front()
-                    .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
-                {
-                    sent.pop_front();
-                }
-                if sent.len() < self.inner.budget {
-                    sent.push_back(now);
-                    None
-                } else {
-                    sent.front().map(|t| (*t + WINDOW).saturating_duration_since(now))
-                }
-            };
-            match wait {
+            match limits.take_budget() {
                 None => return Ok(()),
                 Some(w) => tokio::time::sleep(w.max(Duration::from_millis(10))).await,
             }
@@ -447,12 +410,16 @@ impl DataverseClient {
         let mut retried_token = false;
         loop {
             attempt += 1;
-            self.admit(&described).await?;
-            let _permit = inner
-                .permits
-                .acquire()
-                .await
-                .map_err(|_| DataverseError::InvalidRequest("the client is shutting down".into()))?;
+            let permit = loop {
+                self.admit(&described).await?;
+                let permit = inner.limits.acquire().await;
+                // A 429 may have paused the organisation while this request waited for a slot:
+                // wait the pause out again (its budget is counted twice: on the safe side).
+                if inner.limits.paused_for().is_none() {
+                    break permit;
+                }
+            };
+            let generation = permit.generation();
             let token = match inner
                 .tokens
                 .access_token(&inner.config.tenant_id, &inner.scope)
@@ -492,10 +459,10 @@ impl DataverseClient {
                 }
                 Err(e) => Err(e),
             };
-            drop(_permit);
             let (status, headers, body) = match outcome {
                 Ok(o) => o,
                 Err(e) => {
+                    drop(permit);
                     let idempotent = method == Method::GET || e.is_connect();
                     if attempt >= inner.config.max_attempts || !idempotent {
                         return Err(DataverseError::Transport {
@@ -516,6 +483,20 @@ impl DataverseClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
+            if status == 429 {
+                // Service protection (E7), while this request still holds its slot, so no request
+                // waiting for one goes out before the pause and the lowered cap are in place:
+                // nothing goes to the organisation before Retry-After has passed, and "too many
+                // concurrent requests" lowers how many may be in flight.
+                inner
+                    .limits
+                    .pause(retry_after.unwrap_or_else(|| self.backoff(attempt)));
+                let error = DataverseApiError::from_body(status, &body, String::new(), None);
+                if error.code.eq_ignore_ascii_case(crate::codes::CONCURRENT_REQUESTS) {
+                    inner.limits.too_many_concurrent(generation, &error.message);
+                }
+            }
+            drop(permit);
             let api_error = || {
                 DataverseError::Api(Box::new(DataverseApiError::from_body(
                     status,
@@ -533,9 +514,9 @@ impl DataverseClient {
                         .await;
                 }
                 429 => {
-                    let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
-                    self.pause(wait);
-                    if wait > inner.config.max_retry_after || attempt >= inner.config.max_attempts {
+                    // The pause is set above; the retry waits for it in `admit`.
+                    let too_long = retry_after.is_some_and(|w| w > inner.config.max_retry_after);
+                    if too_long || attempt >= inner.config.max_attempts {
                         return Err(api_error());
                     }
                 }

@@ -10,8 +10,10 @@
 //! option values are read from annotations, metadata (entities, attributes, option sets with
 //! labels), `WhoAmI` for the connection test, retries on 429 (service protection) and 5xx with
 //! `Retry-After` honoured for the whole organisation, a client-side budget under Dataverse's
-//! 6,000 requests / 300 s and 52 concurrent requests, and typed errors carrying Dataverse's hex
-//! error code and message.
+//! 6,000 requests / 300 s and 52 concurrent requests — both shared by every client of one
+//! organisation in the process, the concurrency cap lowered when Dataverse answers "too many
+//! concurrent requests" (module `protection`) — and typed errors carrying Dataverse's hex error code
+//! and message.
 //!
 //! # Use
 //! ```no_run
@@ -57,7 +59,10 @@
 //! Invariants:
 //! - Links from Dataverse are requested exactly as received, and only on the org's own origin
 //!   (so a token never goes elsewhere).
-//! - After a 429 with Retry-After, no request goes to the organisation before the time has passed.
+//! - After a 429 with Retry-After, no request goes to the organisation before the time has passed,
+//!   from any client of it in the process.
+//! - After a 429 for too many concurrent requests, the process has no more requests in flight to
+//!   the organisation than the lowered cap (requests already in flight end as they are).
 //! - Tokens never reach errors or `Debug` output.
 //! - A body that does not have the documented shape is an error naming the URL, never a panic.
 
@@ -65,12 +70,14 @@ mod client;
 mod error;
 mod metadata;
 mod page;
+mod protection;
 mod query;
 mod row;
 
-pub use client::{ChangePager, DataverseClient, DataverseConfig, Pager, REQUESTS_PER_WINDOW, WINDOW, WhoAmI};
+pub use client::{ChangePager, DataverseClient, DataverseConfig, Pager, REQUESTS_PER_WINDOW, WhoAmI};
 pub use error::{DataverseApiError, DataverseError, DataverseErrorClass, codes};
 pub use metadata::{AttributeMetadata, EntityMetadata, OptionMetadata, OptionSetMetadata};
 pub use page::{Change, ChangePage, Page};
+pub use protection::WINDOW;
 pub use query::{Annotations, Expand, Query, filter};
 pub use row::{FieldError, Lookup, Row};

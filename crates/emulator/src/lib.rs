@@ -38,7 +38,7 @@ pub mod partner;
 mod server;
 pub mod world;
 
-pub use dataverse::{OrgSummary, ServiceLimits};
+pub use dataverse::{DataverseLoad, OrgSummary, ServiceLimits};
 pub use generate::GenerateOptions;
 pub use limits::Faults;
 pub use partner::PartnerFaults;

@@ -321,6 +321,12 @@ impl Emulator {
         identity::issue_app_token(&self.state, client_id, tenant)
     }
 
+    /// What each Dataverse (org, user) has sent: arrivals, the most in flight at once, and which
+    /// arrivals were answered "too many concurrent requests".
+    pub fn dataverse_load(&self) -> Vec<crate::DataverseLoad> {
+        self.state.dataverse.load()
+    }
+
     /// Dataverse's service protection limits (enforced while `Faults::throttling` is on).
     pub fn set_dataverse_limits(&self, limits: crate::ServiceLimits) {
         *self

@@ -5,6 +5,7 @@
 
 mod conformance;
 mod customers;
+mod protection;
 mod scenario;
 mod tables;
 

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 pub use model::Org;
 pub(crate) use protection::Protection;
-pub use protection::ServiceLimits;
+pub use protection::{DataverseLoad, ServiceLimits};
 
 use crate::server::{AppState, LogInfo};
 use crate::world::World;

@@ -1,7 +1,9 @@
 //! Dataverse's service protection limits, per organisation and user over a sliding window:
 //! requests (6,000 / 300 s), combined execution time (1,200,000 ms / 300 s) and concurrent
 //! requests (52). Enforced when `Faults::throttling` is on; the figures are settable with
-//! `Emulator::set_dataverse_limits` so tests can reach them quickly.
+//! `Emulator::set_dataverse_limits` so tests can reach them quickly. Every request that reaches
+//! admission is also counted per (org, user), whatever the switch ([`DataverseLoad`]), so tests can
+//! tell how many requests a client had in flight and when it was told it had too many.
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -41,6 +43,24 @@ struct Window {
     /// When each request in the window arrived, with its execution time.
     requests: VecDeque<(Timestamp, u64)>,
     in_flight: u32,
+    load: DataverseLoad,
+}
+
+/// What one (org, user) has sent since the emulator started: `Emulator::dataverse_load`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DataverseLoad {
+    /// The org's name.
+    pub org: String,
+    /// The caller's `systemuserid`.
+    pub user: String,
+    /// Requests that reached the limits' check (authenticated; the injected 429s and 503s of
+    /// `Faults` are answered before it and not counted), numbered from 1 in arrival order.
+    pub arrivals: u64,
+    /// The most requests in flight at once, counting the arriving one whether admitted or not:
+    /// what the client had outstanding at the server.
+    pub peak_in_flight: u32,
+    /// Arrival numbers answered 429 `0x80072326` (too many concurrent requests).
+    pub concurrency_rejections: Vec<u64>,
 }
 
 type Windows = Arc<Mutex<HashMap<(String, String), Window>>>;
@@ -81,6 +101,14 @@ pub(crate) fn too_many(retry_after: u64) -> DvError {
 }
 
 impl Protection {
+    /// The load record of every (org, user) that has sent a request.
+    pub(crate) fn load(&self) -> Vec<DataverseLoad> {
+        let map = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<DataverseLoad> = map.values().map(|w| w.load.clone()).collect();
+        all.sort_by(|a, b| (&a.org, &a.user).cmp(&(&b.org, &b.user)));
+        all
+    }
+
     /// Admits a request or answers 429 with `Retry-After`.
     pub(crate) fn admit(
         &self,
@@ -94,6 +122,12 @@ impl Protection {
         let key = (org.to_ascii_lowercase(), user.to_ascii_lowercase());
         let mut map = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         let w = map.entry(key.clone()).or_default();
+        w.load.arrivals += 1;
+        w.load.peak_in_flight = w.load.peak_in_flight.max(w.in_flight + 1);
+        if w.load.org.is_empty() {
+            w.load.org = org.to_owned();
+            w.load.user = user.to_owned();
+        }
         let window = jiff::SignedDuration::from_secs(i64::try_from(limits.window_secs).unwrap_or(300));
         let start = now.checked_sub(window).unwrap_or(now);
         while w.requests.front().is_some_and(|(t, _)| *t <= start) {
@@ -131,6 +165,8 @@ impl Protection {
                 return Err(e);
             }
             if w.in_flight >= limits.concurrent_requests {
+                let arrival = w.load.arrivals;
+                w.load.concurrency_rejections.push(arrival);
                 let mut e = error(
                     StatusCode::TOO_MANY_REQUESTS,
                     codes::CONCURRENCY_LIMIT,
@@ -166,5 +202,39 @@ impl Protection {
             windows: Some((self.windows.clone(), key)),
             remaining,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_load_record_counts_arrivals_peaks_and_concurrency_refusals() {
+        let protection = Protection::default();
+        *protection.limits.lock().unwrap_or_else(PoisonError::into_inner) = ServiceLimits {
+            concurrent_requests: 1,
+            ..ServiceLimits::default()
+        };
+        let now = Timestamp::UNIX_EPOCH;
+        let first = protection.admit("Org", "User", true, now);
+        assert!(first.is_ok());
+        let second = protection.admit("org", "user", true, now);
+        let refused = second.err().map(|e| (e.code, e.retry_after));
+        assert_eq!(refused, Some((codes::CONCURRENCY_LIMIT, Some(1))));
+        drop(first);
+        // Not enforced: counted all the same.
+        let third = protection.admit("org", "user", false, now);
+        assert!(third.is_ok());
+        let load = protection.load();
+        assert_eq!(load.len(), 1, "one (org, user), whatever the case: {load:?}");
+        assert_eq!(
+            (
+                load[0].arrivals,
+                load[0].peak_in_flight,
+                load[0].concurrency_rejections.clone()
+            ),
+            (3, 2, vec![2])
+        );
     }
 }
