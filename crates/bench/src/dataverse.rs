@@ -12,7 +12,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use deskbridge_dataverse::{Annotations, Query};
 use deskbridge_emulator::RequestLogEntry;
 use deskbridge_emulator::{Emulator, EmulatorConfig, Faults, GenerateOptions, Summary, World};
 use deskbridge_source::NewConnection;
@@ -205,12 +204,7 @@ async fn serve_pass(
         .as_str()
         .context("the emulator's token answer has no access_token")?
         .to_owned();
-    let prefer = Query::new("contacts")
-        .page_size(u32::try_from(page_size).unwrap_or(5_000))
-        .annotations(Annotations::FormattedValuesAndLookups)
-        .track_changes()
-        .prefer()
-        .unwrap_or_default();
+    let prefer = deskbridge_connectors::dynamics::contacts_prefer(u32::try_from(page_size).unwrap_or(5_000));
     let mut next = Some(format!(
         "{}{first}",
         served.summary.base_url.trim_end_matches('/')

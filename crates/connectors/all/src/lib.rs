@@ -16,19 +16,22 @@ pub fn registry() -> SourceRegistry {
         .with(Arc::new(deskbridge_connector_dynamics::DynamicsSource::default()))
 }
 
-/// What only the CSP connector does outside a run: its Partner Center webhook registration.
+/// What only the CSP connector does outside a run: its Partner Center webhook registration, and
+/// verifying the deliveries (the web routes them; it never speaks Partner Center).
 pub mod csp {
     pub use deskbridge_connector_csp::{
-        SUBSCRIPTION_EVENTS, WebhookStatus, register_webhook, send_test_webhook, unregister_webhook,
-        webhook_status,
+        Delivery, PartnerWebhooks, Refusal, RefusalKind, SUBSCRIPTION_EVENTS, WebhookStatus, licences_tenant,
+        register_webhook, send_test_webhook, unregister_webhook, webhook_status,
     };
     pub use deskbridge_partner::WebhookRegistration;
 }
 
 /// What only the Dynamics 365 connector can read: its connection strings (`Key=Value;…`), which
-/// the CLI and the web import into the kind's settings.
+/// the CLI and the web import into the kind's settings; and the `Prefer` of its contacts read,
+/// which the Dataverse benchmark replays.
 pub mod dynamics {
     pub use deskbridge_connector_dynamics::connection_string::{
         ConnectionString, parse as parse_connection_string,
     };
+    pub use deskbridge_connector_dynamics::read::contacts_prefer;
 }

@@ -47,6 +47,7 @@ mod check;
 mod common_errors;
 mod consent;
 mod consumption;
+mod inbound;
 mod log;
 mod manage;
 mod settings;
@@ -58,6 +59,7 @@ mod webhooks;
 mod write_back;
 
 pub use auth::PARTNER_CENTER_USER_IMPERSONATION;
+pub use inbound::{Delivery, PartnerWebhooks, Refusal, RefusalKind, licences_tenant};
 pub use settings::{
     CspSettings, CspTenant, GdapAuth, LicenceImport, SECRET_GDAP_CERTIFICATE, SECRET_GDAP_SECRET,
     SECRET_PARTNER_REFRESH_TOKEN, SECRET_PARTNER_SECRET,

@@ -222,12 +222,26 @@ pub(crate) enum DeltaStart {
     Failed(SyncError),
 }
 
+/// The contacts query of a read: its columns, page size and annotations.
+fn contacts_query(extra: &[ExtraColumn], page_size: u32) -> Query {
+    Query::new("contacts")
+        .select(select(extra))
+        .page_size(page_size.clamp(1, MAX_PAGE_SIZE))
+        .annotations(Annotations::FormattedValuesAndLookups)
+}
+
+/// The `Prefer` header a contacts read sends (change tracking, `page_size` rows a page, the
+/// annotations it reads): what a benchmark replaying the read must send too.
+pub fn contacts_prefer(page_size: u32) -> String {
+    contacts_query(&[], page_size)
+        .track_changes()
+        .prefer()
+        .unwrap_or_default()
+}
+
 impl ContactsRead<'_> {
     fn query(&self) -> Query {
-        Query::new("contacts")
-            .select(select(self.extra))
-            .page_size(self.page_size.clamp(1, MAX_PAGE_SIZE))
-            .annotations(Annotations::FormattedValuesAndLookups)
+        contacts_query(self.extra, self.page_size)
     }
 
     fn record(&self, path: &str, started: Instant, outcome: &Result<Option<ChangePage>, DataverseError>) {
