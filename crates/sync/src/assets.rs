@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 
 use deskbridge_core::{ConnectionId, RecordId};
 use deskbridge_mapping::{
-    Action, AssetDesk, AssetLookups, AssetPlanner, CircuitBreaker, Completeness, DeskAsset, DeskRecord,
-    DeskSite, HeldTenant, NamedRecord, Plan, RecordLocks, SourceDevice, SourceIdentity,
+    AssetDesk, AssetLookups, AssetPlanner, CircuitBreaker, Completeness, DeskAsset, DeskRecord, DeskSite,
+    NamedRecord, Plan, RecordLocks, SourceDevice, SourceIdentity,
 };
 use deskbridge_source::desk::{id_of, listed};
 use deskbridge_store::{Entity, Record, RecordScope, StoreTx};
@@ -156,32 +156,14 @@ impl<'r> AssetRun<'r> {
     }
 }
 
-/// Moves a tenant's deletions into `plan.held` when they exceed the breaker's share of the
-/// tenant's imported assets and its floor.
+/// Holds a tenant's deletion statuses beyond the breaker's share of its imported assets.
 fn hold_if_tripped(plan: &mut Plan, breaker: &CircuitBreaker, tenant_id: &str, imported: usize) {
-    let deletions = plan
-        .changes
-        .iter()
-        .filter(|c| c.action == Action::Deactivate)
-        .count();
-    let allowed = (imported as f64) * breaker.max_deactivate_percent / 100.0;
-    if deletions <= breaker.floor as usize || (deletions as f64) <= allowed {
-        return;
-    }
-    let reason = format!(
-        "{deletions} of the tenant's {imported} assets would get the deletion status, more than {}% (and more \
-         than {}): approve the run to apply them",
-        breaker.max_deactivate_percent, breaker.floor
-    );
-    let (held, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut plan.changes)
-        .into_iter()
-        .partition(|c| c.action == Action::Deactivate);
-    plan.changes = kept;
-    plan.counts.deactivated = plan.counts.deactivated.saturating_sub(held.len());
-    plan.held.push(HeldTenant {
-        tenant_id: tenant_id.to_owned(),
-        reason,
-        changes: held,
+    crate::breaker::hold_removals(plan, breaker, tenant_id, imported, |deletions| {
+        format!(
+            "{deletions} of the tenant's {imported} assets would get the deletion status, more than {}% (and more \
+             than {}): approve the run to apply them",
+            breaker.max_deactivate_percent, breaker.floor
+        )
     });
 }
 

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 
 use deskbridge_core::ConnectionId;
 use deskbridge_mapping::{
-    Action, CircuitBreaker, Completeness, CustomerPlanner, DeskCustomer, HeldTenant, Plan, ReadMode, Removal,
-    SourceIdentity, SourceRow,
+    CircuitBreaker, Completeness, CustomerPlanner, DeskCustomer, Plan, ReadMode, Removal, SourceIdentity,
+    SourceRow,
 };
 use deskbridge_source::desk::listed;
 use deskbridge_store::{Entity, StoreTx};
@@ -73,33 +73,15 @@ impl CustomerRun {
     }
 }
 
-/// Moves the read's deactivations into `plan.held` when they exceed the breaker's share of the
-/// connection's active customers and its floor: a filter changed by mistake must not deactivate
-/// every customer.
+/// Holds the read's deactivations beyond the breaker's share of the connection's active
+/// customers: a filter changed by mistake must not deactivate every customer.
 fn hold_if_tripped(plan: &mut Plan, breaker: &CircuitBreaker, tenant: &str, active: usize) {
-    let deactivations = plan
-        .changes
-        .iter()
-        .filter(|c| c.action == Action::Deactivate)
-        .count();
-    let allowed = (active as f64) * breaker.max_deactivate_percent / 100.0;
-    if deactivations <= breaker.floor as usize || (deactivations as f64) <= allowed {
-        return;
-    }
-    let reason = format!(
-        "{deactivations} of the {active} active customers this connection imported would be deactivated, more \
-         than {}% (and more than {}): approve the run to apply them",
-        breaker.max_deactivate_percent, breaker.floor
-    );
-    let (held, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut plan.changes)
-        .into_iter()
-        .partition(|c| c.action == Action::Deactivate);
-    plan.changes = kept;
-    plan.counts.deactivated = plan.counts.deactivated.saturating_sub(held.len());
-    plan.held.push(HeldTenant {
-        tenant_id: tenant.to_owned(),
-        reason,
-        changes: held,
+    crate::breaker::hold_removals(plan, breaker, tenant, active, |deactivations| {
+        format!(
+            "{deactivations} of the {active} active customers this connection imported would be deactivated, more \
+             than {}% (and more than {}): approve the run to apply them",
+            breaker.max_deactivate_percent, breaker.floor
+        )
     });
 }
 

@@ -29,6 +29,7 @@
 
 mod apply;
 mod assets;
+mod breaker;
 mod check;
 mod customers;
 mod desk;

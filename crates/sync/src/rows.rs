@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use deskbridge_core::{ConnectionId, HasErrorCode, RunId};
 use deskbridge_mapping::{
-    Action, Change, CircuitBreaker, Completeness, DeskColumns, DeskRow, HeldTenant, Plan, ReadMode, Removal,
-    RowPlanner, SourceRow, split_row_key,
+    Action, Change, CircuitBreaker, Completeness, DeskColumns, DeskRow, Plan, ReadMode, Removal, RowPlanner,
+    SourceRow, split_row_key,
 };
 use deskbridge_store::{
     CursorKey, CustomRow, InboundEntry, IntegrationError, RunCounts, SourceKey, Store, StoreTx, WriteContext,
@@ -134,34 +134,16 @@ impl RowRun {
     }
 }
 
-/// Moves a table's removals for absence into `plan.held` when they exceed the circuit breaker's
-/// share of the rows the connection imported into the table (and its floor): a filter changed by
-/// mistake must not empty a desk table. The table's cursors stay where they were, and the run an
+/// Holds a table's removals for absence beyond the breaker's share of the rows the connection
+/// imported into it: a filter changed by mistake must not empty a desk table. The run an
 /// administrator approves (`--approve`) applies them.
 fn hold_if_tripped(plan: &mut Plan, breaker: &CircuitBreaker, tenant: &str, table: &str, imported: usize) {
-    let removals = plan
-        .changes
-        .iter()
-        .filter(|c| c.action == Action::Deactivate)
-        .count();
-    let allowed = (imported as f64) * breaker.max_deactivate_percent / 100.0;
-    if removals <= breaker.floor as usize || (removals as f64) <= allowed {
-        return;
-    }
-    let reason = format!(
-        "{removals} of the {imported} rows of desk table {table} would be removed, more than {}% (and more than \
-         {}): approve the run to apply them",
-        breaker.max_deactivate_percent, breaker.floor
-    );
-    let (held, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut plan.changes)
-        .into_iter()
-        .partition(|c| c.action == Action::Deactivate);
-    plan.changes = kept;
-    plan.counts.deactivated = plan.counts.deactivated.saturating_sub(held.len());
-    plan.held.push(HeldTenant {
-        tenant_id: tenant.to_owned(),
-        reason,
-        changes: held,
+    crate::breaker::hold_removals(plan, breaker, tenant, imported, |removals| {
+        format!(
+            "{removals} of the {imported} rows of desk table {table} would be removed, more than {}% (and more than \
+             {}): approve the run to apply them",
+            breaker.max_deactivate_percent, breaker.floor
+        )
     });
 }
 
