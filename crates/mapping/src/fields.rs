@@ -348,22 +348,16 @@ pub(crate) fn convert(kind: &FieldKind, value: &Value) -> Result<Value, String> 
             Some(text) if !text.trim().is_empty() => Value::String(text.trim().to_owned()),
             _ => Value::Null,
         }),
+        // A boolean or a number arrives as one, never as text: the fields that fill these kinds
+        // are typed so (`FieldKind::accepts`), so `"false"` is a source sending the wrong type,
+        // and reading it as `false` would change the desk on a guess.
         Kind::Boolean => match value {
             Value::Bool(_) => Ok(value.clone()),
-            Value::String(text) if text.eq_ignore_ascii_case("true") => Ok(Value::Bool(true)),
-            Value::String(text) if text.eq_ignore_ascii_case("false") => Ok(Value::Bool(false)),
-            _ => Err(wrong()),
+            _ => Err(received(value, "a boolean (true or false)")),
         },
         Kind::Number => match value {
             Value::Number(_) => Ok(value.clone()),
-            Value::String(text) => match text.trim().parse::<i64>() {
-                Ok(number) => Ok(Value::from(number)),
-                Err(_) => match text.trim().parse::<f64>() {
-                    Ok(number) if number.is_finite() => Ok(Value::from(number)),
-                    _ => Err(wrong()),
-                },
-            },
-            _ => Err(wrong()),
+            _ => Err(received(value, "a number")),
         },
         Kind::Date => match value {
             Value::String(text) => match text.parse::<jiff::Timestamp>() {
@@ -461,6 +455,20 @@ pub(crate) fn convert(kind: &FieldKind, value: &Value) -> Result<Value, String> 
 
 use FieldKind as Kind;
 
+/// "received text "false", expected a boolean (true or false)": the JSON type that came and
+/// the one the field takes, so a person can tell a wrong type from a wrong value.
+fn received(value: &Value, expected: &str) -> String {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    };
+    format!("received {kind} {}, expected {expected}", short(value))
+}
+
 fn short(value: &Value) -> String {
     let text = value.to_string();
     if text.chars().count() > 60 {
@@ -538,12 +546,16 @@ mod tests {
             json!("+44 1")
         );
         assert_eq!(convert(&Kind::Text, &json!("  ")).unwrap(), Value::Null);
-        assert_eq!(convert(&Kind::Boolean, &json!("TRUE")).unwrap(), json!(true));
+        assert_eq!(convert(&Kind::Boolean, &json!(false)).unwrap(), json!(false));
         assert_eq!(
-            convert(&Kind::Boolean, &json!("yes")).unwrap_err(),
-            "\"yes\" is not a valid boolean value"
+            convert(&Kind::Boolean, &json!("false")).unwrap_err(),
+            "received text \"false\", expected a boolean (true or false)"
         );
-        assert_eq!(convert(&Kind::Number, &json!("42")).unwrap(), json!(42));
+        assert_eq!(convert(&Kind::Number, &json!(42)).unwrap(), json!(42));
+        assert_eq!(
+            convert(&Kind::Number, &json!("42")).unwrap_err(),
+            "received text \"42\", expected a number"
+        );
         assert_eq!(
             convert(&Kind::Date, &json!("2024-01-02")).unwrap(),
             json!("2024-01-02T00:00:00Z")

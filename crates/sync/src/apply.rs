@@ -639,8 +639,12 @@ async fn finish_in(
         },
     )
     .await?;
-    for (key, value) in cursors {
-        tx.set_cursor(key, value).await?;
+    // A change that failed leaves its record unapplied: the cursors stay where they were, so the
+    // next round reads it again rather than moving past it (the rest is applied and converges).
+    if applier.report.errors.is_empty() {
+        for (key, value) in cursors {
+            tx.set_cursor(key, value).await?;
+        }
     }
     Ok(())
 }

@@ -73,6 +73,10 @@ pub(crate) struct Steps<'r> {
     pub apply_errors: Vec<IntegrationError>,
     /// Why the circuit breaker held a partition's deactivations, when it did.
     pub held: Option<String>,
+    /// Records of the partition being read (since the last one ended) not applied: unreadable,
+    /// not planned, or their change failed. While there are any, its cursors stay where they
+    /// were, so the next round reads them again.
+    unapplied: usize,
     pub requests: u64,
     pub timings: Timings,
 }
@@ -90,6 +94,7 @@ impl<'r> Steps<'r> {
             errors: Vec::new(),
             apply_errors: Vec::new(),
             held: None,
+            unapplied: 0,
             requests: 0,
             timings: Timings::default(),
         }
@@ -102,7 +107,14 @@ impl<'r> Steps<'r> {
             ReadEvent::Note(note) => self.notes.push(note),
             // The run keeps it (see run.rs): a partition's `Begin` sets the mode it plans under.
             ReadEvent::Mode(_) => {}
-            ReadEvent::Warning(warning) => self.record(vec![warning]).await?,
+            ReadEvent::Warning(warning) => {
+                // A record the source could not read is a record not applied: its partition's
+                // cursors must not move past it.
+                if warning.external_id.is_some() {
+                    self.unapplied += 1;
+                }
+                self.record(vec![warning]).await?;
+            }
             ReadEvent::Begin(start) => self.begin(start).await?,
             ReadEvent::Page(page) => self.page(page).await?,
             ReadEvent::End(end) => self.end(end).await?,
@@ -337,6 +349,7 @@ impl<'r> Steps<'r> {
         let held = plan.held.first().map(|h| h.reason.clone());
         // A held tenant keeps its cursors where they were: the run that approves it reads the
         // same changes again and applies the deactivations held back now.
+        let end_cursors_empty = end.cursors.is_empty();
         let cursors = if held.is_some() {
             Vec::new()
         } else {
@@ -345,7 +358,16 @@ impl<'r> Steps<'r> {
         if held.is_some() {
             self.held = held;
         }
-        self.step(&end.tenant_id, plan, &cursors).await
+        self.step(&end.tenant_id, plan, &cursors).await?;
+        if self.unapplied > 0 && !end_cursors_empty && self.cx.run.is_some() {
+            self.notes.push(format!(
+                "tenant {}: {} record(s) were not applied (see the errors), so its delta link and cursors stay \
+                 where they were and the next round reads those records again",
+                end.tenant_id, self.unapplied
+            ));
+        }
+        self.unapplied = 0;
+        Ok(())
     }
 
     /// Keeps errors for the outcome and, in a run, records them against it at once (with the
@@ -398,6 +420,9 @@ impl<'r> Steps<'r> {
         plan: Plan,
         cursors: &[(CursorKey, String)],
     ) -> Result<(), SyncError> {
+        self.unapplied += plan.errors.len();
+        // The source's cursors say "read up to here": not past a record this round left unapplied.
+        let cursors = if self.unapplied > 0 { &[] } else { cursors };
         self.notes.extend(plan.notes.iter().cloned());
         self.locked.extend(plan.locked.iter().cloned());
         let entity = match self.planner {
@@ -425,6 +450,7 @@ impl<'r> Steps<'r> {
         };
         self.timings.apply_seconds += started.elapsed().as_secs_f64();
         self.record(errors).await?;
+        self.unapplied += report.errors.len();
         self.apply_errors.extend(report.errors);
         Ok(())
     }
