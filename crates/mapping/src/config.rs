@@ -109,6 +109,18 @@ impl MappingConfig {
 }
 
 impl MappingConfig {
+    /// Adds the line manager (`manager` → `line_manager_id`) to the user and agent fields, as a
+    /// directory source's new connection has it: users link to users and agents to agents.
+    pub fn with_line_managers(mut self) -> Self {
+        let manager = FieldMapping::property("manager", "line_manager_id");
+        for fields in [&mut self.user_fields, &mut self.agent_fields] {
+            if !fields.iter().any(|f| f.target == manager.target) {
+                fields.push(manager.clone());
+            }
+        }
+        self
+    }
+
     /// Every Azure group the configuration names: site-mapping filters, group → role / team /
     /// CAB mappings and the service-account group.
     pub fn group_names(&self) -> std::collections::BTreeSet<String> {

@@ -445,11 +445,12 @@ impl CspSettings {
     }
 }
 
-/// What a new CSP connection's mappings start with: the usual field mappings, no site mapping
-/// (each customer tenant gets its catch-all mapping when it is assigned to a desk customer), and
-/// users deleted in a tenant made inactive on the desk, as Entra's new connections do.
+/// What a new CSP connection's mappings start with: the usual field mappings with line managers,
+/// no site mapping (each customer tenant gets its catch-all mapping when it is assigned to a desk
+/// customer), and users deleted in a tenant made inactive on the desk, as Entra's new connections
+/// do.
 pub(crate) fn new_connection_mappings(last_sign_in: bool) -> MappingConfig {
-    let mut mapping = MappingConfig::generated(RecordId(0));
+    let mut mapping = MappingConfig::generated(RecordId(0)).with_line_managers();
     mapping.site_mappings.clear();
     mapping.imports.deactivate_not_found = true;
     if last_sign_in {

@@ -102,7 +102,8 @@ pub(crate) async fn create(store: &Store, new: NewConnection) -> Result<Connecti
     // turns them on, for programs that want them): delta queries off unless asked for; an
     // existing desk record linked by the Azure object id only (matching by email or network
     // login is the administrator's choice, as it would take over hand-made records); users not
-    // found left as they are until "deactivate users not found" is turned on.
+    // found left as they are until "deactivate users not found" is turned on. Line managers are
+    // mapped, as the README's quick start promises.
     let delta = values.flag("delta").unwrap_or(false);
     let method = values.text("sync_method").and_then(sync_method);
     let mut settings = EntraSettings::of(&connection)?;
@@ -110,6 +111,7 @@ pub(crate) async fn create(store: &Store, new: NewConnection) -> Result<Connecti
     settings.sync_method = method.unwrap_or(settings.sync_method);
     settings.mapping.imports.match_order.clear();
     settings.mapping.imports.deactivate_not_found = false;
+    settings.mapping = std::mem::take(&mut settings.mapping).with_line_managers();
     let config = serde_json::to_value(&settings)
         .map_err(|e| SyncError::BadSettings(connection.name.clone(), e.to_string()))?;
     let mut tx = store.begin(WriteContext::manual()).await?;
