@@ -118,6 +118,18 @@ pub trait Source: Send + Sync {
     fn can_start_from_now(&self) -> bool {
         false
     }
+    /// Whether saving `new` over `old` restarts the connection's cursors, which the administrator
+    /// confirms first (Entra, as its guide says: a change to the user or site field/filter
+    /// mappings takes the latest delta once confirmed, or reads everything again if asked).
+    /// Default: a mapping change leaves the cursors as they are.
+    fn mapping_change_restarts_cursors(
+        &self,
+        _connection: &Connection,
+        _old: &deskbridge_mapping::MappingConfig,
+        _new: &deskbridge_mapping::MappingConfig,
+    ) -> bool {
+        false
+    }
     /// Opens a stored connection of this kind: its settings parsed and validated.
     fn open(&self, connection: &Connection) -> Result<Box<dyn SourceConnection>, SyncError>;
     /// How the desk changes this kind's subscriptions at the source (write-back), if it can.
@@ -401,4 +413,19 @@ pub trait SourceConnection: Send + Sync {
     -> BoxFuture<'a, Result<BTreeSet<String>, SyncError>>;
     /// The connection's settings (as stored) with `mapping` as its mapping configuration.
     fn settings_with_mapping(&self, mapping: &MappingConfig) -> Result<serde_json::Value, SyncError>;
+    /// Reads the group named `name` (its address, and its people in the source's order) to add
+    /// as ticket followers. Default: this kind of source has no such groups.
+    fn distribution_group<'a>(
+        &'a self,
+        _cx: &'a SourceContext,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<deskbridge_mapping::DistributionGroup, SyncError>> {
+        let connection = self.connection().name.clone();
+        Box::pin(async move {
+            Err(SyncError::Conflict(format!(
+                "connection {connection:?} cannot read distribution groups (looking for {name:?}): choose a \
+                 Microsoft Entra ID connection"
+            )))
+        })
+    }
 }

@@ -17,6 +17,8 @@
 //! - many runs at once ([`sync_many`]), taking turns at the CPU-bound stages;
 //! - write-back of a subscription's quantity to its source ([`set_subscription_quantity`]),
 //!   journalled per change and idempotent under retries;
+//! - distribution groups added as ticket followers ([`add_group_followers`]), read through a
+//!   connection's source;
 //! - saving a connection's mappings ([`save_mappings`]) and its configuration check
 //!   ([`check_connection`]), both dispatched to the connection's source.
 //!
@@ -33,6 +35,7 @@ mod breaker;
 mod check;
 mod customers;
 mod desk;
+mod followers;
 pub mod liveness;
 mod many;
 mod mappings;
@@ -46,8 +49,9 @@ pub use check::check_connection;
 pub use desk::SnapshotScope;
 pub use deskbridge_source::SyncError;
 pub use deskbridge_source::desk::load_catalog;
+pub use followers::{FollowersAdded, add_group_followers};
 pub use many::{ManyResult, sync_many};
-pub use mappings::save_mappings;
+pub use mappings::{mapping_change_needs_confirmation, save_mappings, save_mappings_confirmed};
 pub use run::{
     OutcomeCounts, SyncObserver, SyncOptions, SyncOutcome, Timings, entity_of_run_kind, load_connection,
     open_connection, sync,

@@ -102,6 +102,34 @@ pub enum ResetArg {
     Latest,
 }
 
+/// The administrator's answer when a change restarts the delta links (the guide asks before it
+/// takes the latest delta): `--reset` says how, `--yes` takes the latest, a terminal asks after
+/// `why`; without a terminal and without an answer, `None` (the change is then refused, saying
+/// which flag to give).
+pub(crate) fn confirm_delta_restart(
+    reset: Option<ResetArg>,
+    yes: bool,
+    why: &str,
+) -> anyhow::Result<Option<CursorReset>> {
+    Ok(match reset {
+        Some(ResetArg::Clear) => Some(CursorReset::Clear),
+        Some(ResetArg::Latest) => Some(CursorReset::Latest),
+        None if yes => Some(CursorReset::Latest),
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin())
+            && std::io::IsTerminal::is_terminal(&std::io::stderr()) =>
+        {
+            eprint!("{why} (--reset clear reads the whole tenant again instead). Go on? [y/N] ");
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                bail!(CliError::new(ErrorCode::InvalidInput, "nothing was changed"));
+            }
+            Some(CursorReset::Latest)
+        }
+        None => None,
+    })
+}
+
 #[derive(Args, Debug)]
 pub struct AuthorizeArgs {
     /// The delegated connection to authorise.
@@ -683,28 +711,17 @@ async fn delta(store: &Store, registry: &SourceRegistry, args: DeltaArgs) -> any
         };
         if current != Some(method) && has_links {
             // The guide: a new method takes the latest delta, after a confirmation.
-            let choice = match args.reset {
-                Some(ResetArg::Clear) => Some("clear"),
-                Some(ResetArg::Latest) => Some("latest"),
-                None if args.yes => Some("latest"),
-                None if std::io::IsTerminal::is_terminal(&std::io::stdin())
-                    && std::io::IsTerminal::is_terminal(&std::io::stderr()) =>
-                {
-                    eprint!(
-                        "Changing the sync method restarts the delta queries: the latest delta is taken, so \
-                         tracking starts now and earlier changes are not read under the new method \
-                         (--reset clear reads the whole tenant again instead). Go on? [y/N] "
-                    );
-                    let mut answer = String::new();
-                    std::io::stdin().read_line(&mut answer)?;
-                    if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                        bail!(CliError::new(ErrorCode::InvalidInput, "nothing was changed"));
-                    }
-                    Some("latest")
-                }
-                None => None,
-            };
+            let choice = confirm_delta_restart(
+                args.reset,
+                args.yes,
+                "Changing the sync method restarts the delta queries: the latest delta is taken, so tracking \
+                 starts now and earlier changes are not read under the new method",
+            )?;
             if let Some(choice) = choice {
+                let choice = match choice {
+                    CursorReset::Clear => "clear",
+                    CursorReset::Latest => "latest",
+                };
                 changes.insert("delta_links".into(), json!(choice));
             }
         }

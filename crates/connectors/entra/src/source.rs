@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use deskbridge_graph::{GraphConfig, GraphTenant};
-use deskbridge_mapping::{MappingConfig, ValidatedConfig};
+use deskbridge_mapping::{DistributionGroup, MappingConfig, ValidatedConfig};
 use deskbridge_source::desk::SourceProperties;
 use deskbridge_source::settings::{Setting, SettingValues};
 use deskbridge_source::{
@@ -150,6 +150,20 @@ impl Source for EntraSource {
     /// `$deltatoken=latest` gives links that start from now without reading the tenant.
     fn can_start_from_now(&self) -> bool {
         true
+    }
+
+    /// The guide: changing the user or site field/filter mappings of a connection that reads
+    /// through delta queries takes the latest delta, after a confirmation.
+    fn mapping_change_restarts_cursors(
+        &self,
+        connection: &Connection,
+        old: &MappingConfig,
+        new: &MappingConfig,
+    ) -> bool {
+        EntraSettings::of(connection).is_ok_and(|s| s.delta)
+            && (old.user_fields != new.user_fields
+                || old.agent_fields != new.agent_fields
+                || old.site_mappings != new.site_mappings)
     }
 }
 
@@ -495,5 +509,28 @@ impl SourceConnection for EntraConnection {
         settings.mapping = mapping.clone();
         serde_json::to_value(&settings)
             .map_err(|e| SyncError::BadSettings(self.connection.name.clone(), e.to_string()))
+    }
+
+    fn distribution_group<'a>(
+        &'a self,
+        cx: &'a SourceContext,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<DistributionGroup, SyncError>> {
+        Box::pin(async move {
+            let tenant = self.tenant(cx).await?;
+            crate::read::distribution_group(&tenant, name)
+                .await
+                .map_err(|e| match e {
+                    crate::read::GroupLookup::Graph(e) => from_graph(&e),
+                    crate::read::GroupLookup::NotFound => SyncError::Conflict(format!(
+                        "tenant {} has no group named {name:?}: give the group's display name as Entra shows it",
+                        self.settings.tenant_id
+                    )),
+                    crate::read::GroupLookup::Ambiguous(n) => SyncError::Conflict(format!(
+                        "tenant {} has {n} groups named {name:?}: rename one in Entra so the name says which",
+                        self.settings.tenant_id
+                    )),
+                })
+        })
     }
 }

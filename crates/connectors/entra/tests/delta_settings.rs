@@ -18,12 +18,14 @@ use crate::sync;
 use deskbridge_testkit::{TestDb, store_test};
 use serde_json::{Value, json};
 
-struct Fixture {
-    emu: Emulator,
+pub(crate) struct Fixture {
+    pub(crate) emu: Emulator,
     tenant: String,
 }
 
-async fn fixture(db: &TestDb, last_sign_in: bool) -> Fixture {
+/// One generated tenant of 30 people in the emulator, and the connection "c" to it (delta
+/// queries on, as programs create it).
+pub(crate) async fn fixture(db: &TestDb, last_sign_in: bool) -> Fixture {
     let world = World::generate(&GenerateOptions {
         seed: 21,
         tenants: 1,
@@ -62,7 +64,7 @@ async fn fixture(db: &TestDb, last_sign_in: bool) -> Fixture {
 }
 
 impl Fixture {
-    async fn patch_user(&self, id: &str, body: Value) {
+    pub(crate) async fn patch_user(&self, id: &str, body: Value) {
         let url = format!("{}/tenants/{}/users/{id}", self.emu.admin_url(), self.tenant);
         let response = reqwest::Client::new()
             .patch(url)
@@ -73,7 +75,7 @@ impl Fixture {
         assert!(response.status().is_success(), "{}", response.status());
     }
 
-    async fn some_user(&self, db: &TestDb) -> (String, String) {
+    pub(crate) async fn some_user(&self, db: &TestDb) -> (String, String) {
         let mut tx = db.store.read().await.unwrap();
         let users = tx.list(Entity::User, None, 10).await.unwrap();
         tx.commit().await.unwrap();
@@ -271,5 +273,133 @@ store_test! {
         .edit(&db.store, &connection().await, values(json!({ "sync_method": "all_changes" })))
         .await
         .unwrap();
+    }
+}
+
+/// The desk user "c" imported as `id`.
+async fn desk_user(db: &TestDb, id: &str) -> deskbridge_store::Record {
+    let mut tx = db.store.read().await.unwrap();
+    let users = tx.list(Entity::User, None, 1000).await.unwrap();
+    tx.commit().await.unwrap();
+    users
+        .into_iter()
+        .find(|u| u.source.as_ref().is_some_and(|s| s.external_id == id))
+        .unwrap()
+}
+
+store_test! {
+    async fn a_mapping_change_restarts_the_delta_links_only_once_confirmed(db: &TestDb) {
+    let fx = fixture(db, false).await;
+    sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
+    let registry = crate::sources();
+    let mapping = || async {
+        deskbridge_sync::open_connection(&db.store, &registry, "c").await.unwrap().mapping().clone()
+    };
+    let mut without_department = mapping().await;
+    without_department.user_fields.retain(|f| f.target != "department");
+    assert!(
+        deskbridge_sync::mapping_change_needs_confirmation(&db.store, &registry, "c", &without_department)
+            .await
+            .unwrap()
+    );
+
+    // Unconfirmed: refused, nothing saved, and the message says how to confirm.
+    let refused = deskbridge_sync::save_mappings(&db.store, &registry, "c", without_department.clone(), &clock())
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, deskbridge_sync::SyncError::Conflict(_)), "{refused:?}");
+    assert!(refused.to_string().contains("--yes"), "{refused}");
+    assert!(refused.to_string().contains("?delta_links=latest"), "{refused}");
+    assert!(mapping().await.user_fields.iter().any(|f| f.target == "department"));
+
+    // Confirmed, the guide's way: saved, and the latest delta taken, so a change made before is
+    // not read and the next run is a delta round.
+    let (id, _) = fx.some_user(db).await;
+    fx.patch_user(&id, json!({"jobTitle": "Before The Change"})).await;
+    deskbridge_sync::save_mappings_confirmed(
+        &db.store,
+        &registry,
+        "c",
+        without_department.clone(),
+        Some(deskbridge_source::CursorReset::Latest),
+        &clock(),
+    )
+    .await
+    .unwrap();
+    assert!(!mapping().await.user_fields.iter().any(|f| f.target == "department"));
+    let run = sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
+    assert_eq!((run.mode.as_str(), run.counts.updated), ("delta", 0), "{:?}", run.notes);
+
+    // The explicit alternative: read the whole tenant again on the next run.
+    let mut without_job_title = mapping().await;
+    without_job_title.user_fields.retain(|f| f.target != "job_title");
+    deskbridge_sync::save_mappings_confirmed(
+        &db.store,
+        &registry,
+        "c",
+        without_job_title,
+        Some(deskbridge_source::CursorReset::Clear),
+        &clock(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap().mode, "full");
+
+    // A change elsewhere in the mappings restarts nothing, so needs no answer.
+    let mut breaker = mapping().await;
+    breaker.circuit_breaker.max_deactivate_percent = 40.0;
+    assert!(
+        !deskbridge_sync::mapping_change_needs_confirmation(&db.store, &registry, "c", &breaker).await.unwrap()
+    );
+    deskbridge_sync::save_mappings(&db.store, &registry, "c", breaker, &clock()).await.unwrap();
+
+    // Without delta queries, nothing restarts either.
+    set_delta_settings(&db.store, "c", Some(false), None).await.unwrap();
+    let mut again = mapping().await;
+    again.user_fields.retain(|f| f.target != "mobile");
+    deskbridge_sync::save_mappings(&db.store, &registry, "c", again, &clock()).await.unwrap();
+    }
+}
+
+store_test! {
+    async fn a_person_that_cannot_be_read_keeps_the_delta_link_until_it_can(db: &TestDb) {
+    let fx = fixture(db, false).await;
+    sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
+    let (id, _) = fx.some_user(db).await;
+    assert_eq!(desk_user(db, &id).await.get("active"), &json!(true));
+
+    // The person changes, and Graph sends "false" as text where it sends a boolean: an error
+    // against that person, nothing of it applied, and the delta link stays.
+    fx.patch_user(&id, json!({"jobTitle": "Changed Meanwhile"})).await;
+    fx.emu.update_faults(|f| {
+        f.corrupt_user_properties = vec![(id.clone(), "accountEnabled".into(), json!("false"))];
+    });
+    let bad = sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
+    assert_eq!(bad.mode, "delta");
+    let error = bad
+        .errors
+        .iter()
+        .find(|e| e.external_id.as_deref() == Some(id.as_str()))
+        .unwrap_or_else(|| panic!("an error against {id}: {:?}", bad.errors));
+    assert!(error.message.contains("accountEnabled"), "{}", error.message);
+    assert!(bad.notes.iter().any(|n| n.contains("reads those records again")), "{:?}", bad.notes);
+    let user = desk_user(db, &id).await;
+    assert_eq!(user.get("active"), &json!(true), "never coerced into a default");
+    assert_ne!(user.get("job_title"), &json!("Changed Meanwhile"));
+
+    // Still wrong next round: read again, still refused (the link did not move past it).
+    let again = sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
+    assert!(again.errors.iter().any(|e| e.external_id.as_deref() == Some(id.as_str())));
+
+    // Graph sends it right again: the change the link held back arrives with a delta round.
+    fx.emu.update_faults(|f| f.corrupt_user_properties.clear());
+    let healed = sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
+    assert_eq!(healed.mode, "delta");
+    assert!(healed.errors.is_empty(), "{:?}", healed.errors);
+    assert_eq!(desk_user(db, &id).await.get("job_title"), &json!("Changed Meanwhile"));
+    // And the link moves on: a quiet round reads nobody.
+    let quiet = sync(&db.store, "c", &SyncOptions::default(), &clock()).await.unwrap();
+    assert_eq!((quiet.mode.as_str(), quiet.counts.updated), ("delta", 0));
+    assert!(quiet.errors.is_empty());
     }
 }

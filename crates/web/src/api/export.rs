@@ -2,19 +2,20 @@
 //! secret) and importing such a file into an existing connection.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use deskbridge_mapping::MappingConfig;
+use deskbridge_source::CursorReset;
 use deskbridge_source::settings::{Purpose, SettingPart, credential_moved, validate, visible_values};
 use deskbridge_store::{Connection, Entity};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::connections::{edit_values, source_of};
-use super::mappings::save_mappings;
-use super::parse_body;
+use super::mappings::{DeltaLinksQuery, save_mappings};
+use super::{parse_body, parse_query};
 use crate::AppState;
 use crate::access::{Caller, Scope};
 use crate::error::{ApiError, ApiResult};
@@ -91,6 +92,7 @@ pub(crate) async fn import_document(
     caller: &Caller,
     connection: &Connection,
     bytes: &[u8],
+    restart: Option<CursorReset>,
 ) -> ApiResult<()> {
     let doc: ImportDocument = parse_body(bytes)?;
     if doc.deskbridge_export != EXPORT_VERSION {
@@ -132,7 +134,7 @@ pub(crate) async fn import_document(
             ),
         ));
     }
-    save_mappings(state, caller, connection, doc.mapping).await?;
+    save_mappings(state, caller, connection, doc.mapping, restart).await?;
     if let Some(values) = settings {
         let mut tx = state.store.read().await?;
         let current = tx
@@ -149,9 +151,11 @@ pub(super) async fn import(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    import_document(&state, &caller, &scope.connection, &body).await?;
+    let links: DeltaLinksQuery = parse_query(query)?;
+    import_document(&state, &caller, &scope.connection, &body, links.restart()).await?;
     let mut tx = state.store.read().await?;
     let updated = tx
         .connection(scope.connection.id)

@@ -2,14 +2,15 @@
 //! the desk and the tenant before it is saved).
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::{Extension, Json};
 use deskbridge_mapping::{MappingConfig, SiteTarget};
+use deskbridge_source::CursorReset;
 use deskbridge_store::Connection;
 use serde_json::Value;
 
 use super::connections::source_of;
-use super::parse_body;
+use super::{parse_body, parse_query};
 use crate::AppState;
 use crate::access::{Caller, Scope};
 use crate::error::{ApiError, ApiResult};
@@ -24,21 +25,62 @@ pub(super) async fn get_mappings(
     ))
 }
 
+/// How a change that restarts the delta links restarts them, as the API and the forms give it
+/// (`?delta_links=latest|clear`; the guide asks before it takes the latest delta).
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeltaLinksQuery {
+    delta_links: Option<DeltaLinks>,
+}
+
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DeltaLinks {
+    Latest,
+    Clear,
+}
+
+impl DeltaLinksQuery {
+    /// From a form's `delta_links` field: empty or absent is no answer.
+    pub(crate) fn from_form(value: &str) -> ApiResult<Self> {
+        let delta_links = match value.trim() {
+            "" => None,
+            "latest" => Some(DeltaLinks::Latest),
+            "clear" => Some(DeltaLinks::Clear),
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "delta_links: {other:?} is neither \"latest\" nor \"clear\""
+                )));
+            }
+        };
+        Ok(Self { delta_links })
+    }
+
+    pub(crate) fn restart(self) -> Option<CursorReset> {
+        self.delta_links.map(|links| match links {
+            DeltaLinks::Latest => CursorReset::Latest,
+            DeltaLinks::Clear => CursorReset::Clear,
+        })
+    }
+}
+
 pub(crate) async fn save_mappings(
     state: &AppState,
     caller: &Caller,
     connection: &Connection,
     mapping: MappingConfig,
+    restart: Option<CursorReset>,
 ) -> ApiResult<()> {
     if !caller.is_admin() {
         let before = source_of(state, connection)?.open(connection)?.mapping().clone();
         check_customer_reach(&before, &mapping)?;
     }
-    deskbridge_sync::save_mappings(
+    deskbridge_sync::save_mappings_confirmed(
         &state.store,
         &state.sources,
         &connection.name,
         mapping,
+        restart,
         &state.clock,
     )
     .await?;
@@ -75,9 +117,18 @@ pub(super) async fn put_mappings(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    let links: DeltaLinksQuery = parse_query(query)?;
     let mapping: MappingConfig = parse_body(&body)?;
-    save_mappings(&state, &caller, &scope.connection, mapping.clone()).await?;
+    save_mappings(
+        &state,
+        &caller,
+        &scope.connection,
+        mapping.clone(),
+        links.restart(),
+    )
+    .await?;
     Ok(Json(serde_json::to_value(&mapping).map_err(ApiError::internal)?))
 }

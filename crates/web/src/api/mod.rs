@@ -46,7 +46,7 @@ pub(crate) use directory::{
 pub(crate) use grants::grant;
 pub(crate) use health::{HealthQuery, HistoryQuery, listing_json, visible_health, visible_history};
 pub(crate) use logs::{LogQuery, log_kind, log_page};
-pub(crate) use mappings::save_mappings;
+pub(crate) use mappings::{DeltaLinksQuery, save_mappings};
 pub(crate) use runs::{approve, run_preview, run_request, run_view};
 pub(crate) use schedules::{ScheduleBody, add_schedule, remove_schedule, schedules_of};
 pub(crate) use subscriptions::adjust_quantity;
@@ -160,6 +160,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/accounts/{account_id}/reset-password",
             post(accounts::reset_password),
+        )
+        .route(
+            "/api/v1/settings/followers",
+            get(followers::get_settings).put(followers::put_settings),
+        )
+        .route(
+            "/api/v1/tickets/{ticket_id}/followers",
+            post(followers::add_followers),
         )
         .route(
             "/api/v1/tokens",

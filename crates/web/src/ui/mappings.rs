@@ -362,6 +362,12 @@ fn apply_section(
                 ..SiteMapping::default()
             });
         }
+        // The whole configuration a confirmation page carries (see `confirm_delta_restart`);
+        // validated in full like any other change.
+        (_, "confirm") => {
+            *mapping = serde_json::from_str(field(f, "pending"))
+                .map_err(|e| ApiError::invalid(format!("the mappings do not fit the configuration: {e}")))?;
+        }
         (_, "replace") => {
             let patch: serde_json::Map<String, Value> = serde_json::from_str(field(f, "json"))
                 .map_err(|e| ApiError::invalid(format!("the JSON is not valid: {e}")))?;
@@ -387,8 +393,22 @@ pub(super) async fn save_mapping_section(
     let f = parse_form(&body);
     let mut mapping = mapping_of(&state, &scope)?;
     let draft = (field(&f, "op") == "replace").then(|| field(&f, "json").to_owned());
+    let links = api::DeltaLinksQuery::from_form(field(&f, "delta_links"))?;
     let result = match apply_section(&mut mapping, &section, &f) {
-        Ok(()) => api::save_mappings(&state, &caller, &scope.connection, mapping).await,
+        Ok(())
+            if links.restart().is_none()
+                && deskbridge_sync::mapping_change_needs_confirmation(
+                    &state.store,
+                    &state.sources,
+                    &scope.connection.name,
+                    &mapping,
+                )
+                .await
+                .map_err(ApiError::from)? =>
+        {
+            return confirm_delta_restart(&caller, &scope, &section, &mapping);
+        }
+        Ok(()) => api::save_mappings(&state, &caller, &scope.connection, mapping, links.restart()).await,
         Err(e) => Err(e),
     };
     let scope = reload(&state, &scope).await?;
@@ -399,4 +419,41 @@ pub(super) async fn save_mapping_section(
             mappings_view(&state, &caller, &scope, &section, "", &text, draft.as_deref()).await
         }
     }
+}
+
+/// The guide's warning before a change to the user or site mappings of a connection that reads
+/// through delta queries: nothing is saved until the administrator chooses how the delta links
+/// restart. The page carries the whole changed configuration, saved as it is once confirmed.
+fn confirm_delta_restart(caller: &Caller, scope: &Scope, section: &str, mapping: &MappingConfig) -> UiResult {
+    let pending = serde_json::to_string(mapping).map_err(ApiError::internal)?;
+    let id = scope.connection.id.0;
+    let page = Page::connection(caller, scope, &format!("mappings/{section}")).section(
+        Section::titled("Confirm: the delta queries restart")
+            .text(
+                "This connection reads changes through delta queries, and this change to its user or site \
+                 mappings restarts them. Nothing is saved yet. Take the latest delta to start tracking from now \
+                 (people who do not change are not read again under the new mappings), or read the whole \
+                 tenant again on the next run.",
+            )
+            .form(form(
+                "confirm-delta-restart",
+                format!("/connections/{id}/mappings/{section}"),
+                "Save the mappings",
+                vec![
+                    hidden("op", "confirm"),
+                    hidden("pending", pending),
+                    select(
+                        "delta_links",
+                        "The delta links",
+                        "latest",
+                        &[
+                            ("latest", "Take the latest delta (tracking starts now)"),
+                            ("clear", "Read the whole tenant again on the next run"),
+                        ],
+                    ),
+                ],
+            ))
+            .link("Cancel: keep the mappings as they are", format!("/connections/{id}/mappings/{section}")),
+    );
+    Ok(page.render())
 }
