@@ -69,6 +69,12 @@ enum Command {
         #[command(subcommand)]
         command: commands::custom_fields::CustomFieldsCommand,
     },
+    /// Distribution groups as ticket followers: the desk-wide setting and default connection, and
+    /// adding a group to a ticket's followers.
+    Followers {
+        #[command(subcommand)]
+        command: commands::followers::FollowersCommand,
+    },
     /// A CSP connection's customer tenants: which desk customer each goes to (or none), and its
     /// licence import type.
     Tenants {
@@ -143,6 +149,7 @@ fn main() -> ExitCode {
             Command::Directory(args) => commands::directory::run(&cli.global, args).await,
             Command::CustomTables { command } => commands::custom_tables::run(&cli.global, command).await,
             Command::CustomFields { command } => commands::custom_fields::run(&cli.global, command).await,
+            Command::Followers { command } => commands::followers::run(&cli.global, command).await,
             Command::Tenants { command } => commands::tenants::run(&cli.global, command).await,
             Command::Subscriptions { command } => commands::subscriptions::run(&cli.global, command).await,
             Command::Check(args) => commands::check::run(&cli.global, args).await,

@@ -19,6 +19,7 @@
 mod accounts;
 mod custom_tables;
 mod db;
+mod desk_settings;
 mod error;
 mod jobs;
 mod liveness;
@@ -38,6 +39,7 @@ pub use accounts::{
 };
 pub use custom_tables::CustomRow;
 pub use db::{Dialect, Store, StoreOptions, StoreTx, WriteContext};
+pub use desk_settings::FollowerSettings;
 pub use error::StoreError;
 pub use jobs::{
     ClaimedJob, ConnectionHealth, FireOutcome, Job, JobId, JobStatus, NewJob, NewSchedule, Schedule,

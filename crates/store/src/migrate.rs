@@ -101,6 +101,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_run_heartbeats.sql"),
         postgres: include_str!("../migrations/postgres/0014_run_heartbeats.sql"),
     },
+    Migration {
+        version: 18,
+        name: "desk_settings",
+        sqlite: include_str!("../migrations/sqlite/0018_desk_settings.sql"),
+        postgres: include_str!("../migrations/postgres/0018_desk_settings.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].

@@ -335,6 +335,28 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "accounts",
         "Grant or revoke an account's access",
     ),
+    api(
+        "GET",
+        "/api/v1/settings/followers",
+        Need::Signed,
+        "followers",
+        "Whether distribution groups may follow tickets, and the default connection",
+    ),
+    api(
+        "PUT",
+        "/api/v1/settings/followers",
+        Need::Admin,
+        "followers",
+        "Allow distribution groups as ticket followers; set the default connection",
+    ),
+    // The handler checks read access to the connection the group is read through.
+    api(
+        "POST",
+        "/api/v1/tickets/{ticket_id}/followers",
+        Need::Signed,
+        "followers",
+        "Add a distribution group as followers of a ticket",
+    ),
     // Every run of the connections the caller may read (the handler filters by grants).
     api(
         "GET",
@@ -598,6 +620,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Adjust a subscription's quantity at its source",
     ),
     page("GET", "/admin/accounts", Need::Admin, "Accounts"),
+    page("GET", "/admin/settings", Need::Admin, "Desk settings"),
+    page("POST", "/admin/settings", Need::Admin, "Change the desk settings"),
     page(
         "POST",
         "/admin/accounts",

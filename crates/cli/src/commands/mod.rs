@@ -10,6 +10,7 @@ pub mod custom_tables;
 pub mod demo;
 pub mod directory;
 pub mod directory_names;
+pub mod followers;
 pub mod keys;
 pub mod loopback;
 pub mod mappings;

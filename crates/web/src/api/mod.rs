@@ -11,6 +11,7 @@ mod agent;
 mod connections;
 mod directory;
 mod export;
+mod followers;
 mod grants;
 mod health;
 mod logs;
@@ -43,6 +44,7 @@ pub(crate) use connections::{
 pub(crate) use directory::{
     DIRECTORY_KINDS, DirectoryQuery, connection_customers, directory_entity, directory_page,
 };
+pub(crate) use followers::save_follower_settings;
 pub(crate) use grants::grant;
 pub(crate) use health::{HealthQuery, HistoryQuery, listing_json, visible_health, visible_history};
 pub(crate) use logs::{LogQuery, log_kind, log_page};

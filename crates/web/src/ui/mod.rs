@@ -23,6 +23,7 @@ mod login;
 mod logs;
 mod mappings;
 mod runs;
+mod settings;
 mod settings_form;
 mod table_mappings;
 mod tenants;
@@ -119,6 +120,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/admin/accounts",
             get(accounts::accounts).post(accounts::create_account),
+        )
+        .route(
+            "/admin/settings",
+            get(settings::settings).post(settings::save_settings),
         )
 }
 

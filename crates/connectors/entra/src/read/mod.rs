@@ -28,12 +28,14 @@ use deskbridge_store::IntegrationError;
 
 mod delta;
 mod devices;
+mod followers;
 mod full;
 mod tracking;
 mod users;
 
 pub use delta::{DeltaState, read_delta};
 pub use devices::{DEVICE_PERMISSION, device_error, device_properties, read_devices};
+pub use followers::{GroupLookup, distribution_group};
 pub use full::{FullRead, Memberships, read_full, read_licences};
 pub use tracking::{DeltaStart, DeltaTracking, UNTRACKABLE, UntrackedField, latest_links, start_links};
 use users::source_user;
