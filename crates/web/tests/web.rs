@@ -1113,3 +1113,121 @@ store_test! {
         fx.emu.shutdown().await;
     }
 }
+
+/// Gives `connection` a delta link, as a finished delta-enabled sync leaves it.
+async fn with_delta_link(db: &TestDb, connection: ConnectionId) {
+    let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+    let tenant = tx.connection(connection).await.unwrap().unwrap().config["tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = deskbridge_store::CursorKey {
+        connection_id: connection,
+        tenant_id: tenant,
+        stream: "users/delta".into(),
+    };
+    tx.set_cursor(&key, "https://graph.example/delta?$deltatoken=x")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn cursor_count(db: &TestDb, connection: ConnectionId) -> usize {
+    let mut tx = db.store.read().await.unwrap();
+    let n = tx.cursors_of(connection).await.unwrap().len();
+    tx.commit().await.unwrap();
+    n
+}
+
+store_test! {
+    async fn a_mapping_change_that_restarts_the_delta_links_is_confirmed_first(db: &TestDb) {
+        let fx = fixture(db).await;
+        with_delta_link(db, fx.own).await;
+        let admin = fx.who("admin");
+        let path = format!("/api/v1/connections/{}/mappings", fx.own);
+        let mut mapping = api(&fx.app, Method::GET, &path, Some(&admin.token), None).await.json();
+        mapping["user_fields"].as_array_mut().unwrap().retain(|f| f["target"] != "department");
+
+        // The API: refused without an answer, nothing saved; saved with one.
+        let refused = api(&fx.app, Method::PUT, &path, Some(&admin.token), Some(mapping.clone())).await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+        assert!(refused.text.contains("delta_links=latest"), "{}", refused.text);
+        let unchanged = api(&fx.app, Method::GET, &path, Some(&admin.token), None).await.json();
+        assert!(unchanged["user_fields"].as_array().unwrap().iter().any(|f| f["target"] == "department"));
+        let bad = api(&fx.app, Method::PUT, &format!("{path}?delta_links=soon"), Some(&admin.token), Some(mapping.clone())).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+        let saved = api(&fx.app, Method::PUT, &format!("{path}?delta_links=clear"), Some(&admin.token), Some(mapping)).await;
+        assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+        assert_eq!(cursor_count(db, fx.own).await, 0, "clear: the next run reads everything");
+
+        // The form: a warning page that saves nothing, then the confirmation that does.
+        with_delta_link(db, fx.own).await;
+        let form_path = format!("/connections/{}/mappings/fields", fx.own);
+        let fields = json!([{"source": {"property": "displayName"}, "target": "name"}]).to_string();
+        let patch = json!({"user_fields": serde_json::from_str::<Value>(&fields).unwrap()}).to_string();
+        let warned = page(&fx.app, Method::POST, &form_path, Some(admin), &[("op", "replace"), ("json", &patch)]).await;
+        assert_eq!(warned.status, StatusCode::OK);
+        assert!(warned.text.contains("Confirm: the delta queries restart"), "{}", warned.text);
+        assert!(warned.text.contains("Take the latest delta"));
+        let still = api(&fx.app, Method::GET, &path, Some(&admin.token), None).await.json();
+        assert!(still["user_fields"].as_array().unwrap().len() > 1, "nothing saved before the confirmation");
+        let mut pending = still.clone();
+        pending["user_fields"] = serde_json::from_str(&fields).unwrap();
+        let pending = pending.to_string();
+        let confirmed = page(
+            &fx.app,
+            Method::POST,
+            &form_path,
+            Some(admin),
+            &[("op", "confirm"), ("pending", &pending), ("delta_links", "clear")],
+        )
+        .await;
+        assert!(confirmed.text.contains("Mappings saved."), "{}", confirmed.text);
+        let now = api(&fx.app, Method::GET, &path, Some(&admin.token), None).await.json();
+        assert_eq!(now["user_fields"].as_array().unwrap().len(), 1);
+        assert_eq!(cursor_count(db, fx.own).await, 0);
+    }
+}
+
+store_test! {
+    async fn ticket_followers_need_the_desk_setting_and_the_connection(db: &TestDb) {
+        let fx = fixture(db).await;
+        let admin = fx.who("admin");
+        let reader = fx.who("reader");
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let fields = [("summary".to_owned(), json!("VPN down"))].into_iter().collect();
+        let ticket = tx.insert(deskbridge_store::Entity::Ticket, None, &fields).await.unwrap();
+        tx.commit().await.unwrap();
+        let follow = format!("/api/v1/tickets/{ticket}/followers");
+
+        // Only an administrator changes the setting; the default connection must exist.
+        let settings = json!({"enabled": true, "default_connection": fx.other.0});
+        let denied = api(&fx.app, Method::PUT, "/api/v1/settings/followers", Some(&reader.token), Some(settings.clone())).await;
+        assert_eq!(denied.status, StatusCode::FORBIDDEN);
+        let missing = api(&fx.app, Method::PUT, "/api/v1/settings/followers", Some(&admin.token), Some(json!({"enabled": true, "default_connection": 999_999}))).await;
+        assert_eq!(missing.status, StatusCode::BAD_REQUEST, "{}", missing.text);
+        let saved = api(&fx.app, Method::PUT, "/api/v1/settings/followers", Some(&admin.token), Some(settings)).await;
+        assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+        let shown = api(&fx.app, Method::GET, "/api/v1/settings/followers", Some(&reader.token), None).await.json();
+        assert_eq!(shown["enabled"], true);
+        assert_eq!(shown["default_connection"]["name"], "other");
+
+        // The reader is not granted the default connection: the group is not read for them.
+        let body = json!({"group": "Newsletter"});
+        let other = api(&fx.app, Method::POST, &follow, Some(&reader.token), Some(body.clone())).await;
+        assert_eq!(other.status, StatusCode::FORBIDDEN, "{}", other.text);
+        // Through their own connection, which has not allowed its groups as followers yet.
+        let own = api(&fx.app, Method::POST, &follow, Some(&reader.token), Some(json!({"group": "Newsletter", "connection": fx.own.0}))).await;
+        assert_eq!(own.status, StatusCode::CONFLICT, "{}", own.text);
+        assert!(own.text.contains("does not allow"), "{}", own.text);
+
+        // The settings page: an administrator's form.
+        let settings_page = page(&fx.app, Method::GET, "/admin/settings", Some(admin), &[]).await;
+        assert!(settings_page.text.contains("Allow groups to be added as ticket followers"));
+        let own_id = fx.own.0.to_string();
+        let posted = page(&fx.app, Method::POST, "/admin/settings", Some(admin), &[("enabled", "on"), ("default_connection", &own_id)]).await;
+        assert!(posted.text.contains("Settings saved."), "{}", posted.text);
+        let shown = api(&fx.app, Method::GET, "/api/v1/settings/followers", Some(&admin.token), None).await.json();
+        assert_eq!(shown["default_connection"]["name"], "own");
+    }
+}
