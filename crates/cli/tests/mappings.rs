@@ -145,5 +145,94 @@ async fn mappings_round_trip_and_invalid_ones_are_refused() {
     let again: Value =
         serde_json::from_slice(&run(&["mappings", "show", "--connection", "c"]).stdout).unwrap();
     assert_eq!(again["site_mappings"][0]["name"], json!("Everyone"));
+
+    // A new connection maps line managers, for users and agents.
+    for people in ["user_fields", "agent_fields"] {
+        assert!(
+            again[people]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["target"] == "line_manager_id"),
+            "{people}: {}",
+            again[people]
+        );
+    }
+
+    // With delta queries on and links taken, a site mapping change restarts them: refused
+    // without an answer (no terminal to ask), saved with --yes (the latest delta).
+    assert!(
+        run(&["connection", "delta", "--name", "c", "--enable"])
+            .status
+            .success()
+    );
+    let synced = run(&["sync", "--connection", "c"]);
+    let progress = String::from_utf8_lossy(&synced.stderr);
+    assert!(synced.status.success(), "{progress}");
+    // Without a terminal, progress comes as plain lines on stderr.
+    assert!(
+        progress.contains("c: ") && progress.contains("record(s)"),
+        "{progress}"
+    );
+    mapping["site_mappings"][0]["name"] = json!("All the people");
+    std::fs::write(&file, mapping.to_string()).unwrap();
+    let set = [
+        "mappings",
+        "set",
+        "--connection",
+        "c",
+        "--file",
+        file.to_str().unwrap(),
+    ];
+    let unconfirmed = run(&set);
+    assert!(!unconfirmed.status.success());
+    let said = String::from_utf8_lossy(&unconfirmed.stderr);
+    assert!(said.contains("--yes") && said.contains("--reset clear"), "{said}");
+    let shown: Value =
+        serde_json::from_slice(&run(&["mappings", "show", "--connection", "c"]).stdout).unwrap();
+    assert_eq!(
+        shown["site_mappings"][0]["name"],
+        json!("Everyone"),
+        "nothing saved"
+    );
+    let confirmed = run(&[&set[..], &["--yes"]].concat());
+    assert!(
+        confirmed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&confirmed.stderr)
+    );
+    let shown: Value =
+        serde_json::from_slice(&run(&["mappings", "show", "--connection", "c"]).stdout).unwrap();
+    assert_eq!(shown["site_mappings"][0]["name"], json!("All the people"));
+    let next = run(&["sync", "--connection", "c", "--json"]);
+    assert!(
+        !String::from_utf8_lossy(&next.stderr).contains("record(s)"),
+        "--json: no progress lines"
+    );
+    let next: Value = serde_json::from_slice(&next.stdout).unwrap();
+    assert_eq!(next["mode"], json!("delta"), "the latest delta was taken: {next}");
+
+    // Groups as ticket followers: the desk-wide setting and its default connection.
+    let settings = run(&[
+        "followers",
+        "settings",
+        "--enable",
+        "--default-connection",
+        "c",
+        "--json",
+    ]);
+    assert!(
+        settings.status.success(),
+        "{}",
+        String::from_utf8_lossy(&settings.stderr)
+    );
+    let settings: Value = serde_json::from_slice(&settings.stdout).unwrap();
+    assert_eq!(settings["enabled"], json!(true));
+    assert_eq!(settings["default_connection"]["name"], json!("c"));
+    let unknown = run(&["followers", "settings", "--default-connection", "nope"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no connection named \"nope\""));
+    let no_ticket = run(&["followers", "add", "--ticket", "424242", "--group", "Newsletter"]);
+    assert!(!no_ticket.status.success());
+    assert!(String::from_utf8_lossy(&no_ticket.stderr).contains("no ticket 424242"));
     emu.shutdown().await;
 }

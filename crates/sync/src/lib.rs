@@ -12,6 +12,8 @@
 //! - applying a plan to the store ([`apply_plan`]) in transactions of bounded size, each with its
 //!   journal rows, inbound log and counts, the cursors in the last one, so a crash at any point
 //!   leaves a state that the next run converges from;
+//! - a run's live progress ([`RunProgress`]: stage, tenant, pages, records, requests, changes),
+//!   told to the observer as it changes and kept on the run's row;
 //! - runs that end when their owner dies ([`liveness`]): a heartbeat while a run goes on, and
 //!   runs whose process stopped closed as interrupted;
 //! - many runs at once ([`sync_many`]), taking turns at the CPU-bound stages;
@@ -39,6 +41,7 @@ mod followers;
 pub mod liveness;
 mod many;
 mod mappings;
+mod progress;
 mod rows;
 mod run;
 mod steps;
@@ -52,6 +55,7 @@ pub use deskbridge_source::desk::load_catalog;
 pub use followers::{FollowersAdded, add_group_followers};
 pub use many::{ManyResult, sync_many};
 pub use mappings::{mapping_change_needs_confirmation, save_mappings, save_mappings_confirmed};
+pub use progress::{RunProgress, Stage};
 pub use run::{
     OutcomeCounts, SyncObserver, SyncOptions, SyncOutcome, Timings, entity_of_run_kind, load_connection,
     open_connection, sync,

@@ -57,6 +57,9 @@ pub trait SyncObserver: Send + Sync + std::fmt::Debug {
     fn run_started(&self, _run: RunId) {}
     /// One upstream request attempt finished (each page read is one).
     fn request(&self, _request: &RequestRecord) {}
+    /// The run's progress changed (a stage began, a page was read, planned or applied, a
+    /// request was made).
+    fn progress(&self, _progress: &crate::RunProgress) {}
 }
 
 /// Passes each request to the observer.
@@ -243,16 +246,18 @@ pub(crate) async fn sync_with(
 ) -> Result<SyncOutcome, SyncError> {
     let mut source = open_connection(store, sources, name).await?;
     let requests = Arc::new(MemoryRequests::default());
+    let progress = Arc::new(crate::progress::ProgressTracker::new(
+        name,
+        options.observer.clone(),
+    ));
+    let mut sinks: Vec<Arc<dyn RequestSink>> = vec![requests.clone(), progress.clone()];
+    if let Some(observer) = &options.observer {
+        sinks.push(Arc::new(Observed(observer.clone())));
+    }
     let cx = SourceContext {
         store: store.clone(),
         clock: clock.clone(),
-        requests: match &options.observer {
-            Some(observer) => Arc::new(FanOut(vec![
-                requests.clone(),
-                Arc::new(Observed(observer.clone())),
-            ])),
-            None => requests.clone(),
-        },
+        requests: Arc::new(FanOut(sinks)),
     };
     // What the connection reads is brought up to date before its mappings and partitions are
     // taken (a CSP tenant found now is imported now). A failure here is met again by the read,
@@ -440,6 +445,7 @@ pub(crate) async fn sync_with(
             default_customer: partitions.first().map(|p| p.customer_id),
             run,
             turns,
+            progress: &progress,
         },
         planner,
     );
@@ -555,6 +561,8 @@ pub(crate) async fn sync_with(
     } else {
         RunStatus::Partial
     };
+    progress.update(|p| p.stage = crate::Stage::Done);
+    tx.set_run_progress(run, &progress.json()?).await?;
     tx.finish_run(run, status, steps.held.as_deref()).await?;
     if let (Some(held), None) = (held_run, &steps.held) {
         let note = format!("approved; applied by run {run}");

@@ -19,6 +19,8 @@ use deskbridge_mapping::{
 };
 use deskbridge_source::desk::{SourceProperties, validated};
 use deskbridge_source::{Page, PartitionEnd, PartitionStart, ReadEvent, SourceRecord};
+
+use crate::progress::{ProgressTracker, Stage};
 use deskbridge_store::{Connection, CursorKey, IntegrationError, RunCounts, Store, WriteContext};
 use tokio::sync::Semaphore;
 
@@ -41,6 +43,8 @@ pub(crate) struct StepContext<'r> {
     pub run: Option<RunId>,
     /// Turns at the CPU-bound stages, shared by concurrent syncs.
     pub turns: Option<&'r Arc<Semaphore>>,
+    /// The run's live progress, updated step by step.
+    pub progress: &'r ProgressTracker,
 }
 
 /// What a run plans: the directory's people, or managed devices as assets.
@@ -156,6 +160,10 @@ impl<'r> Steps<'r> {
                 start.tenant_id
             )));
         }
+        self.cx.progress.update(|p| {
+            p.stage = Stage::Reading;
+            p.tenant = Some(start.tenant_id.clone());
+        });
         let _turn = self.turn().await;
         let started = Instant::now();
         let planner = match &mut self.planner {
@@ -240,6 +248,12 @@ impl<'r> Steps<'r> {
             )));
         }
         let tenant = page.tenant_id.clone();
+        let records = page.records.len() as u64;
+        self.cx.progress.update(|p| {
+            p.stage = Stage::Planning;
+            p.pages += 1;
+            p.records += records;
+        });
         let _turn = self.turn().await;
         let started = Instant::now();
         let planner = match &mut self.planner {
@@ -359,6 +373,7 @@ impl<'r> Steps<'r> {
             self.held = held;
         }
         self.step(&end.tenant_id, plan, &cursors).await?;
+        self.cx.progress.update(|p| p.tenants_done += 1);
         if self.unapplied > 0 && !end_cursors_empty && self.cx.run.is_some() {
             self.notes.push(format!(
                 "tenant {}: {} record(s) were not applied (see the errors), so its delta link and cursors stay \
@@ -433,6 +448,12 @@ impl<'r> Steps<'r> {
         };
         let errors = plan_errors(&plan, entity);
         let Some(run) = self.cx.run else {
+            let planned = u64::try_from(plan.counts.created + plan.counts.updated + plan.counts.deactivated)
+                .unwrap_or(0);
+            self.cx.progress.update(|p| {
+                p.stage = Stage::Reading;
+                p.changes += planned;
+            });
             self.record(errors).await?;
             match &mut self.preview {
                 Some(preview) => preview.absorb(plan),
@@ -440,6 +461,7 @@ impl<'r> Steps<'r> {
             }
             return Ok(());
         };
+        self.cx.progress.update(|p| p.stage = Stage::Applying);
         let started = Instant::now();
         let report = match self.planner {
             StepPlanner::Rows(_) => {
@@ -452,7 +474,14 @@ impl<'r> Steps<'r> {
         self.record(errors).await?;
         self.unapplied += report.errors.len();
         self.apply_errors.extend(report.errors);
-        Ok(())
+        let applied =
+            u64::try_from(report.counts.created + report.counts.updated + report.counts.deactivated)
+                .unwrap_or(0);
+        self.cx.progress.update(|p| {
+            p.stage = Stage::Reading;
+            p.changes += applied;
+        });
+        self.cx.progress.save(self.cx.store, run).await
     }
 }
 

@@ -62,3 +62,59 @@ store_test! {
         assert_eq!(close_stale_runs(&db.store, None).await.unwrap(), vec![run]);
     }
 }
+
+/// Every progress update a sync told its observer.
+#[derive(Debug, Default)]
+struct Told(std::sync::Mutex<Vec<deskbridge_sync::RunProgress>>);
+
+impl deskbridge_sync::SyncObserver for Told {
+    fn progress(&self, progress: &deskbridge_sync::RunProgress) {
+        self.0.lock().unwrap().push(progress.clone());
+    }
+}
+
+store_test! {
+    async fn a_run_tells_its_progress_as_it_goes_and_keeps_the_last_on_its_row(db: &TestDb) {
+        let fx = emulator(30).await;
+        fx.connect(db, "contoso").await;
+        let told = Arc::new(Told::default());
+        let options = SyncOptions { observer: Some(told.clone()), ..SyncOptions::default() };
+        let outcome = sync(&db.store, "contoso", &options, &clock()).await.unwrap();
+        assert_eq!(outcome.status, "succeeded", "{outcome:?}");
+
+        let seen = told.0.lock().unwrap().clone();
+        for stage in ["reading", "planning", "applying"] {
+            assert!(seen.iter().any(|p| p.stage.as_str() == stage), "{stage} in {seen:?}");
+        }
+        assert!(seen.iter().all(|p| p.connection == "contoso"));
+        assert!(seen.iter().any(|p| p.tenant.as_deref() == Some(fx.tenant.as_str())));
+        // Counts only grow.
+        for pair in seen.windows(2) {
+            assert!(pair[1].requests >= pair[0].requests && pair[1].records >= pair[0].records);
+            assert!(pair[1].pages >= pair[0].pages && pair[1].changes >= pair[0].changes);
+        }
+        let last = seen.last().unwrap();
+        assert_eq!(last.stage.as_str(), "done");
+        assert_eq!(last.records, 30, "every person read once");
+        assert_eq!(last.tenants_done, 1);
+        assert!(last.pages >= 1 && last.requests >= 1);
+        assert_eq!(last.changes, u64::try_from(outcome.counts.created + outcome.counts.updated).unwrap());
+
+        // The run's row keeps the last: what the run page and the API show.
+        let mut tx = db.store.read().await.unwrap();
+        let row = tx.run(outcome.run_id.unwrap()).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(row.progress["stage"], json!("done"));
+        assert_eq!(row.progress["records"], json!(30));
+        assert_eq!(row.progress["tenant"], json!(fx.tenant));
+
+        // A preview tells its progress too, with planned changes.
+        let told = Arc::new(Told::default());
+        let options = SyncOptions { observer: Some(told.clone()), plan_only: true, full: true, ..SyncOptions::default() };
+        sync(&db.store, "contoso", &options, &clock()).await.unwrap();
+        let seen = told.0.lock().unwrap().clone();
+        assert_eq!(seen.last().unwrap().records, 30);
+        assert!(seen.iter().all(|p| p.stage.as_str() != "applying"), "a preview applies nothing");
+        fx.emu.shutdown().await;
+    }
+}

@@ -13,6 +13,16 @@
     p.textContent = "Run " + r.id + " is " + r.status + ": " + c.created + " created, " + c.updated +
       " updated, " + c.deactivated + " deactivated, " + c.unchanged + " unchanged, " + c.errors + " errors.";
     box.appendChild(p);
+    // Where the run is (kept on its row as it goes): stage, tenant, pages, records and requests.
+    var g = r.progress || {};
+    if (g.stage && !data.finished) {
+      var q = document.createElement("p");
+      q.id = "live-progress";
+      q.textContent = "Now " + g.stage + (g.tenant ? " tenant " + g.tenant : "") + ": " + (g.pages || 0) +
+        " pages, " + (g.records || 0) + " records read, " + (g.requests || 0) + " requests, " +
+        (g.changes || 0) + " changes" + (g.tenants_done ? ", " + g.tenants_done + " tenants done." : ".");
+      box.appendChild(q);
+    }
   }
   function poll() {
     fetch("/api/v1/runs/" + encodeURIComponent(run), { credentials: "same-origin", headers: { "Accept": "application/json" } })

@@ -22,5 +22,6 @@ pub mod serve;
 pub mod stop;
 pub mod subscriptions;
 pub mod sync;
+pub mod sync_progress;
 pub mod tenants;
 pub mod worker;

@@ -53,8 +53,10 @@ pub struct SyncArgs {
 pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
     let store = global.open_store().await?;
     let clock: SharedClock = Arc::new(SystemClock);
-    // Notes the runs this process starts, so that a Ctrl-C or SIGTERM can end them.
-    let started = Arc::new(super::stop::StartedRuns::default());
+    // Notes the runs this process starts, so that a Ctrl-C or SIGTERM can end them, and shows
+    // their progress (not with --json: the result is all a script reads).
+    let watch = Arc::new(super::sync_progress::SyncWatch::new(args.json));
+    let started = watch.started.clone();
     let options = SyncOptions {
         entity: args.entity,
         tenant: args.tenant.clone(),
@@ -62,19 +64,20 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         full: args.full,
         instance: args.instance.clone(),
         approve_held: args.approve_held,
-        observer: Some(started.clone()),
+        observer: Some(watch.clone()),
         table: args.table.clone(),
         tenant_readers: None,
     };
     let sources = global.registry();
     let Some(connection) = &args.connection else {
-        let all = run_all(store.clone(), &sources, &args, &options, &clock);
+        let all = run_all(store.clone(), &sources, &args, &options, &clock, &watch);
         return super::stop::unless_stopped(&store, &started, all).await;
     };
     let outcome = super::stop::unless_stopped(&store, &started, async {
         Ok::<_, anyhow::Error>(sync(&store, &sources, connection, &options, &clock).await?)
     })
     .await;
+    watch.finish();
     store.close().await;
     let outcome = outcome?;
     if args.json {
@@ -114,6 +117,7 @@ async fn run_all(
     args: &SyncArgs,
     options: &SyncOptions,
     clock: &SharedClock,
+    watch: &super::sync_progress::SyncWatch,
 ) -> anyhow::Result<()> {
     let mut tx = store.read().await?;
     let mut skipped = Vec::new();
@@ -151,6 +155,7 @@ async fn run_all(
     }
     let started = std::time::Instant::now();
     let results = sync_many(&store, sources, &names, options, args.concurrency, clock).await;
+    watch.finish();
     let seconds = started.elapsed().as_secs_f64();
     store.close().await;
     let results = results?;
