@@ -331,7 +331,7 @@ fn values_to_apply_are_typed() {
     assert_eq!(
         rejected(&config),
         vec![
-            "site mapping #2 'London staff', value for 'custom:IsVip': \"maybe\" is not a valid boolean value",
+            "site mapping #2 'London staff', value for 'custom:IsVip': received text \"maybe\", expected a boolean (true or false)",
             "site mapping #2 'London staff', value for 'custom:Tier': \"Bronze\" is not one of the options (Gold, Silver)",
             "site mapping #2 'London staff', value for 'line_manager_id': 'line_manager_id' cannot be given a fixed value",
         ]

@@ -1163,14 +1163,19 @@ store_test! {
         // The form: a warning page that saves nothing, then the confirmation that does.
         with_delta_link(db, fx.own).await;
         let form_path = format!("/connections/{}/mappings/fields", fx.own);
-        let fields = json!([{"source": {"property": "displayName"}, "target": "name"}]).to_string();
+        let fields = json!([
+            {"source": {"property": "displayName"}, "target": "name"},
+            {"source": {"property": "mail"}, "target": "email"},
+            {"source": {"property": "userPrincipalName"}, "target": "network_login"},
+        ])
+        .to_string();
         let patch = json!({"user_fields": serde_json::from_str::<Value>(&fields).unwrap()}).to_string();
         let warned = page(&fx.app, Method::POST, &form_path, Some(admin), &[("op", "replace"), ("json", &patch)]).await;
         assert_eq!(warned.status, StatusCode::OK);
         assert!(warned.text.contains("Confirm: the delta queries restart"), "{}", warned.text);
         assert!(warned.text.contains("Take the latest delta"));
         let still = api(&fx.app, Method::GET, &path, Some(&admin.token), None).await.json();
-        assert!(still["user_fields"].as_array().unwrap().len() > 1, "nothing saved before the confirmation");
+        assert!(still["user_fields"].as_array().unwrap().len() > 3, "nothing saved before the confirmation");
         let mut pending = still.clone();
         pending["user_fields"] = serde_json::from_str(&fields).unwrap();
         let pending = pending.to_string();
@@ -1184,7 +1189,7 @@ store_test! {
         .await;
         assert!(confirmed.text.contains("Mappings saved."), "{}", confirmed.text);
         let now = api(&fx.app, Method::GET, &path, Some(&admin.token), None).await.json();
-        assert_eq!(now["user_fields"].as_array().unwrap().len(), 1);
+        assert_eq!(now["user_fields"].as_array().unwrap().len(), 3);
         assert_eq!(cursor_count(db, fx.own).await, 0);
     }
 }
