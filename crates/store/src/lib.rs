@@ -21,6 +21,7 @@ mod custom_tables;
 mod db;
 mod error;
 mod jobs;
+mod licence_changes;
 mod liveness;
 mod migrate;
 mod overview;
@@ -43,6 +44,7 @@ pub use jobs::{
     ClaimedJob, ConnectionHealth, FireOutcome, Job, JobId, JobStatus, NewJob, NewSchedule, Schedule,
     ScheduleId,
 };
+pub use licence_changes::{LicenceAction, LicenceChange, NewLicenceChange};
 pub use liveness::WorkerPresence;
 pub use migrate::AppliedMigration;
 pub use overview::{RunFilter, RunListing};

@@ -101,6 +101,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_run_heartbeats.sql"),
         postgres: include_str!("../migrations/postgres/0014_run_heartbeats.sql"),
     },
+    Migration {
+        version: 15,
+        name: "licence_changes",
+        sqlite: include_str!("../migrations/sqlite/0015_licence_changes.sql"),
+        postgres: include_str!("../migrations/postgres/0015_licence_changes.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].

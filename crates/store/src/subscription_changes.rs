@@ -33,7 +33,7 @@ impl ChangeStatus {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         [Self::Pending, Self::Applied, Self::Refused, Self::Failed]
             .into_iter()
             .find(|v| v.as_str() == s)

@@ -33,6 +33,7 @@ mod breaker;
 mod check;
 mod customers;
 mod desk;
+mod licence_write_back;
 pub mod liveness;
 mod many;
 mod mappings;
@@ -46,6 +47,7 @@ pub use check::check_connection;
 pub use desk::SnapshotScope;
 pub use deskbridge_source::SyncError;
 pub use deskbridge_source::desk::load_catalog;
+pub use licence_write_back::{LicenceOutcome, change_user_licence};
 pub use many::{ManyResult, sync_many};
 pub use mappings::save_mappings;
 pub use run::{

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod directory;
 pub mod directory_names;
 pub mod keys;
+pub mod licences;
 pub mod loopback;
 pub mod mappings;
 pub mod migrate;

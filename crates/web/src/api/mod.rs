@@ -13,6 +13,7 @@ mod directory;
 mod export;
 mod grants;
 mod health;
+mod licences;
 mod logs;
 mod mappings;
 mod runs;
@@ -45,6 +46,7 @@ pub(crate) use directory::{
 };
 pub(crate) use grants::grant;
 pub(crate) use health::{HealthQuery, HistoryQuery, listing_json, visible_health, visible_history};
+pub(crate) use licences::{change_licence, user_licences};
 pub(crate) use logs::{LogQuery, log_kind, log_page};
 pub(crate) use mappings::save_mappings;
 pub(crate) use runs::{approve, run_preview, run_request, run_view};
@@ -113,6 +115,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/connections/{id}/subscriptions/{subscription}/changes",
             get(subscriptions::list_changes),
+        )
+        .route(
+            "/api/v1/users/{user_id}/licences",
+            get(licences::list).post(licences::assign),
+        )
+        .route(
+            "/api/v1/users/{user_id}/licences/{licence_id}",
+            axum::routing::delete(licences::remove),
         )
         .route("/api/v1/connections/{id}/usage.csv", get(directory::usage_csv))
         .route("/api/v1/connections/{id}/tenants", get(tenants::list_tenants))
