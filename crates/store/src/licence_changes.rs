@@ -162,17 +162,6 @@ impl StoreTx {
         status: ChangeStatus,
         message: Option<&str>,
     ) -> Result<()> {
-        let now = Sql::Text(format_timestamp(self.at()));
-        self.execute(
-            "UPDATE licence_changes SET status = $1, message = $2, updated_at = $3 WHERE id = $4",
-            &[
-                Sql::text(status.as_str()),
-                Sql::opt_text(message),
-                now,
-                Sql::Int(id),
-            ],
-        )
-        .await?;
-        Ok(())
+        self.finish_change("licence_changes", id, status, message).await
     }
 }

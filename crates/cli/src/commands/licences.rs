@@ -9,6 +9,7 @@ use deskbridge_core::{ErrorCode, RecordId, SharedClock, SystemClock};
 use deskbridge_store::{Entity, LicenceAction, Record, StoreTx};
 use serde_json::json;
 
+use crate::commands::subscriptions::requester;
 use crate::error::CliError;
 use crate::output;
 use crate::settings::GlobalArgs;
@@ -41,14 +42,6 @@ pub enum LicencesCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// Who asks, as the journal records it: the operating-system user of the CLI.
-fn requester() -> String {
-    match std::env::var("USER") {
-        Ok(user) if !user.trim().is_empty() => format!("cli:{}", user.trim()),
-        _ => "cli".into(),
-    }
 }
 
 fn not_found(message: String) -> anyhow::Error {
