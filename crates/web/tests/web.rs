@@ -26,7 +26,8 @@ struct Fixture {
     other: ConnectionId,
     own_run: RunId,
     other_run: RunId,
-    /// A desk user each connection imported (user routes reach the connection through it).
+    /// A desk user each connection imported (user routes reach the connection through it), for
+    /// the tests that ask for them ([`with_users`]); none otherwise.
     own_user: i64,
     other_user: i64,
     /// Role name → (account id, API token, session cookie, CSRF token).
@@ -164,14 +165,20 @@ async fn imported_user(db: &TestDb, connection: ConnectionId, object_id: &str) -
     id.0
 }
 
+/// The fixture with a desk user imported by each connection.
+async fn with_users(db: &TestDb) -> Fixture {
+    let mut fx = fixture(db).await;
+    fx.own_user = imported_user(db, fx.own, "own-user").await;
+    fx.other_user = imported_user(db, fx.other, "other-user").await;
+    fx
+}
+
 async fn fixture(db: &TestDb) -> Fixture {
     let emu = emulator().await;
     let own = add_connection(db, &emu, "own").await;
     let other = add_connection(db, &emu, "other").await;
     let own_run = finished_run(db, own).await;
     let other_run = finished_run(db, other).await;
-    let own_user = imported_user(db, own, "own-user").await;
-    let other_user = imported_user(db, other, "other-user").await;
     let reader = person(db, "reader", Role::Agent, false).await;
     let modifier = person(db, "modifier", Role::Agent, false).await;
     let creator = person(db, "creator", Role::Agent, true).await;
@@ -189,8 +196,8 @@ async fn fixture(db: &TestDb) -> Fixture {
         other,
         own_run,
         other_run,
-        own_user,
-        other_user,
+        own_user: 0,
+        other_user: 0,
         people: vec![reader, modifier, creator, admin],
     }
 }
@@ -324,7 +331,7 @@ fn harmless_body(method: &str, path: &str) -> Option<Value> {
 
 store_test! {
     async fn every_route_allows_and_denies_by_role_and_connection(db: &TestDb) {
-        let fx = fixture(db).await;
+        let fx = with_users(db).await;
         // A connection and an account each DELETE may remove without spoiling the rest.
         let mut roles: Vec<Option<&Person>> = vec![None];
         roles.extend(fx.people.iter().map(Some));
@@ -1150,7 +1157,7 @@ store_test! {
 
 store_test! {
     async fn licences_are_managed_on_a_users_page_by_those_who_may_change_the_connection(db: &TestDb) {
-        let fx = fixture(db).await;
+        let fx = with_users(db).await;
         let registry = deskbridge_connectors::registry().with_endpoint_policy(EndpointPolicy::allowing(["127.0.0.1"]));
         let clock: SharedClock = Arc::new(SystemClock);
         let run = deskbridge_sync::sync(&db.store, &registry, "own", &deskbridge_sync::SyncOptions::default(), &clock)
