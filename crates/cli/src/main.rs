@@ -87,6 +87,12 @@ enum Command {
         #[command(subcommand)]
         command: commands::subscriptions::SubscriptionsCommand,
     },
+    /// Assign or remove a desk user's licence at its source (Entra: when the connection allows
+    /// licences to be managed from the desk), and list the changes asked.
+    Licences {
+        #[command(subcommand)]
+        command: commands::licences::LicencesCommand,
+    },
     /// Check a connection's configuration: credentials, token, consent, permissions, tenant,
     /// mappings; exits non-zero when a point fails.
     Check(commands::check::CheckArgs),
@@ -152,6 +158,7 @@ fn main() -> ExitCode {
             Command::Followers { command } => commands::followers::run(&cli.global, command).await,
             Command::Tenants { command } => commands::tenants::run(&cli.global, command).await,
             Command::Subscriptions { command } => commands::subscriptions::run(&cli.global, command).await,
+            Command::Licences { command } => commands::licences::run(&cli.global, command).await,
             Command::Check(args) => commands::check::run(&cli.global, args).await,
             Command::Serve(args) => commands::serve::run(&cli.global, args).await,
             Command::Worker(args) => commands::worker::run(&cli.global, args).await,

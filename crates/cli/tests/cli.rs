@@ -1006,3 +1006,39 @@ fn connection_add_entra_leaves_delta_queries_off_unless_asked() {
     let tracked = delta_of("tracked");
     assert_eq!(tracked["enabled"], true, "{tracked}");
 }
+
+#[test]
+fn licences_assign_names_what_it_cannot_find_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&deskbridge(dir.path(), &["migrate"]));
+    let unknown_user = deskbridge(
+        dir.path(),
+        &[
+            "licences",
+            "assign",
+            "--user",
+            "nobody@contoso.test",
+            "--licence",
+            "E3",
+        ],
+    );
+    assert_eq!(unknown_user.status.code(), Some(2), "{unknown_user:?}");
+    let said = String::from_utf8_lossy(&unknown_user.stderr);
+    assert!(
+        said.contains("no user has the email \"nobody@contoso.test\""),
+        "{said}"
+    );
+    let unknown_id = deskbridge(
+        dir.path(),
+        &["licences", "remove", "--user", "42", "--licence", "7"],
+    );
+    assert_eq!(unknown_id.status.code(), Some(2), "{unknown_id:?}");
+    assert!(
+        String::from_utf8_lossy(&unknown_id.stderr).contains("there is no user 42"),
+        "{unknown_id:?}"
+    );
+    let help = ok(&deskbridge(dir.path(), &["licences", "--help"]));
+    for command in ["assign", "remove", "changes"] {
+        assert!(help.contains(command), "{help}");
+    }
+}

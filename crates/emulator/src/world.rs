@@ -1025,9 +1025,11 @@ impl World {
                 && !already
                 && t.consumed_units(&sku.sku_id) >= usize::try_from(sku.prepaid_enabled).unwrap_or(0)
             {
-                return Err(EmulatorError::BadRequest(
-                    "Subscription has no available units for this license.".to_owned(),
-                ));
+                // Graph's own wording (a 400 Request_BadRequest), which names the SKU.
+                return Err(EmulatorError::BadRequest(format!(
+                    "Subscription with SKU {} does not have any available licenses.",
+                    sku.sku_id
+                )));
             }
         }
         let user = &mut t.users[i];

@@ -54,7 +54,7 @@ pub use registry::{SourceRegistry, TenantReaders};
 pub use requests::{FanOut, MemoryRequests, RequestRecord, RequestSink};
 pub use secrets::ConnectionSecrets;
 pub use source::{
-    BoxFuture, CursorReport, CursorReset, NewConnection, Partition, QuantityChange, SignIn, Source,
-    SourceConnection, SourceContext, SubscriptionWriter, TenantCustomer, TenantEntry, TenantTable,
-    TenantUpdate, sign_in_connection,
+    BoxFuture, CursorReport, CursorReset, LicenceAssignment, LicenceUnits, LicenceWriter, NewConnection,
+    Partition, QuantityChange, SignIn, Source, SourceConnection, SourceContext, SubscriptionWriter,
+    TenantCustomer, TenantEntry, TenantTable, TenantUpdate, sign_in_connection,
 };

@@ -136,6 +136,10 @@ pub trait Source: Send + Sync {
     fn subscription_writer(&self) -> Option<&dyn SubscriptionWriter> {
         None
     }
+    /// How the desk assigns and removes this kind's licences on users at the source, if it can.
+    fn licence_writer(&self) -> Option<&dyn LicenceWriter> {
+        None
+    }
     /// Whether what this kind reads of a tenant is the tenant's directory, which one connection
     /// reads (Entra, CSP: two would import the same people twice); `false` for kinds whose
     /// partitions several connections share (several Dynamics organisations of one tenant).
@@ -180,6 +184,43 @@ pub trait SubscriptionWriter: Send + Sync {
         connection: &'a Connection,
         change: &'a QuantityChange,
     ) -> BoxFuture<'a, Result<deskbridge_mapping::SourceSubscription, SyncError>>;
+}
+
+/// A licence to assign to or remove from a user, as sent to its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenceAssignment {
+    /// The tenant the user and the licence belong to.
+    pub tenant_id: String,
+    /// The user's id at the source (Entra's object id).
+    pub user_id: String,
+    /// The licence's SKU id.
+    pub sku_id: String,
+    /// Assign (`true`) or remove (`false`).
+    pub assign: bool,
+}
+
+/// The licence's units as the source counts them after a change, when it could say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LicenceUnits {
+    pub total: i64,
+    pub consumed: i64,
+}
+
+/// Writes users' licence assignments back to their source. The source's refusals (no free
+/// units, no usage location) are [`SyncError::Upstream`] with
+/// [`deskbridge_core::ErrorCode::ChangeRefused`], saying why and what to do; a missing permission
+/// names the permission and the consent to grant. Sending the same assignment twice is harmless.
+pub trait LicenceWriter: Send + Sync {
+    /// Whether `connection` allows licences to be managed from the desk (its own setting).
+    fn manages_licences(&self, connection: &Connection) -> Result<bool, SyncError>;
+    /// Assigns or removes the licence; returns the licence's units afterwards, when the source
+    /// could be asked (`None`: the change was made, the count not read).
+    fn assign<'a>(
+        &'a self,
+        cx: &'a SourceContext,
+        connection: &'a Connection,
+        change: &'a LicenceAssignment,
+    ) -> BoxFuture<'a, Result<Option<LicenceUnits>, SyncError>>;
 }
 
 /// One customer tenant of a many-tenant connection, as its Tenants tab shows it.

@@ -22,6 +22,7 @@ mod db;
 mod desk_settings;
 mod error;
 mod jobs;
+mod licence_changes;
 mod liveness;
 mod migrate;
 mod overview;
@@ -45,6 +46,7 @@ pub use jobs::{
     ClaimedJob, ConnectionHealth, FireOutcome, Job, JobId, JobStatus, NewJob, NewSchedule, Schedule,
     ScheduleId,
 };
+pub use licence_changes::{LicenceAction, LicenceChange, NewLicenceChange};
 pub use liveness::WorkerPresence;
 pub use migrate::AppliedMigration;
 pub use overview::{RunFilter, RunListing};

@@ -102,6 +102,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0014_run_heartbeats.sql"),
     },
     Migration {
+        version: 15,
+        name: "licence_changes",
+        sqlite: include_str!("../migrations/sqlite/0015_licence_changes.sql"),
+        postgres: include_str!("../migrations/postgres/0015_licence_changes.sql"),
+    },
+    Migration {
         version: 18,
         name: "desk_settings",
         sqlite: include_str!("../migrations/sqlite/0018_desk_settings.sql"),

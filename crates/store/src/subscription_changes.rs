@@ -33,7 +33,7 @@ impl ChangeStatus {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         [Self::Pending, Self::Applied, Self::Refused, Self::Failed]
             .into_iter()
             .find(|v| v.as_str() == s)
@@ -187,9 +187,22 @@ impl StoreTx {
         status: ChangeStatus,
         message: Option<&str>,
     ) -> Result<()> {
+        self.finish_change("subscription_changes", id, status, message)
+            .await
+    }
+
+    /// Ends (or re-opens) row `id` of a write-back journal (`subscription_changes`,
+    /// `licence_changes`: the same status, message and time columns).
+    pub(crate) async fn finish_change(
+        &mut self,
+        table: &'static str,
+        id: i64,
+        status: ChangeStatus,
+        message: Option<&str>,
+    ) -> Result<()> {
         let now = Sql::Text(format_timestamp(self.at()));
         self.execute(
-            "UPDATE subscription_changes SET status = $1, message = $2, updated_at = $3 WHERE id = $4",
+            &format!("UPDATE {table} SET status = $1, message = $2, updated_at = $3 WHERE id = $4"),
             &[
                 Sql::text(status.as_str()),
                 Sql::opt_text(message),

@@ -124,19 +124,26 @@ pub async fn set_subscription_quantity(
             done.ok_or_else(|| SyncError::Internal("the change's row is gone".into()))
         }
         Err(error) => {
-            let status = if error.error_code() == ErrorCode::ChangeRefused {
-                ChangeStatus::Refused
-            } else {
-                ChangeStatus::Failed
-            };
-            let message = match error.remedy() {
-                Some(remedy) => format!("{error} — {remedy}"),
-                None => error.to_string(),
-            };
+            let (status, message) = failure(&error);
             tx.finish_subscription_change(change.id, status, Some(&message))
                 .await?;
             tx.commit().await?;
             Err(error)
         }
     }
+}
+
+/// How a change the source did not make is recorded: refused by the source's rules (final), or
+/// failed (open to a retry); the message with its remedy.
+pub(crate) fn failure(error: &SyncError) -> (ChangeStatus, String) {
+    let status = if error.error_code() == ErrorCode::ChangeRefused {
+        ChangeStatus::Refused
+    } else {
+        ChangeStatus::Failed
+    };
+    let message = match error.remedy() {
+        Some(remedy) => format!("{error} — {remedy}"),
+        None => error.to_string(),
+    };
+    (status, message)
 }

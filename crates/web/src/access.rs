@@ -31,6 +31,8 @@ pub enum Need {
     Connection(Access),
     /// This access to the connection of the run in the `run_id` path parameter.
     Run(Access),
+    /// This access to the connection that imported the desk user in the `user_id` path parameter.
+    User(Access),
 }
 
 /// Whether a route answers JSON or HTML (and so how a refusal looks).
@@ -84,6 +86,8 @@ const READ: Need = Need::Connection(Access::Read);
 const MODIFY: Need = Need::Connection(Access::Modify);
 const RUN_READ: Need = Need::Run(Access::Read);
 const RUN_MODIFY: Need = Need::Run(Access::Modify);
+const USER_READ: Need = Need::User(Access::Read);
+const USER_MODIFY: Need = Need::User(Access::Modify);
 
 /// Every route of the application.
 pub const ENDPOINTS: &[Endpoint] = &[
@@ -250,6 +254,27 @@ pub const ENDPOINTS: &[Endpoint] = &[
         READ,
         "subscriptions",
         "The quantity changes asked of a subscription, with what the source answered",
+    ),
+    api(
+        "GET",
+        "/api/v1/users/{user_id}/licences",
+        USER_READ,
+        "licences",
+        "A desk user's licences, the licences of their tenant with free units, and the licence changes asked",
+    ),
+    api(
+        "POST",
+        "/api/v1/users/{user_id}/licences",
+        USER_MODIFY,
+        "licences",
+        "Assign a licence to the user at their source (Entra assignLicense); body {\"licence_id\": n}",
+    ),
+    api(
+        "DELETE",
+        "/api/v1/users/{user_id}/licences/{licence_id}",
+        USER_MODIFY,
+        "licences",
+        "Remove a licence from the user at their source (Entra assignLicense)",
     ),
     api(
         "GET",
@@ -619,6 +644,24 @@ pub const ENDPOINTS: &[Endpoint] = &[
         MODIFY,
         "Adjust a subscription's quantity at its source",
     ),
+    page(
+        "GET",
+        "/users/{user_id}",
+        USER_READ,
+        "A desk user and their licences",
+    ),
+    page(
+        "POST",
+        "/users/{user_id}/licences",
+        USER_MODIFY,
+        "Assign a licence to the user at their source",
+    ),
+    page(
+        "POST",
+        "/users/{user_id}/licences/remove",
+        USER_MODIFY,
+        "Remove a licence from the user at their source",
+    ),
     page("GET", "/admin/accounts", Need::Admin, "Accounts"),
     page("GET", "/admin/settings", Need::Admin, "Desk settings"),
     page("POST", "/admin/settings", Need::Admin, "Change the desk settings"),
@@ -896,6 +939,26 @@ async fn check(state: &AppState, ep: &Endpoint, matched: &str, req: Request) -> 
                 }
                 None if caller.is_admin() => {}
                 None => return Err(ApiError::forbidden(format!("you have no access to run {run_id}"))),
+            }
+        }
+        Need::User(need) => {
+            let user = deskbridge_core::RecordId(param("user_id")?);
+            let mut tx = state.store.read().await?;
+            let record = tx.get(deskbridge_store::Entity::User, user).await?;
+            tx.commit().await?;
+            // A user is reached through the connection that imported it; agents are told
+            // "forbidden" whether or not the user exists, as for connections.
+            match record.and_then(|r| r.source).map(|s| s.connection_id) {
+                Some(c) => {
+                    let scope = scope_for(state, &caller, c, need).await?;
+                    parts.extensions.insert(scope);
+                }
+                None if caller.is_admin() => {
+                    return Err(ApiError::not_found(format!(
+                        "there is no user {user} imported from a connection"
+                    )));
+                }
+                None => return Err(ApiError::forbidden(format!("you have no access to user {user}"))),
             }
         }
     }

@@ -18,6 +18,10 @@ fn need_text(need: Need) -> &'static str {
         Need::Connection(deskbridge_store::Access::Modify) => "Read and modify access to the connection.",
         Need::Run(deskbridge_store::Access::Read) => "Read access to the run's connection.",
         Need::Run(deskbridge_store::Access::Modify) => "Read and modify access to the run's connection.",
+        Need::User(deskbridge_store::Access::Read) => "Read access to the connection that imported the user.",
+        Need::User(deskbridge_store::Access::Modify) => {
+            "Read and modify access to the connection that imported the user."
+        }
     }
 }
 

@@ -26,6 +26,10 @@ struct Fixture {
     other: ConnectionId,
     own_run: RunId,
     other_run: RunId,
+    /// A desk user each connection imported (user routes reach the connection through it), for
+    /// the tests that ask for them ([`with_users`]); none otherwise.
+    own_user: i64,
+    other_user: i64,
     /// Role name → (account id, API token, session cookie, CSRF token).
     people: Vec<Person>,
 }
@@ -136,6 +140,39 @@ fn state(db: &TestDb) -> AppState {
     )
 }
 
+/// A desk user imported by `connection`.
+async fn imported_user(db: &TestDb, connection: ConnectionId, object_id: &str) -> i64 {
+    let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+    let config = tx.connection(connection).await.unwrap().unwrap().config;
+    let customer = deskbridge_core::RecordId(config["customer_id"].as_i64().unwrap());
+    let site = tx.main_site(customer).await.unwrap().unwrap();
+    let fields: deskbridge_store::Fields = [
+        ("site_id".to_owned(), json!(site.0)),
+        ("name".to_owned(), json!(format!("User {object_id}"))),
+        ("email".to_owned(), json!(format!("{object_id}@contoso.test"))),
+    ]
+    .into_iter()
+    .collect();
+    let id = tx
+        .insert(
+            deskbridge_store::Entity::User,
+            Some(&deskbridge_store::SourceKey::new(connection, object_id)),
+            &fields,
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    id.0
+}
+
+/// The fixture with a desk user imported by each connection.
+async fn with_users(db: &TestDb) -> Fixture {
+    let mut fx = fixture(db).await;
+    fx.own_user = imported_user(db, fx.own, "own-user").await;
+    fx.other_user = imported_user(db, fx.other, "other-user").await;
+    fx
+}
+
 async fn fixture(db: &TestDb) -> Fixture {
     let emu = emulator().await;
     let own = add_connection(db, &emu, "own").await;
@@ -159,6 +196,8 @@ async fn fixture(db: &TestDb) -> Fixture {
         other,
         own_run,
         other_run,
+        own_user: 0,
+        other_user: 0,
         people: vec![reader, modifier, creator, admin],
     }
 }
@@ -236,13 +275,15 @@ async fn page(
 
 /// The concrete path of a route for a target connection (own or other).
 fn concrete(fx: &Fixture, path: &str, own: bool, account: i64) -> String {
-    let (c, r) = if own {
-        (fx.own, fx.own_run)
+    let (c, r, u) = if own {
+        (fx.own, fx.own_run, fx.own_user)
     } else {
-        (fx.other, fx.other_run)
+        (fx.other, fx.other_run, fx.other_user)
     };
     path.replace("{id}", &c.to_string())
         .replace("{run_id}", &r.to_string())
+        .replace("{user_id}", &u.to_string())
+        .replace("{licence_id}", "999999")
         .replace("{log}", "inbound")
         .replace("{kind}", "users")
         .replace("{section}", "fields")
@@ -261,7 +302,7 @@ fn allowed(who: Option<&str>, need: Need, own: bool) -> bool {
         (Some(_), Need::Signed) => true,
         (Some(_), Need::Admin) => false,
         (Some(w), Need::CreateConnection) => w == "creator",
-        (Some(w), Need::Connection(a) | Need::Run(a)) => {
+        (Some(w), Need::Connection(a) | Need::Run(a) | Need::User(a)) => {
             own && match a {
                 Access::Read => matches!(w, "reader" | "modifier"),
                 Access::Modify => w == "modifier",
@@ -290,7 +331,7 @@ fn harmless_body(method: &str, path: &str) -> Option<Value> {
 
 store_test! {
     async fn every_route_allows_and_denies_by_role_and_connection(db: &TestDb) {
-        let fx = fixture(db).await;
+        let fx = with_users(db).await;
         // A connection and an account each DELETE may remove without spoiling the rest.
         let mut roles: Vec<Option<&Person>> = vec![None];
         roles.extend(fx.people.iter().map(Some));
@@ -299,7 +340,7 @@ store_test! {
         endpoints.sort_by_key(|e| e.path == "/logout");
         let mut checked = 0;
         for ep in endpoints {
-            let targets: &[bool] = if ep.path.contains("{id}") || ep.path.contains("{run_id}") { &[true, false] } else { &[true] };
+            let targets: &[bool] = if ep.path.contains("{id}") || ep.path.contains("{run_id}") || ep.path.contains("{user_id}") { &[true, false] } else { &[true] };
             for who in &roles {
                 for &own in targets {
                     let name = who.map(|p| p.name);
@@ -1234,5 +1275,117 @@ store_test! {
         assert!(posted.text.contains("Settings saved."), "{}", posted.text);
         let shown = api(&fx.app, Method::GET, "/api/v1/settings/followers", Some(&admin.token), None).await.json();
         assert_eq!(shown["default_connection"]["name"], "own");
+    }
+}
+
+store_test! {
+    async fn licences_are_managed_on_a_users_page_by_those_who_may_change_the_connection(db: &TestDb) {
+        let fx = with_users(db).await;
+        let registry = deskbridge_connectors::registry().with_endpoint_policy(EndpointPolicy::allowing(["127.0.0.1"]));
+        let clock: SharedClock = Arc::new(SystemClock);
+        let run = deskbridge_sync::sync(&db.store, &registry, "own", &deskbridge_sync::SyncOptions::default(), &clock)
+            .await
+            .unwrap();
+        assert_eq!(run.status, "succeeded", "{run:?}");
+        // A member with a usage location, and a licence of the tenant they do not hold.
+        let (object_id, sku_id) = fx.emu.with_world(|w| {
+            let t = &w.tenants[0];
+            t.users
+                .iter()
+                .filter(|u| u.account_enabled && u.user_type == "Member" && u.usage_location.is_some())
+                .find_map(|u| {
+                    t.skus
+                        .iter()
+                        .filter(|s| s.applies_to == "User" && !u.assigned_licenses.iter().any(|l| l.sku_id == s.sku_id))
+                        .find(|s| t.consumed_units(&s.sku_id) < usize::try_from(s.prepaid_enabled).unwrap())
+                        .map(|s| (u.id.clone(), s.sku_id.clone()))
+                })
+                .unwrap()
+        });
+        let mut tx = db.store.read().await.unwrap();
+        let user = tx
+            .id_by_source(deskbridge_store::Entity::User, &deskbridge_store::SourceKey::new(fx.own, object_id.clone()))
+            .await
+            .unwrap()
+            .unwrap()
+            .0;
+        let licence = tx
+            .find_by_text(deskbridge_store::Entity::Licence, "sku_id", &sku_id)
+            .await
+            .unwrap()[0]
+            .id
+            .0;
+        tx.commit().await.unwrap();
+        let (admin, reader, modifier, creator) = (fx.who("admin"), fx.who("reader"), fx.who("modifier"), fx.who("creator"));
+        let path = format!("/api/v1/users/{user}/licences");
+        let body = Some(json!({ "licence_id": licence }));
+
+        // The option is off: refused with how to turn it on; nothing sent.
+        let off = api(&fx.app, Method::POST, &path, Some(&modifier.token), body.clone()).await;
+        assert_eq!(off.status, StatusCode::CONFLICT, "{}", off.text);
+        assert!(off.text.contains("Manage licences from the desk"), "{}", off.text);
+        let patched = api(&fx.app, Method::PATCH, &format!("/api/v1/connections/{}", fx.own), Some(&admin.token), Some(json!({ "manage_licences": true }))).await;
+        assert!(patched.status.is_success(), "{}", patched.text);
+
+        // Reading the connection is not changing its users' licences; no grant at all is not either.
+        for who in [reader, creator] {
+            let refused = api(&fx.app, Method::POST, &path, Some(&who.token), body.clone()).await;
+            assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}: {}", who.name, refused.text);
+        }
+        // Modify on "own" does not reach a user of "other".
+        let stranger = api(&fx.app, Method::POST, &format!("/api/v1/users/{}/licences", fx.other_user), Some(&modifier.token), body.clone()).await;
+        assert_eq!(stranger.status, StatusCode::FORBIDDEN, "{}", stranger.text);
+        // Bad input.
+        let unknown = api(&fx.app, Method::POST, &path, Some(&modifier.token), Some(json!({ "licence_id": 999_999 }))).await;
+        assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text);
+        let shapeless = api(&fx.app, Method::POST, &path, Some(&modifier.token), Some(json!({ "licence": "E5" }))).await;
+        assert_eq!(shapeless.status, StatusCode::BAD_REQUEST, "{}", shapeless.text);
+
+        let assigned = api(&fx.app, Method::POST, &path, Some(&modifier.token), body.clone()).await;
+        assert_eq!(assigned.status, StatusCode::OK, "{}", assigned.text);
+        assert_eq!(assigned.json()["change"]["status"], "applied", "{}", assigned.text);
+        assert_eq!(assigned.json()["change"]["requested_by"], "modifier");
+        let held = fx.emu.with_world(|w| {
+            w.tenants[0].users.iter().find(|u| u.id == object_id).unwrap().assigned_licenses.iter().any(|l| l.sku_id == sku_id)
+        });
+        assert!(held, "Entra has it");
+        let again = api(&fx.app, Method::POST, &path, Some(&modifier.token), body.clone()).await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+        assert!(again.json()["change"].is_null(), "nothing sent twice: {}", again.text);
+
+        // Readers see the licences and the journal, without the forms.
+        let listing = api(&fx.app, Method::GET, &path, Some(&reader.token), None).await;
+        assert_eq!(listing.status, StatusCode::OK, "{}", listing.text);
+        let listing = listing.json();
+        assert!(listing["licences"].as_array().unwrap().iter().any(|l| l["id"] == licence), "{listing}");
+        assert_eq!(listing["changes"][0]["action"], "assign");
+        assert_eq!(listing["manage_licences"], true);
+        let for_reader = page(&fx.app, Method::GET, &format!("/users/{user}"), Some(reader), &[]).await;
+        assert_eq!(for_reader.status, StatusCode::OK, "{}", for_reader.text);
+        assert!(for_reader.text.contains("Licence changes") && !for_reader.text.contains("Remove licence"), "{}", for_reader.text);
+        let for_modifier = page(&fx.app, Method::GET, &format!("/users/{user}"), Some(modifier), &[]).await;
+        assert!(for_modifier.text.contains("Remove licence"), "{}", for_modifier.text);
+        assert!(for_modifier.text.contains(" free of "), "units shown: {}", for_modifier.text);
+        // The users listing links to the page.
+        let users = page(&fx.app, Method::GET, &format!("/connections/{}/directory/users", fx.own), Some(modifier), &[]).await;
+        assert!(users.text.contains(&format!("href=\"/users/{user}\"")), "{}", users.text);
+
+        // Removing from the page needs the tick box; then it goes to Entra.
+        let remove = format!("/users/{user}/licences/remove");
+        let licence_text = licence.to_string();
+        let unconfirmed = page(&fx.app, Method::POST, &remove, Some(modifier), &[("licence_id", &licence_text)]).await;
+        assert!(unconfirmed.text.contains("Tick the box"), "{}", unconfirmed.text);
+        let removed = page(&fx.app, Method::POST, &remove, Some(modifier), &[("licence_id", &licence_text), ("confirm", "on")]).await;
+        assert_eq!(removed.status, StatusCode::OK, "{}", removed.text);
+        assert!(removed.text.contains("removed from"), "{}", removed.text);
+        assert!(removed.text.contains("Assign licence"), "the licence is offered again: {}", removed.text);
+        let held = fx.emu.with_world(|w| {
+            w.tenants[0].users.iter().find(|u| u.id == object_id).unwrap().assigned_licenses.iter().any(|l| l.sku_id == sku_id)
+        });
+        assert!(!held, "Entra no longer has it");
+        let gone = api(&fx.app, Method::DELETE, &format!("{path}/{licence}"), Some(&modifier.token), None).await;
+        assert_eq!(gone.status, StatusCode::OK, "{}", gone.text);
+        assert!(gone.json()["change"].is_null(), "{}", gone.text);
+        fx.emu.shutdown().await;
     }
 }

@@ -197,6 +197,10 @@ pub struct EntraArgs {
     /// `connection delta --enable` turns them on later).
     #[arg(long)]
     pub delta: bool,
+    /// Allow licences to be managed from the desk (`deskbridge licences assign|remove`): needs
+    /// LicenseAssignment.ReadWrite.All with admin consent.
+    #[arg(long)]
+    pub manage_licences: bool,
 }
 
 #[derive(Args, Debug)]
@@ -362,6 +366,7 @@ async fn add(store: &Store, registry: &SourceRegistry, args: EntraArgs) -> anyho
     set("graph_url", args.graph_url.map(Value::from));
     set("delta", Some(json!(args.delta)));
     set("last_sign_in", Some(json!(args.last_sign_in)));
+    set("manage_licences", Some(json!(args.manage_licences)));
     let source = source_of_kind(registry, "entra")?;
     let settings = validate(
         source.settings(),

@@ -12,6 +12,7 @@ pub mod directory;
 pub mod directory_names;
 pub mod followers;
 pub mod keys;
+pub mod licences;
 pub mod loopback;
 pub mod mappings;
 pub mod migrate;

@@ -34,8 +34,8 @@ pub enum SubscriptionsCommand {
     },
 }
 
-/// Who asks, as the journal records it: the operating-system user of the CLI.
-fn requester() -> String {
+/// Who asks, as the write-back journals record it: the operating-system user of the CLI.
+pub(crate) fn requester() -> String {
     match std::env::var("USER") {
         Ok(user) if !user.trim().is_empty() => format!("cli:{}", user.trim()),
         _ => "cli".into(),

@@ -105,6 +105,39 @@ fn optional_permission(token: &str, permission: &Requirement) -> CheckPoint {
     }
 }
 
+/// LicenseAssignment.ReadWrite.All: needed only when licences are managed from the desk; then
+/// its absence fails, with the consent to grant.
+fn licence_management_permission(token: &str, settings: &EntraSettings) -> CheckPoint {
+    let name = "licence_management_permission";
+    let permission = crate::licences::LICENCE_WRITE_PERMISSION;
+    let accepted = [permission, "User.ReadWrite.All", "Directory.ReadWrite.All"];
+    let granted = match granted_permissions(token) {
+        Ok(granted) => accepted.iter().any(|p| granted.contains(*p)),
+        Err(e) => return CheckPoint::pass(name, format!("not known: {e}")),
+    };
+    match (settings.manage_licences, granted) {
+        (true, true) => CheckPoint::pass(
+            name,
+            format!("{permission} granted: licences can be assigned and removed from the desk"),
+        ),
+        (true, false) => CheckPoint::fail(
+            name,
+            format!(
+                "licences are managed from the desk, but {permission} is not granted: Microsoft will refuse every \
+                 licence change"
+            ),
+            crate::licences::consent_remedy(settings.auth),
+        ),
+        (false, _) => CheckPoint::pass(
+            name,
+            format!(
+                "licence management from the desk is off: {permission} is not needed (it is, with re-authorising, \
+                 once the option is turned on)"
+            ),
+        ),
+    }
+}
+
 /// The permissions in an access token: app roles (`roles`) or delegated scopes (`scp`). The
 /// token is only decoded, not verified: it came straight from the token endpoint over TLS, and
 /// this reads what was granted, it does not authorise anything.
@@ -459,6 +492,9 @@ async fn after_token(
         if settings.last_sign_in {
             points.push(CheckPoint::blocked("sign_in_data", "token"));
         }
+        if settings.manage_licences {
+            points.push(CheckPoint::blocked("licence_management_permission", "token"));
+        }
         mappings_and_delta(store, settings, connection, &mut points).await;
         return points;
     };
@@ -511,6 +547,7 @@ async fn after_token(
         }
     });
     points.push(optional_permission(token.bearer(), &READ_ORG));
+    points.push(licence_management_permission(token.bearer(), settings));
 
     let config = graph
         .unwrap_or_default()

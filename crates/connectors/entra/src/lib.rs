@@ -11,6 +11,8 @@
 //!   change tracking as a trigger and fetches the current state of each changed user; the delta
 //!   settings and resets ([`set_delta_settings`], [`reset_deltas`]);
 //! - the configuration check's Entra points;
+//! - licence management from the desk ([`licences`]): a licence assigned to or removed from a
+//!   desk user is sent to Entra as `assignLicense`, when the connection allows it;
 //! - [`EntraSource`], which the binary registers: the pipeline, agent and web reach all of the
 //!   above through `deskbridge-source`'s traits.
 //!
@@ -23,6 +25,7 @@ mod client;
 mod delegated;
 mod delta;
 mod error;
+mod licences;
 mod manage;
 pub mod read;
 mod settings;

@@ -109,6 +109,7 @@ pub(crate) async fn create(store: &Store, new: NewConnection) -> Result<Connecti
     let mut settings = EntraSettings::of(&connection)?;
     settings.delta = delta;
     settings.sync_method = method.unwrap_or(settings.sync_method);
+    settings.manage_licences = values.flag("manage_licences").unwrap_or(false);
     settings.mapping.imports.match_order.clear();
     settings.mapping.imports.deactivate_not_found = false;
     settings.mapping = std::mem::take(&mut settings.mapping).with_line_managers();
@@ -165,6 +166,9 @@ pub(crate) async fn edit(
     let delta_links = values.text("delta_links").map(str::to_owned);
     if let Some(l) = values.flag("last_sign_in") {
         settings.last_sign_in = l;
+    }
+    if let Some(m) = values.flag("manage_licences") {
+        settings.manage_licences = m;
     }
     let secret = values.text(SECRET_CLIENT_SECRET).map(str::trim);
     let pem = values.text(SECRET_CERTIFICATE);

@@ -156,7 +156,21 @@ pub(crate) const SETTINGS: &[Setting] = &[
     },
     SYNC_METHOD,
     DELTA_LINKS_SETTING,
+    MANAGE_LICENCES,
 ];
+
+/// The guide's "allow licences to be managed from within the desk": assigning or removing a
+/// licence on a desk user changes it in Entra. One connection per tenant may have it.
+pub const MANAGE_LICENCES: Setting = Setting {
+    key: "manage_licences",
+    label: "Manage licences from the desk",
+    help: "Assigning a licence imported from this tenant to a desk user adds it to their Entra account; removing \
+           it removes it in Entra. Needs the LicenseAssignment.ReadWrite.All permission (and Organization.Read.All \
+           to import the licences), granted with admin consent; re-authorise the connection after adding it.",
+    kind: SettingKind::Flag { default: false },
+    required: Required::Optional,
+    part: SettingPart::Sync,
+};
 
 /// What to do with the stored delta links when the sync method changes (see
 /// [`DELTA_LINKS_SETTING`]); an action taken with the change, never stored.
@@ -226,6 +240,9 @@ pub struct EntraSettings {
     /// Import the last sign-in date (needs AuditLog.Read.All and a premium tenant).
     #[serde(default)]
     pub last_sign_in: bool,
+    /// Licences may be assigned and removed from the desk (needs LicenseAssignment.ReadWrite.All).
+    #[serde(default)]
+    pub manage_licences: bool,
     pub mapping: MappingConfig,
 }
 
@@ -324,6 +341,7 @@ pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Re
         delta: true,
         sync_method: SyncMethod::AllChanges,
         last_sign_in: new.last_sign_in,
+        manage_licences: false,
         mapping: new_connection_mappings(main_site, new.last_sign_in),
     };
     let config = serde_json::to_value(&settings)

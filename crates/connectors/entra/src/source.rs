@@ -10,9 +10,9 @@ use deskbridge_mapping::{DistributionGroup, MappingConfig, ValidatedConfig};
 use deskbridge_source::desk::SourceProperties;
 use deskbridge_source::settings::{Setting, SettingValues};
 use deskbridge_source::{
-    BoxFuture, CheckPoint, CursorReport, CursorReset, Emitter, NewConnection, Page, Partition, PartitionEnd,
-    PartitionStart, ReadEvent, ReadRequest, SignIn, Source, SourceConnection, SourceContext, SourceRecord,
-    StoredCursors, SyncEntity, SyncError, read_stream,
+    BoxFuture, CheckPoint, CursorReport, CursorReset, Emitter, LicenceWriter, NewConnection, Page, Partition,
+    PartitionEnd, PartitionStart, ReadEvent, ReadRequest, SignIn, Source, SourceConnection, SourceContext,
+    SourceRecord, StoredCursors, SyncEntity, SyncError, read_stream,
 };
 use deskbridge_store::{Connection, IntegrationError, Store};
 use futures::stream::BoxStream;
@@ -22,6 +22,7 @@ use crate::ENTRA_KIND;
 use crate::client::SharedGraph;
 use crate::delta::delta_tracking;
 use crate::error::from_graph;
+use crate::licences::EntraLicenceWriter;
 use crate::read::{self, DeltaTracking, GROUPS_DELTA, TenantData, USERS_DELTA};
 use crate::settings::EntraSettings;
 
@@ -36,6 +37,7 @@ const PAGE_SIZE: usize = 1_000;
 /// Microsoft Entra ID. One per process: its Graph clients are shared by every Entra connection.
 pub struct EntraSource {
     graph: Arc<SharedGraph>,
+    licences: EntraLicenceWriter,
 }
 
 impl Default for EntraSource {
@@ -48,8 +50,10 @@ impl EntraSource {
     /// A source whose Graph clients use `config` (retries, budgets; the base URL comes from each
     /// connection).
     pub fn new(config: GraphConfig) -> Self {
+        let graph = Arc::new(SharedGraph::new(config));
         Self {
-            graph: Arc::new(SharedGraph::new(config)),
+            licences: EntraLicenceWriter { graph: graph.clone() },
+            graph,
         }
     }
 }
@@ -89,7 +93,8 @@ impl Source for EntraSource {
     fn setup(&self) -> &'static str {
         "Register an app in the tenant with the User.Read.All and Group.Read.All application permissions \
          (optional: Organization.Read.All for licences, AuditLog.Read.All for last sign-in dates, \
-         DeviceManagementManagedDevices.Read.All for devices as assets), grant admin consent, \
+         DeviceManagementManagedDevices.Read.All for devices as assets, LicenseAssignment.ReadWrite.All to manage \
+         licences from the desk), grant admin consent, \
          then enter its ids and a credential. For delegated permissions, add this site's \
          /auth/microsoft/callback as a redirect URI."
     }
@@ -117,6 +122,10 @@ impl Source for EntraSource {
 
     fn sign_in(&self) -> Option<&dyn SignIn> {
         Some(&crate::delegated::EntraSignIn)
+    }
+
+    fn licence_writer(&self) -> Option<&dyn LicenceWriter> {
+        Some(&self.licences)
     }
 
     /// The delta settings and the state of the stored delta links.

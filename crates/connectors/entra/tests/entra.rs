@@ -7,6 +7,7 @@ mod check;
 mod conformance;
 mod delegated;
 mod delta_settings;
+mod licence_management;
 mod followers;
 mod licences;
 mod resync;

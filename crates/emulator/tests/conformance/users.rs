@@ -468,6 +468,38 @@ async fn member_of_license_details_and_assign_license() {
             "License assignment cannot be done for user with invalid usage location."
         );
     }
+    // No free unit left: Graph's 400, naming the SKU; the user keeps what they had.
+    let (full, other) = env.emu.with_world_mut(|w| {
+        let t = &mut w.tenants[0];
+        let used = t.consumed_units(&sku);
+        let other = t
+            .users
+            .iter()
+            .find(|u| u.usage_location.is_some() && u.assigned_licenses.iter().all(|l| l.sku_id != sku))
+            .unwrap()
+            .id
+            .clone();
+        let s = t.skus.iter_mut().find(|s| s.sku_id == sku).unwrap();
+        s.prepaid_enabled = i32::try_from(used).unwrap();
+        (used, other)
+    });
+    let (status, _, body) = env
+        .post(&token, &format!("/users/{other}/assignLicense"), &add)
+        .await;
+    assert_eq!(
+        (status, graph_error(&body)),
+        (
+            StatusCode::BAD_REQUEST,
+            (
+                "Request_BadRequest".to_owned(),
+                format!("Subscription with SKU {sku} does not have any available licenses.")
+            )
+        )
+    );
+    assert_eq!(
+        consumed(&env.get(&token, "/subscribedSkus").await.2),
+        u64::try_from(full).unwrap()
+    );
     // Without a write permission.
     let single = env.token("single_tenant", &env.tenant(0)).await;
     let (status, _, _) = env

@@ -14,6 +14,7 @@ mod export;
 mod followers;
 mod grants;
 mod health;
+mod licences;
 mod logs;
 mod mappings;
 mod runs;
@@ -47,6 +48,7 @@ pub(crate) use directory::{
 pub(crate) use followers::save_follower_settings;
 pub(crate) use grants::grant;
 pub(crate) use health::{HealthQuery, HistoryQuery, listing_json, visible_health, visible_history};
+pub(crate) use licences::{change_licence, user_licences};
 pub(crate) use logs::{LogQuery, log_kind, log_page};
 pub(crate) use mappings::{DeltaLinksQuery, save_mappings};
 pub(crate) use runs::{approve, run_preview, run_request, run_view};
@@ -115,6 +117,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/connections/{id}/subscriptions/{subscription}/changes",
             get(subscriptions::list_changes),
+        )
+        .route(
+            "/api/v1/users/{user_id}/licences",
+            get(licences::list).post(licences::assign),
+        )
+        .route(
+            "/api/v1/users/{user_id}/licences/{licence_id}",
+            axum::routing::delete(licences::remove),
         )
         .route("/api/v1/connections/{id}/usage.csv", get(directory::usage_csv))
         .route("/api/v1/connections/{id}/tenants", get(tenants::list_tenants))

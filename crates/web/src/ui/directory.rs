@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 
 use deskbridge_store::{DirectoryFilter, Entity};
 
-use super::html::{Cell, Field, Opt, Page, Section, cell, form, select, text_field};
+use super::html::{Cell, Field, Opt, Page, Section, cell, form, link, select, text_field};
 use super::{UiResult, field, parse_form, show, with_query};
 use crate::AppState;
 use crate::access::{Caller, Scope};
@@ -133,7 +133,18 @@ async fn directory_view(
         .map(|items| {
             items
                 .iter()
-                .map(|it| columns.iter().map(|c| cell(show(&it[*c]))).collect())
+                .map(|it| {
+                    columns
+                        .iter()
+                        .map(|c| match (*c, kind, it["source_connection_id"].as_i64()) {
+                            // An imported user opens their page (licences).
+                            ("id", "users", Some(_)) => {
+                                link(show(&it["id"]), format!("/users/{}", show(&it["id"])))
+                            }
+                            _ => cell(show(&it[*c])),
+                        })
+                        .collect()
+                })
                 .collect()
         })
         .unwrap_or_default();

@@ -27,6 +27,7 @@ mod settings;
 mod settings_form;
 mod table_mappings;
 mod tenants;
+mod user;
 
 use std::collections::HashMap;
 
@@ -117,6 +118,9 @@ pub fn routes() -> Router<AppState> {
             "/connections/{id}/subscriptions/quantity",
             post(directory::adjust_quantity),
         )
+        .route("/users/{user_id}", get(user::user_page))
+        .route("/users/{user_id}/licences", post(user::assign_licence))
+        .route("/users/{user_id}/licences/remove", post(user::remove_licence))
         .route(
             "/admin/accounts",
             get(accounts::accounts).post(accounts::create_account),

@@ -112,7 +112,7 @@ impl Memberships {
     }
 }
 
-pub(super) fn subscribed_sku(sku: &Map<String, Value>) -> Option<SubscribedSku> {
+pub(crate) fn subscribed_sku(sku: &Map<String, Value>) -> Option<SubscribedSku> {
     let text = |k: &str| sku.get(k).and_then(Value::as_str).map(str::to_owned);
     Some(SubscribedSku {
         sku_id: text("skuId")?.to_lowercase(),

@@ -36,6 +36,7 @@ mod users;
 pub use delta::{DeltaState, read_delta};
 pub use devices::{DEVICE_PERMISSION, device_error, device_properties, read_devices};
 pub use followers::{GroupLookup, distribution_group};
+pub(crate) use full::subscribed_sku;
 pub use full::{FullRead, Memberships, read_full, read_licences};
 pub use tracking::{DeltaStart, DeltaTracking, UNTRACKABLE, UntrackedField, latest_links, start_links};
 use users::source_user;
