@@ -101,6 +101,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_run_heartbeats.sql"),
         postgres: include_str!("../migrations/postgres/0014_run_heartbeats.sql"),
     },
+    Migration {
+        version: 17,
+        name: "connection_created_customers",
+        sqlite: include_str!("../migrations/sqlite/0017_connection_created_customers.sql"),
+        postgres: include_str!("../migrations/postgres/0017_connection_created_customers.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].
