@@ -36,18 +36,22 @@ mod desk;
 pub mod liveness;
 mod many;
 mod mappings;
+mod preview;
+mod remove;
 mod rows;
 mod run;
 mod steps;
 mod write_back;
 
 pub use apply::{ApplyReport, apply_plan};
-pub use check::check_connection;
+pub use check::{NewConnectionCheck, check_connection, check_new_connection};
 pub use desk::SnapshotScope;
 pub use deskbridge_source::SyncError;
 pub use deskbridge_source::desk::load_catalog;
 pub use many::{ManyResult, sync_many};
 pub use mappings::save_mappings;
+pub use preview::{PreviewSummary, skip_reason};
+pub use remove::{ConnectionRemoval, KeptCustomer, remove_connection};
 pub use run::{
     OutcomeCounts, SyncObserver, SyncOptions, SyncOutcome, Timings, entity_of_run_kind, load_connection,
     open_connection, sync,
