@@ -34,7 +34,7 @@ pub fn skip_reason(change: &Change) -> String {
 }
 
 /// Names every change the planner left unnamed, from the desk: the record it updates (its
-/// name), or a new record's `name` field; and adds a site's customer to its name.
+/// name), or a new record's name field; and adds a site's or licence's customer to its name.
 pub(crate) async fn name_changes(
     store: &Store,
     plan: &Plan,
@@ -50,12 +50,10 @@ pub(crate) async fn name_changes(
             && let (Some(id), Some(entity)) =
                 (plan.target_of(change), crate::apply::store_entity(change.entity))
         {
-            change.name = tx
-                .get(entity, id)
-                .await?
-                .and_then(|r| r.text("name").or_else(|| r.text("email")).map(str::to_owned));
+            change.name = tx.get(entity, id).await?.as_ref().and_then(record_text_name);
         }
-        if change.entity == PlanEntity::Site
+        // A site or licence belongs to a customer: its name says which.
+        if matches!(change.entity, PlanEntity::Site | PlanEntity::Licence)
             && let Some(customer) = site_customer(change)
         {
             let customer_name = match customers.get(&customer) {
@@ -122,16 +120,30 @@ async fn record_name(tx: &mut StoreTx, entity: Entity, id: RecordId) -> Result<O
         .and_then(|r| r.text("name").map(str::to_owned)))
 }
 
-/// A new or renamed record's name, from its `name` field.
+/// The fields that name a record, best first: a person's or site's name, a licence's name, an
+/// email address, a ticket's summary.
+const NAME_FIELDS: &[&str] = &["name", "friendly_name", "part_number", "email", "summary"];
+
+/// A new or changed record's name, from the first of its [`NAME_FIELDS`] the change carries.
 fn field_name(change: &Change) -> Option<String> {
-    let name = change.fields.get("name")?;
-    [&name.after, &name.before]
-        .into_iter()
-        .find_map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned))
+    NAME_FIELDS.iter().find_map(|field| {
+        let values = change.fields.get(*field)?;
+        [&values.after, &values.before]
+            .into_iter()
+            .find_map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned))
+    })
 }
 
-/// The customer a site change belongs to: its `customer_id` field, or a new site's external id
-/// (`<customer id>/<name>`).
+/// A desk record's name, from the first of its [`NAME_FIELDS`] it has.
+fn record_text_name(record: &deskbridge_store::Record) -> Option<String> {
+    NAME_FIELDS
+        .iter()
+        .find_map(|field| record.text(field).filter(|s| !s.is_empty()))
+        .map(str::to_owned)
+}
+
+/// The customer a site or licence change belongs to: its `customer_id` field, or its external
+/// id (`<customer id>/<name>`, `<customer id>/<sku id>`).
 fn site_customer(change: &Change) -> Option<i64> {
     change
         .fields
