@@ -13,7 +13,6 @@ use std::process::Output;
 
 use common::{deskbridge, drop_postgres, json_of, postgres, run_ok, run_ok_output, stdout};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
-use serde_json::Value;
 
 /// The emulator, and the display name of a user of its first tenant.
 async fn emulator() -> (Emulator, String) {
