@@ -4,71 +4,15 @@
 //! stopped by SIGTERM that ends its run as interrupted and is resumed by the next one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{deskbridge, drop_postgres, json_of, postgres, run_ok};
 use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
 use serde_json::Value;
-
-fn deskbridge(data: &Path, database: Option<&str>) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deskbridge"));
-    cmd.env("DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS", "127.0.0.1");
-    cmd.env("DESKBRIDGE_DATA_DIR", data)
-        .env_remove("DESKBRIDGE_SECRET_KEY")
-        .env_remove("DESKBRIDGE_KEY_FILE")
-        .env("DESKBRIDGE_LOG", "error");
-    match database {
-        Some(url) => cmd.env("DESKBRIDGE_DATABASE_URL", url),
-        None => cmd.env_remove("DESKBRIDGE_DATABASE_URL"),
-    };
-    cmd
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json_of(cmd: &mut Command) -> Value {
-    serde_json::from_str(&run_ok(cmd)).unwrap()
-}
-
-/// A PostgreSQL database of its own for one test, or `None` when there is no server to use.
-async fn postgres() -> Option<(String, String, String)> {
-    let admin = match std::env::var("DESKBRIDGE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("DESKBRIDGE_TEST_POSTGRES_URL must be set in CI")
-        }
-        _ => {
-            eprintln!("skipping the PostgreSQL run: DESKBRIDGE_TEST_POSTGRES_URL is not set");
-            return None;
-        }
-    };
-    let name = format!("health_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let mut url = url::Url::parse(&admin).unwrap();
-    url.set_path(&name);
-    Some((url.to_string(), admin, name))
-}
-
-async fn drop_postgres(admin: &str, name: &str) {
-    let pool = sqlx::PgPool::connect(admin).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-}
 
 async fn emulator(users: usize) -> Emulator {
     let world = World::generate(&GenerateOptions {
@@ -231,7 +175,7 @@ async fn connection_list_shows_health_and_runs_list_every_run_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_list_shows_health_and_runs_list_every_run_postgres() {
-    let Some((url, admin, name)) = postgres().await else {
+    let Some((url, admin, name)) = postgres("health").await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -310,7 +254,7 @@ async fn a_sync_stopped_by_sigterm_ends_its_run_as_interrupted_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_stopped_by_sigterm_ends_its_run_as_interrupted_postgres() {
-    let Some((url, admin, name)) = postgres().await else {
+    let Some((url, admin, name)) = postgres("health").await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

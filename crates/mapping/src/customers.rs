@@ -311,6 +311,7 @@ impl CustomerPlanner {
                         plan.changes.push(Change {
                             entity: Entity::Customer,
                             external_id: row.external_id.clone(),
+                            name: None,
                             action: Action::Conflict,
                             fields: BTreeMap::new(),
                             rule: "customer matching field 'name'".into(),
@@ -507,6 +508,7 @@ impl CustomerPlanner {
         plan.changes.push(Change {
             entity: Entity::Customer,
             external_id: row.external_id.clone(),
+            name: None,
             action: Action::Create,
             fields,
             rule: RULE.into(),
@@ -563,6 +565,7 @@ impl CustomerPlanner {
         plan.changes.push(Change {
             entity: Entity::Customer,
             external_id: row.external_id.clone(),
+            name: None,
             action,
             fields,
             rule: RULE.into(),
@@ -589,6 +592,7 @@ impl CustomerPlanner {
                 plan.changes.push(Change {
                     entity: Entity::Customer,
                     external_id: source.external_id.clone(),
+                    name: None,
                     action: Action::Deactivate,
                     fields: [(
                         "active".to_owned(),

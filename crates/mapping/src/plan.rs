@@ -37,6 +37,11 @@ pub struct Change {
     /// The source's external id (Entra: the object id) for users and agents, `<customer id>/<name>` for a new site,
     /// `<customer id>/<sku id>` for a licence (`-` for no customer), the ticket id for tickets.
     pub external_id: String,
+    /// The record's name for people (a user's display name, UPN or object id; a site's name),
+    /// when the planner knows it; the preview adds the desk's names for the rest. Absent from
+    /// the JSON when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub action: Action,
     pub fields: BTreeMap<String, FieldChange>,
     /// The mapping or rule that decided the change, e.g. `site mapping #2 'London staff' (seq 10)`.
@@ -107,6 +112,39 @@ pub enum Action {
 }
 
 impl Action {
+    pub const ALL: [Self; 7] = [
+        Self::Create,
+        Self::Update,
+        Self::Deactivate,
+        Self::Reactivate,
+        Self::Link,
+        Self::Conflict,
+        Self::Skip,
+    ];
+
+    /// The action named `name` as the plan's JSON spells it.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name.trim())
+    }
+
+    /// Actions from a comma-separated list (`create,update`), as the preview's filter takes them;
+    /// an unknown name is refused with the names there are.
+    pub fn parse_list(list: &str) -> Result<Vec<Self>, String> {
+        list.split(',')
+            .filter(|name| !name.trim().is_empty())
+            .map(|name| {
+                Self::parse(name).ok_or_else(|| {
+                    let names: Vec<&str> = Self::ALL.iter().map(|a| a.as_str()).collect();
+                    format!(
+                        "{:?} is not an action; use one or more of: {}",
+                        name.trim(),
+                        names.join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// The action's name as the plan's JSON spells it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -299,19 +337,23 @@ mod tests {
 
     #[test]
     fn action_names_are_the_json_names() {
-        for action in [
-            Action::Create,
-            Action::Update,
-            Action::Deactivate,
-            Action::Reactivate,
-            Action::Link,
-            Action::Conflict,
-            Action::Skip,
-        ] {
+        for action in Action::ALL {
             assert_eq!(
                 serde_json::to_value(action).unwrap(),
                 serde_json::json!(action.as_str())
             );
+            assert_eq!(Action::parse(action.as_str()), Some(action));
         }
+    }
+
+    #[test]
+    fn action_lists_parse_or_name_the_actions_there_are() {
+        assert_eq!(
+            Action::parse_list("create, update"),
+            Ok(vec![Action::Create, Action::Update])
+        );
+        let wrong = Action::parse_list("create,delete").unwrap_err();
+        assert!(wrong.contains("\"delete\" is not an action"), "{wrong}");
+        assert!(wrong.contains("deactivate"), "{wrong}");
     }
 }

@@ -395,6 +395,7 @@ impl RowPlanner {
                     plan.changes.push(Change {
                         entity: Entity::CustomRow,
                         external_id: key,
+                        name: None,
                         action: Action::Create,
                         fields,
                         rule: rule.clone(),
@@ -422,6 +423,7 @@ impl RowPlanner {
                     plan.changes.push(Change {
                         entity: Entity::CustomRow,
                         external_id: key,
+                        name: None,
                         action: Action::Update,
                         fields,
                         rule: rule.clone(),
@@ -493,6 +495,7 @@ fn remove(plan: &mut Plan, open: &mut OpenTable, existing: &DeskRow, why: &str) 
             plan.changes.push(Change {
                 entity: Entity::CustomRow,
                 external_id: key,
+                name: None,
                 action: Action::Deactivate,
                 fields: existing
                     .data

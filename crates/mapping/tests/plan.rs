@@ -1383,9 +1383,23 @@ fn plan_json_keeps_the_cli_change_shape() {
     let keys: Vec<&str> = change.keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        vec!["entity", "external_id", "action", "fields", "rule", "reason"]
+        vec![
+            "entity",
+            "external_id",
+            "name",
+            "action",
+            "fields",
+            "rule",
+            "reason"
+        ]
     );
     assert_eq!(change["entity"], json!("user"));
+    assert_eq!(
+        change["external_id"],
+        json!(oid(1)),
+        "the id stays beside the name"
+    );
+    assert_eq!(change["name"], json!("Ann Lee"));
     assert_eq!(change["action"], json!("create"));
     assert_eq!(
         change["fields"]["name"],

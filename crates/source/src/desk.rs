@@ -259,30 +259,41 @@ pub async fn validated_with_devices(
     })
 }
 
+/// The desk customer a new connection imports a tenant into, as [`customer_for_tenant`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantCustomerFound {
+    pub customer: RecordId,
+    pub main_site: RecordId,
+    /// Whether it was created now (no customer had the name): the connection created it for
+    /// itself, and removing the connection may remove it.
+    pub created: bool,
+}
+
 /// The desk customer a new connection imports a tenant into: the customer named `name` (created,
-/// with its main site, when there is none), with `tenant_id` added to its tenants. Returns the
-/// customer and its main site.
+/// with its main site, when there is none), with `tenant_id` added to its tenants.
 pub async fn customer_for_tenant(
     tx: &mut StoreTx,
     name: &str,
     tenant_id: &str,
-) -> Result<(RecordId, RecordId), SyncError> {
-    let customer = match tx
+) -> Result<TenantCustomerFound, SyncError> {
+    let (customer, created) = match tx
         .find_by_text(Entity::Customer, "name", name)
         .await?
         .into_iter()
         .next()
     {
-        Some(c) => c.id,
+        Some(c) => (c.id, false),
         None => {
-            tx.insert(
-                Entity::Customer,
-                None,
-                &[("name".to_owned(), serde_json::json!(name))]
-                    .into_iter()
-                    .collect(),
-            )
-            .await?
+            let id = tx
+                .insert(
+                    Entity::Customer,
+                    None,
+                    &[("name".to_owned(), serde_json::json!(name))]
+                        .into_iter()
+                        .collect(),
+                )
+                .await?;
+            (id, true)
         }
     };
     if let Some(owner_name) = tenant_owned_elsewhere(tx, customer, tenant_id).await? {
@@ -296,7 +307,11 @@ pub async fn customer_for_tenant(
         .main_site(customer)
         .await?
         .ok_or_else(|| SyncError::InvalidSettings(format!("the desk customer {name:?} has no main site")))?;
-    Ok((customer, main_site))
+    Ok(TenantCustomerFound {
+        customer,
+        main_site,
+        created,
+    })
 }
 
 /// The name of the desk customer owning `tenant_id`, when that is another customer than

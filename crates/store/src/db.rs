@@ -322,6 +322,22 @@ impl Store {
         })
     }
 
+    /// An empty, migrated in-memory SQLite store with this store's clock and keys, whatever
+    /// dialect this one speaks: a place to try something out and throw it away (a connection
+    /// created and checked before it is saved, see `deskbridge_sync::check_new_connection`).
+    /// Nothing done there reaches this store.
+    pub async fn scratch(&self) -> Result<Self> {
+        let scratch = Self::connect("sqlite::memory:", StoreOptions::new(self.clock.clone())).await?;
+        if let Some(keys) = self.keys() {
+            *scratch
+                .keys
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(keys);
+        }
+        scratch.migrate().await?;
+        Ok(scratch)
+    }
+
     pub async fn close(&self) {
         match &self.pool {
             Pool::Sqlite(p) => p.close().await,

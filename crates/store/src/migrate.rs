@@ -108,6 +108,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0015_licence_changes.sql"),
     },
     Migration {
+        version: 17,
+        name: "connection_created_customers",
+        sqlite: include_str!("../migrations/sqlite/0017_connection_created_customers.sql"),
+        postgres: include_str!("../migrations/postgres/0017_connection_created_customers.sql"),
+    },
+    Migration {
         version: 18,
         name: "desk_settings",
         sqlite: include_str!("../migrations/sqlite/0018_desk_settings.sql"),

@@ -2,7 +2,7 @@
 //! about its own syncs. Cursors and counts are written through the same [`StoreTx`] as the data
 //! they cover, so a crash never leaves a cursor ahead of its data.
 
-use deskbridge_core::{ConnectionId, RunId, redact};
+use deskbridge_core::{ConnectionId, RecordId, RunId, redact};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -369,6 +369,77 @@ impl StoreTx {
         Ok(())
     }
 
+    /// Notes that `connection` created the desk customer `customer` for itself (see
+    /// [`StoreTx::created_customers`]); call it in the transaction that created both.
+    pub async fn record_created_customer(
+        &mut self,
+        connection: ConnectionId,
+        customer: RecordId,
+    ) -> Result<()> {
+        self.execute(
+            "INSERT INTO connection_created_customers (connection_id, customer_id) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
+            &[Sql::Int(connection.0), Sql::Int(customer.0)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The desk customers `connection` created for itself (and that still exist), in id order.
+    pub async fn created_customers(&mut self, connection: ConnectionId) -> Result<Vec<RecordId>> {
+        let rows = self
+            .rows(
+                "SELECT customer_id FROM connection_created_customers WHERE connection_id = $1 \
+                 ORDER BY customer_id",
+                &[Sql::Int(connection.0)],
+                &[SqlType::Int],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.first().and_then(Sql::as_int).map(RecordId))
+            .collect())
+    }
+
+    /// What the desk customer `customer` holds beyond its main site, its tenants and its custom
+    /// fields: (what, how many) for each kind of record that refers to it and has any.
+    pub async fn customer_holdings(&mut self, customer: RecordId) -> Result<Vec<(&'static str, i64)>> {
+        const HOLDINGS: &[(&str, &str)] = &[
+            (
+                "sites besides the main site",
+                "SELECT COUNT(*) FROM sites WHERE customer_id = $1 AND NOT COALESCE(is_main, FALSE)",
+            ),
+            (
+                "users",
+                "SELECT COUNT(*) FROM users WHERE site_id IN (SELECT id FROM sites WHERE customer_id = $1)",
+            ),
+            (
+                "agents",
+                "SELECT COUNT(*) FROM agents WHERE user_id IN (SELECT u.id FROM users u JOIN sites s ON \
+                 s.id = u.site_id WHERE s.customer_id = $1)",
+            ),
+            ("assets", "SELECT COUNT(*) FROM assets WHERE customer_id = $1"),
+            (
+                "subscriptions",
+                "SELECT COUNT(*) FROM subscriptions WHERE customer_id = $1",
+            ),
+            ("licences", "SELECT COUNT(*) FROM licences WHERE customer_id = $1"),
+            (
+                "usage lines",
+                "SELECT COUNT(*) FROM usage_lines WHERE customer_id = $1",
+            ),
+        ];
+        let mut out = Vec::new();
+        for (what, sql) in HOLDINGS {
+            let row = self.row(sql, &[Sql::Int(customer.0)], &[SqlType::Int]).await?;
+            let n = row.and_then(|r| r.first().and_then(Sql::as_int)).unwrap_or(0);
+            if n > 0 {
+                out.push((*what, n));
+            }
+        }
+        Ok(out)
+    }
+
     // ------------------------------------------------------------------ runs
 
     /// Starts a run now (status running).
@@ -496,6 +567,19 @@ impl StoreTx {
             }),
             _ => None,
         }))
+    }
+
+    /// When the connection's cursors last moved (the end of its last delta round), RFC 3339;
+    /// `None` when it has none.
+    pub async fn cursors_updated_at(&mut self, connection: ConnectionId) -> Result<Option<String>> {
+        let row = self
+            .row(
+                "SELECT MAX(updated_at) FROM cursors WHERE connection_id = $1",
+                &[Sql::Int(connection.0)],
+                &[SqlType::Text],
+            )
+            .await?;
+        Ok(row.and_then(|r| r.first().and_then(|v| v.as_text().map(str::to_owned))))
     }
 
     /// Every cursor of a connection, as (tenant, stream, value), ordered by tenant and stream.

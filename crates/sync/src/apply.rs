@@ -29,7 +29,7 @@ pub struct ApplyReport {
 }
 
 /// The desk entity of a plan entity; `None` for custom rows (applied by `crate::rows`).
-fn store_entity(entity: PlanEntity) -> Option<Entity> {
+pub(crate) fn store_entity(entity: PlanEntity) -> Option<Entity> {
     Some(match entity {
         PlanEntity::Site => Entity::Site,
         PlanEntity::User => Entity::User,

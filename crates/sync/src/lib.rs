@@ -42,14 +42,16 @@ mod licence_write_back;
 pub mod liveness;
 mod many;
 mod mappings;
+mod preview;
 mod progress;
+mod remove;
 mod rows;
 mod run;
 mod steps;
 mod write_back;
 
 pub use apply::{ApplyReport, apply_plan};
-pub use check::check_connection;
+pub use check::{NewConnectionCheck, check_connection, check_new_connection};
 pub use desk::SnapshotScope;
 pub use deskbridge_source::SyncError;
 pub use deskbridge_source::desk::load_catalog;
@@ -57,7 +59,9 @@ pub use followers::{FollowersAdded, add_group_followers};
 pub use licence_write_back::{LicenceOutcome, change_user_licence};
 pub use many::{ManyResult, sync_many};
 pub use mappings::{mapping_change_needs_confirmation, save_mappings, save_mappings_confirmed};
+pub use preview::{PreviewSummary, skip_reason};
 pub use progress::{RunProgress, Stage};
+pub use remove::{ConnectionRemoval, KeptCustomer, remove_connection};
 pub use run::{
     OutcomeCounts, SyncObserver, SyncOptions, SyncOutcome, Timings, entity_of_run_kind, load_connection,
     open_connection, sync,

@@ -136,6 +136,9 @@ pub struct SyncOutcome {
     /// The plan's changes (a preview lists them all, including users not imported).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changes: Option<Vec<Change>>,
+    /// A preview's counts per action and per skip reason, and what a delta preview covers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<crate::PreviewSummary>,
     pub errors: Vec<IntegrationError>,
     /// Changes a field or record lock kept from being made, with the lock.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -147,6 +150,18 @@ pub struct SyncOutcome {
     pub requests: u64,
     /// Where the sync's time went.
     pub timings: Timings,
+}
+
+impl SyncOutcome {
+    /// Keeps a preview's changes whose action is one of `actions` (all of them when empty); the
+    /// counts and the summary still describe every change.
+    pub fn retain_actions(&mut self, actions: &[deskbridge_mapping::Action]) {
+        if let Some(changes) = &mut self.changes
+            && !actions.is_empty()
+        {
+            changes.retain(|c| actions.contains(&c.action));
+        }
+    }
 }
 
 /// Seconds a sync spent in each stage (wall clock; stages of concurrent syncs overlap).
@@ -527,14 +542,17 @@ pub(crate) async fn sync_with(
     }
     let Some(run) = run else {
         let (mut changes, counts) = match steps.preview.take() {
-            Some(plan) => {
-                let mut changes = plan.changes;
-                changes.extend(plan.held.into_iter().flat_map(|h| h.changes));
+            Some(mut plan) => {
+                let mut changes = std::mem::take(&mut plan.changes);
+                changes.extend(std::mem::take(&mut plan.held).into_iter().flat_map(|h| h.changes));
+                crate::preview::name_changes(store, &plan, &mut changes).await?;
                 (changes, plan.counts.into())
             }
             None => (Vec::new(), OutcomeCounts::default()),
         };
         changes.sort_by(|a, b| (a.entity, &a.external_id).cmp(&(b.entity, &b.external_id)));
+        let summary =
+            crate::preview::summarise(store, connection.id, mode, &changes, steps.errors.len()).await?;
         return Ok(SyncOutcome {
             run_id: None,
             status: if steps.held.is_some() {
@@ -545,6 +563,7 @@ pub(crate) async fn sync_with(
             mode: mode.into(),
             counts,
             changes: Some(changes),
+            summary: Some(summary),
             locked: steps.locked,
             errors: steps.errors,
             held: steps.held,
@@ -578,6 +597,7 @@ pub(crate) async fn sync_with(
         mode: mode.into(),
         counts: final_run.map(|r| r.counts.into()).unwrap_or_default(),
         changes: None,
+        summary: None,
         locked: steps.locked,
         errors,
         held: steps.held,
@@ -764,6 +784,7 @@ async fn fail(
         mode: mode.into(),
         counts,
         changes: None,
+        summary: None,
         locked: Vec::new(),
         errors: vec![error],
         held: None,

@@ -30,6 +30,7 @@ fn create(external: &str, fields: Value) -> Change {
     Change {
         entity: PlanEntity::User,
         external_id: external.into(),
+        name: None,
         action: Action::Create,
         fields,
         rule: "test rule".into(),

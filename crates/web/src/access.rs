@@ -147,7 +147,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/api/v1/connections/{id}",
         MODIFY,
         "connections",
-        "Delete a connection",
+        "Delete a connection, and the desk customer it created when that holds nothing else",
     ),
     api(
         "POST",

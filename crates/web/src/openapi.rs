@@ -64,6 +64,7 @@ fn connection_body(sources: &SourceRegistry, purpose: Purpose) -> Value {
                 props.insert("name".into(), json!({"type": "string"}));
                 props.insert("customer".into(), json!({"type": "string", "description": "The desk customer to import into (default: the connection's name)"}));
                 props.insert("enabled_instances".into(), json!({"type": "string", "description": "production, test, or both comma separated"}));
+                props.insert("check".into(), json!({"type": "boolean", "description": "Check the connection (its configuration check's points) before saving it: when a required point fails nothing is saved, and the answer is check_failed with the points under \"check\""}));
                 required.push(Value::from("name"));
                 required.extend(
                     source
@@ -125,6 +126,7 @@ fn body_schema(sources: &SourceRegistry, method: &str, path: &str) -> Option<Val
         ("POST", "/api/v1/connections/{id}/preview") => json!({
             "entity": entity_schema(sources),
             "tenant": tenant_schema(),
+            "full": {"type": "boolean", "description": "A full preview: read everything, as without delta cursors (no cursor moves either way); the query's action=create,update shows only those actions"},
         }),
         ("PUT", "/api/v1/connections/{id}/grants/{account_id}") => {
             json!({"access": {"enum": ["read", "modify", null]}})

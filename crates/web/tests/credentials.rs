@@ -429,7 +429,7 @@ store_test! {
             let mut config = tx.connection(partner).await.unwrap().unwrap().config;
             config["tenants"] = json!([{ "tenant_id": FRESH_TENANT, "name": "Fresh Ltd", "customer_id": null }]);
             tx.update_connection_config(partner, &config).await.unwrap();
-            let (customer, _) = deskbridge_source::desk::customer_for_tenant(&mut tx, "Holding Ltd", NORTHWIND_TENANT).await.unwrap();
+            let customer = deskbridge_source::desk::customer_for_tenant(&mut tx, "Holding Ltd", NORTHWIND_TENANT).await.unwrap().customer;
             tx.commit().await.unwrap();
             customer
         };

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use deskbridge_core::{ErrorCode, SharedClock, SystemClock};
+use deskbridge_source::CheckReport;
 use deskbridge_sync::check_connection;
 
 use crate::error::CliError;
@@ -38,19 +39,7 @@ pub async fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
     if args.json {
         crate::output::outln!("{}", serde_json::to_string(&report)?);
     } else {
-        for p in &report.points {
-            if p.ok {
-                crate::output::outln!("pass  {:<18} {}", p.name, p.detail);
-            } else {
-                crate::output::outln!(
-                    "FAIL  {:<18} {}\n      {:<18} remedy: {}",
-                    p.name,
-                    p.detail,
-                    "",
-                    p.remedy
-                );
-            }
-        }
+        print_points(&report, "FAIL");
     }
     let failed = report.points.iter().filter(|p| !p.ok).count();
     if failed > 0 {
@@ -64,4 +53,22 @@ pub async fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The report one line per point; a failed point is marked `failed_mark` (`FAIL`, or `warn` where
+/// it does not stop anything) and followed by its remedy.
+pub(super) fn print_points(report: &CheckReport, failed_mark: &str) {
+    for p in &report.points {
+        if p.ok {
+            crate::output::outln!("pass  {:<18} {}", p.name, p.detail);
+        } else {
+            crate::output::outln!(
+                "{failed_mark:<4}  {:<18} {}\n      {:<18} remedy: {}",
+                p.name,
+                p.detail,
+                "",
+                p.remedy
+            );
+        }
+    }
 }

@@ -9,6 +9,7 @@ use deskbridge_source::{
     ConnectionSecrets, CursorReset, NewConnection, Source, SourceContext, SourceRegistry,
 };
 use deskbridge_store::{Connection, Store};
+use deskbridge_sync::{NewConnectionCheck, check_new_connection, remove_connection};
 use serde_json::{Map, Value, json};
 
 use crate::error::CliError;
@@ -42,6 +43,8 @@ pub enum ConnectionCommand {
     /// links: "clear" makes the next run a full import, "latest" starts tracking from now.
     Delta(DeltaArgs),
     /// Remove a connection, its cursors, runs and sealed credentials (imported desk records stay).
+    /// The desk customer it created goes too when it holds nothing else; otherwise it is kept,
+    /// and the output says what it still holds.
     Remove {
         /// The connection's name.
         #[arg(long)]
@@ -151,8 +154,23 @@ pub struct AuthorizeArgs {
     pub timeout: u64,
 }
 
+/// The check a new connection may pass before it is saved.
+#[derive(Args, Debug)]
+pub struct BeforeSaving {
+    /// Check the connection (the points of `deskbridge check`) before saving it: when a required
+    /// point fails, nothing is saved and the points say what to do. A connection that signs in
+    /// interactively is saved unchecked: it cannot be checked before it is authorised.
+    #[arg(long)]
+    pub check: bool,
+    /// This instance's kind, for the check's instance point (a warning only here).
+    #[arg(long, env = "DESKBRIDGE_INSTANCE", default_value = "production")]
+    pub instance: String,
+}
+
 #[derive(Args, Debug)]
 pub struct EntraArgs {
+    #[command(flatten)]
+    pub before_saving: BeforeSaving,
     #[arg(long)]
     pub name: String,
     /// Directory (tenant) id.
@@ -206,6 +224,8 @@ pub struct EntraArgs {
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("gdap_credential").required(true).args(["gdap_secret_env", "gdap_certificate"])))]
 pub struct CspArgs {
+    #[command(flatten)]
+    pub before_saving: BeforeSaving,
     #[arg(long)]
     pub name: String,
     /// The CSP-enabled (partner) tenant's id.
@@ -262,6 +282,8 @@ pub struct CspArgs {
 
 #[derive(Args, Debug)]
 pub struct DynamicsArgs {
+    #[command(flatten)]
+    pub before_saving: BeforeSaving,
     #[arg(long)]
     pub name: String,
     /// The organisation's root URL, like https://contoso.crm.dynamics.com/.
@@ -377,17 +399,13 @@ async fn add(store: &Store, registry: &SourceRegistry, args: EntraArgs) -> anyho
     registry
         .refuse_tenant_read_elsewhere(store, "entra", &args.tenant_id)
         .await?;
-    let connection = source
-        .create(
-            store,
-            NewConnection {
-                name: deskbridge_source::settings::connection_name(&args.name)?,
-                customer: args.customer,
-                enabled_instances: enabled_instances(Some(&args.instances))?,
-                settings,
-            },
-        )
-        .await?;
+    let new = NewConnection {
+        name: deskbridge_source::settings::connection_name(&args.name)?,
+        customer: args.customer,
+        enabled_instances: enabled_instances(Some(&args.instances))?,
+        settings,
+    };
+    let connection = create_checked(store, source, new, &args.before_saving).await?;
     crate::output::outln!("added connection {:?} (id {})", connection.name, connection.id);
     if args.delegated {
         crate::output::outln!(
@@ -450,17 +468,13 @@ async fn add_csp(store: &Store, registry: &SourceRegistry, args: CspArgs) -> any
         Purpose::Create,
         registry.endpoint_policy(),
     )?;
-    let connection = source
-        .create(
-            store,
-            NewConnection {
-                name: deskbridge_source::settings::connection_name(&args.name)?,
-                customer: None,
-                enabled_instances: enabled_instances(Some(&args.instances))?,
-                settings,
-            },
-        )
-        .await?;
+    let new = NewConnection {
+        name: deskbridge_source::settings::connection_name(&args.name)?,
+        customer: None,
+        enabled_instances: enabled_instances(Some(&args.instances))?,
+        settings,
+    };
+    let connection = create_checked(store, source, new, &args.before_saving).await?;
     crate::output::outln!("added connection {:?} (id {})", connection.name, connection.id);
     crate::output::outln!(
         "authorise the Partner Center app by signing in as a partner admin: deskbridge connection authorize --name {}",
@@ -534,17 +548,13 @@ async fn add_dynamics(store: &Store, registry: &SourceRegistry, args: DynamicsAr
         registry.endpoint_policy(),
     )?;
     let signs_in = settings.text("auth_scheme") == Some("AzureAD");
-    let connection = source
-        .create(
-            store,
-            NewConnection {
-                name: deskbridge_source::settings::connection_name(&args.name)?,
-                customer: args.customer,
-                enabled_instances: enabled_instances(Some(&args.instances))?,
-                settings,
-            },
-        )
-        .await?;
+    let new = NewConnection {
+        name: deskbridge_source::settings::connection_name(&args.name)?,
+        customer: args.customer,
+        enabled_instances: enabled_instances(Some(&args.instances))?,
+        settings,
+    };
+    let connection = create_checked(store, source, new, &args.before_saving).await?;
     crate::output::outln!("added connection {:?} (id {})", connection.name, connection.id);
     if signs_in {
         crate::output::outln!(
@@ -559,6 +569,41 @@ async fn add_dynamics(store: &Store, registry: &SourceRegistry, args: DynamicsAr
         );
     }
     Ok(())
+}
+
+/// Creates the connection, first checking it when asked (`--check`): a required point that fails
+/// saves nothing and ends the command with the points and their remedies.
+async fn create_checked(
+    store: &Store,
+    source: &std::sync::Arc<dyn Source>,
+    new: NewConnection,
+    before_saving: &BeforeSaving,
+) -> anyhow::Result<Connection> {
+    if before_saving.check {
+        let clock: SharedClock = std::sync::Arc::new(SystemClock);
+        let name = new.name.clone();
+        match check_new_connection(store, source, new.clone(), &before_saving.instance, &clock).await? {
+            NewConnectionCheck::Passed(report) => super::check::print_points(&report, "warn"),
+            NewConnectionCheck::Failed(report) => {
+                super::check::print_points(&report, "FAIL");
+                let failed = report.points.iter().filter(|p| !p.ok).count();
+                bail!(CliError::new(
+                    ErrorCode::CheckFailed,
+                    format!(
+                        "{failed} of {} checks failed for the new connection {name:?}: nothing was saved; \
+                         fix what the points say and add it again",
+                        report.points.len()
+                    )
+                ));
+            }
+            NewConnectionCheck::NeedsAuthorisation => crate::output::outln!(
+                "not checked: the connection signs in interactively and cannot be checked before it is \
+                 authorised; after `deskbridge connection authorize --name {name}`, run `deskbridge check \
+                 --connection {name}`"
+            ),
+        }
+    }
+    Ok(source.create(store, new).await?)
 }
 
 fn source_of_kind<'a>(
@@ -677,17 +722,15 @@ async fn list(
     Ok(())
 }
 
-async fn remove(store: &deskbridge_store::Store, name: &str) -> anyhow::Result<()> {
-    let mut tx = store.begin(deskbridge_store::WriteContext::manual()).await?;
-    let Some(connection) = tx.connection_by_name(name).await? else {
-        bail!(CliError::new(
-            ErrorCode::NotFound,
-            format!("no connection named {name:?}")
-        ))
-    };
-    tx.delete_connection(connection.id).await?;
-    tx.commit().await?;
-    crate::output::outln!("removed connection {name:?}");
+/// `connection remove`: the connection goes, with a customer it created when that holds nothing
+/// else; a customer kept is named with what it still holds.
+async fn remove(store: &Store, name: &str) -> anyhow::Result<()> {
+    let connection = connection_named(store, name).await?;
+    let removal = remove_connection(store, &connection).await?;
+    crate::output::outln!("removed connection {name:?} (the desk records it imported stay)");
+    for line in removal.lines() {
+        crate::output::outln!("{line}");
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use deskbridge_core::{ErrorCode, SharedClock, SystemClock};
+use deskbridge_mapping::Action;
 use deskbridge_source::{SourceRegistry, SyncEntity};
 use deskbridge_sync::{SyncOptions, SyncOutcome, sync, sync_many};
 use serde_json::json;
@@ -36,9 +37,14 @@ pub struct SyncArgs {
     /// Show what the sync would change and write nothing.
     #[arg(long)]
     pub plan: bool,
-    /// Read everything, ignoring delta tokens.
+    /// Read everything, ignoring delta tokens. With --plan: a full preview, which moves no
+    /// cursor either.
     #[arg(long)]
     pub full: bool,
+    /// With --plan: show only the changes of these actions (comma separated: create, update,
+    /// deactivate, reactivate, link, conflict, skip); the counts still cover every change.
+    #[arg(long, requires = "plan", value_parser = parse_actions)]
+    pub action: Option<Actions>,
     /// Print one JSON object (run_id, status, counts, and with --plan the changes).
     #[arg(long)]
     pub json: bool,
@@ -79,7 +85,10 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
     .await;
     watch.finish();
     store.close().await;
-    let outcome = outcome?;
+    let mut outcome = outcome?;
+    if let Some(Actions(actions)) = &args.action {
+        outcome.retain_actions(actions);
+    }
     if args.json {
         crate::output::outln!("{}", serde_json::to_string(&outcome)?);
     } else {
@@ -98,6 +107,14 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The actions `--action` keeps.
+#[derive(Debug, Clone)]
+pub struct Actions(Vec<Action>);
+
+fn parse_actions(list: &str) -> Result<Actions, String> {
+    Action::parse_list(list).map(Actions)
 }
 
 fn parse_entity(name: &str) -> Result<SyncEntity, String> {
@@ -225,6 +242,9 @@ async fn run_all(
 }
 
 pub fn print_outcome(outcome: &SyncOutcome) {
+    if let Some(covers) = outcome.summary.as_ref().and_then(|s| s.covers.as_ref()) {
+        crate::output::outln!("delta preview: {covers}");
+    }
     if let Some(changes) = &outcome.changes {
         for change in changes {
             let fields: Vec<String> = change
@@ -232,15 +252,33 @@ pub fn print_outcome(outcome: &SyncOutcome) {
                 .iter()
                 .map(|(name, f)| format!("{name}: {} -> {}", short(&f.before), short(&f.after)))
                 .collect();
+            // The record's name first, its id beside it for scripts and support.
+            let record = match &change.name {
+                Some(name) => format!("{name} ({})", change.external_id),
+                None => change.external_id.clone(),
+            };
             crate::output::outln!(
                 "{:<10} {:<6} {:<38} {}  [{}] {}",
                 change.action.as_str(),
                 change.entity.as_str(),
-                change.external_id,
+                record,
                 fields.join(", "),
                 change.rule,
                 change.reason
             );
+        }
+    }
+    if let Some(summary) = &outcome.summary {
+        let actions: Vec<String> = summary
+            .actions
+            .iter()
+            .map(|(action, n)| format!("{action}: {n}"))
+            .collect();
+        if !actions.is_empty() {
+            crate::output::outln!("by action: {}", actions.join(", "));
+        }
+        for (reason, n) in &summary.skipped {
+            crate::output::outln!("skipped, {reason}: {n}");
         }
     }
     let c = &outcome.counts;

@@ -346,11 +346,13 @@ async fn desk_customer(
         })?;
         return Ok((owner, owner_name, main_site));
     }
-    let existed = !tx.find_by_text(Entity::Customer, "name", name).await?.is_empty();
-    let (customer, main_site) = deskbridge_source::desk::customer_for_tenant(tx, name, tenant_id).await?;
+    let found = deskbridge_source::desk::customer_for_tenant(tx, name, tenant_id).await?;
+    let (customer, main_site) = (found.customer, found.main_site);
     // A customer created for a new tenant goes under the connection's top level; one matched by
     // name keeps its own.
-    if !existed && let Some(top_level) = top_level {
+    if found.created
+        && let Some(top_level) = top_level
+    {
         tx.update(
             Entity::Customer,
             customer,

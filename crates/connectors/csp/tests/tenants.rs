@@ -51,9 +51,9 @@ store_test! {
         // Give the second tenant to another desk customer: its users move to that customer's main site.
         let (other, main_site) = {
             let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
-            let (customer, site) = deskbridge_source::desk::customer_for_tenant(&mut tx, "Holding Ltd", "99999999-9999-4999-8999-999999999999").await.unwrap();
+            let found = deskbridge_source::desk::customer_for_tenant(&mut tx, "Holding Ltd", "99999999-9999-4999-8999-999999999999").await.unwrap();
             tx.commit().await.unwrap();
-            (customer, site)
+            (found.customer, found.main_site)
         };
         let moved = TenantUpdate { customer: Some(TenantCustomer::Customer(other)), ..TenantUpdate::default() };
         let entry = table.set_tenant(&db.store, &load().await, &tenants[1], &moved).await.unwrap();

@@ -52,7 +52,8 @@ pub(crate) async fn create(store: &Store, new: NewConnection) -> Result<Connecti
     let authority_host = required("authority_host", "Identity platform host")?;
     let mut tx = store.begin(WriteContext::manual()).await?;
     let customer = new.customer.clone().unwrap_or_else(|| new.name.clone());
-    let (customer_id, main_site) = customer_of(&mut tx, &customer, &tenant_id).await?;
+    let found = customer_of(&mut tx, &customer, &tenant_id).await?;
+    let (customer_id, main_site) = (found.customer, found.main_site);
     let settings = DynamicsSettings {
         url,
         crm_version: values.text("crm_version").unwrap_or(CRM_ONLINE).to_owned(),
@@ -78,6 +79,9 @@ pub(crate) async fn create(store: &Store, new: NewConnection) -> Result<Connecti
             enabled_instances: new.enabled_instances.clone(),
         })
         .await?;
+    if found.created {
+        tx.record_created_customer(connection.id, customer_id).await?;
+    }
     let secrets = ConnectionSecrets(connection.id);
     if let Some(secret) = secret {
         secrets.put(&mut tx, SECRET_CLIENT_SECRET, secret, None).await?;

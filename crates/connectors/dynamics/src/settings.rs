@@ -338,7 +338,7 @@ pub(crate) async fn customer_of(
     tx: &mut deskbridge_store::StoreTx,
     customer: &str,
     tenant_id: &str,
-) -> Result<(RecordId, RecordId), SyncError> {
+) -> Result<desk::TenantCustomerFound, SyncError> {
     desk::customer_for_tenant(tx, customer, tenant_id).await
 }
 

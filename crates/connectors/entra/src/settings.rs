@@ -325,8 +325,9 @@ pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Re
     let instances = deskbridge_source::settings::enabled_instances(new.enabled_instances.as_deref())?;
     let mut tx = store.begin(WriteContext::manual()).await?;
     let customer_name = new.customer.clone().unwrap_or_else(|| new.name.clone());
-    let (customer, main_site) =
+    let found =
         deskbridge_source::desk::customer_for_tenant(&mut tx, &customer_name, new.tenant_id.trim()).await?;
+    let (customer, main_site) = (found.customer, found.main_site);
     let settings = EntraSettings {
         tenant_id: new.tenant_id.trim().to_owned(),
         client_id: new.client_id.trim().to_owned(),
@@ -354,6 +355,9 @@ pub async fn add_entra_connection(store: &Store, new: &NewEntraConnection) -> Re
             enabled_instances: instances,
         })
         .await?;
+    if found.created {
+        tx.record_created_customer(connection.id, customer).await?;
+    }
     match &new.credential {
         NewCredential::ClientSecret { value, expires_at }
         | NewCredential::Delegated {

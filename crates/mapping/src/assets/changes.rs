@@ -159,6 +159,7 @@ impl Page<'_, '_> {
         self.out.changes.push(Change {
             entity: Entity::Asset,
             external_id: device.external_id.clone(),
+            name: None,
             action: Action::Create,
             fields,
             rule: type_rule.to_owned(),
@@ -218,6 +219,7 @@ impl Page<'_, '_> {
         self.out.changes.push(Change {
             entity: Entity::Asset,
             external_id: device.external_id.clone(),
+            name: None,
             action,
             fields,
             rule,
@@ -258,6 +260,7 @@ impl Page<'_, '_> {
             self.out.changes.push(Change {
                 entity: Entity::AssetType,
                 external_id: new.name.clone(),
+                name: None,
                 action: Action::Create,
                 fields: BTreeMap::from([(
                     "name".to_owned(),

@@ -164,6 +164,7 @@ impl<'p, 'c> Page<'p, 'c> {
         self.out.changes.push(Change {
             entity: Entity::Asset,
             external_id: device.external_id.clone(),
+            name: None,
             action,
             fields: BTreeMap::new(),
             rule,

@@ -284,6 +284,7 @@ impl<'c> AssetPlanner<'c> {
             out.changes.push(Change {
                 entity: Entity::Asset,
                 external_id: external_id.to_owned(),
+                name: None,
                 action: Action::Deactivate,
                 fields: BTreeMap::from([(
                     "status".to_owned(),

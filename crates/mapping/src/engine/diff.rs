@@ -63,6 +63,7 @@ impl PagePlanner<'_, '_> {
             let change = Change {
                 entity,
                 external_id: user.external_id.clone(),
+                name: Some(user.label()),
                 action: Action::Create,
                 fields,
                 rule: rule.to_owned(),
@@ -129,6 +130,7 @@ impl PagePlanner<'_, '_> {
         let change = Change {
             entity,
             external_id: user.external_id.clone(),
+            name: Some(user.label()),
             action,
             fields,
             rule,

@@ -112,6 +112,7 @@ impl PagePlanner<'_, '_> {
                 let change = Change {
                     entity: Entity::Licence,
                     external_id,
+                    name: None,
                     action: Action::Create,
                     fields,
                     rule,
@@ -140,6 +141,7 @@ impl PagePlanner<'_, '_> {
             let change = Change {
                 entity: Entity::Licence,
                 external_id,
+                name: None,
                 action: Action::Update,
                 fields,
                 rule,

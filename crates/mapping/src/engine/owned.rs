@@ -58,6 +58,7 @@ impl PagePlanner<'_, '_> {
             self.push(Change {
                 entity: record.entity,
                 external_id: record.external_id,
+                name: None,
                 action: Action::Create,
                 fields,
                 rule: record.rule.to_owned(),
@@ -80,6 +81,7 @@ impl PagePlanner<'_, '_> {
         self.push(Change {
             entity: record.entity,
             external_id: record.external_id,
+            name: None,
             action: Action::Update,
             fields,
             rule: record.rule.to_owned(),

@@ -341,6 +341,7 @@ fn new_site_change(customer_id: RecordId, name: &str, rule: &str) -> Change {
     Change {
         entity: Entity::Site,
         external_id: format!("{customer_id}/{name}"),
+        name: Some(name.to_owned()),
         action: Action::Create,
         fields: BTreeMap::from([
             ("customer_id".to_owned(), created(json!(customer_id.0))),

@@ -170,6 +170,7 @@ impl TenantEnd<'_> {
         self.out.changes.push(Change {
             entity,
             external_id: link.external_id.clone(),
+            name: None,
             action: Action::Update,
             fields: BTreeMap::from([(
                 "line_manager_id".to_owned(),
@@ -357,6 +358,7 @@ impl TenantEnd<'_> {
         self.holdable.push(Change {
             entity,
             external_id,
+            name: record.text("name").map(str::to_owned),
             action,
             fields,
             rule: rule.to_owned(),
@@ -386,6 +388,7 @@ impl TenantEnd<'_> {
                 self.holdable.push(Change {
                     entity: Entity::Ticket,
                     external_id,
+                    name: None,
                     action: Action::Update,
                     fields: BTreeMap::from([(
                         "agent_id".to_owned(),

@@ -183,6 +183,7 @@ impl<'c> PagePlanner<'_, 'c> {
             let change = Change {
                 entity: Entity::User,
                 external_id: user.external_id.clone(),
+                name: Some(user.label()),
                 action: Action::Skip,
                 fields: BTreeMap::new(),
                 rule,

@@ -116,6 +116,7 @@ impl PagePlanner<'_, '_> {
             self.push(Change {
                 entity: Entity::Subscription,
                 external_id: key.clone(),
+                name: None,
                 action: Action::Update,
                 fields: BTreeMap::from([("status".to_owned(), change)]),
                 rule: rule.clone(),

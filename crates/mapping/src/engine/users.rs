@@ -156,6 +156,7 @@ impl PagePlanner<'_, '_> {
         let change = Change {
             entity,
             external_id: user.external_id.clone(),
+            name: Some(user.label()),
             action: Action::Conflict,
             fields: BTreeMap::new(),
             rule: rule.to_owned(),

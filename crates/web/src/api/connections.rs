@@ -7,12 +7,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use deskbridge_core::ConnectionId;
+use deskbridge_source::CheckReport;
 use deskbridge_source::settings::{
     Purpose, Setting, SettingValues, connection_name, credential_moved, enabled_instances, validate,
 };
 use deskbridge_source::{ConnectionSecrets, NewConnection, Source};
 use deskbridge_store::{Access, Connection, WriteContext};
+use deskbridge_sync::{ConnectionRemoval, NewConnectionCheck, check_new_connection, remove_connection};
 use serde_json::{Map, Value, json};
 
 use super::parse_body;
@@ -134,14 +135,53 @@ pub(crate) fn may_create(caller: &Caller, source: &dyn Source) -> ApiResult<()> 
     ))
 }
 
+/// What creating a connection came to.
+pub(crate) enum Created {
+    /// Saved. With `check`: the check's report when it ran (it may hold warnings), or `None`
+    /// when the connection must be authorised before it can be checked.
+    Saved {
+        connection: Connection,
+        check: Option<Option<CheckReport>>,
+    },
+    /// The check asked for failed: nothing was saved.
+    CheckFailed(CheckReport),
+}
+
+impl Created {
+    /// What a failed check answers: the catalogue's error, whose message counts the failed
+    /// points; the points themselves go beside it.
+    pub(crate) fn check_error(report: &CheckReport) -> ApiError {
+        let failed = report.points.iter().filter(|p| !p.ok).count();
+        ApiError::new(
+            deskbridge_core::ErrorCode::CheckFailed,
+            format!(
+                "{failed} of {} checks failed: nothing was saved",
+                report.points.len()
+            ),
+        )
+        .with_remedy("Do what the failed points say, then add the connection again.")
+    }
+}
+
 /// A new connection as the API and the UI's form give it: the parts every kind has (`name`,
-/// `kind` — `entra` when absent —, `customer`, `enabled_instances`) and the kind's settings,
-/// checked against its description ([`Source::settings`]).
+/// `kind` — `entra` when absent —, `customer`, `enabled_instances`, `check`) and the kind's
+/// settings, checked against its description ([`Source::settings`]). With `"check": true` the
+/// connection is checked first (the points of its configuration check) and saved only when no
+/// required point fails.
 pub(crate) async fn create(
     state: &AppState,
     caller: &Caller,
     mut body: Map<String, Value>,
-) -> ApiResult<Connection> {
+) -> ApiResult<Created> {
+    let check = match body.remove("check") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "check: expected true or false, not {other}"
+            )));
+        }
+    };
     let mut take = |key: &str| -> ApiResult<Option<String>> {
         match body.remove(key) {
             None | Some(Value::Null) => Ok(None),
@@ -192,35 +232,66 @@ pub(crate) async fn create(
             .refuse_tenant_read_elsewhere(&state.store, source.kind(), tenant)
             .await?;
     }
-    let connection = source
-        .create(
+    let new = NewConnection {
+        name,
+        customer,
+        enabled_instances: instances,
+        settings,
+    };
+    let checked = if check {
+        match check_new_connection(
             &state.store,
-            NewConnection {
-                name,
-                customer,
-                enabled_instances: instances,
-                settings,
-            },
+            source,
+            new.clone(),
+            &state.sync_options.instance,
+            &state.clock,
         )
-        .await?;
+        .await?
+        {
+            NewConnectionCheck::Failed(report) => return Ok(Created::CheckFailed(report)),
+            NewConnectionCheck::Passed(report) => Some(Some(report)),
+            NewConnectionCheck::NeedsAuthorisation => Some(None),
+        }
+    } else {
+        None
+    };
+    let connection = source.create(&state.store, new).await?;
     if !caller.is_admin() {
         let mut tx = state.store.begin(WriteContext::manual()).await?;
         tx.set_grant(caller.account.id, connection.id, Some(Access::Modify))
             .await?;
         tx.commit().await?;
     }
-    Ok(connection)
+    Ok(Created::Saved {
+        connection,
+        check: checked,
+    })
 }
 
+/// `POST /api/v1/connections`: 201 with the connection (and `check`: the report, or `null` when
+/// it must be authorised first); a failed check answers `check_failed` with the `check` report
+/// beside the error, and saves nothing.
 pub(super) async fn create_connection(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let body: Map<String, Value> = parse_body(&body)?;
-    let connection = create(&state, &caller, body).await?;
-    let view = connection_view(&state, &connection, Access::Modify).await?;
-    Ok((StatusCode::CREATED, Json(view)).into_response())
+    match create(&state, &caller, body).await? {
+        Created::Saved { connection, check } => {
+            let mut view = connection_view(&state, &connection, Access::Modify).await?;
+            if let Some(report) = check {
+                view["check"] = serde_json::to_value(&report).map_err(ApiError::internal)?;
+            }
+            Ok((StatusCode::CREATED, Json(view)).into_response())
+        }
+        Created::CheckFailed(report) => {
+            let error = Created::check_error(&report);
+            let mut body = error.body();
+            body["check"] = serde_json::to_value(&report).map_err(ApiError::internal)?;
+            Ok((error.status(), Json(body)).into_response())
+        }
+    }
 }
 
 pub(super) async fn get_connection(
@@ -298,19 +369,20 @@ pub(super) async fn edit_connection(
     Ok(Json(connection_view(&state, &updated, scope.access).await?))
 }
 
-pub(crate) async fn delete(state: &AppState, id: ConnectionId) -> ApiResult<()> {
-    let mut tx = state.store.begin(WriteContext::manual()).await?;
-    tx.delete_connection(id).await?;
-    tx.commit().await?;
-    Ok(())
+/// Removes a connection, with the desk customer it created when that holds nothing else.
+pub(crate) async fn delete(state: &AppState, connection: &Connection) -> ApiResult<ConnectionRemoval> {
+    Ok(remove_connection(&state.store, connection).await?)
 }
 
+/// `DELETE /api/v1/connections/{id}`: `{removed_customers, kept_customers: [{name, holds}], notes}`.
 pub(super) async fn delete_connection(
     State(state): State<AppState>,
     Extension(scope): Extension<Scope>,
-) -> ApiResult<StatusCode> {
-    delete(&state, scope.connection.id).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> ApiResult<Json<Value>> {
+    let removal = delete(&state, &scope.connection).await?;
+    let mut body = serde_json::to_value(&removal).map_err(ApiError::internal)?;
+    body["notes"] = json!(removal.lines());
+    Ok(Json(body))
 }
 
 /// Tests credentials, permissions and mappings by planning a sync (nothing is written): what

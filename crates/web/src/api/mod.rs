@@ -39,8 +39,8 @@ use crate::error::{ApiError, ApiResult};
 pub(crate) use accounts::accounts_with_sign_in_state;
 pub(crate) use agent::{clear_cursors, cursor_report, run_check, take_latest_cursors};
 pub(crate) use connections::{
-    begin_sign_in, callback_uri, complete_sign_in, connection_view, create, delete, edit, may_create,
-    source_of, test, visible_connections,
+    Created, begin_sign_in, callback_uri, complete_sign_in, connection_view, create, delete, edit,
+    may_create, source_of, test, visible_connections,
 };
 pub(crate) use directory::{
     DIRECTORY_KINDS, DirectoryQuery, connection_customers, directory_entity, directory_page,

@@ -144,6 +144,7 @@ pub(crate) async fn run_preview(
         tenant: request.tenant.clone(),
         table: request.table.clone(),
         plan_only: true,
+        full: request.full,
         ..state.sync_options.clone()
     };
     Ok(deskbridge_sync::sync(
@@ -164,13 +165,35 @@ struct PreviewBody {
     table: Option<String>,
     /// Only this tenant of the connection.
     tenant: Option<String>,
+    /// A full preview: read everything, as if there were no delta cursors (none moves).
+    #[serde(default)]
+    full: bool,
 }
 
+/// The actions a preview shows, from `?action=create,update` (every action when absent).
+pub(crate) fn preview_actions(query: Option<&str>) -> ApiResult<Vec<deskbridge_mapping::Action>> {
+    let mut actions = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key == "action" {
+            actions.extend(
+                deskbridge_mapping::Action::parse_list(&value)
+                    .map_err(|e| ApiError::invalid(format!("action: {e}")))?,
+            );
+        }
+    }
+    Ok(actions)
+}
+
+/// `POST /api/v1/connections/{id}/preview[?action=create,update]`: what an import would do,
+/// written nowhere: the changes (each with its record's name), the counts, the summary (per
+/// action, skips per reason, what a delta preview covers).
 pub(super) async fn preview(
     State(state): State<AppState>,
     Extension(scope): Extension<Scope>,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    let actions = preview_actions(query.as_deref())?;
     // An empty body (as before entities existed) previews the directory.
     let body: PreviewBody = parse_body(&body)?;
     let request = run_request(
@@ -179,9 +202,10 @@ pub(super) async fn preview(
         body.entity.as_deref(),
         body.table.as_deref(),
         body.tenant.as_deref(),
-        false,
+        body.full,
     )?;
-    let outcome = run_preview(&state, &scope.connection, &request).await?;
+    let mut outcome = run_preview(&state, &scope.connection, &request).await?;
+    outcome.retain_actions(&actions);
     Ok(Json(serde_json::to_value(&outcome).map_err(ApiError::internal)?))
 }
 

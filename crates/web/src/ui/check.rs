@@ -16,6 +16,13 @@ pub(super) async fn check(
     Extension(scope): Extension<Scope>,
 ) -> UiResult {
     let report = api::run_check(&state, &scope.connection).await;
+    Ok(Page::connection(&caller, &scope, "check")
+        .section(points_table(&report))
+        .render())
+}
+
+/// A check's points, one row each, with the remedy of each that failed.
+pub(super) fn points_table(report: &deskbridge_source::CheckReport) -> Section {
     let rows = report
         .points
         .iter()
@@ -30,7 +37,5 @@ pub(super) async fn check(
         .collect();
     let mut section = Section::default().table(&["Check", "Result", "Detail", "Remedy"], rows);
     section.id = "checks".into();
-    Ok(Page::connection(&caller, &scope, "check")
-        .section(section)
-        .render())
+    section
 }

@@ -9,11 +9,11 @@ use deskbridge_agent::health::{ConnectionHealthView, SortKey, customers_text, wh
 use deskbridge_store::{Access, Connection};
 
 use axum::extract::RawQuery;
-use deskbridge_source::Source;
 use deskbridge_source::settings::{Purpose, SettingPart};
+use deskbridge_source::{CheckReport, Source};
 use serde_json::Value;
 
-use super::html::{Cell, Field, Page, Section, cell, form, hidden, link, text_field};
+use super::html::{Cell, Field, Page, Section, cell, checkbox, form, hidden, link, text_field};
 use super::{UiResult, field, parse_form, see_other, settings_form};
 use crate::AppState;
 use crate::access::Caller;
@@ -194,6 +194,11 @@ fn connection_form_fields(source: &dyn Source) -> Vec<Field> {
         "Desk customer (default: the connection's name)",
         "",
     ));
+    fields.push(checkbox(
+        "check",
+        "Check the connection before saving (nothing is saved if a required point fails)",
+        true,
+    ));
     fields
 }
 
@@ -209,11 +214,15 @@ fn new_connection_page(
     source: &dyn Source,
     fields: Vec<Field>,
     error: Option<String>,
+    failed_check: Option<&CheckReport>,
 ) -> UiResult {
     let title = format!("Add {} connection", with_article(source.label()));
     let mut page = Page::new(caller, &title);
     if let Some(error) = error {
         page = page.error(error);
+    }
+    if let Some(report) = failed_check {
+        page = page.section(super::check::points_table(report));
     }
     let mut section = Section::default();
     if !source.setup().is_empty() {
@@ -241,6 +250,7 @@ pub(super) async fn new_connection(
         source.as_ref(),
         connection_form_fields(source.as_ref()),
         None,
+        None,
     )
 }
 
@@ -264,26 +274,49 @@ pub(super) async fn create_connection(
     for key in ["name", "customer"] {
         body.insert(key.to_owned(), Value::String(field(&f, key).to_owned()));
     }
-    match api::create(&state, &caller, body).await {
-        Ok(c) => Ok(see_other(&format!("/connections/{}?created=1", c.id))),
-        Err(e) => {
-            // Everything but the secrets goes back into the form.
-            let secrets: Vec<&str> = source
-                .settings()
-                .iter()
-                .filter(|s| s.is_secret())
-                .map(|s| s.key)
-                .collect();
-            let mut fields = connection_form_fields(source.as_ref());
-            for fl in &mut fields {
-                if !secrets.contains(&fl.name) {
-                    fl.value = field(&f, fl.name).to_owned();
-                    if fl.kind == "checkbox" && fl.value != "on" {
-                        fl.value.clear();
-                    }
-                }
+    body.insert("check".to_owned(), Value::Bool(field(&f, "check") == "on"));
+    let (error, failed_check) = match api::create(&state, &caller, body).await {
+        Ok(api::Created::Saved { connection, check }) => {
+            let check = match check {
+                None => "",
+                Some(Some(_)) => "&check=passed",
+                Some(None) => "&check=authorise",
+            };
+            return Ok(see_other(&format!(
+                "/connections/{}?created=1{check}",
+                connection.id
+            )));
+        }
+        Ok(api::Created::CheckFailed(report)) => {
+            let e = api::Created::check_error(&report);
+            (
+                format!("{} — {}", e.message, e.remedy.unwrap_or_default()),
+                Some(report),
+            )
+        }
+        Err(e) => (e.message, None),
+    };
+    // Everything but the secrets goes back into the form.
+    let secrets: Vec<&str> = source
+        .settings()
+        .iter()
+        .filter(|s| s.is_secret())
+        .map(|s| s.key)
+        .collect();
+    let mut fields = connection_form_fields(source.as_ref());
+    for fl in &mut fields {
+        if !secrets.contains(&fl.name) {
+            fl.value = field(&f, fl.name).to_owned();
+            if fl.kind == "checkbox" && fl.value != "on" {
+                fl.value.clear();
             }
-            new_connection_page(&caller, source.as_ref(), fields, Some(e.message))
         }
     }
+    new_connection_page(
+        &caller,
+        source.as_ref(),
+        fields,
+        Some(error),
+        failed_check.as_ref(),
+    )
 }

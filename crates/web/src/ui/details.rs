@@ -210,10 +210,16 @@ pub(super) async fn details(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> UiResult {
-    let flash = if query.as_deref().is_some_and(|q| q.contains("created=1")) {
-        "Connection added. Test it, then check the mappings."
-    } else {
+    let query = query.as_deref().unwrap_or("");
+    let flash = if !query.contains("created=1") {
         ""
+    } else if query.contains("check=passed") {
+        "Connection checked and added. Preview a sync (Imports), then check the mappings."
+    } else if query.contains("check=authorise") {
+        "Connection added, not checked: it signs in interactively, so it can be checked once it is \
+         authorised. Authorise it, then run its configuration check."
+    } else {
+        "Connection added. Test it, then check the mappings."
     };
     details_view(&state, &caller, &scope, &headers, flash, "").await
 }
@@ -263,8 +269,19 @@ pub(super) async fn delete_connection(
         )
         .await;
     }
-    api::delete(&state, scope.connection.id).await?;
-    Ok(see_other("/connections"))
+    let removal = api::delete(&state, &scope.connection).await?;
+    let lines = removal.lines();
+    if lines.is_empty() {
+        return Ok(see_other("/connections"));
+    }
+    // What became of the customer it created is said once, on a page of its own.
+    let mut section = Section::titled(&format!("Removed connection {}", scope.connection.name));
+    for line in lines {
+        section = section.text(line);
+    }
+    Ok(Page::new(&caller, "Connection removed")
+        .section(section.link("Back to the connections", "/connections"))
+        .render())
 }
 
 pub(super) async fn test_connection(

@@ -8,6 +8,7 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use deskbridge_core::RecordId;
+use deskbridge_mapping::Action;
 use deskbridge_source::SyncEntity;
 use deskbridge_store::{Access, Entity, StoreTx};
 use serde_json::Value;
@@ -96,7 +97,18 @@ async fn imports_view(
             "preview",
             format!("/connections/{id}/preview"),
             "Preview import",
-            tenant.iter().cloned().collect(),
+            tenant
+                .iter()
+                .cloned()
+                .chain([
+                    action_filter(""),
+                    checkbox(
+                        "full",
+                        "Full preview (read everything, as without delta cursors; no cursor moves)",
+                        false,
+                    ),
+                ])
+                .collect(),
         ));
     if scope.access == Access::Modify {
         run = run.form(form(
@@ -390,9 +402,17 @@ impl Names {
     }
 }
 
+/// "Show": which actions a preview lists (its counts cover every change).
+fn action_filter(current: &str) -> super::html::Field {
+    let mut options = vec![("", "Every action")];
+    options.extend(Action::ALL.iter().map(|a| (a.as_str(), a.as_str())));
+    select("action", "Show", current, &options)
+}
+
 fn change_name(ch: &Value) -> String {
-    ch["fields"]["name"]["after"]
+    ch["name"]
         .as_str()
+        .or(ch["fields"]["name"]["after"].as_str())
         .or(ch["fields"]["name"]["before"].as_str())
         .unwrap_or_default()
         .to_owned()
@@ -454,12 +474,17 @@ pub(super) async fn preview(
             .map(|o| (request.clone(), o)),
         Err(e) => Err(e.clone()),
     };
-    let (request, outcome) = match outcome {
+    let (request, mut outcome) = match outcome {
         Ok(o) => o,
         Err(e) => {
             return imports_view(&state, &caller, &scope, "", &error_text("Preview failed", &e)).await;
         }
     };
+    let shown = field(&f, "action");
+    match Action::parse_list(shown) {
+        Ok(actions) => outcome.retain_actions(&actions),
+        Err(e) => return imports_view(&state, &caller, &scope, "", &format!("Show: {e}")).await,
+    }
     let entity = request.entity;
     let assets = entity == SyncEntity::Assets;
     let id = scope.connection.id.0;
@@ -496,6 +521,39 @@ pub(super) async fn preview(
         c.created, c.updated, c.deactivated, c.unchanged, c.conflicts, c.errors, outcome.mode
     ));
     summary.id = "preview-summary".into();
+    if let Some(preview) = &outcome.summary {
+        let actions: Vec<String> = preview
+            .actions
+            .iter()
+            .map(|(action, n)| format!("{action}: {n}"))
+            .collect();
+        if !actions.is_empty() {
+            summary = summary.text(format!("By action: {}.", actions.join(", ")));
+        }
+        for (reason, n) in &preview.skipped {
+            summary = summary.text(format!("Skipped, {reason}: {n}."));
+        }
+        if let Some(covers) = &preview.covers {
+            summary = summary.text(format!("This delta preview covers {covers}."));
+        }
+    }
+    // The same preview again: another filter, or a full read beside the delta one.
+    summary = summary.form(form(
+        "preview-again",
+        format!("/connections/{id}/preview"),
+        if outcome.mode == "delta" {
+            "Full preview"
+        } else {
+            "Preview again"
+        },
+        [hidden("entity", entity.as_str())]
+            .into_iter()
+            .chain(request.tenant.as_deref().map(|t| hidden("tenant", t)))
+            .chain(request.table.as_deref().map(|t| hidden("table", t)))
+            .chain([action_filter(shown)])
+            .chain((outcome.mode == "delta" || request.full).then(|| hidden("full", "on")))
+            .collect(),
+    ));
     if let Some(held) = &outcome.held {
         page = page.error(format!("This import would be held for approval: {held}"));
     }
