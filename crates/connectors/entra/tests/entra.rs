@@ -7,8 +7,8 @@ mod check;
 mod conformance;
 mod delegated;
 mod delta_settings;
-mod licence_management;
 mod followers;
+mod licence_management;
 mod licences;
 mod resync;
 
