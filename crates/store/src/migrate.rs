@@ -101,6 +101,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_run_heartbeats.sql"),
         postgres: include_str!("../migrations/postgres/0014_run_heartbeats.sql"),
     },
+    Migration {
+        version: 16,
+        name: "single_sign_on",
+        sqlite: include_str!("../migrations/sqlite/0016_single_sign_on.sql"),
+        postgres: include_str!("../migrations/postgres/0016_single_sign_on.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].

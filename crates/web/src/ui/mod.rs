@@ -24,6 +24,7 @@ mod logs;
 mod mappings;
 mod runs;
 mod settings_form;
+mod sso;
 mod table_mappings;
 mod tenants;
 
@@ -120,6 +121,9 @@ pub fn routes() -> Router<AppState> {
             "/admin/accounts",
             get(accounts::accounts).post(accounts::create_account),
         )
+        .route("/admin/sso", get(sso::sso_page).post(sso::save_sso))
+        .route(crate::sso::START_PATH, get(sso::start))
+        .route(crate::sso::CALLBACK_PATH, get(sso::callback))
 }
 
 // ---------------------------------------------------------------------- errors as pages
