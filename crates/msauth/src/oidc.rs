@@ -31,9 +31,14 @@ pub struct OidcSignIn {
 }
 
 /// The authorize request of a sign-in at the `organizations` endpoint.
-pub fn sign_in_request(authority: &Authority, client_id: &str, redirect_uri: &str) -> Result<OidcSignIn, AuthError> {
+pub fn sign_in_request(
+    authority: &Authority,
+    client_id: &str,
+    redirect_uri: &str,
+) -> Result<OidcSignIn, AuthError> {
     let scopes: Vec<&str> = SIGN_IN_SCOPES.split(' ').collect();
-    let mut authorization = AuthorizationRequest::new(authority, ORGANIZATIONS, client_id, redirect_uri, &scopes)?;
+    let mut authorization =
+        AuthorizationRequest::new(authority, ORGANIZATIONS, client_id, redirect_uri, &scopes)?;
     let nonce = crate::random_state("");
     authorization.url.query_pairs_mut().append_pair("nonce", &nonce);
     Ok(OidcSignIn { authorization, nonce })
@@ -99,7 +104,9 @@ struct Discovery {
 }
 
 fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(
@@ -190,7 +197,9 @@ pub fn verify_id_token(
         return Err(IdTokenError::Algorithm(format!("{:?}", header.alg)));
     }
     let kid = header.kid.unwrap_or_default();
-    let key = keys.key(&kid).ok_or_else(|| IdTokenError::UnknownKey(kid.clone()))?;
+    let key = keys
+        .key(&kid)
+        .ok_or_else(|| IdTokenError::UnknownKey(kid.clone()))?;
     let mut validation = Validation::new(Algorithm::RS256);
     // Audience, issuer and times are checked below, with our clock and clearer errors.
     validation.validate_aud = false;

@@ -103,12 +103,17 @@ impl SourceRegistry {
                     continue;
                 }
             };
-            out.extend(tenants.into_iter().filter(|t| t.customer_id.is_some()).map(|t| MappedTenant {
-                tenant_id: t.tenant_id.to_lowercase(),
-                tenant_name: t.name,
-                customer_name: t.customer_name,
-                connection_name: connection.name.clone(),
-            }));
+            out.extend(
+                tenants
+                    .into_iter()
+                    .filter(|t| t.customer_id.is_some())
+                    .map(|t| MappedTenant {
+                        tenant_id: t.tenant_id.to_lowercase(),
+                        tenant_name: t.name,
+                        customer_name: t.customer_name,
+                        connection_name: connection.name.clone(),
+                    }),
+            );
         }
         Ok(out)
     }

@@ -206,17 +206,31 @@ impl StoreTx {
 
     /// Links an account to a Microsoft identity (lower-cased), or unlinks it with `None`. One
     /// identity signs in to one account: linking it to a second is a conflict.
-    pub async fn link_account_identity(&mut self, account_id: i64, identity: Option<(&str, &str)>) -> Result<()> {
+    pub async fn link_account_identity(
+        &mut self,
+        account_id: i64,
+        identity: Option<(&str, &str)>,
+    ) -> Result<()> {
         let (tenant, object) = match identity {
             Some((t, o)) => (Sql::Text(t.to_lowercase()), Sql::Text(o.to_lowercase())),
             None => (Sql::Null(SqlType::Text), Sql::Null(SqlType::Text)),
         };
         self.execute(
             "UPDATE accounts SET linked_tenant_id = $1, linked_object_id = $2, updated_at = $3 WHERE id = $4",
-            &[tenant, object, Sql::Text(format_timestamp(self.at)), Sql::Int(account_id)],
+            &[
+                tenant,
+                object,
+                Sql::Text(format_timestamp(self.at)),
+                Sql::Int(account_id),
+            ],
         )
         .await
-        .map_err(|e| unique_violation(e, "this Microsoft identity is already linked to another account".into()))?;
+        .map_err(|e| {
+            unique_violation(
+                e,
+                "this Microsoft identity is already linked to another account".into(),
+            )
+        })?;
         Ok(())
     }
 
@@ -227,7 +241,10 @@ impl StoreTx {
         );
         self.row(
             &sql,
-            &[Sql::Text(tenant_id.to_lowercase()), Sql::Text(object_id.to_lowercase())],
+            &[
+                Sql::Text(tenant_id.to_lowercase()),
+                Sql::Text(object_id.to_lowercase()),
+            ],
             &ACCOUNT_TYPES,
         )
         .await?
@@ -247,7 +264,12 @@ impl StoreTx {
         self.people_by_identity("users", tenant_id, object_id).await
     }
 
-    async fn people_by_identity(&mut self, table: &str, tenant_id: &str, object_id: &str) -> Result<Vec<DeskPerson>> {
+    async fn people_by_identity(
+        &mut self,
+        table: &str,
+        tenant_id: &str,
+        object_id: &str,
+    ) -> Result<Vec<DeskPerson>> {
         // `azure_object_id` is indexed as written; Microsoft writes object ids in lower case.
         let sql = format!(
             "SELECT id, name, email, active FROM {table} WHERE azure_object_id = $1 \
@@ -256,7 +278,10 @@ impl StoreTx {
         let rows = self
             .rows(
                 &sql,
-                &[Sql::Text(object_id.to_lowercase()), Sql::Text(tenant_id.to_lowercase())],
+                &[
+                    Sql::Text(object_id.to_lowercase()),
+                    Sql::Text(tenant_id.to_lowercase()),
+                ],
                 &[SqlType::Int, SqlType::Text, SqlType::Text, SqlType::Bool],
             )
             .await?;

@@ -186,7 +186,8 @@ pub async fn save(state: &AppState, change: SsoChange) -> Result<SsoSettings, Ap
         ));
     }
     let mut tx = state.store.begin(WriteContext::manual()).await?;
-    tx.put_sso_settings(enabled, &client_id, authority.as_str()).await?;
+    tx.put_sso_settings(enabled, &client_id, authority.as_str())
+        .await?;
     if let Some(secret) = &new_secret {
         tx.put_secret(&sso_secret(), secret, None).await?;
     }
@@ -235,7 +236,11 @@ pub async fn disallow(store: &Store, tenant: &str) -> Result<(), ApiError> {
 }
 
 /// Links an account to a Microsoft identity (or unlinks it with `None`).
-pub async fn link(store: &Store, account_id: i64, identity: Option<(&str, &str)>) -> Result<Account, ApiError> {
+pub async fn link(
+    store: &Store,
+    account_id: i64,
+    identity: Option<(&str, &str)>,
+) -> Result<Account, ApiError> {
     let identity = match identity {
         Some((tenant, object)) => {
             let tenant = tenant_id(tenant)?;
@@ -254,8 +259,11 @@ pub async fn link(store: &Store, account_id: i64, identity: Option<(&str, &str)>
         .account(account_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no account {account_id}")))?;
-    tx.link_account_identity(account.id, identity.as_ref().map(|(t, o)| (t.as_str(), o.as_str())))
-        .await?;
+    tx.link_account_identity(
+        account.id,
+        identity.as_ref().map(|(t, o)| (t.as_str(), o.as_str())),
+    )
+    .await?;
     let linked = tx.account(account.id).await?.unwrap_or(account);
     tx.commit().await?;
     Ok(linked)
@@ -292,12 +300,16 @@ pub async fn begin(state: &AppState, headers: &HeaderMap, next: &str) -> Result<
 }
 
 fn off() -> ApiError {
-    ApiError::forbidden("single sign-on is turned off: sign in with your username and password")
+    ApiError::new(
+        deskbridge_core::ErrorCode::Unauthenticated,
+        "single sign-on is turned off: sign in with your username and password",
+    )
 }
 
 /// A refused sign-in: what the person sees, said once, with what to do.
+/// 401, as a wrong password: the sign-in page is public and answers nobody 403.
 fn refused(message: impl Into<String>) -> ApiError {
-    let error = ApiError::forbidden(message);
+    let error = ApiError::new(deskbridge_core::ErrorCode::Unauthenticated, message);
     tracing::warn!(reason = %error.message, "a single sign-on was refused");
     error
 }
@@ -391,9 +403,9 @@ async fn verified_claims(
         )
         .await
         .map_err(upstream)?;
-    let id_token = tokens
-        .id_token
-        .ok_or_else(|| refused("Microsoft answered without an id token: the sign-in cannot say who you are"))?;
+    let id_token = tokens.id_token.ok_or_else(|| {
+        refused("Microsoft answered without an id token: the sign-in cannot say who you are")
+    })?;
     let keys = SigningKeys::fetch(&http, &authority).await.map_err(upstream)?;
     oidc::verify_id_token(
         deskbridge_msauth::ExposeSecret::expose_secret(&id_token),
@@ -438,7 +450,10 @@ async fn account_for(store: &Store, claims: &IdTokenClaims) -> Result<Account, A
         let users = tx.users_by_identity(tid, oid).await?;
         tx.commit().await?;
         return Err(refused(if !agents.is_empty() {
-            format!("your desk agent record is inactive{}: ask an administrator", who(claims))
+            format!(
+                "your desk agent record is inactive{}: ask an administrator",
+                who(claims)
+            )
         } else if !users.is_empty() {
             format!(
                 "you are a user of the service desk, not an agent{}: only agents and administrators sign in here",
@@ -476,7 +491,11 @@ async fn account_for(store: &Store, claims: &IdTokenClaims) -> Result<Account, A
 
 /// A username for a new account: the Microsoft sign-in name when it is a valid, free username,
 /// else `agent-{id}`.
-async fn free_username(tx: &mut deskbridge_store::StoreTx, claims: &IdTokenClaims, agent_id: i64) -> Result<String, ApiError> {
+async fn free_username(
+    tx: &mut deskbridge_store::StoreTx,
+    claims: &IdTokenClaims,
+    agent_id: i64,
+) -> Result<String, ApiError> {
     if let Some(name) = claims.preferred_username.as_deref().map(str::to_lowercase)
         && auth::check_username(&name).is_ok()
         && tx.account_named(&name).await?.is_none()
@@ -493,7 +512,9 @@ mod tests {
     #[test]
     fn tenant_ids_are_guids() {
         assert_eq!(
-            tenant_id(" 72F988BF-86F1-41AF-91AB-2D7CD011DB47 ").ok().as_deref(),
+            tenant_id(" 72F988BF-86F1-41AF-91AB-2D7CD011DB47 ")
+                .ok()
+                .as_deref(),
             Some("72f988bf-86f1-41af-91ab-2d7cd011db47")
         );
         for bad in ["", "contoso.com", "72f988bf-86f1-41af-91ab", "../x"] {

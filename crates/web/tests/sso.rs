@@ -71,9 +71,8 @@ async fn setup(db: &TestDb) -> Fx {
         .find(|a| a.kind == "multi_tenant_secret")
         .unwrap();
     let (client_id, secret) = (app.client_id.clone(), app.client_secret.clone().unwrap());
-    let registry = deskbridge_connectors::registry().with_endpoint_policy(EndpointPolicy::allowing([emu
-        .local_addr()
-        .to_string()]));
+    let registry = deskbridge_connectors::registry()
+        .with_endpoint_policy(EndpointPolicy::allowing([emu.local_addr().to_string()]));
     let state = AppState::new(db.store.clone(), registry, db.clock.clone() as SharedClock);
     let admin_token = format!("{}{}", auth::API_TOKEN_PREFIX, auth::random_token(32));
     let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
@@ -133,7 +132,14 @@ impl Reply {
     }
 }
 
-async fn call(app: &Router, method: Method, path: &str, bearer: Option<&str>, cookie: Option<&str>, body: Option<Value>) -> Reply {
+async fn call(
+    app: &Router,
+    method: Method,
+    path: &str,
+    bearer: Option<&str>,
+    cookie: Option<&str>,
+    body: Option<Value>,
+) -> Reply {
     let mut request = Request::builder()
         .method(method)
         .uri(path)
@@ -177,7 +183,11 @@ impl Fx {
             .await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
         let reply = self
-            .admin(Method::POST, "/api/v1/sso/tenants", Some(json!({"tenant_id": self.allowed, "note": "our tenant"})))
+            .admin(
+                Method::POST,
+                "/api/v1/sso/tenants",
+                Some(json!({"tenant_id": self.allowed, "note": "our tenant"})),
+            )
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     }
@@ -185,7 +195,15 @@ impl Fx {
     /// "Sign in with Microsoft" as `login`: the start, the emulator's approved sign-in, and the
     /// callback with this browser's state cookie. Returns the callback's reply and its URL.
     async fn sign_in(&self, login: &str, next: &str) -> (Reply, String, String) {
-        let start = call(&self.app, Method::GET, &format!("/auth/sso/start?next={next}"), None, None, None).await;
+        let start = call(
+            &self.app,
+            Method::GET,
+            &format!("/auth/sso/start?next={next}"),
+            None,
+            None,
+            None,
+        )
+        .await;
         assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.text);
         let state = start.cookie("deskbridge_sso").unwrap();
         let authorize = format!("{}&login_hint={}", start.location(), login);
@@ -199,9 +217,14 @@ impl Fx {
 
 async fn add_agent(db: &TestDb, name: &str, tenant: &str, object_id: &str, active: bool) -> i64 {
     let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
-    let fields = json!({"name": name, "azure_tenant_id": tenant, "azure_object_id": object_id, "active": active});
+    let fields =
+        json!({"name": name, "azure_tenant_id": tenant, "azure_object_id": object_id, "active": active});
     let id = tx
-        .insert(Entity::Agent, None, &fields.as_object().unwrap().clone().into_iter().collect())
+        .insert(
+            Entity::Agent,
+            None,
+            &fields.as_object().unwrap().clone().into_iter().collect(),
+        )
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -211,15 +234,24 @@ async fn add_agent(db: &TestDb, name: &str, tenant: &str, object_id: &str, activ
 async fn add_user(db: &TestDb, name: &str, tenant: &str, object_id: &str) {
     let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
     let to_fields = |v: Value| v.as_object().unwrap().clone().into_iter().collect();
-    let customer = tx.insert(Entity::Customer, None, &to_fields(json!({"name": "Contoso"}))).await.unwrap();
+    let customer = tx
+        .insert(Entity::Customer, None, &to_fields(json!({"name": "Contoso"})))
+        .await
+        .unwrap();
     let site = tx
-        .insert(Entity::Site, None, &to_fields(json!({"name": "Main", "customer_id": customer.0})))
+        .insert(
+            Entity::Site,
+            None,
+            &to_fields(json!({"name": "Main", "customer_id": customer.0})),
+        )
         .await
         .unwrap();
     tx.insert(
         Entity::User,
         None,
-        &to_fields(json!({"name": name, "site_id": site.0, "azure_tenant_id": tenant, "azure_object_id": object_id})),
+        &to_fields(
+            json!({"name": name, "site_id": site.0, "azure_tenant_id": tenant, "azure_object_id": object_id}),
+        ),
     )
     .await
     .unwrap();
@@ -316,8 +348,8 @@ store_test! {
         let login = call(&fx.app, Method::GET, "/login", None, None, None).await;
         assert!(!login.text.contains("Sign in with Microsoft"), "{}", login.text);
         let start = call(&fx.app, Method::GET, "/auth/sso/start", None, None, None).await;
-        assert_eq!(start.status, StatusCode::FORBIDDEN);
-        assert!(start.text.contains("single sign-on is turned off"), "{}", start.text);
+        assert_eq!(start.status, StatusCode::UNAUTHORIZED);
+        assert!(start.text.contains("Single sign-on is turned off"), "{}", start.text);
         fx.turn_on().await;
         let login = call(&fx.app, Method::GET, "/login", None, None, None).await;
         assert!(login.text.contains("Sign in with Microsoft"), "{}", login.text);
@@ -326,7 +358,7 @@ store_test! {
         add_agent(db, "Ada Agent", &fx.allowed.to_uppercase(), &oid, true).await;
         // The first sign-in creates a disabled Agent account linked to the identity.
         let (reply, _, _) = fx.sign_in(&upn, "/runs").await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
         assert!(reply.text.contains("an administrator must enable it"), "{}", reply.text);
         assert!(reply.cookie("deskbridge_session").is_none());
         let account = account_named(db, &upn.to_lowercase()).await;
@@ -337,7 +369,7 @@ store_test! {
         assert_eq!(account.linked_object_id.as_deref(), Some(oid.as_str()));
         // Disabled: refused, saying so.
         let (reply, _, _) = fx.sign_in(&upn, "/runs").await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         assert!(reply.text.contains("is disabled"), "{}", reply.text);
         // Enabled: signed in, with the same session as a password gives, to where it was going.
         let reply = fx.admin(Method::PATCH, &format!("/api/v1/accounts/{}", account.id), Some(json!({"disabled": false}))).await;
@@ -353,7 +385,7 @@ store_test! {
         assert!(account_named(db, &upn.to_lowercase()).await.last_sign_in_at.is_some());
         // The same redirect again (a replayed state and code) is refused.
         let replay = call(&fx.app, Method::GET, &used, None, Some(&cookie), None).await;
-        assert_eq!(replay.status, StatusCode::FORBIDDEN);
+        assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
         assert!(replay.text.contains("already used"), "{}", replay.text);
         assert!(replay.cookie("deskbridge_session").is_none());
         // An open redirect in "next" lands on the connections instead.
@@ -372,13 +404,13 @@ store_test! {
             .unwrap();
         tx.commit().await.unwrap();
         let (reply, _, _) = fx.sign_in(&upn, "/runs").await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         assert!(reply.text.contains("no longer active"), "{}", reply.text);
         // Off again: the callback refuses.
         let reply = fx.admin(Method::PATCH, "/api/v1/sso", Some(json!({"enabled": false}))).await;
         assert_eq!(reply.status, StatusCode::OK);
         let reply = call(&fx.app, Method::GET, "/auth/sso/callback?code=x&state=y", None, Some("deskbridge_sso=y"), None).await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         assert!(reply.text.contains("turned off"), "{}", reply.text);
         fx.emu.shutdown().await;
     }
@@ -399,16 +431,16 @@ store_test! {
         // A tenant outside the list: refused, naming the tenant; no account is made.
         let before = fx.admin(Method::GET, "/api/v1/accounts", None).await.json()["accounts"].as_array().unwrap().len();
         let (reply, _, _) = fx.sign_in(&far_upn, "/").await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         assert!(reply.text.contains(&format!("tenant {} is not allowed", fx.other)), "{}", reply.text);
         // A desk user who is not an agent.
         let (reply, _, _) = fx.sign_in(&user_upn, "/").await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         assert!(reply.text.contains("not an agent"), "{}", reply.text);
         // Someone the desk does not know.
         let (reply, _, _) = fx.sign_in(&stranger_upn, "/").await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN);
-        assert!(reply.text.contains("no desk agent was imported"), "{}", reply.text);
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert!(reply.text.contains("No desk agent was imported"), "{}", reply.text);
         let after = fx.admin(Method::GET, "/api/v1/accounts", None).await.json()["accounts"].as_array().unwrap().len();
         assert_eq!(before, after, "a refusal creates no account");
 
@@ -418,7 +450,7 @@ store_test! {
         let path = back.strip_prefix(&format!("http://{SITE}")).unwrap();
         for cookie in [None, Some("deskbridge_sso=someone-elses")] {
             let reply = call(&fx.app, Method::GET, path, None, cookie, None).await;
-            assert_eq!(reply.status, StatusCode::FORBIDDEN);
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
             assert!(reply.text.contains("not started in this browser"), "{}", reply.text);
         }
         // Microsoft's own refusal is shown.
@@ -432,7 +464,7 @@ store_test! {
             None,
         )
         .await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         assert!(reply.text.contains("AADSTS65004"), "{}", reply.text);
 
         // An administrator linked by hand signs in (SSO never makes one; an administrator links it).
@@ -461,7 +493,7 @@ store_test! {
         let reply = fx.admin(Method::DELETE, &format!("/api/v1/accounts/{}/microsoft-identity", root.id), None).await;
         assert_eq!(reply.status, StatusCode::OK);
         let (reply, _, _) = fx.sign_in(&admin_upn, "/").await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         // Removing the tenant from the list refuses its people.
         let reply = fx.admin(Method::DELETE, &format!("/api/v1/sso/tenants/{}", fx.allowed.to_uppercase()), None).await;
         assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
@@ -538,20 +570,39 @@ fn only_a_genuine_id_token_for_this_app_and_sign_in_passes() {
     assert_eq!(check(&f, &sign(&other, &claims())), Err(IdTokenError::Signature));
     // A key the identity platform does not publish.
     let stranger = deskbridge_emulator::crypto::generate_signing_key().unwrap();
-    assert!(matches!(check(&f, &sign(&stranger, &claims())), Err(IdTokenError::UnknownKey(_))));
+    assert!(matches!(
+        check(&f, &sign(&stranger, &claims())),
+        Err(IdTokenError::UnknownKey(_))
+    ));
     // `alg: none`, and a symmetric algorithm keyed with something public.
     use base64::Engine as _;
     let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    let none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT", "kid": f.key.kid})), b64(&claims()));
-    assert!(matches!(check(&f, &none), Err(IdTokenError::Malformed(_))), "{:?}", check(&f, &none));
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": f.key.kid})),
+        b64(&claims())
+    );
+    assert!(
+        matches!(check(&f, &none), Err(IdTokenError::Malformed(_))),
+        "{:?}",
+        check(&f, &none)
+    );
     let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     hs.kid = Some(f.key.kid.clone());
-    let hs256 = jsonwebtoken::encode(&hs, &claims(), &jsonwebtoken::EncodingKey::from_secret(f.key.n.as_bytes())).unwrap();
+    let hs256 = jsonwebtoken::encode(
+        &hs,
+        &claims(),
+        &jsonwebtoken::EncodingKey::from_secret(f.key.n.as_bytes()),
+    )
+    .unwrap();
     assert!(matches!(check(&f, &hs256), Err(IdTokenError::Algorithm(_))));
     // Another application's token.
     let mut c = claims();
     c["aud"] = json!("11111111-2222-4333-8444-555555555555");
-    assert!(matches!(check(&f, &sign(&f.key, &c)), Err(IdTokenError::Audience(_))));
+    assert!(matches!(
+        check(&f, &sign(&f.key, &c)),
+        Err(IdTokenError::Audience(_))
+    ));
     // Expired (beyond the five minutes of clock skew), or not valid yet.
     let mut c = claims();
     c["exp"] = json!(now().as_second() - 301);
@@ -565,14 +616,23 @@ fn only_a_genuine_id_token_for_this_app_and_sign_in_passes() {
     assert_eq!(check(&f, &sign(&f.key, &c)), Err(IdTokenError::Nonce));
     let mut c = claims();
     c.as_object_mut().unwrap().remove("nonce");
-    assert_eq!(check(&f, &sign(&f.key, &c)), Err(IdTokenError::MissingClaim("nonce")));
+    assert_eq!(
+        check(&f, &sign(&f.key, &c)),
+        Err(IdTokenError::MissingClaim("nonce"))
+    );
     // An issuer that is not the token's own tenant's (a token minted by another tenant claiming ours).
     let mut c = claims();
     c["iss"] = json!("https://login.microsoftonline.com/99999999-9999-4999-8999-999999999999/v2.0");
-    assert!(matches!(check(&f, &sign(&f.key, &c)), Err(IdTokenError::Issuer { .. })));
+    assert!(matches!(
+        check(&f, &sign(&f.key, &c)),
+        Err(IdTokenError::Issuer { .. })
+    ));
     let mut c = claims();
     c["iss"] = json!(format!("https://evil.example/{TENANT}/v2.0"));
-    assert!(matches!(check(&f, &sign(&f.key, &c)), Err(IdTokenError::Issuer { .. })));
+    assert!(matches!(
+        check(&f, &sign(&f.key, &c)),
+        Err(IdTokenError::Issuer { .. })
+    ));
     // Not a JWT at all.
     assert!(matches!(check(&f, "garbage"), Err(IdTokenError::Malformed(_))));
 }

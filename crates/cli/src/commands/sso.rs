@@ -109,7 +109,10 @@ async fn dispatch(state: &AppState, command: SsoCommand) -> anyhow::Result<Strin
             let client_secret = if let Some(var) = &client_secret_env {
                 Some(std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?)
             } else if let Some(file) = &client_secret_file {
-                Some(std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?)
+                Some(
+                    std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?,
+                )
             } else {
                 None
             };
@@ -157,7 +160,10 @@ async fn dispatch(state: &AppState, command: SsoCommand) -> anyhow::Result<Strin
                 .await
                 .map_err(api)?;
             sso::link(&state.store, account.id, None).await.map_err(api)?;
-            Ok(format!("{} has no Microsoft identity any more\n", account.username))
+            Ok(format!(
+                "{} has no Microsoft identity any more\n",
+                account.username
+            ))
         }
     }
 }
@@ -171,8 +177,16 @@ async fn show(state: &AppState, json: bool) -> anyhow::Result<String> {
     let mut out = format!(
         "single sign-on: {}\nclient id: {}\nclient secret: {}\nauthority: {}\nredirect URI: {}\nallowed tenants:\n",
         if view.enabled { "on" } else { "off" },
-        if view.client_id.is_empty() { "(not set)" } else { &view.client_id },
-        if view.client_secret_set { "saved" } else { "(not set)" },
+        if view.client_id.is_empty() {
+            "(not set)"
+        } else {
+            &view.client_id
+        },
+        if view.client_secret_set {
+            "saved"
+        } else {
+            "(not set)"
+        },
         view.authority,
         view.redirect_uri,
     );

@@ -38,8 +38,8 @@ use crate::error::{ApiError, ApiResult};
 pub(crate) use accounts::accounts_with_sign_in_state;
 pub(crate) use agent::{clear_cursors, cursor_report, run_check, take_latest_cursors};
 pub(crate) use connections::{
-    begin_sign_in, callback_uri, complete_sign_in, site_uri, connection_view, create, delete, edit, may_create,
-    source_of, test, visible_connections,
+    begin_sign_in, callback_uri, complete_sign_in, connection_view, create, delete, edit, may_create,
+    site_uri, source_of, test, visible_connections,
 };
 pub(crate) use directory::{
     DIRECTORY_KINDS, DirectoryQuery, connection_customers, directory_entity, directory_page,
@@ -61,7 +61,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/sso", get(sso::get_sso).patch(sso::patch_sso))
         .route("/api/v1/sso/tenants", post(sso::allow_tenant))
-        .route("/api/v1/sso/tenants/{tenant_id}", axum::routing::delete(sso::disallow_tenant))
+        .route(
+            "/api/v1/sso/tenants/{tenant_id}",
+            axum::routing::delete(sso::disallow_tenant),
+        )
         .route(
             "/api/v1/accounts/{account_id}/microsoft-identity",
             put(sso::link_identity).delete(sso::unlink_identity),

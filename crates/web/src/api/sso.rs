@@ -2,11 +2,11 @@
 //! the tenants allowed by hand, and the Microsoft identity an account signs in with. The rules
 //! are in [`crate::sso`].
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -24,7 +24,11 @@ pub(super) async fn get_sso(State(state): State<AppState>, headers: HeaderMap) -
     view_json(&state, &headers).await
 }
 
-pub(super) async fn patch_sso(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Value>> {
+pub(super) async fn patch_sso(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
     let change: SsoChange = parse_body(&body)?;
     sso::save(&state, change).await?;
     view_json(&state, &headers).await
@@ -38,13 +42,20 @@ struct AllowBody {
     note: String,
 }
 
-pub(super) async fn allow_tenant(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub(super) async fn allow_tenant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let body: AllowBody = parse_body(&body)?;
     sso::allow(&state.store, &body.tenant_id, &body.note).await?;
     Ok((StatusCode::CREATED, view_json(&state, &headers).await?).into_response())
 }
 
-pub(super) async fn disallow_tenant(State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult<StatusCode> {
+pub(super) async fn disallow_tenant(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+) -> ApiResult<StatusCode> {
     sso::disallow(&state.store, &tenant).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -68,7 +79,10 @@ pub(super) async fn link_identity(
     Ok(Json(json!({ "account": account })))
 }
 
-pub(super) async fn unlink_identity(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn unlink_identity(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id = parse_id(&id, "account")?;
     let account = sso::link(&state.store, id, None).await?;
     tracing::info!(account = %account.username, "an administrator unlinked an account's Microsoft identity");

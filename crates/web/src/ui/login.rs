@@ -43,7 +43,13 @@ pub(super) fn login_page(next: &str, csrf: &str, error: &str, view: View) -> Res
     login_page_with(next, csrf, error, view, status)
 }
 
-pub(super) fn login_page_with(next: &str, csrf: &str, error: &str, view: View, status: StatusCode) -> Response {
+pub(super) fn login_page_with(
+    next: &str,
+    csrf: &str,
+    error: &str,
+    view: View,
+    status: StatusCode,
+) -> Response {
     let nav = Nav {
         csrf: csrf.to_owned(),
         ..Nav::default()
@@ -141,12 +147,7 @@ fn blocked_page(
 pub(super) async fn login_form(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let view = View::of(&state).await;
     let q = parse_form(query.as_deref().unwrap_or("").as_bytes());
-    login_page(
-        safe_next(field(&q, "next")),
-        &auth::random_token(24),
-        "",
-        view,
-    )
+    login_page(safe_next(field(&q, "next")), &auth::random_token(24), "", view)
 }
 
 pub(super) async fn login(
@@ -260,12 +261,7 @@ pub(super) async fn login(
                 };
                 return Ok(blocked_page(&next, &fresh, &error, wait, view));
             }
-            return Ok(login_page(
-                &next,
-                &fresh,
-                "Wrong username or password.",
-                view,
-            ));
+            return Ok(login_page(&next, &fresh, "Wrong username or password.", view));
         }
     };
     let mut tx = state.store.begin(WriteContext::manual()).await?;

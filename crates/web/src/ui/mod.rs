@@ -122,8 +122,8 @@ pub fn routes() -> Router<AppState> {
             get(accounts::accounts).post(accounts::create_account),
         )
         .route("/admin/sso", get(sso::sso_page).post(sso::save_sso))
-        .route(crate::sso::START_PATH, get(sso::start))
-        .route(crate::sso::CALLBACK_PATH, get(sso::callback))
+        .route("/auth/sso/start", get(sso::start))
+        .route("/auth/sso/callback", get(sso::callback))
 }
 
 // ---------------------------------------------------------------------- errors as pages

@@ -22,15 +22,31 @@ use crate::sso::{self, SsoChange};
 /// The sign-in page with a refusal on it (the state cookie is cleared).
 async fn refused_page(state: &AppState, next: &str, error: &ApiError) -> Response {
     let view = View::of(state).await;
-    let mut page = login_page_with(next, &auth::random_token(24), &error.message, view, error.status());
-    if let Ok(v) = header::HeaderValue::from_str(&auth::set_cookie(sso::STATE_COOKIE, "", 0, state.secure_cookies)) {
+    // Errors are written to be read after "error:"; on the sign-in page they stand alone.
+    let mut chars = error.message.chars();
+    let message = match chars.next() {
+        Some(first) => format!(
+            "{}{}.",
+            first.to_uppercase(),
+            chars.as_str().trim_end_matches('.')
+        ),
+        None => String::new(),
+    };
+    let mut page = login_page_with(next, &auth::random_token(24), &message, view, error.status());
+    if let Ok(v) =
+        header::HeaderValue::from_str(&auth::set_cookie(sso::STATE_COOKIE, "", 0, state.secure_cookies))
+    {
         page.headers_mut().append(header::SET_COOKIE, v);
     }
     page
 }
 
 /// `GET /auth/sso/start?next=…`: to Microsoft, with this browser bound to the sign-in.
-pub(super) async fn start(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub(super) async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let q = parse_form(query.as_deref().unwrap_or("").as_bytes());
     let next = safe_next(field(&q, "next"));
     match sso::begin(&state, &headers, next).await {
@@ -66,7 +82,13 @@ pub(super) async fn callback(
     }
 }
 
-async fn sso_view(state: &AppState, caller: &Caller, headers: &HeaderMap, flash: &str, error: &str) -> UiResult {
+async fn sso_view(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    flash: &str,
+    error: &str,
+) -> UiResult {
     let redirect_uri = sso::callback_uri(state, headers)
         .unwrap_or_else(|_| format!("https://<this site>{}", sso::CALLBACK_PATH));
     let view = sso::view(state, redirect_uri).await?;
