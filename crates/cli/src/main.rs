@@ -118,6 +118,12 @@ enum Command {
         #[command(subcommand)]
         command: commands::admin::AdminCommand,
     },
+    /// Single sign-on to the admin UI with Microsoft work accounts: the app registration, on/off,
+    /// the allowed tenants, and the Microsoft identity of an account.
+    Sso {
+        #[command(subcommand)]
+        command: commands::sso::SsoCommand,
+    },
     /// Benchmark a scenario against the emulator: time, requests, RU, 429s, peak memory, and the
     /// ratio to Microsoft's floor (scale-out: one worker against several on PostgreSQL).
     Bench(deskbridge_bench::BenchArgs),
@@ -166,6 +172,7 @@ fn main() -> ExitCode {
             Command::Runs { command } => commands::runs::run(&cli.global, command).await,
             Command::Emulator(args) => deskbridge_emulator::cli::run(args).await,
             Command::Admin { command } => commands::admin::run(&cli.global, command).await,
+            Command::Sso { command } => commands::sso::run(&cli.global, command).await,
             Command::Bench(args) => commands::bench::bench(args).await,
         }
     });

@@ -346,12 +346,14 @@ impl World {
         .map(|s| (*s).to_owned())
         .collect();
         // Loopback redirects match on any port, as Microsoft's do: the CLI's listener uses
-        // `/callback`, the admin UI `/auth/microsoft/callback`.
+        // `/callback`, the admin UI `/auth/microsoft/callback`, its single sign-on `/auth/sso/callback`.
         let redirects = vec![
             "http://localhost/callback".to_owned(),
             "http://127.0.0.1/callback".to_owned(),
             "http://localhost/auth/microsoft/callback".to_owned(),
             "http://127.0.0.1/auth/microsoft/callback".to_owned(),
+            "http://localhost/auth/sso/callback".to_owned(),
+            "http://127.0.0.1/auth/sso/callback".to_owned(),
         ];
         let mut apps = Vec::new();
         apps.push(App {

@@ -1063,6 +1063,13 @@ fn delegated_tokens(
             "sub": service_principal_id(&user.id, &app.client_id), "tid": tenant.id, "ver": "2.0",
             "nonce": nonce,
         });
+        // Microsoft adds `email` when the `email` scope is asked and the account has an address.
+        let mut id_claims = id_claims;
+        if scopes.iter().any(|s| s == "email")
+            && let Some(mail) = &user.mail
+        {
+            id_claims["email"] = json!(mail);
+        }
         body["id_token"] = json!(sign(state, &id_claims).map_err(server_err)?);
         body["client_info"] =
             json!(URL_SAFE_NO_PAD.encode(json!({"uid": user.id, "utid": tenant.id}).to_string().as_bytes()));

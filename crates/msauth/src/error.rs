@@ -20,6 +20,13 @@ pub enum AuthError {
     MalformedResponse { url: String, reason: String },
     #[error("cannot reach token endpoint {url}: {reason}")]
     Transport { url: String, reason: String },
+    /// The OpenID configuration or the signing keys could not be read.
+    #[error("cannot read the identity platform's {what} at {url}: {reason}")]
+    Metadata {
+        what: &'static str,
+        url: String,
+        reason: String,
+    },
     #[error(transparent)]
     Credential(#[from] CredentialError),
     #[error("invalid authentication configuration: {0}")]
@@ -44,7 +51,7 @@ impl HasErrorCode for AuthError {
             AuthError::UnexpectedResponse { .. } | AuthError::MalformedResponse { .. } => {
                 ErrorCode::UpstreamMalformedResponse
             }
-            AuthError::Transport { .. } => ErrorCode::UpstreamUnavailable,
+            AuthError::Transport { .. } | AuthError::Metadata { .. } => ErrorCode::UpstreamUnavailable,
             AuthError::Credential(_) | AuthError::Configuration(_) => ErrorCode::InvalidConfiguration,
             AuthError::RefreshTokenStore(_) => ErrorCode::Internal,
         }

@@ -17,6 +17,7 @@ mod cache;
 mod client;
 mod credential;
 mod error;
+pub mod oidc;
 mod pkce;
 mod provider;
 

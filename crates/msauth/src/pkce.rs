@@ -115,15 +115,18 @@ impl AuthorizationRequest {
 
     /// Constant-time comparison of the `state` that came back with the redirect.
     pub fn state_matches(&self, returned: &str) -> bool {
-        let expected = self.state.as_bytes();
-        let returned = returned.as_bytes();
-        expected.len() == returned.len()
-            && expected
-                .iter()
-                .zip(returned)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        constant_time_eq(self.state.as_bytes(), returned.as_bytes())
     }
+}
+
+/// Compares two secrets in time that depends only on their length.
+pub(crate) fn constant_time_eq(expected: &[u8], returned: &[u8]) -> bool {
+    expected.len() == returned.len()
+        && expected
+            .iter()
+            .zip(returned)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// RFC 7636 S256: base64url(SHA-256(verifier)).

@@ -50,7 +50,7 @@ pub use read::{
     Emitter, NewCursor, Page, PartitionEnd, PartitionStart, ReadEvent, ReadRequest, SourceRecord,
     StoredCursors, SyncEntity, read_stream,
 };
-pub use registry::{SourceRegistry, TenantReaders};
+pub use registry::{MappedTenant, SourceRegistry, TenantReaders};
 pub use requests::{FanOut, MemoryRequests, RequestRecord, RequestSink};
 pub use secrets::ConnectionSecrets;
 pub use source::{

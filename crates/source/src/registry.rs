@@ -9,6 +9,17 @@ use deskbridge_store::{Connection, Store};
 use crate::settings::EndpointPolicy;
 use crate::{Source, SyncError};
 
+/// A customer tenant a connection maps to a desk customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedTenant {
+    /// Lower case.
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub customer_name: Option<String>,
+    /// The connection that maps it.
+    pub connection_name: String,
+}
+
 /// The sources this process knows, by kind, and the endpoints their connections may name.
 #[derive(Clone, Default)]
 pub struct SourceRegistry {
@@ -70,6 +81,41 @@ impl SourceRegistry {
                 name: connection.name.clone(),
                 kind: connection.kind.clone(),
             })
+    }
+
+    /// The customer tenants connections map to a desk customer (those a tenant table lists with
+    /// a customer), each with the connection's name: the tenants single sign-on allows without
+    /// an administrator adding them. Computed, not stored, so a tenant unmapped or a connection
+    /// deleted stops being allowed at once. A connection whose tenants cannot be read adds none.
+    pub async fn mapped_tenants(&self, store: &Store) -> Result<Vec<MappedTenant>, SyncError> {
+        let mut tx = store.read().await?;
+        let connections = tx.connections().await?;
+        tx.commit().await?;
+        let mut out = Vec::new();
+        for connection in &connections {
+            let Some(table) = self.get(&connection.kind).and_then(|s| s.tenant_table()) else {
+                continue;
+            };
+            let tenants = match table.tenants(store, connection).await {
+                Ok(tenants) => tenants,
+                Err(e) => {
+                    tracing::warn!(connection = %connection.name, error = %e, "its tenants are not allowed to sign in: they cannot be read");
+                    continue;
+                }
+            };
+            out.extend(
+                tenants
+                    .into_iter()
+                    .filter(|t| t.customer_id.is_some())
+                    .map(|t| MappedTenant {
+                        tenant_id: t.tenant_id.to_lowercase(),
+                        tenant_name: t.name,
+                        customer_name: t.customer_name,
+                        connection_name: connection.name.clone(),
+                    }),
+            );
+        }
+        Ok(out)
     }
 
     /// The tenants of `connection` that an earlier connection (a lower id) already reads, each

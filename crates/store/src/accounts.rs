@@ -81,6 +81,9 @@ pub struct Account {
     pub updated_at: String,
     /// When it last signed in (RFC 3339); `None` before its first sign-in.
     pub last_sign_in_at: Option<String>,
+    /// The Microsoft identity it may sign in with (single sign-on): tenant id and object id.
+    pub linked_tenant_id: Option<String>,
+    pub linked_object_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,9 +125,9 @@ pub struct Grant {
     pub access: Access,
 }
 
-const ACCOUNT_COLUMNS: &str = "id, username, display_name, role, can_configure_connections, must_change_password, \
-                               disabled, created_at, updated_at, last_sign_in_at";
-const ACCOUNT_TYPES: [SqlType; 10] = [
+pub(crate) const ACCOUNT_COLUMNS: &str = "id, username, display_name, role, can_configure_connections, must_change_password, \
+                               disabled, created_at, updated_at, last_sign_in_at, linked_tenant_id, linked_object_id";
+pub(crate) const ACCOUNT_TYPES: [SqlType; 12] = [
     SqlType::Int,
     SqlType::Text,
     SqlType::Text,
@@ -135,9 +138,11 @@ const ACCOUNT_TYPES: [SqlType; 10] = [
     SqlType::Text,
     SqlType::Text,
     SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
 ];
 
-fn account_from_row(row: &[Sql]) -> Result<Account> {
+pub(crate) fn account_from_row(row: &[Sql]) -> Result<Account> {
     let corrupt = |what: &str| StoreError::Corrupt("accounts".into(), what.into());
     let text = |i: usize| row.get(i).and_then(Sql::as_text).map(str::to_owned);
     let flag = |i: usize| matches!(row.get(i), Some(Sql::Bool(true)));
@@ -153,6 +158,8 @@ fn account_from_row(row: &[Sql]) -> Result<Account> {
         created_at: text(7).unwrap_or_default(),
         updated_at: text(8).unwrap_or_default(),
         last_sign_in_at: text(9),
+        linked_tenant_id: text(10),
+        linked_object_id: text(11),
     })
 }
 
@@ -182,7 +189,7 @@ fn token_from_row(row: &[Sql]) -> Result<ApiToken> {
     })
 }
 
-fn unique_violation(e: StoreError, what: String) -> StoreError {
+pub(crate) fn unique_violation(e: StoreError, what: String) -> StoreError {
     match e {
         StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => {
             StoreError::Conflict(what)

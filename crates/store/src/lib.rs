@@ -29,6 +29,7 @@ mod overview;
 mod records;
 pub mod schema;
 mod secrets;
+mod sso;
 mod subscription_changes;
 mod sync_state;
 mod time;
@@ -55,6 +56,7 @@ pub use records::{
 };
 pub use schema::Entity;
 pub use secrets::{RotationReport, SecretRef};
+pub use sso::{AllowedTenant, DeskPerson, PendingSsoSignIn, SsoSettings, sso_secret};
 pub use subscription_changes::{ChangeStatus, NewSubscriptionChange, SubscriptionChange};
 pub use sync_state::{
     Connection, Cursor, CursorKey, InboundEntry, IntegrationError, JournalEntry, NewConnection,

@@ -108,6 +108,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0015_licence_changes.sql"),
     },
     Migration {
+        version: 16,
+        name: "single_sign_on",
+        sqlite: include_str!("../migrations/sqlite/0016_single_sign_on.sql"),
+        postgres: include_str!("../migrations/postgres/0016_single_sign_on.sql"),
+    },
+    Migration {
         version: 17,
         name: "connection_created_customers",
         sqlite: include_str!("../migrations/sqlite/0017_connection_created_customers.sql"),

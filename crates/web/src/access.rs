@@ -482,6 +482,48 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "accounts",
         "Revoke one of the caller's API tokens",
     ),
+    api(
+        "GET",
+        "/api/v1/sso",
+        Need::Admin,
+        "sso",
+        "Single sign-on: configuration (never the secret), redirect URI and allowed tenants with their origin",
+    ),
+    api(
+        "PATCH",
+        "/api/v1/sso",
+        Need::Admin,
+        "sso",
+        "Change single sign-on: enabled, client_id, client_secret (write-only), authority",
+    ),
+    api(
+        "POST",
+        "/api/v1/sso/tenants",
+        Need::Admin,
+        "sso",
+        "Allow a tenant to sign in: {\"tenant_id\": GUID, \"note\": text}",
+    ),
+    api(
+        "DELETE",
+        "/api/v1/sso/tenants/{tenant_id}",
+        Need::Admin,
+        "sso",
+        "Remove a tenant allowed by hand",
+    ),
+    api(
+        "PUT",
+        "/api/v1/accounts/{account_id}/microsoft-identity",
+        Need::Admin,
+        "accounts",
+        "Link an account to a Microsoft identity: {\"tenant_id\", \"object_id\"}",
+    ),
+    api(
+        "DELETE",
+        "/api/v1/accounts/{account_id}/microsoft-identity",
+        Need::Admin,
+        "accounts",
+        "Unlink an account's Microsoft identity",
+    ),
     // ---------------------------------------------------------------- pages
     page("GET", "/static/{file}", Need::Public, "Embedded CSS and script"),
     page("GET", "/login", Need::Public, "Sign-in form"),
@@ -669,7 +711,27 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "POST",
         "/admin/accounts",
         Need::Admin,
-        "Create an account, or act on one: action=unlock, reset, disable or enable",
+        "Create an account, or act on one: action=unlock, reset, disable, enable or link",
+    ),
+    page("GET", "/admin/sso", Need::Admin, "Single sign-on settings"),
+    page(
+        "POST",
+        "/admin/sso",
+        Need::Admin,
+        "Change single sign-on: action=settings, allow or disallow (a tenant)",
+    ),
+    // Signing in: public, as the password form is; the callback checks everything itself.
+    page(
+        "GET",
+        "/auth/sso/start",
+        Need::Public,
+        "Sign in with Microsoft (sends the browser to the identity platform)",
+    ),
+    page(
+        "GET",
+        "/auth/sso/callback",
+        Need::Public,
+        "Where the Microsoft sign-in comes back to",
     ),
 ];
 

@@ -10,7 +10,8 @@
 //! - password hashing (argon2id) and token minting ([`auth`]); the store keeps only hashes;
 //! - the OpenAPI 3 document, generated from the same route table;
 //! - starting and cancelling runs from the UI and API ([`runs`]);
-//! - receiving Partner Center's signed webhook deliveries ([`webhooks`]).
+//! - receiving Partner Center's signed webhook deliveries ([`webhooks`]);
+//! - single sign-on with Microsoft work accounts ([`sso`]).
 //!
 //! Invariants: a secret (client secret, certificate, password, token) goes in and never comes
 //! out of any page or response; every error is `{"error": {"code", "message"}}` with a stable
@@ -22,6 +23,7 @@ pub mod auth;
 mod error;
 mod openapi;
 pub mod runs;
+pub mod sso;
 mod ui;
 pub mod webhooks;
 

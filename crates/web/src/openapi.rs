@@ -142,6 +142,18 @@ fn body_schema(sources: &SourceRegistry, method: &str, path: &str) -> Option<Val
         ("POST", "/api/v1/tokens") => json!({
             "name": {"type": "string"}, "expires_in_days": {"type": "integer"}
         }),
+        ("PATCH", "/api/v1/sso") => json!({
+            "enabled": {"type": "boolean"},
+            "client_id": {"type": "string", "format": "uuid"},
+            "client_secret": {"type": "string", "writeOnly": true},
+            "authority": {"type": "string", "format": "uri"}
+        }),
+        ("POST", "/api/v1/sso/tenants") => json!({
+            "tenant_id": {"type": "string", "format": "uuid"}, "note": {"type": "string"}
+        }),
+        ("PUT", "/api/v1/accounts/{account_id}/microsoft-identity") => json!({
+            "tenant_id": {"type": "string", "format": "uuid"}, "object_id": {"type": "string", "format": "uuid"}
+        }),
         _ => return None,
     };
     Some(json!({"type": "object", "properties": props}))

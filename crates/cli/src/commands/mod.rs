@@ -20,6 +20,7 @@ pub mod run_history;
 pub mod runs;
 pub mod schedule;
 pub mod serve;
+pub mod sso;
 pub mod stop;
 pub mod subscriptions;
 pub mod sync;

@@ -224,3 +224,37 @@ store_test! {
         );
     }
 }
+
+store_test! {
+    async fn tenants_mapped_to_customers_may_sign_in_until_unmapped_or_the_connection_goes(db: &TestDb) {
+        let (emu, tenants) = partner(99, 3, 2).await;
+        let registry = sources(GraphConfig::default());
+        let connection = add_and_authorize(&db.store, &registry, &emu, "csp-sso").await;
+        let outcome = deskbridge_sync::sync(&db.store, &registry, "csp-sso", &SyncOptions::default(), &clock()).await.unwrap();
+        assert_eq!(outcome.status, "succeeded", "{:?}", outcome.errors);
+        let mapped = registry.mapped_tenants(&db.store).await.unwrap();
+        let mut ids: Vec<&str> = mapped.iter().map(|t| t.tenant_id.as_str()).collect();
+        ids.sort_unstable();
+        let mut expected: Vec<String> = tenants.iter().map(|t| t.to_lowercase()).collect();
+        expected.sort_unstable();
+        assert_eq!(ids, expected);
+        assert!(mapped.iter().all(|t| t.connection_name == "csp-sso" && t.customer_name.is_some()), "{mapped:?}");
+
+        // "Do not import" takes the tenant off the list at once.
+        let table = registry.get("csp").unwrap().tenant_table().unwrap();
+        let mut tx = db.store.read().await.unwrap();
+        let stored = tx.connection(connection.id).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        let left_out = TenantUpdate { customer: Some(TenantCustomer::DoNotImport), ..TenantUpdate::default() };
+        table.set_tenant(&db.store, &stored, &tenants[0], &left_out).await.unwrap();
+        let mapped = registry.mapped_tenants(&db.store).await.unwrap();
+        assert_eq!(mapped.len(), 2);
+        assert!(mapped.iter().all(|t| !t.tenant_id.eq_ignore_ascii_case(&tenants[0])));
+
+        // Deleting the connection takes its tenants with it.
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        tx.delete_connection(connection.id).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(registry.mapped_tenants(&db.store).await.unwrap().is_empty());
+    }
+}

@@ -409,6 +409,11 @@ pub(super) async fn test_connection(
 
 /// Where Microsoft's sign-in comes back to: this site's callback, as the browser reached it.
 pub(crate) fn callback_uri(state: &AppState, headers: &axum::http::HeaderMap) -> ApiResult<String> {
+    site_uri(state, headers, "/auth/microsoft/callback")
+}
+
+/// The address of `path` on this site, as the browser reached it (for redirect URIs).
+pub(crate) fn site_uri(state: &AppState, headers: &axum::http::HeaderMap, path: &str) -> ApiResult<String> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -416,7 +421,7 @@ pub(crate) fn callback_uri(state: &AppState, headers: &axum::http::HeaderMap) ->
             ApiError::invalid("the request has no Host header to build the sign-in return address from")
         })?;
     let scheme = if state.secure_cookies { "https" } else { "http" };
-    Ok(format!("{scheme}://{host}/auth/microsoft/callback"))
+    Ok(format!("{scheme}://{host}{path}"))
 }
 
 /// Starts an interactive sign-in for the connection: the URL to send the browser to.

@@ -19,6 +19,7 @@ mod logs;
 mod mappings;
 mod runs;
 mod schedules;
+mod sso;
 mod subscriptions;
 mod tenants;
 mod tokens;
@@ -40,7 +41,7 @@ pub(crate) use accounts::accounts_with_sign_in_state;
 pub(crate) use agent::{clear_cursors, cursor_report, run_check, take_latest_cursors};
 pub(crate) use connections::{
     Created, begin_sign_in, callback_uri, complete_sign_in, connection_view, create, delete, edit,
-    may_create, source_of, test, visible_connections,
+    may_create, site_uri, source_of, test, visible_connections,
 };
 pub(crate) use directory::{
     DIRECTORY_KINDS, DirectoryQuery, connection_customers, directory_entity, directory_page,
@@ -62,6 +63,16 @@ pub(crate) use tokens::mint_token;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/api/v1/sso", get(sso::get_sso).patch(sso::patch_sso))
+        .route("/api/v1/sso/tenants", post(sso::allow_tenant))
+        .route(
+            "/api/v1/sso/tenants/{tenant_id}",
+            axum::routing::delete(sso::disallow_tenant),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/microsoft-identity",
+            put(sso::link_identity).delete(sso::unlink_identity),
+        )
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/me", get(me))
         .route(

@@ -54,6 +54,10 @@ async fn accounts_view(
                     None => String::new(),
                 }),
                 cell(a.last_sign_in_at.as_deref().unwrap_or("never")),
+                cell(match (&a.linked_tenant_id, &a.linked_object_id) {
+                    (Some(tenant), Some(object)) => format!("{object} in tenant {tenant}"),
+                    _ => String::new(),
+                }),
                 cell(&a.created_at),
             ]
         })
@@ -148,6 +152,25 @@ async fn accounts_view(
             ],
         ));
     }
+    let all = usernames(&|_| true);
+    let link_identity = Section::titled("Link a Microsoft identity")
+        .text(
+            "With single sign-on on, an account signs in with the Microsoft work account linked to it: its \
+             tenant id and object id (Microsoft Entra admin center, Users, the person's Object ID). An agent's \
+             account is linked when the imported desk agent first signs in; link an administrator's here. \
+             Leave both empty to unlink.",
+        )
+        .form(form(
+            "link-identity",
+            "/admin/accounts",
+            "Save identity",
+            vec![
+                hidden("action", "link"),
+                choose("account_id", "Account", &all),
+                text_field("tenant_id", "Tenant id", ""),
+                text_field("object_id", "Object id", ""),
+            ],
+        ));
     Ok(page
         .section(Section::default().table(
             &[
@@ -157,6 +180,7 @@ async fn accounts_view(
                 "State",
                 "Sign-in",
                 "Last signed in",
+                "Microsoft identity",
                 "Created",
             ],
             rows,
@@ -172,6 +196,7 @@ async fn accounts_view(
             manage
         })
         .section(create)
+        .section(link_identity)
         .render())
 }
 
@@ -193,6 +218,7 @@ pub(super) async fn create_account(
         "reset" => return reset(&state, &caller, &f).await,
         "disable" => return set_disabled(&state, &caller, &f, true).await,
         "enable" => return set_disabled(&state, &caller, &f, false).await,
+        "link" => return link_identity(&state, &caller, &f).await,
         _ => {}
     }
     let role = Role::parse(field(&f, "role")).unwrap_or(Role::Agent);
@@ -322,6 +348,26 @@ async fn set_disabled(state: &AppState, caller: &Caller, f: &Fields, disabled: b
                 )
             } else {
                 format!("{} is enabled: it can sign in again.", changed.username)
+            };
+            accounts_view(state, caller, &flash, "", "").await
+        }
+        Err(e) => accounts_view(state, caller, "", &e.message, "").await,
+    }
+}
+
+async fn link_identity(state: &AppState, caller: &Caller, f: &Fields) -> UiResult {
+    let account = match chosen(state, f).await? {
+        Ok(account) => account,
+        Err(e) => return accounts_view(state, caller, "", &e, "").await,
+    };
+    let (tenant, object) = (field(f, "tenant_id").trim(), field(f, "object_id").trim());
+    let identity = (!tenant.is_empty() || !object.is_empty()).then_some((tenant, object));
+    match crate::sso::link(&state.store, account.id, identity).await {
+        Ok(linked) => {
+            tracing::info!(account = %linked.username, linked = identity.is_some(), "an administrator changed an account's Microsoft identity");
+            let flash = match identity {
+                Some(_) => format!("{} now signs in with that Microsoft identity.", linked.username),
+                None => format!("{} has no Microsoft identity any more.", linked.username),
             };
             accounts_view(state, caller, &flash, "", "").await
         }

@@ -10,7 +10,7 @@ use axum::Extension;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use deskbridge_store::{SignInSubject, WriteContext};
+use deskbridge_store::{Account, SignInSubject, WriteContext};
 
 use super::html::{Field, Nav, PageT, Section, form, hidden, password_field, text_field};
 use super::{UiResult, field, parse_form, see_other};
@@ -18,16 +18,38 @@ use crate::AppState;
 use crate::auth::{self, LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_HOURS};
 use crate::error::ApiError;
 
-fn login_page(next: &str, csrf: &str, error: &str, secure: bool) -> Response {
+/// How the sign-in page is shown: cookies marked `Secure`, and whether single sign-on is offered.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct View {
+    pub(super) secure: bool,
+    pub(super) sso: bool,
+}
+
+impl View {
+    pub(super) async fn of(state: &AppState) -> Self {
+        Self {
+            secure: state.secure_cookies,
+            sso: crate::sso::enabled(&state.store).await,
+        }
+    }
+}
+
+pub(super) fn login_page(next: &str, csrf: &str, error: &str, view: View) -> Response {
     let status = if error.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::UNAUTHORIZED
     };
-    login_page_with(next, csrf, error, secure, status)
+    login_page_with(next, csrf, error, view, status)
 }
 
-fn login_page_with(next: &str, csrf: &str, error: &str, secure: bool, status: StatusCode) -> Response {
+pub(super) fn login_page_with(
+    next: &str,
+    csrf: &str,
+    error: &str,
+    view: View,
+    status: StatusCode,
+) -> Response {
     let nav = Nav {
         csrf: csrf.to_owned(),
         ..Nav::default()
@@ -49,6 +71,13 @@ fn login_page_with(next: &str, csrf: &str, error: &str, secure: bool, status: St
         ],
     );
     sign_in.class = "narrow";
+    let mut section = Section::default().form(sign_in);
+    if view.sso {
+        section = section.link(
+            "Sign in with Microsoft",
+            super::with_query(crate::sso::START_PATH, &[("next", next.to_owned())]),
+        );
+    }
     let page = PageT {
         title: "Sign in".into(),
         heading: String::new(),
@@ -56,10 +85,10 @@ fn login_page_with(next: &str, csrf: &str, error: &str, secure: bool, status: St
         tabs: Vec::new(),
         flash: String::new(),
         error: error.into(),
-        sections: vec![Section::default().form(sign_in)],
+        sections: vec![section],
         run_id: String::new(),
     };
-    let cookie = auth::set_cookie(LOGIN_CSRF_COOKIE, csrf, 3600, secure);
+    let cookie = auth::set_cookie(LOGIN_CSRF_COOKIE, csrf, 3600, view.secure);
     match page.render() {
         Ok(html) => (status, [(header::SET_COOKIE, cookie)], Html(html)).into_response(),
         Err(e) => ApiError::internal(format!("page rendering: {e}")).into_response(),
@@ -69,7 +98,7 @@ fn login_page_with(next: &str, csrf: &str, error: &str, secure: bool, status: St
 /// Only paths on this site may be gone to after signing in: a relative path starting with one
 /// `/`, without backslashes (browsers read `/\host` as `//host`) or control characters (a tab
 /// or newline inside `//` is dropped by browsers, and would split a header), and not too long.
-fn safe_next(next: &str) -> &str {
+pub(super) fn safe_next(next: &str) -> &str {
     let ok = next.starts_with('/')
         && !next.starts_with("//")
         && next.len() <= 2048
@@ -106,9 +135,9 @@ fn blocked_page(
     csrf: &str,
     error: &ApiError,
     wait: jiff::SignedDuration,
-    secure: bool,
+    view: View,
 ) -> Response {
-    let mut page = login_page_with(next, csrf, &error.message, secure, StatusCode::TOO_MANY_REQUESTS);
+    let mut page = login_page_with(next, csrf, &error.message, view, StatusCode::TOO_MANY_REQUESTS);
     if let Ok(v) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
         page.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -116,13 +145,9 @@ fn blocked_page(
 }
 
 pub(super) async fn login_form(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let view = View::of(&state).await;
     let q = parse_form(query.as_deref().unwrap_or("").as_bytes());
-    login_page(
-        safe_next(field(&q, "next")),
-        &auth::random_token(24),
-        "",
-        state.secure_cookies,
-    )
+    login_page(safe_next(field(&q, "next")), &auth::random_token(24), "", view)
 }
 
 pub(super) async fn login(
@@ -131,6 +156,7 @@ pub(super) async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> UiResult {
+    let view = View::of(&state).await;
     let form = parse_form(&body);
     let next = safe_next(field(&form, "next")).to_owned();
     // Double-submit: the form's token must equal the cookie set with the form.
@@ -146,7 +172,7 @@ pub(super) async fn login(
             &next,
             &fresh,
             "The sign-in form expired or did not come from this site. Please try again.",
-            state.secure_cookies,
+            view,
         ));
     }
     let username = field(&form, "username").trim();
@@ -183,7 +209,7 @@ pub(super) async fn login(
             &fresh,
             &auth::blocked_error(subject, wait),
             wait,
-            state.secure_cookies,
+            view,
         ));
     }
     // One argon2 verification whatever the case: unknown, disabled or active account, so the time
@@ -201,7 +227,7 @@ pub(super) async fn login(
             &next,
             &fresh,
             "This account is disabled. Ask an administrator to enable it again.",
-            state.secure_cookies,
+            view,
             StatusCode::FORBIDDEN,
         ));
     }
@@ -233,25 +259,26 @@ pub(super) async fn login(
                     message: text,
                     ..error
                 };
-                return Ok(blocked_page(&next, &fresh, &error, wait, state.secure_cookies));
+                return Ok(blocked_page(&next, &fresh, &error, wait, view));
             }
-            return Ok(login_page(
-                &next,
-                &fresh,
-                "Wrong username or password.",
-                state.secure_cookies,
-            ));
+            return Ok(login_page(&next, &fresh, "Wrong username or password.", view));
         }
     };
     let mut tx = state.store.begin(WriteContext::manual()).await?;
     tx.clear_sign_in_failures(SignInSubject::Account, &account_key)
         .await?;
-    tx.record_sign_in(account.id).await?;
     tx.commit().await?;
+    signed_in(&state, &account, next).await
+}
+
+/// Opens a session for `account` (a password or a single sign-on checked it) and goes to
+/// `next`, or to the account page while it must choose a password.
+pub(super) async fn signed_in(state: &AppState, account: &Account, next: String) -> UiResult {
     let token = auth::random_token(32);
     let csrf = auth::random_token(32);
     let expires = state.clock.now() + jiff::SignedDuration::from_hours(SESSION_HOURS);
     let mut tx = state.store.begin(WriteContext::manual()).await?;
+    tx.record_sign_in(account.id).await?;
     tx.delete_expired_sessions().await?;
     tx.create_session(account.id, &auth::token_hash(&token), &csrf, expires)
         .await?;
@@ -266,6 +293,7 @@ pub(super) async fn login(
     for value in [
         auth::set_cookie(SESSION_COOKIE, &token, SESSION_HOURS * 3600, state.secure_cookies),
         auth::set_cookie(LOGIN_CSRF_COOKIE, "", 0, state.secure_cookies),
+        auth::set_cookie(crate::sso::STATE_COOKIE, "", 0, state.secure_cookies),
     ] {
         if let Ok(v) = header::HeaderValue::from_str(&value) {
             headers.append(header::SET_COOKIE, v);

@@ -25,6 +25,7 @@ mod mappings;
 mod runs;
 mod settings;
 mod settings_form;
+mod sso;
 mod table_mappings;
 mod tenants;
 mod user;
@@ -129,6 +130,9 @@ pub fn routes() -> Router<AppState> {
             "/admin/settings",
             get(settings::settings).post(settings::save_settings),
         )
+        .route("/admin/sso", get(sso::sso_page).post(sso::save_sso))
+        .route("/auth/sso/start", get(sso::start))
+        .route("/auth/sso/callback", get(sso::callback))
 }
 
 // ---------------------------------------------------------------------- errors as pages
