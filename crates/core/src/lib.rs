@@ -12,8 +12,10 @@ mod clock;
 pub mod csv;
 pub mod error_code;
 mod ids;
+mod json;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error_code::{ErrorCode, ErrorKind, HasErrorCode, exit};
 pub use ids::{ConnectionId, RecordId, RunId};
+pub use json::json_kind;
 pub mod redact;

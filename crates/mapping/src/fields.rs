@@ -458,15 +458,11 @@ use FieldKind as Kind;
 /// "received text "false", expected a boolean (true or false)": the JSON type that came and
 /// the one the field takes, so a person can tell a wrong type from a wrong value.
 fn received(value: &Value, expected: &str) -> String {
-    let kind = match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    };
-    format!("received {kind} {}, expected {expected}", short(value))
+    format!(
+        "received {} {}, expected {expected}",
+        deskbridge_core::json_kind(value),
+        short(value)
+    )
 }
 
 fn short(value: &Value) -> String {

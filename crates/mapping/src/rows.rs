@@ -243,17 +243,6 @@ pub fn fits(ty: &str, value: &Value) -> bool {
     }
 }
 
-fn describe(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// What a page needs loaded from the desk: the rows of these source ids, per desk table.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RowLookups {
@@ -536,7 +525,7 @@ fn mapped(
             return Err(format!(
                 "{} is {} ({value}), which does not fit desk column {}.{} of type {ty}",
                 field.source,
-                describe(&value),
+                deskbridge_core::json_kind(&value),
                 mapping.desk_table,
                 field.target
             ));
@@ -682,9 +671,7 @@ mod tests {
         assert_eq!(plan.errors.len(), 1);
         assert_eq!(plan.errors[0].external_id, "contracts/b");
         assert!(
-            plan.errors[0]
-                .message
-                .contains("cr7a1_seats is a text (\"five\")"),
+            plan.errors[0].message.contains("cr7a1_seats is text (\"five\")"),
             "{}",
             plan.errors[0].message
         );

@@ -370,17 +370,6 @@ fn resolve<'a>(spec: &EntitySpec, field: &'a str) -> Result<Target<'a>> {
     })
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn invalid(spec: &EntitySpec, field: &str, message: String) -> StoreError {
     StoreError::InvalidValue {
         entity: spec.name,
@@ -395,7 +384,7 @@ fn canonical(spec: &EntitySpec, field: &str, ty: ColumnType, value: &Value) -> R
         invalid(
             spec,
             field,
-            format!("expected {expected}, got {}", type_name(value)),
+            format!("expected {expected}, got {}", deskbridge_core::json_kind(value)),
         )
     };
     Ok(match (ty, value) {
@@ -529,7 +518,7 @@ fn canonical_link(spec: &EntitySpec, link: &Link, value: &Value) -> Result<Value
             return Err(invalid(
                 spec,
                 link.field,
-                format!("expected a list, got {}", type_name(other)),
+                format!("expected a list, got {}", deskbridge_core::json_kind(other)),
             ));
         }
     };
@@ -1577,7 +1566,7 @@ fn check_custom_value(spec: &EntitySpec, field: &str, def: &CustomField, value: 
         invalid(
             spec,
             field,
-            format!("expected {expected}, got {}", type_name(value)),
+            format!("expected {expected}, got {}", deskbridge_core::json_kind(value)),
         )
     };
     let option = |v: &str| {

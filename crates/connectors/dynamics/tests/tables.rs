@@ -191,7 +191,7 @@ store_test! {
         assert_eq!(outcome.errors.len(), 1, "{:?}", outcome.errors);
         let error = &outcome.errors[0];
         assert_eq!(error.external_id.as_deref(), Some(format!("contracts/{wrong}").as_str()));
-        assert!(error.message.contains("cr7a1_seats is a text (\"many\")"), "{error:?}");
+        assert!(error.message.contains("cr7a1_seats is text (\"many\")"), "{error:?}");
         assert!(error.message.contains("contracts.seats of type number"), "{error:?}");
 
         let imported = rows(&db.store).await;

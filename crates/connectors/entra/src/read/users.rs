@@ -157,15 +157,7 @@ fn longest_text(value: &Value) -> Option<usize> {
 
 /// A value's type for messages (never the value itself: it may be huge or personal).
 fn describe(value: Option<&Value>) -> &'static str {
-    match value {
-        None => "nothing",
-        Some(Value::Null) => "null",
-        Some(Value::Bool(_)) => "a boolean",
-        Some(Value::Number(_)) => "a number",
-        Some(Value::String(_)) => "text",
-        Some(Value::Array(_)) => "a list",
-        Some(Value::Object(_)) => "an object",
-    }
+    value.map_or("nothing", deskbridge_core::json_kind)
 }
 
 pub(super) fn source_user(mut properties: Map<String, Value>) -> Result<SourceUser, RejectedUser> {
