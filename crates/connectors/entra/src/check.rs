@@ -50,7 +50,8 @@ const READ_USERS: Requirement = Requirement {
 };
 const READ_GROUPS: Requirement = Requirement {
     feature: "groups and memberships",
-    name: "GroupMember.Read.All",
+    // The guide's name; GroupMember.Read.All (narrower) is accepted as well.
+    name: "Group.Read.All",
     accepted: &[
         "GroupMember.Read.All",
         "GroupMember.ReadWrite.All",
