@@ -7,15 +7,13 @@
 //! tenant or deleting its connection stops it at once); starting a sign-in; and finishing one:
 //! the state must be the one this browser started (cookie) and is used once, the code is
 //! redeemed with the verifier and the secret at the configured authority only, the id token is
-//! verified ([`deskbridge_msauth::oidc`]), its tenant must be allowed, and the (tenant, object
+//! verified ([`deskbridge_connectors::sign_in`]), its tenant must be allowed, and the (tenant, object
 //! id) must be an account's linked identity or an active imported desk agent. An agent signing
 //! in for the first time gets a *disabled* Agent account with no grants, which an administrator
 //! enables: an identity never gives itself access. SSO never creates an administrator.
 
 use axum::http::HeaderMap;
-use deskbridge_core::HasErrorCode as _;
-use deskbridge_msauth::oidc::{self, Expected, IdTokenClaims, SigningKeys};
-use deskbridge_msauth::{AppCredentials, Authority, ClientCredential, SecretString, TokenClient};
+use deskbridge_connectors::sign_in::{self, IdTokenClaims, SignInError, SignInFinish};
 use deskbridge_source::settings::is_guid;
 use deskbridge_store::{
     Account, AllowedTenant, NewAccount, PendingSsoSignIn, Role, SsoSettings, Store, WriteContext, sso_secret,
@@ -75,7 +73,7 @@ fn default_settings() -> SsoSettings {
     SsoSettings {
         enabled: false,
         client_id: String::new(),
-        authority: deskbridge_msauth::PUBLIC_CLOUD_AUTHORITY.to_owned(),
+        authority: sign_in::PUBLIC_CLOUD_AUTHORITY.to_owned(),
         updated_at: String::new(),
     }
 }
@@ -104,14 +102,27 @@ pub async fn enabled(store: &Store) -> bool {
 }
 
 /// The authority, checked against the instance's endpoint policy: the client secret goes to it.
-fn authority_of(state: &AppState, authority: &str) -> Result<Authority, ApiError> {
-    let parsed = Authority::new(authority).map_err(|e| ApiError::invalid(e.to_string()))?;
+fn authority_of(state: &AppState, authority: &str) -> Result<String, ApiError> {
+    let parsed = sign_in::authority(authority).map_err(|e| ApiError::invalid(e.to_string()))?;
     state
         .sources
         .endpoint_policy()
-        .check(parsed.as_str())
+        .check(&parsed)
         .map_err(|why| ApiError::invalid(format!("the single sign-on authority is refused: {why}")))?;
     Ok(parsed)
+}
+
+/// A failed sign-in as the API says it; Microsoft's failures are logged too.
+fn sign_in_failed(e: SignInError) -> ApiError {
+    match e {
+        SignInError::Invalid { code, message } => ApiError::new(code, message),
+        SignInError::Upstream { code, message } => {
+            let error = ApiError::new(code, message);
+            tracing::warn!(reason = %error.message, "a single sign-on failed");
+            error
+        }
+        SignInError::Refused(message) => refused(message),
+    }
 }
 
 /// Every allowed tenant: those added by hand, then those connections map to desk customers.
@@ -282,21 +293,19 @@ pub async fn begin(state: &AppState, headers: &HeaderMap, next: &str) -> Result<
     }
     let authority = authority_of(state, &settings.authority)?;
     let redirect_uri = callback_uri(state, headers)?;
-    let sign_in = oidc::sign_in_request(&authority, &settings.client_id, &redirect_uri)
-        .map_err(|e| ApiError::new(e.error_code(), e.to_string()))?;
+    let started = sign_in::start(&authority, &settings.client_id, &redirect_uri).map_err(sign_in_failed)?;
     let expires_at = state.clock.now() + jiff::SignedDuration::from_mins(SIGN_IN_MINUTES);
     let pending = PendingSsoSignIn {
-        nonce: sign_in.nonce,
-        code_verifier: deskbridge_msauth::ExposeSecret::expose_secret(&sign_in.authorization.code_verifier)
-            .to_owned(),
+        nonce: started.nonce,
+        code_verifier: started.code_verifier,
         next: next.to_owned(),
         expires_at,
     };
     let mut tx = state.store.begin(WriteContext::manual()).await?;
-    tx.start_sso_sign_in(&auth::token_hash(&sign_in.authorization.state), &pending)
+    tx.start_sso_sign_in(&auth::token_hash(&started.state), &pending)
         .await?;
     tx.commit().await?;
-    Ok((sign_in.authorization.url.to_string(), sign_in.authorization.state))
+    Ok((started.url, started.state))
 }
 
 fn off() -> ApiError {
@@ -381,43 +390,21 @@ async fn verified_claims(
     code: &str,
 ) -> Result<IdTokenClaims, ApiError> {
     let authority = authority_of(state, &settings.authority)?;
-    let http = deskbridge_source::http_client("single sign-on").map_err(ApiError::from)?;
-    let upstream = |e: deskbridge_msauth::AuthError| {
-        let error = ApiError::new(e.error_code(), format!("the sign-in could not be completed: {e}"));
-        tracing::warn!(reason = %error.message, "a single sign-on failed");
-        error
-    };
-    let client = TokenClient::new(http.clone(), authority.clone(), state.clock.clone());
-    let app = AppCredentials {
-        client_id: settings.client_id.clone(),
-        credential: Some(ClientCredential::Secret(SecretString::from(secret.to_owned()))),
-    };
-    let tokens = client
-        .redeem_code(
-            oidc::ORGANIZATIONS,
-            &app,
-            &SecretString::from(code.to_owned()),
-            &callback_uri(state, headers)?,
-            &SecretString::from(pending.code_verifier.clone()),
-            oidc::SIGN_IN_SCOPES,
-        )
-        .await
-        .map_err(upstream)?;
-    let id_token = tokens.id_token.ok_or_else(|| {
-        refused("Microsoft answered without an id token: the sign-in cannot say who you are")
-    })?;
-    let keys = SigningKeys::fetch(&http, &authority).await.map_err(upstream)?;
-    oidc::verify_id_token(
-        deskbridge_msauth::ExposeSecret::expose_secret(&id_token),
-        &keys,
-        &Expected {
+    let redirect_uri = callback_uri(state, headers)?;
+    sign_in::finish(
+        &SignInFinish {
             authority: &authority,
             client_id: &settings.client_id,
+            client_secret: secret,
+            redirect_uri: &redirect_uri,
+            code,
+            code_verifier: &pending.code_verifier,
             nonce: &pending.nonce,
-            now: state.clock.now(),
         },
+        &state.clock,
     )
-    .map_err(|e| refused(format!("the sign-in was refused: {e}")))
+    .await
+    .map_err(sign_in_failed)
 }
 
 /// The account of a verified identity: the account linked to it, or, for an active imported

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+pub mod sign_in;
+
 use deskbridge_source::SourceRegistry;
 
 /// Every connector, with its default settings.
