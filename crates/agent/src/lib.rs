@@ -32,7 +32,7 @@ pub use worker::{JobReport, Worker, WorkerConfig};
 /// Errors of the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("store: {0}")]
+    #[error("{0}")]
     Store(#[from] deskbridge_store::StoreError),
     #[error(transparent)]
     Schedule(#[from] schedule::ScheduleError),

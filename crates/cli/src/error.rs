@@ -35,6 +35,39 @@ impl HasErrorCode for CliError {
     }
 }
 
+/// The error and its causes as one line, each said once: a cause whose words the line already
+/// holds (an error that quotes its source) is not repeated. The database's own words (SQL,
+/// constraints, driver text) are for the log, not the line.
+pub fn said_once(e: &anyhow::Error) -> String {
+    const DATABASE: &str =
+        "the database could not complete the request (DESKBRIDGE_LOG=debug shows the database's own message)";
+    let raw_database: Vec<String> = e
+        .chain()
+        .filter_map(
+            |cause| match cause.downcast_ref::<deskbridge_store::StoreError>() {
+                Some(db @ deskbridge_store::StoreError::Database(_)) => Some(db.to_string()),
+                _ => None,
+            },
+        )
+        .collect();
+    let mut line = String::new();
+    for cause in e.chain() {
+        let mut text = cause.to_string();
+        for raw in &raw_database {
+            text = text.replace(raw.as_str(), DATABASE);
+        }
+        let text = text.trim();
+        if text.is_empty() || line.contains(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    line
+}
+
 /// The catalogue code of a failed command: the outermost error in the chain that has one.
 pub fn error_code_of(e: &anyhow::Error) -> Option<ErrorCode> {
     e.chain().find_map(code_of)
@@ -86,5 +119,15 @@ mod tests {
         });
         assert_eq!(exit_status(&e), 3);
         assert_eq!(exit_status(&anyhow::anyhow!("something unclassified")), 1);
+    }
+
+    #[test]
+    fn a_cause_the_line_already_holds_is_not_said_again() {
+        let conflict =
+            deskbridge_store::StoreError::Conflict("a connection named \"x\" already exists".into());
+        let e = anyhow::Error::new(deskbridge_source::SyncError::Store(conflict));
+        assert_eq!(said_once(&e), "a connection named \"x\" already exists");
+        let e = anyhow::anyhow!("cannot read m.json").context("mappings of \"x\"");
+        assert_eq!(said_once(&e), "mappings of \"x\": cannot read m.json");
     }
 }

@@ -180,7 +180,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::debug!(error = ?e, code = ?error::error_code_of(&e), "command failed");
-            eprintln!("error: {e:#}");
+            output::say_err(&format!("error: {}", error::said_once(&e)));
             // Statuses are 0..=125 by construction; anything else still fails.
             ExitCode::from(u8::try_from(error::exit_status(&e)).unwrap_or(1))
         }

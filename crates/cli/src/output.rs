@@ -13,6 +13,15 @@ pub fn say(text: &str) {
     let _ = out.flush();
 }
 
+/// Prints a line on standard error, ignoring a closed stream (see [`say`]): errors and their
+/// remedies go there, so that standard output stays the result.
+pub fn say_err(text: &str) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+    let _ = err.flush();
+}
+
 /// Prints without a line break, ignoring a closed pipe (see [`say`]).
 pub fn put(text: &str) {
     use std::io::Write as _;

@@ -115,6 +115,49 @@ async fn add_check_and_remove(data: &Path, db: Option<&str>) {
     );
     assert_eq!(customers(data, db), ["alpha"]);
 
+    // A taken name is said once, in the store's words, with nothing else added.
+    let taken = add(data, db, &emu, "alpha", 1, &secret, &[]);
+    assert!(!taken.status.success());
+    let said = String::from_utf8_lossy(&taken.stderr);
+    assert_eq!(said.matches("already exists").count(), 1, "said once: {said}");
+    assert!(!said.contains("store:"), "{said}");
+
+    // A sync that cannot reach Microsoft says the cause once, in words, with the right remedy.
+    let unreachable = deskbridge(data, db)
+        .args(["connection", "add", "entra", "--name", "offline", "--tenant-id"])
+        .arg(&emu.summary().tenants[1].id)
+        .args(["--client-id", "00000000-0000-0000-0000-000000000001"])
+        .args(["--client-secret-env", "SETUP_TEST_SECRET", "--customer", "alpha"])
+        .args([
+            "--authority-host",
+            "http://127.0.0.1:9",
+            "--graph-url",
+            "http://127.0.0.1:9/v1.0",
+        ])
+        .env("SETUP_TEST_SECRET", &secret)
+        .output()
+        .unwrap();
+    run_ok_output(&unreachable);
+    let failed = deskbridge(data, db)
+        .args(["sync", "--connection", "offline"])
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let out = format!("{}{}", stdout(&failed), String::from_utf8_lossy(&failed.stderr));
+    assert_eq!(
+        out.matches("connection was refused").count(),
+        1,
+        "said once: {out}"
+    );
+    assert!(out.contains("[upstream_unavailable]"), "{out}");
+    assert!(
+        out.contains("reaches the connection's identity platform host"),
+        "{out}"
+    );
+    assert!(!out.contains("error sending request"), "{out}");
+    assert!(!out.contains("Check the connection's credentials"), "{out}");
+    run_ok(deskbridge(data, db).args(["connection", "remove", "--name", "offline"]));
+
     // A delegated connection cannot be checked before it is authorised: saved, and said so.
     let delegated = add(data, db, &emu, "gamma", 1, &secret, &["--check", "--delegated"]);
     let text = run_ok_output(&delegated);

@@ -80,10 +80,46 @@ async fn mappings_round_trip_and_invalid_ones_are_refused() {
         "--file",
         file.to_str().unwrap(),
     ]);
+    let said = String::from_utf8_lossy(&malformed.stderr);
     assert!(
-        String::from_utf8_lossy(&malformed.stderr).contains("user_fields"),
-        "the JSON path is named"
+        said.contains("at user_fields (line 1): expected a list, found text \"not a list\""),
+        "the JSON path and the kinds are named in plain words: {said}"
     );
+
+    // A wrong kind deeper down, and text that is not JSON: plain words, no parser type names.
+    let mut wrong_kind = mapping.clone();
+    wrong_kind["circuit_breaker"]["floor"] = json!("ten");
+    std::fs::write(&file, serde_json::to_string_pretty(&wrong_kind).unwrap()).unwrap();
+    let out = run(&[
+        "mappings",
+        "set",
+        "--connection",
+        "c",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("at circuit_breaker.floor (line ")
+            && said.contains("expected a whole number (0 or more), found text \"ten\""),
+        "{said}"
+    );
+    assert!(!said.contains("u32") && !said.contains("invalid type"), "{said}");
+    std::fs::write(&file, r#"{"version": 1,,}"#).unwrap();
+    let out = run(&[
+        "mappings",
+        "set",
+        "--connection",
+        "c",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("the JSON is not well-formed at line 1: an object's key must be text in quotes"),
+        "{said}"
+    );
+    assert_eq!(said.matches("error:").count(), 1, "said once: {said}");
 
     // Field mappings are typed and checked when saved: a type mismatch, an unknown desk field
     // and a field mapped twice are each refused with a message naming the mapping.

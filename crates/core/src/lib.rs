@@ -13,9 +13,11 @@ pub mod csv;
 pub mod error_code;
 mod ids;
 mod json;
+mod transport;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error_code::{ErrorCode, ErrorKind, HasErrorCode, exit};
 pub use ids::{ConnectionId, RecordId, RunId};
-pub use json::json_kind;
+pub use json::{JsonProblem, json_from_value, json_kind, parse_json, plain_words};
+pub use transport::transport_words;
 pub mod redact;

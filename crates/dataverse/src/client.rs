@@ -576,7 +576,7 @@ impl ChangePager {
 
 /// A transport error's text; reqwest quotes the URL, redacted with the shared rules.
 fn transport_reason(error: &reqwest::Error) -> String {
-    deskbridge_core::redact::text(&error.to_string())
+    deskbridge_core::transport_words(error)
 }
 
 #[cfg(test)]
@@ -607,6 +607,7 @@ mod redaction_tests {
                 assert!(!text.contains(secret), "{text}");
             }
         }
-        assert!(transport.contains("$select=fullname"), "{transport}");
+        // The cause in words, not the client's layers with the URL again.
+        assert!(transport.contains("the connection was refused"), "{transport}");
     }
 }

@@ -200,14 +200,7 @@ fn form_encode(value: &str) -> String {
 
 /// reqwest's messages name the URL but never the body, so they are safe to show.
 fn describe_transport_error(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    deskbridge_core::redact::text(&text)
+    deskbridge_core::transport_words(error)
 }
 
 fn parse_success(url: &str, body: &[u8], sent_at: Timestamp) -> Result<TokenResponse, AuthError> {

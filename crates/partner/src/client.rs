@@ -777,7 +777,7 @@ fn retry_after(headers: &HeaderMap, clock: &SharedClock) -> Option<Duration> {
 
 /// A transport error's text; reqwest quotes the URL, redacted with the shared rules.
 fn transport_reason(error: &reqwest::Error) -> String {
-    deskbridge_core::redact::text(&error.to_string())
+    deskbridge_core::transport_words(error)
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub enum SyncError {
     Conflict(String),
     #[error("the mapping configuration is invalid: {0}")]
     InvalidMappings(String),
-    #[error("store: {0}")]
+    #[error("{0}")]
     Store(#[from] deskbridge_store::StoreError),
     /// Microsoft (or the way to it) failed.
     #[error("{message}")]

@@ -278,7 +278,8 @@ pub(crate) async fn sync_with(
     // taken (a CSP tenant found now is imported now). A failure here is met again by the read,
     // which records it against the run.
     if let Err(e) = source.prepare(&cx).await {
-        tracing::warn!(connection = name, error = %e, "the connection could not be brought up to date before the run");
+        // Debug, not warn: the read meets the same failure and the run says it, once.
+        tracing::debug!(connection = name, error = %e, "the connection could not be brought up to date before the run");
     }
     let connection = source.connection().clone();
     if !connection

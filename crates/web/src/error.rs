@@ -111,7 +111,23 @@ impl ApiError {
     }
 
     fn from_store(e: &StoreError) -> Self {
-        let out = Self::new(e.error_code(), e.to_string());
+        // The database's own words (SQL, constraint and driver text) go to the server's log,
+        // not to the client: they say nothing a caller can act on, and name the schema.
+        let hidden = match e {
+            StoreError::Database(_) | StoreError::Migration { .. } => Some((
+                "the database could not complete the request",
+                "Try again; if it fails again, the server's log has the database's own message.",
+            )),
+            StoreError::Connect { .. } => Some((
+                "the database cannot be reached",
+                "Check that the database is running and reachable; the server's log has the details.",
+            )),
+            _ => None,
+        };
+        let out = match hidden {
+            Some((message, remedy)) => Self::new(e.error_code(), message).with_remedy(remedy),
+            None => Self::new(e.error_code(), e.to_string()),
+        };
         if out.status().is_server_error() {
             tracing::error!(error = %e, "store error answering a request");
         }

@@ -55,12 +55,8 @@ pub async fn run(global: &GlobalArgs, command: MappingsCommand) -> anyhow::Resul
             } => {
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("cannot read {}", file.display()))?;
-                let mut de = serde_json::Deserializer::from_str(&text);
-                let mapping: MappingConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-                    CliError::new(
-                        ErrorCode::InvalidInput,
-                        format!("{} at {}: {}", file.display(), e.path(), e.inner()),
-                    )
+                let mapping: MappingConfig = deskbridge_core::parse_json(text.as_bytes()).map_err(|e| {
+                    CliError::new(ErrorCode::InvalidInput, format!("{}: {e}", file.display()))
                 })?;
                 let clock: SharedClock = Arc::new(SystemClock);
                 let registry = global.registry();

@@ -95,16 +95,17 @@ pub async fn run(global: &GlobalArgs, args: SyncArgs) -> anyhow::Result<()> {
         print_outcome(&outcome);
     }
     if matches!(outcome.status.as_str(), "failed") {
-        anyhow::bail!(CliError::new(
-            ErrorCode::RunFailed,
-            format!(
-                "the sync failed: {}",
-                outcome
-                    .errors
-                    .first()
-                    .map_or("see the run's errors", |e| e.message.as_str())
-            )
-        ));
+        let run = outcome
+            .run_id
+            .map(|id| format!(" (run {id})"))
+            .unwrap_or_default();
+        // The text output has just said the errors with their remedies: they are not said again.
+        let message = match (args.json, outcome.errors.first()) {
+            (true, Some(first)) => format!("the sync failed{run}: {}", first.message),
+            (false, Some(_)) => format!("the sync failed{run}, for the error(s) above"),
+            (_, None) => format!("the sync failed{run}; `deskbridge runs list` lists it with its notes"),
+        };
+        anyhow::bail!(CliError::new(ErrorCode::RunFailed, message));
     }
     Ok(())
 }
@@ -285,7 +286,12 @@ pub fn print_outcome(outcome: &SyncOutcome) {
     crate::output::outln!(
         "{} ({}): created {}, updated {}, deactivated {}, unchanged {}, conflicts {}, errors {}{}",
         outcome.status,
-        outcome.mode,
+        // A run that failed before its first read has no mode: say so rather than "none".
+        if outcome.mode.as_str() == "none" {
+            "nothing read"
+        } else {
+            outcome.mode.as_str()
+        },
         c.created,
         c.updated,
         c.deactivated,
@@ -300,13 +306,14 @@ pub fn print_outcome(outcome: &SyncOutcome) {
     for note in &outcome.notes {
         crate::output::outln!("note: {note}");
     }
+    // The run's errors, each once with its remedy, on standard error.
     for e in &outcome.errors {
-        crate::output::outln!(
+        crate::output::say_err(&format!(
             "error [{}] {}{}",
             e.code,
             e.message,
             e.remedy.as_ref().map(|r| format!(" — {r}")).unwrap_or_default()
-        );
+        ));
     }
 }
 

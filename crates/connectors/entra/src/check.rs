@@ -85,6 +85,32 @@ const READ_SIGN_INS: Requirement = Requirement {
     accepted: &["AuditLog.Read.All"],
 };
 
+/// The permission (and what it is for) a Graph call needs, from the call's method and URL as a
+/// Graph error records it: what a 403 names, as `check` would.
+pub(crate) fn permission_for_request(request: &str) -> Option<(&'static str, &'static str)> {
+    let url = request.to_ascii_lowercase();
+    let path = url.split('?').next().unwrap_or(&url);
+    let requirement = if url.contains("signinactivity") {
+        &READ_SIGN_INS
+    } else if path.ends_with("/assignlicense") {
+        return Some((
+            crate::licences::LICENCE_WRITE_PERMISSION,
+            "licence changes from the desk",
+        ));
+    } else if path.contains("/devicemanagement/") {
+        &READ_DEVICES
+    } else if path.contains("/subscribedskus") || path.contains("/organization") {
+        &READ_ORG
+    } else if path.contains("/groups") || path.contains("/memberof") || path.contains("/transitivememberof") {
+        &READ_GROUPS
+    } else if path.contains("/users") {
+        &READ_USERS
+    } else {
+        return None;
+    };
+    Some((requirement.name, requirement.feature))
+}
+
 /// A point for a permission the connection works without: passed either way, saying what it
 /// enables when it is missing.
 fn optional_permission(token: &str, permission: &Requirement) -> CheckPoint {
@@ -670,6 +696,51 @@ async fn mappings_and_delta(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_call_names_the_permission_it_needs() {
+        let cases = [
+            (
+                "GET https://graph.microsoft.com/v1.0/users/delta?$select=id,displayName",
+                "User.Read.All",
+            ),
+            (
+                "GET https://graph.microsoft.com/v1.0/users?$select=id,signInActivity",
+                "AuditLog.Read.All",
+            ),
+            (
+                "GET https://graph.microsoft.com/v1.0/groups/delta",
+                "Group.Read.All",
+            ),
+            (
+                "GET https://graph.microsoft.com/v1.0/users/abc/memberOf",
+                "Group.Read.All",
+            ),
+            (
+                "GET https://graph.microsoft.com/v1.0/subscribedSkus",
+                "Organization.Read.All",
+            ),
+            (
+                "GET https://graph.microsoft.com/v1.0/deviceManagement/managedDevices",
+                "DeviceManagementManagedDevices.Read.All",
+            ),
+            (
+                "POST https://graph.microsoft.com/v1.0/users/abc/assignLicense",
+                "LicenseAssignment.ReadWrite.All",
+            ),
+        ];
+        for (request, permission) in cases {
+            assert_eq!(
+                permission_for_request(request).map(|(name, _)| name),
+                Some(permission),
+                "{request}"
+            );
+        }
+        assert_eq!(
+            permission_for_request("GET https://graph.microsoft.com/v1.0/me"),
+            None
+        );
+    }
 
     #[test]
     fn permissions_come_from_roles_or_scp() {

@@ -358,3 +358,54 @@ async fn a_delegated_connection_is_checked_with_its_signed_in_token() {
     );
     s.emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_sync_refused_by_graph_names_the_missing_permission_as_the_check_does() {
+    let s = setup().await;
+    let db = deskbridge_testkit::sqlite().await;
+    let app = s.app("single_tenant");
+    s.add(
+        &db,
+        &app.home_tenant_id,
+        &app.client_id,
+        &app.secrets[0].value,
+        None,
+        false,
+    )
+    .await;
+    let client_id = app.client_id.clone();
+    s.emu.with_world_mut(|w| {
+        for app in w.apps.iter_mut().filter(|a| a.client_id == client_id) {
+            app.application_permissions
+                .retain(|p| !matches!(p.as_str(), "User.Read.All" | "Directory.Read.All"));
+        }
+    });
+    let clock: SharedClock = Arc::new(SystemClock);
+    let outcome = deskbridge_sync::sync(
+        &db.store,
+        &sources(),
+        "c",
+        &deskbridge_sync::SyncOptions::default(),
+        &clock,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.status, "failed", "{outcome:?}");
+    let refused = outcome
+        .errors
+        .iter()
+        .find(|e| e.code == "Authorization_RequestDenied")
+        .unwrap_or_else(|| panic!("{outcome:#?}"));
+    let remedy = refused.remedy.as_deref().unwrap();
+    assert!(remedy.contains("User.Read.All"), "{remedy}");
+    assert!(remedy.contains("admin consent"), "{remedy}");
+    // The check names the same permission.
+    let report = check(&db).await;
+    let permissions = point(&report, "permissions");
+    assert!(!permissions.ok, "{report:#?}");
+    assert!(
+        format!("{} {}", permissions.detail, permissions.remedy).contains("User.Read.All"),
+        "{permissions:?}"
+    );
+    s.emu.shutdown().await;
+}

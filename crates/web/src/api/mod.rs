@@ -206,15 +206,19 @@ pub fn routes() -> Router<AppState> {
 
 pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.is_empty() {
-        return serde_json::from_slice(b"{}")
+        return deskbridge_core::parse_json(b"{}")
             .map_err(|e| ApiError::invalid(format!("the request needs a JSON body: {e}")));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("the JSON body is not valid: {e}")))
+    deskbridge_core::parse_json(bytes).map_err(|e| ApiError::invalid(format!("the request's JSON body: {e}")))
 }
 
 pub(crate) fn parse_query<T: DeserializeOwned>(raw: Option<String>) -> ApiResult<T> {
-    serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::invalid(format!("the query is not valid: {e}")))
+    serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).map_err(|e| {
+        ApiError::invalid(format!(
+            "the query is not valid: {}",
+            deskbridge_core::plain_words(&e.to_string())
+        ))
+    })
 }
 
 fn parse_id(text: &str, what: &str) -> ApiResult<i64> {

@@ -365,17 +365,18 @@ fn apply_section(
         // The whole configuration a confirmation page carries (see `confirm_delta_restart`);
         // validated in full like any other change.
         (_, "confirm") => {
-            *mapping = serde_json::from_str(field(f, "pending"))
+            *mapping = deskbridge_core::parse_json(field(f, "pending").as_bytes())
                 .map_err(|e| ApiError::invalid(format!("the mappings do not fit the configuration: {e}")))?;
         }
         (_, "replace") => {
-            let patch: serde_json::Map<String, Value> = serde_json::from_str(field(f, "json"))
-                .map_err(|e| ApiError::invalid(format!("the JSON is not valid: {e}")))?;
+            let patch: serde_json::Map<String, Value> =
+                deskbridge_core::parse_json(field(f, "json").as_bytes())
+                    .map_err(|e| ApiError::invalid(format!("the JSON you entered: {e}")))?;
             let mut whole = serde_json::to_value(&*mapping).map_err(ApiError::internal)?;
             for (k, v) in patch {
                 whole[k] = v;
             }
-            *mapping = serde_json::from_value(whole)
+            *mapping = deskbridge_core::json_from_value(whole)
                 .map_err(|e| ApiError::invalid(format!("the mappings do not fit the configuration: {e}")))?;
         }
         _ => return Err(ApiError::invalid("unknown mapping operation")),
