@@ -14,16 +14,18 @@
 //!    either way, because the planner never trusts the desk about anything this run did (it
 //!    remembers it instead, see below).
 //! 3. [`RunPlanner::finish_tenant`]: what only the whole read can decide — deactivation of records
-//!    absent from a complete full read and of delta removals, deactivations decided in the pages,
-//!    the circuit breaker over all of them, managers read after their reports, and tickets of
-//!    deactivated agents.
+//!    absent from a complete full read and of delta removals, deactivations and updates of
+//!    existing records decided in the pages, the circuit breaker over all of them, managers read
+//!    after their reports, and tickets of deactivated agents.
 //!
 //! Between pages the planner keeps compact run state ([`RunState`]): per external id a fingerprint
 //! of the copy planned and what its user and agent matched (new, an existing desk id, a
 //! conflict); the desk records claimed by field matching (with the values they had before the
 //! run); sites and licences this run creates; per tenant the pending delta removals, the deferred
-//! manager links (pairs of ids) and the deactivating changes (what the breaker may hold). It never
-//! keeps users' records, and the desk snapshot of a page is dropped with the page.
+//! manager links (pairs of ids) and the deactivating and updating changes (what the breaker may
+//! hold: the changes only, so a tenant's state grows with what the run changes, not with what it
+//! reads). It never keeps users' records, and the desk snapshot of a page is dropped with the
+//! page.
 //!
 //! # Where page-wise planning differs from the whole plan
 //!
@@ -38,11 +40,15 @@
 //! - **Managers in later pages.** A line manager neither planned yet nor on the desk is linked by
 //!   `finish_tenant`, as a separate `update` of the report; the whole plan links it in the
 //!   report's own change.
-//! - **The circuit breaker** holds only what the pages could not apply yet: the tenant's
-//!   deactivations (those decided in pages are deferred to `finish_tenant`) and the tickets
-//!   re-assigned because of them. The whole plan holds the tenant whole.
+//! - **The circuit breaker** holds only what the pages could not apply yet, and of that only what
+//!   tripped it: the tenant's deactivations (those decided in pages are deferred to
+//!   `finish_tenant`) and the tickets re-assigned because of them, or its updates of existing
+//!   records (deferred too: a run that moves or changes too many of them is held), or both.
+//!   Creates, links and reactivations apply with their page. The whole plan holds the tenant
+//!   whole.
 
 mod agents;
+mod breaker;
 mod diff;
 mod licences;
 mod lookups;
@@ -140,7 +146,8 @@ pub struct RunPlanner<'c> {
 /// What a tripped circuit breaker holds back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HoldScope {
-    /// Only deactivations and what depends on them: the pages' other changes are applied already.
+    /// Only what the pages deferred (deactivations and what depends on them, updates of
+    /// existing records): the pages' other changes are applied already.
     Deactivations,
     /// The whole tenant: [`plan`] applies nothing before the verdict.
     WholeTenant,
@@ -251,6 +258,8 @@ pub(crate) struct TenantState {
     /// Lower-cased external id → (the last reason reported, how many times reported).
     pub(crate) removals: BTreeMap<String, (RemovalReason, usize)>,
     pub(crate) deactivations: Vec<DeferredChange>,
+    /// Updates of existing records, weighed by the breaker's share of changes at the end.
+    pub(crate) updates: Vec<DeferredChange>,
     pub(crate) links: Vec<DeferredLink>,
 }
 
@@ -327,6 +336,7 @@ impl<'c> RunPlanner<'c> {
                 header: tenant.clone(),
                 removals: BTreeMap::new(),
                 deactivations: Vec::new(),
+                updates: Vec::new(),
                 links: Vec::new(),
             });
         let mut page = page::PagePlanner::new(self.config, self.connection, desk, &mut self.run, tenant);
