@@ -170,6 +170,36 @@ fn moving_most_users_to_another_site_is_held() {
     assert!(applied.users.iter().all(|u| u.fields["site_id"] == json!(10)));
 }
 
+#[test]
+fn updates_of_inactive_records_are_not_weighed_against_the_active_ones() {
+    let mut desk = desk(40);
+    for record in &mut desk.users[10..] {
+        record.fields.insert("active".into(), json!(false));
+    }
+    let users: Vec<SourceUser> = (1..=40)
+        .map(|n| {
+            let user = user(&oid(n), &format!("User {n}")).prop("department", json!("Sales"));
+            if n > 10 {
+                user.disabled().build()
+            } else {
+                user.build()
+            }
+        })
+        .collect();
+    let plan = whole(&config(), users, &desk, false);
+    let verdict = &plan.circuit_breaker[0];
+    assert_eq!(
+        (verdict.active_records, verdict.field_changes["department"]),
+        (10, 10)
+    );
+    assert!(
+        !plan.is_held(),
+        "10 changes are not more than the floor: {}",
+        verdict.reason
+    );
+    assert_eq!(plan.counts.updated, 40, "the inactive records' updates apply too");
+}
+
 /// One tenant read a page at a time, each step applied to the desk before the next.
 struct Pages<'c> {
     planner: RunPlanner<'c>,

@@ -29,8 +29,8 @@ pub(crate) struct Counted<'a> {
     /// Active desk users and agents of the tenant from this connection before the run.
     pub(crate) active_records: usize,
     pub(crate) deactivations: usize,
-    /// The updates of existing users and agents (each a record's change, or its line manager
-    /// linked at the end: their fields never overlap).
+    /// The updates of existing users and agents active before the run (each a record's change,
+    /// or its line manager linked at the end: their fields never overlap).
     pub(crate) updates: &'a [Change],
 }
 

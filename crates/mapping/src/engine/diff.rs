@@ -152,6 +152,7 @@ impl PagePlanner<'_, '_> {
                 target: record.id,
                 agent_label: (kind == RecordKind::Agent && action == Action::Deactivate)
                     .then(|| record.label()),
+                active: record.is_active(),
             };
             if let Some(tenant) = self.run.tenants.get_mut(&self.tenant_id) {
                 match action {

@@ -232,6 +232,9 @@ pub(crate) struct DeferredChange {
     pub(crate) target: RecordId,
     /// For an agent made inactive: its label, for the ticket re-assignments' reason.
     pub(crate) agent_label: Option<String>,
+    /// The record was active before the run: one of the active records the circuit breaker
+    /// weighs an update's share against (an inactive record's update is held, not counted).
+    pub(crate) active: bool,
 }
 
 /// A line manager to link once the whole tenant was read: the manager was neither planned yet
@@ -242,6 +245,8 @@ pub(crate) struct DeferredLink {
     pub(crate) external_id: String,
     /// The report's desk record; `None` when this run creates it.
     pub(crate) target: Option<RecordId>,
+    /// The report's desk record is active (see [`DeferredChange::active`]).
+    pub(crate) active: bool,
     /// The report's current `line_manager_id`.
     pub(crate) before: Value,
     pub(crate) manager_id: String,

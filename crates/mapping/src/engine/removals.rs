@@ -41,6 +41,7 @@ impl RunPlanner<'_> {
             out: Output::default(),
             holdable: Vec::new(),
             updates: Vec::new(),
+            uncounted: Vec::new(),
             deactivated_agents: Vec::new(),
         };
         for link in &tenant.links {
@@ -49,7 +50,11 @@ impl RunPlanner<'_> {
         for deferred in tenant.updates {
             let key = Plan::target_key(deferred.change.entity, &deferred.change.external_id);
             end.out.targets.insert(key, deferred.target);
-            end.updates.push(deferred.change);
+            if deferred.active {
+                end.updates.push(deferred.change);
+            } else {
+                end.uncounted.push(deferred.change);
+            }
         }
         for deferred in tenant.deactivations {
             let key = Plan::target_key(deferred.change.entity, &deferred.change.external_id);
@@ -85,9 +90,11 @@ impl RunPlanner<'_> {
         }
         if whole || weighed.hold_updates {
             held_changes.append(&mut end.updates);
+            held_changes.append(&mut end.uncounted);
         }
         end.out.changes.append(&mut end.holdable);
         end.out.changes.append(&mut end.updates);
+        end.out.changes.append(&mut end.uncounted);
         let mut held = Vec::new();
         if weighed.verdict.held {
             sort_changes(&mut held_changes);
@@ -112,6 +119,9 @@ struct TenantEnd<'c> {
     /// Updates of existing records (deferred from the pages, and line managers linked here):
     /// what the breaker counts as moves and changes, and holds when they are too many.
     updates: Vec<Change>,
+    /// Updates of records inactive before the run: not among the active records the breaker
+    /// weighs against, so not counted, but held with the updates.
+    uncounted: Vec<Change>,
     /// Agents made inactive: (desk id, label).
     deactivated_agents: Vec<(RecordId, String)>,
 }
@@ -174,7 +184,11 @@ impl TenantEnd<'_> {
                 self.out
                     .targets
                     .insert(Plan::target_key(entity, &link.external_id), target);
-                self.updates.push(change);
+                if link.active {
+                    self.updates.push(change);
+                } else {
+                    self.uncounted.push(change);
+                }
             }
             None => self.out.changes.push(change),
         }
