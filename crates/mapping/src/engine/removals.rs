@@ -1,8 +1,8 @@
 //! A tenant's end ([`RunPlanner::finish_tenant`]): what only the whole read decides. Records
 //! absent from a complete full read and delta removals not read again are deactivated; the
 //! deactivations and updates the pages deferred join them; the circuit breaker weighs them all
-//! (see `breaker`); tickets of
-//! agents made inactive go back to unassigned; line managers read after their reports are linked.
+//! (see `breaker`); tickets of agents made inactive go back to unassigned; line managers read
+//! after their reports are linked.
 
 use std::collections::{BTreeMap, BTreeSet};
 
