@@ -467,13 +467,17 @@ pub enum FollowerMode {
     Members,
 }
 
-/// Holds a tenant's whole plan when it would deactivate too much of it.
+/// Holds a tenant's plan for approval when it would deactivate, move or change too much of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CircuitBreaker {
     /// Largest share (percent) of a tenant's active records one run may deactivate.
     pub max_deactivate_percent: f64,
-    /// Never trips for this many deactivations or fewer.
+    /// Largest share (percent) of a tenant's active records one run may move to another site
+    /// (and so, perhaps, customer), or change in any one field. Configurations stored before it
+    /// existed get the default.
+    pub max_change_percent: f64,
+    /// Never trips for this many deactivations (or moves, or changes of one field) or fewer.
     pub floor: u32,
 }
 
@@ -481,6 +485,7 @@ impl Default for CircuitBreaker {
     fn default() -> Self {
         Self {
             max_deactivate_percent: 20.0,
+            max_change_percent: 30.0,
             floor: 10,
         }
     }

@@ -183,6 +183,13 @@ pub struct BreakerVerdict {
     /// Active desk users and agents of this tenant from this connection before the run.
     pub active_records: usize,
     pub reason: String,
+    /// Existing users and agents this run moves to another site (and so, perhaps, customer).
+    #[serde(default)]
+    pub moves: usize,
+    /// Per field (the site aside, see `moves`): the existing users and agents whose field this
+    /// run changes.
+    #[serde(default)]
+    pub field_changes: BTreeMap<String, usize>,
 }
 
 /// A tenant whose changes the circuit breaker held back. Nothing of it is applied until an

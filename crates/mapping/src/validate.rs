@@ -686,14 +686,19 @@ impl Checker<'_> {
             }
         }
         let breaker = &config.circuit_breaker;
-        if !(breaker.max_deactivate_percent > 0.0 && breaker.max_deactivate_percent <= 100.0) {
-            self.error(
-                "circuit breaker",
-                format!(
-                    "the share must be more than 0 and at most 100 percent, not {}",
-                    breaker.max_deactivate_percent
-                ),
-            );
+        let shares = [
+            ("deactivated", breaker.max_deactivate_percent),
+            ("moved or changed", breaker.max_change_percent),
+        ];
+        for (what, share) in shares {
+            if !(share > 0.0 && share <= 100.0) {
+                self.error(
+                    "circuit breaker",
+                    format!(
+                        "the share of active records a run may have {what} must be more than 0 and at most 100 percent, not {share}"
+                    ),
+                );
+            }
         }
         if config.followers.member_cap == 0 {
             self.error(

@@ -936,6 +936,8 @@ fn a_deactivated_user_comes_back_when_enabled_again() {
 
 // ---------- not found, deletions, partial reads ----------
 
+/// `count` users imported earlier as `user(oid(n), "User n")` maps them: reading them again changes
+/// nothing.
 fn desk_with_imported_users(count: u32) -> DeskSnapshot {
     DeskSnapshot {
         users: (1..=count)
@@ -943,7 +945,8 @@ fn desk_with_imported_users(count: u32) -> DeskSnapshot {
                 imported(
                     i64::from(n),
                     &oid(n),
-                    json!({"name": format!("User {n}"), "active": true, "site_id": 10}),
+                    json!({"name": format!("User {n}"), "active": true, "site_id": 10,
+                           "email": format!("user.{n}@contoso.com"), "network_login": format!("user.{n}@contoso.com")}),
                 )
             })
             .collect(),

@@ -62,6 +62,7 @@ fn an_old_small_document_loads_with_defaults() {
     }))
     .unwrap();
     assert_eq!(config.circuit_breaker.max_deactivate_percent, 20.0);
+    assert_eq!(config.circuit_breaker.max_change_percent, 30.0);
     assert_eq!(config.followers.member_cap, 100);
     assert_eq!(config.site_mappings[0].sequence, 50);
     assert_eq!(
@@ -360,6 +361,7 @@ fn imports_breaker_and_service_accounts() {
     config.user_fields.retain(|f| f.target != "network_login");
     config.imports.match_order.push(MatchField::NetworkLogin);
     config.circuit_breaker.max_deactivate_percent = 0.0;
+    config.circuit_breaker.max_change_percent = 150.0;
     config.followers.member_cap = 0;
     config.service_accounts = Some(ServiceAccounts {
         group: Some("Contractors".into()),
@@ -374,7 +376,8 @@ fn imports_breaker_and_service_accounts() {
             "service accounts: 'E3' is not a SKU id (a GUID)",
             "user matching: 'email' appears twice in the matching order",
             "user matching: matching on 'network_login' needs a user field mapping to 'network_login'",
-            "circuit breaker: the share must be more than 0 and at most 100 percent, not 0",
+            "circuit breaker: the share of active records a run may have deactivated must be more than 0 and at most 100 percent, not 0",
+            "circuit breaker: the share of active records a run may have moved or changed must be more than 0 and at most 100 percent, not 150",
             "distribution group followers: the member cap must be at least 1",
         ]
     );

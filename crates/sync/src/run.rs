@@ -38,7 +38,7 @@ pub struct SyncOptions {
     /// it is enabled.
     pub instance: String,
     /// An administrator approves the connection's held run: the circuit breaker lets this run's
-    /// deactivations through (only when the last run was held).
+    /// deactivations, moves and field changes through (only when the last run was held).
     pub approve_held: bool,
     /// Told when the run starts and of every upstream request (a job's progress and metrics).
     pub observer: Option<Arc<dyn SyncObserver>>,
@@ -418,7 +418,7 @@ pub(crate) async fn sync_with(
     let run = start_run(store, &connection, options).await?;
     // The run's heartbeat, for as long as this future lives (see `crate::liveness`).
     let _heartbeat = run.map(|run| crate::liveness::RunHeartbeat::start(store, run));
-    // An approved run lets the held tenants' deactivations through.
+    // An approved run lets the held tenants' changes through.
     let approved: BTreeSet<String> = match held_run {
         Some(_) => partitions.iter().map(|p| p.tenant_id.clone()).collect(),
         None => BTreeSet::new(),

@@ -75,7 +75,7 @@ pub(crate) struct Steps<'r> {
     pub errors: Vec<IntegrationError>,
     /// Changes that failed when applied.
     pub apply_errors: Vec<IntegrationError>,
-    /// Why the circuit breaker held a partition's deactivations, when it did.
+    /// Why the circuit breaker held a partition's deactivations or updates, when it did.
     pub held: Option<String>,
     /// Records of the partition being read (since the last one ended) not applied: unreadable,
     /// not planned, or their change failed. While there are any, its cursors stay where they
@@ -362,7 +362,8 @@ impl<'r> Steps<'r> {
         self.requests += end.requests;
         let held = plan.held.first().map(|h| h.reason.clone());
         // A held tenant keeps its cursors where they were: the run that approves it reads the
-        // same changes again and applies the deactivations held back now.
+        // same changes again and applies the deactivations and updates held back now (the pages
+        // applied none of them: they wait for the tenant's end).
         let end_cursors_empty = end.cursors.is_empty();
         let cursors = if held.is_some() {
             Vec::new()

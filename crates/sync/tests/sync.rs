@@ -15,6 +15,7 @@ use deskbridge_testkit::{TestDb, store_test};
 mod apply;
 mod liveness;
 mod many;
+mod mass_changes;
 mod scenarios;
 use serde_json::{Value, json};
 

@@ -409,7 +409,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/api/v1/runs/{run_id}/approve",
         RUN_MODIFY,
         "runs",
-        "Approve a held run: start a sync that lets its deactivations through",
+        "Approve a held run: start a sync that lets its held changes through",
     ),
     api(
         "GET",

@@ -546,8 +546,16 @@ store_test! {
         assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
         let mut other = api(&app, Method::GET, &path, &agent, None).await.json();
         other["circuit_breaker"]["floor"] = json!(7);
+        other["circuit_breaker"]["max_change_percent"] = json!(45.0);
         let kept = api(&app, Method::PUT, &path, &agent, Some(other.clone())).await;
         assert_eq!(kept.status, StatusCode::OK, "{}", kept.text);
+        let stored = api(&app, Method::GET, &path, &agent, None).await.json();
+        assert_eq!(stored["circuit_breaker"]["max_change_percent"], json!(45.0), "the mass-change share is saved");
+        let mut wrong = stored.clone();
+        wrong["circuit_breaker"]["max_change_percent"] = json!(150.0);
+        let refused = api(&app, Method::PUT, &path, &agent, Some(wrong)).await;
+        assert!(refused.status.is_client_error(), "{}", refused.text);
+        assert!(refused.text.contains("moved or changed must be more than 0 and at most 100 percent, not 150"), "{}", refused.text);
         other["customers"]["removed"] = json!("deactivate");
         let refused = api(&app, Method::PUT, &path, &agent, Some(other)).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);

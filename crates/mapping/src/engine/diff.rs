@@ -1,6 +1,6 @@
 //! Diffing: the wanted state of a desk user or agent against its record, through the locks, into
-//! one change (create, update, link, reactivate — or a deactivation, deferred to the tenant's
-//! end); and the canonical shapes of desk values (id sets, teams, CABs) and their equality.
+//! one change (create, link, reactivate — or an update or deactivation, deferred to the tenant's
+//! end for the circuit breaker); and the canonical shapes of desk values (id sets, teams, CABs) and their equality.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -143,16 +143,22 @@ impl PagePlanner<'_, '_> {
                 }
             ),
         };
-        if action == Action::Deactivate {
-            // Held back until the tenant's end: the circuit breaker counts it with the records
-            // found absent, and may hold it.
+        if matches!(action, Action::Deactivate | Action::Update) {
+            // Held back until the tenant's end: the circuit breaker counts deactivations with the
+            // records found absent, and updates by field (moves and mass changes), and may hold
+            // either. Links and reactivations are not counted: they apply with their page.
             let deferred = DeferredChange {
                 change,
                 target: record.id,
-                agent_label: (kind == RecordKind::Agent).then(|| record.label()),
+                agent_label: (kind == RecordKind::Agent && action == Action::Deactivate)
+                    .then(|| record.label()),
+                active: record.is_active(),
             };
             if let Some(tenant) = self.run.tenants.get_mut(&self.tenant_id) {
-                tenant.deactivations.push(deferred);
+                match action {
+                    Action::Deactivate => tenant.deactivations.push(deferred),
+                    _ => tenant.updates.push(deferred),
+                }
             }
             return;
         }

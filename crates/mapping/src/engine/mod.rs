@@ -14,16 +14,18 @@
 //!    either way, because the planner never trusts the desk about anything this run did (it
 //!    remembers it instead, see below).
 //! 3. [`RunPlanner::finish_tenant`]: what only the whole read can decide — deactivation of records
-//!    absent from a complete full read and of delta removals, deactivations decided in the pages,
-//!    the circuit breaker over all of them, managers read after their reports, and tickets of
-//!    deactivated agents.
+//!    absent from a complete full read and of delta removals, deactivations and updates of
+//!    existing records decided in the pages, the circuit breaker over all of them, managers read
+//!    after their reports, and tickets of deactivated agents.
 //!
 //! Between pages the planner keeps compact run state ([`RunState`]): per external id a fingerprint
 //! of the copy planned and what its user and agent matched (new, an existing desk id, a
 //! conflict); the desk records claimed by field matching (with the values they had before the
 //! run); sites and licences this run creates; per tenant the pending delta removals, the deferred
-//! manager links (pairs of ids) and the deactivating changes (what the breaker may hold). It never
-//! keeps users' records, and the desk snapshot of a page is dropped with the page.
+//! manager links (pairs of ids) and the deactivating and updating changes (what the breaker may
+//! hold: the changes only, so a tenant's state grows with what the run changes, not with what it
+//! reads). It never keeps users' records, and the desk snapshot of a page is dropped with the
+//! page.
 //!
 //! # Where page-wise planning differs from the whole plan
 //!
@@ -38,11 +40,15 @@
 //! - **Managers in later pages.** A line manager neither planned yet nor on the desk is linked by
 //!   `finish_tenant`, as a separate `update` of the report; the whole plan links it in the
 //!   report's own change.
-//! - **The circuit breaker** holds only what the pages could not apply yet: the tenant's
-//!   deactivations (those decided in pages are deferred to `finish_tenant`) and the tickets
-//!   re-assigned because of them. The whole plan holds the tenant whole.
+//! - **The circuit breaker** holds only what the pages could not apply yet, and of that only what
+//!   tripped it: the tenant's deactivations (those decided in pages are deferred to
+//!   `finish_tenant`) and the tickets re-assigned because of them, or its updates of existing
+//!   records (deferred too: a run that moves or changes too many of them is held), or both.
+//!   Creates, links and reactivations apply with their page. The whole plan holds the tenant
+//!   whole.
 
 mod agents;
+mod breaker;
 mod diff;
 mod licences;
 mod lookups;
@@ -140,7 +146,8 @@ pub struct RunPlanner<'c> {
 /// What a tripped circuit breaker holds back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HoldScope {
-    /// Only deactivations and what depends on them: the pages' other changes are applied already.
+    /// Only what the pages deferred (deactivations and what depends on them, updates of
+    /// existing records): the pages' other changes are applied already.
     Deactivations,
     /// The whole tenant: [`plan`] applies nothing before the verdict.
     WholeTenant,
@@ -225,6 +232,9 @@ pub(crate) struct DeferredChange {
     pub(crate) target: RecordId,
     /// For an agent made inactive: its label, for the ticket re-assignments' reason.
     pub(crate) agent_label: Option<String>,
+    /// The record was active before the run: one of the active records the circuit breaker
+    /// weighs an update's share against (an inactive record's update is held, not counted).
+    pub(crate) active: bool,
 }
 
 /// A line manager to link once the whole tenant was read: the manager was neither planned yet
@@ -235,6 +245,8 @@ pub(crate) struct DeferredLink {
     pub(crate) external_id: String,
     /// The report's desk record; `None` when this run creates it.
     pub(crate) target: Option<RecordId>,
+    /// The report's desk record is active (see [`DeferredChange::active`]).
+    pub(crate) active: bool,
     /// The report's current `line_manager_id`.
     pub(crate) before: Value,
     pub(crate) manager_id: String,
@@ -251,6 +263,8 @@ pub(crate) struct TenantState {
     /// Lower-cased external id → (the last reason reported, how many times reported).
     pub(crate) removals: BTreeMap<String, (RemovalReason, usize)>,
     pub(crate) deactivations: Vec<DeferredChange>,
+    /// Updates of existing records, weighed by the breaker's share of changes at the end.
+    pub(crate) updates: Vec<DeferredChange>,
     pub(crate) links: Vec<DeferredLink>,
 }
 
@@ -327,6 +341,7 @@ impl<'c> RunPlanner<'c> {
                 header: tenant.clone(),
                 removals: BTreeMap::new(),
                 deactivations: Vec::new(),
+                updates: Vec::new(),
                 links: Vec::new(),
             });
         let mut page = page::PagePlanner::new(self.config, self.connection, desk, &mut self.run, tenant);

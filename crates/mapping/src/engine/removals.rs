@@ -1,13 +1,15 @@
 //! A tenant's end ([`RunPlanner::finish_tenant`]): what only the whole read decides. Records
 //! absent from a complete full read and delta removals not read again are deactivated; the
-//! deactivations the pages deferred join them; the circuit breaker weighs them all; tickets of
-//! agents made inactive go back to unassigned; line managers read after their reports are linked.
+//! deactivations and updates the pages deferred join them; the circuit breaker weighs them all
+//! (see `breaker`); tickets of agents made inactive go back to unassigned; line managers read
+//! after their reports are linked.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use deskbridge_core::{ConnectionId, RecordId};
 use serde_json::{Value, json};
 
+use super::breaker::{Counted, weigh};
 use super::diff::{kind_name, lock_for, same, teams_of, teams_value};
 use super::lookups::{ConnectionRecord, ConnectionRecords};
 use super::matching::reference_to;
@@ -15,15 +17,14 @@ use super::page::{Output, sort_changes};
 use super::{DeferredLink, HoldScope, RunPlanner, RunState, deactivates, external_key, not_begun};
 use crate::config::{MappingConfig, RecordKind};
 use crate::input::{Completeness, DeskRecord, DeskTicket, ReadMode, RemovalReason};
-use crate::plan::{
-    Action, BreakerVerdict, Change, Entity, FieldChange, HeldTenant, LockedChange, Plan, PlanError,
-};
+use crate::plan::{Action, Change, Entity, FieldChange, HeldTenant, LockedChange, Plan, PlanError};
 
 impl RunPlanner<'_> {
     /// Ends a tenant (see the module documentation). `completeness`: whether every page of the
     /// read was read. `desk`: what [`RunPlanner::finish_lookups`] and
-    /// [`RunPlanner::ticket_agents`] name. The plan's `held` carries the tenant's deactivations
-    /// (and the re-assignments depending on them) when the circuit breaker trips.
+    /// [`RunPlanner::ticket_agents`] name. The plan's `held` carries what tripped the circuit
+    /// breaker: the tenant's deactivations (and the re-assignments depending on them), its
+    /// updates of existing records (too many moves, or changes of one field), or both.
     pub fn finish_tenant(
         &mut self,
         tenant_id: &str,
@@ -39,10 +40,21 @@ impl RunPlanner<'_> {
             tenant_id: tenant_id.to_owned(),
             out: Output::default(),
             holdable: Vec::new(),
+            updates: Vec::new(),
+            uncounted: Vec::new(),
             deactivated_agents: Vec::new(),
         };
         for link in &tenant.links {
             end.link_manager(link, &self.run);
+        }
+        for deferred in tenant.updates {
+            let key = Plan::target_key(deferred.change.entity, &deferred.change.external_id);
+            end.out.targets.insert(key, deferred.target);
+            if deferred.active {
+                end.updates.push(deferred.change);
+            } else {
+                end.uncounted.push(deferred.change);
+            }
         }
         for deferred in tenant.deactivations {
             let key = Plan::target_key(deferred.change.entity, &deferred.change.external_id);
@@ -61,59 +73,38 @@ impl RunPlanner<'_> {
         );
         end.plan_ticket_reassignments(&desk.tickets);
 
-        let breaker = &end.settings.circuit_breaker;
-        let deactivations = end.holdable.iter().filter(|c| deactivates(c)).count();
-        let active_records = tenant.header.active_records;
-        let share = if active_records == 0 {
-            0.0
-        } else {
-            deactivations as f64 * 100.0 / active_records as f64
+        let counted = Counted {
+            tenant_id,
+            active_records: tenant.header.active_records,
+            deactivations: end.holdable.iter().filter(|c| deactivates(c)).count(),
+            updates: &end.updates,
         };
-        let trips = deactivations > breaker.floor as usize && share > breaker.max_deactivate_percent;
         let approved = self.approved_tenants.contains(tenant_id);
-        let reason = if trips {
-            format!(
-                "this run would deactivate {deactivations} of {active_records} active records ({share:.1} %), more than the {} % allowed",
-                breaker.max_deactivate_percent
-            ) + match (approved, self.hold) {
-                (true, _) => "; approved by an administrator",
-                (false, HoldScope::WholeTenant) => "; held for approval, nothing of this tenant is applied",
-                (false, HoldScope::Deactivations) => {
-                    "; its deactivations (and the tickets they re-assign) are held for approval, the rest of the tenant is applied"
-                }
-            }
-        } else if deactivations <= breaker.floor as usize {
-            format!(
-                "{deactivations} deactivation(s) of {active_records} active records ({share:.1} %): not more than the floor of {}, so the breaker does not trip",
-                breaker.floor
-            )
-        } else {
-            format!(
-                "{deactivations} deactivation(s) of {active_records} active records ({share:.1} %): within the {} % allowed",
-                breaker.max_deactivate_percent
-            )
-        };
-        let is_held = trips && !approved;
-        let verdict = BreakerVerdict {
-            tenant_id: tenant_id.to_owned(),
-            held: is_held,
-            deactivations,
-            active_records,
-            reason: reason.clone(),
-        };
+        let weighed = weigh(&end.settings.circuit_breaker, &counted, approved, self.hold);
+        // The whole plan holds the tenant whole (see `merge_whole`): everything deferred goes
+        // with the verdict. A page-wise run holds what tripped the breaker; the rest applies.
+        let whole = self.hold == HoldScope::WholeTenant && weighed.verdict.held;
+        let mut held_changes = Vec::new();
+        if whole || weighed.hold_deactivations {
+            held_changes.append(&mut end.holdable);
+        }
+        if whole || weighed.hold_updates {
+            held_changes.append(&mut end.updates);
+            held_changes.append(&mut end.uncounted);
+        }
+        end.out.changes.append(&mut end.holdable);
+        end.out.changes.append(&mut end.updates);
+        end.out.changes.append(&mut end.uncounted);
         let mut held = Vec::new();
-        if is_held {
-            let mut changes = std::mem::take(&mut end.holdable);
-            sort_changes(&mut changes);
+        if weighed.verdict.held {
+            sort_changes(&mut held_changes);
             held.push(HeldTenant {
                 tenant_id: tenant_id.to_owned(),
-                reason,
-                changes,
+                reason: weighed.verdict.reason.clone(),
+                changes: held_changes,
             });
-        } else {
-            end.out.changes.append(&mut end.holdable);
         }
-        end.out.into_plan(self.now, vec![verdict], held)
+        end.out.into_plan(self.now, vec![weighed.verdict], held)
     }
 }
 
@@ -125,6 +116,12 @@ struct TenantEnd<'c> {
     out: Output,
     /// Deactivations and what depends on them: what a tripped breaker holds.
     holdable: Vec<Change>,
+    /// Updates of existing records (deferred from the pages, and line managers linked here):
+    /// what the breaker counts as moves and changes, and holds when they are too many.
+    updates: Vec<Change>,
+    /// Updates of records inactive before the run: not among the active records the breaker
+    /// weighs against, so not counted, but held with the updates.
+    uncounted: Vec<Change>,
     /// Agents made inactive: (desk id, label).
     deactivated_agents: Vec<(RecordId, String)>,
 }
@@ -162,12 +159,7 @@ impl TenantEnd<'_> {
             ),
             None => format!("manager {id} is not {what} imported from Entra"),
         };
-        if let Some(target) = link.target {
-            self.out
-                .targets
-                .insert(Plan::target_key(entity, &link.external_id), target);
-        }
-        self.out.changes.push(Change {
+        let change = Change {
             entity,
             external_id: link.external_id.clone(),
             name: None,
@@ -184,7 +176,22 @@ impl TenantEnd<'_> {
                 "{} — the line manager, once the whole tenant was read. line_manager_id ← {why}.",
                 link.label
             ),
-        });
+        };
+        // An existing record's new manager is an update the breaker counts; a record this run
+        // created gets its manager with the rest of its creation.
+        match link.target {
+            Some(target) => {
+                self.out
+                    .targets
+                    .insert(Plan::target_key(entity, &link.external_id), target);
+                if link.active {
+                    self.updates.push(change);
+                } else {
+                    self.uncounted.push(change);
+                }
+            }
+            None => self.out.changes.push(change),
+        }
     }
 
     fn error(&mut self, external_id: &str, message: String) {

@@ -187,6 +187,7 @@ impl PagePlanner<'_, '_> {
                     kind,
                     external_id: user.external_id.clone(),
                     target: existing.map(|record| record.id),
+                    active: existing.is_some_and(DeskRecord::is_active),
                     before: existing
                         .and_then(|record| record.fields.get("line_manager_id").cloned())
                         .unwrap_or(Value::Null),

@@ -305,7 +305,8 @@ pub(super) async fn cancel_run(
     Ok(Json(run_view(&state, run).await?))
 }
 
-/// Starts the sync that lets a held run's deactivations through.
+/// Starts the sync that lets a held run's changes (mass deactivations, moves or field changes)
+/// through.
 pub(crate) async fn approve(
     state: &AppState,
     scope: Option<&Scope>,
