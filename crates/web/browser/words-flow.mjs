@@ -9,6 +9,8 @@ import { expect, failSetup, finish, launch, run, screenshotPrefix, start, step }
 
 screenshotPrefix("words-");
 
+// Chromium's ICU may still name the zone by its older name.
+const ZONE = / Asia\/(Kolkata|Calcutta) \(UTC\+05:30\)$/;
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
 
 /** The instant `iso` as Asia/Kolkata (UTC+05:30, no summer time) reads it, to the second. */
@@ -112,12 +114,12 @@ try {
     const time = page.locator("#runs tbody tr").first().locator("time");
     const iso = await time.getAttribute("datetime");
     const shown = await time.innerText();
-    expect(shown === `${kolkata(iso)} Asia/Kolkata (UTC+05:30)`, `${iso} shown as ${shown}`);
+    expect(shown.startsWith(`${kolkata(iso)} `) && ZONE.test(shown), `${iso} shown as ${shown}`);
     expect((await time.getAttribute("title")).endsWith(" UTC"), "the UTC rendering stays as the title");
     await page.locator("#runs tbody tr").first().getByRole("link").first().click();
     await page.waitForURL(/\/runs\/\d+$/);
     const started = await page.locator("time").first().innerText();
-    expect(started.endsWith("Asia/Kolkata (UTC+05:30)"), `run page ${started}`);
+    expect(ZONE.test(started), `run page ${started}`);
   });
 
   await step(page, "intervals read in words", async () => {
@@ -127,7 +129,7 @@ try {
     await page.getByText(/Schedule \d+ added/).waitFor();
     const when = await page.locator("#schedules tbody tr").first().getByRole("cell").allTextContents();
     expect(when[1] === "every 30 minutes", `schedule ${when}`);
-    expect(when[5].endsWith("Asia/Kolkata (UTC+05:30)"), `next due ${when[5]}`);
+    expect(ZONE.test(when[5]), `next due ${when[5]}`);
     await page.goto(`${base}/runs`);
     const duration = (await page.locator("#runs tbody tr").first().getByRole("cell").allTextContents())[5];
     expect(/^\d+ (s|min|h|days?)( \d+ (s|min|h))?$/.test(duration), `run duration ${duration}`);
