@@ -25,7 +25,7 @@
     var offset = "UTC" + sign + two(Math.floor(off / 60)) + ":" + two(off % 60);
     el.title = el.textContent;
     el.textContent = p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute + ":" + p.second +
-      " " + (zone ? zone + " (" + offset + ")" : offset);
+      " " + (zone === "UTC" || zone === "Etc/UTC" ? "UTC" : zone ? zone + " (" + offset + ")" : offset);
     el.setAttribute("data-zone", zone);
   }
 })();
