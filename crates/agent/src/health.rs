@@ -277,12 +277,21 @@ pub fn when_text(stored: &str) -> String {
     }
 }
 
-/// Seconds for people: `42s`, `3m 05s`, `2h 07m`.
+/// Seconds for people, the two largest units: `42 s`, `3 min 5 s`, `2 h 7 min`, `3 days 4 h`.
 pub fn duration_text(seconds: i64) -> String {
-    match seconds {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3_600 => format!("{}m {:02}s", s / 60, s % 60),
-        s => format!("{}h {:02}m", s / 3_600, (s % 3_600) / 60),
+    let pair = |big: i64, big_unit: &str, small: i64, small_unit: &str| {
+        if small == 0 {
+            format!("{big} {big_unit}")
+        } else {
+            format!("{big} {big_unit} {small} {small_unit}")
+        }
+    };
+    match seconds.max(0) {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3_600 => pair(s / 60, "min", s % 60, "s"),
+        s if s < 86_400 => pair(s / 3_600, "h", (s % 3_600) / 60, "min"),
+        s if s < 172_800 => pair(1, "day", (s % 86_400) / 3_600, "h"),
+        s => pair(s / 86_400, "days", (s % 86_400) / 3_600, "h"),
     }
 }
 
@@ -310,9 +319,12 @@ mod tests {
 
     #[test]
     fn durations_read_as_people_say_them() {
-        assert_eq!(duration_text(42), "42s");
-        assert_eq!(duration_text(185), "3m 05s");
-        assert_eq!(duration_text(7_620), "2h 07m");
+        assert_eq!(duration_text(42), "42 s");
+        assert_eq!(duration_text(185), "3 min 5 s");
+        assert_eq!(duration_text(1_800), "30 min");
+        assert_eq!(duration_text(7_620), "2 h 7 min");
+        assert_eq!(duration_text(90_000), "1 day 1 h");
+        assert_eq!(duration_text(3 * 86_400), "3 days");
     }
 
     #[test]

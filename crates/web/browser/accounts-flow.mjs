@@ -96,7 +96,7 @@ try {
     const at = headers.indexOf("Last signed in");
     expect(at > 0, `headers ${headers}`);
     const row = await accountRow(admin, "agent");
-    expect(/^\d{4}-\d\d-\d\dT/.test(row[at]), `agent's last sign-in ${row[at]}`);
+    expect(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d /.test(row[at]), `agent's last sign-in, to the second in the viewer's zone: ${row[at]}`);
   });
 
   await step(admin, "a reset needs the tick box", async () => {

@@ -109,7 +109,7 @@ try {
     const [newest, oldest] = history;
     expect(newest[1] === "beta" && newest[3] === "failed", `newest ${newest}`);
     expect(oldest[1] === "alpha" && oldest[2] === "directory" && oldest[3] === "succeeded", `oldest ${oldest}`);
-    expect(oldest[10] === "direct" && /\d+s$/.test(oldest[5]), `a CLI run, queued by no job, with a duration: ${oldest}`);
+    expect(oldest[10] === "direct" && /^\d+ (s|min|h|days?)( \d+ (s|min|h))?$/.test(oldest[5]), `a CLI run, queued by no job, with a duration in words: ${oldest}`);
   });
 
   await step(page, "a run of the history opens its page", async () => {

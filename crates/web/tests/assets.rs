@@ -264,7 +264,7 @@ store_test! {
         let foreign_site = tx.main_site(fabrikam).await.unwrap().unwrap().0.to_string();
         tx.commit().await.unwrap();
         let picker = get_page(&fx.app, &path, &fx.admin).await;
-        assert!(picker.text.contains("(Contoso)") && !picker.text.contains("(Fabrikam)"), "{}", picker.text);
+        assert!(picker.text.contains("— Contoso") && !picker.text.contains("— Fabrikam"), "{}", picker.text);
         let mut foreign = settings("single", "Laptop");
         foreign.retain(|(k, _)| *k != "default_site");
         foreign.push(("default_site", &foreign_site));
@@ -278,7 +278,7 @@ store_test! {
         let refused = post_form(&fx.app, &path, &fx.reader, &settings("single", "Hacked")).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN);
         // Remove the rule; turning asset import off forgets it.
-        let removed = post_form(&fx.app, &path, &fx.admin, &[("op", "remove-rule"), ("index", "0")]).await;
+        let removed = post_form(&fx.app, &path, &fx.admin, &[("op", "remove-rule"), ("index", "0"), ("confirm", "on")]).await;
         assert_eq!(removed.text.matches("Not saved").count(), 1, "the last rule cannot go while the mode is rules: {}", removed.text);
         let off = post_form(&fx.app, &path, &fx.admin, &[("op", "settings")]).await;
         assert!(off.text.contains("Mappings saved") && off.text.contains("Asset import is off"), "{}", off.text);
@@ -359,7 +359,7 @@ store_test! {
         assert!(admin_view["next_after"].is_i64());
         let page = get_page(&fx.app, &format!("/connections/{id}/directory/assets?customer={customer}"), &fx.reader).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-        assert!(page.text.contains("Windows PC") && page.text.contains("Contoso") && page.text.contains("asset_type"), "{}", page.text);
+        assert!(page.text.contains("Windows PC") && page.text.contains("Contoso") && page.text.contains("Asset type"), "{}", page.text);
         // Importing again from the page goes to the run.
         let again = post_form(&fx.app, &format!("/connections/{id}/runs"), &fx.admin, &[("entity", "assets")]).await;
         assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.text);

@@ -480,8 +480,8 @@ store_test! {
         let reply = send(&fx.app, req).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
         assert_eq!(reply.json()["settings"]["delta"], false);
-        // With the token the form goes through.
-        let ok = page(&fx.app, Method::POST, &reset, Some(&admin), &[]).await;
+        // With the token (and the reset's tick box) the form goes through.
+        let ok = page(&fx.app, Method::POST, &reset, Some(&admin), &[("confirm", "on")]).await;
         assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
         assert!(ok.text.contains("Delta reset"));
         // The sign-in form is protected too (double submit: cookie and field must agree).
@@ -1120,7 +1120,7 @@ store_test! {
         tx.commit().await.unwrap();
         // The site picker offers only this connection's customer's sites.
         let picker = page(&fx.app, Method::GET, &format!("/connections/{}/mappings/sites", fx.own), Some(&admin), &[]).await;
-        assert!(picker.text.contains("Main (Contoso)") && !picker.text.contains("(Fabrikam)"), "{}", picker.text);
+        assert!(picker.text.contains("Main — Contoso") && !picker.text.contains("— Fabrikam"), "{}", picker.text);
         let mut mapping = api(&fx.app, Method::GET, &format!("{own}/mappings"), Some(&admin.token), None).await.json();
         let good = mapping.clone();
         mapping["site_mappings"][0]["target"] = json!({ "kind": "existing_site", "site_id": fabrikam_site.0 });

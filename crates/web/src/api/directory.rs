@@ -136,10 +136,13 @@ pub(crate) async fn directory_page(
         next = filter.after;
     }
     let mut items: Vec<Value> = records.iter().map(deskbridge_store::Record::to_json).collect();
-    if entity == Entity::Asset {
-        name_references(&mut tx, &mut items, ASSET_REFERENCES).await?;
-    } else if matches!(entity, Entity::Subscription | Entity::UsageLine) {
-        name_references(&mut tx, &mut items, &[CUSTOMER_REFERENCE]).await?;
+    match entity {
+        Entity::Asset => name_references(&mut tx, &mut items, ASSET_REFERENCES).await?,
+        Entity::User => name_references(&mut tx, &mut items, &[SITE_REFERENCE]).await?,
+        Entity::Subscription | Entity::UsageLine | Entity::Site | Entity::Licence => {
+            name_references(&mut tx, &mut items, &[CUSTOMER_REFERENCE]).await?;
+        }
+        _ => {}
     }
     tx.commit().await?;
     Ok(json!({ "items": items, "next_after": next.map(|r| r.0) }))
@@ -150,17 +153,21 @@ type Reference = (&'static str, Entity, &'static str);
 
 const CUSTOMER_REFERENCE: Reference = ("customer_id", Entity::Customer, "customer");
 
+/// A site is named with its customer: "London — Contoso".
+const SITE_REFERENCE: Reference = ("site_id", Entity::Site, "site");
+
 /// An asset's type, user, site and customer.
 const ASSET_REFERENCES: &[Reference] = &[
     ("asset_type_id", Entity::AssetType, "asset_type"),
     ("user_id", Entity::User, "user"),
-    ("site_id", Entity::Site, "site"),
+    SITE_REFERENCE,
     CUSTOMER_REFERENCE,
 ];
 
 /// Adds the names of the records the `references` name beside their ids (an asset's
-/// `asset_type`, `user`, `site`, `customer`; a subscription's `customer`): people read names; a
-/// reference to a deleted record says so.
+/// `asset_type`, `user`, `site`, `customer`; a user's `site`; a subscription's, site's or
+/// licence's `customer`): people read names; a reference to a deleted record says so. A site
+/// is named "Site — Customer", as sites are everywhere people pick or read them.
 async fn name_references(
     tx: &mut deskbridge_store::StoreTx,
     items: &mut [Value],
@@ -177,11 +184,17 @@ async fn name_references(
             let name = match names.get(&(entity, id)) {
                 Some(name) => name.clone(),
                 None => {
-                    let name = tx
-                        .get(entity, RecordId(id))
-                        .await?
+                    let record = tx.get(entity, RecordId(id)).await?;
+                    let mut name = record
+                        .as_ref()
                         .and_then(|r| r.text("name").map(str::to_owned))
                         .unwrap_or_else(|| format!("#{id} (deleted)"));
+                    if entity == Entity::Site
+                        && let Some(customer) = record.as_ref().and_then(|r| r.get("customer_id").as_i64())
+                        && let Some(c) = tx.get(Entity::Customer, RecordId(customer)).await?
+                    {
+                        name = format!("{name} — {}", c.text("name").unwrap_or_default());
+                    }
                     names.insert((entity, id), name.clone());
                     name
                 }

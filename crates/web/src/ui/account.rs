@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use deskbridge_store::WriteContext;
 
-use super::html::{Field, Page, Section, cell, form, password_field, select, text_field};
+use super::html::{Field, Page, Section, cell, form, password_field, select, text_field, when, when_or};
 use super::{UiResult, field, parse_form};
 use crate::AppState;
 use crate::access::Caller;
@@ -66,9 +66,9 @@ async fn account_view(state: &AppState, caller: &Caller, flash: &str, error: &st
                 .map(|t| {
                     vec![
                         cell(&t.name),
-                        cell(&t.created_at),
-                        cell(t.last_used_at.clone().unwrap_or_default()),
-                        cell(t.expires_at.clone().unwrap_or_else(|| "never".into())),
+                        when(&t.created_at),
+                        when_or(t.last_used_at.as_deref(), "never"),
+                        when_or(t.expires_at.as_deref(), "never"),
                     ]
                 })
                 .collect(),

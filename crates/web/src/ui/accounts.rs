@@ -8,7 +8,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use deskbridge_store::{Account, Role};
 
-use super::html::{Field, Page, Section, cell, checkbox, form, hidden, select, text_field};
+use super::html::{
+    Field, Page, Section, cell, checkbox, form, hidden, phrase, select, text_field, when, when_or,
+};
 use super::{UiError, UiResult, field, parse_form};
 use crate::AppState;
 use crate::access::Caller;
@@ -46,19 +48,23 @@ async fn accounts_view(
                 } else {
                     "active"
                 }),
-                cell(match failures {
+                match failures {
                     Some(f) => match &f.blocked_until {
-                        Some(until) => format!("locked until {until} ({} failed in a row)", f.failures),
-                        None => format!("{} failed in a row", f.failures),
+                        Some(until) => phrase(
+                            "locked until ",
+                            until,
+                            format!(" ({} failed in a row)", f.failures),
+                        ),
+                        None => cell(format!("{} failed in a row", f.failures)),
                     },
-                    None => String::new(),
-                }),
-                cell(a.last_sign_in_at.as_deref().unwrap_or("never")),
+                    None => cell(""),
+                },
+                when_or(a.last_sign_in_at.as_deref(), "never"),
                 cell(match (&a.linked_tenant_id, &a.linked_object_id) {
                     (Some(tenant), Some(object)) => format!("{object} in tenant {tenant}"),
                     _ => String::new(),
                 }),
-                cell(&a.created_at),
+                when(&a.created_at),
             ]
         })
         .collect();

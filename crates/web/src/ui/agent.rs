@@ -8,14 +8,18 @@ use deskbridge_source::settings::{Purpose, Setting, SettingKind, SettingPart};
 use deskbridge_store::Access;
 use serde_json::Value;
 
-use super::html::{Cell, Page, Section, cell, form, text_field};
-use super::{UiResult, field, parse_form, reload, settings_form, show};
+use super::html::{Cell, Page, Section, cell, destructive, every, form, text_field, when, when_or};
+use super::{UiResult, confirmed, field, parse_form, reload, settings_form, show};
 use crate::AppState;
 use crate::access::{Caller, Scope};
 use crate::api;
 use crate::error::ApiError;
 
 async fn agent_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &str) -> UiResult {
+    agent_page(state, caller, scope, flash, "").await
+}
+
+async fn agent_page(state: &AppState, caller: &Caller, scope: &Scope, flash: &str, error: &str) -> UiResult {
     let source = api::source_of(state, &scope.connection)?;
     let id = scope.connection.id.0;
     let mut tx = state.store.read().await?;
@@ -24,6 +28,9 @@ async fn agent_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &st
     let mut page = Page::connection(caller, scope, "agent");
     if !flash.is_empty() {
         page = page.flash(flash);
+    }
+    if !error.is_empty() {
+        page = page.error(error);
     }
     let config = &scope.connection.config;
     let mut rows: Vec<Vec<Cell>> = source
@@ -70,18 +77,24 @@ async fn agent_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &st
                 fields,
             ));
         }
-        delta = delta.form(form(
-            "reset",
-            format!("/connections/{id}/cursors/reset"),
-            "Reset delta (next sync reads everything)",
-            Vec::new(),
+        delta = delta.form(destructive(
+            form(
+                "reset",
+                format!("/connections/{id}/cursors/reset"),
+                "Reset delta (next sync reads everything)",
+                Vec::new(),
+            ),
+            "Yes, forget the delta links: the next sync reads every record again",
         ));
         if source.can_start_from_now() {
-            delta = delta.form(form(
-                "latest",
-                format!("/connections/{id}/cursors/latest"),
-                "Get latest delta (next sync sees only changes from now)",
-                Vec::new(),
+            delta = delta.form(destructive(
+                form(
+                    "latest",
+                    format!("/connections/{id}/cursors/latest"),
+                    "Get latest delta (next sync sees only changes from now)",
+                    Vec::new(),
+                ),
+                "Yes, start from now: changes made before now that were not synced yet are never read",
             ));
         }
     }
@@ -91,10 +104,9 @@ async fn agent_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &st
         .map(|s| {
             vec![
                 cell(s.id.0.to_string()),
-                cell(if s.kind == "interval" {
-                    format!("every {} s", s.spec)
-                } else {
-                    format!("cron {}", s.spec)
+                cell(match (s.kind.as_str(), s.spec.parse::<i64>()) {
+                    ("interval", Ok(seconds)) => every(seconds),
+                    _ => format!("cron {}", s.spec),
                 }),
                 cell(s.time_zone.clone()),
                 cell(match (&s.window_start, &s.window_end) {
@@ -102,8 +114,8 @@ async fn agent_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &st
                     _ => "any time".into(),
                 }),
                 cell(if s.enabled { "yes" } else { "no" }),
-                cell(s.next_due.clone()),
-                cell(s.last_fired_at.clone().unwrap_or_else(|| "never".into())),
+                when(&s.next_due),
+                when_or(s.last_fired_at.as_deref(), "never"),
             ]
         })
         .collect();
@@ -137,11 +149,14 @@ async fn agent_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &st
             ],
         ));
         for s in &schedules {
-            timetable = timetable.form(form(
-                &format!("remove-schedule-{}", s.id.0),
-                format!("/connections/{id}/schedules/{}/remove", s.id.0),
-                &format!("Remove schedule {}", s.id.0),
-                Vec::new(),
+            timetable = timetable.form(destructive(
+                form(
+                    &format!("remove-schedule-{}", s.id.0),
+                    format!("/connections/{id}/schedules/{}/remove", s.id.0),
+                    &format!("Remove schedule {}", s.id.0),
+                    Vec::new(),
+                ),
+                &format!("Yes, remove schedule {}: it no longer starts syncs", s.id.0),
             ));
         }
     }
@@ -180,10 +195,14 @@ pub(super) async fn remove_schedule(
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
     Path((_, schedule)): Path<(String, String)>,
+    body: Bytes,
 ) -> UiResult {
     let id: i64 = schedule
         .parse()
         .map_err(|_| ApiError::invalid(format!("{schedule:?} is not a schedule id")))?;
+    if let Err(e) = confirmed(&parse_form(&body), &format!("the removal of schedule {id}")) {
+        return agent_page(&state, &caller, &scope, "", &e.message).await;
+    }
     api::remove_schedule(&state, &scope.connection, id).await?;
     agent_view(&state, &caller, &scope, &format!("Schedule {id} removed.")).await
 }
@@ -214,7 +233,11 @@ pub(super) async fn reset_cursors(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
+    body: Bytes,
 ) -> UiResult {
+    if let Err(e) = confirmed(&parse_form(&body), "the reset of the delta") {
+        return agent_page(&state, &caller, &scope, "", &e.message).await;
+    }
     let n = api::clear_cursors(&state, &scope.connection).await?;
     agent_view(
         &state,
@@ -229,7 +252,11 @@ pub(super) async fn latest_cursors(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(scope): Extension<Scope>,
+    body: Bytes,
 ) -> UiResult {
+    if let Err(e) = confirmed(&parse_form(&body), "starting from the latest delta") {
+        return agent_page(&state, &caller, &scope, "", &e.message).await;
+    }
     let flash = match api::take_latest_cursors(&state, &scope.connection).await {
         Ok(_) => "Delta links taken from now: the next sync sees only changes made from here on.".to_owned(),
         Err(e) => format!("The latest delta links could not be taken: {}", e.message),

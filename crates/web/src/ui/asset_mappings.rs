@@ -12,9 +12,9 @@ use deskbridge_mapping::{
     UnmatchedDevice,
 };
 
-use super::html::{Field, Opt, Section, cell, checkbox, form, hidden, select, text_field};
+use super::html::{Field, Opt, Section, cell, checkbox, destructive, form, hidden, select, text_field};
 use super::mappings::{site_options, source_text};
-use super::{UiError, field};
+use super::{UiError, confirmed, field};
 use crate::AppState;
 use crate::access::Scope;
 use crate::api;
@@ -279,13 +279,18 @@ pub(super) async fn sections(
         table.id = "asset-rules".into();
         if modify {
             for (i, r) in rules.iter().enumerate() {
-                let mut remove = form(
-                    &format!("remove-rule-{}", i + 1),
-                    action,
-                    &format!("Remove rule {} ({})", i + 1, r.asset_type),
-                    vec![hidden("op", "remove-rule"), hidden("index", i.to_string())],
+                let remove = destructive(
+                    form(
+                        &format!("remove-rule-{}", i + 1),
+                        action,
+                        &format!("Remove rule {} ({})", i + 1, r.asset_type),
+                        vec![hidden("op", "remove-rule"), hidden("index", i.to_string())],
+                    ),
+                    &format!(
+                        "Yes, remove rule {}: devices it matched take the next rule's type",
+                        i + 1
+                    ),
                 );
-                remove.danger = true;
                 table = table.form(remove);
             }
         }
@@ -317,13 +322,15 @@ pub(super) async fn sections(
         table.id = "asset-fields".into();
         if modify {
             for (i, m) in current.fields.iter().enumerate() {
-                let mut remove = form(
-                    &format!("remove-field-{}", i + 1),
-                    action,
-                    &format!("Remove the {} mapping", m.target),
-                    vec![hidden("op", "remove-field"), hidden("index", i.to_string())],
+                let remove = destructive(
+                    form(
+                        &format!("remove-field-{}", i + 1),
+                        action,
+                        &format!("Remove the {} mapping", m.target),
+                        vec![hidden("op", "remove-field"), hidden("index", i.to_string())],
+                    ),
+                    &format!("Yes, remove it: assets' {} is no longer written", m.target),
                 );
-                remove.danger = true;
                 table = table.form(remove);
             }
         }
@@ -480,6 +487,7 @@ pub(super) fn apply(
             }
         }
         "remove-rule" => {
+            confirmed(f, "the removal of the rule")?;
             let a = assets_mut(mapping)?;
             let AssetTypes::Rules { rules, .. } = &mut a.types else {
                 return Err(ApiError::invalid(
@@ -497,6 +505,7 @@ pub(super) fn apply(
                 .push(FieldMapping::property(&trimmed(f, "source"), &target));
         }
         "remove-field" => {
+            confirmed(f, "the removal of the field mapping")?;
             let a = assets_mut(mapping)?;
             let i = index_of(f, a.fields.len(), "field mapping")?;
             a.fields.remove(i);

@@ -5,7 +5,7 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use deskbridge_agent::health::{ConnectionHealthView, SortKey, customers_text, when_text};
+use deskbridge_agent::health::{ConnectionHealthView, SortKey, customers_text};
 use deskbridge_store::{Access, Connection};
 
 use axum::extract::RawQuery;
@@ -13,7 +13,7 @@ use deskbridge_source::settings::{Purpose, SettingPart};
 use deskbridge_source::{CheckReport, Source};
 use serde_json::Value;
 
-use super::html::{Cell, Field, Page, Section, cell, checkbox, form, hidden, link, text_field};
+use super::html::{Cell, Field, Page, Section, cell, checkbox, form, hidden, link, text_field, when_or};
 use super::{UiResult, field, parse_form, see_other, settings_form};
 use crate::AppState;
 use crate::access::Caller;
@@ -137,20 +137,12 @@ fn health_row(h: &ConnectionHealthView, c: &Connection, access: Access) -> Vec<C
                 )
             },
         ),
-        cell(
-            last.and_then(|r| r.at.as_deref())
-                .map(when_text)
-                .unwrap_or_default(),
-        ),
+        when_or(last.and_then(|r| r.at.as_deref()), ""),
         count(|c| c.created),
         count(|c| c.updated),
         count(|c| c.deactivated),
         count(|c| c.errors),
-        cell(
-            h.next_run
-                .as_deref()
-                .map_or_else(|| "not scheduled".into(), when_text),
-        ),
+        when_or(h.next_run.as_deref(), "not scheduled"),
         cell(h.open_errors.to_string()),
         match h.held_runs.first() {
             Some(run) => link(

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use deskbridge_source::settings::{Purpose, SettingPart};
 
-use super::html::{Opt, Page, Section, cell, checkbox, form, select};
+use super::html::{Opt, Page, Section, cell, checkbox, form, phrase, select};
 use super::{UiResult, field, parse_form, reload, see_other, settings_form, show};
 use crate::AppState;
 use crate::access::{Caller, Scope};
@@ -119,13 +119,16 @@ async fn details_view(
         })
         .map_or("Signs in", |o| o.label);
     let mut authorisation = Section::titled("Authorisation")
-        .text(format!(
-            "{method}; {}. Secrets are stored sealed and are never shown.",
-            match credential["expires_at"].as_str() {
-                Some(at) => format!("the stored credential expires {at}"),
-                None => "no expiry date is recorded".into(),
-            }
-        ))
+        .line(match credential["expires_at"].as_str() {
+            Some(at) => phrase(
+                format!("{method}; the stored credential expires "),
+                at,
+                ". Secrets are stored sealed and are never shown.",
+            ),
+            None => cell(format!(
+                "{method}; no expiry date is recorded. Secrets are stored sealed and are never shown."
+            )),
+        })
         .form(form(
             "test",
             format!("/connections/{id}/test"),

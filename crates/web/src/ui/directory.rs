@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 
 use deskbridge_store::{DirectoryFilter, Entity};
 
-use super::html::{Cell, Field, Opt, Page, Section, cell, form, link, select, text_field};
+use super::html::{Cell, Field, Opt, Page, Section, cell, form, link, select, text_field, when};
 use super::{UiResult, field, parse_form, show, with_query};
 use crate::AppState;
 use crate::access::{Caller, Scope};
@@ -51,53 +51,80 @@ async fn customer_options(state: &AppState, scope: Option<&Scope>) -> Result<Vec
     Ok(options)
 }
 
-fn directory_columns(kind: &str) -> &'static [&'static str] {
+/// Each kind's columns: heading and the listed item's key. Names, not ids: the API adds the
+/// names of the records an item refers to beside their ids (a user's site as "Site — Customer",
+/// a site's, licence's or subscription's customer, an asset's type, user, site and customer).
+fn directory_columns(kind: &str) -> &'static [(&'static str, &'static str)] {
     match kind {
-        "customers" => &["id", "name", "tenant_ids", "active"],
-        "sites" => &["id", "customer_id", "name", "is_main", "active"],
-        "agents" => &["id", "name", "email", "licence_type", "active", "roles"],
-        "teams" => &["id", "name"],
+        "customers" => &[
+            ("#", "id"),
+            ("Name", "name"),
+            ("Tenant ids", "tenant_ids"),
+            ("Active", "active"),
+        ],
+        "sites" => &[
+            ("#", "id"),
+            ("Name", "name"),
+            ("Customer", "customer"),
+            ("Main site", "is_main"),
+            ("Active", "active"),
+        ],
+        "agents" => &[
+            ("#", "id"),
+            ("Name", "name"),
+            ("Email", "email"),
+            ("Licence", "licence_type"),
+            ("Active", "active"),
+            ("Roles", "roles"),
+        ],
+        "teams" => &[("#", "id"), ("Name", "name")],
         "licences" => &[
-            "id",
-            "customer_id",
-            "part_number",
-            "friendly_name",
-            "consumed_units",
-            "total_units",
+            ("#", "id"),
+            ("Licence", "friendly_name"),
+            ("Customer", "customer"),
+            ("Part number", "part_number"),
+            ("Consumed", "consumed_units"),
+            ("Total", "total_units"),
         ],
         "usage" => &[
-            "id",
-            "customer",
-            "usage_start",
-            "resource_name",
-            "category",
-            "quantity",
-            "unit",
+            ("#", "id"),
+            ("Customer", "customer"),
+            ("From", "usage_start"),
+            ("Resource", "resource_name"),
+            ("Category", "category"),
+            ("Quantity", "quantity"),
+            ("Unit", "unit"),
         ],
         "subscriptions" => &[
-            "id",
-            "customer",
-            "friendly_name",
-            "quantity",
-            "status",
-            "billing_cycle",
-            "term_duration",
-            "end_date",
-            "unit_price",
-            "currency",
+            ("#", "id"),
+            ("Customer", "customer"),
+            ("Subscription", "friendly_name"),
+            ("Quantity", "quantity"),
+            ("Status", "status"),
+            ("Billing cycle", "billing_cycle"),
+            ("Term", "term_duration"),
+            ("Ends", "end_date"),
+            ("Unit price", "unit_price"),
+            ("Currency", "currency"),
         ],
-        // Names, not ids: the API adds them beside the ids for assets.
         "assets" => &[
-            "id",
-            "name",
-            "serial_number",
-            "status",
-            "asset_type",
-            "user",
-            "site",
-            "customer",
+            ("#", "id"),
+            ("Name", "name"),
+            ("Serial number", "serial_number"),
+            ("Status", "status"),
+            ("Asset type", "asset_type"),
+            ("User", "user"),
+            ("Site", "site"),
+            ("Customer", "customer"),
         ],
-        _ => &["id", "name", "email", "site_id", "active", "is_service_account"],
+        _ => &[
+            ("#", "id"),
+            ("Name", "name"),
+            ("Email", "email"),
+            ("Site", "site"),
+            ("Active", "active"),
+            ("Service account", "is_service_account"),
+        ],
     }
 }
 
@@ -136,10 +163,16 @@ async fn directory_view(
                 .map(|it| {
                     columns
                         .iter()
-                        .map(|c| match (*c, kind, it["source_connection_id"].as_i64()) {
+                        .map(|(_, c)| match (*c, kind, it["source_connection_id"].as_i64()) {
                             // An imported user opens their page (licences).
-                            ("id", "users", Some(_)) => {
-                                link(show(&it["id"]), format!("/users/{}", show(&it["id"])))
+                            ("name", "users", Some(_)) => {
+                                link(show(&it["name"]), format!("/users/{}", show(&it["id"])))
+                            }
+                            (_, _, _) if c.ends_with("_start") || c.ends_with("_date") => {
+                                it[*c].as_str().map_or_else(|| cell(show(&it[*c])), when)
+                            }
+                            (_, _, _) if it[*c].is_boolean() => {
+                                cell(if it[*c] == true { "yes" } else { "no" })
                             }
                             _ => cell(show(&it[*c])),
                         })
@@ -175,7 +208,8 @@ async fn directory_view(
         };
         top = top.link(k, href);
     }
-    let mut table = Section::default().table(columns, rows);
+    let headings: Vec<&str> = columns.iter().map(|(heading, _)| *heading).collect();
+    let mut table = Section::default().table(&headings, rows);
     table.id = "directory".into();
     if let Some(next) = data["next_after"].as_i64() {
         table = table.link(

@@ -35,9 +35,69 @@ pub(super) struct Tab {
 
 #[derive(Default, Clone)]
 pub(super) struct Cell {
+    /// The text; for a time, the server's rendering of it (UTC, to the second).
     pub(super) text: String,
     pub(super) href: String,
     pub(super) class: &'static str,
+    /// A time, RFC 3339: the cell shows it in a `<time>` element that `app.js` rewrites into the
+    /// viewer's own zone; `before` and `after` are the words around it.
+    pub(super) time: String,
+    pub(super) before: String,
+    pub(super) after: String,
+}
+
+/// A stored time as people read it: `<time datetime="…">2026-11-23 10:00:00 UTC</time>`,
+/// rewritten by the browser into the viewer's zone, to the second. Text that is not a time is
+/// shown as it is.
+pub(super) fn when(stamp: &str) -> Cell {
+    match deskbridge_store::parse_timestamp(stamp) {
+        Ok(at) => Cell {
+            text: format!("{} UTC", at.strftime("%Y-%m-%d %H:%M:%S")),
+            time: at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            ..Cell::default()
+        },
+        Err(_) => cell(stamp),
+    }
+}
+
+/// [`when`] of a time that may be missing, `none` saying what its absence means ("never").
+pub(super) fn when_or(stamp: Option<&str>, none: &str) -> Cell {
+    stamp.map_or_else(|| cell(none), when)
+}
+
+/// A time inside a phrase: "locked until <time> (5 failed in a row)".
+pub(super) fn phrase(before: impl Into<String>, stamp: &str, after: impl Into<String>) -> Cell {
+    let mut c = when(stamp);
+    if c.time.is_empty() {
+        c.text = format!("{}{}{}", before.into(), c.text, after.into());
+    } else {
+        c.before = before.into();
+        c.after = after.into();
+    }
+    c
+}
+
+/// A length of time for people: "42 s", "3 min 5 s", "2 h 5 min", "3 days 4 h".
+pub(super) fn duration(seconds: i64) -> String {
+    deskbridge_agent::health::duration_text(seconds)
+}
+
+/// How often a schedule runs, in words: "every 30 minutes", "every 2 hours", "every 1 h 30 min".
+pub(super) fn every(seconds: i64) -> String {
+    let unit = |n: i64, one: &str| {
+        if n == 1 {
+            format!("every {one}")
+        } else {
+            format!("every {n} {one}s")
+        }
+    };
+    match seconds {
+        s if s > 0 && s % 86_400 == 0 => unit(s / 86_400, "day"),
+        s if s > 0 && s % 3_600 == 0 => unit(s / 3_600, "hour"),
+        s if s > 0 && s % 60 == 0 => unit(s / 60, "minute"),
+        s if s > 0 && s < 60 => unit(s, "second"),
+        s => format!("every {}", duration(s)),
+    }
 }
 
 pub(super) fn cell(text: impl Into<String>) -> Cell {
@@ -51,7 +111,7 @@ pub(super) fn link(text: impl Into<String>, href: impl Into<String>) -> Cell {
     Cell {
         text: text.into(),
         href: href.into(),
-        class: "",
+        ..Cell::default()
     }
 }
 
@@ -64,6 +124,7 @@ pub(super) fn verdict(ok: bool) -> Cell {
         },
         href: String::new(),
         class: if ok { "ok" } else { "bad" },
+        ..Cell::default()
     }
 }
 
@@ -84,6 +145,43 @@ pub(super) struct Field {
     pub(super) required: bool,
     pub(super) disabled: bool,
     pub(super) rows: u32,
+    /// A number's bounds and step (empty: none).
+    pub(super) min: String,
+    pub(super) max: String,
+    pub(super) step: String,
+}
+
+/// A number input with its bounds: the browser refuses what is out of them, and the server
+/// checks again (see the forms that read them).
+pub(super) fn number_field(
+    name: &'static str,
+    label: &str,
+    value: impl ToString,
+    min: &str,
+    max: &str,
+    step: &str,
+) -> Field {
+    Field {
+        kind: "number",
+        min: min.into(),
+        max: max.into(),
+        step: step.into(),
+        required: true,
+        ..text_field(name, label, value.to_string())
+    }
+}
+
+/// The tick box a destructive form carries: `what` says what will happen. The handler checks
+/// it with `super::confirmed`; without it nothing changes.
+pub(super) fn confirm_box(what: &str) -> Field {
+    checkbox("confirm", what, false)
+}
+
+/// Makes `f` a destructive form: marked as such, with the tick box saying what will happen.
+pub(super) fn destructive(mut f: Form, what: &str) -> Form {
+    f.danger = true;
+    f.fields.push(confirm_box(what));
+    f
 }
 
 pub(super) fn text_field(name: &'static str, label: &str, value: impl Into<String>) -> Field {
@@ -142,6 +240,18 @@ pub(super) fn select(name: &'static str, label: &str, value: &str, options: &[(&
     }
 }
 
+/// A select over options built at run time.
+pub(super) fn select_of(name: &'static str, label: &str, value: &str, options: Vec<Opt>) -> Field {
+    Field {
+        kind: "select",
+        name,
+        label: label.into(),
+        value: value.into(),
+        options,
+        ..Field::default()
+    }
+}
+
 pub(super) fn textarea(name: &'static str, label: &str, value: impl Into<String>, rows: u32) -> Field {
     Field {
         kind: "textarea",
@@ -193,6 +303,8 @@ pub(super) struct Section {
     pub(super) rows: Vec<Vec<Cell>>,
     pub(super) forms: Vec<Form>,
     pub(super) links: Vec<Link>,
+    /// Lines of text that may hold a time (see [`phrase`]), after `text`.
+    pub(super) lines: Vec<Cell>,
 }
 
 impl Section {
@@ -211,6 +323,11 @@ impl Section {
     pub(super) fn table(mut self, headers: &[&str], rows: Vec<Vec<Cell>>) -> Self {
         self.headers = headers.iter().map(|h| (*h).to_owned()).collect();
         self.rows = rows;
+        self
+    }
+
+    pub(super) fn line(mut self, line: Cell) -> Self {
+        self.lines.push(line);
         self
     }
 

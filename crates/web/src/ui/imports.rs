@@ -70,6 +70,12 @@ async fn imports_view(
         ],
     );
     let mut editor = Section::titled("Import options (as code)");
+    let options_form = (scope.access == Access::Modify).then(|| {
+        super::advanced_forms::import_options_form(
+            &mapping.imports,
+            &format!("/connections/{id}/mappings/advanced"),
+        )
+    });
     if scope.access == Access::Modify {
         editor = editor.form(form(
             "imports-code",
@@ -132,7 +138,11 @@ async fn imports_view(
     if imports_customers(state, scope) {
         page = page.section(customers_section(&mapping, scope));
     }
-    Ok(page.section(matching).section(editor).render())
+    page = page.section(matching);
+    if let Some(options) = options_form {
+        page = page.section(options);
+    }
+    Ok(page.section(editor).render())
 }
 
 /// Whether the connection's connector reads managed devices (asset imports).

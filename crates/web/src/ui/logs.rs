@@ -6,7 +6,7 @@ use axum::extract::{RawQuery, State};
 use deskbridge_core::RunId;
 use deskbridge_store::LogFilter;
 
-use super::html::{Cell, Field, Page, Section, cell, form, select, text_field};
+use super::html::{Cell, Field, Page, Section, cell, form, select, text_field, when};
 use super::{UiResult, field, parse_form, show, with_query};
 use crate::AppState;
 use crate::access::{Caller, Scope};
@@ -73,7 +73,15 @@ pub(super) async fn logs(
     let headers: Vec<&str> = columns.iter().map(|(heading, _)| *heading).collect();
     let rows: Vec<Vec<Cell>> = entries
         .iter()
-        .map(|e| columns.iter().map(|(_, key)| cell(show(&e[*key]))).collect())
+        .map(|e| {
+            columns
+                .iter()
+                .map(|(_, key)| match (*key, e[*key].as_str()) {
+                    ("at", Some(at)) => when(at),
+                    _ => cell(show(&e[*key])),
+                })
+                .collect()
+        })
         .collect();
     let base = format!("/connections/{id}/logs");
     let run_text = q.run.map(|r| r.to_string()).unwrap_or_default();

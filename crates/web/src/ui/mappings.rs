@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use deskbridge_mapping::{FieldMapping, MappingConfig, SiteMapping, SiteTarget};
-use deskbridge_store::{Access, Entity};
+use deskbridge_mapping::{FieldMapping, MappingConfig};
+use deskbridge_store::Access;
 use serde_json::Value;
 
 use super::html::{Cell, Field, Opt, Page, Section, cell, form, hidden, select, text_field, textarea};
@@ -184,45 +184,8 @@ async fn mappings_view(
             }
         }
         "sites" => {
-            let rows = mapping
-                .site_mappings
-                .iter()
-                .map(|m| {
-                    vec![
-                        cell(m.id.to_string()),
-                        cell(m.sequence.to_string()),
-                        cell(&m.name),
-                        cell(serde_json::to_string(&m.target).unwrap_or_default()),
-                        cell(
-                            m.group
-                                .as_ref()
-                                .map(|g| serde_json::to_string(g).unwrap_or_default())
-                                .unwrap_or_default(),
-                        ),
-                        cell(m.filter.clone().unwrap_or_default()),
-                    ]
-                })
-                .collect();
-            page = page.section(Section::titled("Site mappings").text("Evaluated by sequence, lowest first; the first that matches a user decides their site.").table(&["Id", "Sequence", "Name", "Target", "Group", "Filter"], rows));
-            if modify {
-                let options = site_options(state, scope).await?;
-                let mut site_field = select("site_id", "Desk site", "", &[]);
-                site_field.options = options;
-                page = page.section(Section::titled("Add a site mapping").form(form(
-                    "add-site",
-                    &action,
-                    "Add site mapping",
-                    vec![
-                        hidden("op", "add"),
-                        Field { required: true, ..text_field("name", "Name", "") },
-                        Field { kind: "number", ..text_field("sequence", "Sequence", "10") },
-                        site_field,
-                        Field {
-                            help: "Optional OData filter over the user's properties, e.g. officeLocation eq 'London'.".into(),
-                            ..text_field("filter", "Filter", "")
-                        },
-                    ],
-                )));
+            for s in super::site_mappings::sections(state, scope, mapping, &action, modify).await? {
+                page = page.section(s);
             }
         }
         "assets" => {
@@ -243,7 +206,13 @@ async fn mappings_view(
                 page = page.section(s);
             }
         }
-        _ => {}
+        _ => {
+            if modify {
+                for s in super::advanced_forms::sections(mapping, &action) {
+                    page = page.section(s);
+                }
+            }
+        }
     }
     let mut editor = Section::titled(if section == "advanced" {
         "Advanced mappings (as code)"
@@ -283,47 +252,9 @@ pub(super) async fn mappings(
     mappings_view(&state, &caller, &scope, &section, "", "", None).await
 }
 
-/// The sites a connection's mappings may name, as "Site (Customer)": only those of the
-/// customers it imports into (a mapping to another customer's site is refused anyway, and
-/// listing them would show one customer's sites to another's administrator).
+/// The sites a connection's mappings may name, as "Site — Customer".
 pub(super) async fn site_options(state: &AppState, scope: &Scope) -> Result<Vec<Opt>, UiError> {
-    let customers = api::connection_customers(state, &scope.connection)?;
-    let mut options = Vec::new();
-    let mut tx = state.store.read().await?;
-    for customer in customers {
-        let customer_name = tx
-            .get(Entity::Customer, customer)
-            .await?
-            .and_then(|c| c.text("name").map(str::to_owned))
-            .unwrap_or_else(|| format!("#{customer}"));
-        // The store narrows by customer only together with a connection (its records, or its
-        // customer's); the customer's own sites are picked out of that here, page by page.
-        let mut filter = deskbridge_store::DirectoryFilter {
-            connection: Some(scope.connection.id),
-            customer: Some(customer),
-            limit: 500,
-            ..Default::default()
-        };
-        for _ in 0..20 {
-            let sites = tx.directory_page(Entity::Site, &filter).await?;
-            let more = sites.len() == filter.limit as usize;
-            filter.after = sites.last().map(|s| s.id);
-            options.extend(
-                sites
-                    .iter()
-                    .filter(|s| s.get("customer_id").as_i64() == Some(customer.0))
-                    .map(|s| Opt {
-                        value: s.id.0.to_string(),
-                        label: format!("{} ({customer_name})", s.text("name").unwrap_or_default()),
-                    }),
-            );
-            if !more {
-                break;
-            }
-        }
-    }
-    tx.commit().await?;
-    Ok(options)
+    Ok(super::site_mappings::names(state, scope).await?.sites)
 }
 
 /// Applies a submitted section to a copy of the whole configuration.
@@ -344,23 +275,9 @@ fn apply_section(
                 mapping.user_fields.push(m);
             }
         }
-        ("sites", "add") => {
-            let site_id = field(f, "site_id")
-                .parse::<i64>()
-                .map_err(|_| ApiError::invalid("choose a desk site"))?;
-            let sequence = field(f, "sequence").trim().parse::<i32>().unwrap_or(50);
-            let id = mapping.site_mappings.iter().map(|m| m.id).max().unwrap_or(0) + 1;
-            let filter = Some(field(f, "filter").trim().to_owned()).filter(|s| !s.is_empty());
-            mapping.site_mappings.push(SiteMapping {
-                id,
-                name: field(f, "name").trim().to_owned(),
-                sequence,
-                target: SiteTarget::ExistingSite {
-                    site_id: deskbridge_core::RecordId(site_id),
-                },
-                filter,
-                ..SiteMapping::default()
-            });
+        ("sites", op) if op != "replace" && op != "confirm" => super::site_mappings::apply(mapping, op, f)?,
+        ("advanced", op) if super::advanced_forms::OPS.contains(&op) => {
+            super::advanced_forms::apply(mapping, op, f)?
         }
         // The whole configuration a confirmation page carries (see `confirm_delta_restart`);
         // validated in full like any other change.

@@ -10,6 +10,7 @@
 
 mod account;
 mod accounts;
+mod advanced_forms;
 mod agent;
 mod asset_mappings;
 mod check;
@@ -25,6 +26,7 @@ mod mappings;
 mod runs;
 mod settings;
 mod settings_form;
+mod site_mappings;
 mod sso;
 mod table_mappings;
 mod tenants;
@@ -204,6 +206,18 @@ fn parse_form(bytes: &[u8]) -> HashMap<String, String> {
 
 fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
     form.get(name).map_or("", String::as_str)
+}
+
+/// The server's side of a destructive form's tick box (see `html::destructive`): without it
+/// nothing changes, and the refusal says why. `what` names the change ("the reset of the deltas").
+fn confirmed(form: &HashMap<String, String>, what: &str) -> Result<(), ApiError> {
+    if field(form, "confirm") == "on" {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "Nothing was changed: tick the box to confirm {what}."
+        )))
+    }
 }
 
 fn see_other(to: &str) -> Response {

@@ -3,12 +3,12 @@
 
 use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
-use deskbridge_agent::health::{duration_text, run_seconds, when_text};
+use deskbridge_agent::health::run_seconds;
 use deskbridge_core::RunId;
 use deskbridge_store::{Access, RunFilter, RunListing, RunStatus};
 use serde_json::Value;
 
-use super::html::{Cell, Page, Section, cell, form, link};
+use super::html::{Cell, Page, Section, cell, duration, form, link, when_or};
 use super::{UiResult, see_other, show};
 use crate::AppState;
 use crate::access::{Caller, Scope};
@@ -33,8 +33,8 @@ fn run_row(r: &RunListing, now: jiff::Timestamp) -> Vec<Cell> {
         },
         cell(deskbridge_sync::entity_of_run_kind(&run.kind).as_str()),
         status,
-        cell(run.started_at.as_deref().map(when_text).unwrap_or_default()),
-        cell(run_seconds(run, now).map(duration_text).unwrap_or_default()),
+        when_or(run.started_at.as_deref(), ""),
+        cell(run_seconds(run, now).map(duration).unwrap_or_default()),
         cell(run.counts.created.to_string()),
         cell(run.counts.updated.to_string()),
         cell(run.counts.deactivated.to_string()),
@@ -147,8 +147,8 @@ pub(super) async fn run_page(
             vec![cell("Conflicts"), cell(show(&c["conflicts"]))],
             vec![cell("Errors"), cell(show(&c["errors"]))],
             vec![cell("Message"), cell(show(&row["message"]))],
-            vec![cell("Started"), cell(show(&row["started_at"]))],
-            vec![cell("Ended"), cell(show(&row["ended_at"]))],
+            vec![cell("Started"), when_or(row["started_at"].as_str(), "not yet")],
+            vec![cell("Ended"), when_or(row["ended_at"].as_str(), "not yet")],
         ],
     );
     status.id = if finished {

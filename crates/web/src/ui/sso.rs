@@ -10,9 +10,11 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
-use super::html::{Field, Page, Section, cell, checkbox, form, hidden, password_field, text_field};
+use super::html::{
+    Field, Page, Section, cell, checkbox, destructive, form, hidden, password_field, text_field,
+};
 use super::login::{View, login_page_with, safe_next, signed_in};
-use super::{UiResult, field, parse_form, see_other};
+use super::{UiResult, confirmed, field, parse_form, see_other};
 use crate::AppState;
 use crate::access::Caller;
 use crate::auth;
@@ -160,14 +162,21 @@ async fn sso_view(
             ],
         ));
     for t in view.allowed_tenants.iter().filter(|t| t.manual) {
-        let mut remove = form(
-            &format!("sso-disallow-{}", t.tenant_id),
-            "/admin/sso",
-            &format!("Remove {}", t.tenant_id),
-            vec![hidden("action", "disallow"), hidden("tenant_id", &t.tenant_id)],
+        let label = if t.note.is_empty() {
+            t.tenant_id.clone()
+        } else {
+            format!("{} ({})", t.note, t.tenant_id)
+        };
+        let mut remove = destructive(
+            form(
+                &format!("sso-disallow-{}", t.tenant_id),
+                "/admin/sso",
+                &format!("Remove {label}"),
+                vec![hidden("action", "disallow"), hidden("tenant_id", &t.tenant_id)],
+            ),
+            &format!("Yes, people of {label} can no longer sign in with Microsoft"),
         );
         remove.class = "inline";
-        remove.danger = true;
         tenants = tenants.form(remove);
     }
     Ok(page.section(settings).section(tenants).render())
@@ -210,9 +219,11 @@ pub(super) async fn save_sso(
         "allow" => sso::allow(&state.store, field(&f, "tenant_id"), field(&f, "note"))
             .await
             .map(|id| format!("Tenant {id} may sign in.")),
-        "disallow" => sso::disallow(&state.store, field(&f, "tenant_id"))
-            .await
-            .map(|()| format!("Tenant {} may no longer sign in.", field(&f, "tenant_id").trim())),
+        "disallow" => match confirmed(&f, "removing the tenant") {
+            Ok(()) => sso::disallow(&state.store, field(&f, "tenant_id")).await,
+            Err(e) => Err(e),
+        }
+        .map(|()| format!("Tenant {} may no longer sign in.", field(&f, "tenant_id").trim())),
         other => Err(ApiError::invalid(format!("unknown action {other:?}"))),
     };
     match outcome {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use deskbridge_mapping::{CustomTableMapping, MappingConfig, RemovedRows, RowField};
 
 use super::html::{Field, Opt, Section, checkbox, form, hidden, select, text_field};
-use super::{UiError, field};
+use super::{UiError, confirmed, field};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -210,9 +210,7 @@ pub(super) fn apply(
             });
         }
         "remove" => {
-            if field(f, "confirm") != "on" {
-                return Err(ApiError::invalid("tick \"Yes, remove it\" to remove"));
-            }
+            confirmed(f, "the removal")?;
             let name = field(f, "table").trim().to_owned();
             let target = field(f, "target").trim();
             if target.is_empty() {

@@ -13,8 +13,8 @@ use deskbridge_store::Access;
 use deskbridge_store::{DirectoryFilter, Entity};
 use serde_json::{Map, Value, json};
 
-use super::html::{Opt, Page, Section, cell, form, select};
-use super::{UiResult, field, parse_form, reload, see_other};
+use super::html::{Cell, Opt, Page, Section, cell, destructive, form, phrase, select};
+use super::{UiResult, confirmed, field, parse_form, reload, see_other};
 use crate::AppState;
 use crate::access::{Caller, Scope};
 use crate::api;
@@ -25,7 +25,20 @@ const DO_NOT_IMPORT: &str = "none";
 const CONNECTIONS: &str = "connection";
 
 async fn tenants_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &str) -> UiResult {
+    tenants_page(state, caller, scope, flash, "").await
+}
+
+async fn tenants_page(
+    state: &AppState,
+    caller: &Caller,
+    scope: &Scope,
+    flash: &str,
+    error: &str,
+) -> UiResult {
     let mut page = Page::connection(caller, scope, "tenants");
+    if !error.is_empty() {
+        page = page.error(error);
+    }
     if !flash.is_empty() {
         page = page.flash(flash);
     }
@@ -58,7 +71,7 @@ async fn tenants_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &
                         .unwrap_or_else(|| "The connection's".into()),
                 )
             }));
-            row.push(cell(consent_status(t)));
+            row.push(consent_status(t));
             row
         })
         .collect();
@@ -162,16 +175,21 @@ async fn tenants_view(state: &AppState, caller: &Caller, scope: &Scope, flash: &
             label: format!("{} ({})", t.name, t.tenant_id),
         }))
         .collect();
-        let mut reset = form(
-            "reset-deltas",
-            format!("/connections/{}/tenants/reset", scope.connection.id),
-            "Reset deltas",
-            vec![reset_which],
+        let reset = destructive(
+            form(
+                "reset-deltas",
+                format!("/connections/{}/tenants/reset", scope.connection.id),
+                "Reset deltas",
+                vec![reset_which],
+            ),
+            "Yes, forget the delta links: the next run reads the chosen tenant(s) whole",
         );
-        reset.danger = true;
         page = page.section(
             Section::titled("Reset deltas")
-                .text("The next run reads the tenant whole, as a first import does.")
+                .text(
+                    "The tenant's delta links are forgotten: the next run reads the tenant whole, as a first import \
+                     does (slower, and every user is compared again). Nothing in the desk changes until then.",
+                )
                 .form(reset),
         );
         page = page.section(
@@ -197,6 +215,9 @@ pub(super) async fn reset_deltas(
 ) -> UiResult {
     let f = parse_form(&body);
     let tenant = field(&f, "tenant").trim().to_owned();
+    if let Err(e) = confirmed(&f, "the reset of the deltas") {
+        return tenants_page(&state, &caller, &scope, "", &e.message).await;
+    }
     let flash = match api::reset_tenant_deltas(
         &state,
         &scope.connection,
@@ -323,10 +344,10 @@ fn choice_label(setting: &deskbridge_source::settings::Setting, value: &str) -> 
 }
 
 /// "granted <time>" when the grant came back through this service; otherwise unknown here.
-fn consent_status(tenant: &deskbridge_source::TenantEntry) -> String {
+fn consent_status(tenant: &deskbridge_source::TenantEntry) -> Cell {
     tenant.consented_at.as_ref().map_or_else(
-        || "Unknown (run the check)".to_owned(),
-        |at| format!("Granted {at}"),
+        || cell("Unknown (run the check)"),
+        |at| phrase("Granted ", at, ""),
     )
 }
 

@@ -9,7 +9,7 @@ use deskbridge_core::RecordId;
 use deskbridge_store::{Access, LicenceAction};
 use serde_json::Value;
 
-use super::html::{Cell, Opt, Page, Section, cell, checkbox, form, select};
+use super::html::{Cell, Opt, Page, Section, cell, checkbox, form, select, when_or};
 use super::{UiResult, field, parse_form, show};
 use crate::AppState;
 use crate::access::{Caller, Scope};
@@ -117,9 +117,16 @@ async fn user_view(state: &AppState, caller: &Caller, scope: &Scope, user: &str,
         .iter()
         .map(|c| {
             vec![
-                cell(show(&c["updated_at"])),
+                when_or(c["updated_at"].as_str(), ""),
                 cell(show(&c["requested_by"])),
-                cell(show(&c["licence_id"])),
+                // The licence by name where this page knows it (held or available), else its id.
+                cell(
+                    held.iter()
+                        .chain(available)
+                        .find(|l| l["id"] == c["licence_id"])
+                        .and_then(|l| l["name"].as_str())
+                        .map_or_else(|| show(&c["licence_id"]), str::to_owned),
+                ),
                 cell(show(&c["action"])),
                 cell(show(&c["status"])),
                 cell(show(&c["message"])),
