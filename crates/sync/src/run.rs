@@ -207,6 +207,10 @@ pub async fn open_connection(
     sources.source_of(&connection)?.open(&connection)
 }
 
+/// Events a run's read may fetch ahead of the steps: two pages in memory at most beside the one
+/// being planned, enough to keep a page request in flight while the steps work.
+const READ_AHEAD: usize = 2;
+
 /// The run an administrator approves with this sync, when asked to: the connection's last run,
 /// which must have been held.
 async fn held_run_to_approve(
@@ -491,25 +495,44 @@ pub(crate) async fn sync_with(
         cursors: &cursors,
     };
     let started = Instant::now();
-    let mut events = source.read(&cx, request);
-    let mut failure = None;
     // The mode the source said it reads in, for a run that fails before a partition begins.
     let mut announced = None;
-    while let Some(event) = events.next().await {
-        let taken = match event {
-            Ok(ReadEvent::Mode(mode)) => {
-                announced = Some(mode);
-                Ok(())
+    let mut failure = {
+        // Read ahead: the source fetches its next pages while this one is planned and applied,
+        // so Microsoft's latency overlaps our work. The events keep their order; when the steps
+        // stop (a failure), the read is dropped with whatever it had fetched ahead.
+        let mut events = source.read(&cx, request);
+        let (ahead, mut fetched) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let reading = async move {
+            while let Some(event) = events.next().await {
+                if ahead.send(event).await.is_err() {
+                    break;
+                }
             }
-            Ok(event) => steps.take(event).await,
-            Err(e) => Err(e),
         };
-        if let Err(e) = taken {
-            failure = Some(e);
-            break;
+        let taking = async {
+            while let Some(event) = fetched.recv().await {
+                let taken = match event {
+                    Ok(ReadEvent::Mode(mode)) => {
+                        announced = Some(mode);
+                        Ok(())
+                    }
+                    Ok(event) => steps.take(event).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = taken {
+                    return Some(e);
+                }
+            }
+            None
+        };
+        let mut reading = std::pin::pin!(reading);
+        let mut taking = std::pin::pin!(taking);
+        tokio::select! {
+            failure = &mut taking => failure,
+            () = &mut reading => taking.await,
         }
-    }
-    drop(events);
+    };
     if failure.is_none()
         && let Some(tenant) = steps.open_partition()
     {

@@ -285,11 +285,13 @@ store_test! {
         // Out of bounds, or not a number: refused in words, nothing saved.
         let before = mapping(&fx).await;
         for bad in ["150", "0", "abc", "NaN", ""] {
-            let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "circuit-breaker"), ("max_deactivate_percent", bad), ("floor", "3")]).await;
+            let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "circuit-breaker"), ("max_deactivate_percent", bad), ("max_change_percent", "30"), ("floor", "3")]).await;
             assert_eq!(error_of(&refused.text), "Not saved: Maximum share to deactivate must be a number more than 0 and at most 100.", "{bad}: {}", refused.text);
         }
-        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "circuit-breaker"), ("max_deactivate_percent", "35"), ("floor", "-1")]).await;
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "circuit-breaker"), ("max_deactivate_percent", "35"), ("max_change_percent", "30"), ("floor", "-1")]).await;
         assert_eq!(error_of(&refused.text), "Not saved: Always allow this many deactivations must be a whole number, 0 or more.", "{}", refused.text);
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "circuit-breaker"), ("max_deactivate_percent", "35"), ("max_change_percent", "101"), ("floor", "3")]).await;
+        assert_eq!(error_of(&refused.text), "Not saved: Maximum share to move or change must be a number more than 0 and at most 100.", "{}", refused.text);
         let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "followers"), ("mode", "members"), ("member_cap", "0")]).await;
         assert_eq!(error_of(&refused.text), "Not saved: Most members added must be a whole number, 1 or more.", "{}", refused.text);
         // A value the form reads but the configuration's validation refuses: its message, nothing saved.
@@ -298,7 +300,7 @@ store_test! {
         assert!(!refused.text.contains("serde") && !refused.text.contains("invalid type"), "{}", refused.text);
         assert_eq!(mapping(&fx).await, before, "nothing was saved");
         // Saved: the stored configuration shows each change, and the form shows it back.
-        let saved = post_form(&fx.app, &advanced, &fx.admin, &[("op", "circuit-breaker"), ("max_deactivate_percent", "35.5"), ("floor", "3")]).await;
+        let saved = post_form(&fx.app, &advanced, &fx.admin, &[("op", "circuit-breaker"), ("max_deactivate_percent", "35.5"), ("max_change_percent", "25"), ("floor", "3")]).await;
         assert!(saved.text.contains("Mappings saved"), "{}", saved.text);
         assert!(saved.text.contains(r#"name="max_deactivate_percent" value="35.5""#), "{}", saved.text);
         let saved = post_form(&fx.app, &advanced, &fx.admin, &[("op", "followers"), ("enabled", "on"), ("mode", "members"), ("member_cap", "25")]).await;
@@ -308,7 +310,7 @@ store_test! {
         let saved = post_form(&fx.app, &advanced, &fx.admin, &[("op", "import-options"), ("match_order", "email"), ("deactivate_not_found", "on"), ("sync_account_enabled", "on")]).await;
         assert!(saved.text.contains("Mappings saved"), "{}", saved.text);
         let now = mapping(&fx).await;
-        assert_eq!(now["circuit_breaker"], json!({"max_deactivate_percent": 35.5, "floor": 3}));
+        assert_eq!(now["circuit_breaker"], json!({"max_deactivate_percent": 35.5, "max_change_percent": 25.0, "floor": 3}));
         assert_eq!(now["followers"], json!({"enabled": true, "mode": "members", "member_cap": 25}));
         assert_eq!(now["advanced"]["nested_groups"], true);
         assert_eq!(now["advanced"]["full_role_management"], false);
@@ -319,7 +321,7 @@ store_test! {
         // A reader sees no forms and cannot post one.
         let seen = get_page(&fx.app, &advanced, &fx.reader).await;
         assert!(!seen.text.contains("Save circuit breaker"), "{}", seen.text);
-        let refused = post_form(&fx.app, &advanced, &fx.reader, &[("op", "circuit-breaker"), ("max_deactivate_percent", "90"), ("floor", "3")]).await;
+        let refused = post_form(&fx.app, &advanced, &fx.reader, &[("op", "circuit-breaker"), ("max_deactivate_percent", "90"), ("max_change_percent", "30"), ("floor", "3")]).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN);
         fx.emu.shutdown().await;
     }

@@ -195,7 +195,21 @@ pub(super) fn circuit_breaker_fields(breaker: &CircuitBreaker) -> Vec<Field> {
             )
         },
         Field {
-            help: "The breaker never trips for this many deactivations or fewer.".into(),
+            help: "Percent of the tenant's active records one run may move to another site or customer, or \
+                   change in any one field; more is held for approval. More than 0 and at most 100."
+                .into(),
+            ..number_field(
+                "max_change_percent",
+                "Maximum share to move or change (percent)",
+                breaker.max_change_percent,
+                "0",
+                "100",
+                "any",
+            )
+        },
+        Field {
+            help: "The breaker never trips for this many deactivations, moves or changes of one field, or fewer."
+                .into(),
             ..number_field(
                 "floor",
                 "Always allow this many deactivations",
@@ -214,10 +228,16 @@ fn read_circuit_breaker(f: &Fields, breaker: &mut CircuitBreaker) -> Result<(), 
         .ok_or_else(|| {
             ApiError::invalid("Maximum share to deactivate must be a number more than 0 and at most 100.")
         })?;
+    let change_share = number::<f64>(f, "max_change_percent")
+        .filter(|p| *p > 0.0 && *p <= 100.0)
+        .ok_or_else(|| {
+            ApiError::invalid("Maximum share to move or change must be a number more than 0 and at most 100.")
+        })?;
     let floor = number::<u32>(f, "floor").ok_or_else(|| {
         ApiError::invalid("Always allow this many deactivations must be a whole number, 0 or more.")
     })?;
     breaker.max_deactivate_percent = share;
+    breaker.max_change_percent = change_share;
     breaker.floor = floor;
     Ok(())
 }
