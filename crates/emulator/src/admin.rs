@@ -497,7 +497,7 @@ async fn lifecycle_event(State(state): St, Path(id): Path<String>, body: Bytes) 
     let Some(event) = body.get("event").and_then(Value::as_str) else {
         return fail(StatusCode::BAD_REQUEST, "BadRequest", "event is required");
     };
-    match crate::graph::subscriptions::lifecycle(&state, &id, event) {
+    match crate::graph::deliveries::lifecycle(&state, &id, event) {
         Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({"sent": event}))).into_response(),
         Err(e) => from_error(e),
     }

@@ -223,7 +223,7 @@ impl Emulator {
         let acceptor = tls
             .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
-        tokio::spawn(graph::subscriptions::watch(state.clone(), stopped.clone()));
+        tokio::spawn(graph::deliveries::watch(state.clone(), stopped.clone()));
         let task = tokio::spawn(serve(listener, router, acceptor, stopped));
         Ok(Emulator {
             state,
@@ -291,7 +291,7 @@ impl Emulator {
     /// Sends a lifecycle notification (`reauthorizationRequired`, `missed`,
     /// `subscriptionRemoved`) for a Graph subscription, as the admin API does.
     pub fn send_lifecycle_event(&self, subscription: &str, event: &str) -> Result<(), EmulatorError> {
-        graph::subscriptions::lifecycle(&self.state, subscription, event)
+        graph::deliveries::lifecycle(&self.state, subscription, event)
     }
 
     /// Lets a Graph subscription expire now: it is deleted and delivers nothing more.

@@ -4,6 +4,7 @@
 //! Requests are dispatched by path segments rather than by router so that `$batch` can run
 //! its sub-requests through exactly the same code.
 mod batch;
+pub(crate) mod deliveries;
 mod delta;
 mod render;
 mod resources;

@@ -1,14 +1,10 @@
-//! Change notifications for users and groups (`/v1.0/subscriptions`), as Graph delivers them to
-//! webhooks: create (after the validation handshake with the notification URL and the lifecycle
-//! URL), list, get, renew (PATCH), delete and reauthorize; deliveries of `{"value":[…]}` batches
-//! with the subscription's `clientState`; lifecycle notifications on demand (admin API).
+//! Change notifications for users and groups (`/v1.0/subscriptions`), as Graph keeps them:
+//! create (after the validation handshake with the notification URL and the lifecycle URL), list,
+//! get, renew (PATCH), delete and reauthorize. `deliveries.rs` posts the `{"value":[…]}` batches
+//! with each subscription's `clientState`, and lifecycle notifications on demand (admin API).
 //!
-//! Deliveries come from the world's change log, not from the code paths that change the world:
-//! a watcher compares each subscription's position in its tenant's log with the log's head, so a
-//! change made through the admin API, a Graph write or a generator is notified alike. Graph's
-//! basic notifications are not signed (only rich notifications with encrypted resource data carry
-//! validation tokens): what a receiver checks is `clientState`.
-use std::collections::HashMap;
+//! Graph's basic notifications are not signed (only rich notifications with encrypted resource
+//! data carry validation tokens): what a receiver checks is `clientState`.
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -20,15 +16,10 @@ use serde_json::{Value, json};
 use super::{Body, Caller, READ_GROUPS, READ_USERS, Req, Resp};
 use crate::EmulatorError;
 use crate::server::AppState;
-use crate::world::Change;
 
 /// Graph's longest lifetime of a users or groups subscription: 41,760 minutes (29 days).
 const MAX_LIFETIME_MINUTES: i64 = 41_760;
 const MAX_CLIENT_STATE: usize = 128;
-/// Delivery attempts of one batch (Graph retries for up to 4 hours; the emulator briefly).
-const ATTEMPTS: u32 = 5;
-/// How often the watcher compares the change logs with the subscriptions.
-const WATCH_EVERY: Duration = Duration::from_millis(50);
 pub(crate) const LIFECYCLE_EVENTS: &[&str] = &["reauthorizationRequired", "missed", "subscriptionRemoved"];
 
 /// What a subscription listens to.
@@ -56,7 +47,7 @@ pub struct GraphSubscription {
     pub paused: bool,
     /// Position in the tenant's change log up to which changes were notified.
     #[serde(skip)]
-    seen: u64,
+    pub(super) seen: u64,
 }
 
 /// One delivery attempt (a change batch, a lifecycle notification, or a validation request).
@@ -76,14 +67,14 @@ pub struct NotificationDelivery {
 
 /// The subscriptions and the delivery log, beside the world.
 pub(crate) struct Notifications {
-    subs: Mutex<Vec<GraphSubscription>>,
-    log: Mutex<Vec<NotificationDelivery>>,
-    http: reqwest::Client,
+    pub(super) subs: Mutex<Vec<GraphSubscription>>,
+    pub(super) log: Mutex<Vec<NotificationDelivery>>,
+    pub(super) http: reqwest::Client,
     /// Pause between two attempts of a failed delivery.
     pub retry_pause: Mutex<Duration>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -122,7 +113,7 @@ impl Notifications {
 }
 
 /// Graph's timestamps: seven fractional digits and `Z`.
-fn iso(t: Timestamp) -> String {
+pub(super) fn iso(t: Timestamp) -> String {
     format!(
         "{}.{:07}Z",
         t.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -483,205 +474,6 @@ async fn handshake(state: &AppState, url: &str) -> Result<(), String> {
         time: state.clock.now(),
     });
     outcome
-}
-
-/// The notification a change makes for a subscription to `resource`: (changeType, id).
-fn notified(change: &Change, resource: SubscribedResource) -> Option<(&'static str, &str)> {
-    match (change, resource) {
-        // Graph reports a created user as `updated` more often than not, and a soft delete as
-        // `updated` too (MICROSOFT-APIS.md B8): the emulator always does.
-        (Change::User { id, .. }, SubscribedResource::Users) => Some(("updated", id)),
-        (Change::ManagerRemoved { user_id, .. }, SubscribedResource::Users) => Some(("updated", user_id)),
-        (Change::UserRemoved { id, hard }, SubscribedResource::Users) => {
-            Some((if *hard { "deleted" } else { "updated" }, id))
-        }
-        (Change::Group { id }, SubscribedResource::Groups) => Some(("updated", id)),
-        (Change::Membership { group_id, .. }, SubscribedResource::Groups) => Some(("updated", group_id)),
-        (Change::GroupRemoved { id, hard }, SubscribedResource::Groups) => {
-            Some((if *hard { "deleted" } else { "updated" }, id))
-        }
-        _ => None,
-    }
-}
-
-fn item(s: &GraphSubscription, change_type: &str, id: &str) -> Value {
-    let (kind, odata) = match s.resource {
-        SubscribedResource::Users => ("Users", "#Microsoft.Graph.User"),
-        SubscribedResource::Groups => ("Groups", "#Microsoft.Graph.Group"),
-    };
-    json!({
-        "subscriptionId": s.id,
-        "subscriptionExpirationDateTime": iso(s.expiration),
-        "changeType": change_type,
-        "resource": format!("{kind}/{id}"),
-        "resourceData": {"@odata.type": odata, "@odata.id": format!("{kind}/{id}"), "id": id,
-                         "organizationId": s.tenant_id},
-        "clientState": s.client_state,
-        "tenantId": s.tenant_id,
-    })
-}
-
-/// What one POST to a notification URL carries.
-#[derive(Default)]
-struct Batch {
-    subscription_ids: Vec<String>,
-    resources: Vec<String>,
-    items: Vec<Value>,
-}
-
-/// One pass of the watcher: expired subscriptions are dropped; each live one gets the changes
-/// since its position, batched per notification URL.
-fn tick(state: &Arc<AppState>) {
-    let now = state.clock.now();
-    let mut batches: HashMap<String, Batch> = HashMap::new();
-    {
-        let world = state.world.read().unwrap_or_else(PoisonError::into_inner);
-        let mut subs = lock(&state.notifications.subs);
-        // Graph deletes a subscription that was not renewed in time.
-        subs.retain(|s| s.expiration > now);
-        for s in subs.iter_mut() {
-            let Some(tenant) = world.tenant(&s.tenant_id) else {
-                continue;
-            };
-            let head = tenant.changes.head();
-            if head <= s.seen {
-                continue;
-            }
-            let changes = tenant.changes.since(s.seen);
-            s.seen = head;
-            if s.paused {
-                continue;
-            }
-            let mut named: Vec<(&str, &str)> = Vec::new();
-            for change in changes {
-                if let Some(n) = notified(change, s.resource)
-                    && s.change_types.iter().any(|c| c == n.0)
-                    && !named.contains(&n)
-                {
-                    named.push(n);
-                }
-            }
-            if named.is_empty() {
-                continue;
-            }
-            let batch = batches.entry(s.notification_url.clone()).or_default();
-            if !batch.subscription_ids.contains(&s.id) {
-                batch.subscription_ids.push(s.id.clone());
-            }
-            for (change_type, id) in named {
-                batch.resources.push(id.to_owned());
-                batch.items.push(item(s, change_type, id));
-            }
-        }
-    }
-    for (url, batch) in batches {
-        tokio::spawn(deliver(
-            state.clone(),
-            url,
-            batch.subscription_ids,
-            None,
-            batch.resources,
-            json!({ "value": batch.items }),
-        ));
-    }
-}
-
-/// POSTs one batch, retrying a failed delivery a few times.
-async fn deliver(
-    state: Arc<AppState>,
-    url: String,
-    subscription_ids: Vec<String>,
-    lifecycle_event: Option<String>,
-    resources: Vec<String>,
-    body: Value,
-) {
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    for attempt in 1..=ATTEMPTS {
-        let sent = state
-            .notifications
-            .http
-            .post(&url)
-            .header("Content-Type", "application/json; charset=utf-8")
-            .timeout(Duration::from_secs(3))
-            .body(bytes.clone())
-            .send()
-            .await;
-        let (status, error) = match sent {
-            Ok(r) => (Some(r.status().as_u16()), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        lock(&state.notifications.log).push(NotificationDelivery {
-            url: url.clone(),
-            subscription_ids: subscription_ids.clone(),
-            lifecycle_event: lifecycle_event.clone(),
-            resources: resources.clone(),
-            attempt,
-            status,
-            error,
-            time: state.clock.now(),
-        });
-        if status.is_some_and(|s| (200..300).contains(&s)) {
-            return;
-        }
-        let pause = *lock(&state.notifications.retry_pause);
-        tokio::time::sleep(pause).await;
-    }
-}
-
-/// Sends a lifecycle notification for a subscription to its lifecycle URL:
-/// `reauthorizationRequired` pauses its deliveries until it is reauthorized or renewed,
-/// `subscriptionRemoved` deletes it, `missed` only tells.
-pub(crate) fn lifecycle(state: &Arc<AppState>, id: &str, event: &str) -> Result<(), EmulatorError> {
-    let Some(event) = LIFECYCLE_EVENTS.iter().find(|e| e.eq_ignore_ascii_case(event)) else {
-        return Err(EmulatorError::BadRequest(format!(
-            "unknown lifecycle event {event:?}: use {}",
-            LIFECYCLE_EVENTS.join(", ")
-        )));
-    };
-    let (url, body) = {
-        let mut subs = lock(&state.notifications.subs);
-        let Some(s) = subs.iter_mut().find(|s| s.id.eq_ignore_ascii_case(id)) else {
-            return Err(EmulatorError::NotFound(format!("subscription {id}")));
-        };
-        let Some(url) = s.lifecycle_notification_url.clone() else {
-            return Err(EmulatorError::BadRequest(format!(
-                "subscription {id} has no lifecycleNotificationUrl: Graph sends it no lifecycle notification"
-            )));
-        };
-        if *event == "reauthorizationRequired" {
-            s.paused = true;
-        }
-        let body = json!({"value": [{
-            "subscriptionId": s.id,
-            "subscriptionExpirationDateTime": iso(s.expiration),
-            "tenantId": s.tenant_id,
-            "clientState": s.client_state,
-            "lifecycleEvent": event,
-        }]});
-        (url, body)
-    };
-    if *event == "subscriptionRemoved" {
-        lock(&state.notifications.subs).retain(|s| !s.id.eq_ignore_ascii_case(id));
-    }
-    tokio::spawn(deliver(
-        state.clone(),
-        url,
-        vec![id.to_owned()],
-        Some((*event).to_owned()),
-        vec![],
-        body,
-    ));
-    Ok(())
-}
-
-/// Runs the watcher until `stop` says so.
-pub(crate) async fn watch(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = tokio::time::sleep(WATCH_EVERY) => tick(&state),
-        }
-    }
 }
 
 /// Whether a request is for the subscriptions API (handled here, asynchronously).
