@@ -601,3 +601,139 @@ fn schedules_and_runs_are_managed_from_the_command_line() {
             .success()
     );
 }
+
+/// `deskbridge serve --graph-notification-url`: the Entra connection is subscribed to its
+/// tenant's users and groups once the listener is up, and a change in the tenant reaches the
+/// desk through a notification and the delta round it queues (no schedule exists). A URL Graph
+/// could not deliver to (plain http on another host) stops serve before it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_subscribes_to_graph_and_a_notified_change_reaches_the_desk() {
+    let world = World::generate(&GenerateOptions {
+        seed: 21,
+        tenants: 1,
+        users_per_tenant: Some(6),
+        ..GenerateOptions::default()
+    })
+    .unwrap();
+    let emu = Emulator::start(EmulatorConfig::new(world)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = emu.summary();
+    let tenant = summary.tenants[0].id.clone();
+    let app = summary
+        .apps
+        .iter()
+        .find(|a| a.kind == "multi_tenant_secret")
+        .unwrap();
+    run_ok(
+        deskbridge(dir.path(), None)
+            .args(["connection", "add", "entra", "--name", "contoso"])
+            .args(["--tenant-id", &tenant, "--client-id", &app.client_id])
+            .args(["--client-secret-env", "SERVE_TEST_SECRET"])
+            .args([
+                "--authority-host",
+                &summary.authority_host,
+                "--graph-url",
+                &summary.graph_url,
+            ])
+            .env("SERVE_TEST_SECRET", app.client_secret.clone().unwrap()),
+    );
+    // Notifications trigger delta rounds: a connection without delta queries is not subscribed.
+    run_ok(deskbridge(dir.path(), None).args(["connection", "delta", "--name", "contoso", "--enable"]));
+    run_ok(deskbridge(dir.path(), None).args(["sync", "--connection", "contoso"]));
+
+    let refused = deskbridge(dir.path(), None)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--graph-notification-url",
+            "http://desk.example.com",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("--graph-notification-url") && said.contains("https"),
+        "{said}"
+    );
+
+    // The public URL must be known before serve starts: a free port, then serve on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = deskbridge(dir.path(), None)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--poll-ms",
+            "100",
+        ])
+        .args(["--graph-notification-url", &base])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _server = Workers(vec![("serve".into(), child, base.clone())]);
+    let started = Instant::now();
+    while emu.graph_subscriptions().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve did not subscribe"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        emu.graph_subscriptions()
+            .iter()
+            .all(|s| s.notification_url == format!("{base}/webhooks/graph"))
+    );
+
+    let user = emu.with_world(|w| {
+        w.tenant(&tenant)
+            .unwrap()
+            .live_users()
+            .find(|u| u.user_type == "Member")
+            .unwrap()
+            .id
+            .clone()
+    });
+    let patch = serde_json::json!({ "displayName": "Notified Name" });
+    emu.with_world_mut(|w| w.update_user(&tenant, &user, patch.as_object().unwrap()))
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the change did not reach the desk"
+        );
+        let users: Vec<Value> = serde_json::from_str(&run_ok(deskbridge(dir.path(), None).args([
+            "directory",
+            "users",
+            "--json",
+        ])))
+        .unwrap();
+        if users.iter().any(|u| u["name"] == "Notified Name") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let jobs: Vec<Value> = serde_json::from_str(&run_ok(
+        deskbridge(dir.path(), None).args(["runs", "jobs", "--json"]),
+    ))
+    .unwrap();
+    assert!(
+        jobs.iter()
+            .any(|j| j["origin"] == "notification" && j["status"] == "succeeded"),
+        "{jobs:#?}"
+    );
+    emu.shutdown().await;
+}

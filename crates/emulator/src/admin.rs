@@ -53,6 +53,10 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
             "/tenants/{tid}/groups/{id}/members/{member}",
             delete(remove_member),
         )
+        .route("/graph/subscriptions", get(graph_subscriptions))
+        .route("/graph/subscriptions/{id}/lifecycle", post(lifecycle_event))
+        .route("/graph/subscriptions/{id}/expire", post(expire_subscription))
+        .route("/graph/notifications", get(graph_notifications))
         .nest("/partner", crate::partner::admin::router())
         .layer(axum::middleware::from_fn(loopback_only))
 }
@@ -472,5 +476,36 @@ async fn delete_device(State(state): St, Path((tid, id)): Path<(String, String)>
     match with_world(&state, |w| w.delete_device(&tid, &id)) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(r) => r,
+    }
+}
+
+async fn graph_subscriptions(State(state): St) -> Response {
+    ok(state.notifications.list())
+}
+
+async fn graph_notifications(State(state): St) -> Response {
+    ok(state.notifications.deliveries())
+}
+
+/// `{"event": "reauthorizationRequired" | "missed" | "subscriptionRemoved"}`: sent to the
+/// subscription's lifecycle URL.
+async fn lifecycle_event(State(state): St, Path(id): Path<String>, body: Bytes) -> Response {
+    let body = match parse_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let Some(event) = body.get("event").and_then(Value::as_str) else {
+        return fail(StatusCode::BAD_REQUEST, "BadRequest", "event is required");
+    };
+    match crate::graph::deliveries::lifecycle(&state, &id, event) {
+        Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({"sent": event}))).into_response(),
+        Err(e) => from_error(e),
+    }
+}
+
+async fn expire_subscription(State(state): St, Path(id): Path<String>) -> Response {
+    match state.notifications.expire(&id) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => from_error(e),
     }
 }

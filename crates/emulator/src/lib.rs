@@ -40,6 +40,7 @@ pub mod world;
 
 pub use dataverse::{DataverseLoad, OrgSummary, ServiceLimits};
 pub use generate::GenerateOptions;
+pub use graph::subscriptions::{GraphSubscription, NotificationDelivery, SubscribedResource};
 pub use limits::Faults;
 pub use partner::PartnerFaults;
 pub use partner::webhooks::DeliveryAttempt;

@@ -145,6 +145,8 @@ pub(crate) struct AppState {
     pub auto_approve: std::sync::atomic::AtomicBool,
     pub dataverse: crate::dataverse::Protection,
     pub partner: crate::partner::PartnerState,
+    /// Graph's change notification subscriptions and their deliveries.
+    pub notifications: graph::subscriptions::Notifications,
 }
 
 /// A running emulator. Dropping it without [`Emulator::shutdown`] leaves the server running
@@ -214,12 +216,14 @@ impl Emulator {
             partner: tokio::task::spawn_blocking(crate::partner::PartnerState::new)
                 .await
                 .map_err(|e| EmulatorError::Crypto(format!("key generation task: {e}")))??,
+            notifications: graph::subscriptions::Notifications::new()?,
         });
         let router = router(state.clone());
         let (stop, stopped) = watch::channel(false);
         let acceptor = tls
             .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
+        tokio::spawn(graph::deliveries::watch(state.clone(), stopped.clone()));
         let task = tokio::spawn(serve(listener, router, acceptor, stopped));
         Ok(Emulator {
             state,
@@ -271,6 +275,38 @@ impl Emulator {
     /// Webhook delivery attempts so far.
     pub fn webhook_deliveries(&self) -> Vec<crate::DeliveryAttempt> {
         crate::partner::lock(&self.state.partner.webhooks.attempts).clone()
+    }
+
+    /// Graph's change notification subscriptions now (expired ones are gone).
+    pub fn graph_subscriptions(&self) -> Vec<crate::GraphSubscription> {
+        self.state.notifications.list()
+    }
+
+    /// Graph change notification deliveries so far: validation requests, change batches and
+    /// lifecycle notifications, every attempt.
+    pub fn graph_notifications(&self) -> Vec<crate::NotificationDelivery> {
+        self.state.notifications.deliveries()
+    }
+
+    /// Sends a lifecycle notification (`reauthorizationRequired`, `missed`,
+    /// `subscriptionRemoved`) for a Graph subscription, as the admin API does.
+    pub fn send_lifecycle_event(&self, subscription: &str, event: &str) -> Result<(), EmulatorError> {
+        graph::deliveries::lifecycle(&self.state, subscription, event)
+    }
+
+    /// Lets a Graph subscription expire now: it is deleted and delivers nothing more.
+    pub fn expire_graph_subscription(&self, subscription: &str) -> Result<(), EmulatorError> {
+        self.state.notifications.expire(subscription)
+    }
+
+    /// The pause between attempts of a failed notification delivery (200 ms by default).
+    pub fn set_notification_retry_pause(&self, pause: std::time::Duration) {
+        *self
+            .state
+            .notifications
+            .retry_pause
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = pause;
     }
 
     pub fn faults(&self) -> Faults {
@@ -458,7 +494,11 @@ async fn graph_handler(
         headers: &headers,
         body: &body,
     };
-    let resp = graph::dispatch(&state, req, true);
+    let resp = if graph::subscriptions::is_subscriptions(&req.path) {
+        graph::dispatch_subscriptions(&state, req).await
+    } else {
+        graph::dispatch(&state, req, true)
+    };
     into_response(resp)
 }
 

@@ -21,6 +21,7 @@ mod custom_tables;
 mod db;
 mod desk_settings;
 mod error;
+mod graph_subscriptions;
 mod jobs;
 mod licence_changes;
 mod liveness;
@@ -43,6 +44,7 @@ pub use custom_tables::CustomRow;
 pub use db::{Dialect, Store, StoreOptions, StoreTx, WriteContext};
 pub use desk_settings::FollowerSettings;
 pub use error::StoreError;
+pub use graph_subscriptions::{GraphSubscriptionRow, SubscriptionAction};
 pub use jobs::{
     ClaimedJob, ConnectionHealth, FireOutcome, Job, JobId, JobStatus, NewJob, NewSchedule, Schedule,
     ScheduleId,

@@ -125,6 +125,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0018_desk_settings.sql"),
         postgres: include_str!("../migrations/postgres/0018_desk_settings.sql"),
     },
+    Migration {
+        version: 21,
+        name: "graph_subscriptions",
+        sqlite: include_str!("../migrations/sqlite/0021_graph_subscriptions.sql"),
+        postgres: include_str!("../migrations/postgres/0021_graph_subscriptions.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].

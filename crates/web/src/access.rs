@@ -107,6 +107,22 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "webhooks",
         "Receive a Partner Center event (verified by its signature; 404 unless configured)",
     ),
+    // Graph cannot sign in either: public, every notification verified by its subscription's
+    // clientState and tenant.
+    api(
+        "POST",
+        "/webhooks/graph",
+        Need::Public,
+        "webhooks",
+        "Receive Microsoft Graph change notifications (verified by clientState; 404 unless configured)",
+    ),
+    api(
+        "POST",
+        "/webhooks/graph/lifecycle",
+        Need::Public,
+        "webhooks",
+        "Receive Microsoft Graph lifecycle notifications (verified by clientState; 404 unless configured)",
+    ),
     api(
         "GET",
         "/api/v1/me",

@@ -10,7 +10,8 @@
 //! - password hashing (argon2id) and token minting ([`auth`]); the store keeps only hashes;
 //! - the OpenAPI 3 document, generated from the same route table;
 //! - starting and cancelling runs from the UI and API ([`runs`]);
-//! - receiving Partner Center's signed webhook deliveries ([`webhooks`]);
+//! - receiving Partner Center's signed webhook deliveries ([`webhooks`]) and Microsoft Graph's
+//!   change notifications ([`graph_notifications`]);
 //! - single sign-on with Microsoft work accounts ([`sso`]).
 //!
 //! Invariants: a secret (client secret, certificate, password, token) goes in and never comes
@@ -21,6 +22,7 @@ pub mod access;
 mod api;
 pub mod auth;
 mod error;
+pub mod graph_notifications;
 mod openapi;
 pub mod runs;
 pub mod sso;
@@ -56,6 +58,9 @@ pub struct AppState {
     /// Partner Center webhooks (`POST /webhooks/partner-center`); `None`: not configured, the
     /// route answers 404.
     pub partner_webhooks: Option<Arc<webhooks::PartnerWebhooks>>,
+    /// Graph change notifications (`POST /webhooks/graph[/lifecycle]`); `None`: not configured,
+    /// the routes answer 404.
+    pub graph_notifications: Option<Arc<graph_notifications::GraphNotifications>>,
 }
 
 impl AppState {
@@ -70,6 +75,7 @@ impl AppState {
             runs: Arc::new(runs::Runs::default()),
             job_queue: false,
             partner_webhooks: None,
+            graph_notifications: None,
         }
     }
 
@@ -87,6 +93,14 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(ui)
         .route("/webhooks/partner-center", axum::routing::post(webhooks::receive))
+        .route(
+            "/webhooks/graph",
+            axum::routing::post(graph_notifications::changes),
+        )
+        .route(
+            "/webhooks/graph/lifecycle",
+            axum::routing::post(graph_notifications::lifecycle),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access::enforce,

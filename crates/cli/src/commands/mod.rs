@@ -11,6 +11,7 @@ pub mod demo;
 pub mod directory;
 pub mod directory_names;
 pub mod followers;
+pub mod graph_notifications;
 pub mod keys;
 pub mod licences;
 pub mod loopback;

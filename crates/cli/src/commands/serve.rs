@@ -45,6 +45,8 @@ pub struct ServeArgs {
     pub trust_forwarded_for: bool,
     #[command(flatten)]
     pub partner_webhooks: PartnerWebhookArgs,
+    #[command(flatten)]
+    pub graph_notifications: super::graph_notifications::GraphNotificationArgs,
     /// The first administrator's username, created on first start when there is no account.
     #[arg(long, default_value = "admin")]
     pub admin_username: String,
@@ -116,6 +118,7 @@ impl PartnerWebhookArgs {
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     // Before anything starts: a bad flag stops serve with what to fix.
     let partner_webhooks = args.partner_webhooks.receiver()?;
+    let subscriber = args.graph_notifications.config(&args.worker.instance)?;
     let store = global.open_store().await?;
     let clock: SharedClock = Arc::new(SystemClock);
     let first = deskbridge_web::auth::ensure_first_administrator(&store, &args.admin_username)
@@ -133,6 +136,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     web.secure_cookies = args.secure_cookies;
     web.job_queue = true;
     web.partner_webhooks = partner_webhooks;
+    let receiver = subscriber
+        .as_ref()
+        .map(|_| Arc::new(deskbridge_web::graph_notifications::GraphNotifications::default()));
+    web.graph_notifications = receiver.clone();
     let mut ready = json!({});
     if let Some(created) = &first {
         ready["first_admin"] = json!({
@@ -188,6 +195,20 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
     say(&format!("serving the admin UI and API on {url}"));
+    // Once the listener is up: subscribing runs Graph's handshake against it.
+    let subscriber_task = subscriber.zip(receiver).map(|(config, receiver)| {
+        say(&format!(
+            "Graph change notifications on: Graph delivers to {}",
+            config.notification_url
+        ));
+        tokio::spawn(super::graph_notifications::run_subscriber(
+            store.clone(),
+            clock.clone(),
+            config,
+            receiver,
+            shutdown.clone(),
+        ))
+    });
     run_agent(
         &args.worker,
         config,
@@ -199,6 +220,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     )
     .await;
     let _ = http.await;
+    if let Some(task) = subscriber_task {
+        let _ = task.await;
+    }
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

@@ -28,6 +28,15 @@ pub mod csp {
     pub use deskbridge_partner::WebhookRegistration;
 }
 
+/// What only the Entra connector does outside a run: Graph change notification subscriptions,
+/// and how a notification's clientState is checked (the web receives them; it never speaks Graph).
+pub mod entra {
+    pub use deskbridge_connector_entra::notifications::{
+        NOTIFICATION_ORIGIN, Pass, RESOURCES, SubscriberConfig, client_state_hash, client_state_matches,
+        delta_round, maintain, queue_pending,
+    };
+}
+
 /// What only the Dynamics 365 connector can read: its connection strings (`Key=Value;…`), which
 /// the CLI and the web import into the kind's settings; and the `Prefer` of its contacts read,
 /// which the Dataverse benchmark replays.

@@ -27,6 +27,7 @@ mod delta;
 mod error;
 mod licences;
 mod manage;
+pub mod notifications;
 pub mod read;
 mod settings;
 mod source;

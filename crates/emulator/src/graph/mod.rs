@@ -4,11 +4,13 @@
 //! Requests are dispatched by path segments rather than by router so that `$batch` can run
 //! its sub-requests through exactly the same code.
 mod batch;
+pub(crate) mod deliveries;
 mod delta;
 mod render;
 mod resources;
+pub(crate) mod subscriptions;
 
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -69,7 +71,7 @@ pub(crate) struct Resp {
 }
 
 impl Resp {
-    fn json(status: StatusCode, body: Value) -> Self {
+    pub(crate) fn json(status: StatusCode, body: Value) -> Self {
         Self {
             status,
             headers: vec![],
@@ -391,6 +393,25 @@ fn cost_of(req: &Req<'_>) -> (Family, u32, bool) {
         top,
     );
     (Family::Directory, units, write)
+}
+
+/// The subscriptions API (`/subscriptions…`): asynchronous, since creating one first runs the
+/// validation handshake with the caller's endpoints. Not reachable through `$batch`.
+pub(crate) async fn dispatch_subscriptions(state: &Arc<AppState>, req: Req<'_>) -> Resp {
+    let caller = match authenticate(state, &req) {
+        Ok(c) => c,
+        // The same refusal every Graph request gets.
+        Err(_) => return dispatch(state, req, true),
+    };
+    let mut resp = subscriptions::handle(state, &req, &caller).await;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let client_request_id = req
+        .header("client-request-id")
+        .map_or_else(|| request_id.clone(), str::to_owned);
+    resp.headers.push(("request-id".into(), request_id));
+    resp.headers.push(("client-request-id".into(), client_request_id));
+    resp.headers.push(("Cache-Control".into(), "no-cache".into()));
+    resp
 }
 
 /// Runs one Graph request (top level or a batch item) and returns the response with Graph's headers.
