@@ -125,6 +125,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0018_desk_settings.sql"),
         postgres: include_str!("../migrations/postgres/0018_desk_settings.sql"),
     },
+    Migration {
+        version: 20,
+        name: "disabled_connections",
+        sqlite: include_str!("../migrations/sqlite/0020_disabled_connections.sql"),
+        postgres: include_str!("../migrations/postgres/0020_disabled_connections.sql"),
+    },
 ];
 
 /// A migration applied by [`Store::migrate`].
