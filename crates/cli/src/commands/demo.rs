@@ -321,7 +321,7 @@ async fn csp_demo(demo: &Demo<'_>, dynamics: bool) -> anyhow::Result<()> {
     } = demo;
     let again = connect_csp(store, sources, summary, clock).await?;
     demo.adopt(CSP_NAME).await?;
-    helpdesk::map_agents(store, sources, CSP_NAME, clock).await?;
+    let mapped = helpdesk::map_agents(store, sources, CSP_NAME, clock).await?;
 
     // The sign-in already assigned the customer tenants it could list; a tenant first found by
     // the sync is assigned and imported by that same sync.
@@ -339,8 +339,25 @@ async fn csp_demo(demo: &Demo<'_>, dynamics: bool) -> anyhow::Result<()> {
     )
     .await?;
     progress.step(line(CSP_NAME, &outcome));
-    let full = vec![outcome];
+    let mut full = vec![outcome];
     progress.finish();
+    // Agents mapped once the sync has read the tenants it found (their groups known), and then
+    // imported by a second full sync.
+    let mut unmapped = None;
+    if let helpdesk::Mapped::NotYet(_) = mapped {
+        match helpdesk::map_agents(store, sources, CSP_NAME, clock).await? {
+            helpdesk::Mapped::Yes => {
+                let options = SyncOptions {
+                    full: true,
+                    ..SyncOptions::default()
+                };
+                let outcome = sync(store, sources, CSP_NAME, &options, clock).await?;
+                eprintln!("{}", line(CSP_NAME, &outcome));
+                full.push(outcome);
+            }
+            helpdesk::Mapped::NotYet(problem) => unmapped = Some(problem),
+        }
+    }
     let full_time = full_started.elapsed();
 
     let assets_started = Instant::now();
@@ -446,7 +463,7 @@ async fn csp_demo(demo: &Demo<'_>, dynamics: bool) -> anyhow::Result<()> {
     for count in &counts {
         outln!("    {}", count.line());
     }
-    helpdesk::print_agents(&by_tenant);
+    helpdesk::print_agents(&by_tenant, unmapped.as_deref());
     if let Some(imported) = &dynamics {
         dynamics::print_summary(imported);
     }

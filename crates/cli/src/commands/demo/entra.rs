@@ -53,7 +53,9 @@ pub(super) async fn entra_demo(demo: &Demo<'_>) -> anyhow::Result<()> {
         )
         .await?;
         demo.adopt(&name).await?;
-        helpdesk::map_agents(store, sources, &name, clock).await?;
+        if let helpdesk::Mapped::NotYet(problem) = helpdesk::map_agents(store, sources, &name, clock).await? {
+            anyhow::bail!("the demo cannot map the helpdesk groups of {name} to agents: {problem}");
+        }
         if existed {
             again.push(name.clone());
         }
@@ -203,7 +205,7 @@ pub(super) async fn entra_demo(demo: &Demo<'_>) -> anyhow::Result<()> {
     for count in &counts {
         outln!("    {}", count.line());
     }
-    helpdesk::print_agents(&by_tenant);
+    helpdesk::print_agents(&by_tenant, None);
     super::reconcile::check(&counts)
 }
 

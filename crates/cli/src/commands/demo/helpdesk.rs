@@ -108,6 +108,16 @@ async fn named(tx: &mut StoreTx, entity: Entity, name: &str) -> anyhow::Result<R
     Ok(tx.insert(entity, None, &fields).await?)
 }
 
+/// Whether the helpdesk agents are mapped in a demo connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Mapped {
+    /// Mapped now or by an earlier demo.
+    Yes,
+    /// Not yet: the connection reads no tenant whose groups it could check the mappings against
+    /// (a CSP tenant first found by the sync is read only then); the mappings' problem, as said.
+    NotYet(String),
+}
+
 /// Turns on the helpdesk agents in the demo connection `name` (once; a later demo keeps what
 /// was set): the members of [`AGENTS_GROUP`] become agents, each group gives its role and team.
 pub(super) async fn map_agents(
@@ -115,14 +125,14 @@ pub(super) async fn map_agents(
     sources: &SourceRegistry,
     name: &str,
     clock: &SharedClock,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Mapped> {
     let records = desk_records(store).await?;
     let mut mapping = deskbridge_sync::open_connection(store, sources, name)
         .await?
         .mapping()
         .clone();
     if mapping.site_mappings.iter().any(|m| m.name == MAPPING_NAME) {
-        return Ok(());
+        return Ok(Mapped::Yes);
     }
     let id = mapping.site_mappings.iter().map(|m| m.id).max().unwrap_or(0) + 1;
     mapping.site_mappings.push(SiteMapping {
@@ -149,8 +159,12 @@ pub(super) async fn map_agents(
             id: team,
         });
     }
-    deskbridge_sync::save_mappings(store, sources, name, mapping, clock).await?;
-    Ok(())
+    // The mappings are checked against the groups of the tenants the connection reads now.
+    match deskbridge_sync::save_mappings(store, sources, name, mapping, clock).await {
+        Ok(_) => Ok(Mapped::Yes),
+        Err(deskbridge_sync::SyncError::InvalidMappings(problem)) => Ok(Mapped::NotYet(problem)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One agent on the desk, for the summary.
@@ -240,7 +254,16 @@ fn ids(record: &Record, field: &str, key: Option<&str>) -> Vec<i64> {
 }
 
 /// The summary's agents: how they are mapped, then each tenant's agents with roles and teams.
-pub(super) fn print_agents(per_tenant: &[(String, Vec<Agent>)]) {
+pub(super) fn print_agents(per_tenant: &[(String, Vec<Agent>)], unmapped: Option<&str>) {
+    if let Some(problem) = unmapped {
+        outln!(
+            "  agents:             none: the helpdesk groups could not be mapped, as no customer tenant was read \
+             ({}{})",
+            problem.split("; ").next().unwrap_or(problem),
+            if problem.contains("; ") { "; …" } else { "" }
+        );
+        return;
+    }
     let total: usize = per_tenant.iter().map(|(_, a)| a.len()).sum();
     outln!(
         "  agents:             {total} agents from the tenants' helpdesk groups ({})",
