@@ -396,6 +396,43 @@ mod tests {
     }
 
     #[test]
+    fn roles_teams_and_cabs_are_described_by_name_beside_their_ids() {
+        let mut summary = PreviewSummary::default();
+        summary.names.insert(
+            "agent_role".into(),
+            BTreeMap::from([("3".to_owned(), "Service Desk".to_owned())]),
+        );
+        summary.names.insert(
+            "team".into(),
+            BTreeMap::from([("1".to_owned(), "1st Line".to_owned())]),
+        );
+        let describe = |field: &str, value: Value| summary.describe(PlanEntity::Agent, field, &value);
+        assert_eq!(
+            describe("roles", json!([3, 9])).as_deref(),
+            Some("role 3 \"Service Desk\"; role 9"),
+            "a role no longer on the desk keeps its id"
+        );
+        assert_eq!(describe("roles", json!([])).as_deref(), Some("none"));
+        assert_eq!(describe("default_team_id", json!(null)).as_deref(), Some("none"));
+        assert_eq!(
+            describe(
+                "teams",
+                json!([{"team_id": 1, "can_be_assigned": true, "can_see_unassigned": false}])
+            )
+            .as_deref(),
+            Some("team 1 \"1st Line\" (assign)")
+        );
+        assert_eq!(describe("name", json!("Ann")), None, "not a reference");
+        assert_eq!(
+            summary
+                .describe(PlanEntity::User, "roles", &json!([3]))
+                .as_deref(),
+            Some("role 3"),
+            "a user's roles are user roles, not agent roles"
+        );
+    }
+
+    #[test]
     fn a_site_is_named_by_its_field_and_belongs_to_its_customer() {
         let mut site = change(Action::Create, "site mapping #1");
         site.entity = PlanEntity::Site;
