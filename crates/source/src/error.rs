@@ -24,6 +24,9 @@ pub enum SyncError {
     },
     #[error("connection {name:?} is of kind {kind:?}, which this deskbridge has no connector for")]
     UnsupportedKind { name: String, kind: String },
+    /// The connection is switched off; `reason` says why and what to do.
+    #[error("connection {name:?} is disabled: {reason}")]
+    Disabled { name: String, reason: String },
     #[error("connection {0:?} has invalid settings: {1}")]
     BadSettings(String, String),
     /// Settings given for a connection that its kind refuses: every problem, each named by the
@@ -103,7 +106,7 @@ impl HasErrorCode for SyncError {
             | Self::BadSettings(..)
             | Self::InvalidMappings(_) => ErrorCode::InvalidConfiguration,
             Self::InvalidSettings(_) => ErrorCode::InvalidInput,
-            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::Conflict(_) | Self::Disabled { .. } => ErrorCode::Conflict,
             Self::Store(e) => e.error_code(),
             Self::Upstream { error_code, .. } => *error_code,
             Self::Credential(_) => ErrorCode::UpstreamAuthentication,

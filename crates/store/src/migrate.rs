@@ -126,6 +126,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0018_desk_settings.sql"),
     },
     Migration {
+        version: 20,
+        name: "disabled_connections",
+        sqlite: include_str!("../migrations/sqlite/0020_disabled_connections.sql"),
+        postgres: include_str!("../migrations/postgres/0020_disabled_connections.sql"),
+    },
+    Migration {
         version: 21,
         name: "graph_subscriptions",
         sqlite: include_str!("../migrations/sqlite/0021_graph_subscriptions.sql"),

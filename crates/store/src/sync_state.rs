@@ -369,6 +369,41 @@ impl StoreTx {
         Ok(())
     }
 
+    /// Switches `connection` off with `reason` (said to whoever syncs it: what happened and what
+    /// to do), or changes the reason of one already off.
+    pub async fn disable_connection(&mut self, connection: ConnectionId, reason: &str) -> Result<()> {
+        self.execute(
+            "INSERT INTO disabled_connections (connection_id, reason, disabled_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (connection_id) DO UPDATE SET reason = excluded.reason, disabled_at = excluded.disabled_at",
+            &[Sql::Int(connection.0), Sql::text(reason), self.now_text()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Switches `connection` back on; whether it was off.
+    pub async fn enable_connection(&mut self, connection: ConnectionId) -> Result<bool> {
+        let n = self
+            .execute(
+                "DELETE FROM disabled_connections WHERE connection_id = $1",
+                &[Sql::Int(connection.0)],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Why `connection` is switched off, if it is.
+    pub async fn connection_disabled(&mut self, connection: ConnectionId) -> Result<Option<String>> {
+        let row = self
+            .row(
+                "SELECT reason FROM disabled_connections WHERE connection_id = $1",
+                &[Sql::Int(connection.0)],
+                &[SqlType::Text],
+            )
+            .await?;
+        Ok(row.and_then(|r| r.first().and_then(Sql::as_text).map(str::to_owned)))
+    }
+
     /// Notes that `connection` created the desk customer `customer` for itself (see
     /// [`StoreTx::created_customers`]); call it in the transaction that created both.
     pub async fn record_created_customer(

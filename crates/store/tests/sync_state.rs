@@ -25,6 +25,30 @@ store_test! {
 }
 
 store_test! {
+    async fn a_connection_is_disabled_with_a_reason_enabled_again_and_forgotten_with_it(db: &TestDb) {
+        let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+        let c = tx.create_connection(&new_connection("demo")).await.unwrap();
+        let other = tx.create_connection(&new_connection("other")).await.unwrap();
+        assert_eq!(tx.connection_disabled(c.id).await.unwrap(), None);
+        tx.disable_connection(c.id, "its emulator has stopped").await.unwrap();
+        tx.disable_connection(c.id, "its emulator has stopped; run the demo again").await.unwrap();
+        assert_eq!(
+            tx.connection_disabled(c.id).await.unwrap().as_deref(),
+            Some("its emulator has stopped; run the demo again"),
+            "disabled again: the latest reason"
+        );
+        assert_eq!(tx.connection_disabled(other.id).await.unwrap(), None, "only that one");
+        assert!(tx.enable_connection(c.id).await.unwrap());
+        assert!(!tx.enable_connection(c.id).await.unwrap(), "already enabled");
+        assert_eq!(tx.connection_disabled(c.id).await.unwrap(), None);
+        tx.disable_connection(other.id, "off").await.unwrap();
+        tx.delete_connection(other.id).await.unwrap();
+        assert_eq!(tx.connection_disabled(other.id).await.unwrap(), None, "removed with its connection");
+        tx.commit().await.unwrap();
+    }
+}
+
+store_test! {
     async fn runs_cursors_logs_and_errors(db: &TestDb) {
         let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
         let conn = tx.create_connection(&new_connection("contoso")).await.unwrap().id;

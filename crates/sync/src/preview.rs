@@ -1,7 +1,8 @@
 //! What a preview adds for people to the plan's changes: each change's record named (the
 //! planner names what it read; the desk names the rest: the record a change updates, a site's
-//! customer), a count per action, skips counted by reason, and in delta mode what the preview
-//! covers. Nothing here writes.
+//! customer), a count per action, skips counted by reason, the names of the desk records an
+//! agent's or user's fields refer to by id (roles, teams, CABs), and in delta mode what the
+//! preview covers. Nothing here writes.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,6 +10,7 @@ use deskbridge_core::{ConnectionId, RecordId};
 use deskbridge_mapping::{Action, Change, Entity as PlanEntity, Plan};
 use deskbridge_store::{Entity, Store, StoreTx};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::SyncError;
 
@@ -23,6 +25,191 @@ pub struct PreviewSummary {
     /// What a delta preview covers, for people; `None` for a full read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub covers: Option<String>,
+    /// The desk names of the records the changes' fields refer to by id, per kind of record
+    /// (`agent_role`, `user_role`, `team`, `cab`, `cab_role`) and id: the changes' `fields`
+    /// keep the ids, as the plan does, and these name them. A record no longer on the desk has
+    /// no entry.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub names: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl PreviewSummary {
+    /// The desk name of the `kind` record `id` (see [`PreviewSummary::names`]), if the preview has it.
+    pub fn name_of(&self, kind: &str, id: &Value) -> Option<&str> {
+        let id = id.as_i64()?;
+        self.names.get(kind)?.get(&id.to_string()).map(String::as_str)
+    }
+
+    /// A field's value for people when the field refers to roles, teams or CABs by id: each id
+    /// followed by its desk name (`role 3 "Service desk"`, `team 1 "First line" (assign,
+    /// unassigned)`, `none`); `None` for any other field.
+    pub fn describe(&self, entity: PlanEntity, field: &str, value: &Value) -> Option<String> {
+        let named = |kind: &str, id: &Value| match self.name_of(kind, id) {
+            Some(name) => format!("{id} {name:?}"),
+            None => id.to_string(),
+        };
+        let list = |items: &[Value], one: &dyn Fn(&Value) -> String| {
+            if items.is_empty() {
+                "none".to_owned()
+            } else {
+                items.iter().map(one).collect::<Vec<_>>().join("; ")
+            }
+        };
+        let kinds = reference_kinds(entity, field)?;
+        Some(match (kinds, value) {
+            (_, Value::Null) => "none".to_owned(),
+            (References::Ids(kind), Value::Array(items)) => {
+                list(items, &|id| format!("{} {}", kind.word(), named(kind.key(), id)))
+            }
+            (References::Ids(kind), id) => {
+                format!("{} {}", kind.word(), named(kind.key(), id))
+            }
+            (References::Teams, Value::Array(items)) => list(items, &|item| {
+                let flags: Vec<&str> = [
+                    ("can_be_assigned", "assign"),
+                    ("can_see_unassigned", "unassigned"),
+                    ("can_see_others_tickets", "others"),
+                ]
+                .iter()
+                .filter(|(key, _)| item.get(*key).and_then(Value::as_bool).unwrap_or(false))
+                .map(|(_, word)| *word)
+                .collect();
+                format!(
+                    "team {} ({})",
+                    named(Entity::Team.name(), item.get("team_id").unwrap_or(&Value::Null)),
+                    flags.join(", ")
+                )
+            }),
+            (References::Cabs, Value::Array(items)) => list(items, &|item| {
+                let cab = named(Entity::Cab.name(), item.get("cab_id").unwrap_or(&Value::Null));
+                match item.get("cab_role_id").filter(|role| !role.is_null()) {
+                    Some(role) => format!("CAB {cab} (role {})", named(Entity::CabRole.name(), role)),
+                    None => format!("CAB {cab}"),
+                }
+            }),
+            (_, other) => other.to_string(),
+        })
+    }
+}
+
+/// A kind of desk record a field refers to by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    AgentRole,
+    UserRole,
+    Team,
+}
+
+impl Kind {
+    fn key(self) -> &'static str {
+        self.entity().name()
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Self::AgentRole | Self::UserRole => "role",
+            Self::Team => "team",
+        }
+    }
+
+    fn entity(self) -> Entity {
+        match self {
+            Self::AgentRole => Entity::AgentRole,
+            Self::UserRole => Entity::UserRole,
+            Self::Team => Entity::Team,
+        }
+    }
+}
+
+/// How a field refers to desk records.
+enum References {
+    /// An id, or an array of ids, of one kind.
+    Ids(Kind),
+    /// Agents' `teams`: `{team_id, can_be_assigned, …}` objects.
+    Teams,
+    /// `cabs`: `{cab_id, cab_role_id}` objects.
+    Cabs,
+}
+
+/// What records a person's field refers to by id, if it does.
+fn reference_kinds(entity: PlanEntity, field: &str) -> Option<References> {
+    match (entity, field) {
+        (PlanEntity::Agent, "roles") => Some(References::Ids(Kind::AgentRole)),
+        (PlanEntity::User, "roles") => Some(References::Ids(Kind::UserRole)),
+        (PlanEntity::Agent, "default_team_id") => Some(References::Ids(Kind::Team)),
+        (PlanEntity::Agent, "teams") => Some(References::Teams),
+        (PlanEntity::Agent | PlanEntity::User, "cabs") => Some(References::Cabs),
+        _ => None,
+    }
+}
+
+/// The (desk entity, id) pairs a change's fields refer to, before and after.
+fn referenced(change: &Change) -> Vec<(Entity, i64)> {
+    let mut out = Vec::new();
+    for (field, values) in &change.fields {
+        let Some(kinds) = reference_kinds(change.entity, field) else {
+            continue;
+        };
+        for value in [&values.before, &values.after] {
+            let items = match value {
+                Value::Array(items) => items.as_slice(),
+                other => std::slice::from_ref(other),
+            };
+            for item in items {
+                match kinds {
+                    References::Ids(kind) => out.extend(item.as_i64().map(|id| (kind.entity(), id))),
+                    References::Teams => {
+                        out.extend(
+                            item.get("team_id")
+                                .and_then(Value::as_i64)
+                                .map(|id| (Entity::Team, id)),
+                        );
+                    }
+                    References::Cabs => {
+                        out.extend(
+                            item.get("cab_id")
+                                .and_then(Value::as_i64)
+                                .map(|id| (Entity::Cab, id)),
+                        );
+                        out.extend(
+                            item.get("cab_role_id")
+                                .and_then(Value::as_i64)
+                                .map(|id| (Entity::CabRole, id)),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The desk names of every record the changes' fields refer to by id (see
+/// [`PreviewSummary::names`]), each read once.
+async fn reference_names(
+    store: &Store,
+    changes: &[Change],
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, SyncError> {
+    let wanted: std::collections::BTreeSet<(&'static str, Entity, i64)> = changes
+        .iter()
+        .flat_map(referenced)
+        .map(|(entity, id)| (entity.name(), entity, id))
+        .collect();
+    let mut names: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    if wanted.is_empty() {
+        return Ok(names);
+    }
+    let mut tx = store.read().await?;
+    for (key, entity, id) in wanted {
+        if let Some(name) = record_name(&mut tx, entity, RecordId(id)).await? {
+            names
+                .entry(key.to_owned())
+                .or_default()
+                .insert(id.to_string(), name);
+        }
+    }
+    tx.commit().await?;
+    Ok(names)
 }
 
 /// Why a skip was skipped, short enough to count by: the rule that decided it.
@@ -82,6 +269,7 @@ pub(crate) async fn summarise(
     errors: usize,
 ) -> Result<PreviewSummary, SyncError> {
     let mut summary = counted(changes, errors);
+    summary.names = reference_names(store, changes).await?;
     if mode == "delta" {
         let mut tx = store.read().await?;
         let since = tx.cursors_updated_at(connection).await?;
@@ -205,6 +393,43 @@ mod tests {
             ])
         );
         assert_eq!(summary.covers, None);
+    }
+
+    #[test]
+    fn roles_teams_and_cabs_are_described_by_name_beside_their_ids() {
+        let mut summary = PreviewSummary::default();
+        summary.names.insert(
+            "agent_role".into(),
+            BTreeMap::from([("3".to_owned(), "Service Desk".to_owned())]),
+        );
+        summary.names.insert(
+            "team".into(),
+            BTreeMap::from([("1".to_owned(), "1st Line".to_owned())]),
+        );
+        let describe = |field: &str, value: Value| summary.describe(PlanEntity::Agent, field, &value);
+        assert_eq!(
+            describe("roles", json!([3, 9])).as_deref(),
+            Some("role 3 \"Service Desk\"; role 9"),
+            "a role no longer on the desk keeps its id"
+        );
+        assert_eq!(describe("roles", json!([])).as_deref(), Some("none"));
+        assert_eq!(describe("default_team_id", json!(null)).as_deref(), Some("none"));
+        assert_eq!(
+            describe(
+                "teams",
+                json!([{"team_id": 1, "can_be_assigned": true, "can_see_unassigned": false}])
+            )
+            .as_deref(),
+            Some("team 1 \"1st Line\" (assign)")
+        );
+        assert_eq!(describe("name", json!("Ann")), None, "not a reference");
+        assert_eq!(
+            summary
+                .describe(PlanEntity::User, "roles", &json!([3]))
+                .as_deref(),
+            Some("role 3"),
+            "a user's roles are user roles, not agent roles"
+        );
     }
 
     #[test]

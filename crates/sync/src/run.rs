@@ -197,6 +197,21 @@ pub async fn load_connection(store: &Store, name: &str) -> Result<Connection, Sy
     Ok(connection)
 }
 
+/// Refuses a sync of a switched-off connection with its reason, before the source is reached.
+async fn refuse_disabled(store: &Store, name: &str) -> Result<(), SyncError> {
+    let connection = load_connection(store, name).await?;
+    let mut tx = store.read().await?;
+    let disabled = tx.connection_disabled(connection.id).await?;
+    tx.commit().await?;
+    match disabled {
+        Some(reason) => Err(SyncError::Disabled {
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A connection's source, opened: its settings parsed and validated.
 pub async fn open_connection(
     store: &Store,
@@ -263,6 +278,7 @@ pub(crate) async fn sync_with(
     clock: &SharedClock,
     turns: Option<&Arc<tokio::sync::Semaphore>>,
 ) -> Result<SyncOutcome, SyncError> {
+    refuse_disabled(store, name).await?;
     let mut source = open_connection(store, sources, name).await?;
     let requests = Arc::new(MemoryRequests::default());
     let progress = Arc::new(crate::progress::ProgressTracker::new(

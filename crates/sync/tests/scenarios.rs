@@ -363,6 +363,29 @@ store_test! {
             m.service_accounts = Some(ServiceAccounts { group: Some("Staff".into()), required_skus: vec![] });
         })
         .await;
+        // The preview keeps ids in the fields and names them beside: roles, teams, CABs.
+        let preview = sync(&db.store, "contoso", &SyncOptions { plan_only: true, ..SyncOptions::default() }, &clock()).await.unwrap();
+        let summary = preview.summary.clone().unwrap();
+        let agent_b = preview
+            .changes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.entity == deskbridge_mapping::Entity::Agent && c.external_id == b)
+            .unwrap();
+        assert_eq!(agent_b.fields["roles"].after, json!([agents_role.0]));
+        assert_eq!(summary.names["agent_role"][&agents_role.0.to_string()], "Agents", "{:?}", summary.names);
+        assert_eq!(summary.names["team"][&team.0.to_string()], "1st Line", "{:?}", summary.names);
+        assert_eq!(summary.names["cab"][&cab.0.to_string()], "Change Board", "{:?}", summary.names);
+        assert_eq!(summary.names["cab_role"][&approver.0.to_string()], "Approver", "{:?}", summary.names);
+        let describe = |field: &str| summary.describe(agent_b.entity, field, &agent_b.fields[field].after).unwrap();
+        assert_eq!(describe("roles"), format!("role {} \"Agents\"", agents_role.0));
+        assert!(describe("teams").starts_with(&format!("team {} \"1st Line\" (assign", team.0)), "{}", describe("teams"));
+        assert_eq!(describe("cabs"), format!("CAB {} \"Change Board\" (role {} \"Approver\")", cab.0, approver.0));
+        assert_eq!(summary.describe(agent_b.entity, "name", &json!("B")), None, "only references are described");
+        let json = serde_json::to_value(&preview.summary).unwrap();
+        assert_eq!(json["names"]["team"][team.0.to_string()], json!("1st Line"));
+
         let outcome = sync(&db.store, "contoso", &SyncOptions::default(), &clock()).await.unwrap();
         assert_eq!(outcome.status, "succeeded", "{:?}", outcome.errors);
         let agents = desk_agents(db).await;

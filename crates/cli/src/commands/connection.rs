@@ -656,6 +656,8 @@ async fn list(
         {
             expiry = expiry.or(ConnectionSecrets(c.id).expiry(&mut tx, setting.key).await?);
         }
+        // Why a switched-off connection is off (a demo's, once its emulator has stopped).
+        let disabled = tx.connection_disabled(c.id).await?;
         tx.commit().await?;
         // A connection that signs in is usable once someone has (its refresh token is sealed).
         let authorised = match source.and_then(|s| s.sign_in()) {
@@ -691,6 +693,7 @@ async fn list(
             "deactivated": count(|c| c.deactivated),
             "errors": count(|c| c.errors),
             "held": view.held_runs.len(),
+            "disabled": disabled,
         }));
     }
     if as_json {
@@ -714,6 +717,7 @@ async fn list(
                     "open_errors",
                     "held",
                     "credential_expires",
+                    "disabled",
                 ],
                 &rows
             )

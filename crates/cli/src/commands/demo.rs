@@ -11,8 +11,12 @@
 //! changes and a delta import, the devices as assets (and no Dynamics 365).
 
 mod dynamics;
+mod entra;
+mod helpdesk;
+mod reconcile;
 
 use std::io::IsTerminal as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,10 +27,13 @@ use deskbridge_emulator::{Emulator, EmulatorConfig, GenerateOptions, World};
 use deskbridge_mapping::{AssetMappings, AssetTypeRule, AssetTypes, FieldMapping, UnmatchedDevice};
 use deskbridge_source::settings::{Purpose, validate};
 use deskbridge_source::{NewConnection, SyncEntity};
-use deskbridge_store::{Entity, RecordScope, Store};
+use deskbridge_store::{Entity, Store, WriteContext};
 use deskbridge_sync::{SyncOptions, SyncOutcome, sync};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::agent_common::{Listen, MetricsHere, listen_with, shutdown_signal};
+use crate::error::CliError;
+use crate::output::outln;
 use crate::settings::GlobalArgs;
 
 #[derive(Args, Debug)]
@@ -40,9 +47,12 @@ pub struct DemoArgs {
     /// Seed of the sample world.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Exit after the summary instead of serving the emulator until Ctrl-C.
+    /// Exit after the summary instead of serving the emulator and the admin UI until Ctrl-C.
     #[arg(long)]
     pub no_serve: bool,
+    /// Where the admin UI listens while the demo serves (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
     /// Connect each tenant with its own Entra connection instead of one CSP connection through
     /// Partner Center (the demo before CSP: a full import, a few changes, a delta import; no
     /// Dynamics 365).
@@ -108,6 +118,45 @@ struct Demo<'a> {
     store: &'a Store,
     sources: &'a deskbridge_source::SourceRegistry,
     clock: SharedClock,
+    /// The connections this demo set up or took up again: disabled when it ends.
+    connected: std::sync::Mutex<Vec<String>>,
+}
+
+impl Demo<'_> {
+    /// Takes the connection `name` up as one of this demo's: enabled again if an earlier demo
+    /// left it disabled, and disabled when this one ends (its emulator goes with it).
+    async fn adopt(&self, name: &str) -> anyhow::Result<()> {
+        let connection = deskbridge_sync::load_connection(self.store, name).await?;
+        let mut tx = self.store.begin(WriteContext::manual()).await?;
+        tx.enable_connection(connection.id).await?;
+        tx.commit().await?;
+        if let Ok(mut names) = self.connected.lock()
+            && !names.iter().any(|n| n == name)
+        {
+            names.push(name.to_owned());
+        }
+        Ok(())
+    }
+
+    fn connections(&self) -> Vec<String> {
+        self.connected.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+}
+
+/// What a demo connection says once its emulator has stopped (a sync of it is refused with it).
+pub const STOPPED: &str =
+    "demo connection: its emulator has stopped; run `deskbridge demo` again to bring it back";
+
+/// Disables the demo's connections, whose emulator is stopping, with [`STOPPED`] as the reason.
+async fn disable(store: &Store, names: &[String]) -> anyhow::Result<()> {
+    let mut tx = store.begin(WriteContext::manual()).await?;
+    for name in names {
+        if let Some(connection) = tx.connection_by_name(name).await? {
+            tx.disable_connection(connection.id, STOPPED).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
@@ -121,6 +170,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         ..GenerateOptions::default()
     })?;
     dynamics::activate(&mut world);
+    helpdesk::add_groups(&mut world);
     let mut config = EmulatorConfig::new(world);
     // The partner admin's sign-in completes without a browser: the emulator approves it at once.
     config.auto_approve = !args.entra_only;
@@ -131,7 +181,13 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         summary.base_url,
         summary.tenants.len()
     );
-    let store = global.open_store().await?;
+    let store = match global.open_store().await {
+        Ok(store) => store,
+        Err(e) => {
+            emu.shutdown().await;
+            return Err(e);
+        }
+    };
 
     // The emulator is this run's own: its host is allowed as an endpoint (besides Microsoft's and
     // any the instance allows), for this process only.
@@ -149,42 +205,106 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         store: &store,
         sources: &sources,
         clock: Arc::new(SystemClock),
+        connected: std::sync::Mutex::new(Vec::new()),
     };
-    let result = if args.entra_only {
-        entra_demo(&demo).await
+    let mut result = if args.entra_only {
+        entra::entra_demo(&demo).await
     } else {
         csp_demo(&demo, !args.no_dynamics).await
     };
+    if result.is_ok() {
+        outln!("  total time:         {:.1}s", started.elapsed().as_secs_f64());
+        outln!("  database:           {}", global.database_label());
+        if args.entra_only || args.no_dynamics {
+            outln!("  see it:             deskbridge directory users; deskbridge directory assets");
+        } else {
+            outln!(
+                "  see it:             deskbridge directory customers; deskbridge directory users --customer NAME; \
+                 deskbridge directory assets; deskbridge directory custom-rows --table {}",
+                dynamics::DESK_TABLE
+            );
+        }
+        if !args.no_serve {
+            result = serve(&demo, global, args.listen).await;
+        }
+    }
+    // Whatever happened, the demo's connections do not outlive its emulator enabled.
+    let names = demo.connections();
+    let disabled = disable(&store, &names).await;
+    emu.shutdown().await;
     store.close().await;
     result?;
-    crate::output::outln!("  total time:         {:.1}s", started.elapsed().as_secs_f64());
-    crate::output::outln!("  database:           {}", global.database_label());
-    if args.entra_only || args.no_dynamics {
-        crate::output::outln!(
-            "  see it:             deskbridge directory users; deskbridge directory assets"
-        );
-    } else {
-        crate::output::outln!(
-            "  see it:             deskbridge directory customers; deskbridge directory users --customer NAME; \
-             deskbridge directory assets; deskbridge directory custom-rows --table {}",
-            dynamics::DESK_TABLE
+    disabled?;
+    if !names.is_empty() {
+        outln!(
+            "the emulator has stopped: the demo's connections ({}) are disabled (a sync of one says so); run \
+             `deskbridge demo` again to bring them back",
+            names.join(", ")
         );
     }
-    if args.no_serve {
-        emu.shutdown().await;
-        return Ok(());
+    Ok(())
+}
+
+/// Serves the admin UI on `listen` beside the emulator until Ctrl-C (or SIGTERM): the first
+/// administrator made as `deskbridge serve` makes it (or the existing accounts kept), the
+/// connections reaching the emulator, syncs run in the request (no worker).
+async fn serve(demo: &Demo<'_>, global: &GlobalArgs, listen: SocketAddr) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
+    let first = deskbridge_web::auth::ensure_first_administrator(demo.store, "admin")
+        .await
+        .map_err(|e| {
+            CliError::new(
+                e.code,
+                format!("cannot create the first administrator: {}", e.message),
+            )
+        })?;
+    let web = deskbridge_web::AppState::new(demo.store.clone(), demo.sources.clone(), demo.clock.clone());
+    let (http, url) = listen_with(
+        Listen {
+            addr: listen,
+            process: "demo".into(),
+            metrics: MetricsHere::No(
+                "the demo serves no metrics: `deskbridge serve --metrics-listen ADDR` does",
+            ),
+            extra: Some(deskbridge_web::router(web)),
+            ready: None,
+        },
+        demo.store.clone(),
+        Arc::new(deskbridge_agent::Metrics::default()),
+        shutdown,
+    )
+    .await?;
+    outln!(
+        "the emulator keeps serving at {} (admin API {})",
+        demo.summary.base_url,
+        demo.summary.admin_url
+    );
+    outln!(
+        "other commands reach the emulator once it is allowed as an endpoint: DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS={}",
+        demo.sources.endpoint_policy().extra_hosts().join(",")
+    );
+    outln!("serving the admin UI and API on {url}");
+    match first {
+        Some(created) => outln!(
+            "sign in as {:?} with the one-time password {} (shown once: you choose a new one at the first \
+             sign-in)",
+            created.account.username,
+            created.one_time_password
+        ),
+        None => outln!(
+            "sign in with an administrator account of this data directory (a password lost: deskbridge admin \
+             reset-password --username NAME)"
+        ),
     }
-    crate::output::outln!(
-        "the emulator keeps serving at {} (admin API {}); Ctrl-C to stop",
-        summary.base_url,
-        summary.admin_url
+    outln!(
+        "Ctrl-C stops both, and the demo's connections are disabled; the desk stays: deskbridge --data-dir {} serve{}",
+        global.data_dir.display(),
+        match &global.database {
+            Some(_) => " --database URL (the same database)",
+            None => "",
+        }
     );
-    crate::output::outln!(
-        "other commands reach it once it is allowed as an endpoint: DESKBRIDGE_ALLOWED_ENDPOINT_HOSTS={}",
-        sources.endpoint_policy().extra_hosts().join(",")
-    );
-    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
-    emu.shutdown().await;
+    http.await.context("the admin UI stopped unexpectedly")?;
     Ok(())
 }
 
@@ -197,8 +317,11 @@ async fn csp_demo(demo: &Demo<'_>, dynamics: bool) -> anyhow::Result<()> {
         store,
         sources,
         clock,
+        ..
     } = demo;
-    connect_csp(store, sources, summary, clock).await?;
+    let again = connect_csp(store, sources, summary, clock).await?;
+    demo.adopt(CSP_NAME).await?;
+    let mapped = helpdesk::map_agents(store, sources, CSP_NAME, clock).await?;
 
     // The sign-in already assigned the customer tenants it could list; a tenant first found by
     // the sync is assigned and imported by that same sync.
@@ -216,8 +339,25 @@ async fn csp_demo(demo: &Demo<'_>, dynamics: bool) -> anyhow::Result<()> {
     )
     .await?;
     progress.step(line(CSP_NAME, &outcome));
-    let full = vec![outcome];
+    let mut full = vec![outcome];
     progress.finish();
+    // Agents mapped once the sync has read the tenants it found (their groups known), and then
+    // imported by a second full sync.
+    let mut unmapped = None;
+    if let helpdesk::Mapped::NotYet(_) = mapped {
+        match helpdesk::map_agents(store, sources, CSP_NAME, clock).await? {
+            helpdesk::Mapped::Yes => {
+                let options = SyncOptions {
+                    full: true,
+                    ..SyncOptions::default()
+                };
+                let outcome = sync(store, sources, CSP_NAME, &options, clock).await?;
+                eprintln!("{}", line(CSP_NAME, &outcome));
+                full.push(outcome);
+            }
+            helpdesk::Mapped::NotYet(problem) => unmapped = Some(problem),
+        }
+    }
     let full_time = full_started.elapsed();
 
     let assets_started = Instant::now();
@@ -253,20 +393,19 @@ async fn csp_demo(demo: &Demo<'_>, dynamics: bool) -> anyhow::Result<()> {
     let subscriptions = tx.count(Entity::Subscription).await?;
     let customers = tx.count(Entity::Customer).await?;
     let asset_count = tx.count(Entity::Asset).await?;
-    let mut imported = Vec::new();
-    for tenant in &summary.tenants {
-        let scope = RecordScope::OfConnectionTenant {
-            connection: connection.id,
-            tenant_id: tenant.id.clone(),
-            external_ids: Vec::new(),
-        };
-        let mut count = 0;
-        for entity in [Entity::User, Entity::Agent] {
-            count += tx.list_scoped(entity, &scope, None, SCOPE_LIMIT).await?.len();
-        }
-        imported.push(count);
-    }
     tx.commit().await?;
+    // Every user of every tenant accounted for, and the agents by name.
+    let reasons = reconcile::skip_reasons(store, sources, CSP_NAME, clock).await?;
+    let mut counts = Vec::new();
+    let mut by_tenant = Vec::new();
+    for tenant in &summary.tenants {
+        let why = full.last().and_then(|o| not_read(o, &tenant.id));
+        counts.push(reconcile::count_tenant(store, emu, connection.id, tenant, &reasons, why).await?);
+        by_tenant.push((
+            tenant.display_name.clone(),
+            helpdesk::agents_of(store, connection.id, &tenant.id).await?,
+        ));
+    }
 
     let total = |runs: &[SyncOutcome], f: fn(&SyncOutcome) -> i64| runs.iter().map(f).sum::<i64>();
     crate::output::outln!("deskbridge demo summary (CSP: Partner Center with GDAP)");
@@ -304,27 +443,31 @@ async fn csp_demo(demo: &Demo<'_>, dynamics: bool) -> anyhow::Result<()> {
         assets.counts.errors,
         assets_time.as_secs_f64()
     );
-    crate::output::outln!("  per tenant (users in the tenant = imported + not imported, and why):");
-    let last = full.last();
-    for (tenant, imported) in summary.tenants.iter().zip(imported) {
-        let guests = emu.with_world(|w| {
-            w.tenant(&tenant.id)
-                .map_or(0, |t| t.live_users().filter(|u| is_guest(u)).count())
-        });
-        crate::output::outln!(
-            "    {}",
-            reconcile(
-                tenant,
-                imported,
-                guests,
-                last.and_then(|o| not_read(o, &tenant.id))
-            )
+    if again {
+        let changed: i64 = full
+            .iter()
+            .chain([&assets])
+            .map(|o| o.counts.created + o.counts.updated + o.counts.deactivated)
+            .sum();
+        outln!(
+            "  again:              {CSP_NAME} was set up by an earlier demo on this data directory: pointed at this \
+             run's emulator and signed in again, its mappings kept, everything read again: {}",
+            if changed == 0 {
+                "nothing changed".to_owned()
+            } else {
+                format!("{changed} changes (the sample world differs from the last demo's)")
+            }
         );
     }
+    outln!("  per tenant (users in the tenant = imported + skipped, and why):");
+    for count in &counts {
+        outln!("    {}", count.line());
+    }
+    helpdesk::print_agents(&by_tenant, unmapped.as_deref());
     if let Some(imported) = &dynamics {
         dynamics::print_summary(imported);
     }
-    Ok(())
+    reconcile::check(&counts)
 }
 
 /// Most records one tenant's scope is counted up to (the demo's tenants are far smaller).
@@ -365,46 +508,15 @@ fn not_read(outcome: &SyncOutcome, tenant: &str) -> Option<String> {
         })
 }
 
-/// One tenant's line: every user of the tenant is either imported or said why not.
-fn reconcile(
-    tenant: &deskbridge_emulator::TenantSummary,
-    imported: usize,
-    guests: usize,
-    not_read: Option<String>,
-) -> String {
-    let head = format!(
-        "{} ({}): {} users = ",
-        tenant.display_name, tenant.domain, tenant.users
-    );
-    if imported == 0
-        && let Some(why) = not_read
-    {
-        return format!("{head}0 imported + {} not read: {why}", tenant.users);
-    }
-    let mut parts = vec![format!("{imported} imported")];
-    if guests > 0 {
-        let noun = if guests == 1 { "guest" } else { "guests" };
-        parts.push(format!("{guests} {noun} (the mappings leave guests out)"));
-    }
-    let rest = tenant.users as i64 - imported as i64 - guests as i64;
-    if rest > 0 {
-        parts.push(format!("{rest} not imported (see deskbridge runs)"));
-    } else if rest < 0 {
-        // Users the desk still holds from an earlier demo whose tenant has since lost them.
-        parts.push(format!("{} more on the desk from earlier runs", -rest));
-    }
-    head + &parts.join(" + ")
-}
-
 /// Adds the demo's CSP connection as `deskbridge connection add csp` does (or points an existing
 /// one at this run's emulator, which drops its sign-in), then signs the Partner Center app in as
-/// `deskbridge connection authorize` does, the emulator approving at once.
+/// `deskbridge connection authorize` does, the emulator approving at once. Whether it existed.
 async fn connect_csp(
     store: &Store,
     sources: &deskbridge_source::SourceRegistry,
     summary: &deskbridge_emulator::Summary,
     clock: &SharedClock,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let source = sources
         .get("csp")
         .context("this deskbridge has no CSP connector")?;
@@ -436,6 +548,7 @@ async fn connect_csp(
     let mut tx = store.read().await?;
     let existing = tx.connection_by_name(CSP_NAME).await?;
     tx.commit().await?;
+    let again = existing.is_some();
     let connection = match existing {
         Some(existing) => {
             let values = validate(
@@ -480,150 +593,7 @@ async fn connect_csp(
     // answers with the redirect back.
     let redirect = deskbridge_emulator::follow_approved_sign_in(&url).await?;
     sign_in.complete(store, &connection, &redirect, clock).await?;
-    Ok(())
-}
-
-/// The demo before CSP: one Entra connection per tenant, a full import, a few changes in Entra
-/// and a delta import, then the devices.
-async fn entra_demo(demo: &Demo<'_>) -> anyhow::Result<()> {
-    let Demo {
-        emu,
-        summary,
-        store,
-        sources,
-        clock,
-    } = demo;
-    let app = summary
-        .apps
-        .iter()
-        .find(|a| a.kind == "multi_tenant_secret")
-        .context("the sample world has no multi-tenant app")?;
-    let secret = app
-        .client_secret
-        .clone()
-        .context("the sample app has no secret")?;
-    let mut names = Vec::new();
-    for tenant in &summary.tenants {
-        let name = format!("demo-{}", tenant.domain.split('.').next().unwrap_or(&tenant.id));
-        connect(
-            store,
-            sources,
-            &name,
-            tenant,
-            app,
-            &secret,
-            (&summary.authority_host, &summary.graph_url),
-        )
-        .await?;
-        names.push((name, tenant.clone()));
-    }
-
-    let full_started = Instant::now();
-    let progress = Progress::new(names.len(), "full import");
-    let mut full = Vec::new();
-    for (name, _) in &names {
-        let outcome = sync(
-            store,
-            sources,
-            name,
-            &SyncOptions {
-                full: true,
-                ..SyncOptions::default()
-            },
-            clock,
-        )
-        .await?;
-        progress.step(line(name, &outcome));
-        full.push(outcome);
-    }
-    progress.finish();
-    let full_time = full_started.elapsed();
-
-    let changed = change_the_world(emu, &names).await?;
-    let delta_started = Instant::now();
-    let progress = Progress::new(names.len(), "delta import");
-    let mut delta = Vec::new();
-    for (name, _) in &names {
-        let outcome = sync(store, sources, name, &SyncOptions::default(), clock).await?;
-        progress.step(line(name, &outcome));
-        delta.push(outcome);
-    }
-    progress.finish();
-    let delta_time = delta_started.elapsed();
-
-    // Managed devices become assets: typed by operating system, linked to their users.
-    let assets_started = Instant::now();
-    let progress = Progress::new(names.len(), "device import");
-    let mut assets = Vec::new();
-    for (name, _) in &names {
-        import_devices_as_assets(store, sources, name, clock).await?;
-        let outcome = sync(
-            store,
-            sources,
-            name,
-            &SyncOptions {
-                entity: SyncEntity::Assets,
-                ..SyncOptions::default()
-            },
-            clock,
-        )
-        .await?;
-        progress.step(line(name, &outcome));
-        assets.push(outcome);
-    }
-    progress.finish();
-    let assets_time = assets_started.elapsed();
-
-    let mut tx = store.read().await?;
-    let users = tx.count(Entity::User).await?;
-    let agents = tx.count(Entity::Agent).await?;
-    let licences = tx.count(Entity::Licence).await?;
-    let customers = tx.count(Entity::Customer).await?;
-    let asset_count = tx.count(Entity::Asset).await?;
-    tx.commit().await?;
-
-    let total = |runs: &[SyncOutcome], f: fn(&SyncOutcome) -> i64| runs.iter().map(f).sum::<i64>();
-    crate::output::outln!("deskbridge demo summary (Entra only: one connection per tenant)");
-    crate::output::outln!("  tenants:            {}", summary.tenants.len());
-    crate::output::outln!(
-        "  in the tenants:     {} users, {} groups",
-        summary.tenants.iter().map(|t| t.users).sum::<usize>(),
-        summary.tenants.iter().map(|t| t.groups).sum::<usize>()
-    );
-    crate::output::outln!(
-        "  in the tenants:     {} managed devices",
-        summary.tenants.iter().map(|t| t.devices).sum::<usize>()
-    );
-    crate::output::outln!(
-        "  on the desk:        {customers} customers, {users} users, {agents} agents, {licences} licences, \
-         {asset_count} assets"
-    );
-    crate::output::outln!(
-        "  full import:        created {}, updated {}, deactivated {}, errors {} in {:.1}s",
-        total(&full, |o| o.counts.created),
-        total(&full, |o| o.counts.updated),
-        total(&full, |o| o.counts.deactivated),
-        total(&full, |o| o.counts.errors),
-        full_time.as_secs_f64()
-    );
-    crate::output::outln!("  changed in Entra:   {changed}");
-    crate::output::outln!(
-        "  delta import:       created {}, updated {}, deactivated {}, errors {} in {:.1}s",
-        total(&delta, |o| o.counts.created),
-        total(&delta, |o| o.counts.updated),
-        total(&delta, |o| o.counts.deactivated),
-        total(&delta, |o| o.counts.errors),
-        delta_time.as_secs_f64()
-    );
-    crate::output::outln!(
-        "  device import:      created {}, updated {}, conflicts {}, errors {} in {:.1}s",
-        total(&assets, |o| o.counts.created),
-        total(&assets, |o| o.counts.updated),
-        total(&assets, |o| o.counts.conflicts),
-        total(&assets, |o| o.counts.errors),
-        assets_time.as_secs_f64()
-    );
-    Ok(())
+    Ok(again)
 }
 
 fn line(name: &str, o: &SyncOutcome) -> String {
@@ -682,125 +652,4 @@ async fn import_devices_as_assets(
     });
     deskbridge_sync::save_mappings(store, sources, name, mapping, clock).await?;
     Ok(())
-}
-
-/// Adds the demo connection, or points an existing one at this run's emulator.
-async fn connect(
-    store: &Store,
-    sources: &deskbridge_source::SourceRegistry,
-    name: &str,
-    tenant: &deskbridge_emulator::TenantSummary,
-    app: &deskbridge_emulator::AppSummary,
-    secret: &str,
-    (authority, graph): (&str, &str),
-) -> anyhow::Result<()> {
-    let source = sources
-        .get("entra")
-        .context("this deskbridge has no Entra connector")?;
-    let mut settings = serde_json::Map::new();
-    settings.insert("client_id".into(), json!(app.client_id));
-    settings.insert("client_secret".into(), json!(secret));
-    settings.insert("authority_host".into(), json!(authority));
-    settings.insert("graph_url".into(), json!(graph));
-    let mut tx = store.read().await?;
-    let existing = tx.connection_by_name(name).await?;
-    tx.commit().await?;
-    if let Some(existing) = existing {
-        let values = validate(
-            source.settings(),
-            &settings,
-            Purpose::Edit,
-            sources.endpoint_policy(),
-        )?;
-        source.edit(store, &existing, values).await?;
-        return Ok(());
-    }
-    settings.insert("tenant_id".into(), json!(tenant.id));
-    let values = validate(
-        source.settings(),
-        &settings,
-        Purpose::Create,
-        sources.endpoint_policy(),
-    )?;
-    source
-        .create(
-            store,
-            NewConnection {
-                name: name.into(),
-                customer: Some(tenant.display_name.clone()),
-                enabled_instances: "production".into(),
-                settings: values,
-            },
-        )
-        .await?;
-    Ok(())
-}
-
-/// A few changes in every tenant, through the emulator's admin API: a rename, a leaver (soft
-/// delete) and a new starter.
-async fn change_the_world(
-    emu: &Emulator,
-    tenants: &[(String, deskbridge_emulator::TenantSummary)],
-) -> anyhow::Result<String> {
-    let http = reqwest::Client::new();
-    let summary = emu.summary();
-    let app = summary
-        .apps
-        .iter()
-        .find(|a| a.kind == "multi_tenant_secret")
-        .context("no app")?;
-    let (mut renamed, mut left, mut joined) = (0, 0, 0);
-    for (_, tenant) in tenants {
-        let token = emu.issue_app_token(&app.client_id, &tenant.id)?;
-        let users: Value = http
-            .get(format!(
-                "{}/users?$select=id,userType,accountEnabled,displayName&$top=10",
-                summary.graph_url
-            ))
-            .bearer_auth(token)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let members: Vec<&Value> = users["value"]
-            .as_array()
-            .map(|v| {
-                v.iter()
-                    .filter(|u| u["userType"] == json!("Member") && u["accountEnabled"] == json!(true))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let admin = |path: String| format!("{}/tenants/{}/{path}", summary.admin_url, tenant.id);
-        if let Some(user) = members.first().and_then(|u| u["id"].as_str()) {
-            let name = format!(
-                "{} (renamed)",
-                members[0]["displayName"].as_str().unwrap_or("user")
-            );
-            http.patch(admin(format!("users/{user}")))
-                .json(&json!({"displayName": name}))
-                .send()
-                .await?
-                .error_for_status()?;
-            renamed += 1;
-        }
-        if let Some(user) = members.get(1).and_then(|u| u["id"].as_str()) {
-            http.delete(admin(format!("users/{user}")))
-                .send()
-                .await?
-                .error_for_status()?;
-            left += 1;
-        }
-        let upn = format!("new.starter@{}", tenant.domain);
-        http.post(admin("users".into()))
-            .json(&json!({"displayName": "New Starter", "userPrincipalName": upn, "mail": upn, "accountEnabled": true,
-                          "userType": "Member", "givenName": "New", "surname": "Starter"}))
-            .send()
-            .await?
-            .error_for_status()?;
-        joined += 1;
-    }
-    Ok(format!(
-        "{renamed} renamed, {left} left (soft-deleted), {joined} joined"
-    ))
 }

@@ -251,7 +251,17 @@ pub fn print_outcome(outcome: &SyncOutcome) {
             let fields: Vec<String> = change
                 .fields
                 .iter()
-                .map(|(name, f)| format!("{name}: {} -> {}", short(&f.before), short(&f.after)))
+                .map(|(name, f)| {
+                    // Roles, teams and CABs by name beside their ids, in full.
+                    let show = |v: &serde_json::Value| {
+                        outcome
+                            .summary
+                            .as_ref()
+                            .and_then(|s| s.describe(change.entity, name, v))
+                            .unwrap_or_else(|| short(v))
+                    };
+                    format!("{name}: {} -> {}", show(&f.before), show(&f.after))
+                })
                 .collect();
             // The record's name first, its id beside it for scripts and support.
             let record = match &change.name {

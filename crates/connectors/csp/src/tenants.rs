@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use deskbridge_connector_entra::{from_auth, from_graph};
-use deskbridge_core::{ErrorCode, HasErrorCode as _, RecordId};
+use deskbridge_core::{ConnectionId, ErrorCode, HasErrorCode as _, RecordId};
 use deskbridge_graph::{Contract, DelegatedAdminRelationship, GraphError, GraphErrorClass, GraphTenant};
 use deskbridge_msauth::TokenProvider;
 use deskbridge_partner::{PartnerError, PartnerErrorClass};
@@ -305,7 +305,7 @@ pub(crate) async fn discover(
             continue;
         }
         let (customer, customer_name, main_site) =
-            desk_customer(&mut tx, tenant_id, name, updated.top_level_id).await?;
+            desk_customer(&mut tx, connection.id, tenant_id, name, updated.top_level_id).await?;
         updated
             .mapping
             .add_tenant_mapping(tenant_id, &customer_name, main_site);
@@ -328,9 +328,11 @@ pub(crate) async fn discover(
 }
 
 /// The desk customer of a tenant: the one that has its tenant id, else the one with its name,
-/// else a new one (with its main site); returns it, its name and its main site.
+/// else a new one (with its main site), recorded as the connection's so that removing the
+/// connection removes it when it holds nothing else; returns it, its name and its main site.
 async fn desk_customer(
     tx: &mut StoreTx,
+    connection: ConnectionId,
     tenant_id: &str,
     name: &str,
     top_level: Option<RecordId>,
@@ -348,6 +350,9 @@ async fn desk_customer(
     }
     let found = deskbridge_source::desk::customer_for_tenant(tx, name, tenant_id).await?;
     let (customer, main_site) = (found.customer, found.main_site);
+    if found.created {
+        tx.record_created_customer(connection, customer).await?;
+    }
     // A customer created for a new tenant goes under the connection's top level; one matched by
     // name keeps its own.
     if found.created

@@ -258,3 +258,64 @@ store_test! {
         assert!(registry.mapped_tenants(&db.store).await.unwrap().is_empty());
     }
 }
+
+store_test! {
+    async fn removing_the_connection_removes_the_customers_it_created_that_hold_nothing_else(db: &TestDb) {
+        let (emu, tenants) = partner(131, 3, 4).await;
+        let registry = sources(GraphConfig::default());
+        // A desk customer that already has the third tenant's name: the connection assigns the
+        // tenant to it and did not create it, so removing the connection leaves it alone.
+        let third_name = emu.with_world(|w| w.tenant(&tenants[2]).unwrap().display_name.clone());
+        let existing = {
+            let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+            let found = deskbridge_source::desk::customer_for_tenant(&mut tx, &third_name, "99999999-9999-4999-8999-999999999999")
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            found.customer
+        };
+        let connection = add_and_authorize(&db.store, &registry, &emu, "csp-gone").await;
+        let table = registry.get("csp").unwrap().tenant_table().unwrap();
+        let load = || deskbridge_sync::load_connection(&db.store, "csp-gone");
+        let listed = table.tenants(&db.store, &load().await.unwrap()).await.unwrap();
+        let name_of = |tenant: &str| {
+            listed.iter().find(|t| t.tenant_id == tenant).and_then(|t| t.customer_name.clone()).unwrap()
+        };
+        let (first, second) = (name_of(&tenants[0]), name_of(&tenants[1]));
+        assert_eq!(name_of(&tenants[2]), third_name);
+        let mut tx = db.store.read().await.unwrap();
+        let created = tx.created_customers(connection.id).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(created.len(), 2, "the sign-in created a customer for each tenant without one: {created:?}");
+        assert!(!created.contains(&existing), "a customer matched by name was not created by the connection");
+
+        // The first tenant is left out before anything is imported: its customer holds nothing.
+        let left_out = TenantUpdate { customer: Some(TenantCustomer::DoNotImport), ..TenantUpdate::default() };
+        table.set_tenant(&db.store, &load().await.unwrap(), &tenants[0], &left_out).await.unwrap();
+        let outcome = deskbridge_sync::sync(&db.store, &registry, "csp-gone", &SyncOptions { full: true, ..SyncOptions::default() }, &clock())
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, "succeeded", "{:?}", outcome.errors);
+
+        let connection = load().await.unwrap();
+        let removal = deskbridge_sync::remove_connection(&db.store, &connection).await.unwrap();
+        assert_eq!(removal.removed_customers, vec![first.clone()], "{removal:?}");
+        assert_eq!(removal.kept_customers.len(), 1, "{removal:?}");
+        assert_eq!(removal.kept_customers[0].name, second);
+        assert!(removal.kept_customers[0].holds.contains(&"4 users".to_owned()), "{removal:?}");
+        assert!(removal.lines().iter().any(|l| l.contains(&format!("kept the desk customer {second:?}"))), "{:?}", removal.lines());
+
+        let mut tx = db.store.read().await.unwrap();
+        let names: Vec<String> = tx
+            .list(Entity::Customer, None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|c| c.text("name").map(str::to_owned))
+            .collect();
+        assert!(tx.connection_by_name("csp-gone").await.unwrap().is_none());
+        tx.commit().await.unwrap();
+        assert!(!names.contains(&first), "{names:?}");
+        assert!(names.contains(&second) && names.contains(&third_name), "{names:?}");
+    }
+}

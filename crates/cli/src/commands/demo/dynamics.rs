@@ -135,6 +135,7 @@ pub(super) async fn import(demo: &Demo<'_>) -> anyhow::Result<Option<Imported>> 
         store,
         sources,
         clock,
+        ..
     } = demo;
     // The organisation belongs to the first customer tenant: a world without one has none.
     let Some(org) = summary.dataverse_orgs.first() else {
@@ -146,6 +147,7 @@ pub(super) async fn import(demo: &Demo<'_>) -> anyhow::Result<Option<Imported>> 
     };
     let world = contents(emu, &org.name)?;
     let again = connect(store, sources, summary, org).await?;
+    demo.adopt(DYNAMICS_NAME).await?;
     let connection = deskbridge_sync::load_connection(store, DYNAMICS_NAME).await?;
     let customer = connection
         .config
