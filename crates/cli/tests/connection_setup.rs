@@ -127,7 +127,7 @@ async fn add_check_and_remove(data: &Path, db: Option<&str>) {
         .args(["connection", "add", "entra", "--name", "offline", "--tenant-id"])
         .arg(&emu.summary().tenants[1].id)
         .args(["--client-id", "00000000-0000-0000-0000-000000000001"])
-        .args(["--client-secret-env", "SETUP_TEST_SECRET", "--customer", "alpha"])
+        .args(["--client-secret-env", "SETUP_TEST_SECRET"])
         .args([
             "--authority-host",
             "http://127.0.0.1:9",
@@ -156,7 +156,9 @@ async fn add_check_and_remove(data: &Path, db: Option<&str>) {
     );
     assert!(!out.contains("error sending request"), "{out}");
     assert!(!out.contains("Check the connection's credentials"), "{out}");
+    // Its customer, created with it and holding nothing, goes with it (the tenant is free again).
     run_ok(deskbridge(data, db).args(["connection", "remove", "--name", "offline"]));
+    assert_eq!(customers(data, db), ["alpha"]);
 
     // A delegated connection cannot be checked before it is authorised: saved, and said so.
     let delegated = add(data, db, &emu, "gamma", 1, &secret, &["--check", "--delegated"]);

@@ -112,6 +112,13 @@ fn check_agents(out: &str, dir: &Path) {
     );
     let agents = json(dir, &["directory", "agents"]);
     assert_eq!(agents.as_array().unwrap().len(), listed, "{agents}");
+    // The directory names an agent's roles and teams for people (its JSON keeps the ids).
+    assert!(agents[0]["roles"][0].is_i64(), "{agents}");
+    let table = run_ok(deskbridge(dir, None).args(["directory", "agents", "--wide"]));
+    assert!(
+        table.contains("Service Desk") && table.contains("1st Line"),
+        "{table}"
+    );
 }
 
 /// The demo's connections, each with why it is disabled (`null`: enabled).

@@ -104,6 +104,7 @@ impl Listing {
                 "licence_type",
                 "active",
                 "roles",
+                "teams",
             ],
             Self::Licences => &[
                 "id",
@@ -273,7 +274,50 @@ async fn read(tx: &mut deskbridge_store::StoreTx, args: &DirectoryArgs) -> anyho
     if matches!(args.what, Listing::Assets) {
         name_asset_references(tx, &mut rows).await?;
     }
+    if matches!(args.what, Listing::Agents) && !args.json {
+        name_agent_links(tx, &mut rows).await?;
+    }
     Ok(rows)
+}
+
+/// An agent's roles and teams by name for people (the JSON keeps the ids, for scripts).
+async fn name_agent_links(tx: &mut deskbridge_store::StoreTx, rows: &mut [Value]) -> anyhow::Result<()> {
+    let mut names: BTreeMap<(Entity, i64), String> = BTreeMap::new();
+    for row in rows.iter_mut() {
+        let Value::Object(agent) = row else { continue };
+        for (field, key, entity) in [
+            ("roles", None, Entity::AgentRole),
+            ("teams", Some("team_id"), Entity::Team),
+        ] {
+            let ids: Vec<i64> = agent
+                .get(field)
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|v| key.map_or(Some(v), |k| v.get(k)).and_then(Value::as_i64))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut named = Vec::with_capacity(ids.len());
+            for id in ids {
+                let name = match names.get(&(entity, id)) {
+                    Some(name) => name.clone(),
+                    None => {
+                        let name = tx
+                            .get(entity, RecordId(id))
+                            .await?
+                            .and_then(|r| r.text("name").map(str::to_owned))
+                            .unwrap_or_else(|| format!("#{id} (gone)"));
+                        names.insert((entity, id), name.clone());
+                        name
+                    }
+                };
+                named.push(Value::String(name));
+            }
+            agent.insert(field.into(), Value::Array(named));
+        }
+    }
+    Ok(())
 }
 
 /// Prints rows as JSON, CSV or a table (cells cut on a terminal unless `--wide`).

@@ -139,6 +139,7 @@ pub(crate) async fn directory_page(
     match entity {
         Entity::Asset => name_references(&mut tx, &mut items, ASSET_REFERENCES).await?,
         Entity::User => name_references(&mut tx, &mut items, &[SITE_REFERENCE]).await?,
+        Entity::Agent => name_links(&mut tx, &mut items, AGENT_LINKS).await?,
         Entity::Subscription | Entity::UsageLine | Entity::Site | Entity::Licence => {
             name_references(&mut tx, &mut items, &[CUSTOMER_REFERENCE]).await?;
         }
@@ -163,6 +164,58 @@ const ASSET_REFERENCES: &[Reference] = &[
     SITE_REFERENCE,
     CUSTOMER_REFERENCE,
 ];
+
+/// A link list of a record (a field holding ids, or objects whose `key` is the id), the entity
+/// it names, and the field the names are added as.
+type LinkReference = (&'static str, Option<&'static str>, Entity, &'static str);
+
+/// An agent's roles and teams.
+const AGENT_LINKS: &[LinkReference] = &[
+    ("roles", None, Entity::AgentRole, "role_names"),
+    ("teams", Some("team_id"), Entity::Team, "team_names"),
+];
+
+/// Adds, beside each link list the `links` name, the list of the linked records' names (an
+/// agent's `role_names` and `team_names`): people read names, scripts keep the ids.
+async fn name_links(
+    tx: &mut deskbridge_store::StoreTx,
+    items: &mut [Value],
+    links: &[LinkReference],
+) -> ApiResult<()> {
+    let mut names: HashMap<(Entity, i64), String> = HashMap::new();
+    for item in items.iter_mut() {
+        let Value::Object(record) = item else { continue };
+        for &(field, key, entity, label) in links {
+            let ids: Vec<i64> = record
+                .get(field)
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|v| key.map_or(Some(v), |k| v.get(k)).and_then(Value::as_i64))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut named = Vec::with_capacity(ids.len());
+            for id in ids {
+                let name = match names.get(&(entity, id)) {
+                    Some(name) => name.clone(),
+                    None => {
+                        let name = tx
+                            .get(entity, RecordId(id))
+                            .await?
+                            .and_then(|r| r.text("name").map(str::to_owned))
+                            .unwrap_or_else(|| format!("#{id} (deleted)"));
+                        names.insert((entity, id), name.clone());
+                        name
+                    }
+                };
+                named.push(Value::String(name));
+            }
+            record.insert(label.into(), Value::Array(named));
+        }
+    }
+    Ok(())
+}
 
 /// Adds the names of the records the `references` name beside their ids (an asset's
 /// `asset_type`, `user`, `site`, `customer`; a user's `site`; a subscription's, site's or

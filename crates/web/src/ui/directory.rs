@@ -75,7 +75,8 @@ fn directory_columns(kind: &str) -> &'static [(&'static str, &'static str)] {
             ("Email", "email"),
             ("Licence", "licence_type"),
             ("Active", "active"),
-            ("Roles", "roles"),
+            ("Roles", "role_names"),
+            ("Teams", "team_names"),
         ],
         "teams" => &[("#", "id"), ("Name", "name")],
         "licences" => &[
