@@ -525,3 +525,81 @@ store_test! {
         fx.emu.shutdown().await;
     }
 }
+
+/// The value of the first option of the select named `name` that has one.
+fn first_option(html: &str, name: &str) -> String {
+    let select = html
+        .split_once(&format!(r#"name="{name}""#))
+        .unwrap_or_else(|| panic!("no select {name}: {html}"))
+        .1;
+    let select = select.split_once("</select>").unwrap().0;
+    select
+        .split(r#"<option value=""#)
+        .skip(1)
+        .map(|o| o.split_once('"').unwrap().0)
+        .find(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("{name} offers nothing: {select}"))
+        .to_owned()
+}
+
+store_test! {
+    async fn the_match_site_field_and_imported_customer_targets_are_forms_too(db: &TestDb) {
+        let fx = fixture(db).await;
+        let sites = format!("/connections/{}/mappings/sites", fx.id);
+        let page = get_page(&fx.app, &sites, &fx.admin).await;
+        assert!(page.text.contains("To the site whose field holds the user&#39;s value") && page.text.contains("To the main site of the imported customer a property names"), "{}", page.text);
+        let user_field = first_option(&page.text, "user_field");
+        let property = first_option(&page.text, "customer_property");
+        let customer = first_option(&page.text, "match_customer_id");
+        let main_site = first_option(&page.text, "unmatched_site_id");
+        let base = |target: &'static str| vec![("op", "add"), ("name", "Matched"), ("sequence", "30"), ("target", target), ("external_users", "exclude")];
+        // Refused naming the field; nothing saved.
+        let before = mapping(&fx).await;
+        let mut form = base("match_site_field");
+        form.extend([("site_field", "name"), ("user_field", user_field.as_str()), ("match_customer_id", ""), ("unmatched", "default_site"), ("unmatched_site_id", "")]);
+        let refused = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert_eq!(error_of(&refused.text), "Not saved: Site for the others: choose one from the list.", "{}", refused.text);
+        let mut form = base("match_site_field");
+        form.extend([("site_field", "name"), ("user_field", ""), ("unmatched", "do_not_import")]);
+        let refused = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert_eq!(error_of(&refused.text), "Not saved: User field: choose one from the list.", "{}", refused.text);
+        let mut form = base("imported_customer");
+        form.extend([("customer_property", ""), ("unmatched", "do_not_import")]);
+        let refused = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert_eq!(error_of(&refused.text), "Not saved: Property that names the customer: choose one from the list.", "{}", refused.text);
+        let mut form = base("imported_customer");
+        form.extend([("customer_property", property.as_str()), ("unmatched", "")]);
+        let refused = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert_eq!(error_of(&refused.text), "Not saved: Users who match no site: choose one from the list.", "{}", refused.text);
+        // What the form reads but the whole configuration's validation refuses.
+        let mut form = base("match_site_field");
+        form.extend([("site_field", "custom:nope"), ("user_field", user_field.as_str()), ("unmatched", "do_not_import")]);
+        let refused = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert!(error_of(&refused.text).contains("unknown site custom field &#39;nope&#39;"), "{}", refused.text);
+        assert_eq!(mapping(&fx).await, before, "nothing was saved");
+        // Saved, and the table says each in words.
+        let mut form = base("match_site_field");
+        form.extend([("site_field", "name"), ("user_field", user_field.as_str()), ("match_customer_id", customer.as_str()), ("unmatched", "default_site"), ("unmatched_site_id", main_site.as_str())]);
+        let saved = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert!(saved.text.contains("Mappings saved"), "{}", saved.text);
+        assert!(saved.text.contains(&format!("The site of Contoso whose name is the user&#39;s {user_field}; others go to Main — Contoso")), "{}", saved.text);
+        let mut form = base("imported_customer");
+        form[1] = ("name", "Parents");
+        form.extend([("customer_property", property.as_str()), ("unmatched", "do_not_import")]);
+        let saved = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert!(saved.text.contains("Mappings saved"), "{}", saved.text);
+        assert!(saved.text.contains(&format!("The main site of the imported customer named by {property}; others are not imported")), "{}", saved.text);
+        let now = mapping(&fx).await;
+        let target = |name: &str| now["site_mappings"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()["target"].clone();
+        assert_eq!(target("Matched"), json!({"kind": "match_site_field", "customer_id": customer.parse::<i64>().unwrap(), "site_field": "name", "user_field": user_field, "unmatched": {"action": "default_site", "site_id": main_site.parse::<i64>().unwrap()}}));
+        assert_eq!(target("Parents"), json!({"kind": "imported_customer", "property": property, "unmatched": {"action": "do_not_import"}}));
+        // A reader sees neither form and cannot post one.
+        let seen = get_page(&fx.app, &sites, &fx.reader).await;
+        assert!(!seen.text.contains(r#"name="customer_property""#), "{}", seen.text);
+        let mut form = base("imported_customer");
+        form.extend([("customer_property", property.as_str()), ("unmatched", "do_not_import")]);
+        let refused = post_form(&fx.app, &sites, &fx.reader, &form).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        fx.emu.shutdown().await;
+    }
+}
