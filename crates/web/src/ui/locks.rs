@@ -64,11 +64,12 @@ pub(super) fn sections(mapping: &MappingConfig, action: &str, modify: bool) -> V
     if !modify {
         return vec![field_table, record_table];
     }
-    for l in &mapping.field_locks {
+    // Form ids by position: a field name or object id may hold what an HTML id may not.
+    for (i, l) in mapping.field_locks.iter().enumerate() {
         let kind = kind_value(l.entity);
         let mut remove = destructive(
             form(
-                &format!("remove-field-lock-{kind}-{}", l.field),
+                &format!("remove-field-lock-{i}"),
                 action,
                 &format!("Unlock the {kind} field “{}”", l.field),
                 vec![
@@ -96,11 +97,11 @@ pub(super) fn sections(mapping: &MappingConfig, action: &str, modify: bool) -> V
             },
         ],
     ));
-    for l in &mapping.record_locks {
+    for (i, l) in mapping.record_locks.iter().enumerate() {
         let kind = kind_value(l.entity);
         let mut remove = destructive(
             form(
-                &format!("remove-record-lock-{kind}-{}", l.external_id),
+                &format!("remove-record-lock-{i}"),
                 action,
                 &format!("Remove the lock on {kind} {}", l.external_id),
                 vec![
