@@ -1,7 +1,7 @@
 //! The admin UI in people's words, on SQLite and PostgreSQL against the in-process emulator:
 //! times as `<time>` elements with a UTC fallback to the second, intervals in words, sites as
-//! "Site — Customer", the site-mapping and advanced-mapping forms saving through the same
-//! validation as the JSON (a bad value named in words, nothing saved), and destructive forms
+//! "Site — Customer", the site-mapping, advanced-mapping, group-mapping and lock forms saving
+//! through the same validation as the JSON (a bad value named in words, nothing saved), and destructive forms
 //! changing nothing without their tick box.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -33,6 +33,8 @@ struct Fixture {
     id: ConnectionId,
     admin: Person,
     reader: Person,
+    /// The display name of one of the tenant's groups.
+    group: String,
 }
 
 async fn person(db: &TestDb, name: &str, role: Role) -> Person {
@@ -75,6 +77,7 @@ async fn fixture(db: &TestDb) -> Fixture {
         ..GenerateOptions::default()
     })
     .unwrap();
+    let group = world.tenants[0].groups[0].display_name.clone();
     let emu = Emulator::start(EmulatorConfig::new(world)).await.unwrap();
     let summary = emu.summary();
     let app = summary
@@ -121,6 +124,7 @@ async fn fixture(db: &TestDb) -> Fixture {
         id,
         admin,
         reader: reader_account,
+        group,
     }
 }
 
@@ -385,6 +389,217 @@ store_test! {
         assert!(!users.text.contains(&format!("<td>{}</td><td>Ada", site.0)), "{}", users.text);
         let sites = get_page(&fx.app, &format!("/connections/{}/directory/sites", fx.id), &fx.admin).await;
         assert!(sites.text.contains("<td>Contoso</td>"), "{}", sites.text);
+        fx.emu.shutdown().await;
+    }
+}
+
+/// Desk records by name, made directly in the store (the desk's own roles, teams and CABs).
+async fn desk_record(db: &TestDb, entity: deskbridge_store::Entity, name: &str) -> i64 {
+    let fields: deskbridge_store::Fields = [("name".to_owned(), json!(name))].into_iter().collect();
+    let mut tx = db.store.begin(WriteContext::manual()).await.unwrap();
+    let id = tx.insert(entity, None, &fields).await.unwrap();
+    tx.commit().await.unwrap();
+    id.0
+}
+
+store_test! {
+    async fn groups_give_roles_teams_and_cabs_through_forms_that_name_them(db: &TestDb) {
+        use deskbridge_store::Entity;
+        let fx = fixture(db).await;
+        let role = desk_record(db, Entity::AgentRole, "Second line").await;
+        let user_role = desk_record(db, Entity::UserRole, "Approver").await;
+        let team = desk_record(db, Entity::Team, "Network team").await;
+        let cab = desk_record(db, Entity::Cab, "Change board").await;
+        let cab_role = desk_record(db, Entity::CabRole, "Chair").await;
+        let advanced = format!("/connections/{}/mappings/advanced", fx.id);
+        let page = get_page(&fx.app, &advanced, &fx.admin).await;
+        for form in ["Add agent role mapping", "Add user role mapping", "Add team mapping", "Add CAB mapping", "Advanced mappings (as code)"] {
+            assert!(page.text.contains(form), "{form}: {}", page.text);
+        }
+        assert!(page.text.contains(&format!(r#"<option value="{role}">Second line</option>"#)), "the desk's roles by name: {}", page.text);
+        assert!(page.text.contains(&format!(r#"<option value="{cab_role}">Chair</option>"#)), "{}", page.text);
+        // Refused in words naming the field; nothing saved.
+        let before = mapping(&fx).await;
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-agent-role"), ("group", "  "), ("id", &role.to_string())]).await;
+        assert_eq!(error_of(&refused.text), "Not saved: Group name must not be empty.", "{}", refused.text);
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-team"), ("group", &fx.group), ("id", "")]).await;
+        assert_eq!(error_of(&refused.text), "Not saved: Team: choose one from the list.", "{}", refused.text);
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-cab"), ("group", &fx.group), ("id", &cab.to_string()), ("cab_role_id", "chair")]).await;
+        assert_eq!(error_of(&refused.text), "Not saved: CAB role: choose one from the list.", "{}", refused.text);
+        // The whole configuration's validation: a group the tenant lacks, a role the desk lacks.
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-agent-role"), ("group", "No such group"), ("id", &role.to_string())]).await;
+        assert!(error_of(&refused.text).contains("unknown Azure group &#39;No such group&#39;"), "{}", refused.text);
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-user-role"), ("group", &fx.group), ("id", "4242")]).await;
+        assert!(error_of(&refused.text).contains("user role 4242 does not exist"), "a record the desk lacks: {}", refused.text);
+        assert!(!refused.text.contains("serde") && !refused.text.contains("invalid type"), "{}", refused.text);
+        assert_eq!(mapping(&fx).await, before, "nothing was saved");
+        // Saved: each list holds its entry, and the table names the records.
+        for (op, id, extra) in [("add-agent-role", role, None), ("add-user-role", user_role, None), ("add-team", team, None), ("add-cab", cab, Some(cab_role))] {
+            let id = id.to_string();
+            let extra = extra.map(|r| r.to_string()).unwrap_or_default();
+            let saved = post_form(&fx.app, &advanced, &fx.admin, &[("op", op), ("group", &fx.group), ("id", &id), ("cab_role_id", &extra)]).await;
+            assert!(saved.text.contains("Mappings saved"), "{op}: {}", saved.text);
+        }
+        let now = mapping(&fx).await;
+        assert_eq!(now["advanced"]["agent_roles"], json!([{"group": fx.group, "id": role}]));
+        assert_eq!(now["advanced"]["user_roles"], json!([{"group": fx.group, "id": user_role}]));
+        assert_eq!(now["advanced"]["teams"], json!([{"group": fx.group, "id": team}]));
+        assert_eq!(now["advanced"]["cabs"], json!([{"group": fx.group, "cab_id": cab, "cab_role_id": cab_role}]));
+        let page = get_page(&fx.app, &advanced, &fx.admin).await;
+        let table = page.text.split_once(r#"id="group-mappings""#).expect("the table").1.split_once("</table>").unwrap().0;
+        for name in ["<td>Second line</td>", "<td>Approver</td>", "<td>Network team</td>", "<td>Change board, as Chair</td>"] {
+            assert!(table.contains(name), "{name}: {table}");
+        }
+        assert!(!table.contains(&format!("<td>{role}</td>")), "names, not ids: {table}");
+        // Removing one needs the tick box.
+        let remove = [("op", "remove-group-mapping"), ("list", "teams"), ("group", fx.group.as_str()), ("id", &team.to_string())];
+        let unticked = post_form(&fx.app, &advanced, &fx.admin, &remove).await;
+        assert_eq!(error_of(&unticked.text), format!("Not saved: Nothing was changed: tick the box to confirm the removal of the mapping of “{}”.", fx.group), "{}", unticked.text);
+        assert_eq!(mapping(&fx).await, now, "nothing was removed");
+        let mut ticked = remove.to_vec();
+        ticked.push(("confirm", "on"));
+        let removed = post_form(&fx.app, &advanced, &fx.admin, &ticked).await;
+        assert!(removed.text.contains("Mappings saved"), "{}", removed.text);
+        let after = mapping(&fx).await;
+        assert_eq!(after["advanced"]["teams"], json!([]));
+        assert_eq!(after["advanced"]["agent_roles"], now["advanced"]["agent_roles"], "the other lists are untouched");
+        // A reader sees the names but no forms, and cannot post one.
+        let seen = get_page(&fx.app, &advanced, &fx.reader).await;
+        assert!(seen.text.contains("<td>Second line</td>") && !seen.text.contains("Add agent role mapping") && !seen.text.contains("Yes, members of"), "{}", seen.text);
+        let refused = post_form(&fx.app, &advanced, &fx.reader, &[("op", "add-team"), ("group", &fx.group), ("id", &team.to_string())]).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        fx.emu.shutdown().await;
+    }
+}
+
+store_test! {
+    async fn field_and_record_locks_are_added_and_removed_through_forms(db: &TestDb) {
+        let fx = fixture(db).await;
+        let advanced = format!("/connections/{}/mappings/advanced", fx.id);
+        let page = get_page(&fx.app, &advanced, &fx.admin).await;
+        assert!(page.text.contains("Add field lock") && page.text.contains("Add record lock"), "{}", page.text);
+        let before = mapping(&fx).await;
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-field-lock"), ("entity", "user"), ("field", " ")]).await;
+        assert_eq!(error_of(&refused.text), "Not saved: Desk field must not be empty.", "{}", refused.text);
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-field-lock"), ("entity", "robot"), ("field", "job_title")]).await;
+        assert_eq!(error_of(&refused.text), "Not saved: Applies to: choose users or agents.", "{}", refused.text);
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-field-lock"), ("entity", "user"), ("field", "no_such_field")]).await;
+        assert!(error_of(&refused.text).contains("unknown desk user field &#39;no_such_field&#39;"), "{}", refused.text);
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-record-lock"), ("entity", "user"), ("external_id", "")]).await;
+        assert_eq!(error_of(&refused.text), "Not saved: Entra object id must not be empty.", "{}", refused.text);
+        let object = "0f3c2a1b-1111-2222-3333-444455556666";
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-record-lock"), ("entity", "user"), ("external_id", object), ("fields", "")]).await;
+        assert!(error_of(&refused.text).contains("the lock neither keeps the record active nor names a field"), "{}", refused.text);
+        assert_eq!(mapping(&fx).await, before, "nothing was saved");
+        // Saved, and shown in the tables.
+        let saved = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-field-lock"), ("entity", "agent"), ("field", "job_title")]).await;
+        assert!(saved.text.contains("Mappings saved"), "{}", saved.text);
+        let saved = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-record-lock"), ("entity", "user"), ("external_id", object), ("keep_active", "on"), ("fields", "job_title, phone")]).await;
+        assert!(saved.text.contains("Mappings saved"), "{}", saved.text);
+        let now = mapping(&fx).await;
+        assert_eq!(now["field_locks"], json!([{"entity": "agent", "field": "job_title"}]));
+        assert_eq!(now["record_locks"], json!([{"entity": "user", "external_id": object, "keep_active": true, "fields": ["job_title", "phone"]}]));
+        let table = saved.text.split_once(r#"id="record-locks""#).expect("the table").1.split_once("</table>").unwrap().0;
+        assert!(table.contains(&format!("<td>{object}</td>")) && table.contains("<td>job_title, phone</td>"), "{table}");
+        // Removals need their tick box.
+        let unlock = [("op", "remove-field-lock"), ("entity", "agent"), ("field", "job_title")];
+        let unticked = post_form(&fx.app, &advanced, &fx.admin, &unlock).await;
+        assert_eq!(error_of(&unticked.text), "Not saved: Nothing was changed: tick the box to confirm unlocking “job_title”.", "{}", unticked.text);
+        let unlock_record = [("op", "remove-record-lock"), ("entity", "user"), ("external_id", object)];
+        let unticked = post_form(&fx.app, &advanced, &fx.admin, &unlock_record).await;
+        assert_eq!(error_of(&unticked.text), format!("Not saved: Nothing was changed: tick the box to confirm the removal of the lock on {object}."), "{}", unticked.text);
+        assert_eq!(mapping(&fx).await, now, "nothing was removed");
+        for form in [&unlock[..], &unlock_record[..]] {
+            let mut ticked = form.to_vec();
+            ticked.push(("confirm", "on"));
+            let removed = post_form(&fx.app, &advanced, &fx.admin, &ticked).await;
+            assert!(removed.text.contains("Mappings saved"), "{}", removed.text);
+        }
+        let after = mapping(&fx).await;
+        assert_eq!((after["field_locks"].clone(), after["record_locks"].clone()), (json!([]), json!([])));
+        // A reader sees no forms and cannot post one.
+        let seen = get_page(&fx.app, &advanced, &fx.reader).await;
+        assert!(seen.text.contains("Record locks") && !seen.text.contains("Add record lock"), "{}", seen.text);
+        let refused = post_form(&fx.app, &advanced, &fx.reader, &[("op", "add-field-lock"), ("entity", "user"), ("field", "job_title")]).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        fx.emu.shutdown().await;
+    }
+}
+
+/// The value of the first option of the select named `name` that has one.
+fn first_option(html: &str, name: &str) -> String {
+    let select = html
+        .split_once(&format!(r#"name="{name}""#))
+        .unwrap_or_else(|| panic!("no select {name}: {html}"))
+        .1;
+    let select = select.split_once("</select>").unwrap().0;
+    select
+        .split(r#"<option value=""#)
+        .skip(1)
+        .map(|o| o.split_once('"').unwrap().0)
+        .find(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("{name} offers nothing: {select}"))
+        .to_owned()
+}
+
+store_test! {
+    async fn the_match_site_field_and_imported_customer_targets_are_forms_too(db: &TestDb) {
+        let fx = fixture(db).await;
+        let sites = format!("/connections/{}/mappings/sites", fx.id);
+        let page = get_page(&fx.app, &sites, &fx.admin).await;
+        assert!(page.text.contains("To the site whose field holds the user&#39;s value") && page.text.contains("To the main site of the imported customer a property names"), "{}", page.text);
+        let user_field = first_option(&page.text, "user_field");
+        let property = first_option(&page.text, "customer_property");
+        let customer = first_option(&page.text, "match_customer_id");
+        let main_site = first_option(&page.text, "unmatched_site_id");
+        let base = |target: &'static str| vec![("op", "add"), ("name", "Matched"), ("sequence", "30"), ("target", target), ("external_users", "exclude")];
+        // Refused naming the field; nothing saved.
+        let before = mapping(&fx).await;
+        let mut form = base("match_site_field");
+        form.extend([("site_field", "name"), ("user_field", user_field.as_str()), ("match_customer_id", ""), ("unmatched", "default_site"), ("unmatched_site_id", "")]);
+        let refused = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert_eq!(error_of(&refused.text), "Not saved: Site for the others: choose one from the list.", "{}", refused.text);
+        let mut form = base("match_site_field");
+        form.extend([("site_field", "name"), ("user_field", ""), ("unmatched", "do_not_import")]);
+        let refused = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert_eq!(error_of(&refused.text), "Not saved: User field: choose one from the list.", "{}", refused.text);
+        let mut form = base("imported_customer");
+        form.extend([("customer_property", ""), ("unmatched", "do_not_import")]);
+        let refused = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert_eq!(error_of(&refused.text), "Not saved: Property that names the customer: choose one from the list.", "{}", refused.text);
+        let mut form = base("imported_customer");
+        form.extend([("customer_property", property.as_str()), ("unmatched", "")]);
+        let refused = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert_eq!(error_of(&refused.text), "Not saved: Users who match no site: choose one from the list.", "{}", refused.text);
+        // What the form reads but the whole configuration's validation refuses.
+        let mut form = base("match_site_field");
+        form.extend([("site_field", "custom:nope"), ("user_field", user_field.as_str()), ("unmatched", "do_not_import")]);
+        let refused = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert!(error_of(&refused.text).contains("unknown site custom field &#39;nope&#39;"), "{}", refused.text);
+        assert_eq!(mapping(&fx).await, before, "nothing was saved");
+        // Saved, and the table says each in words.
+        let mut form = base("match_site_field");
+        form.extend([("site_field", "name"), ("user_field", user_field.as_str()), ("match_customer_id", customer.as_str()), ("unmatched", "default_site"), ("unmatched_site_id", main_site.as_str())]);
+        let saved = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert!(saved.text.contains("Mappings saved"), "{}", saved.text);
+        assert!(saved.text.contains(&format!("The site of Contoso whose name is the user&#39;s {user_field}; others go to Main — Contoso")), "{}", saved.text);
+        let mut form = base("imported_customer");
+        form[1] = ("name", "Parents");
+        form.extend([("customer_property", property.as_str()), ("unmatched", "do_not_import")]);
+        let saved = post_form(&fx.app, &sites, &fx.admin, &form).await;
+        assert!(saved.text.contains("Mappings saved"), "{}", saved.text);
+        assert!(saved.text.contains(&format!("The main site of the imported customer named by {property}; others are not imported")), "{}", saved.text);
+        let now = mapping(&fx).await;
+        let target = |name: &str| now["site_mappings"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()["target"].clone();
+        assert_eq!(target("Matched"), json!({"kind": "match_site_field", "customer_id": customer.parse::<i64>().unwrap(), "site_field": "name", "user_field": user_field, "unmatched": {"action": "default_site", "site_id": main_site.parse::<i64>().unwrap()}}));
+        assert_eq!(target("Parents"), json!({"kind": "imported_customer", "property": property, "unmatched": {"action": "do_not_import"}}));
+        // A reader sees neither form and cannot post one.
+        let seen = get_page(&fx.app, &sites, &fx.reader).await;
+        assert!(!seen.text.contains(r#"name="customer_property""#), "{}", seen.text);
+        let mut form = base("imported_customer");
+        form.extend([("customer_property", property.as_str()), ("unmatched", "do_not_import")]);
+        let refused = post_form(&fx.app, &sites, &fx.reader, &form).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
         fx.emu.shutdown().await;
     }
 }

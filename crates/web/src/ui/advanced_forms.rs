@@ -2,7 +2,8 @@
 //! accounts, followers, the circuit breaker and the import options, each a form with the input
 //! its values need (tick boxes, bounded numbers, selects). A submitted form changes its part of
 //! a copy of the whole configuration, which `mappings.rs` validates in full before saving, as it
-//! does the JSON. Lists of group mappings and locks stay in the JSON editor below the forms.
+//! does the JSON. The lists of group mappings and locks have their own forms
+//! (`group_mappings.rs`, `locks.rs`).
 //!
 //! A value the form cannot read is refused naming the field in words, never with parser text.
 
@@ -27,8 +28,7 @@ pub(super) fn sections(mapping: &MappingConfig, action: &str) -> Vec<Section> {
     vec![
         Section::titled("Roles and teams from groups")
             .text(
-                "Which groups give which roles, teams and CABs is listed in the JSON below; these options \
-                 say how those mappings apply.",
+                "How the groups that give roles, teams and CABs (listed above) apply.",
             )
             .form(form(
                 "advanced-options",

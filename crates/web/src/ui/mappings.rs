@@ -207,6 +207,12 @@ async fn mappings_view(
             }
         }
         _ => {
+            for s in super::group_mappings::sections(state, mapping, &action, modify).await? {
+                page = page.section(s);
+            }
+            for s in super::locks::sections(mapping, &action, modify) {
+                page = page.section(s);
+            }
             if modify {
                 for s in super::advanced_forms::sections(mapping, &action) {
                     page = page.section(s);
@@ -279,6 +285,10 @@ fn apply_section(
         ("advanced", op) if super::advanced_forms::OPS.contains(&op) => {
             super::advanced_forms::apply(mapping, op, f)?
         }
+        ("advanced", op) if super::group_mappings::OPS.contains(&op) => {
+            super::group_mappings::apply(mapping, op, f)?
+        }
+        ("advanced", op) if super::locks::OPS.contains(&op) => super::locks::apply(mapping, op, f)?,
         // The whole configuration a confirmation page carries (see `confirm_delta_restart`);
         // validated in full like any other change.
         (_, "confirm") => {

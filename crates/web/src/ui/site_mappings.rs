@@ -1,14 +1,16 @@
 //! A connection's site mappings in people's words: the table names each target ("London —
 //! Contoso", "a site per officeLocation under Contoso"), the add form picks the target among the
 //! connection's customers' sites or has a site made per value of a property, and each mapping
-//! can be removed once the removal is confirmed. Every other target kind (matching a site field,
-//! the imported customer) is set in the JSON editor below; the table still names it.
+//! can be removed once the removal is confirmed. A target may also match a site field against a
+//! user field, or be the main site of the customer a `customers` run imported; for both, people
+//! who match no site go to a chosen site or are not imported.
 
 use std::collections::HashMap;
 
 use deskbridge_core::RecordId;
 use deskbridge_mapping::{
-    ExternalUsers, GroupFilter, LicenceTypeChoice, MappingConfig, SiteMapping, SiteTarget, UnmatchedSite,
+    ExternalUsers, GroupFilter, LicenceTypeChoice, MappingConfig, SiteMapping, SiteTarget, SourceType,
+    UnmatchedSite,
 };
 use deskbridge_store::Entity;
 
@@ -147,6 +149,41 @@ fn external_text(e: ExternalUsers) -> &'static str {
     }
 }
 
+/// What the "match a site field" and "imported customer" targets pick among: the site fields a
+/// site may be matched on (its name and its custom fields), the user fields this connection's
+/// mappings fill, and the source's text properties (a parent row is named by its id, a text).
+async fn target_choices(
+    state: &AppState,
+    scope: &Scope,
+    mapping: &MappingConfig,
+) -> Result<(Vec<Opt>, Vec<Opt>, Vec<Opt>), UiError> {
+    let opt = |value: String, label: String| Opt { value, label };
+    let mut tx = state.store.read().await?;
+    let custom = tx.custom_field_definitions().await?;
+    tx.commit().await?;
+    let mut site_fields = vec![opt("name".into(), "Name".into())];
+    site_fields.extend(
+        custom
+            .into_iter()
+            .filter(|d| d.entity == "site")
+            .map(|d| opt(format!("custom:{}", d.name), format!("{} (custom field)", d.name))),
+    );
+    let mut user_fields: Vec<Opt> = Vec::new();
+    for m in &mapping.user_fields {
+        if !user_fields.iter().any(|o| o.value == m.target) {
+            user_fields.push(opt(m.target.clone(), m.target.replace('_', " ")));
+        }
+    }
+    let opened = api::source_of(state, &scope.connection)?.open(&scope.connection)?;
+    let properties = opened
+        .source_properties()
+        .into_iter()
+        .filter(|(_, t)| *t == SourceType::String)
+        .map(|(name, _)| opt(name.clone(), name))
+        .collect();
+    Ok((site_fields, user_fields, properties))
+}
+
 /// The table of mappings, the add form and a confirmed removal per mapping.
 pub(super) async fn sections(
     state: &AppState,
@@ -209,6 +246,17 @@ pub(super) async fn sections(
         remove.class = "inline";
         table = table.form(remove);
     }
+    let (site_fields, user_fields, properties) = target_choices(state, scope, mapping).await?;
+    let mut others = vec![Opt {
+        value: String::new(),
+        label: "(choose one)".into(),
+    }];
+    others.extend(names.sites.iter().cloned());
+    let mut match_customers = vec![Opt {
+        value: String::new(),
+        label: "(any customer)".into(),
+    }];
+    match_customers.extend(names.customers.iter().cloned());
     let add = Section::titled("Add a site mapping").form(form(
         "add-site",
         action,
@@ -230,6 +278,14 @@ pub(super) async fn sections(
                         "customer_by_field",
                         "To a site per value of a property, made when missing",
                     ),
+                    (
+                        "match_site_field",
+                        "To the site whose field holds the user's value",
+                    ),
+                    (
+                        "imported_customer",
+                        "To the main site of the imported customer a property names",
+                    ),
                     ("agent", "Imported as agents"),
                 ],
             ),
@@ -246,6 +302,50 @@ pub(super) async fn sections(
                        value names a site (a user without one does not match)."
                     .into(),
                 ..text_field("by", "Property that names the site", "")
+            },
+            Field {
+                help: "For “the site whose field holds the user's value”: the site field compared.".into(),
+                ..select_of("site_field", "Site field", "name", site_fields)
+            },
+            Field {
+                help:
+                    "For “the site whose field holds the user's value”: a desk user field this connection's \
+                       field mappings fill."
+                        .into(),
+                ..select_of("user_field", "User field", "", user_fields)
+            },
+            Field {
+                help: "For “the site whose field holds the user's value”: whose sites are compared.".into(),
+                ..select_of(
+                    "match_customer_id",
+                    "Customer whose sites match",
+                    "",
+                    match_customers,
+                )
+            },
+            Field {
+                help: "For “the imported customer”: the source property holding the id of the person's \
+                       organisation (Dynamics 365: _parentcustomerid_value)."
+                    .into(),
+                ..select_of(
+                    "customer_property",
+                    "Property that names the customer",
+                    "",
+                    properties,
+                )
+            },
+            select(
+                "unmatched",
+                "Users who match no site",
+                "do_not_import",
+                &[
+                    ("do_not_import", "Are not imported"),
+                    ("default_site", "Go to the site below"),
+                ],
+            ),
+            Field {
+                help: "For users who match no site, when they go to a site.".into(),
+                ..select_of("unmatched_site_id", "Site for the others", "", others)
             },
             select(
                 "licence_type",
@@ -323,6 +423,19 @@ pub(super) fn apply(mapping: &mut MappingConfig, op: &str, f: &Fields) -> Result
                         field: by.to_owned(),
                     }
                 }
+                "match_site_field" => SiteTarget::MatchSiteField {
+                    customer_id: match field(f, "match_customer_id").trim() {
+                        "" => None,
+                        _ => Some(id_of("match_customer_id", "Customer whose sites match")?),
+                    },
+                    site_field: chosen(f, "site_field", "Site field")?,
+                    user_field: chosen(f, "user_field", "User field")?,
+                    unmatched: unmatched_of(f)?,
+                },
+                "imported_customer" => SiteTarget::ImportedCustomer {
+                    property: chosen(f, "customer_property", "Property that names the customer")?,
+                    unmatched: unmatched_of(f)?,
+                },
                 "agent" => SiteTarget::Agent {
                     licence_type: match field(f, "licence_type") {
                         "named" => LicenceTypeChoice::Named,
@@ -369,4 +482,29 @@ pub(super) fn apply(mapping: &mut MappingConfig, op: &str, f: &Fields) -> Result
         _ => return Err(ApiError::invalid("unknown mapping operation")),
     }
     Ok(())
+}
+
+/// A value picked from a select, refused naming the field when none was.
+fn chosen(f: &Fields, name: &str, what: &str) -> Result<String, ApiError> {
+    match field(f, name).trim() {
+        "" => Err(ApiError::invalid(format!("{what}: choose one from the list."))),
+        value => Ok(value.to_owned()),
+    }
+}
+
+/// Where people who match no site go.
+fn unmatched_of(f: &Fields) -> Result<UnmatchedSite, ApiError> {
+    match field(f, "unmatched") {
+        "do_not_import" => Ok(UnmatchedSite::DoNotImport),
+        "default_site" => Ok(UnmatchedSite::DefaultSite {
+            site_id: field(f, "unmatched_site_id")
+                .trim()
+                .parse::<i64>()
+                .map(RecordId)
+                .map_err(|_| ApiError::invalid("Site for the others: choose one from the list."))?,
+        }),
+        _ => Err(ApiError::invalid(
+            "Users who match no site: choose one from the list.",
+        )),
+    }
 }
