@@ -26,6 +26,7 @@ mod jobs;
 mod licence_changes;
 mod liveness;
 mod migrate;
+mod names;
 mod overview;
 mod records;
 pub mod schema;
@@ -52,6 +53,7 @@ pub use jobs::{
 pub use licence_changes::{LicenceAction, LicenceChange, NewLicenceChange};
 pub use liveness::WorkerPresence;
 pub use migrate::AppliedMigration;
+pub use names::RecordNames;
 pub use overview::{RunFilter, RunListing};
 pub use records::{
     CustomFieldDefinition, FieldChange, Fields, Record, RecordScope, SourceKey, UpsertOutcome,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal as _;
 
 use clap::{Args, ValueEnum};
-use deskbridge_core::{ErrorCode, RecordId};
+use deskbridge_core::ErrorCode;
 use deskbridge_store::Entity;
 use serde_json::Value;
 
@@ -282,38 +282,14 @@ async fn read(tx: &mut deskbridge_store::StoreTx, args: &DirectoryArgs) -> anyho
 
 /// An agent's roles and teams by name for people (the JSON keeps the ids, for scripts).
 async fn name_agent_links(tx: &mut deskbridge_store::StoreTx, rows: &mut [Value]) -> anyhow::Result<()> {
-    let mut names: BTreeMap<(Entity, i64), String> = BTreeMap::new();
+    let mut names = deskbridge_store::RecordNames::default();
     for row in rows.iter_mut() {
         let Value::Object(agent) = row else { continue };
         for (field, key, entity) in [
             ("roles", None, Entity::AgentRole),
             ("teams", Some("team_id"), Entity::Team),
         ] {
-            let ids: Vec<i64> = agent
-                .get(field)
-                .and_then(Value::as_array)
-                .map(|list| {
-                    list.iter()
-                        .filter_map(|v| key.map_or(Some(v), |k| v.get(k)).and_then(Value::as_i64))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut named = Vec::with_capacity(ids.len());
-            for id in ids {
-                let name = match names.get(&(entity, id)) {
-                    Some(name) => name.clone(),
-                    None => {
-                        let name = tx
-                            .get(entity, RecordId(id))
-                            .await?
-                            .and_then(|r| r.text("name").map(str::to_owned))
-                            .unwrap_or_else(|| format!("#{id} (gone)"));
-                        names.insert((entity, id), name.clone());
-                        name
-                    }
-                };
-                named.push(Value::String(name));
-            }
+            let named = names.of_links(tx, agent, field, key, entity).await?;
             agent.insert(field.into(), Value::Array(named));
         }
     }
@@ -336,7 +312,7 @@ fn print(args: &DirectoryArgs, columns: &[&str], rows: &[Value]) -> anyhow::Resu
 /// Adds the names an asset's ids stand for (`asset_type`, `user`, and `source`: the
 /// connection and device id it came from), so the listing says "Ann Lee", not "user 7".
 async fn name_asset_references(tx: &mut deskbridge_store::StoreTx, rows: &mut [Value]) -> anyhow::Result<()> {
-    let mut names: BTreeMap<(Entity, i64), String> = BTreeMap::new();
+    let mut names = deskbridge_store::RecordNames::default();
     let connections: BTreeMap<i64, String> = tx
         .connections()
         .await?
@@ -353,18 +329,7 @@ async fn name_asset_references(tx: &mut deskbridge_store::StoreTx, rows: &mut [V
                 asset.insert(label.into(), Value::Null);
                 continue;
             };
-            let name = match names.get(&(entity, id)) {
-                Some(name) => name.clone(),
-                None => {
-                    let name = tx
-                        .get(entity, RecordId(id))
-                        .await?
-                        .and_then(|r| r.text("name").map(str::to_owned))
-                        .unwrap_or_else(|| format!("#{id} (gone)"));
-                    names.insert((entity, id), name.clone());
-                    name
-                }
-            };
+            let name = names.name(tx, entity, id).await?;
             asset.insert(label.into(), Value::String(name));
         }
         let source = match (

@@ -182,35 +182,11 @@ async fn name_links(
     items: &mut [Value],
     links: &[LinkReference],
 ) -> ApiResult<()> {
-    let mut names: HashMap<(Entity, i64), String> = HashMap::new();
+    let mut names = deskbridge_store::RecordNames::default();
     for item in items.iter_mut() {
         let Value::Object(record) = item else { continue };
         for &(field, key, entity, label) in links {
-            let ids: Vec<i64> = record
-                .get(field)
-                .and_then(Value::as_array)
-                .map(|list| {
-                    list.iter()
-                        .filter_map(|v| key.map_or(Some(v), |k| v.get(k)).and_then(Value::as_i64))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut named = Vec::with_capacity(ids.len());
-            for id in ids {
-                let name = match names.get(&(entity, id)) {
-                    Some(name) => name.clone(),
-                    None => {
-                        let name = tx
-                            .get(entity, RecordId(id))
-                            .await?
-                            .and_then(|r| r.text("name").map(str::to_owned))
-                            .unwrap_or_else(|| format!("#{id} (deleted)"));
-                        names.insert((entity, id), name.clone());
-                        name
-                    }
-                };
-                named.push(Value::String(name));
-            }
+            let named = names.of_links(tx, record, field, key, entity).await?;
             record.insert(label.into(), Value::Array(named));
         }
     }
