@@ -526,6 +526,44 @@ store_test! {
     }
 }
 
+store_test! {
+    async fn licence_management_roles_are_added_and_removed_through_forms(db: &TestDb) {
+        let fx = fixture(db).await;
+        let role = desk_record(db, deskbridge_store::Entity::AgentRole, "Named seat").await;
+        let advanced = format!("/connections/{}/mappings/advanced", fx.id);
+        let page = get_page(&fx.app, &advanced, &fx.admin).await;
+        assert!(page.text.contains("Add licence role") && page.text.contains("Named seat"), "{}", page.text);
+        let before = mapping(&fx).await;
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-licence-role"), ("list", "named"), ("id", "")]).await;
+        assert_eq!(error_of(&refused.text), "Not saved: Agent role: choose one from the list.", "{}", refused.text);
+        let refused = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-licence-role"), ("list", "bogus"), ("id", &role.to_string())]).await;
+        assert_eq!(error_of(&refused.text), "Not saved: What it does: choose one from the list.", "{}", refused.text);
+        assert_eq!(mapping(&fx).await, before, "nothing was saved");
+        let saved = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-licence-role"), ("list", "named"), ("id", &role.to_string())]).await;
+        assert!(saved.text.contains("Mappings saved"), "{}", saved.text);
+        assert_eq!(mapping(&fx).await["licence_management"]["named_licence_roles"], json!([role]));
+        let table = saved.text.split_once(r#"id="licence-roles""#).expect("the table").1.split_once("</table>").unwrap().0;
+        assert!(table.contains("<td>Named seat</td>") && table.contains("gives a named licence"), "{table}");
+        let twice = post_form(&fx.app, &advanced, &fx.admin, &[("op", "add-licence-role"), ("list", "named"), ("id", &role.to_string())]).await;
+        assert_eq!(error_of(&twice.text), "Not saved: That agent role is on the list already.", "{}", twice.text);
+        // The removal needs its tick box.
+        let remove = [("op", "remove-licence-role"), ("list", "named"), ("id", &role.to_string() as &str)];
+        let unticked = post_form(&fx.app, &advanced, &fx.admin, &remove).await;
+        assert!(error_of(&unticked.text).contains("tick the box"), "{}", unticked.text);
+        let mut ticked = remove.to_vec();
+        ticked.push(("confirm", "on"));
+        let removed = post_form(&fx.app, &advanced, &fx.admin, &ticked).await;
+        assert!(removed.text.contains("Mappings saved"), "{}", removed.text);
+        assert_eq!(mapping(&fx).await["licence_management"]["named_licence_roles"], json!([]));
+        // A reader sees the table, no form, and cannot post one.
+        let seen = get_page(&fx.app, &advanced, &fx.reader).await;
+        assert!(seen.text.contains("Agent roles and licences") && !seen.text.contains("Add licence role"), "{}", seen.text);
+        let refused = post_form(&fx.app, &advanced, &fx.reader, &[("op", "add-licence-role"), ("list", "named"), ("id", &role.to_string())]).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        fx.emu.shutdown().await;
+    }
+}
+
 /// The value of the first option of the select named `name` that has one.
 fn first_option(html: &str, name: &str) -> String {
     let select = html

@@ -54,7 +54,7 @@ pub(super) fn sections(mapping: &MappingConfig, action: &str) -> Vec<Section> {
                 ],
             )),
         Section::titled("Licence management")
-            .text("The agent roles that give a named licence or make an agent inactive are listed in the JSON below.")
+            .text("The agent roles that give a named licence or make an agent inactive are listed above.")
             .form(form(
                 "licence-management",
                 action,

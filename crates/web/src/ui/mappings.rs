@@ -213,6 +213,9 @@ async fn mappings_view(
             for s in super::locks::sections(mapping, &action, modify) {
                 page = page.section(s);
             }
+            for s in super::licence_roles::sections(state, mapping, &action, modify).await? {
+                page = page.section(s);
+            }
             if modify {
                 for s in super::advanced_forms::sections(mapping, &action) {
                     page = page.section(s);
@@ -289,6 +292,9 @@ fn apply_section(
             super::group_mappings::apply(mapping, op, f)?
         }
         ("advanced", op) if super::locks::OPS.contains(&op) => super::locks::apply(mapping, op, f)?,
+        ("advanced", op) if super::licence_roles::OPS.contains(&op) => {
+            super::licence_roles::apply(mapping, op, f)?
+        }
         // The whole configuration a confirmation page carries (see `confirm_delta_restart`);
         // validated in full like any other change.
         (_, "confirm") => {

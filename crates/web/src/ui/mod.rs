@@ -21,6 +21,7 @@ mod directory;
 mod group_mappings;
 mod html;
 mod imports;
+mod licence_roles;
 mod locks;
 mod login;
 mod logs;
