@@ -15,7 +15,14 @@ pub fn transport_words(error: &(dyn std::error::Error + 'static)) -> String {
         causes.push(e.to_string());
         next = e.source();
     }
-    let all = causes.join(": ").to_lowercase();
+    // The client's own layer names the URL ("error sending request for url (…)"): a host or
+    // path that happens to hold "tls" or "timeout" must not decide the cause, so it is left out.
+    let all = causes
+        .iter()
+        .filter(|c| !c.contains("for url ("))
+        .map(|c| c.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(": ");
     let has = |needles: &[&str]| needles.iter().any(|n| all.contains(n));
     let plain = if has(&["connection refused"]) {
         "the connection was refused: nothing listens at that address and port"
@@ -100,6 +107,15 @@ mod tests {
             "operation timed out",
         ]);
         assert_eq!(transport_words(&timeout), "no answer came in time");
+        // A host whose name holds "timeout" does not make a reset connection a timeout.
+        let reset = chain(&[
+            "error sending request for url (https://timeout.example/v1.0/users)",
+            "connection reset by peer",
+        ]);
+        assert_eq!(
+            transport_words(&reset),
+            "the connection was closed before the answer was complete"
+        );
     }
 
     #[test]

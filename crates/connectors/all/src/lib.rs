@@ -22,10 +22,10 @@ pub fn registry() -> SourceRegistry {
 /// verifying the deliveries (the web routes them; it never speaks Partner Center).
 pub mod csp {
     pub use deskbridge_connector_csp::{
-        Delivery, PartnerWebhooks, Refusal, RefusalKind, SUBSCRIPTION_EVENTS, WebhookStatus, licences_tenant,
-        register_webhook, send_test_webhook, unregister_webhook, webhook_status,
+        Delivery, PartnerWebhooks, Refusal, RefusalKind, SUBSCRIPTION_EVENTS, WebhookRegistration,
+        WebhookStatus, licences_tenant, register_webhook, send_test_webhook, unregister_webhook,
+        webhook_status,
     };
-    pub use deskbridge_partner::WebhookRegistration;
 }
 
 /// What only the Entra connector does outside a run: Graph change notification subscriptions,

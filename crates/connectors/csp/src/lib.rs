@@ -59,6 +59,9 @@ mod webhooks;
 mod write_back;
 
 pub use auth::PARTNER_CENTER_USER_IMPERSONATION;
+/// What Partner Center holds of a webhook registration, as [`register_webhook`] and
+/// [`WebhookStatus`] give it: the connector's to hand out, so nothing past it speaks the client.
+pub use deskbridge_partner::WebhookRegistration;
 pub use inbound::{Delivery, PartnerWebhooks, Refusal, RefusalKind, licences_tenant};
 pub use settings::{
     CspSettings, CspTenant, GdapAuth, LicenceImport, SECRET_GDAP_CERTIFICATE, SECRET_GDAP_SECRET,
